@@ -1,0 +1,33 @@
+# The two commands a newcomer needs: `make demo` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint bench redis clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+
+$(STAMP): $(PY) setup.cfg pyproject.toml
+	$(PY) -m pip install -q -e '.[test,bench]'
+	touch $(STAMP)
+
+redis:
+	@bash scripts/ensure-redis.sh
+
+demo: $(STAMP)
+	$(PY) examples/demo.py
+
+lint: $(STAMP)
+	$(PY) -m ruff check kvrepl tests benchmarks examples
+
+test: $(STAMP) redis lint
+	$(PY) -m pytest -q -p no:cacheprovider
+
+bench: $(STAMP) redis
+	$(PY) benchmarks/run.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis

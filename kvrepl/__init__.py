@@ -1,0 +1,8 @@
+"""kvrepl: an embeddable, replicated, Redis-compatible key-value store for trio programs."""
+
+__version__ = "0.1.0"
+
+from kvrepl.config import Config  # noqa: E402
+from kvrepl.errors import KvreplError, ReplyError, WrongTypeError  # noqa: E402
+
+__all__ = ["Config", "KvreplError", "ReplyError", "WrongTypeError", "__version__"]

@@ -1,0 +1,5 @@
+import sys
+
+from kvrepl.cli import main
+
+sys.exit(main())

@@ -1,0 +1,167 @@
+"""``kvrepl-server`` / ``python -m kvrepl``: redis-server's command line, config file and logs.
+
+    kvrepl-server [/path/to/redis.conf] [--port 6380] [--replicaof 127.0.0.1 6379] ...
+
+As with redis-server, each ``--name`` starts an option whose value is every following word up
+to the next ``--name`` (``--save ""`` disables snapshots), and the file and command line are
+read as one redis.conf text.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from collections.abc import Sequence
+
+import trio
+
+from kvrepl import __version__
+from kvrepl.commands.core import Engine
+from kvrepl.config import Config, ConfigError
+from kvrepl.log import configure, logger
+from kvrepl.protocol.parser import split_inline
+from kvrepl.server import Server
+
+USAGE = """Usage: kvrepl-server [/path/to/redis.conf] [options] [-]
+       kvrepl-server - (read config from stdin)
+       kvrepl-server -v or --version
+       kvrepl-server -h or --help
+
+Examples:
+       kvrepl-server (run with default config)
+       kvrepl-server /etc/redis/6379.conf
+       kvrepl-server --port 7777
+       kvrepl-server --port 7777 --replicaof 127.0.0.1 8888
+       kvrepl-server /etc/myredis.conf --loglevel verbose -
+       kvrepl-server /etc/myredis.conf --loglevel verbose
+"""
+
+
+def _quote(word: str) -> str:
+    if word and not any(c in word for c in " \t\"'\\"):
+        return word
+    return '"' + word.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def command_line_to_conf(args: Sequence[str]) -> str:
+    """Turn ``--name v1 v2 --other v`` into redis.conf lines, as redis-server's main() does."""
+    lines: list[list[str]] = []
+    for arg in args:
+        if arg.startswith("--") and len(arg) > 2:
+            lines.append([arg[2:]])
+        elif lines:
+            lines[-1].append(arg)
+        else:
+            raise ConfigError(f"Invalid option or argument: {arg!r}")
+    return "\n".join(" ".join(_quote(w) for w in line) for line in lines) + "\n"
+
+
+def apply_conf(config: Config, text: str, source: str = "command line") -> None:
+    """Apply redis.conf ``text`` to ``config``; ConfigError in redis-server's words."""
+    save_seen = False
+    for number, raw in enumerate(text.splitlines(), 1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        words = split_inline(line.encode())
+        if not words:
+            raise _fatal(number, line, "Unbalanced quotes in configuration line")
+        name = words[0].decode().lower()
+        values = [w.decode() for w in words[1:]]
+        option = Config.option(name)
+        if option is None:
+            raise _fatal(number, line, "Bad directive or wrong number of arguments")
+        try:
+            if option.name == "save":
+                pairs = config.save if save_seen else ()
+                save_seen = True
+                joined = " ".join(v for v in values if v)
+                new = option.parse(joined) if joined else ()
+                config.save = tuple(pairs) + tuple(new)
+            else:
+                config.set(name, " ".join(values), startup=True)
+        except ValueError as err:
+            raise _fatal(number, line, str(err)) from None
+
+
+def _fatal(number: int, line: str, reason: str) -> ConfigError:
+    return ConfigError(
+        f"\n*** FATAL CONFIG FILE ERROR (kvrepl {__version__}) ***\n"
+        f"Reading the configuration file, at line {number}\n>>> '{line}'\n{reason}"
+    )
+
+
+def parse_args(argv: Sequence[str]) -> Config:
+    """A Config from redis-server-style arguments (config file first, then ``--options``)."""
+    config = Config()
+    args = list(argv)
+    text = ""
+    if args and not args[0].startswith("--") and args[0] != "-":
+        path = args.pop(0)
+        try:
+            with open(path) as handle:
+                text = handle.read() + "\n"
+        except OSError as err:
+            raise ConfigError(f"Fatal error, can't open config file '{path}': {err}") from None
+    read_stdin = bool(args) and args[-1] == "-"
+    if read_stdin:
+        args.pop()
+    text += command_line_to_conf(args) if args else ""
+    if read_stdin:
+        text += sys.stdin.read()
+    apply_conf(config, text)
+    return config
+
+
+async def run(config: Config, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED
+              ) -> None:
+    """Run a node until SIGTERM/SIGINT or SHUTDOWN, then stop cleanly."""
+    engine = Engine(config)
+    server = Server(engine)
+    logger.info("kvrepl is starting oO0OoO0OoO0Oo")
+    logger.info("kvrepl version=%s, bits=64, pid=%d, just started", __version__, os.getpid())
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async with trio.open_nursery() as nursery:
+            logger.info("Server initialized")
+            port = await nursery.start(server.serve)
+            logger.info("The server is now ready to accept connections on port %d", port)
+            task_status.started(port)
+
+            async def watch_signals() -> None:
+                async for signum in signals:
+                    name = "SIGINT" if signum == signal.SIGINT else "SIGTERM"
+                    logger.warning("Received %s scheduling shutdown...", name)
+                    server.request_shutdown(None)
+
+            nursery.start_soon(watch_signals)
+            await server.wait_shutdown()
+            logger.warning("User requested shutdown...")
+            nursery.cancel_scope.cancel()
+    logger.warning("kvrepl is now ready to exit, bye bye...")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args and args[0] in ("-v", "--version"):
+        print(f"kvrepl server v={__version__} (Redis 7.0 compatible)")
+        return 0
+    if args and args[0] in ("-h", "--help"):
+        print(USAGE)
+        return 0
+    try:
+        config = parse_args(args)
+    except ConfigError as err:
+        print(str(err), file=sys.stderr)
+        return 1
+    configure(config.loglevel, config.logfile)
+    try:
+        trio.run(run, config)
+    except OSError as err:
+        logger.warning("Failed listening on port %d (tcp), aborting: %s", config.port, err)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

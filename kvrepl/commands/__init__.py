@@ -1,0 +1,17 @@
+"""Command families, one module each (Redis's ``t_string.c``, ``t_list.c`` ... layout).
+
+Importing this package registers every handler in :data:`kvrepl.commands.core.HANDLERS`.
+"""
+
+from kvrepl.commands import (  # noqa: F401
+    connection,
+    hashes,
+    keys,
+    lists,
+    pubsub,
+    server,
+    sets,
+    strings,
+    transactions,
+    zsets,
+)

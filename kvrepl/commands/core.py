@@ -1,0 +1,475 @@
+"""The dispatcher: one command table, one execution path for every client.
+
+Handlers are plain functions ``handler(session, argv) -> reply`` registered with
+:func:`command`; arity, flags and key positions come from the table built from Redis's own
+command descriptions (:mod:`kvrepl.commands.spec`), so no handler checks its own arity. The
+engine is sans-IO: the trio server, the embedded API and replication all call
+:meth:`Engine.execute` and do their own I/O.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from kvrepl.commands.spec import CommandSpec, key_positions, load_specs
+from kvrepl.config import Config
+from kvrepl.errors import (
+    ExecAbortError,
+    ReplyError,
+    unknown_command,
+    wrong_arity,
+)
+from kvrepl.protocol.replies import NULL_ARRAY, QUEUED, Push
+from kvrepl.store import Database, Keyspace
+
+Handler = Callable[["Session", list], object]
+
+# name ("get", "config|get") -> handler; filled at import time by the family modules.
+HANDLERS: dict[str, Handler] = {}
+
+
+def command(*names: str) -> Callable[[Handler], Handler]:
+    """Register ``handler`` for each of ``names`` (lowercase; ``"container|sub"`` for subcommands)."""
+
+    def register(handler: Handler) -> Handler:
+        for name in names:
+            if name in HANDLERS:
+                raise RuntimeError(f"command {name!r} registered twice")
+            HANDLERS[name] = handler
+        return handler
+
+    return register
+
+
+@dataclass(slots=True)
+class Block:
+    """Returned by a handler that cannot be served yet and may wait (BLPOP and friends).
+
+    ``keys`` are the keys it waits on, ``timeout`` seconds (0 = forever). When a key becomes
+    ready the engine runs the same command again; when the time is up the client gets
+    ``timeout_reply``. Inside MULTI or for replicated commands the engine answers
+    ``timeout_reply`` at once, as Redis does.
+    """
+
+    keys: list[bytes]
+    timeout: float
+    timeout_reply: object = NULL_ARRAY
+
+
+@dataclass(slots=True)
+class Command:
+    """A table entry: the spec Redis documents plus the handler that implements it."""
+
+    spec: CommandSpec
+    handler: Handler | None
+    subcommands: dict[bytes, Command] = field(default_factory=dict)
+    calls: int = 0
+    usec: float = 0.0
+    rejected_calls: int = 0
+    failed_calls: int = 0
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+
+@dataclass(slots=True)
+class CommandStats:
+    """Counters behind ``INFO stats``."""
+
+    commands_processed: int = 0
+    connections_received: int = 0
+    rejected_connections: int = 0
+    expired_keys: int = 0
+    keyspace_hits: int = 0
+    keyspace_misses: int = 0
+    total_net_input_bytes: int = 0
+    total_net_output_bytes: int = 0
+    pubsub_messages: int = 0
+    error_replies: int = 0
+    errors: dict[str, int] = field(default_factory=dict)
+
+
+# Commands MULTI does not queue but runs at once (multiCommand/execCommand rules).
+_NOT_QUEUED = frozenset({b"exec", b"discard", b"multi", b"watch", b"quit", b"reset"})
+# Commands a RESP2 client in subscribed state may still send.
+_SUBSCRIBED_OK = frozenset({
+    b"subscribe", b"ssubscribe", b"unsubscribe", b"sunsubscribe", b"psubscribe",
+    b"punsubscribe", b"ping", b"quit", b"reset",
+})
+
+
+class Session:
+    """One client's state: selected db, protocol, transaction, subscriptions. No I/O.
+
+    The server gives each connection one; the embedded API and a replica's link to its
+    master use their own. ``push`` queues out-of-band messages (pub/sub, MONITOR); the
+    driver that owns the connection sets ``on_push`` to learn that there is something to send.
+    """
+
+    def __init__(self, engine: Engine, client_id: int | None = None) -> None:
+        self.engine = engine
+        self.id = client_id if client_id is not None else engine.next_client_id()
+        self.db: Database = engine.keyspace.dbs[0]
+        self.resp3 = False
+        self.name: bytes | None = None
+        self.authenticated = not engine.config.requirepass
+        self.user = b"default"
+        self.multi: list[tuple[Command, list[bytes]]] | None = None
+        self.multi_error = False
+        self.watched: set[tuple[int, bytes]] = set()
+        self.dirty_cas = False
+        self.channels: set[bytes] = set()
+        self.patterns: set[bytes] = set()
+        self.in_exec = False
+        self.is_master = False  # the link a replica receives its master's stream on
+        self.is_replica = False
+        self.monitor = False
+        self.closing = False  # QUIT / CLIENT KILL: close after flushing replies
+        self.addr = "127.0.0.1:0"
+        self.laddr = "127.0.0.1:0"
+        self.created = time.time()
+        self.last_interaction = self.created
+        self.last_command = b"NULL"
+        self.lib_name = b""
+        self.lib_ver = b""
+        self.pending_out: list[object] = []
+        self.on_push: Callable[[], None] | None = None
+        self.on_kill: Callable[[], None] | None = None
+        self.kind = "normal"
+        self.blocked: object | None = None  # the server's waiter while in BLPOP & co.
+
+    @property
+    def subscriptions(self) -> int:
+        return len(self.channels) + len(self.patterns)
+
+    def push(self, message: object) -> None:
+        """Queue an out-of-band reply (a pub/sub message, a MONITOR line) for this client."""
+        self.pending_out.append(message)
+        if self.on_push is not None:
+            self.on_push()
+
+    def select(self, index: int) -> None:
+        self.db = self.engine.keyspace.dbs[index]
+
+
+class Engine:
+    """The node's command processor: keyspace, config, command table, stats and listeners."""
+
+    def __init__(self, config: Config | None = None, keyspace: Keyspace | None = None) -> None:
+        from kvrepl import commands as _families  # noqa: F401  (registers every handler)
+
+        self.config = config or Config()
+        self.keyspace = keyspace or Keyspace(self.config.databases)
+        self.table = build_table()
+        self.stats = CommandStats()
+        self.sessions: dict[int, Session] = {}
+        self._next_id = 0
+        self.dirty = 0
+        self.started = time.time()
+        self.loading = False
+        self.server: object | None = None  # the trio Server serving this engine, if any
+        self.read_only = False  # set on a replica with replica-read-only
+        # Writes as they must be propagated: (db index, argv); replication, MONITOR-like
+        # consumers and node.changes() listen here.
+        self.propagate_listeners: list[Callable[[int, list[bytes]], None]] = []
+        self._rewrite: list[list[bytes]] | None = None
+        self._pending: list[tuple[int, list[bytes]]] = []
+        self._current_db = 0
+        self.monitors: list[Session] = []
+        # Set by the server: called when keys became ready for blocked clients.
+        self.on_ready_keys: Callable[[], None] | None = None
+        self.on_shutdown: Callable[[bool | None], None] | None = None
+        self.pubsub_channels: dict[bytes, dict[int, Session]] = {}
+        self.pubsub_patterns: dict[bytes, dict[int, Session]] = {}
+        self.watchers: dict[tuple[int, bytes], set[Session]] = {}
+        self.keyspace.before_write_hooks.append(self._touch_watched)
+        self.keyspace.expired_listeners.append(self._on_expired)
+
+    # -- bookkeeping -----------------------------------------------------------------------
+    def next_client_id(self) -> int:
+        self._next_id += 1
+        return self._next_id
+
+    def new_session(self) -> Session:
+        session = Session(self)
+        self.sessions[session.id] = session
+        return session
+
+    def close_session(self, session: Session) -> None:
+        """Forget a client: its subscriptions, watches and MONITOR registration."""
+        self.sessions.pop(session.id, None)
+        unwatch(session)
+        for channel in session.channels:
+            subscribers = self.pubsub_channels.get(channel)
+            if subscribers is not None:
+                subscribers.pop(session.id, None)
+                if not subscribers:
+                    del self.pubsub_channels[channel]
+        for pattern in session.patterns:
+            subscribers = self.pubsub_patterns.get(pattern)
+            if subscribers is not None:
+                subscribers.pop(session.id, None)
+                if not subscribers:
+                    del self.pubsub_patterns[pattern]
+        session.channels.clear()
+        session.patterns.clear()
+        if session in self.monitors:
+            self.monitors.remove(session)
+
+    def _touch_watched(self, db: Database, key: bytes) -> None:
+        if self.watchers:
+            sessions = self.watchers.get((db.id, key))
+            if sessions:
+                for session in sessions:
+                    session.dirty_cas = True
+
+    # -- propagation -----------------------------------------------------------------------
+    def rewrite(self, *argvs: list[bytes]) -> None:
+        """Propagate the running command as ``argvs`` instead of as it was sent."""
+        self._rewrite = list(argvs)
+
+    def also_propagate(self, argv: list[bytes], db_index: int | None = None) -> None:
+        """Queue ``argv`` for propagation ahead of the running command's own (e.g. the DEL of
+        a key it found expired)."""
+        if self.propagate_listeners:
+            self._pending.append((self._current_db if db_index is None else db_index, argv))
+
+    def flush_propagation(self, atomic: bool = True) -> None:
+        """Send what the last execution unit queued; several ops go out as MULTI ... EXEC
+        (Redis 7.0's ``propagatePendingCommands``)."""
+        ops = self._pending
+        if not ops:
+            return
+        self._pending = []
+        wrap = atomic and len(ops) > 1
+        if wrap:
+            self.propagate(ops[0][0], [b"MULTI"])
+        for db_index, argv in ops:
+            self.propagate(db_index, argv)
+        if wrap:
+            self.propagate(ops[-1][0], [b"EXEC"])
+
+    def propagate(self, db_index: int, argv: list[bytes]) -> None:
+        for listener in self.propagate_listeners:
+            listener(db_index, argv)
+
+    def _on_expired(self, db: Database, key: bytes) -> None:
+        self.stats.expired_keys += 1
+        if self.propagate_listeners:
+            self._pending.append((db.id, [b"DEL", key]))
+
+    # -- execution -------------------------------------------------------------------------
+    def lookup_command(self, argv: list[bytes]) -> Command:
+        """The table entry for ``argv`` (subcommand resolved); ReplyError when unknown."""
+        name = argv[0].lower()
+        cmd = self.table.get(name)
+        if cmd is None:
+            raise unknown_command(argv[0].decode("utf-8", "replace"), argv[1:])
+        if cmd.subcommands:
+            if len(argv) < 2:
+                raise wrong_arity(cmd.name)
+            sub = cmd.subcommands.get(argv[1].lower())
+            if sub is None:
+                raise ReplyError(
+                    f"ERR unknown subcommand '{argv[1].decode('utf-8', 'replace')[:128]}'. "
+                    f"Try {cmd.name.upper()} HELP."
+                )
+            cmd = sub
+        arity = cmd.spec.arity
+        if (arity > 0 and len(argv) != arity) or len(argv) < -arity:
+            raise wrong_arity(cmd.name)
+        return cmd
+
+    def execute(self, session: Session, argv: list[bytes]) -> object:
+        """Run one request for ``session`` and return its reply value (errors included)."""
+        try:
+            cmd = self.lookup_command(argv)
+        except ReplyError as err:
+            if session.multi is not None:
+                session.multi_error = True
+            return self._count_error(err)
+        spec = cmd.spec
+        if not session.authenticated and not spec.no_auth:
+            return self._reject(cmd, session, ReplyError("NOAUTH Authentication required."))
+        if session.multi is not None and argv[0].lower() not in _NOT_QUEUED:
+            if spec.no_multi:
+                return self._reject(
+                    cmd, session, ReplyError("ERR Command not allowed inside a transaction"))
+            session.multi.append((cmd, argv))
+            return QUEUED
+        if session.channels or session.patterns:
+            if not session.resp3 and argv[0].lower() not in _SUBSCRIBED_OK:
+                return self._reject(cmd, session, ReplyError(
+                    f"ERR Can't execute '{cmd.name}': only (P|S)SUBSCRIBE / "
+                    "(P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context"))
+        if self.loading and not spec.allows_loading:
+            return self._reject(cmd, session, ReplyError(
+                "LOADING Redis is loading the dataset in memory"))
+        if spec.is_write and self.read_only and not session.is_master:
+            return self._reject(cmd, session, ReplyError(
+                "READONLY You can't write against a read only replica."))
+        if self.monitors and not spec.skip_monitor:
+            self._feed_monitors(session, argv)
+        reply = self.call(session, cmd, argv)
+        if self._pending:
+            self.flush_propagation()
+        if self.keyspace.ready_keys and self.on_ready_keys is not None:
+            self.on_ready_keys()
+        return reply
+
+    def run_unblocked(self, session: Session, argv: list[bytes]) -> object:
+        """Run again the command of a client that was blocked on a key now ready."""
+        try:
+            cmd = self.lookup_command(argv)
+        except ReplyError as err:
+            return err
+        reply = self.call(session, cmd, argv)
+        if self._pending:
+            self.flush_propagation()
+        return reply
+
+    def call(self, session: Session, cmd: Command, argv: list[bytes]) -> object:
+        """Run a resolved command: hooks, handler, stats, propagation (Redis's ``call()``)."""
+        spec = cmd.spec
+        keyspace = self.keyspace
+        db = session.db
+        if spec.is_write and keyspace.before_write_hooks:
+            for index in key_positions(spec, argv):
+                db.before_write(argv[index])
+        dirty = self.dirty
+        self._rewrite = None
+        self._current_db = db.id
+        keyspace.freeze_time()
+        start = time.perf_counter()
+        try:
+            reply = cmd.handler(session, argv)
+        except ReplyError as err:
+            reply = err
+            cmd.failed_calls += 1
+            self._count_error(err)
+        finally:
+            keyspace.unfreeze_time()
+        cmd.usec += (time.perf_counter() - start) * 1e6
+        cmd.calls += 1
+        self.stats.commands_processed += 1
+        session.last_command = argv[0]
+        if self.dirty != dirty and self.propagate_listeners:
+            if self._rewrite is not None:
+                self._pending.extend((db.id, rewritten) for rewritten in self._rewrite)
+            elif spec.is_write or spec.may_replicate:
+                self._pending.append((db.id, argv))
+        if type(reply) is Block and (session.in_exec or session.is_master):
+            reply = reply.timeout_reply
+        return reply
+
+    def _reject(self, cmd: Command, session: Session, err: ReplyError) -> ReplyError:
+        cmd.rejected_calls += 1
+        if session.multi is not None:
+            session.multi_error = True
+        return self._count_error(err)
+
+    def _count_error(self, err: ReplyError) -> ReplyError:
+        self.stats.error_replies += 1
+        prefix = err.message.split(" ", 1)[0]
+        self.stats.errors[prefix] = self.stats.errors.get(prefix, 0) + 1
+        return err
+
+    def _feed_monitors(self, session: Session, argv: list[bytes]) -> None:
+        from kvrepl.commands.monitor import monitor_line
+
+        line = monitor_line(session, argv, self.keyspace.clock())
+        for monitor in list(self.monitors):
+            if monitor is not session:
+                monitor.push(line)
+
+    # -- transactions ----------------------------------------------------------------------
+    def exec_transaction(self, session: Session) -> object:
+        """EXEC: run the queued commands atomically, or abort as Redis does."""
+        queued = session.multi
+        if queued is None:
+            raise ReplyError("ERR EXEC without MULTI")
+        session.multi = None
+        if session.multi_error:
+            session.multi_error = False
+            unwatch(session)
+            raise ExecAbortError(
+                "EXECABORT Transaction discarded because of previous errors.")
+        if session.dirty_cas or self._watched_expired(session):
+            unwatch(session)
+            return NULL_ARRAY
+        unwatch(session)
+        if self.read_only and not session.is_master and any(c.spec.is_write for c, _ in queued):
+            raise ExecAbortError("EXECABORT Transaction discarded because of previous errors.")
+        replies = []
+        session.in_exec = True
+        try:
+            for cmd, argv in queued:
+                replies.append(self.call(session, cmd, argv))
+        finally:
+            session.in_exec = False
+        return replies
+
+    def _watched_expired(self, session: Session) -> bool:
+        for db_index, key in session.watched:
+            db = self.keyspace.dbs[db_index]
+            if key in db.data and db.is_expired(key):
+                return True
+        return False
+
+    def publish(self, channel: bytes, message: bytes) -> int:
+        """Deliver ``message`` to subscribers of ``channel`` and matching patterns."""
+        from kvrepl.commands.glob import glob_match
+
+        receivers = 0
+        for session in list(self.pubsub_channels.get(channel, {}).values()):
+            session.push(Push([b"message", channel, message]))
+            receivers += 1
+        for pattern, sessions in list(self.pubsub_patterns.items()):
+            if glob_match(pattern, channel):
+                for session in list(sessions.values()):
+                    session.push(Push([b"pmessage", pattern, channel, message]))
+                    receivers += 1
+        self.stats.pubsub_messages += 1
+        return receivers
+
+
+def unwatch(session: Session) -> None:
+    engine = session.engine
+    for item in session.watched:
+        sessions = engine.watchers.get(item)
+        if sessions is not None:
+            sessions.discard(session)
+            if not sessions:
+                del engine.watchers[item]
+    session.watched.clear()
+    session.dirty_cas = False
+
+
+def build_table() -> dict[bytes, Command]:
+    """Join Redis's command descriptions with the handlers kvrepl implements.
+
+    Only implemented commands enter the table (COMMAND COUNT reports what we serve); a
+    container is present when at least one of its subcommands is implemented.
+    """
+    specs = load_specs()
+    table: dict[bytes, Command] = {}
+    for name, spec in specs.items():
+        if spec.subcommands:
+            subs = {
+                sub_name.encode(): Command(sub_spec, HANDLERS[sub_spec.name])
+                for sub_name, sub_spec in spec.subcommands.items()
+                if sub_spec.name in HANDLERS
+            }
+            if subs:
+                table[name.encode()] = Command(spec, None, subs)
+        elif name in HANDLERS:
+            table[name.encode()] = Command(spec, HANDLERS[name])
+    missing = set(HANDLERS) - {
+        c.name for c in table.values()} - {
+        s.name for c in table.values() for s in c.subcommands.values()}
+    if missing:
+        raise RuntimeError(f"handlers without a Redis command description: {sorted(missing)}")
+    return table

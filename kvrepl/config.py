@@ -1,0 +1,298 @@
+"""One ``Config`` for a node: option names exactly as in redis.conf.
+
+The same table parses the command line, a redis.conf file, ``CONFIG GET`` and ``CONFIG SET``.
+Values are kept typed (``config.port`` is an int, ``config.appendonly`` a bool); option
+``repl-backlog-size`` is attribute ``repl_backlog_size``.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from kvrepl.errors import ReplyError
+
+_UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1024, "m": 1000**2, "mb": 1024**2,
+          "g": 1000**3, "gb": 1024**3}
+
+
+def parse_memory(text: str) -> int:
+    """``"1mb"`` -> 1048576, as redis.conf reads memory sizes (case-insensitive units)."""
+    text = text.strip().lower()
+    digits = text.rstrip("kmgb")
+    unit = text[len(digits):]
+    if unit not in _UNITS or not digits.lstrip("-").isdigit():
+        raise ValueError(f"argument must be a memory value: {text!r}")
+    return int(digits) * _UNITS[unit]
+
+
+def parse_bool(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered == "yes":
+        return True
+    if lowered == "no":
+        return False
+    raise ValueError("argument must be 'yes' or 'no'")
+
+
+def _format_bool(value: bool) -> str:
+    return "yes" if value else "no"
+
+
+@dataclass(frozen=True, slots=True)
+class Option:
+    """One redis.conf option: how to parse it, print it, and whether CONFIG SET may change it."""
+
+    name: str
+    default: object
+    parse: Callable[[str], object]
+    format: Callable[[object], str] = str
+    mutable: bool = True
+    aliases: tuple[str, ...] = ()
+
+    @property
+    def attr(self) -> str:
+        return self.name.replace("-", "_")
+
+
+def _int(low: int | None = None, high: int | None = None) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise ValueError("argument couldn't be parsed into an integer") from None
+        if (low is not None and value < low) or (high is not None and value > high):
+            raise ValueError(f"argument must be between {low} and {high} inclusive")
+        return value
+
+    return parse
+
+
+def _memory(text: str) -> int:
+    try:
+        return parse_memory(text)
+    except ValueError:
+        raise ValueError("argument must be a memory value") from None
+
+
+def _enum(*choices: str) -> Callable[[str], str]:
+    def parse(text: str) -> str:
+        lowered = text.lower()
+        if lowered not in choices:
+            raise ValueError("argument(s) must be one of the following: " + ", ".join(choices))
+        return lowered
+
+    return parse
+
+
+def _save(text: str) -> tuple[tuple[int, int], ...]:
+    words = text.split()
+    if len(words) % 2:
+        raise ValueError("Invalid save parameters")
+    pairs = []
+    for i in range(0, len(words), 2):
+        try:
+            pairs.append((int(words[i]), int(words[i + 1])))
+        except ValueError:
+            raise ValueError("Invalid save parameters") from None
+    return tuple(pairs)
+
+
+def _format_save(value: object) -> str:
+    return " ".join(f"{s} {c}" for s, c in value)  # type: ignore[attr-defined]
+
+
+def _replicaof(text: str) -> tuple[str, int] | None:
+    words = text.split()
+    if len(words) == 2 and words[0].lower() == "no" and words[1].lower() == "one":
+        return None
+    if len(words) != 2:
+        raise ValueError("replicaof takes a host and a port")
+    return words[0], _int(0, 65535)(words[1])
+
+
+def _format_replicaof(value: object) -> str:
+    return "" if value is None else f"{value[0]} {value[1]}"  # type: ignore[index]
+
+
+def _words(text: str) -> tuple[str, ...]:
+    return tuple(text.split())
+
+
+def _format_words(value: object) -> str:
+    return " ".join(value)  # type: ignore[arg-type]
+
+
+def _obuf_limits(text: str) -> dict[str, tuple[int, int, int]]:
+    words = text.split()
+    if len(words) % 4:
+        raise ValueError("Wrong number of arguments in buffer limit configuration.")
+    limits = dict(DEFAULT_OBUF_LIMITS)
+    for i in range(0, len(words), 4):
+        kind = words[i].lower()
+        if kind == "slave":
+            kind = "replica"
+        if kind not in ("normal", "replica", "pubsub"):
+            raise ValueError("Invalid client class specified in buffer limit configuration.")
+        try:
+            limits[kind] = (_memory(words[i + 1]), _memory(words[i + 2]), int(words[i + 3]))
+        except ValueError:
+            raise ValueError("Error in hard, soft or soft_seconds setting in buffer limit "
+                             "configuration.") from None
+    return limits
+
+
+def _format_obuf(value: object) -> str:
+    return " ".join(f"{kind} {h} {s} {sec}" for kind, (h, s, sec) in value.items())  # type: ignore
+
+
+DEFAULT_OBUF_LIMITS = {
+    "normal": (0, 0, 0),
+    "replica": (256 * 1024 * 1024, 64 * 1024 * 1024, 60),
+    "pubsub": (32 * 1024 * 1024, 8 * 1024 * 1024, 60),
+}
+_yes_no = {"parse": parse_bool, "format": _format_bool}
+
+OPTIONS: tuple[Option, ...] = (
+    Option("port", 6379, _int(0, 65535), mutable=False),
+    Option("bind", ("127.0.0.1",), _words, _format_words, mutable=False),
+    Option("protected-mode", True, **_yes_no),
+    Option("dir", ".", str),
+    Option("dbfilename", "dump.rdb", str),
+    Option("requirepass", "", str),
+    Option("masterauth", "", str),
+    Option("masteruser", "", str),
+    Option("replicaof", None, _replicaof, _format_replicaof, aliases=("slaveof",)),
+    Option("databases", 16, _int(1, 1 << 20), mutable=False),
+    Option("save", ((3600, 1), (300, 100), (60, 10000)), _save, _format_save),
+    Option("loglevel", "notice", _enum("debug", "verbose", "notice", "warning", "nothing")),
+    Option("logfile", "", str, mutable=False),
+    Option("daemonize", False, mutable=False, **_yes_no),
+    Option("timeout", 0, _int(0)),
+    Option("tcp-keepalive", 300, _int(0)),
+    Option("maxclients", 10000, _int(1)),
+    Option("hz", 10, _int(1, 500)),
+    Option("proto-max-bulk-len", 512 * 1024 * 1024, _memory),
+    Option("client-query-buffer-limit", 1024 * 1024 * 1024, _memory),
+    Option("client-output-buffer-limit", DEFAULT_OBUF_LIMITS, _obuf_limits, _format_obuf),
+    Option("hash-max-listpack-entries", 128, _int(0), aliases=("hash-max-ziplist-entries",)),
+    Option("hash-max-listpack-value", 64, _int(0), aliases=("hash-max-ziplist-value",)),
+    Option("set-max-intset-entries", 512, _int(0)),
+    Option("zset-max-listpack-entries", 128, _int(0), aliases=("zset-max-ziplist-entries",)),
+    Option("zset-max-listpack-value", 64, _int(0), aliases=("zset-max-ziplist-value",)),
+    Option("list-max-listpack-size", -2, _int(-5), aliases=("list-max-ziplist-size",)),
+    Option("list-compress-depth", 0, _int(0)),
+    Option("rdbcompression", True, **_yes_no),
+    Option("rdbchecksum", True, **_yes_no),
+    Option("appendonly", False, **_yes_no),
+    Option("maxmemory", 0, _memory),
+    Option("maxmemory-policy", "noeviction", _enum(
+        "volatile-lru", "volatile-lfu", "volatile-random", "volatile-ttl", "allkeys-lru",
+        "allkeys-lfu", "allkeys-random", "noeviction")),
+    Option("replica-read-only", True, aliases=("slave-read-only",), **_yes_no),
+    Option("replica-serve-stale-data", True, aliases=("slave-serve-stale-data",), **_yes_no),
+    Option("replica-announce-ip", "", str, aliases=("slave-announce-ip",)),
+    Option("replica-announce-port", 0, _int(0, 65535), aliases=("slave-announce-port",)),
+    Option("replica-priority", 100, _int(0), aliases=("slave-priority",)),
+    Option("repl-backlog-size", 1024 * 1024, _memory),
+    Option("repl-backlog-ttl", 3600, _int(0)),
+    Option("repl-timeout", 60, _int(1)),
+    Option("repl-ping-replica-period", 10, _int(1), aliases=("repl-ping-slave-period",)),
+    Option("repl-diskless-sync", True, **_yes_no),
+    Option("repl-diskless-sync-delay", 5, _int(0)),
+    Option("repl-diskless-sync-max-replicas", 0, _int(0)),
+    Option("repl-diskless-load", "disabled", _enum("disabled", "on-empty-db", "swapdb")),
+    Option("min-replicas-to-write", 0, _int(0), aliases=("min-slaves-to-write",)),
+    Option("min-replicas-max-lag", 10, _int(0), aliases=("min-slaves-max-lag",)),
+    Option("lazyfree-lazy-user-flush", False, **_yes_no),
+    Option("lua-time-limit", 5000, _int(0), aliases=("busy-reply-threshold",)),
+    Option("slowlog-log-slower-than", 10000, _int(-1)),
+    Option("slowlog-max-len", 128, _int(0)),
+    Option("notify-keyspace-events", "", str),
+    Option("active-expire-effort", 1, _int(1, 10)),
+)
+
+_BY_NAME: dict[str, Option] = {}
+for _option in OPTIONS:
+    _BY_NAME[_option.name] = _option
+    for _alias in _option.aliases:
+        _BY_NAME[_alias] = _option
+
+
+class ConfigError(ValueError):
+    """A bad option in a config file or on the command line."""
+
+
+class Config:
+    """The node's settings; every option of :data:`OPTIONS` is an attribute."""
+
+    def __init__(self, **overrides: object) -> None:
+        for option in OPTIONS:
+            setattr(self, option.attr, option.default)
+        for attr, value in overrides.items():
+            name = attr.replace("_", "-")
+            option = _BY_NAME.get(name)
+            if option is None:
+                raise ConfigError(f"unknown option {name!r}")
+            if isinstance(value, str) and option.parse is not str:
+                value = option.parse(value)
+            setattr(self, option.attr, value)
+        self.listeners: list[Callable[[str], None]] = []
+
+    # typing aid: attributes are set dynamically from OPTIONS
+    def __getattr__(self, name: str) -> object:  # pragma: no cover - only on typos
+        raise AttributeError(f"no config option {name.replace('_', '-')!r}")
+
+    @staticmethod
+    def option(name: str) -> Option | None:
+        return _BY_NAME.get(name.lower())
+
+    def set(self, name: str, text: str, *, startup: bool = False) -> None:
+        """Set option ``name`` from its text form; ValueError says what is wrong."""
+        option = _BY_NAME.get(name.lower())
+        if option is None:
+            raise ConfigError(f"Bad directive or wrong number of arguments: {name!r}")
+        if not startup and not option.mutable:
+            raise ValueError("can't set immutable config")
+        setattr(self, option.attr, option.parse(text))
+        for listener in self.listeners:
+            listener(option.name)
+
+    def get(self, name: str) -> str:
+        option = _BY_NAME[name.lower()]
+        return option.format(getattr(self, option.attr))
+
+    def matching(self, pattern: str) -> dict[str, str]:
+        """CONFIG GET: every option (and alias) whose name matches the glob ``pattern``."""
+        found: dict[str, str] = {}
+        pattern = pattern.lower()
+        for name, option in _BY_NAME.items():
+            if name == pattern or fnmatch.fnmatchcase(name, pattern):
+                found[name] = option.format(getattr(self, option.attr))
+        return found
+
+    def config_set(self, pairs: list[tuple[str, str]]) -> None:
+        """CONFIG SET name value [name value ...], all or nothing, with Redis's messages."""
+        seen = set()
+        parsed = []
+        for name, text in pairs:
+            option = _BY_NAME.get(name.lower())
+            if option is None:
+                raise ReplyError(f"ERR Unknown option or number of arguments for CONFIG SET - "
+                                 f"'{name}'")
+            if option.name in seen:
+                raise ReplyError(f"ERR Duplicate parameter - '{name}'")
+            seen.add(option.name)
+            if not option.mutable:
+                raise ReplyError(f"ERR CONFIG SET failed (possibly related to argument "
+                                 f"'{name}') - can't set immutable config")
+            try:
+                parsed.append((option, option.parse(text)))
+            except ValueError as err:
+                raise ReplyError(f"ERR CONFIG SET failed (possibly related to argument "
+                                 f"'{name}') - {err}") from None
+        for option, value in parsed:
+            setattr(self, option.attr, value)
+            for listener in self.listeners:
+                listener(option.name)

@@ -1,0 +1,77 @@
+"""Errors that map one-to-one to Redis error replies.
+
+The message of a :class:`ReplyError` is the whole error line a Redis client sees, prefix
+included (``"WRONGTYPE Operation against a key ..."``): error prefixes are API, clients such as
+redis-py pick their exception class from them.
+"""
+
+from __future__ import annotations
+
+
+class KvreplError(Exception):
+    """Base class of every error kvrepl raises."""
+
+
+class ReplyError(KvreplError):
+    """A command failed; ``str(err)`` is the error line Redis would send (without ``-``)."""
+
+    prefix = "ERR"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class WrongTypeError(ReplyError):
+    prefix = "WRONGTYPE"
+
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(message or WRONGTYPE)
+
+
+class ReadOnlyError(ReplyError):
+    prefix = "READONLY"
+
+
+class LoadingError(ReplyError):
+    prefix = "LOADING"
+
+
+class NoAuthError(ReplyError):
+    prefix = "NOAUTH"
+
+
+class ExecAbortError(ReplyError):
+    prefix = "EXECABORT"
+
+
+class ProtocolError(KvreplError):
+    """The peer sent bytes that are not RESP; the connection must be closed after replying."""
+
+
+# The messages Redis 7.0 uses, word for word (server.c shared objects and t_*.c).
+WRONGTYPE = "WRONGTYPE Operation against a key holding the wrong kind of value"
+SYNTAX = "ERR syntax error"
+NOT_INTEGER = "ERR value is not an integer or out of range"
+NOT_FLOAT = "ERR value is not a valid float"
+OVERFLOW = "ERR increment or decrement would overflow"
+NO_SUCH_KEY = "ERR no such key"
+OUT_OF_RANGE = "ERR index out of range"
+DB_INDEX_OUT_OF_RANGE = "ERR DB index is out of range"
+NOT_POSITIVE = "ERR value is out of range, must be positive"
+TIMEOUT_NOT_FLOAT = "ERR timeout is not a float or out of range"
+TIMEOUT_NEGATIVE = "ERR timeout is negative"
+MIN_MAX_NOT_FLOAT = "ERR min or max is not a float"
+MIN_MAX_NOT_STRING = "ERR min or max not valid string range item"
+
+
+def wrong_arity(name: str) -> ReplyError:
+    return ReplyError(f"ERR wrong number of arguments for '{name}' command")
+
+
+def unknown_command(name: str, args: list[bytes]) -> ReplyError:
+    shown = " ".join(f"'{a.decode('utf-8', 'replace')[:128]}'" for a in args[:20])
+    return ReplyError(
+        f"ERR unknown command '{name[:128]}', with args beginning with: {shown}"
+        + (" " if shown else "")
+    )

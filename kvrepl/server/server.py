@@ -1,0 +1,258 @@
+"""The TCP server: accepts clients and runs each one's request loop over the engine."""
+
+from __future__ import annotations
+
+import errno
+
+import socket
+
+import trio
+
+from kvrepl.commands.core import Block, Engine, Session
+from kvrepl.config import Config
+from kvrepl.errors import ProtocolError
+from kvrepl.log import logger
+from kvrepl.protocol.parser import NEED_DATA, RequestParser
+from kvrepl.protocol.replies import encode, encode_error
+from kvrepl.server.blocking import BlockingManager
+
+_DENIED = (
+    "-DENIED Redis is running in protected mode because protected mode is enabled and no "
+    "password is set for the default user. In this mode connections are only accepted from "
+    "the loopback interface. If you want to connect from external computers to Redis you may "
+    "adopt one of the following solutions: 1) Just disable protected mode sending the "
+    "command 'CONFIG SET protected-mode no' from the loopback interface by connecting to "
+    "Redis from the same host the server is running, however MAKE SURE Redis is not publicly "
+    "accessible from internet if you do so. Use CONFIG REWRITE to make this change "
+    "permanent. 2) Alternatively you can just disable the protected mode by editing the "
+    "Redis configuration file, and setting the protected mode option to 'no', and then "
+    "restarting the server. 3) If you started the server manually just for testing, restart "
+    "it with the '--protected-mode no' option. 4) Set up an authentication password for the "
+    "default user. NOTE: You only need to do one of the above things in order for the server "
+    "to start accepting connections from the outside.\r\n"
+).encode()
+
+RECEIVE_SIZE = 64 * 1024
+
+
+class Connection:
+    """One client: its stream, parser and session, and the lock that orders its writes."""
+
+    def __init__(self, server: Server, stream: trio.abc.Stream, session: Session) -> None:
+        self.server = server
+        self.stream = stream
+        self.session = session
+        self.parser = RequestParser(server.config.proto_max_bulk_len)
+        self.parser.authenticated = session.authenticated
+        self.send_lock = trio.Lock()
+        self.push_ready = trio.Event()
+        self.cancel_scope = trio.CancelScope()
+        session.on_push = self.push_ready.set
+        session.on_kill = self.cancel_scope.cancel
+
+    async def send(self, data: bytes) -> None:
+        async with self.send_lock:
+            await self.stream.send_all(data)
+        self.server.engine.stats.total_net_output_bytes += len(data)
+
+    def drain_pushes(self, out: list[bytes]) -> None:
+        pending = self.session.pending_out
+        if pending:
+            resp3 = self.session.resp3
+            out.extend(encode(message, resp3) for message in pending)
+            pending.clear()
+
+    async def pusher(self) -> None:
+        """Send what other clients pushed to us (pub/sub messages, MONITOR lines)."""
+        while True:
+            await self.push_ready.wait()
+            self.push_ready = trio.Event()
+            self.session.on_push = self.push_ready.set
+            out: list[bytes] = []
+            self.drain_pushes(out)
+            if out:
+                await self.send(b"".join(out))
+
+    async def run(self) -> None:
+        engine = self.server.engine
+        session = self.session
+        parser = self.parser
+        stream = self.stream
+        execute = engine.execute
+        stats = engine.stats
+        while not session.closing:
+            try:
+                data = await stream.receive_some(RECEIVE_SIZE)
+            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+                return
+            if not data:
+                return
+            stats.total_net_input_bytes += len(data)
+            parser.feed(data)
+            out: list[bytes] = []
+            while True:
+                try:
+                    argv = parser.next_request()
+                except ProtocolError as err:
+                    self.drain_pushes(out)
+                    out.append(encode_error(f"ERR {err}"))
+                    await self.send(b"".join(out))
+                    logger.debug("Client closed for protocol error: %s", err)
+                    return
+                if argv is NEED_DATA:
+                    break
+                reply = execute(session, argv)
+                if type(reply) is Block:
+                    self.drain_pushes(out)
+                    if out:
+                        await self.send(b"".join(out))
+                        out = []
+                    reply = await self.server.blocking.wait(session, argv, reply)
+                if session.pending_out:
+                    self.drain_pushes(out)
+                out.append(encode(reply, session.resp3))
+                if session.closing:
+                    break
+                parser.authenticated = session.authenticated
+            if out:
+                try:
+                    await self.send(b"".join(out))
+                except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+                    return
+
+
+class Server:
+    """Serves one :class:`~kvrepl.commands.core.Engine` over TCP with trio.
+
+    ``await nursery.start(server.serve)`` returns the port once the server is listening;
+    cancelling the surrounding scope closes the listener and every connection.
+    """
+
+    def __init__(self, engine: Engine | None = None, config: Config | None = None) -> None:
+        self.engine = engine or Engine(config)
+        self.config = self.engine.config
+        self.blocking = BlockingManager(self.engine)
+        self.port: int | None = None
+        self.connections: dict[int, Connection] = {}
+        self._shutdown = trio.Event()
+        self.shutdown_save: bool | None = None
+        self.engine.on_shutdown = self.request_shutdown
+        self.engine.server = self
+
+    def request_shutdown(self, save: bool | None = None) -> None:
+        self.shutdown_save = save
+        self._shutdown.set()
+
+    async def wait_shutdown(self) -> None:
+        await self._shutdown.wait()
+
+    async def open_listeners(self) -> list[trio.SocketListener]:
+        listeners = []
+        for address in self.config.bind:
+            host = address.lstrip("-")
+            if host == "*":
+                host = "0.0.0.0"
+            try:
+                opened = await trio.open_tcp_listeners(self.port or self.config.port, host=host)
+            except OSError as err:
+                if address.startswith("-") and err.errno == errno.EADDRNOTAVAIL:
+                    continue
+                raise
+            listeners.extend(opened)
+            if not self.port:
+                self.port = opened[0].socket.getsockname()[1]
+        return listeners
+
+    async def serve(self, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
+        """Listen on the configured ``bind`` and ``port`` (0 picks a free port) and serve."""
+        listeners = await self.open_listeners()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._cron)
+            for listener in listeners:
+                nursery.start_soon(self._accept_loop, listener, nursery)
+            logger.info("Ready to accept connections tcp")
+            task_status.started(self.port)
+
+    async def _accept_loop(self, listener: trio.SocketListener, nursery: trio.Nursery) -> None:
+        async with listener:
+            while True:
+                try:
+                    stream = await listener.accept()
+                except OSError as err:
+                    if err.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                        logger.warning("Error accepting a client connection: %s", err)
+                        await trio.sleep(0.01)
+                        continue
+                    raise
+                nursery.start_soon(self.handle_stream, stream)
+
+    async def handle_stream(self, stream: trio.abc.Stream) -> None:
+        """Serve one client on ``stream`` until it disconnects, QUITs or is killed."""
+        engine = self.engine
+        engine.stats.connections_received += 1
+        async with stream:
+            peer, local = _addresses(stream)
+            if len(engine.sessions) >= self.config.maxclients:
+                engine.stats.rejected_connections += 1
+                await _try_send(stream, b"-ERR max number of clients reached\r\n")
+                return
+            if (self.config.protected_mode and not self.config.requirepass
+                    and peer and not _is_loopback(peer)):
+                await _try_send(stream, _DENIED)
+                return
+            session = engine.new_session()
+            session.addr, session.laddr = peer or "?:0", local or "?:0"
+            connection = Connection(self, stream, session)
+            self.connections[session.id] = connection
+            try:
+                with connection.cancel_scope:
+                    async with trio.open_nursery() as nursery:
+                        nursery.start_soon(connection.pusher)
+                        await connection.run()
+                        nursery.cancel_scope.cancel()
+            finally:
+                self.connections.pop(session.id, None)
+                engine.close_session(session)
+
+    async def _cron(self) -> None:
+        """Redis's serverCron, trimmed: active expiry and idle-client timeouts."""
+        engine = self.engine
+        while True:
+            await trio.sleep(1 / self.config.hz)
+            if engine.keyspace.expire_keys:
+                for db in engine.keyspace.dbs:
+                    if db.expires:
+                        db.active_expire_cycle()
+                engine.flush_propagation(atomic=False)
+                if engine.keyspace.ready_keys and engine.on_ready_keys:
+                    engine.on_ready_keys()
+
+
+def _addresses(stream: trio.abc.Stream) -> tuple[str | None, str | None]:
+    sock = getattr(stream, "socket", None)
+    if sock is None:
+        return None, None
+    try:
+        if sock.family == socket.AF_UNIX:
+            return "/unix:0", "/unix:0"
+        peer = sock.getpeername()
+        local = sock.getsockname()
+        return f"{peer[0]}:{peer[1]}", f"{local[0]}:{local[1]}"
+    except OSError:
+        return None, None
+
+
+def _is_loopback(address: str) -> bool:
+    host = address.rsplit(":", 1)[0]
+    return host.startswith("127.") or host in ("::1", "/unix") or host.startswith("::ffff:127.")
+
+
+async def _try_send(stream: trio.abc.Stream, data: bytes) -> None:
+    try:
+        await stream.send_all(data)
+    except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+        pass
+
+
+
+

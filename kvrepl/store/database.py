@@ -1,0 +1,203 @@
+"""Databases and the keyspace: keys, values and expiry, with the hooks replication needs."""
+
+from __future__ import annotations
+
+import random
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+
+from kvrepl.store.values import ZSet
+
+# Types whose creation can wake a client blocked in BLPOP/BZPOPMIN and friends.
+_BLOCKABLE_TYPES = (deque, ZSet)
+
+BeforeWriteHook = Callable[["Database", bytes], None]
+
+
+class Database:
+    """One numbered database: ``data`` maps key to value, ``expires`` key to unix ms.
+
+    Reads go through :meth:`lookup`, which applies lazy expiry. Every change to a key goes
+    through :meth:`before_write` first (the dispatcher calls it for each key of a write
+    command, the store for its own deletions), so a running snapshot can keep the old value
+    and WATCH can see the change.
+    """
+
+    __slots__ = ("id", "data", "expires", "keyspace")
+
+    def __init__(self, index: int, keyspace: Keyspace) -> None:
+        self.id = index
+        self.keyspace = keyspace
+        self.data: dict[bytes, object] = {}
+        self.expires: dict[bytes, int] = {}
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    # -- reading ---------------------------------------------------------------------------
+    def lookup(self, key: bytes) -> object | None:
+        """The live value of ``key``, or None when missing or logically expired."""
+        if self.expires and key in self.expires and self._expire_if_needed(key):
+            return None
+        return self.data.get(key)
+
+    def exists(self, key: bytes) -> bool:
+        return self.lookup(key) is not None
+
+    def is_expired(self, key: bytes) -> bool:
+        when = self.expires.get(key)
+        return when is not None and when <= self.keyspace.now_ms()
+
+    def _expire_if_needed(self, key: bytes) -> bool:
+        """True when ``key`` is logically expired; a master also deletes it then."""
+        when = self.expires[key]
+        if when > self.keyspace.now_ms():
+            return False
+        if self.keyspace.expire_keys:
+            self.delete_expired(key)
+        return True
+
+    def get_expire(self, key: bytes) -> int | None:
+        """Absolute expiry in unix ms, or None when the key has none."""
+        return self.expires.get(key)
+
+    def keys(self) -> Iterator[bytes]:
+        """Every live key (logically expired ones are skipped)."""
+        if not self.expires:
+            return iter(list(self.data))
+        now = self.keyspace.now_ms()
+        expires = self.expires
+        return iter([k for k in self.data if not (k in expires and expires[k] <= now)])
+
+    def random_key(self) -> bytes | None:
+        """A random live key, or None; tries like Redis does before giving up on expired ones."""
+        if not self.data:
+            return None
+        keys = list(self.data)
+        for _ in range(100):
+            key = random.choice(keys)
+            if self.lookup(key) is not None:
+                return key
+            if not self.data:
+                return None
+            keys = list(self.data)
+        return key
+
+    # -- writing ---------------------------------------------------------------------------
+    def before_write(self, key: bytes) -> None:
+        for hook in self.keyspace.before_write_hooks:
+            hook(self, key)
+
+    def add(self, key: bytes, value: object) -> None:
+        """Store a new key (which must not exist) and wake clients blocked on it."""
+        self.data[key] = value
+        if type(value) in _BLOCKABLE_TYPES and self.keyspace.blocked_keys:
+            self.keyspace.signal_ready(self.id, key)
+
+    def set(self, key: bytes, value: object, keep_ttl: bool = False) -> None:
+        """Store ``value`` under ``key``, replacing any value; drops the TTL unless asked."""
+        if key in self.data:
+            self.data[key] = value
+            if not keep_ttl and self.expires:
+                self.expires.pop(key, None)
+        else:
+            self.add(key, value)
+
+    def delete(self, key: bytes) -> bool:
+        """Remove ``key``; True when it existed (expired or not)."""
+        if key not in self.data:
+            return False
+        del self.data[key]
+        if self.expires:
+            self.expires.pop(key, None)
+        return True
+
+    def delete_expired(self, key: bytes) -> None:
+        """Delete a key whose time has passed, and tell the listeners (replication sends DEL)."""
+        self.before_write(key)
+        self.delete(key)
+        self.keyspace.expired_keys += 1
+        for listener in self.keyspace.expired_listeners:
+            listener(self, key)
+
+    def set_expire(self, key: bytes, when_ms: int) -> None:
+        self.expires[key] = when_ms
+
+    def persist(self, key: bytes) -> bool:
+        return self.expires.pop(key, None) is not None
+
+    def clear(self) -> None:
+        for key in list(self.data):
+            self.before_write(key)
+        self.data.clear()
+        self.expires.clear()
+
+    def active_expire_cycle(self, samples: int = 20) -> int:
+        """Sample keys with a TTL and delete the expired ones, as Redis's active expiry does.
+
+        Repeats while more than a quarter of the sample was expired. Returns keys deleted.
+        """
+        deleted = 0
+        if not self.keyspace.expire_keys:
+            return 0
+        while self.expires:
+            now = self.keyspace.now_ms()
+            keys = random.sample(list(self.expires), min(samples, len(self.expires)))
+            expired = [k for k in keys if self.expires[k] <= now]
+            for key in expired:
+                self.delete_expired(key)
+            deleted += len(expired)
+            if len(expired) * 4 <= len(keys):
+                break
+        return deleted
+
+
+class Keyspace:
+    """The 16 (``databases``) databases of one node, its clock and its change hooks."""
+
+    def __init__(self, databases: int = 16, clock: Callable[[], float] = time.time) -> None:
+        self.clock = clock
+        self.dbs = [Database(i, self) for i in range(databases)]
+        # A replica hides logically expired keys but waits for the master's DEL.
+        self.expire_keys = True
+        self.before_write_hooks: list[BeforeWriteHook] = []
+        self.expired_listeners: list[Callable[[Database, bytes], None]] = []
+        self.expired_keys = 0
+        # (db, key) pairs some client is blocked on; filled by the server's blocking manager.
+        self.blocked_keys: set[tuple[int, bytes]] = set()
+        self.ready_keys: list[tuple[int, bytes]] = []
+        self._cached_ms: int | None = None
+
+    def now_ms(self) -> int:
+        """Unix time in ms; frozen for the length of one command, as Redis's ``mstime`` is."""
+        if self._cached_ms is not None:
+            return self._cached_ms
+        return int(self.clock() * 1000)
+
+    def freeze_time(self) -> None:
+        self._cached_ms = int(self.clock() * 1000)
+
+    def unfreeze_time(self) -> None:
+        self._cached_ms = None
+
+    def signal_ready(self, db: int, key: bytes) -> None:
+        if (db, key) in self.blocked_keys:
+            self.ready_keys.append((db, key))
+
+    def flushall(self) -> None:
+        for db in self.dbs:
+            db.clear()
+
+    def swap(self, a: int, b: int) -> None:
+        """SWAPDB: exchange the contents of two databases (objects keep their numbers)."""
+        da, db_ = self.dbs[a], self.dbs[b]
+        da.data, db_.data = db_.data, da.data
+        da.expires, db_.expires = db_.expires, da.expires
+        for dbi, database in ((a, da), (b, db_)):
+            for blocked_db, key in list(self.blocked_keys):
+                if blocked_db == dbi and key in database.data:
+                    self.signal_ready(dbi, key)
+
+    def dbsize(self) -> int:
+        return sum(len(db) for db in self.dbs)
