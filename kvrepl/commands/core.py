@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from time import perf_counter
 
 from kvrepl.commands.spec import CommandSpec, key_positions, load_specs
 from kvrepl.config import Config
@@ -58,21 +59,49 @@ class Block:
     timeout_reply: object = NULL_ARRAY
 
 
-@dataclass(slots=True)
+# Commands MULTI does not queue but runs at once (multiCommand/execCommand rules).
+_NOT_QUEUED = frozenset({b"exec", b"discard", b"multi", b"watch", b"quit", b"reset"})
+# Commands a RESP2 client in subscribed state may still send.
+_SUBSCRIBED_OK = frozenset({
+    b"subscribe", b"ssubscribe", b"unsubscribe", b"sunsubscribe", b"psubscribe",
+    b"punsubscribe", b"ping", b"quit", b"reset",
+})
+
+
 class Command:
-    """A table entry: the spec Redis documents plus the handler that implements it."""
+    """A table entry: the spec Redis documents, the handler that implements it, its stats.
 
-    spec: CommandSpec
-    handler: Handler | None
-    subcommands: dict[bytes, Command] = field(default_factory=dict)
-    calls: int = 0
-    usec: float = 0.0
-    rejected_calls: int = 0
-    failed_calls: int = 0
+    The flags the dispatcher tests on every request are copied out of the spec into plain
+    attributes once, because the hot path cannot afford property lookups.
+    """
 
-    @property
-    def name(self) -> str:
-        return self.spec.name
+    __slots__ = ("spec", "handler", "subcommands", "name", "arity", "is_write", "replicates",
+                 "no_auth", "no_multi", "allows_loading", "skip_monitor", "runs_in_multi",
+                 "allowed_subscribed", "calls", "usec", "rejected_calls", "failed_calls")
+
+    def __init__(self, spec: CommandSpec, handler: Handler | None,
+                 subcommands: dict[bytes, Command] | None = None) -> None:
+        self.spec = spec
+        self.handler = handler
+        self.subcommands = subcommands or {}
+        self.name = spec.name
+        self.arity = spec.arity
+        self.is_write = spec.is_write
+        self.replicates = spec.is_write or spec.may_replicate
+        self.no_auth = spec.no_auth
+        self.no_multi = spec.no_multi
+        self.allows_loading = spec.allows_loading
+        self.skip_monitor = spec.skip_monitor
+        top = spec.name.split("|")[0].encode()
+        self.runs_in_multi = top in _NOT_QUEUED
+        self.allowed_subscribed = top in _SUBSCRIBED_OK
+        self.calls = 0
+        self.usec = 0.0
+        self.rejected_calls = 0
+        self.failed_calls = 0
+
+    def __repr__(self) -> str:
+        return f"Command({self.name!r})"
 
 
 @dataclass(slots=True)
@@ -90,15 +119,6 @@ class CommandStats:
     pubsub_messages: int = 0
     error_replies: int = 0
     errors: dict[str, int] = field(default_factory=dict)
-
-
-# Commands MULTI does not queue but runs at once (multiCommand/execCommand rules).
-_NOT_QUEUED = frozenset({b"exec", b"discard", b"multi", b"watch", b"quit", b"reset"})
-# Commands a RESP2 client in subscribed state may still send.
-_SUBSCRIBED_OK = frozenset({
-    b"subscribe", b"ssubscribe", b"unsubscribe", b"sunsubscribe", b"psubscribe",
-    b"punsubscribe", b"ping", b"quit", b"reset",
-})
 
 
 class Session:
@@ -185,8 +205,11 @@ class Engine:
         self.pubsub_channels: dict[bytes, dict[int, Session]] = {}
         self.pubsub_patterns: dict[bytes, dict[int, Session]] = {}
         self.watchers: dict[tuple[int, bytes], set[Session]] = {}
-        self.keyspace.before_write_hooks.append(self._touch_watched)
         self.keyspace.expired_listeners.append(self._on_expired)
+
+    def read_only_role(self) -> bool:
+        """True while this node is a replica (it follows a master)."""
+        return self.config.replicaof is not None
 
     # -- bookkeeping -----------------------------------------------------------------------
     def next_client_id(self) -> int:
@@ -219,12 +242,25 @@ class Engine:
         if session in self.monitors:
             self.monitors.remove(session)
 
+    def watch(self, session: Session, key: bytes) -> None:
+        """WATCH ``key`` in the session's db: any change to it makes EXEC fail.
+
+        The store hook is installed only while someone watches, so that writes pay for key
+        extraction only when it is needed.
+        """
+        item = (session.db.id, key)
+        if item in session.watched:
+            return
+        session.watched.add(item)
+        if not self.watchers:
+            self.keyspace.before_write_hooks.append(self._touch_watched)
+        self.watchers.setdefault(item, set()).add(session)
+
     def _touch_watched(self, db: Database, key: bytes) -> None:
-        if self.watchers:
-            sessions = self.watchers.get((db.id, key))
-            if sessions:
-                for session in sessions:
-                    session.dirty_cas = True
+        sessions = self.watchers.get((db.id, key))
+        if sessions:
+            for session in sessions:
+                session.dirty_cas = True
 
     # -- propagation -----------------------------------------------------------------------
     def rewrite(self, *argvs: list[bytes]) -> None:
@@ -264,8 +300,7 @@ class Engine:
     # -- execution -------------------------------------------------------------------------
     def lookup_command(self, argv: list[bytes]) -> Command:
         """The table entry for ``argv`` (subcommand resolved); ReplyError when unknown."""
-        name = argv[0].lower()
-        cmd = self.table.get(name)
+        cmd = self.table.get(argv[0].lower())
         if cmd is None:
             raise unknown_command(argv[0].decode("utf-8", "replace"), argv[1:])
         if cmd.subcommands:
@@ -278,40 +313,42 @@ class Engine:
                     f"Try {cmd.name.upper()} HELP."
                 )
             cmd = sub
-        arity = cmd.spec.arity
+        arity = cmd.arity
         if (arity > 0 and len(argv) != arity) or len(argv) < -arity:
             raise wrong_arity(cmd.name)
         return cmd
 
     def execute(self, session: Session, argv: list[bytes]) -> object:
-        """Run one request for ``session`` and return its reply value (errors included)."""
+        """Run one request for ``session`` and return its reply value (errors included).
+
+        The checks run in the order of Redis's ``processCommand``.
+        """
         try:
             cmd = self.lookup_command(argv)
         except ReplyError as err:
             if session.multi is not None:
                 session.multi_error = True
             return self._count_error(err)
-        spec = cmd.spec
-        if not session.authenticated and not spec.no_auth:
+        if not session.authenticated and not cmd.no_auth:
             return self._reject(cmd, session, ReplyError("NOAUTH Authentication required."))
-        if session.multi is not None and argv[0].lower() not in _NOT_QUEUED:
-            if spec.no_multi:
+        if session.multi is not None and not cmd.runs_in_multi:
+            if cmd.no_multi:
                 return self._reject(
                     cmd, session, ReplyError("ERR Command not allowed inside a transaction"))
             session.multi.append((cmd, argv))
             return QUEUED
         if session.channels or session.patterns:
-            if not session.resp3 and argv[0].lower() not in _SUBSCRIBED_OK:
+            if not session.resp3 and not cmd.allowed_subscribed:
                 return self._reject(cmd, session, ReplyError(
                     f"ERR Can't execute '{cmd.name}': only (P|S)SUBSCRIBE / "
                     "(P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context"))
-        if self.loading and not spec.allows_loading:
+        if self.loading and not cmd.allows_loading:
             return self._reject(cmd, session, ReplyError(
                 "LOADING Redis is loading the dataset in memory"))
-        if spec.is_write and self.read_only and not session.is_master:
+        if cmd.is_write and self.read_only and not session.is_master:
             return self._reject(cmd, session, ReplyError(
                 "READONLY You can't write against a read only replica."))
-        if self.monitors and not spec.skip_monitor:
+        if self.monitors and not cmd.skip_monitor:
             self._feed_monitors(session, argv)
         reply = self.call(session, cmd, argv)
         if self._pending:
@@ -333,17 +370,16 @@ class Engine:
 
     def call(self, session: Session, cmd: Command, argv: list[bytes]) -> object:
         """Run a resolved command: hooks, handler, stats, propagation (Redis's ``call()``)."""
-        spec = cmd.spec
         keyspace = self.keyspace
         db = session.db
-        if spec.is_write and keyspace.before_write_hooks:
-            for index in key_positions(spec, argv):
+        if cmd.is_write and keyspace.before_write_hooks:
+            for index in key_positions(cmd.spec, argv):
                 db.before_write(argv[index])
         dirty = self.dirty
         self._rewrite = None
         self._current_db = db.id
-        keyspace.freeze_time()
-        start = time.perf_counter()
+        keyspace.frozen = True
+        start = perf_counter()
         try:
             reply = cmd.handler(session, argv)
         except ReplyError as err:
@@ -351,15 +387,16 @@ class Engine:
             cmd.failed_calls += 1
             self._count_error(err)
         finally:
-            keyspace.unfreeze_time()
-        cmd.usec += (time.perf_counter() - start) * 1e6
+            keyspace.frozen = False
+            keyspace.frozen_ms = None
+        cmd.usec += (perf_counter() - start) * 1e6
         cmd.calls += 1
         self.stats.commands_processed += 1
         session.last_command = argv[0]
         if self.dirty != dirty and self.propagate_listeners:
             if self._rewrite is not None:
                 self._pending.extend((db.id, rewritten) for rewritten in self._rewrite)
-            elif spec.is_write or spec.may_replicate:
+            elif cmd.replicates:
                 self._pending.append((db.id, argv))
         if type(reply) is Block and (session.in_exec or session.is_master):
             reply = reply.timeout_reply
@@ -401,7 +438,7 @@ class Engine:
             unwatch(session)
             return NULL_ARRAY
         unwatch(session)
-        if self.read_only and not session.is_master and any(c.spec.is_write for c, _ in queued):
+        if self.read_only and not session.is_master and any(c.is_write for c, _ in queued):
             raise ExecAbortError("EXECABORT Transaction discarded because of previous errors.")
         replies = []
         session.in_exec = True
@@ -437,6 +474,7 @@ class Engine:
 
 
 def unwatch(session: Session) -> None:
+    """Forget every key ``session`` watches (UNWATCH, EXEC, DISCARD, disconnect)."""
     engine = session.engine
     for item in session.watched:
         sessions = engine.watchers.get(item)
@@ -446,6 +484,8 @@ def unwatch(session: Session) -> None:
                 del engine.watchers[item]
     session.watched.clear()
     session.dirty_cas = False
+    if not engine.watchers and engine._touch_watched in engine.keyspace.before_write_hooks:
+        engine.keyspace.before_write_hooks.remove(engine._touch_watched)
 
 
 def build_table() -> dict[bytes, Command]:

@@ -167,19 +167,19 @@ class Keyspace:
         # (db, key) pairs some client is blocked on; filled by the server's blocking manager.
         self.blocked_keys: set[tuple[int, bytes]] = set()
         self.ready_keys: list[tuple[int, bytes]] = []
-        self._cached_ms: int | None = None
+        # While a command runs the dispatcher sets ``frozen``: the first now_ms() reads the
+        # clock, later calls in the same command see the same instant (Redis's mstime cache).
+        self.frozen = False
+        self.frozen_ms: int | None = None
 
     def now_ms(self) -> int:
         """Unix time in ms; frozen for the length of one command, as Redis's ``mstime`` is."""
-        if self._cached_ms is not None:
-            return self._cached_ms
-        return int(self.clock() * 1000)
-
-    def freeze_time(self) -> None:
-        self._cached_ms = int(self.clock() * 1000)
-
-    def unfreeze_time(self) -> None:
-        self._cached_ms = None
+        if self.frozen_ms is not None:
+            return self.frozen_ms
+        now = int(self.clock() * 1000)
+        if self.frozen:
+            self.frozen_ms = now
+        return now
 
     def signal_ready(self, db: int, key: bytes) -> None:
         if (db, key) in self.blocked_keys:

@@ -1,0 +1,29 @@
+"""The periodic work of a node (Redis's ``serverCron``), trimmed to what kvrepl needs."""
+
+from __future__ import annotations
+
+import trio
+
+from kvrepl.commands.core import Engine
+
+
+async def run_cron(engine: Engine) -> None:
+    """Every ``1/hz`` seconds: active expiry on a master, then wake clients it made ready."""
+    while True:
+        await trio.sleep(1 / engine.config.hz)
+        expire_cycle(engine)
+
+
+def expire_cycle(engine: Engine) -> int:
+    """One active-expiry pass over every database; returns how many keys it deleted."""
+    if not engine.keyspace.expire_keys:
+        return 0
+    deleted = 0
+    for db in engine.keyspace.dbs:
+        if db.expires:
+            deleted += db.active_expire_cycle()
+    # Active expiry propagates each DEL on its own, never wrapped in MULTI (as Redis does).
+    engine.flush_propagation(atomic=False)
+    if engine.keyspace.ready_keys and engine.on_ready_keys is not None:
+        engine.on_ready_keys()
+    return deleted

@@ -1,0 +1,168 @@
+"""The sans-IO RESP parser and encoder, on bytes only."""
+
+from __future__ import annotations
+
+import re
+
+import hiredis
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from kvrepl.errors import ProtocolError, ReplyError
+from kvrepl.protocol import NEED_DATA, NULL_ARRAY, OK, Push, RequestParser, Verbatim, encode
+from kvrepl.protocol.parser import split_inline
+
+
+def multibulk(args: list[bytes]) -> bytes:
+    return b"*%d\r\n" % len(args) + b"".join(b"$%d\r\n%s\r\n" % (len(a), a) for a in args)
+
+
+def parse_all(data: bytes, parser: RequestParser | None = None) -> list[list[bytes]]:
+    parser = parser or RequestParser()
+    parser.feed(data)
+    requests = []
+    while (request := parser.next_request()) is not NEED_DATA:
+        requests.append(request)
+    return requests
+
+
+args_lists = st.lists(st.lists(st.binary(max_size=40), min_size=1, max_size=6), max_size=6)
+
+
+@given(args_lists)
+def test_multibulk_roundtrip(requests):
+    assert parse_all(b"".join(multibulk(r) for r in requests)) == requests
+
+
+@given(args_lists, st.data())
+def test_every_split_point(requests, data):
+    """However the bytes arrive, the same requests come out."""
+    stream = b"".join(multibulk(r) for r in requests)
+    cuts = sorted(data.draw(st.lists(st.integers(0, len(stream)), max_size=8)))
+    parser = RequestParser()
+    got = []
+    last = 0
+    for cut in [*cuts, len(stream)]:
+        parser.feed(stream[last:cut])
+        last = cut
+        while (request := parser.next_request()) is not NEED_DATA:
+            got.append(request)
+    assert got == requests
+
+
+def test_byte_by_byte_and_big_argument():
+    big = bytes(range(256)) * 1000  # bigger than the big-argument threshold
+    stream = multibulk([b"SET", b"k", big]) + multibulk([b"GET", b"k"])
+    parser = RequestParser()
+    got = []
+    for i in range(0, len(stream), 7):
+        parser.feed(stream[i:i + 7])
+        while (request := parser.next_request()) is not NEED_DATA:
+            got.append(request)
+    assert got == [[b"SET", b"k", big], [b"GET", b"k"]]
+    assert parser.buffered == 0
+
+
+@settings(max_examples=300)
+@given(st.binary(max_size=200))
+def test_random_bytes_never_crash_or_hang(data):
+    parser = RequestParser()
+    parser.feed(data)
+    try:
+        for _ in range(len(data) + 2):
+            if parser.next_request() is NEED_DATA:
+                break
+        else:
+            pytest.fail("parser produced more requests than there are bytes")
+    except ProtocolError:
+        pass
+
+
+def test_inline_commands():
+    assert parse_all(b"PING\r\nSET k v\nGET  k \r\n\r\n") == [
+        [b"PING"], [b"SET", b"k", b"v"], [b"GET", b"k"]]
+
+
+def test_inline_quotes_like_sdssplitargs():
+    assert split_inline(b'SET "a b" \'c d\'') == [b"SET", b"a b", b"c d"]
+    assert split_inline(b'SET k "\\x41\\n\\"q"') == [b"SET", b"k", b'A\n"q']
+    assert split_inline(b"SET k 'it\\'s'") == [b"SET", b"k", b"it's"]
+    assert split_inline(b'SET "unbalanced') is None
+    assert split_inline(b'SET "a"b') is None
+
+
+@pytest.mark.parametrize("data, message", [
+    (b"*abc\r\n", "Protocol error: invalid multibulk length"),
+    (b"*1\r\n+foo\r\n", "Protocol error: expected '$', got '+'"),
+    (b"*1\r\n$-5\r\n", "Protocol error: invalid bulk length"),
+    (b"*1\r\n$x\r\n", "Protocol error: invalid bulk length"),
+    (b'GET "k\r\n', "Protocol error: unbalanced quotes in request"),
+    (b"*1\r\n" + b"$" * 70000, "Protocol error: too big bulk count string"),
+    (b"X" * 70000, "Protocol error: too big inline request"),
+])
+def test_protocol_errors_use_redis_words(data, message):
+    parser = RequestParser()
+    parser.feed(data)
+    with pytest.raises(ProtocolError, match=re.escape(message)):
+        parser.next_request()
+
+
+def test_bulk_length_limit_and_unauthenticated_limits():
+    parser = RequestParser(max_bulk_len=10)
+    parser.feed(b"*1\r\n$11\r\n")
+    with pytest.raises(ProtocolError, match="invalid bulk length"):
+        parser.next_request()
+    parser = RequestParser()
+    parser.authenticated = False
+    parser.feed(b"*11\r\n")
+    with pytest.raises(ProtocolError, match="unauthenticated multibulk length"):
+        parser.next_request()
+    parser = RequestParser()
+    parser.authenticated = False
+    parser.feed(b"*1\r\n$16385\r\n")
+    with pytest.raises(ProtocolError, match="unauthenticated bulk length"):
+        parser.next_request()
+
+
+def test_empty_multibulk_is_skipped():
+    assert parse_all(b"*0\r\n*-1\r\n" + multibulk([b"PING"])) == [[b"PING"]]
+
+
+# -- encoder: hiredis (the C parser redis-py uses) must read back what we write -------------
+
+reply_values = st.recursive(
+    st.one_of(st.binary(max_size=30), st.integers(-(2**63), 2**63 - 1), st.none()),
+    lambda children: st.lists(children, max_size=5),
+    max_leaves=20,
+)
+
+
+@given(reply_values)
+def test_resp2_encoding_is_read_back_by_hiredis(value):
+    reader = hiredis.Reader()
+    reader.feed(encode(value))
+    assert reader.gets() == value
+
+
+@given(reply_values)
+def test_resp3_encoding_is_read_back_by_hiredis(value):
+    reader = hiredis.Reader()
+    reader.feed(encode(value, resp3=True))
+    assert reader.gets() == value
+
+
+def test_shapes_per_protocol():
+    assert encode(OK) == b"+OK\r\n"
+    assert encode(None) == b"$-1\r\n"
+    assert encode(None, True) == b"_\r\n"
+    assert encode(NULL_ARRAY) == b"*-1\r\n"
+    assert encode(NULL_ARRAY, True) == b"_\r\n"
+    assert encode({b"a": 1}) == b"*2\r\n$1\r\na\r\n:1\r\n"
+    assert encode({b"a": 1}, True) == b"%1\r\n$1\r\na\r\n:1\r\n"
+    assert encode(1.5) == b"$3\r\n1.5\r\n"
+    assert encode(0.1, True) == b",0.10000000000000001\r\n"
+    assert encode(float("inf")) == b"$3\r\ninf\r\n"
+    assert encode(Verbatim(b"x"), True) == b"=5\r\ntxt:x\r\n"
+    assert encode(Push([b"message", b"c", b"m"]), True).startswith(b">3\r\n")
+    assert encode(ReplyError("ERR bad\r\nthing")) == b"-ERR bad  thing\r\n"
