@@ -1,0 +1,109 @@
+"""kvrepl-server's command line, config file, logs and signals, as redis-server's."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import redis
+from support import free_port
+
+from kvrepl.cli import command_line_to_conf, parse_args
+from kvrepl.config import ConfigError
+
+
+def test_options_take_every_word_up_to_the_next_option():
+    config = parse_args(["--port", "7777", "--replicaof", "127.0.0.1", "6379", "--save", ""])
+    assert config.port == 7777
+    assert config.replicaof == ("127.0.0.1", 6379)
+    assert config.save == ()
+
+
+def test_config_file_then_command_line(tmp_path):
+    conf = tmp_path / "redis.conf"
+    conf.write_text("# a comment\nport 7000\nsave 900 1\nsave 300 10\n"
+                    "requirepass \"s3cret pass\"\nrepl-backlog-size 2mb\n")
+    config = parse_args([str(conf), "--port", "7001"])
+    assert config.port == 7001
+    assert config.save == ((900, 1), (300, 10))
+    assert config.requirepass == "s3cret pass"
+    assert config.repl_backlog_size == 2 * 1024 * 1024
+
+
+def test_defaults_are_redis_defaults():
+    config = parse_args([])
+    assert config.port == 6379
+    assert config.bind == ("127.0.0.1",)
+    assert config.save == ((3600, 1), (300, 100), (60, 10000))
+    assert config.databases == 16
+
+
+def test_unknown_option_names_the_option():
+    with pytest.raises(ConfigError) as err:
+        parse_args(["--port", "1", "--no-such-option", "x"])
+    assert "no-such-option" in str(err.value)
+    assert "Bad directive" in str(err.value)
+
+
+def test_bad_value_is_a_clear_error():
+    with pytest.raises(ConfigError, match="port"):
+        parse_args(["--port", "notanumber"])
+
+
+def test_command_line_quoting_round_trips():
+    text = command_line_to_conf(["--requirepass", 'a "b" c', "--save", ""])
+    assert text == 'requirepass "a \\"b\\" c"\nsave ""\n'
+
+
+def _start(*args: str) -> tuple[subprocess.Popen, int]:
+    port = free_port()
+    env = dict(os.environ, PYTHONPATH=os.getcwd() + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    process = subprocess.Popen(
+        [sys.executable, "-m", "kvrepl", "--port", str(port), "--save", "", *args],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            redis.Redis(port=port, socket_timeout=1).ping()
+            return process, port
+        except redis.ConnectionError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                process.kill()
+                raise AssertionError(process.stdout.read()) from None
+            time.sleep(0.05)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_signal_shuts_down_cleanly_with_redis_style_logs(signum):
+    process, port = _start()
+    try:
+        assert redis.Redis(port=port).set("k", "v")
+        process.send_signal(signum)
+        output, _ = process.communicate(timeout=20)
+    finally:
+        process.kill()
+    assert process.returncode == 0
+    assert "Ready to accept connections" in output
+    name = "SIGINT" if signum == signal.SIGINT else "SIGTERM"
+    assert f"Received {name} scheduling shutdown..." in output
+    assert "ready to exit, bye bye" in output
+    first = output.splitlines()[0]
+    pid, rest = first.split(":", 1)
+    assert int(pid) == process.pid and rest.startswith("M ")
+
+
+def test_unknown_option_exits_with_error():
+    result = subprocess.run([sys.executable, "-m", "kvrepl", "--bogus", "1"],
+                            capture_output=True, text=True, timeout=20)
+    assert result.returncode == 1
+    assert "bogus" in result.stderr
+
+
+def test_version_flag():
+    result = subprocess.run([sys.executable, "-m", "kvrepl", "--version"],
+                            capture_output=True, text=True, timeout=20)
+    assert result.returncode == 0 and "kvrepl" in result.stdout
