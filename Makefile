@@ -21,7 +21,7 @@ demo: $(STAMP)
 	$(PY) examples/demo.py
 
 lint: $(STAMP)
-	$(PY) -m ruff check kvrepl tests benchmarks examples
+	$(PY) -m ruff check .
 
 test: $(STAMP) redis lint
 	$(PY) -m pytest -q -p no:cacheprovider
