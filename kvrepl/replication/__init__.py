@@ -1,0 +1,1 @@
+"""Replication: the backlog and stream feed (sans-IO), master and replica links (trio)."""
