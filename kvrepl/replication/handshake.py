@@ -1,0 +1,314 @@
+"""The replica side of the replication protocol as a sans-IO state machine.
+
+Feed it what the master sends (:meth:`ReplicaProtocol.receive_data`) and it returns events:
+bytes to send, the PSYNC outcome, RDB payload pieces and, once synced, the commands of the
+stream with their byte sizes (offsets count every stream byte). States are named after
+Redis's ``repl_state`` values (replication.c ``syncWithMaster``).
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from kvrepl.errors import KvreplError
+from kvrepl.protocol.parser import NEED_DATA, RequestParser
+from kvrepl.replication.stream import encode_command
+
+EOF_MARK_SIZE = 40
+
+
+class State(enum.Enum):
+    RECEIVE_PING_REPLY = "receive_ping_reply"
+    RECEIVE_AUTH_REPLY = "receive_auth_reply"
+    RECEIVE_PORT_REPLY = "receive_port_reply"
+    RECEIVE_IP_REPLY = "receive_ip_reply"
+    RECEIVE_CAPA_REPLY = "receive_capa_reply"
+    RECEIVE_PSYNC_REPLY = "receive_psync_reply"
+    RECEIVE_SYNC_PAYLOAD = "receive_sync_payload"  # old SYNC: no +FULLRESYNC line first
+    TRANSFER = "transfer"
+    CONNECTED = "connected"
+    FAILED = "failed"
+
+
+class ReplicationProtocolError(KvreplError):
+    """The master sent something the protocol does not allow; drop the link and retry."""
+
+
+class TryLater(KvreplError):
+    """The master cannot serve us now (-LOADING, -NOMASTERLINK, auth refused): retry."""
+
+
+# -- events ---------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class Send:
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class FullResync:
+    replid: str
+    offset: int  # -1 when the master speaks the old SYNC protocol
+
+
+@dataclass(frozen=True, slots=True)
+class Continue:
+    replid: str | None  # the new replid when the master's history changed
+
+
+@dataclass(frozen=True, slots=True)
+class PayloadStart:
+    length: int | None  # None for the diskless $EOF: form
+
+
+@dataclass(frozen=True, slots=True)
+class PayloadData:
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class PayloadEnd:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class StreamCommand:
+    argv: list[bytes]
+    size: int  # stream bytes this command took, for the replication offset
+
+
+@dataclass(frozen=True, slots=True)
+class Log:
+    message: str
+
+
+class ReplicaProtocol:
+    """One connection attempt of a replica to its master.
+
+    ``start()`` returns the first bytes to send (PING). The handshake burst is pipelined
+    after +PONG exactly as Redis 7.0 does: AUTH, REPLCONF listening-port, REPLCONF
+    ip-address, REPLCONF capa eof capa psync2, and PSYNC once every reply has been read.
+    """
+
+    def __init__(self, *, listening_port: int, replid: str | None = None,
+                 offset: int = -1, masterauth: str = "", masteruser: str = "",
+                 announce_ip: str = "", capabilities: tuple[str, ...] = ("eof", "psync2"),
+                 max_bulk_len: int = 512 * 1024 * 1024) -> None:
+        self.listening_port = listening_port
+        # PSYNC asks for the next byte wanted: the processed offset + 1.
+        self.psync_replid = replid
+        self.psync_offset = offset
+        self.masterauth = masterauth
+        self.masteruser = masteruser
+        self.announce_ip = announce_ip
+        self.capabilities = capabilities
+        self.state = State.RECEIVE_PING_REPLY
+        self._buf = bytearray()
+        self._pending_replies: list[State] = []
+        self._payload_left: int | None = None
+        self._eof_mark: bytes | None = None
+        self._tail = b""
+        self._parser = RequestParser(max_bulk_len)
+        self._fed = 0  # stream bytes received
+        self._counted = 0  # stream bytes attributed to whole commands
+
+    def start(self) -> list[object]:
+        return [Send(encode_command([b"PING"]))]
+
+    # -- input ---------------------------------------------------------------------------
+    def receive_data(self, data: bytes) -> list[object]:
+        """Consume bytes from the master; returns the events they complete."""
+        events: list[object] = []
+        if self.state is State.CONNECTED:
+            self._stream(data, events)
+            return events
+        self._buf += data
+        while self.state not in (State.CONNECTED, State.FAILED):
+            if self.state is State.TRANSFER:
+                if not self._transfer(events):
+                    break
+                continue
+            line = self._line()
+            if line is None:
+                break
+            self._on_line(line, events)
+        if self.state is State.CONNECTED and self._buf:
+            rest = bytes(self._buf)
+            self._buf.clear()
+            self._stream(rest, events)
+        return events
+
+    def _line(self) -> bytes | None:
+        end = self._buf.find(b"\n")
+        if end < 0:
+            if len(self._buf) > 64 * 1024:
+                raise ReplicationProtocolError("Master sent an overlong reply line")
+            return None
+        line = bytes(self._buf[:end]).rstrip(b"\r")
+        del self._buf[:end + 1]
+        return line
+
+    def _on_line(self, line: bytes, events: list[object]) -> None:
+        state = self.state
+        if state is State.RECEIVE_PING_REPLY:
+            if line.startswith(b"-") and not (line.startswith((b"-NOAUTH", b"-NOPERM"))
+                                               or line.startswith(b"-ERR operation not permitted")):
+                raise TryLater(f"Error reply to PING from master: '{line.decode(errors='replace')}'")
+            events.append(Log("Master replied to PING, replication can continue..."))
+            events.append(Send(self._handshake_burst()))
+            self._advance()
+        elif state in (State.RECEIVE_AUTH_REPLY, State.RECEIVE_PORT_REPLY,
+                       State.RECEIVE_IP_REPLY, State.RECEIVE_CAPA_REPLY):
+            if line.startswith(b"-"):
+                text = line.decode(errors="replace")
+                if state is State.RECEIVE_AUTH_REPLY:
+                    raise TryLater(f"Unable to AUTH to MASTER: {text}")
+                what = {State.RECEIVE_PORT_REPLY: "REPLCONF listening-port",
+                        State.RECEIVE_IP_REPLY: "REPLCONF ip-address",
+                        State.RECEIVE_CAPA_REPLY: "REPLCONF capa"}[state]
+                events.append(Log(f"(Non critical) Master does not understand {what}: {text}"))
+            self._advance()
+            if self.state is State.RECEIVE_PSYNC_REPLY:
+                replid = self.psync_replid or "?"
+                offset = b"%d" % self.psync_offset if self.psync_replid else b"-1"
+                events.append(Send(encode_command([b"PSYNC", replid.encode(), offset])))
+                events.append(Log(
+                    "Trying a partial resynchronization (request "
+                    f"{replid}:{self.psync_offset if self.psync_replid else -1})."))
+        elif state is State.RECEIVE_PSYNC_REPLY:
+            self._on_psync_reply(line, events)
+        elif state is State.RECEIVE_SYNC_PAYLOAD:
+            self._on_payload_header(line, events)
+
+    def _on_psync_reply(self, line: bytes, events: list[object]) -> None:
+        if not line:
+            return  # the master's keepalive newline while it prepares the snapshot
+        if line.startswith(b"+FULLRESYNC"):
+            parts = line.split()
+            replid = parts[1].decode() if len(parts) > 1 else ""
+            if len(replid) != 40:
+                replid = ""
+            try:
+                offset = int(parts[2]) if replid and len(parts) > 2 else -1
+            except ValueError:
+                offset = -1
+            events.append(Log(f"Full resync from master: {replid}:{offset}"))
+            events.append(FullResync(replid, offset))
+            self.state = State.RECEIVE_SYNC_PAYLOAD
+        elif line.startswith(b"+CONTINUE"):
+            parts = line.split()
+            new_id = parts[1].decode() if len(parts) > 1 and len(parts[1]) == 40 else None
+            events.append(Log("Successful partial resynchronization with master."))
+            events.append(Continue(new_id))
+            self.state = State.CONNECTED
+        elif line.startswith((b"-NOMASTERLINK", b"-LOADING")):
+            raise TryLater("Master is currently unable to PSYNC but should be in the future: "
+                           + line.decode(errors="replace"))
+        else:
+            # An old master: fall back to SYNC, which sends the payload with no reply line.
+            events.append(Log("Master does not support PSYNC or is in error state (reply: "
+                              f"{line.decode(errors='replace')})"))
+            events.append(Send(b"SYNC\r\n"))
+            events.append(FullResync("", -1))
+            self.state = State.RECEIVE_SYNC_PAYLOAD
+
+    def _on_payload_header(self, line: bytes, events: list[object]) -> None:
+        if not line:
+            return  # keepalive while a disk snapshot is being written
+        if line.startswith(b"-"):
+            raise TryLater("MASTER aborted replication with an error: "
+                           + line.decode(errors="replace"))
+        if not line.startswith(b"$"):
+            raise ReplicationProtocolError(
+                "Bad protocol from MASTER, the first byte is not '$' (we received "
+                f"'{line[:64].decode(errors='replace')}'), are you sure the host and port "
+                "are right?")
+        if line.startswith(b"$EOF:") and len(line) >= 5 + EOF_MARK_SIZE:
+            self._eof_mark = line[5:5 + EOF_MARK_SIZE]
+            self._payload_left = None
+            events.append(PayloadStart(None))
+        else:
+            try:
+                self._payload_left = int(line[1:])
+            except ValueError:
+                raise ReplicationProtocolError("Bad payload length from MASTER") from None
+            if self._payload_left < 0:
+                raise ReplicationProtocolError("Bad payload length from MASTER")
+            events.append(PayloadStart(self._payload_left))
+        self.state = State.TRANSFER
+
+    def _transfer(self, events: list[object]) -> bool:
+        """Move payload bytes out; True when the payload ended and parsing goes on."""
+        if self._eof_mark is None:
+            assert self._payload_left is not None
+            take = min(self._payload_left, len(self._buf))
+            if take:
+                events.append(PayloadData(bytes(self._buf[:take])))
+                del self._buf[:take]
+                self._payload_left -= take
+            if self._payload_left:
+                return False
+        else:
+            # Hold back the last 40 bytes: they may be the end mark.
+            data = self._tail + bytes(self._buf)
+            self._buf.clear()
+            end = data.find(self._eof_mark)
+            if end < 0:
+                keep = min(len(data), EOF_MARK_SIZE)
+                if len(data) > keep:
+                    events.append(PayloadData(data[:len(data) - keep]))
+                self._tail = data[len(data) - keep:]
+                return False
+            if end:
+                events.append(PayloadData(data[:end]))
+            self._buf += data[end + EOF_MARK_SIZE:]
+            self._tail = b""
+        events.append(PayloadEnd())
+        self.state = State.CONNECTED
+        return True
+
+    # -- stream --------------------------------------------------------------------------
+    def _stream(self, data: bytes, events: list[object]) -> None:
+        parser = self._parser
+        parser.feed(data)
+        self._fed += len(data)
+        while True:
+            request = parser.next_request()
+            if request is NEED_DATA:
+                return
+            # A command's size includes every byte since the previous one ended, so the
+            # sizes add up to the stream's length, as Redis counts offsets.
+            consumed = self._fed - parser.buffered
+            events.append(StreamCommand(request, consumed - self._counted))
+            self._counted = consumed
+
+    def stream_bytes_pending(self) -> int:
+        """Stream bytes received but not yet a whole command (for slave_read_repl_offset)."""
+        return self._parser.buffered
+
+    # -- handshake plumbing ----------------------------------------------------------------
+    def _handshake_burst(self) -> bytes:
+        commands = []
+        self._pending_replies = []
+        if self.masterauth:
+            auth = [b"AUTH"]
+            if self.masteruser:
+                auth.append(self.masteruser.encode())
+            auth.append(self.masterauth.encode())
+            commands.append(auth)
+            self._pending_replies.append(State.RECEIVE_AUTH_REPLY)
+        commands.append([b"REPLCONF", b"listening-port", b"%d" % self.listening_port])
+        self._pending_replies.append(State.RECEIVE_PORT_REPLY)
+        if self.announce_ip:
+            commands.append([b"REPLCONF", b"ip-address", self.announce_ip.encode()])
+            self._pending_replies.append(State.RECEIVE_IP_REPLY)
+        capa = [b"REPLCONF"]
+        for name in self.capabilities:
+            capa += [b"capa", name.encode()]
+        commands.append(capa)
+        self._pending_replies.append(State.RECEIVE_CAPA_REPLY)
+        return b"".join(encode_command(c) for c in commands)
+
+    def _advance(self) -> None:
+        self.state = (self._pending_replies.pop(0) if self._pending_replies
+                      else State.RECEIVE_PSYNC_REPLY)

@@ -1,0 +1,142 @@
+"""The replica's handshake state machine, fed the bytes a Redis 7.0 master sends."""
+
+from __future__ import annotations
+
+import pytest
+
+from kvrepl.replication.handshake import (
+    Continue,
+    FullResync,
+    PayloadData,
+    PayloadEnd,
+    PayloadStart,
+    ReplicaProtocol,
+    ReplicationProtocolError,
+    Send,
+    State,
+    StreamCommand,
+    TryLater,
+)
+
+REPLID = "8371b4fb1155b71f4a04d3e1bc3e18c4a990aeeb"
+RDB = bytes.fromhex("524544495330303130ffa9fd37fe89a77eeb")  # empty v10 RDB
+
+
+def sent(events):
+    return b"".join(e.data for e in events if isinstance(e, Send))
+
+
+def of(kind, events):
+    return [e for e in events if isinstance(e, kind)]
+
+
+def handshake(protocol: ReplicaProtocol) -> list[object]:
+    """Drive the protocol up to the PSYNC it sends; return all events."""
+    events = protocol.start()
+    assert sent(events) == b"*1\r\n$4\r\nPING\r\n"
+    events += protocol.receive_data(b"+PONG\r\n")
+    events += protocol.receive_data(b"+OK\r\n" * (2 + bool(protocol.masterauth)
+                                                 + bool(protocol.announce_ip)))
+    return events
+
+
+def test_burst_bytes_match_redis():
+    protocol = ReplicaProtocol(listening_port=6380, masterauth="pw", masteruser="u",
+                               announce_ip="10.0.0.5")
+    protocol.start()
+    events = protocol.receive_data(b"+PONG\r\n")
+    assert sent(events) == (
+        b"*3\r\n$4\r\nAUTH\r\n$1\r\nu\r\n$2\r\npw\r\n"
+        b"*3\r\n$8\r\nREPLCONF\r\n$14\r\nlistening-port\r\n$4\r\n6380\r\n"
+        b"*3\r\n$8\r\nREPLCONF\r\n$10\r\nip-address\r\n$8\r\n10.0.0.5\r\n"
+        b"*5\r\n$8\r\nREPLCONF\r\n$4\r\ncapa\r\n$3\r\neof\r\n$4\r\ncapa\r\n$6\r\npsync2\r\n")
+    # PSYNC only once every reply has arrived.
+    assert sent(protocol.receive_data(b"+OK\r\n+OK\r\n+OK\r\n")) == b""
+    assert sent(protocol.receive_data(b"+OK\r\n")) == b"*3\r\n$5\r\nPSYNC\r\n$1\r\n?\r\n$2\r\n-1\r\n"
+
+
+def test_full_sync_with_keepalives_and_disk_payload_then_stream():
+    protocol = ReplicaProtocol(listening_port=6380)
+    handshake(protocol)
+    stream = b"*2\r\n$6\r\nSELECT\r\n$1\r\n0\r\n*3\r\n$3\r\nSET\r\n$3\r\nfoo\r\n$3\r\nbar\r\n"
+    data = (b"\n\n+FULLRESYNC " + REPLID.encode() + b" 0\r\n\n$%d\r\n" % len(RDB) + RDB + stream)
+    events = []
+    for i in range(len(data)):  # byte by byte: every split point
+        events += protocol.receive_data(data[i:i + 1])
+    assert of(FullResync, events) == [FullResync(REPLID, 0)]
+    assert of(PayloadStart, events) == [PayloadStart(len(RDB))]
+    assert b"".join(e.data for e in of(PayloadData, events)) == RDB
+    assert len(of(PayloadEnd, events)) == 1
+    commands = of(StreamCommand, events)
+    assert [c.argv for c in commands] == [[b"SELECT", b"0"], [b"SET", b"foo", b"bar"]]
+    assert sum(c.size for c in commands) == 54
+    assert protocol.state is State.CONNECTED
+
+
+def test_diskless_eof_mark_payload():
+    protocol = ReplicaProtocol(listening_port=6380)
+    handshake(protocol)
+    mark = b"a" * 40
+    data = (b"+FULLRESYNC " + REPLID.encode() + b" 14\r\n$EOF:" + mark + b"\r\n" + RDB + mark
+            + b"*1\r\n$4\r\nping\r\n")
+    events = []
+    for start in range(0, len(data), 5):
+        events += protocol.receive_data(data[start:start + 5])
+    assert of(FullResync, events) == [FullResync(REPLID, 14)]
+    assert of(PayloadStart, events) == [PayloadStart(None)]
+    assert b"".join(e.data for e in of(PayloadData, events)) == RDB
+    assert [c.argv for c in of(StreamCommand, events)] == [[b"ping"]]
+
+
+def test_partial_resync_asks_for_next_byte():
+    protocol = ReplicaProtocol(listening_port=6380, replid=REPLID, offset=137)
+    events = handshake(protocol)
+    assert sent(events).endswith(
+        b"*3\r\n$5\r\nPSYNC\r\n$40\r\n" + REPLID.encode() + b"\r\n$3\r\n137\r\n")
+    events = protocol.receive_data(
+        b"+CONTINUE " + REPLID.encode() + b"\r\n*2\r\n$3\r\nDEL\r\n$3\r\nfoo\r\n")
+    assert of(Continue, events) == [Continue(REPLID)]
+    assert of(StreamCommand, events) == [StreamCommand([b"DEL", b"foo"], 22)]
+
+
+@pytest.mark.parametrize("reply", [b"-NOMASTERLINK Can't SYNC while not connected with my master",
+                                   b"-LOADING Redis is loading the dataset in memory"])
+def test_transient_psync_errors_mean_try_later(reply):
+    protocol = ReplicaProtocol(listening_port=6380)
+    handshake(protocol)
+    with pytest.raises(TryLater):
+        protocol.receive_data(reply + b"\r\n")
+
+
+def test_old_master_falls_back_to_sync():
+    protocol = ReplicaProtocol(listening_port=6380)
+    handshake(protocol)
+    events = protocol.receive_data(b"-ERR unknown command 'PSYNC'\r\n")
+    assert sent(events) == b"SYNC\r\n"
+    events = protocol.receive_data(b"$%d\r\n" % len(RDB) + RDB)
+    assert len(of(PayloadEnd, events)) == 1
+
+
+def test_errors_during_handshake():
+    protocol = ReplicaProtocol(listening_port=6380)
+    protocol.start()
+    with pytest.raises(TryLater, match="Error reply to PING"):
+        protocol.receive_data(b"-ERR foo\r\n")
+    protocol = ReplicaProtocol(listening_port=6380, masterauth="bad")
+    protocol.start()
+    protocol.receive_data(b"-NOAUTH Authentication required.\r\n")  # tolerated for PING
+    with pytest.raises(TryLater, match="Unable to AUTH"):
+        protocol.receive_data(b"-WRONGPASS invalid username-password pair\r\n")
+    protocol = ReplicaProtocol(listening_port=6380)
+    handshake(protocol)
+    protocol.receive_data(b"+FULLRESYNC " + REPLID.encode() + b" 0\r\n")
+    with pytest.raises(ReplicationProtocolError, match="Bad protocol from MASTER"):
+        protocol.receive_data(b"HELLO\r\n")
+
+
+def test_non_critical_replconf_errors_are_ignored():
+    protocol = ReplicaProtocol(listening_port=6380)
+    protocol.start()
+    protocol.receive_data(b"+PONG\r\n")
+    events = protocol.receive_data(b"-ERR nope\r\n+OK\r\n")
+    assert sent(events) == b"*3\r\n$5\r\nPSYNC\r\n$1\r\n?\r\n$2\r\n-1\r\n"
