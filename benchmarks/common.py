@@ -1,0 +1,244 @@
+"""What the benchmarks share: options, server subprocesses, a tiny RESP client, tables."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+HOST = "127.0.0.1"
+
+
+@dataclass
+class Options:
+    """The command line, as every benchmark module sees it."""
+
+    quick: bool = False
+    rounds: int = 5
+    seconds: float = 1.5  # target duration of one timed run, used to size -n / key counts
+    python: str = sys.executable
+
+
+def log(message: str) -> None:
+    """Progress goes to stderr so that stdout carries only the tables."""
+    print(message, file=sys.stderr, flush=True)
+
+
+def median(values: Sequence[float]) -> float:
+    """The median, or NaN for no values (a server that never produced a number)."""
+    return statistics.median(values) if values else float("nan")
+
+
+def rotated(items: Sequence[str], round_number: int) -> list[str]:
+    """``items`` starting at a different one each round: no contender always runs first."""
+    if not items:
+        return []
+    shift = round_number % len(items)
+    return list(items[shift:]) + list(items[:shift])
+
+
+def nice_count(value: float, minimum: int, maximum: int) -> int:
+    """``value`` clamped and rounded to two significant digits (readable -n values)."""
+    value = max(minimum, min(maximum, int(value)))
+    magnitude = 10 ** max(len(str(value)) - 2, 0)
+    return max(minimum, value // magnitude * magnitude)
+
+
+# -- formatting ------------------------------------------------------------------------------
+
+def fmt_rate(value: float) -> str:
+    """Ops/s with thousands separators; ``n/a`` for a missing value."""
+    return "n/a" if value != value else f"{value:,.0f}"
+
+
+def ratio(numerator: float, denominator: float) -> float:
+    """numerator / denominator, NaN when either is missing or the denominator is 0."""
+    if numerator != numerator or denominator != denominator or not denominator:
+        return float("nan")
+    return numerator / denominator
+
+
+def fmt_ratio(value: float) -> str:
+    """A ratio as ``0.42x`` (``n/a`` when missing)."""
+    if value != value:
+        return "n/a"
+    return f"{value:.2f}x" if value < 100 else f"{value:,.0f}x"
+
+
+def goal_cell(value: float, goal: float) -> str:
+    """``>= 0.5x: met`` / ``not met`` / ``n/a`` beside a ratio."""
+    if value != value:
+        return f">= {goal:g}x: n/a"
+    return f">= {goal:g}x: {'met' if value >= goal else 'NOT met'}"
+
+
+def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """A GitHub markdown table; numeric-looking columns are right-aligned."""
+    def numeric(column: int) -> bool:
+        return all(row[column][:1].isdigit() or row[column] == "n/a" for row in rows)
+
+    widths = [max(len(headers[i]), *(len(row[i]) for row in rows)) for i in range(len(headers))]
+    align = [numeric(i) for i in range(len(headers))]
+
+    def line(cells: Sequence[str]) -> str:
+        padded = [c.rjust(w) if right else c.ljust(w)
+                  for c, w, right in zip(cells, widths, align, strict=True)]
+        return "| " + " | ".join(padded) + " |"
+
+    rule = "|" + "|".join(("-" * (w + 1) + ":") if right else ("-" * (w + 2))
+                          for w, right in zip(widths, align, strict=True)) + "|"
+    return "\n".join([line(headers), rule, *(line(row) for row in rows)])
+
+
+# -- processes -------------------------------------------------------------------------------
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((HOST, 0))
+        return sock.getsockname()[1]
+
+
+def python_env() -> dict[str, str]:
+    """The environment for a child Python: the repo root first on PYTHONPATH, so ``-m kvrepl``
+    finds the same kvrepl from a checkout as from the venv's installed package."""
+    env = dict(os.environ)
+    parts = [str(REPO_ROOT)] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
+    env["PYTHONPATH"] = os.pathsep.join(parts)
+    return env
+
+
+def stop_process(proc: subprocess.Popen[bytes], grace: float = 5.0) -> None:
+    """SIGTERM, wait up to ``grace`` seconds, then SIGKILL; always reaps the child."""
+    if proc.poll() is not None:
+        return
+    try:
+        proc.terminate()
+        proc.wait(grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    except BaseException:
+        # Interrupted while waiting (a second Ctrl-C): still leave nothing behind.
+        proc.kill()
+        proc.wait()
+        raise
+
+
+def resp_command(port: int, *args: bytes, timeout: float = 2.0) -> bytes:
+    """Send one command, return the raw reply (simple string, error, integer or bulk)."""
+    request = b"*%d\r\n" % len(args) + b"".join(b"$%d\r\n%s\r\n" % (len(a), a) for a in args)
+    with socket.create_connection((HOST, port), timeout=timeout) as sock:
+        sock.sendall(request)
+        data = b""
+        while True:
+            chunk = sock.recv(65536)
+            if not chunk:
+                raise ConnectionError("connection closed before a full reply")
+            data += chunk
+            end = data.find(b"\r\n")
+            if end < 0:
+                continue
+            if data[:1] == b"$" and int(data[1:end]) >= 0:
+                needed = end + 2 + int(data[1:end]) + 2
+                if len(data) < needed:
+                    continue
+                return data[:needed]
+            return data[:end + 2]
+
+
+class Server:
+    """A server subprocess on a free 127.0.0.1 port, ready when it answers PING.
+
+    ``command`` is a function of the port, so a port lost to a race can be retried.
+    """
+
+    def __init__(self, name: str, command: Callable[[int], list[str]], workdir: Path,
+                 env: dict[str, str] | None = None) -> None:
+        self.name = name
+        self._command = command
+        self.workdir = workdir
+        self.env = env
+        self.port = 0
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.logfile = workdir / f"{name}.log"
+
+    def start(self, timeout: float = 30.0, attempts: int = 3) -> Server:
+        """Start the process and wait until it answers PING."""
+        for attempt in range(attempts):
+            self.port = free_port()
+            argv = self._command(self.port)
+            with open(self.logfile, "wb") as out:
+                self.proc = subprocess.Popen(argv, cwd=self.workdir, env=self.env,
+                                             stdin=subprocess.DEVNULL, stdout=out,
+                                             stderr=subprocess.STDOUT)
+            if self._wait_ready(timeout):
+                return self
+            stop_process(self.proc)
+            if attempt + 1 == attempts or b"in use" not in self.log_tail():
+                break
+        raise RuntimeError(f"{self.name} did not answer PING on port {self.port}; "
+                           f"its log ends with:\n{self.log_tail().decode(errors='replace')}")
+
+    def _wait_ready(self, timeout: float) -> bool:
+        assert self.proc is not None
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                return False
+            try:
+                if resp_command(self.port, b"PING", timeout=1.0).startswith(b"+PONG"):
+                    return True
+            except OSError:
+                pass
+            time.sleep(0.05)
+        return False
+
+    def alive(self) -> bool:
+        """True while the process runs."""
+        return self.proc is not None and self.proc.poll() is None
+
+    def log_tail(self, size: int = 2000) -> bytes:
+        """The end of the server's stdout/stderr."""
+        try:
+            return self.logfile.read_bytes()[-size:]
+        except OSError:
+            return b""
+
+    def stop(self) -> None:
+        """Stop the process (idempotent)."""
+        if self.proc is not None:
+            stop_process(self.proc)
+
+
+@contextlib.contextmanager
+def running(server: Server) -> Iterator[Server]:
+    """Start ``server`` and stop it on the way out, whatever happens (Ctrl-C included)."""
+    try:
+        yield server.start()
+    finally:
+        server.stop()
+
+
+def binary(name: str) -> str | None:
+    """The path of an executable on PATH, or None."""
+    return shutil.which(name)
+
+
+def tool_version(argv: Sequence[str]) -> str:
+    """The first line a ``--version`` style command prints, or ``n/a``."""
+    try:
+        out = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return "n/a"
+    text = (out.stdout or out.stderr).strip()
+    return text.splitlines()[0] if text else "n/a"
