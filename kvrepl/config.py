@@ -144,7 +144,9 @@ def _obuf_limits(text: str) -> dict[str, tuple[int, int, int]]:
 
 
 def _format_obuf(value: object) -> str:
-    return " ".join(f"{kind} {h} {s} {sec}" for kind, (h, s, sec) in value.items())  # type: ignore
+    # Redis still prints the replica class under its old name.
+    return " ".join(f"{'slave' if kind == 'replica' else kind} {h} {s} {sec}"
+                    for kind, (h, s, sec) in value.items())  # type: ignore[attr-defined]
 
 
 DEFAULT_OBUF_LIMITS = {
@@ -172,11 +174,11 @@ OPTIONS: tuple[Option, ...] = (
     Option("timeout", 0, _int(0)),
     Option("tcp-keepalive", 300, _int(0)),
     Option("maxclients", 10000, _int(1)),
-    Option("hz", 10, _int(1, 500)),
+    Option("hz", 10, lambda text: min(max(_int()(text), 1), 500)),  # Redis clamps hz
     Option("proto-max-bulk-len", 512 * 1024 * 1024, _memory),
     Option("client-query-buffer-limit", 1024 * 1024 * 1024, _memory),
     Option("client-output-buffer-limit", DEFAULT_OBUF_LIMITS, _obuf_limits, _format_obuf),
-    Option("hash-max-listpack-entries", 128, _int(0), aliases=("hash-max-ziplist-entries",)),
+    Option("hash-max-listpack-entries", 512, _int(0), aliases=("hash-max-ziplist-entries",)),
     Option("hash-max-listpack-value", 64, _int(0), aliases=("hash-max-ziplist-value",)),
     Option("set-max-intset-entries", 512, _int(0)),
     Option("zset-max-listpack-entries", 128, _int(0), aliases=("zset-max-ziplist-entries",)),

@@ -4,8 +4,11 @@ Importing this package registers every handler in :data:`kvrepl.commands.core.HA
 """
 
 from kvrepl.commands import (  # noqa: F401
+    client,
     connection,
+    debug,
     hashes,
+    info,
     keys,
     lists,
     pubsub,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import re
-from decimal import Decimal
+from decimal import ROUND_HALF_EVEN, Decimal, localcontext
 from fractions import Fraction
 
 from kvrepl.errors import NOT_FLOAT, NOT_INTEGER, ReplyError
@@ -16,7 +16,7 @@ from kvrepl.errors import NOT_FLOAT, NOT_INTEGER, ReplyError
 INT64_MIN = -(1 << 63)
 INT64_MAX = (1 << 63) - 1
 
-_INT_RE = re.compile(rb"-?(?:0|[1-9][0-9]*)\Z")
+_INT_RE = re.compile(rb"(?:0|-?[1-9][0-9]*)\Z")
 _FLOAT_RE = re.compile(
     rb"[+-]?(?:(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?|inf|infinity)\Z",
     re.IGNORECASE,
@@ -100,11 +100,15 @@ def long_double_add(current: bytes, increment: bytes) -> bytes | None:
         total = _to_long_double(a + b)
     except (OverflowError, ArithmeticError, ValueError):
         return None
-    scaled = round(abs(total) * 10**17)
-    whole, fraction = divmod(scaled, 10**17)
-    text = f"{whole}.{fraction:017d}".rstrip("0").rstrip(".")
-    if total < 0 and text != "0":
-        text = "-" + text
+    # Through Decimal, not str(int): results can have thousands of digits (1e4932 is a
+    # valid long double), past Python's int-to-text limit.
+    with localcontext() as context:
+        context.prec = 6000
+        exact = Decimal(total.numerator) / Decimal(total.denominator)
+        text = format(exact.quantize(Decimal(1).scaleb(-17), rounding=ROUND_HALF_EVEN), "f")
+    text = text.rstrip("0").rstrip(".")
+    if text in ("-0", ""):
+        text = "0"
     return text.encode()
 
 

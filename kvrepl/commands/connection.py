@@ -1,15 +1,26 @@
-"""Connection commands: PING ECHO SELECT QUIT (HELLO AUTH RESET live here too)."""
+"""Connection commands: PING ECHO SELECT QUIT AUTH HELLO RESET (CLIENT is in ``client.py``).
+
+Redis 7.0 ``networking.c`` (helloCommand, resetCommand, clientSetName), ``server.c``
+(pingCommand, echoCommand), ``db.c`` (selectCommand) and ``acl.c`` (authCommand).
+"""
 
 from __future__ import annotations
 
-from kvrepl.commands.args import to_int
-from kvrepl.commands.core import Session, command
-from kvrepl.errors import DB_INDEX_OUT_OF_RANGE, ReplyError
-from kvrepl.protocol.replies import OK, PONG
+from kvrepl.commands.args import parse_int, to_int
+from kvrepl.commands.core import Session, command, unwatch
+from kvrepl.errors import DB_INDEX_OUT_OF_RANGE, NOT_INTEGER, ReplyError
+from kvrepl.protocol.replies import OK, PONG, Status
+
+REDIS_VERSION = b"7.0.15"  # the Redis whose behaviour kvrepl reproduces; tools check it
+
+_INT_MIN, _INT_MAX = -(1 << 31), (1 << 31) - 1
+_WRONGPASS = "WRONGPASS invalid username-password pair or user is disabled."
+_BAD_NAME = "ERR Client names cannot contain spaces, newlines or special characters."
 
 
 @command("ping")
 def ping(s: Session, argv: list[bytes]) -> object:
+    """PING [message]; a RESP2 client in subscribed mode gets ``["pong", message]``."""
     if len(argv) > 2:
         raise ReplyError("ERR wrong number of arguments for 'ping' command")
     if (s.channels or s.patterns) and not s.resp3:
@@ -19,14 +30,19 @@ def ping(s: Session, argv: list[bytes]) -> object:
 
 @command("echo")
 def echo(s: Session, argv: list[bytes]) -> object:
+    """ECHO message."""
     return argv[1]
 
 
 @command("select")
 def select(s: Session, argv: list[bytes]) -> object:
+    """SELECT index: the index is a C int first (getIntFromObjectOrReply), then a db."""
     index = to_int(argv[1])
     if index is None:
-        raise ReplyError("ERR value is not an integer or out of range")
+        raise ReplyError(NOT_INTEGER)
+    if not _INT_MIN <= index <= _INT_MAX:
+        raise ReplyError(
+            f"ERR value is out of range, value must between {_INT_MIN} and {_INT_MAX}")
     if not 0 <= index < len(s.engine.keyspace.dbs):
         raise ReplyError(DB_INDEX_OUT_OF_RANGE)
     s.select(index)
@@ -35,26 +51,31 @@ def select(s: Session, argv: list[bytes]) -> object:
 
 @command("quit")
 def quit_(s: Session, argv: list[bytes]) -> object:
+    """QUIT: reply OK, then the server closes the connection."""
     s.closing = True
     return OK
 
 
-
-
-
-REDIS_VERSION = b"7.0.15"  # the Redis whose behaviour kvrepl reproduces; tools check it
-
-
-def _check_password(s: Session, user: bytes, password: bytes) -> None:
+def authenticate(s: Session, user: bytes, password: bytes) -> bool:
+    """ACLAuthenticateUser for the one user kvrepl has, ``default`` (``requirepass``)."""
     required = s.engine.config.requirepass
-    if user != b"default" or (required and password.decode("utf-8", "replace") != required):
-        raise ReplyError("WRONGPASS invalid username-password pair or user is disabled.")
+    if user != b"default" or (required and password != required.encode()):
+        return False
     s.authenticated = True
     s.user = user
+    return True
+
+
+def set_client_name(s: Session, name: bytes) -> None:
+    """clientSetName: an empty name removes it; only printable ASCII without spaces."""
+    if any(c < 0x21 or c > 0x7E for c in name):
+        raise ReplyError(_BAD_NAME)
+    s.name = name or None
 
 
 @command("auth")
 def auth(s: Session, argv: list[bytes]) -> object:
+    """AUTH [username] password."""
     if len(argv) > 3:
         raise ReplyError("ERR syntax error")
     if len(argv) == 2 and not s.engine.config.requirepass:
@@ -62,43 +83,41 @@ def auth(s: Session, argv: list[bytes]) -> object:
             "ERR AUTH <password> called without any password configured for the default "
             "user. Are you sure your configuration is correct?")
     user, password = (b"default", argv[1]) if len(argv) == 2 else (argv[1], argv[2])
-    _check_password(s, user, password)
+    if not authenticate(s, user, password):
+        raise ReplyError(_WRONGPASS)
     return OK
 
 
 @command("hello")
 def hello(s: Session, argv: list[bytes]) -> object:
-    version = None
+    """HELLO [protover [AUTH username password] [SETNAME clientname]]."""
+    version = 0
+    i = 1
     if len(argv) >= 2:
-        version = to_int(argv[1])
-        if version is None:
-            raise ReplyError("ERR Protocol version is not an integer or out of range")
-        if version not in (2, 3):
+        version = parse_int(argv[1], "ERR Protocol version is not an integer or out of range")
+        i = 2
+        if version < 2 or version > 3:
             raise ReplyError("NOPROTO unsupported protocol version")
-    i = 2
-    name = None
     while i < len(argv):
+        remaining = len(argv) - 1 - i
         option = argv[i].lower()
-        remaining = len(argv) - i - 1
         if option == b"auth" and remaining >= 2:
-            _check_password(s, argv[i + 1], argv[i + 2])
+            if not authenticate(s, argv[i + 1], argv[i + 2]):
+                raise ReplyError(_WRONGPASS)
             i += 3
         elif option == b"setname" and remaining >= 1:
-            name = argv[i + 1]
-            if b" " in name or b"\n" in name:
-                raise ReplyError(
-                    "ERR Client names cannot contain spaces, newlines or special characters.")
+            # Set at once, as Redis does: a later bad option does not undo it.
+            set_client_name(s, argv[i + 1])
             i += 2
         else:
-            raise ReplyError(f"ERR Syntax error in HELLO option '{argv[i].decode(errors='replace')}'")
+            raise ReplyError(
+                f"ERR Syntax error in HELLO option '{argv[i].decode('utf-8', 'replace')}'")
     if not s.authenticated:
         raise ReplyError(
             "NOAUTH HELLO must be called with the client already authenticated, otherwise "
-            "the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the "
-            "client and select the RESP protocol version at the same time")
-    if name is not None:
-        s.name = name or None
-    if version is not None:
+            "the HELLO AUTH <user> <pass> option can be used to authenticate the client and "
+            "select the RESP protocol version at the same time")
+    if version:
         s.resp3 = version == 3
     return {
         b"server": b"redis",
@@ -109,3 +128,32 @@ def hello(s: Session, argv: list[bytes]) -> object:
         b"role": b"replica" if s.engine.read_only_role() else b"master",
         b"modules": [],
     }
+
+
+def reset_session(s: Session) -> None:
+    """clearClientConnectionState: make ``s`` look like a new connection (RESET)."""
+    from kvrepl.commands.pubsub import unsubscribe_all
+
+    engine = s.engine
+    if s.monitor:
+        s.monitor = False
+        if s in engine.monitors:
+            engine.monitors.remove(s)
+    s.select(0)
+    s.resp3 = False
+    s.authenticated = not engine.config.requirepass
+    s.user = b"default"
+    s.multi = None
+    s.multi_error = False
+    unwatch(s)
+    unsubscribe_all(s)
+    s.name = None
+
+
+@command("reset")
+def reset(s: Session, argv: list[bytes]) -> object:
+    """RESET: discard MULTI, watches, subscriptions, MONITOR, name, db and protocol."""
+    if s.is_master or (s.is_replica and not s.monitor):
+        raise ReplyError("ERR can only reset normal client connections")
+    reset_session(s)
+    return Status(b"RESET")

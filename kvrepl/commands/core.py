@@ -14,7 +14,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from time import perf_counter
 
+from kvrepl.commands.monitor import monitor_line
 from kvrepl.commands.spec import CommandSpec, key_positions, load_specs
+from kvrepl.commands.watch import WatchRegistry
 from kvrepl.config import Config
 from kvrepl.errors import (
     ExecAbortError,
@@ -22,6 +24,7 @@ from kvrepl.errors import (
     unknown_command,
     wrong_arity,
 )
+from kvrepl.log import logger
 from kvrepl.protocol.replies import NULL_ARRAY, QUEUED, Push
 from kvrepl.store import Database, Keyspace
 
@@ -77,6 +80,7 @@ class Command:
 
     __slots__ = ("spec", "handler", "subcommands", "name", "arity", "is_write", "replicates",
                  "no_auth", "no_multi", "allows_loading", "skip_monitor", "runs_in_multi",
+                 "hidden_from_monitor", "touches_keyspace",
                  "allowed_subscribed", "calls", "usec", "rejected_calls", "failed_calls")
 
     def __init__(self, spec: CommandSpec, handler: Handler | None,
@@ -92,6 +96,9 @@ class Command:
         self.no_multi = spec.no_multi
         self.allows_loading = spec.allows_loading
         self.skip_monitor = spec.skip_monitor
+        self.hidden_from_monitor = spec.skip_monitor or spec.is_admin
+        # what a replica or MONITOR connection may no longer run
+        self.touches_keyspace = spec.is_write or spec.is_readonly or spec.may_replicate
         top = spec.name.split("|")[0].encode()
         self.runs_in_multi = top in _NOT_QUEUED
         self.allowed_subscribed = top in _SUBSCRIBED_OK
@@ -139,27 +146,33 @@ class Session:
         self.user = b"default"
         self.multi: list[tuple[Command, list[bytes]]] | None = None
         self.multi_error = False
-        self.watched: set[tuple[int, bytes]] = set()
+        # WATCHed (db, key) -> whether it was already expired when watched
+        self.watched: dict[tuple[int, bytes], bool] = {}
         self.dirty_cas = False
-        self.channels: set[bytes] = set()
-        self.patterns: set[bytes] = set()
+        # dicts, not sets: Redis answers UNSUBSCRIBE-all in subscription order
+        self.channels: dict[bytes, None] = {}
+        self.patterns: dict[bytes, None] = {}
         self.in_exec = False
         self.is_master = False  # the link a replica receives its master's stream on
         self.is_replica = False
         self.monitor = False
+        self.no_evict = False
         self.closing = False  # QUIT / CLIENT KILL: close after flushing replies
         self.addr = "127.0.0.1:0"
         self.laddr = "127.0.0.1:0"
         self.created = time.time()
         self.last_interaction = self.created
-        self.last_command = b"NULL"
+        self.last_command = "NULL"  # full name of the last command, as CLIENT LIST shows it
         self.lib_name = b""
         self.lib_ver = b""
         self.pending_out: list[object] = []
+        self.after_reply: list[object] = []  # its own MONITOR lines, sent after the reply
         self.on_push: Callable[[], None] | None = None
         self.on_kill: Callable[[], None] | None = None
         self.kind = "normal"
         self.blocked: object | None = None  # the server's waiter while in BLPOP & co.
+        # While a blocked command is re-run: the key that became ready, to be served first.
+        self.ready_key: bytes | None = None
 
     @property
     def subscriptions(self) -> int:
@@ -190,6 +203,7 @@ class Engine:
         self.dirty = 0
         self.started = time.time()
         self.loading = False
+        self.active_expire_enabled = True  # DEBUG SET-ACTIVE-EXPIRE
         self.server: object | None = None  # the trio Server serving this engine, if any
         self.read_only = False  # set on a replica with replica-read-only
         # Writes as they must be propagated: (db index, argv); replication, MONITOR-like
@@ -204,7 +218,7 @@ class Engine:
         self.on_shutdown: Callable[[bool | None], None] | None = None
         self.pubsub_channels: dict[bytes, dict[int, Session]] = {}
         self.pubsub_patterns: dict[bytes, dict[int, Session]] = {}
-        self.watchers: dict[tuple[int, bytes], set[Session]] = {}
+        self.watches = WatchRegistry(self.keyspace)
         self.keyspace.expired_listeners.append(self._on_expired)
 
     def read_only_role(self) -> bool:
@@ -241,26 +255,6 @@ class Engine:
         session.patterns.clear()
         if session in self.monitors:
             self.monitors.remove(session)
-
-    def watch(self, session: Session, key: bytes) -> None:
-        """WATCH ``key`` in the session's db: any change to it makes EXEC fail.
-
-        The store hook is installed only while someone watches, so that writes pay for key
-        extraction only when it is needed.
-        """
-        item = (session.db.id, key)
-        if item in session.watched:
-            return
-        session.watched.add(item)
-        if not self.watchers:
-            self.keyspace.before_write_hooks.append(self._touch_watched)
-        self.watchers.setdefault(item, set()).add(session)
-
-    def _touch_watched(self, db: Database, key: bytes) -> None:
-        sessions = self.watchers.get((db.id, key))
-        if sessions:
-            for session in sessions:
-                session.dirty_cas = True
 
     # -- propagation -----------------------------------------------------------------------
     def rewrite(self, *argvs: list[bytes]) -> None:
@@ -303,8 +297,9 @@ class Engine:
         cmd = self.table.get(argv[0].lower())
         if cmd is None:
             raise unknown_command(argv[0].decode("utf-8", "replace"), argv[1:])
-        if cmd.subcommands:
+        if cmd.subcommands and (len(argv) >= 2 or cmd.handler is None):
             if len(argv) < 2:
+                cmd.rejected_calls += 1
                 raise wrong_arity(cmd.name)
             sub = cmd.subcommands.get(argv[1].lower())
             if sub is None:
@@ -315,6 +310,7 @@ class Engine:
             cmd = sub
         arity = cmd.arity
         if (arity > 0 and len(argv) != arity) or len(argv) < -arity:
+            cmd.rejected_calls += 1
             raise wrong_arity(cmd.name)
         return cmd
 
@@ -348,8 +344,9 @@ class Engine:
         if cmd.is_write and self.read_only and not session.is_master:
             return self._reject(cmd, session, ReplyError(
                 "READONLY You can't write against a read only replica."))
-        if self.monitors and not cmd.skip_monitor:
-            self._feed_monitors(session, argv)
+        if (session.is_replica or session.monitor) and cmd.touches_keyspace:
+            return self._reject(cmd, session, ReplyError(
+                "ERR Replica can't interact with the keyspace"))
         reply = self.call(session, cmd, argv)
         if self._pending:
             self.flush_propagation()
@@ -372,12 +369,15 @@ class Engine:
         """Run a resolved command: hooks, handler, stats, propagation (Redis's ``call()``)."""
         keyspace = self.keyspace
         db = session.db
-        if cmd.is_write and keyspace.before_write_hooks:
-            for index in key_positions(cmd.spec, argv):
-                db.before_write(argv[index])
         dirty = self.dirty
         self._rewrite = None
         self._current_db = db.id
+        session.last_command = cmd.name
+        watches = self.watches
+        watches.in_command = True
+        if cmd.is_write and keyspace.before_write_hooks:
+            for index in key_positions(cmd.spec, argv):
+                db.before_write(argv[index])
         keyspace.frozen = True
         start = perf_counter()
         try:
@@ -386,13 +386,22 @@ class Engine:
             reply = err
             cmd.failed_calls += 1
             self._count_error(err)
+        except Exception as err:  # a bug in a handler must not take the server down
+            logger.exception("Error running %r", argv[:3])
+            reply = ReplyError(f"ERR internal error running '{cmd.name}': {err}")
+            cmd.failed_calls += 1
+            self._count_error(reply)
         finally:
             keyspace.frozen = False
             keyspace.frozen_ms = None
+            watches.in_command = False
+        if watches.pending:
+            watches.command_done(self.dirty != dirty)
         cmd.usec += (perf_counter() - start) * 1e6
         cmd.calls += 1
         self.stats.commands_processed += 1
-        session.last_command = argv[0]
+        if self.monitors and not cmd.hidden_from_monitor:
+            self._feed_monitors(session, argv)
         if self.dirty != dirty and self.propagate_listeners:
             if self._rewrite is not None:
                 self._pending.extend((db.id, rewritten) for rewritten in self._rewrite)
@@ -415,11 +424,13 @@ class Engine:
         return err
 
     def _feed_monitors(self, session: Session, argv: list[bytes]) -> None:
-        from kvrepl.commands.monitor import monitor_line
-
+        """Show a command that ran to every MONITOR client (Redis's call() does it after
+        the command, so a monitor's own command shows after its reply)."""
         line = monitor_line(session, argv, self.keyspace.clock())
-        for monitor in list(self.monitors):
-            if monitor is not session:
+        for monitor in self.monitors:
+            if monitor is session:
+                session.after_reply.append(line)
+            else:
                 monitor.push(line)
 
     # -- transactions ----------------------------------------------------------------------
@@ -434,7 +445,7 @@ class Engine:
             unwatch(session)
             raise ExecAbortError(
                 "EXECABORT Transaction discarded because of previous errors.")
-        if session.dirty_cas or self._watched_expired(session):
+        if session.dirty_cas or self.watches.expired_since_watch(session):
             unwatch(session)
             return NULL_ARRAY
         unwatch(session)
@@ -448,13 +459,6 @@ class Engine:
         finally:
             session.in_exec = False
         return replies
-
-    def _watched_expired(self, session: Session) -> bool:
-        for db_index, key in session.watched:
-            db = self.keyspace.dbs[db_index]
-            if key in db.data and db.is_expired(key):
-                return True
-        return False
 
     def publish(self, channel: bytes, message: bytes) -> int:
         """Deliver ``message`` to subscribers of ``channel`` and matching patterns."""
@@ -475,17 +479,8 @@ class Engine:
 
 def unwatch(session: Session) -> None:
     """Forget every key ``session`` watches (UNWATCH, EXEC, DISCARD, disconnect)."""
-    engine = session.engine
-    for item in session.watched:
-        sessions = engine.watchers.get(item)
-        if sessions is not None:
-            sessions.discard(session)
-            if not sessions:
-                del engine.watchers[item]
-    session.watched.clear()
+    session.engine.watches.unwatch(session)
     session.dirty_cas = False
-    if not engine.watchers and engine._touch_watched in engine.keyspace.before_write_hooks:
-        engine.keyspace.before_write_hooks.remove(engine._touch_watched)
 
 
 def build_table() -> dict[bytes, Command]:
@@ -503,8 +498,8 @@ def build_table() -> dict[bytes, Command]:
                 for sub_name, sub_spec in spec.subcommands.items()
                 if sub_spec.name in HANDLERS
             }
-            if subs:
-                table[name.encode()] = Command(spec, None, subs)
+            if subs or name in HANDLERS:
+                table[name.encode()] = Command(spec, HANDLERS.get(name), subs)
         elif name in HANDLERS:
             table[name.encode()] = Command(spec, HANDLERS[name])
     missing = set(HANDLERS) - {

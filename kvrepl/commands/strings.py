@@ -1,15 +1,152 @@
-"""String commands (seed: GET and plain SET; the family is completed in strings work)."""
+"""String commands (Redis's ``t_string.c``): GET/SET and their variants, counters, ranges, LCS.
+
+Every handler mirrors its Redis 7.0 counterpart: the order in which arguments are checked
+(which decides the error a client sees when several things are wrong), ``server.dirty``
+accounting, and the rewrites Redis applies before propagating (relative expiries become
+absolute ``PXAT``/``PEXPIREAT``, ``INCRBYFLOAT`` becomes ``SET ... KEEPTTL``, ``GETDEL`` and
+``GETEX`` become ``DEL``/``PEXPIREAT``/``PERSIST``).
+"""
 
 from __future__ import annotations
 
+from kvrepl.commands.args import INT64_MAX, long_double_add, to_float
 from kvrepl.commands.core import Session, command
-from kvrepl.errors import WrongTypeError
+from kvrepl.errors import NOT_FLOAT, NOT_INTEGER, OVERFLOW, SYNTAX, ReplyError, WrongTypeError
 from kvrepl.protocol.replies import OK
+from kvrepl.store.encoding import mark_string, string2ll
+
+# Flags of parseExtendedStringArgumentsOrReply (t_string.c).
+_NX = 1 << 0
+_XX = 1 << 1
+_EX = 1 << 2
+_PX = 1 << 3
+_KEEPTTL = 1 << 4
+_GET = 1 << 5
+_EXAT = 1 << 6
+_PXAT = 1 << 7
+_PERSIST = 1 << 8
+_ANY_EXPIRE = _EX | _PX | _EXAT | _PXAT
+
+_MAX_LCS_CELLS_MESSAGE = (
+    "ERR Insufficient memory, transient memory for LCS exceeds proto-max-bulk-len")
+_TOO_BIG = "ERR string exceeds maximum allowed size (proto-max-bulk-len)"
 
 
+# -- helpers -------------------------------------------------------------------------------
+def parse_ll(arg: bytes, message: str = NOT_INTEGER) -> int:
+    """An integer argument read with Redis's strict ``string2ll`` (``-0`` is rejected)."""
+    value = string2ll(arg)
+    if value is None:
+        raise ReplyError(message)
+    return value
+
+
+def lookup_string(s: Session, key: bytes) -> bytes | None:
+    """The string at ``key`` (None when missing); WRONGTYPE for any other type."""
+    value = s.db.lookup(key)
+    if value is None or type(value) is bytes:
+        return value  # type: ignore[return-value]
+    raise WrongTypeError()
+
+
+def expire_error(argv: list[bytes]) -> ReplyError:
+    """``addReplyErrorExpireTime``: the message names the command as the table spells it."""
+    return ReplyError(
+        f"ERR invalid expire time in '{argv[0].decode('utf-8', 'replace').lower()}' command")
+
+
+def _check_length(s: Session, size: int, append: int) -> None:
+    """checkStringLength: a string may not outgrow proto-max-bulk-len (masters are obeyed)."""
+    if not s.is_master and size + append > s.engine.config.proto_max_bulk_len:
+        raise ReplyError(_TOO_BIG)
+
+
+def _expire_at_ms(s: Session, argv: list[bytes], arg: bytes, flags: int) -> int:
+    """getExpireMillisecondsOrReply: the absolute expiry in unix ms for EX/PX/EXAT/PXAT."""
+    when = parse_ll(arg)
+    seconds = not flags & (_PX | _PXAT)
+    if when <= 0 or (seconds and when > INT64_MAX // 1000):
+        raise expire_error(argv)
+    if seconds:
+        when *= 1000
+    if flags & (_EX | _PX):
+        when += s.engine.keyspace.now_ms()
+    if when > INT64_MAX:  # the C addition would overflow into a negative number
+        raise expire_error(argv)
+    return when
+
+
+def _parse_extended(argv: list[bytes], for_set: bool) -> tuple[int, bytes | None]:
+    """parseExtendedStringArgumentsOrReply: SET's (or GETEX's) option flags and expire arg.
+
+    Conflicting options are not errors of their own: the second one simply fails to match
+    and ends in ``syntax error``, exactly as in Redis.
+    """
+    flags = 0
+    expire: bytes | None = None
+    j = 3 if for_set else 2
+    argc = len(argv)
+    while j < argc:
+        opt = argv[j].lower()
+        has_next = j < argc - 1
+        if opt == b"nx" and not flags & _XX and for_set:
+            flags |= _NX
+        elif opt == b"xx" and not flags & _NX and for_set:
+            flags |= _XX
+        elif opt == b"get" and for_set:
+            flags |= _GET
+        elif opt == b"keepttl" and not flags & (_PERSIST | _ANY_EXPIRE) and for_set:
+            flags |= _KEEPTTL
+        elif opt == b"persist" and not for_set and not flags & (_ANY_EXPIRE | _KEEPTTL):
+            flags |= _PERSIST
+        elif (opt in _EXPIRE_OPTIONS and has_next
+              and not flags & (_KEEPTTL | _PERSIST | (_ANY_EXPIRE & ~_EXPIRE_OPTIONS[opt]))):
+            flags |= _EXPIRE_OPTIONS[opt]
+            expire = argv[j + 1]
+            j += 1
+        else:
+            raise ReplyError(SYNTAX)
+        j += 1
+    return flags, expire
+
+
+_EXPIRE_OPTIONS = {b"ex": _EX, b"px": _PX, b"exat": _EXAT, b"pxat": _PXAT}
+
+
+def _set_generic(
+    s: Session,
+    argv: list[bytes],
+    flags: int,
+    key: bytes,
+    value: bytes,
+    expire: bytes | None,
+    ok_reply: object = OK,
+    abort_reply: object = None,
+) -> object:
+    """setGenericCommand: SET and the SETNX/SETEX/PSETEX variants."""
+    when = _expire_at_ms(s, argv, expire, flags) if expire is not None else None
+    old = None
+    if flags & _GET:
+        old = lookup_string(s, key)
+    found = s.db.lookup(key) is not None
+    if (flags & _NX and found) or (flags & _XX and not found):
+        return old if flags & _GET else abort_reply
+    s.db.set(key, value, keep_ttl=bool(flags & _KEEPTTL))
+    s.engine.dirty += 1
+    if when is not None:
+        s.db.set_expire(key, when)
+        s.engine.rewrite([b"SET", key, value, b"PXAT", str(when).encode()])
+    elif flags & _GET:
+        # Propagate without GET (which may be repeated), as Redis does.
+        s.engine.rewrite(argv[:3] + [a for a in argv[3:] if a.lower() != b"get"])
+    return old if flags & _GET else ok_reply
+
+
+# -- GET / SET family --------------------------------------------------------------------------
 @command("get")
 def get(s: Session, argv: list[bytes]) -> object:
-    value = s.db.lookup(argv[1])
+    """GET key"""
+    value = s.db.lookup(argv[1])  # inlined lookup_string: GET is the hottest path
     if value is None or type(value) is bytes:
         return value
     raise WrongTypeError()
@@ -17,6 +154,366 @@ def get(s: Session, argv: list[bytes]) -> object:
 
 @command("set")
 def set_(s: Session, argv: list[bytes]) -> object:
+    """SET key value [NX|XX] [GET] [EX s|PX ms|EXAT ts|PXAT ms-ts|KEEPTTL]"""
+    flags, expire = _parse_extended(argv, for_set=True)
+    return _set_generic(s, argv, flags, argv[1], argv[2], expire)
+
+
+@command("setnx")
+def setnx(s: Session, argv: list[bytes]) -> object:
+    """SETNX key value: 1 when set, 0 when the key existed."""
+    return _set_generic(s, argv, _NX, argv[1], argv[2], None, 1, 0)
+
+
+@command("setex")
+def setex(s: Session, argv: list[bytes]) -> object:
+    """SETEX key seconds value (propagated as SET key value PXAT abs-ms)."""
+    return _set_generic(s, argv, _EX, argv[1], argv[3], argv[2])
+
+
+@command("psetex")
+def psetex(s: Session, argv: list[bytes]) -> object:
+    """PSETEX key milliseconds value (propagated as SET key value PXAT abs-ms)."""
+    return _set_generic(s, argv, _PX, argv[1], argv[3], argv[2])
+
+
+@command("getset")
+def getset(s: Session, argv: list[bytes]) -> object:
+    """GETSET key value: the old value; propagated as SET."""
+    old = lookup_string(s, argv[1])
     s.db.set(argv[1], argv[2])
     s.engine.dirty += 1
-    return OK
+    s.engine.rewrite([b"SET", argv[1], argv[2]])
+    return old
+
+
+@command("getdel")
+def getdel(s: Session, argv: list[bytes]) -> object:
+    """GETDEL key: the value, then the key is gone; propagated as DEL."""
+    old = lookup_string(s, argv[1])
+    if old is not None and s.db.delete(argv[1]):
+        s.engine.dirty += 1
+        s.engine.rewrite([b"DEL", argv[1]])
+    return old
+
+
+@command("getex")
+def getex(s: Session, argv: list[bytes]) -> object:
+    """GETEX key [EX|PX|EXAT|PXAT time|PERSIST]: never propagated as is, but as
+    PEXPIREAT, DEL (a timestamp already past) or PERSIST."""
+    flags, expire = _parse_extended(argv, for_set=False)
+    key = argv[1]
+    value = lookup_string(s, key)
+    if value is None:
+        return None
+    when = _expire_at_ms(s, argv, expire, flags) if expire is not None else None
+    engine = s.engine
+    if flags & (_EXAT | _PXAT) and already_expired(s, when):  # type: ignore[arg-type]
+        s.db.delete(key)
+        engine.rewrite([b"DEL", key])
+        engine.dirty += 1
+    elif when is not None:
+        s.db.set_expire(key, when)
+        engine.rewrite([b"PEXPIREAT", key, str(when).encode()])
+        engine.dirty += 1
+    elif flags & _PERSIST and s.db.persist(key):
+        engine.rewrite([b"PERSIST", key])
+        engine.dirty += 1
+    return value
+
+
+def already_expired(s: Session, when: int) -> bool:
+    """checkAlreadyExpired: a time in the past deletes at once, except while loading and on
+    a replica (which keeps the key, logically expired, until its master's DEL)."""
+    engine = s.engine
+    return (when <= engine.keyspace.now_ms() and engine.keyspace.expire_keys
+            and not engine.loading)
+
+
+@command("mget")
+def mget(s: Session, argv: list[bytes]) -> object:
+    """MGET key [key ...]: nil for missing keys and for keys of another type."""
+    lookup = s.db.lookup
+    out = []
+    for key in argv[1:]:
+        value = lookup(key)
+        out.append(value if type(value) is bytes else None)
+    return out
+
+
+def _mset_generic(s: Session, argv: list[bytes], nx: bool) -> object:
+    if len(argv) % 2 == 0:
+        raise ReplyError(
+            f"ERR wrong number of arguments for '{argv[0].decode('utf-8', 'replace').lower()}'"
+            " command")
+    db = s.db
+    if nx:
+        for j in range(1, len(argv), 2):
+            if db.lookup(argv[j]) is not None:
+                return 0
+    for j in range(1, len(argv), 2):
+        db.set(argv[j], argv[j + 1])
+    s.engine.dirty += (len(argv) - 1) // 2
+    return 1 if nx else OK
+
+
+@command("mset")
+def mset(s: Session, argv: list[bytes]) -> object:
+    """MSET key value [key value ...]"""
+    return _mset_generic(s, argv, False)
+
+
+@command("msetnx")
+def msetnx(s: Session, argv: list[bytes]) -> object:
+    """MSETNX key value [key value ...]: all or nothing when any key exists."""
+    return _mset_generic(s, argv, True)
+
+
+@command("strlen")
+def strlen(s: Session, argv: list[bytes]) -> object:
+    """STRLEN key"""
+    value = lookup_string(s, argv[1])
+    return 0 if value is None else len(value)
+
+
+# -- counters ----------------------------------------------------------------------------------
+def _incr_decr(s: Session, key: bytes, incr: int) -> int:
+    current = lookup_string(s, key)
+    if current is None:
+        value = 0
+    else:
+        value = string2ll(current)
+        if value is None:
+            raise ReplyError(NOT_INTEGER)
+    value += incr
+    if value > INT64_MAX or value < -INT64_MAX - 1:
+        raise ReplyError(OVERFLOW)
+    s.db.set(key, str(value).encode(), keep_ttl=True)
+    s.engine.dirty += 1
+    return value
+
+
+@command("incr")
+def incr(s: Session, argv: list[bytes]) -> object:
+    """INCR key"""
+    return _incr_decr(s, argv[1], 1)
+
+
+@command("decr")
+def decr(s: Session, argv: list[bytes]) -> object:
+    """DECR key"""
+    return _incr_decr(s, argv[1], -1)
+
+
+@command("incrby")
+def incrby(s: Session, argv: list[bytes]) -> object:
+    """INCRBY key increment"""
+    return _incr_decr(s, argv[1], parse_ll(argv[2]))
+
+
+@command("decrby")
+def decrby(s: Session, argv: list[bytes]) -> object:
+    """DECRBY key decrement"""
+    amount = parse_ll(argv[2])
+    if amount == -INT64_MAX - 1:
+        raise ReplyError("ERR decrement would overflow")
+    return _incr_decr(s, argv[1], -amount)
+
+
+@command("incrbyfloat")
+def incrbyfloat(s: Session, argv: list[bytes]) -> object:
+    """INCRBYFLOAT key increment, in long double as Redis; propagated as SET ... KEEPTTL."""
+    key = argv[1]
+    current = lookup_string(s, key)
+    base = b"0" if current is None else current
+    if to_float(base) is None or to_float(argv[2]) is None:
+        raise ReplyError(NOT_FLOAT)
+    result = long_double_add(base, argv[2])
+    if result is None:
+        raise ReplyError("ERR increment would produce NaN or Infinity")
+    # createStringObjectFromLongDouble builds an embstr even when the text is an integer.
+    result = mark_string(result, b"embstr")
+    s.db.set(key, result, keep_ttl=True)
+    s.engine.dirty += 1
+    s.engine.rewrite([b"SET", key, result, b"KEEPTTL"])
+    return result
+
+
+# -- ranges --------------------------------------------------------------------------------
+@command("append")
+def append(s: Session, argv: list[bytes]) -> object:
+    """APPEND key value: the new length. Appending makes the string ``raw`` in Redis."""
+    key, suffix = argv[1], argv[2]
+    current = lookup_string(s, key)
+    if current is None:
+        s.db.set(key, suffix)
+        s.engine.dirty += 1
+        return len(suffix)
+    _check_length(s, len(current), len(suffix))
+    # A fresh object even for an empty suffix: the mark below must not tag a shared one.
+    value = current + suffix if suffix else bytes(bytearray(current))
+    s.db.set(key, mark_string(value, b"raw"), keep_ttl=True)
+    s.engine.dirty += 1
+    return len(value)
+
+
+@command("setrange")
+def setrange(s: Session, argv: list[bytes]) -> object:
+    """SETRANGE key offset value: overwrite from ``offset``, zero-padding as needed."""
+    key, patch = argv[1], argv[3]
+    offset = parse_ll(argv[2])
+    if offset < 0:
+        raise ReplyError("ERR offset is out of range")
+    current = lookup_string(s, key)
+    if current is None:
+        if not patch:
+            return 0
+        _check_length(s, offset, len(patch))
+        value = bytes(offset) + patch
+        s.db.set(key, mark_string(value, b"raw"))
+    else:
+        if not patch:
+            return len(current)
+        _check_length(s, offset, len(patch))
+        if offset > len(current):
+            value = current + bytes(offset - len(current)) + patch
+        else:
+            value = current[:offset] + patch + current[offset + len(patch):]
+        s.db.set(key, mark_string(value, b"raw"), keep_ttl=True)
+    s.engine.dirty += 1
+    return len(value)
+
+
+@command("getrange")
+def getrange(s: Session, argv: list[bytes]) -> object:
+    """GETRANGE key start end (inclusive, negative from the end)."""
+    start = parse_ll(argv[2])
+    end = parse_ll(argv[3])
+    value = lookup_string(s, argv[1])
+    if value is None:
+        return b""
+    size = len(value)
+    if start < 0 and end < 0 and start > end:
+        return b""
+    if start < 0:
+        start = max(size + start, 0)
+    if end < 0:
+        end = max(size + end, 0)
+    end = min(end, size - 1)
+    if start > end or size == 0:
+        return b""
+    return value[start:end + 1]
+
+
+@command("substr")
+def substr(s: Session, argv: list[bytes]) -> object:
+    """SUBSTR key start end: the old name of GETRANGE."""
+    return getrange(s, argv)
+
+
+# -- LCS ---------------------------------------------------------------------------------------
+def _lcs_rows(a: bytes, b: bytes) -> list[int]:
+    """Bit-parallel LCS (Allison-Dix / Hyyro): one ``len(b)``-bit row per prefix of ``a``.
+
+    In row ``i`` bit ``j`` is 0 exactly where ``LCS(a[:i], b[:j+1])`` exceeds
+    ``LCS(a[:i], b[:j])``, so ``LCS(i, j) = j - popcount(row_i & (2**j - 1))``. Each row is a
+    handful of big-integer operations: C speed instead of a Python loop per table cell.
+    """
+    full = (1 << len(b)) - 1
+    masks: dict[int, int] = {}
+    for j, char in enumerate(b):
+        masks[char] = masks.get(char, 0) | (1 << j)
+    row = full
+    rows = [row]
+    for char in a:
+        matched = row & masks.get(char, 0)
+        row = ((row + matched) | (row - matched)) & full
+        rows.append(row)
+    return rows
+
+
+def _lcs_at(rows: list[int], i: int, j: int) -> int:
+    return j - (rows[i] & ((1 << j) - 1)).bit_count()
+
+
+@command("lcs")
+def lcs(s: Session, argv: list[bytes]) -> object:
+    """LCS key1 key2 [LEN] [IDX] [MINMATCHLEN len] [WITHMATCHLEN]
+
+    The walk back through the table, and so which of several equally long subsequences and
+    ranges is reported, is Redis's own.
+    """
+    obj_a = s.db.lookup(argv[1])
+    obj_b = s.db.lookup(argv[2])
+    if (obj_a is not None and type(obj_a) is not bytes) or (
+            obj_b is not None and type(obj_b) is not bytes):
+        raise ReplyError("ERR The specified keys must contain string values")
+    a: bytes = obj_a or b""  # type: ignore[assignment]
+    b: bytes = obj_b or b""  # type: ignore[assignment]
+    getlen = getidx = withmatchlen = False
+    minmatchlen = 0
+    j = 3
+    while j < len(argv):
+        opt = argv[j].lower()
+        if opt == b"idx":
+            getidx = True
+        elif opt == b"len":
+            getlen = True
+        elif opt == b"withmatchlen":
+            withmatchlen = True
+        elif opt == b"minmatchlen" and j < len(argv) - 1:
+            minmatchlen = max(parse_ll(argv[j + 1]), 0)
+            j += 1
+        else:
+            raise ReplyError(SYNTAX)
+        j += 1
+    if getlen and getidx:
+        raise ReplyError("ERR If you want both the length and indexes, please just use IDX.")
+    if (len(a) + 1) * (len(b) + 1) * 4 > s.engine.config.proto_max_bulk_len:
+        raise ReplyError(_MAX_LCS_CELLS_MESSAGE)
+    rows = _lcs_rows(a, b)
+    total = _lcs_at(rows, len(a), len(b))
+    if getlen and not getidx:
+        return total
+    result = bytearray(total)
+    idx = total
+    matches = []
+    alen = len(a)
+    i, j = len(a), len(b)
+    arange_start = alen  # alen: no range being tracked
+    arange_end = brange_start = brange_end = 0
+    while i > 0 and j > 0:
+        emit = False
+        if a[i - 1] == b[j - 1]:
+            result[idx - 1] = a[i - 1]
+            if arange_start == alen:
+                arange_start = arange_end = i - 1
+                brange_start = brange_end = j - 1
+            elif arange_start == i and brange_start == j:
+                arange_start -= 1
+                brange_start -= 1
+            else:
+                emit = True
+            if arange_start == 0 or brange_start == 0:
+                emit = True
+            idx -= 1
+            i -= 1
+            j -= 1
+        else:
+            if _lcs_at(rows, i - 1, j) > _lcs_at(rows, i, j - 1):
+                i -= 1
+            else:
+                j -= 1
+            if arange_start != alen:
+                emit = True
+        if emit:
+            match_len = arange_end - arange_start + 1
+            if getidx and (minmatchlen == 0 or match_len >= minmatchlen):
+                entry = [[arange_start, arange_end], [brange_start, brange_end]]
+                if withmatchlen:
+                    entry.append(match_len)
+                matches.append(entry)
+            arange_start = alen
+    if getidx:
+        return {b"matches": matches, b"len": total}
+    return bytes(result)

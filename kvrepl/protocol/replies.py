@@ -13,6 +13,7 @@ value               RESP2                   RESP3
 ``list``/``tuple``  array                   array
 ``dict``            flat array              map ``%``
 ``set``             array                   set ``~``
+``OrderedSet``      array                   set ``~`` (order kept)
 ``float``           bulk string             double ``,``
 ``Status``          ``+OK``                 ``+OK``
 ``Verbatim``        bulk string             verbatim ``=``
@@ -39,6 +40,10 @@ class Verbatim(bytes):
 
 class Raw(bytes):
     """Bytes already encoded as RESP, sent unchanged."""
+
+
+class OrderedSet(list):
+    """A set reply whose order matters to match Redis (``~`` in RESP3, an array in RESP2)."""
 
 
 class Push(list):
@@ -125,6 +130,10 @@ def _encode_into(value: object, out: list[bytes], resp3: bool) -> None:
             out.append(b"=%d\r\ntxt:%s\r\n" % (len(value) + 4, value))
         else:
             out.append(b"$%d\r\n%s\r\n" % (len(value), value))
+    elif kind is OrderedSet:
+        out.append((b"~%d\r\n" if resp3 else b"*%d\r\n") % len(value))
+        for item in value:
+            _encode_into(item, out, resp3)
     elif kind is Push:
         out.append((b">%d\r\n" if resp3 else b"*%d\r\n") % len(value))
         for item in value:

@@ -82,17 +82,32 @@ class BlockingManager:
                 keyspace.blocked_keys.discard((waiter.db, key))
 
     def serve_ready(self) -> None:
+        """Serve the clients blocked on keys that became ready (``handleClientsBlockedOnKeys``).
+
+        Per key, waiters are tried in arrival order, each told which key woke it. One that
+        still cannot be served (a BZPOPMIN on a key that is now a list) keeps waiting and the
+        next one is tried, as Redis skips waiters of another type; once the key is gone, the
+        rest keep waiting.
+        """
         keyspace = self.engine.keyspace
         while keyspace.ready_keys:
             ready, keyspace.ready_keys = keyspace.ready_keys, []
             for db, key in dict.fromkeys(ready):
-                queue = self.waiting.get((db, key))
-                while queue:
-                    waiter = queue[0]
-                    reply = self.engine.run_unblocked(waiter.session, waiter.argv)
+                data = keyspace.dbs[db].data
+                for waiter in list(self.waiting.get((db, key), ())):
+                    if key not in data:
+                        break  # emptied (or never there): the others keep waiting
+                    if waiter.done.is_set():
+                        continue  # served through another of its keys meanwhile
+                    # Redis serves a client from the key that became ready, not from the
+                    # first non-empty key of its list: handlers look at ready_key first.
+                    waiter.session.ready_key = key
+                    try:
+                        reply = self.engine.run_unblocked(waiter.session, waiter.argv)
+                    finally:
+                        waiter.session.ready_key = None
                     if type(reply) is Block:
-                        break  # the key is empty (or the wrong type) again: keep waiting
+                        continue  # not served by this key (another type): keep waiting
                     waiter.reply = reply
                     waiter.done.set()
                     self._forget(waiter)
-                    queue = self.waiting.get((db, key))

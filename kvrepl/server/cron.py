@@ -16,7 +16,7 @@ async def run_cron(engine: Engine) -> None:
 
 def expire_cycle(engine: Engine) -> int:
     """One active-expiry pass over every database; returns how many keys it deleted."""
-    if not engine.keyspace.expire_keys:
+    if not engine.keyspace.expire_keys or not engine.active_expire_enabled:
         return 0
     deleted = 0
     for db in engine.keyspace.dbs:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import os
 import socket
+from time import time as now
 
 import trio
 
@@ -34,6 +35,7 @@ _DENIED = (
 )
 
 RECEIVE_SIZE = 64 * 1024
+_DISCONNECTED = object()
 
 
 class SocketIO:
@@ -60,7 +62,8 @@ class SocketIO:
         else:
             # Data was already waiting: let the other clients have their turn first, as
             # Redis's event loop serves each ready client once per iteration.
-            await trio.lowlevel.checkpoint()
+            # Shielded: the bytes are consumed, a cancellation here must not drop them.
+            await trio.lowlevel.cancel_shielded_checkpoint()
             return data
         while True:
             await trio.lowlevel.wait_readable(self.fd)
@@ -133,6 +136,37 @@ class Connection:
             if out:
                 await self.send(b"".join(out))
 
+    async def wait_blocked(self, argv: list[bytes], block: Block) -> object:
+        """Wait out a blocking command while still reading the socket, as Redis keeps
+        reading a blocked client: what it sends meanwhile is parsed and runs after the reply,
+        and a hang-up ends the wait at once (``_DISCONNECTED``), so that no later push is
+        popped for a client that is gone."""
+        reply: object = _DISCONNECTED
+        engine = self.server.engine
+
+        async with trio.open_nursery() as nursery:
+
+            async def wait() -> None:
+                nonlocal reply
+                reply = await self.server.blocking.wait(self.session, argv, block)
+                nursery.cancel_scope.cancel()
+
+            async def read() -> None:
+                while True:
+                    try:
+                        data = await self.io.receive_some(RECEIVE_SIZE)
+                    except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+                        data = b""
+                    if not data:
+                        nursery.cancel_scope.cancel()
+                        return
+                    engine.stats.total_net_input_bytes += len(data)
+                    self.parser.feed(data)
+
+            nursery.start_soon(wait)
+            nursery.start_soon(read)
+        return reply
+
     async def run(self) -> None:
         engine = self.server.engine
         session = self.session
@@ -167,10 +201,16 @@ class Connection:
                     if out:
                         await self.send(b"".join(out))
                         out = []
-                    reply = await self.server.blocking.wait(session, argv, reply)
+                    reply = await self.wait_blocked(argv, reply)
+                    if reply is _DISCONNECTED:
+                        return
                 if session.pending_out:
                     self.drain_pushes(out)
                 out.append(encode(reply, session.resp3))
+                if session.after_reply:
+                    out.extend(encode(m, session.resp3) for m in session.after_reply)
+                    session.after_reply.clear()
+                session.last_interaction = now()
                 if session.closing:
                     break
                 parser.authenticated = session.authenticated

@@ -128,10 +128,10 @@ class Database:
         return self.expires.pop(key, None) is not None
 
     def clear(self) -> None:
-        for key in list(self.data):
-            self.before_write(key)
-        self.data.clear()
-        self.expires.clear()
+        """Drop every key. Values are not changed in place, so no per-key signal is due:
+        a snapshot keeps its own references, and WATCH is told by the flush command."""
+        self.data = {}
+        self.expires = {}
 
     def active_expire_cycle(self, samples: int = 20) -> int:
         """Sample keys with a TTL and delete the expired ones, as Redis's active expiry does.

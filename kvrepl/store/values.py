@@ -14,8 +14,11 @@ zset      :class:`ZSet` (``dict`` member->score + ``SortedList`` of ``(score, me
 
 from __future__ import annotations
 
+import copy
+import math
 from collections import deque
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 
 from sortedcontainers import SortedList
 
@@ -84,6 +87,61 @@ class ZSet:
         new.ordered = SortedList(self.ordered)
         return new
 
+    def score_index(self, score: float, after: bool = False) -> int:
+        """The rank of the first member whose score is ``>= score`` (``> score`` if ``after``).
+
+        O(log n). ``(score,)`` sorts before every ``(score, member)``, so it is a bisection
+        key needing no sentinel member; "greater than" is "at least the next double up".
+        """
+        if after:
+            if score == math.inf:
+                return len(self.ordered)
+            score = math.nextafter(score, math.inf)
+        return self.ordered.bisect_left((score,))
+
+    def lex_index(self, member: bytes, after: bool = False) -> int:
+        """The rank of the first member ``>= member`` (``> member`` if ``after``) in bytes order.
+
+        Meant for sets whose members all have one score, where score order is member order
+        (what ZRANGEBYLEX requires). That case is one O(log n) bisection; with mixed scores
+        a binary search over ranks keeps the call O(log^2 n) and deterministic.
+        """
+        ordered = self.ordered
+        size = len(ordered)
+        if not size:
+            return 0
+        first = ordered[0][0]
+        if first == ordered[-1][0]:
+            if after:
+                return ordered.bisect_right((first, member))
+            return ordered.bisect_left((first, member))
+        low, high = 0, size
+        while low < high:
+            middle = (low + high) // 2
+            current = ordered[middle][1]
+            if current < member or (after and current == member):
+                low = middle + 1
+            else:
+                high = middle
+        return low
+
+    def remove_ranks(self, start: int, stop: int) -> int:
+        """Remove the members of ranks ``start <= rank < stop``; return how many went."""
+        if start >= stop:
+            return 0
+        removed = self.ordered[start:stop]
+        del self.ordered[start:stop]
+        scores = self.scores
+        for _, member in removed:
+            del scores[member]
+        return len(removed)
+
+    def pop_rank(self, rank: int) -> tuple[float, bytes]:
+        """Remove and return the ``(score, member)`` at ``rank`` (0 = lowest, -1 = highest)."""
+        score, member = self.ordered.pop(rank)
+        del self.scores[member]
+        return score, member
+
     def _check(self) -> None:
         """Assert the two indexes agree (tests call this after every step)."""
         assert len(self.scores) == len(self.ordered)
@@ -104,3 +162,77 @@ def copy_value(value: object) -> object:
     if type(value) is bytes:
         return value
     return value.copy()
+
+
+# -- streams ---------------------------------------------------------------------------------
+# Only what RDB load/save needs (no X* commands yet): the data and metadata t_stream.c keeps.
+
+StreamID = tuple[int, int]  # (ms, seq), both unsigned 64-bit
+
+
+@dataclass
+class StreamNack:
+    """One entry of a group's pending entries list (streamNACK)."""
+
+    delivery_time: int  # unix ms of the last delivery
+    delivery_count: int
+    consumer: bytes | None = None  # the owning consumer's name
+
+
+@dataclass
+class StreamConsumer:
+    """A consumer of a group (streamConsumer) and the IDs it has pending, ascending."""
+
+    name: bytes
+    seen_time: int  # unix ms
+    pending: list[StreamID] = field(default_factory=list)
+    active_time: int | None = None  # only RDB 11+ (Redis 7.2) files carry it
+
+
+@dataclass
+class StreamGroup:
+    """A consumer group (streamCG)."""
+
+    name: bytes
+    last_id: StreamID = (0, 0)
+    entries_read: int = -1  # -1: unknown (SCG_INVALID_ENTRIES_READ)
+    pending: dict[StreamID, StreamNack] = field(default_factory=dict)
+    consumers: dict[bytes, StreamConsumer] = field(default_factory=dict)
+
+
+class Stream:
+    """A stream: ``entries`` maps ``(ms, seq)`` to the entry's flat ``[field, value, ...]``
+    list (as given to XADD, duplicates kept), in ID order; plus the stream metadata and the
+    consumer groups by name. An empty stream is a valid value (unlike empty lists)."""
+
+    __slots__ = ("entries", "last_id", "first_id", "max_deleted_id", "entries_added", "groups")
+
+    def __init__(self) -> None:
+        self.entries: dict[StreamID, list[bytes]] = {}
+        self.last_id: StreamID = (0, 0)
+        self.first_id: StreamID = (0, 0)
+        self.max_deleted_id: StreamID = (0, 0)
+        self.entries_added = 0
+        self.groups: dict[bytes, StreamGroup] = {}
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Stream) and all(
+            getattr(self, name) == getattr(other, name) for name in Stream.__slots__)
+
+    def __repr__(self) -> str:
+        return (f"Stream({len(self.entries)} entries, last_id={self.last_id}, "
+                f"groups={list(self.groups)})")
+
+    def copy(self) -> Stream:
+        new = Stream()
+        new.entries = dict(self.entries)  # entry lists are never mutated in place
+        new.last_id, new.first_id = self.last_id, self.first_id
+        new.max_deleted_id, new.entries_added = self.max_deleted_id, self.entries_added
+        new.groups = copy.deepcopy(self.groups)
+        return new
+
+
+_TYPE_NAMES[Stream] = b"stream"

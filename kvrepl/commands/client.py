@@ -1,0 +1,316 @@
+"""CLIENT subcommands (Redis 7.0 ``networking.c`` clientCommand and catClientInfoString).
+
+Implemented: ID SETNAME GETNAME LIST INFO KILL UNBLOCK NO-EVICT GETREDIR TRACKINGINFO CACHING
+HELP. Not implemented (so ``unknown subcommand``): PAUSE UNPAUSE REPLY TRACKING, which need
+the connection loop to hold or drop replies.
+"""
+
+from __future__ import annotations
+
+import time
+
+from kvrepl.commands.args import parse_int, to_int
+from kvrepl.commands.connection import set_client_name
+from kvrepl.commands.core import Session, command
+from kvrepl.commands.help import help_reply
+from kvrepl.errors import SYNTAX, ReplyError
+from kvrepl.protocol.replies import NULL_ARRAY, OK, Verbatim
+
+_HELP = [
+    "CACHING (YES|NO)",
+    "    Enable/disable tracking of the keys for next command in OPTIN/OPTOUT modes.",
+    "GETREDIR",
+    "    Return the client ID we are redirecting to when tracking is enabled.",
+    "GETNAME",
+    "    Return the name of the current connection.",
+    "ID",
+    "    Return the ID of the current connection.",
+    "INFO",
+    "    Return information about the current client connection.",
+    "KILL <ip:port>",
+    "    Kill connection made from <ip:port>.",
+    "KILL <option> <value> [<option> <value> [...]]",
+    "    Kill connections. Options are:",
+    "    * ADDR (<ip:port>|<unixsocket>:0)",
+    "      Kill connections made from the specified address",
+    "    * LADDR (<ip:port>|<unixsocket>:0)",
+    "      Kill connections made to specified local address",
+    "    * TYPE (NORMAL|MASTER|REPLICA|PUBSUB)",
+    "      Kill connections by type.",
+    "    * USER <username>",
+    "      Kill connections authenticated by <username>.",
+    "    * SKIPME (YES|NO)",
+    "      Skip killing current connection (default: yes).",
+    "LIST [options ...]",
+    "    Return information about client connections. Options:",
+    "    * TYPE (NORMAL|MASTER|REPLICA|PUBSUB)",
+    "      Return clients of specified type.",
+    "SETNAME <name>",
+    "    Assign the name <name> to the current connection.",
+    "UNBLOCK <clientid> [TIMEOUT|ERROR]",
+    "    Unblock the specified blocked client.",
+    "TRACKINGINFO",
+    "    Report tracking status for the current connection.",
+    "NO-EVICT (ON|OFF)",
+    "    Protect current client connection from eviction.",
+]
+
+# getClientTypeByName: "slave" and "replica" are one type.
+_TYPES = {b"normal": "normal", b"slave": "slave", b"replica": "slave", b"pubsub": "pubsub",
+          b"master": "master"}
+
+
+def client_type(s: Session) -> str:
+    """getClientType: master, slave (a replica, not a MONITOR), pubsub or normal."""
+    if s.is_master:
+        return "master"
+    if s.is_replica and not s.monitor:
+        return "slave"
+    if s.channels or s.patterns:
+        return "pubsub"
+    return "normal"
+
+
+def _flags(s: Session) -> str:
+    flags = ""
+    if s.monitor:
+        flags += "O"
+    elif s.is_replica:
+        flags += "S"
+    if s.is_master:
+        flags += "M"
+    if s.channels or s.patterns:
+        flags += "P"
+    if s.multi is not None:
+        flags += "x"
+    if s.blocked is not None:
+        flags += "b"
+    if s.dirty_cas:
+        flags += "d"
+    if s.closing:
+        flags += "c"
+    if s.addr.startswith("/"):
+        flags += "U"
+    if getattr(s, "no_evict", False):
+        flags += "e"
+    return flags or "N"
+
+
+def _connection(s: Session) -> object | None:
+    connections = getattr(s.engine.server, "connections", None)
+    return connections.get(s.id) if connections else None
+
+
+def _fd(connection: object | None) -> int:
+    sock = getattr(getattr(connection, "stream", None), "socket", None)
+    try:
+        return sock.fileno() if sock is not None else -1
+    except OSError:
+        return -1
+
+
+def _last_command(s: Session, current: Session | None, running: str) -> str:
+    if s is current:
+        return running  # Redis records the command before running it
+    last = s.last_command
+    if isinstance(last, bytes):
+        last = last.decode("utf-8", "replace")
+    return last if last == "NULL" else last.lower()
+
+
+def client_info_line(s: Session, current: Session | None = None, running: str = "") -> str:
+    """One CLIENT LIST line, fields in Redis 7.0's order; what kvrepl cannot know is 0."""
+    now = int(time.time())
+    connection = _connection(s)
+    idle_since = max(s.created, s.last_interaction)
+    name = (s.name or b"").decode("utf-8", "replace")
+    multi = len(s.multi) if s.multi is not None else -1
+    return (
+        f"id={s.id} addr={s.addr} laddr={s.laddr} fd={_fd(connection)} name={name} "
+        f"age={now - int(s.created)} idle={max(0, now - int(idle_since))} flags={_flags(s)} "
+        f"db={s.db.id} sub={len(s.channels)} psub={len(s.patterns)} ssub=0 multi={multi} "
+        f"qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 omem=0 tot-mem=0 "
+        f"events={'r' if connection is not None else ''} "
+        f"cmd={_last_command(s, current, running)} user={s.user.decode('utf-8', 'replace')} "
+        f"redir=-1 resp={3 if s.resp3 else 2}"
+    )
+
+
+@command("client|id")
+def client_id(s: Session, argv: list[bytes]) -> object:
+    """CLIENT ID."""
+    return s.id
+
+
+@command("client|setname")
+def client_setname(s: Session, argv: list[bytes]) -> object:
+    """CLIENT SETNAME name (an empty name removes it)."""
+    set_client_name(s, argv[2])
+    return OK
+
+
+@command("client|getname")
+def client_getname(s: Session, argv: list[bytes]) -> object:
+    """CLIENT GETNAME: the name, or nil."""
+    return s.name
+
+
+@command("client|info")
+def client_info(s: Session, argv: list[bytes]) -> object:
+    """CLIENT INFO: this connection's CLIENT LIST line."""
+    return Verbatim((client_info_line(s, s, "client|info") + "\n").encode())
+
+
+@command("client|list")
+def client_list(s: Session, argv: list[bytes]) -> object:
+    """CLIENT LIST [TYPE type] [ID id [id ...]]."""
+    sessions = list(s.engine.sessions.values())
+    if len(argv) == 4 and argv[2].lower() == b"type":
+        kind = _TYPES.get(argv[3].lower())
+        if kind is None:
+            raise ReplyError(f"ERR Unknown client type '{argv[3].decode('utf-8', 'replace')}'")
+        sessions = [c for c in sessions if client_type(c) == kind]
+    elif len(argv) > 3 and argv[2].lower() == b"id":
+        ids = [parse_int(arg, "ERR Invalid client ID") for arg in argv[3:]]
+        found = (s.engine.sessions.get(i) for i in ids)
+        sessions = [c for c in found if c is not None]
+    elif len(argv) != 2:
+        raise ReplyError(SYNTAX)
+    lines = "".join(client_info_line(c, s, "client|list") + "\n" for c in sessions)
+    return Verbatim(lines.encode())
+
+
+def kill_session(target: Session) -> None:
+    """Disconnect another client now: its connection is cancelled and its state dropped."""
+    target.closing = True
+    if target.on_kill is not None:
+        target.on_kill()
+    target.engine.close_session(target)
+
+
+@command("client|kill")
+def client_kill(s: Session, argv: list[bytes]) -> object:
+    """CLIENT KILL addr | CLIENT KILL [ID id] [TYPE t] [ADDR a] [LADDR a] [USER u] [SKIPME y/n].
+
+    The old form answers OK or "No such client" and may kill the caller; the filter form
+    answers how many were killed. The caller is closed after its reply.
+    """
+    addr = laddr = user = None
+    kind = None
+    wanted_id = 0
+    skipme = True
+    if len(argv) == 3:
+        addr = argv[2].decode("utf-8", "replace")
+        skipme = False
+    else:
+        i = 2
+        while i < len(argv):
+            option = argv[i].lower()
+            if i + 1 >= len(argv):
+                raise ReplyError(SYNTAX)
+            value = argv[i + 1]
+            if option == b"id":
+                wanted_id = to_int(value) or 0
+                if wanted_id <= 0:
+                    raise ReplyError("ERR client-id should be greater than 0")
+            elif option == b"type":
+                kind = _TYPES.get(value.lower())
+                if kind is None:
+                    raise ReplyError(
+                        f"ERR Unknown client type '{value.decode('utf-8', 'replace')}'")
+            elif option == b"addr":
+                addr = value.decode("utf-8", "replace")
+            elif option == b"laddr":
+                laddr = value.decode("utf-8", "replace")
+            elif option == b"user":
+                if value != b"default":
+                    raise ReplyError(f"ERR No such user '{value.decode('utf-8', 'replace')}'")
+                user = value
+            elif option == b"skipme":
+                if value.lower() == b"yes":
+                    skipme = True
+                elif value.lower() == b"no":
+                    skipme = False
+                else:
+                    raise ReplyError(SYNTAX)
+            else:
+                raise ReplyError(SYNTAX)
+            i += 2
+    killed = 0
+    for target in list(s.engine.sessions.values()):
+        if addr is not None and target.addr != addr:
+            continue
+        if laddr is not None and target.laddr != laddr:
+            continue
+        if kind is not None and client_type(target) != kind:
+            continue
+        if wanted_id and target.id != wanted_id:
+            continue
+        if user is not None and target.user != user:
+            continue
+        if target is s:
+            if skipme:
+                continue
+            s.closing = True  # after this reply
+        else:
+            kill_session(target)
+        killed += 1
+    if len(argv) == 3:
+        if not killed:
+            raise ReplyError("ERR No such client")
+        return OK
+    return killed
+
+
+@command("client|unblock")
+def client_unblock(s: Session, argv: list[bytes]) -> object:
+    """CLIENT UNBLOCK id [TIMEOUT|ERROR]: 1 when a blocked client was woken up."""
+    error = False
+    if len(argv) == 4:
+        reason = argv[3].lower()
+        if reason == b"error":
+            error = True
+        elif reason != b"timeout":
+            raise ReplyError("ERR CLIENT UNBLOCK reason should be TIMEOUT or ERROR")
+    target = s.engine.sessions.get(parse_int(argv[2]))
+    blocking = getattr(s.engine.server, "blocking", None)
+    if target is None or target.blocked is None or blocking is None:
+        return 0
+    # replyToBlockedClientTimedOut: every list and sorted set wait times out with a null array.
+    reply = ReplyError("UNBLOCKED client unblocked via CLIENT UNBLOCK") if error else NULL_ARRAY
+    return 1 if blocking.unblock(target, reply) else 0
+
+
+@command("client|no-evict")
+def client_no_evict(s: Session, argv: list[bytes]) -> object:
+    """CLIENT NO-EVICT ON|OFF (kvrepl never evicts clients; the flag shows in CLIENT LIST)."""
+    value = argv[2].lower()
+    if value not in (b"on", b"off"):
+        raise ReplyError(SYNTAX)
+    s.no_evict = value == b"on"
+    return OK
+
+
+@command("client|getredir")
+def client_getredir(s: Session, argv: list[bytes]) -> object:
+    """CLIENT GETREDIR: -1, client-side caching (tracking) is never on in kvrepl."""
+    return -1
+
+
+@command("client|trackinginfo")
+def client_trackinginfo(s: Session, argv: list[bytes]) -> object:
+    """CLIENT TRACKINGINFO: tracking is off."""
+    return {b"flags": {b"off"}, b"redirect": -1, b"prefixes": []}
+
+
+@command("client|caching")
+def client_caching(s: Session, argv: list[bytes]) -> object:
+    """CLIENT CACHING YES|NO: only valid in tracking mode, which kvrepl does not offer."""
+    raise ReplyError("ERR CLIENT CACHING can be called only when the client is in tracking "
+                     "mode with OPTIN or OPTOUT mode enabled")
+
+
+@command("client|help")
+def client_help(s: Session, argv: list[bytes]) -> object:
+    """CLIENT HELP (lists the subcommands kvrepl implements)."""
+    return help_reply(argv, _HELP)

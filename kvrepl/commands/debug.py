@@ -1,0 +1,160 @@
+"""DEBUG subcommands kvrepl implements (Redis 7.0 ``debug.c`` debugCommand).
+
+DIGEST, DIGEST-VALUE, POPULATE, SLEEP, SET-ACTIVE-EXPIRE, PROTOCOL, ERROR, LOG and HELP.
+Crash helpers (SEGFAULT, PANIC, OOM, ASSERT), allocator and encoding internals (MALLCTL,
+LISTPACK, QUICKLIST, SDSLEN, HTSTATS, STRUCTSIZE) and RELOAD / LOADAOF are not implemented.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+
+from kvrepl.commands.args import INT64_MAX, to_int
+from kvrepl.commands.core import Session, command
+from kvrepl.commands.help import help_reply, subcommand_syntax_error
+from kvrepl.errors import NOT_POSITIVE, ReplyError
+from kvrepl.log import logger
+from kvrepl.protocol.replies import OK, Raw, Status, Verbatim
+from kvrepl.store.digest import digest, digest_value
+
+_HELP = [
+    "DIGEST",
+    "    Output a hex signature representing the current DB content.",
+    "DIGEST-VALUE <key> [<key> ...]",
+    "    Output a hex signature of the values of all the specified keys.",
+    "ERROR <string>",
+    "    Return a Redis protocol error with <string> as message. Useful for clients",
+    "    unit tests to simulate Redis errors.",
+    "LOG <message>",
+    "    Write <message> to the server log.",
+    "POPULATE <count> [<prefix>] [<size>]",
+    "    Create <count> string keys named key:<num>. If <prefix> is specified then",
+    "    it is used instead of the 'key' prefix. These are not propagated to",
+    "    replicas. Cluster slots are not respected so keys not belonging to the",
+    "    current node can be created in cluster mode.",
+    "PROTOCOL <type>",
+    "    Reply with a test value of the specified type. <type> can be: string,",
+    "    integer, double, bignum, null, array, set, map, attrib, push, verbatim,",
+    "    true, false.",
+    "SET-ACTIVE-EXPIRE <0|1>",
+    "    Setting it to 0 disables expiring keys in background when they are not",
+    "    accessed (otherwise the Redis behavior). Setting it to 1 reenables back the",
+    "    default.",
+    "SLEEP <seconds>",
+    "    Stop the server for <seconds>. Decimals allowed.",
+]
+
+# What strtod and atoi read from the start of a string; the rest is ignored, as in C.
+_STRTOD = re.compile(rb"\s*([+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?)")
+_ATOI = re.compile(rb"\s*([+-]?[0-9]+)")
+
+
+def _strtod(arg: bytes) -> float:
+    match = _STRTOD.match(arg)
+    return float(match.group(1)) if match else 0.0
+
+
+def _atoi(arg: bytes) -> int:
+    match = _ATOI.match(arg)
+    return int(match.group(1)) if match else 0
+
+
+def _positive(arg: bytes) -> int:
+    """getPositiveLongFromObjectOrReply: one message for "not a number" and "negative"."""
+    value = to_int(arg)
+    if value is None or not 0 <= value <= INT64_MAX:
+        raise ReplyError(NOT_POSITIVE)
+    return value
+
+
+def _populate(s: Session, argv: list[bytes]) -> object:
+    count = _positive(argv[2])
+    size = _positive(argv[4]) if len(argv) == 5 else 0
+    # snprintf("%s:%lu") into 128 bytes: the prefix is a C string, the key at most 127 bytes.
+    prefix = argv[3].split(b"\0", 1)[0] if len(argv) >= 4 else b"key"
+    db = s.db
+    for j in range(count):
+        key = (b"%s:%d" % (prefix, j))[:127]
+        if db.lookup(key) is not None:
+            continue
+        value = b"value:%d" % j
+        if size:
+            value = value[:size].ljust(size, b"\0")
+        db.before_write(key)  # signalModifiedKey: WATCH sees it
+        db.add(key, value)
+    return OK
+
+
+def _protocol(s: Session, kind: bytes) -> object:
+    """DEBUG PROTOCOL: one reply of each RESP type, for client tests."""
+    resp3 = s.resp3
+    if kind == b"string":
+        return b"Hello World"
+    if kind == b"integer":
+        return 12345
+    if kind == b"double":
+        return 3.141
+    if kind == b"bignum":
+        number = b"1234567999999999999999999999999999999"
+        return Raw(b"(" + number + b"\r\n") if resp3 else number
+    if kind == b"null":
+        return None
+    if kind == b"array":
+        return [0, 1, 2]
+    if kind == b"set":
+        return {0, 1, 2}
+    if kind == b"map":
+        return {0: False, 1: True, 2: False}
+    if kind == b"attrib":
+        follow = b"$39\r\nSome real reply following the attribute\r\n"
+        attribute = b"|1\r\n$14\r\nkey-popularity\r\n*2\r\n$7\r\nkey:123\r\n:90\r\n"
+        return Raw((attribute if resp3 else b"") + follow)
+    if kind == b"push":
+        if not resp3:
+            raise ReplyError("ERR RESP2 is not supported by this command")
+        return Raw(b">2\r\n$16\r\nserver-cpu-usage\r\n:42\r\n"
+                   b"$40\r\nSome real reply following the push reply\r\n")
+    if kind == b"true":
+        return True
+    if kind == b"false":
+        return False
+    if kind == b"verbatim":
+        return Verbatim(b"This is a verbatim\nstring")
+    raise ReplyError("ERR Wrong protocol type name. Please use one of the following: "
+                     "string|integer|double|bignum|null|array|set|map|attrib|push|verbatim|"
+                     "true|false")
+
+
+@command("debug")
+def debug(s: Session, argv: list[bytes]) -> object:
+    """DEBUG subcommand [argument ...]."""
+    sub = argv[1].lower()
+    argc = len(argv)
+    if sub == b"help" and argc == 2:
+        return help_reply(argv, _HELP)
+    if sub == b"digest" and argc == 2:
+        return Status(digest(s.engine.keyspace))
+    if sub == b"digest-value":
+        # No lazy expiry: DEBUG looks at what is stored.
+        db = s.db
+        return [Status(digest_value(db.data.get(key), db.expires.get(key))) for key in argv[2:]]
+    if sub == b"populate" and 3 <= argc <= 5:
+        return _populate(s, argv)
+    if sub == b"sleep" and argc == 3:
+        # Redis stops its event loop; so does kvrepl, by blocking its thread.
+        micros = int(_strtod(argv[2]) * 1_000_000)
+        if micros > 0:
+            time.sleep(micros / 1_000_000)
+        return OK
+    if sub == b"set-active-expire" and argc == 3:
+        s.engine.active_expire_enabled = bool(_atoi(argv[2]))
+        return OK
+    if sub == b"protocol" and argc == 3:
+        return _protocol(s, argv[2].lower())
+    if sub == b"error" and argc == 3:
+        return ReplyError(argv[2].decode("utf-8", "replace"))
+    if sub == b"log" and argc == 3:
+        logger.warning("DEBUG LOG: %s", argv[2].decode("utf-8", "replace"))
+        return OK
+    raise subcommand_syntax_error(argv)

@@ -1,0 +1,458 @@
+"""INFO [section ...] with Redis 7.0's sections, field names and field order (``server.c``
+genRedisInfoString).
+
+Values kvrepl cannot know the way Redis does (allocator statistics, fork times, I/O threads)
+are 0 or the value Redis shows when the feature is idle; the fields are always present, so
+tools that parse INFO find what they look for. Each section is a function of the engine in
+:data:`SECTIONS`; the replication and persistence layers replace theirs with
+:func:`register_section` as they grow real numbers.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import platform
+import resource
+import secrets
+import struct
+import sys
+import time
+import weakref
+from collections.abc import Callable
+
+from kvrepl import __version__
+from kvrepl.commands.connection import REDIS_VERSION
+from kvrepl.commands.core import Engine, Session, command
+from kvrepl.protocol.replies import Verbatim
+
+Section = Callable[[Engine], list[str]]
+
+# genInfoSectionDict's default_sections.
+DEFAULT_SECTIONS = ("server", "clients", "memory", "persistence", "stats", "replication",
+                    "cpu", "module_list", "errorstats", "cluster", "keyspace")
+
+
+class _EngineFacts:
+    """Per-engine values INFO must keep stable: run_id, replication ids, memory peak."""
+
+    def __init__(self) -> None:
+        self.run_id = secrets.token_hex(20)
+        self.replid = secrets.token_hex(20)
+        self.peak_memory = 0
+
+
+_FACTS: weakref.WeakKeyDictionary[Engine, _EngineFacts] = weakref.WeakKeyDictionary()
+
+
+def facts(engine: Engine) -> _EngineFacts:
+    """The stable per-engine values (``run_id`` ...) INFO reports."""
+    found = _FACTS.get(engine)
+    if found is None:
+        found = _FACTS[engine] = _EngineFacts()
+    return found
+
+
+def bytes_to_human(n: int) -> str:
+    """bytesToHuman: ``1.04M`` and friends."""
+    if n < 1024:
+        return f"{n}B"
+    for unit, power in (("K", 1), ("M", 2), ("G", 3), ("T", 4), ("P", 5)):
+        if n < 1024 ** (power + 1):
+            return f"{n / 1024 ** power:.2f}{unit}"
+    return f"{n}B"
+
+
+def _rss() -> int:
+    try:
+        with open("/proc/self/statm", "rb") as statm:
+            pages = int(statm.read().split()[1])
+        return pages * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return peak if sys.platform == "darwin" else peak * 1024
+
+
+def _total_system_memory() -> int:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (OSError, ValueError):
+        return 0
+
+
+def _blocked_clients(engine: Engine) -> int:
+    return sum(1 for s in engine.sessions.values() if s.blocked is not None)
+
+
+def _server(engine: Engine) -> list[str]:
+    uname = platform.uname()
+    now = time.time()
+    uptime = int(now - engine.started)
+    port = getattr(engine.server, "port", None) or engine.config.port
+    return [
+        f"redis_version:{REDIS_VERSION.decode()}",
+        "redis_git_sha1:00000000",
+        "redis_git_dirty:0",
+        "redis_build_id:0",
+        "redis_mode:standalone",
+        f"os:{uname.system} {uname.release} {uname.machine}",
+        f"arch_bits:{struct.calcsize('P') * 8}",
+        "monotonic_clock:POSIX clock_gettime",
+        f"multiplexing_api:{'kqueue' if sys.platform == 'darwin' else 'epoll'}",
+        "atomicvar_api:c11-builtin",
+        "gcc_version:0.0.0",
+        f"process_id:{os.getpid()}",
+        "process_supervised:no",
+        f"run_id:{facts(engine).run_id}",
+        f"tcp_port:{port}",
+        f"server_time_usec:{int(now * 1_000_000)}",
+        f"uptime_in_seconds:{uptime}",
+        f"uptime_in_days:{uptime // 86400}",
+        f"hz:{engine.config.hz}",
+        f"configured_hz:{engine.config.hz}",
+        f"lru_clock:{int(now) & ((1 << 24) - 1)}",
+        f"executable:{os.path.abspath(sys.argv[0]) if sys.argv and sys.argv[0] else ''}",
+        f"config_file:{getattr(engine.config, 'config_file', '') or ''}",
+        "io_threads_active:0",
+        f"kvrepl_version:{__version__}",
+    ]
+
+
+def _clients(engine: Engine) -> list[str]:
+    replicas = sum(1 for s in engine.sessions.values() if s.is_replica and not s.monitor)
+    return [
+        f"connected_clients:{len(engine.sessions) - replicas}",
+        "cluster_connections:0",
+        f"maxclients:{engine.config.maxclients}",
+        "client_recent_max_input_buffer:0",
+        "client_recent_max_output_buffer:0",
+        f"blocked_clients:{_blocked_clients(engine)}",
+        "tracking_clients:0",
+        "clients_in_timeout_table:0",
+    ]
+
+
+def _memory(engine: Engine) -> list[str]:
+    used = _rss()
+    known = facts(engine)
+    known.peak_memory = max(known.peak_memory, used)
+    peak = known.peak_memory
+    total = _total_system_memory()
+    maxmemory = engine.config.maxmemory
+    return [
+        f"used_memory:{used}",
+        f"used_memory_human:{bytes_to_human(used)}",
+        f"used_memory_rss:{used}",
+        f"used_memory_rss_human:{bytes_to_human(used)}",
+        f"used_memory_peak:{peak}",
+        f"used_memory_peak_human:{bytes_to_human(peak)}",
+        f"used_memory_peak_perc:{used * 100 / peak if peak else 100:.2f}%",
+        "used_memory_overhead:0",
+        "used_memory_startup:0",
+        f"used_memory_dataset:{used}",
+        "used_memory_dataset_perc:100.00%",
+        f"allocator_allocated:{used}",
+        f"allocator_active:{used}",
+        f"allocator_resident:{used}",
+        f"total_system_memory:{total}",
+        f"total_system_memory_human:{bytes_to_human(total)}",
+        "used_memory_lua:0",
+        "used_memory_vm_eval:0",
+        "used_memory_lua_human:0B",
+        "used_memory_scripts_eval:0",
+        "number_of_cached_scripts:0",
+        "number_of_functions:0",
+        "number_of_libraries:0",
+        "used_memory_vm_functions:0",
+        "used_memory_vm_total:0",
+        "used_memory_vm_total_human:0B",
+        "used_memory_functions:0",
+        "used_memory_scripts:0",
+        "used_memory_scripts_human:0B",
+        f"maxmemory:{maxmemory}",
+        f"maxmemory_human:{bytes_to_human(maxmemory)}",
+        f"maxmemory_policy:{engine.config.maxmemory_policy}",
+        "allocator_frag_ratio:1.00",
+        "allocator_frag_bytes:0",
+        "allocator_rss_ratio:1.00",
+        "allocator_rss_bytes:0",
+        "rss_overhead_ratio:1.00",
+        "rss_overhead_bytes:0",
+        "mem_fragmentation_ratio:1.00",
+        "mem_fragmentation_bytes:0",
+        "mem_not_counted_for_evict:0",
+        "mem_replication_backlog:0",
+        "mem_total_replication_buffers:0",
+        "mem_clients_slaves:0",
+        "mem_clients_normal:0",
+        "mem_cluster_links:0",
+        "mem_aof_buffer:0",
+        "mem_allocator:libc",
+        "active_defrag_running:0",
+        "lazyfree_pending_objects:0",
+        "lazyfreed_objects:0",
+    ]
+
+
+def _persistence(engine: Engine) -> list[str]:
+    """A node that has not saved yet: Redis sets lastsave to its start time."""
+    return [
+        f"loading:{int(engine.loading)}",
+        "async_loading:0",
+        "current_cow_peak:0",
+        "current_cow_size:0",
+        "current_cow_size_age:0",
+        "current_fork_perc:0.00",
+        "current_save_keys_processed:0",
+        "current_save_keys_total:0",
+        f"rdb_changes_since_last_save:{engine.dirty}",
+        "rdb_bgsave_in_progress:0",
+        f"rdb_last_save_time:{int(engine.started)}",
+        "rdb_last_bgsave_status:ok",
+        "rdb_last_bgsave_time_sec:-1",
+        "rdb_current_bgsave_time_sec:-1",
+        "rdb_saves:0",
+        "rdb_last_cow_size:0",
+        "rdb_last_load_keys_expired:0",
+        "rdb_last_load_keys_loaded:0",
+        f"aof_enabled:{int(bool(engine.config.appendonly))}",
+        "aof_rewrite_in_progress:0",
+        "aof_rewrite_scheduled:0",
+        "aof_last_rewrite_time_sec:-1",
+        "aof_current_rewrite_time_sec:-1",
+        "aof_last_bgrewrite_status:ok",
+        "aof_rewrites:0",
+        "aof_rewrites_consecutive_failures:0",
+        "aof_last_write_status:ok",
+        "aof_last_cow_size:0",
+        "module_fork_in_progress:0",
+        "module_fork_last_cow_size:0",
+    ]
+
+
+def _stats(engine: Engine) -> list[str]:
+    stats = engine.stats
+    return [
+        f"total_connections_received:{stats.connections_received}",
+        f"total_commands_processed:{stats.commands_processed}",
+        "instantaneous_ops_per_sec:0",
+        f"total_net_input_bytes:{stats.total_net_input_bytes}",
+        f"total_net_output_bytes:{stats.total_net_output_bytes}",
+        "total_net_repl_input_bytes:0",
+        "total_net_repl_output_bytes:0",
+        "instantaneous_input_kbps:0.00",
+        "instantaneous_output_kbps:0.00",
+        "instantaneous_input_repl_kbps:0.00",
+        "instantaneous_output_repl_kbps:0.00",
+        f"rejected_connections:{stats.rejected_connections}",
+        "sync_full:0",
+        "sync_partial_ok:0",
+        "sync_partial_err:0",
+        f"expired_keys:{stats.expired_keys}",
+        "expired_stale_perc:0.00",
+        "expired_time_cap_reached_count:0",
+        "expire_cycle_cpu_milliseconds:0",
+        "evicted_keys:0",
+        "evicted_clients:0",
+        "total_eviction_exceeded_time:0",
+        "current_eviction_exceeded_time:0",
+        f"keyspace_hits:{stats.keyspace_hits}",
+        f"keyspace_misses:{stats.keyspace_misses}",
+        f"pubsub_channels:{len(engine.pubsub_channels)}",
+        f"pubsub_patterns:{len(engine.pubsub_patterns)}",
+        "pubsubshard_channels:0",
+        "latest_fork_usec:0",
+        "total_forks:0",
+        "migrate_cached_sockets:0",
+        "slave_expires_tracked_keys:0",
+        "active_defrag_hits:0",
+        "active_defrag_misses:0",
+        "active_defrag_key_hits:0",
+        "active_defrag_key_misses:0",
+        "total_active_defrag_time:0",
+        "current_active_defrag_time:0",
+        "tracking_total_keys:0",
+        "tracking_total_items:0",
+        "tracking_total_prefixes:0",
+        "unexpected_error_replies:0",
+        f"total_error_replies:{stats.error_replies}",
+        "dump_payload_sanitizations:0",
+        f"total_reads_processed:{stats.commands_processed}",
+        f"total_writes_processed:{stats.commands_processed}",
+        "io_threaded_reads_processed:0",
+        "io_threaded_writes_processed:0",
+        "reply_buffer_shrinks:0",
+        "reply_buffer_expands:0",
+    ]
+
+
+def _replication(engine: Engine) -> list[str]:
+    """A master with no replicas and an empty backlog, or a replica whose link is down."""
+    config = engine.config
+    lines = []
+    if config.replicaof is not None:
+        host, port = config.replicaof
+        lines += [
+            "role:slave",
+            f"master_host:{host}",
+            f"master_port:{port}",
+            "master_link_status:down",
+            "master_last_io_seconds_ago:-1",
+            "master_sync_in_progress:0",
+            "slave_read_repl_offset:1",
+            "slave_repl_offset:1",
+            "master_link_down_since_seconds:-1",
+            f"slave_priority:{config.replica_priority}",
+            f"slave_read_only:{int(bool(config.replica_read_only))}",
+            "replica_announced:1",
+        ]
+    else:
+        lines.append("role:master")
+    lines.append("connected_slaves:0")
+    if config.min_replicas_to_write and config.min_replicas_max_lag:
+        lines.append("min_slaves_good_slaves:0")
+    lines += [
+        "master_failover_state:no-failover",
+        f"master_replid:{facts(engine).replid}",
+        "master_replid2:0000000000000000000000000000000000000000",
+        "master_repl_offset:0",
+        "second_repl_offset:-1",
+        "repl_backlog_active:0",
+        f"repl_backlog_size:{config.repl_backlog_size}",
+        "repl_backlog_first_byte_offset:0",
+        "repl_backlog_histlen:0",
+    ]
+    return lines
+
+
+def _cpu(engine: Engine) -> list[str]:
+    def seconds(value: float) -> str:  # "%ld.%06ld" of a struct timeval
+        micros = int(round(value * 1_000_000))
+        return f"{micros // 1_000_000}.{micros % 1_000_000:06d}"
+
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    lines = [
+        f"used_cpu_sys:{seconds(own.ru_stime)}",
+        f"used_cpu_user:{seconds(own.ru_utime)}",
+        f"used_cpu_sys_children:{seconds(children.ru_stime)}",
+        f"used_cpu_user_children:{seconds(children.ru_utime)}",
+    ]
+    if hasattr(resource, "RUSAGE_THREAD"):
+        thread = resource.getrusage(resource.RUSAGE_THREAD)
+        lines += [
+            f"used_cpu_sys_main_thread:{seconds(thread.ru_stime)}",
+            f"used_cpu_user_main_thread:{seconds(thread.ru_utime)}",
+        ]
+    return lines
+
+
+def _float32(value: float) -> float:
+    return struct.unpack("f", struct.pack("f", value))[0]
+
+
+def _commandstats(engine: Engine) -> list[str]:
+    lines = []
+    for top in engine.table.values():
+        for cmd in itertools.chain((top,), top.subcommands.values()):
+            if not (cmd.calls or cmd.failed_calls or cmd.rejected_calls):
+                continue
+            usec = int(cmd.usec)
+            # Redis divides in single precision: (float)microseconds / calls.
+            per_call = _float32(_float32(usec) / _float32(cmd.calls)) if cmd.calls else 0.0
+            name = cmd.name.replace(":", "_").replace("#", "_")
+            lines.append(
+                f"cmdstat_{name}:calls={cmd.calls},usec={usec},usec_per_call={per_call:.2f},"
+                f"rejected_calls={cmd.rejected_calls},failed_calls={cmd.failed_calls}")
+    return lines
+
+
+def _safe(text: str) -> str:
+    """getSafeInfoString: ``#``, ``:`` and newlines would break the INFO format."""
+    for unsafe in "#:\n\r":
+        text = text.replace(unsafe, "_")
+    return text
+
+
+def _errorstats(engine: Engine) -> list[str]:
+    errors = engine.stats.errors
+    return [f"errorstat_{_safe(prefix)}:count={errors[prefix]}" for prefix in sorted(errors)]
+
+
+def _cluster(engine: Engine) -> list[str]:
+    return ["cluster_enabled:0"]
+
+
+def _avg_ttl(db: object, now: int) -> int:
+    """The mean remaining TTL in ms, over a bounded sample (Redis estimates it too)."""
+    expires = db.expires  # type: ignore[attr-defined]
+    sample = [when - now for when in itertools.islice(expires.values(), 1000)]
+    live = [ttl for ttl in sample if ttl > 0]
+    return sum(live) // len(live) if live else 0
+
+
+def _keyspace(engine: Engine) -> list[str]:
+    now = engine.keyspace.now_ms()
+    return [
+        f"db{db.id}:keys={len(db.data)},expires={len(db.expires)},avg_ttl={_avg_ttl(db, now)}"
+        for db in engine.keyspace.dbs if db.data or db.expires
+    ]
+
+
+def _empty(engine: Engine) -> list[str]:
+    return []
+
+
+# Output order; the name in the request, the section's heading, its fields.
+SECTIONS: dict[str, tuple[str, Section]] = {
+    "server": ("Server", _server),
+    "clients": ("Clients", _clients),
+    "memory": ("Memory", _memory),
+    "persistence": ("Persistence", _persistence),
+    "stats": ("Stats", _stats),
+    "replication": ("Replication", _replication),
+    "cpu": ("CPU", _cpu),
+    "module_list": ("Modules", _empty),
+    "commandstats": ("Commandstats", _commandstats),
+    "errorstats": ("Errorstats", _errorstats),
+    # Redis lists per-command latency percentiles here; kvrepl keeps no histograms.
+    "latencystats": ("Latencystats", _empty),
+    "cluster": ("Cluster", _cluster),
+    "keyspace": ("Keyspace", _keyspace),
+}
+
+
+def register_section(name: str, fields: Section) -> None:
+    """Replace the fields of section ``name`` (e.g. ``replication``) with ``fields(engine)``."""
+    heading, _ = SECTIONS[name]
+    SECTIONS[name] = (heading, fields)
+
+
+def info_text(engine: Engine, args: list[bytes] | None = None) -> str:
+    """The INFO reply for the section arguments ``args`` (none: the default sections)."""
+    everything = False
+    if not args:
+        wanted = set(DEFAULT_SECTIONS)
+    else:
+        wanted = set()
+        for arg in args:
+            name = arg.decode("utf-8", "replace").lower()
+            if name == "default":
+                wanted.update(DEFAULT_SECTIONS)
+            elif name in ("all", "everything"):
+                everything = True
+            else:
+                wanted.add(name)
+    if "modules" in wanted:
+        wanted.add("module_list")
+    parts = []
+    for name, (heading, fields) in SECTIONS.items():
+        if everything or name in wanted:
+            parts.append("".join(f"{line}\r\n" for line in [f"# {heading}", *fields(engine)]))
+    return "\r\n".join(parts)
+
+
+@command("info")
+def info(s: Session, argv: list[bytes]) -> object:
+    """INFO [section [section ...]]: ``default``, ``all``, ``everything`` or section names."""
+    return Verbatim(info_text(s.engine, argv[1:]).encode())

@@ -1,0 +1,117 @@
+"""WATCH bookkeeping, as Redis 7.0's ``multi.c`` does it.
+
+A watched key "changes" when a command that changed the dataset wrote it, when it is deleted
+for having expired, or when FLUSHDB/FLUSHALL/SWAPDB replace its database. Redis 7.0 also
+remembers whether a key was already logically expired when it was watched: deleting such a
+key is no logical change, and EXEC does not fail just because it is expired.
+
+The store signals a key *before* a write (that is what a running snapshot needs); whether
+the write changed anything is only known after the command, so those signals are held until
+the command ends and dropped when the dataset did not change (``SET k v NX`` on an existing
+key touches nothing, as in Redis).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from kvrepl.commands.core import Session
+    from kvrepl.store import Database, Keyspace
+
+Item = tuple[int, bytes]
+
+
+class WatchRegistry:
+    """Who watches which (db, key); flags sessions whose EXEC must fail."""
+
+    def __init__(self, keyspace: Keyspace) -> None:
+        self.keyspace = keyspace
+        self.by_key: dict[Item, set[Session]] = {}
+        self.in_command = False
+        self.pending: list[Item] = []  # keys signalled during the running command
+
+    def watch(self, session: Session, key: bytes) -> None:
+        db = session.db
+        item = (db.id, key)
+        if item in session.watched:
+            return
+        session.watched[item] = key in db.data and db.is_expired(key)
+        if not self.by_key:
+            self.keyspace.before_write_hooks.append(self._before_write)
+            self.keyspace.expired_listeners.append(self._expired)
+        self.by_key.setdefault(item, set()).add(session)
+
+    def unwatch(self, session: Session) -> None:
+        for item in session.watched:
+            sessions = self.by_key.get(item)
+            if sessions is not None:
+                sessions.discard(session)
+                if not sessions:
+                    del self.by_key[item]
+        session.watched.clear()
+        if not self.by_key and self._before_write in self.keyspace.before_write_hooks:
+            self.keyspace.before_write_hooks.remove(self._before_write)
+            self.keyspace.expired_listeners.remove(self._expired)
+
+    # -- signals ---------------------------------------------------------------------------
+    def _before_write(self, db: Database, key: bytes) -> None:
+        # Outside a command the only writes are expiry deletions, which _expired sees after
+        # the key is gone (what touchWatchedKey needs to know).
+        if self.in_command and (db.id, key) in self.by_key:
+            self.pending.append((db.id, key))
+
+    def _expired(self, db: Database, key: bytes) -> None:
+        if (db.id, key) in self.by_key:
+            self.touch(db, key)
+
+    def command_done(self, changed: bool) -> None:
+        """End of a command: apply its held signals if it changed the dataset."""
+        pending, self.pending = self.pending, []
+        if changed:
+            dbs = self.keyspace.dbs
+            for db_index, key in pending:
+                self.touch(dbs[db_index], key)
+
+    def touch(self, db: Database, key: bytes) -> None:
+        """``touchWatchedKey``: ``key`` of ``db`` was modified (or deleted)."""
+        item = (db.id, key)
+        for session in list(self.by_key.get(item, ())):
+            if session.watched.get(item):
+                if key not in db.data:
+                    # It was already expired when watched; now it is gone: no change.
+                    session.watched[item] = False
+                    continue
+            session.dirty_cas = True
+
+    def touch_all_in_db(self, emptied: Database, replaced_with: Database | None) -> None:
+        """``touchAllWatchedKeysInDb``: FLUSHDB/FLUSHALL (no replacement) and SWAPDB."""
+        for item, sessions in list(self.by_key.items()):
+            db_index, key = item
+            if db_index != emptied.id:
+                continue
+            exists_in_emptied = key in emptied.data
+            in_replacement = replaced_with is not None and key in replaced_with.data
+            if not (exists_in_emptied or in_replacement):
+                continue
+            for session in list(sessions):
+                if session.watched.get(item):
+                    if not in_replacement:
+                        session.watched[item] = False  # expired key now deleted
+                        continue
+                    if replaced_with.is_expired(key):
+                        continue  # expired key remains expired
+                elif not exists_in_emptied and replaced_with.is_expired(key):
+                    session.watched[item] = True  # missing key replaced by an expired one
+                    continue
+                session.dirty_cas = True
+
+    def expired_since_watch(self, session: Session) -> bool:
+        """``isWatchedKeyExpired``: a key that was live when watched is now expired."""
+        dbs = self.keyspace.dbs
+        for (db_index, key), was_expired in session.watched.items():
+            if not was_expired:
+                db = dbs[db_index]
+                if key in db.data and db.is_expired(key):
+                    return True
+        return False

@@ -1,0 +1,155 @@
+"""What ``OBJECT ENCODING`` would answer in Redis 7.0 for a kvrepl value.
+
+kvrepl stores every value in one Python representation per type (``bytes``, ``deque``,
+``dict``, ``set``, :class:`~kvrepl.store.values.ZSet`), so the encoding Redis would have chosen
+is computed on demand from the value and the config thresholds:
+
+==========  =====================================================================
+string      ``int`` (a canonical 64-bit integer of at most 20 bytes), ``embstr``
+            (at most 44 bytes) or ``raw``
+list        always ``quicklist`` (Redis 7.0 has no listpack lists)
+hash        ``listpack`` while entries <= ``hash-max-listpack-entries`` and every field
+            and value is at most ``hash-max-listpack-value`` bytes, else ``hashtable``
+set         ``intset`` while every member is an integer and members <=
+            ``set-max-intset-entries``, else ``hashtable`` (7.0 has no listpack sets)
+zset        ``listpack`` while members <= ``zset-max-listpack-entries`` and every member
+            is at most ``zset-max-listpack-value`` bytes, else ``skiplist``
+==========  =====================================================================
+
+Differences from Redis, on purpose:
+
+* Redis converts one way only: a hash that once grew past a threshold stays ``hashtable``
+  after it shrinks, and a set that once held a non-integer stays ``hashtable``. kvrepl has no
+  per-value history and answers from the current contents, so after shrinking it reports the
+  compact encoding Redis would give a value *created* with those contents (which is also
+  what Redis reports after a restart or a full sync, since loading re-derives encodings).
+* String encodings depend on how Redis built the object, not only on its bytes: ``APPEND``
+  and ``SETRANGE`` leave a ``raw`` string even when it is short or looks like an integer, and
+  ``INCRBYFLOAT`` leaves an ``embstr`` even when the result is integral. Those commands call
+  :func:`mark_string` on the value they store; the mark is kept by object identity in a small
+  bounded table (only values of at most 44 bytes need one, longer ones are ``raw`` anyway).
+  The table forgets its oldest marks beyond :data:`MARK_LIMIT`, and the empty string (a
+  shared object in CPython) is never marked; those rare cases fall back to the computed
+  answer. Copies keep the mark (``COPY``, ``RENAME`` share the object, as Redis's
+  ``dupStringObject`` keeps the encoding); a value re-read from an RDB file loses it, as in
+  Redis, where loading re-encodes strings.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import deque
+
+from kvrepl.store.values import ZSet
+
+EMBSTR_SIZE_LIMIT = 44  # OBJ_ENCODING_EMBSTR_SIZE_LIMIT
+SHARED_INTEGERS = 10000  # OBJ_SHARED_INTEGERS
+SHARED_REFCOUNT = 2147483647  # OBJ_SHARED_REFCOUNT (INT_MAX)
+MARK_LIMIT = 4096
+
+# string2ll: optional '-', no leading zeros, no '+', no spaces; "-0" is not an integer.
+_INT_RE = re.compile(rb"(?:0|-?[1-9][0-9]*)\Z")
+_INT64_MIN = -(1 << 63)
+_INT64_MAX = (1 << 63) - 1
+
+# id(value) -> (value, encoding). Holding the value keeps its id from being reused.
+_marks: dict[int, tuple[bytes, bytes]] = {}
+
+
+def string2ll(value: bytes) -> int | None:
+    """``value`` as Redis's ``string2ll`` reads it (strict canonical form), or None."""
+    if len(value) > 20 or not _INT_RE.match(value):
+        return None
+    number = int(value)
+    if number < _INT64_MIN or number > _INT64_MAX:
+        return None
+    return number
+
+
+def mark_string(value: bytes, encoding: bytes) -> bytes:
+    """Remember that Redis would hold ``value`` with ``encoding`` (``raw`` or ``embstr``).
+
+    Called by the commands that build strings in a way ``tryObjectEncoding`` never sees
+    (APPEND, SETRANGE, INCRBYFLOAT). Returns the object to store: ``value`` itself, or a
+    private copy when ``value`` might be one of CPython's shared one-byte objects.
+    """
+    if len(value) > EMBSTR_SIZE_LIMIT or natural_string_encoding(value) == encoding:
+        return value
+    if len(value) <= 1:
+        value = bytes(bytearray(value))
+        if value is (bytes([value[0]]) if value else b""):
+            return value  # the interpreter handed back its shared object: do not mark it
+    if len(_marks) >= MARK_LIMIT:
+        del _marks[next(iter(_marks))]
+    _marks[id(value)] = (value, encoding)
+    return value
+
+
+def natural_string_encoding(value: bytes) -> bytes:
+    """The encoding ``tryObjectEncoding`` gives a string argument stored by SET and friends."""
+    if len(value) <= 20 and string2ll(value) is not None:
+        return b"int"
+    return b"embstr" if len(value) <= EMBSTR_SIZE_LIMIT else b"raw"
+
+
+def string_encoding(value: bytes) -> bytes:
+    """The encoding of a stored string, honouring :func:`mark_string` marks."""
+    mark = _marks.get(id(value))
+    if mark is not None and mark[0] is value:
+        return mark[1]
+    return natural_string_encoding(value)
+
+
+def object_encoding(value: object, config: object) -> bytes:
+    """What Redis 7.0's ``OBJECT ENCODING`` answers for ``value`` under ``config``.
+
+    ``config`` needs the attributes ``hash_max_listpack_entries``,
+    ``hash_max_listpack_value``, ``set_max_intset_entries``, ``zset_max_listpack_entries``
+    and ``zset_max_listpack_value`` (a :class:`kvrepl.config.Config` has them). See the
+    module docstring for where this differs from Redis.
+    """
+    kind = type(value)
+    if kind is bytes:
+        return string_encoding(value)  # type: ignore[arg-type]
+    if kind is deque:
+        return b"quicklist"
+    if kind is dict:
+        if len(value) > config.hash_max_listpack_entries:  # type: ignore[arg-type,attr-defined]
+            return b"hashtable"
+        limit = config.hash_max_listpack_value  # type: ignore[attr-defined]
+        for field, item in value.items():  # type: ignore[attr-defined]
+            if len(field) > limit or len(item) > limit:
+                return b"hashtable"
+        return b"listpack"
+    if kind is set:
+        if len(value) > config.set_max_intset_entries:  # type: ignore[arg-type,attr-defined]
+            return b"hashtable"
+        for member in value:  # type: ignore[attr-defined]
+            if string2ll(member) is None:
+                return b"hashtable"
+        return b"intset"
+    if kind is ZSet:
+        if len(value) > config.zset_max_listpack_entries:  # type: ignore[arg-type,attr-defined]
+            return b"skiplist"
+        limit = config.zset_max_listpack_value  # type: ignore[attr-defined]
+        for member in value.scores:  # type: ignore[attr-defined]
+            if len(member) > limit:
+                return b"skiplist"
+        return b"listpack"
+    return b"unknown"
+
+
+def object_refcount(value: object, config: object) -> int:
+    """What ``OBJECT REFCOUNT`` answers: Redis shares the integers 0..9999 (refcount INT_MAX)
+    unless maxmemory is set with an LRU/LFU policy; every other value has one reference."""
+    if type(value) is bytes and string_encoding(value) == b"int":
+        number = int(value)  # type: ignore[arg-type]
+        if 0 <= number < SHARED_INTEGERS and not _no_shared_integers(config):
+            return SHARED_REFCOUNT
+    return 1
+
+
+def _no_shared_integers(config: object) -> bool:
+    """MAXMEMORY_FLAG_NO_SHARED_INTEGERS: maxmemory set and an LRU or LFU policy."""
+    policy = getattr(config, "maxmemory_policy", "noeviction")
+    return bool(getattr(config, "maxmemory", 0)) and ("lru" in policy or "lfu" in policy)

@@ -1,0 +1,455 @@
+"""MULTI / EXEC / DISCARD / WATCH / UNWATCH, compared with redis-server where deterministic.
+
+The cases follow Redis's own tests/unit/multi.tcl. Cases that need a key to expire run
+in-process on an engine whose clock the test moves (the TTLs are milliseconds long, and a
+live server's active expiry would race with the test).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import pytest
+import redis
+
+from kvrepl.commands.core import Engine, Session
+from kvrepl.errors import ReplyError
+from kvrepl.protocol.replies import NULL_ARRAY, OK, QUEUED
+from kvrepl.server.cron import expire_cycle
+
+Run = Callable[..., object]
+
+
+# -- differential tests over the wire ---------------------------------------------------------
+
+
+@pytest.fixture
+def other(kvrepl_server: object, redis_server: object, r: redis.Redis, real: redis.Redis
+          ) -> Iterator[Callable[..., object]]:
+    """``other("SET", "x", "1")``: the same command from a second client on both servers."""
+    ours = kvrepl_server.client()  # type: ignore[attr-defined]
+    theirs = redis_server.client()  # type: ignore[attr-defined]
+
+    def both(*args: object) -> object:
+        mine = ours.execute_command(*args)
+        assert mine == theirs.execute_command(*args), args
+        return mine
+
+    yield both
+    ours.close()
+    theirs.close()
+
+
+def test_multi_exec_basics(same: Callable[..., object]) -> None:
+    same("MULTI")
+    same("SET", "a", "1")
+    same("INCR", "a")
+    same("GET", "a")
+    assert same("EXEC") == [b"OK", 2, b"2"]
+    same("MULTI")
+    assert same("EXEC") == []
+
+
+def test_discard(same: Callable[..., object]) -> None:
+    same("SET", "a", "1")
+    same("MULTI")
+    same("INCR", "a")
+    same("DISCARD")
+    same("GET", "a")
+    same("DISCARD")
+    same("EXEC")
+
+
+def test_nested_multi_and_watch_inside_multi_are_errors_that_do_not_abort(
+        same: Callable[..., object]) -> None:
+    same("MULTI")
+    same("MULTI")
+    same("WATCH", "x")
+    same("SET", "x", "1")
+    assert same("EXEC") == [b"OK"]
+
+
+def test_without_multi(same: Callable[..., object]) -> None:
+    same("EXEC")
+    same("DISCARD")
+    same("UNWATCH")
+
+
+def test_execabort_after_unknown_command(same: Callable[..., object]) -> None:
+    same("MULTI")
+    same("SET", "a", "1")
+    same("NOSUCHCOMMAND", "x")
+    same("SET", "b", "2")
+    same("EXEC")
+    same("EXISTS", "a", "b")
+
+
+def test_execabort_after_wrong_arity(same: Callable[..., object]) -> None:
+    same("MULTI")
+    same("SET", "a")
+    same("SET", "b", "1")
+    same("EXEC")
+    same("EXISTS", "b")
+    same("EXEC")  # the MULTI state is gone
+
+
+def _plain(reply: object) -> object:
+    """Errors inside an EXEC reply as their text (exceptions do not compare equal)."""
+    if isinstance(reply, list):
+        return [_plain(item) for item in reply]
+    return str(reply) if isinstance(reply, Exception) else reply
+
+
+def test_errors_inside_exec_do_not_abort_the_others(same: Callable[..., object],
+                                                    r: redis.Redis, real: redis.Redis) -> None:
+    same("SET", "s", "text")
+    same("MULTI")
+    same("INCR", "s")
+    same("LPUSH", "s", "x")
+    same("SET", "t", "1")
+    same("GET", "t")
+    ours, theirs = (_plain(c.execute_command("EXEC")) for c in (r, real))
+    assert ours == theirs == [
+        "value is not an integer or out of range",
+        "WRONGTYPE Operation against a key holding the wrong kind of value", b"OK", b"1"]
+    same("GET", "t")
+
+
+def test_commands_not_allowed_in_multi(same: Callable[..., object]) -> None:
+    same("MULTI")
+    same("SHUTDOWN", "NOSAVE")
+    same("MONITOR")
+    same("EXEC")
+
+
+def test_watched_key_modified_by_another_client(same: Callable[..., object],
+                                                other: Callable[..., object]) -> None:
+    same("SET", "x", "30")
+    same("WATCH", "a", "b", "x", "k", "z")
+    other("SET", "x", "40")
+    same("MULTI")
+    same("PING")
+    assert same("EXEC") is None
+
+
+def test_write_before_watch_does_not_abort(same: Callable[..., object],
+                                           other: Callable[..., object]) -> None:
+    other("SET", "x", "40")
+    same("WATCH", "x")
+    same("MULTI")
+    same("GET", "x")
+    assert same("EXEC") == [b"40"]
+
+
+def test_watch_is_per_db(same: Callable[..., object], other: Callable[..., object]) -> None:
+    same("SELECT", "5")
+    same("SET", "x", "30")
+    same("WATCH", "x")
+    other("SELECT", "1")
+    other("SET", "x", "10")
+    same("MULTI")
+    same("PING")
+    assert same("EXEC") == [b"PONG"]
+    same("SELECT", "0")
+
+
+@pytest.mark.parametrize("exists", [True, False])
+@pytest.mark.parametrize("flush", ["FLUSHALL", "FLUSHDB"])
+def test_flush_touches_only_existing_watched_keys(same: Callable[..., object],
+                                                  other: Callable[..., object],
+                                                  flush: str, exists: bool) -> None:
+    if exists:
+        same("SET", "x", "30")
+    same("WATCH", "x")
+    other(flush)
+    same("MULTI")
+    same("PING")
+    assert same("EXEC") == (None if exists else [b"PONG"])
+
+
+def test_swapdb_touches_watched_keys(same: Callable[..., object],
+                                     other: Callable[..., object]) -> None:
+    same("SET", "x", "30")  # exists: SWAPDB "deletes" it
+    same("WATCH", "x")
+    other("SWAPDB", "0", "1")
+    same("MULTI")
+    same("PING")
+    assert same("EXEC") is None
+    same("FLUSHALL")
+    same("SELECT", "1")
+    same("SET", "y", "30")
+    same("SELECT", "0")
+    same("WATCH", "y")  # missing: SWAPDB "creates" it
+    other("SWAPDB", "0", "1")
+    same("MULTI")
+    same("PING")
+    assert same("EXEC") is None
+    same("WATCH", "nothing")  # missing on both sides: untouched
+    other("SWAPDB", "0", "1")
+    same("MULTI")
+    same("PING")
+    assert same("EXEC") == [b"PONG"]
+
+
+def test_expire_touches_watched_key(same: Callable[..., object]) -> None:
+    same("SET", "x", "foo")
+    same("WATCH", "x")
+    same("EXPIRE", "x", "10")
+    same("MULTI")
+    same("PING")
+    assert same("EXEC") is None
+
+
+def test_watches_end_with_exec_discard_and_unwatch(same: Callable[..., object],
+                                                   other: Callable[..., object]) -> None:
+    for finish in ("EXEC", "DISCARD"):
+        same("SET", "x", "30")
+        same("WATCH", "x")
+        same("MULTI")
+        same("PING")
+        same(finish)
+        other("SET", "x", "40")
+        same("MULTI")
+        same("PING")
+        assert same("EXEC") == [b"PONG"]
+    same("WATCH", "x")
+    other("SET", "x", "50")
+    same("UNWATCH")
+    same("MULTI")
+    same("PING")
+    assert same("EXEC") == [b"PONG"]
+    # After a failed EXEC the key is no longer watched either.
+    same("WATCH", "x")
+    other("SET", "x", "60")
+    same("MULTI")
+    same("PING")
+    assert same("EXEC") is None
+    other("SET", "x", "70")
+    same("MULTI")
+    same("PING")
+    assert same("EXEC") == [b"PONG"]
+
+
+def test_discard_clears_the_dirty_flag(same: Callable[..., object],
+                                       other: Callable[..., object]) -> None:
+    same("WATCH", "x")
+    other("SET", "x", "10")
+    same("MULTI")
+    same("DISCARD")
+    same("MULTI")
+    same("INCR", "x")
+    assert same("EXEC") == [11]
+
+
+def test_exec_aborted_in_resp3_is_null(kvrepl_server: object, redis_server: object,
+                                       r: redis.Redis, real: redis.Redis) -> None:
+    for server, plain in ((kvrepl_server, r), (redis_server, real)):
+        client = server.client(protocol=3)  # type: ignore[attr-defined]
+        client.execute_command("WATCH", "x")
+        plain.execute_command("SET", "x", "1")
+        client.execute_command("MULTI")
+        client.execute_command("PING")
+        assert client.execute_command("EXEC") is None
+        client.close()
+
+
+def test_pipelined_transaction_through_redis_py(r: redis.Redis, real: redis.Redis) -> None:
+    results = []
+    for client in (r, real):
+        with client.pipeline(transaction=True) as pipe:
+            pipe.set("a", "1").incr("a").lpush("a", "x").get("a")
+            results.append(pipe.execute(raise_on_error=False))
+    ours, theirs = results
+    assert ours[:2] == theirs[:2] == [True, 2]
+    assert str(ours[2]) == str(theirs[2])
+    assert ours[3] == theirs[3] == b"2"
+
+
+def test_optimistic_locking_with_redis_py(r: redis.Redis, kvrepl_server: object) -> None:
+    second = kvrepl_server.client()  # type: ignore[attr-defined]
+    r.set("counter", "1")
+    with r.pipeline() as pipe:
+        pipe.watch("counter")
+        value = int(pipe.get("counter"))
+        second.set("counter", "100")
+        pipe.multi()
+        pipe.set("counter", value + 1)
+        with pytest.raises(redis.WatchError):
+            pipe.execute()
+    assert r.get("counter") == b"100"
+    second.close()
+
+
+# -- in-process: expiry with a clock the test moves ---------------------------------------------
+
+
+@pytest.fixture
+def clock(engine: Engine) -> list[float]:
+    now = [1_700_000_000.0]
+    engine.keyspace.clock = lambda: now[0]
+    return now
+
+
+@pytest.fixture
+def run2(engine: Engine) -> Run:
+    """A second client of the in-process engine."""
+    second = engine.new_session()
+
+    def execute(*args: object) -> object:
+        return engine.execute(second, [a if isinstance(a, bytes) else str(a).encode()
+                                       for a in args])
+
+    return execute
+
+
+def _transaction(run: Run) -> object:
+    assert run("MULTI") == OK
+    assert run("PING") == QUEUED
+    return run("EXEC")
+
+
+def test_exec_fails_on_lazy_expired_watched_key(run: Run, clock: list[float]) -> None:
+    run("SET", "key", "1", "PX", "100")
+    run("WATCH", "key")
+    clock[0] += 0.101
+    run("MULTI")
+    run("INCR", "key")
+    assert run("EXEC") is NULL_ARRAY
+
+
+def test_watched_key_deleted_by_active_expiry(run: Run, clock: list[float],
+                                              engine: Engine) -> None:
+    run("SET", "x", "foo")
+    run("EXPIRE", "x", "1")
+    run("WATCH", "x")
+    clock[0] += 2
+    assert expire_cycle(engine) == 1
+    assert _transaction(run) is NULL_ARRAY
+
+
+def test_watch_stale_key_does_not_fail_exec(run: Run, clock: list[float]) -> None:
+    run("SET", "x", "foo", "PX", "1")
+    clock[0] += 0.002
+    run("WATCH", "x")
+    assert _transaction(run) == [b"PONG"]
+
+
+def test_deleting_a_watched_stale_key_does_not_fail_exec(run: Run, clock: list[float],
+                                                         engine: Engine) -> None:
+    run("SET", "x", "foo", "PX", "1")
+    run("SET", "y", "foo", "PX", "1")
+    clock[0] += 0.002
+    run("WATCH", "x", "y")
+    assert run("EXISTS", "x") == 0  # lazy expiry deletes it
+    assert expire_cycle(engine) == 1  # active expiry deletes y
+    assert _transaction(run) == [b"PONG"]
+
+
+def test_flushdb_while_watching_stale_key_does_not_fail_exec(run: Run,
+                                                             clock: list[float]) -> None:
+    run("SET", "x", "foo", "PX", "1")
+    clock[0] += 0.002
+    run("WATCH", "x")
+    run("FLUSHDB")
+    assert _transaction(run) == [b"PONG"]
+
+
+def test_rewriting_a_watched_stale_key_fails_exec(run: Run, run2: Run,
+                                                  clock: list[float]) -> None:
+    run("SET", "x", "foo", "PX", "1")
+    clock[0] += 0.002
+    run("WATCH", "x")
+    run2("SET", "x", "bar")
+    assert _transaction(run) is NULL_ARRAY
+    # Deleted first, then written: the deletion is no change, the write is one.
+    run("SET", "x", "foo", "PX", "1")
+    clock[0] += 0.002
+    run("WATCH", "x")
+    assert run2("EXISTS", "x") == 0
+    run2("SET", "x", "bar")
+    assert _transaction(run) is NULL_ARRAY
+
+
+def test_swapdb_and_stale_keys(run: Run, run2: Run, clock: list[float]) -> None:
+    # A stale key replaced by nothing: no change.
+    run("SELECT", "1")
+    run("SET", "x", "foo", "PX", "1")
+    clock[0] += 0.002
+    run("WATCH", "x")
+    run2("SWAPDB", "0", "1")
+    assert _transaction(run) == [b"PONG"]
+    # A missing key replaced by a stale key: no change.
+    run("FLUSHALL")
+    run("SELECT", "0")
+    run("SET", "x", "foo", "PX", "1")
+    clock[0] += 0.002
+    run("SELECT", "1")
+    run("WATCH", "x")
+    run2("SWAPDB", "0", "1")
+    assert _transaction(run) == [b"PONG"]
+    # A stale key replaced by another stale key: no change.
+    run("FLUSHALL")
+    run("SELECT", "1")
+    run("SET", "x", "foo", "PX", "1")
+    run("SELECT", "0")
+    run("SET", "x", "bar", "PX", "1")
+    clock[0] += 0.002
+    run("SELECT", "1")
+    run("WATCH", "x")
+    run2("SWAPDB", "0", "1")
+    assert _transaction(run) == [b"PONG"]
+    # A stale key replaced by a live one: a change.
+    run("FLUSHALL")
+    run("SET", "x", "foo", "PX", "1")
+    clock[0] += 0.002
+    run("SELECT", "0")
+    run("SET", "x", "live")
+    run("SELECT", "1")
+    run("WATCH", "x")
+    run2("SWAPDB", "0", "1")
+    assert _transaction(run) is NULL_ARRAY
+
+
+def test_reset_and_disconnect_drop_stale_watches(engine: Engine, run: Run,
+                                                 session: Session, clock: list[float]) -> None:
+    run("SET", "x", "foo", "PX", "1")
+    clock[0] += 0.002
+    run("WATCH", "x")
+    assert engine.execute(session, [b"RESET"]) == b"RESET"
+    assert not session.watched
+    run("SET", "x", "foo", "PX", "1")
+    clock[0] += 0.002
+    run("WATCH", "x")
+    run("UNWATCH")
+    run("SET", "x", "new")
+    assert _transaction(run) == [b"PONG"]
+
+
+def test_transactions_propagate_atomically(engine: Engine, run: Run) -> None:
+    stream: list[tuple[int, list[bytes]]] = []
+    engine.propagate_listeners.append(lambda db, argv: stream.append((db, argv)))
+    run("MULTI")
+    run("SET", "a", "1")
+    run("EXEC")
+    assert stream == [(0, [b"SET", b"a", b"1"])]
+    stream.clear()
+    run("MULTI")
+    run("SET", "a", "2")
+    run("GET", "a")
+    run("PUBLISH", "ch", "m")
+    run("EXEC")
+    assert [argv for _, argv in stream] == [
+        [b"MULTI"], [b"SET", b"a", b"2"], [b"PUBLISH", b"ch", b"m"], [b"EXEC"]]
+
+
+def test_errors_are_reply_errors(run: Run) -> None:
+    run("MULTI")
+    with pytest.raises(ReplyError, match="MULTI calls can not be nested"):
+        run("MULTI")
+    with pytest.raises(ReplyError, match="WATCH inside MULTI is not allowed"):
+        run("WATCH", "x")
+    run("DISCARD")
+    with pytest.raises(ReplyError, match="^ERR EXEC without MULTI$"):
+        run("EXEC")
+    with pytest.raises(ReplyError, match="^ERR DISCARD without MULTI$"):
+        run("DISCARD")
