@@ -1,0 +1,129 @@
+"""The point-in-time keyspace view: later writes never leak into it."""
+
+from __future__ import annotations
+
+from collections import deque
+
+from hypothesis import settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
+
+from kvrepl.commands.core import Engine
+from kvrepl.config import Config
+from kvrepl.store.snapshot import KeyspaceView
+from kvrepl.store.values import ZSet, copy_value
+
+
+def frozen_copy(engine: Engine) -> dict:
+    return {(db.id, k): (copy_value(v), db.expires.get(k))
+            for db in engine.keyspace.dbs for k, v in db.data.items()}
+
+
+def drain(view: KeyspaceView) -> dict:
+    return {(db, k): (v, exp) for batch in view.entries(batch=3) for db, k, v, exp in batch}
+
+
+def test_view_keeps_values_mutated_in_place_and_unhooks(run, engine):
+    run("RPUSH", "l", "a", "b")
+    run("HSET", "h", "f", "1")
+    run("SADD", "s", "x")
+    run("ZADD", "z", "1", "m")
+    run("SET", "str", "old")
+    run("SET", "ttl", "v", "PX", "100000")
+    before = frozen_copy(engine)
+    view = KeyspaceView(engine.keyspace)
+    run("RPUSH", "l", "c")
+    run("HSET", "h", "f", "2")
+    run("SADD", "s", "y")
+    run("ZADD", "z", "5", "m")
+    run("SET", "str", "new")
+    run("PERSIST", "ttl")
+    run("DEL", "l")
+    run("SET", "created", "after")
+    assert view.copies == 4  # the four containers changed in place, once each
+    assert drain(view) == before
+    assert engine.keyspace.before_write_hooks == []
+    assert engine.keyspace.swap_listeners == []
+
+
+def test_values_that_move_between_keys_and_dbs(run, engine):
+    run("RPUSH", "l", "a")
+    run("SADD", "s", "x")
+    run("SELECT", "1")
+    run("RPUSH", "other", "z")
+    run("SELECT", "0")
+    before = frozen_copy(engine)
+    view = KeyspaceView(engine.keyspace)
+    run("RENAME", "l", "l2")
+    run("RPUSH", "l2", "b")
+    run("MOVE", "s", "2")
+    run("SELECT", "2")
+    run("SADD", "s", "y")
+    run("SWAPDB", "1", "3")
+    run("SELECT", "3")
+    run("RPUSH", "other", "w")
+    assert drain(view) == before
+
+
+class ViewMachine(RuleBasedStateMachine):
+    """Random writes after a view is taken never change what the view yields."""
+
+    keys = st.sampled_from([b"a", b"b", b"c"])
+
+    @initialize()
+    def setup(self):
+        self.engine = Engine(Config(save=()))
+        self.session = self.engine.new_session()
+        self.view = None
+
+    def run(self, *argv):
+        self.engine.execute(self.session, [a if isinstance(a, bytes) else str(a).encode()
+                                           for a in argv])
+
+    @rule(key=keys, value=st.binary(max_size=3))
+    def write(self, key, value):
+        self.run(b"RPUSH", key, value)
+        self.run(b"SADD", key + b"s", value)
+        self.run(b"HSET", key + b"h", value, value)
+        self.run(b"ZADD", key + b"z", len(value), value)
+
+    @rule(key=keys)
+    def change(self, key):
+        self.run(b"LPOP", key)
+        self.run(b"SPOP", key + b"s")
+        self.run(b"DEL", key + b"h")
+        self.run(b"RENAME", key + b"z", key + b"zz")
+
+    @rule(a=st.integers(0, 2), b=st.integers(0, 2))
+    def swap(self, a, b):
+        self.run(b"SWAPDB", a, b)
+
+    @rule(db=st.integers(0, 2))
+    def select(self, db):
+        self.run(b"SELECT", db)
+
+    @rule()
+    def take_view(self):
+        if self.view is None:
+            self.expected = frozen_copy(self.engine)
+            self.view = KeyspaceView(self.engine.keyspace)
+
+    @invariant()
+    def view_is_frozen(self):
+        if self.view is not None and len(self.view) != len(self.expected):
+            raise AssertionError("view changed size")
+
+    def teardown(self):
+        if self.view is not None:
+            assert drain(self.view) == self.expected
+
+
+TestViewMachine = ViewMachine.TestCase
+TestViewMachine.settings = settings(max_examples=60, stateful_step_count=30, deadline=None)
+
+
+def test_copy_value_is_deep_enough():
+    z = ZSet({b"m": 1.0})
+    assert copy_value(z) == z and copy_value(z) is not z
+    d = deque([b"a"])
+    assert copy_value(d) == d and copy_value(d) is not d
