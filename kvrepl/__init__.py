@@ -4,7 +4,7 @@ __version__ = "0.1.0"
 
 from kvrepl.config import Config  # noqa: E402
 from kvrepl.errors import KvreplError, ReplyError, WrongTypeError  # noqa: E402
-from kvrepl.node import Master, Node  # noqa: E402
+from kvrepl.node import Change, ChangesOverflow, Master, Node, Replica  # noqa: E402
 
-__all__ = ["Config", "KvreplError", "Master", "Node", "ReplyError", "WrongTypeError",
-           "__version__"]
+__all__ = ["Change", "ChangesOverflow", "Config", "KvreplError", "Master", "Node", "Replica",
+           "ReplyError", "WrongTypeError", "__version__"]

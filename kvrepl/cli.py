@@ -17,11 +17,10 @@ from collections.abc import Sequence
 import trio
 
 from kvrepl import __version__
-from kvrepl.commands.core import Engine
 from kvrepl.config import Config, ConfigError
 from kvrepl.log import configure, logger
+from kvrepl.node import Node
 from kvrepl.protocol.parser import split_inline
-from kvrepl.server import Server
 
 USAGE = """Usage: kvrepl-server [/path/to/redis.conf] [options] [-]
        kvrepl-server - (read config from stdin)
@@ -117,25 +116,23 @@ def parse_args(argv: Sequence[str]) -> Config:
 async def run(config: Config, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED
               ) -> None:
     """Run a node until SIGTERM/SIGINT or SHUTDOWN, then stop cleanly."""
-    engine = Engine(config)
-    server = Server(engine)
     logger.info("kvrepl is starting oO0OoO0OoO0Oo")
     logger.info("kvrepl version=%s, bits=64, pid=%d, just started", __version__, os.getpid())
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-        async with trio.open_nursery() as nursery:
+        node = Node(config=config, port=config.port)
+        async with node, trio.open_nursery() as nursery:
             logger.info("Server initialized")
-            port = await nursery.start(server.serve)
-            logger.info("The server is now ready to accept connections on port %d", port)
-            task_status.started(port)
+            logger.info("The server is now ready to accept connections on port %d", node.port)
+            task_status.started(node.port)
 
             async def watch_signals() -> None:
                 async for signum in signals:
                     name = "SIGINT" if signum == signal.SIGINT else "SIGTERM"
                     logger.warning("Received %s scheduling shutdown...", name)
-                    server.request_shutdown(None)
+                    node.server.request_shutdown(None)
 
             nursery.start_soon(watch_signals)
-            await server.wait_shutdown()
+            await node.server.wait_shutdown()
             logger.warning("User requested shutdown...")
             nursery.cancel_scope.cancel()
     logger.warning("kvrepl is now ready to exit, bye bye...")

@@ -36,3 +36,7 @@ def configure(loglevel: str = "notice", logfile: str = "") -> None:
     logger.handlers[:] = [handler]
     logger.setLevel(_LEVELS.get(loglevel, logging.INFO))
     logger.propagate = False
+
+# A library stays quiet unless the application configures logging (configure() does for
+# the server); without this, Python prints warnings to stderr by itself.
+logger.addHandler(logging.NullHandler())

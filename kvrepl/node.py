@@ -15,11 +15,14 @@ from collections.abc import Iterable, Mapping
 from types import TracebackType
 
 import trio
+import trio.testing
 
 from kvrepl.commands.core import Block, Engine, Session
 from kvrepl.config import Config
 from kvrepl.errors import ReplyError
 from kvrepl.protocol.replies import NULL_ARRAY, OK, Status
+from kvrepl.replication.master import MasterReplication, new_replid
+from kvrepl.replication.replica import ReplicaOf
 from kvrepl.server import Server
 from kvrepl.server.cron import run_cron
 
@@ -54,28 +57,173 @@ def _python(reply: object) -> object:
     return reply
 
 
-class Node:
-    """A kvrepl node: an engine, its periodic work and, given a ``port``, a TCP server.
+class Change(tuple):
+    """One write as it was propagated: ``(db, command, args)``."""
 
-    Use it as an async context manager; leaving the block stops everything it started.
+    __slots__ = ()
+
+    def __new__(cls, db: int, command: bytes, args: tuple[bytes, ...]) -> Change:
+        return tuple.__new__(cls, (db, command, args))
+
+    db = property(lambda self: self[0])
+    command = property(lambda self: self[1])
+    args = property(lambda self: self[2])
+
+
+class ChangesOverflow(Exception):
+    """A ``changes()`` consumer fell more than its buffer behind; changes were dropped."""
+
+
+class ChangeStream:
+    """``async for change in node.changes()``: every write the node applies, in order.
+
+    The buffer is bounded: a consumer that falls ``buffer`` changes behind is cut off and
+    its iteration raises :class:`ChangesOverflow` after the changes it already had, so a
+    slow consumer never grows the node's memory.
+    """
+
+    def __init__(self, engine: Engine, buffer: int) -> None:
+        self._engine = engine
+        self._send, self._receive = trio.open_memory_channel(buffer)
+        self.overflowed = False
+        engine.propagate_listeners.append(self._listen)
+
+    def _listen(self, db: int, argv: list[bytes]) -> None:
+        try:
+            self._send.send_nowait(Change(db, argv[0], tuple(argv[1:])))
+        except trio.WouldBlock:
+            self.overflowed = True
+            self._detach()
+
+    def _detach(self) -> None:
+        if self._listen in self._engine.propagate_listeners:
+            self._engine.propagate_listeners.remove(self._listen)
+        self._send.close()
+
+    def __aiter__(self) -> ChangeStream:
+        return self
+
+    async def __anext__(self) -> Change:
+        try:
+            return await self._receive.receive()
+        except (trio.EndOfChannel, trio.ClosedResourceError):
+            if self.overflowed:
+                raise ChangesOverflow(
+                    "changes() consumer fell behind its buffer; later changes were dropped"
+                ) from None
+            raise StopAsyncIteration from None
+
+    async def aclose(self) -> None:
+        """Stop receiving changes."""
+        self._detach()
+
+
+class Node:
+    """A kvrepl node: an engine, its periodic work, replication, and (given a ``port``) a
+    TCP server. Use it as an async context manager; leaving the block stops everything it
+    started.
+
+    Embedded nodes do not wait ``repl-diskless-sync-delay`` for more replicas before a full
+    sync (pass ``repl_diskless_sync_delay=5`` for Redis's behaviour); a node built from a
+    ``Config`` keeps what the config says.
     """
 
     def __init__(self, *, port: int | None = None, config: Config | None = None,
                  **options: object) -> None:
-        self.config = config or Config(save=(), **options)
+        if config is None:
+            options.setdefault("repl_diskless_sync_delay", 0)
+            config = Config(save=(), **options)
+        self.config = config
         if port is not None:
             self.config.port = port
         self.engine = Engine(self.config)
+        self.engine.node = self
+        self.replication = MasterReplication(self.engine)
         self.serve_tcp = port is not None
-        self.server: Server | None = None
-        self._session: Session = self.engine.new_session()
+        self.server = Server(self.engine)
+        self.following: ReplicaOf | None = None
+        self._follow_scope: trio.CancelScope | None = None
+        # Not in engine.sessions: the embedded API is no client connection (CLIENT LIST,
+        # maxclients).
+        self._session: Session = Session(self.engine)
         self._nursery: trio.Nursery | None = None
         self._nursery_manager: object | None = None
 
     @property
     def port(self) -> int | None:
         """The TCP port the node listens on (the chosen one when started with port=0)."""
-        return self.server.port if self.server is not None else None
+        return self.server.port if self.serve_tcp else None
+
+    def changes(self, buffer: int = 10_000) -> ChangeStream:
+        """Every write this node applies from now on, as propagated (see ChangeStream)."""
+        return ChangeStream(self.engine, buffer)
+
+    # -- replication ---------------------------------------------------------------------
+    def follow_address(self, host: str, port: int) -> None:
+        """Become a replica of the master at ``host:port`` (REPLICAOF host port)."""
+
+        async def connect() -> trio.abc.Stream:
+            return await trio.open_tcp_stream(host, port)
+
+        self._follow(connect, (host, port))
+
+    def follow_node(self, master: Node) -> None:
+        """Become a replica of ``master``, a node in this program, over an in-memory stream:
+        the same protocol bytes as over TCP, without a socket."""
+
+        async def connect() -> trio.abc.Stream:
+            if master._nursery is None:
+                raise OSError("the master node is not running")
+            ours, theirs = trio.testing.memory_stream_pair()
+            master._nursery.start_soon(master.server.handle_stream, theirs)
+            return ours
+
+        self._follow(connect, ("in-process", master.port or 0), source=master)
+
+    def _follow(self, connect: object, describe: tuple[str, int],
+                source: Node | None = None) -> None:
+        if self._nursery is None:
+            raise RuntimeError("start the node (async with) before following a master")
+        if self.following is not None:
+            self._follow_scope.cancel()
+        follower = ReplicaOf(self.engine, self.replication, connect, describe,
+                             listening_port=self.port or 0)
+        follower.source = source
+        scope = trio.CancelScope()
+        self.following, self._follow_scope = follower, scope
+
+        async def follow() -> None:
+            with scope:
+                await follower.run()
+
+        self._nursery.start_soon(follow)
+
+    def stop_following(self) -> None:
+        """REPLICAOF NO ONE: stop following and become a master that continues the history
+        (replicas of the old master can partially resync with us)."""
+        if self.following is None:
+            return
+        self._follow_scope.cancel()
+        self.following = None
+        engine = self.engine
+        engine.read_only = False
+        engine.masterdown = False
+        engine.keyspace.expire_keys = True
+        replication = self.replication
+        replication.propagating = True
+        replication.create_backlog_keeping_id()
+        replication.replid2 = replication.replid
+        replication.second_replid_offset = replication.master_repl_offset + 1
+        replication.replid = new_replid()
+        replication.feed.selected_db = -1
+        replication.disconnect_replicas()
+
+    async def _replication_cron(self) -> None:
+        tick = 0
+        while True:
+            await trio.sleep(1)
+            tick += 1
+            self.replication.cron(tick)
 
     async def __aenter__(self) -> Node:
         self._nursery_manager = trio.open_nursery()
@@ -100,11 +248,14 @@ class Node:
             self._nursery.cancel_scope.cancel()
 
     async def _start(self, nursery: trio.Nursery) -> None:
+        self.replication.nursery = nursery
         if self.serve_tcp:
-            self.server = Server(self.engine)
             await nursery.start(self.server.serve)
         else:
             nursery.start_soon(run_cron, self.engine)
+        nursery.start_soon(self._replication_cron)
+        if self.config.replicaof is not None:
+            self.follow_address(*self.config.replicaof)
 
     # -- generic access ------------------------------------------------------------------
     def execute_command(self, *args: Arg) -> object:
@@ -295,4 +446,34 @@ class Node:
 
 
 class Master(Node):
-    """A node that accepts writes. Replicas follow it (replication lands with issue #4)."""
+    """A node that accepts writes; replicas (kvrepl or redis-server) follow it."""
+
+
+class Replica(Node):
+    """A read-only copy of a master: ``Replica(follow=master_node)`` in the same program
+    (no socket), or ``Replica(follow=("host", 6379))`` over TCP, including a real Redis.
+
+    Reads (``replica.get(...)``) are plain calls on the local copy.
+    """
+
+    def __init__(self, *, follow: Node | tuple[str, int], port: int | None = None,
+                 config: Config | None = None, **options: object) -> None:
+        super().__init__(port=port, config=config, **options)
+        self.master = follow
+
+    async def _start(self, nursery: trio.Nursery) -> None:
+        await super()._start(nursery)
+        if isinstance(self.master, Node):
+            self.follow_node(self.master)
+        else:
+            self.follow_address(*self.master)
+
+    async def wait_synced(self) -> None:
+        """Wait until the link is up and, for an in-process master, until every write the
+        master had made when this was called has been applied here."""
+        follower = self.following
+        if follower is None:
+            raise RuntimeError("this node follows no master")
+        await follower.synced.wait()
+        if follower.source is not None:
+            await follower.wait_offset(follower.source.replication.master_repl_offset)

@@ -15,7 +15,7 @@ import redis
 import trio
 
 from kvrepl.config import Config
-from kvrepl.server import Server
+from kvrepl.node import Node
 
 
 def free_port() -> int:
@@ -25,13 +25,13 @@ def free_port() -> int:
 
 
 class ThreadedServer:
-    """A kvrepl Server running its own trio loop in a thread, for blocking clients."""
+    """A kvrepl node serving TCP from its own trio loop in a thread, for blocking clients."""
 
     def __init__(self, config: Config | None = None) -> None:
-        self.config = config or Config(save=())
-        self.config.port = 0
-        self.server = Server(config=self.config)
-        self.engine = self.server.engine
+        self.config = config or Config(save=(), repl_diskless_sync_delay=0)
+        self.node = Node(config=self.config, port=0)
+        self.server = self.node.server
+        self.engine = self.node.engine
         self.port = 0
         self._ready = threading.Event()
         self._thread = threading.Thread(target=trio.run, args=(self._main,), daemon=True)
@@ -42,9 +42,10 @@ class ThreadedServer:
         try:
             with trio.CancelScope() as scope:
                 self._scope = scope
-                async with trio.open_nursery() as nursery:
-                    self.port = await nursery.start(self.server.serve)
+                async with self.node:
+                    self.port = self.node.port
                     self._ready.set()
+                    await trio.sleep_forever()
         except BaseException as err:  # surfaced by start()
             self._error = err
             self._ready.set()

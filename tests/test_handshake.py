@@ -96,7 +96,8 @@ def test_partial_resync_asks_for_next_byte():
     events = protocol.receive_data(
         b"+CONTINUE " + REPLID.encode() + b"\r\n*2\r\n$3\r\nDEL\r\n$3\r\nfoo\r\n")
     assert of(Continue, events) == [Continue(REPLID)]
-    assert of(StreamCommand, events) == [StreamCommand([b"DEL", b"foo"], 22)]
+    assert of(StreamCommand, events) == [StreamCommand(
+        [b"DEL", b"foo"], 22, b"*2\r\n$3\r\nDEL\r\n$3\r\nfoo\r\n")]
 
 
 @pytest.mark.parametrize("reply", [b"-NOMASTERLINK Can't SYNC while not connected with my master",

@@ -12,6 +12,7 @@ from kvrepl.commands import (  # noqa: F401
     keys,
     lists,
     pubsub,
+    replication,
     server,
     sets,
     strings,

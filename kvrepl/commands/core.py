@@ -157,6 +157,8 @@ class Session:
         self.is_replica = False
         self.monitor = False
         self.no_evict = False
+        self.woff = 0  # replication offset after this client's last write (for WAIT)
+        self.replica_link: object | None = None  # set when this client became a replica
         self.closing = False  # QUIT / CLIENT KILL: close after flushing replies
         self.addr = "127.0.0.1:0"
         self.laddr = "127.0.0.1:0"
@@ -205,6 +207,9 @@ class Engine:
         self.loading = False
         self.active_expire_enabled = True  # DEBUG SET-ACTIVE-EXPIRE
         self.server: object | None = None  # the trio Server serving this engine, if any
+        self.node: object | None = None  # the Node that owns it (REPLICAOF needs it)
+        self.replication: object | None = None  # master-side replication state
+        self.masterdown = False  # a replica whose link to its master is down
         self.read_only = False  # set on a replica with replica-read-only
         # Writes as they must be propagated: (db index, argv); replication, MONITOR-like
         # consumers and node.changes() listen here.
@@ -223,7 +228,7 @@ class Engine:
 
     def read_only_role(self) -> bool:
         """True while this node is a replica (it follows a master)."""
-        return self.config.replicaof is not None
+        return getattr(self.node, "following", None) is not None
 
     # -- bookkeeping -----------------------------------------------------------------------
     def next_client_id(self) -> int:
@@ -344,12 +349,24 @@ class Engine:
         if cmd.is_write and self.read_only and not session.is_master:
             return self._reject(cmd, session, ReplyError(
                 "READONLY You can't write against a read only replica."))
+        if self.masterdown and not cmd.spec.allows_stale and \
+                not self.config.replica_serve_stale_data and not session.is_master:
+            return self._reject(cmd, session, ReplyError(
+                "MASTERDOWN Link with MASTER is down and replica-serve-stale-data is set to "
+                "'no'."))
+        if cmd.is_write and self.config.min_replicas_to_write and self.replication is not None \
+                and not session.is_master and not self.read_only_role() \
+                and self.replication.good_replicas() < self.config.min_replicas_to_write:
+            return self._reject(cmd, session, ReplyError(
+                "NOREPLICAS Not enough good replicas to write."))
         if (session.is_replica or session.monitor) and cmd.touches_keyspace:
             return self._reject(cmd, session, ReplyError(
                 "ERR Replica can't interact with the keyspace"))
         reply = self.call(session, cmd, argv)
         if self._pending:
             self.flush_propagation()
+            if self.replication is not None:
+                session.woff = self.replication.master_repl_offset
         if self.keyspace.ready_keys and self.on_ready_keys is not None:
             self.on_ready_keys()
         return reply

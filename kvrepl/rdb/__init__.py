@@ -17,7 +17,7 @@ from kvrepl.rdb.events import (
     SelectDb,
     SlotInfo,
 )
-from kvrepl.rdb.load import LoadResult, iter_entries, iter_events, load_into
+from kvrepl.rdb.load import LoadResult, StagedLoad, iter_entries, iter_events, load_into
 from kvrepl.rdb.payload import dump_value, load_value
 from kvrepl.rdb.reader import RdbParser
 from kvrepl.rdb.writer import RdbWriter, default_aux, dump_keyspace, dumps, iter_dump
@@ -25,6 +25,7 @@ from kvrepl.rdb.writer import RdbWriter, default_aux, dump_keyspace, dumps, iter
 __all__ = [
     "NEED_DATA", "Aux", "DumpPayloadError", "End", "Entry", "Function", "LoadResult",
     "ModuleAux", "RdbError", "RdbParser", "RdbWriter", "ResizeDb", "SelectDb", "SlotInfo",
+    "StagedLoad",
     "default_aux", "dump_keyspace", "dump_value", "dumps", "iter_dump", "iter_entries",
     "iter_events", "load_into", "load_value",
 ]

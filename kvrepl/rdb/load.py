@@ -68,72 +68,120 @@ class LoadResult:
     functions: list[bytes] = field(default_factory=list)
 
 
+class StagedLoad:
+    """An RDB fed in pieces (a file read in chunks, a replication payload as it arrives)
+    and loaded into fresh dicts; :meth:`apply` swaps them into a keyspace at the end.
+
+    Nothing touches the keyspace before :meth:`apply`, so a bad or cut payload raises
+    :class:`RdbError` and leaves the current data as it was. ``drop_expired`` drops keys whose
+    expire time is before ``now_ms``, as a master does; a replica keeps them. A key present
+    twice in one database is an error (Redis panics).
+    """
+
+    def __init__(self, databases: int, *, drop_expired: bool, now_ms: int,
+                 **options: Any) -> None:
+        self.parser = RdbParser(**options)
+        self.fresh: list[tuple[dict, dict]] = [({}, {}) for _ in range(databases)]
+        self.result = LoadResult()
+        self.drop_expired = drop_expired
+        self.now_ms = now_ms
+        self.ended = False
+        self._current = 0
+
+    def feed(self, data: bytes) -> None:
+        """Parse ``data``; RdbError on anything malformed."""
+        if data:
+            self.parser.feed(data)
+            self._drain()
+
+    def finish(self) -> LoadResult:
+        """The input is complete: check it ended properly and return the counts."""
+        self.parser.feed(b"")
+        self._drain()
+        if not self.ended:
+            raise RdbError("Short read or OOM loading DB. Unrecoverable error, aborting now.")
+        result = self.result
+        result.keys_loaded = sum(len(data) for data, _ in self.fresh)
+        result.version = self.parser.version or 0
+        result.empty_keys_skipped = self.parser.empty_keys_skipped
+        result.modules_skipped = self.parser.modules_skipped
+        return result
+
+    def apply(self, keyspace: Any) -> None:
+        """Make the loaded data the keyspace's (after :meth:`finish`)."""
+        for db, (data, expires) in zip(keyspace.dbs, self.fresh, strict=True):
+            db.data = data
+            db.expires = expires
+
+    def _drain(self) -> None:
+        parser = self.parser
+        fresh = self.fresh
+        result = self.result
+        databases = len(fresh)
+        drop_before = self.now_ms if self.drop_expired else None
+        while not self.ended:
+            batch = parser.next_events(64)
+            data, expires = fresh[self._current]
+            for event in batch:
+                if type(event) is Entry:
+                    db, key, value, expire_ms, _, _ = event
+                    if db != self._current:
+                        data, expires = fresh[db]
+                        self._current = db
+                    if expire_ms is not None:
+                        if drop_before is not None and expire_ms < drop_before:
+                            result.keys_expired += 1
+                            continue
+                        expires[key] = expire_ms
+                    size = len(data)
+                    data[key] = value
+                    if len(data) == size:
+                        raise RdbError(f"RDB has duplicated key in DB {db} "
+                                       f"(key {key[:200]!r})", key=key)
+                    continue
+                kind = type(event)
+                if kind is SelectDb:
+                    if event.index >= databases:
+                        raise RdbError(f"Data file was created with a Redis server configured "
+                                       f"to handle more than {databases} databases "
+                                       f"(SELECTDB {event.index})")
+                    self._current = event.index
+                    data, expires = fresh[self._current]
+                elif kind is Aux:
+                    result.aux[event.name] = event.value
+                elif kind is Function:
+                    result.functions.append(event.code)
+                elif kind is End:
+                    result.checksum_ok = event.checksum_ok
+                    self.ended = True
+            progressed = bool(batch)
+            # Runs of short plain strings go straight into the dicts (no Entry events).
+            if not self.ended:
+                data, expires = fresh[parser.db]
+                self._current = parser.db
+                while True:
+                    stored, dropped = parser.store_strings(data, expires, drop_before)
+                    result.keys_expired += dropped
+                    if not stored and not dropped:
+                        break
+                    progressed = True
+            if not progressed:
+                return
+
+
 def load_into(keyspace: Any, source: Any, *, drop_expired: bool, now_ms: int | None = None,
               **options: Any) -> LoadResult:
-    """Replace the data of every database of ``keyspace`` with the RDB in ``source``.
-
-    The file is loaded into fresh dicts; they replace the databases' ``data`` / ``expires``
-    only once the whole file has been read and its checksum verified, so a bad file raises
-    :class:`RdbError` and leaves the current data as it was. ``drop_expired`` drops keys
-    whose expire time is before ``now_ms`` (default: the keyspace clock), as a master does;
-    a replica keeps them. A key present twice in one database is an error (Redis panics).
-    """
-    if now_ms is None:
-        now_ms = keyspace.now_ms()
-    databases = len(keyspace.dbs)
-    fresh: list[tuple[dict, dict]] = [({}, {}) for _ in range(databases)]
-    result = LoadResult()
-    data, expires = fresh[0]
-    current = 0
-    parser = RdbParser(**options)
-    drop_before = now_ms if drop_expired else None
-    for batch in _batches(parser, source, parser_limit=64):
-        for event in batch:
-            if type(event) is Entry:
-                db, key, value, expire_ms, _, _ = event
-                if db != current:
-                    data, expires = fresh[db]
-                    current = db
-                if expire_ms is not None:
-                    if drop_expired and expire_ms < now_ms:
-                        result.keys_expired += 1
-                        continue
-                    expires[key] = expire_ms
-                size = len(data)
-                data[key] = value
-                if len(data) == size:
-                    raise RdbError(f"RDB has duplicated key in DB {db} (key {key[:200]!r})",
-                                   key=key)
-                continue
-            kind = type(event)
-            if kind is SelectDb:
-                if event.index >= databases:
-                    raise RdbError(f"Data file was created with a Redis server configured to "
-                                   f"handle more than {databases} databases (SELECTDB "
-                                   f"{event.index})")
-                current = event.index
-                data, expires = fresh[current]
-            elif kind is Aux:
-                result.aux[event.name] = event.value
-            elif kind is Function:
-                result.functions.append(event.code)
-            elif kind is End:
-                result.checksum_ok = event.checksum_ok
-        # Runs of short plain strings go straight into the dicts (no Entry events).
-        data, expires = fresh[parser.db]
-        current = parser.db
-        while True:
-            stored, dropped = parser.store_strings(data, expires, drop_before)
-            result.keys_expired += dropped
-            if not stored and not dropped:
-                break
-    result.keys_loaded = sum(len(data) for data, _ in fresh)
-    result.version = parser.version or 0
-    result.empty_keys_skipped = parser.empty_keys_skipped
-    result.modules_skipped = parser.modules_skipped
-    for db, (data, expires) in zip(keyspace.dbs, fresh, strict=True):
-        db.data = data
-        db.expires = expires
+    """Replace the data of every database of ``keyspace`` with the RDB in ``source``
+    (bytes-like, or a binary file object); see :class:`StagedLoad`."""
+    staged = StagedLoad(len(keyspace.dbs), drop_expired=drop_expired,
+                        now_ms=keyspace.now_ms() if now_ms is None else now_ms, **options)
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        staged.feed(bytes(source))
+    else:
+        for chunk in iter(lambda: source.read(CHUNK_SIZE), b""):
+            staged.feed(chunk)
+    result = staged.finish()
+    staged.apply(keyspace)
     log.info("Done loading RDB, keys loaded: %d, keys expired: %d.", result.keys_loaded,
              result.keys_expired)
     return result

@@ -75,6 +75,7 @@ class PayloadEnd:
 class StreamCommand:
     argv: list[bytes]
     size: int  # stream bytes this command took, for the replication offset
+    raw: bytes = b""  # those bytes, for sub-replicas (chained replication is byte for byte)
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +112,7 @@ class ReplicaProtocol:
         self._parser = RequestParser(max_bulk_len)
         self._fed = 0  # stream bytes received
         self._counted = 0  # stream bytes attributed to whole commands
+        self._raw = bytearray()  # received stream bytes not yet given out with a command
 
     def start(self) -> list[object]:
         return [Send(encode_command([b"PING"]))]
@@ -272,6 +274,7 @@ class ReplicaProtocol:
         parser = self._parser
         parser.feed(data)
         self._fed += len(data)
+        self._raw += data
         while True:
             request = parser.next_request()
             if request is NEED_DATA:
@@ -279,7 +282,10 @@ class ReplicaProtocol:
             # A command's size includes every byte since the previous one ended, so the
             # sizes add up to the stream's length, as Redis counts offsets.
             consumed = self._fed - parser.buffered
-            events.append(StreamCommand(request, consumed - self._counted))
+            size = consumed - self._counted
+            raw = bytes(self._raw[:size])
+            del self._raw[:size]
+            events.append(StreamCommand(request, size, raw))
             self._counted = consumed
 
     def stream_bytes_pending(self) -> int:

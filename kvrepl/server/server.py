@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import math
 import os
 import socket
 from time import time as now
@@ -10,6 +11,7 @@ from time import time as now
 import trio
 
 from kvrepl.commands.core import Block, Engine, Session
+from kvrepl.commands.replication import StartReplication, WaitReplicas
 from kvrepl.config import Config
 from kvrepl.errors import ProtocolError
 from kvrepl.log import logger
@@ -167,6 +169,34 @@ class Connection:
             nursery.start_soon(read)
         return reply
 
+    async def wait_replicas(self, wait: WaitReplicas) -> int:
+        """WAIT: until enough replicas acknowledged the client's last write, or timeout."""
+        replication = self.server.engine.replication
+        with trio.move_on_after(wait.timeout if wait.timeout > 0 else math.inf):
+            while replication.replicas_acked(wait.offset) < wait.count:
+                await replication.acked.wait()
+        return replication.replicas_acked(wait.offset)
+
+    async def read_from_replica(self) -> None:
+        """A replica link's incoming side: REPLCONF ACKs (and newlines), never answered."""
+        engine = self.server.engine
+        while True:
+            try:
+                data = await self.io.receive_some(RECEIVE_SIZE)
+            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+                return
+            if not data:
+                return
+            self.parser.feed(data)
+            while True:
+                try:
+                    argv = self.parser.next_request()
+                except ProtocolError:
+                    return
+                if argv is NEED_DATA:
+                    break
+                engine.execute(self.session, argv)
+
     async def run(self) -> None:
         engine = self.server.engine
         session = self.session
@@ -196,7 +226,16 @@ class Connection:
                 if argv is NEED_DATA:
                     break
                 reply = execute(session, argv)
-                if type(reply) is Block:
+                kind = type(reply)
+                if kind is StartReplication:
+                    self.drain_pushes(out)
+                    if out:
+                        await self.send(b"".join(out))
+                    await engine.replication.serve(self, session, reply.argv)
+                    return
+                if kind is WaitReplicas:
+                    reply = await self.wait_replicas(reply)
+                elif kind is Block:
                     self.drain_pushes(out)
                     if out:
                         await self.send(b"".join(out))

@@ -52,7 +52,8 @@ class Database:
     def _expire_if_needed(self, key: bytes) -> bool:
         """True when ``key`` is logically expired; a master also deletes it then."""
         when = self.expires[key]
-        if when > self.keyspace.now_ms():
+        if when > self.keyspace.now_ms() or self.keyspace.applying_master:
+            # Commands from our master still see keys it has not deleted yet.
             return False
         if self.keyspace.expire_keys:
             self.delete_expired(key)
@@ -161,6 +162,7 @@ class Keyspace:
         self.dbs = [Database(i, self) for i in range(databases)]
         # A replica hides logically expired keys but waits for the master's DEL.
         self.expire_keys = True
+        self.applying_master = False  # a replica running its master's stream
         self.before_write_hooks: list[BeforeWriteHook] = []
         self.expired_listeners: list[Callable[[Database, bytes], None]] = []
         self.swap_listeners: list[Callable[[int, int], None]] = []  # SWAPDB a b

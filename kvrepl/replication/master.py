@@ -1,0 +1,387 @@
+"""The master side of replication: replica links, one shared snapshot, the stream.
+
+Propagated writes become stream bytes once (:class:`StreamFeed`), go to the backlog and to
+every replica's output buffer. A replica that asks for a full sync joins the snapshot being
+taken, if any, or starts one: a point-in-time :class:`~kvrepl.store.snapshot.KeyspaceView`
+serialized in slices between trio checkpoints, so the master keeps serving. Writes made
+meanwhile are held in each replica's buffer and sent after the payload.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from dataclasses import dataclass, field
+
+import trio
+
+from kvrepl.commands.core import Engine
+from kvrepl.log import logger
+from kvrepl.rdb import RdbWriter, default_aux
+from kvrepl.replication.backlog import Backlog
+from kvrepl.replication.stream import StreamFeed, encode_command
+from kvrepl.store.snapshot import KeyspaceView
+
+NO_REPLID = "0" * 40
+PING = encode_command([b"ping"])
+GETACK = encode_command([b"REPLCONF", b"GETACK", b"*"])
+
+
+def new_replid() -> str:
+    return secrets.token_hex(20)
+
+
+class LinkClosed(Exception):
+    """The replica link must be dropped (output limit, timeout)."""
+
+
+@dataclass(eq=False)
+class ReplicaLink:
+    """The master's view of one attached replica."""
+
+    session: object
+    addr: str
+    listening_port: int = 0
+    announced_ip: str = ""
+    capabilities: frozenset[str] = frozenset()
+    old_sync: bool = False  # SYNC, not PSYNC: no ACKs, no timeout on them
+    state: str = "wait_bgsave"  # wait_bgsave -> send_bulk -> online
+    ack_offset: int = 0
+    ack_time: float = field(default_factory=time.monotonic)
+    buffer: bytearray = field(default_factory=bytearray)
+    wakeup: trio.Event = field(default_factory=trio.Event)
+    soft_limit_since: float | None = None
+    closed: str | None = None  # why the link must go
+
+    @property
+    def ip(self) -> str:
+        return self.announced_ip or self.addr.rsplit(":", 1)[0]
+
+    def write(self, data: bytes) -> None:
+        self.buffer += data
+        self.wakeup.set()
+
+
+@dataclass(eq=False)
+class Snapshot:
+    """One RDB for every replica that asked for a full sync while it was being taken."""
+
+    offset: int
+    links: list[ReplicaLink] = field(default_factory=list)
+    rdb: bytes | None = None
+    error: str | None = None
+    done: trio.Event = field(default_factory=trio.Event)
+
+
+class MasterReplication:
+    """Replication state of a node acting as a master (also a replica's view for its own
+    sub-replicas: a replica forwards its master's bytes with :meth:`feed_raw`)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.config = engine.config
+        self.replid = new_replid()
+        self.replid2 = NO_REPLID
+        self.second_replid_offset = -1
+        self.backlog: Backlog | None = None
+        self._offset = 0  # master_repl_offset while there is no backlog
+        self.feed = StreamFeed()
+        self.feed.consumers.append(self._stream_bytes)
+        self.replicas: list[ReplicaLink] = []
+        self.snapshot: Snapshot | None = None
+        self.sync_full = 0
+        self.sync_partial_ok = 0
+        self.sync_partial_err = 0
+        self.nursery: trio.Nursery | None = None
+        self.propagating = True  # False on a replica: its stream is its master's
+        self.getack_bytes = GETACK
+        self.acked = trio.Event()  # set (and replaced) on every replica ACK, for WAIT
+        engine.propagate_listeners.append(self._propagate)
+        engine.replication = self
+
+    # -- the stream ------------------------------------------------------------------------
+    @property
+    def master_repl_offset(self) -> int:
+        return self.backlog.master_repl_offset if self.backlog is not None else self._offset
+
+    def _propagate(self, db: int, argv: list[bytes]) -> None:
+        # Before any replica ever attached there is no backlog and the offset stays put.
+        if self.propagating and self.backlog is not None:
+            self.feed.feed(db, argv)
+
+    def feed_raw(self, data: bytes) -> None:
+        """Stream bytes that need no SELECT logic (cron ping, a proxied master stream)."""
+        if self.backlog is not None:
+            self.feed.feed_raw(data)
+
+    def _stream_bytes(self, data: bytes) -> None:
+        self.backlog.append(data)
+        for link in self.replicas:
+            link.write(data)
+        self._check_output_limits()
+
+    def _check_output_limits(self) -> None:
+        hard, soft, seconds = self.config.client_output_buffer_limit["replica"]
+        now = time.monotonic()
+        for link in self.replicas:
+            size = len(link.buffer)
+            if hard and size > hard:
+                self._drop(link, "hard output buffer limit reached")
+            elif soft and size > soft:
+                if link.soft_limit_since is None:
+                    link.soft_limit_since = now
+                elif now - link.soft_limit_since > seconds:
+                    self._drop(link, "soft output buffer limit reached")
+            else:
+                link.soft_limit_since = None
+
+    def _drop(self, link: ReplicaLink, why: str) -> None:
+        if link.closed is None:
+            logger.warning("Client %s scheduled to be closed ASAP for overcoming of output "
+                           "buffer limits (%s).", link.addr, why)
+            link.closed = why
+            link.buffer.clear()
+            link.wakeup.set()
+
+    def create_backlog(self) -> None:
+        if self.backlog is None:
+            self.backlog = Backlog(self.config.repl_backlog_size, self._offset)
+            # A new history: replicas of an old one must not continue into this one.
+            self.replid = new_replid()
+            self.replid2 = NO_REPLID
+            self.second_replid_offset = -1
+
+    def create_backlog_keeping_id(self) -> None:
+        """A replica's backlog: same history as its master, for sub-replicas and promotion."""
+        if self.backlog is None:
+            self.backlog = Backlog(self.config.repl_backlog_size, self._offset)
+
+    def disconnect_replicas(self) -> None:
+        """Sub-replicas of a replica whose history changed must sync again."""
+        for link in list(self.replicas):
+            link.closed = "master changed history"
+            link.wakeup.set()
+
+    # -- PSYNC -----------------------------------------------------------------------------
+    def try_partial(self, replid: str, offset: int) -> bool:
+        """masterTryPartialResynchronization's test: same history, bytes still here."""
+        backlog = self.backlog
+        if backlog is None:
+            return False
+        if replid != self.replid:
+            if replid != self.replid2 or offset > self.second_replid_offset:
+                return False
+        return backlog.can_continue_from(offset)
+
+    async def serve(self, connection: object, session: object, argv: list[bytes]) -> None:
+        """Run a replica link on ``connection`` after its SYNC or PSYNC, until it ends."""
+        link = ReplicaLink(session=session, addr=session.addr,
+                           listening_port=getattr(session, "replica_listening_port", 0),
+                           announced_ip=getattr(session, "replica_announced_ip", ""),
+                           capabilities=frozenset(getattr(session, "replica_capa", ())))
+        session.replica_link = link
+        io = connection.io
+        command = argv[0].lower()
+        link.old_sync = command == b"sync"
+        if command == b"psync":
+            replid = argv[1].decode("utf-8", "replace")
+            offset = int(argv[2]) if argv[2].lstrip(b"-").isdigit() else -1
+            if replid != "?" and self.try_partial(replid, offset):
+                self.sync_partial_ok += 1
+                reply = (b"+CONTINUE %s\r\n" % self.replid.encode()
+                         if "psync2" in link.capabilities else b"+CONTINUE\r\n")
+                link.write(reply + self.backlog.read_from(offset))
+                link.state = "online"
+                link.ack_offset = offset - 1
+                self.replicas.append(link)
+                logger.info("Partial resynchronization request from %s accepted. Sending %d "
+                            "bytes of backlog starting from offset %d.", link.addr,
+                            self.master_repl_offset + 1 - offset, offset)
+                await self._run_link(connection, link)
+                return
+            if replid != "?":
+                self.sync_partial_err += 1
+                logger.info("Partial resynchronization not accepted: Replication ID mismatch "
+                            "or offset out of range (Replica asked for '%s' at %d)",
+                            replid, offset)
+            else:
+                logger.info("Full resync requested by replica %s", link.addr)
+        self.sync_full += 1
+        self.create_backlog()
+        self.replicas.append(link)
+        snapshot = self._join_snapshot(link)
+        try:
+            await self._send_full_sync(io, link, snapshot)
+        except BaseException:
+            self._forget(link)
+            raise
+        await self._run_link(connection, link)
+
+    def _join_snapshot(self, link: ReplicaLink) -> Snapshot:
+        snapshot = self.snapshot
+        if snapshot is not None and snapshot.rdb is None and snapshot.error is None:
+            # Attach to the snapshot being taken: the writes held since it began are
+            # exactly what this replica also needs after the payload.
+            held = next((other.buffer for other in snapshot.links
+                         if other.state == "wait_bgsave"), None)
+            if held is not None or not snapshot.links:
+                link.buffer[:] = held or b""
+                snapshot.links.append(link)
+                return snapshot
+        snapshot = self.snapshot = Snapshot(offset=-1)
+        snapshot.links.append(link)
+        assert self.nursery is not None, "replication needs a running node"
+        self.nursery.start_soon(self._take_snapshot, snapshot)
+        return snapshot
+
+    async def _take_snapshot(self, snapshot: Snapshot) -> None:
+        delay = self.config.repl_diskless_sync_delay if self.config.repl_diskless_sync else 0
+        if delay:
+            # Let other replicas that are starting up share this snapshot.
+            with trio.move_on_after(delay):
+                await trio.sleep_forever()
+        engine = self.engine
+        # The snapshot instant: from here on, writes are held in every waiting link.
+        snapshot.offset = self.master_repl_offset
+        for link in snapshot.links:
+            link.buffer.clear()
+        self.feed.selected_db = -1  # the first write after the payload says which db
+        view = KeyspaceView(engine.keyspace)
+        try:
+            writer = RdbWriter(compression=self.config.rdbcompression,
+                               checksum=self.config.rdbchecksum, config=self.config)
+            sizes = {index: (keys, expires) for index, keys, expires in view.db_sizes()}
+            chunks = [writer.begin(default_aux(repl_id=self.replid.encode(),
+                                               repl_offset=snapshot.offset, repl_stream_db=0))]
+            for batch in view.entries(batch=2048):
+                chunks.append(writer.write_records(batch, sizes))
+                await trio.lowlevel.checkpoint()
+            chunks.append(writer.finish())
+            snapshot.rdb = b"".join(chunks)
+        except Exception as err:  # never leave replicas waiting forever
+            logger.warning("Background replication snapshot failed: %s", err)
+            snapshot.error = str(err)
+        finally:
+            view.close()
+            if self.snapshot is snapshot:
+                self.snapshot = None
+            snapshot.done.set()
+
+    async def _send_full_sync(self, io: object, link: ReplicaLink, snapshot: Snapshot) -> None:
+        # Until the snapshot exists the replica only gets keepalive newlines.
+        while not snapshot.done.is_set():
+            with trio.move_on_after(1):
+                await snapshot.done.wait()
+            if not snapshot.done.is_set():
+                await io.send_all(b"\n")
+        if snapshot.rdb is None:
+            await io.send_all(b"-ERR BGSAVE failed, replication can't continue\r\n")
+            raise LinkClosed(snapshot.error or "snapshot failed")
+        header = b"" if link.old_sync else (
+            b"+FULLRESYNC %s %d\r\n" % (self.replid.encode(), snapshot.offset))
+        logger.info("Starting BGSAVE for SYNC with target: replicas sockets")
+        link.state = "send_bulk"
+        await io.send_all(header + b"$%d\r\n" % len(snapshot.rdb) + snapshot.rdb)
+        link.state = "online"
+        link.ack_offset = snapshot.offset
+        link.ack_time = time.monotonic()
+        logger.info("Synchronization with replica %s succeeded", link.addr)
+
+    async def _run_link(self, connection: object, link: ReplicaLink) -> None:
+        """Stream to the replica and read its ACKs until one side goes away."""
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._sender, connection, link, nursery.cancel_scope)
+                await connection.read_from_replica()
+                nursery.cancel_scope.cancel()
+        finally:
+            self._forget(link)
+            logger.info("Connection with replica %s lost.", link.addr)
+
+    async def _sender(self, connection: object, link: ReplicaLink,
+                      scope: trio.CancelScope) -> None:
+        io = connection.io
+        try:
+            while True:
+                if link.closed is not None:
+                    break
+                if link.buffer:
+                    data = bytes(link.buffer)
+                    link.buffer.clear()
+                    await io.send_all(data)
+                    continue
+                link.wakeup = trio.Event()
+                await link.wakeup.wait()
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+            pass
+        scope.cancel()
+
+    def _forget(self, link: ReplicaLink) -> None:
+        if link in self.replicas:
+            self.replicas.remove(link)
+        link.session.replica_link = None
+
+    # -- ACKs and cron ---------------------------------------------------------------------
+    def ack(self, link: ReplicaLink, offset: int) -> None:
+        if offset > link.ack_offset:
+            link.ack_offset = offset
+        link.ack_time = time.monotonic()
+        self.acked.set()
+        self.acked = trio.Event()
+
+    def cron(self, tick: int) -> None:
+        """Once a second: ping replicas every repl-ping-replica-period, drop timed-out ones."""
+        if self.replicas and self.propagating and tick % self.config.repl_ping_replica_period == 0:
+            self.feed_raw(PING)
+        now = time.monotonic()
+        for link in list(self.replicas):
+            if (link.state == "online" and not link.old_sync
+                    and now - link.ack_time > self.config.repl_timeout):
+                logger.warning("Disconnecting timedout replica (streaming sync): %s", link.addr)
+                link.closed = "timeout"
+                link.wakeup.set()
+        if self.backlog is not None and not self.replicas and self.propagating:
+            ttl = self.config.repl_backlog_ttl
+            idle = getattr(self, "_no_replicas_since", None)
+            if idle is None:
+                self._no_replicas_since = now
+            elif ttl and now - idle > ttl:
+                self._offset = self.backlog.master_repl_offset
+                self.backlog = None
+                self.replid = new_replid()
+                self.replid2 = NO_REPLID
+                self.second_replid_offset = -1
+        else:
+            self._no_replicas_since = None
+
+    def good_replicas(self) -> int:
+        """Online replicas whose last ACK is at most min-replicas-max-lag seconds old."""
+        now = time.monotonic()
+        lag = self.config.min_replicas_max_lag
+        return sum(1 for link in self.replicas
+                   if link.state == "online" and now - link.ack_time <= lag)
+
+    def replicas_acked(self, offset: int) -> int:
+        return sum(1 for link in self.replicas
+                   if link.state == "online" and link.ack_offset >= offset)
+
+    def info_replica_lines(self) -> list[str]:
+        lines = []
+        now = time.monotonic()
+        for index, link in enumerate(self.replicas):
+            lines.append(
+                f"slave{index}:ip={link.ip},port={link.listening_port},state={link.state},"
+                f"offset={link.ack_offset},lag={int(now - link.ack_time)}")
+        return lines
+
+    def backlog_lines(self) -> list[str]:
+        backlog = self.backlog
+        return [
+            f"master_repl_offset:{self.master_repl_offset}",
+            f"second_repl_offset:{self.second_replid_offset}",
+            f"repl_backlog_active:{int(backlog is not None)}",
+            f"repl_backlog_size:{self.config.repl_backlog_size}",
+            f"repl_backlog_first_byte_offset:{backlog.first_byte_offset if backlog else 0}",
+            f"repl_backlog_histlen:{backlog.histlen if backlog else 0}",
+        ]
+

