@@ -340,7 +340,8 @@ class Server:
                 await _try_send(stream, _DENIED)
                 return
             session = engine.new_session()
-            session.addr, session.laddr = peer or "?:0", local or "?:0"
+            # A stream without a socket is an in-process link (Replica(follow=master)).
+            session.addr, session.laddr = peer or "in-process:0", local or "in-process:0"
             connection = Connection(self, stream, session)
             self.connections[session.id] = connection
             try:

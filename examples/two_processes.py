@@ -1,0 +1,72 @@
+"""The shell practice, scripted: two kvrepl-server processes, one a replica of the other.
+
+    kvrepl-server --port 6379
+    kvrepl-server --port 6380 --replicaof 127.0.0.1 6379
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+
+import redis
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start(*args: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "kvrepl", "--save", "", *args],
+                            stdout=subprocess.DEVNULL, env=dict(os.environ))
+
+
+def wait_until(check, what: str, seconds: float = 30) -> None:
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            if check():
+                return
+        except redis.ConnectionError:
+            pass
+        if time.monotonic() > deadline:
+            raise SystemExit(f"gave up waiting until {what}")
+        time.sleep(0.05)
+
+
+def main() -> None:
+    master_port, replica_port = free_port(), free_port()
+    processes = [start("--port", str(master_port))]
+    try:
+        master = redis.Redis(port=master_port, decode_responses=True)
+        wait_until(master.ping, "the master answers")
+        for i in range(100):
+            master.set(f"key:{i}", i)
+        processes.append(start("--port", str(replica_port), "--replicaof", "127.0.0.1",
+                               str(master_port), "--repl-diskless-sync-delay", "0"))
+        replica = redis.Redis(port=replica_port, decode_responses=True)
+        wait_until(lambda: replica.info("replication")["master_link_status"] == "up",
+                   "the replica is in sync")
+        master.set("live", "written after the sync")
+        offset = master.info("replication")["master_repl_offset"]
+        wait_until(lambda: replica.info("replication")["slave_repl_offset"] >= offset,
+                   "the replica caught up")
+        print(f"master  :{master_port} dbsize={master.dbsize()} "
+              f"digest={master.execute_command('DEBUG', 'DIGEST')}")
+        print(f"replica :{replica_port} dbsize={replica.dbsize()} "
+              f"digest={replica.execute_command('DEBUG', 'DIGEST')}")
+        print(f"replica GET live -> {replica.get('live')!r}")
+        print(f"replica ROLE -> {replica.execute_command('ROLE')}")
+    finally:
+        for process in processes:
+            process.terminate()
+            process.wait(10)
+
+
+if __name__ == "__main__":
+    main()
