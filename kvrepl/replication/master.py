@@ -52,6 +52,9 @@ class ReplicaLink:
     wakeup: trio.Event = field(default_factory=trio.Event)
     soft_limit_since: float | None = None
     closed: str | None = None  # why the link must go
+    # After an $EOF: payload the stream waits for the replica's first ACK, as in Redis, so
+    # that no stream byte is glued to the end mark.
+    hold_until_ack: bool = False
 
     @property
     def ip(self) -> str:
@@ -279,9 +282,15 @@ class MasterReplication:
             raise LinkClosed(snapshot.error or "snapshot failed")
         header = b"" if link.old_sync else (
             b"+FULLRESYNC %s %d\r\n" % (self.replid.encode(), snapshot.offset))
-        logger.info("Starting BGSAVE for SYNC with target: replicas sockets")
         link.state = "send_bulk"
-        await io.send_all(header + b"$%d\r\n" % len(snapshot.rdb) + snapshot.rdb)
+        if self.config.repl_diskless_sync and "eof" in link.capabilities and not link.old_sync:
+            logger.info("Starting BGSAVE for SYNC with target: replicas sockets")
+            mark = secrets.token_hex(20).encode()
+            link.hold_until_ack = True
+            await io.send_all(header + b"$EOF:" + mark + b"\r\n" + snapshot.rdb + mark)
+        else:
+            logger.info("Starting BGSAVE for SYNC with target: disk")
+            await io.send_all(header + b"$%d\r\n" % len(snapshot.rdb) + snapshot.rdb)
         link.state = "online"
         link.ack_offset = snapshot.offset
         link.ack_time = time.monotonic()
@@ -305,7 +314,7 @@ class MasterReplication:
             while True:
                 if link.closed is not None:
                     break
-                if link.buffer:
+                if link.buffer and not link.hold_until_ack:
                     data = bytes(link.buffer)
                     link.buffer.clear()
                     await io.send_all(data)
@@ -326,6 +335,9 @@ class MasterReplication:
         if offset > link.ack_offset:
             link.ack_offset = offset
         link.ack_time = time.monotonic()
+        if link.hold_until_ack and link.state == "online":
+            link.hold_until_ack = False
+            link.wakeup.set()
         self.acked.set()
         self.acked = trio.Event()
 
