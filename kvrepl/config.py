@@ -213,6 +213,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("slowlog-max-len", 128, _int(0)),
     Option("notify-keyspace-events", "", str),
     Option("active-expire-effort", 1, _int(1, 10)),
+    Option("lfu-log-factor", 10, _int(0)),
+    Option("lfu-decay-time", 1, _int(0)),
 )
 
 _BY_NAME: dict[str, Option] = {}

@@ -225,6 +225,15 @@ class Engine:
         self.pubsub_patterns: dict[bytes, dict[int, Session]] = {}
         self.watches = WatchRegistry(self.keyspace)
         self.keyspace.expired_listeners.append(self._on_expired)
+        self.config.listeners.append(self._config_changed)
+        self._config_changed("maxmemory-policy")
+
+    def _config_changed(self, name: str) -> None:
+        """Keep the store's copies of settings it reads on every access in step."""
+        config, keyspace = self.config, self.keyspace
+        keyspace.lfu = config.maxmemory_policy.endswith("-lfu")
+        keyspace.lfu_log_factor = config.lfu_log_factor
+        keyspace.lfu_decay_time = config.lfu_decay_time
 
     def read_only_role(self) -> bool:
         """True while this node is a replica (it follows a master)."""

@@ -11,6 +11,7 @@ async def run_cron(engine: Engine) -> None:
     """Every ``1/hz`` seconds: active expiry on a master, then wake clients it made ready."""
     while True:
         await trio.sleep(1 / engine.config.hz)
+        engine.keyspace.lru_clock = int(engine.keyspace.clock())
         expire_cycle(engine)
 
 

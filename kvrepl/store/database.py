@@ -24,23 +24,52 @@ class Database:
     and WATCH can see the change.
     """
 
-    __slots__ = ("id", "data", "expires", "keyspace")
+    __slots__ = ("id", "data", "expires", "access", "keyspace")
 
     def __init__(self, index: int, keyspace: Keyspace) -> None:
         self.id = index
         self.keyspace = keyspace
         self.data: dict[bytes, object] = {}
         self.expires: dict[bytes, int] = {}
+        # Redis's per-object ``lru`` field: the LRU clock at the last access, or under an
+        # LFU maxmemory-policy the minutes clock and the log counter (OBJECT IDLETIME/FREQ).
+        self.access: dict[bytes, int] = {}
 
     def __len__(self) -> int:
         return len(self.data)
 
     # -- reading ---------------------------------------------------------------------------
     def lookup(self, key: bytes) -> object | None:
-        """The live value of ``key``, or None when missing or logically expired."""
+        """The live value of ``key``, or None when missing or logically expired; an access
+        (OBJECT IDLETIME starts again)."""
+        if self.expires and key in self.expires and self._expire_if_needed(key):
+            return None
+        value = self.data.get(key)
+        if value is not None:
+            keyspace = self.keyspace
+            if keyspace.lfu:
+                self.access[key] = lfu_touch(self.access.get(key), keyspace)
+            else:
+                self.access[key] = keyspace.lru_clock
+        return value
+
+    def peek(self, key: bytes) -> object | None:
+        """Like :meth:`lookup` but no access (Redis's LOOKUP_NOTOUCH: TYPE, TTL, OBJECT)."""
         if self.expires and key in self.expires and self._expire_if_needed(key):
             return None
         return self.data.get(key)
+
+    def idle_seconds(self, key: bytes) -> int:
+        """OBJECT IDLETIME: seconds since the last access (LRU clock resolution: 1 s)."""
+        last = self.access.get(key)
+        return 0 if last is None else max(0, self.keyspace.lru_clock - last)
+
+    def frequency(self, key: bytes) -> int:
+        """OBJECT FREQ: the decayed LFU counter (new keys start at 5, as in Redis)."""
+        packed = self.access.get(key)
+        if packed is None:
+            return LFU_INIT_VAL
+        return lfu_decayed(packed, self.keyspace)
 
     def exists(self, key: bytes) -> bool:
         return self.lookup(key) is not None
@@ -93,6 +122,8 @@ class Database:
     def add(self, key: bytes, value: object) -> None:
         """Store a new key (which must not exist) and wake clients blocked on it."""
         self.data[key] = value
+        keyspace = self.keyspace
+        self.access[key] = lfu_new(keyspace) if keyspace.lfu else keyspace.lru_clock
         if type(value) in _BLOCKABLE_TYPES and self.keyspace.blocked_keys:
             self.keyspace.signal_ready(self.id, key)
 
@@ -110,6 +141,7 @@ class Database:
         if key not in self.data:
             return False
         del self.data[key]
+        self.access.pop(key, None)
         if self.expires:
             self.expires.pop(key, None)
         return True
@@ -133,6 +165,7 @@ class Database:
         a snapshot keeps its own references, and WATCH is told by the flush command."""
         self.data = {}
         self.expires = {}
+        self.access = {}
 
     def active_expire_cycle(self, samples: int = 20) -> int:
         """Sample keys with a TTL and delete the expired ones, as Redis's active expiry does.
@@ -154,6 +187,37 @@ class Database:
         return deleted
 
 
+LFU_INIT_VAL = 5
+
+
+def _minutes(keyspace: Keyspace) -> int:
+    return (keyspace.lru_clock // 60) & 0xFFFF
+
+
+def lfu_new(keyspace: Keyspace) -> int:
+    return (_minutes(keyspace) << 8) | LFU_INIT_VAL
+
+
+def lfu_decayed(packed: int, keyspace: Keyspace) -> int:
+    """LFUDecrAndReturn: the counter less one per ``lfu-decay-time`` minutes idle."""
+    counter = packed & 0xFF
+    if keyspace.lfu_decay_time:
+        elapsed = (_minutes(keyspace) - (packed >> 8)) & 0xFFFF
+        periods = elapsed // keyspace.lfu_decay_time
+        counter = 0 if periods > counter else counter - periods
+    return counter
+
+
+def lfu_touch(packed: int | None, keyspace: Keyspace) -> int:
+    """updateLFU: decay, then LFULogIncr (a logarithmic, probabilistic increment)."""
+    counter = LFU_INIT_VAL if packed is None else lfu_decayed(packed, keyspace)
+    if counter < 255:
+        base = max(counter - LFU_INIT_VAL, 0)
+        if random.random() < 1.0 / (base * keyspace.lfu_log_factor + 1):
+            counter += 1
+    return (_minutes(keyspace) << 8) | counter
+
+
 class Keyspace:
     """The 16 (``databases``) databases of one node, its clock and its change hooks."""
 
@@ -163,6 +227,12 @@ class Keyspace:
         # A replica hides logically expired keys but waits for the master's DEL.
         self.expire_keys = True
         self.applying_master = False  # a replica running its master's stream
+        # Redis's LRU clock (seconds), refreshed by the node's cron; and whether the
+        # maxmemory-policy is an LFU one (then accesses count instead of being timed).
+        self.lru_clock = int(clock())
+        self.lfu = False
+        self.lfu_log_factor = 10
+        self.lfu_decay_time = 1
         self.before_write_hooks: list[BeforeWriteHook] = []
         self.expired_listeners: list[Callable[[Database, bytes], None]] = []
         self.swap_listeners: list[Callable[[int, int], None]] = []  # SWAPDB a b
@@ -197,6 +267,7 @@ class Keyspace:
         da, db_ = self.dbs[a], self.dbs[b]
         da.data, db_.data = db_.data, da.data
         da.expires, db_.expires = db_.expires, da.expires
+        da.access, db_.access = db_.access, da.access
         for listener in self.swap_listeners:
             listener(a, b)
         for dbi, database in ((a, da), (b, db_)):
