@@ -1,7 +1,8 @@
 """Shared fixtures: a kvrepl engine for unit tests, a live kvrepl server, a real redis-server.
 
 ``same(*args)`` sends one command to kvrepl and to a real redis-server 7.0 and asserts both
-answer alike (replies, or error messages): the real server is the oracle.
+answer alike (raw RESP2 replies, or error messages): the real server is the oracle. ``same3``
+does the same over RESP3, and ``wire`` compares the exact reply bytes.
 """
 
 from __future__ import annotations
@@ -10,7 +11,17 @@ from collections.abc import Callable, Iterator
 
 import pytest
 import redis
-from support import RedisServer, ThreadedServer
+from support import (
+    NOW_S,
+    Compare,
+    RedisServer,
+    ThreadedServer,
+    argv,
+    comparer,
+    raw_replies,
+    seed_value,
+    wire_comparer,
+)
 
 from kvrepl.commands.core import Engine, Session
 from kvrepl.config import Config
@@ -32,8 +43,7 @@ def run(engine: Engine, session: Session) -> Callable[..., object]:
     """``run("SET", "k", "v")``: execute on the engine; errors are raised as ReplyError."""
 
     def execute(*args: object) -> object:
-        argv = [a if isinstance(a, bytes) else str(a).encode() for a in args]
-        reply = engine.execute(session, argv)
+        reply = engine.execute(session, argv(*args))
         if isinstance(reply, ReplyError):
             raise reply
         return reply
@@ -73,28 +83,108 @@ def real(redis_server: RedisServer) -> Iterator[redis.Redis]:
     client.close()
 
 
-def _outcome(client: redis.Redis, args: tuple[object, ...]) -> object:
-    try:
-        return ("ok", client.execute_command(*args, NEVER_DECODE=True))
-    except redis.ResponseError as err:
-        return ("error", str(err))
+@pytest.fixture
+def compare_on(kvrepl_server: ThreadedServer, redis_server: RedisServer, r: redis.Redis,
+               real: redis.Redis) -> Iterator[Callable[..., Compare]]:
+    """``compare_on(protocol=2, db=1)``: a new comparer (see ``support.comparer``) over a fresh
+    pair of connections to the flushed kvrepl and redis-server, without reply callbacks."""
+    opened: list[redis.Redis] = []
+
+    def make(**kwargs: object) -> Compare:
+        ours = raw_replies(kvrepl_server.client(**kwargs))
+        theirs = raw_replies(redis_server.client(**kwargs))
+        opened.extend((ours, theirs))
+        return comparer(ours, theirs)
+
+    yield make
+    for client in opened:
+        client.close()
 
 
 @pytest.fixture
-def same(r: redis.Redis, real: redis.Redis) -> Callable[..., object]:
-    """``same("LPOS", "l", "a")``: run on kvrepl and redis-server; assert equal outcomes.
+def same(compare_on: Callable[..., Compare]) -> Compare:
+    """``same("LPOS", "l", "a")``: run on kvrepl and redis-server over RESP2 and assert equal
+    outcomes: the raw replies (redis-py's callbacks are off, so scores stay bulk strings and
+    OK stays b"OK"), or the error messages. ``unordered=True`` compares array replies sorted
+    (SMEMBERS). Returns kvrepl's reply."""
+    return compare_on(protocol=2)
 
-    ``unordered=True`` compares replies that are sets in disguise (SMEMBERS) sorted.
-    Returns kvrepl's reply.
-    """
 
-    def compare(*args: object, unordered: bool = False) -> object:
-        ours = _outcome(r, args)
-        theirs = _outcome(real, args)
-        if unordered:
-            ours = (ours[0], sorted(ours[1]) if isinstance(ours[1], list) else ours[1])
-            theirs = (theirs[0], sorted(theirs[1]) if isinstance(theirs[1], list) else theirs[1])
-        assert ours == theirs, f"{args}: kvrepl {ours!r} != redis {theirs!r}"
-        return ours[1]
+@pytest.fixture
+def same3(compare_on: Callable[..., Compare]) -> Compare:
+    """``same`` over RESP3 (HELLO 3): doubles, maps, sets, one null."""
+    return compare_on(protocol=3)
 
-    return compare
+
+@pytest.fixture
+def wire(kvrepl_server: ThreadedServer, redis_server: RedisServer, r: redis.Redis,
+         real: redis.Redis) -> Iterator[Compare]:
+    """``wire("LPOP", "k", "2", protocol=3)``: kvrepl and redis-server must send the very same
+    reply bytes (null bulk vs null array, RESP3 types, order). ``batch=[(...), ...]`` sends
+    several commands at once; ``replies=N`` reads N replies a command. Returns the bytes."""
+    compare, close = wire_comparer(kvrepl_server.port, redis_server.port)
+    yield compare
+    close()
+
+
+@pytest.fixture
+def propagated(engine: Engine) -> list[list[bytes]]:
+    """What the in-process engine propagates to replicas, one argv per command."""
+    log: list[list[bytes]] = []
+    engine.propagate_listeners.append(lambda db, argv: log.append(list(argv)))
+    return log
+
+
+@pytest.fixture
+def prop(engine: Engine, propagated: list[list[bytes]]) -> list[list[bytes]]:
+    """``propagated`` with the engine's clock frozen at ``support.NOW_S``."""
+    engine.keyspace.clock = lambda: NOW_S
+    return propagated
+
+
+@pytest.fixture
+def server_propagated(kvrepl_server: ThreadedServer) -> Iterator[list[list[bytes]]]:
+    """What the live kvrepl server propagates while the test runs."""
+    log: list[list[bytes]] = []
+
+    def listen(db: int, argv: list[bytes]) -> None:
+        log.append(list(argv))
+
+    kvrepl_server.engine.propagate_listeners.append(listen)
+    yield log
+    kvrepl_server.engine.propagate_listeners.remove(listen)
+
+
+@pytest.fixture
+def seed(kvrepl_server: ThreadedServer, r: redis.Redis, real: redis.Redis
+         ) -> Callable[..., None]:
+    """``seed("l", deque([b"a"]))``: the same value of any type on kvrepl and redis-server."""
+    return lambda key, value, db=0: seed_value(kvrepl_server, real, key, value, db)
+
+
+@pytest.fixture
+def configure(kvrepl_server: ThreadedServer, real: redis.Redis
+              ) -> Iterator[Callable[[str, object], None]]:
+    """``configure("hash-max-listpack-entries", 4)``: CONFIG SET on the live kvrepl server and
+    on redis-server alike; both are restored afterwards."""
+    config = kvrepl_server.engine.config
+    saved: dict[str, tuple[str, object]] = {}
+
+    def apply(name: str, value: object) -> None:
+        if name not in saved:
+            saved[name] = (config.get(name), real.config_get(name)[name])
+        config.set(name, str(value))
+        real.config_set(name, value)
+
+    yield apply
+    for name, (ours, theirs) in saved.items():
+        config.set(name, ours)
+        real.config_set(name, theirs)
+
+
+@pytest.fixture(scope="session")
+def debug_redis() -> Iterator[RedisServer]:
+    """A real redis-server with the DEBUG command enabled."""
+    server = RedisServer("--enable-debug-command", "yes")
+    yield server
+    server.stop()

@@ -1,4 +1,6 @@
-"""Servers for tests: a kvrepl server in a thread and a real redis-server subprocess."""
+"""Test support: a kvrepl server in a thread, a real redis-server subprocess, and the helpers
+that compare the two (redis-py clients without reply callbacks, raw sockets, blocked clients,
+seeded datasets)."""
 
 from __future__ import annotations
 
@@ -9,6 +11,8 @@ import subprocess
 import tempfile
 import threading
 import time
+from collections import deque
+from collections.abc import Callable
 
 import pytest
 import redis
@@ -16,6 +20,7 @@ import trio
 
 from kvrepl.config import Config
 from kvrepl.node import Node
+from kvrepl.store.values import ZSet
 
 
 def free_port() -> int:
@@ -106,3 +111,224 @@ class RedisServer:
         except subprocess.TimeoutExpired:
             self.process.kill()
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+# -- talking to two servers at once -----------------------------------------------------------
+
+NOW_S = 1_700_000_000  # the frozen engine clock of the ``prop`` fixture, in seconds
+NOW_MS = NOW_S * 1000
+
+Compare = Callable[..., object]
+
+
+def argv(*args: object) -> list[bytes]:
+    """Command arguments as bytes: ``argv("SET", "k", 1) == [b"SET", b"k", b"1"]``."""
+    return [a if isinstance(a, bytes) else str(a).encode() for a in args]
+
+
+def pack(*args: object) -> bytes:
+    """One command as a RESP multibulk request."""
+    parts = argv(*args)
+    return b"*%d\r\n" % len(parts) + b"".join(b"$%d\r\n%s\r\n" % (len(p), p) for p in parts)
+
+
+def reply_end(buf: bytes, pos: int = 0) -> int | None:
+    """Where the RESP2/RESP3 reply starting at ``pos`` ends, or None if it is incomplete."""
+    line_end = buf.find(b"\r\n", pos)
+    if line_end < 0:
+        return None
+    kind, head, after = buf[pos:pos + 1], buf[pos + 1:line_end], line_end + 2
+    if kind in (b"+", b"-", b":", b"_", b",", b"#", b"("):
+        return after
+    count = int(head)
+    if kind in (b"$", b"=", b"!"):
+        end = after + count + 2
+        return after if count < 0 else (end if len(buf) >= end else None)
+    for _ in range(max(count, 0) * (2 if kind in (b"%", b"|") else 1)):
+        found = reply_end(buf, after)
+        if found is None:
+            return None
+        after = found
+    return reply_end(buf, after) if kind == b"|" else after  # an attribute precedes a reply
+
+
+class RawClient:
+    """A bare socket that sends commands and returns the exact bytes of the replies."""
+
+    def __init__(self, port: int, protocol: int = 2) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+        self.buf = b""
+        if protocol == 3:
+            self.call("HELLO", "3")  # its reply names the server: never compared
+
+    def send(self, *args: object) -> None:
+        self.sock.sendall(pack(*args))
+
+    def read(self, replies: int = 1) -> bytes:
+        """The bytes of the next ``replies`` replies, read until they are complete."""
+        pos = 0
+        for _ in range(replies):
+            while (end := reply_end(self.buf, pos)) is None:
+                data = self.sock.recv(65536)
+                if not data:
+                    raise ConnectionError("server closed the connection")
+                self.buf += data
+            pos = end
+        out, self.buf = self.buf[:pos], self.buf[pos:]
+        return out
+
+    def call(self, *args: object, replies: int = 1) -> bytes:
+        self.send(*args)
+        return self.read(replies)
+
+    def closed(self) -> bool:
+        """True once the server has closed the connection (waits for it)."""
+        return not self.buf and self.sock.recv(1) == b""
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def raw_replies(client: redis.Redis) -> redis.Redis:
+    """``client`` with redis-py's reply callbacks off: replies as the server sent them."""
+    client.response_callbacks.clear()
+    return client
+
+
+def plain(reply: object) -> object:
+    """Errors inside a reply (EXEC) as ``("error", text)``: exceptions do not compare equal."""
+    if isinstance(reply, list):
+        return [plain(item) for item in reply]
+    if isinstance(reply, Exception):
+        return ("error", str(reply))
+    return reply
+
+
+def outcome(client: redis.Redis, args: tuple[object, ...]) -> tuple[str, object]:
+    """``("ok", reply)`` or ``("error", message)`` for one command."""
+    try:
+        return ("ok", plain(client.execute_command(*args)))
+    except redis.ResponseError as err:
+        return ("error", str(err))
+
+
+def comparer(ours: redis.Redis, theirs: redis.Redis) -> Compare:
+    """``compare(*args, unordered=False)``: send to both clients and assert equal outcomes
+    (replies, or error messages); returns ours. ``unordered=True`` sorts array replies (sets
+    in disguise, such as SMEMBERS)."""
+
+    def compare(*args: object, unordered: bool = False) -> object:
+        mine, oracle = outcome(ours, args), outcome(theirs, args)
+        if unordered:
+            mine, oracle = _sorted(mine), _sorted(oracle)
+        assert mine == oracle, f"{args}: kvrepl {mine!r} != redis {oracle!r}"
+        return mine[1]
+
+    return compare
+
+
+def _sorted(result: tuple[str, object]) -> tuple[str, object]:
+    kind, reply = result
+    return (kind, sorted(reply)) if isinstance(reply, list | set) else result
+
+
+def wire_comparer(ours_port: int, theirs_port: int) -> tuple[Compare, Callable[[], None]]:
+    """``compare(*args, protocol=2, batch=None, replies=1)``: the reply bytes of both servers
+    must be identical (RESP types and order included); returns them. ``batch=[(...), ...]``
+    sends several commands in one write (a whole MULTI ... EXEC); ``replies`` is how many
+    replies one command answers (SUBSCRIBE a b). Also returns ``close()``."""
+    conns: dict[int, tuple[RawClient, RawClient]] = {}
+
+    def compare(*args: object, protocol: int = 2, batch: list[tuple[object, ...]] | None = None,
+                replies: int = 1) -> bytes:
+        if protocol not in conns:
+            conns[protocol] = (RawClient(ours_port, protocol), RawClient(theirs_port, protocol))
+        commands = batch if batch is not None else [args]
+        results = []
+        for conn in conns[protocol]:
+            conn.sock.sendall(b"".join(pack(*command) for command in commands))
+            results.append(conn.read(replies * len(commands)))
+        mine, oracle = results
+        assert mine == oracle, f"{commands} RESP{protocol}: kvrepl {mine!r} != redis {oracle!r}"
+        return mine
+
+    def close() -> None:
+        for pair in conns.values():
+            for conn in pair:
+                conn.close()
+
+    return compare, close
+
+
+# -- blocked clients on a live server ----------------------------------------------------------
+
+DEADLINE = 10.0  # seconds any wait in a test may take before it is a failure
+
+
+def poll(condition: Callable[[], bool], what: str, within: float = DEADLINE) -> None:
+    """Wait (bounded) until ``condition()`` holds."""
+    deadline = time.monotonic() + within
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting until {what}"
+        time.sleep(0.001)
+
+
+def waiters(server: ThreadedServer, key: bytes, db: int = 0) -> int:
+    """How many clients the live server has blocked on ``key``."""
+    return len(server.server.blocking.waiting.get((db, key), ()))
+
+
+def wait_blocked(server: ThreadedServer, key: bytes, count: int = 1, db: int = 0) -> None:
+    """Poll until ``count`` clients wait on ``key``."""
+    poll(lambda: waiters(server, key, db) >= count, f"{count} clients block on {key!r}")
+
+
+class Call(threading.Thread):
+    """One command on its own RESP2 connection, in a thread (started at once); ``result()``
+    joins and returns the raw reply, or the ResponseError it raised."""
+
+    def __init__(self, server: ThreadedServer, *args: object, db: int = 0) -> None:
+        super().__init__(daemon=True)
+        self.client = raw_replies(server.client(db=db, protocol=2))
+        self.args = args
+        self.reply: object = None
+        self.start()
+
+    def run(self) -> None:
+        try:
+            self.reply = self.client.execute_command(*self.args)
+        except redis.ResponseError as err:
+            self.reply = err
+
+    def result(self) -> object:
+        self.join(DEADLINE)
+        assert not self.is_alive(), f"{self.args} never answered"
+        self.client.close()
+        return self.reply
+
+
+# -- the same dataset on both servers ----------------------------------------------------------
+
+
+def seed_value(kvrepl_server: ThreadedServer, real: redis.Redis, key: str, value: object,
+               db: int = 0) -> None:
+    """Store ``value`` under ``key`` on both servers: written straight into kvrepl's store
+    (no other family's commands needed), and with commands on the real server."""
+    kvrepl_server.engine.keyspace.dbs[db].data[key.encode()] = value
+    client = real if db == 0 else redis.Redis(
+        **{**real.connection_pool.connection_kwargs, "db": db})
+    client.delete(key)
+    if type(value) is bytes:
+        client.set(key, value)
+    elif type(value) is deque:
+        client.rpush(key, *value)
+    elif type(value) is dict:
+        client.hset(key, mapping=value)
+    elif type(value) is set:
+        client.sadd(key, *value)
+    elif type(value) is ZSet:
+        client.zadd(key, dict(value.scores))
+    else:
+        raise TypeError(value)
+    if client is not real:
+        client.close()

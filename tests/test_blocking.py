@@ -9,68 +9,19 @@ polling the server's blocking manager (bounded), never by sleeping and hoping.
 from __future__ import annotations
 
 import socket
-import threading
-import time
 from collections.abc import Callable, Iterator
 
 import pytest
 import redis
 import trio
+from support import DEADLINE, Call, pack, poll, wait_blocked, waiters
 
 from kvrepl.store.values import ZSet
-
-DEADLINE = 10.0  # seconds any wait in these tests may take before it is a failure
-
-
-def _poll(condition: Callable[[], bool], what: str, within: float = DEADLINE) -> None:
-    deadline = time.monotonic() + within
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting until {what}"
-        time.sleep(0.001)
-
-
-def _waiters(server, key: bytes, db: int = 0) -> int:
-    return len(server.server.blocking.waiting.get((db, key), ()))
-
-
-def _wait_blocked(server, key: bytes, count: int = 1, db: int = 0) -> None:
-    """Poll until ``count`` clients wait on ``key``."""
-    _poll(lambda: _waiters(server, key, db) >= count, f"{count} clients block on {key!r}")
 
 
 def _no_waiters(server) -> bool:
     blocking = server.server.blocking
     return not blocking.waiting and not server.engine.keyspace.blocked_keys
-
-
-class Call(threading.Thread):
-    """One command on its own connection, in a thread; ``result()`` joins and returns the
-    reply, or the ResponseError it raised."""
-
-    def __init__(self, server, *args: object, db: int = 0) -> None:
-        super().__init__(daemon=True)
-        self.client = server.client(db=db)
-        self.client.response_callbacks.clear()  # raw replies: lists, not tuples
-        self.args = args
-        self.reply: object = None
-        self.start()
-
-    def run(self) -> None:
-        try:
-            self.reply = self.client.execute_command(*self.args)
-        except redis.ResponseError as err:
-            self.reply = err
-
-    def result(self) -> object:
-        self.join(DEADLINE)
-        assert not self.is_alive(), f"{self.args} never answered"
-        self.client.close()
-        return self.reply
-
-
-def _pack(*args: object) -> bytes:
-    parts = [a if isinstance(a, bytes) else str(a).encode() for a in args]
-    return b"*%d\r\n" % len(parts) + b"".join(b"$%d\r\n%s\r\n" % (len(p), p) for p in parts)
 
 
 def _read_until(sock: socket.socket, expected: bytes) -> bytes:
@@ -87,20 +38,7 @@ def _read_until(sock: socket.socket, expected: bytes) -> bytes:
 def server(kvrepl_server, r: redis.Redis) -> Iterator[object]:
     """The live server, flushed; afterwards no client may be left waiting."""
     yield kvrepl_server
-    _poll(lambda: _no_waiters(kvrepl_server), "no client is blocked any more")
-
-
-@pytest.fixture
-def propagated(kvrepl_server) -> Iterator[list[list[bytes]]]:
-    """The commands the live server propagates while the test runs."""
-    log: list[list[bytes]] = []
-
-    def listen(db: int, argv: list[bytes]) -> None:
-        log.append(list(argv))
-
-    kvrepl_server.engine.propagate_listeners.append(listen)
-    yield log
-    kvrepl_server.engine.propagate_listeners.remove(listen)
+    poll(lambda: _no_waiters(kvrepl_server), "no client is blocked any more")
 
 
 def _on_server_thread(server, function: Callable[[], object]) -> object:
@@ -113,7 +51,7 @@ def _on_server_thread(server, function: Callable[[], object]) -> object:
 
 def test_blpop_served_by_later_lpush(server, r: redis.Redis) -> None:
     waiter = Call(server, "BLPOP", "k1", "k2", "5")
-    _wait_blocked(server, b"k2")
+    wait_blocked(server, b"k2")
     assert r.lpush("k2", "v") == 1
     assert waiter.result() == [b"k2", b"v"]
     assert r.exists("k2") == 0  # the served pop emptied the list: the key is gone
@@ -127,7 +65,7 @@ def test_fifo_among_blocked_clients(server, r: redis.Redis, command: tuple[str, 
     waiters = []
     for n in range(3):
         waiters.append(Call(server, *command))
-        _wait_blocked(server, b"q", n + 1)  # one at a time: their arrival order is known
+        wait_blocked(server, b"q", n + 1)  # one at a time: their arrival order is known
     for element in [b"first", b"second", b"third"]:
         r.rpush("q", element)
     replies = [w.result() for w in waiters]
@@ -141,9 +79,9 @@ def test_variadic_push_serves_several_clients_in_order(server, r: redis.Redis) -
     waiters = []
     for n in range(3):
         waiters.append(Call(server, "BLPOP", "q", "5"))
-        _wait_blocked(server, b"q", n + 1)
+        wait_blocked(server, b"q", n + 1)
     extra = Call(server, "BRPOP", "other", "q", "5")
-    _wait_blocked(server, b"q", 4)
+    wait_blocked(server, b"q", 4)
     # One push of five elements: served after the push, head first, in arrival order.
     assert r.lpush("q", "a", "b", "c", "d", "e") == 5
     assert [w.result() for w in waiters] == [[b"q", b"e"], [b"q", b"d"], [b"q", b"c"]]
@@ -154,20 +92,20 @@ def test_variadic_push_serves_several_clients_in_order(server, r: redis.Redis) -
 def test_blmpop_serves_counts_and_deletes(server, r: redis.Redis) -> None:
     """Redis's "BLMPOP with multiple blocked clients", pushes in one transaction."""
     rd1 = Call(server, "BLMPOP", "5", "2", "blist", "blist2", "LEFT", "COUNT", "1")
-    _wait_blocked(server, b"blist", 1)
+    wait_blocked(server, b"blist", 1)
     rd2 = Call(server, "BLMPOP", "5", "2", "blist", "blist2", "RIGHT", "COUNT", "10")
-    _wait_blocked(server, b"blist", 2)
+    wait_blocked(server, b"blist", 2)
     rd3 = Call(server, "BLMPOP", "5", "2", "blist", "blist2", "LEFT", "COUNT", "10")
-    _wait_blocked(server, b"blist", 3)
+    wait_blocked(server, b"blist", 3)
     rd4 = Call(server, "BLMPOP", "5", "2", "blist", "blist2", "RIGHT", "COUNT", "1")
-    _wait_blocked(server, b"blist", 4)
+    wait_blocked(server, b"blist", 4)
     pipe = r.pipeline(transaction=True)
     pipe.lpush("blist", "a", "b", "c", "d", "e").lpush("blist2", "1", "2", "3", "4", "5")
     pipe.execute()
     assert rd1.result() == [b"blist", [b"e"]]
     assert rd2.result() == [b"blist", [b"a", b"b", b"c", b"d"]]
     assert rd3.result() == [b"blist2", [b"5", b"4", b"3", b"2", b"1"]]
-    assert _waiters(server, b"blist2") == 1
+    assert waiters(server, b"blist2") == 1
     r.lpush("blist2", "1", "2", "3")
     assert rd4.result() == [b"blist2", [b"1"]]
     assert r.lrange("blist2", 0, -1) == [b"3", b"2"]
@@ -175,7 +113,7 @@ def test_blmpop_serves_counts_and_deletes(server, r: redis.Redis) -> None:
 
 def test_transaction_pushes_are_isolated_from_blocked_clients(server, r: redis.Redis) -> None:
     waiter = Call(server, "BLPOP", "list", "5")
-    _wait_blocked(server, b"list")
+    wait_blocked(server, b"list")
     pipe = r.pipeline(transaction=True)
     pipe.lpush("list", "a").lpush("list", "b").lpush("list", "c")
     pipe.execute()
@@ -203,22 +141,22 @@ def test_timeout_reply_bytes(server) -> None:
     """RESP2 ``*-1`` for every blocking list command, BLMOVE included (Redis's
     replyToBlockedClientTimedOut), and RESP3 ``_``."""
     with socket.create_connection(("127.0.0.1", server.port), timeout=DEADLINE) as sock:
-        sock.sendall(_pack("BLMOVE", "nothing", "dst", "LEFT", "LEFT", "0.05")
-                     + _pack("BLPOP", "nothing", "0.05"))
+        sock.sendall(pack("BLMOVE", "nothing", "dst", "LEFT", "LEFT", "0.05")
+                     + pack("BLPOP", "nothing", "0.05"))
         assert _read_until(sock, b"*-1\r\n*-1\r\n") == b"*-1\r\n*-1\r\n"
-        sock.sendall(_pack("HELLO", "3"))
+        sock.sendall(pack("HELLO", "3"))
         sock.recv(65536)
-        sock.sendall(_pack("BRPOPLPUSH", "nothing", "dst", "0.05"))
+        sock.sendall(pack("BRPOPLPUSH", "nothing", "dst", "0.05"))
         assert _read_until(sock, b"_\r\n") == b"_\r\n"
 
 
 def test_timeout_then_push_reaches_the_next_client(server, r: redis.Redis) -> None:
     short = Call(server, "BLPOP", "q", "0.05")
-    _wait_blocked(server, b"q", 1)
+    wait_blocked(server, b"q", 1)
     long = Call(server, "BLPOP", "q", "5")
-    _wait_blocked(server, b"q", 2)
+    wait_blocked(server, b"q", 2)
     assert short.result() is None
-    _poll(lambda: _waiters(server, b"q") == 1, "the timed out client left the queue")
+    poll(lambda: waiters(server, b"q") == 1, "the timed out client left the queue")
     r.rpush("q", "x")
     assert long.result() == [b"q", b"x"]
 
@@ -231,9 +169,9 @@ def test_timeout_then_push_reaches_the_next_client(server, r: redis.Redis) -> No
 def test_blmove_into_a_list_another_client_blpops(server, r: redis.Redis, wherefrom: str,
                                                   whereto: str) -> None:
     popper = Call(server, "BLPOP", "target", "5")
-    _wait_blocked(server, b"target")
+    wait_blocked(server, b"target")
     mover = Call(server, "BLMOVE", "blist", "target", wherefrom, whereto, "5")
-    _wait_blocked(server, b"blist")
+    wait_blocked(server, b"blist")
     r.rpush("blist", "foo")
     assert mover.result() == b"foo"
     assert popper.result() == [b"target", b"foo"]
@@ -242,9 +180,9 @@ def test_blmove_into_a_list_another_client_blpops(server, r: redis.Redis, wheref
 
 def test_linked_blmoves(server, r: redis.Redis) -> None:
     first = Call(server, "BLMOVE", "list1", "list2", "RIGHT", "LEFT", "5")
-    _wait_blocked(server, b"list1")
+    wait_blocked(server, b"list1")
     second = Call(server, "BLMOVE", "list2", "list3", "LEFT", "RIGHT", "5")
-    _wait_blocked(server, b"list2")
+    wait_blocked(server, b"list2")
     r.rpush("list1", "foo")
     assert first.result() == b"foo"
     assert second.result() == b"foo"
@@ -255,9 +193,9 @@ def test_linked_blmoves(server, r: redis.Redis) -> None:
 
 def test_circular_and_self_referential_brpoplpush(server, r: redis.Redis) -> None:
     first = Call(server, "BRPOPLPUSH", "list1", "list2", "5")
-    _wait_blocked(server, b"list1")
+    wait_blocked(server, b"list1")
     second = Call(server, "BRPOPLPUSH", "list2", "list1", "5")
-    _wait_blocked(server, b"list2")
+    wait_blocked(server, b"list2")
     r.rpush("list1", "foo")
     assert first.result() == b"foo"
     assert second.result() == b"foo"
@@ -265,7 +203,7 @@ def test_circular_and_self_referential_brpoplpush(server, r: redis.Redis) -> Non
     assert r.exists("list2") == 0
 
     itself = Call(server, "BRPOPLPUSH", "blist", "blist", "5")
-    _wait_blocked(server, b"blist")
+    wait_blocked(server, b"blist")
     r.rpush("blist", "bar")
     assert itself.result() == b"bar"
     assert r.lrange("blist", 0, -1) == [b"bar"]
@@ -274,7 +212,7 @@ def test_circular_and_self_referential_brpoplpush(server, r: redis.Redis) -> Non
 def test_brpoplpush_push_affects_watch(server, r: redis.Redis) -> None:
     r.set("somekey", "somevalue")
     mover = Call(server, "BRPOPLPUSH", "srclist", "dstlist", "5")
-    _wait_blocked(server, b"srclist")
+    wait_blocked(server, b"srclist")
     watcher = server.client()
     try:
         pipe = watcher.pipeline(transaction=True)
@@ -307,10 +245,10 @@ def test_disconnect_while_blocked_leaves_no_waiter(server, r: redis.Redis) -> No
     sock = socket.create_connection(("127.0.0.1", server.port), timeout=DEADLINE)
     # A finite timeout, so that a server that misses the disconnect still cleans up before
     # the next test.
-    sock.sendall(_pack("BLPOP", "gone", "1"))
-    _wait_blocked(server, b"gone")
+    sock.sendall(pack("BLPOP", "gone", "1"))
+    wait_blocked(server, b"gone")
     sock.close()
-    _poll(lambda: _no_waiters(server), "the disconnected client's wait is over", within=0.5)
+    poll(lambda: _no_waiters(server), "the disconnected client's wait is over", within=0.5)
     r.lpush("gone", "kept")
     assert r.lrange("gone", 0, -1) == [b"kept"]  # nobody popped it for a dead client
 
@@ -318,19 +256,19 @@ def test_disconnect_while_blocked_leaves_no_waiter(server, r: redis.Redis) -> No
 def test_disconnect_after_sending_more_while_blocked(server, r: redis.Redis) -> None:
     """A blocked client that sends another command and then hangs up is noticed too."""
     sock = socket.create_connection(("127.0.0.1", server.port), timeout=DEADLINE)
-    sock.sendall(_pack("BLPOP", "gone", "1"))
-    _wait_blocked(server, b"gone")
-    sock.sendall(_pack("PING"))
+    sock.sendall(pack("BLPOP", "gone", "1"))
+    wait_blocked(server, b"gone")
+    sock.sendall(pack("PING"))
     sock.close()
-    _poll(lambda: _no_waiters(server), "the disconnected client's wait is over", within=0.5)
+    poll(lambda: _no_waiters(server), "the disconnected client's wait is over", within=0.5)
     r.lpush("gone", "kept")
     assert r.lrange("gone", 0, -1) == [b"kept"]
 
 
 def test_pipelined_commands_run_after_the_blocked_one(server, r: redis.Redis) -> None:
     with socket.create_connection(("127.0.0.1", server.port), timeout=DEADLINE) as sock:
-        sock.sendall(_pack("BLPOP", "q", "5") + _pack("RPUSH", "q", "after") + _pack("LLEN", "q"))
-        _wait_blocked(server, b"q")
+        sock.sendall(pack("BLPOP", "q", "5") + pack("RPUSH", "q", "after") + pack("LLEN", "q"))
+        wait_blocked(server, b"q")
         assert r.llen("q") == 0  # the RPUSH waits behind the blocked BLPOP
         r.rpush("q", "x")
         expected = b"*2\r\n$1\r\nq\r\n$1\r\nx\r\n:1\r\n:1\r\n"
@@ -356,11 +294,11 @@ def test_wrong_type_key(server, r: redis.Redis) -> None:
 
 def test_not_woken_by_a_key_of_another_type(server, r: redis.Redis) -> None:
     waiter = Call(server, "BLPOP", "list", "5")
-    _wait_blocked(server, b"list")
+    wait_blocked(server, b"list")
     pipe = r.pipeline(transaction=True)
     pipe.lpush("list", "a").delete("list").set("list", "foo")
     pipe.execute()
-    assert _waiters(server, b"list") == 1
+    assert waiters(server, b"list") == 1
     r.delete("list")
     r.lpush("list", "b")
     assert waiter.result() == [b"list", b"b"]
@@ -368,9 +306,9 @@ def test_not_woken_by_a_key_of_another_type(server, r: redis.Redis) -> None:
 
 def test_not_woken_by_a_sorted_set(server, r: redis.Redis) -> None:
     waiter = Call(server, "BLPOP", "k", "other", "5")
-    _wait_blocked(server, b"k")
+    wait_blocked(server, b"k")
     r.zadd("k", {"m": 1})  # wakes sorted set waiters only: this client keeps waiting
-    assert _waiters(server, b"k") == 1
+    assert waiters(server, b"k") == 1
     assert r.zrange("k", 0, -1) == [b"m"]
     r.rpush("other", "v")
     assert waiter.result() == [b"other", b"v"]
@@ -379,9 +317,9 @@ def test_not_woken_by_a_sorted_set(server, r: redis.Redis) -> None:
 def test_blocked_blmove_with_wrong_type_destination(server, r: redis.Redis) -> None:
     r.set("target1", "nolist")
     first = Call(server, "BRPOPLPUSH", "blist", "target1", "5")
-    _wait_blocked(server, b"blist", 1)
+    wait_blocked(server, b"blist", 1)
     second = Call(server, "BRPOPLPUSH", "blist", "target2", "5")
-    _wait_blocked(server, b"blist", 2)
+    wait_blocked(server, b"blist", 2)
     r.lpush("blist", "foo")
     error = first.result()
     assert isinstance(error, redis.ResponseError) and str(error).startswith("WRONGTYPE")
@@ -393,7 +331,7 @@ def test_blocked_blmove_with_wrong_type_destination(server, r: redis.Redis) -> N
 def test_blocked_brpoplpush_wrong_destination_keeps_the_source(server, r: redis.Redis) -> None:
     r.set("target", "nolist")
     mover = Call(server, "BRPOPLPUSH", "blist", "target", "5")
-    _wait_blocked(server, b"blist")
+    wait_blocked(server, b"blist")
     r.rpush("blist", "a", "b", "c")
     error = mover.result()
     assert isinstance(error, redis.ResponseError) and str(error).startswith("WRONGTYPE")
@@ -405,13 +343,13 @@ def test_blocked_brpoplpush_wrong_destination_keeps_the_source(server, r: redis.
 
 def test_woken_by_rename_and_sort_store(server, r: redis.Redis) -> None:
     waiter = Call(server, "BLPOP", "foo", "5")
-    _wait_blocked(server, b"foo")
+    wait_blocked(server, b"foo")
     r.lpush("bob", "abc", "def", "hij")
     r.rename("bob", "foo")
     assert waiter.result() == [b"foo", b"hij"]
     r.delete("foo")
     waiter = Call(server, "BLPOP", "foo", "5")
-    _wait_blocked(server, b"foo")
+    wait_blocked(server, b"foo")
     r.lpush("notfoo", "hello", "hola", "aguacate", "konichiwa", "zanzibar")
     r.sort("notfoo", alpha=True, store="foo")
     assert waiter.result() == [b"foo", b"aguacate"]
@@ -422,7 +360,7 @@ def test_woken_by_swapdb(server, r: redis.Redis) -> None:
     try:
         other.rpush("k", "hello")
         waiter = Call(server, "BRPOP", "k", "5", db=9)
-        _wait_blocked(server, b"k", db=9)
+        wait_blocked(server, b"k", db=9)
         r.swapdb(1, 9)
         assert waiter.result() == [b"k", b"hello"]
     finally:
@@ -436,7 +374,7 @@ def test_served_from_the_key_that_became_ready(server, r: redis.Redis) -> None:
     """Redis serves a blocked client from the first key made ready, not from the first key
     of its argument list."""
     waiter = Call(server, "BLPOP", "a", "b", "5")
-    _wait_blocked(server, b"b")
+    wait_blocked(server, b"b")
     pipe = r.pipeline(transaction=True)
     pipe.rpush("b", "x").rpush("a", "y")
     pipe.execute()
@@ -449,12 +387,12 @@ def test_list_waiter_behind_a_sorted_set_waiter(server, r: redis.Redis) -> None:
     it from being served (Redis skips waiters of another type)."""
     # Short timeouts: without the fix both would stay blocked, and the test must not linger.
     zwaiter = Call(server, "BZPOPMIN", "k", "1")
-    _wait_blocked(server, b"k", 1)
+    wait_blocked(server, b"k", 1)
     lwaiter = Call(server, "BLPOP", "k", "1")
-    _wait_blocked(server, b"k", 2)
+    wait_blocked(server, b"k", 2)
     r.rpush("k", "v")
     assert lwaiter.result() == [b"k", b"v"]
-    assert _waiters(server, b"k") == 1
+    assert waiters(server, b"k") == 1
     r.delete("k")
     r.zadd("k", {"m": 2})
     assert zwaiter.result()[:2] == [b"k", b"m"]
@@ -464,7 +402,7 @@ def test_a_zset_created_by_the_engine_does_not_serve_list_waiters(server) -> Non
     """The store signals lists and sorted sets alike; a list waiter re-run on a sorted set
     stays blocked (driven on the server thread, without any zset command)."""
     waiter = Call(server, "BLPOP", "z", "5")
-    _wait_blocked(server, b"z")
+    wait_blocked(server, b"z")
 
     def add_zset() -> None:
         engine = server.engine
@@ -472,7 +410,7 @@ def test_a_zset_created_by_the_engine_does_not_serve_list_waiters(server) -> Non
         engine.on_ready_keys()
 
     _on_server_thread(server, add_zset)
-    assert _waiters(server, b"z") == 1
+    assert waiters(server, b"z") == 1
     _on_server_thread(server, lambda: server.engine.keyspace.dbs[0].delete(b"z"))
     client = server.client()
     try:
@@ -486,7 +424,7 @@ def test_a_zset_created_by_the_engine_does_not_serve_list_waiters(server) -> Non
 
 
 def test_served_blocked_commands_propagate_their_effect(server, r: redis.Redis,
-                                                        propagated) -> None:
+                                                        server_propagated) -> None:
     cases = [
         (("BLPOP", "k", "5"), [b"LPOP", b"k"]),
         (("BRPOP", "k", "5"), [b"RPOP", b"k"]),
@@ -497,12 +435,12 @@ def test_served_blocked_commands_propagate_their_effect(server, r: redis.Redis,
         (("BRPOPLPUSH", "k", "dst", "5"), [b"RPOPLPUSH", b"k", b"dst"]),
     ]
     for command, expected in cases:
-        del propagated[:]
+        del server_propagated[:]
         waiter = Call(server, *command)
-        _wait_blocked(server, b"k")
+        wait_blocked(server, b"k")
         r.rpush("k", "a", "b")
         waiter.result()
-        assert propagated[0] == [b"RPUSH", b"k", b"a", b"b"]
-        assert propagated[1:] == [expected], command
+        assert server_propagated[0] == [b"RPUSH", b"k", b"a", b"b"]
+        assert server_propagated[1:] == [expected], command
         r.delete("k", "dst")
-    assert not any(argv[0].upper().startswith(b"B") for argv in propagated)
+    assert not any(argv[0].upper().startswith(b"B") for argv in server_propagated)

@@ -4,14 +4,13 @@ deterministic (client ids, addresses and ages are not)."""
 from __future__ import annotations
 
 import re
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
 
 import pytest
 import redis
-from support import RedisServer, ThreadedServer
+from support import RawClient, RedisServer, ThreadedServer
 
 from kvrepl.commands.core import Engine
 from kvrepl.config import Config
@@ -33,46 +32,13 @@ def _order(line: bytes | str) -> list[str]:
     return [item.split("=", 1)[0] for item in text.strip().split(" ")]
 
 
-class Wire:
-    """A bare socket: send a command, read one reply's exact bytes (simple replies only)."""
-
-    def __init__(self, port: int) -> None:
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=5)
-        self.file = self.sock.makefile("rb")
-
-    def call(self, *args: object) -> bytes:
-        parts = [a if isinstance(a, bytes) else str(a).encode() for a in args]
-        self.sock.sendall(b"*%d\r\n" % len(parts) + b"".join(
-            b"$%d\r\n%s\r\n" % (len(p), p) for p in parts))
-        return self._reply()
-
-    def _reply(self) -> bytes:
-        line = self.file.readline()
-        if not line:
-            raise ConnectionError("closed")
-        kind, rest = line[:1], line[1:-2]
-        if kind in b"$=" and int(rest) >= 0:
-            return line + self.file.read(int(rest) + 2)
-        if kind in b"*%>~" and int(rest) > 0:
-            count = int(rest) * (2 if kind == b"%" else 1)
-            return line + b"".join(self._reply() for _ in range(count))
-        return line
-
-    def closed(self) -> bool:
-        return self.file.read(1) == b""
-
-    def close(self) -> None:
-        self.file.close()
-        self.sock.close()
-
-
 @pytest.fixture
 def wires(kvrepl_server: ThreadedServer, redis_server: RedisServer, r: redis.Redis,
-          real: redis.Redis) -> Iterator[Callable[[], tuple[Wire, Wire]]]:
-    opened: list[Wire] = []
+          real: redis.Redis) -> Iterator[Callable[[], tuple[RawClient, RawClient]]]:
+    opened: list[RawClient] = []
 
-    def make() -> tuple[Wire, Wire]:
-        pair = (Wire(kvrepl_server.port), Wire(redis_server.port))
+    def make() -> tuple[RawClient, RawClient]:
+        pair = (RawClient(kvrepl_server.port), RawClient(redis_server.port))
         opened.extend(pair)
         return pair
 
@@ -81,7 +47,7 @@ def wires(kvrepl_server: ThreadedServer, redis_server: RedisServer, r: redis.Red
         wire.close()
 
 
-def _both(pair: tuple[Wire, Wire], *args: object) -> bytes:
+def _both(pair: tuple[RawClient, RawClient], *args: object) -> bytes:
     ours, theirs = (wire.call(*args) for wire in pair)
     assert ours == theirs, args
     return ours
@@ -90,7 +56,7 @@ def _both(pair: tuple[Wire, Wire], *args: object) -> bytes:
 _HELLO_ID = re.compile(rb"\$2\r\nid\r\n:\d+\r\n")
 
 
-def _hello(pair: tuple[Wire, Wire], *args: object) -> bytes:
+def _hello(pair: tuple[RawClient, RawClient], *args: object) -> bytes:
     """HELLO replies compared with the client id masked."""
     ours, theirs = (_HELLO_ID.sub(b"ID", wire.call(*args)) for wire in pair)
     assert ours == theirs, args
@@ -112,7 +78,7 @@ def test_ping_echo_select(same: Callable[..., object]) -> None:
 
 
 def test_quit_closes_after_ok(kvrepl_server: ThreadedServer) -> None:
-    wire = Wire(kvrepl_server.port)
+    wire = RawClient(kvrepl_server.port)
     assert wire.call("QUIT") == b"+OK\r\n"
     assert wire.closed()
     wire.close()
@@ -121,7 +87,7 @@ def test_quit_closes_after_ok(kvrepl_server: ThreadedServer) -> None:
 # -- HELLO AUTH -------------------------------------------------------------------------------
 
 
-def test_hello(wires: Callable[[], tuple[Wire, Wire]]) -> None:
+def test_hello(wires: Callable[[], tuple[RawClient, RawClient]]) -> None:
     pair = wires()
     assert _hello(pair, "HELLO").startswith(b"*14\r\n$6\r\nserver\r\n$5\r\nredis\r\n")
     _hello(pair, "HELLO", "3")
@@ -141,7 +107,7 @@ def test_hello(wires: Callable[[], tuple[Wire, Wire]]) -> None:
     _both(pair, "CLIENT", "GETNAME")
 
 
-def test_auth_without_password(wires: Callable[[], tuple[Wire, Wire]]) -> None:
+def test_auth_without_password(wires: Callable[[], tuple[RawClient, RawClient]]) -> None:
     pair = wires()
     _both(pair, "AUTH", "x")
     _both(pair, "AUTH", "a", "b", "c")
@@ -160,7 +126,7 @@ def locked_servers() -> Iterator[tuple[ThreadedServer, RedisServer]]:
 
 
 def test_requirepass(locked_servers: tuple[ThreadedServer, RedisServer]) -> None:
-    pair = (Wire(locked_servers[0].port), Wire(locked_servers[1].port))
+    pair = (RawClient(locked_servers[0].port), RawClient(locked_servers[1].port))
     try:
         _both(pair, "GET", "x")
         _both(pair, "PING")
@@ -183,7 +149,7 @@ def test_requirepass(locked_servers: tuple[ThreadedServer, RedisServer]) -> None
 # -- RESET ----------------------------------------------------------------------------------
 
 
-def test_reset_clears_connection_state(wires: Callable[[], tuple[Wire, Wire]]) -> None:
+def test_reset_clears_connection_state(wires: Callable[[], tuple[RawClient, RawClient]]) -> None:
     pair = wires()
     _both(pair, "SELECT", "3")
     _both(pair, "SET", "reset-key", "v")
@@ -281,7 +247,7 @@ def test_client_list_and_info_fields_in_redis_order(r: redis.Redis, real: redis.
 def test_client_info_in_resp3_is_verbatim(kvrepl_server: ThreadedServer,
                                           redis_server: RedisServer) -> None:
     for server in (kvrepl_server, redis_server):
-        wire = Wire(server.port)
+        wire = RawClient(server.port)
         wire.call("HELLO", "3")
         reply = wire.call("CLIENT", "INFO")
         assert reply.startswith(b"=") and b"\r\ntxt:id=" in reply and reply.endswith(b"\n\r\n")
@@ -289,8 +255,8 @@ def test_client_info_in_resp3_is_verbatim(kvrepl_server: ThreadedServer,
 
 
 def test_client_list_filters_and_flags(kvrepl_server: ThreadedServer, r: redis.Redis) -> None:
-    subscriber = Wire(kvrepl_server.port)
-    in_multi = Wire(kvrepl_server.port)
+    subscriber = RawClient(kvrepl_server.port)
+    in_multi = RawClient(kvrepl_server.port)
     try:
         subscriber.call("SUBSCRIBE", "a", "b")
         subscriber.call("PSUBSCRIBE", "p*")
@@ -334,8 +300,8 @@ def _addr(admin: redis.Redis, name: str) -> dict[str, str]:
     raise AssertionError(f"no client named {name}")
 
 
-def _named(server: ThreadedServer, name: str) -> Wire:
-    wire = Wire(server.port)
+def _named(server: ThreadedServer, name: str) -> RawClient:
+    wire = RawClient(server.port)
     wire.call("CLIENT", "SETNAME", name)
     return wire
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import random
 
 import redis
+from support import outcome
 
 KEYS = [f"k{i}" for i in range(12)]
 MEMBERS = ["a", "b", "c", "d", "e", "10", "-3", "x" * 70]
@@ -55,31 +56,14 @@ def command(rng: random.Random) -> list[str]:
     return rng.choice(choices)
 
 
-def _plain(value: object) -> object:
-    """Errors inside EXEC replies compare by message."""
-    if isinstance(value, Exception):
-        return ("error", str(value))
-    if isinstance(value, list):
-        return [_plain(item) for item in value]
-    return value
-
-
 def normalize(name: str, outcome: tuple[str, object]) -> tuple[str, object]:
     kind, value = outcome
-    value = _plain(value)
     if kind == "ok" and name in UNORDERED:
         if isinstance(value, dict):
             value = sorted(value.items())
         elif isinstance(value, list):
             value = sorted(value)
     return kind, value
-
-
-def outcome(client: redis.Redis, argv: list[str]) -> tuple[str, object]:
-    try:
-        return "ok", client.execute_command(*argv)
-    except redis.ResponseError as err:
-        return "error", str(err)
 
 
 def dump_keyspace(client: redis.Redis, databases: int = 3) -> dict:

@@ -24,13 +24,6 @@ ZERO = b"0" * 40
 FAR = 4102444800000  # 2100-01-01 in unix ms: a TTL that never fires during a test
 
 
-@pytest.fixture(scope="module")
-def debug_redis() -> Iterator[RedisServer]:
-    server = RedisServer("--enable-debug-command", "yes")
-    yield server
-    server.stop()
-
-
 @pytest.fixture
 def oracle(debug_redis: RedisServer) -> Iterator[redis.Redis]:
     client = debug_redis.client()

@@ -4,79 +4,24 @@ from __future__ import annotations
 
 import random
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 import redis
+from support import NOW_MS, NOW_S
+from support import argv as b
 
 from kvrepl.commands import keys as keys_module
 from kvrepl.commands.core import Engine
-from kvrepl.commands.keys import parse_scan_cursor, sort_score
+from kvrepl.commands.keys import sort_score
 from kvrepl.errors import ReplyError
 from kvrepl.store import ZSet
 
-NOW_S = 1_700_000_000
-NOW_MS = NOW_S * 1000
-
-
-def seed_value(kvrepl_server: object, real: redis.Redis, key: str, value: object,
-               db: int = 0) -> None:
-    """Store ``value`` on both servers: straight into kvrepl's store (no other family's
-    commands needed), and with commands on the real server."""
-    kvrepl_server.engine.keyspace.dbs[db].data[key.encode()] = value  # type: ignore[attr-defined]
-    client = real if db == 0 else redis.Redis(
-        **{**real.connection_pool.connection_kwargs, "db": db})
-    client.delete(key)
-    if type(value) is bytes:
-        client.set(key, value)
-    elif type(value) is deque:
-        client.rpush(key, *value)
-    elif type(value) is dict:
-        client.hset(key, mapping=value)
-    elif type(value) is set:
-        client.sadd(key, *value)
-    elif type(value) is ZSet:
-        client.zadd(key, dict(value.scores))
-    else:
-        raise TypeError(value)
-    if client is not real:
-        client.close()
-
 
 @pytest.fixture
-def seed(kvrepl_server: object, r: redis.Redis, real: redis.Redis) -> Callable[..., None]:
-    """``seed("l", deque([b"a"]))``: the same value of any type on kvrepl and redis-server."""
-    return lambda key, value, db=0: seed_value(kvrepl_server, real, key, value, db)
-
-
-@pytest.fixture
-def db1(kvrepl_server: object, redis_server: object, r: redis.Redis,
-        real: redis.Redis) -> Iterator[Callable[..., object]]:
+def db1(compare_on: Callable[..., Callable[..., object]]) -> Callable[..., object]:
     """``db1("GET", "k")``: the same command on db 1 of both servers; asserts equal replies."""
-    ours = kvrepl_server.client(db=1)  # type: ignore[attr-defined]
-    theirs = redis_server.client(db=1)  # type: ignore[attr-defined]
-
-    def compare(*args: object) -> object:
-        mine = ours.execute_command(*args, NEVER_DECODE=True)
-        assert mine == theirs.execute_command(*args, NEVER_DECODE=True), args
-        return mine
-
-    yield compare
-    ours.close()
-    theirs.close()
-
-
-@pytest.fixture
-def prop(engine: Engine) -> list[list[bytes]]:
-    """What the engine propagates, with its clock frozen at NOW_MS."""
-    engine.keyspace.clock = lambda: NOW_S
-    log: list[list[bytes]] = []
-    engine.propagate_listeners.append(lambda db, argv: log.append(argv))
-    return log
-
-
-def b(*args: object) -> list[bytes]:
-    return [a if isinstance(a, bytes) else str(a).encode() for a in args]
+    return compare_on(protocol=2, db=1)
 
 
 # -- DEL EXISTS TYPE KEYS RANDOMKEY ------------------------------------------------------------
@@ -262,13 +207,16 @@ def test_scan_unknown_cursor_answers_everything(run: Callable[..., object]) -> N
     assert cursor == b"0" and found == []
 
 
-def test_parse_scan_cursor() -> None:
-    assert parse_scan_cursor(b"") == 0
-    assert parse_scan_cursor(b"-1") == (1 << 64) - 1
-    assert parse_scan_cursor(b"+7") == 7
-    for bad in (b" 1", b"1 ", b"-", b"x", b"18446744073709551616"):
-        with pytest.raises(ReplyError, match="invalid cursor"):
-            parse_scan_cursor(bad)
+def test_scan_cursors_are_c_strings(same: Callable[..., object]) -> None:
+    """strtoul stops at a NUL byte: ``1\0x`` is cursor 1, ``\0`` cursor 0, in every SCAN.
+    (Compact collections and empty matches: replies that do not depend on the cursor.)"""
+    same("SADD", "s", "1")
+    same("HSET", "h", "f", "v")
+    same("ZADD", "z", "1", "m")
+    for cursor in (b"1\0x", b"0\0", b"\x000", b"\0", b"x\0", b"-\0", b" 1\0"):
+        same("SCAN", cursor, "MATCH", "nothing*")
+        for command, key in (("SSCAN", "s"), ("HSCAN", "h"), ("ZSCAN", "z"), ("SSCAN", "no")):
+            same(command, key, cursor)
 
 
 # -- RENAME MOVE COPY ------------------------------------------------------------------------
@@ -510,24 +458,21 @@ def test_object(same: Callable[..., object], seed: Callable[..., None]) -> None:
 
 
 def test_object_under_lfu(engine: Engine, run: Callable[..., object]) -> None:
+    run("CONFIG", "SET", "maxmemory-policy", "allkeys-lfu")
     run("SET", "k", "v")
-    engine.config.maxmemory_policy = "allkeys-lfu"
-    assert run("OBJECT", "FREQ", "k") == 5
+    assert run("OBJECT", "FREQ", "k") == 5  # LFU_INIT_VAL: a new key is not cold at once
     with pytest.raises(ReplyError, match="An LFU maxmemory policy is selected, idle time not"):
         run("OBJECT", "IDLETIME", "k")
 
 
-def test_object_freq_and_idletime_with_lfu_on_real(real: redis.Redis, r: redis.Redis) -> None:
-    """The LFU errors are exactly Redis's (real server switched to LFU for this test)."""
-    real.set("k", "v")
-    real.config_set("maxmemory-policy", "allkeys-lfu")
-    try:
-        with pytest.raises(redis.ResponseError) as err:
-            real.object("idletime", "k")
-    finally:
-        real.config_set("maxmemory-policy", "noeviction")
-    assert str(err.value) == ("An LFU maxmemory policy is selected, idle time not tracked. "
-                              + keys_module._POLICY_NOTE)
+def test_object_freq_and_idletime_with_lfu_on_real(same: Callable[..., object],
+                                                   configure: Callable[[str, object], None]
+                                                   ) -> None:
+    """The LFU errors are exactly Redis's (both servers switched to LFU for this test)."""
+    same("SET", "k", "v")
+    configure("maxmemory-policy", "allkeys-lfu")
+    assert same("OBJECT", "IDLETIME", "k") == (
+        "An LFU maxmemory policy is selected, idle time not tracked. " + keys_module._POLICY_NOTE)
 
 
 # -- SORT ------------------------------------------------------------------------------------
@@ -669,3 +614,36 @@ def test_sort_store_replaces_and_drops_ttl(same: Callable[..., object],
     same("TTL", "dst")
     same("SORT", "src", "GET", "#", "GET", "nothing_*", "STORE", "dst")
     same("SORT", "dst", "BY", "nosort")
+
+
+def test_object_idletime_counts_from_the_last_access(run, engine):
+    run("SET", "k", "v")
+    run("SET", "other", "v")
+    engine.keyspace.lru_clock += 10
+    assert run("OBJECT", "IDLETIME", "k") == 10
+    run("TYPE", "k")  # no-touch commands leave the clock alone, as in Redis
+    run("TTL", "k")
+    run("EXISTS", "k")
+    assert run("OBJECT", "IDLETIME", "k") == 10
+    run("GET", "k")
+    assert run("OBJECT", "IDLETIME", "k") == 0
+    assert run("OBJECT", "IDLETIME", "other") == 10
+
+
+def test_object_freq_under_lfu_matches_redis_for_new_and_read_keys(same, configure):
+    configure("maxmemory-policy", "allkeys-lfu")
+    same("SET", "k", "v")
+    same("OBJECT", "FREQ", "k")
+    same("GET", "k")  # the first increment is certain: probability 1 / ((5 - 5) * 10 + 1)
+    same("OBJECT", "FREQ", "k")
+
+
+def test_object_freq_grows_logarithmically_and_decays(run, engine):
+    run("CONFIG", "SET", "maxmemory-policy", "allkeys-lfu")
+    run("SET", "hot", "v")
+    for _ in range(2000):
+        run("GET", "hot")
+    frequency = run("OBJECT", "FREQ", "hot")
+    assert 10 < frequency < 40  # Redis's counter: ~log of the accesses, not their count
+    engine.keyspace.lru_clock += 60 * 5  # five idle minutes, lfu-decay-time 1
+    assert run("OBJECT", "FREQ", "hot") == frequency - 5

@@ -10,80 +10,12 @@ from __future__ import annotations
 
 import itertools
 import random
-import socket
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
-import redis
-
-from kvrepl.commands.lists import parse_timeout
-from kvrepl.errors import ReplyError
 
 Same = Callable[..., object]
 WRONGTYPE = "WRONGTYPE Operation against a key holding the wrong kind of value"
-
-
-@pytest.fixture
-def same(same: Same, r: redis.Redis, real: redis.Redis) -> Same:
-    """The conftest ``same`` with redis-py's reply callbacks off: replies are compared as the
-    servers sent them (redis-py turns LSET's OK into True and BLPOP's array into a tuple)."""
-    r.response_callbacks.clear()
-    real.response_callbacks.clear()
-    return same
-
-
-def _pack(args: tuple[object, ...]) -> bytes:
-    parts = [a if isinstance(a, bytes) else str(a).encode() for a in args]
-    return b"*%d\r\n" % len(parts) + b"".join(b"$%d\r\n%s\r\n" % (len(p), p) for p in parts)
-
-
-class _Wire:
-    """A raw connection: sends commands, returns the reply bytes exactly as received."""
-
-    _tokens = itertools.count()
-
-    def __init__(self, port: int, resp3: bool) -> None:
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
-        if resp3:
-            self.exchange(("HELLO", "3"))  # its reply names the server: not compared
-
-    def exchange(self, *commands: tuple[object, ...]) -> bytes:
-        # An ECHO of a unique token marks the end of the replies we wait for.
-        token = b"end-of-replies-%d" % next(self._tokens)
-        self.sock.sendall(b"".join(_pack(c) for c in commands) + _pack(("ECHO", token)))
-        tail = b"$%d\r\n%s\r\n" % (len(token), token)
-        data = b""
-        while not data.endswith(tail):
-            chunk = self.sock.recv(65536)
-            if not chunk:
-                raise ConnectionError("server closed the connection")
-            data += chunk
-        return data[: -len(tail)]
-
-    def close(self) -> None:
-        self.sock.close()
-
-
-@pytest.fixture
-def wire(r: redis.Redis, real: redis.Redis, kvrepl_server, redis_server) -> Iterator[Same]:
-    """``wire("LPOP", "k", "2", resp3=True)``: the reply bytes of kvrepl and redis-server must
-    be identical (null bulk vs null array, RESP3 ``_``); returns them. ``batch=[...]`` sends
-    several commands at once (a whole MULTI ... EXEC)."""
-    conns: dict[bool, tuple[_Wire, _Wire]] = {}
-
-    def compare(*args: object, resp3: bool = False,
-                batch: list[tuple[object, ...]] | None = None) -> bytes:
-        if resp3 not in conns:
-            conns[resp3] = (_Wire(kvrepl_server.port, resp3), _Wire(redis_server.port, resp3))
-        commands = batch if batch is not None else [args]
-        ours, theirs = (c.exchange(*commands) for c in conns[resp3])
-        assert ours == theirs, f"{args} resp3={resp3}: kvrepl {ours!r} != redis {theirs!r}"
-        return ours
-
-    yield compare
-    for pair in conns.values():
-        for conn in pair:
-            conn.close()
 
 
 # -- pushes, LLEN ------------------------------------------------------------------------------
@@ -317,15 +249,15 @@ def test_lpop_rpop(same: Same, wire: Same) -> None:
     same("LPOP")
     # The null shapes: a missing key answers a null bulk, or a null array when a count is
     # given (even 0); RESP3 has one null.
-    for resp3 in (False, True):
-        wire("LPOP", "missing", resp3=resp3)
-        wire("RPOP", "missing", "1", resp3=resp3)
-        wire("LPOP", "missing", "0", resp3=resp3)
-        wire("RPUSH", "w", "a", "b", resp3=resp3)
-        wire("LPOP", "w", "0", resp3=resp3)
-        wire("RPOP", "w", "1", resp3=resp3)
-        wire("LPOP", "w", resp3=resp3)
-        wire("EXISTS", "w", resp3=resp3)
+    for protocol in (2, 3):
+        wire("LPOP", "missing", protocol=protocol)
+        wire("RPOP", "missing", "1", protocol=protocol)
+        wire("LPOP", "missing", "0", protocol=protocol)
+        wire("RPUSH", "w", "a", "b", protocol=protocol)
+        wire("LPOP", "w", "0", protocol=protocol)
+        wire("RPOP", "w", "1", protocol=protocol)
+        wire("LPOP", "w", protocol=protocol)
+        wire("EXISTS", "w", protocol=protocol)
 
 
 def test_lmpop(same: Same, wire: Same) -> None:
@@ -352,11 +284,11 @@ def test_lmpop(same: Same, wire: Same) -> None:
         ("1", "a", "b"), ("1", "a"),
     ]:
         same("LMPOP", *args)
-    for resp3 in (False, True):
-        wire("LMPOP", "1", "missing", "LEFT", resp3=resp3)
-        wire("RPUSH", "w", "a", "b", "c", resp3=resp3)
-        wire("LMPOP", "1", "w", "RIGHT", "COUNT", "2", resp3=resp3)
-        wire("LMPOP", "1", "w", "LEFT", resp3=resp3)
+    for protocol in (2, 3):
+        wire("LMPOP", "1", "missing", "LEFT", protocol=protocol)
+        wire("RPUSH", "w", "a", "b", "c", protocol=protocol)
+        wire("LMPOP", "1", "w", "RIGHT", "COUNT", "2", protocol=protocol)
+        wire("LMPOP", "1", "w", "LEFT", protocol=protocol)
 
 
 # -- LMOVE, RPOPLPUSH --------------------------------------------------------------------------
@@ -398,9 +330,9 @@ def test_lmove_and_rpoplpush_edges(same: Same, wire: Same) -> None:
     same("RPOPLPUSH", "src", "dst")
     same("LRANGE", "dst", "0", "-1")
     same("EXISTS", "src")
-    for resp3 in (False, True):
-        wire("LMOVE", "missing", "dst", "LEFT", "LEFT", resp3=resp3)
-        wire("RPOPLPUSH", "missing", "dst", resp3=resp3)
+    for protocol in (2, 3):
+        wire("LMOVE", "missing", "dst", "LEFT", "LEFT", protocol=protocol)
+        wire("RPOPLPUSH", "missing", "dst", protocol=protocol)
 
 
 # -- blocking commands served at once, failing, or timing out ---------------------------------
@@ -419,11 +351,11 @@ def test_blocking_pops_served_at_once(same: Same, wire: Same) -> None:
     same("BRPOPLPUSH", "b", "c", "0")
     same("LRANGE", "c", "0", "-1")
     same("EXISTS", "a", "b")
-    for resp3 in (False, True):
-        wire("RPUSH", "w", "1", "2", "3", "4", resp3=resp3)
-        wire("BLPOP", "missing", "w", "0", resp3=resp3)
-        wire("BLMPOP", "0", "1", "w", "RIGHT", "COUNT", "2", resp3=resp3)
-        wire("BLMOVE", "w", "w2", "LEFT", "LEFT", "0", resp3=resp3)
+    for protocol in (2, 3):
+        wire("RPUSH", "w", "1", "2", "3", "4", protocol=protocol)
+        wire("BLPOP", "missing", "w", "0", protocol=protocol)
+        wire("BLMPOP", "0", "1", "w", "RIGHT", "COUNT", "2", protocol=protocol)
+        wire("BLMOVE", "w", "w2", "LEFT", "LEFT", "0", protocol=protocol)
 
 
 def test_blocking_argument_errors(same: Same) -> None:
@@ -452,9 +384,9 @@ def test_blocking_argument_errors(same: Same) -> None:
 def test_short_timeouts_answer_null(wire: Same) -> None:
     """Every blocking list command times out with a null array, BLMOVE included (each costs
     up to 100 ms on redis-server, whose timer runs at hz 10: keep this list short)."""
-    for resp3 in (False, True):
-        wire("BLPOP", "missing", "0.01", resp3=resp3)
-        wire("BLMOVE", "missing", "dst", "LEFT", "RIGHT", "0.001", resp3=resp3)
+    for protocol in (2, 3):
+        wire("BLPOP", "missing", "0.01", protocol=protocol)
+        wire("BLMOVE", "missing", "dst", "LEFT", "RIGHT", "0.001", protocol=protocol)
     wire("BRPOP", "missing", "other", "1e-400")
     wire("BLMPOP", "0x1p-20", "1", "missing", "LEFT")
     wire("BRPOPLPUSH", "missing", "dst", ".005")
@@ -478,39 +410,19 @@ def test_blocking_inside_multi(same: Same, wire: Same) -> None:
     same("BLMPOP", "0", "1", "xlist", "RIGHT")
     same("BLMOVE", "xlist", "t", "LEFT", "LEFT", "0")
     same("EXEC")
-    for resp3 in (False, True):
-        wire(resp3=resp3, batch=[
+    for protocol in (2, 3):
+        wire(protocol=protocol, batch=[
             ("MULTI",), ("BLPOP", "missing", "0"), ("BRPOP", "missing", "5"),
             ("BLMPOP", "0", "1", "missing", "LEFT", "COUNT", "2"),
             ("BLMOVE", "missing", "dst", "LEFT", "RIGHT", "0"),
             ("BRPOPLPUSH", "missing", "dst", "0"), ("BLPOP", "missing", "-1"), ("EXEC",)])
 
 
-def test_parse_timeout_matches_redis_rounding() -> None:
-    now = 1_700_000_000_000
-    assert parse_timeout(b"0", now) == 0.0
-    assert parse_timeout(b"-0", now) == 0.0
-    assert parse_timeout(b"-0.0001", now) == 0.0  # ceil(-0.1 ms) == 0: forever, as in Redis
-    assert parse_timeout(b"0.0001", now) == 0.001  # rounded up to one millisecond
-    assert parse_timeout(b"1.5", now) == 1.5
-    assert parse_timeout(b"0x10", now) == 16.0
-    assert parse_timeout(b"9e15", now) == 9e15
-    # A deadline past LLONG_MAX milliseconds overflows in Redis and never fires.
-    assert parse_timeout(b"9.223372e15", now) == 0.0
-    for text, message in [(b"9.3e15", "ERR timeout is negative"),
-                          (b"inf", "ERR timeout is negative"),
-                          (b"1e4933", "ERR timeout is not a float or out of range"),
-                          (b"0x1p-20000", "ERR timeout is not a float or out of range")]:
-        with pytest.raises(ReplyError, match=message):
-            parse_timeout(text, now)
-
-
 # -- propagation and dirty ---------------------------------------------------------------------
 
 
-def test_propagation_rewrites(engine, run) -> None:
-    log: list[list[bytes]] = []
-    engine.propagate_listeners.append(lambda db, argv: log.append(list(argv)))
+def test_propagation_rewrites(run, propagated: list[list[bytes]]) -> None:
+    log = propagated
     run("RPUSH", "l", "a", "b", "c", "d", "e", "f")
     run("LPOP", "l")
     run("RPOP", "l", "2")

@@ -3,68 +3,16 @@ SUBSCRIBE / PSUBSCRIBE / UNSUBSCRIBE / PUNSUBSCRIBE compared with a real redis-s
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Callable, Iterator
 
 import pytest
 import redis
+from support import RawClient
 
 from kvrepl.commands.core import Engine, Session
 from kvrepl.protocol.replies import Push, Raw
 
 Run = Callable[..., object]
-
-
-def _reply_end(buf: bytes, pos: int) -> int | None:
-    """Where the RESP2/RESP3 reply starting at ``pos`` ends, or None if incomplete."""
-    line_end = buf.find(b"\r\n", pos)
-    if line_end < 0:
-        return None
-    kind, head, after = buf[pos:pos + 1], buf[pos + 1:line_end], line_end + 2
-    if kind in (b"+", b"-", b":", b"_", b",", b"#", b"("):
-        return after
-    count = int(head)
-    if kind in (b"$", b"=", b"!"):
-        end = after + count + 2
-        return after if count < 0 else (end if len(buf) >= end else None)
-    for _ in range(max(count, 0) * (2 if kind in (b"%", b"|") else 1)):
-        found = _reply_end(buf, after)
-        if found is None:
-            return None
-        after = found
-    return _reply_end(buf, after) if kind == b"|" else after  # an attribute precedes a reply
-
-
-class RawClient:
-    """A bare socket that sends commands and returns the exact bytes of N replies."""
-
-    def __init__(self, port: int) -> None:
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=5)
-        self.buf = b""
-
-    def send(self, *args: object) -> None:
-        parts = [a if isinstance(a, bytes) else str(a).encode() for a in args]
-        self.sock.sendall(b"*%d\r\n" % len(parts) + b"".join(
-            b"$%d\r\n%s\r\n" % (len(p), p) for p in parts))
-
-    def read(self, replies: int = 1) -> bytes:
-        pos = 0
-        for _ in range(replies):
-            while (end := _reply_end(self.buf, pos)) is None:
-                data = self.sock.recv(65536)
-                if not data:
-                    raise ConnectionError("closed")
-                self.buf += data
-            pos = end
-        out, self.buf = self.buf[:pos], self.buf[pos:]
-        return out
-
-    def call(self, *args: object, replies: int = 1) -> bytes:
-        self.send(*args)
-        return self.read(replies)
-
-    def close(self) -> None:
-        self.sock.close()
 
 
 @pytest.fixture
@@ -235,11 +183,10 @@ def test_single_confirmation_is_a_push_several_are_raw(run: Run) -> None:
     assert run("UNSUBSCRIBE", "zzz") == Push([b"unsubscribe", b"zzz", 3])
 
 
-def test_publish_is_propagated_even_without_changes(engine: Engine, run: Run) -> None:
-    stream: list[list[bytes]] = []
-    engine.propagate_listeners.append(lambda db, argv: stream.append(argv))
+def test_publish_is_propagated_even_without_changes(run: Run,
+                                                    propagated: list[list[bytes]]) -> None:
     assert run("PUBLISH", "ch", "msg") == 0
-    assert stream == [[b"PUBLISH", b"ch", b"msg"]]
+    assert propagated == [[b"PUBLISH", b"ch", b"msg"]]
 
 
 def test_messages_are_pushed_to_sessions(engine: Engine, run: Run) -> None:

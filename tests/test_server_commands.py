@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 import hiredis
 import pytest
 import redis
-from support import RedisServer, ThreadedServer
+from support import RedisServer, ThreadedServer, comparer, pack, raw_replies
 
 from kvrepl.commands import server as server_commands
 from kvrepl.commands.core import Engine, Session
@@ -48,9 +48,7 @@ class Plain:
         self.reader = hiredis.Reader()
 
     def call(self, *args: object) -> object:
-        parts = [a if isinstance(a, bytes) else str(a).encode() for a in args]
-        self.sock.sendall(b"*%d\r\n" % len(parts) + b"".join(
-            b"$%d\r\n%s\r\n" % (len(p), p) for p in parts))
+        self.sock.sendall(pack(*args))
         while (reply := self.reader.gets()) is False:
             self.reader.feed(self.sock.recv(65536))
         return ("error", str(reply)) if isinstance(reply, hiredis.ReplyError) else reply
@@ -67,20 +65,6 @@ def plain(kvrepl_server: ThreadedServer, redis_server: RedisServer, r: redis.Red
     yield pair
     for client in pair:
         client.close()
-
-
-@pytest.fixture
-def alike(plain: tuple[Plain, Plain]) -> Callable[..., object]:
-    """``alike("COMMAND", "INFO", "get")``: equal RESP2 replies from kvrepl and redis-server."""
-
-    def compare(*args: object, unordered: bool = False) -> object:
-        ours, theirs = (client.call(*args) for client in plain)
-        if unordered:
-            ours, theirs = sorted(ours), sorted(theirs)  # type: ignore[arg-type]
-        assert ours == theirs, args
-        return ours
-
-    return compare
 
 
 # -- FLUSHALL FLUSHDB DBSIZE SWAPDB ---------------------------------------------------------
@@ -127,9 +111,9 @@ def test_swapdb(same: Callable[..., object], r: redis.Redis, kvrepl_server: Thre
     other.close()
 
 
-def test_flush_and_swap_change_counts_and_propagate(engine: Engine, run: Run) -> None:
-    stream: list[list[bytes]] = []
-    engine.propagate_listeners.append(lambda db, argv: stream.append(argv))
+def test_flush_and_swap_change_counts_and_propagate(engine: Engine, run: Run,
+                                                   propagated: list[list[bytes]]) -> None:
+    stream = propagated
     dirty = engine.dirty
     run("FLUSHALL")  # nothing to remove: still propagated, so replicas flush too
     run("FLUSHDB", "ASYNC")
@@ -257,7 +241,7 @@ def test_bytes_to_human() -> None:
 # -- CONFIG ---------------------------------------------------------------------------------
 
 
-def test_config_errors_match_redis(alike: Callable[..., object]) -> None:
+def test_config_errors_match_redis(same: Callable[..., object]) -> None:
     for args in (
         ("CONFIG",), ("CONFIG", "GET"), ("CONFIG", "SET", "hz"), ("CONFIG", "SET", "a", "b", "c"),
         ("CONFIG", "SET", "hz", "10", "hz", "11"), ("CONFIG", "SET", "hz", "10", "HZ", "11"),
@@ -268,12 +252,12 @@ def test_config_errors_match_redis(alike: Callable[..., object]) -> None:
         ("CONFIG", "REWRITE"), ("CONFIG", "FOO"), ("CONFIG", "RESETSTAT", "x"),
         ("CONFIG", "GET", "nosuchoption"),
     ):
-        alike(*args)
+        same(*args)
 
 
-def test_config_get_and_set(alike: Callable[..., object]) -> None:
+def test_config_get_and_set(same: Callable[..., object]) -> None:
     def pairs(*args: object) -> None:  # CONFIG GET's order is a hash table's in Redis
-        ours = alike(*args, unordered=True)
+        ours = same(*args, unordered=True)
         assert len(ours) % 2 == 0  # type: ignore[arg-type]
 
     pairs("CONFIG", "GET", "maxmemory")
@@ -283,16 +267,16 @@ def test_config_get_and_set(alike: Callable[..., object]) -> None:
     pairs("CONFIG", "GET", "repl-backlog-*")
     pairs("CONFIG", "GET", "hash-max-ziplist-entries")
     try:
-        alike("CONFIG", "SET", "maxmemory", "1mb", "maxmemory-policy", "allkeys-lru")
+        same("CONFIG", "SET", "maxmemory", "1mb", "maxmemory-policy", "allkeys-lru")
         pairs("CONFIG", "GET", "maxmemory", "maxmemory-policy")
-        alike("CONFIG", "SET", "hz", "20", "maxmemory", "nope")  # all or nothing
+        same("CONFIG", "SET", "hz", "20", "maxmemory", "nope")  # all or nothing
         pairs("CONFIG", "GET", "hz", "maxmemory")
         # An alias and its option are two parameters for CONFIG SET: the last one wins.
-        alike("CONFIG", "SET", "hash-max-listpack-entries", "1", "hash-max-ziplist-entries", "2")
+        same("CONFIG", "SET", "hash-max-listpack-entries", "1", "hash-max-ziplist-entries", "2")
         pairs("CONFIG", "GET", "hash-max-listpack-entries")
-        alike("CONFIG", "SET", "hash-max-ziplist-entries", "x", "hash-max-listpack-entries", "2")
+        same("CONFIG", "SET", "hash-max-ziplist-entries", "x", "hash-max-listpack-entries", "2")
     finally:
-        alike("CONFIG", "SET", "maxmemory", "0", "maxmemory-policy", "noeviction", "hz", "10",
+        same("CONFIG", "SET", "maxmemory", "0", "maxmemory-policy", "noeviction", "hz", "10",
               "hash-max-listpack-entries", "128")
 
 
@@ -305,8 +289,8 @@ def test_config_get_port_with_redis_cli(kvrepl_server: ThreadedServer) -> None:
     assert out.split() == [b"port", str(kvrepl_server.config.port).encode()]
 
 
-def test_config_help(alike: Callable[..., object]) -> None:
-    alike("CONFIG", "HELP")
+def test_config_help(same: Callable[..., object]) -> None:
+    same("CONFIG", "HELP")
 
 
 def test_config_resetstat(run: Run, engine: Engine) -> None:
@@ -352,7 +336,7 @@ def test_command_list_filters(plain: tuple[Plain, Plain], filters: tuple[str, ..
     assert sorted(ours) == sorted(set(theirs) & every)  # type: ignore
 
 
-def test_command_subcommands_errors_and_help(alike: Callable[..., object]) -> None:
+def test_command_subcommands_errors_and_help(same: Callable[..., object]) -> None:
     for args in (("COMMAND", "LIST", "FILTERBY", "FOO", "x"), ("COMMAND", "LIST", "x"),
                  ("COMMAND", "LIST", "FILTERBY", "PATTERN"), ("COMMAND", "FOO"),
                  ("COMMAND", "COUNT", "x"), ("COMMAND", "HELP"),
@@ -365,14 +349,14 @@ def test_command_subcommands_errors_and_help(alike: Callable[..., object]) -> No
                  ("COMMAND", "GETKEYSANDFLAGS", "set", "a", "b"),
                  ("COMMAND", "GETKEYSANDFLAGS", "lmove", "a", "b", "LEFT", "RIGHT"),
                  ("COMMAND", "GETKEYS", "config", "get", "x")):
-        alike(*args)
+        same(*args)
 
 
-def test_command_info_and_docs_match_redis(alike: Callable[..., object]) -> None:
-    alike("COMMAND", "INFO", "get", "set", "zadd", "blpop", "nosuch", "GET", "get|x", "a|b|c")
-    alike("COMMAND", "INFO", "config|get", "client|kill", "config|nosuch")
-    alike("COMMAND", "DOCS", "get", "nosuch", "lpush")
-    alike("COMMAND", "DOCS", "config|set")
+def test_command_info_and_docs_match_redis(same: Callable[..., object]) -> None:
+    same("COMMAND", "INFO", "get", "set", "zadd", "blpop", "nosuch", "GET", "get|x", "a|b|c")
+    same("COMMAND", "INFO", "config|get", "client|kill", "config|nosuch")
+    same("COMMAND", "DOCS", "get", "nosuch", "lpush")
+    same("COMMAND", "DOCS", "config|set")
 
 
 def test_command_without_subcommand_is_command_info(engine: Engine, session: Session) -> None:
@@ -392,32 +376,15 @@ def test_command_info_lists_only_implemented_subcommands(plain: tuple[Plain, Pla
 # -- DEBUG ----------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def debug_redis() -> Iterator[RedisServer]:
-    server = RedisServer("--enable-debug-command", "yes")
-    yield server
-    server.stop()
-
-
 @pytest.fixture
 def dbg(kvrepl_server: ThreadedServer, debug_redis: RedisServer
         ) -> Iterator[Callable[..., object]]:
-    """``dbg("DEBUG", ...)``: same reply (or error text) from kvrepl and a DEBUG-enabled Redis."""
-    clients = [kvrepl_server.client(), debug_redis.client()]
+    """``dbg("DEBUG", ...)``: same raw RESP2 reply (or error text) from kvrepl and a
+    DEBUG-enabled Redis."""
+    clients = [raw_replies(server.client(protocol=2)) for server in (kvrepl_server, debug_redis)]
     for client in clients:
         client.flushall()
-
-    def both(*args: object) -> object:
-        outcomes = []
-        for client in clients:
-            try:
-                outcomes.append(client.execute_command(*args))
-            except redis.ResponseError as err:
-                outcomes.append(str(err))
-        assert outcomes[0] == outcomes[1], args
-        return outcomes[0]
-
-    yield both
+    yield comparer(*clients)
     for client in clients:
         client.flushall()
         client.close()

@@ -3,82 +3,22 @@
 from __future__ import annotations
 
 import random
-import socket
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
-import hiredis
 import pytest
 import redis
 
 from kvrepl.commands.core import Engine
-from kvrepl.commands.sets import CollectionCache, parse_scan_cursor, scan_collection
+from kvrepl.commands.scan import CollectionCache, parse_scan_cursor, scan_collection
 from kvrepl.errors import ReplyError
 
 Same = Callable[..., object]
 
 
-class _Wire:
-    """A raw RESP connection: replies come back as the exact bytes the server sent."""
-
-    def __init__(self, port: int, protocol: int) -> None:
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
-        self.reader = hiredis.Reader()
-        if protocol == 3:
-            self.call("HELLO", "3")
-
-    def call(self, *args: object) -> bytes:
-        parts = [a if isinstance(a, bytes) else str(a).encode() for a in args]
-        self.sock.sendall(b"*%d\r\n" % len(parts) + b"".join(
-            b"$%d\r\n%s\r\n" % (len(p), p) for p in parts))
-        raw = b""
-        while True:
-            data = self.sock.recv(1 << 16)
-            assert data, "connection closed"
-            raw += data
-            self.reader.feed(data)
-            if self.reader.gets() is not False:
-                return raw
-
-
 @pytest.fixture
-def wire(kvrepl_server, redis_server, r: redis.Redis, real: redis.Redis):
-    """``wire("SMEMBERS", "s", protocol=2)``: both servers must send the very same bytes
-    (order and RESP types included). Returns them."""
-    conns: dict[int, tuple[_Wire, _Wire]] = {}
-
-    def compare(*args: object, protocol: int = 2) -> bytes:
-        if protocol not in conns:
-            conns[protocol] = (_Wire(kvrepl_server.port, protocol),
-                               _Wire(redis_server.port, protocol))
-        ours, theirs = (c.call(*args) for c in conns[protocol])
-        assert ours == theirs, f"{args} RESP{protocol}: kvrepl {ours!r} != redis {theirs!r}"
-        return ours
-
-    yield compare
-    for pair in conns.values():
-        for conn in pair:
-            conn.sock.close()
-
-
-@pytest.fixture
-def small_intset(kvrepl_server, real: redis.Redis) -> Iterator[None]:
+def small_intset(configure: Callable[[str, object], None]) -> None:
     """set-max-intset-entries 8 on both servers, so that big integer sets stay small."""
-    config = kvrepl_server.engine.config
-    saved = config.set_max_intset_entries
-    real_saved = real.config_get("set-max-intset-entries")["set-max-intset-entries"]
-    config.set("set-max-intset-entries", "8")
-    real.config_set("set-max-intset-entries", 8)
-    yield
-    config.set_max_intset_entries = saved
-    real.config_set("set-max-intset-entries", real_saved)
-
-
-@pytest.fixture
-def propagated(engine: Engine) -> list[list[bytes]]:
-    """What the engine propagates to replicas, one argv per command."""
-    out: list[list[bytes]] = []
-    engine.propagate_listeners.append(lambda db, argv: out.append(list(argv)))
-    return out
+    configure("set-max-intset-entries", 8)
 
 
 def test_sadd_srem_basics(same: Same, r: redis.Redis) -> None:
@@ -333,23 +273,14 @@ def test_intset_limit_changes_order(same: Same, small_intset: None) -> None:
     same("SDIFF", "big", "small")
 
 
-def _full_sscan(client: redis.Redis, key: str, **kwargs: object) -> list[bytes]:
-    cursor, items = 0, []
-    while True:
-        cursor, batch = client.sscan(key, cursor, **kwargs)
-        items.extend(batch)
-        if cursor == 0:
-            return items
-
-
 @pytest.mark.parametrize("count", [1, 7, 10, 5000])
 def test_sscan_big_set_returns_everything(r: redis.Redis, real: redis.Redis,
                                           count: int) -> None:
     members = {f"member:{i}".encode() for i in range(400)}
     for client in (r, real):
         client.sadd("s", *members)
-        assert set(_full_sscan(client, "s", count=count)) == members
-        assert set(_full_sscan(client, "s", match="member:9*", count=count)) == {
+        assert set(client.sscan_iter("s", count=count)) == members
+        assert set(client.sscan_iter("s", match="member:9*", count=count)) == {
             m for m in members if m.startswith(b"member:9")}
 
 
@@ -412,7 +343,9 @@ def test_parse_scan_cursor_like_strtoul() -> None:
     assert parse_scan_cursor(b"+12") == 12
     assert parse_scan_cursor(b"-1") == 2**64 - 1
     assert parse_scan_cursor(b"18446744073709551615") == 2**64 - 1
-    for bad in (b" 1", b"1 ", b"-", b"0x10", b"18446744073709551616", b"\xff"):
+    assert parse_scan_cursor(b"+7\0x") == 7  # the C string ends at the NUL
+    assert parse_scan_cursor(b"\0") == 0
+    for bad in (b" 1", b"1 ", b"-", b"x", b"0x10", b"18446744073709551616", b"\xff", b"-\0"):
         with pytest.raises(ReplyError, match="ERR invalid cursor"):
             parse_scan_cursor(bad)
 
@@ -459,6 +392,12 @@ def test_resp3_wire_types(same: Same, wire) -> None:
         ("SMISMEMBER", "s", "a", "b"), ("SSCAN", "s", "0"), ("SSCAN", "nope", "0"),
         ("SPOP", "i", "3"), ("SPOP", "s"),
     ):
+        wire(*command, protocol=3)
+    # An intset iterates in ascending order, and RESP3 set replies keep it.
+    same("SADD", "n", "30", "-2", "100", "7", "1")
+    same("SADD", "m", "7", "8", "-2")
+    for command in (("SMEMBERS", "n"), ("SUNION", "n", "m"), ("SDIFF", "n", "m"),
+                    ("SINTER", "n", "m"), ("SPOP", "m", "5")):
         wire(*command, protocol=3)
 
 

@@ -8,6 +8,8 @@ from collections import deque
 from collections.abc import Callable
 
 import pytest
+from support import NOW_MS, NOW_S
+from support import argv as b
 
 from kvrepl.commands.core import Engine, Session
 from kvrepl.commands.strings import _lcs_rows
@@ -15,53 +17,6 @@ from kvrepl.config import Config
 from kvrepl.errors import ReplyError
 from kvrepl.store import ZSet
 from kvrepl.store.encoding import object_encoding, object_refcount
-
-NOW_S = 1_700_000_000
-NOW_MS = NOW_S * 1000
-
-
-@pytest.fixture
-def prop(engine: Engine) -> list[list[bytes]]:
-    """What the engine propagates, with its clock frozen at NOW_MS."""
-    engine.keyspace.clock = lambda: NOW_S
-    log: list[list[bytes]] = []
-    engine.propagate_listeners.append(lambda db, argv: log.append(argv))
-    return log
-
-
-def seed_value(kvrepl_server: object, real: object, key: str, value: object,
-               db: int = 0) -> None:
-    """Store ``value`` under ``key`` on both servers: written straight into kvrepl's store
-    (other families' commands are not needed), and with commands on the real server."""
-    kvrepl_server.engine.keyspace.dbs[db].data[key.encode()] = value  # type: ignore[attr-defined]
-    client = real if db == 0 else real.__class__(  # type: ignore[attr-defined]
-        connection_pool=real.connection_pool.__class__(  # type: ignore[attr-defined]
-            **{**real.connection_pool.connection_kwargs, "db": db}))  # type: ignore
-    client.delete(key)
-    if type(value) is bytes:
-        client.set(key, value)
-    elif type(value) is deque:
-        client.rpush(key, *value)
-    elif type(value) is dict:
-        client.hset(key, mapping=value)
-    elif type(value) is set:
-        client.sadd(key, *value)
-    elif type(value) is ZSet:
-        client.zadd(key, dict(value.scores))
-    else:
-        raise TypeError(value)
-    if client is not real:
-        client.close()
-
-
-@pytest.fixture
-def seed(kvrepl_server: object, r: object, real: object) -> Callable[..., None]:
-    """``seed("l", deque([b"a"]))``: the same value of any type on kvrepl and redis-server."""
-    return lambda key, value, db=0: seed_value(kvrepl_server, real, key, value, db)
-
-
-def b(*args: object) -> list[bytes]:
-    return [a if isinstance(a, bytes) else str(a).encode() for a in args]
 
 
 # -- GET / SET -------------------------------------------------------------------------------
@@ -450,22 +405,6 @@ def test_string_encodings_match_redis(same: Callable[..., object]) -> None:
     same("OBJECT", "ENCODING", "missing")
 
 
-@pytest.fixture
-def real_config(real: object) -> Callable[..., None]:
-    """Set encoding thresholds on the real server; restored afterwards."""
-    names = ("hash-max-listpack-entries", "hash-max-listpack-value", "set-max-intset-entries",
-             "zset-max-listpack-entries", "zset-max-listpack-value")
-    saved = {n: real.config_get(n)[n] for n in names}  # type: ignore[attr-defined]
-
-    def apply(**settings: int) -> None:
-        for name, value in settings.items():
-            real.config_set(name.replace("_", "-"), value)  # type: ignore[attr-defined]
-
-    yield apply
-    for name, value in saved.items():
-        real.config_set(name, value)  # type: ignore[attr-defined]
-
-
 @pytest.mark.parametrize("settings", [
     {},
     {"hash_max_listpack_entries": 2, "hash_max_listpack_value": 3, "set_max_intset_entries": 2,
@@ -473,14 +412,14 @@ def real_config(real: object) -> Callable[..., None]:
     {"hash_max_listpack_entries": 0, "set_max_intset_entries": 0,
      "zset_max_listpack_entries": 0},
 ])
-def test_collection_encodings_match_redis(real: object, real_config: Callable[..., None],
+def test_collection_encodings_match_redis(real: object, configure: Callable[[str, object], None],
                                           settings: dict[str, int]) -> None:
     config = Config(**settings)
     # kvrepl's defaults are redis.conf's; a real redis-server without a config file has 512
     # hash entries, so both get the same numbers explicitly.
-    real_config(**{name: getattr(config, name) for name in (
-        "hash_max_listpack_entries", "hash_max_listpack_value", "set_max_intset_entries",
-        "zset_max_listpack_entries", "zset_max_listpack_value")})
+    for name in ("hash_max_listpack_entries", "hash_max_listpack_value",
+                 "set_max_intset_entries", "zset_max_listpack_entries", "zset_max_listpack_value"):
+        configure(name.replace("_", "-"), getattr(config, name))
     rng = random.Random(5)
     cases = []
     for n in range(0, 5):

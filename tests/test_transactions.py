@@ -7,10 +7,11 @@ live server's active expiry would race with the test).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 import redis
+from support import argv
 
 from kvrepl.commands.core import Engine, Session
 from kvrepl.errors import ReplyError
@@ -24,20 +25,9 @@ Run = Callable[..., object]
 
 
 @pytest.fixture
-def other(kvrepl_server: object, redis_server: object, r: redis.Redis, real: redis.Redis
-          ) -> Iterator[Callable[..., object]]:
+def other(compare_on: Callable[..., Callable[..., object]]) -> Callable[..., object]:
     """``other("SET", "x", "1")``: the same command from a second client on both servers."""
-    ours = kvrepl_server.client()  # type: ignore[attr-defined]
-    theirs = redis_server.client()  # type: ignore[attr-defined]
-
-    def both(*args: object) -> object:
-        mine = ours.execute_command(*args)
-        assert mine == theirs.execute_command(*args), args
-        return mine
-
-    yield both
-    ours.close()
-    theirs.close()
+    return compare_on(protocol=2)
 
 
 def test_multi_exec_basics(same: Callable[..., object]) -> None:
@@ -93,25 +83,17 @@ def test_execabort_after_wrong_arity(same: Callable[..., object]) -> None:
     same("EXEC")  # the MULTI state is gone
 
 
-def _plain(reply: object) -> object:
-    """Errors inside an EXEC reply as their text (exceptions do not compare equal)."""
-    if isinstance(reply, list):
-        return [_plain(item) for item in reply]
-    return str(reply) if isinstance(reply, Exception) else reply
-
-
-def test_errors_inside_exec_do_not_abort_the_others(same: Callable[..., object],
-                                                    r: redis.Redis, real: redis.Redis) -> None:
+def test_errors_inside_exec_do_not_abort_the_others(same: Callable[..., object]) -> None:
     same("SET", "s", "text")
     same("MULTI")
     same("INCR", "s")
     same("LPUSH", "s", "x")
     same("SET", "t", "1")
     same("GET", "t")
-    ours, theirs = (_plain(c.execute_command("EXEC")) for c in (r, real))
-    assert ours == theirs == [
-        "value is not an integer or out of range",
-        "WRONGTYPE Operation against a key holding the wrong kind of value", b"OK", b"1"]
+    assert same("EXEC") == [
+        ("error", "value is not an integer or out of range"),
+        ("error", "WRONGTYPE Operation against a key holding the wrong kind of value"),
+        b"OK", b"1"]
     same("GET", "t")
 
 
@@ -296,8 +278,7 @@ def run2(engine: Engine) -> Run:
     second = engine.new_session()
 
     def execute(*args: object) -> object:
-        return engine.execute(second, [a if isinstance(a, bytes) else str(a).encode()
-                                       for a in args])
+        return engine.execute(second, argv(*args))
 
     return execute
 
@@ -370,44 +351,24 @@ def test_rewriting_a_watched_stale_key_fails_exec(run: Run, run2: Run,
     assert _transaction(run) is NULL_ARRAY
 
 
-def test_swapdb_and_stale_keys(run: Run, run2: Run, clock: list[float]) -> None:
-    # A stale key replaced by nothing: no change.
-    run("SELECT", "1")
-    run("SET", "x", "foo", "PX", "1")
-    clock[0] += 0.002
-    run("WATCH", "x")
-    run2("SWAPDB", "0", "1")
-    assert _transaction(run) == [b"PONG"]
-    # A missing key replaced by a stale key: no change.
-    run("FLUSHALL")
-    run("SELECT", "0")
-    run("SET", "x", "foo", "PX", "1")
-    clock[0] += 0.002
-    run("SELECT", "1")
-    run("WATCH", "x")
-    run2("SWAPDB", "0", "1")
-    assert _transaction(run) == [b"PONG"]
-    # A stale key replaced by another stale key: no change.
-    run("FLUSHALL")
-    run("SELECT", "1")
-    run("SET", "x", "foo", "PX", "1")
-    run("SELECT", "0")
-    run("SET", "x", "bar", "PX", "1")
+@pytest.mark.parametrize(("db0", "db1", "changed"), [
+    (None, "stale", False),  # a stale key replaced by nothing: no change
+    ("stale", None, False),  # a missing key replaced by a stale key: no change
+    ("stale", "stale", False),  # a stale key replaced by another stale key: no change
+    ("live", "stale", True),  # a stale key replaced by a live one: a change
+])
+def test_swapdb_and_stale_keys(run: Run, run2: Run, clock: list[float], db0: str | None,
+                               db1: str | None, changed: bool) -> None:
+    """WATCH x in db 1, another client swaps dbs 0 and 1."""
+    for db, kind in ((0, db0), (1, db1)):
+        if kind is not None:
+            run("SELECT", db)
+            run("SET", "x", f"value{db}", *(("PX", "1") if kind == "stale" else ()))
     clock[0] += 0.002
     run("SELECT", "1")
     run("WATCH", "x")
     run2("SWAPDB", "0", "1")
-    assert _transaction(run) == [b"PONG"]
-    # A stale key replaced by a live one: a change.
-    run("FLUSHALL")
-    run("SET", "x", "foo", "PX", "1")
-    clock[0] += 0.002
-    run("SELECT", "0")
-    run("SET", "x", "live")
-    run("SELECT", "1")
-    run("WATCH", "x")
-    run2("SWAPDB", "0", "1")
-    assert _transaction(run) is NULL_ARRAY
+    assert _transaction(run) == (NULL_ARRAY if changed else [b"PONG"])
 
 
 def test_reset_and_disconnect_drop_stale_watches(engine: Engine, run: Run,

@@ -5,63 +5,17 @@ from __future__ import annotations
 
 import math
 import random
-import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 import redis
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from support import Call, wait_blocked, waiters
 
 from kvrepl.store.values import ZSet
 
 Same = Callable[..., object]
-
-
-def _outcome(client: redis.Redis, args: tuple[object, ...]) -> object:
-    try:
-        return ("ok", client.execute_command(*args))
-    except redis.ResponseError as err:
-        return ("error", str(err))
-
-
-def _comparer(kvrepl_server, redis_server, protocol: int) -> tuple[Same, Callable[[], None]]:
-    """``compare(*args)``: send to kvrepl and redis-server over ``protocol``, assert the same
-    outcome. redis-py's reply callbacks are off: replies are compared as the servers sent
-    them (the callbacks would turn scores into floats and reshape pairs)."""
-    ours = kvrepl_server.client(protocol=protocol)
-    theirs = redis_server.client(protocol=protocol)
-    ours.response_callbacks.clear()
-    theirs.response_callbacks.clear()
-
-    def compare(*args: object) -> object:
-        mine, oracle = _outcome(ours, args), _outcome(theirs, args)
-        assert mine == oracle, f"{args}: kvrepl {mine!r} != redis {oracle!r}"
-        return mine[1]
-
-    def close() -> None:
-        ours.close()
-        theirs.close()
-
-    return compare, close
-
-
-@pytest.fixture
-def same(r: redis.Redis, real: redis.Redis, kvrepl_server, redis_server) -> Iterator[Same]:
-    """Differential check over RESP2, where scores are bulk strings compared byte for byte
-    (redis-py 8 speaks RESP3 by default, so this overrides conftest's ``same``)."""
-    compare, close = _comparer(kvrepl_server, redis_server, 2)
-    yield compare
-    close()
-
-
-@pytest.fixture
-def same3(r: redis.Redis, real: redis.Redis, kvrepl_server, redis_server) -> Iterator[Same]:
-    """Differential check over RESP3 (HELLO 3): doubles, nulls and nested pairs."""
-    compare, close = _comparer(kvrepl_server, redis_server, 3)
-    yield compare
-    close()
 
 
 def _fill(same: Same, key: str = "z") -> None:
@@ -755,81 +709,38 @@ def test_blocking_errors_and_immediate_service(same: Same, same3: Same) -> None:
     same("EXEC")
 
 
-def _wait_blocked(server, key: bytes, waiters: int = 1) -> None:
-    """Poll until ``waiters`` clients are blocked on ``key`` in db 0 (bounded)."""
-    deadline = time.monotonic() + 10
-    while len(server.server.blocking.waiting.get((0, key), ())) < waiters:
-        assert time.monotonic() < deadline, "client never blocked"
-        time.sleep(0.001)
-
-
-class _Call(threading.Thread):
-    """Run one command on its own connection in a thread and keep the reply."""
-
-    def __init__(self, server, *args: object) -> None:
-        super().__init__(daemon=True)
-        self.client = server.client(protocol=2)
-        self.client.response_callbacks.clear()
-        self.args = args
-        self.reply: object = None
-
-    def run(self) -> None:
-        self.reply = self.client.execute_command(*self.args)
-
-    def result(self) -> object:
-        self.join(10)
-        assert not self.is_alive()
-        self.client.close()
-        return self.reply
-
-
-@pytest.fixture
-def propagated(kvrepl_server, r: redis.Redis) -> Iterator[list[list[bytes]]]:
-    """Commands the live kvrepl server propagates while the test runs."""
-    log: list[list[bytes]] = []
-
-    def listen(db: int, argv: list[bytes]) -> None:
-        log.append(list(argv))
-
-    kvrepl_server.engine.propagate_listeners.append(listen)
-    yield log
-    kvrepl_server.engine.propagate_listeners.remove(listen)
-
-
-def test_bzpopmin_served_by_zadd(kvrepl_server, r: redis.Redis, propagated) -> None:
-    waiter = _Call(kvrepl_server, "BZPOPMIN", "k1", "k2", "5")
-    waiter.start()
-    _wait_blocked(kvrepl_server, b"k2")
+def test_bzpopmin_served_by_zadd(kvrepl_server, r: redis.Redis,
+                                 server_propagated: list[list[bytes]]) -> None:
+    waiter = Call(kvrepl_server, "BZPOPMIN", "k1", "k2", "5")
+    wait_blocked(kvrepl_server, b"k2")
     r.zadd("k2", {"b": 2, "a": 1})
     assert waiter.result() == [b"k2", b"a", b"1"]
     assert r.zrange("k2", 0, -1) == [b"b"]
-    assert [b"ZPOPMIN", b"k2"] in propagated
-    assert not any(argv[0].upper() == b"BZPOPMIN" for argv in propagated)
+    assert [b"ZPOPMIN", b"k2"] in server_propagated
+    assert not any(argv[0].upper() == b"BZPOPMIN" for argv in server_propagated)
 
 
-def test_bzmpop_served_fifo_and_rewritten(kvrepl_server, r: redis.Redis, propagated) -> None:
-    first = _Call(kvrepl_server, "BZMPOP", "5", "1", "k", "MAX", "COUNT", "2")
-    first.start()
-    _wait_blocked(kvrepl_server, b"k")
-    second = _Call(kvrepl_server, "BZPOPMAX", "k", "5")
-    second.start()
-    _wait_blocked(kvrepl_server, b"k", waiters=2)
+def test_bzmpop_served_fifo_and_rewritten(kvrepl_server, r: redis.Redis,
+                                          server_propagated: list[list[bytes]]) -> None:
+    first = Call(kvrepl_server, "BZMPOP", "5", "1", "k", "MAX", "COUNT", "2")
+    wait_blocked(kvrepl_server, b"k")
+    second = Call(kvrepl_server, "BZPOPMAX", "k", "5")
+    wait_blocked(kvrepl_server, b"k", 2)
     r.zadd("k", {"a": 1, "b": 2, "c": 3})
     assert first.result() == [b"k", [[b"c", b"3"], [b"b", b"2"]]]
     assert second.result() == [b"k", b"a", b"1"]
     assert r.exists("k") == 0
-    assert [b"ZPOPMAX", b"k", b"2"] in propagated
-    assert [b"ZPOPMAX", b"k"] in propagated
+    assert [b"ZPOPMAX", b"k", b"2"] in server_propagated
+    assert [b"ZPOPMAX", b"k"] in server_propagated
 
 
 def test_blocked_client_not_woken_by_empty_or_wrong_type(kvrepl_server, r: redis.Redis) -> None:
-    waiter = _Call(kvrepl_server, "BZPOPMIN", "k", "5")
-    waiter.start()
-    _wait_blocked(kvrepl_server, b"k")
+    waiter = Call(kvrepl_server, "BZPOPMIN", "k", "5")
+    wait_blocked(kvrepl_server, b"k")
     pipe = r.pipeline(transaction=True)
     pipe.zadd("k", {"a": 1}).delete("k").set("k", "string")
     pipe.execute()
-    assert len(kvrepl_server.server.blocking.waiting.get((0, b"k"), ())) == 1
+    assert waiters(kvrepl_server, b"k") == 1
     pipe = r.pipeline(transaction=True)
     pipe.delete("k").zadd("k", {"z": 26})
     pipe.execute()
@@ -845,9 +756,7 @@ def test_bzpopmin_timeout(kvrepl_server) -> None:
         client.close()
 
 
-def test_pop_propagation_rewrites(engine, run) -> None:
-    log: list[list[bytes]] = []
-    engine.propagate_listeners.append(lambda db, argv: log.append(list(argv)))
+def test_pop_propagation_rewrites(run, propagated: list[list[bytes]]) -> None:
     run("ZADD", "z", "1", "a", "2", "b", "3", "c", "4", "d")
     run("ZMPOP", "1", "z", "MIN", "COUNT", "10")
     run("ZADD", "z", "1", "a", "2", "b", "3", "c")
@@ -858,7 +767,7 @@ def test_pop_propagation_rewrites(engine, run) -> None:
     run("ZPOPMIN", "z", "7")
     run("ZPOPMIN", "z", "7")  # nothing popped: nothing propagated
     run("ZINCRBY", "z", "1", "x")
-    assert log == [
+    assert propagated == [
         [b"ZADD", b"z", b"1", b"a", b"2", b"b", b"3", b"c", b"4", b"d"],
         [b"ZPOPMIN", b"z", b"4"],
         [b"ZADD", b"z", b"1", b"a", b"2", b"b", b"3", b"c"],

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 
-from kvrepl.commands.args import parse_int, to_int
+from kvrepl.commands.args import parse_int, string2ll
 from kvrepl.commands.connection import set_client_name
 from kvrepl.commands.core import Session, command
 from kvrepl.commands.help import help_reply
@@ -210,7 +210,7 @@ def client_kill(s: Session, argv: list[bytes]) -> object:
                 raise ReplyError(SYNTAX)
             value = argv[i + 1]
             if option == b"id":
-                wanted_id = to_int(value) or 0
+                wanted_id = string2ll(value) or 0
                 if wanted_id <= 0:
                     raise ReplyError("ERR client-id should be greater than 0")
             elif option == b"type":

@@ -6,14 +6,13 @@ Redis 7.0 ``networking.c`` (helloCommand, resetCommand, clientSetName), ``server
 
 from __future__ import annotations
 
-from kvrepl.commands.args import parse_int, to_int
+from kvrepl.commands.args import INT_MAX, INT_MIN, parse_int, parse_range_int
 from kvrepl.commands.core import Session, command, unwatch
-from kvrepl.errors import DB_INDEX_OUT_OF_RANGE, NOT_INTEGER, ReplyError
+from kvrepl.errors import DB_INDEX_OUT_OF_RANGE, ReplyError
 from kvrepl.protocol.replies import OK, PONG, Status
 
 REDIS_VERSION = b"7.0.15"  # the Redis whose behaviour kvrepl reproduces; tools check it
 
-_INT_MIN, _INT_MAX = -(1 << 31), (1 << 31) - 1
 _WRONGPASS = "WRONGPASS invalid username-password pair or user is disabled."
 _BAD_NAME = "ERR Client names cannot contain spaces, newlines or special characters."
 
@@ -37,12 +36,7 @@ def echo(s: Session, argv: list[bytes]) -> object:
 @command("select")
 def select(s: Session, argv: list[bytes]) -> object:
     """SELECT index: the index is a C int first (getIntFromObjectOrReply), then a db."""
-    index = to_int(argv[1])
-    if index is None:
-        raise ReplyError(NOT_INTEGER)
-    if not _INT_MIN <= index <= _INT_MAX:
-        raise ReplyError(
-            f"ERR value is out of range, value must between {_INT_MIN} and {_INT_MAX}")
+    index = parse_range_int(argv[1], INT_MIN, INT_MAX)
     if not 0 <= index < len(s.engine.keyspace.dbs):
         raise ReplyError(DB_INDEX_OUT_OF_RANGE)
     s.select(index)

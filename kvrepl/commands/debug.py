@@ -10,10 +10,10 @@ from __future__ import annotations
 import re
 import time
 
-from kvrepl.commands.args import INT64_MAX, to_int
+from kvrepl.commands.args import parse_positive_int
 from kvrepl.commands.core import Session, command
 from kvrepl.commands.help import help_reply, subcommand_syntax_error
-from kvrepl.errors import NOT_POSITIVE, ReplyError
+from kvrepl.errors import ReplyError
 from kvrepl.log import logger
 from kvrepl.protocol.replies import OK, Raw, Status, Verbatim
 from kvrepl.store.digest import digest, digest_value
@@ -60,17 +60,9 @@ def _atoi(arg: bytes) -> int:
     return int(match.group(1)) if match else 0
 
 
-def _positive(arg: bytes) -> int:
-    """getPositiveLongFromObjectOrReply: one message for "not a number" and "negative"."""
-    value = to_int(arg)
-    if value is None or not 0 <= value <= INT64_MAX:
-        raise ReplyError(NOT_POSITIVE)
-    return value
-
-
 def _populate(s: Session, argv: list[bytes]) -> object:
-    count = _positive(argv[2])
-    size = _positive(argv[4]) if len(argv) == 5 else 0
+    count = parse_positive_int(argv[2])
+    size = parse_positive_int(argv[4]) if len(argv) == 5 else 0
     # snprintf("%s:%lu") into 128 bytes: the prefix is a C string, the key at most 127 bytes.
     prefix = argv[3].split(b"\0", 1)[0] if len(argv) >= 4 else b"key"
     db = s.db

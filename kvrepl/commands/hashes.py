@@ -12,39 +12,26 @@ does not remember that history.)
 from __future__ import annotations
 
 import random
-import re
-import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
-from decimal import Decimal
 from fractions import Fraction
 from itertools import islice
 
-from kvrepl.commands.args import INT64_MAX, INT64_MIN, long_double_add
-from kvrepl.commands.core import Session, command
-from kvrepl.commands.glob import glob_match
-from kvrepl.commands.sets import (
-    COUNT_RANGE,
+from kvrepl.commands.args import (
+    INT64_MAX,
+    INT64_MIN,
     LONG_MAX,
-    MAX_RANDOM_REPLY,
-    parse_long,
-    parse_scan_cursor,
-    parse_scan_options,
-    scan_collection,
-    scan_reply,
+    long_double_add,
+    parse_int,
+    parse_long_double,
+    parse_range_int,
+    string2ld,
     string2ll,
 )
-from kvrepl.config import Config
-from kvrepl.errors import NOT_FLOAT, OVERFLOW, SYNTAX, ReplyError, WrongTypeError, wrong_arity
+from kvrepl.commands.core import Session, command
+from kvrepl.commands.scan import parse_scan_cursor, scan_elements, scan_reply
+from kvrepl.commands.sets import MAX_RANDOM_REPLY
+from kvrepl.errors import OVERFLOW, SYNTAX, ReplyError, WrongTypeError, wrong_arity
 from kvrepl.protocol.replies import OK
-
-
-def hash_is_listpack(value: dict, config: Config) -> bool:
-    """True when Redis 7.0 would keep a hash with these fields and values as a listpack."""
-    if len(value) > config.hash_max_listpack_entries:
-        return False
-    limit = config.hash_max_listpack_value
-    return all(len(f) <= limit and len(v) <= limit for f, v in value.items())
+from kvrepl.store.encoding import hash_is_listpack
 
 
 def _lookup_hash(s: Session, key: bytes) -> dict | None:
@@ -154,7 +141,7 @@ def hgetall(s: Session, argv: list[bytes]) -> dict:
 
 @command("hincrby")
 def hincrby(s: Session, argv: list[bytes]) -> int:
-    increment = parse_long(argv[3])
+    increment = parse_int(argv[3])
     value = _hash_for_write(s, argv[1])
     current = value.get(argv[2])
     if current is None:
@@ -171,86 +158,10 @@ def hincrby(s: Session, argv: list[bytes]) -> int:
     return result
 
 
-# strtold's syntax (string2ld): decimal and hexadecimal floats, inf/infinity; nan is refused.
-_LD_DECIMAL = re.compile(rb"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?\Z")
-_LD_HEX = re.compile(
-    rb"([+-]?)0[xX]([0-9a-fA-F]+\.?[0-9a-fA-F]*|\.[0-9a-fA-F]+)(?:[pP]([+-]?[0-9]+))?\Z")
-_LD_INF = re.compile(rb"[+-]?inf(?:inity)?\Z", re.IGNORECASE)
-_MAX_LONG_DOUBLE_CHARS = 5 * 1024
-# x87 extended precision: values from here on round to infinity, below half the smallest
-# subnormal to zero; strtold reports both as ERANGE and string2ld refuses them.
-_LD_OVERFLOW = (2**64 - Fraction(1, 2)) * Fraction(2) ** 16320
-_LD_UNDERFLOW = Fraction(1, 2**16446)
-
-
-def _parse_long_double(arg: bytes) -> Fraction | float | None:
-    """``arg`` as Redis's string2ld reads it: a Fraction, ``±inf``, or None when invalid."""
-    if not arg or len(arg) >= _MAX_LONG_DOUBLE_CHARS:
-        return None
-    if _LD_INF.match(arg):
-        return float("-inf") if arg[:1] == b"-" else float("inf")
-    if _LD_DECIMAL.match(arg):
-        decimal = Decimal(arg.decode())
-        # Screen absurd exponents before building an exact fraction of them.
-        if decimal and not -4960 < decimal.adjusted() < 4940:
-            return None
-        value = Fraction(decimal)
-    else:
-        match = _LD_HEX.match(arg)
-        if match is None:
-            return None
-        sign, digits, exponent = match.groups()
-        whole, _, fraction = digits.partition(b".")
-        mantissa = int(whole + fraction or b"0", 16)
-        shift = int(exponent or b"0") - 4 * len(fraction)
-        if mantissa and not -16500 < shift + mantissa.bit_length() < 16400:
-            return None
-        value = mantissa * Fraction(2) ** shift
-        if sign == b"-":
-            value = -value
-    if value and not _LD_UNDERFLOW < abs(value) < _LD_OVERFLOW:
-        return None
-    return value
-
-
-def _decimal_text(value: Fraction) -> bytes:
-    """An exact decimal spelling of a binary or decimal fraction (for long_double_add)."""
-    denominator = value.denominator
-    twos = (denominator & -denominator).bit_length() - 1
-    rest, fives = denominator >> twos, 0
-    while rest % 5 == 0:
-        rest //= 5
-        fives += 1
-    digits = max(twos, fives)
-    return b"%de-%d" % (value * 10**digits, digits)
-
-
-def _as_decimal(raw: bytes, value: Fraction) -> bytes:
-    """``raw`` when it is already decimal text, else the exact decimal of its value."""
-    return raw if _LD_DECIMAL.match(raw) else _decimal_text(value)
-
-
-@contextmanager
-def _long_int_text() -> Iterator[None]:
-    """Allow int/str conversions of any length for a moment.
-
-    Long doubles reach 4933 integer digits (and exact binary fractions far more), beyond
-    CPython's default 4300-digit guard against quadratic conversions; these are bounded.
-    """
-    limit = sys.get_int_max_str_digits()
-    sys.set_int_max_str_digits(0)
-    try:
-        yield
-    finally:
-        sys.set_int_max_str_digits(limit)
-
-
 @command("hincrbyfloat")
 def hincrbyfloat(s: Session, argv: list[bytes]) -> bytes:
     """HINCRBYFLOAT key field increment, in long double as Redis; propagated as HSET."""
-    increment = _parse_long_double(argv[3])
-    if increment is None:
-        raise ReplyError(NOT_FLOAT)
+    increment = parse_long_double(argv[3])
     if type(increment) is float:
         raise ReplyError("ERR value is NaN or Infinity")
     key, field = argv[1], argv[2]
@@ -258,16 +169,13 @@ def hincrbyfloat(s: Session, argv: list[bytes]) -> bytes:
     current = None if value is None else value.get(field)
     parsed: Fraction = Fraction(0)
     if current is not None:
-        stored = _parse_long_double(current)
+        stored = string2ld(current)
         if stored is None:
             raise ReplyError("ERR hash value is not a float")
         if type(stored) is float:
             raise ReplyError("ERR increment would produce NaN or Infinity")
         parsed = stored
-    with _long_int_text():
-        result = long_double_add(
-            _decimal_text(parsed) if current is None else _as_decimal(current, parsed),
-            _as_decimal(argv[3], increment))
+    result = long_double_add(parsed, increment)
     if result is None:
         raise ReplyError("ERR increment would produce NaN or Infinity")
     if value is None:
@@ -283,9 +191,7 @@ def hincrbyfloat(s: Session, argv: list[bytes]) -> bytes:
 def hrandfield(s: Session, argv: list[bytes]) -> object:
     """HRANDFIELD key [count [WITHVALUES]]; RESP3 pairs each field with its value."""
     if len(argv) >= 3:
-        count = parse_long(argv[2])
-        if count < -LONG_MAX:
-            raise ReplyError(COUNT_RANGE)
+        count = parse_range_int(argv[2], -LONG_MAX, LONG_MAX)
         if len(argv) > 4 or (len(argv) == 4 and argv[3].lower() != b"withvalues"):
             raise ReplyError(SYNTAX)
         with_values = len(argv) == 4
@@ -329,14 +235,10 @@ def hscan(s: Session, argv: list[bytes]) -> list[object]:
     value = _lookup_hash(s, argv[1])
     if value is None:
         return scan_reply(0, [])
-    count, pattern = parse_scan_options(argv, 3)
-    if hash_is_listpack(value, s.engine.config):
-        cursor, fields = 0, list(value)
-    else:
-        cursor, fields = scan_collection(value, cursor, count)
+    compact = list(value) if hash_is_listpack(value, s.engine.config) else None
+    cursor, fields = scan_elements(value, argv, cursor, compact)
     items: list[bytes] = []
     for field in fields:
-        if pattern is None or glob_match(pattern, field):
-            items.append(field)
-            items.append(value[field])
+        items.append(field)
+        items.append(value[field])
     return scan_reply(cursor, items)

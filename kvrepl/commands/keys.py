@@ -33,23 +33,31 @@ forever); the price of the overflow cases is one large reply, like KEYS.
 
 OBJECT IDLETIME / FREQ
 ----------------------
-kvrepl keeps no per-key access clock: updating one on every read would be paid by every GET
-for a debugging command (measured: +55 ns per lookup, ~3% of a 1.8 us GET through
-``Engine.execute``; it would also have to live in the store's lookup), so ``OBJECT IDLETIME`` answers 0 for any existing key and
-``OBJECT FREQ`` (under an LFU policy) answers Redis's initial counter, 5. The errors for the
-wrong maxmemory policy are Redis's, word for word.
+The store keeps Redis's per-key access field (:meth:`Database.lookup` updates it; TYPE,
+EXISTS, TTL and OBJECT use :meth:`Database.peek`, Redis's LOOKUP_NOTOUCH).
 """
 
 from __future__ import annotations
 
-import re
+import math
 import weakref
 from collections import OrderedDict, deque
+from collections.abc import Sized
+from functools import partial
 
-from kvrepl.commands.args import INT64_MAX, INT64_MIN
+from kvrepl.commands.args import (
+    INT64_MAX,
+    INT64_MIN,
+    INT_MAX,
+    INT_MIN,
+    parse_int,
+    parse_range_int,
+    strtod,
+)
 from kvrepl.commands.core import Session, command
 from kvrepl.commands.glob import glob_match
-from kvrepl.commands.strings import already_expired, expire_error, parse_ll
+from kvrepl.commands.scan import parse_scan_cursor, parse_scan_options, scan_reply
+from kvrepl.commands.strings import already_expired, expire_error
 from kvrepl.errors import (
     DB_INDEX_OUT_OF_RANGE,
     NO_SUCH_KEY,
@@ -63,16 +71,23 @@ from kvrepl.store.encoding import object_encoding, object_refcount
 from kvrepl.store.values import copy_value
 
 _SAME_OBJECT = "ERR source and destination objects are the same"
-_INT_MIN, _INT_MAX = -(1 << 31), (1 << 31) - 1
-LFU_INIT_VAL = 5
+
+
+def store_result(s: Session, dst: bytes, value: Sized, changes: int = 1) -> int:
+    """The STORE forms' epilogue (``setKey``, or ``dbDelete`` for an empty result): replace
+    ``dst`` with ``value``, dropping its TTL, or delete it when ``value`` is empty. Counts
+    ``changes`` (or one deletion) in ``dirty``; returns the size stored."""
+    if value:
+        s.db.set(dst, value)
+        s.engine.dirty += changes
+    elif s.db.delete(dst):
+        s.engine.dirty += 1
+    return len(value)
 
 
 def _other_db(s: Session, arg: bytes) -> Database:
     """getIntFromObjectOrReply + selectDb: the database numbered ``arg``."""
-    index = parse_ll(arg)
-    if not _INT_MIN <= index <= _INT_MAX:
-        raise ReplyError(
-            f"ERR value is out of range, value must between {_INT_MIN} and {_INT_MAX}")
+    index = parse_range_int(arg, INT_MIN, INT_MAX)
     dbs = s.engine.keyspace.dbs
     if not 0 <= index < len(dbs):
         raise ReplyError(DB_INDEX_OUT_OF_RANGE)
@@ -80,19 +95,10 @@ def _other_db(s: Session, arg: bytes) -> Database:
 
 
 # -- existence and deletion ----------------------------------------------------------------
-@command("del")
-def del_(s: Session, argv: list[bytes]) -> object:
-    """DEL key [key ...]: the number of keys removed."""
-    return _delete_keys(s, argv)
-
-
-@command("unlink")
-def unlink(s: Session, argv: list[bytes]) -> object:
-    """UNLINK key [key ...]: DEL (there is no background freeing to do in Python)."""
-    return _delete_keys(s, argv)
-
-
-def _delete_keys(s: Session, argv: list[bytes]) -> int:
+@command("del", "unlink")
+def del_(s: Session, argv: list[bytes]) -> int:
+    """DEL key [key ...]: the number of keys removed. UNLINK is DEL (there is no background
+    freeing to do in Python)."""
     db = s.db
     deleted = 0
     for key in argv[1:]:
@@ -107,20 +113,21 @@ def _delete_keys(s: Session, argv: list[bytes]) -> int:
 @command("exists")
 def exists(s: Session, argv: list[bytes]) -> object:
     """EXISTS key [key ...]: how many of the keys exist (repeats count again)."""
-    lookup = s.db.lookup
-    return sum(1 for key in argv[1:] if lookup(key) is not None)
+    peek = s.db.peek
+    return sum(1 for key in argv[1:] if peek(key) is not None)
 
 
 @command("touch")
 def touch(s: Session, argv: list[bytes]) -> object:
-    """TOUCH key [key ...]: how many of the keys exist."""
-    return exists(s, argv)
+    """TOUCH key [key ...]: how many of the keys exist; each counts as an access."""
+    lookup = s.db.lookup
+    return sum(1 for key in argv[1:] if lookup(key) is not None)
 
 
 @command("type")
 def type_(s: Session, argv: list[bytes]) -> object:
     """TYPE key: a status reply, ``none`` for a missing key."""
-    value = s.db.lookup(argv[1])
+    value = s.db.peek(argv[1])
     return Status(b"none" if value is None else type_name(value))
 
 
@@ -144,8 +151,6 @@ MAX_LIVE_SCANS = 64
 SCAN_IDLE_MS = 30_000  # an unfinished scan untouched this long may give up its snapshot
 _POSITION_BITS = 32
 _POSITION_MASK = (1 << _POSITION_BITS) - 1
-_CURSOR_RE = re.compile(rb"[+-]?[0-9]*\Z")
-_ULONG_MAX = (1 << 64) - 1
 
 
 class _ScanSnapshots:
@@ -171,18 +176,6 @@ class _ScanSnapshots:
 
 
 _SCANS: weakref.WeakKeyDictionary[Keyspace, _ScanSnapshots] = weakref.WeakKeyDictionary()
-
-
-def parse_scan_cursor(arg: bytes) -> int:
-    """parseScanCursorOrReply: ``strtoul`` rules (``-1`` wraps, ``""`` is 0, no spaces)."""
-    if not _CURSOR_RE.match(arg) or (arg and not arg[-1:].isdigit()):
-        raise ReplyError("ERR invalid cursor")
-    if not arg:
-        return 0
-    value = int(arg)
-    if abs(value) > _ULONG_MAX:
-        raise ReplyError("ERR invalid cursor")
-    return value & _ULONG_MAX
 
 
 def _scan_batch(s: Session, cursor: int, count: int) -> tuple[int, list[bytes]]:
@@ -224,24 +217,7 @@ def _scan_batch(s: Session, cursor: int, count: int) -> tuple[int, list[bytes]]:
 def scan(s: Session, argv: list[bytes]) -> object:
     """SCAN cursor [MATCH pattern] [COUNT count] [TYPE type] (see the module docstring)."""
     cursor = parse_scan_cursor(argv[1])
-    count = 10
-    pattern: bytes | None = None
-    typename: bytes | None = None
-    i = 2
-    while i < len(argv):
-        opt = argv[i].lower()
-        if opt == b"count" and i + 1 < len(argv):
-            count = parse_ll(argv[i + 1])
-            if count < 1:
-                raise ReplyError(SYNTAX)
-        elif opt == b"match" and i + 1 < len(argv):
-            pattern = None if argv[i + 1] == b"*" else argv[i + 1]
-        elif opt == b"type" and i + 1 < len(argv):
-            typename = argv[i + 1].lower()
-        else:
-            raise ReplyError(SYNTAX)
-        i += 2
-
+    count, pattern, typename = parse_scan_options(argv, 2, keyspace=True)
     next_cursor, batch = _scan_batch(s, cursor, count)
     found = []
     lookup = s.db.lookup
@@ -254,11 +230,13 @@ def scan(s: Session, argv: list[bytes]) -> object:
         if typename is not None and type_name(value) != typename:
             continue
         found.append(key)
-    return [str(next_cursor).encode(), found]
+    return scan_reply(next_cursor, found)
 
 
 # -- renaming, moving, copying ---------------------------------------------------------------
-def _rename(s: Session, argv: list[bytes], nx: bool) -> object:
+def _rename(nx: bool, s: Session, argv: list[bytes]) -> object:
+    """RENAME key newkey (the TTL moves with the value; an existing newkey is replaced);
+    RENAMENX answers 0 when newkey exists."""
     src, dst = argv[1], argv[2]
     db = s.db
     value = db.lookup(src)
@@ -278,16 +256,8 @@ def _rename(s: Session, argv: list[bytes], nx: bool) -> object:
     return 1 if nx else OK
 
 
-@command("rename")
-def rename(s: Session, argv: list[bytes]) -> object:
-    """RENAME key newkey: the TTL moves with the value; an existing newkey is replaced."""
-    return _rename(s, argv, False)
-
-
-@command("renamenx")
-def renamenx(s: Session, argv: list[bytes]) -> object:
-    """RENAMENX key newkey: 0 when newkey exists."""
-    return _rename(s, argv, True)
+command("rename")(partial(_rename, False))
+command("renamenx")(partial(_rename, True))
 
 
 @command("move")
@@ -354,8 +324,10 @@ _EXPIRE_NX, _EXPIRE_XX, _EXPIRE_GT, _EXPIRE_LT = 1, 2, 4, 8
 _EXPIRE_FLAGS = {b"nx": _EXPIRE_NX, b"xx": _EXPIRE_XX, b"gt": _EXPIRE_GT, b"lt": _EXPIRE_LT}
 
 
-def _expire_generic(s: Session, argv: list[bytes], relative: bool, seconds: bool) -> int:
-    """expireGenericCommand: EXPIRE, PEXPIRE, EXPIREAT and PEXPIREAT."""
+def _expire_generic(relative: bool, seconds: bool, s: Session, argv: list[bytes]) -> int:
+    """expireGenericCommand: EXPIRE key seconds, PEXPIRE key milliseconds, EXPIREAT key
+    unix-seconds, PEXPIREAT key unix-ms, each [NX|XX|GT|LT]. Propagated as PEXPIREAT, or
+    DEL when the time is past."""
     flags = 0
     for opt in argv[3:]:
         flag = _EXPIRE_FLAGS.get(opt.lower())
@@ -366,7 +338,7 @@ def _expire_generic(s: Session, argv: list[bytes], relative: bool, seconds: bool
         raise ReplyError("ERR NX and XX, GT or LT options at the same time are not compatible")
     if flags & _EXPIRE_GT and flags & _EXPIRE_LT:
         raise ReplyError("ERR GT and LT options at the same time are not compatible")
-    when = parse_ll(argv[2])
+    when = parse_int(argv[2])
     if seconds:
         # C division truncates toward zero: LLONG_MIN / 1000 is -9223372036854775.
         if when > INT64_MAX // 1000 or when < -(-INT64_MIN // 1000):
@@ -404,32 +376,17 @@ def _expire_generic(s: Session, argv: list[bytes], relative: bool, seconds: bool
     return 1
 
 
-@command("expire")
-def expire(s: Session, argv: list[bytes]) -> object:
-    """EXPIRE key seconds [NX|XX|GT|LT] (propagated as PEXPIREAT, or DEL when past)."""
-    return _expire_generic(s, argv, relative=True, seconds=True)
+command("expire")(partial(_expire_generic, True, True))
+command("pexpire")(partial(_expire_generic, True, False))
+command("expireat")(partial(_expire_generic, False, True))
+command("pexpireat")(partial(_expire_generic, False, False))
 
 
-@command("pexpire")
-def pexpire(s: Session, argv: list[bytes]) -> object:
-    """PEXPIRE key milliseconds [NX|XX|GT|LT]"""
-    return _expire_generic(s, argv, relative=True, seconds=False)
-
-
-@command("expireat")
-def expireat(s: Session, argv: list[bytes]) -> object:
-    """EXPIREAT key unix-seconds [NX|XX|GT|LT]"""
-    return _expire_generic(s, argv, relative=False, seconds=True)
-
-
-@command("pexpireat")
-def pexpireat(s: Session, argv: list[bytes]) -> object:
-    """PEXPIREAT key unix-ms [NX|XX|GT|LT]"""
-    return _expire_generic(s, argv, relative=False, seconds=False)
-
-
-def _ttl_generic(s: Session, key: bytes, in_ms: bool, absolute: bool) -> int:
-    if s.db.lookup(key) is None:
+def _ttl_generic(in_ms: bool, absolute: bool, s: Session, argv: list[bytes]) -> int:
+    """TTL key (seconds left, rounded), PTTL (milliseconds), EXPIRETIME / PEXPIRETIME (the
+    absolute unix time): -1 without expiry, -2 when missing."""
+    key = argv[1]
+    if s.db.peek(key) is None:
         return -2
     when = s.db.get_expire(key)
     if when is None:
@@ -438,28 +395,10 @@ def _ttl_generic(s: Session, key: bytes, in_ms: bool, absolute: bool) -> int:
     return ttl if in_ms else (ttl + 500) // 1000
 
 
-@command("ttl")
-def ttl(s: Session, argv: list[bytes]) -> object:
-    """TTL key: seconds left (rounded), -1 without expiry, -2 when missing."""
-    return _ttl_generic(s, argv[1], in_ms=False, absolute=False)
-
-
-@command("pttl")
-def pttl(s: Session, argv: list[bytes]) -> object:
-    """PTTL key: milliseconds left."""
-    return _ttl_generic(s, argv[1], in_ms=True, absolute=False)
-
-
-@command("expiretime")
-def expiretime(s: Session, argv: list[bytes]) -> object:
-    """EXPIRETIME key: the absolute unix time in seconds."""
-    return _ttl_generic(s, argv[1], in_ms=False, absolute=True)
-
-
-@command("pexpiretime")
-def pexpiretime(s: Session, argv: list[bytes]) -> object:
-    """PEXPIRETIME key: the absolute unix time in milliseconds."""
-    return _ttl_generic(s, argv[1], in_ms=True, absolute=True)
+command("ttl")(partial(_ttl_generic, False, False))
+command("pttl")(partial(_ttl_generic, True, False))
+command("expiretime")(partial(_ttl_generic, False, True))
+command("pexpiretime")(partial(_ttl_generic, True, True))
 
 
 @command("persist")
@@ -506,83 +445,50 @@ def object_help(s: Session, argv: list[bytes]) -> object:
 @command("object|encoding")
 def object_encoding_(s: Session, argv: list[bytes]) -> object:
     """OBJECT ENCODING key: see :mod:`kvrepl.store.encoding`."""
-    value = s.db.lookup(argv[2])
+    value = s.db.peek(argv[2])
     return None if value is None else object_encoding(value, s.engine.config)
 
 
 @command("object|refcount")
 def object_refcount_(s: Session, argv: list[bytes]) -> object:
     """OBJECT REFCOUNT key: INT_MAX for Redis's shared small integers, else 1."""
-    value = s.db.lookup(argv[2])
+    value = s.db.peek(argv[2])
     return None if value is None else object_refcount(value, s.engine.config)
 
 
 @command("object|idletime")
 def object_idletime(s: Session, argv: list[bytes]) -> object:
-    """OBJECT IDLETIME key: always 0 (no access clock is kept; see the module docstring)."""
-    if s.db.lookup(argv[2]) is None:
+    """OBJECT IDLETIME key: seconds since the key was last read or written."""
+    if s.db.peek(argv[2]) is None:
         return None
     if _lfu_policy(s):
         raise ReplyError("ERR An LFU maxmemory policy is selected, idle time not tracked. "
                          + _POLICY_NOTE)
-    return 0
+    return s.db.idle_seconds(argv[2])
 
 
 @command("object|freq")
 def object_freq(s: Session, argv: list[bytes]) -> object:
-    """OBJECT FREQ key: the initial LFU counter (no access counting is kept)."""
-    if s.db.lookup(argv[2]) is None:
+    """OBJECT FREQ key: the key's logarithmic access counter, decayed as Redis does."""
+    if s.db.peek(argv[2]) is None:
         return None
     if not _lfu_policy(s):
         raise ReplyError("ERR An LFU maxmemory policy is not selected, access frequency not "
                          "tracked. " + _POLICY_NOTE)
-    return LFU_INIT_VAL
+    return s.db.frequency(argv[2])
 
 
 # -- SORT ------------------------------------------------------------------------------------
-# strtod's grammar after leading whitespace: decimal, hex float, inf/infinity, nan(...).
-_STRTOD_RE = re.compile(
-    rb"[ \t\n\v\f\r]*([+-]?)(?:"
-    rb"(?P<dec>(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?)"
-    rb"|(?P<hex>0[xX](?:[0-9a-fA-F]+\.?[0-9a-fA-F]*|\.[0-9a-fA-F]+)(?:[pP][+-]?[0-9]+)?)"
-    rb"|(?P<inf>inf(?:inity)?)"
-    rb"|(?P<nan>nan(?:\([0-9A-Za-z_]*\))?)"
-    rb")\Z",
-    re.IGNORECASE,
-)
-_DBL_MIN = 2.2250738585072014e-308
-
-
 def sort_score(text: bytes) -> float | None:
-    """The score SORT reads with ``strtod``; None where Redis reports a conversion error
-    (trailing garbage, NaN, or a result out of double range: ERANGE)."""
-    nul = text.find(b"\0")
-    if nul >= 0:
-        text = text[:nul]  # strtod stops at the C string's end
+    """The score SORT reads with ``strtod`` on the C string; None where Redis reports a
+    conversion error (trailing garbage, NaN, or ERANGE: overflow or underflow)."""
+    text = text.split(b"\0", 1)[0]
     if not text:
-        return 0.0
-    match = _STRTOD_RE.match(text)
-    if match is None or match.group("nan") is not None:
+        return 0.0  # strtod converts nothing and stops at the end: no error, 0
+    parsed = strtod(text)
+    if parsed is None or parsed[1] or math.isnan(parsed[0]):
         return None
-    sign = -1.0 if match.group(1) == b"-" else 1.0
-    if match.group("inf") is not None:
-        return sign * float("inf")
-    if match.group("hex") is not None:
-        digits = match.group("hex").decode()
-        if "p" not in digits.lower():
-            digits += "p0"
-        try:
-            value = float.fromhex(digits)
-        except OverflowError:
-            return None
-        mantissa_zero = not any(c not in "0x.X" for c in digits.lower().split("p")[0])
-    else:
-        value = float(match.group("dec"))
-        mantissa_zero = not any(c in b"123456789" for c in match.group("dec").split(b"e")[0]
-                                .split(b"E")[0])
-    if value == float("inf") or (not mantissa_zero and abs(value) < _DBL_MIN):
-        return None  # overflow, or underflow to a subnormal or zero: ERANGE
-    return sign * value
+    return parsed[0]
 
 
 def _by_pattern(db: Database, pattern: bytes, subst: bytes) -> bytes | None:
@@ -607,8 +513,10 @@ def _by_pattern(db: Database, pattern: bytes, subst: bytes) -> bytes | None:
     return value if type(value) is bytes else None  # type: ignore[return-value]
 
 
-def _sort_generic(s: Session, argv: list[bytes], readonly: bool) -> object:
-    """sortCommandGeneric, step by step, so LIMIT and tie orders come out as in Redis."""
+def _sort_generic(readonly: bool, s: Session, argv: list[bytes]) -> object:
+    """SORT key [BY pattern] [LIMIT offset count] [GET pattern ...] [ASC|DESC] [ALPHA]
+    [STORE destination], and SORT_RO (no STORE): ``sortCommandGeneric``, step by step, so
+    LIMIT and tie orders come out as in Redis."""
     desc = alpha = dontsort = False
     limit_start, limit_count = 0, -1
     sortby: bytes | None = None
@@ -626,8 +534,8 @@ def _sort_generic(s: Session, argv: list[bytes], readonly: bool) -> object:
         elif opt == b"alpha":
             alpha = True
         elif opt == b"limit" and left >= 2:
-            limit_start = parse_ll(argv[j + 1])
-            limit_count = parse_ll(argv[j + 2])
+            limit_start = parse_int(argv[j + 1])
+            limit_count = parse_int(argv[j + 2])
             j += 2
         elif not readonly and opt == b"store" and left >= 1:
             storekey = argv[j + 1]
@@ -720,23 +628,9 @@ def _sort_generic(s: Session, argv: list[bytes], readonly: bool) -> object:
         stored = [_by_pattern(db, pattern, item) or b"" for item in selected for pattern in gets]
     else:
         stored = selected
-    if stored:
-        db.set(storekey, deque(stored))
-        s.engine.dirty += len(stored)
-    elif db.delete(storekey):
-        s.engine.dirty += 1
-    return len(stored)
+    return store_result(s, storekey, deque(stored), len(stored))
 
 
-@command("sort")
-def sort(s: Session, argv: list[bytes]) -> object:
-    """SORT key [BY pattern] [LIMIT offset count] [GET pattern ...] [ASC|DESC] [ALPHA]
-    [STORE destination]"""
-    return _sort_generic(s, argv, readonly=False)
-
-
-@command("sort_ro")
-def sort_ro(s: Session, argv: list[bytes]) -> object:
-    """SORT_RO: SORT without STORE."""
-    return _sort_generic(s, argv, readonly=True)
+command("sort")(partial(_sort_generic, False))
+command("sort_ro")(partial(_sort_generic, True))
 

@@ -16,27 +16,24 @@ they time out), as Redis does.
 
 from __future__ import annotations
 
-import math
-import re
 from collections import deque
 from collections.abc import Iterator
-from decimal import Decimal
-from fractions import Fraction
+from functools import partial
 from itertools import compress, islice
 from itertools import count as counter
 
-from kvrepl.commands.args import INT64_MAX, INT64_MIN, _to_long_double, parse_int
-from kvrepl.commands.core import Block, Session, command
-from kvrepl.errors import (
-    NO_SUCH_KEY,
-    OUT_OF_RANGE,
-    SYNTAX,
-    TIMEOUT_NEGATIVE,
-    TIMEOUT_NOT_FLOAT,
-    ReplyError,
-    WrongTypeError,
-    wrong_arity,
+from kvrepl.commands.args import (
+    INT64_MAX,
+    INT64_MIN,
+    parse_choice,
+    parse_int,
+    parse_mpop,
+    parse_positive_int,
+    parse_timeout,
+    rank_range,
 )
+from kvrepl.commands.core import Block, Session, command
+from kvrepl.errors import NO_SUCH_KEY, OUT_OF_RANGE, SYNTAX, ReplyError, WrongTypeError, wrong_arity
 from kvrepl.protocol.replies import NULL_ARRAY, OK
 
 LEFT = 0  # Redis's LIST_HEAD
@@ -57,14 +54,12 @@ def _list_or_none(s: Session, key: bytes) -> deque | None:
     raise WrongTypeError()
 
 
+_ENDS = {b"left": LEFT, b"right": RIGHT}
+
+
 def _position(arg: bytes) -> int:
     """LEFT / RIGHT (case-insensitive), as ``getListPositionFromObjectOrReply``."""
-    word = arg.lower()
-    if word == b"left":
-        return LEFT
-    if word == b"right":
-        return RIGHT
-    raise ReplyError(SYNTAX)
+    return parse_choice(arg, _ENDS)
 
 
 def _position_word(where: int) -> bytes:
@@ -72,102 +67,18 @@ def _position_word(where: int) -> bytes:
     return b"left" if where == LEFT else b"right"
 
 
-def _range_long(arg: bytes, low: int, message: str) -> int:
-    """``getRangeLongFromObjectOrReply`` with a message: the same text for every failure."""
-    value = parse_int(arg, message)
-    if value < low:
-        raise ReplyError(message)
-    return value
-
-
-def _positive_long(arg: bytes) -> int:
-    """``getPositiveLongFromObjectOrReply`` without a custom message: its default message
-    then stands for parse errors too."""
-    return _range_long(arg, 0, "ERR value is out of range, must be positive")
-
-
-# strtold's syntax as string2ld accepts it: decimal or hexadecimal, inf/infinity, no spaces.
-_DEC_RE = re.compile(
-    rb"[+-]?(?:(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?|inf|infinity)\Z", re.IGNORECASE)
-_HEX_RE = re.compile(
-    rb"[+-]?0x(?:[0-9a-f]+\.?[0-9a-f]*|\.[0-9a-f]+)(?:p[+-]?[0-9]+)?\Z", re.IGNORECASE)
-# The finite range of an x87 long double: strtold reports ERANGE outside it.
-_LDBL_MAX = Fraction(2**64 - 1, 2**63) * 2**16383
-_LDBL_TRUE_MIN = Fraction(1, 2**16445)
-_MAX_LONG_DOUBLE_CHARS = 5 * 1024
-
-
-def _parse_long_double(arg: bytes) -> Fraction | float | None:
-    """``arg`` as ``string2ld`` reads it: an exact Fraction rounded to a long double, an
-    infinite float, or None when Redis refuses it."""
-    if not arg or len(arg) >= _MAX_LONG_DOUBLE_CHARS:
-        return None
-    if _DEC_RE.match(arg):
-        if arg.lstrip(b"+-")[:1] in b"iI":
-            return -math.inf if arg.startswith(b"-") else math.inf
-        exact = Fraction(Decimal(arg.decode()))
-    elif _HEX_RE.match(arg):
-        try:
-            exact = Fraction(float.fromhex(arg.decode()))
-        except OverflowError:
-            return None
-        mantissa = arg.lower().split(b"p")[0].lstrip(b"+-")[2:]
-        if not exact and mantissa.strip(b"0.") != b"":
-            return None  # underflow: strtold answers ERANGE and zero
-    else:
-        return None
-    if abs(exact) > _LDBL_MAX or 0 < abs(exact) < _LDBL_TRUE_MIN / 2:
-        return None  # ERANGE: overflow to HUGE_VAL or underflow to zero
-    return _to_long_double(exact)
-
-
-def parse_timeout(arg: bytes, now_ms: int) -> float:
-    """A blocking command's timeout in relative seconds (0 = forever), as
-    ``getTimeoutFromObjectOrReply(..., UNIT_SECONDS)`` computes it.
-
-    Redis takes ``(long long) ceill(seconds * 1000.0)`` in long double arithmetic (so -0.001
-    rounds to -0.99999... ms and then up to 0, forever); an infinite or out of range product
-    converts to LLONG_MIN on x86, "negative". A deadline beyond LLONG_MAX ms overflows in
-    Redis and never fires, so it is forever here too.
-    """
-    value = _parse_long_double(arg)
-    if value is None:
-        raise ReplyError(TIMEOUT_NOT_FLOAT)
-    if isinstance(value, float):  # infinite
-        raise ReplyError(TIMEOUT_NEGATIVE)
-    try:
-        ms = math.ceil(_to_long_double(value * 1000))
-    except OverflowError:
-        raise ReplyError(TIMEOUT_NEGATIVE) from None
-    if ms < 0 or ms > INT64_MAX:
-        raise ReplyError(TIMEOUT_NEGATIVE)
-    if ms == 0 or ms + now_ms > INT64_MAX:
-        return 0.0
-    return ms / 1000
-
-
-def _range(lst: deque, start: int, end: int, reverse: bool = False) -> list[bytes]:
+def _range(lst: deque, start: int, end: int) -> list[bytes]:
     """Elements ``start..end`` (inclusive, negative from the end) as ``addListRangeReply``:
     walks from the nearer end of the deque."""
     llen = len(lst)
-    if start < 0:
-        start += llen
-    if end < 0:
-        end += llen
-    if start < 0:
-        start = 0
-    if start > end or start >= llen:
+    span = rank_range(start, end, llen)
+    if span is None:
         return []
-    if end >= llen:
-        end = llen - 1
+    start, end = span
     if start <= llen - 1 - end:
-        items = list(islice(lst, start, end + 1))
-        if reverse:
-            items.reverse()
-    else:
-        items = list(islice(reversed(lst), llen - 1 - end, llen - start))
-        if not reverse:
-            items.reverse()
+        return list(islice(lst, start, end + 1))
+    items = list(islice(reversed(lst), llen - 1 - end, llen - start))
+    items.reverse()
     return items
 
 
@@ -238,7 +149,9 @@ def _forward_matches(lst: deque, element: bytes, stop: int) -> Iterator[int]:
 
 
 # -- push -----------------------------------------------------------------------------------
-def _push(s: Session, argv: list[bytes], where: int, xx: bool) -> int:
+def _push(where: int, xx: bool, s: Session, argv: list[bytes]) -> int:
+    """LPUSH / RPUSH key element [element ...]; LPUSHX / RPUSHX push only onto an existing
+    list."""
     key = argv[1]
     lst = _list_or_none(s, key)
     if lst is None:
@@ -254,40 +167,16 @@ def _push(s: Session, argv: list[bytes], where: int, xx: bool) -> int:
     return len(lst)
 
 
-@command("lpush")
-def lpush(s: Session, argv: list[bytes]) -> int:
-    """LPUSH key element [element ...]"""
-    return _push(s, argv, LEFT, False)
-
-
-@command("rpush")
-def rpush(s: Session, argv: list[bytes]) -> int:
-    """RPUSH key element [element ...]"""
-    return _push(s, argv, RIGHT, False)
-
-
-@command("lpushx")
-def lpushx(s: Session, argv: list[bytes]) -> int:
-    """LPUSHX key element [element ...]: push only onto an existing list."""
-    return _push(s, argv, LEFT, True)
-
-
-@command("rpushx")
-def rpushx(s: Session, argv: list[bytes]) -> int:
-    """RPUSHX key element [element ...]: push only onto an existing list."""
-    return _push(s, argv, RIGHT, True)
+command("lpush")(partial(_push, LEFT, False))
+command("rpush")(partial(_push, RIGHT, False))
+command("lpushx")(partial(_push, LEFT, True))
+command("rpushx")(partial(_push, RIGHT, True))
 
 
 @command("linsert")
 def linsert(s: Session, argv: list[bytes]) -> int:
     """LINSERT key BEFORE|AFTER pivot element"""
-    word = argv[2].lower()
-    if word == b"after":
-        after = True
-    elif word == b"before":
-        after = False
-    else:
-        raise ReplyError(SYNTAX)
+    after = parse_choice(argv[2], {b"after": True, b"before": False})
     lst = _list_or_none(s, argv[1])
     if lst is None:
         return 0
@@ -349,10 +238,10 @@ def lpos(s: Session, argv: list[bytes]) -> object:
                 raise ReplyError(_RANK_ZERO)
         elif opt == b"count" and more:
             j += 1
-            count = _range_long(argv[j], 0, "ERR COUNT can't be negative")
+            count = parse_positive_int(argv[j], "ERR COUNT can't be negative")
         elif opt == b"maxlen" and more:
             j += 1
-            maxlen = _range_long(argv[j], 0, "ERR MAXLEN can't be negative")
+            maxlen = parse_positive_int(argv[j], "ERR MAXLEN can't be negative")
         else:
             raise ReplyError(SYNTAX)
         j += 1
@@ -407,16 +296,11 @@ def ltrim(s: Session, argv: list[bytes]) -> object:
     if lst is None:
         return OK
     llen = len(lst)
-    if start < 0:
-        start += llen
-    if end < 0:
-        end += llen
-    if start < 0:
-        start = 0
-    if start > end or start >= llen:
+    span = rank_range(start, end, llen)
+    if span is None:
         left, right = llen, 0
     else:
-        end = min(end, llen - 1)
+        start, end = span
         left, right = start, llen - end - 1
     removed = left + right
     if removed:
@@ -481,11 +365,12 @@ def lrem(s: Session, argv: list[bytes]) -> int:
 
 
 # -- pop ------------------------------------------------------------------------------------
-def _pop(s: Session, argv: list[bytes], where: int) -> object:
+def _pop(where: int, s: Session, argv: list[bytes]) -> object:
+    """LPOP / RPOP key [count]"""
     if len(argv) > 3:
         raise wrong_arity(argv[0].decode("utf-8", "replace").lower())
     has_count = len(argv) == 3
-    count = _positive_long(argv[2]) if has_count else 0
+    count = parse_positive_int(argv[2]) if has_count else 0
     key = argv[1]
     lst = _list_or_none(s, key)
     if lst is None:
@@ -497,41 +382,14 @@ def _pop(s: Session, argv: list[bytes], where: int) -> object:
     return value
 
 
-@command("lpop")
-def lpop(s: Session, argv: list[bytes]) -> object:
-    """LPOP key [count]"""
-    return _pop(s, argv, LEFT)
-
-
-@command("rpop")
-def rpop(s: Session, argv: list[bytes]) -> object:
-    """RPOP key [count]"""
-    return _pop(s, argv, RIGHT)
-
-
-def _parse_mpop(argv: list[bytes], numkeys_idx: int) -> tuple[list[bytes], int, int]:
-    """``lmpopGenericCommand``'s parsing: (keys, where, count)."""
-    numkeys = _range_long(argv[numkeys_idx], 1, "ERR numkeys should be greater than 0")
-    where_idx = numkeys_idx + numkeys + 1
-    if where_idx >= len(argv):
-        raise ReplyError(SYNTAX)
-    where = _position(argv[where_idx])
-    count = -1
-    j = where_idx + 1
-    while j < len(argv):
-        if count == -1 and argv[j].lower() == b"count" and j + 1 < len(argv):
-            j += 1
-            count = _range_long(argv[j], 1, "ERR count should be greater than 0")
-        else:
-            raise ReplyError(SYNTAX)
-        j += 1
-    return argv[numkeys_idx + 1:where_idx], where, (1 if count == -1 else count)
+command("lpop")(partial(_pop, LEFT))
+command("rpop")(partial(_pop, RIGHT))
 
 
 @command("lmpop")
 def lmpop(s: Session, argv: list[bytes]) -> object:
     """LMPOP numkeys key [key ...] LEFT|RIGHT [COUNT count]"""
-    keys, where, count = _parse_mpop(argv, 1)
+    keys, where, count = parse_mpop(argv, 1, _ENDS)
     for key in keys:
         lst = _list_or_none(s, key)
         if lst:
@@ -606,24 +464,20 @@ def _blocking_pop(s: Session, keys: list[bytes], where: int, timeout: float,
     return Block(keys=list(keys), timeout=timeout, timeout_reply=NULL_ARRAY)
 
 
-@command("blpop")
-def blpop(s: Session, argv: list[bytes]) -> object:
-    """BLPOP key [key ...] timeout"""
+def _bpop(where: int, s: Session, argv: list[bytes]) -> object:
+    """BLPOP / BRPOP key [key ...] timeout"""
     timeout = parse_timeout(argv[-1], s.engine.keyspace.now_ms())
-    return _blocking_pop(s, argv[1:-1], LEFT, timeout, None)
+    return _blocking_pop(s, argv[1:-1], where, timeout, None)
 
 
-@command("brpop")
-def brpop(s: Session, argv: list[bytes]) -> object:
-    """BRPOP key [key ...] timeout"""
-    timeout = parse_timeout(argv[-1], s.engine.keyspace.now_ms())
-    return _blocking_pop(s, argv[1:-1], RIGHT, timeout, None)
+command("blpop")(partial(_bpop, LEFT))
+command("brpop")(partial(_bpop, RIGHT))
 
 
 @command("blmpop")
 def blmpop(s: Session, argv: list[bytes]) -> object:
     """BLMPOP timeout numkeys key [key ...] LEFT|RIGHT [COUNT count]"""
-    keys, where, count = _parse_mpop(argv, 2)
+    keys, where, count = parse_mpop(argv, 2, _ENDS)
     timeout = parse_timeout(argv[1], s.engine.keyspace.now_ms())
     return _blocking_pop(s, keys, where, timeout, count)
 

@@ -10,30 +10,15 @@ if TYPE_CHECKING:
     from kvrepl.commands.core import Session
 
 
+# sdscatrepr: named escapes for \\ " \n \r \t \a \b, printable ASCII as is, \xHH for the rest.
+_NAMED = {0x5C: "\\\\", 0x22: '\\"', 0x0A: "\\n", 0x0D: "\\r", 0x09: "\\t", 0x07: "\\a",
+          0x08: "\\b"}
+_REPR = [_NAMED.get(c) or (chr(c) if 32 <= c < 127 else f"\\x{c:02x}") for c in range(256)]
+
+
 def repr_bytes(data: bytes) -> str:
     """Quote bytes as Redis's ``sdscatrepr`` does (``"a\\n\\x00"``)."""
-    out = ['"']
-    for c in data:
-        if c == 92:
-            out.append("\\\\")
-        elif c == 34:
-            out.append('\\"')
-        elif c == 10:
-            out.append("\\n")
-        elif c == 13:
-            out.append("\\r")
-        elif c == 9:
-            out.append("\\t")
-        elif c == 7:
-            out.append("\\a")
-        elif c == 8:
-            out.append("\\b")
-        elif 32 <= c < 127:
-            out.append(chr(c))
-        else:
-            out.append(f"\\x{c:02x}")
-    out.append('"')
-    return "".join(out)
+    return '"' + "".join([_REPR[c] for c in data]) + '"'
 
 
 def monitor_line(session: Session, argv: list[bytes], now: float) -> Status:

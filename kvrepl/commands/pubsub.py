@@ -17,6 +17,9 @@ what the embedded API wants to see.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
+
 from kvrepl.commands.core import Session, command
 from kvrepl.commands.glob import glob_match
 from kvrepl.commands.help import help_reply, subcommand_syntax_error
@@ -33,11 +36,6 @@ _HELP = [
 ]
 
 
-def _ordered(s: Session) -> tuple[dict[bytes, None], dict[bytes, None]]:
-    """The session's channels and patterns (insertion-ordered dicts)."""
-    return s.channels, s.patterns
-
-
 def _replies(s: Session, replies: list[Push]) -> object:
     """One Push, or several as one Raw: see the module docstring."""
     if len(replies) == 1:
@@ -45,99 +43,69 @@ def _replies(s: Session, replies: list[Push]) -> object:
     return Raw(b"".join(encode(reply, s.resp3) for reply in replies))
 
 
-def _subscribe(s: Session, channel: bytes) -> None:
-    channels, _ = _ordered(s)
-    if channel not in channels:
-        channels[channel] = None
-        s.engine.pubsub_channels.setdefault(channel, {})[s.id] = s
+# What a session listens to (its own dict) and the engine's registry of who listens, for
+# channels (SUBSCRIBE) and patterns (PSUBSCRIBE): the two kinds work alike.
+def _channels(s: Session) -> tuple[dict[bytes, None], dict[bytes, dict[int, Session]]]:
+    return s.channels, s.engine.pubsub_channels
 
 
-def _unsubscribe(s: Session, channel: bytes) -> None:
-    channels, _ = _ordered(s)
-    if channel in channels:
-        del channels[channel]
-        registry = s.engine.pubsub_channels
-        subscribers = registry.get(channel)
+def _patterns(s: Session) -> tuple[dict[bytes, None], dict[bytes, dict[int, Session]]]:
+    return s.patterns, s.engine.pubsub_patterns
+
+
+def _add(s: Session, kind: Callable[[Session], tuple], name: bytes) -> None:
+    mine, registry = kind(s)
+    if name not in mine:
+        mine[name] = None
+        registry.setdefault(name, {})[s.id] = s
+
+
+def _remove(s: Session, kind: Callable[[Session], tuple], name: bytes) -> None:
+    mine, registry = kind(s)
+    if name in mine:
+        del mine[name]
+        subscribers = registry.get(name)
         if subscribers is not None:
             subscribers.pop(s.id, None)
             if not subscribers:
-                del registry[channel]
-
-
-def _psubscribe(s: Session, pattern: bytes) -> None:
-    _, patterns = _ordered(s)
-    if pattern not in patterns:
-        patterns[pattern] = None
-        s.engine.pubsub_patterns.setdefault(pattern, {})[s.id] = s
-
-
-def _punsubscribe(s: Session, pattern: bytes) -> None:
-    _, patterns = _ordered(s)
-    if pattern in patterns:
-        del patterns[pattern]
-        registry = s.engine.pubsub_patterns
-        subscribers = registry.get(pattern)
-        if subscribers is not None:
-            subscribers.pop(s.id, None)
-            if not subscribers:
-                del registry[pattern]
+                del registry[name]
 
 
 def unsubscribe_all(s: Session) -> None:
     """Drop every subscription of ``s`` without telling it (RESET)."""
-    channels, patterns = _ordered(s)
-    for channel in list(channels):
-        _unsubscribe(s, channel)
-    for pattern in list(patterns):
-        _punsubscribe(s, pattern)
+    for kind in (_channels, _patterns):
+        for name in list(kind(s)[0]):
+            _remove(s, kind, name)
 
 
-@command("subscribe")
-def subscribe(s: Session, argv: list[bytes]) -> object:
-    """SUBSCRIBE channel [channel ...]: one confirmation per channel."""
+def _subscribe(kind: Callable[[Session], tuple], word: bytes, s: Session, argv: list[bytes]
+               ) -> object:
+    """SUBSCRIBE channel [channel ...] / PSUBSCRIBE pattern [pattern ...]: one confirmation
+    each."""
     replies = []
-    for channel in argv[1:]:
-        _subscribe(s, channel)
-        replies.append(Push([b"subscribe", channel, s.subscriptions]))
+    for name in argv[1:]:
+        _add(s, kind, name)
+        replies.append(Push([word, name, s.subscriptions]))
     return _replies(s, replies)
 
 
-@command("psubscribe")
-def psubscribe(s: Session, argv: list[bytes]) -> object:
-    """PSUBSCRIBE pattern [pattern ...]: one confirmation per pattern."""
+def _unsubscribe(kind: Callable[[Session], tuple], word: bytes, s: Session,
+                 argv: list[bytes]) -> object:
+    """UNSUBSCRIBE [channel ...] / PUNSUBSCRIBE [pattern ...]: no argument means all of them
+    (a ``nil`` name when there are none)."""
     replies = []
-    for pattern in argv[1:]:
-        _psubscribe(s, pattern)
-        replies.append(Push([b"psubscribe", pattern, s.subscriptions]))
-    return _replies(s, replies)
-
-
-@command("unsubscribe")
-def unsubscribe(s: Session, argv: list[bytes]) -> object:
-    """UNSUBSCRIBE [channel ...]: no argument means every channel (``nil`` when none)."""
-    channels, _ = _ordered(s)
-    targets = argv[1:] or list(channels)
-    replies = []
-    for channel in targets:
-        _unsubscribe(s, channel)
-        replies.append(Push([b"unsubscribe", channel, s.subscriptions]))
+    for name in argv[1:] or list(kind(s)[0]):
+        _remove(s, kind, name)
+        replies.append(Push([word, name, s.subscriptions]))
     if not replies:
-        replies.append(Push([b"unsubscribe", None, s.subscriptions]))
+        replies.append(Push([word, None, s.subscriptions]))
     return _replies(s, replies)
 
 
-@command("punsubscribe")
-def punsubscribe(s: Session, argv: list[bytes]) -> object:
-    """PUNSUBSCRIBE [pattern ...]: no argument means every pattern (``nil`` when none)."""
-    _, patterns = _ordered(s)
-    targets = argv[1:] or list(patterns)
-    replies = []
-    for pattern in targets:
-        _punsubscribe(s, pattern)
-        replies.append(Push([b"punsubscribe", pattern, s.subscriptions]))
-    if not replies:
-        replies.append(Push([b"punsubscribe", None, s.subscriptions]))
-    return _replies(s, replies)
+command("subscribe")(partial(_subscribe, _channels, b"subscribe"))
+command("psubscribe")(partial(_subscribe, _patterns, b"psubscribe"))
+command("unsubscribe")(partial(_unsubscribe, _channels, b"unsubscribe"))
+command("punsubscribe")(partial(_unsubscribe, _patterns, b"punsubscribe"))
 
 
 @command("publish")

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+from functools import partial
 
-from kvrepl.commands.args import to_int
+from kvrepl.commands.args import INT_MAX, INT_MIN, leading_flags, parse_range_int
 from kvrepl.commands.core import Command, CommandStats, Engine, Session, command
 from kvrepl.commands.glob import glob_match
 from kvrepl.commands.help import help_reply
@@ -22,9 +23,6 @@ from kvrepl.commands.spec import (
 from kvrepl.config import Config
 from kvrepl.errors import DB_INDEX_OUT_OF_RANGE, SYNTAX, ReplyError
 from kvrepl.protocol.replies import OK, Raw
-
-_INT_MIN, _INT_MAX = -(1 << 31), (1 << 31) - 1
-
 
 # -- FLUSHALL FLUSHDB DBSIZE SWAPDB ---------------------------------------------------------
 
@@ -73,18 +71,11 @@ def dbsize(s: Session, argv: list[bytes]) -> object:
     return len(s.db)
 
 
-def _db_index(arg: bytes, message: str) -> int:
-    index = to_int(arg)
-    if index is None or not _INT_MIN <= index <= _INT_MAX:
-        raise ReplyError(message)
-    return index
-
-
 @command("swapdb")
 def swapdb(s: Session, argv: list[bytes]) -> object:
     """SWAPDB index1 index2: exchange two databases; clients see the other data at once."""
-    first = _db_index(argv[1], "ERR invalid first DB index")
-    second = _db_index(argv[2], "ERR invalid second DB index")
+    first = parse_range_int(argv[1], INT_MIN, INT_MAX, "ERR invalid first DB index")
+    second = parse_range_int(argv[2], INT_MIN, INT_MAX, "ERR invalid second DB index")
     count = len(s.engine.keyspace.dbs)
     if not (0 <= first < count and 0 <= second < count):
         raise ReplyError(DB_INDEX_OUT_OF_RANGE)
@@ -320,22 +311,16 @@ def command_list(s: Session, argv: list[bytes]) -> object:
             if selected is None or _listed(cmd, *selected)]
 
 
-def _getkeys(s: Session, argv: list[bytes], with_flags: bool) -> object:
+def _getkeys(with_flags: bool, s: Session, argv: list[bytes]) -> object:
+    """COMMAND GETKEYS command [arg ...]: the key arguments of that command line;
+    COMMAND GETKEYSANDFLAGS: each key with its access flags."""
     cmd = s.engine.table.get(argv[2].lower())
     specs = {cmd.name: _visible(cmd)} if cmd is not None else {}
     return command_getkeys_reply(argv[2:], with_flags, specs)
 
 
-@command("command|getkeys")
-def command_getkeys(s: Session, argv: list[bytes]) -> object:
-    """COMMAND GETKEYS command [arg ...]: the key arguments of that command line."""
-    return _getkeys(s, argv, False)
-
-
-@command("command|getkeysandflags")
-def command_getkeysandflags(s: Session, argv: list[bytes]) -> object:
-    """COMMAND GETKEYSANDFLAGS command [arg ...]: each key with its access flags."""
-    return _getkeys(s, argv, True)
+command("command|getkeys")(partial(_getkeys, False))
+command("command|getkeysandflags")(partial(_getkeys, True))
 
 
 @command("command|help")
@@ -354,22 +339,11 @@ def shutdown(s: Session, argv: list[bytes]) -> object:
     The node stops through ``engine.on_shutdown(save)`` (save: True, False or None for
     "as configured"); like Redis, the client gets no reply, its connection just closes.
     """
-    save: bool | None = None
-    nosave = now = force = abort = False
-    for arg in argv[1:]:
-        word = arg.lower()
-        if word == b"nosave":
-            nosave = True
-        elif word == b"save":
-            save = True
-        elif word == b"now":
-            now = True
-        elif word == b"force":
-            force = True
-        elif word == b"abort":
-            abort = True
-        else:
-            raise ReplyError(SYNTAX)
+    flags, end = leading_flags(argv, 1, (b"nosave", b"save", b"now", b"force", b"abort"))
+    if end < len(argv):
+        raise ReplyError(SYNTAX)
+    nosave, now, force, abort = (flag in flags for flag in (b"nosave", b"now", b"force", b"abort"))
+    save: bool | None = True if b"save" in flags else None
     if (abort and (nosave or save or now or force)) or (nosave and save):
         raise ReplyError(SYNTAX)  # an illegal combination
     if abort:

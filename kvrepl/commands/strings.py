@@ -9,11 +9,18 @@ absolute ``PXAT``/``PEXPIREAT``, ``INCRBYFLOAT`` becomes ``SET ... KEEPTTL``, ``
 
 from __future__ import annotations
 
-from kvrepl.commands.args import INT64_MAX, long_double_add, to_float
+from fractions import Fraction
+
+from kvrepl.commands.args import (
+    INT64_MAX,
+    long_double_add,
+    parse_int,
+    parse_long_double,
+)
 from kvrepl.commands.core import Session, command
-from kvrepl.errors import NOT_FLOAT, NOT_INTEGER, OVERFLOW, SYNTAX, ReplyError, WrongTypeError
+from kvrepl.errors import OVERFLOW, SYNTAX, ReplyError, WrongTypeError
 from kvrepl.protocol.replies import OK
-from kvrepl.store.encoding import mark_string, string2ll
+from kvrepl.store.encoding import mark_string
 
 # Flags of parseExtendedStringArgumentsOrReply (t_string.c).
 _NX = 1 << 0
@@ -33,14 +40,6 @@ _TOO_BIG = "ERR string exceeds maximum allowed size (proto-max-bulk-len)"
 
 
 # -- helpers -------------------------------------------------------------------------------
-def parse_ll(arg: bytes, message: str = NOT_INTEGER) -> int:
-    """An integer argument read with Redis's strict ``string2ll`` (``-0`` is rejected)."""
-    value = string2ll(arg)
-    if value is None:
-        raise ReplyError(message)
-    return value
-
-
 def lookup_string(s: Session, key: bytes) -> bytes | None:
     """The string at ``key`` (None when missing); WRONGTYPE for any other type."""
     value = s.db.lookup(key)
@@ -63,7 +62,7 @@ def _check_length(s: Session, size: int, append: int) -> None:
 
 def _expire_at_ms(s: Session, argv: list[bytes], arg: bytes, flags: int) -> int:
     """getExpireMillisecondsOrReply: the absolute expiry in unix ms for EX/PX/EXAT/PXAT."""
-    when = parse_ll(arg)
+    when = parse_int(arg)
     seconds = not flags & (_PX | _PXAT)
     if when <= 0 or (seconds and when > INT64_MAX // 1000):
         raise expire_error(argv)
@@ -279,12 +278,7 @@ def strlen(s: Session, argv: list[bytes]) -> object:
 # -- counters ----------------------------------------------------------------------------------
 def _incr_decr(s: Session, key: bytes, incr: int) -> int:
     current = lookup_string(s, key)
-    if current is None:
-        value = 0
-    else:
-        value = string2ll(current)
-        if value is None:
-            raise ReplyError(NOT_INTEGER)
+    value = 0 if current is None else parse_int(current)
     value += incr
     if value > INT64_MAX or value < -INT64_MAX - 1:
         raise ReplyError(OVERFLOW)
@@ -308,13 +302,13 @@ def decr(s: Session, argv: list[bytes]) -> object:
 @command("incrby")
 def incrby(s: Session, argv: list[bytes]) -> object:
     """INCRBY key increment"""
-    return _incr_decr(s, argv[1], parse_ll(argv[2]))
+    return _incr_decr(s, argv[1], parse_int(argv[2]))
 
 
 @command("decrby")
 def decrby(s: Session, argv: list[bytes]) -> object:
     """DECRBY key decrement"""
-    amount = parse_ll(argv[2])
+    amount = parse_int(argv[2])
     if amount == -INT64_MAX - 1:
         raise ReplyError("ERR decrement would overflow")
     return _incr_decr(s, argv[1], -amount)
@@ -325,10 +319,11 @@ def incrbyfloat(s: Session, argv: list[bytes]) -> object:
     """INCRBYFLOAT key increment, in long double as Redis; propagated as SET ... KEEPTTL."""
     key = argv[1]
     current = lookup_string(s, key)
-    base = b"0" if current is None else current
-    if to_float(base) is None or to_float(argv[2]) is None:
-        raise ReplyError(NOT_FLOAT)
-    result = long_double_add(base, argv[2])
+    value = Fraction(0) if current is None else parse_long_double(current)
+    increment = parse_long_double(argv[2])
+    result = None
+    if not isinstance(value, float) and not isinstance(increment, float):  # both finite
+        result = long_double_add(value, increment)
     if result is None:
         raise ReplyError("ERR increment would produce NaN or Infinity")
     # createStringObjectFromLongDouble builds an embstr even when the text is an integer.
@@ -361,7 +356,7 @@ def append(s: Session, argv: list[bytes]) -> object:
 def setrange(s: Session, argv: list[bytes]) -> object:
     """SETRANGE key offset value: overwrite from ``offset``, zero-padding as needed."""
     key, patch = argv[1], argv[3]
-    offset = parse_ll(argv[2])
+    offset = parse_int(argv[2])
     if offset < 0:
         raise ReplyError("ERR offset is out of range")
     current = lookup_string(s, key)
@@ -387,8 +382,8 @@ def setrange(s: Session, argv: list[bytes]) -> object:
 @command("getrange")
 def getrange(s: Session, argv: list[bytes]) -> object:
     """GETRANGE key start end (inclusive, negative from the end)."""
-    start = parse_ll(argv[2])
-    end = parse_ll(argv[3])
+    start = parse_int(argv[2])
+    end = parse_int(argv[3])
     value = lookup_string(s, argv[1])
     if value is None:
         return b""
@@ -462,7 +457,7 @@ def lcs(s: Session, argv: list[bytes]) -> object:
         elif opt == b"withmatchlen":
             withmatchlen = True
         elif opt == b"minmatchlen" and j < len(argv) - 1:
-            minmatchlen = max(parse_ll(argv[j + 1]), 0)
+            minmatchlen = max(parse_int(argv[j + 1]), 0)
             j += 1
         else:
             raise ReplyError(SYNTAX)

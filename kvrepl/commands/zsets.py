@@ -3,99 +3,46 @@
 Values are :class:`kvrepl.store.values.ZSet`. Ranges are bisections on its ``ordered`` index,
 so range reads and removals cost O(log n + m). Scores are parsed the way Redis parses them
 (``strtod`` with Redis's own checks), which is stricter in some places and laxer in others
-than Python's ``float()``: see :func:`_string2d` and :func:`_range_bound`.
+than Python's ``float()``: see :func:`kvrepl.commands.args.string2d` and :func:`_range_bound`.
 """
 
 from __future__ import annotations
 
 import math
 import random
-import re
-from bisect import bisect_left
-from collections import OrderedDict
 from collections.abc import Iterable
-from decimal import Decimal
-from fractions import Fraction
+from functools import partial
 
-from kvrepl.commands.args import INT64_MAX, INT64_MIN, _to_long_double, parse_int, to_int
-from kvrepl.commands.core import Block, Session, command
-from kvrepl.commands.glob import glob_match
-from kvrepl.errors import (
-    MIN_MAX_NOT_FLOAT,
-    MIN_MAX_NOT_STRING,
-    NOT_FLOAT,
-    NOT_INTEGER,
-    SYNTAX,
-    TIMEOUT_NEGATIVE,
-    TIMEOUT_NOT_FLOAT,
-    ReplyError,
-    WrongTypeError,
+from kvrepl.commands.args import (
+    LONG_MAX,
+    leading_flags,
+    parse_choice,
+    parse_double,
+    parse_int,
+    parse_mpop,
+    parse_positive_int,
+    parse_range_int,
+    parse_timeout,
+    rank_range,
+    strtod,
 )
+from kvrepl.commands.core import Block, Session, command
+from kvrepl.commands.keys import store_result
+from kvrepl.commands.scan import parse_scan_cursor, scan_elements, scan_reply
+from kvrepl.errors import MIN_MAX_NOT_FLOAT, MIN_MAX_NOT_STRING, SYNTAX, ReplyError, WrongTypeError
 from kvrepl.protocol.replies import NULL_ARRAY, format_double
+from kvrepl.store.encoding import zset_is_listpack
 from kvrepl.store.values import ZSet
 
 NAN_SCORE = "ERR resulting score is not a number (NaN)"
 _SUM, _MIN, _MAX = 0, 1, 2
+_AGGREGATES = {b"sum": _SUM, b"min": _MIN, b"max": _MAX}
+_ZADD_FLAGS = frozenset((b"nx", b"xx", b"gt", b"lt", b"ch", b"incr"))
 _UNION, _INTER, _DIFF = 0, 1, 2
 _RANK, _SCORE, _LEX = 0, 1, 2
+_ENDS = {b"min": False, b"max": True}  # ZMPOP's MIN|MAX: "pop the highest"
 
 # -- parsing -----------------------------------------------------------------------------
-
-_SPACE = b" \t\n\v\f\r"
-# What glibc's strtod accepts, as a whole string (a full match means strtod consumes it all).
-_STRTOD = re.compile(
-    rb"[ \t\n\v\f\r]*[+-]?(?:"
-    rb"(?P<inf>inf(?:inity)?)"
-    rb"|(?P<nan>nan(?:\([0-9a-z_]*\))?)"
-    rb"|0x(?P<hex>(?P<hexdigits>[0-9a-f]+\.?[0-9a-f]*|\.[0-9a-f]+)(?:p[+-]?[0-9]+)?)"
-    rb"|(?P<dec>(?P<digits>[0-9]+\.?[0-9]*|\.[0-9]+)(?:e[+-]?[0-9]+)?)"
-    rb")",
-    re.IGNORECASE,
-)
-_NONZERO = re.compile(rb"[1-9a-fA-F]")
-
-
-def _strtod(text: bytes) -> tuple[float, bool] | None:
-    """``text`` as strtod reads it when it consumes all of it: ``(value, erange)``, or None.
-
-    ``erange`` is strtod's ERANGE: overflow to infinity or underflow to zero.
-    """
-    match = _STRTOD.fullmatch(text)
-    if match is None:
-        return None
-    negative = text.lstrip(_SPACE)[:1] == b"-"
-    erange = False
-    if match["inf"]:
-        value = math.inf
-    elif match["nan"]:
-        value = math.nan
-    elif match["hex"] is not None:
-        try:
-            value = float.fromhex("0x" + match["hex"].decode())
-        except OverflowError:
-            value, erange = math.inf, True
-        if value == 0 and _NONZERO.search(match["hexdigits"]):
-            erange = True
-    else:
-        value = float(match["dec"])
-        if math.isinf(value) or (value == 0 and _NONZERO.search(match["digits"])):
-            erange = True
-    return (-value if negative else value), erange
-
-
-def _string2d(arg: bytes, message: str = NOT_FLOAT) -> float:
-    """A double as Redis's ``string2d`` takes it (scores, weights), or ReplyError(message).
-
-    Hex floats and ``inf`` pass; leading spaces, overflow, underflow to zero and NaN do not.
-    """
-    if arg and arg[0] not in _SPACE:
-        parsed = _strtod(arg)
-        if parsed is not None:
-            value, erange = parsed
-            if not (math.isnan(value) or (erange and (math.isinf(value) or value == 0))):
-                return value
-    raise ReplyError(message)
-
 
 def _range_bound(arg: bytes) -> tuple[float, bool]:
     """One ``min``/``max`` of a score range (``zslParseRange``): ``(value, exclusive)``.
@@ -109,7 +56,7 @@ def _range_bound(arg: bytes) -> tuple[float, bool]:
         text = text[1:]
     if not text:
         return 0.0, exclusive
-    parsed = _strtod(text)
+    parsed = strtod(text)
     if parsed is None or math.isnan(parsed[0]):
         raise ReplyError(MIN_MAX_NOT_FLOAT)
     return parsed[0], exclusive
@@ -142,56 +89,6 @@ def _lex_range(argv: list[bytes], low: int, high: int) -> tuple[LexBound, LexBou
     return _lex_bound(argv[low]), _lex_bound(argv[high])
 
 
-def _range_long(arg: bytes, low: int, high: int, message: str | None = None) -> int:
-    """``getRangeLongFromObjectOrReply``: an integer in ``[low, high]``."""
-    value = to_int(arg)
-    if value is None:
-        raise ReplyError(message or NOT_INTEGER)
-    if value < low or value > high:
-        raise ReplyError(
-            message or f"ERR value is out of range, value must between {low} and {high}")
-    return value
-
-
-def _positive_long(arg: bytes, message: str = "ERR value is out of range, must be positive") -> int:
-    return _range_long(arg, 0, INT64_MAX, message)
-
-
-_TWO_POW_MIN_SUBNORMAL = Fraction(1, 2**16445)  # smallest x87 long double subnormal
-
-
-def _parse_timeout(arg: bytes) -> float:
-    """A blocking timeout in seconds (``getTimeoutFromObjectOrReply``); 0 waits forever.
-
-    Redis reads it with strtold, multiplies by 1000 in long double and rounds up to whole
-    milliseconds; values beyond the ``long long`` range convert to LLONG_MIN on x86 and so
-    come back as "timeout is negative".
-    """
-    parsed = None
-    if arg and len(arg) < 5 * 1024 and arg[0] not in _SPACE:
-        parsed = _STRTOD.fullmatch(arg)
-    if parsed is None or parsed["nan"]:
-        raise ReplyError(TIMEOUT_NOT_FLOAT)
-    if parsed["inf"]:
-        millis = INT64_MIN
-    else:
-        try:
-            if parsed["hex"] is not None:
-                exact = Fraction(float.fromhex(arg.decode()))
-            else:
-                exact = Fraction(Decimal(arg.decode()))
-            if exact and abs(exact) < _TWO_POW_MIN_SUBNORMAL / 2:
-                raise OverflowError  # underflow to zero: ERANGE
-            millis = math.ceil(_to_long_double(_to_long_double(exact) * 1000))
-        except OverflowError:
-            raise ReplyError(TIMEOUT_NOT_FLOAT) from None
-        if millis > INT64_MAX or millis < INT64_MIN:
-            millis = INT64_MIN
-    if millis < 0:
-        raise ReplyError(TIMEOUT_NEGATIVE)
-    return millis / 1000
-
-
 # -- helpers ------------------------------------------------------------------------------
 
 
@@ -215,15 +112,6 @@ def _reply_items(s: Session, items: Iterable[tuple[float, bytes]], withscores: b
     return out
 
 
-def _listpack_sized(s: Session, zset: ZSet) -> bool:
-    """Would Redis keep this set as a listpack? (ZSCAN returns those whole; they hold -0 as 0.)"""
-    config = s.engine.config
-    if len(zset) > config.zset_max_listpack_entries:
-        return False
-    limit = config.zset_max_listpack_value
-    return all(len(member) <= limit for member in zset.scores)
-
-
 def _kept_score(s: Session, size: int, member: bytes, score: float) -> float:
     """The score a set of ``size`` members keeps: a listpack stores -0 as the integer 0.
 
@@ -240,16 +128,10 @@ def _store(s: Session, dst: bytes, zset: ZSet) -> int:
 
     Redis turns a small result into a listpack, where a -0 score becomes 0.
     """
-    if zset and _listpack_sized(s, zset) and any(
+    if zset and zset_is_listpack(zset, s.engine.config) and any(
             score == 0 and math.copysign(1.0, score) < 0 for score in zset.scores.values()):
         zset = ZSet({member: score + 0.0 for member, score in zset.scores.items()})
-    if zset:
-        s.db.set(dst, zset)
-        s.engine.dirty += 1
-        return len(zset)
-    if s.db.delete(dst):
-        s.engine.dirty += 1
-    return 0
+    return store_result(s, dst, zset)
 
 
 def _score_span(zset: ZSet, low: float, low_ex: bool, high: float, high_ex: bool) -> tuple[int, int]:
@@ -320,26 +202,14 @@ def _lex_span(zset: ZSet, low: LexBound, high: LexBound, reverse: bool = False) 
 # -- ZADD, ZINCRBY, ZREM --------------------------------------------------------------------
 
 
-def _zadd_generic(s: Session, argv: list[bytes], incr: bool) -> object:
+def _zadd_generic(incr: bool, s: Session, argv: list[bytes]) -> object:
+    """ZADD key [NX|XX] [GT|LT] [CH] [INCR] score member [score member ...]; ZINCRBY key
+    increment member is ZADD INCR to Redis, option parsing included."""
+    flags, index = leading_flags(argv, 2, _ZADD_FLAGS)
     nx = xx = gt = lt = ch = False
-    index = 2
-    while index < len(argv):
-        option = argv[index].lower()
-        if option == b"nx":
-            nx = True
-        elif option == b"xx":
-            xx = True
-        elif option == b"ch":
-            ch = True
-        elif option == b"incr":
-            incr = True
-        elif option == b"gt":
-            gt = True
-        elif option == b"lt":
-            lt = True
-        else:
-            break
-        index += 1
+    if flags:
+        nx, xx, gt, lt, ch = (flag in flags for flag in (b"nx", b"xx", b"gt", b"lt", b"ch"))
+        incr = incr or b"incr" in flags
     remaining = len(argv) - index
     if remaining % 2 or not remaining:
         raise ReplyError(SYNTAX)
@@ -350,7 +220,7 @@ def _zadd_generic(s: Session, argv: list[bytes], incr: bool) -> object:
     if incr and remaining > 2:
         raise ReplyError("ERR INCR option supports a single increment-element pair")
     # Every score is checked before anything changes: the command is all or nothing.
-    scores = [_string2d(argv[i]) for i in range(index, len(argv), 2)]
+    scores = [parse_double(argv[i]) for i in range(index, len(argv), 2)]
     key = argv[1]
     zset = _lookup(s, key)
     added = updated = processed = 0
@@ -388,16 +258,8 @@ def _zadd_generic(s: Session, argv: list[bytes], incr: bool) -> object:
     return added + updated if ch else added
 
 
-@command("zadd")
-def zadd(s: Session, argv: list[bytes]) -> object:
-    """ZADD key [NX|XX] [GT|LT] [CH] [INCR] score member [score member ...]"""
-    return _zadd_generic(s, argv, incr=False)
-
-
-@command("zincrby")
-def zincrby(s: Session, argv: list[bytes]) -> object:
-    """ZINCRBY key increment member (Redis runs it as ZADD INCR, option parsing included)."""
-    return _zadd_generic(s, argv, incr=True)
+command("zadd")(partial(_zadd_generic, False))
+command("zincrby")(partial(_zadd_generic, True))
 
 
 @command("zrem")
@@ -443,7 +305,8 @@ def zmscore(s: Session, argv: list[bytes]) -> object:
     return [scores.get(member) for member in argv[2:]]
 
 
-def _zrank(s: Session, argv: list[bytes], reverse: bool) -> object:
+def _zrank(reverse: bool, s: Session, argv: list[bytes]) -> object:
+    """ZRANK / ZREVRANK key member"""
     zset = _lookup(s, argv[1])
     if zset is None:
         return None
@@ -453,16 +316,8 @@ def _zrank(s: Session, argv: list[bytes], reverse: bool) -> object:
     return len(zset) - 1 - rank
 
 
-@command("zrank")
-def zrank(s: Session, argv: list[bytes]) -> object:
-    """ZRANK key member"""
-    return _zrank(s, argv, reverse=False)
-
-
-@command("zrevrank")
-def zrevrank(s: Session, argv: list[bytes]) -> object:
-    """ZREVRANK key member"""
-    return _zrank(s, argv, reverse=True)
+command("zrank")(partial(_zrank, False))
+command("zrevrank")(partial(_zrank, True))
 
 
 # -- counting and ranges ------------------------------------------------------------------------
@@ -490,8 +345,8 @@ def zlexcount(s: Session, argv: list[bytes]) -> object:
     return stop - start
 
 
-def _zrange_generic(s: Session, argv: list[bytes], first: int, store: bool,
-                    rangetype: int | None, reverse: bool | None) -> object:
+def _zrange_generic(first: int, store: bool, rangetype: int | None, reverse: bool | None,
+                    s: Session, argv: list[bytes]) -> object:
     """ZRANGE and friends (``zrangeGenericCommand``); ``None`` means "options decide".
 
     ``first`` is the index of the source key; ZRANGESTORE's destination is ``argv[1]``.
@@ -541,13 +396,9 @@ def _zrange_generic(s: Session, argv: list[bytes], first: int, store: bool,
     if zset is not None:
         size = len(zset)
         if rangetype == _RANK:
-            if start < 0:
-                start += size
-            if end < 0:
-                end += size
-            start = max(start, 0)
-            if start <= end and start < size:
-                end = min(end, size - 1)
+            span = rank_range(start, end, size)
+            if span is not None:
+                start, end = span
                 if reverse:
                     items = zset.ordered.islice(size - 1 - end, size - start, reverse=True)
                 else:
@@ -573,49 +424,23 @@ def _zrange_generic(s: Session, argv: list[bytes], first: int, store: bool,
     return _reply_items(s, items, withscores)
 
 
-@command("zrange")
-def zrange(s: Session, argv: list[bytes]) -> object:
-    """ZRANGE key start stop [BYSCORE|BYLEX] [REV] [LIMIT offset count] [WITHSCORES]"""
-    return _zrange_generic(s, argv, 1, False, None, None)
+for _name, _variant in {
+    # key start stop [BYSCORE|BYLEX] [REV] [LIMIT offset count] [WITHSCORES]
+    "zrange": (1, False, None, None),
+    # dst src min max [BYSCORE|BYLEX] [REV] [LIMIT offset count]
+    "zrangestore": (2, True, None, None),
+    "zrevrange": (1, False, _RANK, True),  # key start stop [WITHSCORES]
+    # key min max (max min when REV) [WITHSCORES] [LIMIT offset count]
+    "zrangebyscore": (1, False, _SCORE, False),
+    "zrevrangebyscore": (1, False, _SCORE, True),
+    "zrangebylex": (1, False, _LEX, False),  # key min max [LIMIT offset count]
+    "zrevrangebylex": (1, False, _LEX, True),  # key max min [LIMIT offset count]
+}.items():
+    command(_name)(partial(_zrange_generic, *_variant))
 
 
-@command("zrangestore")
-def zrangestore(s: Session, argv: list[bytes]) -> object:
-    """ZRANGESTORE dst src min max [BYSCORE|BYLEX] [REV] [LIMIT offset count]"""
-    return _zrange_generic(s, argv, 2, True, None, None)
-
-
-@command("zrevrange")
-def zrevrange(s: Session, argv: list[bytes]) -> object:
-    """ZREVRANGE key start stop [WITHSCORES]"""
-    return _zrange_generic(s, argv, 1, False, _RANK, True)
-
-
-@command("zrangebyscore")
-def zrangebyscore(s: Session, argv: list[bytes]) -> object:
-    """ZRANGEBYSCORE key min max [WITHSCORES] [LIMIT offset count]"""
-    return _zrange_generic(s, argv, 1, False, _SCORE, False)
-
-
-@command("zrevrangebyscore")
-def zrevrangebyscore(s: Session, argv: list[bytes]) -> object:
-    """ZREVRANGEBYSCORE key max min [WITHSCORES] [LIMIT offset count]"""
-    return _zrange_generic(s, argv, 1, False, _SCORE, True)
-
-
-@command("zrangebylex")
-def zrangebylex(s: Session, argv: list[bytes]) -> object:
-    """ZRANGEBYLEX key min max [LIMIT offset count]"""
-    return _zrange_generic(s, argv, 1, False, _LEX, False)
-
-
-@command("zrevrangebylex")
-def zrevrangebylex(s: Session, argv: list[bytes]) -> object:
-    """ZREVRANGEBYLEX key max min [LIMIT offset count]"""
-    return _zrange_generic(s, argv, 1, False, _LEX, True)
-
-
-def _zremrange(s: Session, argv: list[bytes], rangetype: int) -> object:
+def _zremrange(rangetype: int, s: Session, argv: list[bytes]) -> object:
+    """ZREMRANGEBYRANK key start stop, ZREMRANGEBYSCORE / ZREMRANGEBYLEX key min max"""
     if rangetype == _RANK:
         start = parse_int(argv[2])
         end = parse_int(argv[3])
@@ -629,14 +454,10 @@ def _zremrange(s: Session, argv: list[bytes], rangetype: int) -> object:
         return 0
     size = len(zset)
     if rangetype == _RANK:
-        if start < 0:
-            start += size
-        if end < 0:
-            end += size
-        start = max(start, 0)
-        if start > end or start >= size:
+        span = rank_range(start, end, size)
+        if span is None:
             return 0
-        lo, hi = start, min(end, size - 1) + 1
+        lo, hi = span[0], span[1] + 1
     elif rangetype == _SCORE:
         lo, hi = _score_span(zset, *bounds)
     else:
@@ -648,22 +469,9 @@ def _zremrange(s: Session, argv: list[bytes], rangetype: int) -> object:
     return deleted
 
 
-@command("zremrangebyrank")
-def zremrangebyrank(s: Session, argv: list[bytes]) -> object:
-    """ZREMRANGEBYRANK key start stop"""
-    return _zremrange(s, argv, _RANK)
-
-
-@command("zremrangebyscore")
-def zremrangebyscore(s: Session, argv: list[bytes]) -> object:
-    """ZREMRANGEBYSCORE key min max"""
-    return _zremrange(s, argv, _SCORE)
-
-
-@command("zremrangebylex")
-def zremrangebylex(s: Session, argv: list[bytes]) -> object:
-    """ZREMRANGEBYLEX key min max"""
-    return _zremrange(s, argv, _LEX)
+command("zremrangebyrank")(partial(_zremrange, _RANK))
+command("zremrangebyscore")(partial(_zremrange, _SCORE))
+command("zremrangebylex")(partial(_zremrange, _LEX))
 
 
 # -- pops, blocking pops --------------------------------------------------------------------
@@ -690,10 +498,11 @@ def _pop(s: Session, key: bytes, zset: ZSet, highest: bool, count: int,
     return flat
 
 
-def _zpop(s: Session, argv: list[bytes], highest: bool) -> object:
+def _zpop(highest: bool, s: Session, argv: list[bytes]) -> object:
+    """ZPOPMIN / ZPOPMAX key [count]"""
     if len(argv) > 3:
         raise ReplyError(SYNTAX)
-    count = _positive_long(argv[2]) if len(argv) == 3 else -1
+    count = parse_positive_int(argv[2]) if len(argv) == 3 else -1
     # RESP3 nests the pairs only when a count was given.
     nested = s.resp3 and count != -1
     zset = _lookup(s, argv[1])
@@ -702,16 +511,8 @@ def _zpop(s: Session, argv: list[bytes], highest: bool) -> object:
     return _pop(s, argv[1], zset, highest, 1 if count == -1 else count, False, nested)
 
 
-@command("zpopmin")
-def zpopmin(s: Session, argv: list[bytes]) -> object:
-    """ZPOPMIN key [count]"""
-    return _zpop(s, argv, highest=False)
-
-
-@command("zpopmax")
-def zpopmax(s: Session, argv: list[bytes]) -> object:
-    """ZPOPMAX key [count]"""
-    return _zpop(s, argv, highest=True)
+command("zpopmin")(partial(_zpop, False))
+command("zpopmax")(partial(_zpop, True))
 
 
 def _pop_first(s: Session, keys: list[bytes], highest: bool, count: int, nested: bool,
@@ -743,58 +544,27 @@ def _pop_first(s: Session, keys: list[bytes], highest: bool, count: int, nested:
     return Block(keys=list(keys), timeout=timeout, timeout_reply=NULL_ARRAY)
 
 
-def _bzpop(s: Session, argv: list[bytes], highest: bool) -> object:
-    timeout = _parse_timeout(argv[-1])
+def _bzpop(highest: bool, s: Session, argv: list[bytes]) -> object:
+    """BZPOPMIN / BZPOPMAX key [key ...] timeout; served as ``[key, member, score]``."""
+    timeout = parse_timeout(argv[-1], s.engine.keyspace.now_ms())
     return _pop_first(s, argv[1:-1], highest, -1, False, timeout)
 
 
-@command("bzpopmin")
-def bzpopmin(s: Session, argv: list[bytes]) -> object:
-    """BZPOPMIN key [key ...] timeout; served as ``[key, member, score]``."""
-    return _bzpop(s, argv, highest=False)
+command("bzpopmin")(partial(_bzpop, False))
+command("bzpopmax")(partial(_bzpop, True))
 
 
-@command("bzpopmax")
-def bzpopmax(s: Session, argv: list[bytes]) -> object:
-    """BZPOPMAX key [key ...] timeout"""
-    return _bzpop(s, argv, highest=True)
+def _zmpop(block: bool, s: Session, argv: list[bytes]) -> object:
+    """ZMPOP numkeys key [key ...] MIN|MAX [COUNT count], BZMPOP timeout numkeys ...:
+    ``[key, [[member, score], ...]]``."""
+    numkeys_index = 2 if block else 1
+    keys, highest, count = parse_mpop(argv, numkeys_index, _ENDS)
+    timeout = parse_timeout(argv[1], s.engine.keyspace.now_ms()) if block else None
+    return _pop_first(s, keys, highest, count, True, timeout)
 
 
-def _zmpop(s: Session, argv: list[bytes], numkeys_index: int, block: bool) -> object:
-    numkeys = _range_long(argv[numkeys_index], 1, INT64_MAX,
-                          "ERR numkeys should be greater than 0")
-    where_index = numkeys_index + numkeys + 1
-    if where_index >= len(argv):
-        raise ReplyError(SYNTAX)
-    where = argv[where_index].lower()
-    if where not in (b"min", b"max"):
-        raise ReplyError(SYNTAX)
-    count = -1
-    j = where_index + 1
-    while j < len(argv):
-        if count == -1 and argv[j].lower() == b"count" and j < len(argv) - 1:
-            j += 1
-            count = _range_long(argv[j], 1, INT64_MAX, "ERR count should be greater than 0")
-        else:
-            raise ReplyError(SYNTAX)
-        j += 1
-    if count == -1:
-        count = 1
-    keys = argv[numkeys_index + 1:where_index]
-    timeout = _parse_timeout(argv[1]) if block else None
-    return _pop_first(s, keys, where == b"max", count, True, timeout)
-
-
-@command("zmpop")
-def zmpop(s: Session, argv: list[bytes]) -> object:
-    """ZMPOP numkeys key [key ...] MIN|MAX [COUNT count]: ``[key, [[member, score], ...]]``."""
-    return _zmpop(s, argv, 1, block=False)
-
-
-@command("bzmpop")
-def bzmpop(s: Session, argv: list[bytes]) -> object:
-    """BZMPOP timeout numkeys key [key ...] MIN|MAX [COUNT count]"""
-    return _zmpop(s, argv, 2, block=True)
+command("zmpop")(partial(_zmpop, False))
+command("bzmpop")(partial(_zmpop, True))
 
 
 # -- ZUNION, ZINTER, ZDIFF and their STORE forms, ZINTERCARD -----------------------------------
@@ -821,9 +591,12 @@ def _aggregate(target: float, value: float, mode: int) -> float:
     return value if value > target else target
 
 
-def _zsetop(s: Session, argv: list[bytes], name: str, numkeys_index: int, op: int,
-            dst: bytes | None = None, card_only: bool = False) -> object:
-    """``zunionInterDiffGenericCommand``: parse, combine, then reply or store at ``dst``."""
+def _zsetop(name: str, op: int, store: bool, card_only: bool, s: Session, argv: list[bytes]
+            ) -> object:
+    """``zunionInterDiffGenericCommand``: parse, combine, then reply, or store at ``argv[1]``
+    (the STORE forms, whose ``numkeys`` comes after it)."""
+    numkeys_index = 2 if store else 1
+    dst = argv[1] if store else None
     setnum = parse_int(argv[numkeys_index])
     if setnum < 1:
         raise ReplyError(f"ERR at least 1 input key is needed for '{name}' command")
@@ -844,25 +617,17 @@ def _zsetop(s: Session, argv: list[bytes], name: str, numkeys_index: int, op: in
         remaining = len(argv) - j
         word = argv[j].lower()
         if op != _DIFF and not card_only and remaining >= setnum + 1 and word == b"weights":
-            weights = [_string2d(arg, "ERR weight value is not a float")
+            weights = [parse_double(arg, "ERR weight value is not a float")
                        for arg in argv[j + 1:j + 1 + setnum]]
             j += 1 + setnum
         elif op != _DIFF and not card_only and remaining >= 2 and word == b"aggregate":
-            mode = argv[j + 1].lower()
-            if mode == b"sum":
-                aggregate = _SUM
-            elif mode == b"min":
-                aggregate = _MIN
-            elif mode == b"max":
-                aggregate = _MAX
-            else:
-                raise ReplyError(SYNTAX)
+            aggregate = parse_choice(argv[j + 1], _AGGREGATES)
             j += 2
         elif dst is None and not card_only and word == b"withscores":
             withscores = True
             j += 1
         elif card_only and remaining >= 2 and word == b"limit":
-            limit = _positive_long(argv[j + 1], "ERR LIMIT can't be negative")
+            limit = parse_positive_int(argv[j + 1], "ERR LIMIT can't be negative")
             j += 2
         else:
             raise ReplyError(SYNTAX)
@@ -915,51 +680,23 @@ def _zsetop(s: Session, argv: list[bytes], name: str, numkeys_index: int, op: in
     return _reply_items(s, zset.ordered, withscores)
 
 
-@command("zunion")
-def zunion(s: Session, argv: list[bytes]) -> object:
-    """ZUNION numkeys key [key ...] [WEIGHTS w ...] [AGGREGATE SUM|MIN|MAX] [WITHSCORES]"""
-    return _zsetop(s, argv, "zunion", 1, _UNION)
-
-
-@command("zinter")
-def zinter(s: Session, argv: list[bytes]) -> object:
-    """ZINTER numkeys key [key ...] [WEIGHTS w ...] [AGGREGATE SUM|MIN|MAX] [WITHSCORES]"""
-    return _zsetop(s, argv, "zinter", 1, _INTER)
-
-
-@command("zdiff")
-def zdiff(s: Session, argv: list[bytes]) -> object:
-    """ZDIFF numkeys key [key ...] [WITHSCORES]"""
-    return _zsetop(s, argv, "zdiff", 1, _DIFF)
-
-
-@command("zunionstore")
-def zunionstore(s: Session, argv: list[bytes]) -> object:
-    """ZUNIONSTORE dst numkeys key [key ...] [WEIGHTS w ...] [AGGREGATE SUM|MIN|MAX]"""
-    return _zsetop(s, argv, "zunionstore", 2, _UNION, dst=argv[1])
-
-
-@command("zinterstore")
-def zinterstore(s: Session, argv: list[bytes]) -> object:
-    """ZINTERSTORE dst numkeys key [key ...] [WEIGHTS w ...] [AGGREGATE SUM|MIN|MAX]"""
-    return _zsetop(s, argv, "zinterstore", 2, _INTER, dst=argv[1])
-
-
-@command("zdiffstore")
-def zdiffstore(s: Session, argv: list[bytes]) -> object:
-    """ZDIFFSTORE dst numkeys key [key ...]"""
-    return _zsetop(s, argv, "zdiffstore", 2, _DIFF, dst=argv[1])
-
-
-@command("zintercard")
-def zintercard(s: Session, argv: list[bytes]) -> object:
-    """ZINTERCARD numkeys key [key ...] [LIMIT limit]"""
-    return _zsetop(s, argv, "zintercard", 1, _INTER, card_only=True)
+for _name, _variant in {
+    # numkeys key [key ...] [WEIGHTS w ...] [AGGREGATE SUM|MIN|MAX] [WITHSCORES]
+    "zunion": (_UNION, False, False),
+    "zinter": (_INTER, False, False),
+    "zdiff": (_DIFF, False, False),  # numkeys key [key ...] [WITHSCORES]
+    # dst numkeys key [key ...] [WEIGHTS w ...] [AGGREGATE SUM|MIN|MAX]
+    "zunionstore": (_UNION, True, False),
+    "zinterstore": (_INTER, True, False),
+    "zdiffstore": (_DIFF, True, False),  # dst numkeys key [key ...]
+    "zintercard": (_INTER, False, True),  # numkeys key [key ...] [LIMIT limit]
+}.items():
+    command(_name)(partial(_zsetop, _name, *_variant))
 
 
 # -- ZRANDMEMBER, ZSCAN ------------------------------------------------------------------------
 
-_LONG_HALF = INT64_MAX // 2
+_LONG_HALF = LONG_MAX // 2
 
 
 @command("zrandmember")
@@ -974,7 +711,7 @@ def zrandmember(s: Session, argv: list[bytes]) -> object:
         if zset is None:
             return None
         return zset.ordered[random.randrange(len(zset))][1]
-    count = _range_long(argv[2], -INT64_MAX, INT64_MAX)
+    count = parse_range_int(argv[2], -LONG_MAX, LONG_MAX)
     if len(argv) > 4 or (len(argv) == 4 and argv[3].lower() != b"withscores"):
         raise ReplyError(SYNTAX)
     withscores = len(argv) == 4
@@ -995,78 +732,20 @@ def zrandmember(s: Session, argv: list[bytes]) -> object:
     return _reply_items(s, items, withscores)
 
 
-_HASH_MASK = (1 << 64) - 1
-# ZSCAN cursors of big sets are positions in member-hash order, so a full iteration returns
-# every member present from start to end even while the set changes. The hash-ordered
-# index of a few recently scanned sets is kept between calls; a stale index is still
-# correct (members gone are skipped, members added meanwhile may be missed, as SCAN allows).
-_SCAN_INDEXES: OrderedDict[int, tuple[ZSet, list[int], list[bytes]]] = OrderedDict()
-_SCAN_INDEXES_KEPT = 8
-
-
-def _scan_index(zset: ZSet, fresh: bool) -> tuple[list[int], list[bytes]]:
-    entry = _SCAN_INDEXES.get(id(zset))
-    if entry is not None and entry[0] is zset and not fresh:
-        _SCAN_INDEXES.move_to_end(id(zset))
-        return entry[1], entry[2]
-    pairs = sorted((hash(member) & _HASH_MASK, member) for member in zset.scores)
-    hashes = [h for h, _ in pairs]
-    members = [m for _, m in pairs]
-    _SCAN_INDEXES[id(zset)] = (zset, hashes, members)
-    _SCAN_INDEXES.move_to_end(id(zset))
-    while len(_SCAN_INDEXES) > _SCAN_INDEXES_KEPT:
-        _SCAN_INDEXES.popitem(last=False)
-    return hashes, members
-
-
-def _parse_cursor(arg: bytes) -> int:
-    """A SCAN cursor as Redis's strtoul reads it: ``-1`` wraps around, ``""`` is 0."""
-    match = re.fullmatch(rb"([+-]?)([0-9]*)", arg.split(b"\0", 1)[0])
-    if match is None or (not match[2] and match[1]):
-        raise ReplyError("ERR invalid cursor")
-    value = int(match[2] or b"0")
-    if value > _HASH_MASK:
-        raise ReplyError("ERR invalid cursor")
-    return (-value & _HASH_MASK) if match[1] == b"-" else value
-
-
 @command("zscan")
 def zscan(s: Session, argv: list[bytes]) -> object:
     """ZSCAN key cursor [MATCH pattern] [COUNT count]: scores come back as bulk strings."""
-    cursor = _parse_cursor(argv[2])
+    cursor = parse_scan_cursor(argv[2])
     zset = _lookup(s, argv[1])
     if zset is None:
-        return [b"0", []]
-    count = 10
-    pattern: bytes | None = None
-    j = 3
-    while j < len(argv):
-        word = argv[j].lower()
-        if word == b"count" and len(argv) - j >= 2:
-            count = parse_int(argv[j + 1])
-            if count < 1:
-                raise ReplyError(SYNTAX)
-        elif word == b"match" and len(argv) - j >= 2:
-            pattern = argv[j + 1] if argv[j + 1] != b"*" else None
-        else:
-            raise ReplyError(SYNTAX)
-        j += 2
-    if _listpack_sized(s, zset):
-        members = [member for _, member in zset.ordered]
-        cursor = 0
-    else:
-        hashes, index = _scan_index(zset, fresh=cursor == 0)
-        start = bisect_left(hashes, cursor)
-        stop = min(start + count, len(hashes))
-        while 0 < stop < len(hashes) and hashes[stop] == hashes[stop - 1]:
-            stop += 1  # members sharing a hash go out together
-        members = [m for m in index[start:stop] if m in zset.scores]
-        cursor = hashes[stop - 1] + 1 if stop < len(hashes) else 0
-    out: list = []
+        return scan_reply(0, [])
     scores = zset.scores
+    compact = None
+    if zset_is_listpack(zset, s.engine.config):
+        compact = [member for _, member in zset.ordered]
+    cursor, members = scan_elements(scores, argv, cursor, compact)
+    out: list = []
     for member in members:
-        if pattern is None or glob_match(pattern, member):
-            out.append(member)
-            out.append(format_double(scores[member]))
-    return [b"%d" % cursor, out]
-
+        out.append(member)
+        out.append(format_double(scores[member]))
+    return scan_reply(cursor, out)

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import re
 from collections import deque
+from collections.abc import Collection
 
 from kvrepl.store.values import ZSet
 
@@ -47,21 +48,26 @@ SHARED_INTEGERS = 10000  # OBJ_SHARED_INTEGERS
 SHARED_REFCOUNT = 2147483647  # OBJ_SHARED_REFCOUNT (INT_MAX)
 MARK_LIMIT = 4096
 
+INT64_MIN = -(1 << 63)
+INT64_MAX = (1 << 63) - 1
 # string2ll: optional '-', no leading zeros, no '+', no spaces; "-0" is not an integer.
 _INT_RE = re.compile(rb"(?:0|-?[1-9][0-9]*)\Z")
-_INT64_MIN = -(1 << 63)
-_INT64_MAX = (1 << 63) - 1
 
 # id(value) -> (value, encoding). Holding the value keeps its id from being reused.
 _marks: dict[int, tuple[bytes, bytes]] = {}
 
 
 def string2ll(value: bytes) -> int | None:
-    """``value`` as Redis's ``string2ll`` reads it (strict canonical form), or None."""
+    """``value`` as Redis's ``string2ll`` reads it, or None: a signed 64-bit integer in
+    canonical form (optional ``-``, no ``+``, spaces or leading zeros; ``-0`` is refused).
+
+    The one integer reader: command arguments (:mod:`kvrepl.commands.args`) and the ``int``
+    and ``intset`` encodings below both use it.
+    """
     if len(value) > 20 or not _INT_RE.match(value):
         return None
     number = int(value)
-    if number < _INT64_MIN or number > _INT64_MAX:
+    if number < INT64_MIN or number > INT64_MAX:
         return None
     return number
 
@@ -114,29 +120,37 @@ def object_encoding(value: object, config: object) -> bytes:
     if kind is deque:
         return b"quicklist"
     if kind is dict:
-        if len(value) > config.hash_max_listpack_entries:  # type: ignore[arg-type,attr-defined]
-            return b"hashtable"
-        limit = config.hash_max_listpack_value  # type: ignore[attr-defined]
-        for field, item in value.items():  # type: ignore[attr-defined]
-            if len(field) > limit or len(item) > limit:
-                return b"hashtable"
-        return b"listpack"
+        return b"listpack" if hash_is_listpack(value, config) else b"hashtable"  # type: ignore
     if kind is set:
-        if len(value) > config.set_max_intset_entries:  # type: ignore[arg-type,attr-defined]
-            return b"hashtable"
-        for member in value:  # type: ignore[attr-defined]
-            if string2ll(member) is None:
-                return b"hashtable"
-        return b"intset"
+        return b"intset" if set_is_intset(value, config) else b"hashtable"  # type: ignore
     if kind is ZSet:
-        if len(value) > config.zset_max_listpack_entries:  # type: ignore[arg-type,attr-defined]
-            return b"skiplist"
-        limit = config.zset_max_listpack_value  # type: ignore[attr-defined]
-        for member in value.scores:  # type: ignore[attr-defined]
-            if len(member) > limit:
-                return b"skiplist"
-        return b"listpack"
+        return b"listpack" if zset_is_listpack(value, config) else b"skiplist"  # type: ignore
     return b"unknown"
+
+
+def hash_is_listpack(value: dict, config: object) -> bool:
+    """True when Redis 7.0 would keep a hash with these fields and values as a listpack
+    (iterated in insertion order, which a Python dict keeps)."""
+    if len(value) > config.hash_max_listpack_entries:  # type: ignore[attr-defined]
+        return False
+    limit = config.hash_max_listpack_value  # type: ignore[attr-defined]
+    return all(len(f) <= limit and len(v) <= limit for f, v in value.items())
+
+
+def set_is_intset(members: Collection[bytes], config: object) -> bool:
+    """True when Redis 7.0 would encode a set with these members as an intset (iterated in
+    ascending numeric order). ``setTypeAdd`` caps the limit at 2**30."""
+    limit = min(config.set_max_intset_entries, 1 << 30)  # type: ignore[attr-defined]
+    return len(members) <= limit and all(string2ll(m) is not None for m in members)
+
+
+def zset_is_listpack(zset: ZSet, config: object) -> bool:
+    """True when Redis 7.0 would keep a sorted set with these members as a listpack
+    (ZSCAN returns those whole; they hold -0 as 0)."""
+    if len(zset) > config.zset_max_listpack_entries:  # type: ignore[attr-defined]
+        return False
+    limit = config.zset_max_listpack_value  # type: ignore[attr-defined]
+    return all(len(member) <= limit for member in zset.scores)
 
 
 def object_refcount(value: object, config: object) -> int:
