@@ -508,3 +508,9 @@ def test_monitor_registration(engine: Engine, run: Run) -> None:
     assert len(watcher.pending_out) == 1
     engine.close_session(watcher)
     assert engine.monitors == []
+
+
+def test_command_info_resp3_bytes_match_redis(wire):
+    """Flags and ACL categories are RESP3 sets, in Redis's order."""
+    wire("COMMAND", "INFO", "get", "set", "zadd", protocol=3)
+    wire("COMMAND", "GETKEYSANDFLAGS", "SET", "k", "v", protocol=3)

@@ -7,10 +7,9 @@ positions the way ``db.c`` does, and builds the ``COMMAND INFO`` / ``COMMAND DOC
 ``COMMAND GETKEYS`` replies as plain reply values for :func:`kvrepl.protocol.replies.encode`.
 
 Where Redis replies with a RESP3 *set* (``addReplySetLen``: flags, categories, tips, key specs,
-history), the values here are lists: the encoder's ``set`` type is unordered and these replies
-have a fixed order. RESP2 bytes are identical; in RESP3 they come out as arrays (``*``) where
-Redis sends sets (``~``). :data:`SetReply` is the one place to change when the encoder gains an
-ordered set type.
+history), the values are :class:`~kvrepl.protocol.replies.OrderedSet`: sets in RESP3
+(``~``) as Redis sends them, arrays in RESP2, and in Redis's order either way
+(:data:`SetReply`).
 """
 
 from __future__ import annotations
@@ -23,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from kvrepl.errors import ReplyError
-from kvrepl.protocol.replies import Status
+from kvrepl.protocol.replies import OrderedSet, Status
 
 __all__ = [
     "CommandSpec",
@@ -43,7 +42,7 @@ __all__ = [
 _DATA = Path(__file__).with_name("redis_commands.json")
 
 # The type used where Redis sends a RESP3 set; see the module docstring.
-SetReply = list
+SetReply = OrderedSet
 
 # addReplyFlagsForCommand: the flags COMMAND INFO prints, in its order. may_replicate,
 # sentinel, only_sentinel, protected and touches_arbitrary_keys are hidden on purpose there.
