@@ -315,3 +315,18 @@ async def test_kvrepl_replica_of_redis_server_master():
             assert digest(replica) == await trio.to_thread.run_sync(digest, client)
     finally:
         redis_master.stop()
+
+
+async def test_replica_sends_acks_and_replies_without_colliding():
+    """The once-a-second ACK and an ACK from the stream handler may be due at the same
+    moment (here: the loop was busy for over a second right after the sync); they must
+    take turns on the stream, not make trio refuse the second sender."""
+    async with kvrepl.Master() as master, kvrepl.Replica(follow=master) as replica:
+        await replica.wait_synced()
+        time.sleep(1.1)  # synchronous work that holds the event loop past the ACK period
+        master.set(b"k", b"v")
+        await replica.wait_synced()
+        master.execute_command("WAIT", 1, 0)  # GETACK into the stream: another ACK
+        master.set(b"k2", b"v2")
+        await replica.wait_synced()
+        assert replica.get(b"k2") == b"v2"

@@ -71,7 +71,7 @@ class Snapshot:
 
     offset: int
     links: list[ReplicaLink] = field(default_factory=list)
-    rdb: bytes | None = None
+    rdb: list[bytes] | None = None  # the payload's chunks, sent one by one (no big join)
     error: str | None = None
     done: trio.Event = field(default_factory=trio.Event)
 
@@ -260,7 +260,7 @@ class MasterReplication:
                 chunks.append(writer.write_records(batch, sizes))
                 await trio.lowlevel.checkpoint()
             chunks.append(writer.finish())
-            snapshot.rdb = b"".join(chunks)
+            snapshot.rdb = chunks
         except Exception as err:  # never leave replicas waiting forever
             logger.warning("Background replication snapshot failed: %s", err)
             snapshot.error = str(err)
@@ -283,14 +283,20 @@ class MasterReplication:
         header = b"" if link.old_sync else (
             b"+FULLRESYNC %s %d\r\n" % (self.replid.encode(), snapshot.offset))
         link.state = "send_bulk"
+        mark = b""
         if self.config.repl_diskless_sync and "eof" in link.capabilities and not link.old_sync:
             logger.info("Starting BGSAVE for SYNC with target: replicas sockets")
             mark = secrets.token_hex(20).encode()
             link.hold_until_ack = True
-            await io.send_all(header + b"$EOF:" + mark + b"\r\n" + snapshot.rdb + mark)
+            await io.send_all(header + b"$EOF:" + mark + b"\r\n")
         else:
             logger.info("Starting BGSAVE for SYNC with target: disk")
-            await io.send_all(header + b"$%d\r\n" % len(snapshot.rdb) + snapshot.rdb)
+            await io.send_all(header + b"$%d\r\n" % sum(map(len, snapshot.rdb)))
+        # Chunk by chunk: one big concatenation would stall every other client.
+        for chunk in snapshot.rdb:
+            await io.send_all(chunk)
+        if mark:
+            await io.send_all(mark)
         link.state = "online"
         link.ack_offset = snapshot.offset
         link.ack_time = time.monotonic()

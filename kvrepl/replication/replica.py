@@ -66,7 +66,9 @@ class ReplicaOf:
         self.read_reploff = self.reploff
         self.has_history = replication.backlog is not None
         self.synced = trio.Event()
-        self._progress = trio.Event()  # set whenever reploff moves
+        self._progress = trio.Event()  # set whenever reploff moves, if someone waits
+        self._progress_waiters = 0
+        self._send_lock = trio.Lock()  # the ACK task and the stream handler both send
         self.session = engine.new_session()
         self.session.is_master = True
         self.session.kind = "master"
@@ -101,12 +103,21 @@ class ReplicaOf:
 
     async def wait_offset(self, offset: int) -> None:
         """Until this replica has processed the stream up to ``offset``."""
-        while self.reploff < offset:
-            await self._progress.wait()
+        self._progress_waiters += 1
+        try:
+            while self.reploff < offset:
+                await self._progress.wait()
+        finally:
+            self._progress_waiters -= 1
 
     def _moved(self) -> None:
-        self._progress.set()
-        self._progress = trio.Event()
+        if self._progress_waiters:
+            self._progress.set()
+            self._progress = trio.Event()
+
+    async def _send(self, stream: trio.abc.Stream, data: bytes) -> None:
+        async with self._send_lock:
+            await stream.send_all(data)
 
     def _link_lost(self) -> None:
         self.engine.masterdown = True
@@ -159,7 +170,7 @@ class ReplicaOf:
                 await self._send_ack(stream)
 
     async def _send_ack(self, stream: trio.abc.Stream) -> None:
-        await stream.send_all(encode_command([b"REPLCONF", b"ACK", b"%d" % self.reploff]))
+        await self._send(stream, encode_command([b"REPLCONF", b"ACK", b"%d" % self.reploff]))
 
     # -- events ----------------------------------------------------------------------------
     async def _handle(self, events: list[object], stream: trio.abc.Stream) -> None:
@@ -172,7 +183,7 @@ class ReplicaOf:
                 self.transfer_read += len(event.data)
                 await trio.lowlevel.checkpoint()
             elif kind is Send:
-                await stream.send_all(event.data)
+                await self._send(stream, event.data)
             elif kind is FullResync:
                 self._full_resync(event)
             elif kind is PayloadStart:
