@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import shutil
 import socket
@@ -84,7 +85,8 @@ def goal_cell(value: float, goal: float) -> str:
 def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     """A GitHub markdown table; numeric-looking columns are right-aligned."""
     def numeric(column: int) -> bool:
-        return all(row[column][:1].isdigit() or row[column] == "n/a" for row in rows)
+        # Blank cells (a value that does not apply to that row) do not decide the alignment.
+        return all(row[column][:1].isdigit() or row[column] in ("n/a", "") for row in rows)
 
     widths = [max(len(headers[i]), *(len(row[i]) for row in rows)) for i in range(len(headers))]
     align = [numeric(i) for i in range(len(headers))]
@@ -175,12 +177,7 @@ class Server:
     def start(self, timeout: float = 30.0, attempts: int = 3) -> Server:
         """Start the process and wait until it answers PING."""
         for attempt in range(attempts):
-            self.port = free_port()
-            argv = self._command(self.port)
-            with open(self.logfile, "wb") as out:
-                self.proc = subprocess.Popen(argv, cwd=self.workdir, env=self.env,
-                                             stdin=subprocess.DEVNULL, stdout=out,
-                                             stderr=subprocess.STDOUT)
+            self.launch()
             if self._wait_ready(timeout):
                 return self
             stop_process(self.proc)
@@ -188,6 +185,17 @@ class Server:
                 break
         raise RuntimeError(f"{self.name} did not answer PING on port {self.port}; "
                            f"its log ends with:\n{self.log_tail().decode(errors='replace')}")
+
+    def launch(self) -> Server:
+        """Start the process on a free port without waiting for it to answer: for callers
+        that time its start-up themselves (see :meth:`start` for the waiting kind)."""
+        self.port = free_port()
+        argv = self._command(self.port)
+        with open(self.logfile, "wb") as out:
+            self.proc = subprocess.Popen(argv, cwd=self.workdir, env=self.env,
+                                         stdin=subprocess.DEVNULL, stdout=out,
+                                         stderr=subprocess.STDOUT)
+        return self
 
     def _wait_ready(self, timeout: float) -> bool:
         assert self.proc is not None
@@ -242,3 +250,126 @@ def tool_version(argv: Sequence[str]) -> str:
         return "n/a"
     text = (out.stdout or out.stderr).strip()
     return text.splitlines()[0] if text else "n/a"
+
+
+# -- a persistent RESP connection (replication benchmarks) -----------------------------------
+
+def encode_request(*args: bytes) -> bytes:
+    """One command as a RESP array of bulk strings."""
+    return b"*%d\r\n" % len(args) + b"".join(b"$%d\r\n%s\r\n" % (len(a), a) for a in args)
+
+
+class Connection:
+    """A blocking RESP connection kept open across commands, for pinging every millisecond
+    or pipelining without paying a TCP connect per request.
+
+    Replies come back raw-decoded: simple strings and bulks as ``bytes``, integers as ``int``,
+    arrays as lists; an error reply raises :class:`ReplyError`.
+    """
+
+    def __init__(self, port: int, timeout: float = 10.0) -> None:
+        self.sock = socket.create_connection((HOST, port), timeout=timeout)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._buffer = bytearray()
+        self._pos = 0
+
+    def close(self) -> None:
+        """Close the socket (idempotent)."""
+        self.sock.close()
+
+    def __enter__(self) -> Connection:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    def command(self, *args: bytes) -> object:
+        """Send one command and wait for its reply."""
+        self.sock.sendall(encode_request(*args))
+        return self.read_reply()
+
+    def pipeline(self, requests: bytes, count: int) -> list[object]:
+        """Send pre-encoded ``requests`` at once and read ``count`` replies."""
+        self.sock.sendall(requests)
+        return [self.read_reply() for _ in range(count)]
+
+    def _line(self) -> bytes:
+        while True:
+            end = self._buffer.find(b"\r\n", self._pos)
+            if end >= 0:
+                line = bytes(self._buffer[self._pos:end])
+                self._pos = end + 2
+                return line
+            self._fill()
+
+    def _exactly(self, size: int) -> bytes:
+        while len(self._buffer) - self._pos < size + 2:
+            self._fill()
+        data = bytes(self._buffer[self._pos:self._pos + size])
+        self._pos += size + 2
+        return data
+
+    def _fill(self) -> None:
+        if self._pos:
+            del self._buffer[:self._pos]
+            self._pos = 0
+        chunk = self.sock.recv(1 << 16)
+        if not chunk:
+            raise ConnectionError("connection closed before a full reply")
+        self._buffer += chunk
+
+    def read_reply(self) -> object:
+        """One reply from the stream."""
+        line = self._line()
+        kind, rest = line[:1], line[1:]
+        if kind == b"+":
+            return rest
+        if kind == b"-":
+            raise ReplyError(rest.decode(errors="replace"))
+        if kind == b":":
+            return int(rest)
+        if kind == b"$":
+            size = int(rest)
+            return None if size < 0 else self._exactly(size)
+        if kind == b"*":
+            size = int(rest)
+            return None if size < 0 else [self.read_reply() for _ in range(size)]
+        raise ConnectionError(f"unexpected reply line {line[:80]!r}")
+
+    def info(self, section: str = "replication") -> dict[str, str]:
+        """``INFO section`` as a dict of its ``name:value`` lines."""
+        reply = self.command(b"INFO", section.encode())
+        return parse_info(reply if isinstance(reply, bytes) else b"")
+
+
+class ReplyError(Exception):
+    """The server answered with an error reply."""
+
+
+def parse_info(text: bytes) -> dict[str, str]:
+    """INFO's ``name:value`` lines as a dict (section headers and blank lines skipped)."""
+    fields: dict[str, str] = {}
+    for raw in text.decode(errors="replace").splitlines():
+        name, sep, value = raw.partition(":")
+        if sep and not raw.startswith("#"):
+            fields[name.strip()] = value.strip()
+    return fields
+
+
+def percentile(values: Sequence[float], fraction: float) -> float:
+    """The nearest-rank percentile (``fraction`` in 0..1), NaN for no values."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    rank = max(1, min(len(ordered), math.ceil(fraction * len(ordered))))
+    return ordered[rank - 1]
+
+
+def fmt_ms(seconds: float, digits: int = 1) -> str:
+    """Seconds shown as milliseconds (``n/a`` when missing)."""
+    return "n/a" if seconds != seconds else f"{seconds * 1000:,.{digits}f}"
+
+
+def fmt_seconds(seconds: float) -> str:
+    """Seconds with two decimals (``n/a`` when missing)."""
+    return "n/a" if seconds != seconds else f"{seconds:,.2f}"

@@ -11,6 +11,7 @@ store is atomic. Only what waits is ``async``.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 from types import TracebackType
 
@@ -18,6 +19,7 @@ import trio
 import trio.testing
 
 from kvrepl.commands.core import Block, Engine, Session
+from kvrepl.commands.replication import StartReplication, WaitReplicas
 from kvrepl.config import Config
 from kvrepl.errors import ReplyError
 from kvrepl.protocol.replies import NULL_ARRAY, OK, Status
@@ -158,6 +160,18 @@ class Node:
         """Every write this node applies from now on, as propagated (see ChangeStream)."""
         return ChangeStream(self.engine, buffer)
 
+    async def wait_for_replicas(self, count: int, timeout: float | None = None) -> int:
+        """WAIT for the embedded API: until ``count`` replicas acknowledged every write made
+        so far (or ``timeout`` seconds); returns how many did."""
+        replication = self.replication
+        offset = replication.master_repl_offset
+        if replication.replicas_acked(offset) < count:
+            replication.feed_raw(replication.getack_bytes)
+            with trio.move_on_after(math.inf if timeout is None else timeout):
+                while replication.replicas_acked(offset) < count:
+                    await replication.acked.wait()
+        return replication.replicas_acked(offset)
+
     # -- replication ---------------------------------------------------------------------
     def follow_address(self, host: str, port: int) -> None:
         """Become a replica of the master at ``host:port`` (REPLICAOF host port)."""
@@ -270,6 +284,12 @@ class Node:
         if kind is Block:
             # A plain call cannot wait: behave like the command inside MULTI.
             reply = reply.timeout_reply
+        elif kind is WaitReplicas:
+            # Likewise WAIT answers at once; `await wait_for_replicas()` is the waiting form.
+            reply = self.replication.replicas_acked(reply.offset)
+        elif kind is StartReplication:
+            raise ReplyError("ERR SYNC and PSYNC need a connection (replicas connect to a "
+                             "port or use Replica(follow=...))")
         return _python(reply)
 
     def select(self, db: int) -> None:

@@ -330,3 +330,14 @@ async def test_replica_sends_acks_and_replies_without_colliding():
         master.set(b"k2", b"v2")
         await replica.wait_synced()
         assert replica.get(b"k2") == b"v2"
+
+
+async def test_embedded_wait_for_replicas():
+    async with kvrepl.Master() as master, kvrepl.Replica(follow=master) as replica:
+        await replica.wait_synced()
+        master.set(b"k", b"v")
+        written = master.replication.master_repl_offset
+        assert await master.wait_for_replicas(1, timeout=10) == 1
+        assert replica.following.reploff >= written
+        assert await master.wait_for_replicas(2, timeout=0.05) == 1
+        assert master.execute_command("WAIT", 1, 0) in (0, 1)  # a plain call cannot block
