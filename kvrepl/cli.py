@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 import trio
 
-from kvrepl import __version__
+from kvrepl import __version__, persistence
 from kvrepl.config import Config, ConfigError
 from kvrepl.log import configure, logger
 from kvrepl.node import Node
@@ -114,12 +114,14 @@ def parse_args(argv: Sequence[str]) -> Config:
 
 
 async def run(config: Config, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED
-              ) -> None:
-    """Run a node until SIGTERM/SIGINT or SHUTDOWN, then stop cleanly."""
+              ) -> int:
+    """Run a node until SIGTERM/SIGINT or SHUTDOWN, then stop cleanly; the exit status
+    is 1 when the dump could not be loaded at startup."""
     logger.info("kvrepl is starting oO0OoO0OoO0Oo")
     logger.info("kvrepl version=%s, bits=64, pid=%d, just started", __version__, os.getpid())
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         node = Node(config=config, port=config.port)
+        node.load_dump = True
         async with node, trio.open_nursery() as nursery:
             logger.info("Server initialized")
             logger.info("The server is now ready to accept connections on port %d", node.port)
@@ -129,13 +131,18 @@ async def run(config: Config, *, task_status: trio.TaskStatus[int] = trio.TASK_S
                 async for signum in signals:
                     name = "SIGINT" if signum == signal.SIGINT else "SIGTERM"
                     logger.warning("Received %s scheduling shutdown...", name)
-                    node.server.request_shutdown(None)
+                    # Saves first when save points are set; if it can't, stays up.
+                    if persistence.prepare_shutdown(node.engine, None):
+                        node.server.request_shutdown(None)
 
             nursery.start_soon(watch_signals)
             await node.server.wait_shutdown()
             logger.warning("User requested shutdown...")
             nursery.cancel_scope.cancel()
+    if persistence.attach(node.engine).load_error is not None:
+        return 1
     logger.warning("kvrepl is now ready to exit, bye bye...")
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -153,11 +160,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     configure(config.loglevel, config.logfile)
     try:
-        trio.run(run, config)
+        return trio.run(run, config)
     except OSError as err:
         logger.warning("Failed listening on port %d (tcp), aborting: %s", config.port, err)
         return 1
-    return 0
 
 
 if __name__ == "__main__":

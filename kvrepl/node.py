@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
+from functools import partial
 from types import TracebackType
 
 import trio
 import trio.testing
 
+from kvrepl import persistence
 from kvrepl.commands.core import Block, Engine, Session
 from kvrepl.commands.replication import StartReplication, WaitReplicas
 from kvrepl.config import Config
@@ -143,6 +145,9 @@ class Node:
         self.replication = MasterReplication(self.engine)
         self.serve_tcp = port is not None
         self.server = Server(self.engine)
+        # kvrepl-server loads dir/dbfilename at startup (clients get -LOADING meanwhile);
+        # an embedded node starts empty unless asked.
+        self.load_dump = False
         self.following: ReplicaOf | None = None
         self._follow_scope: trio.CancelScope | None = None
         # Not in engine.sessions: the embedded API is no client connection (CLIENT LIST,
@@ -263,6 +268,10 @@ class Node:
 
     async def _start(self, nursery: trio.Nursery) -> None:
         self.replication.nursery = nursery
+        persistence.attach(self.engine, nursery)  # where BGSAVE jobs run
+        if self.load_dump:
+            await nursery.start(partial(persistence.load_on_startup, self.engine,
+                                        stop_on_error=True))
         if self.serve_tcp:
             await nursery.start(self.server.serve)
         else:

@@ -8,6 +8,7 @@ import shutil
 import socket
 import subprocess
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import hiredis
 import pytest
@@ -471,8 +472,9 @@ def test_shutdown_in_process_without_a_server(run: Run) -> None:
 @pytest.mark.parametrize(("args", "save"), [((b"NOSAVE", b"NOW"), False), ((b"SAVE",), True),
                                             ((), None)])
 def test_shutdown_stops_the_server_without_replying(args: tuple[bytes, ...],
-                                                    save: bool | None) -> None:
-    server = ThreadedServer(Config(save=())).start()
+                                                    save: bool | None, tmp_path: Path) -> None:
+    # SHUTDOWN SAVE writes dir/dbfilename: keep it out of the working directory
+    server = ThreadedServer(Config(save=(), dir=str(tmp_path))).start()
     try:
         sock = socket.create_connection(("127.0.0.1", server.port), timeout=5)
         sock.sendall(b" ".join((b"SHUTDOWN", *args)) + b"\r\n")

@@ -11,6 +11,7 @@ from kvrepl.commands import (  # noqa: F401
     info,
     keys,
     lists,
+    persistence,
     pubsub,
     replication,
     server,

@@ -2,7 +2,8 @@
 
 DIGEST, DIGEST-VALUE, POPULATE, SLEEP, SET-ACTIVE-EXPIRE, PROTOCOL, ERROR, LOG and HELP.
 Crash helpers (SEGFAULT, PANIC, OOM, ASSERT), allocator and encoding internals (MALLCTL,
-LISTPACK, QUICKLIST, SDSLEN, HTSTATS, STRUCTSIZE) and RELOAD / LOADAOF are not implemented.
+LISTPACK, QUICKLIST, SDSLEN, HTSTATS, STRUCTSIZE) and LOADAOF are not implemented. RELOAD is
+:func:`kvrepl.persistence.debug_reload`.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import re
 import time
 
+from kvrepl import persistence
 from kvrepl.commands.args import parse_positive_int
 from kvrepl.commands.core import Session, command
 from kvrepl.commands.help import help_reply, subcommand_syntax_error
@@ -37,6 +39,19 @@ _HELP = [
     "    Reply with a test value of the specified type. <type> can be: string,",
     "    integer, double, bignum, null, array, set, map, attrib, push, verbatim,",
     "    true, false.",
+    "RELOAD [option ...]",
+    "    Save the RDB on disk and reload it back to memory. Valid <option> values:",
+    "    * MERGE: conflicting keys will be loaded from RDB.",
+    "    * NOFLUSH: the existing database will not be removed before load, but",
+    "      conflicting keys will generate an exception and kill the server.",
+    "    * NOSAVE: the database will be loaded from an existing RDB file.",
+    "    Examples:",
+    "    * DEBUG RELOAD: verify that the server is able to persist, flush and reload",
+    "      the database.",
+    "    * DEBUG RELOAD NOSAVE: replace the current database with the contents of an",
+    "      existing RDB file.",
+    "    * DEBUG RELOAD NOSAVE NOFLUSH MERGE: add the contents of an existing RDB",
+    "      file to the database.",
     "SET-ACTIVE-EXPIRE <0|1>",
     "    Setting it to 0 disables expiring keys in background when they are not",
     "    accessed (otherwise the Redis behavior). Setting it to 1 reenables back the",
@@ -141,6 +156,9 @@ def debug(s: Session, argv: list[bytes]) -> object:
         return OK
     if sub == b"set-active-expire" and argc == 3:
         s.engine.active_expire_enabled = bool(_atoi(argv[2]))
+        return OK
+    if sub == b"reload":
+        persistence.debug_reload(s.engine, argv[2:])
         return OK
     if sub == b"protocol" and argc == 3:
         return _protocol(s, argv[2].lower())

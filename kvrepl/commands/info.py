@@ -194,42 +194,6 @@ def _memory(engine: Engine) -> list[str]:
     ]
 
 
-def _persistence(engine: Engine) -> list[str]:
-    """A node that has not saved yet: Redis sets lastsave to its start time."""
-    return [
-        f"loading:{int(engine.loading)}",
-        "async_loading:0",
-        "current_cow_peak:0",
-        "current_cow_size:0",
-        "current_cow_size_age:0",
-        "current_fork_perc:0.00",
-        "current_save_keys_processed:0",
-        "current_save_keys_total:0",
-        f"rdb_changes_since_last_save:{engine.dirty}",
-        "rdb_bgsave_in_progress:0",
-        f"rdb_last_save_time:{int(engine.started)}",
-        "rdb_last_bgsave_status:ok",
-        "rdb_last_bgsave_time_sec:-1",
-        "rdb_current_bgsave_time_sec:-1",
-        "rdb_saves:0",
-        "rdb_last_cow_size:0",
-        "rdb_last_load_keys_expired:0",
-        "rdb_last_load_keys_loaded:0",
-        f"aof_enabled:{int(bool(engine.config.appendonly))}",
-        "aof_rewrite_in_progress:0",
-        "aof_rewrite_scheduled:0",
-        "aof_last_rewrite_time_sec:-1",
-        "aof_current_rewrite_time_sec:-1",
-        "aof_last_bgrewrite_status:ok",
-        "aof_rewrites:0",
-        "aof_rewrites_consecutive_failures:0",
-        "aof_last_write_status:ok",
-        "aof_last_cow_size:0",
-        "module_fork_in_progress:0",
-        "module_fork_last_cow_size:0",
-    ]
-
-
 def _stats(engine: Engine) -> list[str]:
     stats = engine.stats
     return [
@@ -408,7 +372,7 @@ SECTIONS: dict[str, tuple[str, Section]] = {
     "server": ("Server", _server),
     "clients": ("Clients", _clients),
     "memory": ("Memory", _memory),
-    "persistence": ("Persistence", _persistence),
+    "persistence": ("Persistence", _empty),  # kvrepl.commands.persistence registers it
     "stats": ("Stats", _stats),
     "replication": ("Replication", _replication),
     "cpu": ("CPU", _cpu),

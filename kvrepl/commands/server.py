@@ -10,6 +10,7 @@ import dataclasses
 import itertools
 from functools import partial
 
+from kvrepl import persistence
 from kvrepl.commands.args import INT_MAX, INT_MIN, leading_flags, parse_range_int
 from kvrepl.commands.core import Command, CommandStats, Engine, Session, command
 from kvrepl.commands.glob import glob_match
@@ -51,6 +52,7 @@ def flushall(s: Session, argv: list[bytes]) -> object:
         s.engine.watches.touch_all_in_db(db, None)
     s.engine.keyspace.flushall()
     _flushed(s, argv, removed)
+    persistence.after_flushall(s.engine)  # kill a BGSAVE; save the empty dataset
     return OK
 
 
@@ -351,6 +353,8 @@ def shutdown(s: Session, argv: list[bytes]) -> object:
     if nosave:
         save = False
     if s.engine.on_shutdown is None:
+        raise ReplyError("ERR Errors trying to SHUTDOWN. Check logs.")
+    if not persistence.prepare_shutdown(s.engine, save, force):
         raise ReplyError("ERR Errors trying to SHUTDOWN. Check logs.")
     s.engine.on_shutdown(save)
     s.closing = True

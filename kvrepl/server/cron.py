@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import trio
 
+from kvrepl import persistence
 from kvrepl.commands.core import Engine
 
 
 async def run_cron(engine: Engine) -> None:
-    """Every ``1/hz`` seconds: active expiry on a master, then wake clients it made ready."""
+    """Every ``1/hz`` seconds: active expiry on a master, then wake clients it made ready;
+    then the ``save`` schedule (and BGSAVE SCHEDULE)."""
     while True:
         await trio.sleep(1 / engine.config.hz)
         engine.keyspace.lru_clock = int(engine.keyspace.clock())
         expire_cycle(engine)
+        persistence.cron(engine)
 
 
 def expire_cycle(engine: Engine) -> int:

@@ -10,6 +10,7 @@ from time import time as now
 
 import trio
 
+from kvrepl import persistence
 from kvrepl.commands.core import Block, Engine, Session
 from kvrepl.commands.replication import StartReplication, WaitReplicas
 from kvrepl.config import Config
@@ -306,6 +307,7 @@ class Server:
         """Listen on the configured ``bind`` and ``port`` (0 picks a free port) and serve."""
         listeners = await self.open_listeners()
         async with trio.open_nursery() as nursery:
+            persistence.attach(self.engine, nursery)  # where BGSAVE jobs run
             nursery.start_soon(run_cron, self.engine)
             for listener in listeners:
                 nursery.start_soon(self._accept_loop, listener, nursery)

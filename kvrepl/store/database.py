@@ -64,6 +64,16 @@ class Database:
         last = self.access.get(key)
         return 0 if last is None else max(0, self.keyspace.lru_clock - last)
 
+    def set_access(self, key: bytes, *, idle_seconds: int | None = None,
+                   frequency: int | None = None) -> None:
+        """RESTORE ... IDLETIME / FREQ (objectSetLRUOrLFU): set what the key reports; each
+        applies only under its kind of maxmemory-policy, as in Redis."""
+        keyspace = self.keyspace
+        if keyspace.lfu and frequency is not None:
+            self.access[key] = (_minutes(keyspace) << 8) | frequency
+        elif not keyspace.lfu and idle_seconds is not None:
+            self.access[key] = keyspace.lru_clock - idle_seconds
+
     def frequency(self, key: bytes) -> int:
         """OBJECT FREQ: the decayed LFU counter (new keys start at 5, as in Redis)."""
         packed = self.access.get(key)

@@ -1,0 +1,141 @@
+"""Persistence commands: SAVE BGSAVE LASTSAVE DUMP RESTORE, and INFO's Persistence section.
+
+The work is in :mod:`kvrepl.persistence` (snapshot jobs, files, the save schedule) and
+:mod:`kvrepl.rdb` (DUMP payloads). Sources: Redis 7.0.15 ``rdb.c`` (saveCommand,
+bgsaveCommand, lastsaveCommand) and ``cluster.c`` (dumpCommand, restoreCommand).
+"""
+
+from __future__ import annotations
+
+from kvrepl import persistence
+from kvrepl.commands.args import parse_int
+from kvrepl.commands.core import Session, command
+from kvrepl.commands.info import register_section
+from kvrepl.errors import SYNTAX, ReplyError
+from kvrepl.protocol.replies import OK, Status
+from kvrepl.rdb import dump_value, load_value
+
+BUSYKEY = "BUSYKEY Target key name already exists."
+_IN_PROGRESS = "ERR Background save already in progress"
+
+register_section("persistence", persistence.info_fields)
+
+
+# -- SAVE BGSAVE LASTSAVE ---------------------------------------------------------------------
+
+
+@command("save")
+def save(s: Session, argv: list[bytes]) -> object:
+    """SAVE: write the dataset to ``dir/dbfilename`` now, blocking every client meanwhile."""
+    state = persistence.attach(s.engine)
+    if state.bgsave_in_progress:
+        raise ReplyError(_IN_PROGRESS)
+    state.rdb_saves += 1
+    if not persistence.save(s.engine):
+        raise ReplyError("ERR")
+    return OK
+
+
+@command("bgsave")
+def bgsave(s: Session, argv: list[bytes]) -> object:
+    """BGSAVE [SCHEDULE]: snapshot the dataset now and write it in the background.
+
+    Inside MULTI the save is scheduled for the next cron tick, as Redis does (it cannot
+    fork while executing a transaction).
+    """
+    if len(argv) > 1 and (len(argv) != 2 or argv[1].lower() != b"schedule"):
+        raise ReplyError(SYNTAX)
+    state = persistence.attach(s.engine)
+    if state.bgsave_in_progress:
+        raise ReplyError(_IN_PROGRESS)
+    if s.in_exec:
+        state.bgsave_scheduled = True
+        return Status(b"Background saving scheduled")
+    if not persistence.bgsave(s.engine):
+        raise ReplyError("ERR")
+    return Status(b"Background saving started")
+
+
+@command("lastsave")
+def lastsave(s: Session, argv: list[bytes]) -> object:
+    """LASTSAVE: unix time of the last successful save (the start time before any)."""
+    return persistence.attach(s.engine).lastsave
+
+
+# -- DUMP RESTORE -----------------------------------------------------------------------------
+
+
+@command("dump")
+def dump(s: Session, argv: list[bytes]) -> object:
+    """DUMP key: the value in Redis 7.0's payload format (RDB 10 + CRC64), or nil."""
+    value = s.db.lookup(argv[1])
+    if value is None:
+        return None
+    config = s.engine.config
+    return dump_value(value, config=config, compression=config.rdbcompression)
+
+
+def _restore_options(argv: list[bytes]) -> tuple[bool, bool, int | None, int | None]:
+    """REPLACE, ABSTTL, IDLETIME seconds, FREQ frequency, checked in restoreCommand's order."""
+    replace = absttl = False
+    idle = freq = None
+    j = 4
+    while j < len(argv):
+        option = argv[j].lower()
+        more = len(argv) - j - 1
+        if option == b"replace":
+            replace = True
+        elif option == b"absttl":
+            absttl = True
+        elif option == b"idletime" and more >= 1 and freq is None:
+            idle = parse_int(argv[j + 1])
+            if idle < 0:
+                raise ReplyError("ERR Invalid IDLETIME value, must be >= 0")
+            j += 1
+        elif option == b"freq" and more >= 1 and idle is None:
+            freq = parse_int(argv[j + 1])
+            if not 0 <= freq <= 255:
+                raise ReplyError("ERR Invalid FREQ value, must be >= 0 and <= 255")
+            j += 1
+        else:
+            raise ReplyError(SYNTAX)
+        j += 1
+    return replace, absttl, idle, freq
+
+
+@command("restore")
+def restore(s: Session, argv: list[bytes]) -> object:
+    """RESTORE key ttl payload [REPLACE] [ABSTTL] [IDLETIME s] [FREQ f].
+
+    A relative TTL is propagated as an absolute one (``ttl`` rewritten to unix ms and ABSTTL
+    appended); a key restored already expired is not created, and if REPLACE deleted an
+    old one the command propagates as DEL.
+    """
+    replace, absttl, idle, freq = _restore_options(argv)
+    key = argv[1]
+    db = s.db
+    if not replace and db.lookup(key) is not None:
+        raise ReplyError(BUSYKEY)
+    ttl = parse_int(argv[2])
+    if ttl < 0:
+        raise ReplyError("ERR Invalid TTL value, must be >= 0")
+    value = load_value(argv[3])  # DumpPayloadError is a ReplyError with Redis's text
+    engine = s.engine
+    deleted = replace and db.delete(key)
+    now = engine.keyspace.now_ms()
+    if ttl and not absttl:
+        ttl += now
+    # checkAlreadyExpired: not while loading, nor on a replica (its master decides).
+    if ttl and ttl <= now and not engine.loading and not persistence.is_replica(engine):
+        if deleted:
+            engine.rewrite([b"DEL", key])
+            engine.dirty += 1
+        return OK
+    db.add(key, value)
+    db.set_access(key, idle_seconds=idle, frequency=freq)
+    if ttl:
+        db.set_expire(key, ttl)
+        if not absttl:
+            engine.rewrite([*argv[:2], b"%d" % ttl, *argv[3:], b"ABSTTL"])
+    engine.dirty += 1
+    return OK
