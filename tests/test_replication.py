@@ -12,7 +12,7 @@ import time
 import pytest
 import redis
 import trio
-from support import RedisServer
+from support import RedisServer, free_port
 
 import kvrepl
 from kvrepl.replication.stream import encode_command
@@ -341,3 +341,42 @@ async def test_embedded_wait_for_replicas():
         assert replica.following.reploff >= written
         assert await master.wait_for_replicas(2, timeout=0.05) == 1
         assert master.execute_command("WAIT", 1, 0) in (0, 1)  # a plain call cannot block
+
+
+async def test_master_restart_from_its_dump_continues_partially(tmp_path):
+    """A master restarted from a dump that carried its replication id and offset lets the
+    redis-server replica PSYNC on (+CONTINUE) instead of copying everything again."""
+    port = free_port()
+
+    def master_node() -> kvrepl.Master:
+        node = kvrepl.Master(port=port, dir=str(tmp_path))
+        node.load_dump = True
+        return node
+
+    redis_replica = None
+    try:
+        async with master_node() as master:
+            fill(master)
+            redis_replica = RedisServer("--replicaof", "127.0.0.1", str(port),
+                                        "--enable-debug-command", "yes")
+            client = redis_replica.client()
+            await eventually(lambda: _link_up(client), "the redis replica is up")
+            writes_everything(master, "r")
+            offset = master.replication.master_repl_offset
+            await eventually(lambda: client.info("replication")["slave_repl_offset"] >= offset,
+                             "redis applied the stream")
+            master.execute_command("SAVE")
+            replid = master.replication.replid
+        async with master_node() as restarted:
+            await eventually(lambda: not restarted.engine.loading, "the dump is loaded")
+            assert restarted.replication.replid == replid
+            assert restarted.replication.master_repl_offset == offset
+            await eventually(lambda: restarted.replication.sync_partial_ok == 1,
+                             "the replica continues partially")
+            assert restarted.replication.sync_full == 0
+            restarted.set(b"after-restart", b"1")
+            await eventually(lambda: client.get("after-restart") == b"1", "the write arrived")
+            assert await trio.to_thread.run_sync(digest, client) == digest(restarted)
+    finally:
+        if redis_replica is not None:
+            redis_replica.stop()

@@ -159,6 +159,17 @@ class MasterReplication:
         if self.backlog is None:
             self.backlog = Backlog(self.config.repl_backlog_size, self._offset)
 
+    def restore_history(self, replid: str, offset: int) -> None:
+        """After loading a dump that carried ``repl-id``/``repl-offset`` at startup: carry
+        on that history, so replicas (or, on a replica, its master) can continue with a
+        partial resync across the restart (Redis's loadDataFromDisk does the same)."""
+        self.replid = replid
+        self.replid2 = NO_REPLID
+        self.second_replid_offset = -1
+        self.backlog = None
+        self._offset = offset
+        self.create_backlog_keeping_id()
+
     def disconnect_replicas(self) -> None:
         """Sub-replicas of a replica whose history changed must sync again."""
         for link in list(self.replicas):

@@ -130,6 +130,11 @@ class ReplicaOf:
         self.synced = trio.Event() if self.synced.is_set() else self.synced
 
     async def _follow_once(self) -> None:
+        while self.engine.loading:  # the dump loaded at startup says where we were
+            await trio.sleep(0.01)
+        if not self.ever_connected:
+            self.reploff = self.read_reploff = self.replication.master_repl_offset
+            self.has_history = self.replication.backlog is not None
         self.state = CONNECTING
         logger.info("Connecting to MASTER %s:%s", self.host, self.port)
         stream = await self.connect()
