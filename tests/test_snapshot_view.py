@@ -43,7 +43,6 @@ def test_view_keeps_values_mutated_in_place_and_unhooks(run, engine):
     assert view.copies == 4  # the four containers changed in place, once each
     assert drain(view) == before
     assert engine.keyspace.before_write_hooks == []
-    assert engine.keyspace.swap_listeners == []
 
 
 def test_values_that_move_between_keys_and_dbs(run, engine):
@@ -93,6 +92,16 @@ class ViewMachine(RuleBasedStateMachine):
         self.run(b"SPOP", key + b"s")
         self.run(b"DEL", key + b"h")
         self.run(b"RENAME", key + b"z", key + b"zz")
+
+    @rule(key=keys, value=st.binary(max_size=3))
+    def overwrite_and_expire(self, key, value):
+        self.run(b"SET", key + b"h", value)
+        self.run(b"PEXPIRE", key, 100000)
+        self.run(b"PERSIST", key + b"s")
+
+    @rule()
+    def flush(self):
+        self.run(b"FLUSHDB")
 
     @rule(a=st.integers(0, 2), b=st.integers(0, 2))
     def swap(self, a, b):

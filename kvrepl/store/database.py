@@ -245,7 +245,6 @@ class Keyspace:
         self.lfu_decay_time = 1
         self.before_write_hooks: list[BeforeWriteHook] = []
         self.expired_listeners: list[Callable[[Database, bytes], None]] = []
-        self.swap_listeners: list[Callable[[int, int], None]] = []  # SWAPDB a b
         self.expired_keys = 0
         # (db, key) pairs some client is blocked on; filled by the server's blocking manager.
         self.blocked_keys: set[tuple[int, bytes]] = set()
@@ -278,8 +277,6 @@ class Keyspace:
         da.data, db_.data = db_.data, da.data
         da.expires, db_.expires = db_.expires, da.expires
         da.access, db_.access = db_.access, da.access
-        for listener in self.swap_listeners:
-            listener(a, b)
         for dbi, database in ((a, da), (b, db_)):
             for blocked_db, key in list(self.blocked_keys):
                 if blocked_db == dbi and key in database.data:
