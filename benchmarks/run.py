@@ -32,6 +32,7 @@ BENCHMARKS: dict[str, str] = {
     "tcp": "benchmarks.tcp",
     "inprocess": "benchmarks.inprocess",
     "replication": "benchmarks.replication",
+    "rdb": "benchmarks.rdb",
 }
 
 
