@@ -828,19 +828,6 @@ def load_file(engine: Engine, path: str | None = None, *, merge: bool | None = N
         _merge(keyspace, loader, replace=merge)
     _loaded(engine, result)
     _log_loaded(result, perf_counter() - started)
-    _restore_replication(engine, result)
-
-
-def _restore_replication(engine: Engine, result: LoadResult) -> None:
-    """A dump saved with a replication history lets a restarted node PSYNC on from it."""
-    replid = result.aux.get(b"repl-id", b"")
-    offset = result.aux.get(b"repl-offset", b"")
-    replication = getattr(engine, "replication", None)
-    if replication is None or len(replid) != 40 or not offset.lstrip(b"-").isdigit():
-        return
-    replication.restore_history(replid.decode("ascii", "replace"), int(offset))
-    logger.info("Restored replication ID and offset from the RDB: %s:%d",
-                replid.decode("ascii", "replace"), int(offset))
     return result
 
 
