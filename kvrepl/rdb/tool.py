@@ -24,7 +24,7 @@ import os
 import sys
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import IO, Any
 
 from kvrepl.rdb.errors import RdbError
@@ -85,10 +85,17 @@ def _progress_for(path: str, size: int, mode: str | None) -> Progress | None:
 
 
 def events_with_offsets(source: IO[bytes], parser: RdbParser,
-                        progress: Progress | None = None) -> Iterator[tuple[object, int]]:
-    """``(event, file offset after it)`` for every event, up to and including End."""
+                        progress: Progress | None = None,
+                        absorb: Callable[[], bool] | None = None
+                        ) -> Iterator[tuple[object, int]]:
+    """``(event, file offset after it)`` for every event, up to and including End.
+
+    ``absorb``, when given, runs first at every step and returns True when it consumed
+    input itself (the parser's fast path for runs of plain strings)."""
     read = 0
     while True:
+        if absorb is not None and absorb():
+            continue
         event = parser.next_event()
         if event is NEED_DATA:
             chunk = source.read(READ_SIZE)
@@ -120,29 +127,19 @@ def _checked_events(source: IO[bytes], parser: RdbParser, progress: Progress | N
     (the parser's fast path): every other event still comes with its exact offset."""
     data: dict[bytes, object] = {}
     expires: dict[bytes, int] = {}
-    read = 0
-    while True:
+
+    def absorb() -> bool:
         stored, dropped = parser.store_strings(data, expires, now_ms, limit=65536)
-        if stored or dropped:
-            counts.keys += stored + dropped
-            counts.expires += len(expires) + dropped
-            counts.expired += dropped
-            data.clear()
-            expires.clear()
-            continue
-        event = parser.next_event()
-        if event is NEED_DATA:
-            chunk = source.read(READ_SIZE)
-            read += len(chunk)
-            parser.feed(chunk)
-            if progress is not None:
-                progress.update(read)
-            continue
-        yield event, parser.offset
-        if type(event) is End:
-            if progress is not None:
-                progress.update(read, force=True)
-            return
+        if not (stored or dropped):
+            return False
+        counts.keys += stored + dropped
+        counts.expires += len(expires) + dropped
+        counts.expired += dropped
+        data.clear()
+        expires.clear()
+        return True
+
+    return events_with_offsets(source, parser, progress, absorb)
 
 
 def _text(data: bytes) -> str:
