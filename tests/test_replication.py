@@ -12,6 +12,7 @@ import time
 import pytest
 import redis
 import trio
+import trio.testing
 from support import RedisServer, free_port
 
 import kvrepl
@@ -380,3 +381,85 @@ async def test_master_restart_from_its_dump_continues_partially(tmp_path):
     finally:
         if redis_replica is not None:
             redis_replica.stop()
+
+
+# -- bad peers ---------------------------------------------------------------------------------
+
+def _psync_reply(port: int, replid: str, offset: int) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(encode_command([b"REPLCONF", b"capa", b"psync2"]))
+        assert sock.recv(100) == b"+OK\r\n"
+        sock.sendall(encode_command([b"PSYNC", replid.encode(), b"%d" % offset]))
+        data = b""
+        while b"\r\n" not in data.lstrip(b"\n"):
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+        return data.lstrip(b"\n").split(b"\r\n", 1)[0]
+
+
+async def test_master_refuses_offsets_it_does_not_hold():
+    """A replica that lies about its offset (ahead of the master, or behind the backlog, or
+    with another history) gets a full sync, never bytes it did not ask for."""
+    async with kvrepl.Master(port=0, repl_backlog_size=1024) as master, \
+            kvrepl.Replica(follow=master) as replica:
+        await replica.wait_synced()
+        for i in range(200):
+            master.set(b"k%d" % i, b"x" * 20)
+        await replica.wait_synced()
+        replid = master.replication.replid
+        offset = master.replication.master_repl_offset
+        port = master.port
+        ahead = await trio.to_thread.run_sync(_psync_reply, port, replid, offset + 100)
+        behind = await trio.to_thread.run_sync(_psync_reply, port, replid, 5)
+        other = await trio.to_thread.run_sync(_psync_reply, port, "f" * 40, offset + 1)
+        fine = await trio.to_thread.run_sync(_psync_reply, port, replid, offset + 1)
+        assert ahead.startswith(b"+FULLRESYNC") and behind.startswith(b"+FULLRESYNC")
+        assert other.startswith(b"+FULLRESYNC")
+        assert fine == b"+CONTINUE " + replid.encode()
+        assert master.replication.sync_partial_err == 3
+
+
+async def test_corrupt_payload_keeps_the_replica_data_and_it_retries():
+    """A master whose snapshot arrives damaged (bad checksum) costs the replica nothing: it
+    keeps serving its old data, drops the link and syncs again."""
+    attempts = []
+
+    async def fake_master(stream: trio.abc.Stream) -> None:
+        attempts.append(1)
+        async with stream:
+            # Serve the handshake as a master would: +PONG, +OK per REPLCONF, FULLRESYNC.
+            received = b""
+
+            async def read_until(count: int, word: bytes) -> None:
+                nonlocal received
+                while received.count(word) < count:
+                    received += await stream.receive_some(4096)
+
+            await read_until(1, b"PING")
+            await stream.send_all(b"+PONG\r\n")
+            await read_until(2, b"REPLCONF")
+            await stream.send_all(b"+OK\r\n+OK\r\n")
+            await read_until(1, b"PSYNC")
+            rdb = bytearray(bytes.fromhex("524544495330303130ffa9fd37fe89a77eeb"))
+            rdb[-1] ^= 0xFF  # break the CRC64
+            await stream.send_all(b"+FULLRESYNC " + b"a" * 40 + b" 0\r\n$%d\r\n" % len(rdb)
+                                  + bytes(rdb))
+            # A replica that took the payload would now ACK; this one must hang up.
+            while await stream.receive_some(4096):
+                pass
+
+    async with kvrepl.Master(repl_timeout=5) as node:
+        node.set(b"precious", b"kept")
+
+        async def connect() -> trio.abc.Stream:
+            ours, theirs = trio.testing.memory_stream_pair()
+            node._nursery.start_soon(fake_master, theirs)
+            return ours
+
+        node._follow(connect, ("fake", 0))
+        while len(attempts) < 2:  # the first attempt failed; the retry comes a second later
+            await trio.sleep(0.05)
+        assert node.get(b"precious") == b"kept"
+        assert node.following.link_up is False

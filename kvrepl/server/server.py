@@ -349,12 +349,22 @@ class Server:
             try:
                 with connection.cancel_scope:
                     async with trio.open_nursery() as nursery:
-                        nursery.start_soon(connection.pusher)
-                        await connection.run()
+                        nursery.start_soon(_contained, connection.pusher(), session)
+                        await _contained(connection.run(), session)
                         nursery.cancel_scope.cancel()
             finally:
                 self.connections.pop(session.id, None)
                 engine.close_session(session)
+
+
+async def _contained(work: object, session: Session) -> None:
+    """Run one client's work; whatever goes wrong with it ends that client only."""
+    try:
+        await work
+    except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as err:
+        logger.debug("Client %s disconnected: %s", session.addr, err)
+    except Exception:
+        logger.exception("Client %s closed after an internal error", session.addr)
 
 
 def _addresses(stream: trio.abc.Stream) -> tuple[str | None, str | None]:
