@@ -119,9 +119,10 @@ class MasterReplication:
 
     def _stream_bytes(self, data: bytes) -> None:
         self.backlog.append(data)
-        for link in self.replicas:
-            link.write(data)
-        self._check_output_limits()
+        if self.replicas:
+            for link in self.replicas:
+                link.write(data)
+            self._check_output_limits()
 
     def _check_output_limits(self) -> None:
         hard, soft, seconds = self.config.client_output_buffer_limit["replica"]

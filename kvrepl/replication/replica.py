@@ -66,8 +66,8 @@ class ReplicaOf:
         self.read_reploff = self.reploff
         self.has_history = replication.backlog is not None
         self.synced = trio.Event()
-        self._progress = trio.Event()  # set whenever reploff moves, if someone waits
-        self._progress_waiters = 0
+        self._progress = trio.Event()  # set when reploff reaches what someone waits for
+        self._wanted: list[int] = []  # offsets wait_offset() callers wait for
         self._send_lock = trio.Lock()  # the ACK task and the stream handler both send
         self.session = engine.new_session()
         self.session.is_master = True
@@ -93,6 +93,8 @@ class ReplicaOf:
                     logger.warning("MASTER <-> REPLICA sync: %s", err)
                 except trio.TooSlowError:
                     logger.warning("MASTER timeout: no data nor PING received...")
+                except Exception:  # a bug must not end replication for good: log, retry
+                    logger.exception("MASTER <-> REPLICA sync: unexpected error")
                 except (OSError, trio.BrokenResourceError, trio.ClosedResourceError) as err:
                     logger.warning("Error condition on socket for SYNC: %s", err)
                 self._link_lost()
@@ -103,15 +105,15 @@ class ReplicaOf:
 
     async def wait_offset(self, offset: int) -> None:
         """Until this replica has processed the stream up to ``offset``."""
-        self._progress_waiters += 1
+        self._wanted.append(offset)
         try:
             while self.reploff < offset:
                 await self._progress.wait()
         finally:
-            self._progress_waiters -= 1
+            self._wanted.remove(offset)
 
     def _moved(self) -> None:
-        if self._progress_waiters:
+        if self._wanted and self.reploff >= min(self._wanted):
             self._progress.set()
             self._progress = trio.Event()
 
