@@ -141,3 +141,26 @@ def test_non_critical_replconf_errors_are_ignored():
     protocol.receive_data(b"+PONG\r\n")
     events = protocol.receive_data(b"-ERR nope\r\n+OK\r\n")
     assert sent(events) == b"*3\r\n$5\r\nPSYNC\r\n$1\r\n?\r\n$2\r\n-1\r\n"
+
+
+def test_lz4_payload_between_kvrepl_nodes():
+    import lz4.frame
+
+    protocol = ReplicaProtocol(listening_port=6380, capabilities=("eof", "psync2", "lz4"))
+    handshake(protocol)
+    packed = lz4.frame.compress(RDB)
+    data = (b"+FULLRESYNC " + REPLID.encode() + b" 0\r\n$LZ4:%d\r\n" % len(packed) + packed
+            + b"*1\r\n$4\r\nping\r\n")
+    events = []
+    for i in range(len(data)):
+        events += protocol.receive_data(data[i:i + 1])
+    assert b"".join(e.data for e in of(PayloadData, events)) == RDB
+    assert [c.argv for c in of(StreamCommand, events)] == [[b"ping"]]
+
+
+def test_corrupt_lz4_payload_is_a_protocol_error():
+    protocol = ReplicaProtocol(listening_port=6380, capabilities=("eof", "psync2", "lz4"))
+    handshake(protocol)
+    with pytest.raises(ReplicationProtocolError, match="lz4"):
+        protocol.receive_data(b"+FULLRESYNC " + REPLID.encode() + b" 0\r\n$LZ4:20\r\n"
+                              + b"\x00" * 20)

@@ -463,3 +463,13 @@ async def test_corrupt_payload_keeps_the_replica_data_and_it_retries():
             await trio.sleep(0.05)
         assert node.get(b"precious") == b"kept"
         assert node.following.link_up is False
+
+
+async def test_kvrepl_nodes_send_the_snapshot_as_lz4():
+    async with kvrepl.Master() as master:
+        for i in range(2000):
+            master.set(f"key:{i}", "compressible " * 10)
+        async with kvrepl.Replica(follow=master) as replica:
+            await replica.wait_synced()
+            assert master.replication.last_payload_framing == "lz4"
+            assert digest(replica) == digest(master)

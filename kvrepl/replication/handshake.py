@@ -11,6 +11,8 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+import lz4.frame
+
 from kvrepl.errors import KvreplError
 from kvrepl.protocol.parser import NEED_DATA, RequestParser
 from kvrepl.replication.stream import encode_command
@@ -108,6 +110,7 @@ class ReplicaProtocol:
         self._pending_replies: list[State] = []
         self._payload_left: int | None = None
         self._eof_mark: bytes | None = None
+        self._inflate: lz4.frame.LZ4FrameDecompressor | None = None
         self._tail = b""
         self._parser = RequestParser(max_bulk_len)
         self._fed = 0  # stream bytes received
@@ -225,6 +228,10 @@ class ReplicaProtocol:
                 "Bad protocol from MASTER, the first byte is not '$' (we received "
                 f"'{line[:64].decode(errors='replace')}'), are you sure the host and port "
                 "are right?")
+        if line.startswith(b"$LZ4:") and "lz4" in self.capabilities:
+            # kvrepl to kvrepl: the same RDB as one lz4 frame of this many bytes.
+            self._inflate = lz4.frame.LZ4FrameDecompressor()
+            line = b"$" + line[5:]
         if line.startswith(b"$EOF:") and len(line) >= 5 + EOF_MARK_SIZE:
             self._eof_mark = line[5:5 + EOF_MARK_SIZE]
             self._payload_left = None
@@ -245,11 +252,19 @@ class ReplicaProtocol:
             assert self._payload_left is not None
             take = min(self._payload_left, len(self._buf))
             if take:
-                events.append(PayloadData(bytes(self._buf[:take])))
+                data = bytes(self._buf[:take])
                 del self._buf[:take]
                 self._payload_left -= take
+                if self._inflate is not None:
+                    data = self._inflate_piece(data)
+                if data:
+                    events.append(PayloadData(data))
             if self._payload_left:
                 return False
+            if self._inflate is not None:
+                if not self._inflate.eof:
+                    raise ReplicationProtocolError("MASTER sent a truncated lz4 payload")
+                self._inflate = None
         else:
             # Hold back the last 40 bytes: they may be the end mark.
             data = self._tail + bytes(self._buf)
@@ -268,6 +283,12 @@ class ReplicaProtocol:
         events.append(PayloadEnd())
         self.state = State.CONNECTED
         return True
+
+    def _inflate_piece(self, data: bytes) -> bytes:
+        try:
+            return self._inflate.decompress(data)
+        except RuntimeError as err:  # lz4 reports corrupt frames as RuntimeError
+            raise ReplicationProtocolError(f"MASTER sent a corrupt lz4 payload: {err}") from None
 
     # -- stream --------------------------------------------------------------------------
     def _stream(self, data: bytes, events: list[object]) -> None:

@@ -13,6 +13,7 @@ import secrets
 import time
 from dataclasses import dataclass, field
 
+import lz4.frame
 import trio
 
 from kvrepl.commands.core import Engine
@@ -25,6 +26,17 @@ from kvrepl.store.snapshot import KeyspaceView
 NO_REPLID = "0" * 40
 PING = encode_command([b"ping"])
 GETACK = encode_command([b"REPLCONF", b"GETACK", b"*"])
+
+
+async def _lz4_chunks(chunks: list[bytes]) -> list[bytes]:
+    """The payload as one lz4 frame, compressed a chunk at a time between checkpoints."""
+    compressor = lz4.frame.LZ4FrameCompressor()
+    out = [compressor.begin()]
+    for chunk in chunks:
+        out.append(compressor.compress(chunk))
+        await trio.lowlevel.checkpoint()
+    out.append(compressor.flush())
+    return out
 
 
 def new_replid() -> str:
@@ -95,6 +107,7 @@ class MasterReplication:
         self.sync_full = 0
         self.sync_partial_ok = 0
         self.sync_partial_err = 0
+        self.last_payload_framing = ""  # "lz4", "eof" or "len": how the last payload went
         self.nursery: trio.Nursery | None = None
         self.propagating = True  # False on a replica: its stream is its master's
         self.getack_bytes = GETACK
@@ -296,19 +309,31 @@ class MasterReplication:
             b"+FULLRESYNC %s %d\r\n" % (self.replid.encode(), snapshot.offset))
         link.state = "send_bulk"
         mark = b""
-        if self.config.repl_diskless_sync and "eof" in link.capabilities and not link.old_sync:
+        if "lz4" in link.capabilities and not link.old_sync:
+            # Only kvrepl replicas announce lz4 (Redis ignores unknown capabilities).
+            logger.info("Starting BGSAVE for SYNC with target: replicas sockets (lz4)")
+            compressed = await _lz4_chunks(snapshot.rdb)
+            self.last_payload_framing = "lz4"
+            await io.send_all(header + b"$LZ4:%d\r\n" % sum(map(len, compressed)))
+            for chunk in compressed:
+                await io.send_all(chunk)
+        elif self.config.repl_diskless_sync and "eof" in link.capabilities \
+                and not link.old_sync:
             logger.info("Starting BGSAVE for SYNC with target: replicas sockets")
             mark = secrets.token_hex(20).encode()
             link.hold_until_ack = True
+            self.last_payload_framing = "eof"
             await io.send_all(header + b"$EOF:" + mark + b"\r\n")
         else:
             logger.info("Starting BGSAVE for SYNC with target: disk")
+            self.last_payload_framing = "len"
             await io.send_all(header + b"$%d\r\n" % sum(map(len, snapshot.rdb)))
-        # Chunk by chunk: one big concatenation would stall every other client.
-        for chunk in snapshot.rdb:
-            await io.send_all(chunk)
-        if mark:
-            await io.send_all(mark)
+        if "lz4" not in link.capabilities or link.old_sync:
+            # Chunk by chunk: one big concatenation would stall every other client.
+            for chunk in snapshot.rdb:
+                await io.send_all(chunk)
+            if mark:
+                await io.send_all(mark)
         link.state = "online"
         link.ack_offset = snapshot.offset
         link.ack_time = time.monotonic()
