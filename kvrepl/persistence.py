@@ -502,9 +502,9 @@ class SnapshotJob:
         await self._emit(self._header)
         pending: list[bytes] = []
         started = perf_counter()
-        for batch in view.entries(self.batch):
-            pending.append(writer.write_records(batch, sizes))
-            self.keys_done += len(batch)
+        for db, items, expires in view.batches(self.batch):
+            pending.append(writer.write_batch(db, items, expires, sizes))
+            self.keys_done += len(items)
             now = perf_counter()
             if now - started >= slice_seconds:
                 self._slice_done(now - started)

@@ -185,6 +185,17 @@ class RdbWriter:
                 extend((len1[encoded[0]], encode_str(key, compression), encoded[1]))
         return self._out(b"".join(parts))
 
+    def write_batch(self, db: int, items: Iterable[tuple[bytes, object]],
+                    expires: dict[bytes, int] | None,
+                    db_sizes: dict[int, tuple[int, int]] | None = None) -> bytes:
+        """One :meth:`KeyspaceView.batches` slice: SELECTDB + RESIZEDB when the database
+        changes, then the keys through :meth:`write_items`."""
+        head = b""
+        if db != self._db:
+            size, expires_size = (db_sizes or {}).get(db, (0, 0))
+            head = self.select_db(db, size, expires_size)
+        return head + self.write_items(items, expires)
+
     def write_records(self, records: list[tuple[int, bytes, object, int | None]],
                       db_sizes: dict[int, tuple[int, int]] | None = None) -> bytes:
         """Keys given as ``(db, key, value, expire_ms)`` records (what

@@ -281,8 +281,8 @@ class MasterReplication:
             sizes = {index: (keys, expires) for index, keys, expires in view.db_sizes()}
             chunks = [writer.begin(default_aux(repl_id=self.replid.encode(),
                                                repl_offset=snapshot.offset, repl_stream_db=0))]
-            for batch in view.entries(batch=2048):
-                chunks.append(writer.write_records(batch, sizes))
+            for db, items, expires in view.batches(2048):
+                chunks.append(writer.write_batch(db, items, expires, sizes))
                 await trio.lowlevel.checkpoint()
             chunks.append(writer.finish())
             snapshot.rdb = chunks

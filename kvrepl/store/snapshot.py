@@ -89,6 +89,41 @@ class KeyspaceView:
         finally:
             self.close()
 
+    def batches(self, batch: int = 2048) -> Iterator[
+            tuple[int, list[tuple[bytes, object]], dict[bytes, int]]]:
+        """``(db, [(key, value), ...], expires)`` per slice of keys, each as of the snapshot:
+        the fast form of :meth:`entries` for a writer. ``expires`` may be the live dict
+        (still exact for keys nobody wrote since); it is only to be read before the next
+        write, i.e. within the same step as the batch."""
+        try:
+            for view in self._views:
+                data, expires, stash, index = view.data, view.expires, view.stash, view.index
+                keys = view.keys
+                get = data.__getitem__
+                for start in range(0, len(keys), batch):
+                    chunk = keys[start:start + batch]
+                    if not stash or stash.keys().isdisjoint(chunk):
+                        yield index, list(zip(chunk, map(get, chunk))), expires
+                        continue
+                    items = []
+                    chunk_expires = {}
+                    for key in chunk:
+                        if key in stash:
+                            value, expire = stash.pop(key)
+                            if value is _ABSENT:
+                                continue
+                        else:
+                            value, expire = data[key], expires.get(key)
+                        items.append((key, value))
+                        if expire is not None:
+                            chunk_expires[key] = expire
+                    yield index, items, chunk_expires
+                del self._by_dict[id(data)]
+                view.keys = []
+                stash.clear()
+        finally:
+            self.close()
+
     def close(self) -> None:
         if self._hooked:
             self._hooked = False
