@@ -103,7 +103,7 @@ class KeyspaceView:
                 for start in range(0, len(keys), batch):
                     chunk = keys[start:start + batch]
                     if not stash or stash.keys().isdisjoint(chunk):
-                        yield index, list(zip(chunk, map(get, chunk))), expires
+                        yield index, list(zip(chunk, map(get, chunk), strict=True)), expires
                         continue
                     items = []
                     chunk_expires = {}
