@@ -138,7 +138,9 @@ class ViewMachine(RuleBasedStateMachine):
             self.batches = self.view.batches(2)
             self.partial = {}
             for db, items, expires in self.batches:
-                self.partial.update({(db, k): (v, expires.get(k)) for k, v in items})
+                # A writer serializes a batch at once: keep what it would have written.
+                self.partial.update({(db, k): (copy_value(v), expires.get(k))
+                                     for k, v in items})
                 break
 
     def teardown(self):
@@ -146,7 +148,8 @@ class ViewMachine(RuleBasedStateMachine):
             return
         if hasattr(self, "partial"):
             for db, items, expires in self.batches:
-                self.partial.update({(db, k): (v, expires.get(k)) for k, v in items})
+                self.partial.update({(db, k): (copy_value(v), expires.get(k))
+                                     for k, v in items})
             assert self.partial == self.expected
         else:
             assert drain(self.view) == self.expected
