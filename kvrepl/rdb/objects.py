@@ -143,9 +143,45 @@ def direct_quicklist2(buf: bytes, pos: int) -> tuple[object, int]:
     return (items if items else EMPTY), p
 
 
+def direct_hash(buf: bytes, pos: int) -> tuple[object, int]:
+    """A HASH (type 4) read in one go (Incomplete if not all buffered)."""
+    count, p = read_len(buf, pos)
+    if not count:
+        return EMPTY, p
+    fields: dict = {}
+    for _ in range(count):
+        field, p = read_str(buf, p)
+        fields[field], p = read_str(buf, p)
+    if len(fields) != count:
+        raise Corrupt("Duplicate hash fields detected", pos)
+    return fields, p
+
+
+def direct_zset2(buf: bytes, pos: int) -> tuple[object, int]:
+    """A ZSET_2 (type 5) read in one go (Incomplete if not all buffered)."""
+    count, p = read_len(buf, pos)
+    if not count:
+        return EMPTY, p
+    scores: dict = {}
+    for _ in range(count):
+        member_at = p
+        member, p = read_str(buf, p)
+        score, p = read_binary_double(buf, p)
+        if score != score:
+            raise Corrupt("Zset with NAN score detected", member_at)
+        scores[member] = score
+    if len(scores) != count:
+        raise Corrupt("Duplicate zset fields detected", pos)
+    return ZSet(scores), p
+
+
+# Types decoded in one call when the whole value is already buffered (the common case);
+# otherwise the reader's element-by-element path takes over.
 DIRECT_DECODERS: dict[int, Callable[[bytes, int], tuple[object, int]]] = {
     C.TYPE_SET: direct_set,
     C.TYPE_LIST_QUICKLIST_2: direct_quicklist2,
+    C.TYPE_HASH: direct_hash,
+    C.TYPE_ZSET_2: direct_zset2,
 }
 
 
