@@ -155,6 +155,7 @@ class Node:
         self._session: Session = Session(self.engine)
         self._nursery: trio.Nursery | None = None
         self._nursery_manager: object | None = None
+        self._change_streams: list[ChangeStream] = []
 
     @property
     def port(self) -> int | None:
@@ -162,8 +163,11 @@ class Node:
         return self.server.port if self.serve_tcp else None
 
     def changes(self, buffer: int = 10_000) -> ChangeStream:
-        """Every write this node applies from now on, as propagated (see ChangeStream)."""
-        return ChangeStream(self.engine, buffer)
+        """Every write this node applies from now on, as propagated (see ChangeStream).
+        Iteration ends when the node stops."""
+        stream = ChangeStream(self.engine, buffer)
+        self._change_streams.append(stream)
+        return stream
 
     async def wait_for_replicas(self, count: int, timeout: float | None = None) -> int:
         """WAIT for the embedded API: until ``count`` replicas acknowledged every write made
@@ -258,6 +262,9 @@ class Node:
     async def __aexit__(self, exc_type: type[BaseException] | None,
                         exc: BaseException | None, tb: TracebackType | None) -> bool | None:
         assert self._nursery is not None and self._nursery_manager is not None
+        for stream in self._change_streams:
+            stream._detach()  # consumers' async for loops end instead of waiting forever
+        self._change_streams.clear()
         self._nursery.cancel_scope.cancel()
         return await self._nursery_manager.__aexit__(exc_type, exc, tb)
 

@@ -473,3 +473,20 @@ async def test_kvrepl_nodes_send_the_snapshot_as_lz4():
             await replica.wait_synced()
             assert master.replication.last_payload_framing == "lz4"
             assert digest(replica) == digest(master)
+
+
+async def test_changes_iteration_ends_when_the_node_stops():
+    seen = []
+    async with trio.open_nursery() as nursery:
+        async with kvrepl.Master() as master:
+            changes = master.changes()
+
+            async def consume() -> None:
+                async for change in changes:
+                    seen.append(change.command)
+
+            nursery.start_soon(consume)
+            master.set(b"k", b"v")
+            await trio.testing.wait_all_tasks_blocked()
+        # Leaving the node's block ended the consumer's loop: the nursery can close.
+    assert seen == [b"SET"]
