@@ -72,7 +72,6 @@ class ReplicaOf:
         self.session = engine.new_session()
         self.session.is_master = True
         self.session.kind = "master"
-        self._stream: trio.abc.Stream | None = None
         self.source: object | None = None  # the master Node when it is in this program
         self._staged: StagedLoad | None = None
         self._new_replid = ""
@@ -140,7 +139,6 @@ class ReplicaOf:
         self.state = CONNECTING
         logger.info("Connecting to MASTER %s:%s", self.host, self.port)
         stream = await self.connect()
-        self._stream = stream
         async with stream:
             logger.info("MASTER <-> REPLICA sync started")
             self.state = HANDSHAKE

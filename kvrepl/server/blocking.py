@@ -34,10 +34,6 @@ class BlockingManager:
         self.waiting: dict[tuple[int, bytes], deque[Waiter]] = {}
         engine.on_ready_keys = self.serve_ready
 
-    @property
-    def blocked_clients(self) -> int:
-        return len({id(w) for queue in self.waiting.values() for w in queue})
-
     async def wait(self, session: Session, argv: list[bytes], block: Block) -> object:
         """Wait until ``argv`` can be served or ``block.timeout`` passes; return the reply."""
         waiter = Waiter(session, argv, session.db.id, list(dict.fromkeys(block.keys)))

@@ -160,7 +160,6 @@ class Database:
         """Delete a key whose time has passed, and tell the listeners (replication sends DEL)."""
         self.before_write(key)
         self.delete(key)
-        self.keyspace.expired_keys += 1
         for listener in self.keyspace.expired_listeners:
             listener(self, key)
 
@@ -245,7 +244,6 @@ class Keyspace:
         self.lfu_decay_time = 1
         self.before_write_hooks: list[BeforeWriteHook] = []
         self.expired_listeners: list[Callable[[Database, bytes], None]] = []
-        self.expired_keys = 0
         # (db, key) pairs some client is blocked on; filled by the server's blocking manager.
         self.blocked_keys: set[tuple[int, bytes]] = set()
         self.ready_keys: list[tuple[int, bytes]] = []
