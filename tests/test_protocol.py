@@ -166,3 +166,66 @@ def test_shapes_per_protocol():
     assert encode(Verbatim(b"x"), True) == b"=5\r\ntxt:x\r\n"
     assert encode(Push([b"message", b"c", b"m"]), True).startswith(b">3\r\n")
     assert encode(ReplyError("ERR bad\r\nthing")) == b"-ERR bad  thing\r\n"
+
+
+# -- the hiredis fast path gives exactly what the exact parser gives -------------------------
+
+def _outcomes(chunks: list[bytes], fast: bool, authenticated: bool = True) -> list[object]:
+    """Every request, then the protocol error if one comes, as one parser returns them."""
+    parser = RequestParser(fast=fast)
+    parser.authenticated = authenticated
+    got: list[object] = []
+    for chunk in chunks:
+        parser.feed(chunk)
+        try:
+            while (request := parser.next_request()) is not NEED_DATA:
+                got.append(request)
+        except ProtocolError as err:
+            got.append(("error", str(err)))
+            return got
+    got.append(("buffered", parser.buffered))
+    return got
+
+
+def _split(stream: bytes, cuts: list[int]) -> list[bytes]:
+    points = [0, *sorted(cuts), len(stream)]
+    return [stream[a:b] for a, b in zip(points, points[1:], strict=False)]
+
+
+element = st.one_of(
+    st.binary(max_size=30).map(lambda b: b"$%d\r\n%b\r\n" % (len(b), b)),
+    st.sampled_from([b"+OK\r\n", b"=7\r\ntxt:abc\r\n", b"(12\r\n", b":5\r\n", b"_\r\n",
+                     b"$-1\r\n", b"$03\r\nabc\r\n", b"*1\r\n$1\r\na\r\n", b"-ERR x\r\n",
+                     b"%1\r\n$1\r\na\r\n$1\r\nb\r\n", b"~1\r\n$1\r\na\r\n", b",1.5\r\n",
+                     b"#t\r\n", b"|1\r\n+a\r\n+b\r\n", b"$1\r\nab\r\n", b"$+1\r\na\r\n"]),
+)
+request_bytes = st.one_of(
+    st.lists(element, max_size=5).map(lambda els: b"*%d\r\n" % len(els) + b"".join(els)),
+    st.lists(st.binary(max_size=20), min_size=1, max_size=4).map(multibulk),
+    st.sampled_from([b"*-1\r\n", b"*0\r\n", b"PING\r\n", b"GET k\r\n", b"*2\r\n$3\r\nGET\r\n",
+                     b"~1\r\n$4\r\nPING\r\n", b">1\r\n$4\r\nPING\r\n", b"_\r\n", b"+PING\r\n",
+                     b"*03\r\n", b"*1\r\n$4\r\n+ING\r\n", b"*1\r\n$5\r\nx\r\n=y\r\n"]),
+)
+
+
+@settings(max_examples=400)
+@given(st.lists(request_bytes, max_size=8), st.lists(st.integers(0, 400), max_size=4),
+       st.booleans())
+def test_fast_path_matches_exact_parser(requests, cuts, authenticated):
+    """Valid or not, cut anywhere: the same requests, the same error at the same place."""
+    stream = b"".join(requests)
+    chunks = _split(stream, [c for c in cuts if c <= len(stream)])
+    assert _outcomes(chunks, fast=True, authenticated=authenticated) == \
+        _outcomes(chunks, fast=False, authenticated=authenticated)
+
+
+def test_fast_path_refuses_what_redis_refuses():
+    """Element types hiredis would accept as bytes still get Redis's error."""
+    for bad, message in [(b"*1\r\n+PING\r\n", "expected '$', got '+'"),
+                         (b"*1\r\n=8\r\ntxt:PING\r\n", "expected '$', got '='"),
+                         (b"*1\r\n:1\r\n", "expected '$', got ':'")]:
+        parser = RequestParser(fast=True)
+        parser.feed(multibulk([b"PING"]) + bad)
+        assert parser.next_request() == [b"PING"]
+        with pytest.raises(ProtocolError, match=re.escape(message)):
+            parser.next_request()

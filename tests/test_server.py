@@ -53,7 +53,15 @@ def test_protocol_error_closes_only_that_connection(kvrepl_server):
 
 
 def test_same_protocol_error_as_redis(kvrepl_server, redis_server):
-    for payload in (b"*x\r\n", b"*1\r\n$-3\r\n", b'GET "unbalanced\r\n'):
+    for payload in (b"*x\r\n", b"*1\r\n$-3\r\n", b'GET "unbalanced\r\n',
+                    # counts and lengths are read as string2ll reads them
+                    b"*03\r\n", b"*-0\r\n", b"*+1\r\n", b"* 1\r\n", b"*1_0\r\n",
+                    b"*1\r\n$04\r\nPING\r\n", b"*1\r\n$ 4\r\nPING\r\n",
+                    b"*1\r\n$+4\r\nPING\r\n", b"*1\r\n$-0\r\n",
+                    # element types hiredis would take as bytes, after a good request
+                    b"*1\r\n$4\r\nPING\r\n*1\r\n+PING\r\n",
+                    b"*1\r\n$4\r\nPING\r\n*1\r\n=8\r\ntxt:PING\r\n",
+                    b"*1\r\n$4\r\nPING\r\n*1\r\n(12\r\n"):
         ours = raw(kvrepl_server.port, payload, expect_close=True)
         theirs = raw(redis_server.port, payload, expect_close=True)
         assert ours == theirs

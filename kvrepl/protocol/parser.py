@@ -7,7 +7,14 @@ be closed after the error is sent.
 
 from __future__ import annotations
 
+import re
+
 from kvrepl.errors import ProtocolError
+
+try:
+    import hiredis
+except ImportError:  # an optional speed-up: the exact parser alone gives the same requests
+    hiredis = None
 
 
 class _NeedData:
@@ -25,6 +32,13 @@ UNAUTH_MULTIBULK_MAX = 10
 UNAUTH_BULK_MAX = 16384
 BIG_ARG = 32 * 1024  # PROTO_MBULK_BIG_ARG: gather such an argument's chunks, join once
 
+# Element types that hiredis hands back as plain bytes although Redis refuses them in a
+# request (simple string, verbatim, big number), or as a list or None where an argument
+# list or an empty request is expected (set, push, null, attribute).
+_NOT_BULK = re.compile(rb"\r\n[+=(|~>_]")
+# Digits in the decimal form of n, for n below 10,000 (the size of "$<n>\r\n").
+_DIGITS = bytes(len(str(n)) for n in range(10_000))
+
 
 class RequestParser:
     """Turns the bytes a client sends into argument lists.
@@ -32,12 +46,19 @@ class RequestParser:
     ``feed(data)`` adds bytes; ``next_request()`` returns the next ``list[bytes]`` or
     :data:`NEED_DATA`. Set ``authenticated = False`` to apply the small limits Redis applies
     to clients that still owe a password. ``max_bulk_len`` is ``proto-max-bulk-len``.
+
+    With ``fast=True`` (and hiredis installed), a chunk that starts a multibulk request
+    while nothing is pending is parsed by hiredis's C reader, and what it returns is
+    checked to be exactly what this parser would have returned: only bulk-string arguments,
+    no element type Redis refuses. Anything else (an inline command, a request cut at the
+    chunk's end, a malformed element, an unauthenticated client) goes through the exact
+    parser, which has Redis's limits and error messages.
     """
 
     __slots__ = ("_buf", "_pos", "_args", "_remaining", "_chunks", "_chunks_len", "_need",
-                 "authenticated", "max_bulk_len")
+                 "_reader", "_ready", "_ready_pos", "authenticated", "max_bulk_len")
 
-    def __init__(self, max_bulk_len: int = 512 * 1024 * 1024) -> None:
+    def __init__(self, max_bulk_len: int = 512 * 1024 * 1024, *, fast: bool = False) -> None:
         self._buf = b""
         self._pos = 0
         self._args: list[bytes] | None = None  # a multibulk request in progress
@@ -45,10 +66,62 @@ class RequestParser:
         self._chunks: list[bytes] = []
         self._chunks_len = 0
         self._need = 0  # buffered bytes needed before parsing can progress
+        self._reader = hiredis.Reader() if fast and hiredis is not None else None
+        self._ready: list[list[bytes]] = []  # requests hiredis parsed, not yet returned
+        self._ready_pos = 0
         self.authenticated = True
         self.max_bulk_len = max_bulk_len
 
     def feed(self, data: bytes) -> None:
+        if (self._reader is not None and data[:1] == b"*" and self.authenticated
+                and len(data) <= self.max_bulk_len and self._args is None and not self._need and self._pos >= len(self._buf)):
+            data = self._feed_fast(data)
+            if not data:
+                return
+        self._feed_exact(data)
+
+    def _feed_fast(self, data: bytes) -> bytes:
+        """Parse ``data`` with hiredis; returns the bytes left for the exact parser."""
+        reader = self._reader
+        reader.feed(data)
+        parsed = []
+        try:
+            while (request := reader.gets()) is not False:
+                parsed.append(request)
+        except hiredis.ProtocolError:
+            parsed = None
+        if parsed is None or _NOT_BULK.search(data) is not None:
+            self._reader = hiredis.Reader()
+            return data
+        consumed = 0
+        ready = []
+        digits = _DIGITS
+        for request in parsed:
+            if request is None:  # "*-1": Redis skips a multibulk count below one
+                consumed += 5
+                continue
+            count = len(request)
+            consumed += 3 + (digits[count] if count < 10_000 else len(str(count)))
+            for arg in request:
+                if type(arg) is not bytes:
+                    self._reader = hiredis.Reader()
+                    return data
+                size = len(arg)
+                consumed += size + 5 + (digits[size] if size < 10_000 else len(str(size)))
+            if count:
+                ready.append(request)
+        if self._ready_pos >= len(self._ready):
+            self._ready = ready
+            self._ready_pos = 0
+        else:
+            self._ready.extend(ready)
+        if consumed == len(data):
+            return b""
+        # A request continues in the next chunk: the exact parser takes it from its start.
+        self._reader = hiredis.Reader()
+        return data[consumed:]
+
+    def _feed_exact(self, data: bytes) -> None:
         if self._need:
             # Waiting for a big argument: keep chunks aside instead of re-copying the buffer.
             self._chunks.append(data)
@@ -68,9 +141,18 @@ class RequestParser:
     @property
     def buffered(self) -> int:
         """Bytes received and not yet returned as part of a request."""
-        return len(self._buf) - self._pos + self._chunks_len
+        ahead = sum(len(_multibulk(request)) for request in self._ready[self._ready_pos:])
+        return ahead + len(self._buf) - self._pos + self._chunks_len
 
     def next_request(self) -> list[bytes] | _NeedData:
+        ready = self._ready
+        if ready:
+            position = self._ready_pos
+            if position < len(ready):
+                self._ready_pos = position + 1
+                return ready[position]
+            self._ready = []
+            self._ready_pos = 0
         while True:
             if self._need:
                 return NEED_DATA
@@ -86,11 +168,8 @@ class RequestParser:
                     if len(buf) - pos > INLINE_MAX:
                         raise ProtocolError("Protocol error: too big mbulk count string")
                     return NEED_DATA
-                try:
-                    count = int(buf[pos + 1:nl])
-                except ValueError:
-                    raise ProtocolError("Protocol error: invalid multibulk length") from None
-                if count > MULTIBULK_MAX:
+                count = _length(buf[pos + 1:nl])
+                if count is None or count > MULTIBULK_MAX:
                     raise ProtocolError("Protocol error: invalid multibulk length")
                 if count > UNAUTH_MULTIBULK_MAX and not self.authenticated:
                     raise ProtocolError("Protocol error: unauthenticated multibulk length")
@@ -110,7 +189,6 @@ class RequestParser:
         args = self._args
         remaining = self._remaining
         end = len(buf)
-        max_len = self.max_bulk_len if self.authenticated else UNAUTH_BULK_MAX
         while remaining:
             if pos >= end:
                 break
@@ -122,14 +200,11 @@ class RequestParser:
                 if end - pos > INLINE_MAX:
                     raise ProtocolError("Protocol error: too big bulk count string")
                 break
-            try:
-                length = int(buf[pos + 1:nl])
-            except ValueError:
-                length = -1
-            if length < 0 or length > max_len:
-                if not self.authenticated and length > UNAUTH_BULK_MAX:
-                    raise ProtocolError("Protocol error: unauthenticated bulk length")
+            length = _length(buf[pos + 1:nl])
+            if length is None or length < 0 or length > self.max_bulk_len:
                 raise ProtocolError("Protocol error: invalid bulk length")
+            if length > UNAUTH_BULK_MAX and not self.authenticated:
+                raise ProtocolError("Protocol error: unauthenticated bulk length")
             start = nl + 2
             stop = start + length
             if stop + 2 > end:
@@ -170,6 +245,22 @@ class RequestParser:
         if args is None:
             raise ProtocolError("Protocol error: unbalanced quotes in request")
         return args
+
+
+def _length(field: bytes) -> int | None:
+    """A count or length as Redis's ``string2ll`` reads it: no sign but '-', no spaces, no
+    leading zeros; None when it is not one."""
+    if field.isdigit():
+        if field[0] == 48 and len(field) > 1:
+            return None
+        return int(field)
+    if field[:1] == b"-" and field[1:].isdigit() and field[1] != 48:
+        return -int(field[1:])
+    return None
+
+
+def _multibulk(args: list[bytes]) -> bytes:
+    return b"*%d\r\n" % len(args) + b"".join(b"$%d\r\n%b\r\n" % (len(a), a) for a in args)
 
 
 _ESCAPES = {ord("n"): b"\n", ord("r"): b"\r", ord("t"): b"\t", ord("b"): b"\b", ord("a"): b"\a"}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import math
 import os
@@ -20,6 +21,8 @@ from kvrepl.protocol.parser import NEED_DATA, RequestParser
 from kvrepl.protocol.replies import encode, encode_error
 from kvrepl.server.blocking import BlockingManager
 from kvrepl.server.cron import run_cron
+from kvrepl.server.reactor import AVAILABLE as REACTOR_AVAILABLE
+from kvrepl.server.reactor import HANGUP, Reactor
 
 _DENIED = (
     b"-DENIED Redis is running in protected mode because protected mode is enabled and no "
@@ -39,6 +42,7 @@ _DENIED = (
 
 RECEIVE_SIZE = 64 * 1024
 _DISCONNECTED = object()
+_CLOSE = object()  # end the connection once the replies so far are sent
 
 
 class SocketIO:
@@ -99,7 +103,7 @@ class Connection:
         # Plain TCP gets the direct path; other streams (in-memory, TLS) go through trio.
         self.io = SocketIO(stream) if type(stream) is trio.SocketStream else stream
         self.session = session
-        self.parser = RequestParser(server.config.proto_max_bulk_len)
+        self.parser = RequestParser(server.config.proto_max_bulk_len, fast=True)
         self.parser.authenticated = session.authenticated
         self.send_lock = trio.Lock()
         self.push_ready = trio.Event()
@@ -198,67 +202,110 @@ class Connection:
                     break
                 engine.execute(self.session, argv)
 
+    def add_reply(self, reply: object, out: list[bytes]) -> None:
+        """Encode ``reply`` into ``out``, after the pushes that came first (a message this
+        client published to itself) and before the lines due after it (its MONITOR echo)."""
+        session = self.session
+        if session.pending_out:
+            self.drain_pushes(out)
+        out.append(encode(reply, session.resp3))
+        if session.after_reply:
+            out.extend(encode(m, session.resp3) for m in session.after_reply)
+            session.after_reply.clear()
+
+    def execute_buffered(self, out: list[bytes]) -> object:
+        """Run every complete request the parser holds, appending the encoded replies to
+        ``out``. Returns None once the parser needs more bytes, ``_CLOSE`` when the
+        connection must end after ``out`` is sent, or ``(argv, reply)`` for a reply that
+        has to be awaited first (a blocking command, WAIT, SYNC/PSYNC)."""
+        parser = self.parser
+        session = self.session
+        execute = self.server.engine.execute
+        while True:
+            try:
+                argv = parser.next_request()
+            except ProtocolError as err:
+                self.drain_pushes(out)
+                out.append(encode_error(f"ERR {err}"))
+                logger.debug("Client closed for protocol error: %s", err)
+                return _CLOSE
+            if argv is NEED_DATA:
+                return None
+            reply = execute(session, argv)
+            kind = type(reply)
+            if kind is Block or kind is WaitReplicas or kind is StartReplication:
+                return argv, reply
+            self.add_reply(reply, out)
+            if session.closing:
+                return _CLOSE
+            parser.authenticated = session.authenticated
+
+    async def finish_waiting(self, argv: list[bytes], reply: object, out: list[bytes]) -> bool:
+        """Await what ``execute_buffered`` stopped at and append its reply to ``out``;
+        False when the connection is over (a replica link ended, the client hung up)."""
+        session = self.session
+        kind = type(reply)
+        self.drain_pushes(out)
+        if out:
+            await self.send(b"".join(out))
+            out.clear()
+        if kind is StartReplication:
+            await self.server.engine.replication.serve(self, session, reply.argv)
+            return False
+        if kind is WaitReplicas:
+            reply = await self.wait_replicas(reply)
+        else:
+            reply = await self.wait_blocked(argv, reply)
+            if reply is _DISCONNECTED:
+                return False
+        self.add_reply(reply, out)
+        self.parser.authenticated = session.authenticated
+        return not session.closing
+
     async def run(self) -> None:
+        """The request loop. On Linux a TCP client spends its idle time parked in the
+        server's :class:`~kvrepl.server.reactor.Reactor`, which serves it from there; this
+        loop takes over whenever something has to be awaited."""
         engine = self.server.engine
         session = self.session
         parser = self.parser
         stream = self.io
-        execute = engine.execute
         stats = engine.stats
+        reactor = self.server.reactor if type(stream) is SocketIO else None
         while not session.closing:
-            try:
-                data = await stream.receive_some(RECEIVE_SIZE)
-            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
-                return
-            if not data:
-                return
-            stats.total_net_input_bytes += len(data)
-            parser.feed(data)
             out: list[bytes] = []
-            while True:
+            if reactor is not None and reactor.running:
+                handed = await reactor.park(self)
+                if handed is HANGUP:
+                    return
+                out, result = handed
+            else:
                 try:
-                    argv = parser.next_request()
-                except ProtocolError as err:
-                    self.drain_pushes(out)
-                    out.append(encode_error(f"ERR {err}"))
-                    await self.send(b"".join(out))
-                    logger.debug("Client closed for protocol error: %s", err)
+                    data = await stream.receive_some(RECEIVE_SIZE)
+                except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
                     return
-                if argv is NEED_DATA:
-                    break
-                reply = execute(session, argv)
-                kind = type(reply)
-                if kind is StartReplication:
-                    self.drain_pushes(out)
-                    if out:
-                        await self.send(b"".join(out))
-                    await engine.replication.serve(self, session, reply.argv)
+                if not data:
                     return
-                if kind is WaitReplicas:
-                    reply = await self.wait_replicas(reply)
-                elif kind is Block:
-                    self.drain_pushes(out)
+                stats.total_net_input_bytes += len(data)
+                parser.feed(data)
+                result = self.execute_buffered(out)
+            session.last_interaction = now()
+            while result is not None and result is not _CLOSE:
+                argv, reply = result
+                if not await self.finish_waiting(argv, reply, out):
                     if out:
-                        await self.send(b"".join(out))
-                        out = []
-                    reply = await self.wait_blocked(argv, reply)
-                    if reply is _DISCONNECTED:
-                        return
-                if session.pending_out:
-                    self.drain_pushes(out)
-                out.append(encode(reply, session.resp3))
-                if session.after_reply:
-                    out.extend(encode(m, session.resp3) for m in session.after_reply)
-                    session.after_reply.clear()
-                session.last_interaction = now()
-                if session.closing:
-                    break
-                parser.authenticated = session.authenticated
+                        with contextlib.suppress(trio.BrokenResourceError,
+                                                 trio.ClosedResourceError, OSError):
+                            await self.send(b"".join(out))
+                    return
+                result = self.execute_buffered(out)
             if out:
                 try:
                     await self.send(b"".join(out))
                 except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
                     return
+            if result is _CLOSE:
+                return
 
 
 class Server:
@@ -272,6 +319,7 @@ class Server:
         self.engine = engine or Engine(config)
         self.config = self.engine.config
         self.blocking = BlockingManager(self.engine)
+        self.reactor = Reactor(self.engine) if REACTOR_AVAILABLE else None
         self.port: int | None = None
         self.connections: dict[int, Connection] = {}
         self._shutdown = trio.Event()
@@ -309,6 +357,8 @@ class Server:
         async with trio.open_nursery() as nursery:
             persistence.attach(self.engine, nursery)  # where BGSAVE jobs run
             nursery.start_soon(run_cron, self.engine)
+            if self.reactor is not None:
+                nursery.start_soon(self.reactor.run)
             for listener in listeners:
                 nursery.start_soon(self._accept_loop, listener, nursery)
             logger.info("Ready to accept connections tcp")
