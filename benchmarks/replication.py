@@ -793,9 +793,8 @@ def _inprocess_kvrepl(keys: list[bytes], with_replica: bool) -> dict[str, float]
                 return
             async with kvrepl.Replica(follow=master) as replica:
                 await replica.wait_synced()
-                # Let the replica's post-payload ACK go out before the loop is blocked by the
-                # burst: otherwise its once-a-second ACK task can call send_all on the same
-                # in-memory stream concurrently (trio.BusyResourceError; a kvrepl bug).
+                # Let the tail of the initial sync (the replica's post-payload ACK, the
+                # master's bookkeeping) finish before the timed burst.
                 await trio.sleep(SETTLE)
                 set_ = master.set
                 gc.collect()

@@ -293,7 +293,10 @@ class Node:
         return self._run([a if type(a) is bytes else _arg(a) for a in args])
 
     def _run(self, argv: list[bytes]) -> object:
-        reply = self.engine.execute(self._session, argv)
+        return self._convert(self.engine.execute(self._session, argv))
+
+    def _convert(self, reply: object) -> object:
+        """A reply as the embedded API returns it."""
         kind = type(reply)
         if kind is bytes or kind is int or reply is None:
             return reply
@@ -325,23 +328,28 @@ class Node:
             exat: int | None = None, pxat: int | None = None) -> object:
         argv = [b"SET", name if type(name) is bytes else _arg(name),
                 value if type(value) is bytes else _arg(value)]
-        if ex is not None:
-            argv += [b"EX", _arg(ex)]
-        if px is not None:
-            argv += [b"PX", _arg(px)]
-        if exat is not None:
-            argv += [b"EXAT", _arg(exat)]
-        if pxat is not None:
-            argv += [b"PXAT", _arg(pxat)]
-        if nx:
-            argv.append(b"NX")
-        if xx:
-            argv.append(b"XX")
-        if keepttl:
-            argv.append(b"KEEPTTL")
-        if get:
-            argv.append(b"GET")
-        return self._run(argv)
+        if (ex is not None or px is not None or exat is not None or pxat is not None or nx
+                or xx or keepttl or get):
+            if ex is not None:
+                argv += [b"EX", _arg(ex)]
+            if px is not None:
+                argv += [b"PX", _arg(px)]
+            if exat is not None:
+                argv += [b"EXAT", _arg(exat)]
+            if pxat is not None:
+                argv += [b"PXAT", _arg(pxat)]
+            if nx:
+                argv.append(b"NX")
+            if xx:
+                argv.append(b"XX")
+            if keepttl:
+                argv.append(b"KEEPTTL")
+            if get:
+                argv.append(b"GET")
+        reply = self.engine.execute(self._session, argv)
+        if reply is OK:  # the common answer, without _run's general conversion
+            return True
+        return self._convert(reply)
 
     def mget(self, keys: Iterable[Arg]) -> list[bytes | None]:
         return self.execute_command("MGET", *keys)

@@ -14,6 +14,7 @@ from kvrepl.replication.handshake import (
     ReplicationProtocolError,
     Send,
     State,
+    StreamBatch,
     StreamCommand,
     TryLater,
 )
@@ -27,6 +28,8 @@ def sent(events):
 
 
 def of(kind, events):
+    if kind is StreamCommand:  # the stream comes in batches: one command at a time here
+        return [c for e in events if isinstance(e, StreamBatch) for c in e.commands()]
     return [e for e in events if isinstance(e, kind)]
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+import hiredis
 import lz4.frame
 
 from kvrepl.errors import KvreplError
@@ -18,6 +19,21 @@ from kvrepl.protocol.parser import NEED_DATA, RequestParser
 from kvrepl.replication.stream import encode_command
 
 EOF_MARK_SIZE = 40
+
+
+_LENGTHS = [b"%d\r\n" % n for n in range(4096)]
+_WINDOW = 16384  # bytes given to hiredis at a time
+
+
+def _encode_all(commands: list[list[bytes]]) -> list[bytes]:
+    """``encode_command`` of each command; batches of three-argument commands (SET and the
+    like, the bulk of most streams) in one comprehension."""
+    lengths = _LENGTHS
+    try:
+        return [b"".join((b"*3\r\n$", lengths[len(a)], a, b"\r\n$", lengths[len(b)], b,
+                          b"\r\n$", lengths[len(c)], c, b"\r\n")) for a, b, c in commands]
+    except (ValueError, IndexError, TypeError):
+        return list(map(encode_command, commands))
 
 
 class State(enum.Enum):
@@ -81,6 +97,25 @@ class StreamCommand:
 
 
 @dataclass(frozen=True, slots=True)
+class StreamBatch:
+    """The commands completed by one piece of received stream, in order: ``sizes[i]`` is
+    how many stream bytes ``argvs[i]`` took (offsets count every byte) and ``raw`` is all
+    those bytes (sub-replicas get the master's stream byte for byte)."""
+
+    argvs: list[list[bytes]]
+    sizes: list[int]
+    raw: bytes
+
+    def commands(self) -> list[StreamCommand]:
+        """The batch one command at a time (what tests and tools like to look at)."""
+        out, start = [], 0
+        for argv, size in zip(self.argvs, self.sizes, strict=True):
+            out.append(StreamCommand(argv, size, self.raw[start:start + size]))
+            start += size
+        return out
+
+
+@dataclass(frozen=True, slots=True)
 class Log:
     message: str
 
@@ -112,9 +147,11 @@ class ReplicaProtocol:
         self._eof_mark: bytes | None = None
         self._inflate: lz4.frame.LZ4FrameDecompressor | None = None
         self._tail = b""
-        self._parser = RequestParser(max_bulk_len)
-        self._fed = 0  # stream bytes received
-        self._counted = 0  # stream bytes attributed to whole commands
+        self.max_bulk_len = max_bulk_len
+        # The general request parser, while it has a command in progress (see _stream).
+        self._parser: RequestParser | None = None
+        self._slow_fed = 0  # bytes given to _parser
+        self._slow_counted = 0  # of those, bytes in whole commands
         self._raw = bytearray()  # received stream bytes not yet given out with a command
 
     def start(self) -> list[object]:
@@ -292,26 +329,123 @@ class ReplicaProtocol:
 
     # -- stream --------------------------------------------------------------------------
     def _stream(self, data: bytes, events: list[object]) -> None:
+        """Parse what arrived; the commands it completed become one :class:`StreamBatch`.
+
+        Two parsers share the work. hiredis splits runs of whole commands fast, and a run is
+        taken only when its bytes are exactly the canonical encoding of the commands found
+        (``*<n>`` then ``$<len>`` bulks): any request parser reads the same commands of the
+        same sizes from such bytes. Everything else goes to the general request parser,
+        which gives Redis's results (inline commands, ``*0``, protocol errors, limits): a
+        command left incomplete at the end of the bytes received (it resumes from the next
+        ones), and, after a command the fast path refused, the rest of what was received.
+        """
+        if self._raw:
+            self._raw += data
+            raw: bytes | bytearray = self._raw
+        else:
+            raw = data
+        argvs: list[list[bytes]] = []
+        sizes: list[int] = []
+        end = len(raw)
+        done = 0
         parser = self._parser
-        parser.feed(data)
-        self._fed += len(data)
-        self._raw += data
+        if parser is not None:  # a command in progress
+            parser.feed(data)
+            self._slow_fed += len(data)
+            done = self._slow(argvs, sizes, to_the_end=False)
+        while self._parser is None and done < end:
+            taken, refused = self._fast(raw, done, argvs, sizes)
+            done += taken
+            if done == end:
+                break
+            parser = self._parser = RequestParser(self.max_bulk_len)
+            rest = raw[done:]
+            parser.feed(rest)
+            self._slow_fed, self._slow_counted = len(rest), 0
+            done += self._slow(argvs, sizes, to_the_end=refused)
+        if raw is data:
+            out = data if done == end else data[:done]
+            if done < end:
+                self._raw = bytearray(data[done:])
+        else:
+            out = bytes(raw[:done])
+            del self._raw[:done]
+        if argvs:
+            events.append(StreamBatch(argvs, sizes, out))
+
+    def _fast(self, raw: bytes | bytearray, start: int, argvs: list[list[bytes]],
+              sizes: list[int]) -> tuple[int, bool]:
+        """Take the whole commands at ``raw[start:]`` that hiredis finds and that are encoded
+        canonically. Returns the bytes taken, and whether a command was refused (rather
+        than the bytes ending in an incomplete one)."""
+        reader = hiredis.Reader()
+        found: list[list[bytes]] = []
+        refused = False
+        end = len(raw)
+        try:
+            # A window at a time: hiredis moves its unread bytes to the front of its buffer
+            # every kilobyte it consumes, which costs more the more it holds.
+            for window in range(start, end, _WINDOW):
+                reader.feed(raw, window, min(_WINDOW, end - window))
+                found.extend(iter(reader.gets, False))  # keeps what came before an error
+        except Exception:  # hiredis.ProtocolError or an absurd array length
+            refused = True
+        if not found:
+            return 0, refused
+        try:
+            encoded = _encode_all(found)
+            if min(map(len, found)) == 0:  # *0, which the general parser skips
+                raise ValueError
+        except Exception:  # a reply that is no list of bulks (integer, nil, nested array)
+            encoded = None
+        if encoded is not None:
+            found_sizes = list(map(len, encoded))
+            total = sum(found_sizes)
+            if total <= self.max_bulk_len and raw.startswith(b"".join(encoded), start):
+                argvs += found
+                sizes += found_sizes
+                return total, refused
+        # Something in there is not what it seems: take the canonical commands before it.
+        taken = 0
+        for argv in found:
+            try:
+                data = encode_command(argv) if type(argv) is list and argv else None
+            except Exception:
+                data = None
+            if (data is None or len(data) > self.max_bulk_len
+                    or not raw.startswith(data, start + taken)):
+                break
+            argvs.append(argv)
+            sizes.append(len(data))
+            taken += len(data)
+        return taken, True
+
+    def _slow(self, argvs: list[list[bytes]], sizes: list[int], to_the_end: bool) -> int:
+        """Requests from the general parser; returns the bytes they took. A command's size
+        includes every byte since the previous one ended (skipped ``*0``, empty lines), so
+        the sizes add up to the stream's length, as Redis counts offsets. Unless
+        ``to_the_end``, the fast path takes over after the first request."""
+        parser = self._parser
+        taken = 0
         while True:
             request = parser.next_request()
             if request is NEED_DATA:
-                return
-            # A command's size includes every byte since the previous one ended, so the
-            # sizes add up to the stream's length, as Redis counts offsets.
-            consumed = self._fed - parser.buffered
-            size = consumed - self._counted
-            raw = bytes(self._raw[:size])
-            del self._raw[:size]
-            events.append(StreamCommand(request, size, raw))
-            self._counted = consumed
+                if self._slow_counted == self._slow_fed:
+                    self._parser = None  # nothing pending: the next bytes go the fast way
+                return taken
+            consumed = self._slow_fed - parser.buffered
+            size = consumed - self._slow_counted
+            self._slow_counted = consumed
+            argvs.append(request)
+            sizes.append(size)
+            taken += size
+            if not to_the_end:
+                self._parser = None
+                return taken
 
     def stream_bytes_pending(self) -> int:
         """Stream bytes received but not yet a whole command (for slave_read_repl_offset)."""
-        return self._parser.buffered
+        return len(self._raw)
 
     # -- handshake plumbing ----------------------------------------------------------------
     def _handshake_burst(self) -> bytes:

@@ -20,10 +20,12 @@ from kvrepl.commands.core import Engine
 from kvrepl.log import logger
 from kvrepl.rdb import RdbWriter, default_aux
 from kvrepl.replication.backlog import Backlog
-from kvrepl.replication.stream import StreamFeed, encode_command
+from kvrepl.replication.stream import StreamFeed, encode_command, encode_select
 from kvrepl.store.snapshot import KeyspaceView
 
 NO_REPLID = "0" * 40
+_NO_LIMIT = 1 << 62
+_BREATHE = 0.001  # seconds between two long steps of a snapshot
 PING = encode_command([b"ping"])
 GETACK = encode_command([b"REPLCONF", b"GETACK", b"*"])
 
@@ -98,7 +100,7 @@ class MasterReplication:
         self.replid = new_replid()
         self.replid2 = NO_REPLID
         self.second_replid_offset = -1
-        self.backlog: Backlog | None = None
+        self._backlog: Backlog | None = None
         self._offset = 0  # master_repl_offset while there is no backlog
         self.feed = StreamFeed()
         self.feed.consumers.append(self._stream_bytes)
@@ -109,33 +111,113 @@ class MasterReplication:
         self.sync_partial_err = 0
         self.last_payload_framing = ""  # "lz4", "eof" or "len": how the last payload went
         self.nursery: trio.Nursery | None = None
-        self.propagating = True  # False on a replica: its stream is its master's
+        self._propagating = True  # False on a replica: its stream is its master's
         self.getack_bytes = GETACK
         self.acked = trio.Event()  # set (and replaced) on every replica ACK, for WAIT
-        engine.propagate_listeners.append(self._propagate)
+        self._outbox = bytearray()  # stream bytes not yet copied to the links' buffers
+        self._post_limit = _NO_LIMIT  # outbox size that calls for an output limit check
         engine.replication = self
 
     # -- the stream ------------------------------------------------------------------------
     @property
+    def backlog(self) -> Backlog | None:
+        return self._backlog
+
+    @backlog.setter
+    def backlog(self, backlog: Backlog | None) -> None:
+        self._backlog = backlog
+        self._listen()
+
+    @property
+    def propagating(self) -> bool:
+        """False on a replica: its stream is its master's, its own writes go nowhere."""
+        return self._propagating
+
+    @propagating.setter
+    def propagating(self, value: bool) -> None:
+        self._propagating = value
+        self._listen()
+
+    def _listen(self) -> None:
+        """Listen to the engine's propagated writes only while they become stream bytes
+        (a master with a backlog): otherwise the engine need not queue them for us."""
+        listeners = self.engine.propagate_listeners
+        wanted = self._propagating and self._backlog is not None
+        if wanted and self._propagate not in listeners:
+            listeners.append(self._propagate)
+        elif not wanted and self._propagate in listeners:
+            listeners.remove(self._propagate)
+
+    @property
     def master_repl_offset(self) -> int:
-        return self.backlog.master_repl_offset if self.backlog is not None else self._offset
+        backlog = self._backlog
+        return backlog.master_repl_offset if backlog is not None else self._offset
 
     def _propagate(self, db: int, argv: list[bytes]) -> None:
-        # Before any replica ever attached there is no backlog and the offset stays put.
-        if self.propagating and self.backlog is not None:
-            self.feed.feed(db, argv)
+        # Registered only while propagating with a backlog (see _listen). Every write pays
+        # for this: one encoding, one backlog append, one outbox append.
+        data = encode_command(argv)
+        feed = self.feed
+        if db != feed.selected_db and db >= 0:
+            data = encode_select(db) + data
+            feed.selected_db = db
+        self._backlog.append(data)
+        if self.replicas:
+            self._post(data)
 
     def feed_raw(self, data: bytes) -> None:
         """Stream bytes that need no SELECT logic (cron ping, a proxied master stream)."""
-        if self.backlog is not None:
-            self.feed.feed_raw(data)
+        if self._backlog is not None:
+            self._stream_bytes(data)
 
     def _stream_bytes(self, data: bytes) -> None:
-        self.backlog.append(data)
+        self._backlog.append(data)
         if self.replicas:
+            self._post(data)
+
+    def _post(self, data: bytes) -> None:
+        """Stream bytes for every attached replica. They gather in one outbox that is
+        copied to each link's buffer once per burst (:meth:`_distribute`, run by the first
+        sender task that wakes up), not once per write and replica."""
+        outbox = self._outbox
+        if not outbox:
             for link in self.replicas:
-                link.write(data)
-            self._check_output_limits()
+                link.wakeup.set()
+        outbox += data
+        if len(outbox) > self._post_limit:
+            self._distribute()  # an output buffer limit may be reached: check now
+
+    def _distribute(self) -> None:
+        """Copy the outbox to every link's buffer and apply the output buffer limits (Redis
+        checks them as data is queued for a replica, and closes offenders asynchronously)."""
+        outbox = self._outbox
+        if outbox:
+            data = bytes(outbox)
+            outbox.clear()
+            for link in self.replicas:
+                link.buffer += data
+        self._rearm_limits()
+
+    def _rearm_limits(self) -> None:
+        """Check the output limits, and set how big the outbox may grow before they must be
+        checked again (buffers only shrink meanwhile, as senders drain them)."""
+        limits = self.config.client_output_buffer_limit["replica"]
+        hard, soft, _ = limits
+        floor = min((x for x in (hard, soft) if x), default=0)
+        if not floor or not self.replicas:
+            self._post_limit = _NO_LIMIT
+            return
+        self._check_output_limits()
+        timing = any(link.soft_limit_since is not None for link in self.replicas)
+        worst = max(len(link.buffer) for link in self.replicas)
+        self._post_limit = 0 if timing else max(floor - worst, 0)
+
+    def _attach(self, link: ReplicaLink) -> None:
+        """A new replica: bytes already in the outbox are in its backlog copy or predate
+        its snapshot, so they are handed to the others first."""
+        self._distribute()
+        self.replicas.append(link)
+        self._rearm_limits()
 
     def _check_output_limits(self) -> None:
         hard, soft, seconds = self.config.client_output_buffer_limit["replica"]
@@ -221,7 +303,7 @@ class MasterReplication:
                 link.write(reply + self.backlog.read_from(offset))
                 link.state = "online"
                 link.ack_offset = offset - 1
-                self.replicas.append(link)
+                self._attach(link)
                 logger.info("Partial resynchronization request from %s accepted. Sending %d "
                             "bytes of backlog starting from offset %d.", link.addr,
                             self.master_repl_offset + 1 - offset, offset)
@@ -236,7 +318,7 @@ class MasterReplication:
                 logger.info("Full resync requested by replica %s", link.addr)
         self.sync_full += 1
         self.create_backlog()
-        self.replicas.append(link)
+        self._attach(link)
         snapshot = self._join_snapshot(link)
         try:
             await self._send_full_sync(io, link, snapshot)
@@ -246,6 +328,7 @@ class MasterReplication:
         await self._run_link(connection, link)
 
     def _join_snapshot(self, link: ReplicaLink) -> Snapshot:
+        self._distribute()
         snapshot = self.snapshot
         if snapshot is not None and snapshot.rdb is None and snapshot.error is None:
             # Attach to the snapshot being taken: the writes held since it began are
@@ -271,6 +354,7 @@ class MasterReplication:
         engine = self.engine
         # The snapshot instant: from here on, writes are held in every waiting link.
         snapshot.offset = self.master_repl_offset
+        self._distribute()  # what was written before this instant is not for these links
         for link in snapshot.links:
             link.buffer.clear()
         self.feed.selected_db = -1  # the first write after the payload says which db
@@ -281,6 +365,11 @@ class MasterReplication:
             sizes = {index: (keys, expires) for index, keys, expires in view.db_sizes()}
             chunks = [writer.begin(default_aux(repl_id=self.replid.encode(),
                                                repl_offset=snapshot.offset, repl_stream_db=0))]
+            # Listing the keys was one long synchronous step (~20 ms per million keys):
+            # sleep rather than merely checkpoint, so that the clients that waited meanwhile
+            # are served before the next step (whose allocations may well start a young
+            # garbage collection that walks that new list once more) rather than maybe after.
+            await trio.sleep(_BREATHE)
             for db, items, expires in view.batches(2048):
                 chunks.append(writer.write_batch(db, items, expires, sizes))
                 await trio.lowlevel.checkpoint()
@@ -355,11 +444,12 @@ class MasterReplication:
         io = connection.io
         try:
             while True:
+                self._distribute()
                 if link.closed is not None:
                     break
                 if link.buffer and not link.hold_until_ack:
-                    data = bytes(link.buffer)
-                    link.buffer.clear()
+                    data = link.buffer
+                    link.buffer = bytearray()
                     await io.send_all(data)
                     continue
                 link.wakeup = trio.Event()

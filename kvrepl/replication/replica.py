@@ -3,11 +3,14 @@
 The protocol is :class:`~kvrepl.replication.handshake.ReplicaProtocol` (sans-IO); this
 module only moves bytes and applies what it decodes. The payload is loaded into fresh
 dictionaries while it arrives and swapped in only once it is whole and its checksum is good,
-so the old dataset keeps serving reads until then and a cut transfer loses nothing.
+so the old dataset keeps serving reads until then and a cut transfer loses nothing. The
+command stream is applied a received piece at a time: offsets, sub-replicas and waiters move
+once per piece, as Redis moves them once per read of its master's query buffer.
 """
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Awaitable, Callable
 
@@ -15,7 +18,8 @@ import trio
 
 from kvrepl.commands.core import Engine
 from kvrepl.log import logger
-from kvrepl.rdb import RdbError, StagedLoad
+from kvrepl.persistence import TempFile
+from kvrepl.rdb import LoadResult, RdbError, StagedLoad
 from kvrepl.replication.handshake import (
     Continue,
     FullResync,
@@ -26,13 +30,20 @@ from kvrepl.replication.handshake import (
     ReplicaProtocol,
     ReplicationProtocolError,
     Send,
-    StreamCommand,
+    State,
+    StreamBatch,
     TryLater,
 )
 from kvrepl.replication.master import NO_REPLID, MasterReplication, new_replid
 from kvrepl.replication.stream import encode_command
 
 Connect = Callable[[], Awaitable[trio.abc.Stream]]
+
+# Bytes read from the master at a time. The commands of one read are parsed and applied as
+# one batch; a smaller batch keeps fewer fresh argument lists alive at once, which the
+# garbage collector's young passes then have less to walk through.
+RECEIVE_SIZE = 16 * 1024
+PAYLOAD_RECEIVE_SIZE = 64 * 1024  # while the snapshot arrives: fewer, bigger steps
 
 # ROLE's words for the link states.
 CONNECT, CONNECTING, HANDSHAKE, SYNC, CONNECTED = (
@@ -72,6 +83,15 @@ class ReplicaOf:
         self.session = engine.new_session()
         self.session.is_master = True
         self.session.kind = "master"
+        # Redis's master client is authenticated whatever requirepass says.
+        self.session.authenticated = True
+        self._stream_offset = self.reploff  # end of the last whole command received
+        self._held = b""  # received bytes of a MULTI not yet executed (not yet applied)
+        # Command names as the master spells them -> their table entries, for the commands
+        # that run straight through Engine.call (see _apply_batch).
+        self._direct: dict[bytes, object] = {}
+        self._protocol: ReplicaProtocol | None = None
+        self._dump: TempFile | None = None  # the payload on its way to dir/dbfilename
         self.source: object | None = None  # the master Node when it is in this program
         self._staged: StagedLoad | None = None
         self._new_replid = ""
@@ -121,6 +141,9 @@ class ReplicaOf:
             await stream.send_all(data)
 
     def _link_lost(self) -> None:
+        if self._dump is not None:
+            self._dump.discard()
+            self._dump = None
         self.engine.masterdown = True
         if self.link_up:
             logger.info("Connection with master lost.")
@@ -129,6 +152,13 @@ class ReplicaOf:
         self.state = CONNECT
         self.sync_in_progress = False
         self.synced = trio.Event() if self.synced.is_set() else self.synced
+        # Like Redis's replicationCacheMaster: a transaction the master had not finished
+        # sending is dropped; the master sends it again from our offset.
+        session = self.session
+        session.multi = None
+        session.multi_error = False
+        self._held = b""
+        self._stream_offset = self.read_reploff = self.reploff
 
     async def _follow_once(self) -> None:
         while self.engine.loading:  # the dump loaded at startup says where we were
@@ -150,6 +180,7 @@ class ReplicaOf:
                 masterauth=self.config.masterauth, masteruser=self.config.masteruser,
                 announce_ip=self.config.replica_announce_ip,
                 capabilities=("eof", "psync2", "lz4"))
+            self._protocol = protocol
             failure: Exception | None = None
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._ack_every_second, stream)
@@ -157,7 +188,9 @@ class ReplicaOf:
                     await self._handle(protocol.start(), stream)
                     while True:
                         with trio.fail_after(self.config.repl_timeout):
-                            data = await stream.receive_some(64 * 1024)
+                            data = await stream.receive_some(
+                                RECEIVE_SIZE if protocol.state is State.CONNECTED
+                                else PAYLOAD_RECEIVE_SIZE)
                         if not data:
                             raise ReplicationProtocolError("master closed the connection")
                         self.last_io = time.monotonic()
@@ -181,9 +214,14 @@ class ReplicaOf:
     async def _handle(self, events: list[object], stream: trio.abc.Stream) -> None:
         for event in events:
             kind = type(event)
-            if kind is StreamCommand:
-                await self._apply(event, stream)
+            if kind is StreamBatch:
+                for offset in self._apply_batch(event):
+                    # REPLCONF GETACK: answered with the offset before it, as Redis does.
+                    await self._send(stream, encode_command(
+                        [b"REPLCONF", b"ACK", b"%d" % offset]))
             elif kind is PayloadData:
+                if self._dump is not None:
+                    self._dump.write(event.data)
                 self._staged.feed(event.data)
                 self.transfer_read += len(event.data)
                 await trio.lowlevel.checkpoint()
@@ -200,20 +238,65 @@ class ReplicaOf:
                             "streamed" if event.length is None else event.length)
                 self._staged = StagedLoad(len(self.engine.keyspace.dbs), drop_expired=False,
                                           now_ms=self.engine.keyspace.now_ms())
+                self._dump = self._open_dump()
             elif kind is PayloadEnd:
-                self._finish_load()
+                result = self._staged.finish()  # RdbError for a bad payload
+                dump, self._dump = self._dump, None
+                if dump is not None:
+                    await self._keep_dump(dump)
+                self._finish_load(result)
                 await self._send_ack(stream)  # a Redis master waits for it after $EOF:
             elif kind is Continue:
                 self._continue(event)
             elif kind is Log:
                 logger.info("MASTER <-> REPLICA sync: %s", event.message)
 
+    # -- repl-diskless-load ------------------------------------------------------------------
+    def _open_dump(self) -> TempFile | None:
+        """Where the payload goes besides memory. With ``repl-diskless-load disabled`` (and
+        ``on-empty-db`` while we hold keys) a Redis replica stores the payload as
+        dir/dbfilename and loads that file, so it has a dump of the new dataset afterwards
+        (a restart loads it and continues with a partial resync). kvrepl always loads while
+        receiving and swaps at the end (the old data is served meanwhile and stays if the
+        payload is bad), and, on a node that keeps its data on disk (``kvrepl-server``),
+        also writes the file; an embedded node keeps to memory."""
+        config = self.config
+        mode = config.repl_diskless_load
+        if not getattr(self.engine.node, "load_dump", False) or mode == "swapdb" or (
+                mode == "on-empty-db"
+                and not any(db.data for db in self.engine.keyspace.dbs)):
+            return None
+        path = os.path.join(config.dir, config.dbfilename)
+        temp = os.path.join(config.dir, f"temp-{int(time.time())}.{os.getpid()}.rdb")
+        dump = TempFile(path, temp)
+        try:
+            dump.open()
+        except OSError as err:
+            logger.warning("Opening the temp file needed for MASTER <-> REPLICA "
+                           "synchronization: %s", err)
+            return None
+        return dump
+
+    async def _keep_dump(self, dump: TempFile) -> None:
+        """fsync and rename the received payload over dir/dbfilename (in a thread: both can
+        take long), once it loaded: a bad payload never replaces a good dump."""
+        def commit() -> None:
+            dump.sync_and_close()
+            dump.commit()
+            dump.sync_dir()
+
+        try:
+            await trio.to_thread.run_sync(commit)
+        except OSError as err:
+            dump.discard()
+            logger.warning("Failed trying to rename the temp DB into %s in MASTER <-> "
+                           "REPLICA synchronization: %s", dump.path, err)
+
     def _full_resync(self, event: FullResync) -> None:
         self._new_replid = event.replid
         self._initial_offset = event.offset
 
-    def _finish_load(self) -> None:
-        result = self._staged.finish()
+    def _finish_load(self, result: LoadResult) -> None:
         engine = self.engine
         logger.info("MASTER <-> REPLICA sync: Flushing old data")
         for db in engine.keyspace.dbs:
@@ -251,6 +334,8 @@ class ReplicaOf:
         self._link_up()
 
     def _link_up(self) -> None:
+        self._stream_offset = self.read_reploff = self.reploff
+        self._held = b""
         self.ever_connected = True
         self.engine.masterdown = False
         self._moved()
@@ -259,24 +344,81 @@ class ReplicaOf:
         self.sync_in_progress = False
         self.synced.set()
 
-    async def _apply(self, event: StreamCommand, stream: trio.abc.Stream) -> None:
-        argv = event.argv
-        self.read_reploff += event.size
-        name = argv[0].lower()
+    def _apply_batch(self, batch: StreamBatch) -> list[int]:
+        """Apply the master's commands of one received piece of stream, then move the
+        offsets, feed sub-replicas and wake waiters once. Returns the offsets to
+        acknowledge (one per REPLCONF GETACK).
+
+        Redis's master client runs commands without the checks of ``processCommand`` that
+        only concern normal clients; here every command the table knows runs straight
+        through ``Engine.call`` while the session is in a state where ``Engine.execute``
+        would do nothing else (authenticated, not loading, not subscribed, not inside the
+        master's MULTI, arity right); anything else goes through ``Engine.execute``.
+        """
+        engine = self.engine
         session = self.session
-        if name == b"replconf" and len(argv) >= 2 and argv[1].lower() == b"getack":
-            # Answer with the offset before this command, as Redis does.
-            await self._send_ack(stream)
-        elif name != b"ping":
-            keyspace = self.engine.keyspace
-            keyspace.applying_master = True
-            try:
-                self.engine.execute(session, argv)  # the master gets no replies
-            finally:
-                keyspace.applying_master = False
-        # Sub-replicas get the master's bytes as they came (chained replication).
-        self.replication.feed_raw(event.raw)
-        if session.multi is None:
-            # Inside the master's MULTI the offset waits for EXEC.
-            self.reploff = self.read_reploff
+        keyspace = engine.keyspace
+        direct = self._direct
+        call = engine.call
+        flush = engine.flush_propagation
+        listeners = engine.propagate_listeners
+        offset = self._stream_offset
+        applied = self.reploff
+        acks: list[int] = []
+        plain = self._plain()
+        keyspace.applying_master = True
+        try:
+            for argv, size in zip(batch.argvs, batch.sizes, strict=True):
+                cmd = direct.get(argv[0])
+                if cmd is not None and plain and session.multi is None:
+                    arity = cmd.arity
+                    if (len(argv) == arity if arity > 0 else len(argv) >= -arity):
+                        call(session, cmd, argv)
+                        if listeners:  # nobody listening: nothing was queued (changes())
+                            flush()
+                        if keyspace.ready_keys and engine.on_ready_keys is not None:
+                            engine.on_ready_keys()
+                        offset += size
+                        if session.multi is None:
+                            applied = offset
+                        continue
+                name = argv[0].lower()
+                if name == b"replconf" and len(argv) >= 2 and argv[1].lower() == b"getack":
+                    acks.append(applied)
+                elif name != b"ping":
+                    engine.execute(session, argv)  # the master gets no replies
+                    self._learn(argv[0], name)
+                    plain = self._plain()
+                offset += size
+                if session.multi is None:
+                    # Inside the master's MULTI the offset waits for EXEC.
+                    applied = offset
+        finally:
+            keyspace.applying_master = False
+        self._stream_offset = offset
+        protocol = self._protocol
+        self.read_reploff = offset + (protocol.stream_bytes_pending() if protocol else 0)
+        received = self._held + batch.raw if self._held else batch.raw
+        done = applied - self.reploff
+        if done:
+            # Sub-replicas and our backlog get the master's bytes as they came (chained
+            # replication is byte for byte), once they are applied, as in Redis.
+            self.replication.feed_raw(received if done == len(received) else received[:done])
+            self.reploff = applied
             self._moved()
+        self._held = received[done:] if done < len(received) else b""
+        return acks
+
+    def _plain(self) -> bool:
+        """The master session is in a state where Engine.execute only calls the command."""
+        session = self.session
+        return (session.authenticated and not self.engine.loading and not session.channels
+                and not session.patterns and not session.is_replica and not session.monitor)
+
+    def _learn(self, spelled: bytes, name: bytes) -> None:
+        """Remember a command that may skip Engine.execute's checks from now on: one that
+        cannot change what _plain() looks at (writes, SELECT, MULTI, EXEC)."""
+        cmd = self.engine.table.get(name)
+        if cmd is not None and cmd.handler is not None and not cmd.subcommands and (
+                cmd.is_write or name in (b"select", b"multi", b"exec")):
+            self._direct[spelled] = cmd
