@@ -333,12 +333,15 @@ class Engine:
 
         The checks run in the order of Redis's ``processCommand``.
         """
-        try:
-            cmd = self.lookup_command(argv)
-        except ReplyError as err:
-            if session.multi is not None:
-                session.multi_error = True
-            return self._count_error(err)
+        cmd = self.table.get(argv[0].lower())
+        if cmd is None or cmd.subcommands or not (
+                cmd.arity == len(argv) or 0 > cmd.arity >= -len(argv)):
+            try:
+                cmd = self.lookup_command(argv)
+            except ReplyError as err:
+                if session.multi is not None:
+                    session.multi_error = True
+                return self._count_error(err)
         if not session.authenticated and not cmd.no_auth:
             return self._reject(cmd, session, ReplyError("NOAUTH Authentication required."))
         if session.multi is not None and not cmd.runs_in_multi:
@@ -396,15 +399,13 @@ class Engine:
         keyspace = self.keyspace
         db = session.db
         dirty = self.dirty
-        self._rewrite = None
         self._current_db = db.id
         session.last_command = cmd.name
         watches = self.watches
-        watches.in_command = True
+        keyspace.frozen = True  # also tells the WATCH hook that a command is running
         if cmd.is_write and keyspace.before_write_hooks:
             for index in key_positions(cmd.spec, argv):
                 db.before_write(argv[index])
-        keyspace.frozen = True
         start = perf_counter()
         try:
             reply = cmd.handler(session, argv)
@@ -420,7 +421,6 @@ class Engine:
         finally:
             keyspace.frozen = False
             keyspace.frozen_ms = None
-            watches.in_command = False
         if watches.pending:
             watches.command_done(self.dirty != dirty)
         cmd.usec += (perf_counter() - start) * 1e6
@@ -428,9 +428,12 @@ class Engine:
         self.stats.commands_processed += 1
         if self.monitors and not cmd.hidden_from_monitor:
             self._feed_monitors(session, argv)
+        rewritten = self._rewrite
+        if rewritten is not None:
+            self._rewrite = None
         if self.dirty != dirty and self.propagate_listeners:
-            if self._rewrite is not None:
-                self._pending.extend((db.id, rewritten) for rewritten in self._rewrite)
+            if rewritten is not None:
+                self._pending.extend((db.id, one) for one in rewritten)
             elif cmd.replicates:
                 self._pending.append((db.id, argv))
         if type(reply) is Block and (session.in_exec or session.is_master):

@@ -28,7 +28,6 @@ class WatchRegistry:
     def __init__(self, keyspace: Keyspace) -> None:
         self.keyspace = keyspace
         self.by_key: dict[Item, set[Session]] = {}
-        self.in_command = False
         self.pending: list[Item] = []  # keys signalled during the running command
 
     def watch(self, session: Session, key: bytes) -> None:
@@ -56,9 +55,10 @@ class WatchRegistry:
 
     # -- signals ---------------------------------------------------------------------------
     def _before_write(self, db: Database, key: bytes) -> None:
-        # Outside a command the only writes are expiry deletions, which _expired sees after
-        # the key is gone (what touchWatchedKey needs to know).
-        if self.in_command and (db.id, key) in self.by_key:
+        # Outside a command (the keyspace's clock is frozen only while one runs) the only
+        # writes are expiry deletions, which _expired sees after the key is gone (what
+        # touchWatchedKey needs to know).
+        if self.keyspace.frozen and (db.id, key) in self.by_key:
             self.pending.append((db.id, key))
 
     def _expired(self, db: Database, key: bytes) -> None:
