@@ -6,12 +6,16 @@ data followed by a "backlen" (the size of encoding + data, 1-5 bytes, read right
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Iterable
+from functools import lru_cache
+from operator import itemgetter
 
 from kvrepl.rdb.errors import Corrupt
 from kvrepl.rdb.primitives import INT_START
 
 COUNT_UNKNOWN = 65535
+_first = itemgetter(0)
 
 
 def backlen_size(size: int) -> int:
@@ -60,6 +64,10 @@ def parse(lp: bytes, as_bytes: bool = True) -> list:
     if lp[end] != 0xFF:
         raise Corrupt("listpack integrity check failed: no terminator")
     count = lp[4] | (lp[5] << 8)
+    if lp[6] >> 6 == 2:  # a string of up to 63 bytes first: maybe all are, of that size
+        uniform = _uniform_strings(lp, end, count)
+        if uniform is not None:
+            return uniform
     out: list = []
     append = out.append
     p = 6
@@ -122,6 +130,28 @@ def parse(lp: bytes, as_bytes: bool = True) -> list:
 
 _INT_WIDTHS = {0xF1: 2, 0xF2: 3, 0xF3: 4, 0xF4: 8}
 
+
+@lru_cache(maxsize=64)
+def _str6_entries(size: int) -> struct.Struct:
+    return struct.Struct(f"<x{size}sx")
+
+
+def _uniform_strings(lp: bytes, end: int, count: int) -> list | None:
+    """The entries of a listpack whose entries are all strings of the same size under 64
+    bytes (list elements, set members of fixed format...), cut by struct at C speed; None
+    when they are not (the entry loop then parses and validates them one by one). The
+    same checks as that loop: each entry's encoding byte and backlen, the count."""
+    head = lp[6]
+    size = head & 0x3F
+    stride = size + 2
+    entries, rest = divmod(end - 6, stride)
+    if rest or (count != COUNT_UNKNOWN and count != entries):
+        return None
+    if (lp[6:end:stride] != bytes((head,)) * entries
+            or lp[7 + size:end:stride] != bytes((size + 1,)) * entries):
+        return None
+    return list(map(_first, _str6_entries(size).iter_unpack(memoryview(lp)[6:end])))
+
 # -- building ------------------------------------------------------------------------------
 
 # Entries for small strings: encoding byte, and the backlen that follows the data.
@@ -174,11 +204,15 @@ def encode_entry(s: bytes) -> bytes:
 def build(entries: Iterable[bytes]) -> bytes:
     """A listpack of already-encoded entries (see :func:`encode_entry`)."""
     parts = list(entries)
-    body = b"".join(parts)
-    count = len(parts)
+    return finish(b"".join(parts), len(parts))
+
+
+def finish(body: bytes | bytearray, count: int) -> bytes:
+    """A listpack of ``count`` entries already encoded one after the other in ``body``."""
     if count >= COUNT_UNKNOWN:
         count = COUNT_UNKNOWN
-    return (len(body) + 7).to_bytes(4, "little") + count.to_bytes(2, "little") + body + b"\xff"
+    return b"".join(((len(body) + 7).to_bytes(4, "little"), count.to_bytes(2, "little"), body,
+                     b"\xff"))
 
 
 def pack(items: Iterable[bytes]) -> bytes:

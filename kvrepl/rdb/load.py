@@ -9,7 +9,7 @@ from typing import Any
 
 from kvrepl.rdb.errors import RdbError
 from kvrepl.rdb.events import Aux, End, Entry, Function, SelectDb
-from kvrepl.rdb.reader import RdbParser
+from kvrepl.rdb.reader import RdbParser, duplicate_key_error
 
 log = logging.getLogger("kvrepl.rdb")
 
@@ -86,16 +86,20 @@ class StagedLoad:
         self.drop_expired = drop_expired
         self.now_ms = now_ms
         self.ended = False
-        self._current = 0
+        self._failure: RdbError | None = None
 
     def feed(self, data: bytes) -> None:
-        """Parse ``data``; RdbError on anything malformed."""
+        """Parse ``data``; RdbError on anything malformed (and again on any later call)."""
+        if self._failure is not None:
+            raise self._failure
         if data:
             self.parser.feed(data)
             self._drain()
 
     def finish(self) -> LoadResult:
         """The input is complete: check it ended properly and return the counts."""
+        if self._failure is not None:
+            raise self._failure
         self.parser.feed(b"")
         self._drain()
         if not self.ended:
@@ -114,20 +118,36 @@ class StagedLoad:
             db.expires = expires
 
     def _drain(self) -> None:
+        try:
+            self._drain_events()
+        except RdbError as error:
+            self._failure = error
+            raise
+
+    def _drain_events(self) -> None:
         parser = self.parser
         fresh = self.fresh
         result = self.result
         databases = len(fresh)
         drop_before = self.now_ms if self.drop_expired else None
+        store_strings = parser.store_strings
         while not self.ended:
+            # Runs of plain string keys go straight into the dicts (no Entry events).
+            current = parser.db
+            data, expires = fresh[current]
+            stored, dropped = store_strings(data, expires, drop_before)
+            result.keys_expired += dropped
             batch = parser.next_events(64)
-            data, expires = fresh[self._current]
+            if not batch:
+                if stored or dropped:
+                    continue
+                return
             for event in batch:
                 if type(event) is Entry:
                     db, key, value, expire_ms, _, _ = event
-                    if db != self._current:
+                    if db != current:
                         data, expires = fresh[db]
-                        self._current = db
+                        current = db
                     if expire_ms is not None:
                         if drop_before is not None and expire_ms < drop_before:
                             result.keys_expired += 1
@@ -136,8 +156,7 @@ class StagedLoad:
                     size = len(data)
                     data[key] = value
                     if len(data) == size:
-                        raise RdbError(f"RDB has duplicated key in DB {db} "
-                                       f"(key {key[:200]!r})", key=key)
+                        raise duplicate_key_error(db, key)
                     continue
                 kind = type(event)
                 if kind is SelectDb:
@@ -145,8 +164,8 @@ class StagedLoad:
                         raise RdbError(f"Data file was created with a Redis server configured "
                                        f"to handle more than {databases} databases "
                                        f"(SELECTDB {event.index})")
-                    self._current = event.index
-                    data, expires = fresh[self._current]
+                    current = event.index
+                    data, expires = fresh[current]
                 elif kind is Aux:
                     result.aux[event.name] = event.value
                 elif kind is Function:
@@ -154,19 +173,6 @@ class StagedLoad:
                 elif kind is End:
                     result.checksum_ok = event.checksum_ok
                     self.ended = True
-            progressed = bool(batch)
-            # Runs of short plain strings go straight into the dicts (no Entry events).
-            if not self.ended:
-                data, expires = fresh[parser.db]
-                self._current = parser.db
-                while True:
-                    stored, dropped = parser.store_strings(data, expires, drop_before)
-                    result.keys_expired += dropped
-                    if not stored and not dropped:
-                        break
-                    progressed = True
-            if not progressed:
-                return
 
 
 def load_into(keyspace: Any, source: Any, *, drop_expired: bool, now_ms: int | None = None,

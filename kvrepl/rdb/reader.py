@@ -18,6 +18,7 @@ import logging
 import struct
 from collections import deque
 from collections.abc import Callable, Generator
+from itertools import islice
 
 from kvrepl.rdb import constants as C
 from kvrepl.rdb import listpack, objects, stream, ziplist
@@ -43,13 +44,44 @@ from kvrepl.rdb.primitives import (
     read_raw,
     read_str,
 )
-from kvrepl.store.values import Stream, StreamConsumer, StreamGroup, ZSet
+from kvrepl.store.values import Stream, StreamConsumer, StreamGroup
 
 log = logging.getLogger("kvrepl.rdb")
 
 _unpack_i64 = struct.Struct("<q").unpack_from
 _new_entry = tuple.__new__
 _INT_WIDTHS = {0xC0: 1, 0xC1: 2, 0xC2: 4}
+
+
+#: The longest record the fast loop of RdbParser.store_strings parses without bounds
+#: checks: EXPIRETIME_MS, then type 0, key and value each with a 6-bit length.
+_MAX_HOT = 9 + 1 + 1 + 63 + 1 + 63
+
+
+def duplicate_key_error(db: int, key: bytes) -> RdbError:
+    """The error for a key found twice in one database (Redis panics on this); the same
+    whichever path loaded the key."""
+    return RdbError(f"RDB has duplicated key in DB {db} (key {key[:200]!r})", key=key)
+
+
+def _string_record(buf: bytes, pos: int) -> tuple[bytes, bytes, int | None, int] | None:
+    """``(key, value, expire_ms, end)`` of the string key at ``pos`` (optionally after
+    EXPIRETIME_MS), any string encoding; None for anything else and for what is cut off
+    or corrupt, left to the general path, which then parses or refuses it itself."""
+    try:
+        expire = None
+        op = buf[pos]
+        if op == C.OP_EXPIRETIME_MS:
+            expire = _unpack_i64(buf, pos + 1)[0]
+            pos += 9
+            op = buf[pos]
+        if op:
+            return None
+        key, pos = read_str(buf, pos + 1)
+        value, pos = read_str(buf, pos)
+    except (Incomplete, Corrupt, IndexError, struct.error):
+        return None
+    return key, value, expire, pos
 
 
 _Task = Generator[int, None, object]
@@ -94,7 +126,7 @@ class RdbParser:
         self._idle: int | None = None
         self._freq: int | None = None
         self._key: bytes | None = None
-        self._blob_start = 0
+        self._blob_start = 0  # file offset of the last blob read by a task
         self._failure: RdbError | None = None
 
     # -- input -----------------------------------------------------------------------------
@@ -167,10 +199,15 @@ class RdbParser:
         append = events.append
         while len(events) < limit:
             if self._fast_ready():
-                self._fast_strings(limit - len(events), events, None, None, None)
+                self._fast_strings(limit - len(events), events)
                 if len(events) >= limit:
                     break
-            event = self.next_event()
+            try:
+                event = self.next_event()
+            except RdbError:
+                if events:  # first the events before the error; the next call raises it
+                    break
+                raise
             if event is NEED_DATA:
                 break
             append(event)
@@ -180,14 +217,122 @@ class RdbParser:
 
     def store_strings(self, data: dict, expires: dict, drop_before: int | None,
                       limit: int = 1 << 20) -> tuple[int, int]:
-        """Store the run of short plain string keys at the current position straight into
+        """Store the run of plain string keys at the current position straight into
         ``data`` / ``expires`` (the current database's), skipping Entry events: the fast
         path of :func:`~kvrepl.rdb.load.load_into`. Keys expiring before ``drop_before``
-        are dropped. Returns ``(stored, dropped)``; stops at anything else.
+        are dropped. Returns ``(stored, dropped)``; stops at anything else, and short of
+        the buffer's end, leaving both to :meth:`next_event` (which parses every record
+        this skips the same way, so where chunks split the input does not matter).
+
+        Raises :func:`duplicate_key_error` for a key already in ``data``.
         """
         if not self._fast_ready():
             return 0, 0
-        return self._fast_strings(limit, None, data, expires, drop_before)
+        buf, pos = self._buf, self._pos
+        first = pos
+        end = len(buf)
+        stored = dropped = 0
+        string_record = _string_record
+        unpack_i64 = _unpack_i64
+        int_widths = _INT_WIDTHS
+        from_bytes = int.from_bytes
+        while True:
+            # Every record of the hot shape (type 0, 6-bit lengths) is at most _MAX_HOT
+            # bytes: `count` of them cannot run past the buffer, so no bounds checks.
+            count = min((end - pos) // _MAX_HOT, limit - stored - dropped)
+            if count <= 0:
+                break
+            run_start = pos
+            size = len(data)
+            done = count
+            stop = False
+            run_dropped = 0
+            for i in range(count):
+                if not buf[pos]:
+                    key_len = buf[pos + 1]
+                    if key_len < 64:
+                        key_at = pos + 2
+                        value_at = key_at + key_len
+                        value_len = buf[value_at]
+                        if value_len < 64:
+                            value_at += 1
+                            pos = value_at + value_len
+                            data[buf[key_at:value_at - 1]] = buf[value_at:pos]
+                            continue
+                # Second tier, still inline: an expire and / or an INT-encoded value.
+                expire = None
+                at = pos
+                if buf[at] == 0xFC:  # EXPIRETIME_MS
+                    expire = unpack_i64(buf, at + 1)[0]
+                    at += 9
+                value = None
+                if not buf[at]:
+                    key_len = buf[at + 1]
+                    if key_len < 64:
+                        key_at = at + 2
+                        value_at = key_at + key_len
+                        value_len = buf[value_at]
+                        if value_len < 64:
+                            at = value_at + 1 + value_len
+                            value = buf[value_at + 1:at]
+                        elif value_len in int_widths:
+                            at = value_at + 1 + int_widths[value_len]
+                            value = b"%d" % from_bytes(buf[value_at + 1:at], "little",
+                                                       signed=True)
+                if value is not None:
+                    key = buf[key_at:value_at]
+                    pos = at
+                else:
+                    # Anything else: LZF / long / INT-encoded keys, ... (or not a string
+                    # key at all: then None, and the general path takes it from here).
+                    record = string_record(buf, pos)
+                    if record is None:
+                        done = i
+                        stop = True
+                        break
+                    key, value, expire, pos = record
+                if expire is not None:
+                    if drop_before is not None and expire < drop_before:
+                        run_dropped += 1
+                    else:
+                        expires[key] = expire
+                        data[key] = value
+                else:
+                    data[key] = value
+                if end - pos < (count - i - 1) * _MAX_HOT:  # a long record: count again
+                    done = i + 1
+                    break
+            run_stored = done - run_dropped
+            if len(data) != size + run_stored:
+                self._duplicate_in_run(data, size, run_start, done, drop_before)
+            stored += run_stored
+            dropped += run_dropped
+            if stop:
+                break
+        self._pos = pos
+        if pos != first:  # a key named by an attempt the buffer's end cut short is done
+            self._key = None
+        return stored, dropped
+
+    def _duplicate_in_run(self, data: dict, size: int, pos: int, count: int,
+                          drop_before: int | None) -> None:
+        """Raise for the first of the ``count`` records from ``pos`` whose key was already
+        in ``data`` (which held ``size`` keys before them: those come first in its order,
+        since a load only adds keys)."""
+        before = set(islice(data, size))
+        seen: set = set()
+        buf = self._buf
+        for _ in range(count):
+            key, _, expire, end = _string_record(buf, pos)
+            if expire is None or drop_before is None or expire >= drop_before:
+                if key in before or key in seen:
+                    self._pos = pos
+                    self._state = _DONE
+                    self._failure = duplicate_key_error(self._db, key)
+                    raise self._failure
+                seen.add(key)
+            pos = end
+        raise AssertionError("no duplicate found")  # pragma: no cover - cannot happen
 
     @property
     def db(self) -> int:
@@ -198,14 +343,14 @@ class RdbParser:
         return (self._task is None and self._state == 0 and self._expire is None
                 and self._idle is None and self._freq is None)
 
-    def _fast_strings(self, count: int, events: list | None, data: dict | None,
-                      expires: dict | None, drop_before: int | None) -> tuple[int, int]:
-        # One loop for both consumers: Entry events (events is a list) or direct stores.
+    def _fast_strings(self, count: int, events: list) -> None:
+        # Entry events for short plain strings (with or without an expire), inline.
         buf, pos, db = self._buf, self._pos, self._db
+        first = pos
         end = len(buf)
-        stored = dropped = 0
         new_entry = _new_entry
         from_bytes = int.from_bytes
+        append = events.append
         while count:
             op = buf[pos] if pos < end else -1
             expire = None
@@ -241,23 +386,10 @@ class RdbParser:
             key = buf[pos + 2:key_end]
             pos = value_end
             count -= 1
-            if events is not None:
-                events.append(new_entry(Entry, (db, key, value, expire, None, None)))
-                continue
-            if expire is not None:
-                if drop_before is not None and expire < drop_before:
-                    dropped += 1
-                    continue
-                expires[key] = expire
-            size = len(data)
-            data[key] = value
-            if len(data) == size:  # Redis panics on this
-                self._pos = start
-                self._key = key
-                raise self._error(f"RDB has duplicated key in DB {db}", start)
-            stored += 1
+            append(new_entry(Entry, (db, key, value, expire, None, None)))
         self._pos = pos
-        return stored, dropped
+        if pos != first:  # as in store_strings
+            self._key = None
 
     def _error(self, message: str, pos: int | None) -> RdbError:
         offset = self._base + (self._pos if pos is None else pos)
@@ -471,15 +603,30 @@ class RdbParser:
             done += 1
         self._pos = pos
 
+    def _fill(self, fill: Callable, count: int, into: object) -> _Task:
+        """``count`` elements into ``into`` via one of the ``objects.fill_*`` functions,
+        as many at a time as are buffered."""
+        while True:
+            self._pos, done, need = fill(self._buf, self._pos, count, into)
+            count -= done
+            if not count:
+                return
+            yield need
+
     def _blob(self) -> _Task:
         """A string holding a ziplist / listpack / intset / zipmap; errors point at it."""
-        start = self._pos
+        start = self._base + self._pos
         blob = yield from self._read(read_str)
         self._blob_start = start
         return blob
 
+    def _at(self, offset: int) -> int:
+        """The buffer position of file ``offset``: tasks keep file offsets, as the buffer
+        drops what was parsed whenever new data is joined to it."""
+        return offset - self._base
+
     def _blob_error(self, corrupt: Corrupt) -> Corrupt:
-        return Corrupt(corrupt.message, self._blob_start)
+        return Corrupt(corrupt.message, self._at(self._blob_start))
 
     # -- values ----------------------------------------------------------------------------
     def _object(self, rtype: int) -> _Task:
@@ -487,12 +634,12 @@ class RdbParser:
         handler = _HANDLERS.get(rtype)
         if handler is None:
             raise Corrupt(f"unknown RDB object type {rtype}", self._pos)
-        start = self._pos
+        start = self._base + self._pos
         try:
             return (yield from handler(self, rtype))
         except Corrupt as corrupt:
             if corrupt.pos is None:
-                corrupt.pos = start
+                corrupt.pos = self._at(start)
             raise
 
     def _string(self, rtype: int) -> _Task:
@@ -507,51 +654,53 @@ class RdbParser:
         return items
 
     def _set(self, rtype: int) -> _Task:
-        start = self._pos
+        start = self._base + self._pos
         count = yield from self._read(read_len)
         if not count:
             return EMPTY
         members: set = set()
-        yield from self._read_many(count, read_str, members.add)
+        yield from self._fill(objects.fill_set, count, members)
         if len(members) != count:
-            raise Corrupt("Duplicate set members detected", start)
+            raise Corrupt("Duplicate set members detected", self._at(start))
         return members
 
     def _zset(self, rtype: int) -> _Task:
-        start = self._pos
+        start = self._base + self._pos
         count = yield from self._read(read_len)
         if not count:
             return EMPTY
-        pairs: list = []
-        reader = objects.zset2_pair if rtype == C.TYPE_ZSET_2 else objects.zset_pair
-        yield from self._read_many(count, reader, pairs.append)
-        scores = dict(pairs)
+        if rtype == C.TYPE_ZSET_2:
+            scores: dict = {}
+            yield from self._fill(objects.fill_zset2, count, scores)
+        else:
+            pairs: list = []
+            yield from self._read_many(count, objects.zset_pair, pairs.append)
+            scores = dict(pairs)
         if len(scores) != count:
-            raise Corrupt("Duplicate zset fields detected", start)
-        return ZSet(scores)
+            raise Corrupt("Duplicate zset fields detected", self._at(start))
+        return objects.new_zset(scores)
 
     def _hash(self, rtype: int) -> _Task:
-        start = self._pos
+        start = self._base + self._pos
         count = yield from self._read(read_len)
         if not count:
             return EMPTY
-        pairs: list = []
-        yield from self._read_many(count, objects.str_pair, pairs.append)
-        fields = dict(pairs)
+        fields: dict = {}
+        yield from self._fill(objects.fill_hash, count, fields)
         if len(fields) != count:
-            raise Corrupt("Duplicate hash fields detected", start)
+            raise Corrupt("Duplicate hash fields detected", self._at(start))
         return fields
 
     def _module(self, rtype: int) -> _Task:
-        start = self._pos
+        start = self._base + self._pos
         module_id = yield from self._read(read_len)
         name = C.module_type_name(module_id)
         if rtype == C.TYPE_MODULE_PRE_GA:
             raise Corrupt(f"module value of type '{name}' in the pre-release format "
-                          "(RDB type 6) cannot be loaded or skipped", start)
+                          "(RDB type 6) cannot be loaded or skipped", self._at(start))
         if self.on_module != "skip":
             raise Corrupt(f"The RDB file contains module data I can't load: no matching "
-                          f"module type '{name}' (RDB type 7)", start)
+                          f"module type '{name}' (RDB type 7)", self._at(start))
         yield from self._skip_module_value(name)
         self.modules_skipped += 1
         log.warning("Skipping module value of type '%s' (key %r)", name, self._key)
@@ -574,16 +723,16 @@ class RdbParser:
                 raise Corrupt(f"unknown opcode {opcode} in module '{name}' data")
 
     def _module_aux_task(self) -> _Task:
-        start = self._pos - 1
+        start = self._base + self._pos - 1
         module_id = yield from self._read(read_len)
         when_opcode = yield from self._read(read_len)
         when = yield from self._read(read_len)
         name = C.module_type_name(module_id)
         if when_opcode != C.MODULE_OPCODE_UINT:
-            raise Corrupt(f"bad when_opcode in module '{name}' AUX data", start)
+            raise Corrupt(f"bad when_opcode in module '{name}' AUX data", self._at(start))
         if self.on_module != "skip":
             raise Corrupt(f"The RDB file contains AUX module data I can't load: no matching "
-                          f"module '{name}'", start)
+                          f"module '{name}'", self._at(start))
         yield from self._skip_module_value(name)
         self.modules_skipped += 1
         log.warning("Skipping AUX data of module '%s'", name)
@@ -605,13 +754,15 @@ class RdbParser:
         for _ in range(count):
             container = C.QUICKLIST_PACKED
             if rtype == C.TYPE_LIST_QUICKLIST_2:
-                start = self._pos
+                start = self._base + self._pos
                 container = yield from self._read(read_len)
                 if container not in (C.QUICKLIST_PACKED, C.QUICKLIST_PLAIN):
-                    raise Corrupt("Quicklist integrity check failed: bad container", start)
+                    raise Corrupt("Quicklist integrity check failed: bad container",
+                                  self._at(start))
             blob = yield from self._blob()
             if not blob:
-                raise Corrupt("Quicklist integrity check failed: empty node", self._blob_start)
+                raise Corrupt("Quicklist integrity check failed: empty node",
+                              self._at(self._blob_start))
             if container == C.QUICKLIST_PLAIN:
                 items.append(blob)
                 continue
@@ -630,12 +781,13 @@ class RdbParser:
         nodes = yield from self._read(read_len)
         node_ids = set()
         for _ in range(nodes):
-            start = self._pos
+            start = self._base + self._pos
             node_key = yield from self._read(read_str)
             if len(node_key) != 16:
-                raise Corrupt("Stream node key entry is not the size of a stream ID", start)
+                raise Corrupt("Stream node key entry is not the size of a stream ID",
+                              self._at(start))
             if node_key in node_ids:
-                raise Corrupt("Listpack re-added with existing key", start)
+                raise Corrupt("Listpack re-added with existing key", self._at(start))
             node_ids.add(node_key)
             blob = yield from self._blob()
             try:
@@ -645,11 +797,11 @@ class RdbParser:
         if any(a >= b for a, b in zip(entries, list(entries)[1:], strict=False)):
             entries = dict(sorted(entries.items()))
         value.entries = entries
-        start = self._pos
+        start = self._base + self._pos
         length = yield from self._read(read_len)
         if length != len(entries):
             raise Corrupt(f"Stream length {length} inconsistent with its {len(entries)} "
-                          "entries", start)
+                          "entries", self._at(start))
         value.last_id = yield from self._read_id()
         if rtype == C.TYPE_STREAM_LISTPACKS:
             value.entries_added = length
@@ -660,10 +812,10 @@ class RdbParser:
             value.entries_added = yield from self._read(read_len)
         groups = yield from self._read(read_len)
         for _ in range(groups):
-            start = self._pos
+            start = self._base + self._pos
             group = yield from self._group(rtype, value)
             if group.name in value.groups:
-                raise Corrupt(f"Duplicated consumer group name {group.name!r}", start)
+                raise Corrupt(f"Duplicated consumer group name {group.name!r}", self._at(start))
             value.groups[group.name] = group
         return value
 
@@ -677,34 +829,35 @@ class RdbParser:
             if entries_read == C.UINT64_MASK:
                 entries_read = C.STREAM_INVALID_ENTRIES_READ
         group = StreamGroup(name, last_id, entries_read)
-        start = self._pos
+        start = self._base + self._pos
         count = yield from self._read(read_len)
         pel: list = []
         yield from self._read_many(count, objects.pel_entry, pel.append)
         group.pending = dict(pel)
         if len(group.pending) != count:
-            raise Corrupt("Duplicated global PEL entry loading stream consumer group", start)
+            raise Corrupt("Duplicated global PEL entry loading stream consumer group",
+                          self._at(start))
         consumers = yield from self._read(read_len)
         for _ in range(consumers):
-            start = self._pos
+            start = self._base + self._pos
             cname = yield from self._read(read_str)
             if cname in group.consumers:
-                raise Corrupt("Duplicate stream consumer detected.", start)
+                raise Corrupt("Duplicate stream consumer detected.", self._at(start))
             seen = yield from self._read(read_ms_time)
             active = None
             if rtype == C.TYPE_STREAM_LISTPACKS_3:
                 active = yield from self._read(read_ms_time)
             consumer = StreamConsumer(cname, seen, active_time=active)
             count = yield from self._read(read_len)
-            start = self._pos
+            start = self._base + self._pos
             yield from self._read_many(count, objects.raw_id, consumer.pending.append)
             for entry_id in consumer.pending:
                 nack = group.pending.get(entry_id)
                 if nack is None:
-                    raise Corrupt("Consumer entry not found in group global PEL", start)
+                    raise Corrupt("Consumer entry not found in group global PEL", self._at(start))
                 if nack.consumer is not None:
                     raise Corrupt("Duplicated consumer PEL entry loading a stream consumer "
-                                  "group", start)
+                                  "group", self._at(start))
                 nack.consumer = cname
             group.consumers[cname] = consumer
         return group
@@ -714,7 +867,7 @@ class RdbParser:
         min_expire = 0
         if rtype in (C.TYPE_HASH_METADATA, C.TYPE_HASH_LISTPACK_EX):
             min_expire = yield from self._read(read_ms_time)
-        start = self._pos
+        start = self._base + self._pos
         if rtype in (C.TYPE_HASH_LISTPACK_EX, C.TYPE_HASH_LISTPACK_EX_PRE_GA):
             blob = yield from self._blob()
             try:
@@ -722,7 +875,7 @@ class RdbParser:
             except Corrupt as corrupt:
                 raise self._blob_error(corrupt) from None
             if len(items) % 3:
-                raise Corrupt("hash listpack with TTLs: entries not in triples", start)
+                raise Corrupt("hash listpack with TTLs: entries not in triples", self._at(start))
             fields = {}
             ttls = 0
             for i in range(0, len(items), 3):
@@ -737,10 +890,10 @@ class RdbParser:
             fields = {f: v for _, f, v in triples}
             ttls = sum(1 for t, _, _ in triples if t)
         if len(fields) != count:
-            raise Corrupt("Duplicate hash fields detected", start)
+            raise Corrupt("Duplicate hash fields detected", self._at(start))
         if ttls or min_expire:
             raise Corrupt(f"hash with field expiration (RDB type {rtype}, Redis 7.4) cannot "
-                          "be represented", start)
+                          "be represented", self._at(start))
         return fields if fields else EMPTY
 
 

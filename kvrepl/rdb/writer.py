@@ -16,7 +16,8 @@ from __future__ import annotations
 import struct
 import time
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
+from itertools import chain, islice
 from typing import Any
 
 from kvrepl.rdb import constants as C
@@ -36,6 +37,12 @@ _pack_double = struct.Struct("<d").pack
 _LLONG_HALF = float((2**63 - 1) // 2)
 #: Type byte STRING + one-byte key length.
 _STRING_HEAD = [b"\x00" + LEN1[n] for n in range(64)]
+#: By first byte: True when no canonical integer starts with it (the string stays raw).
+_PLAIN_START = [b not in INT_START for b in range(256)]
+#: Listpack string entries of up to 63 bytes: encoding byte, and the backlen after the data.
+_LP_STR6_HEAD = [bytes((0x80 | n,)) for n in range(64)]
+_LP_STR6_TAIL = [bytes((n + 1,)) for n in range(64)]
+
 
 #: Written versions: 10 = Redis 7.0 (default); 11 = Redis 7.2 (SET_LISTPACK, streams v3).
 SUPPORTED_VERSIONS = (10, 11)
@@ -150,50 +157,83 @@ class RdbWriter:
                     expires: dict[bytes, int] | None = None) -> bytes:
         """Many keys of the current database (``items`` of ``(key, value)``, expiry times
         looked up in ``expires``), as one chunk. This is the fast path."""
-        parts: list[bytes] = []
-        extend = parts.extend
-        append = parts.append
+        return self._out(self._items(items, expires))
+
+    def write_columns(self, keys: Sequence[bytes], values: Sequence[object],
+                      expires: dict[bytes, int] | None = None) -> bytes:
+        """:meth:`write_items` for keys and their values as two parallel sequences (slices
+        of ``list(data)`` and ``list(data.values())`` taken together: no pairs built, no
+        lookups)."""
+        return self._out(self._items(zip(keys, values, strict=True), expires))
+
+    def write_keys(self, keys: Sequence[bytes], data: dict[bytes, object],
+                   expires: dict[bytes, int] | None = None) -> bytes:
+        """:meth:`write_items` for ``keys`` whose values are ``data[key]`` (no pairs built:
+        the form for a snapshot that keeps a list of keys and reads the live dict)."""
+        values = map(data.__getitem__, keys)
+        return self._out(self._items(zip(keys, values, strict=True), expires))
+
+    def _items(self, items: Iterable[tuple[bytes, object]],
+               expires: dict[bytes, int] | None) -> bytes:
+        out = bytearray()
+        # Appending to one bytearray allocates nothing per key (a bytes object per key, or
+        # parts joined at the end, cost more).
         string_head = _STRING_HEAD
         raw_limit = self._raw_limit
-        int_start = INT_START
+        plain = _PLAIN_START
         len1 = LEN1
         encode = self.encode_value
         compression = self.compression
+        pack_i64 = _pack_i64
         for key, value in items:
-            lk = len(key)
+            if expires and key in expires:
+                expire: int | None = expires[key]
+            else:
+                expire = None
             if type(value) is bytes:
-                if expires and key in expires:
-                    append(b"\xfc" + _pack_i64(expires[key]))
+                if expire is not None:
+                    out += b"\xfc"
+                    out += pack_i64(expire)
+                lk = len(key)
                 lv = len(value)
-                # One bytes object per key: cheaper than more, smaller parts to join.
-                if lk <= raw_limit and (lk > 11 or not lk or key[0] not in int_start):
-                    if lv <= raw_limit and (lv > 11 or not lv or value[0] not in int_start):
-                        append(string_head[lk] + key + len1[lv] + value)
-                        continue
-                    append(string_head[lk] + key + encode_str(value, compression))
-                    continue
-                append(b"\x00" + encode_str(key, compression) + encode_str(value, compression))
+                # Raw unless an integer (canonical decimal up to 11 chars) or LZF (> 20).
+                if lk <= raw_limit and (lk > 11 or (lk and plain[key[0]])):
+                    out += string_head[lk]
+                    out += key
+                else:
+                    out += b"\x00"
+                    out += encode_str(key, compression)
+                if lv <= raw_limit and (lv > 11 or (lv and plain[value[0]])):
+                    out += len1[lv]
+                    out += value
+                else:
+                    out += encode_str(value, compression)
                 continue
             encoded = encode(value)
             if encoded is None:
                 continue
-            if expires and key in expires:
-                extend((b"\xfc", _pack_i64(expires[key])))
-            if lk <= raw_limit and (lk > 11 or not lk or key[0] not in int_start):
-                extend((len1[encoded[0]], len1[lk], key, encoded[1]))
+            if expire is not None:
+                out += b"\xfc"
+                out += pack_i64(expire)
+            out += len1[encoded[0]]
+            lk = len(key)
+            if lk <= raw_limit and (lk > 11 or (lk and plain[key[0]])):
+                out += len1[lk]
+                out += key
             else:
-                extend((len1[encoded[0]], encode_str(key, compression), encoded[1]))
-        return self._out(b"".join(parts))
+                out += encode_str(key, compression)
+            out += encoded[1]
+        return bytes(out)
 
     def write_batch(self, db: int, items: Iterable[tuple[bytes, object]],
                     expires: dict[bytes, int] | None,
                     db_sizes: dict[int, tuple[int, int]] | None = None) -> bytes:
         """One :meth:`KeyspaceView.batches` slice: SELECTDB + RESIZEDB when the database
         changes, then the keys through :meth:`write_items`."""
-        head = b""
-        if db != self._db:
-            size, expires_size = (db_sizes or {}).get(db, (0, 0))
-            head = self.select_db(db, size, expires_size)
+        if db == self._db:
+            return self.write_items(items, expires)
+        size, expires_size = (db_sizes or {}).get(db, (0, 0))
+        head = self.select_db(db, size, expires_size)
         return head + self.write_items(items, expires)
 
     def write_records(self, records: list[tuple[int, bytes, object, int | None]],
@@ -251,60 +291,99 @@ class RdbWriter:
     def _str(self, s: bytes) -> bytes:
         return encode_str(s, self.compression)
 
+    def _strings(self, out: bytearray, strings: Iterable[bytes]) -> bytearray:
+        """Append ``strings`` RDB-encoded (raw ones inline, INT / LZF through encode_str)."""
+        raw_limit = self._raw_limit
+        plain = _PLAIN_START
+        len1 = LEN1
+        compression = self.compression
+        for item in strings:
+            n = len(item)
+            if n <= raw_limit and (n > 11 or (n and plain[item[0]])):
+                out += len1[n]
+                out += item
+            else:
+                out += encode_str(item, compression)
+        return out
+
     def _list(self, items: deque) -> bytes:
         fill = self.list_max_listpack_size
         level = C.QUICKLIST_SIZE_LEVELS[-fill - 1] if -5 <= fill <= -1 else None
-        nodes: list[bytes] = []
-        current: list[bytes] | None = None
-        size = count = 0
+        nodes = 0
+        out = bytearray()
+        node: bytearray | None = None  # listpack entries of the node being filled
+        count = 0
+        plain = _PLAIN_START
+        head6 = _LP_STR6_HEAD
+        tail6 = _LP_STR6_TAIL
         encode_entry = listpack.encode_entry
         threshold = C.QUICKLIST_PACKED_THRESHOLD
+        overhead = C.QUICKLIST_SIZE_ESTIMATE_OVERHEAD
+        safety_limit = C.QUICKLIST_SIZE_SAFETY_LIMIT
         for item in items:
             n = len(item)
             if n >= threshold:
-                if current is not None:
-                    nodes.append(self._packed_node(current))
-                    current = None
-                nodes.append(b"\x01" + self._str(item))
+                if node is not None:
+                    out += self._packed_node(node, count)
+                    nodes += 1
+                    node = None
+                out += b"\x01"
+                out += self._str(item)
+                nodes += 1
                 continue
-            if current is not None:
-                # _quicklistNodeAllowInsert
-                new_size = size + n + C.QUICKLIST_SIZE_ESTIMATE_OVERHEAD
+            if node is not None:
+                # _quicklistNodeAllowInsert (the node's size: entries + 7 header bytes)
+                new_size = len(node) + 7 + n + overhead
                 if level is not None and new_size <= level:
                     pass
-                elif new_size > C.QUICKLIST_SIZE_SAFETY_LIMIT or count >= fill:
-                    nodes.append(self._packed_node(current))
-                    current = None
-            if current is None:
-                current = []
-                size = 7
+                elif new_size > safety_limit or count >= fill:
+                    out += self._packed_node(node, count)
+                    nodes += 1
+                    node = None
+            if node is None:
+                node = bytearray()
                 count = 0
-            entry = encode_entry(item)
-            current.append(entry)
-            size += len(entry)
+            if n < 64 and (not n or plain[item[0]]):
+                node += head6[n]
+                node += item
+                node += tail6[n]
+            else:
+                node += encode_entry(item)
             count += 1
-        if current is not None:
-            nodes.append(self._packed_node(current))
-        return encode_len(len(nodes)) + b"".join(nodes)
+        if node is not None:
+            out += self._packed_node(node, count)
+            nodes += 1
+        return encode_len(nodes) + out
 
-    def _packed_node(self, entries: list[bytes]) -> bytes:
-        return b"\x02" + self._str(listpack.build(entries))
+    def _packed_node(self, entries: bytearray, count: int) -> bytes:
+        return b"\x02" + self._str(listpack.finish(entries, count))
+
+    def _listpack(self, items: Iterable[bytes]) -> bytes:
+        """A listpack of ``items`` as lpAppend stores them, RDB-encoded as a string."""
+        node = bytearray()
+        count = 0
+        plain = _PLAIN_START
+        head6 = _LP_STR6_HEAD
+        tail6 = _LP_STR6_TAIL
+        encode_entry = listpack.encode_entry
+        for item in items:
+            n = len(item)
+            if n < 64 and (not n or plain[item[0]]):
+                node += head6[n]
+                node += item
+                node += tail6[n]
+            else:
+                node += encode_entry(item)
+            count += 1
+        return self._str(listpack.finish(node, count))
 
     def _hash(self, value: dict) -> tuple[int, bytes]:
         limit = self.hash_max_listpack_value
         if len(value) <= self.hash_max_listpack_entries and all(
                 len(f) <= limit and len(v) <= limit for f, v in value.items()):
-            encode_entry = listpack.encode_entry
-            entries = []
-            for field, val in value.items():
-                entries.append(encode_entry(field))
-                entries.append(encode_entry(val))
-            return C.TYPE_HASH_LISTPACK, self._str(listpack.build(entries))
-        parts = [encode_len(len(value))]
-        for field, val in value.items():
-            parts.append(self._str(field))
-            parts.append(self._str(val))
-        return C.TYPE_HASH, b"".join(parts)
+            return C.TYPE_HASH_LISTPACK, self._listpack(chain.from_iterable(value.items()))
+        out = self._strings(bytearray(encode_len(len(value))), chain.from_iterable(value.items()))
+        return C.TYPE_HASH, bytes(out)
 
     def _set(self, value: set) -> tuple[int, bytes]:
         if len(value) <= self.set_max_intset_entries:
@@ -320,10 +399,8 @@ class RdbWriter:
             limit = self.set_max_listpack_value
             if len(value) <= self.set_max_listpack_entries and all(
                     len(m) <= limit for m in value):
-                return C.TYPE_SET_LISTPACK, self._str(listpack.pack(value))
-        parts = [encode_len(len(value))]
-        parts.extend(map(self._str, value))
-        return C.TYPE_SET, b"".join(parts)
+                return C.TYPE_SET_LISTPACK, self._listpack(value)
+        return C.TYPE_SET, bytes(self._strings(bytearray(encode_len(len(value))), value))
 
     def _zset(self, value: ZSet) -> tuple[int, bytes]:
         limit = self.zset_max_listpack_value
@@ -336,11 +413,21 @@ class RdbWriter:
                 entries.append(encode_entry(member))
                 entries.append(_score_entry(score))
             return C.TYPE_ZSET_LISTPACK, self._str(listpack.build(entries))
-        parts = [encode_len(len(ordered))]
+        out = bytearray(encode_len(len(ordered)))
+        raw_limit = self._raw_limit
+        plain = _PLAIN_START
+        len1 = LEN1
+        compression = self.compression
+        pack_double = _pack_double
         for score, member in reversed(ordered):  # highest first, as Redis writes them
-            parts.append(self._str(member))
-            parts.append(_pack_double(score))
-        return C.TYPE_ZSET_2, b"".join(parts)
+            n = len(member)
+            if n <= raw_limit and (n > 11 or (n and plain[member[0]])):
+                out += len1[n]
+                out += member
+            else:
+                out += encode_str(member, compression)
+            out += pack_double(score)
+        return C.TYPE_ZSET_2, bytes(out)
 
     def _stream(self, value: Stream) -> tuple[int, bytes]:
         v3 = self.version >= 11
@@ -428,12 +515,9 @@ def iter_dump(keyspace: Any, *, version: int = C.RDB_VERSION, compression: bool 
         if not data:
             continue
         yield writer.select_db(index, len(data), len(expires))
-        if len(data) <= batch:
-            yield writer.write_items(data.items(), expires)
-            continue
-        items = list(data.items())
-        for start in range(0, len(items), batch):
-            yield writer.write_items(items[start:start + batch], expires)
+        items = iter(data.items())
+        for _ in range(0, len(data), batch):
+            yield writer.write_items(islice(items, batch), expires)
     yield writer.finish()
 
 
