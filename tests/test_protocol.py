@@ -170,9 +170,10 @@ def test_shapes_per_protocol():
 
 # -- the hiredis fast path gives exactly what the exact parser gives -------------------------
 
-def _outcomes(chunks: list[bytes], fast: bool, authenticated: bool = True) -> list[object]:
+def _outcomes(chunks: list[bytes], fast: bool, authenticated: bool = True,
+              max_bulk_len: int = 512 * 1024 * 1024) -> list[object]:
     """Every request, then the protocol error if one comes, as one parser returns them."""
-    parser = RequestParser(fast=fast)
+    parser = RequestParser(max_bulk_len, fast=fast)
     parser.authenticated = authenticated
     got: list[object] = []
     for chunk in chunks:
@@ -210,13 +211,13 @@ request_bytes = st.one_of(
 
 @settings(max_examples=400)
 @given(st.lists(request_bytes, max_size=8), st.lists(st.integers(0, 400), max_size=4),
-       st.booleans())
-def test_fast_path_matches_exact_parser(requests, cuts, authenticated):
+       st.booleans(), st.sampled_from([8, 512 * 1024 * 1024]))
+def test_fast_path_matches_exact_parser(requests, cuts, authenticated, max_bulk_len):
     """Valid or not, cut anywhere: the same requests, the same error at the same place."""
     stream = b"".join(requests)
     chunks = _split(stream, [c for c in cuts if c <= len(stream)])
-    assert _outcomes(chunks, fast=True, authenticated=authenticated) == \
-        _outcomes(chunks, fast=False, authenticated=authenticated)
+    assert _outcomes(chunks, True, authenticated, max_bulk_len) == \
+        _outcomes(chunks, False, authenticated, max_bulk_len)
 
 
 def test_fast_path_refuses_what_redis_refuses():

@@ -33,11 +33,11 @@ UNAUTH_BULK_MAX = 16384
 BIG_ARG = 32 * 1024  # PROTO_MBULK_BIG_ARG: gather such an argument's chunks, join once
 
 # Element types that hiredis hands back as plain bytes although Redis refuses them in a
-# request (simple string, verbatim, big number), or as a list or None where an argument
-# list or an empty request is expected (set, push, null, attribute).
-_NOT_BULK = re.compile(rb"\r\n[+=(|~>_]")
+# request: simple string, verbatim string, big number (and attributes, which it may skip).
+_NOT_BULK = re.compile(rb"\r\n[+=(|]")
 # Digits in the decimal form of n, for n below 10,000 (the size of "$<n>\r\n").
 _DIGITS = bytes(len(str(n)) for n in range(10_000))
+_WINDOW = 16384  # bytes fed to hiredis at a time: it compacts its buffer as it reads
 
 
 class RequestParser:
@@ -74,52 +74,24 @@ class RequestParser:
 
     def feed(self, data: bytes) -> None:
         if (self._reader is not None and data[:1] == b"*" and self.authenticated
-                and len(data) <= self.max_bulk_len and self._args is None and not self._need and self._pos >= len(self._buf)):
+                and self._args is None and not self._need and self._pos >= len(self._buf)):
             data = self._feed_fast(data)
             if not data:
                 return
         self._feed_exact(data)
 
     def _feed_fast(self, data: bytes) -> bytes:
-        """Parse ``data`` with hiredis; returns the bytes left for the exact parser."""
-        reader = self._reader
-        reader.feed(data)
-        parsed = []
-        try:
-            while (request := reader.gets()) is not False:
-                parsed.append(request)
-        except hiredis.ProtocolError:
-            parsed = None
-        if parsed is None or _NOT_BULK.search(data) is not None:
-            self._reader = hiredis.Reader()
-            return data
-        consumed = 0
-        ready = []
-        digits = _DIGITS
-        for request in parsed:
-            if request is None:  # "*-1": Redis skips a multibulk count below one
-                consumed += 5
-                continue
-            count = len(request)
-            consumed += 3 + (digits[count] if count < 10_000 else len(str(count)))
-            for arg in request:
-                if type(arg) is not bytes:
-                    self._reader = hiredis.Reader()
-                    return data
-                size = len(arg)
-                consumed += size + 5 + (digits[size] if size < 10_000 else len(str(size)))
-            if count:
-                ready.append(request)
-        if self._ready_pos >= len(self._ready):
-            self._ready = ready
-            self._ready_pos = 0
-        else:
-            self._ready.extend(ready)
-        if consumed == len(data):
-            return b""
-        # A request continues in the next chunk: the exact parser takes it from its start.
-        self._reader = hiredis.Reader()
-        return data[consumed:]
+        """Take the whole requests hiredis finds in ``data``; returns the bytes left for the
+        exact parser (a request cut at the end, or anything the fast path refused)."""
+        requests, sizes, _refused = split_requests(data, 0, self.max_bulk_len)
+        if requests:
+            if self._ready_pos >= len(self._ready):
+                self._ready = requests
+                self._ready_pos = 0
+            else:
+                self._ready.extend(requests)
+        taken = sum(sizes)
+        return data[taken:] if taken else data
 
     def _feed_exact(self, data: bytes) -> None:
         if self._need:
@@ -245,6 +217,74 @@ class RequestParser:
         if args is None:
             raise ProtocolError("Protocol error: unbalanced quotes in request")
         return args
+
+
+def split_requests(data: bytes | bytearray, start: int = 0, max_bulk_len: int = 2**63,
+                   ) -> tuple[list[list[bytes]], list[int], bool]:
+    """The whole multibulk requests at ``data[start:]``, split by hiredis's C reader, that
+    :class:`RequestParser` would return the same: ``(requests, sizes, refused)``.
+
+    ``sizes[i]`` is how many bytes ``requests[i]`` took, counting the empty requests
+    (``*0``, ``*-1``) just before it, which Redis skips; the sizes add up to the bytes taken.
+    ``refused`` says something after them is not for this fast path (an inline command, an
+    element type Redis refuses, a hiredis error): the exact parser must read the rest.
+    Otherwise the rest is a request cut short by the end of ``data``, or empty requests.
+    hiredis checks counts and lengths as Redis's ``string2ll`` does; what it cannot tell
+    apart (a simple string or verbatim string where a bulk string belongs) is looked for
+    in the bytes, conservatively: a match inside a value only sends the request the slow way.
+    An argument longer than ``max_bulk_len`` is refused too (the exact parser's error).
+    """
+    end = len(data)
+    if start >= end or data[start] != 42:  # '*'
+        return [], [], start < end
+    reader = hiredis.Reader()
+    found: list[object] = []
+    refused = False
+    try:
+        for window in range(start, end, _WINDOW):
+            reader.feed(data, window, min(_WINDOW, end - window))
+            found.extend(iter(reader.gets, False))
+    except Exception:  # hiredis.ProtocolError, or an absurd length; keeps what came before
+        refused = True
+    suspect = _NOT_BULK.search(data, start)
+    trusted_end = end if suspect is None else suspect.start() + 2
+    requests: list[list[bytes]] = []
+    sizes: list[int] = []
+    digits = _DIGITS
+    position = skipped = start
+    for request in found:
+        if position >= end or data[position] != 42:  # a top-level value, no multibulk
+            refused = True
+            break
+        if request is None or not request:
+            empty = b"*-1\r\n" if request is None else b"*0\r\n"
+            if not data.startswith(empty, position):
+                refused = True
+                break
+            position += len(empty)
+            continue
+        if type(request) is not list:
+            refused = True
+            break
+        count = len(request)
+        size = 3 + (digits[count] if count < 10_000 else len(str(count)))
+        for arg in request:
+            if type(arg) is not bytes:
+                size = -1
+                break
+            length = len(arg)
+            if length > max_bulk_len:
+                size = -1
+                break
+            size += length + 5 + (digits[length] if length < 10_000 else len(str(length)))
+        if size < 0 or position + size > trusted_end:
+            refused = True
+            break
+        position += size
+        requests.append(request)
+        sizes.append(position - skipped)
+        skipped = position
+    return requests, sizes, refused
 
 
 def _length(field: bytes) -> int | None:

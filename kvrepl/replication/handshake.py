@@ -11,29 +11,13 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-import hiredis
 import lz4.frame
 
 from kvrepl.errors import KvreplError
-from kvrepl.protocol.parser import NEED_DATA, RequestParser
+from kvrepl.protocol.parser import NEED_DATA, RequestParser, split_requests
 from kvrepl.replication.stream import encode_command
 
 EOF_MARK_SIZE = 40
-
-
-_LENGTHS = [b"%d\r\n" % n for n in range(4096)]
-_WINDOW = 16384  # bytes given to hiredis at a time
-
-
-def _encode_all(commands: list[list[bytes]]) -> list[bytes]:
-    """``encode_command`` of each command; batches of three-argument commands (SET and the
-    like, the bulk of most streams) in one comprehension."""
-    lengths = _LENGTHS
-    try:
-        return [b"".join((b"*3\r\n$", lengths[len(a)], a, b"\r\n$", lengths[len(b)], b,
-                          b"\r\n$", lengths[len(c)], c, b"\r\n")) for a, b, c in commands]
-    except (ValueError, IndexError, TypeError):
-        return list(map(encode_command, commands))
 
 
 class State(enum.Enum):
@@ -331,10 +315,9 @@ class ReplicaProtocol:
     def _stream(self, data: bytes, events: list[object]) -> None:
         """Parse what arrived; the commands it completed become one :class:`StreamBatch`.
 
-        Two parsers share the work. hiredis splits runs of whole commands fast, and a run is
-        taken only when its bytes are exactly the canonical encoding of the commands found
-        (``*<n>`` then ``$<len>`` bulks): any request parser reads the same commands of the
-        same sizes from such bytes. Everything else goes to the general request parser,
+        Two parsers share the work. :func:`~kvrepl.protocol.parser.split_requests` splits
+        runs of whole commands fast (hiredis, with the checks that make its result the
+        request parser's, sizes included). Everything else goes to the general request parser,
         which gives Redis's results (inline commands, ``*0``, protocol errors, limits): a
         command left incomplete at the end of the bytes received (it resumes from the next
         ones), and, after a command the fast path refused, the rest of what was received.
@@ -375,50 +358,13 @@ class ReplicaProtocol:
 
     def _fast(self, raw: bytes | bytearray, start: int, argvs: list[list[bytes]],
               sizes: list[int]) -> tuple[int, bool]:
-        """Take the whole commands at ``raw[start:]`` that hiredis finds and that are encoded
-        canonically. Returns the bytes taken, and whether a command was refused (rather
-        than the bytes ending in an incomplete one)."""
-        reader = hiredis.Reader()
-        found: list[list[bytes]] = []
-        refused = False
-        end = len(raw)
-        try:
-            # A window at a time: hiredis moves its unread bytes to the front of its buffer
-            # every kilobyte it consumes, which costs more the more it holds.
-            for window in range(start, end, _WINDOW):
-                reader.feed(raw, window, min(_WINDOW, end - window))
-                found.extend(iter(reader.gets, False))  # keeps what came before an error
-        except Exception:  # hiredis.ProtocolError or an absurd array length
-            refused = True
-        if not found:
-            return 0, refused
-        try:
-            encoded = _encode_all(found)
-            if min(map(len, found)) == 0:  # *0, which the general parser skips
-                raise ValueError
-        except Exception:  # a reply that is no list of bulks (integer, nil, nested array)
-            encoded = None
-        if encoded is not None:
-            found_sizes = list(map(len, encoded))
-            total = sum(found_sizes)
-            if total <= self.max_bulk_len and raw.startswith(b"".join(encoded), start):
-                argvs += found
-                sizes += found_sizes
-                return total, refused
-        # Something in there is not what it seems: take the canonical commands before it.
-        taken = 0
-        for argv in found:
-            try:
-                data = encode_command(argv) if type(argv) is list and argv else None
-            except Exception:
-                data = None
-            if (data is None or len(data) > self.max_bulk_len
-                    or not raw.startswith(data, start + taken)):
-                break
-            argvs.append(argv)
-            sizes.append(len(data))
-            taken += len(data)
-        return taken, True
+        """Take the whole commands at ``raw[start:]`` that the fast splitter finds. Returns
+        the bytes taken, and whether a command was refused (rather than the bytes ending in
+        an incomplete one)."""
+        found, found_sizes, refused = split_requests(raw, start, self.max_bulk_len)
+        argvs += found
+        sizes += found_sizes
+        return sum(found_sizes), refused
 
     def _slow(self, argvs: list[list[bytes]], sizes: list[int], to_the_end: bool) -> int:
         """Requests from the general parser; returns the bytes they took. A command's size
