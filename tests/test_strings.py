@@ -545,3 +545,16 @@ def test_dirty(engine: Engine, run: Callable[..., object], command: tuple[str, .
     except ReplyError:
         pass
     assert engine.dirty - before == delta
+
+
+def test_plain_set_over_an_expired_key_propagates_its_deletion_first(
+        engine, run: Callable[..., object], prop: list[list[bytes]]) -> None:
+    """SET looks the key up for writing (lookupKeyWrite), so a stale key expires first
+    and Redis 7.0 propagates its DEL with the SET, as one MULTI/EXEC."""
+    run("SET", "k", "old", "PX", "5")
+    prop.clear()
+    engine.keyspace.clock = lambda: NOW_S + 1
+    run("SET", "k", "new")
+    assert prop == [b("MULTI"), b("DEL", "k"), b("SET", "k", "new"), b("EXEC")]
+    assert run("GET", "k") == b"new"
+    assert run("TTL", "k") == -1

@@ -288,7 +288,12 @@ class Engine:
         if not ops:
             return
         self._pending = []
-        wrap = atomic and len(ops) > 1
+        if len(ops) == 1:  # the common case: one write, no MULTI around it
+            db_index, argv = ops[0]
+            for listener in self.propagate_listeners:
+                listener(db_index, argv)
+            return
+        wrap = atomic
         if wrap:
             self.propagate(ops[0][0], [b"MULTI"])
         for db_index, argv in ops:

@@ -154,6 +154,12 @@ def get(s: Session, argv: list[bytes]) -> object:
 @command("set")
 def set_(s: Session, argv: list[bytes]) -> object:
     """SET key value [NX|XX] [GET] [EX s|PX ms|EXAT ts|PXAT ms-ts|KEEPTTL]"""
+    if len(argv) == 3:  # no options: the hottest write, without the general machinery
+        db = s.db
+        db.lookup(argv[1])  # lookupKeyWrite: a stale key expires first (its DEL propagated)
+        db.set(argv[1], argv[2])
+        s.engine.dirty += 1
+        return OK
     flags, expire = _parse_extended(argv, for_set=True)
     return _set_generic(s, argv, flags, argv[1], argv[2], expire)
 
