@@ -843,3 +843,111 @@ def test_zset_operations_keep_invariants(ops, probe: float, member: bytes) -> No
         assert zset.lex_index(member, after=True) == sum(1 for _, m in ordered if m <= member)
     else:
         assert 0 <= zset.lex_index(member) <= zset.lex_index(member, after=True) <= len(zset)
+
+
+# -- the lazily built order ---------------------------------------------------------------------
+
+_lazy_ops = st.lists(st.one_of(
+    st.tuples(st.just("add"), _members, _scores),
+    st.tuples(st.just("remove"), _members, _scores),
+    st.tuples(st.just("pop"), st.booleans(), _scores),
+    st.tuples(st.just("remove_ranks"), st.integers(-2, 8), st.integers(-2, 8)),
+    st.tuples(st.just("rank"), _members, _scores),
+    st.tuples(st.just("score_index"), st.booleans(), _scores),
+    st.tuples(st.just("lex_index"), st.booleans(), _members),
+    st.tuples(st.just("read"), _members, _scores),  # score, len, in, ==, repr: never build
+    st.tuples(st.just("copy"), st.booleans(), _scores),
+    st.tuples(st.just("build"), st.booleans(), _scores),
+), max_size=40)
+
+
+def _apply(zset: ZSet, op: str, a: object, b: object) -> tuple[ZSet, object]:
+    """Run one operation; return the set to go on with (a copy after "copy") and a result."""
+    if op == "add":
+        return zset, zset.add(a, b)
+    if op == "remove":
+        return zset, zset.remove(a)
+    if op == "pop":
+        return zset, zset.pop_rank(-1 if a else 0) if zset else None
+    if op == "remove_ranks":
+        return zset, zset.remove_ranks(max(a, 0), max(b, 0))
+    if op == "rank":
+        return zset, zset.rank(a)
+    if op == "score_index":
+        return zset, zset.score_index(b, after=a)
+    if op == "lex_index":
+        return zset, zset.lex_index(b, after=a)
+    if op == "read":
+        return zset, (zset.score(a), len(zset), a in zset, zset == ZSet(zset.scores), repr(zset))
+    if op == "copy":
+        copied = zset.copy()
+        assert copied.order_built == zset.order_built
+        assert copied == zset
+        return (copied if a else zset), None
+    return zset, (list(zset.ordered) if a else None)  # "build"
+
+
+@settings(max_examples=200, deadline=None)
+@given(ops=_lazy_ops, pairs=st.dictionaries(_members, _scores, max_size=8))
+def test_lazy_order_gives_the_same_results_as_a_built_one(ops, pairs) -> None:
+    """A set whose order is built on first need answers every operation exactly as one
+    whose order exists from the start, and keeps both indexes consistent either way."""
+    lazy = ZSet.from_scores(dict(pairs))
+    eager = ZSet(pairs)
+    eager.ordered  # noqa: B018 - reading it builds it
+    assert not lazy.order_built and eager.order_built
+    for op, a, b in ops:
+        was_built = lazy.order_built
+        lazy, got = _apply(lazy, op, a, b)
+        eager, expected = _apply(eager, op, a, b)
+        assert got == expected, (op, a, b)
+        if op in ("add", "remove", "read", "copy") or (op == "build" and not a):
+            assert lazy.order_built == was_built  # these never build the order
+        lazy._check()
+        eager._check()
+        assert lazy.scores == eager.scores
+    assert list(lazy) == list(eager) == sorted((s, m) for m, s in eager.scores.items())
+
+
+def test_rdb_load_leaves_the_order_unbuilt(engine, run) -> None:
+    """Loaded sets (skiplist and listpack encoded) get their order on first need only, and
+    saving an unbuilt set writes the same bytes as saving a built one."""
+    import io
+
+    from kvrepl.rdb import dumps, load_into
+    from kvrepl.store.database import Keyspace
+
+    source = Keyspace()
+    rng = random.Random(7)
+    source.dbs[0].data[b"big"] = ZSet({b"m%d" % i: float(rng.randrange(-50, 50))
+                                       for i in range(300)})
+    source.dbs[0].data[b"small"] = ZSet({b"a": 2.0, b"b": 1.0, b"c": 2.0, b"d": -math.inf})
+    blob = dumps(source, aux=())
+
+    def load() -> dict:
+        keyspace = Keyspace()
+        load_into(keyspace, io.BytesIO(blob), drop_expired=False)
+        return keyspace.dbs[0].data
+
+    data = load()
+    assert all(type(v) is ZSet and not v.order_built for v in data.values())
+    again = Keyspace()
+    again.dbs[0].data.update(load())
+    unbuilt_bytes = dumps(again, aux=())
+    for value in again.dbs[0].data.values():
+        value.ordered  # noqa: B018 - reading it builds it
+    assert dumps(again, aux=()) == unbuilt_bytes == blob
+
+    load_into(engine.keyspace, io.BytesIO(blob), drop_expired=False)
+    big = engine.keyspace.dbs[0].data[b"big"]
+    assert run("ZSCORE", "big", "m3") is not None
+    assert run("ZCARD", "big") == 300
+    assert len(run("ZMSCORE", "big", "m1", "nope")) == 2
+    run("ZADD", "big", "1000", "m1")
+    run("ZREM", "big", "m2")
+    run("COPY", "big", "big2")
+    assert not big.order_built and not engine.keyspace.dbs[0].data[b"big2"].order_built
+    expected = sorted((s, m) for m, s in big.scores.items())
+    assert run("ZRANGE", "big", "0", "-1") == [m for _, m in expected]
+    assert big.order_built
+    assert run("ZRANGE", "big2", "0", "-1") == [m for _, m in expected]

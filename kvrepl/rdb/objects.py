@@ -14,8 +14,6 @@ from collections.abc import Callable
 from math import isnan
 from operator import itemgetter
 
-from sortedcontainers import SortedList
-
 from kvrepl.rdb import constants as C
 from kvrepl.rdb import listpack, stream, ziplist
 from kvrepl.rdb.errors import Corrupt, Incomplete
@@ -324,11 +322,9 @@ def direct_zset2(buf: bytes, pos: int) -> tuple[object, int]:
 
 
 def new_zset(scores: dict) -> ZSet:
-    """A ZSet holding ``scores`` (taken, not copied)."""
-    zset = ZSet()
-    zset.scores = scores
-    zset.ordered = SortedList(zip(scores.values(), scores, strict=False))
-    return zset
+    """A ZSet holding ``scores`` (taken, not copied). Its rank order is left for the first
+    command that needs it: building it was ~40% of loading a zset, and many are never ranged."""
+    return ZSet.from_scores(scores)
 
 
 # Types decoded in one call when the whole value is already buffered (the common case);

@@ -3,13 +3,13 @@
 Redis's five types map onto built-ins wherever one fits, because built-ins are what CPython
 does fastest:
 
-========  =====================================================
+========  ==========================================================================
 string    ``bytes``
 list      ``collections.deque`` of ``bytes``
 hash      ``dict`` of ``bytes`` to ``bytes``
 set       ``set`` of ``bytes``
-zset      :class:`ZSet` (``dict`` member->score + ``SortedList`` of ``(score, member)``)
-========  =====================================================
+zset      :class:`ZSet` (``dict`` member->score + lazy ``SortedList`` of ``(score, member)``)
+========  ==========================================================================
 """
 
 from __future__ import annotations
@@ -28,13 +28,42 @@ class ZSet:
 
     ``scores`` maps member to score; ``ordered`` holds ``(score, member)`` pairs in Redis's
     order (score, then member bytes), so ties sort lexicographically as in Redis.
+
+    The order is built lazily, on the first call that needs it (a rank, a range, iteration,
+    a pop), and kept up to date from then on. Many sets, above all those loaded from an RDB
+    file, are only ever read by ZSCORE / ZCARD / ZMSCORE or not at all, and building the
+    order was the biggest single cost of loading them. Until it is built, ``_ordered`` is
+    None and only ``scores`` changes. Code outside this class may read ``scores`` freely but
+    must change a set through its methods.
     """
 
-    __slots__ = ("scores", "ordered")
+    __slots__ = ("scores", "_ordered")
 
     def __init__(self, pairs: dict[bytes, float] | None = None) -> None:
         self.scores: dict[bytes, float] = dict(pairs) if pairs else {}
-        self.ordered: SortedList = SortedList((s, m) for m, s in self.scores.items())
+        self._ordered: SortedList | None = None
+
+    @classmethod
+    def from_scores(cls, scores: dict[bytes, float]) -> ZSet:
+        """A set holding ``scores`` (taken, not copied), its order not built yet."""
+        zset = cls.__new__(cls)
+        zset.scores = scores
+        zset._ordered = None
+        return zset
+
+    @property
+    def ordered(self) -> SortedList:
+        """The ``(score, member)`` pairs in rank order (built now if not yet)."""
+        ordered = self._ordered
+        if ordered is None:
+            scores = self.scores
+            ordered = self._ordered = SortedList(zip(scores.values(), scores, strict=False))
+        return ordered
+
+    @property
+    def order_built(self) -> bool:
+        """Whether ``ordered`` exists already (reading it builds it)."""
+        return self._ordered is not None
 
     def __len__(self) -> int:
         return len(self.scores)
@@ -49,42 +78,56 @@ class ZSet:
         return isinstance(other, ZSet) and self.scores == other.scores
 
     def __repr__(self) -> str:
-        return f"ZSet({list(self.ordered)!r})"
+        # Sorted aside, so that looking at a set (a debugger, a failing assert) changes nothing.
+        pairs = self._ordered
+        if pairs is None:
+            pairs = sorted(zip(self.scores.values(), self.scores, strict=False))
+        return f"ZSet({list(pairs)!r})"
 
     def score(self, member: bytes) -> float | None:
         return self.scores.get(member)
 
     def add(self, member: bytes, score: float) -> bool:
         """Set ``member``'s score; return True when the member is new."""
-        old = self.scores.get(member)
+        scores = self.scores
+        old = scores.get(member)
         if old is not None:
             if old == score:
                 return False
-            self.ordered.remove((old, member))
-            self.scores[member] = score
-            self.ordered.add((score, member))
+            scores[member] = score
+            ordered = self._ordered
+            if ordered is not None:
+                ordered.remove((old, member))
+                ordered.add((score, member))
             return False
-        self.scores[member] = score
-        self.ordered.add((score, member))
+        scores[member] = score
+        ordered = self._ordered
+        if ordered is not None:
+            ordered.add((score, member))
         return True
 
     def remove(self, member: bytes) -> bool:
         old = self.scores.pop(member, None)
         if old is None:
             return False
-        self.ordered.remove((old, member))
+        ordered = self._ordered
+        if ordered is not None:
+            ordered.remove((old, member))
         return True
 
     def rank(self, member: bytes) -> int | None:
         score = self.scores.get(member)
         if score is None:
             return None
-        return self.ordered.index((score, member))
+        ordered = self._ordered  # the attribute, not the property: this is a hot path
+        return (self.ordered if ordered is None else ordered).index((score, member))
 
     def copy(self) -> ZSet:
+        """An independent copy; it has its order built only if this set has."""
         new = ZSet.__new__(ZSet)
         new.scores = dict(self.scores)
-        new.ordered = SortedList(self.ordered)
+        ordered = self._ordered
+        new._ordered = None if ordered is None else SortedList(ordered)
         return new
 
     def score_index(self, score: float, after: bool = False) -> int:
@@ -93,11 +136,12 @@ class ZSet:
         O(log n). ``(score,)`` sorts before every ``(score, member)``, so it is a bisection
         key needing no sentinel member; "greater than" is "at least the next double up".
         """
+        ordered = self.ordered
         if after:
             if score == math.inf:
-                return len(self.ordered)
+                return len(ordered)
             score = math.nextafter(score, math.inf)
-        return self.ordered.bisect_left((score,))
+        return ordered.bisect_left((score,))
 
     def lex_index(self, member: bytes, after: bool = False) -> int:
         """The rank of the first member ``>= member`` (``> member`` if ``after``) in bytes order.
@@ -129,8 +173,9 @@ class ZSet:
         """Remove the members of ranks ``start <= rank < stop``; return how many went."""
         if start >= stop:
             return 0
-        removed = self.ordered[start:stop]
-        del self.ordered[start:stop]
+        ordered = self.ordered
+        removed = ordered[start:stop]
+        del ordered[start:stop]
         scores = self.scores
         for _, member in removed:
             del scores[member]
@@ -138,14 +183,19 @@ class ZSet:
 
     def pop_rank(self, rank: int) -> tuple[float, bytes]:
         """Remove and return the ``(score, member)`` at ``rank`` (0 = lowest, -1 = highest)."""
-        score, member = self.ordered.pop(rank)
+        ordered = self._ordered
+        score, member = (self.ordered if ordered is None else ordered).pop(rank)
         del self.scores[member]
         return score, member
 
     def _check(self) -> None:
-        """Assert the two indexes agree (tests call this after every step)."""
-        assert len(self.scores) == len(self.ordered)
-        for score, member in self.ordered:
+        """Assert the two indexes agree (tests call this after every step); an order not
+        built yet has nothing to disagree with."""
+        ordered = self._ordered
+        if ordered is None:
+            return
+        assert len(self.scores) == len(ordered)
+        for score, member in ordered:
             assert self.scores[member] == score
 
 
