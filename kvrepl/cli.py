@@ -5,6 +5,11 @@
 As with redis-server, each ``--name`` starts an option whose value is every following word up
 to the next ``--name`` (``--save ""`` disables snapshots), and the file and command line are
 read as one redis.conf text.
+
+The server process puts kvrepl's garbage-collector policy in force (:mod:`kvrepl.gc_policy`:
+long-lived objects are frozen out of the collector's generations so that full collections no
+longer stall the event loop); set ``KVREPL_GC_POLICY=0`` in the environment to keep Python's
+defaults. An application embedding kvrepl keeps its own settings unless it opts in.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from collections.abc import Sequence
 
 import trio
 
-from kvrepl import __version__, persistence
+from kvrepl import __version__, gc_policy, persistence
 from kvrepl.config import Config, ConfigError
 from kvrepl.log import configure, logger
 from kvrepl.node import Node
@@ -159,6 +164,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(str(err), file=sys.stderr)
         return 1
     configure(config.loglevel, config.logfile)
+    if os.environ.get("KVREPL_GC_POLICY", "1") not in ("0", "no", "off"):
+        gc_policy.install()
     try:
         return trio.run(run, config)
     except OSError as err:

@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import trio
 
+from kvrepl import gc_policy
 from kvrepl.log import logger
 from kvrepl.rdb import LoadResult, RdbError, RdbWriter, StagedLoad, default_aux, iter_dump
 from kvrepl.store.snapshot import KeyspaceView
@@ -826,6 +827,7 @@ def load_file(engine: Engine, path: str | None = None, *, merge: bool | None = N
         loader.apply(keyspace)
     else:
         _merge(keyspace, loader, replace=merge)
+    gc_policy.dataset_loaded(keyspace)  # a no-op unless the process installed a policy
     _loaded(engine, result)
     _log_loaded(result, perf_counter() - started)
     return result
@@ -892,6 +894,7 @@ async def load_on_startup(engine: Engine, *, stop_on_error: bool = False,
             return
         finally:
             engine.loading = False
+    gc_policy.dataset_loaded(engine.keyspace)  # a no-op unless the process installed a policy
     _loaded(engine, result)
     _log_loaded(result, perf_counter() - started)
     _restore_replication(engine, result)

@@ -809,3 +809,44 @@ async def test_a_live_server_wires_bgsave_flushall_and_the_schedule(tmp_path: Pa
         assert load_file(str(tmp_path / "dump.rdb")).dbsize() == 0
         assert run(engine, session, "DEBUG", "RELOAD") is OK
         nursery.cancel_scope.cancel()
+
+
+# -- the garbage-collector policy after a load ------------------------------------------------
+
+
+@pytest.fixture
+def gc_policy_installed():
+    from kvrepl import gc_policy
+
+    assert gc_policy.installed() is None
+    policy = gc_policy.install()
+    try:
+        yield policy
+    finally:
+        gc_policy.uninstall()
+
+
+async def test_loads_freeze_the_dataset_when_a_policy_is_installed(
+        tmp_path: Path, gc_policy_installed) -> None:
+    import gc
+
+    write_rdb(tmp_path / "dump.rdb", [(0, b"l%d" % i, deque([b"a"]), None) for i in range(50)])
+    engine, session = make_engine(tmp_path)
+    policy = gc_policy_installed
+    await persistence.load_on_startup(engine)
+    assert policy.freezes == 2  # install, then the load
+    loaded = engine.keyspace.dbs[0].data[b"l0"]  # a deque: always tracked
+    assert gc.is_tracked(loaded) and not any(o is loaded for o in gc.get_objects())
+    persistence.debug_reload(engine, [])
+    assert policy.freezes == 3
+    assert run(engine, session, "LRANGE", "l49", 0, -1) == [b"a"]
+
+
+def test_loads_leave_the_collector_alone_without_a_policy(tmp_path: Path) -> None:
+    import gc
+
+    write_rdb(tmp_path / "dump.rdb", [(0, b"h", {b"f": b"v"}, None)])
+    engine, _ = make_engine(tmp_path)
+    frozen = gc.get_freeze_count()
+    persistence.load_file(engine)
+    assert gc.get_freeze_count() == frozen

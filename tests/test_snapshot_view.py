@@ -164,3 +164,86 @@ def test_copy_value_is_deep_enough():
     assert copy_value(z) == z and copy_value(z) is not z
     d = deque([b"a"])
     assert copy_value(d) == d and copy_value(d) is not d
+
+
+# -- the view walks the live dicts until a write comes ---------------------------------------
+def _big_engine(keys: int = 5000) -> tuple[Engine, object]:
+    engine = Engine(Config(save=()))
+    session = engine.new_session()
+    for i in range(keys):
+        value = b"v%d" % i if i % 3 else [b"a", b"%d" % i]
+        if type(value) is list:
+            engine.execute(session, [b"RPUSH", b"k%d" % i, *value])
+        else:
+            engine.execute(session, [b"SET", b"k%d" % i, value])
+        if i % 7 == 0:
+            engine.execute(session, [b"PEXPIRE", b"k%d" % i, b"100000000"])
+    return engine, session
+
+
+@pytest.mark.parametrize("form", ["entries", "batches"])
+def test_writes_that_resize_the_dict_midway_never_leak_into_the_view(form):
+    engine, session = _big_engine()
+    expected = frozen_copy(engine)
+    view = KeyspaceView(engine.keyspace)
+    got = {}
+    if form == "entries":
+        source = ({(db, k): (copy_value(v), exp) for db, k, v, exp in chunk}
+                  for chunk in view.entries(batch=100))
+    else:
+        source = ({(db, k): (copy_value(v), expires.get(k)) for k, v in items}
+                  for db, items, expires in view.batches(100))
+    for _ in range(10):  # 1000 keys written out before any change
+        got.update(next(source))
+    run = engine.execute
+    for i in range(0, 5000, 5):  # deletions before and after the point reached
+        run(session, [b"DEL", b"k%d" % i])
+    for i in range(20000):  # enough new keys to resize the dict several times
+        run(session, [b"SET", b"new%d" % i, b"x"])
+    for i in range(1, 5000, 5):  # re-created keys move to the end of the dict
+        run(session, [b"DEL", b"k%d" % i])
+        run(session, [b"SET", b"k%d" % i, b"again"])
+    for i in range(2, 5000, 5):
+        run(session, [b"RPUSH", b"k%d" % i, b"more"] if i % 3 == 0 else
+            [b"APPEND", b"k%d" % i, b"more"])
+    for chunk in source:
+        assert not got.keys() & chunk.keys()  # every key once
+        got.update(chunk)
+    assert got == expected
+    assert len(view) == len(expected)
+    assert engine.keyspace.before_write_hooks == []
+
+
+def test_a_view_without_writes_yields_the_dict_in_order():
+    engine, _ = _big_engine(1000)
+    data = engine.keyspace.dbs[0].data
+    view = KeyspaceView(engine.keyspace)
+    assert view.db_sizes() == [(0, 1000, len(engine.keyspace.dbs[0].expires))]
+    keys = [k for db, items, _ in view.batches(64) for k, _ in items]
+    assert keys == list(data)
+
+
+def test_a_change_that_bypasses_the_hook_fails_loudly():
+    # The contract is that every write calls before_write; breaking it must not give a
+    # silently wrong snapshot.
+    engine, _ = _big_engine(1000)
+    view = KeyspaceView(engine.keyspace)
+    batches = view.batches(10)
+    next(batches)
+    engine.keyspace.dbs[0].data[b"sneaky"] = b"x"
+    with pytest.raises(RuntimeError):
+        for _ in batches:
+            pass
+    assert engine.keyspace.before_write_hooks == []
+
+
+def test_close_midway_unhooks_and_ends_the_view(run, engine):
+    for i in range(50):
+        run("SET", f"k{i}", "v")
+    view = KeyspaceView(engine.keyspace)
+    batches = view.batches(10)
+    next(batches)
+    view.close()
+    assert engine.keyspace.before_write_hooks == []
+    run("SET", "other", "v")  # no hook, and the view no longer reads the dict
+    assert list(batches) == []

@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable
 
 import trio
 
+from kvrepl import gc_policy
 from kvrepl.commands.core import Engine
 from kvrepl.log import logger
 from kvrepl.persistence import TempFile
@@ -302,6 +303,7 @@ class ReplicaOf:
         for db in engine.keyspace.dbs:
             engine.watches.touch_all_in_db(db, None)
         self._staged.apply(engine.keyspace)
+        gc_policy.dataset_loaded(engine.keyspace)
         self._staged = None
         logger.info("MASTER <-> REPLICA sync: Loading DB in memory: %d keys",
                     result.keys_loaded)

@@ -4,18 +4,21 @@ from __future__ import annotations
 
 import trio
 
-from kvrepl import persistence
+from kvrepl import gc_policy, persistence
 from kvrepl.commands.core import Engine
 
 
 async def run_cron(engine: Engine) -> None:
     """Every ``1/hz`` seconds: active expiry on a master, then wake clients it made ready;
-    then the ``save`` schedule (and BGSAVE SCHEDULE)."""
+    then the ``save`` schedule (and BGSAVE SCHEDULE); then the process's garbage-collector
+    policy, when one is installed (:mod:`kvrepl.gc_policy`: a no-op otherwise)."""
     while True:
         await trio.sleep(1 / engine.config.hz)
         engine.keyspace.lru_clock = int(engine.keyspace.clock())
         expire_cycle(engine)
         persistence.cron(engine)
+        if not engine.loading:
+            gc_policy.cron(engine.keyspace)
 
 
 def expire_cycle(engine: Engine) -> int:
