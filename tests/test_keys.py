@@ -647,3 +647,33 @@ def test_object_freq_grows_logarithmically_and_decays(run, engine):
     assert 10 < frequency < 40  # Redis's counter: ~log of the accesses, not their count
     engine.keyspace.lru_clock += 60 * 5  # five idle minutes, lfu-decay-time 1
     assert run("OBJECT", "FREQ", "hot") == frequency - 5
+
+
+def test_active_expiry_walks_every_key_with_a_ttl(engine: Engine, run: Callable[..., object],
+                                                 propagated: list[list[bytes]]) -> None:
+    """Cycles walk the TTL keys in passes: every expired key is found whatever happened to
+    its neighbours meanwhile (deleted, persisted, re-created), each DEL is propagated, and
+    keys with a TTL still ahead stay."""
+    from kvrepl.server.cron import expire_cycle
+
+    engine.keyspace.clock = lambda: NOW_S
+    for i in range(500):
+        run("SET", f"k{i}", "v", "PXAT", str(NOW_MS + (10 if i % 3 else 100_000)))
+    db = engine.keyspace.dbs[0]
+    assert db.active_expire_cycle(samples=20) == 0  # nothing is due: one batch, then stop
+    run("DEL", "k1")
+    run("PERSIST", "k2")
+    run("SET", "late", "v", "PXAT", str(NOW_MS + 20))  # added after the pass began
+    engine.keyspace.clock = lambda: NOW_S + 1
+    propagated.clear()
+    deleted = 0
+    for _ in range(200):
+        deleted += expire_cycle(engine)
+        if len(db.expires) == 166:  # the k<multiple of 3> keys, still ahead
+            break
+    assert deleted == 333 - 2 + 1
+    assert sorted(db.expires) == sorted(b"k%d" % i for i in range(0, 500, 3))
+    assert b"k2" in db.data and b"late" not in db.data
+    assert {tuple(argv) for argv in propagated} == {
+        (b"DEL", b"k%d" % i) for i in range(500) if i % 3 and i not in (1, 2)} | {
+        (b"DEL", b"late")}

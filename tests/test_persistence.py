@@ -734,7 +734,10 @@ def test_kvrepl_server_saves_on_sigterm(tmp_path: Path) -> None:
         client = redis.Redis(port=port)
         client.set("k", "v")
         client.rpush("l", "a", "b")
+        set_at = time.time()
         client.set("gone", "x", px=1)
+        while time.time() < set_at + 0.005:  # past its expiry: the reload must drop it
+            time.sleep(0.001)
         assert client.execute_command("DEBUG", "RELOAD") == b"OK"
         assert client.lrange("l", 0, -1) == [b"a", b"b"]
         process.send_signal(signal.SIGTERM)
@@ -801,9 +804,10 @@ async def test_a_live_server_wires_bgsave_flushall_and_the_schedule(tmp_path: Pa
         state = persistence.attach(engine)
         assert state.nursery is not None
         state.lastsave -= 3601
-        while not (tmp_path / "dump.rdb").exists():  # the cron starts a BGSAVE
-            await trio.sleep(0.01)
-        await trio.sleep(0)
+        with trio.fail_after(10):  # the cron starts a BGSAVE; wait until it is done
+            while state.rdb_saves < 1 or state.bgsave is not None:
+                await trio.sleep(0.01)
+        assert (tmp_path / "dump.rdb").exists()
         assert state.changes_since_last_save == 0 and state.rdb_saves == 1
         run(engine, session, "FLUSHALL")
         assert load_file(str(tmp_path / "dump.rdb")).dbsize() == 0

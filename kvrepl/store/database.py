@@ -6,7 +6,9 @@ import random
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
+from time import perf_counter
 
+from kvrepl import gc_policy
 from kvrepl.store.values import ZSet
 
 # Types whose creation can wake a client blocked in BLPOP/BZPOPMIN and friends.
@@ -24,11 +26,15 @@ class Database:
     and WATCH can see the change.
     """
 
-    __slots__ = ("id", "data", "expires", "access", "keyspace")
+    __slots__ = ("id", "data", "expires", "access", "keyspace", "_expire_scan", "_expire_pos")
 
     def __init__(self, index: int, keyspace: Keyspace) -> None:
         self.id = index
         self.keyspace = keyspace
+        # Active expiry's walk over the keys with a TTL (Redis's expires_cursor): the keys
+        # of one pass, fixed when it starts, and how far the walk has got.
+        self._expire_scan: tuple[bytes, ...] = ()
+        self._expire_pos = 0
         self.data: dict[bytes, object] = {}
         self.expires: dict[bytes, int] = {}
         # Redis's per-object ``lru`` field: the LRU clock at the last access, or under an
@@ -176,23 +182,42 @@ class Database:
         self.expires = {}
         self.access = {}
 
-    def active_expire_cycle(self, samples: int = 20) -> int:
-        """Sample keys with a TTL and delete the expired ones, as Redis's active expiry does.
+    def active_expire_cycle(self, samples: int = 20, deadline: float | None = None) -> int:
+        """Check keys with a TTL and delete the expired ones, as Redis's active expiry does.
 
-        Repeats while more than a quarter of the sample was expired. Returns keys deleted.
+        The keys are walked in passes, ``samples`` at a time from where the last call
+        stopped, rather than drawn at random: drawing needs the whole key set listed, a
+        copy per draw that costs milliseconds per million keys. A pass lists them once.
+        Repeats while more than a quarter of a batch was expired, until ``deadline``
+        (a ``time.perf_counter()`` value). Returns the keys deleted.
         """
         deleted = 0
         if not self.keyspace.expire_keys:
             return 0
-        while self.expires:
+        expires = self.expires
+        while expires:
+            scan, position = self._expire_scan, self._expire_pos
+            if position >= len(scan):
+                scan = self._expire_scan = tuple(expires)
+                position = 0
+                gc_policy.big_container_created(len(scan))
+            batch = scan[position:position + samples]
+            self._expire_pos = position + len(batch)
             now = self.keyspace.now_ms()
-            keys = random.sample(list(self.expires), min(samples, len(self.expires)))
-            expired = [k for k in keys if self.expires[k] <= now]
-            for key in expired:
-                self.delete_expired(key)
-            deleted += len(expired)
-            if len(expired) * 4 <= len(keys):
+            checked = expired = 0
+            for key in batch:
+                when = expires.get(key)
+                if when is None:  # deleted or persisted since the pass began
+                    continue
+                checked += 1
+                if when <= now:
+                    self.delete_expired(key)
+                    expired += 1
+            deleted += expired
+            if expired * 4 <= checked or (deadline is not None and perf_counter() > deadline):
                 break
+        if not expires:
+            self._expire_scan, self._expire_pos = (), 0
         return deleted
 
 
