@@ -84,7 +84,6 @@ class Persistence:
     nursery: trio.Nursery | None = None
     dirty_at_last_save: int = 0
     lastsave: int = 0  # unix seconds of the last successful save (start time before any)
-    last_bgsave_ok: bool = True
     lastbgsave_try: float = 0.0
     bgsave: SnapshotJob | None = None
     bgsave_started: float = 0.0
@@ -99,6 +98,15 @@ class Persistence:
     loading_total_bytes: int = 0
     loading_loaded_bytes: int = 0
     load_error: Exception | None = None  # why the startup load failed
+
+    @property
+    def last_bgsave_ok(self) -> bool:
+        """rdb_last_bgsave_status; the engine keeps the opposite for its MISCONF check."""
+        return not self.engine.bgsave_failed
+
+    @last_bgsave_ok.setter
+    def last_bgsave_ok(self, ok: bool) -> None:
+        self.engine.bgsave_failed = not ok
 
     @property
     def changes_since_last_save(self) -> int:

@@ -854,3 +854,62 @@ def test_loads_leave_the_collector_alone_without_a_policy(tmp_path: Path) -> Non
     frozen = gc.get_freeze_count()
     persistence.load_file(engine)
     assert gc.get_freeze_count() == frozen
+
+
+# -- MISCONF after a failed BGSAVE (stop-writes-on-bgsave-error) --------------------------------
+
+
+def test_a_failed_bgsave_stops_writes_as_redis_does(tmp_path: Path) -> None:
+    """Both servers save into a directory that then disappears: BGSAVE fails, and until a
+    save succeeds writes and PING answer MISCONF, reads still work, a write queued in MULTI
+    makes EXEC abort; `stop-writes-on-bgsave-error no` lifts it."""
+    import redis
+    from support import ThreadedServer, poll
+
+    real = RedisServer("--enable-protected-configs", "yes")  # CONFIG SET dir is protected
+    ours = ThreadedServer(Config(save=(), dir=str(tmp_path))).start()
+    clients = [ours.client(), real.client()]
+    try:
+        outcomes = []
+        for index, client in enumerate(clients):
+            gone = tmp_path / f"gone{index}"
+            gone.mkdir()
+            client.config_set("dir", str(gone))
+            client.config_set("save", "3600 1")
+            client.set("k", "v")
+            gone.rmdir()
+            client.bgsave()
+            poll(lambda c=client: c.info("persistence")["rdb_bgsave_in_progress"] == 0
+                 and c.info("persistence")["rdb_last_bgsave_status"] == "err",
+                 "the BGSAVE has failed")
+            seen = []
+            for args in (("SET", "k", "w"), ("PING",), ("GET", "k"), ("INCR", "n")):
+                try:
+                    seen.append(client.execute_command(*args))
+                except redis.ResponseError as err:
+                    seen.append(str(err))
+            pipe = client.pipeline(transaction=True)
+            pipe.get("k").set("k", "x")
+            try:
+                seen.append(pipe.execute())
+            except redis.ResponseError as err:
+                seen.append(str(err))
+            client.config_set("stop-writes-on-bgsave-error", "no")
+            seen.append(client.set("k", "y"))
+            client.config_set("stop-writes-on-bgsave-error", "yes")
+            client.config_set("dir", str(tmp_path))
+            client.bgsave()
+            poll(lambda c=client: c.info("persistence")["rdb_bgsave_in_progress"] == 0
+                 and c.info("persistence")["rdb_last_bgsave_status"] == "ok",
+                 "a BGSAVE has succeeded")
+            seen.append(client.set("k", "z"))
+            outcomes.append(seen)
+        assert outcomes[0] == outcomes[1]
+        assert outcomes[0][0].startswith("MISCONF Redis is configured to save RDB snapshots")
+        assert outcomes[0][1] == outcomes[0][0] and outcomes[0][2] == b"v"
+        assert outcomes[0][-2:] == [True, True]
+    finally:
+        for client in clients:
+            client.close()
+        ours.stop()
+        real.stop()

@@ -414,3 +414,32 @@ def test_errors_are_reply_errors(run: Run) -> None:
         run("EXEC")
     with pytest.raises(ReplyError, match="^ERR DISCARD without MULTI$"):
         run("DISCARD")
+
+
+def test_refused_writes_inside_multi_abort_exec_as_redis_does() -> None:
+    """On a read-only replica a write is refused when MULTI queues it (Redis checks before
+    queueing), so EXEC aborts instead of running it; reads still queue."""
+    from support import RedisServer, ThreadedServer, free_port
+
+    from kvrepl.config import Config
+
+    nowhere = free_port()  # a master that never answers: both stay read-only replicas
+    real = RedisServer("--replicaof", "127.0.0.1", str(nowhere))
+    ours = ThreadedServer(Config(save=(), replicaof=("127.0.0.1", nowhere))).start()
+    try:
+        outcomes = []
+        for server in (ours, real):
+            client = server.client()
+            seen = []
+            for args in (("MULTI",), ("GET", "k"), ("SET", "k", "v"), ("EXEC",), ("GET", "k")):
+                try:
+                    seen.append(client.execute_command(*args))
+                except redis.ResponseError as err:
+                    seen.append(str(err))
+            client.close()
+            outcomes.append(seen)
+        assert outcomes[0] == outcomes[1]
+        assert "read only replica" in outcomes[0][2] and "discarded" in outcomes[0][3]
+    finally:
+        ours.stop()
+        real.stop()

@@ -71,6 +71,14 @@ _SUBSCRIBED_OK = frozenset({
 })
 
 
+MISCONF = (
+    "MISCONF Redis is configured to save RDB snapshots, but it's currently unable to persist "
+    "to disk. Commands that may modify the data set are disabled, because this instance is "
+    "configured to report errors during writes if RDB snapshotting fails "
+    "(stop-writes-on-bgsave-error option). Please check the Redis logs for details about the "
+    "RDB error.")
+
+
 class Command:
     """A table entry: the spec Redis documents, the handler that implements it, its stats.
 
@@ -80,8 +88,8 @@ class Command:
 
     __slots__ = ("spec", "handler", "subcommands", "name", "arity", "is_write", "replicates",
                  "no_auth", "no_multi", "allows_loading", "skip_monitor", "runs_in_multi",
-                 "hidden_from_monitor", "touches_keyspace",
-                 "allowed_subscribed", "calls", "usec", "rejected_calls", "failed_calls")
+                 "hidden_from_monitor", "touches_keyspace", "allowed_subscribed", "is_exec",
+                 "is_ping", "calls", "usec", "rejected_calls", "failed_calls")
 
     def __init__(self, spec: CommandSpec, handler: Handler | None,
                  subcommands: dict[bytes, Command] | None = None) -> None:
@@ -102,6 +110,8 @@ class Command:
         top = spec.name.split("|")[0].encode()
         self.runs_in_multi = top in _NOT_QUEUED
         self.allowed_subscribed = top in _SUBSCRIBED_OK
+        self.is_exec = spec.name == "exec"
+        self.is_ping = spec.name == "ping"
         self.calls = 0
         self.usec = 0.0
         self.rejected_calls = 0
@@ -211,6 +221,7 @@ class Engine:
         self.replication: object | None = None  # master-side replication state
         self.masterdown = False  # a replica whose link to its master is down
         self.read_only = False  # set on a replica with replica-read-only
+        self.bgsave_failed = False  # the last BGSAVE failed: MISCONF for writes
         # Writes as they must be propagated: (db index, argv); replication, MONITOR-like
         # consumers and node.changes() listen here.
         self.propagate_listeners: list[Callable[[int, list[bytes]], None]] = []
@@ -336,7 +347,8 @@ class Engine:
     def execute(self, session: Session, argv: list[bytes]) -> object:
         """Run one request for ``session`` and return its reply value (errors included).
 
-        The checks run in the order of Redis's ``processCommand``.
+        The checks run in the order of Redis's ``processCommand``, before a command is
+        queued in MULTI (a refused one makes EXEC fail with EXECABORT).
         """
         cmd = self.table.get(argv[0].lower())
         if cmd is None or cmd.subcommands or not (
@@ -349,36 +361,42 @@ class Engine:
                 return self._count_error(err)
         if not session.authenticated and not cmd.no_auth:
             return self._reject(cmd, session, ReplyError("NOAUTH Authentication required."))
+        is_write = cmd.is_write
+        if cmd.is_exec and session.multi:  # EXEC writes when it queued a write
+            is_write = any(queued.is_write for queued, _ in session.multi)
+        if self.bgsave_failed and (is_write or cmd.is_ping) and not session.is_master \
+                and self.config.stop_writes_on_bgsave_error and self.config.save:
+            return self._reject(cmd, session, ReplyError(MISCONF))
+        if is_write and self.config.min_replicas_to_write and self.replication is not None \
+                and not session.is_master and not self.read_only_role() \
+                and self.replication.good_replicas() < self.config.min_replicas_to_write:
+            return self._reject(cmd, session, ReplyError(
+                "NOREPLICAS Not enough good replicas to write."))
+        if is_write and self.read_only and not session.is_master:
+            return self._reject(cmd, session, ReplyError(
+                "READONLY You can't write against a read only replica."))
+        if session.channels or session.patterns:
+            if not session.resp3 and not cmd.allowed_subscribed:
+                return self._reject(cmd, session, ReplyError(
+                    f"ERR Can't execute '{cmd.name}': only (P|S)SUBSCRIBE / "
+                    "(P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context"))
+        if self.masterdown and not cmd.spec.allows_stale and \
+                not self.config.replica_serve_stale_data and not session.is_master:
+            return self._reject(cmd, session, ReplyError(
+                "MASTERDOWN Link with MASTER is down and replica-serve-stale-data is set to "
+                "'no'."))
+        if self.loading and not cmd.allows_loading:
+            return self._reject(cmd, session, ReplyError(
+                "LOADING Redis is loading the dataset in memory"))
+        if (session.is_replica or session.monitor) and cmd.touches_keyspace:
+            return self._reject(cmd, session, ReplyError(
+                "ERR Replica can't interact with the keyspace"))
         if session.multi is not None and not cmd.runs_in_multi:
             if cmd.no_multi:
                 return self._reject(
                     cmd, session, ReplyError("ERR Command not allowed inside a transaction"))
             session.multi.append((cmd, argv))
             return QUEUED
-        if session.channels or session.patterns:
-            if not session.resp3 and not cmd.allowed_subscribed:
-                return self._reject(cmd, session, ReplyError(
-                    f"ERR Can't execute '{cmd.name}': only (P|S)SUBSCRIBE / "
-                    "(P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context"))
-        if self.loading and not cmd.allows_loading:
-            return self._reject(cmd, session, ReplyError(
-                "LOADING Redis is loading the dataset in memory"))
-        if cmd.is_write and self.read_only and not session.is_master:
-            return self._reject(cmd, session, ReplyError(
-                "READONLY You can't write against a read only replica."))
-        if self.masterdown and not cmd.spec.allows_stale and \
-                not self.config.replica_serve_stale_data and not session.is_master:
-            return self._reject(cmd, session, ReplyError(
-                "MASTERDOWN Link with MASTER is down and replica-serve-stale-data is set to "
-                "'no'."))
-        if cmd.is_write and self.config.min_replicas_to_write and self.replication is not None \
-                and not session.is_master and not self.read_only_role() \
-                and self.replication.good_replicas() < self.config.min_replicas_to_write:
-            return self._reject(cmd, session, ReplyError(
-                "NOREPLICAS Not enough good replicas to write."))
-        if (session.is_replica or session.monitor) and cmd.touches_keyspace:
-            return self._reject(cmd, session, ReplyError(
-                "ERR Replica can't interact with the keyspace"))
         reply = self.call(session, cmd, argv)
         if self._pending:
             self.flush_propagation()
