@@ -325,7 +325,8 @@ def kvrepl_command(options: Options) -> Callable[[int], list[str]]:
     """``python -m kvrepl`` with no save points, files in its cwd."""
     def command(port: int) -> list[str]:
         return [options.python, "-m", "kvrepl", "--port", str(port), "--bind", HOST,
-                "--save", "", "--dir", ".", "--dbfilename", "dump.rdb"]
+                "--save", "", "--dir", ".", "--dbfilename", "dump.rdb",
+                "--enable-debug-command", "yes"]
     return command
 
 

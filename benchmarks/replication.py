@@ -101,6 +101,8 @@ def server_command(system: str, options: Options, *, replicaof: int | None = Non
     """The command line of a master or replica of ``system`` as a function of its port."""
     if system == "kvrepl":
         head = [options.python, "-m", "kvrepl"]
+        if debug:
+            head += ["--enable-debug-command", "yes"]
     else:
         redis = binary("redis-server")
         if redis is None:

@@ -71,7 +71,10 @@ async def main() -> None:
     processes: list[subprocess.Popen] = []
     scratch = tempfile.mkdtemp(prefix="kvrepl-demo-")
     try:
-        async with kvrepl.Master(port=0) as master, kvrepl.Replica(follow=master) as local:
+        # DEBUG DIGEST is refused to network clients by default (Redis 7.0's
+        # enable-debug-command no); "local" lets loopback clients such as redis-cli run it.
+        async with kvrepl.Master(port=0, enable_debug_command="local") as master, \
+                kvrepl.Replica(follow=master) as local:
             port = master.port
             print(f"kvrepl master listening on 127.0.0.1:{port} (embedded in this program)")
             master.set(b"greeting", b"hello from the application")
@@ -85,6 +88,7 @@ async def main() -> None:
             kv_port = free_port()
             processes.append(subprocess.Popen(
                 [sys.executable, "-m", "kvrepl", "--port", str(kv_port), "--save", "",
+                 "--enable-debug-command", "local",
                  "--replicaof", "127.0.0.1", str(port), "--repl-diskless-sync-delay", "0"],
                 stdout=subprocess.DEVNULL, env=dict(os.environ)))
             followers = [("kvrepl-server replica", kv_port)]

@@ -22,7 +22,10 @@ def free_port() -> int:
 
 
 def start(*args: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "kvrepl", "--save", "", *args],
+    # DEBUG DIGEST below comes from this machine: allow it from local connections only, as a
+    # Redis 7 user would (enable-debug-command is "no" by default).
+    return subprocess.Popen([sys.executable, "-m", "kvrepl", "--save", "",
+                             "--enable-debug-command", "local", *args],
                             stdout=subprocess.DEVNULL, env=dict(os.environ))
 
 

@@ -50,6 +50,8 @@ class Option:
     format: Callable[[object], str] = str
     mutable: bool = True
     aliases: tuple[str, ...] = ()
+    # PROTECTED_CONFIG: CONFIG SET may change it only where enable-protected-configs allows
+    protected: bool = False
 
     @property
     def attr(self) -> str:
@@ -155,13 +157,21 @@ DEFAULT_OBUF_LIMITS = {
     "pubsub": (32 * 1024 * 1024, 8 * 1024 * 1024, 60),
 }
 _yes_no = {"parse": parse_bool, "format": _format_bool}
+# protected_action_enum of config.c
+_protected_action = _enum("no", "yes", "local")
 
 OPTIONS: tuple[Option, ...] = (
     Option("port", 6379, _int(0, 65535), mutable=False),
     Option("bind", ("127.0.0.1",), _words, _format_words, mutable=False),
     Option("protected-mode", True, **_yes_no),
-    Option("dir", ".", str),
-    Option("dbfilename", "dump.rdb", str),
+    # Protected: rewriting where the RDB file goes is how a client makes a server write files
+    # anywhere, so CONFIG SET needs enable-protected-configs (Redis 7.0's PROTECTED_CONFIG).
+    Option("dir", ".", str, protected=True),
+    Option("dbfilename", "dump.rdb", str, protected=True),
+    # no / yes / local (loopback, unix socket and in-process clients); set at startup only
+    Option("enable-protected-configs", "no", _protected_action, mutable=False),
+    Option("enable-debug-command", "no", _protected_action, mutable=False),
+    Option("enable-module-command", "no", _protected_action, mutable=False),
     Option("requirepass", "", str),
     Option("masterauth", "", str),
     Option("masteruser", "", str),

@@ -30,7 +30,9 @@ from kvrepl.errors import ReplyError
 
 @pytest.fixture
 def engine() -> Engine:
-    return Engine(Config(save=()))
+    # DEBUG from the engine's own sessions, which count as local (Redis 7.0 refuses it by
+    # default: enable-debug-command no).
+    return Engine(Config(save=(), enable_debug_command="local"))
 
 
 @pytest.fixture
@@ -53,7 +55,9 @@ def run(engine: Engine, session: Session) -> Callable[..., object]:
 
 @pytest.fixture(scope="session")
 def kvrepl_server() -> Iterator[ThreadedServer]:
-    server = ThreadedServer().start()
+    # Opted in like the debug_redis oracle: the tests run DEBUG and CONFIG SET dir over TCP.
+    server = ThreadedServer(Config(save=(), repl_diskless_sync_delay=0, enable_debug_command="yes",
+                                   enable_protected_configs="yes")).start()
     yield server
     server.stop()
 

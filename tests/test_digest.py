@@ -35,7 +35,7 @@ def oracle(debug_redis: RedisServer) -> Iterator[redis.Redis]:
 
 @pytest.fixture
 def node() -> Engine:
-    return Engine(Config(save=()))
+    return Engine(Config(save=(), enable_debug_command="local"))
 
 
 class Both:

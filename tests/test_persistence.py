@@ -31,6 +31,7 @@ from kvrepl.store.values import ZSet
 
 def make_engine(directory: Path, **options: object) -> tuple[Engine, Session]:
     options.setdefault("save", ())
+    options.setdefault("enable_debug_command", "local")  # DEBUG DIGEST / RELOAD
     engine = Engine(Config(dir=str(directory), **options))
     return engine, engine.new_session()
 
@@ -707,7 +708,8 @@ def start_cli(directory: Path, *args: str) -> tuple[object, int]:
     port = free_port()
     repo = str(Path(__file__).resolve().parent.parent)
     process = subprocess.Popen(
-        [sys.executable, "-m", "kvrepl", "--port", str(port), "--dir", str(directory), *args],
+        [sys.executable, "-m", "kvrepl", "--port", str(port), "--dir", str(directory),
+         "--enable-debug-command", "local", *args],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         env={**os.environ, "PYTHONPATH": repo})
     deadline = time.monotonic() + 20
@@ -795,7 +797,8 @@ async def test_kvrepl_server_refuses_a_bad_dump(tmp_path: Path) -> None:
 
 @needs_wiring
 async def test_a_live_server_wires_bgsave_flushall_and_the_schedule(tmp_path: Path) -> None:
-    server = Server(config=Config(save=((3600, 1),), dir=str(tmp_path), port=0, hz=100))
+    server = Server(config=Config(save=((3600, 1),), dir=str(tmp_path), port=0, hz=100,
+                                  enable_debug_command="local"))
     engine = server.engine
     async with trio.open_nursery() as nursery:
         await nursery.start(server.serve)
@@ -867,7 +870,8 @@ def test_a_failed_bgsave_stops_writes_as_redis_does(tmp_path: Path) -> None:
     from support import ThreadedServer, poll
 
     real = RedisServer("--enable-protected-configs", "yes")  # CONFIG SET dir is protected
-    ours = ThreadedServer(Config(save=(), dir=str(tmp_path))).start()
+    ours = ThreadedServer(Config(save=(), dir=str(tmp_path),
+                                 enable_protected_configs="yes")).start()
     clients = [ours.client(), real.client()]
     try:
         outcomes = []

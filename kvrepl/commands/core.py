@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from time import perf_counter
 
 from kvrepl.commands.monitor import monitor_line
+from kvrepl.commands.protection import protected_command_error
 from kvrepl.commands.spec import CommandSpec, key_positions, load_specs
 from kvrepl.commands.watch import WatchRegistry
 from kvrepl.config import Config
@@ -172,6 +173,7 @@ class Session:
         self.closing = False  # QUIT / CLIENT KILL: close after flushing replies
         self.addr = "127.0.0.1:0"
         self.laddr = "127.0.0.1:0"
+        self.over_network = False  # a TCP/unix client; not the embedded API, not in-process
         self.created = time.time()
         self.last_interaction = self.created
         self.last_command = "NULL"  # full name of the last command, as CLIENT LIST shows it
@@ -359,6 +361,8 @@ class Engine:
                 if session.multi is not None:
                     session.multi_error = True
                 return self._count_error(err)
+        if cmd.spec.protected and (err := protected_command_error(cmd, session, self.config)):
+            return self._reject(cmd, session, err)
         if not session.authenticated and not cmd.no_auth:
             return self._reject(cmd, session, ReplyError("NOAUTH Authentication required."))
         is_write = cmd.is_write

@@ -15,6 +15,7 @@ from kvrepl.commands.args import INT_MAX, INT_MIN, leading_flags, parse_range_in
 from kvrepl.commands.core import Command, CommandStats, Engine, Session, command
 from kvrepl.commands.glob import glob_match
 from kvrepl.commands.help import help_reply
+from kvrepl.commands.protection import allow_protected_action
 from kvrepl.commands.spec import (
     CommandSpec,
     command_docs_reply,
@@ -135,9 +136,10 @@ def config_get(s: Session, argv: list[bytes]) -> object:
 def config_set(s: Session, argv: list[bytes]) -> object:
     """CONFIG SET parameter value [parameter value ...]: all or nothing.
 
-    The checks run in Redis's order: unknown, immutable or repeated names first (the first
-    one found is reported), then the values, in order. An alias and its option count as two
-    names, as in Redis, and the last value given wins.
+    The checks run in Redis's order: unknown, immutable, protected (``dir`` and
+    ``dbfilename`` unless enable-protected-configs allows this client) or repeated names
+    first (the first one found is reported), then the values, in order. An alias and its
+    option count as two names, as in Redis, and the last value given wins.
     """
     if len(argv) % 2:
         raise ReplyError(SYNTAX)
@@ -152,6 +154,10 @@ def config_set(s: Session, argv: list[bytes]) -> object:
         if not option.mutable:
             raise ReplyError(f"ERR CONFIG SET failed (possibly related to argument '{name}') "
                              "- can't set immutable config")
+        if option.protected and not allow_protected_action(
+                s.engine.config.enable_protected_configs, s):
+            raise ReplyError(f"ERR CONFIG SET failed (possibly related to argument '{name}') "
+                             "- can't set protected config")
         if name.lower() in seen:
             raise ReplyError(f"ERR CONFIG SET failed (possibly related to argument '{name}') "
                              "- duplicate parameter")

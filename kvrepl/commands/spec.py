@@ -99,6 +99,10 @@ class CommandSpec:
     doc: dict[str, Any] = field(repr=False)
     container: str | None = None
     get_keys_function: str | None = None
+    # CMD_PROTECTED (DEBUG, MODULE LOAD/LOADEX/UNLOAD): refused unless enable-debug-command /
+    # enable-module-command allows the client. A plain attribute: the dispatcher reads it on
+    # every request.
+    protected: bool = False
     _compiled: tuple[_Compiled, ...] = field(default=(), repr=False)
     # getKeysFromCommandWithSpecs trusts the specs only if one is a real key and none has
     # variable flags; computed once here.
@@ -286,6 +290,7 @@ def _build(name: str, raw: dict[str, Any]) -> CommandSpec:
         doc=raw,
         container=raw.get("container"),
         get_keys_function=raw.get("get_keys_function"),
+        protected="protected" in flags,
         _compiled=tuple(_compile_key_spec(ks) for ks in key_specs),
         _use_specs=any("NOT_KEY" not in ks["flags"] for ks in key_specs)
         and not any("VARIABLE_FLAGS" in ks["flags"] for ks in key_specs),

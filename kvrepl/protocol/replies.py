@@ -75,6 +75,8 @@ def encode(value: object, resp3: bool = False) -> bytes:
     kind = type(value)
     if kind is bytes:
         return b"$%d\r\n%s\r\n" % (len(value), value)
+    if value is OK:
+        return b"+OK\r\n"
     if kind is int:
         return b":%d\r\n" % value
     if value is None:

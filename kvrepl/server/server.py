@@ -43,6 +43,7 @@ _DENIED = (
 RECEIVE_SIZE = 64 * 1024
 _DISCONNECTED = object()
 _CLOSE = object()  # end the connection once the replies so far are sent
+_AWAITED = frozenset((Block, WaitReplicas, StartReplication))  # replies the loop must await
 
 
 class SocketIO:
@@ -232,10 +233,12 @@ class Connection:
             if argv is NEED_DATA:
                 return None
             reply = execute(session, argv)
-            kind = type(reply)
-            if kind is Block or kind is WaitReplicas or kind is StartReplication:
+            if type(reply) in _AWAITED:
                 return argv, reply
-            self.add_reply(reply, out)
+            if session.pending_out or session.after_reply:
+                self.add_reply(reply, out)
+            else:
+                out.append(encode(reply, session.resp3))
             if session.closing:
                 return _CLOSE
             parser.authenticated = session.authenticated
@@ -394,6 +397,7 @@ class Server:
             session = engine.new_session()
             # A stream without a socket is an in-process link (Replica(follow=master)).
             session.addr, session.laddr = peer or "in-process:0", local or "in-process:0"
+            session.over_network = peer is not None
             connection = Connection(self, stream, session)
             self.connections[session.id] = connection
             try:

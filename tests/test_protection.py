@@ -1,0 +1,167 @@
+"""enable-debug-command, enable-module-command and enable-protected-configs, byte for byte
+against a real redis-server 7.0 started with the same options.
+
+Every client of these tests connects over loopback, so "local" is tested as allowed; a
+non-local client cannot be made here, so that case is tested on engine sessions whose
+address says where they come from.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import pytest
+from support import RedisServer, ThreadedServer, wire_comparer
+
+import kvrepl
+from kvrepl.cli import parse_args
+from kvrepl.commands.core import Engine
+from kvrepl.config import Config
+from kvrepl.errors import ReplyError
+
+Compare = Callable[..., bytes]
+
+DEBUG_REFUSED = (
+    b'-ERR DEBUG command not allowed. If the enable-debug-command option is set to "local", '
+    b"you can run it from a local connection, otherwise you need to set this option in the "
+    b"configuration file, and then restart the server.\r\n")
+
+
+def pair(options: dict[str, str]) -> Iterator[Compare]:
+    """A kvrepl server and a redis-server with the same ``options``, and a wire comparer."""
+    ours = ThreadedServer(Config(save=(), **{k.replace("-", "_"): v for k, v in options.items()}))
+    ours.start()
+    theirs = RedisServer(*[word for k, v in options.items() for word in (f"--{k}", v)])
+    compare, close = wire_comparer(ours.port, theirs.port)
+    try:
+        yield compare
+    finally:
+        close()
+        ours.stop()
+        theirs.stop()
+
+
+@pytest.fixture(scope="module")
+def defaults() -> Iterator[Compare]:
+    yield from pair({})
+
+
+@pytest.fixture(scope="module", params=["yes", "local"])
+def allowed(request: pytest.FixtureRequest) -> Iterator[Compare]:
+    yield from pair({"enable-debug-command": request.param,
+                     "enable-protected-configs": request.param,
+                     "enable-module-command": request.param})
+
+
+def test_debug_is_refused_by_default(defaults: Compare) -> None:
+    assert defaults("DEBUG", "DIGEST") == DEBUG_REFUSED
+    defaults("debug", "set-active-expire", "1")
+    defaults("DEBUG", "NO-SUCH-SUBCOMMAND")
+    defaults("DEBUG")  # the arity check comes first
+    defaults("DEBUG", "DIGEST", protocol=3)
+
+
+def test_a_refused_debug_aborts_the_transaction(defaults: Compare) -> None:
+    reply = defaults(batch=[("MULTI",), ("SET", "k", "v"), ("DEBUG", "DIGEST"), ("EXEC",),
+                            ("EXISTS", "k")])
+    assert b"EXECABORT" in reply and reply.endswith(b":0\r\n")
+
+
+def test_dir_and_dbfilename_are_protected_by_default(defaults: Compare) -> None:
+    assert defaults("CONFIG", "SET", "dir", "/tmp") == (
+        b"-ERR CONFIG SET failed (possibly related to argument 'dir') - can't set protected "
+        b"config\r\n")
+    defaults("CONFIG", "SET", "dbfilename", "other.rdb")
+    defaults("CONFIG", "SET", "DIR", "/tmp")
+    defaults("CONFIG", "SET", "maxmemory", "0", "dir", "/tmp")
+    defaults("CONFIG", "SET", "dir", "/tmp", "no-such-option", "1")
+    defaults("CONFIG", "SET", "no-such-option", "1", "dir", "/tmp")
+    defaults("CONFIG", "SET", "dir", "/tmp", "dir", "/tmp")
+    defaults("CONFIG", "SET", "daemonize", "no", "dir", "/tmp")
+    defaults("CONFIG", "GET", "dbfilename")  # unchanged by the refused calls
+
+
+def test_the_options_are_immutable_and_default_to_no(defaults: Compare) -> None:
+    for name in ("enable-debug-command", "enable-module-command", "enable-protected-configs"):
+        defaults("CONFIG", "SET", name, "yes")
+        defaults("CONFIG", "SET", name, "bogus")
+        defaults("CONFIG", "GET", name)
+
+
+def test_noauth_comes_after_the_protection_check() -> None:
+    ours = ThreadedServer(Config(save=(), requirepass="pw")).start()
+    theirs = RedisServer()
+    theirs.client().config_set("requirepass", "pw")
+    compare, close = wire_comparer(ours.port, theirs.port)
+    try:
+        assert compare("DEBUG", "DIGEST") == DEBUG_REFUSED
+        compare("GET", "k")
+        compare("CONFIG", "SET", "dir", "/tmp")
+    finally:
+        close()
+        ours.stop()
+        theirs.stop()
+
+
+def test_allowed_from_loopback(allowed: Compare) -> None:
+    for name in ("enable-debug-command", "enable-module-command", "enable-protected-configs"):
+        allowed("CONFIG", "GET", name)
+    allowed("DEBUG", "SET-ACTIVE-EXPIRE", "1")
+    allowed("DEBUG", "DIGEST")
+    allowed("CONFIG", "SET", "dbfilename", "other.rdb")
+    allowed("CONFIG", "GET", "dbfilename")
+    allowed("CONFIG", "SET", "dbfilename", "dump.rdb")
+    allowed("CONFIG", "SET", "dir", "/tmp")
+    allowed("CONFIG", "SET", "enable-debug-command", "no")  # still immutable
+    allowed(batch=[("MULTI",), ("DEBUG", "DIGEST"), ("EXEC",)])
+
+
+# -- locality: engine sessions with the address a connection would have --------------------
+
+@pytest.mark.parametrize("addr, local", [
+    ("127.0.0.1:6000", True), ("::1:6000", True), ("::ffff:127.0.0.1:6000", True),
+    ("/unix:0", True), ("in-process:0", True),
+    ("10.1.2.3:6000", False), ("127.0.0.2:6000", False),  # islocalClient: exactly 127.0.0.1
+    ("192.168.0.1:6000", False), ("fe80::1:6000", False),
+])
+def test_local_means_loopback_unix_or_in_process(addr: str, local: bool) -> None:
+    engine = Engine(Config(save=(), enable_debug_command="local",
+                           enable_protected_configs="local"))
+    session = engine.new_session()
+    session.addr = addr
+    session.over_network = True  # as the server marks its TCP and unix-socket clients
+    debug = engine.execute(session, [b"DEBUG", b"DIGEST"])
+    config = engine.execute(session, [b"CONFIG", b"SET", b"dbfilename", b"x.rdb"])
+    if local:
+        assert debug == b"0" * 40 and config == b"OK"
+    else:
+        assert isinstance(debug, ReplyError) and b"-" + debug.message.encode() + b"\r\n" == (
+            DEBUG_REFUSED)
+        assert isinstance(config, ReplyError) and config.message == (
+            "ERR CONFIG SET failed (possibly related to argument 'dbfilename') - can't set "
+            "protected config")
+    remote = engine.new_session()
+    remote.addr = "10.1.2.3:6000"
+    remote.over_network = True
+    engine.config.enable_debug_command = "yes"
+    assert engine.execute(remote, [b"DEBUG", b"DIGEST"]) == b"0" * 40
+
+
+def test_the_embedded_api_is_always_allowed() -> None:
+    """The options guard the server from its network clients; the application that
+    embeds the node runs DEBUG and CONFIG SET dir whatever they say."""
+    for setting in ("no", "local", "yes"):
+        node = kvrepl.Master(enable_debug_command=setting, enable_protected_configs=setting)
+        assert node.execute_command("DEBUG", "DIGEST") == b"0" * 40
+        node.execute_command("CONFIG", "SET", "dbfilename", "x.rdb")
+        assert node.config.dbfilename == "x.rdb"
+
+
+def test_command_line_and_config_file_set_them() -> None:
+    config = parse_args(["--enable-debug-command", "local", "--enable-protected-configs", "yes",
+                         "--enable-module-command", "LOCAL"])
+    assert (config.enable_debug_command, config.enable_protected_configs,
+            config.enable_module_command) == ("local", "yes", "local")
+    assert Config().enable_debug_command == "no"
+    with pytest.raises((ValueError, SystemExit)):
+        parse_args(["--enable-debug-command", "maybe"])
