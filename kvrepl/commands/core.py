@@ -216,14 +216,17 @@ class Engine:
         self._next_id = 0
         self.dirty = 0
         self.started = time.time()
-        self.loading = False
+        # Node-wide states that can refuse a command; execute() checks them one by one only
+        # while one of them is on (``_restricted``), see the properties below.
+        self._restricted = False
+        self._loading = False
+        self._masterdown = False  # a replica whose link to its master is down
+        self._read_only = False  # set on a replica with replica-read-only
+        self._bgsave_failed = False  # the last BGSAVE failed: MISCONF for writes
         self.active_expire_enabled = True  # DEBUG SET-ACTIVE-EXPIRE
         self.server: object | None = None  # the trio Server serving this engine, if any
         self.node: object | None = None  # the Node that owns it (REPLICAOF needs it)
         self.replication: object | None = None  # master-side replication state
-        self.masterdown = False  # a replica whose link to its master is down
-        self.read_only = False  # set on a replica with replica-read-only
-        self.bgsave_failed = False  # the last BGSAVE failed: MISCONF for writes
         # Writes as they must be propagated: (db index, argv); replication, MONITOR-like
         # consumers and node.changes() listen here.
         self.propagate_listeners: list[Callable[[int, list[bytes]], None]] = []
@@ -240,6 +243,50 @@ class Engine:
         self.keyspace.expired_listeners.append(self._on_expired)
         self.config.listeners.append(self._config_changed)
         self._config_changed("maxmemory-policy")
+
+    def _refresh_restricted(self) -> None:
+        self._restricted = bool(self._loading or self._masterdown or self._read_only
+                                or self._bgsave_failed)
+
+    @property
+    def loading(self) -> bool:
+        """The dataset is being loaded: -LOADING for most commands."""
+        return self._loading
+
+    @loading.setter
+    def loading(self, value: bool) -> None:
+        self._loading = value
+        self._refresh_restricted()
+
+    @property
+    def masterdown(self) -> bool:
+        """A replica whose link to its master is down (-MASTERDOWN when not serving stale)."""
+        return self._masterdown
+
+    @masterdown.setter
+    def masterdown(self, value: bool) -> None:
+        self._masterdown = value
+        self._refresh_restricted()
+
+    @property
+    def read_only(self) -> bool:
+        """A replica with replica-read-only: -READONLY for clients' writes."""
+        return self._read_only
+
+    @read_only.setter
+    def read_only(self, value: bool) -> None:
+        self._read_only = value
+        self._refresh_restricted()
+
+    @property
+    def bgsave_failed(self) -> bool:
+        """The last BGSAVE failed: -MISCONF for writes while save points are set."""
+        return self._bgsave_failed
+
+    @bgsave_failed.setter
+    def bgsave_failed(self, value: bool) -> None:
+        self._bgsave_failed = value
+        self._refresh_restricted()
 
     def _config_changed(self, name: str) -> None:
         """Keep the store's copies of settings it reads on every access in step."""
@@ -368,30 +415,20 @@ class Engine:
         is_write = cmd.is_write
         if cmd.is_exec and session.multi:  # EXEC writes when it queued a write
             is_write = any(queued.is_write for queued, _ in session.multi)
-        if self.bgsave_failed and (is_write or cmd.is_ping) and not session.is_master \
-                and self.config.stop_writes_on_bgsave_error and self.config.save:
-            return self._reject(cmd, session, ReplyError(MISCONF))
-        if is_write and self.config.min_replicas_to_write and self.replication is not None \
-                and not session.is_master and not self.read_only_role() \
-                and self.replication.good_replicas() < self.config.min_replicas_to_write:
-            return self._reject(cmd, session, ReplyError(
-                "NOREPLICAS Not enough good replicas to write."))
-        if is_write and self.read_only and not session.is_master:
-            return self._reject(cmd, session, ReplyError(
-                "READONLY You can't write against a read only replica."))
+        if (self._restricted or (is_write and self.config.min_replicas_to_write)) \
+                and not session.is_master:
+            refused = self._refused_by_state(cmd, is_write)
+            if refused is not None:
+                return self._reject(cmd, session, refused)
         if session.channels or session.patterns:
             if not session.resp3 and not cmd.allowed_subscribed:
                 return self._reject(cmd, session, ReplyError(
                     f"ERR Can't execute '{cmd.name}': only (P|S)SUBSCRIBE / "
                     "(P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context"))
-        if self.masterdown and not cmd.spec.allows_stale and \
-                not self.config.replica_serve_stale_data and not session.is_master:
-            return self._reject(cmd, session, ReplyError(
-                "MASTERDOWN Link with MASTER is down and replica-serve-stale-data is set to "
-                "'no'."))
-        if self.loading and not cmd.allows_loading:
-            return self._reject(cmd, session, ReplyError(
-                "LOADING Redis is loading the dataset in memory"))
+        if self._restricted:
+            refused = self._refused_while(cmd, session)
+            if refused is not None:
+                return self._reject(cmd, session, refused)
         if (session.is_replica or session.monitor) and cmd.touches_keyspace:
             return self._reject(cmd, session, ReplyError(
                 "ERR Replica can't interact with the keyspace"))
@@ -409,6 +446,32 @@ class Engine:
         if self.keyspace.ready_keys and self.on_ready_keys is not None:
             self.on_ready_keys()
         return reply
+
+    def _refused_by_state(self, cmd: Command, is_write: bool) -> ReplyError | None:
+        """processCommand's node-state checks that come before the pub/sub context one:
+        MISCONF, NOREPLICAS, READONLY (never for the master's own link)."""
+        config = self.config
+        if self._bgsave_failed and (is_write or cmd.is_ping) \
+                and config.stop_writes_on_bgsave_error and config.save:
+            return ReplyError(MISCONF)
+        if is_write and config.min_replicas_to_write and self.replication is not None \
+                and not self.read_only_role() \
+                and self.replication.good_replicas() < config.min_replicas_to_write:
+            return ReplyError("NOREPLICAS Not enough good replicas to write.")
+        if is_write and self._read_only:
+            return ReplyError("READONLY You can't write against a read only replica.")
+        return None
+
+    def _refused_while(self, cmd: Command, session: Session) -> ReplyError | None:
+        """The node-state checks that come after it: MASTERDOWN, LOADING."""
+        if self._masterdown and not cmd.spec.allows_stale and \
+                not self.config.replica_serve_stale_data and not session.is_master:
+            return ReplyError(
+                "MASTERDOWN Link with MASTER is down and replica-serve-stale-data is set to "
+                "'no'.")
+        if self._loading and not cmd.allows_loading:
+            return ReplyError("LOADING Redis is loading the dataset in memory")
+        return None
 
     def run_unblocked(self, session: Session, argv: list[bytes]) -> object:
         """Run again the command of a client that was blocked on a key now ready."""
