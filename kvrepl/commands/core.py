@@ -348,12 +348,7 @@ class Engine:
         if not ops:
             return
         self._pending = []
-        if len(ops) == 1:  # the common case: one write, no MULTI around it
-            db_index, argv = ops[0]
-            for listener in self.propagate_listeners:
-                listener(db_index, argv)
-            return
-        wrap = atomic
+        wrap = atomic and len(ops) > 1
         if wrap:
             self.propagate(ops[0][0], [b"MULTI"])
         for db_index, argv in ops:
@@ -439,8 +434,15 @@ class Engine:
             session.multi.append((cmd, argv))
             return QUEUED
         reply = self.call(session, cmd, argv)
-        if self._pending:
-            self.flush_propagation()
+        pending = self._pending
+        if pending:
+            if len(pending) == 1:  # one write, no MULTI around it: straight to the listeners
+                self._pending = []
+                db_index, written = pending[0]
+                for listener in self.propagate_listeners:
+                    listener(db_index, written)
+            else:
+                self.flush_propagation()
             if self.replication is not None:
                 session.woff = self.replication.master_repl_offset
         if self.keyspace.ready_keys and self.on_ready_keys is not None:
