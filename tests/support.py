@@ -332,3 +332,19 @@ def seed_value(kvrepl_server: ThreadedServer, real: redis.Redis, key: str, value
         raise TypeError(value)
     if client is not real:
         client.close()
+
+
+def mutate(data: bytes, edits: list[tuple[int, int, str]], first: int = 0) -> bytes:
+    """``data`` with hypothesis-drawn ``(position, byte, action)`` edits applied in turn
+    ("set", "insert" or anything else for delete), positions folded into
+    ``data[first:]`` so that a header can be kept intact."""
+    out = bytearray(data)
+    for position, byte, action in edits:
+        position = first + position % (len(out) - first)
+        if action == "set":
+            out[position] = byte
+        elif action == "insert":
+            out.insert(position, byte)
+        else:
+            del out[position]
+    return bytes(out)

@@ -19,6 +19,7 @@ from collections import deque
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
+from support import mutate
 
 from kvrepl.config import Config
 from kvrepl.rdb import RdbError, RdbParser, StagedLoad, listpack, objects
@@ -138,16 +139,7 @@ def test_chunked_fast_load_equals_general_path(seed: int, keys: int, cuts: list[
 @settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
 def test_corrupt_input_gives_the_same_error_however_split(
         seed: int, keys: int, cuts: list[int], edits: list, checksum: bool) -> None:
-    data = bytearray(dumps(dataset(seed, keys), config=CONFIG))
-    for position, byte, action in edits:
-        position = 9 + position % (len(data) - 9)
-        if action == "set":
-            data[position] = byte
-        elif action == "insert":
-            data.insert(position, byte)
-        else:
-            del data[position]
-    blob = bytes(data)
+    blob = mutate(dumps(dataset(seed, keys), config=CONFIG), edits, first=9)  # keep the magic
     with pytest.MonkeyPatch.context() as monkeypatch:
         expected = general(blob, monkeypatch, verify_checksum=checksum)
     assert staged(blob, cuts, verify_checksum=checksum) == expected

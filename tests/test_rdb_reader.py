@@ -11,6 +11,7 @@ from collections import deque
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
+from support import mutate
 
 from kvrepl.rdb import (
     NEED_DATA,
@@ -634,17 +635,9 @@ def test_random_bytes_only_raise_rdb_error(tail: bytes) -> None:
        st.sampled_from([{}, {"on_module": "skip"}]))
 @settings(max_examples=400, deadline=2000, suppress_health_check=[HealthCheck.too_slow])
 def test_mutated_files_only_raise_rdb_error(edits: list, options: dict) -> None:
-    data = bytearray(SAMPLE)
-    for position, byte, action in edits:
-        position = min(position, len(data) - 1)
-        if action == "set":
-            data[position] = byte
-        elif action == "insert":
-            data.insert(position, byte)
-        else:
-            del data[position]
-    parse_all(bytes(data), verify_checksum=False, **options)
-    parse_all(bytes(data), **options)
+    data = mutate(SAMPLE, edits)
+    parse_all(data, verify_checksum=False, **options)
+    parse_all(data, **options)
 
 
 @given(st.integers(0, len(SAMPLE)), st.binary(min_size=1, max_size=8))
