@@ -7,7 +7,9 @@ Values are kept typed (``config.port`` is an int, ``config.appendonly`` a bool);
 
 from __future__ import annotations
 
+import errno
 import fnmatch
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -103,6 +105,15 @@ def _save(text: str) -> tuple[tuple[int, int], ...]:
 
 def _format_save(value: object) -> str:
     return " ".join(f"{s} {c}" for s, c in value)  # type: ignore[attr-defined]
+
+
+def _check_directory(text: str) -> None:
+    """CONFIG SET dir: Redis chdir()s into it and reports the system's error when it
+    cannot; kvrepl (a library too) does not chdir, but refuses the same directories."""
+    if not os.path.isdir(text):
+        raise ValueError(os.strerror(errno.ENOTDIR if os.path.exists(text) else errno.ENOENT))
+    if not os.access(text, os.X_OK):
+        raise ValueError(os.strerror(errno.EACCES))
 
 
 def _replicaof(text: str) -> tuple[str, int] | None:
@@ -303,6 +314,8 @@ class Config:
                 raise ReplyError(f"ERR CONFIG SET failed (possibly related to argument "
                                  f"'{name}') - can't set immutable config")
             try:
+                if option.name == "dir":
+                    _check_directory(text)
                 parsed.append((option, option.parse(text)))
             except ValueError as err:
                 raise ReplyError(f"ERR CONFIG SET failed (possibly related to argument "

@@ -165,3 +165,35 @@ def test_command_line_and_config_file_set_them() -> None:
     assert Config().enable_debug_command == "no"
     with pytest.raises((ValueError, SystemExit)):
         parse_args(["--enable-debug-command", "maybe"])
+
+
+def test_config_set_dir_refuses_what_redis_cannot_chdir_into(tmp_path) -> None:
+    """Redis chdir()s into the new dir and reports the system's error; kvrepl refuses the
+    same directories with the same message (and never chdirs: it may be a library)."""
+    import os
+
+    import redis
+    from support import RedisServer, ThreadedServer
+
+    from kvrepl.config import Config
+
+    cwd = os.getcwd()
+    a_file = tmp_path / "file"
+    a_file.write_bytes(b"")
+    real = RedisServer("--enable-protected-configs", "yes")
+    ours = ThreadedServer(Config(save=(), enable_protected_configs="yes")).start()
+    try:
+        for target in (tmp_path / "missing", a_file, tmp_path):
+            seen = []
+            for server in (ours, real):
+                client = server.client()
+                try:
+                    seen.append(client.config_set("dir", str(target)))
+                except redis.ResponseError as err:
+                    seen.append(str(err))
+                client.close()
+            assert seen[0] == seen[1], target
+        assert os.getcwd() == cwd  # this process (kvrepl's) did not move
+    finally:
+        ours.stop()
+        real.stop()
