@@ -437,8 +437,7 @@ class Engine:
         pending = self._pending
         if pending:
             if len(pending) == 1:  # one write, no MULTI around it: straight to the listeners
-                self._pending = []
-                db_index, written = pending[0]
+                db_index, written = pending.pop()
                 for listener in self.propagate_listeners:
                     listener(db_index, written)
             else:
