@@ -54,6 +54,9 @@ class Option:
     aliases: tuple[str, ...] = ()
     # PROTECTED_CONFIG: CONFIG SET may change it only where enable-protected-configs allows
     protected: bool = False
+    # What CONFIG SET checks on top of parsing (Redis's special setters, e.g. dir's chdir);
+    # raises ValueError with the message for the client.
+    check_at_runtime: Callable[[str], None] | None = None
 
     @property
     def attr(self) -> str:
@@ -177,7 +180,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("protected-mode", True, **_yes_no),
     # Protected: rewriting where the RDB file goes is how a client makes a server write files
     # anywhere, so CONFIG SET needs enable-protected-configs (Redis 7.0's PROTECTED_CONFIG).
-    Option("dir", ".", str, protected=True),
+    Option("dir", ".", str, protected=True, check_at_runtime=_check_directory),
     Option("dbfilename", "dump.rdb", str, protected=True),
     # no / yes / local (loopback, unix socket and in-process clients); set at startup only
     Option("enable-protected-configs", "no", _protected_action, mutable=False),
@@ -314,8 +317,8 @@ class Config:
                 raise ReplyError(f"ERR CONFIG SET failed (possibly related to argument "
                                  f"'{name}') - can't set immutable config")
             try:
-                if option.name == "dir":
-                    _check_directory(text)
+                if option.check_at_runtime is not None:
+                    option.check_at_runtime(text)
                 parsed.append((option, option.parse(text)))
             except ValueError as err:
                 raise ReplyError(f"ERR CONFIG SET failed (possibly related to argument "

@@ -172,7 +172,8 @@ def test_shapes_per_protocol():
 
 def _outcomes(chunks: list[bytes], fast: bool, authenticated: bool = True,
               max_bulk_len: int = 512 * 1024 * 1024) -> list[object]:
-    """Every request, then the protocol error if one comes, as one parser returns them."""
+    """Every request (with the bytes still buffered after it), then the protocol error if
+    one comes, as one parser returns them."""
     parser = RequestParser(max_bulk_len, fast=fast)
     parser.authenticated = authenticated
     got: list[object] = []
@@ -180,7 +181,7 @@ def _outcomes(chunks: list[bytes], fast: bool, authenticated: bool = True,
         parser.feed(chunk)
         try:
             while (request := parser.next_request()) is not NEED_DATA:
-                got.append(request)
+                got.append((request, parser.buffered))
         except ProtocolError as err:
             got.append(("error", str(err)))
             return got

@@ -56,7 +56,8 @@ class RequestParser:
     """
 
     __slots__ = ("_buf", "_pos", "_args", "_remaining", "_chunks", "_chunks_len", "_need",
-                 "_reader", "_ready", "_ready_pos", "authenticated", "max_bulk_len")
+                 "_reader", "_ready", "_ready_sizes", "_ready_pos", "authenticated",
+                 "max_bulk_len")
 
     def __init__(self, max_bulk_len: int = 512 * 1024 * 1024, *, fast: bool = False) -> None:
         self._buf = b""
@@ -68,6 +69,7 @@ class RequestParser:
         self._need = 0  # buffered bytes needed before parsing can progress
         self._reader = hiredis.Reader() if fast and hiredis is not None else None
         self._ready: list[list[bytes]] = []  # requests hiredis parsed, not yet returned
+        self._ready_sizes: list[int] = []  # their sizes in bytes (for ``buffered``)
         self._ready_pos = 0
         self.authenticated = True
         self.max_bulk_len = max_bulk_len
@@ -86,10 +88,11 @@ class RequestParser:
         requests, sizes, _refused = split_requests(data, 0, self.max_bulk_len)
         if requests:
             if self._ready_pos >= len(self._ready):
-                self._ready = requests
+                self._ready, self._ready_sizes = requests, sizes
                 self._ready_pos = 0
             else:
                 self._ready.extend(requests)
+                self._ready_sizes.extend(sizes)
         taken = sum(sizes)
         return data[taken:] if taken else data
 
@@ -113,7 +116,7 @@ class RequestParser:
     @property
     def buffered(self) -> int:
         """Bytes received and not yet returned as part of a request."""
-        ahead = sum(len(_multibulk(request)) for request in self._ready[self._ready_pos:])
+        ahead = sum(self._ready_sizes[self._ready_pos:])
         return ahead + len(self._buf) - self._pos + self._chunks_len
 
     def next_request(self) -> list[bytes] | _NeedData:
@@ -123,7 +126,7 @@ class RequestParser:
             if position < len(ready):
                 self._ready_pos = position + 1
                 return ready[position]
-            self._ready = []
+            self._ready, self._ready_sizes = [], []
             self._ready_pos = 0
         while True:
             if self._need:
@@ -297,10 +300,6 @@ def _length(field: bytes) -> int | None:
     if field[:1] == b"-" and field[1:].isdigit() and field[1] != 48:
         return -int(field[1:])
     return None
-
-
-def _multibulk(args: list[bytes]) -> bytes:
-    return b"*%d\r\n" % len(args) + b"".join(b"$%d\r\n%b\r\n" % (len(a), a) for a in args)
 
 
 _ESCAPES = {ord("n"): b"\n", ord("r"): b"\r", ord("t"): b"\t", ord("b"): b"\b", ord("a"): b"\a"}

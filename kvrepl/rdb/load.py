@@ -24,12 +24,13 @@ def iter_events(source: Any, **options: Any) -> Iterator[object]:
 
 
 def _events(parser: RdbParser, source: Any) -> Iterator[object]:
-    for batch in _batches(parser, source):
+    for batch in event_batches(parser, source):
         yield from batch
 
 
-def _batches(parser: RdbParser, source: Any, parser_limit: int = 4096) -> Iterator[list]:
-    """Lists of events up to and including End, feeding ``parser`` from ``source``."""
+def event_batches(parser: RdbParser, source: Any, parser_limit: int = 4096) -> Iterator[list]:
+    """Lists of events up to and including End, feeding ``parser`` from ``source``
+    (bytes-like, or anything with ``read(size)``)."""
     if isinstance(source, (bytes, bytearray, memoryview)):
         parser.feed(bytes(source))
         parser.feed(b"")

@@ -29,6 +29,7 @@ from typing import IO, Any
 
 from kvrepl.rdb.errors import RdbError
 from kvrepl.rdb.events import NEED_DATA, Aux, End, Entry, Function, ModuleAux, SelectDb
+from kvrepl.rdb.load import event_batches
 from kvrepl.rdb.reader import RdbParser
 from kvrepl.store.values import Stream, ZSet
 
@@ -84,6 +85,27 @@ def _progress_for(path: str, size: int, mode: str | None) -> Progress | None:
     return None
 
 
+class _Reading:
+    """``source`` whose reads move ``progress`` along (when there is one)."""
+
+    def __init__(self, source: IO[bytes], progress: Progress | None) -> None:
+        self.source = source
+        self.progress = progress
+        self.done = 0
+
+    def read(self, size: int) -> bytes:
+        chunk = self.source.read(size)
+        self.done += len(chunk)
+        if self.progress is not None:
+            self.progress.update(self.done)
+        return chunk
+
+    def finish(self) -> None:
+        """The file was read through: show the bar's last state."""
+        if self.progress is not None:
+            self.progress.update(self.done, force=True)
+
+
 def events_with_offsets(source: IO[bytes], parser: RdbParser,
                         progress: Progress | None = None,
                         absorb: Callable[[], bool] | None = None
@@ -92,22 +114,17 @@ def events_with_offsets(source: IO[bytes], parser: RdbParser,
 
     ``absorb``, when given, runs first at every step and returns True when it consumed
     input itself (the parser's fast path for runs of plain strings)."""
-    read = 0
+    reading = _Reading(source, progress)
     while True:
         if absorb is not None and absorb():
             continue
         event = parser.next_event()
         if event is NEED_DATA:
-            chunk = source.read(READ_SIZE)
-            read += len(chunk)
-            parser.feed(chunk)
-            if progress is not None:
-                progress.update(read)
+            parser.feed(reading.read(READ_SIZE))
             continue
         yield event, parser.offset
         if type(event) is End:
-            if progress is not None:
-                progress.update(read, force=True)
+            reading.finish()
             return
 
 
@@ -312,21 +329,10 @@ def dump(path: str, out: IO[str], dbs: set[int] | None = None,
 def _entry_batches(source: IO[bytes], parser: RdbParser,
                    progress: Progress | None) -> Iterator[list[Entry]]:
     """The entries of the file in batches (the parser's fast path for short strings)."""
-    read = 0
-    while True:
-        batch = parser.next_events(4096)
-        if not batch:
-            chunk = source.read(READ_SIZE)
-            read += len(chunk)
-            parser.feed(chunk)
-            if progress is not None:
-                progress.update(read)
-            continue
+    reading = _Reading(source, progress)
+    for batch in event_batches(parser, reading):
         yield [event for event in batch if type(event) is Entry]
-        if type(batch[-1]) is End:
-            if progress is not None:
-                progress.update(read, force=True)
-            return
+    reading.finish()
 
 
 # -- stats ------------------------------------------------------------------------------------
