@@ -111,7 +111,11 @@ async def main() -> None:
                 follower_digest = await trio.to_thread.run_sync(
                     client.execute_command, "DEBUG", "DIGEST")
                 print(f"{name}  digest {follower_digest}")
-            print(f"\nmaster ROLE -> {master.execute_command('ROLE')}")
+            # ROLE shows the offset each replica last acknowledged (they ACK once a second);
+            # WAIT asks them all now, as a client's WAIT does.
+            acked = await master.wait_for_replicas(len(followers) + 1, timeout=5)
+            print(f"\n{acked} replicas acknowledged every write (WAIT)")
+            print(f"master ROLE -> {master.execute_command('ROLE')}")
     finally:
         for process in processes:
             process.terminate()
