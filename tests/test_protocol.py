@@ -6,12 +6,12 @@ import re
 
 import hiredis
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from kvrepl.errors import ProtocolError, ReplyError
 from kvrepl.protocol import NEED_DATA, NULL_ARRAY, OK, Push, RequestParser, Verbatim, encode
-from kvrepl.protocol.parser import split_inline
+from kvrepl.protocol.parser import request_size, split_inline, split_requests
 
 
 def multibulk(args: list[bytes]) -> bytes:
@@ -206,7 +206,8 @@ request_bytes = st.one_of(
     st.lists(st.binary(max_size=20), min_size=1, max_size=4).map(multibulk),
     st.sampled_from([b"*-1\r\n", b"*0\r\n", b"PING\r\n", b"GET k\r\n", b"*2\r\n$3\r\nGET\r\n",
                      b"~1\r\n$4\r\nPING\r\n", b">1\r\n$4\r\nPING\r\n", b"_\r\n", b"+PING\r\n",
-                     b"*03\r\n", b"*1\r\n$4\r\n+ING\r\n", b"*1\r\n$5\r\nx\r\n=y\r\n"]),
+                     b"*03\r\n", b"*1\r\n$4\r\n+ING\r\n", b"*1\r\n$5\r\nx\r\n=y\r\n",
+                     b"$0\r\n\r\n", b"$4\r\nPING\r\n", b":1\r\n", b"*1\r\n*0\r\n"]),
 )
 
 
@@ -231,3 +232,30 @@ def test_fast_path_refuses_what_redis_refuses():
         assert parser.next_request() == [b"PING"]
         with pytest.raises(ProtocolError, match=re.escape(message)):
             parser.next_request()
+
+
+@settings(max_examples=200)
+@given(st.lists(request_bytes, max_size=8), st.integers(0, 400))
+@example([multibulk([b"a"]), b"$0\r\n\r\n"], 0)  # an empty top-level bulk joins fine
+@example([multibulk([b"a"]), b"*0\r\n", multibulk([b"b"])], 0)
+@example([multibulk([b"GET", b"k"]), b"~1\r\n$1\r\na\r\n"], 0)
+@example([multibulk([b"a"]), b"*1\r\n$0\r\n\r\n*"], 0)  # a cut request: probe fails
+def test_split_without_sizes_agrees_with_sizes(requests, cut):
+    """``want_sizes=False`` returns the same requests; None sizes only when they took every
+    byte; a reader left holding a cut request is never handed to the next call."""
+    stream = b"".join(requests)
+    head, tail = stream[:cut], stream[cut:]
+    for data in (head, tail, stream):
+        found, sizes, refused = split_requests(data, 0)
+        quick, quick_sizes, quick_refused = split_requests(data, 0, want_sizes=False)
+        assert quick == found
+        if quick_sizes is None:
+            assert sum(sizes) == len(data) and not refused
+            assert sum(map(request_size, found)) == len(data)
+        else:
+            assert (quick_sizes, quick_refused) == (sizes, refused)
+
+
+def test_request_size_is_the_multibulk_length():
+    for args in ([b"PING"], [b"SET", b"k" * 10_000, b""], [b"x"] * 12):
+        assert request_size(args) == len(multibulk(args))

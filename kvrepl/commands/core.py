@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from time import perf_counter
 
 from kvrepl.commands.monitor import monitor_line
+from kvrepl.commands.plain import PlainLane
 from kvrepl.commands.protection import protected_command_error
 from kvrepl.commands.spec import CommandSpec, key_positions, load_specs
 from kvrepl.commands.watch import WatchRegistry
@@ -240,6 +241,7 @@ class Engine:
         self.pubsub_channels: dict[bytes, dict[int, Session]] = {}
         self.pubsub_patterns: dict[bytes, dict[int, Session]] = {}
         self.watches = WatchRegistry(self.keyspace)
+        self.plain_lane = PlainLane(self)
         self.keyspace.expired_listeners.append(self._on_expired)
         self.config.listeners.append(self._config_changed)
         self._config_changed("maxmemory-policy")

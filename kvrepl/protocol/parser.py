@@ -35,6 +35,12 @@ BIG_ARG = 32 * 1024  # PROTO_MBULK_BIG_ARG: gather such an argument's chunks, jo
 # Element types that hiredis hands back as plain bytes although Redis refuses them in a
 # request: simple string, verbatim string, big number (and attributes, which it may skip).
 _NOT_BULK = re.compile(rb"\r\n[+=(|]")
+# Bytes whose absence proves the above cannot happen, nor a RESP3 aggregate (set, map,
+# push, attribute) that hiredis reads where Redis wants a multibulk.
+_SUSPECT_BYTES = b"+=(|~%>"
+# hiredis readers left clean by split_requests (no request held back), reused: creating one
+# costs as much as splitting a small pipeline. A list, so that threads never share one.
+_spare_readers: list[object] = []
 # Digits in the decimal form of n, for n below 10,000 (the size of "$<n>\r\n").
 _DIGITS = bytes(len(str(n)) for n in range(10_000))
 _WINDOW = 16384  # bytes fed to hiredis at a time: it compacts its buffer as it reads
@@ -69,7 +75,8 @@ class RequestParser:
         self._need = 0  # buffered bytes needed before parsing can progress
         self._reader = hiredis.Reader() if fast and hiredis is not None else None
         self._ready: list[list[bytes]] = []  # requests hiredis parsed, not yet returned
-        self._ready_sizes: list[int] = []  # their sizes in bytes (for ``buffered``)
+        # Their sizes in bytes (for ``buffered``); None until asked for, in the usual case.
+        self._ready_sizes: list[int] | None = []
         self._ready_pos = 0
         self.authenticated = True
         self.max_bulk_len = max_bulk_len
@@ -85,15 +92,19 @@ class RequestParser:
     def _feed_fast(self, data: bytes) -> bytes:
         """Take the whole requests hiredis finds in ``data``; returns the bytes left for the
         exact parser (a request cut at the end, or anything the fast path refused)."""
-        requests, sizes, _refused = split_requests(data, 0, self.max_bulk_len)
+        requests, sizes, _refused = split_requests(
+            data, 0, self.max_bulk_len, want_sizes=False)
+        taken = len(data) if sizes is None else sum(sizes)
         if requests:
             if self._ready_pos >= len(self._ready):
                 self._ready, self._ready_sizes = requests, sizes
                 self._ready_pos = 0
             else:
                 self._ready.extend(requests)
-                self._ready_sizes.extend(sizes)
-        taken = sum(sizes)
+                if self._ready_sizes is None or sizes is None:
+                    self._ready_sizes = None
+                else:
+                    self._ready_sizes.extend(sizes)
         return data[taken:] if taken else data
 
     def _feed_exact(self, data: bytes) -> None:
@@ -116,8 +127,20 @@ class RequestParser:
     @property
     def buffered(self) -> int:
         """Bytes received and not yet returned as part of a request."""
+        if self._ready_sizes is None:
+            self._ready_sizes = list(map(request_size, self._ready))
         ahead = sum(self._ready_sizes[self._ready_pos:])
         return ahead + len(self._buf) - self._pos + self._chunks_len
+
+    def ready_requests(self) -> tuple[list[list[bytes]], int]:
+        """The requests already split and not yet returned: ``(requests, position)``, the
+        unreturned ones being ``requests[position:]``. Pass how many were used on to
+        :meth:`skip_ready`."""
+        return self._ready, self._ready_pos
+
+    def skip_ready(self, position: int) -> None:
+        """The ready requests before ``position`` were used (see :meth:`ready_requests`)."""
+        self._ready_pos = position
 
     def next_request(self) -> list[bytes] | _NeedData:
         ready = self._ready
@@ -223,12 +246,15 @@ class RequestParser:
 
 
 def split_requests(data: bytes | bytearray, start: int = 0, max_bulk_len: int = 2**63,
-                   ) -> tuple[list[list[bytes]], list[int], bool]:
+                   *, want_sizes: bool = True,
+                   ) -> tuple[list[list[bytes]], list[int] | None, bool]:
     """The whole multibulk requests at ``data[start:]``, split by hiredis's C reader, that
     :class:`RequestParser` would return the same: ``(requests, sizes, refused)``.
 
     ``sizes[i]`` is how many bytes ``requests[i]`` took, counting the empty requests
     (``*0``, ``*-1``) just before it, which Redis skips; the sizes add up to the bytes taken.
+    With ``want_sizes=False`` sizes may be None instead, meaning the requests took every
+    byte of ``data[start:]`` (the usual case, found without sizing each argument).
     ``refused`` says something after them is not for this fast path (an inline command, an
     element type Redis refuses, a hiredis error): the exact parser must read the rest.
     Otherwise the rest is a request cut short by the end of ``data``, or empty requests.
@@ -240,15 +266,62 @@ def split_requests(data: bytes | bytearray, start: int = 0, max_bulk_len: int = 
     end = len(data)
     if start >= end or data[start] != 42:  # '*'
         return [], [], start < end
-    reader = hiredis.Reader()
+    try:
+        reader = _spare_readers.pop()
+    except IndexError:
+        reader = hiredis.Reader()
     found: list[object] = []
-    refused = False
     try:
         for window in range(start, end, _WINDOW):
             reader.feed(data, window, min(_WINDOW, end - window))
             found.extend(iter(reader.gets, False))
+        if not want_sizes and found and end - start <= max_bulk_len \
+                and _whole_and_bulk_only(data, start, found, reader):
+            _spare_readers.append(reader)
+            return found, None, False  # type: ignore[return-value]
     except Exception:  # hiredis.ProtocolError, or an absurd length; keeps what came before
-        refused = True
+        return _checked(data, start, found, max_bulk_len, True)
+    return _checked(data, start, found, max_bulk_len, False)
+
+
+def _whole_and_bulk_only(data: bytes | bytearray, start: int, found: list[object],
+                         reader: hiredis.Reader) -> bool:
+    """True when ``found`` is exactly what the exact parser reads in ``data[start:]``, and
+    took all of it; checked with a few C-level passes instead of one Python step per
+    argument. ``reader`` must have been fed ``data[start:]`` and emptied of replies."""
+    # No byte that could start an element type hiredis turns into bytes or a list although
+    # Redis refuses it (+ = ( | ~ % >): then every top-level value began with '*' or
+    # with a type that is not a list, and every element with '$' or a non-bytes type.
+    if len(data.translate(None, _SUSPECT_BYTES)) != len(data):
+        return False
+    if [] in found or b"" in found:
+        return False  # "*0", which Redis skips; "$0", which it reads as an inline command
+    try:
+        # Raises TypeError for any value or element that is not bytes (a top-level bulk
+        # string too, but for the empty one: joining it iterates ints).
+        b"".join(map(b"".join, found))  # type: ignore[arg-type]
+    except TypeError:
+        return False
+    # Nothing held back: an integer fed now comes out as itself only if the reader was
+    # between replies (inside a cut request it would be an element, or a protocol error).
+    try:
+        reader.feed(b":1\r\n")
+        return reader.gets() == 1
+    except Exception:  # hiredis.ProtocolError: it was inside a cut request
+        return False
+
+
+def request_size(argv: list[bytes]) -> int:
+    """The bytes of ``argv`` as a multibulk request (``*<n>\\r\\n`` and ``$<len>\\r\\n<arg>\\r\\n``
+    each)."""
+    return (3 + len(str(len(argv))) + sum(len(arg) + 5 + len(str(len(arg))) for arg in argv))
+
+
+def _checked(data: bytes | bytearray, start: int, found: list[object], max_bulk_len: int,
+             refused: bool) -> tuple[list[list[bytes]], list[int], bool]:
+    """split_requests for anything :func:`_bulk_sizes` would not take: each request and
+    argument looked at in turn, stopping at the first one the exact parser must read."""
+    end = len(data)
     suspect = _NOT_BULK.search(data, start)
     trusted_end = end if suspect is None else suspect.start() + 2
     requests: list[list[bytes]] = []

@@ -221,8 +221,15 @@ class Connection:
         has to be awaited first (a blocking command, WAIT, SYNC/PSYNC)."""
         parser = self.parser
         session = self.session
-        execute = self.server.engine.execute
+        engine = self.server.engine
+        execute = engine.execute
+        lane = engine.plain_lane
+        lane_open = lane.open_for(session)
         while True:
+            if lane_open:
+                requests, position = parser.ready_requests()
+                if position < len(requests):
+                    parser.skip_ready(lane.run(session, requests, position, out))
             try:
                 argv = parser.next_request()
             except ProtocolError as err:
@@ -242,6 +249,7 @@ class Connection:
             if session.closing:
                 return _CLOSE
             parser.authenticated = session.authenticated
+            lane_open = lane.open_for(session)
 
     async def finish_waiting(self, argv: list[bytes], reply: object, out: list[bytes]) -> bool:
         """Await what ``execute_buffered`` stopped at and append its reply to ``out``;

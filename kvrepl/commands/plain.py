@@ -1,0 +1,124 @@
+"""The plain lane: runs of GET and SET-without-options, executed back to back.
+
+Most traffic a cache sees (and all of what ``redis-benchmark -t set,get`` sends) is GET and
+plain SET from clients with nothing special about them. For those, the general path's work
+per command (command lookup, processCommand's checks, ``call()``'s bookkeeping, reply
+encoding through the generic encoder) costs more than the command itself. Here a run of
+such requests is executed in one loop with the checks done once for the whole run: the
+lane opens only when no check could refuse or change anything (see :meth:`PlainLane.open_for`),
+and leaves every request it is not sure about (another command, options, a key with a TTL, a
+value of another type) to the general path, which then runs it exactly as before.
+
+What the general path would have recorded is recorded here too: the dirty counter,
+``INFO commandstats`` calls and time, the client's last command, the key's access time,
+and each SET handed to the propagation listeners (replication, ``changes()``).
+"""
+
+from __future__ import annotations
+
+from time import perf_counter
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from kvrepl.commands.core import Engine, Session
+
+_OK = b"+OK\r\n"
+_NIL = (b"$-1\r\n", b"_\r\n")  # by session.resp3
+_GET = frozenset((b"GET", b"get", b"Get"))
+_SET = frozenset((b"SET", b"set", b"Set"))
+
+
+class PlainLane:
+    """GET and plain SET for an engine, without the general dispatch."""
+
+    __slots__ = ("engine", "_get", "_set")
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._get = engine.table[b"get"]
+        self._set = engine.table[b"set"]
+
+    def open_for(self, session: Session) -> bool:
+        """True when nothing about the node or ``session`` could refuse a GET or SET, or
+        make it do more than read or store one key: no node-wide refusal (loading, read-only,
+        MISCONF, NOREPLICAS), no MULTI, pub/sub context, MONITOR or replica link, no WATCH or
+        running snapshot (they watch writes key by key), no LFU clock, no replies queued."""
+        engine = self.engine
+        keyspace = engine.keyspace
+        return not (
+            engine._restricted or engine.monitors or keyspace.before_write_hooks
+            or keyspace.lfu or engine.config.min_replicas_to_write
+            or not session.authenticated or session.multi is not None
+            or session.channels or session.patterns or session.is_master
+            or session.is_replica or session.monitor or session.closing
+            or session.pending_out or session.after_reply
+        )
+
+    def run(self, session: Session, requests: list[list[bytes]], start: int,
+            out: list[bytes]) -> int:
+        """Run ``requests[start:]`` while each is a GET or a plain SET the lane can finish,
+        appending the encoded replies to ``out``; returns the index of the first request it
+        did not run (``len(requests)`` when it ran them all). ``open_for(session)`` must be
+        true."""
+        db = session.db
+        data = db.data
+        expires = db.expires
+        access = db.access
+        engine = self.engine
+        clock = engine.keyspace.lru_clock
+        listeners = engine.propagate_listeners
+        nil = _NIL[session.resp3]
+        gets = sets = 0
+        position = start
+        began = perf_counter()
+        for argv in requests[start:] if start else requests:
+            length = len(argv)
+            if length == 2 and argv[0] in _GET:
+                key = argv[1]
+                if key in expires:
+                    break  # lazy expiry and its propagated DEL: the general path
+                value = data.get(key)
+                if value is None:
+                    out.append(nil)
+                elif type(value) is bytes:
+                    access[key] = clock
+                    out.append(b"$%d\r\n%s\r\n" % (len(value), value))
+                else:
+                    break  # WRONGTYPE: the general path counts and words the error
+                gets += 1
+            elif length == 3 and argv[0] in _SET:
+                key = argv[1]
+                if key in expires:
+                    break
+                data[key] = argv[2]
+                access[key] = clock
+                sets += 1
+                if listeners:
+                    engine.dirty += 1
+                    for listener in listeners:
+                        listener(db.id, argv)
+                out.append(_OK)
+            else:
+                break
+            position += 1
+        if position == start:
+            return start
+        spent = (perf_counter() - began) * 1e6
+        ran = gets + sets
+        if gets:
+            command = self._get
+            command.calls += gets
+            command.usec += spent * gets / ran
+        if sets:
+            command = self._set
+            command.calls += sets
+            command.usec += spent * sets / ran
+            if listeners:
+                replication = engine.replication
+                if replication is not None:
+                    session.woff = replication.master_repl_offset
+            else:
+                engine.dirty += sets
+        engine.stats.commands_processed += ran
+        session.last_command = "get" if requests[position - 1][0] in _GET else "set"
+        return position

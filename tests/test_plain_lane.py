@@ -1,0 +1,157 @@
+"""The plain lane (kvrepl/commands/plain.py): pipelined GET and SET run without the general
+dispatch, and must still answer, record and propagate exactly as the general path does.
+
+Pipelines are compared byte for byte with a real redis-server (``wire``), including the
+requests the lane must leave to the general path in the middle of a run.
+"""
+
+from __future__ import annotations
+
+import redis
+from support import RawClient, pack, poll
+
+from kvrepl.commands.core import Engine
+from kvrepl.commands.plain import PlainLane
+from kvrepl.config import Config
+
+
+def test_pipelined_gets_and_sets_answer_as_redis(wire):
+    wire(batch=[("SET", "a", "1"), ("GET", "a"), ("GET", "missing"), ("set", "b", "x" * 300),
+                ("get", "b"), ("Set", "c", ""), ("Get", "c"), ("sEt", "d", "odd case"),
+                ("GeT", "d"), ("SET", "a", "2"), ("GET", "a")])
+
+
+def test_run_broken_by_other_commands_answers_as_redis(wire):
+    """Options, other commands, other types and wrong arities in the middle of a run go the
+    general way; the replies keep their order."""
+    wire(batch=[("RPUSH", "list", "x"), ("SET", "k", "v"), ("GET", "list"), ("GET", "k"),
+                ("SET", "k", "v", "EX", "100"), ("TTL", "k"), ("SET", "k", "w"), ("TTL", "k"),
+                ("GET", "k", "extra"), ("SET", "k"), ("INCR", "n"), ("GET", "n"),
+                ("SET", "list", "now a string"), ("TYPE", "list"), ("GET", "list")])
+
+
+def test_select_and_multi_inside_a_pipeline_answer_as_redis(wire):
+    wire(batch=[("SET", "k", "db0"), ("SELECT", "1"), ("GET", "k"), ("SET", "k", "db1"),
+                ("MULTI",), ("SET", "k", "queued"), ("GET", "k"), ("EXEC",), ("GET", "k"),
+                ("SELECT", "0"), ("GET", "k")])
+
+
+def test_resp3_nulls_and_values(wire):
+    wire(batch=[("GET", "missing"), ("SET", "k", "v"), ("GET", "k")], protocol=3)
+
+
+def test_ttl_key_in_a_run_is_dropped_by_set_and_expires_for_get(wire, kvrepl_server,
+                                                                 redis_server):
+    wire(batch=[("SET", "t", "v", "PX", "100000"), ("SET", "t", "w"), ("PTTL", "t"),
+                ("SET", "gone", "v", "PX", "1")])
+    for port in (kvrepl_server.port, redis_server.port):  # let "gone" pass its time
+        client = redis.Redis(port=port)
+        while client.pttl("gone") > 0:
+            pass
+        client.close()
+    wire(batch=[("GET", "gone"), ("EXISTS", "gone"), ("GET", "t")])
+
+
+def test_expired_key_read_in_a_run_propagates_its_del(kvrepl_server, r, server_propagated):
+    r.execute_command("DEBUG", "SET-ACTIVE-EXPIRE", "0")  # the GET must be what deletes it
+    try:
+        r.set("gone", "v", px=1)
+        db = kvrepl_server.engine.keyspace.dbs[0]
+        poll(lambda: db.is_expired(b"gone"), "the key's time to pass")  # without reading it
+        client = RawClient(kvrepl_server.port)
+        client.sock.sendall(pack("SET", "a", "1") + pack("GET", "gone") + pack("SET", "b", "2"))
+        assert client.read(3) == b"+OK\r\n$-1\r\n+OK\r\n"
+        client.close()
+    finally:
+        r.execute_command("DEBUG", "SET-ACTIVE-EXPIRE", "1")
+    assert server_propagated[-3:] == [[b"SET", b"a", b"1"], [b"DEL", b"gone"],
+                                      [b"SET", b"b", b"2"]]
+
+
+def test_pipelined_sets_are_propagated_in_order_with_their_db(kvrepl_server, r):
+    seen: list[tuple[int, list[bytes]]] = []
+
+    def listen(db: int, argv: list[bytes]) -> None:
+        seen.append((db, list(argv)))
+
+    kvrepl_server.engine.propagate_listeners.append(listen)
+    try:
+        client = RawClient(kvrepl_server.port)
+        client.sock.sendall(pack("SET", "a", "1") + pack("GET", "a") + pack("SELECT", "3")
+                            + pack("set", "b", "2") + pack("SET", "c", "3"))
+        client.read(5)
+        client.close()
+    finally:
+        kvrepl_server.engine.propagate_listeners.remove(listen)
+    assert seen == [(0, [b"SET", b"a", b"1"]), (3, [b"set", b"b", b"2"]),
+                    (3, [b"SET", b"c", b"3"])]
+
+
+def test_stats_count_pipelined_commands(kvrepl_server, r):
+    r.config_resetstat()
+    changes = r.info("persistence")["rdb_changes_since_last_save"]
+    client = RawClient(kvrepl_server.port)
+    client.sock.sendall(b"".join(pack("SET", f"k{i}", i) for i in range(10))
+                        + b"".join(pack("GET", f"k{i}") for i in range(7)))
+    client.read(17)
+    stats = r.info("commandstats")
+    assert stats["cmdstat_set"]["calls"] == 10
+    assert stats["cmdstat_get"]["calls"] == 7
+    assert r.info("persistence")["rdb_changes_since_last_save"] == changes + 10
+    assert [c["cmd"] for c in r.client_list() if c["cmd"] in ("get", "set")] == ["get"]
+    client.close()
+
+
+def test_watched_key_written_by_a_pipeline_fails_exec(kvrepl_server, r):
+    watcher = kvrepl_server.client()
+    pipe = watcher.pipeline()
+    pipe.watch("w")
+    client = RawClient(kvrepl_server.port)
+    client.sock.sendall(pack("GET", "w") + pack("SET", "w", "changed"))
+    assert client.read(2) == b"$-1\r\n+OK\r\n"
+    client.close()
+    pipe.multi()
+    pipe.set("w", "mine")
+    try:
+        pipe.execute()
+        raise AssertionError("EXEC must fail after the watched key changed")
+    except redis.WatchError:
+        pass
+    assert r.get("w") == b"changed"
+    watcher.close()
+
+
+def test_monitor_sees_pipelined_commands(kvrepl_server, r):
+    monitor = RawClient(kvrepl_server.port)
+    assert monitor.call("MONITOR") == b"+OK\r\n"
+    client = RawClient(kvrepl_server.port)
+    client.sock.sendall(pack("SET", "m", "1") + pack("GET", "m"))
+    assert client.read(2) == b"+OK\r\n$1\r\n1\r\n"
+    lines = monitor.read(2)
+    assert b'"SET" "m" "1"' in lines and b'"GET" "m"' in lines
+    client.close()
+    monitor.close()
+
+
+def test_read_only_replica_refuses_pipelined_sets():
+    """The lane stays closed while a node-wide state can refuse a command."""
+    engine = Engine(Config(save=()))
+    engine.read_only = True
+    session = engine.new_session()
+    assert not engine.plain_lane.open_for(session)
+    engine.read_only = False
+    assert engine.plain_lane.open_for(session)
+
+
+def test_lane_stops_at_the_first_request_it_cannot_finish():
+    engine = Engine(Config(save=()))
+    session = engine.new_session()
+    lane = PlainLane(engine)
+    engine.keyspace.dbs[0].data[b"list"] = object()
+    out: list[bytes] = []
+    requests = [[b"SET", b"a", b"1"], [b"GET", b"a"], [b"GET", b"list"], [b"GET", b"a"]]
+    assert lane.run(session, requests, 0, out) == 2
+    assert out == [b"+OK\r\n", b"$1\r\n1\r\n"]
+    assert lane.run(session, requests, 3, out) == 4
+    assert out[-1] == b"$1\r\n1\r\n"
+    assert lane.run(session, [[b"PING"]], 0, out) == 0
