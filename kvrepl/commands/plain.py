@@ -23,6 +23,8 @@ if TYPE_CHECKING:
     from kvrepl.commands.core import Engine, Session
 
 _OK = b"+OK\r\n"
+_CRLF = b"\r\n"
+_BULK_HEADS = [b"$%d\r\n" % length for length in range(1024)]  # "$<len>\r\n" of small values
 _NIL = (b"$-1\r\n", b"_\r\n")  # by session.resp3
 _GET = frozenset((b"GET", b"get", b"Get"))
 _SET = frozenset((b"SET", b"set", b"Set"))
@@ -68,6 +70,7 @@ class PlainLane:
         clock = engine.keyspace.lru_clock
         listeners = engine.propagate_listeners
         nil = _NIL[session.resp3]
+        heads = _BULK_HEADS
         gets = sets = 0
         position = start
         began = perf_counter()
@@ -82,7 +85,8 @@ class PlainLane:
                     out.append(nil)
                 elif type(value) is bytes:
                     access[key] = clock
-                    out.append(b"$%d\r\n%s\r\n" % (len(value), value))
+                    size = len(value)
+                    out += (heads[size] if size < 1024 else b"$%d\r\n" % size, value, _CRLF)
                 else:
                     break  # WRONGTYPE: the general path counts and words the error
                 gets += 1
