@@ -155,3 +155,27 @@ def test_lane_stops_at_the_first_request_it_cannot_finish():
     assert lane.run(session, requests, 3, out) == 4
     assert b"".join(out) == b"+OK\r\n$1\r\n1\r\n$1\r\n1\r\n"
     assert lane.run(session, [[b"PING"]], 0, out) == 0
+
+
+async def test_embedded_set_through_the_lane_is_seen_by_watch_changes_and_replicas():
+    import kvrepl
+    from kvrepl.protocol.replies import NULL_ARRAY
+
+    async with kvrepl.Master() as master, kvrepl.Replica(follow=master) as replica:
+        await replica.wait_synced()
+        engine = master.engine
+        watcher = engine.new_session()
+        engine.execute(watcher, [b"WATCH", b"w"])
+        changes = master.changes()
+        assert master.set(b"w", b"by the application") is True
+        assert master.set(b"plain", b"1") is True
+        engine.execute(watcher, [b"MULTI"])
+        engine.execute(watcher, [b"SET", b"w", b"by the transaction"])
+        assert engine.execute(watcher, [b"EXEC"]) is NULL_ARRAY  # the watched key changed
+        seen = [await changes.__anext__(), await changes.__anext__()]
+        assert [(c.command, c.args) for c in seen] == [
+            (b"SET", (b"w", b"by the application")), (b"SET", (b"plain", b"1"))]
+        await changes.aclose()
+        await replica.wait_synced()
+        assert replica.get(b"w") == b"by the application" and replica.get(b"plain") == b"1"
+        assert engine.table[b"set"].calls == 2

@@ -222,3 +222,50 @@ def test_direct_path_matches_execute():
     assert {name: (c.calls, c.rejected_calls, c.failed_calls) for name, c in mine.table.items()
             } == {name: (c.calls, c.rejected_calls, c.failed_calls)
                   for name, c in engine.table.items()}
+
+
+def test_lane_applies_runs_of_sets_as_execute_does():
+    """Runs of plain SETs go through the plain lane, sized lazily; a TTL key, another
+    command or a transaction in the middle goes the general way, with exact offsets."""
+    commands = [[b"SET", b"a", b"1"], [b"SET", b"t", b"1", b"PXAT", b"99999999999999"],
+                [b"SET", b"b", b"2"],
+                [b"SET", b"t", b"2"], [b"REPLCONF", b"GETACK", b"*"], [b"set", b"c", b"3"],
+                [b"MULTI"], [b"SET", b"d", b"4"], [b"EXEC"], [b"SET", b"e", b"5"]]
+    encoded = [encode_command(c) for c in commands]
+    replica = follower()
+    start = replica.reploff
+    seen: list[list[bytes]] = []
+    replica.engine.propagate_listeners.append(lambda db, argv: seen.append(argv))
+    general: list[bytes] = []
+    call = replica.engine.call
+    replica.engine.call = lambda session, cmd, argv: general.append(b" ".join(argv[:2])) or call(
+        session, cmd, argv)
+    lazy = StreamBatch([list(c) for c in commands], None, b"".join(encoded))
+    acks = replica._apply_batch(lazy)
+    # The TTL key, the transaction (its SET run by EXEC); nothing else left the lane.
+    assert general == [b"SET t", b"SET t", b"MULTI", b"EXEC", b"SET d"]
+    assert acks == [start + sum(map(len, encoded[:4]))]
+    assert replica.reploff == start + len(lazy.raw)
+    engine = Engine()
+    expected: list[list[bytes]] = []
+    engine.propagate_listeners.append(lambda db, argv: expected.append(argv))
+    session = engine.new_session()
+    session.is_master = True
+    for argv in commands:
+        if argv[0] != b"REPLCONF":
+            engine.execute(session, argv)
+    mine = replica.engine
+    assert mine.keyspace.dbs[0].data == engine.keyspace.dbs[0].data
+    assert mine.keyspace.dbs[0].expires == {} == engine.keyspace.dbs[0].expires
+    assert mine.table[b"set"].calls == engine.table[b"set"].calls == 7
+    assert mine.dirty == engine.dirty
+    assert seen == expected and [b"SET", b"e", b"5"] in seen  # node.changes() sees them
+
+
+def test_lane_stays_closed_while_a_monitor_watches():
+    replica = follower()
+    monitor = replica.engine.new_session()
+    replica.engine.execute(monitor, [b"MONITOR"])
+    replica._apply_batch(batch([b"SET", b"a", b"1"], [b"SET", b"b", b"2"]))
+    lines = [item for item in monitor.pending_out if b"SET" in bytes(item)]
+    assert len(lines) == 2

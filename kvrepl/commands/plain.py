@@ -56,6 +56,79 @@ class PlainLane:
             or session.pending_out or session.after_reply
         )
 
+    def open_for_master_link(self, session: Session) -> bool:
+        """:meth:`open_for` on a replica, for the link its master's stream arrives on: the
+        refusals of normal clients (read-only, MISCONF, stale data) never apply to it, so
+        only what observes writes, or a transaction, closes the lane."""
+        engine = self.engine
+        keyspace = engine.keyspace
+        return not (
+            engine.loading or engine.monitors or keyspace.before_write_hooks or keyspace.lfu
+            or not session.authenticated or session.multi is not None
+            or session.channels or session.patterns
+        )
+
+    def apply_sets(self, session: Session, commands: list[list[bytes]], start: int) -> int:
+        """The master link's :meth:`run`: ``commands[start:]`` from the replication stream
+        while each is a plain SET of a key without a TTL, no replies; returns the index of
+        the first command it did not apply. ``open_for_master_link(session)`` must be
+        true."""
+        db = session.db
+        data = db.data
+        expires = db.expires
+        access = db.access
+        engine = self.engine
+        clock = engine.keyspace.lru_clock
+        listeners = engine.propagate_listeners
+        position = start
+        began = perf_counter()
+        for argv in commands[start:] if start else commands:
+            if len(argv) != 3 or argv[0] not in _SET:
+                break
+            key = argv[1]
+            if key in expires:
+                break
+            data[key] = argv[2]
+            access[key] = clock
+            engine.dirty += 1
+            for listener in listeners:  # node.changes() on the replica
+                listener(db.id, argv)
+            position += 1
+        applied = position - start
+        if applied:
+            command = self._set
+            command.calls += applied
+            command.usec += (perf_counter() - began) * 1e6
+            engine.stats.commands_processed += applied
+            session.last_command = "set"
+        return position
+
+    def set(self, session: Session, argv: list[bytes]) -> bool:
+        """One plain ``SET key value`` (the embedded API's ``node.set``); False, having done
+        nothing, when the general path must run it."""
+        db = session.db
+        key = argv[1]
+        if key in db.expires or not self.open_for(session):
+            return False
+        began = perf_counter()
+        db.data[key] = argv[2]
+        engine = self.engine
+        db.access[key] = engine.keyspace.lru_clock
+        engine.dirty += 1
+        listeners = engine.propagate_listeners
+        if listeners:
+            for listener in listeners:
+                listener(db.id, argv)
+            replication = engine.replication
+            if replication is not None:
+                session.woff = replication.master_repl_offset
+        command = self._set
+        command.calls += 1
+        command.usec += (perf_counter() - began) * 1e6
+        engine.stats.commands_processed += 1
+        session.last_command = "set"
+        return True
+
     def run(self, session: Session, requests: list[list[bytes]], start: int,
             out: list[bytes]) -> int:
         """Run ``requests[start:]`` while each is a GET or a plain SET the lane can finish,

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import lz4.frame
 
 from kvrepl.errors import KvreplError
-from kvrepl.protocol.parser import NEED_DATA, RequestParser, split_requests
+from kvrepl.protocol.parser import NEED_DATA, RequestParser, request_size, split_requests
 from kvrepl.replication.stream import encode_command
 
 EOF_MARK_SIZE = 40
@@ -80,15 +80,32 @@ class StreamCommand:
     raw: bytes = b""  # those bytes, for sub-replicas (chained replication is byte for byte)
 
 
-@dataclass(frozen=True, slots=True)
 class StreamBatch:
     """The commands completed by one piece of received stream, in order: ``sizes[i]`` is
     how many stream bytes ``argvs[i]`` took (offsets count every byte) and ``raw`` is all
-    those bytes (sub-replicas get the master's stream byte for byte)."""
+    those bytes (sub-replicas get the master's stream byte for byte).
 
-    argvs: list[list[bytes]]
-    sizes: list[int]
-    raw: bytes
+    Built with ``sizes=None`` when the commands are exactly ``raw`` in the plain multibulk
+    form (the usual case): each size is then computed only if asked for."""
+
+    __slots__ = ("argvs", "_sizes", "raw")
+
+    def __init__(self, argvs: list[list[bytes]], sizes: list[int] | None, raw: bytes) -> None:
+        self.argvs = argvs
+        self._sizes = sizes
+        self.raw = raw
+
+    @property
+    def sizes(self) -> list[int]:
+        if self._sizes is None:
+            self._sizes = list(map(request_size, self.argvs))
+        return self._sizes
+
+    def span(self, start: int, stop: int) -> int:
+        """The stream bytes of ``argvs[start:stop]``."""
+        if start == 0 and stop == len(self.argvs):
+            return len(self.raw)
+        return sum(self.sizes[start:stop])
 
     def commands(self) -> list[StreamCommand]:
         """The batch one command at a time (what tests and tools like to look at)."""
@@ -354,17 +371,25 @@ class ReplicaProtocol:
             out = bytes(raw[:done])
             del self._raw[:done]
         if argvs:
-            events.append(StreamBatch(argvs, sizes, out))
+            whole = not sizes and len(argvs) > 0  # one fast piece took it all: sized lazily
+            events.append(StreamBatch(argvs, None if whole else sizes, out))
 
     def _fast(self, raw: bytes | bytearray, start: int, argvs: list[list[bytes]],
               sizes: list[int]) -> tuple[int, bool]:
         """Take the whole commands at ``raw[start:]`` that the fast splitter finds. Returns
         the bytes taken, and whether a command was refused (rather than the bytes ending in
         an incomplete one)."""
-        found, found_sizes, refused = split_requests(raw, start, self.max_bulk_len)
+        found, found_sizes, refused = split_requests(raw, start, self.max_bulk_len,
+                                                     want_sizes=False)
+        if found_sizes is None:  # they took every byte left
+            taken = len(raw) - start
+            if argvs:  # sizes can stay unknown only for a batch of this one piece
+                sizes += map(request_size, found)
+        else:
+            taken = sum(found_sizes)
+            sizes += found_sizes
         argvs += found
-        sizes += found_sizes
-        return sum(found_sizes), refused
+        return taken, refused
 
     def _slow(self, argvs: list[list[bytes]], sizes: list[int], to_the_end: bool) -> int:
         """Requests from the general parser; returns the bytes they took. A command's size

@@ -364,13 +364,28 @@ class ReplicaOf:
         call = engine.call
         flush = engine.flush_propagation
         listeners = engine.propagate_listeners
+        lane = engine.plain_lane
+        lane_open = lane.open_for_master_link(session)
         offset = self._stream_offset
         applied = self.reploff
         acks: list[int] = []
         plain = self._plain()
+        argvs = batch.argvs
+        count = len(argvs)
+        index = 0
         keyspace.applying_master = True
         try:
-            for argv, size in zip(batch.argvs, batch.sizes, strict=True):
+            while index < count:
+                if lane_open:  # a run of plain SETs, the stream's usual content
+                    stop = lane.apply_sets(session, argvs, index)
+                    if stop > index:
+                        offset += batch.span(index, stop)
+                        applied = offset  # the lane is closed inside the master's MULTI
+                        index = stop
+                        continue
+                argv = argvs[index]
+                size = batch.sizes[index]
+                index += 1
                 cmd = direct.get(argv[0])
                 if cmd is not None and plain and session.multi is None:
                     arity = cmd.arity
@@ -391,6 +406,7 @@ class ReplicaOf:
                     engine.execute(session, argv)  # the master gets no replies
                     self._learn(argv[0], name)
                     plain = self._plain()
+                    lane_open = lane.open_for_master_link(session)
                 offset += size
                 if session.multi is None:
                     # Inside the master's MULTI the offset waits for EXEC.
