@@ -241,19 +241,38 @@ def test_fast_path_refuses_what_redis_refuses():
 @example([multibulk([b"GET", b"k"]), b"~1\r\n$1\r\na\r\n"], 0)
 @example([multibulk([b"a"]), b"*1\r\n$0\r\n\r\n*"], 0)  # a cut request: probe fails
 def test_split_without_sizes_agrees_with_sizes(requests, cut):
-    """``want_sizes=False`` returns the same requests; None sizes only when they took every
-    byte; a reader left holding a cut request is never handed to the next call."""
+    """``want_sizes=False`` returns what the exact parser reads first; None sizes only when
+    that is every byte; a reader left holding a cut request is never handed on."""
     stream = b"".join(requests)
     head, tail = stream[:cut], stream[cut:]
     for data in (head, tail, stream):
+        exact, consumed = _exact_prefix(data)
         found, sizes, refused = split_requests(data, 0)
         quick, quick_sizes, quick_refused = split_requests(data, 0, want_sizes=False)
-        assert quick == found
+        assert quick == exact[:len(quick)] and found == exact[:len(found)]
+        from_array, _, _ = split_requests(bytearray(data), 0, want_sizes=False)
+        assert from_array == quick and {type(a) for r in from_array for a in r} <= {bytes}
         if quick_sizes is None:
-            assert sum(sizes) == len(data) and not refused
-            assert sum(map(request_size, found)) == len(data)
+            assert quick == exact and consumed == len(data) and not quick_refused
+            assert sum(map(request_size, quick)) == len(data)
         else:
-            assert (quick_sizes, quick_refused) == (sizes, refused)
+            assert (quick, quick_sizes, quick_refused) == (found, sizes, refused)
+
+
+def _exact_prefix(data: bytes) -> tuple[list[list[bytes]], int]:
+    """The requests the exact parser reads from ``data`` before it needs more bytes or
+    finds an error, and the bytes they took."""
+    parser = RequestParser()
+    parser.feed(data)
+    requests = []
+    consumed = 0
+    try:
+        while (request := parser.next_request()) is not NEED_DATA:
+            requests.append(request)
+            consumed = len(data) - parser.buffered
+    except ProtocolError:
+        pass
+    return requests, consumed
 
 
 def test_request_size_is_the_multibulk_length():

@@ -38,6 +38,9 @@ _NOT_BULK = re.compile(rb"\r\n[+=(|]")
 # Bytes whose absence proves the above cannot happen, nor a RESP3 aggregate (set, map,
 # push, attribute) that hiredis reads where Redis wants a multibulk.
 _SUSPECT_BYTES = b"+=(|~%>"
+_SMALL = 256  # bytes up to which _split_lines is tried first
+_COUNT_LINES = {b"*%d" % count: count for count in range(1, 64)}
+_BULK_HEADS = [b"$%d" % length for length in range(_SMALL)]
 # hiredis readers left clean by split_requests (no request held back), reused: creating one
 # costs as much as splitting a small pipeline. A list, so that threads never share one.
 _spare_readers: list[object] = []
@@ -266,6 +269,10 @@ def split_requests(data: bytes | bytearray, start: int = 0, max_bulk_len: int = 
     end = len(data)
     if start >= end or data[start] != 42:  # '*'
         return [], [], start < end
+    if not want_sizes and end - start <= _SMALL and end - start <= max_bulk_len:
+        found = _split_lines(bytes(data[start:]) if start or type(data) is not bytes else data)
+        if found is not None:
+            return found, None, False
     try:
         reader = _spare_readers.pop()
     except IndexError:
@@ -282,6 +289,31 @@ def split_requests(data: bytes | bytearray, start: int = 0, max_bulk_len: int = 
     except Exception:  # hiredis.ProtocolError, or an absurd length; keeps what came before
         return _checked(data, start, found, max_bulk_len, True)
     return _checked(data, start, found, max_bulk_len, False)
+
+
+def _split_lines(data: bytes) -> list[list[bytes]] | None:
+    """``data`` split at each CR LF, when it is exactly whole multibulk requests in the
+    canonical form whose arguments contain no CR LF: the requests, else None. Then ``data``
+    is the canonical encoding of what is returned, which the exact parser reads the same.
+    Cheaper than hiredis for a request or two (an unpipelined client), dearer beyond."""
+    parts = data.split(b"\r\n")
+    if parts[-1]:
+        return None
+    end = len(parts) - 1
+    heads = _BULK_HEADS.__getitem__
+    requests = []
+    position = 0
+    try:
+        while position < end:
+            stop = position + 1 + 2 * _COUNT_LINES[parts[position]]
+            args = parts[position + 2:stop:2]
+            if stop > end or parts[position + 1:stop:2] != list(map(heads, map(len, args))):
+                return None
+            requests.append(args)
+            position = stop
+    except (KeyError, IndexError):  # not "*<n>" with n > 0, or an argument too long
+        return None
+    return requests
 
 
 def _whole_and_bulk_only(data: bytes | bytearray, start: int, found: list[object],
