@@ -319,7 +319,11 @@ class Node:
     def get(self, name: Arg) -> bytes | None:
         key = name if type(name) is bytes else _arg(name)
         value = self._session.db.lookup(key)
-        if value is None or type(value) is bytes:
+        if value is None:
+            self.engine.keyspace.misses += 1
+            return None
+        if type(value) is bytes:
+            self.engine.keyspace.hits += 1
             return value
         return self.execute_command("GET", key)  # raises WRONGTYPE like Redis
 

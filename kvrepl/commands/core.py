@@ -131,8 +131,6 @@ class CommandStats:
     connections_received: int = 0
     rejected_connections: int = 0
     expired_keys: int = 0
-    keyspace_hits: int = 0
-    keyspace_misses: int = 0
     total_net_input_bytes: int = 0
     total_net_output_bytes: int = 0
     pubsub_messages: int = 0
@@ -496,6 +494,7 @@ class Engine:
         session.last_command = cmd.name
         watches = self.watches
         keyspace.frozen = True  # also tells the WATCH hook that a command is running
+        keyspace.counting_reads = not cmd.is_write
         if cmd.is_write and keyspace.before_write_hooks:
             for index in key_positions(cmd.spec, argv):
                 db.before_write(argv[index])
@@ -514,6 +513,7 @@ class Engine:
         finally:
             keyspace.frozen = False
             keyspace.frozen_ms = None
+            keyspace.counting_reads = False
         if watches.pending:
             watches.command_done(self.dirty != dirty)
         cmd.usec += (perf_counter() - start) * 1e6

@@ -220,11 +220,11 @@ def scan(s: Session, argv: list[bytes]) -> object:
     count, pattern, typename = parse_scan_options(argv, 2, keyspace=True)
     next_cursor, batch = _scan_batch(s, cursor, count)
     found = []
-    lookup = s.db.lookup
+    find = s.db.find
     for key in batch:
         if pattern is not None and not glob_match(pattern, key):
             continue
-        value = lookup(key)
+        value = find(key)
         if value is None:
             continue
         if typename is not None and type_name(value) != typename:

@@ -144,7 +144,7 @@ class PlainLane:
         listeners = engine.propagate_listeners
         nil = _NIL[session.resp3]
         heads = _BULK_HEADS
-        gets = sets = 0
+        gets = sets = misses = 0
         position = start
         began = perf_counter()
         for argv in requests[start:] if start else requests:
@@ -156,6 +156,7 @@ class PlainLane:
                 value = data.get(key)
                 if value is None:
                     out.append(nil)
+                    misses += 1
                 elif type(value) is bytes:
                     access[key] = clock
                     size = len(value)
@@ -186,6 +187,9 @@ class PlainLane:
             command = self._get
             command.calls += gets
             command.usec += spent * gets / ran
+            keyspace = engine.keyspace
+            keyspace.hits += gets - misses
+            keyspace.misses += misses
         if sets:
             command = self._set
             command.calls += sets

@@ -181,6 +181,7 @@ def reset_stats(engine: Engine) -> None:
     for item in dataclasses.fields(CommandStats):
         # In place: the server's connection loops hold on to the stats object.
         setattr(engine.stats, item.name, getattr(fresh, item.name))
+    engine.keyspace.hits = engine.keyspace.misses = 0
     for cmd in _all_commands(engine):
         cmd.calls = 0
         cmd.usec = 0.0

@@ -40,9 +40,10 @@ _TOO_BIG = "ERR string exceeds maximum allowed size (proto-max-bulk-len)"
 
 
 # -- helpers -------------------------------------------------------------------------------
-def lookup_string(s: Session, key: bytes) -> bytes | None:
-    """The string at ``key`` (None when missing); WRONGTYPE for any other type."""
-    value = s.db.lookup(key)
+def lookup_string(s: Session, key: bytes, *, read: bool = False) -> bytes | None:
+    """The string at ``key`` (None when missing); WRONGTYPE for any other type. ``read``:
+    counted in keyspace_hits/misses even in a write command (Redis's lookupKeyRead)."""
+    value = s.db.lookup_read(key) if read else s.db.lookup(key)
     if value is None or type(value) is bytes:
         return value  # type: ignore[return-value]
     raise WrongTypeError()
@@ -126,7 +127,7 @@ def _set_generic(
     when = _expire_at_ms(s, argv, expire, flags) if expire is not None else None
     old = None
     if flags & _GET:
-        old = lookup_string(s, key)
+        old = lookup_string(s, key, read=True)
     found = s.db.lookup(key) is not None
     if (flags & _NX and found) or (flags & _XX and not found):
         return old if flags & _GET else abort_reply
@@ -185,7 +186,7 @@ def psetex(s: Session, argv: list[bytes]) -> object:
 @command("getset")
 def getset(s: Session, argv: list[bytes]) -> object:
     """GETSET key value: the old value; propagated as SET."""
-    old = lookup_string(s, argv[1])
+    old = lookup_string(s, argv[1], read=True)
     s.db.set(argv[1], argv[2])
     s.engine.dirty += 1
     s.engine.rewrite([b"SET", argv[1], argv[2]])
@@ -195,7 +196,7 @@ def getset(s: Session, argv: list[bytes]) -> object:
 @command("getdel")
 def getdel(s: Session, argv: list[bytes]) -> object:
     """GETDEL key: the value, then the key is gone; propagated as DEL."""
-    old = lookup_string(s, argv[1])
+    old = lookup_string(s, argv[1], read=True)
     if old is not None and s.db.delete(argv[1]):
         s.engine.dirty += 1
         s.engine.rewrite([b"DEL", argv[1]])
@@ -208,7 +209,7 @@ def getex(s: Session, argv: list[bytes]) -> object:
     PEXPIREAT, DEL (a timestamp already past) or PERSIST."""
     flags, expire = _parse_extended(argv, for_set=False)
     key = argv[1]
-    value = lookup_string(s, key)
+    value = lookup_string(s, key, read=True)
     if value is None:
         return None
     when = _expire_at_ms(s, argv, expire, flags) if expire is not None else None

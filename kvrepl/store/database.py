@@ -48,19 +48,49 @@ class Database:
     def lookup(self, key: bytes) -> object | None:
         """The live value of ``key``, or None when missing or logically expired; an access
         (OBJECT IDLETIME starts again)."""
+        keyspace = self.keyspace
         if self.expires and key in self.expires and self._expire_if_needed(key):
+            if keyspace.counting_reads:
+                keyspace.misses += 1
             return None
         value = self.data.get(key)
         if value is not None:
-            keyspace = self.keyspace
             if keyspace.lfu:
                 self.access[key] = lfu_touch(self.access.get(key), keyspace)
             else:
                 self.access[key] = keyspace.lru_clock
+            if keyspace.counting_reads:
+                keyspace.hits += 1
+        elif keyspace.counting_reads:
+            keyspace.misses += 1
         return value
 
     def peek(self, key: bytes) -> object | None:
         """Like :meth:`lookup` but no access (Redis's LOOKUP_NOTOUCH: TYPE, TTL, OBJECT)."""
+        value = self.find(key)
+        keyspace = self.keyspace
+        if keyspace.counting_reads:
+            if value is None:
+                keyspace.misses += 1
+            else:
+                keyspace.hits += 1
+        return value
+
+    def lookup_read(self, key: bytes) -> object | None:
+        """:meth:`lookup`, counted in keyspace_hits/misses even inside a write command
+        (where Redis calls lookupKeyRead: GETDEL, GETEX, GETSET, SET ... GET)."""
+        keyspace = self.keyspace
+        if keyspace.counting_reads:
+            return self.lookup(key)
+        keyspace.counting_reads = True
+        try:
+            return self.lookup(key)
+        finally:
+            keyspace.counting_reads = False
+
+    def find(self, key: bytes) -> object | None:
+        """The live value of ``key`` (an expired one is deleted), with no access and no
+        statistics: SCAN and RANDOMKEY's check (Redis's expireIfNeeded and dictFind)."""
         if self.expires and key in self.expires and self._expire_if_needed(key):
             return None
         return self.data.get(key)
@@ -123,7 +153,7 @@ class Database:
         keys = list(self.data)
         for _ in range(100):
             key = random.choice(keys)
-            if self.lookup(key) is not None:
+            if self.find(key) is not None:
                 return key
             if not self.data:
                 return None
@@ -276,6 +306,12 @@ class Keyspace:
         # clock, later calls in the same command see the same instant (Redis's mstime cache).
         self.frozen = False
         self.frozen_ms: int | None = None
+        # INFO's keyspace_hits / keyspace_misses: lookups made by read-only commands
+        # (Redis counts lookupKeyRead, not the lookups of writes); the dispatcher sets
+        # ``counting_reads`` while such a command runs.
+        self.counting_reads = False
+        self.hits = 0
+        self.misses = 0
 
     def now_ms(self) -> int:
         """Unix time in ms; frozen for the length of one command, as Redis's ``mstime`` is."""
