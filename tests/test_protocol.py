@@ -240,9 +240,12 @@ def test_fast_path_refuses_what_redis_refuses():
 @example([multibulk([b"a"]), b"*0\r\n", multibulk([b"b"])], 0)
 @example([multibulk([b"GET", b"k"]), b"~1\r\n$1\r\na\r\n"], 0)
 @example([multibulk([b"a"]), b"*1\r\n$0\r\n\r\n*"], 0)  # a cut request: probe fails
+@example([multibulk([b"SET", b"k", b"v\r\n*1\r\n"]), b"*2\r\n$3\r\nGET\r\n$1"], 0)
+@example([multibulk([b"a"]), b"*2\r\n$1\r\n\r\n*1\r\n"], 0)  # "\r\n*" in the cut one
 def test_split_without_sizes_agrees_with_sizes(requests, cut):
-    """``want_sizes=False`` returns what the exact parser reads first; None sizes only when
-    that is every byte; a reader left holding a cut request is never handed on."""
+    """``want_sizes=False`` returns what the exact parser reads first; a total instead of
+    sizes only when that is all it reads (the rest being a cut request); a reader left
+    holding a cut request is never handed on."""
     stream = b"".join(requests)
     head, tail = stream[:cut], stream[cut:]
     for data in (head, tail, stream):
@@ -252,9 +255,9 @@ def test_split_without_sizes_agrees_with_sizes(requests, cut):
         assert quick == exact[:len(quick)] and found == exact[:len(found)]
         from_array, _, _ = split_requests(bytearray(data), 0, want_sizes=False)
         assert from_array == quick and {type(a) for r in from_array for a in r} <= {bytes}
-        if quick_sizes is None:
-            assert quick == exact and consumed == len(data) and not quick_refused
-            assert sum(map(request_size, quick)) == len(data)
+        if type(quick_sizes) is int:  # a total: the rest can only be one cut request
+            assert quick == exact and consumed == quick_sizes and not quick_refused
+            assert sum(map(request_size, quick)) == quick_sizes
         else:
             assert (quick, quick_sizes, quick_refused) == (found, sizes, refused)
 

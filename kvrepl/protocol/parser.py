@@ -97,7 +97,10 @@ class RequestParser:
         exact parser (a request cut at the end, or anything the fast path refused)."""
         requests, sizes, _refused = split_requests(
             data, 0, self.max_bulk_len, want_sizes=False)
-        taken = len(data) if sizes is None else sum(sizes)
+        if type(sizes) is int:  # their total only: sized when asked (``buffered``)
+            taken, sizes = sizes, None
+        else:
+            taken = sum(sizes)
         if requests:
             if self._ready_pos >= len(self._ready):
                 self._ready, self._ready_sizes = requests, sizes
@@ -250,14 +253,14 @@ class RequestParser:
 
 def split_requests(data: bytes | bytearray, start: int = 0, max_bulk_len: int = 2**63,
                    *, want_sizes: bool = True,
-                   ) -> tuple[list[list[bytes]], list[int] | None, bool]:
+                   ) -> tuple[list[list[bytes]], list[int] | int, bool]:
     """The whole multibulk requests at ``data[start:]``, split by hiredis's C reader, that
     :class:`RequestParser` would return the same: ``(requests, sizes, refused)``.
 
     ``sizes[i]`` is how many bytes ``requests[i]`` took, counting the empty requests
     (``*0``, ``*-1``) just before it, which Redis skips; the sizes add up to the bytes taken.
-    With ``want_sizes=False`` sizes may be None instead, meaning the requests took every
-    byte of ``data[start:]`` (the usual case, found without sizing each argument).
+    With ``want_sizes=False`` the sizes may come as one int instead: the bytes the requests
+    took together (the usual case, found without sizing each argument).
     ``refused`` says something after them is not for this fast path (an inline command, an
     element type Redis refuses, a hiredis error): the exact parser must read the rest.
     Otherwise the rest is a request cut short by the end of ``data``, or empty requests.
@@ -272,7 +275,7 @@ def split_requests(data: bytes | bytearray, start: int = 0, max_bulk_len: int = 
     if not want_sizes and end - start <= _SMALL and end - start <= max_bulk_len:
         found = _split_lines(bytes(data[start:]) if start or type(data) is not bytes else data)
         if found is not None:
-            return found, None, False
+            return found, end - start, False
     try:
         reader = _spare_readers.pop()
     except IndexError:
@@ -282,10 +285,12 @@ def split_requests(data: bytes | bytearray, start: int = 0, max_bulk_len: int = 
         for window in range(start, end, _WINDOW):
             reader.feed(data, window, min(_WINDOW, end - window))
             found.extend(iter(reader.gets, False))
-        if not want_sizes and found and end - start <= max_bulk_len \
-                and _whole_and_bulk_only(data, start, found, reader):
-            _spare_readers.append(reader)
-            return found, None, False  # type: ignore[return-value]
+        if not want_sizes and found and end - start <= max_bulk_len:
+            taken = _plain_bytes(data, start, found, reader)
+            if taken == end - start:  # nothing held back: the reader can serve again
+                _spare_readers.append(reader)
+            if taken > 0:
+                return found, taken, False  # type: ignore[return-value]
     except Exception:  # hiredis.ProtocolError, or an absurd length; keeps what came before
         return _checked(data, start, found, max_bulk_len, True)
     return _checked(data, start, found, max_bulk_len, False)
@@ -316,26 +321,48 @@ def _split_lines(data: bytes) -> list[list[bytes]] | None:
     return requests
 
 
-def _whole_and_bulk_only(data: bytes | bytearray, start: int, found: list[object],
-                         reader: hiredis.Reader) -> bool:
-    """True when ``found`` is exactly what the exact parser reads in ``data[start:]``, and
-    took all of it; checked with a few C-level passes instead of one Python step per
-    argument. ``reader`` must have been fed ``data[start:]`` and emptied of replies."""
+def _plain_bytes(data: bytes | bytearray, start: int, found: list[object],
+                 reader: hiredis.Reader) -> int:
+    """The bytes ``found`` took from ``data[start:]`` when it is exactly what the exact
+    parser reads there (whatever follows being one cut request), else -1; checked with a
+    few C-level passes instead of one Python step per argument. ``reader`` must have
+    been fed ``data[start:]`` and emptied of replies."""
     # No byte that could start an element type hiredis turns into bytes or a list although
     # Redis refuses it (+ = ( | ~ % >): then every top-level value began with '*' or
     # with a type that is not a list, and every element with '$' or a non-bytes type.
     if len(data.translate(None, _SUSPECT_BYTES)) != len(data):
-        return False
+        return -1
     if [] in found or b"" in found:
-        return False  # "*0", which Redis skips; "$0", which it reads as an inline command
+        return -1  # "*0", which Redis skips; "$0", which it reads as an inline command
     try:
         # Raises TypeError for any value or element that is not bytes (a top-level bulk
         # string too, but for the empty one: joining it iterates ints).
         b"".join(map(b"".join, found))  # type: ignore[arg-type]
     except TypeError:
-        return False
-    # Nothing held back: an integer fed now comes out as itself only if the reader was
-    # between replies (inside a cut request it would be an element, or a protocol error).
+        return -1
+    if _between_requests(reader):
+        return len(data) - start
+    # A request cut by the end of the read (every big read has one): it starts after the
+    # CR LF that ends the last whole request, the last "\r\n*" unless a value holds one.
+    cut = len(data)
+    for _ in range(4):
+        cut = data.rfind(b"\r\n*", start, cut)
+        if cut < 0:
+            return -1
+        prefix = hiredis.Reader()
+        prefix.feed(data, start, cut + 2 - start)
+        whole = len(list(iter(prefix.gets, False)))
+        if whole < len(found):
+            return -1
+        if _between_requests(prefix):
+            return cut + 2 - start
+    return -1
+
+
+def _between_requests(reader: hiredis.Reader) -> bool:
+    """True when ``reader`` (emptied of replies) holds no part of one: an integer fed now
+    comes out as itself only then (inside a cut request it would be an element, or a
+    protocol error)."""
     try:
         reader.feed(b":1\r\n")
         return reader.gets() == 1

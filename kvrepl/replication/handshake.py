@@ -381,8 +381,8 @@ class ReplicaProtocol:
         an incomplete one)."""
         found, found_sizes, refused = split_requests(raw, start, self.max_bulk_len,
                                                      want_sizes=False)
-        if found_sizes is None:  # they took every byte left
-            taken = len(raw) - start
+        if type(found_sizes) is int:  # their total only
+            taken = found_sizes
             if argvs:  # sizes can stay unknown only for a batch of this one piece
                 sizes += map(request_size, found)
         else:
