@@ -269,3 +269,14 @@ def test_lane_stays_closed_while_a_monitor_watches():
     replica._apply_batch(batch([b"SET", b"a", b"1"], [b"SET", b"b", b"2"]))
     lines = [item for item in monitor.pending_out if b"SET" in bytes(item)]
     assert len(lines) == 2
+
+
+def test_batch_sizes_known_for_a_prefix_only():
+    """A command the general parser completed (sized), then a fast piece (not sized)."""
+    commands = [[b"SET", b"a", b"1"], [b"SET", b"bb", b"22"], [b"PING"]]
+    encoded = [encode_command(c) for c in commands]
+    raw = b"*3\r\n$3\r\nSET\r\n$1\r\na\r\n$1\r\n1\r\n" + encoded[1] + encoded[2]
+    mixed = StreamBatch([list(c) for c in commands], [len(encoded[0])], raw)
+    assert mixed.span(0, 3) == len(raw) and mixed.span(1, 3) == len(raw) - len(encoded[0])
+    assert mixed.span(1, 2) == len(encoded[1])
+    assert mixed.sizes == [len(e) for e in encoded]

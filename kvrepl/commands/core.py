@@ -229,6 +229,9 @@ class Engine:
         # Writes as they must be propagated: (db index, argv); replication, MONITOR-like
         # consumers and node.changes() listen here.
         self.propagate_listeners: list[Callable[[int, list[bytes]], None]] = []
+        # A listener's form for a run of writes to one db (see propagate_run), by listener.
+        self.run_listeners: dict[Callable[[int, list[bytes]], None],
+                                 Callable[[int, list[list[bytes]]], None]] = {}
         self._rewrite: list[list[bytes]] | None = None
         self._pending: list[tuple[int, list[bytes]]] = []
         self._current_db = 0
@@ -359,6 +362,19 @@ class Engine:
     def propagate(self, db_index: int, argv: list[bytes]) -> None:
         for listener in self.propagate_listeners:
             listener(db_index, argv)
+
+    def propagate_run(self, db_index: int, commands: list[list[bytes]]) -> None:
+        """Independent writes to one db, in order (the plain lane's runs of SETs): each
+        listener gets them one by one, or all at once through its form in
+        ``run_listeners`` (replication encodes and queues the run as one piece)."""
+        runs = self.run_listeners
+        for listener in self.propagate_listeners:
+            whole = runs.get(listener)
+            if whole is not None:
+                whole(db_index, commands)
+            else:
+                for argv in commands:
+                    listener(db_index, argv)
 
     def _on_expired(self, db: Database, key: bytes) -> None:
         self.stats.expired_keys += 1

@@ -145,6 +145,7 @@ class PlainLane:
         nil = _NIL[session.resp3]
         heads = _BULK_HEADS
         gets = sets = misses = 0
+        written: list[list[bytes]] = []  # the SETs, for the propagation listeners
         position = start
         began = perf_counter()
         for argv in requests[start:] if start else requests:
@@ -172,9 +173,7 @@ class PlainLane:
                 access[key] = clock
                 sets += 1
                 if listeners:
-                    engine.dirty += 1
-                    for listener in listeners:
-                        listener(db.id, argv)
+                    written.append(argv)
                 out.append(_OK)
             else:
                 break
@@ -194,12 +193,12 @@ class PlainLane:
             command = self._set
             command.calls += sets
             command.usec += spent * sets / ran
-            if listeners:
+            engine.dirty += sets
+            if written:
+                engine.propagate_run(db.id, written)  # in order, nothing ran in between
                 replication = engine.replication
                 if replication is not None:
                     session.woff = replication.master_repl_offset
-            else:
-                engine.dirty += sets
         engine.stats.commands_processed += ran
         session.last_command = "get" if requests[position - 1][0] in _GET else "set"
         return position

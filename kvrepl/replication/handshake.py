@@ -85,26 +85,28 @@ class StreamBatch:
     how many stream bytes ``argvs[i]`` took (offsets count every byte) and ``raw`` is all
     those bytes (sub-replicas get the master's stream byte for byte).
 
-    Built with ``sizes=None`` when the commands are exactly ``raw`` in the plain multibulk
-    form (the usual case): each size is then computed only if asked for."""
+    ``sizes`` may give only the first commands' sizes (or be None for none) when the others
+    are plain multibulks that end ``raw`` (the usual case): theirs are computed only if
+    asked for."""
 
     __slots__ = ("argvs", "_sizes", "raw")
 
     def __init__(self, argvs: list[list[bytes]], sizes: list[int] | None, raw: bytes) -> None:
         self.argvs = argvs
-        self._sizes = sizes
+        self._sizes = sizes or []
         self.raw = raw
 
     @property
     def sizes(self) -> list[int]:
-        if self._sizes is None:
-            self._sizes = list(map(request_size, self.argvs))
-        return self._sizes
+        known = self._sizes
+        if len(known) < len(self.argvs):
+            known += map(request_size, self.argvs[len(known):])
+        return known
 
     def span(self, start: int, stop: int) -> int:
         """The stream bytes of ``argvs[start:stop]``."""
-        if start == 0 and stop == len(self.argvs):
-            return len(self.raw)
+        if stop == len(self.argvs) and start <= len(self._sizes):
+            return len(self.raw) - sum(self._sizes[:start])
         return sum(self.sizes[start:stop])
 
     def commands(self) -> list[StreamCommand]:
@@ -358,6 +360,8 @@ class ReplicaProtocol:
             done += taken
             if done == end:
                 break
+            if len(sizes) < len(argvs):  # more commands follow an unsized fast piece
+                sizes += map(request_size, argvs[len(sizes):])
             parser = self._parser = RequestParser(self.max_bulk_len)
             rest = raw[done:]
             parser.feed(rest)
@@ -371,8 +375,7 @@ class ReplicaProtocol:
             out = bytes(raw[:done])
             del self._raw[:done]
         if argvs:
-            whole = not sizes and len(argvs) > 0  # one fast piece took it all: sized lazily
-            events.append(StreamBatch(argvs, None if whole else sizes, out))
+            events.append(StreamBatch(argvs, sizes, out))
 
     def _fast(self, raw: bytes | bytearray, start: int, argvs: list[list[bytes]],
               sizes: list[int]) -> tuple[int, bool]:
@@ -381,10 +384,8 @@ class ReplicaProtocol:
         an incomplete one)."""
         found, found_sizes, refused = split_requests(raw, start, self.max_bulk_len,
                                                      want_sizes=False)
-        if type(found_sizes) is int:  # their total only
+        if type(found_sizes) is int:  # their total only: the batch sizes them if asked
             taken = found_sizes
-            if argvs:  # sizes can stay unknown only for a batch of this one piece
-                sizes += map(request_size, found)
         else:
             taken = sum(found_sizes)
             sizes += found_sizes

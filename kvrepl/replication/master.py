@@ -20,7 +20,7 @@ from kvrepl.commands.core import Engine
 from kvrepl.log import logger
 from kvrepl.rdb import RdbWriter, default_aux
 from kvrepl.replication.backlog import Backlog
-from kvrepl.replication.stream import StreamFeed, encode_command, encode_select
+from kvrepl.replication.stream import StreamFeed, encode_command, encode_commands, encode_select
 from kvrepl.store.snapshot import KeyspaceView
 
 NO_REPLID = "0" * 40
@@ -146,8 +146,10 @@ class MasterReplication:
         wanted = self._propagating and self._backlog is not None
         if wanted and self._propagate not in listeners:
             listeners.append(self._propagate)
+            self.engine.run_listeners[self._propagate] = self._propagate_run
         elif not wanted and self._propagate in listeners:
             listeners.remove(self._propagate)
+            self.engine.run_listeners.pop(self._propagate, None)
 
     @property
     def master_repl_offset(self) -> int:
@@ -158,6 +160,17 @@ class MasterReplication:
         # Registered only while propagating with a backlog (see _listen). Every write pays
         # for this: one encoding, one backlog append, one outbox append.
         data = encode_command(argv)
+        feed = self.feed
+        if db != feed.selected_db and db >= 0:
+            data = encode_select(db) + data
+            feed.selected_db = db
+        self._backlog.append(data)
+        if self.replicas:
+            self._post(data)
+
+    def _propagate_run(self, db: int, commands: list[list[bytes]]) -> None:
+        # _propagate for several writes to one db: one encoding, one append each.
+        data = encode_commands(commands)
         feed = self.feed
         if db != feed.selected_db and db >= 0:
             data = encode_select(db) + data

@@ -25,6 +25,22 @@ def encode_command(argv: list[bytes]) -> bytes:
     return b"".join(parts)
 
 
+def encode_commands(commands: list[list[bytes]]) -> bytes:
+    """Several commands' multibulks, one after the other, built with one join."""
+    lengths = _LENGTHS
+    parts: list[bytes] = []
+    for argv in commands:
+        if len(argv) == 3:
+            a, b, c = argv
+            la, lb, lc = len(a), len(b), len(c)
+            if la < 4096 and lb < 4096 and lc < 4096:
+                parts += (b"*3\r\n$", lengths[la], a, b"\r\n$", lengths[lb], b,
+                          b"\r\n$", lengths[lc], c, b"\r\n")
+                continue
+        parts.append(encode_command(argv))
+    return b"".join(parts)
+
+
 _SELECTS = [b"*2\r\n$6\r\nSELECT\r\n$%d\r\n%d\r\n" % (len(b"%d" % db), db) for db in range(16)]
 
 
