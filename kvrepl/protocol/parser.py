@@ -272,28 +272,80 @@ def split_requests(data: bytes | bytearray, start: int = 0, max_bulk_len: int = 
     end = len(data)
     if start >= end or data[start] != 42:  # '*'
         return [], [], start < end
-    if not want_sizes and end - start <= _SMALL and end - start <= max_bulk_len:
-        found = _split_lines(bytes(data[start:]) if start or type(data) is not bytes else data)
-        if found is not None:
-            return found, end - start, False
-    try:
-        reader = _spare_readers.pop()
-    except IndexError:
-        reader = hiredis.Reader()
+    if not want_sizes and end - start <= max_bulk_len:
+        if end - start <= _SMALL:
+            found = _split_lines(bytes(data[start:]) if start or type(data) is not bytes
+                                 else data)
+            if found is not None:
+                return found, end - start, False
+        plain = _split_plain(data, start)
+        if plain is not None:
+            return plain
+    reader = hiredis.Reader()
     found: list[object] = []
     try:
         for window in range(start, end, _WINDOW):
             reader.feed(data, window, min(_WINDOW, end - window))
             found.extend(iter(reader.gets, False))
-        if not want_sizes and found and end - start <= max_bulk_len:
-            taken = _plain_bytes(data, start, found, reader)
-            if taken == end - start:  # nothing held back: the reader can serve again
-                _spare_readers.append(reader)
-            if taken > 0:
-                return found, taken, False  # type: ignore[return-value]
     except Exception:  # hiredis.ProtocolError, or an absurd length; keeps what came before
         return _checked(data, start, found, max_bulk_len, True)
     return _checked(data, start, found, max_bulk_len, False)
+
+
+def _split_plain(data: bytes | bytearray, start: int
+                 ) -> tuple[list[list[bytes]], int, bool] | None:
+    """split_requests without sizes, when ``data[start:]`` is plain multibulk requests
+    (the whole of it, or all but one cut by the end of the read): ``(requests, bytes
+    taken, False)``; None when the careful way must look. Checked with a few C-level
+    passes instead of one Python step per argument.
+
+    The last request begins after the last CR LF '*' (unless a value holds one): hiredis
+    reads up to there, then an integer fed to it must come back as itself, which happens
+    only if it holds no part of a request, so the requests took exactly those bytes; then
+    the rest, which is the last request whole, or cut (left to the exact parser).
+    """
+    # No byte that could start an element type hiredis turns into bytes or a list although
+    # Redis refuses it (+ = ( | ~ % >): then every top-level value began with '*' or
+    # with a type that is not a list, and every element with '$' or a non-bytes type.
+    if len(data.translate(None, _SUSPECT_BYTES)) != len(data):
+        return None
+    end = len(data)
+    cut = data.rfind(b"\r\n*", start) + 2
+    if cut <= start + 1:
+        cut = end
+    try:
+        reader = _spare_readers.pop()
+    except IndexError:
+        reader = hiredis.Reader()
+    found: list[list[bytes]] = []
+    try:
+        for window in range(start, cut, _WINDOW):
+            reader.feed(data, window, min(_WINDOW, cut - window))
+            found.extend(iter(reader.gets, False))
+        if not found or not _between_requests(reader):
+            return None
+        taken = cut
+        if cut < end:
+            reader.feed(data, cut, end - cut)
+            last = list(iter(reader.gets, False))
+            if last:
+                if not _between_requests(reader):
+                    return None
+                found += last
+                taken = end
+    except Exception:  # hiredis.ProtocolError: the careful way finds where and why
+        return None
+    if [] in found or b"" in found:
+        return None  # "*0", which Redis skips; "$0", which it reads as an inline command
+    try:
+        # Raises TypeError for any value or element that is not bytes (a top-level bulk
+        # string too, but for the empty one: joining it iterates ints).
+        b"".join(map(b"".join, found))
+    except TypeError:
+        return None
+    if taken == end:  # nothing held back: the reader can serve again
+        _spare_readers.append(reader)
+    return found, taken - start, False
 
 
 def _split_lines(data: bytes) -> list[list[bytes]] | None:
@@ -319,44 +371,6 @@ def _split_lines(data: bytes) -> list[list[bytes]] | None:
     except (KeyError, IndexError):  # not "*<n>" with n > 0, or an argument too long
         return None
     return requests
-
-
-def _plain_bytes(data: bytes | bytearray, start: int, found: list[object],
-                 reader: hiredis.Reader) -> int:
-    """The bytes ``found`` took from ``data[start:]`` when it is exactly what the exact
-    parser reads there (whatever follows being one cut request), else -1; checked with a
-    few C-level passes instead of one Python step per argument. ``reader`` must have
-    been fed ``data[start:]`` and emptied of replies."""
-    # No byte that could start an element type hiredis turns into bytes or a list although
-    # Redis refuses it (+ = ( | ~ % >): then every top-level value began with '*' or
-    # with a type that is not a list, and every element with '$' or a non-bytes type.
-    if len(data.translate(None, _SUSPECT_BYTES)) != len(data):
-        return -1
-    if [] in found or b"" in found:
-        return -1  # "*0", which Redis skips; "$0", which it reads as an inline command
-    try:
-        # Raises TypeError for any value or element that is not bytes (a top-level bulk
-        # string too, but for the empty one: joining it iterates ints).
-        b"".join(map(b"".join, found))  # type: ignore[arg-type]
-    except TypeError:
-        return -1
-    if _between_requests(reader):
-        return len(data) - start
-    # A request cut by the end of the read (every big read has one): it starts after the
-    # CR LF that ends the last whole request, the last "\r\n*" unless a value holds one.
-    cut = len(data)
-    for _ in range(4):
-        cut = data.rfind(b"\r\n*", start, cut)
-        if cut < 0:
-            return -1
-        prefix = hiredis.Reader()
-        prefix.feed(data, start, cut + 2 - start)
-        whole = len(list(iter(prefix.gets, False)))
-        if whole < len(found):
-            return -1
-        if _between_requests(prefix):
-            return cut + 2 - start
-    return -1
 
 
 def _between_requests(reader: hiredis.Reader) -> bool:

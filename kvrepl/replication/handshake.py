@@ -360,8 +360,6 @@ class ReplicaProtocol:
             done += taken
             if done == end:
                 break
-            if len(sizes) < len(argvs):  # more commands follow an unsized fast piece
-                sizes += map(request_size, argvs[len(sizes):])
             parser = self._parser = RequestParser(self.max_bulk_len)
             rest = raw[done:]
             parser.feed(rest)
@@ -408,6 +406,8 @@ class ReplicaProtocol:
             consumed = self._slow_fed - parser.buffered
             size = consumed - self._slow_counted
             self._slow_counted = consumed
+            if len(sizes) < len(argvs):  # it follows an unsized fast piece: size that now
+                sizes += map(request_size, argvs[len(sizes):])
             argvs.append(request)
             sizes.append(size)
             taken += size
