@@ -179,3 +179,41 @@ async def test_embedded_set_through_the_lane_is_seen_by_watch_changes_and_replic
         await replica.wait_synced()
         assert replica.get(b"w") == b"by the application" and replica.get(b"plain") == b"1"
         assert engine.table[b"set"].calls == 2
+
+
+async def test_pipelined_sets_reach_the_stream_as_sent_and_replicas_apply_them(monkeypatch):
+    """A read of nothing but SETs is their own canonical encoding: the stream carries those
+    bytes; with a GET among them the SETs are encoded again. Either way the same bytes."""
+    import trio
+
+    import kvrepl
+    from kvrepl.replication import master as master_module
+
+    encoded: list[int] = []
+    encode = master_module.encode_commands
+    monkeypatch.setattr(master_module, "encode_commands",
+                        lambda commands: encoded.append(len(commands)) or encode(commands))
+
+    async with kvrepl.Master(port=0) as master, kvrepl.Replica(follow=master) as replica:
+        await replica.wait_synced()
+        replication = master.replication
+        stream = await trio.open_tcp_stream("127.0.0.1", master.port)
+        sets = pack("SET", "a", "1") + pack("set", "b", "x" * 300) + pack("SET", "c", "")
+        mixed = pack("SET", "d", "4") + pack("GET", "a") + pack("set", "e", "5")
+        expected = [sets, pack("SET", "d", "4") + pack("set", "e", "5")]
+        for request, written in zip((sets, mixed), expected, strict=True):
+            before = replication.master_repl_offset
+            await stream.send_all(request)
+            answer = b""
+            while answer.count(b"\r\n") < 3 + (request is mixed):
+                answer += await stream.receive_some(4096)
+            tail = replication.backlog.read_from(before + 1)
+            assert tail.endswith(written) and tail[:-len(written)] in (b"", _SELECT_0)
+        assert encoded == [2]  # only the mixed read's two SETs were encoded again
+        await stream.aclose()
+        await replica.wait_synced()
+        assert [replica.get(k) for k in (b"a", b"b", b"c", b"d", b"e")] == [
+            b"1", b"x" * 300, b"", b"4", b"5"]
+
+
+_SELECT_0 = b"*2\r\n$6\r\nSELECT\r\n$1\r\n0\r\n"

@@ -231,7 +231,7 @@ class Engine:
         self.propagate_listeners: list[Callable[[int, list[bytes]], None]] = []
         # A listener's form for a run of writes to one db (see propagate_run), by listener.
         self.run_listeners: dict[Callable[[int, list[bytes]], None],
-                                 Callable[[int, list[list[bytes]]], None]] = {}
+                                 Callable[[int, list[list[bytes]], bytes | None], None]] = {}
         self._rewrite: list[list[bytes]] | None = None
         self._pending: list[tuple[int, list[bytes]]] = []
         self._current_db = 0
@@ -363,15 +363,17 @@ class Engine:
         for listener in self.propagate_listeners:
             listener(db_index, argv)
 
-    def propagate_run(self, db_index: int, commands: list[list[bytes]]) -> None:
+    def propagate_run(self, db_index: int, commands: list[list[bytes]],
+                      encoded: bytes | None = None) -> None:
         """Independent writes to one db, in order (the plain lane's runs of SETs): each
         listener gets them one by one, or all at once through its form in
-        ``run_listeners`` (replication encodes and queues the run as one piece)."""
+        ``run_listeners`` (replication queues the run as one piece, ``encoded`` when
+        given: the commands' multibulks as the client sent them, canonical)."""
         runs = self.run_listeners
         for listener in self.propagate_listeners:
             whole = runs.get(listener)
             if whole is not None:
-                whole(db_index, commands)
+                whole(db_index, commands, encoded)
             else:
                 for argv in commands:
                     listener(db_index, argv)

@@ -130,11 +130,12 @@ class PlainLane:
         return True
 
     def run(self, session: Session, requests: list[list[bytes]], start: int,
-            out: list[bytes]) -> int:
+            out: list[bytes], raw: bytes | None = None) -> int:
         """Run ``requests[start:]`` while each is a GET or a plain SET the lane can finish,
         appending the encoded replies to ``out``; returns the index of the first request it
         did not run (``len(requests)`` when it ran them all). ``open_for(session)`` must be
-        true."""
+        true. ``raw``, when given, is the canonical encoding of ``requests[start:]``: if they
+        are all SETs it is what the replication stream carries, without encoding again."""
         db = session.db
         data = db.data
         expires = db.expires
@@ -195,7 +196,9 @@ class PlainLane:
             command.usec += spent * sets / ran
             engine.dirty += sets
             if written:
-                engine.propagate_run(db.id, written)  # in order, nothing ran in between
+                # In order, nothing ran in between; all SETs: they are their own encoding.
+                encoded = raw if sets == len(requests) - start else None
+                engine.propagate_run(db.id, written, encoded)
                 replication = engine.replication
                 if replication is not None:
                     session.woff = replication.master_repl_offset

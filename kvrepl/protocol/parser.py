@@ -65,7 +65,8 @@ class RequestParser:
     """
 
     __slots__ = ("_buf", "_pos", "_args", "_remaining", "_chunks", "_chunks_len", "_need",
-                 "_reader", "_ready", "_ready_sizes", "_ready_pos", "authenticated",
+                 "_reader", "_ready", "_ready_sizes", "_ready_pos", "_ready_raw",
+                 "authenticated",
                  "max_bulk_len")
 
     def __init__(self, max_bulk_len: int = 512 * 1024 * 1024, *, fast: bool = False) -> None:
@@ -81,6 +82,7 @@ class RequestParser:
         # Their sizes in bytes (for ``buffered``); None until asked for, in the usual case.
         self._ready_sizes: list[int] | None = []
         self._ready_pos = 0
+        self._ready_raw: bytes | None = None  # the bytes of exactly ``_ready``, when known
         self.authenticated = True
         self.max_bulk_len = max_bulk_len
 
@@ -105,7 +107,9 @@ class RequestParser:
             if self._ready_pos >= len(self._ready):
                 self._ready, self._ready_sizes = requests, sizes
                 self._ready_pos = 0
+                self._ready_raw = data if taken == len(data) else None
             else:
+                self._ready_raw = None
                 self._ready.extend(requests)
                 if self._ready_sizes is None or sizes is None:
                     self._ready_sizes = None
@@ -138,11 +142,13 @@ class RequestParser:
         ahead = sum(self._ready_sizes[self._ready_pos:])
         return ahead + len(self._buf) - self._pos + self._chunks_len
 
-    def ready_requests(self) -> tuple[list[list[bytes]], int]:
-        """The requests already split and not yet returned: ``(requests, position)``, the
-        unreturned ones being ``requests[position:]``. Pass how many were used on to
-        :meth:`skip_ready`."""
-        return self._ready, self._ready_pos
+    def ready_requests(self) -> tuple[list[list[bytes]], int, bytes | None]:
+        """The requests already split and not yet returned: ``(requests, position, raw)``,
+        the unreturned ones being ``requests[position:]``; ``raw`` is their bytes when
+        known (none returned yet, and they were exactly one read), which are then their
+        canonical encoding. Pass how many were used on to :meth:`skip_ready`."""
+        position = self._ready_pos
+        return self._ready, position, self._ready_raw if position == 0 else None
 
     def skip_ready(self, position: int) -> None:
         """The ready requests before ``position`` were used (see :meth:`ready_requests`)."""
@@ -157,6 +163,7 @@ class RequestParser:
                 return ready[position]
             self._ready, self._ready_sizes = [], []
             self._ready_pos = 0
+            self._ready_raw = None
         while True:
             if self._need:
                 return NEED_DATA

@@ -168,9 +168,10 @@ class MasterReplication:
         if self.replicas:
             self._post(data)
 
-    def _propagate_run(self, db: int, commands: list[list[bytes]]) -> None:
+    def _propagate_run(self, db: int, commands: list[list[bytes]],
+                       encoded: bytes | None) -> None:
         # _propagate for several writes to one db: one encoding, one append each.
-        data = encode_commands(commands)
+        data = encode_commands(commands) if encoded is None else encoded
         feed = self.feed
         if db != feed.selected_db and db >= 0:
             data = encode_select(db) + data

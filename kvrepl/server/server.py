@@ -227,9 +227,9 @@ class Connection:
         lane_open = lane.open_for(session)
         while True:
             if lane_open:
-                requests, position = parser.ready_requests()
+                requests, position, raw = parser.ready_requests()
                 if position < len(requests):
-                    parser.skip_ready(lane.run(session, requests, position, out))
+                    parser.skip_ready(lane.run(session, requests, position, out, raw))
             try:
                 argv = parser.next_request()
             except ProtocolError as err:
