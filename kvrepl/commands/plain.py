@@ -90,12 +90,12 @@ class PlainLane:
                 break
             data[key] = argv[2]
             access[key] = clock
-            engine.dirty += 1
-            for listener in listeners:  # node.changes() on the replica
-                listener(db.id, argv)
             position += 1
         applied = position - start
         if applied:
+            engine.dirty += applied
+            if listeners:  # node.changes() on the replica
+                engine.propagate_run(db.id, commands[start:position])
             command = self._set
             command.calls += applied
             command.usec += (perf_counter() - began) * 1e6
