@@ -252,6 +252,12 @@ class Engine:
                                 or self._bgsave_failed)
 
     @property
+    def restricted(self) -> bool:
+        """Some node-wide state may refuse commands (loading, link down, read-only replica,
+        failed BGSAVE): execute() checks them only while this is true."""
+        return self._restricted
+
+    @property
     def loading(self) -> bool:
         """The dataset is being loaded: -LOADING for most commands."""
         return self._loading

@@ -20,7 +20,10 @@ from time import perf_counter
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from kvrepl.commands.core import Engine, Session
+    from collections.abc import Callable
+
+    from kvrepl.commands.core import Command, Engine, Session
+    from kvrepl.store import Database
 
 _OK = b"+OK\r\n"
 _CRLF = b"\r\n"
@@ -48,13 +51,28 @@ class PlainLane:
         engine = self.engine
         keyspace = engine.keyspace
         return not (
-            engine._restricted or engine.monitors or keyspace.before_write_hooks
+            engine.restricted or engine.monitors or keyspace.before_write_hooks
             or keyspace.lfu or engine.config.min_replicas_to_write
             or not session.authenticated or session.multi is not None
             or session.channels or session.patterns or session.is_master
             or session.is_replica or session.monitor or session.closing
             or session.pending_out or session.after_reply
         )
+
+    def _context(self, session: Session) -> tuple[Database, dict[bytes, object],
+                                                   dict[bytes, int], dict[bytes, int], int,
+                                                   list[Callable[[int, list[bytes]], None]]]:
+        """What a run reads and writes: the db and its data, expires and access maps, the
+        LRU clock, the propagation listeners."""
+        db = session.db
+        return (db, db.data, db.expires, db.access, self.engine.keyspace.lru_clock,
+                self.engine.propagate_listeners)
+
+    def _record(self, command: Command, count: int, usec: float) -> None:
+        """INFO's counters for ``count`` calls of ``command`` that took ``usec`` in all."""
+        command.calls += count
+        command.usec += usec
+        self.engine.stats.commands_processed += count
 
     def open_for_master_link(self, session: Session) -> bool:
         """:meth:`open_for` on a replica, for the link its master's stream arrives on: the
@@ -73,20 +91,15 @@ class PlainLane:
         while each is a plain SET of a key without a TTL, no replies; returns the index of
         the first command it did not apply. ``open_for_master_link(session)`` must be
         true."""
-        db = session.db
-        data = db.data
-        expires = db.expires
-        access = db.access
+        db, data, expires, access, clock, listeners = self._context(session)
         engine = self.engine
-        clock = engine.keyspace.lru_clock
-        listeners = engine.propagate_listeners
         position = start
         began = perf_counter()
         for argv in commands[start:] if start else commands:
-            if len(argv) != 3 or argv[0] not in _SET:
+            if len(argv) != 3 or (argv[0] != b"SET" and argv[0] not in _SET):
                 break
             key = argv[1]
-            if key in expires:
+            if expires and key in expires:
                 break
             data[key] = argv[2]
             access[key] = clock
@@ -96,10 +109,7 @@ class PlainLane:
             engine.dirty += applied
             if listeners:  # node.changes() on the replica
                 engine.propagate_run(db.id, commands[start:position])
-            command = self._set
-            command.calls += applied
-            command.usec += (perf_counter() - began) * 1e6
-            engine.stats.commands_processed += applied
+            self._record(self._set, applied, (perf_counter() - began) * 1e6)
             session.last_command = "set"
         return position
 
@@ -122,10 +132,7 @@ class PlainLane:
             replication = engine.replication
             if replication is not None:
                 session.woff = replication.master_repl_offset
-        command = self._set
-        command.calls += 1
-        command.usec += (perf_counter() - began) * 1e6
-        engine.stats.commands_processed += 1
+        self._record(self._set, 1, (perf_counter() - began) * 1e6)
         session.last_command = "set"
         return True
 
@@ -136,13 +143,8 @@ class PlainLane:
         did not run (``len(requests)`` when it ran them all). ``open_for(session)`` must be
         true. ``raw``, when given, is the canonical encoding of ``requests[start:]``: if they
         are all SETs it is what the replication stream carries, without encoding again."""
-        db = session.db
-        data = db.data
-        expires = db.expires
-        access = db.access
+        db, data, expires, access, clock, listeners = self._context(session)
         engine = self.engine
-        clock = engine.keyspace.lru_clock
-        listeners = engine.propagate_listeners
         nil = _NIL[session.resp3]
         heads = _BULK_HEADS
         gets = sets = misses = 0
@@ -184,16 +186,12 @@ class PlainLane:
         spent = (perf_counter() - began) * 1e6
         ran = gets + sets
         if gets:
-            command = self._get
-            command.calls += gets
-            command.usec += spent * gets / ran
+            self._record(self._get, gets, spent * gets / ran)
             keyspace = engine.keyspace
             keyspace.hits += gets - misses
             keyspace.misses += misses
         if sets:
-            command = self._set
-            command.calls += sets
-            command.usec += spent * sets / ran
+            self._record(self._set, sets, spent * sets / ran)
             engine.dirty += sets
             if written:
                 # In order, nothing ran in between; all SETs: they are their own encoding.
@@ -202,6 +200,5 @@ class PlainLane:
                 replication = engine.replication
                 if replication is not None:
                     session.woff = replication.master_repl_offset
-        engine.stats.commands_processed += ran
         session.last_command = "get" if requests[position - 1][0] in _GET else "set"
         return position

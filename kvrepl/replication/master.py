@@ -159,19 +159,15 @@ class MasterReplication:
     def _propagate(self, db: int, argv: list[bytes]) -> None:
         # Registered only while propagating with a backlog (see _listen). Every write pays
         # for this: one encoding, one backlog append, one outbox append.
-        data = encode_command(argv)
-        feed = self.feed
-        if db != feed.selected_db and db >= 0:
-            data = encode_select(db) + data
-            feed.selected_db = db
-        self._backlog.append(data)
-        if self.replicas:
-            self._post(data)
+        self._queue(db, encode_command(argv))
 
     def _propagate_run(self, db: int, commands: list[list[bytes]],
                        encoded: bytes | None) -> None:
         # _propagate for several writes to one db: one encoding, one append each.
-        data = encode_commands(commands) if encoded is None else encoded
+        self._queue(db, encode_commands(commands) if encoded is None else encoded)
+
+    def _queue(self, db: int, data: bytes) -> None:
+        """Writes' stream bytes for ``db``: a SELECT first when the stream was elsewhere."""
         feed = self.feed
         if db != feed.selected_db and db >= 0:
             data = encode_select(db) + data
