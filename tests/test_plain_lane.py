@@ -13,6 +13,7 @@ from support import RawClient, pack, poll
 from kvrepl.commands.core import Engine
 from kvrepl.commands.plain import PlainLane
 from kvrepl.config import Config
+from kvrepl.protocol.parser import NEED_DATA
 
 
 def test_pipelined_gets_and_sets_answer_as_redis(wire):
@@ -217,3 +218,17 @@ async def test_pipelined_sets_reach_the_stream_as_sent_and_replicas_apply_them(m
 
 
 _SELECT_0 = b"*2\r\n$6\r\nSELECT\r\n$1\r\n0\r\n"
+
+
+def test_only_canonical_reads_are_kept_as_stream_bytes():
+    from kvrepl.protocol.parser import RequestParser
+
+    parser = RequestParser(fast=True)
+    plain = pack("SET", "a", "1") + pack("SET", "b", "2")
+    parser.feed(plain)
+    assert parser.ready_requests() == ([[b"SET", b"a", b"1"], [b"SET", b"b", b"2"]], 0, plain)
+    parser.skip_ready(2)
+    assert parser.next_request() is NEED_DATA
+    parser.feed(pack("SET", "a", "1") + b"*0\r\n" + pack("SET", "b", "2"))
+    requests, position, raw = parser.ready_requests()
+    assert raw is None  # "*0" is skipped by Redis: these bytes are not the stream's

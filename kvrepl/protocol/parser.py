@@ -107,7 +107,9 @@ class RequestParser:
             if self._ready_pos >= len(self._ready):
                 self._ready, self._ready_sizes = requests, sizes
                 self._ready_pos = 0
-                self._ready_raw = data if taken == len(data) else None
+                # Only a plain split proves the bytes canonical (the careful one also
+                # takes "*0" and "*-1", which Redis skips).
+                self._ready_raw = data if sizes is None and taken == len(data) else None
             else:
                 self._ready_raw = None
                 self._ready.extend(requests)
