@@ -1,8 +1,9 @@
 """INFO's keyspace_hits / keyspace_misses, command by command, against a real redis-server.
 
 Redis counts the lookups made with lookupKeyRead: those of read-only commands, and of the
-few writes that read a key first (GETDEL, GETEX, GETSET, SET ... GET); not SCAN's or
-RANDOMKEY's expiry checks, not the lookups of other writes.
+writes that read a key first (GETDEL, GETEX, GETSET, SET ... GET, the sources of the *STORE
+commands, COPY and SORT); not SCAN's or RANDOMKEY's expiry checks, not the lookups of other
+writes (SMOVE, MOVE, RENAME, LMOVE...).
 """
 
 from __future__ import annotations
@@ -26,6 +27,15 @@ COMMANDS = [
     ("SET", "a", "4", "GET"), ("SET", "nope", "1", "GET"), ("GETSET", "a", "5"),
     ("GETEX", "n"), ("GETEX", "nope", "PERSIST"), ("GETDEL", "s"), ("GETDEL", "nope"),
     ("DEL", "a", "zz"), ("UNLINK", "b"),
+    # Writes that read their sources with lookupKeyRead.
+    ("SUNIONSTORE", "dst", "set", "nope"), ("SINTERSTORE", "dst", "set", "nope"),
+    ("SDIFFSTORE", "dst", "set", "nope"), ("ZUNIONSTORE", "zd", "2", "z", "nope"),
+    ("ZINTERSTORE", "zd", "2", "z", "nope"), ("ZDIFFSTORE", "zd", "2", "z", "nope"),
+    ("ZRANGESTORE", "zd", "z", "0", "-1"), ("ZRANGESTORE", "zd", "nope", "0", "-1"),
+    ("COPY", "h", "h2"), ("COPY", "nope", "h3"), ("SORT", "l", "ALPHA"),
+    ("SORT", "l", "ALPHA", "STORE", "sorted"), ("SORT", "l", "BY", "nosort", "GET", "w_*"),
+    ("SORT_RO", "l", "ALPHA"), ("SMOVE", "set", "set2", "m"), ("MOVE", "n", "1"),
+    ("RENAME", "h2", "h4"), ("LMOVE", "l", "l2", "LEFT", "RIGHT"),
 ]
 
 

@@ -303,7 +303,7 @@ def copy(s: Session, argv: list[bytes]) -> object:
     key, newkey = argv[1], argv[2]
     if src is dst and key == newkey:
         raise ReplyError(_SAME_OBJECT)
-    value = src.lookup(key)
+    value = src.lookup_read(key)  # lookupKeyRead in Redis: counted in keyspace_hits
     if value is None:
         return 0
     expire = src.get_expire(key)
@@ -505,7 +505,7 @@ def _by_pattern(db: Database, pattern: bytes, subst: bytes) -> bytes | None:
     if arrow >= 0 and arrow + 2 < len(pattern):
         field = pattern[arrow + 2:]
         end = arrow
-    value = db.lookup(pattern[:star] + subst + pattern[star + 1:end])
+    value = db.lookup_read(pattern[:star] + subst + pattern[star + 1:end])
     if value is None:
         return None
     if field is not None:
@@ -552,7 +552,7 @@ def _sort_generic(readonly: bool, s: Session, argv: list[bytes]) -> object:
         j += 1
 
     db = s.db
-    value = db.lookup(argv[1])
+    value = db.lookup_read(argv[1])  # counted for SORT ... STORE too, as in Redis
     if value is None:
         value = deque()
     kind = type(value)

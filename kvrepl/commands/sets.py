@@ -143,8 +143,10 @@ def _set_reply(members: Iterable[bytes]) -> OrderedSet:
     return OrderedSet(members)
 
 
-def _lookup_set(s: Session, key: bytes) -> set | None:
-    value = s.db.lookup(key)
+def _lookup_set(s: Session, key: bytes, *, read: bool = False) -> set | None:
+    """The set at ``key``; ``read``: counted in keyspace_hits/misses even in a write
+    command (the sources of SINTERSTORE & co., read with lookupKeyRead in Redis)."""
+    value = s.db.lookup_read(key) if read else s.db.lookup(key)
     if value is None or type(value) is set:
         return value
     raise WrongTypeError()
@@ -304,7 +306,7 @@ def _sets_for_intersection(s: Session, keys: list[bytes]) -> list[set] | None:
     sets = []
     missing = False
     for key in keys:
-        value = _lookup_set(s, key)
+        value = _lookup_set(s, key, read=True)
         if value is None:
             missing = True
         else:
@@ -366,7 +368,7 @@ def sintercard(s: Session, argv: list[bytes]) -> int:
 
 def _union_diff(s: Session, keys: list[bytes], diff: bool) -> tuple[set, bool]:
     """SUNION / SDIFF: (result, whether Redis's result set would be an intset)."""
-    sets: list[set | None] = [_lookup_set(s, key) for key in keys]
+    sets: list[set | None] = [_lookup_set(s, key, read=True) for key in keys]
     config = s.engine.config
     if not diff:
         result = set().union(*(x for x in sets if x is not None))

@@ -92,8 +92,10 @@ def _lex_range(argv: list[bytes], low: int, high: int) -> tuple[LexBound, LexBou
 # -- helpers ------------------------------------------------------------------------------
 
 
-def _lookup(s: Session, key: bytes) -> ZSet | None:
-    value = s.db.lookup(key)
+def _lookup(s: Session, key: bytes, *, read: bool = False) -> ZSet | None:
+    """The sorted set at ``key``; ``read``: counted in keyspace_hits/misses even in a write
+    command (ZRANGESTORE's source, read with lookupKeyRead in Redis)."""
+    value = s.db.lookup_read(key) if read else s.db.lookup(key)
     if value is None or type(value) is ZSet:
         return value
     raise WrongTypeError()
@@ -391,7 +393,7 @@ def _zrange_generic(first: int, store: bool, rangetype: int | None, reverse: boo
     else:
         lex_low, lex_high = _lex_range(argv, low_index, high_index)
 
-    zset = _lookup(s, key)
+    zset = _lookup(s, key, read=store)
     items: Iterable[tuple[float, bytes]] = ()
     if zset is not None:
         size = len(zset)
@@ -604,7 +606,7 @@ def _zsetop(name: str, op: int, store: bool, card_only: bool, s: Session, argv: 
         raise ReplyError(SYNTAX)
     sources: list[object] = []
     for key in argv[numkeys_index + 1:numkeys_index + 1 + setnum]:
-        value = s.db.lookup(key)
+        value = s.db.lookup_read(key)  # counted in ZUNIONSTORE & co. too, as in Redis
         if value is not None and type(value) is not ZSet and type(value) is not set:
             raise WrongTypeError()
         sources.append(value if value is not None else ())
