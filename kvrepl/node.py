@@ -332,12 +332,11 @@ class Node:
             exat: int | None = None, pxat: int | None = None) -> object:
         argv = [b"SET", name if type(name) is bytes else _arg(name),
                 value if type(value) is bytes else _arg(value)]
-        if (ex is None and px is None and exat is None and pxat is None and not nx
-                and not xx and not keepttl and not get
-                and self.engine.plain_lane.set(self._session, argv)):
+        options = (ex is not None or px is not None or exat is not None or pxat is not None
+                   or nx or xx or keepttl or get)
+        if not options and self.engine.plain_lane.set(self._session, argv):
             return True
-        if (ex is not None or px is not None or exat is not None or pxat is not None or nx
-                or xx or keepttl or get):
+        if options:
             if ex is not None:
                 argv += [b"EX", _arg(ex)]
             if px is not None:
