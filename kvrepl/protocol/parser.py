@@ -65,7 +65,7 @@ class RequestParser:
     """
 
     __slots__ = ("_buf", "_pos", "_args", "_remaining", "_chunks", "_chunks_len", "_need",
-                 "_reader", "_ready", "_ready_sizes", "_ready_pos", "_ready_raw",
+                 "_fast", "_ready", "_ready_sizes", "_ready_pos", "_ready_raw",
                  "authenticated",
                  "max_bulk_len")
 
@@ -77,7 +77,7 @@ class RequestParser:
         self._chunks: list[bytes] = []
         self._chunks_len = 0
         self._need = 0  # buffered bytes needed before parsing can progress
-        self._reader = hiredis.Reader() if fast and hiredis is not None else None
+        self._fast = fast and hiredis is not None
         self._ready: list[list[bytes]] = []  # requests hiredis parsed, not yet returned
         # Their sizes in bytes (for ``buffered``); None until asked for, in the usual case.
         self._ready_sizes: list[int] | None = []
@@ -87,7 +87,7 @@ class RequestParser:
         self.max_bulk_len = max_bulk_len
 
     def feed(self, data: bytes) -> None:
-        if (self._reader is not None and data[:1] == b"*" and self.authenticated
+        if (self._fast and data[:1] == b"*" and self.authenticated
                 and self._args is None and not self._need and self._pos >= len(self._buf)):
             data = self._feed_fast(data)
             if not data:

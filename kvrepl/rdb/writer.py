@@ -216,12 +216,7 @@ class RdbWriter:
                 out += b"\xfc"
                 out += pack_i64(expire)
             out += len1[encoded[0]]
-            lk = len(key)
-            if lk <= raw_limit and (lk > 11 or (lk and plain[key[0]])):
-                out += len1[lk]
-                out += key
-            else:
-                out += encode_str(key, compression)
+            self._strings(out, (key,))  # a collection: its encoding outweighs the call
             out += encoded[1]
         return bytes(out)
 
