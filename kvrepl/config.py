@@ -83,6 +83,20 @@ def _memory(text: str) -> int:
         raise ValueError("argument must be a memory value") from None
 
 
+def _memory_within(low: int, high: int) -> Callable[[str], int]:
+    """A memory value (``1k``, ``3000``) within bounds, with Redis's messages."""
+
+    def parse(text: str) -> int:
+        value = _memory(text)
+        if value < 0:  # memtoull refuses a sign
+            raise ValueError("argument must be a memory value")
+        if not low <= value <= high:
+            raise ValueError(f"argument must be between {low} and {high} inclusive")
+        return value
+
+    return parse
+
+
 def _enum(*choices: str) -> Callable[[str], str]:
     def parse(text: str) -> str:
         lowered = text.lower()
@@ -209,6 +223,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("zset-max-listpack-value", 64, _int(0), aliases=("zset-max-ziplist-value",)),
     Option("list-max-listpack-size", -2, _int(-5), aliases=("list-max-ziplist-size",)),
     Option("list-compress-depth", 0, _int(0)),
+    Option("hll-sparse-max-bytes", 3000, _memory_within(0, (1 << 63) - 1)),
     Option("stop-writes-on-bgsave-error", True, **_yes_no),
     Option("rdbcompression", True, **_yes_no),
     Option("rdbchecksum", True, **_yes_no),

@@ -8,6 +8,7 @@ from kvrepl.commands import (  # noqa: F401
     connection,
     debug,
     hashes,
+    hyperloglog,
     info,
     keys,
     lists,
