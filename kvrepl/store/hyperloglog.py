@@ -14,6 +14,11 @@ bytes      meaning
            XZERO (1..16384 zero registers), ``1vvvvvxx`` VAL (1..4 registers of value 1..32)
 =========  ==========================================================================
 
+The walks over sparse opcodes that validate them (merge, conversion to dense, histogram)
+include the fix of CVE-2025-32023, which Debian's 7.0.15 package and every later Redis
+carry: an opcode that would run past register 16383 makes the HLL corrupt at once (7.0.15
+as tagged stopped there and could accept trailing opcodes, or overflow on huge strings).
+
 Everything here takes and returns ``bytes`` (a working ``bytearray`` inside), without I/O.
 Sparse updates are a line-by-line port of ``hllSparseSet`` (the opcode splits, the merge of
 neighbouring VAL opcodes over a window of five, the promotion to dense), because the exact
@@ -171,8 +176,9 @@ def _lane_max(a: int, b: int) -> int:
 
 
 def _sparse_raw(value: bytes) -> bytearray:
-    """One byte per register of a sparse HLL (hllMerge's walk); CorruptHLL when the opcodes
-    do not cover exactly 16384 registers."""
+    """One byte per register of a sparse HLL (hllMerge's and hllSparseToDense's walk);
+    CorruptHLL when the opcodes do not cover exactly 16384 registers (an opcode that runs
+    past the last register is refused at once: the CVE-2025-32023 fix)."""
     raw = bytearray(REGISTERS)
     end = len(value)
     p = HDR_SIZE
@@ -180,18 +186,19 @@ def _sparse_raw(value: bytes) -> bytearray:
     while p < end:
         b = value[p]
         if b < 0x40:
-            i += b + 1
+            run = b + 1
             p += 1
         elif b < 0x80:
-            i += (((b & 0x3F) << 8) | (value[p + 1] if p + 1 < end else 0)) + 1
+            run = (((b & 0x3F) << 8) | (value[p + 1] if p + 1 < end else 0)) + 1
             p += 2
         else:
             run = (b & 3) + 1
-            if run + i > REGISTERS:
-                break
-            raw[i:i + run] = _ONE_BYTE[((b >> 2) & 0x1F) + 1] * run
-            i += run
+            if run + i <= REGISTERS:
+                raw[i:i + run] = _ONE_BYTE[((b >> 2) & 0x1F) + 1] * run
             p += 1
+        if run + i > REGISTERS:
+            raise CorruptHLL()
+        i += run
     if i != REGISTERS:
         raise CorruptHLL()
     return raw
@@ -241,7 +248,8 @@ def _histogram(raw: bytes) -> list[int]:
 
 
 def _sparse_histogram(value: bytes) -> list[int]:
-    """hllSparseRegHisto; CorruptHLL when the runs do not add up to 16384 registers."""
+    """hllSparseRegHisto; CorruptHLL when the runs do not add up to 16384 registers (or one
+    runs past the last register: the CVE-2025-32023 fix)."""
     histogram = [0] * 64
     end = len(value)
     p = HDR_SIZE
@@ -260,6 +268,8 @@ def _sparse_histogram(value: bytes) -> list[int]:
             run = (b & 3) + 1
             histogram[((b >> 2) & 0x1F) + 1] += run
             p += 1
+        if run + i > REGISTERS:
+            raise CorruptHLL()
         i += run
     if i != REGISTERS:
         raise CorruptHLL()
