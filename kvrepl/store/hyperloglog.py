@@ -78,6 +78,30 @@ _L03, _L0F, _L3F, _H80 = _L * 0x03, _L * 0x0F, _L * 0x3F, _L * 0x80
 _ONE_BYTE = [bytes((v,)) for v in range(256)]
 
 
+# The byte just past the end of a sparse HLL, where Redis's sds keeps its terminator. An XZERO
+# opcode cut short by the end of the string reads it as its second byte, and the one update
+# that splits such an opcode writes its last byte there (hllSparseSet's memcpy goes one past
+# the new length). Redis keeps that byte with the string in memory until its length changes
+# again, so kvrepl remembers it too, by identity of the bytes object like
+# :func:`kvrepl.store.encoding.mark_string`; zero, by far the usual, is not stored.
+_tails: dict[int, tuple[bytes, int]] = {}
+_TAIL_LIMIT = 1024
+
+
+def tail_byte(value: bytes) -> int:
+    """The byte Redis would find just past ``value``'s end (0 but after the case above)."""
+    found = _tails.get(id(value))
+    return found[1] if found is not None and found[0] is value else 0
+
+
+def _with_tail(value: bytes, tail: int) -> bytes:
+    if tail:
+        if len(_tails) >= _TAIL_LIMIT:
+            del _tails[next(iter(_tails))]
+        _tails[id(value)] = (value, tail)
+    return value
+
+
 class CorruptHLL(Exception):
     """The sparse opcodes do not describe exactly 16384 registers (INVALIDOBJ)."""
 
@@ -132,7 +156,7 @@ def cached_cardinality(value: bytes) -> int | None:
 
 def with_cardinality(value: bytes, card: int) -> bytes:
     """``value`` with ``card`` cached (PFCOUNT writes it back)."""
-    return value[:8] + card.to_bytes(8, "little") + value[16:]
+    return _with_tail(value[:8] + card.to_bytes(8, "little") + value[16:], tail_byte(value))
 
 
 # -- registers as one byte each ------------------------------------------------------------
@@ -175,10 +199,12 @@ def _lane_max(a: int, b: int) -> int:
     return (a & mask) | (b & ~mask)
 
 
-def _sparse_raw(value: bytes) -> bytearray:
+def _sparse_raw(value: bytes | bytearray, tail: int | None = None) -> bytearray:
     """One byte per register of a sparse HLL (hllMerge's and hllSparseToDense's walk);
     CorruptHLL when the opcodes do not cover exactly 16384 registers (an opcode that runs
     past the last register is refused at once: the CVE-2025-32023 fix)."""
+    if tail is None:
+        tail = tail_byte(value)  # type: ignore[arg-type]
     raw = bytearray(REGISTERS)
     end = len(value)
     p = HDR_SIZE
@@ -189,7 +215,7 @@ def _sparse_raw(value: bytes) -> bytearray:
             run = b + 1
             p += 1
         elif b < 0x80:
-            run = (((b & 0x3F) << 8) | (value[p + 1] if p + 1 < end else 0)) + 1
+            run = (((b & 0x3F) << 8) | (value[p + 1] if p + 1 < end else tail)) + 1
             p += 2
         else:
             run = (b & 3) + 1
@@ -251,6 +277,7 @@ def _sparse_histogram(value: bytes) -> list[int]:
     """hllSparseRegHisto; CorruptHLL when the runs do not add up to 16384 registers (or one
     runs past the last register: the CVE-2025-32023 fix)."""
     histogram = [0] * 64
+    tail = tail_byte(value)
     end = len(value)
     p = HDR_SIZE
     i = 0
@@ -261,7 +288,7 @@ def _sparse_histogram(value: bytes) -> list[int]:
             histogram[0] += run
             p += 1
         elif b < 0x80:
-            run = (((b & 0x3F) << 8) | (value[p + 1] if p + 1 < end else 0)) + 1
+            run = (((b & 0x3F) << 8) | (value[p + 1] if p + 1 < end else tail)) + 1
             histogram[0] += run
             p += 2
         else:
@@ -346,12 +373,12 @@ def _dense_set(buf: bytearray, index: int, value: int) -> None:
         buf[pos + 1] = (buf[pos + 1] & ~(REGISTER_MAX >> fb8) & 0xFF) | (value >> fb8)
 
 
-def _to_dense(buf: bytearray) -> bool:
+def _to_dense(buf: bytearray, tail: int) -> bool:
     """hllSparseToDense in place (the header, cache included, is kept); False when corrupt."""
     if buf[4] == DENSE:
         return True
     try:
-        raw = _sparse_raw(buf)
+        raw = _sparse_raw(buf, tail)
     except CorruptHLL:
         return False
     header = bytearray(buf[:HDR_SIZE])
@@ -383,10 +410,11 @@ class _Sparse:
     start, without walking it again (PFMERGE sets registers in order).
     """
 
-    __slots__ = ("buf", "starts", "firsts")
+    __slots__ = ("buf", "tail", "starts", "firsts")
 
-    def __init__(self, buf: bytearray) -> None:
+    def __init__(self, buf: bytearray, tail: int) -> None:
         self.buf = buf
+        self.tail = tail  # see tail_byte()
         self.starts = [HDR_SIZE]
         self.firsts = [0]
 
@@ -414,7 +442,7 @@ class _Sparse:
                 span = (b & 3) + 1
                 oplen = 1
             else:
-                span = (((b & 0x3F) << 8) | (buf[p + 1] if p + 1 < end else 0)) + 1
+                span = (((b & 0x3F) << 8) | (buf[p + 1] if p + 1 < end else self.tail)) + 1
                 oplen = 2
             if index <= first + span - 1:
                 break
@@ -457,11 +485,13 @@ class _Sparse:
         delta = len(seq) - (2 if is_xzero else 1)
         if delta > 0 and end + delta > max_bytes:
             return self._promote(index, count)
+        self.tail = 0  # sdsIncrLen writes a new terminator
         if nxt is not None:
             buf[p:nxt] = seq
-        else:  # the last opcode (an XZERO cut short keeps Redis's length arithmetic)
+        else:
             buf[p:] = seq
-            del buf[end + delta:]
+            if is_xzero and p + 2 > end:  # an XZERO cut short: its last byte lands past the new end
+                self.tail = buf.pop()
         return self._updated(prev, end + delta)
 
     def _updated(self, prev: int | None, end: int) -> int:
@@ -484,6 +514,7 @@ class _Sparse:
                         buf[p + 1] = _val(((b >> 2) & 0x1F) + 1, run)
                         del buf[p]
                         end -= 1
+                        self.tail = 0
                         continue
             p += 1
         buf[15] |= _STALE
@@ -497,8 +528,9 @@ class _Sparse:
             self.firsts.pop()
 
     def _promote(self, index: int, count: int) -> int:
-        if not _to_dense(self.buf):
+        if not _to_dense(self.buf, self.tail):
             return -1
+        self.tail = 0
         _dense_set(self.buf, index, count)  # it was lower: the register grows
         return 1
 
@@ -537,26 +569,28 @@ def add(value: bytes, elements: Iterable[bytes], sparse_max_bytes: int
             continue
         if sparse is None:
             buf = bytearray(value)
-            sparse = _Sparse(buf)
+            sparse = _Sparse(buf, tail_byte(value))
         result = sparse.set(index, count, sparse_max_bytes)
         if result < 0:
-            return bytes(buf), updated, False  # type: ignore[arg-type]
+            return _with_tail(bytes(buf), sparse.tail), updated, False  # type: ignore[arg-type]
         updated += result
         dense = buf[4] == DENSE  # type: ignore[index]
-    return (value if buf is None else bytes(buf)), updated, True
+    if buf is None:
+        return value, updated, True
+    return _with_tail(bytes(buf), sparse.tail if sparse is not None else 0), updated, True
 
 
 def invalidate(value: bytes) -> bytes:
     """``value`` with its cached cardinality marked stale (HLL_INVALIDATE_CACHE)."""
     if value[15] & _STALE:
         return value
-    return value[:15] + _ONE_BYTE[value[15] | _STALE] + value[16:]
+    return _with_tail(value[:15] + _ONE_BYTE[value[15] | _STALE] + value[16:], tail_byte(value))
 
 
 def to_dense(value: bytes) -> bytes:
     """hllSparseToDense; CorruptHLL for a bad sparse one."""
     buf = bytearray(value)
-    if not _to_dense(buf):
+    if not _to_dense(buf, tail_byte(value)):
         raise CorruptHLL()
     return bytes(buf)
 
@@ -567,15 +601,18 @@ def merge_into(value: bytes, merged: Registers, to_dense_first: bool, sparse_max
     cannot be), then each register raised to ``merged``'s, in register order (a sparse
     destination may turn dense half-way), and the cache marked stale."""
     buf = bytearray(value)
-    if to_dense_first and not _to_dense(buf):
-        raise CorruptHLL()
+    tail = tail_byte(value)
+    if to_dense_first:
+        if not _to_dense(buf, tail):
+            raise CorruptHLL()
+        tail = 0
     if buf[4] == DENSE:
         # The destination was one of the sources: its registers are already in ``merged``.
         mine = _unpack_dense(buf)
         lanes = tuple(_lane_max(a, b) for a, b in zip(mine, merged.lanes, strict=True))
         buf[HDR_SIZE:] = _pack_dense(lanes)  # type: ignore[arg-type]
     else:
-        sparse = _Sparse(buf)
+        sparse = _Sparse(buf, tail)
         raw = merged.raw()
         for index, count in enumerate(raw):
             if not count:
@@ -585,13 +622,15 @@ def merge_into(value: bytes, merged: Registers, to_dense_first: bool, sparse_max
                     _dense_set(buf, index, count)
             else:
                 sparse.set(index, count, sparse_max_bytes)  # Redis ignores the result
+        tail = sparse.tail if buf[4] == SPARSE else 0
     buf[15] |= _STALE
-    return bytes(buf)
+    return _with_tail(bytes(buf), tail)
 
 
 def decode_sparse(value: bytes) -> bytes:
     """PFDEBUG DECODE: the opcodes as ``z:len Z:len v:value,len``."""
     out = []
+    tail = tail_byte(value)
     end = len(value)
     p = HDR_SIZE
     while p < end:
@@ -600,7 +639,8 @@ def decode_sparse(value: bytes) -> bytes:
             out.append(b"z:%d" % (b + 1))
             p += 1
         elif b < 0x80:
-            out.append(b"Z:%d" % ((((b & 0x3F) << 8) | (value[p + 1] if p + 1 < end else 0)) + 1))
+            second = value[p + 1] if p + 1 < end else tail
+            out.append(b"Z:%d" % ((((b & 0x3F) << 8) | second) + 1))
             p += 2
         else:
             out.append(b"v:%d,%d" % (((b >> 2) & 0x1F) + 1, (b & 3) + 1))
