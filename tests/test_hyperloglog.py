@@ -501,3 +501,32 @@ def test_an_xzero_cut_short_reads_and_keeps_the_byte_past_the_end(r: redis.Redis
         ("PFDEBUG", "DECODE", "x"), ("PFCOUNT", "x", "x"), ("PFADD", "x", b"\x00\x01"),
         ("GET", "x"), ("PFCOUNT", "x"), ("GET", "x"), ("PFDEBUG", "DECODE", "x"),
         ("PFMERGE", "y", "x"), ("GET", "y")])
+
+
+def test_pipelined_pfadd_and_pfcount_are_counted_as_in_redis(
+        r: redis.Redis, real: redis.Redis, server_propagated: list[list[bytes]]) -> None:
+    # Pipelined single-element PFADDs to a dense HLL and PFCOUNTs of a cached count take
+    # the plain lane (commands/plain.py): same replies, statistics and propagation.
+    rng = random.Random(11)
+    for client in (r, real):
+        client.pfadd("h", *_elements(random.Random(12), 5000))
+        client.pfcount("h")
+        client.config_resetstat()
+    server_propagated.clear()
+    elements = _elements(rng, 300)
+    commands: list[tuple[object, ...]] = [("PFADD", "h", e) for e in elements]
+    commands += [("PFCOUNT", "h")] * 3 + [("GET", "h"), ("PFADD", "h", elements[0])]
+    commands += [("PFCOUNT", "h"), ("GET", "h"), ("PFCOUNT", "h"), ("PFCOUNT", "missing")]
+    replies = _run_both(r, real, commands)
+    for section in ("commandstats", "stats"):
+        mine, theirs = r.info(section), real.info(section)
+        for name in ("cmdstat_pfadd", "cmdstat_pfcount", "cmdstat_get"):
+            if section == "commandstats":
+                assert mine[name]["calls"] == theirs[name]["calls"], name
+        if section == "stats":
+            for name in ("keyspace_hits", "keyspace_misses"):
+                assert mine[name] == theirs[name], name
+    grown = [[b"PFADD", b"h", e]
+             for e, reply in zip(elements, replies, strict=False) if reply == 1]
+    assert [argv for argv in server_propagated if argv[0] == b"PFADD"] == grown
+    assert [b"PFCOUNT", b"h"] in server_propagated  # the count after the adds, recomputed

@@ -35,7 +35,8 @@ from __future__ import annotations
 import math
 import random
 import struct
-from bisect import bisect_right
+from array import array
+from bisect import bisect_left, bisect_right
 from collections.abc import Iterable
 
 HLL_P = 14  # register index bits
@@ -63,6 +64,7 @@ _M = 0xC6A4A7935BD1E995
 _MASK64 = (1 << 64) - 1
 _STALE = 0x80  # bit 7 of byte 15: the cached cardinality is not valid
 
+DENSE_MAGIC = b"HYLL" + bytes((DENSE,))  # how every dense HLL starts
 # createHLLObject: a sparse HLL of one XZERO opcode covering every register.
 EMPTY = b"HYLL" + bytes((SPARSE, 0, 0, 0)) + bytes(8) + bytes((
     0x40 | ((REGISTERS - 1) >> 8), (REGISTERS - 1) & 0xFF))
@@ -156,7 +158,7 @@ def cached_cardinality(value: bytes) -> int | None:
 
 def with_cardinality(value: bytes, card: int) -> bytes:
     """``value`` with ``card`` cached (PFCOUNT writes it back)."""
-    return _with_tail(value[:8] + card.to_bytes(8, "little") + value[16:], tail_byte(value))
+    return _carry(value, value[:8] + card.to_bytes(8, "little") + value[16:])
 
 
 # -- registers as one byte each ------------------------------------------------------------
@@ -400,23 +402,32 @@ def _zeros(run: int) -> bytes:
 
 
 class _Sparse:
-    """A sparse HLL being updated in place, and where its opcodes start.
+    """A sparse HLL being updated in place (hllSparseSet and its helpers).
 
-    ``starts``/``firsts`` list consecutive opcodes from the first one: their offsets and
-    the first register each covers. An update changes nothing before the opcode preceding
-    the one it edits (a merge of that one with its right neighbour keeps where it starts),
-    so the list stays true up to there, and the next search starts from the nearest known
-    opcode instead of the beginning: the same opcodes are found as by Redis's walk from the
-    start, without walking it again (PFMERGE sets registers in order).
+    Redis finds the opcode holding a register by walking the opcodes from the first one.
+    Here a well-formed HLL (complete opcodes covering exactly 16384 registers) keeps an
+    index instead: ``firsts``, the first register of each opcode, and ``xzeros``, those of
+    the 2-byte XZERO opcodes; opcode k then starts at byte ``16 + k + (XZEROs before it)``.
+    Both depend on which registers the opcodes cover, not on where bytes sit, so an edit
+    changes only the entries of the opcodes it splits or merges. The index outlives the
+    command (see :func:`_take_index`); a malformed HLL is walked as Redis walks it.
     """
 
-    __slots__ = ("buf", "tail", "starts", "firsts")
+    __slots__ = ("buf", "tail", "firsts", "xzeros", "changed")
 
-    def __init__(self, buf: bytearray, tail: int) -> None:
+    def __init__(self, buf: bytearray, tail: int, index: _Index | None) -> None:
         self.buf = buf
         self.tail = tail  # see tail_byte()
-        self.starts = [HDR_SIZE]
-        self.firsts = [0]
+        self.firsts, self.xzeros = index if index is not None else (None, None)
+        self.changed = False
+
+    def index(self) -> _Index | None:
+        if self.firsts is None or self.buf[4] != SPARSE:
+            return None
+        return self.firsts, self.xzeros  # type: ignore[return-value]
+
+    def _start(self, k: int) -> int:
+        return HDR_SIZE + k + bisect_left(self.xzeros, self.firsts[k])  # type: ignore
 
     def set(self, index: int, count: int, max_bytes: int) -> int:
         """hllSparseSet: 1 when a register grew, 0 when not, -1 when corrupt. May turn
@@ -425,34 +436,44 @@ class _Sparse:
             return self._promote(index, count)
         buf = self.buf
         end = len(buf)
-        starts, firsts = self.starts, self.firsts
-        known = bisect_right(firsts, index) - 1
-        if known + 1 < len(starts):
-            del starts[known + 1:], firsts[known + 1:]
-        p, first = starts[known], firsts[known]
-        prev = starts[known - 1] if known else None
-        span = 0
-        b = 0
-        while p < end:
+        firsts = self.firsts
+        k = -1
+        if firsts is not None:
+            k = bisect_right(firsts, index) - 1
+            first = firsts[k]
+            p = self._start(k)
+            prev = self._start(k - 1) if k else None
             b = buf[p]
             if b < 0x40:
                 span = b + 1
-                oplen = 1
             elif b & 0x80:
                 span = (b & 3) + 1
-                oplen = 1
             else:
-                span = (((b & 0x3F) << 8) | (buf[p + 1] if p + 1 < end else self.tail)) + 1
-                oplen = 2
-            if index <= first + span - 1:
-                break
-            prev = p
-            p += oplen
-            first += span
-            starts.append(p)
-            firsts.append(first)
-        if span == 0 or p >= end:
-            return -1
+                span = (((b & 0x3F) << 8) | buf[p + 1]) + 1
+        else:  # Redis's walk
+            p = HDR_SIZE
+            first = 0
+            prev = None
+            span = 0
+            b = 0
+            while p < end:
+                b = buf[p]
+                if b < 0x40:
+                    span = b + 1
+                    oplen = 1
+                elif b & 0x80:
+                    span = (b & 3) + 1
+                    oplen = 1
+                else:
+                    span = (((b & 0x3F) << 8) | (buf[p + 1] if p + 1 < end else self.tail)) + 1
+                    oplen = 2
+                if index <= first + span - 1:
+                    break
+                prev = p
+                p += oplen
+                first += span
+            if span == 0 or p >= end:
+                return -1
         is_xzero = 0x40 <= b < 0x80
         nxt: int | None = p + (2 if is_xzero else 1)
         if nxt >= end:  # type: ignore[operator]
@@ -462,26 +483,40 @@ class _Sparse:
                 return 0
             if span == 1:
                 buf[p] = _val(count, 1)
-                return self._updated(prev, end)
+                return self._updated(prev, k - 1, end)
         elif not is_xzero and span == 1:  # ZERO of one register
             buf[p] = _val(count, 1)
-            return self._updated(prev, end)
+            return self._updated(prev, k - 1, end)
         # The general case: split the opcode around the register.
         last = first + span - 1
         seq = bytearray()
+        new_firsts = []
+        new_xzeros = []
         if b & 0x80:
             current = ((b >> 2) & 0x1F) + 1
             if index != first:
                 seq.append(_val(current, index - first))
+                new_firsts.append(first)
             seq.append(_val(count, 1))
+            new_firsts.append(index)
             if index != last:
                 seq.append(_val(current, last - index))
+                new_firsts.append(index + 1)
         else:
             if index != first:
-                seq += _zeros(index - first)
+                run = _zeros(index - first)
+                seq += run
+                new_firsts.append(first)
+                if len(run) == 2:
+                    new_xzeros.append(first)
             seq.append(_val(count, 1))
+            new_firsts.append(index)
             if index != last:
-                seq += _zeros(last - index)
+                run = _zeros(last - index)
+                seq += run
+                new_firsts.append(index + 1)
+                if len(run) == 2:
+                    new_xzeros.append(index + 1)
         delta = len(seq) - (2 if is_xzero else 1)
         if delta > 0 and end + delta > max_bytes:
             return self._promote(index, count)
@@ -490,21 +525,33 @@ class _Sparse:
             buf[p:nxt] = seq
         else:
             buf[p:] = seq
-            if is_xzero and p + 2 > end:  # an XZERO cut short: its last byte lands past the new end
+            if is_xzero and p + 2 > end:  # an XZERO cut short: its last byte lands past the end
                 self.tail = buf.pop()
-        return self._updated(prev, end + delta)
+        if firsts is not None:
+            xzeros = self.xzeros
+            firsts[k:k + 1] = array("H", new_firsts)
+            if is_xzero:
+                del xzeros[bisect_left(xzeros, first)]  # type: ignore[arg-type]
+            for start in new_xzeros:
+                xzeros.insert(bisect_left(xzeros, start), start)  # type: ignore[union-attr]
+        return self._updated(prev, k - 1, end + delta)
 
-    def _updated(self, prev: int | None, end: int) -> int:
+    def _updated(self, prev: int | None, j: int, end: int) -> int:
         """Step 4 of hllSparseSet: merge neighbouring equal VALs over five opcodes from the
-        one before the edit; then the cache is stale."""
+        one before the edit (opcode ``j`` at ``prev``); then the cache is stale."""
         buf = self.buf
-        p = HDR_SIZE if prev is None else prev
+        firsts = self.firsts
+        if prev is None:
+            p, j = HDR_SIZE, 0
+        else:
+            p = prev
         scan = 5
         while p < end and scan:
             scan -= 1
             b = buf[p]
             if b < 0x80:
                 p += 2 if b & 0x40 else 1
+                j += 1
                 continue
             if p + 1 < end:
                 b1 = buf[p + 1]
@@ -515,24 +562,84 @@ class _Sparse:
                         del buf[p]
                         end -= 1
                         self.tail = 0
+                        if firsts is not None:
+                            del firsts[j + 1]
                         continue
             p += 1
+            j += 1
         buf[15] |= _STALE
-        self._forget_from_edit()
+        self.changed = True
         return 1
-
-    def _forget_from_edit(self) -> None:
-        # The last known opcode is the one edited; the ones before it stay where they are.
-        if len(self.starts) > 1:
-            self.starts.pop()
-            self.firsts.pop()
 
     def _promote(self, index: int, count: int) -> int:
         if not _to_dense(self.buf, self.tail):
             return -1
         self.tail = 0
+        self.changed = True
         _dense_set(self.buf, index, count)  # it was lower: the register grows
         return 1
+
+
+# firsts, xzeros: see _Sparse.
+_Index = tuple[array, array]
+# id(value) -> (value, index) for the sparse HLLs updated lately, so that the next update
+# of the same key finds its index ready; bounded, oldest first out.
+_indexes: dict[int, tuple[bytes, _Index]] = {}
+_INDEX_LIMIT = 64
+
+
+def _build_index(value: bytes | bytearray) -> _Index | None:
+    """The index of a well-formed sparse HLL; None for a malformed one."""
+    firsts = array("H")
+    xzeros = array("H")
+    end = len(value)
+    p = HDR_SIZE
+    i = 0
+    while p < end:
+        if i >= REGISTERS:
+            return None
+        firsts.append(i)
+        b = value[p]
+        if b < 0x40:
+            i += b + 1
+            p += 1
+        elif b & 0x80:
+            i += (b & 3) + 1
+            p += 1
+        else:
+            if p + 1 >= end:
+                return None
+            xzeros.append(i)
+            i += (((b & 0x3F) << 8) | value[p + 1]) + 1
+            p += 2
+    return (firsts, xzeros) if i == REGISTERS else None
+
+
+def _take_index(value: bytes) -> _Index | None:
+    """The index of ``value``, handed over: its owner edits it in place, so ``value`` (which
+    another key may still hold) loses it."""
+    found = _indexes.pop(id(value), None)
+    if found is not None and found[0] is value:
+        return found[1]
+    return _build_index(value)
+
+
+def _keep_index(value: bytes, index: _Index | None) -> bytes:
+    if index is not None:
+        if len(_indexes) >= _INDEX_LIMIT:
+            del _indexes[next(iter(_indexes))]
+        _indexes[id(value)] = (value, index)
+    return value
+
+
+def _carry(old: bytes, new: bytes) -> bytes:
+    """``new`` has ``old``'s opcodes (only the header changed): it takes what is known of
+    them (the byte past the end, the index)."""
+    _with_tail(new, tail_byte(old))
+    found = _indexes.pop(id(old), None)
+    if found is not None and found[0] is old:
+        _keep_index(new, found[1])
+    return new
 
 
 def add(value: bytes, elements: Iterable[bytes], sparse_max_bytes: int
@@ -540,9 +647,9 @@ def add(value: bytes, elements: Iterable[bytes], sparse_max_bytes: int
     """hllAdd of each element in turn: ``(new value, elements that grew a register, ok)``.
 
     ``ok`` is False when a corrupt sparse HLL was found; the value then holds the updates
-    made before (Redis changes the string in place and stops there). A dense HLL that no
-    element changes is returned as is, without a copy. The cache is not touched for a dense
-    HLL (PFADD marks it stale when anything changed; a sparse update marks it itself).
+    made before (Redis changes the string in place and stops there). An HLL that no element
+    changes is returned as is. The cache is not touched for a dense HLL (PFADD marks it
+    stale when anything changed; a sparse update marks it itself).
     """
     buf: bytearray | None = None
     sparse: _Sparse | None = None
@@ -569,22 +676,56 @@ def add(value: bytes, elements: Iterable[bytes], sparse_max_bytes: int
             continue
         if sparse is None:
             buf = bytearray(value)
-            sparse = _Sparse(buf, tail_byte(value))
+            sparse = _Sparse(buf, tail_byte(value), _take_index(value))
         result = sparse.set(index, count, sparse_max_bytes)
         if result < 0:
-            return _with_tail(bytes(buf), sparse.tail), updated, False  # type: ignore[arg-type]
+            break
         updated += result
         dense = buf[4] == DENSE  # type: ignore[index]
-    if buf is None:
-        return value, updated, True
-    return _with_tail(bytes(buf), sparse.tail if sparse is not None else 0), updated, True
+    else:
+        result = 0
+    if sparse is not None:
+        if not sparse.changed:
+            _keep_index(value, sparse.index())
+            return value, updated, result >= 0
+        new = _with_tail(bytes(buf), sparse.tail)  # type: ignore[arg-type]
+        return _keep_index(new, sparse.index()), updated, result >= 0
+    return (value if buf is None else bytes(buf)), updated, True
+
+
+def dense_add_one(value: bytes, element: bytes) -> bytes | None:
+    """PFADD of one element to a dense HLL, the common case made short: the new value (its
+    cache marked stale), or None when no register grew. One copy of the 12 KB."""
+    h = murmurhash64a(element)
+    run = (h >> HLL_P) | (1 << HLL_Q)
+    index = h & P_MASK
+    count = (run & -run).bit_length()
+    pos = _REG_BYTE[index]
+    fb = _REG_SHIFT[index]
+    b0 = value[pos]
+    if fb <= 2:
+        if count <= (b0 >> fb) & REGISTER_MAX:
+            return None
+        new = _ONE_BYTE[(b0 & ~(REGISTER_MAX << fb) & 0xFF) | (count << fb)]
+    else:
+        b1 = value[pos + 1]
+        if count <= ((b0 >> fb) | (b1 << (8 - fb))) & REGISTER_MAX:
+            return None
+        fb8 = 8 - fb
+        new = bytes(((b0 & ~(REGISTER_MAX << fb) & 0xFF) | ((count << fb) & 0xFF),
+                     (b1 & ~(REGISTER_MAX >> fb8) & 0xFF) | (count >> fb8)))
+    view = memoryview(value)
+    if value[15] & _STALE:
+        return b"".join((view[:pos], new, view[pos + len(new):]))
+    return b"".join((view[:15], _ONE_BYTE[value[15] | _STALE], view[16:pos], new,
+                     view[pos + len(new):]))
 
 
 def invalidate(value: bytes) -> bytes:
     """``value`` with its cached cardinality marked stale (HLL_INVALIDATE_CACHE)."""
     if value[15] & _STALE:
         return value
-    return _with_tail(value[:15] + _ONE_BYTE[value[15] | _STALE] + value[16:], tail_byte(value))
+    return _carry(value, value[:15] + _ONE_BYTE[value[15] | _STALE] + value[16:])
 
 
 def to_dense(value: bytes) -> bytes:
@@ -612,7 +753,7 @@ def merge_into(value: bytes, merged: Registers, to_dense_first: bool, sparse_max
         lanes = tuple(_lane_max(a, b) for a, b in zip(mine, merged.lanes, strict=True))
         buf[HDR_SIZE:] = _pack_dense(lanes)  # type: ignore[arg-type]
     else:
-        sparse = _Sparse(buf, tail)
+        sparse = _Sparse(buf, tail, _take_index(value))
         raw = merged.raw()
         for index, count in enumerate(raw):
             if not count:
@@ -623,8 +764,10 @@ def merge_into(value: bytes, merged: Registers, to_dense_first: bool, sparse_max
             else:
                 sparse.set(index, count, sparse_max_bytes)  # Redis ignores the result
         tail = sparse.tail if buf[4] == SPARSE else 0
+        buf[15] |= _STALE
+        return _keep_index(_with_tail(bytes(buf), tail), sparse.index())
     buf[15] |= _STALE
-    return _with_tail(bytes(buf), tail)
+    return bytes(buf)
 
 
 def decode_sparse(value: bytes) -> bytes:
