@@ -517,6 +517,13 @@ def test_pipelined_pfadd_and_pfcount_are_counted_as_in_redis(
     commands: list[tuple[object, ...]] = [("PFADD", "h", e) for e in elements]
     commands += [("PFCOUNT", "h")] * 3 + [("GET", "h"), ("PFADD", "h", elements[0])]
     commands += [("PFCOUNT", "h"), ("GET", "h"), ("PFCOUNT", "h"), ("PFCOUNT", "missing")]
+    # Sparse: an element already counted changes nothing (the lane), a new one does; a short
+    # HLL stored by SET (embstr) becomes raw on its first PFADD even when nothing changes.
+    commands += [("PFADD", "s", "a", "b"), *[("PFADD", "s", "a")] * 5, ("PFADD", "s", "c"),
+                 ("PFADD", "s", "b"), ("GET", "s"), ("SET", "e", _SPARSE_OF_3),
+                 ("OBJECT", "ENCODING", "e"), ("PFADD", "e", "x"), ("OBJECT", "ENCODING", "e"),
+                 ("SET", "e2", _SPARSE_OF_3), ("PFADD", "e2", _elements(random.Random(3), 3)[0]),
+                 ("OBJECT", "ENCODING", "e2")]
     replies = _run_both(r, real, commands)
     for section in ("commandstats", "stats"):
         mine, theirs = r.info(section), real.info(section)
@@ -528,5 +535,7 @@ def test_pipelined_pfadd_and_pfcount_are_counted_as_in_redis(
                 assert mine[name] == theirs[name], name
     grown = [[b"PFADD", b"h", e]
              for e, reply in zip(elements, replies, strict=False) if reply == 1]
+    grown += [[b"PFADD", b"s", b"a", b"b"], [b"PFADD", b"s", b"c"], [b"PFADD", b"e", b"x"]]
     assert [argv for argv in server_propagated if argv[0] == b"PFADD"] == grown
+    assert replies[-2:] == [0, b"raw"]
     assert [b"PFCOUNT", b"h"] in server_propagated  # the count after the adds, recomputed

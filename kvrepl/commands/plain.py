@@ -13,8 +13,9 @@ value of another type) to the general path, which then runs it exactly as before
 PFADD and PFCOUNT are here because ``redis-benchmark ... PFADD hll __rand_int__`` (and
 PFCOUNT) is how HyperLogLog throughput is measured, and the general path costs several times
 the register update; the lane takes only what is a few lines there, on a key without a TTL:
-one element into a dense HLL, the count of one HLL that has a valid cached cardinality of
-more than 44 bytes (a shorter one may need to be made ``raw``). The rest (sparse encoding,
+one element into a dense HLL, or into a sparse one when it changes nothing, the count of one
+HLL that has a valid cached cardinality and more than 44 bytes (a shorter one may need to be
+made ``raw`` first). The rest (sparse encoding,
 a count to compute, errors) goes to the general path, ``commands/hyperloglog.py``.
 
 What the general path would have recorded is recorded here too: the dirty counter,
@@ -27,7 +28,15 @@ from __future__ import annotations
 from time import perf_counter
 from typing import TYPE_CHECKING
 
-from kvrepl.store.hyperloglog import DENSE_MAGIC, DENSE_SIZE, dense_add_one, is_hll
+from kvrepl.store.encoding import string_encoding
+from kvrepl.store.hyperloglog import (
+    DENSE_MAGIC,
+    DENSE_SIZE,
+    SPARSE_MAGIC,
+    dense_add_one,
+    is_hll,
+    sparse_holds,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -198,10 +207,16 @@ class PlainLane:
             elif length == 3 and argv[0] in _PFADD:
                 key = argv[1]
                 value = data.get(key)
-                if (key in expires or type(value) is not bytes or len(value) != DENSE_SIZE
-                        or not value.startswith(DENSE_MAGIC)):
-                    break  # a new, sparse or corrupt HLL, another type, a TTL: general path
-                new = dense_add_one(value, argv[2])
+                if key in expires or type(value) is not bytes:
+                    break  # a new key, another type, a TTL: the general path
+                if len(value) == DENSE_SIZE and value.startswith(DENSE_MAGIC):
+                    new = dense_add_one(value, argv[2])
+                elif (value.startswith(SPARSE_MAGIC) and len(value) >= 16
+                      and (len(value) > _SHORT or string_encoding(value) == b"raw")
+                      and sparse_holds(value, argv[2])):
+                    new = None  # a sparse HLL it does not change
+                else:
+                    break  # a sparse update, a corrupt HLL: the general path
                 access[key] = clock
                 pfadds += 1
                 if new is None:

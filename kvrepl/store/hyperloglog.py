@@ -65,6 +65,7 @@ _MASK64 = (1 << 64) - 1
 _STALE = 0x80  # bit 7 of byte 15: the cached cardinality is not valid
 
 DENSE_MAGIC = b"HYLL" + bytes((DENSE,))  # how every dense HLL starts
+SPARSE_MAGIC = b"HYLL" + bytes((SPARSE,))
 # createHLLObject: a sparse HLL of one XZERO opcode covering every register.
 EMPTY = b"HYLL" + bytes((SPARSE, 0, 0, 0)) + bytes(8) + bytes((
     0x40 | ((REGISTERS - 1) >> 8), (REGISTERS - 1) & 0xFF))
@@ -630,6 +631,25 @@ def _keep_index(value: bytes, index: _Index | None) -> bytes:
             del _indexes[next(iter(_indexes))]
         _indexes[id(value)] = (value, index)
     return value
+
+
+def sparse_holds(value: bytes, element: bytes) -> bool:
+    """True when the register ``element`` hashes to already holds its run in the sparse HLL
+    ``value`` (PFADD would change nothing); False when it would grow, or for a malformed
+    HLL. Reads the kept index (building and keeping it when missing), changes nothing."""
+    found = _indexes.get(id(value))
+    if found is not None and found[0] is value:
+        index = found[1]
+    else:
+        index = _build_index(value)
+        _keep_index(value, index)
+    if index is None:
+        return False
+    firsts, xzeros = index
+    register, run = pattern(element)
+    k = bisect_right(firsts, register) - 1
+    b = value[HDR_SIZE + k + bisect_left(xzeros, firsts[k])]
+    return bool(b & 0x80) and ((b >> 2) & 0x1F) + 1 >= run
 
 
 def _carry(old: bytes, new: bytes) -> bytes:
