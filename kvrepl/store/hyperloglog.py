@@ -81,28 +81,53 @@ _L03, _L0F, _L3F, _H80 = _L * 0x03, _L * 0x0F, _L * 0x3F, _L * 0x80
 _ONE_BYTE = [bytes((v,)) for v in range(256)]
 
 
+class _Memo:
+    """Facts about HLL values remembered by the identity of the ``bytes`` object (which
+    cannot change, so a fact stays true), like :func:`kvrepl.store.encoding.mark_string`'s
+    marks. Bounded, oldest out first; an entry holds its value, so that no other object
+    takes its id meanwhile. A fact that its user edits in place is taken (:meth:`take`), not
+    read, so that the old value, which another key may still hold, cannot see the edit."""
+
+    __slots__ = ("limit", "entries")
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.entries: dict[int, tuple[bytes, object]] = {}
+
+    def get(self, value: bytes) -> object | None:
+        found = self.entries.get(id(value))
+        return found[1] if found is not None and found[0] is value else None
+
+    def take(self, value: bytes) -> object | None:
+        found = self.entries.pop(id(value), None)
+        return found[1] if found is not None and found[0] is value else None
+
+    def put(self, value: bytes, fact: object | None) -> bytes:
+        if fact is not None:
+            if len(self.entries) >= self.limit:
+                self.entries.pop(next(iter(self.entries)), None)
+            self.entries[id(value)] = (value, fact)
+        return value
+
+
 # The byte just past the end of a sparse HLL, where Redis's sds keeps its terminator. An XZERO
 # opcode cut short by the end of the string reads it as its second byte, and the one update
 # that splits such an opcode writes its last byte there (hllSparseSet's memcpy goes one past
 # the new length). Redis keeps that byte with the string in memory until its length changes
-# again, so kvrepl remembers it too, by identity of the bytes object like
-# :func:`kvrepl.store.encoding.mark_string`; zero, by far the usual, is not stored.
-_tails: dict[int, tuple[bytes, int]] = {}
-_TAIL_LIMIT = 1024
+# again, so kvrepl remembers it too; zero, by far the usual, is not stored.
+_TAILS = _Memo(1024)
+# The register histogram of dense HLLs counted or updated lately: PFADD keeps it current
+# register by register, so PFCOUNT after PFADD does not recount 16384 registers.
+_HISTOGRAMS = _Memo(64)
 
 
 def tail_byte(value: bytes) -> int:
     """The byte Redis would find just past ``value``'s end (0 but after the case above)."""
-    found = _tails.get(id(value))
-    return found[1] if found is not None and found[0] is value else 0
+    return _TAILS.get(value) or 0  # type: ignore[return-value]
 
 
 def _with_tail(value: bytes, tail: int) -> bytes:
-    if tail:
-        if len(_tails) >= _TAIL_LIMIT:
-            del _tails[next(iter(_tails))]
-        _tails[id(value)] = (value, tail)
-    return value
+    return _TAILS.put(value, tail or None)
 
 
 class CorruptHLL(Exception):
@@ -352,9 +377,12 @@ def estimate(histogram: list[int]) -> int:
 def count(value: bytes) -> int:
     """hllCount of a stored HLL (the cache is not consulted); CorruptHLL for a bad sparse."""
     if value[4] == DENSE:
-        r0, r1, r2, r3 = _unpack_dense(value)
-        return estimate(_histogram(b"".join(
-            lane.to_bytes(_LANES, "little") for lane in (r0, r1, r2, r3))))
+        histogram = _HISTOGRAMS.get(value)
+        if histogram is None:
+            histogram = _histogram(b"".join(
+                lane.to_bytes(_LANES, "little") for lane in _unpack_dense(value)))
+            _HISTOGRAMS.put(value, histogram)
+        return estimate(histogram)  # type: ignore[arg-type]
     return estimate(_sparse_histogram(value))
 
 
@@ -583,10 +611,9 @@ class _Sparse:
 
 # firsts, xzeros: see _Sparse.
 _Index = tuple[array, array]
-# id(value) -> (value, index) for the sparse HLLs updated lately, so that the next update
-# of the same key finds its index ready; bounded, oldest first out.
-_indexes: dict[int, tuple[bytes, _Index]] = {}
-_INDEX_LIMIT = 64
+# The indexes of the sparse HLLs updated lately: the next update of the same key finds its
+# index ready.
+_INDEXES = _Memo(64)
 
 
 def _build_index(value: bytes | bytearray) -> _Index | None:
@@ -617,30 +644,21 @@ def _build_index(value: bytes | bytearray) -> _Index | None:
 
 
 def _take_index(value: bytes) -> _Index | None:
-    """The index of ``value``, handed over: its owner edits it in place, so ``value`` (which
-    another key may still hold) loses it."""
-    found = _indexes.pop(id(value), None)
-    if found is not None and found[0] is value:
-        return found[1]
-    return _build_index(value)
+    """The index of ``value``, handed over to be edited in place."""
+    index = _INDEXES.take(value)
+    return _build_index(value) if index is None else index  # type: ignore[return-value]
 
 
 def _keep_index(value: bytes, index: _Index | None) -> bytes:
-    if index is not None:
-        if len(_indexes) >= _INDEX_LIMIT:
-            del _indexes[next(iter(_indexes))]
-        _indexes[id(value)] = (value, index)
-    return value
+    return _INDEXES.put(value, index)
 
 
 def sparse_holds(value: bytes, element: bytes) -> bool:
     """True when the register ``element`` hashes to already holds its run in the sparse HLL
     ``value`` (PFADD would change nothing); False when it would grow, or for a malformed
     HLL. Reads the kept index (building and keeping it when missing), changes nothing."""
-    found = _indexes.get(id(value))
-    if found is not None and found[0] is value:
-        index = found[1]
-    else:
+    index = _INDEXES.get(value)
+    if index is None:
         index = _build_index(value)
         _keep_index(value, index)
     if index is None:
@@ -653,13 +671,11 @@ def sparse_holds(value: bytes, element: bytes) -> bool:
 
 
 def _carry(old: bytes, new: bytes) -> bytes:
-    """``new`` has ``old``'s opcodes (only the header changed): it takes what is known of
-    them (the byte past the end, the index)."""
+    """``new`` has ``old``'s registers (only the header changed): it takes what is known of
+    them (the byte past the end, the index, the histogram)."""
     _with_tail(new, tail_byte(old))
-    found = _indexes.pop(id(old), None)
-    if found is not None and found[0] is old:
-        _keep_index(new, found[1])
-    return new
+    _INDEXES.put(new, _INDEXES.take(old))
+    return _HISTOGRAMS.put(new, _HISTOGRAMS.take(old))
 
 
 def add(value: bytes, elements: Iterable[bytes], sparse_max_bytes: int
@@ -724,21 +740,30 @@ def dense_add_one(value: bytes, element: bytes) -> bytes | None:
     fb = _REG_SHIFT[index]
     b0 = value[pos]
     if fb <= 2:
-        if count <= (b0 >> fb) & REGISTER_MAX:
+        old = (b0 >> fb) & REGISTER_MAX
+        if count <= old:
             return None
         new = _ONE_BYTE[(b0 & ~(REGISTER_MAX << fb) & 0xFF) | (count << fb)]
     else:
         b1 = value[pos + 1]
-        if count <= ((b0 >> fb) | (b1 << (8 - fb))) & REGISTER_MAX:
+        old = ((b0 >> fb) | (b1 << (8 - fb))) & REGISTER_MAX
+        if count <= old:
             return None
         fb8 = 8 - fb
         new = bytes(((b0 & ~(REGISTER_MAX << fb) & 0xFF) | ((count << fb) & 0xFF),
                      (b1 & ~(REGISTER_MAX >> fb8) & 0xFF) | (count >> fb8)))
     view = memoryview(value)
     if value[15] & _STALE:
-        return b"".join((view[:pos], new, view[pos + len(new):]))
-    return b"".join((view[:15], _ONE_BYTE[value[15] | _STALE], view[16:pos], new,
-                     view[pos + len(new):]))
+        result = b"".join((view[:pos], new, view[pos + len(new):]))
+    else:
+        result = b"".join((view[:15], _ONE_BYTE[value[15] | _STALE], view[16:pos], new,
+                           view[pos + len(new):]))
+    histogram = _HISTOGRAMS.take(value)
+    if histogram is not None:
+        histogram[old] -= 1  # type: ignore[index]
+        histogram[count] += 1  # type: ignore[index]
+        _HISTOGRAMS.put(result, histogram)
+    return result
 
 
 def invalidate(value: bytes) -> bytes:
