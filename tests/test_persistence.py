@@ -570,7 +570,7 @@ async def test_a_failed_bgsave_keeps_the_old_dump(tmp_path: Path, nursery: trio.
     noise = random.Random(1)
     run(engine, session, "MSET",
         *[x for i in range(5000) for x in (f"k{i}", noise.randbytes(150).hex())])
-    monkeypatch.setattr(persistence, "FILE_BUFFER", 32 * 1024)
+    persistence.attach(engine).snapshot_buffer = 32 * 1024  # many chunks, many writes
     real_write = persistence.TempFile.write
     writes = []
 
