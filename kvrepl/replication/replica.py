@@ -180,7 +180,7 @@ class ReplicaOf:
                 offset=self.reploff + 1,
                 masterauth=self.config.masterauth, masteruser=self.config.masteruser,
                 announce_ip=self.config.replica_announce_ip,
-                capabilities=("eof", "psync2", "lz4"))
+                capabilities=("eof", "psync2", "lz4stream"))
             self._protocol = protocol
             failure: Exception | None = None
             async with trio.open_nursery() as nursery:
