@@ -254,12 +254,16 @@ class FileConsumer:
 class SnapshotReader:
     """One reader's place in a job's output: ``async for chunk in reader`` gives every
     chunk in order and ends when the RDB is complete; SnapshotFailed when the job failed or
-    was cancelled. :meth:`close` detaches it (the job no longer waits for it)."""
+    was cancelled. :meth:`close` detaches it (the job no longer waits for it).
+
+    A chunk counts as buffered until the reader asks for the next one (or closes): while a
+    reader sends or writes a chunk it still holds it."""
 
     def __init__(self, job: SnapshotJob) -> None:
         self.job = job
-        self.position = 0  # bytes of the RDB taken so far
+        self.position = 0  # bytes of the RDB released (taken, and done with)
         self.closed = False
+        self._held = 0  # size of the chunk handed out last, not released yet
 
     def __aiter__(self) -> SnapshotReader:
         return self
@@ -273,15 +277,19 @@ class SnapshotReader:
     async def receive(self) -> bytes | None:
         """The next chunk, waiting for the producer; None once the RDB is complete."""
         job = self.job
+        if self._held:
+            self.position += self._held
+            self._held = 0
+            job._reader_moved()
         while True:
             if self.closed:
                 raise trio.ClosedResourceError("snapshot reader closed")
             chunk = job._chunk_at(self.position)
             if chunk is not None:
-                self.position += len(chunk)
-                job._reader_moved()
+                self._held = len(chunk)
                 return chunk
             if job._produced:
+                job._readers_finished += 1
                 return None
             if job.status in (FAILED, CANCELLED):
                 raise SnapshotFailed(str(job.error) if job.error else job.status)
@@ -331,8 +339,8 @@ class SnapshotJob:
         self.slice_seconds = slice_seconds
         self.batch = batch
         self.buffer_limit = max(1024, buffer_limit or SNAPSHOT_BUFFER)
-        # Chunks are emitted at about a quarter of the limit, so a reader that is one chunk
-        # behind still leaves the producer room to work.
+        # Chunks are emitted at about a quarter of the limit: readers a chunk or two behind
+        # still leave the producer room to work.
         self.chunk_size = self.buffer_limit // 4
         self.consumers: list[Consumer] = []
         self.failed_consumers: list[tuple[Consumer, BaseException]] = []
@@ -351,6 +359,7 @@ class SnapshotJob:
         self.ended_at: float | None = None
         self.done = trio.Event()
         self._readers: list[SnapshotReader] = []
+        self._readers_finished = 0  # readers that were given the whole RDB
         self._pumps: list[tuple[Consumer, SnapshotReader]] = []
         self._chunks: deque[bytes] = deque()  # emitted, not yet taken by every reader
         self._chunks_start = 0  # RDB offset of _chunks[0]
@@ -513,7 +522,7 @@ class SnapshotJob:
                 if failure is not None:
                     raise failure
                 if self._produced:
-                    if self.consumers or self._readers:
+                    if self.consumers or self._readers or self._readers_finished:
                         self._end(DONE)
                     else:
                         self._end_without_readers()
@@ -593,7 +602,8 @@ class SnapshotJob:
 
     async def _emit(self, chunk: bytes) -> None:
         """Hand ``chunk`` to the readers, then wait until the slowest one leaves room for the
-        next (at most ``buffer_limit - chunk_size`` bytes still held)."""
+        next: at most half the limit still held, so that the next chunk (a quarter, plus
+        the batch that crosses it) keeps the total under the limit."""
         self._pending_size = 0
         if chunk:
             self._emitted = True
@@ -602,7 +612,7 @@ class SnapshotJob:
             self._chunks_size += len(chunk)
             self._note_buffered()
             self._wake_readers()
-        room = self.buffer_limit - self.chunk_size
+        room = self.buffer_limit - 2 * self.chunk_size
         while self._readers and self._chunks_size > room:
             self._room = trio.Event()
             await self._room.wait()
