@@ -197,7 +197,10 @@ class Node:
         async def connect() -> trio.abc.Stream:
             if master._nursery is None:
                 raise OSError("the master node is not running")
-            ours, theirs = trio.testing.memory_stream_pair()
+            # Lockstep: a send waits until the other side has read it, as a socket's would
+            # once its buffer is full. An unbounded memory stream would let a full sync's
+            # RDB pile up in memory whenever the replica reads slower than the master sends.
+            ours, theirs = trio.testing.lockstep_stream_pair()
             master._nursery.start_soon(master.server.handle_stream, theirs)
             return ours
 
