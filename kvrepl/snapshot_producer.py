@@ -8,11 +8,13 @@ of keys are written. BGSAVE and full syncs both run one.
 
 The bytes are streamed, never gathered: the job appends chunks to one shared buffer and each
 reader (:class:`SnapshotReader`: a replica's socket, or the task that feeds a push
-:class:`Consumer` such as a :class:`FileConsumer`) takes them at its own pace. The producer
-stops serializing while the buffer, measured from the slowest reader, holds ``buffer_limit``
-bytes, so memory is bounded by that limit (plus one batch of keys, and a single value bigger
-than the limit when there is one), not by the dataset: the slowest reader paces the job, as
-the slowest replica paces Redis's diskless transfer. :attr:`SnapshotJob.peak_buffered` is
+:class:`Consumer` such as a :class:`FileConsumer`) takes them at its own pace, a chunk
+counting as held until its reader is done with it. Chunks are a quarter of
+``buffer_limit``; after each the producer waits until the slowest reader leaves at most half
+the limit held, and batches of keys are sized to an eighth of a chunk, so what is held stays
+under ``buffer_limit`` whatever the dataset (only a single value whose encoding exceeds a
+quarter of the limit can push past it, by its own size). The slowest reader paces the job,
+as the slowest replica paces Redis's diskless transfer. :attr:`SnapshotJob.peak_buffered` is
 the high-water mark, for tests and benchmarks.
 """
 

@@ -462,6 +462,9 @@ class MasterReplication:
 
         aux = lambda: default_aux(repl_id=self.replid.encode(),  # noqa: E731
                                   repl_offset=self.master_repl_offset, repl_stream_db=0)
+        state = persistence.attach(self.engine)
+        if state.nursery is None:  # the node gave persistence no nursery: jobs run in ours
+            state.nursery = self.nursery
         job = persistence.start_job(self.engine, to_file=to_disk, aux=aux, setup=setup)
         if job is None:
             logger.warning("BGSAVE for replication failed")
@@ -535,8 +538,7 @@ class MasterReplication:
     async def _stream_payload(self, io: object, link: ReplicaLink, header: bytes) -> None:
         """Diskless: the RDB as the job produces it, framed without a length."""
         reader = link.reader
-        assert reader is not None
-        link.state = "send_bulk"
+        assert reader is not None  # INFO keeps saying wait_bgsave meanwhile, as Redis's does
         try:
             if "lz4stream" in link.capabilities and not link.old_sync:
                 # Only kvrepl replicas announce lz4stream (Redis ignores unknown capas).
