@@ -558,7 +558,8 @@ class SnapshotJob:
         except SnapshotFailed:
             return  # the job aborts every consumer itself
         except Exception as err:
-            self._detach(consumer, err)
+            if not reader.closed:  # else remove_consumer took it away: not a failure
+                self._detach(consumer, err)
         finally:
             reader.close()
 

@@ -204,6 +204,28 @@ async def test_replicas_share_one_snapshot_once_max_replicas_wait():
         assert rdb_digest(results["first"][1]) == digest(master)
 
 
+async def test_a_replica_asking_during_a_diskless_transfer_waits_for_the_next_snapshot():
+    async with kvrepl.Master(port=0) as master:
+        state = bounded(master)
+        fill_big(master)
+        early, early_buffer = await raw_replica(master.port, "eof", "psync2")
+        while master.replication.job is None:
+            await trio.sleep(0.01)
+        first = master.replication.job  # paced by ``early``, which reads nothing yet
+        late, late_buffer = await raw_replica(master.port, "eof", "psync2")
+        while not master.replication.waiting:
+            await trio.sleep(0.01)
+        assert master.replication.job is first and first.status == persistence.RUNNING
+        assert "state=wait_bgsave" in master.replication.info_replica_lines()[1]
+        async with early, late:
+            _, early_payload = await read_payload(early, early_buffer)
+            _, late_payload = await read_payload(late, late_buffer)
+        assert state.last_job is not first  # a second snapshot, once the first was done
+        assert_streamed(first)
+        assert_streamed(state.last_job)
+        assert rdb_digest(early_payload) == rdb_digest(late_payload) == digest(master)
+
+
 async def test_a_replica_leaving_mid_transfer_does_not_hurt_the_other():
     async with kvrepl.Master(port=0, repl_diskless_sync_delay=3600,
                              repl_diskless_sync_max_replicas=2) as master:
