@@ -204,6 +204,23 @@ async def test_replicas_share_one_snapshot_once_max_replicas_wait():
         assert rdb_digest(results["first"][1]) == digest(master)
 
 
+async def test_diskless_sync_delay_holds_the_snapshot_until_it_ends():
+    async with kvrepl.Master(port=0, repl_diskless_sync_delay=1) as master:
+        state = bounded(master)
+        fill_big(master, FEW)
+        waiting_since = trio.current_time()
+        stream, buffer = await raw_replica(master.port, "eof", "psync2")
+        while not master.replication.waiting:
+            await trio.sleep(0.01)
+        assert master.replication.job is None  # waiting for more replicas to share it
+        async with stream:
+            _, payload = await read_payload(stream, buffer)
+        # Started by the delay's end, not by the request (a lower bound: never flaky).
+        assert trio.current_time() - waiting_since >= 1
+        assert_streamed(state.last_job, FEW)
+        assert rdb_digest(payload) == digest(master)
+
+
 async def test_a_replica_asking_during_a_diskless_transfer_waits_for_the_next_snapshot():
     async with kvrepl.Master(port=0) as master:
         state = bounded(master)
