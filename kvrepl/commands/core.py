@@ -352,8 +352,10 @@ class Engine:
         self._rewrite = list(argvs)
 
     def also_propagate(self, argv: list[bytes], db_index: int | None = None) -> None:
-        """Queue ``argv`` for propagation ahead of the running command's own (Redis's
-        ``alsoPropagate``); outside any command it is propagated at once."""
+        """Propagate a write that is not the running command's own (Redis's
+        ``alsoPropagate``): inside a command it is queued ahead of the command's write;
+        outside any command (an embedded read's expiry, active expiry, eviction) it goes
+        out at once, so that no later write can overtake it."""
         if self.propagate_listeners:
             db = self._current_db if db_index is None else db_index
             if self.depth:
@@ -381,15 +383,9 @@ class Engine:
                     listener(db_index, argv)
 
     def _on_expired(self, db: Database, key: bytes) -> None:
-        """A key was deleted for having expired (deleteExpiredKeyAndPropagate): its DEL goes
-        ahead of the running command's write, or straight out when no command runs (an
-        embedded read, active expiry)."""
+        """A key was deleted for having expired (deleteExpiredKeyAndPropagate)."""
         self.stats.expired_keys += 1
-        if self.propagate_listeners:
-            if self.depth:
-                self._pending.append((db.id, [b"DEL", key]))
-            else:
-                self.propagate(db.id, [b"DEL", key])
+        self.also_propagate([b"DEL", key], db.id)
 
     # -- execution -------------------------------------------------------------------------
     def lookup_command(self, argv: list[bytes]) -> Command:
