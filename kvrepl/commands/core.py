@@ -543,12 +543,19 @@ class Engine:
         rewritten = self._rewrite
         if rewritten is not None:
             self._rewrite = None
+        pending = self._pending
         if self.dirty != dirty and self.propagate_listeners:
             if rewritten is not None:
-                self._pending.extend((db.id, one) for one in rewritten)
+                pending.extend((db.id, one) for one in rewritten)
             elif cmd.replicates:
-                self._pending.append((db.id, argv))
-        if not depth and self._pending:
+                if depth or pending:
+                    pending.append((db.id, argv))
+                else:  # the unit's one write (the common case): no queue, no MULTI
+                    for listener in self.propagate_listeners:
+                        listener(db.id, argv)
+                    if self.replication is not None:
+                        session.woff = self.replication.master_repl_offset
+        if pending and not depth:
             self._end_unit(session)
         if type(reply) is Block and (session.in_exec or session.is_master):
             reply = reply.timeout_reply
