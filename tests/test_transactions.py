@@ -403,6 +403,24 @@ def test_transactions_propagate_atomically(engine: Engine, run: Run) -> None:
         [b"MULTI"], [b"SET", b"a", b"2"], [b"PUBLISH", b"ch", b"m"], [b"EXEC"]]
 
 
+def test_a_transaction_runs_at_one_instant(engine: Engine, run: Run) -> None:
+    """Redis's fixed_time_expire: the clock is read once for the whole EXEC, so a key set
+    with a 1 ms TTL is still there for the next queued command, however long it took."""
+    now = [1_700_000_000.0]
+
+    def clock() -> float:
+        now[0] += 0.005  # every reading of the clock is 5 ms later
+        return now[0]
+
+    engine.keyspace.clock = clock
+    run("MULTI")
+    run("SET", "k", "v", "PX", "1")
+    run("GET", "k")
+    run("PTTL", "k")
+    assert run("EXEC") == [OK, b"v", 1]
+    assert run("GET", "k") is None
+
+
 def test_errors_are_reply_errors(run: Run) -> None:
     run("MULTI")
     with pytest.raises(ReplyError, match="MULTI calls can not be nested"):
