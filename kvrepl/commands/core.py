@@ -550,7 +550,7 @@ class Engine:
             elif cmd.replicates:
                 if depth or pending:
                     pending.append((db.id, argv))
-                else:  # the unit's one write (the common case): no queue, no MULTI
+                else:  # the unit's one write, the common case: _end_unit inlined
                     for listener in self.propagate_listeners:
                         listener(db.id, argv)
                     if self.replication is not None:
@@ -567,14 +567,12 @@ class Engine:
         WAIT offset moves past them."""
         ops = self._pending
         self._pending = []
-        if len(ops) == 1:  # one write, no MULTI around it: straight to the listeners
-            db_index, written = ops[0]
-            for listener in self.propagate_listeners:
-                listener(db_index, written)
-        else:
+        wrap = len(ops) > 1  # one write needs no MULTI around it
+        if wrap:
             self.propagate(ops[0][0], [b"MULTI"])
-            for db_index, argv in ops:
-                self.propagate(db_index, argv)
+        for db_index, argv in ops:
+            self.propagate(db_index, argv)
+        if wrap:
             self.propagate(ops[-1][0], [b"EXEC"])
         if self.replication is not None:
             session.woff = self.replication.master_repl_offset
