@@ -323,6 +323,8 @@ async def _history(ops: list[tuple], out: list[tuple]) -> None:
                 replica.execute_command("EXISTS", op[1])
             else:
                 replies.append(expire_cycle(master.engine))
+            # Between units of work nothing waits to be propagated.
+            assert master.engine.depth == 0 and not master.engine._pending
         await ours.aclose()
         await replica.wait_synced()
         _same_data(master, replica)
