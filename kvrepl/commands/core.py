@@ -17,7 +17,7 @@ from time import perf_counter
 from kvrepl.commands.monitor import monitor_line
 from kvrepl.commands.plain import PlainLane
 from kvrepl.commands.protection import protected_command_error
-from kvrepl.commands.spec import CommandSpec, key_positions, load_specs
+from kvrepl.commands.spec import CommandSpec, load_specs, modified_key_positions
 from kvrepl.commands.watch import WatchRegistry
 from kvrepl.config import Config
 from kvrepl.errors import (
@@ -233,7 +233,14 @@ class Engine:
         self.run_listeners: dict[Callable[[int, list[bytes]], None],
                                  Callable[[int, list[list[bytes]], bytes | None], None]] = {}
         self._rewrite: list[list[bytes]] | None = None
+        # Writes queued by the running execution unit, sent when it ends (_end_unit).
         self._pending: list[tuple[int, list[bytes]]] = []
+        # How deeply call() is nested (EXEC runs its commands through call() again): while
+        # above 0 a command's execution unit is running, and the writes it causes (a lazy
+        # expiry's DEL included) wait in _pending to go out ahead of its own, atomically.
+        # At 0 a write no command issued (an embedded read, active expiry) is propagated at
+        # once, so every write reaches the stream in the order it happened.
+        self.depth = 0
         self._current_db = 0
         self.monitors: list[Session] = []
         # Set by the server: called when keys became ready for blocked clients.
@@ -345,25 +352,16 @@ class Engine:
         self._rewrite = list(argvs)
 
     def also_propagate(self, argv: list[bytes], db_index: int | None = None) -> None:
-        """Queue ``argv`` for propagation ahead of the running command's own (e.g. the DEL of
-        a key it found expired)."""
+        """Propagate a write that is not the running command's own (Redis's
+        ``alsoPropagate``): inside a command it is queued ahead of the command's write;
+        outside any command (an embedded read's expiry, active expiry, eviction) it goes
+        out at once, so that no later write can overtake it."""
         if self.propagate_listeners:
-            self._pending.append((self._current_db if db_index is None else db_index, argv))
-
-    def flush_propagation(self, atomic: bool = True) -> None:
-        """Send what the last execution unit queued; several ops go out as MULTI ... EXEC
-        (Redis 7.0's ``propagatePendingCommands``)."""
-        ops = self._pending
-        if not ops:
-            return
-        self._pending = []
-        wrap = atomic and len(ops) > 1
-        if wrap:
-            self.propagate(ops[0][0], [b"MULTI"])
-        for db_index, argv in ops:
-            self.propagate(db_index, argv)
-        if wrap:
-            self.propagate(ops[-1][0], [b"EXEC"])
+            db = self._current_db if db_index is None else db_index
+            if self.depth:
+                self._pending.append((db, argv))
+            else:
+                self.propagate(db, argv)
 
     def propagate(self, db_index: int, argv: list[bytes]) -> None:
         for listener in self.propagate_listeners:
@@ -385,9 +383,9 @@ class Engine:
                     listener(db_index, argv)
 
     def _on_expired(self, db: Database, key: bytes) -> None:
+        """A key was deleted for having expired (deleteExpiredKeyAndPropagate)."""
         self.stats.expired_keys += 1
-        if self.propagate_listeners:
-            self._pending.append((db.id, [b"DEL", key]))
+        self.also_propagate([b"DEL", key], db.id)
 
     # -- execution -------------------------------------------------------------------------
     def lookup_command(self, argv: list[bytes]) -> Command:
@@ -458,16 +456,6 @@ class Engine:
             session.multi.append((cmd, argv))
             return QUEUED
         reply = self.call(session, cmd, argv)
-        pending = self._pending
-        if pending:
-            if len(pending) == 1:  # one write, no MULTI around it: straight to the listeners
-                db_index, written = pending.pop()
-                for listener in self.propagate_listeners:
-                    listener(db_index, written)
-            else:
-                self.flush_propagation()
-            if self.replication is not None:
-                session.woff = self.replication.master_repl_offset
         if self.keyspace.ready_keys and self.on_ready_keys is not None:
             self.on_ready_keys()
         return reply
@@ -504,26 +492,31 @@ class Engine:
             cmd = self.lookup_command(argv)
         except ReplyError as err:
             return err
-        reply = self.call(session, cmd, argv)
-        if self._pending:
-            self.flush_propagation()
-        return reply
+        return self.call(session, cmd, argv)
 
     def call(self, session: Session, cmd: Command, argv: list[bytes]) -> object:
-        """Run a resolved command: hooks, handler, stats, propagation (Redis's ``call()``)."""
+        """Run a resolved command: hooks, handler, stats, propagation (Redis's ``call()``).
+
+        Re-entrant (EXEC calls it for each queued command): the outermost call is the unit
+        of work, whose clock is frozen and whose writes are propagated when it ends."""
         keyspace = self.keyspace
         db = session.db
         dirty = self.dirty
         self._current_db = db.id
         session.last_command = cmd.name
         watches = self.watches
-        keyspace.frozen = True  # also tells the WATCH hook that a command is running
+        depth = self.depth
+        self.depth = depth + 1
+        if not depth:
+            keyspace.frozen = True  # also tells the WATCH hook that a command is running
         keyspace.counting_reads = not cmd.is_write
-        if cmd.is_write and keyspace.before_write_hooks:
-            for index in key_positions(cmd.spec, argv):
-                db.before_write(argv[index])
         start = perf_counter()
         try:
+            if cmd.is_write and keyspace.before_write_hooks:
+                # Only the keys the command may modify: a read-only source (SUNIONSTORE's)
+                # is no change for WATCH, nor for a snapshot's copy-on-write.
+                for index in modified_key_positions(cmd.spec, argv):
+                    db.before_write(argv[index])
             reply = cmd.handler(session, argv)
         except ReplyError as err:
             reply = err
@@ -535,8 +528,10 @@ class Engine:
             cmd.failed_calls += 1
             self._count_error(reply)
         finally:
-            keyspace.frozen = False
-            keyspace.frozen_ms = None
+            self.depth = depth
+            if not depth:
+                keyspace.frozen = False
+                keyspace.frozen_ms = None
             keyspace.counting_reads = False
         if watches.pending:
             watches.command_done(self.dirty != dirty)
@@ -548,14 +543,39 @@ class Engine:
         rewritten = self._rewrite
         if rewritten is not None:
             self._rewrite = None
+        pending = self._pending
         if self.dirty != dirty and self.propagate_listeners:
             if rewritten is not None:
-                self._pending.extend((db.id, one) for one in rewritten)
+                pending.extend((db.id, one) for one in rewritten)
             elif cmd.replicates:
-                self._pending.append((db.id, argv))
+                if depth or pending:
+                    pending.append((db.id, argv))
+                else:  # the unit's one write, the common case: _end_unit inlined
+                    for listener in self.propagate_listeners:
+                        listener(db.id, argv)
+                    if self.replication is not None:
+                        session.woff = self.replication.master_repl_offset
+        if pending and not depth:
+            self._end_unit(session)
         if type(reply) is Block and (session.in_exec or session.is_master):
             reply = reply.timeout_reply
         return reply
+
+    def _end_unit(self, session: Session) -> None:
+        """The end of an execution unit (Redis 7.0's ``propagatePendingCommands``): its
+        writes to the listeners, in order, several wrapped in MULTI ... EXEC; the client's
+        WAIT offset moves past them."""
+        ops = self._pending
+        self._pending = []
+        wrap = len(ops) > 1  # one write needs no MULTI around it
+        if wrap:
+            self.propagate(ops[0][0], [b"MULTI"])
+        for db_index, argv in ops:
+            self.propagate(db_index, argv)
+        if wrap:
+            self.propagate(ops[-1][0], [b"EXEC"])
+        if self.replication is not None:
+            session.woff = self.replication.master_repl_offset
 
     def _reject(self, cmd: Command, session: Session, err: ReplyError) -> ReplyError:
         cmd.rejected_calls += 1

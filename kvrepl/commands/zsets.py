@@ -540,6 +540,7 @@ def _pop_first(s: Session, keys: list[bytes], highest: bool, count: int, nested:
             s.engine.rewrite([name, key])
         else:
             s.engine.rewrite([name, key, b"%d" % min(count, size)])
+        s.engine.watches.changed_only(s.db, key)  # the other keys were only looked at
         return reply
     if timeout is None:
         return NULL_ARRAY

@@ -362,8 +362,6 @@ class ReplicaOf:
         keyspace = engine.keyspace
         direct = self._direct
         call = engine.call
-        flush = engine.flush_propagation
-        listeners = engine.propagate_listeners
         lane = engine.plain_lane
         lane_open = lane.open_for_master_link(session)
         offset = self._stream_offset
@@ -390,9 +388,7 @@ class ReplicaOf:
                 if cmd is not None and plain and session.multi is None:
                     arity = cmd.arity
                     if (len(argv) == arity if arity > 0 else len(argv) >= -arity):
-                        call(session, cmd, argv)
-                        if listeners:  # nobody listening: nothing was queued (changes())
-                            flush()
+                        call(session, cmd, argv)  # propagates what it wrote (changes())
                         if keyspace.ready_keys and engine.on_ready_keys is not None:
                             engine.on_ready_keys()
                         offset += size

@@ -35,8 +35,8 @@ def expire_cycle(engine: Engine) -> int:
             deleted += db.active_expire_cycle(deadline=deadline)
             if perf_counter() > deadline:
                 break
-    # Active expiry propagates each DEL on its own, never wrapped in MULTI (as Redis does).
-    engine.flush_propagation(atomic=False)
+    # No command runs here: the engine propagated each DEL as its key went, on its own and
+    # never wrapped in MULTI (as Redis does).
     if engine.keyspace.ready_keys and engine.on_ready_keys is not None:
         engine.on_ready_keys()
     return deleted
