@@ -358,13 +358,21 @@ async def test_kvrepl_replica_of_redis_server_master():
         redis_master.stop()
 
 
-async def test_replica_sends_acks_and_replies_without_colliding():
+@pytest.fixture
+def steerable_clock() -> trio.testing.MockClock:
+    """Trio's clock at the real pace, which a test can also move forward at once."""
+    return trio.testing.MockClock(rate=1.0)
+
+
+async def test_replica_sends_acks_and_replies_without_colliding(steerable_clock):
     """The once-a-second ACK and an ACK from the stream handler may be due at the same
     moment (here: the loop was busy for over a second right after the sync); they must
     take turns on the stream, not make trio refuse the second sender."""
     async with kvrepl.Master() as master, kvrepl.Replica(follow=master) as replica:
         await replica.wait_synced()
-        time.sleep(1.1)  # synchronous work that holds the event loop past the ACK period
+        # As if synchronous work had held the event loop past the ACK period: the ACK
+        # timer and the stream handler wake together.
+        steerable_clock.jump(1.1)
         master.set(b"k", b"v")
         await replica.wait_synced()
         master.execute_command("WAIT", 1, 0)  # GETACK into the stream: another ACK
