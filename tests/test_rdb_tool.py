@@ -16,24 +16,16 @@ import time
 from pathlib import Path
 
 import pytest
+from support import RDB_CORPUS as CORPUS
+from support import corpus_files
 
 from kvrepl.rdb import RdbWriter
 from kvrepl.rdb.tool import check, dump, main, stats
 
 REPO = Path(__file__).resolve().parent.parent
-CORPUS = Path(os.environ.get("KVREPL_RDB_CORPUS") or REPO.parent / "shared" / "rdb-corpus")
-FILES = sorted(CORPUS.glob("*/*.rdb"))
+FILES = corpus_files()
 # Files redis-check-rdb rejects, or reports differently on purpose (see the tests below).
 BAD = {"corrupt_ziplist.rdb", "corrupt_empty_keys.rdb"}
-
-
-@pytest.fixture(autouse=True)
-def need_corpus() -> None:
-    if not FILES:
-        message = f"RDB corpus not found at {CORPUS} (set KVREPL_RDB_CORPUS)"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
 
 
 def run_check(path: Path) -> tuple[int, str]:
