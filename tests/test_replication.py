@@ -538,3 +538,44 @@ async def test_changes_iteration_ends_when_the_node_stops():
             await trio.testing.wait_all_tasks_blocked()
         # Leaving the node's block ended the consumer's loop: the nursery can close.
     assert seen == [b"SET"]
+
+
+OFFSET_FIELDS = ("slave_read_repl_offset", "slave_repl_offset")
+
+
+def _offsets(info: dict) -> dict:
+    return {field: info[field] for field in OFFSET_FIELDS}
+
+
+@pytest.mark.parametrize("master_kind", ["kvrepl", "redis-server"])
+async def test_offsets_after_a_full_sync_at_offset_0_are_redis_servers(master_kind):
+    """A kvrepl replica and a redis-server replica of the same master, synced while the
+    master's offset is 0 (no PING yet: repl-ping-replica-period is an hour), report the
+    same offsets, equal to the master's: 0, not 1 (a script waiting for the replica's offset
+    to equal the master's waited for the next PING)."""
+    quiet = ("--repl-ping-replica-period", "3600", "--repl-diskless-sync-delay", "0")
+    redis_master = RedisServer(*quiet) if master_kind == "redis-server" else None
+    try:
+        async with kvrepl.Master(port=0, repl_ping_replica_period=3600,
+                                 repl_diskless_sync_delay=0) as kv_master:
+            port = redis_master.port if redis_master else kv_master.port
+            redis_replica = RedisServer("--replicaof", "127.0.0.1", str(port))
+            try:
+                client = redis_replica.client()
+                async with kvrepl.Replica(follow=("127.0.0.1", port)) as replica:
+                    await replica.wait_synced()
+                    await eventually(lambda: _link_up(client), "the redis replica is up")
+                    ours = replica.execute_command("INFO", "replication").decode()
+                    ours = dict(line.split(":", 1) for line in ours.split("\r\n")[1:] if line)
+                    theirs = await trio.to_thread.run_sync(client.info, "replication")
+                    master_info = (await trio.to_thread.run_sync(
+                        redis_master.client().info, "replication") if redis_master
+                        else {"master_repl_offset": kv_master.replication.master_repl_offset})
+                    assert master_info["master_repl_offset"] == 0
+                    assert {k: int(v) for k, v in _offsets(ours).items()} == _offsets(theirs) \
+                        == dict.fromkeys(OFFSET_FIELDS, 0)
+            finally:
+                redis_replica.stop()
+    finally:
+        if redis_master:
+            redis_master.stop()

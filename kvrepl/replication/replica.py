@@ -114,6 +114,12 @@ class ReplicaOf:
         self._new_replid = ""
         self._initial_offset = -1
 
+    @property
+    def knows_offset(self) -> bool:
+        """Redis has a master client, or a cached one (our history, kept for a partial
+        resync): INFO then shows its offsets, 0 included; without either it shows 1."""
+        return self.link_up or (self.has_history and not self.sync_in_progress)
+
     # -- lifetime --------------------------------------------------------------------------
     async def run(self) -> None:
         """Connect, sync, stream; on any failure wait a second and start again."""
