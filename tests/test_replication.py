@@ -365,20 +365,46 @@ def steerable_clock() -> trio.testing.MockClock:
 
 
 async def test_replica_sends_acks_and_replies_without_colliding(steerable_clock):
-    """The once-a-second ACK and an ACK from the stream handler may be due at the same
-    moment (here: the loop was busy for over a second right after the sync); they must
-    take turns on the stream, not make trio refuse the second sender."""
+    """The once-a-second ACK and the ACK answering a GETACK may be due at the same moment
+    (the loop was busy, or the link is slow); they must take turns on the stream, not make
+    trio refuse the second sender (BusyResourceError would cut the link).
+
+    The replica's sends are held inside the stream's send_all (its send hook waits on a gate)
+    while a GETACK's answer is on its way; trio's clock then moves past the ACK period, so the
+    periodic ACK is due while the first send is still in progress."""
+    gate = {"open": trio.Event(), "held": trio.Event()}
+    gate["open"].set()
+    connects = []
+
     async with kvrepl.Master() as master, kvrepl.Replica(follow=master) as replica:
+        async def connect() -> trio.abc.Stream:
+            ours, theirs = trio.testing.memory_stream_pair()
+            pump = ours.send_stream.send_all_hook
+
+            async def gated_pump() -> None:
+                if not gate["open"].is_set():
+                    gate["held"].set()
+                    await gate["open"].wait()
+                await pump()
+
+            ours.send_stream.send_all_hook = gated_pump
+            master._nursery.start_soon(master.server.handle_stream, theirs)
+            connects.append(ours)
+            return ours
+
+        replica._follow(connect, ("in-process", 0), source=master)
         await replica.wait_synced()
-        # As if synchronous work had held the event loop past the ACK period: the ACK
-        # timer and the stream handler wake together.
-        steerable_clock.jump(1.1)
-        master.set(b"k", b"v")
-        await replica.wait_synced()
-        master.execute_command("WAIT", 1, 0)  # GETACK into the stream: another ACK
+        gate["open"] = trio.Event()
+        master.execute_command("WAIT", 1, 0)  # GETACK into the stream: an ACK in answer
+        with trio.fail_after(10):
+            await gate["held"].wait()  # that answer is inside send_all now
+        steerable_clock.jump(1.0)  # the periodic ACK is due too
+        await trio.testing.wait_all_tasks_blocked()
+        gate["open"].set()
         master.set(b"k2", b"v2")
         await replica.wait_synced()
         assert replica.get(b"k2") == b"v2"
+        assert len(connects) == 1 and replica.following.link_up  # the link never broke
 
 
 async def test_embedded_wait_for_replicas():
