@@ -268,6 +268,9 @@ class Config:
                 value = option.parse(value)
             setattr(self, option.attr, value)
         self.listeners: list[Callable[[str], None]] = []
+        # The absolute path of the config file kvrepl-server started from (INFO's
+        # config_file); empty when there was none.
+        self.config_file = ""
 
     # typing aid: attributes are set dynamically from OPTIONS
     def __getattr__(self, name: str) -> object:  # pragma: no cover - only on typos

@@ -11,6 +11,7 @@ once per piece, as Redis moves them once per read of its master's query buffer.
 from __future__ import annotations
 
 import os
+import socket
 import time
 from collections.abc import Awaitable, Callable
 
@@ -39,6 +40,21 @@ from kvrepl.replication.master import NO_REPLID, MasterReplication, new_replid
 from kvrepl.replication.stream import encode_command
 
 Connect = Callable[[], Awaitable[trio.abc.Stream]]
+
+
+class UnableToConnect(Exception):
+    """The master's address could not even be tried (Redis's "Unable to connect to MASTER")."""
+
+
+def socket_error(err: BaseException) -> str:
+    """The system's words for a socket error, as Redis logs them ("Connection refused"):
+    trio wraps a failed connect in an OSError whose cause holds one error per address."""
+    cause = err.__cause__
+    for candidate in (err, cause, *getattr(cause, "exceptions", ())):
+        number = getattr(candidate, "errno", None)
+        if number:
+            return os.strerror(number)
+    return str(err) or type(err).__name__
 
 # Bytes read from the master at a time. The commands of one read are parsed and applied as
 # one batch; a smaller batch keeps fewer fresh argument lists alive at once, which the
@@ -98,6 +114,12 @@ class ReplicaOf:
         self._new_replid = ""
         self._initial_offset = -1
 
+    @property
+    def knows_offset(self) -> bool:
+        """Redis has a master client, or a cached one (our history, kept for a partial
+        resync): INFO then shows its offsets, 0 included; without either it shows 1."""
+        return self.link_up or (self.has_history and not self.sync_in_progress)
+
     # -- lifetime --------------------------------------------------------------------------
     async def run(self) -> None:
         """Connect, sync, stream; on any failure wait a second and start again."""
@@ -113,12 +135,14 @@ class ReplicaOf:
                     logger.warning("MASTER <-> REPLICA sync: %s", err)
                 except trio.TooSlowError:
                     logger.warning("MASTER timeout: no data nor PING received...")
+                except UnableToConnect as err:
+                    logger.warning("Unable to connect to MASTER: %s", err)
+                except (OSError, trio.BrokenResourceError, trio.ClosedResourceError) as err:
+                    logger.warning("Error condition on socket for SYNC: %s", socket_error(err))
                 except Exception:  # a bug must not end replication for good: log, retry
                     logger.exception("MASTER <-> REPLICA sync: unexpected error")
-                except (OSError, trio.BrokenResourceError, trio.ClosedResourceError) as err:
-                    logger.warning("Error condition on socket for SYNC: %s", err)
                 self._link_lost()
-                await trio.sleep(1)
+                await trio.sleep(1)  # Redis's replicationCron tries again once a second
         finally:
             self._link_lost()
             engine.close_session(self.session)
@@ -169,7 +193,14 @@ class ReplicaOf:
             self.has_history = self.replication.backlog is not None
         self.state = CONNECTING
         logger.info("Connecting to MASTER %s:%s", self.host, self.port)
-        stream = await self.connect()
+        try:
+            stream = await self.connect()
+        except socket.gaierror as err:  # Redis fails before starting: no address to try
+            raise UnableToConnect(err.strerror) from err
+        except OSError:
+            # Redis has started its non-blocking connect when the refusal comes.
+            logger.info("MASTER <-> REPLICA sync started")
+            raise
         async with stream:
             logger.info("MASTER <-> REPLICA sync started")
             self.state = HANDSHAKE
