@@ -222,6 +222,11 @@ OPTIONS: tuple[Option, ...] = (
     Option("replica-announce-ip", "", str, aliases=("slave-announce-ip",)),
     Option("replica-announce-port", 0, _int(0, 65535), aliases=("slave-announce-port",)),
     Option("replica-priority", 100, _int(0), aliases=("slave-priority",)),
+    # What a replica does when a command of its master's stream fails here (see
+    # kvrepl.replication.replica): log and count it, or also stop as redis-server panics.
+    Option("propagation-error-behavior", "ignore",
+           _enum("ignore", "panic", "panic-on-replicas")),
+    Option("replica-ignore-disk-write-errors", False, **_yes_no),
     Option("repl-backlog-size", 1024 * 1024, _memory),
     Option("repl-backlog-ttl", 3600, _int(0)),
     Option("repl-timeout", 60, _int(1)),

@@ -10,6 +10,7 @@ engine is sans-IO: the trio server, the embedded API and replication all call
 from __future__ import annotations
 
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from time import perf_counter
@@ -23,6 +24,7 @@ from kvrepl.config import Config
 from kvrepl.errors import (
     ExecAbortError,
     ReplyError,
+    WriteSkipped,
     unknown_command,
     wrong_arity,
 )
@@ -31,6 +33,9 @@ from kvrepl.protocol.replies import NULL_ARRAY, QUEUED, Push
 from kvrepl.store import Database, Keyspace
 
 Handler = Callable[["Session", list], object]
+
+# How many of a replica's last failed commands from its master an engine keeps.
+SKIPPED_KEPT = 16
 
 # name ("get", "config|get") -> handler; filled at import time by the family modules.
 HANDLERS: dict[str, Handler] = {}
@@ -136,6 +141,9 @@ class CommandStats:
     pubsub_messages: int = 0
     error_replies: int = 0
     errors: dict[str, int] = field(default_factory=dict)
+    # Errors a replica's master link got for commands of the master's stream (Redis's
+    # stat_unexpected_error_replies): each is a write this replica could not apply.
+    unexpected_error_replies: int = 0
 
 
 class Session:
@@ -186,6 +194,9 @@ class Session:
         self.blocked: object | None = None  # the server's waiter while in BLPOP & co.
         # While a blocked command is re-run: the key that became ready, to be served first.
         self.ready_key: bytes | None = None
+        # Where the error replies this client gets are also collected (the master link,
+        # which sends no replies: see ReplicaOf); None for everyone else.
+        self.error_log: list[ReplyError] | None = None
 
     @property
     def subscriptions(self) -> int:
@@ -236,6 +247,10 @@ class Engine:
         self._pending: list[tuple[int, list[bytes]]] = []
         self._current_db = 0
         self.monitors: list[Session] = []
+        # A replica's last commands from its master that failed here (the newest last),
+        # and who wants to hear of each (node.changes()): see ReplicaOf._failed.
+        self.skipped_writes: deque[WriteSkipped] = deque(maxlen=SKIPPED_KEPT)
+        self.skipped_listeners: list[Callable[[WriteSkipped], None]] = []
         # Set by the server: called when keys became ready for blocked clients.
         self.on_ready_keys: Callable[[], None] | None = None
         self.on_shutdown: Callable[[bool | None], None] | None = None
@@ -300,6 +315,8 @@ class Engine:
     def _config_changed(self, name: str) -> None:
         """Keep the store's copies of settings it reads on every access in step."""
         config, keyspace = self.config, self.keyspace
+        if name == "replica-read-only":  # CONFIG SET on a replica takes effect at once
+            self.read_only = config.replica_read_only and self.read_only_role()
         keyspace.lfu = config.maxmemory_policy.endswith("-lfu")
         keyspace.lfu_log_factor = config.lfu_log_factor
         keyspace.lfu_decay_time = config.lfu_decay_time
@@ -426,7 +443,7 @@ class Engine:
             except ReplyError as err:
                 if session.multi is not None:
                     session.multi_error = True
-                return self._count_error(err)
+                return self._count_error(err, session)
         if cmd.spec.protected and (err := protected_command_error(cmd, session, self.config)):
             return self._reject(cmd, session, err)
         if not session.authenticated and not cmd.no_auth:
@@ -528,12 +545,12 @@ class Engine:
         except ReplyError as err:
             reply = err
             cmd.failed_calls += 1
-            self._count_error(err)
+            self._count_error(err, session)
         except Exception as err:  # a bug in a handler must not take the server down
             logger.exception("Error running %r", argv[:3])
             reply = ReplyError(f"ERR internal error running '{cmd.name}': {err}")
             cmd.failed_calls += 1
-            self._count_error(reply)
+            self._count_error(reply, session)
         finally:
             keyspace.frozen = False
             keyspace.frozen_ms = None
@@ -561,12 +578,14 @@ class Engine:
         cmd.rejected_calls += 1
         if session.multi is not None:
             session.multi_error = True
-        return self._count_error(err)
+        return self._count_error(err, session)
 
-    def _count_error(self, err: ReplyError) -> ReplyError:
+    def _count_error(self, err: ReplyError, session: Session) -> ReplyError:
         self.stats.error_replies += 1
         prefix = err.message.split(" ", 1)[0]
         self.stats.errors[prefix] = self.stats.errors.get(prefix, 0) + 1
+        if session.error_log is not None:
+            session.error_log.append(err)
         return err
 
     def _feed_monitors(self, session: Session, argv: list[bytes]) -> None:
