@@ -36,8 +36,13 @@ def configure(loglevel: str = "notice", logfile: str = "") -> None:
     handler = logging.FileHandler(logfile) if logfile else logging.StreamHandler(sys.stdout)
     handler.setFormatter(RedisFormatter())
     logger.handlers[:] = [handler]
-    logger.setLevel(_LEVELS.get(loglevel, logging.INFO))
+    set_level(loglevel)
     logger.propagate = False
+
+
+def set_level(loglevel: str) -> None:
+    """redis.conf's ``loglevel`` for kvrepl's log (also CONFIG SET loglevel)."""
+    logger.setLevel(_LEVELS.get(loglevel, logging.INFO))
 
 def panic(message: str) -> ReplicaPanic:
     """Log ``message`` as redis-server's serverPanic does; returns the exception to raise

@@ -29,6 +29,7 @@ from kvrepl.replication.master import MasterReplication, new_replid
 from kvrepl.replication.replica import ReplicaOf
 from kvrepl.server import Server
 from kvrepl.server.cron import run_cron
+from kvrepl.server.server import set_keepalive
 
 Arg = bytes | str | int | float
 
@@ -226,7 +227,9 @@ class Node:
         """Become a replica of the master at ``host:port`` (REPLICAOF host port)."""
 
         async def connect() -> trio.abc.Stream:
-            return await trio.open_tcp_stream(host, port)
+            stream = await trio.open_tcp_stream(host, port)
+            set_keepalive(stream, self.config.tcp_keepalive)
+            return stream
 
         self._follow(connect, (host, port))
 

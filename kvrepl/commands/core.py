@@ -28,7 +28,7 @@ from kvrepl.errors import (
     unknown_command,
     wrong_arity,
 )
-from kvrepl.log import logger
+from kvrepl.log import logger, set_level
 from kvrepl.protocol.replies import NULL_ARRAY, QUEUED, Push
 from kvrepl.store import Database, Keyspace
 
@@ -317,6 +317,8 @@ class Engine:
         config, keyspace = self.config, self.keyspace
         if name == "replica-read-only":  # CONFIG SET on a replica takes effect at once
             self.read_only = config.replica_read_only and self.read_only_role()
+        elif name == "loglevel":
+            set_level(config.loglevel)
         keyspace.lfu = config.maxmemory_policy.endswith("-lfu")
         keyspace.lfu_log_factor = config.lfu_log_factor
         keyspace.lfu_decay_time = config.lfu_decay_time

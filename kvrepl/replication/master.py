@@ -25,6 +25,7 @@ from kvrepl.store.snapshot import KeyspaceView
 
 NO_REPLID = "0" * 40
 _NO_LIMIT = 1 << 62
+_BACKLOG_MIN_SIZE = 16 * 1024  # CONFIG_REPL_BACKLOG_MIN_SIZE
 _SLICE = 0.002  # seconds of snapshot serialization between two checkpoints
 _SNAPSHOT_BATCH = 256  # keys the view hands over at a time
 PING = encode_command([b"ping"])
@@ -89,6 +90,7 @@ class Snapshot:
     rdb: list[bytes] | None = None  # the payload's chunks, sent one by one (no big join)
     error: str | None = None
     done: trio.Event = field(default_factory=trio.Event)
+    joined: trio.Event = field(default_factory=trio.Event)  # set (and replaced) per join
 
 
 class MasterReplication:
@@ -118,6 +120,17 @@ class MasterReplication:
         self._outbox = bytearray()  # stream bytes not yet copied to the links' buffers
         self._post_limit = _NO_LIMIT  # outbox size that calls for an output limit check
         engine.replication = self
+        self.config.listeners.append(self._config_changed)
+
+    def _config_changed(self, name: str) -> None:
+        if name == "repl-backlog-size" and self._backlog is not None:
+            self._backlog.resize(self.backlog_size())
+
+    def backlog_size(self) -> int:
+        """repl-backlog-size, raised to Redis's minimum of 16 KiB as Redis raises it."""
+        if self.config.repl_backlog_size < _BACKLOG_MIN_SIZE:
+            self.config.repl_backlog_size = _BACKLOG_MIN_SIZE
+        return self.config.repl_backlog_size
 
     # -- the stream ------------------------------------------------------------------------
     @property
@@ -255,7 +268,7 @@ class MasterReplication:
 
     def create_backlog(self) -> None:
         if self.backlog is None:
-            self.backlog = Backlog(self.config.repl_backlog_size, self._offset)
+            self.backlog = Backlog(self.backlog_size(), self._offset)
             # A new history: replicas of an old one must not continue into this one.
             self.replid = new_replid()
             self.replid2 = NO_REPLID
@@ -264,7 +277,7 @@ class MasterReplication:
     def create_backlog_keeping_id(self) -> None:
         """A replica's backlog: same history as its master, for sub-replicas and promotion."""
         if self.backlog is None:
-            self.backlog = Backlog(self.config.repl_backlog_size, self._offset)
+            self.backlog = Backlog(self.backlog_size(), self._offset)
 
     def restore_history(self, replid: str, offset: int) -> None:
         """After loading a dump that carried ``repl-id``/``repl-offset`` at startup: carry
@@ -349,6 +362,8 @@ class MasterReplication:
             if held is not None or not snapshot.links:
                 link.buffer[:] = held or b""
                 snapshot.links.append(link)
+                snapshot.joined.set()
+                snapshot.joined = trio.Event()
                 return snapshot
         snapshot = self.snapshot = Snapshot(offset=-1)
         snapshot.links.append(link)
@@ -357,11 +372,15 @@ class MasterReplication:
         return snapshot
 
     async def _take_snapshot(self, snapshot: Snapshot) -> None:
-        delay = self.config.repl_diskless_sync_delay if self.config.repl_diskless_sync else 0
+        config = self.config
+        delay = config.repl_diskless_sync_delay if config.repl_diskless_sync else 0
         if delay:
-            # Let other replicas that are starting up share this snapshot.
+            # Let other replicas that are starting up share this snapshot, until
+            # repl-diskless-sync-max-replicas of them wait (0: no such number).
+            enough = config.repl_diskless_sync_max_replicas
             with trio.move_on_after(delay):
-                await trio.sleep_forever()
+                while not enough or len(snapshot.links) < enough:
+                    await snapshot.joined.wait()
         engine = self.engine
         # The snapshot instant: from here on, writes are held in every waiting link.
         snapshot.offset = self.master_repl_offset

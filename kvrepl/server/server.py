@@ -386,6 +386,7 @@ class Server:
                         await trio.sleep(0.01)
                         continue
                     raise
+                set_keepalive(stream, self.config.tcp_keepalive)
                 nursery.start_soon(self.handle_stream, stream)
 
     async def handle_stream(self, stream: trio.abc.Stream) -> None:
@@ -427,6 +428,20 @@ async def _contained(work: object, session: Session) -> None:
         logger.debug("Client %s disconnected: %s", session.addr, err)
     except Exception:
         logger.exception("Client %s closed after an internal error", session.addr)
+
+
+def set_keepalive(stream: trio.abc.Stream, interval: int) -> None:
+    """``tcp-keepalive``: TCP keepalives on a client's (or the master link's) socket, as
+    Redis's anetKeepAlive sets them: probes after ``interval`` idle seconds, then every
+    third of it, three unanswered ones close the connection. 0 leaves the socket as is."""
+    sock = getattr(stream, "socket", None)
+    if not interval or sock is None:
+        return
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    if hasattr(socket, "TCP_KEEPIDLE"):  # Linux; other systems keep their own timing
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, interval)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, max(interval // 3, 1))
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, 3)
 
 
 def _addresses(stream: trio.abc.Stream) -> tuple[str | None, str | None]:
