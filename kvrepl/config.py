@@ -306,9 +306,9 @@ class Config:
             option = _BY_NAME.get(name)
             if option is None:
                 raise ConfigError(f"unknown option {name!r}")
-            if isinstance(value, str) and option.parse is not str:
-                value = option.parse(value)
             try:
+                if isinstance(value, str) and option.parse is not str:
+                    value = option.parse(value)
                 option.accept(value)
             except ValueError as err:
                 raise ConfigError(f"{name}: {err}") from None

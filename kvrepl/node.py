@@ -255,6 +255,10 @@ class Node:
         follower = ReplicaOf(self.engine, self.replication, connect, describe,
                              listening_port=self.port or 0)
         follower.source = source
+        # A replica from now on: stale until the link is up (MASTERDOWN when not serving
+        # stale data), read-only as configured, before its task first runs.
+        self.engine.masterdown = True
+        self.engine.read_only = self.config.replica_read_only
         scope = trio.CancelScope()
         self.following, self._follow_scope = follower, scope
 

@@ -81,6 +81,15 @@ class ReplicaLink:
         self.wakeup.set()
 
 
+def _close_now(link: ReplicaLink) -> None:
+    """Close a link at once, as Redis frees the client: its sender may be stuck sending to
+    a replica that does not read, so waking it is not enough."""
+    link.wakeup.set()
+    kill = getattr(link.session, "on_kill", None)
+    if kill is not None:
+        kill()
+
+
 @dataclass(eq=False)
 class Snapshot:
     """One RDB for every replica that asked for a full sync while it was being taken."""
@@ -125,6 +134,8 @@ class MasterReplication:
     def _config_changed(self, name: str) -> None:
         if name == "repl-backlog-size" and self._backlog is not None:
             self._backlog.resize(self.backlog_size())
+        elif name == "client-output-buffer-limit":
+            self._rearm_limits()  # the new limits count from the next write on
 
     def backlog_size(self) -> int:
         """repl-backlog-size, raised to Redis's minimum of 16 KiB as Redis raises it."""
@@ -264,7 +275,7 @@ class MasterReplication:
                            "buffer limits (%s).", link.addr, why)
             link.closed = why
             link.buffer.clear()
-            link.wakeup.set()
+            _close_now(link)
 
     def create_backlog(self) -> None:
         if self.backlog is None:
@@ -514,7 +525,7 @@ class MasterReplication:
                     and now - link.ack_time > self.config.repl_timeout):
                 logger.warning("Disconnecting timedout replica (streaming sync): %s", link.addr)
                 link.closed = "timeout"
-                link.wakeup.set()
+                _close_now(link)
         if self.backlog is not None and not self.replicas and self.propagating:
             ttl = self.config.repl_backlog_ttl
             idle = getattr(self, "_no_replicas_since", None)

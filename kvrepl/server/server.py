@@ -35,7 +35,7 @@ _DENIED = (
     b"permanent. 2) Alternatively you can just disable the protected mode by editing the "
     b"Redis configuration file, and setting the protected mode option to 'no', and then "
     b"restarting the server. 3) If you started the server manually just for testing, restart "
-    b"it with the '--protected-mode no' option. 4) Set up an authentication password for the "
+    b"it with the '--protected-mode no' option. 4) Setup a an authentication password for the "
     b"default user. NOTE: You only need to do one of the above things in order for the server "
     b"to start accepting connections from the outside.\r\n"
 )
