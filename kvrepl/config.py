@@ -174,12 +174,11 @@ def _obuf_limits(text: str) -> dict[str, tuple[int, int, int]]:
         except ValueError:
             raise ValueError("Error in hard, soft or soft_seconds setting in buffer limit "
                              "configuration.") from None
-    for kind in ("normal", "pubsub"):
-        if limits[kind] != DEFAULT_OBUF_LIMITS[kind]:
-            # Only replica links have an output buffer kvrepl measures.
-            raise ValueError(f"kvrepl does not support client-output-buffer-limit for the "
-                             f"{kind} class yet; only its default "
-                             f"'{_format_obuf({kind: DEFAULT_OBUF_LIMITS[kind]})}' is accepted")
+    if limits["normal"] != DEFAULT_OBUF_LIMITS["normal"]:
+        # A normal client's replies never pile up in kvrepl: its next request is read only
+        # once they are sent. Replica links and subscribers have their limits.
+        raise ValueError("kvrepl does not support client-output-buffer-limit for the normal "
+                         "class yet; only its default 'normal 0 0 0' is accepted")
     return limits
 
 

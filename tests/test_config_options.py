@@ -41,8 +41,6 @@ REFUSED = [
     ("list-compress-depth", "1", "compressed lists"),
     ("active-expire-effort", "5", "active-expire-effort"),
     ("client-query-buffer-limit", "2gb", "client-query-buffer-limit"),
-    ("client-output-buffer-limit", "pubsub 1mb 1mb 0",
-     "client-output-buffer-limit for the pubsub class"),
     ("client-output-buffer-limit", "normal 1mb 1mb 0",
      "client-output-buffer-limit for the normal class"),
     ("daemonize", "yes", "daemonize"),
@@ -316,6 +314,32 @@ def test_replica_output_buffer_limit_drops_a_replica_that_does_not_read():
         server.stop()
 
 
+def test_pubsub_output_buffer_limit_drops_a_subscriber_that_does_not_read():
+    """client-output-buffer-limit for the pubsub class, on both servers: a subscriber that
+    stops reading is closed once what waits for it passes the hard limit."""
+    real = RedisServer()
+    ours = ThreadedServer(Config(save=())).start()
+    try:
+        for server in (real, ours):
+            client = server.client()
+            client.config_set("client-output-buffer-limit", "pubsub 256kb 0 0")
+            with socket.socket() as sock:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+                sock.settimeout(20)
+                sock.connect(("127.0.0.1", server.port))
+                sock.sendall(encode_command([b"SUBSCRIBE", b"news"]))
+                poll(lambda c=client: c.pubsub_numsub("news")[0][1] == 1, "subscribed")
+                value = b"x" * 10_000
+                deadline = time.monotonic() + 20
+                while client.pubsub_numsub("news")[0][1]:
+                    assert time.monotonic() < deadline, "the subscriber was never dropped"
+                    client.publish("news", value)
+            client.close()
+    finally:
+        ours.stop()
+        real.stop()
+
+
 async def test_replica_serve_stale_data():
     """A replica whose master is unreachable: with no, reads get MASTERDOWN."""
     dead = ("127.0.0.1", free_port())
@@ -502,7 +526,7 @@ BEHAVIOUR = {
     "proto-max-bulk-len": "test_strings::test_append_size_limit",
     "client-query-buffer-limit": "test_config_options::test_refused_by_config_set",
     "client-output-buffer-limit": "test_config_options::"
-                                  "test_replica_output_buffer_limit_drops_a_replica_that_does_not_read",
+                                  "test_pubsub_output_buffer_limit_drops_a_subscriber_that_does_not_read",
     "hash-max-listpack-entries": "test_strings::test_collection_encodings_match_redis",
     "hash-max-listpack-value": "test_strings::test_collection_encodings_match_redis",
     "set-max-intset-entries": "test_strings::test_collection_encodings_match_redis",

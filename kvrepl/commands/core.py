@@ -197,6 +197,10 @@ class Session:
         # Where the error replies this client gets are also collected (the master link,
         # which sends no replies: see ReplicaOf); None for everyone else.
         self.error_log: list[ReplyError] | None = None
+        # Bytes (about) of pending_out, and since when they are over the soft limit: the
+        # pubsub class of client-output-buffer-limit (see push).
+        self.pending_size = 0
+        self.soft_limit_since: float | None = None
 
     @property
     def subscriptions(self) -> int:
@@ -205,8 +209,40 @@ class Session:
     def push(self, message: object) -> None:
         """Queue an out-of-band reply (a pub/sub message, a MONITOR line) for this client."""
         self.pending_out.append(message)
+        if self.channels or self.patterns:
+            self.pending_size += sum(len(part) if type(part) is bytes else 8
+                                     for part in message) + 16  # type: ignore[attr-defined]
+            self._check_output_limit()
         if self.on_push is not None:
             self.on_push()
+
+    def _check_output_limit(self) -> None:
+        """checkClientOutputBufferLimits for a subscriber (the pubsub class): a client that
+        does not read what it is sent is closed past the hard limit, or after staying over
+        the soft one for its seconds. Replies to requests never pile up here: a client's
+        next request is read only once its replies are sent."""
+        hard, soft, seconds = self.engine.config.client_output_buffer_limit["pubsub"]
+        size = self.pending_size
+        over = bool(hard and size >= hard)
+        if not over and soft and size >= soft:
+            now = time.monotonic()
+            if self.soft_limit_since is None:
+                self.soft_limit_since = now
+            over = now - self.soft_limit_since > seconds
+        elif not over:
+            self.soft_limit_since = None
+        if over and self.on_kill is not None:
+            logger.warning("Client id=%d addr=%s scheduled to be closed ASAP for overcoming "
+                           "of output buffer limits.", self.id, self.addr)
+            kill, self.on_kill = self.on_kill, None
+            self.pending_out.clear()
+            self.pending_size = 0
+            kill()
+
+    def drained(self) -> None:
+        """pending_out was handed to the connection: nothing is pending any more."""
+        self.pending_out.clear()
+        self.pending_size = 0
 
     def select(self, index: int) -> None:
         self.db = self.engine.keyspace.dbs[index]

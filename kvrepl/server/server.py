@@ -131,7 +131,7 @@ class Connection:
         if pending:
             resp3 = self.session.resp3
             out.extend(encode(message, resp3) for message in pending)
-            pending.clear()
+            self.session.drained()
 
     async def pusher(self) -> None:
         """Send what other clients pushed to us (pub/sub messages, MONITOR lines)."""
