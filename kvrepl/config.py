@@ -101,6 +101,17 @@ def _memory(text: str) -> int:
         raise ValueError("argument must be a memory value") from None
 
 
+def _memory_from(low: int) -> Callable[[str], int]:
+    """A memory value of at least ``low`` (Redis's bounds for some size options)."""
+    def parse(text: str) -> int:
+        value = _memory(text)
+        if value < low:
+            raise ValueError(f"argument must be between {low} and {(1 << 63) - 1} inclusive")
+        return value
+
+    return parse
+
+
 def _enum(*choices: str) -> Callable[[str], str]:
     def parse(text: str) -> str:
         lowered = text.lower()
@@ -227,8 +238,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("maxclients", 10000, _int(1)),
     Option("hz", 10, lambda text: min(max(_int()(text), 1), 500)),  # Redis clamps hz
     Option("proto-max-bulk-len", 512 * 1024 * 1024, _memory),
-    Option("client-query-buffer-limit", 1024 * 1024 * 1024, _memory, only=(1024 ** 3,),
-           lacking="client-query-buffer-limit"),
+    Option("client-query-buffer-limit", 1024 * 1024 * 1024, _memory_from(1024 * 1024)),
     Option("client-output-buffer-limit", DEFAULT_OBUF_LIMITS, _obuf_limits, _format_obuf),
     Option("hash-max-listpack-entries", 512, _int(0), aliases=("hash-max-ziplist-entries",)),
     Option("hash-max-listpack-value", 64, _int(0), aliases=("hash-max-ziplist-value",)),
@@ -258,7 +268,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("propagation-error-behavior", "ignore",
            _enum("ignore", "panic", "panic-on-replicas")),
     Option("replica-ignore-disk-write-errors", False, **_yes_no),
-    Option("repl-backlog-size", 1024 * 1024, _memory),
+    Option("repl-backlog-size", 1024 * 1024, _memory_from(1)),
     Option("repl-backlog-ttl", 3600, _int(0)),
     Option("repl-timeout", 60, _int(1)),
     Option("repl-ping-replica-period", 10, _int(1), aliases=("repl-ping-slave-period",)),

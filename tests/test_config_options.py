@@ -40,7 +40,6 @@ REFUSED = [
     ("busy-reply-threshold", "100", "scripting"),
     ("list-compress-depth", "1", "compressed lists"),
     ("active-expire-effort", "5", "active-expire-effort"),
-    ("client-query-buffer-limit", "2gb", "client-query-buffer-limit"),
     ("client-output-buffer-limit", "normal 1mb 1mb 0",
      "client-output-buffer-limit for the normal class"),
     ("daemonize", "yes", "daemonize"),
@@ -51,7 +50,7 @@ ACCEPTED = [
     ("maxmemory", "0"), ("appendonly", "no"), ("notify-keyspace-events", ""),
     ("slowlog-log-slower-than", "-1"), ("slowlog-log-slower-than", "10000"),
     ("slowlog-max-len", "128"), ("lua-time-limit", "5000"), ("list-compress-depth", "0"),
-    ("active-expire-effort", "1"), ("client-query-buffer-limit", "1gb"),
+    ("active-expire-effort", "1"),
     ("client-output-buffer-limit", "replica 512mb 128mb 30"),
     ("client-output-buffer-limit", "normal 0 0 0 pubsub 32mb 8mb 60"),
     ("maxmemory-policy", "allkeys-lru"), ("save", ""),
@@ -340,6 +339,44 @@ def test_pubsub_output_buffer_limit_drops_a_subscriber_that_does_not_read():
         real.stop()
 
 
+def test_client_query_buffer_limit_closes_the_client(same):
+    """A client whose unread query passes the limit is closed without a reply, on both
+    servers: a big argument on its way, or requests sent while it is blocked."""
+    same("CONFIG", "SET", "client-query-buffer-limit", "100")  # below Redis's minimum
+    ours = ThreadedServer(Config(save=())).start()
+    real = RedisServer()
+    try:
+        for server in (ours, real):
+            server.client().config_set("client-query-buffer-limit", "1mb")
+            with socket.create_connection(("127.0.0.1", server.port), timeout=20) as sock:
+                sock.sendall(b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$3000000\r\n")
+                _send_until_closed(sock, b"x" * 65536)
+            with socket.create_connection(("127.0.0.1", server.port), timeout=20) as sock:
+                sock.sendall(encode_command([b"BLPOP", b"nothing", b"0"]))
+                poll(lambda s=server: s.client().info("clients")["blocked_clients"] == 1,
+                     "the client blocks")
+                _send_until_closed(sock, encode_command([b"PING"]) * 5000)
+            assert server.client().ping()
+    finally:
+        ours.stop()
+        real.stop()
+
+
+def _send_until_closed(sock: socket.socket, chunk: bytes) -> None:
+    deadline = time.monotonic() + 20
+    try:
+        while time.monotonic() < deadline:
+            sock.sendall(chunk)
+    except (BrokenPipeError, ConnectionResetError):
+        try:
+            rest = sock.recv(100)
+        except ConnectionResetError:
+            rest = b""
+        assert rest == b""  # closed without a reply
+        return
+    raise AssertionError("the server never closed the connection")
+
+
 async def test_replica_serve_stale_data():
     """A replica whose master is unreachable: with no, reads get MASTERDOWN."""
     dead = ("127.0.0.1", free_port())
@@ -524,7 +561,8 @@ BEHAVIOUR = {
     "maxclients": "test_server::test_maxclients",
     "hz": "test_config_options::test_hz_is_what_the_cron_runs_at",
     "proto-max-bulk-len": "test_strings::test_append_size_limit",
-    "client-query-buffer-limit": "test_config_options::test_refused_by_config_set",
+    "client-query-buffer-limit": "test_config_options::"
+                                 "test_client_query_buffer_limit_closes_the_client",
     "client-output-buffer-limit": "test_config_options::"
                                   "test_pubsub_output_buffer_limit_drops_a_subscriber_that_does_not_read",
     "hash-max-listpack-entries": "test_strings::test_collection_encodings_match_redis",

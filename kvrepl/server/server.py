@@ -170,6 +170,11 @@ class Connection:
                         return
                     engine.stats.total_net_input_bytes += len(data)
                     self.parser.feed(data)
+                    # Read, not run, while blocked: all of it counts (Redis's query buffer).
+                    if self.parser.buffered > self.server.config.client_query_buffer_limit:
+                        self.query_buffer_full()  # the reply stays _DISCONNECTED
+                        nursery.cancel_scope.cancel()
+                        return
 
             nursery.start_soon(wait)
             nursery.start_soon(read)
@@ -214,12 +219,24 @@ class Connection:
             out.extend(encode(m, session.resp3) for m in session.after_reply)
             session.after_reply.clear()
 
+    def query_buffer_full(self) -> object:
+        """client-query-buffer-limit: close the client, without a reply, as Redis does."""
+        from kvrepl.commands.client import client_info_line
+        from kvrepl.commands.monitor import repr_bytes
+
+        logger.warning("Closing client that reached max query buffer length: %s (qbuf "
+                       "initial bytes: %s)", client_info_line(self.session),
+                       repr_bytes(self.parser.head(64)))
+        return _CLOSE
+
     def execute_buffered(self, out: list[bytes]) -> object:
         """Run every complete request the parser holds, appending the encoded replies to
         ``out``. Returns None once the parser needs more bytes, ``_CLOSE`` when the
         connection must end after ``out`` is sent, or ``(argv, reply)`` for a reply that
         has to be awaited first (a blocking command, WAIT, SYNC/PSYNC)."""
         parser = self.parser
+        if parser.unparsed() > self.server.config.client_query_buffer_limit:
+            return self.query_buffer_full()
         session = self.session
         engine = self.server.engine
         execute = engine.execute
