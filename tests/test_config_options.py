@@ -123,6 +123,7 @@ def test_config_get_and_immutability_match_redis():
     port and bind, which kvrepl cannot change while running (refused, not ignored)."""
     real = RedisServer()
     ours = ThreadedServer(Config(save=(), dir=real.dir, port=0)).start()
+    level = logger.level  # CONFIG SET loglevel sets it for the whole process
     try:
         theirs, mine = real.client(decode_responses=True), ours.client(decode_responses=True)
         names = sorted({name for option in OPTIONS for name in (option.name, *option.aliases)})
@@ -144,6 +145,7 @@ def test_config_get_and_immutability_match_redis():
             assert outcome(mine, option.name, value) == outcome(theirs, option.name, value), \
                 option.name
     finally:
+        logger.setLevel(level)
         ours.stop()
         real.stop()
 
