@@ -483,18 +483,26 @@ class ReplicaOf:
         Redis's showLatestBacklog: what our backlog holds, then what this batch applied
         (the backlog gets a batch once it is applied)."""
         backlog = self.replication.backlog
-        held = backlog.read_from(backlog.first_byte_offset) if backlog is not None and \
-            backlog.histlen > 0 else b""
+        held = b""
+        if backlog is not None and backlog.histlen > 0:
+            end = backlog.first_byte_offset + backlog.histlen
+            held = backlog.read_from(end - min(256, backlog.histlen))
         received = self._held + batch.raw if self._held else batch.raw
         return (held[-256:] + received[:max(offset - self.reploff, 0)])[-256:]
 
     def _logged_name(self, argv: list[bytes]) -> str:
         """The name Redis's log gives the failed command: its full name, ``<unknown>`` for
         one it does not know (kvrepl does not, yet)."""
+        cmd = self._resolve(argv)
+        return "<unknown>" if cmd is None else cmd.name
+
+    def _resolve(self, argv: list[bytes]) -> object | None:
+        """lookupCommand: the table entry for ``argv``, subcommand resolved; None when
+        unknown. Counts nothing (the command's own run does)."""
         cmd = self.engine.table.get(argv[0].lower())
         if cmd is not None and cmd.subcommands and len(argv) >= 2:
             cmd = cmd.subcommands.get(argv[1].lower())
-        return "<unknown>" if cmd is None else cmd.name
+        return cmd
 
     def _writes_denied_by_disk_error(self) -> bool:
         """writeCommandsDeniedByDiskError: the last BGSAVE failed and stops writes."""
@@ -506,9 +514,8 @@ class ReplicaOf:
         """processCommand for the master's client while writes are denied by a failed save:
         a write panics unless ``replica-ignore-disk-write-errors``; otherwise (and for PING)
         it is applied, with a warning at most every 10 seconds."""
-        try:
-            cmd = self.engine.lookup_command(argv)
-        except ReplyError:
+        cmd = self._resolve(argv)
+        if cmd is None:
             return  # it fails anyway, and _failed reports it
         queued = self.session.multi
         is_write = cmd.is_write or (cmd.is_exec and bool(queued)
