@@ -260,7 +260,7 @@ def _zadd_generic(incr: bool, s: Session, argv: list[bytes]) -> object:
     return added + updated if ch else added
 
 
-command("zadd")(partial(_zadd_generic, False))
+zadd = command("zadd")(partial(_zadd_generic, False))  # GEOADD ends in it, as in Redis
 command("zincrby")(partial(_zadd_generic, True))
 
 
