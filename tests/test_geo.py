@@ -83,6 +83,15 @@ def test_geoadd_is_propagated_as_zadd(run, propagated: list[list[bytes]]) -> Non
                            b"3479447370796909", b"Catania"]]
 
 
+@settings(max_examples=300, deadline=None)
+@given(longitude=st.floats(-180, 180), latitude=st.floats(geohash.LAT_MIN, geohash.LAT_MAX))
+def test_geoadd_fast_score_is_the_encoding(longitude: float, latitude: float) -> None:
+    """GEOADD's unrolled score is ``geohashEncode`` at 26 steps, aligned."""
+    bits = geohash.encode(longitude, latitude)
+    assert bits is not None
+    assert geohash.score_of(longitude, latitude) == geohash.align52(bits, geohash.STEP_MAX)
+
+
 # -- GEOHASH, GEOPOS, GEODIST -----------------------------------------------------------------
 
 

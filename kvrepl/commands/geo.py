@@ -13,11 +13,11 @@ from __future__ import annotations
 
 from functools import partial
 
-from kvrepl.commands.args import parse_double, parse_int
+from kvrepl.commands.args import parse_double, parse_int, string2d
 from kvrepl.commands.core import Session, command
 from kvrepl.commands.keys import store_result
-from kvrepl.commands.zsets import zadd
-from kvrepl.errors import SYNTAX, ReplyError, WrongTypeError
+from kvrepl.commands.zsets import zadd_scores
+from kvrepl.errors import NOT_FLOAT, SYNTAX, ReplyError, WrongTypeError
 from kvrepl.protocol.replies import NULL_ARRAY, Raw
 from kvrepl.store import geohash
 from kvrepl.store.geohash import CIRCULAR, RECTANGLE, ZERO_BOX, Shape
@@ -76,8 +76,10 @@ def _lookup(s: Session, key: bytes) -> ZSet | None:
 
 def _lonlat(argv: list[bytes], index: int) -> tuple[float, float]:
     """``extractLongLatOrReply``: both numbers parsed, then the pair checked."""
-    longitude = parse_double(argv[index])
-    latitude = parse_double(argv[index + 1])
+    longitude = string2d(argv[index])
+    latitude = string2d(argv[index + 1])
+    if longitude is None or latitude is None:
+        raise ReplyError(NOT_FLOAT)
     if (longitude < geohash.LONG_MIN or longitude > geohash.LONG_MAX
             or latitude < geohash.LAT_MIN or latitude > geohash.LAT_MAX):
         raise ReplyError(f"ERR invalid longitude,latitude pair {longitude:f},{latitude:f}")
@@ -125,26 +127,36 @@ def _member_point(zset: ZSet, member: bytes) -> tuple[float, float]:
 @command("geoadd")
 def geoadd(s: Session, argv: list[bytes]) -> object:
     """GEOADD key [NX|XX] [CH] longitude latitude member [...]: ZADD with geohash scores."""
+    argc = len(argv)
     longidx = 2
-    nx = xx = False
-    while longidx < len(argv):
+    nx = xx = ch = False
+    while longidx < argc:
         option = argv[longidx].lower()
         if option == b"nx":
             nx = True
         elif option == b"xx":
             xx = True
-        elif option != b"ch":
+        elif option == b"ch":
+            ch = True
+        else:
             break
         longidx += 1
-    if (len(argv) - longidx) % 3 or (xx and nx):
+    # No element at all passes GEOADD's own check and fails ZADD's, with the same error.
+    if (argc - longidx) % 3 or argc == longidx or (xx and nx):
         raise ReplyError(SYNTAX)
-    zargv = [b"zadd", *argv[1:longidx]]
-    for index in range(longidx, len(argv), 3):
-        longitude, latitude = _lonlat(argv, index)
-        zargv.append(b"%d" % geohash.score_of(longitude, latitude))
-        zargv.append(argv[index + 2])
-    s.engine.rewrite(zargv)  # replaceClientCommandVector: replicas get the ZADD
-    return zadd(s, zargv)
+    scores: list[float] = []
+    members: list[bytes] = []
+    score_of = geohash.score_of
+    for index in range(longidx, argc, 3):
+        scores.append(float(score_of(*_lonlat(argv, index))))
+        members.append(argv[index + 2])
+    if s.engine.propagate_listeners:
+        # replaceClientCommandVector: what replicas get is the ZADD this turned into.
+        zargv = [b"zadd", *argv[1:longidx]]
+        for score, member in zip(scores, members, strict=True):
+            zargv += (b"%d" % score, member)
+        s.engine.rewrite(zargv)
+    return zadd_scores(s, argv[1], scores, members, nx, xx, False, False, ch)
 
 
 # -- GEOHASH, GEOPOS, GEODIST ---------------------------------------------------------------

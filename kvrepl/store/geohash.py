@@ -51,6 +51,8 @@ def _spread_table() -> list[int]:
 
 _SPREAD = _spread_table()
 _SQUEEZE = {spread: byte for byte, spread in enumerate(_SPREAD)}
+# The same for 16 bits at once: GEOADD's hot path spreads a 26-bit cell index in two lookups.
+_SPREAD16 = [_SPREAD[value & 0xFF] | _SPREAD[value >> 8] << 16 for value in range(1 << 16)]
 
 
 def _spread32(value: int) -> int:
@@ -100,10 +102,19 @@ def align52(bits: int, step: int) -> int:
     return (bits << (52 - step * 2)) & _MASK64
 
 
+_LAT_SCALE = LAT_MAX - LAT_MIN
+_LONG_SCALE = LONG_MAX - LONG_MIN
+_CELLS = float(1 << STEP_MAX)
+
+
 def score_of(longitude: float, latitude: float) -> int:
-    """The sorted-set score GEOADD stores for a (checked) point."""
-    bits = encode(longitude, latitude)
-    return align52(bits if bits is not None else 0, STEP_MAX)
+    """The sorted-set score GEOADD stores for a point within the limits: ``encode`` at
+    26 steps (then already 52-bit aligned), the same operations, unrolled for speed."""
+    lat_cell = int((latitude - LAT_MIN) / _LAT_SCALE * _CELLS)
+    long_cell = int((longitude - LONG_MIN) / _LONG_SCALE * _CELLS)
+    table = _SPREAD16
+    return (table[lat_cell & 0xFFFF] | table[lat_cell >> 16] << 32
+            | (table[long_cell & 0xFFFF] | table[long_cell >> 16] << 32) << 1)
 
 
 def decode_area(bits: int, step: int, long_range: tuple[float, float] = LONG_RANGE,
