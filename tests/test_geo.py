@@ -170,6 +170,19 @@ def test_search_replies_and_options(wire: Wire) -> None:
         ("GEORADIUS", "missing", "15", "37", "200", "km", "WITHDIST"),
         ("GEORADIUSBYMEMBER", "missing", "nope", "abc", "xyz"),  # radius never read
         ("GEORADIUSBYMEMBER", "Sicily", "nope", "abc", "xyz"),
+        ("GEORADIUS", "Sicily", "15", "37", "inf", "km", "WITHDIST"),
+        ("GEORADIUS", "Sicily", "15", "37", "1e308", "mi", "WITHDIST", "DESC"),
+        ("GEORADIUS", "Sicily", "15", "37", "0x1p20", "m", "COUNT", "9223372036854775807"),
+        ("GEOSEARCH", "Sicily", "FROMLONLAT", "15", "37", "BYBOX", "inf", "1e300", "ft",
+         "WITHDIST"),
+        ("GEOSEARCH", "Sicily", "FROMLONLAT", "-180", "85.05112878", "BYRADIUS", "20000",
+         "km", "WITHDIST", "WITHHASH"),
+        ("GEOSEARCH", "Sicily", "FROMLONLAT", "180", "-85.05112878", "BYBOX", "40000", "100",
+         "km", "WITHCOORD"),
+        ("GEOSEARCH", "Sicily", "frommember", "Palermo", "frommember", "Catania", "byradius",
+         "100", "KM", "withdist"),
+        ("GEOSEARCH", "Sicily", "FROMMEMBER", "Palermo", "BYRADIUS", "1", "km", "BYRADIUS",
+         "400", "km", "WITHDIST"),
     ]
     for search in searches:
         both(wire, *search)
@@ -332,6 +345,39 @@ def test_dense_grid_around_cell_edges(wire: Wire, center: tuple[float, float],
     wire("GEOSEARCH", "grid", "FROMLONLAT", lon, lat, "BYRADIUS", radius_km, "km")
     wire("GEOSEARCH", "grid", "FROMLONLAT", lon, lat, "BYBOX", radius_km, radius_km, "km",
          "DESC", "WITHDIST")
+
+
+def test_keys_transactions_and_read_stats(wire: Wire, r: redis.Redis, real: redis.Redis
+                                          ) -> None:
+    for args in (("GEORADIUS", "src", "1", "2", "3", "km", "STORE", "dst"),
+                 ("GEORADIUS", "src", "1", "2", "3", "km", "STOREDIST", "d2", "COUNT", "1"),
+                 ("GEORADIUSBYMEMBER", "src", "m", "3", "km", "STORE", "dst"),
+                 ("GEOSEARCHSTORE", "dst", "src", "FROMMEMBER", "m", "BYRADIUS", "1", "km"),
+                 ("GEOSEARCH", "src", "FROMMEMBER", "m", "BYRADIUS", "1", "km"),
+                 ("GEOADD", "src", "1", "2", "m")):
+        wire("COMMAND", "GETKEYS", *args)
+    wire("GEOADD", "Sicily", *SICILY)
+    for protocol in (2, 3):
+        wire(protocol=protocol, batch=[
+            ("MULTI",), ("GEOPOS", "Sicily", "Palermo", "x"), ("GEODIST", "Sicily", "Palermo",
+                                                              "Catania"),
+            ("GEOSEARCH", "Sicily", "FROMMEMBER", "Palermo", "BYRADIUS", "300", "km",
+             "WITHCOORD", "WITHDIST"),
+            ("GEOADD", "Sicily", "1", "2", "new"), ("EXEC",)])
+    # Sources are reads (keyspace_hits/misses), the STORE forms' too.
+    before = [client.info("stats") for client in (r, real)]
+    for args in (("GEOSEARCHSTORE", "d", "Sicily", "FROMMEMBER", "Palermo", "BYRADIUS", "1",
+                  "km"),
+                 ("GEOSEARCHSTORE", "d", "nope", "FROMMEMBER", "Palermo", "BYRADIUS", "1",
+                  "km"),
+                 ("GEORADIUS", "Sicily", "1", "2", "3", "km", "STORE", "d"),
+                 ("GEOPOS", "nope", "a"), ("GEODIST", "Sicily", "a", "b"),
+                 ("GEOHASH", "Sicily", "a")):
+        wire(*args)
+    after = [client.info("stats") for client in (r, real)]
+    deltas = [(a["keyspace_hits"] - b["keyspace_hits"], a["keyspace_misses"] - b["keyspace_misses"])
+              for a, b in zip(after, before, strict=True)]
+    assert deltas[0] == deltas[1]
 
 
 # -- random points and searches ----------------------------------------------------------------

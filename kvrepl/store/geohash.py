@@ -217,6 +217,15 @@ def _neighbours(bits: int, step: int) -> list[Box]:
 # -- distances ---------------------------------------------------------------------------------
 
 
+# C's libm answers NaN where Python's math raises: a box of infinite width is a valid search.
+def _cos(x: float) -> float:
+    return math.cos(x) if math.isfinite(x) else math.nan
+
+
+def _asin(x: float) -> float:
+    return math.asin(x) if -1.0 <= x <= 1.0 else math.nan
+
+
 def _deg_rad(angle: float) -> float:
     return angle * _D_R
 
@@ -241,7 +250,8 @@ def distance(lon1: float, lat1: float, lon2: float, lat2: float) -> float:
     lat2r = _deg_rad(lat2)
     u = math.sin((lat2r - lat1r) / 2)
     a = u * u + math.cos(lat1r) * math.cos(lat2r) * v * v
-    return 2.0 * EARTH_RADIUS_IN_METERS * math.asin(math.sqrt(a))
+    # a can round to just above 1 for antipodes: asin then gives NaN in C.
+    return 2.0 * EARTH_RADIUS_IN_METERS * _asin(math.sqrt(a))
 
 
 # -- search shapes -----------------------------------------------------------------------------
@@ -302,9 +312,9 @@ def bounding_box(shape: Shape) -> tuple[float, float, float, float]:
     width = shape.conversion * (shape.radius if circular else shape.width / 2)
     lat_delta = _rad_deg(height / EARTH_RADIUS_IN_METERS)
     long_delta_top = _rad_deg(
-        width / EARTH_RADIUS_IN_METERS / math.cos(_deg_rad(latitude + lat_delta)))
+        width / EARTH_RADIUS_IN_METERS / _cos(_deg_rad(latitude + lat_delta)))
     long_delta_bottom = _rad_deg(
-        width / EARTH_RADIUS_IN_METERS / math.cos(_deg_rad(latitude - lat_delta)))
+        width / EARTH_RADIUS_IN_METERS / _cos(_deg_rad(latitude - lat_delta)))
     long_delta = long_delta_bottom if latitude < 0 else long_delta_top
     return (longitude - long_delta, latitude - lat_delta,
             longitude + long_delta, latitude + lat_delta)
