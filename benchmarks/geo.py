@@ -45,12 +45,16 @@ CLIENTS = 50
 PIPELINE = 16
 GOAL = 0.3
 COMMAND = ("GEOADD", "k", "13.361389", "38.115556", "m:__rand_int__")
+# The same write through ZADD: how much of the gap is GEOADD's own and how much the general
+# command path's (every command but plain GET/SET), shown beside it without a goal.
+REFERENCE = ("ZADD", "z", "3479099956230698", "m:__rand_int__")
 
 
-def geoadd_rate(tool: str, port: int, n: int, timeout: float = 300.0) -> float:
-    """One redis-benchmark run of the GEOADD command: requests per second."""
+def command_rate(tool: str, port: int, n: int, command: tuple[str, ...] = COMMAND,
+                 timeout: float = 300.0) -> float:
+    """One redis-benchmark run of ``command``: requests per second."""
     argv = [tool, "-h", HOST, "-p", str(port), "-c", str(CLIENTS), "-P", str(PIPELINE),
-            "-n", str(n), "-q", "--csv", *COMMAND]
+            "-n", str(n), "-q", "--csv", *command]
     proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE)
     try:
@@ -58,10 +62,10 @@ def geoadd_rate(tool: str, port: int, n: int, timeout: float = 300.0) -> float:
     finally:
         stop_process(proc)
     for row in csv.reader(out.decode(errors="replace").splitlines()):
-        if len(row) >= 2 and row[0].startswith("GEOADD"):
+        if len(row) >= 2 and row[0].startswith(command[0]):
             with contextlib.suppress(ValueError):
                 return float(row[1])
-    raise RuntimeError(f"redis-benchmark printed no GEOADD figure: "
+    raise RuntimeError(f"redis-benchmark printed no {command[0]} figure: "
                        f"{(err or out).decode(errors='replace')[-500:]}")
 
 
@@ -73,32 +77,39 @@ def run(options: Options) -> str:
     commands = {name: command for name, command in server_commands(options).items()
                 if name in ("kvrepl", "redis") and command is not None}
     n = 20_000 if options.quick else 100_000
-    rates: dict[str, list[float]] = {name: [] for name in commands}
+    tests = {"GEOADD": COMMAND, "ZADD": REFERENCE}
+    rates: dict[tuple[str, str], list[float]] = {
+        (test, name): [] for test in tests for name in commands}
     with tempfile.TemporaryDirectory(prefix="kvrepl-bench-geo-") as workdir:
         servers = {name: Server(name, command, Path(workdir), env=python_env())
                    for name, command in commands.items()}
         try:
             for server in servers.values():
                 server.start()
-                geoadd_rate(tool, server.port, 2_000)  # warm-up: the key exists afterwards
+                for command in tests.values():  # warm-up: the keys exist afterwards
+                    command_rate(tool, server.port, 2_000, command)
             for round_number in range(options.rounds):
                 for name in rotated(list(servers), round_number):
-                    rate = geoadd_rate(tool, servers[name].port, n)
-                    rates[name].append(rate)
-                    log(f"geo round {round_number + 1}: {name} {fmt_rate(rate)} ops/s")
+                    for test, command in tests.items():
+                        rate = command_rate(tool, servers[name].port, n, command)
+                        rates[test, name].append(rate)
+                        log(f"geo round {round_number + 1}: {name} {test} {fmt_rate(rate)} ops/s")
         finally:
             for server in servers.values():
                 server.stop()
-    ours, theirs = median(rates.get("kvrepl", [])), median(rates.get("redis", []))
-    share = ratio(ours, theirs)
-    table = markdown_table(
-        ["test", "kvrepl ops/s", "redis ops/s", "kvrepl/redis", "goal"],
-        [[f"GEOADD -P {PIPELINE}", fmt_rate(ours), fmt_rate(theirs), fmt_ratio(share),
-          goal_cell(share, GOAL)]])
-    rounds = ", ".join(f"{name}: " + " / ".join(fmt_rate(r) for r in values)
-                       for name, values in rates.items())
+    rows = []
+    for test, command in tests.items():
+        ours = median(rates.get((test, "kvrepl"), []))
+        theirs = median(rates.get((test, "redis"), []))
+        share = ratio(ours, theirs)
+        rows.append([f"{' '.join(command[:1])} -P {PIPELINE}", fmt_rate(ours), fmt_rate(theirs),
+                     fmt_ratio(share), goal_cell(share, GOAL) if test == "GEOADD" else "reference"])
+    table = markdown_table(["test", "kvrepl ops/s", "redis ops/s", "kvrepl/redis", "goal"], rows)
+    rounds = "; ".join(f"{test} {name}: " + " / ".join(fmt_rate(r) for r in values)
+                       for (test, name), values in rates.items())
     return (f"## {TITLE}\n\n`redis-benchmark -c {CLIENTS} -P {PIPELINE} -n {n} -q --csv "
-            f"{' '.join(COMMAND)}`; median of {options.rounds} rounds, servers in turn.\n\n"
+            f"{' '.join(COMMAND)}` (and the same write as `{' '.join(REFERENCE)}` for "
+            f"reference); median of {options.rounds} rounds, servers in turn.\n\n"
             f"{table}\n\nEach round: {rounds}\n")
 
 

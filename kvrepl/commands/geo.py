@@ -23,6 +23,7 @@ from kvrepl.store import geohash
 from kvrepl.store.geohash import CIRCULAR, RECTANGLE, ZERO_BOX, Shape
 from kvrepl.store.values import ZSet
 
+_LAT_MIN, _LAT_MAX = geohash.LAT_MIN, geohash.LAT_MAX
 _UNITS = {b"m": 1.0, b"km": 1000.0, b"ft": 0.3048, b"mi": 1609.34}
 _BAD_UNIT = "ERR unsupported unit provided. please use M, KM, FT, MI"
 _BAD_MEMBER = "ERR could not decode requested zset member"
@@ -148,7 +149,12 @@ def geoadd(s: Session, argv: list[bytes]) -> object:
     members: list[bytes] = []
     score_of = geohash.score_of
     for index in range(longidx, argc, 3):
-        scores.append(float(score_of(*_lonlat(argv, index))))
+        longitude = string2d(argv[index])
+        latitude = string2d(argv[index + 1])
+        if (longitude is None or latitude is None or not -180.0 <= longitude <= 180.0
+                or not _LAT_MIN <= latitude <= _LAT_MAX):
+            longitude, latitude = _lonlat(argv, index)  # raises the error Redis gives
+        scores.append(float(score_of(longitude, latitude)))
         members.append(argv[index + 2])
     if s.engine.propagate_listeners:
         # replaceClientCommandVector: what replicas get is the ZADD this turned into.
