@@ -303,6 +303,14 @@ def test_duplicate_distances_with_count_follow_redis_partial_sort(wire: Wire) ->
                  "COUNT", count, order, "WITHDIST")
     wire("GEORADIUS", "dup", "10", "45", "100", "km")
     wire("GEORADIUS", "dup", "10", "45", "100", "km", "DESC")
+    for size in (6, 7, 8, 23, 41):  # insertion sort, median of three, ninther
+        args = ["GEOADD", f"few{size}"]
+        for i in range(size):
+            args += [f"20.{(i * 7) % 3}", "-30", f"f{i:02d}"]
+        wire(*args)
+        for count in range(1, size):
+            wire("GEOSEARCH", f"few{size}", "FROMLONLAT", "20", "-30", "BYRADIUS", "500", "km",
+                 "COUNT", str(count), "DESC" if count % 2 else "ASC")
 
 
 @pytest.mark.parametrize("center", [
@@ -479,6 +487,43 @@ async def test_kvrepl_replica_of_redis_master_applies_geo_writes() -> None:
         client.close()
     finally:
         master.stop()
+
+
+async def test_redis_replica_of_kvrepl_master_applies_geo_writes() -> None:
+    """The other way: what kvrepl propagates (GEOADD as ZADD, the STORE forms as sent)
+    leaves a redis-server replica with the master's data."""
+    async with kvrepl.Master(port=0) as master:
+        replica = RedisServer("--replicaof", "127.0.0.1", str(master.port),
+                              "--enable-debug-command", "yes")
+        try:
+            client = replica.client()
+            rng = random.Random(5)
+            for n in range(4):
+                values: list[object] = []
+                for i in range(30):
+                    values += [rng.uniform(-180, 180), rng.uniform(-85, 85), f"m{n}.{i}"]
+                master.geoadd("world", values, ch=n == 1)
+            master.execute_command("GEOSEARCHSTORE", "near", "world", "FROMMEMBER", "m0.0",
+                                   "BYRADIUS", "6000", "km", "STOREDIST")
+            master.execute_command("GEORADIUS", "world", "10", "10", "4000", "km", "STORE",
+                                   "radius", "COUNT", "3")
+            offset = master.replication.master_repl_offset
+
+            def caught_up() -> bool:
+                info = client.info("replication")
+                return (info.get("master_link_status") == "up"
+                        and info["slave_repl_offset"] >= offset)
+
+            deadline = trio.current_time() + 20
+            while not await trio.to_thread.run_sync(caught_up):
+                assert trio.current_time() < deadline, "the redis replica never caught up"
+                await trio.sleep(0.05)
+            theirs = await trio.to_thread.run_sync(
+                lambda: client.execute_command("DEBUG", "DIGEST"))
+            assert theirs == dataset_digest(master.engine.keyspace)
+            client.close()
+        finally:
+            replica.stop()
 
 
 # -- the embedded API --------------------------------------------------------------------------
