@@ -555,6 +555,67 @@ class Node:
     def zcard(self, name: Arg) -> int:
         return self.execute_command("ZCARD", name)
 
+    # -- geo -----------------------------------------------------------------------------
+    def geoadd(self, name: Arg, values: Iterable[Arg], nx: bool = False, xx: bool = False,
+               ch: bool = False) -> int:
+        """``values`` is flat: longitude, latitude, member, ... (redis-py's form)."""
+        flags = [f for f, on in (("NX", nx), ("XX", xx), ("CH", ch)) if on]
+        return self.execute_command("GEOADD", name, *flags, *values)
+
+    def geodist(self, name: Arg, place1: Arg, place2: Arg, unit: str | None = None
+                ) -> float | None:
+        reply = self.execute_command("GEODIST", name, place1, place2, *([unit] if unit else []))
+        return None if reply is None else float(reply)
+
+    def geohash(self, name: Arg, *values: Arg) -> list[str | None]:
+        """Geohashes as ``str``, as redis-py gives them."""
+        reply = self.execute_command("GEOHASH", name, *values)
+        return [None if text is None else text.decode() for text in reply]
+
+    def geopos(self, name: Arg, *values: Arg) -> list[tuple[float, float] | None]:
+        reply = self.execute_command("GEOPOS", name, *values)
+        return [None if pos is None else (float(pos[0]), float(pos[1])) for pos in reply]
+
+    def geosearch(self, name: Arg, member: Arg | None = None, longitude: float | None = None,
+                  latitude: float | None = None, unit: str = "m", radius: float | None = None,
+                  width: float | None = None, height: float | None = None,
+                  sort: str | None = None, count: int | None = None, any: bool = False,
+                  withcoord: bool = False, withdist: bool = False,
+                  withhash: bool = False) -> list:
+        """GEOSEARCH with redis-py's keywords; with WITH* options each result is
+        ``[member, dist (float), hash (int), (lon, lat)]`` for the options given."""
+        args: list[Arg] = ["GEOSEARCH", name]
+        if member is not None:
+            args += ["FROMMEMBER", member]
+        if longitude is not None and latitude is not None:
+            args += ["FROMLONLAT", longitude, latitude]
+        if radius is not None:
+            args += ["BYRADIUS", radius, unit]
+        if width is not None and height is not None:
+            args += ["BYBOX", width, height, unit]
+        if sort:
+            args.append(sort.upper())
+        if count is not None:
+            args += ["COUNT", count, *(["ANY"] if any else [])]
+        elif any:
+            args.append("ANY")  # Redis answers that ANY needs COUNT
+        for option, on in (("WITHDIST", withdist), ("WITHCOORD", withcoord),
+                           ("WITHHASH", withhash)):
+            if on:
+                args.append(option)
+        reply = self.execute_command(*args)
+        if not (withdist or withcoord or withhash):
+            return reply
+        casts: list = [lambda member: member]
+        if withdist:
+            casts.append(float)
+        if withhash:
+            casts.append(int)
+        if withcoord:
+            casts.append(lambda pos: (float(pos[0]), float(pos[1])))
+        return [[cast(value) for cast, value in zip(casts, item, strict=True)]
+                for item in reply]
+
 
 class Master(Node):
     """A node that accepts writes; replicas (kvrepl or redis-server) follow it."""
