@@ -15,8 +15,8 @@ PFCOUNT) is how HyperLogLog throughput is measured, and the general path costs s
 the register update; the lane takes only what is a few lines there, on a key without a TTL:
 one element into a dense HLL, or into a sparse one when it changes nothing, the count of one
 HLL that has a valid cached cardinality and more than 44 bytes (a shorter one may need to be
-made ``raw`` first). The rest (sparse encoding,
-a count to compute, errors) goes to the general path, ``commands/hyperloglog.py``.
+made ``raw`` first). The rest (sparse updates, a count to compute, errors) goes to the
+general path, ``commands/hyperloglog.py``.
 
 What the general path would have recorded is recorded here too: the dirty counter,
 ``INFO commandstats`` calls and time, the client's last command, the key's access time,
@@ -58,7 +58,8 @@ _ONE = b":1\r\n"
 
 
 class PlainLane:
-    """GET and plain SET for an engine, without the general dispatch."""
+    """GET, plain SET and the simple PFADD/PFCOUNT for an engine, without the general
+    dispatch."""
 
     __slots__ = ("engine", "_get", "_set", "_pfadd", "_pfcount")
 
