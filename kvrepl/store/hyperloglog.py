@@ -772,11 +772,12 @@ def dense_add_one(value: bytes, element: bytes) -> bytes | None:
     else:
         result = b"".join((view[:15], _ONE_BYTE[value[15] | _STALE], view[16:pos], new,
                            view[pos + len(new):]))
-    histogram = _HISTOGRAMS.take(value)
-    if histogram is not None:
-        histogram[old] -= 1  # type: ignore[index]
-        histogram[count] += 1  # type: ignore[index]
-        _HISTOGRAMS.put(result, histogram)
+    if _HISTOGRAMS.entries:  # (most of the time, no PFCOUNT has counted it yet)
+        histogram = _HISTOGRAMS.take(value)
+        if histogram is not None:
+            histogram[old] -= 1  # type: ignore[index]
+            histogram[count] += 1  # type: ignore[index]
+            _HISTOGRAMS.put(result, histogram)
     return result
 
 
