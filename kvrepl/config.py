@@ -13,6 +13,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from kvrepl.notify import format_classes, parse_classes
 from kvrepl.errors import ReplyError
 
 _UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1024, "m": 1000**2, "mb": 1024**2,
@@ -288,8 +289,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("slowlog-log-slower-than", 10000, _int(-1), only=(10000, -1),
            lacking="the slow log (SLOWLOG)"),
     Option("slowlog-max-len", 128, _int(0), only=(128, 0), lacking="the slow log (SLOWLOG)"),
-    Option("notify-keyspace-events", "", str, only=("",),
-           lacking="keyspace notifications"),
+    Option("notify-keyspace-events", 0, parse_classes, format_classes),
     Option("active-expire-effort", 1, _int(1, 10), only=(1,),
            lacking="active-expire-effort (one active expiry effort)"),
     Option("lfu-log-factor", 10, _int(0)),

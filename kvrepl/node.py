@@ -378,6 +378,8 @@ class Node:
     # -- strings -------------------------------------------------------------------------
     def get(self, name: Arg) -> bytes | None:
         key = name if type(name) is bytes else _arg(name)
+        if self.engine.lane_observed:  # a keymiss event to fire: GET itself
+            return self.execute_command("GET", key)
         value = self._session.db.lookup(key)
         if value is None:
             self.engine.keyspace.misses += 1

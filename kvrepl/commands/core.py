@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from time import perf_counter
 
 from kvrepl.commands.monitor import monitor_line
-from kvrepl.commands.plain import PlainLane
+from kvrepl.commands.plain import LANE_CLASSES, PlainLane
 from kvrepl.commands.protection import protected_command_error
 from kvrepl.commands.spec import CommandSpec, load_specs, modified_key_positions
 from kvrepl.commands.watch import WatchRegistry
@@ -29,6 +29,7 @@ from kvrepl.errors import (
     wrong_arity,
 )
 from kvrepl.log import logger, set_level
+from kvrepl.notify import EVICTED, EXPIRED, KEY_MISS, NEW, channels, firing
 from kvrepl.protocol.replies import NULL_ARRAY, QUEUED, Push
 from kvrepl.store import Database, Keyspace
 
@@ -300,10 +301,17 @@ class Engine:
         self.pubsub_channels: dict[bytes, dict[int, Session]] = {}
         self.pubsub_patterns: dict[bytes, dict[int, Session]] = {}
         self.watches = WatchRegistry(self.keyspace)
+        # The notify-keyspace-events classes whose events are published (none without K
+        # or E): see kvrepl.notify.
+        self.notify_classes = 0
+        # One flag for the plain lane: some observer must see each GET/SET/PFADD/PFCOUNT
+        # as the general path runs it (keyspace notifications of the classes they fire).
+        self.lane_observed = False
         self.plain_lane = PlainLane(self)
         self.keyspace.expired_listeners.append(self._on_expired)
         self.config.listeners.append(self._config_changed)
         self._config_changed("maxmemory-policy")
+        self._config_changed("notify-keyspace-events")
 
     def _refresh_restricted(self) -> None:
         self._restricted = bool(self._loading or self._masterdown or self._read_only
@@ -362,9 +370,39 @@ class Engine:
             self.read_only = config.replica_read_only and self.read_only_role()
         elif name == "loglevel":
             set_level(config.loglevel)
+        elif name == "notify-keyspace-events":
+            self._notifications_changed()
         keyspace.lfu = config.maxmemory_policy.endswith("-lfu")
         keyspace.lfu_log_factor = config.lfu_log_factor
         keyspace.lfu_decay_time = config.lfu_decay_time
+
+    def _notifications_changed(self) -> None:
+        """Wire the store's events (``new``, ``keymiss``) only while their class is on,
+        and close the plain lane while the classes its commands fire are."""
+        classes = self.notify_classes = firing(self.config.notify_keyspace_events)
+        keyspace = self.keyspace
+        keyspace.on_new_key = self._on_new_key if classes & NEW else None
+        keyspace.on_keymiss = self._on_keymiss if classes & KEY_MISS else None
+        self.lane_observed = bool(classes & LANE_CLASSES)
+
+    def notify_keyspace_event(self, event: bytes, key: bytes, db_index: int) -> None:
+        """Publish one keyspace event (Redis's notifyKeyspaceEvent past its class test:
+        callers test ``notify_classes`` first, see :func:`kvrepl.notify.notify`)."""
+        for channel, message in channels(self.config.notify_keyspace_events, event, key,
+                                          db_index):
+            self.publish(channel, message)
+
+    def _on_new_key(self, db: Database, key: bytes) -> None:
+        self.notify_keyspace_event(b"new", key, db.id)
+
+    def _on_keymiss(self, db: Database, key: bytes) -> None:
+        self.notify_keyspace_event(b"keymiss", key, db.id)
+
+    def key_evicted(self, db: Database, key: bytes) -> None:
+        """Eviction deleted ``key`` of ``db``: what observers of the keyspace are told
+        (the ``evicted`` keyspace event). Call it after the key is gone."""
+        if self.notify_classes & EVICTED:
+            self.notify_keyspace_event(b"evicted", key, db.id)
 
     def read_only_role(self) -> bool:
         """True while this node is a replica (it follows a master)."""
@@ -440,6 +478,8 @@ class Engine:
     def _on_expired(self, db: Database, key: bytes) -> None:
         """A key was deleted for having expired (deleteExpiredKeyAndPropagate)."""
         self.stats.expired_keys += 1
+        if self.notify_classes & EXPIRED:
+            self.notify_keyspace_event(b"expired", key, db.id)
         self.also_propagate([b"DEL", key], db.id)
 
     # -- execution -------------------------------------------------------------------------

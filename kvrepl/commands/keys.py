@@ -452,21 +452,21 @@ def object_help(s: Session, argv: list[bytes]) -> object:
 @command("object|encoding")
 def object_encoding_(s: Session, argv: list[bytes]) -> object:
     """OBJECT ENCODING key: see :mod:`kvrepl.store.encoding`."""
-    value = s.db.peek(argv[2])
+    value = s.db.peek(argv[2], notify=False)
     return None if value is None else object_encoding(value, s.engine.config)
 
 
 @command("object|refcount")
 def object_refcount_(s: Session, argv: list[bytes]) -> object:
     """OBJECT REFCOUNT key: INT_MAX for Redis's shared small integers, else 1."""
-    value = s.db.peek(argv[2])
+    value = s.db.peek(argv[2], notify=False)
     return None if value is None else object_refcount(value, s.engine.config)
 
 
 @command("object|idletime")
 def object_idletime(s: Session, argv: list[bytes]) -> object:
     """OBJECT IDLETIME key: seconds since the key was last read or written."""
-    if s.db.peek(argv[2]) is None:
+    if s.db.peek(argv[2], notify=False) is None:
         return None
     if _lfu_policy(s):
         raise ReplyError("ERR An LFU maxmemory policy is selected, idle time not tracked. "
@@ -477,7 +477,7 @@ def object_idletime(s: Session, argv: list[bytes]) -> object:
 @command("object|freq")
 def object_freq(s: Session, argv: list[bytes]) -> object:
     """OBJECT FREQ key: the key's logarithmic access counter, decayed as Redis does."""
-    if s.db.peek(argv[2]) is None:
+    if s.db.peek(argv[2], notify=False) is None:
         return None
     if not _lfu_policy(s):
         raise ReplyError("ERR An LFU maxmemory policy is not selected, access frequency not "

@@ -1,0 +1,179 @@
+"""Keyspace notifications against a real redis-server 7.0: the same command sequences on
+both, and the very same messages on ``__keyspace@*__`` / ``__keyevent@*__`` in the same
+order. A sentinel PUBLISH after each sequence marks its end (a subscriber gets messages in
+the order they were published), so no test waits on time."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import pytest
+import redis
+from support import DEADLINE, RedisServer, ThreadedServer, outcome, poll, raw_replies
+
+from kvrepl.commands.core import Engine
+from kvrepl.config import Config
+from kvrepl.errors import ReplyError
+from kvrepl.notify import format_classes, parse_classes
+from kvrepl.protocol.replies import Push
+from kvrepl.store import Keyspace
+
+SENTINEL = "notifications-test-end"
+Events = list[tuple[bytes, bytes, bytes]]
+
+
+class Listener:
+    """A pattern subscriber to every keyspace channel of one server."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self.client = client
+        self.pubsub = client.pubsub()
+        self.pubsub.psubscribe("__key*__:*")
+        self.pubsub.subscribe(SENTINEL)
+        for _ in range(2):  # the two confirmations
+            assert self.pubsub.get_message(timeout=DEADLINE) is not None
+
+    def drain(self) -> Events:
+        """Every event published so far, as (type, channel, data)."""
+        self.client.publish(SENTINEL, "end")
+        events: Events = []
+        while True:
+            message = self.pubsub.get_message(timeout=DEADLINE)
+            assert message is not None, "the sentinel did not arrive"
+            if message["channel"] == SENTINEL.encode():
+                return events
+            events.append((message["type"].encode(), message["channel"], message["data"]))
+
+    def close(self) -> None:
+        self.pubsub.close()
+
+
+Run = Callable[..., Events]
+
+
+def _configure(clients: tuple[redis.Redis, ...], classes: str) -> None:
+    for client in clients:
+        client.config_set("notify-keyspace-events", classes)
+
+
+@pytest.fixture
+def both(kvrepl_server: ThreadedServer, redis_server: RedisServer, r: redis.Redis,
+         real: redis.Redis) -> Iterator[tuple[redis.Redis, redis.Redis]]:
+    """Raw-reply clients on the flushed kvrepl and redis-server; the option is reset after."""
+    pair = (raw_replies(kvrepl_server.client()), raw_replies(redis_server.client()))
+    yield pair
+    _configure(pair, "")
+    for client in pair:
+        client.close()
+
+
+@pytest.fixture
+def notified(both: tuple[redis.Redis, redis.Redis]) -> Iterator[Callable[..., Run]]:
+    """``run = notified("KEA")``: sets the classes on both servers; then ``run(*commands)``
+    sends each command (a tuple) to both, asserts equal replies and equal event
+    sequences, and returns kvrepl's events."""
+    listeners: list[Listener] = []
+
+    def make(classes: str) -> Run:
+        _configure(both, classes)
+        pair = [Listener(client) for client in both]
+        listeners.extend(pair)
+
+        def run(*commands: tuple[object, ...], unordered: bool = False) -> Events:
+            for args in commands:
+                mine, oracle = (outcome(client, args) for client in both)
+                if unordered:  # SPOP and friends: the reply is random
+                    mine, oracle = mine[0], oracle[0]
+                assert mine == oracle, f"{args}: kvrepl {mine!r} != redis {oracle!r}"
+            ours, theirs = (listener.drain() for listener in pair)
+            assert ours == theirs, f"{commands}:\nkvrepl {ours}\nredis  {theirs}"
+            return ours
+
+        return run
+
+    yield make
+    for listener in listeners:
+        listener.close()
+
+
+def ks(key: str, event: str, db: int = 0) -> list[tuple[bytes, bytes, bytes]]:
+    """The two messages of one event under ``KE``."""
+    return [(b"pmessage", f"__keyspace@{db}__:{key}".encode(), event.encode()),
+            (b"pmessage", f"__keyevent@{db}__:{event}".encode(), key.encode())]
+
+
+# -- the option -----------------------------------------------------------------------------
+@pytest.mark.parametrize("classes", [
+    "", "KEA", "KEAn", "AKEm", "Kg$lshzxetdnm", "E", "xK", "Em$", "gg", "n", "KA", "AE",
+    "Kgx", "Ez", "Ke", "Kt", "Kd", "KEmn", "$lshzxetd", "KEg$lshzxetd",
+])
+def test_config_get_canonical(both: tuple[redis.Redis, redis.Redis], classes: str) -> None:
+    """CONFIG GET answers keyspaceEventsFlagsToString's spelling (A with no n after it)."""
+    replies = []
+    for client in both:
+        client.config_set("notify-keyspace-events", classes)
+        replies.append(client.config_get("notify-keyspace-events"))
+    assert replies[0] == replies[1]
+    assert format_classes(parse_classes(classes)).encode() == \
+        replies[0][b"notify-keyspace-events"]
+
+
+def test_config_set_invalid(both: tuple[redis.Redis, redis.Redis]) -> None:
+    for args in (("CONFIG", "SET", "notify-keyspace-events", "KEw"),
+                 ("CONFIG", "SET", "notify-keyspace-events", "K E")):
+        mine, oracle = (outcome(client, args) for client in both)
+        assert mine == oracle
+
+
+def test_startup_option() -> None:
+    assert Config(notify_keyspace_events="KEA").notify_keyspace_events == parse_classes("AKE")
+
+
+# -- families -------------------------------------------------------------------------------
+def test_strings(notified: Callable[..., Run]) -> None:
+    run = notified("KEA")
+    assert run(("SET", "k", "v")) == ks("k", "set")
+    run(("SET", "k", "v2", "EX", "100"), ("SET", "k", "v3", "KEEPTTL"),
+        ("SET", "k", "v", "NX"), ("SET", "k", "v4", "XX", "GET"), ("SET", "n", "v", "XX"),
+        ("SETNX", "k", "x"), ("SETNX", "k2", "x"), ("SETEX", "k3", "10", "v"),
+        ("PSETEX", "k4", "1000", "v"), ("GETSET", "k", "g"), ("GETDEL", "k"),
+        ("GETDEL", "k"), ("MSET", "a", "1", "b", "2"), ("MSETNX", "a", "1", "c", "3"),
+        ("MSETNX", "c", "1", "d", "3"), ("INCR", "i"), ("DECR", "i"), ("INCRBY", "i", "5"),
+        ("DECRBY", "i", "2"), ("INCRBYFLOAT", "f", "1.5"), ("INCR", "a", "b"),
+        ("APPEND", "ap", "x"), ("APPEND", "ap", "y"), ("SETRANGE", "sr", "2", "ab"),
+        ("SETRANGE", "sr", "0", ""), ("SETRANGE", "none", "0", ""), ("SETRANGE", "sr", "1", "z"),
+        ("GETEX", "a", "EX", "100"), ("GETEX", "a", "PERSIST"), ("GETEX", "a", "PERSIST"),
+        ("GETEX", "a"), ("GETEX", "a", "PXAT", "1"), ("GET", "missing"), ("STRLEN", "b"))
+
+
+def test_new_and_keymiss(notified: Callable[..., Run]) -> None:
+    run = notified("KEAnm")
+    events = run(("SET", "k", "v"), ("SET", "k", "w"), ("GET", "nokey"), ("MGET", "k", "x"))
+    assert events[:4] == ks("k", "new") + ks("k", "set")
+    run(("MSET", "a", "1", "b", "2"), ("INCR", "c"), ("APPEND", "d", "x"), ("EXISTS", "nx"),
+        ("TYPE", "nx"), ("TTL", "nx"), ("OBJECT", "ENCODING", "nx"), ("STRLEN", "nx"),
+        ("GETRANGE", "nx", "0", "1"), ("SETRANGE", "e", "1", "x"), ("LCS", "a", "zz"),
+        ("GETDEL", "nx"), ("GETEX", "nx"), ("SET", "k", "v", "GET"), ("SET", "q", "v", "GET"))
+    # only the classes asked for
+    run = notified("Kn")
+    assert run(("SET", "x", "1"), ("GET", "y")) == ks("x", "new")[:1]
+    run = notified("Em")
+    assert run(("SET", "x", "1"), ("GET", "y")) == ks("y", "keymiss")[1:]
+
+
+def test_plain_lane_closes(notified: Callable[..., Run],
+                           both: tuple[redis.Redis, redis.Redis]) -> None:
+    """GET/SET/PFADD/PFCOUNT pipelines (what the plain lane runs) fire every event while
+    notifications of their classes are on."""
+    run = notified("KE$nm")
+    for client in both:
+        pipe = client.pipeline(transaction=False)
+        for i in range(5):
+            pipe.set(f"p{i}", "v").get(f"p{i}").get(f"q{i}").pfadd("h", f"e{i}")
+            pipe.pfcount("h")
+        pipe.execute()
+    expected = []
+    for i in range(5):
+        expected += ks(f"p{i}", "new") + ks(f"p{i}", "set") + ks(f"q{i}", "keymiss")
+        expected += (ks("h", "new") if i == 0 else []) + ks("h", "pfadd")
+    assert run() == expected
