@@ -13,8 +13,8 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from kvrepl.notify import format_classes, parse_classes
 from kvrepl.errors import ReplyError
+from kvrepl.notify import format_classes, parse_classes
 
 _UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1024, "m": 1000**2, "mb": 1024**2,
           "g": 1000**3, "gb": 1024**3}

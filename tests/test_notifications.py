@@ -9,14 +9,10 @@ from collections.abc import Callable, Iterator
 
 import pytest
 import redis
-from support import DEADLINE, RedisServer, ThreadedServer, outcome, poll, raw_replies
+from support import DEADLINE, RedisServer, ThreadedServer, outcome, raw_replies
 
-from kvrepl.commands.core import Engine
 from kvrepl.config import Config
-from kvrepl.errors import ReplyError
 from kvrepl.notify import format_classes, parse_classes
-from kvrepl.protocol.replies import Push
-from kvrepl.store import Keyspace
 
 SENTINEL = "notifications-test-end"
 Events = list[tuple[bytes, bytes, bytes]]
@@ -177,3 +173,43 @@ def test_plain_lane_closes(notified: Callable[..., Run],
         expected += ks(f"p{i}", "new") + ks(f"p{i}", "set") + ks(f"q{i}", "keymiss")
         expected += (ks("h", "new") if i == 0 else []) + ks("h", "pfadd")
     assert run() == expected
+
+
+def test_keys(notified: Callable[..., Run], both: tuple[redis.Redis, redis.Redis]) -> None:
+    run = notified("KEAn")
+    run(("MSET", "a", "1", "b", "2", "c", "3"), ("DEL", "a", "nope", "b"), ("UNLINK", "c"),
+        ("SET", "r", "v", "EX", "100"), ("RENAME", "r", "r2"), ("SET", "x", "1"),
+        ("RENAME", "x", "r2"), ("RENAME", "r2", "r2"), ("RENAMENX", "r2", "r2"),
+        ("SET", "y", "2"), ("RENAMENX", "y", "r2"), ("RENAMENX", "y", "z"),
+        ("RENAME", "nokey", "z2"), ("MOVE", "z", "1"), ("SET", "z", "3"), ("MOVE", "z", "1"),
+        ("COPY", "r2", "cp"), ("COPY", "r2", "cp"), ("COPY", "r2", "cp", "REPLACE"),
+        ("COPY", "r2", "cp", "DB", "2"), ("COPY", "nokey", "cp2"),
+        ("EXPIRE", "cp", "100"), ("PEXPIRE", "cp", "200000", "GT"), ("EXPIRE", "cp", "5", "NX"),
+        ("EXPIREAT", "cp", "99999999999"), ("PEXPIREAT", "cp", "99999999999999"),
+        ("EXPIRE", "nokey", "10"), ("PERSIST", "cp"), ("PERSIST", "cp"),
+        ("EXPIRE", "cp", "-1"), ("EXISTS", "cp"), ("SET", "e", "1"), ("PEXPIREAT", "e", "1"),
+        ("TOUCH", "r2"), ("TYPE", "r2"), ("KEYS", "*"))
+    dump = both[0].execute_command("DUMP", "r2")
+    run(("RESTORE", "rs", "0", dump), ("RESTORE", "rs", "0", dump),
+        ("RESTORE", "rs", "0", dump, "REPLACE"), ("RESTORE", "rs2", "100000", dump),
+        ("RESTORE", "rs", "1", dump, "REPLACE", "ABSTTL"),
+        ("RESTORE", "rs3", "1", dump, "ABSTTL"))
+    run(("RPUSH", "l", "3", "1", "2"), ("SORT", "l", "STORE", "sorted"), ("SORT", "l"),
+        ("SORT", "nolist", "STORE", "sorted"), ("SORT", "nolist", "STORE", "sorted"),
+        ("SADD", "st", "b", "a"), ("SORT", "st", "ALPHA", "STORE", "s2"),
+        ("SORT", "l", "BY", "w_*", "GET", "#", "STORE", "s3"))
+
+
+def test_flush_and_swapdb_fire_nothing(notified: Callable[..., Run]) -> None:
+    run = notified("KEAnm")
+    run(("SET", "a", "1"), ("SELECT", "1"), ("SET", "b", "2"))
+    assert run(("SWAPDB", "0", "1"), ("FLUSHDB",), ("FLUSHALL",), ("FLUSHALL", "ASYNC")) == []
+
+
+def test_other_db(notified: Callable[..., Run]) -> None:
+    """Events carry the database of the key: the client's, or MOVE/COPY's target."""
+    run = notified("KEA")
+    events = run(("SELECT", "3"), ("SET", "k", "v"), ("MOVE", "k", "5"), ("SELECT", "5"),
+                 ("COPY", "k", "k2", "DB", "7"), ("DEL", "k"), ("SELECT", "0"))
+    assert events == (ks("k", "set", 3) + ks("k", "move_from", 3) + ks("k", "move_to", 5)
+                      + ks("k2", "copy_to", 7) + ks("k", "del", 5))

@@ -30,6 +30,7 @@ from kvrepl.commands.core import Session, command
 from kvrepl.commands.scan import parse_scan_cursor, scan_elements, scan_reply
 from kvrepl.commands.sets import MAX_RANDOM_REPLY
 from kvrepl.errors import OVERFLOW, SYNTAX, ReplyError, WrongTypeError, wrong_arity
+from kvrepl.notify import GENERIC, HASH, notify
 from kvrepl.protocol.replies import OK
 from kvrepl.store.encoding import hash_is_listpack
 

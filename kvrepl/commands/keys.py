@@ -65,6 +65,7 @@ from kvrepl.errors import (
     ReplyError,
     WrongTypeError,
 )
+from kvrepl.notify import GENERIC, LIST, notify
 from kvrepl.protocol.replies import OK, Status
 from kvrepl.store import Database, Keyspace, ZSet, type_name
 from kvrepl.store.encoding import object_encoding, object_refcount
@@ -73,14 +74,18 @@ from kvrepl.store.values import copy_value
 _SAME_OBJECT = "ERR source and destination objects are the same"
 
 
-def store_result(s: Session, dst: bytes, value: Sized, changes: int = 1) -> int:
+def store_result(s: Session, dst: bytes, value: Sized, cls: int, event: bytes,
+                 changes: int = 1) -> int:
     """The STORE forms' epilogue (``setKey``, or ``dbDelete`` for an empty result): replace
     ``dst`` with ``value``, dropping its TTL, or delete it when ``value`` is empty. Counts
-    ``changes`` (or one deletion) in ``dirty``; returns the size stored."""
+    ``changes`` (or one deletion) in ``dirty`` and fires ``event`` of class ``cls`` (or
+    ``del``); returns the size stored."""
     if value:
         s.db.set(dst, value)
+        notify(s, cls, event, dst)
         s.engine.dirty += changes
     elif s.db.delete(dst):
+        notify(s, GENERIC, b"del", dst)
         s.engine.dirty += 1
     return len(value)
 
@@ -108,6 +113,7 @@ def del_(s: Session, argv: list[bytes]) -> int:
         # DEL) by the store and does not count.
         if db.lookup(key) is not None and db.delete(key):
             deleted += 1
+            notify(s, GENERIC, b"del", key)
             if gone is not None:
                 gone.append(key)
     if gone is not None:
@@ -258,6 +264,8 @@ def _rename(nx: bool, s: Session, argv: list[bytes]) -> object:
     db.add(dst, value)
     if expire is not None:
         db.set_expire(dst, expire)
+    notify(s, GENERIC, b"rename_from", src)
+    notify(s, GENERIC, b"rename_to", dst)
     s.engine.dirty += 1
     return 1 if nx else OK
 
@@ -286,6 +294,8 @@ def move(s: Session, argv: list[bytes]) -> object:
     if expire is not None:
         dst.set_expire(key, expire)
     src.delete(key)
+    notify(s, GENERIC, b"move_from", key, src.id)
+    notify(s, GENERIC, b"move_to", key, dst.id)
     s.engine.dirty += 1
     return 1
 
@@ -322,6 +332,7 @@ def copy(s: Session, argv: list[bytes]) -> object:
     dst.add(newkey, copy_value(value))
     if expire is not None:
         dst.set_expire(newkey, expire)
+    notify(s, GENERIC, b"copy_to", newkey, dst.id)
     s.engine.dirty += 1
     return 1
 
@@ -375,8 +386,10 @@ def _expire_generic(relative: bool, seconds: bool, s: Session, argv: list[bytes]
         db.delete(key)
         engine.dirty += 1
         engine.rewrite([b"DEL", key])
+        notify(s, GENERIC, b"del", key)
         return 1
     db.set_expire(key, when)
+    notify(s, GENERIC, b"expire", key)
     engine.dirty += 1
     if relative or seconds:  # PEXPIREAT itself is propagated as sent
         engine.rewrite([b"PEXPIREAT", key, str(when).encode(), *argv[3:]])
@@ -412,6 +425,7 @@ command("pexpiretime")(partial(_ttl_generic, True, True))
 def persist(s: Session, argv: list[bytes]) -> object:
     """PERSIST key: 1 when a TTL was removed."""
     if s.db.lookup(argv[1]) is not None and s.db.persist(argv[1]):
+        notify(s, GENERIC, b"persist", argv[1])
         s.engine.dirty += 1
         return 1
     return 0
@@ -635,7 +649,7 @@ def _sort_generic(readonly: bool, s: Session, argv: list[bytes]) -> object:
         stored = [_by_pattern(db, pattern, item) or b"" for item in selected for pattern in gets]
     else:
         stored = selected
-    return store_result(s, storekey, deque(stored), len(stored))
+    return store_result(s, storekey, deque(stored), LIST, b"sortstore", len(stored))
 
 
 command("sort")(partial(_sort_generic, False))

@@ -34,6 +34,7 @@ from kvrepl.commands.args import (
 )
 from kvrepl.commands.core import Block, Session, command
 from kvrepl.errors import NO_SUCH_KEY, OUT_OF_RANGE, SYNTAX, ReplyError, WrongTypeError, wrong_arity
+from kvrepl.notify import GENERIC, LIST, notify
 from kvrepl.protocol.replies import NULL_ARRAY, OK
 
 LEFT = 0  # Redis's LIST_HEAD

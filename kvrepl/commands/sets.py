@@ -28,6 +28,7 @@ from kvrepl.commands.keys import store_result
 from kvrepl.commands.scan import CollectionCache, parse_scan_cursor, scan_elements, scan_reply
 from kvrepl.config import Config
 from kvrepl.errors import SYNTAX, ReplyError, WrongTypeError
+from kvrepl.notify import GENERIC, SET, notify
 from kvrepl.protocol.replies import OrderedSet
 from kvrepl.store.encoding import set_is_intset
 
@@ -338,7 +339,7 @@ def sinter(s: Session, argv: list[bytes]) -> object:
 def sinterstore(s: Session, argv: list[bytes]) -> int:
     sets = _sets_for_intersection(s, argv[2:])
     result = set() if sets is None else sets[0].intersection(*sets[1:])
-    return store_result(s, argv[1], result)
+    return store_result(s, argv[1], result, SET, b"sinterstore")
 
 
 @command("sintercard")
@@ -405,13 +406,13 @@ def sdiff(s: Session, argv: list[bytes]) -> object:
 @command("sunionstore")
 def sunionstore(s: Session, argv: list[bytes]) -> int:
     result, _ = _union_diff(s, argv[2:], diff=False)
-    return store_result(s, argv[1], result)
+    return store_result(s, argv[1], result, SET, b"sunionstore")
 
 
 @command("sdiffstore")
 def sdiffstore(s: Session, argv: list[bytes]) -> int:
     result, _ = _union_diff(s, argv[2:], diff=True)
-    return store_result(s, argv[1], result)
+    return store_result(s, argv[1], result, SET, b"sdiffstore")
 
 
 @command("sscan")

@@ -18,8 +18,8 @@ from kvrepl.commands.args import (
     parse_long_double,
 )
 from kvrepl.commands.core import Session, command
-from kvrepl.notify import GENERIC, STRING, notify
 from kvrepl.errors import OVERFLOW, SYNTAX, ReplyError, WrongTypeError
+from kvrepl.notify import GENERIC, STRING, notify
 from kvrepl.protocol.replies import OK
 from kvrepl.store.encoding import mark_string
 
