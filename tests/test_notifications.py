@@ -188,7 +188,7 @@ def test_keys(notified: Callable[..., Run], both: tuple[redis.Redis, redis.Redis
         ("EXPIREAT", "cp", "99999999999"), ("PEXPIREAT", "cp", "99999999999999"),
         ("EXPIRE", "nokey", "10"), ("PERSIST", "cp"), ("PERSIST", "cp"),
         ("EXPIRE", "cp", "-1"), ("EXISTS", "cp"), ("SET", "e", "1"), ("PEXPIREAT", "e", "1"),
-        ("TOUCH", "r2"), ("TYPE", "r2"), ("KEYS", "*"))
+        ("TOUCH", "r2"), ("TYPE", "r2"), ("DBSIZE",))
     dump = both[0].execute_command("DUMP", "r2")
     run(("RESTORE", "rs", "0", dump), ("RESTORE", "rs", "0", dump),
         ("RESTORE", "rs", "0", dump, "REPLACE"), ("RESTORE", "rs2", "100000", dump),
@@ -213,3 +213,66 @@ def test_other_db(notified: Callable[..., Run]) -> None:
                  ("COPY", "k", "k2", "DB", "7"), ("DEL", "k"), ("SELECT", "0"))
     assert events == (ks("k", "set", 3) + ks("k", "move_from", 3) + ks("k", "move_to", 5)
                       + ks("k2", "copy_to", 7) + ks("k", "del", 5))
+
+
+def test_lists(notified: Callable[..., Run]) -> None:
+    run = notified("KEAn")
+    run(("LPUSH", "l", "a", "b"), ("RPUSH", "l", "c"), ("LPUSHX", "nol", "a"),
+        ("RPUSHX", "l", "d"), ("LPUSHX", "l", "e"), ("LINSERT", "l", "BEFORE", "a", "x"),
+        ("LINSERT", "l", "AFTER", "zz", "x"), ("LINSERT", "nol", "AFTER", "a", "x"),
+        ("LSET", "l", "0", "y"), ("LPOP", "l"), ("RPOP", "l"), ("LPOP", "l", "0"),
+        ("LPOP", "l", "2"), ("LPOP", "nol"), ("LTRIM", "l", "0", "-1"), ("LTRIM", "nol", "0", "1"),
+        ("RPUSH", "t", "1", "2", "3"), ("LTRIM", "t", "5", "10"), ("RPUSH", "r", "a", "b", "a"),
+        ("LREM", "r", "0", "z"), ("LREM", "r", "1", "a"), ("LREM", "r", "0", "a"),
+        ("LREM", "r", "0", "b"), ("RPUSH", "m", "1", "2"), ("LMOVE", "m", "n", "LEFT", "RIGHT"),
+        ("RPOPLPUSH", "m", "n"), ("LMOVE", "n", "n", "LEFT", "LEFT"), ("LMOVE", "x", "n", "LEFT", "LEFT"),
+        ("RPUSH", "p", "1", "2", "3"), ("LMPOP", "2", "nol", "p", "LEFT", "COUNT", "2"),
+        ("LMPOP", "1", "p", "RIGHT", "COUNT", "5"), ("RPUSH", "q", "1"), ("RPOP", "q", "3"),
+        ("RPUSH", "b", "1", "2"), ("BLPOP", "nol", "b", "0"), ("BRPOP", "b", "0"),
+        ("RPUSH", "b", "1", "2"), ("BLMPOP", "0", "1", "b", "RIGHT", "COUNT", "5"),
+        ("RPUSH", "b", "1"), ("BLMOVE", "b", "c", "RIGHT", "LEFT", "0"),
+        ("BRPOPLPUSH", "c", "d", "0"), ("LRANGE", "d", "0", "-1"))
+
+
+def _blocked_clients(client: redis.Redis) -> int:
+    return int(client.execute_command("INFO", "clients").split(b"blocked_clients:")[1]
+               .split(b"\r\n")[0])
+
+
+@pytest.mark.parametrize("blocking", [
+    ("BLPOP", "k", "0"), ("BRPOP", "other", "k", "0"),
+    ("BLMPOP", "0", "1", "k", "LEFT", "COUNT", "3"),
+    ("BLMOVE", "k", "dst", "LEFT", "RIGHT", "0"), ("BRPOPLPUSH", "k", "k", "0"),
+])
+def test_served_blocked_clients(notified: Callable[..., Run], kvrepl_server: ThreadedServer,
+                                redis_server: RedisServer,
+                                both: tuple[redis.Redis, redis.Redis],
+                                blocking: tuple[str, ...]) -> None:
+    """A client blocked on a list, served by another's push: the push's events, then the
+    pop's (and push's, for BLMOVE) in the served client's name."""
+    run = notified("KEAn")
+    calls = []
+    for server, client in zip((kvrepl_server, redis_server), both, strict=True):
+        calls.append(Call(server, *blocking))
+        poll(lambda client=client: _blocked_clients(client) == 1, "the client blocks")
+    events = run(("RPUSH", "k", "a", "b"))
+    replies = [call.result() for call in calls]
+    assert replies[0] == replies[1]
+    assert events[:4] == ks("k", "new") + ks("k", "rpush")
+    assert len(events) > 4
+
+
+def test_sets(notified: Callable[..., Run]) -> None:
+    run = notified("KEAn")
+    run(("SADD", "s", "a", "b", "c"), ("SADD", "s", "a"), ("SREM", "s", "zz"),
+        ("SREM", "s", "a"), ("SREM", "nos", "a"), ("SMOVE", "s", "t", "b"),
+        ("SMOVE", "s", "t", "zz"), ("SADD", "t", "c"), ("SMOVE", "s", "t", "c"),
+        ("SMOVE", "t", "t", "c"), ("SADD", "u", "1", "2", "3"), ("SPOP", "u", "0"),
+        ("SPOP", "nos"), ("SPOP", "nos", "2"), ("SADD", "v", "x"), ("SPOP", "v"),
+        ("SADD", "w", "1", "2"), ("SPOP", "w", "5"), ("SADD", "a", "1", "2", "3"),
+        ("SADD", "b", "2", "3", "4"), ("SINTERSTORE", "d", "a", "b"),
+        ("SUNIONSTORE", "d", "a", "b"), ("SDIFFSTORE", "d", "a", "b"),
+        ("SDIFFSTORE", "d", "a", "a"), ("SINTERSTORE", "d", "a", "nos"),
+        ("SINTERSTORE", "d", "a", "nos"), ("SUNIONSTORE", "e", "nos"), ("SINTERCARD", "2", "a", "b"),
+        ("SISMEMBER", "a", "1"), ("SRANDMEMBER", "nos"))
+    run(("SADD", "x", "1", "2", "3"), ("SPOP", "x"), ("SPOP", "x", "1"), unordered=True)

@@ -164,6 +164,8 @@ def sadd(s: Session, argv: list[bytes]) -> int:
         value = set()
         s.db.add(argv[1], value)
     added = _add_members(value, argv[2:])
+    if added:
+        notify(s, SET, b"sadd", argv[1])
     s.engine.dirty += added
     return added
 
@@ -175,8 +177,11 @@ def srem(s: Session, argv: list[bytes]) -> int:
     if value is None:
         return 0
     removed = _remove_members(value, argv[2:])
+    if removed:
+        notify(s, SET, b"srem", argv[1])
     if not value:
         s.db.delete(argv[1])
+        notify(s, GENERIC, b"del", argv[1])
     s.engine.dirty += removed
     return removed
 
@@ -196,8 +201,10 @@ def smove(s: Session, argv: list[bytes]) -> int:
     if member not in src:
         return 0
     _remove_members(src, (member,))
+    notify(s, SET, b"srem", src_key)
     if not src:
         s.db.delete(src_key)
+        notify(s, GENERIC, b"del", src_key)
     s.engine.dirty += 1
     if dst is None:
         dst = set()
@@ -205,6 +212,8 @@ def smove(s: Session, argv: list[bytes]) -> int:
     added = _add_members(dst, (member,))
     if not added:  # already a member there: only the source changed
         s.engine.watches.changed_only(s.db, src_key)
+    else:
+        notify(s, SET, b"sadd", dst_key)
     s.engine.dirty += added
     return 1
 
@@ -248,8 +257,10 @@ def spop(s: Session, argv: list[bytes]) -> object:
     if value is None:
         return None
     member = _pop_random(value, 1)[0]
+    notify(s, SET, b"spop", key)
     if not value:
         s.db.delete(key)
+        notify(s, GENERIC, b"del", key)
     s.engine.rewrite([b"SREM", key, member])
     s.engine.dirty += 1
     return member
@@ -261,9 +272,11 @@ def _spop_count(s: Session, argv: list[bytes]) -> object:
     value = _lookup_set(s, key)
     if value is None or count == 0:
         return set()
+    notify(s, SET, b"spop", key)
     if count >= len(value):
         members = in_redis_order(value, s.engine.config)
         s.db.delete(key)
+        notify(s, GENERIC, b"del", key)
         s.engine.rewrite([b"DEL", key])
         s.engine.dirty += len(members)
         return _set_reply(members)
