@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 import redis
-from support import DEADLINE, RedisServer, ThreadedServer, outcome, raw_replies
+from support import DEADLINE, Call, RedisServer, ThreadedServer, outcome, poll, raw_replies
 
 from kvrepl.config import Config
 from kvrepl.notify import format_classes, parse_classes
@@ -276,3 +276,56 @@ def test_sets(notified: Callable[..., Run]) -> None:
         ("SINTERSTORE", "d", "a", "nos"), ("SUNIONSTORE", "e", "nos"), ("SINTERCARD", "2", "a", "b"),
         ("SISMEMBER", "a", "1"), ("SRANDMEMBER", "nos"))
     run(("SADD", "x", "1", "2", "3"), ("SPOP", "x"), ("SPOP", "x", "1"), unordered=True)
+
+
+def test_hashes(notified: Callable[..., Run]) -> None:
+    run = notified("KEAn")
+    run(("HSET", "h", "a", "1", "b", "2"), ("HSET", "h", "a", "1"), ("HMSET", "h", "c", "3"),
+        ("HSETNX", "h", "a", "x"), ("HSETNX", "h", "d", "4"), ("HSETNX", "h2", "d", "4"),
+        ("HDEL", "h", "zz"), ("HDEL", "h", "a", "b"), ("HDEL", "nohash", "a"),
+        ("HINCRBY", "h", "n", "5"), ("HINCRBY", "h3", "n", "5"), ("HINCRBY", "h", "c", "x"),
+        ("HINCRBYFLOAT", "h", "f", "1.5"), ("HINCRBYFLOAT", "h4", "f", "2"),
+        ("HDEL", "h2", "d"), ("HGET", "h", "c"), ("HGETALL", "nohash"))
+
+
+def test_zsets(notified: Callable[..., Run]) -> None:
+    run = notified("KEAn")
+    run(("ZADD", "z", "1", "a", "2", "b"), ("ZADD", "z", "1", "a"), ("ZADD", "z", "3", "a"),
+        ("ZADD", "z", "XX", "1", "new"), ("ZADD", "noz", "XX", "1", "a"),
+        ("ZADD", "z", "NX", "5", "a"), ("ZADD", "z", "GT", "CH", "0", "a"),
+        ("ZINCRBY", "z", "2", "a"), ("ZINCRBY", "z2", "2", "a"), ("ZADD", "z", "INCR", "1", "b"),
+        ("ZADD", "z", "NX", "INCR", "1", "b"), ("ZREM", "z", "zz"), ("ZREM", "z", "a"),
+        ("ZREM", "z2", "a", "b"), ("ZREM", "noz", "a"),
+        ("ZADD", "r", "1", "a", "2", "b", "3", "c", "4", "d", "5", "e"),
+        ("ZREMRANGEBYRANK", "r", "0", "0"), ("ZREMRANGEBYRANK", "r", "10", "20"),
+        ("ZREMRANGEBYSCORE", "r", "2", "2"), ("ZREMRANGEBYLEX", "r", "[c", "[d"),
+        ("ZREMRANGEBYSCORE", "r", "-inf", "+inf"),
+        ("ZADD", "p", "1", "a", "2", "b", "3", "c"), ("ZPOPMIN", "p"), ("ZPOPMAX", "p", "0"),
+        ("ZPOPMAX", "p", "5"), ("ZPOPMIN", "p"), ("ZADD", "p", "1", "a", "2", "b"),
+        ("ZMPOP", "2", "noz", "p", "MIN", "COUNT", "1"), ("BZPOPMAX", "p", "0"),
+        ("ZADD", "p", "1", "a", "2", "b"), ("BZMPOP", "0", "1", "p", "MAX", "COUNT", "9"),
+        ("ZADD", "s1", "1", "a", "2", "b"), ("ZADD", "s2", "3", "b", "4", "c"),
+        ("ZUNIONSTORE", "d", "2", "s1", "s2"), ("ZINTERSTORE", "d", "2", "s1", "s2"),
+        ("ZDIFFSTORE", "d", "2", "s1", "s2"), ("ZDIFFSTORE", "d", "1", "noz"),
+        ("ZDIFFSTORE", "d", "1", "noz"), ("ZRANGESTORE", "d", "s1", "0", "-1"),
+        ("ZRANGESTORE", "d", "s1", "5", "9"), ("ZRANGE", "s1", "0", "-1"),
+        ("ZINTERCARD", "2", "s1", "s2"), ("ZUNION", "2", "s1", "s2"))
+
+
+@pytest.mark.parametrize("blocking", [
+    ("BZPOPMIN", "z", "0"), ("BZPOPMAX", "other", "z", "0"),
+    ("BZMPOP", "0", "1", "z", "MIN", "COUNT", "5"),
+])
+def test_served_blocked_zset_clients(notified: Callable[..., Run],
+                                     kvrepl_server: ThreadedServer, redis_server: RedisServer,
+                                     both: tuple[redis.Redis, redis.Redis],
+                                     blocking: tuple[str, ...]) -> None:
+    run = notified("KEAn")
+    calls = []
+    for server, client in zip((kvrepl_server, redis_server), both, strict=True):
+        calls.append(Call(server, *blocking))
+        poll(lambda client=client: _blocked_clients(client) == 1, "the client blocks")
+    events = run(("ZADD", "z", "1", "a", "2", "b"))
+    replies = [call.result() for call in calls]
+    assert replies[0] == replies[1]
+    assert len(events) > 4

@@ -61,6 +61,7 @@ def hset(s: Session, argv: list[bytes]) -> object:
     before = len(value)
     for i in range(2, len(argv), 2):
         value[argv[i]] = argv[i + 1]
+    notify(s, HASH, b"hset", argv[1])
     s.engine.dirty += (len(argv) - 2) // 2
     return len(value) - before if is_hset else OK
 
@@ -71,6 +72,7 @@ def hsetnx(s: Session, argv: list[bytes]) -> int:
     if argv[2] in value:
         return 0
     value[argv[2]] = argv[3]
+    notify(s, HASH, b"hset", argv[1])
     s.engine.dirty += 1
     return 1
 
@@ -96,8 +98,11 @@ def hdel(s: Session, argv: list[bytes]) -> int:
     for field in argv[2:]:
         if value.pop(field, None) is not None:
             deleted += 1
+    if deleted:
+        notify(s, HASH, b"hdel", argv[1])
     if not value:
         s.db.delete(argv[1])
+        notify(s, GENERIC, b"del", argv[1])
     s.engine.dirty += deleted
     return deleted
 
@@ -155,6 +160,7 @@ def hincrby(s: Session, argv: list[bytes]) -> int:
     if result < INT64_MIN or result > INT64_MAX:
         raise ReplyError(OVERFLOW)
     value[argv[2]] = b"%d" % result
+    notify(s, HASH, b"hincrby", argv[1])
     s.engine.dirty += 1
     return result
 
@@ -183,6 +189,7 @@ def hincrbyfloat(s: Session, argv: list[bytes]) -> bytes:
         value = {}
         s.db.add(key, value)
     value[field] = result
+    notify(s, HASH, b"hincrbyfloat", key)
     s.engine.dirty += 1
     s.engine.rewrite([b"HSET", key, field, result])
     return result

@@ -265,6 +265,8 @@ def zadd_scores(s: Session, key: bytes, scores: list[float], members: list[bytes
         if created and zset:
             s.db.add(key, zset)
         s.engine.dirty += added + updated
+        if added or updated:
+            notify(s, ZSET, b"zincr" if incr else b"zadd", key)
     if incr:
         return score if processed else None
     return added + updated if ch else added
@@ -288,6 +290,10 @@ def zrem(s: Session, argv: list[bytes]) -> object:
             if not zset:
                 s.db.delete(key)
                 break
+    if deleted:
+        notify(s, ZSET, b"zrem", key)
+        if not zset:
+            notify(s, GENERIC, b"del", key)
     s.engine.dirty += deleted
     return deleted
 
@@ -476,12 +482,17 @@ def _zremrange(rangetype: int, s: Session, argv: list[bytes]) -> object:
     else:
         lo, hi = _lex_span(zset, lex_low, lex_high)
     deleted = zset.remove_ranks(lo, hi)
+    if deleted:
+        notify(s, ZSET, _ZREMRANGE_EVENTS[rangetype], key)
     if not zset:
         s.db.delete(key)
+        notify(s, GENERIC, b"del", key)
     s.engine.dirty += deleted
     return deleted
 
 
+_ZREMRANGE_EVENTS = {_RANK: b"zremrangebyrank", _SCORE: b"zremrangebyscore",
+                     _LEX: b"zremrangebylex"}
 command("zremrangebyrank")(partial(_zremrange, _RANK))
 command("zremrangebyscore")(partial(_zremrange, _SCORE))
 command("zremrangebylex")(partial(_zremrange, _LEX))
@@ -498,8 +509,11 @@ def _pop(s: Session, key: bytes, zset: ZSet, highest: bool, count: int,
     caller. Deletes the key when it empties and counts one change per member.
     """
     popped = [zset.pop_rank(-1 if highest else 0) for _ in range(min(count, len(zset)))]
+    if popped:
+        notify(s, ZSET, b"zpopmax" if highest else b"zpopmin", key)
     if not zset:
         s.db.delete(key)
+        notify(s, GENERIC, b"del", key)
     s.engine.dirty += len(popped)
     if nested:
         items: list = [[member, score] for score, member in popped]
