@@ -82,6 +82,13 @@ def notify(s: Session, cls: int, event: bytes, key: bytes, db: int | None = None
         engine.notify_keyspace_event(event, key, s.db.id if db is None else db)
 
 
+def replied(s: Session) -> None:
+    """The point of the running command where Redis adds its reply, for a command that
+    fires events after it: what the client receives itself from here on (RESP3, its own
+    keyspace events) is sent after the reply, as Redis writes it."""
+    s.engine.replying = s
+
+
 def channels(flags: int, event: bytes, key: bytes, db: int) -> list[tuple[bytes, bytes]]:
     """The (channel, message) pairs one event is published as, in Redis's order."""
     out = []

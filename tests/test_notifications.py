@@ -9,10 +9,23 @@ from collections.abc import Callable, Iterator
 
 import pytest
 import redis
-from support import DEADLINE, Call, RedisServer, ThreadedServer, outcome, poll, raw_replies
+from support import (
+    DEADLINE,
+    Call,
+    RawClient,
+    RedisServer,
+    ThreadedServer,
+    outcome,
+    pack,
+    poll,
+    raw_replies,
+)
 
+from kvrepl.commands.core import Engine
 from kvrepl.config import Config
 from kvrepl.notify import format_classes, parse_classes
+from kvrepl.protocol.replies import Push
+from kvrepl.store import Keyspace
 
 SENTINEL = "notifications-test-end"
 Events = list[tuple[bytes, bytes, bytes]]
@@ -329,3 +342,200 @@ def test_served_blocked_zset_clients(notified: Callable[..., Run],
     replies = [call.result() for call in calls]
     assert replies[0] == replies[1]
     assert len(events) > 4
+
+
+def test_geo(notified: Callable[..., Run]) -> None:
+    run = notified("KEAn")
+    run(("GEOADD", "g", "13.361389", "38.115556", "Palermo", "15.087269", "37.502669",
+         "Catania"), ("GEOADD", "g", "NX", "13.361389", "38.115556", "Palermo"),
+        ("GEOADD", "g", "XX", "CH", "13.5", "38.1", "Palermo"),
+        ("GEOSEARCHSTORE", "d", "g", "FROMLONLAT", "15", "37", "BYRADIUS", "200", "km"),
+        ("GEOSEARCHSTORE", "d", "g", "FROMLONLAT", "15", "37", "BYRADIUS", "200", "km",
+         "STOREDIST"),
+        ("GEOSEARCHSTORE", "d", "g", "FROMLONLAT", "0", "0", "BYRADIUS", "1", "km"),
+        ("GEOSEARCHSTORE", "d2", "nog", "FROMLONLAT", "0", "0", "BYRADIUS", "1", "km"),
+        ("GEORADIUS", "g", "15", "37", "200", "km", "STORE", "r"),
+        ("GEORADIUSBYMEMBER", "g", "Palermo", "300", "km", "STOREDIST", "r2"),
+        ("GEORADIUS", "nog", "15", "37", "200", "km", "STORE", "r"),
+        ("GEOSEARCH", "g", "FROMLONLAT", "15", "37", "BYRADIUS", "200", "km"),
+        ("GEODIST", "g", "Palermo", "Catania"), ("GEOPOS", "nog", "x"))
+
+
+def test_hyperloglog(notified: Callable[..., Run]) -> None:
+    run = notified("KEAnm")
+    run(("PFADD", "h", "a", "b"), ("PFADD", "h", "a"), ("PFADD", "h"), ("PFADD", "h2"),
+        ("PFADD", "h", "c"), ("PFCOUNT", "h"), ("PFCOUNT", "h", "h2", "nohll"),
+        ("PFMERGE", "m", "h", "h2"), ("PFMERGE", "m"), ("PFMERGE", "m2", "nohll"),
+        ("SET", "s", "x"), ("PFADD", "s", "a"), ("PFCOUNT", "nohll"))
+
+
+# -- expiry ---------------------------------------------------------------------------------
+@pytest.fixture
+def expiry_pair(kvrepl_server: ThreadedServer, debug_redis: RedisServer
+                ) -> Iterator[tuple[tuple[redis.Redis, redis.Redis], list[Listener]]]:
+    """kvrepl and a redis-server with DEBUG, both with every event class on, listened to."""
+    pair = (raw_replies(kvrepl_server.client()), raw_replies(debug_redis.client()))
+    for client in pair:
+        client.flushall()
+    _configure(pair, "KEA")
+    listeners = [Listener(client) for client in pair]
+    yield pair, listeners
+    for client in pair:
+        client.execute_command("DEBUG", "SET-ACTIVE-EXPIRE", "1")
+    _configure(pair, "")
+    for listener in listeners:
+        listener.close()
+    for client in pair:
+        client.close()
+
+
+def test_expired_lazily(expiry_pair: tuple[tuple[redis.Redis, redis.Redis], list[Listener]]
+                        ) -> None:
+    """A key read after its time is deleted by the read: ``expired``, then the read's own
+    (missing-key) behaviour."""
+    pair, listeners = expiry_pair
+    for client in pair:
+        client.execute_command("DEBUG", "SET-ACTIVE-EXPIRE", "0")
+        client.execute_command("SET", "k", "v", "PX", "20")
+        client.execute_command("SET", "other", "v")
+        poll(lambda client=client: client.execute_command("EXISTS", "k") == 0, "k expires")
+    ours, theirs = (listener.drain() for listener in listeners)
+    assert ours == theirs == (ks("k", "set") + ks("k", "expire") + ks("other", "set")
+                              + ks("k", "expired"))
+
+
+def test_expired_actively(expiry_pair: tuple[tuple[redis.Redis, redis.Redis], list[Listener]]
+                          ) -> None:
+    """Active expiry deletes the key with no command touching it."""
+    pair, listeners = expiry_pair
+    for client in pair:
+        client.execute_command("SET", "k", "v", "PX", "20")
+    for client in pair:
+        poll(lambda client=client: client.execute_command("DBSIZE") == 0,
+             "active expiry deletes k")
+    ours, theirs = (listener.drain() for listener in listeners)
+    assert ours == theirs == ks("k", "set") + ks("k", "expire") + ks("k", "expired")
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_700_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_expired_with_a_controlled_clock() -> None:
+    """In-process, on a clock the test moves: lazy expiry inside a command fires
+    ``expired`` before the command's own events; active expiry fires it with no command."""
+    clock = Clock()
+    engine = Engine(Config(save=(), notify_keyspace_events="KEA"),
+                    Keyspace(16, clock=clock))
+    listener, client = engine.new_session(), engine.new_session()
+    engine.execute(listener, [b"PSUBSCRIBE", b"__keyspace@0__:*"])
+    for args in ([b"SET", b"a", b"1", b"PX", b"100"], [b"SET", b"b", b"1", b"PX", b"100"],
+                 [b"RPUSH", b"l", b"x"], [b"PEXPIRE", b"l", b"100"]):
+        engine.execute(client, args)
+    listener.drained()
+    clock.now += 1
+    assert engine.execute(client, [b"SET", b"a", b"2"]) is not None
+    assert [m[2:] for m in listener.pending_out] == [
+        [b"__keyspace@0__:a", b"expired"], [b"__keyspace@0__:a", b"set"]]
+    listener.drained()
+    assert engine.keyspace.dbs[0].active_expire_cycle() == 2
+    assert sorted(m[2:] for m in listener.pending_out) == [
+        [b"__keyspace@0__:b", b"expired"], [b"__keyspace@0__:l", b"expired"]]
+    assert all(isinstance(m, Push) for m in listener.pending_out)
+
+
+# -- order against the command's reply -------------------------------------------------------
+def test_own_events_come_before_the_reply(kvrepl_server: ThreadedServer,
+                                          redis_server: RedisServer,
+                                          both: tuple[redis.Redis, redis.Redis]) -> None:
+    """Redis publishes during the command: a RESP3 client subscribed to its own key's
+    events gets them before the command's reply, in EXEC too. The exact bytes."""
+    _configure(both, "KEA")
+    clients = [RawClient(server.port, 3) for server in (kvrepl_server, redis_server)]
+    batch = [("PSUBSCRIBE", "__key*__:*"), ("SET", "k", "v"), ("GET", "k"), ("MULTI",),
+             ("LPUSH", "l", "a"), ("DEL", "k"), ("EXEC",), ("DEL", "l"), ("PUNSUBSCRIBE",)]
+    # confirmation; 2 events + OK; GET; MULTI; QUEUED x2; 4 events + EXEC; 2 + 1; 1
+    replies = 1 + 3 + 1 + 1 + 2 + 5 + 3 + 1
+    try:
+        out = []
+        for client in clients:
+            client.sock.sendall(b"".join(pack(*args) for args in batch))
+            out.append(client.read(replies))
+        assert out[0] == out[1]
+        assert out[0].index(b"__keyevent@0__:set") < out[0].index(b"+OK")
+    finally:
+        for client in clients:
+            client.close()
+
+
+def _read_until_marker(client: RawClient) -> bytes:
+    """Every reply and push up to the reply of ``PING marker`` (sent last)."""
+    out = b""
+    while True:
+        reply = client.read(1)
+        if reply == b"$6\r\nmarker\r\n":
+            return out
+        out += reply
+
+
+OWN_EVENTS_SEQUENCE = [
+    ("SET", "k", "v"), ("SET", "k", "w", "GET"), ("SET", "k2", "w", "GET", "EX", "100"),
+    ("GETSET", "k", "x"), ("GETEX", "k", "EX", "100"), ("GETEX", "k", "PERSIST"),
+    ("GETDEL", "k"), ("INCR", "i"), ("APPEND", "i", "0"), ("MSET", "a", "1", "b", "2"),
+    ("EXPIRE", "a", "100"), ("EXPIRE", "a", "-1"), ("PERSIST", "k2"), ("DEL", "b", "k2"),
+    ("LPUSH", "l", "a", "b", "c"), ("RPOP", "l"), ("LPOP", "l", "1"), ("LMOVE", "l", "m",
+                                                                        "LEFT", "LEFT"),
+    ("RPUSH", "l", "x"), ("BLPOP", "l", "0"), ("LSET", "m", "0", "y"), ("LTRIM", "m", "1", "0"),
+    ("HSET", "h", "f", "v"), ("HSETNX", "h", "g", "v"), ("HINCRBY", "h", "n", "1"),
+    ("HINCRBYFLOAT", "h", "n", "1"), ("HDEL", "h", "f", "g", "n"),
+    ("SADD", "s", "a", "b"), ("SREM", "s", "a"), ("SMOVE", "s", "t", "b"),
+    ("SADD", "u", "1"), ("SUNIONSTORE", "d", "t", "u"), ("SINTERSTORE", "d", "t", "u"),
+    ("SINTERSTORE", "d", "t", "nokey"), ("SPOP", "t"), ("SPOP", "u", "5"),
+    ("ZADD", "z", "1", "a", "2", "b"), ("ZINCRBY", "z", "1", "a"), ("ZREM", "z", "a"),
+    ("ZUNIONSTORE", "zd", "1", "z"), ("ZRANGESTORE", "zd", "z", "5", "6"),
+    ("ZREMRANGEBYRANK", "z", "0", "-1"), ("PFADD", "p", "a"), ("RENAME", "p", "q"),
+    ("RPUSH", "sl", "2", "1"), ("SORT", "sl", "STORE", "sl2"),
+]
+
+
+def test_own_events_order_per_command(kvrepl_server: ThreadedServer,
+                                      redis_server: RedisServer,
+                                      both: tuple[redis.Redis, redis.Redis]) -> None:
+    """Per command, whether Redis adds the reply before or after it notifies: the bytes a
+    RESP3 client subscribed to its own keys' events receives, alone and inside EXEC."""
+    _configure(both, "KEAn")
+    clients = [RawClient(server.port, 3) for server in (kvrepl_server, redis_server)]
+    try:
+        for client in clients:
+            client.call("PSUBSCRIBE", "__keyspace@0__:*")
+        for wrapped in (False, True):
+            for args in OWN_EVENTS_SEQUENCE:
+                batch = [("MULTI",), args, ("EXEC",)] if wrapped else [args]
+                out = []
+                for client in clients:
+                    client.sock.sendall(b"".join(pack(*command) for command in
+                                                 [*batch, ("PING", "marker")]))
+                    out.append(_read_until_marker(client))
+                assert out[0] == out[1], (wrapped, args)
+            for client in clients:
+                client.call("FLUSHALL")
+    finally:
+        for client in clients:
+            client.close()
+
+
+def test_key_evicted_publishes_when_asked() -> None:
+    """``Engine.key_evicted`` is what eviction calls for each key it deletes."""
+    engine = Engine(Config(save=(), notify_keyspace_events="Ee"))
+    listener = engine.new_session()
+    engine.execute(listener, [b"SUBSCRIBE", b"__keyevent@2__:evicted"])
+    listener.drained()
+    engine.key_evicted(engine.keyspace.dbs[2], b"k")
+    assert listener.pending_out == [[b"message", b"__keyevent@2__:evicted", b"k"]]
+    engine.config.set("notify-keyspace-events", "Eg")
+    engine.key_evicted(engine.keyspace.dbs[2], b"k")
+    assert len(listener.pending_out) == 1

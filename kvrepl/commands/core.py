@@ -30,7 +30,7 @@ from kvrepl.errors import (
 )
 from kvrepl.log import logger, set_level
 from kvrepl.notify import EVICTED, EXPIRED, KEY_MISS, NEW, channels, firing
-from kvrepl.protocol.replies import NULL_ARRAY, QUEUED, Push
+from kvrepl.protocol.replies import NULL_ARRAY, QUEUED, Push, Raw, encode
 from kvrepl.store import Database, Keyspace
 
 Handler = Callable[["Session", list], object]
@@ -307,6 +307,9 @@ class Engine:
         # One flag for the plain lane: some observer must see each GET/SET/PFADD/PFCOUNT
         # as the general path runs it (keyspace notifications of the classes they fire).
         self.lane_observed = False
+        # The client whose running command has (in Redis) already added its reply: the
+        # events it receives itself from then on follow the reply (kvrepl.notify.replied).
+        self.replying: Session | None = None
         self.plain_lane = PlainLane(self)
         self.keyspace.expired_listeners.append(self._on_expired)
         self.config.listeners.append(self._config_changed)
@@ -624,6 +627,7 @@ class Engine:
             self._count_error(reply, session)
         finally:
             self.depth = depth
+            self.replying = None
             if not depth:
                 keyspace.frozen = False
                 keyspace.frozen_ms = None
@@ -716,9 +720,14 @@ class Engine:
             raise ExecAbortError("EXECABORT Transaction discarded because of previous errors.")
         replies = []
         session.in_exec = True
+        pending, after = session.pending_out, session.after_reply
         try:
             for cmd, argv in queued:
-                replies.append(self.call(session, cmd, argv))
+                before, later = len(pending), len(after)
+                reply = self.call(session, cmd, argv)
+                if len(pending) > before or len(after) > later:
+                    reply = _with_own_pushes(session, reply, before, later)
+                replies.append(reply)
         finally:
             session.in_exec = False
         return replies
@@ -728,16 +737,37 @@ class Engine:
         from kvrepl.commands.glob import glob_match
 
         receivers = 0
+        replying = self.replying
         for session in list(self.pubsub_channels.get(channel, {}).values()):
-            session.push(Push([b"message", channel, message]))
+            if session is replying:
+                session.after_reply.append(Push([b"message", channel, message]))
+            else:
+                session.push(Push([b"message", channel, message]))
             receivers += 1
         for pattern, sessions in list(self.pubsub_patterns.items()):
             if glob_match(pattern, channel):
                 for session in list(sessions.values()):
-                    session.push(Push([b"pmessage", pattern, channel, message]))
+                    if session is replying:
+                        session.after_reply.append(
+                            Push([b"pmessage", pattern, channel, message]))
+                    else:
+                        session.push(Push([b"pmessage", pattern, channel, message]))
                     receivers += 1
         self.stats.pubsub_messages += 1
         return receivers
+
+
+def _with_own_pushes(session: Session, reply: object, before: int, later: int) -> Raw:
+    """A command of EXEC whose client received messages while it ran (its own keyspace
+    events, RESP3): Redis writes them into the EXEC array where they happened, around
+    the command's reply; so does this, as one pre-encoded element."""
+    resp3 = session.resp3
+    head = session.pending_out[before:]
+    tail = session.after_reply[later:]
+    del session.pending_out[before:]
+    del session.after_reply[later:]
+    return Raw(b"".join(encode(m, resp3) for m in head) + encode(reply, resp3)
+               + b"".join(encode(m, resp3) for m in tail))
 
 
 def unwatch(session: Session) -> None:

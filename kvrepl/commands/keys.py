@@ -65,7 +65,7 @@ from kvrepl.errors import (
     ReplyError,
     WrongTypeError,
 )
-from kvrepl.notify import GENERIC, LIST, notify
+from kvrepl.notify import GENERIC, LIST, notify, replied
 from kvrepl.protocol.replies import OK, Status
 from kvrepl.store import Database, Keyspace, ZSet, type_name
 from kvrepl.store.encoding import object_encoding, object_refcount
@@ -75,16 +75,22 @@ _SAME_OBJECT = "ERR source and destination objects are the same"
 
 
 def store_result(s: Session, dst: bytes, value: Sized, cls: int, event: bytes,
-                 changes: int = 1) -> int:
+                 changes: int = 1, reply_first: bool = False) -> int:
     """The STORE forms' epilogue (``setKey``, or ``dbDelete`` for an empty result): replace
     ``dst`` with ``value``, dropping its TTL, or delete it when ``value`` is empty. Counts
     ``changes`` (or one deletion) in ``dirty`` and fires ``event`` of class ``cls`` (or
-    ``del``); returns the size stored."""
+    ``del``), after the reply when ``reply_first`` (sets' and sorted sets' STORE forms);
+    returns the size stored."""
     if value:
         s.db.set(dst, value)
+        if reply_first:
+            replied(s)
         notify(s, cls, event, dst)
         s.engine.dirty += changes
-    elif s.db.delete(dst):
+        return len(value)
+    if reply_first:
+        replied(s)
+    if s.db.delete(dst):
         notify(s, GENERIC, b"del", dst)
         s.engine.dirty += 1
     return len(value)
@@ -389,6 +395,7 @@ def _expire_generic(relative: bool, seconds: bool, s: Session, argv: list[bytes]
         notify(s, GENERIC, b"del", key)
         return 1
     db.set_expire(key, when)
+    replied(s)
     notify(s, GENERIC, b"expire", key)
     engine.dirty += 1
     if relative or seconds:  # PEXPIREAT itself is propagated as sent

@@ -34,7 +34,7 @@ from kvrepl.commands.args import (
 )
 from kvrepl.commands.core import Block, Session, command
 from kvrepl.errors import NO_SUCH_KEY, OUT_OF_RANGE, SYNTAX, ReplyError, WrongTypeError, wrong_arity
-from kvrepl.notify import GENERIC, LIST, notify
+from kvrepl.notify import GENERIC, LIST, notify, replied
 from kvrepl.protocol.replies import NULL_ARRAY, OK
 
 LEFT = 0  # Redis's LIST_HEAD
@@ -107,6 +107,7 @@ def _pop_many(s: Session, key: bytes, lst: deque, where: int, count: int) -> lis
     else:
         pop = lst.popleft if where == LEFT else lst.pop
         items = [pop() for _ in range(take)]
+    replied(s)
     _removed(s, key, lst, take, _POP_EVENTS[where])
     return items
 
@@ -174,6 +175,7 @@ def _push(where: int, xx: bool, s: Session, argv: list[bytes]) -> int:
         lst.extendleft(argv[2:])
     else:
         lst.extend(argv[2:])
+    replied(s)
     notify(s, LIST, _PUSH_EVENTS[where], key)
     s.engine.dirty += len(argv) - 2
     return len(lst)
@@ -295,6 +297,7 @@ def lset(s: Session, argv: list[bytes]) -> object:
     if not 0 <= index < len(lst):
         raise ReplyError(OUT_OF_RANGE)
     lst[index] = argv[3]
+    replied(s)
     notify(s, LIST, b"lset", argv[1])
     s.engine.dirty += 1
     return OK
@@ -392,6 +395,7 @@ def _pop(where: int, s: Session, argv: list[bytes]) -> object:
     if has_count:
         return _pop_many(s, key, lst, where, count) if count else []
     value = lst.popleft() if where == LEFT else lst.pop()
+    replied(s)
     _removed(s, key, lst, 1, _POP_EVENTS[where])
     return value
 
@@ -429,6 +433,7 @@ def _move(s: Session, src: bytes, dst: bytes, wherefrom: int, whereto: int) -> b
     else:
         target.append(value)
     notify(s, LIST, _PUSH_EVENTS[whereto], dst)
+    replied(s)
     notify(s, LIST, _POP_EVENTS[wherefrom], src)
     if not source:  # after the push: a list moved onto itself is never emptied
         s.db.delete(src)
@@ -473,6 +478,7 @@ def _blocking_pop(s: Session, keys: list[bytes], where: int, timeout: float,
             _propagate_pop_count(s, key, where, len(items))
             return [key, items]
         element = value.popleft() if where == LEFT else value.pop()
+        replied(s)
         _removed(s, key, value, 1, _POP_EVENTS[where])
         s.engine.rewrite([b"LPOP" if where == LEFT else b"RPOP", key])
         s.engine.watches.changed_only(s.db, key)  # the other keys were only looked at

@@ -28,7 +28,7 @@ from kvrepl.commands.keys import store_result
 from kvrepl.commands.scan import CollectionCache, parse_scan_cursor, scan_elements, scan_reply
 from kvrepl.config import Config
 from kvrepl.errors import SYNTAX, ReplyError, WrongTypeError
-from kvrepl.notify import GENERIC, SET, notify
+from kvrepl.notify import GENERIC, SET, notify, replied
 from kvrepl.protocol.replies import OrderedSet
 from kvrepl.store.encoding import set_is_intset
 
@@ -258,6 +258,7 @@ def spop(s: Session, argv: list[bytes]) -> object:
         return None
     member = _pop_random(value, 1)[0]
     notify(s, SET, b"spop", key)
+    replied(s)
     if not value:
         s.db.delete(key)
         notify(s, GENERIC, b"del", key)
@@ -275,6 +276,7 @@ def _spop_count(s: Session, argv: list[bytes]) -> object:
     notify(s, SET, b"spop", key)
     if count >= len(value):
         members = in_redis_order(value, s.engine.config)
+        replied(s)
         s.db.delete(key)
         notify(s, GENERIC, b"del", key)
         s.engine.rewrite([b"DEL", key])
@@ -352,7 +354,8 @@ def sinter(s: Session, argv: list[bytes]) -> object:
 def sinterstore(s: Session, argv: list[bytes]) -> int:
     sets = _sets_for_intersection(s, argv[2:])
     result = set() if sets is None else sets[0].intersection(*sets[1:])
-    return store_result(s, argv[1], result, SET, b"sinterstore")
+    # A missing source: Redis deletes the destination before replying, else after.
+    return store_result(s, argv[1], result, SET, b"sinterstore", reply_first=sets is not None)
 
 
 @command("sintercard")
@@ -419,13 +422,13 @@ def sdiff(s: Session, argv: list[bytes]) -> object:
 @command("sunionstore")
 def sunionstore(s: Session, argv: list[bytes]) -> int:
     result, _ = _union_diff(s, argv[2:], diff=False)
-    return store_result(s, argv[1], result, SET, b"sunionstore")
+    return store_result(s, argv[1], result, SET, b"sunionstore", reply_first=True)
 
 
 @command("sdiffstore")
 def sdiffstore(s: Session, argv: list[bytes]) -> int:
     result, _ = _union_diff(s, argv[2:], diff=True)
-    return store_result(s, argv[1], result, SET, b"sdiffstore")
+    return store_result(s, argv[1], result, SET, b"sdiffstore", reply_first=True)
 
 
 @command("sscan")

@@ -19,7 +19,7 @@ from kvrepl.commands.args import (
 )
 from kvrepl.commands.core import Session, command
 from kvrepl.errors import OVERFLOW, SYNTAX, ReplyError, WrongTypeError
-from kvrepl.notify import GENERIC, STRING, notify
+from kvrepl.notify import GENERIC, STRING, notify, replied
 from kvrepl.protocol.replies import OK
 from kvrepl.store.encoding import mark_string
 
@@ -129,6 +129,7 @@ def _set_generic(
     old = None
     if flags & _GET:
         old = lookup_string(s, key, read=True)
+        replied(s)  # getGenericCommand replies first
     found = s.db.lookup(key) is not None
     if (flags & _NX and found) or (flags & _XX and not found):
         return old if flags & _GET else abort_reply
@@ -191,6 +192,7 @@ def psetex(s: Session, argv: list[bytes]) -> object:
 def getset(s: Session, argv: list[bytes]) -> object:
     """GETSET key value: the old value; propagated as SET."""
     old = lookup_string(s, argv[1], read=True)
+    replied(s)
     s.db.set(argv[1], argv[2])
     notify(s, STRING, b"set", argv[1])
     s.engine.dirty += 1
@@ -202,6 +204,7 @@ def getset(s: Session, argv: list[bytes]) -> object:
 def getdel(s: Session, argv: list[bytes]) -> object:
     """GETDEL key: the value, then the key is gone; propagated as DEL."""
     old = lookup_string(s, argv[1], read=True)
+    replied(s)
     if old is not None and s.db.delete(argv[1]):
         s.engine.dirty += 1
         s.engine.rewrite([b"DEL", argv[1]])
@@ -219,6 +222,7 @@ def getex(s: Session, argv: list[bytes]) -> object:
     if value is None:
         return None
     when = _expire_at_ms(s, argv, expire, flags) if expire is not None else None
+    replied(s)
     engine = s.engine
     if flags & (_EXAT | _PXAT) and already_expired(s, when):  # type: ignore[arg-type]
         s.db.delete(key)

@@ -30,7 +30,7 @@ from kvrepl.commands.core import Block, Session, command
 from kvrepl.commands.keys import store_result
 from kvrepl.commands.scan import parse_scan_cursor, scan_elements, scan_reply
 from kvrepl.errors import MIN_MAX_NOT_FLOAT, MIN_MAX_NOT_STRING, SYNTAX, ReplyError, WrongTypeError
-from kvrepl.notify import GENERIC, ZSET, notify
+from kvrepl.notify import GENERIC, ZSET, notify, replied
 from kvrepl.protocol.replies import NULL_ARRAY, format_double
 from kvrepl.store.encoding import zset_is_listpack
 from kvrepl.store.values import ZSet
@@ -135,7 +135,7 @@ def _store(s: Session, dst: bytes, zset: ZSet, event: bytes) -> int:
     if zset and zset_is_listpack(zset, s.engine.config) and any(
             score == 0 and math.copysign(1.0, score) < 0 for score in zset.scores.values()):
         zset = ZSet({member: score + 0.0 for member, score in zset.scores.items()})
-    return store_result(s, dst, zset, ZSET, event)
+    return store_result(s, dst, zset, ZSET, event, reply_first=True)
 
 
 def _score_span(zset: ZSet, low: float, low_ex: bool, high: float, high_ex: bool) -> tuple[int, int]:
@@ -266,6 +266,7 @@ def zadd_scores(s: Session, key: bytes, scores: list[float], members: list[bytes
             s.db.add(key, zset)
         s.engine.dirty += added + updated
         if added or updated:
+            replied(s)
             notify(s, ZSET, b"zincr" if incr else b"zadd", key)
     if incr:
         return score if processed else None
