@@ -292,6 +292,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("notify-keyspace-events", 0, parse_classes, format_classes),
     Option("active-expire-effort", 1, _int(1, 10), only=(1,),
            lacking="active-expire-effort (one active expiry effort)"),
+    Option("tracking-table-max-keys", 1_000_000, _int(0)),
     Option("lfu-log-factor", 10, _int(0)),
     Option("lfu-decay-time", 1, _int(0)),
 )

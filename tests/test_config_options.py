@@ -34,7 +34,6 @@ from kvrepl.server.cron import close_idle_clients
 REFUSED = [
     ("maxmemory", "100mb", "maxmemory (eviction)"),
     ("appendonly", "yes", "the append-only file (AOF)"),
-    ("notify-keyspace-events", "KEA", "keyspace notifications"),
     ("slowlog-log-slower-than", "0", "the slow log (SLOWLOG)"),
     ("slowlog-max-len", "10", "the slow log (SLOWLOG)"),
     ("lua-time-limit", "100", "scripting"),
@@ -48,7 +47,7 @@ REFUSED = [
 ]
 # Defaults and values that ask for nothing kvrepl lacks: Redis's tools set some of them.
 ACCEPTED = [
-    ("maxmemory", "0"), ("appendonly", "no"), ("notify-keyspace-events", ""),
+    ("maxmemory", "0"), ("appendonly", "no"),
     ("slowlog-log-slower-than", "-1"), ("slowlog-log-slower-than", "10000"),
     ("slowlog-max-len", "128"), ("lua-time-limit", "5000"), ("list-compress-depth", "0"),
     ("active-expire-effort", "1"),
@@ -634,7 +633,7 @@ BEHAVIOUR = {
     "lua-time-limit": "test_config_options::test_refused_by_config_set",
     "slowlog-log-slower-than": "test_config_options::test_refused_by_config_set",
     "slowlog-max-len": "test_config_options::test_refused_by_config_set",
-    "notify-keyspace-events": "test_config_options::test_refused_by_config_set",
+    "notify-keyspace-events": "test_notifications::test_config_get_canonical",
     "active-expire-effort": "test_config_options::test_refused_by_config_set",
     "lfu-log-factor": "test_config_options::test_lfu_log_factor",
     "lfu-decay-time": "test_keys::test_object_freq_grows_logarithmically_and_decays",

@@ -19,6 +19,7 @@ from kvrepl.commands.monitor import monitor_line
 from kvrepl.commands.plain import LANE_CLASSES, PlainLane
 from kvrepl.commands.protection import protected_command_error
 from kvrepl.commands.spec import CommandSpec, load_specs, modified_key_positions
+from kvrepl.commands.tracking import ClientTracking, Tracking
 from kvrepl.commands.watch import WatchRegistry
 from kvrepl.config import Config
 from kvrepl.errors import (
@@ -202,6 +203,7 @@ class Session:
         # pubsub class of client-output-buffer-limit (see push).
         self.pending_size = 0
         self.soft_limit_since: float | None = None
+        self.tracking: ClientTracking | None = None  # CLIENT TRACKING ON
 
     @property
     def subscriptions(self) -> int:
@@ -300,7 +302,10 @@ class Engine:
         self.on_shutdown: Callable[[bool | None], None] | None = None
         self.pubsub_channels: dict[bytes, dict[int, Session]] = {}
         self.pubsub_patterns: dict[bytes, dict[int, Session]] = {}
-        self.watches = WatchRegistry(self.keyspace)
+        self.tracking = Tracking(self)
+        # The client whose command is running (Redis's server.current_client), if any.
+        self.current: Session | None = None
+        self.watches = WatchRegistry(self.keyspace, self.tracking)
         # The notify-keyspace-events classes whose events are published (none without K
         # or E): see kvrepl.notify.
         self.notify_classes = 0
@@ -386,7 +391,13 @@ class Engine:
         keyspace = self.keyspace
         keyspace.on_new_key = self._on_new_key if classes & NEW else None
         keyspace.on_keymiss = self._on_keymiss if classes & KEY_MISS else None
-        self.lane_observed = bool(classes & LANE_CLASSES)
+        self.tracking_changed()
+
+    def tracking_changed(self) -> None:
+        """Keep the observers of modified keys and the plain lane's flag in step with who
+        tracks keys (called by :class:`Tracking`)."""
+        self.lane_observed = bool(self.notify_classes & LANE_CLASSES or self.tracking.clients)
+        self.watches.refresh_hooks()
 
     def notify_keyspace_event(self, event: bytes, key: bytes, db_index: int) -> None:
         """Publish one keyspace event (Redis's notifyKeyspaceEvent past its class test:
@@ -406,6 +417,8 @@ class Engine:
         (the ``evicted`` keyspace event). Call it after the key is gone."""
         if self.notify_classes & EVICTED:
             self.notify_keyspace_event(b"evicted", key, db.id)
+        if self.tracking.observing:
+            self.tracking.invalidate(key)
 
     def read_only_role(self) -> bool:
         """True while this node is a replica (it follows a master)."""
@@ -422,9 +435,10 @@ class Engine:
         return session
 
     def close_session(self, session: Session) -> None:
-        """Forget a client: its subscriptions, watches and MONITOR registration."""
+        """Forget a client: its subscriptions, watches, tracking and MONITOR registration."""
         self.sessions.pop(session.id, None)
         unwatch(session)
+        self.tracking.disable(session)
         for channel in session.channels:
             subscribers = self.pubsub_channels.get(channel)
             if subscribers is not None:
@@ -553,9 +567,15 @@ class Engine:
                     cmd, session, ReplyError("ERR Command not allowed inside a transaction"))
             session.multi.append((cmd, argv))
             return QUEUED
+        if self.tracking.clients:
+            self.tracking.limit()
         reply = self.call(session, cmd, argv)
         if self.keyspace.ready_keys and self.on_ready_keys is not None:
             self.on_ready_keys()
+        tracking = session.tracking
+        if tracking is not None and tracking.caching and session.multi is None \
+                and not cmd.name.startswith("client|"):
+            tracking.caching = False  # CLIENT CACHING is for the next command only
         return reply
 
     def _refused_by_state(self, cmd: Command, is_write: bool) -> ReplyError | None:
@@ -607,6 +627,7 @@ class Engine:
         self.depth = depth + 1
         if not depth:
             keyspace.frozen = True  # also tells the WATCH hook that a command is running
+            self.current = session
         keyspace.counting_reads = not cmd.is_write
         start = perf_counter()
         try:
@@ -634,6 +655,9 @@ class Engine:
             keyspace.counting_reads = False
         if watches.pending:
             watches.command_done(self.dirty != dirty)
+        if session.tracking is not None and cmd.spec.is_readonly \
+                and not session.tracking.bcast:
+            self.tracking.remember(session, cmd, argv)
         cmd.usec += (perf_counter() - start) * 1e6
         cmd.calls += 1
         self.stats.commands_processed += 1
@@ -656,6 +680,13 @@ class Engine:
                         session.woff = self.replication.master_repl_offset
         if pending and not depth:
             self._end_unit(session)
+        if not depth:
+            tracking = self.tracking
+            if tracking.pending:
+                tracking.after_command()
+            if tracking.due and self.server is None:
+                tracking.broadcast()
+            self.current = None
         if type(reply) is Block and (session.in_exec or session.is_master):
             reply = reply.timeout_reply
         return reply

@@ -343,6 +343,7 @@ class ReplicaOf:
         logger.info("MASTER <-> REPLICA sync: Flushing old data")
         for db in engine.keyspace.dbs:
             engine.watches.touch_all_in_db(db, None)
+        engine.tracking.flushed()
         self._staged.apply(engine.keyspace)
         gc_policy.dataset_loaded(engine.keyspace)
         self._staged = None

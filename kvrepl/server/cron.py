@@ -26,6 +26,10 @@ async def run_cron(engine: Engine) -> None:
             close_idle_clients(engine)
         expire_cycle(engine)
         persistence.cron(engine)
+        if engine.tracking.clients:
+            engine.tracking.limit()  # serverCron's share of trackingLimitUsedSlots
+        if engine.tracking.due:  # what expiry and the embedded API modified meanwhile
+            engine.tracking.broadcast()
         if not engine.loading:
             gc_policy.cron(engine.keyspace)
 
