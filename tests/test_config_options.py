@@ -634,6 +634,7 @@ BEHAVIOUR = {
     "slowlog-log-slower-than": "test_config_options::test_refused_by_config_set",
     "slowlog-max-len": "test_config_options::test_refused_by_config_set",
     "notify-keyspace-events": "test_notifications::test_config_get_canonical",
+    "tracking-table-max-keys": "test_tracking::test_flush_expiry_and_table_limit",
     "active-expire-effort": "test_config_options::test_refused_by_config_set",
     "lfu-log-factor": "test_config_options::test_lfu_log_factor",
     "lfu-decay-time": "test_keys::test_object_freq_grows_logarithmically_and_decays",
