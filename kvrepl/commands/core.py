@@ -305,6 +305,7 @@ class Engine:
         self.tracking = Tracking(self)
         # The client whose command is running (Redis's server.current_client), if any.
         self.current: Session | None = None
+        self.tracking_on = False
         self.watches = WatchRegistry(self.keyspace, self.tracking)
         # The notify-keyspace-events classes whose events are published (none without K
         # or E): see kvrepl.notify.
@@ -396,7 +397,11 @@ class Engine:
     def tracking_changed(self) -> None:
         """Keep the observers of modified keys and the plain lane's flag in step with who
         tracks keys (called by :class:`Tracking`)."""
-        self.lane_observed = bool(self.notify_classes & LANE_CLASSES or self.tracking.clients)
+        tracking = self.tracking
+        # Any client-side caching state at all: the dispatcher's tracking steps run.
+        self.tracking_on = bool(tracking.clients or tracking.observing or tracking.pending
+                                or tracking.due)
+        self.lane_observed = bool(self.notify_classes & LANE_CLASSES or tracking.clients)
         self.watches.refresh_hooks()
 
     def notify_keyspace_event(self, event: bytes, key: bytes, db_index: int) -> None:
@@ -567,15 +572,18 @@ class Engine:
                     cmd, session, ReplyError("ERR Command not allowed inside a transaction"))
             session.multi.append((cmd, argv))
             return QUEUED
-        if self.tracking.clients:
-            self.tracking.limit()
-        reply = self.call(session, cmd, argv)
+        if not self.tracking_on:
+            reply = self.call(session, cmd, argv)
+        else:
+            if self.tracking.clients:
+                self.tracking.limit()
+            reply = self.call(session, cmd, argv)
+            tracking = session.tracking
+            if tracking is not None and tracking.caching and session.multi is None \
+                    and not cmd.name.startswith("client|"):
+                tracking.caching = False  # CLIENT CACHING is for the next command only
         if self.keyspace.ready_keys and self.on_ready_keys is not None:
             self.on_ready_keys()
-        tracking = session.tracking
-        if tracking is not None and tracking.caching and session.multi is None \
-                and not cmd.name.startswith("client|"):
-            tracking.caching = False  # CLIENT CACHING is for the next command only
         return reply
 
     def _refused_by_state(self, cmd: Command, is_write: bool) -> ReplyError | None:
@@ -627,7 +635,8 @@ class Engine:
         self.depth = depth + 1
         if not depth:
             keyspace.frozen = True  # also tells the WATCH hook that a command is running
-            self.current = session
+            if self.tracking_on:
+                self.current = session
         keyspace.counting_reads = not cmd.is_write
         start = perf_counter()
         try:
@@ -655,7 +664,7 @@ class Engine:
             keyspace.counting_reads = False
         if watches.pending:
             watches.command_done(self.dirty != dirty)
-        if session.tracking is not None and cmd.spec.is_readonly \
+        if self.tracking_on and session.tracking is not None and cmd.spec.is_readonly \
                 and not session.tracking.bcast:
             self.tracking.remember(session, cmd, argv)
         cmd.usec += (perf_counter() - start) * 1e6
@@ -680,7 +689,7 @@ class Engine:
                         session.woff = self.replication.master_repl_offset
         if pending and not depth:
             self._end_unit(session)
-        if not depth:
+        if not depth and self.tracking_on:
             tracking = self.tracking
             if tracking.pending:
                 tracking.after_command()

@@ -62,7 +62,9 @@ class Database:
             if keyspace.counting_reads:
                 keyspace.hits += 1
         elif keyspace.counting_reads:
-            self._missed(key)
+            keyspace.misses += 1  # _missed, inlined: GET's misses are a hot path
+            if keyspace.on_keymiss is not None:
+                keyspace.on_keymiss(self, key)
         return value
 
     def _missed(self, key: bytes, notify: bool = True) -> None:
