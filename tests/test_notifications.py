@@ -539,3 +539,23 @@ def test_key_evicted_publishes_when_asked() -> None:
     engine.config.set("notify-keyspace-events", "Eg")
     engine.key_evicted(engine.keyspace.dbs[2], b"k")
     assert len(listener.pending_out) == 1
+
+
+async def test_a_replica_fires_the_events_of_its_masters_stream() -> None:
+    """A replica runs its master's writes as commands: their events fire there too (and
+    a key the master expires reaches it as ``del``), plain SET runs included."""
+    import kvrepl
+
+    async with kvrepl.Master() as master, kvrepl.Replica(
+            follow=master, notify_keyspace_events="KA") as replica:
+        await replica.wait_synced()
+        listener = replica.engine.new_session()
+        replica.engine.execute(listener, [b"PSUBSCRIBE", b"__keyspace@*"])
+        listener.drained()
+        master.set(b"k", b"v")
+        master.execute_command("RPUSH", "l", "a")
+        master.execute_command("DEL", "k")
+        await replica.wait_synced()
+        assert [m[2:] for m in listener.pending_out] == [
+            [b"__keyspace@0__:k", b"set"], [b"__keyspace@0__:l", b"rpush"],
+            [b"__keyspace@0__:k", b"del"]]

@@ -85,6 +85,7 @@ def test_default_mode_invalidates_once(pairs: callable) -> None:
     tracker.call("GET", "k")
     tracker.call("MGET", "a", "b")
     tracker.call("HGET", "h", "f")
+    assert _tracking_info(writer) == [b"1", b"4", b"4", b"0"]
     writer.call("SET", "k", "1")
     writer.call("SET", "k", "2")  # no longer tracked: nothing more
     writer.call("DEL", "a", "b", "c")  # only existing keys are modified: none here
@@ -96,6 +97,18 @@ def test_default_mode_invalidates_once(pairs: callable) -> None:
                                              for k in (b"a", b"b", b"h")))
     tracker.call("CLIENT", "TRACKINGINFO")
     tracker.call("CLIENT", "GETREDIR")
+
+
+def _tracking_info(pair: Pair) -> list[bytes]:
+    """INFO's tracking fields, the same on both servers."""
+    values = []
+    for client in pair.clients:
+        info = client.call("INFO")
+        values.append([info.split(b"%s:" % name)[1].split(b"\r\n")[0] for name in (
+            b"tracking_clients", b"tracking_total_keys", b"tracking_total_items",
+            b"tracking_total_prefixes")])
+    assert values[0] == values[1]
+    return values[0]
 
 
 def test_own_writes_after_the_reply_and_noloop(pairs: callable) -> None:
