@@ -171,6 +171,7 @@ DEFAULT_OBUF_LIMITS = {
     "pubsub": (32 * 1024 * 1024, 8 * 1024 * 1024, 60),
 }
 _yes_no = {"parse": parse_bool, "format": _format_bool}
+_INT_MAX = 2**31 - 1
 # protected_action_enum of config.c
 _protected_action = _enum("no", "yes", "local")
 
@@ -238,8 +239,12 @@ OPTIONS: tuple[Option, ...] = (
     Option("slowlog-max-len", 128, _int(0)),
     Option("notify-keyspace-events", "", str),
     Option("active-expire-effort", 1, _int(1, 10)),
-    Option("lfu-log-factor", 10, _int(0)),
-    Option("lfu-decay-time", 1, _int(0)),
+    Option("lfu-log-factor", 10, _int(0, _INT_MAX)),
+    Option("lfu-decay-time", 1, _int(0, _INT_MAX)),
+    # eviction (kvrepl/commands/eviction.py); maxmemory and maxmemory-policy are above
+    Option("maxmemory-samples", 5, _int(1, _INT_MAX)),
+    Option("maxmemory-eviction-tenacity", 10, _int(0, 100)),
+    Option("replica-ignore-maxmemory", True, aliases=("slave-ignore-maxmemory",), **_yes_no),
 )
 
 _BY_NAME: dict[str, Option] = {}

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from time import perf_counter
 
+from kvrepl.commands.eviction import EVICT_FAIL, OOM, Evictor
 from kvrepl.commands.monitor import monitor_line
 from kvrepl.commands.plain import PlainLane
 from kvrepl.commands.protection import protected_command_error
@@ -91,7 +92,8 @@ class Command:
     __slots__ = ("spec", "handler", "subcommands", "name", "arity", "is_write", "replicates",
                  "no_auth", "no_multi", "allows_loading", "skip_monitor", "runs_in_multi",
                  "hidden_from_monitor", "touches_keyspace", "allowed_subscribed", "is_exec",
-                 "is_ping", "calls", "usec", "rejected_calls", "failed_calls")
+                 "is_ping", "calls", "usec", "rejected_calls", "failed_calls", "denyoom",
+                 "remeasures", "oom_exempt_in_multi")
 
     def __init__(self, spec: CommandSpec, handler: Handler | None,
                  subcommands: dict[bytes, Command] | None = None) -> None:
@@ -114,6 +116,13 @@ class Command:
         self.allowed_subscribed = top in _SUBSCRIBED_OK
         self.is_exec = spec.name == "exec"
         self.is_ping = spec.name == "ping"
+        self.denyoom = spec.denyoom
+        # Writes that may change a container in place, whose keys' memory estimate the
+        # dispatcher measures again; strings and generic commands change keys only through
+        # the store's add/set/delete, which keep the estimate themselves.
+        self.remeasures = spec.is_write and spec.group not in ("string", "generic")
+        # In MULTI every command but these is refused when out of memory (processCommand).
+        self.oom_exempt_in_multi = top in (b"exec", b"discard", b"quit", b"reset")
         self.calls = 0
         self.usec = 0.0
         self.rejected_calls = 0
@@ -131,6 +140,7 @@ class CommandStats:
     connections_received: int = 0
     rejected_connections: int = 0
     expired_keys: int = 0
+    evicted_keys: int = 0
     total_net_input_bytes: int = 0
     total_net_output_bytes: int = 0
     pubsub_messages: int = 0
@@ -223,6 +233,8 @@ class Engine:
         self._read_only = False  # set on a replica with replica-read-only
         self._bgsave_failed = False  # the last BGSAVE failed: MISCONF for writes
         self.active_expire_enabled = True  # DEBUG SET-ACTIVE-EXPIRE
+        self.evictor = Evictor(self)
+        self._maxmemory = 0  # config.maxmemory, read on every command
         self.server: object | None = None  # the trio Server serving this engine, if any
         self.node: object | None = None  # the Node that owns it (REPLICAOF needs it)
         self.replication: object | None = None  # master-side replication state
@@ -310,6 +322,9 @@ class Engine:
         keyspace.lfu = config.maxmemory_policy.endswith("-lfu")
         keyspace.lfu_log_factor = config.lfu_log_factor
         keyspace.lfu_decay_time = config.lfu_decay_time
+        self._maxmemory = config.maxmemory
+        if name == "maxmemory":
+            self.evictor.perform()  # as CONFIG SET maxmemory does (updateMaxmemory)
 
     def read_only_role(self) -> bool:
         """True while this node is a replica (it follows a master)."""
@@ -362,6 +377,15 @@ class Engine:
                 self._pending.append((db, argv))
             else:
                 self.propagate(db, argv)
+
+    def propagate_deletion(self, db_index: int, key: bytes) -> None:
+        """A DEL that no command issued (eviction): like :meth:`also_propagate`, except
+        that inside a command that has queued nothing yet it goes out at once, never
+        wrapped in MULTI with others (performEvictions propagates its own DELs)."""
+        if self.depth and not self._pending and self.propagate_listeners:
+            self.propagate(db_index, [b"DEL", key])
+        else:
+            self.also_propagate([b"DEL", key], db_index)
 
     def propagate(self, db_index: int, argv: list[bytes]) -> None:
         for listener in self.propagate_listeners:
@@ -432,6 +456,9 @@ class Engine:
         is_write = cmd.is_write
         if cmd.is_exec and session.multi:  # EXEC writes when it queued a write
             is_write = any(queued.is_write for queued, _ in session.multi)
+        if self._maxmemory and self.evictor.perform() == EVICT_FAIL \
+                and not session.is_master and self._denied_on_oom(cmd, session):
+            return self._reject(cmd, session, ReplyError(OOM))
         if (self._restricted or (is_write and self.config.min_replicas_to_write)) \
                 and not session.is_master:
             refused = self._refused_by_state(cmd, is_write)
@@ -459,6 +486,17 @@ class Engine:
         if self.keyspace.ready_keys and self.on_ready_keys is not None:
             self.on_ready_keys()
         return reply
+
+    @staticmethod
+    def _denied_on_oom(cmd: Command, session: Session) -> bool:
+        """processCommand's reject_cmd_on_oom: a denyoom command (EXEC when it queued
+        one), or anything but EXEC/DISCARD/QUIT/RESET inside MULTI."""
+        if session.multi is not None:
+            if not cmd.oom_exempt_in_multi:
+                return True
+            if cmd.is_exec:
+                return any(queued.denyoom for queued, _ in session.multi)
+        return cmd.denyoom
 
     def _refused_by_state(self, cmd: Command, is_write: bool) -> ReplyError | None:
         """processCommand's node-state checks that come before the pub/sub context one:
@@ -518,6 +556,9 @@ class Engine:
                 for index in modified_key_positions(cmd.spec, argv):
                     db.before_write(argv[index])
             reply = cmd.handler(session, argv)
+            if cmd.remeasures and self.dirty != dirty:
+                for index in modified_key_positions(cmd.spec, argv):
+                    db.remeasure(argv[index])
         except ReplyError as err:
             reply = err
             cmd.failed_calls += 1

@@ -12,12 +12,15 @@ from kvrepl.commands.core import Engine
 
 async def run_cron(engine: Engine) -> None:
     """Every ``1/hz`` seconds: active expiry on a master, then wake clients it made ready;
-    then the ``save`` schedule (and BGSAVE SCHEDULE); then the process's garbage-collector
+    eviction that a command's pass left unfinished (maxmemory-eviction-tenacity); then the
+    ``save`` schedule (and BGSAVE SCHEDULE); then the process's garbage-collector
     policy, when one is installed (:mod:`kvrepl.gc_policy`: a no-op otherwise)."""
     while True:
         await trio.sleep(1 / engine.config.hz)
         engine.keyspace.lru_clock = int(engine.keyspace.clock())
         expire_cycle(engine)
+        if engine.evictor.running:
+            engine.evictor.cron(0.25 / engine.config.hz)
         persistence.cron(engine)
         if not engine.loading:
             gc_policy.cron(engine.keyspace)

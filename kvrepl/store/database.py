@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterator
 from time import perf_counter
 
 from kvrepl import gc_policy
+from kvrepl.store.memory import EXPIRE_ENTRY, key_memory_usage, string_entry_size
 from kvrepl.store.values import ZSet
 
 # Types whose creation can wake a client blocked in BLPOP/BZPOPMIN and friends.
@@ -26,7 +27,8 @@ class Database:
     and WATCH can see the change.
     """
 
-    __slots__ = ("id", "data", "expires", "access", "keyspace", "_expire_scan", "_expire_pos")
+    __slots__ = ("id", "data", "expires", "access", "keyspace", "_expire_scan", "_expire_pos",
+                 "sizes", "used")
 
     def __init__(self, index: int, keyspace: Keyspace) -> None:
         self.id = index
@@ -40,6 +42,11 @@ class Database:
         # Redis's per-object ``lru`` field: the LRU clock at the last access, or under an
         # LFU maxmemory-policy the minutes clock and the log counter (OBJECT IDLETIME/FREQ).
         self.access: dict[bytes, int] = {}
+        # The memory estimate (kvrepl.store.memory): ``used`` is the sum over the keys;
+        # ``sizes`` holds the estimate of each key that is not a string (a string's is
+        # computed from its length, so it needs no entry).
+        self.sizes: dict[bytes, int] = {}
+        self.used = 0
 
     def __len__(self) -> int:
         return len(self.data)
@@ -168,6 +175,7 @@ class Database:
     def add(self, key: bytes, value: object) -> None:
         """Store a new key (which must not exist) and wake clients blocked on it."""
         self.data[key] = value
+        self._count(key, value)
         keyspace = self.keyspace
         self.access[key] = lfu_new(keyspace) if keyspace.lfu else keyspace.lru_clock
         if type(value) in _BLOCKABLE_TYPES and self.keyspace.blocked_keys:
@@ -175,21 +183,60 @@ class Database:
 
     def set(self, key: bytes, value: object, keep_ttl: bool = False) -> None:
         """Store ``value`` under ``key``, replacing any value; drops the TTL unless asked."""
-        if key in self.data:
-            self.data[key] = value
-            if not keep_ttl and self.expires:
-                self.expires.pop(key, None)
+        data = self.data
+        old = data.get(key)
+        if old is not None:
+            data[key] = value
+            if type(old) is bytes and type(value) is bytes:
+                self.used += len(value) - len(old)
+            else:
+                self.used -= self._forget_size(key, old)
+                self._count(key, value)
+            if not keep_ttl and self.expires and self.expires.pop(key, None) is not None:
+                self.used -= EXPIRE_ENTRY
         else:
             self.add(key, value)
 
+    def _count(self, key: bytes, value: object) -> None:
+        """Add the estimate of ``key`` holding ``value`` to ``used``."""
+        if type(value) is bytes:
+            self.used += string_entry_size(key, value)
+        else:
+            self.sizes[key] = size = key_memory_usage(key, value)
+            self.used += size
+
+    def _forget_size(self, key: bytes, value: object) -> int:
+        """The estimate counted for ``key`` holding ``value`` (forgotten when kept apart)."""
+        if type(value) is bytes:
+            return string_entry_size(key, value)
+        return self.sizes.pop(key, 0)
+
+    def remeasure(self, key: bytes) -> None:
+        """Measure ``key`` again after its value changed in place (a container's push,
+        add or remove): the dispatcher calls it for the keys a write command modified."""
+        value = self.data.get(key)
+        if value is None or type(value) is bytes:
+            return
+        size = key_memory_usage(key, value)
+        self.used += size - self.sizes.get(key, 0)
+        self.sizes[key] = size
+
+    def recount(self) -> None:
+        """Measure every key again (after a load replaced ``data`` and ``expires``)."""
+        self.sizes = {}
+        self.used = len(self.expires) * EXPIRE_ENTRY
+        for key, value in self.data.items():
+            self._count(key, value)
+
     def delete(self, key: bytes) -> bool:
         """Remove ``key``; True when it existed (expired or not)."""
-        if key not in self.data:
+        value = self.data.pop(key, None)
+        if value is None:
             return False
-        del self.data[key]
+        self.used -= self._forget_size(key, value)
         self.access.pop(key, None)
-        if self.expires:
-            self.expires.pop(key, None)
+        if self.expires and self.expires.pop(key, None) is not None:
+            self.used -= EXPIRE_ENTRY
         return True
 
     def delete_expired(self, key: bytes) -> None:
@@ -200,10 +247,15 @@ class Database:
             listener(self, key)
 
     def set_expire(self, key: bytes, when_ms: int) -> None:
+        if key not in self.expires:
+            self.used += EXPIRE_ENTRY
         self.expires[key] = when_ms
 
     def persist(self, key: bytes) -> bool:
-        return self.expires.pop(key, None) is not None
+        if self.expires.pop(key, None) is None:
+            return False
+        self.used -= EXPIRE_ENTRY
+        return True
 
     def clear(self) -> None:
         """Drop every key. Values are not changed in place, so no per-key signal is due:
@@ -211,6 +263,8 @@ class Database:
         self.data = {}
         self.expires = {}
         self.access = {}
+        self.sizes = {}
+        self.used = 0
 
     def active_expire_cycle(self, samples: int = 20, deadline: float | None = None) -> int:
         """Check keys with a TTL and delete the expired ones, as Redis's active expiry does.
@@ -336,6 +390,8 @@ class Keyspace:
         da.data, db_.data = db_.data, da.data
         da.expires, db_.expires = db_.expires, da.expires
         da.access, db_.access = db_.access, da.access
+        da.sizes, db_.sizes = db_.sizes, da.sizes
+        da.used, db_.used = db_.used, da.used
         for dbi, database in ((a, da), (b, db_)):
             for blocked_db, key in list(self.blocked_keys):
                 if blocked_db == dbi and key in database.data:
@@ -343,3 +399,12 @@ class Keyspace:
 
     def dbsize(self) -> int:
         return sum(len(db) for db in self.dbs)
+
+    def used_memory(self) -> int:
+        """The dataset's estimated size in bytes (see :mod:`kvrepl.store.memory`)."""
+        return sum(db.used for db in self.dbs)
+
+    def recount(self) -> None:
+        """Measure every database again (after a load replaced their contents)."""
+        for db in self.dbs:
+            db.recount()
