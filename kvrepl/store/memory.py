@@ -18,7 +18,7 @@ What one key costs (the constants were measured with tracemalloc on CPython 3.11
   table (``sys.getsizeof``, O(1), which counts its capacity) plus its elements, estimated
   like Redis's ``objectComputeSize``: the first ``samples`` elements are measured and their
   average is multiplied by the length, so the cost of a write does not grow with the size
-  of the value it changes.
+  of the value it changes. A sorted set's order index (built lazily) always counts.
 
 The interpreter, the command table, the replication backlog and client buffers are not
 counted: ``used_memory`` is the dataset, which is what ``maxmemory`` bounds.
@@ -83,11 +83,10 @@ def value_size(value: object, samples: int = DEFAULT_SAMPLES) -> int:
     if kind is ZSet:
         zset: ZSet = value  # type: ignore[assignment]
         count = len(zset)
-        size = sys.getsizeof(zset) + sys.getsizeof(zset.scores) + _sampled(
-            zset.scores, count, take, BYTES_HEADER + FLOAT_SIZE)
-        if zset.order_built:
-            size += count * _ORDERED_PAIR
-        return size
+        # The order index counts whether built or not: it is built lazily by the first
+        # read that needs it, and a read must not change the estimate.
+        return sys.getsizeof(zset) + sys.getsizeof(zset.scores) + _sampled(
+            zset.scores, count, take, BYTES_HEADER + FLOAT_SIZE + _ORDERED_PAIR)
     return sys.getsizeof(value)
 
 
