@@ -320,7 +320,9 @@ async def test_evictions_reach_replicas_as_del_and_replicas_do_not_evict():
                 await replica.wait_synced()
                 assert digest(replica.engine.keyspace) == digest(master.engine.keyspace)
                 assert replica.engine.stats.evicted_keys == 0
-                assert replica.engine.keyspace.used_memory() > 50_000
+                # What the full sync loaded and the stream changed is measured too.
+                used = replica.engine.keyspace.used_memory()
+                assert used == measured_from_scratch(replica.engine.keyspace) > 50_000
                 offset = master.replication.master_repl_offset
 
                 def caught_up() -> bool:
@@ -340,6 +342,43 @@ async def test_evictions_reach_replicas_as_del_and_replicas_do_not_evict():
                 assert await trio.to_thread.run_sync(client.dbsize) == master.dbsize()
             finally:
                 redis_replica.stop()
+
+
+async def test_a_replica_told_not_to_ignore_maxmemory_evicts_on_its_own():
+    async with kvrepl.Master() as master:
+        for i in range(500):
+            master.set(f"k{i}", "v" * 100)
+        async with kvrepl.Replica(follow=master, maxmemory=50_000,
+                                  maxmemory_policy="allkeys-random",
+                                  replica_ignore_maxmemory=False) as replica:
+            await replica.wait_synced()
+            # Any command, the master's included, runs after an eviction pass.
+            assert replica.dbsize() < 500
+            assert replica.engine.stats.evicted_keys > 0
+            with trio.fail_after(10):  # a pass has a time limit; the cron finishes the work
+                while replica.engine.evictor.running:
+                    await trio.sleep(0.01)
+            assert replica.engine.keyspace.used_memory() <= 50_000
+            master.set("one-more", "v")
+            await replica.wait_synced()
+            assert replica.get("one-more") == b"v"
+
+
+def test_debug_reload_and_resetstat(tmp_path):
+    engine, _ = make_engine(dir=str(tmp_path), maxmemory=30_000,
+                            maxmemory_policy="allkeys-lru", enable_debug_command="local")
+    run = runner(engine)
+    run("RPUSH", "list", *range(100))
+    run("HSET", "hash", *[x for i in range(50) for x in (f"f{i}", i)])
+    for i in range(200):
+        run("SET", f"k{i}", "v" * 100, "PX", 10_000_000)
+    before = engine.keyspace.used_memory()
+    assert before <= 30_000 + key_memory_usage(b"k199", b"v" * 100, True)
+    assert engine.stats.evicted_keys > 0
+    run("DEBUG", "RELOAD")
+    assert engine.keyspace.used_memory() == measured_from_scratch(engine.keyspace)
+    run("CONFIG", "RESETSTAT")
+    assert engine.stats.evicted_keys == 0
 
 
 # -- what a client sees, compared with redis-server 7.0 ----------------------------------------

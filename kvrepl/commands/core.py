@@ -18,7 +18,12 @@ from kvrepl.commands.eviction import EVICT_FAIL, OOM, Evictor
 from kvrepl.commands.monitor import monitor_line
 from kvrepl.commands.plain import PlainLane
 from kvrepl.commands.protection import protected_command_error
-from kvrepl.commands.spec import CommandSpec, load_specs, modified_key_positions
+from kvrepl.commands.spec import (
+    CommandSpec,
+    load_specs,
+    modified_key_positions,
+    modifies_only_first_argument,
+)
 from kvrepl.commands.watch import WatchRegistry
 from kvrepl.config import Config
 from kvrepl.errors import (
@@ -93,7 +98,7 @@ class Command:
                  "no_auth", "no_multi", "allows_loading", "skip_monitor", "runs_in_multi",
                  "hidden_from_monitor", "touches_keyspace", "allowed_subscribed", "is_exec",
                  "is_ping", "calls", "usec", "rejected_calls", "failed_calls", "denyoom",
-                 "remeasures", "oom_exempt_in_multi")
+                 "remeasures", "remeasures_first", "oom_exempt_in_multi")
 
     def __init__(self, spec: CommandSpec, handler: Handler | None,
                  subcommands: dict[bytes, Command] | None = None) -> None:
@@ -121,6 +126,7 @@ class Command:
         # dispatcher measures again; strings and generic commands change keys only through
         # the store's add/set/delete, which keep the estimate themselves.
         self.remeasures = spec.is_write and spec.group not in ("string", "generic")
+        self.remeasures_first = self.remeasures and modifies_only_first_argument(spec)
         # In MULTI every command but these is refused when out of memory (processCommand).
         self.oom_exempt_in_multi = top in (b"exec", b"discard", b"quit", b"reset")
         self.calls = 0
@@ -557,8 +563,11 @@ class Engine:
                     db.before_write(argv[index])
             reply = cmd.handler(session, argv)
             if cmd.remeasures and self.dirty != dirty:
-                for index in modified_key_positions(cmd.spec, argv):
-                    db.remeasure(argv[index])
+                if cmd.remeasures_first:
+                    db.remeasure(argv[1])
+                else:
+                    for index in modified_key_positions(cmd.spec, argv):
+                        db.remeasure(argv[index])
         except ReplyError as err:
             reply = err
             cmd.failed_calls += 1

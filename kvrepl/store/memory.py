@@ -42,8 +42,10 @@ STRING_ENTRY = 2 * BYTES_HEADER + 2 * DICT_ENTRY
 KEY_ENTRY = BYTES_HEADER + 2 * DICT_ENTRY
 # Redis's OBJ_COMPUTE_SIZE_DEF_SAMPLES: how many elements MEMORY USAGE measures by default.
 DEFAULT_SAMPLES = 5
-# A ZSet's ordered index, per member: a (score, member) tuple and its list slot.
+# A ZSet's ordered index: per member a (score, member) tuple and its list slot, and the
+# SortedList's own objects (its lists, maxes and index; measured with tracemalloc).
 _ORDERED_PAIR = sys.getsizeof((1.5, b"")) + 8
+_ORDER_INDEX = 450
 
 
 def string_entry_size(key: bytes, value: bytes) -> int:
@@ -52,18 +54,22 @@ def string_entry_size(key: bytes, value: bytes) -> int:
 
 
 def _sampled(items: object, count: int, samples: int, per_item: int) -> int:
-    """``count`` elements' size from the first ``samples`` (bytes, or pairs of bytes)."""
+    """``count`` elements' size from the first ``samples`` (bytes objects)."""
     if not count:
         return 0
-    total = seen = 0
-    for item in islice(items, samples):  # type: ignore[call-overload]
-        if type(item) is tuple:
-            total += sum(len(part) for part in item if type(part) is bytes)
-        else:
-            total += len(item)
-        seen += 1
-    if not seen:
+    seen = min(count, samples)
+    total = sum(map(len, islice(items, seen)))  # type: ignore[call-overload]
+    return count * per_item + total * count // seen
+
+
+def _sampled_pairs(items: dict, count: int, samples: int, per_item: int) -> int:
+    """Like :func:`_sampled` for a hash's fields and values."""
+    if not count:
         return 0
+    seen = min(count, samples)
+    total = 0
+    for field, value in islice(items.items(), seen):
+        total += len(field) + len(value)
     return count * per_item + total * count // seen
 
 
@@ -76,8 +82,8 @@ def value_size(value: object, samples: int = DEFAULT_SAMPLES) -> int:
     if kind is deque:
         return sys.getsizeof(value) + _sampled(value, len(value), take, BYTES_HEADER)
     if kind is dict:  # a hash: field and value objects
-        return sys.getsizeof(value) + _sampled(
-            value.items(), len(value), take, 2 * BYTES_HEADER)  # type: ignore[attr-defined]
+        return sys.getsizeof(value) + _sampled_pairs(
+            value, len(value), take, 2 * BYTES_HEADER)  # type: ignore[arg-type]
     if kind is set:
         return sys.getsizeof(value) + _sampled(value, len(value), take, BYTES_HEADER)
     if kind is ZSet:
@@ -85,7 +91,7 @@ def value_size(value: object, samples: int = DEFAULT_SAMPLES) -> int:
         count = len(zset)
         # The order index counts whether built or not: it is built lazily by the first
         # read that needs it, and a read must not change the estimate.
-        return sys.getsizeof(zset) + sys.getsizeof(zset.scores) + _sampled(
+        return _ORDER_INDEX + sys.getsizeof(zset) + sys.getsizeof(zset.scores) + _sampled(
             zset.scores, count, take, BYTES_HEADER + FLOAT_SIZE + _ORDERED_PAIR)
     return sys.getsizeof(value)
 
