@@ -33,33 +33,37 @@ POLICIES = ("volatile-lru", "volatile-lfu", "volatile-random", "volatile-ttl",
 class KeySampler:
     """Random keys of one dict (a database's ``data`` or ``expires``), see module doc."""
 
-    __slots__ = ("_source", "_keys")
+    __slots__ = ("_source", "_keys", "_draws", "_misses")
 
     def __init__(self) -> None:
         self._source: dict | None = None
         self._keys: tuple[bytes, ...] = ()
+        self._draws = self._misses = 0
 
     def sample(self, source: dict, count: int) -> list[bytes]:
-        """Up to ``count`` distinct keys of ``source`` (fewer when it is small)."""
+        """Up to ``count`` live keys of ``source`` (fewer when it is small)."""
+        if self._source is not source or len(source) > 2 * len(self._keys) \
+                or (self._draws >= 64 and self._misses * 2 > self._draws):
+            # Listing is O(n); it happens once the list is half stale, so after O(n)
+            # draws: O(1) per draw amortized.
+            self._source = source
+            self._keys = tuple(source)
+            self._draws = self._misses = 0
         keys = self._keys
-        if self._source is not source or len(source) > 2 * len(keys):
-            keys = self._relist(source)
-        drawn = self._draw(source, keys, count)
-        if len(drawn) * 2 < min(count, len(source)):
-            drawn = self._draw(source, self._relist(source), count)
-        return drawn
-
-    def _relist(self, source: dict) -> tuple[bytes, ...]:
-        self._source = source
-        self._keys = tuple(source)
-        return self._keys
-
-    @staticmethod
-    def _draw(source: dict, keys: tuple[bytes, ...], count: int) -> list[bytes]:
         if len(keys) <= count:
             return [key for key in keys if key in source]
-        picks = (keys[i] for i in random.sample(range(len(keys)), count))
-        return [key for key in picks if key in source]
+        # Like dictGetSomeKeys, not guaranteed distinct: cheaper than random.sample.
+        size = len(keys)
+        draw = random.random
+        drawn = [key for key in [keys[int(draw() * size)] for _ in range(count)]
+                 if key in source]
+        self._draws += count
+        self._misses += count - len(drawn)
+        if not drawn:  # all stale this time: list again (rare, cheap against a miss streak)
+            self._draws = 64
+            self._misses = 64
+            return self.sample(source, count)
+        return drawn
 
 
 class EvictionPool:
