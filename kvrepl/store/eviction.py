@@ -19,6 +19,7 @@ from __future__ import annotations
 import random
 from typing import TYPE_CHECKING
 
+from kvrepl import gc_policy
 from kvrepl.store.database import LFU_INIT_VAL, lfu_decayed
 
 if TYPE_CHECKING:
@@ -49,6 +50,7 @@ class KeySampler:
             self._source = source
             self._keys = tuple(source)
             self._draws = self._misses = 0
+            gc_policy.big_container_created(len(self._keys))
         keys = self._keys
         if len(keys) <= count:
             return [key for key in keys if key in source]
