@@ -462,6 +462,8 @@ class Engine:
         is_write = cmd.is_write
         if cmd.is_exec and session.multi:  # EXEC writes when it queued a write
             is_write = any(queued.is_write for queued, _ in session.multi)
+        # maxmemory: evict first (every command, as performEvictions in processCommand);
+        # a write from our master is never refused (a replica never skips one).
         if self._maxmemory and self.evictor.perform() == EVICT_FAIL \
                 and not session.is_master and self._denied_on_oom(cmd, session):
             return self._reject(cmd, session, ReplyError(OOM))
@@ -564,10 +566,10 @@ class Engine:
             reply = cmd.handler(session, argv)
             if cmd.remeasures and self.dirty != dirty:
                 if cmd.remeasures_first:
-                    db.remeasure(argv[1])
+                    db.changed_in_place(argv[1])
                 else:
                     for index in modified_key_positions(cmd.spec, argv):
-                        db.remeasure(argv[index])
+                        db.changed_in_place(argv[index])
         except ReplyError as err:
             reply = err
             cmd.failed_calls += 1

@@ -28,7 +28,7 @@ class Database:
     """
 
     __slots__ = ("id", "data", "expires", "access", "keyspace", "_expire_scan", "_expire_pos",
-                 "sizes", "used")
+                 "sizes", "used", "stale")
 
     def __init__(self, index: int, keyspace: Keyspace) -> None:
         self.id = index
@@ -47,6 +47,11 @@ class Database:
         # computed from its length, so it needs no entry).
         self.sizes: dict[bytes, int] = {}
         self.used = 0
+        # Containers changed in place whose estimate is not measured again yet: measuring
+        # waits until someone reads ``used`` through Keyspace.used_memory() (INFO, eviction
+        # before each command while maxmemory is set), so a write without maxmemory pays
+        # one set insertion instead of a measurement.
+        self.stale: set[bytes] = set()
 
     def __len__(self) -> int:
         return len(self.data)
@@ -211,9 +216,24 @@ class Database:
             return string_entry_size(key, value)
         return self.sizes.pop(key, 0)
 
+    def changed_in_place(self, key: bytes) -> None:
+        """``key``'s value may have changed in place (a container's push, add or remove):
+        the dispatcher calls it for the keys a write command modified; measured again
+        before ``used`` is next read (see ``stale``)."""
+        stale = self.stale
+        stale.add(key)
+        if len(stale) > 4096:  # bounded: the set never grows with the keyspace
+            self.measure_stale()
+
+    def measure_stale(self) -> None:
+        """Measure again every key changed in place since the last time."""
+        stale = self.stale
+        self.stale = set()
+        for key in stale:
+            self.remeasure(key)
+
     def remeasure(self, key: bytes) -> None:
-        """Measure ``key`` again after its value changed in place (a container's push,
-        add or remove): the dispatcher calls it for the keys a write command modified."""
+        """Measure ``key`` again now, after its value changed in place."""
         value = self.data.get(key)
         if value is None or type(value) is bytes:
             return
@@ -224,6 +244,7 @@ class Database:
     def recount(self) -> None:
         """Measure every key again (after a load replaced ``data`` and ``expires``)."""
         self.sizes = {}
+        self.stale = set()
         self.used = len(self.expires) * EXPIRE_ENTRY
         for key, value in self.data.items():
             self._count(key, value)
@@ -265,6 +286,7 @@ class Database:
         self.access = {}
         self.sizes = {}
         self.used = 0
+        self.stale = set()
 
     def active_expire_cycle(self, samples: int = 20, deadline: float | None = None) -> int:
         """Check keys with a TTL and delete the expired ones, as Redis's active expiry does.
@@ -392,6 +414,7 @@ class Keyspace:
         da.access, db_.access = db_.access, da.access
         da.sizes, db_.sizes = db_.sizes, da.sizes
         da.used, db_.used = db_.used, da.used
+        da.stale, db_.stale = db_.stale, da.stale
         for dbi, database in ((a, da), (b, db_)):
             for blocked_db, key in list(self.blocked_keys):
                 if blocked_db == dbi and key in database.data:
@@ -402,7 +425,12 @@ class Keyspace:
 
     def used_memory(self) -> int:
         """The dataset's estimated size in bytes (see :mod:`kvrepl.store.memory`)."""
-        return sum(db.used for db in self.dbs)
+        total = 0
+        for db in self.dbs:
+            if db.stale:
+                db.measure_stale()
+            total += db.used
+        return total
 
     def recount(self) -> None:
         """Measure every database again (after a load replaced their contents)."""

@@ -3,8 +3,8 @@
 CPython keeps no per-allocation accounting that a store could ask cheaply (tracemalloc
 slows every allocation of the process down several times), so kvrepl estimates what each
 key holds, from the objects it uses, and keeps the sum up to date as keys change
-(:class:`kvrepl.store.Database` adds and subtracts it on every write; the dispatcher
-measures again the keys a write command may have changed in place).
+(:class:`kvrepl.store.Database` adds and subtracts it on every write; the keys a write
+command may have changed in place are measured again before the sum is next read).
 
 What one key costs (the constants were measured with tracemalloc on CPython 3.11, see
 ``tests/test_eviction.py::test_estimate_tracks_tracemalloc``):
