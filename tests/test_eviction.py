@@ -439,6 +439,20 @@ def test_oom_replies_match_redis(both):
     same("EXEC")
     same("MULTI")
     same("DISCARD")
+    # EXEC refused for a queued denyoom command aborts the transaction (execCommandAbort).
+    # CONFIG SET from other connections: on this one it would be queued.
+    admins = [redis.Redis(port=client.connection_pool.connection_kwargs["port"])
+              for client in (ours, theirs)]
+    for admin in admins:
+        admin.config_set("maxmemory", 0)
+    same("MULTI")
+    same("SET", "k3", "v")
+    for admin in admins:
+        admin.config_set("maxmemory", 1)
+        admin.close()
+    assert same("EXEC").startswith("Transaction discarded because of: OOM ")  # EXECABORT
+    same("EXEC")  # no transaction any more
+    same("GET", "k3")
     same("DEL", "k")
     assert ours.info("memory")["maxmemory"] == theirs.info("memory")["maxmemory"] == 1
     assert ours.info("memory")["maxmemory_human"] == theirs.info("memory")["maxmemory_human"]

@@ -632,7 +632,15 @@ class Engine:
     def _reject(self, cmd: Command, session: Session, err: ReplyError) -> ReplyError:
         cmd.rejected_calls += 1
         if session.multi is not None:
-            session.multi_error = True
+            if cmd.is_exec:
+                # rejectCommand on EXEC is execCommandAbort: the transaction is discarded.
+                session.multi = None
+                session.multi_error = False
+                unwatch(session)
+                err = ExecAbortError(
+                    f"EXECABORT Transaction discarded because of: {err.message}")
+            else:
+                session.multi_error = True
         return self._count_error(err)
 
     def _count_error(self, err: ReplyError) -> ReplyError:
