@@ -173,6 +173,33 @@ def test_writes_evict_and_the_dataset_stays_near_the_limit(policy):
         assert survivors[0] >= b"key:01500"
 
 
+@pytest.mark.parametrize("policy", ["allkeys-lru", "allkeys-random", "volatile-lfu"])
+def test_containers_in_several_databases_are_evicted_too(policy):
+    random.seed(3)
+    limit = 80_000
+    engine, _ = make_engine(maxmemory=limit, maxmemory_policy=policy)
+    run = runner(engine)
+    keyspace = engine.keyspace
+    for i in range(600):
+        run("SELECT", i % 3)
+        key = f"c{i}"
+        kind = i % 4
+        if kind == 0:
+            run("RPUSH", key, *range(20))
+        elif kind == 1:
+            run("HSET", key, *[x for j in range(10) for x in (f"f{j}", "v" * 10)])
+        elif kind == 2:
+            run("SADD", key, *range(15))
+        else:
+            run("ZADD", key, *[x for j in range(10) for x in (j, f"m{j}")])
+        run("EXPIRE", key, 1000)
+        run("RPUSH", "growing", i)  # one list that grows in place, never evicted for long
+        assert keyspace.used_memory() <= limit + 3000
+    assert engine.stats.evicted_keys > 100
+    assert all(len(keyspace.dbs[i]) for i in range(3))  # survivors in every database
+    assert keyspace.used_memory() == measured_from_scratch(keyspace)
+
+
 @pytest.mark.parametrize("policy", [p for p in EVICTING if p.startswith("volatile")])
 def test_volatile_policies_evict_only_keys_with_a_ttl_then_refuse(policy):
     random.seed(5)
