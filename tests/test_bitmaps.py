@@ -358,17 +358,97 @@ def test_dirty_counts_each_changed_field(engine: Engine, run) -> None:
     assert engine.dirty - before == 2
 
 
-def test_snapshot_keeps_the_value_before_an_in_place_change(engine: Engine, run) -> None:
+# -- strings changed in place ----------------------------------------------------------------
+_IN_PLACE = [("SETBIT", "k", 7, 1), ("BITFIELD", "k", "SET", "u8", 8, 255), ("APPEND", "k", "tail"),
+             ("SETRANGE", "k", 5, "mid"), ("SETRANGE", "k", 120, "far")]
+
+
+@pytest.mark.parametrize("already_in_place", [False, True])
+def test_snapshot_keeps_the_value_before_an_in_place_change(engine: Engine, run,
+                                                            already_in_place) -> None:
     run("SET", "k", b"\x00" * 100)
+    if already_in_place:
+        run("SETBIT", "k", 799, 0)  # the live value is now the mutable form
     run("SET", "other", "x")
-    view = KeyspaceView(engine.keyspace)
-    run("SETBIT", "k", 7, 1)
-    run("BITFIELD", "k", "SET", "u8", 8, 255)
-    run("APPEND", "k", "tail")
-    run("SETRANGE", "k", 5, "mid")
-    values = {key: value for batch in view.entries() for _, key, value, _ in batch}
-    assert values == {b"k": b"\x00" * 100, b"other": b"x"}
-    assert run("GET", "k")[:2] == b"\x01\xff" and run("STRLEN", "k") == 104
+    for use_batches in (False, True):
+        before = run("GET", "k")
+        view = KeyspaceView(engine.keyspace)
+        for command in _IN_PLACE:
+            run(*command)
+        if use_batches:
+            values = {key: value for _, items, _ in view.batches() for key, value in items}
+        else:
+            values = {key: value for batch in view.entries() for _, key, value, _ in batch}
+        assert values == {b"k": before, b"other": b"x"}
+        assert view.copies == (1 if already_in_place or use_batches else 0)
+    assert run("GET", "k")[:2] == b"\x01\xff" and run("STRLEN", "k") == 127
+
+
+def test_replies_never_share_a_value_that_changes_later(wire) -> None:
+    """Replies queued in one pipeline hold the value as it was when each command ran."""
+    batch = [("SETBIT", "k", 7, 1), ("GET", "k"), ("APPEND", "k", "ab"), ("GET", "k"),
+             ("SETRANGE", "k", 0, "Z"), ("MGET", "k", "k"), ("GETRANGE", "k", 0, -1),
+             ("BITFIELD", "k", "SET", "u8", 0, 65), ("GETEX", "k"), ("SET", "c", "x", "GET"),
+             ("GETSET", "k", "new"), ("SETBIT", "k", 0, 1), ("GETDEL", "k"), ("EXISTS", "k")]
+    for protocol in (2, 3):
+        wire("DEL", "k", protocol=protocol)
+        wire(batch=batch, protocol=protocol)
+
+
+def test_in_place_strings_read_like_any_string(same, r, real) -> None:
+    for client in (r, real):
+        client.rpush("list", "2", "1", "3")
+    same("SETBIT", "w_1", 6, 1)  # "\x02"
+    same("SETRANGE", "w_2", 0, "9")
+    same("APPEND", "w_3", "5")
+    same("APPEND", "w_3", "0")  # "50": a raw string that looks like an integer
+    same("SORT", "list", "BY", "w_*", "GET", "w_*", "GET", "#")
+    same("SORT", "list", "BY", "w_*", "GET", "w_*", "STORE", "sorted")
+    same("LRANGE", "sorted", 0, -1)
+    same("SETBIT", "w_1", 0, 1)  # the stored copy does not follow
+    same("LRANGE", "sorted", 0, -1)
+    same("LCS", "w_3", "w_2")
+    same("TYPE", "w_3")
+    same("OBJECT", "ENCODING", "w_3")
+    same("INCR", "w_3")
+    same("OBJECT", "ENCODING", "w_3")
+    same("APPEND", "f", "1.5")
+    same("INCRBYFLOAT", "f", "1")
+    same("DUMP", "w_1")
+    same("COPY", "w_1", "copy")
+    same("SETBIT", "copy", 1, 1)
+    same("MGET", "w_1", "copy")
+    same("RENAME", "copy", "renamed")
+    same("SETBIT", "renamed", 2, 1)
+    same("GET", "renamed")
+    same("STRLEN", "renamed")
+    found = [sorted(client.scan(0, _type="string", count=100)[1]) for client in (r, real)]
+    assert found[0] == found[1] == [b"f", b"renamed", b"w_1", b"w_2", b"w_3"]
+
+
+def test_dump_restore_and_digest_of_in_place_strings(kvrepl_server, r) -> None:
+    r.setbit("bits", 100, 1)
+    r.append("bits", b"x" * 40)
+    dumped = r.dump("bits")
+    r.restore("back", 0, dumped)
+    assert r.get("back") == r.get("bits")
+    assert r.object("encoding", "back") == b"raw"  # more than 44 bytes
+    digests = r.execute_command("DEBUG", "DIGEST-VALUE", "bits", "back")
+    assert digests[0] == digests[1]
+    before = r.execute_command("DEBUG", "DIGEST")
+    r.execute_command("DEBUG", "RELOAD")
+    assert r.execute_command("DEBUG", "DIGEST") == before
+    assert r.get("bits") == r.get("back")
+
+
+async def test_embedded_node_gets_bytes_of_an_in_place_string() -> None:
+    async with kvrepl.Master() as master:
+        master.execute_command("SETBIT", "k", 7, 1)
+        value = master.get("k")
+        assert value == b"\x01" and type(value) is bytes
+        master.execute_command("SETBIT", "k", 6, 1)
+        assert value == b"\x01"  # what was handed out does not change
+        assert master.execute_command("GET", "k") == b"\x03"
 
 
 # -- random sequences ----------------------------------------------------------------------
@@ -406,6 +486,7 @@ def test_random_sequences_match_redis(compare_on, r, real, sequence) -> None:
     for key in ("a", "b", "c"):
         same("GET", key)
         same("OBJECT", "ENCODING", key)
+        same("DUMP", key)
 
 
 # -- replication ---------------------------------------------------------------------------

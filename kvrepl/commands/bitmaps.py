@@ -17,9 +17,9 @@ import re
 
 from kvrepl.commands.args import INT64_MAX, parse_int, string2ll
 from kvrepl.commands.core import Session, command
-from kvrepl.commands.strings import lookup_string
+from kvrepl.commands.strings import lookup_string, mutable_string
 from kvrepl.errors import SYNTAX, ReplyError, WrongTypeError
-from kvrepl.store.encoding import mark_string
+from kvrepl.store.values import is_string
 
 _BAD_OFFSET = "ERR bit offset is not an integer or out of range"
 _BAD_BIT = "ERR bit is not an integer or out of range"
@@ -67,24 +67,21 @@ def _bitfield_type(arg: bytes) -> tuple[bool, int]:
 
 
 def _bits_for_write(s: Session, key: bytes, maxbit: int) -> tuple[bytearray, bool]:
-    """lookupStringForBitCommand: the string at ``key`` (WRONGTYPE for another type) as a
-    buffer zero-padded so that bit ``maxbit`` exists, and whether that alone changed the
-    key (it was created or grew). Store the buffer back with :func:`_store`."""
+    """lookupStringForBitCommand: the string at ``key`` (WRONGTYPE for another type), stored
+    as one that changes in place (``raw``, as dbUnshareStringValue leaves it even when
+    nothing changes) and zero-padded so that bit ``maxbit`` exists; and whether that alone
+    changed the key (it was created or grew)."""
     size = (maxbit >> 3) + 1
     current = lookup_string(s, key)
     if current is None:
-        return bytearray(size), True
-    buf = bytearray(current)
-    if len(buf) >= size:
-        return buf, False
-    buf.extend(bytes(size - len(buf)))
-    return buf, True
-
-
-def _store(s: Session, key: bytes, buf: bytearray) -> None:
-    """Keep ``buf`` as the key's value, TTL unchanged: a ``raw`` string, as
-    dbUnshareStringValue and createObject leave it even when nothing changed."""
-    s.db.set(key, mark_string(bytes(buf), b"raw"), keep_ttl=True)
+        value = bytearray(size)
+        s.db.set(key, value)
+        return value, True
+    value = mutable_string(s, key, current)
+    if len(value) >= size:
+        return value, False
+    value.extend(bytes(size - len(value)))
+    return value, True
 
 
 def _range(start: int, end: int, size: int, isbit: bool) -> tuple[int, int, int, int]:
@@ -212,7 +209,6 @@ def setbit(s: Session, argv: list[bytes]) -> object:
     if dirty or bool(old) != on:
         buf[byte] = (buf[byte] & ~mask) | (mask if on else 0)
         s.engine.dirty += 1
-    _store(s, key, buf)
     return 1 if old else 0
 
 
@@ -331,7 +327,7 @@ def bitop(s: Session, argv: list[bytes]) -> object:
     sources = []
     for key in argv[3:]:
         value = s.db.lookup_read(key)
-        if value is not None and type(value) is not bytes:
+        if value is not None and not is_string(value):
             raise WrongTypeError()
         sources.append(value or b"")
     size = max(len(value) for value in sources)
@@ -354,7 +350,7 @@ def bitop(s: Session, argv: list[bytes]) -> object:
         for word in words[1:]:
             result ^= word
     s.db.lookup(target)  # setKey's lookupKeyWrite: a stale target expires first (its DEL)
-    s.db.set(target, mark_string(result.to_bytes(size, "big"), b"raw"))
+    s.db.set(target, bytearray(result.to_bytes(size, "big")))  # a raw string, as in Redis
     s.engine.dirty += 1
     return size
 
@@ -434,7 +430,6 @@ def _bitfield(s: Session, argv: list[bytes], readonly_command: bool) -> object:
         _set_field(buf, offset, bits, new)
         if dirty or old != new:
             changes += 1
-    _store(s, argv[1], buf)
     s.engine.dirty += changes
     return replies
 

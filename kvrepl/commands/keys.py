@@ -510,6 +510,8 @@ def _by_pattern(db: Database, pattern: bytes, subst: bytes) -> bytes | None:
         return None
     if field is not None:
         return value.get(field) if type(value) is dict else None  # type: ignore[union-attr]
+    if type(value) is bytearray:  # changed in place: SORT keeps a copy, not the live value
+        return bytes(value)
     return value if type(value) is bytes else None  # type: ignore[return-value]
 
 
