@@ -384,6 +384,25 @@ def test_snapshot_keeps_the_value_before_an_in_place_change(engine: Engine, run,
     assert run("GET", "k")[:2] == b"\x01\xff" and run("STRLEN", "k") == 127
 
 
+def test_changes_happen_in_place(engine: Engine, run) -> None:
+    """Once changed by one of them, SETBIT, BITFIELD, SETRANGE and APPEND change the stored
+    string itself (their cost is what they change, not the string's size); other writers
+    replace it."""
+    run("SET", "k", b"\x00" * 1000)
+    run("SETBIT", "k", 7, 1)
+    data = engine.keyspace.dbs[0].data
+    live = data[b"k"]
+    for command in _IN_PLACE:
+        run(*command)
+        assert data[b"k"] is live
+    run("SET", "k", "v")
+    assert type(data[b"k"]) is bytes
+    run("APPEND", "k", "w")
+    live = data[b"k"]
+    run("SETRANGE", "k", 0, "x")
+    assert data[b"k"] is live and run("GET", "k") == b"xw"
+
+
 def test_replies_never_share_a_value_that_changes_later(wire) -> None:
     """Replies queued in one pipeline hold the value as it was when each command ran."""
     batch = [("SETBIT", "k", 7, 1), ("GET", "k"), ("APPEND", "k", "ab"), ("GET", "k"),

@@ -252,7 +252,9 @@ def bitcount(s: Session, argv: list[bytes]) -> object:
         raise ReplyError(SYNTAX)
     if start > end:
         return 0
-    count = int.from_bytes(memoryview(value)[start:end + 1], "big").bit_count()
+    # A view, not a slice copy; released at once, or the bytearray could not grow again.
+    with memoryview(value) as view:
+        count = int.from_bytes(view[start:end + 1], "big").bit_count()
     # The bits of the edge bytes outside a BIT range were counted: take them off.
     if first_mask:
         count -= (value[start] & first_mask).bit_count()
