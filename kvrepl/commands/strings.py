@@ -21,7 +21,7 @@ from kvrepl.commands.core import Session, command
 from kvrepl.errors import OVERFLOW, SYNTAX, ReplyError, WrongTypeError
 from kvrepl.protocol.replies import OK
 from kvrepl.store.encoding import mark_string
-from kvrepl.store.values import is_string
+from kvrepl.store.values import is_string, string_bytes
 
 # Flags of parseExtendedStringArgumentsOrReply (t_string.c).
 _NX = 1 << 0
@@ -57,7 +57,7 @@ def lookup_string(s: Session, key: bytes, *, read: bool = False) -> bytes | byte
 def lookup_string_bytes(s: Session, key: bytes, *, read: bool = False) -> bytes | None:
     """:func:`lookup_string` as ``bytes`` that a later change cannot reach (for replies)."""
     value = lookup_string(s, key, read=read)
-    return value if value is None or type(value) is bytes else bytes(value)
+    return None if value is None else string_bytes(value)
 
 
 def mutable_string(s: Session, key: bytes, current: bytes | bytearray) -> bytearray:

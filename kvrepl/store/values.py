@@ -216,10 +216,6 @@ def type_name(value: object) -> bytes:
 _TYPE_NAMES = {bytes: b"string", bytearray: b"string", deque: b"list", dict: b"hash",
                set: b"set", ZSet: b"zset"}
 
-#: The types a string value may have.
-STRING_TYPES = (bytes, bytearray)
-
-
 def is_string(value: object) -> bool:
     """True for a string value, whichever of its two forms."""
     kind = type(value)
