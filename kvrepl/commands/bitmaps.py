@@ -39,11 +39,17 @@ def _int64(value: int) -> int:
     return value - (1 << 64) if value > INT64_MAX else value
 
 
+def _plain_digits(arg: bytes) -> bool:
+    """True for a non-negative decimal that string2ll reads as ``int(arg)`` (no sign, no
+    leading zero, at most 18 digits): the common case, read without the general regex."""
+    return arg.isdigit() and len(arg) < 19 and (arg[0] != 0x30 or len(arg) == 1)
+
+
 def _bit_offset(s: Session, arg: bytes, bits: int = 0) -> int:
     """getBitOffsetFromArgument: a bit offset below proto-max-bulk-len bytes (the master's
     stream is obeyed beyond it); with ``bits`` (BITFIELD) ``#N`` means ``N * bits``."""
-    if arg.isdigit() and len(arg) < 19 and (arg[0] != 0x30 or len(arg) == 1):
-        offset = int(arg)  # the common case, without the general reader's regex
+    if _plain_digits(arg):
+        offset = int(arg)
     else:
         hashed = bits > 0 and arg[:1] == b"#"
         offset = string2ll(arg[1:] if hashed else arg)
@@ -59,6 +65,9 @@ def _bit_offset(s: Session, arg: bytes, bits: int = 0) -> int:
 def _bitfield_type(arg: bytes) -> tuple[bool, int]:
     """getBitfieldTypeFromArgument: ``(signed, bits)`` of ``i1``..``i64`` / ``u1``..``u63``.
     The width is read up to the first NUL byte (``strlen``), as Redis reads it."""
+    known = _FIELD_TYPES.get(arg)
+    if known is not None:
+        return known
     sign = arg[:1]
     if sign not in (b"i", b"u"):
         raise ReplyError(_BAD_TYPE)
@@ -69,6 +78,10 @@ def _bitfield_type(arg: bytes) -> tuple[bool, int]:
     return signed, bits
 
 
+_FIELD_TYPES = {b"%s%d" % (sign, bits): (sign == b"i", bits)
+                for sign, top in ((b"i", 64), (b"u", 63)) for bits in range(1, top + 1)}
+
+
 def _bits_for_write(s: Session, key: bytes, maxbit: int) -> tuple[bytearray, bool]:
     """lookupStringForBitCommand: the string at ``key`` (WRONGTYPE for another type), stored
     as one that changes in place (``raw``, as dbUnshareStringValue leaves it even when
@@ -76,6 +89,8 @@ def _bits_for_write(s: Session, key: bytes, maxbit: int) -> tuple[bytearray, boo
     changed the key (it was created or grew)."""
     size = (maxbit >> 3) + 1
     current = lookup_string(s, key)
+    if type(current) is bytearray and len(current) >= size:
+        return current, False  # already changed in place and long enough: the usual case
     if current is None:
         value = bytearray(size)
         s.db.set(key, value)
@@ -206,11 +221,7 @@ def setbit(s: Session, argv: list[bytes]) -> object:
     on = 1 if arg == b"1" else 0 if arg == b"0" else parse_int(arg, _BAD_BIT)
     if on & ~1:
         raise ReplyError(_BAD_BIT)
-    buf = s.db.lookup(key)
-    if type(buf) is bytearray and len(buf) > offset >> 3:
-        dirty = False  # already changed in place and long enough: the usual case
-    else:
-        buf, dirty = _bits_for_write(s, key, offset)
+    buf, dirty = _bits_for_write(s, key, offset)
     byte = offset >> 3
     mask = 0x80 >> (offset & 7)
     old = buf[byte] & mask
@@ -397,7 +408,8 @@ def _bitfield(s: Session, argv: list[bytes], readonly_command: bool) -> object:
         if opcode != _GET:
             readonly = False
             highest = max(highest, offset + bits - 1)
-            value = parse_int(argv[j + 3])
+            arg = argv[j + 3]
+            value = int(arg) if _plain_digits(arg) else parse_int(arg)
         ops.append((opcode, offset, value, signed, bits, owtype))
         j += 4 if opcode != _GET else 3
     if readonly:
