@@ -70,6 +70,21 @@ def test_offset_limit_follows_proto_max_bulk_len(same, configure) -> None:
     same("BITPOS", "k", 1)
 
 
+def test_the_master_stream_is_obeyed_beyond_the_limit(engine: Engine, session) -> None:
+    """mustObeyClient: what the master sent is applied even past this node's limit."""
+    engine.config.set("proto-max-bulk-len", str(1024 * 1024))
+    limit = 8 * 1024 * 1024
+    assert str(engine.execute(session, [b"SETBIT", b"k", b"%d" % limit, b"1"])) == _OFFSET_ERROR
+    session.is_master = True
+    assert engine.execute(session, [b"SETBIT", b"k", b"%d" % limit, b"1"]) == 0
+    assert engine.execute(session, [b"BITFIELD", b"k", b"SET", b"u8", b"#%d" % (limit // 8 + 1),
+                                    b"7"]) == [0]
+    assert engine.execute(session, [b"STRLEN", b"k"]) == 1024 * 1024 + 2
+
+
+_OFFSET_ERROR = "ERR bit offset is not an integer or out of range"
+
+
 # -- BITCOUNT / BITPOS ---------------------------------------------------------------------
 _VALUES = [b"", b"\x00", b"\xff", b"\x00\x00\x00", b"\xff\xff\xff", b"\xf0\x0f\x00\xff\x01",
            b"\x00\x00\x80", b"\xff\xff\xfe", b"foobar", b"\x01" + b"\x00" * 20 + b"\x80"]
