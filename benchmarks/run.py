@@ -35,6 +35,7 @@ BENCHMARKS: dict[str, str] = {
     "rdb": "benchmarks.rdb",
     "geo": "benchmarks.geo",
     "hll": "benchmarks.hyperloglog",
+    "bitmaps": "benchmarks.bitmaps",
 }
 
 
