@@ -75,6 +75,13 @@ WRITES = [
     ("ZRANGE", "z", 0, 5), ("ZINCRBY", "z", 2, "m1"), ("ZPOPMIN", "z", 2),
     ("ZUNIONSTORE", "z2", 1, "z"), ("SET", "l", "now a string"), ("RENAME", "h", "h2"),
     ("COPY", "z", "zc"), ("MOVE", "zc", 1), ("SWAPDB", 0, 1), ("SWAPDB", 0, 1),
+    # strings changed in place (kept as a bytearray), bitmaps, HyperLogLogs, geo
+    ("APPEND", "s2", "abc"), ("APPEND", "s2", "x" * 100), ("SETRANGE", "s2", 300, "z"),
+    ("SETBIT", "bits", 1000, 1), ("SETBIT", "bits", 5000, 1),
+    ("BITFIELD", "bits", "SET", "u8", 8000, 255), ("BITOP", "OR", "bits2", "bits", "s2"),
+    ("PFADD", "hll", *"abcdefg"), ("PFADD", "hll2", "x"), ("PFMERGE", "hll3", "hll", "hll2"),
+    ("PFCOUNT", "hll", "hll2"), ("GEOADD", "geo", 13.36, 38.11, "Palermo"),
+    ("SET", "bits", "plain again"), ("SWAPDB", 0, 2), ("SWAPDB", 2, 0),
     ("GETDEL", "a"), ("DEL", "b", "st"), ("LPOP", "l2", 100), ("FLUSHDB",),
 ]
 

@@ -10,6 +10,7 @@ engine is sans-IO: the trio server, the embedded API and replication all call
 from __future__ import annotations
 
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from time import perf_counter
@@ -29,14 +30,18 @@ from kvrepl.config import Config
 from kvrepl.errors import (
     ExecAbortError,
     ReplyError,
+    WriteSkipped,
     unknown_command,
     wrong_arity,
 )
-from kvrepl.log import logger
+from kvrepl.log import logger, set_level
 from kvrepl.protocol.replies import NULL_ARRAY, QUEUED, Push
 from kvrepl.store import Database, Keyspace
 
 Handler = Callable[["Session", list], object]
+
+# How many of a replica's last failed commands from its master an engine keeps.
+SKIPPED_KEPT = 16
 
 # name ("get", "config|get") -> handler; filled at import time by the family modules.
 HANDLERS: dict[str, Handler] = {}
@@ -77,6 +82,10 @@ _SUBSCRIBED_OK = frozenset({
     b"subscribe", b"ssubscribe", b"unsubscribe", b"sunsubscribe", b"psubscribe",
     b"punsubscribe", b"ping", b"quit", b"reset",
 })
+
+
+# String commands that change a string in place (a bytearray: see kvrepl.store.values).
+_STRINGS_IN_PLACE = frozenset({"append", "setrange"})
 
 
 MISCONF = (
@@ -122,10 +131,11 @@ class Command:
         self.is_exec = spec.name == "exec"
         self.is_ping = spec.name == "ping"
         self.denyoom = spec.denyoom
-        # Writes that may change a container in place, whose keys' memory estimate the
-        # dispatcher measures again; strings and generic commands change keys only through
-        # the store's add/set/delete, which keep the estimate themselves.
-        self.remeasures = spec.is_write and spec.group not in ("string", "generic")
+        # Writes that may change a value in place (a container, or a string kept as a
+        # bytearray), whose keys' memory estimate must be measured again; the others
+        # change keys only through the store's add/set/delete, which keep it themselves.
+        self.remeasures = spec.is_write and (
+            spec.group not in ("string", "generic") or spec.name in _STRINGS_IN_PLACE)
         self.remeasures_first = self.remeasures and modifies_only_first_argument(spec)
         # In MULTI every command but these is refused when out of memory (processCommand).
         self.oom_exempt_in_multi = top in (b"exec", b"discard", b"quit", b"reset")
@@ -152,6 +162,9 @@ class CommandStats:
     pubsub_messages: int = 0
     error_replies: int = 0
     errors: dict[str, int] = field(default_factory=dict)
+    # Errors a replica's master link got for commands of the master's stream (Redis's
+    # stat_unexpected_error_replies): each is a write this replica could not apply.
+    unexpected_error_replies: int = 0
 
 
 class Session:
@@ -202,6 +215,13 @@ class Session:
         self.blocked: object | None = None  # the server's waiter while in BLPOP & co.
         # While a blocked command is re-run: the key that became ready, to be served first.
         self.ready_key: bytes | None = None
+        # Where the error replies this client gets are also collected (the master link,
+        # which sends no replies: see ReplicaOf); None for everyone else.
+        self.error_log: list[ReplyError] | None = None
+        # Bytes (about) of pending_out, and since when they are over the soft limit: the
+        # pubsub class of client-output-buffer-limit (see push).
+        self.pending_size = 0
+        self.soft_limit_since: float | None = None
 
     @property
     def subscriptions(self) -> int:
@@ -210,8 +230,40 @@ class Session:
     def push(self, message: object) -> None:
         """Queue an out-of-band reply (a pub/sub message, a MONITOR line) for this client."""
         self.pending_out.append(message)
+        if self.channels or self.patterns:
+            self.pending_size += sum(len(part) if type(part) is bytes else 8
+                                     for part in message) + 16  # type: ignore[attr-defined]
+            self._check_output_limit()
         if self.on_push is not None:
             self.on_push()
+
+    def _check_output_limit(self) -> None:
+        """checkClientOutputBufferLimits for a subscriber (the pubsub class): a client that
+        does not read what it is sent is closed past the hard limit, or after staying over
+        the soft one for its seconds. Replies to requests never pile up here: a client's
+        next request is read only once its replies are sent."""
+        hard, soft, seconds = self.engine.config.client_output_buffer_limit["pubsub"]
+        size = self.pending_size
+        over = bool(hard and size >= hard)
+        if not over and soft and size >= soft:
+            now = time.monotonic()
+            if self.soft_limit_since is None:
+                self.soft_limit_since = now
+            over = now - self.soft_limit_since > seconds
+        elif not over:
+            self.soft_limit_since = None
+        if over and self.on_kill is not None:
+            logger.warning("Client id=%d addr=%s scheduled to be closed ASAP for overcoming "
+                           "of output buffer limits.", self.id, self.addr)
+            kill, self.on_kill = self.on_kill, None
+            self.pending_out.clear()
+            self.pending_size = 0
+            kill()
+
+    def drained(self) -> None:
+        """pending_out was handed to the connection: nothing is pending any more."""
+        self.pending_out.clear()
+        self.pending_size = 0
 
     def select(self, index: int) -> None:
         self.db = self.engine.keyspace.dbs[index]
@@ -261,6 +313,10 @@ class Engine:
         self.depth = 0
         self._current_db = 0
         self.monitors: list[Session] = []
+        # A replica's last commands from its master that failed here (the newest last),
+        # and who wants to hear of each (node.changes()): see ReplicaOf._failed.
+        self.skipped_writes: deque[WriteSkipped] = deque(maxlen=SKIPPED_KEPT)
+        self.skipped_listeners: list[Callable[[WriteSkipped], None]] = []
         # Set by the server: called when keys became ready for blocked clients.
         self.on_ready_keys: Callable[[], None] | None = None
         self.on_shutdown: Callable[[bool | None], None] | None = None
@@ -325,6 +381,10 @@ class Engine:
     def _config_changed(self, name: str) -> None:
         """Keep the store's copies of settings it reads on every access in step."""
         config, keyspace = self.config, self.keyspace
+        if name == "replica-read-only":  # CONFIG SET on a replica takes effect at once
+            self.read_only = config.replica_read_only and self.read_only_role()
+        elif name == "loglevel":
+            set_level(config.loglevel)
         keyspace.lfu = config.maxmemory_policy.endswith("-lfu")
         keyspace.lfu_log_factor = config.lfu_log_factor
         keyspace.lfu_decay_time = config.lfu_decay_time
@@ -454,7 +514,7 @@ class Engine:
             except ReplyError as err:
                 if session.multi is not None:
                     session.multi_error = True
-                return self._count_error(err)
+                return self._count_error(err, session)
         if cmd.spec.protected and (err := protected_command_error(cmd, session, self.config)):
             return self._reject(cmd, session, err)
         if not session.authenticated and not cmd.no_auth:
@@ -573,12 +633,12 @@ class Engine:
         except ReplyError as err:
             reply = err
             cmd.failed_calls += 1
-            self._count_error(err)
+            self._count_error(err, session)
         except Exception as err:  # a bug in a handler must not take the server down
             logger.exception("Error running %r", argv[:3])
             reply = ReplyError(f"ERR internal error running '{cmd.name}': {err}")
             cmd.failed_calls += 1
-            self._count_error(reply)
+            self._count_error(reply, session)
         finally:
             self.depth = depth
             if not depth:
@@ -641,12 +701,14 @@ class Engine:
                     f"EXECABORT Transaction discarded because of: {err.message}")
             else:
                 session.multi_error = True
-        return self._count_error(err)
+        return self._count_error(err, session)
 
-    def _count_error(self, err: ReplyError) -> ReplyError:
+    def _count_error(self, err: ReplyError, session: Session) -> ReplyError:
         self.stats.error_replies += 1
         prefix = err.message.split(" ", 1)[0]
         self.stats.errors[prefix] = self.stats.errors.get(prefix, 0) + 1
+        if session.error_log is not None:
+            session.error_log.append(err)
         return err
 
     def _feed_monitors(self, session: Session, argv: list[bytes]) -> None:
