@@ -391,5 +391,8 @@ class Config:
                                  f"'{name}') - {err}") from None
         for option, value in parsed:
             setattr(self, option.attr, value)
+        # Then what they change, as Redis applies them: with every new value in place
+        # (CONFIG SET maxmemory 1mb maxmemory-policy allkeys-lru evicts under the new policy).
+        for option, _ in parsed:
             for listener in self.listeners:
                 listener(option.name)

@@ -264,6 +264,16 @@ def test_config_set_maxmemory_evicts_at_once_and_tenacity_hands_over_to_cron():
     trio.run(main)
 
 
+def test_config_set_of_maxmemory_and_policy_together_evicts_under_the_new_policy():
+    engine, _ = make_engine()
+    run = runner(engine)
+    for i in range(200):
+        run("SET", f"k{i}", "v" * 100)
+    run("CONFIG", "SET", "maxmemory", 20_000, "maxmemory-policy", "allkeys-random")
+    assert engine.stats.evicted_keys > 100
+    assert engine.keyspace.used_memory() <= 20_000
+
+
 # -- LRU and LFU keep what is used ------------------------------------------------------------
 
 def _hot_survivors(policy: str, touch) -> tuple[float, float]:
