@@ -23,6 +23,7 @@ from kvrepl.commands.core import Engine
 from kvrepl.commands.eviction import OOM
 from kvrepl.config import Config
 from kvrepl.errors import ReplyError
+from kvrepl.protocol.replies import NULL_ARRAY
 from kvrepl.store import Keyspace
 from kvrepl.store.digest import digest
 from kvrepl.store.memory import key_memory_usage
@@ -272,6 +273,19 @@ def test_config_set_of_maxmemory_and_policy_together_evicts_under_the_new_policy
     run("CONFIG", "SET", "maxmemory", 20_000, "maxmemory-policy", "allkeys-random")
     assert engine.stats.evicted_keys > 100
     assert engine.keyspace.used_memory() <= 20_000
+
+
+def test_an_evicted_watched_key_fails_exec():
+    engine, _ = make_engine(maxmemory=30_000, maxmemory_policy="volatile-ttl")
+    watcher, writer = runner(engine), runner(engine)
+    watcher("SET", "watched", "v", "PX", 1000)  # expires first: the first to go
+    watcher("WATCH", "watched")
+    for i in range(200):
+        writer("SET", f"k{i}", "v" * 100, "EX", 100_000)
+    assert engine.keyspace.dbs[0].find(b"watched") is None and engine.stats.evicted_keys
+    watcher("MULTI")
+    watcher("SET", "other", "x")
+    assert watcher("EXEC") is NULL_ARRAY
 
 
 # -- LRU and LFU keep what is used ------------------------------------------------------------
