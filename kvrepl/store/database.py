@@ -9,10 +9,10 @@ from collections.abc import Callable, Iterator
 from time import perf_counter
 
 from kvrepl import gc_policy
-from kvrepl.store.values import ZSet
+from kvrepl.store.values import Stream, ZSet
 
-# Types whose creation can wake a client blocked in BLPOP/BZPOPMIN and friends.
-_BLOCKABLE_TYPES = (deque, ZSet)
+# Types whose creation can wake a client blocked in BLPOP/BZPOPMIN/XREAD and friends.
+_BLOCKABLE_TYPES = (deque, ZSet, Stream)
 
 BeforeWriteHook = Callable[["Database", bytes], None]
 
@@ -176,6 +176,8 @@ class Database:
     def set(self, key: bytes, value: object, keep_ttl: bool = False) -> None:
         """Store ``value`` under ``key``, replacing any value; drops the TTL unless asked."""
         if key in self.data:
+            if type(self.data[key]) is Stream and self.keyspace.blocked_keys:
+                self.keyspace.signal_ready(self.id, key)  # XREADGROUP waiters: -UNBLOCKED
             self.data[key] = value
             if not keep_ttl and self.expires:
                 self.expires.pop(key, None)
@@ -186,6 +188,8 @@ class Database:
         """Remove ``key``; True when it existed (expired or not)."""
         if key not in self.data:
             return False
+        if type(self.data[key]) is Stream and self.keyspace.blocked_keys:
+            self.keyspace.signal_ready(self.id, key)  # XREADGROUP waiters: -UNBLOCKED
         del self.data[key]
         self.access.pop(key, None)
         if self.expires:
