@@ -1,0 +1,238 @@
+"""Stream commands: differential tests against a real redis-server 7.0 (raw RESP2/RESP3
+replies, errors, XINFO including the radix-tree shape), approximate trimming node for node,
+propagation rewrites, blocking XREAD / XREADGROUP, random command sequences, and the node
+model of :class:`kvrepl.store.stream.Stream`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+import redis
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from kvrepl.rdb import listpack
+from kvrepl.store.stream import lp_entry_size, lp_int_size
+
+Same = Callable[..., object]
+
+
+def _fill(same: Same, key: str = "s", n: int = 10, start: int = 1) -> None:
+    for i in range(start, start + n):
+        same("XADD", key, f"{i}-1", "f", str(i), "g", "x" * (i % 3))
+
+
+# -- XADD ------------------------------------------------------------------------------------------
+def test_xadd_ids_and_errors(same: Same) -> None:
+    same("XADD", "s", "5-5", "a", "1")
+    same("XADD", "s", "5-5", "a", "1")
+    same("XADD", "s", "5-4", "a", "1")
+    same("XADD", "s", "4", "a", "1")
+    same("XADD", "s", "5", "a", "1")
+    same("XADD", "s", "5-*", "a", "1")
+    same("XADD", "s", "6-*", "a", "1")
+    same("XADD", "s", "7-3", "a", "1", "b", "2", "a", "3")  # duplicate fields are kept
+    same("XADD", "s", "0-0", "a", "1")
+    same("XADD", "new", "0-0", "a", "1")
+    same("EXISTS", "new")
+    same("XADD", "new", "0-*", "a", "1")
+    same("XADD", "new2", "0-1", "a", "1")
+    for bad in ("-", "+", "abc", "1-x", "1-", "-1", "1-2-3", "18446744073709551616", "*-1",
+                "1-**", " 5", "007-1", "+5"):
+        same("XADD", "s", bad, "a", "1")
+    same("XADD", "s", "18446744073709551615-18446744073709551615", "a", "1")
+    same("XADD", "s", "*", "a", "1")
+    same("XADD", "s", "18446744073709551615-*", "a", "1")
+    same("XADD", "s", "8-1", "a")
+    same("XADD", "s", "8-1")
+    same("XADD", "s", "8-1", "a", "1", "b")
+    same("XADD", "s", "NOMKSTREAM")
+    same("XADD", "nokey", "NOMKSTREAM", "1-1", "a", "1")
+    same("EXISTS", "nokey")
+    same("XADD", "nokey", "nomkstream", "maxlen", "5", "1-1", "a", "1")
+    same("SET", "str", "v")
+    same("XADD", "str", "1-1", "a", "1")
+    same("XADD", "str", "bad", "a", "1")  # the ID is parsed before the type is checked
+    same("XRANGE", "s", "-", "+")
+
+
+def test_xadd_trim_options_and_errors(same: Same) -> None:
+    _fill(same, n=5)
+    same("XADD", "s", "MAXLEN", "3", "20-1", "a", "1")
+    same("XADD", "s", "MAXLEN", "=", "2", "21-1", "a", "1")
+    same("XADD", "s", "MINID", "21", "22-1", "a", "1")
+    same("XADD", "s", "MINID", "=", "22-1", "23-1", "a", "1")
+    same("XRANGE", "s", "-", "+")
+    same("XADD", "s", "MAXLEN", "-1", "30-1", "a", "1")
+    same("XADD", "s", "MAXLEN", "x", "30-1", "a", "1")
+    same("XADD", "s", "MAXLEN", "1", "MINID", "1", "30-1", "a", "1")
+    same("XADD", "s", "MINID", "+", "30-1", "a", "1")
+    same("XADD", "s", "MINID", "~", "-", "30-1", "a", "1")
+    same("XADD", "s", "LIMIT", "10", "30-1", "a", "1")
+    same("XADD", "s", "MAXLEN", "1", "LIMIT", "10", "30-1", "a", "1")
+    same("XADD", "s", "MAXLEN", "~", "1", "LIMIT", "-1", "30-1", "a", "1")
+    same("XADD", "s", "MAXLEN", "~", "1", "LIMIT", "x", "30-1", "a", "1")
+    same("XADD", "s", "MAXLEN", "~", "1", "LIMIT", "0", "30-1", "a", "1")
+    same("XADD", "s", "MAXLEN", "~")
+    same("XADD", "s", "MAXLEN", "5")
+    same("XADD", "s", "maxlen", "~", "5", "nomkstream", "*")
+    same("XLEN", "s")
+
+
+@pytest.mark.parametrize("entries,max_bytes", [(100, 4096), (5, 4096), (7, 120), (0, 300),
+                                               (3, 0)])
+def test_approximate_trimming_node_for_node(same: Same, configure: Callable[[str, object], None],
+                                            entries: int, max_bytes: int) -> None:
+    """MAXLEN ~ / MINID ~ remove whole nodes only: XLEN and the radix tree match Redis."""
+    configure("stream-node-max-entries", entries)
+    configure("stream-node-max-bytes", max_bytes)
+    for i in range(1, 301):
+        same("XADD", "s", f"{i}-0", "field", "v" * (i % 17), *(["x", "1"] if i % 5 else []))
+        if i % 37 == 0:
+            same("XADD", "s", "MAXLEN", "~", str(i // 3), f"{i}-1", "a", "b")
+            same("XDEL", "s", f"{i - 7}-0", f"{i - 9}-0")
+    for args in (("MAXLEN", "~", "200"), ("MINID", "~", "150"), ("MAXLEN", "~", "100",
+                                                                  "LIMIT", "30"),
+                 ("MAXLEN", "~", "10", "LIMIT", "0"), ("MINID", "=", "205"),
+                 ("MAXLEN", "~", "3")):
+        same("XTRIM", "s", *args)
+        same("XLEN", "s")
+        same("XINFO", "STREAM", "s")
+    same("XADD", "s", "MAXLEN", "~", "0", "999-0", "a", "b")
+    same("XINFO", "STREAM", "s", "FULL", "COUNT", "0")
+
+
+def test_xtrim_errors(same: Same) -> None:
+    _fill(same)
+    same("XTRIM", "s")
+    same("XTRIM", "s", "LIMIT", "5")
+    same("XTRIM", "s", "MAXLEN")
+    same("XTRIM", "s", "MAXLEN", "2", "LIMIT", "1")
+    same("XTRIM", "s", "MAXLEN", "~", "2", "LIMIT", "1")
+    same("XTRIM", "s", "FOO", "1")
+    same("XTRIM", "s", "MAXLEN", "2", "*")
+    same("XTRIM", "missing", "MAXLEN", "1")
+    same("XTRIM", "s", "MINID", "5")
+    same("XTRIM", "s", "MAXLEN", "0")
+    same("XINFO", "STREAM", "s")
+    same("SET", "str", "v")
+    same("XTRIM", "str", "MAXLEN", "1")
+
+
+# -- reading ---------------------------------------------------------------------------------------
+def test_xrange_xrevrange(same: Same, same3: Same) -> None:
+    _fill(same)
+    same3("XLEN", "s")
+    for args in (("-", "+"), ("3", "5"), ("(3-1", "(5-1"), ("3-1", "3-1"), ("(3-1", "3-1"),
+                 ("5", "3"), ("-", "+", "COUNT", "3"), ("-", "+", "COUNT", "0"),
+                 ("-", "+", "COUNT", "-5"), ("-", "+", "count", "2", "COUNT", "4"),
+                 ("(-", "+"), ("-", "(+"), ("(18446744073709551615-18446744073709551615", "+"),
+                 ("-", "(0-0"), ("(0", "+"), ("-", "+", "COUNT"), ("-", "+", "LIMIT", "1"),
+                 ("x", "+"), ("-", "y"), ("((1", "+"), ("(", "+"), ("-", "+", "COUNT", "x")):
+        same("XRANGE", "s", *args)
+        same("XREVRANGE", "s", *reversed(args[:2]), *args[2:])
+        same3("XRANGE", "s", *args)
+    same("XRANGE", "missing", "-", "+")
+    same("XRANGE", "missing", "-", "+", "COUNT", "0")
+    same("XLEN", "missing")
+    same("SET", "str", "v")
+    same("XRANGE", "str", "-", "+")
+    same("XLEN", "str")
+
+
+def test_xdel_and_stream_metadata(same: Same, same3: Same) -> None:
+    _fill(same)
+    same("XDEL", "s", "1-1", "5-1", "5-1", "99-1")
+    same("XDEL", "s", "bad")
+    same("XDEL", "s", "2-1", "bad")  # all or nothing
+    same("XINFO", "STREAM", "s")
+    same3("XINFO", "STREAM", "s")
+    same("XDEL", "missing", "1-1")
+    for i in range(2, 11):
+        same("XDEL", "s", f"{i}-1")
+    same("XINFO", "STREAM", "s")
+    same("EXISTS", "s")
+    same("XADD", "s", "11-1", "a", "b")
+    same3("XINFO", "STREAM", "s", "FULL")
+
+
+def test_xsetid(same: Same) -> None:
+    same("XSETID", "missing", "1-1")
+    _fill(same, n=3)
+    same("XSETID", "s", "2-1")
+    same("XSETID", "s", "3-1")
+    same("XSETID", "s", "3-1", "ENTRIESADDED", "2")
+    same("XSETID", "s", "10-1", "ENTRIESADDED", "7", "MAXDELETEDID", "11-1")
+    same("XSETID", "s", "10-1", "ENTRIESADDED", "-1")
+    same("XSETID", "s", "10-1", "ENTRIESADDED", "x")
+    same("XSETID", "s", "10-1", "MAXDELETEDID", "x")
+    same("XSETID", "s", "10-1", "FOO", "1")
+    same("XSETID", "s", "10-1", "ENTRIESADDED")
+    same("XSETID", "s", "+")
+    same("XSETID", "s", "10-1", "ENTRIESADDED", "7", "MAXDELETEDID", "9-1")
+    same("XINFO", "STREAM", "s")
+    same("XADD", "s", "10-1", "a", "b")
+    same("XADD", "s", "*", "a", "b")
+    same("SET", "str", "v")
+    same("XSETID", "str", "1-1")
+
+
+def test_xinfo_errors_and_help(same: Same, same3: Same) -> None:
+    same("XINFO", "HELP")
+    same("XINFO", "STREAM", "missing")
+    same("XINFO", "GROUPS", "missing")
+    same("XINFO", "NOPE", "k")
+    _fill(same, n=3)
+    same("XINFO", "STREAM", "s", "FULL", "COUNT")
+    same("XINFO", "STREAM", "s", "FULL", "COUNT", "x")
+    same("XINFO", "STREAM", "s", "FULL", "NUM", "1")
+    same("XINFO", "STREAM", "s", "PARTIAL")
+    same("XINFO", "STREAM", "s", "FULL", "COUNT", "1")
+    same("XINFO", "STREAM", "s", "FULL", "COUNT", "-1")
+    same("XINFO", "CONSUMERS", "s", "nogroup")
+    same3("XINFO", "GROUPS", "s")
+    same("XGROUP", "CREATE", "s", "g", "0")
+    same("XINFO", "STREAM", "s", "FULL")
+    same("SET", "str", "v")
+    same("XINFO", "STREAM", "str")
+
+
+# -- the node model ----------------------------------------------------------------------------
+@given(st.one_of(st.binary(max_size=5000), st.integers(-2**63, 2**63 - 1).map(b"%d".__mod__)))
+def test_listpack_sizes_match_the_encoder(item: bytes) -> None:
+    assert lp_entry_size(item) == len(listpack.encode_entry(item))
+
+
+@given(st.integers(-2**63, 2**63 - 1))
+def test_listpack_int_sizes_match_the_encoder(value: int) -> None:
+    assert lp_int_size(value) == len(listpack.encode_int(value))
+
+
+@settings(max_examples=25, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.tuples(st.sampled_from(["add", "add", "add", "del", "trim", "mintrim",
+                                           "exact"]),
+                          st.integers(0, 40)), min_size=1, max_size=120))
+def test_random_stream_histories_match_redis(compare_on: Callable[..., Same], r: redis.Redis,
+                                             real: redis.Redis,
+                                             ops: list[tuple[str, int]]) -> None:
+    """Random XADD / XDEL / XTRIM ~ with explicit IDs, reply by reply, then XINFO."""
+    r.flushall()
+    real.flushall()
+    same = compare_on(protocol=2)
+    next_ms = 1
+    for op, n in ops:
+        if op == "add":
+            same("XADD", "s", f"{next_ms}-{n}", "f", "v" * n, *(["g", str(n)] if n % 3 else []))
+            next_ms += 1 + n % 3
+        elif op == "del":
+            same("XDEL", "s", f"{max(next_ms - n, 1)}-{n}", f"{n}-0")
+        elif op == "trim":
+            same("XTRIM", "s", "MAXLEN", "~", str(n), "LIMIT", str(n * 3))
+        elif op == "mintrim":
+            same("XTRIM", "s", "MINID", "~", str(next_ms - n))
+        else:
+            same("XADD", "s", "MAXLEN", str(n), f"{next_ms}-0", "a", "b")
+            next_ms += 1
+    same("XINFO", "STREAM", "s", "FULL", "COUNT", "0")
