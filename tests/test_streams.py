@@ -5,12 +5,13 @@ model of :class:`kvrepl.store.stream.Stream`."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import pytest
 import redis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from support import RedisServer, ThreadedServer, outcome, raw_replies
 
 from kvrepl.rdb import listpack
 from kvrepl.store.stream import lp_entry_size, lp_int_size
@@ -236,3 +237,181 @@ def test_random_stream_histories_match_redis(compare_on: Callable[..., Same], r:
             same("XADD", "s", "MAXLEN", str(n), f"{next_ms}-0", "a", "b")
             next_ms += 1
     same("XINFO", "STREAM", "s", "FULL", "COUNT", "0")
+
+
+# -- consumer groups -----------------------------------------------------------------------------
+def _times_out(reply: object) -> object:
+    """Replies with idle times / delivery times / seen times blanked (the two servers'
+    clocks differ): integers above 10**11 (unix ms) and the idle of XPENDING / XINFO
+    CONSUMERS are replaced by "T"."""
+    if isinstance(reply, list):
+        out = []
+        for i, item in enumerate(reply):
+            if isinstance(item, int) and (item > 10**11 or (
+                    i > 0 and reply[i - 1] in (b"idle", b"seen-time"))):
+                out.append("T")
+            else:
+                out.append(_times_out(item))
+        return out
+    if isinstance(reply, dict):
+        return {k: "T" if k in (b"idle", b"seen-time") else _times_out(v)
+                for k, v in reply.items()}
+    return reply
+
+
+@pytest.fixture
+def same_t(kvrepl_server: ThreadedServer, redis_server: RedisServer, r: redis.Redis,
+           real: redis.Redis) -> Iterator[Callable[..., object]]:
+    """``same`` with times blanked (see ``_times_out``); ``protocol=3`` for RESP3,
+    ``pending_idle=True`` blanks the idle column of XPENDING's extended form."""
+    pairs: dict[int, tuple[redis.Redis, redis.Redis]] = {}
+
+    def compare(*args: object, protocol: int = 2, pending_idle: bool = False) -> object:
+        if protocol not in pairs:
+            pairs[protocol] = (raw_replies(kvrepl_server.client(protocol=protocol)),
+                               raw_replies(redis_server.client(protocol=protocol)))
+        results = []
+        for client in pairs[protocol]:
+            kind, reply = outcome(client, args)
+            if pending_idle and kind == "ok":
+                reply = [[*e[:2], "T", e[3]] for e in reply]
+            results.append((kind, _times_out(reply)))
+        mine, oracle = results
+        assert mine == oracle, f"{args}: kvrepl {mine!r} != redis {oracle!r}"
+        return mine[1]
+
+    yield compare
+    for pair in pairs.values():
+        for client in pair:
+            client.close()
+
+
+def test_xgroup_subcommands(same: Same, same_t: Callable[..., object]) -> None:
+    same("XGROUP", "HELP")
+    same("XGROUP", "CREATE", "s", "g", "$")
+    same("XGROUP", "CREATE", "s", "g", "$", "MKSTREAM")
+    same("XGROUP", "CREATE", "s", "g", "$", "MKSTREAM")
+    same("XGROUP", "CREATE", "s", "g2", "0", "ENTRIESREAD", "-2")
+    same("XGROUP", "CREATE", "s", "g2", "0", "ENTRIESREAD", "x")
+    same("XGROUP", "CREATE", "s", "g2", "0", "FOO")
+    same("XGROUP", "CREATE", "s", "g2", "+")
+    same("XGROUP", "CREATE", "s", "g2", "bad")
+    same("XGROUP", "CREATE", "s", "g2", "0", "ENTRIESREAD", "3", "MKSTREAM")
+    same("XGROUP", "CREATE", "s", "g3", "0", "MKSTREAM", "MKSTREAM", "MKSTREAM", "MKSTREAM")
+    same("XGROUP", "SETID", "s", "nogroup", "0")
+    same("XGROUP", "SETID", "missing", "g", "0")
+    same("XGROUP", "SETID", "s", "g", "0", "MKSTREAM")
+    same("XGROUP", "SETID", "s", "g", "0", "ENTRIESREAD")
+    same("XGROUP", "SETID", "s", "g", "-", "ENTRIESREAD", "5")
+    same("XGROUP", "SETID", "s", "g", "+")
+    same("XGROUP", "SETID", "s", "g", "$")
+    same("XGROUP", "CREATECONSUMER", "s", "g", "alice")
+    same("XGROUP", "CREATECONSUMER", "s", "g", "alice")
+    same("XGROUP", "CREATECONSUMER", "s", "nogroup", "alice")
+    same("XGROUP", "DELCONSUMER", "s", "g", "bob")
+    same("XGROUP", "DELCONSUMER", "s", "g", "alice")
+    same("XGROUP", "DESTROY", "s", "g3")
+    same("XGROUP", "DESTROY", "s", "g3")
+    same("XGROUP", "DESTROY", "missing", "g3")
+    same("XGROUP", "NOPE", "s", "g")
+    same("XGROUP", "DESTROY", "s")
+    same_t("XINFO", "GROUPS", "s")
+    same_t("XINFO", "GROUPS", "s", protocol=3)
+    same("SET", "str", "v")
+    same("XGROUP", "CREATE", "str", "g", "0")
+    same("XGROUP", "CREATE", "str", "g", "0", "MKSTREAM")
+
+
+def test_consumer_group_flow(same: Same, same_t: Callable[..., object]) -> None:
+    _fill(same, n=8)
+    same("XGROUP", "CREATE", "s", "g", "0")
+    same("XGROUP", "CREATE", "s", "late", "$")
+    same("XREADGROUP", "GROUP", "g", "alice", "COUNT", "3", "STREAMS", "s", ">")
+    same("XREADGROUP", "GROUP", "g", "bob", "COUNT", "2", "STREAMS", "s", ">")
+    same("XREADGROUP", "GROUP", "g", "alice", "STREAMS", "s", "0")
+    same("XREADGROUP", "GROUP", "g", "alice", "COUNT", "1", "STREAMS", "s", "1-1")
+    same_t("XREADGROUP", "GROUP", "g", "alice", "STREAMS", "s", "0", protocol=3)
+    same("XREADGROUP", "GROUP", "g", "carol", "NOACK", "COUNT", "1", "STREAMS", "s", ">")
+    same("XPENDING", "s", "g")
+    same_t("XPENDING", "s", "g", "-", "+", "10", pending_idle=True)
+    same_t("XPENDING", "s", "g", "-", "+", "2", "bob", pending_idle=True)
+    same_t("XPENDING", "s", "g", "(1-1", "(3-1", "10", pending_idle=True)
+    same_t("XPENDING", "s", "g", "IDLE", "0", "-", "+", "10", pending_idle=True)
+    same_t("XPENDING", "s", "g", "IDLE", "100000", "-", "+", "10", pending_idle=True)
+    same_t("XPENDING", "s", "g", "-", "+", "10", "nobody")
+    same("XPENDING", "s", "g", "-", "+")
+    same("XPENDING", "s", "g", "IDLE", "5", "-", "+")
+    same("XPENDING", "s", "g", "IDLE", "x", "-", "+", "5")
+    same("XPENDING", "s", "g", "-", "+", "x")
+    same("XPENDING", "s", "g", "x", "+", "5")
+    same("XPENDING", "s", "nogroup")
+    same("XPENDING", "missing", "g")
+    same("XACK", "s", "g", "1-1", "2-1", "99-1")
+    same("XACK", "s", "g", "1-1", "bad")
+    same("XACK", "s", "nogroup", "1-1")
+    same("XACK", "missing", "g", "1-1")
+    same("XDEL", "s", "4-1")
+    same("XREADGROUP", "GROUP", "g", "bob", "STREAMS", "s", "0")
+    same("XPENDING", "s", "g")
+    same_t("XINFO", "GROUPS", "s")
+    same_t("XINFO", "CONSUMERS", "s", "g")
+    same_t("XINFO", "CONSUMERS", "s", "g", protocol=3)
+    same_t("XINFO", "STREAM", "s", "FULL")
+    same_t("XINFO", "STREAM", "s", "FULL", protocol=3)
+    same("XREADGROUP", "GROUP", "g", "alice", "STREAMS", "s", "$")
+    same("XREADGROUP", "GROUP", "nogroup", "alice", "STREAMS", "s", ">")
+    same("XREADGROUP", "GROUP", "g", "alice", "STREAMS", "missing", ">")
+    same("XREADGROUP", "STREAMS", "s", ">")
+    same("XREADGROUP", "GROUP", "g", "alice", "STREAMS", "s")
+    same("XREAD", "GROUP", "g", "alice", "STREAMS", "s", "0")
+    same("XREAD", "NOACK", "STREAMS", "s", "0")
+    same("XREAD", "STREAMS", "s", ">")
+    same("XGROUP", "SETID", "s", "g", "0", "ENTRIESREAD", "0")
+    same("XREADGROUP", "GROUP", "g", "dave", "COUNT", "2", "STREAMS", "s", ">")
+    same_t("XINFO", "GROUPS", "s")
+    same("XGROUP", "DELCONSUMER", "s", "g", "alice")
+    same("XPENDING", "s", "g")
+
+
+def test_xclaim_and_xautoclaim(same: Same, same_t: Callable[..., object]) -> None:
+    _fill(same, n=8)
+    same("XGROUP", "CREATE", "s", "g", "0")
+    same("XREADGROUP", "GROUP", "g", "alice", "COUNT", "6", "STREAMS", "s", ">")
+    same("XCLAIM", "s", "g", "bob", "0", "1-1", "2-1", "JUSTID")
+    same("XCLAIM", "s", "g", "bob", "0", "3-1", "RETRYCOUNT", "7")
+    same("XCLAIM", "s", "g", "bob", "3600000", "4-1")
+    same("XCLAIM", "s", "g", "bob", "0", "4-1", "IDLE", "5000", "JUSTID")
+    same("XCLAIM", "s", "g", "bob", "1000", "4-1", "JUSTID")
+    same("XCLAIM", "s", "g", "carol", "0", "7-1", "8-1")
+    same("XCLAIM", "s", "g", "carol", "0", "7-1", "FORCE", "JUSTID")
+    same("XCLAIM", "s", "g", "carol", "0", "8-1", "FORCE", "TIME", "1000", "RETRYCOUNT", "3")
+    same("XCLAIM", "s", "g", "carol", "0", "5-1", "LASTID", "99-1", "JUSTID")
+    same("XCLAIM", "s", "g", "carol", "0", "5-1", "BOGUS")
+    same("XCLAIM", "s", "g", "carol", "0", "5-1", "IDLE", "x")
+    same("XCLAIM", "s", "g", "carol", "0", "5-1", "TIME", "x")
+    same("XCLAIM", "s", "g", "carol", "0", "5-1", "RETRYCOUNT", "x")
+    same("XCLAIM", "s", "g", "carol", "0", "5-1", "LASTID", "x")
+    same("XCLAIM", "s", "g", "carol", "x", "5-1")
+    same("XCLAIM", "s", "nogroup", "carol", "0", "5-1")
+    same("XCLAIM", "missing", "g", "carol", "0", "5-1")
+    same("XDEL", "s", "2-1", "6-1")
+    same("XCLAIM", "s", "g", "dave", "0", "2-1", "3-1")
+    same("XPENDING", "s", "g")
+    same_t("XPENDING", "s", "g", "-", "+", "100", pending_idle=True)
+    same("XAUTOCLAIM", "s", "g", "erin", "0", "0", "COUNT", "2")
+    same("XAUTOCLAIM", "s", "g", "erin", "0", "0", "COUNT", "1", "JUSTID")
+    same("XAUTOCLAIM", "s", "g", "erin", "3600000", "0")
+    same("XDEL", "s", "5-1")
+    same("XAUTOCLAIM", "s", "g", "erin", "0", "(1-1")
+    same_t("XAUTOCLAIM", "s", "g", "erin", "0", "-", protocol=3)
+    same("XAUTOCLAIM", "s", "g", "erin", "0", "0", "COUNT", "0")
+    same("XAUTOCLAIM", "s", "g", "erin", "0", "0", "COUNT", "x")
+    same("XAUTOCLAIM", "s", "g", "erin", "0", "0", "COUNT", "1152921504606846976")
+    same("XAUTOCLAIM", "s", "g", "erin", "0", "0", "FOO")
+    same("XAUTOCLAIM", "s", "g", "erin", "x", "0")
+    same("XAUTOCLAIM", "s", "g", "erin", "0", "x")
+    same("XAUTOCLAIM", "s", "g", "erin", "0", "(18446744073709551615-18446744073709551615")
+    same("XAUTOCLAIM", "s", "nogroup", "erin", "0", "0")
+    same("XAUTOCLAIM", "missing", "g", "erin", "0", "0")
+    same_t("XINFO", "STREAM", "s", "FULL")
+    same_t("XINFO", "CONSUMERS", "s", "g")
