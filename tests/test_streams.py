@@ -11,7 +11,7 @@ import pytest
 import redis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from support import RedisServer, ThreadedServer, outcome, raw_replies
+from support import Call, RedisServer, ThreadedServer, outcome, poll, raw_replies
 
 from kvrepl.rdb import listpack
 from kvrepl.store.stream import lp_entry_size, lp_int_size
@@ -415,3 +415,86 @@ def test_xclaim_and_xautoclaim(same: Same, same_t: Callable[..., object]) -> Non
     same("XAUTOCLAIM", "missing", "g", "erin", "0", "0")
     same_t("XINFO", "STREAM", "s", "FULL")
     same_t("XINFO", "CONSUMERS", "s", "g")
+
+
+# -- blocking XREAD / XREADGROUP ---------------------------------------------------------------
+def _blocked_clients(client: redis.Redis) -> int:
+    info = client.execute_command("INFO", "clients")
+    return int(info.split(b"blocked_clients:")[1].split(b"\r\n")[0])
+
+
+def _block_scenario(server: ThreadedServer | RedisServer) -> list[object]:
+    """The same story told to kvrepl and to redis-server: every reply, in order."""
+    client = raw_replies(server.client(protocol=2))
+    client.flushall()
+    out: list[object] = []
+    calls: list[Call] = []
+
+    def block(*args: object) -> Call:
+        before = _blocked_clients(client)
+        call = Call(server, *args)  # type: ignore[arg-type]
+        poll(lambda: _blocked_clients(client) > before, f"{args} blocks")
+        calls.append(call)
+        return call
+
+    def run(*args: object) -> None:
+        out.append(outcome(client, args))
+
+    run("XADD", "s", "1-1", "a", "1")
+    # $ is the ID that was last when the client blocked, not when it is served
+    first = block("XREAD", "BLOCK", "0", "STREAMS", "s", "$")
+    second = block("XREAD", "BLOCK", "0", "COUNT", "1", "STREAMS", "other", "s", "0", "$")
+    run("XADD", "s", "2-1", "b", "2")
+    out += [first.result(), second.result()]
+    # consumers of one group, served in arrival order, one entry each
+    run("XGROUP", "CREATE", "s", "g", "$")
+    alice = block("XREADGROUP", "GROUP", "g", "alice", "COUNT", "1", "BLOCK", "0",
+                  "STREAMS", "s", ">")
+    bob = block("XREADGROUP", "GROUP", "g", "bob", "COUNT", "1", "BLOCK", "0",
+                "STREAMS", "s", ">")
+    run("XADD", "s", "3-1", "c", "3")
+    out.append(alice.result())
+    run("XADD", "s", "4-1", "d", "4")
+    out.append(bob.result())
+    run("XPENDING", "s", "g")
+    # the group destroyed, the key deleted, the key overwritten
+    gone = block("XREADGROUP", "GROUP", "g", "carol", "BLOCK", "0", "STREAMS", "s", ">")
+    run("XGROUP", "DESTROY", "s", "g")
+    out.append(gone.result())
+    run("XGROUP", "CREATE", "s", "g", "$")
+    deleted = block("XREADGROUP", "GROUP", "g", "carol", "BLOCK", "0", "STREAMS", "s", ">")
+    reader = block("XREAD", "BLOCK", "0", "STREAMS", "s", "$")
+    run("DEL", "s")
+    out.append(deleted.result())
+    run("LPUSH", "s", "x")  # a list under the key: the XREAD keeps waiting
+    run("DEL", "s")
+    run("XADD", "s", "9-1", "e", "5")
+    out.append(reader.result())
+    run("XGROUP", "CREATE", "s", "g", "$")
+    overwritten = block("XREADGROUP", "GROUP", "g", "carol", "BLOCK", "0", "NOACK",
+                        "STREAMS", "s", ">")
+    run("SET", "s", "v")
+    out.append(overwritten.result())
+    # timeouts, MULTI, and a waiter served with NOACK
+    run("DEL", "s")
+    run("XREAD", "BLOCK", "10", "STREAMS", "s", "$")
+    run("XREAD", "BLOCK", "-1", "STREAMS", "s", "$")
+    run("XREAD", "BLOCK", "x", "STREAMS", "s", "$")
+    out.append(client.pipeline(transaction=True).execute_command(
+        "XREAD", "BLOCK", "0", "STREAMS", "s", "$").execute())
+    run("XGROUP", "CREATE", "s", "g", "$", "MKSTREAM")
+    noack = block("XREADGROUP", "GROUP", "g", "dan", "BLOCK", "0", "NOACK", "STREAMS", "s",
+                  ">")
+    run("XADD", "s", "10-1", "f", "6")
+    out.append(noack.result())
+    run("XPENDING", "s", "g")
+    run("XINFO", "GROUPS", "s")
+    for call in calls:
+        call.result()
+    client.close()
+    return [(type(x).__name__, str(x)) if isinstance(x, Exception) else x for x in out]
+
+
+def test_blocking_reads_like_redis(kvrepl_server: ThreadedServer,
+                                   redis_server: RedisServer) -> None:
+    assert _block_scenario(kvrepl_server) == _block_scenario(redis_server)
