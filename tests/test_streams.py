@@ -9,11 +9,14 @@ from collections.abc import Callable, Iterator
 
 import pytest
 import redis
+import trio
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from support import Call, RedisServer, ThreadedServer, outcome, poll, raw_replies
 
+import kvrepl
 from kvrepl.rdb import listpack
+from kvrepl.store.digest import digest as dataset_digest
 from kvrepl.store.stream import lp_entry_size, lp_int_size
 
 Same = Callable[..., object]
@@ -498,3 +501,135 @@ def _block_scenario(server: ThreadedServer | RedisServer) -> list[object]:
 def test_blocking_reads_like_redis(kvrepl_server: ThreadedServer,
                                    redis_server: RedisServer) -> None:
     assert _block_scenario(kvrepl_server) == _block_scenario(redis_server)
+
+
+# -- replication: the rewrites, proven against redis-server both ways --------------------------
+def _workload(client: redis.Redis) -> None:
+    """Stream writes of every kind whose propagation is rewritten; explicit IDs on "s"."""
+    run = client.execute_command
+    for i in range(1, 61):
+        run("XADD", "s", "MAXLEN", "~", "40", f"{i}-0", "f", str(i), *(["g", "x"] * (i % 2)))
+    run("XTRIM", "s", "MINID", "~", "25")
+    run("XADD", "auto", "*", "a", "1")
+    run("XADD", "auto", "*", "b", "2")
+    run("XGROUP", "CREATE", "s", "g", "0")
+    run("XGROUP", "CREATE", "s", "h", "$", "ENTRIESREAD", "3")
+    run("XREADGROUP", "GROUP", "g", "alice", "COUNT", "5", "STREAMS", "s", ">")
+    run("XREADGROUP", "GROUP", "g", "bob", "NOACK", "COUNT", "3", "STREAMS", "s", ">")
+    run("XREADGROUP", "GROUP", "g", "bob", "COUNT", "4", "STREAMS", "s", ">")
+    first = [entry[0] for entry in run("XRANGE", "s", "-", "+", "COUNT", "12")]
+    run("XACK", "s", "g", first[0], first[1])
+    run("XCLAIM", "s", "g", "carol", "0", first[2], first[3], "RETRYCOUNT", "5")
+    run("XCLAIM", "s", "g", "carol", "0", first[9], "FORCE", "JUSTID", "LASTID", "55-0")
+    run("XCLAIM", "s", "g", "carol", "0", "1-0", "LASTID", "57-0")
+    run("XDEL", "s", first[4], first[10])
+    run("XAUTOCLAIM", "s", "g", "dave", "0", "0", "COUNT", "3")
+    run("XAUTOCLAIM", "s", "g", "dave", "0", "0", "COUNT", "10", "JUSTID")
+    run("XGROUP", "CREATECONSUMER", "s", "g", "erin")
+    run("XGROUP", "DELCONSUMER", "s", "g", "bob")
+    run("XGROUP", "SETID", "s", "h", "50-0", "ENTRIESREAD", "20")
+    run("XREADGROUP", "GROUP", "h", "frank", "NOACK", "STREAMS", "s", ">")
+    run("XADD", "s", "MINID", "~", "45", "70-0", "f", "z")
+    run("XSETID", "s", "80-0", "ENTRIESADDED", "200", "MAXDELETEDID", "75-0")
+    run("XGROUP", "CREATE", "gone", "g", "$", "MKSTREAM")
+    run("XGROUP", "DESTROY", "gone", "g")
+
+
+def _master_offset(client: redis.Redis) -> int:
+    info = client.execute_command("INFO", "replication")
+    return int(info.split(b"master_repl_offset:")[1].split(b"\r\n")[0])
+
+
+def _full_info(client: redis.Redis | kvrepl.Node, key: str, all_times: bool) -> object:
+    """XINFO STREAM FULL with the consumers' seen-time blanked (a replica creates consumers
+    at its own time), and every time when ``all_times``."""
+    reply = client.execute_command("XINFO", "STREAM", key, "FULL", "COUNT", "0")
+    return _blank(reply, all_times)
+
+
+def _blank(reply: object, all_times: bool) -> object:
+    if isinstance(reply, dict):  # redis-py makes XINFO's replies dicts even when raw
+        return {k: "T" if k == b"seen-time" or (all_times and isinstance(v, int) and v > 10**11)
+                else _blank(v, all_times) for k, v in reply.items()}
+    if isinstance(reply, list):
+        out = [_blank(item, all_times) for item in reply]
+        for i in range(1, len(out)):
+            if reply[i - 1] == b"seen-time" or (all_times and isinstance(reply[i], int)
+                                                 and reply[i] > 10**11):
+                out[i] = "T"
+        return out
+    return reply
+
+
+async def test_kvrepl_replica_of_redis_master_holds_what_a_redis_replica_holds() -> None:
+    master = RedisServer("--enable-debug-command", "yes", "--repl-diskless-sync-delay", "0",
+                         "--stream-node-max-entries", "7")
+    twin = RedisServer("--enable-debug-command", "yes", "--replicaof", "127.0.0.1",
+                       str(master.port))
+    try:
+        client = raw_replies(master.client())
+        twin_client = raw_replies(twin.client())
+        async with kvrepl.Replica(follow=("127.0.0.1", master.port), port=0) as replica:
+            await replica.wait_synced()
+            await trio.to_thread.run_sync(_workload, client)
+            offset = await trio.to_thread.run_sync(_master_offset, client)
+            await replica.following.wait_offset(offset)
+            await trio.to_thread.run_sync(lambda: poll(
+                lambda: b"slave_repl_offset:%d" % offset in twin_client.execute_command(
+                    "INFO", "replication"), "the redis replica caught up"))
+            theirs_digest = client.execute_command("DEBUG", "DIGEST")
+            assert dataset_digest(replica.engine.keyspace) == theirs_digest
+            assert twin_client.execute_command("DEBUG", "DIGEST") == theirs_digest
+
+            def compare_groups() -> None:  # in a thread: the replica serves on this loop
+                ours = raw_replies(redis.Redis(port=replica.port))
+                for key in ("s", "auto"):
+                    assert _full_info(ours, key, False) == _full_info(twin_client, key, False)
+                ours.close()
+
+            await trio.to_thread.run_sync(compare_groups)
+        client.close()
+        twin_client.close()
+    finally:
+        twin.stop()
+        master.stop()
+
+
+async def test_redis_replica_of_kvrepl_master_holds_what_it_would_of_redis() -> None:
+    oracle = RedisServer("--stream-node-max-entries", "7")
+    oracle_replica = RedisServer("--replicaof", "127.0.0.1", str(oracle.port))
+    try:
+        async with kvrepl.Master(port=0, stream_node_max_entries=7) as master:
+            replica = RedisServer("--enable-debug-command", "yes", "--replicaof", "127.0.0.1",
+                                  str(master.port))
+            try:
+                def run_both() -> None:  # in a thread: the master serves on this loop
+                    ours = raw_replies(redis.Redis(port=master.port))
+                    theirs = raw_replies(oracle.client())
+                    replica_client = raw_replies(replica.client())
+                    oracle_replica_client = raw_replies(oracle_replica.client())
+                    for follower in (replica_client, oracle_replica_client):
+                        # synced before the writes: both replicas apply them as commands
+                        poll(lambda f=follower: b"master_link_status:up" in f.execute_command(
+                            "INFO", "replication"), "a replica is up")
+                    _workload(ours)
+                    _workload(theirs)
+                    for master_client, follower in ((ours, replica_client),
+                                                    (theirs, oracle_replica_client)):
+                        offset = _master_offset(master_client)
+                        poll(lambda f=follower, o=offset: b"slave_repl_offset:%d" % o in
+                             f.execute_command("INFO", "replication"), "a replica caught up")
+                    assert replica_client.execute_command("DEBUG", "DIGEST") == \
+                        dataset_digest(master.engine.keyspace)
+                    assert _full_info(replica_client, "s", True) == _full_info(
+                        oracle_replica_client, "s", True)
+                    assert _full_info(ours, "s", True) == _full_info(theirs, "s", True)
+                    for client in (ours, theirs, replica_client, oracle_replica_client):
+                        client.close()
+
+                await trio.to_thread.run_sync(run_both)
+            finally:
+                replica.stop()
+    finally:
+        oracle_replica.stop()
+        oracle.stop()
