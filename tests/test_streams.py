@@ -12,7 +12,16 @@ import redis
 import trio
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from support import Call, RedisServer, ThreadedServer, outcome, poll, raw_replies
+from support import (
+    Call,
+    RawClient,
+    RedisServer,
+    ThreadedServer,
+    outcome,
+    poll,
+    raw_replies,
+    reply_end,
+)
 
 import kvrepl
 from kvrepl.rdb import listpack
@@ -633,3 +642,107 @@ async def test_redis_replica_of_kvrepl_master_holds_what_it_would_of_redis() -> 
     finally:
         oracle_replica.stop()
         oracle.stop()
+
+
+# -- propagation, byte for byte ---------------------------------------------------------------
+class _Feed:
+    """A bare replica of a server: SYNC, skip the RDB, then read the command stream."""
+
+    def __init__(self, port: int) -> None:
+        self.raw = RawClient(port)
+        self.raw.send("SYNC")
+        raw = self.raw
+        while True:  # newlines keep the link alive while the RDB is prepared
+            raw.buf = raw.buf.lstrip(b"\n")
+            head_end = raw.buf.find(b"\r\n")
+            if head_end >= 0:
+                size = int(raw.buf[1:head_end])
+                if len(raw.buf) >= head_end + 2 + size:
+                    raw.buf = raw.buf[head_end + 2 + size:]
+                    break
+            raw.buf += raw.sock.recv(65536)
+
+    def until(self, marker: bytes) -> list[list[bytes]]:
+        """The commands up to ``SET <marker> ...`` (excluded), without PING / SELECT."""
+        raw = self.raw
+        out: list[list[bytes]] = []
+        while True:
+            while (end := reply_end(raw.buf)) is None:
+                raw.buf += raw.sock.recv(65536)
+            frame, raw.buf = raw.buf[:end], raw.buf[end:]
+            lines = frame.split(b"\r\n")
+            args = lines[2:-1:2]
+            if args[0].upper() == b"SET" and args[1] == marker:
+                return out
+            if args[0].upper() not in (b"PING", b"SELECT"):
+                out.append(args)
+
+    def close(self) -> None:
+        self.raw.close()
+
+
+def _propagation_workload(client: redis.Redis) -> list[object]:
+    replies = []
+    for command in (
+        ("XADD", "s", "*", "f", "v"),
+        ("XADD", "t", "5-*", "f", "v"),
+        ("XADD", "t", "5-*", "f", "v"),
+        ("XADD", "t", "MAXLEN", "~", "2", "6-1", "f", "v"),
+        *[("XADD", "t", f"{i}-0", "f", "v") for i in range(7, 30)],
+        ("XADD", "t", "MAXLEN", "~", "10", "30-*", "f", "v"),
+        ("XADD", "t", "MAXLEN", "5", "31-0", "f", "v"),
+        ("XTRIM", "t", "MAXLEN", "~", "4"),
+        ("XTRIM", "t", "MINID", "~", "100"),
+        ("XTRIM", "t", "MAXLEN", "~", "100"),
+        *[("XADD", "u", f"{i}-0", "f", "v") for i in range(1, 30)],
+        ("XTRIM", "u", "MINID", "~", "20", "LIMIT", "7"),
+        ("XTRIM", "u", "MINID", "=", "21"),
+        ("XGROUP", "CREATE", "u", "g", "0"),
+        ("XREADGROUP", "GROUP", "g", "alice", "COUNT", "2", "STREAMS", "u", ">"),
+        ("XREADGROUP", "GROUP", "g", "bob", "NOACK", "COUNT", "2", "STREAMS", "u", ">"),
+        ("XREADGROUP", "GROUP", "g", "alice", "STREAMS", "u", "0"),
+        ("XCLAIM", "u", "g", "carol", "0", "21", "22-0", "JUSTID", "LASTID", "26-0"),
+        ("XCLAIM", "u", "g", "carol", "0", "1-0", "LASTID", "27-0"),
+        ("XDEL", "u", "21-0"),
+        ("XAUTOCLAIM", "u", "g", "dave", "0", "0", "COUNT", "5"),
+        ("XACK", "u", "g", "22-0"),
+        ("XGROUP", "SETID", "u", "g", "$"),
+        ("XGROUP", "CREATECONSUMER", "u", "g", "erin"),
+        ("XSETID", "u", "90-0"),
+        ("SET", "end", "1"),
+    ):
+        replies.append(outcome(client, command))
+    return replies
+
+
+def _feed_of(server: ThreadedServer | RedisServer, config: list[tuple[str, str]]
+             ) -> tuple[list[object], list[list[bytes]]]:
+    client = raw_replies(server.client())
+    client.flushall()
+    for name, value in config:
+        client.config_set(name, value)
+    feed = _Feed(server.port)
+    try:
+        replies = _propagation_workload(client)
+        return replies, feed.until(b"end")
+    finally:
+        feed.close()
+        client.execute_command("CONFIG", "SET", "stream-node-max-entries", "100")
+        client.close()
+
+
+def _times(feed: list[list[bytes]], replies: list[object]) -> list[list[bytes]]:
+    """Generated IDs (the XADD * reply) and unix-ms times (XCLAIM ... TIME) blanked."""
+    generated = replies[0][1]
+    return [[b"ID" if arg == generated else b"T" if arg.isdigit() and int(arg) > 10**11
+             else arg for arg in argv] for argv in feed]
+
+
+def test_propagation_rewrites_match_redis_byte_for_byte(
+        kvrepl_server: ThreadedServer, redis_server: RedisServer) -> None:
+    config = [("stream-node-max-entries", "5")]
+    our_replies, ours = _feed_of(kvrepl_server, config)
+    their_replies, theirs = _feed_of(redis_server, config)
+    assert _times(ours, our_replies) == _times(theirs, their_replies)
+    assert ours[0][:3] == [b"XADD", b"s", our_replies[0][1]]  # * becomes the generated ID
+    assert [b"XADD", b"t", b"MAXLEN", b"=", b"3", b"6-1", b"f", b"v"] in ours
