@@ -746,3 +746,64 @@ def test_propagation_rewrites_match_redis_byte_for_byte(
     assert _times(ours, our_replies) == _times(theirs, their_replies)
     assert ours[0][:3] == [b"XADD", b"s", our_replies[0][1]]  # * becomes the generated ID
     assert [b"XADD", b"t", b"MAXLEN", b"=", b"3", b"6-1", b"f", b"v"] in ours
+
+
+# -- RDB round trips with redis-server -------------------------------------------------------
+def _rdb_workload(client: redis.Redis) -> None:
+    run = client.execute_command
+    for i in range(1, 41):
+        run("XADD", "s", f"{i}-0", "f", str(i), *(["big", "x" * 70] * (i % 3 == 0)))
+    run("XDEL", "s", "3-0", "11-0", "12-0", "40-0")
+    run("XTRIM", "s", "MAXLEN", "30")
+    run("XGROUP", "CREATE", "s", "g", "0")
+    run("XGROUP", "CREATE", "s", "h", "$", "ENTRIESREAD", "9")
+    run("XREADGROUP", "GROUP", "g", "alice", "COUNT", "6", "STREAMS", "s", ">")
+    run("XREADGROUP", "GROUP", "g", "bob", "COUNT", "3", "STREAMS", "s", ">")
+    run("XGROUP", "CREATECONSUMER", "s", "h", "idle")
+    run("XDEL", "s", "20-0")
+    run("XGROUP", "CREATE", "empty", "g", "$", "MKSTREAM")
+
+
+def test_rdb_round_trips_with_redis_server(kvrepl_server: ThreadedServer, r: redis.Redis,
+                                           tmp_path: object) -> None:
+    ours = raw_replies(r)
+    ours.config_set("stream-node-max-entries", "6")
+    saved = {name: ours.config_get(name)[name.encode()] for name in ("dir", "dbfilename")}
+    try:
+        _rdb_workload(ours)
+        ours.config_set("dir", str(tmp_path))
+        ours.config_set("dbfilename", "ours.rdb")
+        ours.execute_command("SAVE")
+        expected = {key: ours.execute_command("XINFO", "STREAM", key, "FULL", "COUNT", "0")
+                    for key in ("s", "empty")}
+        loaded = RedisServer("--dir", str(tmp_path), "--dbfilename", "ours.rdb",
+                             "--enable-debug-command", "yes", "--stream-node-max-entries", "6")
+        try:
+            theirs = raw_replies(loaded.client())
+            for key, info in expected.items():  # the node shape too: radix-tree-*
+                assert theirs.execute_command("XINFO", "STREAM", key, "FULL", "COUNT",
+                                              "0") == info
+            assert theirs.execute_command("DEBUG", "DIGEST") == dataset_digest(
+                kvrepl_server.engine.keyspace)
+            # ... and back: redis-server's own save, tombstones kept in its nodes
+            for client in (ours, theirs):
+                client.execute_command("XADD", "s", "50-0", "f", "v")
+                client.execute_command("XDEL", "s", "22-0")
+            theirs.execute_command("SAVE")  # over ours.rdb, where it loaded from
+            ours.execute_command("FLUSHALL")
+            assert ours.execute_command("DEBUG", "RELOAD", "NOSAVE") == b"OK"
+            for key in ("s", "empty"):
+                assert ours.execute_command("XINFO", "STREAM", key, "FULL", "COUNT", "0") == \
+                    theirs.execute_command("XINFO", "STREAM", key, "FULL", "COUNT", "0")
+            # the loaded nodes trim as Redis's do
+            for client in (ours, theirs):
+                client.execute_command("XADD", "s", "MAXLEN", "~", "20", "51-0", "f", "v")
+            assert ours.execute_command("XINFO", "STREAM", "s") == theirs.execute_command(
+                "XINFO", "STREAM", "s")
+            theirs.close()
+        finally:
+            loaded.stop()
+    finally:
+        for name, value in saved.items():
+            ours.config_set(name, value)
+        ours.config_set("stream-node-max-entries", "100")
