@@ -190,6 +190,9 @@ class _TrimArgs:
     minid: StreamID = (0, 0)
 
 
+_NO_OPTIONS = _TrimArgs()  # XADD key * ...: never changed
+
+
 def _parse_add_trim(s: Session, argv: list[bytes], xadd: bool) -> tuple[_TrimArgs, int]:
     """streamParseAddOrTrimArgsOrReply: the options and the index of XADD's ID."""
     args = _TrimArgs()
@@ -274,7 +277,10 @@ def _rewrite_trim(stream: Stream, args: _TrimArgs, argv: list[bytes]) -> None:
 @command("xadd")
 def xadd(s: Session, argv: list[bytes]) -> object:
     """XADD key [NOMKSTREAM] [MAXLEN|MINID [=|~] threshold [LIMIT count]] *|id field value ..."""
-    args, idpos = _parse_add_trim(s, argv, True)
+    if argv[2] == b"*":  # the common form: no option to parse
+        args, idpos = _NO_OPTIONS, 2
+    else:
+        args, idpos = _parse_add_trim(s, argv, True)
     field_pos = idpos + 1
     nfields = len(argv) - field_pos
     if nfields < 2 or nfields % 2:
@@ -326,7 +332,9 @@ def xadd(s: Session, argv: list[bytes]) -> object:
         propagated[idpos] = reply
     if propagated is not None:
         s.engine.rewrite(propagated)
-    s.engine.keyspace.signal_ready(db.id, key)
+    keyspace = s.engine.keyspace
+    if keyspace.blocked_keys:
+        keyspace.signal_ready(db.id, key)
     return reply
 
 

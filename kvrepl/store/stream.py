@@ -17,6 +17,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from sortedcontainers import SortedDict, SortedSet
 
@@ -27,6 +28,7 @@ MAX_ID: StreamID = (UINT64_MAX, UINT64_MAX)
 LISTPACK_MAX_SIZE = 1 << 30  # STREAM_LISTPACK_MAX_SIZE
 INVALID_ENTRIES_READ = -1  # SCG_INVALID_ENTRIES_READ
 _INT_START = frozenset(b"-0123456789")
+_INT64_LIMIT = 1 << 63
 
 
 # -- listpack sizes (listpack.c) ---------------------------------------------------------------
@@ -57,8 +59,10 @@ def lp_int_size(value: int) -> int:
     return 10
 
 
+@lru_cache(maxsize=4096)
 def lp_entry_size(s: bytes) -> int:
-    """Bytes ``lpAppend(s)`` adds: an integer entry when ``s`` is canonical, else a string."""
+    """Bytes ``lpAppend(s)`` adds: an integer entry when ``s`` is canonical, else a string.
+    Cached: stream fields repeat, entry after entry."""
     n = len(s)
     if n and n <= 20 and s[0] in _INT_START:
         try:
@@ -158,15 +162,21 @@ class StreamNode:
         """streamAppendItem's part inside the listpack (counts, flags, deltas, lp-count)."""
         names = fields[0::2]
         same = names == self.master_fields
-        size = (2 + lp_int_size(_delta(entry_id[0], self.master_id[0]))
-                + lp_int_size(_delta(entry_id[1], self.master_id[1])))
+        master_ms, master_seq = self.master_id
+        ms, seq = entry_id
+        # deltas of IDs above the master ID: non-negative, int64 unless they wrap
+        size = (2 + lp_int_size(ms - master_ms if ms - master_ms < _INT64_LIMIT
+                                else _delta(ms, master_ms))
+                + lp_int_size(seq - master_seq if 0 <= seq - master_seq < _INT64_LIMIT
+                              else _delta(seq, master_seq)))
         if same:
             size += sum(map(lp_entry_size, fields[1::2])) + lp_int_size(len(names) + 3)
         else:
             size += (lp_int_size(len(names)) + sum(map(lp_entry_size, fields))
                      + lp_int_size(2 * len(names) + 4))
-        self.lp_bytes += size
-        self.set_counts(self.count + 1, self.deleted)
+        count = self.count
+        self.lp_bytes += size + lp_int_size(count + 1) - lp_int_size(count)
+        self.count = count + 1
         self.last_id = entry_id
 
 
@@ -213,7 +223,7 @@ class Stream:
     lays the entries out as XADD would have. An empty stream is a valid value."""
 
     __slots__ = ("_entries", "last_id", "first_id", "max_deleted_id", "entries_added",
-                 "groups", "nodes")
+                 "groups", "nodes", "_tail")
 
     def __init__(self) -> None:
         self._entries: SortedDict = SortedDict()
@@ -223,6 +233,9 @@ class Stream:
         self.entries_added = 0
         self.groups: dict[bytes, StreamGroup] = {}
         self.nodes: SortedDict | None = SortedDict()
+        # The last node, where XADD appends (None: look it up); forgotten whenever a node
+        # is removed.
+        self._tail: StreamNode | None = None
 
     @property
     def entries(self) -> SortedDict:
@@ -234,6 +247,7 @@ class Stream:
         laid out again when needed."""
         self._entries = entries if type(entries) is SortedDict else SortedDict(entries)
         self.nodes = None
+        self._tail = None
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -260,8 +274,9 @@ class Stream:
     def node_map(self, max_bytes: int = 4096, max_entries: int = 100) -> SortedDict:
         """The nodes, laid out now (as XADD with these limits would) if not known yet."""
         nodes = self.nodes
-        if nodes is None or (not nodes and self.entries):
+        if nodes is None or (not nodes and self._entries):
             nodes = self.nodes = SortedDict()
+            self._tail = None
             for entry_id, fields in self.entries.items():
                 self._place(entry_id, fields, max_bytes, max_entries)
         return nodes
@@ -269,7 +284,9 @@ class Stream:
     def _place(self, entry_id: StreamID, fields: list[bytes], max_bytes: int,
                max_entries: int) -> None:
         nodes = self.nodes
-        tail = nodes.peekitem(-1)[1] if nodes else None
+        tail = self._tail
+        if tail is None and nodes:
+            tail = nodes.peekitem(-1)[1]
         if tail is not None:
             if max_bytes <= 0 or max_bytes > LISTPACK_MAX_SIZE:
                 max_bytes = LISTPACK_MAX_SIZE
@@ -279,6 +296,7 @@ class Stream:
         if tail is None:
             tail = StreamNode(entry_id, fields[0::2])
             nodes[entry_id] = tail
+        self._tail = tail
         tail.append(entry_id, fields)
 
     def radix_tree_nodes(self) -> int:
@@ -297,12 +315,15 @@ class Stream:
     def append(self, entry_id: StreamID, fields: list[bytes], max_bytes: int,
                max_entries: int) -> None:
         """streamAppendItem with an ID already checked to be above ``last_id``."""
-        self.node_map(max_bytes, max_entries)
+        nodes = self.nodes
+        entries = self._entries
+        if nodes is None or (not nodes and entries):
+            nodes = self.node_map(max_bytes, max_entries)
         self._place(entry_id, fields, max_bytes, max_entries)
-        self.entries[entry_id] = fields
+        entries[entry_id] = fields
         self.entries_added += 1
         self.last_id = entry_id
-        if len(self.entries) == 1:
+        if len(entries) == 1:
             self.first_id = entry_id
 
     def delete(self, entry_id: StreamID) -> bool:
@@ -314,6 +335,7 @@ class Stream:
         node = nodes.peekitem(nodes.bisect_right(entry_id) - 1)[1]
         if node.count == 1:
             del nodes[node.master_id]
+            self._tail = None
         else:
             node.dead[entry_id] = fields
             node.set_counts(node.count - 1, node.deleted + 1)
@@ -338,6 +360,7 @@ class Stream:
                 remove = node.last_id < minid
             if remove:
                 del nodes[master]
+                self._tail = None
                 for _ in range(count):
                     entries.popitem(0)
                 deleted += count
