@@ -807,3 +807,70 @@ def test_rdb_round_trips_with_redis_server(kvrepl_server: ThreadedServer, r: red
         for name, value in saved.items():
             ours.config_set(name, value)
         ours.config_set("stream-node-max-entries", "100")
+
+
+def test_streams_beside_the_keyspace_commands(same: Same) -> None:
+    _fill(same, n=4)
+    same("XGROUP", "CREATE", "s", "g", "0")
+    same("XREADGROUP", "GROUP", "g", "c", "COUNT", "2", "STREAMS", "s", ">")
+    same("TYPE", "s")
+    same("OBJECT", "ENCODING", "s")
+    same("COPY", "s", "copy")
+    same("XINFO", "GROUPS", "copy")
+    same("XADD", "copy", "9-1", "a", "b")
+    same("XLEN", "s")
+    dump = same("DUMP", "s")
+    same("RESTORE", "restored", "0", dump)
+    same("XPENDING", "restored", "g")
+    same("XRANGE", "restored", "-", "+")
+    same("XSETID", "s", "5-18446744073709551615")
+    same("XADD", "s", "5-*", "a", "b")
+    same("XADD", "s", "6-*", "a", "b")
+    same("RENAME", "s", "t")
+    same("XLEN", "t")
+
+
+def test_xread_without_block(same: Same, same3: Same) -> None:
+    _fill(same, n=5)
+    _fill(same, key="t", n=3, start=20)
+    same("XREAD", "STREAMS", "s", "0")
+    same("XREAD", "COUNT", "2", "STREAMS", "s", "t", "2-1", "0")
+    same3("XREAD", "COUNT", "2", "STREAMS", "s", "t", "2-1", "0")
+    same("XREAD", "STREAMS", "s", "$")
+    same3("XREAD", "STREAMS", "s", "$")
+    same("XREAD", "STREAMS", "missing", "0")
+    same("XREAD", "STREAMS", "s")
+    same("XREAD", "STREAMS", "s", "t", "0")
+    same("XREAD", "COUNT", "x", "STREAMS", "s", "0")
+    same("XREAD", "COUNT", "-3", "STREAMS", "s", "0")
+    same("XREAD", "STREAMS", "s", "+")
+    same("XREAD", "STREAMS", "s", "bad")
+    same("XREAD", "FOO", "STREAMS", "s", "0")
+    same("XREAD", "COUNT", "1")
+    same("SET", "str", "v")
+    same("XREAD", "STREAMS", "str", "0")
+    same("XREAD", "STREAMS", "s", "str", "0", "bad")
+
+
+def test_keyspace_hits_and_misses_like_redis(same: Same, r: redis.Redis,
+                                             real: redis.Redis) -> None:
+    def stats(client: redis.Redis) -> tuple[int, int]:
+        info = client.info("stats")
+        return info["keyspace_hits"], info["keyspace_misses"]
+
+    _fill(same, n=3)
+    same("XGROUP", "CREATE", "s", "g", "0")
+    before = stats(r), stats(real)
+    for command in (("XLEN", "s"), ("XLEN", "nope"), ("XRANGE", "s", "-", "+"),
+                    ("XREVRANGE", "nope", "+", "-"), ("XREAD", "STREAMS", "s", "nope", "0", "0"),
+                    ("XREADGROUP", "GROUP", "g", "c", "STREAMS", "s", ">"),
+                    ("XACK", "s", "g", "1-1"), ("XACK", "nope", "g", "1-1"),
+                    ("XPENDING", "s", "g"), ("XCLAIM", "s", "g", "d", "0", "2-1"),
+                    ("XAUTOCLAIM", "s", "g", "d", "0", "0"), ("XINFO", "STREAM", "s"),
+                    ("XINFO", "GROUPS", "nope"), ("XADD", "s", "9-1", "a", "b"),
+                    ("XDEL", "s", "9-1"), ("XTRIM", "s", "MAXLEN", "5")):
+        same(*command)
+    after = stats(r), stats(real)
+    ours = tuple(a - b for a, b in zip(after[0], before[0], strict=True))
+    theirs = tuple(a - b for a, b in zip(after[1], before[1], strict=True))
+    assert ours == theirs
