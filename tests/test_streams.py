@@ -501,6 +501,15 @@ def _block_scenario(server: ThreadedServer | RedisServer) -> list[object]:
     out.append(noack.result())
     run("XPENDING", "s", "g")
     run("XINFO", "GROUPS", "s")
+    # a flush and a SWAPDB take the stream away too
+    flushed = block("XREADGROUP", "GROUP", "g", "eve", "BLOCK", "0", "STREAMS", "s", ">")
+    run("FLUSHALL")
+    out.append(flushed.result())
+    run("XGROUP", "CREATE", "s", "g", "$", "MKSTREAM")
+    swapped = block("XREADGROUP", "GROUP", "g", "eve", "BLOCK", "0", "STREAMS", "s", ">")
+    run("SWAPDB", "0", "1")
+    out.append(swapped.result())
+    run("FLUSHALL")
     for call in calls:
         call.result()
     client.close()
