@@ -883,3 +883,28 @@ def test_keyspace_hits_and_misses_like_redis(same: Same, r: redis.Redis,
     ours = tuple(a - b for a, b in zip(after[0], before[0], strict=True))
     theirs = tuple(a - b for a, b in zip(after[1], before[1], strict=True))
     assert ours == theirs
+
+
+def test_reply_bytes(wire: Same) -> None:
+    """The exact RESP2 / RESP3 bytes: null bulk vs null array, maps, nested nulls."""
+    for i in range(1, 5):
+        wire("XADD", "s", f"{i}-1", "f", str(i))
+    wire("XGROUP", "CREATE", "s", "g", "0")
+    for protocol in (2, 3):
+        wire("XRANGE", "s", "-", "+", "COUNT", "0", protocol=protocol)
+        wire("XRANGE", "nope", "-", "+", protocol=protocol)
+        wire("XPENDING", "s", "g", protocol=protocol)
+        wire("XREAD", "STREAMS", "s", "nope", "2", "0", protocol=protocol)
+        wire("XREAD", "STREAMS", "s", "$", protocol=protocol)
+        wire("XADD", "nope", "NOMKSTREAM", "*", "a", "b", protocol=protocol)
+        wire("XINFO", "STREAM", "s", protocol=protocol)
+        wire("XINFO", "STREAM", "nope", protocol=protocol)
+        wire("XINFO", "GROUPS", "s", protocol=protocol)
+        wire("XGROUP", "HELP", protocol=protocol)
+        wire("XINFO", "HELP", protocol=protocol)
+        wire("XREAD", "BLOCK", "1", "STREAMS", "nope", "$", protocol=protocol)
+    wire("XREADGROUP", "GROUP", "g", "c", "COUNT", "2", "STREAMS", "s", ">")
+    wire("XDEL", "s", "1-1")
+    for protocol in (2, 3):
+        wire("XREADGROUP", "GROUP", "g", "c", "STREAMS", "s", "0", protocol=protocol)
+        wire("XAUTOCLAIM", "s", "g", "c", "0", "0", "JUSTID", protocol=protocol)
