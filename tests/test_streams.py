@@ -26,7 +26,7 @@ from support import (
 import kvrepl
 from kvrepl.rdb import listpack
 from kvrepl.store.digest import digest as dataset_digest
-from kvrepl.store.stream import lp_entry_size, lp_int_size
+from kvrepl.store.stream import Stream, lp_entry_size, lp_int_size
 
 Same = Callable[..., object]
 
@@ -908,3 +908,36 @@ def test_reply_bytes(wire: Same) -> None:
     for protocol in (2, 3):
         wire("XREADGROUP", "GROUP", "g", "c", "STREAMS", "s", "0", protocol=protocol)
         wire("XAUTOCLAIM", "s", "g", "c", "0", "0", "JUSTID", protocol=protocol)
+
+
+@given(st.lists(st.tuples(st.sampled_from(["add", "add", "del", "maxlen", "minid", "approx"]),
+                          st.integers(0, 30)), max_size=200))
+def test_stream_indexes_stay_consistent(ops: list[tuple[str, int]]) -> None:
+    """The ID list, the entries and the nodes agree after any history; ranges are right."""
+    stream = Stream()
+    ms = 0
+    for op, n in ops:
+        if op == "add":
+            ms += 1 + n % 2
+            stream.append((ms, n), [b"f", b"v" * n], 200, 4)
+        elif op == "del":
+            stream.delete((max(ms - n, 0), n))
+        elif op == "maxlen":
+            stream.trim(n, None, False, 0)
+        elif op == "minid":
+            stream.trim(None, (ms - n, 0), False, 0)
+        else:
+            stream.trim(n, None, True, 0)
+        ids = list(stream.entries)
+        assert stream._ids[stream._head:] == ids == sorted(ids)
+        nodes = stream.node_map()
+        assert sum(node.count for node in nodes.values()) == len(stream)
+        for node in nodes.values():
+            live = stream.range_ids(node.master_id, node.last_id)
+            assert len(live) == node.count
+            assert not set(live) & set(node.dead)
+        if ids:
+            low, high = ids[len(ids) // 3], ids[-1 - len(ids) // 3]
+            expected = [i for i in ids if low <= i <= high]
+            assert stream.range_ids(low, high) == expected
+            assert stream.range_ids(low, high, 2, reverse=True) == expected[::-1][:2]

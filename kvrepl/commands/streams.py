@@ -152,15 +152,9 @@ def _entry(stream_id: StreamID, fields: list[bytes]) -> list:
 def _range(stream: Stream, start: StreamID, end: StreamID, count: int,
            rev: bool = False) -> list:
     """streamReplyWithRange without a group: ``count`` 0 is no limit."""
-    out = []
-    if start > end:
-        return out
     entries = stream.entries
-    for stream_id in entries.irange(start, end, reverse=rev):
-        out.append([format_id(stream_id), entries[stream_id]])
-        if count and len(out) == count:
-            break
-    return out
+    return [[b"%d-%d" % stream_id, entries[stream_id]]
+            for stream_id in stream.range_ids(start, end, count, rev)]
 
 
 def _nogroup(key: bytes, group: bytes, suffix: str = "") -> ReplyError:
@@ -414,7 +408,7 @@ def xdel(s: Session, argv: list[bytes]) -> int:
         if not stream.entries:
             stream.first_id = (0, 0)
         elif first_entry:
-            stream.first_id = stream.entries.peekitem(0)[0]
+            stream.first_id = stream.first_entry_id()
         s.engine.dirty += deleted
     return deleted
 
@@ -445,7 +439,7 @@ def xsetid(s: Session, argv: list[bytes]) -> object:
     if stream is None:
         raise ReplyError(NO_SUCH_KEY)
     if stream.entries:
-        if new_id < stream.entries.peekitem(-1)[0]:
+        if new_id < stream.last_entry_id():
             raise ReplyError("ERR The ID specified in XSETID is smaller than the target "
                              "stream top item")
         if entries_added != -1 and len(stream) > entries_added:
@@ -512,7 +506,7 @@ def _deliver(s: Session, stream: Stream, start: StreamID, count: int, group: Str
     entries = stream.entries
     now = s.engine.keyspace.now_ms()
     advanced = False
-    for stream_id in entries.irange(start, None):
+    for stream_id in stream.range_ids(start, MAX_ID, count):
         if stream_id > group.last_id:
             if group.entries_read != INVALID_ENTRIES_READ and not stream.has_tombstones(
                     stream_id):
@@ -673,11 +667,11 @@ def _xread(s: Session, argv: list[bytes], xreadgroup: bool) -> object:
         if group is not None:
             if gt != MAX_ID:
                 history = True
-            elif stream.entries and stream.entries.peekitem(-1)[0] > group.last_id:
+            elif stream.entries and stream.last_entry_id() > group.last_id:
                 gt = group.last_id
             else:
                 continue
-        elif not stream.entries or stream.entries.peekitem(-1)[0] <= gt:
+        elif not stream.entries or stream.last_entry_id() <= gt:
             continue
         start = _incr(gt) or (0, 0)
         if group is None:
@@ -1213,8 +1207,9 @@ def xinfo_stream(s: Session, argv: list[bytes]) -> object:
     entries = stream.entries
     if not full:
         reply[b"groups"] = len(stream.groups)
-        reply[b"first-entry"] = _entry(*entries.peekitem(0)) if entries else None
-        reply[b"last-entry"] = _entry(*entries.peekitem(-1)) if entries else None
+        first, last = stream.first_entry_id(), stream.last_entry_id()
+        reply[b"first-entry"] = None if first is None else _entry(first, entries[first])
+        reply[b"last-entry"] = None if last is None else _entry(last, entries[last])
         return reply
     reply[b"entries"] = _range(stream, (0, 0), MAX_ID, count)
     groups = []

@@ -808,8 +808,7 @@ class RdbParser:
         value.last_id = yield from self._read_id()
         if rtype == C.TYPE_STREAM_LISTPACKS:
             value.entries_added = length
-            value.first_id = value.entries.peekitem(0)[0] if entries else (C.UINT64_MASK,
-                                                                            C.UINT64_MASK)
+            value.first_id = value.first_entry_id() or (C.UINT64_MASK, C.UINT64_MASK)
         else:
             value.first_id = yield from self._read_id()
             value.max_deleted_id = yield from self._read_id()

@@ -15,6 +15,7 @@ starts, XDEL and trimming flag entries as deleted or drop whole nodes, exactly a
 from __future__ import annotations
 
 import copy
+from bisect import bisect_left, bisect_right
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -215,18 +216,27 @@ def encode_id(stream_id: StreamID) -> bytes:
 
 # -- the stream ----------------------------------------------------------------------------------
 class Stream:
-    """A stream: ``entries`` (``SortedDict`` ID -> flat field/value list, live entries
-    only), the metadata t_stream.c keeps, the consumer groups by name and the node shape.
+    """A stream: ``entries`` (a ``dict`` ID -> flat field/value list, live entries only, in
+    ID order), the metadata t_stream.c keeps, the consumer groups by name and the node shape.
 
-    ``nodes`` (``SortedDict`` master ID -> :class:`StreamNode`) is None for a stream
-    built entry by entry outside XADD (tests, old RDB code paths); :meth:`node_map` then
-    lays the entries out as XADD would have. An empty stream is a valid value."""
+    Beside the dict, ``_ids`` lists the live IDs ascending from index ``_head`` on: XADD
+    appends in O(1), a range or ``$`` is a bisection, trimming moves ``_head`` (the dead
+    prefix is cut off once it is half the list), XDEL of a middle entry is one list
+    deletion. (A dict insertion and a list append are what makes XADD cheap; every ID is
+    above all the others when it arrives, so the dict stays in ID order.)
 
-    __slots__ = ("_entries", "last_id", "first_id", "max_deleted_id", "entries_added",
-                 "groups", "nodes", "_tail")
+    ``nodes`` (``SortedDict`` master ID -> :class:`StreamNode`) is None, or empty while
+    there are entries, for a stream built entry by entry outside XADD (tests, the
+    hypothesis strategies); :meth:`node_map` then lays the entries out as XADD would have.
+    An empty stream is a valid value."""
+
+    __slots__ = ("_entries", "_ids", "_head", "last_id", "first_id", "max_deleted_id",
+                 "entries_added", "groups", "nodes", "_tail")
 
     def __init__(self) -> None:
-        self._entries: SortedDict = SortedDict()
+        self._entries: dict[StreamID, list[bytes]] = {}
+        self._ids: list[StreamID] = []
+        self._head = 0
         self.last_id: StreamID = (0, 0)
         self.first_id: StreamID = (0, 0)
         self.max_deleted_id: StreamID = (0, 0)
@@ -238,16 +248,31 @@ class Stream:
         self._tail: StreamNode | None = None
 
     @property
-    def entries(self) -> SortedDict:
+    def entries(self) -> dict[StreamID, list[bytes]]:
+        """ID -> fields, in ID order. Read it freely; change the stream through its methods
+        (code that fills ``entries`` directly gets its IDs sorted and nodes laid out at the
+        next use)."""
         return self._entries
 
     @entries.setter
     def entries(self, entries: dict) -> None:
-        """Entries given at once (a plain dict is sorted here); the node shape is then
-        laid out again when needed."""
-        self._entries = entries if type(entries) is SortedDict else SortedDict(entries)
+        """Entries given at once; the node shape is then laid out again when needed."""
+        ids = list(entries)
+        if any(a >= b for a, b in zip(ids, ids[1:], strict=False)):
+            ids.sort()
+            entries = {entry_id: entries[entry_id] for entry_id in ids}
+        self._entries = dict(entries)
+        self._ids, self._head = ids, 0
         self.nodes = None
         self._tail = None
+
+    def _index(self) -> list[StreamID]:
+        """``_ids``, rebuilt if ``entries`` was filled from outside."""
+        ids = self._ids
+        if len(ids) - self._head != len(self._entries):
+            self.entries = self._entries
+            ids = self._ids
+        return ids
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -257,12 +282,14 @@ class Stream:
             getattr(self, name) == getattr(other, name) for name in _COMPARED)
 
     def __repr__(self) -> str:
-        return (f"Stream({len(self.entries)} entries, last_id={self.last_id}, "
+        return (f"Stream({len(self._entries)} entries, last_id={self.last_id}, "
                 f"groups={list(self.groups)})")
 
     def copy(self) -> Stream:
         new = Stream()
-        new._entries = self._entries.copy()  # entry lists are never mutated in place
+        ids = self._index()
+        new._entries = dict(self._entries)  # entry lists are never mutated in place
+        new._ids = ids[self._head:]
         new.last_id, new.first_id = self.last_id, self.first_id
         new.max_deleted_id, new.entries_added = self.max_deleted_id, self.entries_added
         new.groups = copy.deepcopy(self.groups)
@@ -270,23 +297,52 @@ class Stream:
             (key, node.copy()) for key, node in self.nodes.items())
         return new
 
+    # -- reading ---------------------------------------------------------------------------
+    def first_entry_id(self) -> StreamID | None:
+        """The first live ID (None when empty)."""
+        ids = self._index()
+        return ids[self._head] if len(ids) > self._head else None
+
+    def last_entry_id(self) -> StreamID | None:
+        """The last live ID (streamLastValidID; None when empty)."""
+        ids = self._index()
+        return ids[-1] if len(ids) > self._head else None
+
+    def range_ids(self, start: StreamID, end: StreamID, count: int = 0,
+                  reverse: bool = False) -> list[StreamID]:
+        """The live IDs from ``start`` to ``end`` inclusive, at most ``count`` (0: all),
+        from ``end`` down when ``reverse``."""
+        ids = self._index()
+        head = self._head
+        low = bisect_left(ids, start, head)
+        high = bisect_right(ids, end, head)
+        if low >= high:
+            return []
+        if reverse:
+            if count and high - low > count:
+                low = high - count
+            return ids[high - 1:low - 1 if low else None:-1]
+        if count and high - low > count:
+            high = low + count
+        return ids[low:high]
+
     # -- node shape ------------------------------------------------------------------------
     def node_map(self, max_bytes: int = 4096, max_entries: int = 100) -> SortedDict:
         """The nodes, laid out now (as XADD with these limits would) if not known yet."""
         nodes = self.nodes
         if nodes is None or (not nodes and self._entries):
+            self._index()
             nodes = self.nodes = SortedDict()
             self._tail = None
-            for entry_id, fields in self.entries.items():
+            for entry_id, fields in self._entries.items():
                 self._place(entry_id, fields, max_bytes, max_entries)
         return nodes
 
     def _place(self, entry_id: StreamID, fields: list[bytes], max_bytes: int,
                max_entries: int) -> None:
-        nodes = self.nodes
         tail = self._tail
-        if tail is None and nodes:
-            tail = nodes.peekitem(-1)[1]
+        if tail is None and self.nodes:
+            tail = self.nodes.peekitem(-1)[1]
         if tail is not None:
             if max_bytes <= 0 or max_bytes > LISTPACK_MAX_SIZE:
                 max_bytes = LISTPACK_MAX_SIZE
@@ -295,7 +351,7 @@ class Stream:
                 tail = None
         if tail is None:
             tail = StreamNode(entry_id, fields[0::2])
-            nodes[entry_id] = tail
+            self.nodes[entry_id] = tail
         self._tail = tail
         tail.append(entry_id, fields)
 
@@ -304,8 +360,9 @@ class Stream:
 
     def node_entries(self, node: StreamNode) -> Iterable[tuple[StreamID, list[bytes], bool]]:
         """Every entry of ``node``, deleted ones too, in ID order: ``(id, fields, deleted)``."""
-        live = ((entry_id, self.entries[entry_id], False)
-                for entry_id in self.entries.irange(node.master_id, node.last_id))
+        entries = self._entries
+        live = [(entry_id, entries[entry_id], False)
+                for entry_id in self.range_ids(node.master_id, node.last_id)]
         if not node.dead:
             return live
         dead = ((entry_id, fields, True) for entry_id, fields in node.dead.items())
@@ -315,23 +372,41 @@ class Stream:
     def append(self, entry_id: StreamID, fields: list[bytes], max_bytes: int,
                max_entries: int) -> None:
         """streamAppendItem with an ID already checked to be above ``last_id``."""
-        nodes = self.nodes
         entries = self._entries
-        if nodes is None or (not nodes and entries):
-            nodes = self.node_map(max_bytes, max_entries)
+        if self.nodes is None or (not self.nodes and entries) or (
+                len(self._ids) - self._head != len(entries)):
+            self.node_map(max_bytes, max_entries)
         self._place(entry_id, fields, max_bytes, max_entries)
         entries[entry_id] = fields
+        self._ids.append(entry_id)
         self.entries_added += 1
         self.last_id = entry_id
         if len(entries) == 1:
             self.first_id = entry_id
 
+    def _pop_first(self) -> tuple[StreamID, list[bytes]]:
+        """Remove the first live entry (trimming)."""
+        ids = self._ids
+        head = self._head
+        entry_id = ids[head]
+        head += 1
+        if head > 64 and head * 2 > len(ids):
+            del ids[:head]
+            head = 0
+        self._head = head
+        return entry_id, self._entries.pop(entry_id)
+
     def delete(self, entry_id: StreamID) -> bool:
         """streamDeleteItem: flag the entry deleted; a node left with no live entry goes."""
-        fields = self.entries.pop(entry_id, None)
-        if fields is None:
+        if entry_id not in self._entries:
             return False
+        ids = self._index()
         nodes = self.node_map()
+        if ids[self._head] == entry_id:
+            fields = self._pop_first()[1]
+        else:
+            fields = self._entries.pop(entry_id)
+            del ids[bisect_left(ids, entry_id, self._head)]
         node = nodes.peekitem(nodes.bisect_right(entry_id) - 1)[1]
         if node.count == 1:
             del nodes[node.master_id]
@@ -345,7 +420,8 @@ class Stream:
              limit: int) -> int:
         """streamTrim by MAXLEN (``maxlen``) or MINID (``minid``); returns entries removed."""
         nodes = self.node_map()
-        entries = self.entries
+        self._index()
+        entries = self._entries
         deleted = 0
         while nodes:
             if maxlen is not None and len(entries) <= maxlen:
@@ -362,7 +438,7 @@ class Stream:
                 del nodes[master]
                 self._tail = None
                 for _ in range(count):
-                    entries.popitem(0)
+                    self._pop_first()
                 deleted += count
                 continue
             if approx:
@@ -372,12 +448,9 @@ class Stream:
                 if maxlen is not None:
                     if len(entries) <= maxlen:
                         break
-                    entry_id, fields = entries.popitem(0)
-                else:
-                    entry_id = entries.peekitem(0)[0]
-                    if entry_id >= minid:
-                        break
-                    fields = entries.pop(entry_id)
+                elif self._ids[self._head] >= minid:
+                    break
+                entry_id, fields = self._pop_first()
                 node.dead[entry_id] = fields
                 removed += 1
             node.set_counts(count - removed, node.deleted + removed)
@@ -386,7 +459,7 @@ class Stream:
         if not entries:
             self.first_id = (0, 0)
         elif deleted:
-            self.first_id = entries.peekitem(0)[0]
+            self.first_id = self._ids[self._head]
         return deleted
 
     def first_raw_id(self) -> StreamID:
