@@ -818,7 +818,7 @@ def test_rdb_round_trips_with_redis_server(kvrepl_server: ThreadedServer, r: red
         ours.config_set("stream-node-max-entries", "100")
 
 
-def test_streams_beside_the_keyspace_commands(same: Same) -> None:
+def test_streams_beside_the_keyspace_commands(same: Same, r: redis.Redis) -> None:
     _fill(same, n=4)
     same("XGROUP", "CREATE", "s", "g", "0")
     same("XREADGROUP", "GROUP", "g", "c", "COUNT", "2", "STREAMS", "s", ">")
@@ -828,7 +828,7 @@ def test_streams_beside_the_keyspace_commands(same: Same) -> None:
     same("XINFO", "GROUPS", "copy")
     same("XADD", "copy", "9-1", "a", "b")
     same("XLEN", "s")
-    dump = same("DUMP", "s")
+    dump = r.dump("s")  # PEL delivery times differ between the servers: ours goes to both
     same("RESTORE", "restored", "0", dump)
     same("XPENDING", "restored", "g")
     same("XRANGE", "restored", "-", "+")

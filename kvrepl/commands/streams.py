@@ -140,11 +140,6 @@ def _stream_or_none(value: object) -> Stream | None:
     raise WrongTypeError()
 
 
-def _config(s: Session) -> tuple[int, int]:
-    config = s.engine.config
-    return config.stream_node_max_bytes, config.stream_node_max_entries
-
-
 def _entry(stream_id: StreamID, fields: list[bytes]) -> list:
     return [format_id(stream_id), fields]
 
@@ -283,8 +278,10 @@ def xadd(s: Session, argv: list[bytes]) -> object:
         raise ReplyError("ERR The ID specified in XADD must be greater than 0-0")
     key = argv[1]
     db = s.db
-    stream = _stream_or_none(db.lookup(key))
-    if stream is None:
+    stream = db.lookup(key)
+    if type(stream) is not Stream:
+        if stream is not None:
+            raise WrongTypeError()
         if args.no_mkstream:
             return None
         stream = Stream()
@@ -308,11 +305,13 @@ def xadd(s: Session, argv: list[bytes]) -> object:
         raise ReplyError("ERR The ID specified in XADD is equal or smaller than the target "
                          "stream top item")
     fields = argv[field_pos:]
-    if sum(map(len, fields)) > LISTPACK_MAX_SIZE:
+    total = sum(map(len, fields))
+    if total > LISTPACK_MAX_SIZE:
         raise ReplyError("ERR Elements are too large to be stored")
-    max_bytes, max_entries = _config(s)
-    stream.append(new_id, fields, max_bytes, max_entries)
-    reply = format_id(new_id)
+    config = s.engine.config
+    stream.append(new_id, fields, config.stream_node_max_bytes,
+                  config.stream_node_max_entries, total)
+    reply = b"%d-%d" % new_id
     s.engine.dirty += 1
     propagated = None
     if args.strategy is not None:

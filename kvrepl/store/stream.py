@@ -160,25 +160,36 @@ class StreamNode:
         self.count, self.deleted = count, deleted
 
     def append(self, entry_id: StreamID, fields: list[bytes]) -> None:
-        """streamAppendItem's part inside the listpack (counts, flags, deltas, lp-count)."""
-        names = fields[0::2]
-        same = names == self.master_fields
+        """streamAppendItem's part inside the listpack (counts, flags, deltas, lp-count).
+        Written for speed: XADD runs it every time."""
         master_ms, master_seq = self.master_id
         ms, seq = entry_id
-        # deltas of IDs above the master ID: non-negative, int64 unless they wrap
-        size = (2 + lp_int_size(ms - master_ms if ms - master_ms < _INT64_LIMIT
-                                else _delta(ms, master_ms))
-                + lp_int_size(seq - master_seq if 0 <= seq - master_seq < _INT64_LIMIT
-                              else _delta(seq, master_seq)))
-        if same:
-            size += sum(map(lp_entry_size, fields[1::2])) + lp_int_size(len(names) + 3)
+        # The deltas to the master ID: small non-negative ints nearly always.
+        d_ms = ms - master_ms
+        d_seq = seq - master_seq
+        size = 2 + (2 if d_ms < 128 else lp_int_size(
+            d_ms if d_ms < _INT64_LIMIT else _delta(ms, master_ms)))
+        size += 2 if 0 <= d_seq < 128 else lp_int_size(
+            d_seq if -_INT64_LIMIT <= d_seq < _INT64_LIMIT else _delta(seq, master_seq))
+        pairs = len(fields) >> 1
+        master_fields = self.master_fields
+        if pairs == len(master_fields) and (
+                fields[0] == master_fields[0] if pairs == 1 else
+                fields[0::2] == master_fields):  # SAMEFIELDS: the values only
+            size += (lp_entry_size(fields[1]) if pairs == 1
+                     else sum(map(lp_entry_size, fields[1::2])))
+            size += 2 if pairs < 125 else lp_int_size(pairs + 3)
         else:
-            size += (lp_int_size(len(names)) + sum(map(lp_entry_size, fields))
-                     + lp_int_size(2 * len(names) + 4))
+            size += (lp_int_size(pairs) + sum(map(lp_entry_size, fields))
+                     + lp_int_size(2 * pairs + 4))
         count = self.count
-        self.lp_bytes += size + lp_int_size(count + 1) - lp_int_size(count)
+        self.lp_bytes += size + _COUNT_GROWTH.get(count, 0)
         self.count = count + 1
         self.last_id = entry_id
+
+
+# How much a listpack integer grows from n to n + 1 (the node's live count).
+_COUNT_GROWTH = {127: 1, 4095: 1, 32767: 1, 8388607: 1, (1 << 31) - 1: 4}
 
 
 def rax_nodes(keys: list[bytes]) -> int:
@@ -370,13 +381,28 @@ class Stream:
 
     # -- writing ---------------------------------------------------------------------------
     def append(self, entry_id: StreamID, fields: list[bytes], max_bytes: int,
-               max_entries: int) -> None:
-        """streamAppendItem with an ID already checked to be above ``last_id``."""
+               max_entries: int, total: int | None = None) -> None:
+        """streamAppendItem with an ID already checked to be above ``last_id``; ``total``
+        is the fields' length in bytes when the caller knows it."""
         entries = self._entries
-        if self.nodes is None or (not self.nodes and entries) or (
-                len(self._ids) - self._head != len(entries)):
-            self.node_map(max_bytes, max_entries)
-        self._place(entry_id, fields, max_bytes, max_entries)
+        tail = self._tail
+        if tail is None or len(self._ids) - self._head != len(entries):
+            if self.nodes is None or (not self.nodes and entries) or (
+                    len(self._ids) - self._head != len(entries)):
+                self.node_map(max_bytes, max_entries)
+            if self.nodes:
+                tail = self.nodes.peekitem(-1)[1]
+        if tail is not None:
+            if max_bytes <= 0 or max_bytes > LISTPACK_MAX_SIZE:
+                max_bytes = LISTPACK_MAX_SIZE
+            if tail.lp_bytes + (sum(map(len, fields)) if total is None else total) \
+                    >= max_bytes or (max_entries and tail.count + tail.deleted >= max_entries):
+                tail = None
+        if tail is None:
+            tail = StreamNode(entry_id, fields[0::2])
+            self.nodes[entry_id] = tail
+        self._tail = tail
+        tail.append(entry_id, fields)
         entries[entry_id] = fields
         self._ids.append(entry_id)
         self.entries_added += 1
