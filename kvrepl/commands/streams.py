@@ -304,7 +304,7 @@ def xadd(s: Session, argv: list[bytes]) -> object:
     if new_id <= last:
         raise ReplyError("ERR The ID specified in XADD is equal or smaller than the target "
                          "stream top item")
-    fields = argv[field_pos:]
+    fields = tuple(argv[field_pos:])  # a tuple of bytes: soon untracked by the cyclic GC
     total = sum(map(len, fields))
     if total > LISTPACK_MAX_SIZE:
         raise ReplyError("ERR Elements are too large to be stored")

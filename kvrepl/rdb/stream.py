@@ -126,7 +126,7 @@ def encode_nodes(stream: Stream, max_bytes: int = 4096,
                  encode_int(0)]
         for entry_id, fields, dead in stream.node_entries(node):
             names = fields[0::2]
-            same = names == master_fields
+            same = tuple(names) == master_fields
             flags = (STREAM_ITEM_FLAG_SAMEFIELDS if same else 0) | (
                 STREAM_ITEM_FLAG_DELETED if dead else 0)
             parts += (encode_int(flags), encode_int(_delta(entry_id[0], master_id[0])),

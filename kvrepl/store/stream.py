@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import copy
 from bisect import bisect_left, bisect_right
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -134,9 +134,9 @@ class StreamNode:
     __slots__ = ("master_id", "master_fields", "count", "deleted", "lp_bytes", "last_id",
                  "dead")
 
-    def __init__(self, master_id: StreamID, master_fields: list[bytes]) -> None:
+    def __init__(self, master_id: StreamID, master_fields: Sequence[bytes]) -> None:
         self.master_id = master_id
-        self.master_fields = master_fields
+        self.master_fields = tuple(master_fields)
         self.count = 0
         self.deleted = 0
         # header (6) + end (1) + count + deleted + num-fields + fields + master terminator
@@ -175,7 +175,7 @@ class StreamNode:
         master_fields = self.master_fields
         if pairs == len(master_fields) and (
                 fields[0] == master_fields[0] if pairs == 1 else
-                fields[0::2] == master_fields):  # SAMEFIELDS: the values only
+                tuple(fields[0::2]) == master_fields):  # SAMEFIELDS: the values only
             size += (lp_entry_size(fields[1]) if pairs == 1
                      else sum(map(lp_entry_size, fields[1::2])))
             size += 2 if pairs < 125 else lp_int_size(pairs + 3)
@@ -227,8 +227,8 @@ def encode_id(stream_id: StreamID) -> bytes:
 
 # -- the stream ----------------------------------------------------------------------------------
 class Stream:
-    """A stream: ``entries`` (a ``dict`` ID -> flat field/value list, live entries only, in
-    ID order), the metadata t_stream.c keeps, the consumer groups by name and the node shape.
+    """A stream: ``entries`` (a ``dict`` ID -> flat field/value sequence: a tuple from XADD,
+    which the cyclic garbage collector soon stops tracking; live entries only; in ID order), the metadata t_stream.c keeps, the consumer groups by name and the node shape.
 
     Beside the dict, ``_ids`` lists the live IDs ascending from index ``_head`` on: XADD
     appends in O(1), a range or ``$`` is a bisection, trimming moves ``_head`` (the dead
@@ -289,8 +289,12 @@ class Stream:
         return len(self._entries)
 
     def __eq__(self, other: object) -> bool:
+        # Entries compare by content: XADD stores tuples, a loaded RDB lists.
         return isinstance(other, Stream) and all(
-            getattr(self, name) == getattr(other, name) for name in _COMPARED)
+            getattr(self, name) == getattr(other, name) for name in _COMPARED) and (
+            len(self._entries) == len(other._entries) and all(
+                tuple(fields) == tuple(other._entries.get(entry_id, ()))
+                for entry_id, fields in self._entries.items()))
 
     def __repr__(self) -> str:
         return (f"Stream({len(self._entries)} entries, last_id={self.last_id}, "
@@ -535,4 +539,4 @@ class Stream:
         return None
 
 
-_COMPARED = ("entries", "last_id", "first_id", "max_deleted_id", "entries_added", "groups")
+_COMPARED = ("last_id", "first_id", "max_deleted_id", "entries_added", "groups")
