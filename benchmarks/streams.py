@@ -3,7 +3,8 @@
 ``redis-benchmark -c 50 -P 16 -n N XADD s * f v`` (each server appends to its own stream) and
 ``redis-benchmark -c 50 -n N XREAD COUNT 100 STREAMS r 0`` on a stream of 100 entries, the
 servers taking turns round by round with the order rotated, medians reported. N is sized per
-server from a warm-up so that a run lasts about ``--seconds``.
+server from a warm-up so that a run lasts about ``--seconds``. The goal is judged on the
+median of the per-round ratios (the two servers' runs of a round are adjacent in time).
 """
 
 from __future__ import annotations
@@ -124,10 +125,14 @@ def run(options: Options) -> str:
     rows = []
     for label, _pipeline, _command, goal in TESTS:
         kv, rd = median(results[label, "kvrepl"]), median(results[label, "redis"])
+        # The two runs of one round are seconds apart: their ratio is less exposed to the
+        # load of a shared machine than the ratio of the medians.
+        paired = median([ratio(k, r) for k, r in zip(results[label, "kvrepl"],
+                                                      results[label, "redis"], strict=True)])
         rows.append([label, fmt_rate(kv), fmt_rate(rd), fmt_ratio(ratio(kv, rd)),
-                     goal_cell(ratio(kv, rd), goal)])
-    table = markdown_table(["test", "kvrepl ops/s", "redis ops/s", "kvrepl/redis", "goal"],
-                           rows)
+                     fmt_ratio(paired), goal_cell(paired, goal)])
+    table = markdown_table(["test", "kvrepl ops/s", "redis ops/s", "kvrepl/redis",
+                            "median of round ratios", "goal"], rows)
     sized = "; ".join(f"{name} {label}: -n {sizes[name, label]:,}"
                       for label, *_ in TESTS for name in names)
     return (f"{table}\n\n{CLIENTS} clients, medians of {options.rounds} rounds; {sized}.\n")

@@ -222,33 +222,59 @@ def test_listpack_int_sizes_match_the_encoder(value: int) -> None:
     assert lp_int_size(value) == len(listpack.encode_int(value))
 
 
-@settings(max_examples=25, deadline=None,
+@settings(max_examples=40, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.lists(st.tuples(st.sampled_from(["add", "add", "add", "del", "trim", "mintrim",
-                                           "exact"]),
-                          st.integers(0, 40)), min_size=1, max_size=120))
+                                           "exact", "group", "read", "ack", "claim",
+                                           "autoclaim", "pending", "setid", "delconsumer"]),
+                          st.integers(0, 40)), min_size=40, max_size=150))
 def test_random_stream_histories_match_redis(compare_on: Callable[..., Same], r: redis.Redis,
                                              real: redis.Redis,
                                              ops: list[tuple[str, int]]) -> None:
-    """Random XADD / XDEL / XTRIM ~ with explicit IDs, reply by reply, then XINFO."""
+    """Random XADD / XDEL / XTRIM ~ with explicit IDs and consumer-group traffic (replies
+    without times: JUSTID, summaries), reply by reply, then XINFO."""
     r.flushall()
     real.flushall()
     same = compare_on(protocol=2)
     next_ms = 1
+    added: list[str] = []  # IDs to pick from, so that ACKs and claims often hit
+    if ops[0][1] % 2:
+        same("XGROUP", "CREATE", "s", "g0", "0", "MKSTREAM")
     for op, n in ops:
+        some_id = added[-1 - n % len(added)] if added else "1-0"
         if op == "add":
-            same("XADD", "s", f"{next_ms}-{n}", "f", "v" * n, *(["g", str(n)] if n % 3 else []))
+            added.append(f"{next_ms}-{n}")
+            same("XADD", "s", added[-1], "f", "v" * n, *(["g", str(n)] if n % 3 else []))
             next_ms += 1 + n % 3
         elif op == "del":
-            same("XDEL", "s", f"{max(next_ms - n, 1)}-{n}", f"{n}-0")
+            same("XDEL", "s", some_id, f"{n}-0")
         elif op == "trim":
             same("XTRIM", "s", "MAXLEN", "~", str(n), "LIMIT", str(n * 3))
         elif op == "mintrim":
             same("XTRIM", "s", "MINID", "~", str(next_ms - n))
-        else:
+        elif op == "exact":
             same("XADD", "s", "MAXLEN", str(n), f"{next_ms}-0", "a", "b")
             next_ms += 1
-    same("XINFO", "STREAM", "s", "FULL", "COUNT", "0")
+        elif op == "group":
+            same("XGROUP", "CREATE", "s", f"g{n % 2}", "0" if n % 3 else "$", "MKSTREAM")
+        elif op == "read":
+            same("XREADGROUP", "GROUP", "g0", f"c{n % 3}", "COUNT", str(n % 5), *(
+                ["NOACK"] if n % 7 == 0 else []), "STREAMS", "s", ">")
+        elif op == "ack":
+            same("XACK", "s", "g0", some_id, f"{n}-0")
+        elif op == "claim":
+            same("XCLAIM", "s", "g0", f"c{n % 3}", "0", some_id, f"{n}-0", "JUSTID")
+        elif op == "autoclaim":
+            same("XAUTOCLAIM", "s", "g0", f"c{n % 3}", "0", f"{n}", "COUNT", str(n % 4 + 1),
+                 "JUSTID")
+        elif op == "pending":
+            same("XPENDING", "s", "g0")
+        elif op == "setid":
+            same("XGROUP", "SETID", "s", "g0", some_id)
+        else:
+            same("XGROUP", "DELCONSUMER", "s", "g0", f"c{n % 3}")
+    same("XINFO", "GROUPS", "s")
+    same("XINFO", "STREAM", "s")
 
 
 # -- consumer groups -----------------------------------------------------------------------------
