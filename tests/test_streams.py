@@ -937,7 +937,7 @@ def test_reply_bytes(wire: Same) -> None:
 
 
 @given(st.lists(st.tuples(st.sampled_from(["add", "add", "del", "maxlen", "minid", "approx"]),
-                          st.integers(0, 30)), max_size=200))
+                          st.integers(0, 30)), min_size=20, max_size=200))
 def test_stream_indexes_stay_consistent(ops: list[tuple[str, int]]) -> None:
     """The ID list, the entries and the nodes agree after any history; ranges are right."""
     stream = Stream()
