@@ -1,13 +1,12 @@
 """RDB persistence: SAVE, BGSAVE, the ``save`` schedule, startup load, shutdown save.
 
-Redis forks a child to write a point-in-time RDB. kvrepl takes a
-:class:`~kvrepl.store.snapshot.KeyspaceView` instead (per-key copy-on-write, no fork) and a
-:class:`SnapshotJob` serializes it with :class:`~kvrepl.rdb.RdbWriter` in slices of a couple
-of milliseconds, yielding to trio between slices, so clients keep being served while millions
-of keys are written. The chunks a job produces go to any number of consumers: a
-:class:`FileConsumer` (temp file, fsync, rename: a failed save never damages the last good
-dump), a trio memory channel (:meth:`SnapshotJob.open_channel`, with backpressure, for a
-replica's socket) or an async callable (:class:`CallbackConsumer`).
+Redis forks a child to write a point-in-time RDB. kvrepl runs a
+:class:`~kvrepl.snapshot_producer.SnapshotJob` instead (a per-key copy-on-write view
+serialized in slices, no fork), the same producer that full syncs use: a node runs one at a
+time (Redis's one RDB child), whether it writes the dump, streams to replicas, or both. Its
+bytes go, with a bounded buffer, to a :class:`FileConsumer` (temp file, fsync, rename: a
+failed save never damages the last good dump) and to any reader
+(:meth:`SnapshotJob.open_reader`, :meth:`SnapshotJob.open_channel`, :class:`CallbackConsumer`).
 
 The node's persistence state (Redis's ``server.dirty`` bookkeeping, ``lastsave``,
 ``lastbgsave_status`` ...) lives on ``engine.persistence`` (:func:`attach`). The server wires
@@ -29,21 +28,37 @@ persistence), ``db.c`` (flushAllDataAndResetRDB), ``debug.c`` (DEBUG RELOAD).
 
 from __future__ import annotations
 
-import itertools
 import os
-import threading
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from time import perf_counter
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import trio
 
 from kvrepl import gc_policy
 from kvrepl.log import logger
-from kvrepl.rdb import LoadResult, RdbError, RdbWriter, StagedLoad, default_aux, iter_dump
-from kvrepl.store.snapshot import KeyspaceView
+from kvrepl.rdb import LoadResult, RdbError, StagedLoad, default_aux, iter_dump
+from kvrepl.snapshot_producer import (  # re-exported: persistence.SnapshotJob etc.
+    CANCELLED,
+    DONE,
+    FAILED,
+    PENDING,
+    RUNNING,
+    SLICE_SECONDS,
+    SNAPSHOT_BUFFER,
+    VIEW_BATCH,
+    CallbackConsumer,
+    ChannelConsumer,
+    Consumer,
+    FileConsumer,
+    SnapshotFailed,
+    SnapshotJob,
+    SnapshotReader,
+    TempFile,
+    temp_path,
+)
 
 if TYPE_CHECKING:
     from kvrepl.commands.core import Engine
@@ -51,17 +66,16 @@ if TYPE_CHECKING:
 
 #: serverCron retries a failed BGSAVE only after this many seconds (CONFIG_BGSAVE_RETRY_DELAY).
 BGSAVE_RETRY_DELAY = 5
-#: How long one slice of serialization may run before the job yields to other tasks.
-SLICE_SECONDS = 0.002
-#: Keys the view hands over at a time (a slice is one or more of these batches).
-VIEW_BATCH = 128
-#: A file consumer buffers this much before it writes (in a worker thread).
+#: SAVE (synchronous) buffers this much before it writes.
 FILE_BUFFER = 1 << 20
 #: Startup load: bytes read from the file at a time, and fed to the parser per slice.
 LOAD_READ = 1 << 20
 LOAD_FEED = 64 * 1024
 
-_temp_counter = itertools.count(1)
+__all__ = ["CANCELLED", "DONE", "FAILED", "PENDING", "RUNNING", "SLICE_SECONDS",
+           "SNAPSHOT_BUFFER", "VIEW_BATCH", "CallbackConsumer", "ChannelConsumer", "Consumer",
+           "FileConsumer", "SnapshotFailed", "SnapshotJob", "SnapshotReader", "TempFile",
+           "temp_path"]
 
 
 def rdb_path(config: Config) -> str:
@@ -85,7 +99,9 @@ class Persistence:
     dirty_at_last_save: int = 0
     lastsave: int = 0  # unix seconds of the last successful save (start time before any)
     lastbgsave_try: float = 0.0
-    bgsave: SnapshotJob | None = None
+    bgsave: SnapshotJob | None = None  # the running snapshot job, whatever it feeds
+    last_job: SnapshotJob | None = None  # the latest one started (its figures, for tests)
+    snapshot_buffer: int = SNAPSHOT_BUFFER  # bytes a job may hold ahead of its slowest reader
     bgsave_started: float = 0.0
     bgsave_scheduled: bool = False
     last_bgsave_time_sec: int = -1
@@ -135,462 +151,6 @@ def attach(engine: Engine, nursery: trio.Nursery | None = None) -> Persistence:
         found.nursery = nursery
     return found
 
-
-
-# -- consumers of a snapshot ------------------------------------------------------------------
-
-
-class Consumer(Protocol):
-    """Something that receives the bytes of one RDB, in order."""
-
-    async def write(self, chunk: bytes) -> None:
-        """The next bytes; raising detaches this consumer (the others carry on)."""
-
-    async def finish(self) -> None:
-        """Every byte was written; raising means this consumer failed."""
-
-    def abort(self, error: BaseException | None) -> None:
-        """The snapshot will not complete (``error`` None: cancelled). Must not block."""
-
-
-class CallbackConsumer:
-    """A consumer from async callables: ``write(chunk)``, optional ``finish()`` and a plain
-    ``abort(error)``."""
-
-    def __init__(self, write: Callable[[bytes], Awaitable[None]],
-                 finish: Callable[[], Awaitable[None]] | None = None,
-                 abort: Callable[[BaseException | None], None] | None = None) -> None:
-        self._write = write
-        self._finish = finish
-        self._abort = abort
-
-    async def write(self, chunk: bytes) -> None:
-        await self._write(chunk)
-
-    async def finish(self) -> None:
-        if self._finish is not None:
-            await self._finish()
-
-    def abort(self, error: BaseException | None) -> None:
-        if self._abort is not None:
-            self._abort(error)
-
-
-class ChannelConsumer:
-    """Sends each chunk into a trio memory channel (``send`` waits while its buffer is full:
-    the slowest reader paces the job). The channel is closed at the end either way; the
-    reader tells success from failure with :attr:`SnapshotJob.ok` (or :attr:`error` here)."""
-
-    def __init__(self, channel: trio.MemorySendChannel[bytes]) -> None:
-        self.channel = channel
-        self.error: BaseException | None = None
-
-    async def write(self, chunk: bytes) -> None:
-        await self.channel.send(chunk)
-
-    async def finish(self) -> None:
-        await self.channel.aclose()
-
-    def abort(self, error: BaseException | None) -> None:
-        self.error = error
-        self.channel.close()
-
-
-class TempFile:
-    """An RDB being written to ``temp`` and renamed to ``path`` once complete and fsynced
-    (rdbSave): a crash or a failure at any point leaves the previous ``path`` intact."""
-
-    def __init__(self, path: str, temp: str) -> None:
-        self.path = path
-        self.temp = temp
-        self.fd: int | None = None
-        self.bytes_written = 0
-
-    def open(self) -> None:
-        self.fd = os.open(self.temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-
-    def write(self, data: bytes) -> None:
-        view = memoryview(data)
-        while view:
-            written = os.write(self.fd, view)  # type: ignore[arg-type]
-            view = view[written:]
-        self.bytes_written += len(data)
-
-    def sync_and_close(self) -> None:
-        fd, self.fd = self.fd, None
-        try:
-            os.fsync(fd)  # type: ignore[arg-type]
-        finally:
-            os.close(fd)  # type: ignore[arg-type]
-
-    def commit(self) -> None:
-        """Rename the complete temp file over ``path`` (atomic on POSIX)."""
-        os.replace(self.temp, self.path)
-
-    def sync_dir(self) -> None:
-        """fsyncFileDir: make the rename itself durable."""
-        try:
-            fd = os.open(os.path.dirname(os.path.abspath(self.path)), os.O_RDONLY)
-        except OSError:
-            return
-        try:
-            os.fsync(fd)
-        except OSError:  # some filesystems refuse fsync on a directory
-            pass
-        finally:
-            os.close(fd)
-
-    def discard(self) -> None:
-        """Close and remove the temp file (after a failure)."""
-        if self.fd is not None:
-            try:
-                os.close(self.fd)
-            except OSError:
-                pass
-            self.fd = None
-        try:
-            os.unlink(self.temp)
-        except OSError:
-            pass
-
-
-def temp_path(path: str, background: bool) -> str:
-    """``temp-<pid>.rdb`` next to the dump, as Redis names it (a numbered variant for
-    background saves, which may overlap a synchronous one)."""
-    name = (f"temp-{os.getpid()}-{next(_temp_counter)}.rdb" if background
-            else f"temp-{os.getpid()}.rdb")
-    return os.path.join(os.path.dirname(path), name)
-
-
-class FileConsumer:
-    """Writes a snapshot to ``path`` through a temp file. Writes, fsync and the rename run in
-    worker threads (renaming over a big old dump frees its blocks, which takes a while); a
-    lock makes "not aborted, so rename" atomic against :meth:`abort`, so a cancelled BGSAVE
-    can never overwrite a newer dump."""
-
-    def __init__(self, path: str, temp: str | None = None) -> None:
-        self.file = TempFile(path, temp or temp_path(path, background=True))
-        self.aborted = False
-        self.committed = False
-        self.error: BaseException | None = None
-        self._pending: list[bytes] = []
-        self._pending_size = 0
-        self._busy = False  # a worker thread is using the descriptor
-        self._lock = threading.Lock()
-
-    @property
-    def path(self) -> str:
-        return self.file.path
-
-    async def write(self, chunk: bytes) -> None:
-        if self.aborted:
-            raise trio.BrokenResourceError("snapshot aborted")
-        self._pending.append(chunk)
-        self._pending_size += len(chunk)
-        if self._pending_size >= FILE_BUFFER:
-            await self._flush()
-
-    async def _in_thread(self, function: Callable[[], object]) -> object:
-        self._busy = True
-        try:
-            result = await trio.to_thread.run_sync(function)
-        finally:
-            self._busy = False
-            if self.aborted:
-                self.file.discard()
-        if self.aborted:
-            raise trio.BrokenResourceError("snapshot aborted")
-        return result
-
-    async def _flush(self) -> None:
-        if self.aborted:
-            raise trio.BrokenResourceError("snapshot aborted")
-        if self.file.fd is None:
-            self.file.open()
-        data = b"".join(self._pending)
-        self._pending.clear()
-        self._pending_size = 0
-        if data:
-            await self._in_thread(lambda: self.file.write(data))
-
-    def _commit(self) -> None:
-        with self._lock:
-            if self.aborted:
-                return
-            self.file.commit()
-            self.committed = True
-        self.file.sync_dir()
-
-    async def finish(self) -> None:
-        try:
-            await self._flush()
-            if self.file.fd is None:
-                self.file.open()
-            await self._in_thread(self.file.sync_and_close)
-            await self._in_thread(self._commit)
-        except BaseException as err:
-            self.abort(err)
-            raise
-
-    def abort(self, error: BaseException | None) -> None:
-        with self._lock:
-            if self.aborted or self.committed:
-                return
-            self.aborted = True
-        self.error = error
-        self._pending.clear()
-        if self._busy:
-            # The worker thread still uses the descriptor: closing it now could let the
-            # number be reused under its feet. Unlink now, close when the thread is back.
-            try:
-                os.unlink(self.file.temp)
-            except OSError:
-                pass
-        else:
-            self.file.discard()
-
-
-# -- the snapshot job -------------------------------------------------------------------------
-
-PENDING, RUNNING, DONE, FAILED, CANCELLED = "pending", "running", "done", "failed", "cancelled"
-
-
-class SnapshotJob:
-    """One point-in-time RDB of a keyspace, serialized in slices, fanned out to consumers.
-
-    The snapshot instant is :meth:`begin` (called by :meth:`start` or :meth:`run`): the view
-    is taken and ``aux`` (a list of AUX pairs, or a callable returning one, so that a
-    replication offset can be read at that very instant) is fixed; ``on_begin`` callbacks run
-    right then, synchronously. Consumers may be added until the first bytes go out
-    (:attr:`joinable`); each gets every chunk in order, then ``finish()``. A consumer that
-    raises is detached and aborted, the others carry on; when none is left the job stops.
-    ``on_done`` callbacks get the job when it ends, whatever the outcome (:attr:`status`).
-    """
-
-    def __init__(self, keyspace: Any, *, config: Any = None, aux: Any = None,
-                 functions: Iterable[bytes] = (), compression: bool | None = None,
-                 checksum: bool | None = None, slice_seconds: float = SLICE_SECONDS,
-                 batch: int = VIEW_BATCH) -> None:
-        self.keyspace = keyspace
-        self.config = config
-        if compression is None:
-            compression = getattr(config, "rdbcompression", True)
-        if checksum is None:
-            checksum = getattr(config, "rdbchecksum", True)
-        self.writer = RdbWriter(compression=compression, checksum=checksum, config=config)
-        self._aux = aux
-        self._functions = list(functions)
-        self.slice_seconds = slice_seconds
-        self.batch = batch
-        self.consumers: list[Consumer] = []
-        self.failed_consumers: list[tuple[Consumer, BaseException]] = []
-        self.on_begin: list[Callable[[SnapshotJob], None]] = []
-        self.on_done: list[Callable[[SnapshotJob], None]] = []
-        self.status = PENDING
-        self.error: BaseException | None = None
-        self.view: KeyspaceView | None = None
-        self.keys_total = 0
-        self.keys_done = 0
-        self.bytes_out = 0
-        self.slices = 0
-        self.longest_slice = 0.0
-        self.began_at: float | None = None  # unix time of the snapshot instant
-        self.ended_at: float | None = None
-        self.done = trio.Event()
-        self._emitted = False
-        self._produced = False
-        self._scope: trio.CancelScope | None = None
-        self._cancel_requested = False
-        self._header = b""
-        self._sizes: dict[int, tuple[int, int]] = {}
-
-    # -- setting up ------------------------------------------------------------------------
-    @property
-    def joinable(self) -> bool:
-        """True while a new consumer would still get the whole RDB."""
-        return not self._emitted and self.status in (PENDING, RUNNING)
-
-    @property
-    def ok(self) -> bool:
-        """True once every byte was produced and handed to the consumers (a channel's
-        reader checks this when the channel ends: it is closed on failure too)."""
-        return self._produced
-
-    def add_consumer(self, consumer: Consumer) -> Consumer:
-        if not self.joinable:
-            raise RuntimeError("the snapshot already started sending; wait for the next one")
-        self.consumers.append(consumer)
-        return consumer
-
-    def open_channel(self, max_buffer: int = 4) -> trio.MemoryReceiveChannel[bytes]:
-        """A channel that receives every chunk (closed at the end; see :attr:`ok`)."""
-        send, receive = trio.open_memory_channel[bytes](max_buffer)
-        self.add_consumer(ChannelConsumer(send))
-        return receive
-
-    def begin(self) -> None:
-        """The snapshot instant: take the view (no stall beyond copying the key dicts)."""
-        if self.view is not None:
-            return
-        self.view = KeyspaceView(self.keyspace)
-        self.keys_total = len(self.view)
-        self.began_at = time.time()
-        aux = self._aux() if callable(self._aux) else self._aux
-        self._header = self.writer.begin(aux, self._functions)
-        self._sizes = {index: (keys, expires) for index, keys, expires in self.view.db_sizes()}
-        for callback in self.on_begin:
-            callback(self)
-
-    def start(self, nursery: trio.Nursery) -> SnapshotJob:
-        """Take the snapshot now and serialize it in a task of ``nursery``."""
-        self.begin()
-        nursery.start_soon(self.run)
-        return self
-
-    def cancel(self) -> None:
-        """Stop the job (Redis's killRDBChild): every consumer is aborted at once, so a file
-        consumer's temp file is gone before this returns and can never be renamed."""
-        self._cancel_requested = True
-        if self._scope is not None:
-            self._scope.cancel()
-        if self.status in (PENDING, RUNNING):
-            self._abort_all(None)
-        if self.status == PENDING:  # never ran: nothing else will clean up
-            if self.view is not None:
-                self.view.close()
-            self._end(CANCELLED)
-
-    def remove_consumer(self, consumer: Consumer) -> None:
-        """Detach and abort one consumer (the job goes on for the others)."""
-        if consumer in self.consumers:
-            self.consumers.remove(consumer)
-            consumer.abort(None)
-
-    # -- running ---------------------------------------------------------------------------
-    async def run(self) -> None:
-        """Serialize the snapshot, feeding every chunk to every consumer."""
-        if self.status == CANCELLED:
-            return  # cancelled before it could start
-        if self.status != PENDING:
-            raise RuntimeError("a SnapshotJob runs once")
-        self.status = RUNNING
-        self.begin()
-        view = self.view
-        assert view is not None
-        try:
-            with trio.CancelScope() as scope:
-                self._scope = scope
-                if self._cancel_requested:
-                    scope.cancel()
-                await self._produce(view)
-            if scope.cancelled_caught:
-                self._abort_all(None)
-                self._end(CANCELLED)
-        except _NoConsumers:
-            self._end_without_consumers()
-        except trio.Cancelled:
-            # The node stops: nobody gets a partial RDB.
-            self._abort_all(None)
-            self._end(CANCELLED)
-            raise
-        except Exception as err:
-            logger.warning("Snapshot failed: %s", err)
-            self._abort_all(err)
-            self._end(FAILED, err)
-        except BaseException as err:
-            self._abort_all(err)
-            self._end(FAILED, err)
-            raise
-        finally:
-            view.close()
-
-    async def _produce(self, view: KeyspaceView) -> None:
-        writer = self.writer
-        sizes = self._sizes
-        slice_seconds = self.slice_seconds
-        await self._emit(self._header)
-        pending: list[bytes] = []
-        started = perf_counter()
-        for db, items, expires in view.batches(self.batch):
-            pending.append(writer.write_batch(db, items, expires, sizes))
-            self.keys_done += len(items)
-            now = perf_counter()
-            if now - started >= slice_seconds:
-                self._slice_done(now - started)
-                await self._emit(b"".join(pending))
-                pending = []
-                # _emit may not have yielded (consumers with room to spare): yield anyway.
-                await trio.lowlevel.checkpoint()
-                started = perf_counter()
-        pending.append(writer.finish())
-        self._slice_done(perf_counter() - started)
-        await self._emit(b"".join(pending))
-        self._produced = True
-        for consumer in list(self.consumers):
-            try:
-                await consumer.finish()
-            except Exception as err:
-                self._detach(consumer, err)
-        if self.consumers:
-            self._end(DONE)
-        else:
-            self._end_without_consumers()
-
-    def _end_without_consumers(self) -> None:
-        # Every consumer went away: failed ones make it a failure, removed ones a cancel.
-        if self.failed_consumers and not self._cancel_requested:
-            self._end(FAILED, self.failed_consumers[0][1])
-        else:
-            self._end(CANCELLED)
-
-    def _slice_done(self, seconds: float) -> None:
-        self.slices += 1
-        if seconds > self.longest_slice:
-            self.longest_slice = seconds
-
-    async def _emit(self, chunk: bytes) -> None:
-        if not chunk:
-            return
-        self._emitted = True
-        self.bytes_out += len(chunk)
-        for consumer in list(self.consumers):
-            try:
-                await consumer.write(chunk)
-            except Exception as err:
-                self._detach(consumer, err)
-        if not self.consumers:
-            raise _NoConsumers()
-
-    def _detach(self, consumer: Consumer, err: BaseException) -> None:
-        if consumer in self.consumers:
-            self.consumers.remove(consumer)
-        self.failed_consumers.append((consumer, err))
-        consumer.abort(err)
-
-    def _abort_all(self, error: BaseException | None) -> None:
-        consumers, self.consumers = self.consumers, []
-        for consumer in consumers:
-            consumer.abort(error)
-
-    def _end(self, status: str, error: BaseException | None = None) -> None:
-        if self.status not in (PENDING, RUNNING):
-            return
-        self.status = status
-        self.error = error
-        self.ended_at = time.time()
-        self.done.set()
-        for callback in self.on_done:
-            try:
-                callback(self)
-            except Exception:  # a callback's bug must not hide the job's outcome
-                logger.exception("Error in a snapshot callback")
-
-
-class _NoConsumers(Exception):
-    """Every consumer failed: there is nobody left to produce for."""
-
-    def __str__(self) -> str:
-        return "every consumer of the snapshot failed"
 
 
 # -- SAVE, BGSAVE ---------------------------------------------------------------------------
@@ -660,25 +220,39 @@ def save(engine: Engine) -> bool:
     return True
 
 
-def bgsave(engine: Engine) -> bool:
-    """rdbSaveBackground: start a snapshot job writing ``dir/dbfilename``. False when one is
-    already running. Without a running nursery (an engine with no event loop) the save is
-    done synchronously instead; either way its outcome shows in ``rdb_last_bgsave_status``."""
+def start_job(engine: Engine, *, to_file: bool = True, aux: Any = None,
+              setup: Callable[[SnapshotJob], None] | None = None) -> SnapshotJob | None:
+    """Start the node's one background snapshot job (rdbSaveBackground, and
+    rdbSaveToSlavesSockets with ``to_file`` False): a point-in-time RDB that writes
+    ``dir/dbfilename`` when ``to_file`` (counted as a save: LASTSAVE, MISCONF ...) and feeds
+    whatever readers ``setup(job)`` opens before the snapshot instant. ``aux`` defaults to
+    :func:`save_aux`. None when a job is running already, or when the node has no running
+    nursery."""
     st = attach(engine)
-    if st.bgsave is not None:
-        return False
-    st.rdb_saves += 1
+    if st.bgsave is not None or st.nursery is None:
+        return None
+    job = SnapshotJob(engine.keyspace, config=engine.config,
+                      aux=aux if aux is not None else (lambda: save_aux(engine)),
+                      buffer_limit=st.snapshot_buffer)
+    consumer: FileConsumer | None = None
     dirty = engine.dirty
-    st.lastbgsave_try = time.time()
-    job = SnapshotJob(engine.keyspace, config=engine.config, aux=lambda: save_aux(engine))
-    consumer = FileConsumer(rdb_path(engine.config))
-    job.add_consumer(consumer)
+    if to_file:
+        st.rdb_saves += 1
+        st.lastbgsave_try = time.time()
+        consumer = job.add_consumer(FileConsumer(rdb_path(engine.config)))  # type: ignore[assignment]
+    if setup is not None:
+        setup(job)
 
     def done(job: SnapshotJob) -> None:
         if st.bgsave is job:
             st.bgsave = None
         st.last_bgsave_time_sec = int(time.time() - st.bgsave_started)
-        if consumer.committed:
+        if consumer is None:  # backgroundSaveDoneHandlerSocket: no save was made
+            if job.status == DONE:
+                logger.info("Background RDB transfer terminated with success")
+            else:
+                logger.warning("Background transfer error: %s", job.error or job.status)
+        elif consumer.committed:
             logger.info("Background saving terminated with success")
             st.saved(dirty)
         elif job.status == CANCELLED or (consumer.aborted and consumer.error is None):
@@ -690,17 +264,29 @@ def bgsave(engine: Engine) -> bool:
 
     job.on_done.append(done)
     st.bgsave_started = time.time()
-    if st.nursery is not None:
-        job.begin()
-        try:
-            st.nursery.start_soon(job.run)
-        except RuntimeError:  # the nursery is closed: the node has stopped
-            st.nursery = None
-            job.view.close()  # type: ignore[union-attr]
-        else:
-            st.bgsave = job
-            logger.info("Background saving started")
-            return True
+    job.begin()
+    try:
+        st.nursery.start_soon(job.run)
+    except RuntimeError:  # the nursery is closed: the node has stopped
+        st.nursery = None
+        job.cancel()
+        return None
+    st.bgsave = st.last_job = job
+    return job
+
+
+def bgsave(engine: Engine) -> bool:
+    """rdbSaveBackground: start a snapshot job writing ``dir/dbfilename``. False when one is
+    already running. Without a running nursery (an engine with no event loop) the save is
+    done synchronously instead; either way its outcome shows in ``rdb_last_bgsave_status``."""
+    st = attach(engine)
+    if st.bgsave is not None:
+        return False
+    if start_job(engine) is not None:
+        logger.info("Background saving started")
+        return True
+    st.rdb_saves += 1
+    st.lastbgsave_try = time.time()
     if not save(engine):
         st.last_bgsave_ok = False
     st.last_bgsave_time_sec = 0
@@ -709,14 +295,14 @@ def bgsave(engine: Engine) -> bool:
 
 def kill_bgsave(engine: Engine) -> None:
     """killRDBChild: stop a running BGSAVE, remove its temp file. A job that also feeds
-    other consumers (replicas) only loses its file."""
+    readers (replicas) only loses its file and goes on for them."""
     st = attach(engine)
     job = st.bgsave
     if job is None:
         return
     st.bgsave = None
     files = [c for c in job.consumers if isinstance(c, FileConsumer)]
-    if len(files) == len(job.consumers):
+    if job.reader_count == len(files):
         job.cancel()
     else:
         for consumer in files:
@@ -826,7 +412,7 @@ def load_file(engine: Engine, path: str | None = None, *, merge: bool | None = N
     started = perf_counter()
     with open(path, "rb") as source:
         loader = StagedLoad(len(keyspace.dbs), drop_expired=_drop_expired(engine),
-                            now_ms=int(time.time() * 1000),
+                            now_ms=keyspace.now_ms(),
                             verify_checksum=engine.config.rdbchecksum)
         while chunk := source.read(LOAD_READ):
             loader.feed(chunk)

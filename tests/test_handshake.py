@@ -146,24 +146,39 @@ def test_non_critical_replconf_errors_are_ignored():
     assert sent(events) == b"*3\r\n$5\r\nPSYNC\r\n$1\r\n?\r\n$2\r\n-1\r\n"
 
 
-def test_lz4_payload_between_kvrepl_nodes():
+def test_streamed_lz4_payload_between_kvrepl_nodes():
     import lz4.frame
 
-    protocol = ReplicaProtocol(listening_port=6380, capabilities=("eof", "psync2", "lz4"))
+    protocol = ReplicaProtocol(listening_port=6380,
+                               capabilities=("eof", "psync2", "lz4stream"))
     handshake(protocol)
-    packed = lz4.frame.compress(RDB)
-    data = (b"+FULLRESYNC " + REPLID.encode() + b" 0\r\n$LZ4:%d\r\n" % len(packed) + packed
+    # Compressed a piece at a time, as the master streams it: no length anywhere, the
+    # frame's own end mark ends the payload, and the stream may follow at once.
+    compressor = lz4.frame.LZ4FrameCompressor()
+    packed = compressor.begin() + b"".join(
+        compressor.compress(RDB[i:i + 7]) for i in range(0, len(RDB), 7)) + compressor.flush()
+    data = (b"+FULLRESYNC " + REPLID.encode() + b" 0\r\n$LZ4STREAM\r\n" + packed
             + b"*1\r\n$4\r\nping\r\n")
     events = []
     for i in range(len(data)):
         events += protocol.receive_data(data[i:i + 1])
+    assert of(PayloadStart, events) == [PayloadStart(None)]
     assert b"".join(e.data for e in of(PayloadData, events)) == RDB
+    assert len(of(PayloadEnd, events)) == 1
     assert [c.argv for c in of(StreamCommand, events)] == [[b"ping"]]
 
 
+def test_lz4_stream_header_needs_the_capability():
+    protocol = ReplicaProtocol(listening_port=6380)
+    handshake(protocol)
+    with pytest.raises(ReplicationProtocolError, match="payload length"):
+        protocol.receive_data(b"+FULLRESYNC " + REPLID.encode() + b" 0\r\n$LZ4STREAM\r\n")
+
+
 def test_corrupt_lz4_payload_is_a_protocol_error():
-    protocol = ReplicaProtocol(listening_port=6380, capabilities=("eof", "psync2", "lz4"))
+    protocol = ReplicaProtocol(listening_port=6380,
+                               capabilities=("eof", "psync2", "lz4stream"))
     handshake(protocol)
     with pytest.raises(ReplicationProtocolError, match="lz4"):
-        protocol.receive_data(b"+FULLRESYNC " + REPLID.encode() + b" 0\r\n$LZ4:20\r\n"
+        protocol.receive_data(b"+FULLRESYNC " + REPLID.encode() + b" 0\r\n$LZ4STREAM\r\n"
                               + b"\x00" * 20)

@@ -7,6 +7,7 @@ from kvrepl.commands import (  # noqa: F401
     client,
     connection,
     debug,
+    geo,
     hashes,
     info,
     keys,

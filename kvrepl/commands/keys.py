@@ -101,11 +101,17 @@ def del_(s: Session, argv: list[bytes]) -> int:
     freeing to do in Python)."""
     db = s.db
     deleted = 0
+    watches = s.engine.watches
+    gone: list[bytes] | None = [] if watches.pending else None  # only while WATCHed
     for key in argv[1:]:
         # lookup first, as expireIfNeeded: an expired key is removed (and propagated as
         # DEL) by the store and does not count.
         if db.lookup(key) is not None and db.delete(key):
             deleted += 1
+            if gone is not None:
+                gone.append(key)
+    if gone is not None:
+        watches.changed_only(db, *gone)  # a missing key was not modified
     s.engine.dirty += deleted
     return deleted
 
@@ -311,6 +317,7 @@ def copy(s: Session, argv: list[bytes]) -> object:
         return 0
     if dst is not src:
         dst.before_write(newkey)
+        s.engine.watches.changed_only(dst, newkey)  # not the namesake in the source db
     dst.delete(newkey)
     dst.add(newkey, copy_value(value))
     if expire is not None:

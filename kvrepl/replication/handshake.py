@@ -268,10 +268,14 @@ class ReplicaProtocol:
                 "Bad protocol from MASTER, the first byte is not '$' (we received "
                 f"'{line[:64].decode(errors='replace')}'), are you sure the host and port "
                 "are right?")
-        if line.startswith(b"$LZ4:") and "lz4" in self.capabilities:
-            # kvrepl to kvrepl: the same RDB as one lz4 frame of this many bytes.
+        if line == b"$LZ4STREAM" and "lz4stream" in self.capabilities:
+            # kvrepl to kvrepl: the RDB as one lz4 frame, streamed; the frame's end mark
+            # ends the payload (no length up front).
             self._inflate = lz4.frame.LZ4FrameDecompressor()
-            line = b"$" + line[5:]
+            self._payload_left = None
+            events.append(PayloadStart(None))
+            self.state = State.TRANSFER
+            return
         if line.startswith(b"$EOF:") and len(line) >= 5 + EOF_MARK_SIZE:
             self._eof_mark = line[5:5 + EOF_MARK_SIZE]
             self._payload_left = None
@@ -288,23 +292,27 @@ class ReplicaProtocol:
 
     def _transfer(self, events: list[object]) -> bool:
         """Move payload bytes out; True when the payload ended and parsing goes on."""
-        if self._eof_mark is None:
+        if self._inflate is not None:
+            if not self._buf:
+                return False
+            data = self._inflate_piece(bytes(self._buf))
+            self._buf.clear()
+            if data:
+                events.append(PayloadData(data))
+            if not self._inflate.eof:
+                return False
+            self._buf += self._inflate.unused_data or b""  # the stream, if it came at once
+            self._inflate = None
+        elif self._eof_mark is None:
             assert self._payload_left is not None
             take = min(self._payload_left, len(self._buf))
             if take:
                 data = bytes(self._buf[:take])
                 del self._buf[:take]
                 self._payload_left -= take
-                if self._inflate is not None:
-                    data = self._inflate_piece(data)
-                if data:
-                    events.append(PayloadData(data))
+                events.append(PayloadData(data))
             if self._payload_left:
                 return False
-            if self._inflate is not None:
-                if not self._inflate.eof:
-                    raise ReplicationProtocolError("MASTER sent a truncated lz4 payload")
-                self._inflate = None
         else:
             # Hold back the last 40 bytes: they may be the end mark.
             data = self._tail + bytes(self._buf)

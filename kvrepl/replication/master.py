@@ -1,45 +1,57 @@
 """The master side of replication: replica links, one shared snapshot, the stream.
 
 Propagated writes become stream bytes once (:class:`StreamFeed`), go to the backlog and to
-every replica's output buffer. A replica that asks for a full sync joins the snapshot being
-taken, if any, or starts one: a point-in-time :class:`~kvrepl.store.snapshot.KeyspaceView`
-serialized in slices between trio checkpoints, so the master keeps serving. Writes made
-meanwhile are held in each replica's buffer and sent after the payload.
+every replica's output buffer. A full sync is the node's one snapshot job
+(:class:`~kvrepl.snapshot_producer.SnapshotJob`, started by
+:func:`kvrepl.persistence.start_job`: the same producer as BGSAVE), scheduled as Redis 7.0
+does (replication.c syncCommand, shouldStartChildReplication): with ``repl-diskless-sync``
+and every waiting replica announcing ``capa eof`` the RDB streams straight to their sockets
+(``$EOF:<mark>``, or an lz4 frame between kvrepl nodes), after ``repl-diskless-sync-delay``
+seconds or as soon as ``repl-diskless-sync-max-replicas`` wait, so that they share it;
+otherwise it is a BGSAVE of the dump file, which each replica then gets as ``$<len>`` read
+from the file in chunks. Either way no payload is ever held whole in memory: the job's
+buffer is bounded and the slowest replica paces a diskless transfer (one that accepts no
+byte for ``repl-timeout`` seconds is dropped, as Redis drops it). Writes made from the
+snapshot instant on are held in each replica's output buffer (``client-output-buffer-limit
+replica`` applies) and sent after the payload.
 """
 
 from __future__ import annotations
 
+import math
+import os
 import secrets
 import time
 from dataclasses import dataclass, field
+from typing import BinaryIO
 
 import lz4.frame
 import trio
 
+from kvrepl import persistence
 from kvrepl.commands.core import Engine
 from kvrepl.log import logger
-from kvrepl.rdb import RdbWriter, default_aux
+from kvrepl.rdb import default_aux
 from kvrepl.replication.backlog import Backlog
 from kvrepl.replication.stream import StreamFeed, encode_command, encode_commands, encode_select
-from kvrepl.store.snapshot import KeyspaceView
+from kvrepl.snapshot_producer import DONE, FileConsumer, SnapshotFailed, SnapshotJob, SnapshotReader
 
 NO_REPLID = "0" * 40
 _NO_LIMIT = 1 << 62
-_SLICE = 0.002  # seconds of snapshot serialization between two checkpoints
-_SNAPSHOT_BATCH = 256  # keys the view hands over at a time
+_BACKLOG_MIN_SIZE = 16 * 1024  # CONFIG_REPL_BACKLOG_MIN_SIZE
 PING = encode_command([b"ping"])
 GETACK = encode_command([b"REPLCONF", b"GETACK", b"*"])
+#: Payload framing for replicas that announce ``capa lz4stream`` (kvrepl ones): one lz4
+#: frame, which ends itself (its end mark), so no length is needed up front.
+LZ4_STREAM_HEADER = b"$LZ4STREAM\r\n"
+#: Bytes read from the dump at a time when a replica gets it as ``$<len>``.
+FILE_CHUNK = 256 * 1024
 
 
-async def _lz4_chunks(chunks: list[bytes]) -> list[bytes]:
-    """The payload as one lz4 frame, compressed a chunk at a time between checkpoints."""
-    compressor = lz4.frame.LZ4FrameCompressor()
-    out = [compressor.begin()]
-    for chunk in chunks:
-        out.append(compressor.compress(chunk))
-        await trio.lowlevel.checkpoint()
-    out.append(compressor.flush())
-    return out
+def _check_open(link: ReplicaLink) -> None:
+    """A link the master decided to close (output buffer limit) ends its full sync too."""
+    if link.closed is not None:
+        raise LinkClosed(link.closed)
 
 
 def new_replid() -> str:
@@ -70,6 +82,18 @@ class ReplicaLink:
     # After an $EOF: payload the stream waits for the replica's first ACK, as in Redis, so
     # that no stream byte is glued to the end mark.
     hold_until_ack: bool = False
+    # A full sync: waiting for a snapshot (wait_bgsave_start: no stream bytes are held for
+    # it yet), then the snapshot it got, from its instant on.
+    before_snapshot: bool = False
+    waiting_since: float = 0.0
+    start_now: bool = False  # Redis starts its BGSAVE at once, with no diskless delay
+    assigned: trio.Event = field(default_factory=trio.Event)
+    job: SnapshotJob | None = None
+    reader: SnapshotReader | None = None  # diskless: the RDB as it is produced
+    sync_offset: int = -1
+    job_done: trio.Event = field(default_factory=trio.Event)  # disk: the dump is ready
+    rdb_file: BinaryIO | None = None  # disk: the dump, opened when it was complete
+    sync_error: str | None = None
 
     @property
     def ip(self) -> str:
@@ -80,15 +104,13 @@ class ReplicaLink:
         self.wakeup.set()
 
 
-@dataclass(eq=False)
-class Snapshot:
-    """One RDB for every replica that asked for a full sync while it was being taken."""
-
-    offset: int
-    links: list[ReplicaLink] = field(default_factory=list)
-    rdb: list[bytes] | None = None  # the payload's chunks, sent one by one (no big join)
-    error: str | None = None
-    done: trio.Event = field(default_factory=trio.Event)
+def _close_now(link: ReplicaLink) -> None:
+    """Close a link at once, as Redis frees the client: its sender may be stuck sending to
+    a replica that does not read, so waking it is not enough."""
+    link.wakeup.set()
+    kill = getattr(link.session, "on_kill", None)
+    if kill is not None:
+        kill()
 
 
 class MasterReplication:
@@ -106,7 +128,12 @@ class MasterReplication:
         self.feed = StreamFeed()
         self.feed.consumers.append(self._stream_bytes)
         self.replicas: list[ReplicaLink] = []
-        self.snapshot: Snapshot | None = None
+        self.waiting: list[ReplicaLink] = []  # full syncs waiting for a snapshot to start
+        self.job: SnapshotJob | None = None  # the snapshot of the replicas being synced
+        self.job_links: list[ReplicaLink] = []
+        self.job_to_disk = False
+        self._kick = trio.Event()  # wakes the scheduler: a replica came or left, a job ended
+        self._scheduling = False
         self.sync_full = 0
         self.sync_partial_ok = 0
         self.sync_partial_err = 0
@@ -118,6 +145,19 @@ class MasterReplication:
         self._outbox = bytearray()  # stream bytes not yet copied to the links' buffers
         self._post_limit = _NO_LIMIT  # outbox size that calls for an output limit check
         engine.replication = self
+        self.config.listeners.append(self._config_changed)
+
+    def _config_changed(self, name: str) -> None:
+        if name == "repl-backlog-size" and self._backlog is not None:
+            self._backlog.resize(self.backlog_size())
+        elif name == "client-output-buffer-limit":
+            self._rearm_limits()  # the new limits count from the next write on
+
+    def backlog_size(self) -> int:
+        """repl-backlog-size, raised to Redis's minimum of 16 KiB as Redis raises it."""
+        if self.config.repl_backlog_size < _BACKLOG_MIN_SIZE:
+            self.config.repl_backlog_size = _BACKLOG_MIN_SIZE
+        return self.config.repl_backlog_size
 
     # -- the stream ------------------------------------------------------------------------
     @property
@@ -206,7 +246,8 @@ class MasterReplication:
             data = bytes(outbox)
             outbox.clear()
             for link in self.replicas:
-                link.buffer += data
+                if not link.before_snapshot:  # Redis feeds no WAIT_BGSAVE_START replica
+                    link.buffer += data
         self._rearm_limits()
 
     def _rearm_limits(self) -> None:
@@ -251,11 +292,11 @@ class MasterReplication:
                            "buffer limits (%s).", link.addr, why)
             link.closed = why
             link.buffer.clear()
-            link.wakeup.set()
+            _close_now(link)
 
     def create_backlog(self) -> None:
         if self.backlog is None:
-            self.backlog = Backlog(self.config.repl_backlog_size, self._offset)
+            self.backlog = Backlog(self.backlog_size(), self._offset)
             # A new history: replicas of an old one must not continue into this one.
             self.replid = new_replid()
             self.replid2 = NO_REPLID
@@ -264,7 +305,7 @@ class MasterReplication:
     def create_backlog_keeping_id(self) -> None:
         """A replica's backlog: same history as its master, for sub-replicas and promotion."""
         if self.backlog is None:
-            self.backlog = Backlog(self.config.repl_backlog_size, self._offset)
+            self.backlog = Backlog(self.backlog_size(), self._offset)
 
     def restore_history(self, replid: str, offset: int) -> None:
         """After loading a dump that carried ``repl-id``/``repl-offset`` at startup: carry
@@ -330,114 +371,241 @@ class MasterReplication:
         self.sync_full += 1
         self.create_backlog()
         self._attach(link)
-        snapshot = self._join_snapshot(link)
         try:
-            await self._send_full_sync(io, link, snapshot)
+            self._request_snapshot(link)
+            await self._full_sync(io, link)
+        except LinkClosed as err:
+            self._forget(link)
+            logger.warning("Replica %s: full sync not completed: %s", link.addr, err)
+            return
         except BaseException:
             self._forget(link)
             raise
         await self._run_link(connection, link)
 
-    def _join_snapshot(self, link: ReplicaLink) -> Snapshot:
-        self._distribute()
-        snapshot = self.snapshot
-        if snapshot is not None and snapshot.rdb is None and snapshot.error is None:
-            # Attach to the snapshot being taken: the writes held since it began are
-            # exactly what this replica also needs after the payload.
-            held = next((other.buffer for other in snapshot.links
-                         if other.state == "wait_bgsave"), None)
-            if held is not None or not snapshot.links:
-                link.buffer[:] = held or b""
-                snapshot.links.append(link)
-                return snapshot
-        snapshot = self.snapshot = Snapshot(offset=-1)
-        snapshot.links.append(link)
-        assert self.nursery is not None, "replication needs a running node"
-        self.nursery.start_soon(self._take_snapshot, snapshot)
-        return snapshot
+    # -- full sync: scheduling the snapshot ---------------------------------------------------
+    def _request_snapshot(self, link: ReplicaLink) -> None:
+        """syncCommand's three cases: attach to the disk snapshot that other replicas are
+        waiting for, or wait for the next snapshot (started now, or after the diskless
+        delay: see :meth:`_start_if_due`)."""
+        job = self.job
+        if job is not None and self.job_to_disk and job.status != DONE:
+            # CASE 1: the dump being written serves this replica too, with the writes held
+            # for a replica already waiting for it (copyReplicaOutputBuffer).
+            other = next((o for o in self.job_links if o.closed is None
+                          and link.capabilities >= o.capabilities), None)
+            if other is not None:
+                self._distribute()
+                link.buffer[:] = other.buffer
+                link.job, link.sync_offset = job, other.sync_offset
+                self.job_links.append(link)
+                link.assigned.set()
+                logger.info("Waiting for end of BGSAVE for SYNC")
+                return
+        # CASE 2 (a diskless snapshot is running: wait for the next) and CASE 3 (none).
+        eof = "eof" in link.capabilities and not link.old_sync
+        config = self.config
+        link.before_snapshot = True
+        link.waiting_since = time.monotonic()
+        link.start_now = not (config.repl_diskless_sync and eof
+                              and config.repl_diskless_sync_delay)
+        self.waiting.append(link)
+        if job is not None:
+            logger.info("Current BGSAVE has socket target. Waiting for next BGSAVE for SYNC")
+        elif not link.start_now:
+            logger.info("Delay next BGSAVE for diskless SYNC")
+        self._wake_scheduler()
 
-    async def _take_snapshot(self, snapshot: Snapshot) -> None:
-        delay = self.config.repl_diskless_sync_delay if self.config.repl_diskless_sync else 0
-        if delay:
-            # Let other replicas that are starting up share this snapshot.
-            with trio.move_on_after(delay):
-                await trio.sleep_forever()
-        engine = self.engine
-        # The snapshot instant: from here on, writes are held in every waiting link.
-        snapshot.offset = self.master_repl_offset
-        self._distribute()  # what was written before this instant is not for these links
-        for link in snapshot.links:
-            link.buffer.clear()
-        self.feed.selected_db = -1  # the first write after the payload says which db
-        view = KeyspaceView(engine.keyspace)
+    def _wake_scheduler(self) -> None:
+        if not self._scheduling:
+            assert self.nursery is not None, "replication needs a running node"
+            self._scheduling = True
+            self.nursery.start_soon(self._scheduler)
+        self._kick.set()
+
+    async def _scheduler(self) -> None:
+        """replicationCron's replicationStartPendingFork, run when something changed and
+        when a delay ends (not only once a second)."""
         try:
-            writer = RdbWriter(compression=self.config.rdbcompression,
-                               checksum=self.config.rdbchecksum, config=self.config)
-            sizes = {index: (keys, expires) for index, keys, expires in view.db_sizes()}
-            chunks = [writer.begin(default_aux(repl_id=self.replid.encode(),
-                                               repl_offset=snapshot.offset, repl_stream_db=0))]
-            # Slices of about _SLICE seconds, not of a fixed number of keys: 2048 strings
-            # take ~3 ms to serialize, 2048 hashes or sorted sets 20-30 ms.
-            started = time.perf_counter()
-            for db, items, expires in view.batches(_SNAPSHOT_BATCH):
-                chunks.append(writer.write_batch(db, items, expires, sizes))
-                if time.perf_counter() - started >= _SLICE:
-                    await trio.lowlevel.checkpoint()
-                    started = time.perf_counter()
-            chunks.append(writer.finish())
-            snapshot.rdb = chunks
-        except Exception as err:  # never leave replicas waiting forever
-            logger.warning("Background replication snapshot failed: %s", err)
-            snapshot.error = str(err)
+            while True:
+                self._kick = trio.Event()
+                wait = self._start_if_due()
+                with trio.move_on_after(wait):
+                    await self._kick.wait()
         finally:
-            view.close()
-            if self.snapshot is snapshot:
-                self.snapshot = None
-            snapshot.done.set()
+            self._scheduling = False
 
-    async def _send_full_sync(self, io: object, link: ReplicaLink, snapshot: Snapshot) -> None:
-        # Until the snapshot exists the replica only gets keepalive newlines.
-        while not snapshot.done.is_set():
-            with trio.move_on_after(1):
-                await snapshot.done.wait()
-            if not snapshot.done.is_set():
-                await io.send_all(b"\n")
-        if snapshot.rdb is None:
+    def _start_if_due(self) -> float:
+        """Start a snapshot for the waiting replicas when shouldStartChildReplication says
+        so; the seconds until it must be asked again (inf: only when something changes)."""
+        waiting = self.waiting
+        if not waiting:
+            return math.inf
+        if self.job is not None or persistence.attach(self.engine).bgsave is not None:
+            # hasActiveChildProcess: ours ends with a kick; a BGSAVE's end is looked for
+            # once a second, as replicationCron does.
+            return math.inf if self.job is not None else 1.0
+        config = self.config
+        longest = time.monotonic() - min(link.waiting_since for link in waiting)
+        wanted = config.repl_diskless_sync_max_replicas
+        if (not config.repl_diskless_sync or any(link.start_now for link in waiting)
+                or (wanted > 0 and len(waiting) >= wanted)
+                or longest >= config.repl_diskless_sync_delay):
+            self._start_snapshot()
+            return math.inf
+        return config.repl_diskless_sync_delay - longest
+
+    def _start_snapshot(self) -> None:
+        """startBgsaveForReplication for every waiting replica: to their sockets when
+        diskless sync is on and all of them can take an $EOF: payload, else to disk."""
+        links, self.waiting = self.waiting, []
+        to_disk = not (self.config.repl_diskless_sync and all(
+            "eof" in link.capabilities and not link.old_sync for link in links))
+        logger.info("Starting BGSAVE for SYNC with target: %s",
+                    "disk" if to_disk else "replicas sockets")
+
+        def setup(job: SnapshotJob) -> None:
+            for link in links:
+                link.job = job
+                if not to_disk:
+                    link.reader = job.open_reader()
+            job.on_begin.append(instant)
+
+        def instant(job: SnapshotJob) -> None:
+            # From here on the writes are held for these replicas; the first one after the
+            # payload says which db it is for (slaveseldb = -1).
+            offset = self.master_repl_offset
+            self._distribute()
+            for link in links:
+                link.before_snapshot = False
+                link.buffer.clear()
+                link.sync_offset = offset
+                link.assigned.set()
+            self.feed.selected_db = -1
+
+        aux = lambda: default_aux(repl_id=self.replid.encode(),  # noqa: E731
+                                  repl_offset=self.master_repl_offset, repl_stream_db=0)
+        state = persistence.attach(self.engine)
+        if state.nursery is None:  # the node gave persistence no nursery: jobs run in ours
+            state.nursery = self.nursery
+        job = persistence.start_job(self.engine, to_file=to_disk, aux=aux, setup=setup)
+        if job is None:
+            logger.warning("BGSAVE for replication failed")
+            for link in links:
+                if link.reader is not None:
+                    link.reader.close()
+                link.sync_error = "BGSAVE failed"
+                link.assigned.set()
+            return
+        self.job, self.job_links, self.job_to_disk = job, links, to_disk
+        job.on_done.append(lambda job: self._snapshot_done(job, links))
+
+    def _snapshot_done(self, job: SnapshotJob, links: list[ReplicaLink]) -> None:
+        """updateSlavesWaitingBgsave: disk replicas get the dump (opened now, so a later
+        save renaming over it changes nothing for them), or the failure. ``links`` is the
+        job's list, with the replicas that attached to it since."""
+        if self.job is job:
+            self.job, self.job_links = None, []
+        saved = job.status == DONE and any(
+            isinstance(c, FileConsumer) and c.committed for c in job.consumers)
+        for link in links:
+            if link.reader is None and link.closed is None:
+                if saved:
+                    try:
+                        link.rdb_file = open(persistence.rdb_path(self.config), "rb")  # noqa: SIM115
+                    except OSError as err:
+                        link.sync_error = f"can't open the dump: {err}"
+                else:
+                    link.sync_error = f"BGSAVE child returned an error ({job.status})"
+            link.job_done.set()
+        self._kick.set()
+
+    # -- full sync: sending the payload ---------------------------------------------------------
+    async def _full_sync(self, io: object, link: ReplicaLink) -> None:
+        # Until its snapshot starts the replica only gets keepalive newlines.
+        await self._keepalive(io, link, link.assigned)
+        if link.sync_error is not None:
             await io.send_all(b"-ERR BGSAVE failed, replication can't continue\r\n")
-            raise LinkClosed(snapshot.error or "snapshot failed")
+            raise LinkClosed(link.sync_error)
         header = b"" if link.old_sync else (
-            b"+FULLRESYNC %s %d\r\n" % (self.replid.encode(), snapshot.offset))
-        link.state = "send_bulk"
-        mark = b""
-        if "lz4" in link.capabilities and not link.old_sync:
-            # Only kvrepl replicas announce lz4 (Redis ignores unknown capabilities).
-            logger.info("Starting BGSAVE for SYNC with target: replicas sockets (lz4)")
-            compressed = await _lz4_chunks(snapshot.rdb)
-            self.last_payload_framing = "lz4"
-            await io.send_all(header + b"$LZ4:%d\r\n" % sum(map(len, compressed)))
-            for chunk in compressed:
-                await io.send_all(chunk)
-        elif self.config.repl_diskless_sync and "eof" in link.capabilities \
-                and not link.old_sync:
-            logger.info("Starting BGSAVE for SYNC with target: replicas sockets")
-            mark = secrets.token_hex(20).encode()
-            link.hold_until_ack = True
-            self.last_payload_framing = "eof"
-            await io.send_all(header + b"$EOF:" + mark + b"\r\n")
+            b"+FULLRESYNC %s %d\r\n" % (self.replid.encode(), link.sync_offset))
+        if link.reader is not None:
+            await self._stream_payload(io, link, header)
         else:
-            logger.info("Starting BGSAVE for SYNC with target: disk")
-            self.last_payload_framing = "len"
-            await io.send_all(header + b"$%d\r\n" % sum(map(len, snapshot.rdb)))
-        if "lz4" not in link.capabilities or link.old_sync:
-            # Chunk by chunk: one big concatenation would stall every other client.
-            for chunk in snapshot.rdb:
-                await io.send_all(chunk)
-            if mark:
-                await io.send_all(mark)
+            await self._send_dump(io, link, header)
         link.state = "online"
-        link.ack_offset = snapshot.offset
+        link.ack_offset = link.sync_offset
         link.ack_time = time.monotonic()
         logger.info("Synchronization with replica %s succeeded", link.addr)
+
+    @staticmethod
+    async def _keepalive(io: object, link: ReplicaLink, event: trio.Event) -> None:
+        """A newline every second until ``event`` (the replica's keepalive while waiting)."""
+        while not event.is_set():
+            with trio.move_on_after(1):
+                await event.wait()
+            _check_open(link)
+            if not event.is_set():
+                await io.send_all(b"\n")
+
+    async def _send_timed(self, io: object, link: ReplicaLink, data: bytes) -> None:
+        """A payload piece; a replica that takes none of it for repl-timeout seconds is
+        dropped, so that it does not hold the snapshot (and every other replica) back."""
+        _check_open(link)
+        with trio.move_on_after(self.config.repl_timeout) as scope:
+            await io.send_all(data)
+        if scope.cancelled_caught:
+            logger.warning("Disconnecting timedout replica (full sync): %s", link.addr)
+            raise LinkClosed("timeout during the full sync")
+
+    async def _stream_payload(self, io: object, link: ReplicaLink, header: bytes) -> None:
+        """Diskless: the RDB as the job produces it, framed without a length."""
+        reader = link.reader
+        assert reader is not None  # INFO keeps saying wait_bgsave meanwhile, as Redis's does
+        try:
+            if "lz4stream" in link.capabilities and not link.old_sync:
+                # Only kvrepl replicas announce lz4stream (Redis ignores unknown capas).
+                self.last_payload_framing = "lz4"
+                compressor = lz4.frame.LZ4FrameCompressor()
+                await io.send_all(header + LZ4_STREAM_HEADER + compressor.begin())
+                async for chunk in reader:
+                    packed = compressor.compress(chunk)
+                    if packed:
+                        await self._send_timed(io, link, packed)
+                await io.send_all(compressor.flush())
+            else:
+                self.last_payload_framing = "eof"
+                mark = secrets.token_hex(20).encode()
+                await io.send_all(header + b"$EOF:" + mark + b"\r\n")
+                async for chunk in reader:
+                    await self._send_timed(io, link, chunk)
+                await io.send_all(mark)
+        except SnapshotFailed as err:
+            raise LinkClosed(f"the snapshot failed: {err}") from None
+        finally:
+            reader.close()
+        link.hold_until_ack = True
+
+    async def _send_dump(self, io: object, link: ReplicaLink, header: bytes) -> None:
+        """Disk: ``$<len>`` and the dump, read from the file a chunk at a time."""
+        if header:
+            await io.send_all(header)
+        await self._keepalive(io, link, link.job_done)
+        source = link.rdb_file
+        if source is None:
+            await io.send_all(b"-ERR BGSAVE failed, replication can't continue\r\n")
+            raise LinkClosed(link.sync_error or "no dump")
+        link.state = "send_bulk"
+        self.last_payload_framing = "len"
+        with source:
+            left = os.fstat(source.fileno()).st_size
+            await io.send_all(b"$%d\r\n" % left)
+            while left:
+                data = await trio.to_thread.run_sync(source.read, min(left, FILE_CHUNK))
+                if not data:
+                    raise LinkClosed("the dump got shorter while it was sent")
+                left -= len(data)
+                await self._send_timed(io, link, data)
 
     async def _run_link(self, connection: object, link: ReplicaLink) -> None:
         """Stream to the replica and read its ACKs until one side goes away."""
@@ -472,6 +640,15 @@ class MasterReplication:
     def _forget(self, link: ReplicaLink) -> None:
         if link in self.replicas:
             self.replicas.remove(link)
+        if link in self.waiting:
+            self.waiting.remove(link)
+            self._kick.set()  # one fewer may change what repl-diskless-sync-max-replicas says
+        if link in self.job_links:
+            self.job_links.remove(link)
+        if link.reader is not None:
+            link.reader.close()  # the snapshot no longer waits for this replica
+        if link.rdb_file is not None:
+            link.rdb_file.close()
         link.session.replica_link = None
 
     # -- ACKs and cron ---------------------------------------------------------------------
@@ -495,7 +672,7 @@ class MasterReplication:
                     and now - link.ack_time > self.config.repl_timeout):
                 logger.warning("Disconnecting timedout replica (streaming sync): %s", link.addr)
                 link.closed = "timeout"
-                link.wakeup.set()
+                _close_now(link)
         if self.backlog is not None and not self.replicas and self.propagating:
             ttl = self.config.repl_backlog_ttl
             idle = getattr(self, "_no_replicas_since", None)

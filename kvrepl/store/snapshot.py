@@ -26,7 +26,7 @@ being silently wrong.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from itertools import islice
 
 from kvrepl import gc_policy
@@ -127,17 +127,19 @@ class KeyspaceView:
         finally:
             self.close()
 
-    def batches(self, batch: int = 2048) -> Iterator[
+    def batches(self, batch: int | Callable[[], int] = 2048) -> Iterator[
             tuple[int, list[tuple[bytes, object]], dict[bytes, int]]]:
         """``(db, [(key, value), ...], expires)`` per slice of keys, each as of the snapshot:
         the fast form of :meth:`entries` for a writer. ``expires`` may be the live dict
         (still exact for keys nobody wrote since); it is only to be read before the next
-        write, i.e. within the same step as the batch."""
+        write, i.e. within the same step as the batch. ``batch`` is a number of keys, or a
+        callable asked before each batch (a writer that bounds its output in bytes)."""
+        size = batch if callable(batch) else (lambda: batch)
         try:
             for view in self._views:
                 data, expires, stash, index = view.data, view.expires, view.stash, view.index
                 get = data.__getitem__
-                while chunk := view.next_keys(batch):
+                while chunk := view.next_keys(size()):
                     if not stash or stash.keys().isdisjoint(chunk):
                         yield index, list(zip(chunk, map(get, chunk), strict=True)), expires
                         continue
