@@ -640,10 +640,11 @@ async def test_kvrepl_replica_of_redis_master_holds_what_a_redis_replica_holds()
 
 
 async def test_redis_replica_of_kvrepl_master_holds_what_it_would_of_redis() -> None:
-    oracle = RedisServer("--stream-node-max-entries", "7")
+    oracle = RedisServer("--stream-node-max-entries", "7", "--repl-diskless-sync-delay", "0")
     oracle_replica = RedisServer("--replicaof", "127.0.0.1", str(oracle.port))
     try:
-        async with kvrepl.Master(port=0, stream_node_max_entries=7) as master:
+        async with kvrepl.Master(port=0, stream_node_max_entries=7,
+                                 repl_diskless_sync_delay=0) as master:
             replica = RedisServer("--enable-debug-command", "yes", "--replicaof", "127.0.0.1",
                                   str(master.port))
             try:
