@@ -390,13 +390,13 @@ class Stream:
         """streamAppendItem with an ID already checked to be above ``last_id``; ``total``
         is the fields' length in bytes when the caller knows it."""
         entries = self._entries
-        tail = self._tail
-        if tail is None or len(self._ids) - self._head != len(entries):
-            if self.nodes is None or (not self.nodes and entries) or (
-                    len(self._ids) - self._head != len(entries)):
-                self.node_map(max_bytes, max_entries)
-            if self.nodes:
-                tail = self.nodes.peekitem(-1)[1]
+        tail = self._tail  # set: this stream grew through here, its indexes agree
+        if tail is None:
+            self._index()
+            nodes = self.node_map(max_bytes, max_entries)
+            entries = self._entries
+            if nodes:
+                tail = nodes.peekitem(-1)[1]
         if tail is not None:
             if max_bytes <= 0 or max_bytes > LISTPACK_MAX_SIZE:
                 max_bytes = LISTPACK_MAX_SIZE
