@@ -28,6 +28,7 @@ def command(rng: random.Random) -> list[str]:
     m = rng.choice(MEMBERS)
     n = str(rng.randint(-3, 5))
     v = rng.choice(["v", "12", "-7", "3.5", "hello world", "y" * 50, ""])
+    sid = f"{rng.randint(0, 60)}-{rng.randint(0, 2)}"  # explicit stream IDs: no clock
     choices = [
         ["SET", k, v], ["SET", k, v, "PX", "100000"], ["SET", k, v, "NX"], ["SET", k, v, "XX", "GET"],
         ["GET", k], ["APPEND", k, v], ["INCR", k], ["INCRBY", k, n], ["DECR", k],
@@ -53,6 +54,9 @@ def command(rng: random.Random) -> list[str]:
         ["SORT", k], ["SORT", k, "ALPHA", "DESC", "LIMIT", "0", "3"],
         ["SETBIT", k, n, "1"], ["GETBIT", k, "3"], ["BITCOUNT", k, "0", n, "BIT"],
         ["BITPOS", k, "0", n], ["BITOP", "XOR", k2, k, k2], ["BITFIELD", k, "INCRBY", "i5", n, n],
+        ["XADD", k, sid, m, v], ["XADD", k, "MAXLEN", "~", "2", sid, m, v], ["XLEN", k],
+        ["XADD", k, "NOMKSTREAM", "MINID", "=", sid, sid, m, v], ["XDEL", k, sid],
+        ["XRANGE", k, "-", "+", "COUNT", "3"], ["XTRIM", k, "MAXLEN", n],
         ["MULTI"], ["EXEC"], ["DISCARD"], ["SELECT", rng.choice(["0", "0", "0", "1", "2"])],
     ]
     return rng.choice(choices)
@@ -86,6 +90,9 @@ def dump_keyspace(client: redis.Redis, databases: int = 3) -> dict:
                 value = sorted(client.smembers(key))
             elif kind == b"zset":
                 value = client.execute_command("ZRANGE", key, 0, -1, "WITHSCORES")
+            elif kind == b"stream":
+                value = (client.execute_command("XRANGE", key, "-", "+"),
+                         client.execute_command("XINFO", "STREAM", key))
             else:
                 value = None
             result[(db, key)] = (kind, value, client.pttl(key))
