@@ -83,6 +83,10 @@ WRITES = [
     ("PFADD", "hll", *"abcdefg"), ("PFADD", "hll2", "x"), ("PFMERGE", "hll3", "hll", "hll2"),
     ("PFCOUNT", "hll", "hll2"), ("GEOADD", "geo", 13.36, 38.11, "Palermo"),
     ("SET", "bits", "plain again"), ("SWAPDB", 0, 2), ("SWAPDB", 2, 0),
+    ("XADD", "x", "1-1", "f", "v"), ("XADD", "x", "2-1", "f", "v" * 50, "g", "w"),
+    ("XGROUP", "CREATE", "x", "grp", "0"),
+    ("XREADGROUP", "GROUP", "grp", "c", "STREAMS", "x", ">"), ("XACK", "x", "grp", "1-1"),
+    ("XDEL", "x", "1-1"), ("XTRIM", "x", "MAXLEN", 0),
     ("GETDEL", "a"), ("DEL", "b", "st"), ("LPOP", "l2", 100), ("FLUSHDB",),
 ]
 
@@ -155,6 +159,23 @@ def test_estimate_tracks_tracemalloc(kind):
     }
     traced, estimated = _traced_per_key(makers[kind], 3000)
     assert 0.7 < estimated / traced < 1.3, (kind, traced, estimated)
+
+
+def test_stream_estimate_tracks_tracemalloc():
+    engine, _ = make_engine()
+    run = runner(engine)
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for i in range(20):
+            for j in range(100):
+                run("XADD", f"stream:{i}", "*", "field", f"value{j}", "other", "v" * 20)
+            run("XGROUP", "CREATE", f"stream:{i}", "group", "0")
+            run("XREADGROUP", "GROUP", "group", "c", "COUNT", 50, "STREAMS", f"stream:{i}", ">")
+        traced = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert 0.7 < engine.keyspace.used_memory() / traced < 1.3
 
 
 # -- eviction under each policy ---------------------------------------------------------------

@@ -21,6 +21,7 @@ from kvrepl.commands.plain import PlainLane
 from kvrepl.commands.protection import protected_command_error
 from kvrepl.commands.spec import (
     CommandSpec,
+    key_positions,
     load_specs,
     modified_key_positions,
     modifies_only_first_argument,
@@ -68,11 +69,17 @@ class Block:
     ready the engine runs the same command again; when the time is up the client gets
     ``timeout_reply``. Inside MULTI or for replicated commands the engine answers
     ``timeout_reply`` at once, as Redis does.
+
+    ``argv``, when given, is what the engine runs again instead of the command as sent
+    (XREAD remembers the ID ``$`` stood for when it blocked); ``wake_on_delete`` asks to be
+    run again when a key it waits on is deleted too (XREADGROUP then fails -UNBLOCKED).
     """
 
     keys: list[bytes]
     timeout: float
     timeout_reply: object = NULL_ARRAY
+    argv: list[bytes] | None = None
+    wake_on_delete: bool = False
 
 
 # Commands MULTI does not queue but runs at once (multiCommand/execCommand rules).
@@ -624,11 +631,13 @@ class Engine:
                 for index in modified_key_positions(cmd.spec, argv):
                     db.before_write(argv[index])
             reply = cmd.handler(session, argv)
-            if cmd.remeasures and self.dirty != dirty:
+            if cmd.remeasures:
+                # Every key, dirty or not, RO in its key spec or not: XREADGROUP's stream
+                # (RO in Redis's table) gains pending entries without counting as a change.
                 if cmd.remeasures_first:
                     db.changed_in_place(argv[1])
                 else:
-                    for index in modified_key_positions(cmd.spec, argv):
+                    for index in key_positions(cmd.spec, argv):
                         db.changed_in_place(argv[index])
         except ReplyError as err:
             reply = err

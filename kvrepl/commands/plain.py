@@ -78,12 +78,14 @@ class PlainLane:
         make it do more than read or store one key: no node-wide refusal (loading, read-only,
         MISCONF, NOREPLICAS), no MULTI, pub/sub context, MONITOR or replica link, no WATCH or
         running snapshot (they watch writes key by key), no LFU clock, no maxmemory (eviction
-        runs before each command), no replies queued."""
+        runs before each command), no replies queued, no client blocked on a key (a SET over
+        a stream wakes XREADGROUP with -UNBLOCKED)."""
         engine = self.engine
         keyspace = engine.keyspace
         config = engine.config
         return not (
             engine.restricted or engine.monitors or keyspace.before_write_hooks
+            or keyspace.blocked_keys
             or keyspace.lfu or config.min_replicas_to_write or config.maxmemory
             or not session.authenticated or session.multi is not None
             or session.channels or session.patterns or session.is_master
@@ -114,7 +116,8 @@ class PlainLane:
         keyspace = engine.keyspace
         return not (
             engine.loading or engine.monitors or keyspace.before_write_hooks or keyspace.lfu
-            or engine.config.maxmemory or not session.authenticated or session.multi is not None
+            or keyspace.blocked_keys or engine.config.maxmemory
+            or not session.authenticated or session.multi is not None
             or session.channels or session.patterns
         )
 

@@ -630,15 +630,15 @@ def modified_key_positions(spec: CommandSpec, argv: list[bytes]) -> list[int]:
 
 
 def modifies_only_first_argument(spec: CommandSpec) -> bool:
-    """True when :func:`modified_key_positions` is ``[1]`` for every well-formed call (one
-    key spec, the key at index 1, not read-only): HSET, LPUSH, ZADD... so that a caller on
-    the hot path can skip computing it."""
+    """True when :func:`key_positions` is ``[1]`` for every well-formed call (one key spec,
+    the key at index 1): HSET, LPUSH, ZADD... so that a caller on the hot path can skip
+    computing it."""
     refs = spec._compiled
     if len(refs) != 1 or spec.get_keys_function:
         return False
     flags, begin, first, _, find, lastkey, step, limit = refs[0]
     return (begin == _BS_INDEX and find == _FK_RANGE and first == 1 and lastkey == 0
-            and not limit and "RO" not in flags and not flags & _SLOW_PATH_FLAGS)
+            and not limit and not flags & _SLOW_PATH_FLAGS)
 
 
 def keys_of(spec: CommandSpec, argv: list[bytes]) -> list[bytes]:

@@ -18,7 +18,8 @@ What one key costs (the constants were measured with tracemalloc on CPython 3.11
   table (``sys.getsizeof``, O(1), which counts its capacity) plus its elements, estimated
   like Redis's ``objectComputeSize``: the first ``samples`` elements are measured and their
   average is multiplied by the length, so the cost of a write does not grow with the size
-  of the value it changes. A sorted set's order index (built lazily) always counts.
+  of the value it changes. A sorted set's order index (built lazily) always counts; a
+  stream's entries are sampled the same way, its consumer groups and pending entries counted.
 
 The interpreter, the command table, the replication backlog and client buffers are not
 counted: ``used_memory`` is the dataset, which is what ``maxmemory`` bounds.
@@ -30,7 +31,7 @@ import sys
 from collections import deque
 from itertools import islice
 
-from kvrepl.store.values import ZSet
+from kvrepl.store.values import Stream, ZSet
 
 BYTES_HEADER = sys.getsizeof(b"")  # 33 on 64-bit CPython
 DICT_ENTRY = 40
@@ -42,6 +43,13 @@ STRING_ENTRY = 2 * BYTES_HEADER + 2 * DICT_ENTRY
 KEY_ENTRY = BYTES_HEADER + 2 * DICT_ENTRY
 # Redis's OBJ_COMPUTE_SIZE_DEF_SAMPLES: how many elements MEMORY USAGE measures by default.
 DEFAULT_SAMPLES = 5
+# A stream (measured with tracemalloc through XADD/XGROUP/XREADGROUP): its own tables and
+# first node; each entry's ID (a tuple and its ms int) and slot in the ID list; each
+# consumer group, and each of its pending entries (NACK, PEL and consumer slots).
+_STREAM_BASE = 2400
+_STREAM_ID = sys.getsizeof((1 << 40, 0)) + sys.getsizeof(1 << 40) + 8
+_STREAM_GROUP = 1500
+_STREAM_PENDING = 260
 # A ZSet's ordered index: per member a (score, member) tuple and its list slot, and the
 # SortedList's own objects (its lists, maxes and index; measured with tracemalloc).
 _ORDERED_PAIR = sys.getsizeof((1.5, b"")) + 8
@@ -93,7 +101,26 @@ def value_size(value: object, samples: int = DEFAULT_SAMPLES) -> int:
         # read that needs it, and a read must not change the estimate.
         return _ORDER_INDEX + sys.getsizeof(zset) + sys.getsizeof(zset.scores) + _sampled(
             zset.scores, count, take, BYTES_HEADER + FLOAT_SIZE + _ORDERED_PAIR)
+    if kind is Stream:
+        return _stream_size(value, take)  # type: ignore[arg-type]
     return sys.getsizeof(value)
+
+
+def _stream_size(stream: Stream, samples: int) -> int:
+    """A stream: entries sampled like a container's (fields and values of the first
+    ``samples``), groups and their pending entries counted."""
+    entries = stream.entries
+    count = len(entries)
+    size = _STREAM_BASE + sys.getsizeof(entries) + count * _STREAM_ID
+    if count:
+        seen = min(count, samples)
+        total = 0
+        for fields in islice(entries.values(), seen):
+            total += sys.getsizeof(fields) + sum(map(len, fields)) + len(fields) * BYTES_HEADER
+        size += total * count // seen
+    for group in stream.groups.values():
+        size += _STREAM_GROUP + len(group.pending) * _STREAM_PENDING
+    return size
 
 
 def key_memory_usage(key: bytes, value: object, has_expire: bool = False,
