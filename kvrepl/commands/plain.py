@@ -201,6 +201,7 @@ class PlainLane:
         nil = _NIL[session.resp3]
         heads = _BULK_HEADS
         gets = sets = misses = pfadds = grown = pfcounts = grew = 0
+        get, size_of, entry = data.get, len, STRING_ENTRY  # locals: the loop's hot lookups
         written: list[list[bytes]] = []  # the SETs, for the propagation listeners
         position = start
         began = perf_counter()
@@ -226,11 +227,11 @@ class PlainLane:
                 if key in expires:
                     break
                 value = argv[2]
-                old = data.get(key)
+                old = get(key)
                 if old is None:
-                    grew += STRING_ENTRY + len(key) + len(value)
+                    grew += entry + size_of(key) + size_of(value)
                 elif type(old) is bytes:
-                    grew += len(value) - len(old)
+                    grew += size_of(value) - size_of(old)
                 else:
                     break
                 data[key] = value
