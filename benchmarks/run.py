@@ -35,6 +35,8 @@ BENCHMARKS: dict[str, str] = {
     "rdb": "benchmarks.rdb",
     "geo": "benchmarks.geo",
     "hll": "benchmarks.hyperloglog",
+    "bitmaps": "benchmarks.bitmaps",
+    "streams": "benchmarks.streams",
 }
 
 

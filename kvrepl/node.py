@@ -387,6 +387,9 @@ class Node:
         if type(value) is bytes:
             self.engine.keyspace.hits += 1
             return value
+        if type(value) is bytearray:  # changed in place: the caller gets its own bytes
+            self.engine.keyspace.hits += 1
+            return bytes(value)
         return self.execute_command("GET", key)  # raises WRONGTYPE like Redis
 
     def set(self, name: Arg, value: Arg, ex: int | None = None, px: int | None = None,

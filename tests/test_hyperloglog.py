@@ -539,3 +539,15 @@ def test_pipelined_pfadd_and_pfcount_are_counted_as_in_redis(
     assert [argv for argv in server_propagated if argv[0] == b"PFADD"] == grown
     assert replies[-2:] == [0, b"raw"]
     assert [b"PFCOUNT", b"h"] in server_propagated  # the count after the adds, recomputed
+
+
+def test_an_hll_changed_in_place_by_string_commands_is_still_an_hll(
+        r: redis.Redis, real: redis.Redis) -> None:
+    # SETRANGE and APPEND leave the string changed in place (kvrepl keeps it as a bytearray):
+    # the HLL commands must read it as the same bytes redis-server has.
+    commands = [("PFADD", "h", *(b"e%d" % i for i in range(50))),
+                ("SETRANGE", "h", 0, "H"), ("PFCOUNT", "h"), ("PFADD", "h", "x", "y"),
+                ("PFCOUNT", "h"), ("PFMERGE", "m", "h"), ("PFCOUNT", "h", "m"),
+                ("APPEND", "h", ""), ("PFADD", "h", "z"), ("PFDEBUG", "ENCODING", "h")]
+    _run_both(r, real, commands)
+    _same_bytes(r, real, "h", "m")

@@ -4,6 +4,7 @@ Importing this package registers every handler in :data:`kvrepl.commands.core.HA
 """
 
 from kvrepl.commands import (  # noqa: F401
+    bitmaps,
     client,
     connection,
     debug,
@@ -18,6 +19,7 @@ from kvrepl.commands import (  # noqa: F401
     replication,
     server,
     sets,
+    streams,
     strings,
     transactions,
     zsets,

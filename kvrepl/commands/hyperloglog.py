@@ -24,7 +24,10 @@ _NO_KEY = "ERR The specified key does not exist"
 
 
 def _checked(value: object) -> bytes:
-    """isHLLObjectOrReply: the string, or WRONGTYPE (another type, or not an HLL)."""
+    """isHLLObjectOrReply: the string, or WRONGTYPE (another type, or not an HLL). A string
+    changed in place (a ``bytearray``: SETRANGE, APPEND, SETBIT) is read as its bytes."""
+    if type(value) is bytearray:
+        value = bytes(value)
     if type(value) is not bytes:
         raise WrongTypeError()
     if not hll.is_hll(value):  # type: ignore[arg-type]
