@@ -369,6 +369,37 @@ def test_hyperloglog(notified: Callable[..., Run]) -> None:
         ("SET", "s", "x"), ("PFADD", "s", "a"), ("PFCOUNT", "nohll"))
 
 
+def test_bitmaps(notified: Callable[..., Run]) -> None:
+    run = notified("KEAn")
+    run(("SETBIT", "b", "7", "1"), ("SETBIT", "b", "7", "1"), ("SETBIT", "b", "100", "0"),
+        ("SETBIT", "b", "0", "0"), ("BITOP", "OR", "d", "b", "nokey"),
+        ("BITOP", "AND", "d", "nokey", "nokey2"), ("BITOP", "AND", "d", "nokey"),
+        ("BITOP", "NOT", "d2", "b"), ("BITFIELD", "f", "SET", "u8", "0", "255"),
+        ("BITFIELD", "f", "SET", "u8", "0", "255"), ("BITFIELD", "f", "GET", "u8", "0"),
+        ("BITFIELD", "f", "INCRBY", "u2", "0", "1", "OVERFLOW", "FAIL", "INCRBY", "u2", "0",
+         "9"), ("BITFIELD", "g", "GET", "u8", "0"), ("BITFIELD_RO", "f", "GET", "u8", "0"),
+        ("BITCOUNT", "b"), ("GETBIT", "b", "7"))
+
+
+def test_streams(notified: Callable[..., Run]) -> None:
+    run = notified("KEAn")
+    run(("XADD", "s", "1-1", "f", "v"), ("XADD", "s", "2-1", "f", "v"),
+        ("XADD", "s", "MAXLEN", "1", "3-1", "f", "v"), ("XADD", "s", "MAXLEN", "5", "4-1", "f",
+                                                          "v"),
+        ("XADD", "nos", "NOMKSTREAM", "1-1", "f", "v"), ("XTRIM", "s", "MAXLEN", "1"),
+        ("XTRIM", "s", "MAXLEN", "1"), ("XDEL", "s", "9-9"), ("XDEL", "s", "4-1"),
+        ("XSETID", "s", "10-1"), ("XGROUP", "CREATE", "s", "g", "0"),
+        ("XGROUP", "CREATE", "s", "g", "0"), ("XGROUP", "CREATE", "m", "g", "$", "MKSTREAM"),
+        ("XGROUP", "SETID", "s", "g", "0"), ("XGROUP", "CREATECONSUMER", "s", "g", "c1"),
+        ("XGROUP", "CREATECONSUMER", "s", "g", "c1"), ("XADD", "s", "11-1", "f", "v"),
+        ("XREADGROUP", "GROUP", "g", "c2", "STREAMS", "s", ">"),
+        ("XCLAIM", "s", "g", "c3", "0", "11-1"),
+        ("XAUTOCLAIM", "s", "g", "c4", "0", "0-0"), ("XACK", "s", "g", "11-1"),
+        ("XGROUP", "DELCONSUMER", "s", "g", "c1"), ("XGROUP", "DELCONSUMER", "s", "g", "zz"),
+        ("XGROUP", "DESTROY", "s", "g"), ("XGROUP", "DESTROY", "s", "g"), ("XLEN", "s"),
+        ("DEL", "s"))
+
+
 # -- expiry ---------------------------------------------------------------------------------
 @pytest.fixture
 def expiry_pair(kvrepl_server: ThreadedServer, debug_redis: RedisServer
@@ -499,6 +530,12 @@ OWN_EVENTS_SEQUENCE = [
     ("ZUNIONSTORE", "zd", "1", "z"), ("ZRANGESTORE", "zd", "z", "5", "6"),
     ("ZREMRANGEBYRANK", "z", "0", "-1"), ("PFADD", "p", "a"), ("RENAME", "p", "q"),
     ("RPUSH", "sl", "2", "1"), ("SORT", "sl", "STORE", "sl2"),
+    ("SETBIT", "bit", "3", "1"), ("BITOP", "NOT", "bit2", "bit"),
+    ("BITFIELD", "bit", "SET", "u4", "0", "3"), ("XADD", "st", "MAXLEN", "1", "1-1", "f", "v"),
+    ("XADD", "st", "MAXLEN", "1", "2-1", "f", "v"), ("XTRIM", "st", "MAXLEN", "0"),
+    ("XSETID", "st", "5-5"), ("XGROUP", "CREATE", "st", "g", "$"),
+    ("XGROUP", "SETID", "st", "g", "0"), ("XGROUP", "CREATECONSUMER", "st", "g", "c"),
+    ("XGROUP", "DELCONSUMER", "st", "g", "c"), ("XGROUP", "DESTROY", "st", "g"),
 ]
 
 
