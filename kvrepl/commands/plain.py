@@ -83,13 +83,15 @@ class PlainLane:
         MISCONF, NOREPLICAS), no MULTI, pub/sub context, MONITOR or replica link, no WATCH or
         running snapshot (they watch writes key by key), no LFU clock, no maxmemory (eviction
         runs before each command), no replies queued, no client blocked on a key (a SET over
-        a stream wakes XREADGROUP with -UNBLOCKED)."""
+        a stream wakes XREADGROUP with -UNBLOCKED), no observer of each command
+        (``lane_observed``: keyspace notifications of the lane's classes, client-side
+        caching)."""
         engine = self.engine
         keyspace = engine.keyspace
         config = engine.config
         return not (
-            engine.restricted or engine.lane_observed or engine.monitors or keyspace.before_write_hooks
-            or keyspace.blocked_keys
+            engine.restricted or engine.lane_observed or engine.monitors
+            or keyspace.before_write_hooks or keyspace.blocked_keys
             or keyspace.lfu or config.min_replicas_to_write or config.maxmemory
             or not session.authenticated or session.multi is not None
             or session.channels or session.patterns or session.is_master
@@ -119,7 +121,8 @@ class PlainLane:
         engine = self.engine
         keyspace = engine.keyspace
         return not (
-            engine.loading or engine.lane_observed or engine.monitors or keyspace.before_write_hooks or keyspace.lfu
+            engine.loading or engine.lane_observed or engine.monitors
+            or keyspace.before_write_hooks or keyspace.lfu
             or keyspace.blocked_keys or engine.config.maxmemory
             or not session.authenticated or session.multi is not None
             or session.channels or session.patterns
