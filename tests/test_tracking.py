@@ -158,6 +158,7 @@ def test_bcast_prefixes(pairs: callable) -> None:
     prefixed.call("CLIENT", "TRACKINGINFO")
     noloop.call("SET", "user:1", "x")
     noloop.call("SET", "other", "x")
+    everything.received()  # before its own SET, so that a reply is not taken for a push
     everything.call("SET", "obj:2", "y")
     for pair in (everything, prefixed, noloop):
         pair.received()
@@ -252,3 +253,43 @@ def test_mode_switches(pairs: callable) -> None:
     client.call("CLIENT", "TRACKINGINFO")
     client.call("RESET")
     client.call("CLIENT", "TRACKINGINFO")
+
+
+def _fields(info: bytes, *names: bytes) -> list[bytes]:
+    words = dict(word.split(b"=", 1) for word in info.split() if b"=" in word)
+    return [words[name] for name in names]
+
+
+def test_client_info_flags_and_redir(pairs: callable) -> None:
+    """CLIENT INFO's flags (t, B, R) and redir=, as redis-server shows them."""
+    sink, tracker, bcast = pairs(), pairs(), pairs()
+    tracker.call("CLIENT", "TRACKING", "ON", "REDIRECT", "{id}", ids=sink)
+    bcast.call("CLIENT", "TRACKING", "ON", "BCAST")
+    shown = []
+    for pair in (tracker, bcast):
+        infos = [client.call("CLIENT", "INFO") for client in pair.clients]
+        values = [_fields(info, b"flags", b"redir") for info in infos]
+        shown.append(values)
+    assert shown[0][0][0] == shown[0][1][0] == b"t"
+    assert [int(v) for v in (shown[0][0][1], shown[0][1][1])] == sink.ids
+    assert shown[1][0] == shown[1][1] == [b"tB", b"0"]
+    sink.close()
+    tracker.call("GET", "k")
+    pairs().call("SET", "k", "v")
+    tracker.received(ids=sink)
+    flags = [_fields(client.call("CLIENT", "INFO"), b"flags")[0] for client in tracker.clients]
+    assert flags == [b"tR", b"tR"]
+
+
+def test_pipelined_gets_and_sets(pairs: callable) -> None:
+    """Runs of GET and SET (the plain lane's) are remembered and invalidate while any
+    client tracks keys."""
+    tracker, writer = pairs(), pairs()
+    tracker.call("CLIENT", "TRACKING", "ON")
+    for pair, command in ((tracker, "GET"), (writer, "SET")):
+        for client in pair.clients:
+            client.sock.sendall(b"".join(
+                pack(command, f"p{i}", *(["v"] if command == "SET" else []))
+                for i in range(5)))
+            client.read(5)
+    assert tracker.received().count(b"invalidate") == 5
