@@ -293,3 +293,25 @@ def test_pipelined_gets_and_sets(pairs: callable) -> None:
                 for i in range(5)))
             client.read(5)
     assert tracker.received().count(b"invalidate") == 5
+
+
+def test_engine_without_a_server_broadcasts_as_commands_end() -> None:
+    """An engine with no server (no event loop turns) sends BCAST invalidations as the
+    modifying command ends; an expired key invalidates like a modified one."""
+    from kvrepl.commands.core import Engine
+    from kvrepl.config import Config
+    from kvrepl.protocol.replies import Push
+
+    engine = Engine(Config(save=()))
+    tracker, bcast, writer = (engine.new_session() for _ in range(3))
+    for session, mode in ((tracker, []), (bcast, [b"BCAST", b"PREFIX", b"a"])):
+        session.resp3 = True
+        assert engine.execute(session, [b"CLIENT", b"TRACKING", b"ON", *mode]) is not None
+    engine.execute(tracker, [b"GET", b"a1"])
+    engine.execute(writer, [b"MSET", b"a1", b"x", b"b1", b"y"])
+    assert tracker.pending_out == [Push([b"invalidate", [b"a1"]])]
+    assert bcast.pending_out == [Push([b"invalidate", [b"a1"]])]
+    tracker.drained()
+    engine.execute(tracker, [b"GET", b"b1"])
+    engine.execute(writer, [b"PEXPIREAT", b"b1", b"1"])  # deleted at once: a modification
+    assert tracker.pending_out == [Push([b"invalidate", [b"b1"]])]

@@ -757,7 +757,7 @@ class Engine:
                         session.woff = self.replication.master_repl_offset
         if pending and not depth:
             self._end_unit(session)
-        if not depth and self.tracking_on:
+        if not depth and self.current is not None:  # set while client-side caching is on
             tracking = self.tracking
             if tracking.pending:
                 tracking.after_command()
