@@ -236,6 +236,10 @@ OPTIONS: tuple[Option, ...] = (
     Option("lua-time-limit", 5000, _int(0), aliases=("busy-reply-threshold",)),
     Option("slowlog-log-slower-than", 10000, _int(-1)),
     Option("slowlog-max-len", 128, _int(0)),
+    # Honoured by the dispatcher (kvrepl/commands/observers.py): LATENCY's event series for
+    # the "command" and "fast-command" events, and LATENCY HISTOGRAM's per-command counts.
+    Option("latency-monitor-threshold", 0, _int(0)),
+    Option("latency-tracking", True, **_yes_no),
     Option("notify-keyspace-events", "", str),
     Option("active-expire-effort", 1, _int(1, 10)),
     Option("lfu-log-factor", 10, _int(0)),

@@ -12,12 +12,20 @@ value of another type) to the general path, which then runs it exactly as before
 What the general path would have recorded is recorded here too: the dirty counter,
 ``INFO commandstats`` calls and time, the client's last command, the key's access time,
 and each SET handed to the propagation listeners (replication, ``changes()``).
+
+The lane times runs, not commands (a clock read per command would cost more than the
+command): each command of a run is taken to have lasted the run's average, for the
+commandstats time, LATENCY HISTOGRAM and the slow log / latency monitor. A run shorter
+than their thresholds proves no command in it reached them; a longer one logs the
+commands whose average does.
 """
 
 from __future__ import annotations
 
 from time import perf_counter
 from typing import TYPE_CHECKING
+
+from kvrepl.commands.observers import histogram_step, new_histogram
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -54,7 +62,8 @@ class PlainLane:
             engine.restricted or engine.monitors or keyspace.before_write_hooks
             or keyspace.lfu or engine.config.min_replicas_to_write
             or not session.authenticated or session.multi is not None
-            or session.channels or session.patterns or session.is_master
+            or session.channels or session.patterns or session.shard_channels
+            or session.reply_off or session.reply_skip or session.is_master
             or session.is_replica or session.monitor or session.closing
             or session.pending_out or session.after_reply
         )
@@ -69,10 +78,27 @@ class PlainLane:
                 self.engine.propagate_listeners)
 
     def _record(self, command: Command, count: int, usec: float) -> None:
-        """INFO's counters for ``count`` calls of ``command`` that took ``usec`` in all."""
+        """INFO's counters for ``count`` calls of ``command`` that took ``usec`` in all,
+        and LATENCY HISTOGRAM's (each call at the average)."""
         command.calls += count
         command.usec += usec
         self.engine.stats.commands_processed += count
+        if self.engine.latency_tracking:
+            histogram = command.histogram
+            if histogram is None:
+                histogram = command.histogram = new_histogram()
+            histogram[histogram_step(usec / count)] += count
+
+    def _observe_run(self, session: Session, commands: list[list[bytes]], usec: float
+                     ) -> None:
+        """The slow log and latency monitor for a run that took ``usec`` in all, when each
+        command's average reaches their floor."""
+        engine = self.engine
+        average = usec / len(commands)
+        if average >= engine.slow_floor:
+            for argv in commands:
+                command = self._get if argv[0] in _GET else self._set
+                engine.observe_slow(session, command, argv, average)
 
     def open_for_master_link(self, session: Session) -> bool:
         """:meth:`open_for` on a replica, for the link its master's stream arrives on: the
@@ -83,7 +109,7 @@ class PlainLane:
         return not (
             engine.loading or engine.monitors or keyspace.before_write_hooks or keyspace.lfu
             or not session.authenticated or session.multi is not None
-            or session.channels or session.patterns
+            or session.channels or session.patterns or session.shard_channels
         )
 
     def apply_sets(self, session: Session, commands: list[list[bytes]], start: int) -> int:
@@ -109,7 +135,10 @@ class PlainLane:
             engine.dirty += applied
             if listeners:  # node.changes() on the replica
                 engine.propagate_run(db.id, commands[start:position])
-            self._record(self._set, applied, (perf_counter() - began) * 1e6)
+            spent = (perf_counter() - began) * 1e6
+            self._record(self._set, applied, spent)
+            if spent >= engine.slow_floor:
+                self._observe_run(session, commands[start:position], spent)
             session.last_command = "set"
         return position
 
@@ -132,7 +161,10 @@ class PlainLane:
             replication = engine.replication
             if replication is not None:
                 session.woff = replication.master_repl_offset
-        self._record(self._set, 1, (perf_counter() - began) * 1e6)
+        spent = (perf_counter() - began) * 1e6
+        self._record(self._set, 1, spent)
+        if spent >= engine.slow_floor:
+            engine.observe_slow(session, self._set, argv, spent)
         session.last_command = "set"
         return True
 
@@ -185,6 +217,8 @@ class PlainLane:
             return start
         spent = (perf_counter() - began) * 1e6
         ran = gets + sets
+        if spent >= engine.slow_floor:
+            self._observe_run(session, requests[start:position], spent)
         if gets:
             self._record(self._get, gets, spent * gets / ran)
             keyspace = engine.keyspace

@@ -17,6 +17,8 @@ async def run_cron(engine: Engine) -> None:
     while True:
         await trio.sleep(1 / engine.config.hz)
         engine.keyspace.lru_clock = int(engine.keyspace.clock())
+        if engine.pausing:
+            engine.pause.current()  # a CLIENT PAUSE whose time is up ends (and wakes clients)
         expire_cycle(engine)
         persistence.cron(engine)
         if not engine.loading:
