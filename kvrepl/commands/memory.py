@@ -38,6 +38,7 @@ _HELP = [
     "    sampled up to <count> times (default: 5, 0 means sample all).",
 ]
 DEFAULT_SAMPLES = 5  # OBJ_COMPUTE_SIZE_DEF_SAMPLES
+MAX_DEPTH = 8
 _ALL = sys.maxsize
 # One entry of a CPython dict's combined table: hash, key and value pointers.
 DICT_ENTRY = 3 * 8
@@ -52,20 +53,23 @@ def _sampled(items: object, count: int, samples: int, size_of_item: object) -> i
     return int(total / measured * count) if measured else 0
 
 
-def value_size(value: object, samples: int = DEFAULT_SAMPLES) -> int:
-    """The bytes ``value``'s Python objects take, aggregates sampled."""
+def value_size(value: object, samples: int = DEFAULT_SAMPLES, depth: int = 0) -> int:
+    """The bytes ``value``'s Python objects take, aggregates sampled. The walk stops
+    ``MAX_DEPTH`` levels down (a stream's groups refer back to its parts)."""
     kind = type(value)
     size = sys.getsizeof(value)
-    if kind is bytes or kind is int or kind is float or value is None:
+    if kind is bytes or kind is int or kind is float or value is None or depth >= MAX_DEPTH:
         return size
+    depth += 1
     if kind is dict:
         return size + _sampled(value.items(), len(value), samples,  # type: ignore[attr-defined]
-                               lambda kv: sys.getsizeof(kv[0]) + value_size(kv[1], samples))
+                               lambda kv: sys.getsizeof(kv[0])
+                               + value_size(kv[1], samples, depth))
     if kind is set or kind is frozenset or kind is deque or kind is list or kind is tuple:
         return size + _sampled(value, len(value), samples,  # type: ignore[arg-type]
-                               lambda item: value_size(item, samples))
+                               lambda item: value_size(item, samples, depth))
     if kind is ZSet:
-        size += value_size(value.scores, samples)  # type: ignore[attr-defined]
+        size += value_size(value.scores, samples, depth)  # type: ignore[attr-defined]
         ordered = value._ordered  # type: ignore[attr-defined]
         if ordered is not None:  # the rank order, once built: a (score, member) tuple each
             size += sys.getsizeof(ordered) + sys.getsizeof(ordered._lists) + sum(
@@ -74,10 +78,11 @@ def value_size(value: object, samples: int = DEFAULT_SAMPLES) -> int:
         return size
     slots = getattr(kind, "__slots__", None)
     if slots is not None:  # a value class of the store (a stream and its parts)
-        return size + sum(value_size(getattr(value, name, None), samples) for name in slots)
+        return size + sum(value_size(getattr(value, name, None), samples, depth)
+                          for name in slots)
     fields = getattr(value, "__dict__", None)
     if fields is not None:
-        return size + value_size(fields, samples)
+        return size + value_size(fields, samples, depth)
     return size
 
 
