@@ -92,7 +92,7 @@ def _flags(s: Session) -> str:
         flags += "P"
     if s.multi is not None:
         flags += "x"
-    if s.blocked is not None:
+    if s.blocked is not None or s.id in s.engine.pause.postponed:
         flags += "b"
     if s.dirty_cas:
         flags += "d"

@@ -81,7 +81,9 @@ def _total_system_memory() -> int:
 
 
 def _blocked_clients(engine: Engine) -> int:
-    return sum(1 for s in engine.sessions.values() if s.blocked is not None)
+    # Redis counts the clients CLIENT PAUSE postponed as blocked too (BLOCKED_POSTPONE)
+    return sum(1 for s in engine.sessions.values() if s.blocked is not None) \
+        + len(engine.pause.postponed)
 
 
 def _server(engine: Engine) -> list[str]:
