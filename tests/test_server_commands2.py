@@ -677,3 +677,49 @@ def test_client_reply_as_redis(kvrepl_server: ThreadedServer, redis_server: Redi
                                commands: list[tuple[object, ...]]) -> None:
     assert _replies_to(kvrepl_server.port, *commands) == \
         _replies_to(redis_server.port, *commands)
+
+
+def _link_up(client: redis.Redis) -> bool:
+    return client.info("replication").get("master_link_status") == "up"
+
+
+def test_spublish_reaches_replicas_subscribers(kvrepl_server: ThreadedServer) -> None:
+    """kvrepl master -> redis-server replica, and redis-server master -> kvrepl replica: a
+    shard subscriber on the replica gets the message published on the master."""
+    redis_replica = RedisServer("--replicaof", "127.0.0.1", str(kvrepl_server.port))
+    redis_master = RedisServer("--repl-diskless-sync-delay", "0")
+    kvrepl_replica = ThreadedServer().start()
+    try:
+        replica_client = kvrepl_replica.client()
+        replica_client.execute_command("REPLICAOF", "127.0.0.1", redis_master.port)
+        for master_port, replica in ((kvrepl_server.port, redis_replica),
+                                     (redis_master.port, kvrepl_replica)):
+            poll(lambda replica=replica: _link_up(replica.client()), "the replica's link is up")
+            subscriber = RawClient(replica.port)
+            subscriber.call("SSUBSCRIBE", "ch")
+            master = RawClient(master_port)
+            assert master.call("SPUBLISH", "ch", "hello") == b":0\r\n"
+            assert subscriber.read() == b"*3\r\n$8\r\nsmessage\r\n$2\r\nch\r\n$5\r\nhello\r\n"
+            for client in (subscriber, master):
+                client.close()
+        replica_client.close()
+    finally:
+        kvrepl_replica.stop()
+        redis_master.stop()
+        redis_replica.stop()
+
+
+def test_module_load_logs_why(run: Callable[..., object], caplog: pytest.LogCaptureFixture
+                              ) -> None:
+    with caplog.at_level("WARNING", logger="kvrepl"), pytest.raises(ReplyError):
+        run("MODULE", "LOAD", "/opt/redisearch.so")
+    assert "Module /opt/redisearch.so failed to load: kvrepl cannot load Redis modules" \
+        in caplog.text
+
+
+def test_lolwut_schotter_rows_exact_over_sizes(wire: Compare) -> None:
+    """C float arithmetic reproduced: every size gives Redis's very pixels."""
+    for cols in (1, 2, 3, 5, 17, 40, 66, 99, 150):
+        for per_row in (1, 2, 3, 7, 8, 13, 50):
+            for per_col in (1, 2):
+                wire("LOLWUT", "VERSION", "5", cols, per_row, per_col)
