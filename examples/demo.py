@@ -86,9 +86,14 @@ async def main() -> None:
 
             # A second kvrepl process and, if present, a real redis-server follow over TCP.
             kv_port = free_port()
+            # Each replica in a scratch folder of its own: it stores what it receives as
+            # dump.rdb, which a server started later in the same folder would load.
+            kv_dir, redis_dir = os.path.join(scratch, "kvrepl"), os.path.join(scratch, "redis")
+            os.makedirs(kv_dir)
+            os.makedirs(redis_dir)
             processes.append(subprocess.Popen(
                 [sys.executable, "-m", "kvrepl", "--port", str(kv_port), "--save", "",
-                 "--enable-debug-command", "local",
+                 "--dir", kv_dir, "--enable-debug-command", "local",
                  "--replicaof", "127.0.0.1", str(port), "--repl-diskless-sync-delay", "0"],
                 stdout=subprocess.DEVNULL, env=dict(os.environ)))
             followers = [("kvrepl-server replica", kv_port)]
@@ -96,7 +101,7 @@ async def main() -> None:
                 redis_port = free_port()
                 processes.append(subprocess.Popen(
                     ["redis-server", "--port", str(redis_port), "--bind", "127.0.0.1",
-                     "--save", "", "--dir", scratch, "--enable-debug-command", "yes",
+                     "--save", "", "--dir", redis_dir, "--enable-debug-command", "yes",
                      "--replicaof", "127.0.0.1", str(port)], stdout=subprocess.DEVNULL))
                 followers.append(("redis-server replica ", redis_port))
             for i in range(1000):

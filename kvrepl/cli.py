@@ -23,6 +23,7 @@ import trio
 
 from kvrepl import __version__, gc_policy, persistence
 from kvrepl.config import Config, ConfigError
+from kvrepl.errors import ReplicaPanic
 from kvrepl.log import configure, logger
 from kvrepl.node import Node
 from kvrepl.protocol.parser import split_inline
@@ -42,10 +43,16 @@ Examples:
 """
 
 
+_ESCAPES = {ord("\\"): "\\\\", ord('"'): '\\"', ord("\n"): "\\n", ord("\r"): "\\r",
+            ord("\t"): "\\t", 7: "\\a", 8: "\\b"}
+
+
 def _quote(word: str) -> str:
-    if word and not any(c in word for c in " \t\"'\\"):
-        return word
-    return '"' + word.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    """A command-line value as redis-server writes it into its config text (sdscatrepr):
+    always quoted, with escapes the config reader undoes."""
+    return '"' + "".join(
+        _ESCAPES.get(byte) or (chr(byte) if 32 <= byte < 127 else f"\\x{byte:02x}")
+        for byte in os.fsencode(word)) + '"'
 
 
 def command_line_to_conf(args: Sequence[str]) -> str:
@@ -58,7 +65,7 @@ def command_line_to_conf(args: Sequence[str]) -> str:
             lines[-1].append(arg)
         else:
             raise ConfigError(f"Invalid option or argument: {arg!r}")
-    return "\n".join(" ".join(_quote(w) for w in line) for line in lines) + "\n"
+    return "\n".join(" ".join([line[0], *map(_quote, line[1:])]) for line in lines) + "\n"
 
 
 def apply_conf(config: Config, text: str, source: str = "command line") -> None:
@@ -77,6 +84,10 @@ def apply_conf(config: Config, text: str, source: str = "command line") -> None:
         if option is None:
             raise _fatal(number, line, "Bad directive or wrong number of arguments")
         try:
+            if option.check_at_runtime is not None:
+                # Redis's special setters run at startup too: dir's chdir() refuses to
+                # start the server in a directory it cannot use.
+                option.check_at_runtime(" ".join(values))
             if option.name == "save":
                 pairs = config.save if save_seen else ()
                 save_seen = True
@@ -105,13 +116,16 @@ def parse_args(argv: Sequence[str]) -> Config:
         path = args.pop(0)
         try:
             with open(path) as handle:
-                text = handle.read() + "\n"
+                text = handle.read()
         except OSError as err:
             raise ConfigError(f"Fatal error, can't open config file '{path}': {err}") from None
+        config.config_file = os.path.abspath(path)  # INFO's config_file, as Redis shows it
     read_stdin = bool(args) and args[-1] == "-"
     if read_stdin:
         args.pop()
-    text += command_line_to_conf(args) if args else ""
+    # As redis-server: the options follow the file after a newline (so an error on the
+    # first option of a command line without a file is "at line 2").
+    text += "\n" + command_line_to_conf(args) if args else ""
     if read_stdin:
         text += sys.stdin.read()
     apply_conf(config, text)
@@ -168,6 +182,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         gc_policy.install()
     try:
         return trio.run(run, config)
+    except ReplicaPanic:
+        return 1  # logged as redis-server logs a panic (kvrepl.log.panic)
     except OSError as err:
         logger.warning("Failed listening on port %d (tcp), aborting: %s", config.port, err)
         return 1

@@ -412,7 +412,7 @@ def load_file(engine: Engine, path: str | None = None, *, merge: bool | None = N
     started = perf_counter()
     with open(path, "rb") as source:
         loader = StagedLoad(len(keyspace.dbs), drop_expired=_drop_expired(engine),
-                            now_ms=int(time.time() * 1000),
+                            now_ms=keyspace.now_ms(),
                             verify_checksum=engine.config.rdbchecksum)
         while chunk := source.read(LOAD_READ):
             loader.feed(chunk)

@@ -13,6 +13,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 import redis
@@ -21,6 +22,17 @@ import trio
 from kvrepl.config import Config
 from kvrepl.node import Node
 from kvrepl.store.values import ZSet
+
+# RDB files written by real Redis servers, and what redis-server 7.0 held after loading each
+# (see its README.md). Part of the repository: the tests never depend on files beside it.
+RDB_CORPUS = Path(__file__).resolve().parent / "rdb-corpus"
+
+
+def corpus_files() -> list[Path]:
+    """Every RDB file of the corpus; an error if the corpus is missing (a broken checkout)."""
+    files = sorted(RDB_CORPUS.glob("*/*.rdb"))
+    assert files, f"the RDB corpus is missing from {RDB_CORPUS}"
+    return files
 
 
 def free_port() -> int:

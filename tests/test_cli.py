@@ -7,11 +7,13 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import redis
 from support import free_port
 
+import kvrepl
 from kvrepl.cli import command_line_to_conf, parse_args
 from kvrepl.config import ConfigError
 
@@ -107,3 +109,62 @@ def test_version_flag():
     result = subprocess.run([sys.executable, "-m", "kvrepl", "--version"],
                             capture_output=True, text=True, timeout=20)
     assert result.returncode == 0 and "kvrepl" in result.stdout
+
+
+def _refused(program: list[str], cwd: str, *args: str) -> tuple[int, str]:
+    """Exit status and stderr of a server that must refuse to start, its name taken out."""
+    result = subprocess.run([*program, *args], capture_output=True, text=True, timeout=20,
+                            cwd=cwd)
+    text = result.stderr.replace("(Redis 7.0.15)", "(NAME)")
+    return result.returncode, text.replace(f"(kvrepl {kvrepl.__version__})", "(NAME)")
+
+
+KVREPL_SERVER = [str(Path(sys.executable).with_name("kvrepl-server"))]  # the entry point
+
+
+@pytest.mark.parametrize("how", ["command line", "config file"])
+@pytest.mark.parametrize("what", ["missing", "a file"])
+def test_unusable_dir_refuses_to_start_as_redis_server_does(tmp_path, how, what):
+    """redis-server chdir()s into dir while reading its config and stops with the system's
+    message; kvrepl-server used to start and fail every SAVE."""
+    directory = tmp_path / "nonexistent"
+    if what == "a file":
+        directory.write_text("")
+    args = ["--port", str(free_port()), "--save", "", "--dir", str(directory)]
+    if how == "config file":
+        (tmp_path / "redis.conf").write_text(command_line_to_conf(args))
+        args = ["redis.conf"]
+    ours = _refused(KVREPL_SERVER, str(tmp_path), *args)
+    theirs = _refused(["redis-server"], str(tmp_path), *args)
+    assert ours == theirs
+    assert ours[0] == 1
+    assert ours[1].endswith("No such file or directory\n" if what == "missing"
+                            else "Not a directory\n")
+
+
+def _config_file_of(program: list[str], cwd: str) -> str:
+    port = free_port()
+    (Path(cwd) / "redis.conf").write_text(f'port {port}\nsave ""\n')
+    process = subprocess.Popen([*program, "redis.conf"], cwd=cwd, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    try:
+        client = redis.Redis(port=port, socket_timeout=5)
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                return client.info("server")["config_file"]
+            except redis.ConnectionError:
+                assert process.poll() is None and time.monotonic() < deadline
+                time.sleep(0.05)
+    finally:
+        process.terminate()
+        process.wait(20)
+
+
+def test_info_shows_the_config_files_absolute_path(tmp_path):
+    ours, theirs = tmp_path / "kvrepl", tmp_path / "redis"
+    ours.mkdir()
+    theirs.mkdir()
+    assert _config_file_of(KVREPL_SERVER, str(ours)) == str(ours / "redis.conf")
+    assert _config_file_of(["redis-server"], str(theirs)) == str(theirs / "redis.conf")
+    assert parse_args([]).config_file == ""

@@ -51,6 +51,8 @@ def command(rng: random.Random) -> list[str]:
         ["ZPOPMIN", k], ["ZUNIONSTORE", k2, "2", k, k2], ["ZINTERSTORE", k2, "2", k, k2, "AGGREGATE", "MAX"],
         ["ZREMRANGEBYRANK", k, "0", "0"], ["ZLEXCOUNT", k, "-", "+"], ["ZMSCORE", k, m, "a"],
         ["SORT", k], ["SORT", k, "ALPHA", "DESC", "LIMIT", "0", "3"],
+        ["SETBIT", k, n, "1"], ["GETBIT", k, "3"], ["BITCOUNT", k, "0", n, "BIT"],
+        ["BITPOS", k, "0", n], ["BITOP", "XOR", k2, k, k2], ["BITFIELD", k, "INCRBY", "i5", n, n],
         ["MULTI"], ["EXEC"], ["DISCARD"], ["SELECT", rng.choice(["0", "0", "0", "1", "2"])],
     ]
     return rng.choice(choices)

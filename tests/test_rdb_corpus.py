@@ -1,44 +1,27 @@
-"""Every RDB file of the shared corpus (written by real Redis servers, RDB versions 2 to 11)
+"""Every RDB file of the corpus (written by real Redis servers, RDB versions 2 to 11)
 loads into exactly the dataset a real redis-server 7.0.15 held after loading it.
 
-The corpus lives in ``$KVREPL_RDB_CORPUS`` or ``<repo>/../shared/rdb-corpus``; see its
-README.md for the JSON format. Without it the tests skip, except under CI where they fail.
+The corpus is the repository's tests/rdb-corpus/ (a copy of the shared one); see its
+README.md for the JSON format.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import os
 import time
 from collections import deque
 from pathlib import Path
 
 import pytest
+from support import RDB_CORPUS as CORPUS
+from support import corpus_files
 
 from kvrepl.rdb import RdbError, iter_events, load_into
 from kvrepl.store.database import Keyspace
 from kvrepl.store.values import Stream, ZSet
 
-REPO = Path(__file__).resolve().parent.parent
-CORPUS = Path(os.environ.get("KVREPL_RDB_CORPUS") or REPO.parent / "shared" / "rdb-corpus")
-
-
-def corpus_files() -> list[Path]:
-    files = sorted(CORPUS.glob("*/*.rdb"))
-    return files
-
-
 FILES = corpus_files()
-
-
-@pytest.fixture(autouse=True)
-def need_corpus() -> None:
-    if not FILES:
-        message = f"RDB corpus not found at {CORPUS} (set KVREPL_RDB_CORPUS)"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
 
 
 def as_json(value: object) -> tuple[str, object]:

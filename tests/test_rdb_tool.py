@@ -16,24 +16,16 @@ import time
 from pathlib import Path
 
 import pytest
+from support import RDB_CORPUS as CORPUS
+from support import corpus_files
 
 from kvrepl.rdb import RdbWriter
-from kvrepl.rdb.tool import check, dump, main, stats
+from kvrepl.rdb.tool import check, dump, escape, main, stats, unescape
 
 REPO = Path(__file__).resolve().parent.parent
-CORPUS = Path(os.environ.get("KVREPL_RDB_CORPUS") or REPO.parent / "shared" / "rdb-corpus")
-FILES = sorted(CORPUS.glob("*/*.rdb"))
+FILES = corpus_files()
 # Files redis-check-rdb rejects, or reports differently on purpose (see the tests below).
 BAD = {"corrupt_ziplist.rdb", "corrupt_empty_keys.rdb"}
-
-
-@pytest.fixture(autouse=True)
-def need_corpus() -> None:
-    if not FILES:
-        message = f"RDB corpus not found at {CORPUS} (set KVREPL_RDB_CORPUS)"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
 
 
 def run_check(path: Path) -> tuple[int, str]:
@@ -112,6 +104,17 @@ def corpus_value(entry: dict) -> object:
     return value
 
 
+def as_dumped(corpus: object) -> object:
+    """A corpus JSON value (bytes as latin-1 text) in dump's escaped text."""
+    if isinstance(corpus, str):
+        return escape(corpus.encode("latin-1"))
+    if isinstance(corpus, list):
+        return [as_dumped(x) for x in corpus]
+    if isinstance(corpus, dict):
+        return {as_dumped(k): as_dumped(v) for k, v in corpus.items()}
+    return corpus
+
+
 def test_dump_gives_what_redis_server_loaded() -> None:
     now = int(time.time() * 1000)
     compared = 0
@@ -132,7 +135,8 @@ def test_dump_gives_what_redis_server_loaded() -> None:
                 value = value["entries"]
             got.setdefault(str(item["db"]), {})[item["key"]] = {
                 "type": item["type"], "value": value, "expire_at_ms": item["expire_at_ms"]}
-        want = {db: {key: {**entry, "value": corpus_value(entry)} for key, entry in keys.items()}
+        want = {db: {as_dumped(key): {**entry, "value": as_dumped(corpus_value(entry))}
+                     for key, entry in keys.items()}
                 for db, keys in expected.items()}
         assert got == want, path.name
         compared += 1
@@ -200,3 +204,34 @@ def test_python_dash_m() -> None:
                             capture_output=True, text=True, timeout=60,
                             env={**os.environ, "PYTHONPATH": str(REPO)})
     assert result.returncode == 0 and "RDB looks OK" in result.stdout
+
+
+def test_dump_writes_utf8_as_itself_and_escapes_other_bytes(tmp_path: Path) -> None:
+    """Keys and values that are valid UTF-8 come out as the same text (not Latin-1
+    mojibake); a backslash is doubled, every byte outside valid UTF-8 is \\xHH; the bytes
+    come back with unescape. The output is UTF-8 whatever the locale."""
+    entries = [
+        (0, "clé:日本".encode(), "value é €".encode(), None),
+        (0, b"bad:\xff\xfe", b"caf\xc3", None),
+        (0, b"back\\slash", b"\\xff is text", None),
+        (0, "h:é".encode(), {b"\x80": "ü".encode()}, None),
+    ]
+    path = tmp_path / "keys.rdb"
+    writer = RdbWriter()
+    path.write_bytes(writer.begin() + writer.write_records(entries) + writer.finish())
+    result = subprocess.run(
+        [sys.executable, "-m", "kvrepl.rdb", "dump", str(path)], capture_output=True,
+        timeout=60, env={**os.environ, "PYTHONPATH": str(REPO), "LC_ALL": "C",
+                         "PYTHONIOENCODING": "", "PYTHONUTF8": "0"})
+    assert result.returncode == 0, result.stderr
+    lines = [json.loads(line) for line in result.stdout.decode("utf-8").splitlines()]
+    got = {line["key"]: line["value"] for line in lines}
+    assert got == {
+        "clé:日本": "value é €",
+        "bad:\\xff\\xfe": "caf\\xc3",
+        "back\\\\slash": "\\\\xff is text",
+        "h:é": {"\\x80": "ü"},
+    }
+    assert "clé:日本".encode() in result.stdout  # as itself, not \\u escapes
+    assert {unescape(key) for key in got} == {key for _, key, _, _ in entries}
+    assert unescape(got["back\\\\slash"]) == b"\\xff is text"

@@ -358,19 +358,53 @@ async def test_kvrepl_replica_of_redis_server_master():
         redis_master.stop()
 
 
-async def test_replica_sends_acks_and_replies_without_colliding():
-    """The once-a-second ACK and an ACK from the stream handler may be due at the same
-    moment (here: the loop was busy for over a second right after the sync); they must
-    take turns on the stream, not make trio refuse the second sender."""
+@pytest.fixture
+def steerable_clock() -> trio.testing.MockClock:
+    """Trio's clock at the real pace, which a test can also move forward at once."""
+    return trio.testing.MockClock(rate=1.0)
+
+
+async def test_replica_sends_acks_and_replies_without_colliding(steerable_clock):
+    """The once-a-second ACK and the ACK answering a GETACK may be due at the same moment
+    (the loop was busy, or the link is slow); they must take turns on the stream, not make
+    trio refuse the second sender (BusyResourceError would cut the link).
+
+    The replica's sends are held inside the stream's send_all (its send hook waits on a gate)
+    while a GETACK's answer is on its way; trio's clock then moves past the ACK period, so the
+    periodic ACK is due while the first send is still in progress."""
+    gate = {"open": trio.Event(), "held": trio.Event()}
+    gate["open"].set()
+    connects = []
+
     async with kvrepl.Master() as master, kvrepl.Replica(follow=master) as replica:
+        async def connect() -> trio.abc.Stream:
+            ours, theirs = trio.testing.memory_stream_pair()
+            pump = ours.send_stream.send_all_hook
+
+            async def gated_pump() -> None:
+                if not gate["open"].is_set():
+                    gate["held"].set()
+                    await gate["open"].wait()
+                await pump()
+
+            ours.send_stream.send_all_hook = gated_pump
+            master._nursery.start_soon(master.server.handle_stream, theirs)
+            connects.append(ours)
+            return ours
+
+        replica._follow(connect, ("in-process", 0), source=master)
         await replica.wait_synced()
-        time.sleep(1.1)  # synchronous work that holds the event loop past the ACK period
-        master.set(b"k", b"v")
-        await replica.wait_synced()
-        master.execute_command("WAIT", 1, 0)  # GETACK into the stream: another ACK
+        gate["open"] = trio.Event()
+        master.execute_command("WAIT", 1, 0)  # GETACK into the stream: an ACK in answer
+        with trio.fail_after(10):
+            await gate["held"].wait()  # that answer is inside send_all now
+        steerable_clock.jump(1.0)  # the periodic ACK is due too
+        await trio.testing.wait_all_tasks_blocked()
+        gate["open"].set()
         master.set(b"k2", b"v2")
         await replica.wait_synced()
         assert replica.get(b"k2") == b"v2"
+        assert len(connects) == 1 and replica.following.link_up  # the link never broke
 
 
 async def test_embedded_wait_for_replicas():
@@ -442,11 +476,12 @@ def _psync_reply(port: int, replid: str, offset: int) -> bytes:
 async def test_master_refuses_offsets_it_does_not_hold():
     """A replica that lies about its offset (ahead of the master, or behind the backlog, or
     with another history) gets a full sync, never bytes it did not ask for."""
-    async with kvrepl.Master(port=0, repl_backlog_size=1024) as master, \
+    # 16 KiB: the smallest backlog Redis (and kvrepl) keeps, whatever the setting says.
+    async with kvrepl.Master(port=0, repl_backlog_size=16384) as master, \
             kvrepl.Replica(follow=master) as replica:
         await replica.wait_synced()
         for i in range(200):
-            master.set(b"k%d" % i, b"x" * 20)
+            master.set(b"k%d" % i, b"x" * 200)
         await replica.wait_synced()
         replid = master.replication.replid
         offset = master.replication.master_repl_offset
@@ -530,3 +565,44 @@ async def test_changes_iteration_ends_when_the_node_stops():
             await trio.testing.wait_all_tasks_blocked()
         # Leaving the node's block ended the consumer's loop: the nursery can close.
     assert seen == [b"SET"]
+
+
+OFFSET_FIELDS = ("slave_read_repl_offset", "slave_repl_offset")
+
+
+def _offsets(info: dict) -> dict:
+    return {field: info[field] for field in OFFSET_FIELDS}
+
+
+@pytest.mark.parametrize("master_kind", ["kvrepl", "redis-server"])
+async def test_offsets_after_a_full_sync_at_offset_0_are_redis_servers(master_kind):
+    """A kvrepl replica and a redis-server replica of the same master, synced while the
+    master's offset is 0 (no PING yet: repl-ping-replica-period is an hour), report the
+    same offsets, equal to the master's: 0, not 1 (a script waiting for the replica's offset
+    to equal the master's waited for the next PING)."""
+    quiet = ("--repl-ping-replica-period", "3600", "--repl-diskless-sync-delay", "0")
+    redis_master = RedisServer(*quiet) if master_kind == "redis-server" else None
+    try:
+        async with kvrepl.Master(port=0, repl_ping_replica_period=3600,
+                                 repl_diskless_sync_delay=0) as kv_master:
+            port = redis_master.port if redis_master else kv_master.port
+            redis_replica = RedisServer("--replicaof", "127.0.0.1", str(port))
+            try:
+                client = redis_replica.client()
+                async with kvrepl.Replica(follow=("127.0.0.1", port)) as replica:
+                    await replica.wait_synced()
+                    await eventually(lambda: _link_up(client), "the redis replica is up")
+                    ours = replica.execute_command("INFO", "replication").decode()
+                    ours = dict(line.split(":", 1) for line in ours.split("\r\n")[1:] if line)
+                    theirs = await trio.to_thread.run_sync(client.info, "replication")
+                    master_info = (await trio.to_thread.run_sync(
+                        redis_master.client().info, "replication") if redis_master
+                        else {"master_repl_offset": kv_master.replication.master_repl_offset})
+                    assert master_info["master_repl_offset"] == 0
+                    assert {k: int(v) for k, v in _offsets(ours).items()} == _offsets(theirs) \
+                        == dict.fromkeys(OFFSET_FIELDS, 0)
+            finally:
+                redis_replica.stop()
+    finally:
+        if redis_master:
+            redis_master.stop()

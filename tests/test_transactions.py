@@ -403,6 +403,24 @@ def test_transactions_propagate_atomically(engine: Engine, run: Run) -> None:
         [b"MULTI"], [b"SET", b"a", b"2"], [b"PUBLISH", b"ch", b"m"], [b"EXEC"]]
 
 
+def test_a_transaction_runs_at_one_instant(engine: Engine, run: Run) -> None:
+    """Redis's fixed_time_expire: the clock is read once for the whole EXEC, so a key set
+    with a 1 ms TTL is still there for the next queued command, however long it took."""
+    now = [1_700_000_000.0]
+
+    def clock() -> float:
+        now[0] += 0.005  # every reading of the clock is 5 ms later
+        return now[0]
+
+    engine.keyspace.clock = clock
+    run("MULTI")
+    run("SET", "k", "v", "PX", "1")
+    run("GET", "k")
+    run("PTTL", "k")
+    assert run("EXEC") == [OK, b"v", 1]
+    assert run("GET", "k") is None
+
+
 def test_errors_are_reply_errors(run: Run) -> None:
     run("MULTI")
     with pytest.raises(ReplyError, match="MULTI calls can not be nested"):
@@ -443,3 +461,74 @@ def test_refused_writes_inside_multi_abort_exec_as_redis_does() -> None:
     finally:
         ours.stop()
         real.stop()
+
+
+# -- WATCH sees only the keys a command modifies (issue #11) ----------------------------------
+
+_SOURCES = (
+    ("SADD", "s1", "a", "b"), ("SADD", "s2", "b", "c"), ("SADD", "sdst", "z"),
+    ("ZADD", "z1", "1", "a", "2", "b"), ("ZADD", "z2", "3", "b"),
+    ("RPUSH", "l1", "3", "1", "2"), ("RPUSH", "l2", "x"),
+    ("MSET", "w_1", "9", "w_2", "8", "w_3", "7", "o_1", "x", "str", "v"),
+)
+
+
+@pytest.mark.parametrize(("command", "watched"), [
+    # read-only sources: a read is no change
+    (("SUNIONSTORE", "dst", "s1", "s2"), "s1"),
+    (("SINTERSTORE", "dst", "s1", "s2"), "s2"),
+    (("SDIFFSTORE", "dst", "s1", "s2"), "s1"),
+    (("ZUNIONSTORE", "dst", "2", "z1", "z2"), "z2"),
+    (("ZINTERSTORE", "dst", "2", "z1", "z2", "WEIGHTS", "1", "2"), "z1"),
+    (("ZDIFFSTORE", "dst", "2", "z1", "z2"), "z1"),
+    (("ZRANGESTORE", "dst", "z1", "0", "-1"), "z1"),
+    (("SORT", "l1", "STORE", "dst"), "l1"),
+    (("SORT", "l1", "BY", "w_*", "STORE", "dst"), "w_1"),
+    (("SORT", "l1", "BY", "w_*", "GET", "o_*", "STORE", "dst"), "o_1"),
+    (("COPY", "str", "dst"), "str"),
+    (("COPY", "str", "dst", "DB", "1"), "dst"),  # dst of db 0 is not the one written
+    # destinations and read-write keys: a change
+    (("SUNIONSTORE", "dst", "s1", "s2"), "dst"),
+    (("SUNIONSTORE", "s1", "s1", "s2"), "s1"),  # the source is also the destination
+    (("SINTERSTORE", "sdst", "s1", "nosuch"), "sdst"),  # an empty result deletes it
+    (("SINTERSTORE", "dst", "s1", "nosuch"), "dst"),  # ... and a missing one stays missing
+    (("ZRANGESTORE", "dst", "z1", "0", "-1"), "dst"),
+    (("SORT", "l1", "STORE", "dst"), "dst"),
+    (("COPY", "str", "dst"), "dst"),
+    (("LMOVE", "l1", "l2", "LEFT", "RIGHT"), "l1"),
+    (("LMOVE", "l1", "l2", "LEFT", "RIGHT"), "l2"),
+    (("BLMOVE", "l1", "l2", "LEFT", "RIGHT", "0"), "l2"),
+    (("RPOPLPUSH", "l1", "l1"), "l1"),
+    (("SMOVE", "s1", "s2", "a"), "s1"),
+    (("SMOVE", "s1", "s2", "a"), "s2"),
+    (("RENAME", "str", "fresh"), "str"),
+    (("RENAME", "str", "fresh"), "fresh"),
+    (("RENAMENX", "str", "s1"), "s1"),  # refused: nothing changes
+    (("MOVE", "str", "1"), "str"),
+    # keys a command may write but this time does not
+    (("SMOVE", "s1", "s2", "b"), "s2"),  # already a member there
+    (("LMPOP", "2", "l1", "l2", "LEFT"), "l2"),  # only l1 is popped
+    (("BLMPOP", "0", "2", "l1", "l2", "LEFT"), "l2"),
+    (("ZMPOP", "2", "z1", "z2", "MIN"), "z2"),
+    (("BZMPOP", "0", "2", "z1", "z2", "MAX"), "z2"),
+    (("BLPOP", "l1", "l2", "0"), "l2"),
+    (("BRPOP", "nosuch", "l2", "0"), "l2"),
+    (("BZPOPMIN", "z1", "z2", "0"), "z2"),
+    (("DEL", "str", "nosuch"), "nosuch"),
+    (("UNLINK", "nosuch", "str", "nosuch"), "str"),
+    (("DEL", "str", "str"), "str"),
+], ids=lambda value: " ".join(value) if isinstance(value, tuple) else value)
+def test_watch_fires_only_for_keys_the_command_modifies(same: Callable[..., object],
+                                                        other: Callable[..., object],
+                                                        command: tuple[str, ...],
+                                                        watched: str) -> None:
+    """WATCH a key, let another client run a write that names it, EXEC: nil exactly when
+    redis-server's answer is nil (signalModifiedKey only for what the command changed)."""
+    for seed in _SOURCES:
+        other(*seed)
+    same("WATCH", watched)
+    other(*command)
+    same("MULTI")
+    same("PING")
+    same("EXEC")
+    same("FLUSHALL")

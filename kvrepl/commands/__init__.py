@@ -4,11 +4,14 @@ Importing this package registers every handler in :data:`kvrepl.commands.core.HA
 """
 
 from kvrepl.commands import (  # noqa: F401
+    bitmaps,
     client,
     cluster,
     connection,
     debug,
+    geo,
     hashes,
+    hyperloglog,
     info,
     keys,
     latency,

@@ -10,6 +10,7 @@ engine is sans-IO: the trio server, the embedded API and replication all call
 from __future__ import annotations
 
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from time import perf_counter
@@ -24,20 +25,24 @@ from kvrepl.commands.observers import (
 )
 from kvrepl.commands.plain import PlainLane
 from kvrepl.commands.protection import protected_command_error
-from kvrepl.commands.spec import CommandSpec, key_positions, load_specs
+from kvrepl.commands.spec import CommandSpec, load_specs, modified_key_positions
 from kvrepl.commands.watch import WatchRegistry
 from kvrepl.config import Config
 from kvrepl.errors import (
     ExecAbortError,
     ReplyError,
+    WriteSkipped,
     unknown_command,
     wrong_arity,
 )
-from kvrepl.log import logger
+from kvrepl.log import logger, set_level
 from kvrepl.protocol.replies import NULL_ARRAY, QUEUED, Push
 from kvrepl.store import Database, Keyspace
 
 Handler = Callable[["Session", list], object]
+
+# How many of a replica's last failed commands from its master an engine keeps.
+SKIPPED_KEPT = 16
 
 # name ("get", "config|get") -> handler; filled at import time by the family modules.
 HANDLERS: dict[str, Handler] = {}
@@ -237,6 +242,9 @@ class CommandStats:
     pubsub_messages: int = 0
     error_replies: int = 0
     errors: dict[str, int] = field(default_factory=dict)
+    # Errors a replica's master link got for commands of the master's stream (Redis's
+    # stat_unexpected_error_replies): each is a write this replica could not apply.
+    unexpected_error_replies: int = 0
 
 
 class Session:
@@ -290,6 +298,13 @@ class Session:
         self.blocked: object | None = None  # the server's waiter while in BLPOP & co.
         # While a blocked command is re-run: the key that became ready, to be served first.
         self.ready_key: bytes | None = None
+        # Where the error replies this client gets are also collected (the master link,
+        # which sends no replies: see ReplicaOf); None for everyone else.
+        self.error_log: list[ReplyError] | None = None
+        # Bytes (about) of pending_out, and since when they are over the soft limit: the
+        # pubsub class of client-output-buffer-limit (see push).
+        self.pending_size = 0
+        self.soft_limit_since: float | None = None
 
     @property
     def subscriptions(self) -> int:
@@ -304,8 +319,40 @@ class Session:
     def push(self, message: object) -> None:
         """Queue an out-of-band reply (a pub/sub message, a MONITOR line) for this client."""
         self.pending_out.append(message)
+        if self.channels or self.patterns:
+            self.pending_size += sum(len(part) if type(part) is bytes else 8
+                                     for part in message) + 16  # type: ignore[attr-defined]
+            self._check_output_limit()
         if self.on_push is not None:
             self.on_push()
+
+    def _check_output_limit(self) -> None:
+        """checkClientOutputBufferLimits for a subscriber (the pubsub class): a client that
+        does not read what it is sent is closed past the hard limit, or after staying over
+        the soft one for its seconds. Replies to requests never pile up here: a client's
+        next request is read only once its replies are sent."""
+        hard, soft, seconds = self.engine.config.client_output_buffer_limit["pubsub"]
+        size = self.pending_size
+        over = bool(hard and size >= hard)
+        if not over and soft and size >= soft:
+            now = time.monotonic()
+            if self.soft_limit_since is None:
+                self.soft_limit_since = now
+            over = now - self.soft_limit_since > seconds
+        elif not over:
+            self.soft_limit_since = None
+        if over and self.on_kill is not None:
+            logger.warning("Client id=%d addr=%s scheduled to be closed ASAP for overcoming "
+                           "of output buffer limits.", self.id, self.addr)
+            kill, self.on_kill = self.on_kill, None
+            self.pending_out.clear()
+            self.pending_size = 0
+            kill()
+
+    def drained(self) -> None:
+        """pending_out was handed to the connection: nothing is pending any more."""
+        self.pending_out.clear()
+        self.pending_size = 0
 
     def select(self, index: int) -> None:
         self.db = self.engine.keyspace.dbs[index]
@@ -344,9 +391,20 @@ class Engine:
         self.run_listeners: dict[Callable[[int, list[bytes]], None],
                                  Callable[[int, list[list[bytes]], bytes | None], None]] = {}
         self._rewrite: list[list[bytes]] | None = None
+        # Writes queued by the running execution unit, sent when it ends (_end_unit).
         self._pending: list[tuple[int, list[bytes]]] = []
+        # How deeply call() is nested (EXEC runs its commands through call() again): while
+        # above 0 a command's execution unit is running, and the writes it causes (a lazy
+        # expiry's DEL included) wait in _pending to go out ahead of its own, atomically.
+        # At 0 a write no command issued (an embedded read, active expiry) is propagated at
+        # once, so every write reaches the stream in the order it happened.
+        self.depth = 0
         self._current_db = 0
         self.monitors: list[Session] = []
+        # A replica's last commands from its master that failed here (the newest last),
+        # and who wants to hear of each (node.changes()): see ReplicaOf._failed.
+        self.skipped_writes: deque[WriteSkipped] = deque(maxlen=SKIPPED_KEPT)
+        self.skipped_listeners: list[Callable[[WriteSkipped], None]] = []
         # Set by the server: called when keys became ready for blocked clients.
         self.on_ready_keys: Callable[[], None] | None = None
         self.on_shutdown: Callable[[bool | None], None] | None = None
@@ -419,6 +477,10 @@ class Engine:
     def _config_changed(self, name: str) -> None:
         """Keep the store's copies of settings it reads on every access in step."""
         config, keyspace = self.config, self.keyspace
+        if name == "replica-read-only":  # CONFIG SET on a replica takes effect at once
+            self.read_only = config.replica_read_only and self.read_only_role()
+        elif name == "loglevel":
+            set_level(config.loglevel)
         keyspace.lfu = config.maxmemory_policy.endswith("-lfu")
         keyspace.lfu_log_factor = config.lfu_log_factor
         keyspace.lfu_decay_time = config.lfu_decay_time
@@ -466,25 +528,16 @@ class Engine:
         self._rewrite = list(argvs)
 
     def also_propagate(self, argv: list[bytes], db_index: int | None = None) -> None:
-        """Queue ``argv`` for propagation ahead of the running command's own (e.g. the DEL of
-        a key it found expired)."""
+        """Propagate a write that is not the running command's own (Redis's
+        ``alsoPropagate``): inside a command it is queued ahead of the command's write;
+        outside any command (an embedded read's expiry, active expiry, eviction) it goes
+        out at once, so that no later write can overtake it."""
         if self.propagate_listeners:
-            self._pending.append((self._current_db if db_index is None else db_index, argv))
-
-    def flush_propagation(self, atomic: bool = True) -> None:
-        """Send what the last execution unit queued; several ops go out as MULTI ... EXEC
-        (Redis 7.0's ``propagatePendingCommands``)."""
-        ops = self._pending
-        if not ops:
-            return
-        self._pending = []
-        wrap = atomic and len(ops) > 1
-        if wrap:
-            self.propagate(ops[0][0], [b"MULTI"])
-        for db_index, argv in ops:
-            self.propagate(db_index, argv)
-        if wrap:
-            self.propagate(ops[-1][0], [b"EXEC"])
+            db = self._current_db if db_index is None else db_index
+            if self.depth:
+                self._pending.append((db, argv))
+            else:
+                self.propagate(db, argv)
 
     def propagate(self, db_index: int, argv: list[bytes]) -> None:
         for listener in self.propagate_listeners:
@@ -506,9 +559,9 @@ class Engine:
                     listener(db_index, argv)
 
     def _on_expired(self, db: Database, key: bytes) -> None:
+        """A key was deleted for having expired (deleteExpiredKeyAndPropagate)."""
         self.stats.expired_keys += 1
-        if self.propagate_listeners:
-            self._pending.append((db.id, [b"DEL", key]))
+        self.also_propagate([b"DEL", key], db.id)
 
     # -- execution -------------------------------------------------------------------------
     def lookup_command(self, argv: list[bytes]) -> Command:
@@ -547,7 +600,7 @@ class Engine:
             except ReplyError as err:
                 if session.multi is not None:
                     session.multi_error = True
-                return self._count_error(err)
+                return self._count_error(err, session)
         if cmd.spec.protected and (err := protected_command_error(cmd, session, self.config)):
             return self._reject(cmd, session, err)
         if not session.authenticated and not cmd.no_auth:
@@ -581,16 +634,6 @@ class Engine:
             session.multi.append((cmd, argv))
             return QUEUED
         reply = self.call(session, cmd, argv)
-        pending = self._pending
-        if pending:
-            if len(pending) == 1:  # one write, no MULTI around it: straight to the listeners
-                db_index, written = pending.pop()
-                for listener in self.propagate_listeners:
-                    listener(db_index, written)
-            else:
-                self.flush_propagation()
-            if self.replication is not None:
-                session.woff = self.replication.master_repl_offset
         if self.keyspace.ready_keys and self.on_ready_keys is not None:
             self.on_ready_keys()
         return reply
@@ -627,39 +670,46 @@ class Engine:
             cmd = self.lookup_command(argv)
         except ReplyError as err:
             return err
-        reply = self.call(session, cmd, argv)
-        if self._pending:
-            self.flush_propagation()
-        return reply
+        return self.call(session, cmd, argv)
 
     def call(self, session: Session, cmd: Command, argv: list[bytes]) -> object:
-        """Run a resolved command: hooks, handler, stats, propagation (Redis's ``call()``)."""
+        """Run a resolved command: hooks, handler, stats, propagation (Redis's ``call()``).
+
+        Re-entrant (EXEC calls it for each queued command): the outermost call is the unit
+        of work, whose clock is frozen and whose writes are propagated when it ends."""
         keyspace = self.keyspace
         db = session.db
         dirty = self.dirty
         self._current_db = db.id
         session.last_command = cmd.name
         watches = self.watches
-        keyspace.frozen = True  # also tells the WATCH hook that a command is running
+        depth = self.depth
+        self.depth = depth + 1
+        if not depth:
+            keyspace.frozen = True  # also tells the WATCH hook that a command is running
         keyspace.counting_reads = not cmd.is_write
-        if cmd.is_write and keyspace.before_write_hooks:
-            for index in key_positions(cmd.spec, argv):
-                db.before_write(argv[index])
         start = perf_counter()
         try:
+            if cmd.is_write and keyspace.before_write_hooks:
+                # Only the keys the command may modify: a read-only source (SUNIONSTORE's)
+                # is no change for WATCH, nor for a snapshot's copy-on-write.
+                for index in modified_key_positions(cmd.spec, argv):
+                    db.before_write(argv[index])
             reply = cmd.handler(session, argv)
         except ReplyError as err:
             reply = err
             cmd.failed_calls += 1
-            self._count_error(err)
+            self._count_error(err, session)
         except Exception as err:  # a bug in a handler must not take the server down
             logger.exception("Error running %r", argv[:3])
             reply = ReplyError(f"ERR internal error running '{cmd.name}': {err}")
             cmd.failed_calls += 1
-            self._count_error(reply)
+            self._count_error(reply, session)
         finally:
-            keyspace.frozen = False
-            keyspace.frozen_ms = None
+            self.depth = depth
+            if not depth:
+                keyspace.frozen = False
+                keyspace.frozen_ms = None
             keyspace.counting_reads = False
         if watches.pending:
             watches.command_done(self.dirty != dirty)
@@ -681,14 +731,39 @@ class Engine:
         rewritten = self._rewrite
         if rewritten is not None:
             self._rewrite = None
+        pending = self._pending
         if self.dirty != dirty and self.propagate_listeners:
             if rewritten is not None:
-                self._pending.extend((db.id, one) for one in rewritten)
+                pending.extend((db.id, one) for one in rewritten)
             elif cmd.replicates:
-                self._pending.append((db.id, argv))
+                if depth or pending:
+                    pending.append((db.id, argv))
+                else:  # the unit's one write, the common case: _end_unit inlined
+                    for listener in self.propagate_listeners:
+                        listener(db.id, argv)
+                    if self.replication is not None:
+                        session.woff = self.replication.master_repl_offset
+        if pending and not depth:
+            self._end_unit(session)
         if type(reply) is Block and (session.in_exec or session.is_master):
             reply = reply.timeout_reply
         return reply
+
+    def _end_unit(self, session: Session) -> None:
+        """The end of an execution unit (Redis 7.0's ``propagatePendingCommands``): its
+        writes to the listeners, in order, several wrapped in MULTI ... EXEC; the client's
+        WAIT offset moves past them."""
+        ops = self._pending
+        self._pending = []
+        wrap = len(ops) > 1  # one write needs no MULTI around it
+        if wrap:
+            self.propagate(ops[0][0], [b"MULTI"])
+        for db_index, argv in ops:
+            self.propagate(db_index, argv)
+        if wrap:
+            self.propagate(ops[-1][0], [b"EXEC"])
+        if self.replication is not None:
+            session.woff = self.replication.master_repl_offset
 
     def observe_slow(self, session: Session, cmd: Command, argv: list[bytes],
                      usec: float) -> None:
@@ -709,12 +784,14 @@ class Engine:
         cmd.rejected_calls += 1
         if session.multi is not None:
             session.multi_error = True
-        return self._count_error(err)
+        return self._count_error(err, session)
 
-    def _count_error(self, err: ReplyError) -> ReplyError:
+    def _count_error(self, err: ReplyError, session: Session) -> ReplyError:
         self.stats.error_replies += 1
         prefix = err.message.split(" ", 1)[0]
         self.stats.errors[prefix] = self.stats.errors.get(prefix, 0) + 1
+        if session.error_log is not None:
+            session.error_log.append(err)
         return err
 
     def _feed_monitors(self, session: Session, argv: list[bytes]) -> None:

@@ -240,7 +240,7 @@ def _stats(engine: Engine) -> list[str]:
         "tracking_total_keys:0",
         "tracking_total_items:0",
         "tracking_total_prefixes:0",
-        "unexpected_error_replies:0",
+        f"unexpected_error_replies:{stats.unexpected_error_replies}",
         f"total_error_replies:{stats.error_replies}",
         "dump_payload_sanitizations:0",
         f"total_reads_processed:{stats.commands_processed}",

@@ -68,7 +68,7 @@ from kvrepl.errors import (
 from kvrepl.protocol.replies import OK, Status
 from kvrepl.store import Database, Keyspace, ZSet, type_name
 from kvrepl.store.encoding import object_encoding, object_refcount
-from kvrepl.store.values import copy_value
+from kvrepl.store.values import copy_value, is_string, string_bytes
 
 _SAME_OBJECT = "ERR source and destination objects are the same"
 
@@ -101,11 +101,17 @@ def del_(s: Session, argv: list[bytes]) -> int:
     freeing to do in Python)."""
     db = s.db
     deleted = 0
+    watches = s.engine.watches
+    gone: list[bytes] | None = [] if watches.pending else None  # only while WATCHed
     for key in argv[1:]:
         # lookup first, as expireIfNeeded: an expired key is removed (and propagated as
         # DEL) by the store and does not count.
         if db.lookup(key) is not None and db.delete(key):
             deleted += 1
+            if gone is not None:
+                gone.append(key)
+    if gone is not None:
+        watches.changed_only(db, *gone)  # a missing key was not modified
     s.engine.dirty += deleted
     return deleted
 
@@ -311,6 +317,7 @@ def copy(s: Session, argv: list[bytes]) -> object:
         return 0
     if dst is not src:
         dst.before_write(newkey)
+        s.engine.watches.changed_only(dst, newkey)  # not the namesake in the source db
     dst.delete(newkey)
     dst.add(newkey, copy_value(value))
     if expire is not None:
@@ -510,7 +517,8 @@ def _by_pattern(db: Database, pattern: bytes, subst: bytes) -> bytes | None:
         return None
     if field is not None:
         return value.get(field) if type(value) is dict else None  # type: ignore[union-attr]
-    return value if type(value) is bytes else None  # type: ignore[return-value]
+    # A string changed in place is copied: SORT keeps the value, not the live object.
+    return string_bytes(value) if is_string(value) else None  # type: ignore[arg-type]
 
 
 def _sort_generic(readonly: bool, s: Session, argv: list[bytes]) -> object:

@@ -103,8 +103,10 @@ def _pop_many(s: Session, key: bytes, lst: deque, where: int, count: int) -> lis
 
 
 def _propagate_pop_count(s: Session, key: bytes, where: int, popped: int) -> None:
-    """LMPOP / BLMPOP replicate as ``[LR]POP key count``."""
+    """LMPOP / BLMPOP replicate as ``[LR]POP key count``; of their keys only ``key``
+    changed (for WATCH)."""
     s.engine.rewrite([b"LPOP" if where == LEFT else b"RPOP", key, b"%d" % popped])
+    s.engine.watches.changed_only(s.db, key)
 
 
 def _blocked(s: Session) -> bool:
@@ -458,6 +460,7 @@ def _blocking_pop(s: Session, keys: list[bytes], where: int, timeout: float,
         element = value.popleft() if where == LEFT else value.pop()
         _removed(s, key, value, 1)
         s.engine.rewrite([b"LPOP" if where == LEFT else b"RPOP", key])
+        s.engine.watches.changed_only(s.db, key)  # the other keys were only looked at
         return [key, element]
     if _deny_blocking(s):
         return NULL_ARRAY

@@ -1,4 +1,5 @@
-"""The plain lane: runs of GET and SET-without-options, executed back to back.
+"""The plain lane: runs of GET, SET-without-options, PFADD of one element to a dense
+HyperLogLog and PFCOUNT of one HyperLogLog whose cached count is valid, executed back to back.
 
 Most traffic a cache sees (and all of what ``redis-benchmark -t set,get`` sends) is GET and
 plain SET from clients with nothing special about them. For those, the general path's work
@@ -8,6 +9,14 @@ such requests is executed in one loop with the checks done once for the whole ru
 lane opens only when no check could refuse or change anything (see :meth:`PlainLane.open_for`),
 and leaves every request it is not sure about (another command, options, a key with a TTL, a
 value of another type) to the general path, which then runs it exactly as before.
+
+PFADD and PFCOUNT are here because ``redis-benchmark ... PFADD hll __rand_int__`` (and
+PFCOUNT) is how HyperLogLog throughput is measured, and the general path costs several times
+the register update; the lane takes only what is a few lines there, on a key without a TTL:
+one element into a dense HLL, or into a sparse one when it changes nothing, the count of one
+HLL that has a valid cached cardinality and more than 44 bytes (a shorter one may need to be
+made ``raw`` first). The rest (sparse updates, a count to compute, errors) goes to the
+general path, ``commands/hyperloglog.py``.
 
 What the general path would have recorded is recorded here too: the dirty counter,
 ``INFO commandstats`` calls and time, the client's last command, the key's access time,
@@ -26,6 +35,15 @@ from time import perf_counter
 from typing import TYPE_CHECKING
 
 from kvrepl.commands.observers import histogram_step, new_histogram
+from kvrepl.store.encoding import string_encoding
+from kvrepl.store.hyperloglog import (
+    DENSE_MAGIC,
+    DENSE_SIZE,
+    SPARSE_MAGIC,
+    dense_add_one,
+    is_hll,
+    sparse_holds,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -39,17 +57,25 @@ _BULK_HEADS = [b"$%d\r\n" % length for length in range(1024)]  # "$<len>\r\n" of
 _NIL = (b"$-1\r\n", b"_\r\n")  # by session.resp3
 _GET = frozenset((b"GET", b"get", b"Get"))
 _SET = frozenset((b"SET", b"set", b"Set"))
+_PFADD = frozenset((b"PFADD", b"pfadd", b"PfAdd", b"Pfadd"))
+_PFCOUNT = frozenset((b"PFCOUNT", b"pfcount", b"PfCount", b"Pfcount"))
+_SHORT = 44  # OBJ_ENCODING_EMBSTR_SIZE_LIMIT
+_ZERO = b":0\r\n"
+_ONE = b":1\r\n"
 
 
 class PlainLane:
-    """GET and plain SET for an engine, without the general dispatch."""
+    """GET, plain SET and the simple PFADD/PFCOUNT for an engine, without the general
+    dispatch."""
 
-    __slots__ = ("engine", "_get", "_set")
+    __slots__ = ("engine", "_get", "_set", "_pfadd", "_pfcount")
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._get = engine.table[b"get"]
         self._set = engine.table[b"set"]
+        self._pfadd = engine.table[b"pfadd"]
+        self._pfcount = engine.table[b"pfcount"]
 
     def open_for(self, session: Session) -> bool:
         """True when nothing about the node or ``session`` could refuse a GET or SET, or
@@ -97,7 +123,9 @@ class PlainLane:
         average = usec / len(commands)
         if average >= engine.slow_floor:
             for argv in commands:
-                command = self._get if argv[0] in _GET else self._set
+                name = argv[0]
+                command = (self._get if name in _GET else self._set if name in _SET
+                           else self._pfadd if name in _PFADD else self._pfcount)
                 engine.observe_slow(session, command, argv, average)
 
     def open_for_master_link(self, session: Session) -> bool:
@@ -179,7 +207,7 @@ class PlainLane:
         engine = self.engine
         nil = _NIL[session.resp3]
         heads = _BULK_HEADS
-        gets = sets = misses = 0
+        gets = sets = misses = pfadds = grown = pfcounts = 0
         written: list[list[bytes]] = []  # the SETs, for the propagation listeners
         position = start
         began = perf_counter()
@@ -210,29 +238,69 @@ class PlainLane:
                 if listeners:
                     written.append(argv)
                 out.append(_OK)
+            elif length == 3 and argv[0] in _PFADD:
+                key = argv[1]
+                value = data.get(key)
+                if key in expires or type(value) is not bytes:
+                    break  # a new key, another type, a TTL: the general path
+                if len(value) == DENSE_SIZE and value.startswith(DENSE_MAGIC):
+                    new = dense_add_one(value, argv[2])
+                elif (value.startswith(SPARSE_MAGIC) and len(value) >= 16
+                      and (len(value) > _SHORT or string_encoding(value) == b"raw")
+                      and sparse_holds(value, argv[2])):
+                    new = None  # a sparse HLL it does not change
+                else:
+                    break  # a sparse update, a corrupt HLL: the general path
+                access[key] = clock
+                pfadds += 1
+                if new is None:
+                    out.append(_ZERO)
+                else:
+                    data[key] = new
+                    grown += 1
+                    if listeners:
+                        written.append(argv)
+                    out.append(_ONE)
+            elif length == 2 and argv[0] in _PFCOUNT:
+                key = argv[1]
+                value = data.get(key)
+                if (key in expires or type(value) is not bytes or len(value) <= _SHORT
+                        or not is_hll(value) or value[15] & 0x80):
+                    break
+                access[key] = clock
+                pfcounts += 1
+                out.append(b":%d\r\n" % int.from_bytes(value[8:16], "little"))
             else:
                 break
             position += 1
         if position == start:
             return start
         spent = (perf_counter() - began) * 1e6
-        ran = gets + sets
+        ran = gets + sets + pfadds + pfcounts
         if spent >= engine.slow_floor:
             self._observe_run(session, requests[start:position], spent)
+        if gets or pfcounts:
+            keyspace = engine.keyspace
+            keyspace.hits += gets - misses + pfcounts
+            keyspace.misses += misses
         if gets:
             self._record(self._get, gets, spent * gets / ran)
-            keyspace = engine.keyspace
-            keyspace.hits += gets - misses
-            keyspace.misses += misses
+        if pfcounts:
+            self._record(self._pfcount, pfcounts, spent * pfcounts / ran)
+        if pfadds:
+            self._record(self._pfadd, pfadds, spent * pfadds / ran)
+            engine.dirty += grown
         if sets:
             self._record(self._set, sets, spent * sets / ran)
             engine.dirty += sets
-            if written:
-                # In order, nothing ran in between; all SETs: they are their own encoding.
-                encoded = raw if sets == len(requests) - start else None
-                engine.propagate_run(db.id, written, encoded)
-                replication = engine.replication
-                if replication is not None:
-                    session.woff = replication.master_repl_offset
-        session.last_command = "get" if requests[position - 1][0] in _GET else "set"
+        if written:
+            # In order, nothing ran in between; all SETs: they are their own encoding.
+            encoded = raw if sets == len(requests) - start else None
+            engine.propagate_run(db.id, written, encoded)
+            replication = engine.replication
+            if replication is not None:
+                session.woff = replication.master_repl_offset
+        last = requests[position - 1][0]
+        session.last_command = ("get" if last in _GET else "set" if last in _SET
+                                else "pfadd" if last in _PFADD else "pfcount")
         return position

@@ -180,8 +180,8 @@ def info_replication(engine) -> list[str]:  # noqa: ANN001 - an Engine
             "master_last_io_seconds_ago:"
             + (str(int(now - following.last_io)) if following.link_up else "-1"),
             f"master_sync_in_progress:{int(following.sync_in_progress)}",
-            f"slave_read_repl_offset:{following.read_reploff or 1}",
-            f"slave_repl_offset:{following.reploff or 1}",
+            f"slave_read_repl_offset:{following.read_reploff if following.knows_offset else 1}",
+            f"slave_repl_offset:{following.reploff if following.knows_offset else 1}",
         ]
         if following.sync_in_progress:
             total = following.transfer_size

@@ -201,7 +201,10 @@ def smove(s: Session, argv: list[bytes]) -> int:
     if dst is None:
         dst = set()
         s.db.add(dst_key, dst)
-    s.engine.dirty += _add_members(dst, (member,))
+    added = _add_members(dst, (member,))
+    if not added:  # already a member there: only the source changed
+        s.engine.watches.changed_only(s.db, src_key)
+    s.engine.dirty += added
     return 1
 
 

@@ -37,6 +37,7 @@ __all__ = [
     "load_specs",
     "lookup",
     "lookup_name",
+    "modified_key_positions",
 ]
 
 _DATA = Path(__file__).with_name("redis_commands.json")
@@ -616,6 +617,16 @@ def key_positions(spec: CommandSpec, argv: list[bytes]) -> list[int]:
                 return []
             return list(range(first, last + 1, step))
     return list(dict.fromkeys(i for i, _ in _key_refs(spec, argv)))
+
+
+def modified_key_positions(spec: CommandSpec, argv: list[bytes]) -> list[int]:
+    """The key indexes of ``argv`` that the command may modify: :func:`key_positions` less
+    the read-only ones (key spec flag RO: SUNIONSTORE's sources, COPY's source). A key found
+    without flags (a key finder that gives none) counts as modified. What WATCH and a
+    snapshot's copy-on-write must hear about (Redis signals only the keys it changes)."""
+    if not spec.get_keys_function and not any("RO" in ref[0] for ref in spec._compiled):
+        return key_positions(spec, argv)
+    return list(dict.fromkeys(i for i, flags in _key_refs(spec, argv) if "RO" not in flags))
 
 
 def keys_of(spec: CommandSpec, argv: list[bytes]) -> list[bytes]:

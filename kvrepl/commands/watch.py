@@ -8,7 +8,9 @@ key is no logical change, and EXEC does not fail just because it is expired.
 The store signals a key *before* a write (that is what a running snapshot needs); whether
 the write changed anything is only known after the command, so those signals are held until
 the command ends and dropped when the dataset did not change (``SET k v NX`` on an existing
-key touches nothing, as in Redis).
+key touches nothing, as in Redis). The dispatcher signals only the keys a command may modify
+(not its read-only sources, key spec flag RO); a command that names several keys it may
+modify and knows it changed only some says so (:meth:`WatchRegistry.changed_only`).
 """
 
 from __future__ import annotations
@@ -64,6 +66,16 @@ class WatchRegistry:
     def _expired(self, db: Database, key: bytes) -> None:
         if (db.id, key) in self.by_key:
             self.touch(db, key)
+
+    def changed_only(self, db: Database, *keys: bytes) -> None:
+        """The running command changed ``keys`` of ``db`` and none of the other keys it
+        names (LMPOP pops one of its lists, DEL deletes only the keys that exist, SMOVE
+        leaves a destination that already has the member): their held signals are dropped,
+        as Redis calls signalModifiedKey only for what changed. Cheap when nobody watches
+        them (nothing is held)."""
+        if self.pending:
+            kept = {(db.id, key) for key in keys}
+            self.pending = [item for item in self.pending if item in kept]
 
     def command_done(self, changed: bool) -> None:
         """End of a command: apply its held signals if it changed the dataset."""

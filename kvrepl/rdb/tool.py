@@ -4,9 +4,10 @@
     kvrepl-rdb dump FILE [--db N]  one JSON object per key, per line
     kvrepl-rdb stats FILE [--top N]  keys per type and database, the largest keys
 
-``dump`` lines are ``{"db": 0, "key": ..., "type": ..., "value": ..., "expire_at_ms": ...}``;
-byte strings are written as ``bytes.decode("latin-1")`` (every byte maps to one code point,
-so ``text.encode("latin-1")`` gives the bytes back), the same convention as the RDB corpus.
+``dump`` lines are ``{"db": 0, "key": ..., "type": ..., "value": ..., "expire_at_ms": ...}``.
+Byte strings (keys, values, fields, members) are written as text (:func:`escape`): valid
+UTF-8 as itself, except that a backslash is doubled (``\\\\``), and each byte that is not part
+of valid UTF-8 as ``\\xHH`` (two lowercase hex digits). :func:`unescape` gives the bytes back.
 Values: strings as text, lists as arrays, sets as sorted arrays, hashes as objects, sorted
 sets as ``[member, score]`` pairs in rank order (scores ``"inf"``/``"-inf"`` when infinite),
 streams as ``{"entries": [[id, {field: value}]], "groups": [...], "last_id": ...}``.
@@ -21,6 +22,7 @@ import heapq
 import json
 import math
 import os
+import re
 import sys
 import time
 from collections import deque
@@ -236,8 +238,28 @@ def check(path: str, out: IO[str], progress_mode: str | None = None,
 # -- dump -------------------------------------------------------------------------------------
 
 
-def _latin1(data: bytes) -> str:
-    return data.decode("latin-1")
+ESCAPING_HELP = ("byte strings are written as text: valid UTF-8 as itself with a backslash "
+                 "doubled (\\\\), any other byte as \\xHH")
+_SURROGATE = re.compile("[\udc80-\udcff]")
+_ESCAPED = re.compile(rb"\\(\\|x[0-9a-f]{2})")
+
+
+def escape(data: bytes) -> str:
+    """A byte string as dump writes it: valid UTF-8 as itself, ``\\\\`` for a backslash,
+    ``\\xHH`` for each byte that is not part of valid UTF-8 (unambiguous: see unescape)."""
+    try:
+        text = data.decode()
+    except UnicodeDecodeError:
+        # surrogateescape maps each undecodable byte (always >= 0x80) to U+DC80..U+DCFF
+        text = data.decode(errors="surrogateescape").replace("\\", "\\\\")
+        return _SURROGATE.sub(lambda m: f"\\x{ord(m.group()) - 0xDC00:02x}", text)
+    return text.replace("\\", "\\\\") if "\\" in text else text
+
+
+def unescape(text: str) -> bytes:
+    """The bytes :func:`escape` wrote as ``text``."""
+    return _ESCAPED.sub(lambda m: b"\\" if m.group(1) == b"\\" else
+                        bytes([int(m.group(1)[1:], 16)]), text.encode())
 
 
 def _score(score: float) -> float | str:
@@ -254,18 +276,18 @@ def _stream_json(value: Stream) -> dict[str, Any]:
     groups = []
     for name, group in value.groups.items():
         groups.append({
-            "name": _latin1(name),
+            "name": escape(name),
             "last_id": _stream_id(group.last_id),
             "entries_read": group.entries_read,
-            "pending": [[_stream_id(i), _latin1(n.consumer) if n.consumer else None,
+            "pending": [[_stream_id(i), escape(n.consumer) if n.consumer else None,
                          n.delivery_time, n.delivery_count]
                         for i, n in group.pending.items()],
-            "consumers": [{"name": _latin1(c.name), "seen_time": c.seen_time,
+            "consumers": [{"name": escape(c.name), "seen_time": c.seen_time,
                            "pending": [_stream_id(i) for i in c.pending]}
                           for c in group.consumers.values()],
         })
     return {
-        "entries": [[_stream_id(i), {_latin1(f[j]): _latin1(f[j + 1])
+        "entries": [[_stream_id(i), {escape(f[j]): escape(f[j + 1])
                                      for j in range(0, len(f) - 1, 2)}]
                     for i, f in value.entries.items()],
         "last_id": _stream_id(value.last_id),
@@ -277,18 +299,18 @@ def _stream_json(value: Stream) -> dict[str, Any]:
 
 
 def value_json(value: object) -> tuple[str, Any]:
-    """``(type name, JSON-able value)`` of a store value (latin-1 text for bytes)."""
+    """``(type name, JSON-able value)`` of a store value (bytes as :func:`escape` text)."""
     kind = type(value)
     if kind is bytes:
-        return "string", _latin1(value)  # type: ignore[arg-type]
+        return "string", escape(value)  # type: ignore[arg-type]
     if kind is deque:
-        return "list", [_latin1(x) for x in value]  # type: ignore[attr-defined]
+        return "list", [escape(x) for x in value]  # type: ignore[attr-defined]
     if kind is set:
-        return "set", sorted(_latin1(x) for x in value)  # type: ignore[attr-defined]
+        return "set", sorted(escape(x) for x in value)  # type: ignore[attr-defined]
     if kind is dict:
-        return "hash", {_latin1(k): _latin1(v) for k, v in value.items()}  # type: ignore
+        return "hash", {escape(k): escape(v) for k, v in value.items()}  # type: ignore
     if kind is ZSet:
-        return "zset", [[_latin1(m), _score(s)] for s, m in value.ordered]  # type: ignore
+        return "zset", [[escape(m), _score(s)] for s, m in value.ordered]  # type: ignore
     if kind is Stream:
         return "stream", _stream_json(value)  # type: ignore[arg-type]
     raise TypeError(f"no JSON form for {kind.__name__}")
@@ -310,10 +332,10 @@ def dump(path: str, out: IO[str], dbs: set[int] | None = None,
                         continue
                     value = event.value
                     if type(value) is bytes:  # most keys: skip the dispatch
-                        kind, shown = "string", value.decode("latin-1")
+                        kind, shown = "string", escape(value)
                     else:
                         kind, shown = value_json(value)
-                    lines.append(encode({"db": event.db, "key": event.key.decode("latin-1"),
+                    lines.append(encode({"db": event.db, "key": escape(event.key),
                                          "type": kind, "value": shown,
                                          "expire_at_ms": event.expire_ms}))
                 if lines:
@@ -380,7 +402,7 @@ def stats(path: str, top: int = 10, progress_mode: str | None = None) -> dict[st
                     elif top and item > largest[0]:
                         heapq.heapreplace(largest, item)
                 elif kind is Aux:
-                    aux[_latin1(event.name)] = _latin1(event.value)
+                    aux[escape(event.name)] = escape(event.value)
                 elif kind is Function:
                     functions += 1
                 elif kind is End:
@@ -402,7 +424,7 @@ def stats(path: str, top: int = 10, progress_mode: str | None = None) -> dict[st
         "empty_keys_skipped": parser.empty_keys_skipped,
         "modules_skipped": parser.modules_skipped,
         "databases": {str(db): types for db, types in sorted(per_db.items())},
-        "largest": [{"db": db, "key": _latin1(key), "type": tname, "bytes": nbytes,
+        "largest": [{"db": db, "key": escape(key), "type": tname, "bytes": nbytes,
                      "elements": elements}
                     for nbytes, _, db, key, tname, elements in sorted(largest, reverse=True)],
     }
@@ -457,7 +479,10 @@ def build_parser() -> argparse.ArgumentParser:
     check_cmd = sub.add_parser("check", parents=[progress],
                                help="verify a file like redis-check-rdb")
     check_cmd.add_argument("file")
-    dump_cmd = sub.add_parser("dump", parents=[progress], help="JSON lines, one key each")
+    dump_cmd = sub.add_parser(
+        "dump", parents=[progress], help="JSON lines, one key each; " + ESCAPING_HELP,
+        description="One JSON object per key and line: db, key, type, value, expire_at_ms. "
+        + ESCAPING_HELP[0].upper() + ESCAPING_HELP[1:] + ".")
     dump_cmd.add_argument("file")
     dump_cmd.add_argument("--db", type=int, action="append",
                           help="only this database (repeatable)")
@@ -472,6 +497,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     out = sys.stdout
+    if hasattr(out, "reconfigure"):  # UTF-8 whatever the locale says: see escape()
+        out.reconfigure(encoding="utf-8")
     try:
         if args.command == "check":
             return check(args.file, out, args.progress)

@@ -11,6 +11,7 @@ once per piece, as Redis moves them once per read of its master's query buffer.
 from __future__ import annotations
 
 import os
+import socket
 import time
 from collections.abc import Awaitable, Callable
 
@@ -18,7 +19,9 @@ import trio
 
 from kvrepl import gc_policy
 from kvrepl.commands.core import Engine
-from kvrepl.log import logger
+from kvrepl.commands.monitor import repr_bytes
+from kvrepl.errors import ReplicaPanic, ReplyError, WriteSkipped
+from kvrepl.log import logger, panic
 from kvrepl.persistence import TempFile
 from kvrepl.rdb import LoadResult, RdbError, StagedLoad
 from kvrepl.replication.handshake import (
@@ -40,11 +43,29 @@ from kvrepl.replication.stream import encode_command
 
 Connect = Callable[[], Awaitable[trio.abc.Stream]]
 
+
+class UnableToConnect(Exception):
+    """The master's address could not even be tried (Redis's "Unable to connect to MASTER")."""
+
+
+def socket_error(err: BaseException) -> str:
+    """The system's words for a socket error, as Redis logs them ("Connection refused"):
+    trio wraps a failed connect in an OSError whose cause holds one error per address."""
+    cause = err.__cause__
+    for candidate in (err, cause, *getattr(cause, "exceptions", ())):
+        number = getattr(candidate, "errno", None)
+        if number:
+            return os.strerror(number)
+    return str(err) or type(err).__name__
+
 # Bytes read from the master at a time. The commands of one read are parsed and applied as
 # one batch; a smaller batch keeps fewer fresh argument lists alive at once, which the
 # garbage collector's young passes then have less to walk through.
 RECEIVE_SIZE = 16 * 1024
 PAYLOAD_RECEIVE_SIZE = 64 * 1024  # while the snapshot arrives: fewer, bigger steps
+
+# Redis logs "applying a command even though it is unable to write to disk" at most this often.
+DISK_ERROR_LOG_INTERVAL = 10.0
 
 # ROLE's words for the link states.
 CONNECT, CONNECTING, HANDSHAKE, SYNC, CONNECTED = (
@@ -86,6 +107,9 @@ class ReplicaOf:
         self.session.kind = "master"
         # Redis's master client is authenticated whatever requirepass says.
         self.session.authenticated = True
+        # The master gets no replies; the errors are collected to be logged (_failed).
+        self.session.error_log = []
+        self._disk_error_logged = -DISK_ERROR_LOG_INTERVAL
         self._stream_offset = self.reploff  # end of the last whole command received
         self._held = b""  # received bytes of a MULTI not yet executed (not yet applied)
         # Command names as the master spells them -> their table entries, for the commands
@@ -98,6 +122,12 @@ class ReplicaOf:
         self._new_replid = ""
         self._initial_offset = -1
 
+    @property
+    def knows_offset(self) -> bool:
+        """Redis has a master client, or a cached one (our history, kept for a partial
+        resync): INFO then shows its offsets, 0 included; without either it shows 1."""
+        return self.link_up or (self.has_history and not self.sync_in_progress)
+
     # -- lifetime --------------------------------------------------------------------------
     async def run(self) -> None:
         """Connect, sync, stream; on any failure wait a second and start again."""
@@ -109,16 +139,20 @@ class ReplicaOf:
             while True:
                 try:
                     await self._follow_once()
+                except ReplicaPanic:
+                    raise  # stops the node, as redis-server's panic stops the process
                 except (TryLater, ReplicationProtocolError, RdbError) as err:
                     logger.warning("MASTER <-> REPLICA sync: %s", err)
                 except trio.TooSlowError:
                     logger.warning("MASTER timeout: no data nor PING received...")
+                except UnableToConnect as err:
+                    logger.warning("Unable to connect to MASTER: %s", err)
+                except (OSError, trio.BrokenResourceError, trio.ClosedResourceError) as err:
+                    logger.warning("Error condition on socket for SYNC: %s", socket_error(err))
                 except Exception:  # a bug must not end replication for good: log, retry
                     logger.exception("MASTER <-> REPLICA sync: unexpected error")
-                except (OSError, trio.BrokenResourceError, trio.ClosedResourceError) as err:
-                    logger.warning("Error condition on socket for SYNC: %s", err)
                 self._link_lost()
-                await trio.sleep(1)
+                await trio.sleep(1)  # Redis's replicationCron tries again once a second
         finally:
             self._link_lost()
             engine.close_session(self.session)
@@ -169,7 +203,14 @@ class ReplicaOf:
             self.has_history = self.replication.backlog is not None
         self.state = CONNECTING
         logger.info("Connecting to MASTER %s:%s", self.host, self.port)
-        stream = await self.connect()
+        try:
+            stream = await self.connect()
+        except socket.gaierror as err:  # Redis fails before starting: no address to try
+            raise UnableToConnect(err.strerror) from err
+        except OSError:
+            # Redis has started its non-blocking connect when the refusal comes.
+            logger.info("MASTER <-> REPLICA sync started")
+            raise
         async with stream:
             logger.info("MASTER <-> REPLICA sync started")
             self.state = HANDSHAKE
@@ -362,8 +403,6 @@ class ReplicaOf:
         keyspace = engine.keyspace
         direct = self._direct
         call = engine.call
-        flush = engine.flush_propagation
-        listeners = engine.propagate_listeners
         lane = engine.plain_lane
         lane_open = lane.open_for_master_link(session)
         offset = self._stream_offset
@@ -373,10 +412,17 @@ class ReplicaOf:
         argvs = batch.argvs
         count = len(argvs)
         index = 0
+        errors = session.error_log  # filled by the engine when a command fails here
+        disk_error = engine.bgsave_failed and self._writes_denied_by_disk_error()
+        if disk_error:
+            lane_open = False  # each command is looked at: see _check_disk_error
         keyspace.applying_master = True
         try:
             while index < count:
+                if disk_error:
+                    self._check_disk_error(argvs[index])
                 if lane_open:  # a run of plain SETs, the stream's usual content
+                    # (a plain SET cannot fail: it overwrites a key of any type)
                     stop = lane.apply_sets(session, argvs, index)
                     if stop > index:
                         offset += batch.span(index, stop)
@@ -390,9 +436,9 @@ class ReplicaOf:
                 if cmd is not None and plain and session.multi is None:
                     arity = cmd.arity
                     if (len(argv) == arity if arity > 0 else len(argv) >= -arity):
-                        call(session, cmd, argv)
-                        if listeners:  # nobody listening: nothing was queued (changes())
-                            flush()
+                        call(session, cmd, argv)  # propagates what it wrote (changes())
+                        if errors:
+                            self._failed(argv, batch, offset)
                         if keyspace.ready_keys and engine.on_ready_keys is not None:
                             engine.on_ready_keys()
                         offset += size
@@ -404,6 +450,8 @@ class ReplicaOf:
                     acks.append(applied)
                 elif name != b"ping":
                     engine.execute(session, argv)  # the master gets no replies
+                    if errors:
+                        self._failed(argv, batch, offset)
                     self._learn(argv[0], name)
                     plain = self._plain()
                     lane_open = lane.open_for_master_link(session)
@@ -427,6 +475,88 @@ class ReplicaOf:
         self._held = received[done:] if done < len(received) else b""
         return acks
 
+    # -- commands that fail here ----------------------------------------------------------
+    def _failed(self, argv: list[bytes], batch: StreamBatch, offset: int) -> None:
+        """The master's command ``argv`` got error replies here: the write is lost on this
+        replica. As Redis 7.0's ``afterErrorReply`` for its master client: log it CRITICAL
+        with the latest backlog, count it (``unexpected_error_replies``; ``errorstats``
+        already did), and panic when ``propagation-error-behavior`` says so on a read-only
+        replica. ``node.changes()`` consumers get :class:`WriteSkipped` in its place.
+        ``offset`` is where ``argv`` starts in the stream of ``batch``."""
+        engine = self.engine
+        session = self.session
+        name = self._logged_name(argv)
+        errors = list(session.error_log)
+        session.error_log.clear()
+        for err in errors:
+            logger.warning("== CRITICAL == This replica is sending an error to its master: "
+                           "'%s' after processing the command '%s'",
+                           _as_redis_logs(err)[:4096], name)
+            latest = self._latest_backlog(batch, offset)
+            if latest:
+                logger.warning("Latest backlog is: '%s'", repr_bytes(latest))
+            engine.stats.unexpected_error_replies += 1
+            skipped = WriteSkipped(session.db.id, name, list(argv), err.message)
+            engine.skipped_writes.append(skipped)
+            for listener in engine.skipped_listeners:
+                listener(skipped)
+            if self.config.propagation_error_behavior != "ignore" and \
+                    self.config.replica_read_only:
+                raise panic("This replica panicked sending an error to its master after "
+                            f"processing the command '{name}'")
+
+    def _latest_backlog(self, batch: StreamBatch, offset: int) -> bytes:
+        """The last 256 bytes of the stream applied before the command at ``offset``, as
+        Redis's showLatestBacklog: what our backlog holds, then what this batch applied
+        (the backlog gets a batch once it is applied)."""
+        backlog = self.replication.backlog
+        held = b""
+        if backlog is not None and backlog.histlen > 0:
+            end = backlog.first_byte_offset + backlog.histlen
+            held = backlog.read_from(end - min(256, backlog.histlen))
+        received = self._held + batch.raw if self._held else batch.raw
+        return (held[-256:] + received[:max(offset - self.reploff, 0)])[-256:]
+
+    def _logged_name(self, argv: list[bytes]) -> str:
+        """The name Redis's log gives the failed command: its full name, ``<unknown>`` for
+        one it does not know (kvrepl does not, yet)."""
+        cmd = self._resolve(argv)
+        return "<unknown>" if cmd is None else cmd.name
+
+    def _resolve(self, argv: list[bytes]) -> object | None:
+        """lookupCommand: the table entry for ``argv``, subcommand resolved; None when
+        unknown. Counts nothing (the command's own run does)."""
+        cmd = self.engine.table.get(argv[0].lower())
+        if cmd is not None and cmd.subcommands and len(argv) >= 2:
+            cmd = cmd.subcommands.get(argv[1].lower())
+        return cmd
+
+    def _writes_denied_by_disk_error(self) -> bool:
+        """writeCommandsDeniedByDiskError: the last BGSAVE failed and stops writes."""
+        config = self.config
+        return bool(self.engine.bgsave_failed and config.stop_writes_on_bgsave_error
+                    and config.save)
+
+    def _check_disk_error(self, argv: list[bytes]) -> None:
+        """processCommand for the master's client while writes are denied by a failed save:
+        a write panics unless ``replica-ignore-disk-write-errors``; otherwise (and for PING)
+        it is applied, with a warning at most every 10 seconds."""
+        cmd = self._resolve(argv)
+        if cmd is None:
+            return  # it fails anyway, and _failed reports it
+        queued = self.session.multi
+        is_write = cmd.is_write or (cmd.is_exec and bool(queued)
+                                    and any(q.is_write for q, _ in queued))
+        if not (is_write or cmd.is_ping):
+            return
+        if is_write and not self.config.replica_ignore_disk_write_errors:
+            raise panic("Replica was unable to write command to disk.")
+        now = time.monotonic()
+        if now > self._disk_error_logged + DISK_ERROR_LOG_INTERVAL:
+            self._disk_error_logged = now
+            logger.warning("Replica is applying a command even though it is unable to write "
+                           "to disk.")
+
     def _plain(self) -> bool:
         """The master session is in a state where Engine.execute only calls the command."""
         session = self.session
@@ -440,3 +570,13 @@ class ReplicaOf:
         if cmd is not None and cmd.handler is not None and not cmd.subcommands and (
                 cmd.is_write or name in (b"select", b"multi", b"exec")):
             self._direct[spelled] = cmd
+
+
+def _as_redis_logs(err: ReplyError) -> str:
+    """The error as afterErrorReply logs it: Redis's own error objects keep their leading
+    ``-`` (``-WRONGTYPE ...``); messages built with addReplyError, every ``ERR`` one kvrepl
+    has, are logged without their ``ERR`` prefix."""
+    message = err.message.replace("\r", " ").replace("\n", " ")  # as sent: one line
+    if message.startswith("ERR "):
+        return message[4:]
+    return "-" + message

@@ -37,6 +37,7 @@ EMPTY = bytes(20)
 # server.h OBJ_STRING, OBJ_LIST, OBJ_SET, OBJ_ZSET, OBJ_HASH as htonl(type).
 _TYPE_TAG = {
     bytes: (0).to_bytes(4, "big"),
+    bytearray: (0).to_bytes(4, "big"),  # a string changed in place
     deque: (1).to_bytes(4, "big"),
     set: (2).to_bytes(4, "big"),
     ZSet: (3).to_bytes(4, "big"),
@@ -66,7 +67,7 @@ def _value_int(d: int, value: object, has_expire: bool) -> int:
     if tag is None:
         raise TypeError(f"cannot digest a value of type {kind.__name__}")
     d = _mix(d, tag)
-    if kind is bytes:
+    if kind is bytes or kind is bytearray:
         d = _mix(d, value)  # type: ignore[arg-type]
     elif kind is deque:
         for element in value:  # type: ignore[attr-defined]

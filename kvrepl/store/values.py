@@ -4,12 +4,21 @@ Redis's five types map onto built-ins wherever one fits, because built-ins are w
 does fastest:
 
 ========  ==========================================================================
-string    ``bytes``
+string    ``bytes``, or ``bytearray`` once changed in place (see below)
 list      ``collections.deque`` of ``bytes``
 hash      ``dict`` of ``bytes`` to ``bytes``
 set       ``set`` of ``bytes``
 zset      :class:`ZSet` (``dict`` member->score + lazy ``SortedList`` of ``(score, member)``)
 ========  ==========================================================================
+
+A string that SETBIT, BITFIELD, SETRANGE or APPEND change is kept as a ``bytearray`` and
+changed in place from then on, so that those commands cost what they change, not the size of
+the string (Redis's ``dbUnshareStringValue`` + ``sdsgrowzero``). Such a string is always one
+Redis holds ``raw``, exactly the strings those commands leave. Every other writer stores
+``bytes``. Because a ``bytearray`` changes under its holders, it never leaves the store
+as is: replies, the embedded API and other keys get ``bytes`` (:func:`string_bytes`) or a
+copy (:func:`copy_value`), and a point-in-time snapshot copies it before a change (its
+``before_write`` hook).
 """
 
 from __future__ import annotations
@@ -204,14 +213,27 @@ def type_name(value: object) -> bytes:
     return _TYPE_NAMES[type(value)]
 
 
-_TYPE_NAMES = {bytes: b"string", deque: b"list", dict: b"hash", set: b"set", ZSet: b"zset"}
+_TYPE_NAMES = {bytes: b"string", bytearray: b"string", deque: b"list", dict: b"hash",
+               set: b"set", ZSet: b"zset"}
+
+def is_string(value: object) -> bool:
+    """True for a string value, whichever of its two forms."""
+    kind = type(value)
+    return kind is bytes or kind is bytearray
+
+
+def string_bytes(value: bytes | bytearray) -> bytes:
+    """The bytes of a stored string, safe to hand out: the value itself, or a copy of one
+    changed in place (a later SETBIT must not reach a reply or a caller)."""
+    return value if type(value) is bytes else bytes(value)
 
 
 def copy_value(value: object) -> object:
-    """A deep-enough copy: the containers are new, the ``bytes`` inside are shared (immutable)."""
+    """A deep-enough copy: the containers are new, the ``bytes`` inside are shared (immutable);
+    a string changed in place is copied too."""
     if type(value) is bytes:
         return value
-    return value.copy()
+    return value.copy()  # type: ignore[attr-defined]
 
 
 # -- streams ---------------------------------------------------------------------------------
