@@ -23,7 +23,12 @@ from support import (
 )
 
 from kvrepl.commands.core import Engine
-from kvrepl.commands.observers import HISTOGRAM_STEP_TOPS
+from kvrepl.commands.observers import (
+    HISTOGRAM_STEP_TOPS,
+    histogram_reply,
+    latency_key,
+    percentiles_line,
+)
 from kvrepl.errors import ReplyError
 
 # -- TIME -----------------------------------------------------------------------------------
@@ -494,10 +499,13 @@ def test_spublish_propagates(run: Callable[..., object], propagated: list[list[b
 def test_client_list_counts_shard_channels(kvrepl_server: ThreadedServer) -> None:
     client = RawClient(kvrepl_server.port)
     client.call("SSUBSCRIBE", "a", "b", replies=2)
-    listing = kvrepl_server.client().client_list()
-    mine = [c for c in listing if c["ssub"] == "2"]
+    admin = kvrepl_server.client()
+    mine = [c for c in admin.client_list() if c["ssub"] == "2"]
     assert len(mine) == 1 and mine[0]["flags"] == "P" and mine[0]["sub"] == "0"
+    assert admin.info("stats")["pubsubshard_channels"] == 2
+    assert admin.client_list(_type="pubsub") == mine
     client.close()
+    admin.close()
 
 
 # -- CLIENT PAUSE / UNPAUSE -----------------------------------------------------------------
@@ -723,3 +731,37 @@ def test_lolwut_schotter_rows_exact_over_sizes(wire: Compare) -> None:
         for per_row in (1, 2, 3, 7, 8, 13, 50):
             for per_col in (1, 2):
                 wire("LOLWUT", "VERSION", "5", cols, per_row, per_col)
+
+
+def test_latency_percentiles_as_hdr_computes_them() -> None:
+    """hdr_histogram's 2 significant digits: 1 us reads 1.003, 1 ms reads 1003.519."""
+    counts: dict[int, int] = {}
+    for usec, calls in ((1.4, 99), (1000.2, 1)):
+        key = latency_key(usec)
+        counts[key] = counts.get(key, 0) + calls
+    assert percentiles_line(counts, (50.0, 99.0, 99.9)) == "p50=1.003,p99=1.003,p99.9=1003.519"
+    assert histogram_reply(counts) == {b"calls": 100, b"histogram_usec": {1: 99, 1056: 100}}
+    assert percentiles_line({latency_key(0.2): 1}, (50.0,)) == "p50=0.001"  # 0 us is 1 ns
+
+
+def test_info_latencystats_as_redis(kvrepl_server: ThreadedServer, redis_server: RedisServer
+                                    ) -> None:
+    texts = []
+    for port in (kvrepl_server.port, redis_server.port):
+        client = RawClient(port)
+        client.call("CONFIG", "RESETSTAT")
+        for _ in range(3):
+            client.call("SET", "k", "v")
+        reader = hiredis.Reader()
+        reader.feed(client.call("INFO", "latencystats"))
+        texts.append(reader.gets().decode())
+        client.close()
+    line = re.compile(r"latency_percentiles_usec_([a-z|]+):p50=\d+\.\d{3},p99=\d+\.\d{3},"
+                      r"p99\.9=\d+\.\d{3}")
+    names = []
+    for text in texts:
+        head, *lines = text.strip().split("\r\n")
+        assert head == "# Latencystats"
+        assert all(line.fullmatch(one) for one in lines)
+        names.append(sorted(line.fullmatch(one)[1] for one in lines))  # type: ignore[index]
+    assert names[0] == names[1] == ["config|resetstat", "set"]

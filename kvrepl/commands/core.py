@@ -16,13 +16,7 @@ from dataclasses import dataclass, field
 from time import perf_counter
 
 from kvrepl.commands.monitor import monitor_line
-from kvrepl.commands.observers import (
-    STEP_BY_USEC,
-    LatencyMonitor,
-    SlowLog,
-    histogram_step,
-    new_histogram,
-)
+from kvrepl.commands.observers import KEY_BY_USEC, LatencyMonitor, SlowLog, latency_key
 from kvrepl.commands.plain import PlainLane
 from kvrepl.commands.protection import protected_command_error
 from kvrepl.commands.spec import CommandSpec, load_specs, modified_key_positions
@@ -211,19 +205,13 @@ class Command:
         self.usec = 0.0
         self.rejected_calls = 0
         self.failed_calls = 0
-        # LATENCY HISTOGRAM's counts per step (observers.histogram_step), from the first call
-        self.histogram: list[int] | None = None
+        # LATENCY HISTOGRAM's counts, by hdr sub-bucket (observers.latency_key), from the
+        # first call
+        self.histogram: dict[int, int] | None = None
         self.latency_event = "fast-command" if spec.is_fast else "command"
         self.skip_slowlog = "skip_slowlog" in spec.flags
         # what CLIENT PAUSE WRITE holds back (processCommand's is_may_replicate_command)
         self.pausable = self.replicates
-
-    def record_latency(self, usec: float) -> None:
-        """One call's duration into LATENCY HISTOGRAM's counts."""
-        histogram = self.histogram
-        if histogram is None:
-            histogram = self.histogram = new_histogram()
-        histogram[histogram_step(usec)] += 1
 
     def __repr__(self) -> str:
         return f"Command({self.name!r})"
@@ -319,7 +307,7 @@ class Session:
     def push(self, message: object) -> None:
         """Queue an out-of-band reply (a pub/sub message, a MONITOR line) for this client."""
         self.pending_out.append(message)
-        if self.channels or self.patterns:
+        if self.channels or self.patterns or self.shard_channels:
             self.pending_size += sum(len(part) if type(part) is bytes else 8
                                      for part in message) + 16  # type: ignore[attr-defined]
             self._check_output_limit()
@@ -718,12 +706,13 @@ class Engine:
         cmd.calls += 1
         self.stats.commands_processed += 1
         if type(reply) is not Block:  # a blocked command is measured when it is served
-            if self.latency_tracking:  # cmd.record_latency(usec), inlined: every call
+            if self.latency_tracking:  # updateCommandLatencyHistogram
                 histogram = cmd.histogram
                 if histogram is None:
-                    histogram = cmd.histogram = new_histogram()
+                    histogram = cmd.histogram = {}
                 whole = int(usec)
-                histogram[STEP_BY_USEC[whole] if whole < 1024 else histogram_step(usec)] += 1
+                key = KEY_BY_USEC[whole] if whole < 1024 else latency_key(usec)
+                histogram[key] = histogram.get(key, 0) + 1
             if usec >= self.slow_floor:
                 self.observe_slow(session, cmd, argv, usec)
         if self.monitors and not cmd.hidden_from_monitor:

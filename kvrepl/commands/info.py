@@ -24,6 +24,7 @@ from collections.abc import Callable
 from kvrepl import __version__
 from kvrepl.commands.connection import REDIS_VERSION
 from kvrepl.commands.core import Engine, Session, command
+from kvrepl.commands.observers import percentiles_line
 from kvrepl.protocol.replies import Verbatim
 
 Section = Callable[[Engine], list[str]]
@@ -226,7 +227,7 @@ def _stats(engine: Engine) -> list[str]:
         f"keyspace_misses:{engine.keyspace.misses}",
         f"pubsub_channels:{len(engine.pubsub_channels)}",
         f"pubsub_patterns:{len(engine.pubsub_patterns)}",
-        "pubsubshard_channels:0",
+        f"pubsubshard_channels:{len(engine.pubsub_shard_channels)}",
         "latest_fork_usec:0",
         "total_forks:0",
         "migrate_cached_sockets:0",
@@ -365,6 +366,22 @@ def _keyspace(engine: Engine) -> list[str]:
     ]
 
 
+# latency-tracking-info-percentiles' default (kvrepl has not that option: always these)
+LATENCY_PERCENTILES = (50.0, 99.0, 99.9)
+
+
+def _latencystats(engine: Engine) -> list[str]:
+    """genRedisInfoStringLatencyStats: per command with calls recorded, its percentiles."""
+    if not engine.latency_tracking:
+        return []
+    return [
+        f"latency_percentiles_usec_{_safe(cmd.name)}:"
+        f"{percentiles_line(cmd.histogram, LATENCY_PERCENTILES)}"
+        for top in engine.table.values()
+        for cmd in itertools.chain((top,), top.subcommands.values()) if cmd.histogram
+    ]
+
+
 def _empty(engine: Engine) -> list[str]:
     return []
 
@@ -381,8 +398,7 @@ SECTIONS: dict[str, tuple[str, Section]] = {
     "module_list": ("Modules", _empty),
     "commandstats": ("Commandstats", _commandstats),
     "errorstats": ("Errorstats", _errorstats),
-    # Redis lists per-command latency percentiles here; kvrepl keeps no histograms.
-    "latencystats": ("Latencystats", _empty),
+    "latencystats": ("Latencystats", _latencystats),
     "cluster": ("Cluster", _cluster),
     "keyspace": ("Keyspace", _keyspace),
 }

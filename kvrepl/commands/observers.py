@@ -126,54 +126,82 @@ class LatencyMonitor:
 
 
 # -- per-command latency histograms ---------------------------------------------------------
-# Redis records each call's duration in nanoseconds (usec * 1000, clamped to [1, 1e9]) into
-# an hdr_histogram with 2 significant digits, and LATENCY HISTOGRAM walks it with a
-# logarithmic iterator from 1024 ns doubling: each step reports the cumulative count of the
-# values at or under the step's highest equivalent value, in usec. With 2 significant
-# digits a bucket spans 2^(floor(log2(v)) - 7) ns above 256, so the step for 1024 << k ends
-# at (1024 << k) + (8 << k) - 1. kvrepl counts the calls per step directly.
+# Redis records each call's duration in nanoseconds (whole usec * 1000, clamped to [1, 1e9])
+# into an hdr_histogram of 2 significant digits: a value counts in the sub-bucket of its
+# "lowest equivalent value", 256 sub-buckets per power of two (hdr's counts index). kvrepl
+# keeps the same counts, keyed by that lowest equivalent value (at most 3072 keys a
+# command), so that LATENCY HISTOGRAM and INFO latencystats read what Redis's would:
+# LATENCY HISTOGRAM walks it with hdr's logarithmic iterator from 1024 ns doubling, each step
+# reporting the cumulative count up to the step's highest equivalent value, in usec.
 
 HISTOGRAM_MAX_NS = 1_000_000_000
+_HIGHEST_TRACKED = (256 << 22) - 1  # the top of the last sub-bucket for 1e9 (3072 counts)
+
+
+def hdr_lowest(ns: int) -> int:
+    """hdr's lowest_equivalent_value (unit magnitude 0, 256 sub-buckets)."""
+    shift = (ns | 255).bit_length() - 8
+    return (ns >> shift) << shift
+
+
+def hdr_highest(ns: int) -> int:
+    """hdr's highest_equivalent_value: the top of the sub-bucket ``ns`` falls in."""
+    shift = (ns | 255).bit_length() - 8
+    return ((ns >> shift) << shift) + (1 << shift) - 1
+
+
+def _ns(whole_usec: int) -> int:
+    return min(max(whole_usec * 1000, 1), HISTOGRAM_MAX_NS)
 
 
 def _step_tops() -> list[int]:
+    """Where each step of hdr_iter_log_init(1024, 2) ends; the last one stops at the top of
+    the histogram's last sub-bucket, where the iterator runs out of counts."""
     tops = []
-    k = 0
-    while True:
-        value = 1024 << k
-        tops.append(value + (8 << k) - 1)
-        if value > HISTOGRAM_MAX_NS:
-            return tops
-        k += 1
+    value = 1024
+    while value <= HISTOGRAM_MAX_NS:
+        tops.append(hdr_highest(value))
+        value *= 2
+    tops.append(_HIGHEST_TRACKED)
+    return tops
 
 
 HISTOGRAM_STEP_TOPS = _step_tops()
+# the key of a call of ``whole`` usec, for the common short calls (a list index, no math)
+KEY_BY_USEC = [hdr_lowest(_ns(whole)) for whole in range(1024)]
 
 
-def histogram_step(usec: float) -> int:
-    """The index of the histogram step a call of ``usec`` microseconds falls in."""
-    ns = int(usec) * 1000
-    if ns < 1:
-        ns = 1
-    elif ns > HISTOGRAM_MAX_NS:
-        ns = HISTOGRAM_MAX_NS
-    return bisect_left(HISTOGRAM_STEP_TOPS, ns)
+def latency_key(usec: float) -> int:
+    """The histogram key of a call of ``usec`` microseconds."""
+    whole = int(usec)
+    return KEY_BY_USEC[whole] if whole < 1024 else hdr_lowest(_ns(whole))
 
 
-# histogram_step for the common short calls, by whole usec (a list index, not a search)
-STEP_BY_USEC = [histogram_step(usec) for usec in range(1024)]
-
-
-def new_histogram() -> list[int]:
-    return [0] * len(HISTOGRAM_STEP_TOPS)
-
-
-def histogram_reply(counts: list[int]) -> dict[bytes, object]:
+def histogram_reply(counts: dict[int, int]) -> dict[bytes, object]:
     """fillCommandCDF: the calls and the cumulative counts of the steps where it grows."""
     cells: dict[int, int] = {}
     total = 0
-    for top, count in zip(HISTOGRAM_STEP_TOPS, counts, strict=True):
-        if count:
-            total += count
-            cells[top // 1000] = total
+    for key in sorted(counts):
+        total += counts[key]
+        cells[HISTOGRAM_STEP_TOPS[bisect_left(HISTOGRAM_STEP_TOPS, key)] // 1000] = total
     return {b"calls": total, b"histogram_usec": cells}
+
+
+def value_at_percentile(counts: dict[int, int], percentile: float) -> int:
+    """hdr_value_at_percentile, in ns."""
+    total = sum(counts.values())
+    wanted = max(int(min(percentile, 100.0) / 100 * total + 0.5), 1)
+    seen = 0
+    found = 0
+    for key in sorted(counts):
+        seen += counts[key]
+        if seen >= wanted:
+            found = key
+            break
+    return hdr_lowest(found) if percentile == 0.0 else hdr_highest(found)
+
+
+def percentiles_line(counts: dict[int, int], percentiles: tuple[float, ...]) -> str:
+    """fillPercentileDistributionLatencies' values: ``p50=1.003,p99=...`` (usec)."""
+    return ",".join(f"p{p:f}".rstrip("0").rstrip(".")
+                    + f"={value_at_percentile(counts, p) / 1000.0:.3f}" for p in percentiles)

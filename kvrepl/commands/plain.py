@@ -34,7 +34,7 @@ from __future__ import annotations
 from time import perf_counter
 from typing import TYPE_CHECKING
 
-from kvrepl.commands.observers import histogram_step, new_histogram
+from kvrepl.commands.observers import latency_key
 from kvrepl.store.encoding import string_encoding
 from kvrepl.store.hyperloglog import (
     DENSE_MAGIC,
@@ -112,8 +112,9 @@ class PlainLane:
         if self.engine.latency_tracking:
             histogram = command.histogram
             if histogram is None:
-                histogram = command.histogram = new_histogram()
-            histogram[histogram_step(usec / count)] += count
+                histogram = command.histogram = {}
+            key = latency_key(usec / count)
+            histogram[key] = histogram.get(key, 0) + count
 
     def _observe_run(self, session: Session, commands: list[list[bytes]], usec: float
                      ) -> None:

@@ -34,8 +34,8 @@ async def run_cron(engine: Engine) -> None:
 
 def close_idle_clients(engine: Engine) -> int:
     """``timeout``: close the normal clients idle for longer (Redis's
-    clientsCronHandleTimeout: never replicas, the master link, MONITOR, blocked or pub/sub
-    clients). Returns how many it closed."""
+    clientsCronHandleTimeout: never replicas, the master link, MONITOR, blocked (CLIENT
+    PAUSE's postponed ones too) or pub/sub clients). Returns how many it closed."""
     limit = engine.config.timeout
     if not limit:
         return 0
@@ -43,7 +43,8 @@ def close_idle_clients(engine: Engine) -> int:
     closed = 0
     for session in list(engine.sessions.values()):
         if (session.is_replica or session.is_master or session.monitor
-                or session.blocked is not None or session.channels or session.patterns
+                or session.blocked is not None or session.id in engine.pause.postponed
+                or session.subscribed
                 or session.on_kill is None or now - session.last_interaction <= limit):
             continue
         logger.log(15, "Closing idle client")  # LL_VERBOSE
