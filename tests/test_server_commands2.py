@@ -765,3 +765,13 @@ def test_info_latencystats_as_redis(kvrepl_server: ThreadedServer, redis_server:
         assert all(line.fullmatch(one) for one in lines)
         names.append(sorted(line.fullmatch(one)[1] for one in lines))  # type: ignore[index]
     assert names[0] == names[1] == ["config|resetstat", "set"]
+
+
+def test_latency_histogram_long_calls(run: Callable[..., object], engine: Engine) -> None:
+    """Calls of a millisecond and more are counted by hdr sub-bucket; beyond half a second
+    they land in the last step, which ends where hdr's counts end (1073741 usec)."""
+    ping = engine.table[b"ping"]
+    for usec in (0.5, 1500.7, 600_000.0, 5_000_000.0):
+        ping.record_latency(usec)
+    found = run("LATENCY", "HISTOGRAM", "ping")
+    assert found[b"ping"] == {b"calls": 4, b"histogram_usec": {1: 1, 2113: 2, 1073741: 4}}

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from time import perf_counter
 
 from kvrepl.commands.monitor import monitor_line
-from kvrepl.commands.observers import KEY_BY_USEC, LatencyMonitor, SlowLog, latency_key
+from kvrepl.commands.observers import LatencyMonitor, SlowLog, latency_key
 from kvrepl.commands.plain import PlainLane
 from kvrepl.commands.protection import protected_command_error
 from kvrepl.commands.spec import CommandSpec, load_specs, modified_key_positions
@@ -178,7 +178,7 @@ class Command:
                  "no_auth", "no_multi", "allows_loading", "skip_monitor", "runs_in_multi",
                  "hidden_from_monitor", "touches_keyspace", "allowed_subscribed", "is_exec",
                  "is_ping", "calls", "usec", "rejected_calls", "failed_calls", "histogram",
-                 "latency_event", "skip_slowlog", "pausable")
+                 "histogram_tail", "latency_event", "skip_slowlog", "pausable")
 
     def __init__(self, spec: CommandSpec, handler: Handler | None,
                  subcommands: dict[bytes, Command] | None = None) -> None:
@@ -205,13 +205,26 @@ class Command:
         self.usec = 0.0
         self.rejected_calls = 0
         self.failed_calls = 0
-        # LATENCY HISTOGRAM's counts, by hdr sub-bucket (observers.latency_key), from the
-        # first call
-        self.histogram: dict[int, int] | None = None
+        # LATENCY HISTOGRAM's counts (from the first call): calls under 1 ms by whole usec,
+        # a list index being the cheapest count; longer ones by hdr sub-bucket
+        # (observers.latency_key). observers.latency_counts joins them.
+        self.histogram: list[int] | None = None
+        self.histogram_tail: dict[int, int] = {}
         self.latency_event = "fast-command" if spec.is_fast else "command"
         self.skip_slowlog = "skip_slowlog" in spec.flags
         # what CLIENT PAUSE WRITE holds back (processCommand's is_may_replicate_command)
         self.pausable = self.replicates
+
+    def record_latency(self, usec: float, calls: int = 1) -> None:
+        """``calls`` calls of ``usec`` each into LATENCY HISTOGRAM's counts."""
+        whole = int(usec)
+        if self.histogram is None:
+            self.histogram = [0] * 1024
+        if whole < 1024:
+            self.histogram[whole] += calls
+        else:
+            key = latency_key(usec)
+            self.histogram_tail[key] = self.histogram_tail.get(key, 0) + calls
 
     def __repr__(self) -> str:
         return f"Command({self.name!r})"
@@ -707,12 +720,12 @@ class Engine:
         self.stats.commands_processed += 1
         if type(reply) is not Block:  # a blocked command is measured when it is served
             if self.latency_tracking:  # updateCommandLatencyHistogram
-                histogram = cmd.histogram
-                if histogram is None:
-                    histogram = cmd.histogram = {}
                 whole = int(usec)
-                key = KEY_BY_USEC[whole] if whole < 1024 else latency_key(usec)
-                histogram[key] = histogram.get(key, 0) + 1
+                histogram = cmd.histogram
+                if whole < 1024 and histogram is not None:
+                    histogram[whole] += 1
+                else:
+                    cmd.record_latency(usec)
             if usec >= self.slow_floor:
                 self.observe_slow(session, cmd, argv, usec)
         if self.monitors and not cmd.hidden_from_monitor:

@@ -24,7 +24,7 @@ from collections.abc import Callable
 from kvrepl import __version__
 from kvrepl.commands.connection import REDIS_VERSION
 from kvrepl.commands.core import Engine, Session, command
-from kvrepl.commands.observers import percentiles_line
+from kvrepl.commands.observers import latency_counts, percentiles_line
 from kvrepl.protocol.replies import Verbatim
 
 Section = Callable[[Engine], list[str]]
@@ -374,12 +374,14 @@ def _latencystats(engine: Engine) -> list[str]:
     """genRedisInfoStringLatencyStats: per command with calls recorded, its percentiles."""
     if not engine.latency_tracking:
         return []
-    return [
-        f"latency_percentiles_usec_{_safe(cmd.name)}:"
-        f"{percentiles_line(cmd.histogram, LATENCY_PERCENTILES)}"
-        for top in engine.table.values()
-        for cmd in itertools.chain((top,), top.subcommands.values()) if cmd.histogram
-    ]
+    lines = []
+    for top in engine.table.values():
+        for cmd in itertools.chain((top,), top.subcommands.values()):
+            if cmd.histogram is not None:
+                counts = latency_counts(cmd.histogram, cmd.histogram_tail)
+                lines.append(f"latency_percentiles_usec_{_safe(cmd.name)}:"
+                             f"{percentiles_line(counts, LATENCY_PERCENTILES)}")
+    return lines
 
 
 def _empty(engine: Engine) -> list[str]:

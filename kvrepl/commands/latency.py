@@ -13,7 +13,7 @@ import time
 
 from kvrepl.commands.core import Command, Session, command
 from kvrepl.commands.help import help_reply
-from kvrepl.commands.observers import LatencySeries, histogram_reply
+from kvrepl.commands.observers import LatencySeries, histogram_reply, latency_counts
 from kvrepl.commands.server import _all_commands, _find
 from kvrepl.errors import ReplyError
 from kvrepl.protocol.replies import Verbatim
@@ -288,7 +288,10 @@ def latency_doctor(s: Session, argv: list[bytes]) -> object:
 
 
 def _with_data(cmd: Command) -> list[tuple[bytes, dict[bytes, object]]]:
-    return [(cmd.name.encode(), histogram_reply(cmd.histogram))] if cmd.histogram else []
+    if cmd.histogram is None:
+        return []
+    counts = latency_counts(cmd.histogram, cmd.histogram_tail)
+    return [(cmd.name.encode(), histogram_reply(counts))]
 
 
 @command("latency|histogram")

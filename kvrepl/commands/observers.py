@@ -177,6 +177,17 @@ def latency_key(usec: float) -> int:
     return KEY_BY_USEC[whole] if whole < 1024 else hdr_lowest(_ns(whole))
 
 
+def latency_counts(short: list[int] | None, tail: dict[int, int]) -> dict[int, int]:
+    """A command's counts by hdr sub-bucket: ``short`` (calls by whole usec under 1024) and
+    ``tail`` (longer calls, already by sub-bucket) joined."""
+    counts = dict(tail)
+    for whole, calls in enumerate(short or ()):
+        if calls:
+            key = KEY_BY_USEC[whole]
+            counts[key] = counts.get(key, 0) + calls
+    return counts
+
+
 def histogram_reply(counts: dict[int, int]) -> dict[bytes, object]:
     """fillCommandCDF: the calls and the cumulative counts of the steps where it grows."""
     cells: dict[int, int] = {}

@@ -34,7 +34,6 @@ from __future__ import annotations
 from time import perf_counter
 from typing import TYPE_CHECKING
 
-from kvrepl.commands.observers import latency_key
 from kvrepl.store.encoding import string_encoding
 from kvrepl.store.hyperloglog import (
     DENSE_MAGIC,
@@ -110,11 +109,7 @@ class PlainLane:
         command.usec += usec
         self.engine.stats.commands_processed += count
         if self.engine.latency_tracking:
-            histogram = command.histogram
-            if histogram is None:
-                histogram = command.histogram = {}
-            key = latency_key(usec / count)
-            histogram[key] = histogram.get(key, 0) + count
+            command.record_latency(usec / count, count)
 
     def _observe_run(self, session: Session, commands: list[list[bytes]], usec: float
                      ) -> None:

@@ -189,6 +189,7 @@ def reset_stats(engine: Engine) -> None:
         cmd.rejected_calls = 0
         cmd.failed_calls = 0
         cmd.histogram = None  # LATENCY HISTOGRAM starts over too (resetCommandTableStats)
+        cmd.histogram_tail = {}
 
 
 @command("config|resetstat")
