@@ -775,3 +775,17 @@ def test_latency_histogram_long_calls(run: Callable[..., object], engine: Engine
         ping.record_latency(usec)
     found = run("LATENCY", "HISTOGRAM", "ping")
     assert found[b"ping"] == {b"calls": 4, b"histogram_usec": {1: 1, 2113: 2, 1073741: 4}}
+
+
+def test_latency_histogram_repeats_a_command_named_twice(
+        kvrepl_server: ThreadedServer, redis_server: RedisServer) -> None:
+    for protocol in (2, 3):
+        shapes = []
+        for port in (kvrepl_server.port, redis_server.port):
+            client = RawClient(port, protocol)
+            client.call("LATENCY", "RESET")
+            raw = client.call("LATENCY", "HISTOGRAM", "latency|reset", "LATENCY|RESET")
+            shapes.append((raw[:4], re.findall(rb"\$13\r\nlatency\|reset", raw)))
+            client.close()
+        assert shapes[0] == shapes[1]
+        assert len(shapes[0][1]) == 2

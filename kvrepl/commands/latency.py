@@ -16,7 +16,7 @@ from kvrepl.commands.help import help_reply
 from kvrepl.commands.observers import LatencySeries, histogram_reply, latency_counts
 from kvrepl.commands.server import _all_commands, _find
 from kvrepl.errors import ReplyError
-from kvrepl.protocol.replies import Verbatim
+from kvrepl.protocol.replies import Raw, Verbatim, encode
 
 _HELP = [
     "DOCTOR",
@@ -310,6 +310,12 @@ def latency_histogram(s: Session, argv: list[bytes]) -> object:
             found += _with_data(cmd)
             for sub in cmd.subcommands.values():
                 found += _with_data(sub)
+    if len({name for name, _ in found}) < len(found):
+        # A command named twice is answered twice, as Redis does: a map with a repeated
+        # key, which only raw bytes can carry.
+        head = (b"%%%d\r\n" if s.resp3 else b"*%d\r\n") % (len(found) * (1 if s.resp3 else 2))
+        return Raw(head + b"".join(encode(name, s.resp3) + encode(cells, s.resp3)
+                                   for name, cells in found))
     return dict(found)
 
 
