@@ -426,6 +426,26 @@ def test_cluster_commands_disabled(same: Compare, same3: Compare) -> None:
             run(*args)
 
 
+def test_every_cluster_subcommand_as_redis(same: Compare, engine: Engine) -> None:
+    """Each subcommand with its least arguments, one too few and one too many."""
+    for name, sub in engine.table[b"cluster"].subcommands.items():
+        least = sub.arity if sub.arity > 0 else -sub.arity
+        for count in {least - 1, least, least + 1}:
+            same("CLUSTER", name.decode(), *["1"] * max(count - 2, 0))
+
+
+@pytest.mark.parametrize("container", [b"slowlog", b"latency", b"memory", b"module",
+                                       b"pubsub", b"client"])
+def test_wrong_argument_counts_as_redis(same: Compare, engine: Engine, container: bytes
+                                        ) -> None:
+    for name, sub in engine.table[container].subcommands.items():
+        least = sub.arity if sub.arity > 0 else -sub.arity
+        counts = {least - 1, least + 1} if sub.arity > 0 else {least - 1}
+        for count in counts:
+            if count >= 2:
+                same(container.decode(), name.decode(), *["x"] * (count - 2))
+
+
 def test_restore_asking_is_restore(same: Compare, r: redis.Redis, real: redis.Redis) -> None:
     real.set("src", "value")
     payload = real.dump("src")
