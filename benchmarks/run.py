@@ -36,6 +36,7 @@ BENCHMARKS: dict[str, str] = {
     "geo": "benchmarks.geo",
     "hll": "benchmarks.hyperloglog",
     "bitmaps": "benchmarks.bitmaps",
+    "streams": "benchmarks.streams",
 }
 
 

@@ -250,6 +250,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("list-max-listpack-size", -2, _int(-5), aliases=("list-max-ziplist-size",)),
     Option("list-compress-depth", 0, _int(0), only=(0,), lacking="compressed lists"),
     Option("hll-sparse-max-bytes", 3000, _memory_from(0)),
+    Option("stream-node-max-bytes", 4096, _memory),
+    Option("stream-node-max-entries", 100, _int(0)),
     Option("stop-writes-on-bgsave-error", True, **_yes_no),
     Option("rdbcompression", True, **_yes_no),
     Option("rdbchecksum", True, mutable=False, **_yes_no),

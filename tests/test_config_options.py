@@ -591,6 +591,8 @@ BEHAVIOUR = {
     "zset-max-listpack-entries": "test_strings::test_collection_encodings_match_redis",
     "zset-max-listpack-value": "test_strings::test_collection_encodings_match_redis",
     "list-max-listpack-size": "test_rdb_writer::test_list_nodes_are_sized_like_quicklist",
+    "stream-node-max-bytes": "test_streams::test_approximate_trimming_node_for_node",
+    "stream-node-max-entries": "test_streams::test_approximate_trimming_node_for_node",
     "list-compress-depth": "test_config_options::test_refused_by_config_set",
     "hll-sparse-max-bytes": "test_hyperloglog::test_random_pfadds_give_redis_bytes",
     "stop-writes-on-bgsave-error": "test_persistence::"

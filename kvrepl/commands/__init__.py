@@ -25,6 +25,7 @@ from kvrepl.commands import (  # noqa: F401
     server,
     sets,
     slowlog,
+    streams,
     strings,
     transactions,
     zsets,

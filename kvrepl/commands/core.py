@@ -143,11 +143,17 @@ class Block:
     ready the engine runs the same command again; when the time is up the client gets
     ``timeout_reply``. Inside MULTI or for replicated commands the engine answers
     ``timeout_reply`` at once, as Redis does.
+
+    ``argv``, when given, is what the engine runs again instead of the command as sent
+    (XREAD remembers the ID ``$`` stood for when it blocked); ``wake_on_delete`` asks to be
+    run again when a key it waits on is deleted too (XREADGROUP then fails -UNBLOCKED).
     """
 
     keys: list[bytes]
     timeout: float
     timeout_reply: object = NULL_ARRAY
+    argv: list[bytes] | None = None
+    wake_on_delete: bool = False
 
 
 # Commands MULTI does not queue but runs at once (multiCommand/execCommand rules).

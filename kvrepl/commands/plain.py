@@ -80,11 +80,13 @@ class PlainLane:
         """True when nothing about the node or ``session`` could refuse a GET or SET, or
         make it do more than read or store one key: no node-wide refusal (loading, read-only,
         MISCONF, NOREPLICAS), no MULTI, pub/sub context, MONITOR or replica link, no WATCH or
-        running snapshot (they watch writes key by key), no LFU clock, no replies queued."""
+        running snapshot (they watch writes key by key), no LFU clock, no replies queued, no
+        client blocked on a key (a SET over a stream wakes XREADGROUP with -UNBLOCKED)."""
         engine = self.engine
         keyspace = engine.keyspace
         return not (
             engine.restricted or engine.monitors or keyspace.before_write_hooks
+            or keyspace.blocked_keys
             or keyspace.lfu or engine.config.min_replicas_to_write
             or not session.authenticated or session.multi is not None
             or session.channels or session.patterns or session.shard_channels
@@ -132,6 +134,7 @@ class PlainLane:
         keyspace = engine.keyspace
         return not (
             engine.loading or engine.monitors or keyspace.before_write_hooks or keyspace.lfu
+            or keyspace.blocked_keys
             or not session.authenticated or session.multi is not None
             or session.channels or session.patterns or session.shard_channels
         )

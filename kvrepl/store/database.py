@@ -9,10 +9,10 @@ from collections.abc import Callable, Iterator
 from time import perf_counter
 
 from kvrepl import gc_policy
-from kvrepl.store.values import ZSet
+from kvrepl.store.values import Stream, ZSet
 
-# Types whose creation can wake a client blocked in BLPOP/BZPOPMIN and friends.
-_BLOCKABLE_TYPES = (deque, ZSet)
+# Types whose creation can wake a client blocked in BLPOP/BZPOPMIN/XREAD and friends.
+_BLOCKABLE_TYPES = (deque, ZSet, Stream)
 
 BeforeWriteHook = Callable[["Database", bytes], None]
 
@@ -176,6 +176,8 @@ class Database:
     def set(self, key: bytes, value: object, keep_ttl: bool = False) -> None:
         """Store ``value`` under ``key``, replacing any value; drops the TTL unless asked."""
         if key in self.data:
+            if type(self.data[key]) is Stream and self.keyspace.blocked_keys:
+                self.keyspace.signal_ready(self.id, key)  # XREADGROUP waiters: -UNBLOCKED
             self.data[key] = value
             if not keep_ttl and self.expires:
                 self.expires.pop(key, None)
@@ -186,6 +188,8 @@ class Database:
         """Remove ``key``; True when it existed (expired or not)."""
         if key not in self.data:
             return False
+        if type(self.data[key]) is Stream and self.keyspace.blocked_keys:
+            self.keyspace.signal_ready(self.id, key)  # XREADGROUP waiters: -UNBLOCKED
         del self.data[key]
         self.access.pop(key, None)
         if self.expires:
@@ -207,7 +211,13 @@ class Database:
 
     def clear(self) -> None:
         """Drop every key. Values are not changed in place, so no per-key signal is due:
-        a snapshot keeps its own references, and WATCH is told by the flush command."""
+        a snapshot keeps its own references, and WATCH is told by the flush command. Only
+        the clients blocked in XREADGROUP on a stream hear of it (scanDatabaseForDeletedStreams)."""
+        keyspace = self.keyspace
+        if keyspace.blocked_keys:
+            for db, key in list(keyspace.blocked_keys):
+                if db == self.id and type(self.data.get(key)) is Stream:
+                    keyspace.signal_ready(db, key)
         self.data = {}
         self.expires = {}
         self.access = {}
@@ -340,6 +350,12 @@ class Keyspace:
     def swap(self, a: int, b: int) -> None:
         """SWAPDB: exchange the contents of two databases (objects keep their numbers)."""
         da, db_ = self.dbs[a], self.dbs[b]
+        for blocked_db, key in list(self.blocked_keys):  # a stream replaced: -UNBLOCKED
+            if blocked_db in (a, b):
+                emptied, replaced_with = (da, db_) if blocked_db == a else (db_, da)
+                if type(emptied.data.get(key)) is Stream and type(
+                        replaced_with.data.get(key)) is not Stream:
+                    self.signal_ready(blocked_db, key)
         da.data, db_.data = db_.data, da.data
         da.expires, db_.expires = db_.expires, da.expires
         da.access, db_.access = db_.access, da.access
