@@ -287,10 +287,13 @@ OPTIONS: tuple[Option, ...] = (
     Option("lazyfree-lazy-user-flush", False, **_yes_no),
     Option("lua-time-limit", 5000, _int(0), aliases=("busy-reply-threshold",), only=(5000,),
            lacking="scripting"),
-    # -1 turns the slow log off: what kvrepl, without one, always is.
-    Option("slowlog-log-slower-than", 10000, _int(-1), only=(10000, -1),
-           lacking="the slow log (SLOWLOG)"),
-    Option("slowlog-max-len", 128, _int(0), only=(128, 0), lacking="the slow log (SLOWLOG)"),
+    # Honoured by the dispatcher (kvrepl/commands/observers.py): the slow log (SLOWLOG),
+    # LATENCY's event series for the "command" and "fast-command" events, and LATENCY
+    # HISTOGRAM's per-command counts.
+    Option("slowlog-log-slower-than", 10000, _int(-1)),
+    Option("slowlog-max-len", 128, _int(0)),
+    Option("latency-monitor-threshold", 0, _int(0)),
+    Option("latency-tracking", True, **_yes_no),
     Option("notify-keyspace-events", "", str, only=("",),
            lacking="keyspace notifications"),
     Option("active-expire-effort", 1, _int(1, 10), only=(1,),

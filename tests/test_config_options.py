@@ -34,8 +34,6 @@ from kvrepl.server.cron import close_idle_clients
 REFUSED = [
     ("appendonly", "yes", "the append-only file (AOF)"),
     ("notify-keyspace-events", "KEA", "keyspace notifications"),
-    ("slowlog-log-slower-than", "0", "the slow log (SLOWLOG)"),
-    ("slowlog-max-len", "10", "the slow log (SLOWLOG)"),
     ("lua-time-limit", "100", "scripting"),
     ("busy-reply-threshold", "100", "scripting"),
     ("list-compress-depth", "1", "compressed lists"),
@@ -638,8 +636,11 @@ BEHAVIOUR = {
     "min-replicas-max-lag": "test_config_options::test_min_replicas_to_write_and_max_lag",
     "lazyfree-lazy-user-flush": "test_config_options::test_lazyfree_lazy_user_flush",
     "lua-time-limit": "test_config_options::test_refused_by_config_set",
-    "slowlog-log-slower-than": "test_config_options::test_refused_by_config_set",
-    "slowlog-max-len": "test_config_options::test_refused_by_config_set",
+    "slowlog-log-slower-than": "test_server_commands2::test_slowlog_threshold_honoured",
+    "slowlog-max-len": "test_server_commands2::test_slowlog_len_get_count_and_max_len",
+    "latency-monitor-threshold": "test_server_commands2::"
+                                 "test_latency_monitor_records_slow_commands",
+    "latency-tracking": "test_server_commands2::test_latency_histogram_named_commands",
     "notify-keyspace-events": "test_config_options::test_refused_by_config_set",
     "active-expire-effort": "test_config_options::test_refused_by_config_set",
     "lfu-log-factor": "test_config_options::test_lfu_log_factor",
