@@ -205,6 +205,18 @@ DEFAULT_OBUF_LIMITS = {
     "pubsub": (32 * 1024 * 1024, 8 * 1024 * 1024, 60),
 }
 _yes_no = {"parse": parse_bool, "format": _format_bool}
+
+
+def _aof_name(option: str, kind: str) -> Callable[[str], str]:
+    """isValidAOFfilename / isValidAOFdirname: a plain name inside ``dir``."""
+    def parse(text: str) -> str:
+        if not text:
+            raise ValueError(f"{option} can't be empty")
+        if "/" in text or text in (".", ".."):
+            raise ValueError(f"{option} can't be a path, just a {kind}")
+        return text
+
+    return parse
 # protected_action_enum of config.c
 _protected_action = _enum("no", "yes", "local")
 
@@ -250,7 +262,22 @@ OPTIONS: tuple[Option, ...] = (
     Option("stop-writes-on-bgsave-error", True, **_yes_no),
     Option("rdbcompression", True, **_yes_no),
     Option("rdbchecksum", True, mutable=False, **_yes_no),
-    Option("appendonly", False, only=(False,), lacking="the append-only file (AOF)",
+    # The append-only file (kvrepl.aof): Redis 7.0's multi-part AOF in appenddirname.
+    Option("appendonly", False, **_yes_no),
+    Option("appendfilename", "appendonly.aof", _aof_name("appendfilename", "filename"),
+           mutable=False),
+    Option("appenddirname", "appendonlydir", _aof_name("appenddirname", "dirname"),
+           mutable=False),
+    Option("appendfsync", "everysec", _enum("always", "everysec", "no")),
+    Option("no-appendfsync-on-rewrite", False, **_yes_no),
+    Option("auto-aof-rewrite-percentage", 100, _int(0, (1 << 31) - 1)),
+    Option("auto-aof-rewrite-min-size", 64 * 1024 * 1024, _memory),
+    Option("aof-load-truncated", True, **_yes_no),
+    Option("aof-timestamp-enabled", False, **_yes_no),
+    # A base file of commands (Redis's rewriteAppendOnlyFileRio) is not written yet; kvrepl
+    # loads one, and writes its base as an RDB, as Redis does by default.
+    Option("aof-use-rdb-preamble", True, only=(True,),
+           lacking="writing an AOF base file as commands (aof-use-rdb-preamble no)",
            **_yes_no),
     # The policies stay: with maxmemory 0 Redis evicts nothing either, and the policy
     # still decides between LRU and LFU access tracking (OBJECT IDLETIME / FREQ).

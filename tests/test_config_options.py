@@ -33,7 +33,7 @@ from kvrepl.server.cron import close_idle_clients
 # (option, value, what the refusal names): each is refused everywhere.
 REFUSED = [
     ("maxmemory", "100mb", "maxmemory (eviction)"),
-    ("appendonly", "yes", "the append-only file (AOF)"),
+    ("aof-use-rdb-preamble", "no", "writing an AOF base file as commands"),
     ("notify-keyspace-events", "KEA", "keyspace notifications"),
     ("slowlog-log-slower-than", "0", "the slow log (SLOWLOG)"),
     ("slowlog-max-len", "10", "the slow log (SLOWLOG)"),
@@ -49,6 +49,7 @@ REFUSED = [
 # Defaults and values that ask for nothing kvrepl lacks: Redis's tools set some of them.
 ACCEPTED = [
     ("maxmemory", "0"), ("appendonly", "no"), ("notify-keyspace-events", ""),
+    ("aof-use-rdb-preamble", "yes"),
     ("slowlog-log-slower-than", "-1"), ("slowlog-log-slower-than", "10000"),
     ("slowlog-max-len", "128"), ("lua-time-limit", "5000"), ("list-compress-depth", "0"),
     ("active-expire-effort", "1"),
@@ -598,7 +599,18 @@ BEHAVIOUR = {
                                    "test_a_failed_bgsave_stops_writes_as_redis_does",
     "rdbcompression": "test_persistence::test_rdbcompression_and_rdbchecksum",
     "rdbchecksum": "test_persistence::test_rdbcompression_and_rdbchecksum",
-    "appendonly": "test_config_options::test_refused_by_config_set",
+    "appendonly": "test_aof::test_always_keeps_every_acknowledged_write_across_sigkill",
+    "appendfilename": "test_aof::test_embedded_master_takes_the_aof_options",
+    "appenddirname": "test_aof::test_embedded_master_takes_the_aof_options",
+    "appendfsync": "test_aof::test_everysec_loses_at_most_the_last_seconds_across_sigkill",
+    "no-appendfsync-on-rewrite":
+        "test_aof::test_no_appendfsync_on_rewrite_skips_fsync_while_a_snapshot_runs",
+    "auto-aof-rewrite-percentage": "test_aof::test_automatic_rewrite_on_growth",
+    "auto-aof-rewrite-min-size": "test_aof::test_automatic_rewrite_on_growth",
+    "aof-load-truncated":
+        "test_aof::test_a_torn_last_write_loads_with_aof_load_truncated_and_is_refused_without",
+    "aof-timestamp-enabled": "test_aof::test_redis_server_loads_kvrepl_aof_directory",
+    "aof-use-rdb-preamble": "test_aof::test_kvrepl_loads_redis_server_aof_directory",
     "maxmemory": "test_config_options::test_refused_by_config_set",
     "maxmemory-policy": "test_keys::test_object_freq_under_lfu_matches_redis_for_new_and_read_keys",
     "replica-read-only": "test_config_options::"

@@ -14,6 +14,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from time import perf_counter
+from typing import TYPE_CHECKING
 
 from kvrepl.commands.monitor import monitor_line
 from kvrepl.commands.plain import PlainLane
@@ -31,6 +32,9 @@ from kvrepl.errors import (
 from kvrepl.log import logger, set_level
 from kvrepl.protocol.replies import NULL_ARRAY, QUEUED, Push
 from kvrepl.store import Database, Keyspace
+
+if TYPE_CHECKING:
+    from kvrepl.aof import AppendOnlyFile
 
 Handler = Callable[["Session", list], object]
 
@@ -273,6 +277,8 @@ class Engine:
         self.server: object | None = None  # the trio Server serving this engine, if any
         self.node: object | None = None  # the Node that owns it (REPLICAOF needs it)
         self.replication: object | None = None  # master-side replication state
+        # The append-only file (kvrepl.aof.attach); its buffer is flushed before replies.
+        self.aof: AppendOnlyFile | None = None
         # Writes as they must be propagated: (db index, argv); replication, MONITOR-like
         # consumers and node.changes() listen here.
         self.propagate_listeners: list[Callable[[int, list[bytes]], None]] = []

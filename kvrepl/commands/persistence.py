@@ -139,3 +139,15 @@ def restore(s: Session, argv: list[bytes]) -> object:
             engine.rewrite([*argv[:2], b"%d" % ttl, *argv[3:], b"ABSTTL"])
     engine.dirty += 1
     return OK
+
+
+# -- BGREWRITEAOF -----------------------------------------------------------------------------
+
+
+@command("bgrewriteaof")
+def bgrewriteaof(s: Session, argv: list[bytes]) -> object:
+    """BGREWRITEAOF: write a new AOF base from a snapshot, in the background (scheduled
+    while another snapshot job runs or inside MULTI, as Redis does)."""
+    from kvrepl import aof
+
+    return Status(aof.attach(s.engine).bgrewriteaof(s.in_exec).encode())

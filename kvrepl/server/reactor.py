@@ -110,6 +110,9 @@ class Reactor:
             return
         if not out:
             return
+        aof = self.engine.aof
+        if aof is not None and aof.buf:
+            aof.flush()  # beforeSleep: the AOF is written before the replies leave
         payload = out[0] if len(out) == 1 else b"".join(out)
         try:
             sent = os.write(fd, payload)
