@@ -33,6 +33,7 @@ BENCHMARKS: dict[str, str] = {
     "inprocess": "benchmarks.inprocess",
     "replication": "benchmarks.replication",
     "rdb": "benchmarks.rdb",
+    "aof": "benchmarks.aof",
 }
 
 

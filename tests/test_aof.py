@@ -372,6 +372,90 @@ def test_a_failed_rewrite_leaves_the_old_files_whole(tmp_path):
     check_aof(tmp_path)
 
 
+def test_a_rewrite_killed_half_way_leaves_a_loadable_directory(tmp_path):
+    """SIGKILL while the new base is being written: the manifest still names the old base
+    and both incremental files, so every acknowledged write loads."""
+    server = KvreplProcess(tmp_path, "--appendonly", "yes", "--appendfsync", "always")
+    client = server.wait_ready().client()
+    client.rpush("big", *range(100))
+    # Values the AOF does not hold (DEBUG POPULATE is not propagated): a slow rewrite.
+    client.execute_command("DEBUG", "POPULATE", 200_000, "pre", 100)
+    acked: list[tuple[int, float]] = []
+    stop = threading.Event()
+    thread = threading.Thread(target=writer, args=(server.client(), acked, stop))
+    thread.start()
+    poll(lambda: len(acked) > 20, "writes are flowing")
+    client.bgrewriteaof()
+    in_progress = client.info("persistence")["aof_rewrite_in_progress"]
+    server.kill()
+    stop.set()
+    thread.join(10)
+    assert in_progress == 1, "the rewrite was still running when the server was killed"
+    names = parse_manifest((aof_dir(tmp_path) / "appendonly.aof.manifest").read_text())
+    assert [f.name for f in names.incr] == ["appendonly.aof.1.incr.aof",
+                                            "appendonly.aof.2.incr.aof"]
+    check_aof(tmp_path)
+    loaded = KvreplProcess(tmp_path, "--appendonly", "yes").wait_ready()
+    log = [int(x) for x in loaded.client().lrange("log", 0, -1)]
+    assert log == list(range(len(log))) and len(log) >= len(acked)
+    assert loaded.client().llen("big") == 100
+    loaded.kill()
+
+
+def test_bgsave_while_a_rewrite_runs_answers_as_redis(tmp_path):
+    async def main() -> None:
+        async with kvrepl.Master(appendonly=True, dir=str(tmp_path),
+                                 enable_debug_command="yes") as master:
+            master.execute_command("DEBUG", "POPULATE", 20000)
+            st = persistence.attach(master.engine)
+            st.snapshot_buffer = 4096  # a slow job
+            assert master.execute_command("BGREWRITEAOF") == \
+                b"Background append only file rewriting started"
+            with pytest.raises(ReplyError, match="Background append only file rewriting "
+                                                 "already in progress"):
+                master.execute_command("BGREWRITEAOF")
+            with pytest.raises(ReplyError, match=r"Another child process is active \(AOF\?\)"):
+                master.execute_command("BGSAVE")
+            assert master.execute_command("BGSAVE", "SCHEDULE") == \
+                b"Background saving scheduled"
+            await st.last_job.done.wait()
+            with trio.fail_after(10):  # the scheduled BGSAVE runs at a cron tick
+                while st.rdb_saves == 0 or st.bgsave is not None:
+                    await trio.sleep(0.01)
+            assert (tmp_path / "dump.rdb").exists()
+
+    trio.run(main)
+
+
+def test_an_aof_write_error_stops_writes_until_it_is_solved(tmp_path):
+    """writeCommandsDeniedByDiskError: -MISCONF for writes (and PING) while the AOF cannot
+    be written; the buffer is kept and written once it can."""
+    async def main() -> None:
+        async with kvrepl.Master(appendonly=True, dir=str(tmp_path)) as master:
+            state = aof.attach(master.engine)
+            good = state.fd
+            state.fd = os.open(tmp_path / "read-only", os.O_RDONLY | os.O_CREAT)
+            master.set("lost-for-now", "1")
+            state.flush()
+            fields = master.execute_command("INFO", "persistence").decode()
+            assert "aof_last_write_status:err" in fields
+            with pytest.raises(ReplyError, match="MISCONF Errors writing to the AOF file: "
+                                                 "Bad file descriptor"):
+                master.execute_command("SET", "refused", "1")
+            assert master.get("x") is None  # reads go on
+            os.close(state.fd)
+            state.fd = good
+            with trio.fail_after(10):  # serverCron retries the write
+                while not state.write_ok:
+                    await trio.sleep(0.01)
+            master.set("after", "2")
+        async with kvrepl.Master(appendonly=True, dir=str(tmp_path)) as again:
+            assert again.get("lost-for-now") == b"1" and again.get("after") == b"2"
+            assert again.get("refused") is None
+
+    trio.run(main)
+
+
 def test_automatic_rewrite_on_growth(tmp_path):
     """auto-aof-rewrite-min-size and auto-aof-rewrite-percentage: the AOF is rewritten once
     it is past the minimum and has grown by the percentage since the last base."""

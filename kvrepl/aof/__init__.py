@@ -90,7 +90,6 @@ class AppendOnlyFile:
         self.rewrites = 0
         self.consecutive_failures = 0
         self.nursery: trio.Nursery | None = None
-        self._wake = trio.Event()
         self._flusher_running = False
 
     # -- paths -----------------------------------------------------------------------------
@@ -172,8 +171,6 @@ class AppendOnlyFile:
         """feedAppendOnlyFile: into the buffer while ON, or while the first rewrite runs."""
         if self.state != ON and self.job is None:
             return
-        if not self.buf:
-            self._wake.set()
         if self.config.aof_timestamp_enabled:
             now = int(time.time())
             if self.cur_timestamp < now:
@@ -217,6 +214,7 @@ class AppendOnlyFile:
                                "policy is 'always'. Exiting...")
                 os._exit(1)
             self.write_ok = False
+            self._set_error(err)
             del self.buf[:written]
             self.current_size += written
             self.last_incr_size += written
@@ -225,6 +223,7 @@ class AppendOnlyFile:
         if not self.write_ok:
             logger.warning("AOF write error looks solved, Redis can write again.")
             self.write_ok = True
+            self._set_error(None)
         self.current_size += written
         self.last_incr_size += written
         self.buf.clear()
@@ -249,6 +248,13 @@ class AppendOnlyFile:
                 self.last_incr_fsync_offset = self.last_incr_size
             self.last_fsync = now
 
+    def _set_error(self, err: OSError | None) -> None:
+        """The engine refuses writes with -MISCONF while the last write or fsync failed."""
+        if err is not None:
+            self.engine.aof_error = err.strerror or str(err)
+        elif self.write_ok and self.fsync_ok:
+            self.engine.aof_error = ""
+
     def _snapshot_running(self) -> bool:
         from kvrepl import persistence
 
@@ -256,21 +262,26 @@ class AppendOnlyFile:
 
     def _background_fsync(self, fd: int, close: bool) -> None:
         """aof_background_fsync(_and_close): in a worker thread, off the event loop."""
-        def work() -> None:
+        def work() -> OSError | None:
             try:
                 os.fdatasync(fd)
             except OSError as err:
-                self.fsync_ok = False
-                logger.warning("Fail to fsync the AOF file: %s", err.strerror or err)
-            else:
-                self.fsync_ok = True
+                return err
             finally:
                 if close:
                     os.close(fd)
+            return None
+
+        def done(err: OSError | None) -> None:
+            # aof_bio_fsync_status: a failed background fsync stops writes until one works.
+            if err is not None:
+                logger.warning("Fail to fsync the AOF file: %s", err.strerror or err)
+            self.fsync_ok = err is None
+            self._set_error(err)
 
         async def run() -> None:
             try:
-                await trio.to_thread.run_sync(work)
+                done(await trio.to_thread.run_sync(work))
             finally:
                 self.fsyncs_running -= 1
 
@@ -281,17 +292,16 @@ class AppendOnlyFile:
             self.nursery.start_soon(run)
         except RuntimeError:
             self.fsyncs_running -= 1
-            work()
+            done(work())
 
     async def _flusher(self) -> None:
-        """beforeSleep's flushAppendOnlyFile(0) for writes no reply flushed (the embedded
-        API, active expiry), and the once-a-second fsync of everysec."""
+        """flushAppendOnlyFile(0) every cron tick, for writes no reply flushed (the embedded
+        API with everysec or no, active expiry) and the once-a-second fsync of everysec.
+        Replies flush what they depend on themselves (the server before it sends them)."""
         self._flusher_running = True
         try:
             while True:
-                with trio.move_on_after(1 / self.config.hz):
-                    await self._wake.wait()
-                self._wake = trio.Event()
+                await trio.sleep(1 / self.config.hz)
                 if self.state != OFF:
                     self.flush()
         finally:
@@ -369,7 +379,10 @@ class AppendOnlyFile:
         self._listen(True)
         self._start_flusher()
         self.last_fsync = int(time.time())
+        if not (self.write_ok and self.fsync_ok):
+            logger.warning("AOF reopen, just ignore the last error.")
         self.write_ok = self.fsync_ok = True
+        self._set_error(None)
         return True
 
     def stop(self) -> None:
@@ -392,6 +405,7 @@ class AppendOnlyFile:
         self._kill_rewrite()
         self.buf.clear()
         self._listen(False)
+        self.engine.aof_error = ""  # only an enabled AOF refuses writes
 
     def close(self) -> None:
         """The node stops: what is buffered is written and fsynced (prepareForShutdown), a

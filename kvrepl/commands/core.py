@@ -273,6 +273,7 @@ class Engine:
         self._masterdown = False  # a replica whose link to its master is down
         self._read_only = False  # set on a replica with replica-read-only
         self._bgsave_failed = False  # the last BGSAVE failed: MISCONF for writes
+        self._aof_error = ""  # why the last AOF write or fsync failed: MISCONF for writes
         self.active_expire_enabled = True  # DEBUG SET-ACTIVE-EXPIRE
         self.server: object | None = None  # the trio Server serving this engine, if any
         self.node: object | None = None  # the Node that owns it (REPLICAOF needs it)
@@ -313,7 +314,7 @@ class Engine:
 
     def _refresh_restricted(self) -> None:
         self._restricted = bool(self._loading or self._masterdown or self._read_only
-                                or self._bgsave_failed)
+                                or self._bgsave_failed or bool(self._aof_error))
 
     @property
     def restricted(self) -> bool:
@@ -359,6 +360,16 @@ class Engine:
     @bgsave_failed.setter
     def bgsave_failed(self, value: bool) -> None:
         self._bgsave_failed = value
+        self._refresh_restricted()
+
+    @property
+    def aof_error(self) -> str:
+        """Why the AOF cannot be written ('' when it can): -MISCONF for writes."""
+        return self._aof_error
+
+    @aof_error.setter
+    def aof_error(self, value: str) -> None:
+        self._aof_error = value
         self._refresh_restricted()
 
     def _config_changed(self, name: str) -> None:
@@ -525,6 +536,10 @@ class Engine:
         """processCommand's node-state checks that come before the pub/sub context one:
         MISCONF, NOREPLICAS, READONLY (never for the master's own link)."""
         config = self.config
+        if self._aof_error and (is_write or cmd.is_ping) and not (
+                self._bgsave_failed and config.stop_writes_on_bgsave_error and config.save):
+            # writeCommandsDeniedByDiskError: the RDB error is reported first.
+            return ReplyError(f"MISCONF Errors writing to the AOF file: {self._aof_error}")
         if self._bgsave_failed and (is_write or cmd.is_ping) \
                 and config.stop_writes_on_bgsave_error and config.save:
             return ReplyError(MISCONF)
