@@ -274,11 +274,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("auto-aof-rewrite-min-size", 64 * 1024 * 1024, _memory),
     Option("aof-load-truncated", True, **_yes_no),
     Option("aof-timestamp-enabled", False, **_yes_no),
-    # A base file of commands (Redis's rewriteAppendOnlyFileRio) is not written yet; kvrepl
-    # loads one, and writes its base as an RDB, as Redis does by default.
-    Option("aof-use-rdb-preamble", True, only=(True,),
-           lacking="writing an AOF base file as commands (aof-use-rdb-preamble no)",
-           **_yes_no),
+    Option("aof-use-rdb-preamble", True, **_yes_no),
     # The policies stay: with maxmemory 0 Redis evicts nothing either, and the policy
     # still decides between LRU and LFU access tracking (OBJECT IDLETIME / FREQ).
     Option("maxmemory", 0, _memory, only=(0,), lacking="maxmemory (eviction)"),

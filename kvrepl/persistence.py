@@ -229,7 +229,7 @@ def save(engine: Engine) -> bool:
 
 def start_job(engine: Engine, *, to_file: bool = True, aux: Any = None,
               setup: Callable[[SnapshotJob], None] | None = None,
-              kind: str = "RDB transfer") -> SnapshotJob | None:
+              kind: str = "RDB transfer", writer: Any = None) -> SnapshotJob | None:
     """Start the node's one background snapshot job (rdbSaveBackground, and
     rdbSaveToSlavesSockets with ``to_file`` False): a point-in-time RDB that writes
     ``dir/dbfilename`` when ``to_file`` (counted as a save: LASTSAVE, MISCONF ...) and feeds
@@ -241,7 +241,7 @@ def start_job(engine: Engine, *, to_file: bool = True, aux: Any = None,
         return None
     job = SnapshotJob(engine.keyspace, config=engine.config,
                       aux=aux if aux is not None else (lambda: save_aux(engine)),
-                      buffer_limit=st.snapshot_buffer)
+                      buffer_limit=st.snapshot_buffer, writer=writer)
     consumer: FileConsumer | None = None
     dirty = engine.dirty
     if to_file:

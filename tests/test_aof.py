@@ -259,10 +259,12 @@ def _fill(port: int) -> None:
     client.spop("set")
 
 
-@pytest.mark.parametrize("timestamps", ["no", "yes"])
-def test_redis_server_loads_kvrepl_aof_directory(tmp_path, timestamps):
+@pytest.mark.parametrize("timestamps, preamble", [("no", "yes"), ("yes", "no")])
+def test_redis_server_loads_kvrepl_aof_directory(tmp_path, timestamps, preamble):
+    """Both base formats (an RDB, or commands with aof-use-rdb-preamble no), timestamps,
+    incremental files from before and after a rewrite."""
     ours = KvreplProcess(tmp_path, "--appendonly", "yes", "--aof-timestamp-enabled",
-                         timestamps).wait_ready()
+                         timestamps, "--aof-use-rdb-preamble", preamble).wait_ready()
     client = ours.client()
     _fill(ours.port)
     client.bgrewriteaof()
@@ -275,6 +277,8 @@ def test_redis_server_loads_kvrepl_aof_directory(tmp_path, timestamps):
     assert ours.exit_status() == 0
     if timestamps == "yes":
         assert b"#TS:" in last_incr(tmp_path).read_bytes()
+    suffix = ".rdb" if preamble == "yes" else ".aof"
+    assert (aof_dir(tmp_path) / f"appendonly.aof.2.base{suffix}").exists()
     check_aof(tmp_path)
     real = RedisServer("--appendonly", "yes", "--dir", str(tmp_path),
                        "--enable-debug-command", "yes", "--aof-timestamp-enabled", timestamps)
@@ -601,11 +605,33 @@ def test_no_appendfsync_on_rewrite_skips_fsync_while_a_snapshot_runs(tmp_path):
     trio.run(main)
 
 
-def test_options_it_cannot_honour_are_refused(tmp_path):
-    with pytest.raises(ConfigError, match="aof-use-rdb-preamble no"):
-        kvrepl.Master(aof_use_rdb_preamble="no")
+def test_aof_names_are_checked_as_redis_checks_them(tmp_path):
+    with pytest.raises(ConfigError, match="appenddirname can't be empty"):
+        kvrepl.Master(appenddirname="")
     with pytest.raises(ConfigError, match="can't be a path"):
         kvrepl.Master(appenddirname="a/b")
+
+
+def test_a_pre_7_single_file_aof_is_migrated_and_loaded(tmp_path):
+    """aofUpgradePrepare: ``dir/appendonly.aof`` (an RDB preamble and a command tail)
+    becomes the base of a manifest in the AOF directory, and loads whole."""
+    engine = Engine(Config(save=(), dir=str(tmp_path)))
+    session = engine.new_session()
+    engine.execute(session, argv("SET", "from-preamble", "1"))
+    old = tmp_path / "appendonly.aof"
+    persistence.write_dump(engine, str(old))
+    with old.open("ab") as out:
+        out.write(encode_command([b"SELECT", b"0"]) + encode_command([b"SET", b"tail", b"2"]))
+
+    async def main() -> None:
+        async with kvrepl.Master(appendonly=True, dir=str(tmp_path)) as master:
+            assert master.get("from-preamble") == b"1" and master.get("tail") == b"2"
+
+    trio.run(main)
+    assert not old.exists()
+    assert (aof_dir(tmp_path) / "appendonly.aof.manifest").read_text() == (
+        "file appendonly.aof seq 1 type b\nfile appendonly.aof.1.incr.aof seq 1 type i\n")
+    check_aof(tmp_path)
 
 
 # -- sans-IO pieces -------------------------------------------------------------------------------

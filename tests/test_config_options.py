@@ -33,7 +33,6 @@ from kvrepl.server.cron import close_idle_clients
 # (option, value, what the refusal names): each is refused everywhere.
 REFUSED = [
     ("maxmemory", "100mb", "maxmemory (eviction)"),
-    ("aof-use-rdb-preamble", "no", "writing an AOF base file as commands"),
     ("notify-keyspace-events", "KEA", "keyspace notifications"),
     ("slowlog-log-slower-than", "0", "the slow log (SLOWLOG)"),
     ("slowlog-max-len", "10", "the slow log (SLOWLOG)"),
@@ -49,7 +48,7 @@ REFUSED = [
 # Defaults and values that ask for nothing kvrepl lacks: Redis's tools set some of them.
 ACCEPTED = [
     ("maxmemory", "0"), ("appendonly", "no"), ("notify-keyspace-events", ""),
-    ("aof-use-rdb-preamble", "yes"),
+    ("aof-use-rdb-preamble", "yes"), ("aof-use-rdb-preamble", "no"),
     ("slowlog-log-slower-than", "-1"), ("slowlog-log-slower-than", "10000"),
     ("slowlog-max-len", "128"), ("lua-time-limit", "5000"), ("list-compress-depth", "0"),
     ("active-expire-effort", "1"),
@@ -610,7 +609,7 @@ BEHAVIOUR = {
     "aof-load-truncated":
         "test_aof::test_a_torn_last_write_loads_with_aof_load_truncated_and_is_refused_without",
     "aof-timestamp-enabled": "test_aof::test_redis_server_loads_kvrepl_aof_directory",
-    "aof-use-rdb-preamble": "test_aof::test_kvrepl_loads_redis_server_aof_directory",
+    "aof-use-rdb-preamble": "test_aof::test_redis_server_loads_kvrepl_aof_directory",
     "maxmemory": "test_config_options::test_refused_by_config_set",
     "maxmemory-policy": "test_keys::test_object_freq_under_lfu_matches_redis_for_new_and_read_keys",
     "replica-read-only": "test_config_options::"

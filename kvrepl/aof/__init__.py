@@ -27,6 +27,7 @@ import trio
 
 from kvrepl.aof.manifest import (
     BASE,
+    AofFile,
     Manifest,
     ManifestError,
     manifest_name,
@@ -35,11 +36,12 @@ from kvrepl.aof.manifest import (
     temp_manifest_name,
 )
 from kvrepl.aof.reader import AofFormatError, CommandReader
+from kvrepl.aof.rewrite import CommandWriter
 from kvrepl.errors import ReplyError
 from kvrepl.log import logger
 from kvrepl.rdb import RdbError, default_aux
 from kvrepl.replication.stream import StreamFeed, encode_command, encode_commands
-from kvrepl.snapshot_producer import CANCELLED, DONE, FileConsumer, SnapshotJob
+from kvrepl.snapshot_producer import CANCELLED, DONE, FileConsumer, SnapshotJob, TempFile
 
 if TYPE_CHECKING:
     from kvrepl.commands.core import Engine
@@ -114,6 +116,25 @@ class AppendOnlyFile:
             self.manifest = Manifest()
             return
         self.manifest = parse_manifest(text)
+
+    def upgrade_if_needed(self) -> None:
+        """aofUpgradePrepare: a pre-7.0 ``dir/appendfilename`` becomes the base of a
+        manifest in ``appenddirname`` (moved there), so that it is loaded, not ignored."""
+        old = os.path.join(self.config.dir, self.filename)
+        if not os.path.isfile(old):
+            return
+        manifest = self.manifest
+        if not (not os.path.isdir(self.dirname) or manifest.empty
+                or (manifest.base is not None and not manifest.incr
+                    and manifest.base.name == self.filename
+                    and not os.path.exists(self.path(self.filename)))):
+            return
+        os.makedirs(self.dirname, exist_ok=True)
+        upgraded = Manifest(base=AofFile(self.filename, 1, BASE), base_seq=1)
+        self.persist_manifest(upgraded)
+        os.rename(old, self.path(self.filename))
+        self.manifest = upgraded
+        logger.info("Successfully migrated an old-style AOF into the AOF directory")
 
     def persist_manifest(self, manifest: Manifest) -> None:
         """writeAofManifestFile: temp file, fsync, rename, fsync of the directory. OSError
@@ -324,8 +345,12 @@ class AppendOnlyFile:
         os.makedirs(self.dirname, exist_ok=True)
         manifest = self.manifest.copy()
         if manifest.empty:
-            name = manifest.new_base(self.filename)
-            persistence.write_dump(self.engine, self.path(name), aux=self._aux())
+            name = manifest.new_base(self.filename, rdb=self.config.aof_use_rdb_preamble)
+            if self.config.aof_use_rdb_preamble:
+                persistence.write_dump(self.engine, self.path(name), aux=self._aux())
+            else:  # an empty dataset as commands: nothing (its time, if annotated)
+                self._write_file(self.path(name), CommandWriter(
+                    self.config.aof_timestamp_enabled).begin())
             logger.info("Creating AOF base file %s on server start", name)
         had_incr = bool(manifest.incr)
         name = manifest.last_incr(self.filename)
@@ -343,6 +368,18 @@ class AppendOnlyFile:
         self._listen(True)
         self._start_flusher()
         self.delete_history()
+
+    def _write_file(self, path: str, data: bytes) -> None:
+        target = TempFile(path, os.path.join(self.dirname, f"temp-rewriteaof-{os.getpid()}.aof"))
+        target.open()
+        try:
+            target.write(data)
+            target.sync_and_close()
+            target.commit()
+        except OSError:
+            target.discard()
+            raise
+        target.sync_dir()
 
     def _set_sizes(self) -> None:
         base = self.manifest.base
@@ -457,14 +494,16 @@ class AppendOnlyFile:
             self.lastbgrewrite_ok = False
             return False
         self.rewrites += 1
-        base_name = self.manifest.copy().new_base(self.filename)
+        preamble = self.config.aof_use_rdb_preamble
+        base_name = self.manifest.copy().new_base(self.filename, rdb=preamble)
         temp = os.path.join(self.config.dir, f"temp-rewriteaof-bg-{os.getpid()}.aof")
         consumer = FileConsumer(self.path(base_name), temp)
         # Nothing awaited since the new incremental file was opened: the snapshot instant
         # (start_job's begin) is the instant the old files end.
         job = persistence.start_job(self.engine, to_file=False, aux=self._aux(),
                                     setup=lambda job: job.add_consumer(consumer),
-                                    kind="AOF rewrite")
+                                    kind="AOF rewrite", writer=None if preamble else
+                                    CommandWriter(self.config.aof_timestamp_enabled))
         if job is None:
             self.lastbgrewrite_ok = False
             return False
@@ -538,7 +577,7 @@ class AppendOnlyFile:
     def _rewrite_succeeded(self, base_name: str) -> None:
         logger.info("Background AOF rewrite terminated with success")
         manifest = self.manifest.copy()
-        assert manifest.new_base(self.filename) == base_name
+        manifest.new_base(self.filename, rdb=base_name.endswith(".rdb"))
         incr_path = None
         if self.state == WAIT_REWRITE:
             incr_path = self.path(manifest.new_incr(self.filename))
@@ -657,8 +696,10 @@ class AppendOnlyFile:
         path = self.path(name)
         st = persistence.attach(self.engine)
         with open(path, "rb") as source:
-            if os.fstat(source.fileno()).st_size == 0:
+            size = os.fstat(source.fileno()).st_size
+            if size == 0:
                 return
+            start = 0
             if source.read(5) == b"REDIS":
                 source.seek(0)
                 logger.info("Reading RDB base file on AOF loading...")
@@ -668,8 +709,12 @@ class AppendOnlyFile:
                     raise AofLoadError(f"Error reading the RDB base file {name}, AOF loading "
                                        f"aborted: {err}") from None
                 persistence.loaded(self.engine, result)
-                return
-            source.seek(0)
+                start = result.size
+                if start >= size:
+                    return
+                # An RDB preamble (a pre-7.0 AOF) goes on with commands.
+                logger.info("Reading the remaining AOF tail...")
+            source.seek(start)
             await self._run_commands(source, name, last, st)
 
     async def _run_commands(self, source: object, name: str, last: bool, st: object) -> None:
@@ -677,7 +722,7 @@ class AppendOnlyFile:
         from kvrepl.commands.core import Session
 
         session = Session(engine)
-        reader = CommandReader()
+        reader = CommandReader(source.tell())  # type: ignore[attr-defined]
         saved = engine.propagate_listeners
         engine.propagate_listeners = []  # loading writes nothing anywhere (aof_state OFF)
         before_multi = 0
@@ -788,6 +833,7 @@ async def load_on_startup(engine: Engine) -> bool:
         aof.read_manifest()
     except ManifestError as err:
         raise AofLoadError(f"Invalid AOF manifest file format: {err}") from None
+    aof.upgrade_if_needed()
     loaded = await aof.load()
     aof.open_on_start()
     return bool(loaded)
