@@ -306,8 +306,8 @@ def kill_bgsave(engine: Engine) -> None:
     readers (replicas) only loses its file and goes on for them."""
     st = attach(engine)
     job = st.bgsave
-    if job is None:
-        return
+    if job is None or (engine.aof is not None and engine.aof.job is job):
+        return  # an AOF rewrite is no BGSAVE (killAppendOnlyChild stops it)
     st.bgsave = None
     files = [c for c in job.consumers if isinstance(c, FileConsumer)]
     if job.reader_count == len(files):
@@ -361,6 +361,9 @@ def prepare_shutdown(engine: Engine, save_flag: bool | None, force: bool = False
         logger.warning("There is a child saving an .rdb. Killing it!")
         kill_bgsave(engine)
     aof = engine.aof
+    if aof is not None and aof.job is not None:
+        logger.warning("There is a child rewriting the AOF. Killing it!")
+        aof.kill_rewrite()
     if aof is not None and aof.state != "off":
         # prepareForShutdown: the AOF's last writes reach the disk.
         logger.info("Calling fsync() on the AOF file.")

@@ -427,8 +427,33 @@ def test_bgsave_while_a_rewrite_runs_answers_as_redis(tmp_path):
                 while st.rdb_saves == 0 or st.bgsave is not None:
                     await trio.sleep(0.01)
             assert (tmp_path / "dump.rdb").exists()
+            # The other way round: a rewrite asked for during a BGSAVE waits for it.
+            state = aof.attach(master.engine)
+            assert persistence.bgsave(master.engine)
+            assert master.execute_command("BGREWRITEAOF") == \
+                b"Background append only file rewriting scheduled"
+            assert "aof_rewrite_scheduled:1" in master.execute_command(
+                "INFO", "persistence").decode()
+            with trio.fail_after(10):
+                while state.rewrites < 2 or state.job is not None:
+                    await trio.sleep(0.01)
+            assert state.lastbgrewrite_ok and not state.rewrite_scheduled
 
     trio.run(main)
+
+
+def test_repeated_rewrite_failures_delay_automatic_rewrites(tmp_path):
+    """aofRewriteLimited: after 3 failures in a row, automatic rewrites wait (1 minute,
+    then 2, 4 ...); BGREWRITEAOF is not limited."""
+    engine = Engine(Config(save=(), dir=str(tmp_path)))
+    state = aof.attach(engine)
+    state.consecutive_failures = 2
+    assert not state.rewrite_limited()
+    state.consecutive_failures = 3
+    assert state.rewrite_limited() and state.rewrite_limited()
+    assert state._limit_minutes == 1 and state._limit_until - time.time() > 55
+    state.consecutive_failures = 0
+    assert not state.rewrite_limited() and state._limit_minutes == 0
 
 
 def test_an_aof_write_error_stops_writes_until_it_is_solved(tmp_path):

@@ -49,6 +49,10 @@ if TYPE_CHECKING:
 OFF, ON, WAIT_REWRITE = "off", "on", "wait_rewrite"
 #: Redis postpones a write behind a running everysec fsync for at most this many seconds.
 POSTPONE_SECONDS = 2
+#: aofRewriteLimited: after this many failures in a row, automatic rewrites wait 1, 2, 4 ...
+#: minutes (at most an hour); BGREWRITEAOF still runs at once.
+LIMIT_THRESHOLD = 3
+LIMIT_MAX_MINUTES = 60
 #: Bytes read from an AOF file at a time while loading, and commands run between yields.
 LOAD_READ = 1 << 20
 LOAD_BATCH = 1024
@@ -91,6 +95,8 @@ class AppendOnlyFile:
         self.lastbgrewrite_ok = True
         self.rewrites = 0
         self.consecutive_failures = 0
+        self._limit_minutes = 0
+        self._limit_until = 0
         self.nursery: trio.Nursery | None = None
         self._flusher_running = False
 
@@ -406,7 +412,7 @@ class AppendOnlyFile:
                            "scheduled to start when possible.")
         else:
             if self.job is not None:
-                self._kill_rewrite()
+                self.kill_rewrite()
             if not self.rewrite():
                 self.state = OFF
                 logger.warning("Redis needs to enable the AOF but can't trigger a background "
@@ -436,10 +442,12 @@ class AppendOnlyFile:
             os.close(self.fd)
         self.fd = None
         self.feed.selected_db = -1
+        if self.state == WAIT_REWRITE:
+            _unlink(self.path(temp_incr_name(self.filename)))
         self.state = OFF
         self.rewrite_scheduled = False
         self.last_incr_size = self.last_incr_fsync_offset = 0
-        self._kill_rewrite()
+        self.kill_rewrite()
         self.buf.clear()
         self._listen(False)
         self.engine.aof_error = ""  # only an enabled AOF refuses writes
@@ -450,7 +458,7 @@ class AppendOnlyFile:
         if self.state != OFF:
             self.stop()
 
-    def _kill_rewrite(self) -> None:
+    def kill_rewrite(self) -> None:
         """killAppendOnlyChild."""
         from kvrepl import persistence
 
@@ -458,8 +466,9 @@ class AppendOnlyFile:
         if job is None:
             return
         logger.info("Killing running AOF rewrite child")
-        if persistence.attach(self.engine).bgsave is job:
-            persistence.kill_bgsave(self.engine)
+        st = persistence.attach(self.engine)
+        if st.bgsave is job:
+            st.bgsave = None
         job.cancel()
 
     def after_full_sync(self) -> None:
@@ -624,6 +633,24 @@ class AppendOnlyFile:
         raise ReplyError("ERR Can't execute an AOF background rewriting. Please check the "
                          "server logs for more information.")
 
+    def rewrite_limited(self) -> bool:
+        """aofRewriteLimited: too many failed rewrites in a row delay the next automatic
+        one, so that failures do not pile up incremental files."""
+        if self.consecutive_failures < LIMIT_THRESHOLD:
+            self._limit_minutes = self._limit_until = 0
+            return False
+        now = int(time.time())
+        if self._limit_until:
+            if now < self._limit_until:
+                return True
+            self._limit_until = 0
+            return False
+        self._limit_minutes = min(LIMIT_MAX_MINUTES, self._limit_minutes * 2 or 1)
+        self._limit_until = now + self._limit_minutes * 60
+        logger.warning("Background AOF rewrite has repeatedly failed and triggered the limit, "
+                       "will retry in %d minutes", self._limit_minutes)
+        return True
+
     def cron(self) -> None:
         """serverCron's AOF part: a scheduled rewrite, an automatic one on growth, a
         postponed flush, a retry after a write error."""
@@ -632,13 +659,14 @@ class AppendOnlyFile:
         st = persistence.attach(self.engine)
         if self.engine.loading:
             return
-        if st.bgsave is None and self.rewrite_scheduled and self.state != OFF:
+        if (st.bgsave is None and self.rewrite_scheduled and self.state != OFF
+                and not self.rewrite_limited()):
             self.rewrite()
         elif (self.state == ON and st.bgsave is None and self.config.auto_aof_rewrite_percentage
               and self.current_size > self.config.auto_aof_rewrite_min_size):
             base = self.base_size or 1
             growth = self.current_size * 100 // base - 100
-            if growth >= self.config.auto_aof_rewrite_percentage:
+            if growth >= self.config.auto_aof_rewrite_percentage and not self.rewrite_limited():
                 logger.info("Starting automatic rewriting of AOF on %d%% growth", growth)
                 self.rewrite()
         if self.state != OFF and (self.postponed_start or not self.write_ok):
