@@ -697,6 +697,29 @@ def test_command_reader_offsets():
     assert err.value.offset == data.index(b"*2")
 
 
+def test_command_writer_rebuilds_each_type_and_refuses_what_it_cannot_write():
+    from collections import deque
+
+    from kvrepl.aof.rewrite import CommandWriter, RewriteError
+    from kvrepl.store.values import Stream, ZSet
+
+    writer = CommandWriter()
+    data = writer.write_batch(2, [(b"s", b"v"), (b"l", deque([b"a", b"b"])),
+                                  (b"z", ZSet({b"m": 1.5}))], {b"s": 1700000000000})
+    reader = CommandReader()
+    reader.feed(data)
+    commands = []
+    while (argv := reader.next()) is not None:
+        commands.append(argv)
+    assert commands == [[b"SELECT", b"2"], [b"SET", b"s", b"v"],
+                        [b"PEXPIREAT", b"s", b"1700000000000"], [b"RPUSH", b"l", b"a", b"b"],
+                        [b"ZADD", b"z", b"1.5", b"m"]]
+    big = writer.write_batch(2, [(b"set", {b"%d" % i for i in range(130)})], None)
+    assert big.count(b"SADD") == 3  # 64 members per command, as Redis writes them
+    with pytest.raises(RewriteError, match="aof-use-rdb-preamble yes"):
+        writer.write_batch(2, [(b"x", Stream())], None)
+
+
 def test_loading_refuses_unknown_commands_with_the_offset(tmp_path):
     async def main() -> None:
         async with kvrepl.Master(appendonly=True, dir=str(tmp_path)) as master:
