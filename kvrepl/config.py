@@ -62,6 +62,8 @@ class Option:
     # Drop both when the feature lands.
     only: tuple[object, ...] | None = None
     lacking: str = ""
+    # DENY_LOADING_CONFIG: CONFIG SET answers -LOADING while the dataset loads
+    deny_loading: bool = False
 
     @property
     def attr(self) -> str:
@@ -226,7 +228,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("protected-mode", True, **_yes_no),
     # Protected: rewriting where the RDB file goes is how a client makes a server write files
     # anywhere, so CONFIG SET needs enable-protected-configs (Redis 7.0's PROTECTED_CONFIG).
-    Option("dir", ".", str, protected=True, check_at_runtime=_check_directory),
+    Option("dir", ".", str, protected=True, check_at_runtime=_check_directory,
+           deny_loading=True),
     Option("dbfilename", "dump.rdb", str, protected=True),
     # no / yes / local (loopback, unix socket and in-process clients); set at startup only
     Option("enable-protected-configs", "no", _protected_action, mutable=False),
@@ -263,7 +266,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("rdbcompression", True, **_yes_no),
     Option("rdbchecksum", True, mutable=False, **_yes_no),
     # The append-only file (kvrepl.aof): Redis 7.0's multi-part AOF in appenddirname.
-    Option("appendonly", False, **_yes_no),
+    Option("appendonly", False, deny_loading=True, **_yes_no),
     Option("appendfilename", "appendonly.aof", _aof_name("appendfilename", "filename"),
            mutable=False),
     Option("appenddirname", "appendonlydir", _aof_name("appenddirname", "dirname"),
@@ -298,7 +301,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("repl-diskless-sync", True, **_yes_no),
     Option("repl-diskless-sync-delay", 5, _int(0)),
     Option("repl-diskless-sync-max-replicas", 0, _int(0)),
-    Option("repl-diskless-load", "disabled", _enum("disabled", "on-empty-db", "swapdb")),
+    Option("repl-diskless-load", "disabled", _enum("disabled", "on-empty-db", "swapdb"),
+           deny_loading=True),
     Option("min-replicas-to-write", 0, _int(0), aliases=("min-slaves-to-write",)),
     Option("min-replicas-max-lag", 10, _int(0), aliases=("min-slaves-max-lag",)),
     Option("lazyfree-lazy-user-flush", False, **_yes_no),
@@ -382,10 +386,12 @@ class Config:
                 found[name] = option.format(getattr(self, option.attr))
         return found
 
-    def config_set(self, pairs: list[tuple[str, str]]) -> None:
-        """CONFIG SET name value [name value ...], all or nothing, with Redis's messages."""
+    def config_set(self, pairs: list[tuple[str, str]], loading: bool = False) -> None:
+        """CONFIG SET name value [name value ...], all or nothing, with Redis's messages
+        (``loading``: the node is loading its dataset, which some options wait for)."""
         seen = set()
         parsed = []
+        denied = False
         for name, text in pairs:
             option = _BY_NAME.get(name.lower())
             if option is None:
@@ -397,6 +403,9 @@ class Config:
             if not option.mutable:
                 raise ReplyError(f"ERR CONFIG SET failed (possibly related to argument "
                                  f"'{name}') - can't set immutable config")
+            if loading and option.deny_loading:
+                denied = True  # reported after the other checks, as Redis gives it precedence
+                continue
             try:
                 if option.check_at_runtime is not None:
                     option.check_at_runtime(text)
@@ -404,6 +413,8 @@ class Config:
             except ValueError as err:
                 raise ReplyError(f"ERR CONFIG SET failed (possibly related to argument "
                                  f"'{name}') - {err}") from None
+        if denied:
+            raise ReplyError("LOADING Redis is loading the dataset in memory")
         for option, value in parsed:
             setattr(self, option.attr, value)
             for listener in self.listeners:
