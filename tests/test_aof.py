@@ -346,6 +346,33 @@ def test_a_rewrite_under_write_load_keeps_every_acknowledged_write(tmp_path):
     assert loaded.dbsize() == 5001
 
 
+def test_everysec_postpones_writes_behind_a_running_fsync(tmp_path):
+    """Redis's rule: while a background fsync runs, a write waits up to 2 seconds, then goes
+    ahead anyway and counts in aof_delayed_fsync."""
+    async def main() -> None:
+        async with kvrepl.Master(appendonly=True, dir=str(tmp_path)) as master:
+            state = aof.attach(master.engine)
+            state.flush(force=True)
+            size = state.last_incr_size
+            state.fsyncs_running += 1  # as if the last second's fsync were still running
+            try:
+                master.set("k", "v")
+                state.flush()
+                assert state.buf and state.last_incr_size == size and state.postponed_start
+                state.flush()  # within the 2 seconds: still waiting
+                assert state.buf and state.delayed_fsync == 0
+                state.postponed_start -= 3  # the 2 seconds are over
+                state.flush()
+                assert not state.buf and state.last_incr_size > size
+                assert state.delayed_fsync == 1 and state.postponed_start == 0
+                fields = master.execute_command("INFO", "persistence").decode()
+                assert "aof_delayed_fsync:1" in fields and "aof_pending_bio_fsync:1" in fields
+            finally:
+                state.fsyncs_running -= 1
+
+    trio.run(main)
+
+
 def test_a_failed_rewrite_leaves_the_old_files_whole(tmp_path):
     async def main() -> None:
         async with kvrepl.Master(appendonly=True, dir=str(tmp_path)) as master:
