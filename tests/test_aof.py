@@ -561,6 +561,21 @@ def test_config_set_appendonly_at_runtime(tmp_path):
     finally:
         server.stop()
     check_aof(tmp_path)
+    # Switched on again in a later run: the old files become history and go.
+    again = ThreadedServer(Config(save=(), dir=str(tmp_path), repl_diskless_sync_delay=0))
+    again.start()
+    try:
+        client = again.client()
+        client.set("before", "1")
+        client.set("during", "2")
+        client.set("after", "3")
+        assert client.config_set("appendonly", "yes")
+        poll(lambda: client.info("persistence")["aof_rewrite_in_progress"] == 0
+             and client.info("persistence")["aof_enabled"] == 1, "the rewrite is done")
+        assert sorted(os.listdir(aof_dir(tmp_path))) == [
+            "appendonly.aof.2.base.rdb", "appendonly.aof.2.incr.aof", "appendonly.aof.manifest"]
+    finally:
+        again.stop()
     real = RedisServer("--appendonly", "yes", "--dir", str(tmp_path))
     try:
         got = real.client()

@@ -399,6 +399,13 @@ class AppendOnlyFile:
         """startAppendOnly (CONFIG SET appendonly yes): a rewrite makes the first base."""
         from kvrepl import persistence
 
+        if self.manifest.empty:
+            # Redis read the manifest at startup even with the AOF off: a directory left by
+            # an earlier run goes on from its numbers (its files become history).
+            try:
+                self.read_manifest()
+            except (ManifestError, OSError) as err:
+                logger.warning("Ignoring the AOF manifest in %s: %s", self.dirname, err)
         self.state = WAIT_REWRITE
         st = persistence.attach(self.engine)
         if st.bgsave is not None and self.job is None:
