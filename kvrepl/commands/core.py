@@ -14,6 +14,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from time import perf_counter
+from typing import TYPE_CHECKING
 
 from kvrepl.commands.eviction import EVICT_FAIL, OOM, Evictor
 from kvrepl.commands.monitor import monitor_line
@@ -39,6 +40,9 @@ from kvrepl.errors import (
 from kvrepl.log import logger, set_level
 from kvrepl.protocol.replies import NULL_ARRAY, QUEUED, Push
 from kvrepl.store import Database, Keyspace
+
+if TYPE_CHECKING:
+    from kvrepl.aof import AppendOnlyFile
 
 Handler = Callable[["Session", list], object]
 
@@ -409,12 +413,15 @@ class Engine:
         self._masterdown = False  # a replica whose link to its master is down
         self._read_only = False  # set on a replica with replica-read-only
         self._bgsave_failed = False  # the last BGSAVE failed: MISCONF for writes
+        self._aof_error = ""  # why the last AOF write or fsync failed: MISCONF for writes
         self.active_expire_enabled = True  # DEBUG SET-ACTIVE-EXPIRE
         self.evictor = Evictor(self)
         self._maxmemory = 0  # config.maxmemory, read on every command
         self.server: object | None = None  # the trio Server serving this engine, if any
         self.node: object | None = None  # the Node that owns it (REPLICAOF needs it)
         self.replication: object | None = None  # master-side replication state
+        # The append-only file (kvrepl.aof.attach); its buffer is flushed before replies.
+        self.aof: AppendOnlyFile | None = None
         # Writes as they must be propagated: (db index, argv); replication, MONITOR-like
         # consumers and node.changes() listen here.
         self.propagate_listeners: list[Callable[[int, list[bytes]], None]] = []
@@ -457,7 +464,7 @@ class Engine:
 
     def _refresh_restricted(self) -> None:
         self._restricted = bool(self._loading or self._masterdown or self._read_only
-                                or self._bgsave_failed or self.pausing)
+                                or self._bgsave_failed or self.pausing or bool(self._aof_error))
 
     @property
     def restricted(self) -> bool:
@@ -503,6 +510,16 @@ class Engine:
     @bgsave_failed.setter
     def bgsave_failed(self, value: bool) -> None:
         self._bgsave_failed = value
+        self._refresh_restricted()
+
+    @property
+    def aof_error(self) -> str:
+        """Why the AOF cannot be written ('' when it can): -MISCONF for writes."""
+        return self._aof_error
+
+    @aof_error.setter
+    def aof_error(self, value: str) -> None:
+        self._aof_error = value
         self._refresh_restricted()
 
     def _config_changed(self, name: str) -> None:
@@ -701,6 +718,10 @@ class Engine:
         """processCommand's node-state checks that come before the pub/sub context one:
         MISCONF, NOREPLICAS, READONLY (never for the master's own link)."""
         config = self.config
+        if self._aof_error and (is_write or cmd.is_ping) and not (
+                self._bgsave_failed and config.stop_writes_on_bgsave_error and config.save):
+            # writeCommandsDeniedByDiskError: the RDB error is reported first.
+            return ReplyError(f"MISCONF Errors writing to the AOF file: {self._aof_error}")
         if self._bgsave_failed and (is_write or cmd.is_ping) \
                 and config.stop_writes_on_bgsave_error and config.save:
             return ReplyError(MISCONF)

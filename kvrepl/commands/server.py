@@ -172,7 +172,7 @@ def config_set(s: Session, argv: list[bytes]) -> object:
         except ValueError as err:
             raise ReplyError(f"ERR CONFIG SET failed (possibly related to argument '{name}') "
                              f"- {err}") from None
-    s.engine.config.config_set(list(values.values()))
+    s.engine.config.config_set(list(values.values()), loading=s.engine.loading)
     return OK
 
 

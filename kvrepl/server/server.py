@@ -121,6 +121,9 @@ class Connection:
     async def send(self, data: bytes) -> None:
         # acquire_nowait first: `async with lock` always yields to the scheduler, which
         # costs more than the send itself when the lock is free (nearly always).
+        aof = self.server.engine.aof
+        if aof is not None and aof.buf:
+            aof.flush()  # a write is in the AOF (on disk with appendfsync always) before its reply
         lock = self.send_lock
         try:
             lock.acquire_nowait()
