@@ -46,6 +46,10 @@ _BULK_HEADS = [b"$%d" % length for length in range(_SMALL)]
 _spare_readers: list[object] = []
 # Digits in the decimal form of n, for n below 10,000 (the size of "$<n>\r\n").
 _DIGITS = bytes(len(str(n)) for n in range(10_000))
+# What a hiredis reader returns when it holds no whole reply: not False, the default,
+# which a reply can equal (":0", "#f", ",0"), and iter(gets, False) would stop there,
+# leaving that element out of what it says it read.
+_NO_REPLY = object()
 _WINDOW = 16384  # bytes fed to hiredis at a time: it compacts its buffer as it reads
 
 
@@ -107,8 +111,8 @@ class RequestParser:
             if self._ready_pos >= len(self._ready):
                 self._ready, self._ready_sizes = requests, sizes
                 self._ready_pos = 0
-                # Only a plain split proves the bytes canonical (the careful one also
-                # takes "*0" and "*-1", which Redis skips).
+                # Only a plain split proves the bytes are exactly these requests (the
+                # careful one also takes "*0" and "*-1", which Redis skips).
                 self._ready_raw = data if sizes is None and taken == len(data) else None
             else:
                 self._ready_raw = None
@@ -157,8 +161,10 @@ class RequestParser:
     def ready_requests(self) -> tuple[list[list[bytes]], int, bytes | None]:
         """The requests already split and not yet returned: ``(requests, position, raw)``,
         the unreturned ones being ``requests[position:]``; ``raw`` is their bytes when
-        known (none returned yet, and they were exactly one read), which are then their
-        canonical encoding. Pass how many were used on to :meth:`skip_ready`."""
+        known (none returned yet, and they were exactly one read), which then parse to
+        exactly those requests: their canonical encoding but for the two bytes after each
+        argument, which Redis (and hiredis, and this parser) skip unread, so any replica
+        reads them alike. Pass how many were used on to :meth:`skip_ready`."""
         position = self._ready_pos
         return self._ready, position, self._ready_raw if position == 0 else None
 
@@ -300,12 +306,12 @@ def split_requests(data: bytes | bytearray, start: int = 0, max_bulk_len: int = 
         plain = _split_plain(data, start)
         if plain is not None:
             return plain
-    reader = hiredis.Reader()
+    reader = hiredis.Reader(notEnoughData=_NO_REPLY)
     found: list[object] = []
     try:
         for window in range(start, end, _WINDOW):
             reader.feed(data, window, min(_WINDOW, end - window))
-            found.extend(iter(reader.gets, False))
+            found.extend(iter(reader.gets, _NO_REPLY))
     except Exception:  # hiredis.ProtocolError, or an absurd length; keeps what came before
         return _checked(data, start, found, max_bulk_len, True)
     return _checked(data, start, found, max_bulk_len, False)
@@ -335,18 +341,18 @@ def _split_plain(data: bytes | bytearray, start: int
     try:
         reader = _spare_readers.pop()
     except IndexError:
-        reader = hiredis.Reader()
+        reader = hiredis.Reader(notEnoughData=_NO_REPLY)
     found: list[list[bytes]] = []
     try:
         for window in range(start, cut, _WINDOW):
             reader.feed(data, window, min(_WINDOW, cut - window))
-            found.extend(iter(reader.gets, False))
+            found.extend(iter(reader.gets, _NO_REPLY))
         if not found or not _between_requests(reader):
             return None
         taken = cut
         if cut < end:
             reader.feed(data, cut, end - cut)
-            last = list(iter(reader.gets, False))
+            last = list(iter(reader.gets, _NO_REPLY))
             if last:
                 if not _between_requests(reader):
                     return None

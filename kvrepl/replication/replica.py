@@ -20,7 +20,7 @@ import trio
 from kvrepl import gc_policy
 from kvrepl.commands.core import Engine
 from kvrepl.commands.monitor import repr_bytes
-from kvrepl.errors import ReplicaPanic, ReplyError, WriteSkipped
+from kvrepl.errors import ProtocolError, ReplicaPanic, ReplyError, WriteSkipped
 from kvrepl.log import logger, panic
 from kvrepl.persistence import TempFile
 from kvrepl.rdb import LoadResult, RdbError, StagedLoad
@@ -143,6 +143,8 @@ class ReplicaOf:
                     raise  # stops the node, as redis-server's panic stops the process
                 except (TryLater, ReplicationProtocolError, RdbError) as err:
                     logger.warning("MASTER <-> REPLICA sync: %s", err)
+                except ProtocolError as err:  # the stream is not RESP: Redis drops the link
+                    logger.warning("%s from client: master", err)
                 except trio.TooSlowError:
                     logger.warning("MASTER timeout: no data nor PING received...")
                 except UnableToConnect as err:

@@ -25,7 +25,7 @@ from collections import deque
 from hashlib import sha1
 from typing import TYPE_CHECKING
 
-from kvrepl.store.values import ZSet
+from kvrepl.store.values import Stream, ZSet
 
 if TYPE_CHECKING:
     from kvrepl.store.database import Keyspace
@@ -41,6 +41,7 @@ _TYPE_TAG = {
     set: (2).to_bytes(4, "big"),
     ZSet: (3).to_bytes(4, "big"),
     dict: (4).to_bytes(4, "big"),
+    Stream: (6).to_bytes(4, "big"),
 }
 _EXPIRE_MARK = int.from_bytes(sha1(b"!!expire!!").digest(), "big")
 
@@ -78,6 +79,12 @@ def _value_int(d: int, value: object, has_expire: bool) -> int:
         # "%.17g" as C prints it: Python's %-format gives the same digits, "inf", "-0".
         for member, score in value.scores.items():  # type: ignore[attr-defined]
             d ^= _pair(member, b"%.17g" % score)
+    elif kind is Stream:
+        # Entries in ID order: "<ms>.<seq>", then each field and value (groups not counted).
+        for (ms, seq), pairs in value.entries.items():  # type: ignore[attr-defined]
+            d = _mix(d, b"%d.%d" % (ms, seq))
+            for item in pairs:
+                d = _mix(d, item)
     else:  # dict: a hash
         for field, item in value.items():  # type: ignore[attr-defined]
             d ^= _pair(field, item)
