@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from kvrepl.errors import ProtocolError
 from kvrepl.replication.handshake import (
     Continue,
     FullResync,
@@ -201,3 +202,14 @@ def test_a_corrupt_replid_in_continue_keeps_ours():
     handshake(protocol)
     events = protocol.receive_data(b"+CONTINUE " + b"\xfe" * 40 + b"\r\n")
     assert of(Continue, events) == [Continue(None)]
+
+
+def test_an_inline_command_in_the_stream_is_a_desync():
+    """Redis refuses inline commands from its master (a corrupt or misaligned stream, e.g. a
+    flipped '*'), where running them could apply anything; a bare newline is a keepalive."""
+    protocol = ReplicaProtocol(listening_port=6380, replid=REPLID, offset=5)
+    handshake(protocol)
+    events = protocol.receive_data(b"+CONTINUE\r\n\n*1\r\n$4\r\nPING\r\n\r\n")
+    assert [c.argv for c in of(StreamCommand, events)] == [[b"PING"]]
+    with pytest.raises(ProtocolError, match=r"Master using the inline protocol\. Desync\?"):
+        protocol.receive_data(b"+3\r\n$3\r\nSET\r\n$1\r\nk\r\n$8\r\nFLUSHALL\r\n")

@@ -71,9 +71,10 @@ class RequestParser:
     __slots__ = ("_buf", "_pos", "_args", "_remaining", "_chunks", "_chunks_len", "_need",
                  "_fast", "_ready", "_ready_sizes", "_ready_pos", "_ready_raw",
                  "authenticated",
-                 "max_bulk_len")
+                 "max_bulk_len", "from_master")
 
-    def __init__(self, max_bulk_len: int = 512 * 1024 * 1024, *, fast: bool = False) -> None:
+    def __init__(self, max_bulk_len: int = 512 * 1024 * 1024, *, fast: bool = False,
+                 from_master: bool = False) -> None:
         self._buf = b""
         self._pos = 0
         self._args: list[bytes] | None = None  # a multibulk request in progress
@@ -89,6 +90,10 @@ class RequestParser:
         self._ready_raw: bytes | None = None  # the bytes of exactly ``_ready``, when known
         self.authenticated = True
         self.max_bulk_len = max_bulk_len
+        # A replica reading its master's stream: an inline command there is a desync
+        # (a corrupt or misaligned stream), refused as Redis does; an empty line is the
+        # master's keepalive.
+        self.from_master = from_master
 
     def feed(self, data: bytes) -> None:
         if (self._fast and data[:1] == b"*" and self.authenticated
@@ -270,6 +275,8 @@ class RequestParser:
         self._pos = nl + 1
         if line.endswith(b"\r"):
             line = line[:-1]
+        if line and self.from_master:
+            raise ProtocolError("Master using the inline protocol. Desync?")
         args = split_inline(line)
         if args is None:
             raise ProtocolError("Protocol error: unbalanced quotes in request")

@@ -366,7 +366,7 @@ class ReplicaProtocol:
             done += taken
             if done == end:
                 break
-            parser = self._parser = RequestParser(self.max_bulk_len)
+            parser = self._parser = RequestParser(self.max_bulk_len, from_master=True)
             rest = raw[done:]
             parser.feed(rest)
             self._slow_fed, self._slow_counted = len(rest), 0

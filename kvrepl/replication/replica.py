@@ -143,8 +143,13 @@ class ReplicaOf:
                     raise  # stops the node, as redis-server's panic stops the process
                 except (TryLater, ReplicationProtocolError, RdbError) as err:
                     logger.warning("MASTER <-> REPLICA sync: %s", err)
-                except ProtocolError as err:  # the stream is not RESP: Redis drops the link
-                    logger.warning("%s from client: master", err)
+                except ProtocolError as err:
+                    # The stream is corrupt or misaligned: what was applied before the error
+                    # showed may be wrong too, so, like Redis (which does not cache a master
+                    # client closed for a protocol error), forget the offset: full resync.
+                    logger.warning("Protocol error (%s) from client: master; the next sync "
+                                   "is a full one", err)
+                    self.has_history = False
                 except trio.TooSlowError:
                     logger.warning("MASTER timeout: no data nor PING received...")
                 except UnableToConnect as err:
