@@ -310,3 +310,18 @@ def test_an_inline_line_that_hiredis_reads_as_false_is_not_dropped(between):
         assert parser.next_request() == [between[:2]]
         assert parser.next_request() is NEED_DATA
     assert split_requests(data, 0, want_sizes=False) == ([[b"GET", b"k"]], [20], True)
+
+
+def test_a_type_byte_after_the_skipped_bytes_is_not_taken_for_a_bulk():
+    """Found by tests/fuzz.py (the replica's stream): the two bytes after an argument are
+    skipped unread, so a '(' (hiredis: a big number, handed back as bytes) can start the
+    next element without a CR LF before it; the fast path took [SET, "", "k"], which the
+    exact parser (and Redis) refuse with a protocol error."""
+    data = b"*3\r\n$3\r\nSETxx(\r\n$1\r\nk\r\n*1\r\n$4\r\nPING\r\n"
+    assert split_requests(data, 0)[0] == []
+    assert split_requests(data, 0, want_sizes=False)[0] == []
+    for fast in (True, False):
+        parser = RequestParser(fast=fast)
+        parser.feed(data)
+        with pytest.raises(ProtocolError, match="expected '\\$', got '\\('"):
+            parser.next_request()

@@ -7,8 +7,6 @@ be closed after the error is sent.
 
 from __future__ import annotations
 
-import re
-
 from kvrepl.errors import ProtocolError
 
 try:
@@ -32,9 +30,6 @@ UNAUTH_MULTIBULK_MAX = 10
 UNAUTH_BULK_MAX = 16384
 BIG_ARG = 32 * 1024  # PROTO_MBULK_BIG_ARG: gather such an argument's chunks, join once
 
-# Element types that hiredis hands back as plain bytes although Redis refuses them in a
-# request: simple string, verbatim string, big number (and attributes, which it may skip).
-_NOT_BULK = re.compile(rb"\r\n[+=(|]")
 # Bytes whose absence proves the above cannot happen, nor a RESP3 aggregate (set, map,
 # push, attribute) that hiredis reads where Redis wants a multibulk.
 _SUSPECT_BYTES = b"+=(|~%>"
@@ -297,8 +292,8 @@ def split_requests(data: bytes | bytearray, start: int = 0, max_bulk_len: int = 
     element type Redis refuses, a hiredis error): the exact parser must read the rest.
     Otherwise the rest is a request cut short by the end of ``data``, or empty requests.
     hiredis checks counts and lengths as Redis's ``string2ll`` does; what it cannot tell
-    apart (a simple string or verbatim string where a bulk string belongs) is looked for
-    in the bytes, conservatively: a match inside a value only sends the request the slow way.
+    apart (a simple string or verbatim string where a bulk string belongs) is ruled out by
+    the bytes: each element taken begins with '$' where its encoding puts it.
     An argument longer than ``max_bulk_len`` is refused too (the exact parser's error).
     """
     end = len(data)
@@ -427,8 +422,6 @@ def _checked(data: bytes | bytearray, start: int, found: list[object], max_bulk_
     """split_requests for anything :func:`_bulk_sizes` would not take: each request and
     argument looked at in turn, stopping at the first one the exact parser must read."""
     end = len(data)
-    suspect = _NOT_BULK.search(data, start)
-    trusted_end = end if suspect is None else suspect.start() + 2
     requests: list[list[bytes]] = []
     sizes: list[int] = []
     digits = _DIGITS
@@ -450,7 +443,11 @@ def _checked(data: bytes | bytearray, start: int, found: list[object], max_bulk_
         count = len(request)
         size = 3 + (digits[count] if count < 10_000 else len(str(count)))
         for arg in request:
-            if type(arg) is not bytes:
+            # A bulk string ('$' where its element begins): hiredis also hands back a
+            # simple string, verbatim string or big number as bytes, which Redis refuses;
+            # such an element can follow any two bytes (those after an argument are
+            # skipped unread), so its first byte is what tells.
+            if type(arg) is not bytes or data[position + size] != 36:
                 size = -1
                 break
             length = len(arg)
@@ -458,7 +455,7 @@ def _checked(data: bytes | bytearray, start: int, found: list[object], max_bulk_
                 size = -1
                 break
             size += length + 5 + (digits[length] if length < 10_000 else len(str(length)))
-        if size < 0 or position + size > trusted_end:
+        if size < 0:
             refused = True
             break
         position += size
