@@ -182,6 +182,9 @@ class FaultProxy:
         self.port = 0
         self.connections = 0
         self.applied = 0  # connections the fault was applied to
+        # While set, a new connection is closed at once (a master out of reach): a test
+        # holds a replica off while the master's backlog overruns.
+        self.refusing = False
         self.triggered = threading.Event()
         self._ready = threading.Event()
         self._error: BaseException | None = None
@@ -218,6 +221,9 @@ class FaultProxy:
     # -- one link ------------------------------------------------------------------------------
     async def _serve(self, replica: trio.SocketStream) -> None:
         self.connections += 1
+        if self.refusing:
+            await replica.aclose()
+            return
         try:
             master = await trio.open_tcp_stream("127.0.0.1", self.master_port)
         except OSError:

@@ -9,8 +9,9 @@ stream (a command, GETACK under WAIT, the replica's ACK), then the link heals. T
 * master and replica end with the same DEBUG DIGEST;
 * every digest the replica showed meanwhile was its old dataset's or one the master had
   (never a half-loaded dataset, never a command the master did not send);
-* a cut or stalled stream resumes with a partial resync; a corrupt stream is noticed (a
-  protocol error, the link dropped) and, as Redis does, followed by a full resync;
+* a cut or stalled stream resumes with a partial resync, or a full one when the master
+  wrote past its backlog meanwhile; a corrupt stream is noticed (a protocol error, the link
+  dropped) and, as Redis does, followed by a full resync;
 * the stream's first SET carries the value FLUSHALL: a flipped '*' there must not turn its
   lines into inline commands that the replica runs.
 
@@ -60,7 +61,8 @@ class Node:
 
 
 # A stalled link, or a $EOF mark that never comes, ends when a side times out: a short
-# repl-timeout keeps that to seconds, and a PING a second keeps a quiet link alive.
+# repl-timeout keeps that to seconds, and a PING a second keeps a quiet link alive. The
+# backlog is the smallest there is (16 KB), for the overrun cases.
 REPL_TIMEOUT = 3
 
 
@@ -71,11 +73,11 @@ def start(kind: str, tmp_path, name: str, *, diskless: bool = True) -> Node:  # 
         return Node(kind, ThreadedServer(Config(
             save=(), dir=str(folder), repl_diskless_sync=diskless, repl_diskless_sync_delay=0,
             enable_debug_command="yes", repl_timeout=REPL_TIMEOUT,
-            repl_ping_replica_period=1)).start())
+            repl_ping_replica_period=1, repl_backlog_size=16384)).start())
     return Node(kind, RedisServer(
         "--enable-debug-command", "yes", "--repl-diskless-sync", "yes" if diskless else "no",
         "--repl-diskless-sync-delay", "0", "--repl-timeout", str(REPL_TIMEOUT),
-        "--repl-ping-replica-period", "1"))
+        "--repl-ping-replica-period", "1", "--repl-backlog-size", "16kb"))
 
 
 def info(client: redis.Redis, section: str) -> dict[str, str]:
@@ -144,10 +146,12 @@ class Case:
     fault: Fault
     diskless: bool = True
     expect: str | None = None  # "partial" / "full" resync after a stream fault
+    overrun: bool = False  # the master writes past its backlog while the link is down
 
     def __str__(self) -> str:
         framing = "diskless" if self.diskless else "disk"
-        return f"{self.master}-to-{self.replica}-{framing}-{self.fault}"
+        overrun = "-overrun" if self.overrun else ""
+        return f"{self.master}-to-{self.replica}-{framing}-{self.fault}{overrun}"
 
 
 @pytest.fixture
@@ -182,8 +186,10 @@ def run_case(case: Case, tmp_path, nodes: list) -> None:  # noqa: ANN001
         else:
             before = info(mc, "stats")
             proxy.fault = case.fault  # the link breaks in the stream (no reconnection yet)
+            proxy.refusing = case.overrun
             for i in range(40):
-                mc.set(f"w{i}", "FLUSHALL" if i == 0 else f"write-{i}")
+                value = "v" * 1000 if case.overrun else f"write-{i}"  # 40 KB: past the backlog
+                mc.set(f"w{i}", "FLUSHALL" if i == 0 else value)
                 history.add(digest(mc))  # each state the replica may be seen in
                 mc.incr("counter")
                 history.add(digest(mc))
@@ -192,6 +198,7 @@ def run_case(case: Case, tmp_path, nodes: list) -> None:  # noqa: ANN001
             # (a redis-server master puts a replica online, and sends it the stream, at its
             # next cron after the payload: the writes may still be on their way)
             poll(proxy.triggered.is_set, f"the fault {case.fault} happened")
+            proxy.refusing = False
             poll(lambda: synced(mc, rc), "the replica resynced", SYNC_WAIT)
             assert mc.wait(1, 5000) == 1  # WAIT works again once the link is whole
             after = info(mc, "stats")
@@ -254,6 +261,8 @@ def full_matrix() -> list[Case]:
     for master, replica in (("redis", "kvrepl"), ("kvrepl", "redis"), ("kvrepl", "kvrepl")):
         for fault, expect in _stream_faults():
             cases.append(Case(master, replica, fault, expect=expect))
+        cases.append(Case(master, replica, Fault("stream", "cut", at=0, match=FIRST_SET),
+                          expect="full", overrun=True))
         for diskless in (True, False):
             for fault in _sync_faults(replica):
                 cases.append(Case(master, replica, fault, diskless=diskless))
@@ -275,6 +284,8 @@ SUITE = [
     Case("kvrepl", "kvrepl", Fault("stream", "duplicate", at=0, match=FIRST_SET, size=2),
          expect="full"),
     Case("kvrepl", "kvrepl", Fault("getack", "cut", at=10), expect="partial"),
+    Case("kvrepl", "kvrepl", Fault("stream", "cut", at=0, match=FIRST_SET), expect="full",
+         overrun=True),
     Case("kvrepl", "redis", Fault("handshake", "cut", at=3)),
     Case("kvrepl", "redis", Fault("eof", "cut", at=20)),
     Case("kvrepl", "redis", Fault("stream", "cut", at=0, match=FIRST_SET), expect="partial"),
