@@ -139,6 +139,17 @@ def synced(master: redis.Redis, replica: redis.Redis) -> bool:
         return False
 
 
+def write_during_sync(master: Node, history: set[bytes]) -> None:
+    """Thirty writes a few milliseconds apart (to spread them over the sync), recording
+    each state of the master."""
+    client = master.client()
+    for i in range(30):
+        client.set(f"held{i}", i)
+        history.add(digest(client))
+        threading.Event().wait(0.005)
+    client.close()
+
+
 @dataclass
 class Case:
     master: str
@@ -180,6 +191,11 @@ def run_case(case: Case, tmp_path, nodes: list) -> None:  # noqa: ANN001
     watch = DigestWatch(replica)
     try:
         rc.replicaof("127.0.0.1", proxy.port)
+        if not stream_fault:
+            # Writes while the replica syncs: some are held for it during the snapshot.
+            writer = threading.Thread(target=write_during_sync, args=(master, history))
+            writer.start()
+            writer.join(SYNC_WAIT)
         poll(lambda: synced(mc, rc), "the replica synced", SYNC_WAIT)
         if not stream_fault:
             assert proxy.triggered.is_set(), f"the fault {case.fault} never happened"
