@@ -70,6 +70,7 @@ def seeds_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     yield out
 
 
+@pytest.mark.redis_server
 @pytest.mark.parametrize("target", ["splitters", "rdb", "restore", "replstream"])
 def test_fuzz_target(target: str, seeds_dir: Path) -> None:
     """No case breaks the target's property (see tests/fuzz.py); a failure names the case
