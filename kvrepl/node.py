@@ -15,6 +15,7 @@ import math
 from collections.abc import Iterable, Mapping
 from functools import partial
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 import trio
 import trio.testing
@@ -30,6 +31,9 @@ from kvrepl.replication.replica import ReplicaOf
 from kvrepl.server import Server
 from kvrepl.server.cron import run_cron
 from kvrepl.server.server import set_keepalive
+
+if TYPE_CHECKING:
+    import redis
 
 Arg = bytes | str | int | float
 
@@ -348,6 +352,18 @@ class Node:
             self.follow_address(*self.config.replicaof)
 
     # -- generic access ------------------------------------------------------------------
+    def redis(self, **kwargs: object) -> redis.Redis:
+        """A real ``redis.Redis`` talking to this node in-process (no socket, no thread):
+        redis-py's whole API (pipelines, transactions with WATCH, pub/sub, scan_iter,
+        RESP3 with ``protocol=3``) runs unchanged. ``kwargs`` are redis-py's
+        (``decode_responses``, ``protocol``, ``db``, ``username``/``password``...). Each
+        pooled connection is a client of its own (its db, MULTI, subscriptions). A call
+        cannot wait: see :mod:`kvrepl.embedded_redis` for blocking commands. Needs
+        redis-py (``pip install redis``)."""
+        from kvrepl.embedded_redis import client
+
+        return client(self, **kwargs)
+
     def execute_command(self, *args: Arg) -> object:
         """Run any command, e.g. ``node.execute_command("ZADD", "z", 1, "a")``."""
         return self._run([a if type(a) is bytes else _arg(a) for a in args])

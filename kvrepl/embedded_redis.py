@@ -1,0 +1,262 @@
+"""``node.redis()``: a real ``redis.Redis`` whose connections talk to the node in-process.
+
+Each :class:`InProcessConnection` owns one kvrepl :class:`~kvrepl.commands.core.Session`
+(a client of the node as a TCP connection would be: its own selected db, MULTI/WATCH state,
+subscriptions, RESP version). A command's arguments go to the engine as they are (no RESP
+packing); its reply is encoded to RESP with kvrepl's encoder and parsed by redis-py's own
+hiredis parser, so every reply has exactly the shape redis-py gives for a redis-server, and
+redis-py's response callbacks, pipelines, transactions, pub/sub and RESP3 run unchanged.
+
+There is no socket and no thread: a call runs to completion inside the caller's trio task.
+So nothing can arrive while a call waits. A blocking command (BLPOP...) is served when its
+data is there; otherwise a finite timeout answers at once what the timeout would give
+(nothing can be pushed meanwhile), and timeout 0, which would hold the event loop forever,
+is refused with an error. Reading with nothing pending (``pubsub.listen()`` with no
+message queued) raises redis-py's ``TimeoutError`` for the same reason; use
+``get_message()``.
+"""
+
+from __future__ import annotations
+
+import socket
+from typing import TYPE_CHECKING, Any
+
+import redis
+from redis.connection import AbstractConnection
+
+from kvrepl.commands.core import Block, Session
+from kvrepl.commands.replication import StartReplication, WaitReplicas
+from kvrepl.errors import ReplyError
+from kvrepl.protocol.parser import NEED_DATA, RequestParser
+from kvrepl.protocol.replies import encode
+
+if TYPE_CHECKING:
+    from kvrepl.node import Node
+
+_HOST = "kvrepl in-process node"
+
+
+def settle(node: Node, reply: object) -> object:
+    """The reply a call that cannot wait gets, for the replies the server would await.
+
+    A blocked command's data cannot arrive while the caller holds the event loop, so a
+    finite timeout gives its timeout reply now; an endless one is refused. WAIT likewise
+    answers how many replicas acknowledged so far, and refuses to wait forever."""
+    kind = type(reply)
+    if kind is Block:
+        if reply.timeout == 0:
+            return ReplyError(
+                "ERR a blocking command with timeout 0 would block the event loop forever: "
+                "a synchronous in-process call cannot wait (give it a timeout, or use an "
+                "async API)")
+        return reply.timeout_reply
+    if kind is WaitReplicas:
+        acked = node.replication.replicas_acked(reply.offset)
+        if acked < reply.count and reply.timeout <= 0:
+            return ReplyError(
+                "ERR WAIT with timeout 0 would block the event loop forever: a synchronous "
+                "in-process call cannot wait (give it a timeout, or await "
+                "node.wait_for_replicas())")
+        return acked
+    if kind is StartReplication:
+        return ReplyError("ERR SYNC and PSYNC need a connection (replicas connect to a "
+                          "port or use Replica(follow=...))")
+    return reply
+
+
+class _Link:
+    """What the connection holds where redis-py keeps its socket: the node's session and
+    the RESP bytes waiting to be read (the parser asks for them with ``recv_into``)."""
+
+    def __init__(self, node: Node) -> None:
+        self.node = node
+        self.session: Session = node.engine.new_session()
+        self.pending = bytearray()
+
+    def take_pushes(self) -> None:
+        """Move what other clients pushed to this session (pub/sub messages, MONITOR
+        lines) to the bytes waiting to be read."""
+        session = self.session
+        if session.pending_out:
+            resp3 = session.resp3
+            for message in session.pending_out:
+                self.pending += encode(message, resp3)
+            session.drained()
+
+    # -- the socket methods redis-py's parser and connection call ---------------------------
+    def recv_into(self, buffer: Any, nbytes: int = 0) -> int:
+        self.take_pushes()
+        pending = self.pending
+        if not pending:
+            # Nothing can arrive while this call holds the event loop.
+            raise socket.timeout("nothing to read: an in-process call cannot wait")
+        size = min(len(pending), nbytes or len(buffer))
+        buffer[:size] = pending[:size]
+        del pending[:size]
+        return size
+
+    def settimeout(self, timeout: float | None) -> None:
+        pass
+
+    def shutdown(self, how: int) -> None:
+        pass
+
+    def close(self) -> None:
+        self.node.engine.close_session(self.session)
+
+
+class _Commands(list):
+    """``pack_commands``' result: the commands' argument lists, not RESP bytes."""
+
+
+class InProcessConnection(AbstractConnection):
+    """A redis-py connection to a kvrepl node in the same program (see module doc)."""
+
+    def __init__(self, node: Node, **kwargs: Any) -> None:
+        kwargs.setdefault("driver_info", None)  # no CLIENT SETINFO to a node in-process
+        super().__init__(**kwargs)
+        self.node = node
+        self.host = _HOST
+        self.port = node.port or 0
+
+    def repr_pieces(self) -> list[tuple[str, object]]:
+        return [("node", type(self.node).__name__), ("db", self.db)]
+
+    def _connect(self) -> _Link:
+        if self.node._nursery is None:
+            raise OSError("the node is not running (use it inside `async with`)")
+        return _Link(self.node)
+
+    def _host_error(self) -> str:
+        return _HOST
+
+    # -- sending: the engine runs each command at once ------------------------------------
+    def _argv(self, args: tuple) -> list[bytes]:
+        """The command's arguments as bytes, as redis-py's packers make them (DataError
+        for a None, a bool, a list...; "CONFIG GET" split in two)."""
+        first = args[0]
+        name = _NAMES.get(first) if type(first) is str else None
+        if name is None:
+            if isinstance(first, str):
+                name = first.encode().split()
+                if len(_NAMES) < 1024:
+                    _NAMES[first] = name
+            else:
+                name = self.encoder.encode(first).split() if b" " in first else [first]
+        argv = list(name)
+        encoder = self.encoder
+        for arg in args[1:]:
+            kind = type(arg)
+            if kind is bytes:
+                argv.append(arg)
+            elif kind is str:
+                argv.append(arg.encode(encoder.encoding, encoder.encoding_errors))
+            else:
+                arg = encoder.encode(arg)
+                argv.append(arg if type(arg) is bytes else bytes(arg))
+        return argv
+
+    def _run(self, argv: list[bytes]) -> None:
+        link = self._sock
+        session = link.session
+        engine = self.node.engine
+        lane = engine.plain_lane
+        if lane.open_for(session):  # GET and plain SET as the server runs them, encoded
+            out: list[bytes] = []
+            if lane.run(session, [argv], 0, out):
+                self._parser._reader.feed(b"".join(out))
+                return
+        reply = engine.execute(session, argv)
+        if type(reply) in _AWAITED:
+            reply = settle(self.node, reply)
+        if session.pending_out:  # pushes that came first (a message published to itself)
+            link.take_pushes()
+        self._parser._reader.feed(encode(reply, session.resp3))
+        if session.after_reply:  # its own MONITOR echo
+            for message in session.after_reply:
+                self._parser._reader.feed(encode(message, session.resp3))
+            session.after_reply.clear()
+        if session.closing:  # QUIT: the reply is read, then the connection is gone
+            session.closing = False
+
+    def send_command(self, *args: Any, **kwargs: Any) -> None:
+        if self._sock is None:
+            self.connect_check_health(check_health=False)
+        self._run(self._argv(args))
+
+    def pack_command(self, *args: Any) -> _Commands:
+        return _Commands([self._argv(args)])
+
+    def pack_commands(self, commands: Any) -> _Commands:
+        return _Commands(self._argv(tuple(args)) for args in commands)
+
+    def send_packed_command(self, command: Any, check_health: bool = True) -> None:
+        if self._sock is None:
+            self.connect_check_health(check_health=False)
+        if type(command) is _Commands:
+            for argv in command:
+                self._run(argv)
+            return
+        # RESP bytes packed by someone else: parse them as the server would.
+        parser = RequestParser(self.node.config.proto_max_bulk_len)
+        for chunk in [command] if isinstance(command, (bytes, bytearray, str)) else command:
+            parser.feed(chunk.encode() if isinstance(chunk, str) else bytes(chunk))
+        while (argv := parser.next_request()) is not NEED_DATA:
+            self._run(argv)
+
+    # -- reading: the parser reads what _run fed it, then asks recv_into for pushes -------
+    def can_read(self, timeout: float = 0) -> bool:
+        link = self._sock
+        if link is None:
+            self.connect()
+            link = self._sock
+        link.take_pushes()
+        if link.pending:
+            self._parser._reader.feed(bytes(link.pending))
+            link.pending.clear()
+        return self._parser._reader.has_data()
+
+    def _get_parser(self) -> Any:
+        return self._parser
+
+
+_AWAITED = frozenset((Block, WaitReplicas, StartReplication))
+_NAMES: dict[str, list[bytes]] = {}  # command names redis-py sends, as argv heads
+
+
+class InProcessRedis(redis.Redis):
+    """``redis.Redis`` with a shorter way for single commands: one connection of its own,
+    used directly, instead of taking one from the pool and giving it back on each call
+    (what the pool would hand out every time in a single-threaded program anyway).
+    Pipelines, pub/sub and locks use the pool as usual."""
+
+    _direct: InProcessConnection | None = None
+
+    def execute_command(self, *args: Any, **options: Any) -> Any:
+        conn = self._direct
+        if conn is None or conn._sock is None:
+            if self.connection is not None:  # single_connection_client: redis-py's way
+                return super().execute_command(*args, **options)
+            conn = self._direct = self.connection_pool.make_connection()
+            conn.connect()
+        conn.send_command(*args)
+        return self.parse_response(conn, args[0], **options)
+
+    def close(self) -> None:
+        direct, self._direct = self._direct, None
+        if direct is not None:
+            direct.disconnect()
+        super().close()
+
+
+def client(node: Node, **kwargs: Any) -> redis.Redis:
+    """A ``redis.Redis`` for ``node``; ``kwargs`` are redis-py's (``decode_responses``,
+    ``protocol=3``, ``db``, ``username``/``password``, ``client_name``...)."""
+    from redis._parsers import _HiredisParser
+
+    kwargs.setdefault("parser_class", _HiredisParser)
+    pool = redis.ConnectionPool(connection_class=InProcessConnection, node=node, **kwargs)
+    return InProcessRedis(connection_pool=pool)
+
+
+__all__ = ["InProcessConnection", "InProcessRedis", "client", "settle"]
