@@ -159,6 +159,8 @@ class InProcessConnection(AbstractConnection):
     def _run(self, argv: list[bytes]) -> None:
         link = self._sock
         session = link.session
+        if link.pending:  # pushes already taken come before this reply
+            self._feed_pending()
         engine = self.node.engine
         lane = engine.plain_lane
         if lane.open_for(session):  # GET and plain SET as the server runs them, encoded
@@ -171,6 +173,7 @@ class InProcessConnection(AbstractConnection):
             reply = settle(self.node, reply)
         if session.pending_out:  # pushes that came first (a message published to itself)
             link.take_pushes()
+            self._feed_pending()
         self._parser._reader.feed(encode(reply, session.resp3))
         if session.after_reply:  # its own MONITOR echo
             for message in session.after_reply:
@@ -212,9 +215,13 @@ class InProcessConnection(AbstractConnection):
             link = self._sock
         link.take_pushes()
         if link.pending:
-            self._parser._reader.feed(bytes(link.pending))
-            link.pending.clear()
+            self._feed_pending()
         return self._parser._reader.has_data()
+
+    def _feed_pending(self) -> None:
+        link = self._sock
+        self._parser._reader.feed(bytes(link.pending))
+        link.pending.clear()
 
     def _get_parser(self) -> Any:
         return self._parser
