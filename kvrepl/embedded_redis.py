@@ -18,7 +18,6 @@ message queued) raises redis-py's ``TimeoutError`` for the same reason; use
 
 from __future__ import annotations
 
-import socket
 from typing import TYPE_CHECKING, Any
 
 import redis
@@ -89,7 +88,7 @@ class _Link:
         pending = self.pending
         if not pending:
             # Nothing can arrive while this call holds the event loop.
-            raise socket.timeout("nothing to read: an in-process call cannot wait")
+            raise TimeoutError("nothing to read: an in-process call cannot wait")
         size = min(len(pending), nbytes or len(buffer))
         buffer[:size] = pending[:size]
         del pending[:size]

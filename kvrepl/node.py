@@ -12,10 +12,11 @@ store is atomic. Only what waits is ``async``.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+import os
 from functools import partial
 from types import TracebackType
 from typing import TYPE_CHECKING
+from urllib.parse import unquote, urlsplit
 
 import trio
 import trio.testing
@@ -25,6 +26,7 @@ from kvrepl.commands.core import Block, Engine, Session
 from kvrepl.commands.replication import StartReplication, WaitReplicas
 from kvrepl.config import Config
 from kvrepl.errors import ReplicaPanic, ReplyError, WriteSkipped
+from kvrepl.methods import Arg, DataMethods, _arg
 from kvrepl.protocol.replies import NULL_ARRAY, OK, Status
 from kvrepl.replication.master import MasterReplication, new_replid
 from kvrepl.replication.replica import ReplicaOf
@@ -34,19 +36,6 @@ from kvrepl.server.server import set_keepalive
 
 if TYPE_CHECKING:
     import redis
-
-Arg = bytes | str | int | float
-
-
-def _arg(value: Arg) -> bytes:
-    if isinstance(value, bytes):
-        return value
-    if isinstance(value, str):
-        return value.encode()
-    if isinstance(value, float):
-        return repr(value).encode()
-    return str(value).encode()
-
 
 def _python(reply: object) -> object:
     """A reply value as redis-py would hand it over (errors raised)."""
@@ -71,6 +60,10 @@ def _holds(err: BaseException, wanted: BaseException) -> bool:
     BaseExceptionGroup built in)."""
     return err is wanted or any(_holds(inner, wanted)
                                 for inner in getattr(err, "exceptions", ()))
+
+
+# Commands that would put the data methods' shared session in a mode of its own for good.
+_TAKE_OVER = frozenset((b"subscribe", b"psubscribe", b"ssubscribe", b"monitor"))
 
 
 class Change(tuple):
@@ -152,21 +145,45 @@ class ChangeStream:
         self._detach()
 
 
-class Node:
+class Node(DataMethods):
     """A kvrepl node: an engine, its periodic work, replication, and (given a ``port``) a
     TCP server. Use it as an async context manager; leaving the block stops everything it
     started.
 
+    Configure it as a server: ``Master("redis.conf")`` reads a redis.conf-style file, and
+    ``**options`` takes every option of redis.conf by its Python name, as its text form or
+    its value (``save="60 1000"``, ``dir="/var/lib/app"``, ``dbfilename="app.rdb"``,
+    ``requirepass="secret"``, ``maxclients=100``, ``replica_read_only=False``...; see
+    :data:`kvrepl.config.OPTIONS`); options given with a file override it. ``config=`` takes
+    a ready :class:`~kvrepl.Config` instead. ``port`` (0 for a free one) also serves the node
+    over TCP; without it the node is reachable only in-process (``node.redis()``, the data
+    methods, ``Replica(follow=node)``).
+
+    Persistence as kvrepl-server's: a node told where its data lives (a config file, or a
+    ``dir`` or ``dbfilename`` option; ``persist=True/False`` decides otherwise) loads that
+    dump when it starts, saves on its ``save`` schedule, and saves when its ``async with``
+    block ends if save points are set. Without a file or options, an embedded node has no
+    save points (``save=""``); a file keeps its own (redis.conf's default is the three).
+
     Embedded nodes do not wait ``repl-diskless-sync-delay`` for more replicas before a full
     sync (pass ``repl_diskless_sync_delay=5`` for Redis's behaviour); a node built from a
-    ``Config`` keeps what the config says.
+    file or a ``Config`` keeps what it says.
     """
 
-    def __init__(self, *, port: int | None = None, config: Config | None = None,
-                 **options: object) -> None:
+    def __init__(self, config_file: str | os.PathLike[str] | None = None, *,
+                 port: int | None = None, config: Config | None = None,
+                 persist: bool | None = None, **options: object) -> None:
+        if config is not None and (config_file is not None or options):
+            raise TypeError("pass either config= or a config file and/or options, not both")
+        told = config_file is not None or "dir" in options or "dbfilename" in options
         if config is None:
-            options.setdefault("repl_diskless_sync_delay", 0)
-            config = Config(save=(), **options)
+            if config_file is not None:
+                from kvrepl.cli import parse_args  # the cli builds on this module
+
+                config = parse_args([os.fspath(config_file)])
+            else:
+                config = Config(save=(), repl_diskless_sync_delay=0)
+            config.update(**options)
         self.config = config
         if port is not None:
             self.config.port = port
@@ -175,9 +192,10 @@ class Node:
         self.replication = MasterReplication(self.engine)
         self.serve_tcp = port is not None
         self.server = Server(self.engine)
-        # kvrepl-server loads dir/dbfilename at startup (clients get -LOADING meanwhile);
-        # an embedded node starts empty unless asked.
-        self.load_dump = False
+        # Load dir/dbfilename at startup (clients get -LOADING meanwhile) and save when
+        # the block ends, as kvrepl-server does (the cli saves on its own signals).
+        self.load_dump = told if persist is None else persist
+        self.save_on_exit = self.load_dump
         self.following: ReplicaOf | None = None
         self._follow_scope: trio.CancelScope | None = None
         # Not in engine.sessions: the embedded API is no client connection (CLIENT LIST,
@@ -320,6 +338,11 @@ class Node:
     async def __aexit__(self, exc_type: type[BaseException] | None,
                         exc: BaseException | None, tb: TracebackType | None) -> bool | None:
         assert self._nursery is not None and self._nursery_manager is not None
+        if self.save_on_exit and self.failure is None and not self.server.shutting_down \
+                and persistence.attach(self.engine).load_error is None:
+            # redis-server's shutdown: a final dump when save points are set (never over a
+            # dump that failed to load, nor after SHUTDOWN, which decided for itself).
+            persistence.prepare_shutdown(self.engine, None, force=True)
         for stream in self._change_streams:
             stream._detach()  # consumers' async for loops end instead of waiting forever
         self._change_streams.clear()
@@ -365,8 +388,16 @@ class Node:
         return client(self, **kwargs)
 
     def execute_command(self, *args: Arg) -> object:
-        """Run any command, e.g. ``node.execute_command("ZADD", "z", 1, "a")``."""
-        return self._run([a if type(a) is bytes else _arg(a) for a in args])
+        """Run any command, e.g. ``node.execute_command("ZADD", "z", 1, "a")``, on the
+        node's shared session (the one the data methods use). SUBSCRIBE and MONITOR, which
+        would take that session over, are refused: use ``node.redis().pubsub()``."""
+        argv = [a if type(a) is bytes else _arg(a) for a in args]
+        if argv and argv[0].lower() in _TAKE_OVER:
+            raise ReplyError(
+                f"ERR {argv[0].decode(errors='replace').upper()} would turn the node's shared "
+                "session (its data methods') into a subscriber for good: use "
+                "node.redis().pubsub() or node.redis().monitor(), a connection of its own")
+        return self._run(argv)
 
     def _run(self, argv: list[bytes]) -> object:
         return self._convert(self.engine.execute(self._session, argv))
@@ -391,266 +422,31 @@ class Node:
         """Make ``db`` the database the data methods work on."""
         self.execute_command("SELECT", db)
 
-    # -- strings -------------------------------------------------------------------------
-    def get(self, name: Arg) -> bytes | None:
-        key = name if type(name) is bytes else _arg(name)
-        value = self._session.db.lookup(key)
-        if value is None:
-            self.engine.keyspace.misses += 1
-            return None
-        if type(value) is bytes:
-            self.engine.keyspace.hits += 1
-            return value
-        if type(value) is bytearray:  # changed in place: the caller gets its own bytes
-            self.engine.keyspace.hits += 1
-            return bytes(value)
-        return self.execute_command("GET", key)  # raises WRONGTYPE like Redis
-
-    def set(self, name: Arg, value: Arg, ex: int | None = None, px: int | None = None,
-            nx: bool = False, xx: bool = False, keepttl: bool = False, get: bool = False,
-            exat: int | None = None, pxat: int | None = None) -> object:
-        argv = [b"SET", name if type(name) is bytes else _arg(name),
-                value if type(value) is bytes else _arg(value)]
-        options = (ex is not None or px is not None or exat is not None or pxat is not None
-                   or nx or xx or keepttl or get)
-        if not options and self.engine.plain_lane.set(self._session, argv):
-            return True
-        if options:
-            if ex is not None:
-                argv += [b"EX", _arg(ex)]
-            if px is not None:
-                argv += [b"PX", _arg(px)]
-            if exat is not None:
-                argv += [b"EXAT", _arg(exat)]
-            if pxat is not None:
-                argv += [b"PXAT", _arg(pxat)]
-            if nx:
-                argv.append(b"NX")
-            if xx:
-                argv.append(b"XX")
-            if keepttl:
-                argv.append(b"KEEPTTL")
-            if get:
-                argv.append(b"GET")
-        reply = self.engine.execute(self._session, argv)
-        if reply is OK:  # the common answer, without _run's general conversion
-            return True
-        return self._convert(reply)
-
-    def mget(self, keys: Iterable[Arg]) -> list[bytes | None]:
-        return self.execute_command("MGET", *keys)
-
-    def mset(self, mapping: Mapping[Arg, Arg]) -> bool:
-        return self.execute_command("MSET", *[x for kv in mapping.items() for x in kv])
-
-    def incr(self, name: Arg, amount: int = 1) -> int:
-        return self.execute_command("INCRBY", name, amount)
-
-    def decr(self, name: Arg, amount: int = 1) -> int:
-        return self.execute_command("DECRBY", name, amount)
-
-    def append(self, name: Arg, value: Arg) -> int:
-        return self.execute_command("APPEND", name, value)
-
-    # -- keys ----------------------------------------------------------------------------
-    def delete(self, *names: Arg) -> int:
-        return self.execute_command("DEL", *names)
-
-    def exists(self, *names: Arg) -> int:
-        return self.execute_command("EXISTS", *names)
-
-    def expire(self, name: Arg, seconds: int) -> bool:
-        return bool(self.execute_command("EXPIRE", name, seconds))
-
-    def pexpire(self, name: Arg, milliseconds: int) -> bool:
-        return bool(self.execute_command("PEXPIRE", name, milliseconds))
-
-    def ttl(self, name: Arg) -> int:
-        return self.execute_command("TTL", name)
-
-    def pttl(self, name: Arg) -> int:
-        return self.execute_command("PTTL", name)
-
-    def persist(self, name: Arg) -> bool:
-        return bool(self.execute_command("PERSIST", name))
-
-    def type(self, name: Arg) -> bytes:
-        return self.execute_command("TYPE", name)
-
-    def keys(self, pattern: Arg = "*") -> list[bytes]:
-        return self.execute_command("KEYS", pattern)
-
-    def dbsize(self) -> int:
-        return self.execute_command("DBSIZE")
-
-    def flushall(self) -> bool:
-        return self.execute_command("FLUSHALL")
-
-    def flushdb(self) -> bool:
-        return self.execute_command("FLUSHDB")
-
-    # -- hashes --------------------------------------------------------------------------
-    def hset(self, name: Arg, key: Arg | None = None, value: Arg | None = None,
-             mapping: Mapping[Arg, Arg] | None = None) -> int:
-        pairs: list[Arg] = [] if key is None else [key, value]  # type: ignore[list-item]
-        if mapping:
-            pairs += [x for kv in mapping.items() for x in kv]
-        return self.execute_command("HSET", name, *pairs)
-
-    def hget(self, name: Arg, key: Arg) -> bytes | None:
-        return self.execute_command("HGET", name, key)
-
-    def hgetall(self, name: Arg) -> dict[bytes, bytes]:
-        reply = self.execute_command("HGETALL", name)
-        return dict(reply) if isinstance(reply, dict) else dict(zip(reply[::2], reply[1::2], strict=False))
-
-    def hdel(self, name: Arg, *keys: Arg) -> int:
-        return self.execute_command("HDEL", name, *keys)
-
-    def hincrby(self, name: Arg, key: Arg, amount: int = 1) -> int:
-        return self.execute_command("HINCRBY", name, key, amount)
-
-    # -- lists ---------------------------------------------------------------------------
-    def lpush(self, name: Arg, *values: Arg) -> int:
-        return self.execute_command("LPUSH", name, *values)
-
-    def rpush(self, name: Arg, *values: Arg) -> int:
-        return self.execute_command("RPUSH", name, *values)
-
-    def lpop(self, name: Arg, count: int | None = None) -> object:
-        return self.execute_command("LPOP", name, *([] if count is None else [count]))
-
-    def rpop(self, name: Arg, count: int | None = None) -> object:
-        return self.execute_command("RPOP", name, *([] if count is None else [count]))
-
-    def lrange(self, name: Arg, start: int, end: int) -> list[bytes]:
-        return self.execute_command("LRANGE", name, start, end)
-
-    def llen(self, name: Arg) -> int:
-        return self.execute_command("LLEN", name)
-
-    # -- sets ----------------------------------------------------------------------------
-    def sadd(self, name: Arg, *values: Arg) -> int:
-        return self.execute_command("SADD", name, *values)
-
-    def srem(self, name: Arg, *values: Arg) -> int:
-        return self.execute_command("SREM", name, *values)
-
-    def smembers(self, name: Arg) -> set[bytes]:
-        return set(self.execute_command("SMEMBERS", name))
-
-    def sismember(self, name: Arg, value: Arg) -> bool:
-        return bool(self.execute_command("SISMEMBER", name, value))
-
-    def scard(self, name: Arg) -> int:
-        return self.execute_command("SCARD", name)
-
-    # -- sorted sets ---------------------------------------------------------------------
-    def zadd(self, name: Arg, mapping: Mapping[Arg, float], nx: bool = False, xx: bool = False,
-             ch: bool = False, incr: bool = False, gt: bool = False, lt: bool = False) -> object:
-        flags = [f for f, on in (("NX", nx), ("XX", xx), ("GT", gt), ("LT", lt), ("CH", ch),
-                                 ("INCR", incr)) if on]
-        pairs = [x for member, score in mapping.items() for x in (score, member)]
-        return self.execute_command("ZADD", name, *flags, *pairs)
-
-    def zscore(self, name: Arg, value: Arg) -> float | None:
-        reply = self.execute_command("ZSCORE", name, value)
-        return None if reply is None else float(reply)
-
-    def zrange(self, name: Arg, start: int, end: int, withscores: bool = False) -> list:
-        args: list[Arg] = ["ZRANGE", name, start, end]
-        if withscores:
-            args.append("WITHSCORES")
-        reply = self.execute_command(*args)
-        if not withscores:
-            return reply
-        if reply and isinstance(reply[0], list):
-            return [(m, float(s)) for m, s in reply]
-        return [(reply[i], float(reply[i + 1])) for i in range(0, len(reply), 2)]
-
-    def zrem(self, name: Arg, *values: Arg) -> int:
-        return self.execute_command("ZREM", name, *values)
-
-    def zcard(self, name: Arg) -> int:
-        return self.execute_command("ZCARD", name)
-
-    # -- geo -----------------------------------------------------------------------------
-    def geoadd(self, name: Arg, values: Iterable[Arg], nx: bool = False, xx: bool = False,
-               ch: bool = False) -> int:
-        """``values`` is flat: longitude, latitude, member, ... (redis-py's form)."""
-        flags = [f for f, on in (("NX", nx), ("XX", xx), ("CH", ch)) if on]
-        return self.execute_command("GEOADD", name, *flags, *values)
-
-    def geodist(self, name: Arg, place1: Arg, place2: Arg, unit: str | None = None
-                ) -> float | None:
-        reply = self.execute_command("GEODIST", name, place1, place2, *([unit] if unit else []))
-        return None if reply is None else float(reply)
-
-    def geohash(self, name: Arg, *values: Arg) -> list[str | None]:
-        """Geohashes as ``str``, as redis-py gives them."""
-        reply = self.execute_command("GEOHASH", name, *values)
-        return [None if text is None else text.decode() for text in reply]
-
-    def geopos(self, name: Arg, *values: Arg) -> list[tuple[float, float] | None]:
-        reply = self.execute_command("GEOPOS", name, *values)
-        return [None if pos is None else (float(pos[0]), float(pos[1])) for pos in reply]
-
-    def geosearch(self, name: Arg, member: Arg | None = None, longitude: float | None = None,
-                  latitude: float | None = None, unit: str = "m", radius: float | None = None,
-                  width: float | None = None, height: float | None = None,
-                  sort: str | None = None, count: int | None = None, any: bool = False,
-                  withcoord: bool = False, withdist: bool = False,
-                  withhash: bool = False) -> list:
-        """GEOSEARCH with redis-py's keywords; with WITH* options each result is
-        ``[member, dist (float), hash (int), (lon, lat)]`` for the options given."""
-        args: list[Arg] = ["GEOSEARCH", name]
-        if member is not None:
-            args += ["FROMMEMBER", member]
-        if longitude is not None and latitude is not None:
-            args += ["FROMLONLAT", longitude, latitude]
-        if radius is not None:
-            args += ["BYRADIUS", radius, unit]
-        if width is not None and height is not None:
-            args += ["BYBOX", width, height, unit]
-        if sort:
-            args.append(sort.upper())
-        if count is not None:
-            args += ["COUNT", count, *(["ANY"] if any else [])]
-        elif any:
-            args.append("ANY")  # Redis answers that ANY needs COUNT
-        for option, on in (("WITHDIST", withdist), ("WITHCOORD", withcoord),
-                           ("WITHHASH", withhash)):
-            if on:
-                args.append(option)
-        reply = self.execute_command(*args)
-        if not (withdist or withcoord or withhash):
-            return reply
-        casts: list = [lambda member: member]
-        if withdist:
-            casts.append(float)
-        if withhash:
-            casts.append(int)
-        if withcoord:
-            casts.append(lambda pos: (float(pos[0]), float(pos[1])))
-        return [[cast(value) for cast, value in zip(casts, item, strict=True)]
-                for item in reply]
-
 
 class Master(Node):
     """A node that accepts writes; replicas (kvrepl or redis-server) follow it."""
 
 
 class Replica(Node):
-    """A read-only copy of a master: ``Replica(follow=master_node)`` in the same program
-    (no socket), or ``Replica(follow=("host", 6379))`` over TCP, including a real Redis.
+    """A read-only copy of a master. ``follow`` is a node in the same program (no socket),
+    or a master over TCP, including a real Redis: ``("host", 6379)``, ``"host:6379"``, or
+    ``"redis://user:password@host:6379"`` (the credentials become ``masteruser`` /
+    ``masterauth``). Other arguments are :class:`Node`'s.
 
     Reads (``replica.get(...)``) are plain calls on the local copy.
     """
 
-    def __init__(self, *, follow: Node | tuple[str, int], port: int | None = None,
-                 config: Config | None = None, **options: object) -> None:
-        super().__init__(port=port, config=config, **options)
-        self.master = follow
+    def __init__(self, config_file: str | os.PathLike[str] | None = None, *,
+                 follow: Node | tuple[str, int] | str, port: int | None = None,
+                 config: Config | None = None, persist: bool | None = None,
+                 **options: object) -> None:
+        master, user, password = _master_address(follow)
+        super().__init__(config_file, port=port, config=config, persist=persist, **options)
+        if user is not None:
+            self.config.masteruser = user
+        if password is not None:
+            self.config.masterauth = password
+        self.master = master
 
     async def _start(self, nursery: trio.Nursery) -> None:
         await super()._start(nursery)
@@ -668,3 +464,32 @@ class Replica(Node):
         await follower.synced.wait()
         if follower.source is not None:
             await follower.wait_offset(follower.source.replication.master_repl_offset)
+
+
+def _master_address(follow: object) -> tuple[Node | tuple[str, int], str | None, str | None]:
+    """``Replica(follow=...)``'s forms as (node or (host, port), user, password)."""
+    if isinstance(follow, Node):
+        return follow, None, None
+    if isinstance(follow, (tuple, list)) and len(follow) == 2:
+        return (str(follow[0]), int(follow[1])), None, None
+    if not isinstance(follow, str):
+        raise TypeError("follow= takes a node, (host, port), 'host:port' or a redis:// URL, "
+                        f"not {type(follow).__name__}")
+    if "://" not in follow:
+        host, colon, port = follow.rpartition(":")
+        if not colon or not host or not port.isdigit():
+            raise ValueError(f"follow={follow!r}: expected 'host:port'")
+        return (host.strip("[]"), int(port)), None, None
+    url = urlsplit(follow)
+    if url.scheme == "rediss":
+        raise ValueError("rediss:// needs TLS, which kvrepl's replication link does not "
+                         "have yet")
+    if url.scheme != "redis" or not url.hostname:
+        raise ValueError(f"follow={follow!r}: expected redis://[user:password@]host[:port]")
+    if url.path not in ("", "/", "/0") or url.query:
+        # A replica copies every database: a db number or options would be ignored.
+        raise ValueError(f"follow={follow!r}: a replica follows the whole master; the URL "
+                         "takes no database or options")
+    user = unquote(url.username) if url.username else None
+    password = unquote(url.password) if url.password is not None else None
+    return (url.hostname, url.port or 6379), user, password
