@@ -80,7 +80,6 @@ SHAPES: dict[str, Callable[[Any], Any]] = {
     "float": _float,
     "set": lambda reply: set(reply) if reply else set(),
     "floats": lambda reply: [_float(item) for item in reply],
-    "bools": lambda reply: [bool(item) for item in reply],
     "pairs": _pairs,
 }
 
@@ -141,7 +140,7 @@ SIMPLE: list[tuple[str, str, str, str]] = [
     ("sadd", "SADD", "name *values", "raw"),
     ("srem", "SREM", "name *values", "raw"),
     ("smembers", "SMEMBERS", "name", "set"),
-    ("sismember", "SISMEMBER", "name value", "bool"),
+    ("sismember", "SISMEMBER", "name value", "raw"),
     ("scard", "SCARD", "name", "raw"),
     ("smove", "SMOVE", "src dst value", "bool"),
     ("sinter", "SINTER", "*keys", "set"),
@@ -380,11 +379,10 @@ class DataMethods:
         return self.execute_command(*args)
 
     # Sets.
-    def smismember(self, name: Arg, values: Iterable[Arg] | Arg, *args: Arg) -> list[bool]:
-        """SMISMEMBER: a bool for each value."""
+    def smismember(self, name: Arg, values: Iterable[Arg] | Arg, *args: Arg) -> list[int]:
+        """SMISMEMBER: 1 or 0 for each value."""
         members = [values] if isinstance(values, (bytes, str)) else list(values)  # type: ignore
-        reply = self.execute_command("SMISMEMBER", name, *members, *args)
-        return [bool(x) for x in reply]  # type: ignore[union-attr]
+        return self.execute_command("SMISMEMBER", name, *members, *args)  # type: ignore
 
     def spop(self, name: Arg, count: int | None = None) -> object:
         """SPOP: a member, or a list with ``count``."""

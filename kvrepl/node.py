@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import math
 import os
-from functools import partial
 from types import TracebackType
 from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
@@ -196,6 +195,9 @@ class Node(DataMethods):
         # the block ends, as kvrepl-server does (the cli saves on its own signals).
         self.load_dump = told if persist is None else persist
         self.save_on_exit = self.load_dump
+        # kvrepl-server answers -LOADING while its dump loads; an embedded node's block
+        # starts once the data is there.
+        self.serve_while_loading = False
         self.following: ReplicaOf | None = None
         self._follow_scope: trio.CancelScope | None = None
         # Not in engine.sessions: the embedded API is no client connection (CLIENT LIST,
@@ -363,9 +365,17 @@ class Node(DataMethods):
     async def _start(self, nursery: trio.Nursery) -> None:
         self.replication.nursery = nursery
         persistence.attach(self.engine, nursery)  # where BGSAVE jobs run
+        loaded = trio.Event()
         if self.load_dump:
-            await nursery.start(partial(persistence.load_on_startup, self.engine,
-                                        stop_on_error=True))
+
+            async def load(task_status: trio.TaskStatus[None]) -> None:
+                try:
+                    await persistence.load_on_startup(self.engine, stop_on_error=True,
+                                                      task_status=task_status)
+                finally:
+                    loaded.set()
+
+            await nursery.start(load)
         if self.serve_tcp:
             await nursery.start(self.server.serve)
         else:
@@ -373,6 +383,11 @@ class Node(DataMethods):
         nursery.start_soon(self._replication_cron)
         if self.config.replicaof is not None:
             self.follow_address(*self.config.replicaof)
+        if self.load_dump and not self.serve_while_loading:
+            await loaded.wait()
+            error = persistence.attach(self.engine).load_error
+            if error is not None:
+                raise error
 
     # -- generic access ------------------------------------------------------------------
     def redis(self, **kwargs: object) -> redis.Redis:
@@ -425,6 +440,9 @@ class Node(DataMethods):
 
 class Master(Node):
     """A node that accepts writes; replicas (kvrepl or redis-server) follow it."""
+
+
+Master.__doc__ = f"{Master.__doc__}\n\n    {Node.__doc__}"  # how to configure one
 
 
 class Replica(Node):
