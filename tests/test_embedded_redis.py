@@ -363,3 +363,24 @@ async def test_direct_methods_same_as_redis_py(real: Callable[..., redis.Redis])
                 mismatches.append(f"{call}: node {mine!r}, redis {expected!r}")
         assert not mismatches, "\n".join(mismatches)
         assert direct > 100
+
+
+async def test_quit_ends_the_session_and_the_next_command_gets_a_new_one(
+        real: Callable[..., redis.Redis]) -> None:
+    """As over TCP: after QUIT the connection's state (its db) is gone."""
+    async with kvrepl.Master() as master:
+        for client in (master.redis(db=3), real(db=3)):
+            client.execute_command("SELECT", 5)
+            client.set("k", "in 5")
+            assert client.execute_command("QUIT") is True
+            assert client.get("k") is None  # a new session, in db 3 as configured
+
+
+async def test_password_as_redis_py_sends_it() -> None:
+    async with kvrepl.Master(requirepass="pw") as master:
+        assert master.redis(password="pw").ping() is True
+        assert master.redis(password="pw", protocol=3).ping() is True
+        with pytest.raises(redis.AuthenticationError):
+            master.redis().get("k")
+        with pytest.raises(redis.AuthenticationError):
+            master.redis(password="wrong").ping()
