@@ -14,6 +14,11 @@ data is there; otherwise a finite timeout answers at once what the timeout would
 is refused with an error. Reading with nothing pending (``pubsub.listen()`` with no
 message queued) raises redis-py's ``TimeoutError`` for the same reason; use
 ``get_message()``.
+
+Use it from the trio thread that runs the node (the engine is not thread-safe). There is
+no ``redis.asyncio`` counterpart: redis-py's asyncio client needs an asyncio event loop,
+and the node lives in trio's; the sync client is the one that fits, since nothing it calls
+needs to wait.
 """
 
 from __future__ import annotations
