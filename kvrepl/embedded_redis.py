@@ -30,9 +30,8 @@ from redis._parsers.hiredis import NOT_ENOUGH_DATA as _NOT_ENOUGH_DATA
 from redis.connection import AbstractConnection
 from redis.exceptions import ResponseError
 
-from kvrepl.commands.core import Block, Session
-from kvrepl.commands.replication import StartReplication, WaitReplicas
-from kvrepl.errors import ReplyError
+from kvrepl.commands.core import Session
+from kvrepl.node import AWAITED_REPLIES, settle
 from kvrepl.protocol.parser import NEED_DATA, RequestParser
 from kvrepl.protocol.replies import encode
 
@@ -40,34 +39,6 @@ if TYPE_CHECKING:
     from kvrepl.node import Node
 
 _HOST = "kvrepl in-process node"
-
-
-def settle(node: Node, reply: object) -> object:
-    """The reply a call that cannot wait gets, for the replies the server would await.
-
-    A blocked command's data cannot arrive while the caller holds the event loop, so a
-    finite timeout gives its timeout reply now; an endless one is refused. WAIT likewise
-    answers how many replicas acknowledged so far, and refuses to wait forever."""
-    kind = type(reply)
-    if kind is Block:
-        if reply.timeout == 0:
-            return ReplyError(
-                "ERR a blocking command with timeout 0 would block the event loop forever: "
-                "a synchronous in-process call cannot wait (give it a timeout, or use an "
-                "async API)")
-        return reply.timeout_reply
-    if kind is WaitReplicas:
-        acked = node.replication.replicas_acked(reply.offset)
-        if acked < reply.count and reply.timeout <= 0:
-            return ReplyError(
-                "ERR WAIT with timeout 0 would block the event loop forever: a synchronous "
-                "in-process call cannot wait (give it a timeout, or await "
-                "node.wait_for_replicas())")
-        return acked
-    if kind is StartReplication:
-        return ReplyError("ERR SYNC and PSYNC need a connection (replicas connect to a "
-                          "port or use Replica(follow=...))")
-    return reply
 
 
 class _Link:
@@ -185,8 +156,8 @@ class InProcessConnection(AbstractConnection):
                 self._parser._reader.feed(b"".join(out))
                 return
         reply = engine.execute(session, argv)
-        if type(reply) in _AWAITED:
-            reply = settle(self.node, reply)
+        if type(reply) in AWAITED_REPLIES:
+            reply = settle(self.node, reply, refuse_forever=True)
         if session.pending_out:  # pushes that came first (a message published to itself)
             link.take_pushes()
             self._feed_pending()
@@ -246,7 +217,6 @@ class InProcessConnection(AbstractConnection):
         return self._parser
 
 
-_AWAITED = frozenset((Block, WaitReplicas, StartReplication))
 _NAMES: dict[str, list[bytes]] = {}
 _GET = frozenset((b"GET", b"get"))
 _SET = frozenset((b"SET", b"set"))
@@ -303,4 +273,4 @@ def client(node: Node, **kwargs: Any) -> redis.Redis:
     return InProcessRedis(connection_pool=pool)
 
 
-__all__ = ["InProcessConnection", "InProcessRedis", "client", "settle"]
+__all__ = ["InProcessConnection", "InProcessRedis", "client"]

@@ -54,6 +54,40 @@ def _python(reply: object) -> object:
     return reply
 
 
+# Replies a server connection would await (a blocked command, WAIT, SYNC).
+AWAITED_REPLIES = frozenset((Block, WaitReplicas, StartReplication))
+
+
+def settle(node: Node, reply: object, *, refuse_forever: bool) -> object:
+    """The reply a synchronous call gets for a reply the server would await: nothing can
+    arrive while the caller holds the event loop, so a blocked command's data cannot come
+    and no replica can acknowledge meanwhile.
+
+    A blocking command gets its timeout reply now, WAIT how many replicas acknowledged so
+    far. With ``refuse_forever`` (redis-py's in-process connections), one that would wait
+    forever (timeout 0, data not there; WAIT 0 short of its count) is an error instead,
+    as it would hang a real client."""
+    kind = type(reply)
+    if kind is Block:
+        if refuse_forever and reply.timeout == 0:
+            return ReplyError(
+                "ERR a blocking command with timeout 0 would block the event loop forever: "
+                "a synchronous in-process call cannot wait (give it a timeout)")
+        return reply.timeout_reply
+    if kind is WaitReplicas:
+        acked = node.replication.replicas_acked(reply.offset)
+        if refuse_forever and acked < reply.count and reply.timeout <= 0:
+            return ReplyError(
+                "ERR WAIT with timeout 0 would block the event loop forever: a synchronous "
+                "in-process call cannot wait (give it a timeout, or await "
+                "node.wait_for_replicas())")
+        return acked
+    if kind is StartReplication:
+        return ReplyError("ERR SYNC and PSYNC need a connection (replicas connect to a "
+                          "port or use Replica(follow=...))")
+    return reply
+
+
 def _holds(err: BaseException, wanted: BaseException) -> bool:
     """``err`` is ``wanted`` or an exception group that has it (Python 3.10 has no
     BaseExceptionGroup built in)."""
@@ -422,15 +456,10 @@ class Node(DataMethods):
         kind = type(reply)
         if kind is bytes or kind is int or reply is None:
             return reply
-        if kind is Block:
-            # A plain call cannot wait: behave like the command inside MULTI.
-            reply = reply.timeout_reply
-        elif kind is WaitReplicas:
-            # Likewise WAIT answers at once; `await wait_for_replicas()` is the waiting form.
-            reply = self.replication.replicas_acked(reply.offset)
-        elif kind is StartReplication:
-            raise ReplyError("ERR SYNC and PSYNC need a connection (replicas connect to a "
-                             "port or use Replica(follow=...))")
+        if kind in AWAITED_REPLIES:
+            # A plain call cannot wait: blocking commands answer as inside MULTI, WAIT
+            # answers at once (`await wait_for_replicas()` is the waiting form).
+            reply = settle(self, reply, refuse_forever=False)
         return _python(reply)
 
     def select(self, db: int) -> None:

@@ -148,18 +148,20 @@ async def test_table_same_as_redis(real: Callable[..., redis.Redis], kwargs: dic
         run_table(master.redis(**kwargs), real(**kwargs))
 
 
-async def test_table_on_a_replica_reads(real: Callable[..., redis.Redis]) -> None:
+@pytest.mark.parametrize("protocol", [2, 3])
+async def test_table_on_a_replica_reads(real: Callable[..., redis.Redis],
+                                        protocol: int) -> None:
     """A replica answers reads as its master would; its writes are refused as redis-py
     shows a real replica's READONLY."""
     async with kvrepl.Master() as master, kvrepl.Replica(follow=master) as replica:
-        ours = master.redis()
-        theirs = real()
+        ours = master.redis(protocol=protocol)
+        theirs = real(protocol=protocol)
         for client in (ours, theirs):
             client.rpush("l", "a", "b")
             client.hset("h", mapping={"f": 1})
             client.zadd("z", {"m": 1.5})
         await replica.wait_synced()
-        reader = replica.redis()
+        reader = replica.redis(protocol=protocol)
         assert reader.lrange("l", 0, -1) == theirs.lrange("l", 0, -1)
         assert reader.hgetall("h") == theirs.hgetall("h")
         assert reader.zrange("z", 0, -1, withscores=True) == \
