@@ -26,6 +26,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import redis
+import redis.client
+import trio
 from redis._parsers.hiredis import NOT_ENOUGH_DATA as _NOT_ENOUGH_DATA
 from redis.connection import AbstractConnection
 from redis.exceptions import ResponseError
@@ -263,6 +265,55 @@ class InProcessRedis(redis.Redis):
         super().close()
 
 
+class AsyncPubSub(redis.client.PubSub):
+    """redis-py's PubSub on an in-process connection, every method as redis-py's
+    (``subscribe`` is a plain call: nothing to wait for), plus what waits: ``async with``
+    and ``async for message in pubsub`` (redis-py's message dicts; messages a handler took
+    are not yielded, subscribe confirmations are unless ``ignore_subscribe_messages``).
+    Iteration ends at ``aclose()`` or when the node stops."""
+
+    _closed = False
+    _wakeup: trio.Event | None = None
+
+    async def __aenter__(self) -> AsyncPubSub:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Unsubscribe from everything and end every ``async for`` over this pubsub."""
+        self.node_stopped()
+        self.close()
+
+    def node_stopped(self) -> None:
+        self._closed = True
+        if self._wakeup is not None:
+            self._wakeup.set()
+
+    def execute_command(self, *args: Any) -> None:
+        super().execute_command(*args)
+        if self._wakeup is not None:  # a first subscription: an iteration has a link now
+            self._wakeup.set()
+
+    def __aiter__(self) -> AsyncPubSub:
+        return self
+
+    async def __anext__(self) -> dict:
+        while not self._closed:
+            wakeup = self._wakeup = trio.Event()
+            conn = self.connection
+            if conn is not None and conn._sock is not None:
+                conn._sock.session.on_push = wakeup.set
+                while conn.can_read():
+                    message = self.get_message(
+                        ignore_subscribe_messages=self.ignore_subscribe_messages)
+                    if message is not None:
+                        return message
+            await wakeup.wait()
+        raise StopAsyncIteration
+
+
 def client(node: Node, **kwargs: Any) -> redis.Redis:
     """A ``redis.Redis`` for ``node``; ``kwargs`` are redis-py's (``decode_responses``,
     ``protocol=3``, ``db``, ``username``/``password``, ``client_name``...)."""
@@ -273,4 +324,4 @@ def client(node: Node, **kwargs: Any) -> redis.Redis:
     return InProcessRedis(connection_pool=pool)
 
 
-__all__ = ["InProcessConnection", "InProcessRedis", "client"]
+__all__ = ["AsyncPubSub", "InProcessConnection", "InProcessRedis", "client"]

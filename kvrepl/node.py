@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import math
 import os
+import weakref
+from collections.abc import Iterable
 from types import TracebackType
 from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
@@ -86,6 +88,22 @@ def settle(node: Node, reply: object, *, refuse_forever: bool) -> object:
         return ReplyError("ERR SYNC and PSYNC need a connection (replicas connect to a "
                           "port or use Replica(follow=...))")
     return reply
+
+
+def _names(keys: Iterable[Arg] | Arg) -> list[Arg]:
+    """A key or several, as redis-py's blocking methods take them."""
+    return [keys] if isinstance(keys, (bytes, str, int, float)) else list(keys)
+
+
+def _popped(reply: object) -> tuple | None:
+    return None if reply is None else tuple(reply)  # type: ignore[arg-type]
+
+
+def _scored(reply: object) -> tuple | None:
+    if reply is None:
+        return None
+    key, member, score = reply  # type: ignore[misc]
+    return key, member, float(score)
 
 
 def _holds(err: BaseException, wanted: BaseException) -> bool:
@@ -240,6 +258,7 @@ class Node(DataMethods):
         self._nursery: trio.Nursery | None = None
         self._nursery_manager: object | None = None
         self._change_streams: list[ChangeStream] = []
+        self._pubsubs: weakref.WeakSet = weakref.WeakSet()  # their iterations end with us
         # Set when the node stopped as redis-server panics (see ReplicaPanic); leaving
         # ``async with`` raises it.
         self.failure: ReplicaPanic | None = None
@@ -271,14 +290,78 @@ class Node(DataMethods):
     async def wait_for_replicas(self, count: int, timeout: float | None = None) -> int:
         """WAIT for the embedded API: until ``count`` replicas acknowledged every write made
         so far (or ``timeout`` seconds); returns how many did."""
+        return await self._wait_offset(self.replication.master_repl_offset, count, timeout)
+
+    async def _wait_offset(self, offset: int, count: int, timeout: float | None) -> int:
         replication = self.replication
-        offset = replication.master_repl_offset
         if replication.replicas_acked(offset) < count:
             replication.feed_raw(replication.getack_bytes)
             with trio.move_on_after(math.inf if timeout is None else timeout):
                 while replication.replicas_acked(offset) < count:
                     await replication.acked.wait()
         return replication.replicas_acked(offset)
+
+    # -- commands that wait ----------------------------------------------------------------
+    async def execute_command_async(self, *args: Arg) -> object:
+        """Run a command that may wait (BLPOP, BZPOPMIN, BLMOVE, WAIT...) and await its
+        reply, as a client of its own in the data methods' current db: a blocking command
+        waits until its data comes or its timeout (0: for ever) passes, as on a server;
+        WAIT counts the writes the data methods made."""
+        engine = self.engine
+        argv = [a if type(a) is bytes else _arg(a) for a in args]
+        session = engine.new_session()
+        session.db = self._session.db
+        session.woff = self._session.woff
+        try:
+            reply = engine.execute(session, argv)
+            kind = type(reply)
+            if kind is Block:
+                reply = await self.server.blocking.wait(session, argv, reply)
+            elif kind is WaitReplicas:
+                reply = await self._wait_offset(reply.offset, reply.count,
+                                                reply.timeout if reply.timeout > 0 else None)
+            return self._convert(reply)
+        finally:
+            engine.close_session(session)
+
+    async def blpop(self, keys: Iterable[Arg] | Arg, timeout: float = 0) -> object:
+        """BLPOP, awaited: ``(key, value)``, or None when ``timeout`` seconds pass."""
+        return _popped(await self.execute_command_async("BLPOP", *_names(keys), timeout))
+
+    async def brpop(self, keys: Iterable[Arg] | Arg, timeout: float = 0) -> object:
+        """BRPOP, awaited: ``(key, value)``, or None when ``timeout`` seconds pass."""
+        return _popped(await self.execute_command_async("BRPOP", *_names(keys), timeout))
+
+    async def bzpopmin(self, keys: Iterable[Arg] | Arg, timeout: float = 0) -> object:
+        """BZPOPMIN, awaited: ``(key, member, score)``, or None after ``timeout``."""
+        return _scored(await self.execute_command_async("BZPOPMIN", *_names(keys), timeout))
+
+    async def bzpopmax(self, keys: Iterable[Arg] | Arg, timeout: float = 0) -> object:
+        """BZPOPMAX, awaited: ``(key, member, score)``, or None after ``timeout``."""
+        return _scored(await self.execute_command_async("BZPOPMAX", *_names(keys), timeout))
+
+    async def blmove(self, first_list: Arg, second_list: Arg, timeout: float,
+                     src: str = "LEFT", dest: str = "RIGHT") -> bytes | None:
+        """BLMOVE, awaited: the element moved, or None after ``timeout``."""
+        return await self.execute_command_async(  # type: ignore[return-value]
+            "BLMOVE", first_list, second_list, src, dest, timeout)
+
+    async def brpoplpush(self, src: Arg, dst: Arg, timeout: float = 0) -> bytes | None:
+        """BRPOPLPUSH, awaited: the element moved, or None after ``timeout``."""
+        return await self.execute_command_async(  # type: ignore[return-value]
+            "BRPOPLPUSH", src, dst, timeout)
+
+    def pubsub(self, **kwargs: object) -> object:
+        """redis-py's PubSub on a connection of its own to this node, also async:
+        ``async with node.pubsub() as p: p.subscribe("ch")``, then
+        ``async for message in p`` (redis-py's message dicts). Iteration ends when the
+        node stops or at ``await p.aclose()``. ``kwargs`` are ``node.redis()``'s."""
+        from kvrepl.embedded_redis import AsyncPubSub
+
+        client = self.redis(**kwargs)
+        pubsub = AsyncPubSub(client.connection_pool)
+        self._pubsubs.add(pubsub)
+        return pubsub
 
     # -- replication ---------------------------------------------------------------------
     def follow_address(self, host: str, port: int) -> None:
@@ -381,6 +464,8 @@ class Node(DataMethods):
             persistence.prepare_shutdown(self.engine, None, force=True)
         for stream in self._change_streams:
             stream._detach()  # consumers' async for loops end instead of waiting forever
+        for pubsub in list(self._pubsubs):
+            pubsub.node_stopped()
         self._change_streams.clear()
         self._nursery.cancel_scope.cancel()
         try:

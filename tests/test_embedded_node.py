@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import redis
 import trio
+import trio.testing
 from support import RedisServer
 
 import kvrepl
@@ -194,3 +195,76 @@ async def test_direct_methods_exist_for_common_calls() -> None:
         assert master.smembers("none") == set()
         with pytest.raises(TypeError):
             master.getset("only-one")  # Python's own check, as a real method's
+
+
+async def test_blocking_pops_awaited(redis_server: RedisServer) -> None:
+    """Awaited, a blocking pop waits for its data as on a server; replies in redis-py's
+    shapes (compared with redis-py on a real server, data already there)."""
+    real = redis_server.client()
+    real.flushall()
+    async with kvrepl.Master() as master:
+        for client in (master, real):
+            client.rpush("l", "a", "b", "c")
+            client.zadd("z", {"m": 1.5, "n": 2})
+        for method, args in (("blpop", (["l"], 1)), ("brpop", ("l", 1)),
+                             ("bzpopmin", ("z", 1)), ("bzpopmax", (["z"], 1)),
+                             ("blmove", ("l", "l2", 1)), ("brpoplpush", ("l2", "l3", 1))):
+            assert await getattr(master, method)(*args) == getattr(real, method)(*args)
+        with trio.fail_after(10):
+            assert await master.blpop("empty", 0.05) is None
+            async with trio.open_nursery() as nursery:
+                got: list[object] = []
+
+                async def pop() -> None:
+                    got.append(await master.blpop(["empty", "other"], 0))
+
+                nursery.start_soon(pop)
+                await trio.testing.wait_all_tasks_blocked()
+                assert got == []
+                master.rpush("other", "late")  # wakes the waiter, as a server's client
+            assert got == [(b"other", b"late")]
+    real.close()
+
+
+async def test_async_pubsub() -> None:
+    async with kvrepl.Master() as master:
+        received: list[object] = []
+        with trio.fail_after(10):
+            async with trio.open_nursery() as nursery, master.pubsub() as pubsub:
+                pubsub.subscribe("news")
+
+                async def listen() -> None:
+                    async for message in pubsub:
+                        received.append((message["type"], message["data"]))
+                        if message["data"] == b"last":
+                            return
+
+                nursery.start_soon(listen)
+                await trio.testing.wait_all_tasks_blocked()
+                for text in ("one", "two", "last"):
+                    assert master.publish("news", text) == 1
+                    await trio.testing.wait_all_tasks_blocked()
+        assert received == [("subscribe", 1), ("message", b"one"), ("message", b"two"),
+                            ("message", b"last")]
+
+
+async def test_async_pubsub_iteration_ends_when_the_node_stops() -> None:
+    ended = trio.Event()
+    seen: list[object] = []
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            async with kvrepl.Master() as master:
+                pubsub = master.pubsub(decode_responses=True)
+                pubsub.psubscribe("n*")
+
+                async def drain() -> None:
+                    async for message in pubsub:
+                        seen.append(message["data"])
+                    ended.set()
+
+                nursery.start_soon(drain)
+                await trio.testing.wait_all_tasks_blocked()
+                master.publish("nx", "m")
+                await trio.testing.wait_all_tasks_blocked()
+    assert ended.is_set()
+    assert seen == [1, "m"]
