@@ -37,6 +37,7 @@ BENCHMARKS: dict[str, str] = {
     "geo": "benchmarks.geo",
     "hll": "benchmarks.hyperloglog",
     "bitmaps": "benchmarks.bitmaps",
+    "streams": "benchmarks.streams",
 }
 
 

@@ -207,6 +207,7 @@ DEFAULT_OBUF_LIMITS = {
     "pubsub": (32 * 1024 * 1024, 8 * 1024 * 1024, 60),
 }
 _yes_no = {"parse": parse_bool, "format": _format_bool}
+_INT_MAX = 2**31 - 1
 # protected_action_enum of config.c
 _protected_action = _enum("no", "yes", "local")
 
@@ -250,14 +251,16 @@ OPTIONS: tuple[Option, ...] = (
     Option("list-max-listpack-size", -2, _int(-5), aliases=("list-max-ziplist-size",)),
     Option("list-compress-depth", 0, _int(0), only=(0,), lacking="compressed lists"),
     Option("hll-sparse-max-bytes", 3000, _memory_from(0)),
+    Option("stream-node-max-bytes", 4096, _memory),
+    Option("stream-node-max-entries", 100, _int(0)),
     Option("stop-writes-on-bgsave-error", True, **_yes_no),
     Option("rdbcompression", True, **_yes_no),
     Option("rdbchecksum", True, mutable=False, **_yes_no),
     Option("appendonly", False, only=(False,), lacking="the append-only file (AOF)",
            **_yes_no),
-    # The policies stay: with maxmemory 0 Redis evicts nothing either, and the policy
-    # still decides between LRU and LFU access tracking (OBJECT IDLETIME / FREQ).
-    Option("maxmemory", 0, _memory, only=(0,), lacking="maxmemory (eviction)"),
+    # Bounds kvrepl's estimate of the dataset (kvrepl/store/memory.py); evicts as
+    # kvrepl/commands/eviction.py says.
+    Option("maxmemory", 0, _memory_from(0)),
     Option("maxmemory-policy", "noeviction", _enum(
         "volatile-lru", "volatile-lfu", "volatile-random", "volatile-ttl", "allkeys-lru",
         "allkeys-lfu", "allkeys-random", "noeviction")),
@@ -292,8 +295,12 @@ OPTIONS: tuple[Option, ...] = (
            lacking="keyspace notifications"),
     Option("active-expire-effort", 1, _int(1, 10), only=(1,),
            lacking="active-expire-effort (one active expiry effort)"),
-    Option("lfu-log-factor", 10, _int(0)),
-    Option("lfu-decay-time", 1, _int(0)),
+    Option("lfu-log-factor", 10, _int(0, _INT_MAX)),
+    Option("lfu-decay-time", 1, _int(0, _INT_MAX)),
+    # eviction (kvrepl/commands/eviction.py); maxmemory and maxmemory-policy are above
+    Option("maxmemory-samples", 5, _int(1, _INT_MAX)),
+    Option("maxmemory-eviction-tenacity", 10, _int(0, 100)),
+    Option("replica-ignore-maxmemory", True, aliases=("slave-ignore-maxmemory",), **_yes_no),
 )
 
 _BY_NAME: dict[str, Option] = {}
@@ -391,5 +398,8 @@ class Config:
                                  f"'{name}') - {err}") from None
         for option, value in parsed:
             setattr(self, option.attr, value)
+        # Then what they change, as Redis applies them: with every new value in place
+        # (CONFIG SET maxmemory 1mb maxmemory-policy allkeys-lru evicts under the new policy).
+        for option, _ in parsed:
             for listener in self.listeners:
                 listener(option.name)

@@ -32,7 +32,6 @@ from kvrepl.server.cron import close_idle_clients
 
 # (option, value, what the refusal names): each is refused everywhere.
 REFUSED = [
-    ("maxmemory", "100mb", "maxmemory (eviction)"),
     ("appendonly", "yes", "the append-only file (AOF)"),
     ("notify-keyspace-events", "KEA", "keyspace notifications"),
     ("slowlog-log-slower-than", "0", "the slow log (SLOWLOG)"),
@@ -110,11 +109,11 @@ def test_defaults_and_no_op_values_are_accepted_everywhere(name, value, engine, 
 
 
 def test_kvrepl_server_exits_on_a_refused_option():
-    result = subprocess.run([sys.executable, "-m", "kvrepl", "--maxmemory", "1gb"],
+    result = subprocess.run([sys.executable, "-m", "kvrepl", "--appendonly", "yes"],
                             capture_output=True, text=True, timeout=30)
     assert result.returncode == 1
     assert "*** FATAL CONFIG FILE ERROR" in result.stderr
-    assert "kvrepl does not support maxmemory (eviction) yet; only '0' is accepted" \
+    assert "kvrepl does not support the append-only file (AOF) yet; only 'no' is accepted" \
         in result.stderr
 
 
@@ -593,6 +592,8 @@ BEHAVIOUR = {
     "zset-max-listpack-entries": "test_strings::test_collection_encodings_match_redis",
     "zset-max-listpack-value": "test_strings::test_collection_encodings_match_redis",
     "list-max-listpack-size": "test_rdb_writer::test_list_nodes_are_sized_like_quicklist",
+    "stream-node-max-bytes": "test_streams::test_approximate_trimming_node_for_node",
+    "stream-node-max-entries": "test_streams::test_approximate_trimming_node_for_node",
     "list-compress-depth": "test_config_options::test_refused_by_config_set",
     "hll-sparse-max-bytes": "test_hyperloglog::test_random_pfadds_give_redis_bytes",
     "stop-writes-on-bgsave-error": "test_persistence::"
@@ -600,7 +601,12 @@ BEHAVIOUR = {
     "rdbcompression": "test_persistence::test_rdbcompression_and_rdbchecksum",
     "rdbchecksum": "test_persistence::test_rdbcompression_and_rdbchecksum",
     "appendonly": "test_config_options::test_refused_by_config_set",
-    "maxmemory": "test_config_options::test_refused_by_config_set",
+    "maxmemory": "test_eviction::test_writes_evict_and_the_dataset_stays_near_the_limit",
+    "maxmemory-samples": "test_eviction::test_lru_evicts_mostly_cold_keys",
+    "maxmemory-eviction-tenacity": "test_eviction::"
+                                   "test_config_set_maxmemory_evicts_at_once_and_tenacity_hands_over_to_cron",
+    "replica-ignore-maxmemory": "test_eviction::"
+                                "test_a_replica_told_not_to_ignore_maxmemory_evicts_on_its_own",
     "maxmemory-policy": "test_keys::test_object_freq_under_lfu_matches_redis_for_new_and_read_keys",
     "replica-read-only": "test_config_options::"
                          "test_config_set_replica_read_only_lets_clients_write_on_a_replica",

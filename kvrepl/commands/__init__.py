@@ -19,6 +19,7 @@ from kvrepl.commands import (  # noqa: F401
     replication,
     server,
     sets,
+    streams,
     strings,
     transactions,
     zsets,

@@ -15,10 +15,17 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from time import perf_counter
 
+from kvrepl.commands.eviction import EVICT_FAIL, OOM, Evictor
 from kvrepl.commands.monitor import monitor_line
 from kvrepl.commands.plain import PlainLane
 from kvrepl.commands.protection import protected_command_error
-from kvrepl.commands.spec import CommandSpec, load_specs, modified_key_positions
+from kvrepl.commands.spec import (
+    CommandSpec,
+    key_positions,
+    load_specs,
+    modified_key_positions,
+    modifies_only_first_argument,
+)
 from kvrepl.commands.watch import WatchRegistry
 from kvrepl.config import Config
 from kvrepl.errors import (
@@ -62,11 +69,17 @@ class Block:
     ready the engine runs the same command again; when the time is up the client gets
     ``timeout_reply``. Inside MULTI or for replicated commands the engine answers
     ``timeout_reply`` at once, as Redis does.
+
+    ``argv``, when given, is what the engine runs again instead of the command as sent
+    (XREAD remembers the ID ``$`` stood for when it blocked); ``wake_on_delete`` asks to be
+    run again when a key it waits on is deleted too (XREADGROUP then fails -UNBLOCKED).
     """
 
     keys: list[bytes]
     timeout: float
     timeout_reply: object = NULL_ARRAY
+    argv: list[bytes] | None = None
+    wake_on_delete: bool = False
 
 
 # Commands MULTI does not queue but runs at once (multiCommand/execCommand rules).
@@ -76,6 +89,10 @@ _SUBSCRIBED_OK = frozenset({
     b"subscribe", b"ssubscribe", b"unsubscribe", b"sunsubscribe", b"psubscribe",
     b"punsubscribe", b"ping", b"quit", b"reset",
 })
+
+
+# String commands that change a string in place (a bytearray: see kvrepl.store.values).
+_STRINGS_IN_PLACE = frozenset({"append", "setrange"})
 
 
 MISCONF = (
@@ -96,7 +113,8 @@ class Command:
     __slots__ = ("spec", "handler", "subcommands", "name", "arity", "is_write", "replicates",
                  "no_auth", "no_multi", "allows_loading", "skip_monitor", "runs_in_multi",
                  "hidden_from_monitor", "touches_keyspace", "allowed_subscribed", "is_exec",
-                 "is_ping", "calls", "usec", "rejected_calls", "failed_calls")
+                 "is_ping", "calls", "usec", "rejected_calls", "failed_calls", "denyoom",
+                 "remeasures", "remeasures_first", "oom_exempt_in_multi")
 
     def __init__(self, spec: CommandSpec, handler: Handler | None,
                  subcommands: dict[bytes, Command] | None = None) -> None:
@@ -119,6 +137,15 @@ class Command:
         self.allowed_subscribed = top in _SUBSCRIBED_OK
         self.is_exec = spec.name == "exec"
         self.is_ping = spec.name == "ping"
+        self.denyoom = spec.denyoom
+        # Writes that may change a value in place (a container, or a string kept as a
+        # bytearray), whose keys' memory estimate must be measured again; the others
+        # change keys only through the store's add/set/delete, which keep it themselves.
+        self.remeasures = spec.is_write and (
+            spec.group not in ("string", "generic") or spec.name in _STRINGS_IN_PLACE)
+        self.remeasures_first = self.remeasures and modifies_only_first_argument(spec)
+        # In MULTI every command but these is refused when out of memory (processCommand).
+        self.oom_exempt_in_multi = top in (b"exec", b"discard", b"quit", b"reset")
         self.calls = 0
         self.usec = 0.0
         self.rejected_calls = 0
@@ -136,6 +163,7 @@ class CommandStats:
     connections_received: int = 0
     rejected_connections: int = 0
     expired_keys: int = 0
+    evicted_keys: int = 0
     total_net_input_bytes: int = 0
     total_net_output_bytes: int = 0
     pubsub_messages: int = 0
@@ -270,6 +298,8 @@ class Engine:
         self._read_only = False  # set on a replica with replica-read-only
         self._bgsave_failed = False  # the last BGSAVE failed: MISCONF for writes
         self.active_expire_enabled = True  # DEBUG SET-ACTIVE-EXPIRE
+        self.evictor = Evictor(self)
+        self._maxmemory = 0  # config.maxmemory, read on every command
         self.server: object | None = None  # the trio Server serving this engine, if any
         self.node: object | None = None  # the Node that owns it (REPLICAOF needs it)
         self.replication: object | None = None  # master-side replication state
@@ -365,6 +395,9 @@ class Engine:
         keyspace.lfu = config.maxmemory_policy.endswith("-lfu")
         keyspace.lfu_log_factor = config.lfu_log_factor
         keyspace.lfu_decay_time = config.lfu_decay_time
+        self._maxmemory = config.maxmemory
+        if name == "maxmemory":
+            self.evictor.perform()  # as CONFIG SET maxmemory does (updateMaxmemory)
 
     def read_only_role(self) -> bool:
         """True while this node is a replica (it follows a master)."""
@@ -417,6 +450,15 @@ class Engine:
                 self._pending.append((db, argv))
             else:
                 self.propagate(db, argv)
+
+    def propagate_deletion(self, db_index: int, key: bytes) -> None:
+        """A DEL that no command issued (eviction): like :meth:`also_propagate`, except
+        that inside a command that has queued nothing yet it goes out at once, never
+        wrapped in MULTI with others (performEvictions propagates its own DELs)."""
+        if self.depth and not self._pending and self.propagate_listeners:
+            self.propagate(db_index, [b"DEL", key])
+        else:
+            self.also_propagate([b"DEL", key], db_index)
 
     def propagate(self, db_index: int, argv: list[bytes]) -> None:
         for listener in self.propagate_listeners:
@@ -487,6 +529,11 @@ class Engine:
         is_write = cmd.is_write
         if cmd.is_exec and session.multi:  # EXEC writes when it queued a write
             is_write = any(queued.is_write for queued, _ in session.multi)
+        # maxmemory: evict first (every command, as performEvictions in processCommand);
+        # a write from our master is never refused (a replica never skips one).
+        if self._maxmemory and self.evictor.perform() == EVICT_FAIL \
+                and not session.is_master and self._denied_on_oom(cmd, session):
+            return self._reject(cmd, session, ReplyError(OOM))
         if (self._restricted or (is_write and self.config.min_replicas_to_write)) \
                 and not session.is_master:
             refused = self._refused_by_state(cmd, is_write)
@@ -514,6 +561,17 @@ class Engine:
         if self.keyspace.ready_keys and self.on_ready_keys is not None:
             self.on_ready_keys()
         return reply
+
+    @staticmethod
+    def _denied_on_oom(cmd: Command, session: Session) -> bool:
+        """processCommand's reject_cmd_on_oom: a denyoom command (EXEC when it queued
+        one), or anything but EXEC/DISCARD/QUIT/RESET inside MULTI."""
+        if session.multi is not None:
+            if not cmd.oom_exempt_in_multi:
+                return True
+            if cmd.is_exec:
+                return any(queued.denyoom for queued, _ in session.multi)
+        return cmd.denyoom
 
     def _refused_by_state(self, cmd: Command, is_write: bool) -> ReplyError | None:
         """processCommand's node-state checks that come before the pub/sub context one:
@@ -573,6 +631,14 @@ class Engine:
                 for index in modified_key_positions(cmd.spec, argv):
                     db.before_write(argv[index])
             reply = cmd.handler(session, argv)
+            if cmd.remeasures:
+                # Every key, dirty or not, RO in its key spec or not: XREADGROUP's stream
+                # (RO in Redis's table) gains pending entries without counting as a change.
+                if cmd.remeasures_first:
+                    db.changed_in_place(argv[1])
+                else:
+                    for index in key_positions(cmd.spec, argv):
+                        db.changed_in_place(argv[index])
         except ReplyError as err:
             reply = err
             cmd.failed_calls += 1
@@ -635,7 +701,15 @@ class Engine:
     def _reject(self, cmd: Command, session: Session, err: ReplyError) -> ReplyError:
         cmd.rejected_calls += 1
         if session.multi is not None:
-            session.multi_error = True
+            if cmd.is_exec:
+                # rejectCommand on EXEC is execCommandAbort: the transaction is discarded.
+                session.multi = None
+                session.multi_error = False
+                unwatch(session)
+                err = ExecAbortError(
+                    f"EXECABORT Transaction discarded because of: {err.message}")
+            else:
+                session.multi_error = True
         return self._count_error(err, session)
 
     def _count_error(self, err: ReplyError, session: Session) -> ReplyError:

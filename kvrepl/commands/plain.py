@@ -20,7 +20,9 @@ general path, ``commands/hyperloglog.py``.
 
 What the general path would have recorded is recorded here too: the dirty counter,
 ``INFO commandstats`` calls and time, the client's last command, the key's access time,
-and each SET handed to the propagation listeners (replication, ``changes()``).
+the memory estimate (a SET over a value of another type goes to the general path), and
+each SET handed to the propagation listeners (replication, ``changes()``). With
+``maxmemory`` set the lane stays closed: every command must first evict.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from kvrepl.store.hyperloglog import (
     is_hll,
     sparse_holds,
 )
+from kvrepl.store.memory import STRING_ENTRY
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -74,12 +77,16 @@ class PlainLane:
         """True when nothing about the node or ``session`` could refuse a GET or SET, or
         make it do more than read or store one key: no node-wide refusal (loading, read-only,
         MISCONF, NOREPLICAS), no MULTI, pub/sub context, MONITOR or replica link, no WATCH or
-        running snapshot (they watch writes key by key), no LFU clock, no replies queued."""
+        running snapshot (they watch writes key by key), no LFU clock, no maxmemory (eviction
+        runs before each command), no replies queued, no client blocked on a key (a SET over
+        a stream wakes XREADGROUP with -UNBLOCKED)."""
         engine = self.engine
         keyspace = engine.keyspace
+        config = engine.config
         return not (
             engine.restricted or engine.monitors or keyspace.before_write_hooks
-            or keyspace.lfu or engine.config.min_replicas_to_write
+            or keyspace.blocked_keys
+            or keyspace.lfu or config.min_replicas_to_write or config.maxmemory
             or not session.authenticated or session.multi is not None
             or session.channels or session.patterns or session.is_master
             or session.is_replica or session.monitor or session.closing
@@ -109,6 +116,7 @@ class PlainLane:
         keyspace = engine.keyspace
         return not (
             engine.loading or engine.monitors or keyspace.before_write_hooks or keyspace.lfu
+            or keyspace.blocked_keys or engine.config.maxmemory
             or not session.authenticated or session.multi is not None
             or session.channels or session.patterns
         )
@@ -121,6 +129,7 @@ class PlainLane:
         db, data, expires, access, clock, listeners = self._context(session)
         engine = self.engine
         position = start
+        grown = 0
         began = perf_counter()
         for argv in commands[start:] if start else commands:
             if len(argv) != 3 or (argv[0] != b"SET" and argv[0] not in _SET):
@@ -128,9 +137,18 @@ class PlainLane:
             key = argv[1]
             if expires and key in expires:
                 break
-            data[key] = argv[2]
+            value = argv[2]
+            old = data.get(key)
+            if old is None:
+                grown += STRING_ENTRY + len(key) + len(value)
+            elif type(old) is bytes:
+                grown += len(value) - len(old)
+            else:
+                break
+            data[key] = value
             access[key] = clock
             position += 1
+        db.used += grown
         applied = position - start
         if applied:
             engine.dirty += applied
@@ -147,8 +165,16 @@ class PlainLane:
         key = argv[1]
         if key in db.expires or not self.open_for(session):
             return False
+        value = argv[2]
+        old = db.data.get(key)
+        if old is None:
+            db.used += STRING_ENTRY + len(key) + len(value)
+        elif type(old) is bytes:
+            db.used += len(value) - len(old)
+        else:
+            return False
         began = perf_counter()
-        db.data[key] = argv[2]
+        db.data[key] = value
         engine = self.engine
         db.access[key] = engine.keyspace.lru_clock
         engine.dirty += 1
@@ -199,7 +225,8 @@ class PlainLane:
         engine = self.engine
         nil = _NIL[session.resp3]
         heads = _BULK_HEADS
-        gets = sets = misses = pfadds = grown = pfcounts = 0
+        gets = sets = misses = pfadds = grown = pfcounts = grew = 0
+        get, size_of, entry = data.get, len, STRING_ENTRY  # locals: the loop's hot lookups
         written: list[list[bytes]] = []  # the SETs, for the propagation listeners
         position = start
         began = perf_counter()
@@ -224,7 +251,15 @@ class PlainLane:
                 key = argv[1]
                 if key in expires:
                     break
-                data[key] = argv[2]
+                value = argv[2]
+                old = get(key)
+                if old is None:
+                    grew += entry + size_of(key) + size_of(value)
+                elif type(old) is bytes:
+                    grew += size_of(value) - size_of(old)
+                else:
+                    break
+                data[key] = value
                 access[key] = clock
                 sets += 1
                 if listeners:
@@ -265,6 +300,7 @@ class PlainLane:
             else:
                 break
             position += 1
+        db.used += grew  # the memory estimate: SETs (a PFADD keeps its string's length)
         if position == start:
             return start
         spent = (perf_counter() - began) * 1e6

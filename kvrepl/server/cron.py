@@ -13,9 +13,10 @@ from kvrepl.log import logger
 
 async def run_cron(engine: Engine) -> None:
     """Every ``1/hz`` seconds: active expiry on a master, then wake clients it made ready;
-    then the ``save`` schedule (and BGSAVE SCHEDULE); then the process's garbage-collector
-    policy, when one is installed (:mod:`kvrepl.gc_policy`: a no-op otherwise). Once a
-    second, clients idle for more than ``timeout`` seconds are closed."""
+    eviction that a command's pass left unfinished (maxmemory-eviction-tenacity); then the
+    ``save`` schedule (and BGSAVE SCHEDULE); then the process's garbage-collector policy,
+    when one is installed (:mod:`kvrepl.gc_policy`: a no-op otherwise). Once a second,
+    clients idle for more than ``timeout`` seconds are closed."""
     last_second = 0
     while True:
         await trio.sleep(1 / engine.config.hz)
@@ -25,6 +26,8 @@ async def run_cron(engine: Engine) -> None:
             last_second = second
             close_idle_clients(engine)
         expire_cycle(engine)
+        if engine.evictor.running:
+            engine.evictor.cron(0.25 / engine.config.hz)
         persistence.cron(engine)
         if not engine.loading:
             gc_policy.cron(engine.keyspace)

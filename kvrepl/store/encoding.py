@@ -42,7 +42,7 @@ import re
 from collections import deque
 from collections.abc import Collection
 
-from kvrepl.store.values import ZSet
+from kvrepl.store.values import Stream, ZSet
 
 EMBSTR_SIZE_LIMIT = 44  # OBJ_ENCODING_EMBSTR_SIZE_LIMIT
 SHARED_INTEGERS = 10000  # OBJ_SHARED_INTEGERS
@@ -128,6 +128,8 @@ def object_encoding(value: object, config: object) -> bytes:
         return b"intset" if set_is_intset(value, config) else b"hashtable"  # type: ignore
     if kind is ZSet:
         return b"listpack" if zset_is_listpack(value, config) else b"skiplist"  # type: ignore
+    if kind is Stream:
+        return b"stream"
     return b"unknown"
 
 

@@ -23,11 +23,9 @@ copy (:func:`copy_value`), and a point-in-time snapshot copies it before a chang
 
 from __future__ import annotations
 
-import copy
 import math
 from collections import deque
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 
 from sortedcontainers import SortedList
 
@@ -236,75 +234,16 @@ def copy_value(value: object) -> object:
     return value.copy()  # type: ignore[attr-defined]
 
 
-# -- streams ---------------------------------------------------------------------------------
-# Only what RDB load/save needs (no X* commands yet): the data and metadata t_stream.c keeps.
+# -- streams: the value class has its own module; re-exported here for the RDB code ---------
+from kvrepl.store.stream import (  # noqa: E402
+    Stream,
+    StreamConsumer,
+    StreamGroup,
+    StreamID,
+    StreamNack,
+)
 
-StreamID = tuple[int, int]  # (ms, seq), both unsigned 64-bit
-
-
-@dataclass
-class StreamNack:
-    """One entry of a group's pending entries list (streamNACK)."""
-
-    delivery_time: int  # unix ms of the last delivery
-    delivery_count: int
-    consumer: bytes | None = None  # the owning consumer's name
-
-
-@dataclass
-class StreamConsumer:
-    """A consumer of a group (streamConsumer) and the IDs it has pending, ascending."""
-
-    name: bytes
-    seen_time: int  # unix ms
-    pending: list[StreamID] = field(default_factory=list)
-    active_time: int | None = None  # only RDB 11+ (Redis 7.2) files carry it
-
-
-@dataclass
-class StreamGroup:
-    """A consumer group (streamCG)."""
-
-    name: bytes
-    last_id: StreamID = (0, 0)
-    entries_read: int = -1  # -1: unknown (SCG_INVALID_ENTRIES_READ)
-    pending: dict[StreamID, StreamNack] = field(default_factory=dict)
-    consumers: dict[bytes, StreamConsumer] = field(default_factory=dict)
-
-
-class Stream:
-    """A stream: ``entries`` maps ``(ms, seq)`` to the entry's flat ``[field, value, ...]``
-    list (as given to XADD, duplicates kept), in ID order; plus the stream metadata and the
-    consumer groups by name. An empty stream is a valid value (unlike empty lists)."""
-
-    __slots__ = ("entries", "last_id", "first_id", "max_deleted_id", "entries_added", "groups")
-
-    def __init__(self) -> None:
-        self.entries: dict[StreamID, list[bytes]] = {}
-        self.last_id: StreamID = (0, 0)
-        self.first_id: StreamID = (0, 0)
-        self.max_deleted_id: StreamID = (0, 0)
-        self.entries_added = 0
-        self.groups: dict[bytes, StreamGroup] = {}
-
-    def __len__(self) -> int:
-        return len(self.entries)
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Stream) and all(
-            getattr(self, name) == getattr(other, name) for name in Stream.__slots__)
-
-    def __repr__(self) -> str:
-        return (f"Stream({len(self.entries)} entries, last_id={self.last_id}, "
-                f"groups={list(self.groups)})")
-
-    def copy(self) -> Stream:
-        new = Stream()
-        new.entries = dict(self.entries)  # entry lists are never mutated in place
-        new.last_id, new.first_id = self.last_id, self.first_id
-        new.max_deleted_id, new.entries_added = self.max_deleted_id, self.entries_added
-        new.groups = copy.deepcopy(self.groups)
-        return new
-
+__all__ = ["Stream", "StreamConsumer", "StreamGroup", "StreamID", "StreamNack", "ZSet",
+           "copy_value", "type_name"]
 
 _TYPE_NAMES[Stream] = b"stream"
