@@ -135,7 +135,8 @@ class ChangesOverflow(Exception):
 
 
 class ChangeStream:
-    """``async for change in node.changes()``: every write the node applies, in order.
+    """``async for change in node.changes()``: every write the node applies, in order
+    (``async with node.changes() as changes:`` stops receiving them when the block ends).
 
     The buffer is bounded: a consumer that falls ``buffer`` changes behind is cut off and
     its iteration raises :class:`ChangesOverflow` after the changes it already had, so a
@@ -174,6 +175,12 @@ class ChangeStream:
         if self._skipped in self._engine.skipped_listeners:
             self._engine.skipped_listeners.remove(self._skipped)
         self._send.close()
+
+    async def __aenter__(self) -> ChangeStream:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
 
     def __aiter__(self) -> ChangeStream:
         return self

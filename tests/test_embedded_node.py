@@ -268,3 +268,13 @@ async def test_async_pubsub_iteration_ends_when_the_node_stops() -> None:
                 await trio.testing.wait_all_tasks_blocked()
     assert ended.is_set()
     assert seen == [1, "m"]
+
+
+async def test_changes_as_a_context_manager() -> None:
+    async with kvrepl.Master() as master:
+        async with master.changes() as changes:
+            master.set("k", "v")
+            assert await changes.__anext__() == (0, b"SET", (b"k", b"v"))
+        master.set("after", "the block")
+        with pytest.raises(StopAsyncIteration):  # detached: nothing more, no waiting
+            await changes.__anext__()
