@@ -3,8 +3,9 @@ as plain calls on the node's shared session.
 
 The simple ones (arguments passed through, the reply given one of a few shapes) are made
 from one table, :data:`SIMPLE`; the rest (options, keyword forms, fast paths) are written
-out. Shapes are redis-py's RESP2 ones: ``True`` for OK, ``bool`` for 0/1 answers, ``float``
-for scores, ``set`` for set replies, ``(member, score)`` pairs.
+out. Shapes are those redis-py gives by default (its legacy ones, kept over RESP2 and over
+RESP3 unless ``protocol=3`` is asked for explicitly): ``True`` for OK, ``bool`` for some 0/1
+answers, ``float`` for scores, ``set`` for set replies, ``(member, score)`` tuples.
 """
 
 from __future__ import annotations

@@ -163,9 +163,10 @@ def run_table(ours: redis.Redis, theirs: redis.Redis) -> None:
     assert not mismatches, "\n".join(mismatches)
 
 
-@pytest.mark.parametrize("kwargs", [{}, {"decode_responses": True}, {"protocol": 3},
-                                    {"protocol": 3, "decode_responses": True}],
-                         ids=["resp2", "resp2-decoded", "resp3", "resp3-decoded"])
+@pytest.mark.parametrize("kwargs", [{"protocol": 2}, {"protocol": 2, "decode_responses": True},
+                                    {"protocol": 3}, {"protocol": 3, "decode_responses": True},
+                                    {}],
+                         ids=["resp2", "resp2-decoded", "resp3", "resp3-decoded", "default"])
 async def test_table_same_as_redis(real: Callable[..., redis.Redis], kwargs: dict) -> None:
     async with kvrepl.Master() as master:
         run_table(master.redis(**kwargs), real(**kwargs))
@@ -363,13 +364,16 @@ async def test_node_not_running() -> None:
     await trio.lowlevel.checkpoint()
 
 
-async def test_direct_methods_same_as_redis_py(real: Callable[..., redis.Redis]) -> None:
-    """The node's own data methods (the fast path) give what redis-py gives a real server:
-    names, keywords, return shapes. Calls the node has no method for go through
-    ``node.redis()`` so the data stays the same on both sides."""
+@pytest.mark.parametrize("protocol", [None, 2], ids=["default", "resp2"])
+async def test_direct_methods_same_as_redis_py(real: Callable[..., redis.Redis],
+                                               protocol: int | None) -> None:
+    """The node's own data methods (the fast path) give what redis-py gives a real server
+    by default: names, keywords, return shapes (redis-py's legacy shapes, which it keeps
+    over RESP2 and over RESP3 unless ``protocol=3`` is asked for explicitly). Calls the
+    node has no method for go through ``node.redis()`` so the data stays the same."""
     async with kvrepl.Master() as master:
-        via_redis_py = master.redis()
-        theirs = real()
+        via_redis_py = master.redis(protocol=protocol)
+        theirs = real(protocol=protocol)
         mismatches = []
         direct = 0
         for call in TABLE:
