@@ -25,7 +25,7 @@ import trio.testing
 from kvrepl import persistence
 from kvrepl.commands.core import Block, Engine, Session
 from kvrepl.commands.replication import StartReplication, WaitReplicas
-from kvrepl.config import Config
+from kvrepl.config import Config, ConfigError, _check_directory
 from kvrepl.errors import ReplicaPanic, ReplyError, WriteSkipped
 from kvrepl.methods import Arg, DataMethods, _arg
 from kvrepl.protocol.replies import NULL_ARRAY, OK, Status
@@ -245,6 +245,11 @@ class Node(DataMethods):
         self.config = config
         if port is not None:
             self.config.port = port
+        if told or persist:
+            try:  # redis-server exits at startup when it cannot chdir there
+                _check_directory(config.dir)
+            except ValueError as err:
+                raise ConfigError(f"Can't chdir to '{config.dir}': {err}") from None
         self.engine = Engine(self.config)
         self.engine.node = self
         self.replication = MasterReplication(self.engine)

@@ -278,3 +278,8 @@ async def test_changes_as_a_context_manager() -> None:
         master.set("after", "the block")
         with pytest.raises(StopAsyncIteration):  # detached: nothing more, no waiting
             await changes.__anext__()
+
+
+def test_a_dir_that_does_not_exist_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="Can't chdir to"):
+        kvrepl.Master(dir=str(tmp_path / "missing"))
