@@ -36,7 +36,7 @@ def count_visit(r: redis.Redis, page: str) -> int:
 
 
 async def run_once(folder: str) -> None:
-    async with kvrepl.Master(dir=folder, save="60 1") as master, \
+    async with kvrepl.Master(dir=folder) as master, \
             kvrepl.Replica(follow=master) as replica:
         r = master.redis(decode_responses=True)
         print("visits kept from earlier runs:", r.hgetall("visits") or "none")

@@ -220,8 +220,8 @@ class Node(DataMethods):
     Persistence as kvrepl-server's: a node told where its data lives (a config file, or a
     ``dir`` or ``dbfilename`` option; ``persist=True/False`` decides otherwise) loads that
     dump when it starts, saves on its ``save`` schedule, and saves when its ``async with``
-    block ends if save points are set. Without a file or options, an embedded node has no
-    save points (``save=""``); a file keeps its own (redis.conf's default is the three).
+    block ends if it has save points (redis-server's three by default; ``save=""`` for
+    none). Other embedded nodes have no save points and touch no file.
 
     Embedded nodes do not wait ``repl-diskless-sync-delay`` for more replicas before a full
     sync (pass ``repl_diskless_sync_delay=5`` for Redis's behaviour); a node built from a
@@ -239,6 +239,8 @@ class Node(DataMethods):
                 from kvrepl.cli import parse_args  # the cli builds on this module
 
                 config = parse_args([os.fspath(config_file)])
+            elif told:  # a node that keeps its data: redis-server's default save points
+                config = Config(repl_diskless_sync_delay=0)
             else:
                 config = Config(save=(), repl_diskless_sync_delay=0)
             config.update(**options)

@@ -116,7 +116,8 @@ async def test_a_dump_in_dir_is_loaded_at_start() -> None:
 
 
 async def test_saved_at_exit_and_loaded_again(tmp_path: Path) -> None:
-    async with kvrepl.Master(dir=str(tmp_path), save="3600 1") as master:
+    async with kvrepl.Master(dir=str(tmp_path)) as master:  # redis-server's save points
+        assert master.config.save == ((3600, 1), (300, 100), (60, 10000))
         master.set("k", "v")
         master.zadd("z", {"m": 1.5})
     assert (tmp_path / "dump.rdb").exists()
@@ -124,9 +125,10 @@ async def test_saved_at_exit_and_loaded_again(tmp_path: Path) -> None:
         assert master.get("k") == b"v"
         assert master.zscore("z", "m") == 1.5
     # Without save points there is no final save, as redis-server's shutdown.
-    async with kvrepl.Master(dir=str(tmp_path), dbfilename="other.rdb") as master:
+    async with kvrepl.Master(dir=str(tmp_path), dbfilename="other.rdb", save="") as master:
         master.set("k", "v")
     assert not (tmp_path / "other.rdb").exists()
+    assert kvrepl.Master().config.save == ()  # an embedded node that keeps no file
 
 
 @pytest.fixture
