@@ -142,21 +142,20 @@ class InProcessConnection(AbstractConnection):
         if link.pending:  # pushes already taken come before this reply
             self._feed_pending()
         engine = self.node.engine
-        lane = engine.plain_lane
-        if lane.open_for(session):  # GET and plain SET as the server runs them, encoded
-            size = len(argv)
-            if size == 2 and argv[0] in _GET:
+        # GET and plain SET through the plain lane, as the server runs them (same stats,
+        # propagation, checks); anything it leaves goes the general way.
+        size = len(argv)
+        if size == 3 and argv[0] in _SET:
+            if engine.plain_lane.set(session, argv):
+                self._parser._reader.feed(b"+OK\r\n")
+                return
+        elif size == 2 and argv[0] in _GET:
+            lane = engine.plain_lane
+            if lane.open_for(session):
                 reply = lane.get(session, argv[1])
                 if reply is not None:
                     self._parser._reader.feed(reply)
                     return
-            elif size == 3 and argv[0] in _SET and lane.set(session, argv):
-                self._parser._reader.feed(b"+OK\r\n")
-                return
-            out: list[bytes] = []
-            if lane.run(session, [argv], 0, out):
-                self._parser._reader.feed(b"".join(out))
-                return
         reply = engine.execute(session, argv)
         if type(reply) in AWAITED_REPLIES:
             reply = settle(self.node, reply, refuse_forever=True)

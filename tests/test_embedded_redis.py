@@ -416,3 +416,24 @@ async def test_password_as_redis_py_sends_it() -> None:
             master.redis().get("k")
         with pytest.raises(redis.AuthenticationError):
             master.redis(password="wrong").ping()
+
+
+async def test_fast_get_and_set_are_accounted_and_propagated() -> None:
+    """Plain GET and SET take the plain lane in-process: stats, changes() and replicas see
+    them as they see a TCP client's."""
+    async with kvrepl.Master() as master, kvrepl.Replica(follow=master) as replica:
+        r = master.redis()
+        async with master.changes() as changes:
+            assert r.set("k", "v") is True
+            assert await changes.__anext__() == (0, b"SET", (b"k", b"v"))
+        assert (r.get("k"), r.get("missing")) == (b"v", None)
+        stats = r.info("stats")
+        assert (stats["keyspace_hits"], stats["keyspace_misses"]) == (1, 1)
+        commandstats = r.info("commandstats")
+        assert commandstats["cmdstat_get"]["calls"] == 2
+        assert commandstats["cmdstat_set"]["calls"] == 1
+        await replica.wait_synced()
+        assert replica.get("k") == b"v"
+        r.set("t", "v", ex=100)  # a key with a TTL: GET takes the general path
+        assert r.get("t") == b"v"
+        assert r.info("commandstats")["cmdstat_get"]["calls"] == 3
