@@ -147,6 +147,7 @@ class InProcessConnection(AbstractConnection):
         size = len(argv)
         if size == 3 and argv[0] in _SET:
             if engine.plain_lane.set(session, argv):
+                self.node._durable()  # appendfsync always: on disk before the reply
                 self._parser._reader.feed(b"+OK\r\n")
                 return
         elif size == 2 and argv[0] in _GET:
@@ -157,6 +158,7 @@ class InProcessConnection(AbstractConnection):
                     self._parser._reader.feed(reply)
                     return
         reply = engine.execute(session, argv)
+        self.node._durable()
         if type(reply) in AWAITED_REPLIES:
             reply = settle(self.node, reply, refuse_forever=True)
         if session.pending_out:  # pushes that came first (a message published to itself)

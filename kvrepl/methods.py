@@ -222,6 +222,9 @@ class DataMethods:
     def execute_command(self, *args: Arg) -> object:  # pragma: no cover - Node's
         raise NotImplementedError
 
+    def _durable(self) -> None:  # pragma: no cover - Node's
+        raise NotImplementedError
+
     def ping(self) -> bool:
         """PING: True."""
         return self._run([b"PING"]) == b"PONG"
@@ -254,6 +257,7 @@ class DataMethods:
         options = (ex is not None or px is not None or exat is not None or pxat is not None
                    or nx or xx or keepttl or get)
         if not options and self.engine.plain_lane.set(self._session, argv):
+            self._durable()
             return True
         if options:
             if ex is not None:

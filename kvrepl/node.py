@@ -334,6 +334,7 @@ class Node(DataMethods):
             elif kind is WaitReplicas:
                 reply = await self._wait_offset(reply.offset, reply.count,
                                                 reply.timeout if reply.timeout > 0 else None)
+            self._durable()  # a pop, served now or when woken, wrote
             return self._convert(reply)
         finally:
             engine.close_session(session)
@@ -481,6 +482,8 @@ class Node(DataMethods):
         for pubsub in list(self._pubsubs):
             pubsub.node_stopped()
         self._change_streams.clear()
+        if self.engine.aof is not None:
+            self.engine.aof.close()  # the last writes reach the AOF
         self._nursery.cancel_scope.cancel()
         try:
             return await self._nursery_manager.__aexit__(exc_type, exc, tb)
@@ -500,6 +503,8 @@ class Node(DataMethods):
         persistence.attach(self.engine, nursery)  # where BGSAVE jobs run
         loaded = trio.Event()
         if self.load_dump:
+            # With the AOF on, the AOF is loaded and the dump is not (clients get -LOADING
+            # meanwhile).
 
             async def load(task_status: trio.TaskStatus[None]) -> None:
                 try:
@@ -509,6 +514,10 @@ class Node(DataMethods):
                     loaded.set()
 
             await nursery.start(load)
+        elif self.config.appendonly:
+            # An embedded node with an AOF: its data is back when ``async with`` is entered
+            # (the data methods read the store directly); a bad AOF raises here.
+            await persistence.load_on_startup(self.engine)
         if self.serve_tcp:
             await nursery.start(self.server.serve)
         else:
@@ -548,7 +557,16 @@ class Node(DataMethods):
         return self._run(argv)
 
     def _run(self, argv: list[bytes]) -> object:
-        return self._convert(self.engine.execute(self._session, argv))
+        reply = self.engine.execute(self._session, argv)
+        self._durable()
+        return self._convert(reply)
+
+    def _durable(self) -> None:
+        """appendfsync always: the write is on disk before the call returns, as before a
+        reply (other policies are flushed by the AOF's own task, as in beforeSleep)."""
+        aof = self.engine.aof
+        if aof is not None and aof.buf and self.config.appendfsync == "always":
+            aof.flush()
 
     def _convert(self, reply: object) -> object:
         """A reply as the embedded API returns it."""
