@@ -285,3 +285,23 @@ async def test_changes_as_a_context_manager() -> None:
 def test_a_dir_that_does_not_exist_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="Can't chdir to"):
         kvrepl.Master(dir=str(tmp_path / "missing"))
+
+
+async def test_in_process_writes_are_on_disk_before_the_call_returns(tmp_path: Path) -> None:
+    """appendfsync always: a write through node.redis(), a pipeline or a data method is in
+    the AOF when the call returns, as before a server's reply."""
+    async with kvrepl.Master(dir=str(tmp_path), appendonly="yes", appendfsync="always",
+                             save="") as master:
+        aof = tmp_path / "appendonlydir" / "appendonly.aof.1.incr.aof"
+        r = master.redis()
+        r.set("plain", "v")
+        assert b"plain" in aof.read_bytes()
+        r.pipeline().hset("h", "f", "v").rpush("l", "x").execute()
+        assert b"rpush" in aof.read_bytes().lower()
+        master.set("direct", "v")
+        assert b"direct" in aof.read_bytes()
+        await master.blpop("l", 1)
+        assert b"lpop" in aof.read_bytes().lower()
+    async with kvrepl.Master(dir=str(tmp_path), appendonly="yes") as again:
+        assert (again.get("plain"), again.get("direct"), again.hget("h", "f")) == \
+            (b"v", b"v", b"v")
