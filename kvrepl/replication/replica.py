@@ -103,6 +103,9 @@ class ReplicaOf:
         self._wanted: list[int] = []  # offsets wait_offset() callers wait for
         self._send_lock = trio.Lock()  # the ACK task and the stream handler both send
         self.session = engine.new_session()
+        # Like Redis's server.master, the master client is listed (CLIENT LIST, CLIENT KILL)
+        # only while the link is up: see _link_up and _link_lost.
+        engine.sessions.pop(self.session.id, None)
         self.session.is_master = True
         self.session.kind = "master"
         # Redis's master client is authenticated whatever requirepass says.
@@ -184,6 +187,8 @@ class ReplicaOf:
             logger.info("Connection with master lost.")
             self.link_down_since = time.monotonic()
         self.link_up = False
+        self.engine.sessions.pop(self.session.id, None)
+        self.session.closing = False
         self.state = CONNECT
         self.sync_in_progress = False
         self.synced = trio.Event() if self.synced.is_set() else self.synced
@@ -211,6 +216,28 @@ class ReplicaOf:
             # Redis has started its non-blocking connect when the refusal comes.
             logger.info("MASTER <-> REPLICA sync started")
             raise
+        self._name_link(stream)
+        # CLIENT KILL of the master client cancels this connection; run() then reconnects
+        # and continues partially, as Redis does after freeClient(server.master).
+        kill_scope = trio.CancelScope()
+        self.session.on_kill = kill_scope.cancel
+        with kill_scope:
+            await self._serve(stream)
+
+    def _name_link(self, stream: trio.abc.Stream) -> None:
+        """The master client's addr/laddr, as Redis's CLIENT LIST shows them: the socket's
+        peer and local addresses (an in-process stream keeps the described address)."""
+        sock = getattr(stream, "socket", None)
+        session = self.session
+        try:
+            peer, local = sock.getpeername(), sock.getsockname()
+        except (AttributeError, OSError):
+            session.addr = f"{self.host}:{self.port}"
+            return
+        session.addr = f"{peer[0]}:{peer[1]}"
+        session.laddr = f"{local[0]}:{local[1]}"
+
+    async def _serve(self, stream: trio.abc.Stream) -> None:
         async with stream:
             logger.info("MASTER <-> REPLICA sync started")
             self.state = HANDSHAKE
@@ -384,6 +411,7 @@ class ReplicaOf:
         self._moved()
         self.state = CONNECTED
         self.link_up = True
+        self.engine.sessions[self.session.id] = self.session
         self.sync_in_progress = False
         self.synced.set()
 
