@@ -23,6 +23,7 @@ import trio
 
 from kvrepl import __version__, gc_policy, persistence
 from kvrepl.config import Config, ConfigError
+from kvrepl.config_rewrite import quote
 from kvrepl.errors import ReplicaPanic
 from kvrepl.log import configure, logger
 from kvrepl.node import Node
@@ -43,18 +44,6 @@ Examples:
 """
 
 
-_ESCAPES = {ord("\\"): "\\\\", ord('"'): '\\"', ord("\n"): "\\n", ord("\r"): "\\r",
-            ord("\t"): "\\t", 7: "\\a", 8: "\\b"}
-
-
-def _quote(word: str) -> str:
-    """A command-line value as redis-server writes it into its config text (sdscatrepr):
-    always quoted, with escapes the config reader undoes."""
-    return '"' + "".join(
-        _ESCAPES.get(byte) or (chr(byte) if 32 <= byte < 127 else f"\\x{byte:02x}")
-        for byte in os.fsencode(word)) + '"'
-
-
 def command_line_to_conf(args: Sequence[str]) -> str:
     """Turn ``--name v1 v2 --other v`` into redis.conf lines, as redis-server's main() does."""
     lines: list[list[str]] = []
@@ -65,7 +54,7 @@ def command_line_to_conf(args: Sequence[str]) -> str:
             lines[-1].append(arg)
         else:
             raise ConfigError(f"Invalid option or argument: {arg!r}")
-    return "\n".join(" ".join([line[0], *map(_quote, line[1:])]) for line in lines) + "\n"
+    return "\n".join(" ".join([line[0], *map(quote, line[1:])]) for line in lines) + "\n"
 
 
 def apply_conf(config: Config, text: str, source: str = "command line") -> None:

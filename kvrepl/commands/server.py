@@ -6,8 +6,11 @@ INFO is in ``info.py``, DEBUG in ``debug.py``, CLIENT in ``client.py``. Sources:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import itertools
+import os
+import tempfile
 from functools import partial
 
 from kvrepl import persistence
@@ -23,7 +26,9 @@ from kvrepl.commands.spec import (
     command_info_reply,
 )
 from kvrepl.config import Config
+from kvrepl.config_rewrite import rewrite_config
 from kvrepl.errors import DB_INDEX_OUT_OF_RANGE, SYNTAX, ReplyError
+from kvrepl.log import logger
 from kvrepl.protocol.replies import OK, Raw
 
 # -- FLUSHALL FLUSHDB DBSIZE SWAPDB ---------------------------------------------------------
@@ -198,10 +203,44 @@ def config_resetstat(s: Session, argv: list[bytes]) -> object:
 
 @command("config|rewrite")
 def config_rewrite(s: Session, argv: list[bytes]) -> object:
-    """CONFIG REWRITE: kvrepl does not rewrite config files."""
-    if not getattr(s.engine.config, "config_file", None):
+    """CONFIG REWRITE: the file kvrepl-server started from, rewritten as Redis does
+    (kvrepl/config_rewrite.py) and replaced atomically (rewriteConfigOverwriteFile)."""
+    config = s.engine.config
+    path = config.config_file
+    if not path:
         raise ReplyError("ERR The server is running without a config file")
-    raise ReplyError("ERR Rewriting config file: not supported by kvrepl")
+    following = getattr(s.engine.node, "following", None)
+    master = (following.host, following.port) if following is not None else None
+    try:
+        try:
+            with open(path, encoding="utf-8", errors="surrogateescape") as handle:
+                old = handle.read()
+        except FileNotFoundError:
+            old = ""
+        _replace_file(path, rewrite_config(old, config, master))
+    except OSError as err:
+        logger.warning("CONFIG REWRITE failed: %s", err.strerror)
+        raise ReplyError(f"ERR Rewriting config file: {err.strerror}") from None
+    logger.warning("CONFIG REWRITE executed with success.")
+    return OK
+
+
+def _replace_file(path: str, text: str) -> None:
+    """Write ``text`` to a temporary file beside ``path``, sync it, then rename it over."""
+    fd, tmp = tempfile.mkstemp(prefix=os.path.basename(path) + ".", dir=os.path.dirname(path))
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", errors="surrogateescape") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o644 & ~umask)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
 
 
 @command("config|help")
