@@ -21,10 +21,12 @@ import trio.testing
 
 from kvrepl import persistence
 from kvrepl.commands.core import Block, Engine, Session
+from kvrepl.commands.pause import Paused
 from kvrepl.commands.replication import StartReplication, WaitReplicas
 from kvrepl.config import Config
 from kvrepl.errors import ReplicaPanic, ReplyError, WriteSkipped
 from kvrepl.protocol.replies import NULL_ARRAY, OK, Status
+from kvrepl.replication.failover import Failover
 from kvrepl.replication.master import MasterReplication, new_replid
 from kvrepl.replication.replica import ReplicaOf
 from kvrepl.server import Server
@@ -176,6 +178,7 @@ class Node:
         self.load_dump = False
         self.following: ReplicaOf | None = None
         self._follow_scope: trio.CancelScope | None = None
+        self.failover = Failover(self)  # FAILOVER's state (master_failover_state)
         # Not in engine.sessions: the embedded API is no client connection (CLIENT LIST,
         # maxclients).
         self._session: Session = Session(self.engine)
@@ -223,15 +226,16 @@ class Node:
         return replication.replicas_acked(offset)
 
     # -- replication ---------------------------------------------------------------------
-    def follow_address(self, host: str, port: int) -> None:
-        """Become a replica of the master at ``host:port`` (REPLICAOF host port)."""
+    def follow_address(self, host: str, port: int, failover: Failover | None = None) -> None:
+        """Become a replica of the master at ``host:port`` (REPLICAOF host port); with
+        ``failover``, this master hands over to that replica (PSYNC ... FAILOVER)."""
 
         async def connect() -> trio.abc.Stream:
             stream = await trio.open_tcp_stream(host, port)
             set_keepalive(stream, self.config.tcp_keepalive)
             return stream
 
-        self._follow(connect, (host, port))
+        self._follow(connect, (host, port), failover=failover)
 
     def follow_node(self, master: Node) -> None:
         """Become a replica of ``master``, a node in this program, over an in-memory stream:
@@ -250,7 +254,7 @@ class Node:
         self._follow(connect, ("in-process", master.port or 0), source=master)
 
     def _follow(self, connect: object, describe: tuple[str, int],
-                source: Node | None = None) -> None:
+                source: Node | None = None, failover: Failover | None = None) -> None:
         if self._nursery is None:
             raise RuntimeError("start the node (async with) before following a master")
         if self.following is not None:
@@ -258,6 +262,7 @@ class Node:
         follower = ReplicaOf(self.engine, self.replication, connect, describe,
                              listening_port=self.port or 0)
         follower.source = source
+        follower.failover = failover
         # A replica from now on: stale until the link is up (MASTERDOWN when not serving
         # stale data), read-only as configured, before its task first runs.
         self.engine.masterdown = True
@@ -369,6 +374,11 @@ class Node:
         elif kind is StartReplication:
             raise ReplyError("ERR SYNC and PSYNC need a connection (replicas connect to a "
                              "port or use Replica(follow=...))")
+        elif kind is Paused:
+            # A plain call cannot wait for the pause to end; a write now would be lost to
+            # the failover (or the shutdown) that holds the clients.
+            raise ReplyError("ERR writes are paused (FAILOVER, SHUTDOWN or CLIENT PAUSE); "
+                             "try again when it ends")
         return _python(reply)
 
     def select(self, db: int) -> None:

@@ -3,9 +3,13 @@ CLIENT LIST / CLIENT KILL, compared with redis-server 7.0 peers."""
 
 from __future__ import annotations
 
-import pytest
+import signal
 
-from tests.support import RedisServer, ThreadedServer, poll
+import pytest
+import redis
+
+from kvrepl.config import Config
+from tests.support import Call, RedisServer, ThreadedServer, poll
 
 
 @pytest.fixture
@@ -15,9 +19,14 @@ def redis_master():
     server.stop()
 
 
+def _kvrepl_node() -> ThreadedServer:
+    return ThreadedServer(Config(save=(), repl_diskless_sync_delay=0,
+                                 enable_debug_command="yes")).start()
+
+
 @pytest.fixture
 def kvrepl_server():
-    server = ThreadedServer().start()
+    server = _kvrepl_node()
     yield server
     server.stop()
 
@@ -52,3 +61,121 @@ def test_master_client_shows_the_master_address_and_client_kill_addr_ends_it(
     addr = dict(part.split("=", 1) for part in line.split())["addr"]
     assert replica.execute_command("CLIENT", "KILL", addr) == "OK"
     poll(lambda: master.info("stats")["sync_partial_ok"] == 3, "a third partial resync")
+
+
+# -- FAILOVER -------------------------------------------------------------------------------
+
+
+def _role(client) -> str:
+    return client.info("replication")["role"]
+
+
+def _replica_of(master: ThreadedServer) -> ThreadedServer:
+    replica = _kvrepl_node()
+    replica.client().execute_command("REPLICAOF", "127.0.0.1", master.port)
+    poll(lambda: _link_up(replica.client()), "the replica is linked")
+    return replica
+
+
+def test_failover_argument_errors(kvrepl_server):
+    client = kvrepl_server.client()
+    errors = {
+        ("FAILOVER", "ABORT"): "No failover in progress.",
+        ("FAILOVER", "TIMEOUT", "0"): "FAILOVER timeout must be greater than 0",
+        ("FAILOVER", "TIMEOUT", "x"): "value is not an integer or out of range",
+        ("FAILOVER", "TO", "h", "x"): "value is not an integer or out of range",
+        ("FAILOVER", "FORCE", "FORCE"): "syntax error",
+        ("FAILOVER", "TO", "h"): "syntax error",
+        ("FAILOVER", "ABORT", "TIMEOUT", "5"): "syntax error",
+        ("FAILOVER",): "FAILOVER requires connected replicas.",
+    }
+    theirs = RedisServer()
+    try:
+        for args, message in errors.items():
+            for server in (client, theirs.client()):
+                with pytest.raises(redis.ResponseError) as caught:
+                    server.execute_command(*args)
+                assert str(caught.value) == message, args
+    finally:
+        theirs.stop()
+
+
+def test_failover_between_kvrepl_nodes_swaps_roles_and_resyncs_partially(kvrepl_server):
+    master = kvrepl_server.client()
+    for i in range(200):
+        master.set(f"k{i}", i)
+    replica_server = _replica_of(kvrepl_server)
+    try:
+        replica = replica_server.client()
+        master.rpush("list", *range(50))
+        with pytest.raises(redis.ResponseError, match="FAILOVER target HOST and PORT is not a "
+                                                      "replica."):
+            master.execute_command("FAILOVER", "TO", "127.0.0.1", 1)
+        with pytest.raises(redis.ResponseError, match="requires both a timeout"):
+            master.execute_command("FAILOVER", "TO", "127.0.0.1", replica_server.port, "FORCE")
+        assert master.execute_command("FAILOVER") == b"OK"
+        poll(lambda: _role(replica) == "master" and _role(master) == "slave"
+             and _link_up(master), "the roles are swapped")
+        assert master.info("replication")["master_port"] == replica_server.port
+        assert master.info("replication")["master_failover_state"] == "no-failover"
+        # The new master served the old one a partial resync, from the shared history.
+        stats = replica.info("stats")
+        assert stats["sync_partial_ok"] == 1 and stats["sync_full"] == 0
+        assert master.execute_command("DEBUG", "DIGEST") == replica.execute_command(
+            "DEBUG", "DIGEST")
+        with pytest.raises(redis.ReadOnlyError):
+            master.set("after", 1)
+        replica.set("after", 2)
+        poll(lambda: master.get("after") == b"2", "the old master follows the new one")
+    finally:
+        replica_server.stop()
+
+
+@pytest.fixture
+def redis_replica_of_kvrepl(kvrepl_server):
+    server = RedisServer("--enable-debug-command", "yes")
+    client = server.client()
+    client.execute_command("REPLICAOF", "127.0.0.1", kvrepl_server.port)
+    poll(lambda: _link_up(client), "the redis-server replica is linked")
+    yield server
+    if server.process.poll() is None:
+        server.process.send_signal(signal.SIGCONT)
+    server.stop()
+
+
+def test_failover_to_redis_server_pauses_writes_then_hands_over(
+        kvrepl_server, redis_replica_of_kvrepl):
+    master, theirs = kvrepl_server.client(), redis_replica_of_kvrepl.client()
+    for i in range(100):
+        master.hset("h", f"f{i}", i)
+    master.set("counter", 0)
+    target = ("127.0.0.1", redis_replica_of_kvrepl.port)
+    poll(lambda: master.info("replication")["slave0"]["offset"]
+         == master.info("replication")["master_repl_offset"], "the replica acknowledged all")
+    # A replica that does not acknowledge (stopped): the failover waits for it, writes wait.
+    redis_replica_of_kvrepl.process.send_signal(signal.SIGSTOP)
+    master.incr("counter")
+    assert master.execute_command("FAILOVER", "TO", *target, "TIMEOUT", 60000) == b"OK"
+    assert master.info("replication")["master_failover_state"] == "waiting-for-sync"
+    with pytest.raises(redis.ResponseError, match="FAILOVER already in progress."):
+        master.execute_command("FAILOVER")
+    with pytest.raises(redis.ResponseError, match="REPLICAOF not allowed while failing over."):
+        master.execute_command("REPLICAOF", "NO", "ONE")
+    pause = kvrepl_server.engine.pause
+    writer = Call(kvrepl_server, "INCR", "counter")
+    poll(lambda: pause.held == 1, "the write waits")
+    assert master.get("counter") == b"1"  # reads are served meanwhile
+    assert master.execute_command("FAILOVER", "ABORT") == b"OK"
+    assert writer.result() == 2  # the held write ran once the pause ended
+    redis_replica_of_kvrepl.process.send_signal(signal.SIGCONT)
+
+    # Now for real: the replica catches up, takes over, and kvrepl follows it.
+    master.incr("counter")
+    assert master.execute_command("FAILOVER", "TO", *target) == b"OK"
+    poll(lambda: _role(theirs) == "master" and _role(master) == "slave"
+         and _link_up(master), "the roles are swapped")
+    assert theirs.info("stats")["sync_partial_ok"] == 1
+    assert theirs.get("counter") == b"3"
+    assert master.execute_command("DEBUG", "DIGEST") == theirs.execute_command("DEBUG", "DIGEST")
+    theirs.set("from-new-master", 1)
+    poll(lambda: master.get("from-new-master") == b"1", "kvrepl follows redis-server")

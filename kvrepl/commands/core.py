@@ -17,6 +17,7 @@ from time import perf_counter
 
 from kvrepl.commands.eviction import EVICT_FAIL, OOM, Evictor
 from kvrepl.commands.monitor import monitor_line
+from kvrepl.commands.pause import PAUSED, ClientPause
 from kvrepl.commands.plain import PlainLane
 from kvrepl.commands.protection import protected_command_error
 from kvrepl.commands.spec import (
@@ -297,6 +298,10 @@ class Engine:
         self._masterdown = False  # a replica whose link to its master is down
         self._read_only = False  # set on a replica with replica-read-only
         self._bgsave_failed = False  # the last BGSAVE failed: MISCONF for writes
+        # FAILOVER, SHUTDOWN's wait for replicas, CLIENT PAUSE: held clients wait.
+        self.pause = ClientPause(self._pause_changed)
+        # Told when a pause lessens or ends (the server wakes the clients it holds).
+        self.pause_listeners: list[Callable[[], None]] = []
         self.active_expire_enabled = True  # DEBUG SET-ACTIVE-EXPIRE
         self.evictor = Evictor(self)
         self._maxmemory = 0  # config.maxmemory, read on every command
@@ -337,7 +342,15 @@ class Engine:
 
     def _refresh_restricted(self) -> None:
         self._restricted = bool(self._loading or self._masterdown or self._read_only
-                                or self._bgsave_failed)
+                                or self._bgsave_failed or self.pause.type)
+
+    def _pause_changed(self) -> None:
+        """While clients are paused the dataset stays still, as in Redis 7.0: keys are not
+        expired (reads hide them, as a replica does) nor evicted."""
+        self._refresh_restricted()
+        self.keyspace.expire_keys = not self.pause.type and not self.read_only_role()
+        for listener in self.pause_listeners:
+            listener()
 
     @property
     def restricted(self) -> bool:
@@ -531,7 +544,7 @@ class Engine:
             is_write = any(queued.is_write for queued, _ in session.multi)
         # maxmemory: evict first (every command, as performEvictions in processCommand);
         # a write from our master is never refused (a replica never skips one).
-        if self._maxmemory and self.evictor.perform() == EVICT_FAIL \
+        if self._maxmemory and not self.pause.type and self.evictor.perform() == EVICT_FAIL \
                 and not session.is_master and self._denied_on_oom(cmd, session):
             return self._reject(cmd, session, ReplyError(OOM))
         if (self._restricted or (is_write and self.config.min_replicas_to_write)) \
@@ -551,6 +564,11 @@ class Engine:
         if (session.is_replica or session.monitor) and cmd.touches_keyspace:
             return self._reject(cmd, session, ReplyError(
                 "ERR Replica can't interact with the keyspace"))
+        if self._restricted and self.pause.type and not session.is_replica \
+                and not session.is_master and self.pause.holds(
+                    cmd.replicates or (cmd.is_exec and bool(session.multi) and any(
+                        queued.replicates for queued, _ in session.multi))):
+            return PAUSED
         if session.multi is not None and not cmd.runs_in_multi:
             if cmd.no_multi:
                 return self._reject(

@@ -24,8 +24,10 @@ from kvrepl.errors import ReplicaPanic, ReplyError, WriteSkipped
 from kvrepl.log import logger, panic
 from kvrepl.persistence import TempFile
 from kvrepl.rdb import LoadResult, RdbError, StagedLoad
+from kvrepl.replication.failover import IN_PROGRESS, Failover
 from kvrepl.replication.handshake import (
     Continue,
+    FailoverRejected,
     FullResync,
     Log,
     PayloadData,
@@ -121,6 +123,9 @@ class ReplicaOf:
         self._protocol: ReplicaProtocol | None = None
         self._dump: TempFile | None = None  # the payload on its way to dir/dbfilename
         self.source: object | None = None  # the master Node when it is in this program
+        # Set when this node is a master handing over to ``describe`` (FAILOVER): the PSYNC
+        # asks the target to become master, and its answer ends or aborts the failover.
+        self.failover: Failover | None = None
         self._staged: StagedLoad | None = None
         self._new_replid = ""
         self._initial_offset = -1
@@ -144,6 +149,11 @@ class ReplicaOf:
                     await self._follow_once()
                 except ReplicaPanic:
                     raise  # stops the node, as redis-server's panic stops the process
+                except FailoverRejected as err:
+                    logger.warning("MASTER <-> REPLICA sync: failover target refused: %s", err)
+                    failover, self.failover = self.failover, None
+                    if failover is not None:
+                        failover.abort("Failover target rejected psync request")
                 except (TryLater, ReplicationProtocolError, RdbError) as err:
                     logger.warning("MASTER <-> REPLICA sync: %s", err)
                 except trio.TooSlowError:
@@ -248,7 +258,8 @@ class ReplicaOf:
                 offset=self.reploff + 1,
                 masterauth=self.config.masterauth, masteruser=self.config.masteruser,
                 announce_ip=self.config.replica_announce_ip,
-                capabilities=("eof", "psync2", "lz4stream"))
+                capabilities=("eof", "psync2", "lz4stream"),
+                failover=self.failover is not None and self.failover.state == IN_PROGRESS)
             self._protocol = protocol
             failure: Exception | None = None
             async with trio.open_nursery() as nursery:
@@ -361,7 +372,15 @@ class ReplicaOf:
             logger.warning("Failed trying to rename the temp DB into %s in MASTER <-> "
                            "REPLICA synchronization: %s", dump.path, err)
 
+    def _failover_done(self) -> None:
+        """The target took over (+CONTINUE, or a full resync in edge cases): the failover
+        is complete and the clients' pause ends."""
+        failover, self.failover = self.failover, None
+        if failover is not None:
+            failover.succeeded()
+
     def _full_resync(self, event: FullResync) -> None:
+        self._failover_done()
         self._new_replid = event.replid
         self._initial_offset = event.offset
 
@@ -394,6 +413,7 @@ class ReplicaOf:
         logger.info("MASTER <-> REPLICA sync: Finished with success")
 
     def _continue(self, event: Continue) -> None:
+        self._failover_done()
         replication = self.replication
         if event.replid and event.replid != replication.replid:
             replication.replid2 = replication.replid

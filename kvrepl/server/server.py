@@ -7,12 +7,14 @@ import errno
 import math
 import os
 import socket
+import time
 from time import time as now
 
 import trio
 
 from kvrepl import persistence
 from kvrepl.commands.core import Block, Engine, Session
+from kvrepl.commands.pause import Paused
 from kvrepl.commands.replication import StartReplication, WaitReplicas
 from kvrepl.config import Config
 from kvrepl.errors import ProtocolError
@@ -43,7 +45,8 @@ _DENIED = (
 RECEIVE_SIZE = 64 * 1024
 _DISCONNECTED = object()
 _CLOSE = object()  # end the connection once the replies so far are sent
-_AWAITED = frozenset((Block, WaitReplicas, StartReplication))  # replies the loop must await
+# replies the loop must await
+_AWAITED = frozenset((Block, WaitReplicas, StartReplication, Paused))
 
 
 class SocketIO:
@@ -277,6 +280,21 @@ class Connection:
         if out:
             await self.send(b"".join(out))
             out.clear()
+        while kind is Paused:
+            # Held by a pause (blockClient BLOCKED_POSTPONE): run again once it lessens;
+            # nothing else this client sent is read meanwhile.
+            pause = self.server.engine.pause
+            pause.held += 1
+            try:
+                await self.server.pause_lessened()
+            finally:
+                pause.held -= 1
+            reply = self.server.engine.execute(session, argv)
+            kind = type(reply)
+            if kind not in _AWAITED:
+                self.add_reply(reply, out)
+                self.parser.authenticated = session.authenticated
+                return not session.closing
         if kind is StartReplication:
             await self.server.engine.replication.serve(self, session, reply.argv)
             return False
@@ -354,6 +372,17 @@ class Server:
         self.shutdown_save: bool | None = None
         self.engine.on_shutdown = self.request_shutdown
         self.engine.server = self
+        self._pause_changed = trio.Event()
+        self.engine.pause_listeners.append(self._on_pause_change)
+
+    def _on_pause_change(self) -> None:
+        self._pause_changed.set()
+        self._pause_changed = trio.Event()
+
+    async def pause_lessened(self) -> None:
+        """Until the pauses in force change, or the current one reaches its end."""
+        with trio.move_on_after(max(0.0, self.engine.pause.end - time.monotonic())):
+            await self._pause_changed.wait()
 
     def request_shutdown(self, save: bool | None = None) -> None:
         self.shutdown_save = save
