@@ -179,3 +179,32 @@ def test_failover_to_redis_server_pauses_writes_then_hands_over(
     assert master.execute_command("DEBUG", "DIGEST") == theirs.execute_command("DEBUG", "DIGEST")
     theirs.set("from-new-master", 1)
     poll(lambda: master.get("from-new-master") == b"1", "kvrepl follows redis-server")
+
+
+def test_failover_timeout_without_force_aborts(kvrepl_server, redis_replica_of_kvrepl):
+    master = kvrepl_server.client()
+    redis_replica_of_kvrepl.process.send_signal(signal.SIGSTOP)
+    master.set("k", "v")  # never acknowledged
+    assert master.execute_command(
+        "FAILOVER", "TO", "127.0.0.1", redis_replica_of_kvrepl.port, "TIMEOUT", 50) == b"OK"
+    poll(lambda: master.info("replication")["master_failover_state"] == "no-failover",
+         "the failover gave up")
+    assert _role(master) == "master"
+    assert master.set("k", "w")  # writes flow again
+
+
+def test_redis_server_master_fails_over_to_a_kvrepl_replica(redis_master, kvrepl_server):
+    theirs, ours = redis_master.client(), kvrepl_server.client()
+    theirs.set("before", 1)
+    ours.execute_command("REPLICAOF", "127.0.0.1", redis_master.port)
+    poll(lambda: _link_up(ours), "the kvrepl replica is linked")
+    theirs.rpush("list", *range(100))
+    with pytest.raises(redis.ResponseError, match="PSYNC FAILOVER replid must match my replid."):
+        ours.execute_command("PSYNC", "0" * 40, 1, "FAILOVER")
+    assert theirs.execute_command("FAILOVER") == b"OK"
+    poll(lambda: _role(ours) == "master" and _role(theirs) == "slave" and _link_up(theirs),
+         "the roles are swapped")
+    assert ours.info("stats")["sync_partial_ok"] == 1
+    assert ours.execute_command("DEBUG", "DIGEST") == theirs.execute_command("DEBUG", "DIGEST")
+    ours.set("after", 2)
+    poll(lambda: theirs.get("after") == b"2", "redis-server follows kvrepl")
