@@ -14,6 +14,7 @@ defaults. An application embedding kvrepl keeps its own settings unless it opts 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
@@ -22,9 +23,10 @@ from collections.abc import Sequence
 import trio
 
 from kvrepl import __version__, gc_policy, persistence
+from kvrepl.commands.shutdown import shutdown_state
 from kvrepl.config import Config, ConfigError
 from kvrepl.config_rewrite import quote
-from kvrepl.errors import ReplicaPanic
+from kvrepl.errors import ReplicaPanic, ReplyError
 from kvrepl.log import configure, logger
 from kvrepl.node import Node
 from kvrepl.protocol.parser import split_inline
@@ -139,13 +141,13 @@ async def run(config: Config, *, task_status: trio.TaskStatus[int] = trio.TASK_S
                 async for signum in signals:
                     name = "SIGINT" if signum == signal.SIGINT else "SIGTERM"
                     logger.warning("Received %s scheduling shutdown...", name)
-                    # Saves first when save points are set; if it can't, stays up.
-                    if persistence.prepare_shutdown(node.engine, None):
-                        node.server.request_shutdown(None)
+                    # As SHUTDOWN: waits for lagging replicas (shutdown-timeout), then saves
+                    # when save points are set; if it can't, stays up.
+                    with contextlib.suppress(ReplyError):
+                        shutdown_state(node.engine).begin(None, now=False, force=False)
 
             nursery.start_soon(watch_signals)
             await node.server.wait_shutdown()
-            logger.warning("User requested shutdown...")
             nursery.cancel_scope.cancel()
     if persistence.attach(node.engine).load_error is not None:
         return 1

@@ -285,6 +285,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("min-replicas-to-write", 0, _int(0), aliases=("min-slaves-to-write",)),
     Option("min-replicas-max-lag", 10, _int(0), aliases=("min-slaves-max-lag",)),
     Option("lazyfree-lazy-user-flush", False, **_yes_no),
+    # SHUTDOWN and SIGTERM wait up to this many seconds for lagging replicas (0: no wait).
+    Option("shutdown-timeout", 10, _int(0, _INT_MAX)),
     Option("lua-time-limit", 5000, _int(0), aliases=("busy-reply-threshold",), only=(5000,),
            lacking="scripting"),
     # -1 turns the slow log off: what kvrepl, without one, always is.

@@ -4,12 +4,15 @@ CLIENT LIST / CLIENT KILL, compared with redis-server 7.0 peers."""
 from __future__ import annotations
 
 import signal
+import socket
+import threading
 
 import pytest
 import redis
 
 from kvrepl.config import Config
 from tests.support import Call, RedisServer, ThreadedServer, poll
+from tests.test_cli import _start as _start_kvrepl_server
 
 
 @pytest.fixture
@@ -208,3 +211,98 @@ def test_redis_server_master_fails_over_to_a_kvrepl_replica(redis_master, kvrepl
     assert ours.execute_command("DEBUG", "DIGEST") == theirs.execute_command("DEBUG", "DIGEST")
     ours.set("after", 2)
     poll(lambda: theirs.get("after") == b"2", "redis-server follows kvrepl")
+
+
+# -- SHUTDOWN waits for lagging replicas ------------------------------------------------------
+
+
+def test_shutdown_waits_for_a_lagging_replica_abort_and_sigterm():
+    process, port = _start_kvrepl_server("--shutdown-timeout", "60", "--repl-diskless-sync-delay", "0")
+    replica = RedisServer()
+    try:
+        master = redis.Redis(port=port)
+        theirs = replica.client()
+        theirs.execute_command("REPLICAOF", "127.0.0.1", port)
+        poll(lambda: _link_up(theirs), "the redis-server replica is linked")
+        replica.process.send_signal(signal.SIGSTOP)
+        master.set("k", "v1")
+        waiting = _Shutdown(port)
+        poll(lambda: master.info("clients")["blocked_clients"] == 1, "SHUTDOWN waits")
+        assert 0 < master.info("server")["shutdown_in_milliseconds"] <= 60000
+        writer = _Async(lambda: redis.Redis(port=port).set("k", "v2"))
+        poll(lambda: master.info("clients")["blocked_clients"] == 2, "the write waits")
+        assert master.get("k") == b"v1"  # reads go on
+        assert master.execute_command("SHUTDOWN", "ABORT") is True
+        assert str(waiting.result()) == "Errors trying to SHUTDOWN. Check logs."
+        assert writer.result() is True
+        assert "shutdown_in_milliseconds" not in master.info("server")
+        replica.process.send_signal(signal.SIGCONT)
+        # SIGTERM waits the same way: the replica catches up, then the server exits.
+        master.set("k", "v3")
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=20)
+        assert process.returncode == 0
+        assert "1 of 1 replicas are in sync when shutting down." in output
+        assert theirs.get("k") == b"v3"
+    finally:
+        process.kill()
+        if replica.process.poll() is None:
+            replica.process.send_signal(signal.SIGCONT)
+        replica.stop()
+
+
+def test_shutdown_gives_up_on_a_replica_after_shutdown_timeout():
+    process, port = _start_kvrepl_server("--shutdown-timeout", "1", "--repl-diskless-sync-delay", "0")
+    replica = RedisServer()
+    try:
+        theirs = replica.client()
+        theirs.execute_command("REPLICAOF", "127.0.0.1", port)
+        poll(lambda: _link_up(theirs), "the redis-server replica is linked")
+        replica.process.send_signal(signal.SIGSTOP)
+        redis.Redis(port=port).set("k", "v")
+        waiting = _Shutdown(port)
+        assert waiting.result() is None  # the connection closed without a reply
+        output, _ = process.communicate(timeout=20)
+        assert process.returncode == 0
+        assert "Lagging replica 127.0.0.1:" in output
+        assert "0 of 1 replicas are in sync when shutting down." in output
+    finally:
+        process.kill()
+        replica.process.send_signal(signal.SIGCONT)
+        replica.stop()
+
+
+class _Async(threading.Thread):
+    """``call()`` in a thread; ``result()`` joins and returns its value or exception."""
+
+    def __init__(self, call) -> None:  # noqa: ANN001
+        super().__init__(daemon=True)
+        self.call, self.value = call, None
+        self.start()
+
+    def run(self) -> None:
+        try:
+            self.value = self.call()
+        except (redis.ResponseError, redis.ConnectionError) as err:
+            self.value = err
+
+    def result(self) -> object:
+        self.join(20)
+        assert not self.is_alive()
+        return self.value
+
+
+class _Shutdown(_Async):
+    """SHUTDOWN on a raw connection: its error reply, or None when it just closed."""
+
+    def __init__(self, port: int) -> None:
+        def shutdown() -> object:
+            with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+                sock.sendall(b"SHUTDOWN\r\n")
+                reply = sock.recv(1000)
+                if not reply:
+                    return None
+                assert reply.startswith(b"-ERR ")
+                return reply[5:].rstrip(b"\r\n").decode()
+
+        super().__init__(shutdown)

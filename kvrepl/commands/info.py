@@ -24,6 +24,7 @@ from collections.abc import Callable
 from kvrepl import __version__
 from kvrepl.commands.connection import REDIS_VERSION
 from kvrepl.commands.core import Engine, Session, command
+from kvrepl.commands.shutdown import shutdown_state
 from kvrepl.protocol.replies import Verbatim
 
 Section = Callable[[Engine], list[str]]
@@ -81,7 +82,9 @@ def _total_system_memory() -> int:
 
 
 def _blocked_clients(engine: Engine) -> int:
-    return sum(1 for s in engine.sessions.values() if s.blocked is not None)
+    """Clients blocked on keys, held by a pause, or waiting in SHUTDOWN (as Redis counts)."""
+    return (sum(1 for s in engine.sessions.values() if s.blocked is not None)
+            + engine.pause.held + len(shutdown_state(engine).cancel_listeners))
 
 
 def _server(engine: Engine) -> list[str]:
@@ -114,6 +117,7 @@ def _server(engine: Engine) -> list[str]:
         f"executable:{os.path.abspath(sys.argv[0]) if sys.argv and sys.argv[0] else ''}",
         f"config_file:{getattr(engine.config, 'config_file', '') or ''}",
         "io_threads_active:0",
+        *shutdown_state(engine).info_lines(),
         f"kvrepl_version:{__version__}",
     ]
 

@@ -19,6 +19,7 @@ from kvrepl.commands.core import Command, CommandStats, Engine, Session, command
 from kvrepl.commands.glob import glob_match
 from kvrepl.commands.help import help_reply
 from kvrepl.commands.protection import allow_protected_action
+from kvrepl.commands.shutdown import SHUTDOWN_WAIT, shutdown_state
 from kvrepl.commands.spec import (
     CommandSpec,
     command_docs_reply,
@@ -385,7 +386,8 @@ def shutdown(s: Session, argv: list[bytes]) -> object:
     """SHUTDOWN [NOSAVE|SAVE] [NOW] [FORCE] [ABORT].
 
     The node stops through ``engine.on_shutdown(save)`` (save: True, False or None for
-    "as configured"); like Redis, the client gets no reply, its connection just closes.
+    "as configured"), after waiting for lagging replicas unless NOW (kvrepl/commands/
+    shutdown.py); like Redis, the client gets no reply, its connection just closes.
     """
     flags, end = leading_flags(argv, 1, (b"nosave", b"save", b"now", b"force", b"abort"))
     if end < len(argv):
@@ -394,15 +396,18 @@ def shutdown(s: Session, argv: list[bytes]) -> object:
     save: bool | None = True if b"save" in flags else None
     if (abort and (nosave or save or now or force)) or (nosave and save):
         raise ReplyError(SYNTAX)  # an illegal combination
+    state = shutdown_state(s.engine)
     if abort:
-        raise ReplyError("ERR No shutdown in progress.")
+        if not state.abort():
+            raise ReplyError("ERR No shutdown in progress.")
+        return OK
+    if not now and s.in_exec:
+        raise ReplyError("ERR SHUTDOWN without NOW or ABORT isn't allowed for DENY BLOCKING "
+                         "client")
     if nosave:
         save = False
-    if s.engine.on_shutdown is None:
-        raise ReplyError("ERR Errors trying to SHUTDOWN. Check logs.")
-    if not persistence.prepare_shutdown(s.engine, save, force):
-        raise ReplyError("ERR Errors trying to SHUTDOWN. Check logs.")
-    s.engine.on_shutdown(save)
+    if not state.begin(save, now, force):
+        return SHUTDOWN_WAIT
     s.closing = True
     return Raw(b"")
 

@@ -8,6 +8,7 @@ import trio
 
 from kvrepl import gc_policy, persistence
 from kvrepl.commands.core import Engine
+from kvrepl.commands.shutdown import shutdown_state
 from kvrepl.log import logger
 
 
@@ -29,6 +30,7 @@ async def run_cron(engine: Engine) -> None:
         if engine.evictor.running:
             engine.evictor.cron(0.25 / engine.config.hz)
         persistence.cron(engine)
+        shutdown_state(engine).tick()
         if not engine.loading:
             gc_policy.cron(engine.keyspace)
 

@@ -16,8 +16,9 @@ from kvrepl import persistence
 from kvrepl.commands.core import Block, Engine, Session
 from kvrepl.commands.pause import Paused
 from kvrepl.commands.replication import StartReplication, WaitReplicas
+from kvrepl.commands.shutdown import SHUTDOWN_ERROR, ShutdownWait, shutdown_state
 from kvrepl.config import Config
-from kvrepl.errors import ProtocolError
+from kvrepl.errors import ProtocolError, ReplyError
 from kvrepl.log import logger
 from kvrepl.protocol.parser import NEED_DATA, RequestParser
 from kvrepl.protocol.replies import encode, encode_error
@@ -46,7 +47,7 @@ RECEIVE_SIZE = 64 * 1024
 _DISCONNECTED = object()
 _CLOSE = object()  # end the connection once the replies so far are sent
 # replies the loop must await
-_AWAITED = frozenset((Block, WaitReplicas, StartReplication, Paused))
+_AWAITED = frozenset((Block, WaitReplicas, StartReplication, Paused, ShutdownWait))
 
 
 class SocketIO:
@@ -191,6 +192,18 @@ class Connection:
                 await replication.acked.wait()
         return replication.replicas_acked(wait.offset)
 
+    async def wait_shutdown_cancelled(self) -> ReplyError:
+        """SHUTDOWN waiting for replicas: the node stops (this task is cancelled with it),
+        or the shutdown is cancelled and the client hears why."""
+        state = shutdown_state(self.server.engine)
+        cancelled = trio.Event()
+        state.cancel_listeners.append(cancelled.set)
+        try:
+            await cancelled.wait()
+        finally:
+            state.cancel_listeners.remove(cancelled.set)
+        return ReplyError(SHUTDOWN_ERROR)
+
     async def read_from_replica(self) -> None:
         """A replica link's incoming side: REPLCONF ACKs (and newlines), never answered."""
         engine = self.server.engine
@@ -300,6 +313,8 @@ class Connection:
             return False
         if kind is WaitReplicas:
             reply = await self.wait_replicas(reply)
+        elif kind is ShutdownWait:
+            reply = await self.wait_shutdown_cancelled()
         else:
             reply = await self.wait_blocked(argv, reply)
             if reply is _DISCONNECTED:
