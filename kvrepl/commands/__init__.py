@@ -14,6 +14,7 @@ from kvrepl.commands import (  # noqa: F401
     info,
     keys,
     lists,
+    migrate,
     persistence,
     pubsub,
     replication,

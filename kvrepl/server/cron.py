@@ -26,6 +26,9 @@ async def run_cron(engine: Engine) -> None:
         if second != last_second:
             last_second = second
             close_idle_clients(engine)
+            sockets = getattr(engine.server, "migrate_sockets", None)
+            if sockets is not None:
+                sockets.close_idle()
         expire_cycle(engine)
         if engine.evictor.running:
             engine.evictor.cron(0.25 / engine.config.hz)

@@ -14,6 +14,7 @@ import trio
 
 from kvrepl import persistence
 from kvrepl.commands.core import Block, Engine, Session
+from kvrepl.commands.migrate import MigrateJob
 from kvrepl.commands.pause import Paused
 from kvrepl.commands.replication import StartReplication, WaitReplicas
 from kvrepl.commands.shutdown import SHUTDOWN_ERROR, ShutdownWait, shutdown_state
@@ -24,6 +25,7 @@ from kvrepl.protocol.parser import NEED_DATA, RequestParser
 from kvrepl.protocol.replies import encode, encode_error
 from kvrepl.server.blocking import BlockingManager
 from kvrepl.server.cron import run_cron
+from kvrepl.server.migrate import MigrateSockets, run_migrate
 from kvrepl.server.reactor import AVAILABLE as REACTOR_AVAILABLE
 from kvrepl.server.reactor import HANGUP, Reactor
 
@@ -47,7 +49,8 @@ RECEIVE_SIZE = 64 * 1024
 _DISCONNECTED = object()
 _CLOSE = object()  # end the connection once the replies so far are sent
 # replies the loop must await
-_AWAITED = frozenset((Block, WaitReplicas, StartReplication, Paused, ShutdownWait))
+_AWAITED = frozenset((Block, WaitReplicas, StartReplication, Paused, ShutdownWait,
+                      MigrateJob))
 
 
 class SocketIO:
@@ -315,6 +318,8 @@ class Connection:
             reply = await self.wait_replicas(reply)
         elif kind is ShutdownWait:
             reply = await self.wait_shutdown_cancelled()
+        elif kind is MigrateJob:
+            reply = await run_migrate(self.server.engine, self.server.migrate_sockets, reply)
         else:
             reply = await self.wait_blocked(argv, reply)
             if reply is _DISCONNECTED:
@@ -389,6 +394,7 @@ class Server:
         self.engine.server = self
         self._pause_changed = trio.Event()
         self.engine.pause_listeners.append(self._on_pause_change)
+        self.migrate_sockets = MigrateSockets()
 
     def _on_pause_change(self) -> None:
         self._pause_changed.set()
@@ -426,15 +432,19 @@ class Server:
     async def serve(self, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
         """Listen on the configured ``bind`` and ``port`` (0 picks a free port) and serve."""
         listeners = await self.open_listeners()
-        async with trio.open_nursery() as nursery:
-            persistence.attach(self.engine, nursery)  # where BGSAVE jobs run
-            nursery.start_soon(run_cron, self.engine)
-            if self.reactor is not None:
-                nursery.start_soon(self.reactor.run)
-            for listener in listeners:
-                nursery.start_soon(self._accept_loop, listener, nursery)
-            logger.info("Ready to accept connections tcp")
-            task_status.started(self.port)
+        try:
+            async with trio.open_nursery() as nursery:
+                persistence.attach(self.engine, nursery)  # where BGSAVE jobs run
+                nursery.start_soon(run_cron, self.engine)
+                if self.reactor is not None:
+                    nursery.start_soon(self.reactor.run)
+                for listener in listeners:
+                    nursery.start_soon(self._accept_loop, listener, nursery)
+                logger.info("Ready to accept connections tcp")
+                task_status.started(self.port)
+        finally:
+            for name in list(self.migrate_sockets.cached):
+                self.migrate_sockets.close(name)
 
     async def _accept_loop(self, listener: trio.SocketListener, nursery: trio.Nursery) -> None:
         async with listener:
