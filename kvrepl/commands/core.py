@@ -173,6 +173,8 @@ class CommandStats:
     # Errors a replica's master link got for commands of the master's stream (Redis's
     # stat_unexpected_error_replies): each is a write this replica could not apply.
     unexpected_error_replies: int = 0
+    # Blobs of RESTORE payloads deep-checked under sanitize-dump-payload yes/clients.
+    dump_payload_sanitizations: int = 0
 
 
 class Session:

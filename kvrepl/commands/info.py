@@ -247,7 +247,7 @@ def _stats(engine: Engine) -> list[str]:
         "tracking_total_prefixes:0",
         f"unexpected_error_replies:{stats.unexpected_error_replies}",
         f"total_error_replies:{stats.error_replies}",
-        "dump_payload_sanitizations:0",
+        f"dump_payload_sanitizations:{stats.dump_payload_sanitizations}",
         f"total_reads_processed:{stats.commands_processed}",
         f"total_writes_processed:{stats.commands_processed}",
         "io_threaded_reads_processed:0",
