@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from kvrepl import persistence
-from kvrepl.commands.pause import PauseType
+from kvrepl.commands.core import PAUSE_WRITE
 from kvrepl.errors import ReplyError
 from kvrepl.log import logger
 
@@ -67,9 +67,9 @@ class Shutdown:
         if not now and timeout and not self.ready():
             self.deadline = time.monotonic() + timeout
             replication = engine.replication
-            if not engine.pause.type and replication is not None:
+            if not engine.pause.current() and replication is not None:
                 replication.feed_raw(replication.getack_bytes)
-            engine.pause.pause(_PAUSE, PauseType.WRITE)
+            engine.pause.pause(PAUSE_WRITE, purpose=_PAUSE)
             logger.info("Waiting for replicas before shutting down.")
             return False
         if not self.finish():

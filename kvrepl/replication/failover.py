@@ -1,7 +1,7 @@
 """Coordinated failover (Redis 6.2+ FAILOVER, replication.c failoverCommand and
 updateFailoverStatus).
 
-1. FAILOVER pauses clients' writes (the pause of kvrepl/commands/pause.py, purpose
+1. FAILOVER pauses clients' writes (ClientPause of kvrepl/commands/core.py, purpose
    "failover") and waits for a replica (the one named by TO, or any) to acknowledge the whole
    stream: ``waiting-for-sync``.
 2. Then this master becomes a replica of it and sends ``PSYNC <replid> <offset+1> FAILOVER``:
@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 import trio
 
-from kvrepl.commands.pause import PauseType
+from kvrepl.commands.core import PAUSE_WRITE
 from kvrepl.log import logger
 
 if TYPE_CHECKING:
@@ -53,7 +53,7 @@ class Failover:
         else:
             logger.info("FAILOVER requested to any replica.")
         self.state = WAIT_FOR_SYNC
-        self.node.engine.pause.pause(_PAUSE, PauseType.WRITE)
+        self.node.engine.pause.pause(PAUSE_WRITE, purpose=_PAUSE)
         self.node._nursery.start_soon(self._watch)
 
     def find(self, host: str, port: int) -> ReplicaLink | None:

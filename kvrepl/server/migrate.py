@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import trio
 
-from kvrepl.commands.core import Engine
+from kvrepl.commands.core import PAUSE_WRITE, Engine
 from kvrepl.commands.migrate import (
     CONNECT_ERROR,
     MigrateJob,
@@ -19,7 +19,6 @@ from kvrepl.commands.migrate import (
     io_error,
     target_error,
 )
-from kvrepl.commands.pause import PauseType
 from kvrepl.log import logger
 from kvrepl.protocol.replies import OK, encode
 
@@ -85,7 +84,7 @@ async def run_migrate(engine: Engine, sockets: MigrateSockets, job: MigrateJob) 
     """Send ``job`` and finish it; the reply for the MIGRATE client. Clients' writes wait
     meanwhile (see kvrepl/commands/migrate.py)."""
     purpose = f"migrate:{id(job)}"
-    engine.pause.pause(purpose, PauseType.WRITE)
+    engine.pause.pause(PAUSE_WRITE, purpose=purpose)
     try:
         return await _exchange(engine, sockets, job)
     finally:
