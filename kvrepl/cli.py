@@ -14,6 +14,7 @@ defaults. An application embedding kvrepl keeps its own settings unless it opts 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
@@ -22,8 +23,10 @@ from collections.abc import Sequence
 import trio
 
 from kvrepl import __version__, gc_policy, persistence
+from kvrepl.commands.shutdown import shutdown_state
 from kvrepl.config import Config, ConfigError
-from kvrepl.errors import ReplicaPanic
+from kvrepl.config_rewrite import quote
+from kvrepl.errors import ReplicaPanic, ReplyError
 from kvrepl.log import configure, logger
 from kvrepl.node import Node
 from kvrepl.protocol.parser import split_inline
@@ -43,18 +46,6 @@ Examples:
 """
 
 
-_ESCAPES = {ord("\\"): "\\\\", ord('"'): '\\"', ord("\n"): "\\n", ord("\r"): "\\r",
-            ord("\t"): "\\t", 7: "\\a", 8: "\\b"}
-
-
-def _quote(word: str) -> str:
-    """A command-line value as redis-server writes it into its config text (sdscatrepr):
-    always quoted, with escapes the config reader undoes."""
-    return '"' + "".join(
-        _ESCAPES.get(byte) or (chr(byte) if 32 <= byte < 127 else f"\\x{byte:02x}")
-        for byte in os.fsencode(word)) + '"'
-
-
 def command_line_to_conf(args: Sequence[str]) -> str:
     """Turn ``--name v1 v2 --other v`` into redis.conf lines, as redis-server's main() does."""
     lines: list[list[str]] = []
@@ -65,7 +56,7 @@ def command_line_to_conf(args: Sequence[str]) -> str:
             lines[-1].append(arg)
         else:
             raise ConfigError(f"Invalid option or argument: {arg!r}")
-    return "\n".join(" ".join([line[0], *map(_quote, line[1:])]) for line in lines) + "\n"
+    return "\n".join(" ".join([line[0], *map(quote, line[1:])]) for line in lines) + "\n"
 
 
 def apply_conf(config: Config, text: str, source: str = "command line") -> None:
@@ -151,13 +142,13 @@ async def run(config: Config, *, task_status: trio.TaskStatus[int] = trio.TASK_S
                 async for signum in signals:
                     name = "SIGINT" if signum == signal.SIGINT else "SIGTERM"
                     logger.warning("Received %s scheduling shutdown...", name)
-                    # Saves first when save points are set; if it can't, stays up.
-                    if persistence.prepare_shutdown(node.engine, None):
-                        node.server.request_shutdown(None)
+                    # As SHUTDOWN: waits for lagging replicas (shutdown-timeout), then saves
+                    # when save points are set; if it can't, stays up.
+                    with contextlib.suppress(ReplyError):
+                        shutdown_state(node.engine).begin(None, now=False, force=False)
 
             nursery.start_soon(watch_signals)
             await node.server.wait_shutdown()
-            logger.warning("User requested shutdown...")
             nursery.cancel_scope.cancel()
     if persistence.attach(node.engine).load_error is not None:
         return 1

@@ -313,6 +313,12 @@ OPTIONS: tuple[Option, ...] = (
     Option("min-replicas-to-write", 0, _int(0), aliases=("min-slaves-to-write",)),
     Option("min-replicas-max-lag", 10, _int(0), aliases=("min-slaves-max-lag",)),
     Option("lazyfree-lazy-user-flush", False, **_yes_no),
+    # RESTORE's deep check of payloads (counted in INFO dump_payload_sanitizations). kvrepl
+    # decodes every entry of every payload and RDB file whatever the value, so "no" does not
+    # make it accept what a deep check refuses (it cannot hold a corrupt object).
+    Option("sanitize-dump-payload", "no", _enum("no", "yes", "clients")),
+    # SHUTDOWN and SIGTERM wait up to this many seconds for lagging replicas (0: no wait).
+    Option("shutdown-timeout", 10, _int(0, _INT_MAX)),
     Option("lua-time-limit", 5000, _int(0), aliases=("busy-reply-threshold",), only=(5000,),
            lacking="scripting"),
     # Honoured by the dispatcher (kvrepl/commands/observers.py): the slow log (SLOWLOG),

@@ -29,6 +29,7 @@ from kvrepl.config import Config, ConfigError, _check_directory
 from kvrepl.errors import ReplicaPanic, ReplyError, WriteSkipped
 from kvrepl.methods import Arg, DataMethods, _arg
 from kvrepl.protocol.replies import NULL_ARRAY, OK, Status
+from kvrepl.replication.failover import Failover
 from kvrepl.replication.master import MasterReplication, new_replid
 from kvrepl.replication.replica import ReplicaOf
 from kvrepl.server import Server
@@ -266,6 +267,7 @@ class Node(DataMethods):
         self.serve_while_loading = False
         self.following: ReplicaOf | None = None
         self._follow_scope: trio.CancelScope | None = None
+        self.failover = Failover(self)  # FAILOVER's state (master_failover_state)
         # Not in engine.sessions: the embedded API is no client connection (CLIENT LIST,
         # maxclients).
         self._session: Session = Session(self.engine)
@@ -379,15 +381,16 @@ class Node(DataMethods):
         return pubsub
 
     # -- replication ---------------------------------------------------------------------
-    def follow_address(self, host: str, port: int) -> None:
-        """Become a replica of the master at ``host:port`` (REPLICAOF host port)."""
+    def follow_address(self, host: str, port: int, failover: Failover | None = None) -> None:
+        """Become a replica of the master at ``host:port`` (REPLICAOF host port); with
+        ``failover``, this master hands over to that replica (PSYNC ... FAILOVER)."""
 
         async def connect() -> trio.abc.Stream:
             stream = await trio.open_tcp_stream(host, port)
             set_keepalive(stream, self.config.tcp_keepalive)
             return stream
 
-        self._follow(connect, (host, port))
+        self._follow(connect, (host, port), failover=failover)
 
     def follow_node(self, master: Node) -> None:
         """Become a replica of ``master``, a node in this program, over an in-memory stream:
@@ -406,7 +409,7 @@ class Node(DataMethods):
         self._follow(connect, ("in-process", master.port or 0), source=master)
 
     def _follow(self, connect: object, describe: tuple[str, int],
-                source: Node | None = None) -> None:
+                source: Node | None = None, failover: Failover | None = None) -> None:
         if self._nursery is None:
             raise RuntimeError("start the node (async with) before following a master")
         if self.following is not None:
@@ -414,6 +417,7 @@ class Node(DataMethods):
         follower = ReplicaOf(self.engine, self.replication, connect, describe,
                              listening_port=self.port or 0)
         follower.source = source
+        follower.failover = failover
         # A replica from now on: stale until the link is up (MASTERDOWN when not serving
         # stale data), read-only as configured, before its task first runs.
         self.engine.masterdown = True

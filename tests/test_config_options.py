@@ -656,6 +656,10 @@ BEHAVIOUR = {
     "active-expire-effort": "test_config_options::test_refused_by_config_set",
     "lfu-log-factor": "test_config_options::test_lfu_log_factor",
     "lfu-decay-time": "test_keys::test_object_freq_grows_logarithmically_and_decays",
+    "sanitize-dump-payload":
+        "test_dump_restore::test_sanitize_dump_payload_counts_deep_checks_as_redis",
+    "shutdown-timeout":
+        "test_replication_commands::test_shutdown_gives_up_on_a_replica_after_shutdown_timeout",
 }
 
 

@@ -18,6 +18,7 @@ from kvrepl.commands import (  # noqa: F401
     lists,
     lolwut,
     memory,
+    migrate,
     modules,
     persistence,
     pubsub,

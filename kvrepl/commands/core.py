@@ -81,48 +81,57 @@ class _Postponed:
 
 POSTPONED = _Postponed()
 PAUSE_OFF, PAUSE_WRITE, PAUSE_ALL = 0, 1, 2
+PAUSE_FOREVER = 1 << 62  # end_ms of a pause that lasts until it is lifted (FAILOVER's)
 
 
 class ClientPause:
-    """CLIENT PAUSE's state (``pauseClients`` / ``updateClientPauseTypeAndEndTime``).
-
-    kvrepl has one pause purpose, the command's: a new pause keeps the more restrictive
-    type and the later end. While a pause lasts, expiry stops (lazy and active): the
-    keyspace gets its end time. ``listeners`` are told when it ends or relaxes (UNPAUSE,
-    its time passed, ALL turned to WRITE), so that postponed clients run again.
+    """Client pauses (``pauseClients`` / ``updateClientPauseTypeAndEndTime``), by purpose as
+    in Redis: CLIENT PAUSE ("client"), FAILOVER ("failover"), SHUTDOWN's wait for replicas
+    ("shutdown"), a MIGRATE in flight ("migrate:..."). Pausing again for a purpose keeps the
+    more restrictive type and the later end; the pause in force is the most restrictive
+    type, until the latest end among that type's pauses. While a pause lasts, expiry stops
+    (lazy and active): the keyspace gets its end time. ``listeners`` are told when it ends
+    or relaxes (UNPAUSE, its time passed, ALL turned to WRITE), so that postponed clients
+    run again.
     """
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.kind = PAUSE_OFF
         self.end_ms = 0
+        self._purposes: dict[str, tuple[int, int]] = {}  # purpose -> (kind, end_ms)
         self.listeners: list[Callable[[], None]] = []
         self.postponed: set[int] = set()  # ids of the clients waiting (kept by the server)
 
-    def pause(self, kind: int, end_ms: int) -> None:
+    def pause(self, kind: int, end_ms: int = PAUSE_FOREVER, purpose: str = "client") -> None:
         """pauseClients: ``end_ms`` is unix ms (0: already over, as Redis's timeout 0)."""
-        if self.kind == PAUSE_OFF:
-            self.kind, self.end_ms = kind, end_ms
-        else:
-            self.kind, self.end_ms = max(self.kind, kind), max(self.end_ms, end_ms)
-        self._publish()
-        self.current()
+        old = self._purposes.get(purpose)
+        if old is not None:
+            kind, end_ms = max(old[0], kind), max(old[1], end_ms)
+        self._purposes[purpose] = (kind, end_ms)
+        self._update()
 
-    def unpause(self) -> None:
+    def unpause(self, purpose: str = "client") -> None:
         """unpauseClients."""
-        self._set_off()
+        if self._purposes.pop(purpose, None) is not None:
+            self._update()
 
     def current(self) -> int:
         """The pause type in force now (checkClientPauseTimeoutAndReturnIfPaused)."""
         if self.kind != PAUSE_OFF and self.end_ms < self.engine.keyspace.now_ms():
-            self._set_off()
+            self._update()
         return self.kind
 
-    def _set_off(self) -> None:
+    def _update(self) -> None:
+        now = self.engine.keyspace.now_ms()
+        for purpose, (_, end) in list(self._purposes.items()):
+            if end < now:
+                del self._purposes[purpose]
         was = self.kind
-        self.kind, self.end_ms = PAUSE_OFF, 0
+        self.kind = max((k for k, _ in self._purposes.values()), default=PAUSE_OFF)
+        self.end_ms = max((e for k, e in self._purposes.values() if k == self.kind), default=0)
         self._publish()
-        if was != PAUSE_OFF:
+        if self.kind < was:
             for listener in list(self.listeners):
                 listener()
 
@@ -280,6 +289,8 @@ class CommandStats:
     # Errors a replica's master link got for commands of the master's stream (Redis's
     # stat_unexpected_error_replies): each is a write this replica could not apply.
     unexpected_error_replies: int = 0
+    # Blobs of RESTORE payloads deep-checked under sanitize-dump-payload yes/clients.
+    dump_payload_sanitizations: int = 0
 
 
 class Session:
@@ -735,7 +746,8 @@ class Engine:
             is_write = any(queued.is_write for queued, _ in session.multi)
         # maxmemory: evict first (every command, as performEvictions in processCommand);
         # a write from our master is never refused (a replica never skips one).
-        if self._maxmemory and self.evictor.perform() == EVICT_FAIL \
+        # No eviction while clients are paused (the dataset stays still, as in Redis).
+        if self._maxmemory and not self.pausing and self.evictor.perform() == EVICT_FAIL \
                 and not session.is_master and self._denied_on_oom(cmd, session):
             return self._reject(cmd, session, ReplyError(OOM))
         if (self._restricted or (is_write and self.config.min_replicas_to_write)) \

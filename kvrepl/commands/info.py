@@ -25,6 +25,7 @@ from kvrepl import __version__
 from kvrepl.commands.connection import REDIS_VERSION
 from kvrepl.commands.core import Engine, Session, command
 from kvrepl.commands.observers import latency_counts, percentiles_line
+from kvrepl.commands.shutdown import shutdown_state
 from kvrepl.protocol.replies import Verbatim
 
 Section = Callable[[Engine], list[str]]
@@ -82,9 +83,10 @@ def _total_system_memory() -> int:
 
 
 def _blocked_clients(engine: Engine) -> int:
-    # Redis counts the clients CLIENT PAUSE postponed as blocked too (BLOCKED_POSTPONE)
+    # Redis counts the clients a pause postponed (BLOCKED_POSTPONE) and those waiting in
+    # SHUTDOWN (BLOCKED_SHUTDOWN) as blocked too.
     return sum(1 for s in engine.sessions.values() if s.blocked is not None) \
-        + len(engine.pause.postponed)
+        + len(engine.pause.postponed) + len(shutdown_state(engine).cancel_listeners)
 
 
 def _server(engine: Engine) -> list[str]:
@@ -117,6 +119,7 @@ def _server(engine: Engine) -> list[str]:
         f"executable:{os.path.abspath(sys.argv[0]) if sys.argv and sys.argv[0] else ''}",
         f"config_file:{getattr(engine.config, 'config_file', '') or ''}",
         "io_threads_active:0",
+        *shutdown_state(engine).info_lines(),
         f"kvrepl_version:{__version__}",
     ]
 
@@ -246,7 +249,7 @@ def _stats(engine: Engine) -> list[str]:
         f"tracking_total_prefixes:{len(engine.tracking.prefixes)}",
         f"unexpected_error_replies:{stats.unexpected_error_replies}",
         f"total_error_replies:{stats.error_replies}",
-        "dump_payload_sanitizations:0",
+        f"dump_payload_sanitizations:{stats.dump_payload_sanitizations}",
         f"total_reads_processed:{stats.commands_processed}",
         f"total_writes_processed:{stats.commands_processed}",
         "io_threaded_reads_processed:0",

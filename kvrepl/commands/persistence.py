@@ -15,6 +15,7 @@ from kvrepl.errors import SYNTAX, ReplyError
 from kvrepl.notify import GENERIC, notify
 from kvrepl.protocol.replies import OK, Status
 from kvrepl.rdb import dump_value, load_value
+from kvrepl.rdb.payload import sanitized_blobs
 
 BUSYKEY = "BUSYKEY Target key name already exists."
 _IN_PROGRESS = "ERR Background save already in progress"
@@ -128,6 +129,9 @@ def restore(s: Session, argv: list[bytes]) -> object:
         raise ReplyError("ERR Invalid TTL value, must be >= 0")
     value = load_value(argv[3])  # DumpPayloadError is a ReplyError with Redis's text
     engine = s.engine
+    sanitize = engine.config.sanitize_dump_payload
+    if sanitize == "yes" or (sanitize == "clients" and not s.is_master and not engine.loading):
+        engine.stats.dump_payload_sanitizations += sanitized_blobs(argv[3])
     deleted = replace and db.delete(key)
     now = engine.keyspace.now_ms()
     if ttl and not absttl:

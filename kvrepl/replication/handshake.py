@@ -37,6 +37,10 @@ class ReplicationProtocolError(KvreplError):
     """The master sent something the protocol does not allow; drop the link and retry."""
 
 
+class FailoverRejected(KvreplError):
+    """The failover target answered PSYNC ... FAILOVER with an error."""
+
+
 class TryLater(KvreplError):
     """The master cannot serve us now (-LOADING, -NOMASTERLINK, auth refused): retry."""
 
@@ -134,8 +138,11 @@ class ReplicaProtocol:
     def __init__(self, *, listening_port: int, replid: str | None = None,
                  offset: int = -1, masterauth: str = "", masteruser: str = "",
                  announce_ip: str = "", capabilities: tuple[str, ...] = ("eof", "psync2"),
-                 max_bulk_len: int = 512 * 1024 * 1024) -> None:
+                 max_bulk_len: int = 512 * 1024 * 1024, failover: bool = False) -> None:
         self.listening_port = listening_port
+        # A master handing over (FAILOVER): PSYNC ... FAILOVER asks the target to become
+        # master; any error reply to it ends the attempt (FailoverRejected).
+        self.failover = failover
         # PSYNC asks for the next byte wanted: the processed offset + 1.
         self.psync_replid = replid
         self.psync_offset = offset
@@ -216,7 +223,10 @@ class ReplicaProtocol:
             if self.state is State.RECEIVE_PSYNC_REPLY:
                 replid = self.psync_replid or "?"
                 offset = b"%d" % self.psync_offset if self.psync_replid else b"-1"
-                events.append(Send(encode_command([b"PSYNC", replid.encode(), offset])))
+                psync = [b"PSYNC", replid.encode(), offset]
+                if self.failover:
+                    psync.append(b"FAILOVER")
+                events.append(Send(encode_command(psync)))
                 events.append(Log(
                     "Trying a partial resynchronization (request "
                     f"{replid}:{self.psync_offset if self.psync_replid else -1})."))
@@ -244,6 +254,8 @@ class ReplicaProtocol:
             events.append(Log("Successful partial resynchronization with master."))
             events.append(Continue(new_id))
             self.state = State.CONNECTED
+        elif self.failover and line.startswith(b"-"):
+            raise FailoverRejected(line.decode(errors="replace"))
         elif line.startswith((b"-NOMASTERLINK", b"-LOADING")):
             raise TryLater("Master is currently unable to PSYNC but should be in the future: "
                            + line.decode(errors="replace"))

@@ -667,7 +667,9 @@ class MasterReplication:
 
     def cron(self, tick: int) -> None:
         """Once a second: ping replicas every repl-ping-replica-period, drop timed-out ones."""
-        if self.replicas and self.propagating and tick % self.config.repl_ping_replica_period == 0:
+        failover = getattr(self.engine.node, "failover", None)
+        if self.replicas and self.propagating and tick % self.config.repl_ping_replica_period == 0 \
+                and not (failover is not None and failover.pings_held):
             self.feed_raw(PING)
         now = time.monotonic()
         for link in list(self.replicas):

@@ -15,14 +15,17 @@ import trio
 
 from kvrepl import persistence
 from kvrepl.commands.core import POSTPONED, Block, Engine, Session
+from kvrepl.commands.migrate import MigrateJob
 from kvrepl.commands.replication import StartReplication, WaitReplicas
+from kvrepl.commands.shutdown import SHUTDOWN_ERROR, ShutdownWait, shutdown_state
 from kvrepl.config import Config
-from kvrepl.errors import ProtocolError
+from kvrepl.errors import ProtocolError, ReplyError
 from kvrepl.log import logger
 from kvrepl.protocol.parser import NEED_DATA, RequestParser
 from kvrepl.protocol.replies import encode, encode_error
 from kvrepl.server.blocking import BlockingManager
 from kvrepl.server.cron import run_cron
+from kvrepl.server.migrate import MigrateSockets, run_migrate
 from kvrepl.server.reactor import AVAILABLE as REACTOR_AVAILABLE
 from kvrepl.server.reactor import HANGUP, Reactor
 
@@ -46,7 +49,8 @@ RECEIVE_SIZE = 64 * 1024
 _DISCONNECTED = object()
 _CLOSE = object()  # end the connection once the replies so far are sent
 # replies the loop must await
-_AWAITED = frozenset((Block, WaitReplicas, StartReplication, type(POSTPONED)))
+_AWAITED = frozenset((Block, WaitReplicas, StartReplication, type(POSTPONED),
+                      ShutdownWait, MigrateJob))
 # Their confirmations are pushes: CLIENT REPLY OFF/SKIP does not silence them (CLIENT_PUSHING).
 _SUBSCRIBING = frozenset((b"subscribe", b"psubscribe", b"ssubscribe", b"unsubscribe",
                           b"punsubscribe", b"sunsubscribe"))
@@ -236,6 +240,18 @@ class Connection:
                 await replication.acked.wait()
         return replication.replicas_acked(wait.offset)
 
+    async def wait_shutdown_cancelled(self) -> ReplyError:
+        """SHUTDOWN waiting for replicas: the node stops (this task is cancelled with it),
+        or the shutdown is cancelled and the client hears why."""
+        state = shutdown_state(self.server.engine)
+        cancelled = trio.Event()
+        state.cancel_listeners.append(cancelled.set)
+        try:
+            await cancelled.wait()
+        finally:
+            state.cancel_listeners.remove(cancelled.set)
+        return ReplyError(SHUTDOWN_ERROR)
+
     async def read_from_replica(self) -> None:
         """A replica link's incoming side: REPLCONF ACKs (and newlines), never answered."""
         engine = self.server.engine
@@ -347,6 +363,10 @@ class Connection:
             return False
         if kind is WaitReplicas:
             reply = await self.wait_replicas(reply)
+        elif kind is ShutdownWait:
+            reply = await self.wait_shutdown_cancelled()
+        elif kind is MigrateJob:
+            reply = await run_migrate(self.server.engine, self.server.migrate_sockets, reply)
         elif kind is Block:
             reply = await self.wait_blocked(argv, reply)
             if reply is _DISCONNECTED:
@@ -425,6 +445,7 @@ class Server:
         self.shutdown_save: bool | None = None
         self.engine.on_shutdown = self.request_shutdown
         self.engine.server = self
+        self.migrate_sockets = MigrateSockets()
 
     def _pause_changed(self) -> None:
         self.pause_changed.set()
@@ -462,15 +483,19 @@ class Server:
     async def serve(self, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
         """Listen on the configured ``bind`` and ``port`` (0 picks a free port) and serve."""
         listeners = await self.open_listeners()
-        async with trio.open_nursery() as nursery:
-            persistence.attach(self.engine, nursery)  # where BGSAVE jobs run
-            nursery.start_soon(run_cron, self.engine)
-            if self.reactor is not None:
-                nursery.start_soon(self.reactor.run)
-            for listener in listeners:
-                nursery.start_soon(self._accept_loop, listener, nursery)
-            logger.info("Ready to accept connections tcp")
-            task_status.started(self.port)
+        try:
+            async with trio.open_nursery() as nursery:
+                persistence.attach(self.engine, nursery)  # where BGSAVE jobs run
+                nursery.start_soon(run_cron, self.engine)
+                if self.reactor is not None:
+                    nursery.start_soon(self.reactor.run)
+                for listener in listeners:
+                    nursery.start_soon(self._accept_loop, listener, nursery)
+                logger.info("Ready to accept connections tcp")
+                task_status.started(self.port)
+        finally:
+            for name in list(self.migrate_sockets.cached):
+                self.migrate_sockets.close(name)
 
     async def _accept_loop(self, listener: trio.SocketListener, nursery: trio.Nursery) -> None:
         async with listener:
