@@ -133,8 +133,8 @@ def _rewrite_option(state: _State, option: Option, config: Config,
         for kind, (hard, soft, seconds) in value.items():
             line = (f"{name} {kind} {format_memory(hard)} {format_memory(soft)} {seconds}")
             state.rewrite(name, line, (hard, soft, seconds) != DEFAULT_OBUF_LIMITS[kind])
-    elif name == "notify-keyspace-events":
-        state.rewrite(name, f"{name} {quote(value)}", bool(value))
+    elif name == "notify-keyspace-events":  # held as class flags; written as CONFIG GET says
+        state.rewrite(name, f"{name} {quote(config.get(name))}", bool(value))
     elif name in _STRINGS:
         if name in _NULLABLE and not value:
             state.processed.add(name)

@@ -35,7 +35,7 @@ REDIS_ONLY = ("user ", "latency-tracking-info-percentiles ")
 
 CHANGES = [("save", "60 5"), ("maxmemory-policy", "allkeys-lru"), ("replica-priority", "50"),
            ("maxmemory", "3mb"), ("client-output-buffer-limit", "pubsub 64mb 16mb 30"),
-           ("requirepass", 'pa"ss'), ("hz", "10")]
+           ("requirepass", 'pa"ss'), ("hz", "10"), ("notify-keyspace-events", "KEx")]
 
 
 @pytest.fixture
