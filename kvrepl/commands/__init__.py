@@ -14,6 +14,7 @@ from kvrepl.commands import (  # noqa: F401
     persistence,
     pubsub,
     replication,
+    scripting,
     server,
     sets,
     strings,

@@ -243,6 +243,7 @@ class Engine:
         self.depth = 0
         self._current_db = 0
         self.monitors: list[Session] = []
+        self.scripting: object | None = None  # kvrepl.scripting's state, made on first use
         # Set by the server: called when keys became ready for blocked clients.
         self.on_ready_keys: Callable[[], None] | None = None
         self.on_shutdown: Callable[[bool | None], None] | None = None
@@ -539,7 +540,7 @@ class Engine:
         cmd.calls += 1
         self.stats.commands_processed += 1
         if self.monitors and not cmd.hidden_from_monitor:
-            self._feed_monitors(session, argv)
+            self.feed_monitors(session, argv)
         rewritten = self._rewrite
         if rewritten is not None:
             self._rewrite = None
@@ -577,6 +578,16 @@ class Engine:
         if self.replication is not None:
             session.woff = self.replication.master_repl_offset
 
+    @property
+    def pending_writes(self) -> list[tuple[int, list[bytes]]]:
+        """The writes of the running execution unit not propagated yet (a script drops
+        those of its commands when it turned replication off with ``redis.set_repl``)."""
+        return self._pending
+
+    def count_error(self, err: ReplyError) -> ReplyError:
+        """Count an error reply in INFO's errorstats (one sent without running a command)."""
+        return self._count_error(err)
+
     def _reject(self, cmd: Command, session: Session, err: ReplyError) -> ReplyError:
         cmd.rejected_calls += 1
         if session.multi is not None:
@@ -589,7 +600,7 @@ class Engine:
         self.stats.errors[prefix] = self.stats.errors.get(prefix, 0) + 1
         return err
 
-    def _feed_monitors(self, session: Session, argv: list[bytes]) -> None:
+    def feed_monitors(self, session: Session, argv: list[bytes]) -> None:
         """Show a command that ran to every MONITOR client (Redis's call() does it after
         the command, so a monitor's own command shows after its reply)."""
         line = monitor_line(session, argv, self.keyspace.clock())

@@ -1,0 +1,276 @@
+-- kvrepl's Lua side of Redis 7.0 scripting (script_lua.c, eval.c): the `redis` API, the
+-- sandboxed globals and the runner with its error handler. Loaded once per Lua state, with
+-- the Python callbacks as arguments. Stock Lua 5.1 has no read-only tables (Redis patches its
+-- Lua for them), so every table a script can reach from its globals is an empty proxy whose
+-- metatable forwards reads and refuses writes.
+local py = ...
+local real_error, real_type, real_setmetatable, real_getmetatable = error, type, setmetatable, getmetatable
+local real_rawset, real_rawget, real_next, real_select = rawset, rawget, next, select
+local real_setfenv, real_getfenv, real_loadstring, real_load = setfenv, getfenv, loadstring, load
+local real_xpcall, real_pcall, real_tostring, real_unpack = xpcall, pcall, tostring, unpack
+local dbg = debug
+local _G = _G
+
+local READONLY = "Attempt to modify a readonly table"
+local real_of = real_setmetatable({}, {__mode = "k"})   -- proxy -> protected table
+
+local function refuse()
+    real_error(READONLY, 2)
+end
+
+local function protect(t, index)
+    local proxy = {}
+    real_of[proxy] = t
+    real_setmetatable(proxy, {__index = index or t, __newindex = refuse, __metatable = false})
+    return proxy
+end
+
+local function unwrap(t)
+    return real_of[t] or t
+end
+
+-- The redis table ------------------------------------------------------------------------
+local redis = {}
+-- redis.call and redis.pcall are the Python callbacks themselves: as C functions they keep
+-- the script's frame on the stack in a tail call (`return redis.call(...)`), so errors
+-- tell the script's line as Redis's do. redis.call raises its error table wrapped in a
+-- Python exception; error_of unwraps it.
+redis.call, redis.pcall = py.call, py.pcall
+local error_of = py.error_of
+
+local function unwrap_error(err)
+    if real_type(err) == "userdata" then
+        local inner = error_of(err)
+        if inner ~= nil then return inner end
+    end
+    return err
+end
+
+local function error_table(text)
+    -- luaPushErrorBuff: "-CODE msg" keeps CODE, anything else gets "ERR"
+    local code, msg = "ERR", text
+    if text:sub(1, 1) == "-" then
+        local space = text:find(" ", 1, true)
+        if space then
+            code, msg = text:sub(2, space - 1), text:sub(space + 1)
+        else
+            msg = text:sub(2)
+        end
+    end
+    msg = msg:gsub("^[\r\n]+", ""):gsub("[\r\n]+$", "")
+    return {err = code .. " " .. msg}
+end
+py.set_error_table(error_table)
+
+local function fail(text)
+    real_error(error_table(text))
+end
+
+function redis.error_reply(...)
+    local n, err = real_select("#", ...), ...
+    if n ~= 1 or real_type(err) ~= "string" then return error_table("wrong number or type of arguments") end
+    if err:sub(1, 1) ~= "-" then err = "-" .. err end
+    return error_table(err)
+end
+function redis.status_reply(...)
+    local n, status = real_select("#", ...), ...
+    if n ~= 1 or real_type(status) ~= "string" then return error_table("wrong number or type of arguments") end
+    return {ok = status}
+end
+function redis.sha1hex(...)
+    if real_select("#", ...) ~= 1 then fail("wrong number of arguments") end
+    local s = ...
+    if real_type(s) ~= "string" and real_type(s) ~= "number" then s = "" end
+    return py.sha1hex(s)
+end
+function redis.log(...)
+    local argc = real_select("#", ...)
+    if argc < 2 then fail("redis.log() requires two arguments or more.") end
+    local level = ...
+    if tonumber(level) == nil then fail("First argument must be a number (log level).") end
+    level = tonumber(level)
+    if level < 0 or level > 3 then fail("Invalid debug level.") end
+    local parts = {}
+    for i = 2, argc do
+        local v = real_select(i, ...)
+        local t = real_type(v)
+        if t == "string" or t == "number" then parts[#parts + 1] = real_tostring(v) end
+    end
+    py.log(level, table.concat(parts, " "))
+end
+function redis.setresp(...)
+    if not py.running() then fail("redis.setresp can only be called inside a script invocation") end
+    if real_select("#", ...) ~= 1 then fail("redis.setresp() requires one argument.") end
+    local resp = tonumber((...)) or 0
+    if resp ~= 2 and resp ~= 3 then fail("RESP version must be 2 or 3.") end
+    py.setresp(resp)
+end
+function redis.set_repl(...)
+    if not py.running() then fail("redis.set_repl can only be called inside a script invocation") end
+    if real_select("#", ...) ~= 1 then fail("redis.set_repl() requires two arguments.") end
+    local flags = tonumber((...)) or 0
+    if flags ~= 0 and flags ~= 1 and flags ~= 2 and flags ~= 3 then
+        fail("Invalid replication flags. Use REPL_AOF, REPL_REPLICA, REPL_ALL or REPL_NONE.")
+    end
+    py.set_repl(flags)
+end
+function redis.replicate_commands() return true end
+function redis.breakpoint() return false end
+function redis.debug() end
+function redis.acl_check_cmd(...)
+    if real_select("#", ...) == 0 then fail("Please specify at least one argument for this redis lib call") end
+    local known = py.acl_check_cmd(...)
+    if known == nil then fail("Invalid command passed to redis.acl_check_cmd()") end
+    return known
+end
+redis.LOG_DEBUG, redis.LOG_VERBOSE, redis.LOG_NOTICE, redis.LOG_WARNING = 0, 1, 2, 3
+redis.REPL_NONE, redis.REPL_AOF, redis.REPL_SLAVE, redis.REPL_REPLICA, redis.REPL_ALL = 0, 1, 2, 2, 3
+redis.REDIS_VERSION, redis.REDIS_VERSION_NUM = py.version, py.version_num
+
+-- math.random / randomseed: Redis's own lrand48, the same sequence on every platform
+local math_lib = {}
+for k, v in real_next, math do math_lib[k] = v end
+local floor = math.floor
+function math_lib.random(...)
+    if not py.running() then real_error("math.random can only be called inside a script invocation", 0) end
+    local r = py.random()
+    local argc = real_select("#", ...)
+    if argc == 0 then return r end
+    if argc == 1 then
+        local u = floor(tonumber((...)) or real_error("bad argument #1 to 'random' (number expected)", 0))
+        if u < 1 then real_error("bad argument #1 to 'random' (interval is empty)", 0) end
+        return floor(r * u) + 1
+    end
+    if argc == 2 then
+        local l, u = ...
+        l, u = floor(tonumber(l)), floor(tonumber(u))
+        if l > u then real_error("bad argument #2 to 'random' (interval is empty)", 0) end
+        return floor(r * (u - l + 1)) + l
+    end
+    real_error("wrong number of arguments", 0)
+end
+function math_lib.randomseed(seed)
+    if not py.running() then real_error("math.randomseed can only be called inside a script invocation", 0) end
+    py.randomseed(floor(tonumber(seed) or 0))
+end
+
+-- The sandbox's globals ------------------------------------------------------------------
+local env = {}
+local env_proxy
+for _, name in real_next, py.builtins do env[name] = _G[name] end
+local string_proxy = protect(string)
+env.string = string_proxy
+env.table = protect(table)
+env.math = protect(math_lib)
+env.coroutine = protect(coroutine)
+env.redis = protect(redis)
+for name, lib in real_next, py.libraries do env[name] = protect(lib) end
+
+-- Redis replaces pcall so that the error tables of redis.call reach the caller as their
+-- message (luaRedisPcall); functions that would reach around the proxies are wrapped.
+env.pcall = function(f, ...)
+    local result = {real_pcall(f, ...)}
+    if not result[1] then result[2] = unwrap_error(result[2]) end
+    if not result[1] and real_type(result[2]) == "table" then
+        local msg = real_rawget(result[2], "err")
+        if real_type(msg) == "string" then result[2] = msg end
+    end
+    return real_unpack(result, 1, table.maxn(result))
+end
+env.rawset = function(t, k, v)
+    if real_of[t] then refuse() end
+    return real_rawset(t, k, v)
+end
+env.rawget = function(t, k) return real_rawget(unwrap(t), k) end
+env.next = function(t, k) return real_next(unwrap(t), k) end
+env.pairs = function(t) return real_next, unwrap(t), nil end
+env.ipairs = function(t)
+    local inner = unwrap(t)
+    return function(_, i)
+        i = i + 1
+        local v = inner[i]
+        if v ~= nil then return i, v end
+    end, t, 0
+end
+env.unpack = function(t, ...) return real_unpack(unwrap(t), ...) end
+local string_meta = protect({__index = string_proxy})
+env.getmetatable = function(v)
+    if real_type(v) == "string" then return string_meta end
+    if real_of[v] then return real_getmetatable(v) end
+    return real_getmetatable(v)
+end
+env.setmetatable = function(t, mt)
+    if real_of[t] then real_error(READONLY, 0) end
+    return real_setmetatable(t, mt)
+end
+env.getfenv = function(...)
+    local result = real_getfenv(...)
+    if result == env or result == _G then return env_proxy end
+    return result
+end
+env.loadstring = function(s, name)
+    local f, err = real_loadstring(s, name)
+    if f then real_setfenv(f, env_proxy) end
+    return f, err
+end
+env.load = function(f, name)
+    local chunk, err = real_load(f, name)
+    if chunk then real_setfenv(chunk, env_proxy) end
+    return chunk, err
+end
+
+env_proxy = protect(env, function(_, name)
+    local v = env[name]
+    if v == nil then
+        real_error("Script attempted to access nonexistent global variable '" .. real_tostring(name) .. "'", 2)
+    end
+    return v
+end)
+env._G = env_proxy
+
+-- The runner -----------------------------------------------------------------------------
+-- __redis__err__handler: the error as a table, with where the script raised it (the first
+-- frame that is Lua code of the script, as Redis skips the C function that raised it).
+local function handler(err)
+    err = unwrap_error(err)
+    local level = 2
+    local info = dbg.getinfo(level, "nSl")
+    while info and (info.what == "C" or info.source == "=kvrepl") do
+        level = level + 1
+        info = dbg.getinfo(level, "nSl")
+    end
+    if real_type(err) ~= "table" then
+        err = {err = "ERR " .. real_tostring(err)}
+    end
+    if info then
+        err.source = info.source
+        err.line = info.currentline
+    end
+    return err
+end
+
+local hook_every = 100000
+local function run(f, keys, args, eval_mode)
+    if eval_mode then
+        env.KEYS, env.ARGV = keys, args
+    end
+    if py.hook then dbg.sethook(py.hook, "", hook_every) end
+    local ok, result
+    if eval_mode then
+        ok, result = real_xpcall(f, handler)
+    else
+        ok, result = real_xpcall(function() return f(keys, args) end, handler)
+    end
+    if py.hook then dbg.sethook() end
+    return ok, result
+end
+
+local function compile(body, chunkname)
+    local f, err = real_loadstring(body, chunkname)
+    if not f then return nil, err end
+    real_setfenv(f, env_proxy)
+    return f, false
+end
+
+return {run = run, compile = compile, env = env, error_table = error_table, protect = protect,
+        handler = handler, kill_error = function() real_error(error_table("Script killed by user with SCRIPT KILL..."), 0) end}

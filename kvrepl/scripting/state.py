@@ -1,0 +1,125 @@
+"""An engine's scripting state: its Lua interpreter and the EVAL script cache (``eval.c``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from kvrepl.errors import ReplyError
+from kvrepl.scripting.runtime import (
+    FLAG_ALLOW_STALE,
+    FLAG_NO_WRITES,
+    LuaState,
+    RunContext,
+    parse_shebang,
+    sha1hex,
+)
+
+if TYPE_CHECKING:
+    from kvrepl.commands.core import Engine, Session
+
+NOSCRIPT = "NOSCRIPT No matching script. Please use EVAL."
+
+
+@dataclass(slots=True)
+class Script:
+    """A cached EVAL script: its body, shebang flags (None: no shebang) and function."""
+
+    body: bytes
+    flags: frozenset[str] | None
+    function: object
+
+
+class ScriptingState:
+    """The Lua state scripts share and the scripts it compiled, by sha1."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.lua = LuaState(engine)
+        self.scripts: dict[bytes, Script] = {}
+
+    def flush(self) -> None:
+        """SCRIPT FLUSH: a new interpreter, no scripts (scriptingReset)."""
+        random = self.lua.random
+        self.lua = LuaState(self.engine)
+        self.lua.random = random
+        self.scripts.clear()
+
+    def create(self, body: bytes) -> bytes:
+        """luaCreateFunction: compile ``body`` unless cached; its sha1."""
+        sha = sha1hex(body)
+        if sha in self.scripts:
+            return sha
+        flags, shebang = parse_shebang(body)
+        try:
+            # keep the shebang's newline so that line numbers stay the user's
+            function = self.lua.compile(body[shebang:], b"@user_script")
+        except ReplyError as err:
+            raise ReplyError(f"ERR Error compiling script (new function): {err.message}") from None
+        self.scripts[sha] = Script(body, flags, function)
+        return sha
+
+    def eval(self, caller: Session, argv: list[bytes], by_sha: bool, read_only: bool) -> object:
+        """EVAL / EVALSHA / EVAL_RO / EVALSHA_RO (evalGenericCommand)."""
+        from kvrepl.commands.args import parse_int
+
+        numkeys = parse_int(argv[2])
+        if numkeys > len(argv) - 3:
+            raise ReplyError("ERR Number of keys can't be greater than number of args")
+        if numkeys < 0:
+            raise ReplyError("ERR Number of keys can't be negative")
+        if by_sha:
+            sha = argv[1].lower()
+            if len(sha) != 40 or sha not in self.scripts:
+                raise ReplyError(NOSCRIPT)
+        else:
+            sha = self.create(argv[1])
+        script = self.scripts[sha]
+        ctx = self.prepare(caller, sha.decode(), script.flags, read_only, eval_mode=True)
+        keys = argv[3:3 + numkeys]
+        args = argv[3 + numkeys:]
+        return self.lua.run(ctx, script.function, keys, args)
+
+    def prepare(self, caller: Session, name: str, flags: frozenset[str] | None,
+                read_only: bool, eval_mode: bool) -> RunContext:
+        """scriptPrepareForRun's checks: ReplyError when the script may not run now."""
+        engine = self.engine
+        config = engine.config
+        stale = engine.masterdown and not config.replica_serve_stale_data
+        if flags is not None:
+            if stale and FLAG_ALLOW_STALE not in flags:
+                raise ReplyError(
+                    "MASTERDOWN Link with MASTER is down, replica-serve-stale-data is set to "
+                    "'no' and 'allow-stale' flag is not set on the script.")
+            if FLAG_NO_WRITES not in flags:
+                if engine.read_only and not caller.is_master:
+                    raise ReplyError(
+                        "READONLY Can not run script with write flag on readonly replica")
+                if engine.bgsave_failed and config.stop_writes_on_bgsave_error \
+                        and config.save and not caller.is_master:
+                    raise ReplyError(
+                        "MISCONF Redis is configured to save RDB snapshots, but it's "
+                        "currently unable to persist to disk. Writable scripts are blocked. "
+                        "Use 'no-writes' flag for read only scripts.")
+                if read_only:
+                    raise ReplyError(
+                        "ERR Can not execute a script with write flag using *_ro command.")
+                if config.min_replicas_to_write and engine.replication is not None \
+                        and not engine.read_only_role() \
+                        and engine.replication.good_replicas() < config.min_replicas_to_write:
+                    raise ReplyError("NOREPLICAS Not enough good replicas to write.")
+        elif stale:
+            raise ReplyError(
+                "MASTERDOWN Link with MASTER is down and replica-serve-stale-data is set to "
+                "'no'.")
+        ro = read_only or (flags is not None and FLAG_NO_WRITES in flags)
+        return RunContext(caller=caller, client=self.lua.client, name=name,
+                          eval_mode=eval_mode, read_only=ro)
+
+
+def scripting(engine: Engine) -> ScriptingState:
+    """The engine's scripting state, made the first time a script is needed."""
+    state = engine.scripting
+    if state is None:
+        state = engine.scripting = ScriptingState(engine)
+    return state
