@@ -62,10 +62,6 @@ local function error_table(text)
 end
 py.set_error_table(error_table)
 
-local function fail(text)
-    real_error(error_table(text))
-end
-
 function redis.error_reply(...)
     local n, err = real_select("#", ...), ...
     if n ~= 1 or real_type(err) ~= "string" then return error_table("wrong number or type of arguments") end
@@ -77,52 +73,12 @@ function redis.status_reply(...)
     if n ~= 1 or real_type(status) ~= "string" then return error_table("wrong number or type of arguments") end
     return {ok = status}
 end
-function redis.sha1hex(...)
-    if real_select("#", ...) ~= 1 then fail("wrong number of arguments") end
-    local s = ...
-    if real_type(s) ~= "string" and real_type(s) ~= "number" then s = "" end
-    return py.sha1hex(s)
-end
-function redis.log(...)
-    local argc = real_select("#", ...)
-    if argc < 2 then fail("redis.log() requires two arguments or more.") end
-    local level = ...
-    if tonumber(level) == nil then fail("First argument must be a number (log level).") end
-    level = tonumber(level)
-    if level < 0 or level > 3 then fail("Invalid debug level.") end
-    local parts = {}
-    for i = 2, argc do
-        local v = real_select(i, ...)
-        local t = real_type(v)
-        if t == "string" or t == "number" then parts[#parts + 1] = real_tostring(v) end
-    end
-    py.log(level, table.concat(parts, " "))
-end
-function redis.setresp(...)
-    if not py.running() then fail("redis.setresp can only be called inside a script invocation") end
-    if real_select("#", ...) ~= 1 then fail("redis.setresp() requires one argument.") end
-    local resp = tonumber((...)) or 0
-    if resp ~= 2 and resp ~= 3 then fail("RESP version must be 2 or 3.") end
-    py.setresp(resp)
-end
-function redis.set_repl(...)
-    if not py.running() then fail("redis.set_repl can only be called inside a script invocation") end
-    if real_select("#", ...) ~= 1 then fail("redis.set_repl() requires two arguments.") end
-    local flags = tonumber((...)) or 0
-    if flags ~= 0 and flags ~= 1 and flags ~= 2 and flags ~= 3 then
-        fail("Invalid replication flags. Use REPL_AOF, REPL_REPLICA, REPL_ALL or REPL_NONE.")
-    end
-    py.set_repl(flags)
-end
+-- These raise errors from Python, as C functions: a tail call keeps the script's frame.
+redis.sha1hex, redis.log, redis.setresp, redis.set_repl = py.sha1hex, py.log, py.setresp, py.set_repl
 function redis.replicate_commands() return true end
 function redis.breakpoint() return false end
 function redis.debug() end
-function redis.acl_check_cmd(...)
-    if real_select("#", ...) == 0 then fail("Please specify at least one argument for this redis lib call") end
-    local known = py.acl_check_cmd(...)
-    if known == nil then fail("Invalid command passed to redis.acl_check_cmd()") end
-    return known
-end
+redis.acl_check_cmd = py.acl_check_cmd
 redis.LOG_DEBUG, redis.LOG_VERBOSE, redis.LOG_NOTICE, redis.LOG_WARNING = 0, 1, 2, 3
 redis.REPL_NONE, redis.REPL_AOF, redis.REPL_SLAVE, redis.REPL_REPLICA, redis.REPL_ALL = 0, 1, 2, 2, 3
 redis.REDIS_VERSION, redis.REDIS_VERSION_NUM = py.version, py.version_num
@@ -130,29 +86,7 @@ redis.REDIS_VERSION, redis.REDIS_VERSION_NUM = py.version, py.version_num
 -- math.random / randomseed: Redis's own lrand48, the same sequence on every platform
 local math_lib = {}
 for k, v in real_next, math do math_lib[k] = v end
-local floor = math.floor
-function math_lib.random(...)
-    if not py.running() then real_error("math.random can only be called inside a script invocation", 0) end
-    local r = py.random()
-    local argc = real_select("#", ...)
-    if argc == 0 then return r end
-    if argc == 1 then
-        local u = floor(tonumber((...)) or real_error("bad argument #1 to 'random' (number expected)", 0))
-        if u < 1 then real_error("bad argument #1 to 'random' (interval is empty)", 0) end
-        return floor(r * u) + 1
-    end
-    if argc == 2 then
-        local l, u = ...
-        l, u = floor(tonumber(l)), floor(tonumber(u))
-        if l > u then real_error("bad argument #2 to 'random' (interval is empty)", 0) end
-        return floor(r * (u - l + 1)) + l
-    end
-    real_error("wrong number of arguments", 0)
-end
-function math_lib.randomseed(seed)
-    if not py.running() then real_error("math.randomseed can only be called inside a script invocation", 0) end
-    py.randomseed(floor(tonumber(seed) or 0))
-end
+math_lib.random, math_lib.randomseed = py.random, py.randomseed
 
 -- The sandbox's globals ------------------------------------------------------------------
 local env = {}
@@ -178,7 +112,7 @@ env.pcall = function(f, ...)
     return real_unpack(result, 1, table.maxn(result))
 end
 env.rawset = function(t, k, v)
-    if real_of[t] then refuse() end
+    if real_of[t] then real_error(READONLY, 0) end
     return real_rawset(t, k, v)
 end
 env.rawget = function(t, k) return real_rawget(unwrap(t), k) end
@@ -202,11 +136,6 @@ end
 env.setmetatable = function(t, mt)
     if real_of[t] then real_error(READONLY, 0) end
     return real_setmetatable(t, mt)
-end
-env.getfenv = function(...)
-    local result = real_getfenv(...)
-    if result == env or result == _G then return env_proxy end
-    return result
 end
 env.loadstring = function(s, name)
     local f, err = real_loadstring(s, name)
@@ -248,6 +177,8 @@ local function handler(err)
     end
     return err
 end
+
+env.__redis__err__handler = handler
 
 local hook_every = 100000
 local function run(f, keys, args, eval_mode)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 from dataclasses import dataclass, field
 from importlib import resources
 from time import monotonic
@@ -30,14 +31,13 @@ if TYPE_CHECKING:
 REDIS_VERSION = "7.0.15"
 REDIS_VERSION_NUM = 0x07000F
 
-# lua_builtins_allow_list and lua_builtins_not_documented_allow_list of script_lua.c:
-# the base library globals a script sees (dofile, loadfile, print, require, io, os,
-# package, module and debug are not among them).
+# The base library globals a Redis 7.0.15 script sees (its allow lists, less getfenv,
+# setfenv and newproxy, which 7.0.15 removed from scripts' reach): dofile, loadfile, print,
+# require, io, os, package, module and debug are not among them.
 BUILTINS = (
-    "xpcall", "tostring", "getfenv", "setmetatable", "next", "assert", "tonumber", "rawequal",
+    "xpcall", "tostring", "setmetatable", "next", "assert", "tonumber", "rawequal",
     "collectgarbage", "getmetatable", "rawset", "pcall", "type", "select", "unpack",
-    "gcinfo", "pairs", "rawget", "loadstring", "ipairs", "_VERSION", "setfenv", "load",
-    "error", "newproxy",
+    "gcinfo", "pairs", "rawget", "loadstring", "ipairs", "_VERSION", "load", "error",
 )
 # redis.log levels -> Python logging levels (LL_DEBUG .. LL_WARNING)
 _LOG_LEVELS = (logging.DEBUG, 15, logging.INFO, logging.WARNING)
@@ -64,11 +64,48 @@ def _refuse_attributes(obj: object, name: object, setting: bool) -> object:
 
 
 class ScriptError(Exception):
-    """A Lua error raised from Python: ``table`` is the Lua error table."""
+    """A Lua error raised from Python: ``value`` is the Lua error value (a table or a
+    message), which the prelude's error handler and ``pcall`` take out again."""
 
-    def __init__(self, table: object) -> None:
+    def __init__(self, value: object) -> None:
         super().__init__("script error")
-        self.table = table
+        self.value = value
+
+
+def _lua_string(value: object) -> bytes | None:
+    """lua_tolstring: strings, and numbers as Lua prints them; None for other types."""
+    kind = type(value)
+    if kind is bytes:
+        return value
+    if kind is int or kind is float:
+        return b"%.14g" % value
+    return None
+
+
+def _lua_number(value: object) -> float | None:
+    """lua_tonumber's view: numbers, and strings that read as one."""
+    kind = type(value)
+    if kind is int or kind is float:
+        return value
+    if kind is bytes:
+        try:
+            return float(value.strip())
+        except ValueError:
+            return int(value, 16) if value.strip().lower().startswith(b"0x") else None
+    return None
+
+
+def _check_int(value: object, position: int, name: str = "random") -> int:
+    """luaL_checkint: the argument as an integer (truncated), or the Lua argument error."""
+    number = _lua_number(value)
+    if number is None:
+        got = "no value" if value is None else (
+            "boolean" if type(value) is bool else lua51.lua_type(value) or "userdata")
+        if type(value) is bytes:
+            got = "string"
+        raise ScriptError(b"bad argument #%d to '%s' (number expected, got %s)"
+                          % (position, name.encode(), got.encode()))
+    return int(number)
 
 
 @dataclass
@@ -120,16 +157,15 @@ class LuaState:
         callbacks = {
             b"call": self._raising_call,
             b"pcall": lambda *argv: self._call(argv, False)[1],
-            b"error_of": lambda err: err.table if type(err) is ScriptError else None,
+            b"error_of": lambda err: err.value if type(err) is ScriptError else None,
             b"set_error_table": self._set_error_table,
-            b"sha1hex": lambda s: sha1hex(s if type(s) is bytes else str(s).encode()),
+            b"sha1hex": self._sha1hex,
             b"log": self._log,
-            b"running": lambda: self.ctx is not None,
             b"setresp": self._setresp,
             b"set_repl": self._set_repl,
             b"acl_check_cmd": self._acl_check_cmd,
             b"random": self._random,
-            b"randomseed": lambda seed: self.random.seed(int(seed)),
+            b"randomseed": self._randomseed,
             b"version": REDIS_VERSION.encode(),
             b"version_num": REDIS_VERSION_NUM,
             b"builtins": runtime.table_from([name.encode() for name in BUILTINS]),
@@ -243,11 +279,9 @@ class LuaState:
             return not raise_error, value
         return True, value
 
-    def _check(self, ctx: RunContext, argv: list[bytes]
-               ) -> tuple[Command | None, ReplyError | None]:
-        """scriptCall's checks before a command runs, in its order."""
-        engine = self.engine
-        cmd = engine.table.get(argv[0].lower())
+    def _lookup(self, argv: list[bytes]) -> tuple[Command | None, ReplyError | None]:
+        """lookupCommand and the arity check of scriptVerifyCommandArity."""
+        cmd = self.engine.table.get(argv[0].lower())
         if cmd is not None and cmd.subcommands and (len(argv) >= 2 or cmd.handler is None):
             cmd = cmd.subcommands.get(argv[1].lower()) if len(argv) >= 2 else cmd
         if cmd is None:
@@ -255,6 +289,15 @@ class LuaState:
         arity = cmd.arity
         if (arity > 0 and len(argv) != arity) or len(argv) < -arity:
             return cmd, ReplyError("ERR Wrong number of args calling Redis command from script")
+        return cmd, None
+
+    def _check(self, ctx: RunContext, argv: list[bytes]
+               ) -> tuple[Command | None, ReplyError | None]:
+        """scriptCall's checks before a command runs, in its order."""
+        engine = self.engine
+        cmd, refused = self._lookup(argv)
+        if refused is not None:
+            return cmd, refused
         spec: CommandSpec = cmd.spec
         if spec.no_script:
             return cmd, ReplyError("ERR This Redis command is not allowed from script")
@@ -276,25 +319,83 @@ class LuaState:
                 return cmd, ReplyError("NOREPLICAS Not enough good replicas to write.")
         return cmd, None
 
-    def _log(self, level: int, message: bytes) -> None:
-        verbosity = _LOG_NAMES.get(self.engine.config.get("loglevel"), 2)
-        if int(level) >= verbosity:
-            logger.log(_LOG_LEVELS[int(level)], "%s", message.decode("utf-8", "replace"))
+    def _fail(self, message: bytes) -> ScriptError:
+        return ScriptError(self.error_table(message))
 
-    def _setresp(self, resp: int) -> None:
+    def _sha1hex(self, *args: object) -> bytes:
+        if len(args) != 1:
+            raise self._fail(b"wrong number of arguments")
+        return sha1hex(_lua_string(args[0]) or b"")
+
+    def _log(self, *args: object) -> None:
+        if len(args) < 2:
+            raise self._fail(b"redis.log() requires two arguments or more.")
+        level = _lua_number(args[0])
+        if level is None:
+            raise self._fail(b"First argument must be a number (log level).")
+        level = int(level)
+        if not 0 <= level <= 3:
+            raise self._fail(b"Invalid debug level.")
+        if level < _LOG_NAMES.get(self.engine.config.get("loglevel"), 2):
+            return
+        parts = [text for text in map(_lua_string, args[1:]) if text is not None]
+        logger.log(_LOG_LEVELS[level], "%s", b" ".join(parts).decode("utf-8", "replace"))
+
+    def _setresp(self, *args: object) -> None:
         ctx = self.ctx
-        ctx.resp3 = resp == 3
+        if ctx is None:
+            raise self._fail(b"redis.setresp can only be called inside a script invocation")
+        if len(args) != 1:
+            raise self._fail(b"redis.setresp() requires one argument.")
+        resp = _lua_number(args[0])
+        if resp is None or int(resp) not in (2, 3):
+            raise self._fail(b"RESP version must be 2 or 3.")
+        ctx.resp3 = int(resp) == 3
         self.client.resp3 = ctx.resp3
 
-    def _set_repl(self, flags: int) -> None:
-        self.ctx.repl_flags = int(flags)
+    def _set_repl(self, *args: object) -> None:
+        ctx = self.ctx
+        if ctx is None:
+            raise self._fail(b"redis.set_repl can only be called inside a script invocation")
+        if len(args) != 1:
+            raise self._fail(b"redis.set_repl() requires two arguments.")
+        flags = int(_lua_number(args[0]) or 0)
+        if flags & ~3:
+            raise self._fail(
+                b"Invalid replication flags. Use REPL_AOF, REPL_REPLICA, REPL_ALL or REPL_NONE.")
+        ctx.repl_flags = flags
 
-    def _acl_check_cmd(self, *argv: object) -> bool | None:
-        name = argv[0] if type(argv[0]) is bytes else str(argv[0]).encode()
-        return True if self.engine.table.get(name.lower()) is not None else None
+    def _acl_check_cmd(self, *args: object) -> bool:
+        if self.ctx is None:
+            raise self._fail(b"redis.acl_check_cmd can only be called inside a script invocation")
+        if not args:
+            raise self._fail(b"Please specify at least one argument for this redis lib call")
+        argv = [_lua_string(arg) for arg in args]
+        if None in argv:
+            raise self._fail(b"Lua redis lib command arguments must be strings or integers")
+        cmd, refused = self._lookup(argv)
+        if cmd is None or refused is not None:
+            raise self._fail(b"Invalid command passed to redis.acl_check_cmd()")
+        return True  # kvrepl has a single user allowed every command
 
-    def _random(self) -> float:
-        return (self.random.next() % 0x7FFFFFFF) / 0x7FFFFFFF
+    def _random(self, *args: object) -> float:
+        if self.ctx is None:
+            raise ScriptError(b"math.random can only be called inside a script invocation")
+        r = (self.random.next() % 0x7FFFFFFF) / 0x7FFFFFFF
+        if not args:
+            return r
+        if len(args) > 2:
+            raise ScriptError(b"wrong number of arguments")
+        bounds = [_check_int(arg, position) for position, arg in enumerate(args, 1)]
+        low, high = (1, bounds[0]) if len(bounds) == 1 else bounds
+        if low > high:
+            raise ScriptError(b"bad argument #%d to 'random' (interval is empty)" % len(args))
+        return math.floor(r * (high - low + 1)) + low
+
+    def _randomseed(self, *args: object) -> None:
+        if self.ctx is None:
+            raise ScriptError(b"math.randomseed can only be called inside a script invocation")
+        self.random.seed(_check_int(args[0] if args else None, 1, "randomseed"))
 
     def memory(self) -> int:
         """The interpreter's memory in bytes (``used_memory_lua``)."""
@@ -318,7 +419,7 @@ def parse_shebang(body: bytes) -> tuple[frozenset[str] | None, int]:
     for part in parts[1:]:
         if not part.startswith("flags="):
             raise ReplyError(f"ERR Unknown lua shebang option: {part}")
-        for flag in part[6:].split(","):
+        for flag in part[6:].split(",") if part[6:] else ():
             if flag not in SCRIPT_FLAGS:
                 raise ReplyError(f"ERR Unexpected flag in script shebang: {flag}")
             flags.add(flag)
