@@ -262,3 +262,120 @@ def test_read_only_scripts_and_shebang_flags(wire):
     wire("EVAL", "#!python\nreturn 1", 0)
     wire("EVAL", "#!lua", 0)
     wire("EVAL", "#!lua flags=no-writes,allow-stale\nerror('at line 2')", 0)
+
+
+LIBRARY = """#!lua name=mylib
+local function echo(keys, args)
+    return {keys[1], args[1]}
+end
+redis.register_function('echo', echo)
+redis.register_function{function_name = 'setter', description = 'sets a key',
+    callback = function(keys, args) return redis.call('set', keys[1], args[1]) end}
+redis.register_function{function_name = 'reader', flags = {'no-writes'},
+    callback = function(keys) return redis.call('get', keys[1]) end}
+redis.register_function{function_name = 'tryset', flags = {'no-writes', 'allow-stale'},
+    callback = function(keys) return redis.call('set', keys[1], 'x') end}
+redis.register_function('fails', function() error('boom') end)
+redis.register_function('globals', function() return KEYS end)
+redis.register_function('level', function() redis.setresp(3) return redis.call('hgetall', 'h') end)
+"""
+
+BAD_LIBRARIES = [
+    "return 1",
+    "#!lua",
+    "#!lua name=bad",
+    "#!lua name=bad\n",
+    "#!lua name=bad\nerror('x')",
+    "#!lua name=bad\nredis.register_function('f')",
+    "#!lua name=bad\nredis.register_function('f', 1)",
+    "#!lua name=bad\nredis.register_function(1, 2, 3)",
+    "#!lua name=bad\nredis.register_function{function_name = 'f'}",
+    "#!lua name=bad\nredis.register_function{callback = function() end}",
+    "#!lua name=bad\nredis.register_function{function_name = 'f', callback = function() end,"
+    " flags = {'bogus'}}",
+    "#!lua name=bad\nredis.register_function{function_name = 'f', callback = function() end,"
+    " other = 1}",
+    "#!lua name=bad\nredis.register_function('bad-name', function() end)",
+    "#!lua name=bad\nredis.register_function('f', function() end)"
+    " redis.register_function('f', function() end)",
+    "#!lua name=bad\nreturn string",
+    "#!lua name=bad\nredis.call('ping')",
+    "#!lua name=bad\nx = 1",
+    "#!lua name=bad\nlocal a =",
+    "#!lua name=bad\nredis.log(redis.LOG_WARNING, 'loading') return redis.REDIS_VERSION",
+    "#!lua name=bad-name\nredis.register_function('f', function() end)",
+    "#!lua name=a name=b\n",
+    "#!lua foo=bar\n",
+    "#!js name=bad\n",
+    "#!lua name=mylib\nredis.register_function('other', function() end)",
+    "#!lua name=otherlib\nredis.register_function('echo', function() end)",
+]
+
+
+def sorted_functions(libraries: list) -> list:
+    out = []
+    for library in libraries:
+        fields = library if isinstance(library, dict) else dict(
+            zip(library[::2], library[1::2], strict=True))
+        key = next(k for k in fields if k in ("functions", b"functions"))
+        fields[key] = sorted(fields[key], key=repr)
+        out.append(fields)
+    return out
+
+
+def test_functions_like_redis(wire, r, real):
+    wire("FUNCTION", "FLUSH")
+    wire("FUNCTION", "LOAD", LIBRARY)
+    for code in BAD_LIBRARIES:
+        wire("FUNCTION", "LOAD", code)
+    for protocol in (2, 3):
+        wire("FCALL", "echo", 1, "k", "a", protocol=protocol)
+        wire("FCALL", "setter", 1, "k", "v", protocol=protocol)
+        wire("FCALL", "reader", 1, "k", protocol=protocol)
+        wire("FCALL_RO", "reader", 1, "k", protocol=protocol)
+        wire("FCALL_RO", "setter", 1, "k", "v", protocol=protocol)
+        wire("FCALL", "tryset", 1, "k", protocol=protocol)
+        wire("FCALL", "fails", 0, protocol=protocol)
+        wire("FCALL", "globals", 0, protocol=protocol)
+        wire("FCALL", "level", 0, protocol=protocol)
+        wire("FCALL", "nosuch", 0, protocol=protocol)
+        wire("FCALL", "echo", "x", protocol=protocol)
+        wire("FCALL", "echo", -1, protocol=protocol)
+        wire("FCALL", "echo", 5, "a", protocol=protocol)
+        wire("FUNCTION", "LIST", "LIBRARYNAME", "nomatch*", protocol=protocol)
+        wire("FUNCTION", "STATS", protocol=protocol)
+    # (Redis lists functions in its hash table's order: compared sorted)
+    listed = [sorted_functions(client.execute_command("FUNCTION", "LIST", "WITHCODE"))
+              for client in (r, real)]
+    assert listed[0] == listed[1]
+    wire("FUNCTION", "LIST", "LIBRARYNAME")
+    wire("FUNCTION", "LIST", "BOGUS")
+    wire("FUNCTION", "LOAD", "REPLACE", LIBRARY)
+    wire("FUNCTION", "LOAD", "BOGUS", LIBRARY)
+    wire("FUNCTION", "LOAD", "REPLACE")
+    wire("FUNCTION", "KILL")
+    wire("FUNCTION", "HELP")
+    wire("FUNCTION", "FLUSH", "BOGUS")
+    wire("FUNCTION", "FLUSH", "SYNC", "X")
+    dump = wire("FUNCTION", "DUMP")
+    payload = dump[dump.index(b"\n") + 1:-2]
+    wire("FUNCTION", "RESTORE", payload)
+    wire("FUNCTION", "RESTORE", payload, "BOGUS")
+    wire("FUNCTION", "RESTORE", payload, "REPLACE")
+    wire("FUNCTION", "RESTORE", payload[:-1] + b"x")
+    wire("FUNCTION", "DELETE", "mylib")
+    wire("FUNCTION", "DELETE", "mylib")
+    wire("FCALL", "echo", 0)
+    wire("FUNCTION", "RESTORE", payload, "FLUSH")
+    wire("FCALL", "echo", 1, "k", "a")
+    wire("FUNCTION", "RESTORE", payload, "APPEND")
+    wire("FUNCTION", "FLUSH", "ASYNC")
+    wire("FUNCTION", "LIST")
+    single = "#!lua name=one\nredis.register_function{function_name='f', flags={'allow-oom'}," \
+        " description='d', callback=function() return 1 end}"
+    wire("FUNCTION", "LOAD", single)
+    for protocol in (2, 3):
+        wire("FUNCTION", "LIST", protocol=protocol)
+        wire("FUNCTION", "LIST", "WITHCODE", "LIBRARYNAME", "O*", protocol=protocol)
+        wire("FUNCTION", "STATS", protocol=protocol)
+    wire("FUNCTION", "DUMP")

@@ -8,10 +8,12 @@ EVAL's execution unit ends), never the EVAL itself; SCRIPT LOAD is not replicate
 from __future__ import annotations
 
 from kvrepl.commands.core import Session, command
-from kvrepl.commands.help import help_reply
+from kvrepl.commands.glob import glob_match
+from kvrepl.commands.help import help_reply, subcommand_syntax_error
 from kvrepl.errors import ReplyError
 from kvrepl.protocol.replies import OK
 from kvrepl.scripting import scripting
+from kvrepl.scripting.functions import LOAD_TIMEOUT, flags_reply
 
 _HELP = [
     "DEBUG (YES|SYNC|NO)",
@@ -102,3 +104,189 @@ def script_kill(s: Session, argv: list[bytes]) -> object:
 def script_help(s: Session, argv: list[bytes]) -> object:
     """SCRIPT HELP"""
     return help_reply(argv, _HELP)
+
+
+# -- functions (functions.c) ------------------------------------------------------------------
+
+_FUNCTION_HELP = [
+    "LOAD [REPLACE] <FUNCTION CODE>",
+    "    Create a new library with the given library name and code.",
+    "DELETE <LIBRARY NAME>",
+    "    Delete the given library.",
+    "LIST [LIBRARYNAME PATTERN] [WITHCODE]",
+    "    Return general information on all the libraries:",
+    "    * Library name",
+    "    * The engine used to run the Library",
+    "    * Library description",
+    "    * Functions list",
+    "    * Library code (if WITHCODE is given)",
+    "    It also possible to get only function that matches a pattern using LIBRARYNAME "
+    "argument.",
+    "STATS",
+    "    Return information about the current function running:",
+    "    * Function name",
+    "    * Command used to run the function",
+    "    * Duration in MS that the function is running",
+    "    If no function is running, return nil",
+    "    In addition, returns a list of available engines.",
+    "KILL",
+    "    Kill the current running function.",
+    "FLUSH [ASYNC|SYNC]",
+    "    Delete all the libraries.",
+    "    When called without the optional mode argument, the behavior is determined by the",
+    "    lazyfree-lazy-user-flush configuration directive. Valid modes are:",
+    "    * ASYNC: Asynchronously flush the libraries.",
+    "    * SYNC: Synchronously flush the libraries.",
+    "DUMP",
+    "    Return a serialized payload representing the current libraries, can be restored "
+    "using FUNCTION RESTORE command",
+    "RESTORE <PAYLOAD> [FLUSH|APPEND|REPLACE]",
+    "    Restore the libraries represented by the given payload, it is possible to give a "
+    "restore policy to",
+    "    control how to handle existing libraries (default APPEND):",
+    "    * FLUSH: delete all existing libraries.",
+    "    * APPEND: appends the restored libraries to the existing libraries. On collision, "
+    "abort.",
+    "    * REPLACE: appends the restored libraries to the existing libraries, On collision, "
+    "replace the old",
+    "      libraries with the new libraries (notice that even on this option there is a "
+    "chance of failure",
+    "      in case of functions name collision with another library).",
+]
+
+
+def _fcall(s: Session, argv: list[bytes], read_only: bool) -> object:
+    engine = s.engine
+    if engine.monitors:  # fed before the commands the function runs
+        engine.feed_monitors(s, argv)
+    try:
+        return scripting(engine).functions.call(s, argv, read_only)
+    finally:
+        engine.rewrite()  # the function's commands are propagated, not the FCALL
+
+
+@command("fcall")
+def fcall(s: Session, argv: list[bytes]) -> object:
+    """FCALL function numkeys [key ...] [arg ...]"""
+    return _fcall(s, argv, read_only=False)
+
+
+@command("fcall_ro")
+def fcall_ro(s: Session, argv: list[bytes]) -> object:
+    """FCALL_RO: a function that may not write."""
+    return _fcall(s, argv, read_only=True)
+
+
+@command("function|load")
+def function_load(s: Session, argv: list[bytes]) -> object:
+    """FUNCTION LOAD [REPLACE] code: the library's name. Replicated as it was sent."""
+    replace = False
+    position = 2
+    while position < len(argv) - 1:
+        option = argv[position]
+        position += 1
+        if option.lower() == b"replace":
+            replace = True
+            continue
+        raise ReplyError(f"ERR Unknown option given: {option.decode('utf-8', 'replace')}")
+    if position >= len(argv):
+        raise ReplyError("ERR Function code is missing")
+    timeout = 0 if s.is_master else LOAD_TIMEOUT
+    name = scripting(s.engine).functions.create(argv[position], replace, timeout)
+    s.engine.dirty += 1
+    return name
+
+
+@command("function|delete")
+def function_delete(s: Session, argv: list[bytes]) -> object:
+    """FUNCTION DELETE library"""
+    scripting(s.engine).functions.delete(argv[2])
+    s.engine.dirty += 1
+    return OK
+
+
+@command("function|flush")
+def function_flush(s: Session, argv: list[bytes]) -> object:
+    """FUNCTION FLUSH [ASYNC|SYNC]"""
+    if len(argv) > 3:
+        raise subcommand_syntax_error(argv)
+    if len(argv) == 3 and argv[2].lower() not in (b"sync", b"async"):
+        raise ReplyError("ERR FUNCTION FLUSH only supports SYNC|ASYNC option")
+    scripting(s.engine).functions.flush()
+    s.engine.dirty += 1
+    return OK
+
+
+@command("function|list")
+def function_list(s: Session, argv: list[bytes]) -> object:
+    """FUNCTION LIST [LIBRARYNAME pattern] [WITHCODE]"""
+    with_code = False
+    pattern = None
+    position = 2
+    while position < len(argv):
+        arg = argv[position]
+        if not with_code and arg.lower() == b"withcode":
+            with_code = True
+        elif pattern is None and arg.lower() == b"libraryname":
+            if position >= len(argv) - 1:
+                raise ReplyError("ERR library name argument was not given")
+            position += 1
+            pattern = argv[position]
+        else:
+            raise ReplyError(f"ERR Unknown argument {arg.decode('utf-8', 'replace')}")
+        position += 1
+    out = []
+    for library in scripting(s.engine).functions.libraries.values():
+        if pattern is not None and not glob_match(pattern, library.name, nocase=True):
+            continue
+        entry = {
+            b"library_name": library.name,
+            b"engine": b"LUA",
+            b"functions": [{b"name": f.name, b"description": f.description,
+                            b"flags": flags_reply(f.flags)}
+                           for f in library.functions.values()],
+        }
+        if with_code:
+            entry[b"library_code"] = library.code
+        out.append(entry)
+    return out
+
+
+@command("function|dump")
+def function_dump(s: Session, argv: list[bytes]) -> object:
+    """FUNCTION DUMP: the libraries as a payload FUNCTION RESTORE takes."""
+    return scripting(s.engine).functions.dump()
+
+
+@command("function|restore")
+def function_restore(s: Session, argv: list[bytes]) -> object:
+    """FUNCTION RESTORE payload [FLUSH|APPEND|REPLACE]"""
+    if len(argv) > 4:
+        raise subcommand_syntax_error(argv)
+    policy = b"append"
+    if len(argv) == 4:
+        policy = argv[3].lower()
+        if policy not in (b"append", b"replace", b"flush"):
+            raise ReplyError("ERR Wrong restore policy given, value should be either FLUSH, "
+                             "APPEND or REPLACE.")
+    scripting(s.engine).functions.restore(argv[2], policy)
+    s.engine.dirty += 1
+    return OK
+
+
+@command("function|stats")
+def function_stats(s: Session, argv: list[bytes]) -> object:
+    """FUNCTION STATS: no function is ever running when another client asks."""
+    return scripting(s.engine).functions.stats()
+
+
+@command("function|kill")
+def function_kill(s: Session, argv: list[bytes]) -> object:
+    """FUNCTION KILL: as SCRIPT KILL, there is never a running function to kill."""
+    raise ReplyError("NOTBUSY No scripts in execution right now.")
+
+
+@command("function|help")
+def function_help(s: Session, argv: list[bytes]) -> object:
+    """FUNCTION HELP"""
+    return help_reply(argv, _FUNCTION_HELP)

@@ -148,8 +148,30 @@ env.load = function(f, name)
     return chunk, err
 end
 
+local function strict(t)
+    -- luaSetErrorMetatable: reading a missing name is an error
+    return function(_, name)
+        local v = t[name]
+        if v == nil then
+            real_error("Script attempted to access nonexistent global variable '" .. real_tostring(name) .. "'", 2)
+        end
+        return v
+    end
+end
+
+-- While FUNCTION LOAD runs a library's code, its globals are only a small `redis` table
+-- (function_lua.c's library API); afterwards the functions see the whole API.
+local loading = false
+local load_env = {}
+if py.register_function then
+    local lib_redis = {register_function = py.register_function, log = py.log,
+                       LOG_DEBUG = 0, LOG_VERBOSE = 1, LOG_NOTICE = 2, LOG_WARNING = 3,
+                       REDIS_VERSION = py.version, REDIS_VERSION_NUM = py.version_num}
+    load_env.redis = protect(lib_redis, strict(lib_redis))
+end
 env_proxy = protect(env, function(_, name)
-    local v = env[name]
+    local v
+    if loading then v = load_env[name] else v = env[name] end
     if v == nil then
         real_error("Script attempted to access nonexistent global variable '" .. real_tostring(name) .. "'", 2)
     end
@@ -203,5 +225,24 @@ local function compile(body, chunkname)
     return f, false
 end
 
-return {run = run, compile = compile, env = env, error_table = error_table, protect = protect,
+-- FUNCTION LOAD: run a library's code so that it registers its functions (luaEngineCreate).
+local function load_library(body, timeout_check)
+    local f, err = real_loadstring(body, "@user_function")
+    if not f then return false, err, true end
+    real_setfenv(f, env_proxy)
+    loading = true
+    dbg.sethook(function()
+        if timeout_check() then
+            dbg.sethook(function() real_error(error_table("FUNCTION LOAD timeout")) end, "l")
+            real_error(error_table("FUNCTION LOAD timeout"))
+        end
+    end, "", hook_every)
+    local ok, result = real_pcall(f)
+    dbg.sethook()
+    loading = false
+    if not ok then return false, unwrap_error(result), false end
+    return true, nil, false
+end
+
+return {load_library = load_library, run = run, compile = compile, env = env, error_table = error_table, protect = protect,
         handler = handler, kill_error = function() real_error(error_table("Script killed by user with SCRIPT KILL..."), 0) end}

@@ -142,8 +142,10 @@ class Lrand48:
 class LuaState:
     """A Lua interpreter with Redis's sandbox and API, bound to one engine."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, functions: bool = False) -> None:
         self.engine = engine
+        # FUNCTION LOAD in progress: the library its redis.register_function calls fill
+        self.loading: object | None = None
         self.runtime = lua51.LuaRuntime(
             encoding=None, unpack_returned_tuples=True, register_eval=False,
             register_builtins=False, attribute_filter=_refuse_attributes)
@@ -171,6 +173,8 @@ class LuaState:
             b"builtins": runtime.table_from([name.encode() for name in BUILTINS]),
             b"libraries": runtime.table_from(libs.load(runtime)),
         }
+        if functions:
+            callbacks[b"register_function"] = self._register_function
         source = resources.files("kvrepl.scripting").joinpath("prelude.lua").read_bytes()
         loader = runtime.eval(b"function(code) return loadstring(code, '=kvrepl') end")
         chunk = loader(source)
@@ -178,6 +182,7 @@ class LuaState:
         self.lua = chunk(runtime.table_from(callbacks))
         self._run = self.lua[b"run"]
         self._compile = self.lua[b"compile"]
+        self._load_library = self.lua[b"load_library"]
 
     def _set_error_table(self, function: object) -> None:
         self._error_table = function
@@ -193,6 +198,103 @@ class LuaState:
         if not function:
             raise ReplyError(err.decode("utf-8", "replace"))
         return function
+
+    def load_library(self, body: bytes, library: object, timeout: float) -> None:
+        """Run a library's code (after its shebang line) so that its
+        ``redis.register_function`` calls fill ``library``; ReplyError as FUNCTION LOAD's."""
+        deadline = monotonic() + timeout if timeout else None
+        self.loading = library
+        try:
+            ok, err, compiling = self._load_library(
+                body, lambda: deadline is not None and monotonic() > deadline)
+        finally:
+            self.loading = None
+        if ok:
+            return
+        if compiling:
+            raise ReplyError("ERR Error compiling function: "
+                             + err.decode("utf-8", "replace"))
+        if lua51.lua_type(err) == "table":
+            message = err[b"err"]
+            text = message.decode("utf-8", "replace") if type(message) is bytes else "(null)"
+        else:
+            text = "ERR " + (err.decode("utf-8", "replace") if type(err) is bytes else str(err))
+        raise ReplyError(f"ERR Error registering functions: {text}")
+
+    def _register_function(self, *args: object) -> None:
+        """redis.register_function(name, callback) or ({function_name=, callback=,
+        flags=, description=}) (luaRegisterFunction)."""
+        library = self.loading
+        if library is None:
+            raise self._fail(
+                b"redis.register_function can only be called on FUNCTION LOAD command")
+        if not 1 <= len(args) <= 2:
+            raise self._fail(b"wrong number of arguments to redis.register_function")
+        description = None
+        flags: frozenset[str] = frozenset()
+        if len(args) == 2:
+            name = _lua_string(args[0])
+            if name is None:
+                raise self._fail(b"first argument to redis.register_function must be a string")
+            callback = args[1]
+            if lua51.lua_type(callback) != "function":
+                raise self._fail(
+                    b"second argument to redis.register_function must be a function")
+        else:
+            name, callback, description, flags = self._named_arguments(args[0])
+        try:
+            library.add_function(name, callback, description, flags)
+        except ValueError as err:
+            raise self._fail(str(err).encode()) from None
+
+    def _named_arguments(self, table: object) -> tuple[bytes, object, bytes | None,
+                                                       frozenset[str]]:
+        if lua51.lua_type(table) != "table":
+            raise self._fail(
+                b"calling redis.register_function with a single argument is only applicable "
+                b"to Lua table (representing named arguments).")
+        name = description = callback = None
+        flags: set[str] = set()
+        for key, value in table.items():
+            key = _lua_string(key)
+            if key is None:
+                raise self._fail(
+                    b"named argument key given to redis.register_function is not a string")
+            key = key.lower()
+            if key == b"function_name":
+                name = _lua_string(value)
+                if name is None:
+                    raise self._fail(b"function_name argument given to "
+                                     b"redis.register_function must be a string")
+            elif key == b"description":
+                description = _lua_string(value)
+                if description is None:
+                    raise self._fail(b"description argument given to "
+                                     b"redis.register_function must be a string")
+            elif key == b"callback":
+                if lua51.lua_type(value) != "function":
+                    raise self._fail(b"callback argument given to "
+                                     b"redis.register_function must be a function")
+                callback = value
+            elif key == b"flags":
+                if lua51.lua_type(value) != "table":
+                    raise self._fail(b"flags argument to redis.register_function must be a "
+                                     b"table representing function flags")
+                index = 1
+                while (flag := value[index]) is not None:
+                    text = _lua_string(flag)
+                    text = text.decode("utf-8", "replace").lower() if text else ""
+                    if text not in SCRIPT_FLAGS:
+                        raise self._fail(b"unknown flag given")
+                    flags.add(text)
+                    index += 1
+            else:
+                raise self._fail(b"unknown argument given to redis.register_function")
+        if name is None:
+            raise self._fail(b"redis.register_function must get a function name argument")
+        if callback is None:
+            raise self._fail(b"redis.register_function must get a callback argument")
+        return name, callback, description, frozenset(flags)
 
     def table(self, items: list[bytes]) -> object:
         return self.runtime.table_from(items)

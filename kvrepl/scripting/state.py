@@ -17,6 +17,7 @@ from kvrepl.scripting.runtime import (
 
 if TYPE_CHECKING:
     from kvrepl.commands.core import Engine, Session
+    from kvrepl.scripting.functions import FunctionsState
 
 NOSCRIPT = "NOSCRIPT No matching script. Please use EVAL."
 
@@ -37,6 +38,16 @@ class ScriptingState:
         self.engine = engine
         self.lua = LuaState(engine)
         self.scripts: dict[bytes, Script] = {}
+        self._functions: FunctionsState | None = None
+
+    @property
+    def functions(self) -> FunctionsState:
+        """The function libraries (their Lua state is made on first use)."""
+        if self._functions is None:
+            from kvrepl.scripting.functions import FunctionsState
+
+            self._functions = FunctionsState(self.engine, self)
+        return self._functions
 
     def flush(self) -> None:
         """SCRIPT FLUSH: a new interpreter, no scripts (scriptingReset)."""

@@ -1,0 +1,227 @@
+"""Function libraries (Redis 7.0 ``functions.c``): FUNCTION LOAD's libraries, the functions
+they register, FCALL, and the DUMP/RESTORE payload (also the RDB's FUNCTION2 records)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from kvrepl.errors import ReplyError
+from kvrepl.rdb import constants as C
+from kvrepl.rdb.crc import crc64
+from kvrepl.rdb.errors import DumpPayloadError, RdbError
+from kvrepl.rdb.payload import check_payload
+from kvrepl.rdb.primitives import encode_str, read_str
+from kvrepl.protocol.replies import OrderedSet, Status
+from kvrepl.scripting.runtime import SCRIPT_FLAGS, LuaState
+
+if TYPE_CHECKING:
+    from kvrepl.commands.core import Engine, Session
+    from kvrepl.scripting.state import ScriptingState
+
+LOAD_TIMEOUT = 0.5  # LOAD_TIMEOUT_MS: how long a library's code may run at FUNCTION LOAD
+_NAME = re.compile(rb"[a-zA-Z0-9_]+\Z")
+BAD_NAME = ("Library names can only contain letters, numbers, or underscores(_) and must be "
+            "at least one character long")
+
+
+@dataclass(slots=True)
+class Function:
+    """One registered function: its Lua callback, description and flags."""
+
+    name: bytes
+    callback: object
+    description: bytes | None
+    flags: frozenset[str]
+    library: Library
+
+
+@dataclass
+class Library:
+    """A library: its name, full code (shebang included) and functions."""
+
+    name: bytes
+    code: bytes
+    functions: dict[bytes, Function] = field(default_factory=dict)
+
+    def add_function(self, name: bytes, callback: object, description: bytes | None,
+                     flags: frozenset[str]) -> None:
+        """functionLibCreateFunction; ValueError with Redis's message when refused."""
+        if not _NAME.match(name):
+            raise ValueError(BAD_NAME)
+        if name in self.functions:
+            raise ValueError("Function already exists in the library")
+        self.functions[name] = Function(name, callback, description, flags, self)
+
+
+def parse_metadata(code: bytes) -> tuple[bytes, bytes]:
+    """functionExtractLibMetaData: (library name, code after the shebang line)."""
+    if not code.startswith(b"#!"):
+        raise ReplyError("ERR Missing library metadata")
+    end = code.find(b"\n")
+    if end < 0:
+        raise ReplyError("ERR Invalid library metadata")
+    parts = code[:end].split()
+    if not parts:
+        raise ReplyError("ERR Invalid library metadata")
+    engine = parts[0][2:]
+    name = None
+    for part in parts[1:]:
+        if part[:5].lower() == b"name=":
+            if name is not None:
+                raise ReplyError(
+                    "ERR Invalid metadata value, name argument was given multiple times")
+            name = part[5:]
+            continue
+        raise ReplyError(
+            f"ERR Invalid metadata value given: {part.decode('utf-8', 'replace')}")
+    if name is None:
+        raise ReplyError("ERR Library name was not given")
+    if not _NAME.match(name):
+        raise ReplyError("ERR " + BAD_NAME)
+    if engine.upper() != b"LUA":
+        raise ReplyError(f"ERR Engine '{engine.decode('utf-8', 'replace')}' not found")
+    return name, code[end:]
+
+
+class FunctionsState:
+    """The libraries and their functions, compiled in a Lua state of their own."""
+
+    def __init__(self, engine: Engine, scripting: ScriptingState) -> None:
+        self.engine = engine
+        self.scripting = scripting
+        self.lua = LuaState(engine, functions=True)
+        self.libraries: dict[bytes, Library] = {}
+        self.functions: dict[bytes, Function] = {}
+
+    def create(self, code: bytes, replace: bool, timeout: float = LOAD_TIMEOUT,
+               libraries: dict[bytes, Library] | None = None,
+               functions: dict[bytes, Function] | None = None) -> bytes:
+        """functionsCreateWithLibraryCtx into the given (or the current) set: its name."""
+        libraries = self.libraries if libraries is None else libraries
+        functions = self.functions if functions is None else functions
+        name, body = parse_metadata(code)
+        old = libraries.get(name)
+        if old is not None and not replace:
+            raise ReplyError(f"ERR Library '{name.decode('utf-8', 'replace')}' already exists")
+        library = Library(name, code)
+        self.lua.load_library(body, library, timeout)
+        if not library.functions:
+            raise ReplyError("ERR No functions registered")
+        for fname in library.functions:
+            owner = functions.get(fname)
+            if owner is not None and owner.library is not old:
+                raise ReplyError(
+                    f"ERR Function {fname.decode('utf-8', 'replace')} already exists")
+        if old is not None:
+            self._unlink(old, libraries, functions)
+        libraries[name] = library
+        functions.update(library.functions)
+        return name
+
+    @staticmethod
+    def _unlink(library: Library, libraries: dict[bytes, Library],
+                functions: dict[bytes, Function]) -> None:
+        del libraries[library.name]
+        for fname in library.functions:
+            functions.pop(fname, None)
+
+    def delete(self, name: bytes) -> None:
+        library = self.libraries.get(name)
+        if library is None:
+            raise ReplyError("ERR Library not found")
+        self._unlink(library, self.libraries, self.functions)
+
+    def flush(self) -> None:
+        self.libraries.clear()
+        self.functions.clear()
+        self.lua = LuaState(self.engine, functions=True)
+
+    def codes(self) -> list[bytes]:
+        """Each library's code, as the RDB's FUNCTION2 records hold them."""
+        return [library.code for library in self.libraries.values()]
+
+    def load_codes(self, codes: list[bytes]) -> None:
+        """Libraries read from an RDB (replacing what is loaded, as a full load does)."""
+        self.flush()
+        for code in codes:
+            self.create(code, replace=False, timeout=0)
+
+    def dump(self) -> bytes:
+        """FUNCTION DUMP: FUNCTION2 records, the RDB version, a CRC64."""
+        data = b"".join(bytes((C.OP_FUNCTION2,)) + encode_str(code) for code in self.codes())
+        data += C.RDB_VERSION.to_bytes(2, "little")
+        return data + crc64(data).to_bytes(8, "little")
+
+    def restore(self, payload: bytes, policy: bytes) -> None:
+        """FUNCTION RESTORE payload [FLUSH|APPEND|REPLACE]."""
+        try:
+            check_payload(payload)
+        except DumpPayloadError:
+            raise ReplyError("ERR DUMP payload version or checksum are wrong") from None
+        codes = []
+        pos, end = 0, len(payload) - 10
+        while pos < end:
+            if payload[pos] not in (C.OP_FUNCTION2, C.OP_FUNCTION_PRE_GA):
+                raise ReplyError("ERR given type is not a function")
+            if payload[pos] == C.OP_FUNCTION_PRE_GA:  # 7.0 release candidates' format
+                raise ReplyError("ERR failed loading the given functions payload")
+            try:
+                code, pos = read_str(payload, pos + 1)
+            except (RdbError, IndexError, ValueError):
+                raise ReplyError("ERR failed loading the given functions payload") from None
+            codes.append(bytes(code))
+        libraries: dict[bytes, Library] = {}
+        functions: dict[bytes, Function] = {}
+        for code in codes:
+            self.create(code, replace=False, timeout=0, libraries=libraries,
+                        functions=functions)
+        if policy == b"flush":
+            self.libraries, self.functions = libraries, functions
+            return
+        replace = policy == b"replace"
+        # libraryJoin: all or nothing
+        for name, library in libraries.items():
+            old = self.libraries.get(name)
+            if old is not None and not replace:
+                raise ReplyError(
+                    f"ERR Library {name.decode('utf-8', 'replace')} already exists")
+            for fname in library.functions:
+                owner = self.functions.get(fname)
+                if owner is not None and owner.library.name != name:
+                    raise ReplyError(
+                        f"ERR Function {fname.decode('utf-8', 'replace')} already exists")
+        for name, library in libraries.items():
+            old = self.libraries.get(name)
+            if old is not None:
+                self._unlink(old, self.libraries, self.functions)
+            self.libraries[name] = library
+            self.functions.update(library.functions)
+
+    def call(self, caller: Session, argv: list[bytes], read_only: bool) -> object:
+        """FCALL / FCALL_RO (fcallCommandGeneric)."""
+        from kvrepl.commands.args import parse_int
+
+        function = self.functions.get(argv[1])
+        if function is None:
+            raise ReplyError("ERR Function not found")
+        numkeys = parse_int(argv[2], "ERR Bad number of keys provided")
+        if numkeys > len(argv) - 3:
+            raise ReplyError("ERR Number of keys can't be greater than number of args")
+        if numkeys < 0:
+            raise ReplyError("ERR Number of keys can't be negative")
+        ctx = self.scripting.prepare(caller, function.name.decode("utf-8", "replace"),
+                                     function.flags, read_only, eval_mode=False)
+        ctx.client = self.lua.client
+        return self.lua.run(ctx, function.callback, argv[3:3 + numkeys], argv[3 + numkeys:])
+
+    def stats(self) -> dict:
+        return {b"running_script": None,
+                b"engines": {b"LUA": {b"libraries_count": len(self.libraries),
+                                      b"functions_count": len(self.functions)}}}
+
+
+def flags_reply(flags: frozenset[str]) -> OrderedSet:
+    """The flags FUNCTION LIST shows, in scripts_flags_def order."""
+    return OrderedSet(Status(flag.encode()) for flag in SCRIPT_FLAGS if flag in flags)
