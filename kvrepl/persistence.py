@@ -40,6 +40,7 @@ import trio
 from kvrepl import gc_policy
 from kvrepl.log import logger
 from kvrepl.rdb import LoadResult, RdbError, StagedLoad, default_aux, iter_dump
+from kvrepl.scripting.persist import function_codes, load_functions
 from kvrepl.snapshot_producer import (  # re-exported: persistence.SnapshotJob etc.
     CANCELLED,
     DONE,
@@ -188,7 +189,7 @@ def write_dump(engine: Engine, path: str | None = None) -> int:
         size = 0
         for chunk in iter_dump(engine.keyspace, compression=config.rdbcompression,
                                checksum=config.rdbchecksum, aux=save_aux(engine),
-                               config=config):
+                               config=config, functions=function_codes(engine)):
             buffered.append(chunk)
             size += len(chunk)
             if size >= FILE_BUFFER:
@@ -233,6 +234,7 @@ def start_job(engine: Engine, *, to_file: bool = True, aux: Any = None,
         return None
     job = SnapshotJob(engine.keyspace, config=engine.config,
                       aux=aux if aux is not None else (lambda: save_aux(engine)),
+                      functions=function_codes(engine),
                       buffer_limit=st.snapshot_buffer)
     consumer: FileConsumer | None = None
     dirty = engine.dirty
@@ -417,6 +419,7 @@ def load_file(engine: Engine, path: str | None = None, *, merge: bool | None = N
         while chunk := source.read(LOAD_READ):
             loader.feed(chunk)
         result = loader.finish()
+    load_functions(engine, result.functions, replace_all=merge is None)
     if merge is None:
         loader.apply(keyspace)
     else:
@@ -481,6 +484,7 @@ async def load_on_startup(engine: Engine, *, stop_on_error: bool = False,
                     st.loading_loaded_bytes += len(piece)
                     await trio.lowlevel.checkpoint()
             result = loader.finish()
+            load_functions(engine, result.functions)
             loader.apply(engine.keyspace)
         except (RdbError, OSError) as err:
             engine.loading = False

@@ -8,6 +8,16 @@ their sha1 (part of error messages) is the same on both sides.
 from __future__ import annotations
 
 import pytest
+import redis
+import trio
+from support import RedisServer, argv
+from test_replication import _link_up, digest, eventually
+
+import kvrepl
+from kvrepl import persistence
+from kvrepl.commands.core import Engine
+from kvrepl.config import Config
+from kvrepl.errors import ReplyError
 
 pytestmark = pytest.mark.redis_server
 
@@ -379,3 +389,158 @@ def test_functions_like_redis(wire, r, real):
         wire("FUNCTION", "LIST", "WITHCODE", "LIBRARYNAME", "O*", protocol=protocol)
         wire("FUNCTION", "STATS", protocol=protocol)
     wire("FUNCTION", "DUMP")
+
+
+# -- functions in RDB files ---------------------------------------------------------------------
+
+def test_saved_functions_load_in_redis_server_and_back(tmp_path):
+    engine = Engine(Config(dir=str(tmp_path), save=(), enable_debug_command="local"))
+    session = engine.new_session()
+
+    def run(*args):
+        reply = engine.execute(session, argv(*args))
+        if isinstance(reply, ReplyError):
+            raise reply
+        return reply
+
+    run("FUNCTION", "LOAD", LIBRARY)
+    run("SET", "k", "v")
+    run("SAVE")
+    real = RedisServer("--dir", str(tmp_path), "--dbfilename", "dump.rdb")
+    try:
+        client = real.client()
+        assert client.fcall("echo", 1, "k", "a") == [b"k", b"a"]
+        assert client.execute_command("FUNCTION", "DUMP") == run("FUNCTION", "DUMP")
+        # and back: what redis-server saves, kvrepl loads (its libraries replace ours)
+        client.function_delete("mylib")
+        client.function_load("#!lua name=fromredis\n"
+                             "redis.register_function('hello', function() return 'hi' end)")
+        client.save()
+        persistence.debug_reload(engine, [b"NOSAVE"])
+        assert run("FCALL", "hello", 0) == b"hi"
+        assert isinstance(engine.execute(session, argv("FCALL", "echo", 0)), ReplyError)
+        assert run("GET", "k") == b"v"
+    finally:
+        real.stop()
+
+
+# -- redis-py's users of scripts -------------------------------------------------------------------
+
+def test_redis_py_lock_and_register_script(r):
+    lock = r.lock("resource", timeout=100)
+    assert lock.acquire(blocking=False)
+    other = r.lock("resource", timeout=100)
+    assert not other.acquire(blocking=False)
+    assert lock.extend(50)
+    assert 100_000 < r.pttl("resource") <= 150_000
+    assert lock.reacquire()
+    assert 50_000 < r.pttl("resource") <= 100_000
+    lock.release()
+    assert r.get("resource") is None
+    assert other.acquire(blocking=False)
+    r.set("resource", "someone else's token")
+    with pytest.raises(redis.exceptions.LockNotOwnedError):
+        other.release()  # the release script saw another token and deleted nothing
+    assert r.get("resource") == b"someone else's token"
+    third = r.lock("other-resource", timeout=100)
+    assert third.acquire(blocking=False)
+    r.set("other-resource", "stolen")
+    with pytest.raises(redis.exceptions.LockNotOwnedError):
+        third.extend(10)
+
+    incr_by = r.register_script("return redis.call('INCRBY', KEYS[1], ARGV[1])")
+    assert incr_by(keys=["counter"], args=[5]) == 5
+    r.script_flush()  # EVALSHA answers NOSCRIPT: redis-py loads the script again
+    assert incr_by(keys=["counter"], args=[2]) == 7
+    pipe = r.pipeline()
+    incr_by(keys=["counter"], args=[1], client=pipe)
+    incr_by(keys=["counter"], args=[1], client=pipe)
+    assert pipe.execute() == [8, 9]
+
+
+# -- replication of scripts' effects ---------------------------------------------------------------
+
+EFFECTS = """
+redis.call('set', KEYS[1], ARGV[1])
+redis.call('incrby', KEYS[2], 5)
+redis.call('sadd', 'pool', 'a', 'b', 'c', 'd')
+local popped = redis.call('spop', 'pool')
+redis.call('rpush', 'popped', popped)
+redis.call('select', 3)
+redis.call('set', 'in-db-3', 'x')
+return popped
+"""
+
+
+def test_eval_propagates_its_effects_in_multi_exec(engine, session, propagated):
+    engine.execute(session, argv("EVAL", "return redis.call('set', 'a', 1)", 0))
+    assert propagated == [[b"set", b"a", b"1"]]  # one write: no MULTI around it
+    propagated.clear()
+    engine.execute(session, argv("EVAL", "redis.call('set', 'a', 1) redis.call('del', 'b')"
+                                 " redis.call('incr', 'a') return 1", 0))
+    assert propagated == [[b"MULTI"], [b"set", b"a", b"1"], [b"incr", b"a"], [b"EXEC"]]
+    propagated.clear()
+    engine.execute(session, argv("EVAL", "redis.call('get', 'a') return 1", 0))
+    engine.execute(session, argv("SCRIPT", "LOAD", "return 1"))
+    assert propagated == []  # no write, no EVAL; scripts are not replicated in 7.0
+    engine.execute(session, argv("EVAL", "redis.set_repl(redis.REPL_NONE)"
+                                 " redis.call('set', 'hidden', 1) redis.set_repl(redis.REPL_ALL)"
+                                 " redis.call('set', 'shown', 1)", 0))
+    assert propagated == [[b"set", b"shown", b"1"]]
+
+
+async def test_redis_server_replica_follows_scripts_of_kvrepl_master():
+    async with kvrepl.Master(port=0) as master:
+        master.execute_command("FUNCTION", "LOAD", LIBRARY)  # in the RDB of the full sync
+        redis_replica = RedisServer("--replicaof", "127.0.0.1", str(master.port),
+                                    "--enable-debug-command", "yes")
+        try:
+            client = redis_replica.client()
+            await eventually(lambda: _link_up(client), "the redis replica is up")
+            for i in range(5):
+                master.execute_command("EVAL", EFFECTS, 2, f"k{i}", "n", i)
+            master.execute_command("FCALL", "setter", 1, "f", "v")
+            master.execute_command("FUNCTION", "LOAD", "#!lua name=later\n"
+                                   "redis.register_function('later', function() return 1 end)")
+            offset = master.replication.master_repl_offset
+            await eventually(lambda: client.info("replication")["slave_repl_offset"] >= offset,
+                             "redis applied the stream")
+            assert await trio.to_thread.run_sync(digest, client) == digest(master)
+            libraries = await trio.to_thread.run_sync(client.function_list)
+            assert sorted(lib[lib.index(b"library_name") + 1] for lib in libraries) == [
+                b"later", b"mylib"]
+            assert await trio.to_thread.run_sync(
+                lambda: client.fcall_ro("reader", 1, "f")) == b"v"
+        finally:
+            redis_replica.stop()
+
+
+async def test_kvrepl_replica_follows_scripts_of_redis_server_master():
+    redis_master = RedisServer("--repl-diskless-sync-delay", "0", "--enable-debug-command",
+                               "yes")
+    try:
+        client = redis_master.client()
+        client.function_load(LIBRARY)  # reaches the replica in the RDB
+        async with kvrepl.Replica(follow=("127.0.0.1", redis_master.port)) as replica:
+            await replica.wait_synced()
+
+            def write() -> int:
+                for i in range(5):
+                    client.eval(EFFECTS, 2, f"k{i}", "n", i)
+                client.fcall("setter", 1, "f", "v")
+                client.function_load("#!lua name=later\n"
+                                     "redis.register_function('later', function() return 1 end)")
+                return client.info("replication")["master_repl_offset"]
+
+            offset = await trio.to_thread.run_sync(write)
+            await replica.following.wait_offset(offset)
+            assert digest(replica) == await trio.to_thread.run_sync(digest, client)
+            assert replica.execute_command("FCALL_RO", "reader", 1, "f") == b"v"
+            # a function that may write does not run on a read-only replica, as in Redis
+            with pytest.raises(ReplyError, match="^READONLY Can not run script with write"):
+                replica.execute_command("FCALL", "later", 0)
+            with pytest.raises(ReplyError, match="^READONLY You can't write"):
+                replica.execute_command("EVAL", "return redis.call('set', 'x', 1)", 0)
+            assert replica.execute_command("EVAL", "return redis.call('get', 'f')", 0) == b"v"
+    finally:
+        redis_master.stop()

@@ -12,8 +12,8 @@ from kvrepl.commands.glob import glob_match
 from kvrepl.commands.help import help_reply, subcommand_syntax_error
 from kvrepl.errors import ReplyError
 from kvrepl.protocol.replies import OK
-from kvrepl.scripting import scripting
 from kvrepl.scripting.functions import LOAD_TIMEOUT, flags_reply
+from kvrepl.scripting.state import scripting
 
 _HELP = [
     "DEBUG (YES|SYNC|NO)",

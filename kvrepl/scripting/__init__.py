@@ -1,6 +1,4 @@
-"""Lua scripting (Redis 7.0's EVAL and FUNCTION): the Lua state, its sandbox and API, the
-Lua <-> reply conversions, the script cache and the function libraries."""
-
-from kvrepl.scripting.state import ScriptingState, scripting
-
-__all__ = ["ScriptingState", "scripting"]
+"""Lua scripting (Redis 7.0's EVAL and FUNCTION): the Lua state, its sandbox and API
+(:mod:`.runtime`, ``prelude.lua``), the Lua <-> reply conversions (:mod:`.convert`), the
+script cache (:mod:`.state`), the function libraries (:mod:`.functions`) and their place in
+RDB files (:mod:`.persist`)."""

@@ -8,12 +8,12 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from kvrepl.errors import ReplyError
+from kvrepl.protocol.replies import OrderedSet, Status
 from kvrepl.rdb import constants as C
 from kvrepl.rdb.crc import crc64
 from kvrepl.rdb.errors import DumpPayloadError, RdbError
 from kvrepl.rdb.payload import check_payload
 from kvrepl.rdb.primitives import encode_str, read_str
-from kvrepl.protocol.replies import OrderedSet, Status
 from kvrepl.scripting.runtime import SCRIPT_FLAGS, LuaState
 
 if TYPE_CHECKING:
@@ -142,11 +142,20 @@ class FunctionsState:
         """Each library's code, as the RDB's FUNCTION2 records hold them."""
         return [library.code for library in self.libraries.values()]
 
-    def load_codes(self, codes: list[bytes]) -> None:
-        """Libraries read from an RDB (replacing what is loaded, as a full load does)."""
-        self.flush()
+    def load_codes(self, codes: list[bytes], replace_all: bool = True) -> None:
+        """Libraries read from an RDB: all of them or none (ReplyError). ``replace_all``
+        drops the loaded ones first (a full load); otherwise they are added, a library of
+        the same name replaced."""
+        if not replace_all:
+            for code in codes:
+                self.create(code, replace=True, timeout=0)
+            return
+        libraries: dict[bytes, Library] = {}
+        functions: dict[bytes, Function] = {}
         for code in codes:
-            self.create(code, replace=False, timeout=0)
+            self.create(code, replace=False, timeout=0, libraries=libraries,
+                        functions=functions)
+        self.libraries, self.functions = libraries, functions
 
     def dump(self) -> bytes:
         """FUNCTION DUMP: FUNCTION2 records, the RDB version, a CRC64."""

@@ -41,6 +41,11 @@ class ScriptingState:
         self._functions: FunctionsState | None = None
 
     @property
+    def has_functions(self) -> bool:
+        """Whether the function libraries' state exists (FUNCTION was used)."""
+        return self._functions is not None
+
+    @property
     def functions(self) -> FunctionsState:
         """The function libraries (their Lua state is made on first use)."""
         if self._functions is None:
@@ -134,3 +139,4 @@ def scripting(engine: Engine) -> ScriptingState:
     if state is None:
         state = engine.scripting = ScriptingState(engine)
     return state
+
