@@ -7,10 +7,12 @@ their sha1 (part of error messages) is the same on both sides.
 
 from __future__ import annotations
 
+import time
+
 import pytest
 import redis
 import trio
-from support import RedisServer, argv
+from support import DEADLINE, RawClient, RedisServer, argv
 from test_replication import _link_up, digest, eventually
 
 import kvrepl
@@ -544,3 +546,67 @@ async def test_kvrepl_replica_follows_scripts_of_redis_server_master():
             assert replica.execute_command("EVAL", "return redis.call('get', 'f')", 0) == b"v"
     finally:
         redis_master.stop()
+
+
+# -- scripts past busy-reply-threshold -----------------------------------------------------------
+
+def _until_busy(client: RawClient) -> bytes:
+    """PING until the server answers -BUSY (the script started and ran past the threshold;
+    a PING served before the script started answers PONG)."""
+    deadline = time.monotonic() + DEADLINE
+    while True:
+        reply = client.call("PING")
+        if reply.startswith(b"-BUSY"):
+            return reply
+        assert reply == b"+PONG\r\n", reply
+        assert time.monotonic() < deadline, "the script never became busy"
+
+
+def _busy_session(port: int) -> list[bytes]:
+    """What a second client sees around a script that loops until SCRIPT KILL, and one
+    that wrote before looping (unkillable, it ends by itself)."""
+    seen = []
+    watcher, runner = RawClient(port), RawClient(port)
+    try:
+        watcher.call("PING")  # connected (and idle) before the script starts
+        runner.send("EVAL", "local i = 0 while true do i = i + 1 end", 0)
+        seen.append(_until_busy(watcher))
+        seen.append(watcher.call("GET", "k"))
+        seen.append(watcher.call("FUNCTION", "KILL"))
+        seen.append(watcher.call("FUNCTION", "STATS"))
+        seen.append(watcher.call("SHUTDOWN"))
+        seen.append(watcher.call("MULTI"))
+        seen.append(watcher.call("SET", "k", "v"))
+        seen.append(watcher.call("DISCARD"))
+        seen.append(watcher.call("SCRIPT", "KILL"))
+        seen.append(runner.read())  # the killed script's error
+        seen.append(watcher.call("PING"))
+        seen.append(watcher.call("SCRIPT", "KILL"))
+        runner.send("EVAL", "redis.call('set', 'written', 1) local i = 0"
+                    " while i < 5e7 do i = i + 1 end return i", 0)
+        seen.append(_until_busy(watcher))
+        seen.append(watcher.call("SCRIPT", "KILL"))
+        seen.append(runner.read())  # it ran to its end
+        runner.call("FUNCTION", "LOAD", "REPLACE", "#!lua name=spin\nredis.register_function("
+                    "'spin', function() local i = 0 while true do i = i + 1 end end)")
+        runner.send("FCALL", "spin", 0)
+        seen.append(_until_busy(watcher))
+        seen.append(watcher.call("SCRIPT", "KILL"))
+        stats = watcher.call("FUNCTION", "STATS")
+        assert b"spin" in stats and b"duration_ms" in stats
+        seen.append(watcher.call("FUNCTION", "KILL"))
+        seen.append(runner.read())
+        seen.append(runner.call("FUNCTION", "DELETE", "spin"))
+    finally:
+        watcher.close()
+        runner.close()
+    return seen
+
+
+def test_busy_script_and_script_kill_like_redis(kvrepl_server, redis_server, configure, r,
+                                                real):
+    configure("lua-time-limit", 20)
+    ours = _busy_session(kvrepl_server.port)
+    theirs = _busy_session(redis_server.port)
+    assert ours == theirs
+    assert r.get("written") == b"1"

@@ -89,7 +89,7 @@ class Command:
     """
 
     __slots__ = ("spec", "handler", "subcommands", "name", "arity", "is_write", "replicates",
-                 "no_auth", "no_multi", "allows_loading", "skip_monitor", "runs_in_multi",
+                 "no_auth", "no_multi", "allows_loading", "allows_busy", "skip_monitor", "runs_in_multi",
                  "hidden_from_monitor", "touches_keyspace", "allowed_subscribed", "is_exec",
                  "is_ping", "calls", "usec", "rejected_calls", "failed_calls")
 
@@ -105,6 +105,7 @@ class Command:
         self.no_auth = spec.no_auth
         self.no_multi = spec.no_multi
         self.allows_loading = spec.allows_loading
+        self.allows_busy = "allow_busy" in spec.flags  # served while a script is busy
         self.skip_monitor = spec.skip_monitor
         self.hidden_from_monitor = spec.skip_monitor or spec.is_admin
         # what a replica or MONITOR connection may no longer run
@@ -222,6 +223,10 @@ class Engine:
         self._masterdown = False  # a replica whose link to its master is down
         self._read_only = False  # set on a replica with replica-read-only
         self._bgsave_failed = False  # the last BGSAVE failed: MISCONF for writes
+        self._busy: ReplyError | None = None  # a script ran past busy-reply-threshold
+        # Set by the server: serve the other clients that are ready, from inside a script
+        # that is past busy-reply-threshold (Redis's processEventsWhileBlocked).
+        self.serve_while_busy: Callable[[Session], None] | None = None
         self.active_expire_enabled = True  # DEBUG SET-ACTIVE-EXPIRE
         self.server: object | None = None  # the trio Server serving this engine, if any
         self.node: object | None = None  # the Node that owns it (REPLICAOF needs it)
@@ -257,7 +262,7 @@ class Engine:
 
     def _refresh_restricted(self) -> None:
         self._restricted = bool(self._loading or self._masterdown or self._read_only
-                                or self._bgsave_failed)
+                                or self._bgsave_failed or self._busy is not None)
 
     @property
     def restricted(self) -> bool:
@@ -273,6 +278,17 @@ class Engine:
     @loading.setter
     def loading(self, value: bool) -> None:
         self._loading = value
+        self._refresh_restricted()
+
+    @property
+    def busy(self) -> ReplyError | None:
+        """While a script runs past busy-reply-threshold: the -BUSY error other clients get
+        for commands not flagged allow-busy (SCRIPT KILL, FUNCTION KILL, MULTI ...)."""
+        return self._busy
+
+    @busy.setter
+    def busy(self, value: ReplyError | None) -> None:
+        self._busy = value
         self._refresh_restricted()
 
     @property
@@ -485,6 +501,8 @@ class Engine:
                 "'no'.")
         if self._loading and not cmd.allows_loading:
             return ReplyError("LOADING Redis is loading the dataset in memory")
+        if self._busy is not None and not cmd.allows_busy:
+            return self._busy
         return None
 
     def run_unblocked(self, session: Session, argv: list[bytes]) -> object:

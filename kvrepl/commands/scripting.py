@@ -95,9 +95,10 @@ def script_flush(s: Session, argv: list[bytes]) -> object:
 
 @command("script|kill")
 def script_kill(s: Session, argv: list[bytes]) -> object:
-    """SCRIPT KILL: scripts run to completion before any other client is served, so there
-    is never one to kill from another connection."""
-    raise ReplyError("NOTBUSY No scripts in execution right now.")
+    """SCRIPT KILL: stop the script that runs past busy-reply-threshold (if it wrote
+    nothing)."""
+    scripting(s.engine).kill(eval_mode=True)
+    return OK
 
 
 @command("script|help")
@@ -276,14 +277,15 @@ def function_restore(s: Session, argv: list[bytes]) -> object:
 
 @command("function|stats")
 def function_stats(s: Session, argv: list[bytes]) -> object:
-    """FUNCTION STATS: no function is ever running when another client asks."""
+    """FUNCTION STATS"""
     return scripting(s.engine).functions.stats()
 
 
 @command("function|kill")
 def function_kill(s: Session, argv: list[bytes]) -> object:
-    """FUNCTION KILL: as SCRIPT KILL, there is never a running function to kill."""
-    raise ReplyError("NOTBUSY No scripts in execution right now.")
+    """FUNCTION KILL: stop the function that runs past busy-reply-threshold."""
+    scripting(s.engine).kill(eval_mode=False)
+    return OK
 
 
 @command("function|help")

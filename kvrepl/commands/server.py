@@ -359,6 +359,8 @@ def shutdown(s: Session, argv: list[bytes]) -> object:
         raise ReplyError("ERR No shutdown in progress.")
     if nosave:
         save = False
+    if s.engine.busy is not None and not nosave:  # only SHUTDOWN NOSAVE while a script is busy
+        raise s.engine.busy
     if s.engine.on_shutdown is None:
         raise ReplyError("ERR Errors trying to SHUTDOWN. Check logs.")
     if not persistence.prepare_shutdown(s.engine, save, force):

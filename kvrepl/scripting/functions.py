@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from time import monotonic
 from typing import TYPE_CHECKING
 
 from kvrepl.errors import ReplyError
@@ -14,7 +15,7 @@ from kvrepl.rdb.crc import crc64
 from kvrepl.rdb.errors import DumpPayloadError, RdbError
 from kvrepl.rdb.payload import check_payload
 from kvrepl.rdb.primitives import encode_str, read_str
-from kvrepl.scripting.runtime import SCRIPT_FLAGS, LuaState
+from kvrepl.scripting.runtime import BUSY_EVAL, SCRIPT_FLAGS, LuaState
 
 if TYPE_CHECKING:
     from kvrepl.commands.core import Engine, Session
@@ -221,12 +222,21 @@ class FunctionsState:
         if numkeys < 0:
             raise ReplyError("ERR Number of keys can't be negative")
         ctx = self.scripting.prepare(caller, function.name.decode("utf-8", "replace"),
-                                     function.flags, read_only, eval_mode=False)
+                                     function.flags, read_only, eval_mode=False, argv=argv)
         ctx.client = self.lua.client
         return self.lua.run(ctx, function.callback, argv[3:3 + numkeys], argv[3 + numkeys:])
 
     def stats(self) -> dict:
-        return {b"running_script": None,
+        """FUNCTION STATS: the running function (seen while it is past
+        busy-reply-threshold), and the engine's counts."""
+        ctx = self.scripting.running()
+        running = None
+        if ctx is not None:
+            if ctx.eval_mode:
+                raise ReplyError(BUSY_EVAL)
+            running = {b"name": ctx.name.encode(), b"command": list(ctx.argv),
+                       b"duration_ms": int((monotonic() - ctx.start) * 1000)}
+        return {b"running_script": running,
                 b"engines": {b"LUA": {b"libraries_count": len(self.libraries),
                                       b"functions_count": len(self.functions)}}}
 

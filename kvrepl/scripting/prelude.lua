@@ -203,18 +203,36 @@ end
 env.__redis__err__handler = handler
 
 local hook_every = 100000
-local function run(f, keys, args, eval_mode)
+local interrupt = py.interrupt
+local function killed()
+    -- (only in the script's own code: not in the error handler nor in the runner)
+    local info = dbg.getinfo(2, "S")
+    if info and info.source ~= "=kvrepl" then
+        real_error(error_table("Script killed by user with SCRIPT KILL..."))
+    end
+end
+-- luaMaskCountHook: every 100000 instructions, past busy-reply-threshold the server serves
+-- the other clients; once SCRIPT KILL came, the error is raised on every line after, so
+-- that no pcall can keep the script alive.
+local function count_hook()
+    if interrupt() then
+        dbg.sethook(killed, "l")
+        real_error(error_table("Script killed by user with SCRIPT KILL..."))
+    end
+end
+
+local function run(f, keys, args, eval_mode, hooked)
     if eval_mode then
         env.KEYS, env.ARGV = keys, args
     end
-    if py.hook then dbg.sethook(py.hook, "", hook_every) end
+    if hooked then dbg.sethook(count_hook, "", hook_every) end
     local ok, result
     if eval_mode then
         ok, result = real_xpcall(f, handler)
     else
         ok, result = real_xpcall(function() return f(keys, args) end, handler)
     end
-    if py.hook then dbg.sethook() end
+    if hooked then dbg.sethook() end
     return ok, result
 end
 
@@ -244,5 +262,4 @@ local function load_library(body, timeout_check)
     return true, nil, false
 end
 
-return {load_library = load_library, run = run, compile = compile, env = env, error_table = error_table, protect = protect,
-        handler = handler, kill_error = function() real_error(error_table("Script killed by user with SCRIPT KILL..."), 0) end}
+return {load_library = load_library, run = run, compile = compile}

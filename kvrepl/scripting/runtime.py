@@ -51,6 +51,10 @@ FLAG_ALLOW_CROSS_SLOT = "allow-cross-slot-keys"
 SCRIPT_FLAGS = (FLAG_NO_WRITES, FLAG_ALLOW_OOM, FLAG_ALLOW_STALE, FLAG_NO_CLUSTER,
                 FLAG_ALLOW_CROSS_SLOT)
 PROPAGATE_REPL = 2
+BUSY_EVAL = ("BUSY Redis is busy running a script. You can only call SCRIPT KILL or "
+             "SHUTDOWN NOSAVE.")
+BUSY_FUNCTION = ("BUSY Redis is busy running a script. You can only call FUNCTION KILL or "
+                 "SHUTDOWN NOSAVE.")
 
 
 def sha1hex(data: bytes) -> bytes:
@@ -121,6 +125,8 @@ class RunContext:
     repl_flags: int = 3
     write_dirty: bool = False
     killed: bool = False
+    timed_out: bool = False  # ran past busy-reply-threshold: other clients get -BUSY
+    argv: list[bytes] = field(default_factory=list)  # the caller's command (FUNCTION STATS)
     start: float = field(default_factory=monotonic)
 
 
@@ -166,6 +172,7 @@ class LuaState:
             b"setresp": self._setresp,
             b"set_repl": self._set_repl,
             b"acl_check_cmd": self._acl_check_cmd,
+            b"interrupt": self._interrupt,
             b"random": self._random,
             b"randomseed": self._randomseed,
             b"version": REDIS_VERSION.encode(),
@@ -307,10 +314,14 @@ class LuaState:
         client.resp3 = False
         client.is_master = ctx.caller.is_master
         self.ctx = ctx
+        engine = self.engine
         try:
-            ok, result = self._run(function, self.table(keys), self.table(args), ctx.eval_mode)
+            ok, result = self._run(function, self.table(keys), self.table(args), ctx.eval_mode,
+                                   engine.config.lua_time_limit > 0)
         finally:
             self.ctx = None
+            if ctx.timed_out:
+                engine.busy = None
         if ok:
             return from_lua(result, ctx.resp3, ctx.caller.resp3)
         return self._error_reply(ctx, result)
@@ -330,6 +341,27 @@ class LuaState:
             source_text = source.decode("utf-8", "replace") if type(source) is bytes else source
             text += f" script: {ctx.name}, on {source_text}:{line}."
         return ReplyError(text)
+
+    def _interrupt(self) -> bool:
+        """scriptInterrupt, from the count hook: past busy-reply-threshold, let the server
+        serve the others (-BUSY, SCRIPT KILL); True once the script is to be killed."""
+        ctx = self.ctx
+        if ctx is None:
+            return False
+        engine = self.engine
+        if not ctx.timed_out:
+            elapsed = (monotonic() - ctx.start) * 1000
+            if elapsed < engine.config.lua_time_limit:
+                return False
+            logger.warning(
+                "Slow script detected: still in execution after %d milliseconds. You can try "
+                "killing the script using the %s command. Script name is: %s.", elapsed,
+                "SCRIPT KILL" if ctx.eval_mode else "FUNCTION KILL", ctx.name)
+            ctx.timed_out = True
+            engine.busy = ReplyError(BUSY_EVAL if ctx.eval_mode else BUSY_FUNCTION)
+        if engine.serve_while_busy is not None:
+            engine.serve_while_busy(ctx.caller)
+        return ctx.killed
 
     # -- redis.* callbacks ---------------------------------------------------------------
     def _raising_call(self, *argv: object) -> object:

@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING
 
 from kvrepl.errors import ReplyError
 from kvrepl.scripting.runtime import (
+    BUSY_EVAL,
+    BUSY_FUNCTION,
     FLAG_ALLOW_STALE,
     FLAG_NO_WRITES,
     LuaState,
@@ -91,13 +93,41 @@ class ScriptingState:
         else:
             sha = self.create(argv[1])
         script = self.scripts[sha]
-        ctx = self.prepare(caller, sha.decode(), script.flags, read_only, eval_mode=True)
+        ctx = self.prepare(caller, sha.decode(), script.flags, read_only, eval_mode=True,
+                           argv=argv)
         keys = argv[3:3 + numkeys]
         args = argv[3 + numkeys:]
         return self.lua.run(ctx, script.function, keys, args)
 
+    def running(self) -> RunContext | None:
+        """The script or function running now (only another client served while it is
+        past busy-reply-threshold can see one)."""
+        ctx = self.lua.ctx
+        if ctx is None and self._functions is not None:
+            ctx = self._functions.lua.ctx
+        return ctx
+
+    def kill(self, eval_mode: bool) -> None:
+        """SCRIPT KILL (``eval_mode``) / FUNCTION KILL (scriptKill); ReplyError when refused."""
+        ctx = self.running()
+        if ctx is None:
+            raise ReplyError("NOTBUSY No scripts in execution right now.")
+        if ctx.caller.is_master:
+            raise ReplyError("UNKILLABLE The busy script was sent by a master instance in the "
+                             "context of replication and cannot be killed.")
+        if ctx.write_dirty:
+            raise ReplyError(
+                "UNKILLABLE Sorry the script already executed write commands against the "
+                "dataset. You can either wait the script termination or kill the server in a "
+                "hard way using the SHUTDOWN NOSAVE command.")
+        if eval_mode and not ctx.eval_mode:
+            raise ReplyError(BUSY_FUNCTION)
+        if not eval_mode and ctx.eval_mode:
+            raise ReplyError(BUSY_EVAL)
+        ctx.killed = True
+
     def prepare(self, caller: Session, name: str, flags: frozenset[str] | None,
-                read_only: bool, eval_mode: bool) -> RunContext:
+                read_only: bool, eval_mode: bool, argv: list[bytes]) -> RunContext:
         """scriptPrepareForRun's checks: ReplyError when the script may not run now."""
         engine = self.engine
         config = engine.config
@@ -130,7 +160,7 @@ class ScriptingState:
                 "'no'.")
         ro = read_only or (flags is not None and FLAG_NO_WRITES in flags)
         return RunContext(caller=caller, client=self.lua.client, name=name,
-                          eval_mode=eval_mode, read_only=ro)
+                          eval_mode=eval_mode, read_only=ro, argv=argv)
 
 
 def scripting(engine: Engine) -> ScriptingState:
@@ -140,3 +170,24 @@ def scripting(engine: Engine) -> ScriptingState:
         state = engine.scripting = ScriptingState(engine)
     return state
 
+
+
+def script_stats(engine: Engine) -> dict[str, int]:
+    """What INFO memory tells of scripting: the Lua states' bytes, the cached scripts and
+    their bodies' bytes, the libraries and functions and their code's bytes (zeros before
+    the first script)."""
+    state = engine.scripting
+    stats = dict.fromkeys(("vm_eval", "vm_functions", "scripts_eval", "cached_scripts",
+                           "functions", "number_of_functions", "number_of_libraries"), 0)
+    if state is None:
+        return stats
+    stats["vm_eval"] = state.lua.memory()
+    stats["cached_scripts"] = len(state.scripts)
+    stats["scripts_eval"] = sum(40 + len(script.body) for script in state.scripts.values())
+    if state.has_functions:
+        functions = state.functions
+        stats["vm_functions"] = functions.lua.memory()
+        stats["number_of_functions"] = len(functions.functions)
+        stats["number_of_libraries"] = len(functions.libraries)
+        stats["functions"] = sum(len(lib.code) for lib in functions.libraries.values())
+    return stats

@@ -336,7 +336,14 @@ class Server:
         self._shutdown = trio.Event()
         self.shutdown_save: bool | None = None
         self.engine.on_shutdown = self.request_shutdown
+        self.engine.serve_while_busy = self._serve_while_busy
         self.engine.server = self
+
+    def _serve_while_busy(self, caller: Session) -> None:
+        """From inside a script past busy-reply-threshold: serve the parked clients that
+        sent something (they get -BUSY, or SCRIPT KILL & co run), never the script's own."""
+        if self.reactor is not None and self.reactor.running:
+            self.reactor.serve_ready(skip=caller)
 
     def request_shutdown(self, save: bool | None = None) -> None:
         self.shutdown_save = save
