@@ -7,6 +7,7 @@ their sha1 (part of error messages) is the same on both sides.
 
 from __future__ import annotations
 
+import re
 import time
 
 import pytest
@@ -489,6 +490,11 @@ def test_eval_propagates_its_effects_in_multi_exec(engine, session, propagated):
                                  " redis.call('set', 'hidden', 1) redis.set_repl(redis.REPL_ALL)"
                                  " redis.call('set', 'shown', 1)", 0))
     assert propagated == [[b"set", b"shown", b"1"]]
+    propagated.clear()
+    for command in (("MULTI",), ("EVAL", "return redis.call('set', 'a', 2)", 0), ("SET", "b", 3),
+                    ("EVAL", "return 1", 0), ("EXEC",)):
+        engine.execute(session, argv(*command))
+    assert propagated == [[b"MULTI"], [b"set", b"a", b"2"], [b"SET", b"b", b"3"], [b"EXEC"]]
 
 
 async def test_redis_server_replica_follows_scripts_of_kvrepl_master():
@@ -610,3 +616,46 @@ def test_busy_script_and_script_kill_like_redis(kvrepl_server, redis_server, con
     theirs = _busy_session(redis_server.port)
     assert ours == theirs
     assert r.get("written") == b"1"
+
+
+def test_script_errors_are_counted_like_redis(r, real):
+    def stats(client):
+        client.config_resetstat()
+        client.set("str", "x")
+        for script in ("return redis.call('incr', 'str')", "return redis.pcall('incr', 'str')",
+                       "error('mine')", "return {err = 'OWN error'}", "return redis.call('nosuch')",
+                       "return redis.pcall('nosuch')", "return {redis.pcall('incr', 'str')}",
+                       "return redis.call('get', 'str')"):
+            try:
+                client.eval(script, 0)
+            except redis.ResponseError:
+                pass
+        errors = client.info("errorstats")
+        commands = client.info("commandstats")
+        return errors, {name: (info["calls"], info["failed_calls"], info["rejected_calls"])
+                        for name, info in commands.items()
+                        if name in ("cmdstat_eval", "cmdstat_incr", "cmdstat_get")}
+
+    assert stats(r) == stats(real)
+
+
+def _monitored(port: int) -> list[bytes]:
+    monitor, client = RawClient(port), RawClient(port)
+    try:
+        assert monitor.call("MONITOR") == b"+OK\r\n"
+        client.call("EVAL", "redis.call('set', KEYS[1], 'v') redis.call('select', 2)"
+                    " return redis.call('get', KEYS[1])", 1, "mk")
+        client.call("FUNCTION", "LOAD", "REPLACE", "#!lua name=mon\nredis.register_function("
+                    "'mon', function(keys) return redis.call('del', keys[1]) end)")
+        client.call("FCALL", "mon", 1, "mk")
+        lines = monitor.read(7)
+    finally:
+        monitor.close()
+        client.close()
+    # the time and the client's address differ
+    return [re.sub(rb"^\+\d+\.\d+ \[(\d) [^\]]+\]", rb"+T [\1 ADDR]", line) if b" lua]" not in line
+            else re.sub(rb"^\+\d+\.\d+", b"+T", line) for line in lines.split(b"\r\n")]
+
+
+def test_monitor_shows_scripts_then_their_commands(kvrepl_server, redis_server, r, real):
+    assert _monitored(kvrepl_server.port) == _monitored(redis_server.port)

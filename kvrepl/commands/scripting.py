@@ -7,7 +7,7 @@ EVAL's execution unit ends), never the EVAL itself; SCRIPT LOAD is not replicate
 
 from __future__ import annotations
 
-from kvrepl.commands.core import Session, command
+from kvrepl.commands.core import Engine, Session, command
 from kvrepl.commands.glob import glob_match
 from kvrepl.commands.help import help_reply, subcommand_syntax_error
 from kvrepl.errors import ReplyError
@@ -37,10 +37,21 @@ def _run(s: Session, argv: list[bytes], by_sha: bool, read_only: bool) -> object
     engine = s.engine
     if engine.monitors:  # evalCommand shows the EVAL to monitors before its commands
         engine.feed_monitors(s, argv)
+    errors = engine.stats.error_replies
     try:
-        return scripting(engine).eval(s, argv, by_sha, read_only)
+        reply = scripting(engine).eval(s, argv, by_sha, read_only)
     finally:
         engine.rewrite()  # the script's commands are propagated, not the EVAL
+    _failed_if_errors(engine, argv, errors)
+    return reply
+
+
+def _failed_if_errors(engine: Engine, argv: list[bytes], errors: int) -> None:
+    """Redis counts a script call as failed when any error reply was counted while it ran
+    (its commands' errors, even caught by redis.pcall); its own uncounted error is raised
+    and counted by the dispatcher."""
+    if engine.stats.error_replies != errors:
+        engine.table[argv[0].lower()].failed_calls += 1
 
 
 @command("eval")
@@ -160,10 +171,13 @@ def _fcall(s: Session, argv: list[bytes], read_only: bool) -> object:
     engine = s.engine
     if engine.monitors:  # fed before the commands the function runs
         engine.feed_monitors(s, argv)
+    errors = engine.stats.error_replies
     try:
-        return scripting(engine).functions.call(s, argv, read_only)
+        reply = scripting(engine).functions.call(s, argv, read_only)
     finally:
         engine.rewrite()  # the function's commands are propagated, not the FCALL
+    _failed_if_errors(engine, argv, errors)
+    return reply
 
 
 @command("fcall")

@@ -76,6 +76,11 @@ class ScriptError(Exception):
         self.value = value
 
 
+def _counted(table: object) -> bool:
+    """Whether an error table is a command's error, already counted in the error stats."""
+    return table[b"ignore_error_stats_update"] is True
+
+
 def _lua_string(value: object) -> bytes | None:
     """lua_tolstring: strings, and numbers as Lua prints them; None for other types."""
     kind = type(value)
@@ -323,8 +328,14 @@ class LuaState:
             if ctx.timed_out:
                 engine.busy = None
         if ok:
-            return from_lua(result, ctx.resp3, ctx.caller.resp3)
-        return self._error_reply(ctx, result)
+            reply = from_lua(result, ctx.resp3, ctx.caller.resp3)
+            if isinstance(reply, ReplyError) and not _counted(result):
+                raise reply  # counted in INFO errorstats as the script's own error
+            return reply
+        error = self._error_reply(ctx, result)
+        if lua51.lua_type(result) == "table" and _counted(result):
+            return error  # a command's error the script passed on: counted once already
+        raise error
 
     def _error_reply(self, ctx: RunContext, err: object) -> ReplyError:
         if lua51.lua_type(err) != "table":
