@@ -1,9 +1,9 @@
 """The C libraries Redis links into its Lua (``deps/lua/src/lua_bit.c``, ``lua_cjson.c``),
 written again in Python because lupa's Lua does not ship them.
 
-Each function returns ``(True, value)`` or ``(False, message)``; ``prelude.lua`` wraps them
-so a failure is a Lua error raised in the script, as the C functions raise it.
-``struct`` and ``cmsgpack`` are not provided.
+The functions are handed to Lua as they are: like C functions they keep the calling
+script's frame in a tail call, and they fail by raising :class:`ScriptError` with the
+message the C function gives ``luaL_error``.
 """
 
 from __future__ import annotations
@@ -14,31 +14,17 @@ from collections.abc import Callable
 
 from lupa import lua51
 
-_WRAP = b"""
-function(lib)
-    local wrapped = {}
-    for name, f in pairs(lib) do
-        if type(f) == 'userdata' and name ~= 'null' then
-            wrapped[name] = function(...)
-                local ok, value = f(...)
-                if not ok then error(value, 0) end
-                return value
-            end
-        else
-            wrapped[name] = f
-        end
-    end
-    return wrapped
-end
-"""
+from kvrepl.scripting import packing
+from kvrepl.scripting.errors import ScriptError
 
 
 def load(runtime: lua51.LuaRuntime) -> dict[bytes, object]:
     """The library tables, by global name, ready for the sandbox."""
-    wrap = runtime.eval(_WRAP)
     return {
-        b"bit": wrap(runtime.table_from(_bit_functions())),
-        b"cjson": wrap(runtime.table_from(_cjson_functions(runtime))),
+        b"bit": runtime.table_from(_bit_functions()),
+        b"cjson": runtime.table_from(_cjson_functions(runtime)),
+        b"struct": runtime.table_from(packing.struct_functions()),
+        b"cmsgpack": runtime.table_from(packing.cmsgpack_functions(runtime)),
     }
 
 
@@ -60,9 +46,9 @@ def _tobit(value: object, position: int, name: str) -> int:
     return value - 0x100000000 if value & 0x80000000 else value
 
 
-class _ArgError(Exception):
+class _ArgError(ScriptError):
     def __init__(self, position: int, name: str, what: str) -> None:
-        super().__init__(f"bad argument #{position} to '{name}' ({what})")
+        super().__init__(f"bad argument #{position} to '{name}' ({what})".encode())
 
 
 def _lua_type(value: object) -> str:
@@ -78,45 +64,33 @@ def _signed(value: int) -> int:
     return value - 0x100000000 if value & 0x80000000 else value
 
 
-def _bit_functions() -> dict[bytes, Callable[..., tuple[bool, object]]]:
-    def unary(name: str, op: Callable[[int], int]) -> Callable[..., tuple[bool, object]]:
-        def function(x: object = None, *_: object) -> tuple[bool, object]:
-            try:
-                return True, _signed(op(_tobit(x, 1, name)))
-            except _ArgError as err:
-                return False, str(err)
+def _bit_functions() -> dict[bytes, Callable[..., int | bytes]]:
+    def unary(name: str, op: Callable[[int], int]) -> Callable[..., int]:
+        def function(x: object = None, *_: object) -> int:
+            return _signed(op(_tobit(x, 1, name)))
         return function
 
-    def fold(name: str, op: Callable[[int, int], int]) -> Callable[..., tuple[bool, object]]:
-        def function(*args: object) -> tuple[bool, object]:
-            try:
-                result = _tobit(args[0] if args else None, 1, name)
-                for position, arg in enumerate(args[1:], 2):
-                    result = op(result, _tobit(arg, position, name))
-                return True, _signed(result)
-            except _ArgError as err:
-                return False, str(err)
+    def fold(name: str, op: Callable[[int, int], int]) -> Callable[..., int]:
+        def function(*args: object) -> int:
+            result = _tobit(args[0] if args else None, 1, name)
+            for position, arg in enumerate(args[1:], 2):
+                result = op(result, _tobit(arg, position, name))
+            return _signed(result)
         return function
 
-    def shift(name: str, op: Callable[[int, int], int]) -> Callable[..., tuple[bool, object]]:
-        def function(x: object = None, n: object = None, *_: object) -> tuple[bool, object]:
-            try:
-                value = _tobit(x, 1, name) & 0xFFFFFFFF
-                return True, _signed(op(value, _tobit(n, 2, name) & 31))
-            except _ArgError as err:
-                return False, str(err)
+    def shift(name: str, op: Callable[[int, int], int]) -> Callable[..., int]:
+        def function(x: object = None, n: object = None, *_: object) -> int:
+            value = _tobit(x, 1, name) & 0xFFFFFFFF
+            return _signed(op(value, _tobit(n, 2, name) & 31))
         return function
 
-    def tohex(x: object = None, n: object = None, *_: object) -> tuple[bool, object]:
-        try:
-            value = _tobit(x, 1, "tohex") & 0xFFFFFFFF
-            digits = 8 if n is None else _tobit(n, 2, "tohex")
-        except _ArgError as err:
-            return False, str(err)
+    def tohex(x: object = None, n: object = None, *_: object) -> bytes:
+        value = _tobit(x, 1, "tohex") & 0xFFFFFFFF
+        digits = 8 if n is None else _tobit(n, 2, "tohex")
         upper = digits < 0
         digits = min(abs(digits), 8)
         text = f"{value:08X}" if upper else f"{value:08x}"
-        return True, text[8 - digits:].encode()
+        return text[8 - digits:].encode()
 
     def arshift(value: int, n: int) -> int:
         return _signed(value) >> n
@@ -209,11 +183,13 @@ def _cjson_functions(runtime: lua51.LuaRuntime) -> dict[bytes, object]:
             parts.append(name + b":" + encode_value(value, depth))
         return b"{" + b",".join(parts) + b"}"
 
-    def encode(value: object = None, *_: object) -> tuple[bool, object]:
+    def encode(*args: object) -> bytes:
+        if len(args) != 1:
+            raise _ArgError(1, "encode", "expected 1 argument")
         try:
-            return True, encode_value(value, 0)
+            return encode_value(args[0], 0)
         except ValueError as err:
-            return False, str(err)
+            raise ScriptError(str(err).encode()) from None
 
     def to_lua(value: object) -> object:
         if isinstance(value, str):
@@ -228,15 +204,21 @@ def _cjson_functions(runtime: lua51.LuaRuntime) -> dict[bytes, object]:
             return float(value)
         return value
 
-    def decode(text: object = None, *_: object) -> tuple[bool, object]:
+    def decode(*args: object) -> object:
+        if len(args) != 1:
+            raise _ArgError(1, "decode", "expected 1 argument")
+        text = args[0]
+        if type(text) in (int, float):
+            text = b"%.14g" % text
         if type(text) is not bytes:
-            return False, f"bad argument #1 to 'decode' (string expected, got {_lua_type(text)})"
+            raise _ArgError(1, "decode", f"string expected, got {_lua_type(text)}")
         try:
             parsed = json.loads(text.decode("utf-8", "surrogateescape"),
                                 parse_constant=_reject_constant)
         except ValueError as err:
-            return False, f"Expected value but found invalid token at character {_position(err)}"
-        return True, to_lua(parsed)
+            raise ScriptError(b"Expected value but found invalid token at character %d"
+                              % _position(err)) from None
+        return to_lua(parsed)
 
     return {b"encode": encode, b"decode": decode, b"null": JSON_NULL}
 

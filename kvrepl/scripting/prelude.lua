@@ -183,6 +183,9 @@ env._G = env_proxy
 -- __redis__err__handler: the error as a table, with where the script raised it (the first
 -- frame that is Lua code of the script, as Redis skips the C function that raised it).
 local function handler(err)
+    -- A message raised by a Python function (as luaL_error in a C function) is prefixed
+    -- with where the script called it.
+    local raised_by_python = real_type(err) == "userdata"
     err = unwrap_error(err)
     local level = 2
     local info = dbg.getinfo(level, "nSl")
@@ -191,6 +194,9 @@ local function handler(err)
         info = dbg.getinfo(level, "nSl")
     end
     if real_type(err) ~= "table" then
+        if raised_by_python and info and real_type(err) == "string" then
+            err = info.short_src .. ":" .. info.currentline .. ": " .. err
+        end
         err = {err = "ERR " .. real_tostring(err)}
     end
     if info then

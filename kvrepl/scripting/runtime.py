@@ -23,6 +23,7 @@ from kvrepl.commands.spec import CommandSpec
 from kvrepl.errors import ReplyError
 from kvrepl.log import logger
 from kvrepl.scripting import libs
+from kvrepl.scripting.errors import ScriptError
 from kvrepl.scripting.convert import from_lua, to_lua
 
 if TYPE_CHECKING:
@@ -65,15 +66,6 @@ def _refuse_attributes(obj: object, name: object, setting: bool) -> object:
     # Python objects handed to Lua (the callbacks, cjson.null) must not open a way out of
     # the sandbox through their attributes.
     raise AttributeError("not accessible from scripts")
-
-
-class ScriptError(Exception):
-    """A Lua error raised from Python: ``value`` is the Lua error value (a table or a
-    message), which the prelude's error handler and ``pcall`` take out again."""
-
-    def __init__(self, value: object) -> None:
-        super().__init__("script error")
-        self.value = value
 
 
 def _counted(table: object) -> bool:
@@ -170,7 +162,7 @@ class LuaState:
         callbacks = {
             b"call": self._raising_call,
             b"pcall": lambda *argv: self._call(argv, False)[1],
-            b"error_of": lambda err: err.value if type(err) is ScriptError else None,
+            b"error_of": lambda err: err.value if isinstance(err, ScriptError) else None,
             b"set_error_table": self._set_error_table,
             b"sha1hex": self._sha1hex,
             b"log": self._log,
