@@ -23,8 +23,8 @@ from kvrepl.commands.spec import CommandSpec
 from kvrepl.errors import ReplyError
 from kvrepl.log import logger
 from kvrepl.scripting import libs
-from kvrepl.scripting.errors import ScriptError
 from kvrepl.scripting.convert import from_lua, to_lua
+from kvrepl.scripting.errors import ScriptError
 
 if TYPE_CHECKING:
     from kvrepl.commands.core import Command, Engine
