@@ -322,6 +322,10 @@ def test_evalsha_and_script_commands(wire):
     wire("EVAL", "return 1")
     wire("SCRIPT", "FLUSH", "ASYNC")
     wire("SCRIPT", "EXISTS", sha[sha.index(b"\n") + 1:-2])
+    wire("COMMAND", "GETKEYS", "EVAL", "return 1", 2, "a", "b", "c")
+    wire("COMMAND", "GETKEYS", "FCALL", "f", 1, "a", "b")
+    wire("COMMAND", "GETKEYS", "EVAL", "return 1", 0)
+    wire("COMMAND", "INFO", "EVAL", "EVALSHA_RO", "FCALL", "FCALL_RO")
 
 
 def test_read_only_scripts_and_shebang_flags(wire):
@@ -385,6 +389,7 @@ BAD_LIBRARIES = [
     "#!js name=bad\n",
     "#!lua name=mylib\nredis.register_function('other', function() end)",
     "#!lua name=otherlib\nredis.register_function('echo', function() end)",
+    "#!lua name=slow\nwhile true do end",  # stopped after 500 ms: FUNCTION LOAD timeout
 ]
 
 

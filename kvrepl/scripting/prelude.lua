@@ -257,7 +257,14 @@ local function load_library(body, timeout_check)
     loading = true
     dbg.sethook(function()
         if timeout_check() then
-            dbg.sethook(function() real_error(error_table("FUNCTION LOAD timeout")) end, "l")
+            -- luaEngineLoadHook: from then on the error is raised on every line of the
+            -- library's code (not of this runner's)
+            dbg.sethook(function()
+                local info = dbg.getinfo(2, "S")
+                if info and info.source ~= "=kvrepl" then
+                    real_error(error_table("FUNCTION LOAD timeout"))
+                end
+            end, "l")
             real_error(error_table("FUNCTION LOAD timeout"))
         end
     end, "", hook_every)
