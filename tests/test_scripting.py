@@ -153,6 +153,12 @@ SCRIPTS = [
     "local t = {} setmetatable(t, {}) return 'ok'",
     "local f = loadstring('return 1 + 1') return f()",
     "local f = loadstring('q = 1') f()",
+    "local f, e = loadstring(string.dump(function() return 1 end)) return {tostring(f), e}",
+    "local f, e = loadstring('\\27abc\\ndef') return {tostring(f), e}",
+    "local f, e = loadstring('return +', 'mychunk') return {tostring(f), e}",
+    "local f, e = loadstring('return +') return {tostring(f), e}",
+    "local done = false local f = load(function() if done then return nil end done = true"
+    " return 'return 7' end) return f()",
     "return _G.redis == redis",
     "return type(getfenv)",
     "return type(setfenv)",
@@ -162,6 +168,11 @@ SCRIPTS = [
     "local t = {} for k in pairs(redis) do t[#t + 1] = k end table.sort(t) return t",
     "local t = {} for k in pairs(table) do t[#t + 1] = k end table.sort(t) return t",
     "return type(__redis__err__handler)",
+    "return getmetatable(redis.call) == nil",
+    "return getmetatable(cjson.encode) == nil",
+    "return getmetatable('').__index == string",
+    "getmetatable('').__index = {}",
+    "getmetatable('').x = 1",
     "return string.format('%d-%s', 5, 'x')",
     "return string.rep('ab', 3)",
     "return table.concat({1, 2, 3}, ',')",
@@ -320,6 +331,8 @@ def test_evalsha_and_script_commands(wire):
     wire("EVAL", "return 1", -1)
     wire("EVAL", "return 1", 3, "a")
     wire("EVAL", "return 1")
+    wire("EVAL", b"\x1bLuaQ\x00\x01\x04", 0)  # bytecode is refused, as text it is an error
+    wire("FUNCTION", "LOAD", b"#!lua name=bytecode\n\x1bLuaQ\x00")
     wire("SCRIPT", "FLUSH", "ASYNC")
     wire("SCRIPT", "EXISTS", sha[sha.index(b"\n") + 1:-2])
     wire("COMMAND", "GETKEYS", "EVAL", "return 1", 2, "a", "b", "c")

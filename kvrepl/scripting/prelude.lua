@@ -6,7 +6,7 @@
 local py = ...
 local real_error, real_type, real_setmetatable, real_getmetatable = error, type, setmetatable, getmetatable
 local real_rawset, real_rawget, real_next, real_select = rawset, rawget, next, select
-local real_setfenv, real_getfenv, real_loadstring, real_load = setfenv, getfenv, loadstring, load
+local real_setfenv, real_loadstring = setfenv, loadstring
 local real_xpcall, real_pcall, real_tostring, real_unpack = xpcall, pcall, tostring, unpack
 local dbg = debug
 local _G = _G
@@ -129,23 +129,52 @@ end
 env.unpack = function(t, ...) return real_unpack(unwrap(t), ...) end
 local string_meta = protect({__index = string_proxy})
 env.getmetatable = function(v)
-    if real_type(v) == "string" then return string_meta end
-    if real_of[v] then return real_getmetatable(v) end
+    local kind = real_type(v)
+    if kind == "string" then return string_meta end
+    -- the Python callables stand for C functions, which have no metatable (and lupa's
+    -- metatable for Python objects is a plain table a script could change)
+    if kind == "userdata" then return nil end
     return real_getmetatable(v)
 end
 env.setmetatable = function(t, mt)
     if real_of[t] then real_error(READONLY, 0) end
     return real_setmetatable(t, mt)
 end
-env.loadstring = function(s, name)
+-- Redis's Lua refuses precompiled chunks (a way out of any sandbox): their first byte, ESC,
+-- is then a syntax error, as the lexer reports it.
+local function chunkid(name)
+    local first = name:sub(1, 1)
+    if first == "=" or first == "@" then return name:sub(2, 60) end
+    local source = name:match("^[^%z]*")
+    local len = #source:match("^[^\n\r]*")
+    if len > 45 then len = 45 end
+    if len < #source then return '[string "' .. source:sub(1, len) .. '..."]' end
+    return '[string "' .. source .. '"]'
+end
+
+local function load_text(s, name)
+    if real_type(s) == "string" and s:byte(1) == 27 then
+        return nil, chunkid(name or s) .. ":1: unexpected symbol near 'char(27)'"
+    end
     local f, err = real_loadstring(s, name)
     if f then real_setfenv(f, env_proxy) end
     return f, err
 end
-env.load = function(f, name)
-    local chunk, err = real_load(f, name)
-    if chunk then real_setfenv(chunk, env_proxy) end
-    return chunk, err
+
+env.loadstring = function(s, name)
+    return load_text(s, name)
+end
+env.load = function(reader, name)
+    local parts = {}
+    while true do
+        local piece = reader()
+        if piece == nil or piece == "" then break end
+        if real_type(piece) ~= "string" then
+            return nil, "reader function must return a string"
+        end
+        parts[#parts + 1] = piece
+    end
+    return load_text(table.concat(parts), name or "=(load)")
 end
 
 local function strict(t)
@@ -243,17 +272,15 @@ local function run(f, keys, args, eval_mode, hooked)
 end
 
 local function compile(body, chunkname)
-    local f, err = real_loadstring(body, chunkname)
+    local f, err = load_text(body, chunkname)
     if not f then return nil, err end
-    real_setfenv(f, env_proxy)
     return f, false
 end
 
 -- FUNCTION LOAD: run a library's code so that it registers its functions (luaEngineCreate).
 local function load_library(body, timeout_check)
-    local f, err = real_loadstring(body, "@user_function")
+    local f, err = load_text(body, "@user_function")
     if not f then return false, err, true end
-    real_setfenv(f, env_proxy)
     loading = true
     dbg.sethook(function()
         if timeout_check() then
