@@ -625,9 +625,13 @@ async def test_kvrepl_replica_follows_scripts_of_redis_server_master():
             await replica.following.wait_offset(offset)
             assert digest(replica) == await trio.to_thread.run_sync(digest, client)
             assert replica.execute_command("FCALL_RO", "reader", 1, "f") == b"v"
-            # a function that may write does not run on a read-only replica, as in Redis
-            with pytest.raises(ReplyError, match="^READONLY Can not run script with write"):
-                replica.execute_command("FCALL", "later", 0)
+            # a function or script that may write does not run on a read-only replica
+            for command in (("FCALL", "later", 0), ("FCALL_RO", "later", 0),
+                            ("EVAL", "#!lua\nreturn 1", 0), ("EVAL_RO", "#!lua\nreturn 1", 0)):
+                with pytest.raises(ReplyError, match="^READONLY You can't write against"):
+                    replica.execute_command(*command)
+            assert replica.execute_command("EVAL", "#!lua flags=no-writes\nreturn 1", 0) == 1
+            assert replica.execute_command("FCALL", "reader", 1, "f") == b"v"
             with pytest.raises(ReplyError, match="^READONLY You can't write"):
                 replica.execute_command("EVAL", "return redis.call('set', 'x', 1)", 0)
             assert replica.execute_command("EVAL", "return redis.call('get', 'f')", 0) == b"v"

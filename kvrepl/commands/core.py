@@ -34,6 +34,10 @@ Handler = Callable[["Session", list], object]
 
 # name ("get", "config|get") -> handler; filled at import time by the family modules.
 HANDLERS: dict[str, Handler] = {}
+# name -> function(session, argv) giving (writes, allowed while stale) for a command whose
+# flags depend on its arguments (EVAL and FCALL take their script's declared flags, Redis's
+# evalGetCommandFlags), or None to keep the command's own.
+ARGUMENT_FLAGS: dict[str, Callable[[Session, list[bytes]], tuple[bool, bool] | None]] = {}
 
 
 def command(*names: str) -> Callable[[Handler], Handler]:
@@ -89,7 +93,7 @@ class Command:
     """
 
     __slots__ = ("spec", "handler", "subcommands", "name", "arity", "is_write", "replicates",
-                 "no_auth", "no_multi", "allows_loading", "allows_busy", "skip_monitor", "runs_in_multi",
+                 "no_auth", "no_multi", "allows_loading", "allows_busy", "argument_flags", "skip_monitor", "runs_in_multi",
                  "hidden_from_monitor", "touches_keyspace", "allowed_subscribed", "is_exec",
                  "is_ping", "calls", "usec", "rejected_calls", "failed_calls")
 
@@ -106,6 +110,7 @@ class Command:
         self.no_multi = spec.no_multi
         self.allows_loading = spec.allows_loading
         self.allows_busy = "allow_busy" in spec.flags  # served while a script is busy
+        self.argument_flags = ARGUMENT_FLAGS.get(spec.name)
         self.skip_monitor = spec.skip_monitor
         self.hidden_from_monitor = spec.skip_monitor or spec.is_admin
         # what a replica or MONITOR connection may no longer run
@@ -447,8 +452,12 @@ class Engine:
         if not session.authenticated and not cmd.no_auth:
             return self._reject(cmd, session, ReplyError("NOAUTH Authentication required."))
         is_write = cmd.is_write
+        allows_stale = None
         if cmd.is_exec and session.multi:  # EXEC writes when it queued a write
             is_write = any(queued.is_write for queued, _ in session.multi)
+        elif cmd.argument_flags is not None \
+                and (declared := cmd.argument_flags(session, argv)) is not None:
+            is_write, allows_stale = declared
         if (self._restricted or (is_write and self.config.min_replicas_to_write)) \
                 and not session.is_master:
             refused = self._refused_by_state(cmd, is_write)
@@ -460,7 +469,7 @@ class Engine:
                     f"ERR Can't execute '{cmd.name}': only (P|S)SUBSCRIBE / "
                     "(P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context"))
         if self._restricted:
-            refused = self._refused_while(cmd, session)
+            refused = self._refused_while(cmd, session, allows_stale)
             if refused is not None:
                 return self._reject(cmd, session, refused)
         if (session.is_replica or session.monitor) and cmd.touches_keyspace:
@@ -492,9 +501,12 @@ class Engine:
             return ReplyError("READONLY You can't write against a read only replica.")
         return None
 
-    def _refused_while(self, cmd: Command, session: Session) -> ReplyError | None:
+    def _refused_while(self, cmd: Command, session: Session,
+                       allows_stale: bool | None = None) -> ReplyError | None:
         """The node-state checks that come after it: MASTERDOWN, LOADING."""
-        if self._masterdown and not cmd.spec.allows_stale and \
+        if allows_stale is None:
+            allows_stale = cmd.spec.allows_stale
+        if self._masterdown and not allows_stale and \
                 not self.config.replica_serve_stale_data and not session.is_master:
             return ReplyError(
                 "MASTERDOWN Link with MASTER is down and replica-serve-stale-data is set to "

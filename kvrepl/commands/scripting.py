@@ -7,12 +7,13 @@ EVAL's execution unit ends), never the EVAL itself; SCRIPT LOAD is not replicate
 
 from __future__ import annotations
 
-from kvrepl.commands.core import Engine, Session, command
+from kvrepl.commands.core import ARGUMENT_FLAGS, Engine, Session, command
 from kvrepl.commands.glob import glob_match
 from kvrepl.commands.help import help_reply, subcommand_syntax_error
 from kvrepl.errors import ReplyError
 from kvrepl.protocol.replies import OK
 from kvrepl.scripting.functions import LOAD_TIMEOUT, flags_reply
+from kvrepl.scripting.runtime import FLAG_ALLOW_STALE, FLAG_NO_WRITES, parse_shebang, sha1hex
 from kvrepl.scripting.state import scripting
 
 _HELP = [
@@ -31,6 +32,45 @@ _HELP = [
     "LOAD <script>",
     "    Load a script into the scripts cache without executing it.",
 ]
+
+
+def _declared(flags: frozenset[str] | None) -> tuple[bool, bool] | None:
+    """scriptFlagsToCmdFlags: a script with a shebang writes unless ``no-writes``, may run
+    stale only with ``allow-stale``; without one the command's own flags apply."""
+    if flags is None:
+        return None
+    return FLAG_NO_WRITES not in flags, FLAG_ALLOW_STALE in flags
+
+
+def _eval_flags(s: Session, argv: list[bytes]) -> tuple[bool, bool] | None:
+    """evalGetCommandFlags: the flags of the script EVAL/EVALSHA is about to run."""
+    state = s.engine.scripting
+    by_sha = argv[0].lower() in (b"evalsha", b"evalsha_ro")
+    if by_sha:
+        script = state.scripts.get(argv[1].lower()) if state is not None else None
+        return _declared(script.flags) if script is not None else None
+    script = state.scripts.get(sha1hex(argv[1])) if state is not None else None
+    if script is not None:
+        return _declared(script.flags)
+    try:
+        return _declared(parse_shebang(argv[1])[0])
+    except ReplyError:
+        return None  # EVAL itself will tell
+
+
+def _fcall_flags(s: Session, argv: list[bytes]) -> tuple[bool, bool] | None:
+    """fcallGetCommandFlags: the flags the function was registered with."""
+    state = s.engine.scripting
+    if state is None or not state.has_functions:
+        return None
+    function = state.functions.functions.get(argv[1])
+    return _declared(function.flags) if function is not None else None
+
+
+for _name in ("eval", "evalsha", "eval_ro", "evalsha_ro"):
+    ARGUMENT_FLAGS[_name] = _eval_flags
+for _name in ("fcall", "fcall_ro"):
+    ARGUMENT_FLAGS[_name] = _fcall_flags
 
 
 def _run(s: Session, argv: list[bytes], by_sha: bool, read_only: bool) -> object:
