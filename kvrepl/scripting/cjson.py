@@ -11,6 +11,7 @@ import sys
 from lupa import lua51
 
 from kvrepl.scripting.errors import ScriptError
+from kvrepl.scripting.luavalues import arg_error, type_name
 
 
 class _JsonNull:
@@ -33,22 +34,6 @@ _SINGLE = {ord("{"): "T_OBJ_BEGIN", ord("}"): "T_OBJ_END", ord("["): "T_ARR_BEGI
 _UNKNOWN = frozenset(b'fiInNt"+-0123456789')
 _SIMPLE_ESCAPES = {ord('"'): b'"', ord("\\"): b"\\", ord("/"): b"/", ord("b"): b"\b",
                    ord("t"): b"\t", ord("n"): b"\n", ord("f"): b"\f", ord("r"): b"\r"}
-
-
-def _lua_type(value: object) -> str:
-    if value is None:
-        return "nil"
-    if type(value) is bool:
-        return "boolean"
-    if type(value) is bytes:
-        return "string"
-    if type(value) in (int, float):
-        return "number"
-    return lua51.lua_type(value) or "userdata"
-
-
-def _arg_error(position: int, name: str, message: str) -> ScriptError:
-    return ScriptError(f"bad argument #{position} to '{name}' ({message})".encode())
 
 
 class _Config:
@@ -89,7 +74,7 @@ class _Encoder:
             self.table(value, depth, out)
         else:
             raise ScriptError(b"Cannot serialise %s: type not supported"
-                              % _lua_type(value).encode())
+                              % type_name(value).encode())
 
     def number(self, value: float, what: str) -> bytes:
         invalid = self.config.encode_invalid_numbers
@@ -123,7 +108,7 @@ class _Encoder:
                 out += b'"' + self.number(key, "number") + b'"'
             else:
                 raise ScriptError(b"Cannot serialise %s: table key must be a number or string"
-                                  % _lua_type(key).encode())
+                                  % type_name(key).encode())
             out += b":"
             self.value(value, depth, out)
         out += b"}"
@@ -360,7 +345,7 @@ def functions(runtime: lua51.LuaRuntime) -> dict[bytes, object]:
 
     def encode(*args: object) -> bytes:
         if len(args) != 1:
-            raise _arg_error(1, "encode", "expected 1 argument")
+            raise arg_error(1, "encode", "expected 1 argument")
         out = bytearray()
         limit = sys.getrecursionlimit()
         # each nesting level is a few Python frames; encode_max_depth bounds them
@@ -373,12 +358,12 @@ def functions(runtime: lua51.LuaRuntime) -> dict[bytes, object]:
 
     def decode(*args: object) -> object:
         if len(args) != 1:
-            raise _arg_error(1, "decode", "expected 1 argument")
+            raise arg_error(1, "decode", "expected 1 argument")
         text = args[0]
         if type(text) in (int, float):
             text = b"%.14g" % text
         if type(text) is not bytes:
-            raise _arg_error(1, "decode", f"string expected, got {_lua_type(text)}")
+            raise arg_error(1, "decode", f"string expected, got {type_name(text)}")
         if len(text) >= 2 and (not text[0] or not text[1]):
             raise ScriptError(b"JSON parser does not support UTF-16 or UTF-32")
         decoder = _Decoder(runtime, config, text)
@@ -390,15 +375,15 @@ def functions(runtime: lua51.LuaRuntime) -> dict[bytes, object]:
 
     def options(name: str, args: tuple, count: int) -> tuple:
         if len(args) > count:
-            raise _arg_error(count + 1, name, "found too many arguments")
+            raise arg_error(count + 1, name, "found too many arguments")
         return args + (None,) * (count - len(args))
 
     def integer(name: str, value: object, attribute: str, low: int, high: int) -> int:
         if value is not None:
             if type(value) not in (int, float):
-                raise _arg_error(1, name, f"number expected, got {_lua_type(value)}")
+                raise arg_error(1, name, f"number expected, got {type_name(value)}")
             if not low <= int(value) <= high:
-                raise _arg_error(1, name, f"expected integer between {low} and {high}")
+                raise arg_error(1, name, f"expected integer between {low} and {high}")
             setattr(config, attribute, int(value))
         return getattr(config, attribute)
 
@@ -410,8 +395,8 @@ def functions(runtime: lua51.LuaRuntime) -> dict[bytes, object]:
                 setattr(config, attribute, choices.index(value))
             else:
                 shown = value.decode("utf-8", "replace") if type(value) is bytes else None
-                raise _arg_error(1, name, f"invalid option '{shown}'" if shown is not None
-                                 else f"string expected, got {_lua_type(value)}")
+                raise arg_error(1, name, f"invalid option '{shown}'" if shown is not None
+                                 else f"string expected, got {type_name(value)}")
         setting = getattr(config, attribute)
         return bool(setting) if setting in (0, 1) else choices[setting]
 

@@ -25,6 +25,7 @@ from kvrepl.log import logger
 from kvrepl.scripting import libs
 from kvrepl.scripting.convert import from_lua, to_lua
 from kvrepl.scripting.errors import ScriptError
+from kvrepl.scripting.luavalues import check_int, to_number, to_string
 
 if TYPE_CHECKING:
     from kvrepl.commands.core import Command, Engine
@@ -71,42 +72,6 @@ def _refuse_attributes(obj: object, name: object, setting: bool) -> object:
 def _counted(table: object) -> bool:
     """Whether an error table is a command's error, already counted in the error stats."""
     return table[b"ignore_error_stats_update"] is True
-
-
-def _lua_string(value: object) -> bytes | None:
-    """lua_tolstring: strings, and numbers as Lua prints them; None for other types."""
-    kind = type(value)
-    if kind is bytes:
-        return value
-    if kind is int or kind is float:
-        return b"%.14g" % value
-    return None
-
-
-def _lua_number(value: object) -> float | None:
-    """lua_tonumber's view: numbers, and strings that read as one."""
-    kind = type(value)
-    if kind is int or kind is float:
-        return value
-    if kind is bytes:
-        try:
-            return float(value.strip())
-        except ValueError:
-            return int(value, 16) if value.strip().lower().startswith(b"0x") else None
-    return None
-
-
-def _check_int(value: object, position: int, name: str = "random") -> int:
-    """luaL_checkint: the argument as an integer (truncated), or the Lua argument error."""
-    number = _lua_number(value)
-    if number is None:
-        got = "no value" if value is None else (
-            "boolean" if type(value) is bool else lua51.lua_type(value) or "userdata")
-        if type(value) is bytes:
-            got = "string"
-        raise ScriptError(b"bad argument #%d to '%s' (number expected, got %s)"
-                          % (position, name.encode(), got.encode()))
-    return int(number)
 
 
 @dataclass
@@ -237,7 +202,7 @@ class LuaState:
         description = None
         flags: frozenset[str] = frozenset()
         if len(args) == 2:
-            name = _lua_string(args[0])
+            name = to_string(args[0])
             if name is None:
                 raise self._fail(b"first argument to redis.register_function must be a string")
             callback = args[1]
@@ -260,18 +225,18 @@ class LuaState:
         name = description = callback = None
         flags: set[str] = set()
         for key, value in table.items():
-            key = _lua_string(key)
+            key = to_string(key)
             if key is None:
                 raise self._fail(
                     b"named argument key given to redis.register_function is not a string")
             key = key.lower()
             if key == b"function_name":
-                name = _lua_string(value)
+                name = to_string(value)
                 if name is None:
                     raise self._fail(b"function_name argument given to "
                                      b"redis.register_function must be a string")
             elif key == b"description":
-                description = _lua_string(value)
+                description = to_string(value)
                 if description is None:
                     raise self._fail(b"description argument given to "
                                      b"redis.register_function must be a string")
@@ -286,7 +251,7 @@ class LuaState:
                                      b"table representing function flags")
                 index = 1
                 while (flag := value[index]) is not None:
-                    text = _lua_string(flag)
+                    text = to_string(flag)
                     text = text.decode("utf-8", "replace").lower() if text else ""
                     if text not in SCRIPT_FLAGS:
                         raise self._fail(b"unknown flag given")
@@ -462,12 +427,12 @@ class LuaState:
     def _sha1hex(self, *args: object) -> bytes:
         if len(args) != 1:
             raise self._fail(b"wrong number of arguments")
-        return sha1hex(_lua_string(args[0]) or b"")
+        return sha1hex(to_string(args[0]) or b"")
 
     def _log(self, *args: object) -> None:
         if len(args) < 2:
             raise self._fail(b"redis.log() requires two arguments or more.")
-        level = _lua_number(args[0])
+        level = to_number(args[0])
         if level is None:
             raise self._fail(b"First argument must be a number (log level).")
         level = int(level)
@@ -475,7 +440,7 @@ class LuaState:
             raise self._fail(b"Invalid debug level.")
         if level < _LOG_NAMES.get(self.engine.config.get("loglevel"), 2):
             return
-        parts = [text for text in map(_lua_string, args[1:]) if text is not None]
+        parts = [text for text in map(to_string, args[1:]) if text is not None]
         logger.log(_LOG_LEVELS[level], "%s", b" ".join(parts).decode("utf-8", "replace"))
 
     def _setresp(self, *args: object) -> None:
@@ -484,7 +449,7 @@ class LuaState:
             raise self._fail(b"redis.setresp can only be called inside a script invocation")
         if len(args) != 1:
             raise self._fail(b"redis.setresp() requires one argument.")
-        resp = _lua_number(args[0])
+        resp = to_number(args[0])
         if resp is None or int(resp) not in (2, 3):
             raise self._fail(b"RESP version must be 2 or 3.")
         ctx.resp3 = int(resp) == 3
@@ -496,7 +461,7 @@ class LuaState:
             raise self._fail(b"redis.set_repl can only be called inside a script invocation")
         if len(args) != 1:
             raise self._fail(b"redis.set_repl() requires two arguments.")
-        flags = int(_lua_number(args[0]) or 0)
+        flags = int(to_number(args[0]) or 0)
         if flags & ~3:
             raise self._fail(
                 b"Invalid replication flags. Use REPL_AOF, REPL_REPLICA, REPL_ALL or REPL_NONE.")
@@ -507,7 +472,7 @@ class LuaState:
             raise self._fail(b"redis.acl_check_cmd can only be called inside a script invocation")
         if not args:
             raise self._fail(b"Please specify at least one argument for this redis lib call")
-        argv = [_lua_string(arg) for arg in args]
+        argv = [to_string(arg) for arg in args]
         if None in argv:
             raise self._fail(b"Lua redis lib command arguments must be strings or integers")
         cmd, refused = self._lookup(argv)
@@ -523,7 +488,7 @@ class LuaState:
             return r
         if len(args) > 2:
             raise ScriptError(b"wrong number of arguments")
-        bounds = [_check_int(arg, position) for position, arg in enumerate(args, 1)]
+        bounds = [check_int(arg, position, "random") for position, arg in enumerate(args, 1)]
         low, high = (1, bounds[0]) if len(bounds) == 1 else bounds
         if low > high:
             raise ScriptError(b"bad argument #%d to 'random' (interval is empty)" % len(args))
@@ -532,7 +497,7 @@ class LuaState:
     def _randomseed(self, *args: object) -> None:
         if self.ctx is None:
             raise ScriptError(b"math.randomseed can only be called inside a script invocation")
-        self.random.seed(_check_int(args[0] if args else None, 1, "randomseed"))
+        self.random.seed(check_int(args[0] if args else None, 1, "randomseed"))
 
     def memory(self) -> int:
         """The interpreter's memory in bytes (``used_memory_lua``)."""
