@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from time import monotonic
 from typing import TYPE_CHECKING
 
+from lupa import lua51
+
 from kvrepl.errors import ReplyError
 from kvrepl.protocol.replies import OrderedSet, Status
 from kvrepl.rdb import constants as C
@@ -15,6 +17,7 @@ from kvrepl.rdb.crc import crc64
 from kvrepl.rdb.errors import DumpPayloadError, RdbError
 from kvrepl.rdb.payload import check_payload
 from kvrepl.rdb.primitives import encode_str, read_str
+from kvrepl.scripting.luavalues import to_string
 from kvrepl.scripting.runtime import BUSY_EVAL, SCRIPT_FLAGS, LuaState
 
 if TYPE_CHECKING:
@@ -92,9 +95,84 @@ class FunctionsState:
     def __init__(self, engine: Engine, scripting: ScriptingState) -> None:
         self.engine = engine
         self.scripting = scripting
-        self.lua = LuaState(engine, functions=True)
+        self.lua = LuaState(engine, register_function=self._register_function)
         self.libraries: dict[bytes, Library] = {}
         self.functions: dict[bytes, Function] = {}
+
+    def _register_function(self, *args: object) -> None:
+        """redis.register_function(name, callback) or ({function_name=, callback=,
+        flags=, description=}) (luaRegisterFunction)."""
+        library = self.lua.loading
+        if library is None:
+            raise self.lua.fail(
+                b"redis.register_function can only be called on FUNCTION LOAD command")
+        if not 1 <= len(args) <= 2:
+            raise self.lua.fail(b"wrong number of arguments to redis.register_function")
+        description = None
+        flags: frozenset[str] = frozenset()
+        if len(args) == 2:
+            name = to_string(args[0])
+            if name is None:
+                raise self.lua.fail(b"first argument to redis.register_function must be a string")
+            callback = args[1]
+            if lua51.lua_type(callback) != "function":
+                raise self.lua.fail(
+                    b"second argument to redis.register_function must be a function")
+        else:
+            name, callback, description, flags = self._named_arguments(args[0])
+        try:
+            library.add_function(name, callback, description, flags)
+        except ValueError as err:
+            raise self.lua.fail(str(err).encode()) from None
+
+    def _named_arguments(self, table: object) -> tuple[bytes, object, bytes | None,
+                                                       frozenset[str]]:
+        if lua51.lua_type(table) != "table":
+            raise self.lua.fail(
+                b"calling redis.register_function with a single argument is only applicable "
+                b"to Lua table (representing named arguments).")
+        name = description = callback = None
+        flags: set[str] = set()
+        for key, value in table.items():
+            key = to_string(key)
+            if key is None:
+                raise self.lua.fail(
+                    b"named argument key given to redis.register_function is not a string")
+            key = key.lower()
+            if key == b"function_name":
+                name = to_string(value)
+                if name is None:
+                    raise self.lua.fail(b"function_name argument given to "
+                                     b"redis.register_function must be a string")
+            elif key == b"description":
+                description = to_string(value)
+                if description is None:
+                    raise self.lua.fail(b"description argument given to "
+                                     b"redis.register_function must be a string")
+            elif key == b"callback":
+                if lua51.lua_type(value) != "function":
+                    raise self.lua.fail(b"callback argument given to "
+                                     b"redis.register_function must be a function")
+                callback = value
+            elif key == b"flags":
+                if lua51.lua_type(value) != "table":
+                    raise self.lua.fail(b"flags argument to redis.register_function must be a "
+                                     b"table representing function flags")
+                index = 1
+                while (flag := value[index]) is not None:
+                    text = to_string(flag)
+                    text = text.decode("utf-8", "replace").lower() if text else ""
+                    if text not in SCRIPT_FLAGS:
+                        raise self.lua.fail(b"unknown flag given")
+                    flags.add(text)
+                    index += 1
+            else:
+                raise self.lua.fail(b"unknown argument given to redis.register_function")
+        if name is None:
+            raise self.lua.fail(b"redis.register_function must get a function name argument")
+        if callback is None:
+            raise self.lua.fail(b"redis.register_function must get a callback argument")
+        return name, callback, description, frozenset(flags)
 
     def create(self, code: bytes, replace: bool, timeout: float = LOAD_TIMEOUT,
                libraries: dict[bytes, Library] | None = None,
@@ -137,7 +215,7 @@ class FunctionsState:
     def flush(self) -> None:
         self.libraries.clear()
         self.functions.clear()
-        self.lua = LuaState(self.engine, functions=True)
+        self.lua = LuaState(self.engine, register_function=self._register_function)
 
     def codes(self) -> list[bytes]:
         """Each library's code, as the RDB's FUNCTION2 records hold them."""

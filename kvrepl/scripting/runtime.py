@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import resources
 from time import monotonic
@@ -110,7 +111,10 @@ class Lrand48:
 class LuaState:
     """A Lua interpreter with Redis's sandbox and API, bound to one engine."""
 
-    def __init__(self, engine: Engine, functions: bool = False) -> None:
+    def __init__(self, engine: Engine,
+                 register_function: Callable[..., None] | None = None) -> None:
+        """``register_function`` makes it the function libraries' state (FUNCTION LOAD
+        runs library code with only ``redis.register_function`` and ``redis.log``)."""
         self.engine = engine
         # FUNCTION LOAD in progress: the library its redis.register_function calls fill
         self.loading: object | None = None
@@ -142,8 +146,8 @@ class LuaState:
             b"builtins": runtime.table_from([name.encode() for name in BUILTINS]),
             b"libraries": runtime.table_from(libs.load(runtime)),
         }
-        if functions:
-            callbacks[b"register_function"] = self._register_function
+        if register_function is not None:
+            callbacks[b"register_function"] = register_function
         source = resources.files("kvrepl.scripting").joinpath("prelude.lua").read_bytes()
         loader = runtime.eval(b"function(code) return loadstring(code, '=kvrepl') end")
         chunk = loader(source)
@@ -189,81 +193,6 @@ class LuaState:
         else:
             text = "ERR " + (err.decode("utf-8", "replace") if type(err) is bytes else str(err))
         raise ReplyError(f"ERR Error registering functions: {text}")
-
-    def _register_function(self, *args: object) -> None:
-        """redis.register_function(name, callback) or ({function_name=, callback=,
-        flags=, description=}) (luaRegisterFunction)."""
-        library = self.loading
-        if library is None:
-            raise self._fail(
-                b"redis.register_function can only be called on FUNCTION LOAD command")
-        if not 1 <= len(args) <= 2:
-            raise self._fail(b"wrong number of arguments to redis.register_function")
-        description = None
-        flags: frozenset[str] = frozenset()
-        if len(args) == 2:
-            name = to_string(args[0])
-            if name is None:
-                raise self._fail(b"first argument to redis.register_function must be a string")
-            callback = args[1]
-            if lua51.lua_type(callback) != "function":
-                raise self._fail(
-                    b"second argument to redis.register_function must be a function")
-        else:
-            name, callback, description, flags = self._named_arguments(args[0])
-        try:
-            library.add_function(name, callback, description, flags)
-        except ValueError as err:
-            raise self._fail(str(err).encode()) from None
-
-    def _named_arguments(self, table: object) -> tuple[bytes, object, bytes | None,
-                                                       frozenset[str]]:
-        if lua51.lua_type(table) != "table":
-            raise self._fail(
-                b"calling redis.register_function with a single argument is only applicable "
-                b"to Lua table (representing named arguments).")
-        name = description = callback = None
-        flags: set[str] = set()
-        for key, value in table.items():
-            key = to_string(key)
-            if key is None:
-                raise self._fail(
-                    b"named argument key given to redis.register_function is not a string")
-            key = key.lower()
-            if key == b"function_name":
-                name = to_string(value)
-                if name is None:
-                    raise self._fail(b"function_name argument given to "
-                                     b"redis.register_function must be a string")
-            elif key == b"description":
-                description = to_string(value)
-                if description is None:
-                    raise self._fail(b"description argument given to "
-                                     b"redis.register_function must be a string")
-            elif key == b"callback":
-                if lua51.lua_type(value) != "function":
-                    raise self._fail(b"callback argument given to "
-                                     b"redis.register_function must be a function")
-                callback = value
-            elif key == b"flags":
-                if lua51.lua_type(value) != "table":
-                    raise self._fail(b"flags argument to redis.register_function must be a "
-                                     b"table representing function flags")
-                index = 1
-                while (flag := value[index]) is not None:
-                    text = to_string(flag)
-                    text = text.decode("utf-8", "replace").lower() if text else ""
-                    if text not in SCRIPT_FLAGS:
-                        raise self._fail(b"unknown flag given")
-                    flags.add(text)
-                    index += 1
-            else:
-                raise self._fail(b"unknown argument given to redis.register_function")
-        if name is None:
-            raise self._fail(b"redis.register_function must get a function name argument")
-        if callback is None:
-            raise self._fail(b"redis.register_function must get a callback argument")
-        return name, callback, description, frozenset(flags)
 
     def table(self, items: list[bytes]) -> object:
         return self.runtime.table_from(items)
@@ -421,23 +350,24 @@ class LuaState:
                 return cmd, ReplyError("NOREPLICAS Not enough good replicas to write.")
         return cmd, None
 
-    def _fail(self, message: bytes) -> ScriptError:
+    def fail(self, message: bytes) -> ScriptError:
+        """The error to raise from a callback: ``{err="ERR message"}`` at the script's line."""
         return ScriptError(self.error_table(message))
 
     def _sha1hex(self, *args: object) -> bytes:
         if len(args) != 1:
-            raise self._fail(b"wrong number of arguments")
+            raise self.fail(b"wrong number of arguments")
         return sha1hex(to_string(args[0]) or b"")
 
     def _log(self, *args: object) -> None:
         if len(args) < 2:
-            raise self._fail(b"redis.log() requires two arguments or more.")
+            raise self.fail(b"redis.log() requires two arguments or more.")
         level = to_number(args[0])
         if level is None:
-            raise self._fail(b"First argument must be a number (log level).")
+            raise self.fail(b"First argument must be a number (log level).")
         level = int(level)
         if not 0 <= level <= 3:
-            raise self._fail(b"Invalid debug level.")
+            raise self.fail(b"Invalid debug level.")
         if level < _LOG_NAMES.get(self.engine.config.get("loglevel"), 2):
             return
         parts = [text for text in map(to_string, args[1:]) if text is not None]
@@ -446,38 +376,38 @@ class LuaState:
     def _setresp(self, *args: object) -> None:
         ctx = self.ctx
         if ctx is None:
-            raise self._fail(b"redis.setresp can only be called inside a script invocation")
+            raise self.fail(b"redis.setresp can only be called inside a script invocation")
         if len(args) != 1:
-            raise self._fail(b"redis.setresp() requires one argument.")
+            raise self.fail(b"redis.setresp() requires one argument.")
         resp = to_number(args[0])
         if resp is None or int(resp) not in (2, 3):
-            raise self._fail(b"RESP version must be 2 or 3.")
+            raise self.fail(b"RESP version must be 2 or 3.")
         ctx.resp3 = int(resp) == 3
         self.client.resp3 = ctx.resp3
 
     def _set_repl(self, *args: object) -> None:
         ctx = self.ctx
         if ctx is None:
-            raise self._fail(b"redis.set_repl can only be called inside a script invocation")
+            raise self.fail(b"redis.set_repl can only be called inside a script invocation")
         if len(args) != 1:
-            raise self._fail(b"redis.set_repl() requires two arguments.")
+            raise self.fail(b"redis.set_repl() requires two arguments.")
         flags = int(to_number(args[0]) or 0)
         if flags & ~3:
-            raise self._fail(
+            raise self.fail(
                 b"Invalid replication flags. Use REPL_AOF, REPL_REPLICA, REPL_ALL or REPL_NONE.")
         ctx.repl_flags = flags
 
     def _acl_check_cmd(self, *args: object) -> bool:
         if self.ctx is None:
-            raise self._fail(b"redis.acl_check_cmd can only be called inside a script invocation")
+            raise self.fail(b"redis.acl_check_cmd can only be called inside a script invocation")
         if not args:
-            raise self._fail(b"Please specify at least one argument for this redis lib call")
+            raise self.fail(b"Please specify at least one argument for this redis lib call")
         argv = [to_string(arg) for arg in args]
         if None in argv:
-            raise self._fail(b"Lua redis lib command arguments must be strings or integers")
+            raise self.fail(b"Lua redis lib command arguments must be strings or integers")
         cmd, refused = self._lookup(argv)
         if cmd is None or refused is not None:
-            raise self._fail(b"Invalid command passed to redis.acl_check_cmd()")
+            raise self.fail(b"Invalid command passed to redis.acl_check_cmd()")
         return True  # kvrepl has a single user allowed every command
 
     def _random(self, *args: object) -> float:
