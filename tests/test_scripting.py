@@ -86,6 +86,8 @@ SCRIPTS = [
     "local ok, err = pcall(redis.call, 'incr', KEYS[1]) return {tostring(ok), err}",
     "local ok, err = pcall(error, {err = 'X'}) return {tostring(ok), err}",
     "local ok, err = pcall(error, 'plain') return {tostring(ok), err}",
+    # the clock stands still while a script runs: a key with 1 ms to live is still there
+    "redis.call('set', 'tmp', 'v', 'px', 1) for i = 1, 2e6 do end return redis.call('get', 'tmp')",
     # RESP3 inside scripts
     "redis.setresp(3) return redis.call('hgetall', 'h')",
     "redis.setresp(3) return redis.call('get', 'missing')",
@@ -339,6 +341,17 @@ def test_evalsha_and_script_commands(wire):
     wire("COMMAND", "GETKEYS", "FCALL", "f", 1, "a", "b")
     wire("COMMAND", "GETKEYS", "EVAL", "return 1", 0)
     wire("COMMAND", "INFO", "EVAL", "EVALSHA_RO", "FCALL", "FCALL_RO")
+
+
+def test_scripts_in_transactions(wire):
+    batch = [("MULTI",), ("EVAL", "return redis.call('incr', KEYS[1])", 1, "c"),
+             ("EVAL", "return redis.call('nosuch')", 0), ("EVAL", "error('x')", 0),
+             ("EVALSHA", "0" * 40, 0), ("GET", "c"), ("EXEC",)]
+    wire(batch=batch)
+    wire(batch=[("WATCH", "c"), ("EVAL", "return redis.call('incr', 'c')", 0), ("MULTI",),
+                ("GET", "c"), ("EXEC",)])  # the script touched the watched key: nil
+    wire(batch=[("MULTI",), ("EVAL", "return 1", "notanumber"), ("EXEC",)])
+    wire(batch=[("MULTI",), ("FCALL", "nosuch", 0), ("EXEC",)])
 
 
 def test_read_only_scripts_and_shebang_flags(wire):
