@@ -585,6 +585,14 @@ def test_eval_propagates_its_effects_in_multi_exec(engine, session, propagated):
                                  " redis.call('set', 'shown', 1)", 0))
     assert propagated == [[b"set", b"shown", b"1"]]
     propagated.clear()
+    # an expired key a script's command deletes is propagated even with REPL_NONE
+    engine.execute(session, argv("SET", "old", "v", "PX", 1))
+    engine.keyspace.clock = lambda: time.time() + 10
+    propagated.clear()
+    engine.execute(session, argv("EVAL", "redis.set_repl(redis.REPL_NONE)"
+                                 " redis.call('get', 'old') redis.call('set', 'hidden', 2)", 0))
+    assert propagated == [[b"DEL", b"old"]]
+    propagated.clear()
     for command in (("MULTI",), ("EVAL", "return redis.call('set', 'a', 2)", 0), ("SET", "b", 3),
                     ("EVAL", "return 1", 0), ("EXEC",)):
         engine.execute(session, argv(*command))

@@ -251,6 +251,9 @@ class Engine:
         # At 0 a write no command issued (an embedded read, active expiry) is propagated at
         # once, so every write reaches the stream in the order it happened.
         self.depth = 0
+        # False while a script runs a command after redis.set_repl(REPL_NONE): its write is
+        # not propagated (a lazy expiry's DEL still is, as Redis's propagateDeletion)
+        self.propagating = True
         self._current_db = 0
         self.monitors: list[Session] = []
         self.scripting: object | None = None  # kvrepl.scripting's state, made on first use
@@ -575,7 +578,7 @@ class Engine:
         if rewritten is not None:
             self._rewrite = None
         pending = self._pending
-        if self.dirty != dirty and self.propagate_listeners:
+        if self.dirty != dirty and self.propagate_listeners and self.propagating:
             if rewritten is not None:
                 pending.extend((db.id, one) for one in rewritten)
             elif cmd.replicates:
@@ -607,12 +610,6 @@ class Engine:
             self.propagate(ops[-1][0], [b"EXEC"])
         if self.replication is not None:
             session.woff = self.replication.master_repl_offset
-
-    @property
-    def pending_writes(self) -> list[tuple[int, list[bytes]]]:
-        """The writes of the running execution unit not propagated yet (a script drops
-        those of its commands when it turned replication off with ``redis.set_repl``)."""
-        return self._pending
 
     def count_error(self, err: ReplyError) -> ReplyError:
         """Count an error reply in INFO's errorstats (one sent without running a command)."""

@@ -298,10 +298,14 @@ class LuaState:
             return False, error
         if cmd.is_write:
             ctx.write_dirty = True
-        pending = len(engine.pending_writes)
-        reply = engine.call(client, cmd, args)
-        if not ctx.repl_flags & PROPAGATE_REPL:
-            del engine.pending_writes[pending:]
+        if ctx.repl_flags & PROPAGATE_REPL:
+            reply = engine.call(client, cmd, args)
+        else:
+            engine.propagating = False
+            try:
+                reply = engine.call(client, cmd, args)
+            finally:
+                engine.propagating = True
         if type(reply) is Block:  # the script client may not block (CLIENT_DENY_BLOCKING)
             reply = reply.timeout_reply
         value = to_lua(self.runtime, reply, client.resp3, self.error_table)
