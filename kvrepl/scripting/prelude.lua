@@ -128,12 +128,18 @@ env.ipairs = function(t)
 end
 env.unpack = function(t, ...) return real_unpack(unwrap(t), ...) end
 local string_meta = protect({__index = string_proxy})
+local globals_meta
 env.getmetatable = function(v)
     local kind = real_type(v)
     if kind == "string" then return string_meta end
     -- the Python callables stand for C functions, which have no metatable (and lupa's
     -- metatable for Python objects is a plain table a script could change)
     if kind == "userdata" then return nil end
+    if real_of[v] then
+        -- the globals have Redis's error metatable (read-only), the libraries none
+        if v == env_proxy then return globals_meta end
+        return nil
+    end
     return real_getmetatable(v)
 end
 env.setmetatable = function(t, mt)
@@ -207,6 +213,7 @@ env_proxy = protect(env, function(_, name)
     return v
 end)
 env._G = env_proxy
+globals_meta = protect({__index = function(_, name) return env_proxy[name] end})
 
 -- The runner -----------------------------------------------------------------------------
 -- __redis__err__handler: the error as a table, with where the script raised it (the first
