@@ -86,6 +86,13 @@ SCRIPTS = [
     "local ok, err = pcall(redis.call, 'incr', KEYS[1]) return {tostring(ok), err}",
     "local ok, err = pcall(error, {err = 'X'}) return {tostring(ok), err}",
     "local ok, err = pcall(error, 'plain') return {tostring(ok), err}",
+    "local co = coroutine.create(function() return redis.call('incr', KEYS[1]) end)"
+    " local ok, err = coroutine.resume(co) return {tostring(ok), type(err), err.err}",
+    "local co = coroutine.wrap(function(a) coroutine.yield(a + 1) return 'done' end)"
+    " return {co(1), co()}",
+    "return {xpcall(function() redis.call('incr', KEYS[1]) end,"
+    " function(e) return type(e) .. ':' .. e.err end)}",
+    "return {xpcall(function() error('plain') end, function(e) return e end)}",
     # the clock stands still while a script runs: a key with 1 ms to live is still there
     "redis.call('set', 'tmp', 'v', 'px', 1) for i = 1, 2e6 do end return redis.call('get', 'tmp')",
     # RESP3 inside scripts

@@ -96,7 +96,16 @@ local string_proxy = protect(string)
 env.string = string_proxy
 env.table = protect(table)
 env.math = protect(math_lib)
-env.coroutine = protect(coroutine)
+-- errors raised from Python reach Lua code as the Lua values Redis raises
+local coroutine_lib = {}
+for k, v in real_next, coroutine do coroutine_lib[k] = v end
+local real_resume = coroutine.resume
+function coroutine_lib.resume(co, ...)
+    local result = {real_resume(co, ...)}
+    if not result[1] then result[2] = unwrap_error(result[2]) end
+    return real_unpack(result, 1, table.maxn(result))
+end
+env.coroutine = protect(coroutine_lib)
 env.redis = protect(redis)
 for name, lib in real_next, py.libraries do env[name] = protect(lib) end
 
@@ -110,6 +119,9 @@ env.pcall = function(f, ...)
         if real_type(msg) == "string" then result[2] = msg end
     end
     return real_unpack(result, 1, table.maxn(result))
+end
+env.xpcall = function(f, on_error)
+    return real_xpcall(f, function(err) return on_error(unwrap_error(err)) end)
 end
 env.rawset = function(t, k, v)
     if real_of[t] then real_error(READONLY, 0) end
