@@ -33,6 +33,10 @@ BENCHMARKS: dict[str, str] = {
     "inprocess": "benchmarks.inprocess",
     "replication": "benchmarks.replication",
     "rdb": "benchmarks.rdb",
+    "geo": "benchmarks.geo",
+    "hll": "benchmarks.hyperloglog",
+    "bitmaps": "benchmarks.bitmaps",
+    "streams": "benchmarks.streams",
 }
 
 

@@ -3,8 +3,14 @@
 __version__ = "0.1.0"
 
 from kvrepl.config import Config  # noqa: E402
-from kvrepl.errors import KvreplError, ReplyError, WrongTypeError  # noqa: E402
+from kvrepl.errors import (  # noqa: E402
+    KvreplError,
+    ReplicaPanic,
+    ReplyError,
+    WriteSkipped,
+    WrongTypeError,
+)
 from kvrepl.node import Change, ChangesOverflow, Master, Node, Replica  # noqa: E402
 
 __all__ = ["Change", "ChangesOverflow", "Config", "KvreplError", "Master", "Node", "Replica",
-           "ReplyError", "WrongTypeError", "__version__"]
+           "ReplicaPanic", "ReplyError", "WriteSkipped", "WrongTypeError", "__version__"]

@@ -23,6 +23,7 @@ import trio
 
 from kvrepl import __version__, gc_policy, persistence
 from kvrepl.config import Config, ConfigError
+from kvrepl.errors import ReplicaPanic
 from kvrepl.log import configure, logger
 from kvrepl.node import Node
 from kvrepl.protocol.parser import split_inline
@@ -181,6 +182,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         gc_policy.install()
     try:
         return trio.run(run, config)
+    except ReplicaPanic:
+        return 1  # logged as redis-server logs a panic (kvrepl.log.panic)
     except OSError as err:
         logger.warning("Failed listening on port %d (tcp), aborting: %s", config.port, err)
         return 1

@@ -57,10 +57,28 @@ class Option:
     # What CONFIG SET checks on top of parsing (Redis's special setters, e.g. dir's chdir);
     # raises ValueError with the message for the client.
     check_at_runtime: Callable[[str], None] | None = None
+    # Where kvrepl lacks what other values would need: the only values it accepts (Redis's
+    # default and values that ask for nothing more), and what it lacks, for the message.
+    # Drop both when the feature lands.
+    only: tuple[object, ...] | None = None
+    lacking: str = ""
 
     @property
     def attr(self) -> str:
         return self.name.replace("-", "_")
+
+    def value(self, text: str) -> object:
+        """``text`` parsed and accepted (:meth:`accept`); ValueError says what is wrong."""
+        return self.accept(self.parse(text))
+
+    def accept(self, value: object) -> object:
+        """``value``, unless it asks for something kvrepl cannot do: then a ValueError
+        that says so (an option is never accepted and ignored)."""
+        if self.only is not None and value not in self.only:
+            allowed = " or ".join(f"'{self.format(v)}'" for v in self.only)
+            raise ValueError(f"kvrepl does not support {self.lacking} yet; only {allowed} "
+                             "is accepted")
+        return value
 
 
 def _int(low: int | None = None, high: int | None = None) -> Callable[[str], int]:
@@ -81,6 +99,19 @@ def _memory(text: str) -> int:
         return parse_memory(text)
     except ValueError:
         raise ValueError("argument must be a memory value") from None
+
+
+def _memory_from(low: int) -> Callable[[str], int]:
+    """A memory value of at least ``low`` (Redis's bounds for some size options)."""
+    def parse(text: str) -> int:
+        value = _memory(text)
+        if value < 0:  # memtoull refuses a sign before any bound is checked
+            raise ValueError("argument must be a memory value")
+        if not low <= value <= (1 << 63) - 1:
+            raise ValueError(f"argument must be between {low} and {(1 << 63) - 1} inclusive")
+        return value
+
+    return parse
 
 
 def _enum(*choices: str) -> Callable[[str], str]:
@@ -156,6 +187,11 @@ def _obuf_limits(text: str) -> dict[str, tuple[int, int, int]]:
         except ValueError:
             raise ValueError("Error in hard, soft or soft_seconds setting in buffer limit "
                              "configuration.") from None
+    if limits["normal"] != DEFAULT_OBUF_LIMITS["normal"]:
+        # A normal client's replies never pile up in kvrepl: its next request is read only
+        # once they are sent. Replica links and subscribers have their limits.
+        raise ValueError("kvrepl does not support client-output-buffer-limit for the normal "
+                         "class yet; only its default 'normal 0 0 0' is accepted")
     return limits
 
 
@@ -171,6 +207,7 @@ DEFAULT_OBUF_LIMITS = {
     "pubsub": (32 * 1024 * 1024, 8 * 1024 * 1024, 60),
 }
 _yes_no = {"parse": parse_bool, "format": _format_bool}
+_INT_MAX = 2**31 - 1
 # protected_action_enum of config.c
 _protected_action = _enum("no", "yes", "local")
 
@@ -185,22 +222,26 @@ OPTIONS: tuple[Option, ...] = (
     # no / yes / local (loopback, unix socket and in-process clients); set at startup only
     Option("enable-protected-configs", "no", _protected_action, mutable=False),
     Option("enable-debug-command", "no", _protected_action, mutable=False),
-    Option("enable-module-command", "no", _protected_action, mutable=False),
+    Option("enable-module-command", "no", _protected_action, mutable=False, only=("no",),
+           lacking="modules"),
     Option("requirepass", "", str),
     Option("masterauth", "", str),
     Option("masteruser", "", str),
-    Option("replicaof", None, _replicaof, _format_replicaof, aliases=("slaveof",)),
+    # Immutable as in Redis: REPLICAOF changes it at runtime.
+    Option("replicaof", None, _replicaof, _format_replicaof, mutable=False,
+           aliases=("slaveof",)),
     Option("databases", 16, _int(1, 1 << 20), mutable=False),
     Option("save", ((3600, 1), (300, 100), (60, 10000)), _save, _format_save),
     Option("loglevel", "notice", _enum("debug", "verbose", "notice", "warning", "nothing")),
     Option("logfile", "", str, mutable=False),
-    Option("daemonize", False, mutable=False, **_yes_no),
+    Option("daemonize", False, mutable=False, only=(False,),
+           lacking="daemonize", **_yes_no),
     Option("timeout", 0, _int(0)),
     Option("tcp-keepalive", 300, _int(0)),
     Option("maxclients", 10000, _int(1)),
     Option("hz", 10, lambda text: min(max(_int()(text), 1), 500)),  # Redis clamps hz
     Option("proto-max-bulk-len", 512 * 1024 * 1024, _memory),
-    Option("client-query-buffer-limit", 1024 * 1024 * 1024, _memory),
+    Option("client-query-buffer-limit", 1024 * 1024 * 1024, _memory_from(1024 * 1024)),
     Option("client-output-buffer-limit", DEFAULT_OBUF_LIMITS, _obuf_limits, _format_obuf),
     Option("hash-max-listpack-entries", 512, _int(0), aliases=("hash-max-ziplist-entries",)),
     Option("hash-max-listpack-value", 64, _int(0), aliases=("hash-max-ziplist-value",)),
@@ -208,12 +249,18 @@ OPTIONS: tuple[Option, ...] = (
     Option("zset-max-listpack-entries", 128, _int(0), aliases=("zset-max-ziplist-entries",)),
     Option("zset-max-listpack-value", 64, _int(0), aliases=("zset-max-ziplist-value",)),
     Option("list-max-listpack-size", -2, _int(-5), aliases=("list-max-ziplist-size",)),
-    Option("list-compress-depth", 0, _int(0)),
+    Option("list-compress-depth", 0, _int(0), only=(0,), lacking="compressed lists"),
+    Option("hll-sparse-max-bytes", 3000, _memory_from(0)),
+    Option("stream-node-max-bytes", 4096, _memory),
+    Option("stream-node-max-entries", 100, _int(0)),
     Option("stop-writes-on-bgsave-error", True, **_yes_no),
     Option("rdbcompression", True, **_yes_no),
-    Option("rdbchecksum", True, **_yes_no),
-    Option("appendonly", False, **_yes_no),
-    Option("maxmemory", 0, _memory),
+    Option("rdbchecksum", True, mutable=False, **_yes_no),
+    Option("appendonly", False, only=(False,), lacking="the append-only file (AOF)",
+           **_yes_no),
+    # Bounds kvrepl's estimate of the dataset (kvrepl/store/memory.py); evicts as
+    # kvrepl/commands/eviction.py says.
+    Option("maxmemory", 0, _memory_from(0)),
     Option("maxmemory-policy", "noeviction", _enum(
         "volatile-lru", "volatile-lfu", "volatile-random", "volatile-ttl", "allkeys-lru",
         "allkeys-lfu", "allkeys-random", "noeviction")),
@@ -222,7 +269,12 @@ OPTIONS: tuple[Option, ...] = (
     Option("replica-announce-ip", "", str, aliases=("slave-announce-ip",)),
     Option("replica-announce-port", 0, _int(0, 65535), aliases=("slave-announce-port",)),
     Option("replica-priority", 100, _int(0), aliases=("slave-priority",)),
-    Option("repl-backlog-size", 1024 * 1024, _memory),
+    # What a replica does when a command of its master's stream fails here (see
+    # kvrepl.replication.replica): log and count it, or also stop as redis-server panics.
+    Option("propagation-error-behavior", "ignore",
+           _enum("ignore", "panic", "panic-on-replicas")),
+    Option("replica-ignore-disk-write-errors", False, **_yes_no),
+    Option("repl-backlog-size", 1024 * 1024, _memory_from(1)),
     Option("repl-backlog-ttl", 3600, _int(0)),
     Option("repl-timeout", 60, _int(1)),
     Option("repl-ping-replica-period", 10, _int(1), aliases=("repl-ping-slave-period",)),
@@ -234,12 +286,20 @@ OPTIONS: tuple[Option, ...] = (
     Option("min-replicas-max-lag", 10, _int(0), aliases=("min-slaves-max-lag",)),
     Option("lazyfree-lazy-user-flush", False, **_yes_no),
     Option("lua-time-limit", 5000, _int(0), aliases=("busy-reply-threshold",)),
-    Option("slowlog-log-slower-than", 10000, _int(-1)),
-    Option("slowlog-max-len", 128, _int(0)),
-    Option("notify-keyspace-events", "", str),
-    Option("active-expire-effort", 1, _int(1, 10)),
-    Option("lfu-log-factor", 10, _int(0)),
-    Option("lfu-decay-time", 1, _int(0)),
+    # -1 turns the slow log off: what kvrepl, without one, always is.
+    Option("slowlog-log-slower-than", 10000, _int(-1), only=(10000, -1),
+           lacking="the slow log (SLOWLOG)"),
+    Option("slowlog-max-len", 128, _int(0), only=(128, 0), lacking="the slow log (SLOWLOG)"),
+    Option("notify-keyspace-events", "", str, only=("",),
+           lacking="keyspace notifications"),
+    Option("active-expire-effort", 1, _int(1, 10), only=(1,),
+           lacking="active-expire-effort (one active expiry effort)"),
+    Option("lfu-log-factor", 10, _int(0, _INT_MAX)),
+    Option("lfu-decay-time", 1, _int(0, _INT_MAX)),
+    # eviction (kvrepl/commands/eviction.py); maxmemory and maxmemory-policy are above
+    Option("maxmemory-samples", 5, _int(1, _INT_MAX)),
+    Option("maxmemory-eviction-tenacity", 10, _int(0, 100)),
+    Option("replica-ignore-maxmemory", True, aliases=("slave-ignore-maxmemory",), **_yes_no),
 )
 
 _BY_NAME: dict[str, Option] = {}
@@ -264,8 +324,12 @@ class Config:
             option = _BY_NAME.get(name)
             if option is None:
                 raise ConfigError(f"unknown option {name!r}")
-            if isinstance(value, str) and option.parse is not str:
-                value = option.parse(value)
+            try:
+                if isinstance(value, str) and option.parse is not str:
+                    value = option.parse(value)
+                option.accept(value)
+            except ValueError as err:
+                raise ConfigError(f"{name}: {err}") from None
             setattr(self, option.attr, value)
         self.listeners: list[Callable[[str], None]] = []
         # The absolute path of the config file kvrepl-server started from (INFO's
@@ -287,7 +351,7 @@ class Config:
             raise ConfigError(f"Bad directive or wrong number of arguments: {name!r}")
         if not startup and not option.mutable:
             raise ValueError("can't set immutable config")
-        setattr(self, option.attr, option.parse(text))
+        setattr(self, option.attr, option.value(text))
         for listener in self.listeners:
             listener(option.name)
 
@@ -322,11 +386,14 @@ class Config:
             try:
                 if option.check_at_runtime is not None:
                     option.check_at_runtime(text)
-                parsed.append((option, option.parse(text)))
+                parsed.append((option, option.value(text)))
             except ValueError as err:
                 raise ReplyError(f"ERR CONFIG SET failed (possibly related to argument "
                                  f"'{name}') - {err}") from None
         for option, value in parsed:
             setattr(self, option.attr, value)
+        # Then what they change, as Redis applies them: with every new value in place
+        # (CONFIG SET maxmemory 1mb maxmemory-policy allkeys-lru evicts under the new policy).
+        for option, _ in parsed:
             for listener in self.listeners:
                 listener(option.name)

@@ -45,6 +45,31 @@ class ExecAbortError(ReplyError):
     prefix = "EXECABORT"
 
 
+class ReplicaPanic(KvreplError):
+    """A replica stopped itself as redis-server panics: a command of its master's stream
+    failed here (``propagation-error-behavior panic``/``panic-on-replicas`` on a read-only
+    replica), or a write arrived while it could not save (``replica-ignore-disk-write-errors
+    no``). Raised out of the node's ``async with``; ``kvrepl-server`` exits with status 1."""
+
+
+class WriteSkipped(KvreplError):
+    """A command of the master's stream failed on this replica, so its dataset no longer
+    matches the master's. ``node.changes()`` raises it in order, where the write would have
+    been; iterating again continues with the later changes.
+
+    ``command`` is the name Redis logs (``"<unknown>"`` for a command kvrepl does not
+    know), ``argv`` the command as received, ``error`` the error reply, ``db`` the db it
+    ran in."""
+
+    def __init__(self, db: int, command: str, argv: list[bytes], error: str) -> None:
+        super().__init__(f"the replica could not apply '{command}' from its master "
+                         f"(db {db}): {error}")
+        self.db = db
+        self.command = command
+        self.argv = argv
+        self.error = error
+
+
 class ProtocolError(KvreplError):
     """The peer sent bytes that are not RESP; the connection must be closed after replying."""
 
@@ -70,8 +95,14 @@ def wrong_arity(name: str) -> ReplyError:
 
 
 def unknown_command(name: str, args: list[bytes]) -> ReplyError:
-    shown = " ".join(f"'{a.decode('utf-8', 'replace')[:128]}'" for a in args[:20])
+    # As commandCheckExistence: arguments quoted while the list is under 128 bytes, each
+    # cut to fill it up to 128 at most.
+    shown = b""
+    for arg in args:
+        if len(shown) >= 128:
+            break
+        shown += b"'" + arg[:128 - len(shown)] + b"' "
     return ReplyError(
-        f"ERR unknown command '{name[:128]}', with args beginning with: {shown}"
-        + (" " if shown else "")
+        f"ERR unknown command '{name[:128]}', with args beginning with: "
+        + shown.decode("utf-8", "replace")
     )

@@ -7,6 +7,8 @@ import os
 import sys
 import time
 
+from kvrepl.errors import ReplicaPanic
+
 _LEVEL_CHARS = {logging.DEBUG: ".", 15: "-", logging.INFO: "*", logging.WARNING: "#",
                 logging.ERROR: "#", logging.CRITICAL: "#"}
 _LEVELS = {"debug": logging.DEBUG, "verbose": 15, "notice": logging.INFO,
@@ -34,8 +36,22 @@ def configure(loglevel: str = "notice", logfile: str = "") -> None:
     handler = logging.FileHandler(logfile) if logfile else logging.StreamHandler(sys.stdout)
     handler.setFormatter(RedisFormatter())
     logger.handlers[:] = [handler]
-    logger.setLevel(_LEVELS.get(loglevel, logging.INFO))
+    set_level(loglevel)
     logger.propagate = False
+
+
+def set_level(loglevel: str) -> None:
+    """redis.conf's ``loglevel`` for kvrepl's log (also CONFIG SET loglevel)."""
+    logger.setLevel(_LEVELS.get(loglevel, logging.INFO))
+
+def panic(message: str) -> ReplicaPanic:
+    """Log ``message`` as redis-server's serverPanic does; returns the exception to raise
+    (it stops the node; kvrepl-server then exits with status 1)."""
+    logger.warning("------------------------------------------------")
+    logger.warning("!!! Software Failure. Press left mouse button to continue")
+    logger.warning("Guru Meditation: %s", message)
+    return ReplicaPanic(message)
+
 
 # A library stays quiet unless the application configures logging (configure() does for
 # the server); without this, Python prints warnings to stderr by itself.

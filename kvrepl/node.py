@@ -23,12 +23,13 @@ from kvrepl import persistence
 from kvrepl.commands.core import Block, Engine, Session
 from kvrepl.commands.replication import StartReplication, WaitReplicas
 from kvrepl.config import Config
-from kvrepl.errors import ReplyError
+from kvrepl.errors import ReplicaPanic, ReplyError, WriteSkipped
 from kvrepl.protocol.replies import NULL_ARRAY, OK, Status
 from kvrepl.replication.master import MasterReplication, new_replid
 from kvrepl.replication.replica import ReplicaOf
 from kvrepl.server import Server
 from kvrepl.server.cron import run_cron
+from kvrepl.server.server import set_keepalive
 
 Arg = bytes | str | int | float
 
@@ -61,6 +62,13 @@ def _python(reply: object) -> object:
     return reply
 
 
+def _holds(err: BaseException, wanted: BaseException) -> bool:
+    """``err`` is ``wanted`` or an exception group that has it (Python 3.10 has no
+    BaseExceptionGroup built in)."""
+    return err is wanted or any(_holds(inner, wanted)
+                                for inner in getattr(err, "exceptions", ()))
+
+
 class Change(tuple):
     """One write as it was propagated: ``(db, command, args)``."""
 
@@ -84,6 +92,11 @@ class ChangeStream:
     The buffer is bounded: a consumer that falls ``buffer`` changes behind is cut off and
     its iteration raises :class:`ChangesOverflow` after the changes it already had, so a
     slow consumer never grows the node's memory.
+
+    On a replica, a command of the master's stream that fails here (one kvrepl does not
+    know, a wrong type only this replica has...) is a write this node did not apply: the
+    iteration raises :class:`kvrepl.WriteSkipped` at its place among the changes. The
+    stream stays usable: iterate again to get the changes after it.
     """
 
     def __init__(self, engine: Engine, buffer: int) -> None:
@@ -91,6 +104,7 @@ class ChangeStream:
         self._send, self._receive = trio.open_memory_channel(buffer)
         self.overflowed = False
         engine.propagate_listeners.append(self._listen)
+        engine.skipped_listeners.append(self._skipped)
 
     def _listen(self, db: int, argv: list[bytes]) -> None:
         try:
@@ -99,9 +113,18 @@ class ChangeStream:
             self.overflowed = True
             self._detach()
 
+    def _skipped(self, skipped: WriteSkipped) -> None:
+        try:
+            self._send.send_nowait(skipped)
+        except trio.WouldBlock:
+            self.overflowed = True
+            self._detach()
+
     def _detach(self) -> None:
         if self._listen in self._engine.propagate_listeners:
             self._engine.propagate_listeners.remove(self._listen)
+        if self._skipped in self._engine.skipped_listeners:
+            self._engine.skipped_listeners.remove(self._skipped)
         self._send.close()
 
     def __aiter__(self) -> ChangeStream:
@@ -109,13 +132,16 @@ class ChangeStream:
 
     async def __anext__(self) -> Change:
         try:
-            return await self._receive.receive()
+            item = await self._receive.receive()
         except (trio.EndOfChannel, trio.ClosedResourceError):
             if self.overflowed:
                 raise ChangesOverflow(
                     "changes() consumer fell behind its buffer; later changes were dropped"
                 ) from None
             raise StopAsyncIteration from None
+        if type(item) is WriteSkipped:  # each stream raises its own copy
+            raise WriteSkipped(item.db, item.command, item.argv, item.error)
+        return item
 
     async def aclose(self) -> None:
         """Stop receiving changes."""
@@ -156,6 +182,21 @@ class Node:
         self._nursery: trio.Nursery | None = None
         self._nursery_manager: object | None = None
         self._change_streams: list[ChangeStream] = []
+        # Set when the node stopped as redis-server panics (see ReplicaPanic); leaving
+        # ``async with`` raises it.
+        self.failure: ReplicaPanic | None = None
+
+    @property
+    def skipped_writes(self) -> list[WriteSkipped]:
+        """The last commands (up to 16, oldest first) of the master's stream that failed on
+        this replica, so were not applied; ``INFO stats`` counts all of them as
+        ``unexpected_error_replies``."""
+        return list(self.engine.skipped_writes)
+
+    @property
+    def unexpected_error_replies(self) -> int:
+        """How many commands of the master's stream failed here since the node started."""
+        return self.engine.stats.unexpected_error_replies
 
     @property
     def port(self) -> int | None:
@@ -186,7 +227,9 @@ class Node:
         """Become a replica of the master at ``host:port`` (REPLICAOF host port)."""
 
         async def connect() -> trio.abc.Stream:
-            return await trio.open_tcp_stream(host, port)
+            stream = await trio.open_tcp_stream(host, port)
+            set_keepalive(stream, self.config.tcp_keepalive)
+            return stream
 
         self._follow(connect, (host, port))
 
@@ -215,12 +258,20 @@ class Node:
         follower = ReplicaOf(self.engine, self.replication, connect, describe,
                              listening_port=self.port or 0)
         follower.source = source
+        # A replica from now on: stale until the link is up (MASTERDOWN when not serving
+        # stale data), read-only as configured, before its task first runs.
+        self.engine.masterdown = True
+        self.engine.read_only = self.config.replica_read_only
         scope = trio.CancelScope()
         self.following, self._follow_scope = follower, scope
 
         async def follow() -> None:
             with scope:
-                await follower.run()
+                try:
+                    await follower.run()
+                except ReplicaPanic as err:
+                    self.failure = err
+                    raise
 
         self._nursery.start_soon(follow)
 
@@ -269,7 +320,13 @@ class Node:
             stream._detach()  # consumers' async for loops end instead of waiting forever
         self._change_streams.clear()
         self._nursery.cancel_scope.cancel()
-        return await self._nursery_manager.__aexit__(exc_type, exc, tb)
+        try:
+            return await self._nursery_manager.__aexit__(exc_type, exc, tb)
+        except BaseException as err:
+            # The node stopped itself: say why plainly, not as a group of task errors.
+            if self.failure is not None and _holds(err, self.failure):
+                raise self.failure from None
+            raise
 
     async def aclose(self) -> None:
         """Stop the node's tasks (what leaving ``async with`` does)."""
@@ -328,6 +385,9 @@ class Node:
         if type(value) is bytes:
             self.engine.keyspace.hits += 1
             return value
+        if type(value) is bytearray:  # changed in place: the caller gets its own bytes
+            self.engine.keyspace.hits += 1
+            return bytes(value)
         return self.execute_command("GET", key)  # raises WRONGTYPE like Redis
 
     def set(self, name: Arg, value: Arg, ex: int | None = None, px: int | None = None,
@@ -497,6 +557,67 @@ class Node:
 
     def zcard(self, name: Arg) -> int:
         return self.execute_command("ZCARD", name)
+
+    # -- geo -----------------------------------------------------------------------------
+    def geoadd(self, name: Arg, values: Iterable[Arg], nx: bool = False, xx: bool = False,
+               ch: bool = False) -> int:
+        """``values`` is flat: longitude, latitude, member, ... (redis-py's form)."""
+        flags = [f for f, on in (("NX", nx), ("XX", xx), ("CH", ch)) if on]
+        return self.execute_command("GEOADD", name, *flags, *values)
+
+    def geodist(self, name: Arg, place1: Arg, place2: Arg, unit: str | None = None
+                ) -> float | None:
+        reply = self.execute_command("GEODIST", name, place1, place2, *([unit] if unit else []))
+        return None if reply is None else float(reply)
+
+    def geohash(self, name: Arg, *values: Arg) -> list[str | None]:
+        """Geohashes as ``str``, as redis-py gives them."""
+        reply = self.execute_command("GEOHASH", name, *values)
+        return [None if text is None else text.decode() for text in reply]
+
+    def geopos(self, name: Arg, *values: Arg) -> list[tuple[float, float] | None]:
+        reply = self.execute_command("GEOPOS", name, *values)
+        return [None if pos is None else (float(pos[0]), float(pos[1])) for pos in reply]
+
+    def geosearch(self, name: Arg, member: Arg | None = None, longitude: float | None = None,
+                  latitude: float | None = None, unit: str = "m", radius: float | None = None,
+                  width: float | None = None, height: float | None = None,
+                  sort: str | None = None, count: int | None = None, any: bool = False,
+                  withcoord: bool = False, withdist: bool = False,
+                  withhash: bool = False) -> list:
+        """GEOSEARCH with redis-py's keywords; with WITH* options each result is
+        ``[member, dist (float), hash (int), (lon, lat)]`` for the options given."""
+        args: list[Arg] = ["GEOSEARCH", name]
+        if member is not None:
+            args += ["FROMMEMBER", member]
+        if longitude is not None and latitude is not None:
+            args += ["FROMLONLAT", longitude, latitude]
+        if radius is not None:
+            args += ["BYRADIUS", radius, unit]
+        if width is not None and height is not None:
+            args += ["BYBOX", width, height, unit]
+        if sort:
+            args.append(sort.upper())
+        if count is not None:
+            args += ["COUNT", count, *(["ANY"] if any else [])]
+        elif any:
+            args.append("ANY")  # Redis answers that ANY needs COUNT
+        for option, on in (("WITHDIST", withdist), ("WITHCOORD", withcoord),
+                           ("WITHHASH", withhash)):
+            if on:
+                args.append(option)
+        reply = self.execute_command(*args)
+        if not (withdist or withcoord or withhash):
+            return reply
+        casts: list = [lambda member: member]
+        if withdist:
+            casts.append(float)
+        if withhash:
+            casts.append(int)
+        if withcoord:
+            casts.append(lambda pos: (float(pos[0]), float(pos[1])))
+        return [[cast(value) for cast, value in zip(casts, item, strict=True)]
+                for item in reply]
 
 
 class Master(Node):

@@ -444,6 +444,7 @@ def _merge(keyspace: Any, loader: StagedLoad, replace: bool) -> None:
                 db.expires[key] = expires[key]
             else:
                 db.expires.pop(key, None)
+    keyspace.recount()  # the memory estimate of the merged keys
 
 
 async def load_on_startup(engine: Engine, *, stop_on_error: bool = False,

@@ -28,6 +28,7 @@ def command(rng: random.Random) -> list[str]:
     m = rng.choice(MEMBERS)
     n = str(rng.randint(-3, 5))
     v = rng.choice(["v", "12", "-7", "3.5", "hello world", "y" * 50, ""])
+    sid = f"{rng.randint(0, 60)}-{rng.randint(0, 2)}"  # explicit stream IDs: no clock
     choices = [
         ["SET", k, v], ["SET", k, v, "PX", "100000"], ["SET", k, v, "NX"], ["SET", k, v, "XX", "GET"],
         ["GET", k], ["APPEND", k, v], ["INCR", k], ["INCRBY", k, n], ["DECR", k],
@@ -51,13 +52,25 @@ def command(rng: random.Random) -> list[str]:
         ["ZPOPMIN", k], ["ZUNIONSTORE", k2, "2", k, k2], ["ZINTERSTORE", k2, "2", k, k2, "AGGREGATE", "MAX"],
         ["ZREMRANGEBYRANK", k, "0", "0"], ["ZLEXCOUNT", k, "-", "+"], ["ZMSCORE", k, m, "a"],
         ["SORT", k], ["SORT", k, "ALPHA", "DESC", "LIMIT", "0", "3"],
+        ["SETBIT", k, n, "1"], ["GETBIT", k, "3"], ["BITCOUNT", k, "0", n, "BIT"],
+        ["BITPOS", k, "0", n], ["BITOP", "XOR", k2, k, k2], ["BITFIELD", k, "INCRBY", "i5", n, n],
+        ["XADD", k, sid, m, v], ["XADD", k, "MAXLEN", "~", "2", sid, m, v], ["XLEN", k],
+        ["XADD", k, "NOMKSTREAM", "MINID", "=", sid, sid, m, v], ["XDEL", k, sid],
+        ["XRANGE", k, "-", "+", "COUNT", "3"], ["XTRIM", k, "MAXLEN", n],
         ["MULTI"], ["EXEC"], ["DISCARD"], ["SELECT", rng.choice(["0", "0", "0", "1", "2"])],
     ]
     return rng.choice(choices)
 
 
-def normalize(name: str, outcome: tuple[str, object]) -> tuple[str, object]:
+def normalize(name: str, outcome: tuple[str, object],
+              queued: list[str] | None = None) -> tuple[str, object]:
+    """Sort the replies that are sets in disguise; inside an EXEC reply, those of the queued
+    commands (``queued``: their names, in order)."""
     kind, value = outcome
+    if kind == "ok" and name == "EXEC" and queued is not None and isinstance(value, list) \
+            and len(value) == len(queued):
+        return kind, [normalize(inner, ("ok", reply))[1] if type(reply) is not tuple
+                      else reply for inner, reply in zip(queued, value, strict=True)]
     if kind == "ok" and name in UNORDERED:
         if isinstance(value, dict):
             value = sorted(value.items())
@@ -84,6 +97,9 @@ def dump_keyspace(client: redis.Redis, databases: int = 3) -> dict:
                 value = sorted(client.smembers(key))
             elif kind == b"zset":
                 value = client.execute_command("ZRANGE", key, 0, -1, "WITHSCORES")
+            elif kind == b"stream":
+                value = (client.execute_command("XRANGE", key, "-", "+"),
+                         client.execute_command("XINFO", "STREAM", key))
             else:
                 value = None
             result[(db, key)] = (kind, value, client.pttl(key))
@@ -99,10 +115,17 @@ def test_same_replies_and_same_keyspace(kvrepl_server, redis_server):
         # Raw replies: compare what the servers sent, not what redis-py made of it.
         client.response_callbacks.clear()
     rng = random.Random(20261125)
+    queued: list[str] | None = None  # names of the commands MULTI queued
     for step in range(3000):
         argv = command(rng)
-        mine = normalize(argv[0], outcome(ours, argv))
-        real = normalize(argv[0], outcome(theirs, argv))
+        mine = normalize(argv[0], outcome(ours, argv), queued)
+        real = normalize(argv[0], outcome(theirs, argv), queued)
+        if argv[0] == "MULTI" and mine[0] == "ok":
+            queued = []
+        elif argv[0] in ("EXEC", "DISCARD"):
+            queued = None
+        elif queued is not None and mine == ("ok", b"QUEUED"):
+            queued.append(argv[0])
         assert mine == real, f"step {step}: {argv}: kvrepl {mine!r} != redis {real!r}"
     for client in (ours, theirs):
         try:

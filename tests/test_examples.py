@@ -19,6 +19,7 @@ TIMEOUT = 120  # seconds for all of them; they take a few on an idle machine
 
 # example -> lines its output must contain
 EXPECTED = {
+    "bounded_cache.py": ["hot keys kept: 100/100", "the replica holds the same keys: True"],
     "demo.py": ["3 replicas acknowledged every write (WAIT)", "all stopped; demo done"],
     "failover.py": ["second replica sees: b'yes'"],
     "in_process.py": ["writing to a replica: READONLY You can't write against a read only "

@@ -463,7 +463,7 @@ def test_streams_of_every_version() -> None:
     g = v2.groups[b"g"]
     assert g.entries_read == -1 and g.pending[(5, 1)].consumer == b"c"
     assert g.pending[(5, 1)].delivery_time == 77 and g.pending[(5, 1)].delivery_count == 2
-    assert g.consumers[b"c"].seen_time == 99 and g.consumers[b"c"].pending == [(5, 1)]
+    assert g.consumers[b"c"].seen_time == 99 and list(g.consumers[b"c"].pending) == [(5, 1)]
     v3 = value_of(21, nodes + b"\x03\x06\x00\x05\x00\x05\x02\x07\x01" + group + b"\x00"
                   + b"\x00\x01" + consumer + (123).to_bytes(8, "little") + b"\x00")
     assert v3.groups[b"g"].consumers[b"c"].active_time == 123

@@ -476,11 +476,12 @@ def _psync_reply(port: int, replid: str, offset: int) -> bytes:
 async def test_master_refuses_offsets_it_does_not_hold():
     """A replica that lies about its offset (ahead of the master, or behind the backlog, or
     with another history) gets a full sync, never bytes it did not ask for."""
-    async with kvrepl.Master(port=0, repl_backlog_size=1024) as master, \
+    # 16 KiB: the smallest backlog Redis (and kvrepl) keeps, whatever the setting says.
+    async with kvrepl.Master(port=0, repl_backlog_size=16384) as master, \
             kvrepl.Replica(follow=master) as replica:
         await replica.wait_synced()
         for i in range(200):
-            master.set(b"k%d" % i, b"x" * 20)
+            master.set(b"k%d" % i, b"x" * 200)
         await replica.wait_synced()
         replid = master.replication.replid
         offset = master.replication.master_repl_offset

@@ -786,3 +786,28 @@ def _monitored(port: int) -> list[bytes]:
 
 def test_monitor_shows_scripts_then_their_commands(kvrepl_server, redis_server, r, real):
     assert _monitored(kvrepl_server.port) == _monitored(redis_server.port)
+
+
+def test_scripts_when_memory_is_full_like_redis(wire, configure):
+    wire("SET", "k", "v")
+    wire("FUNCTION", "LOAD", "REPLACE", "#!lua name=oom\n"
+         "redis.register_function('w', function() return redis.call('set', 'k', 'w') end)\n"
+         "redis.register_function{function_name='r', flags={'no-writes'},"
+         " callback=function() return redis.call('get', 'k') end}\n"
+         "redis.register_function{function_name='o', flags={'allow-oom'},"
+         " callback=function() return redis.call('set', 'k', 'o') end}")
+    configure("maxmemory-policy", "noeviction")
+    configure("maxmemory", 1)  # always full
+    wire("EVAL", "return redis.call('set', 'k', 'x')", 0)
+    wire("EVAL", "return redis.pcall('set', 'k', 'x')", 0)
+    wire("EVAL", "return redis.call('get', 'k')", 0)
+    wire("EVAL", "redis.call('del', 'nothing') return redis.call('set', 'k', 'x')", 0)
+    wire("EVAL", "#!lua\nreturn redis.call('get', 'k')", 0)
+    wire("EVAL", "#!lua flags=no-writes\nreturn redis.call('get', 'k')", 0)
+    wire("EVAL", "#!lua flags=allow-oom\nreturn redis.call('set', 'k', 'y')", 0)
+    wire("FCALL", "w", 0)
+    wire("FCALL", "r", 0)
+    wire("FCALL", "o", 0)
+    wire("FUNCTION", "LOAD", "#!lua name=more\nredis.register_function('m', function() end)")
+    configure("maxmemory", 0)
+    wire("FUNCTION", "DELETE", "oom")

@@ -4,10 +4,13 @@ Importing this package registers every handler in :data:`kvrepl.commands.core.HA
 """
 
 from kvrepl.commands import (  # noqa: F401
+    bitmaps,
     client,
     connection,
     debug,
+    geo,
     hashes,
+    hyperloglog,
     info,
     keys,
     lists,
@@ -17,6 +20,7 @@ from kvrepl.commands import (  # noqa: F401
     scripting,
     server,
     sets,
+    streams,
     strings,
     transactions,
     zsets,

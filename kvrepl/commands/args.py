@@ -111,6 +111,9 @@ _STRTOD = re.compile(
     re.IGNORECASE,
 )
 _NONZERO = re.compile(rb"[1-9a-fA-F]")
+# Plain decimals short enough that strtod can neither overflow nor underflow on them: what
+# clients send nearly always (scores, coordinates), read by float() with no grammar pass.
+_PLAIN_DECIMAL = re.compile(rb"[+-]?[0-9]{1,17}(?:\.[0-9]{0,17})?")
 _DBL_MIN = 2.2250738585072014e-308  # the smallest normal double
 
 
@@ -173,6 +176,8 @@ def string2d(arg: bytes) -> float | None:
     """
     if not arg or arg[0] in _SPACE:
         return None
+    if len(arg) < 36 and _PLAIN_DECIMAL.fullmatch(arg):
+        return float(arg)
     parsed = strtod(arg)
     if parsed is None:
         return None

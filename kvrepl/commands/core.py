@@ -10,34 +10,46 @@ engine is sans-IO: the trio server, the embedded API and replication all call
 from __future__ import annotations
 
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from time import perf_counter
 
+from kvrepl.commands.eviction import EVICT_FAIL, OOM, Evictor
 from kvrepl.commands.monitor import monitor_line
 from kvrepl.commands.plain import PlainLane
 from kvrepl.commands.protection import protected_command_error
-from kvrepl.commands.spec import CommandSpec, load_specs, modified_key_positions
+from kvrepl.commands.spec import (
+    CommandSpec,
+    key_positions,
+    load_specs,
+    modified_key_positions,
+    modifies_only_first_argument,
+)
 from kvrepl.commands.watch import WatchRegistry
 from kvrepl.config import Config
 from kvrepl.errors import (
     ExecAbortError,
     ReplyError,
+    WriteSkipped,
     unknown_command,
     wrong_arity,
 )
-from kvrepl.log import logger
+from kvrepl.log import logger, set_level
 from kvrepl.protocol.replies import NULL_ARRAY, QUEUED, Push
 from kvrepl.store import Database, Keyspace
 
 Handler = Callable[["Session", list], object]
 
+# How many of a replica's last failed commands from its master an engine keeps.
+SKIPPED_KEPT = 16
+
 # name ("get", "config|get") -> handler; filled at import time by the family modules.
 HANDLERS: dict[str, Handler] = {}
-# name -> function(session, argv) giving (writes, allowed while stale) for a command whose
+# name -> function(session, argv) giving (writes, allowed while stale, deny on OOM) for a command whose
 # flags depend on its arguments (EVAL and FCALL take their script's declared flags, Redis's
 # evalGetCommandFlags), or None to keep the command's own.
-ARGUMENT_FLAGS: dict[str, Callable[[Session, list[bytes]], tuple[bool, bool] | None]] = {}
+ARGUMENT_FLAGS: dict[str, Callable[[Session, list[bytes]], tuple[bool, bool, bool] | None]] = {}
 
 
 def command(*names: str) -> Callable[[Handler], Handler]:
@@ -61,11 +73,17 @@ class Block:
     ready the engine runs the same command again; when the time is up the client gets
     ``timeout_reply``. Inside MULTI or for replicated commands the engine answers
     ``timeout_reply`` at once, as Redis does.
+
+    ``argv``, when given, is what the engine runs again instead of the command as sent
+    (XREAD remembers the ID ``$`` stood for when it blocked); ``wake_on_delete`` asks to be
+    run again when a key it waits on is deleted too (XREADGROUP then fails -UNBLOCKED).
     """
 
     keys: list[bytes]
     timeout: float
     timeout_reply: object = NULL_ARRAY
+    argv: list[bytes] | None = None
+    wake_on_delete: bool = False
 
 
 # Commands MULTI does not queue but runs at once (multiCommand/execCommand rules).
@@ -75,6 +93,10 @@ _SUBSCRIBED_OK = frozenset({
     b"subscribe", b"ssubscribe", b"unsubscribe", b"sunsubscribe", b"psubscribe",
     b"punsubscribe", b"ping", b"quit", b"reset",
 })
+
+
+# String commands that change a string in place (a bytearray: see kvrepl.store.values).
+_STRINGS_IN_PLACE = frozenset({"append", "setrange"})
 
 
 MISCONF = (
@@ -95,7 +117,8 @@ class Command:
     __slots__ = ("spec", "handler", "subcommands", "name", "arity", "is_write", "replicates",
                  "no_auth", "no_multi", "allows_loading", "allows_busy", "argument_flags", "skip_monitor", "runs_in_multi",
                  "hidden_from_monitor", "touches_keyspace", "allowed_subscribed", "is_exec",
-                 "is_ping", "calls", "usec", "rejected_calls", "failed_calls")
+                 "is_ping", "calls", "usec", "rejected_calls", "failed_calls", "denyoom",
+                 "remeasures", "remeasures_first", "oom_exempt_in_multi")
 
     def __init__(self, spec: CommandSpec, handler: Handler | None,
                  subcommands: dict[bytes, Command] | None = None) -> None:
@@ -120,6 +143,15 @@ class Command:
         self.allowed_subscribed = top in _SUBSCRIBED_OK
         self.is_exec = spec.name == "exec"
         self.is_ping = spec.name == "ping"
+        self.denyoom = spec.denyoom
+        # Writes that may change a value in place (a container, or a string kept as a
+        # bytearray), whose keys' memory estimate must be measured again; the others
+        # change keys only through the store's add/set/delete, which keep it themselves.
+        self.remeasures = spec.is_write and (
+            spec.group not in ("string", "generic") or spec.name in _STRINGS_IN_PLACE)
+        self.remeasures_first = self.remeasures and modifies_only_first_argument(spec)
+        # In MULTI every command but these is refused when out of memory (processCommand).
+        self.oom_exempt_in_multi = top in (b"exec", b"discard", b"quit", b"reset")
         self.calls = 0
         self.usec = 0.0
         self.rejected_calls = 0
@@ -137,11 +169,15 @@ class CommandStats:
     connections_received: int = 0
     rejected_connections: int = 0
     expired_keys: int = 0
+    evicted_keys: int = 0
     total_net_input_bytes: int = 0
     total_net_output_bytes: int = 0
     pubsub_messages: int = 0
     error_replies: int = 0
     errors: dict[str, int] = field(default_factory=dict)
+    # Errors a replica's master link got for commands of the master's stream (Redis's
+    # stat_unexpected_error_replies): each is a write this replica could not apply.
+    unexpected_error_replies: int = 0
 
 
 class Session:
@@ -192,6 +228,13 @@ class Session:
         self.blocked: object | None = None  # the server's waiter while in BLPOP & co.
         # While a blocked command is re-run: the key that became ready, to be served first.
         self.ready_key: bytes | None = None
+        # Where the error replies this client gets are also collected (the master link,
+        # which sends no replies: see ReplicaOf); None for everyone else.
+        self.error_log: list[ReplyError] | None = None
+        # Bytes (about) of pending_out, and since when they are over the soft limit: the
+        # pubsub class of client-output-buffer-limit (see push).
+        self.pending_size = 0
+        self.soft_limit_since: float | None = None
 
     @property
     def subscriptions(self) -> int:
@@ -200,8 +243,40 @@ class Session:
     def push(self, message: object) -> None:
         """Queue an out-of-band reply (a pub/sub message, a MONITOR line) for this client."""
         self.pending_out.append(message)
+        if self.channels or self.patterns:
+            self.pending_size += sum(len(part) if type(part) is bytes else 8
+                                     for part in message) + 16  # type: ignore[attr-defined]
+            self._check_output_limit()
         if self.on_push is not None:
             self.on_push()
+
+    def _check_output_limit(self) -> None:
+        """checkClientOutputBufferLimits for a subscriber (the pubsub class): a client that
+        does not read what it is sent is closed past the hard limit, or after staying over
+        the soft one for its seconds. Replies to requests never pile up here: a client's
+        next request is read only once its replies are sent."""
+        hard, soft, seconds = self.engine.config.client_output_buffer_limit["pubsub"]
+        size = self.pending_size
+        over = bool(hard and size >= hard)
+        if not over and soft and size >= soft:
+            now = time.monotonic()
+            if self.soft_limit_since is None:
+                self.soft_limit_since = now
+            over = now - self.soft_limit_since > seconds
+        elif not over:
+            self.soft_limit_since = None
+        if over and self.on_kill is not None:
+            logger.warning("Client id=%d addr=%s scheduled to be closed ASAP for overcoming "
+                           "of output buffer limits.", self.id, self.addr)
+            kill, self.on_kill = self.on_kill, None
+            self.pending_out.clear()
+            self.pending_size = 0
+            kill()
+
+    def drained(self) -> None:
+        """pending_out was handed to the connection: nothing is pending any more."""
+        self.pending_out.clear()
+        self.pending_size = 0
 
     def select(self, index: int) -> None:
         self.db = self.engine.keyspace.dbs[index]
@@ -233,6 +308,11 @@ class Engine:
         # that is past busy-reply-threshold (Redis's processEventsWhileBlocked).
         self.serve_while_busy: Callable[[Session], None] | None = None
         self.active_expire_enabled = True  # DEBUG SET-ACTIVE-EXPIRE
+        self.evictor = Evictor(self)
+        self._maxmemory = 0  # config.maxmemory, read on every command
+        # With maxmemory: whether the running command found memory full after evicting
+        # (a script's denyoom commands are then refused: pre_command_oom_state).
+        self.out_of_memory = False
         self.server: object | None = None  # the trio Server serving this engine, if any
         self.node: object | None = None  # the Node that owns it (REPLICAOF needs it)
         self.replication: object | None = None  # master-side replication state
@@ -257,6 +337,10 @@ class Engine:
         self._current_db = 0
         self.monitors: list[Session] = []
         self.scripting: object | None = None  # kvrepl.scripting's state, made on first use
+        # A replica's last commands from its master that failed here (the newest last),
+        # and who wants to hear of each (node.changes()): see ReplicaOf._failed.
+        self.skipped_writes: deque[WriteSkipped] = deque(maxlen=SKIPPED_KEPT)
+        self.skipped_listeners: list[Callable[[WriteSkipped], None]] = []
         # Set by the server: called when keys became ready for blocked clients.
         self.on_ready_keys: Callable[[], None] | None = None
         self.on_shutdown: Callable[[bool | None], None] | None = None
@@ -332,9 +416,16 @@ class Engine:
     def _config_changed(self, name: str) -> None:
         """Keep the store's copies of settings it reads on every access in step."""
         config, keyspace = self.config, self.keyspace
+        if name == "replica-read-only":  # CONFIG SET on a replica takes effect at once
+            self.read_only = config.replica_read_only and self.read_only_role()
+        elif name == "loglevel":
+            set_level(config.loglevel)
         keyspace.lfu = config.maxmemory_policy.endswith("-lfu")
         keyspace.lfu_log_factor = config.lfu_log_factor
         keyspace.lfu_decay_time = config.lfu_decay_time
+        self._maxmemory = config.maxmemory
+        if name == "maxmemory":
+            self.evictor.perform()  # as CONFIG SET maxmemory does (updateMaxmemory)
 
     def read_only_role(self) -> bool:
         """True while this node is a replica (it follows a master)."""
@@ -387,6 +478,15 @@ class Engine:
                 self._pending.append((db, argv))
             else:
                 self.propagate(db, argv)
+
+    def propagate_deletion(self, db_index: int, key: bytes) -> None:
+        """A DEL that no command issued (eviction): like :meth:`also_propagate`, except
+        that inside a command that has queued nothing yet it goes out at once, never
+        wrapped in MULTI with others (performEvictions propagates its own DELs)."""
+        if self.depth and not self._pending and self.propagate_listeners:
+            self.propagate(db_index, [b"DEL", key])
+        else:
+            self.also_propagate([b"DEL", key], db_index)
 
     def propagate(self, db_index: int, argv: list[bytes]) -> None:
         for listener in self.propagate_listeners:
@@ -449,18 +549,25 @@ class Engine:
             except ReplyError as err:
                 if session.multi is not None:
                     session.multi_error = True
-                return self._count_error(err)
+                return self._count_error(err, session)
         if cmd.spec.protected and (err := protected_command_error(cmd, session, self.config)):
             return self._reject(cmd, session, err)
         if not session.authenticated and not cmd.no_auth:
             return self._reject(cmd, session, ReplyError("NOAUTH Authentication required."))
         is_write = cmd.is_write
-        allows_stale = None
+        allows_stale = denyoom = None
         if cmd.is_exec and session.multi:  # EXEC writes when it queued a write
             is_write = any(queued.is_write for queued, _ in session.multi)
         elif cmd.argument_flags is not None \
                 and (declared := cmd.argument_flags(session, argv)) is not None:
-            is_write, allows_stale = declared
+            is_write, allows_stale, denyoom = declared
+        # maxmemory: evict first (every command, as performEvictions in processCommand);
+        # a write from our master is never refused (a replica never skips one).
+        if self._maxmemory:
+            self.out_of_memory = self.evictor.perform() == EVICT_FAIL
+            if self.out_of_memory and not session.is_master \
+                    and self._denied_on_oom(cmd, session, denyoom):
+                return self._reject(cmd, session, ReplyError(OOM))
         if (self._restricted or (is_write and self.config.min_replicas_to_write)) \
                 and not session.is_master:
             refused = self._refused_by_state(cmd, is_write)
@@ -488,6 +595,18 @@ class Engine:
         if self.keyspace.ready_keys and self.on_ready_keys is not None:
             self.on_ready_keys()
         return reply
+
+    @staticmethod
+    def _denied_on_oom(cmd: Command, session: Session, denyoom: bool | None = None) -> bool:
+        """processCommand's reject_cmd_on_oom: a denyoom command (EXEC when it queued
+        one), or anything but EXEC/DISCARD/QUIT/RESET inside MULTI. ``denyoom`` is the
+        flag a script declared, for EVAL and FCALL."""
+        if session.multi is not None:
+            if not cmd.oom_exempt_in_multi:
+                return True
+            if cmd.is_exec:
+                return any(queued.denyoom for queued, _ in session.multi)
+        return cmd.denyoom if denyoom is None else denyoom
 
     def _refused_by_state(self, cmd: Command, is_write: bool) -> ReplyError | None:
         """processCommand's node-state checks that come before the pub/sub context one:
@@ -552,15 +671,23 @@ class Engine:
                 for index in modified_key_positions(cmd.spec, argv):
                     db.before_write(argv[index])
             reply = cmd.handler(session, argv)
+            if cmd.remeasures:
+                # Every key, dirty or not, RO in its key spec or not: XREADGROUP's stream
+                # (RO in Redis's table) gains pending entries without counting as a change.
+                if cmd.remeasures_first:
+                    db.changed_in_place(argv[1])
+                else:
+                    for index in key_positions(cmd.spec, argv):
+                        db.changed_in_place(argv[index])
         except ReplyError as err:
             reply = err
             cmd.failed_calls += 1
-            self._count_error(err)
+            self._count_error(err, session)
         except Exception as err:  # a bug in a handler must not take the server down
             logger.exception("Error running %r", argv[:3])
             reply = ReplyError(f"ERR internal error running '{cmd.name}': {err}")
             cmd.failed_calls += 1
-            self._count_error(reply)
+            self._count_error(reply, session)
         finally:
             self.depth = depth
             if not depth:
@@ -611,20 +738,30 @@ class Engine:
         if self.replication is not None:
             session.woff = self.replication.master_repl_offset
 
-    def count_error(self, err: ReplyError) -> ReplyError:
+    def count_error(self, err: ReplyError, session: Session) -> ReplyError:
         """Count an error reply in INFO's errorstats (one sent without running a command)."""
-        return self._count_error(err)
+        return self._count_error(err, session)
 
     def _reject(self, cmd: Command, session: Session, err: ReplyError) -> ReplyError:
         cmd.rejected_calls += 1
         if session.multi is not None:
-            session.multi_error = True
-        return self._count_error(err)
+            if cmd.is_exec:
+                # rejectCommand on EXEC is execCommandAbort: the transaction is discarded.
+                session.multi = None
+                session.multi_error = False
+                unwatch(session)
+                err = ExecAbortError(
+                    f"EXECABORT Transaction discarded because of: {err.message}")
+            else:
+                session.multi_error = True
+        return self._count_error(err, session)
 
-    def _count_error(self, err: ReplyError) -> ReplyError:
+    def _count_error(self, err: ReplyError, session: Session) -> ReplyError:
         self.stats.error_replies += 1
         prefix = err.message.split(" ", 1)[0]
         self.stats.errors[prefix] = self.stats.errors.get(prefix, 0) + 1
+        if session.error_log is not None:
+            session.error_log.append(err)
         return err
 
     def feed_monitors(self, session: Session, argv: list[bytes]) -> None:

@@ -157,7 +157,10 @@ def _clients(engine: Engine) -> list[str]:
 
 
 def _memory(engine: Engine) -> list[str]:
-    used = _rss()
+    # used_memory is the dataset's estimate (kvrepl.store.memory), what maxmemory bounds;
+    # the process's real footprint, interpreter included, is used_memory_rss.
+    used = engine.keyspace.used_memory()
+    rss = _rss()
     known = facts(engine)
     known.peak_memory = max(known.peak_memory, used)
     peak = known.peak_memory
@@ -166,18 +169,18 @@ def _memory(engine: Engine) -> list[str]:
     return [
         f"used_memory:{used}",
         f"used_memory_human:{bytes_to_human(used)}",
-        f"used_memory_rss:{used}",
-        f"used_memory_rss_human:{bytes_to_human(used)}",
+        f"used_memory_rss:{rss}",
+        f"used_memory_rss_human:{bytes_to_human(rss)}",
         f"used_memory_peak:{peak}",
         f"used_memory_peak_human:{bytes_to_human(peak)}",
         f"used_memory_peak_perc:{used * 100 / peak if peak else 100:.2f}%",
         "used_memory_overhead:0",
         "used_memory_startup:0",
         f"used_memory_dataset:{used}",
-        "used_memory_dataset_perc:100.00%",
-        f"allocator_allocated:{used}",
-        f"allocator_active:{used}",
-        f"allocator_resident:{used}",
+        f"used_memory_dataset_perc:{100 if used else 0:.2f}%",
+        f"allocator_allocated:{rss}",
+        f"allocator_active:{rss}",
+        f"allocator_resident:{rss}",
         f"total_system_memory:{total}",
         f"total_system_memory_human:{bytes_to_human(total)}",
         *_script_memory(engine),
@@ -228,7 +231,7 @@ def _stats(engine: Engine) -> list[str]:
         "expired_stale_perc:0.00",
         "expired_time_cap_reached_count:0",
         "expire_cycle_cpu_milliseconds:0",
-        "evicted_keys:0",
+        f"evicted_keys:{stats.evicted_keys}",
         "evicted_clients:0",
         "total_eviction_exceeded_time:0",
         "current_eviction_exceeded_time:0",
@@ -250,7 +253,7 @@ def _stats(engine: Engine) -> list[str]:
         "tracking_total_keys:0",
         "tracking_total_items:0",
         "tracking_total_prefixes:0",
-        "unexpected_error_replies:0",
+        f"unexpected_error_replies:{stats.unexpected_error_replies}",
         f"total_error_replies:{stats.error_replies}",
         "dump_payload_sanitizations:0",
         f"total_reads_processed:{stats.commands_processed}",

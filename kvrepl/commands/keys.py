@@ -68,7 +68,7 @@ from kvrepl.errors import (
 from kvrepl.protocol.replies import OK, Status
 from kvrepl.store import Database, Keyspace, ZSet, type_name
 from kvrepl.store.encoding import object_encoding, object_refcount
-from kvrepl.store.values import copy_value
+from kvrepl.store.values import copy_value, is_string, string_bytes
 
 _SAME_OBJECT = "ERR source and destination objects are the same"
 
@@ -517,7 +517,8 @@ def _by_pattern(db: Database, pattern: bytes, subst: bytes) -> bytes | None:
         return None
     if field is not None:
         return value.get(field) if type(value) is dict else None  # type: ignore[union-attr]
-    return value if type(value) is bytes else None  # type: ignore[return-value]
+    # A string changed in place is copied: SORT keeps the value, not the live object.
+    return string_bytes(value) if is_string(value) else None  # type: ignore[arg-type]
 
 
 def _sort_generic(readonly: bool, s: Session, argv: list[bytes]) -> object:

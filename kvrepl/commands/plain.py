@@ -1,4 +1,5 @@
-"""The plain lane: runs of GET and SET-without-options, executed back to back.
+"""The plain lane: runs of GET, SET-without-options, PFADD of one element to a dense
+HyperLogLog and PFCOUNT of one HyperLogLog whose cached count is valid, executed back to back.
 
 Most traffic a cache sees (and all of what ``redis-benchmark -t set,get`` sends) is GET and
 plain SET from clients with nothing special about them. For those, the general path's work
@@ -9,15 +10,36 @@ lane opens only when no check could refuse or change anything (see :meth:`PlainL
 and leaves every request it is not sure about (another command, options, a key with a TTL, a
 value of another type) to the general path, which then runs it exactly as before.
 
+PFADD and PFCOUNT are here because ``redis-benchmark ... PFADD hll __rand_int__`` (and
+PFCOUNT) is how HyperLogLog throughput is measured, and the general path costs several times
+the register update; the lane takes only what is a few lines there, on a key without a TTL:
+one element into a dense HLL, or into a sparse one when it changes nothing, the count of one
+HLL that has a valid cached cardinality and more than 44 bytes (a shorter one may need to be
+made ``raw`` first). The rest (sparse updates, a count to compute, errors) goes to the
+general path, ``commands/hyperloglog.py``.
+
 What the general path would have recorded is recorded here too: the dirty counter,
 ``INFO commandstats`` calls and time, the client's last command, the key's access time,
-and each SET handed to the propagation listeners (replication, ``changes()``).
+the memory estimate (a SET over a value of another type goes to the general path), and
+each SET handed to the propagation listeners (replication, ``changes()``). With
+``maxmemory`` set the lane stays closed: every command must first evict.
 """
 
 from __future__ import annotations
 
 from time import perf_counter
 from typing import TYPE_CHECKING
+
+from kvrepl.store.encoding import string_encoding
+from kvrepl.store.hyperloglog import (
+    DENSE_MAGIC,
+    DENSE_SIZE,
+    SPARSE_MAGIC,
+    dense_add_one,
+    is_hll,
+    sparse_holds,
+)
+from kvrepl.store.memory import STRING_ENTRY
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -31,28 +53,40 @@ _BULK_HEADS = [b"$%d\r\n" % length for length in range(1024)]  # "$<len>\r\n" of
 _NIL = (b"$-1\r\n", b"_\r\n")  # by session.resp3
 _GET = frozenset((b"GET", b"get", b"Get"))
 _SET = frozenset((b"SET", b"set", b"Set"))
+_PFADD = frozenset((b"PFADD", b"pfadd", b"PfAdd", b"Pfadd"))
+_PFCOUNT = frozenset((b"PFCOUNT", b"pfcount", b"PfCount", b"Pfcount"))
+_SHORT = 44  # OBJ_ENCODING_EMBSTR_SIZE_LIMIT
+_ZERO = b":0\r\n"
+_ONE = b":1\r\n"
 
 
 class PlainLane:
-    """GET and plain SET for an engine, without the general dispatch."""
+    """GET, plain SET and the simple PFADD/PFCOUNT for an engine, without the general
+    dispatch."""
 
-    __slots__ = ("engine", "_get", "_set")
+    __slots__ = ("engine", "_get", "_set", "_pfadd", "_pfcount")
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._get = engine.table[b"get"]
         self._set = engine.table[b"set"]
+        self._pfadd = engine.table[b"pfadd"]
+        self._pfcount = engine.table[b"pfcount"]
 
     def open_for(self, session: Session) -> bool:
         """True when nothing about the node or ``session`` could refuse a GET or SET, or
         make it do more than read or store one key: no node-wide refusal (loading, read-only,
         MISCONF, NOREPLICAS), no MULTI, pub/sub context, MONITOR or replica link, no WATCH or
-        running snapshot (they watch writes key by key), no LFU clock, no replies queued."""
+        running snapshot (they watch writes key by key), no LFU clock, no maxmemory (eviction
+        runs before each command), no replies queued, no client blocked on a key (a SET over
+        a stream wakes XREADGROUP with -UNBLOCKED)."""
         engine = self.engine
         keyspace = engine.keyspace
+        config = engine.config
         return not (
             engine.restricted or engine.monitors or keyspace.before_write_hooks
-            or keyspace.lfu or engine.config.min_replicas_to_write
+            or keyspace.blocked_keys
+            or keyspace.lfu or config.min_replicas_to_write or config.maxmemory
             or not session.authenticated or session.multi is not None
             or session.channels or session.patterns or session.is_master
             or session.is_replica or session.monitor or session.closing
@@ -82,6 +116,7 @@ class PlainLane:
         keyspace = engine.keyspace
         return not (
             engine.loading or engine.monitors or keyspace.before_write_hooks or keyspace.lfu
+            or keyspace.blocked_keys or engine.config.maxmemory
             or not session.authenticated or session.multi is not None
             or session.channels or session.patterns
         )
@@ -94,6 +129,7 @@ class PlainLane:
         db, data, expires, access, clock, listeners = self._context(session)
         engine = self.engine
         position = start
+        grown = 0
         began = perf_counter()
         for argv in commands[start:] if start else commands:
             if len(argv) != 3 or (argv[0] != b"SET" and argv[0] not in _SET):
@@ -101,9 +137,18 @@ class PlainLane:
             key = argv[1]
             if expires and key in expires:
                 break
-            data[key] = argv[2]
+            value = argv[2]
+            old = data.get(key)
+            if old is None:
+                grown += STRING_ENTRY + len(key) + len(value)
+            elif type(old) is bytes:
+                grown += len(value) - len(old)
+            else:
+                break
+            data[key] = value
             access[key] = clock
             position += 1
+        db.used += grown
         applied = position - start
         if applied:
             engine.dirty += applied
@@ -120,8 +165,16 @@ class PlainLane:
         key = argv[1]
         if key in db.expires or not self.open_for(session):
             return False
+        value = argv[2]
+        old = db.data.get(key)
+        if old is None:
+            db.used += STRING_ENTRY + len(key) + len(value)
+        elif type(old) is bytes:
+            db.used += len(value) - len(old)
+        else:
+            return False
         began = perf_counter()
-        db.data[key] = argv[2]
+        db.data[key] = value
         engine = self.engine
         db.access[key] = engine.keyspace.lru_clock
         engine.dirty += 1
@@ -147,7 +200,8 @@ class PlainLane:
         engine = self.engine
         nil = _NIL[session.resp3]
         heads = _BULK_HEADS
-        gets = sets = misses = 0
+        gets = sets = misses = pfadds = grown = pfcounts = grew = 0
+        get, size_of, entry = data.get, len, STRING_ENTRY  # locals: the loop's hot lookups
         written: list[list[bytes]] = []  # the SETs, for the propagation listeners
         position = start
         began = perf_counter()
@@ -172,33 +226,82 @@ class PlainLane:
                 key = argv[1]
                 if key in expires:
                     break
-                data[key] = argv[2]
+                value = argv[2]
+                old = get(key)
+                if old is None:
+                    grew += entry + size_of(key) + size_of(value)
+                elif type(old) is bytes:
+                    grew += size_of(value) - size_of(old)
+                else:
+                    break
+                data[key] = value
                 access[key] = clock
                 sets += 1
                 if listeners:
                     written.append(argv)
                 out.append(_OK)
+            elif length == 3 and argv[0] in _PFADD:
+                key = argv[1]
+                value = data.get(key)
+                if key in expires or type(value) is not bytes:
+                    break  # a new key, another type, a TTL: the general path
+                if len(value) == DENSE_SIZE and value.startswith(DENSE_MAGIC):
+                    new = dense_add_one(value, argv[2])
+                elif (value.startswith(SPARSE_MAGIC) and len(value) >= 16
+                      and (len(value) > _SHORT or string_encoding(value) == b"raw")
+                      and sparse_holds(value, argv[2])):
+                    new = None  # a sparse HLL it does not change
+                else:
+                    break  # a sparse update, a corrupt HLL: the general path
+                access[key] = clock
+                pfadds += 1
+                if new is None:
+                    out.append(_ZERO)
+                else:
+                    data[key] = new
+                    grown += 1
+                    if listeners:
+                        written.append(argv)
+                    out.append(_ONE)
+            elif length == 2 and argv[0] in _PFCOUNT:
+                key = argv[1]
+                value = data.get(key)
+                if (key in expires or type(value) is not bytes or len(value) <= _SHORT
+                        or not is_hll(value) or value[15] & 0x80):
+                    break
+                access[key] = clock
+                pfcounts += 1
+                out.append(b":%d\r\n" % int.from_bytes(value[8:16], "little"))
             else:
                 break
             position += 1
+        db.used += grew  # the memory estimate: SETs (a PFADD keeps its string's length)
         if position == start:
             return start
         spent = (perf_counter() - began) * 1e6
-        ran = gets + sets
+        ran = gets + sets + pfadds + pfcounts
+        if gets or pfcounts:
+            keyspace = engine.keyspace
+            keyspace.hits += gets - misses + pfcounts
+            keyspace.misses += misses
         if gets:
             self._record(self._get, gets, spent * gets / ran)
-            keyspace = engine.keyspace
-            keyspace.hits += gets - misses
-            keyspace.misses += misses
+        if pfcounts:
+            self._record(self._pfcount, pfcounts, spent * pfcounts / ran)
+        if pfadds:
+            self._record(self._pfadd, pfadds, spent * pfadds / ran)
+            engine.dirty += grown
         if sets:
             self._record(self._set, sets, spent * sets / ran)
             engine.dirty += sets
-            if written:
-                # In order, nothing ran in between; all SETs: they are their own encoding.
-                encoded = raw if sets == len(requests) - start else None
-                engine.propagate_run(db.id, written, encoded)
-                replication = engine.replication
-                if replication is not None:
-                    session.woff = replication.master_repl_offset
-        session.last_command = "get" if requests[position - 1][0] in _GET else "set"
+        if written:
+            # In order, nothing ran in between; all SETs: they are their own encoding.
+            encoded = raw if sets == len(requests) - start else None
+            engine.propagate_run(db.id, written, encoded)
+            replication = engine.replication
+            if replication is not None:
+                session.woff = replication.master_repl_offset
+        last = requests[position - 1][0]
+        session.last_command = ("get" if last in _GET else "set" if last in _SET
+                                else "pfadd" if last in _PFADD else "pfcount")
         return position

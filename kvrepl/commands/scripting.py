@@ -13,7 +13,13 @@ from kvrepl.commands.help import help_reply, subcommand_syntax_error
 from kvrepl.errors import ReplyError
 from kvrepl.protocol.replies import OK
 from kvrepl.scripting.functions import LOAD_TIMEOUT, flags_reply
-from kvrepl.scripting.runtime import FLAG_ALLOW_STALE, FLAG_NO_WRITES, parse_shebang, sha1hex
+from kvrepl.scripting.runtime import (
+    FLAG_ALLOW_OOM,
+    FLAG_ALLOW_STALE,
+    FLAG_NO_WRITES,
+    parse_shebang,
+    sha1hex,
+)
 from kvrepl.scripting.state import scripting
 
 _HELP = [
@@ -34,15 +40,17 @@ _HELP = [
 ]
 
 
-def _declared(flags: frozenset[str] | None) -> tuple[bool, bool] | None:
+def _declared(flags: frozenset[str] | None) -> tuple[bool, bool, bool] | None:
     """scriptFlagsToCmdFlags: a script with a shebang writes unless ``no-writes``, may run
-    stale only with ``allow-stale``; without one the command's own flags apply."""
+    stale only with ``allow-stale``, is refused when memory is full unless ``allow-oom``
+    or ``no-writes``; without one the command's own flags apply."""
     if flags is None:
         return None
-    return FLAG_NO_WRITES not in flags, FLAG_ALLOW_STALE in flags
+    writes = FLAG_NO_WRITES not in flags
+    return writes, FLAG_ALLOW_STALE in flags, writes and FLAG_ALLOW_OOM not in flags
 
 
-def _eval_flags(s: Session, argv: list[bytes]) -> tuple[bool, bool] | None:
+def _eval_flags(s: Session, argv: list[bytes]) -> tuple[bool, bool, bool] | None:
     """evalGetCommandFlags: the flags of the script EVAL/EVALSHA is about to run."""
     state = s.engine.scripting
     by_sha = argv[0].lower() in (b"evalsha", b"evalsha_ro")
@@ -58,7 +66,7 @@ def _eval_flags(s: Session, argv: list[bytes]) -> tuple[bool, bool] | None:
         return None  # EVAL itself will tell
 
 
-def _fcall_flags(s: Session, argv: list[bytes]) -> tuple[bool, bool] | None:
+def _fcall_flags(s: Session, argv: list[bytes]) -> tuple[bool, bool, bool] | None:
     """fcallGetCommandFlags: the flags the function was registered with."""
     state = s.engine.scripting
     if state is None or not state.has_functions:

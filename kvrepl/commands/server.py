@@ -167,7 +167,7 @@ def config_set(s: Session, argv: list[bytes]) -> object:
     for i in range(2, len(argv), 2):
         name, text = _text(argv[i]).lower(), _text(argv[i + 1])
         try:
-            Config.option(name).parse(text)  # type: ignore[union-attr]
+            Config.option(name).value(text)  # type: ignore[union-attr]
         except ValueError as err:
             raise ReplyError(f"ERR CONFIG SET failed (possibly related to argument '{name}') "
                              f"- {err}") from None

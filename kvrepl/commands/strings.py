@@ -21,6 +21,7 @@ from kvrepl.commands.core import Session, command
 from kvrepl.errors import OVERFLOW, SYNTAX, ReplyError, WrongTypeError
 from kvrepl.protocol.replies import OK
 from kvrepl.store.encoding import mark_string
+from kvrepl.store.values import is_string, string_bytes
 
 # Flags of parseExtendedStringArgumentsOrReply (t_string.c).
 _NX = 1 << 0
@@ -40,13 +41,33 @@ _TOO_BIG = "ERR string exceeds maximum allowed size (proto-max-bulk-len)"
 
 
 # -- helpers -------------------------------------------------------------------------------
-def lookup_string(s: Session, key: bytes, *, read: bool = False) -> bytes | None:
+def lookup_string(s: Session, key: bytes, *, read: bool = False) -> bytes | bytearray | None:
     """The string at ``key`` (None when missing); WRONGTYPE for any other type. ``read``:
-    counted in keyspace_hits/misses even in a write command (Redis's lookupKeyRead)."""
+    counted in keyspace_hits/misses even in a write command (Redis's lookupKeyRead).
+
+    A ``bytearray`` is the live value of a string changed in place: read it, or change it
+    (a write command, whose key the snapshot hook has seen), but hand out only
+    ``string_bytes`` of it."""
     value = s.db.lookup_read(key) if read else s.db.lookup(key)
-    if value is None or type(value) is bytes:
+    if value is None or type(value) is bytes or type(value) is bytearray:
         return value  # type: ignore[return-value]
     raise WrongTypeError()
+
+
+def lookup_string_bytes(s: Session, key: bytes, *, read: bool = False) -> bytes | None:
+    """:func:`lookup_string` as ``bytes`` that a later change cannot reach (for replies)."""
+    value = lookup_string(s, key, read=read)
+    return None if value is None else string_bytes(value)
+
+
+def mutable_string(s: Session, key: bytes, current: bytes | bytearray) -> bytearray:
+    """The string ``current`` stored at ``key`` as one that can change in place: itself
+    when it already is, else a ``bytearray`` copy stored instead (once; TTL kept)."""
+    if type(current) is bytearray:
+        return current
+    value = bytearray(current)
+    s.db.set(key, value, keep_ttl=True)
+    return value
 
 
 def expire_error(argv: list[bytes]) -> ReplyError:
@@ -127,7 +148,7 @@ def _set_generic(
     when = _expire_at_ms(s, argv, expire, flags) if expire is not None else None
     old = None
     if flags & _GET:
-        old = lookup_string(s, key, read=True)
+        old = lookup_string_bytes(s, key, read=True)
     found = s.db.lookup(key) is not None
     if (flags & _NX and found) or (flags & _XX and not found):
         return old if flags & _GET else abort_reply
@@ -149,6 +170,8 @@ def get(s: Session, argv: list[bytes]) -> object:
     value = s.db.lookup(argv[1])  # inlined lookup_string: GET is the hottest path
     if value is None or type(value) is bytes:
         return value
+    if type(value) is bytearray:
+        return bytes(value)
     raise WrongTypeError()
 
 
@@ -186,7 +209,7 @@ def psetex(s: Session, argv: list[bytes]) -> object:
 @command("getset")
 def getset(s: Session, argv: list[bytes]) -> object:
     """GETSET key value: the old value; propagated as SET."""
-    old = lookup_string(s, argv[1], read=True)
+    old = lookup_string_bytes(s, argv[1], read=True)
     s.db.set(argv[1], argv[2])
     s.engine.dirty += 1
     s.engine.rewrite([b"SET", argv[1], argv[2]])
@@ -196,7 +219,7 @@ def getset(s: Session, argv: list[bytes]) -> object:
 @command("getdel")
 def getdel(s: Session, argv: list[bytes]) -> object:
     """GETDEL key: the value, then the key is gone; propagated as DEL."""
-    old = lookup_string(s, argv[1], read=True)
+    old = lookup_string_bytes(s, argv[1], read=True)
     if old is not None and s.db.delete(argv[1]):
         s.engine.dirty += 1
         s.engine.rewrite([b"DEL", argv[1]])
@@ -209,7 +232,7 @@ def getex(s: Session, argv: list[bytes]) -> object:
     PEXPIREAT, DEL (a timestamp already past) or PERSIST."""
     flags, expire = _parse_extended(argv, for_set=False)
     key = argv[1]
-    value = lookup_string(s, key, read=True)
+    value = lookup_string_bytes(s, key, read=True)
     if value is None:
         return None
     when = _expire_at_ms(s, argv, expire, flags) if expire is not None else None
@@ -243,7 +266,8 @@ def mget(s: Session, argv: list[bytes]) -> object:
     out = []
     for key in argv[1:]:
         value = lookup(key)
-        out.append(value if type(value) is bytes else None)
+        out.append(value if type(value) is bytes else
+                   bytes(value) if type(value) is bytearray else None)
     return out
 
 
@@ -344,17 +368,17 @@ def incrbyfloat(s: Session, argv: list[bytes]) -> object:
 # -- ranges --------------------------------------------------------------------------------
 @command("append")
 def append(s: Session, argv: list[bytes]) -> object:
-    """APPEND key value: the new length. Appending makes the string ``raw`` in Redis."""
+    """APPEND key value: the new length. Appending makes the string ``raw`` in Redis, here a
+    ``bytearray`` extended in place (amortized: the cost of the suffix, not the string)."""
     key, suffix = argv[1], argv[2]
     current = lookup_string(s, key)
     if current is None:
-        s.db.set(key, suffix)
+        s.db.set(key, suffix)  # tryObjectEncoding'd argument: int, embstr or raw
         s.engine.dirty += 1
         return len(suffix)
     _check_length(s, len(current), len(suffix))
-    # A fresh object even for an empty suffix: the mark below must not tag a shared one.
-    value = current + suffix if suffix else bytes(bytearray(current))
-    s.db.set(key, mark_string(value, b"raw"), keep_ttl=True)
+    value = mutable_string(s, key, current)
+    value += suffix
     s.engine.dirty += 1
     return len(value)
 
@@ -371,17 +395,17 @@ def setrange(s: Session, argv: list[bytes]) -> object:
         if not patch:
             return 0
         _check_length(s, offset, len(patch))
-        value = bytes(offset) + patch
-        s.db.set(key, mark_string(value, b"raw"))
+        value = bytearray(offset)
+        value += patch
+        s.db.set(key, value)
     else:
         if not patch:
             return len(current)
         _check_length(s, offset, len(patch))
-        if offset > len(current):
-            value = current + bytes(offset - len(current)) + patch
-        else:
-            value = current[:offset] + patch + current[offset + len(patch):]
-        s.db.set(key, mark_string(value, b"raw"), keep_ttl=True)
+        value = mutable_string(s, key, current)
+        if offset > len(value):
+            value.extend(bytes(offset - len(value)))
+        value[offset:offset + len(patch)] = patch  # in place: same length or growing
     s.engine.dirty += 1
     return len(value)
 
@@ -404,7 +428,7 @@ def getrange(s: Session, argv: list[bytes]) -> object:
     end = min(end, size - 1)
     if start > end or size == 0:
         return b""
-    return value[start:end + 1]
+    return bytes(value[start:end + 1])
 
 
 @command("substr")
@@ -447,8 +471,8 @@ def lcs(s: Session, argv: list[bytes]) -> object:
     """
     obj_a = s.db.lookup(argv[1])
     obj_b = s.db.lookup(argv[2])
-    if (obj_a is not None and type(obj_a) is not bytes) or (
-            obj_b is not None and type(obj_b) is not bytes):
+    if (obj_a is not None and not is_string(obj_a)) or (
+            obj_b is not None and not is_string(obj_b)):
         raise ReplyError("ERR The specified keys must contain string values")
     a: bytes = obj_a or b""  # type: ignore[assignment]
     b: bytes = obj_b or b""  # type: ignore[assignment]

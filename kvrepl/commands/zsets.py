@@ -223,7 +223,15 @@ def _zadd_generic(incr: bool, s: Session, argv: list[bytes]) -> object:
         raise ReplyError("ERR INCR option supports a single increment-element pair")
     # Every score is checked before anything changes: the command is all or nothing.
     scores = [parse_double(argv[i]) for i in range(index, len(argv), 2)]
-    key = argv[1]
+    return zadd_scores(s, argv[1], scores, argv[index + 1::2], nx, xx, gt, lt, ch, incr)
+
+
+def zadd_scores(s: Session, key: bytes, scores: list[float], members: list[bytes],
+                nx: bool = False, xx: bool = False, gt: bool = False, lt: bool = False,
+                ch: bool = False, incr: bool = False) -> object:
+    """ZADD's work once its arguments are parsed and checked (``zaddGenericCommand`` from
+    the key lookup on): set ``members`` to ``scores``; the reply ZADD gives. GEOADD, which
+    is ZADD to Redis, comes here with the scores it computed."""
     zset = _lookup(s, key)
     added = updated = processed = 0
     score = 0.0
@@ -232,7 +240,7 @@ def _zadd_generic(incr: bool, s: Session, argv: list[bytes]) -> object:
         if created:
             zset = ZSet()
         for position, score in enumerate(scores):
-            member = argv[index + 2 * position + 1]
+            member = members[position]
             current = zset.scores.get(member)
             if current is None:
                 if not xx:

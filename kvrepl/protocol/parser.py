@@ -136,6 +136,16 @@ class RequestParser:
             self._buf = self._buf[self._pos:] + data
         self._pos = 0
 
+    def unparsed(self) -> int:
+        """Bytes received and not yet split into requests: a request cut short, a big
+        argument on its way (what Redis's query buffer holds once it has parsed)."""
+        return len(self._buf) - self._pos + self._chunks_len
+
+    def head(self, size: int) -> bytes:
+        """The first ``size`` unparsed bytes (for a log line)."""
+        return (self._buf[self._pos:self._pos + size] if self._pos < len(self._buf)
+                else b"".join(self._chunks)[:size])
+
     @property
     def buffered(self) -> int:
         """Bytes received and not yet returned as part of a request."""

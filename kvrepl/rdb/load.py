@@ -117,6 +117,7 @@ class StagedLoad:
         for db, (data, expires) in zip(keyspace.dbs, self.fresh, strict=True):
             db.data = data
             db.expires = expires
+        keyspace.recount()  # the memory estimate of what was loaded
 
     def _drain(self) -> None:
         try:

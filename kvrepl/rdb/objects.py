@@ -26,7 +26,7 @@ from kvrepl.rdb.primitives import (
     read_str,
     read_string_double,
 )
-from kvrepl.store.values import Stream, StreamNack, ZSet
+from kvrepl.store.values import StreamNack, ZSet
 
 _unpack_double = struct.Struct("<d").unpack_from
 
@@ -387,21 +387,3 @@ def ttl_triple(buf: bytes, pos: int) -> tuple[tuple[int, bytes, bytes], int]:
     field, p = read_str(buf, p)
     value, p = read_str(buf, p)
     return (ttl, field, value), p
-
-
-def estimate_entries_read(value: Stream, group_id: tuple[int, int]) -> int:
-    """streamEstimateDistanceFromFirstEverEntry, for groups of RDB 9 (type 15) streams."""
-    if not value.entries_added:
-        return 0
-    if not value.entries and group_id <= value.last_id:
-        return value.entries_added
-    if group_id == value.last_id:
-        return value.entries_added
-    if group_id > value.last_id:
-        return C.STREAM_INVALID_ENTRIES_READ
-    if value.max_deleted_id == (0, 0) or value.max_deleted_id < value.first_id:
-        if group_id < value.first_id:
-            return value.entries_added - len(value.entries)
-        if group_id == value.first_id:
-            return value.entries_added - len(value.entries) + 1
-    return C.STREAM_INVALID_ENTRIES_READ

@@ -20,6 +20,8 @@ from collections import deque
 from collections.abc import Callable, Generator
 from itertools import islice
 
+from sortedcontainers import SortedDict
+
 from kvrepl.rdb import constants as C
 from kvrepl.rdb import listpack, objects, stream, ziplist
 from kvrepl.rdb.crc import crc64
@@ -779,6 +781,7 @@ class RdbParser:
         value = Stream()
         entries: dict = {}
         nodes = yield from self._read(read_len)
+        shape: list = []
         node_ids = set()
         for _ in range(nodes):
             start = self._base + self._pos
@@ -789,14 +792,14 @@ class RdbParser:
             if node_key in node_ids:
                 raise Corrupt("Listpack re-added with existing key", self._at(start))
             node_ids.add(node_key)
+            master_id = stream.decode_id(node_key)
             blob = yield from self._blob()
             try:
-                stream.decode_node(stream.decode_id(node_key), blob, entries)
+                shape.append(stream.decode_node(master_id, blob, entries))
             except Corrupt as corrupt:
                 raise self._blob_error(corrupt) from None
-        if any(a >= b for a, b in zip(entries, list(entries)[1:], strict=False)):
-            entries = dict(sorted(entries.items()))
         value.entries = entries
+        value.nodes = SortedDict((node.master_id, node) for node in shape)
         start = self._base + self._pos
         length = yield from self._read(read_len)
         if length != len(entries):
@@ -805,7 +808,7 @@ class RdbParser:
         value.last_id = yield from self._read_id()
         if rtype == C.TYPE_STREAM_LISTPACKS:
             value.entries_added = length
-            value.first_id = next(iter(entries)) if entries else (C.UINT64_MASK, C.UINT64_MASK)
+            value.first_id = value.first_entry_id() or (C.UINT64_MASK, C.UINT64_MASK)
         else:
             value.first_id = yield from self._read_id()
             value.max_deleted_id = yield from self._read_id()
@@ -823,7 +826,7 @@ class RdbParser:
         name = yield from self._read(read_str)
         last_id = yield from self._read_id()
         if rtype == C.TYPE_STREAM_LISTPACKS:
-            entries_read = objects.estimate_entries_read(value, last_id)
+            entries_read = value.estimate_entries_read(last_id)
         else:
             entries_read = yield from self._read(read_len)
             if entries_read == C.UINT64_MASK:
@@ -833,7 +836,7 @@ class RdbParser:
         count = yield from self._read(read_len)
         pel: list = []
         yield from self._read_many(count, objects.pel_entry, pel.append)
-        group.pending = dict(pel)
+        group.pending = SortedDict(pel)
         if len(group.pending) != count:
             raise Corrupt("Duplicated global PEL entry loading stream consumer group",
                           self._at(start))
@@ -847,11 +850,12 @@ class RdbParser:
             active = None
             if rtype == C.TYPE_STREAM_LISTPACKS_3:
                 active = yield from self._read(read_ms_time)
-            consumer = StreamConsumer(cname, seen, active_time=active)
             count = yield from self._read(read_len)
             start = self._base + self._pos
-            yield from self._read_many(count, objects.raw_id, consumer.pending.append)
-            for entry_id in consumer.pending:
+            own: list = []
+            yield from self._read_many(count, objects.raw_id, own.append)
+            consumer = StreamConsumer(cname, seen, own, active_time=active)
+            for entry_id in own:
                 nack = group.pending.get(entry_id)
                 if nack is None:
                     raise Corrupt("Consumer entry not found in group global PEL", self._at(start))

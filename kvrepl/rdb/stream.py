@@ -13,18 +13,13 @@ from kvrepl.rdb import listpack
 from kvrepl.rdb.constants import (
     STREAM_ITEM_FLAG_DELETED,
     STREAM_ITEM_FLAG_SAMEFIELDS,
-    STREAM_LISTPACK_MAX_SIZE,
     UINT64_MASK,
 )
 from kvrepl.rdb.errors import Corrupt
+from kvrepl.store.stream import StreamNode, encode_id
 from kvrepl.store.values import Stream, StreamID
 
 _INT64_MIN = -(1 << 63)
-
-
-def encode_id(stream_id: StreamID) -> bytes:
-    """The 16-byte big-endian form of an ID (radix-tree keys, PEL entries)."""
-    return stream_id[0].to_bytes(8, "big") + stream_id[1].to_bytes(8, "big")
 
 
 def decode_id(raw: bytes) -> StreamID:
@@ -41,8 +36,9 @@ def _as_bytes(item: object) -> bytes:
     return b"%d" % item if type(item) is int else item
 
 
-def decode_node(master_id: StreamID, blob: bytes, entries: dict) -> int:
-    """Add the live entries of one node listpack to ``entries``; return how many were live.
+def decode_node(master_id: StreamID, blob: bytes, entries: dict) -> StreamNode:
+    """Add the live entries of one node listpack to ``entries``; return the node's shape
+    (its deleted entries kept, so that it can be written back as it was).
 
     Checks what streamValidateListpackIntegrity checks in deep mode.
     """
@@ -61,6 +57,7 @@ def decode_node(master_id: StreamID, blob: bytes, entries: dict) -> int:
             raise Corrupt("stream listpack integrity check failed: bad master terminator")
         p += 1
         master_ms, master_seq = master_id
+        node = StreamNode(master_id, master_fields)
         live = 0
         total = count + deleted
         if total < 0 or total > len(items):
@@ -90,18 +87,22 @@ def decode_node(master_id: StreamID, blob: bytes, entries: dict) -> int:
             if _as_int(items[p]) != expected:
                 raise Corrupt("stream listpack integrity check failed: bad lp-count")
             p += 1
-            if not flags & STREAM_ITEM_FLAG_DELETED:
-                if (ms, seq) in entries:
-                    raise Corrupt("stream has a duplicated entry ID")
+            if (ms, seq) in entries or (ms, seq) in node.dead:
+                raise Corrupt("stream has a duplicated entry ID")
+            if flags & STREAM_ITEM_FLAG_DELETED:
+                node.dead[(ms, seq)] = fields
+            else:
                 entries[(ms, seq)] = fields
                 live += 1
+            node.last_id = (ms, seq)
     except IndexError:
         raise Corrupt("stream listpack integrity check failed: truncated entry") from None
     if p != len(items):
         raise Corrupt("stream listpack integrity check failed: trailing items")
     if live != count:
         raise Corrupt("stream listpack integrity check failed: live count mismatch")
-    return live
+    node.count, node.deleted, node.lp_bytes = count, deleted, len(blob)
+    return node
 
 
 def _delta(a: int, b: int) -> int:
@@ -112,57 +113,30 @@ def _delta(a: int, b: int) -> int:
 
 def encode_nodes(stream: Stream, max_bytes: int = 4096,
                  max_entries: int = 100) -> list[tuple[bytes, bytes]]:
-    """``(16-byte master ID, listpack)`` nodes holding the stream's entries, split as XADD
-    splits them (stream-node-max-bytes / stream-node-max-entries)."""
-    if max_bytes <= 0 or max_bytes > STREAM_LISTPACK_MAX_SIZE:
-        max_bytes = STREAM_LISTPACK_MAX_SIZE
-    nodes: list[tuple[bytes, bytes]] = []
+    """``(16-byte master ID, listpack)`` for each node of the stream, deleted entries
+    included, byte for byte as Redis holds them; a stream whose node shape is not known
+    yet is laid out as XADD splits it (stream-node-max-bytes / stream-node-max-entries)."""
+    out: list[tuple[bytes, bytes]] = []
     encode_entry = listpack.encode_entry
     encode_int = listpack.encode_int
-    master_id: StreamID | None = None
-    master_fields: list[bytes] = []
-    head: list[bytes] = []  # deleted count, master field count, master fields, 0
-    body: list[bytes] = []
-    body_bytes = 0
-    count = 0
-
-    def flush() -> None:
-        if master_id is not None:
-            parts = [encode_int(count), *head, *body]
-            nodes.append((encode_id(master_id), listpack.build(parts)))
-
-    for entry_id, fields in stream.entries.items():
-        names = fields[0::2]
-        values = fields[1::2]
-        if master_id is not None:
-            lp_bytes = 7 + len(encode_int(count)) + body_bytes
-            total = sum(map(len, fields))
-            if lp_bytes + total >= max_bytes or (max_entries and count >= max_entries):
-                flush()
-                master_id = None
-        if master_id is None:
-            master_id = entry_id
-            master_fields = names
-            head = [encode_int(0), encode_int(len(names)), *map(encode_entry, names),
-                    encode_int(0)]
-            body = []
-            body_bytes = sum(map(len, head))  # lpBytes counts the master entry too
-            count = 0
-            same = True
-        else:
-            same = names == master_fields
-        parts = [encode_int(STREAM_ITEM_FLAG_SAMEFIELDS if same else 0),
-                 encode_int(_delta(entry_id[0], master_id[0])),
-                 encode_int(_delta(entry_id[1], master_id[1]))]
-        if same:
-            parts.extend(map(encode_entry, values))
-            parts.append(encode_int(len(names) + 3))
-        else:
-            parts.append(encode_int(len(names)))
-            parts.extend(map(encode_entry, fields))
-            parts.append(encode_int(2 * len(names) + 4))
-        body.extend(parts)
-        body_bytes += sum(map(len, parts))
-        count += 1
-    flush()
-    return nodes
+    for master_id, node in stream.node_map(max_bytes, max_entries).items():
+        master_fields = node.master_fields
+        parts = [encode_int(node.count), encode_int(node.deleted),
+                 encode_int(len(master_fields)), *map(encode_entry, master_fields),
+                 encode_int(0)]
+        for entry_id, fields, dead in stream.node_entries(node):
+            names = fields[0::2]
+            same = tuple(names) == master_fields
+            flags = (STREAM_ITEM_FLAG_SAMEFIELDS if same else 0) | (
+                STREAM_ITEM_FLAG_DELETED if dead else 0)
+            parts += (encode_int(flags), encode_int(_delta(entry_id[0], master_id[0])),
+                      encode_int(_delta(entry_id[1], master_id[1])))
+            if same:
+                parts.extend(map(encode_entry, fields[1::2]))
+                parts.append(encode_int(len(names) + 3))
+            else:
+                parts.append(encode_int(len(names)))
+                parts.extend(map(encode_entry, fields))
+                parts.append(encode_int(2 * len(names) + 4))
+        out.append((encode_id(master_id), listpack.build(parts)))
+    return out

@@ -269,6 +269,8 @@ class RdbWriter:
         kind = type(value)
         if kind is bytes:
             return C.TYPE_STRING, encode_str(value, self.compression)
+        if kind is bytearray:  # a string changed in place
+            return C.TYPE_STRING, encode_str(bytes(value), self.compression)
         if not value and kind is not Stream:
             return None
         if kind is deque:

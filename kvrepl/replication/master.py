@@ -38,6 +38,7 @@ from kvrepl.snapshot_producer import DONE, FileConsumer, SnapshotFailed, Snapsho
 
 NO_REPLID = "0" * 40
 _NO_LIMIT = 1 << 62
+_BACKLOG_MIN_SIZE = 16 * 1024  # CONFIG_REPL_BACKLOG_MIN_SIZE
 PING = encode_command([b"ping"])
 GETACK = encode_command([b"REPLCONF", b"GETACK", b"*"])
 #: Payload framing for replicas that announce ``capa lz4stream`` (kvrepl ones): one lz4
@@ -103,6 +104,15 @@ class ReplicaLink:
         self.wakeup.set()
 
 
+def _close_now(link: ReplicaLink) -> None:
+    """Close a link at once, as Redis frees the client: its sender may be stuck sending to
+    a replica that does not read, so waking it is not enough."""
+    link.wakeup.set()
+    kill = getattr(link.session, "on_kill", None)
+    if kill is not None:
+        kill()
+
+
 class MasterReplication:
     """Replication state of a node acting as a master (also a replica's view for its own
     sub-replicas: a replica forwards its master's bytes with :meth:`feed_raw`)."""
@@ -135,6 +145,19 @@ class MasterReplication:
         self._outbox = bytearray()  # stream bytes not yet copied to the links' buffers
         self._post_limit = _NO_LIMIT  # outbox size that calls for an output limit check
         engine.replication = self
+        self.config.listeners.append(self._config_changed)
+
+    def _config_changed(self, name: str) -> None:
+        if name == "repl-backlog-size" and self._backlog is not None:
+            self._backlog.resize(self.backlog_size())
+        elif name == "client-output-buffer-limit":
+            self._rearm_limits()  # the new limits count from the next write on
+
+    def backlog_size(self) -> int:
+        """repl-backlog-size, raised to Redis's minimum of 16 KiB as Redis raises it."""
+        if self.config.repl_backlog_size < _BACKLOG_MIN_SIZE:
+            self.config.repl_backlog_size = _BACKLOG_MIN_SIZE
+        return self.config.repl_backlog_size
 
     # -- the stream ------------------------------------------------------------------------
     @property
@@ -269,11 +292,11 @@ class MasterReplication:
                            "buffer limits (%s).", link.addr, why)
             link.closed = why
             link.buffer.clear()
-            link.wakeup.set()
+            _close_now(link)
 
     def create_backlog(self) -> None:
         if self.backlog is None:
-            self.backlog = Backlog(self.config.repl_backlog_size, self._offset)
+            self.backlog = Backlog(self.backlog_size(), self._offset)
             # A new history: replicas of an old one must not continue into this one.
             self.replid = new_replid()
             self.replid2 = NO_REPLID
@@ -282,7 +305,7 @@ class MasterReplication:
     def create_backlog_keeping_id(self) -> None:
         """A replica's backlog: same history as its master, for sub-replicas and promotion."""
         if self.backlog is None:
-            self.backlog = Backlog(self.config.repl_backlog_size, self._offset)
+            self.backlog = Backlog(self.backlog_size(), self._offset)
 
     def restore_history(self, replid: str, offset: int) -> None:
         """After loading a dump that carried ``repl-id``/``repl-offset`` at startup: carry
@@ -649,7 +672,7 @@ class MasterReplication:
                     and now - link.ack_time > self.config.repl_timeout):
                 logger.warning("Disconnecting timedout replica (streaming sync): %s", link.addr)
                 link.closed = "timeout"
-                link.wakeup.set()
+                _close_now(link)
         if self.backlog is not None and not self.replicas and self.propagating:
             ttl = self.config.repl_backlog_ttl
             idle = getattr(self, "_no_replicas_since", None)

@@ -19,7 +19,9 @@ import trio
 
 from kvrepl import gc_policy
 from kvrepl.commands.core import Engine
-from kvrepl.log import logger
+from kvrepl.commands.monitor import repr_bytes
+from kvrepl.errors import ReplicaPanic, ReplyError, WriteSkipped
+from kvrepl.log import logger, panic
 from kvrepl.persistence import TempFile
 from kvrepl.rdb import LoadResult, RdbError, StagedLoad
 from kvrepl.replication.handshake import (
@@ -63,6 +65,9 @@ def socket_error(err: BaseException) -> str:
 RECEIVE_SIZE = 16 * 1024
 PAYLOAD_RECEIVE_SIZE = 64 * 1024  # while the snapshot arrives: fewer, bigger steps
 
+# Redis logs "applying a command even though it is unable to write to disk" at most this often.
+DISK_ERROR_LOG_INTERVAL = 10.0
+
 # ROLE's words for the link states.
 CONNECT, CONNECTING, HANDSHAKE, SYNC, CONNECTED = (
     "connect", "connecting", "handshake", "sync", "connected")
@@ -103,6 +108,9 @@ class ReplicaOf:
         self.session.kind = "master"
         # Redis's master client is authenticated whatever requirepass says.
         self.session.authenticated = True
+        # The master gets no replies; the errors are collected to be logged (_failed).
+        self.session.error_log = []
+        self._disk_error_logged = -DISK_ERROR_LOG_INTERVAL
         self._stream_offset = self.reploff  # end of the last whole command received
         self._held = b""  # received bytes of a MULTI not yet executed (not yet applied)
         # Command names as the master spells them -> their table entries, for the commands
@@ -132,6 +140,8 @@ class ReplicaOf:
             while True:
                 try:
                     await self._follow_once()
+                except ReplicaPanic:
+                    raise  # stops the node, as redis-server's panic stops the process
                 except (TryLater, ReplicationProtocolError, RdbError) as err:
                     logger.warning("MASTER <-> REPLICA sync: %s", err)
                 except trio.TooSlowError:
@@ -404,10 +414,17 @@ class ReplicaOf:
         argvs = batch.argvs
         count = len(argvs)
         index = 0
+        errors = session.error_log  # filled by the engine when a command fails here
+        disk_error = engine.bgsave_failed and self._writes_denied_by_disk_error()
+        if disk_error:
+            lane_open = False  # each command is looked at: see _check_disk_error
         keyspace.applying_master = True
         try:
             while index < count:
+                if disk_error:
+                    self._check_disk_error(argvs[index])
                 if lane_open:  # a run of plain SETs, the stream's usual content
+                    # (a plain SET cannot fail: it overwrites a key of any type)
                     stop = lane.apply_sets(session, argvs, index)
                     if stop > index:
                         offset += batch.span(index, stop)
@@ -422,6 +439,8 @@ class ReplicaOf:
                     arity = cmd.arity
                     if (len(argv) == arity if arity > 0 else len(argv) >= -arity):
                         call(session, cmd, argv)  # propagates what it wrote (changes())
+                        if errors:
+                            self._failed(argv, batch, offset)
                         if keyspace.ready_keys and engine.on_ready_keys is not None:
                             engine.on_ready_keys()
                         offset += size
@@ -433,6 +452,8 @@ class ReplicaOf:
                     acks.append(applied)
                 elif name != b"ping":
                     engine.execute(session, argv)  # the master gets no replies
+                    if errors:
+                        self._failed(argv, batch, offset)
                     self._learn(argv[0], name)
                     plain = self._plain()
                     lane_open = lane.open_for_master_link(session)
@@ -456,6 +477,88 @@ class ReplicaOf:
         self._held = received[done:] if done < len(received) else b""
         return acks
 
+    # -- commands that fail here ----------------------------------------------------------
+    def _failed(self, argv: list[bytes], batch: StreamBatch, offset: int) -> None:
+        """The master's command ``argv`` got error replies here: the write is lost on this
+        replica. As Redis 7.0's ``afterErrorReply`` for its master client: log it CRITICAL
+        with the latest backlog, count it (``unexpected_error_replies``; ``errorstats``
+        already did), and panic when ``propagation-error-behavior`` says so on a read-only
+        replica. ``node.changes()`` consumers get :class:`WriteSkipped` in its place.
+        ``offset`` is where ``argv`` starts in the stream of ``batch``."""
+        engine = self.engine
+        session = self.session
+        name = self._logged_name(argv)
+        errors = list(session.error_log)
+        session.error_log.clear()
+        for err in errors:
+            logger.warning("== CRITICAL == This replica is sending an error to its master: "
+                           "'%s' after processing the command '%s'",
+                           _as_redis_logs(err)[:4096], name)
+            latest = self._latest_backlog(batch, offset)
+            if latest:
+                logger.warning("Latest backlog is: '%s'", repr_bytes(latest))
+            engine.stats.unexpected_error_replies += 1
+            skipped = WriteSkipped(session.db.id, name, list(argv), err.message)
+            engine.skipped_writes.append(skipped)
+            for listener in engine.skipped_listeners:
+                listener(skipped)
+            if self.config.propagation_error_behavior != "ignore" and \
+                    self.config.replica_read_only:
+                raise panic("This replica panicked sending an error to its master after "
+                            f"processing the command '{name}'")
+
+    def _latest_backlog(self, batch: StreamBatch, offset: int) -> bytes:
+        """The last 256 bytes of the stream applied before the command at ``offset``, as
+        Redis's showLatestBacklog: what our backlog holds, then what this batch applied
+        (the backlog gets a batch once it is applied)."""
+        backlog = self.replication.backlog
+        held = b""
+        if backlog is not None and backlog.histlen > 0:
+            end = backlog.first_byte_offset + backlog.histlen
+            held = backlog.read_from(end - min(256, backlog.histlen))
+        received = self._held + batch.raw if self._held else batch.raw
+        return (held[-256:] + received[:max(offset - self.reploff, 0)])[-256:]
+
+    def _logged_name(self, argv: list[bytes]) -> str:
+        """The name Redis's log gives the failed command: its full name, ``<unknown>`` for
+        one it does not know (kvrepl does not, yet)."""
+        cmd = self._resolve(argv)
+        return "<unknown>" if cmd is None else cmd.name
+
+    def _resolve(self, argv: list[bytes]) -> object | None:
+        """lookupCommand: the table entry for ``argv``, subcommand resolved; None when
+        unknown. Counts nothing (the command's own run does)."""
+        cmd = self.engine.table.get(argv[0].lower())
+        if cmd is not None and cmd.subcommands and len(argv) >= 2:
+            cmd = cmd.subcommands.get(argv[1].lower())
+        return cmd
+
+    def _writes_denied_by_disk_error(self) -> bool:
+        """writeCommandsDeniedByDiskError: the last BGSAVE failed and stops writes."""
+        config = self.config
+        return bool(self.engine.bgsave_failed and config.stop_writes_on_bgsave_error
+                    and config.save)
+
+    def _check_disk_error(self, argv: list[bytes]) -> None:
+        """processCommand for the master's client while writes are denied by a failed save:
+        a write panics unless ``replica-ignore-disk-write-errors``; otherwise (and for PING)
+        it is applied, with a warning at most every 10 seconds."""
+        cmd = self._resolve(argv)
+        if cmd is None:
+            return  # it fails anyway, and _failed reports it
+        queued = self.session.multi
+        is_write = cmd.is_write or (cmd.is_exec and bool(queued)
+                                    and any(q.is_write for q, _ in queued))
+        if not (is_write or cmd.is_ping):
+            return
+        if is_write and not self.config.replica_ignore_disk_write_errors:
+            raise panic("Replica was unable to write command to disk.")
+        now = time.monotonic()
+        if now > self._disk_error_logged + DISK_ERROR_LOG_INTERVAL:
+            self._disk_error_logged = now
+            logger.warning("Replica is applying a command even though it is unable to write "
+                           "to disk.")
+
     def _plain(self) -> bool:
         """The master session is in a state where Engine.execute only calls the command."""
         session = self.session
@@ -469,3 +572,13 @@ class ReplicaOf:
         if cmd is not None and cmd.handler is not None and not cmd.subcommands and (
                 cmd.is_write or name in (b"select", b"multi", b"exec")):
             self._direct[spelled] = cmd
+
+
+def _as_redis_logs(err: ReplyError) -> str:
+    """The error as afterErrorReply logs it: Redis's own error objects keep their leading
+    ``-`` (``-WRONGTYPE ...``); messages built with addReplyError, every ``ERR`` one kvrepl
+    has, are logged without their ``ERR`` prefix."""
+    message = err.message.replace("\r", " ").replace("\n", " ")  # as sent: one line
+    if message.startswith("ERR "):
+        return message[4:]
+    return "-" + message

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 from lupa import lua51
 
 from kvrepl.commands.core import MISCONF, Block, Session
+from kvrepl.commands.eviction import OOM
 from kvrepl.commands.spec import CommandSpec
 from kvrepl.errors import ReplyError
 from kvrepl.log import logger
@@ -89,6 +90,7 @@ class RunContext:
     write_dirty: bool = False
     killed: bool = False
     timed_out: bool = False  # ran past busy-reply-threshold: other clients get -BUSY
+    out_of_memory: bool = False  # memory was full when it started: denyoom commands refused
     argv: list[bytes] = field(default_factory=list)  # the caller's command (FUNCTION STATS)
     start: float = field(default_factory=monotonic)
 
@@ -292,7 +294,7 @@ class LuaState:
         if refused is not None:
             if cmd is not None:
                 cmd.rejected_calls += 1
-            engine.count_error(refused)
+            engine.count_error(refused, client)
             error = self.error_table(b"-" + refused.message.encode("utf-8", "replace"))
             error[b"ignore_error_stats_update"] = True
             return False, error
@@ -352,6 +354,9 @@ class LuaState:
                     and not engine.read_only_role() \
                     and engine.replication.good_replicas() < config.min_replicas_to_write:
                 return cmd, ReplyError("NOREPLICAS Not enough good replicas to write.")
+        # scriptVerifyOOM: until the script wrote, as the node was full when it started
+        if ctx.out_of_memory and cmd.denyoom and not ctx.write_dirty:
+            return cmd, ReplyError(OOM)
         return cmd, None
 
     def fail(self, message: bytes) -> ScriptError:

@@ -9,6 +9,7 @@ from kvrepl.errors import ReplyError
 from kvrepl.scripting.runtime import (
     BUSY_EVAL,
     BUSY_FUNCTION,
+    FLAG_ALLOW_OOM,
     FLAG_ALLOW_STALE,
     FLAG_NO_WRITES,
     LuaState,
@@ -132,6 +133,7 @@ class ScriptingState:
         engine = self.engine
         config = engine.config
         stale = engine.masterdown and not config.replica_serve_stale_data
+        out_of_memory = bool(config.maxmemory and engine.out_of_memory and not caller.is_master)
         if flags is not None:
             if stale and FLAG_ALLOW_STALE not in flags:
                 raise ReplyError(
@@ -154,13 +156,18 @@ class ScriptingState:
                         and not engine.read_only_role() \
                         and engine.replication.good_replicas() < config.min_replicas_to_write:
                     raise ReplyError("NOREPLICAS Not enough good replicas to write.")
+            if out_of_memory and FLAG_ALLOW_OOM not in flags and FLAG_NO_WRITES not in flags:
+                raise ReplyError("OOM allow-oom flag is not set on the script, can not run it "
+                                 "when used memory > 'maxmemory'")
         elif stale:
             raise ReplyError(
                 "MASTERDOWN Link with MASTER is down and replica-serve-stale-data is set to "
                 "'no'.")
         ro = read_only or (flags is not None and FLAG_NO_WRITES in flags)
+        allow_oom = flags is not None and FLAG_ALLOW_OOM in flags
         return RunContext(caller=caller, client=self.lua.client, name=name,
-                          eval_mode=eval_mode, read_only=ro, argv=argv)
+                          eval_mode=eval_mode, read_only=ro, argv=argv,
+                          out_of_memory=out_of_memory and not allow_oom)
 
 
 def scripting(engine: Engine) -> ScriptingState:

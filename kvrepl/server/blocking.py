@@ -17,6 +17,7 @@ class Waiter:
     argv: list[bytes]
     db: int
     keys: list[bytes]
+    wake_on_delete: bool = False
     done: trio.Event = field(default_factory=trio.Event)
     reply: object = None
 
@@ -36,7 +37,8 @@ class BlockingManager:
 
     async def wait(self, session: Session, argv: list[bytes], block: Block) -> object:
         """Wait until ``argv`` can be served or ``block.timeout`` passes; return the reply."""
-        waiter = Waiter(session, argv, session.db.id, list(dict.fromkeys(block.keys)))
+        waiter = Waiter(session, argv if block.argv is None else block.argv, session.db.id,
+                        list(dict.fromkeys(block.keys)), block.wake_on_delete)
         keyspace = self.engine.keyspace
         for key in waiter.keys:
             self.waiting.setdefault((waiter.db, key), deque()).append(waiter)
@@ -83,7 +85,7 @@ class BlockingManager:
         Per key, waiters are tried in arrival order, each told which key woke it. One that
         still cannot be served (a BZPOPMIN on a key that is now a list) keeps waiting and the
         next one is tried, as Redis skips waiters of another type; once the key is gone, the
-        rest keep waiting.
+        rest keep waiting, except those that asked to hear of the deletion (XREADGROUP).
         """
         keyspace = self.engine.keyspace
         while keyspace.ready_keys:
@@ -91,8 +93,8 @@ class BlockingManager:
             for db, key in dict.fromkeys(ready):
                 data = keyspace.dbs[db].data
                 for waiter in list(self.waiting.get((db, key), ())):
-                    if key not in data:
-                        break  # emptied (or never there): the others keep waiting
+                    if key not in data and not waiter.wake_on_delete:
+                        continue  # emptied (or never there): it keeps waiting
                     if waiter.done.is_set():
                         continue  # served through another of its keys meanwhile
                     # Redis serves a client from the key that became ready, not from the

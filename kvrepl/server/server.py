@@ -35,7 +35,7 @@ _DENIED = (
     b"permanent. 2) Alternatively you can just disable the protected mode by editing the "
     b"Redis configuration file, and setting the protected mode option to 'no', and then "
     b"restarting the server. 3) If you started the server manually just for testing, restart "
-    b"it with the '--protected-mode no' option. 4) Set up an authentication password for the "
+    b"it with the '--protected-mode no' option. 4) Setup a an authentication password for the "
     b"default user. NOTE: You only need to do one of the above things in order for the server "
     b"to start accepting connections from the outside.\r\n"
 )
@@ -131,7 +131,7 @@ class Connection:
         if pending:
             resp3 = self.session.resp3
             out.extend(encode(message, resp3) for message in pending)
-            pending.clear()
+            self.session.drained()
 
     async def pusher(self) -> None:
         """Send what other clients pushed to us (pub/sub messages, MONITOR lines)."""
@@ -170,6 +170,11 @@ class Connection:
                         return
                     engine.stats.total_net_input_bytes += len(data)
                     self.parser.feed(data)
+                    # Read, not run, while blocked: all of it counts (Redis's query buffer).
+                    if self.parser.buffered > self.server.config.client_query_buffer_limit:
+                        self.query_buffer_full()  # the reply stays _DISCONNECTED
+                        nursery.cancel_scope.cancel()
+                        return
 
             nursery.start_soon(wait)
             nursery.start_soon(read)
@@ -214,12 +219,24 @@ class Connection:
             out.extend(encode(m, session.resp3) for m in session.after_reply)
             session.after_reply.clear()
 
+    def query_buffer_full(self) -> object:
+        """client-query-buffer-limit: close the client, without a reply, as Redis does."""
+        from kvrepl.commands.client import client_info_line
+        from kvrepl.commands.monitor import repr_bytes
+
+        logger.warning("Closing client that reached max query buffer length: %s (qbuf "
+                       "initial bytes: %s)", client_info_line(self.session),
+                       repr_bytes(self.parser.head(64)))
+        return _CLOSE
+
     def execute_buffered(self, out: list[bytes]) -> object:
         """Run every complete request the parser holds, appending the encoded replies to
         ``out``. Returns None once the parser needs more bytes, ``_CLOSE`` when the
         connection must end after ``out`` is sent, or ``(argv, reply)`` for a reply that
         has to be awaited first (a blocking command, WAIT, SYNC/PSYNC)."""
         parser = self.parser
+        if parser.unparsed() > self.server.config.client_query_buffer_limit:
+            return self.query_buffer_full()
         session = self.session
         engine = self.server.engine
         execute = engine.execute
@@ -393,6 +410,7 @@ class Server:
                         await trio.sleep(0.01)
                         continue
                     raise
+                set_keepalive(stream, self.config.tcp_keepalive)
                 nursery.start_soon(self.handle_stream, stream)
 
     async def handle_stream(self, stream: trio.abc.Stream) -> None:
@@ -434,6 +452,20 @@ async def _contained(work: object, session: Session) -> None:
         logger.debug("Client %s disconnected: %s", session.addr, err)
     except Exception:
         logger.exception("Client %s closed after an internal error", session.addr)
+
+
+def set_keepalive(stream: trio.abc.Stream, interval: int) -> None:
+    """``tcp-keepalive``: TCP keepalives on a client's (or the master link's) socket, as
+    Redis's anetKeepAlive sets them: probes after ``interval`` idle seconds, then every
+    third of it, three unanswered ones close the connection. 0 leaves the socket as is."""
+    sock = getattr(stream, "socket", None)
+    if not interval or sock is None:
+        return
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    if hasattr(socket, "TCP_KEEPIDLE"):  # Linux; other systems keep their own timing
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, interval)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, max(interval // 3, 1))
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, 3)
 
 
 def _addresses(stream: trio.abc.Stream) -> tuple[str | None, str | None]:

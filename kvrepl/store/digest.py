@@ -13,7 +13,7 @@ Two primitives build every digest (``d`` is 20 bytes):
 
 Per key: ``mix(key)``, ``mix(type as 4 big-endian bytes)``, then the value, then
 ``xor("!!expire!!")`` when the key has a TTL (the time itself is not part of it). Sorted set
-scores are printed with ``%.17g``. Redis's encodings (listpack, intset, skiplist) all reduce
+scores are printed with ``%.17g``; a stream mixes its entries in ID order (not its groups). Redis's encodings (listpack, intset, skiplist) all reduce
 to the same bytes, so the digest does not depend on them. (The one value an encoding changes,
 a ``-0`` score that a listpack keeps as ``0``, is stored by kvrepl's ZADD as Redis keeps it.)
 Logically expired keys that are still stored count, as in Redis (DEBUG does not expire keys).
@@ -25,7 +25,7 @@ from collections import deque
 from hashlib import sha1
 from typing import TYPE_CHECKING
 
-from kvrepl.store.values import ZSet
+from kvrepl.store.values import Stream, ZSet
 
 if TYPE_CHECKING:
     from kvrepl.store.database import Keyspace
@@ -37,10 +37,12 @@ EMPTY = bytes(20)
 # server.h OBJ_STRING, OBJ_LIST, OBJ_SET, OBJ_ZSET, OBJ_HASH as htonl(type).
 _TYPE_TAG = {
     bytes: (0).to_bytes(4, "big"),
+    bytearray: (0).to_bytes(4, "big"),  # a string changed in place
     deque: (1).to_bytes(4, "big"),
     set: (2).to_bytes(4, "big"),
     ZSet: (3).to_bytes(4, "big"),
     dict: (4).to_bytes(4, "big"),
+    Stream: (6).to_bytes(4, "big"),
 }
 _EXPIRE_MARK = int.from_bytes(sha1(b"!!expire!!").digest(), "big")
 
@@ -66,7 +68,7 @@ def _value_int(d: int, value: object, has_expire: bool) -> int:
     if tag is None:
         raise TypeError(f"cannot digest a value of type {kind.__name__}")
     d = _mix(d, tag)
-    if kind is bytes:
+    if kind is bytes or kind is bytearray:
         d = _mix(d, value)  # type: ignore[arg-type]
     elif kind is deque:
         for element in value:  # type: ignore[attr-defined]
@@ -78,6 +80,12 @@ def _value_int(d: int, value: object, has_expire: bool) -> int:
         # "%.17g" as C prints it: Python's %-format gives the same digits, "inf", "-0".
         for member, score in value.scores.items():  # type: ignore[attr-defined]
             d ^= _pair(member, b"%.17g" % score)
+    elif kind is Stream:
+        # Entries only ("ms.seq", then each field and value), as Redis 7.0: not the groups.
+        for (ms, seq), fields in value.entries.items():  # type: ignore[attr-defined]
+            d = _mix(d, b"%d.%d" % (ms, seq))
+            for item in fields:
+                d = _mix(d, item)
     else:  # dict: a hash
         for field, item in value.items():  # type: ignore[attr-defined]
             d ^= _pair(field, item)

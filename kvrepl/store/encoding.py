@@ -6,7 +6,8 @@ is computed on demand from the value and the config thresholds:
 
 ==========  =====================================================================
 string      ``int`` (a canonical 64-bit integer of at most 20 bytes), ``embstr``
-            (at most 44 bytes) or ``raw``
+            (at most 44 bytes) or ``raw``; always ``raw`` for a ``bytearray`` (a string
+            SETBIT, BITFIELD, SETRANGE or APPEND changed in place)
 list        always ``quicklist`` (Redis 7.0 has no listpack lists)
 hash        ``listpack`` while entries <= ``hash-max-listpack-entries`` and every field
             and value is at most ``hash-max-listpack-value`` bytes, else ``hashtable``
@@ -41,7 +42,7 @@ import re
 from collections import deque
 from collections.abc import Collection
 
-from kvrepl.store.values import ZSet
+from kvrepl.store.values import Stream, ZSet
 
 EMBSTR_SIZE_LIMIT = 44  # OBJ_ENCODING_EMBSTR_SIZE_LIMIT
 SHARED_INTEGERS = 10000  # OBJ_SHARED_INTEGERS
@@ -117,6 +118,8 @@ def object_encoding(value: object, config: object) -> bytes:
     kind = type(value)
     if kind is bytes:
         return string_encoding(value)  # type: ignore[arg-type]
+    if kind is bytearray:  # changed in place: what SETBIT & co. leave in Redis
+        return b"raw"
     if kind is deque:
         return b"quicklist"
     if kind is dict:
@@ -125,6 +128,8 @@ def object_encoding(value: object, config: object) -> bytes:
         return b"intset" if set_is_intset(value, config) else b"hashtable"  # type: ignore
     if kind is ZSet:
         return b"listpack" if zset_is_listpack(value, config) else b"skiplist"  # type: ignore
+    if kind is Stream:
+        return b"stream"
     return b"unknown"
 
 

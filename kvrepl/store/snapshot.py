@@ -7,7 +7,8 @@ store calls its hook (``Keyspace.before_write_hooks``) before any write, and on 
 to a database it has not finished the view freezes the order of the keys it has still to hand
 out (``tuple(iterator)``: one synchronous step, ~10-25 ms per million keys left, only when a
 write comes) and stashes the key's value and expiry of that instant (a private copy for lists,
-hashes, sets and sorted sets, which change in place; ``bytes`` need none). Per-key
+hashes, sets, sorted sets and strings held as ``bytearray``, which change in place;
+``bytes`` need none). Per-key
 copy-on-write, as Dragonfly's versioned snapshots do without fork.
 
 Why no ``list(db.data)`` up front, as the view once took: besides the ~20 ms per million keys

@@ -4,21 +4,28 @@ Redis's five types map onto built-ins wherever one fits, because built-ins are w
 does fastest:
 
 ========  ==========================================================================
-string    ``bytes``
+string    ``bytes``, or ``bytearray`` once changed in place (see below)
 list      ``collections.deque`` of ``bytes``
 hash      ``dict`` of ``bytes`` to ``bytes``
 set       ``set`` of ``bytes``
 zset      :class:`ZSet` (``dict`` member->score + lazy ``SortedList`` of ``(score, member)``)
 ========  ==========================================================================
+
+A string that SETBIT, BITFIELD, SETRANGE or APPEND change is kept as a ``bytearray`` and
+changed in place from then on, so that those commands cost what they change, not the size of
+the string (Redis's ``dbUnshareStringValue`` + ``sdsgrowzero``). Such a string is always one
+Redis holds ``raw``, exactly the strings those commands leave. Every other writer stores
+``bytes``. Because a ``bytearray`` changes under its holders, it never leaves the store
+as is: replies, the embedded API and other keys get ``bytes`` (:func:`string_bytes`) or a
+copy (:func:`copy_value`), and a point-in-time snapshot copies it before a change (its
+``before_write`` hook).
 """
 
 from __future__ import annotations
 
-import copy
 import math
 from collections import deque
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 
 from sortedcontainers import SortedList
 
@@ -204,85 +211,39 @@ def type_name(value: object) -> bytes:
     return _TYPE_NAMES[type(value)]
 
 
-_TYPE_NAMES = {bytes: b"string", deque: b"list", dict: b"hash", set: b"set", ZSet: b"zset"}
+_TYPE_NAMES = {bytes: b"string", bytearray: b"string", deque: b"list", dict: b"hash",
+               set: b"set", ZSet: b"zset"}
+
+def is_string(value: object) -> bool:
+    """True for a string value, whichever of its two forms."""
+    kind = type(value)
+    return kind is bytes or kind is bytearray
+
+
+def string_bytes(value: bytes | bytearray) -> bytes:
+    """The bytes of a stored string, safe to hand out: the value itself, or a copy of one
+    changed in place (a later SETBIT must not reach a reply or a caller)."""
+    return value if type(value) is bytes else bytes(value)
 
 
 def copy_value(value: object) -> object:
-    """A deep-enough copy: the containers are new, the ``bytes`` inside are shared (immutable)."""
+    """A deep-enough copy: the containers are new, the ``bytes`` inside are shared (immutable);
+    a string changed in place is copied too."""
     if type(value) is bytes:
         return value
-    return value.copy()
+    return value.copy()  # type: ignore[attr-defined]
 
 
-# -- streams ---------------------------------------------------------------------------------
-# Only what RDB load/save needs (no X* commands yet): the data and metadata t_stream.c keeps.
+# -- streams: the value class has its own module; re-exported here for the RDB code ---------
+from kvrepl.store.stream import (  # noqa: E402
+    Stream,
+    StreamConsumer,
+    StreamGroup,
+    StreamID,
+    StreamNack,
+)
 
-StreamID = tuple[int, int]  # (ms, seq), both unsigned 64-bit
-
-
-@dataclass
-class StreamNack:
-    """One entry of a group's pending entries list (streamNACK)."""
-
-    delivery_time: int  # unix ms of the last delivery
-    delivery_count: int
-    consumer: bytes | None = None  # the owning consumer's name
-
-
-@dataclass
-class StreamConsumer:
-    """A consumer of a group (streamConsumer) and the IDs it has pending, ascending."""
-
-    name: bytes
-    seen_time: int  # unix ms
-    pending: list[StreamID] = field(default_factory=list)
-    active_time: int | None = None  # only RDB 11+ (Redis 7.2) files carry it
-
-
-@dataclass
-class StreamGroup:
-    """A consumer group (streamCG)."""
-
-    name: bytes
-    last_id: StreamID = (0, 0)
-    entries_read: int = -1  # -1: unknown (SCG_INVALID_ENTRIES_READ)
-    pending: dict[StreamID, StreamNack] = field(default_factory=dict)
-    consumers: dict[bytes, StreamConsumer] = field(default_factory=dict)
-
-
-class Stream:
-    """A stream: ``entries`` maps ``(ms, seq)`` to the entry's flat ``[field, value, ...]``
-    list (as given to XADD, duplicates kept), in ID order; plus the stream metadata and the
-    consumer groups by name. An empty stream is a valid value (unlike empty lists)."""
-
-    __slots__ = ("entries", "last_id", "first_id", "max_deleted_id", "entries_added", "groups")
-
-    def __init__(self) -> None:
-        self.entries: dict[StreamID, list[bytes]] = {}
-        self.last_id: StreamID = (0, 0)
-        self.first_id: StreamID = (0, 0)
-        self.max_deleted_id: StreamID = (0, 0)
-        self.entries_added = 0
-        self.groups: dict[bytes, StreamGroup] = {}
-
-    def __len__(self) -> int:
-        return len(self.entries)
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Stream) and all(
-            getattr(self, name) == getattr(other, name) for name in Stream.__slots__)
-
-    def __repr__(self) -> str:
-        return (f"Stream({len(self.entries)} entries, last_id={self.last_id}, "
-                f"groups={list(self.groups)})")
-
-    def copy(self) -> Stream:
-        new = Stream()
-        new.entries = dict(self.entries)  # entry lists are never mutated in place
-        new.last_id, new.first_id = self.last_id, self.first_id
-        new.max_deleted_id, new.entries_added = self.max_deleted_id, self.entries_added
-        new.groups = copy.deepcopy(self.groups)
-        return new
-
+__all__ = ["Stream", "StreamConsumer", "StreamGroup", "StreamID", "StreamNack", "ZSet",
+           "copy_value", "type_name"]
 
 _TYPE_NAMES[Stream] = b"stream"

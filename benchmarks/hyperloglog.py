@@ -1,0 +1,160 @@
+"""HyperLogLog throughput: redis-benchmark's PFADD and PFCOUNT against kvrepl and redis-server.
+
+Both servers run as subprocesses on free 127.0.0.1 ports, started as :mod:`benchmarks.tcp`
+starts them, and take turns round by round (the order rotates); each cell is the median over
+the rounds. Every test is ``redis-benchmark -P 16 -n N`` with its 50 default clients:
+
+- ``PFADD hll __rand_int__`` with ``-r 1000000``: random elements into one key, which starts
+  empty (each round deletes it first), so a run goes through the sparse encoding, the
+  promotion and then mostly the dense one. Without ``-r``, redis-benchmark sends the
+  literal text ``__rand_int__`` every time and all but the first PFADD change nothing; that
+  variant is measured too, as ``PFADD hll __rand_int__ (no -r)``.
+- ``PFCOUNT hll``: the count of that key, answered from its cached cardinality after the
+  first call.
+- ``PFCOUNT hll hll2``: two HLLs merged on the fly each time (no cache), hll2 holding 50,000
+  elements; with a tenth of the requests (kvrepl merges a few thousand a second).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import subprocess
+import tempfile
+from collections import defaultdict
+from pathlib import Path
+
+from benchmarks.common import (
+    HOST,
+    Options,
+    Server,
+    binary,
+    fmt_rate,
+    fmt_ratio,
+    goal_cell,
+    log,
+    markdown_table,
+    median,
+    python_env,
+    ratio,
+    resp_command,
+    rotated,
+    running,
+    stop_process,
+)
+
+TITLE = "HyperLogLog: redis-benchmark PFADD / PFCOUNT against kvrepl and redis-server"
+
+GOAL = 0.3
+PIPELINE = 16
+N = 100_000
+QUICK_N = 20_000
+# label -> (share of N, extra redis-benchmark options, command); run in this order.
+TESTS: dict[str, tuple[float, list[str], list[str]]] = {
+    "PFADD hll __rand_int__ -r 1000000": (1, ["-r", "1000000"], ["PFADD", "hll", "__rand_int__"]),
+    "PFADD hll __rand_int__ (no -r)": (1, [], ["PFADD", "hll0", "__rand_int__"]),
+    "PFCOUNT hll": (1, [], ["PFCOUNT", "hll"]),
+    "PFCOUNT hll hll2": (0.1, [], ["PFCOUNT", "hll", "hll2"]),
+}
+
+
+class BenchmarkError(RuntimeError):
+    """redis-benchmark failed or printed no number."""
+
+
+def redis_benchmark(tool: str, port: int, n: int, extra: list[str], command: list[str],
+                    timeout: float) -> float:
+    """One redis-benchmark run of ``command``: its requests per second."""
+    argv = [tool, "-h", HOST, "-p", str(port), "-P", str(PIPELINE), "-n", str(n), "-q",
+            "--csv", *extra, *command]
+    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise BenchmarkError(f"redis-benchmark took more than {timeout:.0f}s") from None
+    finally:
+        stop_process(proc)
+    for line in out.decode(errors="replace").splitlines():
+        cells = [cell.strip('"') for cell in line.split(",")]
+        if len(cells) >= 2 and cells[0] != "test":
+            with contextlib.suppress(ValueError):
+                return float(cells[1])
+    raise BenchmarkError(f"redis-benchmark exited {proc.returncode}: "
+                         f"{(err or out).decode(errors='replace')[-500:]}")
+
+
+def _prepare(port: int) -> None:
+    """Empty the measured keys; hll2 gets 50,000 elements (in batches of 1,000)."""
+    resp_command(port, b"DEL", b"hll", b"hll0", b"hll2")
+    for batch in range(50):
+        elements = [b"e%d" % (batch * 1000 + i) for i in range(1000)]
+        resp_command(port, b"PFADD", b"hll2", *elements, timeout=30)
+
+
+def run(options: Options) -> str:
+    """Run the HyperLogLog benchmark and return its markdown section."""
+    tool = binary("redis-benchmark")
+    redis = binary("redis-server")
+    if tool is None or redis is None:
+        raise RuntimeError("redis-benchmark and redis-server must be on PATH")
+    n = QUICK_N if options.quick else N
+    commands = {
+        "kvrepl": lambda port: [options.python, "-m", "kvrepl", "--port", str(port),
+                                "--bind", HOST, "--save", ""],
+        "redis": lambda port: [redis, "--port", str(port), "--bind", HOST, "--save", "",
+                               "--appendonly", "no"],
+    }
+    names = list(commands)
+    results: dict[tuple[str, str], list[float]] = defaultdict(list)
+    notes: list[str] = []
+    with contextlib.ExitStack() as stack:
+        workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="kvrepl-hll-")))
+        servers = {}
+        for name in names:
+            log(f"[hll] starting {name}")
+            servers[name] = stack.enter_context(
+                running(Server(name, commands[name], workdir, env=python_env())))
+        for round_number in range(options.rounds):
+            for name in rotated(names, round_number):
+                port = servers[name].port
+                _prepare(port)
+                for label, (share, extra, command) in TESTS.items():
+                    try:
+                        rate = redis_benchmark(tool, port, int(n * share), extra, command,
+                                               timeout=120 + 40 * options.seconds)
+                    except BenchmarkError as err:
+                        notes.append(f"{name}: {label} failed in round {round_number + 1}: "
+                                     f"{err}")
+                        log(f"[hll] {name} {label} FAILED: {err}")
+                        continue
+                    results[label, name].append(rate)
+                    log(f"[hll] round {round_number + 1}/{options.rounds} {name:7s} "
+                        f"{label:36s} {rate:>11,.0f}/s")
+                # ~95,000 distinct elements of a million went in: did the adds happen?
+                reply = resp_command(port, b"PFCOUNT", b"hll")
+                if not (reply[:1] == b":" and int(reply[1:-2]) > n // 2):
+                    notes.append(f"{name}: PFCOUNT hll after round {round_number + 1} "
+                                 f"replied {reply!r}")
+    return _report(results, n, options, notes)
+
+
+def _report(results: dict[tuple[str, str], list[float]], n: int, options: Options,
+            notes: list[str]) -> str:
+    headers = ["test", "kvrepl ops/s", "redis ops/s", "kvrepl/redis", "goal"]
+    rows = []
+    for label in TESTS:
+        kv, rd = (median(results.get((label, name), [])) for name in ("kvrepl", "redis"))
+        rows.append([label, fmt_rate(kv), fmt_rate(rd), fmt_ratio(ratio(kv, rd)),
+                     goal_cell(ratio(kv, rd), GOAL)])
+    text = [
+        f"## {TITLE}",
+        "",
+        f"`redis-benchmark -P {PIPELINE} -n {n:,} -q --csv [-r 1000000] <command>` (50 "
+        f"clients; -n {int(n * TESTS['PFCOUNT hll hll2'][0]):,} for two keys); median of {options.rounds} rounds, servers alternated (order rotated "
+        "every round); the keys are emptied before each server's round.",
+        "",
+        markdown_table(headers, rows),
+    ]
+    if notes:
+        text += ["", "Notes:", *(f"- {note}" for note in notes)]
+    return "\n".join(text) + "\n"

@@ -1,0 +1,138 @@
+"""Streams over TCP: redis-benchmark's own XADD and XREAD, kvrepl against a real redis-server.
+
+``redis-benchmark -c 50 -P 16 -n N XADD s * f v`` (each server appends to its own stream) and
+``redis-benchmark -c 50 -n N XREAD COUNT 100 STREAMS r 0`` on a stream of 100 entries, the
+servers taking turns round by round with the order rotated, medians reported. N is sized per
+server from a warm-up so that a run lasts about ``--seconds``. The goal is judged on the
+median of the per-round ratios (the two servers' runs of a round are adjacent in time).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import subprocess
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+
+from benchmarks.common import (
+    HOST,
+    Options,
+    Server,
+    binary,
+    encode_request,
+    fmt_rate,
+    fmt_ratio,
+    goal_cell,
+    log,
+    markdown_table,
+    median,
+    nice_count,
+    python_env,
+    ratio,
+    rotated,
+    running,
+    stop_process,
+)
+
+TITLE = "Streams: XADD -P 16 and XREAD of 100 entries, kvrepl against redis-server"
+
+CLIENTS = 50
+READ_ENTRIES = 100
+# (label, pipeline, command, goal for kvrepl/redis)
+TESTS = (
+    ("XADD s * f v -P 16", 16, ["XADD", "s", "*", "f", "v"], 0.3),
+    (f"XREAD COUNT {READ_ENTRIES} (100 entries)", 1,
+     ["XREAD", "COUNT", str(READ_ENTRIES), "STREAMS", "r", "0"], 0.3),
+)
+MIN_N = 1000
+MAX_N = 2_000_000
+
+
+def _benchmark(tool: str, port: int, n: int, pipeline: int, command: list[str]) -> float:
+    """One redis-benchmark run of ``command``: requests per second."""
+    argv = [tool, "-h", HOST, "-p", str(port), "-c", str(CLIENTS), "-n", str(n), "-q", "--csv"]
+    if pipeline > 1:
+        argv += ["-P", str(pipeline)]
+    proc = subprocess.Popen([*argv, *command], stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        out, err = proc.communicate(timeout=300)
+    finally:
+        stop_process(proc)
+    for row in csv.reader(out.decode(errors="replace").splitlines()):
+        if len(row) >= 2 and row[0] != "test":
+            with contextlib.suppress(ValueError):
+                return float(row[1])
+    raise RuntimeError(f"redis-benchmark printed no rate: {err.decode(errors='replace')}")
+
+
+def _prefill(port: int) -> None:
+    """The stream XREAD reads: ``r`` with READ_ENTRIES entries."""
+    import socket
+
+    with socket.create_connection((HOST, port), timeout=10) as sock:
+        requests = b"".join(encode_request(b"XADD", b"r", b"%d-1" % (i + 1), b"field",
+                                           b"value-%d" % i) for i in range(READ_ENTRIES))
+        sock.sendall(requests)
+        received = b""
+        while received.count(b"\r\n") < READ_ENTRIES * 2:
+            received += sock.recv(65536)
+
+
+def run(options: Options) -> str:
+    """Run the stream benchmark and return its markdown section."""
+    tool = binary("redis-benchmark")
+    redis = binary("redis-server")
+    if tool is None or redis is None:
+        raise RuntimeError("redis-benchmark / redis-server are not on PATH")
+    commands = {
+        "kvrepl": lambda port: [options.python, "-m", "kvrepl", "--port", str(port),
+                                "--bind", HOST, "--save", ""],
+        "redis": lambda port: [redis, "--port", str(port), "--bind", HOST, "--save", "",
+                               "--appendonly", "no"],
+    }
+    names = list(commands)
+    results: dict[tuple[str, str], list[float]] = defaultdict(list)
+    sizes: dict[tuple[str, str], int] = {}
+    with contextlib.ExitStack() as stack:
+        workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="kvrepl-bench-")))
+        servers = {name: stack.enter_context(running(Server(name, commands[name], workdir,
+                                                            env=python_env())))
+                   for name in names}
+        for name, server in servers.items():
+            _prefill(server.port)
+            for label, pipeline, command, _goal in TESTS:
+                n = MIN_N
+                while True:  # a warm-up over in a blink mostly measures connecting: grow it
+                    rate = _benchmark(tool, server.port, n, pipeline, command)
+                    if n / rate >= 0.25 * options.seconds or n >= MAX_N:
+                        break
+                    n = min(n * 10, MAX_N)
+                sizes[name, label] = nice_count(rate * options.seconds, MIN_N, MAX_N)
+                log(f"[streams] warm-up {name:7s} {label}: ~{rate:,.0f} ops/s")
+        for round_number in range(options.rounds):
+            for label, pipeline, command, _goal in TESTS:
+                for name in rotated(names, round_number):
+                    begun = time.monotonic()
+                    rate = _benchmark(tool, servers[name].port, sizes[name, label], pipeline,
+                                      command)
+                    results[label, name].append(rate)
+                    log(f"[streams] round {round_number + 1}/{options.rounds} {name:7s} "
+                        f"{label}: {rate:,.0f}/s ({time.monotonic() - begun:.1f}s)")
+    rows = []
+    for label, _pipeline, _command, goal in TESTS:
+        kv, rd = median(results[label, "kvrepl"]), median(results[label, "redis"])
+        # The two runs of one round are seconds apart: their ratio is less exposed to the
+        # load of a shared machine than the ratio of the medians.
+        paired = median([ratio(k, r) for k, r in zip(results[label, "kvrepl"],
+                                                      results[label, "redis"], strict=True)])
+        rows.append([label, fmt_rate(kv), fmt_rate(rd), fmt_ratio(ratio(kv, rd)),
+                     fmt_ratio(paired), goal_cell(paired, goal)])
+    table = markdown_table(["test", "kvrepl ops/s", "redis ops/s", "kvrepl/redis",
+                            "median of round ratios", "goal"], rows)
+    sized = "; ".join(f"{name} {label}: -n {sizes[name, label]:,}"
+                      for label, *_ in TESTS for name in names)
+    return (f"{table}\n\n{CLIENTS} clients, medians of {options.rounds} rounds; {sized}.\n")

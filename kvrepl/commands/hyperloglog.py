@@ -1,0 +1,201 @@
+"""HyperLogLog commands (Redis 7.0's ``hyperloglog.c``): PFADD, PFCOUNT, PFMERGE, PFDEBUG,
+PFSELFTEST. The representation and the arithmetic live in :mod:`kvrepl.store.hyperloglog`.
+
+Replication follows Redis's ``call()``: a command that made the dataset dirty is propagated
+as sent. That includes PFCOUNT of one key when it had to recompute the cached cardinality
+(it writes the cache back into the string, a change a replica makes too by running the same
+PFCOUNT), and PFDEBUG GETREG/TODENSE when they turned a sparse HLL dense.
+
+Every HLL command "unshares" the string it reads as Redis's ``dbUnshareStringValue`` does,
+which leaves it ``raw`` for OBJECT ENCODING even when it is short.
+"""
+
+from __future__ import annotations
+
+from kvrepl.commands.core import Session, command
+from kvrepl.commands.strings import lookup_string
+from kvrepl.errors import ReplyError, WrongTypeError
+from kvrepl.protocol.replies import OK, Status
+from kvrepl.store import hyperloglog as hll
+from kvrepl.store.encoding import EMBSTR_SIZE_LIMIT, mark_string, string_encoding
+
+_NO_KEY = "ERR The specified key does not exist"
+
+
+def _checked(value: object) -> bytes:
+    """isHLLObjectOrReply: the string, or WRONGTYPE (another type, or not an HLL). A string
+    changed in place (a ``bytearray``: SETRANGE, APPEND, SETBIT) is read as its bytes."""
+    if type(value) is bytearray:
+        value = bytes(value)
+    if type(value) is not bytes:
+        raise WrongTypeError()
+    if not hll.is_hll(value):  # type: ignore[arg-type]
+        raise ReplyError(hll.NOT_HLL)
+    return value  # type: ignore[return-value]
+
+
+def _store(s: Session, key: bytes, value: bytes) -> bytes:
+    """Write an HLL back in place of the old one (same TTL), ``raw`` as Redis keeps it."""
+    value = mark_string(value, b"raw")
+    s.db.set(key, value, keep_ttl=True)
+    return value
+
+
+def _unshared(s: Session, key: bytes, value: bytes) -> bytes:
+    """dbUnshareStringValue: a short string stored by SET (embstr) becomes a raw copy."""
+    if len(value) <= EMBSTR_SIZE_LIMIT and string_encoding(value) != b"raw":
+        value = _store(s, key, bytes(bytearray(value)))
+    return value
+
+
+def _sparse_max(s: Session) -> int:
+    return s.engine.config.hll_sparse_max_bytes  # type: ignore[no-any-return]
+
+
+@command("pfadd")
+def pfadd(s: Session, argv: list[bytes]) -> object:
+    """PFADD key [element ...]: 1 when a register changed (or the key was created)."""
+    key = argv[1]
+    found = s.db.lookup(key)
+    if len(argv) == 3 and type(found) is bytes and len(found) == hll.DENSE_SIZE \
+            and found.startswith(hll.DENSE_MAGIC):
+        # One element into a dense HLL: the benchmark's case, without the general machinery.
+        new = hll.dense_add_one(found, argv[2])
+        if new is None:
+            return 0
+        s.db.set(key, new, keep_ttl=True)
+        s.engine.dirty += 1
+        return 1
+    if found is None:
+        value = hll.EMPTY
+        updated = 1
+    else:
+        value = _unshared(s, key, _checked(found))
+        updated = 0
+    new, grown, ok = hll.add(value, argv[2:], _sparse_max(s))
+    if not ok:
+        # Redis edits the string in place and stops at the corruption: the registers set
+        # before it stay, unpropagated (nothing is counted dirty).
+        if new != value:
+            _store(s, key, new)
+        raise ReplyError(hll.INVALID_HLL)
+    updated += grown
+    if not updated:
+        return 0
+    _store(s, key, hll.invalidate(new))
+    s.engine.dirty += updated
+    return 1
+
+
+@command("pfcount")
+def pfcount(s: Session, argv: list[bytes]) -> object:
+    """PFCOUNT key [key ...]: one key answers from (and refreshes) the cached cardinality;
+    several are merged on the fly and nothing is written."""
+    if len(argv) > 2:
+        merged = hll.Registers()
+        for key in argv[1:]:
+            found = s.db.lookup(key)
+            if found is None:
+                continue
+            try:
+                merged.merge(_checked(found))
+            except hll.CorruptHLL:
+                raise ReplyError(hll.INVALID_HLL) from None
+        return merged.count()
+    key = argv[1]
+    found = s.db.lookup(key)
+    if found is None:
+        return 0
+    value = _unshared(s, key, _checked(found))
+    card = hll.cached_cardinality(value)
+    if card is not None:
+        return card
+    try:
+        card = hll.count(value)
+    except hll.CorruptHLL:
+        raise ReplyError(hll.INVALID_HLL) from None
+    # A read-only command that writes: tell the snapshot and WATCH first, as a write would.
+    s.db.before_write(key)
+    _store(s, key, hll.with_cardinality(value, card))
+    s.engine.dirty += 1
+    return card
+
+
+@command("pfmerge")
+def pfmerge(s: Session, argv: list[bytes]) -> object:
+    """PFMERGE destkey [sourcekey ...]: the destination (itself a source) gets the maximum
+    of every register; it turns dense when any source is dense."""
+    merged = hll.Registers()
+    use_dense = False
+    for key in argv[1:]:
+        found = lookup_string(s, key, read=True)
+        if found is None:
+            continue
+        value = _checked(found)
+        if not hll.is_sparse(value):
+            use_dense = True
+        try:
+            merged.merge(value)
+        except hll.CorruptHLL:
+            raise ReplyError(hll.INVALID_HLL) from None
+    dest = argv[1]
+    found = s.db.lookup(dest)
+    if found is None:
+        value = _store(s, dest, hll.EMPTY)  # created before the merge, as createHLLObject
+    else:
+        value = _unshared(s, dest, found)  # type: ignore[arg-type]
+    try:
+        new = hll.merge_into(value, merged, use_dense, _sparse_max(s))
+    except hll.CorruptHLL:
+        raise ReplyError(hll.INVALID_HLL) from None
+    _store(s, dest, new)
+    s.engine.dirty += 1
+    return OK
+
+
+@command("pfdebug")
+def pfdebug(s: Session, argv: list[bytes]) -> object:
+    """PFDEBUG GETREG|DECODE|ENCODING|TODENSE key"""
+    sub, key = argv[1], argv[2]
+    found = s.db.lookup(key)
+    if found is None:
+        raise ReplyError(_NO_KEY)
+    value = _unshared(s, key, _checked(found))
+    name = sub.lower()
+    if name == b"getreg":
+        if hll.is_sparse(value):
+            value = _to_dense(s, key, value)
+        return list(hll.registers(value))
+    if name == b"decode":
+        if not hll.is_sparse(value):
+            raise ReplyError("ERR HLL encoding is not sparse")
+        return hll.decode_sparse(value)
+    if name == b"encoding":
+        return Status(b"sparse" if hll.is_sparse(value) else b"dense")
+    if name == b"todense":
+        if not hll.is_sparse(value):
+            return 0
+        _to_dense(s, key, value)
+        return 1
+    shown = sub.split(b"\0")[0].decode("utf-8", "replace")  # printed with %s
+    raise ReplyError(f"ERR Unknown PFDEBUG subcommand '{shown}'")
+
+
+def _to_dense(s: Session, key: bytes, value: bytes) -> bytes:
+    """PFDEBUG's conversion: stored, and counted dirty so that replicas convert too."""
+    try:
+        dense = hll.to_dense(value)
+    except hll.CorruptHLL:
+        raise ReplyError(hll.INVALID_HLL) from None
+    s.engine.dirty += 1
+    return _store(s, key, dense)
+
+
+@command("pfselftest")
+def pfselftest(s: Session, argv: list[bytes]) -> object:
+    """PFSELFTEST: the register access and estimation self-test (smaller than Redis's: see
+    :func:`kvrepl.store.hyperloglog.self_test`)."""
+    failure = hll.self_test(_sparse_max(s))
+    if failure is not None:
+        raise ReplyError(failure)
+    return OK

@@ -1,0 +1,905 @@
+"""HyperLogLog as Redis 7.0 stores it (``hyperloglog.c``): the same bytes, the same estimates.
+
+An HLL is a plain string value: a 16-byte header, then the registers.
+
+=========  ==========================================================================
+bytes      meaning
+=========  ==========================================================================
+0..3       ``HYLL``
+4          encoding: 0 dense, 1 sparse
+5..7       unused, zero
+8..15      cached cardinality, little endian; bit 7 of byte 15 set = stale
+16..       dense: 16384 registers of 6 bits, packed from the least significant bit;
+           sparse: opcodes ``00xxxxxx`` ZERO (1..64 zero registers), ``01xxxxxx yyyyyyyy``
+           XZERO (1..16384 zero registers), ``1vvvvvxx`` VAL (1..4 registers of value 1..32)
+=========  ==========================================================================
+
+The walks over sparse opcodes that validate them (merge, conversion to dense, histogram)
+include the fix of CVE-2025-32023, which Debian's 7.0.15 package and every later Redis
+carry: an opcode that would run past register 16383 makes the HLL corrupt at once (7.0.15
+as tagged stopped there and could accept trailing opcodes, or overflow on huge strings).
+
+Everything here takes and returns ``bytes`` (a working ``bytearray`` inside), without I/O.
+Sparse updates are a line-by-line port of ``hllSparseSet`` (the opcode splits, the merge of
+neighbouring VAL opcodes over a window of five, the promotion to dense), because the exact
+bytes are observable (GET, DUMP, replication) and must match a real redis-server's.
+
+Where Redis walks 16384 registers one by one, this module works on whole byte strings:
+dense registers are unpacked into one byte per register (and packed back) with integer
+arithmetic on 4096-byte lanes (SWAR), register maxima are taken the same way, and the
+histogram the estimator needs comes from ``bytes.count``.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import struct
+from array import array
+from bisect import bisect_left, bisect_right
+from collections.abc import Iterable
+
+HLL_P = 14  # register index bits
+HLL_Q = 64 - HLL_P  # bits left for the run of zeros
+REGISTERS = 1 << HLL_P
+P_MASK = REGISTERS - 1
+BITS = 6
+REGISTER_MAX = (1 << BITS) - 1
+HDR_SIZE = 16
+DENSE_SIZE = HDR_SIZE + (REGISTERS * BITS + 7) // 8
+DENSE = 0
+SPARSE = 1
+MAX_ENCODING = 1
+SPARSE_VAL_MAX_VALUE = 32
+SPARSE_VAL_MAX_LEN = 4
+SPARSE_ZERO_MAX_LEN = 64
+SPARSE_XZERO_MAX_LEN = 16384
+SEED = 0xADC83B19
+ALPHA_INF = 0.721347520444481703680  # 0.5/ln(2)
+
+INVALID_HLL = "INVALIDOBJ Corrupted HLL object detected"
+NOT_HLL = "WRONGTYPE Key is not a valid HyperLogLog string value."
+
+_M = 0xC6A4A7935BD1E995
+_MASK64 = (1 << 64) - 1
+_STALE = 0x80  # bit 7 of byte 15: the cached cardinality is not valid
+
+DENSE_MAGIC = b"HYLL" + bytes((DENSE,))  # how every dense HLL starts
+SPARSE_MAGIC = b"HYLL" + bytes((SPARSE,))
+# createHLLObject: a sparse HLL of one XZERO opcode covering every register.
+EMPTY = b"HYLL" + bytes((SPARSE, 0, 0, 0)) + bytes(8) + bytes((
+    0x40 | ((REGISTERS - 1) >> 8), (REGISTERS - 1) & 0xFF))
+
+# Where register i lives in the whole string (header included) and at which bit.
+_REG_BYTE = [HDR_SIZE + i * BITS // 8 for i in range(REGISTERS)]
+_REG_SHIFT = [i * BITS & 7 for i in range(REGISTERS)]
+
+# Per-byte masks over a 4096-byte little-endian integer (one lane per byte).
+_LANES = REGISTERS // 4
+_L = int.from_bytes(b"\x01" * _LANES, "little")
+_L03, _L0F, _L3F, _H80 = _L * 0x03, _L * 0x0F, _L * 0x3F, _L * 0x80
+_ONE_BYTE = [bytes((v,)) for v in range(256)]
+
+
+class _Memo:
+    """Facts about HLL values remembered by the identity of the ``bytes`` object (which
+    cannot change, so a fact stays true), like :func:`kvrepl.store.encoding.mark_string`'s
+    marks. Bounded, oldest out first; an entry holds its value, so that no other object
+    takes its id meanwhile. A fact that its user edits in place is taken (:meth:`take`), not
+    read, so that the old value, which another key may still hold, cannot see the edit."""
+
+    __slots__ = ("limit", "entries")
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.entries: dict[int, tuple[bytes, object]] = {}
+
+    def get(self, value: bytes) -> object | None:
+        found = self.entries.get(id(value))
+        return found[1] if found is not None and found[0] is value else None
+
+    def take(self, value: bytes) -> object | None:
+        found = self.entries.pop(id(value), None)
+        return found[1] if found is not None and found[0] is value else None
+
+    def put(self, value: bytes, fact: object | None) -> bytes:
+        if fact is not None:
+            if len(self.entries) >= self.limit:
+                self.entries.pop(next(iter(self.entries)), None)
+            self.entries[id(value)] = (value, fact)
+        return value
+
+
+# The byte just past the end of a sparse HLL, where Redis's sds keeps its terminator. An XZERO
+# opcode cut short by the end of the string reads it as its second byte, and the one update
+# that splits such an opcode writes its last byte there (hllSparseSet's memcpy goes one past
+# the new length). Redis keeps that byte with the string in memory until its length changes
+# again, so kvrepl remembers it too; zero, by far the usual, is not stored.
+_TAILS = _Memo(1024)
+# The register histogram of dense HLLs counted or updated lately: PFADD keeps it current
+# register by register, so PFCOUNT after PFADD does not recount 16384 registers.
+_HISTOGRAMS = _Memo(64)
+
+
+def tail_byte(value: bytes) -> int:
+    """The byte Redis would find just past ``value``'s end (0 but after the case above)."""
+    return _TAILS.get(value) or 0  # type: ignore[return-value]
+
+
+def _with_tail(value: bytes, tail: int) -> bytes:
+    return _TAILS.put(value, tail or None)
+
+
+class CorruptHLL(Exception):
+    """The sparse opcodes do not describe exactly 16384 registers (INVALIDOBJ)."""
+
+
+# -- hashing ---------------------------------------------------------------------------------
+_BLOCKS: dict[int, struct.Struct] = {}
+
+
+def murmurhash64a(data: bytes, seed: int = SEED, _m: int = _M, _mask: int = _MASK64,
+                  _int: type[int] = int) -> int:
+    """MurmurHash2, 64-bit version (MurmurHash64A), as Redis computes it (little endian).
+
+    Elements shorter than 16 bytes, the usual ones, are read as one integer; the constants
+    are default arguments because local names are the fastest Python has.
+    """
+    n = len(data)
+    h = seed ^ ((n * _m) & _mask)
+    if n < 16:
+        if n >= 8:
+            x = _int.from_bytes(data, "little")
+            k = ((x & _mask) * _m) & _mask
+            h = ((h ^ (((k ^ (k >> 47)) * _m) & _mask)) * _m) & _mask
+            if n > 8:
+                h = ((h ^ (x >> 64)) * _m) & _mask
+        elif n:
+            h = ((h ^ _int.from_bytes(data, "little")) * _m) & _mask
+    else:
+        blocks = n >> 3
+        unpack = _BLOCKS.get(blocks)
+        if unpack is None:
+            unpack = _BLOCKS[blocks] = struct.Struct(f"<{blocks}Q")
+        for k in unpack.unpack_from(data):
+            k = (k * _m) & _mask
+            k = ((k ^ (k >> 47)) * _m) & _mask
+            h = ((h ^ k) * _m) & _mask
+        if n & 7:
+            h = ((h ^ _int.from_bytes(data[blocks << 3:], "little")) * _m) & _mask
+    h = ((h ^ (h >> 47)) * _m) & _mask
+    return h ^ (h >> 47)
+
+
+def pattern(element: bytes) -> tuple[int, int]:
+    """hllPatLen: (register index, length of the ``000...1`` run after the index bits)."""
+    h = murmurhash64a(element)
+    run = (h >> HLL_P) | (1 << HLL_Q)
+    return h & P_MASK, (run & -run).bit_length()
+
+
+# -- the header --------------------------------------------------------------------------------
+def is_hll(value: bytes) -> bool:
+    """isHLLObjectOrReply's checks of a string: magic, known encoding, a dense one's size."""
+    return (len(value) >= HDR_SIZE and value[:4] == b"HYLL" and value[4] <= MAX_ENCODING
+            and (value[4] != DENSE or len(value) == DENSE_SIZE))
+
+
+def is_sparse(value: bytes) -> bool:
+    return value[4] == SPARSE
+
+
+def cached_cardinality(value: bytes) -> int | None:
+    """The cached cardinality, or None when it is marked stale."""
+    if value[15] & _STALE:
+        return None
+    return int.from_bytes(value[8:16], "little")
+
+
+def with_cardinality(value: bytes, card: int) -> bytes:
+    """``value`` with ``card`` cached (PFCOUNT writes it back)."""
+    return _carry(value, value[:8] + card.to_bytes(8, "little") + value[16:])
+
+
+# -- registers as one byte each ------------------------------------------------------------
+def _unpack_dense(value: bytes) -> tuple[int, int, int, int]:
+    """Registers 4g, 4g+1, 4g+2, 4g+3 of a dense HLL as four integers of 4096 byte lanes
+    (every 3 bytes hold 4 registers)."""
+    b0 = int.from_bytes(value[HDR_SIZE::3], "little")
+    b1 = int.from_bytes(value[HDR_SIZE + 1::3], "little")
+    b2 = int.from_bytes(value[HDR_SIZE + 2::3], "little")
+    return (b0 & _L3F,
+            ((b0 >> 6) & _L03) | ((b1 & _L0F) << 2),
+            ((b1 >> 4) & _L0F) | ((b2 & _L03) << 4),
+            (b2 >> 2) & _L3F)
+
+
+def _pack_dense(lanes: tuple[int, int, int, int]) -> bytearray:
+    """The 12288 register bytes of a dense HLL from :func:`_unpack_dense`'s form."""
+    r0, r1, r2, r3 = lanes
+    out = bytearray(DENSE_SIZE - HDR_SIZE)
+    out[0::3] = (r0 | ((r1 & _L03) << 6)).to_bytes(_LANES, "little")
+    out[1::3] = (((r1 >> 2) & _L0F) | ((r2 & _L0F) << 4)).to_bytes(_LANES, "little")
+    out[2::3] = (((r2 >> 4) & _L03) | (r3 << 2)).to_bytes(_LANES, "little")
+    return out
+
+
+def _lanes_of_raw(raw: bytes | bytearray) -> tuple[int, int, int, int]:
+    return tuple(int.from_bytes(raw[k::4], "little") for k in range(4))  # type: ignore
+
+
+def _raw_of_lanes(lanes: tuple[int, int, int, int]) -> bytearray:
+    raw = bytearray(REGISTERS)
+    for k in range(4):
+        raw[k::4] = lanes[k].to_bytes(_LANES, "little")
+    return raw
+
+
+def _lane_max(a: int, b: int) -> int:
+    """Per-byte maximum of lanes below 128: (a|0x80)-b keeps bit 7 exactly where a >= b."""
+    mask = ((((a | _H80) - b) & _H80) >> 7) * 0xFF
+    return (a & mask) | (b & ~mask)
+
+
+def _sparse_raw(value: bytes | bytearray, tail: int | None = None) -> bytearray:
+    """One byte per register of a sparse HLL (hllMerge's and hllSparseToDense's walk);
+    CorruptHLL when the opcodes do not cover exactly 16384 registers (an opcode that runs
+    past the last register is refused at once: the CVE-2025-32023 fix)."""
+    if tail is None:
+        tail = tail_byte(value)  # type: ignore[arg-type]
+    raw = bytearray(REGISTERS)
+    end = len(value)
+    p = HDR_SIZE
+    i = 0
+    while p < end:
+        b = value[p]
+        if b < 0x40:
+            run = b + 1
+            p += 1
+        elif b < 0x80:
+            run = (((b & 0x3F) << 8) | (value[p + 1] if p + 1 < end else tail)) + 1
+            p += 2
+        else:
+            run = (b & 3) + 1
+            if run + i <= REGISTERS:
+                raw[i:i + run] = _ONE_BYTE[((b >> 2) & 0x1F) + 1] * run
+            p += 1
+        if run + i > REGISTERS:
+            raise CorruptHLL()
+        i += run
+    if i != REGISTERS:
+        raise CorruptHLL()
+    return raw
+
+
+def registers(value: bytes) -> bytearray:
+    """Every register of an HLL (either encoding), one byte each (PFDEBUG GETREG)."""
+    if value[4] == DENSE:
+        return _raw_of_lanes(_unpack_dense(value))
+    return _sparse_raw(value)
+
+
+class Registers:
+    """The running register-wise maximum of several HLLs (PFCOUNT of many keys, PFMERGE)."""
+
+    __slots__ = ("lanes",)
+
+    def __init__(self) -> None:
+        self.lanes = (0, 0, 0, 0)
+
+    def merge(self, value: bytes) -> None:
+        """hllMerge: raise each register to ``value``'s; CorruptHLL for a bad sparse one."""
+        other = _unpack_dense(value) if value[4] == DENSE else _lanes_of_raw(_sparse_raw(value))
+        self.lanes = tuple(_lane_max(a, b) for a, b in zip(self.lanes, other, strict=True))  # type: ignore
+
+    def raw(self) -> bytearray:
+        return _raw_of_lanes(self.lanes)
+
+    def count(self) -> int:
+        """hllCount of the HLL_RAW encoding."""
+        return estimate(_histogram(b"".join(
+            lane.to_bytes(_LANES, "little") for lane in self.lanes)))
+
+
+# -- counting ----------------------------------------------------------------------------------
+def _histogram(raw: bytes) -> list[int]:
+    """How many registers hold each value 0..63 (the order of ``raw`` does not matter)."""
+    histogram = [0] * 64
+    left = len(raw)
+    for v in range(64):
+        found = raw.count(_ONE_BYTE[v])
+        histogram[v] = found
+        left -= found
+        if not left:
+            break
+    return histogram
+
+
+def _sparse_histogram(value: bytes) -> list[int]:
+    """hllSparseRegHisto; CorruptHLL when the runs do not add up to 16384 registers (or one
+    runs past the last register: the CVE-2025-32023 fix)."""
+    histogram = [0] * 64
+    tail = tail_byte(value)
+    end = len(value)
+    p = HDR_SIZE
+    i = 0
+    while p < end:
+        b = value[p]
+        if b < 0x40:
+            run = b + 1
+            histogram[0] += run
+            p += 1
+        elif b < 0x80:
+            run = (((b & 0x3F) << 8) | (value[p + 1] if p + 1 < end else tail)) + 1
+            histogram[0] += run
+            p += 2
+        else:
+            run = (b & 3) + 1
+            histogram[((b >> 2) & 0x1F) + 1] += run
+            p += 1
+        if run + i > REGISTERS:
+            raise CorruptHLL()
+        i += run
+    if i != REGISTERS:
+        raise CorruptHLL()
+    return histogram
+
+
+def _sigma(x: float) -> float:
+    """hllSigma (Ertl, arXiv:1702.01284)."""
+    if x == 1.0:
+        return math.inf
+    y = 1.0
+    z = x
+    while True:
+        x *= x
+        z_prime = z
+        z += x * y
+        y += y
+        if z_prime == z:
+            return z
+
+
+def _tau(x: float) -> float:
+    """hllTau (Ertl, arXiv:1702.01284)."""
+    if x == 0.0 or x == 1.0:
+        return 0.0
+    y = 1.0
+    z = 1 - x
+    while True:
+        x = math.sqrt(x)
+        z_prime = z
+        y *= 0.5
+        z -= (1 - x) ** 2 * y  # pow(1 - x, 2): C's pow, as Redis calls it
+        if z_prime == z:
+            return z / 3
+
+
+def estimate(histogram: list[int]) -> int:
+    """hllCount's estimator (Ertl's "new" one) from a register histogram, in doubles."""
+    m = float(REGISTERS)
+    z = m * _tau((m - histogram[HLL_Q + 1]) / m)
+    for j in range(HLL_Q, 0, -1):
+        z += histogram[j]
+        z *= 0.5
+    z += m * _sigma(histogram[0] / m)
+    e = ALPHA_INF * m * m / z
+    whole = math.floor(e)
+    return int(whole) + (1 if e - whole >= 0.5 else 0)  # llroundl: halves away from zero
+
+
+def count(value: bytes) -> int:
+    """hllCount of a stored HLL (the cache is not consulted); CorruptHLL for a bad sparse."""
+    if value[4] == DENSE:
+        histogram = _HISTOGRAMS.get(value)
+        if histogram is None:
+            histogram = _histogram(b"".join(
+                lane.to_bytes(_LANES, "little") for lane in _unpack_dense(value)))
+            _HISTOGRAMS.put(value, histogram)
+        return estimate(histogram)  # type: ignore[arg-type]
+    return estimate(_sparse_histogram(value))
+
+
+# -- updating ----------------------------------------------------------------------------------
+def _dense_get(buf: bytes | bytearray, index: int) -> int:
+    pos = _REG_BYTE[index]
+    fb = _REG_SHIFT[index]
+    if fb <= 2:  # the register lies within one byte
+        return (buf[pos] >> fb) & REGISTER_MAX
+    return ((buf[pos] >> fb) | (buf[pos + 1] << (8 - fb))) & REGISTER_MAX
+
+
+def _dense_set(buf: bytearray, index: int, value: int) -> None:
+    pos = _REG_BYTE[index]
+    fb = _REG_SHIFT[index]
+    buf[pos] = (buf[pos] & ~(REGISTER_MAX << fb) & 0xFF) | ((value << fb) & 0xFF)
+    if fb > 2:
+        fb8 = 8 - fb
+        buf[pos + 1] = (buf[pos + 1] & ~(REGISTER_MAX >> fb8) & 0xFF) | (value >> fb8)
+
+
+def _to_dense(buf: bytearray, tail: int) -> bool:
+    """hllSparseToDense in place (the header, cache included, is kept); False when corrupt."""
+    if buf[4] == DENSE:
+        return True
+    try:
+        raw = _sparse_raw(buf, tail)
+    except CorruptHLL:
+        return False
+    header = bytearray(buf[:HDR_SIZE])
+    header[4] = DENSE
+    buf[:] = header + _pack_dense(_lanes_of_raw(raw))
+    return True
+
+
+def _val(value: int, run: int) -> int:
+    return 0x80 | ((value - 1) << 2) | (run - 1)
+
+
+def _zeros(run: int) -> bytes:
+    """A ZERO opcode, or an XZERO one past 64 registers."""
+    if run > SPARSE_ZERO_MAX_LEN:
+        run -= 1
+        return bytes((0x40 | (run >> 8), run & 0xFF))
+    return _ONE_BYTE[run - 1]
+
+
+class _Sparse:
+    """A sparse HLL being updated in place (hllSparseSet and its helpers).
+
+    Redis finds the opcode holding a register by walking the opcodes from the first one.
+    Here a well-formed HLL (complete opcodes covering exactly 16384 registers) keeps an
+    index instead: ``firsts``, the first register of each opcode, and ``xzeros``, those of
+    the 2-byte XZERO opcodes; opcode k then starts at byte ``16 + k + (XZEROs before it)``.
+    Both depend on which registers the opcodes cover, not on where bytes sit, so an edit
+    changes only the entries of the opcodes it splits or merges. The index outlives the
+    command (see :func:`_take_index`); a malformed HLL is walked as Redis walks it.
+    """
+
+    __slots__ = ("buf", "tail", "firsts", "xzeros", "changed")
+
+    def __init__(self, buf: bytearray, tail: int, index: _Index | None) -> None:
+        self.buf = buf
+        self.tail = tail  # see tail_byte()
+        self.firsts, self.xzeros = index if index is not None else (None, None)
+        self.changed = False
+
+    def index(self) -> _Index | None:
+        if self.firsts is None or self.buf[4] != SPARSE:
+            return None
+        return self.firsts, self.xzeros  # type: ignore[return-value]
+
+    def _start(self, k: int) -> int:
+        return HDR_SIZE + k + bisect_left(self.xzeros, self.firsts[k])  # type: ignore
+
+    def set(self, index: int, count: int, max_bytes: int) -> int:
+        """hllSparseSet: 1 when a register grew, 0 when not, -1 when corrupt. May turn
+        ``buf`` dense (a value above 32, or the string would outgrow ``max_bytes``)."""
+        if count > SPARSE_VAL_MAX_VALUE:
+            return self._promote(index, count)
+        buf = self.buf
+        end = len(buf)
+        firsts = self.firsts
+        k = -1
+        if firsts is not None:
+            k = bisect_right(firsts, index) - 1
+            first = firsts[k]
+            p = self._start(k)
+            prev = self._start(k - 1) if k else None
+            b = buf[p]
+            if b < 0x40:
+                span = b + 1
+            elif b & 0x80:
+                span = (b & 3) + 1
+            else:
+                span = (((b & 0x3F) << 8) | buf[p + 1]) + 1
+        else:  # Redis's walk
+            p = HDR_SIZE
+            first = 0
+            prev = None
+            span = 0
+            b = 0
+            while p < end:
+                b = buf[p]
+                if b < 0x40:
+                    span = b + 1
+                    oplen = 1
+                elif b & 0x80:
+                    span = (b & 3) + 1
+                    oplen = 1
+                else:
+                    span = (((b & 0x3F) << 8) | (buf[p + 1] if p + 1 < end else self.tail)) + 1
+                    oplen = 2
+                if index <= first + span - 1:
+                    break
+                prev = p
+                p += oplen
+                first += span
+            if span == 0 or p >= end:
+                return -1
+        is_xzero = 0x40 <= b < 0x80
+        nxt: int | None = p + (2 if is_xzero else 1)
+        if nxt >= end:  # type: ignore[operator]
+            nxt = None
+        if b & 0x80:  # VAL
+            if ((b >> 2) & 0x1F) + 1 >= count:
+                return 0
+            if span == 1:
+                buf[p] = _val(count, 1)
+                return self._updated(prev, k - 1, end)
+        elif not is_xzero and span == 1:  # ZERO of one register
+            buf[p] = _val(count, 1)
+            return self._updated(prev, k - 1, end)
+        # The general case: split the opcode around the register.
+        last = first + span - 1
+        seq = bytearray()
+        new_firsts = []
+        new_xzeros = []
+        if b & 0x80:
+            current = ((b >> 2) & 0x1F) + 1
+            if index != first:
+                seq.append(_val(current, index - first))
+                new_firsts.append(first)
+            seq.append(_val(count, 1))
+            new_firsts.append(index)
+            if index != last:
+                seq.append(_val(current, last - index))
+                new_firsts.append(index + 1)
+        else:
+            if index != first:
+                run = _zeros(index - first)
+                seq += run
+                new_firsts.append(first)
+                if len(run) == 2:
+                    new_xzeros.append(first)
+            seq.append(_val(count, 1))
+            new_firsts.append(index)
+            if index != last:
+                run = _zeros(last - index)
+                seq += run
+                new_firsts.append(index + 1)
+                if len(run) == 2:
+                    new_xzeros.append(index + 1)
+        delta = len(seq) - (2 if is_xzero else 1)
+        if delta > 0 and end + delta > max_bytes:
+            return self._promote(index, count)
+        self.tail = 0  # sdsIncrLen writes a new terminator
+        if nxt is not None:
+            buf[p:nxt] = seq
+        else:
+            buf[p:] = seq
+            if is_xzero and p + 2 > end:  # an XZERO cut short: its last byte lands past the end
+                self.tail = buf.pop()
+        if firsts is not None:
+            xzeros = self.xzeros
+            firsts[k:k + 1] = array("H", new_firsts)
+            if is_xzero:
+                del xzeros[bisect_left(xzeros, first)]  # type: ignore[arg-type]
+            for start in new_xzeros:
+                xzeros.insert(bisect_left(xzeros, start), start)  # type: ignore[union-attr]
+        return self._updated(prev, k - 1, end + delta)
+
+    def _updated(self, prev: int | None, j: int, end: int) -> int:
+        """Step 4 of hllSparseSet: merge neighbouring equal VALs over five opcodes from the
+        one before the edit (opcode ``j`` at ``prev``); then the cache is stale."""
+        buf = self.buf
+        firsts = self.firsts
+        if prev is None:
+            p, j = HDR_SIZE, 0
+        else:
+            p = prev
+        scan = 5
+        while p < end and scan:
+            scan -= 1
+            b = buf[p]
+            if b < 0x80:
+                p += 2 if b & 0x40 else 1
+                j += 1
+                continue
+            if p + 1 < end:
+                b1 = buf[p + 1]
+                if b1 & 0x80 and (b >> 2) & 0x1F == (b1 >> 2) & 0x1F:
+                    run = (b & 3) + (b1 & 3) + 2
+                    if run <= SPARSE_VAL_MAX_LEN:
+                        buf[p + 1] = _val(((b >> 2) & 0x1F) + 1, run)
+                        del buf[p]
+                        end -= 1
+                        self.tail = 0
+                        if firsts is not None:
+                            del firsts[j + 1]
+                        continue
+            p += 1
+            j += 1
+        buf[15] |= _STALE
+        self.changed = True
+        return 1
+
+    def _promote(self, index: int, count: int) -> int:
+        if not _to_dense(self.buf, self.tail):
+            return -1
+        self.tail = 0
+        self.changed = True
+        _dense_set(self.buf, index, count)  # it was lower: the register grows
+        return 1
+
+
+# firsts, xzeros: see _Sparse.
+_Index = tuple[array, array]
+# The indexes of the sparse HLLs updated lately: the next update of the same key finds its
+# index ready.
+_INDEXES = _Memo(64)
+
+
+def _build_index(value: bytes | bytearray) -> _Index | None:
+    """The index of a well-formed sparse HLL; None for a malformed one."""
+    firsts = array("H")
+    xzeros = array("H")
+    end = len(value)
+    p = HDR_SIZE
+    i = 0
+    while p < end:
+        if i >= REGISTERS:
+            return None
+        firsts.append(i)
+        b = value[p]
+        if b < 0x40:
+            i += b + 1
+            p += 1
+        elif b & 0x80:
+            i += (b & 3) + 1
+            p += 1
+        else:
+            if p + 1 >= end:
+                return None
+            xzeros.append(i)
+            i += (((b & 0x3F) << 8) | value[p + 1]) + 1
+            p += 2
+    return (firsts, xzeros) if i == REGISTERS else None
+
+
+def _take_index(value: bytes) -> _Index | None:
+    """The index of ``value``, handed over to be edited in place."""
+    index = _INDEXES.take(value)
+    return _build_index(value) if index is None else index  # type: ignore[return-value]
+
+
+def _keep_index(value: bytes, index: _Index | None) -> bytes:
+    return _INDEXES.put(value, index)
+
+
+def sparse_holds(value: bytes, element: bytes) -> bool:
+    """True when the register ``element`` hashes to already holds its run in the sparse HLL
+    ``value`` (PFADD would change nothing); False when it would grow, or for a malformed
+    HLL. Reads the kept index (building and keeping it when missing), changes nothing."""
+    index = _INDEXES.get(value)
+    if index is None:
+        index = _build_index(value)
+        _keep_index(value, index)
+    if index is None:
+        return False
+    firsts, xzeros = index
+    register, run = pattern(element)
+    k = bisect_right(firsts, register) - 1
+    b = value[HDR_SIZE + k + bisect_left(xzeros, firsts[k])]
+    return bool(b & 0x80) and ((b >> 2) & 0x1F) + 1 >= run
+
+
+def _carry(old: bytes, new: bytes) -> bytes:
+    """``new`` has ``old``'s registers (only the header changed): it takes what is known of
+    them (the byte past the end, the index, the histogram)."""
+    _with_tail(new, tail_byte(old))
+    _INDEXES.put(new, _INDEXES.take(old))
+    return _HISTOGRAMS.put(new, _HISTOGRAMS.take(old))
+
+
+def add(value: bytes, elements: Iterable[bytes], sparse_max_bytes: int
+        ) -> tuple[bytes, int, bool]:
+    """hllAdd of each element in turn: ``(new value, elements that grew a register, ok)``.
+
+    ``ok`` is False when a corrupt sparse HLL was found; the value then holds the updates
+    made before (Redis changes the string in place and stops there). An HLL that no element
+    changes is returned as is. The cache is not touched for a dense HLL (PFADD marks it
+    stale when anything changed; a sparse update marks it itself).
+    """
+    buf: bytearray | None = None
+    sparse: _Sparse | None = None
+    updated = 0
+    dense = value[4] == DENSE
+    for element in elements:
+        h = murmurhash64a(element)
+        run = (h >> HLL_P) | (1 << HLL_Q)
+        index = h & P_MASK
+        count = (run & -run).bit_length()
+        if dense:
+            current = buf if buf is not None else value
+            pos = _REG_BYTE[index]
+            fb = _REG_SHIFT[index]
+            if fb <= 2:
+                old = (current[pos] >> fb) & REGISTER_MAX
+            else:
+                old = ((current[pos] >> fb) | (current[pos + 1] << (8 - fb))) & REGISTER_MAX
+            if count > old:
+                if buf is None:
+                    buf = bytearray(value)
+                _dense_set(buf, index, count)
+                updated += 1
+            continue
+        if sparse is None:
+            buf = bytearray(value)
+            sparse = _Sparse(buf, tail_byte(value), _take_index(value))
+        result = sparse.set(index, count, sparse_max_bytes)
+        if result < 0:
+            break
+        updated += result
+        dense = buf[4] == DENSE  # type: ignore[index]
+    else:
+        result = 0
+    if sparse is not None:
+        if not sparse.changed:
+            _keep_index(value, sparse.index())
+            return value, updated, result >= 0
+        new = _with_tail(bytes(buf), sparse.tail)  # type: ignore[arg-type]
+        return _keep_index(new, sparse.index()), updated, result >= 0
+    return (value if buf is None else bytes(buf)), updated, True
+
+
+def dense_add_one(value: bytes, element: bytes) -> bytes | None:
+    """PFADD of one element to a dense HLL, the common case made short: the new value (its
+    cache marked stale), or None when no register grew. One copy of the 12 KB."""
+    h = murmurhash64a(element)
+    run = (h >> HLL_P) | (1 << HLL_Q)
+    index = h & P_MASK
+    count = (run & -run).bit_length()
+    pos = _REG_BYTE[index]
+    fb = _REG_SHIFT[index]
+    b0 = value[pos]
+    if fb <= 2:
+        old = (b0 >> fb) & REGISTER_MAX
+        if count <= old:
+            return None
+        new = _ONE_BYTE[(b0 & ~(REGISTER_MAX << fb) & 0xFF) | (count << fb)]
+    else:
+        b1 = value[pos + 1]
+        old = ((b0 >> fb) | (b1 << (8 - fb))) & REGISTER_MAX
+        if count <= old:
+            return None
+        fb8 = 8 - fb
+        new = bytes(((b0 & ~(REGISTER_MAX << fb) & 0xFF) | ((count << fb) & 0xFF),
+                     (b1 & ~(REGISTER_MAX >> fb8) & 0xFF) | (count >> fb8)))
+    view = memoryview(value)
+    if value[15] & _STALE:
+        result = b"".join((view[:pos], new, view[pos + len(new):]))
+    else:
+        result = b"".join((view[:15], _ONE_BYTE[value[15] | _STALE], view[16:pos], new,
+                           view[pos + len(new):]))
+    if _HISTOGRAMS.entries:  # (most of the time, no PFCOUNT has counted it yet)
+        histogram = _HISTOGRAMS.take(value)
+        if histogram is not None:
+            histogram[old] -= 1  # type: ignore[index]
+            histogram[count] += 1  # type: ignore[index]
+            _HISTOGRAMS.put(result, histogram)
+    return result
+
+
+def invalidate(value: bytes) -> bytes:
+    """``value`` with its cached cardinality marked stale (HLL_INVALIDATE_CACHE)."""
+    if value[15] & _STALE:
+        return value
+    return _carry(value, value[:15] + _ONE_BYTE[value[15] | _STALE] + value[16:])
+
+
+def to_dense(value: bytes) -> bytes:
+    """hllSparseToDense; CorruptHLL for a bad sparse one."""
+    buf = bytearray(value)
+    if not _to_dense(buf, tail_byte(value)):
+        raise CorruptHLL()
+    return bytes(buf)
+
+
+def merge_into(value: bytes, merged: Registers, to_dense_first: bool, sparse_max_bytes: int
+               ) -> bytes:
+    """PFMERGE's write: ``value`` (the destination) turned dense when asked (CorruptHLL if it
+    cannot be), then each register raised to ``merged``'s, in register order (a sparse
+    destination may turn dense half-way), and the cache marked stale."""
+    buf = bytearray(value)
+    tail = tail_byte(value)
+    if to_dense_first:
+        if not _to_dense(buf, tail):
+            raise CorruptHLL()
+        tail = 0
+    if buf[4] == DENSE:
+        # The destination was one of the sources: its registers are already in ``merged``.
+        mine = _unpack_dense(buf)
+        lanes = tuple(_lane_max(a, b) for a, b in zip(mine, merged.lanes, strict=True))
+        buf[HDR_SIZE:] = _pack_dense(lanes)  # type: ignore[arg-type]
+    else:
+        sparse = _Sparse(buf, tail, _take_index(value))
+        raw = merged.raw()
+        for index, count in enumerate(raw):
+            if not count:
+                continue
+            if buf[4] == DENSE:
+                if count > _dense_get(buf, index):
+                    _dense_set(buf, index, count)
+            else:
+                sparse.set(index, count, sparse_max_bytes)  # Redis ignores the result
+        tail = sparse.tail if buf[4] == SPARSE else 0
+        buf[15] |= _STALE
+        return _keep_index(_with_tail(bytes(buf), tail), sparse.index())
+    buf[15] |= _STALE
+    return bytes(buf)
+
+
+def decode_sparse(value: bytes) -> bytes:
+    """PFDEBUG DECODE: the opcodes as ``z:len Z:len v:value,len``."""
+    out = []
+    tail = tail_byte(value)
+    end = len(value)
+    p = HDR_SIZE
+    while p < end:
+        b = value[p]
+        if b < 0x40:
+            out.append(b"z:%d" % (b + 1))
+            p += 1
+        elif b < 0x80:
+            second = value[p + 1] if p + 1 < end else tail
+            out.append(b"Z:%d" % ((((b & 0x3F) << 8) | second) + 1))
+            p += 2
+        else:
+            out.append(b"v:%d,%d" % (((b >> 2) & 0x1F) + 1, (b & 3) + 1))
+            p += 1
+    return b" ".join(out)
+
+
+# -- PFSELFTEST ------------------------------------------------------------------------------
+def self_test(sparse_max_bytes: int, cycles: int = 3, elements: int = 100_000,
+              rng: random.Random | None = None) -> str | None:
+    """pfselftestCommand's two tests, smaller (Python is slower than C: ``cycles`` register
+    rounds instead of 1000, ``elements`` added instead of ten million): the error message
+    of the first failure, or None.
+
+    1. Random values written to every dense register read back the same, one by one and
+       through the unpacking the estimator uses, without disturbing their neighbours.
+    2. Distinct elements added to a dense and a sparse HLL side by side: the sparse one
+       stays sparse while small, both give the same count at each power of ten, and the
+       error stays within six standard errors.
+    """
+    rng = rng or random.Random()
+    buf = bytearray(DENSE_SIZE)
+    buf[:4] = b"HYLL"
+    for _ in range(cycles):
+        expected = bytes(rng.getrandbits(BITS) for _ in range(REGISTERS))
+        for i, v in enumerate(expected):
+            _dense_set(buf, i, v)
+        for i, v in enumerate(expected):
+            got = _dense_get(buf, i)
+            if got != v:
+                return f"TESTFAILED Register {i} should be {v} but is {got}"
+        if registers(bytes(buf)) != expected:
+            return "TESTFAILED Register unpacking disagrees with register reads"
+    dense = bytearray(DENSE_SIZE)
+    dense[:4] = b"HYLL"
+    sparse_value = EMPTY
+    relerr = 1.04 / math.sqrt(REGISTERS)
+    checkpoint = 1
+    seed = rng.getrandbits(64)
+    for j in range(1, elements + 1):
+        element = (j ^ seed).to_bytes(8, "little")
+        index, run = pattern(element)
+        if run > _dense_get(dense, index):
+            _dense_set(dense, index, run)
+        sparse_value, _, ok = add(sparse_value, (element,), sparse_max_bytes)
+        if not ok:
+            return "TESTFAILED sparse representation found corrupt"
+        if j != checkpoint:
+            continue
+        if j < sparse_max_bytes / 2 and sparse_value[4] != SPARSE:
+            return "TESTFAILED sparse encoding not used"
+        card = count(bytes(dense))
+        if card != count(sparse_value):
+            return "TESTFAILED dense/sparse disagree"
+        max_error = 1 if j == 10 else math.ceil(relerr * 6 * checkpoint)
+        if abs(checkpoint - card) > max_error:
+            return f"TESTFAILED Too big error. card:{checkpoint} abserr:{abs(checkpoint - card)}"
+        checkpoint *= 10
+    return None

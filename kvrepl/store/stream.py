@@ -1,0 +1,543 @@
+"""The stream value (Redis 7.0 ``t_stream.c``): entries, metadata, consumer groups, and the
+shape of Redis's radix tree of listpack nodes.
+
+Entries live in a dict from ``(ms, seq)`` to the flat ``(field, value, ...)`` sequence, in ID
+order, beside a sorted list of the IDs: XADD is O(1), a range or ``$`` a bisection, trimming
+O(1) amortized per entry (see :class:`Stream`). Beside them the stream keeps what Redis's
+``rax`` of listpacks would hold, one :class:`StreamNode` per node: its master ID and fields,
+its live and deleted counts, its exact ``lpBytes`` and its deleted entries. XADD fills the
+tail node until ``stream-node-max-bytes`` / ``stream-node-max-entries`` says a new one
+starts, XDEL and trimming flag entries as deleted or drop whole nodes, exactly as
+``streamAppendItem`` / ``streamTrim`` / ``streamIteratorRemoveEntry`` do. That is what makes
+``MAXLEN ~`` / ``MINID ~`` remove the same entries as a redis-server, what XINFO reports as
+``radix-tree-keys`` / ``radix-tree-nodes``, and what an RDB file holds verbatim.
+"""
+
+from __future__ import annotations
+
+import copy
+from bisect import bisect_left, bisect_right
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+from sortedcontainers import SortedDict, SortedSet
+
+StreamID = tuple[int, int]  # (ms, seq), both unsigned 64-bit
+
+UINT64_MAX = (1 << 64) - 1
+MAX_ID: StreamID = (UINT64_MAX, UINT64_MAX)
+LISTPACK_MAX_SIZE = 1 << 30  # STREAM_LISTPACK_MAX_SIZE
+INVALID_ENTRIES_READ = -1  # SCG_INVALID_ENTRIES_READ
+_INT_START = frozenset(b"-0123456789")
+_INT64_LIMIT = 1 << 63
+
+
+# -- listpack sizes (listpack.c) ---------------------------------------------------------------
+def _backlen(size: int) -> int:
+    if size <= 127:
+        return 1
+    if size < 16383:
+        return 2
+    if size < 2097151:
+        return 3
+    if size < 268435455:
+        return 4
+    return 5
+
+
+def lp_int_size(value: int) -> int:
+    """Bytes a listpack integer entry takes, backlen included (lpEncodeIntegerGetType)."""
+    if 0 <= value <= 127:
+        return 2
+    if -4096 <= value <= 4095:
+        return 3
+    if -32768 <= value <= 32767:
+        return 4
+    if -8388608 <= value <= 8388607:
+        return 5
+    if -(1 << 31) <= value < (1 << 31):
+        return 6
+    return 10
+
+
+@lru_cache(maxsize=4096)
+def lp_entry_size(s: bytes) -> int:
+    """Bytes ``lpAppend(s)`` adds: an integer entry when ``s`` is canonical, else a string.
+    Cached: stream fields repeat, entry after entry."""
+    n = len(s)
+    if n and n <= 20 and s[0] in _INT_START:
+        try:
+            value = int(s)
+        except ValueError:
+            value = None
+        if value is not None and b"%d" % value == s and -(1 << 63) <= value < (1 << 63):
+            return lp_int_size(value)
+    if n < 64:
+        return n + 2
+    if n < 4096:
+        return n + 2 + _backlen(n + 2)
+    return n + 5 + _backlen(n + 5)
+
+
+def _delta(a: int, b: int) -> int:
+    """``a - b`` as the int64 lpAppendInteger stores for uint64 operands."""
+    d = (a - b) & UINT64_MAX
+    return d - (1 << 64) if d >= (1 << 63) else d
+
+
+# -- groups --------------------------------------------------------------------------------------
+@dataclass
+class StreamNack:
+    """One entry of a group's pending entries list (streamNACK)."""
+
+    delivery_time: int  # unix ms of the last delivery
+    delivery_count: int
+    consumer: bytes | None = None  # the owning consumer's name
+
+
+@dataclass
+class StreamConsumer:
+    """A consumer of a group (streamConsumer) and the IDs it has pending, ascending."""
+
+    name: bytes
+    seen_time: int  # unix ms
+    pending: SortedSet = field(default_factory=SortedSet)
+    active_time: int | None = None  # only RDB 11+ (Redis 7.2) files carry it
+
+    def __post_init__(self) -> None:
+        if type(self.pending) is not SortedSet:
+            self.pending = SortedSet(self.pending)
+
+
+@dataclass
+class StreamGroup:
+    """A consumer group (streamCG): its PEL by ID, its consumers by name."""
+
+    name: bytes
+    last_id: StreamID = (0, 0)
+    entries_read: int = INVALID_ENTRIES_READ
+    pending: SortedDict = field(default_factory=SortedDict)
+    consumers: dict[bytes, StreamConsumer] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if type(self.pending) is not SortedDict:
+            self.pending = SortedDict(self.pending)
+
+
+# -- nodes ---------------------------------------------------------------------------------------
+class StreamNode:
+    """One listpack of the radix tree, as far as its shape matters: master ID (its key),
+    master fields, live and deleted counts, ``lpBytes``, the last ID it holds (deleted or
+    not) and its deleted entries (kept so that the listpack can be written back verbatim).
+    Live entries are in the stream's ``entries``, between ``master_id`` and ``last_id``."""
+
+    __slots__ = ("master_id", "master_fields", "count", "deleted", "lp_bytes", "last_id",
+                 "dead")
+
+    def __init__(self, master_id: StreamID, master_fields: Sequence[bytes]) -> None:
+        self.master_id = master_id
+        self.master_fields = tuple(master_fields)
+        self.count = 0
+        self.deleted = 0
+        # header (6) + end (1) + count + deleted + num-fields + fields + master terminator
+        self.lp_bytes = (7 + 2 + 2 + lp_int_size(len(master_fields))
+                         + sum(map(lp_entry_size, master_fields)) + 2)
+        self.last_id = master_id
+        self.dead: dict[StreamID, list[bytes]] = {}
+
+    def copy(self) -> StreamNode:
+        new = StreamNode.__new__(StreamNode)
+        new.master_id, new.master_fields = self.master_id, self.master_fields
+        new.count, new.deleted, new.lp_bytes = self.count, self.deleted, self.lp_bytes
+        new.last_id, new.dead = self.last_id, dict(self.dead)
+        return new
+
+    def set_counts(self, count: int, deleted: int) -> None:
+        """lpReplaceInteger on the two header counters: the listpack grows or shrinks with
+        their encodings."""
+        self.lp_bytes += (lp_int_size(count) - lp_int_size(self.count)
+                          + lp_int_size(deleted) - lp_int_size(self.deleted))
+        self.count, self.deleted = count, deleted
+
+    def append(self, entry_id: StreamID, fields: list[bytes]) -> None:
+        """streamAppendItem's part inside the listpack (counts, flags, deltas, lp-count).
+        Written for speed: XADD runs it every time."""
+        master_ms, master_seq = self.master_id
+        ms, seq = entry_id
+        # The deltas to the master ID: small non-negative ints nearly always.
+        d_ms = ms - master_ms
+        d_seq = seq - master_seq
+        size = 2 + (2 if d_ms < 128 else lp_int_size(
+            d_ms if d_ms < _INT64_LIMIT else _delta(ms, master_ms)))
+        size += 2 if 0 <= d_seq < 128 else lp_int_size(
+            d_seq if -_INT64_LIMIT <= d_seq < _INT64_LIMIT else _delta(seq, master_seq))
+        pairs = len(fields) >> 1
+        master_fields = self.master_fields
+        if pairs == len(master_fields) and (
+                fields[0] == master_fields[0] if pairs == 1 else
+                tuple(fields[0::2]) == master_fields):  # SAMEFIELDS: the values only
+            size += (lp_entry_size(fields[1]) if pairs == 1
+                     else sum(map(lp_entry_size, fields[1::2])))
+            size += 2 if pairs < 125 else lp_int_size(pairs + 3)
+        else:
+            size += (lp_int_size(pairs) + sum(map(lp_entry_size, fields))
+                     + lp_int_size(2 * pairs + 4))
+        count = self.count
+        self.lp_bytes += size + _COUNT_GROWTH.get(count, 0)
+        self.count = count + 1
+        self.last_id = entry_id
+
+
+# How much a listpack integer grows from n to n + 1 (the node's live count).
+_COUNT_GROWTH = {127: 1, 4095: 1, 32767: 1, 8388607: 1, (1 << 31) - 1: 4}
+
+
+def rax_nodes(keys: list[bytes]) -> int:
+    """``rax->numnodes`` of a radix tree holding ``keys`` (sorted, none a prefix of
+    another): the root, every branching point, every child of one, every leaf; runs of
+    single-child positions are one compressed node."""
+    if not keys:
+        return 1
+
+    def below(lo: int, hi: int, depth: int) -> int:
+        # The node at prefix keys[lo][:depth] exists; count it and everything under it.
+        first, last = keys[lo], keys[hi - 1]
+        if hi - lo == 1:
+            return 1 if depth == len(first) else 2  # a leaf, or a compressed run + leaf
+        common = depth
+        while first[common] == last[common]:
+            common += 1
+        if common > depth:  # a compressed node up to the branching point
+            return 1 + below(lo, hi, common)
+        total = 1
+        start = lo
+        for i in range(lo + 1, hi + 1):
+            if i == hi or keys[i][depth] != keys[start][depth]:
+                total += below(start, i, depth + 1)
+                start = i
+        return total
+
+    return below(0, len(keys), 0)
+
+
+def encode_id(stream_id: StreamID) -> bytes:
+    """The 16-byte big-endian form of an ID (radix-tree keys, PEL entries)."""
+    return stream_id[0].to_bytes(8, "big") + stream_id[1].to_bytes(8, "big")
+
+
+# -- the stream ----------------------------------------------------------------------------------
+class Stream:
+    """A stream: ``entries`` (a ``dict`` ID -> flat field/value sequence: a tuple from XADD,
+    which the cyclic garbage collector soon stops tracking; live entries only; in ID order), the metadata t_stream.c keeps, the consumer groups by name and the node shape.
+
+    Beside the dict, ``_ids`` lists the live IDs ascending from index ``_head`` on: XADD
+    appends in O(1), a range or ``$`` is a bisection, trimming moves ``_head`` (the dead
+    prefix is cut off once it is half the list), XDEL of a middle entry is one list
+    deletion. (A dict insertion and a list append are what makes XADD cheap; every ID is
+    above all the others when it arrives, so the dict stays in ID order.)
+
+    ``nodes`` (``SortedDict`` master ID -> :class:`StreamNode`) is None, or empty while
+    there are entries, for a stream built entry by entry outside XADD (tests, the
+    hypothesis strategies); :meth:`node_map` then lays the entries out as XADD would have.
+    An empty stream is a valid value."""
+
+    __slots__ = ("_entries", "_ids", "_head", "last_id", "first_id", "max_deleted_id",
+                 "entries_added", "groups", "nodes", "_tail")
+
+    def __init__(self) -> None:
+        self._entries: dict[StreamID, list[bytes]] = {}
+        self._ids: list[StreamID] = []
+        self._head = 0
+        self.last_id: StreamID = (0, 0)
+        self.first_id: StreamID = (0, 0)
+        self.max_deleted_id: StreamID = (0, 0)
+        self.entries_added = 0
+        self.groups: dict[bytes, StreamGroup] = {}
+        self.nodes: SortedDict | None = SortedDict()
+        # The last node, where XADD appends (None: look it up); forgotten whenever a node
+        # is removed.
+        self._tail: StreamNode | None = None
+
+    @property
+    def entries(self) -> dict[StreamID, list[bytes]]:
+        """ID -> fields, in ID order. Read it freely; change the stream through its methods
+        (code that fills ``entries`` directly gets its IDs sorted and nodes laid out at the
+        next use)."""
+        return self._entries
+
+    @entries.setter
+    def entries(self, entries: dict) -> None:
+        """Entries given at once; the node shape is then laid out again when needed."""
+        ids = list(entries)
+        if any(a >= b for a, b in zip(ids, ids[1:], strict=False)):
+            ids.sort()
+            entries = {entry_id: entries[entry_id] for entry_id in ids}
+        self._entries = dict(entries)
+        self._ids, self._head = ids, 0
+        self.nodes = None
+        self._tail = None
+
+    def _index(self) -> list[StreamID]:
+        """``_ids``, rebuilt if ``entries`` was filled from outside."""
+        ids = self._ids
+        if len(ids) - self._head != len(self._entries):
+            self.entries = self._entries
+            ids = self._ids
+        return ids
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __eq__(self, other: object) -> bool:
+        # Entries compare by content: XADD stores tuples, a loaded RDB lists.
+        return isinstance(other, Stream) and all(
+            getattr(self, name) == getattr(other, name) for name in _COMPARED) and (
+            len(self._entries) == len(other._entries) and all(
+                tuple(fields) == tuple(other._entries.get(entry_id, ()))
+                for entry_id, fields in self._entries.items()))
+
+    def __repr__(self) -> str:
+        return (f"Stream({len(self._entries)} entries, last_id={self.last_id}, "
+                f"groups={list(self.groups)})")
+
+    def copy(self) -> Stream:
+        new = Stream()
+        ids = self._index()
+        new._entries = dict(self._entries)  # entry lists are never mutated in place
+        new._ids = ids[self._head:]
+        new.last_id, new.first_id = self.last_id, self.first_id
+        new.max_deleted_id, new.entries_added = self.max_deleted_id, self.entries_added
+        new.groups = copy.deepcopy(self.groups)
+        new.nodes = None if self.nodes is None else SortedDict(
+            (key, node.copy()) for key, node in self.nodes.items())
+        return new
+
+    # -- reading ---------------------------------------------------------------------------
+    def first_entry_id(self) -> StreamID | None:
+        """The first live ID (None when empty)."""
+        ids = self._index()
+        return ids[self._head] if len(ids) > self._head else None
+
+    def last_entry_id(self) -> StreamID | None:
+        """The last live ID (streamLastValidID; None when empty)."""
+        ids = self._index()
+        return ids[-1] if len(ids) > self._head else None
+
+    def range_ids(self, start: StreamID, end: StreamID, count: int = 0,
+                  reverse: bool = False) -> list[StreamID]:
+        """The live IDs from ``start`` to ``end`` inclusive, at most ``count`` (0: all),
+        from ``end`` down when ``reverse``."""
+        ids = self._index()
+        head = self._head
+        low = bisect_left(ids, start, head)
+        high = bisect_right(ids, end, head)
+        if low >= high:
+            return []
+        if reverse:
+            if count and high - low > count:
+                low = high - count
+            return ids[high - 1:low - 1 if low else None:-1]
+        if count and high - low > count:
+            high = low + count
+        return ids[low:high]
+
+    # -- node shape ------------------------------------------------------------------------
+    def node_map(self, max_bytes: int = 4096, max_entries: int = 100) -> SortedDict:
+        """The nodes, laid out now (as XADD with these limits would) if not known yet."""
+        nodes = self.nodes
+        if nodes is None or (not nodes and self._entries):
+            self._index()
+            nodes = self.nodes = SortedDict()
+            self._tail = None
+            for entry_id, fields in self._entries.items():
+                self._place(entry_id, fields, max_bytes, max_entries)
+        return nodes
+
+    def _place(self, entry_id: StreamID, fields: list[bytes], max_bytes: int,
+               max_entries: int) -> None:
+        tail = self._tail
+        if tail is None and self.nodes:
+            tail = self.nodes.peekitem(-1)[1]
+        if tail is not None:
+            if max_bytes <= 0 or max_bytes > LISTPACK_MAX_SIZE:
+                max_bytes = LISTPACK_MAX_SIZE
+            if tail.lp_bytes + sum(map(len, fields)) >= max_bytes or (
+                    max_entries and tail.count + tail.deleted >= max_entries):
+                tail = None
+        if tail is None:
+            tail = StreamNode(entry_id, fields[0::2])
+            self.nodes[entry_id] = tail
+        self._tail = tail
+        tail.append(entry_id, fields)
+
+    def radix_tree_nodes(self) -> int:
+        return rax_nodes([encode_id(key) for key in self.node_map()])
+
+    def node_entries(self, node: StreamNode) -> Iterable[tuple[StreamID, list[bytes], bool]]:
+        """Every entry of ``node``, deleted ones too, in ID order: ``(id, fields, deleted)``."""
+        entries = self._entries
+        live = [(entry_id, entries[entry_id], False)
+                for entry_id in self.range_ids(node.master_id, node.last_id)]
+        if not node.dead:
+            return live
+        dead = ((entry_id, fields, True) for entry_id, fields in node.dead.items())
+        return sorted([*live, *dead])
+
+    # -- writing ---------------------------------------------------------------------------
+    def append(self, entry_id: StreamID, fields: list[bytes], max_bytes: int,
+               max_entries: int, total: int | None = None) -> None:
+        """streamAppendItem with an ID already checked to be above ``last_id``; ``total``
+        is the fields' length in bytes when the caller knows it."""
+        entries = self._entries
+        tail = self._tail  # set: this stream grew through here, its indexes agree
+        if tail is None:
+            self._index()
+            nodes = self.node_map(max_bytes, max_entries)
+            entries = self._entries
+            if nodes:
+                tail = nodes.peekitem(-1)[1]
+        if tail is not None:
+            if max_bytes <= 0 or max_bytes > LISTPACK_MAX_SIZE:
+                max_bytes = LISTPACK_MAX_SIZE
+            if tail.lp_bytes + (sum(map(len, fields)) if total is None else total) \
+                    >= max_bytes or (max_entries and tail.count + tail.deleted >= max_entries):
+                tail = None
+        if tail is None:
+            tail = StreamNode(entry_id, fields[0::2])
+            self.nodes[entry_id] = tail
+        self._tail = tail
+        tail.append(entry_id, fields)
+        entries[entry_id] = fields
+        self._ids.append(entry_id)
+        self.entries_added += 1
+        self.last_id = entry_id
+        if len(entries) == 1:
+            self.first_id = entry_id
+
+    def _pop_first(self) -> tuple[StreamID, list[bytes]]:
+        """Remove the first live entry (trimming)."""
+        ids = self._ids
+        head = self._head
+        entry_id = ids[head]
+        head += 1
+        if head > 64 and head * 2 > len(ids):
+            del ids[:head]
+            head = 0
+        self._head = head
+        return entry_id, self._entries.pop(entry_id)
+
+    def delete(self, entry_id: StreamID) -> bool:
+        """streamDeleteItem: flag the entry deleted; a node left with no live entry goes."""
+        if entry_id not in self._entries:
+            return False
+        ids = self._index()
+        nodes = self.node_map()
+        if ids[self._head] == entry_id:
+            fields = self._pop_first()[1]
+        else:
+            fields = self._entries.pop(entry_id)
+            del ids[bisect_left(ids, entry_id, self._head)]
+        node = nodes.peekitem(nodes.bisect_right(entry_id) - 1)[1]
+        if node.count == 1:
+            del nodes[node.master_id]
+            self._tail = None
+        else:
+            node.dead[entry_id] = fields
+            node.set_counts(node.count - 1, node.deleted + 1)
+        return True
+
+    def trim(self, maxlen: int | None, minid: StreamID | None, approx: bool,
+             limit: int) -> int:
+        """streamTrim by MAXLEN (``maxlen``) or MINID (``minid``); returns entries removed."""
+        nodes = self.node_map()
+        self._index()
+        entries = self._entries
+        deleted = 0
+        while nodes:
+            if maxlen is not None and len(entries) <= maxlen:
+                break
+            master, node = nodes.peekitem(0)
+            count = node.count
+            if limit and deleted + count > limit:
+                break
+            if maxlen is not None:
+                remove = len(entries) - count >= maxlen
+            else:
+                remove = node.last_id < minid
+            if remove:
+                del nodes[master]
+                self._tail = None
+                for _ in range(count):
+                    self._pop_first()
+                deleted += count
+                continue
+            if approx:
+                break
+            removed = 0
+            while removed < count:
+                if maxlen is not None:
+                    if len(entries) <= maxlen:
+                        break
+                elif self._ids[self._head] >= minid:
+                    break
+                entry_id, fields = self._pop_first()
+                node.dead[entry_id] = fields
+                removed += 1
+            node.set_counts(count - removed, node.deleted + removed)
+            deleted += removed
+            break
+        if not entries:
+            self.first_id = (0, 0)
+        elif deleted:
+            self.first_id = self._ids[self._head]
+        return deleted
+
+    def first_raw_id(self) -> StreamID:
+        """streamGetEdgeID(first, tombstones included): what an approximate MINID trim
+        propagates."""
+        nodes = self.node_map()
+        return nodes.peekitem(0)[0] if nodes else MAX_ID
+
+    # -- consumer groups -------------------------------------------------------------------
+    def has_tombstones(self, start: StreamID | None) -> bool:
+        """streamRangeHasTombstones(start, +)."""
+        if not self.entries or self.max_deleted_id == (0, 0):
+            return False
+        if self.first_id > self.max_deleted_id:
+            return False
+        return (start or (0, 0)) <= self.max_deleted_id
+
+    def estimate_entries_read(self, group_id: StreamID) -> int:
+        """streamEstimateDistanceFromFirstEverEntry."""
+        added = self.entries_added
+        if not added:
+            return 0
+        length = len(self.entries)
+        if not length and group_id <= self.last_id:
+            return added
+        if group_id == self.last_id:
+            return added
+        if group_id > self.last_id:
+            return INVALID_ENTRIES_READ
+        if self.max_deleted_id == (0, 0) or self.max_deleted_id < self.first_id:
+            if group_id < self.first_id:
+                return added - length
+            if group_id == self.first_id:
+                return added - length + 1
+        return INVALID_ENTRIES_READ
+
+    def lag(self, group: StreamGroup) -> int | None:
+        """streamReplyWithCGLag: entries not yet delivered to ``group``, None if unknown."""
+        if not self.entries_added:
+            return 0
+        if group.entries_read != INVALID_ENTRIES_READ and not self.has_tombstones(
+                group.last_id):
+            return self.entries_added - group.entries_read
+        entries_read = self.estimate_entries_read(group.last_id)
+        if entries_read != INVALID_ENTRIES_READ:
+            return self.entries_added - entries_read
+        return None
+
+
+_COMPARED = ("last_id", "first_id", "max_deleted_id", "entries_added", "groups")

@@ -1,0 +1,553 @@
+"""HyperLogLog, checked against a real redis-server 7.0: the same commands leave the very same
+bytes in both (GET), across the sparse encoding, its promotion and the dense one, and every
+reply (PFCOUNT of one or many keys, PFMERGE, PFDEBUG, errors) is the same; HLLs made by
+redis-server load into kvrepl and count the same; a kvrepl replica of a redis-server master
+ends with the master's bytes."""
+
+from __future__ import annotations
+
+import random
+from collections import deque
+from collections.abc import Callable
+
+import pytest
+import redis
+import trio
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from support import RedisServer, mutate, poll
+
+import kvrepl
+from kvrepl.store import hyperloglog as hll
+from kvrepl.store.digest import digest as dataset_digest
+
+# Hashes to a run of 35 zeros (found by a search): a register value no sparse VAL holds.
+_RUN_35 = b"e2119568080"
+# Elements for hypothesis: short binary ones, now and then the one above.
+_element = st.one_of(st.binary(max_size=20), st.just(_RUN_35))
+
+
+def _live(examples: int) -> settings:
+    """Examples against the live servers (function-scoped fixtures: each example starts from
+    its own keys)."""
+    return settings(max_examples=examples, deadline=None,
+                    suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+
+def _elements(rng: random.Random, count: int) -> list[bytes]:
+    """Elements of every length class MurmurHash64A treats apart (0..7 tail, 8-byte blocks)."""
+    return [rng.randbytes(rng.randrange(0, 26)) for _ in range(count)]
+
+
+def _run_both(r: redis.Redis, real: redis.Redis, commands: list[tuple[object, ...]]
+              ) -> list[object]:
+    """Pipeline ``commands`` to both servers; the replies (errors as text) must be equal."""
+    results = []
+    for client in (r, real):
+        pipe = client.pipeline(transaction=False)
+        for command in commands:
+            pipe.execute_command(*command)
+        results.append([str(x) if isinstance(x, Exception) else x
+                        for x in pipe.execute(raise_on_error=False)])
+    mine, oracle = results
+    for command, a, b in zip(commands, mine, oracle, strict=True):
+        assert a == b, f"{command[:3]}: kvrepl {a!r} != redis {b!r}"
+    return mine
+
+
+def _same_bytes(r: redis.Redis, real: redis.Redis, *keys: str) -> None:
+    for key in keys:
+        assert r.get(key) == real.get(key), key
+
+
+# -- PFADD: the bytes ------------------------------------------------------------------------
+def test_new_hll_is_redis_empty_sparse_one(same: Callable[..., object], r: redis.Redis,
+                                           real: redis.Redis) -> None:
+    assert same("PFADD", "h") == 1
+    assert same("PFADD", "h") == 0
+    _same_bytes(r, real, "h")
+    assert r.get("h") == hll.invalidate(hll.EMPTY)
+    same("PFCOUNT", "h")
+    _same_bytes(r, real, "h")  # the cache of 0 written back
+    same("OBJECT", "ENCODING", "h")  # raw, though short
+
+
+@pytest.mark.parametrize(("count", "batch", "seed"), [
+    (40, 1, 1),  # sparse only
+    (2200, 1, 2),  # across the promotion at 3000 bytes, one element at a time
+    (6000, 13, 3),  # promotion inside a multi-element PFADD
+    (40000, 400, 4),  # dense, big
+])
+def test_pfadd_sequence_gives_redis_bytes(r: redis.Redis, real: redis.Redis, count: int,
+                                          batch: int, seed: int) -> None:
+    rng = random.Random(seed)
+    elements = _elements(rng, count)
+    commands: list[tuple[object, ...]] = []
+    for n, start in enumerate(range(0, count, batch)):
+        commands.append(("PFADD", "h", *elements[start:start + batch]))
+        commands.append(("PFADD", "h", *elements[start:start + batch]))  # nothing new: 0
+        if n % 7 == 0:
+            commands += [("GET", "h"), ("PFCOUNT", "h"), ("GET", "h"), ("PFCOUNT", "h")]
+    commands += [("GET", "h"), ("PFCOUNT", "h"), ("GET", "h"), ("PFDEBUG", "ENCODING", "h")]
+    replies = _run_both(r, real, commands)
+    assert replies[-1] == (b"sparse" if count < 100 else b"dense")
+    assert abs(replies[-3] - len(set(elements))) <= 0.02 * count + 2
+
+
+@_live(60)
+@given(batches=st.lists(st.lists(_element, max_size=40), min_size=1, max_size=12),
+       max_bytes=st.sampled_from([0, 20, 64, 150, 3000]),
+       counts=st.lists(st.booleans(), min_size=12, max_size=12))
+def test_random_pfadds_give_redis_bytes(r: redis.Redis, real: redis.Redis,
+                                        configure: Callable[[str, object], None],
+                                        batches: list[list[bytes]], max_bytes: int,
+                                        counts: list[bool]) -> None:
+    configure("hll-sparse-max-bytes", max_bytes)
+    commands: list[tuple[object, ...]] = [("DEL", "h")]
+    for batch, count in zip(batches, counts, strict=False):
+        commands.append(("PFADD", "h", *batch))
+        if count:
+            commands.append(("PFCOUNT", "h"))
+        commands.append(("GET", "h"))
+    commands.append(("PFCOUNT", "h", "nothing"))
+    _run_both(r, real, commands)
+
+
+def test_register_above_32_promotes_a_sparse_hll(r: redis.Redis, real: redis.Redis) -> None:
+    index, run = hll.pattern(_RUN_35)
+    assert run > hll.SPARSE_VAL_MAX_VALUE
+    _run_both(r, real, [("PFADD", "h", "a", "b"), ("PFADD", "h", _RUN_35, "c"),
+                        ("PFDEBUG", "ENCODING", "h"), ("GET", "h"), ("PFCOUNT", "h")])
+    assert r.execute_command("PFDEBUG", "GETREG", "h")[index] == run
+
+
+def test_hash_and_run_length_are_redis_ones(real: redis.Redis) -> None:
+    rng = random.Random(5)
+    for element in _elements(rng, 30):
+        real.delete("one")
+        real.pfadd("one", element)
+        index, run = hll.pattern(element)
+        registers = real.execute_command("PFDEBUG", "GETREG", "one")
+        assert registers[index] == run
+        assert sum(registers) == run
+
+
+def test_pfadd_keeps_the_ttl_and_the_key_type_checks(same: Callable[..., object],
+                                                     r: redis.Redis, real: redis.Redis) -> None:
+    same("PFADD", "h", "a")
+    same("EXPIRE", "h", "1000")
+    same("PFADD", "h", "b", "c")
+    same("TTL", "h")
+    same("RPUSH", "list", "x")
+    same("PFADD", "list", "a")
+    same("PFCOUNT", "list")
+    same("PFCOUNT", "h", "list")
+    same("PFMERGE", "list", "h")
+    same("PFMERGE", "h", "list")
+    same("PFDEBUG", "ENCODING", "list")
+    _same_bytes(r, real, "h")
+
+
+# -- PFCOUNT ---------------------------------------------------------------------------------
+def test_pfcount_uses_and_refreshes_the_cache(same: Callable[..., object], r: redis.Redis,
+                                              real: redis.Redis) -> None:
+    same("PFADD", "h", *range(100))
+    _same_bytes(r, real, "h")  # stale cache
+    same("PFCOUNT", "h")
+    _same_bytes(r, real, "h")  # cache written
+    # A cache marked valid is believed, whatever the registers say.
+    forged = hll.with_cardinality(r.get("h"), 123456789)
+    same("SET", "h", forged)
+    assert same("PFCOUNT", "h") == 123456789
+    same("SET", "h", hll.invalidate(forged))
+    same("PFCOUNT", "h")
+    _same_bytes(r, real, "h")
+    same("PFCOUNT", "missing")
+
+
+def test_pfcount_of_several_keys_merges_without_writing(same: Callable[..., object],
+                                                        r: redis.Redis, real: redis.Redis
+                                                        ) -> None:
+    rng = random.Random(6)
+    same("PFADD", "s1", *_elements(rng, 50))
+    same("PFADD", "s2", *_elements(rng, 300))
+    same("PFADD", "d1", *_elements(rng, 5000))
+    same("PFADD", "d2", *_elements(rng, 9000))
+    for keys in (("s1", "s2"), ("s1", "d1"), ("d1", "d2"), ("s1", "s2", "d1", "d2", "none"),
+                 ("none", "none2"), ("s1", "s1")):
+        same("PFCOUNT", *keys)
+    _same_bytes(r, real, "s1", "s2", "d1", "d2")  # caches still stale: nothing written
+    assert r.get("s1")[15] & 0x80
+
+
+def test_pfcount_that_recomputes_breaks_a_watch(r: redis.Redis, real: redis.Redis,
+                                                kvrepl_server, redis_server) -> None:
+    for client in (r, real):
+        client.pfadd("h", "a", "b")
+    outcomes = []
+    for server, client in ((kvrepl_server, r), (redis_server, real)):
+        watcher = server.client()
+        pipe = watcher.pipeline()
+        pipe.watch("h")
+        client.pfcount("h")  # recomputes the cache: a modification of "h"
+        pipe.multi()
+        pipe.get("h")
+        try:
+            outcomes.append(pipe.execute())
+        except redis.WatchError:
+            outcomes.append("watch error")
+        pipe.reset()
+        pipe.watch("h")
+        client.pfcount("h")  # cached now: no change
+        pipe.multi()
+        pipe.pfcount("h")
+        outcomes.append(pipe.execute())
+        watcher.close()
+    assert outcomes[:2] == outcomes[2:]
+    assert outcomes[0] == "watch error"
+
+
+# -- PFMERGE ---------------------------------------------------------------------------------
+def test_pfmerge_gives_redis_bytes(same: Callable[..., object], r: redis.Redis,
+                                   real: redis.Redis,
+                                   configure: Callable[[str, object], None]) -> None:
+    rng = random.Random(7)
+    same("PFADD", "s1", *_elements(rng, 60))
+    same("PFADD", "s2", *_elements(rng, 400))
+    same("PFADD", "d1", *_elements(rng, 7000))
+    same("PFADD", "tiny", "x")
+    same("PFMERGE", "m1", "s1", "s2")  # new destination, sparse sources: stays sparse
+    same("PFMERGE", "m2", "s1", "d1")  # a dense source: dense
+    same("PFMERGE", "tiny", "s1", "s2", "nothing")  # existing sparse destination
+    same("PFMERGE", "d1", "s2")  # existing dense destination
+    same("PFMERGE", "only")  # nothing to merge: an empty HLL
+    same("PFMERGE", "s1")  # itself: its cache goes stale
+    for key in ("m1", "m2", "tiny", "d1", "only", "s1"):
+        same("PFDEBUG", "ENCODING", key)
+        _same_bytes(r, real, key)
+        same("PFCOUNT", key)
+        _same_bytes(r, real, key)
+    # A merge that outgrows hll-sparse-max-bytes half-way turns dense in the middle.
+    configure("hll-sparse-max-bytes", 300)
+    same("PFMERGE", "m3", "s1", "s2")
+    same("PFDEBUG", "ENCODING", "m3")
+    _same_bytes(r, real, "m3")
+
+
+@_live(25)
+@given(sizes=st.lists(st.integers(0, 1500), min_size=1, max_size=4),
+       max_bytes=st.sampled_from([100, 1000, 3000]), seed=st.integers(0, 1000))
+def test_random_pfmerges_give_redis_bytes(r: redis.Redis, real: redis.Redis,
+                                          configure: Callable[[str, object], None],
+                                          sizes: list[int], max_bytes: int, seed: int) -> None:
+    configure("hll-sparse-max-bytes", max_bytes)
+    rng = random.Random(seed)
+    commands: list[tuple[object, ...]] = [("FLUSHALL",)]
+    for i, size in enumerate(sizes):
+        commands.append(("PFADD", f"src{i}", *_elements(rng, size)))
+    commands += [("PFMERGE", "dest", *(f"src{i}" for i in range(len(sizes)))),
+                 ("GET", "dest"), ("PFCOUNT", "dest"), ("GET", "dest"),
+                 ("PFMERGE", "src0", *(f"src{i}" for i in range(len(sizes)))),
+                 ("GET", "src0"), ("PFCOUNT", *(f"src{i}" for i in range(len(sizes))))]
+    _run_both(r, real, commands)
+
+
+# -- PFDEBUG ---------------------------------------------------------------------------------
+def test_pfdebug_subcommands(same: Callable[..., object], r: redis.Redis,
+                             real: redis.Redis) -> None:
+    same("PFADD", "s", *range(30))
+    same("PFADD", "d", *range(5000))
+    same("PFDEBUG", "DECODE", "s")
+    same("PFDEBUG", "decode", "d")
+    same("PFDEBUG", "ENCODING", "s")
+    same("PFDEBUG", "ENCODING", "d")
+    same("PFDEBUG", "GETREG", "d")
+    same("PFDEBUG", "TODENSE", "d")
+    same("PFDEBUG", "NOPE", "s")
+    same("PFDEBUG", "NOPE", "missing")
+    same("PFDEBUG", "GETREG", "missing")
+    same("PFDEBUG", "GETREG")
+    same("PFDEBUG", "GETREG", "s", "extra")
+    same("PFADD", "s2", *range(40, 60))
+    same("PFDEBUG", "GETREG", "s2")  # converts to dense
+    same("PFDEBUG", "ENCODING", "s2")
+    same("PFDEBUG", "TODENSE", "s")
+    same("PFDEBUG", "TODENSE", "s")
+    _same_bytes(r, real, "s", "s2", "d")
+    same("PFSELFTEST", "extra")
+
+
+def test_pfselftest_passes_and_can_fail(same: Callable[..., object], r: redis.Redis,
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    assert r.execute_command("PFSELFTEST") == b"OK"
+    monkeypatch.setattr(hll, "_dense_set", lambda buf, index, value: None)
+    assert hll.self_test(3000, cycles=1, elements=10).startswith("TESTFAILED Register")
+
+
+# -- corrupt values ----------------------------------------------------------------------------
+def _hll_of(n: int) -> bytes:
+    """An HLL of ``n`` random elements (PFADD's bytes: the tests above prove them Redis's)."""
+    value, _, _ = hll.add(hll.EMPTY, _elements(random.Random(n), n), 3000)
+    return hll.invalidate(value)
+
+
+_SPARSE_OF_3 = _hll_of(3)
+_BIGGER = _hll_of(400)
+_DENSE = _hll_of(4000)
+
+_CORRUPT = [
+    b"", b"HYLL", b"not an hll at all, but long enough", b"HYLx" + bytes(14),
+    b"HYLL\x02" + bytes(13),  # unknown encoding
+    b"HYLL\x00" + bytes(30),  # dense of the wrong size
+    b"HYLL\x01" + bytes(11),  # sparse without opcodes
+    b"HYLL\x01" + bytes(11) + b"\x7f\xfe",  # one register short
+    b"HYLL\x01" + bytes(11) + b"\x7f\xff\x80",  # one register too many
+    b"HYLL\x01" + bytes(11) + b"\x7f",  # XZERO cut short
+    b"HYLL\x01" + bytes(11) + b"\x7f\xfc\x83",  # VAL run past the end
+    b"HYLL\x01" + bytes(11) + b"\x00" * 16384,  # 16384 ZERO opcodes: valid
+    b"HYLL\x01" + bytes(11) + b"\x83" * 4096,  # valid, all ones
+    b"HYLL\x01" + bytes(11) + b"\x40\x00" * 16384,  # XZERO of one register each: valid
+    b"HYLL\x01" + bytes(11) + b"\x3f\x7f\xbe",  # ZERO 64 + XZERO 16320: valid
+    b"HYLL\x01\xff\xff\xff" + bytes(8) + b"\x7f\xff",  # unused bytes set
+]
+
+
+@pytest.mark.parametrize("value", _CORRUPT, ids=range(len(_CORRUPT)))
+def test_odd_and_corrupt_values_answer_as_redis(value: bytes, r: redis.Redis,
+                                                real: redis.Redis) -> None:
+    commands: list[tuple[object, ...]] = []
+    for command in (("PFADD", "x", "a"), ("PFADD", "x", *range(200)), ("PFCOUNT", "x"),
+                    ("PFCOUNT", "x", "ok"), ("PFMERGE", "x", "ok"), ("PFMERGE", "y", "x"),
+                    ("PFDEBUG", "ENCODING", "x"), ("PFDEBUG", "DECODE", "x"),
+                    ("PFDEBUG", "GETREG", "x"), ("PFDEBUG", "TODENSE", "x")):
+        commands += [("SET", "x", value), ("PFADD", "ok", "a"), ("DEL", "y"), command,
+                     ("GET", "x"), ("GET", "y")]
+    _run_both(r, real, commands)
+
+
+@_live(150)
+@given(edits=st.lists(st.tuples(st.integers(0, 1 << 16), st.integers(0, 255),
+                                st.sampled_from(["set", "insert", "delete"])),
+                      min_size=1, max_size=4),
+       base=st.sampled_from(["sparse", "bigger", "dense"]),
+       elements=st.lists(_element, max_size=30))
+def test_mutated_hlls_behave_as_in_redis(r: redis.Redis, real: redis.Redis,
+                                         edits: list[tuple[int, int, str]], base: str,
+                                         elements: list[bytes]) -> None:
+    value = {"sparse": _SPARSE_OF_3, "bigger": _BIGGER, "dense": _DENSE}[base]
+    if base == "dense":  # a dense HLL of another size is no HLL at all: keep the size
+        edits = [(position, byte, "set") for position, byte, _ in edits]
+    value = mutate(value, edits, first=16)
+    _run_both(r, real, [
+        ("SET", "x", value), ("PFCOUNT", "x"), ("GET", "x"), ("PFADD", "x", *elements),
+        ("GET", "x"), ("PFCOUNT", "x", "x"), ("PFMERGE", "y", "x"), ("GET", "y"),
+        ("SET", "x", value), ("PFMERGE", "x", "y"), ("GET", "x"),
+        ("SET", "x", value), ("PFDEBUG", "DECODE", "x"), ("PFDEBUG", "TODENSE", "x"),
+        ("GET", "x"), ("DEL", "y")])
+
+
+# -- values from redis-server --------------------------------------------------------------
+def test_redis_hlls_load_into_kvrepl_and_count_the_same(r: redis.Redis, real: redis.Redis
+                                                        ) -> None:
+    rng = random.Random(8)
+    for n, key in ((5, "a"), (700, "b"), (20000, "c")):
+        real.pfadd(key, *_elements(rng, n))
+    real.pfadd("b", "one more")  # stale cache
+    real.pfcount("a")  # valid cache
+    for key in ("a", "b", "c"):
+        r.restore(key, 0, real.dump(key))
+        r.set(f"{key}-set", real.get(key))
+        real.set(f"{key}-set", real.get(key))
+    for key in ("a", "b", "c", "a-set", "b-set", "c-set"):
+        assert r.pfcount(key) == real.pfcount(key)
+        assert r.get(key) == real.get(key)
+    assert r.pfcount("a", "b", "c") == real.pfcount("a", "b", "c")
+    # And back: kvrepl's own dump restores into redis-server with the same bytes.
+    r.pfadd("k", *_elements(rng, 900))
+    real.restore("k", 0, r.dump("k"))
+    assert real.get("k") == r.get("k")
+    assert real.pfcount("k") == r.pfcount("k")
+
+
+# -- protocols -------------------------------------------------------------------------------
+@pytest.mark.parametrize("protocol", [2, 3])
+def test_reply_bytes_resp2_and_resp3(wire: Callable[..., bytes], protocol: int) -> None:
+    wire("PFADD", "h", "a", "b", "c", protocol=protocol)
+    wire("PFADD", "h", "a", protocol=protocol)
+    wire("PFCOUNT", "h", protocol=protocol)
+    wire("PFCOUNT", "h", "nope", protocol=protocol)
+    wire("PFMERGE", "m", "h", protocol=protocol)
+    wire("PFDEBUG", "ENCODING", "h", protocol=protocol)
+    wire("PFDEBUG", "DECODE", "h", protocol=protocol)
+    wire("PFDEBUG", "GETREG", "m", protocol=protocol)
+    wire("PFDEBUG", "TODENSE", "h", protocol=protocol)
+    wire("PFDEBUG", "DECODE", "h", protocol=protocol)
+    wire("SET", "bad", "HYLL\x01 and then junk", protocol=protocol)
+    wire("PFCOUNT", "bad", protocol=protocol)
+    wire("PFADD", "bad", "x", protocol=protocol)
+    wire("SET", "s", "short", protocol=protocol)
+    wire("PFCOUNT", "s", protocol=protocol)
+    wire("PFADD", protocol=protocol)
+    wire("PFMERGE", protocol=protocol)
+
+
+def test_command_info_and_config(same: Callable[..., object], same3: Callable[..., object],
+                                 configure: Callable[[str, object], None]) -> None:
+    for name in ("pfadd", "pfcount", "pfmerge", "pfdebug", "pfselftest"):
+        same("COMMAND", "INFO", name)
+    same3("COMMAND", "INFO", "pfcount")
+    configure("hll-sparse-max-bytes", 3000)  # restored afterwards
+    for value in ("1k", "0", "-1", "abc", "99999999999999999999", "2000"):
+        same("CONFIG", "SET", "hll-sparse-max-bytes", value)
+        same("CONFIG", "GET", "hll-sparse-max-bytes")
+
+
+# -- replication -----------------------------------------------------------------------------
+def test_propagation_follows_redis(run: Callable[..., object], prop: list[list[bytes]]
+                                   ) -> None:
+    run("PFADD", "h", "a")
+    run("PFADD", "h", "a")  # nothing changed: not propagated
+    run("PFCOUNT", "h")  # cache recomputed and written: propagated as is
+    run("PFCOUNT", "h")  # cached: not
+    run("PFCOUNT", "h", "h")  # several keys: nothing written
+    run("PFMERGE", "m", "h")
+    run("PFDEBUG", "TODENSE", "h")
+    run("PFDEBUG", "TODENSE", "h")  # already dense: not
+    run("PFDEBUG", "GETREG", "m")
+    assert prop == [[b"PFADD", b"h", b"a"], [b"PFCOUNT", b"h"], [b"PFMERGE", b"m", b"h"],
+                    [b"PFDEBUG", b"TODENSE", b"h"], [b"PFDEBUG", b"GETREG", b"m"]]
+
+
+async def test_kvrepl_replica_of_redis_master_ends_with_its_bytes() -> None:
+    redis_master = RedisServer("--enable-debug-command", "yes", "--repl-diskless-sync-delay",
+                               "0")
+    try:
+        client = redis_master.client()
+        rng = random.Random(9)
+        client.pfadd("before", *_elements(rng, 3000))
+        async with kvrepl.Replica(follow=("127.0.0.1", redis_master.port)) as replica:
+            await replica.wait_synced()
+
+            def write() -> int:
+                for i in range(40):
+                    client.pfadd("grow", *_elements(rng, 60))
+                    if i % 5 == 0:
+                        client.pfcount("grow")  # writes the cache: propagated
+                client.pfadd("small", "x", "y")
+                client.pfmerge("merged", "small", "before")
+                client.pfmerge("small2", "small")
+                client.pfcount("merged")
+                client.pfcount("before", "grow")
+                client.execute_command("PFDEBUG", "TODENSE", "small")
+                client.pfadd("before", "z")
+                return client.info("replication")["master_repl_offset"]
+
+            offset = await trio.to_thread.run_sync(write)
+            await replica.following.wait_offset(offset)
+            theirs = await trio.to_thread.run_sync(
+                lambda: client.execute_command("DEBUG", "DIGEST"))
+            assert dataset_digest(replica.engine.keyspace) == theirs
+            for key in ("before", "grow", "small", "merged", "small2"):
+                assert replica.get(key.encode()) == client.get(key), key
+    finally:
+        redis_master.stop()
+
+
+async def test_redis_replica_of_kvrepl_master_ends_with_its_bytes() -> None:
+    async with kvrepl.Master(port=0) as master:
+        rng = random.Random(10)
+        master.execute_command("PFADD", "before", *_elements(rng, 500))
+        redis_replica = RedisServer("--replicaof", "127.0.0.1", str(master.port),
+                                    "--enable-debug-command", "yes")
+        try:
+            client = redis_replica.client()
+            await trio.to_thread.run_sync(lambda: poll(
+                lambda: client.info("replication").get("master_link_status") == "up",
+                "the redis replica is up"))
+            for i in range(30):
+                master.execute_command("PFADD", "grow", *_elements(rng, 100))
+                if i % 4 == 0:
+                    master.execute_command("PFCOUNT", "grow")
+            master.execute_command("PFMERGE", "merged", "grow", "before")
+            master.execute_command("PFCOUNT", "merged")
+            master.execute_command("PFDEBUG", "TODENSE", "before")
+            offset = master.replication.master_repl_offset
+            await trio.to_thread.run_sync(lambda: poll(
+                lambda: client.info("replication")["slave_repl_offset"] >= offset,
+                "the redis replica applied the stream"))
+            theirs = await trio.to_thread.run_sync(
+                lambda: client.execute_command("DEBUG", "DIGEST"))
+            assert dataset_digest(master.engine.keyspace) == theirs
+        finally:
+            redis_replica.stop()
+
+
+def test_values_of_other_types_are_untouched(run: Callable[..., object], engine) -> None:
+    engine.keyspace.dbs[0].data[b"l"] = deque([b"x"])
+    with pytest.raises(Exception, match="WRONGTYPE"):
+        run("PFADD", "l", "a")
+    assert engine.keyspace.dbs[0].data[b"l"] == deque([b"x"])
+
+
+def test_an_xzero_cut_short_reads_and_keeps_the_byte_past_the_end(r: redis.Redis,
+                                                                   real: redis.Redis) -> None:
+    # The last opcode is an XZERO missing its second byte: Redis reads the byte past the end
+    # (its sds terminator), and splitting that opcode writes a byte there, which later
+    # commands read back.
+    value = mutate(_SPARSE_OF_3, [(0, 0, "delete"), (188, 0, "set")], first=16)
+    assert 0x40 <= value[-1] < 0x80
+    _run_both(r, real, [
+        ("SET", "x", value), ("PFDEBUG", "DECODE", "x"), ("PFADD", "x", b"\x00\xf4\n"),
+        ("PFDEBUG", "DECODE", "x"), ("PFCOUNT", "x", "x"), ("PFADD", "x", b"\x00\x01"),
+        ("GET", "x"), ("PFCOUNT", "x"), ("GET", "x"), ("PFDEBUG", "DECODE", "x"),
+        ("PFMERGE", "y", "x"), ("GET", "y")])
+
+
+def test_pipelined_pfadd_and_pfcount_are_counted_as_in_redis(
+        r: redis.Redis, real: redis.Redis, server_propagated: list[list[bytes]]) -> None:
+    # Pipelined single-element PFADDs to a dense HLL and PFCOUNTs of a cached count take
+    # the plain lane (commands/plain.py): same replies, statistics and propagation.
+    rng = random.Random(11)
+    for client in (r, real):
+        client.pfadd("h", *_elements(random.Random(12), 5000))
+        client.pfcount("h")
+        client.config_resetstat()
+    server_propagated.clear()
+    elements = _elements(rng, 300)
+    commands: list[tuple[object, ...]] = [("PFADD", "h", e) for e in elements]
+    commands += [("PFCOUNT", "h")] * 3 + [("GET", "h"), ("PFADD", "h", elements[0])]
+    commands += [("PFCOUNT", "h"), ("GET", "h"), ("PFCOUNT", "h"), ("PFCOUNT", "missing")]
+    # Sparse: an element already counted changes nothing (the lane), a new one does; a short
+    # HLL stored by SET (embstr) becomes raw on its first PFADD even when nothing changes.
+    commands += [("PFADD", "s", "a", "b"), *[("PFADD", "s", "a")] * 5, ("PFADD", "s", "c"),
+                 ("PFADD", "s", "b"), ("GET", "s"), ("SET", "e", _SPARSE_OF_3),
+                 ("OBJECT", "ENCODING", "e"), ("PFADD", "e", "x"), ("OBJECT", "ENCODING", "e"),
+                 ("SET", "e2", _SPARSE_OF_3), ("PFADD", "e2", _elements(random.Random(3), 3)[0]),
+                 ("OBJECT", "ENCODING", "e2")]
+    replies = _run_both(r, real, commands)
+    for section in ("commandstats", "stats"):
+        mine, theirs = r.info(section), real.info(section)
+        for name in ("cmdstat_pfadd", "cmdstat_pfcount", "cmdstat_get"):
+            if section == "commandstats":
+                assert mine[name]["calls"] == theirs[name]["calls"], name
+        if section == "stats":
+            for name in ("keyspace_hits", "keyspace_misses"):
+                assert mine[name] == theirs[name], name
+    grown = [[b"PFADD", b"h", e]
+             for e, reply in zip(elements, replies, strict=False) if reply == 1]
+    grown += [[b"PFADD", b"s", b"a", b"b"], [b"PFADD", b"s", b"c"], [b"PFADD", b"e", b"x"]]
+    assert [argv for argv in server_propagated if argv[0] == b"PFADD"] == grown
+    assert replies[-2:] == [0, b"raw"]
+    assert [b"PFCOUNT", b"h"] in server_propagated  # the count after the adds, recomputed
+
+
+def test_an_hll_changed_in_place_by_string_commands_is_still_an_hll(
+        r: redis.Redis, real: redis.Redis) -> None:
+    # SETRANGE and APPEND leave the string changed in place (kvrepl keeps it as a bytearray):
+    # the HLL commands must read it as the same bytes redis-server has.
+    commands = [("PFADD", "h", *(b"e%d" % i for i in range(50))),
+                ("SETRANGE", "h", 0, "H"), ("PFCOUNT", "h"), ("PFADD", "h", "x", "y"),
+                ("PFCOUNT", "h"), ("PFMERGE", "m", "h"), ("PFCOUNT", "h", "m"),
+                ("APPEND", "h", ""), ("PFADD", "h", "z"), ("PFDEBUG", "ENCODING", "h")]
+    _run_both(r, real, commands)
+    _same_bytes(r, real, "h", "m")
