@@ -24,9 +24,9 @@ from support import RedisServer, free_port, poll
 import kvrepl
 from kvrepl.replication.stream import encode_command
 
-# A command the master's stream can carry that kvrepl does not implement (scripting is not
-# planned): redis-server propagates FUNCTION LOAD to its replicas as it was sent.
-LIBRARY = "#!lua name=lib\nredis.register_function('f', function() return 1 end)"
+# A command the master's stream can carry that kvrepl does not implement: a standalone
+# redis-server propagates SPUBLISH (sharded pub/sub) to its replicas as it was sent.
+UNKNOWN = ("SPUBLISH", "shard", "message")
 CRITICAL = re.compile(r"== CRITICAL == This replica is sending an error to its master: "
                       r"'(.*)' after processing the command '(.*)'")
 
@@ -41,7 +41,7 @@ def _criticals(lines: list[str]) -> list[tuple[str, str]]:
 
 
 async def test_failures_from_a_redis_master_are_logged_counted_and_told(caplog):
-    """A real redis-server master runs FUNCTION LOAD (unknown to kvrepl) and an LPUSH on a
+    """A real redis-server master runs SPUBLISH (unknown to kvrepl) and an LPUSH on a
     key that only the (writable) replica holds as a string. The kvrepl replica logs both
     as a redis-server replica beside it does, counts them, tells its changes() consumer in
     order, keeps the link up and applies what follows."""
@@ -66,7 +66,7 @@ async def test_failures_from_a_redis_master_are_logged_counted_and_told(caplog):
 
             def write() -> None:
                 client.set("before", "1")
-                client.execute_command("FUNCTION", "LOAD", LIBRARY)
+                client.execute_command(*UNKNOWN)
                 client.lpush("k", "x")
                 client.set("after", "2")
 
@@ -81,15 +81,15 @@ async def test_failures_from_a_redis_master_are_logged_counted_and_told(caplog):
             assert replica.get(b"k") == b"string"
             ours = _criticals([r.getMessage() for r in caplog.records])
             theirs = _criticals(real_log.read_text().splitlines())
-            # redis-server runs FUNCTION LOAD: only the LPUSH fails on both.
+            # redis-server runs SPUBLISH: only the LPUSH fails on both.
             assert len(ours) == 2 and ours[1:] == theirs
             assert ours[1] == ("-WRONGTYPE Operation against a key holding the wrong kind of "
                                "value", "lpush")
-            assert ours[0] == ("unknown command 'FUNCTION', with args beginning with: 'LOAD' "
-                               f"'{LIBRARY.replace(chr(10), ' ')}' ", "<unknown>")
+            assert ours[0] == ("unknown command 'SPUBLISH', with args beginning with: 'shard' "
+                               "'message' ", "<unknown>")
             latest = [r.getMessage() for r in caplog.records
                       if r.getMessage().startswith("Latest backlog is: '\"")]
-            assert len(latest) == 2 and "before" in latest[0] and "LOAD" in latest[1]
+            assert len(latest) == 2 and "before" in latest[0] and "SPUBLISH" in latest[1]
 
             stats = replica.execute_command("INFO", "stats").decode()
             assert "\r\nunexpected_error_replies:2\r\n" in stats
@@ -209,14 +209,14 @@ def test_kvrepl_server_exits_when_it_panics(tmp_path):
         poll(lambda: client.info("replication")["connected_slaves"] == 1
              and client.info("replication")["slave0"]["state"] == "online",
              "the kvrepl replica is online")
-        client.execute_command("FUNCTION", "LOAD", LIBRARY)
+        client.execute_command(*UNKNOWN)
         output, _ = process.communicate(timeout=20)
     finally:
         process.kill()
         master.stop()
     assert process.returncode == 1
     assert "== CRITICAL == This replica is sending an error to its master: 'unknown " \
-           "command 'FUNCTION'" in output
+           "command 'SPUBLISH'" in output
     assert "Guru Meditation: This replica panicked sending an error to its master after " \
            "processing the command '<unknown>'" in output
 
