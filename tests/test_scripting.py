@@ -78,6 +78,11 @@ SCRIPTS = [
     "return redis.call('zscore', 'z', 'm')",
     "return redis.call('set', 'f', 0.1) and redis.call('get', 'f')",
     "return redis.call('mget', 'k1', 'nope')",
+    "redis.call('del', 'st') redis.call('xadd', 'st', '1-1', 'f', 'v')"
+    " return redis.call('xrange', 'st', '-', '+')",
+    "return redis.call('xread', 'block', 0, 'streams', 'st', '$')",  # may not block
+    "return redis.call('xinfo', 'stream', 'st')",
+    "redis.setresp(3) return redis.call('xread', 'streams', 'st', 0)",
     "return redis.pcall('incr', KEYS[1])",
     "return redis.pcall('incr', KEYS[1]).err",
     "return type(redis.pcall('incr', KEYS[1]))",
