@@ -37,6 +37,7 @@ BENCHMARKS: dict[str, str] = {
     "hll": "benchmarks.hyperloglog",
     "bitmaps": "benchmarks.bitmaps",
     "streams": "benchmarks.streams",
+    "aof": "benchmarks.aof",
 }
 
 

@@ -62,6 +62,8 @@ class Option:
     # Drop both when the feature lands.
     only: tuple[object, ...] | None = None
     lacking: str = ""
+    # DENY_LOADING_CONFIG: CONFIG SET answers -LOADING while the dataset loads
+    deny_loading: bool = False
 
     @property
     def attr(self) -> str:
@@ -208,6 +210,18 @@ DEFAULT_OBUF_LIMITS = {
 }
 _yes_no = {"parse": parse_bool, "format": _format_bool}
 _INT_MAX = 2**31 - 1
+
+
+def _aof_name(option: str, kind: str) -> Callable[[str], str]:
+    """isValidAOFfilename / isValidAOFdirname: a plain name inside ``dir``."""
+    def parse(text: str) -> str:
+        if not text:
+            raise ValueError(f"{option} can't be empty")
+        if "/" in text or text in (".", ".."):
+            raise ValueError(f"{option} can't be a path, just a {kind}")
+        return text
+
+    return parse
 # protected_action_enum of config.c
 _protected_action = _enum("no", "yes", "local")
 
@@ -217,7 +231,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("protected-mode", True, **_yes_no),
     # Protected: rewriting where the RDB file goes is how a client makes a server write files
     # anywhere, so CONFIG SET needs enable-protected-configs (Redis 7.0's PROTECTED_CONFIG).
-    Option("dir", ".", str, protected=True, check_at_runtime=_check_directory),
+    Option("dir", ".", str, protected=True, check_at_runtime=_check_directory,
+           deny_loading=True),
     Option("dbfilename", "dump.rdb", str, protected=True),
     # no / yes / local (loopback, unix socket and in-process clients); set at startup only
     Option("enable-protected-configs", "no", _protected_action, mutable=False),
@@ -256,8 +271,19 @@ OPTIONS: tuple[Option, ...] = (
     Option("stop-writes-on-bgsave-error", True, **_yes_no),
     Option("rdbcompression", True, **_yes_no),
     Option("rdbchecksum", True, mutable=False, **_yes_no),
-    Option("appendonly", False, only=(False,), lacking="the append-only file (AOF)",
-           **_yes_no),
+    # The append-only file (kvrepl.aof): Redis 7.0's multi-part AOF in appenddirname.
+    Option("appendonly", False, deny_loading=True, **_yes_no),
+    Option("appendfilename", "appendonly.aof", _aof_name("appendfilename", "filename"),
+           mutable=False),
+    Option("appenddirname", "appendonlydir", _aof_name("appenddirname", "dirname"),
+           mutable=False),
+    Option("appendfsync", "everysec", _enum("always", "everysec", "no")),
+    Option("no-appendfsync-on-rewrite", False, **_yes_no),
+    Option("auto-aof-rewrite-percentage", 100, _int(0, (1 << 31) - 1)),
+    Option("auto-aof-rewrite-min-size", 64 * 1024 * 1024, _memory),
+    Option("aof-load-truncated", True, **_yes_no),
+    Option("aof-timestamp-enabled", False, **_yes_no),
+    Option("aof-use-rdb-preamble", True, **_yes_no),
     # Bounds kvrepl's estimate of the dataset (kvrepl/store/memory.py); evicts as
     # kvrepl/commands/eviction.py says.
     Option("maxmemory", 0, _memory_from(0)),
@@ -281,15 +307,19 @@ OPTIONS: tuple[Option, ...] = (
     Option("repl-diskless-sync", True, **_yes_no),
     Option("repl-diskless-sync-delay", 5, _int(0)),
     Option("repl-diskless-sync-max-replicas", 0, _int(0)),
-    Option("repl-diskless-load", "disabled", _enum("disabled", "on-empty-db", "swapdb")),
+    Option("repl-diskless-load", "disabled", _enum("disabled", "on-empty-db", "swapdb"),
+           deny_loading=True),
     Option("min-replicas-to-write", 0, _int(0), aliases=("min-slaves-to-write",)),
     Option("min-replicas-max-lag", 10, _int(0), aliases=("min-slaves-max-lag",)),
     Option("lazyfree-lazy-user-flush", False, **_yes_no),
     Option("lua-time-limit", 5000, _int(0), aliases=("busy-reply-threshold",)),
-    # -1 turns the slow log off: what kvrepl, without one, always is.
-    Option("slowlog-log-slower-than", 10000, _int(-1), only=(10000, -1),
-           lacking="the slow log (SLOWLOG)"),
-    Option("slowlog-max-len", 128, _int(0), only=(128, 0), lacking="the slow log (SLOWLOG)"),
+    # Honoured by the dispatcher (kvrepl/commands/observers.py): the slow log (SLOWLOG),
+    # LATENCY's event series for the "command" and "fast-command" events, and LATENCY
+    # HISTOGRAM's per-command counts.
+    Option("slowlog-log-slower-than", 10000, _int(-1)),
+    Option("slowlog-max-len", 128, _int(0)),
+    Option("latency-monitor-threshold", 0, _int(0)),
+    Option("latency-tracking", True, **_yes_no),
     Option("notify-keyspace-events", "", str, only=("",),
            lacking="keyspace notifications"),
     Option("active-expire-effort", 1, _int(1, 10), only=(1,),
@@ -368,10 +398,12 @@ class Config:
                 found[name] = option.format(getattr(self, option.attr))
         return found
 
-    def config_set(self, pairs: list[tuple[str, str]]) -> None:
-        """CONFIG SET name value [name value ...], all or nothing, with Redis's messages."""
+    def config_set(self, pairs: list[tuple[str, str]], loading: bool = False) -> None:
+        """CONFIG SET name value [name value ...], all or nothing, with Redis's messages
+        (``loading``: the node is loading its dataset, which some options wait for)."""
         seen = set()
         parsed = []
+        denied = False
         for name, text in pairs:
             option = _BY_NAME.get(name.lower())
             if option is None:
@@ -383,6 +415,9 @@ class Config:
             if not option.mutable:
                 raise ReplyError(f"ERR CONFIG SET failed (possibly related to argument "
                                  f"'{name}') - can't set immutable config")
+            if loading and option.deny_loading:
+                denied = True  # reported after the other checks, as Redis gives it precedence
+                continue
             try:
                 if option.check_at_runtime is not None:
                     option.check_at_runtime(text)
@@ -390,6 +425,8 @@ class Config:
             except ValueError as err:
                 raise ReplyError(f"ERR CONFIG SET failed (possibly related to argument "
                                  f"'{name}') - {err}") from None
+        if denied:
+            raise ReplyError("LOADING Redis is loading the dataset in memory")
         for option, value in parsed:
             setattr(self, option.attr, value)
         # Then what they change, as Redis applies them: with every new value in place

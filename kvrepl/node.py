@@ -319,6 +319,8 @@ class Node:
         for stream in self._change_streams:
             stream._detach()  # consumers' async for loops end instead of waiting forever
         self._change_streams.clear()
+        if self.engine.aof is not None:
+            self.engine.aof.close()  # the last writes reach the AOF
         self._nursery.cancel_scope.cancel()
         try:
             return await self._nursery_manager.__aexit__(exc_type, exc, tb)
@@ -337,8 +339,14 @@ class Node:
         self.replication.nursery = nursery
         persistence.attach(self.engine, nursery)  # where BGSAVE jobs run
         if self.load_dump:
+            # With the AOF on, the AOF is loaded and the dump is not (clients get -LOADING
+            # meanwhile).
             await nursery.start(partial(persistence.load_on_startup, self.engine,
                                         stop_on_error=True))
+        elif self.config.appendonly:
+            # An embedded node with an AOF: its data is back when ``async with`` is entered
+            # (the data methods read the store directly); a bad AOF raises here.
+            await persistence.load_on_startup(self.engine)
         if self.serve_tcp:
             await nursery.start(self.server.serve)
         else:
@@ -353,7 +361,16 @@ class Node:
         return self._run([a if type(a) is bytes else _arg(a) for a in args])
 
     def _run(self, argv: list[bytes]) -> object:
-        return self._convert(self.engine.execute(self._session, argv))
+        reply = self.engine.execute(self._session, argv)
+        self._durable()
+        return self._convert(reply)
+
+    def _durable(self) -> None:
+        """appendfsync always: the write is on disk before the call returns, as before a
+        reply (other policies are flushed by the AOF's own task, as in beforeSleep)."""
+        aof = self.engine.aof
+        if aof is not None and aof.buf and self.config.appendfsync == "always":
+            aof.flush()
 
     def _convert(self, reply: object) -> object:
         """A reply as the embedded API returns it."""
@@ -398,6 +415,7 @@ class Node:
         options = (ex is not None or px is not None or exat is not None or pxat is not None
                    or nx or xx or keepttl or get)
         if not options and self.engine.plain_lane.set(self._session, argv):
+            self._durable()
             return True
         if options:
             if ex is not None:
@@ -417,6 +435,7 @@ class Node:
             if get:
                 argv.append(b"GET")
         reply = self.engine.execute(self._session, argv)
+        self._durable()
         if reply is OK:  # the common answer, without _run's general conversion
             return True
         return self._convert(reply)

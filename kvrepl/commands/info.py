@@ -24,6 +24,7 @@ from collections.abc import Callable
 from kvrepl import __version__
 from kvrepl.commands.connection import REDIS_VERSION
 from kvrepl.commands.core import Engine, Session, command
+from kvrepl.commands.observers import latency_counts, percentiles_line
 from kvrepl.protocol.replies import Verbatim
 
 Section = Callable[[Engine], list[str]]
@@ -105,7 +106,9 @@ def _total_system_memory() -> int:
 
 
 def _blocked_clients(engine: Engine) -> int:
-    return sum(1 for s in engine.sessions.values() if s.blocked is not None)
+    # Redis counts the clients CLIENT PAUSE postponed as blocked too (BLOCKED_POSTPONE)
+    return sum(1 for s in engine.sessions.values() if s.blocked is not None) \
+        + len(engine.pause.postponed)
 
 
 def _server(engine: Engine) -> list[str]:
@@ -201,7 +204,7 @@ def _memory(engine: Engine) -> list[str]:
         "mem_clients_slaves:0",
         "mem_clients_normal:0",
         "mem_cluster_links:0",
-        "mem_aof_buffer:0",
+        f"mem_aof_buffer:{len(engine.aof.buf) if engine.aof is not None else 0}",
         "mem_allocator:libc",
         "active_defrag_running:0",
         "lazyfree_pending_objects:0",
@@ -239,7 +242,7 @@ def _stats(engine: Engine) -> list[str]:
         f"keyspace_misses:{engine.keyspace.misses}",
         f"pubsub_channels:{len(engine.pubsub_channels)}",
         f"pubsub_patterns:{len(engine.pubsub_patterns)}",
-        "pubsubshard_channels:0",
+        f"pubsubshard_channels:{len(engine.pubsub_shard_channels)}",
         "latest_fork_usec:0",
         "total_forks:0",
         "migrate_cached_sockets:0",
@@ -378,6 +381,24 @@ def _keyspace(engine: Engine) -> list[str]:
     ]
 
 
+# latency-tracking-info-percentiles' default (kvrepl has not that option: always these)
+LATENCY_PERCENTILES = (50.0, 99.0, 99.9)
+
+
+def _latencystats(engine: Engine) -> list[str]:
+    """genRedisInfoStringLatencyStats: per command with calls recorded, its percentiles."""
+    if not engine.latency_tracking:
+        return []
+    lines = []
+    for top in engine.table.values():
+        for cmd in itertools.chain((top,), top.subcommands.values()):
+            if cmd.histogram is not None:
+                counts = latency_counts(cmd.histogram, cmd.histogram_tail)
+                lines.append(f"latency_percentiles_usec_{_safe(cmd.name)}:"
+                             f"{percentiles_line(counts, LATENCY_PERCENTILES)}")
+    return lines
+
+
 def _empty(engine: Engine) -> list[str]:
     return []
 
@@ -394,8 +415,7 @@ SECTIONS: dict[str, tuple[str, Section]] = {
     "module_list": ("Modules", _empty),
     "commandstats": ("Commandstats", _commandstats),
     "errorstats": ("Errorstats", _errorstats),
-    # Redis lists per-command latency percentiles here; kvrepl keeps no histograms.
-    "latencystats": ("Latencystats", _empty),
+    "latencystats": ("Latencystats", _latencystats),
     "cluster": ("Cluster", _cluster),
     "keyspace": ("Keyspace", _keyspace),
 }

@@ -23,6 +23,12 @@ What the general path would have recorded is recorded here too: the dirty counte
 the memory estimate (a SET over a value of another type goes to the general path), and
 each SET handed to the propagation listeners (replication, ``changes()``). With
 ``maxmemory`` set the lane stays closed: every command must first evict.
+
+The lane times runs, not commands (a clock read per command would cost more than the
+command): each command of a run is taken to have lasted the run's average, for the
+commandstats time, LATENCY HISTOGRAM and the slow log / latency monitor. A run shorter
+than their thresholds proves no command in it reached them; a longer one logs the
+commands whose average does.
 """
 
 from __future__ import annotations
@@ -88,7 +94,8 @@ class PlainLane:
             or keyspace.blocked_keys
             or keyspace.lfu or config.min_replicas_to_write or config.maxmemory
             or not session.authenticated or session.multi is not None
-            or session.channels or session.patterns or session.is_master
+            or session.channels or session.patterns or session.shard_channels
+            or session.reply_off or session.reply_skip or session.is_master
             or session.is_replica or session.monitor or session.closing
             or session.pending_out or session.after_reply
         )
@@ -103,10 +110,26 @@ class PlainLane:
                 self.engine.propagate_listeners)
 
     def _record(self, command: Command, count: int, usec: float) -> None:
-        """INFO's counters for ``count`` calls of ``command`` that took ``usec`` in all."""
+        """INFO's counters for ``count`` calls of ``command`` that took ``usec`` in all,
+        and LATENCY HISTOGRAM's (each call at the average)."""
         command.calls += count
         command.usec += usec
         self.engine.stats.commands_processed += count
+        if self.engine.latency_tracking:
+            command.record_latency(usec / count, count)
+
+    def _observe_run(self, session: Session, commands: list[list[bytes]], usec: float
+                     ) -> None:
+        """The slow log and latency monitor for a run that took ``usec`` in all, when each
+        command's average reaches their floor."""
+        engine = self.engine
+        average = usec / len(commands)
+        if average >= engine.slow_floor:
+            for argv in commands:
+                name = argv[0]
+                command = (self._get if name in _GET else self._set if name in _SET
+                           else self._pfadd if name in _PFADD else self._pfcount)
+                engine.observe_slow(session, command, argv, average)
 
     def open_for_master_link(self, session: Session) -> bool:
         """:meth:`open_for` on a replica, for the link its master's stream arrives on: the
@@ -118,7 +141,7 @@ class PlainLane:
             engine.loading or engine.monitors or keyspace.before_write_hooks or keyspace.lfu
             or keyspace.blocked_keys or engine.config.maxmemory
             or not session.authenticated or session.multi is not None
-            or session.channels or session.patterns
+            or session.channels or session.patterns or session.shard_channels
         )
 
     def apply_sets(self, session: Session, commands: list[list[bytes]], start: int) -> int:
@@ -154,7 +177,10 @@ class PlainLane:
             engine.dirty += applied
             if listeners:  # node.changes() on the replica
                 engine.propagate_run(db.id, commands[start:position])
-            self._record(self._set, applied, (perf_counter() - began) * 1e6)
+            spent = (perf_counter() - began) * 1e6
+            self._record(self._set, applied, spent)
+            if spent >= engine.slow_floor:
+                self._observe_run(session, commands[start:position], spent)
             session.last_command = "set"
         return position
 
@@ -185,7 +211,10 @@ class PlainLane:
             replication = engine.replication
             if replication is not None:
                 session.woff = replication.master_repl_offset
-        self._record(self._set, 1, (perf_counter() - began) * 1e6)
+        spent = (perf_counter() - began) * 1e6
+        self._record(self._set, 1, spent)
+        if spent >= engine.slow_floor:
+            engine.observe_slow(session, self._set, argv, spent)
         session.last_command = "set"
         return True
 
@@ -280,6 +309,8 @@ class PlainLane:
             return start
         spent = (perf_counter() - began) * 1e6
         ran = gets + sets + pfadds + pfcounts
+        if spent >= engine.slow_floor:
+            self._observe_run(session, requests[start:position], spent)
         if gets or pfcounts:
             keyspace = engine.keyspace
             keyspace.hits += gets - misses + pfcounts

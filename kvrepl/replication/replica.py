@@ -363,6 +363,8 @@ class ReplicaOf:
         self.has_history = self._initial_offset >= 0
         self.session.select(0)
         self.session.multi = None
+        if engine.aof is not None:
+            engine.aof.after_full_sync()  # its AOF starts over from this dataset
         # Sub-replicas follow the old history: they must resync.
         replication.disconnect_replicas()
         self._link_up()

@@ -21,6 +21,8 @@ async def run_cron(engine: Engine) -> None:
     while True:
         await trio.sleep(1 / engine.config.hz)
         engine.keyspace.lru_clock = int(engine.keyspace.clock())
+        if engine.pausing:
+            engine.pause.current()  # a CLIENT PAUSE whose time is up ends (and wakes clients)
         second = int(time())
         if second != last_second:
             last_second = second
@@ -35,8 +37,8 @@ async def run_cron(engine: Engine) -> None:
 
 def close_idle_clients(engine: Engine) -> int:
     """``timeout``: close the normal clients idle for longer (Redis's
-    clientsCronHandleTimeout: never replicas, the master link, MONITOR, blocked or pub/sub
-    clients). Returns how many it closed."""
+    clientsCronHandleTimeout: never replicas, the master link, MONITOR, blocked (CLIENT
+    PAUSE's postponed ones too) or pub/sub clients). Returns how many it closed."""
     limit = engine.config.timeout
     if not limit:
         return 0
@@ -44,7 +46,8 @@ def close_idle_clients(engine: Engine) -> int:
     closed = 0
     for session in list(engine.sessions.values()):
         if (session.is_replica or session.is_master or session.monitor
-                or session.blocked is not None or session.channels or session.patterns
+                or session.blocked is not None or session.id in engine.pause.postponed
+                or session.subscribed
                 or session.on_kill is None or now - session.last_interaction <= limit):
             continue
         logger.log(15, "Closing idle client")  # LL_VERBOSE

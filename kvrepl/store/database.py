@@ -142,7 +142,7 @@ class Database:
         if when > self.keyspace.now_ms() or self.keyspace.applying_master:
             # Commands from our master still see keys it has not deleted yet.
             return False
-        if self.keyspace.expire_keys:
+        if self.keyspace.expire_keys and not self.keyspace.expiry_paused():
             self.delete_expired(key)
         return True
 
@@ -308,7 +308,7 @@ class Database:
         (a ``time.perf_counter()`` value). Returns the keys deleted.
         """
         deleted = 0
-        if not self.keyspace.expire_keys:
+        if not self.keyspace.expire_keys or self.keyspace.expiry_paused():
             return 0
         expires = self.expires
         while expires:
@@ -376,6 +376,9 @@ class Keyspace:
         self.dbs = [Database(i, self) for i in range(databases)]
         # A replica hides logically expired keys but waits for the master's DEL.
         self.expire_keys = True
+        # While CLIENT PAUSE lasts (unix ms, 0 = no pause) expired keys are hidden, not
+        # deleted: the dataset stays as it is (Redis's checkClientPauseTimeoutAndReturnIfPaused).
+        self.expiry_paused_until = 0
         self.applying_master = False  # a replica running its master's stream
         # Redis's LRU clock (seconds), refreshed by the node's cron; and whether the
         # maxmemory-policy is an LFU one (then accesses count instead of being timed).
@@ -407,6 +410,10 @@ class Keyspace:
         if self.frozen:
             self.frozen_ms = now
         return now
+
+    def expiry_paused(self) -> bool:
+        """True while a client pause holds expiry back."""
+        return bool(self.expiry_paused_until) and self.now_ms() <= self.expiry_paused_until
 
     def signal_ready(self, db: int, key: bytes) -> None:
         if (db, key) in self.blocked_keys:
