@@ -105,11 +105,11 @@ def test_defaults_and_no_op_values_are_accepted_everywhere(name, value, engine, 
 
 
 def test_kvrepl_server_exits_on_a_refused_option():
-    result = subprocess.run([sys.executable, "-m", "kvrepl", "--appendonly", "yes"],
+    result = subprocess.run([sys.executable, "-m", "kvrepl", "--list-compress-depth", "1"],
                             capture_output=True, text=True, timeout=30)
     assert result.returncode == 1
     assert "*** FATAL CONFIG FILE ERROR" in result.stderr
-    assert "kvrepl does not support the append-only file (AOF) yet; only 'no' is accepted" \
+    assert "kvrepl does not support compressed lists yet; only '0' is accepted" \
         in result.stderr
 
 
