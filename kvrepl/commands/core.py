@@ -637,7 +637,8 @@ class Engine:
         """Independent writes to one db, in order (the plain lane's runs of SETs): each
         listener gets them one by one, or all at once through its form in
         ``run_listeners`` (replication queues the run as one piece, ``encoded`` when
-        given: the commands' multibulks as the client sent them, canonical)."""
+        given: the commands' multibulks as the client sent them, which parse to exactly
+        ``commands``; see RequestParser.ready_requests)."""
         runs = self.run_listeners
         for listener in self.propagate_listeners:
             whole = runs.get(listener)

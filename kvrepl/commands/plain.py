@@ -223,7 +223,7 @@ class PlainLane:
         """Run ``requests[start:]`` while each is a GET or a plain SET the lane can finish,
         appending the encoded replies to ``out``; returns the index of the first request it
         did not run (``len(requests)`` when it ran them all). ``open_for(session)`` must be
-        true. ``raw``, when given, is the canonical encoding of ``requests[start:]``: if they
+        true. ``raw``, when given, is bytes that parse to exactly ``requests[start:]``: if they
         are all SETs it is what the replication stream carries, without encoding again."""
         db, data, expires, access, clock, listeners = self._context(session)
         engine = self.engine
