@@ -349,6 +349,15 @@ class Config:
     def __init__(self, **overrides: object) -> None:
         for option in OPTIONS:
             setattr(self, option.attr, option.default)
+        self.update(**overrides)
+        self.listeners: list[Callable[[str], None]] = []
+        # The absolute path of the config file kvrepl-server started from (INFO's
+        # config_file); empty when there was none.
+        self.config_file = ""
+
+    def update(self, **overrides: object) -> None:
+        """Set options by their Python names (``maxmemory="1gb"``, ``save=""``): a value
+        is either the option's text form, as in redis.conf, or its parsed value."""
         for attr, value in overrides.items():
             name = attr.replace("_", "-")
             option = _BY_NAME.get(name)
@@ -361,10 +370,6 @@ class Config:
             except ValueError as err:
                 raise ConfigError(f"{name}: {err}") from None
             setattr(self, option.attr, value)
-        self.listeners: list[Callable[[str], None]] = []
-        # The absolute path of the config file kvrepl-server started from (INFO's
-        # config_file); empty when there was none.
-        self.config_file = ""
 
     # typing aid: attributes are set dynamically from OPTIONS
     def __getattr__(self, name: str) -> object:  # pragma: no cover - only on typos

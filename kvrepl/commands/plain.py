@@ -218,6 +218,31 @@ class PlainLane:
         session.last_command = "set"
         return True
 
+    def get(self, session: Session, key: bytes) -> bytes | None:
+        """One ``GET key`` (an in-process redis-py connection's), its reply encoded; None,
+        having done nothing, when the general path must run it (a key with a TTL, a value
+        of another type). ``open_for(session)`` must be true."""
+        db = session.db
+        if key in db.expires:
+            return None
+        began = perf_counter()
+        value = db.data.get(key)
+        engine = self.engine
+        if value is None:
+            engine.keyspace.misses += 1
+            reply = _NIL[session.resp3]
+        elif type(value) is bytes:
+            engine.keyspace.hits += 1
+            db.access[key] = engine.keyspace.lru_clock
+            size = len(value)
+            reply = b"%s%s\r\n" % (_BULK_HEADS[size] if size < 1024 else b"$%d\r\n" % size,
+                                    value)
+        else:
+            return None
+        self._record(self._get, 1, (perf_counter() - began) * 1e6)
+        session.last_command = "get"
+        return reply
+
     def run(self, session: Session, requests: list[list[bytes]], start: int,
             out: list[bytes], raw: bytes | None = None) -> int:
         """Run ``requests[start:]`` while each is a GET or a plain SET the lane can finish,

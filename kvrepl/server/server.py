@@ -430,6 +430,11 @@ class Server:
         self.shutdown_save = save
         self._shutdown.set()
 
+    @property
+    def shutting_down(self) -> bool:
+        """SHUTDOWN (or a failed startup load) asked the node to stop."""
+        return self._shutdown.is_set()
+
     async def wait_shutdown(self) -> None:
         await self._shutdown.wait()
 
