@@ -816,3 +816,17 @@ def test_scripts_when_memory_is_full_like_redis(wire, configure):
     wire("FUNCTION", "LOAD", "#!lua name=more\nredis.register_function('m', function() end)")
     configure("maxmemory", 0)
     wire("FUNCTION", "DELETE", "oom")
+
+
+async def test_redis_py_scripts_in_process():
+    """node.redis(): redis-py's Lock and register_script run in the node's own task."""
+    async with kvrepl.Master() as master:
+        client = master.redis()
+        lock = client.lock("resource", timeout=10)
+        assert lock.acquire(blocking=False) and lock.extend(5) and lock.locked()
+        lock.release()
+        assert client.get("resource") is None
+        script = client.register_script("return redis.call('incrby', KEYS[1], ARGV[1])")
+        assert script(keys=["n"], args=[3]) == 3
+        client.script_flush()
+        assert script(keys=["n"], args=[4]) == 7
