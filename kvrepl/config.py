@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from kvrepl.errors import ReplyError
+from kvrepl.notify import format_classes, parse_classes
 
 _UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1024, "m": 1000**2, "mb": 1024**2,
           "g": 1000**3, "gb": 1024**3}
@@ -320,10 +321,10 @@ OPTIONS: tuple[Option, ...] = (
     Option("slowlog-max-len", 128, _int(0)),
     Option("latency-monitor-threshold", 0, _int(0)),
     Option("latency-tracking", True, **_yes_no),
-    Option("notify-keyspace-events", "", str, only=("",),
-           lacking="keyspace notifications"),
+    Option("notify-keyspace-events", 0, parse_classes, format_classes),
     Option("active-expire-effort", 1, _int(1, 10), only=(1,),
            lacking="active-expire-effort (one active expiry effort)"),
+    Option("tracking-table-max-keys", 1_000_000, _int(0, (1 << 63) - 1)),
     Option("lfu-log-factor", 10, _int(0, _INT_MAX)),
     Option("lfu-decay-time", 1, _int(0, _INT_MAX)),
     # eviction (kvrepl/commands/eviction.py); maxmemory and maxmemory-policy are above

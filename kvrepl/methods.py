@@ -234,6 +234,8 @@ class DataMethods:
     def get(self, name: Arg) -> bytes | None:
         """GET: the value, or None."""
         key = name if type(name) is bytes else _arg(name)
+        if self.engine.lane_observed:  # a keymiss event to fire, a key to track: GET itself
+            return self.execute_command("GET", key)
         value = self._session.db.lookup(key)
         if value is None:
             self.engine.keyspace.misses += 1

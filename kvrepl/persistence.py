@@ -602,6 +602,7 @@ def debug_reload(engine: Engine, options: list[bytes]) -> None:
         if flush:
             for db in engine.keyspace.dbs:
                 engine.watches.touch_all_in_db(db, None)
+            engine.tracking.flushed()
             # Loaded into fresh dicts that replace the old ones only if the file is good
             # (Redis empties first, then fails with nothing). MERGE changes nothing here:
             # duplicates could only come from the file itself, which is corrupt then.

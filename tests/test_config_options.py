@@ -32,7 +32,6 @@ from kvrepl.server.cron import close_idle_clients
 
 # (option, value, what the refusal names): each is refused everywhere.
 REFUSED = [
-    ("notify-keyspace-events", "KEA", "keyspace notifications"),
     ("list-compress-depth", "1", "compressed lists"),
     ("active-expire-effort", "5", "active-expire-effort"),
     ("client-output-buffer-limit", "normal 1mb 1mb 0",
@@ -42,7 +41,7 @@ REFUSED = [
 ]
 # Defaults and values that ask for nothing kvrepl lacks: Redis's tools set some of them.
 ACCEPTED = [
-    ("maxmemory", "0"), ("appendonly", "no"), ("notify-keyspace-events", ""),
+    ("maxmemory", "0"), ("appendonly", "no"),
     ("aof-use-rdb-preamble", "yes"), ("aof-use-rdb-preamble", "no"),
     ("slowlog-log-slower-than", "-1"), ("slowlog-log-slower-than", "10000"),
     ("slowlog-max-len", "128"), ("lua-time-limit", "5000"), ("list-compress-depth", "0"),
@@ -650,7 +649,8 @@ BEHAVIOUR = {
     "latency-monitor-threshold": "test_server_commands2::"
                                  "test_latency_monitor_records_slow_commands",
     "latency-tracking": "test_server_commands2::test_latency_histogram_named_commands",
-    "notify-keyspace-events": "test_config_options::test_refused_by_config_set",
+    "notify-keyspace-events": "test_notifications::test_config_get_canonical",
+    "tracking-table-max-keys": "test_tracking::test_flush_expiry_and_table_limit",
     "active-expire-effort": "test_config_options::test_refused_by_config_set",
     "lfu-log-factor": "test_config_options::test_lfu_log_factor",
     "lfu-decay-time": "test_keys::test_object_freq_grows_logarithmically_and_decays",

@@ -140,6 +140,7 @@ def reset_session(s: Session) -> None:
     s.multi = None
     s.multi_error = False
     unwatch(s)
+    engine.tracking.disable(s)
     unsubscribe_all(s)
     s.name = None
     s.reply_off = False  # CLIENT REPLY OFF ends (a SKIP of this very command still holds)

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 from kvrepl.commands.eviction import EVICT_FAIL, OOM, Evictor
 from kvrepl.commands.monitor import monitor_line
 from kvrepl.commands.observers import LatencyMonitor, SlowLog, latency_key
-from kvrepl.commands.plain import PlainLane
+from kvrepl.commands.plain import LANE_CLASSES, PlainLane
 from kvrepl.commands.protection import protected_command_error
 from kvrepl.commands.spec import (
     CommandSpec,
@@ -28,6 +28,7 @@ from kvrepl.commands.spec import (
     modified_key_positions,
     modifies_only_first_argument,
 )
+from kvrepl.commands.tracking import ClientTracking, Tracking
 from kvrepl.commands.watch import WatchRegistry
 from kvrepl.config import Config
 from kvrepl.errors import (
@@ -38,7 +39,8 @@ from kvrepl.errors import (
     wrong_arity,
 )
 from kvrepl.log import logger, set_level
-from kvrepl.protocol.replies import NULL_ARRAY, QUEUED, Push
+from kvrepl.notify import EVICTED, EXPIRED, KEY_MISS, NEW, channels, firing
+from kvrepl.protocol.replies import NULL_ARRAY, QUEUED, Push, Raw, encode
 from kvrepl.store import Database, Keyspace
 
 if TYPE_CHECKING:
@@ -344,6 +346,7 @@ class Session:
         # pubsub class of client-output-buffer-limit (see push).
         self.pending_size = 0
         self.soft_limit_since: float | None = None
+        self.tracking: ClientTracking | None = None  # CLIENT TRACKING ON
 
     @property
     def subscriptions(self) -> int:
@@ -465,8 +468,21 @@ class Engine:
         self.on_shutdown: Callable[[bool | None], None] | None = None
         self.pubsub_channels: dict[bytes, dict[int, Session]] = {}
         self.pubsub_patterns: dict[bytes, dict[int, Session]] = {}
+        self.tracking = Tracking(self)
+        # The client whose command is running (Redis's server.current_client), if any.
+        self.current: Session | None = None
+        self.tracking_on = False
+        self.watches = WatchRegistry(self.keyspace, self.tracking)
+        # The notify-keyspace-events classes whose events are published (none without K
+        # or E): see kvrepl.notify.
+        self.notify_classes = 0
+        # One flag for the plain lane: some observer must see each GET/SET/PFADD/PFCOUNT
+        # as the general path runs it (keyspace notifications of the classes they fire).
+        self.lane_observed = False
+        # The client whose running command has (in Redis) already added its reply: the
+        # events it receives itself from then on follow the reply (kvrepl.notify.replied).
+        self.replying: Session | None = None
         self.pubsub_shard_channels: dict[bytes, dict[int, Session]] = {}
-        self.watches = WatchRegistry(self.keyspace)
         self.slowlog = SlowLog()
         self.latency = LatencyMonitor()
         # The shortest duration (usec) the slow log or the latency monitor may record;
@@ -478,6 +494,7 @@ class Engine:
         self.keyspace.expired_listeners.append(self._on_expired)
         self.config.listeners.append(self._config_changed)
         self._config_changed("maxmemory-policy")
+        self._config_changed("notify-keyspace-events")
 
     def _refresh_restricted(self) -> None:
         self._restricted = bool(self._loading or self._masterdown or self._read_only
@@ -558,6 +575,8 @@ class Engine:
             self.read_only = config.replica_read_only and self.read_only_role()
         elif name == "loglevel":
             set_level(config.loglevel)
+        elif name == "notify-keyspace-events":
+            self._notifications_changed()
         keyspace.lfu = config.maxmemory_policy.endswith("-lfu")
         keyspace.lfu_log_factor = config.lfu_log_factor
         keyspace.lfu_decay_time = config.lfu_decay_time
@@ -570,6 +589,48 @@ class Engine:
         self._maxmemory = config.maxmemory
         if name == "maxmemory":
             self.evictor.perform()  # as CONFIG SET maxmemory does (updateMaxmemory)
+
+    def _notifications_changed(self) -> None:
+        """Wire the store's events (``new``, ``keymiss``) only while their class is on,
+        and close the plain lane while the classes its commands fire are."""
+        classes = self.notify_classes = firing(self.config.notify_keyspace_events)
+        keyspace = self.keyspace
+        keyspace.on_new_key = self._on_new_key if classes & NEW else None
+        keyspace.on_keymiss = self._on_keymiss if classes & KEY_MISS else None
+        self.tracking_changed()
+
+    def tracking_changed(self) -> None:
+        """Keep the observers of modified keys and the plain lane's flag in step with who
+        tracks keys (called by :class:`Tracking`)."""
+        tracking = self.tracking
+        # Any client-side caching state at all: the dispatcher's tracking steps run.
+        self.tracking_on = bool(tracking.clients or tracking.observing or tracking.pending
+                                or tracking.due)
+        self.lane_observed = bool(self.notify_classes & LANE_CLASSES or tracking.clients)
+        self.watches.refresh_hooks()
+
+    def notify_keyspace_event(self, event: bytes, key: bytes, db_index: int) -> None:
+        """Publish one keyspace event (Redis's notifyKeyspaceEvent past its class test:
+        callers test ``notify_classes`` first, see :func:`kvrepl.notify.notify`)."""
+        for channel, message in channels(self.config.notify_keyspace_events, event, key,
+                                          db_index):
+            self.publish(channel, message)
+
+    def _on_new_key(self, db: Database, key: bytes) -> None:
+        self.notify_keyspace_event(b"new", key, db.id)
+
+    def _on_keymiss(self, db: Database, key: bytes) -> None:
+        self.notify_keyspace_event(b"keymiss", key, db.id)
+
+    def key_evicted(self, db: Database, key: bytes) -> None:
+        """Eviction deleted ``key`` of ``db``: what observers of the keyspace are told, in
+        evict.c's order: client-side caching's invalidation (with WATCH, the rest of
+        signalModifiedKey), then the ``evicted`` keyspace event. Call it after the key is
+        gone."""
+        if self.tracking.observing:
+            self.tracking.invalidate(key)
+        if self.notify_classes & EVICTED:
+            self.notify_keyspace_event(b"evicted", key, db.id)
 
     def read_only_role(self) -> bool:
         """True while this node is a replica (it follows a master)."""
@@ -586,9 +647,10 @@ class Engine:
         return session
 
     def close_session(self, session: Session) -> None:
-        """Forget a client: its subscriptions, watches and MONITOR registration."""
+        """Forget a client: its subscriptions, watches, tracking and MONITOR registration."""
         self.sessions.pop(session.id, None)
         unwatch(session)
+        self.tracking.disable(session)
         for mine, registry in ((session.channels, self.pubsub_channels),
                                (session.patterns, self.pubsub_patterns),
                                (session.shard_channels, self.pubsub_shard_channels)):
@@ -651,6 +713,8 @@ class Engine:
     def _on_expired(self, db: Database, key: bytes) -> None:
         """A key was deleted for having expired (deleteExpiredKeyAndPropagate)."""
         self.stats.expired_keys += 1
+        if self.notify_classes & EXPIRED:
+            self.notify_keyspace_event(b"expired", key, db.id)
         self.also_propagate([b"DEL", key], db.id)
 
     # -- execution -------------------------------------------------------------------------
@@ -734,7 +798,16 @@ class Engine:
                     cmd, session, ReplyError("ERR Command not allowed inside a transaction"))
             session.multi.append((cmd, argv))
             return QUEUED
-        reply = self.call(session, cmd, argv)
+        if not self.tracking_on:
+            reply = self.call(session, cmd, argv)
+        else:
+            if self.tracking.clients:
+                self.tracking.limit()
+            reply = self.call(session, cmd, argv)
+            tracking = session.tracking
+            if tracking is not None and tracking.caching and session.multi is None \
+                    and not cmd.name.startswith("client|"):
+                tracking.caching = False  # CLIENT CACHING is for the next command only
         if self.keyspace.ready_keys and self.on_ready_keys is not None:
             self.on_ready_keys()
         return reply
@@ -809,6 +882,8 @@ class Engine:
         self.depth = depth + 1
         if not depth:
             keyspace.frozen = True  # also tells the WATCH hook that a command is running
+            if self.tracking_on:
+                self.current = session
         keyspace.counting_reads = not cmd.is_write
         start = perf_counter()
         try:
@@ -837,12 +912,16 @@ class Engine:
             self._count_error(reply, session)
         finally:
             self.depth = depth
+            self.replying = None
             if not depth:
                 keyspace.frozen = False
                 keyspace.frozen_ms = None
             keyspace.counting_reads = False
         if watches.pending:
             watches.command_done(self.dirty != dirty)
+        if self.tracking_on and session.tracking is not None and cmd.spec.is_readonly \
+                and not session.tracking.bcast:
+            self.tracking.remember(session, cmd, argv)
         usec = (perf_counter() - start) * 1e6
         cmd.usec += usec
         cmd.calls += 1
@@ -876,6 +955,13 @@ class Engine:
                         session.woff = self.replication.master_repl_offset
         if pending and not depth:
             self._end_unit(session)
+        if not depth and self.current is not None:  # set while client-side caching is on
+            tracking = self.tracking
+            if tracking.pending:
+                tracking.after_command()
+            if tracking.due and self.server is None:
+                tracking.broadcast()
+            self.current = None
         if type(reply) is Block and (session.in_exec or session.is_master):
             reply = reply.timeout_reply
         return reply
@@ -967,9 +1053,14 @@ class Engine:
             raise ExecAbortError("EXECABORT Transaction discarded because of previous errors.")
         replies = []
         session.in_exec = True
+        pending, after = session.pending_out, session.after_reply
         try:
             for cmd, argv in queued:
-                replies.append(self.call(session, cmd, argv))
+                before, later = len(pending), len(after)
+                reply = self.call(session, cmd, argv)
+                if len(pending) > before or len(after) > later:
+                    reply = _with_own_pushes(session, reply, before, later)
+                replies.append(reply)
         finally:
             session.in_exec = False
         return replies
@@ -979,13 +1070,21 @@ class Engine:
         from kvrepl.commands.glob import glob_match
 
         receivers = 0
+        replying = self.replying
         for session in list(self.pubsub_channels.get(channel, {}).values()):
-            session.push(Push([b"message", channel, message]))
+            if session is replying:
+                session.after_reply.append(Push([b"message", channel, message]))
+            else:
+                session.push(Push([b"message", channel, message]))
             receivers += 1
         for pattern, sessions in list(self.pubsub_patterns.items()):
             if glob_match(pattern, channel):
                 for session in list(sessions.values()):
-                    session.push(Push([b"pmessage", pattern, channel, message]))
+                    if session is replying:
+                        session.after_reply.append(
+                            Push([b"pmessage", pattern, channel, message]))
+                    else:
+                        session.push(Push([b"pmessage", pattern, channel, message]))
                     receivers += 1
         self.stats.pubsub_messages += 1
         return receivers
@@ -998,6 +1097,19 @@ class Engine:
             receivers += 1
         self.stats.pubsub_messages += 1
         return receivers
+
+
+def _with_own_pushes(session: Session, reply: object, before: int, later: int) -> Raw:
+    """A command of EXEC whose client received messages while it ran (its own keyspace
+    events, RESP3): Redis writes them into the EXEC array where they happened, around
+    the command's reply; so does this, as one pre-encoded element."""
+    resp3 = session.resp3
+    head = session.pending_out[before:]
+    tail = session.after_reply[later:]
+    del session.pending_out[before:]
+    del session.after_reply[later:]
+    return Raw(b"".join(encode(m, resp3) for m in head) + encode(reply, resp3)
+               + b"".join(encode(m, resp3) for m in tail))
 
 
 def unwatch(session: Session) -> None:

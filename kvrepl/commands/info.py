@@ -154,7 +154,7 @@ def _clients(engine: Engine) -> list[str]:
         "client_recent_max_input_buffer:0",
         "client_recent_max_output_buffer:0",
         f"blocked_clients:{_blocked_clients(engine)}",
-        "tracking_clients:0",
+        f"tracking_clients:{engine.tracking.clients}",
         "clients_in_timeout_table:0",
     ]
 
@@ -253,9 +253,9 @@ def _stats(engine: Engine) -> list[str]:
         "active_defrag_key_misses:0",
         "total_active_defrag_time:0",
         "current_active_defrag_time:0",
-        "tracking_total_keys:0",
-        "tracking_total_items:0",
-        "tracking_total_prefixes:0",
+        f"tracking_total_keys:{len(engine.tracking.table)}",
+        f"tracking_total_items:{engine.tracking.items}",
+        f"tracking_total_prefixes:{len(engine.tracking.prefixes)}",
         f"unexpected_error_replies:{stats.unexpected_error_replies}",
         f"total_error_replies:{stats.error_replies}",
         "dump_payload_sanitizations:0",

@@ -12,6 +12,7 @@ from kvrepl.commands.args import parse_int
 from kvrepl.commands.core import Session, command
 from kvrepl.commands.info import register_section
 from kvrepl.errors import SYNTAX, ReplyError
+from kvrepl.notify import GENERIC, notify
 from kvrepl.protocol.replies import OK, Status
 from kvrepl.rdb import dump_value, load_value
 
@@ -135,6 +136,7 @@ def restore(s: Session, argv: list[bytes]) -> object:
     if ttl and ttl <= now and not engine.loading and not persistence.is_replica(engine):
         if deleted:
             engine.rewrite([b"DEL", key])
+            notify(s, GENERIC, b"del", key)
             engine.dirty += 1
         return OK
     db.add(key, value)
@@ -143,6 +145,7 @@ def restore(s: Session, argv: list[bytes]) -> object:
         db.set_expire(key, ttl)
         if not absttl:
             engine.rewrite([*argv[:2], b"%d" % ttl, *argv[3:], b"ABSTTL"])
+    notify(s, GENERIC, b"restore", key)
     engine.dirty += 1
     return OK
 

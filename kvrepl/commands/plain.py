@@ -36,6 +36,7 @@ from __future__ import annotations
 from time import perf_counter
 from typing import TYPE_CHECKING
 
+from kvrepl.notify import KEY_MISS, NEW, STRING
 from kvrepl.store.encoding import string_encoding
 from kvrepl.store.hyperloglog import (
     DENSE_MAGIC,
@@ -62,6 +63,9 @@ _SET = frozenset((b"SET", b"set", b"Set"))
 _PFADD = frozenset((b"PFADD", b"pfadd", b"PfAdd", b"Pfadd"))
 _PFCOUNT = frozenset((b"PFCOUNT", b"pfcount", b"PfCount", b"Pfcount"))
 _SHORT = 44  # OBJ_ENCODING_EMBSTR_SIZE_LIMIT
+# The keyspace event classes the lane's commands fire (set and pfadd, new keys, GET's
+# keymiss): while one is on, the lane stays closed (Engine.lane_observed).
+LANE_CLASSES = STRING | NEW | KEY_MISS
 _ZERO = b":0\r\n"
 _ONE = b":1\r\n"
 
@@ -85,13 +89,15 @@ class PlainLane:
         MISCONF, NOREPLICAS), no MULTI, pub/sub context, MONITOR or replica link, no WATCH or
         running snapshot (they watch writes key by key), no LFU clock, no maxmemory (eviction
         runs before each command), no replies queued, no client blocked on a key (a SET over
-        a stream wakes XREADGROUP with -UNBLOCKED)."""
+        a stream wakes XREADGROUP with -UNBLOCKED), no observer of each command
+        (``lane_observed``: keyspace notifications of the lane's classes, client-side
+        caching)."""
         engine = self.engine
         keyspace = engine.keyspace
         config = engine.config
         return not (
-            engine.restricted or engine.monitors or keyspace.before_write_hooks
-            or keyspace.blocked_keys
+            engine.restricted or engine.lane_observed or engine.monitors
+            or keyspace.before_write_hooks or keyspace.blocked_keys
             or keyspace.lfu or config.min_replicas_to_write or config.maxmemory
             or not session.authenticated or session.multi is not None
             or session.channels or session.patterns or session.shard_channels
@@ -138,7 +144,8 @@ class PlainLane:
         engine = self.engine
         keyspace = engine.keyspace
         return not (
-            engine.loading or engine.monitors or keyspace.before_write_hooks or keyspace.lfu
+            engine.loading or engine.lane_observed or engine.monitors
+            or keyspace.before_write_hooks or keyspace.lfu
             or keyspace.blocked_keys or engine.config.maxmemory
             or not session.authenticated or session.multi is not None
             or session.channels or session.patterns or session.shard_channels

@@ -52,6 +52,7 @@ def flushall(s: Session, argv: list[bytes]) -> object:
     removed = s.engine.keyspace.dbsize()
     for db in s.engine.keyspace.dbs:
         s.engine.watches.touch_all_in_db(db, None)
+    s.engine.tracking.flushed()
     s.engine.keyspace.flushall()
     _flushed(s, argv, removed)
     persistence.after_flushall(s.engine)  # kill a BGSAVE; save the empty dataset
@@ -64,6 +65,7 @@ def flushdb(s: Session, argv: list[bytes]) -> object:
     _flush_mode(argv)
     removed = len(s.db)
     s.engine.watches.touch_all_in_db(s.db, None)
+    s.engine.tracking.flushed()
     s.db.clear()
     _flushed(s, argv, removed)
     return OK

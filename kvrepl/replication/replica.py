@@ -351,6 +351,7 @@ class ReplicaOf:
         logger.info("MASTER <-> REPLICA sync: Flushing old data")
         for db in engine.keyspace.dbs:
             engine.watches.touch_all_in_db(db, None)
+        engine.tracking.flushed()
         load_functions(engine, result.functions)  # the master's libraries replace ours
         self._staged.apply(engine.keyspace)
         gc_policy.dataset_loaded(engine.keyspace)

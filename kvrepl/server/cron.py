@@ -31,6 +31,10 @@ async def run_cron(engine: Engine) -> None:
         if engine.evictor.running:
             engine.evictor.cron(0.25 / engine.config.hz)
         persistence.cron(engine)
+        if engine.tracking.clients:
+            engine.tracking.limit()  # serverCron's share of trackingLimitUsedSlots
+        if engine.tracking.due:  # what expiry and the embedded API modified meanwhile
+            engine.tracking.broadcast()
         if not engine.loading:
             gc_policy.cron(engine.keyspace)
 

@@ -281,7 +281,18 @@ class Connection:
         """Run every complete request the parser holds, appending the encoded replies to
         ``out``. Returns None once the parser needs more bytes, ``_CLOSE`` when the
         connection must end after ``out`` is sent, or ``(argv, reply)`` for a reply that
-        has to be awaited first (a blocking command, WAIT, SYNC/PSYNC)."""
+        has to be awaited first (a blocking command, WAIT, SYNC/PSYNC).
+
+        What one read of a client ran is a turn of Redis's event loop: client-side
+        caching's BCAST invalidations for the keys it modified go out at its end (Redis's
+        beforeSleep), queued after its replies."""
+        result = self._execute_buffered(out)
+        tracking = self.server.engine.tracking
+        if tracking.due:
+            tracking.broadcast()
+        return result
+
+    def _execute_buffered(self, out: list[bytes]) -> object:
         parser = self.parser
         if parser.unparsed() > self.server.config.client_query_buffer_limit:
             return self.query_buffer_full()
