@@ -319,8 +319,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("sanitize-dump-payload", "no", _enum("no", "yes", "clients")),
     # SHUTDOWN and SIGTERM wait up to this many seconds for lagging replicas (0: no wait).
     Option("shutdown-timeout", 10, _int(0, _INT_MAX)),
-    Option("lua-time-limit", 5000, _int(0), aliases=("busy-reply-threshold",), only=(5000,),
-           lacking="scripting"),
+    Option("lua-time-limit", 5000, _int(0), aliases=("busy-reply-threshold",)),
     # Honoured by the dispatcher (kvrepl/commands/observers.py): the slow log (SLOWLOG),
     # LATENCY's event series for the "command" and "fast-command" events, and LATENCY
     # HISTOGRAM's per-command counts.

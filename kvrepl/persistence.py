@@ -40,6 +40,7 @@ import trio
 from kvrepl import gc_policy
 from kvrepl.log import logger
 from kvrepl.rdb import LoadResult, RdbError, StagedLoad, default_aux, iter_dump
+from kvrepl.scripting.persist import function_codes, load_functions
 from kvrepl.snapshot_producer import (  # re-exported: persistence.SnapshotJob etc.
     CANCELLED,
     DONE,
@@ -195,7 +196,7 @@ def write_dump(engine: Engine, path: str | None = None,
         for chunk in iter_dump(engine.keyspace, compression=config.rdbcompression,
                                checksum=config.rdbchecksum,
                                aux=save_aux(engine) if aux is None else aux,
-                               config=config):
+                               config=config, functions=function_codes(engine)):
             buffered.append(chunk)
             size += len(chunk)
             if size >= FILE_BUFFER:
@@ -241,6 +242,7 @@ def start_job(engine: Engine, *, to_file: bool = True, aux: Any = None,
         return None
     job = SnapshotJob(engine.keyspace, config=engine.config,
                       aux=aux if aux is not None else (lambda: save_aux(engine)),
+                      functions=function_codes(engine),
                       buffer_limit=st.snapshot_buffer, writer=writer)
     consumer: FileConsumer | None = None
     dirty = engine.dirty
@@ -443,6 +445,7 @@ def load_file(engine: Engine, path: str | None = None, *, merge: bool | None = N
         while chunk := source.read(LOAD_READ):
             loader.feed(chunk)
         result = loader.finish()
+    load_functions(engine, result.functions, replace_all=merge is None)
     if merge is None:
         loader.apply(keyspace)
     else:

@@ -32,8 +32,6 @@ from kvrepl.server.cron import close_idle_clients
 
 # (option, value, what the refusal names): each is refused everywhere.
 REFUSED = [
-    ("lua-time-limit", "100", "scripting"),
-    ("busy-reply-threshold", "100", "scripting"),
     ("list-compress-depth", "1", "compressed lists"),
     ("active-expire-effort", "5", "active-expire-effort"),
     ("client-output-buffer-limit", "normal 1mb 1mb 0",
@@ -645,7 +643,7 @@ BEHAVIOUR = {
     "min-replicas-to-write": "test_config_options::test_min_replicas_to_write_and_max_lag",
     "min-replicas-max-lag": "test_config_options::test_min_replicas_to_write_and_max_lag",
     "lazyfree-lazy-user-flush": "test_config_options::test_lazyfree_lazy_user_flush",
-    "lua-time-limit": "test_config_options::test_refused_by_config_set",
+    "lua-time-limit": "test_scripting::test_busy_script_and_script_kill_like_redis",
     "slowlog-log-slower-than": "test_server_commands2::test_slowlog_threshold_honoured",
     "slowlog-max-len": "test_server_commands2::test_slowlog_len_get_count_and_max_len",
     "latency-monitor-threshold": "test_server_commands2::"

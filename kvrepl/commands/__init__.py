@@ -23,6 +23,7 @@ from kvrepl.commands import (  # noqa: F401
     persistence,
     pubsub,
     replication,
+    scripting,
     server,
     sets,
     slowlog,

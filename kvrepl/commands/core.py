@@ -53,6 +53,10 @@ SKIPPED_KEPT = 16
 
 # name ("get", "config|get") -> handler; filled at import time by the family modules.
 HANDLERS: dict[str, Handler] = {}
+# name -> function(session, argv) giving (writes, allowed while stale, deny on OOM) for a command whose
+# flags depend on its arguments (EVAL and FCALL take their script's declared flags, Redis's
+# evalGetCommandFlags), or None to keep the command's own.
+ARGUMENT_FLAGS: dict[str, Callable[[Session, list[bytes]], tuple[bool, bool, bool] | None]] = {}
 
 
 def command(*names: str) -> Callable[[Handler], Handler]:
@@ -207,7 +211,7 @@ class Command:
     """
 
     __slots__ = ("spec", "handler", "subcommands", "name", "arity", "is_write", "replicates",
-                 "no_auth", "no_multi", "allows_loading", "skip_monitor", "runs_in_multi",
+                 "no_auth", "no_multi", "allows_loading", "allows_busy", "argument_flags", "skip_monitor", "runs_in_multi",
                  "hidden_from_monitor", "touches_keyspace", "allowed_subscribed", "is_exec",
                  "is_ping", "calls", "usec", "rejected_calls", "failed_calls", "denyoom",
                  "remeasures", "remeasures_first", "oom_exempt_in_multi", "histogram",
@@ -225,6 +229,8 @@ class Command:
         self.no_auth = spec.no_auth
         self.no_multi = spec.no_multi
         self.allows_loading = spec.allows_loading
+        self.allows_busy = "allow_busy" in spec.flags  # served while a script is busy
+        self.argument_flags = ARGUMENT_FLAGS.get(spec.name)
         self.skip_monitor = spec.skip_monitor
         self.hidden_from_monitor = spec.skip_monitor or spec.is_admin
         # what a replica or MONITOR connection may no longer run
@@ -427,10 +433,17 @@ class Engine:
         self._masterdown = False  # a replica whose link to its master is down
         self._read_only = False  # set on a replica with replica-read-only
         self._bgsave_failed = False  # the last BGSAVE failed: MISCONF for writes
+        self._busy: ReplyError | None = None  # a script ran past busy-reply-threshold
+        # Set by the server: serve the other clients that are ready, from inside a script
+        # that is past busy-reply-threshold (Redis's processEventsWhileBlocked).
+        self.serve_while_busy: Callable[[Session], None] | None = None
         self._aof_error = ""  # why the last AOF write or fsync failed: MISCONF for writes
         self.active_expire_enabled = True  # DEBUG SET-ACTIVE-EXPIRE
         self.evictor = Evictor(self)
         self._maxmemory = 0  # config.maxmemory, read on every command
+        # With maxmemory: whether the running command found memory full after evicting
+        # (a script's denyoom commands are then refused: pre_command_oom_state).
+        self.out_of_memory = False
         self.server: object | None = None  # the trio Server serving this engine, if any
         self.node: object | None = None  # the Node that owns it (REPLICAOF needs it)
         self.replication: object | None = None  # master-side replication state
@@ -451,8 +464,12 @@ class Engine:
         # At 0 a write no command issued (an embedded read, active expiry) is propagated at
         # once, so every write reaches the stream in the order it happened.
         self.depth = 0
+        # False while a script runs a command after redis.set_repl(REPL_NONE): its write is
+        # not propagated (a lazy expiry's DEL still is, as Redis's propagateDeletion)
+        self.propagating = True
         self._current_db = 0
         self.monitors: list[Session] = []
+        self.scripting: object | None = None  # kvrepl.scripting's state, made on first use
         # A replica's last commands from its master that failed here (the newest last),
         # and who wants to hear of each (node.changes()): see ReplicaOf._failed.
         self.skipped_writes: deque[WriteSkipped] = deque(maxlen=SKIPPED_KEPT)
@@ -492,7 +509,8 @@ class Engine:
 
     def _refresh_restricted(self) -> None:
         self._restricted = bool(self._loading or self._masterdown or self._read_only
-                                or self._bgsave_failed or self.pausing or bool(self._aof_error))
+                                or self._bgsave_failed or self.pausing or bool(self._aof_error)
+                                or self._busy is not None)
 
     @property
     def restricted(self) -> bool:
@@ -508,6 +526,17 @@ class Engine:
     @loading.setter
     def loading(self, value: bool) -> None:
         self._loading = value
+        self._refresh_restricted()
+
+    @property
+    def busy(self) -> ReplyError | None:
+        """While a script runs past busy-reply-threshold: the -BUSY error other clients get
+        for commands not flagged allow-busy (SCRIPT KILL, FUNCTION KILL, MULTI ...)."""
+        return self._busy
+
+    @busy.setter
+    def busy(self, value: ReplyError | None) -> None:
+        self._busy = value
         self._refresh_restricted()
 
     @property
@@ -742,14 +771,20 @@ class Engine:
         if not session.authenticated and not cmd.no_auth:
             return self._reject(cmd, session, ReplyError("NOAUTH Authentication required."))
         is_write = cmd.is_write
+        allows_stale = denyoom = None
         if cmd.is_exec and session.multi:  # EXEC writes when it queued a write
             is_write = any(queued.is_write for queued, _ in session.multi)
+        elif cmd.argument_flags is not None \
+                and (declared := cmd.argument_flags(session, argv)) is not None:
+            is_write, allows_stale, denyoom = declared
         # maxmemory: evict first (every command, as performEvictions in processCommand);
         # a write from our master is never refused (a replica never skips one).
         # No eviction while clients are paused (the dataset stays still, as in Redis).
-        if self._maxmemory and not self.pausing and self.evictor.perform() == EVICT_FAIL \
-                and not session.is_master and self._denied_on_oom(cmd, session):
-            return self._reject(cmd, session, ReplyError(OOM))
+        if self._maxmemory and not self.pausing:
+            self.out_of_memory = self.evictor.perform() == EVICT_FAIL
+            if self.out_of_memory and not session.is_master \
+                    and self._denied_on_oom(cmd, session, denyoom):
+                return self._reject(cmd, session, ReplyError(OOM))
         if (self._restricted or (is_write and self.config.min_replicas_to_write)) \
                 and not session.is_master:
             refused = self._refused_by_state(cmd, is_write)
@@ -761,7 +796,7 @@ class Engine:
                     f"ERR Can't execute '{cmd.name}': only (P|S)SUBSCRIBE / "
                     "(P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context"))
         if self._restricted:
-            refused = self._refused_while(cmd, session)
+            refused = self._refused_while(cmd, session, allows_stale)
             if refused is not None:
                 return self._reject(cmd, session, refused)
         if (session.is_replica or session.monitor) and cmd.touches_keyspace:
@@ -790,15 +825,16 @@ class Engine:
         return reply
 
     @staticmethod
-    def _denied_on_oom(cmd: Command, session: Session) -> bool:
+    def _denied_on_oom(cmd: Command, session: Session, denyoom: bool | None = None) -> bool:
         """processCommand's reject_cmd_on_oom: a denyoom command (EXEC when it queued
-        one), or anything but EXEC/DISCARD/QUIT/RESET inside MULTI."""
+        one), or anything but EXEC/DISCARD/QUIT/RESET inside MULTI. ``denyoom`` is the
+        flag a script declared, for EVAL and FCALL."""
         if session.multi is not None:
             if not cmd.oom_exempt_in_multi:
                 return True
             if cmd.is_exec:
                 return any(queued.denyoom for queued, _ in session.multi)
-        return cmd.denyoom
+        return cmd.denyoom if denyoom is None else denyoom
 
     def _refused_by_state(self, cmd: Command, is_write: bool) -> ReplyError | None:
         """processCommand's node-state checks that come before the pub/sub context one:
@@ -819,15 +855,20 @@ class Engine:
             return ReplyError("READONLY You can't write against a read only replica.")
         return None
 
-    def _refused_while(self, cmd: Command, session: Session) -> ReplyError | None:
+    def _refused_while(self, cmd: Command, session: Session,
+                       allows_stale: bool | None = None) -> ReplyError | None:
         """The node-state checks that come after it: MASTERDOWN, LOADING."""
-        if self._masterdown and not cmd.spec.allows_stale and \
+        if allows_stale is None:
+            allows_stale = cmd.spec.allows_stale
+        if self._masterdown and not allows_stale and \
                 not self.config.replica_serve_stale_data and not session.is_master:
             return ReplyError(
                 "MASTERDOWN Link with MASTER is down and replica-serve-stale-data is set to "
                 "'no'.")
         if self._loading and not cmd.allows_loading:
             return ReplyError("LOADING Redis is loading the dataset in memory")
+        if self._busy is not None and not cmd.allows_busy:
+            return self._busy
         return None
 
     def run_unblocked(self, session: Session, argv: list[bytes]) -> object:
@@ -908,12 +949,12 @@ class Engine:
             if usec >= self.slow_floor:
                 self.observe_slow(session, cmd, argv, usec)
         if self.monitors and not cmd.hidden_from_monitor:
-            self._feed_monitors(session, argv)
+            self.feed_monitors(session, argv)
         rewritten = self._rewrite
         if rewritten is not None:
             self._rewrite = None
         pending = self._pending
-        if self.dirty != dirty and self.propagate_listeners:
+        if self.dirty != dirty and self.propagate_listeners and self.propagating:
             if rewritten is not None:
                 pending.extend((db.id, one) for one in rewritten)
             elif cmd.replicates:
@@ -953,6 +994,10 @@ class Engine:
         if self.replication is not None:
             session.woff = self.replication.master_repl_offset
 
+    def count_error(self, err: ReplyError, session: Session) -> ReplyError:
+        """Count an error reply in INFO's errorstats (one sent without running a command)."""
+        return self._count_error(err, session)
+
     def observe_slow(self, session: Session, cmd: Command, argv: list[bytes],
                      usec: float) -> None:
         """A call at least as long as ``slow_floor``: the latency monitor's sample
@@ -990,7 +1035,7 @@ class Engine:
             session.error_log.append(err)
         return err
 
-    def _feed_monitors(self, session: Session, argv: list[bytes]) -> None:
+    def feed_monitors(self, session: Session, argv: list[bytes]) -> None:
         """Show a command that ran to every MONITOR client (Redis's call() does it after
         the command, so a monitor's own command shows after its reply)."""
         line = monitor_line(session, argv, self.keyspace.clock())

@@ -75,6 +75,30 @@ def _rss() -> int:
         return peak if sys.platform == "darwin" else peak * 1024
 
 
+def _script_memory(engine: Engine) -> list[str]:
+    """The scripting lines of INFO memory: the Lua states' memory, scripts and libraries."""
+    from kvrepl.scripting.state import script_stats
+
+    stats = script_stats(engine)
+    vm_eval, vm_functions = stats["vm_eval"], stats["vm_functions"]
+    scripts = stats["scripts_eval"] + stats["functions"]
+    return [
+        f"used_memory_lua:{vm_eval}",
+        f"used_memory_vm_eval:{vm_eval}",
+        f"used_memory_lua_human:{bytes_to_human(vm_eval)}",
+        f"used_memory_scripts_eval:{stats['scripts_eval']}",
+        f"number_of_cached_scripts:{stats['cached_scripts']}",
+        f"number_of_functions:{stats['number_of_functions']}",
+        f"number_of_libraries:{stats['number_of_libraries']}",
+        f"used_memory_vm_functions:{vm_functions}",
+        f"used_memory_vm_total:{vm_eval + vm_functions}",
+        f"used_memory_vm_total_human:{bytes_to_human(vm_eval + vm_functions)}",
+        f"used_memory_functions:{stats['functions']}",
+        f"used_memory_scripts:{scripts}",
+        f"used_memory_scripts_human:{bytes_to_human(scripts)}",
+    ]
+
+
 def _total_system_memory() -> int:
     try:
         return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
@@ -165,19 +189,7 @@ def _memory(engine: Engine) -> list[str]:
         f"allocator_resident:{rss}",
         f"total_system_memory:{total}",
         f"total_system_memory_human:{bytes_to_human(total)}",
-        "used_memory_lua:0",
-        "used_memory_vm_eval:0",
-        "used_memory_lua_human:0B",
-        "used_memory_scripts_eval:0",
-        "number_of_cached_scripts:0",
-        "number_of_functions:0",
-        "number_of_libraries:0",
-        "used_memory_vm_functions:0",
-        "used_memory_vm_total:0",
-        "used_memory_vm_total_human:0B",
-        "used_memory_functions:0",
-        "used_memory_scripts:0",
-        "used_memory_scripts_human:0B",
+        *_script_memory(engine),
         f"maxmemory:{maxmemory}",
         f"maxmemory_human:{bytes_to_human(maxmemory)}",
         f"maxmemory_policy:{engine.config.maxmemory_policy}",

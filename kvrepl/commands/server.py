@@ -411,6 +411,8 @@ def shutdown(s: Session, argv: list[bytes]) -> object:
                          "client")
     if nosave:
         save = False
+    if s.engine.busy is not None and not nosave:  # only SHUTDOWN NOSAVE while a script is busy
+        raise s.engine.busy
     if not state.begin(save, now, force):
         return SHUTDOWN_WAIT
     s.closing = True

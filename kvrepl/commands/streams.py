@@ -577,7 +577,7 @@ class _ReadArgs:
     noack: bool = False
 
 
-def _parse_read(argv: list[bytes], xreadgroup: bool) -> _ReadArgs:
+def _parse_read(argv: list[bytes], xreadgroup: bool, from_script: bool = False) -> _ReadArgs:
     args = _ReadArgs()
     argc = len(argv)
     i = 1
@@ -585,6 +585,9 @@ def _parse_read(argv: list[bytes], xreadgroup: bool) -> _ReadArgs:
         more = argc - i - 1
         opt = argv[i].lower()
         if opt == b"block" and more:
+            if from_script:  # Redis refuses BLOCK from scripts outright
+                raise ReplyError(f"ERR {argv[0].decode('utf-8', 'replace')} command is not "
+                                 "allowed with BLOCK option from scripts")
             i += 1
             args.timeout_ms = parse_int(argv[i], "ERR timeout is not an integer or out of range")
             if args.timeout_ms < 0:
@@ -633,7 +636,7 @@ def _read_reply(s: Session, served: list[tuple[bytes, list]]) -> object:
 
 
 def _xread(s: Session, argv: list[bytes], xreadgroup: bool) -> object:
-    args = _parse_read(argv, xreadgroup)
+    args = _parse_read(argv, xreadgroup, s.kind == "lua")
     if s.blocked is not None:
         return _serve_blocked(s, argv, args)
     first, n = args.streams_at, args.nstreams

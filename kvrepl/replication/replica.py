@@ -42,6 +42,7 @@ from kvrepl.replication.handshake import (
 )
 from kvrepl.replication.master import NO_REPLID, MasterReplication, new_replid
 from kvrepl.replication.stream import encode_command
+from kvrepl.scripting.persist import load_functions
 
 Connect = Callable[[], Awaitable[trio.abc.Stream]]
 
@@ -397,6 +398,7 @@ class ReplicaOf:
         for db in engine.keyspace.dbs:
             engine.watches.touch_all_in_db(db, None)
         engine.tracking.flushed()
+        load_functions(engine, result.functions)  # the master's libraries replace ours
         self._staged.apply(engine.keyspace)
         gc_policy.dataset_loaded(engine.keyspace)
         self._staged = None

@@ -63,6 +63,15 @@ class Reactor:
             self.running = False
             epoll.close()
 
+    def serve_ready(self, skip: object) -> None:
+        """Serve, now and without waiting, every parked client that is readable, except
+        the one whose session is ``skip`` (a long script's caller, Redis's protectClient)."""
+        parked = self._parked
+        for fd, _mask in self._epoll.poll(0, 1024):
+            entry = parked.get(fd)
+            if entry is not None and entry[0].session is not skip:
+                self._serve(fd, *entry)
+
     async def park(self, connection: Connection) -> Any:
         """Wait, parked, until the reactor hands ``connection`` back: with ``(out,
         result)`` (replies still to send, and what ``execute_buffered`` stopped at), or

@@ -444,8 +444,15 @@ class Server:
         self.engine.pause.listeners.append(self._pause_changed)
         self.shutdown_save: bool | None = None
         self.engine.on_shutdown = self.request_shutdown
+        self.engine.serve_while_busy = self._serve_while_busy
         self.engine.server = self
         self.migrate_sockets = MigrateSockets()
+
+    def _serve_while_busy(self, caller: Session) -> None:
+        """From inside a script past busy-reply-threshold: serve the parked clients that
+        sent something (they get -BUSY, or SCRIPT KILL & co run), never the script's own."""
+        if self.reactor is not None and self.reactor.running:
+            self.reactor.serve_ready(skip=caller)
 
     def _pause_changed(self) -> None:
         self.pause_changed.set()
