@@ -226,6 +226,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("requirepass", "", str),
     Option("masterauth", "", str),
     Option("masteruser", "", str),
+    Option("aclfile", "", str, mutable=False),
+    Option("acllog-max-len", 128, _int(0)),
+    Option("acl-pubsub-default", "resetchannels", _enum("allchannels", "resetchannels")),
     # Immutable as in Redis: REPLICAOF changes it at runtime.
     Option("replicaof", None, _replicaof, _format_replicaof, mutable=False,
            aliases=("slaveof",)),
@@ -328,6 +331,9 @@ class Config:
                 raise ConfigError(f"{name}: {err}") from None
             setattr(self, option.attr, value)
         self.listeners: list[Callable[[str], None]] = []
+        # The config file's ``user <name> <rules...>`` lines (not an option: CONFIG GET
+        # does not show them; the engine makes the users from them at start).
+        self.user_lines: list[list[bytes]] = []
         # The absolute path of the config file kvrepl-server started from (INFO's
         # config_file); empty when there was none.
         self.config_file = ""

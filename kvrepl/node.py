@@ -20,6 +20,7 @@ import trio
 import trio.testing
 
 from kvrepl import persistence
+from kvrepl.acl import SUPERUSER
 from kvrepl.commands.core import Block, Engine, Session
 from kvrepl.commands.replication import StartReplication, WaitReplicas
 from kvrepl.config import Config
@@ -179,6 +180,8 @@ class Node:
         # Not in engine.sessions: the embedded API is no client connection (CLIENT LIST,
         # maxclients).
         self._session: Session = Session(self.engine)
+        self._session.user = SUPERUSER  # the embedding application keeps every right
+        self._session.authenticated = True
         self._nursery: trio.Nursery | None = None
         self._nursery_manager: object | None = None
         self._change_streams: list[ChangeStream] = []

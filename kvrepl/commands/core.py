@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from time import perf_counter
 
+from kvrepl import acl as acl_rules
 from kvrepl.commands.monitor import monitor_line
 from kvrepl.commands.plain import PlainLane
 from kvrepl.commands.protection import protected_command_error
@@ -166,8 +167,10 @@ class Session:
         self.db: Database = engine.keyspace.dbs[0]
         self.resp3 = False
         self.name: bytes | None = None
-        self.authenticated = not engine.config.requirepass
-        self.user = b"default"
+        self.authenticated = not engine.acl.auth_required()
+        # The ACL user; its ``unrestricted`` flag is all the dispatcher tests for a user
+        # with every right.
+        self.user: acl_rules.User = engine.acl.default
         self.multi: list[tuple[Command, list[bytes]]] | None = None
         self.multi_error = False
         # WATCHed (db, key) -> whether it was already expired when watched
@@ -263,6 +266,10 @@ class Engine:
         self.config = config or Config()
         self.keyspace = keyspace or Keyspace(self.config.databases)
         self.table = build_table()
+        self.acl = acl_rules.Acl(self.config.acl_pubsub_default == "allchannels")
+        self.acl.log_max_len = self.config.acllog_max_len
+        self.acl.set_default_password(self.config.requirepass)
+        acl_rules.load_at_startup(self.acl, self.config)
         self.stats = CommandStats()
         self.sessions: dict[int, Session] = {}
         self._next_id = 0
@@ -368,6 +375,14 @@ class Engine:
             self.read_only = config.replica_read_only and self.read_only_role()
         elif name == "loglevel":
             set_level(config.loglevel)
+        elif name == "requirepass":
+            self.acl.set_default_password(config.requirepass)
+        elif name == "acllog-max-len":
+            self.acl.log_max_len = config.acllog_max_len
+            while len(self.acl.log) > config.acllog_max_len:
+                self.acl.log.pop()
+        elif name == "acl-pubsub-default":
+            self.acl.pubsub_default_all = config.acl_pubsub_default == "allchannels"
         keyspace.lfu = config.maxmemory_policy.endswith("-lfu")
         keyspace.lfu_log_factor = config.lfu_log_factor
         keyspace.lfu_decay_time = config.lfu_decay_time
@@ -490,6 +505,10 @@ class Engine:
             return self._reject(cmd, session, err)
         if not session.authenticated and not cmd.no_auth:
             return self._reject(cmd, session, ReplyError("NOAUTH Authentication required."))
+        if not session.user.unrestricted:
+            denied = self._acl_denied(session, cmd, argv)
+            if denied is not None:
+                return self._reject(cmd, session, denied)
         is_write = cmd.is_write
         if cmd.is_exec and session.multi:  # EXEC writes when it queued a write
             is_write = any(queued.is_write for queued, _ in session.multi)
@@ -520,6 +539,36 @@ class Engine:
         if self.keyspace.ready_keys and self.on_ready_keys is not None:
             self.on_ready_keys()
         return reply
+
+    def _acl_denied(self, session: Session, cmd: Command, argv: list[bytes],
+                    in_exec: bool = False) -> ReplyError | None:
+        """ACLCheckAllPerm, logged as processCommand (or execCommand) logs a denial."""
+        result, index = session.user.check(cmd.spec, argv)
+        if result == acl_rules.OK:
+            return None
+        self.acl_log(session, result, cmd.name.encode() if result == acl_rules.DENIED_CMD
+                     else argv[index], in_exec or session.multi is not None, cmd.name)
+        if in_exec:
+            reason = acl_rules.EXEC_DENIED[result]
+            return ReplyError("NOPERM ACLs rules changed between the moment the transaction "
+                              "was accumulated and the EXEC call. This command is no longer "
+                              f"allowed for the following reason: {reason}")
+        if result == acl_rules.DENIED_CMD:
+            return ReplyError(
+                f"NOPERM this user has no permissions to run the '{cmd.name}' command")
+        what = "keys" if result == acl_rules.DENIED_KEY else "channels"
+        return ReplyError(f"NOPERM this user has no permissions to access one of the {what} "
+                          "used as arguments")
+
+    def acl_log(self, session: Session, reason: int, obj: bytes, multi: bool, running: str,
+                username: bytes | None = None) -> None:
+        """addACLLogEntry for ``session`` (its CLIENT INFO line, ``running`` as its command,
+        goes with the entry)."""
+        from kvrepl.commands.client import client_info_line
+
+        self.acl.add_log(reason, b"multi" if multi else b"toplevel", obj,
+                         session.user.name if username is None else username,
+                         client_info_line(session, session, running).encode())
 
     def _refused_by_state(self, cmd: Command, is_write: bool) -> ReplyError | None:
         """processCommand's node-state checks that come before the pub/sub context one:
@@ -684,6 +733,11 @@ class Engine:
         session.in_exec = True
         try:
             for cmd, argv in queued:
+                if not session.user.unrestricted:
+                    denied = self._acl_denied(session, cmd, argv, in_exec=True)
+                    if denied is not None:
+                        replies.append(self._count_error(denied, session))
+                        continue
                 replies.append(self.call(session, cmd, argv))
         finally:
             session.in_exec = False

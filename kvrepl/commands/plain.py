@@ -82,7 +82,8 @@ class PlainLane:
             engine.restricted or engine.monitors or keyspace.before_write_hooks
             or keyspace.blocked_keys
             or keyspace.lfu or engine.config.min_replicas_to_write
-            or not session.authenticated or session.multi is not None
+            or not session.authenticated or not session.user.unrestricted
+            or session.multi is not None
             or session.channels or session.patterns or session.is_master
             or session.is_replica or session.monitor or session.closing
             or session.pending_out or session.after_reply

@@ -25,6 +25,7 @@ from kvrepl.errors import ReplyError
 from kvrepl.protocol.replies import OrderedSet, Status
 
 __all__ = [
+    "ACL_CATEGORIES",
     "CommandSpec",
     "command_docs_reply",
     "command_getkeys_reply",
@@ -59,6 +60,7 @@ _ACL_ORDER = (
     "hyperloglog", "geo", "stream", "pubsub", "admin", "fast", "slow", "blocking", "dangerous",
     "connection", "transaction", "scripting",
 )
+ACL_CATEGORIES = _ACL_ORDER
 
 # addReplyFlagsForKeyArgs: key spec flag names as printed (JSON name -> printed), in order.
 _KEY_FLAGS = {

@@ -17,6 +17,8 @@ from collections.abc import Awaitable, Callable
 
 import trio
 
+from kvrepl.acl import SUPERUSER
+
 from kvrepl import gc_policy
 from kvrepl.commands.core import Engine
 from kvrepl.commands.monitor import repr_bytes
@@ -107,6 +109,7 @@ class ReplicaOf:
         self.session.kind = "master"
         # Redis's master client is authenticated whatever requirepass says.
         self.session.authenticated = True
+        self.session.user = SUPERUSER  # and checked by no ACL (its user is NULL)
         # The master gets no replies; the errors are collected to be logged (_failed).
         self.session.error_log = []
         self._disk_error_logged = -DISK_ERROR_LOG_INTERVAL

@@ -416,7 +416,7 @@ class Server:
                 engine.stats.rejected_connections += 1
                 await _try_send(stream, b"-ERR max number of clients reached\r\n")
                 return
-            if (self.config.protected_mode and not self.config.requirepass
+            if (self.config.protected_mode and engine.acl.default.nopass
                     and peer and not _is_loopback(peer)):
                 await _try_send(stream, _DENIED)
                 return
