@@ -28,7 +28,7 @@ from kvrepl.errors import ReplicaPanic, ReplyError, WriteSkipped
 from kvrepl.protocol.replies import NULL_ARRAY, OK, Status
 from kvrepl.replication.master import MasterReplication, new_replid
 from kvrepl.replication.replica import ReplicaOf
-from kvrepl.server import Server
+from kvrepl.server import Server, tls
 from kvrepl.server.cron import run_cron
 from kvrepl.server.server import set_keepalive
 
@@ -232,6 +232,8 @@ class Node:
         async def connect() -> trio.abc.Stream:
             stream = await trio.open_tcp_stream(host, port)
             set_keepalive(stream, self.config.tcp_keepalive)
+            if self.config.tls_replication:
+                return await tls.wrap_client(stream, self.config)
             return stream
 
         self._follow(connect, (host, port))

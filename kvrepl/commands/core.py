@@ -377,10 +377,8 @@ class Engine:
             set_level(config.loglevel)
         elif name == "requirepass":
             self.acl.set_default_password(config.requirepass)
-        elif name == "acllog-max-len":
+        elif name == "acllog-max-len":  # as in Redis, the log shrinks at its next entry
             self.acl.log_max_len = config.acllog_max_len
-            while len(self.acl.log) > config.acllog_max_len:
-                self.acl.log.pop()
         elif name == "acl-pubsub-default":
             self.acl.pubsub_default_all = config.acl_pubsub_default == "allchannels"
         keyspace.lfu = config.maxmemory_policy.endswith("-lfu")
@@ -541,13 +539,22 @@ class Engine:
         return reply
 
     def _acl_denied(self, session: Session, cmd: Command, argv: list[bytes],
-                    in_exec: bool = False) -> ReplyError | None:
-        """ACLCheckAllPerm, logged as processCommand (or execCommand) logs a denial."""
+                    in_exec: list[tuple[Command, list[bytes]]] | None = None
+                    ) -> ReplyError | None:
+        """ACLCheckAllPerm, logged as processCommand logs a denial, or as execCommand does
+        (``in_exec``: the transaction's commands)."""
         result, index = session.user.check(cmd.spec, argv)
         if result == acl_rules.OK:
             return None
-        self.acl_log(session, result, cmd.name.encode() if result == acl_rules.DENIED_CMD
-                     else argv[index], in_exec or session.multi is not None, cmd.name)
+        obj = cmd.name.encode() if result == acl_rules.DENIED_CMD else argv[index]
+        if in_exec:  # the client is still in MULTI for its CLIENT INFO line, running EXEC
+            session.multi = in_exec
+            try:
+                self.acl_log(session, result, obj, True, "exec")
+            finally:
+                session.multi = None
+        else:
+            self.acl_log(session, result, obj, session.multi is not None, cmd.name)
         if in_exec:
             reason = acl_rules.EXEC_DENIED[result]
             return ReplyError("NOPERM ACLs rules changed between the moment the transaction "
@@ -734,7 +741,7 @@ class Engine:
         try:
             for cmd, argv in queued:
                 if not session.user.unrestricted:
-                    denied = self._acl_denied(session, cmd, argv, in_exec=True)
+                    denied = self._acl_denied(session, cmd, argv, in_exec=queued)
                     if denied is not None:
                         replies.append(self._count_error(denied, session))
                         continue

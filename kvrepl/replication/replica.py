@@ -17,9 +17,8 @@ from collections.abc import Awaitable, Callable
 
 import trio
 
-from kvrepl.acl import SUPERUSER
-
 from kvrepl import gc_policy
+from kvrepl.acl import SUPERUSER
 from kvrepl.commands.core import Engine
 from kvrepl.commands.monitor import repr_bytes
 from kvrepl.errors import ReplicaPanic, ReplyError, WriteSkipped
