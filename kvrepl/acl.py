@@ -27,7 +27,8 @@ from kvrepl.commands.spec import (
     ACL_CATEGORIES,
     CommandSpec,
     has_keys,
-    keys_with_flags,
+    key_positions,
+    key_refs,
     load_specs,
 )
 from kvrepl.protocol.parser import split_inline
@@ -102,6 +103,10 @@ class _Table:
     subs: dict[str, tuple[str, ...]]  # container fullname -> its subcommands' fullnames
     categories: dict[str, frozenset[str]]  # category -> fullnames in it
     everything: frozenset[str]
+    with_keys: frozenset[str]  # doesCommandHaveKeys
+    # Commands whose keys all come from one key spec with fixed flags: the permissions
+    # each of their keys needs (the others find their keys' flags per request).
+    simple_needs: dict[str, int]
 
 
 @lru_cache(maxsize=1)
@@ -118,7 +123,34 @@ def acl_table() -> _Table:
         if top.subcommands:
             subs[top.name] = tuple(s.name for s in top.subcommands.values())
     return _Table(specs, tops, subs, {c: frozenset(m) for c, m in members.items()},
-                  frozenset(specs))
+                  frozenset(specs), frozenset(n for n, s in specs.items() if has_keys(s)),
+                  {n: _needs(s._compiled[0][0]) for n, s in specs.items()
+                   if len(s._compiled) == 1 and s._use_specs and not s.get_keys_function
+                   and "VARIABLE_FLAGS" not in s._compiled[0][0]})
+
+
+@lru_cache(maxsize=64)
+def _needs(flags: frozenset[str]) -> int:
+    """The permissions a key with these key spec flags needs: read for ACCESS, write for
+    INSERT, DELETE and UPDATE (ACLSelectorCheckKey)."""
+    need = READ if "ACCESS" in flags else 0
+    if flags & {"INSERT", "DELETE", "UPDATE"}:
+        need |= WRITE
+    return need
+
+
+_GLOB_SPECIALS = frozenset(b"*?[\\")
+
+
+def _matcher(pattern: bytes) -> object:
+    """A test for keys or channels against ``pattern``: plain comparisons for a literal or
+    a literal followed by ``*`` (the usual ACL patterns), glob matching otherwise."""
+    if not _GLOB_SPECIALS & set(pattern):
+        return pattern.__eq__
+    head = pattern[:-1]
+    if pattern.endswith(b"*") and not _GLOB_SPECIALS & set(head):
+        return lambda subject: subject.startswith(head)
+    return lambda subject: glob_match(pattern, subject)
 
 
 def _lookup(name: bytes) -> CommandSpec | None:
@@ -139,7 +171,8 @@ class Selector:
         self.future = False  # the reserved bit +@all sets: described as +@all ...
         self.firstargs: dict[str, list[bytes]] = {}
         self.allkeys = False
-        self.patterns: list[list] = []  # [pattern bytes, READ|WRITE], in order added
+        # [pattern bytes, READ|WRITE, its matcher], in the order added
+        self.patterns: list[list] = []
         self.allchannels = allchannels
         self.channels: list[bytes] = []
 
@@ -241,7 +274,7 @@ class Selector:
                 existing[1] |= flags
                 break
         else:
-            self.patterns.append([pattern, flags])
+            self.patterns.append([pattern, flags, _matcher(pattern)])
         self.allkeys = False
 
     def _allow(self, name: bytes) -> None:
@@ -316,7 +349,7 @@ class Selector:
         return b" ".join(rules)
 
     def key_rules(self) -> list[bytes]:
-        return [_pattern_string(p, f) for p, f in self.patterns]
+        return [_pattern_string(p, f) for p, f, _ in self.patterns]
 
     def describe(self) -> bytes:
         """ACLDescribeSelector: keys, channels, commands."""
@@ -339,19 +372,27 @@ class Selector:
     def check(self, spec: CommandSpec, argv: list[bytes],
               keys: list | None) -> tuple[int, int, list | None]:
         """ACLSelectorCheckCmd: (result, argv index at fault, the keys found, cached)."""
-        if not self.allcommands and not spec.no_auth and spec.name not in self.allowed:
-            firstargs = self.firstargs.get(spec.name)
+        name = spec.name
+        if not self.allcommands and name not in self.allowed and not spec.no_auth:
+            firstargs = self.firstargs.get(name)
             if len(argv) < 2 or not firstargs:
                 return DENIED_CMD, 0, keys
             wanted = argv[1].lower()
             if not any(arg.lower() == wanted for arg in firstargs):
                 return DENIED_CMD, 0, keys
-        if not self.allkeys and has_keys(spec):
-            if keys is None:
-                keys = keys_with_flags(spec, argv)
-            for index, flags in keys:
-                if not self.key_allowed(argv[index], flags):
-                    return DENIED_KEY, index, keys
+        table = acl_table()
+        if not self.allkeys and name in table.with_keys:
+            need = table.simple_needs.get(name)
+            if need is not None:
+                for index in key_positions(spec, argv):
+                    if not self.key_allowed(argv[index], need):
+                        return DENIED_KEY, index, keys
+            else:
+                if keys is None:
+                    keys = key_refs(spec, argv)
+                for index, flags in keys:
+                    if not self.key_allowed(argv[index], _needs(flags)):
+                        return DENIED_KEY, index, keys
         channels = _CHANNEL_COMMANDS.get(spec.name)
         if channels is not None and not self.allchannels:
             is_pattern, count = channels
@@ -361,18 +402,14 @@ class Selector:
                     return DENIED_CHANNEL, index, keys
         return OK, 0, keys
 
-    def key_allowed(self, key: bytes, flags: tuple[str, ...]) -> bool:
-        """ACLSelectorCheckKey, ``flags`` as keys_with_flags prints them."""
+    def key_allowed(self, key: bytes, need: int) -> bool:
+        """ACLSelectorCheckKey: a pattern with the permissions ``need`` (READ|WRITE)."""
         if self.allkeys:
             return True
-        need = 0
-        for flag in flags:
-            if flag == "access":
-                need |= READ
-            elif flag in ("insert", "delete", "update"):
-                need |= WRITE
-        return any(perms & need == need and glob_match(pattern, key)
-                   for pattern, perms in self.patterns)
+        for _, perms, matches in self.patterns:
+            if perms & need == need and matches(key):
+                return True
+        return False
 
     def channel_allowed(self, channel: bytes, is_pattern: bool) -> bool:
         """ACLCheckChannelAgainstList: a pattern (PSUBSCRIBE) only as itself."""
@@ -528,9 +565,13 @@ class User:
 
     def check(self, spec: CommandSpec, argv: list[bytes]) -> tuple[int, int]:
         """ACLCheckAllUserCommandPerm: OK, or the most relevant denial and its argv index."""
+        selectors = self.selectors
+        if len(selectors) == 1:
+            result, index, _ = selectors[0].check(spec, argv, None)
+            return result, index
         relevant, last = DENIED_CMD, 0
         keys = None
-        for selector in self.selectors:
+        for selector in selectors:
             result, index, keys = selector.check(spec, argv, keys)
             if result == OK:
                 return OK, 0

@@ -479,3 +479,67 @@ def test_user_lines_in_the_config_file() -> None:
         config = Config(save=(), aclfile="/nonexistent")
         apply_conf(config, "user alice on\n")
         ThreadedServer(config)
+
+
+def test_disabling_a_user_keeps_its_clients(servers: tuple[ThreadedServer, RedisServer],
+                                            pair: tuple[redis.Redis, redis.Redis]) -> None:
+    """Redis 7.0 closes a user's clients on DELUSER only: ``off`` stops new logins."""
+    both(pair, "ACL", "SETUSER", "paused", "on", "nopass", "+@all", "~*")
+    for server, admin in zip(servers, pair, strict=True):
+        client = connect(server, username="paused", password="x",
+                         single_connection_client=True)
+        client.ping()
+        admin.execute_command("ACL", "SETUSER", "paused", "off")
+        assert client.ping()
+        with pytest.raises(redis.AuthenticationError):
+            connect(server, username="paused", password="x").ping()
+        client.close()
+
+
+REPLICATION_USER = ("repl", "on", ">rpw", "-@all", "+psync", "+replconf", "+ping")
+
+
+def _lock_default_user(client: redis.Redis) -> None:
+    """Only ``admin`` and the replication user may log in from now on."""
+    client.execute_command("ACL", "SETUSER", "admin", "on", ">apw", "+@all", "~*", "&*")
+    client.execute_command("ACL", "SETUSER", *REPLICATION_USER)
+    client.execute_command("ACL", "SETUSER", "default", "off")
+
+
+def test_kvrepl_replica_of_an_acl_protected_redis_server() -> None:
+    master = RedisServer("--repl-diskless-sync-delay", "0")
+    admin = master.client(single_connection_client=True)
+    _lock_default_user(admin)
+    admin.set("before", "1")
+    replica = ThreadedServer(Config(save=(), masteruser="repl", masterauth="rpw",
+                                    replicaof=f"127.0.0.1 {master.port}")).start()
+    try:
+        reader = replica.client()
+        poll(lambda: reader.get("before") == b"1", "the full sync as user repl")
+        admin.set("after", "2")
+        poll(lambda: reader.get("after") == b"2", "the stream as user repl")
+        reader.close()
+    finally:
+        replica.stop()
+        admin.close()
+        master.stop()
+
+
+def test_redis_server_replica_of_an_acl_protected_kvrepl() -> None:
+    master = ThreadedServer(Config(save=(), repl_diskless_sync_delay=0)).start()
+    admin = raw_replies(master.client(single_connection_client=True))
+    _lock_default_user(admin)
+    admin.set("before", "1")
+    replica = RedisServer("--masteruser", "repl", "--masterauth", "rpw",
+                          "--replicaof", "127.0.0.1", str(master.port))
+    try:
+        reader = replica.client()
+        poll(lambda: reader.get("before") == b"1", "the full sync as user repl")
+        admin.set("after", "2")
+        poll(lambda: reader.get("after") == b"2", "the stream as user repl")
+        assert admin.execute_command("CLIENT", "LIST", "TYPE", "replica").count(b"user=repl")
+        reader.close()
+    finally:
+        replica.stop()
+        admin.close()
+        master.stop()

@@ -503,10 +503,9 @@ class Engine:
             return self._reject(cmd, session, err)
         if not session.authenticated and not cmd.no_auth:
             return self._reject(cmd, session, ReplyError("NOAUTH Authentication required."))
-        if not session.user.unrestricted:
-            denied = self._acl_denied(session, cmd, argv)
-            if denied is not None:
-                return self._reject(cmd, session, denied)
+        user = session.user
+        if not user.unrestricted and user.check(cmd.spec, argv)[0]:
+            return self._reject(cmd, session, self._acl_denied(session, cmd, argv))
         is_write = cmd.is_write
         if cmd.is_exec and session.multi:  # EXEC writes when it queued a write
             is_write = any(queued.is_write for queued, _ in session.multi)
@@ -541,8 +540,9 @@ class Engine:
     def _acl_denied(self, session: Session, cmd: Command, argv: list[bytes],
                     in_exec: list[tuple[Command, list[bytes]]] | None = None
                     ) -> ReplyError | None:
-        """ACLCheckAllPerm, logged as processCommand logs a denial, or as execCommand does
-        (``in_exec``: the transaction's commands)."""
+        """ACLCheckAllPerm: None when allowed, else the error, the denial logged as
+        processCommand logs it, or as execCommand does (``in_exec``: the transaction's
+        commands)."""
         result, index = session.user.check(cmd.spec, argv)
         if result == acl_rules.OK:
             return None
