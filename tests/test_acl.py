@@ -17,7 +17,15 @@ import pytest
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
-from support import RedisServer, ThreadedServer, plain, poll, raw_replies, wire_comparer
+from support import (
+    RawClient,
+    RedisServer,
+    ThreadedServer,
+    plain,
+    poll,
+    raw_replies,
+    wire_comparer,
+)
 
 from kvrepl.cli import apply_conf
 from kvrepl.config import Config, ConfigError
@@ -543,3 +551,25 @@ def test_redis_server_replica_of_an_acl_protected_kvrepl() -> None:
         replica.stop()
         admin.close()
         master.stop()
+
+
+def test_monitor_hides_credentials(servers: tuple[ThreadedServer, RedisServer],
+                                   pair: tuple[redis.Redis, redis.Redis]) -> None:
+    """MONITOR shows AUTH and HELLO ... AUTH with their credentials redacted, and ACL
+    commands (admin) not at all."""
+    both(pair, "ACL", "SETUSER", "mon", "on", ">pw", "+@all", "~*")
+    seen = []
+    for server in servers:
+        monitor = RawClient(server.port)
+        assert monitor.call("MONITOR") == b"+OK\r\n"
+        client = RawClient(server.port)
+        for args in (("AUTH", "mon", "pw"), ("AUTH", "wrong"), ("HELLO", "2", "AUTH", "mon",
+                     "pw", "SETNAME", "x"), ("ACL", "SETUSER", "mon", ">other"),
+                     ("ECHO", "done")):
+            client.call(*args)
+        lines = [monitor.read().split(b"] ", 1)[1] for _ in range(4)]
+        seen.append(lines)
+        client.close()
+        monitor.close()
+    assert seen[0] == seen[1]
+    assert seen[0][0] == b'"AUTH" "(redacted)" "(redacted)"\r\n'
