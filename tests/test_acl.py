@@ -338,6 +338,15 @@ def test_auth_and_requirepass(servers: tuple[ThreadedServer, RedisServer],
     wire("ACL", "WHOAMI")
     both(pair, "CONFIG", "SET", "requirepass", "")
     both(pair, "ACL", "GETUSER", "default")
+    # A client that connected while a password was needed may run commands once none is.
+    both(pair, "CONFIG", "SET", "requirepass", "again")
+    late = [RawClient(server.port) for server in servers]
+    assert late[0].call("GET", "k") == late[1].call("GET", "k") == (
+        b"-NOAUTH Authentication required.\r\n")
+    both(pair, "ACL", "SETUSER", "default", "nopass")
+    assert late[0].call("GET", "k") == late[1].call("GET", "k") == b"$-1\r\n"
+    for client in late:
+        client.close()
 
 
 def _connected(client: redis.Redis) -> bool:

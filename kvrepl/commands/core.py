@@ -501,7 +501,8 @@ class Engine:
                 return self._count_error(err, session)
         if cmd.spec.protected and (err := protected_command_error(cmd, session, self.config)):
             return self._reject(cmd, session, err)
-        if not session.authenticated and not cmd.no_auth:
+        # authRequired: the default user's flags are read now, not at connection time.
+        if not session.authenticated and not cmd.no_auth and self.acl.auth_required():
             return self._reject(cmd, session, ReplyError("NOAUTH Authentication required."))
         user = session.user
         if not user.unrestricted and user.check(cmd.spec, argv)[0]:
