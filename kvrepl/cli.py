@@ -166,6 +166,7 @@ async def run(config: Config, *, task_status: trio.TaskStatus[int] = trio.TASK_S
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         node = Node(config=config, port=config.port)
         node.load_dump = True
+        node.serve_while_loading = True
         async with node, trio.open_nursery() as nursery:
             logger.info("Server initialized")
             logger.info("The server is now ready to accept connections on port %d", node.port)

@@ -62,6 +62,8 @@ class Option:
     # Drop both when the feature lands.
     only: tuple[object, ...] | None = None
     lacking: str = ""
+    # DENY_LOADING_CONFIG: CONFIG SET answers -LOADING while the dataset loads
+    deny_loading: bool = False
 
     @property
     def attr(self) -> str:
@@ -216,6 +218,19 @@ DEFAULT_OBUF_LIMITS = {
     "pubsub": (32 * 1024 * 1024, 8 * 1024 * 1024, 60),
 }
 _yes_no = {"parse": parse_bool, "format": _format_bool}
+_INT_MAX = 2**31 - 1
+
+
+def _aof_name(option: str, kind: str) -> Callable[[str], str]:
+    """isValidAOFfilename / isValidAOFdirname: a plain name inside ``dir``."""
+    def parse(text: str) -> str:
+        if not text:
+            raise ValueError(f"{option} can't be empty")
+        if "/" in text or text in (".", ".."):
+            raise ValueError(f"{option} can't be a path, just a {kind}")
+        return text
+
+    return parse
 # protected_action_enum of config.c
 _protected_action = _enum("no", "yes", "local")
 
@@ -225,7 +240,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("protected-mode", True, **_yes_no),
     # Protected: rewriting where the RDB file goes is how a client makes a server write files
     # anywhere, so CONFIG SET needs enable-protected-configs (Redis 7.0's PROTECTED_CONFIG).
-    Option("dir", ".", str, protected=True, check_at_runtime=_check_directory),
+    Option("dir", ".", str, protected=True, check_at_runtime=_check_directory,
+           deny_loading=True),
     Option("dbfilename", "dump.rdb", str, protected=True),
     # no / yes / local (loopback, unix socket and in-process clients); set at startup only
     Option("enable-protected-configs", "no", _protected_action, mutable=False),
@@ -282,11 +298,22 @@ OPTIONS: tuple[Option, ...] = (
     Option("stop-writes-on-bgsave-error", True, **_yes_no),
     Option("rdbcompression", True, **_yes_no),
     Option("rdbchecksum", True, mutable=False, **_yes_no),
-    Option("appendonly", False, only=(False,), lacking="the append-only file (AOF)",
-           **_yes_no),
-    # The policies stay: with maxmemory 0 Redis evicts nothing either, and the policy
-    # still decides between LRU and LFU access tracking (OBJECT IDLETIME / FREQ).
-    Option("maxmemory", 0, _memory, only=(0,), lacking="maxmemory (eviction)"),
+    # The append-only file (kvrepl.aof): Redis 7.0's multi-part AOF in appenddirname.
+    Option("appendonly", False, deny_loading=True, **_yes_no),
+    Option("appendfilename", "appendonly.aof", _aof_name("appendfilename", "filename"),
+           mutable=False),
+    Option("appenddirname", "appendonlydir", _aof_name("appenddirname", "dirname"),
+           mutable=False),
+    Option("appendfsync", "everysec", _enum("always", "everysec", "no")),
+    Option("no-appendfsync-on-rewrite", False, **_yes_no),
+    Option("auto-aof-rewrite-percentage", 100, _int(0, (1 << 31) - 1)),
+    Option("auto-aof-rewrite-min-size", 64 * 1024 * 1024, _memory),
+    Option("aof-load-truncated", True, **_yes_no),
+    Option("aof-timestamp-enabled", False, **_yes_no),
+    Option("aof-use-rdb-preamble", True, **_yes_no),
+    # Bounds kvrepl's estimate of the dataset (kvrepl/store/memory.py); evicts as
+    # kvrepl/commands/eviction.py says.
+    Option("maxmemory", 0, _memory_from(0)),
     Option("maxmemory-policy", "noeviction", _enum(
         "volatile-lru", "volatile-lfu", "volatile-random", "volatile-ttl", "allkeys-lru",
         "allkeys-lfu", "allkeys-random", "noeviction")),
@@ -307,22 +334,30 @@ OPTIONS: tuple[Option, ...] = (
     Option("repl-diskless-sync", True, **_yes_no),
     Option("repl-diskless-sync-delay", 5, _int(0)),
     Option("repl-diskless-sync-max-replicas", 0, _int(0)),
-    Option("repl-diskless-load", "disabled", _enum("disabled", "on-empty-db", "swapdb")),
+    Option("repl-diskless-load", "disabled", _enum("disabled", "on-empty-db", "swapdb"),
+           deny_loading=True),
     Option("min-replicas-to-write", 0, _int(0), aliases=("min-slaves-to-write",)),
     Option("min-replicas-max-lag", 10, _int(0), aliases=("min-slaves-max-lag",)),
     Option("lazyfree-lazy-user-flush", False, **_yes_no),
     Option("lua-time-limit", 5000, _int(0), aliases=("busy-reply-threshold",), only=(5000,),
            lacking="scripting"),
-    # -1 turns the slow log off: what kvrepl, without one, always is.
-    Option("slowlog-log-slower-than", 10000, _int(-1), only=(10000, -1),
-           lacking="the slow log (SLOWLOG)"),
-    Option("slowlog-max-len", 128, _int(0), only=(128, 0), lacking="the slow log (SLOWLOG)"),
+    # Honoured by the dispatcher (kvrepl/commands/observers.py): the slow log (SLOWLOG),
+    # LATENCY's event series for the "command" and "fast-command" events, and LATENCY
+    # HISTOGRAM's per-command counts.
+    Option("slowlog-log-slower-than", 10000, _int(-1)),
+    Option("slowlog-max-len", 128, _int(0)),
+    Option("latency-monitor-threshold", 0, _int(0)),
+    Option("latency-tracking", True, **_yes_no),
     Option("notify-keyspace-events", "", str, only=("",),
            lacking="keyspace notifications"),
     Option("active-expire-effort", 1, _int(1, 10), only=(1,),
            lacking="active-expire-effort (one active expiry effort)"),
-    Option("lfu-log-factor", 10, _int(0)),
-    Option("lfu-decay-time", 1, _int(0)),
+    Option("lfu-log-factor", 10, _int(0, _INT_MAX)),
+    Option("lfu-decay-time", 1, _int(0, _INT_MAX)),
+    # eviction (kvrepl/commands/eviction.py); maxmemory and maxmemory-policy are above
+    Option("maxmemory-samples", 5, _int(1, _INT_MAX)),
+    Option("maxmemory-eviction-tenacity", 10, _int(0, 100)),
+    Option("replica-ignore-maxmemory", True, aliases=("slave-ignore-maxmemory",), **_yes_no),
 )
 
 _BY_NAME: dict[str, Option] = {}
@@ -342,6 +377,18 @@ class Config:
     def __init__(self, **overrides: object) -> None:
         for option in OPTIONS:
             setattr(self, option.attr, option.default)
+        self.update(**overrides)
+        self.listeners: list[Callable[[str], None]] = []
+        # The config file's ``user <name> <rules...>`` lines (not an option: CONFIG GET
+        # does not show them; the engine makes the users from them at start).
+        self.user_lines: list[list[bytes]] = []
+        # The absolute path of the config file kvrepl-server started from (INFO's
+        # config_file); empty when there was none.
+        self.config_file = ""
+
+    def update(self, **overrides: object) -> None:
+        """Set options by their Python names (``maxmemory="1gb"``, ``save=""``): a value
+        is either the option's text form, as in redis.conf, or its parsed value."""
         for attr, value in overrides.items():
             name = attr.replace("_", "-")
             option = _BY_NAME.get(name)
@@ -354,13 +401,6 @@ class Config:
             except ValueError as err:
                 raise ConfigError(f"{name}: {err}") from None
             setattr(self, option.attr, value)
-        self.listeners: list[Callable[[str], None]] = []
-        # The config file's ``user <name> <rules...>`` lines (not an option: CONFIG GET
-        # does not show them; the engine makes the users from them at start).
-        self.user_lines: list[list[bytes]] = []
-        # The absolute path of the config file kvrepl-server started from (INFO's
-        # config_file); empty when there was none.
-        self.config_file = ""
 
     # typing aid: attributes are set dynamically from OPTIONS
     def __getattr__(self, name: str) -> object:  # pragma: no cover - only on typos
@@ -394,10 +434,12 @@ class Config:
                 found[name] = option.format(getattr(self, option.attr))
         return found
 
-    def config_set(self, pairs: list[tuple[str, str]]) -> None:
-        """CONFIG SET name value [name value ...], all or nothing, with Redis's messages."""
+    def config_set(self, pairs: list[tuple[str, str]], loading: bool = False) -> None:
+        """CONFIG SET name value [name value ...], all or nothing, with Redis's messages
+        (``loading``: the node is loading its dataset, which some options wait for)."""
         seen = set()
         parsed = []
+        denied = False
         for name, text in pairs:
             option = _BY_NAME.get(name.lower())
             if option is None:
@@ -409,6 +451,9 @@ class Config:
             if not option.mutable:
                 raise ReplyError(f"ERR CONFIG SET failed (possibly related to argument "
                                  f"'{name}') - can't set immutable config")
+            if loading and option.deny_loading:
+                denied = True  # reported after the other checks, as Redis gives it precedence
+                continue
             try:
                 if option.check_at_runtime is not None:
                     option.check_at_runtime(text)
@@ -416,7 +461,12 @@ class Config:
             except ValueError as err:
                 raise ReplyError(f"ERR CONFIG SET failed (possibly related to argument "
                                  f"'{name}') - {err}") from None
+        if denied:
+            raise ReplyError("LOADING Redis is loading the dataset in memory")
         for option, value in parsed:
             setattr(self, option.attr, value)
+        # Then what they change, as Redis applies them: with every new value in place
+        # (CONFIG SET maxmemory 1mb maxmemory-policy allkeys-lru evicts under the new policy).
+        for option, _ in parsed:
             for listener in self.listeners:
                 listener(option.name)

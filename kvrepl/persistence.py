@@ -147,8 +147,13 @@ def attach(engine: Engine, nursery: trio.Nursery | None = None) -> Persistence:
         # The baseline is the engine's start (dirty 0), whenever the state is first asked for.
         found = Persistence(engine, lastsave=int(engine.started))
         engine.persistence = found  # type: ignore[attr-defined]
+        from kvrepl import aof  # below persistence: it builds on SnapshotJob and the dump
+
+        aof.attach(engine)  # CONFIG SET appendonly works from now on
     if nursery is not None:
         found.nursery = nursery
+        if engine.aof is not None:
+            engine.aof.nursery = nursery  # background fsyncs and the flusher run there
     return found
 
 
@@ -169,10 +174,11 @@ def save_aux(engine: Engine) -> list[tuple[bytes, bytes]]:
     return default_aux()
 
 
-def write_dump(engine: Engine, path: str | None = None) -> int:
+def write_dump(engine: Engine, path: str | None = None,
+               aux: list[tuple[bytes, bytes]] | None = None) -> int:
     """Write the whole dataset to ``path`` (default ``dir/dbfilename``) now, blocking, via a
     temp file, fsync and rename. Returns the bytes written; OSError on failure (the temp
-    file is removed and ``path`` is untouched)."""
+    file is removed and ``path`` is untouched). ``aux`` defaults to :func:`save_aux`."""
     config = engine.config
     path = path or rdb_path(config)
     target = TempFile(path, temp_path(path, background=False))
@@ -187,7 +193,8 @@ def write_dump(engine: Engine, path: str | None = None) -> int:
         buffered: list[bytes] = []
         size = 0
         for chunk in iter_dump(engine.keyspace, compression=config.rdbcompression,
-                               checksum=config.rdbchecksum, aux=save_aux(engine),
+                               checksum=config.rdbchecksum,
+                               aux=save_aux(engine) if aux is None else aux,
                                config=config):
             buffered.append(chunk)
             size += len(chunk)
@@ -221,7 +228,8 @@ def save(engine: Engine) -> bool:
 
 
 def start_job(engine: Engine, *, to_file: bool = True, aux: Any = None,
-              setup: Callable[[SnapshotJob], None] | None = None) -> SnapshotJob | None:
+              setup: Callable[[SnapshotJob], None] | None = None,
+              kind: str = "RDB transfer", writer: Any = None) -> SnapshotJob | None:
     """Start the node's one background snapshot job (rdbSaveBackground, and
     rdbSaveToSlavesSockets with ``to_file`` False): a point-in-time RDB that writes
     ``dir/dbfilename`` when ``to_file`` (counted as a save: LASTSAVE, MISCONF ...) and feeds
@@ -233,7 +241,7 @@ def start_job(engine: Engine, *, to_file: bool = True, aux: Any = None,
         return None
     job = SnapshotJob(engine.keyspace, config=engine.config,
                       aux=aux if aux is not None else (lambda: save_aux(engine)),
-                      buffer_limit=st.snapshot_buffer)
+                      buffer_limit=st.snapshot_buffer, writer=writer)
     consumer: FileConsumer | None = None
     dirty = engine.dirty
     if to_file:
@@ -249,9 +257,9 @@ def start_job(engine: Engine, *, to_file: bool = True, aux: Any = None,
         st.last_bgsave_time_sec = int(time.time() - st.bgsave_started)
         if consumer is None:  # backgroundSaveDoneHandlerSocket: no save was made
             if job.status == DONE:
-                logger.info("Background RDB transfer terminated with success")
+                logger.info("Background %s terminated with success", kind)
             else:
-                logger.warning("Background transfer error: %s", job.error or job.status)
+                logger.warning("Background %s error: %s", kind, job.error or job.status)
         elif consumer.committed:
             logger.info("Background saving terminated with success")
             st.saved(dirty)
@@ -298,8 +306,8 @@ def kill_bgsave(engine: Engine) -> None:
     readers (replicas) only loses its file and goes on for them."""
     st = attach(engine)
     job = st.bgsave
-    if job is None:
-        return
+    if job is None or (engine.aof is not None and engine.aof.job is job):
+        return  # an AOF rewrite is no BGSAVE (killAppendOnlyChild stops it)
     st.bgsave = None
     files = [c for c in job.consumers if isinstance(c, FileConsumer)]
     if job.reader_count == len(files):
@@ -313,6 +321,9 @@ def cron(engine: Engine) -> None:
     """serverCron's persistence part: start a BGSAVE when a ``save <seconds> <changes>``
     point is reached or one was scheduled (retrying a failed one after 5 seconds)."""
     st = attach(engine)
+    from kvrepl import aof
+
+    aof.cron(engine)
     if st.bgsave is not None or engine.loading:
         return
     now = time.time()
@@ -349,6 +360,19 @@ def prepare_shutdown(engine: Engine, save_flag: bool | None, force: bool = False
     if st.bgsave is not None:
         logger.warning("There is a child saving an .rdb. Killing it!")
         kill_bgsave(engine)
+    aof = engine.aof
+    if aof is not None and aof.job is not None:
+        logger.warning("There is a child rewriting the AOF. Killing it!")
+        aof.kill_rewrite()
+    if aof is not None and aof.state != "off":
+        # prepareForShutdown: the AOF's last writes reach the disk.
+        logger.info("Calling fsync() on the AOF file.")
+        aof.flush(force=True)
+        if aof.fd is not None:
+            try:
+                os.fsync(aof.fd)
+            except OSError as err:
+                logger.warning("Fail to fsync the AOF file: %s", err)
     if save_flag is False or (save_flag is None and not engine.config.save):
         return True
     logger.info("Saving the final RDB snapshot before exiting.")
@@ -386,14 +410,16 @@ def _log_loaded(result: LoadResult, seconds: float) -> None:
     logger.info("DB loaded from disk: %.3f seconds", seconds)
 
 
-def _loaded(engine: Engine, result: LoadResult) -> None:
+def loaded(engine: Engine, result: LoadResult) -> None:
+    """Record a finished load (INFO's rdb_last_load_keys_*)."""
     st = attach(engine)
     st.last_load = result
     st.last_load_keys_loaded = result.keys_loaded
     st.last_load_keys_expired = result.keys_expired
 
 
-def _start_loading(engine: Engine, size: int) -> None:
+def start_loading(engine: Engine, size: int) -> None:
+    """startLoading: ``-LOADING`` for clients, INFO's loading_* fields from now on."""
     st = attach(engine)
     engine.loading = True
     st.loading_start_time = int(time.time())
@@ -422,7 +448,7 @@ def load_file(engine: Engine, path: str | None = None, *, merge: bool | None = N
     else:
         _merge(keyspace, loader, replace=merge)
     gc_policy.dataset_loaded(keyspace)  # a no-op unless the process installed a policy
-    _loaded(engine, result)
+    loaded(engine, result)
     _log_loaded(result, perf_counter() - started)
     return result
 
@@ -441,6 +467,7 @@ def _merge(keyspace: Any, loader: StagedLoad, replace: bool) -> None:
                 db.expires[key] = expires[key]
             else:
                 db.expires.pop(key, None)
+    keyspace.recount()  # the memory estimate of the merged keys
 
 
 async def load_on_startup(engine: Engine, *, stop_on_error: bool = False,
@@ -454,7 +481,10 @@ async def load_on_startup(engine: Engine, *, stop_on_error: bool = False,
     ``stop_on_error`` the error is kept in ``engine.persistence.load_error`` and the node
     is asked to stop without saving (``engine.on_shutdown(False)``) instead.
     """
-    st = attach(engine)
+    attach(engine)
+    if engine.config.appendonly:
+        await _load_aof_on_startup(engine, stop_on_error, task_status)
+        return
     path = rdb_path(engine.config)
     try:
         source = open(path, "rb")
@@ -466,22 +496,11 @@ async def load_on_startup(engine: Engine, *, stop_on_error: bool = False,
         _load_failed(engine, err, stop_on_error)
         return
     with source:
-        _start_loading(engine, os.fstat(source.fileno()).st_size)
+        start_loading(engine, os.fstat(source.fileno()).st_size)
         task_status.started()
         started = perf_counter()
         try:
-            loader = StagedLoad(len(engine.keyspace.dbs), drop_expired=_drop_expired(engine),
-                                now_ms=int(time.time() * 1000),
-                                verify_checksum=engine.config.rdbchecksum)
-            while chunk := await trio.to_thread.run_sync(source.read, LOAD_READ):
-                view = memoryview(chunk)
-                for start in range(0, len(view), LOAD_FEED):
-                    piece = view[start:start + LOAD_FEED]
-                    loader.feed(bytes(piece))
-                    st.loading_loaded_bytes += len(piece)
-                    await trio.lowlevel.checkpoint()
-            result = loader.finish()
-            loader.apply(engine.keyspace)
+            result = await load_rdb_source(engine, source)
         except (RdbError, OSError) as err:
             engine.loading = False
             _load_failed(engine, err, stop_on_error)
@@ -489,9 +508,49 @@ async def load_on_startup(engine: Engine, *, stop_on_error: bool = False,
         finally:
             engine.loading = False
     gc_policy.dataset_loaded(engine.keyspace)  # a no-op unless the process installed a policy
-    _loaded(engine, result)
+    loaded(engine, result)
     _log_loaded(result, perf_counter() - started)
     _restore_replication(engine, result)
+
+
+async def load_rdb_source(engine: Engine, source: Any) -> LoadResult:
+    """Load the RDB read from the file ``source`` into the engine, parsed in slices between
+    trio checkpoints (the keyspace changes only once the whole RDB proved good)."""
+    st = attach(engine)
+    loader = StagedLoad(len(engine.keyspace.dbs), drop_expired=_drop_expired(engine),
+                        now_ms=int(time.time() * 1000),
+                        verify_checksum=engine.config.rdbchecksum)
+    while chunk := await trio.to_thread.run_sync(source.read, LOAD_READ):
+        view = memoryview(chunk)
+        for start in range(0, len(view), LOAD_FEED):
+            piece = view[start:start + LOAD_FEED]
+            loader.feed(bytes(piece))
+            st.loading_loaded_bytes += len(piece)
+            await trio.lowlevel.checkpoint()
+    result = loader.finish()
+    loader.apply(engine.keyspace)
+    return result
+
+
+async def _load_aof_on_startup(engine: Engine, stop_on_error: bool,
+                               task_status: trio.TaskStatus[None]) -> None:
+    """The AOF wins over the RDB when it is on (loadDataFromDisk)."""
+    from kvrepl import aof
+
+    engine.loading = True  # until the AOF is known to be empty or is loaded
+    task_status.started()
+    started = perf_counter()
+    try:
+        found = await aof.load_on_startup(engine)
+    except (aof.AofLoadError, RdbError, OSError) as err:
+        engine.loading = False
+        _load_failed(engine, err, stop_on_error)
+        return
+    finally:
+        engine.loading = False
+    if found:
+        gc_policy.dataset_loaded(engine.keyspace)
+        logger.info("DB loaded from append only file: %.3f seconds", perf_counter() - started)
 
 
 def _restore_replication(engine: Engine, result: LoadResult) -> None:
@@ -557,6 +616,8 @@ def debug_reload(engine: Engine, options: list[bytes]) -> None:
 
 def info_fields(engine: Engine) -> list[str]:
     """INFO's Persistence section, field for field as Redis 7.0 prints it."""
+    from kvrepl.aof import info_fields as aof_info_fields
+
     st = attach(engine)
     now = time.time()
     job = st.bgsave
@@ -582,18 +643,10 @@ def info_fields(engine: Engine) -> list[str]:
         "rdb_last_cow_size:0",
         f"rdb_last_load_keys_expired:{st.last_load_keys_expired}",
         f"rdb_last_load_keys_loaded:{st.last_load_keys_loaded}",
-        f"aof_enabled:{int(bool(engine.config.appendonly))}",
-        "aof_rewrite_in_progress:0",
-        "aof_rewrite_scheduled:0",
-        "aof_last_rewrite_time_sec:-1",
-        "aof_current_rewrite_time_sec:-1",
-        "aof_last_bgrewrite_status:ok",
-        "aof_rewrites:0",
-        "aof_rewrites_consecutive_failures:0",
-        "aof_last_write_status:ok",
-        "aof_last_cow_size:0",
+        *aof_info_fields(engine)[:10],
         "module_fork_in_progress:0",
         "module_fork_last_cow_size:0",
+        *aof_info_fields(engine)[10:],
     ]
     if engine.loading:
         loaded, total_bytes = st.loading_loaded_bytes, st.loading_total_bytes

@@ -32,11 +32,7 @@ from kvrepl.server.cron import close_idle_clients
 
 # (option, value, what the refusal names): each is refused everywhere.
 REFUSED = [
-    ("maxmemory", "100mb", "maxmemory (eviction)"),
-    ("appendonly", "yes", "the append-only file (AOF)"),
     ("notify-keyspace-events", "KEA", "keyspace notifications"),
-    ("slowlog-log-slower-than", "0", "the slow log (SLOWLOG)"),
-    ("slowlog-max-len", "10", "the slow log (SLOWLOG)"),
     ("lua-time-limit", "100", "scripting"),
     ("busy-reply-threshold", "100", "scripting"),
     ("list-compress-depth", "1", "compressed lists"),
@@ -51,6 +47,7 @@ REFUSED = [
 # Defaults and values that ask for nothing kvrepl lacks: Redis's tools set some of them.
 ACCEPTED = [
     ("maxmemory", "0"), ("appendonly", "no"), ("notify-keyspace-events", ""),
+    ("aof-use-rdb-preamble", "yes"), ("aof-use-rdb-preamble", "no"),
     ("slowlog-log-slower-than", "-1"), ("slowlog-log-slower-than", "10000"),
     ("slowlog-max-len", "128"), ("lua-time-limit", "5000"), ("list-compress-depth", "0"),
     ("active-expire-effort", "1"),
@@ -112,11 +109,11 @@ def test_defaults_and_no_op_values_are_accepted_everywhere(name, value, engine, 
 
 
 def test_kvrepl_server_exits_on_a_refused_option():
-    result = subprocess.run([sys.executable, "-m", "kvrepl", "--maxmemory", "1gb"],
+    result = subprocess.run([sys.executable, "-m", "kvrepl", "--list-compress-depth", "1"],
                             capture_output=True, text=True, timeout=30)
     assert result.returncode == 1
     assert "*** FATAL CONFIG FILE ERROR" in result.stderr
-    assert "kvrepl does not support maxmemory (eviction) yet; only '0' is accepted" \
+    assert "kvrepl does not support compressed lists yet; only '0' is accepted" \
         in result.stderr
 
 
@@ -619,8 +616,24 @@ BEHAVIOUR = {
                                    "test_a_failed_bgsave_stops_writes_as_redis_does",
     "rdbcompression": "test_persistence::test_rdbcompression_and_rdbchecksum",
     "rdbchecksum": "test_persistence::test_rdbcompression_and_rdbchecksum",
-    "appendonly": "test_config_options::test_refused_by_config_set",
-    "maxmemory": "test_config_options::test_refused_by_config_set",
+    "maxmemory": "test_eviction::test_writes_evict_and_the_dataset_stays_near_the_limit",
+    "maxmemory-samples": "test_eviction::test_lru_evicts_mostly_cold_keys",
+    "maxmemory-eviction-tenacity": "test_eviction::"
+                                   "test_config_set_maxmemory_evicts_at_once_and_tenacity_hands_over_to_cron",
+    "replica-ignore-maxmemory": "test_eviction::"
+                                "test_a_replica_told_not_to_ignore_maxmemory_evicts_on_its_own",
+    "appendonly": "test_aof::test_always_keeps_every_acknowledged_write_across_sigkill",
+    "appendfilename": "test_aof::test_embedded_master_takes_the_aof_options",
+    "appenddirname": "test_aof::test_embedded_master_takes_the_aof_options",
+    "appendfsync": "test_aof::test_everysec_loses_at_most_the_last_seconds_across_sigkill",
+    "no-appendfsync-on-rewrite":
+        "test_aof::test_no_appendfsync_on_rewrite_skips_fsync_while_a_snapshot_runs",
+    "auto-aof-rewrite-percentage": "test_aof::test_automatic_rewrite_on_growth",
+    "auto-aof-rewrite-min-size": "test_aof::test_automatic_rewrite_on_growth",
+    "aof-load-truncated":
+        "test_aof::test_a_torn_last_write_loads_with_aof_load_truncated_and_is_refused_without",
+    "aof-timestamp-enabled": "test_aof::test_redis_server_loads_kvrepl_aof_directory",
+    "aof-use-rdb-preamble": "test_aof::test_redis_server_loads_kvrepl_aof_directory",
     "maxmemory-policy": "test_keys::test_object_freq_under_lfu_matches_redis_for_new_and_read_keys",
     "replica-read-only": "test_config_options::"
                          "test_config_set_replica_read_only_lets_clients_write_on_a_replica",
@@ -652,8 +665,11 @@ BEHAVIOUR = {
     "min-replicas-max-lag": "test_config_options::test_min_replicas_to_write_and_max_lag",
     "lazyfree-lazy-user-flush": "test_config_options::test_lazyfree_lazy_user_flush",
     "lua-time-limit": "test_config_options::test_refused_by_config_set",
-    "slowlog-log-slower-than": "test_config_options::test_refused_by_config_set",
-    "slowlog-max-len": "test_config_options::test_refused_by_config_set",
+    "slowlog-log-slower-than": "test_server_commands2::test_slowlog_threshold_honoured",
+    "slowlog-max-len": "test_server_commands2::test_slowlog_len_get_count_and_max_len",
+    "latency-monitor-threshold": "test_server_commands2::"
+                                 "test_latency_monitor_records_slow_commands",
+    "latency-tracking": "test_server_commands2::test_latency_histogram_named_commands",
     "notify-keyspace-events": "test_config_options::test_refused_by_config_set",
     "active-expire-effort": "test_config_options::test_refused_by_config_set",
     "lfu-log-factor": "test_config_options::test_lfu_log_factor",

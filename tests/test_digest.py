@@ -186,8 +186,16 @@ def test_keys_with_ttl_and_several_databases(both: Both) -> None:
 
 def test_expired_but_stored_keys_count(both: Both) -> None:
     both.real.execute_command("DEBUG", "SET-ACTIVE-EXPIRE", "0")
-    now = int(time.time() * 1000)
-    both.string(b"gone", b"v", expire_ms=now + 5)
+    # PEXPIREAT of an instant already past deletes the key at once: on a loaded machine 5 ms
+    # may pass before it is sent, so the margin grows until the key was stored (bounded).
+    for margin in (5, 200, 2000):
+        now = int(time.time() * 1000)
+        both.string(b"gone", b"v", expire_ms=now + margin)
+        if both.real.exists(b"gone"):
+            break
+    else:
+        pytest.fail("could not store a key that expires soon")
+    now += margin - 5
     both.string(b"alive", b"v")
     # Its time passes on the real server's clock, which no test can move: wait (bounded) on
     # that clock until it is past the key's instant (Redis: expired when now > when).
@@ -246,3 +254,23 @@ def test_live_server_digests_match_redis(live_pair: Callable[..., None]) -> None
     both("DEBUG", "DIGEST-VALUE", "pop:0", "pop:49", "missing")
     both("SELECT", "0")
     both("DEBUG", "DIGEST-VALUE", "s", "n", "l", "set", "h", "z")
+
+
+def test_streams_digest_their_entries(oracle: redis.Redis, node: Engine) -> None:
+    """A stream digests as its entries' IDs, fields and values (groups not counted); it
+    came back as an internal error before the RDB fuzzer restored one and asked."""
+    oracle.execute_command("XADD", "s", "1-1", "f", "v")
+    oracle.execute_command("XADD", "s", "2-0", "f", "w", "g", "1")
+    oracle.execute_command("XADD", "s", "12345678901-7", "only", "")
+    oracle.execute_command("XGROUP", "CREATE", "s", "grp", "0")
+    oracle.execute_command("XADD", "empty", "1-1", "f", "v")
+    oracle.execute_command("XDEL", "empty", "1-1")
+    session = node.new_session()
+    for key in (b"s", b"empty"):
+        payload = oracle.execute_command("DUMP", key)
+        assert node.execute(session, [b"RESTORE", key, b"0", payload]) in (b"OK", "OK")
+    ours = node.execute(session, [b"DEBUG", b"DIGEST-VALUE", b"s", b"empty"])
+    assert [bytes(d) for d in ours] == oracle.execute_command("DEBUG", "DIGEST-VALUE", "s",
+                                                              "empty")
+    assert node.execute(session, [b"DEBUG", b"DIGEST"]) == oracle.execute_command("DEBUG",
+                                                                                  "DIGEST")

@@ -371,7 +371,7 @@ def test_command_info_lists_only_implemented_subcommands(plain: tuple[Plain, Pla
     (entry,) = plain[0].call("COMMAND", "INFO", "client")  # type: ignore[misc]
     names = {sub[0] for sub in entry[9]}
     implemented = {b"client|" + name for name in kvrepl_server.engine.table[b"client"].subcommands}
-    assert names == implemented and b"client|list" in names and b"client|pause" not in names
+    assert names == implemented and b"client|list" in names and b"client|tracking" not in names
 
 
 # -- DEBUG ----------------------------------------------------------------------------------

@@ -87,10 +87,12 @@ def _kill_pubsub_if_needed(s: Session, user: acl_rules.User, before: acl_rules.U
     probe = acl_rules.User(b"")
     probe.selectors[0].channels = upcoming
     for target in list(s.engine.sessions.values()):
-        if target.user is not user or not (target.channels or target.patterns):
+        if target.user is not user or not (target.channels or target.patterns
+                                           or target.shard_channels):
             continue
         if any(p not in upcoming for p in target.patterns) or not all(
-                probe.channel_allowed(c, False) for c in target.channels):
+                probe.channel_allowed(c, False)
+                for c in (*target.channels, *target.shard_channels)):
             if target is s:
                 s.closing = True
             else:

@@ -1,8 +1,11 @@
 """CLIENT subcommands (Redis 7.0 ``networking.c`` clientCommand and catClientInfoString).
 
 Implemented: ID SETNAME GETNAME LIST INFO KILL UNBLOCK NO-EVICT GETREDIR TRACKINGINFO CACHING
-HELP. Not implemented (so ``unknown subcommand``): PAUSE UNPAUSE REPLY TRACKING, which need
-the connection loop to hold or drop replies.
+PAUSE UNPAUSE REPLY HELP. Not implemented (so ``unknown subcommand``): TRACKING.
+
+CLIENT PAUSE holds clients in :meth:`Engine.execute` (``POSTPONED``, awaited by the server's
+connection loop); CLIENT REPLY's OFF and SKIP are applied by the connection loop, which
+drops the replies the session says to drop.
 """
 
 from __future__ import annotations
@@ -11,10 +14,10 @@ import time
 
 from kvrepl.commands.args import parse_int, string2ll
 from kvrepl.commands.connection import set_client_name
-from kvrepl.commands.core import Session, command
-from kvrepl.commands.help import help_reply
-from kvrepl.errors import SYNTAX, ReplyError
-from kvrepl.protocol.replies import NULL_ARRAY, OK, Verbatim
+from kvrepl.commands.core import PAUSE_ALL, PAUSE_WRITE, Session, command
+from kvrepl.commands.help import help_reply, subcommand_syntax_error
+from kvrepl.errors import SYNTAX, TIMEOUT_NEGATIVE, ReplyError
+from kvrepl.protocol.replies import NULL_ARRAY, OK, Raw, Verbatim
 
 _HELP = [
     "CACHING (YES|NO)",
@@ -45,6 +48,12 @@ _HELP = [
     "    Return information about client connections. Options:",
     "    * TYPE (NORMAL|MASTER|REPLICA|PUBSUB)",
     "      Return clients of specified type.",
+    "UNPAUSE",
+    "    Stop the current client pause, resuming traffic.",
+    "PAUSE <timeout> [WRITE|ALL]",
+    "    Suspend all, or just write, clients for <timeout> milliseconds.",
+    "REPLY (ON|OFF|SKIP)",
+    "    Control the replies sent to the current connection.",
     "SETNAME <name>",
     "    Assign the name <name> to the current connection.",
     "UNBLOCK <clientid> [TIMEOUT|ERROR]",
@@ -66,7 +75,7 @@ def client_type(s: Session) -> str:
         return "master"
     if s.is_replica and not s.monitor:
         return "slave"
-    if s.channels or s.patterns:
+    if s.subscribed:
         return "pubsub"
     return "normal"
 
@@ -79,11 +88,11 @@ def _flags(s: Session) -> str:
         flags += "S"
     if s.is_master:
         flags += "M"
-    if s.channels or s.patterns:
+    if s.subscribed:
         flags += "P"
     if s.multi is not None:
         flags += "x"
-    if s.blocked is not None:
+    if s.blocked is not None or s.id in s.engine.pause.postponed:
         flags += "b"
     if s.dirty_cas:
         flags += "d"
@@ -128,7 +137,7 @@ def client_info_line(s: Session, current: Session | None = None, running: str = 
     return (
         f"id={s.id} addr={s.addr} laddr={s.laddr} fd={_fd(connection)} name={name} "
         f"age={now - int(s.created)} idle={max(0, now - int(idle_since))} flags={_flags(s)} "
-        f"db={s.db.id} sub={len(s.channels)} psub={len(s.patterns)} ssub=0 multi={multi} "
+        f"db={s.db.id} sub={len(s.channels)} psub={len(s.patterns)} ssub={len(s.shard_channels)} multi={multi} "
         f"qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 omem=0 tot-mem=0 "
         f"events={'r' if connection is not None else ''} "
         f"cmd={_last_command(s, current, running)} user={s.user.name.decode('utf-8', 'replace')} "
@@ -308,6 +317,53 @@ def client_caching(s: Session, argv: list[bytes]) -> object:
     """CLIENT CACHING YES|NO: only valid in tracking mode, which kvrepl does not offer."""
     raise ReplyError("ERR CLIENT CACHING can be called only when the client is in tracking "
                      "mode with OPTIN or OPTOUT mode enabled")
+
+
+@command("client|pause")
+def client_pause(s: Session, argv: list[bytes]) -> object:
+    """CLIENT PAUSE timeout [WRITE|ALL]: hold clients' commands (all, or those that may
+    write or replicate) for ``timeout`` ms; they run when the pause ends."""
+    if len(argv) > 4:
+        raise subcommand_syntax_error(argv)
+    kind = PAUSE_ALL
+    if len(argv) == 4:
+        mode = argv[3].lower()
+        if mode == b"write":
+            kind = PAUSE_WRITE
+        elif mode != b"all":
+            raise ReplyError("ERR CLIENT PAUSE mode must be WRITE or ALL")
+    timeout = parse_int(argv[2], "ERR timeout is not an integer or out of range")
+    if timeout < 0:
+        raise ReplyError(TIMEOUT_NEGATIVE)
+    end = timeout + s.engine.keyspace.now_ms() if timeout > 0 else 0
+    s.engine.pause.pause(kind, end)
+    return OK
+
+
+@command("client|unpause")
+def client_unpause(s: Session, argv: list[bytes]) -> object:
+    """CLIENT UNPAUSE: end the pause; postponed clients run."""
+    s.engine.pause.unpause()
+    return OK
+
+
+@command("client|reply")
+def client_reply(s: Session, argv: list[bytes]) -> object:
+    """CLIENT REPLY ON|OFF|SKIP: only ON is answered; OFF drops every reply from now on,
+    SKIP the next command's (pub/sub confirmations and messages still go out)."""
+    mode = argv[2].lower()
+    if mode == b"on":
+        s.reply_off = False
+        s.reply_skip = 0
+        return OK
+    if mode == b"off":
+        s.reply_off = True
+    elif mode == b"skip":
+        if not s.reply_off:
+            s.reply_skip = 2
+    else:
+        raise ReplyError(SYNTAX)
+    return Raw(b"")
 
 
 @command("client|help")

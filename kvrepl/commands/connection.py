@@ -23,7 +23,7 @@ def ping(s: Session, argv: list[bytes]) -> object:
     """PING [message]; a RESP2 client in subscribed mode gets ``["pong", message]``."""
     if len(argv) > 2:
         raise ReplyError("ERR wrong number of arguments for 'ping' command")
-    if (s.channels or s.patterns) and not s.resp3:
+    if s.subscribed and not s.resp3:
         return [b"pong", argv[1] if len(argv) == 2 else b""]
     return argv[1] if len(argv) == 2 else PONG
 
@@ -146,6 +146,7 @@ def reset_session(s: Session) -> None:
     unwatch(s)
     unsubscribe_all(s)
     s.name = None
+    s.reply_off = False  # CLIENT REPLY OFF ends (a SKIP of this very command still holds)
 
 
 @command("reset")

@@ -14,12 +14,21 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from time import perf_counter
+from typing import TYPE_CHECKING
 
 from kvrepl import acl as acl_rules
+from kvrepl.commands.eviction import EVICT_FAIL, OOM, Evictor
 from kvrepl.commands.monitor import monitor_line
+from kvrepl.commands.observers import LatencyMonitor, SlowLog, latency_key
 from kvrepl.commands.plain import PlainLane
 from kvrepl.commands.protection import protected_command_error
-from kvrepl.commands.spec import CommandSpec, load_specs, modified_key_positions
+from kvrepl.commands.spec import (
+    CommandSpec,
+    key_positions,
+    load_specs,
+    modified_key_positions,
+    modifies_only_first_argument,
+)
 from kvrepl.commands.watch import WatchRegistry
 from kvrepl.config import Config
 from kvrepl.errors import (
@@ -32,6 +41,9 @@ from kvrepl.errors import (
 from kvrepl.log import logger, set_level
 from kvrepl.protocol.replies import NULL_ARRAY, QUEUED, Push
 from kvrepl.store import Database, Keyspace
+
+if TYPE_CHECKING:
+    from kvrepl.aof import AppendOnlyFile
 
 Handler = Callable[["Session", list], object]
 
@@ -53,6 +65,86 @@ def command(*names: str) -> Callable[[Handler], Handler]:
         return handler
 
     return register
+
+
+class _Postponed:
+    """Returned by :meth:`Engine.execute` for a client held by CLIENT PAUSE: the server
+    waits for the pause to end or relax (:attr:`ClientPause.listeners`) and runs the same
+    request again (Redis's ``blockPostponeClient``)."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "POSTPONED"
+
+
+POSTPONED = _Postponed()
+PAUSE_OFF, PAUSE_WRITE, PAUSE_ALL = 0, 1, 2
+
+
+class ClientPause:
+    """CLIENT PAUSE's state (``pauseClients`` / ``updateClientPauseTypeAndEndTime``).
+
+    kvrepl has one pause purpose, the command's: a new pause keeps the more restrictive
+    type and the later end. While a pause lasts, expiry stops (lazy and active): the
+    keyspace gets its end time. ``listeners`` are told when it ends or relaxes (UNPAUSE,
+    its time passed, ALL turned to WRITE), so that postponed clients run again.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.kind = PAUSE_OFF
+        self.end_ms = 0
+        self.listeners: list[Callable[[], None]] = []
+        self.postponed: set[int] = set()  # ids of the clients waiting (kept by the server)
+
+    def pause(self, kind: int, end_ms: int) -> None:
+        """pauseClients: ``end_ms`` is unix ms (0: already over, as Redis's timeout 0)."""
+        if self.kind == PAUSE_OFF:
+            self.kind, self.end_ms = kind, end_ms
+        else:
+            self.kind, self.end_ms = max(self.kind, kind), max(self.end_ms, end_ms)
+        self._publish()
+        self.current()
+
+    def unpause(self) -> None:
+        """unpauseClients."""
+        self._set_off()
+
+    def current(self) -> int:
+        """The pause type in force now (checkClientPauseTimeoutAndReturnIfPaused)."""
+        if self.kind != PAUSE_OFF and self.end_ms < self.engine.keyspace.now_ms():
+            self._set_off()
+        return self.kind
+
+    def _set_off(self) -> None:
+        was = self.kind
+        self.kind, self.end_ms = PAUSE_OFF, 0
+        self._publish()
+        if was != PAUSE_OFF:
+            for listener in list(self.listeners):
+                listener()
+
+    def _publish(self) -> None:
+        engine = self.engine
+        engine.keyspace.expiry_paused_until = self.end_ms if self.kind else 0
+        engine.pausing = self.kind != PAUSE_OFF
+        engine._refresh_restricted()
+
+    def holds(self, session: Session, cmd: Command) -> bool:
+        """Does the pause postpone ``cmd`` from ``session``? Network clients only: a
+        replica's link is never paused (as in Redis), nor the master's stream on a replica
+        (it must not stall) nor the embedded API (a plain call cannot wait)."""
+        if not session.over_network or session.is_replica or session.is_master:
+            return False
+        kind = self.current()
+        if kind == PAUSE_ALL:
+            return True
+        if kind == PAUSE_WRITE:
+            if cmd.is_exec and session.multi:
+                return any(queued.pausable for queued, _ in session.multi)
+            return cmd.pausable
+        return False
 
 
 @dataclass(slots=True)
@@ -85,6 +177,10 @@ _SUBSCRIBED_OK = frozenset({
 })
 
 
+# String commands that change a string in place (a bytearray: see kvrepl.store.values).
+_STRINGS_IN_PLACE = frozenset({"append", "setrange"})
+
+
 MISCONF = (
     "MISCONF Redis is configured to save RDB snapshots, but it's currently unable to persist "
     "to disk. Commands that may modify the data set are disabled, because this instance is "
@@ -103,7 +199,9 @@ class Command:
     __slots__ = ("spec", "handler", "subcommands", "name", "arity", "is_write", "replicates",
                  "no_auth", "no_multi", "allows_loading", "skip_monitor", "runs_in_multi",
                  "hidden_from_monitor", "touches_keyspace", "allowed_subscribed", "is_exec",
-                 "is_ping", "calls", "usec", "rejected_calls", "failed_calls")
+                 "is_ping", "calls", "usec", "rejected_calls", "failed_calls", "denyoom",
+                 "remeasures", "remeasures_first", "oom_exempt_in_multi", "histogram",
+                 "histogram_tail", "latency_event", "skip_slowlog", "pausable")
 
     def __init__(self, spec: CommandSpec, handler: Handler | None,
                  subcommands: dict[bytes, Command] | None = None) -> None:
@@ -126,10 +224,39 @@ class Command:
         self.allowed_subscribed = top in _SUBSCRIBED_OK
         self.is_exec = spec.name == "exec"
         self.is_ping = spec.name == "ping"
+        self.denyoom = spec.denyoom
+        # Writes that may change a value in place (a container, or a string kept as a
+        # bytearray), whose keys' memory estimate must be measured again; the others
+        # change keys only through the store's add/set/delete, which keep it themselves.
+        self.remeasures = spec.is_write and (
+            spec.group not in ("string", "generic") or spec.name in _STRINGS_IN_PLACE)
+        self.remeasures_first = self.remeasures and modifies_only_first_argument(spec)
+        # In MULTI every command but these is refused when out of memory (processCommand).
+        self.oom_exempt_in_multi = top in (b"exec", b"discard", b"quit", b"reset")
         self.calls = 0
         self.usec = 0.0
         self.rejected_calls = 0
         self.failed_calls = 0
+        # LATENCY HISTOGRAM's counts (from the first call): calls under 1 ms by whole usec,
+        # a list index being the cheapest count; longer ones by hdr sub-bucket
+        # (observers.latency_key). observers.latency_counts joins them.
+        self.histogram: list[int] | None = None
+        self.histogram_tail: dict[int, int] = {}
+        self.latency_event = "fast-command" if spec.is_fast else "command"
+        self.skip_slowlog = "skip_slowlog" in spec.flags
+        # what CLIENT PAUSE WRITE holds back (processCommand's is_may_replicate_command)
+        self.pausable = self.replicates
+
+    def record_latency(self, usec: float, calls: int = 1) -> None:
+        """``calls`` calls of ``usec`` each into LATENCY HISTOGRAM's counts."""
+        whole = int(usec)
+        if self.histogram is None:
+            self.histogram = [0] * 1024
+        if whole < 1024:
+            self.histogram[whole] += calls
+        else:
+            key = latency_key(usec)
+            self.histogram_tail[key] = self.histogram_tail.get(key, 0) + calls
 
     def __repr__(self) -> str:
         return f"Command({self.name!r})"
@@ -143,6 +270,7 @@ class CommandStats:
     connections_received: int = 0
     rejected_connections: int = 0
     expired_keys: int = 0
+    evicted_keys: int = 0
     total_net_input_bytes: int = 0
     total_net_output_bytes: int = 0
     pubsub_messages: int = 0
@@ -179,6 +307,9 @@ class Session:
         # dicts, not sets: Redis answers UNSUBSCRIBE-all in subscription order
         self.channels: dict[bytes, None] = {}
         self.patterns: dict[bytes, None] = {}
+        self.shard_channels: dict[bytes, None] = {}  # SSUBSCRIBE
+        self.reply_off = False  # CLIENT REPLY OFF
+        self.reply_skip = 0  # CLIENT REPLY SKIP: 2 just asked, 1 while the next command runs
         self.in_exec = False
         self.is_master = False  # the link a replica receives its master's stream on
         self.is_replica = False
@@ -213,12 +344,18 @@ class Session:
 
     @property
     def subscriptions(self) -> int:
+        """clientSubscriptionsCount: channels and patterns (shard channels apart)."""
         return len(self.channels) + len(self.patterns)
+
+    @property
+    def subscribed(self) -> bool:
+        """In the pub/sub context (Redis's CLIENT_PUBSUB): any kind of subscription."""
+        return bool(self.channels or self.patterns or self.shard_channels)
 
     def push(self, message: object) -> None:
         """Queue an out-of-band reply (a pub/sub message, a MONITOR line) for this client."""
         self.pending_out.append(message)
-        if self.channels or self.patterns:
+        if self.channels or self.patterns or self.shard_channels:
             self.pending_size += sum(len(part) if type(part) is bytes else 8
                                      for part in message) + 16  # type: ignore[attr-defined]
             self._check_output_limit()
@@ -278,14 +415,20 @@ class Engine:
         # Node-wide states that can refuse a command; execute() checks them one by one only
         # while one of them is on (``_restricted``), see the properties below.
         self._restricted = False
+        self.pausing = False  # CLIENT PAUSE in force (or not yet found over)
         self._loading = False
         self._masterdown = False  # a replica whose link to its master is down
         self._read_only = False  # set on a replica with replica-read-only
         self._bgsave_failed = False  # the last BGSAVE failed: MISCONF for writes
+        self._aof_error = ""  # why the last AOF write or fsync failed: MISCONF for writes
         self.active_expire_enabled = True  # DEBUG SET-ACTIVE-EXPIRE
+        self.evictor = Evictor(self)
+        self._maxmemory = 0  # config.maxmemory, read on every command
         self.server: object | None = None  # the trio Server serving this engine, if any
         self.node: object | None = None  # the Node that owns it (REPLICAOF needs it)
         self.replication: object | None = None  # master-side replication state
+        # The append-only file (kvrepl.aof.attach); its buffer is flushed before replies.
+        self.aof: AppendOnlyFile | None = None
         # Writes as they must be propagated: (db index, argv); replication, MONITOR-like
         # consumers and node.changes() listen here.
         self.propagate_listeners: list[Callable[[int, list[bytes]], None]] = []
@@ -312,7 +455,15 @@ class Engine:
         self.on_shutdown: Callable[[bool | None], None] | None = None
         self.pubsub_channels: dict[bytes, dict[int, Session]] = {}
         self.pubsub_patterns: dict[bytes, dict[int, Session]] = {}
+        self.pubsub_shard_channels: dict[bytes, dict[int, Session]] = {}
         self.watches = WatchRegistry(self.keyspace)
+        self.slowlog = SlowLog()
+        self.latency = LatencyMonitor()
+        # The shortest duration (usec) the slow log or the latency monitor may record;
+        # a call under it is only counted (see _config_changed).
+        self.slow_floor = float("inf")
+        self.latency_tracking = True
+        self.pause = ClientPause(self)
         self.plain_lane = PlainLane(self)
         self.keyspace.expired_listeners.append(self._on_expired)
         self.config.listeners.append(self._config_changed)
@@ -320,7 +471,7 @@ class Engine:
 
     def _refresh_restricted(self) -> None:
         self._restricted = bool(self._loading or self._masterdown or self._read_only
-                                or self._bgsave_failed)
+                                or self._bgsave_failed or self.pausing or bool(self._aof_error))
 
     @property
     def restricted(self) -> bool:
@@ -368,6 +519,16 @@ class Engine:
         self._bgsave_failed = value
         self._refresh_restricted()
 
+    @property
+    def aof_error(self) -> str:
+        """Why the AOF cannot be written ('' when it can): -MISCONF for writes."""
+        return self._aof_error
+
+    @aof_error.setter
+    def aof_error(self, value: str) -> None:
+        self._aof_error = value
+        self._refresh_restricted()
+
     def _config_changed(self, name: str) -> None:
         """Keep the store's copies of settings it reads on every access in step."""
         config, keyspace = self.config, self.keyspace
@@ -384,6 +545,15 @@ class Engine:
         keyspace.lfu = config.maxmemory_policy.endswith("-lfu")
         keyspace.lfu_log_factor = config.lfu_log_factor
         keyspace.lfu_decay_time = config.lfu_decay_time
+        slower_than = config.slowlog_log_slower_than
+        threshold_ms = config.latency_monitor_threshold
+        self.slow_floor = min(slower_than if slower_than >= 0 else float("inf"),
+                              threshold_ms * 1000 if threshold_ms else float("inf"))
+        self.latency_tracking = config.latency_tracking
+        self.slowlog.trim(config.slowlog_max_len)
+        self._maxmemory = config.maxmemory
+        if name == "maxmemory":
+            self.evictor.perform()  # as CONFIG SET maxmemory does (updateMaxmemory)
 
     def read_only_role(self) -> bool:
         """True while this node is a replica (it follows a master)."""
@@ -403,20 +573,16 @@ class Engine:
         """Forget a client: its subscriptions, watches and MONITOR registration."""
         self.sessions.pop(session.id, None)
         unwatch(session)
-        for channel in session.channels:
-            subscribers = self.pubsub_channels.get(channel)
-            if subscribers is not None:
-                subscribers.pop(session.id, None)
-                if not subscribers:
-                    del self.pubsub_channels[channel]
-        for pattern in session.patterns:
-            subscribers = self.pubsub_patterns.get(pattern)
-            if subscribers is not None:
-                subscribers.pop(session.id, None)
-                if not subscribers:
-                    del self.pubsub_patterns[pattern]
-        session.channels.clear()
-        session.patterns.clear()
+        for mine, registry in ((session.channels, self.pubsub_channels),
+                               (session.patterns, self.pubsub_patterns),
+                               (session.shard_channels, self.pubsub_shard_channels)):
+            for name in mine:
+                subscribers = registry.get(name)
+                if subscribers is not None:
+                    subscribers.pop(session.id, None)
+                    if not subscribers:
+                        del registry[name]
+            mine.clear()
         if session in self.monitors:
             self.monitors.remove(session)
 
@@ -437,6 +603,15 @@ class Engine:
             else:
                 self.propagate(db, argv)
 
+    def propagate_deletion(self, db_index: int, key: bytes) -> None:
+        """A DEL that no command issued (eviction): like :meth:`also_propagate`, except
+        that inside a command that has queued nothing yet it goes out at once, never
+        wrapped in MULTI with others (performEvictions propagates its own DELs)."""
+        if self.depth and not self._pending and self.propagate_listeners:
+            self.propagate(db_index, [b"DEL", key])
+        else:
+            self.also_propagate([b"DEL", key], db_index)
+
     def propagate(self, db_index: int, argv: list[bytes]) -> None:
         for listener in self.propagate_listeners:
             listener(db_index, argv)
@@ -446,7 +621,8 @@ class Engine:
         """Independent writes to one db, in order (the plain lane's runs of SETs): each
         listener gets them one by one, or all at once through its form in
         ``run_listeners`` (replication queues the run as one piece, ``encoded`` when
-        given: the commands' multibulks as the client sent them, canonical)."""
+        given: the commands' multibulks as the client sent them, which parse to exactly
+        ``commands``; see RequestParser.ready_requests)."""
         runs = self.run_listeners
         for listener in self.propagate_listeners:
             whole = runs.get(listener)
@@ -510,12 +686,17 @@ class Engine:
         is_write = cmd.is_write
         if cmd.is_exec and session.multi:  # EXEC writes when it queued a write
             is_write = any(queued.is_write for queued, _ in session.multi)
+        # maxmemory: evict first (every command, as performEvictions in processCommand);
+        # a write from our master is never refused (a replica never skips one).
+        if self._maxmemory and self.evictor.perform() == EVICT_FAIL \
+                and not session.is_master and self._denied_on_oom(cmd, session):
+            return self._reject(cmd, session, ReplyError(OOM))
         if (self._restricted or (is_write and self.config.min_replicas_to_write)) \
                 and not session.is_master:
             refused = self._refused_by_state(cmd, is_write)
             if refused is not None:
                 return self._reject(cmd, session, refused)
-        if session.channels or session.patterns:
+        if session.channels or session.patterns or session.shard_channels:
             if not session.resp3 and not cmd.allowed_subscribed:
                 return self._reject(cmd, session, ReplyError(
                     f"ERR Can't execute '{cmd.name}': only (P|S)SUBSCRIBE / "
@@ -527,6 +708,8 @@ class Engine:
         if (session.is_replica or session.monitor) and cmd.touches_keyspace:
             return self._reject(cmd, session, ReplyError(
                 "ERR Replica can't interact with the keyspace"))
+        if self.pausing and self.pause.holds(session, cmd):
+            return POSTPONED
         if session.multi is not None and not cmd.runs_in_multi:
             if cmd.no_multi:
                 return self._reject(
@@ -578,10 +761,25 @@ class Engine:
                          session.user.name if username is None else username,
                          client_info_line(session, session, running).encode())
 
+    @staticmethod
+    def _denied_on_oom(cmd: Command, session: Session) -> bool:
+        """processCommand's reject_cmd_on_oom: a denyoom command (EXEC when it queued
+        one), or anything but EXEC/DISCARD/QUIT/RESET inside MULTI."""
+        if session.multi is not None:
+            if not cmd.oom_exempt_in_multi:
+                return True
+            if cmd.is_exec:
+                return any(queued.denyoom for queued, _ in session.multi)
+        return cmd.denyoom
+
     def _refused_by_state(self, cmd: Command, is_write: bool) -> ReplyError | None:
         """processCommand's node-state checks that come before the pub/sub context one:
         MISCONF, NOREPLICAS, READONLY (never for the master's own link)."""
         config = self.config
+        if self._aof_error and (is_write or cmd.is_ping) and not (
+                self._bgsave_failed and config.stop_writes_on_bgsave_error and config.save):
+            # writeCommandsDeniedByDiskError: the RDB error is reported first.
+            return ReplyError(f"MISCONF Errors writing to the AOF file: {self._aof_error}")
         if self._bgsave_failed and (is_write or cmd.is_ping) \
                 and config.stop_writes_on_bgsave_error and config.save:
             return ReplyError(MISCONF)
@@ -636,6 +834,14 @@ class Engine:
                 for index in modified_key_positions(cmd.spec, argv):
                     db.before_write(argv[index])
             reply = cmd.handler(session, argv)
+            if cmd.remeasures:
+                # Every key, dirty or not, RO in its key spec or not: XREADGROUP's stream
+                # (RO in Redis's table) gains pending entries without counting as a change.
+                if cmd.remeasures_first:
+                    db.changed_in_place(argv[1])
+                else:
+                    for index in key_positions(cmd.spec, argv):
+                        db.changed_in_place(argv[index])
         except ReplyError as err:
             reply = err
             cmd.failed_calls += 1
@@ -653,9 +859,20 @@ class Engine:
             keyspace.counting_reads = False
         if watches.pending:
             watches.command_done(self.dirty != dirty)
-        cmd.usec += (perf_counter() - start) * 1e6
+        usec = (perf_counter() - start) * 1e6
+        cmd.usec += usec
         cmd.calls += 1
         self.stats.commands_processed += 1
+        if type(reply) is not Block:  # a blocked command is measured when it is served
+            if self.latency_tracking:  # updateCommandLatencyHistogram
+                whole = int(usec)
+                histogram = cmd.histogram
+                if whole < 1024 and histogram is not None:
+                    histogram[whole] += 1
+                else:
+                    cmd.record_latency(usec)
+            if usec >= self.slow_floor:
+                self.observe_slow(session, cmd, argv, usec)
         if self.monitors and not cmd.hidden_from_monitor:
             self._feed_monitors(session, argv)
         rewritten = self._rewrite
@@ -695,10 +912,33 @@ class Engine:
         if self.replication is not None:
             session.woff = self.replication.master_repl_offset
 
+    def observe_slow(self, session: Session, cmd: Command, argv: list[bytes],
+                     usec: float) -> None:
+        """A call at least as long as ``slow_floor``: the latency monitor's sample
+        (``command`` or ``fast-command``, in whole ms) and the slow log's entry (whole usec),
+        each against its own threshold, as Redis's call() does."""
+        config = self.config
+        duration = int(usec)
+        threshold_ms = config.latency_monitor_threshold
+        if threshold_ms and duration // 1000 >= threshold_ms:
+            self.latency.add_sample(cmd.latency_event, duration // 1000)
+        slower_than = config.slowlog_log_slower_than
+        if 0 <= slower_than <= duration and not cmd.skip_slowlog:
+            self.slowlog.push(argv, duration, session.addr, session.name,
+                              config.slowlog_max_len)
+
     def _reject(self, cmd: Command, session: Session, err: ReplyError) -> ReplyError:
         cmd.rejected_calls += 1
         if session.multi is not None:
-            session.multi_error = True
+            if cmd.is_exec:
+                # rejectCommand on EXEC is execCommandAbort: the transaction is discarded.
+                session.multi = None
+                session.multi_error = False
+                unwatch(session)
+                err = ExecAbortError(
+                    f"EXECABORT Transaction discarded because of: {err.message}")
+            else:
+                session.multi_error = True
         return self._count_error(err, session)
 
     def _count_error(self, err: ReplyError, session: Session) -> ReplyError:
@@ -764,6 +1004,15 @@ class Engine:
                 for session in list(sessions.values()):
                     session.push(Push([b"pmessage", pattern, channel, message]))
                     receivers += 1
+        self.stats.pubsub_messages += 1
+        return receivers
+
+    def publish_shard(self, channel: bytes, message: bytes) -> int:
+        """SPUBLISH: deliver ``message`` to the subscribers of shard channel ``channel``."""
+        receivers = 0
+        for session in list(self.pubsub_shard_channels.get(channel, {}).values()):
+            session.push(Push([b"smessage", channel, message]))
+            receivers += 1
         self.stats.pubsub_messages += 1
         return receivers
 

@@ -24,6 +24,7 @@ from collections.abc import Callable
 from kvrepl import __version__
 from kvrepl.commands.connection import REDIS_VERSION
 from kvrepl.commands.core import Engine, Session, command
+from kvrepl.commands.observers import latency_counts, percentiles_line
 from kvrepl.protocol.replies import Verbatim
 
 Section = Callable[[Engine], list[str]]
@@ -81,7 +82,9 @@ def _total_system_memory() -> int:
 
 
 def _blocked_clients(engine: Engine) -> int:
-    return sum(1 for s in engine.sessions.values() if s.blocked is not None)
+    # Redis counts the clients CLIENT PAUSE postponed as blocked too (BLOCKED_POSTPONE)
+    return sum(1 for s in engine.sessions.values() if s.blocked is not None) \
+        + len(engine.pause.postponed)
 
 
 def _server(engine: Engine) -> list[str]:
@@ -133,7 +136,10 @@ def _clients(engine: Engine) -> list[str]:
 
 
 def _memory(engine: Engine) -> list[str]:
-    used = _rss()
+    # used_memory is the dataset's estimate (kvrepl.store.memory), what maxmemory bounds;
+    # the process's real footprint, interpreter included, is used_memory_rss.
+    used = engine.keyspace.used_memory()
+    rss = _rss()
     known = facts(engine)
     known.peak_memory = max(known.peak_memory, used)
     peak = known.peak_memory
@@ -142,18 +148,18 @@ def _memory(engine: Engine) -> list[str]:
     return [
         f"used_memory:{used}",
         f"used_memory_human:{bytes_to_human(used)}",
-        f"used_memory_rss:{used}",
-        f"used_memory_rss_human:{bytes_to_human(used)}",
+        f"used_memory_rss:{rss}",
+        f"used_memory_rss_human:{bytes_to_human(rss)}",
         f"used_memory_peak:{peak}",
         f"used_memory_peak_human:{bytes_to_human(peak)}",
         f"used_memory_peak_perc:{used * 100 / peak if peak else 100:.2f}%",
         "used_memory_overhead:0",
         "used_memory_startup:0",
         f"used_memory_dataset:{used}",
-        "used_memory_dataset_perc:100.00%",
-        f"allocator_allocated:{used}",
-        f"allocator_active:{used}",
-        f"allocator_resident:{used}",
+        f"used_memory_dataset_perc:{100 if used else 0:.2f}%",
+        f"allocator_allocated:{rss}",
+        f"allocator_active:{rss}",
+        f"allocator_resident:{rss}",
         f"total_system_memory:{total}",
         f"total_system_memory_human:{bytes_to_human(total)}",
         "used_memory_lua:0",
@@ -186,7 +192,7 @@ def _memory(engine: Engine) -> list[str]:
         "mem_clients_slaves:0",
         "mem_clients_normal:0",
         "mem_cluster_links:0",
-        "mem_aof_buffer:0",
+        f"mem_aof_buffer:{len(engine.aof.buf) if engine.aof is not None else 0}",
         "mem_allocator:libc",
         "active_defrag_running:0",
         "lazyfree_pending_objects:0",
@@ -216,7 +222,7 @@ def _stats(engine: Engine) -> list[str]:
         "expired_stale_perc:0.00",
         "expired_time_cap_reached_count:0",
         "expire_cycle_cpu_milliseconds:0",
-        "evicted_keys:0",
+        f"evicted_keys:{stats.evicted_keys}",
         "evicted_clients:0",
         "total_eviction_exceeded_time:0",
         "current_eviction_exceeded_time:0",
@@ -224,7 +230,7 @@ def _stats(engine: Engine) -> list[str]:
         f"keyspace_misses:{engine.keyspace.misses}",
         f"pubsub_channels:{len(engine.pubsub_channels)}",
         f"pubsub_patterns:{len(engine.pubsub_patterns)}",
-        "pubsubshard_channels:0",
+        f"pubsubshard_channels:{len(engine.pubsub_shard_channels)}",
         "latest_fork_usec:0",
         "total_forks:0",
         "migrate_cached_sockets:0",
@@ -363,6 +369,24 @@ def _keyspace(engine: Engine) -> list[str]:
     ]
 
 
+# latency-tracking-info-percentiles' default (kvrepl has not that option: always these)
+LATENCY_PERCENTILES = (50.0, 99.0, 99.9)
+
+
+def _latencystats(engine: Engine) -> list[str]:
+    """genRedisInfoStringLatencyStats: per command with calls recorded, its percentiles."""
+    if not engine.latency_tracking:
+        return []
+    lines = []
+    for top in engine.table.values():
+        for cmd in itertools.chain((top,), top.subcommands.values()):
+            if cmd.histogram is not None:
+                counts = latency_counts(cmd.histogram, cmd.histogram_tail)
+                lines.append(f"latency_percentiles_usec_{_safe(cmd.name)}:"
+                             f"{percentiles_line(counts, LATENCY_PERCENTILES)}")
+    return lines
+
+
 def _empty(engine: Engine) -> list[str]:
     return []
 
@@ -379,8 +403,7 @@ SECTIONS: dict[str, tuple[str, Section]] = {
     "module_list": ("Modules", _empty),
     "commandstats": ("Commandstats", _commandstats),
     "errorstats": ("Errorstats", _errorstats),
-    # Redis lists per-command latency percentiles here; kvrepl keeps no histograms.
-    "latencystats": ("Latencystats", _empty),
+    "latencystats": ("Latencystats", _latencystats),
     "cluster": ("Cluster", _cluster),
     "keyspace": ("Keyspace", _keyspace),
 }

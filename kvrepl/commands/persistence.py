@@ -28,8 +28,9 @@ register_section("persistence", persistence.info_fields)
 def save(s: Session, argv: list[bytes]) -> object:
     """SAVE: write the dataset to ``dir/dbfilename`` now, blocking every client meanwhile."""
     state = persistence.attach(s.engine)
-    if state.bgsave_in_progress:
-        raise ReplyError(_IN_PROGRESS)
+    if state.bgsave_in_progress and not (s.engine.aof is not None
+                                         and s.engine.aof.job is not None):
+        raise ReplyError(_IN_PROGRESS)  # an AOF rewrite does not stop SAVE, as in Redis
     state.rdb_saves += 1
     if not persistence.save(s.engine):
         raise ReplyError("ERR")
@@ -46,9 +47,14 @@ def bgsave(s: Session, argv: list[bytes]) -> object:
     if len(argv) > 1 and (len(argv) != 2 or argv[1].lower() != b"schedule"):
         raise ReplyError(SYNTAX)
     state = persistence.attach(s.engine)
-    if state.bgsave_in_progress:
+    rewriting = s.engine.aof is not None and s.engine.aof.job is not None
+    if state.bgsave_in_progress and not rewriting:
         raise ReplyError(_IN_PROGRESS)
-    if s.in_exec:
+    if s.in_exec or rewriting:
+        if rewriting and len(argv) < 2:
+            raise ReplyError("ERR Another child process is active (AOF?): can't BGSAVE right "
+                             "now. Use BGSAVE SCHEDULE in order to schedule a BGSAVE whenever "
+                             "possible.")
         state.bgsave_scheduled = True
         return Status(b"Background saving scheduled")
     if not persistence.bgsave(s.engine):
@@ -139,3 +145,15 @@ def restore(s: Session, argv: list[bytes]) -> object:
             engine.rewrite([*argv[:2], b"%d" % ttl, *argv[3:], b"ABSTTL"])
     engine.dirty += 1
     return OK
+
+
+# -- BGREWRITEAOF -----------------------------------------------------------------------------
+
+
+@command("bgrewriteaof")
+def bgrewriteaof(s: Session, argv: list[bytes]) -> object:
+    """BGREWRITEAOF: write a new AOF base from a snapshot, in the background (scheduled
+    while another snapshot job runs or inside MULTI, as Redis does)."""
+    from kvrepl import aof
+
+    return Status(aof.attach(s.engine).bgrewriteaof(s.in_exec).encode())

@@ -20,7 +20,15 @@ general path, ``commands/hyperloglog.py``.
 
 What the general path would have recorded is recorded here too: the dirty counter,
 ``INFO commandstats`` calls and time, the client's last command, the key's access time,
-and each SET handed to the propagation listeners (replication, ``changes()``).
+the memory estimate (a SET over a value of another type goes to the general path), and
+each SET handed to the propagation listeners (replication, ``changes()``). With
+``maxmemory`` set the lane stays closed: every command must first evict.
+
+The lane times runs, not commands (a clock read per command would cost more than the
+command): each command of a run is taken to have lasted the run's average, for the
+commandstats time, LATENCY HISTOGRAM and the slow log / latency monitor. A run shorter
+than their thresholds proves no command in it reached them; a longer one logs the
+commands whose average does.
 """
 
 from __future__ import annotations
@@ -37,6 +45,7 @@ from kvrepl.store.hyperloglog import (
     is_hll,
     sparse_holds,
 )
+from kvrepl.store.memory import STRING_ENTRY
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -74,17 +83,20 @@ class PlainLane:
         """True when nothing about the node or ``session`` could refuse a GET or SET, or
         make it do more than read or store one key: no node-wide refusal (loading, read-only,
         MISCONF, NOREPLICAS), no MULTI, pub/sub context, MONITOR or replica link, no WATCH or
-        running snapshot (they watch writes key by key), no LFU clock, no replies queued, no
-        client blocked on a key (a SET over a stream wakes XREADGROUP with -UNBLOCKED)."""
+        running snapshot (they watch writes key by key), no LFU clock, no maxmemory (eviction
+        runs before each command), no replies queued, no client blocked on a key (a SET over
+        a stream wakes XREADGROUP with -UNBLOCKED)."""
         engine = self.engine
         keyspace = engine.keyspace
+        config = engine.config
         return not (
             engine.restricted or engine.monitors or keyspace.before_write_hooks
             or keyspace.blocked_keys
-            or keyspace.lfu or engine.config.min_replicas_to_write
+            or keyspace.lfu or config.min_replicas_to_write or config.maxmemory
             or not session.authenticated or not session.user.unrestricted
             or session.multi is not None
-            or session.channels or session.patterns or session.is_master
+            or session.channels or session.patterns or session.shard_channels
+            or session.reply_off or session.reply_skip or session.is_master
             or session.is_replica or session.monitor or session.closing
             or session.pending_out or session.after_reply
         )
@@ -99,10 +111,26 @@ class PlainLane:
                 self.engine.propagate_listeners)
 
     def _record(self, command: Command, count: int, usec: float) -> None:
-        """INFO's counters for ``count`` calls of ``command`` that took ``usec`` in all."""
+        """INFO's counters for ``count`` calls of ``command`` that took ``usec`` in all,
+        and LATENCY HISTOGRAM's (each call at the average)."""
         command.calls += count
         command.usec += usec
         self.engine.stats.commands_processed += count
+        if self.engine.latency_tracking:
+            command.record_latency(usec / count, count)
+
+    def _observe_run(self, session: Session, commands: list[list[bytes]], usec: float
+                     ) -> None:
+        """The slow log and latency monitor for a run that took ``usec`` in all, when each
+        command's average reaches their floor."""
+        engine = self.engine
+        average = usec / len(commands)
+        if average >= engine.slow_floor:
+            for argv in commands:
+                name = argv[0]
+                command = (self._get if name in _GET else self._set if name in _SET
+                           else self._pfadd if name in _PFADD else self._pfcount)
+                engine.observe_slow(session, command, argv, average)
 
     def open_for_master_link(self, session: Session) -> bool:
         """:meth:`open_for` on a replica, for the link its master's stream arrives on: the
@@ -112,9 +140,9 @@ class PlainLane:
         keyspace = engine.keyspace
         return not (
             engine.loading or engine.monitors or keyspace.before_write_hooks or keyspace.lfu
-            or keyspace.blocked_keys
+            or keyspace.blocked_keys or engine.config.maxmemory
             or not session.authenticated or session.multi is not None
-            or session.channels or session.patterns
+            or session.channels or session.patterns or session.shard_channels
         )
 
     def apply_sets(self, session: Session, commands: list[list[bytes]], start: int) -> int:
@@ -125,6 +153,7 @@ class PlainLane:
         db, data, expires, access, clock, listeners = self._context(session)
         engine = self.engine
         position = start
+        grown = 0
         began = perf_counter()
         for argv in commands[start:] if start else commands:
             if len(argv) != 3 or (argv[0] != b"SET" and argv[0] not in _SET):
@@ -132,15 +161,27 @@ class PlainLane:
             key = argv[1]
             if expires and key in expires:
                 break
-            data[key] = argv[2]
+            value = argv[2]
+            old = data.get(key)
+            if old is None:
+                grown += STRING_ENTRY + len(key) + len(value)
+            elif type(old) is bytes:
+                grown += len(value) - len(old)
+            else:
+                break
+            data[key] = value
             access[key] = clock
             position += 1
+        db.used += grown
         applied = position - start
         if applied:
             engine.dirty += applied
             if listeners:  # node.changes() on the replica
                 engine.propagate_run(db.id, commands[start:position])
-            self._record(self._set, applied, (perf_counter() - began) * 1e6)
+            spent = (perf_counter() - began) * 1e6
+            self._record(self._set, applied, spent)
+            if spent >= engine.slow_floor:
+                self._observe_run(session, commands[start:position], spent)
             session.last_command = "set"
         return position
 
@@ -151,8 +192,16 @@ class PlainLane:
         key = argv[1]
         if key in db.expires or not self.open_for(session):
             return False
+        value = argv[2]
+        old = db.data.get(key)
+        if old is None:
+            db.used += STRING_ENTRY + len(key) + len(value)
+        elif type(old) is bytes:
+            db.used += len(value) - len(old)
+        else:
+            return False
         began = perf_counter()
-        db.data[key] = argv[2]
+        db.data[key] = value
         engine = self.engine
         db.access[key] = engine.keyspace.lru_clock
         engine.dirty += 1
@@ -163,22 +212,51 @@ class PlainLane:
             replication = engine.replication
             if replication is not None:
                 session.woff = replication.master_repl_offset
-        self._record(self._set, 1, (perf_counter() - began) * 1e6)
+        spent = (perf_counter() - began) * 1e6
+        self._record(self._set, 1, spent)
+        if spent >= engine.slow_floor:
+            engine.observe_slow(session, self._set, argv, spent)
         session.last_command = "set"
         return True
+
+    def get(self, session: Session, key: bytes) -> bytes | None:
+        """One ``GET key`` (an in-process redis-py connection's), its reply encoded; None,
+        having done nothing, when the general path must run it (a key with a TTL, a value
+        of another type). ``open_for(session)`` must be true."""
+        db = session.db
+        if key in db.expires:
+            return None
+        began = perf_counter()
+        value = db.data.get(key)
+        engine = self.engine
+        if value is None:
+            engine.keyspace.misses += 1
+            reply = _NIL[session.resp3]
+        elif type(value) is bytes:
+            engine.keyspace.hits += 1
+            db.access[key] = engine.keyspace.lru_clock
+            size = len(value)
+            reply = b"%s%s\r\n" % (_BULK_HEADS[size] if size < 1024 else b"$%d\r\n" % size,
+                                    value)
+        else:
+            return None
+        self._record(self._get, 1, (perf_counter() - began) * 1e6)
+        session.last_command = "get"
+        return reply
 
     def run(self, session: Session, requests: list[list[bytes]], start: int,
             out: list[bytes], raw: bytes | None = None) -> int:
         """Run ``requests[start:]`` while each is a GET or a plain SET the lane can finish,
         appending the encoded replies to ``out``; returns the index of the first request it
         did not run (``len(requests)`` when it ran them all). ``open_for(session)`` must be
-        true. ``raw``, when given, is the canonical encoding of ``requests[start:]``: if they
+        true. ``raw``, when given, is bytes that parse to exactly ``requests[start:]``: if they
         are all SETs it is what the replication stream carries, without encoding again."""
         db, data, expires, access, clock, listeners = self._context(session)
         engine = self.engine
         nil = _NIL[session.resp3]
         heads = _BULK_HEADS
-        gets = sets = misses = pfadds = grown = pfcounts = 0
+        gets = sets = misses = pfadds = grown = pfcounts = grew = 0
+        get, size_of, entry = data.get, len, STRING_ENTRY  # locals: the loop's hot lookups
         written: list[list[bytes]] = []  # the SETs, for the propagation listeners
         position = start
         began = perf_counter()
@@ -203,7 +281,15 @@ class PlainLane:
                 key = argv[1]
                 if key in expires:
                     break
-                data[key] = argv[2]
+                value = argv[2]
+                old = get(key)
+                if old is None:
+                    grew += entry + size_of(key) + size_of(value)
+                elif type(old) is bytes:
+                    grew += size_of(value) - size_of(old)
+                else:
+                    break
+                data[key] = value
                 access[key] = clock
                 sets += 1
                 if listeners:
@@ -244,10 +330,13 @@ class PlainLane:
             else:
                 break
             position += 1
+        db.used += grew  # the memory estimate: SETs (a PFADD keeps its string's length)
         if position == start:
             return start
         spent = (perf_counter() - began) * 1e6
         ran = gets + sets + pfadds + pfcounts
+        if spent >= engine.slow_floor:
+            self._observe_run(session, requests[start:position], spent)
         if gets or pfcounts:
             keyspace = engine.keyspace
             keyspace.hits += gets - misses + pfcounts

@@ -1,4 +1,9 @@
-"""Pub/Sub: SUBSCRIBE UNSUBSCRIBE PSUBSCRIBE PUNSUBSCRIBE PUBLISH PUBSUB (Redis ``pubsub.c``).
+"""Pub/Sub: SUBSCRIBE UNSUBSCRIBE PSUBSCRIBE PUNSUBSCRIBE PUBLISH PUBSUB, and the sharded
+SSUBSCRIBE SUNSUBSCRIBE SPUBLISH (Redis ``pubsub.c``).
+
+Without cluster mode (kvrepl has none) a shard channel is a channel of its own namespace:
+its messages are ``smessage``, its confirmations count only the shard channels of the client,
+and patterns never match it.
 
 The engine keeps who listens (``pubsub_channels`` / ``pubsub_patterns``: name -> {client id:
 session}, in subscription order) and delivers messages (:meth:`Engine.publish`); the session
@@ -23,6 +28,7 @@ from functools import partial
 from kvrepl.commands.core import Session, command
 from kvrepl.commands.glob import glob_match
 from kvrepl.commands.help import help_reply, subcommand_syntax_error
+from kvrepl.errors import ReplyError
 from kvrepl.protocol.replies import Push, Raw, encode
 
 _HELP = [
@@ -33,6 +39,10 @@ _HELP = [
     "NUMSUB [<channel> ...]",
     "    Return the number of subscribers for the specified channels, excluding",
     "    pattern subscriptions(default: no channels).",
+    "SHARDCHANNELS [<pattern>]",
+    "    Return the currently active shard level channels matching a <pattern> (default: '*').",
+    "SHARDNUMSUB [<shardchannel> ...]",
+    "    Return the number of subscribers for the specified shard level channel(s)",
 ]
 
 
@@ -44,13 +54,23 @@ def _replies(s: Session, replies: list[Push]) -> object:
 
 
 # What a session listens to (its own dict) and the engine's registry of who listens, for
-# channels (SUBSCRIBE) and patterns (PSUBSCRIBE): the two kinds work alike.
+# channels (SUBSCRIBE), patterns (PSUBSCRIBE) and shard channels (SSUBSCRIBE): the kinds
+# work alike (Redis's pubsubtype).
 def _channels(s: Session) -> tuple[dict[bytes, None], dict[bytes, dict[int, Session]]]:
     return s.channels, s.engine.pubsub_channels
 
 
 def _patterns(s: Session) -> tuple[dict[bytes, None], dict[bytes, dict[int, Session]]]:
     return s.patterns, s.engine.pubsub_patterns
+
+
+def _shard_channels(s: Session) -> tuple[dict[bytes, None], dict[bytes, dict[int, Session]]]:
+    return s.shard_channels, s.engine.pubsub_shard_channels
+
+
+def _count(s: Session, kind: Callable[[Session], tuple]) -> int:
+    """The count a confirmation carries: shard channels count apart (subscriptionCount)."""
+    return len(s.shard_channels) if kind is _shard_channels else s.subscriptions
 
 
 def _add(s: Session, kind: Callable[[Session], tuple], name: bytes) -> None:
@@ -73,7 +93,7 @@ def _remove(s: Session, kind: Callable[[Session], tuple], name: bytes) -> None:
 
 def unsubscribe_all(s: Session) -> None:
     """Drop every subscription of ``s`` without telling it (RESET)."""
-    for kind in (_channels, _patterns):
+    for kind in (_channels, _patterns, _shard_channels):
         for name in list(kind(s)[0]):
             _remove(s, kind, name)
 
@@ -82,10 +102,13 @@ def _subscribe(kind: Callable[[Session], tuple], word: bytes, s: Session, argv: 
                ) -> object:
     """SUBSCRIBE channel [channel ...] / PSUBSCRIBE pattern [pattern ...]: one confirmation
     each."""
+    if kind is _shard_channels and s.in_exec:
+        # ssubscribeCommand: unlike SUBSCRIBE, refused to a DENY BLOCKING client (MULTI too)
+        raise ReplyError("ERR SSUBSCRIBE isn't allowed for a DENY BLOCKING client")
     replies = []
     for name in argv[1:]:
         _add(s, kind, name)
-        replies.append(Push([word, name, s.subscriptions]))
+        replies.append(Push([word, name, _count(s, kind)]))
     return _replies(s, replies)
 
 
@@ -96,9 +119,9 @@ def _unsubscribe(kind: Callable[[Session], tuple], word: bytes, s: Session,
     replies = []
     for name in argv[1:] or list(kind(s)[0]):
         _remove(s, kind, name)
-        replies.append(Push([word, name, s.subscriptions]))
+        replies.append(Push([word, name, _count(s, kind)]))
     if not replies:
-        replies.append(Push([word, None, s.subscriptions]))
+        replies.append(Push([word, None, _count(s, kind)]))
     return _replies(s, replies)
 
 
@@ -106,6 +129,8 @@ command("subscribe")(partial(_subscribe, _channels, b"subscribe"))
 command("psubscribe")(partial(_subscribe, _patterns, b"psubscribe"))
 command("unsubscribe")(partial(_unsubscribe, _channels, b"unsubscribe"))
 command("punsubscribe")(partial(_unsubscribe, _patterns, b"punsubscribe"))
+command("ssubscribe")(partial(_subscribe, _shard_channels, b"ssubscribe"))
+command("sunsubscribe")(partial(_unsubscribe, _shard_channels, b"sunsubscribe"))
 
 
 @command("publish")
@@ -120,27 +145,56 @@ def publish(s: Session, argv: list[bytes]) -> object:
     return receivers
 
 
-@command("pubsub|channels")
-def pubsub_channels(s: Session, argv: list[bytes]) -> object:
-    """PUBSUB CHANNELS [pattern]: channels with at least one subscriber."""
+@command("spublish")
+def spublish(s: Session, argv: list[bytes]) -> object:
+    """SPUBLISH shardchannel message: the number of clients that received it; propagated
+    to replicas as PUBLISH is outside cluster mode (spublishCommand)."""
+    receivers = s.engine.publish_shard(argv[1], argv[2])
+    s.engine.also_propagate(list(argv))
+    return receivers
+
+
+def _channel_list(argv: list[bytes], channels: dict[bytes, object]) -> list[bytes]:
+    """channelList: the channels with subscribers, those matching the pattern if given."""
     if len(argv) > 3:
         raise subcommand_syntax_error(argv)
-    channels = s.engine.pubsub_channels
     if len(argv) == 2:
         return list(channels)
     pattern = argv[2]
     return [channel for channel in channels if glob_match(pattern, channel)]
 
 
-@command("pubsub|numsub")
-def pubsub_numsub(s: Session, argv: list[bytes]) -> object:
-    """PUBSUB NUMSUB [channel ...]: a flat array of channel, count (an array in RESP3 too)."""
-    channels = s.engine.pubsub_channels
+def _numsub(argv: list[bytes], channels: dict[bytes, dict[int, Session]]) -> list[object]:
+    """A flat array of channel, count (an array in RESP3 too)."""
     out: list[object] = []
     for channel in argv[2:]:
         out.append(channel)
         out.append(len(channels.get(channel, ())))
     return out
+
+
+@command("pubsub|channels")
+def pubsub_channels(s: Session, argv: list[bytes]) -> object:
+    """PUBSUB CHANNELS [pattern]: channels with at least one subscriber."""
+    return _channel_list(argv, s.engine.pubsub_channels)
+
+
+@command("pubsub|shardchannels")
+def pubsub_shardchannels(s: Session, argv: list[bytes]) -> object:
+    """PUBSUB SHARDCHANNELS [pattern]: shard channels with at least one subscriber."""
+    return _channel_list(argv, s.engine.pubsub_shard_channels)
+
+
+@command("pubsub|numsub")
+def pubsub_numsub(s: Session, argv: list[bytes]) -> object:
+    """PUBSUB NUMSUB [channel ...]."""
+    return _numsub(argv, s.engine.pubsub_channels)
+
+
+@command("pubsub|shardnumsub")
+def pubsub_shardnumsub(s: Session, argv: list[bytes]) -> object:
+    """PUBSUB SHARDNUMSUB [shardchannel ...]."""
+    return _numsub(argv, s.engine.pubsub_shard_channels)
 
 
 @command("pubsub|numpat")
@@ -151,5 +205,5 @@ def pubsub_numpat(s: Session, argv: list[bytes]) -> object:
 
 @command("pubsub|help")
 def pubsub_help(s: Session, argv: list[bytes]) -> object:
-    """PUBSUB HELP (the sharded subcommands are not implemented, so not listed)."""
+    """PUBSUB HELP."""
     return help_reply(argv, _HELP)

@@ -1,4 +1,4 @@
-"""Server commands: FLUSHALL FLUSHDB DBSIZE SWAPDB CONFIG COMMAND SHUTDOWN MONITOR.
+"""Server commands: FLUSHALL FLUSHDB DBSIZE SWAPDB CONFIG COMMAND SHUTDOWN MONITOR TIME.
 
 INFO is in ``info.py``, DEBUG in ``debug.py``, CLIENT in ``client.py``. Sources: Redis 7.0
 ``db.c`` (flush, swapdb), ``config.c`` (CONFIG), ``server.c`` (COMMAND, SHUTDOWN, MONITOR).
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import time
 from functools import partial
 
 from kvrepl import persistence
@@ -171,7 +172,7 @@ def config_set(s: Session, argv: list[bytes]) -> object:
         except ValueError as err:
             raise ReplyError(f"ERR CONFIG SET failed (possibly related to argument '{name}') "
                              f"- {err}") from None
-    s.engine.config.config_set(list(values.values()))
+    s.engine.config.config_set(list(values.values()), loading=s.engine.loading)
     return OK
 
 
@@ -187,6 +188,8 @@ def reset_stats(engine: Engine) -> None:
         cmd.usec = 0.0
         cmd.rejected_calls = 0
         cmd.failed_calls = 0
+        cmd.histogram = None  # LATENCY HISTOGRAM starts over too (resetCommandTableStats)
+        cmd.histogram_tail = {}
 
 
 @command("config|resetstat")
@@ -378,3 +381,13 @@ def monitor(s: Session, argv: list[bytes]) -> object:
     s.monitor = True
     s.engine.monitors.append(s)
     return OK
+
+
+# -- TIME -----------------------------------------------------------------------------------
+
+
+@command("time")
+def time_(s: Session, argv: list[bytes]) -> object:
+    """TIME: unix seconds and microseconds, as two bulk strings."""
+    now_ns = time.time_ns()
+    return [b"%d" % (now_ns // 1_000_000_000), b"%d" % (now_ns // 1000 % 1_000_000)]

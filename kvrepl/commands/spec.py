@@ -638,6 +638,18 @@ def modified_key_positions(spec: CommandSpec, argv: list[bytes]) -> list[int]:
     return list(dict.fromkeys(i for i, flags in _key_refs(spec, argv) if "RO" not in flags))
 
 
+def modifies_only_first_argument(spec: CommandSpec) -> bool:
+    """True when :func:`key_positions` is ``[1]`` for every well-formed call (one key spec,
+    the key at index 1): HSET, LPUSH, ZADD... so that a caller on the hot path can skip
+    computing it."""
+    refs = spec._compiled
+    if len(refs) != 1 or spec.get_keys_function:
+        return False
+    flags, begin, first, _, find, lastkey, step, limit = refs[0]
+    return (begin == _BS_INDEX and find == _FK_RANGE and first == 1 and lastkey == 0
+            and not limit and not flags & _SLOW_PATH_FLAGS)
+
+
 def keys_of(spec: CommandSpec, argv: list[bytes]) -> list[bytes]:
     """The key arguments of ``argv`` (see :func:`key_positions`)."""
     return [argv[i] for i in key_positions(spec, argv)]

@@ -230,9 +230,7 @@ class ReplicaProtocol:
             return  # the master's keepalive newline while it prepares the snapshot
         if line.startswith(b"+FULLRESYNC"):
             parts = line.split()
-            replid = parts[1].decode() if len(parts) > 1 else ""
-            if len(replid) != 40:
-                replid = ""
+            replid = _replid(parts[1]) if len(parts) > 1 else ""
             try:
                 offset = int(parts[2]) if replid and len(parts) > 2 else -1
             except ValueError:
@@ -242,7 +240,7 @@ class ReplicaProtocol:
             self.state = State.RECEIVE_SYNC_PAYLOAD
         elif line.startswith(b"+CONTINUE"):
             parts = line.split()
-            new_id = parts[1].decode() if len(parts) > 1 and len(parts[1]) == 40 else None
+            new_id = (_replid(parts[1]) or None) if len(parts) > 1 else None
             events.append(Log("Successful partial resynchronization with master."))
             events.append(Continue(new_id))
             self.state = State.CONNECTED
@@ -368,7 +366,7 @@ class ReplicaProtocol:
             done += taken
             if done == end:
                 break
-            parser = self._parser = RequestParser(self.max_bulk_len)
+            parser = self._parser = RequestParser(self.max_bulk_len, from_master=True)
             rest = raw[done:]
             parser.feed(rest)
             self._slow_fed, self._slow_counted = len(rest), 0
@@ -453,3 +451,11 @@ class ReplicaProtocol:
     def _advance(self) -> None:
         self.state = (self._pending_replies.pop(0) if self._pending_replies
                       else State.RECEIVE_PSYNC_REPLY)
+
+
+def _replid(word: bytes) -> str:
+    """A replication ID from a PSYNC reply: 40 ASCII characters, else "" (Redis's "wrong
+    +FULLRESYNC syntax": a corrupt one must not fail the sync, nor be sent back)."""
+    if len(word) != 40 or not word.isascii():
+        return ""
+    return word.decode("ascii")

@@ -629,6 +629,9 @@ class MasterReplication:
                 if link.buffer and not link.hold_until_ack:
                     data = link.buffer
                     link.buffer = bytearray()
+                    aof = self.engine.aof
+                    if aof is not None and aof.buf:
+                        aof.flush()  # beforeSleep writes the AOF before replicas' output
                     await io.send_all(data)
                     continue
                 link.wakeup = trio.Event()

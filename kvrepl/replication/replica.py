@@ -21,7 +21,7 @@ from kvrepl import gc_policy
 from kvrepl.acl import SUPERUSER
 from kvrepl.commands.core import Engine
 from kvrepl.commands.monitor import repr_bytes
-from kvrepl.errors import ReplicaPanic, ReplyError, WriteSkipped
+from kvrepl.errors import ProtocolError, ReplicaPanic, ReplyError, WriteSkipped
 from kvrepl.log import logger, panic
 from kvrepl.persistence import TempFile
 from kvrepl.rdb import LoadResult, RdbError, StagedLoad
@@ -145,6 +145,13 @@ class ReplicaOf:
                     raise  # stops the node, as redis-server's panic stops the process
                 except (TryLater, ReplicationProtocolError, RdbError) as err:
                     logger.warning("MASTER <-> REPLICA sync: %s", err)
+                except ProtocolError as err:
+                    # The stream is corrupt or misaligned: what was applied before the error
+                    # showed may be wrong too, so, like Redis (which does not cache a master
+                    # client closed for a protocol error), forget the offset: full resync.
+                    logger.warning("Protocol error (%s) from client: master; the next sync "
+                                   "is a full one", err)
+                    self.has_history = False
                 except trio.TooSlowError:
                     logger.warning("MASTER timeout: no data nor PING received...")
                 except UnableToConnect as err:
@@ -363,6 +370,8 @@ class ReplicaOf:
         self.has_history = self._initial_offset >= 0
         self.session.select(0)
         self.session.multi = None
+        if engine.aof is not None:
+            engine.aof.after_full_sync()  # its AOF starts over from this dataset
         # Sub-replicas follow the old history: they must resync.
         replication.disconnect_replicas()
         self._link_up()

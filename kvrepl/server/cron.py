@@ -13,18 +13,23 @@ from kvrepl.log import logger
 
 async def run_cron(engine: Engine) -> None:
     """Every ``1/hz`` seconds: active expiry on a master, then wake clients it made ready;
-    then the ``save`` schedule (and BGSAVE SCHEDULE); then the process's garbage-collector
-    policy, when one is installed (:mod:`kvrepl.gc_policy`: a no-op otherwise). Once a
-    second, clients idle for more than ``timeout`` seconds are closed."""
+    eviction that a command's pass left unfinished (maxmemory-eviction-tenacity); then the
+    ``save`` schedule (and BGSAVE SCHEDULE); then the process's garbage-collector policy,
+    when one is installed (:mod:`kvrepl.gc_policy`: a no-op otherwise). Once a second,
+    clients idle for more than ``timeout`` seconds are closed."""
     last_second = 0
     while True:
         await trio.sleep(1 / engine.config.hz)
         engine.keyspace.lru_clock = int(engine.keyspace.clock())
+        if engine.pausing:
+            engine.pause.current()  # a CLIENT PAUSE whose time is up ends (and wakes clients)
         second = int(time())
         if second != last_second:
             last_second = second
             close_idle_clients(engine)
         expire_cycle(engine)
+        if engine.evictor.running:
+            engine.evictor.cron(0.25 / engine.config.hz)
         persistence.cron(engine)
         if not engine.loading:
             gc_policy.cron(engine.keyspace)
@@ -32,8 +37,8 @@ async def run_cron(engine: Engine) -> None:
 
 def close_idle_clients(engine: Engine) -> int:
     """``timeout``: close the normal clients idle for longer (Redis's
-    clientsCronHandleTimeout: never replicas, the master link, MONITOR, blocked or pub/sub
-    clients). Returns how many it closed."""
+    clientsCronHandleTimeout: never replicas, the master link, MONITOR, blocked (CLIENT
+    PAUSE's postponed ones too) or pub/sub clients). Returns how many it closed."""
     limit = engine.config.timeout
     if not limit:
         return 0
@@ -41,7 +46,8 @@ def close_idle_clients(engine: Engine) -> int:
     closed = 0
     for session in list(engine.sessions.values()):
         if (session.is_replica or session.is_master or session.monitor
-                or session.blocked is not None or session.channels or session.patterns
+                or session.blocked is not None or session.id in engine.pause.postponed
+                or session.subscribed
                 or session.on_kill is None or now - session.last_interaction <= limit):
             continue
         logger.log(15, "Closing idle client")  # LL_VERBOSE

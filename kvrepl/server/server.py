@@ -8,12 +8,14 @@ import math
 import os
 import socket
 import ssl
+from collections.abc import Awaitable, Callable
+from functools import partial
 from time import time as now
 
 import trio
 
 from kvrepl import persistence
-from kvrepl.commands.core import Block, Engine, Session
+from kvrepl.commands.core import POSTPONED, Block, Engine, Session
 from kvrepl.commands.replication import StartReplication, WaitReplicas
 from kvrepl.config import Config
 from kvrepl.errors import ProtocolError
@@ -45,7 +47,11 @@ _DENIED = (
 RECEIVE_SIZE = 64 * 1024
 _DISCONNECTED = object()
 _CLOSE = object()  # end the connection once the replies so far are sent
-_AWAITED = frozenset((Block, WaitReplicas, StartReplication))  # replies the loop must await
+# replies the loop must await
+_AWAITED = frozenset((Block, WaitReplicas, StartReplication, type(POSTPONED)))
+# Their confirmations are pushes: CLIENT REPLY OFF/SKIP does not silence them (CLIENT_PUSHING).
+_SUBSCRIBING = frozenset((b"subscribe", b"psubscribe", b"ssubscribe", b"unsubscribe",
+                          b"punsubscribe", b"sunsubscribe"))
 
 
 class SocketIO:
@@ -117,6 +123,9 @@ class Connection:
     async def send(self, data: bytes) -> None:
         # acquire_nowait first: `async with lock` always yields to the scheduler, which
         # costs more than the send itself when the lock is free (nearly always).
+        aof = self.server.engine.aof
+        if aof is not None and aof.buf:
+            aof.flush()  # a write is in the AOF (on disk with appendfsync always) before its reply
         lock = self.send_lock
         try:
             lock.acquire_nowait()
@@ -146,11 +155,12 @@ class Connection:
             if out:
                 await self.send(b"".join(out))
 
-    async def wait_blocked(self, argv: list[bytes], block: Block) -> object:
-        """Wait out a blocking command while still reading the socket, as Redis keeps
-        reading a blocked client: what it sends meanwhile is parsed and runs after the reply,
-        and a hang-up ends the wait at once (``_DISCONNECTED``), so that no later push is
-        popped for a client that is gone."""
+    async def wait_blocked(self, argv: list[bytes], block: Block | None,
+                           waiter: Callable[[], Awaitable[object]] | None = None) -> object:
+        """Wait out a blocking command (or ``waiter``, a postponed one) while still reading
+        the socket, as Redis keeps reading a blocked client: what it sends meanwhile is
+        parsed and runs after the reply, and a hang-up ends the wait at once
+        (``_DISCONNECTED``), so that no later push is popped for a client that is gone."""
         reply: object = _DISCONNECTED
         engine = self.server.engine
 
@@ -158,7 +168,10 @@ class Connection:
 
             async def wait() -> None:
                 nonlocal reply
-                reply = await self.server.blocking.wait(self.session, argv, block)
+                if waiter is not None:
+                    reply = await waiter()
+                else:
+                    reply = await self.server.blocking.wait(self.session, argv, block)
                 nursery.cancel_scope.cancel()
 
             async def read() -> None:
@@ -181,6 +194,41 @@ class Connection:
             nursery.start_soon(wait)
             nursery.start_soon(read)
         return reply
+
+    async def run_postponed(self, argv: list[bytes]) -> object:
+        """A command CLIENT PAUSE postponed: run it again each time the pause ends or
+        relaxes (or its time is up), until it is no longer held; its reply."""
+        engine = self.server.engine
+        pause = engine.pause
+        pause.postponed.add(self.session.id)
+        try:
+            while True:
+                changed = self.server.pause_changed
+                remaining = (pause.end_ms - engine.keyspace.now_ms()) / 1000 + 0.001
+                with trio.move_on_after(max(remaining, 0)):
+                    await changed.wait()
+                reply = engine.execute(self.session, argv)
+                if reply is not POSTPONED:
+                    return reply
+        finally:
+            pause.postponed.discard(self.session.id)
+
+    def silenced(self, argv: list[bytes]) -> bool:
+        """CLIENT REPLY OFF/SKIP: is this command's reply dropped? (Counts the SKIP down.)"""
+        session = self.session
+        skip = session.reply_skip
+        if skip:
+            session.reply_skip = skip - 1
+        if argv[0].lower() in _SUBSCRIBING:
+            return False
+        return session.reply_off or skip == 1
+
+    def drop_reply(self, out: list[bytes]) -> None:
+        """A silenced reply: nothing of it is sent; others' pushes still are."""
+        session = self.session
+        session.after_reply.clear()
+        if session.pending_out:
+            self.drain_pushes(out)
 
     async def wait_replicas(self, wait: WaitReplicas) -> int:
         """WAIT: until enough replicas acknowledged the client's last write, or timeout."""
@@ -261,7 +309,9 @@ class Connection:
             reply = execute(session, argv)
             if type(reply) in _AWAITED:
                 return argv, reply
-            if session.pending_out or session.after_reply:
+            if (session.reply_off or session.reply_skip) and self.silenced(argv):
+                self.drop_reply(out)
+            elif session.pending_out or session.after_reply:
                 self.add_reply(reply, out)
             else:
                 out.append(encode(reply, session.resp3))
@@ -274,21 +324,28 @@ class Connection:
         """Await what ``execute_buffered`` stopped at and append its reply to ``out``;
         False when the connection is over (a replica link ended, the client hung up)."""
         session = self.session
-        kind = type(reply)
         self.drain_pushes(out)
         if out:
             await self.send(b"".join(out))
             out.clear()
+        if reply is POSTPONED:
+            reply = await self.wait_blocked(argv, None, partial(self.run_postponed, argv))
+            if reply is _DISCONNECTED:
+                return False
+        kind = type(reply)
         if kind is StartReplication:
             await self.server.engine.replication.serve(self, session, reply.argv)
             return False
         if kind is WaitReplicas:
             reply = await self.wait_replicas(reply)
-        else:
+        elif kind is Block:
             reply = await self.wait_blocked(argv, reply)
             if reply is _DISCONNECTED:
                 return False
-        self.add_reply(reply, out)
+        if (session.reply_off or session.reply_skip) and self.silenced(argv):
+            self.drop_reply(out)
+        else:
+            self.add_reply(reply, out)
         self.parser.authenticated = session.authenticated
         return not session.closing
 
@@ -353,13 +410,25 @@ class Server:
         self.port: int | None = None
         self.connections: dict[int, Connection] = {}
         self._shutdown = trio.Event()
+        # Set (and replaced) each time CLIENT PAUSE ends or relaxes: postponed clients retry.
+        self.pause_changed = trio.Event()
+        self.engine.pause.listeners.append(self._pause_changed)
         self.shutdown_save: bool | None = None
         self.engine.on_shutdown = self.request_shutdown
         self.engine.server = self
 
+    def _pause_changed(self) -> None:
+        self.pause_changed.set()
+        self.pause_changed = trio.Event()
+
     def request_shutdown(self, save: bool | None = None) -> None:
         self.shutdown_save = save
         self._shutdown.set()
+
+    @property
+    def shutting_down(self) -> bool:
+        """SHUTDOWN (or a failed startup load) asked the node to stop."""
+        return self._shutdown.is_set()
 
     async def wait_shutdown(self) -> None:
         await self._shutdown.wait()

@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterator
 from time import perf_counter
 
 from kvrepl import gc_policy
+from kvrepl.store.memory import EXPIRE_ENTRY, key_memory_usage, string_entry_size
 from kvrepl.store.values import Stream, ZSet
 
 # Types whose creation can wake a client blocked in BLPOP/BZPOPMIN/XREAD and friends.
@@ -26,7 +27,8 @@ class Database:
     and WATCH can see the change.
     """
 
-    __slots__ = ("id", "data", "expires", "access", "keyspace", "_expire_scan", "_expire_pos")
+    __slots__ = ("id", "data", "expires", "access", "keyspace", "_expire_scan", "_expire_pos",
+                 "sizes", "used", "stale")
 
     def __init__(self, index: int, keyspace: Keyspace) -> None:
         self.id = index
@@ -40,6 +42,16 @@ class Database:
         # Redis's per-object ``lru`` field: the LRU clock at the last access, or under an
         # LFU maxmemory-policy the minutes clock and the log counter (OBJECT IDLETIME/FREQ).
         self.access: dict[bytes, int] = {}
+        # The memory estimate (kvrepl.store.memory): ``used`` is the sum over the keys;
+        # ``sizes`` holds the estimate of each key that is not a string (a string's is
+        # computed from its length, so it needs no entry).
+        self.sizes: dict[bytes, int] = {}
+        self.used = 0
+        # Containers changed in place whose estimate is not measured again yet: measuring
+        # waits until someone reads ``used`` through Keyspace.used_memory() (INFO, eviction
+        # before each command while maxmemory is set), so a write without maxmemory pays
+        # one set insertion instead of a measurement.
+        self.stale: set[bytes] = set()
 
     def __len__(self) -> int:
         return len(self.data)
@@ -130,7 +142,7 @@ class Database:
         if when > self.keyspace.now_ms() or self.keyspace.applying_master:
             # Commands from our master still see keys it has not deleted yet.
             return False
-        if self.keyspace.expire_keys:
+        if self.keyspace.expire_keys and not self.keyspace.expiry_paused():
             self.delete_expired(key)
         return True
 
@@ -168,6 +180,7 @@ class Database:
     def add(self, key: bytes, value: object) -> None:
         """Store a new key (which must not exist) and wake clients blocked on it."""
         self.data[key] = value
+        self._count(key, value)
         keyspace = self.keyspace
         self.access[key] = lfu_new(keyspace) if keyspace.lfu else keyspace.lru_clock
         if type(value) in _BLOCKABLE_TYPES and self.keyspace.blocked_keys:
@@ -175,25 +188,80 @@ class Database:
 
     def set(self, key: bytes, value: object, keep_ttl: bool = False) -> None:
         """Store ``value`` under ``key``, replacing any value; drops the TTL unless asked."""
-        if key in self.data:
-            if type(self.data[key]) is Stream and self.keyspace.blocked_keys:
+        data = self.data
+        old = data.get(key)
+        if old is not None:
+            if type(old) is Stream and self.keyspace.blocked_keys:
                 self.keyspace.signal_ready(self.id, key)  # XREADGROUP waiters: -UNBLOCKED
-            self.data[key] = value
-            if not keep_ttl and self.expires:
-                self.expires.pop(key, None)
+            data[key] = value
+            if type(old) is bytes and type(value) is bytes:
+                self.used += len(value) - len(old)
+            else:
+                self.used -= self._forget_size(key, old)
+                self._count(key, value)
+            if not keep_ttl and self.expires and self.expires.pop(key, None) is not None:
+                self.used -= EXPIRE_ENTRY
         else:
             self.add(key, value)
 
+    def _count(self, key: bytes, value: object) -> None:
+        """Add the estimate of ``key`` holding ``value`` to ``used``."""
+        if type(value) is bytes:
+            self.used += string_entry_size(key, value)
+        else:
+            self.sizes[key] = size = key_memory_usage(key, value)
+            self.used += size
+
+    def _forget_size(self, key: bytes, value: object) -> int:
+        """The estimate counted for ``key`` holding ``value`` (forgotten when kept apart)."""
+        if type(value) is bytes:
+            return string_entry_size(key, value)
+        return self.sizes.pop(key, 0)
+
+    def changed_in_place(self, key: bytes) -> None:
+        """``key``'s value may have changed in place (a container's push, add or remove):
+        the dispatcher calls it for the keys a write command modified; measured again
+        before ``used`` is next read (see ``stale``)."""
+        stale = self.stale
+        stale.add(key)
+        if len(stale) > 4096:  # bounded: the set never grows with the keyspace
+            self.measure_stale()
+
+    def measure_stale(self) -> None:
+        """Measure again every key changed in place since the last time."""
+        stale = self.stale
+        self.stale = set()
+        for key in stale:
+            self.remeasure(key)
+
+    def remeasure(self, key: bytes) -> None:
+        """Measure ``key`` again now, after its value changed in place."""
+        value = self.data.get(key)
+        if value is None or type(value) is bytes:
+            return
+        size = key_memory_usage(key, value)
+        self.used += size - self.sizes.get(key, 0)
+        self.sizes[key] = size
+
+    def recount(self) -> None:
+        """Measure every key again (after a load replaced ``data`` and ``expires``)."""
+        self.sizes = {}
+        self.stale = set()
+        self.used = len(self.expires) * EXPIRE_ENTRY
+        for key, value in self.data.items():
+            self._count(key, value)
+
     def delete(self, key: bytes) -> bool:
         """Remove ``key``; True when it existed (expired or not)."""
-        if key not in self.data:
+        value = self.data.pop(key, None)
+        if value is None:
             return False
-        if type(self.data[key]) is Stream and self.keyspace.blocked_keys:
+        if type(value) is Stream and self.keyspace.blocked_keys:
             self.keyspace.signal_ready(self.id, key)  # XREADGROUP waiters: -UNBLOCKED
-        del self.data[key]
+        self.used -= self._forget_size(key, value)
         self.access.pop(key, None)
-        if self.expires:
-            self.expires.pop(key, None)
+        if self.expires and self.expires.pop(key, None) is not None:
+            self.used -= EXPIRE_ENTRY
         return True
 
     def delete_expired(self, key: bytes) -> None:
@@ -204,10 +272,15 @@ class Database:
             listener(self, key)
 
     def set_expire(self, key: bytes, when_ms: int) -> None:
+        if key not in self.expires:
+            self.used += EXPIRE_ENTRY
         self.expires[key] = when_ms
 
     def persist(self, key: bytes) -> bool:
-        return self.expires.pop(key, None) is not None
+        if self.expires.pop(key, None) is None:
+            return False
+        self.used -= EXPIRE_ENTRY
+        return True
 
     def clear(self) -> None:
         """Drop every key. Values are not changed in place, so no per-key signal is due:
@@ -221,6 +294,9 @@ class Database:
         self.data = {}
         self.expires = {}
         self.access = {}
+        self.sizes = {}
+        self.used = 0
+        self.stale = set()
 
     def active_expire_cycle(self, samples: int = 20, deadline: float | None = None) -> int:
         """Check keys with a TTL and delete the expired ones, as Redis's active expiry does.
@@ -232,7 +308,7 @@ class Database:
         (a ``time.perf_counter()`` value). Returns the keys deleted.
         """
         deleted = 0
-        if not self.keyspace.expire_keys:
+        if not self.keyspace.expire_keys or self.keyspace.expiry_paused():
             return 0
         expires = self.expires
         while expires:
@@ -300,6 +376,9 @@ class Keyspace:
         self.dbs = [Database(i, self) for i in range(databases)]
         # A replica hides logically expired keys but waits for the master's DEL.
         self.expire_keys = True
+        # While CLIENT PAUSE lasts (unix ms, 0 = no pause) expired keys are hidden, not
+        # deleted: the dataset stays as it is (Redis's checkClientPauseTimeoutAndReturnIfPaused).
+        self.expiry_paused_until = 0
         self.applying_master = False  # a replica running its master's stream
         # Redis's LRU clock (seconds), refreshed by the node's cron; and whether the
         # maxmemory-policy is an LFU one (then accesses count instead of being timed).
@@ -332,6 +411,10 @@ class Keyspace:
             self.frozen_ms = now
         return now
 
+    def expiry_paused(self) -> bool:
+        """True while a client pause holds expiry back."""
+        return bool(self.expiry_paused_until) and self.now_ms() <= self.expiry_paused_until
+
     def signal_ready(self, db: int, key: bytes) -> None:
         if (db, key) in self.blocked_keys:
             self.ready_keys.append((db, key))
@@ -352,6 +435,9 @@ class Keyspace:
         da.data, db_.data = db_.data, da.data
         da.expires, db_.expires = db_.expires, da.expires
         da.access, db_.access = db_.access, da.access
+        da.sizes, db_.sizes = db_.sizes, da.sizes
+        da.used, db_.used = db_.used, da.used
+        da.stale, db_.stale = db_.stale, da.stale
         for dbi, database in ((a, da), (b, db_)):
             for blocked_db, key in list(self.blocked_keys):
                 if blocked_db == dbi and key in database.data:
@@ -359,3 +445,17 @@ class Keyspace:
 
     def dbsize(self) -> int:
         return sum(len(db) for db in self.dbs)
+
+    def used_memory(self) -> int:
+        """The dataset's estimated size in bytes (see :mod:`kvrepl.store.memory`)."""
+        total = 0
+        for db in self.dbs:
+            if db.stale:
+                db.measure_stale()
+            total += db.used
+        return total
+
+    def recount(self) -> None:
+        """Measure every database again (after a load replaced their contents)."""
+        for db in self.dbs:
+            db.recount()
