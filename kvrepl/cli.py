@@ -70,6 +70,9 @@ def apply_conf(config: Config, text: str, source: str = "command line") -> None:
         if not words:
             raise _fatal(number, line, "Unbalanced quotes in configuration line")
         name = words[0].decode().lower()
+        if name == "user":
+            _add_user_line(config, words[1:], number, line)
+            continue
         values = [w.decode() for w in words[1:]]
         option = Config.option(name)
         if option is None:
@@ -89,6 +92,28 @@ def apply_conf(config: Config, text: str, source: str = "command line") -> None:
                 config.set(name, " ".join(values), startup=True)
         except ValueError as err:
             raise _fatal(number, line, str(err)) from None
+
+
+def _add_user_line(config: Config, words: list[bytes], number: int, line: str) -> None:
+    """ACLAppendUserForLoading: a ``user`` line is checked now and applied at start."""
+    from kvrepl.acl import AclError, User, split_rules
+
+    if not words:
+        raise _fatal(number, line, "Bad directive or wrong number of arguments")
+    if any(words[0] == seen[0] for seen in config.user_lines):
+        raise _fatal(number, line, "Duplicate user found. A user can only be defined once "
+                     "in config files")
+    probe = User(words[0])
+    try:
+        for op in split_rules(words[1:]):
+            try:
+                probe.apply(op)
+            except AclError as err:
+                if not err.unknown:  # commands may come from modules loaded later
+                    raise
+    except AclError as err:
+        raise _fatal(number, line, err.message) from None
+    config.user_lines.append(list(words))
 
 
 def _fatal(number: int, line: str, reason: str) -> ConfigError:

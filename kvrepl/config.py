@@ -166,6 +166,15 @@ def _format_replicaof(value: object) -> str:
     return "" if value is None else f"{value[0]} {value[1]}"  # type: ignore[index]
 
 
+def _tls_protocols(text: str) -> str:
+    """tls-protocols: a list of TLSv1, TLSv1.1, TLSv1.2 and TLSv1.3 (empty: 1.2 and 1.3)."""
+    for word in text.split():
+        if word.lower() not in ("tlsv1", "tlsv1.1", "tlsv1.2", "tlsv1.3"):
+            raise ValueError("Invalid tls-protocols specified. Use a combination of 'TLSv1', "
+                             "'TLSv1.1', 'TLSv1.2' and 'TLSv1.3'.")
+    return text
+
+
 def _words(text: str) -> tuple[str, ...]:
     return tuple(text.split())
 
@@ -243,6 +252,24 @@ OPTIONS: tuple[Option, ...] = (
     Option("requirepass", "", str),
     Option("masterauth", "", str),
     Option("masteruser", "", str),
+    Option("aclfile", "", str, mutable=False),
+    # TLS (kvrepl.server.tls): set at start only; CONFIG SET refuses them.
+    Option("tls-port", 0, _int(0, 65535), mutable=False),
+    Option("tls-cert-file", "", str, mutable=False),
+    Option("tls-key-file", "", str, mutable=False),
+    Option("tls-key-file-pass", "", str, mutable=False),
+    Option("tls-ca-cert-file", "", str, mutable=False),
+    Option("tls-ca-cert-dir", "", str, mutable=False),
+    Option("tls-auth-clients", "yes", _enum("yes", "no", "optional"), mutable=False),
+    Option("tls-replication", False, mutable=False, **_yes_no),
+    Option("tls-protocols", "", _tls_protocols, mutable=False),
+    Option("tls-ciphers", "", str, mutable=False),
+    # Python's ssl has no call that chooses TLS 1.3 cipher suites.
+    Option("tls-ciphersuites", "", str, mutable=False, only=("",),
+           lacking="tls-ciphersuites (choosing TLS 1.3 cipher suites)"),
+    Option("tls-prefer-server-ciphers", False, mutable=False, **_yes_no),
+    Option("acllog-max-len", 128, _int(0)),
+    Option("acl-pubsub-default", "resetchannels", _enum("allchannels", "resetchannels")),
     # Immutable as in Redis: REPLICAOF changes it at runtime.
     Option("replicaof", None, _replicaof, _format_replicaof, mutable=False,
            aliases=("slaveof",)),
@@ -358,6 +385,9 @@ class Config:
             setattr(self, option.attr, option.default)
         self.update(**overrides)
         self.listeners: list[Callable[[str], None]] = []
+        # The config file's ``user <name> <rules...>`` lines (not an option: CONFIG GET
+        # does not show them; the engine makes the users from them at start).
+        self.user_lines: list[list[bytes]] = []
         # The absolute path of the config file kvrepl-server started from (INFO's
         # config_file); empty when there was none.
         self.config_file = ""

@@ -23,6 +23,7 @@ import trio
 import trio.testing
 
 from kvrepl import persistence
+from kvrepl.acl import SUPERUSER
 from kvrepl.commands.core import Block, Engine, Session
 from kvrepl.commands.replication import StartReplication, WaitReplicas
 from kvrepl.config import Config, ConfigError, _check_directory
@@ -32,7 +33,7 @@ from kvrepl.protocol.replies import NULL_ARRAY, OK, Status
 from kvrepl.replication.failover import Failover
 from kvrepl.replication.master import MasterReplication, new_replid
 from kvrepl.replication.replica import ReplicaOf
-from kvrepl.server import Server
+from kvrepl.server import Server, tls
 from kvrepl.server.cron import run_cron
 from kvrepl.server.server import set_keepalive
 
@@ -271,6 +272,8 @@ class Node(DataMethods):
         # Not in engine.sessions: the embedded API is no client connection (CLIENT LIST,
         # maxclients).
         self._session: Session = Session(self.engine)
+        self._session.user = SUPERUSER  # the embedding application keeps every right
+        self._session.authenticated = True
         self._nursery: trio.Nursery | None = None
         self._nursery_manager: object | None = None
         self._change_streams: list[ChangeStream] = []
@@ -326,6 +329,7 @@ class Node(DataMethods):
         engine = self.engine
         argv = [a if type(a) is bytes else _arg(a) for a in args]
         session = engine.new_session()
+        session.user, session.authenticated = SUPERUSER, True  # the embedded API's rights
         session.db = self._session.db
         session.woff = self._session.woff
         try:
@@ -388,6 +392,8 @@ class Node(DataMethods):
         async def connect() -> trio.abc.Stream:
             stream = await trio.open_tcp_stream(host, port)
             set_keepalive(stream, self.config.tcp_keepalive)
+            if self.config.tls_replication:
+                return await tls.wrap_client(stream, self.config)
             return stream
 
         self._follow(connect, (host, port), failover=failover)

@@ -38,6 +38,8 @@ REFUSED = [
      "client-output-buffer-limit for the normal class"),
     ("daemonize", "yes", "daemonize"),
     ("enable-module-command", "yes", "modules"),
+    ("tls-ciphersuites", "TLS_AES_128_GCM_SHA256",
+     "tls-ciphersuites (choosing TLS 1.3 cipher suites)"),
 ]
 # Defaults and values that ask for nothing kvrepl lacks: Redis's tools set some of them.
 ACCEPTED = [
@@ -48,7 +50,7 @@ ACCEPTED = [
     ("active-expire-effort", "1"),
     ("client-output-buffer-limit", "replica 512mb 128mb 30"),
     ("client-output-buffer-limit", "normal 0 0 0 pubsub 32mb 8mb 60"),
-    ("maxmemory-policy", "allkeys-lru"), ("save", ""),
+    ("maxmemory-policy", "allkeys-lru"), ("save", ""), ("tls-ciphersuites", ""),
 ]
 
 
@@ -115,7 +117,8 @@ def test_kvrepl_server_exits_on_a_refused_option():
 def test_config_get_and_immutability_match_redis():
     """Both servers started alike: CONFIG GET gives the same text for every option (and
     alias) kvrepl has, and CONFIG SET of its current value succeeds or fails alike, except
-    port and bind, which kvrepl cannot change while running (refused, not ignored)."""
+    port, bind and the TLS options, which kvrepl cannot change while running (refused, not
+    ignored)."""
     real = RedisServer()
     ours = ThreadedServer(Config(save=(), dir=real.dir, port=0)).start()
     level = logger.level  # CONFIG SET loglevel sets it for the whole process
@@ -133,7 +136,7 @@ def test_config_get_and_immutability_match_redis():
                 return str(err)
 
         for option in OPTIONS:
-            if option.name in ("port", "bind"):
+            if option.name in ("port", "bind") or option.name.startswith("tls-"):
                 assert not option.mutable
                 continue
             value = theirs.config_get(option.name)[option.name]
@@ -562,6 +565,21 @@ BEHAVIOUR = {
     "enable-debug-command": "test_protection::test_debug_is_refused_by_default",
     "enable-module-command": "test_config_options::test_refused_by_config_set",
     "requirepass": "test_connection::test_requirepass",
+    "aclfile": "test_acl::test_acl_file_save_and_load",
+    "tls-port": "test_tls::test_redis_py_over_tls",
+    "tls-cert-file": "test_tls::test_options_are_honoured_or_refused",
+    "tls-key-file": "test_tls::test_redis_py_over_tls",
+    "tls-key-file-pass": "test_tls::test_options_are_honoured_or_refused",
+    "tls-ca-cert-file": "test_tls::test_handshakes_that_must_fail",
+    "tls-ca-cert-dir": "test_tls::test_ca_cert_dir_and_key_file_pass",
+    "tls-auth-clients": "test_tls::test_auth_clients_optional_and_no",
+    "tls-replication": "test_tls::test_kvrepl_replica_over_tls_of_redis_server",
+    "tls-protocols": "test_tls::test_handshakes_that_must_fail",
+    "tls-ciphers": "test_tls::test_options_are_honoured_or_refused",
+    "tls-ciphersuites": "test_tls::test_options_are_honoured_or_refused",
+    "tls-prefer-server-ciphers": "test_tls::test_options_are_honoured_or_refused",
+    "acllog-max-len": "test_acl::test_acllog_max_len_and_acl_pubsub_default",
+    "acl-pubsub-default": "test_acl::test_acllog_max_len_and_acl_pubsub_default",
     "masterauth": "test_config_options::"
                   "test_replica_announces_ip_port_and_priority_and_authenticates",
     "masteruser": "test_config_options::"

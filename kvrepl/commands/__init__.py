@@ -4,6 +4,7 @@ Importing this package registers every handler in :data:`kvrepl.commands.core.HA
 """
 
 from kvrepl.commands import (  # noqa: F401
+    acl,
     bitmaps,
     client,
     cluster,

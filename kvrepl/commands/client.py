@@ -151,7 +151,7 @@ def client_info_line(s: Session, current: Session | None = None, running: str = 
         f"db={s.db.id} sub={len(s.channels)} psub={len(s.patterns)} ssub={len(s.shard_channels)} multi={multi} "
         f"qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 omem=0 tot-mem=0 "
         f"events={'r' if connection is not None else ''} "
-        f"cmd={_last_command(s, current, running)} user={s.user.decode('utf-8', 'replace')} "
+        f"cmd={_last_command(s, current, running)} user={s.user.name.decode('utf-8', 'replace')} "
         f"redir={-1 if s.tracking is None else s.tracking.redirect} "
         f"resp={3 if s.resp3 else 2}"
     )
@@ -244,7 +244,7 @@ def client_kill(s: Session, argv: list[bytes]) -> object:
             elif option == b"laddr":
                 laddr = value.decode("utf-8", "replace")
             elif option == b"user":
-                if value != b"default":
+                if value not in s.engine.acl.users:
                     raise ReplyError(f"ERR No such user '{value.decode('utf-8', 'replace')}'")
                 user = value
             elif option == b"skipme":
@@ -267,7 +267,7 @@ def client_kill(s: Session, argv: list[bytes]) -> object:
             continue
         if wanted_id and target.id != wanted_id:
             continue
-        if user is not None and target.user != user:
+        if user is not None and target.user.name != user:
             continue
         if target is s:
             if skipme:

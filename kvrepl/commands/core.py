@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from time import perf_counter
 from typing import TYPE_CHECKING
 
+from kvrepl import acl as acl_rules
 from kvrepl.commands.eviction import EVICT_FAIL, OOM, Evictor
 from kvrepl.commands.monitor import monitor_line
 from kvrepl.commands.observers import LatencyMonitor, SlowLog, latency_key
@@ -313,8 +314,10 @@ class Session:
         self.db: Database = engine.keyspace.dbs[0]
         self.resp3 = False
         self.name: bytes | None = None
-        self.authenticated = not engine.config.requirepass
-        self.user = b"default"
+        self.authenticated = not engine.acl.auth_required()
+        # The ACL user; its ``unrestricted`` flag is all the dispatcher tests for a user
+        # with every right.
+        self.user: acl_rules.User = engine.acl.default
         self.multi: list[tuple[Command, list[bytes]]] | None = None
         self.multi_error = False
         # WATCHed (db, key) -> whether it was already expired when watched
@@ -420,6 +423,10 @@ class Engine:
         self.config = config or Config()
         self.keyspace = keyspace or Keyspace(self.config.databases)
         self.table = build_table()
+        self.acl = acl_rules.Acl(self.config.acl_pubsub_default == "allchannels")
+        self.acl.log_max_len = self.config.acllog_max_len
+        self.acl.set_default_password(self.config.requirepass)
+        acl_rules.load_at_startup(self.acl, self.config)
         self.stats = CommandStats()
         self.sessions: dict[int, Session] = {}
         self._next_id = 0
@@ -588,6 +595,12 @@ class Engine:
             set_level(config.loglevel)
         elif name == "notify-keyspace-events":
             self._notifications_changed()
+        elif name == "requirepass":
+            self.acl.set_default_password(config.requirepass)
+        elif name == "acllog-max-len":  # as in Redis, the log shrinks at its next entry
+            self.acl.log_max_len = config.acllog_max_len
+        elif name == "acl-pubsub-default":
+            self.acl.pubsub_default_all = config.acl_pubsub_default == "allchannels"
         keyspace.lfu = config.maxmemory_policy.endswith("-lfu")
         keyspace.lfu_log_factor = config.lfu_log_factor
         keyspace.lfu_decay_time = config.lfu_decay_time
@@ -768,8 +781,12 @@ class Engine:
                 return self._count_error(err, session)
         if cmd.spec.protected and (err := protected_command_error(cmd, session, self.config)):
             return self._reject(cmd, session, err)
-        if not session.authenticated and not cmd.no_auth:
+        # authRequired: the default user's flags are read now, not at connection time.
+        if not session.authenticated and not cmd.no_auth and self.acl.auth_required():
             return self._reject(cmd, session, ReplyError("NOAUTH Authentication required."))
+        user = session.user
+        if not user.unrestricted and user.check(cmd.spec, argv)[0]:
+            return self._reject(cmd, session, self._acl_denied(session, cmd, argv))
         is_write = cmd.is_write
         allows_stale = denyoom = None
         if cmd.is_exec and session.multi:  # EXEC writes when it queued a write
@@ -823,6 +840,46 @@ class Engine:
         if self.keyspace.ready_keys and self.on_ready_keys is not None:
             self.on_ready_keys()
         return reply
+
+    def _acl_denied(self, session: Session, cmd: Command, argv: list[bytes],
+                    in_exec: list[tuple[Command, list[bytes]]] | None = None
+                    ) -> ReplyError | None:
+        """ACLCheckAllPerm: None when allowed, else the error, the denial logged as
+        processCommand logs it, or as execCommand does (``in_exec``: the transaction's
+        commands)."""
+        result, index = session.user.check(cmd.spec, argv)
+        if result == acl_rules.OK:
+            return None
+        obj = cmd.name.encode() if result == acl_rules.DENIED_CMD else argv[index]
+        if in_exec:  # the client is still in MULTI for its CLIENT INFO line, running EXEC
+            session.multi = in_exec
+            try:
+                self.acl_log(session, result, obj, True, "exec")
+            finally:
+                session.multi = None
+        else:
+            self.acl_log(session, result, obj, session.multi is not None, cmd.name)
+        if in_exec:
+            reason = acl_rules.EXEC_DENIED[result]
+            return ReplyError("NOPERM ACLs rules changed between the moment the transaction "
+                              "was accumulated and the EXEC call. This command is no longer "
+                              f"allowed for the following reason: {reason}")
+        if result == acl_rules.DENIED_CMD:
+            return ReplyError(
+                f"NOPERM this user has no permissions to run the '{cmd.name}' command")
+        what = "keys" if result == acl_rules.DENIED_KEY else "channels"
+        return ReplyError(f"NOPERM this user has no permissions to access one of the {what} "
+                          "used as arguments")
+
+    def acl_log(self, session: Session, reason: int, obj: bytes, multi: bool, running: str,
+                username: bytes | None = None) -> None:
+        """addACLLogEntry for ``session`` (its CLIENT INFO line, ``running`` as its command,
+        goes with the entry)."""
+        from kvrepl.commands.client import client_info_line
+
+        self.acl.add_log(reason, b"multi" if multi else b"toplevel", obj,
+                         session.user.name if username is None else username,
+                         client_info_line(session, session, running).encode())
 
     @staticmethod
     def _denied_on_oom(cmd: Command, session: Session, denyoom: bool | None = None) -> bool:
@@ -1068,6 +1125,11 @@ class Engine:
         pending, after = session.pending_out, session.after_reply
         try:
             for cmd, argv in queued:
+                if not session.user.unrestricted:
+                    denied = self._acl_denied(session, cmd, argv, in_exec=queued)
+                    if denied is not None:
+                        replies.append(self._count_error(denied, session))
+                        continue
                 before, later = len(pending), len(after)
                 reply = self.call(session, cmd, argv)
                 if len(pending) > before or len(after) > later:

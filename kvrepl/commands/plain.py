@@ -99,7 +99,8 @@ class PlainLane:
             engine.restricted or engine.lane_observed or engine.monitors
             or keyspace.before_write_hooks or keyspace.blocked_keys
             or keyspace.lfu or config.min_replicas_to_write or config.maxmemory
-            or not session.authenticated or session.multi is not None
+            or not session.authenticated or not session.user.unrestricted
+            or session.multi is not None
             or session.channels or session.patterns or session.shard_channels
             or session.reply_off or session.reply_skip or session.is_master
             or session.is_replica or session.monitor or session.closing

@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable
 import trio
 
 from kvrepl import gc_policy
+from kvrepl.acl import SUPERUSER
 from kvrepl.commands.core import Engine
 from kvrepl.commands.monitor import repr_bytes
 from kvrepl.errors import ProtocolError, ReplicaPanic, ReplyError, WriteSkipped
@@ -113,6 +114,7 @@ class ReplicaOf:
         self.session.kind = "master"
         # Redis's master client is authenticated whatever requirepass says.
         self.session.authenticated = True
+        self.session.user = SUPERUSER  # and checked by no ACL (its user is NULL)
         # The master gets no replies; the errors are collected to be logged (_failed).
         self.session.error_log = []
         self._disk_error_logged = -DISK_ERROR_LOG_INTERVAL

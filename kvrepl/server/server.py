@@ -7,6 +7,7 @@ import errno
 import math
 import os
 import socket
+import ssl
 from collections.abc import Awaitable, Callable
 from functools import partial
 from time import time as now
@@ -23,6 +24,7 @@ from kvrepl.errors import ProtocolError, ReplyError
 from kvrepl.log import logger
 from kvrepl.protocol.parser import NEED_DATA, RequestParser
 from kvrepl.protocol.replies import encode, encode_error
+from kvrepl.server import tls
 from kvrepl.server.blocking import BlockingManager
 from kvrepl.server.cron import run_cron
 from kvrepl.server.migrate import MigrateSockets, run_migrate
@@ -487,9 +489,28 @@ class Server:
                 self.port = opened[0].socket.getsockname()[1]
         return listeners
 
+    async def open_tls_listeners(self) -> list[trio.SocketListener]:
+        """``tls-port`` on every ``bind`` address (none when it is 0)."""
+        listeners: list[trio.SocketListener] = []
+        if not self.config.tls_port:
+            return listeners
+        for address in self.config.bind:
+            host = address.lstrip("-")
+            try:
+                listeners.extend(await trio.open_tcp_listeners(
+                    self.config.tls_port, host="0.0.0.0" if host == "*" else host))
+            except OSError as err:
+                if not (address.startswith("-") and err.errno == errno.EADDRNOTAVAIL):
+                    raise
+        return listeners
+
     async def serve(self, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
-        """Listen on the configured ``bind`` and ``port`` (0 picks a free port) and serve."""
+        """Listen on the configured ``bind`` and ``port`` (0 picks a free port) and
+        ``tls-port``, and serve."""
+        tls.check(self.config)  # bad TLS options stop the start, as in Redis
+        context = tls.server_context(self.config) if self.config.tls_port else None
         listeners = await self.open_listeners()
+        tls_listeners = await self.open_tls_listeners()
         try:
             async with trio.open_nursery() as nursery:
                 persistence.attach(self.engine, nursery)  # where BGSAVE jobs run
@@ -498,13 +519,16 @@ class Server:
                     nursery.start_soon(self.reactor.run)
                 for listener in listeners:
                     nursery.start_soon(self._accept_loop, listener, nursery)
+                for listener in tls_listeners:
+                    nursery.start_soon(self._accept_loop, listener, nursery, context)
                 logger.info("Ready to accept connections tcp")
                 task_status.started(self.port)
         finally:
             for name in list(self.migrate_sockets.cached):
                 self.migrate_sockets.close(name)
 
-    async def _accept_loop(self, listener: trio.SocketListener, nursery: trio.Nursery) -> None:
+    async def _accept_loop(self, listener: trio.SocketListener, nursery: trio.Nursery,
+                           context: ssl.SSLContext | None = None) -> None:
         async with listener:
             while True:
                 try:
@@ -516,7 +540,20 @@ class Server:
                         continue
                     raise
                 set_keepalive(stream, self.config.tcp_keepalive)
-                nursery.start_soon(self.handle_stream, stream)
+                if context is None:
+                    nursery.start_soon(self.handle_stream, stream)
+                else:
+                    nursery.start_soon(self._handle_tls, stream, context)
+
+    async def _handle_tls(self, stream: trio.SocketStream, context: ssl.SSLContext) -> None:
+        """A ``tls-port`` client: served once its handshake succeeded, dropped otherwise."""
+        try:
+            secure = await tls.wrap_server(stream, context)
+        except (trio.BrokenResourceError, trio.TooSlowError, OSError) as err:
+            logger.debug("Error accepting a TLS client connection: %s", err)
+            await stream.aclose()
+            return
+        await self.handle_stream(secure)
 
     async def handle_stream(self, stream: trio.abc.Stream) -> None:
         """Serve one client on ``stream`` until it disconnects, QUITs or is killed."""
@@ -528,7 +565,7 @@ class Server:
                 engine.stats.rejected_connections += 1
                 await _try_send(stream, b"-ERR max number of clients reached\r\n")
                 return
-            if (self.config.protected_mode and not self.config.requirepass
+            if (self.config.protected_mode and engine.acl.default.nopass
                     and peer and not _is_loopback(peer)):
                 await _try_send(stream, _DENIED)
                 return
@@ -574,6 +611,8 @@ def set_keepalive(stream: trio.abc.Stream, interval: int) -> None:
 
 
 def _addresses(stream: trio.abc.Stream) -> tuple[str | None, str | None]:
+    if isinstance(stream, trio.SSLStream):  # a TLS client is known by its socket too
+        stream = stream.transport_stream
     sock = getattr(stream, "socket", None)
     if sock is None:
         return None, None
