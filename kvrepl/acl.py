@@ -44,6 +44,14 @@ OK, DENIED_CMD, DENIED_KEY, DENIED_AUTH, DENIED_CHANNEL = 0, 1, 2, 3, 4
 REASONS = {DENIED_CMD: b"command", DENIED_KEY: b"key", DENIED_AUTH: b"auth",
            DENIED_CHANNEL: b"channel"}
 # execCommand's reasons when a queued command is no longer allowed.
+# scriptVerifyACL's messages for a script's redis.call, by ACLCheckAllPerm's result.
+SCRIPT_DENIED = {
+    DENIED_CMD: "ERR The user executing the script can't run this command or subcommand",
+    DENIED_KEY: "ERR The user executing the script can't access at least one of the keys "
+                "mentioned in the command arguments",
+    DENIED_CHANNEL: "ERR The user executing the script can't publish to the channel "
+                    "mentioned in the command",
+}
 EXEC_DENIED = {
     DENIED_CMD: "no permission to execute the command or subcommand",
     DENIED_KEY: "no permission to touch the specified keys",

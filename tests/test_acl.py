@@ -585,3 +585,25 @@ def test_monitor_hides_credentials(servers: tuple[ThreadedServer, RedisServer],
         monitor.close()
     assert seen[0] == seen[1]
     assert seen[0][0] == b'"AUTH" "(redacted)" "(redacted)"\r\n'
+
+
+def test_scripts_run_with_the_callers_rights(servers: tuple[ThreadedServer, RedisServer],
+                                             pair: tuple[redis.Redis, redis.Redis]) -> None:
+    # scriptVerifyACL: each redis.call is checked against the user that ran EVAL, so a
+    # script cannot reach what its caller could not (the lua client itself has every right).
+    both(pair, "ACL", "SETUSER", "u", "on", ">p", "+eval", "+get", "+publish", "~k*", "&ch")
+    ours, theirs = servers
+    clients = [raw_replies(connect(server, username="u", password="p"))
+               for server in (ours, theirs)]
+    for script, keys in [("return redis.call('set', 'k1', 'v')", ["k1"]),
+                         ("return redis.pcall('set', 'k1', 'v')", ["k1"]),
+                         ("return redis.call('get', 'k1')", ["k1"]),
+                         ("return redis.call('get', 'other')", ["k1"]),
+                         ("return redis.pcall('get', 'other')", ["k1"]),
+                         ("return redis.call('publish', 'x', 'm')", []),
+                         ("return redis.call('publish', 'ch', 'm')", []),
+                         ("return redis.call('get', 'other')", ["other"])]:
+        both(tuple(clients), "EVAL", script, len(keys), *keys)  # type: ignore[arg-type]
+    for client in clients:
+        client.close()
+    assert _log(pair[0]) == _log(pair[1])

@@ -872,12 +872,14 @@ class Engine:
                           "used as arguments")
 
     def acl_log(self, session: Session, reason: int, obj: bytes, multi: bool, running: str,
-                username: bytes | None = None) -> None:
+                username: bytes | None = None, context: bytes | None = None) -> None:
         """addACLLogEntry for ``session`` (its CLIENT INFO line, ``running`` as its command,
-        goes with the entry)."""
+        goes with the entry); ``context`` b"lua" for a script's call, else multi/toplevel."""
         from kvrepl.commands.client import client_info_line
 
-        self.acl.add_log(reason, b"multi" if multi else b"toplevel", obj,
+        if context is None:
+            context = b"multi" if multi else b"toplevel"
+        self.acl.add_log(reason, context, obj,
                          session.user.name if username is None else username,
                          client_info_line(session, session, running).encode())
 

@@ -339,6 +339,16 @@ class LuaState:
         if spec.no_script:
             return cmd, ReplyError("ERR This Redis command is not allowed from script")
         caller = ctx.caller
+        user = caller.user
+        if not user.unrestricted:  # scriptVerifyACL: the calling user's rights, per call
+            from kvrepl import acl as acl_rules  # (kvrepl.acl imports the command families)
+
+            result, index = user.check(spec, argv)
+            if result != acl_rules.OK:
+                obj = cmd.name.encode() if result == acl_rules.DENIED_CMD else argv[index]
+                engine.acl_log(caller, result, obj, False, caller.last_command,
+                               context=b"lua")
+                return cmd, ReplyError(acl_rules.SCRIPT_DENIED[result])
         if engine.masterdown and not engine.config.replica_serve_stale_data \
                 and not spec.allows_stale:
             return cmd, ReplyError("ERR Can not execute the command on a stale replica")
