@@ -308,16 +308,23 @@ def test_config_resetstat(run: Run, engine: Engine) -> None:
 # -- COMMAND --------------------------------------------------------------------------------
 
 
+# Redis 7.0 commands kvrepl does not serve yet (SCRIPT DEBUG: the Lua debugger).
+NOT_YET = {b"script|debug"}
+
+
 def test_command_count_and_list_cover_the_table(plain: tuple[Plain, Plain],
                                                 kvrepl_server: ThreadedServer) -> None:
     table = kvrepl_server.engine.table
     mine, real = plain
     count = mine.call("COMMAND", "COUNT")
-    assert count == len(table) < real.call("COMMAND", "COUNT")  # type: ignore[operator]
+    assert count == len(table) == real.call("COMMAND", "COUNT")
     assert len(mine.call("COMMAND", "INFO")) == count  # type: ignore[arg-type]
     assert len(mine.call("COMMAND", "DOCS")) == 2 * count  # type: ignore[arg-type]
     ours = mine.call("COMMAND", "LIST")
     theirs = real.call("COMMAND", "LIST")
+    # kvrepl knows every command and subcommand redis-server lists, but these (a failure
+    # here when one lands: take it off the list).
+    assert set(theirs) - set(ours) == NOT_YET  # type: ignore[arg-type]
     assert set(ours) <= set(theirs)  # type: ignore[arg-type]
     assert len(ours) == len(table) + sum(  # type: ignore[arg-type]
         len(c.subcommands) for c in table.values())
