@@ -1,19 +1,21 @@
 """DEBUG subcommands kvrepl implements (Redis 7.0 ``debug.c`` debugCommand).
 
-DIGEST, DIGEST-VALUE, POPULATE, SLEEP, SET-ACTIVE-EXPIRE, PROTOCOL, ERROR, LOG and HELP.
-Crash helpers (SEGFAULT, PANIC, OOM, ASSERT), allocator and encoding internals (MALLCTL,
+DIGEST, DIGEST-VALUE, POPULATE, SLEEP, SET-ACTIVE-EXPIRE, PROTOCOL, ERROR, LOG,
+CHANGE-REPL-ID, STRINGMATCH-TEST and HELP. Crash helpers (SEGFAULT, PANIC, OOM, ASSERT), allocator and encoding internals (MALLCTL,
 LISTPACK, QUICKLIST, SDSLEN, HTSTATS, STRUCTSIZE) and LOADAOF are not implemented. RELOAD is
 :func:`kvrepl.persistence.debug_reload`.
 """
 
 from __future__ import annotations
 
+import random
 import re
 import time
 
 from kvrepl import persistence
 from kvrepl.commands.args import parse_positive_int
 from kvrepl.commands.core import Session, command
+from kvrepl.commands.glob import glob_match
 from kvrepl.commands.help import help_reply, subcommand_syntax_error
 from kvrepl.errors import ReplyError
 from kvrepl.log import logger
@@ -21,6 +23,9 @@ from kvrepl.protocol.replies import OK, Raw, Status, Verbatim
 from kvrepl.store.digest import digest, digest_value
 
 _HELP = [
+    "CHANGE-REPL-ID",
+    "    Change the replication IDs of the instance.",
+    "    Dangerous: should be used only for testing the replication subsystem.",
     "DIGEST",
     "    Output a hex signature representing the current DB content.",
     "DIGEST-VALUE <key> [<key> ...]",
@@ -58,6 +63,8 @@ _HELP = [
     "    default.",
     "SLEEP <seconds>",
     "    Stop the server for <seconds>. Decimals allowed.",
+    "STRINGMATCH-TEST",
+    "    Run a fuzz tester against the stringmatchlen() function.",
 ]
 
 # What strtod and atoi read from the start of a string; the rest is ignored, as in C.
@@ -91,6 +98,31 @@ def _populate(s: Session, argv: list[bytes]) -> object:
         db.before_write(key)  # signalModifiedKey: WATCH sees it
         db.add(key, value)
     return OK
+
+
+def _change_repl_id(s: Session) -> object:
+    """changeReplicationId + clearReplicationId2: a new history, none kept as second."""
+    from kvrepl.replication.master import NO_REPLID, new_replid
+
+    logger.warning("Changing replication IDs after receiving DEBUG change-repl-id")
+    replication = getattr(s.engine, "replication", None)
+    if replication is not None:
+        replication.replid = new_replid()
+        replication.replid2 = NO_REPLID
+        replication.second_replid_offset = -1
+    return OK
+
+
+def _stringmatch_test() -> object:
+    """stringmatchlen_fuzz_test: random patterns against random strings; the matcher must
+    answer (true or false) without raising."""
+    alphabet = b"*?[]^-\\abc"
+    for _ in range(10_000):
+        pattern = bytes(random.choice(alphabet) for _ in range(random.randrange(1, 32)))
+        subject = bytes(random.randrange(256) for _ in range(random.randrange(1, 32)))
+        glob_match(pattern, subject)
+        glob_match(pattern, subject, nocase=True)
+    return Status(b"Apparently Redis did not crash: test passed")
 
 
 def _protocol(s: Session, kind: bytes) -> object:
@@ -164,6 +196,10 @@ def debug(s: Session, argv: list[bytes]) -> object:
         return _protocol(s, argv[2].lower())
     if sub == b"error" and argc == 3:
         return ReplyError(argv[2].decode("utf-8", "replace"))
+    if sub == b"change-repl-id" and argc == 2:
+        return _change_repl_id(s)
+    if sub == b"stringmatch-test" and argc == 2:
+        return _stringmatch_test()
     if sub == b"log" and argc == 3:
         logger.warning("DEBUG LOG: %s", argv[2].decode("utf-8", "replace"))
         return OK

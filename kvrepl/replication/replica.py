@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable
 
 import trio
 
-from kvrepl import gc_policy
+from kvrepl import gc_policy, persistence
 from kvrepl.commands.core import Engine
 from kvrepl.commands.monitor import repr_bytes
 from kvrepl.errors import ReplicaPanic, ReplyError, WriteSkipped
@@ -119,6 +119,7 @@ class ReplicaOf:
         self._dump: TempFile | None = None  # the payload on its way to dir/dbfilename
         self.source: object | None = None  # the master Node when it is in this program
         self._staged: StagedLoad | None = None
+        self._keys_read = 0  # keys of the payload parsed so far (key-load-delay)
         self._new_replid = ""
         self._initial_offset = -1
 
@@ -186,6 +187,8 @@ class ReplicaOf:
         self.link_up = False
         self.state = CONNECT
         self.sync_in_progress = False
+        self._staged = None
+        persistence.stop_async_loading(self.engine)
         self.synced = trio.Event() if self.synced.is_set() else self.synced
         # Like Redis's replicationCacheMaster: a transaction the master had not finished
         # sending is dropped; the master sends it again from our offset.
@@ -266,6 +269,9 @@ class ReplicaOf:
                     self._dump.write(event.data)
                 self._staged.feed(event.data)
                 self.transfer_read += len(event.data)
+                persistence.attach(self.engine).loading_loaded_bytes = self.transfer_read
+                self._keys_read = await persistence.load_delay(
+                    self.engine, self._staged, self._keys_read)
                 await trio.lowlevel.checkpoint()
             elif kind is Send:
                 await self._send(stream, event.data)
@@ -280,6 +286,8 @@ class ReplicaOf:
                             "streamed" if event.length is None else event.length)
                 self._staged = StagedLoad(len(self.engine.keyspace.dbs), drop_expired=False,
                                           now_ms=self.engine.keyspace.now_ms())
+                self._keys_read = 0
+                persistence.start_async_loading(self.engine, self.transfer_size)
                 self._dump = self._open_dump()
             elif kind is PayloadEnd:
                 result = self._staged.finish()  # RdbError for a bad payload
@@ -346,6 +354,7 @@ class ReplicaOf:
         self._staged.apply(engine.keyspace)
         gc_policy.dataset_loaded(engine.keyspace)
         self._staged = None
+        persistence.stop_async_loading(engine)
         logger.info("MASTER <-> REPLICA sync: Loading DB in memory: %d keys",
                     result.keys_loaded)
         replication = self.replication
