@@ -174,3 +174,22 @@ def test_debug_change_repl_id_and_stringmatch_test(servers) -> None:
     a, b = ours.client(), real.client()
     for args in (("DEBUG", "CHANGE-REPL-ID", "x"), ("DEBUG", "STRINGMATCH-TEST", "x")):
         assert outcome(a, *args) == outcome(b, *args)
+
+
+def test_debug_quicklist_packed_threshold_gives_big_elements_plain_nodes(servers) -> None:
+    ours, real = servers
+    a, b = raw_replies(ours.client()), raw_replies(real.client())
+    try:
+        for value in ("0x", "-1", "5gb", "4294967296"):
+            args = ("DEBUG", "QUICKLIST-PACKED-THRESHOLD", value)
+            assert outcome(a, *args) == outcome(b, *args), value
+        for client in (a, b):
+            assert client.execute_command("DEBUG", "QUICKLIST-PACKED-THRESHOLD", "100") == b"OK"
+            client.rpush("l", "small", "x" * 150, "tiny", "y" * 100, "z" * 99)
+        assert a.dump("l") == b.dump("l")  # the same PLAIN and packed nodes
+        real_payload = b.dump("l")
+        for client in (a, b):
+            assert client.execute_command("DEBUG", "QUICKLIST-PACKED-THRESHOLD", "0") == b"OK"
+        assert a.dump("l") != real_payload  # back to 1gb: one packed node
+    finally:
+        a.execute_command("DEBUG", "QUICKLIST-PACKED-THRESHOLD", "0")  # process-wide

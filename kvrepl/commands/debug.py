@@ -1,7 +1,7 @@
 """DEBUG subcommands kvrepl implements (Redis 7.0 ``debug.c`` debugCommand).
 
 DIGEST, DIGEST-VALUE, POPULATE, SLEEP, SET-ACTIVE-EXPIRE, PROTOCOL, ERROR, LOG,
-CHANGE-REPL-ID, STRINGMATCH-TEST and HELP. Crash helpers (SEGFAULT, PANIC, OOM, ASSERT), allocator and encoding internals (MALLCTL,
+CHANGE-REPL-ID, STRINGMATCH-TEST, QUICKLIST-PACKED-THRESHOLD and HELP. Crash helpers (SEGFAULT, PANIC, OOM, ASSERT), allocator and encoding internals (MALLCTL,
 LISTPACK, QUICKLIST, SDSLEN, HTSTATS, STRUCTSIZE) and LOADAOF are not implemented. RELOAD is
 :func:`kvrepl.persistence.debug_reload`.
 """
@@ -17,9 +17,11 @@ from kvrepl.commands.args import parse_positive_int
 from kvrepl.commands.core import Session, command
 from kvrepl.commands.glob import glob_match
 from kvrepl.commands.help import help_reply, subcommand_syntax_error
+from kvrepl.config import parse_memory
 from kvrepl.errors import ReplyError
 from kvrepl.log import logger
 from kvrepl.protocol.replies import OK, Raw, Status, Verbatim
+from kvrepl.rdb import constants as rdb_constants
 from kvrepl.store.digest import digest, digest_value
 
 _HELP = [
@@ -44,6 +46,9 @@ _HELP = [
     "    Reply with a test value of the specified type. <type> can be: string,",
     "    integer, double, bignum, null, array, set, map, attrib, push, verbatim,",
     "    true, false.",
+    "QUICKLIST-PACKED-THRESHOLD <size>",
+    "    Sets the threshold for elements to be inserted as plain vs packed nodes",
+    "    Default value is 1GB, allows values up to 4GB. Setting to 0 restores to default.",
     "RELOAD [option ...]",
     "    Save the RDB on disk and reload it back to memory. Valid <option> values:",
     "    * MERGE: conflicting keys will be loaded from RDB.",
@@ -125,6 +130,20 @@ def _stringmatch_test() -> object:
     return Status(b"Apparently Redis did not crash: test passed")
 
 
+def _quicklist_packed_threshold(arg: bytes) -> object:
+    """quicklistisSetPackedThreshold: list elements this large get a PLAIN node of their
+    own in RDB and DUMP payloads. Process-wide, as Redis's static is; 0 restores 1gb."""
+    try:
+        size = parse_memory(arg.decode("latin-1"))
+    except ValueError:
+        size = -1
+    if size < 0 or size > (1 << 32) - (1 << 20):
+        raise ReplyError("ERR argument must be a memory value bigger than 1 and smaller "
+                         "than 4gb")
+    rdb_constants.QUICKLIST_PACKED_THRESHOLD = size or (1 << 30)
+    return OK
+
+
 def _protocol(s: Session, kind: bytes) -> object:
     """DEBUG PROTOCOL: one reply of each RESP type, for client tests."""
     resp3 = s.resp3
@@ -200,6 +219,8 @@ def debug(s: Session, argv: list[bytes]) -> object:
         return _change_repl_id(s)
     if sub == b"stringmatch-test" and argc == 2:
         return _stringmatch_test()
+    if sub == b"quicklist-packed-threshold" and argc == 3:
+        return _quicklist_packed_threshold(argv[2])
     if sub == b"log" and argc == 3:
         logger.warning("DEBUG LOG: %s", argv[2].decode("utf-8", "replace"))
         return OK
