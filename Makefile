@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench redis clean
+.PHONY: demo test lint bench soak redis clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,10 @@ test: $(STAMP) redis lint
 
 bench: $(STAMP) redis
 	$(PY) benchmarks/run.py
+
+# Minutes of mixed load and random replication faults; SOAK_SECONDS changes the duration.
+soak: $(STAMP) redis
+	$(PY) benchmarks/soak.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis
