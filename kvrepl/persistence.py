@@ -199,6 +199,12 @@ def write_dump(engine: Engine, path: str | None = None) -> int:
                 buffered.clear()
                 size = 0
         target.write(b"".join(buffered))
+        usec = config.rdb_key_save_delay
+        if usec:
+            # rdb-key-save-delay: a blocking save blocks for it, as Redis's SAVE does (the
+            # whole delay at once, before the rename: the dump appears when it ends).
+            keys = sum(len(db.data) for db in engine.keyspace.dbs)
+            time.sleep(delay_seconds(usec, keys))
         target.sync_and_close()
         target.commit()
     except OSError as err:

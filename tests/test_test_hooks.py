@@ -5,6 +5,7 @@ against redis-server 7.0 where the outcome is deterministic."""
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,7 @@ from support import RedisServer, ThreadedServer, poll, raw_replies
 from kvrepl import persistence
 from kvrepl.commands.core import Engine
 from kvrepl.config import Config
+from kvrepl.protocol.replies import OK
 from kvrepl.rdb import RdbWriter, iter_entries
 
 HOOKS = ("rdb-key-save-delay", "key-load-delay", "loading-process-events-interval-bytes")
@@ -193,3 +195,14 @@ def test_debug_quicklist_packed_threshold_gives_big_elements_plain_nodes(servers
         assert a.dump("l") != real_payload  # back to 1gb: one packed node
     finally:
         a.execute_command("DEBUG", "QUICKLIST-PACKED-THRESHOLD", "0")  # process-wide
+
+
+def test_rdb_key_save_delay_blocks_a_save_until_the_dump_is_written(tmp_path: Path) -> None:
+    engine = Engine(Config(dir=str(tmp_path), save=()))
+    session = engine.new_session()
+    engine.execute(session, [b"MSET", b"a", b"1", b"b", b"2"])
+    engine.config.config_set([("rdb-key-save-delay", "100000")])  # 0.1 s a key
+    started = time.monotonic()
+    assert engine.execute(session, [b"SAVE"]) == OK
+    assert time.monotonic() - started >= 0.2  # a lower bound: SAVE blocked for both keys
+    assert (tmp_path / "dump.rdb").exists()
