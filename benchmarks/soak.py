@@ -270,13 +270,14 @@ class Pinger(threading.Thread):
                 self.samples.append((sent, time.monotonic() - sent))
                 time.sleep(0.01)
 
-    def worst(self, outside_sleeps: bool) -> float:
-        worst = 0.0
+    def worst(self, outside_sleeps: bool) -> tuple[float, float]:
+        """(seconds, sent at) of the slowest PING."""
+        worst = (0.0, 0.0)
         for sent, took in self.samples:
             if outside_sleeps and any(start - 0.05 <= sent + took and sent <= end + 0.05
                                       for start, end in self.sleeps):
                 continue
-            worst = max(worst, took)
+            worst = max(worst, (took, sent))
         return worst
 
 
@@ -305,6 +306,8 @@ class Soak:
         self.faults: dict[str, int] = {}
         self.sleeps: list[tuple[float, float]] = []
         self.rss: dict[str, list[tuple[float, int]]] = {}
+        self.used: dict[str, list[tuple[float, int]]] = {}
+        self.fault_log: list[tuple[float, str]] = []
         self.stop = threading.Event()
 
     def ports(self) -> dict[str, int]:
@@ -371,6 +374,7 @@ class Soak:
         master.command(b"CONFIG", b"SET", b"repl-backlog-size", old)
 
     def sample_rss(self) -> None:
+        """RSS of every process, and used_memory (the dataset, as each server counts it)."""
         now = time.monotonic()
         for name, value in (("master", self.master.rss()),
                             ("replica-proc", self.replica.rss()),
@@ -378,6 +382,14 @@ class Soak:
                             ("soak+embedded", rss_of(os.getpid()))):
             if value:
                 self.rss.setdefault(name, []).append((now, value))
+        ports = {"master": self.master.port, **self.ports()}
+        for name, port in ports.items():
+            try:
+                with Connection(port, timeout=5) as conn:
+                    used = int(conn.info("memory")["used_memory"])
+            except (OSError, ReplyError, ConnectionError, KeyError, ValueError):
+                continue  # restarting
+            self.used.setdefault(name, []).append((now, used))
 
     def run(self) -> int:
         self.start()
@@ -385,7 +397,7 @@ class Soak:
         pinger = Pinger(self.master.port, self.stop, self.sleeps)
         writer.start()
         pinger.start()
-        began = time.monotonic()
+        began = self.began = time.monotonic()
         next_fault = began + self.fault_every
         next_rss = began
         log(f"soak: {self.seconds:.0f} s, a fault every {self.fault_every:.0f} s, "
@@ -398,7 +410,9 @@ class Soak:
                 self.sample_rss()
                 next_rss += 1.0
             if now >= next_fault:
-                log(f"  {now - began:6.1f} s  fault: {self.fault()}")
+                name = self.fault()
+                self.fault_log.append((now, name))
+                log(f"  {now - began:6.1f} s  fault: {name}")
                 next_fault = time.monotonic() + self.fault_every
             time.sleep(0.05)
         self.stop.set()
@@ -477,21 +491,29 @@ class Soak:
               f"{stats['sync_partial_ok']}, sync_partial_err {stats['sync_partial_err']}; "
               f"replica-proc (chained's master): sync_full {chained_stats['sync_full']}, "
               f"sync_partial_ok {chained_stats['sync_partial_ok']}")
+        took, sent = pinger.worst(True)
+        before = [name for at, name in self.fault_log if at <= sent]
         print(f"master PING: {len(pinger.samples)} pings, worst "
-              f"{pinger.worst(False) * 1000:.1f} ms (worst outside DEBUG SLEEPs: "
-              f"{pinger.worst(True) * 1000:.1f} ms)")
+              f"{pinger.worst(False)[0] * 1000:.1f} ms; worst outside DEBUG SLEEPs "
+              f"{took * 1000:.1f} ms, {sent - self.began:.0f} s into the run"
+              + (f", after a {before[-1]} {sent - self.fault_log[len(before) - 1][0]:.1f} s "
+                 "earlier" if before else ""))
         print(f"digests: all equal to the master's {digest!r}"
               if not any(missing.values()) else "digests: see FAIL lines")
         print(f"ledger: {len(writer.ledger.acked)} acknowledged unique writes; missing: "
               + ", ".join(f"{k} {v}" for k, v in missing.items()))
-        print("RSS MB (after 25% of the run / at the end / peak after warm-up):")
+        print("MB after 25% of the run / at the end / peak after warm-up: RSS; used_memory")
         for name, series in self.rss.items():
-            if not series:
-                continue
-            start = series[0][0]
-            warm = [v for t, v in series if t - start >= elapsed * 0.25] or [series[-1][1]]
-            print(f"  {name:14s} {warm[0] / 2**20:7.1f} {series[-1][1] / 2**20:7.1f} "
-                  f"{max(warm) / 2**20:7.1f}")
+            cells = []
+            for samples in (series, self.used.get("embedded" if name == "soak+embedded"
+                                                  else name, [])):
+                if not samples:
+                    continue
+                warm = [v for t, v in samples if t - self.began >= elapsed * 0.25]
+                warm = warm or [samples[-1][1]]
+                cells.append(f"{warm[0] / 2**20:6.1f} {samples[-1][1] / 2**20:6.1f} "
+                             f"{max(warm) / 2**20:6.1f}")
+            print(f"  {name:14s} " + ";  ".join(cells))
 
 
 def main() -> int:
