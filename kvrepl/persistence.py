@@ -113,9 +113,6 @@ class Persistence:
     loading_start_time: int = 0
     loading_total_bytes: int = 0
     loading_loaded_bytes: int = 0
-    # A replica loading a full sync's payload while it serves its old data (Redis's
-    # async_loading, repl-diskless-load swapdb): kvrepl's replica always loads that way.
-    async_loading: bool = False
     load_error: Exception | None = None  # why the startup load failed
 
     @property
@@ -412,15 +409,17 @@ def _start_loading(engine: Engine, size: int) -> None:
 
 
 def start_async_loading(engine: Engine, size: int) -> None:
-    """A replica starts loading a payload of ``size`` bytes (0: unknown) beside its data."""
+    """A replica starts loading a payload of ``size`` bytes (0: unknown) beside the data it
+    serves: Redis's async_loading (repl-diskless-load swapdb), which is how kvrepl's
+    replica always loads."""
     _start_loading(engine, max(size, 0))
     engine.loading = False
-    attach(engine).async_loading = True
+    engine.async_loading = True
 
 
 def stop_async_loading(engine: Engine) -> None:
     """The payload is loaded, or the sync failed."""
-    attach(engine).async_loading = False
+    engine.async_loading = False
 
 
 async def load_delay(engine: Engine, loader: StagedLoad, seen: int) -> int:
@@ -605,7 +604,7 @@ def info_fields(engine: Engine) -> list[str]:
     fork_perc = processed * 100 / total if total else 0.0
     lines = [
         f"loading:{int(engine.loading)}",
-        f"async_loading:{int(st.async_loading)}",
+        f"async_loading:{int(engine.async_loading)}",
         "current_cow_peak:0",
         "current_cow_size:0",
         "current_cow_size_age:0",
@@ -635,7 +634,7 @@ def info_fields(engine: Engine) -> list[str]:
         "module_fork_in_progress:0",
         "module_fork_last_cow_size:0",
     ]
-    if engine.loading or st.async_loading:
+    if engine.loading or engine.async_loading:
         loaded, total_bytes = st.loading_loaded_bytes, st.loading_total_bytes
         perc = loaded * 100 / total_bytes if total_bytes else 0.0
         elapsed = int(now) - st.loading_start_time

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import redis
 import trio
-from support import RedisServer, ThreadedServer, poll, raw_replies
+from support import RawClient, RedisServer, ThreadedServer, poll, raw_replies
 
 from kvrepl import persistence
 from kvrepl.commands.core import Engine
@@ -129,6 +129,12 @@ def test_key_load_delay_slows_a_replicas_load_while_it_serves_its_old_data(
         assert int(fields["loading_loaded_bytes"]) > 0
         assert r.ping()
         assert r.get("old") == b"data"
+        # commands flagged no_async_loading are refused until the load ends, as on Redis
+        # (raw RESP: redis-py retries a -LOADING reply)
+        raw = RawClient(replica.port)
+        for args in (("SAVE",), ("BGSAVE",), ("REPLICAOF", "NO", "ONE")):
+            assert raw.call(*args) == b"-LOADING Redis is loading the dataset in memory\r\n"
+        raw.close()
         assert r.execute_command("DEBUG", "DIGEST") != m.execute_command("DEBUG", "DIGEST")
         poll(lambda: info(r, "replication")["master_link_status"] == "up", "the sync ends")
         assert info(r, "persistence")["async_loading"] == "0"
