@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench soak redis clean
+.PHONY: demo test lint bench soak redis fuzz clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,15 @@ lint: $(STAMP)
 
 test: $(STAMP) redis lint
 	$(PY) -m pytest -q -p no:cacheprovider
+
+# 100,000 cases a fuzz target (a fresh seed each run: it is printed, SEED=n replays it) and
+# the full fault matrix on the replication link. A few minutes.
+FUZZ_CASES ?= 100000
+SEED := $(or $(SEED),$(shell date +%s))
+fuzz: $(STAMP) redis
+	@echo "fuzz seed $(SEED) (make fuzz SEED=$(SEED) replays it)"
+	KVREPL_FUZZ_CASES=$(FUZZ_CASES) KVREPL_FUZZ_SEED=$(SEED) KVREPL_FAULTS=full \
+		$(PY) -m pytest -q -s -p no:cacheprovider tests/test_fuzz.py tests/test_faultproxy.py
 
 bench: $(STAMP) redis
 	$(PY) benchmarks/run.py

@@ -31,12 +31,14 @@ from benchmarks.common import Options, log, tool_version  # noqa: E402
 BENCHMARKS: dict[str, str] = {
     "tcp": "benchmarks.tcp",
     "inprocess": "benchmarks.inprocess",
+    "embedded": "benchmarks.embedded",
     "replication": "benchmarks.replication",
     "rdb": "benchmarks.rdb",
     "geo": "benchmarks.geo",
     "hll": "benchmarks.hyperloglog",
     "bitmaps": "benchmarks.bitmaps",
     "streams": "benchmarks.streams",
+    "aof": "benchmarks.aof",
 }
 
 

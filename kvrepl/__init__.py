@@ -4,6 +4,7 @@ __version__ = "0.1.0"
 
 from kvrepl.config import Config  # noqa: E402
 from kvrepl.errors import (  # noqa: E402
+    DataError,
     KvreplError,
     ReplicaPanic,
     ReplyError,
@@ -12,5 +13,5 @@ from kvrepl.errors import (  # noqa: E402
 )
 from kvrepl.node import Change, ChangesOverflow, Master, Node, Replica  # noqa: E402
 
-__all__ = ["Change", "ChangesOverflow", "Config", "KvreplError", "Master", "Node", "Replica",
+__all__ = ["Change", "ChangesOverflow", "Config", "DataError", "KvreplError", "Master", "Node", "Replica",
            "ReplicaPanic", "ReplyError", "WriteSkipped", "WrongTypeError", "__version__"]

@@ -14,6 +14,7 @@ defaults. An application embedding kvrepl keeps its own settings unless it opts 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
@@ -22,8 +23,10 @@ from collections.abc import Sequence
 import trio
 
 from kvrepl import __version__, gc_policy, persistence
+from kvrepl.commands.shutdown import shutdown_state
 from kvrepl.config import Config, ConfigError
-from kvrepl.errors import ReplicaPanic
+from kvrepl.config_rewrite import quote
+from kvrepl.errors import ReplicaPanic, ReplyError
 from kvrepl.log import configure, logger
 from kvrepl.node import Node
 from kvrepl.protocol.parser import split_inline
@@ -43,18 +46,6 @@ Examples:
 """
 
 
-_ESCAPES = {ord("\\"): "\\\\", ord('"'): '\\"', ord("\n"): "\\n", ord("\r"): "\\r",
-            ord("\t"): "\\t", 7: "\\a", 8: "\\b"}
-
-
-def _quote(word: str) -> str:
-    """A command-line value as redis-server writes it into its config text (sdscatrepr):
-    always quoted, with escapes the config reader undoes."""
-    return '"' + "".join(
-        _ESCAPES.get(byte) or (chr(byte) if 32 <= byte < 127 else f"\\x{byte:02x}")
-        for byte in os.fsencode(word)) + '"'
-
-
 def command_line_to_conf(args: Sequence[str]) -> str:
     """Turn ``--name v1 v2 --other v`` into redis.conf lines, as redis-server's main() does."""
     lines: list[list[str]] = []
@@ -65,7 +56,7 @@ def command_line_to_conf(args: Sequence[str]) -> str:
             lines[-1].append(arg)
         else:
             raise ConfigError(f"Invalid option or argument: {arg!r}")
-    return "\n".join(" ".join([line[0], *map(_quote, line[1:])]) for line in lines) + "\n"
+    return "\n".join(" ".join([line[0], *map(quote, line[1:])]) for line in lines) + "\n"
 
 
 def apply_conf(config: Config, text: str, source: str = "command line") -> None:
@@ -79,6 +70,9 @@ def apply_conf(config: Config, text: str, source: str = "command line") -> None:
         if not words:
             raise _fatal(number, line, "Unbalanced quotes in configuration line")
         name = words[0].decode().lower()
+        if name == "user":
+            _add_user_line(config, words[1:], number, line)
+            continue
         values = [w.decode() for w in words[1:]]
         option = Config.option(name)
         if option is None:
@@ -98,6 +92,28 @@ def apply_conf(config: Config, text: str, source: str = "command line") -> None:
                 config.set(name, " ".join(values), startup=True)
         except ValueError as err:
             raise _fatal(number, line, str(err)) from None
+
+
+def _add_user_line(config: Config, words: list[bytes], number: int, line: str) -> None:
+    """ACLAppendUserForLoading: a ``user`` line is checked now and applied at start."""
+    from kvrepl.acl import AclError, User, split_rules
+
+    if not words:
+        raise _fatal(number, line, "Bad directive or wrong number of arguments")
+    if any(words[0] == seen[0] for seen in config.user_lines):
+        raise _fatal(number, line, "Duplicate user found. A user can only be defined once "
+                     "in config files")
+    probe = User(words[0])
+    try:
+        for op in split_rules(words[1:]):
+            try:
+                probe.apply(op)
+            except AclError as err:
+                if not err.unknown:  # commands may come from modules loaded later
+                    raise
+    except AclError as err:
+        raise _fatal(number, line, err.message) from None
+    config.user_lines.append(list(words))
 
 
 def _fatal(number: int, line: str, reason: str) -> ConfigError:
@@ -141,6 +157,7 @@ async def run(config: Config, *, task_status: trio.TaskStatus[int] = trio.TASK_S
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         node = Node(config=config, port=config.port)
         node.load_dump = True
+        node.serve_while_loading = True
         async with node, trio.open_nursery() as nursery:
             logger.info("Server initialized")
             logger.info("The server is now ready to accept connections on port %d", node.port)
@@ -150,13 +167,13 @@ async def run(config: Config, *, task_status: trio.TaskStatus[int] = trio.TASK_S
                 async for signum in signals:
                     name = "SIGINT" if signum == signal.SIGINT else "SIGTERM"
                     logger.warning("Received %s scheduling shutdown...", name)
-                    # Saves first when save points are set; if it can't, stays up.
-                    if persistence.prepare_shutdown(node.engine, None):
-                        node.server.request_shutdown(None)
+                    # As SHUTDOWN: waits for lagging replicas (shutdown-timeout), then saves
+                    # when save points are set; if it can't, stays up.
+                    with contextlib.suppress(ReplyError):
+                        shutdown_state(node.engine).begin(None, now=False, force=False)
 
             nursery.start_soon(watch_signals)
             await node.server.wait_shutdown()
-            logger.warning("User requested shutdown...")
             nursery.cancel_scope.cancel()
     if persistence.attach(node.engine).load_error is not None:
         return 1

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from kvrepl.errors import ReplyError
+from kvrepl.notify import format_classes, parse_classes
 
 _UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1024, "m": 1000**2, "mb": 1024**2,
           "g": 1000**3, "gb": 1024**3}
@@ -64,6 +65,8 @@ class Option:
     lacking: str = ""
     # HIDDEN_CONFIG: test hooks; CONFIG GET lists them only when named exactly
     hidden: bool = False
+    # DENY_LOADING_CONFIG: CONFIG SET answers -LOADING while the dataset loads
+    deny_loading: bool = False
 
     @property
     def attr(self) -> str:
@@ -165,6 +168,15 @@ def _format_replicaof(value: object) -> str:
     return "" if value is None else f"{value[0]} {value[1]}"  # type: ignore[index]
 
 
+def _tls_protocols(text: str) -> str:
+    """tls-protocols: a list of TLSv1, TLSv1.1, TLSv1.2 and TLSv1.3 (empty: 1.2 and 1.3)."""
+    for word in text.split():
+        if word.lower() not in ("tlsv1", "tlsv1.1", "tlsv1.2", "tlsv1.3"):
+            raise ValueError("Invalid tls-protocols specified. Use a combination of 'TLSv1', "
+                             "'TLSv1.1', 'TLSv1.2' and 'TLSv1.3'.")
+    return text
+
+
 def _words(text: str) -> tuple[str, ...]:
     return tuple(text.split())
 
@@ -210,6 +222,18 @@ DEFAULT_OBUF_LIMITS = {
 }
 _yes_no = {"parse": parse_bool, "format": _format_bool}
 _INT_MAX = 2**31 - 1
+
+
+def _aof_name(option: str, kind: str) -> Callable[[str], str]:
+    """isValidAOFfilename / isValidAOFdirname: a plain name inside ``dir``."""
+    def parse(text: str) -> str:
+        if not text:
+            raise ValueError(f"{option} can't be empty")
+        if "/" in text or text in (".", ".."):
+            raise ValueError(f"{option} can't be a path, just a {kind}")
+        return text
+
+    return parse
 # protected_action_enum of config.c
 _protected_action = _enum("no", "yes", "local")
 
@@ -219,7 +243,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("protected-mode", True, **_yes_no),
     # Protected: rewriting where the RDB file goes is how a client makes a server write files
     # anywhere, so CONFIG SET needs enable-protected-configs (Redis 7.0's PROTECTED_CONFIG).
-    Option("dir", ".", str, protected=True, check_at_runtime=_check_directory),
+    Option("dir", ".", str, protected=True, check_at_runtime=_check_directory,
+           deny_loading=True),
     Option("dbfilename", "dump.rdb", str, protected=True),
     # no / yes / local (loopback, unix socket and in-process clients); set at startup only
     Option("enable-protected-configs", "no", _protected_action, mutable=False),
@@ -229,6 +254,24 @@ OPTIONS: tuple[Option, ...] = (
     Option("requirepass", "", str),
     Option("masterauth", "", str),
     Option("masteruser", "", str),
+    Option("aclfile", "", str, mutable=False),
+    # TLS (kvrepl.server.tls): set at start only; CONFIG SET refuses them.
+    Option("tls-port", 0, _int(0, 65535), mutable=False),
+    Option("tls-cert-file", "", str, mutable=False),
+    Option("tls-key-file", "", str, mutable=False),
+    Option("tls-key-file-pass", "", str, mutable=False),
+    Option("tls-ca-cert-file", "", str, mutable=False),
+    Option("tls-ca-cert-dir", "", str, mutable=False),
+    Option("tls-auth-clients", "yes", _enum("yes", "no", "optional"), mutable=False),
+    Option("tls-replication", False, mutable=False, **_yes_no),
+    Option("tls-protocols", "", _tls_protocols, mutable=False),
+    Option("tls-ciphers", "", str, mutable=False),
+    # Python's ssl has no call that chooses TLS 1.3 cipher suites.
+    Option("tls-ciphersuites", "", str, mutable=False, only=("",),
+           lacking="tls-ciphersuites (choosing TLS 1.3 cipher suites)"),
+    Option("tls-prefer-server-ciphers", False, mutable=False, **_yes_no),
+    Option("acllog-max-len", 128, _int(0)),
+    Option("acl-pubsub-default", "resetchannels", _enum("allchannels", "resetchannels")),
     # Immutable as in Redis: REPLICAOF changes it at runtime.
     Option("replicaof", None, _replicaof, _format_replicaof, mutable=False,
            aliases=("slaveof",)),
@@ -258,8 +301,19 @@ OPTIONS: tuple[Option, ...] = (
     Option("stop-writes-on-bgsave-error", True, **_yes_no),
     Option("rdbcompression", True, **_yes_no),
     Option("rdbchecksum", True, mutable=False, **_yes_no),
-    Option("appendonly", False, only=(False,), lacking="the append-only file (AOF)",
-           **_yes_no),
+    # The append-only file (kvrepl.aof): Redis 7.0's multi-part AOF in appenddirname.
+    Option("appendonly", False, deny_loading=True, **_yes_no),
+    Option("appendfilename", "appendonly.aof", _aof_name("appendfilename", "filename"),
+           mutable=False),
+    Option("appenddirname", "appendonlydir", _aof_name("appenddirname", "dirname"),
+           mutable=False),
+    Option("appendfsync", "everysec", _enum("always", "everysec", "no")),
+    Option("no-appendfsync-on-rewrite", False, **_yes_no),
+    Option("auto-aof-rewrite-percentage", 100, _int(0, (1 << 31) - 1)),
+    Option("auto-aof-rewrite-min-size", 64 * 1024 * 1024, _memory),
+    Option("aof-load-truncated", True, **_yes_no),
+    Option("aof-timestamp-enabled", False, **_yes_no),
+    Option("aof-use-rdb-preamble", True, **_yes_no),
     # Bounds kvrepl's estimate of the dataset (kvrepl/store/memory.py); evicts as
     # kvrepl/commands/eviction.py says.
     Option("maxmemory", 0, _memory_from(0)),
@@ -283,12 +337,18 @@ OPTIONS: tuple[Option, ...] = (
     Option("repl-diskless-sync", True, **_yes_no),
     Option("repl-diskless-sync-delay", 5, _int(0)),
     Option("repl-diskless-sync-max-replicas", 0, _int(0)),
-    Option("repl-diskless-load", "disabled", _enum("disabled", "on-empty-db", "swapdb")),
+    Option("repl-diskless-load", "disabled", _enum("disabled", "on-empty-db", "swapdb"),
+           deny_loading=True),
     Option("min-replicas-to-write", 0, _int(0), aliases=("min-slaves-to-write",)),
     Option("min-replicas-max-lag", 10, _int(0), aliases=("min-slaves-max-lag",)),
     Option("lazyfree-lazy-user-flush", False, **_yes_no),
-    Option("lua-time-limit", 5000, _int(0), aliases=("busy-reply-threshold",), only=(5000,),
-           lacking="scripting"),
+    # RESTORE's deep check of payloads (counted in INFO dump_payload_sanitizations). kvrepl
+    # decodes every entry of every payload and RDB file whatever the value, so "no" does not
+    # make it accept what a deep check refuses (it cannot hold a corrupt object).
+    Option("sanitize-dump-payload", "no", _enum("no", "yes", "clients")),
+    # SHUTDOWN and SIGTERM wait up to this many seconds for lagging replicas (0: no wait).
+    Option("shutdown-timeout", 10, _int(0, _INT_MAX)),
+    Option("lua-time-limit", 5000, _int(0), aliases=("busy-reply-threshold",)),
     # Honoured by the dispatcher (kvrepl/commands/observers.py): the slow log (SLOWLOG),
     # LATENCY's event series for the "command" and "fast-command" events, and LATENCY
     # HISTOGRAM's per-command counts.
@@ -296,10 +356,10 @@ OPTIONS: tuple[Option, ...] = (
     Option("slowlog-max-len", 128, _int(0)),
     Option("latency-monitor-threshold", 0, _int(0)),
     Option("latency-tracking", True, **_yes_no),
-    Option("notify-keyspace-events", "", str, only=("",),
-           lacking="keyspace notifications"),
+    Option("notify-keyspace-events", 0, parse_classes, format_classes),
     Option("active-expire-effort", 1, _int(1, 10), only=(1,),
            lacking="active-expire-effort (one active expiry effort)"),
+    Option("tracking-table-max-keys", 1_000_000, _int(0, (1 << 63) - 1)),
     Option("lfu-log-factor", 10, _int(0, _INT_MAX)),
     Option("lfu-decay-time", 1, _int(0, _INT_MAX)),
     # eviction (kvrepl/commands/eviction.py); maxmemory and maxmemory-policy are above
@@ -333,6 +393,18 @@ class Config:
     def __init__(self, **overrides: object) -> None:
         for option in OPTIONS:
             setattr(self, option.attr, option.default)
+        self.update(**overrides)
+        self.listeners: list[Callable[[str], None]] = []
+        # The config file's ``user <name> <rules...>`` lines (not an option: CONFIG GET
+        # does not show them; the engine makes the users from them at start).
+        self.user_lines: list[list[bytes]] = []
+        # The absolute path of the config file kvrepl-server started from (INFO's
+        # config_file); empty when there was none.
+        self.config_file = ""
+
+    def update(self, **overrides: object) -> None:
+        """Set options by their Python names (``maxmemory="1gb"``, ``save=""``): a value
+        is either the option's text form, as in redis.conf, or its parsed value."""
         for attr, value in overrides.items():
             name = attr.replace("_", "-")
             option = _BY_NAME.get(name)
@@ -345,10 +417,6 @@ class Config:
             except ValueError as err:
                 raise ConfigError(f"{name}: {err}") from None
             setattr(self, option.attr, value)
-        self.listeners: list[Callable[[str], None]] = []
-        # The absolute path of the config file kvrepl-server started from (INFO's
-        # config_file); empty when there was none.
-        self.config_file = ""
 
     # typing aid: attributes are set dynamically from OPTIONS
     def __getattr__(self, name: str) -> object:  # pragma: no cover - only on typos
@@ -383,10 +451,12 @@ class Config:
                 found[name] = option.format(getattr(self, option.attr))
         return found
 
-    def config_set(self, pairs: list[tuple[str, str]]) -> None:
-        """CONFIG SET name value [name value ...], all or nothing, with Redis's messages."""
+    def config_set(self, pairs: list[tuple[str, str]], loading: bool = False) -> None:
+        """CONFIG SET name value [name value ...], all or nothing, with Redis's messages
+        (``loading``: the node is loading its dataset, which some options wait for)."""
         seen = set()
         parsed = []
+        denied = False
         for name, text in pairs:
             option = _BY_NAME.get(name.lower())
             if option is None:
@@ -398,6 +468,9 @@ class Config:
             if not option.mutable:
                 raise ReplyError(f"ERR CONFIG SET failed (possibly related to argument "
                                  f"'{name}') - can't set immutable config")
+            if loading and option.deny_loading:
+                denied = True  # reported after the other checks, as Redis gives it precedence
+                continue
             try:
                 if option.check_at_runtime is not None:
                     option.check_at_runtime(text)
@@ -405,6 +478,8 @@ class Config:
             except ValueError as err:
                 raise ReplyError(f"ERR CONFIG SET failed (possibly related to argument "
                                  f"'{name}') - {err}") from None
+        if denied:
+            raise ReplyError("LOADING Redis is loading the dataset in memory")
         for option, value in parsed:
             setattr(self, option.attr, value)
         # Then what they change, as Redis applies them: with every new value in place

@@ -12,6 +12,17 @@ class KvreplError(Exception):
     """Base class of every error kvrepl raises."""
 
 
+try:  # redis-py's own class when it is installed, so `except redis.DataError` catches ours
+    from redis.exceptions import DataError as _DataErrorBase
+except ImportError:  # pragma: no cover - redis-py is optional
+    _DataErrorBase = ValueError  # type: ignore[misc,assignment]
+
+
+class DataError(KvreplError, _DataErrorBase):
+    """An argument that is not bytes, str, int or float (None, a bool, a list...): what
+    redis-py raises for one, ``redis.exceptions.DataError`` when redis-py is installed."""
+
+
 class ReplyError(KvreplError):
     """A command failed; ``str(err)`` is the error line Redis would send (without ``-``)."""
 

@@ -12,37 +12,33 @@ store is atomic. Only what waits is ``async``.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
-from functools import partial
+import os
+import weakref
+from collections.abc import Iterable
 from types import TracebackType
+from typing import TYPE_CHECKING
+from urllib.parse import unquote, urlsplit
 
 import trio
 import trio.testing
 
 from kvrepl import persistence
+from kvrepl.acl import SUPERUSER
 from kvrepl.commands.core import Block, Engine, Session
 from kvrepl.commands.replication import StartReplication, WaitReplicas
-from kvrepl.config import Config
+from kvrepl.config import Config, ConfigError, _check_directory
 from kvrepl.errors import ReplicaPanic, ReplyError, WriteSkipped
+from kvrepl.methods import Arg, DataMethods, _arg
 from kvrepl.protocol.replies import NULL_ARRAY, OK, Status
+from kvrepl.replication.failover import Failover
 from kvrepl.replication.master import MasterReplication, new_replid
 from kvrepl.replication.replica import ReplicaOf
-from kvrepl.server import Server
+from kvrepl.server import Server, tls
 from kvrepl.server.cron import run_cron
 from kvrepl.server.server import set_keepalive
 
-Arg = bytes | str | int | float
-
-
-def _arg(value: Arg) -> bytes:
-    if isinstance(value, bytes):
-        return value
-    if isinstance(value, str):
-        return value.encode()
-    if isinstance(value, float):
-        return repr(value).encode()
-    return str(value).encode()
-
+if TYPE_CHECKING:
+    import redis
 
 def _python(reply: object) -> object:
     """A reply value as redis-py would hand it over (errors raised)."""
@@ -62,11 +58,65 @@ def _python(reply: object) -> object:
     return reply
 
 
+# Replies a server connection would await (a blocked command, WAIT, SYNC).
+AWAITED_REPLIES = frozenset((Block, WaitReplicas, StartReplication))
+
+
+def settle(node: Node, reply: object, *, refuse_forever: bool) -> object:
+    """The reply a synchronous call gets for a reply the server would await: nothing can
+    arrive while the caller holds the event loop, so a blocked command's data cannot come
+    and no replica can acknowledge meanwhile.
+
+    A blocking command gets its timeout reply now, WAIT how many replicas acknowledged so
+    far. With ``refuse_forever`` (redis-py's in-process connections), one that would wait
+    forever (timeout 0, data not there; WAIT 0 short of its count) is an error instead,
+    as it would hang a real client."""
+    kind = type(reply)
+    if kind is Block:
+        if refuse_forever and reply.timeout == 0:
+            return ReplyError(
+                "ERR a blocking command with timeout 0 would block the event loop forever: "
+                "a synchronous in-process call cannot wait (give it a timeout)")
+        return reply.timeout_reply
+    if kind is WaitReplicas:
+        acked = node.replication.replicas_acked(reply.offset)
+        if refuse_forever and acked < reply.count and reply.timeout <= 0:
+            return ReplyError(
+                "ERR WAIT with timeout 0 would block the event loop forever: a synchronous "
+                "in-process call cannot wait (give it a timeout, or await "
+                "node.wait_for_replicas())")
+        return acked
+    if kind is StartReplication:
+        return ReplyError("ERR SYNC and PSYNC need a connection (replicas connect to a "
+                          "port or use Replica(follow=...))")
+    return reply
+
+
+def _names(keys: Iterable[Arg] | Arg) -> list[Arg]:
+    """A key or several, as redis-py's blocking methods take them."""
+    return [keys] if isinstance(keys, (bytes, str, int, float)) else list(keys)
+
+
+def _popped(reply: object) -> tuple | None:
+    return None if reply is None else tuple(reply)  # type: ignore[arg-type]
+
+
+def _scored(reply: object) -> tuple | None:
+    if reply is None:
+        return None
+    key, member, score = reply  # type: ignore[misc]
+    return key, member, float(score)
+
+
 def _holds(err: BaseException, wanted: BaseException) -> bool:
     """``err`` is ``wanted`` or an exception group that has it (Python 3.10 has no
     BaseExceptionGroup built in)."""
     return err is wanted or any(_holds(inner, wanted)
                                 for inner in getattr(err, "exceptions", ()))
+
+
+# Commands that would put the data methods' shared session in a mode of its own for good.
+_TAKE_OVER = frozenset((b"subscribe", b"psubscribe", b"ssubscribe", b"monitor"))
 
 
 class Change(tuple):
@@ -87,7 +137,8 @@ class ChangesOverflow(Exception):
 
 
 class ChangeStream:
-    """``async for change in node.changes()``: every write the node applies, in order.
+    """``async for change in node.changes()``: every write the node applies, in order
+    (``async with node.changes() as changes:`` stops receiving them when the block ends).
 
     The buffer is bounded: a consumer that falls ``buffer`` changes behind is cut off and
     its iteration raises :class:`ChangesOverflow` after the changes it already had, so a
@@ -127,6 +178,12 @@ class ChangeStream:
             self._engine.skipped_listeners.remove(self._skipped)
         self._send.close()
 
+    async def __aenter__(self) -> ChangeStream:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
     def __aiter__(self) -> ChangeStream:
         return self
 
@@ -148,40 +205,79 @@ class ChangeStream:
         self._detach()
 
 
-class Node:
+class Node(DataMethods):
     """A kvrepl node: an engine, its periodic work, replication, and (given a ``port``) a
     TCP server. Use it as an async context manager; leaving the block stops everything it
     started.
 
+    Configure it as a server: ``Master("redis.conf")`` reads a redis.conf-style file, and
+    ``**options`` takes every option of redis.conf by its Python name, as its text form or
+    its value (``save="60 1000"``, ``dir="/var/lib/app"``, ``dbfilename="app.rdb"``,
+    ``requirepass="secret"``, ``maxclients=100``, ``replica_read_only=False``...; see
+    :data:`kvrepl.config.OPTIONS`); options given with a file override it. ``config=`` takes
+    a ready :class:`~kvrepl.Config` instead. ``port`` (0 for a free one) also serves the node
+    over TCP; without it the node is reachable only in-process (``node.redis()``, the data
+    methods, ``Replica(follow=node)``).
+
+    Persistence as kvrepl-server's: a node told where its data lives (a config file, or a
+    ``dir`` or ``dbfilename`` option; ``persist=True/False`` decides otherwise) loads that
+    dump when it starts, saves on its ``save`` schedule, and saves when its ``async with``
+    block ends if it has save points (redis-server's three by default; ``save=""`` for
+    none). Other embedded nodes have no save points and touch no file.
+
     Embedded nodes do not wait ``repl-diskless-sync-delay`` for more replicas before a full
     sync (pass ``repl_diskless_sync_delay=5`` for Redis's behaviour); a node built from a
-    ``Config`` keeps what the config says.
+    file or a ``Config`` keeps what it says.
     """
 
-    def __init__(self, *, port: int | None = None, config: Config | None = None,
-                 **options: object) -> None:
+    def __init__(self, config_file: str | os.PathLike[str] | None = None, *,
+                 port: int | None = None, config: Config | None = None,
+                 persist: bool | None = None, **options: object) -> None:
+        if config is not None and (config_file is not None or options):
+            raise TypeError("pass either config= or a config file and/or options, not both")
+        told = config_file is not None or "dir" in options or "dbfilename" in options
         if config is None:
-            options.setdefault("repl_diskless_sync_delay", 0)
-            config = Config(save=(), **options)
+            if config_file is not None:
+                from kvrepl.cli import parse_args  # the cli builds on this module
+
+                config = parse_args([os.fspath(config_file)])
+            elif told:  # a node that keeps its data: redis-server's default save points
+                config = Config(repl_diskless_sync_delay=0)
+            else:
+                config = Config(save=(), repl_diskless_sync_delay=0)
+            config.update(**options)
         self.config = config
         if port is not None:
             self.config.port = port
+        if told or persist:
+            try:  # redis-server exits at startup when it cannot chdir there
+                _check_directory(config.dir)
+            except ValueError as err:
+                raise ConfigError(f"Can't chdir to '{config.dir}': {err}") from None
         self.engine = Engine(self.config)
         self.engine.node = self
         self.replication = MasterReplication(self.engine)
         self.serve_tcp = port is not None
         self.server = Server(self.engine)
-        # kvrepl-server loads dir/dbfilename at startup (clients get -LOADING meanwhile);
-        # an embedded node starts empty unless asked.
-        self.load_dump = False
+        # Load dir/dbfilename at startup (clients get -LOADING meanwhile) and save when
+        # the block ends, as kvrepl-server does (the cli saves on its own signals).
+        self.load_dump = told if persist is None else persist
+        self.save_on_exit = self.load_dump
+        # kvrepl-server answers -LOADING while its dump loads; an embedded node's block
+        # starts once the data is there.
+        self.serve_while_loading = False
         self.following: ReplicaOf | None = None
         self._follow_scope: trio.CancelScope | None = None
+        self.failover = Failover(self)  # FAILOVER's state (master_failover_state)
         # Not in engine.sessions: the embedded API is no client connection (CLIENT LIST,
         # maxclients).
         self._session: Session = Session(self.engine)
+        self._session.user = SUPERUSER  # the embedding application keeps every right
+        self._session.authenticated = True
         self._nursery: trio.Nursery | None = None
         self._nursery_manager: object | None = None
         self._change_streams: list[ChangeStream] = []
+        self._pubsubs: weakref.WeakSet = weakref.WeakSet()  # their iterations end with us
         # Set when the node stopped as redis-server panics (see ReplicaPanic); leaving
         # ``async with`` raises it.
         self.failure: ReplicaPanic | None = None
@@ -213,8 +309,10 @@ class Node:
     async def wait_for_replicas(self, count: int, timeout: float | None = None) -> int:
         """WAIT for the embedded API: until ``count`` replicas acknowledged every write made
         so far (or ``timeout`` seconds); returns how many did."""
+        return await self._wait_offset(self.replication.master_repl_offset, count, timeout)
+
+    async def _wait_offset(self, offset: int, count: int, timeout: float | None) -> int:
         replication = self.replication
-        offset = replication.master_repl_offset
         if replication.replicas_acked(offset) < count:
             replication.feed_raw(replication.getack_bytes)
             with trio.move_on_after(math.inf if timeout is None else timeout):
@@ -222,16 +320,83 @@ class Node:
                     await replication.acked.wait()
         return replication.replicas_acked(offset)
 
+    # -- commands that wait ----------------------------------------------------------------
+    async def execute_command_async(self, *args: Arg) -> object:
+        """Run a command that may wait (BLPOP, BZPOPMIN, BLMOVE, WAIT...) and await its
+        reply, as a client of its own in the data methods' current db: a blocking command
+        waits until its data comes or its timeout (0: for ever) passes, as on a server;
+        WAIT counts the writes the data methods made."""
+        engine = self.engine
+        argv = [a if type(a) is bytes else _arg(a) for a in args]
+        session = engine.new_session()
+        session.user, session.authenticated = SUPERUSER, True  # the embedded API's rights
+        session.db = self._session.db
+        session.woff = self._session.woff
+        try:
+            reply = engine.execute(session, argv)
+            kind = type(reply)
+            if kind is Block:
+                reply = await self.server.blocking.wait(session, argv, reply)
+            elif kind is WaitReplicas:
+                reply = await self._wait_offset(reply.offset, reply.count,
+                                                reply.timeout if reply.timeout > 0 else None)
+            self._durable()  # a pop, served now or when woken, wrote
+            return self._convert(reply)
+        finally:
+            engine.close_session(session)
+
+    async def blpop(self, keys: Iterable[Arg] | Arg, timeout: float = 0) -> object:
+        """BLPOP, awaited: ``(key, value)``, or None when ``timeout`` seconds pass."""
+        return _popped(await self.execute_command_async("BLPOP", *_names(keys), timeout))
+
+    async def brpop(self, keys: Iterable[Arg] | Arg, timeout: float = 0) -> object:
+        """BRPOP, awaited: ``(key, value)``, or None when ``timeout`` seconds pass."""
+        return _popped(await self.execute_command_async("BRPOP", *_names(keys), timeout))
+
+    async def bzpopmin(self, keys: Iterable[Arg] | Arg, timeout: float = 0) -> object:
+        """BZPOPMIN, awaited: ``(key, member, score)``, or None after ``timeout``."""
+        return _scored(await self.execute_command_async("BZPOPMIN", *_names(keys), timeout))
+
+    async def bzpopmax(self, keys: Iterable[Arg] | Arg, timeout: float = 0) -> object:
+        """BZPOPMAX, awaited: ``(key, member, score)``, or None after ``timeout``."""
+        return _scored(await self.execute_command_async("BZPOPMAX", *_names(keys), timeout))
+
+    async def blmove(self, first_list: Arg, second_list: Arg, timeout: float,
+                     src: str = "LEFT", dest: str = "RIGHT") -> bytes | None:
+        """BLMOVE, awaited: the element moved, or None after ``timeout``."""
+        return await self.execute_command_async(  # type: ignore[return-value]
+            "BLMOVE", first_list, second_list, src, dest, timeout)
+
+    async def brpoplpush(self, src: Arg, dst: Arg, timeout: float = 0) -> bytes | None:
+        """BRPOPLPUSH, awaited: the element moved, or None after ``timeout``."""
+        return await self.execute_command_async(  # type: ignore[return-value]
+            "BRPOPLPUSH", src, dst, timeout)
+
+    def pubsub(self, **kwargs: object) -> object:
+        """redis-py's PubSub on a connection of its own to this node, also async:
+        ``async with node.pubsub() as p: p.subscribe("ch")``, then
+        ``async for message in p`` (redis-py's message dicts). Iteration ends when the
+        node stops or at ``await p.aclose()``. ``kwargs`` are ``node.redis()``'s."""
+        from kvrepl.embedded_redis import AsyncPubSub
+
+        client = self.redis(**kwargs)
+        pubsub = AsyncPubSub(client.connection_pool)
+        self._pubsubs.add(pubsub)
+        return pubsub
+
     # -- replication ---------------------------------------------------------------------
-    def follow_address(self, host: str, port: int) -> None:
-        """Become a replica of the master at ``host:port`` (REPLICAOF host port)."""
+    def follow_address(self, host: str, port: int, failover: Failover | None = None) -> None:
+        """Become a replica of the master at ``host:port`` (REPLICAOF host port); with
+        ``failover``, this master hands over to that replica (PSYNC ... FAILOVER)."""
 
         async def connect() -> trio.abc.Stream:
             stream = await trio.open_tcp_stream(host, port)
             set_keepalive(stream, self.config.tcp_keepalive)
+            if self.config.tls_replication:
+                return await tls.wrap_client(stream, self.config)
             return stream
 
-        self._follow(connect, (host, port))
+        self._follow(connect, (host, port), failover=failover)
 
     def follow_node(self, master: Node) -> None:
         """Become a replica of ``master``, a node in this program, over an in-memory stream:
@@ -250,7 +415,7 @@ class Node:
         self._follow(connect, ("in-process", master.port or 0), source=master)
 
     def _follow(self, connect: object, describe: tuple[str, int],
-                source: Node | None = None) -> None:
+                source: Node | None = None, failover: Failover | None = None) -> None:
         if self._nursery is None:
             raise RuntimeError("start the node (async with) before following a master")
         if self.following is not None:
@@ -258,6 +423,7 @@ class Node:
         follower = ReplicaOf(self.engine, self.replication, connect, describe,
                              listening_port=self.port or 0)
         follower.source = source
+        follower.failover = failover
         # A replica from now on: stale until the link is up (MASTERDOWN when not serving
         # stale data), read-only as configured, before its task first runs.
         self.engine.masterdown = True
@@ -316,9 +482,18 @@ class Node:
     async def __aexit__(self, exc_type: type[BaseException] | None,
                         exc: BaseException | None, tb: TracebackType | None) -> bool | None:
         assert self._nursery is not None and self._nursery_manager is not None
+        if self.save_on_exit and self.failure is None and not self.server.shutting_down \
+                and persistence.attach(self.engine).load_error is None:
+            # redis-server's shutdown: a final dump when save points are set (never over a
+            # dump that failed to load, nor after SHUTDOWN, which decided for itself).
+            persistence.prepare_shutdown(self.engine, None, force=True)
         for stream in self._change_streams:
             stream._detach()  # consumers' async for loops end instead of waiting forever
+        for pubsub in list(self._pubsubs):
+            pubsub.node_stopped()
         self._change_streams.clear()
+        if self.engine.aof is not None:
+            self.engine.aof.close()  # the last writes reach the AOF
         self._nursery.cancel_scope.cancel()
         try:
             return await self._nursery_manager.__aexit__(exc_type, exc, tb)
@@ -336,9 +511,23 @@ class Node:
     async def _start(self, nursery: trio.Nursery) -> None:
         self.replication.nursery = nursery
         persistence.attach(self.engine, nursery)  # where BGSAVE jobs run
+        loaded = trio.Event()
         if self.load_dump:
-            await nursery.start(partial(persistence.load_on_startup, self.engine,
-                                        stop_on_error=True))
+            # With the AOF on, the AOF is loaded and the dump is not (clients get -LOADING
+            # meanwhile).
+
+            async def load(task_status: trio.TaskStatus[None]) -> None:
+                try:
+                    await persistence.load_on_startup(self.engine, stop_on_error=True,
+                                                      task_status=task_status)
+                finally:
+                    loaded.set()
+
+            await nursery.start(load)
+        elif self.config.appendonly:
+            # An embedded node with an AOF: its data is back when ``async with`` is entered
+            # (the data methods read the store directly); a bad AOF raises here.
+            await persistence.load_on_startup(self.engine)
         if self.serve_tcp:
             await nursery.start(self.server.serve)
         else:
@@ -346,295 +535,92 @@ class Node:
         nursery.start_soon(self._replication_cron)
         if self.config.replicaof is not None:
             self.follow_address(*self.config.replicaof)
+        if self.load_dump and not self.serve_while_loading:
+            await loaded.wait()
+            error = persistence.attach(self.engine).load_error
+            if error is not None:
+                raise error
 
     # -- generic access ------------------------------------------------------------------
+    def redis(self, **kwargs: object) -> redis.Redis:
+        """A real ``redis.Redis`` talking to this node in-process (no socket, no thread):
+        redis-py's whole API (pipelines, transactions with WATCH, pub/sub, scan_iter,
+        RESP3 with ``protocol=3``) runs unchanged. ``kwargs`` are redis-py's
+        (``decode_responses``, ``protocol``, ``db``, ``username``/``password``...). Each
+        pooled connection is a client of its own (its db, MULTI, subscriptions). A call
+        cannot wait: see :mod:`kvrepl.embedded_redis` for blocking commands. Needs
+        redis-py (``pip install redis``)."""
+        from kvrepl.embedded_redis import client
+
+        return client(self, **kwargs)
+
     def execute_command(self, *args: Arg) -> object:
-        """Run any command, e.g. ``node.execute_command("ZADD", "z", 1, "a")``."""
-        return self._run([a if type(a) is bytes else _arg(a) for a in args])
+        """Run any command, e.g. ``node.execute_command("ZADD", "z", 1, "a")``, on the
+        node's shared session (the one the data methods use). SUBSCRIBE and MONITOR, which
+        would take that session over, are refused: use ``node.redis().pubsub()``."""
+        argv = [a if type(a) is bytes else _arg(a) for a in args]
+        if argv and argv[0].lower() in _TAKE_OVER:
+            raise ReplyError(
+                f"ERR {argv[0].decode(errors='replace').upper()} would turn the node's shared "
+                "session (its data methods') into a subscriber for good: use "
+                "node.redis().pubsub() or node.redis().monitor(), a connection of its own")
+        return self._run(argv)
 
     def _run(self, argv: list[bytes]) -> object:
-        return self._convert(self.engine.execute(self._session, argv))
+        reply = self.engine.execute(self._session, argv)
+        self._durable()
+        return self._convert(reply)
+
+    def _durable(self) -> None:
+        """appendfsync always: the write is on disk before the call returns, as before a
+        reply (other policies are flushed by the AOF's own task, as in beforeSleep)."""
+        aof = self.engine.aof
+        if aof is not None and aof.buf and self.config.appendfsync == "always":
+            aof.flush()
 
     def _convert(self, reply: object) -> object:
         """A reply as the embedded API returns it."""
         kind = type(reply)
         if kind is bytes or kind is int or reply is None:
             return reply
-        if kind is Block:
-            # A plain call cannot wait: behave like the command inside MULTI.
-            reply = reply.timeout_reply
-        elif kind is WaitReplicas:
-            # Likewise WAIT answers at once; `await wait_for_replicas()` is the waiting form.
-            reply = self.replication.replicas_acked(reply.offset)
-        elif kind is StartReplication:
-            raise ReplyError("ERR SYNC and PSYNC need a connection (replicas connect to a "
-                             "port or use Replica(follow=...))")
+        if kind in AWAITED_REPLIES:
+            # A plain call cannot wait: blocking commands answer as inside MULTI, WAIT
+            # answers at once (`await wait_for_replicas()` is the waiting form).
+            reply = settle(self, reply, refuse_forever=False)
         return _python(reply)
 
     def select(self, db: int) -> None:
         """Make ``db`` the database the data methods work on."""
         self.execute_command("SELECT", db)
 
-    # -- strings -------------------------------------------------------------------------
-    def get(self, name: Arg) -> bytes | None:
-        key = name if type(name) is bytes else _arg(name)
-        value = self._session.db.lookup(key)
-        if value is None:
-            self.engine.keyspace.misses += 1
-            return None
-        if type(value) is bytes:
-            self.engine.keyspace.hits += 1
-            return value
-        if type(value) is bytearray:  # changed in place: the caller gets its own bytes
-            self.engine.keyspace.hits += 1
-            return bytes(value)
-        return self.execute_command("GET", key)  # raises WRONGTYPE like Redis
-
-    def set(self, name: Arg, value: Arg, ex: int | None = None, px: int | None = None,
-            nx: bool = False, xx: bool = False, keepttl: bool = False, get: bool = False,
-            exat: int | None = None, pxat: int | None = None) -> object:
-        argv = [b"SET", name if type(name) is bytes else _arg(name),
-                value if type(value) is bytes else _arg(value)]
-        options = (ex is not None or px is not None or exat is not None or pxat is not None
-                   or nx or xx or keepttl or get)
-        if not options and self.engine.plain_lane.set(self._session, argv):
-            return True
-        if options:
-            if ex is not None:
-                argv += [b"EX", _arg(ex)]
-            if px is not None:
-                argv += [b"PX", _arg(px)]
-            if exat is not None:
-                argv += [b"EXAT", _arg(exat)]
-            if pxat is not None:
-                argv += [b"PXAT", _arg(pxat)]
-            if nx:
-                argv.append(b"NX")
-            if xx:
-                argv.append(b"XX")
-            if keepttl:
-                argv.append(b"KEEPTTL")
-            if get:
-                argv.append(b"GET")
-        reply = self.engine.execute(self._session, argv)
-        if reply is OK:  # the common answer, without _run's general conversion
-            return True
-        return self._convert(reply)
-
-    def mget(self, keys: Iterable[Arg]) -> list[bytes | None]:
-        return self.execute_command("MGET", *keys)
-
-    def mset(self, mapping: Mapping[Arg, Arg]) -> bool:
-        return self.execute_command("MSET", *[x for kv in mapping.items() for x in kv])
-
-    def incr(self, name: Arg, amount: int = 1) -> int:
-        return self.execute_command("INCRBY", name, amount)
-
-    def decr(self, name: Arg, amount: int = 1) -> int:
-        return self.execute_command("DECRBY", name, amount)
-
-    def append(self, name: Arg, value: Arg) -> int:
-        return self.execute_command("APPEND", name, value)
-
-    # -- keys ----------------------------------------------------------------------------
-    def delete(self, *names: Arg) -> int:
-        return self.execute_command("DEL", *names)
-
-    def exists(self, *names: Arg) -> int:
-        return self.execute_command("EXISTS", *names)
-
-    def expire(self, name: Arg, seconds: int) -> bool:
-        return bool(self.execute_command("EXPIRE", name, seconds))
-
-    def pexpire(self, name: Arg, milliseconds: int) -> bool:
-        return bool(self.execute_command("PEXPIRE", name, milliseconds))
-
-    def ttl(self, name: Arg) -> int:
-        return self.execute_command("TTL", name)
-
-    def pttl(self, name: Arg) -> int:
-        return self.execute_command("PTTL", name)
-
-    def persist(self, name: Arg) -> bool:
-        return bool(self.execute_command("PERSIST", name))
-
-    def type(self, name: Arg) -> bytes:
-        return self.execute_command("TYPE", name)
-
-    def keys(self, pattern: Arg = "*") -> list[bytes]:
-        return self.execute_command("KEYS", pattern)
-
-    def dbsize(self) -> int:
-        return self.execute_command("DBSIZE")
-
-    def flushall(self) -> bool:
-        return self.execute_command("FLUSHALL")
-
-    def flushdb(self) -> bool:
-        return self.execute_command("FLUSHDB")
-
-    # -- hashes --------------------------------------------------------------------------
-    def hset(self, name: Arg, key: Arg | None = None, value: Arg | None = None,
-             mapping: Mapping[Arg, Arg] | None = None) -> int:
-        pairs: list[Arg] = [] if key is None else [key, value]  # type: ignore[list-item]
-        if mapping:
-            pairs += [x for kv in mapping.items() for x in kv]
-        return self.execute_command("HSET", name, *pairs)
-
-    def hget(self, name: Arg, key: Arg) -> bytes | None:
-        return self.execute_command("HGET", name, key)
-
-    def hgetall(self, name: Arg) -> dict[bytes, bytes]:
-        reply = self.execute_command("HGETALL", name)
-        return dict(reply) if isinstance(reply, dict) else dict(zip(reply[::2], reply[1::2], strict=False))
-
-    def hdel(self, name: Arg, *keys: Arg) -> int:
-        return self.execute_command("HDEL", name, *keys)
-
-    def hincrby(self, name: Arg, key: Arg, amount: int = 1) -> int:
-        return self.execute_command("HINCRBY", name, key, amount)
-
-    # -- lists ---------------------------------------------------------------------------
-    def lpush(self, name: Arg, *values: Arg) -> int:
-        return self.execute_command("LPUSH", name, *values)
-
-    def rpush(self, name: Arg, *values: Arg) -> int:
-        return self.execute_command("RPUSH", name, *values)
-
-    def lpop(self, name: Arg, count: int | None = None) -> object:
-        return self.execute_command("LPOP", name, *([] if count is None else [count]))
-
-    def rpop(self, name: Arg, count: int | None = None) -> object:
-        return self.execute_command("RPOP", name, *([] if count is None else [count]))
-
-    def lrange(self, name: Arg, start: int, end: int) -> list[bytes]:
-        return self.execute_command("LRANGE", name, start, end)
-
-    def llen(self, name: Arg) -> int:
-        return self.execute_command("LLEN", name)
-
-    # -- sets ----------------------------------------------------------------------------
-    def sadd(self, name: Arg, *values: Arg) -> int:
-        return self.execute_command("SADD", name, *values)
-
-    def srem(self, name: Arg, *values: Arg) -> int:
-        return self.execute_command("SREM", name, *values)
-
-    def smembers(self, name: Arg) -> set[bytes]:
-        return set(self.execute_command("SMEMBERS", name))
-
-    def sismember(self, name: Arg, value: Arg) -> bool:
-        return bool(self.execute_command("SISMEMBER", name, value))
-
-    def scard(self, name: Arg) -> int:
-        return self.execute_command("SCARD", name)
-
-    # -- sorted sets ---------------------------------------------------------------------
-    def zadd(self, name: Arg, mapping: Mapping[Arg, float], nx: bool = False, xx: bool = False,
-             ch: bool = False, incr: bool = False, gt: bool = False, lt: bool = False) -> object:
-        flags = [f for f, on in (("NX", nx), ("XX", xx), ("GT", gt), ("LT", lt), ("CH", ch),
-                                 ("INCR", incr)) if on]
-        pairs = [x for member, score in mapping.items() for x in (score, member)]
-        return self.execute_command("ZADD", name, *flags, *pairs)
-
-    def zscore(self, name: Arg, value: Arg) -> float | None:
-        reply = self.execute_command("ZSCORE", name, value)
-        return None if reply is None else float(reply)
-
-    def zrange(self, name: Arg, start: int, end: int, withscores: bool = False) -> list:
-        args: list[Arg] = ["ZRANGE", name, start, end]
-        if withscores:
-            args.append("WITHSCORES")
-        reply = self.execute_command(*args)
-        if not withscores:
-            return reply
-        if reply and isinstance(reply[0], list):
-            return [(m, float(s)) for m, s in reply]
-        return [(reply[i], float(reply[i + 1])) for i in range(0, len(reply), 2)]
-
-    def zrem(self, name: Arg, *values: Arg) -> int:
-        return self.execute_command("ZREM", name, *values)
-
-    def zcard(self, name: Arg) -> int:
-        return self.execute_command("ZCARD", name)
-
-    # -- geo -----------------------------------------------------------------------------
-    def geoadd(self, name: Arg, values: Iterable[Arg], nx: bool = False, xx: bool = False,
-               ch: bool = False) -> int:
-        """``values`` is flat: longitude, latitude, member, ... (redis-py's form)."""
-        flags = [f for f, on in (("NX", nx), ("XX", xx), ("CH", ch)) if on]
-        return self.execute_command("GEOADD", name, *flags, *values)
-
-    def geodist(self, name: Arg, place1: Arg, place2: Arg, unit: str | None = None
-                ) -> float | None:
-        reply = self.execute_command("GEODIST", name, place1, place2, *([unit] if unit else []))
-        return None if reply is None else float(reply)
-
-    def geohash(self, name: Arg, *values: Arg) -> list[str | None]:
-        """Geohashes as ``str``, as redis-py gives them."""
-        reply = self.execute_command("GEOHASH", name, *values)
-        return [None if text is None else text.decode() for text in reply]
-
-    def geopos(self, name: Arg, *values: Arg) -> list[tuple[float, float] | None]:
-        reply = self.execute_command("GEOPOS", name, *values)
-        return [None if pos is None else (float(pos[0]), float(pos[1])) for pos in reply]
-
-    def geosearch(self, name: Arg, member: Arg | None = None, longitude: float | None = None,
-                  latitude: float | None = None, unit: str = "m", radius: float | None = None,
-                  width: float | None = None, height: float | None = None,
-                  sort: str | None = None, count: int | None = None, any: bool = False,
-                  withcoord: bool = False, withdist: bool = False,
-                  withhash: bool = False) -> list:
-        """GEOSEARCH with redis-py's keywords; with WITH* options each result is
-        ``[member, dist (float), hash (int), (lon, lat)]`` for the options given."""
-        args: list[Arg] = ["GEOSEARCH", name]
-        if member is not None:
-            args += ["FROMMEMBER", member]
-        if longitude is not None and latitude is not None:
-            args += ["FROMLONLAT", longitude, latitude]
-        if radius is not None:
-            args += ["BYRADIUS", radius, unit]
-        if width is not None and height is not None:
-            args += ["BYBOX", width, height, unit]
-        if sort:
-            args.append(sort.upper())
-        if count is not None:
-            args += ["COUNT", count, *(["ANY"] if any else [])]
-        elif any:
-            args.append("ANY")  # Redis answers that ANY needs COUNT
-        for option, on in (("WITHDIST", withdist), ("WITHCOORD", withcoord),
-                           ("WITHHASH", withhash)):
-            if on:
-                args.append(option)
-        reply = self.execute_command(*args)
-        if not (withdist or withcoord or withhash):
-            return reply
-        casts: list = [lambda member: member]
-        if withdist:
-            casts.append(float)
-        if withhash:
-            casts.append(int)
-        if withcoord:
-            casts.append(lambda pos: (float(pos[0]), float(pos[1])))
-        return [[cast(value) for cast, value in zip(casts, item, strict=True)]
-                for item in reply]
-
 
 class Master(Node):
     """A node that accepts writes; replicas (kvrepl or redis-server) follow it."""
 
 
+Master.__doc__ = f"{Master.__doc__}\n\n    {Node.__doc__}"  # how to configure one
+
+
 class Replica(Node):
-    """A read-only copy of a master: ``Replica(follow=master_node)`` in the same program
-    (no socket), or ``Replica(follow=("host", 6379))`` over TCP, including a real Redis.
+    """A read-only copy of a master. ``follow`` is a node in the same program (no socket),
+    or a master over TCP, including a real Redis: ``("host", 6379)``, ``"host:6379"``, or
+    ``"redis://user:password@host:6379"`` (the credentials become ``masteruser`` /
+    ``masterauth``). Other arguments are :class:`Node`'s.
 
     Reads (``replica.get(...)``) are plain calls on the local copy.
     """
 
-    def __init__(self, *, follow: Node | tuple[str, int], port: int | None = None,
-                 config: Config | None = None, **options: object) -> None:
-        super().__init__(port=port, config=config, **options)
-        self.master = follow
+    def __init__(self, config_file: str | os.PathLike[str] | None = None, *,
+                 follow: Node | tuple[str, int] | str, port: int | None = None,
+                 config: Config | None = None, persist: bool | None = None,
+                 **options: object) -> None:
+        master, user, password = _master_address(follow)
+        super().__init__(config_file, port=port, config=config, persist=persist, **options)
+        if user is not None:
+            self.config.masteruser = user
+        if password is not None:
+            self.config.masterauth = password
+        self.master = master
 
     async def _start(self, nursery: trio.Nursery) -> None:
         await super()._start(nursery)
@@ -652,3 +638,32 @@ class Replica(Node):
         await follower.synced.wait()
         if follower.source is not None:
             await follower.wait_offset(follower.source.replication.master_repl_offset)
+
+
+def _master_address(follow: object) -> tuple[Node | tuple[str, int], str | None, str | None]:
+    """``Replica(follow=...)``'s forms as (node or (host, port), user, password)."""
+    if isinstance(follow, Node):
+        return follow, None, None
+    if isinstance(follow, (tuple, list)) and len(follow) == 2:
+        return (str(follow[0]), int(follow[1])), None, None
+    if not isinstance(follow, str):
+        raise TypeError("follow= takes a node, (host, port), 'host:port' or a redis:// URL, "
+                        f"not {type(follow).__name__}")
+    if "://" not in follow:
+        host, colon, port = follow.rpartition(":")
+        if not colon or not host or not port.isdigit():
+            raise ValueError(f"follow={follow!r}: expected 'host:port'")
+        return (host.strip("[]"), int(port)), None, None
+    url = urlsplit(follow)
+    if url.scheme == "rediss":
+        raise ValueError("rediss:// needs TLS, which kvrepl's replication link does not "
+                         "have yet")
+    if url.scheme != "redis" or not url.hostname:
+        raise ValueError(f"follow={follow!r}: expected redis://[user:password@]host[:port]")
+    if url.path not in ("", "/", "/0") or url.query:
+        # A replica copies every database: a db number or options would be ignored.
+        raise ValueError(f"follow={follow!r}: a replica follows the whole master; the URL "
+                         "takes no database or options")
+    user = unquote(url.username) if url.username else None
+    password = unquote(url.password) if url.password is not None else None
+    return (url.hostname, url.port or 6379), user, password

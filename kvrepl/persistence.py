@@ -41,6 +41,7 @@ from kvrepl import gc_policy
 from kvrepl.delays import delay_seconds
 from kvrepl.log import logger
 from kvrepl.rdb import LoadResult, RdbError, StagedLoad, default_aux, iter_dump
+from kvrepl.scripting.persist import function_codes, load_functions
 from kvrepl.snapshot_producer import (  # re-exported: persistence.SnapshotJob etc.
     CANCELLED,
     DONE,
@@ -147,8 +148,13 @@ def attach(engine: Engine, nursery: trio.Nursery | None = None) -> Persistence:
         # The baseline is the engine's start (dirty 0), whenever the state is first asked for.
         found = Persistence(engine, lastsave=int(engine.started))
         engine.persistence = found  # type: ignore[attr-defined]
+        from kvrepl import aof  # below persistence: it builds on SnapshotJob and the dump
+
+        aof.attach(engine)  # CONFIG SET appendonly works from now on
     if nursery is not None:
         found.nursery = nursery
+        if engine.aof is not None:
+            engine.aof.nursery = nursery  # background fsyncs and the flusher run there
     return found
 
 
@@ -169,10 +175,11 @@ def save_aux(engine: Engine) -> list[tuple[bytes, bytes]]:
     return default_aux()
 
 
-def write_dump(engine: Engine, path: str | None = None) -> int:
+def write_dump(engine: Engine, path: str | None = None,
+               aux: list[tuple[bytes, bytes]] | None = None) -> int:
     """Write the whole dataset to ``path`` (default ``dir/dbfilename``) now, blocking, via a
     temp file, fsync and rename. Returns the bytes written; OSError on failure (the temp
-    file is removed and ``path`` is untouched)."""
+    file is removed and ``path`` is untouched). ``aux`` defaults to :func:`save_aux`."""
     config = engine.config
     path = path or rdb_path(config)
     target = TempFile(path, temp_path(path, background=False))
@@ -187,8 +194,9 @@ def write_dump(engine: Engine, path: str | None = None) -> int:
         buffered: list[bytes] = []
         size = 0
         for chunk in iter_dump(engine.keyspace, compression=config.rdbcompression,
-                               checksum=config.rdbchecksum, aux=save_aux(engine),
-                               config=config):
+                               checksum=config.rdbchecksum,
+                               aux=save_aux(engine) if aux is None else aux,
+                               config=config, functions=function_codes(engine)):
             buffered.append(chunk)
             size += len(chunk)
             if size >= FILE_BUFFER:
@@ -227,7 +235,8 @@ def save(engine: Engine) -> bool:
 
 
 def start_job(engine: Engine, *, to_file: bool = True, aux: Any = None,
-              setup: Callable[[SnapshotJob], None] | None = None) -> SnapshotJob | None:
+              setup: Callable[[SnapshotJob], None] | None = None,
+              kind: str = "RDB transfer", writer: Any = None) -> SnapshotJob | None:
     """Start the node's one background snapshot job (rdbSaveBackground, and
     rdbSaveToSlavesSockets with ``to_file`` False): a point-in-time RDB that writes
     ``dir/dbfilename`` when ``to_file`` (counted as a save: LASTSAVE, MISCONF ...) and feeds
@@ -239,7 +248,8 @@ def start_job(engine: Engine, *, to_file: bool = True, aux: Any = None,
         return None
     job = SnapshotJob(engine.keyspace, config=engine.config,
                       aux=aux if aux is not None else (lambda: save_aux(engine)),
-                      buffer_limit=st.snapshot_buffer)
+                      functions=function_codes(engine),
+                      buffer_limit=st.snapshot_buffer, writer=writer)
     consumer: FileConsumer | None = None
     dirty = engine.dirty
     if to_file:
@@ -255,9 +265,9 @@ def start_job(engine: Engine, *, to_file: bool = True, aux: Any = None,
         st.last_bgsave_time_sec = int(time.time() - st.bgsave_started)
         if consumer is None:  # backgroundSaveDoneHandlerSocket: no save was made
             if job.status == DONE:
-                logger.info("Background RDB transfer terminated with success")
+                logger.info("Background %s terminated with success", kind)
             else:
-                logger.warning("Background transfer error: %s", job.error or job.status)
+                logger.warning("Background %s error: %s", kind, job.error or job.status)
         elif consumer.committed:
             logger.info("Background saving terminated with success")
             st.saved(dirty)
@@ -304,8 +314,8 @@ def kill_bgsave(engine: Engine) -> None:
     readers (replicas) only loses its file and goes on for them."""
     st = attach(engine)
     job = st.bgsave
-    if job is None:
-        return
+    if job is None or (engine.aof is not None and engine.aof.job is job):
+        return  # an AOF rewrite is no BGSAVE (killAppendOnlyChild stops it)
     st.bgsave = None
     files = [c for c in job.consumers if isinstance(c, FileConsumer)]
     if job.reader_count == len(files):
@@ -319,6 +329,9 @@ def cron(engine: Engine) -> None:
     """serverCron's persistence part: start a BGSAVE when a ``save <seconds> <changes>``
     point is reached or one was scheduled (retrying a failed one after 5 seconds)."""
     st = attach(engine)
+    from kvrepl import aof
+
+    aof.cron(engine)
     if st.bgsave is not None or engine.loading:
         return
     now = time.time()
@@ -355,6 +368,19 @@ def prepare_shutdown(engine: Engine, save_flag: bool | None, force: bool = False
     if st.bgsave is not None:
         logger.warning("There is a child saving an .rdb. Killing it!")
         kill_bgsave(engine)
+    aof = engine.aof
+    if aof is not None and aof.job is not None:
+        logger.warning("There is a child rewriting the AOF. Killing it!")
+        aof.kill_rewrite()
+    if aof is not None and aof.state != "off":
+        # prepareForShutdown: the AOF's last writes reach the disk.
+        logger.info("Calling fsync() on the AOF file.")
+        aof.flush(force=True)
+        if aof.fd is not None:
+            try:
+                os.fsync(aof.fd)
+            except OSError as err:
+                logger.warning("Fail to fsync the AOF file: %s", err)
     if save_flag is False or (save_flag is None and not engine.config.save):
         return True
     logger.info("Saving the final RDB snapshot before exiting.")
@@ -392,14 +418,16 @@ def _log_loaded(result: LoadResult, seconds: float) -> None:
     logger.info("DB loaded from disk: %.3f seconds", seconds)
 
 
-def _loaded(engine: Engine, result: LoadResult) -> None:
+def loaded(engine: Engine, result: LoadResult) -> None:
+    """Record a finished load (INFO's rdb_last_load_keys_*)."""
     st = attach(engine)
     st.last_load = result
     st.last_load_keys_loaded = result.keys_loaded
     st.last_load_keys_expired = result.keys_expired
 
 
-def _start_loading(engine: Engine, size: int) -> None:
+def start_loading(engine: Engine, size: int) -> None:
+    """startLoading: ``-LOADING`` for clients, INFO's loading_* fields from now on."""
     st = attach(engine)
     engine.loading = True
     st.loading_start_time = int(time.time())
@@ -412,7 +440,7 @@ def start_async_loading(engine: Engine, size: int) -> None:
     """A replica starts loading a payload of ``size`` bytes (0: unknown) beside the data it
     serves: Redis's async_loading (repl-diskless-load swapdb), which is how kvrepl's
     replica always loads."""
-    _start_loading(engine, max(size, 0))
+    start_loading(engine, max(size, 0))
     engine.loading = False
     engine.async_loading = True
 
@@ -453,12 +481,13 @@ def load_file(engine: Engine, path: str | None = None, *, merge: bool | None = N
                 time.sleep(delay_seconds(usec, now - seen))
                 seen = now
         result = loader.finish()
+    load_functions(engine, result.functions, replace_all=merge is None)
     if merge is None:
         loader.apply(keyspace)
     else:
         _merge(keyspace, loader, replace=merge)
     gc_policy.dataset_loaded(keyspace)  # a no-op unless the process installed a policy
-    _loaded(engine, result)
+    loaded(engine, result)
     _log_loaded(result, perf_counter() - started)
     return result
 
@@ -491,7 +520,10 @@ async def load_on_startup(engine: Engine, *, stop_on_error: bool = False,
     ``stop_on_error`` the error is kept in ``engine.persistence.load_error`` and the node
     is asked to stop without saving (``engine.on_shutdown(False)``) instead.
     """
-    st = attach(engine)
+    attach(engine)
+    if engine.config.appendonly:
+        await _load_aof_on_startup(engine, stop_on_error, task_status)
+        return
     path = rdb_path(engine.config)
     try:
         source = open(path, "rb")
@@ -503,24 +535,11 @@ async def load_on_startup(engine: Engine, *, stop_on_error: bool = False,
         _load_failed(engine, err, stop_on_error)
         return
     with source:
-        _start_loading(engine, os.fstat(source.fileno()).st_size)
+        start_loading(engine, os.fstat(source.fileno()).st_size)
         task_status.started()
         started = perf_counter()
         try:
-            loader = StagedLoad(len(engine.keyspace.dbs), drop_expired=_drop_expired(engine),
-                                now_ms=int(time.time() * 1000),
-                                verify_checksum=engine.config.rdbchecksum)
-            seen = 0
-            # loading-process-events-interval-bytes: how much is parsed between two turns
-            # of serving clients (processEventsWhileBlocked), read live as Redis does.
-            while chunk := await trio.to_thread.run_sync(
-                    source.read, engine.config.loading_process_events_interval_bytes):
-                loader.feed(chunk)
-                st.loading_loaded_bytes += len(chunk)
-                seen = await load_delay(engine, loader, seen)
-                await trio.lowlevel.checkpoint()
-            result = loader.finish()
-            loader.apply(engine.keyspace)
+            result = await load_rdb_source(engine, source)
         except (RdbError, OSError) as err:
             engine.loading = False
             _load_failed(engine, err, stop_on_error)
@@ -528,9 +547,51 @@ async def load_on_startup(engine: Engine, *, stop_on_error: bool = False,
         finally:
             engine.loading = False
     gc_policy.dataset_loaded(engine.keyspace)  # a no-op unless the process installed a policy
-    _loaded(engine, result)
+    loaded(engine, result)
     _log_loaded(result, perf_counter() - started)
     _restore_replication(engine, result)
+
+
+async def load_rdb_source(engine: Engine, source: Any) -> LoadResult:
+    """Load the RDB read from the file ``source`` into the engine, parsed in slices between
+    trio checkpoints (the keyspace changes only once the whole RDB proved good)."""
+    st = attach(engine)
+    loader = StagedLoad(len(engine.keyspace.dbs), drop_expired=_drop_expired(engine),
+                        now_ms=int(time.time() * 1000),
+                        verify_checksum=engine.config.rdbchecksum)
+    seen = 0
+    # loading-process-events-interval-bytes: how much is parsed between two turns of
+    # serving clients (processEventsWhileBlocked), read live as Redis does.
+    while chunk := await trio.to_thread.run_sync(
+            source.read, engine.config.loading_process_events_interval_bytes):
+        loader.feed(chunk)
+        st.loading_loaded_bytes += len(chunk)
+        seen = await load_delay(engine, loader, seen)
+        await trio.lowlevel.checkpoint()
+    result = loader.finish()
+    loader.apply(engine.keyspace)
+    return result
+
+
+async def _load_aof_on_startup(engine: Engine, stop_on_error: bool,
+                               task_status: trio.TaskStatus[None]) -> None:
+    """The AOF wins over the RDB when it is on (loadDataFromDisk)."""
+    from kvrepl import aof
+
+    engine.loading = True  # until the AOF is known to be empty or is loaded
+    task_status.started()
+    started = perf_counter()
+    try:
+        found = await aof.load_on_startup(engine)
+    except (aof.AofLoadError, RdbError, OSError) as err:
+        engine.loading = False
+        _load_failed(engine, err, stop_on_error)
+        return
+    finally:
+        engine.loading = False
+    if found:
+        gc_policy.dataset_loaded(engine.keyspace)
+        logger.info("DB loaded from append only file: %.3f seconds", perf_counter() - started)
 
 
 def _restore_replication(engine: Engine, result: LoadResult) -> None:
@@ -579,6 +640,7 @@ def debug_reload(engine: Engine, options: list[bytes]) -> None:
         if flush:
             for db in engine.keyspace.dbs:
                 engine.watches.touch_all_in_db(db, None)
+            engine.tracking.flushed()
             # Loaded into fresh dicts that replace the old ones only if the file is good
             # (Redis empties first, then fails with nothing). MERGE changes nothing here:
             # duplicates could only come from the file itself, which is corrupt then.
@@ -596,6 +658,8 @@ def debug_reload(engine: Engine, options: list[bytes]) -> None:
 
 def info_fields(engine: Engine) -> list[str]:
     """INFO's Persistence section, field for field as Redis 7.0 prints it."""
+    from kvrepl.aof import info_fields as aof_info_fields
+
     st = attach(engine)
     now = time.time()
     job = st.bgsave
@@ -621,18 +685,10 @@ def info_fields(engine: Engine) -> list[str]:
         "rdb_last_cow_size:0",
         f"rdb_last_load_keys_expired:{st.last_load_keys_expired}",
         f"rdb_last_load_keys_loaded:{st.last_load_keys_loaded}",
-        f"aof_enabled:{int(bool(engine.config.appendonly))}",
-        "aof_rewrite_in_progress:0",
-        "aof_rewrite_scheduled:0",
-        "aof_last_rewrite_time_sec:-1",
-        "aof_current_rewrite_time_sec:-1",
-        "aof_last_bgrewrite_status:ok",
-        "aof_rewrites:0",
-        "aof_rewrites_consecutive_failures:0",
-        "aof_last_write_status:ok",
-        "aof_last_cow_size:0",
+        *aof_info_fields(engine)[:10],
         "module_fork_in_progress:0",
         "module_fork_last_cow_size:0",
+        *aof_info_fields(engine)[10:],
     ]
     if engine.loading or engine.async_loading:
         loaded, total_bytes = st.loading_loaded_bytes, st.loading_total_bytes

@@ -329,14 +329,17 @@ class SnapshotJob:
     def __init__(self, keyspace: Any, *, config: Any = None, aux: Any = None,
                  functions: Iterable[bytes] = (), compression: bool | None = None,
                  checksum: bool | None = None, slice_seconds: float = SLICE_SECONDS,
-                 batch: int = VIEW_BATCH, buffer_limit: int | None = None) -> None:
+                 batch: int = VIEW_BATCH, buffer_limit: int | None = None,
+                 writer: Any = None) -> None:
         self.keyspace = keyspace
         self.config = config
         if compression is None:
             compression = getattr(config, "rdbcompression", True)
         if checksum is None:
             checksum = getattr(config, "rdbchecksum", True)
-        self.writer = RdbWriter(compression=compression, checksum=checksum, config=config)
+        # Anything with RdbWriter's begin / write_batch / finish (an AOF base as commands).
+        self.writer = writer or RdbWriter(compression=compression, checksum=checksum,
+                                          config=config)
         self._aux = aux
         self._functions = list(functions)
         self.slice_seconds = slice_seconds

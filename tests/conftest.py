@@ -7,6 +7,7 @@ does the same over RESP3, and ``wire`` compares the exact reply bytes.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -26,6 +27,16 @@ from support import (
 from kvrepl.commands.core import Engine, Session
 from kvrepl.config import Config
 from kvrepl.errors import ReplyError
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _work_in_a_scratch_folder(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Nodes started without a ``dir`` write where they run (``dir ./``, as redis-server):
+    the suite runs in a folder of its own, so no test leaves a dump in the checkout."""
+    before = os.getcwd()
+    os.chdir(tmp_path_factory.mktemp("cwd"))
+    yield
+    os.chdir(before)
 
 
 @pytest.fixture

@@ -32,26 +32,25 @@ from kvrepl.server.cron import close_idle_clients
 
 # (option, value, what the refusal names): each is refused everywhere.
 REFUSED = [
-    ("appendonly", "yes", "the append-only file (AOF)"),
-    ("notify-keyspace-events", "KEA", "keyspace notifications"),
-    ("lua-time-limit", "100", "scripting"),
-    ("busy-reply-threshold", "100", "scripting"),
     ("list-compress-depth", "1", "compressed lists"),
     ("active-expire-effort", "5", "active-expire-effort"),
     ("client-output-buffer-limit", "normal 1mb 1mb 0",
      "client-output-buffer-limit for the normal class"),
     ("daemonize", "yes", "daemonize"),
     ("enable-module-command", "yes", "modules"),
+    ("tls-ciphersuites", "TLS_AES_128_GCM_SHA256",
+     "tls-ciphersuites (choosing TLS 1.3 cipher suites)"),
 ]
 # Defaults and values that ask for nothing kvrepl lacks: Redis's tools set some of them.
 ACCEPTED = [
-    ("maxmemory", "0"), ("appendonly", "no"), ("notify-keyspace-events", ""),
+    ("maxmemory", "0"), ("appendonly", "no"),
+    ("aof-use-rdb-preamble", "yes"), ("aof-use-rdb-preamble", "no"),
     ("slowlog-log-slower-than", "-1"), ("slowlog-log-slower-than", "10000"),
     ("slowlog-max-len", "128"), ("lua-time-limit", "5000"), ("list-compress-depth", "0"),
     ("active-expire-effort", "1"),
     ("client-output-buffer-limit", "replica 512mb 128mb 30"),
     ("client-output-buffer-limit", "normal 0 0 0 pubsub 32mb 8mb 60"),
-    ("maxmemory-policy", "allkeys-lru"), ("save", ""),
+    ("maxmemory-policy", "allkeys-lru"), ("save", ""), ("tls-ciphersuites", ""),
 ]
 
 
@@ -107,18 +106,19 @@ def test_defaults_and_no_op_values_are_accepted_everywhere(name, value, engine, 
 
 
 def test_kvrepl_server_exits_on_a_refused_option():
-    result = subprocess.run([sys.executable, "-m", "kvrepl", "--appendonly", "yes"],
+    result = subprocess.run([sys.executable, "-m", "kvrepl", "--list-compress-depth", "1"],
                             capture_output=True, text=True, timeout=30)
     assert result.returncode == 1
     assert "*** FATAL CONFIG FILE ERROR" in result.stderr
-    assert "kvrepl does not support the append-only file (AOF) yet; only 'no' is accepted" \
+    assert "kvrepl does not support compressed lists yet; only '0' is accepted" \
         in result.stderr
 
 
 def test_config_get_and_immutability_match_redis():
     """Both servers started alike: CONFIG GET gives the same text for every option (and
     alias) kvrepl has, and CONFIG SET of its current value succeeds or fails alike, except
-    port and bind, which kvrepl cannot change while running (refused, not ignored)."""
+    port, bind and the TLS options, which kvrepl cannot change while running (refused, not
+    ignored)."""
     real = RedisServer()
     ours = ThreadedServer(Config(save=(), dir=real.dir, port=0)).start()
     level = logger.level  # CONFIG SET loglevel sets it for the whole process
@@ -136,7 +136,7 @@ def test_config_get_and_immutability_match_redis():
                 return str(err)
 
         for option in OPTIONS:
-            if option.name in ("port", "bind"):
+            if option.name in ("port", "bind") or option.name.startswith("tls-"):
                 assert not option.mutable
                 continue
             value = theirs.config_get(option.name)[option.name]
@@ -565,6 +565,21 @@ BEHAVIOUR = {
     "enable-debug-command": "test_protection::test_debug_is_refused_by_default",
     "enable-module-command": "test_config_options::test_refused_by_config_set",
     "requirepass": "test_connection::test_requirepass",
+    "aclfile": "test_acl::test_acl_file_save_and_load",
+    "tls-port": "test_tls::test_redis_py_over_tls",
+    "tls-cert-file": "test_tls::test_options_are_honoured_or_refused",
+    "tls-key-file": "test_tls::test_redis_py_over_tls",
+    "tls-key-file-pass": "test_tls::test_options_are_honoured_or_refused",
+    "tls-ca-cert-file": "test_tls::test_handshakes_that_must_fail",
+    "tls-ca-cert-dir": "test_tls::test_ca_cert_dir_and_key_file_pass",
+    "tls-auth-clients": "test_tls::test_auth_clients_optional_and_no",
+    "tls-replication": "test_tls::test_kvrepl_replica_over_tls_of_redis_server",
+    "tls-protocols": "test_tls::test_handshakes_that_must_fail",
+    "tls-ciphers": "test_tls::test_options_are_honoured_or_refused",
+    "tls-ciphersuites": "test_tls::test_options_are_honoured_or_refused",
+    "tls-prefer-server-ciphers": "test_tls::test_options_are_honoured_or_refused",
+    "acllog-max-len": "test_acl::test_acllog_max_len_and_acl_pubsub_default",
+    "acl-pubsub-default": "test_acl::test_acllog_max_len_and_acl_pubsub_default",
     "masterauth": "test_config_options::"
                   "test_replica_announces_ip_port_and_priority_and_authenticates",
     "masteruser": "test_config_options::"
@@ -598,13 +613,24 @@ BEHAVIOUR = {
                                    "test_a_failed_bgsave_stops_writes_as_redis_does",
     "rdbcompression": "test_persistence::test_rdbcompression_and_rdbchecksum",
     "rdbchecksum": "test_persistence::test_rdbcompression_and_rdbchecksum",
-    "appendonly": "test_config_options::test_refused_by_config_set",
     "maxmemory": "test_eviction::test_writes_evict_and_the_dataset_stays_near_the_limit",
     "maxmemory-samples": "test_eviction::test_lru_evicts_mostly_cold_keys",
     "maxmemory-eviction-tenacity": "test_eviction::"
                                    "test_config_set_maxmemory_evicts_at_once_and_tenacity_hands_over_to_cron",
     "replica-ignore-maxmemory": "test_eviction::"
                                 "test_a_replica_told_not_to_ignore_maxmemory_evicts_on_its_own",
+    "appendonly": "test_aof::test_always_keeps_every_acknowledged_write_across_sigkill",
+    "appendfilename": "test_aof::test_embedded_master_takes_the_aof_options",
+    "appenddirname": "test_aof::test_embedded_master_takes_the_aof_options",
+    "appendfsync": "test_aof::test_everysec_loses_at_most_the_last_seconds_across_sigkill",
+    "no-appendfsync-on-rewrite":
+        "test_aof::test_no_appendfsync_on_rewrite_skips_fsync_while_a_snapshot_runs",
+    "auto-aof-rewrite-percentage": "test_aof::test_automatic_rewrite_on_growth",
+    "auto-aof-rewrite-min-size": "test_aof::test_automatic_rewrite_on_growth",
+    "aof-load-truncated":
+        "test_aof::test_a_torn_last_write_loads_with_aof_load_truncated_and_is_refused_without",
+    "aof-timestamp-enabled": "test_aof::test_redis_server_loads_kvrepl_aof_directory",
+    "aof-use-rdb-preamble": "test_aof::test_redis_server_loads_kvrepl_aof_directory",
     "maxmemory-policy": "test_keys::test_object_freq_under_lfu_matches_redis_for_new_and_read_keys",
     "replica-read-only": "test_config_options::"
                          "test_config_set_replica_read_only_lets_clients_write_on_a_replica",
@@ -635,13 +661,14 @@ BEHAVIOUR = {
     "min-replicas-to-write": "test_config_options::test_min_replicas_to_write_and_max_lag",
     "min-replicas-max-lag": "test_config_options::test_min_replicas_to_write_and_max_lag",
     "lazyfree-lazy-user-flush": "test_config_options::test_lazyfree_lazy_user_flush",
-    "lua-time-limit": "test_config_options::test_refused_by_config_set",
+    "lua-time-limit": "test_scripting::test_busy_script_and_script_kill_like_redis",
     "slowlog-log-slower-than": "test_server_commands2::test_slowlog_threshold_honoured",
     "slowlog-max-len": "test_server_commands2::test_slowlog_len_get_count_and_max_len",
     "latency-monitor-threshold": "test_server_commands2::"
                                  "test_latency_monitor_records_slow_commands",
     "latency-tracking": "test_server_commands2::test_latency_histogram_named_commands",
-    "notify-keyspace-events": "test_config_options::test_refused_by_config_set",
+    "notify-keyspace-events": "test_notifications::test_config_get_canonical",
+    "tracking-table-max-keys": "test_tracking::test_flush_expiry_and_table_limit",
     "active-expire-effort": "test_config_options::test_refused_by_config_set",
     "lfu-log-factor": "test_config_options::test_lfu_log_factor",
     "lfu-decay-time": "test_keys::test_object_freq_grows_logarithmically_and_decays",
@@ -651,6 +678,10 @@ BEHAVIOUR = {
                       "test_key_load_delay_slows_a_replicas_load_while_it_serves_its_old_data",
     "loading-process-events-interval-bytes": "test_test_hooks::"
                                              "test_loading_yields_every_interval_bytes_and_sleeps_per_key",
+    "sanitize-dump-payload":
+        "test_dump_restore::test_sanitize_dump_payload_counts_deep_checks_as_redis",
+    "shutdown-timeout":
+        "test_replication_commands::test_shutdown_gives_up_on_a_replica_after_shutdown_timeout",
 }
 
 

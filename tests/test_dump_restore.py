@@ -214,3 +214,36 @@ def test_restore_idletime_and_freq_set_what_object_reports(run):
     run("CONFIG", "SET", "maxmemory-policy", "allkeys-lfu")
     run("RESTORE", "hot", "0", payload, "FREQ", "100")
     assert run("OBJECT", "FREQ", "hot") == 100
+
+
+def test_sanitize_dump_payload_counts_deep_checks_as_redis(r: redis.Redis,
+                                                           real: redis.Redis) -> None:
+    real.rpush("list", *(f"element-{i}" for i in range(3000)))  # several quicklist nodes
+    real.sadd("intset", 1, 2, 3)
+    real.hset("hash", mapping={"a": 1})
+    real.zadd("zset", {"m": 1})
+    real.xadd("stream", {"f": "v"})
+    real.set("string", "x")
+    payloads = {key: real.dump(key) for key in ("list", "intset", "hash", "zset", "stream",
+                                                 "string")}
+    counts = {}
+    try:
+        for mode in ("no", "yes", "clients"):
+            for client in (r, real):
+                client.config_set("sanitize-dump-payload", mode)
+                client.config_resetstat()
+                for key, payload in payloads.items():
+                    client.restore(f"{mode}:{key}", 0, payload)
+                counts[mode, client is r] = client.info("stats")["dump_payload_sanitizations"]
+            assert counts[mode, True] == counts[mode, False], mode
+        assert counts["no", True] == 0 and counts["yes", True] == counts["clients", True] > 5
+        # A listpack whose header miscounts its entries (CRC right): the deep check refuses.
+        hash_payload = payloads["hash"]
+        broken = seal(hash_payload[:6] + b"\x04\x00" + hash_payload[8:-10])
+        for client in (r, real):
+            client.config_set("sanitize-dump-payload", "yes")
+            with pytest.raises(redis.ResponseError, match="^Bad data format$"):
+                client.restore("broken", 0, broken)
+    finally:
+        for client in (r, real):
+            client.config_set("sanitize-dump-payload", "no")

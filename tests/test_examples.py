@@ -24,6 +24,8 @@ EXPECTED = {
     "failover.py": ["second replica sees: b'yes'"],
     "in_process.py": ["writing to a replica: READONLY You can't write against a read only "
                       "replica."],
+    "redis_py_in_process.py": ["visits kept from earlier runs: {'home': '2', 'docs': '1'}",
+                               "the replica's most visited page: [('home', 4.0)]"],
     "read_cache_of_redis.py": [
         "replica: db 0: HSET b'user:1' -> local copy now hash "
         "{b'name': b'Ada', b'lang': b'Python'}",

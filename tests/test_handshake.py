@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from kvrepl.errors import ProtocolError
 from kvrepl.replication.handshake import (
     Continue,
     FullResync,
@@ -182,3 +183,33 @@ def test_corrupt_lz4_payload_is_a_protocol_error():
     with pytest.raises(ReplicationProtocolError, match="lz4"):
         protocol.receive_data(b"+FULLRESYNC " + REPLID.encode() + b" 0\r\n$LZ4STREAM\r\n"
                               + b"\x00" * 20)
+
+
+@pytest.mark.parametrize("reply", [
+    b"+FULLRESYNC 8f2c0b0e1f7a4d6c9b3e2a1f0d9c8b7a6e5d4c\xfe\xff 0",  # found by tests/fuzz.py
+    b"+FULLRESYNC short 0", b"+FULLRESYNC"])
+def test_a_corrupt_replid_in_fullresync_is_no_replid(reply):
+    """Redis's "wrong +FULLRESYNC syntax": the sync goes on with no replid, rather than
+    failing on bytes that are not text or being sent back later."""
+    protocol = ReplicaProtocol(listening_port=6380)
+    handshake(protocol)
+    events = protocol.receive_data(reply + b"\r\n")
+    assert of(FullResync, events) == [FullResync("", -1)]
+
+
+def test_a_corrupt_replid_in_continue_keeps_ours():
+    protocol = ReplicaProtocol(listening_port=6380, replid=REPLID, offset=5)
+    handshake(protocol)
+    events = protocol.receive_data(b"+CONTINUE " + b"\xfe" * 40 + b"\r\n")
+    assert of(Continue, events) == [Continue(None)]
+
+
+def test_an_inline_command_in_the_stream_is_a_desync():
+    """Redis refuses inline commands from its master (a corrupt or misaligned stream, e.g. a
+    flipped '*'), where running them could apply anything; a bare newline is a keepalive."""
+    protocol = ReplicaProtocol(listening_port=6380, replid=REPLID, offset=5)
+    handshake(protocol)
+    events = protocol.receive_data(b"+CONTINUE\r\n\n*1\r\n$4\r\nPING\r\n\r\n")
+    assert [c.argv for c in of(StreamCommand, events)] == [[b"PING"]]
+    with pytest.raises(ProtocolError, match=r"Master using the inline protocol\. Desync\?"):
+        protocol.receive_data(b"+3\r\n$3\r\nSET\r\n$1\r\nk\r\n$8\r\nFLUSHALL\r\n")

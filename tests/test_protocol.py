@@ -281,3 +281,47 @@ def _exact_prefix(data: bytes) -> tuple[list[list[bytes]], int]:
 def test_request_size_is_the_multibulk_length():
     for args in ([b"PING"], [b"SET", b"k" * 10_000, b""], [b"x"] * 12):
         assert request_size(args) == len(multibulk(args))
+
+
+def test_vouched_raw_bytes_parse_to_exactly_the_requests():
+    """Found by tests/fuzz.py: the two bytes after an argument are skipped unread (by
+    Redis, hiredis and the exact parser alike), so the raw bytes the plain lane propagates
+    need not be canonical; what holds is that every parser reads the same requests."""
+    data = b"*1\r\n$1\r\nv\r\xfe"
+    parser = RequestParser(fast=True)
+    parser.feed(data)
+    requests, position, raw = parser.ready_requests()
+    assert (requests[position:], raw) == ([[b"v"]], data)
+    exact = RequestParser()
+    exact.feed(raw)
+    assert exact.next_request() == [b"v"] and exact.buffered == 0
+
+
+@pytest.mark.parametrize("between", [b":0\r\n", b"#f\r\n", b",0\r\n", b":1\r\n"])
+def test_an_inline_line_that_hiredis_reads_as_false_is_not_dropped(between):
+    """Found by tests/fuzz.py: hiredis reads ":0" (or "#f", ",0") as a reply equal to
+    False, which ended ``iter(reader.gets, False)``: the fast path then took the line as
+    read and dropped the inline command Redis runs (and answers)."""
+    data = multibulk([b"GET", b"k"]) + between + b"*3\r\n"
+    for fast in (True, False):
+        parser = RequestParser(fast=fast)
+        parser.feed(data)
+        assert parser.next_request() == [b"GET", b"k"]
+        assert parser.next_request() == [between[:2]]
+        assert parser.next_request() is NEED_DATA
+    assert split_requests(data, 0, want_sizes=False) == ([[b"GET", b"k"]], [20], True)
+
+
+def test_a_type_byte_after_the_skipped_bytes_is_not_taken_for_a_bulk():
+    """Found by tests/fuzz.py (the replica's stream): the two bytes after an argument are
+    skipped unread, so a '(' (hiredis: a big number, handed back as bytes) can start the
+    next element without a CR LF before it; the fast path took [SET, "", "k"], which the
+    exact parser (and Redis) refuse with a protocol error."""
+    data = b"*3\r\n$3\r\nSETxx(\r\n$1\r\nk\r\n*1\r\n$4\r\nPING\r\n"
+    assert split_requests(data, 0)[0] == []
+    assert split_requests(data, 0, want_sizes=False)[0] == []
+    for fast in (True, False):
+        parser = RequestParser(fast=fast)
+        parser.feed(data)
+        with pytest.raises(ProtocolError, match="expected '\\$', got '\\('"):
+            parser.next_request()

@@ -18,15 +18,17 @@ import time
 from pathlib import Path
 
 import pytest
+import redis
 import trio
 from support import RedisServer, free_port, poll
 
 import kvrepl
 from kvrepl.replication.stream import encode_command
 
-# A command the master's stream can carry that kvrepl does not implement (scripting is not
-# planned): redis-server propagates FUNCTION LOAD to its replicas as it was sent.
-LIBRARY = "#!lua name=lib\nredis.register_function('f', function() return 1 end)"
+# A write the master's stream carries that fails on every replica: the master has more
+# databases than its replicas (the default 16) and writes in one they lack.
+MASTER_DATABASES = ("--databases", "32")
+DB_OUT_OF_RANGE = "DB index is out of range"  # as the log shows it (no -ERR, as Redis)
 CRITICAL = re.compile(r"== CRITICAL == This replica is sending an error to its master: "
                       r"'(.*)' after processing the command '(.*)'")
 
@@ -41,11 +43,12 @@ def _criticals(lines: list[str]) -> list[tuple[str, str]]:
 
 
 async def test_failures_from_a_redis_master_are_logged_counted_and_told(caplog):
-    """A real redis-server master runs FUNCTION LOAD (unknown to kvrepl) and an LPUSH on a
-    key that only the (writable) replica holds as a string. The kvrepl replica logs both
+    """A real redis-server master with 32 databases writes in db 20 (SELECT 20 fails on
+    replicas with 16) an LPUSH on a key that only the (writable) replicas hold, as a
+    string, in db 0 (where the LPUSH lands there). The kvrepl replica logs both failures
     as a redis-server replica beside it does, counts them, tells its changes() consumer in
     order, keeps the link up and applies what follows."""
-    master = RedisServer("--repl-diskless-sync-delay", "0")
+    master = RedisServer("--repl-diskless-sync-delay", "0", *MASTER_DATABASES)
     real_replica = None
     try:
         real_log = Path(master.dir) / "replica.log"
@@ -65,10 +68,13 @@ async def test_failures_from_a_redis_master_are_logged_counted_and_told(caplog):
             changes = replica.changes()
 
             def write() -> None:
-                client.set("before", "1")
-                client.execute_command("FUNCTION", "LOAD", LIBRARY)
-                client.lpush("k", "x")
-                client.set("after", "2")
+                pipe = client.pipeline(transaction=False)  # one connection, in order
+                pipe.set("before", "1")
+                pipe.execute_command("SELECT", 20)
+                pipe.lpush("k", "x")
+                pipe.execute_command("SELECT", 0)
+                pipe.set("after", "2")
+                pipe.execute()
 
             await trio.to_thread.run_sync(write)
             offset = await _offset(client)
@@ -81,15 +87,14 @@ async def test_failures_from_a_redis_master_are_logged_counted_and_told(caplog):
             assert replica.get(b"k") == b"string"
             ours = _criticals([r.getMessage() for r in caplog.records])
             theirs = _criticals(real_log.read_text().splitlines())
-            # redis-server runs FUNCTION LOAD: only the LPUSH fails on both.
-            assert len(ours) == 2 and ours[1:] == theirs
+            # both fail on both replicas
+            assert len(ours) == 2 and ours == theirs
             assert ours[1] == ("-WRONGTYPE Operation against a key holding the wrong kind of "
                                "value", "lpush")
-            assert ours[0] == ("unknown command 'FUNCTION', with args beginning with: 'LOAD' "
-                               f"'{LIBRARY.replace(chr(10), ' ')}' ", "<unknown>")
+            assert ours[0] == (DB_OUT_OF_RANGE, "select")
             latest = [r.getMessage() for r in caplog.records
                       if r.getMessage().startswith("Latest backlog is: '\"")]
-            assert len(latest) == 2 and "before" in latest[0] and "LOAD" in latest[1]
+            assert len(latest) == 2 and "before" in latest[0] and "SELECT" in latest[1]
 
             stats = replica.execute_command("INFO", "stats").decode()
             assert "\r\nunexpected_error_replies:2\r\n" in stats
@@ -98,11 +103,11 @@ async def test_failures_from_a_redis_master_are_logged_counted_and_told(caplog):
             assert "errorstat_ERR:count=1" in errorstats
             assert "errorstat_WRONGTYPE:count=1" in errorstats
             real_stats = real_replica.client().info("stats")
-            assert real_stats["unexpected_error_replies"] == 1
+            assert real_stats["unexpected_error_replies"] == 2
 
             assert replica.unexpected_error_replies == 2
             skipped = replica.skipped_writes
-            assert [s.command for s in skipped] == ["<unknown>", "lpush"]
+            assert [s.command for s in skipped] == ["select", "lpush"]
             assert skipped[1].argv == [b"LPUSH", b"k", b"x"] and skipped[1].db == 0
             assert skipped[1].error.startswith("WRONGTYPE")
 
@@ -110,7 +115,7 @@ async def test_failures_from_a_redis_master_are_logged_counted_and_told(caplog):
             with pytest.raises(kvrepl.WriteSkipped) as first:
                 async for change in changes:
                     seen.append(change.command)
-            assert seen == [b"SET"] and first.value.command == "<unknown>"
+            assert seen == [b"SET"] and first.value.command == "select"
             with pytest.raises(kvrepl.WriteSkipped) as second:
                 await changes.__anext__()
             assert second.value.command == "lpush"
@@ -195,7 +200,7 @@ async def test_a_failed_command_inside_the_masters_transaction_is_reported():
 def test_kvrepl_server_exits_when_it_panics(tmp_path):
     """kvrepl-server --replicaof a redis-server with panic-on-replicas: the process stops
     with status 1 and redis-server's panic lines after the CRITICAL one."""
-    master = RedisServer("--repl-diskless-sync-delay", "0")
+    master = RedisServer("--repl-diskless-sync-delay", "0", *MASTER_DATABASES)
     port = free_port()
     env = dict(os.environ,
                PYTHONPATH=os.getcwd() + os.pathsep + os.environ.get("PYTHONPATH", ""))
@@ -209,16 +214,16 @@ def test_kvrepl_server_exits_when_it_panics(tmp_path):
         poll(lambda: client.info("replication")["connected_slaves"] == 1
              and client.info("replication")["slave0"]["state"] == "online",
              "the kvrepl replica is online")
-        client.execute_command("FUNCTION", "LOAD", LIBRARY)
+        redis.Redis(port=master.port, db=20).set("k", "v")
         output, _ = process.communicate(timeout=20)
     finally:
         process.kill()
         master.stop()
     assert process.returncode == 1
-    assert "== CRITICAL == This replica is sending an error to its master: 'unknown " \
-           "command 'FUNCTION'" in output
+    assert "== CRITICAL == This replica is sending an error to its master: " \
+           f"'{DB_OUT_OF_RANGE}'" in output
     assert "Guru Meditation: This replica panicked sending an error to its master after " \
-           "processing the command '<unknown>'" in output
+           "processing the command 'select'" in output
 
 
 @pytest.mark.parametrize("ignore", [False, True])

@@ -25,7 +25,7 @@ class Reference:
     """The general path: one request parser, each command sized by the bytes consumed."""
 
     def __init__(self, max_bulk_len: int) -> None:
-        self.parser = RequestParser(max_bulk_len)
+        self.parser = RequestParser(max_bulk_len, from_master=True)  # no inline commands
         self.fed = self.counted = 0
         self.raw = bytearray()
 

@@ -4,6 +4,7 @@ Importing this package registers every handler in :data:`kvrepl.commands.core.HA
 """
 
 from kvrepl.commands import (  # noqa: F401
+    acl,
     bitmaps,
     client,
     cluster,
@@ -18,10 +19,12 @@ from kvrepl.commands import (  # noqa: F401
     lists,
     lolwut,
     memory,
+    migrate,
     modules,
     persistence,
     pubsub,
     replication,
+    scripting,
     server,
     sets,
     slowlog,

@@ -19,6 +19,7 @@ from kvrepl.commands.args import INT64_MAX, parse_int, string2ll
 from kvrepl.commands.core import Session, command
 from kvrepl.commands.strings import lookup_string, mutable_string
 from kvrepl.errors import SYNTAX, ReplyError, WrongTypeError
+from kvrepl.notify import GENERIC, STRING, notify, replied
 from kvrepl.store.values import is_string
 
 _BAD_OFFSET = "ERR bit offset is not an integer or out of range"
@@ -227,6 +228,7 @@ def setbit(s: Session, argv: list[bytes]) -> object:
     old = buf[byte] & mask
     if dirty or bool(old) != on:
         buf[byte] = (buf[byte] & ~mask) | (mask if on else 0)
+        notify(s, STRING, b"setbit", key)
         s.engine.dirty += 1
     return 1 if old else 0
 
@@ -354,6 +356,7 @@ def bitop(s: Session, argv: list[bytes]) -> object:
     size = max(len(value) for value in sources)
     if not size:
         if s.db.delete(target):  # dbDelete: no lookup first, an expired target counts too
+            notify(s, GENERIC, b"del", target)
             s.engine.dirty += 1
         return 0
     # Each source as one big-endian integer, zero-padded on the right to ``size`` bytes.
@@ -372,6 +375,7 @@ def bitop(s: Session, argv: list[bytes]) -> object:
             result ^= word
     s.db.lookup(target)  # setKey's lookupKeyWrite: a stale target expires first (its DEL)
     s.db.set(target, bytearray(result.to_bytes(size, "big")))  # a raw string, as in Redis
+    notify(s, STRING, b"set", target)
     s.engine.dirty += 1
     return size
 
@@ -452,6 +456,9 @@ def _bitfield(s: Session, argv: list[bytes], readonly_command: bool) -> object:
         _set_field(buf, offset, bits, new)
         if dirty or old != new:
             changes += 1
+    if changes:
+        replied(s)  # every field's reply is added before the event
+        notify(s, STRING, b"setbit", argv[1])
     s.engine.dirty += changes
     return replies
 

@@ -1,7 +1,8 @@
 """CLIENT subcommands (Redis 7.0 ``networking.c`` clientCommand and catClientInfoString).
 
-Implemented: ID SETNAME GETNAME LIST INFO KILL UNBLOCK NO-EVICT GETREDIR TRACKINGINFO CACHING
-PAUSE UNPAUSE REPLY HELP. Not implemented (so ``unknown subcommand``): TRACKING.
+Implemented: ID SETNAME GETNAME LIST INFO KILL UNBLOCK NO-EVICT TRACKING GETREDIR
+TRACKINGINFO CACHING PAUSE UNPAUSE REPLY HELP (client-side caching itself:
+:mod:`kvrepl.commands.tracking`).
 
 CLIENT PAUSE holds clients in :meth:`Engine.execute` (``POSTPONED``, awaited by the server's
 connection loop); CLIENT REPLY's OFF and SKIP are applied by the connection loop, which
@@ -16,6 +17,7 @@ from kvrepl.commands.args import parse_int, string2ll
 from kvrepl.commands.connection import set_client_name
 from kvrepl.commands.core import PAUSE_ALL, PAUSE_WRITE, Session, command
 from kvrepl.commands.help import help_reply, subcommand_syntax_error
+from kvrepl.commands.tracking import trackinginfo
 from kvrepl.errors import SYNTAX, TIMEOUT_NEGATIVE, ReplyError
 from kvrepl.protocol.replies import NULL_ARRAY, OK, Raw, Verbatim
 
@@ -58,6 +60,9 @@ _HELP = [
     "    Assign the name <name> to the current connection.",
     "UNBLOCK <clientid> [TIMEOUT|ERROR]",
     "    Unblock the specified blocked client.",
+    "TRACKING (ON|OFF) [REDIRECT <id>] [BCAST] [PREFIX <prefix> [...]]",
+    "         [OPTIN] [OPTOUT] [NOLOOP]",
+    "    Control server assisted client side caching.",
     "TRACKINGINFO",
     "    Report tracking status for the current connection.",
     "NO-EVICT (ON|OFF)",
@@ -94,6 +99,12 @@ def _flags(s: Session) -> str:
         flags += "x"
     if s.blocked is not None or s.id in s.engine.pause.postponed:
         flags += "b"
+    if s.tracking is not None:
+        flags += "t"
+        if s.tracking.broken_redirect:
+            flags += "R"
+        if s.tracking.bcast:
+            flags += "B"
     if s.dirty_cas:
         flags += "d"
     if s.closing:
@@ -140,8 +151,9 @@ def client_info_line(s: Session, current: Session | None = None, running: str = 
         f"db={s.db.id} sub={len(s.channels)} psub={len(s.patterns)} ssub={len(s.shard_channels)} multi={multi} "
         f"qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 omem=0 tot-mem=0 "
         f"events={'r' if connection is not None else ''} "
-        f"cmd={_last_command(s, current, running)} user={s.user.decode('utf-8', 'replace')} "
-        f"redir=-1 resp={3 if s.resp3 else 2}"
+        f"cmd={_last_command(s, current, running)} user={s.user.name.decode('utf-8', 'replace')} "
+        f"redir={-1 if s.tracking is None else s.tracking.redirect} "
+        f"resp={3 if s.resp3 else 2}"
     )
 
 
@@ -232,7 +244,7 @@ def client_kill(s: Session, argv: list[bytes]) -> object:
             elif option == b"laddr":
                 laddr = value.decode("utf-8", "replace")
             elif option == b"user":
-                if value != b"default":
+                if value not in s.engine.acl.users:
                     raise ReplyError(f"ERR No such user '{value.decode('utf-8', 'replace')}'")
                 user = value
             elif option == b"skipme":
@@ -255,7 +267,7 @@ def client_kill(s: Session, argv: list[bytes]) -> object:
             continue
         if wanted_id and target.id != wanted_id:
             continue
-        if user is not None and target.user != user:
+        if user is not None and target.user.name != user:
             continue
         if target is s:
             if skipme:
@@ -302,21 +314,120 @@ def client_no_evict(s: Session, argv: list[bytes]) -> object:
 
 @command("client|getredir")
 def client_getredir(s: Session, argv: list[bytes]) -> object:
-    """CLIENT GETREDIR: -1, client-side caching (tracking) is never on in kvrepl."""
-    return -1
+    """CLIENT GETREDIR: the client invalidations are redirected to, 0 for none, -1 when
+    not tracking."""
+    return -1 if s.tracking is None else s.tracking.redirect
 
 
 @command("client|trackinginfo")
 def client_trackinginfo(s: Session, argv: list[bytes]) -> object:
-    """CLIENT TRACKINGINFO: tracking is off."""
-    return {b"flags": {b"off"}, b"redirect": -1, b"prefixes": []}
+    """CLIENT TRACKINGINFO: flags (a set), redirect, prefixes."""
+    return trackinginfo(s)
 
 
 @command("client|caching")
 def client_caching(s: Session, argv: list[bytes]) -> object:
-    """CLIENT CACHING YES|NO: only valid in tracking mode, which kvrepl does not offer."""
-    raise ReplyError("ERR CLIENT CACHING can be called only when the client is in tracking "
-                     "mode with OPTIN or OPTOUT mode enabled")
+    """CLIENT CACHING YES|NO: track (OPTIN) or not (OPTOUT) the next command's keys."""
+    state = s.tracking
+    if state is None:
+        raise ReplyError("ERR CLIENT CACHING can be called only when the client is in "
+                         "tracking mode with OPTIN or OPTOUT mode enabled")
+    option = argv[2].lower()
+    if option == b"yes":
+        if not state.optin:
+            raise ReplyError("ERR CLIENT CACHING YES is only valid when tracking is enabled "
+                             "in OPTIN mode.")
+    elif option == b"no":
+        if not state.optout:
+            raise ReplyError("ERR CLIENT CACHING NO is only valid when tracking is enabled "
+                             "in OPTOUT mode.")
+    else:
+        raise ReplyError(SYNTAX)
+    state.caching = True
+    return OK
+
+
+@command("client|tracking")
+def client_tracking(s: Session, argv: list[bytes]) -> object:
+    """CLIENT TRACKING ON|OFF [REDIRECT id] [PREFIX p ...] [BCAST] [OPTIN] [OPTOUT]
+    [NOLOOP]: options checked in Redis's order, with its messages."""
+    redirect = 0
+    bcast = optin = optout = noloop = False
+    prefixes: list[bytes] = []
+    j = 3
+    while j < len(argv):
+        option = argv[j].lower()
+        more = j + 1 < len(argv)
+        if option == b"redirect" and more:
+            j += 1
+            if redirect:
+                raise ReplyError("ERR A client can only redirect to a single other client")
+            redirect = parse_int(argv[j])
+            if redirect not in s.engine.sessions:
+                raise ReplyError("ERR The client ID you want redirect to does not exist")
+        elif option == b"bcast":
+            bcast = True
+        elif option == b"optin":
+            optin = True
+        elif option == b"optout":
+            optout = True
+        elif option == b"noloop":
+            noloop = True
+        elif option == b"prefix" and more:
+            j += 1
+            prefixes.append(argv[j])
+        else:
+            raise ReplyError(SYNTAX)
+        j += 1
+    mode = argv[2].lower()
+    tracking = s.engine.tracking
+    if mode == b"on":
+        state = s.tracking
+        if not bcast and prefixes:
+            raise ReplyError("ERR PREFIX option requires BCAST mode to be enabled")
+        if state is not None and state.bcast != bcast:
+            raise ReplyError("ERR You can't switch BCAST mode on/off before disabling "
+                             "tracking for this client, and then re-enabling it with a "
+                             "different mode.")
+        if bcast and (optin or optout):
+            raise ReplyError("ERR OPTIN and OPTOUT are not compatible with BCAST")
+        if optin and optout:
+            raise ReplyError("ERR You can't specify both OPTIN mode and OPTOUT mode")
+        if state is not None and ((optin and state.optout) or (optout and state.optin)):
+            raise ReplyError("ERR You can't switch OPTIN/OPTOUT mode before disabling "
+                             "tracking for this client, and then re-enabling it with a "
+                             "different mode.")
+        if bcast:
+            _check_prefixes(s, prefixes)
+        tracking.enable(s, redirect, bcast, optin, optout, noloop, prefixes)
+    elif mode == b"off":
+        tracking.disable(s)
+    else:
+        raise ReplyError(SYNTAX)
+    return OK
+
+
+def _check_prefixes(s: Session, prefixes: list[bytes]) -> None:
+    """checkPrefixCollisionsOrReply: no two prefixes where one starts the other."""
+    def overlap(a: bytes, b: bytes) -> bool:
+        return a.startswith(b) or b.startswith(a)
+
+    mine = sorted(s.tracking.prefixes) if s.tracking is not None else []
+    for i, prefix in enumerate(prefixes):
+        for existing in mine:
+            if overlap(existing, prefix):
+                raise ReplyError(
+                    f"ERR Prefix '{_text(prefix)}' overlaps with an existing prefix "
+                    f"'{_text(existing)}'. Prefixes for a single client must not overlap.")
+        for other in prefixes[i + 1:]:
+            if overlap(prefix, other):
+                raise ReplyError(
+                    f"ERR Prefix '{_text(prefix)}' overlaps with another provided prefix "
+                    f"'{_text(other)}'. Prefixes for a single client must not overlap.")
+
+
+def _text(data: bytes) -> str:
+    return data.decode("utf-8", "replace")
 
 
 @command("client|pause")

@@ -6,6 +6,7 @@ Redis 7.0 ``networking.c`` (helloCommand, resetCommand, clientSetName), ``server
 
 from __future__ import annotations
 
+from kvrepl import acl as acl_rules
 from kvrepl.commands.args import INT_MAX, INT_MIN, parse_int, parse_range_int
 from kvrepl.commands.core import Session, command, unwatch
 from kvrepl.errors import DB_INDEX_OUT_OF_RANGE, ReplyError
@@ -50,13 +51,16 @@ def quit_(s: Session, argv: list[bytes]) -> object:
     return OK
 
 
-def authenticate(s: Session, user: bytes, password: bytes) -> bool:
-    """ACLAuthenticateUser for the one user kvrepl has, ``default`` (``requirepass``)."""
-    required = s.engine.config.requirepass
-    if user != b"default" or (required and password != required.encode()):
+def authenticate(s: Session, argv: list[bytes], user: bytes, password: bytes) -> bool:
+    """ACLAuthenticateUser: log in as ``user``, or log the failure in ACL LOG."""
+    engine = s.engine
+    found = engine.acl.users.get(user)
+    if found is None or not found.check_password(password):
+        engine.acl_log(s, acl_rules.DENIED_AUTH, argv[0], s.multi is not None,
+                       argv[0].decode("utf-8", "replace").lower(), username=user)
         return False
     s.authenticated = True
-    s.user = user
+    s.user = found
     return True
 
 
@@ -72,12 +76,12 @@ def auth(s: Session, argv: list[bytes]) -> object:
     """AUTH [username] password."""
     if len(argv) > 3:
         raise ReplyError("ERR syntax error")
-    if len(argv) == 2 and not s.engine.config.requirepass:
+    if len(argv) == 2 and s.engine.acl.default.nopass:
         raise ReplyError(
             "ERR AUTH <password> called without any password configured for the default "
             "user. Are you sure your configuration is correct?")
     user, password = (b"default", argv[1]) if len(argv) == 2 else (argv[1], argv[2])
-    if not authenticate(s, user, password):
+    if not authenticate(s, argv, user, password):
         raise ReplyError(_WRONGPASS)
     return OK
 
@@ -96,7 +100,7 @@ def hello(s: Session, argv: list[bytes]) -> object:
         remaining = len(argv) - 1 - i
         option = argv[i].lower()
         if option == b"auth" and remaining >= 2:
-            if not authenticate(s, argv[i + 1], argv[i + 2]):
+            if not authenticate(s, argv, argv[i + 1], argv[i + 2]):
                 raise ReplyError(_WRONGPASS)
             i += 3
         elif option == b"setname" and remaining >= 1:
@@ -135,11 +139,12 @@ def reset_session(s: Session) -> None:
             engine.monitors.remove(s)
     s.select(0)
     s.resp3 = False
-    s.authenticated = not engine.config.requirepass
-    s.user = b"default"
+    s.authenticated = not engine.acl.auth_required()
+    s.user = engine.acl.default
     s.multi = None
     s.multi_error = False
     unwatch(s)
+    engine.tracking.disable(s)
     unsubscribe_all(s)
     s.name = None
     s.reply_off = False  # CLIENT REPLY OFF ends (a SKIP of this very command still holds)

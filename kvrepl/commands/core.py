@@ -14,11 +14,13 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from time import perf_counter
+from typing import TYPE_CHECKING
 
+from kvrepl import acl as acl_rules
 from kvrepl.commands.eviction import EVICT_FAIL, OOM, Evictor
 from kvrepl.commands.monitor import monitor_line
 from kvrepl.commands.observers import LatencyMonitor, SlowLog, latency_key
-from kvrepl.commands.plain import PlainLane
+from kvrepl.commands.plain import LANE_CLASSES, PlainLane
 from kvrepl.commands.protection import protected_command_error
 from kvrepl.commands.spec import (
     CommandSpec,
@@ -27,6 +29,7 @@ from kvrepl.commands.spec import (
     modified_key_positions,
     modifies_only_first_argument,
 )
+from kvrepl.commands.tracking import ClientTracking, Tracking
 from kvrepl.commands.watch import WatchRegistry
 from kvrepl.config import Config
 from kvrepl.errors import (
@@ -37,8 +40,12 @@ from kvrepl.errors import (
     wrong_arity,
 )
 from kvrepl.log import logger, set_level
-from kvrepl.protocol.replies import NULL_ARRAY, QUEUED, Push
+from kvrepl.notify import EVICTED, EXPIRED, KEY_MISS, NEW, channels, firing
+from kvrepl.protocol.replies import NULL_ARRAY, QUEUED, Push, Raw, encode
 from kvrepl.store import Database, Keyspace
+
+if TYPE_CHECKING:
+    from kvrepl.aof import AppendOnlyFile
 
 Handler = Callable[["Session", list], object]
 
@@ -47,6 +54,10 @@ SKIPPED_KEPT = 16
 
 # name ("get", "config|get") -> handler; filled at import time by the family modules.
 HANDLERS: dict[str, Handler] = {}
+# name -> function(session, argv) giving (writes, allowed while stale, deny on OOM) for a command whose
+# flags depend on its arguments (EVAL and FCALL take their script's declared flags, Redis's
+# evalGetCommandFlags), or None to keep the command's own.
+ARGUMENT_FLAGS: dict[str, Callable[[Session, list[bytes]], tuple[bool, bool, bool] | None]] = {}
 
 
 def command(*names: str) -> Callable[[Handler], Handler]:
@@ -75,48 +86,57 @@ class _Postponed:
 
 POSTPONED = _Postponed()
 PAUSE_OFF, PAUSE_WRITE, PAUSE_ALL = 0, 1, 2
+PAUSE_FOREVER = 1 << 62  # end_ms of a pause that lasts until it is lifted (FAILOVER's)
 
 
 class ClientPause:
-    """CLIENT PAUSE's state (``pauseClients`` / ``updateClientPauseTypeAndEndTime``).
-
-    kvrepl has one pause purpose, the command's: a new pause keeps the more restrictive
-    type and the later end. While a pause lasts, expiry stops (lazy and active): the
-    keyspace gets its end time. ``listeners`` are told when it ends or relaxes (UNPAUSE,
-    its time passed, ALL turned to WRITE), so that postponed clients run again.
+    """Client pauses (``pauseClients`` / ``updateClientPauseTypeAndEndTime``), by purpose as
+    in Redis: CLIENT PAUSE ("client"), FAILOVER ("failover"), SHUTDOWN's wait for replicas
+    ("shutdown"), a MIGRATE in flight ("migrate:..."). Pausing again for a purpose keeps the
+    more restrictive type and the later end; the pause in force is the most restrictive
+    type, until the latest end among that type's pauses. While a pause lasts, expiry stops
+    (lazy and active): the keyspace gets its end time. ``listeners`` are told when it ends
+    or relaxes (UNPAUSE, its time passed, ALL turned to WRITE), so that postponed clients
+    run again.
     """
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.kind = PAUSE_OFF
         self.end_ms = 0
+        self._purposes: dict[str, tuple[int, int]] = {}  # purpose -> (kind, end_ms)
         self.listeners: list[Callable[[], None]] = []
         self.postponed: set[int] = set()  # ids of the clients waiting (kept by the server)
 
-    def pause(self, kind: int, end_ms: int) -> None:
+    def pause(self, kind: int, end_ms: int = PAUSE_FOREVER, purpose: str = "client") -> None:
         """pauseClients: ``end_ms`` is unix ms (0: already over, as Redis's timeout 0)."""
-        if self.kind == PAUSE_OFF:
-            self.kind, self.end_ms = kind, end_ms
-        else:
-            self.kind, self.end_ms = max(self.kind, kind), max(self.end_ms, end_ms)
-        self._publish()
-        self.current()
+        old = self._purposes.get(purpose)
+        if old is not None:
+            kind, end_ms = max(old[0], kind), max(old[1], end_ms)
+        self._purposes[purpose] = (kind, end_ms)
+        self._update()
 
-    def unpause(self) -> None:
+    def unpause(self, purpose: str = "client") -> None:
         """unpauseClients."""
-        self._set_off()
+        if self._purposes.pop(purpose, None) is not None:
+            self._update()
 
     def current(self) -> int:
         """The pause type in force now (checkClientPauseTimeoutAndReturnIfPaused)."""
         if self.kind != PAUSE_OFF and self.end_ms < self.engine.keyspace.now_ms():
-            self._set_off()
+            self._update()
         return self.kind
 
-    def _set_off(self) -> None:
+    def _update(self) -> None:
+        now = self.engine.keyspace.now_ms()
+        for purpose, (_, end) in list(self._purposes.items()):
+            if end < now:
+                del self._purposes[purpose]
         was = self.kind
-        self.kind, self.end_ms = PAUSE_OFF, 0
+        self.kind = max((k for k, _ in self._purposes.values()), default=PAUSE_OFF)
+        self.end_ms = max((e for k, e in self._purposes.values() if k == self.kind), default=0)
         self._publish()
-        if was != PAUSE_OFF:
+        if self.kind < was:
             for listener in list(self.listeners):
                 listener()
 
@@ -192,7 +212,7 @@ class Command:
     """
 
     __slots__ = ("spec", "handler", "subcommands", "name", "arity", "is_write", "replicates",
-                 "no_auth", "no_multi", "allows_loading", "skip_monitor", "runs_in_multi",
+                 "no_auth", "no_multi", "allows_loading", "allows_busy", "argument_flags", "skip_monitor", "runs_in_multi",
                  "hidden_from_monitor", "touches_keyspace", "allowed_subscribed", "is_exec",
                  "is_ping", "calls", "usec", "rejected_calls", "failed_calls", "denyoom",
                  "remeasures", "remeasures_first", "oom_exempt_in_multi", "histogram",
@@ -210,6 +230,8 @@ class Command:
         self.no_auth = spec.no_auth
         self.no_multi = spec.no_multi
         self.allows_loading = spec.allows_loading
+        self.allows_busy = "allow_busy" in spec.flags  # served while a script is busy
+        self.argument_flags = ARGUMENT_FLAGS.get(spec.name)
         self.skip_monitor = spec.skip_monitor
         self.hidden_from_monitor = spec.skip_monitor or spec.is_admin
         # what a replica or MONITOR connection may no longer run
@@ -274,6 +296,8 @@ class CommandStats:
     # Errors a replica's master link got for commands of the master's stream (Redis's
     # stat_unexpected_error_replies): each is a write this replica could not apply.
     unexpected_error_replies: int = 0
+    # Blobs of RESTORE payloads deep-checked under sanitize-dump-payload yes/clients.
+    dump_payload_sanitizations: int = 0
 
 
 class Session:
@@ -290,8 +314,10 @@ class Session:
         self.db: Database = engine.keyspace.dbs[0]
         self.resp3 = False
         self.name: bytes | None = None
-        self.authenticated = not engine.config.requirepass
-        self.user = b"default"
+        self.authenticated = not engine.acl.auth_required()
+        # The ACL user; its ``unrestricted`` flag is all the dispatcher tests for a user
+        # with every right.
+        self.user: acl_rules.User = engine.acl.default
         self.multi: list[tuple[Command, list[bytes]]] | None = None
         self.multi_error = False
         # WATCHed (db, key) -> whether it was already expired when watched
@@ -334,6 +360,7 @@ class Session:
         # pubsub class of client-output-buffer-limit (see push).
         self.pending_size = 0
         self.soft_limit_since: float | None = None
+        self.tracking: ClientTracking | None = None  # CLIENT TRACKING ON
 
     @property
     def subscriptions(self) -> int:
@@ -396,6 +423,10 @@ class Engine:
         self.config = config or Config()
         self.keyspace = keyspace or Keyspace(self.config.databases)
         self.table = build_table()
+        self.acl = acl_rules.Acl(self.config.acl_pubsub_default == "allchannels")
+        self.acl.log_max_len = self.config.acllog_max_len
+        self.acl.set_default_password(self.config.requirepass)
+        acl_rules.load_at_startup(self.acl, self.config)
         self.stats = CommandStats()
         self.sessions: dict[int, Session] = {}
         self._next_id = 0
@@ -410,12 +441,22 @@ class Engine:
         self._masterdown = False  # a replica whose link to its master is down
         self._read_only = False  # set on a replica with replica-read-only
         self._bgsave_failed = False  # the last BGSAVE failed: MISCONF for writes
+        self._busy: ReplyError | None = None  # a script ran past busy-reply-threshold
+        # Set by the server: serve the other clients that are ready, from inside a script
+        # that is past busy-reply-threshold (Redis's processEventsWhileBlocked).
+        self.serve_while_busy: Callable[[Session], None] | None = None
+        self._aof_error = ""  # why the last AOF write or fsync failed: MISCONF for writes
         self.active_expire_enabled = True  # DEBUG SET-ACTIVE-EXPIRE
         self.evictor = Evictor(self)
         self._maxmemory = 0  # config.maxmemory, read on every command
+        # With maxmemory: whether the running command found memory full after evicting
+        # (a script's denyoom commands are then refused: pre_command_oom_state).
+        self.out_of_memory = False
         self.server: object | None = None  # the trio Server serving this engine, if any
         self.node: object | None = None  # the Node that owns it (REPLICAOF needs it)
         self.replication: object | None = None  # master-side replication state
+        # The append-only file (kvrepl.aof.attach); its buffer is flushed before replies.
+        self.aof: AppendOnlyFile | None = None
         # Writes as they must be propagated: (db index, argv); replication, MONITOR-like
         # consumers and node.changes() listen here.
         self.propagate_listeners: list[Callable[[int, list[bytes]], None]] = []
@@ -431,8 +472,12 @@ class Engine:
         # At 0 a write no command issued (an embedded read, active expiry) is propagated at
         # once, so every write reaches the stream in the order it happened.
         self.depth = 0
+        # False while a script runs a command after redis.set_repl(REPL_NONE): its write is
+        # not propagated (a lazy expiry's DEL still is, as Redis's propagateDeletion)
+        self.propagating = True
         self._current_db = 0
         self.monitors: list[Session] = []
+        self.scripting: object | None = None  # kvrepl.scripting's state, made on first use
         # A replica's last commands from its master that failed here (the newest last),
         # and who wants to hear of each (node.changes()): see ReplicaOf._failed.
         self.skipped_writes: deque[WriteSkipped] = deque(maxlen=SKIPPED_KEPT)
@@ -442,8 +487,21 @@ class Engine:
         self.on_shutdown: Callable[[bool | None], None] | None = None
         self.pubsub_channels: dict[bytes, dict[int, Session]] = {}
         self.pubsub_patterns: dict[bytes, dict[int, Session]] = {}
+        self.tracking = Tracking(self)
+        # The client whose command is running (Redis's server.current_client), if any.
+        self.current: Session | None = None
+        self.tracking_on = False
+        self.watches = WatchRegistry(self.keyspace, self.tracking)
+        # The notify-keyspace-events classes whose events are published (none without K
+        # or E): see kvrepl.notify.
+        self.notify_classes = 0
+        # One flag for the plain lane: some observer must see each GET/SET/PFADD/PFCOUNT
+        # as the general path runs it (keyspace notifications of the classes they fire).
+        self.lane_observed = False
+        # The client whose running command has (in Redis) already added its reply: the
+        # events it receives itself from then on follow the reply (kvrepl.notify.replied).
+        self.replying: Session | None = None
         self.pubsub_shard_channels: dict[bytes, dict[int, Session]] = {}
-        self.watches = WatchRegistry(self.keyspace)
         self.slowlog = SlowLog()
         self.latency = LatencyMonitor()
         # The shortest duration (usec) the slow log or the latency monitor may record;
@@ -455,10 +513,13 @@ class Engine:
         self.keyspace.expired_listeners.append(self._on_expired)
         self.config.listeners.append(self._config_changed)
         self._config_changed("maxmemory-policy")
+        self._config_changed("notify-keyspace-events")
 
     def _refresh_restricted(self) -> None:
-        self._restricted = bool(self._loading or self._async_loading or self._masterdown or self._read_only
-                                or self._bgsave_failed or self.pausing)
+        self._restricted = bool(self._loading or self._async_loading
+                                or self._masterdown or self._read_only
+                                or self._bgsave_failed or self.pausing or bool(self._aof_error)
+                                or self._busy is not None)
 
     @property
     def restricted(self) -> bool:
@@ -485,6 +546,17 @@ class Engine:
     @async_loading.setter
     def async_loading(self, value: bool) -> None:
         self._async_loading = value
+        self._refresh_restricted()
+
+    @property
+    def busy(self) -> ReplyError | None:
+        """While a script runs past busy-reply-threshold: the -BUSY error other clients get
+        for commands not flagged allow-busy (SCRIPT KILL, FUNCTION KILL, MULTI ...)."""
+        return self._busy
+
+    @busy.setter
+    def busy(self, value: ReplyError | None) -> None:
+        self._busy = value
         self._refresh_restricted()
 
     @property
@@ -517,6 +589,16 @@ class Engine:
         self._bgsave_failed = value
         self._refresh_restricted()
 
+    @property
+    def aof_error(self) -> str:
+        """Why the AOF cannot be written ('' when it can): -MISCONF for writes."""
+        return self._aof_error
+
+    @aof_error.setter
+    def aof_error(self, value: str) -> None:
+        self._aof_error = value
+        self._refresh_restricted()
+
     def _config_changed(self, name: str) -> None:
         """Keep the store's copies of settings it reads on every access in step."""
         config, keyspace = self.config, self.keyspace
@@ -524,6 +606,14 @@ class Engine:
             self.read_only = config.replica_read_only and self.read_only_role()
         elif name == "loglevel":
             set_level(config.loglevel)
+        elif name == "notify-keyspace-events":
+            self._notifications_changed()
+        elif name == "requirepass":
+            self.acl.set_default_password(config.requirepass)
+        elif name == "acllog-max-len":  # as in Redis, the log shrinks at its next entry
+            self.acl.log_max_len = config.acllog_max_len
+        elif name == "acl-pubsub-default":
+            self.acl.pubsub_default_all = config.acl_pubsub_default == "allchannels"
         keyspace.lfu = config.maxmemory_policy.endswith("-lfu")
         keyspace.lfu_log_factor = config.lfu_log_factor
         keyspace.lfu_decay_time = config.lfu_decay_time
@@ -536,6 +626,48 @@ class Engine:
         self._maxmemory = config.maxmemory
         if name == "maxmemory":
             self.evictor.perform()  # as CONFIG SET maxmemory does (updateMaxmemory)
+
+    def _notifications_changed(self) -> None:
+        """Wire the store's events (``new``, ``keymiss``) only while their class is on,
+        and close the plain lane while the classes its commands fire are."""
+        classes = self.notify_classes = firing(self.config.notify_keyspace_events)
+        keyspace = self.keyspace
+        keyspace.on_new_key = self._on_new_key if classes & NEW else None
+        keyspace.on_keymiss = self._on_keymiss if classes & KEY_MISS else None
+        self.tracking_changed()
+
+    def tracking_changed(self) -> None:
+        """Keep the observers of modified keys and the plain lane's flag in step with who
+        tracks keys (called by :class:`Tracking`)."""
+        tracking = self.tracking
+        # Any client-side caching state at all: the dispatcher's tracking steps run.
+        self.tracking_on = bool(tracking.clients or tracking.observing or tracking.pending
+                                or tracking.due)
+        self.lane_observed = bool(self.notify_classes & LANE_CLASSES or tracking.clients)
+        self.watches.refresh_hooks()
+
+    def notify_keyspace_event(self, event: bytes, key: bytes, db_index: int) -> None:
+        """Publish one keyspace event (Redis's notifyKeyspaceEvent past its class test:
+        callers test ``notify_classes`` first, see :func:`kvrepl.notify.notify`)."""
+        for channel, message in channels(self.config.notify_keyspace_events, event, key,
+                                          db_index):
+            self.publish(channel, message)
+
+    def _on_new_key(self, db: Database, key: bytes) -> None:
+        self.notify_keyspace_event(b"new", key, db.id)
+
+    def _on_keymiss(self, db: Database, key: bytes) -> None:
+        self.notify_keyspace_event(b"keymiss", key, db.id)
+
+    def key_evicted(self, db: Database, key: bytes) -> None:
+        """Eviction deleted ``key`` of ``db``: what observers of the keyspace are told, in
+        evict.c's order: client-side caching's invalidation (with WATCH, the rest of
+        signalModifiedKey), then the ``evicted`` keyspace event. Call it after the key is
+        gone."""
+        if self.tracking.observing:
+            self.tracking.invalidate(key)
+        if self.notify_classes & EVICTED:
+            self.notify_keyspace_event(b"evicted", key, db.id)
 
     def read_only_role(self) -> bool:
         """True while this node is a replica (it follows a master)."""
@@ -552,9 +684,10 @@ class Engine:
         return session
 
     def close_session(self, session: Session) -> None:
-        """Forget a client: its subscriptions, watches and MONITOR registration."""
+        """Forget a client: its subscriptions, watches, tracking and MONITOR registration."""
         self.sessions.pop(session.id, None)
         unwatch(session)
+        self.tracking.disable(session)
         for mine, registry in ((session.channels, self.pubsub_channels),
                                (session.patterns, self.pubsub_patterns),
                                (session.shard_channels, self.pubsub_shard_channels)):
@@ -603,7 +736,8 @@ class Engine:
         """Independent writes to one db, in order (the plain lane's runs of SETs): each
         listener gets them one by one, or all at once through its form in
         ``run_listeners`` (replication queues the run as one piece, ``encoded`` when
-        given: the commands' multibulks as the client sent them, canonical)."""
+        given: the commands' multibulks as the client sent them, which parse to exactly
+        ``commands``; see RequestParser.ready_requests)."""
         runs = self.run_listeners
         for listener in self.propagate_listeners:
             whole = runs.get(listener)
@@ -616,6 +750,8 @@ class Engine:
     def _on_expired(self, db: Database, key: bytes) -> None:
         """A key was deleted for having expired (deleteExpiredKeyAndPropagate)."""
         self.stats.expired_keys += 1
+        if self.notify_classes & EXPIRED:
+            self.notify_keyspace_event(b"expired", key, db.id)
         self.also_propagate([b"DEL", key], db.id)
 
     # -- execution -------------------------------------------------------------------------
@@ -658,16 +794,27 @@ class Engine:
                 return self._count_error(err, session)
         if cmd.spec.protected and (err := protected_command_error(cmd, session, self.config)):
             return self._reject(cmd, session, err)
-        if not session.authenticated and not cmd.no_auth:
+        # authRequired: the default user's flags are read now, not at connection time.
+        if not session.authenticated and not cmd.no_auth and self.acl.auth_required():
             return self._reject(cmd, session, ReplyError("NOAUTH Authentication required."))
+        user = session.user
+        if not user.unrestricted and user.check(cmd.spec, argv)[0]:
+            return self._reject(cmd, session, self._acl_denied(session, cmd, argv))
         is_write = cmd.is_write
+        allows_stale = denyoom = None
         if cmd.is_exec and session.multi:  # EXEC writes when it queued a write
             is_write = any(queued.is_write for queued, _ in session.multi)
+        elif cmd.argument_flags is not None \
+                and (declared := cmd.argument_flags(session, argv)) is not None:
+            is_write, allows_stale, denyoom = declared
         # maxmemory: evict first (every command, as performEvictions in processCommand);
         # a write from our master is never refused (a replica never skips one).
-        if self._maxmemory and self.evictor.perform() == EVICT_FAIL \
-                and not session.is_master and self._denied_on_oom(cmd, session):
-            return self._reject(cmd, session, ReplyError(OOM))
+        # No eviction while clients are paused (the dataset stays still, as in Redis).
+        if self._maxmemory and not self.pausing:
+            self.out_of_memory = self.evictor.perform() == EVICT_FAIL
+            if self.out_of_memory and not session.is_master \
+                    and self._denied_on_oom(cmd, session, denyoom):
+                return self._reject(cmd, session, ReplyError(OOM))
         if (self._restricted or (is_write and self.config.min_replicas_to_write)) \
                 and not session.is_master:
             refused = self._refused_by_state(cmd, is_write)
@@ -679,7 +826,7 @@ class Engine:
                     f"ERR Can't execute '{cmd.name}': only (P|S)SUBSCRIBE / "
                     "(P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context"))
         if self._restricted:
-            refused = self._refused_while(cmd, session)
+            refused = self._refused_while(cmd, session, allows_stale)
             if refused is not None:
                 return self._reject(cmd, session, refused)
         if (session.is_replica or session.monitor) and cmd.touches_keyspace:
@@ -693,26 +840,82 @@ class Engine:
                     cmd, session, ReplyError("ERR Command not allowed inside a transaction"))
             session.multi.append((cmd, argv))
             return QUEUED
-        reply = self.call(session, cmd, argv)
+        if not self.tracking_on:
+            reply = self.call(session, cmd, argv)
+        else:
+            if self.tracking.clients:
+                self.tracking.limit()
+            reply = self.call(session, cmd, argv)
+            tracking = session.tracking
+            if tracking is not None and tracking.caching and session.multi is None \
+                    and not cmd.name.startswith("client|"):
+                tracking.caching = False  # CLIENT CACHING is for the next command only
         if self.keyspace.ready_keys and self.on_ready_keys is not None:
             self.on_ready_keys()
         return reply
 
+    def _acl_denied(self, session: Session, cmd: Command, argv: list[bytes],
+                    in_exec: list[tuple[Command, list[bytes]]] | None = None
+                    ) -> ReplyError | None:
+        """ACLCheckAllPerm: None when allowed, else the error, the denial logged as
+        processCommand logs it, or as execCommand does (``in_exec``: the transaction's
+        commands)."""
+        result, index = session.user.check(cmd.spec, argv)
+        if result == acl_rules.OK:
+            return None
+        obj = cmd.name.encode() if result == acl_rules.DENIED_CMD else argv[index]
+        if in_exec:  # the client is still in MULTI for its CLIENT INFO line, running EXEC
+            session.multi = in_exec
+            try:
+                self.acl_log(session, result, obj, True, "exec")
+            finally:
+                session.multi = None
+        else:
+            self.acl_log(session, result, obj, session.multi is not None, cmd.name)
+        if in_exec:
+            reason = acl_rules.EXEC_DENIED[result]
+            return ReplyError("NOPERM ACLs rules changed between the moment the transaction "
+                              "was accumulated and the EXEC call. This command is no longer "
+                              f"allowed for the following reason: {reason}")
+        if result == acl_rules.DENIED_CMD:
+            return ReplyError(
+                f"NOPERM this user has no permissions to run the '{cmd.name}' command")
+        what = "keys" if result == acl_rules.DENIED_KEY else "channels"
+        return ReplyError(f"NOPERM this user has no permissions to access one of the {what} "
+                          "used as arguments")
+
+    def acl_log(self, session: Session, reason: int, obj: bytes, multi: bool, running: str,
+                username: bytes | None = None, context: bytes | None = None) -> None:
+        """addACLLogEntry for ``session`` (its CLIENT INFO line, ``running`` as its command,
+        goes with the entry); ``context`` b"lua" for a script's call, else multi/toplevel."""
+        from kvrepl.commands.client import client_info_line
+
+        if context is None:
+            context = b"multi" if multi else b"toplevel"
+        self.acl.add_log(reason, context, obj,
+                         session.user.name if username is None else username,
+                         client_info_line(session, session, running).encode())
+
     @staticmethod
-    def _denied_on_oom(cmd: Command, session: Session) -> bool:
+    def _denied_on_oom(cmd: Command, session: Session, denyoom: bool | None = None) -> bool:
         """processCommand's reject_cmd_on_oom: a denyoom command (EXEC when it queued
-        one), or anything but EXEC/DISCARD/QUIT/RESET inside MULTI."""
+        one), or anything but EXEC/DISCARD/QUIT/RESET inside MULTI. ``denyoom`` is the
+        flag a script declared, for EVAL and FCALL."""
         if session.multi is not None:
             if not cmd.oom_exempt_in_multi:
                 return True
             if cmd.is_exec:
                 return any(queued.denyoom for queued, _ in session.multi)
-        return cmd.denyoom
+        return cmd.denyoom if denyoom is None else denyoom
 
     def _refused_by_state(self, cmd: Command, is_write: bool) -> ReplyError | None:
         """processCommand's node-state checks that come before the pub/sub context one:
         MISCONF, NOREPLICAS, READONLY (never for the master's own link)."""
         config = self.config
+        if self._aof_error and (is_write or cmd.is_ping) and not (
+                self._bgsave_failed and config.stop_writes_on_bgsave_error and config.save):
+            # writeCommandsDeniedByDiskError: the RDB error is reported first.
+            return ReplyError(f"MISCONF Errors writing to the AOF file: {self._aof_error}")
         if self._bgsave_failed and (is_write or cmd.is_ping) \
                 and config.stop_writes_on_bgsave_error and config.save:
             return ReplyError(MISCONF)
@@ -724,9 +927,12 @@ class Engine:
             return ReplyError("READONLY You can't write against a read only replica.")
         return None
 
-    def _refused_while(self, cmd: Command, session: Session) -> ReplyError | None:
+    def _refused_while(self, cmd: Command, session: Session,
+                       allows_stale: bool | None = None) -> ReplyError | None:
         """The node-state checks that come after it: MASTERDOWN, LOADING."""
-        if self._masterdown and not cmd.spec.allows_stale and \
+        if allows_stale is None:
+            allows_stale = cmd.spec.allows_stale
+        if self._masterdown and not allows_stale and \
                 not self.config.replica_serve_stale_data and not session.is_master:
             return ReplyError(
                 "MASTERDOWN Link with MASTER is down and replica-serve-stale-data is set to "
@@ -735,6 +941,8 @@ class Engine:
             return ReplyError("LOADING Redis is loading the dataset in memory")
         if self._async_loading and "no_async_loading" in cmd.spec.flags:
             return ReplyError("LOADING Redis is loading the dataset in memory")
+        if self._busy is not None and not cmd.allows_busy:
+            return self._busy
         return None
 
     def run_unblocked(self, session: Session, argv: list[bytes]) -> object:
@@ -760,6 +968,8 @@ class Engine:
         self.depth = depth + 1
         if not depth:
             keyspace.frozen = True  # also tells the WATCH hook that a command is running
+            if self.tracking_on:
+                self.current = session
         keyspace.counting_reads = not cmd.is_write
         start = perf_counter()
         try:
@@ -788,12 +998,16 @@ class Engine:
             self._count_error(reply, session)
         finally:
             self.depth = depth
+            self.replying = None
             if not depth:
                 keyspace.frozen = False
                 keyspace.frozen_ms = None
             keyspace.counting_reads = False
         if watches.pending:
             watches.command_done(self.dirty != dirty)
+        if self.tracking_on and session.tracking is not None and cmd.spec.is_readonly \
+                and not session.tracking.bcast:
+            self.tracking.remember(session, cmd, argv)
         usec = (perf_counter() - start) * 1e6
         cmd.usec += usec
         cmd.calls += 1
@@ -809,12 +1023,12 @@ class Engine:
             if usec >= self.slow_floor:
                 self.observe_slow(session, cmd, argv, usec)
         if self.monitors and not cmd.hidden_from_monitor:
-            self._feed_monitors(session, argv)
+            self.feed_monitors(session, argv)
         rewritten = self._rewrite
         if rewritten is not None:
             self._rewrite = None
         pending = self._pending
-        if self.dirty != dirty and self.propagate_listeners:
+        if self.dirty != dirty and self.propagate_listeners and self.propagating:
             if rewritten is not None:
                 pending.extend((db.id, one) for one in rewritten)
             elif cmd.replicates:
@@ -827,6 +1041,13 @@ class Engine:
                         session.woff = self.replication.master_repl_offset
         if pending and not depth:
             self._end_unit(session)
+        if not depth and self.current is not None:  # set while client-side caching is on
+            tracking = self.tracking
+            if tracking.pending:
+                tracking.after_command()
+            if tracking.due and self.server is None:
+                tracking.broadcast()
+            self.current = None
         if type(reply) is Block and (session.in_exec or session.is_master):
             reply = reply.timeout_reply
         return reply
@@ -846,6 +1067,10 @@ class Engine:
             self.propagate(ops[-1][0], [b"EXEC"])
         if self.replication is not None:
             session.woff = self.replication.master_repl_offset
+
+    def count_error(self, err: ReplyError, session: Session) -> ReplyError:
+        """Count an error reply in INFO's errorstats (one sent without running a command)."""
+        return self._count_error(err, session)
 
     def observe_slow(self, session: Session, cmd: Command, argv: list[bytes],
                      usec: float) -> None:
@@ -884,7 +1109,7 @@ class Engine:
             session.error_log.append(err)
         return err
 
-    def _feed_monitors(self, session: Session, argv: list[bytes]) -> None:
+    def feed_monitors(self, session: Session, argv: list[bytes]) -> None:
         """Show a command that ran to every MONITOR client (Redis's call() does it after
         the command, so a monitor's own command shows after its reply)."""
         line = monitor_line(session, argv, self.keyspace.clock())
@@ -914,9 +1139,19 @@ class Engine:
             raise ExecAbortError("EXECABORT Transaction discarded because of previous errors.")
         replies = []
         session.in_exec = True
+        pending, after = session.pending_out, session.after_reply
         try:
             for cmd, argv in queued:
-                replies.append(self.call(session, cmd, argv))
+                if not session.user.unrestricted:
+                    denied = self._acl_denied(session, cmd, argv, in_exec=queued)
+                    if denied is not None:
+                        replies.append(self._count_error(denied, session))
+                        continue
+                before, later = len(pending), len(after)
+                reply = self.call(session, cmd, argv)
+                if len(pending) > before or len(after) > later:
+                    reply = _with_own_pushes(session, reply, before, later)
+                replies.append(reply)
         finally:
             session.in_exec = False
         return replies
@@ -926,13 +1161,21 @@ class Engine:
         from kvrepl.commands.glob import glob_match
 
         receivers = 0
+        replying = self.replying
         for session in list(self.pubsub_channels.get(channel, {}).values()):
-            session.push(Push([b"message", channel, message]))
+            if session is replying:
+                session.after_reply.append(Push([b"message", channel, message]))
+            else:
+                session.push(Push([b"message", channel, message]))
             receivers += 1
         for pattern, sessions in list(self.pubsub_patterns.items()):
             if glob_match(pattern, channel):
                 for session in list(sessions.values()):
-                    session.push(Push([b"pmessage", pattern, channel, message]))
+                    if session is replying:
+                        session.after_reply.append(
+                            Push([b"pmessage", pattern, channel, message]))
+                    else:
+                        session.push(Push([b"pmessage", pattern, channel, message]))
                     receivers += 1
         self.stats.pubsub_messages += 1
         return receivers
@@ -945,6 +1188,19 @@ class Engine:
             receivers += 1
         self.stats.pubsub_messages += 1
         return receivers
+
+
+def _with_own_pushes(session: Session, reply: object, before: int, later: int) -> Raw:
+    """A command of EXEC whose client received messages while it ran (its own keyspace
+    events, RESP3): Redis writes them into the EXEC array where they happened, around
+    the command's reply; so does this, as one pre-encoded element."""
+    resp3 = session.resp3
+    head = session.pending_out[before:]
+    tail = session.after_reply[later:]
+    del session.pending_out[before:]
+    del session.after_reply[later:]
+    return Raw(b"".join(encode(m, resp3) for m in head) + encode(reply, resp3)
+               + b"".join(encode(m, resp3) for m in tail))
 
 
 def unwatch(session: Session) -> None:

@@ -1,7 +1,8 @@
 """DEBUG subcommands kvrepl implements (Redis 7.0 ``debug.c`` debugCommand).
 
-DIGEST, DIGEST-VALUE, POPULATE, SLEEP, SET-ACTIVE-EXPIRE, PROTOCOL, ERROR, LOG,
-CHANGE-REPL-ID, STRINGMATCH-TEST, QUICKLIST-PACKED-THRESHOLD and HELP. Crash helpers (SEGFAULT, PANIC, OOM, ASSERT), allocator and encoding internals (MALLCTL,
+DIGEST, DIGEST-VALUE, OBJECT, POPULATE, SLEEP, SET-ACTIVE-EXPIRE, PROTOCOL, ERROR, LOG,
+CHANGE-REPL-ID, STRINGMATCH-TEST, QUICKLIST-PACKED-THRESHOLD and HELP.
+Crash helpers (SEGFAULT, PANIC, OOM, ASSERT), allocator and encoding internals (MALLCTL,
 LISTPACK, QUICKLIST, SDSLEN, HTSTATS, STRUCTSIZE) and LOADAOF are not implemented. RELOAD is
 :func:`kvrepl.persistence.debug_reload`.
 """
@@ -22,7 +23,11 @@ from kvrepl.errors import ReplyError
 from kvrepl.log import logger
 from kvrepl.protocol.replies import OK, Raw, Status, Verbatim
 from kvrepl.rdb import constants as rdb_constants
+from kvrepl.rdb.payload import dump_value
+from kvrepl.rdb.primitives import read_len, read_str
+from kvrepl.rdb.writer import RdbWriter
 from kvrepl.store.digest import digest, digest_value
+from kvrepl.store.encoding import object_encoding, object_refcount
 
 _HELP = [
     "CHANGE-REPL-ID",
@@ -37,6 +42,8 @@ _HELP = [
     "    unit tests to simulate Redis errors.",
     "LOG <message>",
     "    Write <message> to the server log.",
+    "OBJECT <key>",
+    "    Show low level info about `key` and associated value.",
     "POPULATE <count> [<prefix>] [<size>]",
     "    Create <count> string keys named key:<num>. If <prefix> is specified then",
     "    it is used instead of the 'key' prefix. These are not propagated to",
@@ -184,6 +191,50 @@ def _protocol(s: Session, kind: bytes) -> object:
                      "true|false")
 
 
+_LRU_CLOCK_MAX = (1 << 24) - 1  # the 24 bits of Redis's robj lru field
+
+
+def _quicklist_extra(value: object, config: object) -> str:
+    """The quicklist fields of DEBUG OBJECT for a list: its nodes as the RDB writer builds
+    them (the nodes Redis's quicklist would have), decoded from an uncompressed encoding."""
+    _, body = RdbWriter(config=config, compression=False).encode_value(value)
+    nodes, pos = read_len(body, 0)
+    size = 0
+    for _ in range(nodes):
+        _, pos = read_len(body, pos)  # container: plain or packed
+        node, pos = read_str(body, pos)
+        size += len(node)  # quicklistNode sz: the listpack's bytes, or the plain element
+    return (f" ql_nodes:{nodes} ql_avg_node:{len(value) / nodes:.2f} "
+            f"ql_listpack_max:{config.list_max_listpack_size} "
+            f"ql_compressed:{int(config.list_compress_depth != 0)} "
+            f"ql_uncompressed_size:{size}")
+
+
+def _object(s: Session, key: bytes) -> Status:
+    """DEBUG OBJECT key: Redis's line about the stored value (no lazy expiry, no access).
+
+    ``serializedlength`` is the value's RDB encoding as the dump would write it; ``lru`` is
+    the 24-bit field Redis keeps (the LRU clock at the last access, or the LFU data).
+    """
+    db = s.db
+    value = db.data.get(key)
+    if value is None:
+        raise ReplyError("ERR no such key")
+    config = s.engine.config
+    encoding = object_encoding(value, config).decode()
+    payload = dump_value(value, config=config, compression=config.rdbcompression)
+    serialized = len(payload) - 11  # without the type byte, the version and the CRC
+    lru = db.access.get(key, 0) & _LRU_CLOCK_MAX
+    clock = s.engine.keyspace.lru_clock & _LRU_CLOCK_MAX
+    # estimateObjectIdleTime, wrap-around included (and, as in Redis, read as an LRU time
+    # under an LFU policy too).
+    idle = clock - lru if clock >= lru else clock + (_LRU_CLOCK_MAX - lru)
+    extra = _quicklist_extra(value, config) if encoding == "quicklist" else ""
+    return Status(f"Value at:{id(value):#x} refcount:{object_refcount(value, config)} "
+                  f"encoding:{encoding} serializedlength:{serialized} lru:{lru} "
+                  f"lru_seconds_idle:{idle}{extra}".encode())
+
+
 @command("debug")
 def debug(s: Session, argv: list[bytes]) -> object:
     """DEBUG subcommand [argument ...]."""
@@ -197,6 +248,8 @@ def debug(s: Session, argv: list[bytes]) -> object:
         # No lazy expiry: DEBUG looks at what is stored.
         db = s.db
         return [Status(digest_value(db.data.get(key), db.expires.get(key))) for key in argv[2:]]
+    if sub == b"object" and argc == 3:
+        return _object(s, argv[2])
     if sub == b"populate" and 3 <= argc <= 5:
         return _populate(s, argv)
     if sub == b"sleep" and argc == 3:

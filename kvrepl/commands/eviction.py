@@ -83,6 +83,7 @@ class Evictor:
             freed += before - db.used
             engine.stats.evicted_keys += 1
             engine.watches.touch(db, key)
+            engine.key_evicted(db, key)  # client-side caching, the "evicted" event
             engine.propagate_deletion(db.id, key)
             evicted += 1
             if evicted % 16 == 0 and perf_counter() - started > limit:

@@ -18,6 +18,7 @@ from kvrepl.commands.core import Session, command
 from kvrepl.commands.keys import store_result
 from kvrepl.commands.zsets import zadd_scores
 from kvrepl.errors import NOT_FLOAT, SYNTAX, ReplyError, WrongTypeError
+from kvrepl.notify import ZSET
 from kvrepl.protocol.replies import NULL_ARRAY, Raw
 from kvrepl.store import geohash
 from kvrepl.store.geohash import CIRCULAR, RECTANGLE, ZERO_BOX, Shape
@@ -249,6 +250,10 @@ def _collect(zset: ZSet, shape: Shape, limit: int) -> list[tuple[float, bytes, f
     return found
 
 
+def _store_event(flags: int) -> bytes:
+    return b"geosearchstore" if flags & _SEARCHSTORE else b"georadiusstore"
+
+
 def _georadius_generic(src_index: int, flags: int, s: Session, argv: list[bytes]) -> object:
     """GEORADIUS[_RO], GEORADIUSBYMEMBER[_RO], GEOSEARCH, GEOSEARCHSTORE
     (``georadiusGeneric``): parsing and checks in Redis's order."""
@@ -345,7 +350,7 @@ def _georadius_generic(src_index: int, flags: int, s: Session, argv: list[bytes]
 
     if zset is None:
         if store_key is not None:
-            return store_result(s, store_key, ZSet())
+            return store_result(s, store_key, ZSet(), ZSET, _store_event(flags))
         return []
 
     # COUNT means "the closest N": sorted ascending unless told otherwise (not with ANY).
@@ -368,7 +373,7 @@ def _georadius_generic(src_index: int, flags: int, s: Session, argv: list[bytes]
     if store_key is not None:
         stored = {member: (dist / conversion if store_dist else score)
                   for dist, member, _, _, score in points[:returned]}
-        store_result(s, store_key, ZSet(stored), changes=returned)
+        store_result(s, store_key, ZSet(stored), ZSET, _store_event(flags), returned)
         return returned
 
     if not (withdist or withhash or withcoord):

@@ -30,6 +30,7 @@ from kvrepl.commands.core import Session, command
 from kvrepl.commands.scan import parse_scan_cursor, scan_elements, scan_reply
 from kvrepl.commands.sets import MAX_RANDOM_REPLY
 from kvrepl.errors import OVERFLOW, SYNTAX, ReplyError, WrongTypeError, wrong_arity
+from kvrepl.notify import GENERIC, HASH, notify, replied
 from kvrepl.protocol.replies import OK
 from kvrepl.store.encoding import hash_is_listpack
 
@@ -60,6 +61,8 @@ def hset(s: Session, argv: list[bytes]) -> object:
     before = len(value)
     for i in range(2, len(argv), 2):
         value[argv[i]] = argv[i + 1]
+    replied(s)
+    notify(s, HASH, b"hset", argv[1])
     s.engine.dirty += (len(argv) - 2) // 2
     return len(value) - before if is_hset else OK
 
@@ -70,6 +73,8 @@ def hsetnx(s: Session, argv: list[bytes]) -> int:
     if argv[2] in value:
         return 0
     value[argv[2]] = argv[3]
+    replied(s)
+    notify(s, HASH, b"hset", argv[1])
     s.engine.dirty += 1
     return 1
 
@@ -95,8 +100,11 @@ def hdel(s: Session, argv: list[bytes]) -> int:
     for field in argv[2:]:
         if value.pop(field, None) is not None:
             deleted += 1
+    if deleted:
+        notify(s, HASH, b"hdel", argv[1])
     if not value:
         s.db.delete(argv[1])
+        notify(s, GENERIC, b"del", argv[1])
     s.engine.dirty += deleted
     return deleted
 
@@ -154,6 +162,8 @@ def hincrby(s: Session, argv: list[bytes]) -> int:
     if result < INT64_MIN or result > INT64_MAX:
         raise ReplyError(OVERFLOW)
     value[argv[2]] = b"%d" % result
+    replied(s)
+    notify(s, HASH, b"hincrby", argv[1])
     s.engine.dirty += 1
     return result
 
@@ -182,6 +192,8 @@ def hincrbyfloat(s: Session, argv: list[bytes]) -> bytes:
         value = {}
         s.db.add(key, value)
     value[field] = result
+    replied(s)
+    notify(s, HASH, b"hincrbyfloat", key)
     s.engine.dirty += 1
     s.engine.rewrite([b"HSET", key, field, result])
     return result

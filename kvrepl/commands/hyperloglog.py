@@ -15,6 +15,7 @@ from __future__ import annotations
 from kvrepl.commands.core import Session, command
 from kvrepl.commands.strings import lookup_string
 from kvrepl.errors import ReplyError, WrongTypeError
+from kvrepl.notify import STRING, notify
 from kvrepl.protocol.replies import OK, Status
 from kvrepl.store import hyperloglog as hll
 from kvrepl.store.encoding import EMBSTR_SIZE_LIMIT, mark_string, string_encoding
@@ -64,6 +65,7 @@ def pfadd(s: Session, argv: list[bytes]) -> object:
         if new is None:
             return 0
         s.db.set(key, new, keep_ttl=True)
+        notify(s, STRING, b"pfadd", key)
         s.engine.dirty += 1
         return 1
     if found is None:
@@ -83,6 +85,7 @@ def pfadd(s: Session, argv: list[bytes]) -> object:
     if not updated:
         return 0
     _store(s, key, hll.invalidate(new))
+    notify(s, STRING, b"pfadd", key)
     s.engine.dirty += updated
     return 1
 
@@ -149,6 +152,7 @@ def pfmerge(s: Session, argv: list[bytes]) -> object:
     except hll.CorruptHLL:
         raise ReplyError(hll.INVALID_HLL) from None
     _store(s, dest, new)
+    notify(s, STRING, b"pfadd", dest)
     s.engine.dirty += 1
     return OK
 

@@ -25,6 +25,7 @@ from kvrepl import __version__
 from kvrepl.commands.connection import REDIS_VERSION
 from kvrepl.commands.core import Engine, Session, command
 from kvrepl.commands.observers import latency_counts, percentiles_line
+from kvrepl.commands.shutdown import shutdown_state
 from kvrepl.protocol.replies import Verbatim
 
 Section = Callable[[Engine], list[str]]
@@ -74,6 +75,30 @@ def _rss() -> int:
         return peak if sys.platform == "darwin" else peak * 1024
 
 
+def _script_memory(engine: Engine) -> list[str]:
+    """The scripting lines of INFO memory: the Lua states' memory, scripts and libraries."""
+    from kvrepl.scripting.state import script_stats
+
+    stats = script_stats(engine)
+    vm_eval, vm_functions = stats["vm_eval"], stats["vm_functions"]
+    scripts = stats["scripts_eval"] + stats["functions"]
+    return [
+        f"used_memory_lua:{vm_eval}",
+        f"used_memory_vm_eval:{vm_eval}",
+        f"used_memory_lua_human:{bytes_to_human(vm_eval)}",
+        f"used_memory_scripts_eval:{stats['scripts_eval']}",
+        f"number_of_cached_scripts:{stats['cached_scripts']}",
+        f"number_of_functions:{stats['number_of_functions']}",
+        f"number_of_libraries:{stats['number_of_libraries']}",
+        f"used_memory_vm_functions:{vm_functions}",
+        f"used_memory_vm_total:{vm_eval + vm_functions}",
+        f"used_memory_vm_total_human:{bytes_to_human(vm_eval + vm_functions)}",
+        f"used_memory_functions:{stats['functions']}",
+        f"used_memory_scripts:{scripts}",
+        f"used_memory_scripts_human:{bytes_to_human(scripts)}",
+    ]
+
+
 def _total_system_memory() -> int:
     try:
         return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
@@ -82,9 +107,10 @@ def _total_system_memory() -> int:
 
 
 def _blocked_clients(engine: Engine) -> int:
-    # Redis counts the clients CLIENT PAUSE postponed as blocked too (BLOCKED_POSTPONE)
+    # Redis counts the clients a pause postponed (BLOCKED_POSTPONE) and those waiting in
+    # SHUTDOWN (BLOCKED_SHUTDOWN) as blocked too.
     return sum(1 for s in engine.sessions.values() if s.blocked is not None) \
-        + len(engine.pause.postponed)
+        + len(engine.pause.postponed) + len(shutdown_state(engine).cancel_listeners)
 
 
 def _server(engine: Engine) -> list[str]:
@@ -117,6 +143,7 @@ def _server(engine: Engine) -> list[str]:
         f"executable:{os.path.abspath(sys.argv[0]) if sys.argv and sys.argv[0] else ''}",
         f"config_file:{getattr(engine.config, 'config_file', '') or ''}",
         "io_threads_active:0",
+        *shutdown_state(engine).info_lines(),
         f"kvrepl_version:{__version__}",
     ]
 
@@ -130,7 +157,7 @@ def _clients(engine: Engine) -> list[str]:
         "client_recent_max_input_buffer:0",
         "client_recent_max_output_buffer:0",
         f"blocked_clients:{_blocked_clients(engine)}",
-        "tracking_clients:0",
+        f"tracking_clients:{engine.tracking.clients}",
         "clients_in_timeout_table:0",
     ]
 
@@ -162,19 +189,7 @@ def _memory(engine: Engine) -> list[str]:
         f"allocator_resident:{rss}",
         f"total_system_memory:{total}",
         f"total_system_memory_human:{bytes_to_human(total)}",
-        "used_memory_lua:0",
-        "used_memory_vm_eval:0",
-        "used_memory_lua_human:0B",
-        "used_memory_scripts_eval:0",
-        "number_of_cached_scripts:0",
-        "number_of_functions:0",
-        "number_of_libraries:0",
-        "used_memory_vm_functions:0",
-        "used_memory_vm_total:0",
-        "used_memory_vm_total_human:0B",
-        "used_memory_functions:0",
-        "used_memory_scripts:0",
-        "used_memory_scripts_human:0B",
+        *_script_memory(engine),
         f"maxmemory:{maxmemory}",
         f"maxmemory_human:{bytes_to_human(maxmemory)}",
         f"maxmemory_policy:{engine.config.maxmemory_policy}",
@@ -192,7 +207,7 @@ def _memory(engine: Engine) -> list[str]:
         "mem_clients_slaves:0",
         "mem_clients_normal:0",
         "mem_cluster_links:0",
-        "mem_aof_buffer:0",
+        f"mem_aof_buffer:{len(engine.aof.buf) if engine.aof is not None else 0}",
         "mem_allocator:libc",
         "active_defrag_running:0",
         "lazyfree_pending_objects:0",
@@ -241,12 +256,12 @@ def _stats(engine: Engine) -> list[str]:
         "active_defrag_key_misses:0",
         "total_active_defrag_time:0",
         "current_active_defrag_time:0",
-        "tracking_total_keys:0",
-        "tracking_total_items:0",
-        "tracking_total_prefixes:0",
+        f"tracking_total_keys:{len(engine.tracking.table)}",
+        f"tracking_total_items:{engine.tracking.items}",
+        f"tracking_total_prefixes:{len(engine.tracking.prefixes)}",
         f"unexpected_error_replies:{stats.unexpected_error_replies}",
         f"total_error_replies:{stats.error_replies}",
-        "dump_payload_sanitizations:0",
+        f"dump_payload_sanitizations:{stats.dump_payload_sanitizations}",
         f"total_reads_processed:{stats.commands_processed}",
         f"total_writes_processed:{stats.commands_processed}",
         "io_threaded_reads_processed:0",

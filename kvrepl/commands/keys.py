@@ -65,6 +65,7 @@ from kvrepl.errors import (
     ReplyError,
     WrongTypeError,
 )
+from kvrepl.notify import GENERIC, LIST, notify, replied
 from kvrepl.protocol.replies import OK, Status
 from kvrepl.store import Database, Keyspace, ZSet, type_name
 from kvrepl.store.encoding import object_encoding, object_refcount
@@ -73,14 +74,24 @@ from kvrepl.store.values import copy_value, is_string, string_bytes
 _SAME_OBJECT = "ERR source and destination objects are the same"
 
 
-def store_result(s: Session, dst: bytes, value: Sized, changes: int = 1) -> int:
+def store_result(s: Session, dst: bytes, value: Sized, cls: int, event: bytes,
+                 changes: int = 1, reply_first: bool = False) -> int:
     """The STORE forms' epilogue (``setKey``, or ``dbDelete`` for an empty result): replace
     ``dst`` with ``value``, dropping its TTL, or delete it when ``value`` is empty. Counts
-    ``changes`` (or one deletion) in ``dirty``; returns the size stored."""
+    ``changes`` (or one deletion) in ``dirty`` and fires ``event`` of class ``cls`` (or
+    ``del``), after the reply when ``reply_first`` (sets' and sorted sets' STORE forms);
+    returns the size stored."""
     if value:
         s.db.set(dst, value)
+        if reply_first:
+            replied(s)
+        notify(s, cls, event, dst)
         s.engine.dirty += changes
-    elif s.db.delete(dst):
+        return len(value)
+    if reply_first:
+        replied(s)
+    if s.db.delete(dst):
+        notify(s, GENERIC, b"del", dst)
         s.engine.dirty += 1
     return len(value)
 
@@ -108,6 +119,7 @@ def del_(s: Session, argv: list[bytes]) -> int:
         # DEL) by the store and does not count.
         if db.lookup(key) is not None and db.delete(key):
             deleted += 1
+            notify(s, GENERIC, b"del", key)
             if gone is not None:
                 gone.append(key)
     if gone is not None:
@@ -258,6 +270,8 @@ def _rename(nx: bool, s: Session, argv: list[bytes]) -> object:
     db.add(dst, value)
     if expire is not None:
         db.set_expire(dst, expire)
+    notify(s, GENERIC, b"rename_from", src)
+    notify(s, GENERIC, b"rename_to", dst)
     s.engine.dirty += 1
     return 1 if nx else OK
 
@@ -286,6 +300,8 @@ def move(s: Session, argv: list[bytes]) -> object:
     if expire is not None:
         dst.set_expire(key, expire)
     src.delete(key)
+    notify(s, GENERIC, b"move_from", key, src.id)
+    notify(s, GENERIC, b"move_to", key, dst.id)
     s.engine.dirty += 1
     return 1
 
@@ -322,6 +338,7 @@ def copy(s: Session, argv: list[bytes]) -> object:
     dst.add(newkey, copy_value(value))
     if expire is not None:
         dst.set_expire(newkey, expire)
+    notify(s, GENERIC, b"copy_to", newkey, dst.id)
     s.engine.dirty += 1
     return 1
 
@@ -375,8 +392,11 @@ def _expire_generic(relative: bool, seconds: bool, s: Session, argv: list[bytes]
         db.delete(key)
         engine.dirty += 1
         engine.rewrite([b"DEL", key])
+        notify(s, GENERIC, b"del", key)
         return 1
     db.set_expire(key, when)
+    replied(s)
+    notify(s, GENERIC, b"expire", key)
     engine.dirty += 1
     if relative or seconds:  # PEXPIREAT itself is propagated as sent
         engine.rewrite([b"PEXPIREAT", key, str(when).encode(), *argv[3:]])
@@ -412,6 +432,7 @@ command("pexpiretime")(partial(_ttl_generic, True, True))
 def persist(s: Session, argv: list[bytes]) -> object:
     """PERSIST key: 1 when a TTL was removed."""
     if s.db.lookup(argv[1]) is not None and s.db.persist(argv[1]):
+        notify(s, GENERIC, b"persist", argv[1])
         s.engine.dirty += 1
         return 1
     return 0
@@ -452,21 +473,21 @@ def object_help(s: Session, argv: list[bytes]) -> object:
 @command("object|encoding")
 def object_encoding_(s: Session, argv: list[bytes]) -> object:
     """OBJECT ENCODING key: see :mod:`kvrepl.store.encoding`."""
-    value = s.db.peek(argv[2])
+    value = s.db.peek(argv[2], notify=False)
     return None if value is None else object_encoding(value, s.engine.config)
 
 
 @command("object|refcount")
 def object_refcount_(s: Session, argv: list[bytes]) -> object:
     """OBJECT REFCOUNT key: INT_MAX for Redis's shared small integers, else 1."""
-    value = s.db.peek(argv[2])
+    value = s.db.peek(argv[2], notify=False)
     return None if value is None else object_refcount(value, s.engine.config)
 
 
 @command("object|idletime")
 def object_idletime(s: Session, argv: list[bytes]) -> object:
     """OBJECT IDLETIME key: seconds since the key was last read or written."""
-    if s.db.peek(argv[2]) is None:
+    if s.db.peek(argv[2], notify=False) is None:
         return None
     if _lfu_policy(s):
         raise ReplyError("ERR An LFU maxmemory policy is selected, idle time not tracked. "
@@ -477,7 +498,7 @@ def object_idletime(s: Session, argv: list[bytes]) -> object:
 @command("object|freq")
 def object_freq(s: Session, argv: list[bytes]) -> object:
     """OBJECT FREQ key: the key's logarithmic access counter, decayed as Redis does."""
-    if s.db.peek(argv[2]) is None:
+    if s.db.peek(argv[2], notify=False) is None:
         return None
     if not _lfu_policy(s):
         raise ReplyError("ERR An LFU maxmemory policy is not selected, access frequency not "
@@ -636,7 +657,7 @@ def _sort_generic(readonly: bool, s: Session, argv: list[bytes]) -> object:
         stored = [_by_pattern(db, pattern, item) or b"" for item in selected for pattern in gets]
     else:
         stored = selected
-    return store_result(s, storekey, deque(stored), len(stored))
+    return store_result(s, storekey, deque(stored), LIST, b"sortstore", len(stored))
 
 
 command("sort")(partial(_sort_generic, False))

@@ -34,6 +34,7 @@ from kvrepl.commands.args import (
 )
 from kvrepl.commands.core import Block, Session, command
 from kvrepl.errors import NO_SUCH_KEY, OUT_OF_RANGE, SYNTAX, ReplyError, WrongTypeError, wrong_arity
+from kvrepl.notify import GENERIC, LIST, notify, replied
 from kvrepl.protocol.replies import NULL_ARRAY, OK
 
 LEFT = 0  # Redis's LIST_HEAD
@@ -82,11 +83,19 @@ def _range(lst: deque, start: int, end: int) -> list[bytes]:
     return items
 
 
-def _removed(s: Session, key: bytes, lst: deque, count: int) -> None:
-    """``listElementsRemoved``: delete the key when empty and count the changes."""
+def _removed(s: Session, key: bytes, lst: deque, count: int, event: bytes | None) -> None:
+    """``listElementsRemoved``: fire ``event`` (when any), delete the key when empty and
+    count the changes."""
+    if event is not None:
+        notify(s, LIST, event, key)
     if not lst:
         s.db.delete(key)
+        notify(s, GENERIC, b"del", key)
     s.engine.dirty += count
+
+
+_POP_EVENTS = {LEFT: b"lpop", RIGHT: b"rpop"}
+_PUSH_EVENTS = {LEFT: b"lpush", RIGHT: b"rpush"}
 
 
 def _pop_many(s: Session, key: bytes, lst: deque, where: int, count: int) -> list[bytes]:
@@ -98,7 +107,8 @@ def _pop_many(s: Session, key: bytes, lst: deque, where: int, count: int) -> lis
     else:
         pop = lst.popleft if where == LEFT else lst.pop
         items = [pop() for _ in range(take)]
-    _removed(s, key, lst, take)
+    replied(s)
+    _removed(s, key, lst, take, _POP_EVENTS[where])
     return items
 
 
@@ -165,6 +175,8 @@ def _push(where: int, xx: bool, s: Session, argv: list[bytes]) -> int:
         lst.extendleft(argv[2:])
     else:
         lst.extend(argv[2:])
+    replied(s)
+    notify(s, LIST, _PUSH_EVENTS[where], key)
     s.engine.dirty += len(argv) - 2
     return len(lst)
 
@@ -187,6 +199,7 @@ def linsert(s: Session, argv: list[bytes]) -> int:
     except ValueError:
         return -1
     lst.insert(index + 1 if after else index, argv[4])
+    notify(s, LIST, b"linsert", argv[1])
     s.engine.dirty += 1
     return len(lst)
 
@@ -284,6 +297,8 @@ def lset(s: Session, argv: list[bytes]) -> object:
     if not 0 <= index < len(lst):
         raise ReplyError(OUT_OF_RANGE)
     lst[index] = argv[3]
+    replied(s)
+    notify(s, LIST, b"lset", argv[1])
     s.engine.dirty += 1
     return OK
 
@@ -317,7 +332,7 @@ def ltrim(s: Session, argv: list[bytes]) -> object:
                 lst.popleft()
             for _ in range(right):
                 lst.pop()
-    _removed(s, key, lst, removed)
+    _removed(s, key, lst, removed, b"ltrim")
     return OK
 
 
@@ -338,7 +353,7 @@ def lrem(s: Session, argv: list[bytes]) -> int:
             kept = list(filter(element.__ne__, lst))
             lst.clear()
             lst.extend(kept)
-            _removed(s, key, lst, removed)
+            _removed(s, key, lst, removed, b"lrem" if removed else None)
             return removed
         toremove = removed
     from_tail = toremove < 0
@@ -362,7 +377,7 @@ def lrem(s: Session, argv: list[bytes]) -> int:
         items.extend(rest)
         lst.clear()
         lst.extend(items)
-    _removed(s, key, lst, len(found))
+    _removed(s, key, lst, len(found), b"lrem" if found else None)
     return len(found)
 
 
@@ -380,7 +395,8 @@ def _pop(where: int, s: Session, argv: list[bytes]) -> object:
     if has_count:
         return _pop_many(s, key, lst, where, count) if count else []
     value = lst.popleft() if where == LEFT else lst.pop()
-    _removed(s, key, lst, 1)
+    replied(s)
+    _removed(s, key, lst, 1, _POP_EVENTS[where])
     return value
 
 
@@ -416,8 +432,12 @@ def _move(s: Session, src: bytes, dst: bytes, wherefrom: int, whereto: int) -> b
         target.appendleft(value)
     else:
         target.append(value)
+    notify(s, LIST, _PUSH_EVENTS[whereto], dst)
+    replied(s)
+    notify(s, LIST, _POP_EVENTS[wherefrom], src)
     if not source:  # after the push: a list moved onto itself is never emptied
         s.db.delete(src)
+        notify(s, GENERIC, b"del", src)
     s.engine.dirty += 1
     return value
 
@@ -458,7 +478,8 @@ def _blocking_pop(s: Session, keys: list[bytes], where: int, timeout: float,
             _propagate_pop_count(s, key, where, len(items))
             return [key, items]
         element = value.popleft() if where == LEFT else value.pop()
-        _removed(s, key, value, 1)
+        replied(s)
+        _removed(s, key, value, 1, _POP_EVENTS[where])
         s.engine.rewrite([b"LPOP" if where == LEFT else b"RPOP", key])
         s.engine.watches.changed_only(s.db, key)  # the other keys were only looked at
         return [key, element]

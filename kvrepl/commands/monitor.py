@@ -21,10 +21,32 @@ def repr_bytes(data: bytes) -> str:
     return '"' + "".join([_REPR[c] for c in data]) + '"'
 
 
+_REDACTED = b"(redacted)"
+
+
+def redacted(argv: list[bytes]) -> list[bytes]:
+    """redactClientCommandArgument: what MONITOR must not show of AUTH's credentials and
+    HELLO's AUTH option."""
+    name = argv[0].lower()
+    if name == b"auth":
+        return [argv[0], *[_REDACTED] * (len(argv) - 1)]
+    if name == b"hello":
+        shown = list(argv)
+        i = 2
+        while i < len(shown):
+            if shown[i].lower() == b"auth" and i + 2 < len(shown):
+                shown[i + 1] = shown[i + 2] = _REDACTED
+                i += 3
+            else:
+                i += 1
+        return shown
+    return argv
+
+
 def monitor_line(session: Session, argv: list[bytes], now: float) -> Status:
     """The line MONITOR clients receive for one command ``session`` ran."""
     origin = "lua" if session.kind == "lua" else session.addr
     if session.is_master:
         origin = "master"
-    args = " ".join(repr_bytes(a) for a in argv)
+    args = " ".join(repr_bytes(a) for a in redacted(argv))
     return Status(f"{now:.6f} [{session.db.id} {origin}] {args}".encode())

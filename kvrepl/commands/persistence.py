@@ -12,8 +12,10 @@ from kvrepl.commands.args import parse_int
 from kvrepl.commands.core import Session, command
 from kvrepl.commands.info import register_section
 from kvrepl.errors import SYNTAX, ReplyError
+from kvrepl.notify import GENERIC, notify
 from kvrepl.protocol.replies import OK, Status
 from kvrepl.rdb import dump_value, load_value
+from kvrepl.rdb.payload import sanitized_blobs
 
 BUSYKEY = "BUSYKEY Target key name already exists."
 _IN_PROGRESS = "ERR Background save already in progress"
@@ -28,8 +30,9 @@ register_section("persistence", persistence.info_fields)
 def save(s: Session, argv: list[bytes]) -> object:
     """SAVE: write the dataset to ``dir/dbfilename`` now, blocking every client meanwhile."""
     state = persistence.attach(s.engine)
-    if state.bgsave_in_progress:
-        raise ReplyError(_IN_PROGRESS)
+    if state.bgsave_in_progress and not (s.engine.aof is not None
+                                         and s.engine.aof.job is not None):
+        raise ReplyError(_IN_PROGRESS)  # an AOF rewrite does not stop SAVE, as in Redis
     state.rdb_saves += 1
     if not persistence.save(s.engine):
         raise ReplyError("ERR")
@@ -46,9 +49,14 @@ def bgsave(s: Session, argv: list[bytes]) -> object:
     if len(argv) > 1 and (len(argv) != 2 or argv[1].lower() != b"schedule"):
         raise ReplyError(SYNTAX)
     state = persistence.attach(s.engine)
-    if state.bgsave_in_progress:
+    rewriting = s.engine.aof is not None and s.engine.aof.job is not None
+    if state.bgsave_in_progress and not rewriting:
         raise ReplyError(_IN_PROGRESS)
-    if s.in_exec:
+    if s.in_exec or rewriting:
+        if rewriting and len(argv) < 2:
+            raise ReplyError("ERR Another child process is active (AOF?): can't BGSAVE right "
+                             "now. Use BGSAVE SCHEDULE in order to schedule a BGSAVE whenever "
+                             "possible.")
         state.bgsave_scheduled = True
         return Status(b"Background saving scheduled")
     if not persistence.bgsave(s.engine):
@@ -121,6 +129,9 @@ def restore(s: Session, argv: list[bytes]) -> object:
         raise ReplyError("ERR Invalid TTL value, must be >= 0")
     value = load_value(argv[3])  # DumpPayloadError is a ReplyError with Redis's text
     engine = s.engine
+    sanitize = engine.config.sanitize_dump_payload
+    if sanitize == "yes" or (sanitize == "clients" and not s.is_master and not engine.loading):
+        engine.stats.dump_payload_sanitizations += sanitized_blobs(argv[3])
     deleted = replace and db.delete(key)
     now = engine.keyspace.now_ms()
     if ttl and not absttl:
@@ -129,6 +140,7 @@ def restore(s: Session, argv: list[bytes]) -> object:
     if ttl and ttl <= now and not engine.loading and not persistence.is_replica(engine):
         if deleted:
             engine.rewrite([b"DEL", key])
+            notify(s, GENERIC, b"del", key)
             engine.dirty += 1
         return OK
     db.add(key, value)
@@ -137,5 +149,18 @@ def restore(s: Session, argv: list[bytes]) -> object:
         db.set_expire(key, ttl)
         if not absttl:
             engine.rewrite([*argv[:2], b"%d" % ttl, *argv[3:], b"ABSTTL"])
+    notify(s, GENERIC, b"restore", key)
     engine.dirty += 1
     return OK
+
+
+# -- BGREWRITEAOF -----------------------------------------------------------------------------
+
+
+@command("bgrewriteaof")
+def bgrewriteaof(s: Session, argv: list[bytes]) -> object:
+    """BGREWRITEAOF: write a new AOF base from a snapshot, in the background (scheduled
+    while another snapshot job runs or inside MULTI, as Redis does)."""
+    from kvrepl import aof
+
+    return Status(aof.attach(s.engine).bgrewriteaof(s.in_exec).encode())

@@ -36,6 +36,7 @@ from __future__ import annotations
 from time import perf_counter
 from typing import TYPE_CHECKING
 
+from kvrepl.notify import KEY_MISS, NEW, STRING
 from kvrepl.store.encoding import string_encoding
 from kvrepl.store.hyperloglog import (
     DENSE_MAGIC,
@@ -62,6 +63,9 @@ _SET = frozenset((b"SET", b"set", b"Set"))
 _PFADD = frozenset((b"PFADD", b"pfadd", b"PfAdd", b"Pfadd"))
 _PFCOUNT = frozenset((b"PFCOUNT", b"pfcount", b"PfCount", b"Pfcount"))
 _SHORT = 44  # OBJ_ENCODING_EMBSTR_SIZE_LIMIT
+# The keyspace event classes the lane's commands fire (set and pfadd, new keys, GET's
+# keymiss): while one is on, the lane stays closed (Engine.lane_observed).
+LANE_CLASSES = STRING | NEW | KEY_MISS
 _ZERO = b":0\r\n"
 _ONE = b":1\r\n"
 
@@ -85,15 +89,18 @@ class PlainLane:
         MISCONF, NOREPLICAS), no MULTI, pub/sub context, MONITOR or replica link, no WATCH or
         running snapshot (they watch writes key by key), no LFU clock, no maxmemory (eviction
         runs before each command), no replies queued, no client blocked on a key (a SET over
-        a stream wakes XREADGROUP with -UNBLOCKED)."""
+        a stream wakes XREADGROUP with -UNBLOCKED), no observer of each command
+        (``lane_observed``: keyspace notifications of the lane's classes, client-side
+        caching)."""
         engine = self.engine
         keyspace = engine.keyspace
         config = engine.config
         return not (
-            engine.restricted or engine.monitors or keyspace.before_write_hooks
-            or keyspace.blocked_keys
+            engine.restricted or engine.lane_observed or engine.monitors
+            or keyspace.before_write_hooks or keyspace.blocked_keys
             or keyspace.lfu or config.min_replicas_to_write or config.maxmemory
-            or not session.authenticated or session.multi is not None
+            or not session.authenticated or not session.user.unrestricted
+            or session.multi is not None
             or session.channels or session.patterns or session.shard_channels
             or session.reply_off or session.reply_skip or session.is_master
             or session.is_replica or session.monitor or session.closing
@@ -138,7 +145,8 @@ class PlainLane:
         engine = self.engine
         keyspace = engine.keyspace
         return not (
-            engine.loading or engine.monitors or keyspace.before_write_hooks or keyspace.lfu
+            engine.loading or engine.lane_observed or engine.monitors
+            or keyspace.before_write_hooks or keyspace.lfu
             or keyspace.blocked_keys or engine.config.maxmemory
             or not session.authenticated or session.multi is not None
             or session.channels or session.patterns or session.shard_channels
@@ -218,12 +226,37 @@ class PlainLane:
         session.last_command = "set"
         return True
 
+    def get(self, session: Session, key: bytes) -> bytes | None:
+        """One ``GET key`` (an in-process redis-py connection's), its reply encoded; None,
+        having done nothing, when the general path must run it (a key with a TTL, a value
+        of another type). ``open_for(session)`` must be true."""
+        db = session.db
+        if key in db.expires:
+            return None
+        began = perf_counter()
+        value = db.data.get(key)
+        engine = self.engine
+        if value is None:
+            engine.keyspace.misses += 1
+            reply = _NIL[session.resp3]
+        elif type(value) is bytes:
+            engine.keyspace.hits += 1
+            db.access[key] = engine.keyspace.lru_clock
+            size = len(value)
+            reply = b"%s%s\r\n" % (_BULK_HEADS[size] if size < 1024 else b"$%d\r\n" % size,
+                                    value)
+        else:
+            return None
+        self._record(self._get, 1, (perf_counter() - began) * 1e6)
+        session.last_command = "get"
+        return reply
+
     def run(self, session: Session, requests: list[list[bytes]], start: int,
             out: list[bytes], raw: bytes | None = None) -> int:
         """Run ``requests[start:]`` while each is a GET or a plain SET the lane can finish,
         appending the encoded replies to ``out``; returns the index of the first request it
         did not run (``len(requests)`` when it ran them all). ``open_for(session)`` must be
-        true. ``raw``, when given, is the canonical encoding of ``requests[start:]``: if they
+        true. ``raw``, when given, is bytes that parse to exactly ``requests[start:]``: if they
         are all SETs it is what the replication stream carries, without encoding again."""
         db, data, expires, access, clock, listeners = self._context(session)
         engine = self.engine

@@ -1,4 +1,4 @@
-"""Replication commands: REPLCONF PSYNC SYNC REPLICAOF SLAVEOF ROLE WAIT.
+"""Replication commands: REPLCONF PSYNC SYNC REPLICAOF SLAVEOF ROLE WAIT FAILOVER.
 
 The engine is sans-IO, so SYNC/PSYNC and a WAIT that must block return markers; the trio
 connection that runs them turns itself into a replica link or waits for acknowledgements.
@@ -10,9 +10,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from kvrepl.commands.args import parse_int
 from kvrepl.commands.core import Session, command
 from kvrepl.commands.info import SECTIONS, register_section
-from kvrepl.errors import NOT_INTEGER, ReplyError
+from kvrepl.errors import NOT_INTEGER, SYNTAX, ReplyError
+from kvrepl.log import logger
 from kvrepl.protocol.replies import OK, Status
 
 WAIT_ON_REPLICA = (
@@ -84,11 +86,23 @@ def _sync(s: Session, argv: list[bytes]) -> object:
         raise ReplyError("ERR replication is not available on this node")
     node = getattr(s.engine, "node", None)
     follower = getattr(node, "following", None)
+    if argv[0].lower() == b"psync" and len(argv) > 3 and argv[3].lower() == b"failover":
+        # Our master hands over (FAILOVER): become a master if we follow its history.
+        logger.warning("Failover request received for replid %s.",
+                       argv[1].decode("utf-8", "replace"))
+        if follower is None:
+            raise ReplyError("ERR PSYNC FAILOVER can't be sent to a master.")
+        if argv[1].decode("utf-8", "replace").lower() != replication.replid.lower():
+            raise ReplyError("ERR PSYNC FAILOVER replid must match my replid.")
+        node.stop_following()
+        follower = None
+        logger.info("MASTER MODE enabled (failover request from '%s')", s.addr)
+    failover = getattr(node, "failover", None)
+    if failover is not None and failover.active:
+        raise ReplyError("NOMASTERLINK Can't SYNC while failing over")
     if follower is not None and not follower.link_up:
         raise ReplyError("NOMASTERLINK Can't SYNC while not connected with my master")
     if argv[0].lower() == b"psync":
-        if len(argv) > 3 and argv[3].lower() == b"failover":
-            raise ReplyError("ERR PSYNC FAILOVER can't be sent to a master.")
         _int(argv[2])
     s.is_replica = True
     s.kind = "replica"
@@ -111,6 +125,8 @@ def replicaof(s: Session, argv: list[bytes]) -> object:
     if node is None:
         raise ReplyError("ERR this node cannot replicate (no running node)")
     host, port = argv[1], argv[2]
+    if node.failover.active:
+        raise ReplyError("ERR REPLICAOF not allowed while failing over.")
     if host.lower() == b"no" and port.lower() == b"one":
         if node.following is not None:
             node.stop_following()
@@ -210,7 +226,7 @@ def info_replication(engine) -> list[str]:  # noqa: ANN001 - an Engine
         lines.append(f"min_slaves_good_slaves:{replication.good_replicas()}")
     lines += replication.info_replica_lines()
     lines += [
-        "master_failover_state:no-failover",
+        f"master_failover_state:{engine.node.failover.state}",
         f"master_replid:{replication.replid}",
         f"master_replid2:{replication.replid2}",
     ]
@@ -220,3 +236,56 @@ def info_replication(engine) -> list[str]:  # noqa: ANN001 - an Engine
 
 _engine_only = SECTIONS["replication"][1]  # an engine without a node: a lone master
 register_section("replication", info_replication)
+
+
+@command("failover")
+def failover(s: Session, argv: list[bytes]) -> object:
+    """FAILOVER [TO host port [FORCE]] [ABORT] [TIMEOUT ms]: hand the master role to a
+    replica without losing writes (kvrepl/replication/failover.py), checks in Redis's order."""
+    node = getattr(s.engine, "node", None)
+    if node is None:
+        raise ReplyError("ERR this node cannot replicate (no running node)")
+    state = node.failover
+    if len(argv) == 2 and argv[1].lower() == b"abort":
+        if not state.active:
+            raise ReplyError("ERR No failover in progress.")
+        state.abort("Failover manually aborted")
+        return OK
+    timeout = port = 0
+    force = False
+    host: str | None = None
+    j = 1
+    while j < len(argv):
+        word = argv[j].lower()
+        if word == b"timeout" and j + 1 < len(argv) and timeout == 0:
+            timeout = parse_int(argv[j + 1])
+            if timeout <= 0:
+                raise ReplyError("ERR FAILOVER timeout must be greater than 0")
+            j += 1
+        elif word == b"to" and j + 2 < len(argv) and host is None:
+            port = parse_int(argv[j + 2])
+            host = argv[j + 1].decode("utf-8", "replace")
+            j += 2
+        elif word == b"force" and not force:
+            force = True
+        else:
+            raise ReplyError(SYNTAX)
+        j += 1
+    if state.active:
+        raise ReplyError("ERR FAILOVER already in progress.")
+    if node.following is not None:
+        raise ReplyError("ERR FAILOVER is not valid when server is a replica.")
+    replicas = node.replication.replicas
+    if not replicas:
+        raise ReplyError("ERR FAILOVER requires connected replicas.")
+    if force and (not timeout or host is None):
+        raise ReplyError("ERR FAILOVER with force option requires both a timeout and target "
+                         "HOST and IP.")
+    if host is not None:
+        link = state.find(host, port)
+        if link is None:
+            raise ReplyError("ERR FAILOVER target HOST and PORT is not a replica.")
+        if link.state != "online":
+            raise ReplyError("ERR FAILOVER target replica is not online.")
+    state.start(host, port, timeout, force)
+    return OK

@@ -6,8 +6,11 @@ INFO is in ``info.py``, DEBUG in ``debug.py``, CLIENT in ``client.py``. Sources:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import itertools
+import os
+import tempfile
 import time
 from functools import partial
 
@@ -17,6 +20,7 @@ from kvrepl.commands.core import Command, CommandStats, Engine, Session, command
 from kvrepl.commands.glob import glob_match
 from kvrepl.commands.help import help_reply
 from kvrepl.commands.protection import allow_protected_action
+from kvrepl.commands.shutdown import SHUTDOWN_WAIT, shutdown_state
 from kvrepl.commands.spec import (
     CommandSpec,
     command_docs_reply,
@@ -24,7 +28,9 @@ from kvrepl.commands.spec import (
     command_info_reply,
 )
 from kvrepl.config import Config
+from kvrepl.config_rewrite import rewrite_config
 from kvrepl.errors import DB_INDEX_OUT_OF_RANGE, SYNTAX, ReplyError
+from kvrepl.log import logger
 from kvrepl.protocol.replies import OK, Raw
 
 # -- FLUSHALL FLUSHDB DBSIZE SWAPDB ---------------------------------------------------------
@@ -52,6 +58,7 @@ def flushall(s: Session, argv: list[bytes]) -> object:
     removed = s.engine.keyspace.dbsize()
     for db in s.engine.keyspace.dbs:
         s.engine.watches.touch_all_in_db(db, None)
+    s.engine.tracking.flushed()
     s.engine.keyspace.flushall()
     _flushed(s, argv, removed)
     persistence.after_flushall(s.engine)  # kill a BGSAVE; save the empty dataset
@@ -64,6 +71,7 @@ def flushdb(s: Session, argv: list[bytes]) -> object:
     _flush_mode(argv)
     removed = len(s.db)
     s.engine.watches.touch_all_in_db(s.db, None)
+    s.engine.tracking.flushed()
     s.db.clear()
     _flushed(s, argv, removed)
     return OK
@@ -172,7 +180,7 @@ def config_set(s: Session, argv: list[bytes]) -> object:
         except ValueError as err:
             raise ReplyError(f"ERR CONFIG SET failed (possibly related to argument '{name}') "
                              f"- {err}") from None
-    s.engine.config.config_set(list(values.values()))
+    s.engine.config.config_set(list(values.values()), loading=s.engine.loading)
     return OK
 
 
@@ -201,10 +209,44 @@ def config_resetstat(s: Session, argv: list[bytes]) -> object:
 
 @command("config|rewrite")
 def config_rewrite(s: Session, argv: list[bytes]) -> object:
-    """CONFIG REWRITE: kvrepl does not rewrite config files."""
-    if not getattr(s.engine.config, "config_file", None):
+    """CONFIG REWRITE: the file kvrepl-server started from, rewritten as Redis does
+    (kvrepl/config_rewrite.py) and replaced atomically (rewriteConfigOverwriteFile)."""
+    config = s.engine.config
+    path = config.config_file
+    if not path:
         raise ReplyError("ERR The server is running without a config file")
-    raise ReplyError("ERR Rewriting config file: not supported by kvrepl")
+    following = getattr(s.engine.node, "following", None)
+    master = (following.host, following.port) if following is not None else None
+    try:
+        try:
+            with open(path, encoding="utf-8", errors="surrogateescape") as handle:
+                old = handle.read()
+        except FileNotFoundError:
+            old = ""
+        _replace_file(path, rewrite_config(old, config, master))
+    except OSError as err:
+        logger.warning("CONFIG REWRITE failed: %s", err.strerror)
+        raise ReplyError(f"ERR Rewriting config file: {err.strerror}") from None
+    logger.warning("CONFIG REWRITE executed with success.")
+    return OK
+
+
+def _replace_file(path: str, text: str) -> None:
+    """Write ``text`` to a temporary file beside ``path``, sync it, then rename it over."""
+    fd, tmp = tempfile.mkstemp(prefix=os.path.basename(path) + ".", dir=os.path.dirname(path))
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", errors="surrogateescape") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o644 & ~umask)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
 
 
 @command("config|help")
@@ -349,7 +391,8 @@ def shutdown(s: Session, argv: list[bytes]) -> object:
     """SHUTDOWN [NOSAVE|SAVE] [NOW] [FORCE] [ABORT].
 
     The node stops through ``engine.on_shutdown(save)`` (save: True, False or None for
-    "as configured"); like Redis, the client gets no reply, its connection just closes.
+    "as configured"), after waiting for lagging replicas unless NOW (kvrepl/commands/
+    shutdown.py); like Redis, the client gets no reply, its connection just closes.
     """
     flags, end = leading_flags(argv, 1, (b"nosave", b"save", b"now", b"force", b"abort"))
     if end < len(argv):
@@ -358,15 +401,20 @@ def shutdown(s: Session, argv: list[bytes]) -> object:
     save: bool | None = True if b"save" in flags else None
     if (abort and (nosave or save or now or force)) or (nosave and save):
         raise ReplyError(SYNTAX)  # an illegal combination
+    state = shutdown_state(s.engine)
     if abort:
-        raise ReplyError("ERR No shutdown in progress.")
+        if not state.abort():
+            raise ReplyError("ERR No shutdown in progress.")
+        return OK
+    if not now and s.in_exec:
+        raise ReplyError("ERR SHUTDOWN without NOW or ABORT isn't allowed for DENY BLOCKING "
+                         "client")
     if nosave:
         save = False
-    if s.engine.on_shutdown is None:
-        raise ReplyError("ERR Errors trying to SHUTDOWN. Check logs.")
-    if not persistence.prepare_shutdown(s.engine, save, force):
-        raise ReplyError("ERR Errors trying to SHUTDOWN. Check logs.")
-    s.engine.on_shutdown(save)
+    if s.engine.busy is not None and not nosave:  # only SHUTDOWN NOSAVE while a script is busy
+        raise s.engine.busy
+    if not state.begin(save, now, force):
+        return SHUTDOWN_WAIT
     s.closing = True
     return Raw(b"")
 

@@ -28,6 +28,7 @@ from kvrepl.commands.keys import store_result
 from kvrepl.commands.scan import CollectionCache, parse_scan_cursor, scan_elements, scan_reply
 from kvrepl.config import Config
 from kvrepl.errors import SYNTAX, ReplyError, WrongTypeError
+from kvrepl.notify import GENERIC, SET, notify, replied
 from kvrepl.protocol.replies import OrderedSet
 from kvrepl.store.encoding import set_is_intset
 
@@ -163,6 +164,8 @@ def sadd(s: Session, argv: list[bytes]) -> int:
         value = set()
         s.db.add(argv[1], value)
     added = _add_members(value, argv[2:])
+    if added:
+        notify(s, SET, b"sadd", argv[1])
     s.engine.dirty += added
     return added
 
@@ -174,8 +177,11 @@ def srem(s: Session, argv: list[bytes]) -> int:
     if value is None:
         return 0
     removed = _remove_members(value, argv[2:])
+    if removed:
+        notify(s, SET, b"srem", argv[1])
     if not value:
         s.db.delete(argv[1])
+        notify(s, GENERIC, b"del", argv[1])
     s.engine.dirty += removed
     return removed
 
@@ -195,8 +201,10 @@ def smove(s: Session, argv: list[bytes]) -> int:
     if member not in src:
         return 0
     _remove_members(src, (member,))
+    notify(s, SET, b"srem", src_key)
     if not src:
         s.db.delete(src_key)
+        notify(s, GENERIC, b"del", src_key)
     s.engine.dirty += 1
     if dst is None:
         dst = set()
@@ -204,6 +212,8 @@ def smove(s: Session, argv: list[bytes]) -> int:
     added = _add_members(dst, (member,))
     if not added:  # already a member there: only the source changed
         s.engine.watches.changed_only(s.db, src_key)
+    else:
+        notify(s, SET, b"sadd", dst_key)
     s.engine.dirty += added
     return 1
 
@@ -247,8 +257,11 @@ def spop(s: Session, argv: list[bytes]) -> object:
     if value is None:
         return None
     member = _pop_random(value, 1)[0]
+    notify(s, SET, b"spop", key)
+    replied(s)
     if not value:
         s.db.delete(key)
+        notify(s, GENERIC, b"del", key)
     s.engine.rewrite([b"SREM", key, member])
     s.engine.dirty += 1
     return member
@@ -260,9 +273,12 @@ def _spop_count(s: Session, argv: list[bytes]) -> object:
     value = _lookup_set(s, key)
     if value is None or count == 0:
         return set()
+    notify(s, SET, b"spop", key)
     if count >= len(value):
         members = in_redis_order(value, s.engine.config)
+        replied(s)
         s.db.delete(key)
+        notify(s, GENERIC, b"del", key)
         s.engine.rewrite([b"DEL", key])
         s.engine.dirty += len(members)
         return _set_reply(members)
@@ -338,7 +354,8 @@ def sinter(s: Session, argv: list[bytes]) -> object:
 def sinterstore(s: Session, argv: list[bytes]) -> int:
     sets = _sets_for_intersection(s, argv[2:])
     result = set() if sets is None else sets[0].intersection(*sets[1:])
-    return store_result(s, argv[1], result)
+    # A missing source: Redis deletes the destination before replying, else after.
+    return store_result(s, argv[1], result, SET, b"sinterstore", reply_first=sets is not None)
 
 
 @command("sintercard")
@@ -405,13 +422,13 @@ def sdiff(s: Session, argv: list[bytes]) -> object:
 @command("sunionstore")
 def sunionstore(s: Session, argv: list[bytes]) -> int:
     result, _ = _union_diff(s, argv[2:], diff=False)
-    return store_result(s, argv[1], result)
+    return store_result(s, argv[1], result, SET, b"sunionstore", reply_first=True)
 
 
 @command("sdiffstore")
 def sdiffstore(s: Session, argv: list[bytes]) -> int:
     result, _ = _union_diff(s, argv[2:], diff=True)
-    return store_result(s, argv[1], result)
+    return store_result(s, argv[1], result, SET, b"sdiffstore", reply_first=True)
 
 
 @command("sscan")

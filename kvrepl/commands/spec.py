@@ -25,6 +25,7 @@ from kvrepl.errors import ReplyError
 from kvrepl.protocol.replies import OrderedSet, Status
 
 __all__ = [
+    "ACL_CATEGORIES",
     "CommandSpec",
     "command_docs_reply",
     "command_getkeys_reply",
@@ -33,6 +34,7 @@ __all__ = [
     "iter_commands",
     "key_positions",
     "keys_of",
+    "key_refs",
     "keys_with_flags",
     "load_specs",
     "lookup",
@@ -59,6 +61,7 @@ _ACL_ORDER = (
     "hyperloglog", "geo", "stream", "pubsub", "admin", "fast", "slow", "blocking", "dangerous",
     "connection", "transaction", "scripting",
 )
+ACL_CATEGORIES = _ACL_ORDER
 
 # addReplyFlagsForKeyArgs: key spec flag names as printed (JSON name -> printed), in order.
 _KEY_FLAGS = {
@@ -584,6 +587,12 @@ def _key_refs(spec: CommandSpec, argv: list[bytes]) -> list[_KeyRef]:
         # The finders trust arity checks for fixed positions; a short argv must not yield them.
         refs = [ref for ref in refs if ref[0] < len(argv)]
     return refs
+
+
+def key_refs(spec: CommandSpec, argv: list[bytes]) -> list[tuple[int, frozenset[str]]]:
+    """``(index, key spec flags as the JSON names them)`` of each key of ``argv``: what
+    :func:`keys_with_flags` prints, unprinted (the ACL check reads it per request)."""
+    return _key_refs(spec, argv)
 
 
 def keys_with_flags(spec: CommandSpec, argv: list[bytes]) -> list[tuple[int, tuple[str, ...]]]:

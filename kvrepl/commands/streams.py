@@ -28,6 +28,7 @@ from kvrepl.commands.args import LONG_MAX, parse_int, parse_range_int
 from kvrepl.commands.core import Block, Session, command
 from kvrepl.commands.help import help_reply, subcommand_syntax_error
 from kvrepl.errors import NO_SUCH_KEY, SYNTAX, ReplyError, WrongTypeError, wrong_arity
+from kvrepl.notify import STREAM, notify, replied
 from kvrepl.protocol.replies import NULL_ARRAY, OK
 from kvrepl.store.stream import (
     INVALID_ENTRIES_READ,
@@ -313,9 +314,12 @@ def xadd(s: Session, argv: list[bytes]) -> object:
                   config.stream_node_max_entries, total)
     reply = b"%d-%d" % new_id
     s.engine.dirty += 1
+    replied(s)
+    notify(s, STREAM, b"xadd", key)
     propagated = None
     if args.strategy is not None:
-        _trim(stream, args)
+        if _trim(stream, args):
+            notify(s, STREAM, b"xtrim", key)
         if args.approx:
             propagated = list(argv)
             _rewrite_trim(stream, args, propagated)
@@ -340,6 +344,7 @@ def xtrim(s: Session, argv: list[bytes]) -> int:
         return 0
     deleted = _trim(stream, args)
     if deleted:
+        notify(s, STREAM, b"xtrim", argv[1])
         if args.approx:
             propagated = list(argv)
             _rewrite_trim(stream, args, propagated)
@@ -408,6 +413,7 @@ def xdel(s: Session, argv: list[bytes]) -> int:
             stream.first_id = (0, 0)
         elif first_entry:
             stream.first_id = stream.first_entry_id()
+        notify(s, STREAM, b"xdel", argv[1])
         s.engine.dirty += deleted
     return deleted
 
@@ -450,6 +456,8 @@ def xsetid(s: Session, argv: list[bytes]) -> object:
     if max_deleted != (0, 0):
         stream.max_deleted_id = max_deleted
     s.engine.dirty += 1
+    replied(s)
+    notify(s, STREAM, b"xsetid", argv[1])
     return OK
 
 
@@ -476,16 +484,19 @@ def _lookup_consumer(s: Session, group: StreamGroup, name: bytes,
     return consumer
 
 
-def _create_consumer(s: Session, group: StreamGroup, name: bytes) -> StreamConsumer:
+def _create_consumer(s: Session, group: StreamGroup, name: bytes, key: bytes
+                     ) -> StreamConsumer:
+    """streamCreateConsumer (with its ``xgroup-createconsumer`` event, on ``key``)."""
     consumer = StreamConsumer(name, s.engine.keyspace.now_ms())
     group.consumers[name] = consumer
     s.engine.dirty += 1
+    notify(s, STREAM, b"xgroup-createconsumer", key)
     return consumer
 
 
-def _consumer(s: Session, group: StreamGroup, name: bytes) -> StreamConsumer:
+def _consumer(s: Session, group: StreamGroup, name: bytes, key: bytes) -> StreamConsumer:
     consumer = _lookup_consumer(s, group, name)
-    return consumer if consumer is not None else _create_consumer(s, group, name)
+    return consumer if consumer is not None else _create_consumer(s, group, name, key)
 
 
 def _set_owner(group: StreamGroup, stream_id: StreamID, nack: StreamNack,
@@ -566,7 +577,7 @@ class _ReadArgs:
     noack: bool = False
 
 
-def _parse_read(argv: list[bytes], xreadgroup: bool) -> _ReadArgs:
+def _parse_read(argv: list[bytes], xreadgroup: bool, from_script: bool = False) -> _ReadArgs:
     args = _ReadArgs()
     argc = len(argv)
     i = 1
@@ -574,6 +585,9 @@ def _parse_read(argv: list[bytes], xreadgroup: bool) -> _ReadArgs:
         more = argc - i - 1
         opt = argv[i].lower()
         if opt == b"block" and more:
+            if from_script:  # Redis refuses BLOCK from scripts outright
+                raise ReplyError(f"ERR {argv[0].decode('utf-8', 'replace')} command is not "
+                                 "allowed with BLOCK option from scripts")
             i += 1
             args.timeout_ms = parse_int(argv[i], "ERR timeout is not an integer or out of range")
             if args.timeout_ms < 0:
@@ -622,7 +636,7 @@ def _read_reply(s: Session, served: list[tuple[bytes, list]]) -> object:
 
 
 def _xread(s: Session, argv: list[bytes], xreadgroup: bool) -> object:
-    args = _parse_read(argv, xreadgroup)
+    args = _parse_read(argv, xreadgroup, s.kind == "lua")
     if s.blocked is not None:
         return _serve_blocked(s, argv, args)
     first, n = args.streams_at, args.nstreams
@@ -678,7 +692,7 @@ def _xread(s: Session, argv: list[bytes], xreadgroup: bool) -> object:
             continue
         consumer = _lookup_consumer(s, group, args.consumer)
         if consumer is None:
-            consumer = _create_consumer(s, group, args.consumer)
+            consumer = _create_consumer(s, group, args.consumer, key)
             if args.noack:
                 props.append([b"XGROUP", b"CREATECONSUMER", key, args.group, args.consumer])
         if history:
@@ -735,7 +749,7 @@ def _serve_blocked(s: Session, argv: list[bytes], args: _ReadArgs) -> object:
         props: list[list[bytes]] = []
         consumer = _lookup_consumer(s, group, args.consumer)
         if consumer is None:
-            consumer = _create_consumer(s, group, args.consumer)
+            consumer = _create_consumer(s, group, args.consumer, key)
             if args.noack:
                 props.append([b"XGROUP", b"CREATECONSUMER", key, args.group, args.consumer])
         items = _deliver(s, stream, start, count, group, consumer, args.noack, key,
@@ -834,6 +848,8 @@ def xgroup_create(s: Session, argv: list[bytes]) -> object:
         raise ReplyError("BUSYGROUP Consumer Group name already exists")
     stream.groups[name] = StreamGroup(name, group_id, entries_read)
     s.engine.dirty += 1
+    replied(s)
+    notify(s, STREAM, b"xgroup-create", argv[2])
     return OK
 
 
@@ -850,6 +866,8 @@ def xgroup_setid(s: Session, argv: list[bytes]) -> object:
     group.last_id = group_id
     group.entries_read = entries_read
     s.engine.dirty += 1
+    replied(s)
+    notify(s, STREAM, b"xgroup-setid", argv[2])
     return OK
 
 
@@ -861,6 +879,8 @@ def xgroup_destroy(s: Session, argv: list[bytes]) -> int:
         return 0
     del stream.groups[argv[3]]
     s.engine.dirty += 1
+    replied(s)
+    notify(s, STREAM, b"xgroup-destroy", argv[2])
     s.engine.keyspace.signal_ready(s.db.id, argv[2])  # XREADGROUP waiters get -NOGROUP
     return 1
 
@@ -871,7 +891,7 @@ def xgroup_createconsumer(s: Session, argv: list[bytes]) -> int:
     _, group, _, _ = _xgroup_prelude(s, argv)
     if argv[4] in group.consumers:
         return 0
-    _create_consumer(s, group, argv[4])
+    _create_consumer(s, group, argv[4], argv[2])
     return 1
 
 
@@ -885,6 +905,7 @@ def xgroup_delconsumer(s: Session, argv: list[bytes]) -> int:
     for stream_id in consumer.pending:
         del group.pending[stream_id]
     s.engine.dirty += 1
+    notify(s, STREAM, b"xgroup-delconsumer", argv[2])
     return len(consumer.pending)
 
 
@@ -1039,7 +1060,7 @@ def xclaim(s: Session, argv: list[bytes]) -> object:
         if nack.consumer is not None and min_idle and now - nack.delivery_time < min_idle:
             continue
         if consumer is None:
-            consumer = _consumer(s, group, name)
+            consumer = _consumer(s, group, name, argv[1])
         nack.delivery_time = delivery
         if retrycount >= 0:
             nack.delivery_count = retrycount
@@ -1111,7 +1132,7 @@ def xautoclaim(s: Session, argv: list[bytes]) -> object:
         if min_idle and now - nack.delivery_time < min_idle:
             continue
         if consumer is None:
-            consumer = _consumer(s, group, argv[3])
+            consumer = _consumer(s, group, argv[3], argv[1])
         nack.delivery_time = now
         if not justid:
             nack.delivery_count += 1

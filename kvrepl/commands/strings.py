@@ -19,6 +19,7 @@ from kvrepl.commands.args import (
 )
 from kvrepl.commands.core import Session, command
 from kvrepl.errors import OVERFLOW, SYNTAX, ReplyError, WrongTypeError
+from kvrepl.notify import GENERIC, STRING, notify, replied
 from kvrepl.protocol.replies import OK
 from kvrepl.store.encoding import mark_string
 from kvrepl.store.values import is_string, string_bytes
@@ -149,14 +150,17 @@ def _set_generic(
     old = None
     if flags & _GET:
         old = lookup_string_bytes(s, key, read=True)
+        replied(s)  # getGenericCommand replies first
     found = s.db.lookup(key) is not None
     if (flags & _NX and found) or (flags & _XX and not found):
         return old if flags & _GET else abort_reply
     s.db.set(key, value, keep_ttl=bool(flags & _KEEPTTL))
     s.engine.dirty += 1
+    notify(s, STRING, b"set", key)
     if when is not None:
         s.db.set_expire(key, when)
         s.engine.rewrite([b"SET", key, value, b"PXAT", str(when).encode()])
+        notify(s, GENERIC, b"expire", key)
     elif flags & _GET:
         # Propagate without GET (which may be repeated), as Redis does.
         s.engine.rewrite(argv[:3] + [a for a in argv[3:] if a.lower() != b"get"])
@@ -183,6 +187,7 @@ def set_(s: Session, argv: list[bytes]) -> object:
         db.lookup(argv[1])  # lookupKeyWrite: a stale key expires first (its DEL propagated)
         db.set(argv[1], argv[2])
         s.engine.dirty += 1
+        notify(s, STRING, b"set", argv[1])
         return OK
     flags, expire = _parse_extended(argv, for_set=True)
     return _set_generic(s, argv, flags, argv[1], argv[2], expire)
@@ -210,7 +215,9 @@ def psetex(s: Session, argv: list[bytes]) -> object:
 def getset(s: Session, argv: list[bytes]) -> object:
     """GETSET key value: the old value; propagated as SET."""
     old = lookup_string_bytes(s, argv[1], read=True)
+    replied(s)
     s.db.set(argv[1], argv[2])
+    notify(s, STRING, b"set", argv[1])
     s.engine.dirty += 1
     s.engine.rewrite([b"SET", argv[1], argv[2]])
     return old
@@ -220,9 +227,11 @@ def getset(s: Session, argv: list[bytes]) -> object:
 def getdel(s: Session, argv: list[bytes]) -> object:
     """GETDEL key: the value, then the key is gone; propagated as DEL."""
     old = lookup_string_bytes(s, argv[1], read=True)
+    replied(s)
     if old is not None and s.db.delete(argv[1]):
         s.engine.dirty += 1
         s.engine.rewrite([b"DEL", argv[1]])
+        notify(s, GENERIC, b"del", argv[1])
     return old
 
 
@@ -236,17 +245,21 @@ def getex(s: Session, argv: list[bytes]) -> object:
     if value is None:
         return None
     when = _expire_at_ms(s, argv, expire, flags) if expire is not None else None
+    replied(s)
     engine = s.engine
     if flags & (_EXAT | _PXAT) and already_expired(s, when):  # type: ignore[arg-type]
         s.db.delete(key)
         engine.rewrite([b"DEL", key])
+        notify(s, GENERIC, b"del", key)
         engine.dirty += 1
     elif when is not None:
         s.db.set_expire(key, when)
         engine.rewrite([b"PEXPIREAT", key, str(when).encode()])
+        notify(s, GENERIC, b"expire", key)
         engine.dirty += 1
     elif flags & _PERSIST and s.db.persist(key):
         engine.rewrite([b"PERSIST", key])
+        notify(s, GENERIC, b"persist", key)
         engine.dirty += 1
     return value
 
@@ -283,6 +296,7 @@ def _mset_generic(s: Session, argv: list[bytes], nx: bool) -> object:
                 return 0
     for j in range(1, len(argv), 2):
         db.set(argv[j], argv[j + 1])
+        notify(s, STRING, b"set", argv[j])
     s.engine.dirty += (len(argv) - 1) // 2
     return 1 if nx else OK
 
@@ -315,6 +329,7 @@ def _incr_decr(s: Session, key: bytes, incr: int) -> int:
         raise ReplyError(OVERFLOW)
     s.db.set(key, str(value).encode(), keep_ttl=True)
     s.engine.dirty += 1
+    notify(s, STRING, b"incrby", key)
     return value
 
 
@@ -361,6 +376,7 @@ def incrbyfloat(s: Session, argv: list[bytes]) -> object:
     result = mark_string(result, b"embstr")
     s.db.set(key, result, keep_ttl=True)
     s.engine.dirty += 1
+    notify(s, STRING, b"incrbyfloat", key)
     s.engine.rewrite([b"SET", key, result, b"KEEPTTL"])
     return result
 
@@ -375,11 +391,13 @@ def append(s: Session, argv: list[bytes]) -> object:
     if current is None:
         s.db.set(key, suffix)  # tryObjectEncoding'd argument: int, embstr or raw
         s.engine.dirty += 1
+        notify(s, STRING, b"append", key)
         return len(suffix)
     _check_length(s, len(current), len(suffix))
     value = mutable_string(s, key, current)
     value += suffix
     s.engine.dirty += 1
+    notify(s, STRING, b"append", key)
     return len(value)
 
 
@@ -407,6 +425,7 @@ def setrange(s: Session, argv: list[bytes]) -> object:
             value.extend(bytes(offset - len(value)))
         value[offset:offset + len(patch)] = patch  # in place: same length or growing
     s.engine.dirty += 1
+    notify(s, STRING, b"setrange", key)
     return len(value)
 
 

@@ -11,6 +11,11 @@ the command ends and dropped when the dataset did not change (``SET k v NX`` on 
 key touches nothing, as in Redis). The dispatcher signals only the keys a command may modify
 (not its read-only sources, key spec flag RO); a command that names several keys it may
 modify and knows it changed only some says so (:meth:`WatchRegistry.changed_only`).
+
+The same signal invalidates the keys client-side caching tracks (Redis's
+``signalModifiedKey`` is ``touchWatchedKey`` and ``trackingInvalidateKey``): while any key
+is tracked, the held signals also cover the keys :class:`~kvrepl.commands.tracking.Tracking`
+wants to hear of, and each applied one invalidates there too.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from kvrepl.commands.core import Session
+    from kvrepl.commands.tracking import Tracking
     from kvrepl.store import Database, Keyspace
 
 Item = tuple[int, bytes]
@@ -27,10 +33,26 @@ Item = tuple[int, bytes]
 class WatchRegistry:
     """Who watches which (db, key); flags sessions whose EXEC must fail."""
 
-    def __init__(self, keyspace: Keyspace) -> None:
+    def __init__(self, keyspace: Keyspace, tracking: Tracking) -> None:
         self.keyspace = keyspace
+        self.tracking = tracking
         self.by_key: dict[Item, set[Session]] = {}
         self.pending: list[Item] = []  # keys signalled during the running command
+        self._hooked = False
+
+    def refresh_hooks(self) -> None:
+        """Listen to the store's writes and expiries only while someone wants to know:
+        a WATCH, or client-side caching with keys to invalidate."""
+        wanted = bool(self.by_key) or self.tracking.observing
+        if wanted != self._hooked:
+            self._hooked = wanted
+            keyspace = self.keyspace
+            if wanted:
+                keyspace.before_write_hooks.append(self._before_write)
+                keyspace.expired_listeners.append(self._expired)
+            else:
+                keyspace.before_write_hooks.remove(self._before_write)
+                keyspace.expired_listeners.remove(self._expired)
 
     def watch(self, session: Session, key: bytes) -> None:
         db = session.db
@@ -38,10 +60,8 @@ class WatchRegistry:
         if item in session.watched:
             return
         session.watched[item] = key in db.data and db.is_expired(key)
-        if not self.by_key:
-            self.keyspace.before_write_hooks.append(self._before_write)
-            self.keyspace.expired_listeners.append(self._expired)
         self.by_key.setdefault(item, set()).add(session)
+        self.refresh_hooks()
 
     def unwatch(self, session: Session) -> None:
         for item in session.watched:
@@ -51,21 +71,21 @@ class WatchRegistry:
                 if not sessions:
                     del self.by_key[item]
         session.watched.clear()
-        if not self.by_key and self._before_write in self.keyspace.before_write_hooks:
-            self.keyspace.before_write_hooks.remove(self._before_write)
-            self.keyspace.expired_listeners.remove(self._expired)
+        self.refresh_hooks()
 
     # -- signals ---------------------------------------------------------------------------
     def _before_write(self, db: Database, key: bytes) -> None:
         # Outside a command (the keyspace's clock is frozen only while one runs) the only
         # writes are expiry deletions, which _expired sees after the key is gone (what
         # touchWatchedKey needs to know).
-        if self.keyspace.frozen and (db.id, key) in self.by_key:
+        if self.keyspace.frozen and ((db.id, key) in self.by_key or self.tracking.observing):
             self.pending.append((db.id, key))
 
     def _expired(self, db: Database, key: bytes) -> None:
         if (db.id, key) in self.by_key:
             self.touch(db, key)
+        if self.tracking.observing:
+            self.tracking.invalidate(key)
 
     def changed_only(self, db: Database, *keys: bytes) -> None:
         """The running command changed ``keys`` of ``db`` and none of the other keys it
@@ -82,8 +102,11 @@ class WatchRegistry:
         pending, self.pending = self.pending, []
         if changed:
             dbs = self.keyspace.dbs
+            tracking = self.tracking
             for db_index, key in pending:
                 self.touch(dbs[db_index], key)
+                if tracking.observing:
+                    tracking.invalidate(key)
 
     def touch(self, db: Database, key: bytes) -> None:
         """``touchWatchedKey``: ``key`` of ``db`` was modified (or deleted)."""

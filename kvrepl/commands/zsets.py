@@ -30,6 +30,7 @@ from kvrepl.commands.core import Block, Session, command
 from kvrepl.commands.keys import store_result
 from kvrepl.commands.scan import parse_scan_cursor, scan_elements, scan_reply
 from kvrepl.errors import MIN_MAX_NOT_FLOAT, MIN_MAX_NOT_STRING, SYNTAX, ReplyError, WrongTypeError
+from kvrepl.notify import GENERIC, ZSET, notify, replied
 from kvrepl.protocol.replies import NULL_ARRAY, format_double
 from kvrepl.store.encoding import zset_is_listpack
 from kvrepl.store.values import ZSet
@@ -39,6 +40,7 @@ _SUM, _MIN, _MAX = 0, 1, 2
 _AGGREGATES = {b"sum": _SUM, b"min": _MIN, b"max": _MAX}
 _ZADD_FLAGS = frozenset((b"nx", b"xx", b"gt", b"lt", b"ch", b"incr"))
 _UNION, _INTER, _DIFF = 0, 1, 2
+_STORE_EVENTS = {_UNION: b"zunionstore", _INTER: b"zinterstore", _DIFF: b"zdiffstore"}
 _RANK, _SCORE, _LEX = 0, 1, 2
 _ENDS = {b"min": False, b"max": True}  # ZMPOP's MIN|MAX: "pop the highest"
 
@@ -125,7 +127,7 @@ def _kept_score(s: Session, size: int, member: bytes, score: float) -> float:
     return score
 
 
-def _store(s: Session, dst: bytes, zset: ZSet) -> int:
+def _store(s: Session, dst: bytes, zset: ZSet, event: bytes) -> int:
     """Store a command's result at ``dst`` as Redis does (``setKey``, or delete when empty).
 
     Redis turns a small result into a listpack, where a -0 score becomes 0.
@@ -133,7 +135,7 @@ def _store(s: Session, dst: bytes, zset: ZSet) -> int:
     if zset and zset_is_listpack(zset, s.engine.config) and any(
             score == 0 and math.copysign(1.0, score) < 0 for score in zset.scores.values()):
         zset = ZSet({member: score + 0.0 for member, score in zset.scores.items()})
-    return store_result(s, dst, zset)
+    return store_result(s, dst, zset, ZSET, event, reply_first=True)
 
 
 def _score_span(zset: ZSet, low: float, low_ex: bool, high: float, high_ex: bool) -> tuple[int, int]:
@@ -263,6 +265,9 @@ def zadd_scores(s: Session, key: bytes, scores: list[float], members: list[bytes
         if created and zset:
             s.db.add(key, zset)
         s.engine.dirty += added + updated
+        if added or updated:
+            replied(s)
+            notify(s, ZSET, b"zincr" if incr else b"zadd", key)
     if incr:
         return score if processed else None
     return added + updated if ch else added
@@ -286,6 +291,10 @@ def zrem(s: Session, argv: list[bytes]) -> object:
             if not zset:
                 s.db.delete(key)
                 break
+    if deleted:
+        notify(s, ZSET, b"zrem", key)
+        if not zset:
+            notify(s, GENERIC, b"del", key)
     s.engine.dirty += deleted
     return deleted
 
@@ -430,7 +439,8 @@ def _zrange_generic(first: int, store: bool, rangetype: int | None, reverse: boo
                     else:
                         items = zset.ordered.islice(lo + offset, lo + offset + count)
     if store:
-        return _store(s, argv[1], ZSet({member: score for score, member in items}))
+        return _store(s, argv[1], ZSet({member: score for score, member in items}),
+                      b"zrangestore")
     return _reply_items(s, items, withscores)
 
 
@@ -473,12 +483,17 @@ def _zremrange(rangetype: int, s: Session, argv: list[bytes]) -> object:
     else:
         lo, hi = _lex_span(zset, lex_low, lex_high)
     deleted = zset.remove_ranks(lo, hi)
+    if deleted:
+        notify(s, ZSET, _ZREMRANGE_EVENTS[rangetype], key)
     if not zset:
         s.db.delete(key)
+        notify(s, GENERIC, b"del", key)
     s.engine.dirty += deleted
     return deleted
 
 
+_ZREMRANGE_EVENTS = {_RANK: b"zremrangebyrank", _SCORE: b"zremrangebyscore",
+                     _LEX: b"zremrangebylex"}
 command("zremrangebyrank")(partial(_zremrange, _RANK))
 command("zremrangebyscore")(partial(_zremrange, _SCORE))
 command("zremrangebylex")(partial(_zremrange, _LEX))
@@ -495,8 +510,11 @@ def _pop(s: Session, key: bytes, zset: ZSet, highest: bool, count: int,
     caller. Deletes the key when it empties and counts one change per member.
     """
     popped = [zset.pop_rank(-1 if highest else 0) for _ in range(min(count, len(zset)))]
+    if popped:
+        notify(s, ZSET, b"zpopmax" if highest else b"zpopmin", key)
     if not zset:
         s.db.delete(key)
+        notify(s, GENERIC, b"del", key)
     s.engine.dirty += len(popped)
     if nested:
         items: list = [[member, score] for score, member in popped]
@@ -687,7 +705,7 @@ def _zsetop(name: str, op: int, store: bool, card_only: bool, s: Session, argv: 
                                       else _aggregate(current, score, aggregate))
     zset = ZSet(result)
     if dst is not None:
-        return _store(s, dst, zset)
+        return _store(s, dst, zset, _STORE_EVENTS[op])
     return _reply_items(s, zset.ordered, withscores)
 
 

@@ -7,8 +7,6 @@ be closed after the error is sent.
 
 from __future__ import annotations
 
-import re
-
 from kvrepl.errors import ProtocolError
 
 try:
@@ -32,9 +30,6 @@ UNAUTH_MULTIBULK_MAX = 10
 UNAUTH_BULK_MAX = 16384
 BIG_ARG = 32 * 1024  # PROTO_MBULK_BIG_ARG: gather such an argument's chunks, join once
 
-# Element types that hiredis hands back as plain bytes although Redis refuses them in a
-# request: simple string, verbatim string, big number (and attributes, which it may skip).
-_NOT_BULK = re.compile(rb"\r\n[+=(|]")
 # Bytes whose absence proves the above cannot happen, nor a RESP3 aggregate (set, map,
 # push, attribute) that hiredis reads where Redis wants a multibulk.
 _SUSPECT_BYTES = b"+=(|~%>"
@@ -46,6 +41,10 @@ _BULK_HEADS = [b"$%d" % length for length in range(_SMALL)]
 _spare_readers: list[object] = []
 # Digits in the decimal form of n, for n below 10,000 (the size of "$<n>\r\n").
 _DIGITS = bytes(len(str(n)) for n in range(10_000))
+# What a hiredis reader returns when it holds no whole reply: not False, the default,
+# which a reply can equal (":0", "#f", ",0"), and iter(gets, False) would stop there,
+# leaving that element out of what it says it read.
+_NO_REPLY = object()
 _WINDOW = 16384  # bytes fed to hiredis at a time: it compacts its buffer as it reads
 
 
@@ -67,9 +66,10 @@ class RequestParser:
     __slots__ = ("_buf", "_pos", "_args", "_remaining", "_chunks", "_chunks_len", "_need",
                  "_fast", "_ready", "_ready_sizes", "_ready_pos", "_ready_raw",
                  "authenticated",
-                 "max_bulk_len")
+                 "max_bulk_len", "from_master")
 
-    def __init__(self, max_bulk_len: int = 512 * 1024 * 1024, *, fast: bool = False) -> None:
+    def __init__(self, max_bulk_len: int = 512 * 1024 * 1024, *, fast: bool = False,
+                 from_master: bool = False) -> None:
         self._buf = b""
         self._pos = 0
         self._args: list[bytes] | None = None  # a multibulk request in progress
@@ -85,6 +85,10 @@ class RequestParser:
         self._ready_raw: bytes | None = None  # the bytes of exactly ``_ready``, when known
         self.authenticated = True
         self.max_bulk_len = max_bulk_len
+        # A replica reading its master's stream: an inline command there is a desync
+        # (a corrupt or misaligned stream), refused as Redis does; an empty line is the
+        # master's keepalive.
+        self.from_master = from_master
 
     def feed(self, data: bytes) -> None:
         if (self._fast and data[:1] == b"*" and self.authenticated
@@ -107,8 +111,8 @@ class RequestParser:
             if self._ready_pos >= len(self._ready):
                 self._ready, self._ready_sizes = requests, sizes
                 self._ready_pos = 0
-                # Only a plain split proves the bytes canonical (the careful one also
-                # takes "*0" and "*-1", which Redis skips).
+                # Only a plain split proves the bytes are exactly these requests (the
+                # careful one also takes "*0" and "*-1", which Redis skips).
                 self._ready_raw = data if sizes is None and taken == len(data) else None
             else:
                 self._ready_raw = None
@@ -157,8 +161,10 @@ class RequestParser:
     def ready_requests(self) -> tuple[list[list[bytes]], int, bytes | None]:
         """The requests already split and not yet returned: ``(requests, position, raw)``,
         the unreturned ones being ``requests[position:]``; ``raw`` is their bytes when
-        known (none returned yet, and they were exactly one read), which are then their
-        canonical encoding. Pass how many were used on to :meth:`skip_ready`."""
+        known (none returned yet, and they were exactly one read), which then parse to
+        exactly those requests: their canonical encoding but for the two bytes after each
+        argument, which Redis (and hiredis, and this parser) skip unread, so any replica
+        reads them alike. Pass how many were used on to :meth:`skip_ready`."""
         position = self._ready_pos
         return self._ready, position, self._ready_raw if position == 0 else None
 
@@ -264,6 +270,8 @@ class RequestParser:
         self._pos = nl + 1
         if line.endswith(b"\r"):
             line = line[:-1]
+        if line and self.from_master:
+            raise ProtocolError("Master using the inline protocol. Desync?")
         args = split_inline(line)
         if args is None:
             raise ProtocolError("Protocol error: unbalanced quotes in request")
@@ -284,8 +292,8 @@ def split_requests(data: bytes | bytearray, start: int = 0, max_bulk_len: int = 
     element type Redis refuses, a hiredis error): the exact parser must read the rest.
     Otherwise the rest is a request cut short by the end of ``data``, or empty requests.
     hiredis checks counts and lengths as Redis's ``string2ll`` does; what it cannot tell
-    apart (a simple string or verbatim string where a bulk string belongs) is looked for
-    in the bytes, conservatively: a match inside a value only sends the request the slow way.
+    apart (a simple string or verbatim string where a bulk string belongs) is ruled out by
+    the bytes: each element taken begins with '$' where its encoding puts it.
     An argument longer than ``max_bulk_len`` is refused too (the exact parser's error).
     """
     end = len(data)
@@ -300,12 +308,12 @@ def split_requests(data: bytes | bytearray, start: int = 0, max_bulk_len: int = 
         plain = _split_plain(data, start)
         if plain is not None:
             return plain
-    reader = hiredis.Reader()
+    reader = hiredis.Reader(notEnoughData=_NO_REPLY)
     found: list[object] = []
     try:
         for window in range(start, end, _WINDOW):
             reader.feed(data, window, min(_WINDOW, end - window))
-            found.extend(iter(reader.gets, False))
+            found.extend(iter(reader.gets, _NO_REPLY))
     except Exception:  # hiredis.ProtocolError, or an absurd length; keeps what came before
         return _checked(data, start, found, max_bulk_len, True)
     return _checked(data, start, found, max_bulk_len, False)
@@ -335,18 +343,18 @@ def _split_plain(data: bytes | bytearray, start: int
     try:
         reader = _spare_readers.pop()
     except IndexError:
-        reader = hiredis.Reader()
+        reader = hiredis.Reader(notEnoughData=_NO_REPLY)
     found: list[list[bytes]] = []
     try:
         for window in range(start, cut, _WINDOW):
             reader.feed(data, window, min(_WINDOW, cut - window))
-            found.extend(iter(reader.gets, False))
+            found.extend(iter(reader.gets, _NO_REPLY))
         if not found or not _between_requests(reader):
             return None
         taken = cut
         if cut < end:
             reader.feed(data, cut, end - cut)
-            last = list(iter(reader.gets, False))
+            last = list(iter(reader.gets, _NO_REPLY))
             if last:
                 if not _between_requests(reader):
                     return None
@@ -414,8 +422,6 @@ def _checked(data: bytes | bytearray, start: int, found: list[object], max_bulk_
     """split_requests for anything :func:`_bulk_sizes` would not take: each request and
     argument looked at in turn, stopping at the first one the exact parser must read."""
     end = len(data)
-    suspect = _NOT_BULK.search(data, start)
-    trusted_end = end if suspect is None else suspect.start() + 2
     requests: list[list[bytes]] = []
     sizes: list[int] = []
     digits = _DIGITS
@@ -437,7 +443,11 @@ def _checked(data: bytes | bytearray, start: int, found: list[object], max_bulk_
         count = len(request)
         size = 3 + (digits[count] if count < 10_000 else len(str(count)))
         for arg in request:
-            if type(arg) is not bytes:
+            # A bulk string ('$' where its element begins): hiredis also hands back a
+            # simple string, verbatim string or big number as bytes, which Redis refuses;
+            # such an element can follow any two bytes (those after an argument are
+            # skipped unread), so its first byte is what tells.
+            if type(arg) is not bytes or data[position + size] != 36:
                 size = -1
                 break
             length = len(arg)
@@ -445,7 +455,7 @@ def _checked(data: bytes | bytearray, start: int, found: list[object], max_bulk_
                 size = -1
                 break
             size += length + 5 + (digits[length] if length < 10_000 else len(str(length)))
-        if size < 0 or position + size > trusted_end:
+        if size < 0:
             refused = True
             break
         position += size

@@ -67,6 +67,7 @@ class LoadResult:
     checksum_ok: bool | None = None
     aux: dict[bytes, bytes] = field(default_factory=dict)
     functions: list[bytes] = field(default_factory=list)
+    size: int = 0  # bytes of the RDB, checksum included (an AOF goes on after them)
 
 
 class StagedLoad:
@@ -114,6 +115,7 @@ class StagedLoad:
         result.version = self.parser.version or 0
         result.empty_keys_skipped = self.parser.empty_keys_skipped
         result.modules_skipped = self.parser.modules_skipped
+        result.size = self.parser.offset
         return result
 
     def apply(self, keyspace: Any) -> None:

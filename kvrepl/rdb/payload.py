@@ -8,6 +8,7 @@ from typing import Any
 from kvrepl.rdb import constants as C
 from kvrepl.rdb.crc import crc64
 from kvrepl.rdb.errors import DumpPayloadError, RdbError
+from kvrepl.rdb.primitives import read_len, read_str
 from kvrepl.rdb.reader import EMPTY, decode_object
 from kvrepl.rdb.writer import RdbWriter
 
@@ -59,3 +60,25 @@ def load_value(payload: bytes) -> object:
     if value is EMPTY:
         raise DumpPayloadError(BAD_DATA_FORMAT)
     return value
+
+
+def sanitized_blobs(payload: bytes) -> int:
+    """How many encoded blobs Redis 7.0's deep sanitization of ``payload`` validates, as it
+    counts them in INFO's dump_payload_sanitizations (rdbLoadObject): an intset, a hash or
+    zset listpack, each packed quicklist node, each stream listpack node. ``payload`` must
+    be valid (checked by :func:`load_value` first)."""
+    rtype = payload[0]
+    if rtype in (C.TYPE_SET_INTSET, C.TYPE_HASH_LISTPACK, C.TYPE_ZSET_LISTPACK):
+        return 1
+    body = bytes(payload[1:-10])
+    if rtype == C.TYPE_LIST_QUICKLIST_2:
+        nodes, pos = read_len(body, 0)
+        packed = 0
+        for _ in range(nodes):
+            container, pos = read_len(body, pos)
+            _, pos = read_str(body, pos)
+            packed += container == 2
+        return packed
+    if rtype in (C.TYPE_STREAM_LISTPACKS, C.TYPE_STREAM_LISTPACKS_2, C.TYPE_STREAM_LISTPACKS_3):
+        return read_len(body, 0)[0]
+    return 0

@@ -37,6 +37,10 @@ class ReplicationProtocolError(KvreplError):
     """The master sent something the protocol does not allow; drop the link and retry."""
 
 
+class FailoverRejected(KvreplError):
+    """The failover target answered PSYNC ... FAILOVER with an error."""
+
+
 class TryLater(KvreplError):
     """The master cannot serve us now (-LOADING, -NOMASTERLINK, auth refused): retry."""
 
@@ -134,8 +138,11 @@ class ReplicaProtocol:
     def __init__(self, *, listening_port: int, replid: str | None = None,
                  offset: int = -1, masterauth: str = "", masteruser: str = "",
                  announce_ip: str = "", capabilities: tuple[str, ...] = ("eof", "psync2"),
-                 max_bulk_len: int = 512 * 1024 * 1024) -> None:
+                 max_bulk_len: int = 512 * 1024 * 1024, failover: bool = False) -> None:
         self.listening_port = listening_port
+        # A master handing over (FAILOVER): PSYNC ... FAILOVER asks the target to become
+        # master; any error reply to it ends the attempt (FailoverRejected).
+        self.failover = failover
         # PSYNC asks for the next byte wanted: the processed offset + 1.
         self.psync_replid = replid
         self.psync_offset = offset
@@ -216,7 +223,10 @@ class ReplicaProtocol:
             if self.state is State.RECEIVE_PSYNC_REPLY:
                 replid = self.psync_replid or "?"
                 offset = b"%d" % self.psync_offset if self.psync_replid else b"-1"
-                events.append(Send(encode_command([b"PSYNC", replid.encode(), offset])))
+                psync = [b"PSYNC", replid.encode(), offset]
+                if self.failover:
+                    psync.append(b"FAILOVER")
+                events.append(Send(encode_command(psync)))
                 events.append(Log(
                     "Trying a partial resynchronization (request "
                     f"{replid}:{self.psync_offset if self.psync_replid else -1})."))
@@ -230,9 +240,7 @@ class ReplicaProtocol:
             return  # the master's keepalive newline while it prepares the snapshot
         if line.startswith(b"+FULLRESYNC"):
             parts = line.split()
-            replid = parts[1].decode() if len(parts) > 1 else ""
-            if len(replid) != 40:
-                replid = ""
+            replid = _replid(parts[1]) if len(parts) > 1 else ""
             try:
                 offset = int(parts[2]) if replid and len(parts) > 2 else -1
             except ValueError:
@@ -242,10 +250,12 @@ class ReplicaProtocol:
             self.state = State.RECEIVE_SYNC_PAYLOAD
         elif line.startswith(b"+CONTINUE"):
             parts = line.split()
-            new_id = parts[1].decode() if len(parts) > 1 and len(parts[1]) == 40 else None
+            new_id = (_replid(parts[1]) or None) if len(parts) > 1 else None
             events.append(Log("Successful partial resynchronization with master."))
             events.append(Continue(new_id))
             self.state = State.CONNECTED
+        elif self.failover and line.startswith(b"-"):
+            raise FailoverRejected(line.decode(errors="replace"))
         elif line.startswith((b"-NOMASTERLINK", b"-LOADING")):
             raise TryLater("Master is currently unable to PSYNC but should be in the future: "
                            + line.decode(errors="replace"))
@@ -368,7 +378,7 @@ class ReplicaProtocol:
             done += taken
             if done == end:
                 break
-            parser = self._parser = RequestParser(self.max_bulk_len)
+            parser = self._parser = RequestParser(self.max_bulk_len, from_master=True)
             rest = raw[done:]
             parser.feed(rest)
             self._slow_fed, self._slow_counted = len(rest), 0
@@ -453,3 +463,11 @@ class ReplicaProtocol:
     def _advance(self) -> None:
         self.state = (self._pending_replies.pop(0) if self._pending_replies
                       else State.RECEIVE_PSYNC_REPLY)
+
+
+def _replid(word: bytes) -> str:
+    """A replication ID from a PSYNC reply: 40 ASCII characters, else "" (Redis's "wrong
+    +FULLRESYNC syntax": a corrupt one must not fail the sync, nor be sent back)."""
+    if len(word) != 40 or not word.isascii():
+        return ""
+    return word.decode("ascii")

@@ -629,6 +629,9 @@ class MasterReplication:
                 if link.buffer and not link.hold_until_ack:
                     data = link.buffer
                     link.buffer = bytearray()
+                    aof = self.engine.aof
+                    if aof is not None and aof.buf:
+                        aof.flush()  # beforeSleep writes the AOF before replicas' output
                     await io.send_all(data)
                     continue
                 link.wakeup = trio.Event()
@@ -664,7 +667,9 @@ class MasterReplication:
 
     def cron(self, tick: int) -> None:
         """Once a second: ping replicas every repl-ping-replica-period, drop timed-out ones."""
-        if self.replicas and self.propagating and tick % self.config.repl_ping_replica_period == 0:
+        failover = getattr(self.engine.node, "failover", None)
+        if self.replicas and self.propagating and tick % self.config.repl_ping_replica_period == 0 \
+                and not (failover is not None and failover.pings_held):
             self.feed_raw(PING)
         now = time.monotonic()
         for link in list(self.replicas):

@@ -18,14 +18,17 @@ from collections.abc import Awaitable, Callable
 import trio
 
 from kvrepl import gc_policy, persistence
+from kvrepl.acl import SUPERUSER
 from kvrepl.commands.core import Engine
 from kvrepl.commands.monitor import repr_bytes
-from kvrepl.errors import ReplicaPanic, ReplyError, WriteSkipped
+from kvrepl.errors import ProtocolError, ReplicaPanic, ReplyError, WriteSkipped
 from kvrepl.log import logger, panic
 from kvrepl.persistence import TempFile
 from kvrepl.rdb import LoadResult, RdbError, StagedLoad
+from kvrepl.replication.failover import IN_PROGRESS, Failover
 from kvrepl.replication.handshake import (
     Continue,
+    FailoverRejected,
     FullResync,
     Log,
     PayloadData,
@@ -40,6 +43,7 @@ from kvrepl.replication.handshake import (
 )
 from kvrepl.replication.master import NO_REPLID, MasterReplication, new_replid
 from kvrepl.replication.stream import encode_command
+from kvrepl.scripting.persist import load_functions
 
 Connect = Callable[[], Awaitable[trio.abc.Stream]]
 
@@ -103,10 +107,14 @@ class ReplicaOf:
         self._wanted: list[int] = []  # offsets wait_offset() callers wait for
         self._send_lock = trio.Lock()  # the ACK task and the stream handler both send
         self.session = engine.new_session()
+        # Like Redis's server.master, the master client is listed (CLIENT LIST, CLIENT KILL)
+        # only while the link is up: see _link_up and _link_lost.
+        engine.sessions.pop(self.session.id, None)
         self.session.is_master = True
         self.session.kind = "master"
         # Redis's master client is authenticated whatever requirepass says.
         self.session.authenticated = True
+        self.session.user = SUPERUSER  # and checked by no ACL (its user is NULL)
         # The master gets no replies; the errors are collected to be logged (_failed).
         self.session.error_log = []
         self._disk_error_logged = -DISK_ERROR_LOG_INTERVAL
@@ -118,6 +126,9 @@ class ReplicaOf:
         self._protocol: ReplicaProtocol | None = None
         self._dump: TempFile | None = None  # the payload on its way to dir/dbfilename
         self.source: object | None = None  # the master Node when it is in this program
+        # Set when this node is a master handing over to ``describe`` (FAILOVER): the PSYNC
+        # asks the target to become master, and its answer ends or aborts the failover.
+        self.failover: Failover | None = None
         self._staged: StagedLoad | None = None
         self._keys_read = 0  # keys of the payload parsed so far (key-load-delay)
         self._new_replid = ""
@@ -142,8 +153,20 @@ class ReplicaOf:
                     await self._follow_once()
                 except ReplicaPanic:
                     raise  # stops the node, as redis-server's panic stops the process
+                except FailoverRejected as err:
+                    logger.warning("MASTER <-> REPLICA sync: failover target refused: %s", err)
+                    failover, self.failover = self.failover, None
+                    if failover is not None:
+                        failover.abort("Failover target rejected psync request")
                 except (TryLater, ReplicationProtocolError, RdbError) as err:
                     logger.warning("MASTER <-> REPLICA sync: %s", err)
+                except ProtocolError as err:
+                    # The stream is corrupt or misaligned: what was applied before the error
+                    # showed may be wrong too, so, like Redis (which does not cache a master
+                    # client closed for a protocol error), forget the offset: full resync.
+                    logger.warning("Protocol error (%s) from client: master; the next sync "
+                                   "is a full one", err)
+                    self.has_history = False
                 except trio.TooSlowError:
                     logger.warning("MASTER timeout: no data nor PING received...")
                 except UnableToConnect as err:
@@ -185,6 +208,8 @@ class ReplicaOf:
             logger.info("Connection with master lost.")
             self.link_down_since = time.monotonic()
         self.link_up = False
+        self.engine.sessions.pop(self.session.id, None)
+        self.session.closing = False
         self.state = CONNECT
         self.sync_in_progress = False
         self._staged = None
@@ -214,6 +239,28 @@ class ReplicaOf:
             # Redis has started its non-blocking connect when the refusal comes.
             logger.info("MASTER <-> REPLICA sync started")
             raise
+        self._name_link(stream)
+        # CLIENT KILL of the master client cancels this connection; run() then reconnects
+        # and continues partially, as Redis does after freeClient(server.master).
+        kill_scope = trio.CancelScope()
+        self.session.on_kill = kill_scope.cancel
+        with kill_scope:
+            await self._serve(stream)
+
+    def _name_link(self, stream: trio.abc.Stream) -> None:
+        """The master client's addr/laddr, as Redis's CLIENT LIST shows them: the socket's
+        peer and local addresses (an in-process stream keeps the described address)."""
+        sock = getattr(stream, "socket", None)
+        session = self.session
+        try:
+            peer, local = sock.getpeername(), sock.getsockname()
+        except (AttributeError, OSError):
+            session.addr = f"{self.host}:{self.port}"
+            return
+        session.addr = f"{peer[0]}:{peer[1]}"
+        session.laddr = f"{local[0]}:{local[1]}"
+
+    async def _serve(self, stream: trio.abc.Stream) -> None:
         async with stream:
             logger.info("MASTER <-> REPLICA sync started")
             self.state = HANDSHAKE
@@ -224,7 +271,8 @@ class ReplicaOf:
                 offset=self.reploff + 1,
                 masterauth=self.config.masterauth, masteruser=self.config.masteruser,
                 announce_ip=self.config.replica_announce_ip,
-                capabilities=("eof", "psync2", "lz4stream"))
+                capabilities=("eof", "psync2", "lz4stream"),
+                failover=self.failover is not None and self.failover.state == IN_PROGRESS)
             self._protocol = protocol
             failure: Exception | None = None
             async with trio.open_nursery() as nursery:
@@ -342,7 +390,15 @@ class ReplicaOf:
             logger.warning("Failed trying to rename the temp DB into %s in MASTER <-> "
                            "REPLICA synchronization: %s", dump.path, err)
 
+    def _failover_done(self) -> None:
+        """The target took over (+CONTINUE, or a full resync in edge cases): the failover
+        is complete and the clients' pause ends."""
+        failover, self.failover = self.failover, None
+        if failover is not None:
+            failover.succeeded()
+
     def _full_resync(self, event: FullResync) -> None:
+        self._failover_done()
         self._new_replid = event.replid
         self._initial_offset = event.offset
 
@@ -351,6 +407,8 @@ class ReplicaOf:
         logger.info("MASTER <-> REPLICA sync: Flushing old data")
         for db in engine.keyspace.dbs:
             engine.watches.touch_all_in_db(db, None)
+        engine.tracking.flushed()
+        load_functions(engine, result.functions)  # the master's libraries replace ours
         self._staged.apply(engine.keyspace)
         gc_policy.dataset_loaded(engine.keyspace)
         self._staged = None
@@ -370,12 +428,15 @@ class ReplicaOf:
         self.has_history = self._initial_offset >= 0
         self.session.select(0)
         self.session.multi = None
+        if engine.aof is not None:
+            engine.aof.after_full_sync()  # its AOF starts over from this dataset
         # Sub-replicas follow the old history: they must resync.
         replication.disconnect_replicas()
         self._link_up()
         logger.info("MASTER <-> REPLICA sync: Finished with success")
 
     def _continue(self, event: Continue) -> None:
+        self._failover_done()
         replication = self.replication
         if event.replid and event.replid != replication.replid:
             replication.replid2 = replication.replid
@@ -393,6 +454,7 @@ class ReplicaOf:
         self._moved()
         self.state = CONNECTED
         self.link_up = True
+        self.engine.sessions[self.session.id] = self.session
         self.sync_in_progress = False
         self.synced.set()
 

@@ -61,7 +61,10 @@ class StreamFeed:
         self.consumers: list[Callable[[bytes], None]] = []
 
     def feed(self, db: int, argv: list[bytes]) -> bytes:
-        data = encode_command(argv)
+        return self.feed_encoded(db, encode_command(argv))
+
+    def feed_encoded(self, db: int, data: bytes) -> bytes:
+        """Commands already encoded (a run of them), all for ``db``."""
         if db != self.selected_db and db >= 0:
             data = encode_select(db) + data
             self.selected_db = db

@@ -8,6 +8,7 @@ import trio
 
 from kvrepl import gc_policy, persistence
 from kvrepl.commands.core import Engine
+from kvrepl.commands.shutdown import shutdown_state
 from kvrepl.log import logger
 
 
@@ -27,10 +28,18 @@ async def run_cron(engine: Engine) -> None:
         if second != last_second:
             last_second = second
             close_idle_clients(engine)
+            sockets = getattr(engine.server, "migrate_sockets", None)
+            if sockets is not None:
+                sockets.close_idle()
         expire_cycle(engine)
         if engine.evictor.running:
             engine.evictor.cron(0.25 / engine.config.hz)
         persistence.cron(engine)
+        if engine.tracking.clients:
+            engine.tracking.limit()  # serverCron's share of trackingLimitUsedSlots
+        if engine.tracking.due:  # what expiry and the embedded API modified meanwhile
+            engine.tracking.broadcast()
+        shutdown_state(engine).tick()
         if not engine.loading:
             gc_policy.cron(engine.keyspace)
 

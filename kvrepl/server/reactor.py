@@ -41,6 +41,9 @@ class Reactor:
         self.running = False
         self._epoll: Any = None
         self._parked: dict[int, tuple[Connection, trio.lowlevel.Task]] = {}
+        # Replies of this pass held until the AOF is written (Redis's beforeSleep): one
+        # write, and with appendfsync always one fsync, for every client served.
+        self._deferred: list[tuple[int, Connection, trio.lowlevel.Task, bytes]] = []
 
     async def run(self) -> None:
         """Serve parked clients until cancelled."""
@@ -54,9 +57,20 @@ class Reactor:
                     entry = parked.get(fd)
                     if entry is not None:
                         self._serve(fd, *entry)
+                if self._deferred:
+                    self._send_deferred()
         finally:
             self.running = False
             epoll.close()
+
+    def serve_ready(self, skip: object) -> None:
+        """Serve, now and without waiting, every parked client that is readable, except
+        the one whose session is ``skip`` (a long script's caller, Redis's protectClient)."""
+        parked = self._parked
+        for fd, _mask in self._epoll.poll(0, 1024):
+            entry = parked.get(fd)
+            if entry is not None and entry[0].session is not skip:
+                self._serve(fd, *entry)
 
     async def park(self, connection: Connection) -> Any:
         """Wait, parked, until the reactor hands ``connection`` back: with ``(out,
@@ -111,6 +125,29 @@ class Reactor:
         if not out:
             return
         payload = out[0] if len(out) == 1 else b"".join(out)
+        aof = self.engine.aof
+        if self._deferred or (aof is not None and aof.buf):
+            # Writes wait for the AOF: this reply, and every later one of the pass (it may
+            # show them), leave after it is written.
+            self._deferred.append((fd, connection, task, payload))
+            return
+        self._write(fd, task, payload)
+
+    def _send_deferred(self) -> None:
+        deferred, self._deferred = self._deferred, []
+        aof = self.engine.aof
+        if aof is not None and aof.buf:
+            aof.flush()
+        for fd, connection, task, payload in deferred:
+            entry = self._parked.get(fd)
+            if entry is None or entry[0] is not connection:
+                continue  # handed back (killed) meanwhile: its task owns the socket now
+            self._write(fd, task, payload)
+
+    def _write(self, fd: int, task: trio.lowlevel.Task, payload: bytes) -> None:
+        """Send a parked client's replies; what the kernel will not take now goes back to
+        the client's task with the rest."""
+        stats = self.engine.stats
         try:
             sent = os.write(fd, payload)
         except BlockingIOError:

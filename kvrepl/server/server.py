@@ -7,6 +7,7 @@ import errno
 import math
 import os
 import socket
+import ssl
 from collections.abc import Awaitable, Callable
 from functools import partial
 from time import time as now
@@ -15,14 +16,18 @@ import trio
 
 from kvrepl import persistence
 from kvrepl.commands.core import POSTPONED, Block, Engine, Session
+from kvrepl.commands.migrate import MigrateJob
 from kvrepl.commands.replication import StartReplication, WaitReplicas
+from kvrepl.commands.shutdown import SHUTDOWN_ERROR, ShutdownWait, shutdown_state
 from kvrepl.config import Config
-from kvrepl.errors import ProtocolError
+from kvrepl.errors import ProtocolError, ReplyError
 from kvrepl.log import logger
 from kvrepl.protocol.parser import NEED_DATA, RequestParser
 from kvrepl.protocol.replies import encode, encode_error
+from kvrepl.server import tls
 from kvrepl.server.blocking import BlockingManager
 from kvrepl.server.cron import run_cron
+from kvrepl.server.migrate import MigrateSockets, run_migrate
 from kvrepl.server.reactor import AVAILABLE as REACTOR_AVAILABLE
 from kvrepl.server.reactor import HANGUP, Reactor
 
@@ -46,7 +51,8 @@ RECEIVE_SIZE = 64 * 1024
 _DISCONNECTED = object()
 _CLOSE = object()  # end the connection once the replies so far are sent
 # replies the loop must await
-_AWAITED = frozenset((Block, WaitReplicas, StartReplication, type(POSTPONED)))
+_AWAITED = frozenset((Block, WaitReplicas, StartReplication, type(POSTPONED),
+                      ShutdownWait, MigrateJob))
 # Their confirmations are pushes: CLIENT REPLY OFF/SKIP does not silence them (CLIENT_PUSHING).
 _SUBSCRIBING = frozenset((b"subscribe", b"psubscribe", b"ssubscribe", b"unsubscribe",
                           b"punsubscribe", b"sunsubscribe"))
@@ -121,6 +127,9 @@ class Connection:
     async def send(self, data: bytes) -> None:
         # acquire_nowait first: `async with lock` always yields to the scheduler, which
         # costs more than the send itself when the lock is free (nearly always).
+        aof = self.server.engine.aof
+        if aof is not None and aof.buf:
+            aof.flush()  # a write is in the AOF (on disk with appendfsync always) before its reply
         lock = self.send_lock
         try:
             lock.acquire_nowait()
@@ -233,6 +242,18 @@ class Connection:
                 await replication.acked.wait()
         return replication.replicas_acked(wait.offset)
 
+    async def wait_shutdown_cancelled(self) -> ReplyError:
+        """SHUTDOWN waiting for replicas: the node stops (this task is cancelled with it),
+        or the shutdown is cancelled and the client hears why."""
+        state = shutdown_state(self.server.engine)
+        cancelled = trio.Event()
+        state.cancel_listeners.append(cancelled.set)
+        try:
+            await cancelled.wait()
+        finally:
+            state.cancel_listeners.remove(cancelled.set)
+        return ReplyError(SHUTDOWN_ERROR)
+
     async def read_from_replica(self) -> None:
         """A replica link's incoming side: REPLCONF ACKs (and newlines), never answered."""
         engine = self.server.engine
@@ -278,7 +299,18 @@ class Connection:
         """Run every complete request the parser holds, appending the encoded replies to
         ``out``. Returns None once the parser needs more bytes, ``_CLOSE`` when the
         connection must end after ``out`` is sent, or ``(argv, reply)`` for a reply that
-        has to be awaited first (a blocking command, WAIT, SYNC/PSYNC)."""
+        has to be awaited first (a blocking command, WAIT, SYNC/PSYNC).
+
+        What one read of a client ran is a turn of Redis's event loop: client-side
+        caching's BCAST invalidations for the keys it modified go out at its end (Redis's
+        beforeSleep), queued after its replies."""
+        result = self._execute_buffered(out)
+        tracking = self.server.engine.tracking
+        if tracking.due:
+            tracking.broadcast()
+        return result
+
+    def _execute_buffered(self, out: list[bytes]) -> object:
         parser = self.parser
         if parser.unparsed() > self.server.config.client_query_buffer_limit:
             return self.query_buffer_full()
@@ -333,6 +365,10 @@ class Connection:
             return False
         if kind is WaitReplicas:
             reply = await self.wait_replicas(reply)
+        elif kind is ShutdownWait:
+            reply = await self.wait_shutdown_cancelled()
+        elif kind is MigrateJob:
+            reply = await run_migrate(self.server.engine, self.server.migrate_sockets, reply)
         elif kind is Block:
             reply = await self.wait_blocked(argv, reply)
             if reply is _DISCONNECTED:
@@ -410,7 +446,15 @@ class Server:
         self.engine.pause.listeners.append(self._pause_changed)
         self.shutdown_save: bool | None = None
         self.engine.on_shutdown = self.request_shutdown
+        self.engine.serve_while_busy = self._serve_while_busy
         self.engine.server = self
+        self.migrate_sockets = MigrateSockets()
+
+    def _serve_while_busy(self, caller: Session) -> None:
+        """From inside a script past busy-reply-threshold: serve the parked clients that
+        sent something (they get -BUSY, or SCRIPT KILL & co run), never the script's own."""
+        if self.reactor is not None and self.reactor.running:
+            self.reactor.serve_ready(skip=caller)
 
     def _pause_changed(self) -> None:
         self.pause_changed.set()
@@ -419,6 +463,11 @@ class Server:
     def request_shutdown(self, save: bool | None = None) -> None:
         self.shutdown_save = save
         self._shutdown.set()
+
+    @property
+    def shutting_down(self) -> bool:
+        """SHUTDOWN (or a failed startup load) asked the node to stop."""
+        return self._shutdown.is_set()
 
     async def wait_shutdown(self) -> None:
         await self._shutdown.wait()
@@ -440,20 +489,46 @@ class Server:
                 self.port = opened[0].socket.getsockname()[1]
         return listeners
 
-    async def serve(self, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
-        """Listen on the configured ``bind`` and ``port`` (0 picks a free port) and serve."""
-        listeners = await self.open_listeners()
-        async with trio.open_nursery() as nursery:
-            persistence.attach(self.engine, nursery)  # where BGSAVE jobs run
-            nursery.start_soon(run_cron, self.engine)
-            if self.reactor is not None:
-                nursery.start_soon(self.reactor.run)
-            for listener in listeners:
-                nursery.start_soon(self._accept_loop, listener, nursery)
-            logger.info("Ready to accept connections tcp")
-            task_status.started(self.port)
+    async def open_tls_listeners(self) -> list[trio.SocketListener]:
+        """``tls-port`` on every ``bind`` address (none when it is 0)."""
+        listeners: list[trio.SocketListener] = []
+        if not self.config.tls_port:
+            return listeners
+        for address in self.config.bind:
+            host = address.lstrip("-")
+            try:
+                listeners.extend(await trio.open_tcp_listeners(
+                    self.config.tls_port, host="0.0.0.0" if host == "*" else host))
+            except OSError as err:
+                if not (address.startswith("-") and err.errno == errno.EADDRNOTAVAIL):
+                    raise
+        return listeners
 
-    async def _accept_loop(self, listener: trio.SocketListener, nursery: trio.Nursery) -> None:
+    async def serve(self, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
+        """Listen on the configured ``bind`` and ``port`` (0 picks a free port) and
+        ``tls-port``, and serve."""
+        tls.check(self.config)  # bad TLS options stop the start, as in Redis
+        context = tls.server_context(self.config) if self.config.tls_port else None
+        listeners = await self.open_listeners()
+        tls_listeners = await self.open_tls_listeners()
+        try:
+            async with trio.open_nursery() as nursery:
+                persistence.attach(self.engine, nursery)  # where BGSAVE jobs run
+                nursery.start_soon(run_cron, self.engine)
+                if self.reactor is not None:
+                    nursery.start_soon(self.reactor.run)
+                for listener in listeners:
+                    nursery.start_soon(self._accept_loop, listener, nursery)
+                for listener in tls_listeners:
+                    nursery.start_soon(self._accept_loop, listener, nursery, context)
+                logger.info("Ready to accept connections tcp")
+                task_status.started(self.port)
+        finally:
+            for name in list(self.migrate_sockets.cached):
+                self.migrate_sockets.close(name)
+
+    async def _accept_loop(self, listener: trio.SocketListener, nursery: trio.Nursery,
+                           context: ssl.SSLContext | None = None) -> None:
         async with listener:
             while True:
                 try:
@@ -465,7 +540,20 @@ class Server:
                         continue
                     raise
                 set_keepalive(stream, self.config.tcp_keepalive)
-                nursery.start_soon(self.handle_stream, stream)
+                if context is None:
+                    nursery.start_soon(self.handle_stream, stream)
+                else:
+                    nursery.start_soon(self._handle_tls, stream, context)
+
+    async def _handle_tls(self, stream: trio.SocketStream, context: ssl.SSLContext) -> None:
+        """A ``tls-port`` client: served once its handshake succeeded, dropped otherwise."""
+        try:
+            secure = await tls.wrap_server(stream, context)
+        except (trio.BrokenResourceError, trio.TooSlowError, OSError) as err:
+            logger.debug("Error accepting a TLS client connection: %s", err)
+            await stream.aclose()
+            return
+        await self.handle_stream(secure)
 
     async def handle_stream(self, stream: trio.abc.Stream) -> None:
         """Serve one client on ``stream`` until it disconnects, QUITs or is killed."""
@@ -477,7 +565,7 @@ class Server:
                 engine.stats.rejected_connections += 1
                 await _try_send(stream, b"-ERR max number of clients reached\r\n")
                 return
-            if (self.config.protected_mode and not self.config.requirepass
+            if (self.config.protected_mode and engine.acl.default.nopass
                     and peer and not _is_loopback(peer)):
                 await _try_send(stream, _DENIED)
                 return
@@ -523,6 +611,8 @@ def set_keepalive(stream: trio.abc.Stream, interval: int) -> None:
 
 
 def _addresses(stream: trio.abc.Stream) -> tuple[str | None, str | None]:
+    if isinstance(stream, trio.SSLStream):  # a TLS client is known by its socket too
+        stream = stream.transport_stream
     sock = getattr(stream, "socket", None)
     if sock is None:
         return None, None

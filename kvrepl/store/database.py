@@ -63,7 +63,7 @@ class Database:
         keyspace = self.keyspace
         if self.expires and key in self.expires and self._expire_if_needed(key):
             if keyspace.counting_reads:
-                keyspace.misses += 1
+                self._missed(key)
             return None
         value = self.data.get(key)
         if value is not None:
@@ -74,16 +74,27 @@ class Database:
             if keyspace.counting_reads:
                 keyspace.hits += 1
         elif keyspace.counting_reads:
-            keyspace.misses += 1
+            keyspace.misses += 1  # _missed, inlined: GET's misses are a hot path
+            if keyspace.on_keymiss is not None:
+                keyspace.on_keymiss(self, key)
         return value
 
-    def peek(self, key: bytes) -> object | None:
-        """Like :meth:`lookup` but no access (Redis's LOOKUP_NOTOUCH: TYPE, TTL, OBJECT)."""
+    def _missed(self, key: bytes, notify: bool = True) -> None:
+        """A read found no ``key``: keyspace_misses, and the ``keymiss`` event when asked
+        (Redis fires it where it counts the miss, except for LOOKUP_NONOTIFY)."""
+        keyspace = self.keyspace
+        keyspace.misses += 1
+        if notify and keyspace.on_keymiss is not None:
+            keyspace.on_keymiss(self, key)
+
+    def peek(self, key: bytes, notify: bool = True) -> object | None:
+        """Like :meth:`lookup` but no access (Redis's LOOKUP_NOTOUCH: TYPE, TTL, OBJECT);
+        ``notify=False`` is LOOKUP_NONOTIFY too (OBJECT: no ``keymiss`` event)."""
         value = self.find(key)
         keyspace = self.keyspace
         if keyspace.counting_reads:
             if value is None:
-                keyspace.misses += 1
+                self._missed(key, notify)
             else:
                 keyspace.hits += 1
         return value
@@ -185,6 +196,8 @@ class Database:
         self.access[key] = lfu_new(keyspace) if keyspace.lfu else keyspace.lru_clock
         if type(value) in _BLOCKABLE_TYPES and self.keyspace.blocked_keys:
             self.keyspace.signal_ready(self.id, key)
+        if keyspace.on_new_key is not None:
+            keyspace.on_new_key(self, key)
 
     def set(self, key: bytes, value: object, keep_ttl: bool = False) -> None:
         """Store ``value`` under ``key``, replacing any value; drops the TTL unless asked."""
@@ -387,6 +400,10 @@ class Keyspace:
         self.lfu_log_factor = 10
         self.lfu_decay_time = 1
         self.before_write_hooks: list[BeforeWriteHook] = []
+        # Set while keyspace notifications want them (the ``new`` and ``keymiss`` events):
+        # a key was added (Redis's dbAdd), a read found no key.
+        self.on_new_key: Callable[[Database, bytes], None] | None = None
+        self.on_keymiss: Callable[[Database, bytes], None] | None = None
         self.expired_listeners: list[Callable[[Database, bytes], None]] = []
         # (db, key) pairs some client is blocked on; filled by the server's blocking manager.
         self.blocked_keys: set[tuple[int, bytes]] = set()

@@ -1,0 +1,184 @@
+"""redis-py's API in-process: ``node.redis().set/get`` against the same redis-py calls over
+loopback TCP to a real redis-server, and against fakeredis.FakeRedis.
+
+All three contenders are a ``redis.Redis``-shaped client driven by the same loop (bound
+method, one call per key), so the difference is what is behind the client: kvrepl's engine
+in-process (no socket, replies parsed by redis-py's own parser), a socket round trip to
+redis-server, fakeredis's Python server. The node's own direct methods (``node.set/get``)
+are listed for reference. SET inserts N distinct keys into a fresh store, GET reads them
+back; contenders take turns (order rotated every round), each cell is the median.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import tempfile
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+
+from benchmarks.common import (
+    Options,
+    Server,
+    binary,
+    fmt_rate,
+    fmt_ratio,
+    goal_cell,
+    log,
+    markdown_table,
+    median,
+    ratio,
+    rotated,
+    running,
+)
+
+TITLE = "Embedded redis-py: node.redis() vs redis-py over TCP to redis-server vs fakeredis"
+
+VALUE = b"xxx"
+GOAL_VS_TCP = 3.0
+GOAL_VS_FAKEREDIS = 20.0
+
+Store = object
+Maker = Callable[[], contextlib.AbstractContextManager[Store]]
+
+
+def _set_all(store: Store, keys: Sequence[bytes]) -> float:
+    set_ = store.set  # type: ignore[attr-defined]
+    start = time.perf_counter()
+    for key in keys:
+        set_(key, VALUE)
+    return len(keys) / (time.perf_counter() - start)
+
+
+def _get_all(store: Store, keys: Sequence[bytes]) -> float:
+    get = store.get  # type: ignore[attr-defined]
+    start = time.perf_counter()
+    for key in keys:
+        get(key)
+    return len(keys) / (time.perf_counter() - start)
+
+
+def run(options: Options) -> str:
+    """Run the benchmark and return its markdown section."""
+    import trio
+
+    return trio.run(_run, options)
+
+
+async def _run(options: Options) -> str:
+    import redis
+
+    import kvrepl
+
+    fast, slow = (5_000, 1_000) if options.quick else (50_000, 5_000)
+    makers: dict[str, tuple[Maker, int]] = {}
+    notes: list[str] = []
+
+    with contextlib.ExitStack() as stack:
+        node = kvrepl.Master()
+        async with node:
+
+            @contextlib.contextmanager
+            def in_process() -> Iterator[Store]:
+                node.flushall()
+                client = node.redis()
+                yield client
+                client.close()
+
+            @contextlib.contextmanager
+            def direct() -> Iterator[Store]:
+                node.flushall()
+                yield node
+
+            makers["node.redis()"] = (in_process, fast)
+            redis_server = binary("redis-server")
+            if redis_server is None:
+                notes.append("redis-server is not installed: no TCP contender")
+            else:
+                workdir = Path(stack.enter_context(
+                    tempfile.TemporaryDirectory(prefix="kvrepl-bench-")))
+                server = stack.enter_context(running(Server(
+                    "redis-server", lambda port: [redis_server, "--port", str(port),
+                                                  "--bind", "127.0.0.1", "--save", "",
+                                                  "--appendonly", "no"], workdir)))
+
+                @contextlib.contextmanager
+                def tcp() -> Iterator[Store]:
+                    client = redis.Redis(host="127.0.0.1", port=server.port)
+                    client.flushall()
+                    yield client
+                    client.close()
+
+                makers["redis-py TCP"] = (tcp, slow)
+            try:
+                import fakeredis
+            except ImportError:
+                notes.append("fakeredis is not installed (pip install -e '.[bench]')")
+            else:
+                @contextlib.contextmanager
+                def fake() -> Iterator[Store]:
+                    yield fakeredis.FakeRedis()
+
+                makers["fakeredis"] = (fake, slow)
+            makers["node.set/get"] = (direct, fast)
+            results = _measure(makers, options, notes)
+    return _report(results, makers, options, notes)
+
+
+def _measure(makers: dict[str, tuple[Maker, int]], options: Options,
+             notes: list[str]) -> dict[tuple[str, str], list[float]]:
+    names = list(makers)
+    all_keys = [b"key:%d" % i for i in range(max(n for _, n in makers.values()))]
+    results: dict[tuple[str, str], list[float]] = defaultdict(list)
+    for name in names:  # one untimed pass each: imports, connections, first calls
+        make, _ = makers[name]
+        with make() as store:
+            _set_all(store, all_keys[:200])
+            _get_all(store, all_keys[:200])
+    for round_number in range(options.rounds):
+        for name in rotated(names, round_number):
+            make, count = makers[name]
+            keys = all_keys[:count]
+            with make() as store:
+                gc.collect()
+                set_rate = _set_all(store, keys)
+                get_rate = _get_all(store, keys)
+                if store.get(keys[-1]) != VALUE:  # type: ignore[attr-defined]
+                    notes.append(f"{name}: GET of the last key did not return the value set")
+            results["SET", name].append(set_rate)
+            results["GET", name].append(get_rate)
+            log(f"[embedded] round {round_number + 1}/{options.rounds} {name:13s} "
+                f"{count:>7,} keys  SET {set_rate:>10,.0f}/s  GET {get_rate:>10,.0f}/s")
+    return results
+
+
+def _report(results: dict[tuple[str, str], list[float]], makers: dict[str, tuple[Maker, int]],
+            options: Options, notes: list[str]) -> str:
+    headers = ["test", "node.redis() ops/s", "redis-py TCP ops/s", "fakeredis ops/s",
+               "node.set/get ops/s", "vs TCP", "goal", "vs fakeredis", "goal"]
+    rows = []
+    for test in ("SET", "GET"):
+        ours, tcp, fake, direct = (median(results.get((test, name), [])) for name in
+                                   ("node.redis()", "redis-py TCP", "fakeredis",
+                                    "node.set/get"))
+        rows.append([test, fmt_rate(ours), fmt_rate(tcp), fmt_rate(fake), fmt_rate(direct),
+                     fmt_ratio(ratio(ours, tcp)), goal_cell(ratio(ours, tcp), GOAL_VS_TCP),
+                     fmt_ratio(ratio(ours, fake)),
+                     goal_cell(ratio(ours, fake), GOAL_VS_FAKEREDIS)])
+    counts = ", ".join(f"{name} {count:,}" for name, (_, count) in makers.items())
+    text = [
+        f"## {TITLE}",
+        "",
+        "One redis-py call per key through each client (SET N distinct keys, then GET "
+        f"them); median of {options.rounds} rounds, contenders alternated.",
+        "",
+        markdown_table(headers, rows),
+        "",
+        f"N: {counts} keys; value {VALUE!r}. redis-py TCP is a plain `redis.Redis` on "
+        "127.0.0.1 (one round trip a call); fakeredis is `FakeRedis()`.",
+    ]
+    if notes:
+        text += ["", "Notes:", *(f"- {note}" for note in sorted(set(notes)))]
+    return "\n".join(text) + "\n"

@@ -1,0 +1,200 @@
+"""An engine's scripting state: its Lua interpreter and the EVAL script cache (``eval.c``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from kvrepl.errors import ReplyError
+from kvrepl.scripting.runtime import (
+    BUSY_EVAL,
+    BUSY_FUNCTION,
+    FLAG_ALLOW_OOM,
+    FLAG_ALLOW_STALE,
+    FLAG_NO_WRITES,
+    LuaState,
+    RunContext,
+    parse_shebang,
+    sha1hex,
+)
+
+if TYPE_CHECKING:
+    from kvrepl.commands.core import Engine, Session
+    from kvrepl.scripting.functions import FunctionsState
+
+NOSCRIPT = "NOSCRIPT No matching script. Please use EVAL."
+
+
+@dataclass(slots=True)
+class Script:
+    """A cached EVAL script: its body, shebang flags (None: no shebang) and function."""
+
+    body: bytes
+    flags: frozenset[str] | None
+    function: object
+
+
+class ScriptingState:
+    """The Lua state scripts share and the scripts it compiled, by sha1."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.lua = LuaState(engine)
+        self.scripts: dict[bytes, Script] = {}
+        self._functions: FunctionsState | None = None
+
+    @property
+    def has_functions(self) -> bool:
+        """Whether the function libraries' state exists (FUNCTION was used)."""
+        return self._functions is not None
+
+    @property
+    def functions(self) -> FunctionsState:
+        """The function libraries (their Lua state is made on first use)."""
+        if self._functions is None:
+            from kvrepl.scripting.functions import FunctionsState
+
+            self._functions = FunctionsState(self.engine, self)
+        return self._functions
+
+    def flush(self) -> None:
+        """SCRIPT FLUSH: a new interpreter, no scripts (scriptingReset)."""
+        random = self.lua.random
+        self.lua = LuaState(self.engine)
+        self.lua.random = random
+        self.scripts.clear()
+
+    def create(self, body: bytes) -> bytes:
+        """luaCreateFunction: compile ``body`` unless cached; its sha1."""
+        sha = sha1hex(body)
+        if sha in self.scripts:
+            return sha
+        flags, shebang = parse_shebang(body)
+        try:
+            # keep the shebang's newline so that line numbers stay the user's
+            function = self.lua.compile(body[shebang:], b"@user_script")
+        except ReplyError as err:
+            raise ReplyError(f"ERR Error compiling script (new function): {err.message}") from None
+        self.scripts[sha] = Script(body, flags, function)
+        return sha
+
+    def eval(self, caller: Session, argv: list[bytes], by_sha: bool, read_only: bool) -> object:
+        """EVAL / EVALSHA / EVAL_RO / EVALSHA_RO (evalGenericCommand)."""
+        from kvrepl.commands.args import parse_int
+
+        numkeys = parse_int(argv[2])
+        if numkeys > len(argv) - 3:
+            raise ReplyError("ERR Number of keys can't be greater than number of args")
+        if numkeys < 0:
+            raise ReplyError("ERR Number of keys can't be negative")
+        if by_sha:
+            sha = argv[1].lower()
+            if len(sha) != 40 or sha not in self.scripts:
+                raise ReplyError(NOSCRIPT)
+        else:
+            sha = self.create(argv[1])
+        script = self.scripts[sha]
+        ctx = self.prepare(caller, sha.decode(), script.flags, read_only, eval_mode=True,
+                           argv=argv)
+        keys = argv[3:3 + numkeys]
+        args = argv[3 + numkeys:]
+        return self.lua.run(ctx, script.function, keys, args)
+
+    def running(self) -> RunContext | None:
+        """The script or function running now (only another client served while it is
+        past busy-reply-threshold can see one)."""
+        ctx = self.lua.ctx
+        if ctx is None and self._functions is not None:
+            ctx = self._functions.lua.ctx
+        return ctx
+
+    def kill(self, eval_mode: bool) -> None:
+        """SCRIPT KILL (``eval_mode``) / FUNCTION KILL (scriptKill); ReplyError when refused."""
+        ctx = self.running()
+        if ctx is None:
+            raise ReplyError("NOTBUSY No scripts in execution right now.")
+        if ctx.caller.is_master:
+            raise ReplyError("UNKILLABLE The busy script was sent by a master instance in the "
+                             "context of replication and cannot be killed.")
+        if ctx.write_dirty:
+            raise ReplyError(
+                "UNKILLABLE Sorry the script already executed write commands against the "
+                "dataset. You can either wait the script termination or kill the server in a "
+                "hard way using the SHUTDOWN NOSAVE command.")
+        if eval_mode and not ctx.eval_mode:
+            raise ReplyError(BUSY_FUNCTION)
+        if not eval_mode and ctx.eval_mode:
+            raise ReplyError(BUSY_EVAL)
+        ctx.killed = True
+
+    def prepare(self, caller: Session, name: str, flags: frozenset[str] | None,
+                read_only: bool, eval_mode: bool, argv: list[bytes]) -> RunContext:
+        """scriptPrepareForRun's checks: ReplyError when the script may not run now."""
+        engine = self.engine
+        config = engine.config
+        stale = engine.masterdown and not config.replica_serve_stale_data
+        out_of_memory = bool(config.maxmemory and engine.out_of_memory and not caller.is_master)
+        if flags is not None:
+            if stale and FLAG_ALLOW_STALE not in flags:
+                raise ReplyError(
+                    "MASTERDOWN Link with MASTER is down, replica-serve-stale-data is set to "
+                    "'no' and 'allow-stale' flag is not set on the script.")
+            if FLAG_NO_WRITES not in flags:
+                if engine.read_only and not caller.is_master:
+                    raise ReplyError(
+                        "READONLY Can not run script with write flag on readonly replica")
+                if engine.bgsave_failed and config.stop_writes_on_bgsave_error \
+                        and config.save and not caller.is_master:
+                    raise ReplyError(
+                        "MISCONF Redis is configured to save RDB snapshots, but it's "
+                        "currently unable to persist to disk. Writable scripts are blocked. "
+                        "Use 'no-writes' flag for read only scripts.")
+                if read_only:
+                    raise ReplyError(
+                        "ERR Can not execute a script with write flag using *_ro command.")
+                if config.min_replicas_to_write and engine.replication is not None \
+                        and not engine.read_only_role() \
+                        and engine.replication.good_replicas() < config.min_replicas_to_write:
+                    raise ReplyError("NOREPLICAS Not enough good replicas to write.")
+            if out_of_memory and FLAG_ALLOW_OOM not in flags and FLAG_NO_WRITES not in flags:
+                raise ReplyError("OOM allow-oom flag is not set on the script, can not run it "
+                                 "when used memory > 'maxmemory'")
+        elif stale:
+            raise ReplyError(
+                "MASTERDOWN Link with MASTER is down and replica-serve-stale-data is set to "
+                "'no'.")
+        ro = read_only or (flags is not None and FLAG_NO_WRITES in flags)
+        allow_oom = flags is not None and FLAG_ALLOW_OOM in flags
+        return RunContext(caller=caller, client=self.lua.client, name=name,
+                          eval_mode=eval_mode, read_only=ro, argv=argv,
+                          out_of_memory=out_of_memory and not allow_oom)
+
+
+def scripting(engine: Engine) -> ScriptingState:
+    """The engine's scripting state, made the first time a script is needed."""
+    state = engine.scripting
+    if state is None:
+        state = engine.scripting = ScriptingState(engine)
+    return state
+
+
+
+def script_stats(engine: Engine) -> dict[str, int]:
+    """What INFO memory tells of scripting: the Lua states' bytes, the cached scripts and
+    their bodies' bytes, the libraries and functions and their code's bytes (zeros before
+    the first script)."""
+    state = engine.scripting
+    stats = dict.fromkeys(("vm_eval", "vm_functions", "scripts_eval", "cached_scripts",
+                           "functions", "number_of_functions", "number_of_libraries"), 0)
+    if state is None:
+        return stats
+    stats["vm_eval"] = state.lua.memory()
+    stats["cached_scripts"] = len(state.scripts)
+    stats["scripts_eval"] = sum(40 + len(script.body) for script in state.scripts.values())
+    if state.has_functions:
+        functions = state.functions
+        stats["vm_functions"] = functions.lua.memory()
+        stats["number_of_functions"] = len(functions.functions)
+        stats["number_of_libraries"] = len(functions.libraries)
+        stats["functions"] = sum(len(lib.code) for lib in functions.libraries.values())
+    return stats
