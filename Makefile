@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench redis fuzz clean
+.PHONY: demo test lint bench soak redis fuzz clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,10 @@ fuzz: $(STAMP) redis
 
 bench: $(STAMP) redis
 	$(PY) benchmarks/run.py
+
+# Minutes of mixed load and random replication faults; SOAK_SECONDS changes the duration.
+soak: $(STAMP) redis
+	$(PY) benchmarks/soak.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis

@@ -63,6 +63,8 @@ class Option:
     # Drop both when the feature lands.
     only: tuple[object, ...] | None = None
     lacking: str = ""
+    # HIDDEN_CONFIG: test hooks; CONFIG GET lists them only when named exactly
+    hidden: bool = False
     # DENY_LOADING_CONFIG: CONFIG SET answers -LOADING while the dataset loads
     deny_loading: bool = False
 
@@ -364,6 +366,14 @@ OPTIONS: tuple[Option, ...] = (
     Option("maxmemory-samples", 5, _int(1, _INT_MAX)),
     Option("maxmemory-eviction-tenacity", 10, _int(0, 100)),
     Option("replica-ignore-maxmemory", True, aliases=("slave-ignore-maxmemory",), **_yes_no),
+    # Redis's test hooks (HIDDEN_CONFIG). Microseconds slept per key saved (BGSAVE, full
+    # syncs: kvrepl/snapshot_producer.py) and loaded (kvrepl/persistence.py, a replica's
+    # payload); a negative -N sleeps 1 microsecond once in N keys (debugDelay).
+    Option("rdb-key-save-delay", 0, _int(-_INT_MAX - 1, _INT_MAX), hidden=True),
+    Option("key-load-delay", 0, _int(-_INT_MAX - 1, _INT_MAX), hidden=True),
+    # Bytes of RDB loaded between two turns of serving clients (-LOADING, INFO loading_*).
+    Option("loading-process-events-interval-bytes", 2 * 1024 * 1024, _int(1024, _INT_MAX),
+           hidden=True),
 )
 
 _BY_NAME: dict[str, Option] = {}
@@ -436,7 +446,8 @@ class Config:
         found: dict[str, str] = {}
         pattern = pattern.lower()
         for name, option in _BY_NAME.items():
-            if name == pattern or fnmatch.fnmatchcase(name, pattern):
+            if name == pattern or (not option.hidden
+                                   and fnmatch.fnmatchcase(name, pattern)):
                 found[name] = option.format(getattr(self, option.attr))
         return found
 

@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from kvrepl import gc_policy
+from kvrepl.delays import delay_seconds
 from kvrepl.log import logger
 from kvrepl.rdb import LoadResult, RdbError, StagedLoad, default_aux, iter_dump
 from kvrepl.scripting.persist import function_codes, load_functions
@@ -71,7 +72,6 @@ BGSAVE_RETRY_DELAY = 5
 FILE_BUFFER = 1 << 20
 #: Startup load: bytes read from the file at a time, and fed to the parser per slice.
 LOAD_READ = 1 << 20
-LOAD_FEED = 64 * 1024
 
 __all__ = ["CANCELLED", "DONE", "FAILED", "PENDING", "RUNNING", "SLICE_SECONDS",
            "SNAPSHOT_BUFFER", "VIEW_BATCH", "CallbackConsumer", "ChannelConsumer", "Consumer",
@@ -204,6 +204,12 @@ def write_dump(engine: Engine, path: str | None = None,
                 buffered.clear()
                 size = 0
         target.write(b"".join(buffered))
+        usec = config.rdb_key_save_delay
+        if usec:
+            # rdb-key-save-delay: a blocking save blocks for it, as Redis's SAVE does (the
+            # whole delay at once, before the rename: the dump appears when it ends).
+            keys = sum(len(db.data) for db in engine.keyspace.dbs)
+            time.sleep(delay_seconds(usec, keys))
         target.sync_and_close()
         target.commit()
     except OSError as err:
@@ -430,6 +436,30 @@ def start_loading(engine: Engine, size: int) -> None:
     st.last_load_keys_loaded = st.last_load_keys_expired = 0
 
 
+def start_async_loading(engine: Engine, size: int) -> None:
+    """A replica starts loading a payload of ``size`` bytes (0: unknown) beside the data it
+    serves: Redis's async_loading (repl-diskless-load swapdb), which is how kvrepl's
+    replica always loads."""
+    start_loading(engine, max(size, 0))
+    engine.loading = False
+    engine.async_loading = True
+
+
+def stop_async_loading(engine: Engine) -> None:
+    """The payload is loaded, or the sync failed."""
+    engine.async_loading = False
+
+
+async def load_delay(engine: Engine, loader: StagedLoad, seen: int) -> int:
+    """key-load-delay for the keys ``loader`` read since it had read ``seen``; returns the
+    new count. Awaited, not slept: clients keep being served (with -LOADING at startup)."""
+    now = loader.keys_read()
+    usec = engine.config.key_load_delay
+    if usec and now > seen:
+        await trio.sleep(delay_seconds(usec, now - seen))
+    return now
+
+
 def load_file(engine: Engine, path: str | None = None, *, merge: bool | None = None) -> LoadResult:
     """Load ``path`` (default ``dir/dbfilename``) now, blocking. ``merge`` None replaces the
     whole dataset (only once the file proved good); otherwise the keys are added to the
@@ -442,8 +472,14 @@ def load_file(engine: Engine, path: str | None = None, *, merge: bool | None = N
         loader = StagedLoad(len(keyspace.dbs), drop_expired=_drop_expired(engine),
                             now_ms=keyspace.now_ms(),
                             verify_checksum=engine.config.rdbchecksum)
+        usec = engine.config.key_load_delay
+        seen = 0
         while chunk := source.read(LOAD_READ):
             loader.feed(chunk)
+            if usec:  # a blocking load (DEBUG RELOAD) blocks for it, as Redis does
+                now = loader.keys_read()
+                time.sleep(delay_seconds(usec, now - seen))
+                seen = now
         result = loader.finish()
     load_functions(engine, result.functions, replace_all=merge is None)
     if merge is None:
@@ -523,13 +559,15 @@ async def load_rdb_source(engine: Engine, source: Any) -> LoadResult:
     loader = StagedLoad(len(engine.keyspace.dbs), drop_expired=_drop_expired(engine),
                         now_ms=int(time.time() * 1000),
                         verify_checksum=engine.config.rdbchecksum)
-    while chunk := await trio.to_thread.run_sync(source.read, LOAD_READ):
-        view = memoryview(chunk)
-        for start in range(0, len(view), LOAD_FEED):
-            piece = view[start:start + LOAD_FEED]
-            loader.feed(bytes(piece))
-            st.loading_loaded_bytes += len(piece)
-            await trio.lowlevel.checkpoint()
+    seen = 0
+    # loading-process-events-interval-bytes: how much is parsed between two turns of
+    # serving clients (processEventsWhileBlocked), read live as Redis does.
+    while chunk := await trio.to_thread.run_sync(
+            source.read, engine.config.loading_process_events_interval_bytes):
+        loader.feed(chunk)
+        st.loading_loaded_bytes += len(chunk)
+        seen = await load_delay(engine, loader, seen)
+        await trio.lowlevel.checkpoint()
     result = loader.finish()
     loader.apply(engine.keyspace)
     return result
@@ -630,7 +668,7 @@ def info_fields(engine: Engine) -> list[str]:
     fork_perc = processed * 100 / total if total else 0.0
     lines = [
         f"loading:{int(engine.loading)}",
-        "async_loading:0",
+        f"async_loading:{int(engine.async_loading)}",
         "current_cow_peak:0",
         "current_cow_size:0",
         "current_cow_size_age:0",
@@ -652,7 +690,7 @@ def info_fields(engine: Engine) -> list[str]:
         "module_fork_last_cow_size:0",
         *aof_info_fields(engine)[10:],
     ]
-    if engine.loading:
+    if engine.loading or engine.async_loading:
         loaded, total_bytes = st.loading_loaded_bytes, st.loading_total_bytes
         perc = loaded * 100 / total_bytes if total_bytes else 0.0
         elapsed = int(now) - st.loading_start_time

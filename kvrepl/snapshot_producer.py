@@ -31,6 +31,7 @@ from typing import Any, Protocol
 
 import trio
 
+from kvrepl.delays import delay_seconds
 from kvrepl.log import logger
 from kvrepl.rdb import RdbWriter
 from kvrepl.store.snapshot import KeyspaceView
@@ -361,6 +362,8 @@ class SnapshotJob:
         self.longest_slice = 0.0
         self.peak_buffered = 0  # the most bytes held at once (emitted + being serialized)
         self.began_at: float | None = None  # unix time of the snapshot instant
+        # rdb-key-save-delay, fixed at the snapshot instant as a forked child's copy is
+        self.key_delay = 0
         self.ended_at: float | None = None
         self.done = trio.Event()
         self._readers: list[SnapshotReader] = []
@@ -429,6 +432,7 @@ class SnapshotJob:
         self.view = KeyspaceView(self.keyspace)
         self.keys_total = len(self.view)
         self.began_at = time.time()
+        self.key_delay = int(getattr(self.config, "rdb_key_save_delay", 0) or 0)
         aux = self._aux() if callable(self._aux) else self._aux
         self._header = self.writer.begin(aux, self._functions)
         self._sizes = {index: (keys, expires) for index, keys, expires in self.view.db_sizes()}
@@ -568,7 +572,10 @@ class SnapshotJob:
 
     def _batch_size(self) -> int:
         """Keys per batch: VIEW_BATCH, fewer when values are big, so that one batch
-        serializes to about an eighth of a chunk and the buffer bound stays tight."""
+        serializes to about an eighth of a chunk and the buffer bound stays tight. One key
+        at a time under rdb-key-save-delay: each key is out before its delay, as in Redis."""
+        if self.key_delay:
+            return 1
         if not self.keys_done:
             return min(self.batch, 8)
         per_key = max(1.0, (self.bytes_out + self._pending_size) / self.keys_done)
@@ -588,7 +595,14 @@ class SnapshotJob:
             self.keys_done += len(items)
             self._note_buffered()
             now = perf_counter()
-            if self._pending_size >= self.chunk_size or now - started >= slice_seconds:
+            if self.key_delay:
+                # The test hook: emit the key, then sleep without blocking the event loop.
+                self._slice_done(now - started)
+                await self._emit(b"".join(pending))
+                pending = []
+                await trio.sleep(delay_seconds(self.key_delay, len(items)))
+                started = perf_counter()
+            elif self._pending_size >= self.chunk_size or now - started >= slice_seconds:
                 self._slice_done(now - started)
                 await self._emit(b"".join(pending))
                 pending = []

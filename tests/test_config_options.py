@@ -672,6 +672,12 @@ BEHAVIOUR = {
     "active-expire-effort": "test_config_options::test_refused_by_config_set",
     "lfu-log-factor": "test_config_options::test_lfu_log_factor",
     "lfu-decay-time": "test_keys::test_object_freq_grows_logarithmically_and_decays",
+    "rdb-key-save-delay": "test_test_hooks::"
+                          "test_rdb_key_save_delay_keeps_a_bgsave_in_progress_while_clients_are_served",
+    "key-load-delay": "test_test_hooks::"
+                      "test_key_load_delay_slows_a_replicas_load_while_it_serves_its_old_data",
+    "loading-process-events-interval-bytes": "test_test_hooks::"
+                                             "test_loading_yields_every_interval_bytes_and_sleeps_per_key",
     "sanitize-dump-payload":
         "test_dump_restore::test_sanitize_dump_payload_counts_deep_checks_as_redis",
     "shutdown-timeout":

@@ -437,6 +437,7 @@ class Engine:
         self._restricted = False
         self.pausing = False  # CLIENT PAUSE in force (or not yet found over)
         self._loading = False
+        self._async_loading = False
         self._masterdown = False  # a replica whose link to its master is down
         self._read_only = False  # set on a replica with replica-read-only
         self._bgsave_failed = False  # the last BGSAVE failed: MISCONF for writes
@@ -515,7 +516,8 @@ class Engine:
         self._config_changed("notify-keyspace-events")
 
     def _refresh_restricted(self) -> None:
-        self._restricted = bool(self._loading or self._masterdown or self._read_only
+        self._restricted = bool(self._loading or self._async_loading
+                                or self._masterdown or self._read_only
                                 or self._bgsave_failed or self.pausing or bool(self._aof_error)
                                 or self._busy is not None)
 
@@ -533,6 +535,17 @@ class Engine:
     @loading.setter
     def loading(self, value: bool) -> None:
         self._loading = value
+        self._refresh_restricted()
+
+    @property
+    def async_loading(self) -> bool:
+        """A replica loads a full sync's payload beside the data it serves (Redis's
+        async_loading): only commands flagged no_async_loading get -LOADING."""
+        return self._async_loading
+
+    @async_loading.setter
+    def async_loading(self, value: bool) -> None:
+        self._async_loading = value
         self._refresh_restricted()
 
     @property
@@ -925,6 +938,8 @@ class Engine:
                 "MASTERDOWN Link with MASTER is down and replica-serve-stale-data is set to "
                 "'no'.")
         if self._loading and not cmd.allows_loading:
+            return ReplyError("LOADING Redis is loading the dataset in memory")
+        if self._async_loading and "no_async_loading" in cmd.spec.flags:
             return ReplyError("LOADING Redis is loading the dataset in memory")
         if self._busy is not None and not cmd.allows_busy:
             return self._busy

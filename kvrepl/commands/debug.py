@@ -1,6 +1,7 @@
 """DEBUG subcommands kvrepl implements (Redis 7.0 ``debug.c`` debugCommand).
 
-DIGEST, DIGEST-VALUE, OBJECT, POPULATE, SLEEP, SET-ACTIVE-EXPIRE, PROTOCOL, ERROR, LOG and HELP.
+DIGEST, DIGEST-VALUE, OBJECT, POPULATE, SLEEP, SET-ACTIVE-EXPIRE, PROTOCOL, ERROR, LOG,
+CHANGE-REPL-ID, STRINGMATCH-TEST, QUICKLIST-PACKED-THRESHOLD and HELP.
 Crash helpers (SEGFAULT, PANIC, OOM, ASSERT), allocator and encoding internals (MALLCTL,
 LISTPACK, QUICKLIST, SDSLEN, HTSTATS, STRUCTSIZE) and LOADAOF are not implemented. RELOAD is
 :func:`kvrepl.persistence.debug_reload`.
@@ -8,16 +9,20 @@ LISTPACK, QUICKLIST, SDSLEN, HTSTATS, STRUCTSIZE) and LOADAOF are not implemente
 
 from __future__ import annotations
 
+import random
 import re
 import time
 
 from kvrepl import persistence
 from kvrepl.commands.args import parse_positive_int
 from kvrepl.commands.core import Session, command
+from kvrepl.commands.glob import glob_match
 from kvrepl.commands.help import help_reply, subcommand_syntax_error
+from kvrepl.config import parse_memory
 from kvrepl.errors import ReplyError
 from kvrepl.log import logger
 from kvrepl.protocol.replies import OK, Raw, Status, Verbatim
+from kvrepl.rdb import constants as rdb_constants
 from kvrepl.rdb.payload import dump_value
 from kvrepl.rdb.primitives import read_len, read_str
 from kvrepl.rdb.writer import RdbWriter
@@ -25,6 +30,9 @@ from kvrepl.store.digest import digest, digest_value
 from kvrepl.store.encoding import object_encoding, object_refcount
 
 _HELP = [
+    "CHANGE-REPL-ID",
+    "    Change the replication IDs of the instance.",
+    "    Dangerous: should be used only for testing the replication subsystem.",
     "DIGEST",
     "    Output a hex signature representing the current DB content.",
     "DIGEST-VALUE <key> [<key> ...]",
@@ -45,6 +53,9 @@ _HELP = [
     "    Reply with a test value of the specified type. <type> can be: string,",
     "    integer, double, bignum, null, array, set, map, attrib, push, verbatim,",
     "    true, false.",
+    "QUICKLIST-PACKED-THRESHOLD <size>",
+    "    Sets the threshold for elements to be inserted as plain vs packed nodes",
+    "    Default value is 1GB, allows values up to 4GB. Setting to 0 restores to default.",
     "RELOAD [option ...]",
     "    Save the RDB on disk and reload it back to memory. Valid <option> values:",
     "    * MERGE: conflicting keys will be loaded from RDB.",
@@ -64,6 +75,8 @@ _HELP = [
     "    default.",
     "SLEEP <seconds>",
     "    Stop the server for <seconds>. Decimals allowed.",
+    "STRINGMATCH-TEST",
+    "    Run a fuzz tester against the stringmatchlen() function.",
 ]
 
 # What strtod and atoi read from the start of a string; the rest is ignored, as in C.
@@ -96,6 +109,45 @@ def _populate(s: Session, argv: list[bytes]) -> object:
             value = value[:size].ljust(size, b"\0")
         db.before_write(key)  # signalModifiedKey: WATCH sees it
         db.add(key, value)
+    return OK
+
+
+def _change_repl_id(s: Session) -> object:
+    """changeReplicationId + clearReplicationId2: a new history, none kept as second."""
+    from kvrepl.replication.master import NO_REPLID, new_replid
+
+    logger.warning("Changing replication IDs after receiving DEBUG change-repl-id")
+    replication = getattr(s.engine, "replication", None)
+    if replication is not None:
+        replication.replid = new_replid()
+        replication.replid2 = NO_REPLID
+        replication.second_replid_offset = -1
+    return OK
+
+
+def _stringmatch_test() -> object:
+    """stringmatchlen_fuzz_test: random patterns against random strings; the matcher must
+    answer (true or false) without raising."""
+    alphabet = b"*?[]^-\\abc"
+    for _ in range(10_000):
+        pattern = bytes(random.choice(alphabet) for _ in range(random.randrange(1, 32)))
+        subject = bytes(random.randrange(256) for _ in range(random.randrange(1, 32)))
+        glob_match(pattern, subject)
+        glob_match(pattern, subject, nocase=True)
+    return Status(b"Apparently Redis did not crash: test passed")
+
+
+def _quicklist_packed_threshold(arg: bytes) -> object:
+    """quicklistisSetPackedThreshold: list elements this large get a PLAIN node of their
+    own in RDB and DUMP payloads. Process-wide, as Redis's static is; 0 restores 1gb."""
+    try:
+        size = parse_memory(arg.decode("latin-1"))
+    except ValueError:
+        size = -1
+    if size < 0 or size > (1 << 32) - (1 << 20):
+        raise ReplyError("ERR argument must be a memory value bigger than 1 and smaller "
+                         "than 4gb")
+    rdb_constants.QUICKLIST_PACKED_THRESHOLD = size or (1 << 30)
     return OK
 
 
@@ -216,6 +268,12 @@ def debug(s: Session, argv: list[bytes]) -> object:
         return _protocol(s, argv[2].lower())
     if sub == b"error" and argc == 3:
         return ReplyError(argv[2].decode("utf-8", "replace"))
+    if sub == b"change-repl-id" and argc == 2:
+        return _change_repl_id(s)
+    if sub == b"stringmatch-test" and argc == 2:
+        return _stringmatch_test()
+    if sub == b"quicklist-packed-threshold" and argc == 3:
+        return _quicklist_packed_threshold(argv[2])
     if sub == b"log" and argc == 3:
         logger.warning("DEBUG LOG: %s", argv[2].decode("utf-8", "replace"))
         return OK

@@ -98,6 +98,10 @@ class StagedLoad:
             self.parser.feed(data)
             self._drain()
 
+    def keys_read(self) -> int:
+        """Keys parsed so far, those dropped as expired included (key-load-delay's count)."""
+        return sum(len(data) for data, _ in self.fresh) + self.result.keys_expired
+
     def finish(self) -> LoadResult:
         """The input is complete: check it ended properly and return the counts."""
         if self._failure is not None:

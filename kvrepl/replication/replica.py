@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable
 
 import trio
 
-from kvrepl import gc_policy
+from kvrepl import gc_policy, persistence
 from kvrepl.acl import SUPERUSER
 from kvrepl.commands.core import Engine
 from kvrepl.commands.monitor import repr_bytes
@@ -130,6 +130,7 @@ class ReplicaOf:
         # asks the target to become master, and its answer ends or aborts the failover.
         self.failover: Failover | None = None
         self._staged: StagedLoad | None = None
+        self._keys_read = 0  # keys of the payload parsed so far (key-load-delay)
         self._new_replid = ""
         self._initial_offset = -1
 
@@ -211,6 +212,8 @@ class ReplicaOf:
         self.session.closing = False
         self.state = CONNECT
         self.sync_in_progress = False
+        self._staged = None
+        persistence.stop_async_loading(self.engine)
         self.synced = trio.Event() if self.synced.is_set() else self.synced
         # Like Redis's replicationCacheMaster: a transaction the master had not finished
         # sending is dropped; the master sends it again from our offset.
@@ -314,6 +317,9 @@ class ReplicaOf:
                     self._dump.write(event.data)
                 self._staged.feed(event.data)
                 self.transfer_read += len(event.data)
+                persistence.attach(self.engine).loading_loaded_bytes = self.transfer_read
+                self._keys_read = await persistence.load_delay(
+                    self.engine, self._staged, self._keys_read)
                 await trio.lowlevel.checkpoint()
             elif kind is Send:
                 await self._send(stream, event.data)
@@ -328,6 +334,8 @@ class ReplicaOf:
                             "streamed" if event.length is None else event.length)
                 self._staged = StagedLoad(len(self.engine.keyspace.dbs), drop_expired=False,
                                           now_ms=self.engine.keyspace.now_ms())
+                self._keys_read = 0
+                persistence.start_async_loading(self.engine, self.transfer_size)
                 self._dump = self._open_dump()
             elif kind is PayloadEnd:
                 result = self._staged.finish()  # RdbError for a bad payload
@@ -404,6 +412,7 @@ class ReplicaOf:
         self._staged.apply(engine.keyspace)
         gc_policy.dataset_loaded(engine.keyspace)
         self._staged = None
+        persistence.stop_async_loading(engine)
         logger.info("MASTER <-> REPLICA sync: Loading DB in memory: %d keys",
                     result.keys_loaded)
         replication = self.replication

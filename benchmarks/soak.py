@@ -1,0 +1,531 @@
+"""Soak: a replicated kvrepl set-up under a steady mixed load and random faults, for minutes.
+
+Topology (all on 127.0.0.1)::
+
+    master (kvrepl-server process)
+      +-- replica-proc   (kvrepl-server process)
+      |     +-- chained  (kvrepl-server process, replica of replica-proc)
+      +-- embedded       (kvrepl.Replica(follow=(host, port)) in this process, own thread)
+      +-- redis          (redis-server 7.0 process)
+
+A writer sends, every 20 ms, one pipeline of writes over every type (strings, lists,
+hashes, sets, zsets, streams, HyperLogLog, bitmaps, geo) and, every fifth time, a
+MULTI/EXEC; each pipeline and transaction also sets a few unique ``ledger:<n>`` keys, noted
+once the master acknowledged them. Every ``SOAK_FAULT_EVERY`` seconds (default 4) one fault,
+chosen at random: CLIENT KILL TYPE replica on the master, CLIENT KILL TYPE master on a
+replica, a restart of the replica process (SIGKILL or SIGTERM, same port: the chained
+replica reconnects), a BGSAVE, DEBUG SLEEP 0.3 on the master, or a backlog overrun
+(repl-backlog-size 16kb, replica links cut, a 2 MB burst: full resyncs). A pinger measures
+the master's PING latency; RSS of every process is sampled every second.
+
+At the end (writer stopped, WAIT, every offset caught up): every DEBUG DIGEST must equal the
+master's and every acknowledged ledger key must be on every replica. Prints the figures and
+exits 1 if any check fails. ``SOAK_SECONDS`` sets the duration (default 180).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import trio
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import kvrepl  # noqa: E402
+from benchmarks.common import (  # noqa: E402
+    HOST,
+    Connection,
+    ReplyError,
+    binary,
+    encode_request,
+    free_port,
+    log,
+    python_env,
+    stop_process,
+)
+
+TICK = 0.02  # seconds between two pipelines of the writer
+POOL = 200  # keys per type the workload rewrites (the dataset stays bounded)
+LEDGER_PER_TICK = 3
+DEADLINE = 120.0  # the longest any final wait may take
+
+
+# -- processes -------------------------------------------------------------------------------
+
+
+class Proc:
+    """A server process on a fixed port (a restart keeps it: replicas reconnect)."""
+
+    def __init__(self, name: str, argv: list[str], port: int, home: Path) -> None:
+        self.name, self.argv, self.port, self.home = name, argv, port, home
+        self.proc: subprocess.Popen[bytes] | None = None
+        home.mkdir(parents=True, exist_ok=True)
+
+    def start(self) -> Proc:
+        with open(self.home / "server.log", "ab") as out:
+            self.proc = subprocess.Popen(self.argv, cwd=self.home, env=python_env(),
+                                         stdin=subprocess.DEVNULL, stdout=out,
+                                         stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.name} exited; see {self.home / 'server.log'}")
+            try:
+                with Connection(self.port, timeout=1) as conn:
+                    if conn.command(b"PING") == b"PONG":
+                        return self
+            except (OSError, ReplyError, ConnectionError):
+                pass
+            time.sleep(0.05)
+        raise RuntimeError(f"{self.name} did not answer PING")
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait()
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            stop_process(self.proc)
+
+    def rss(self) -> int:
+        return rss_of(self.proc.pid) if self.proc and self.proc.poll() is None else 0
+
+
+def rss_of(pid: int) -> int:
+    """Resident set size in bytes (VmRSS of /proc/<pid>/status), 0 if gone."""
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def kvrepl_argv(port: int, replicaof: int | None = None) -> list[str]:
+    argv = [sys.executable, "-m", "kvrepl", "--port", str(port), "--bind", HOST, "--save", "",
+            "--repl-diskless-sync-delay", "0", "--enable-debug-command", "local"]
+    return argv + (["--replicaof", HOST, str(replicaof)] if replicaof else [])
+
+
+class Embedded(threading.Thread):
+    """``kvrepl.Replica(follow=(host, port))`` in this process, on a trio loop of its own,
+    serving TCP too so that the checks reach it as they reach the others."""
+
+    def __init__(self, master_port: int) -> None:
+        super().__init__(daemon=True)
+        self.master_port = master_port
+        self.port = 0
+        self.ready = threading.Event()
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            trio.run(self._main)
+        except BaseException as err:  # reported by the main thread
+            self.error = err
+            self.ready.set()
+
+    async def _main(self) -> None:
+        self.token = trio.lowlevel.current_trio_token()
+        with trio.CancelScope() as scope:
+            self.scope = scope
+            async with kvrepl.Replica(follow=(HOST, self.master_port), port=0,
+                                      enable_debug_command="local") as replica:
+                self.port = replica.port
+                self.ready.set()
+                await trio.sleep_forever()
+
+    def stop(self) -> None:
+        try:
+            trio.from_thread.run_sync(self.scope.cancel, trio_token=self.token)
+        except trio.RunFinishedError:
+            pass
+        self.join(10)
+
+
+# -- the workload ----------------------------------------------------------------------------
+
+
+def workload_commands(rng: random.Random) -> list[tuple[bytes, ...]]:
+    """One tick's writes: a few commands over every type, on a bounded pool of keys."""
+    k = rng.randrange(POOL)
+    n = rng.randrange(1000)
+    v = b"%d" % n
+    member = b"m%d" % rng.randrange(50)
+    return [
+        (b"SET", b"str:%d" % k, b"v" * rng.randrange(1, 200)),
+        (b"INCRBY", b"cnt:%d" % k, v),
+        (b"APPEND", b"app:%d" % (k % 20), b"x"),
+        (b"SET", b"ttl:%d" % k, v, b"EX", b"100000"),
+        (b"RPUSH", b"list:%d" % k, v, v),
+        (b"LTRIM", b"list:%d" % k, b"-20", b"-1"),
+        (b"LPOP", b"list:%d" % ((k + 1) % POOL)),
+        (b"HSET", b"hash:%d" % k, member, v),
+        (b"HINCRBY", b"hash:%d" % k, b"n", b"1"),
+        (b"HDEL", b"hash:%d" % k, b"m%d" % rng.randrange(50)),
+        (b"SADD", b"set:%d" % k, member, v),
+        (b"SREM", b"set:%d" % k, b"m%d" % rng.randrange(50)),
+        (b"ZADD", b"zset:%d" % k, v, member),
+        (b"ZINCRBY", b"zset:%d" % k, b"1.5", member),
+        (b"ZREMRANGEBYRANK", b"zset:%d" % k, b"0", b"-40"),
+        (b"XADD", b"stream:%d" % (k % 20), b"MAXLEN", b"~", b"100", b"*", b"f", v),
+        (b"PFADD", b"hll:%d" % (k % 20), b"e%d" % rng.randrange(100_000)),
+        (b"SETBIT", b"bits:%d" % (k % 20), b"%d" % rng.randrange(4096), b"1"),
+        (b"GEOADD", b"geo:%d" % (k % 20), b"%.5f" % rng.uniform(-170, 170),
+         b"%.5f" % rng.uniform(-80, 80), member),
+        (b"EXPIRE", b"str:%d" % k, b"100000"),
+        (b"DEL", b"str:%d" % rng.randrange(POOL)),
+    ]
+
+
+@dataclass
+class Ledger:
+    """Unique keys the master acknowledged: each must end up on every replica."""
+
+    next_id: int = 0
+    acked: list[int] = field(default_factory=list)
+
+    def new(self, count: int) -> list[int]:
+        ids = list(range(self.next_id, self.next_id + count))
+        self.next_id += count
+        return ids
+
+
+def ledger_set(n: int) -> tuple[bytes, ...]:
+    return (b"SET", b"ledger:%d" % n, b"value-%d" % n)
+
+
+class Writer(threading.Thread):
+    """The steady load: one pipeline per tick, a MULTI/EXEC every fifth."""
+
+    def __init__(self, port: int, stop: threading.Event, seed: int) -> None:
+        super().__init__(daemon=True)
+        self.port, self.stop, self.rng = port, stop, random.Random(seed)
+        self.ledger = Ledger()
+        self.commands = 0
+        self.transactions = 0
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            with Connection(self.port, timeout=60) as conn:
+                tick = 0
+                next_at = time.monotonic()
+                while not self.stop.is_set():
+                    self._tick(conn, tick)
+                    tick += 1
+                    next_at += TICK
+                    pause = next_at - time.monotonic()
+                    if pause > 0:
+                        time.sleep(pause)
+                    else:
+                        next_at = time.monotonic()  # behind (a DEBUG SLEEP): no catch-up burst
+        except BaseException as err:
+            self.error = err
+
+    def _tick(self, conn: Connection, tick: int) -> None:
+        ids = self.ledger.new(LEDGER_PER_TICK)
+        batch = workload_commands(self.rng) + [ledger_set(n) for n in ids]
+        if tick % 5 == 0:
+            batch = [(b"MULTI",), *batch, (b"EXEC",)]
+            replies = conn.pipeline(b"".join(encode_request(*c) for c in batch), len(batch))
+            results = replies[-1]
+            assert isinstance(results, list), results
+            self.transactions += 1
+            acked = [n for n, r in zip(ids, results[-len(ids):], strict=True) if r == b"OK"]
+        else:
+            replies = conn.pipeline(b"".join(encode_request(*c) for c in batch), len(batch))
+            acked = [n for n, r in zip(ids, replies[-len(ids):], strict=True) if r == b"OK"]
+        self.commands += len(batch)
+        self.ledger.acked.extend(acked)
+
+
+class Pinger(threading.Thread):
+    """PING the master every 10 ms; the worst latency, and the worst outside DEBUG SLEEPs."""
+
+    def __init__(self, port: int, stop: threading.Event, sleeps: list[tuple[float, float]]
+                 ) -> None:
+        super().__init__(daemon=True)
+        self.port, self.stop, self.sleeps = port, stop, sleeps
+        self.samples: list[tuple[float, float]] = []  # (sent at, seconds)
+
+    def run(self) -> None:
+        with Connection(self.port, timeout=60) as conn:
+            while not self.stop.is_set():
+                sent = time.monotonic()
+                conn.command(b"PING")
+                self.samples.append((sent, time.monotonic() - sent))
+                time.sleep(0.01)
+
+    def worst(self, outside_sleeps: bool) -> tuple[float, float]:
+        """(seconds, sent at) of the slowest PING."""
+        worst = (0.0, 0.0)
+        for sent, took in self.samples:
+            if outside_sleeps and any(start - 0.05 <= sent + took and sent <= end + 0.05
+                                      for start, end in self.sleeps):
+                continue
+            worst = max(worst, (took, sent))
+        return worst
+
+
+# -- faults ----------------------------------------------------------------------------------
+
+
+class Soak:
+    def __init__(self, seconds: float, fault_every: float, seed: int) -> None:
+        self.seconds, self.fault_every = seconds, fault_every
+        self.rng = random.Random(seed)
+        self.seed = seed
+        self.home = Path(tempfile.mkdtemp(prefix="kvrepl-soak-"))
+        redis = binary("redis-server")
+        if redis is None:
+            raise SystemExit("redis-server is not on PATH (run `make redis`)")
+        mport, rport, cport, xport = (free_port() for _ in range(4))
+        self.master = Proc("master", kvrepl_argv(mport), mport, self.home / "master")
+        self.replica = Proc("replica-proc", kvrepl_argv(rport, mport), rport,
+                            self.home / "replica")
+        self.chained = Proc("chained", kvrepl_argv(cport, rport), cport, self.home / "chained")
+        self.redis = Proc("redis", [redis, "--port", str(xport), "--bind", HOST, "--save", "",
+                                    "--appendonly", "no", "--enable-debug-command", "local",
+                                    "--replicaof", HOST, str(mport)], xport,
+                          self.home / "redis")
+        self.embedded = Embedded(mport)
+        self.faults: dict[str, int] = {}
+        self.sleeps: list[tuple[float, float]] = []
+        self.rss: dict[str, list[tuple[float, int]]] = {}
+        self.used: dict[str, list[tuple[float, int]]] = {}
+        self.fault_log: list[tuple[float, str]] = []
+        self.stop = threading.Event()
+
+    def ports(self) -> dict[str, int]:
+        return {"replica-proc": self.replica.port, "chained": self.chained.port,
+                "embedded": self.embedded.port, "redis": self.redis.port}
+
+    def start(self) -> None:
+        self.master.start()
+        self.replica.start()
+        self.chained.start()
+        self.redis.start()
+        self.embedded.start()
+        self.embedded.ready.wait(30)
+        if self.embedded.error is not None:
+            raise self.embedded.error
+
+    def close(self) -> None:
+        self.stop.set()
+        self.embedded.stop()
+        for proc in (self.chained, self.replica, self.redis, self.master):
+            proc.stop()
+        shutil.rmtree(self.home, ignore_errors=True)
+
+    def fault(self) -> str:
+        choices = ["kill-replica-links", "kill-master-link", "restart-replica",
+                   "bgsave", "debug-sleep", "backlog-overrun"]
+        name = self.rng.choice(choices)
+        self.faults[name] = self.faults.get(name, 0) + 1
+        with Connection(self.master.port, timeout=60) as master:
+            if name == "kill-replica-links":
+                master.command(b"CLIENT", b"KILL", b"TYPE", b"replica")
+            elif name == "kill-master-link":
+                port = self.rng.choice([self.replica.port, self.redis.port, self.chained.port,
+                                        self.embedded.port])
+                with Connection(port, timeout=10) as replica:
+                    replica.command(b"CLIENT", b"KILL", b"TYPE", b"master")
+            elif name == "restart-replica":
+                if self.rng.random() < 0.5:
+                    self.replica.kill()
+                else:
+                    self.replica.stop()
+                self.replica.start()
+            elif name == "bgsave":
+                try:
+                    master.command(b"BGSAVE")
+                except ReplyError:
+                    pass  # one already runs
+            elif name == "debug-sleep":
+                start = time.monotonic()
+                master.command(b"DEBUG", b"SLEEP", b"0.3")
+                self.sleeps.append((start, time.monotonic()))
+            else:
+                self.overrun(master)
+        return name
+
+    def overrun(self, master: Connection) -> None:
+        """A backlog too small for what replicas miss while their links are down."""
+        old = master.command(b"CONFIG", b"GET", b"repl-backlog-size")[1]
+        master.command(b"CONFIG", b"SET", b"repl-backlog-size", b"16kb")
+        master.command(b"CLIENT", b"KILL", b"TYPE", b"replica")
+        value = b"b" * 1024
+        burst = b"".join(encode_request(b"SET", b"burst:%d" % i, value) for i in range(2000))
+        master.pipeline(burst, 2000)
+        master.command(b"CONFIG", b"SET", b"repl-backlog-size", old)
+
+    def sample_rss(self) -> None:
+        """RSS of every process, and used_memory (the dataset, as each server counts it)."""
+        now = time.monotonic()
+        for name, value in (("master", self.master.rss()),
+                            ("replica-proc", self.replica.rss()),
+                            ("chained", self.chained.rss()), ("redis", self.redis.rss()),
+                            ("soak+embedded", rss_of(os.getpid()))):
+            if value:
+                self.rss.setdefault(name, []).append((now, value))
+        ports = {"master": self.master.port, **self.ports()}
+        for name, port in ports.items():
+            try:
+                with Connection(port, timeout=5) as conn:
+                    used = int(conn.info("memory")["used_memory"])
+            except (OSError, ReplyError, ConnectionError, KeyError, ValueError):
+                continue  # restarting
+            self.used.setdefault(name, []).append((now, used))
+
+    def run(self) -> int:
+        self.start()
+        writer = Writer(self.master.port, self.stop, self.seed)
+        pinger = Pinger(self.master.port, self.stop, self.sleeps)
+        writer.start()
+        pinger.start()
+        began = self.began = time.monotonic()
+        next_fault = began + self.fault_every
+        next_rss = began
+        log(f"soak: {self.seconds:.0f} s, a fault every {self.fault_every:.0f} s, "
+            f"seed {self.seed}, in {self.home}")
+        while time.monotonic() - began < self.seconds:
+            now = time.monotonic()
+            if writer.error is not None:
+                raise writer.error
+            if now >= next_rss:
+                self.sample_rss()
+                next_rss += 1.0
+            if now >= next_fault:
+                name = self.fault()
+                self.fault_log.append((now, name))
+                log(f"  {now - began:6.1f} s  fault: {name}")
+                next_fault = time.monotonic() + self.fault_every
+            time.sleep(0.05)
+        self.stop.set()
+        writer.join(60)
+        pinger.join(60)
+        if writer.error is not None:
+            raise writer.error
+        self.sample_rss()
+        return self.report(writer, pinger, time.monotonic() - began)
+
+    # -- the end -------------------------------------------------------------------------
+    def caught_up(self) -> bool:
+        """Every replica at its master's offset (the chained one at replica-proc's)."""
+        with Connection(self.master.port) as master:
+            moff = int(master.info()["master_repl_offset"])
+            waited = master.command(b"WAIT", b"3", b"100")
+        offsets = {}
+        for name, port in self.ports().items():
+            with Connection(port) as conn:
+                info = conn.info()
+                if info.get("master_link_status") != "up":
+                    return False
+                offsets[name] = int(info["master_repl_offset"])
+        return (waited >= 3 and offsets["replica-proc"] == moff and offsets["embedded"] == moff
+                and offsets["redis"] == moff and offsets["chained"] == offsets["replica-proc"])
+
+    def report(self, writer: Writer, pinger: Pinger, elapsed: float) -> int:
+        deadline = time.monotonic() + DEADLINE
+        while not self.caught_up():
+            if time.monotonic() > deadline:
+                log("soak: the replicas did not catch up")
+                break
+            time.sleep(0.1)
+        failures = []
+        with Connection(self.master.port) as master:
+            digest = master.command(b"DEBUG", b"DIGEST")
+            stats = master.info("stats")
+            dbsize = master.command(b"DBSIZE")
+        digests = {}
+        for name, port in self.ports().items():
+            with Connection(port) as conn:
+                digests[name] = conn.command(b"DEBUG", b"DIGEST")
+            if digests[name] != digest:
+                failures.append(f"{name}: digest {digests[name]!r} != master's {digest!r}")
+        acked = writer.ledger.acked
+        missing: dict[str, int] = {}
+        for name, port in self.ports().items():
+            lost = 0
+            with Connection(port) as conn:
+                for start in range(0, len(acked), 1000):
+                    ids = acked[start:start + 1000]
+                    keys = [b"ledger:%d" % n for n in ids]
+                    values = conn.command(b"MGET", *keys)
+                    lost += sum(1 for n, value in zip(ids, values, strict=True)
+                                if value != b"value-%d" % n)
+            missing[name] = lost
+            if lost:
+                failures.append(f"{name}: {lost} acknowledged writes missing")
+        with Connection(self.replica.port) as mid:
+            chained_stats = mid.info("stats")
+        self.print_figures(elapsed, writer, pinger, stats, chained_stats, dbsize, digest,
+                           missing)
+        for failure in failures:
+            print("FAIL:", failure)
+        print("RESULT:", "FAIL" if failures else "PASS")
+        return 1 if failures else 0
+
+    def print_figures(self, elapsed: float, writer: Writer, pinger: Pinger,
+                      stats: dict[str, str], chained_stats: dict[str, str], dbsize: object,
+                      digest: object, missing: dict[str, int]) -> None:
+        print(f"duration: {elapsed:.0f} s; writer: {writer.commands} commands "
+              f"({writer.commands / elapsed:.0f}/s), {writer.transactions} MULTI/EXEC; "
+              f"master DBSIZE {dbsize}")
+        print("faults: " + ", ".join(f"{k} {v}" for k, v in sorted(self.faults.items())))
+        print(f"master resyncs: sync_full {stats['sync_full']}, sync_partial_ok "
+              f"{stats['sync_partial_ok']}, sync_partial_err {stats['sync_partial_err']}; "
+              f"replica-proc (chained's master): sync_full {chained_stats['sync_full']}, "
+              f"sync_partial_ok {chained_stats['sync_partial_ok']}")
+        took, sent = pinger.worst(True)
+        before = [name for at, name in self.fault_log if at <= sent]
+        print(f"master PING: {len(pinger.samples)} pings, worst "
+              f"{pinger.worst(False)[0] * 1000:.1f} ms; worst outside DEBUG SLEEPs "
+              f"{took * 1000:.1f} ms, {sent - self.began:.0f} s into the run"
+              + (f", after a {before[-1]} {sent - self.fault_log[len(before) - 1][0]:.1f} s "
+                 "earlier" if before else ""))
+        print(f"digests: all equal to the master's {digest!r}"
+              if not any(missing.values()) else "digests: see FAIL lines")
+        print(f"ledger: {len(writer.ledger.acked)} acknowledged unique writes; missing: "
+              + ", ".join(f"{k} {v}" for k, v in missing.items()))
+        print("MB after 25% of the run / at the end / peak after warm-up: RSS; used_memory")
+        for name, series in self.rss.items():
+            cells = []
+            for samples in (series, self.used.get("embedded" if name == "soak+embedded"
+                                                  else name, [])):
+                if not samples:
+                    continue
+                warm = [v for t, v in samples if t - self.began >= elapsed * 0.25]
+                warm = warm or [samples[-1][1]]
+                cells.append(f"{warm[0] / 2**20:6.1f} {samples[-1][1] / 2**20:6.1f} "
+                             f"{max(warm) / 2**20:6.1f}")
+            print(f"  {name:14s} " + ";  ".join(cells))
+
+
+def main() -> int:
+    seconds = float(os.environ.get("SOAK_SECONDS", "180"))
+    fault_every = float(os.environ.get("SOAK_FAULT_EVERY", "4"))
+    seed = int(os.environ.get("SOAK_SEED", str(random.randrange(1 << 30))))
+    soak = Soak(seconds, fault_every, seed)
+    try:
+        return soak.run()
+    finally:
+        soak.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
