@@ -208,7 +208,9 @@ def test_flush_expiry_and_table_limit(pairs: callable, servers: Servers) -> None
     writer.call("FLUSHDB")
     tracker.call("FLUSHALL")  # its own flush: the null after the reply
     tracker.received()
-    writer.call("SET", "e", "v", "PX", "1")
+    # Long enough for both servers to answer the GET before "e" expires (a 1 ms TTL raced
+    # it on a loaded machine), short enough to wait out below.
+    writer.call("SET", "e", "v", "PX", "500")
     tracker.call("GET", "e")
     for client in writer.clients:  # until it has expired (the read deletes it)
         while client.call("EXISTS", "e") != b":0\r\n":
