@@ -247,10 +247,23 @@ def pubsub_messages(client: redis.Redis, wait: float) -> list[object]:
     """Subscribe, publish from the client's other connection, collect every message."""
     seen: list[object] = []
     pubsub = client.pubsub()
+
+    def confirmed(kind: str) -> None:
+        # A subscription change must be in force before the other connection publishes
+        # (a real server may read that connection first): read up to its confirmation.
+        while True:
+            message = pubsub.get_message(timeout=wait or None)
+            seen.append(message)
+            if message is None or message["type"] == kind:
+                return
+
     pubsub.subscribe("news")
+    confirmed("subscribe")
     pubsub.psubscribe("n*")
+    confirmed("psubscribe")
     receivers = [client.publish("news", "hello"), client.publish("nope", "x")]
     pubsub.unsubscribe("news")
+    confirmed("unsubscribe")
     receivers.append(client.publish("news", "again"))
     while (message := pubsub.get_message(timeout=wait)) is not None:
         seen.append(message)
