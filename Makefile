@@ -10,8 +10,8 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 
-$(STAMP): $(PY) setup.cfg pyproject.toml
-	$(PY) -m pip install -q -e '.[test,bench]'
+$(STAMP): $(PY) setup.cfg pyproject.toml constraints.txt
+	$(PY) -m pip install -q -c constraints.txt -e '.[test,bench]'
 	touch $(STAMP)
 
 redis:
