@@ -651,3 +651,19 @@ def test_pure_python_lzf_fallback_reads_files(monkeypatch: pytest.MonkeyPatch) -
     blob = dumps(ks)
     assert entries(blob)[0].value == b"abc" * 100
     assert random.Random(0) is not None
+
+
+def test_a_stream_node_with_ids_out_of_order_is_refused_whole() -> None:
+    # Found by `make fuzz` (rdb target, seed 20261206, case 1416): a dump whose stream node
+    # lists an entry ID below the one before it loaded, then its re-save did not load (the
+    # node was written back with the entries in ID order, one fewer than its count says).
+    from pathlib import Path
+
+    from kvrepl.rdb import RdbError, load_into
+    from kvrepl.store.database import Keyspace
+
+    data = (Path(__file__).parent / "data" / "stream-node-ids-out-of-order.rdb").read_bytes()
+    keyspace = Keyspace(16)
+    with pytest.raises(RdbError, match="entry IDs out of order"):
+        load_into(keyspace, data, drop_expired=False)
+    assert all(not db.data for db in keyspace.dbs)

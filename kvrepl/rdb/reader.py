@@ -800,6 +800,11 @@ class RdbParser:
                 raise self._blob_error(corrupt) from None
         value.entries = entries
         value.nodes = SortedDict((node.master_id, node) for node in shape)
+        ordered = list(value.nodes.values())
+        for node, following in zip(ordered, ordered[1:], strict=False):
+            if node.last_id >= following.master_id:
+                raise Corrupt("Stream nodes overlap: an entry of one node is past the "
+                              "next node's first ID", self._at(self._base + self._pos))
         start = self._base + self._pos
         length = yield from self._read(read_len)
         if length != len(entries):

@@ -89,6 +89,10 @@ def decode_node(master_id: StreamID, blob: bytes, entries: dict) -> StreamNode:
             p += 1
             if (ms, seq) in entries or (ms, seq) in node.dead:
                 raise Corrupt("stream has a duplicated entry ID")
+            if (ms, seq) < (node.last_id if node.last_id is not None else master_id):
+                # kvrepl keeps entries in ID order (a node is the IDs from its master ID
+                # on): a node it could not write back as it read it is refused whole.
+                raise Corrupt("stream listpack integrity check failed: entry IDs out of order")
             if flags & STREAM_ITEM_FLAG_DELETED:
                 node.dead[(ms, seq)] = fields
             else:
