@@ -16,6 +16,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -40,10 +41,22 @@ CHECK_AOF = shutil.which("redis-check-aof")
 # -- helpers ------------------------------------------------------------------------------------
 
 
+@pytest.fixture(autouse=True)
+def _stop_children() -> Iterator[None]:
+    """Every kvrepl-server a test started is stopped when it ends, passed or failed (a
+    restarted server that only gets read used to outlive its test)."""
+    yield
+    while KvreplProcess.started:
+        KvreplProcess.started.pop().kill()
+
+
 class KvreplProcess:
     """kvrepl-server in a child process of this test (only these are ever killed)."""
 
+    started: list[KvreplProcess] = []  # stopped at the end of each test (_stop_children)
+
     def __init__(self, directory: Path, *options: str) -> None:
+        KvreplProcess.started.append(self)
         self.dir = directory
         self.port = free_port()
         env = dict(os.environ,
@@ -76,7 +89,8 @@ class KvreplProcess:
                            retry=Retry(NoBackoff(), 0), **kwargs)
 
     def kill(self) -> None:
-        self.process.send_signal(signal.SIGKILL)
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
         self.process.wait(10)
         self.log.close()
 
