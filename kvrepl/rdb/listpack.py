@@ -13,22 +13,10 @@ from operator import itemgetter
 
 from kvrepl.rdb.errors import Corrupt
 from kvrepl.rdb.primitives import INT_START
+from kvrepl.store.stream import lp_backlen_size as backlen_size
 
 COUNT_UNKNOWN = 65535
 _first = itemgetter(0)
-
-
-def backlen_size(size: int) -> int:
-    """How many bytes lpEncodeBacklen uses for an entry of ``size`` bytes."""
-    if size <= 127:
-        return 1
-    if size < 16383:
-        return 2
-    if size < 2097151:
-        return 3
-    if size < 268435455:
-        return 4
-    return 5
 
 
 def encode_backlen(size: int) -> bytes:

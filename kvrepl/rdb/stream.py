@@ -16,7 +16,7 @@ from kvrepl.rdb.constants import (
     UINT64_MASK,
 )
 from kvrepl.rdb.errors import Corrupt
-from kvrepl.store.stream import StreamNode, encode_id
+from kvrepl.store.stream import StreamNode, encode_id, id_delta
 from kvrepl.store.values import Stream, StreamID
 
 _INT64_MIN = -(1 << 63)
@@ -109,12 +109,6 @@ def decode_node(master_id: StreamID, blob: bytes, entries: dict) -> StreamNode:
     return node
 
 
-def _delta(a: int, b: int) -> int:
-    """``a - b`` as the int64 that lpAppendInteger stores for uint64 operands."""
-    d = (a - b) & UINT64_MASK
-    return d - (1 << 64) if d >= (1 << 63) else d
-
-
 def encode_nodes(stream: Stream, max_bytes: int = 4096,
                  max_entries: int = 100) -> list[tuple[bytes, bytes]]:
     """``(16-byte master ID, listpack)`` for each node of the stream, deleted entries
@@ -133,8 +127,8 @@ def encode_nodes(stream: Stream, max_bytes: int = 4096,
             same = tuple(names) == master_fields
             flags = (STREAM_ITEM_FLAG_SAMEFIELDS if same else 0) | (
                 STREAM_ITEM_FLAG_DELETED if dead else 0)
-            parts += (encode_int(flags), encode_int(_delta(entry_id[0], master_id[0])),
-                      encode_int(_delta(entry_id[1], master_id[1])))
+            parts += (encode_int(flags), encode_int(id_delta(entry_id[0], master_id[0])),
+                      encode_int(id_delta(entry_id[1], master_id[1])))
             if same:
                 parts.extend(map(encode_entry, fields[1::2]))
                 parts.append(encode_int(len(names) + 3))

@@ -34,7 +34,8 @@ _INT64_LIMIT = 1 << 63
 
 
 # -- listpack sizes (listpack.c) ---------------------------------------------------------------
-def _backlen(size: int) -> int:
+def lp_backlen_size(size: int) -> int:
+    """How many bytes lpEncodeBacklen uses for an entry of ``size`` bytes."""
     if size <= 127:
         return 1
     if size < 16383:
@@ -76,11 +77,11 @@ def lp_entry_size(s: bytes) -> int:
     if n < 64:
         return n + 2
     if n < 4096:
-        return n + 2 + _backlen(n + 2)
-    return n + 5 + _backlen(n + 5)
+        return n + 2 + lp_backlen_size(n + 2)
+    return n + 5 + lp_backlen_size(n + 5)
 
 
-def _delta(a: int, b: int) -> int:
+def id_delta(a: int, b: int) -> int:
     """``a - b`` as the int64 lpAppendInteger stores for uint64 operands."""
     d = (a - b) & UINT64_MAX
     return d - (1 << 64) if d >= (1 << 63) else d
@@ -169,9 +170,9 @@ class StreamNode:
         d_ms = ms - master_ms
         d_seq = seq - master_seq
         size = 2 + (2 if d_ms < 128 else lp_int_size(
-            d_ms if d_ms < _INT64_LIMIT else _delta(ms, master_ms)))
+            d_ms if d_ms < _INT64_LIMIT else id_delta(ms, master_ms)))
         size += 2 if 0 <= d_seq < 128 else lp_int_size(
-            d_seq if -_INT64_LIMIT <= d_seq < _INT64_LIMIT else _delta(seq, master_seq))
+            d_seq if -_INT64_LIMIT <= d_seq < _INT64_LIMIT else id_delta(seq, master_seq))
         pairs = len(fields) >> 1
         master_fields = self.master_fields
         if pairs == len(master_fields) and (
