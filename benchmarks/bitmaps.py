@@ -15,9 +15,7 @@ servers), each run records the server process's own CPU time per command (utime 
 from __future__ import annotations
 
 import contextlib
-import csv
 import os
-import subprocess
 import tempfile
 import time
 from collections import defaultdict
@@ -37,9 +35,9 @@ from benchmarks.common import (
     median,
     python_env,
     ratio,
+    redis_benchmark_rate,
     rotated,
     running,
-    stop_process,
 )
 from benchmarks.tcp import server_commands
 
@@ -94,21 +92,9 @@ def _cpu_seconds(pid: int) -> float:
 def _benchmark(tool: str, port: int, command: tuple[str, ...], n: int, pipeline: int,
                keyspace: int | None) -> float:
     """One redis-benchmark run of ``command``: its requests per second."""
-    argv = [tool, "-h", HOST, "-p", str(port), "-c", str(CLIENTS), "-n", str(n), "-q",
-            "--csv", "-P", str(pipeline)]
-    if keyspace:
-        argv += ["-r", str(keyspace)]
-    proc = subprocess.Popen([*argv, *command], stdin=subprocess.DEVNULL,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    try:
-        out, err = proc.communicate(timeout=300)
-    finally:
-        stop_process(proc)
-    for row in csv.reader(out.decode(errors="replace").splitlines()):
-        if len(row) >= 2 and row[0] != "test":
-            with contextlib.suppress(ValueError):
-                return float(row[1])
-    raise RuntimeError(f"redis-benchmark printed no rate: {err.decode(errors='replace')}")
+    keys = ["-r", str(keyspace)] if keyspace else []
+    return redis_benchmark_rate(tool, port, ["-c", str(CLIENTS), "-n", str(n),
+                                             "-P", str(pipeline), *keys, *command])
 
 
 def in_place_costs(repeat: int = 2000) -> list[list[str]]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import csv
 import math
 import os
 import shutil
@@ -373,3 +374,28 @@ def fmt_ms(seconds: float, digits: int = 1) -> str:
 def fmt_seconds(seconds: float) -> str:
     """Seconds with two decimals (``n/a`` when missing)."""
     return "n/a" if seconds != seconds else f"{seconds:,.2f}"
+
+
+class BenchmarkError(RuntimeError):
+    """A benchmark run that could not give a figure (a peer failed, a run timed out)."""
+
+
+def redis_benchmark_rate(tool: str, port: int, args: Sequence[str], timeout: float = 300.0,
+                         test: str | None = None) -> float:
+    """One ``redis-benchmark -q --csv`` run against ``port`` with ``args``: the requests per
+    second of the row whose test name starts with ``test`` (the first row when None)."""
+    argv = [tool, "-h", HOST, "-p", str(port), "-q", "--csv", *args]
+    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise BenchmarkError(f"redis-benchmark took more than {timeout:.0f}s") from None
+    finally:
+        stop_process(proc)
+    for row in csv.reader(out.decode(errors="replace").splitlines()):
+        if len(row) >= 2 and row[0] != "test" and (test is None or row[0].startswith(test)):
+            with contextlib.suppress(ValueError):
+                return float(row[1])
+    raise BenchmarkError(f"redis-benchmark exited {proc.returncode}: "
+                         f"{(err or out).decode(errors='replace')[-500:]}")

@@ -11,9 +11,6 @@ goal is kvrepl at 0.3x redis-server or better.
 
 from __future__ import annotations
 
-import contextlib
-import csv
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -22,7 +19,6 @@ if __package__ in (None, ""):  # run as a script: make the repo root importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.common import (  # noqa: E402
-    HOST,
     Options,
     Server,
     binary,
@@ -34,8 +30,8 @@ from benchmarks.common import (  # noqa: E402
     median,
     python_env,
     ratio,
+    redis_benchmark_rate,
     rotated,
-    stop_process,
 )
 from benchmarks.tcp import server_commands  # noqa: E402
 
@@ -53,20 +49,8 @@ REFERENCE = ("ZADD", "z", "3479099956230698", "m:__rand_int__")
 def command_rate(tool: str, port: int, n: int, command: tuple[str, ...] = COMMAND,
                  timeout: float = 300.0) -> float:
     """One redis-benchmark run of ``command``: requests per second."""
-    argv = [tool, "-h", HOST, "-p", str(port), "-c", str(CLIENTS), "-P", str(PIPELINE),
-            "-n", str(n), "-q", "--csv", *command]
-    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE)
-    try:
-        out, err = proc.communicate(timeout=timeout)
-    finally:
-        stop_process(proc)
-    for row in csv.reader(out.decode(errors="replace").splitlines()):
-        if len(row) >= 2 and row[0].startswith(command[0]):
-            with contextlib.suppress(ValueError):
-                return float(row[1])
-    raise RuntimeError(f"redis-benchmark printed no {command[0]} figure: "
-                       f"{(err or out).decode(errors='replace')[-500:]}")
+    return redis_benchmark_rate(tool, port, ["-c", str(CLIENTS), "-P", str(PIPELINE),
+                                             "-n", str(n), *command], timeout, test=command[0])
 
 
 def run(options: Options) -> str:

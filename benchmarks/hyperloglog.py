@@ -18,13 +18,13 @@ the rounds. Every test is ``redis-benchmark -P 16 -n N`` with its 50 default cli
 from __future__ import annotations
 
 import contextlib
-import subprocess
 import tempfile
 from collections import defaultdict
 from pathlib import Path
 
 from benchmarks.common import (
     HOST,
+    BenchmarkError,
     Options,
     Server,
     binary,
@@ -36,10 +36,10 @@ from benchmarks.common import (
     median,
     python_env,
     ratio,
+    redis_benchmark_rate,
     resp_command,
     rotated,
     running,
-    stop_process,
 )
 
 TITLE = "HyperLogLog: redis-benchmark PFADD / PFCOUNT against kvrepl and redis-server"
@@ -57,30 +57,11 @@ TESTS: dict[str, tuple[float, list[str], list[str]]] = {
 }
 
 
-class BenchmarkError(RuntimeError):
-    """redis-benchmark failed or printed no number."""
-
-
 def redis_benchmark(tool: str, port: int, n: int, extra: list[str], command: list[str],
                     timeout: float) -> float:
     """One redis-benchmark run of ``command``: its requests per second."""
-    argv = [tool, "-h", HOST, "-p", str(port), "-P", str(PIPELINE), "-n", str(n), "-q",
-            "--csv", *extra, *command]
-    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE)
-    try:
-        out, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        raise BenchmarkError(f"redis-benchmark took more than {timeout:.0f}s") from None
-    finally:
-        stop_process(proc)
-    for line in out.decode(errors="replace").splitlines():
-        cells = [cell.strip('"') for cell in line.split(",")]
-        if len(cells) >= 2 and cells[0] != "test":
-            with contextlib.suppress(ValueError):
-                return float(cells[1])
-    raise BenchmarkError(f"redis-benchmark exited {proc.returncode}: "
-                         f"{(err or out).decode(errors='replace')[-500:]}")
+    return redis_benchmark_rate(tool, port, ["-P", str(PIPELINE), "-n", str(n), *extra,
+                                             *command], timeout)
 
 
 def _prepare(port: int) -> None:

@@ -52,6 +52,7 @@ from typing import Any
 
 from benchmarks.common import (
     HOST,
+    BenchmarkError,
     Connection,
     Options,
     Server,
@@ -84,10 +85,6 @@ LOAD_GOAL_VS_RDBTOOLS = 2.0
 LOAD_GOAL_RATE = 1_000_000  # keys/s, strings
 WRITE_GOAL_RATE = 1_000_000  # keys/s, strings
 COMMAND_TIMEOUT = 300.0
-
-
-class BenchmarkError(RuntimeError):
-    """A measurement could not be taken (a server died, a count did not match...)."""
 
 
 @dataclass

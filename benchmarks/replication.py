@@ -27,10 +27,8 @@ every round, medians of the rounds):
 from __future__ import annotations
 
 import contextlib
-import csv
 import gc
 import statistics
-import subprocess
 import tempfile
 import threading
 import time
@@ -41,6 +39,7 @@ from pathlib import Path
 
 from benchmarks.common import (
     HOST,
+    BenchmarkError,
     Connection,
     Options,
     ReplyError,
@@ -59,8 +58,8 @@ from benchmarks.common import (
     percentile,
     python_env,
     ratio,
+    redis_benchmark_rate,
     rotated,
-    stop_process,
 )
 
 TITLE = "Replication: kvrepl beside redis-server (full sync, latency, throughput, lag, embedded)"
@@ -88,10 +87,6 @@ LAG_POLL = 0.005
 SETTLE = 0.05  # seconds between the replica's initial sync and the timed burst
 SET_GOAL = 10.0  # master.set with a replica attached vs fakeredis set
 GET_GOAL = 20.0  # replica.get vs fakeredis get
-
-
-class BenchmarkError(RuntimeError):
-    """A measurement could not be taken (a server died, a sync never finished...)."""
 
 
 # -- servers ---------------------------------------------------------------------------------
@@ -412,22 +407,9 @@ def full_sync_section(options: Options, workdir: Path, rounds: int) -> str:
 
 def redis_benchmark_set(tool: str, port: int, n: int, timeout: float) -> float:
     """``redis-benchmark -t set -P 16 -c 50 -n N`` once: the SET ops/s."""
-    argv = [tool, "-h", HOST, "-p", str(port), "-t", "set", "-c", str(BENCH_CLIENTS),
-            "-P", str(BENCH_PIPELINE), "-n", str(n), "-q", "--csv"]
-    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE)
-    try:
-        out, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        raise BenchmarkError(f"redis-benchmark took more than {timeout:.0f}s") from None
-    finally:
-        stop_process(proc)
-    for row in csv.reader(out.decode(errors="replace").splitlines()):
-        if len(row) >= 2 and row[0] == "SET":
-            with contextlib.suppress(ValueError):
-                return float(row[1])
-    raise BenchmarkError(f"redis-benchmark exited {proc.returncode}: "
-                         f"{(err or out).decode(errors='replace')[-400:]}")
+    return redis_benchmark_rate(tool, port, ["-t", "set", "-c", str(BENCH_CLIENTS),
+                                             "-P", str(BENCH_PIPELINE), "-n", str(n)],
+                                timeout, test="SET")
 
 
 def attach(replica: Server, master: Server) -> None:

@@ -10,8 +10,6 @@ median of the per-round ratios (the two servers' runs of a round are adjacent in
 from __future__ import annotations
 
 import contextlib
-import csv
-import subprocess
 import tempfile
 import time
 from collections import defaultdict
@@ -32,9 +30,9 @@ from benchmarks.common import (
     nice_count,
     python_env,
     ratio,
+    redis_benchmark_rate,
     rotated,
     running,
-    stop_process,
 )
 
 TITLE = "Streams: XADD -P 16 and XREAD of 100 entries, kvrepl against redis-server"
@@ -53,20 +51,8 @@ MAX_N = 2_000_000
 
 def _benchmark(tool: str, port: int, n: int, pipeline: int, command: list[str]) -> float:
     """One redis-benchmark run of ``command``: requests per second."""
-    argv = [tool, "-h", HOST, "-p", str(port), "-c", str(CLIENTS), "-n", str(n), "-q", "--csv"]
-    if pipeline > 1:
-        argv += ["-P", str(pipeline)]
-    proc = subprocess.Popen([*argv, *command], stdin=subprocess.DEVNULL,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    try:
-        out, err = proc.communicate(timeout=300)
-    finally:
-        stop_process(proc)
-    for row in csv.reader(out.decode(errors="replace").splitlines()):
-        if len(row) >= 2 and row[0] != "test":
-            with contextlib.suppress(ValueError):
-                return float(row[1])
-    raise RuntimeError(f"redis-benchmark printed no rate: {err.decode(errors='replace')}")
+    return redis_benchmark_rate(tool, port, ["-c", str(CLIENTS), "-n", str(n),
+                                             "-P", str(pipeline), *command])
 
 
 def _prefill(port: int) -> None:

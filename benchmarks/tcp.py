@@ -23,6 +23,7 @@ from pathlib import Path
 
 from benchmarks.common import (
     HOST,
+    BenchmarkError,
     Options,
     Server,
     binary,
@@ -73,10 +74,6 @@ try:
 finally:
     server.server_close()
 """
-
-
-class BenchmarkError(RuntimeError):
-    """redis-benchmark failed or printed no numbers."""
 
 
 def redis_benchmark(tool: str, port: int, n: int, pipeline: int, timeout: float,
