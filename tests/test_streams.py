@@ -615,6 +615,11 @@ async def test_kvrepl_replica_of_redis_master_holds_what_a_redis_replica_holds()
         twin_client = raw_replies(twin.client())
         async with kvrepl.Replica(follow=("127.0.0.1", master.port), port=0) as replica:
             await replica.wait_synced()
+            # Both replicas must take the workload as commands: a redis replica whose first
+            # sync came after it would hold the master's node layout from the RDB instead.
+            await trio.to_thread.run_sync(lambda: poll(
+                lambda: b"master_link_status:up" in twin_client.execute_command(
+                    "INFO", "replication"), "the redis replica synced"))
             await trio.to_thread.run_sync(_workload, client)
             offset = await trio.to_thread.run_sync(_master_offset, client)
             await replica.following.wait_offset(offset)
