@@ -27,6 +27,7 @@ from kvrepl.acl import SUPERUSER
 from kvrepl.commands.core import Block, Engine, Session
 from kvrepl.commands.replication import StartReplication, WaitReplicas
 from kvrepl.config import Config, ConfigError, _check_directory
+from kvrepl.direct_reads import direct_get
 from kvrepl.errors import ReplicaPanic, ReplyError, WriteSkipped
 from kvrepl.methods import Arg, DataMethods, _arg
 from kvrepl.protocol.replies import NULL_ARRAY, OK, Status
@@ -281,6 +282,9 @@ class Node(DataMethods):
         # Set when the node stopped as redis-server panics (see ReplicaPanic); leaving
         # ``async with`` raises it.
         self.failure: ReplicaPanic | None = None
+        # GET without the general dispatch (an instance attribute: no method binding).
+        self.get = direct_get(self, DataMethods.get.__get__(self))
+        self.get.__doc__ = DataMethods.get.__doc__
 
     @property
     def skipped_writes(self) -> list[WriteSkipped]:
