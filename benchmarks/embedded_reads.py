@@ -1,0 +1,116 @@
+"""The embedded read path: ``master.get`` and ``replica.get`` against a plain dict's
+``get`` and fakeredis, in the same run.
+
+Every contender is read through a bound ``get`` in the same loop, one call per key, all
+keys present (N strings without a TTL, on a started master and on its synced replica).
+``python floor`` is a Python function that only calls the dict's ``get``: what any read
+path written in Python costs before doing anything, so the ceiling of ``node.get``'s
+ratio. Contenders take turns (order rotated every round); each cell is the median of the
+rounds, and the best round is shown beside it (the host is shared: the best round is the
+least disturbed one).
+"""
+
+from __future__ import annotations
+
+import gc
+import time
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+
+from benchmarks.common import (
+    Options,
+    fmt_rate,
+    fmt_ratio,
+    goal_cell,
+    log,
+    markdown_table,
+    median,
+    ratio,
+    rotated,
+)
+
+TITLE = "Embedded reads: master.get / replica.get vs dict.get and fakeredis"
+VALUE = b"xxx"
+GOAL_VS_DICT = 0.3
+
+
+def _rate(get: Callable[[bytes], object], keys: Sequence[bytes]) -> float:
+    start = time.perf_counter()
+    for key in keys:
+        get(key)
+    return len(keys) / (time.perf_counter() - start)
+
+
+def run(options: Options) -> str:
+    """Run the benchmark and return its markdown section."""
+    import trio
+
+    return trio.run(_run, options)
+
+
+async def _run(options: Options) -> str:
+    import kvrepl
+
+    count = 20_000 if options.quick else 100_000
+    keys = [b"key:%d" % i for i in range(count)]
+    notes: list[str] = []
+    async with kvrepl.Master() as master, kvrepl.Replica(follow=master) as replica:
+        for key in keys:
+            master.set(key, VALUE)
+        await replica.wait_synced()
+        data = {key: VALUE for key in keys}
+        dict_get = data.get
+
+        def python_floor(key: bytes) -> object:
+            return dict_get(key)
+
+        contenders: dict[str, tuple[Callable[[bytes], object], int]] = {
+            "dict.get": (dict_get, count),
+            "python floor": (python_floor, count),
+            "master.get": (master.get, count),
+            "replica.get": (replica.get, count),
+        }
+        try:
+            import fakeredis
+        except ImportError:
+            notes.append("fakeredis is not installed (pip install -e '.[bench]')")
+        else:
+            fake = fakeredis.FakeRedis()
+            few = keys[:count // 20]
+            for key in few:
+                fake.set(key, VALUE)
+            contenders["fakeredis"] = (fake.get, len(few))
+        for name, (get, n) in contenders.items():  # untimed: first calls, caches
+            _rate(get, keys[:min(n, 1000)])
+            if get(keys[0]) != VALUE:
+                notes.append(f"{name}: a read did not return the value set")
+        results: dict[str, list[float]] = defaultdict(list)
+        for round_number in range(options.rounds):
+            for name in rotated(list(contenders), round_number):
+                get, n = contenders[name]
+                gc.collect()
+                results[name].append(_rate(get, keys[:n]))
+            log(f"[embedded_reads] round {round_number + 1}/{options.rounds}: " + ", ".join(
+                f"{name} {results[name][-1]:,.0f}/s" for name in contenders))
+    base, best_base = median(results["dict.get"]), max(results["dict.get"])
+    headers = ["reader", "ops/s (median)", "vs dict.get", "ops/s (best round)",
+               "vs dict.get (best)", "goal"]
+    rows = []
+    for name in contenders:
+        mid, best = median(results[name]), max(results[name])
+        goal = goal_cell(ratio(mid, base), GOAL_VS_DICT) if name.endswith(".get") \
+            and name != "dict.get" else ""
+        rows.append([name, fmt_rate(mid), fmt_ratio(ratio(mid, base)), fmt_rate(best),
+                     fmt_ratio(ratio(best, best_base)), goal])
+    text = [
+        f"## {TITLE}",
+        "",
+        f"One bound `get` call per key, {count:,} keys present (fakeredis "
+        f"{count // 20:,}), value {VALUE!r}; median and best of {options.rounds} rounds, "
+        "contenders alternated.",
+        "",
+        markdown_table(headers, rows),
+    ]
+    if notes:
+        text += ["", "Notes:", *(f"- {note}" for note in sorted(set(notes)))]
+    return "\n".join(text) + "\n"
