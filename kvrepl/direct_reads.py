@@ -22,22 +22,30 @@ from time import perf_counter
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from kvrepl.commands.core import Session
     from kvrepl.node import Node
 
 SAMPLE = 64  # a power of two: one call in SAMPLE is timed
 _MASK = SAMPLE - 1
 
 
-def direct_get(node: Node, general: Callable[[object], object]) -> Callable[[object], object]:
-    """The GET of ``node``'s data methods; ``general`` is GET through the engine.
+def direct_get(node: Node, general: Callable[[object], object],
+               session: Session | None = None) -> Callable[[object], object]:
+    """The GET of ``node``'s data methods (``session`` None: the node's shared one), or of
+    an in-process redis-py connection's ``session``; ``general`` is GET the general way
+    (what the call returns when this path steps aside).
 
     The general path runs instead while any of these holds: keyspace notifications of
     GET's classes or client-side caching (``lane_observed``), a MONITOR, ``maxmemory``
     (eviction before each command), an LFU policy (its counter is not a clock), MULTI on
-    the shared session, LOADING, a busy script, MASTERDOWN without stale reads.
+    the session, LOADING, a busy script, MASTERDOWN without stale reads; for a
+    connection's session also pub/sub or MONITOR mode, pushes waiting to be read, a user
+    not authenticated or with restricted rights, CLIENT REPLY OFF/SKIP, a closing client.
     """
     engine = node.engine
-    session = node._session
+    client = session is not None
+    if session is None:
+        session = node._session
     keyspace = engine.keyspace
     stats = engine.stats
     config = engine.config
@@ -62,7 +70,12 @@ def direct_get(node: Node, general: Callable[[object], object]) -> Callable[[obj
         if engine.lane_observed or engine.monitors or engine._maxmemory or keyspace.lfu \
                 or session.multi is not None or (engine._restricted and (
                     engine._loading or engine._busy is not None or (
-                        engine._masterdown and not config.replica_serve_stale_data))):
+                        engine._masterdown and not config.replica_serve_stale_data))) \
+                or client and (
+                    session.pending_out or session.channels or session.patterns
+                    or session.shard_channels or session.monitor or session.reply_off
+                    or session.reply_skip or session.closing or not session.authenticated
+                    or not session.user.unrestricted):
             return general(name)
         try:
             value = db.data.get(name)
@@ -78,6 +91,8 @@ def direct_get(node: Node, general: Callable[[object], object]) -> Callable[[obj
             keyspace.hits += 1
             db.access[name] = keyspace.lru_clock
             stats.commands_processed += 1
+            if client:
+                session.last_command = "get"
             return value
         if value is None and type(name) is bytes:
             calls = command.calls = command.calls + 1
@@ -85,6 +100,8 @@ def direct_get(node: Node, general: Callable[[object], object]) -> Callable[[obj
                 return timed(name)
             keyspace.misses += 1
             stats.commands_processed += 1
+            if client:
+                session.last_command = "get"
             return None
         return general(name)  # another type, bytearray, a str or int argument
 

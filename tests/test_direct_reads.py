@@ -36,7 +36,7 @@ def _observe(node: kvrepl.Node) -> dict[str, object]:
 def _outcome(call: Callable[[], object]) -> object:
     try:
         return call()
-    except (kvrepl.ReplyError, redis.DataError) as err:
+    except (kvrepl.ReplyError, redis.RedisError) as err:
         return type(err).__name__, str(err)
 
 
@@ -160,3 +160,34 @@ async def test_replica_reads_as_the_general_path() -> None:
         assert direct["cmdstat_get"]["calls"] == general["cmdstat_get"]["calls"] == 3
         # A replica does not delete the due key: its master's DEL will.
         assert replica.engine.keyspace.dbs[0].data.get(b"due") == b"v"
+
+
+@pytest.mark.parametrize("kwargs", [{}, {"decode_responses": True}, {"protocol": 3},
+                                    {"protocol": 2, "decode_responses": True}])
+async def test_redis_py_get_and_set_as_the_general_path(kwargs: dict[str, object]) -> None:
+    """``node.redis().get/set`` skip the command machinery; ``execute_command("get")``
+    (lower case) goes the general way: same replies, same INFO counters."""
+    async with kvrepl.Master() as node:
+        client = node.redis(**kwargs)
+        node.rpush("list", "a")
+        node.set("ttl", "v", px=1)
+        calls = [("set", "k", "v"), ("set", b"\xff", 1.5), ("get", "k"), ("get", b"\xff"),
+                 ("get", "missing"), ("get", 7), ("get", "list"), ("get", None)]
+
+        def replay(direct: bool) -> list[object]:
+            client.config_resetstat()
+            seen: list[object] = []
+            for name, *args in calls:
+                call = getattr(client, name) if direct else \
+                    lambda *args, name=name: client.execute_command(name, *args)
+                seen.append(_outcome(lambda call=call, args=args: call(*args)))
+            info = client.info("all")
+            seen.append({field: info[field] for field in
+                         ("keyspace_hits", "keyspace_misses", "total_commands_processed")})
+            seen.append({name: info[name]["calls"] for name in ("cmdstat_get", "cmdstat_set")})
+            seen.append(client.client_info()["cmd"])
+            return seen
+
+        direct, general = replay(True), replay(False)
+        assert direct == general
+        assert direct[:3] == [True, True, "v" if kwargs.get("decode_responses") else b"v"]
