@@ -15,10 +15,13 @@ is refused with an error. Reading with nothing pending (``pubsub.listen()`` with
 message queued) raises redis-py's ``TimeoutError`` for the same reason; use
 ``get_message()``.
 
-Use it from the trio thread that runs the node (the engine is not thread-safe). There is
-no ``redis.asyncio`` counterpart: redis-py's asyncio client needs an asyncio event loop,
-and the node lives in trio's; the sync client is the one that fits, since nothing it calls
-needs to wait.
+Use it from the trio thread that runs the node (the engine is not thread-safe). An
+asyncio program gets ``redis.asyncio`` instead: ``node.aredis()`` with the node run by
+:func:`kvrepl.in_asyncio` (see :mod:`kvrepl.aio`).
+
+GET and a plain SET skip the command machinery and RESP altogether: the connection's own
+direct GET (:mod:`kvrepl.direct_reads`) and the engine's plain lane, which record what the
+general path records; their replies are the values redis-py's parser would have made.
 """
 
 from __future__ import annotations

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import os
+import socket
 import weakref
 from collections.abc import Iterable
 from types import TracebackType
@@ -40,6 +41,7 @@ from kvrepl.server.server import set_keepalive
 
 if TYPE_CHECKING:
     import redis
+    import redis.asyncio
 
 def _python(reply: object) -> object:
     """A reply value as redis-py would hand it over (errors raised)."""
@@ -276,6 +278,7 @@ class Node(DataMethods):
         self._session.user = SUPERUSER  # the embedding application keeps every right
         self._session.authenticated = True
         self._nursery: trio.Nursery | None = None
+        self._token: trio.lowlevel.TrioToken | None = None  # to be reached from asyncio
         self._nursery_manager: object | None = None
         self._change_streams: list[ChangeStream] = []
         self._pubsubs: weakref.WeakSet = weakref.WeakSet()  # their iterations end with us
@@ -513,6 +516,7 @@ class Node(DataMethods):
             self._nursery.cancel_scope.cancel()
 
     async def _start(self, nursery: trio.Nursery) -> None:
+        self._token = trio.lowlevel.current_trio_token()
         self.replication.nursery = nursery
         persistence.attach(self.engine, nursery)  # where BGSAVE jobs run
         loaded = trio.Event()
@@ -557,6 +561,29 @@ class Node(DataMethods):
         from kvrepl.embedded_redis import client
 
         return client(self, **kwargs)
+
+    def aredis(self, **kwargs: object) -> redis.asyncio.Redis:
+        """A real ``redis.asyncio.Redis`` for an asyncio program running this node (see
+        :func:`kvrepl.aio.in_asyncio`): each connection is a client of the node over a
+        socket pair (no port), so blocking commands, pub/sub and WAIT really wait.
+        ``kwargs`` are redis-py's."""
+        from kvrepl.aio import client
+
+        return client(self, **kwargs)
+
+    def serve_socket(self, sock: socket.socket) -> None:
+        """Serve a client on ``sock`` (one end of a connected pair) as the TCP server
+        serves its clients; callable from any thread while the node runs."""
+        token, nursery = self._token, self._nursery
+        if token is None or nursery is None:
+            raise OSError("the node is not running (start it with async with, or "
+                          "kvrepl.in_asyncio() from asyncio)")
+
+        def adopt() -> None:
+            stream = trio.SocketStream(trio.socket.from_stdlib_socket(sock))
+            nursery.start_soon(self.server.handle_stream, stream)
+
+        token.run_sync_soon(adopt)
 
     def execute_command(self, *args: Arg) -> object:
         """Run any command, e.g. ``node.execute_command("ZADD", "z", 1, "a")``, on the
