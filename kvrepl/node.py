@@ -636,7 +636,10 @@ class Replica(Node):
     """A read-only copy of a master. ``follow`` is a node in the same program (no socket),
     or a master over TCP, including a real Redis: ``("host", 6379)``, ``"host:6379"``, or
     ``"redis://user:password@host:6379"`` (the credentials become ``masteruser`` /
-    ``masterauth``). Other arguments are :class:`Node`'s.
+    ``masterauth``); ``"rediss://..."`` follows over TLS as ``tls-replication yes`` does:
+    pass ``tls_ca_cert_file`` (or ``tls_ca_cert_dir``) to verify the master, and
+    ``tls_cert_file``/``tls_key_file`` when it asks clients for a certificate. Other
+    arguments are :class:`Node`'s.
 
     Reads (``replica.get(...)``) are plain calls on the local copy.
     """
@@ -645,12 +648,20 @@ class Replica(Node):
                  follow: Node | tuple[str, int] | str, port: int | None = None,
                  config: Config | None = None, persist: bool | None = None,
                  **options: object) -> None:
-        master, user, password = _master_address(follow)
+        master, user, password, use_tls = _master_address(follow)
         super().__init__(config_file, port=port, config=config, persist=persist, **options)
         if user is not None:
             self.config.masteruser = user
         if password is not None:
             self.config.masterauth = password
+        if use_tls:
+            # As tls-replication yes: the CA (tls_ca_cert_file or tls_ca_cert_dir) and,
+            # for a master with tls-auth-clients, tls_cert_file/tls_key_file; checked now.
+            self.config.tls_replication = True
+            try:
+                tls.client_context(self.config)
+            except tls.TlsError as err:
+                raise ConfigError(f"follow={follow!r}: {err}") from None
         self.master = master
 
     async def _start(self, nursery: trio.Nursery) -> None:
@@ -671,12 +682,13 @@ class Replica(Node):
             await follower.wait_offset(follower.source.replication.master_repl_offset)
 
 
-def _master_address(follow: object) -> tuple[Node | tuple[str, int], str | None, str | None]:
-    """``Replica(follow=...)``'s forms as (node or (host, port), user, password)."""
+def _master_address(follow: object
+                    ) -> tuple[Node | tuple[str, int], str | None, str | None, bool]:
+    """``Replica(follow=...)``'s forms as (node or (host, port), user, password, TLS)."""
     if isinstance(follow, Node):
-        return follow, None, None
+        return follow, None, None, False
     if isinstance(follow, (tuple, list)) and len(follow) == 2:
-        return (str(follow[0]), int(follow[1])), None, None
+        return (str(follow[0]), int(follow[1])), None, None, False
     if not isinstance(follow, str):
         raise TypeError("follow= takes a node, (host, port), 'host:port' or a redis:// URL, "
                         f"not {type(follow).__name__}")
@@ -684,17 +696,15 @@ def _master_address(follow: object) -> tuple[Node | tuple[str, int], str | None,
         host, colon, port = follow.rpartition(":")
         if not colon or not host or not port.isdigit():
             raise ValueError(f"follow={follow!r}: expected 'host:port'")
-        return (host.strip("[]"), int(port)), None, None
+        return (host.strip("[]"), int(port)), None, None, False
     url = urlsplit(follow)
-    if url.scheme == "rediss":
-        raise ValueError("rediss:// needs TLS, which kvrepl's replication link does not "
-                         "have yet")
-    if url.scheme != "redis" or not url.hostname:
-        raise ValueError(f"follow={follow!r}: expected redis://[user:password@]host[:port]")
+    if url.scheme not in ("redis", "rediss") or not url.hostname:
+        raise ValueError(f"follow={follow!r}: expected redis://[user:password@]host[:port] "
+                         "or rediss://...")
     if url.path not in ("", "/", "/0") or url.query:
         # A replica copies every database: a db number or options would be ignored.
         raise ValueError(f"follow={follow!r}: a replica follows the whole master; the URL "
                          "takes no database or options")
     user = unquote(url.username) if url.username else None
     password = unquote(url.password) if url.password is not None else None
-    return (url.hostname, url.port or 6379), user, password
+    return (url.hostname, url.port or 6379), user, password, url.scheme == "rediss"
