@@ -15,7 +15,7 @@ import math
 import os
 import socket
 import weakref
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
@@ -228,6 +228,12 @@ class Node(DataMethods):
     block ends if it has save points (redis-server's three by default; ``save=""`` for
     none). Other embedded nodes have no save points and touch no file.
 
+    ``users`` are ACL users for the node's network clients (and ``node.redis()``
+    connections, which log in as clients do): redis.conf ``user`` lines
+    (``["alice on >secret ~app:* +@all", "default off"]``, the leading ``user`` optional)
+    or a mapping of name to rules (``{"alice": "on >secret ~app:* +@read"}``, the rules a
+    string or a list of rules). The data methods keep every right whatever the users.
+
     Embedded nodes do not wait ``repl-diskless-sync-delay`` for more replicas before a full
     sync (pass ``repl_diskless_sync_delay=5`` for Redis's behaviour); a node built from a
     file or a ``Config`` keeps what it says.
@@ -235,7 +241,8 @@ class Node(DataMethods):
 
     def __init__(self, config_file: str | os.PathLike[str] | None = None, *,
                  port: int | None = None, config: Config | None = None,
-                 persist: bool | None = None, **options: object) -> None:
+                 persist: bool | None = None, users: Users | None = None,
+                 **options: object) -> None:
         if config is not None and (config_file is not None or options):
             raise TypeError("pass either config= or a config file and/or options, not both")
         told = config_file is not None or "dir" in options or "dbfilename" in options
@@ -252,6 +259,8 @@ class Node(DataMethods):
         self.config = config
         if port is not None:
             self.config.port = port
+        if users is not None:
+            _add_users(config, users)
         if told or persist:
             try:  # redis-server exits at startup when it cannot chdir there
                 _check_directory(config.dir)
@@ -680,6 +689,33 @@ class Replica(Node):
         await follower.synced.wait()
         if follower.source is not None:
             await follower.wait_offset(follower.source.replication.master_repl_offset)
+
+
+Users = Iterable[str] | Mapping[str, str | Iterable[str]]
+
+
+def _add_users(config: Config, users: Users) -> None:
+    """``users=`` as the config file's ``user`` lines (the engine makes them at start)."""
+    from kvrepl.acl import split_args
+
+    if isinstance(users, str):
+        raise TypeError("users= takes a list of user lines or a mapping, not one string")
+    lines: list[list[bytes]] = []
+    if isinstance(users, Mapping):
+        for name, rules in users.items():
+            words = split_args(rules.encode()) if isinstance(rules, str) else \
+                [rule.encode() for rule in rules]
+            lines.append([name.encode(), *words])
+    else:
+        for line in users:
+            words = split_args(line.encode())
+            lines.append(words[1:] if words[:1] == [b"user"] else words)
+    for words in lines:
+        if not words:
+            raise ConfigError("users=: an empty user line")
+        if any(words[0] == seen[0] for seen in config.user_lines):
+            raise ConfigError(f"users=: user '{words[0].decode()}' is defined twice")
+        config.user_lines.append(words)
 
 
 def _master_address(follow: object
