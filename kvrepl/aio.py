@@ -54,6 +54,7 @@ class AsyncioInProcessConnection(AbstractConnection):
         self.port = node.port or 0
 
     def repr_pieces(self) -> list[tuple[str, object]]:
+        """What ``repr()`` shows: the node's kind and the db."""
         return [("node", type(self.node).__name__), ("db", self.db)]
 
     async def _connect(self) -> None:

@@ -25,6 +25,8 @@ if TYPE_CHECKING:
     from kvrepl.commands.core import Session
     from kvrepl.node import Node
 
+__all__ = ["SAMPLE", "direct_get"]
+
 SAMPLE = 64  # a power of two: one call in SAMPLE is timed
 _MASK = SAMPLE - 1
 

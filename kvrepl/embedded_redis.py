@@ -128,6 +128,7 @@ class InProcessConnection(AbstractConnection):
         return value if type(value) is bytes else bytes(value)
 
     def repr_pieces(self) -> list[tuple[str, object]]:
+        """What ``repr()`` shows: the node's kind and the db."""
         return [("node", type(self.node).__name__), ("db", self.db)]
 
     def _connect(self) -> _Link:
@@ -263,6 +264,7 @@ class InProcessRedis(redis.Redis):
     _direct: InProcessConnection | None = None
 
     def execute_command(self, *args: Any, **options: Any) -> Any:
+        """redis-py's ``execute_command`` on this client's own connection."""
         conn = self._direct
         if conn is None or conn._sock is None:
             if self.connection is not None:  # single_connection_client: redis-py's way
@@ -310,6 +312,7 @@ class InProcessRedis(redis.Redis):
         return callback(response, **options)
 
     def close(self) -> None:
+        """Close the client's own connection and its pool, as redis-py's ``close``."""
         direct, self._direct = self._direct, None
         if direct is not None:
             direct.disconnect()
@@ -338,6 +341,7 @@ class AsyncPubSub(redis.client.PubSub):
         self.close()
 
     def node_stopped(self) -> None:
+        """End every ``async for`` over this pubsub (the node stopped)."""
         self._closed = True
         if self._wakeup is not None:
             self._wakeup.set()

@@ -130,9 +130,9 @@ class Change(tuple):
     def __new__(cls, db: int, command: bytes, args: tuple[bytes, ...]) -> Change:
         return tuple.__new__(cls, (db, command, args))
 
-    db = property(lambda self: self[0])
-    command = property(lambda self: self[1])
-    args = property(lambda self: self[2])
+    db = property(lambda self: self[0], doc="The database index the write applies to.")
+    command = property(lambda self: self[1], doc="The command name, as propagated (bytes).")
+    args = property(lambda self: self[2], doc="The command's arguments (bytes).")
 
 
 class ChangesOverflow(Exception):
