@@ -54,12 +54,12 @@ def _members(cls: type) -> list[tuple[str, object]]:
 
 def _class(name: str, cls: type, level: str) -> list[str]:
     kind = "exception" if issubclass(cls, BaseException) else "class"
-    if kind == "class" and not any("__init__" in vars(k) or "__new__" in vars(k)
-                                   for k in cls.__mro__ if k.__module__.startswith("kvrepl")):
+    if not any("__init__" in vars(k) or "__new__" in vars(k)
+               for k in cls.__mro__ if k.__module__.startswith("kvrepl")):
         # Constructed as its base outside kvrepl (a redis-py class): that signature
         # belongs to redis-py's own reference.
         bases = ", ".join(f"`{b.__module__}.{b.__qualname__}`" for b in cls.__bases__)
-        header = f"{level} `{name}` (class; constructed as its base {bases})"
+        header = f"{level} `{name}` ({kind}; constructed as its base {bases})"
     else:
         header = f"{level} `{name}{_signature(cls)}` ({kind})"
     lines = [header, "", _doc(cls), ""]
