@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench soak redis fuzz clean
+.PHONY: demo test lint bench soak redis fuzz docs clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,10 @@ bench: $(STAMP) redis
 # Minutes of mixed load and random replication faults; SOAK_SECONDS changes the duration.
 soak: $(STAMP) redis
 	$(PY) benchmarks/soak.py
+
+# The API reference, docs/api.md, from the docstrings (tests/test_api_docs.py checks it).
+docs: $(STAMP)
+	$(PY) tools/gen_api_docs.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis
