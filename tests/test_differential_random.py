@@ -283,6 +283,15 @@ def without_idle(tree: Node) -> Node:
     return (kind, out)
 
 
+def without_pending_idle(tree: Node) -> Node:
+    """XPENDING's extended form without each entry's idle time (its third element)."""
+    kind, entries = tree
+    if not isinstance(entries, list):
+        return tree
+    return (kind, [(entry[0], entry[1][:2] + entry[1][3:]) if isinstance(entry[1], list)
+                   else entry for entry in entries])
+
+
 def snapshot(conn: Conn, payloads: dict) -> dict:
     """Everything that must agree about the dataset, key by key; fills ``payloads`` with
     each key's DUMP payload."""
@@ -309,8 +318,8 @@ def snapshot(conn: Conn, payloads: dict) -> dict:
                 for group_name in (b"g1", b"g2"):
                     facts[group_name] = [
                         without_idle(conn.call_tree("XINFO", "CONSUMERS", name, group_name)),
-                        without_idle(conn.call_tree("XPENDING", name, group_name, "-", "+",
-                                                    "100"))]
+                        without_pending_idle(conn.call_tree("XPENDING", name, group_name,
+                                                            "-", "+", "100"))]
             elif kind == b"zset":
                 facts["value"] = conn.call_tree("ZRANGE", name, "0", "-1", "WITHSCORES")
             elif kind == b"list":

@@ -341,6 +341,7 @@ class ReplicaOf:
                 logger.info("MASTER <-> REPLICA sync: receiving %s bytes from master to disk",
                             "streamed" if event.length is None else event.length)
                 self._staged = StagedLoad(len(self.engine.keyspace.dbs), drop_expired=False,
+                                          deep=persistence.deep_checks(self.engine),
                                           now_ms=self.engine.keyspace.now_ms())
                 self._keys_read = 0
                 persistence.start_async_loading(self.engine, self.transfer_size)
