@@ -57,7 +57,7 @@ def test_a_paused_replica_holds_its_masters_stream(replicas, kind: str) -> None:
         poll(lambda c=client: c.info("replication")["slave_repl_offset"] == offset,
              "the replica applied the first write")
         # ALL holds CLIENT UNPAUSE too: that pause ends with its time.
-        assert client.execute_command("CLIENT", "PAUSE", 60000 if kind == "WRITE" else 2000,
+        assert client.execute_command("CLIENT", "PAUSE", 60000 if kind == "WRITE" else 3000,
                                       kind) == b"OK"
     source.set("held", "2")
     source.set("after", "3")
