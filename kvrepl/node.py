@@ -330,7 +330,7 @@ class Node(DataMethods):
     async def _wait_offset(self, offset: int, count: int, timeout: float | None) -> int:
         replication = self.replication
         if replication.replicas_acked(offset) < count:
-            replication.feed_raw(replication.getack_bytes)
+            replication.request_acks()
             with trio.move_on_after(math.inf if timeout is None else timeout):
                 while replication.replicas_acked(offset) < count:
                     await replication.acked.wait()
