@@ -125,6 +125,95 @@ class RedisServer:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
+
+class RedisClusterNodes:
+    """A real Redis Cluster: ``primaries`` redis-server 7.0 processes with ``cluster-enabled
+    yes`` (each with ``replicas`` replicas), made one with ``redis-cli --cluster create``;
+    :meth:`stop` stops every process it started."""
+
+    def __init__(self, primaries: int = 3, replicas: int = 0) -> None:
+        self.nodes: list[RedisServer] = []
+        try:
+            for _ in range(primaries * (1 + replicas)):
+                self.add_node()
+            cli = shutil.which("redis-cli")
+            assert cli is not None, "redis-cli is not installed"
+            subprocess.run(
+                [cli, "--cluster", "create", *(self.address(n) for n in self.nodes),
+                 "--cluster-replicas", str(replicas), "--cluster-yes"],
+                check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=60)
+            self.wait_ok()
+        except BaseException:
+            self.stop()
+            raise
+
+    @staticmethod
+    def address(node: RedisServer) -> str:
+        return f"127.0.0.1:{node.port}"
+
+    def add_node(self) -> RedisServer:
+        """Start one more cluster-enabled redis-server (not yet part of the cluster)."""
+        node = RedisServer("--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+                           "--enable-debug-command", "yes",
+                           "--cluster-node-timeout", "1000", "--cluster-port", str(free_port()))
+        self.nodes.append(node)
+        return node
+
+    def live(self) -> list[RedisServer]:
+        return [n for n in self.nodes if n.process.poll() is None]
+
+    def wait_ok(self, within: float = 30.0) -> None:
+        """Until every live node says ``cluster_state:ok`` and they agree on who serves
+        which slots (each view covers all 16384)."""
+        def agreed() -> bool:
+            views = set()
+            for node in self.live():
+                try:
+                    client = raw_replies(node.client(socket_timeout=2))
+                    if b"cluster_state:ok" not in client.execute_command("CLUSTER INFO"):
+                        return False
+                    slots = client.execute_command("CLUSTER SLOTS")
+                except redis.RedisError:
+                    return False
+                if sum(int(s[1]) - int(s[0]) + 1 for s in slots) != 16384:
+                    return False
+                views.add(tuple(sorted((int(s[0]), int(s[1]), int(s[2][1])) for s in slots)))
+            return len(views) == 1
+        poll(agreed, "the cluster is up and every node agrees on its slots", within)
+
+    def primaries(self) -> list[RedisServer]:
+        """The live nodes whose role is master."""
+        return [n for n in self.live()
+                if n.client().execute_command("ROLE")[0] == b"master"]
+
+    def primary_of(self, replica: RedisServer) -> RedisServer:
+        """The node ``replica`` replicates."""
+        port = int(replica.client().execute_command("ROLE")[2])
+        return next(n for n in self.nodes if n.port == port)
+
+    def replicas_of(self, primary: RedisServer) -> list[RedisServer]:
+        ports = {int(r[1]) for r in primary.client().execute_command("ROLE")[2]}
+        return [n for n in self.live() if n.port in ports]
+
+    def client(self, **kwargs: object) -> redis.cluster.RedisCluster:
+        from redis.cluster import RedisCluster
+
+        return RedisCluster(host="127.0.0.1", port=self.live()[0].port, **kwargs)
+
+    def cli(self, *args: str, timeout: float = 120) -> str:
+        """Run ``redis-cli`` (e.g. ``--cluster reshard ...``) and return its output."""
+        done = subprocess.run(["redis-cli", *args], check=True, capture_output=True, text=True,
+                              timeout=timeout)
+        return done.stdout
+
+    def seeds(self) -> list[tuple[str, int]]:
+        return [("127.0.0.1", n.port) for n in self.live()]
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.stop()
+
+
 # -- talking to two servers at once -----------------------------------------------------------
 
 NOW_S = 1_700_000_000  # the frozen engine clock of the ``prop`` fixture, in seconds

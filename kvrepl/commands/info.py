@@ -430,6 +430,11 @@ def register_section(name: str, fields: Section) -> None:
     SECTIONS[name] = (heading, fields)
 
 
+def add_section(name: str, heading: str, fields: Section) -> None:
+    """A section of kvrepl's own (``INFO <name>``, ``INFO all``; not among the defaults)."""
+    SECTIONS[name] = (heading, fields)
+
+
 def info_text(engine: Engine, args: list[bytes] | None = None) -> str:
     """The INFO reply for the section arguments ``args`` (none: the default sections)."""
     everything = False

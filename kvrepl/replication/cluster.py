@@ -1,0 +1,579 @@
+"""Follow a whole Redis Cluster: one ordinary replica link per primary, one local keyspace.
+
+:class:`ClusterFollower` discovers the primaries and their slots (``CLUSTER SHARDS``, or
+``CLUSTER SLOTS`` from a node that lacks it) and keeps one :class:`ShardLink` per primary:
+the replica link of :mod:`kvrepl.replication.replica` (same handshake, PSYNC, reconnects),
+loading into its shard's part of the keyspace instead of the whole of it.
+
+Who owns a key. Redis keeps a key in one shard at a time, except while ``MIGRATE`` moves it:
+the target gets ``RESTORE-ASKING`` (in its stream) before the source deletes it (a ``DEL``
+in the source's stream), and nothing orders the two streams here. So each local key has a
+*holder*, the shard whose copy it is: the owner of its slot in the last topology seen,
+unless :class:`Ownership` recorded another shard for it. A shard's write to a key is applied
+when that shard holds it, when the key is not here, or when it is a ``RESTORE`` (the copy
+that arrives by migration is the newer one); otherwise it is *superseded*: the shard is
+writing a copy it has since given away (its writes before the ``MIGRATE``, the ``DEL`` of
+the ``MIGRATE`` itself), and it is counted (``superseded`` in ``INFO shards``) instead of
+clobbering the new holder's copy. A shard's full sync, or a ``FLUSHALL`` in its stream,
+replaces or drops the keys that shard holds and no other.
+
+Within one shard the stream is applied in order; across shards Redis orders nothing either.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+
+import hiredis
+import trio
+
+from kvrepl.commands.core import Engine
+from kvrepl.commands.info import add_section
+from kvrepl.commands.spec import has_keys, keys_of, modifies_only_first_argument
+from kvrepl.errors import ReplicaPanic
+from kvrepl.log import logger
+from kvrepl.rdb import LoadResult, StagedLoad
+from kvrepl.replication.master import NO_REPLID, new_replid
+from kvrepl.replication.replica import ReplicaOf
+from kvrepl.replication.stream import encode_command
+from kvrepl.replication.topology import SLOTS, Shard, key_slot, parse_shards, parse_slots
+from kvrepl.scripting.persist import load_functions
+from kvrepl.store.database import Database
+
+OpenStream = Callable[[str, int], Awaitable[trio.abc.Stream]]
+
+QUERY_TIMEOUT = 5.0  # seconds a discovery query to one node may take
+DELETE_CHUNK = 1000  # keys per DEL when a shard's FLUSHALL drops its keys
+
+
+@dataclass
+class Cluster:
+    """What ``Replica(follow=Cluster(...))`` follows: a Redis Cluster reached from any of
+    ``seeds`` (``(host, port)`` pairs, or ``"host:port"``); ``username``/``password`` are
+    the cluster's (``masteruser``/``masterauth``). The layout is read again every
+    ``refresh_interval`` seconds, when a link is lost, and when a shard writes a key of a
+    slot it was not known to serve."""
+
+    seeds: list[tuple[str, int]]
+    username: str | None = None
+    password: str | None = None
+    refresh_interval: float = 5.0
+
+    def __post_init__(self) -> None:
+        seeds = []
+        for seed in self.seeds:
+            if isinstance(seed, str):
+                host, colon, port = seed.rpartition(":")
+                if not colon or not port.isdigit():
+                    raise ValueError(f"cluster seed {seed!r}: expected 'host:port'")
+                seeds.append((host.strip("[]"), int(port)))
+            else:
+                host, port = seed
+                seeds.append((str(host), int(port)))
+        if not seeds:
+            raise ValueError("Cluster() needs at least one seed node")
+        if self.refresh_interval <= 0:
+            raise ValueError("refresh_interval must be positive")
+        self.seeds = seeds
+
+
+class TopologyError(Exception):
+    """No node of the cluster told us its layout."""
+
+
+class ShardHistory:
+    """The replication history of one shard's link (its primary's replid and offset), what
+    a node's :class:`~kvrepl.replication.master.MasterReplication` is to a whole replica.
+    A cluster follower has no sub-replicas, so it keeps no backlog."""
+
+    propagating = False
+
+    def __init__(self) -> None:
+        self.replid = new_replid()
+        self.replid2 = NO_REPLID
+        self.second_replid_offset = -1
+        self.backlog = None
+        self._offset = 0
+
+    @property
+    def master_repl_offset(self) -> int:
+        return self._offset
+
+    def create_backlog_keeping_id(self) -> None:
+        """No sub-replicas: nothing to keep."""
+
+    def disconnect_replicas(self) -> None:
+        """No sub-replicas: nobody to disconnect."""
+
+    def feed_raw(self, data: bytes) -> None:
+        """No sub-replicas: the stream goes nowhere further."""
+
+
+# -- who holds which key ---------------------------------------------------------------------
+
+class Ownership:
+    """The holder of every key of db 0 (see the module's docstring): the owner of its slot,
+    or the shard recorded in ``held`` (keys a shard got while another was the known owner;
+    empty unless slots are moving)."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self.owner: list[object | None] = [None] * SLOTS
+        self.held: dict[bytes, object] = {}
+
+    def holder(self, key: bytes, slot: int) -> object | None:
+        held = self.held.get(key) if self.held else None
+        return self.owner[slot] if held is None else held
+
+    def may_write(self, link: object, key: bytes, slot: int, restore: bool) -> bool:
+        """Whether ``link``'s write to ``key`` applies (without recording anything)."""
+        if self.holder(key, slot) is link:
+            return True
+        return restore or key not in self.db.data
+
+    def take(self, link: object, key: bytes, slot: int) -> None:
+        """``link``'s copy of ``key`` is the local one from now on."""
+        if self.owner[slot] is link:
+            if self.held:
+                self.held.pop(key, None)
+        else:
+            self.held[key] = link
+
+    def set_owners(self, links: list[ShardLink]) -> None:
+        """A new layout: each slot's owner. Records that now say what the layout says, or
+        that name a key no longer here, are dropped."""
+        owner: list[object | None] = [None] * SLOTS
+        for link in links:
+            for start, end in link.shard.slots:
+                owner[start:end + 1] = [link] * (end - start + 1)
+        self.owner = owner
+        data = self.db.data
+        for key, holder in list(self.held.items()):
+            if holder is owner[key_slot(key)] or key not in data:
+                del self.held[key]
+
+    def keys_of(self, link: object) -> Iterator[bytes]:
+        """The keys ``link`` holds (a walk over the whole db: full syncs and flushes only)."""
+        owner = self.owner
+        held = self.held
+        for key in list(self.db.data):
+            holder = held.get(key) if held else None
+            if (owner[key_slot(key)] if holder is None else holder) is link:
+                yield key
+
+    def forget(self, link: object) -> None:
+        for key in [k for k, h in self.held.items() if h is link]:
+            del self.held[key]
+
+
+# Command kinds for ShardLink._admit, by name as the master spells it.
+_NO_KEYS, _FIRST_KEY, _KEYS, _DELETE, _RESTORE, _FLUSH = range(6)
+
+
+class ShardLink(ReplicaOf):
+    """The replica link to one shard's primary, applying what that shard holds."""
+
+    def __init__(self, follower: ClusterFollower, shard: Shard) -> None:
+        self.follower = follower
+        self.shard = shard
+        super().__init__(follower.engine, ShardHistory(), self._connect,  # type: ignore[arg-type]
+                         (shard.host, shard.port), listening_port=follower.listening_port)
+        self.admit = self._admit
+        self.superseded = 0  # writes not applied: the key was another shard's by then
+        self.full_syncs = 0
+        self.partial_syncs = 0
+        self.loaded_once = False
+        self.scope = trio.CancelScope()
+        self._kinds: dict[bytes, int] = {}
+
+    async def _connect(self) -> trio.abc.Stream:
+        return await self.follower.open_stream(self.host, self.port)
+
+    def retarget(self, shard: Shard) -> None:
+        """Follow this shard on another node (its replica was promoted): reconnect there now,
+        asking to continue our history (the new primary's replid2 allows it)."""
+        logger.info("Shard %s: following its new primary %s at %s:%d", self.shard.primary,
+                    shard.primary, shard.host, shard.port)
+        self.shard = shard
+        self.host, self.port = shard.host, shard.port
+        kill = self.session.on_kill
+        if kill is not None:
+            kill()
+
+    # -- what a shard's write may touch ------------------------------------------------------
+    def _kind(self, spelled: bytes) -> int:
+        kind = self._kinds.get(spelled)
+        if kind is None:
+            name = spelled.lower()
+            cmd = self.engine.table.get(name)
+            if name in (b"del", b"unlink"):
+                kind = _DELETE
+            elif name in (b"restore", b"restore-asking"):
+                kind = _RESTORE
+            elif name in (b"flushall", b"flushdb"):
+                kind = _FLUSH
+            elif cmd is not None and cmd.subcommands:
+                kind = _KEYS  # XGROUP CREATE...: the subcommand says
+            elif cmd is None or not has_keys(cmd.spec):
+                kind = _NO_KEYS
+            elif _first_key_only(cmd):
+                kind = _FIRST_KEY
+            else:
+                kind = _KEYS
+            self._kinds[spelled] = kind
+        return kind
+
+    def _admit(self, argv: list[bytes]) -> list[bytes] | None:
+        """The command to apply for ``argv`` (itself, or a DEL of fewer keys), or None when
+        nothing of it is ours to apply."""
+        kind = self._kinds.get(argv[0])
+        if kind is None:
+            kind = self._kind(argv[0])
+        follower = self.follower
+        if kind == _NO_KEYS or len(argv) < 2:
+            return argv
+        ownership = follower.ownership
+        if kind == _FIRST_KEY:
+            key = argv[1]
+            slot = key_slot(key)
+            follower.origin = (self.shard.primary, slot)
+            if ownership.owner[slot] is self and not ownership.held:
+                return argv  # the usual case: our slot, nothing moving
+            if ownership.may_write(self, key, slot, False):
+                self._took(key, slot)
+                return argv
+            return self._superseded(argv)
+        if kind == _FLUSH:
+            follower.flush(self)
+            return None
+        if kind == _DELETE:
+            kept = [argv[0]]
+            for key in argv[1:]:
+                slot = key_slot(key)
+                follower.origin = (self.shard.primary, slot)
+                if ownership.may_write(self, key, slot, False):
+                    self._took(key, slot)
+                    kept.append(key)
+                else:
+                    self._superseded([argv[0], key])
+            return kept if len(kept) > 1 else None
+        keys = self._keys(argv)
+        restore = kind == _RESTORE
+        slots = [key_slot(key) for key in keys]
+        if slots:
+            follower.origin = (self.shard.primary, slots[0])
+        if all(ownership.may_write(self, k, s, restore) for k, s in zip(keys, slots, strict=True)):
+            for key, slot in zip(keys, slots, strict=True):
+                self._took(key, slot)
+            return argv
+        return self._superseded(argv)
+
+    def _keys(self, argv: list[bytes]) -> list[bytes]:
+        cmd = self.engine.table.get(argv[0].lower())
+        if cmd is None:
+            return []
+        if cmd.subcommands and len(argv) >= 2:
+            cmd = cmd.subcommands.get(argv[1].lower())
+            if cmd is None:
+                return []
+        return keys_of(cmd.spec, argv)
+
+    def _took(self, key: bytes, slot: int) -> None:
+        ownership = self.follower.ownership
+        if ownership.owner[slot] is not self:
+            self.follower.suspect()  # a write to a slot not known to be ours: layout moved
+        ownership.take(self, key, slot)
+
+    def _superseded(self, argv: list[bytes]) -> None:
+        self.superseded += 1
+        logger.debug("Shard %s: %s not applied: another shard holds the key now",
+                     self.shard.primary, argv[:2])
+        self.follower.suspect()
+        return None
+
+    # -- loading into our shard's keys -------------------------------------------------------
+    def _open_dump(self) -> None:
+        return None  # one shard's payload is not a dump of this node's data
+
+    def _load_target(self, staged: StagedLoad, result: LoadResult) -> None:
+        """Replace the keys this shard holds with its snapshot's; other shards' keys stay."""
+        engine = self.engine
+        follower = self.follower
+        ownership = follower.ownership
+        db = engine.keyspace.dbs[0]
+        for extra, (data, _) in enumerate(staged.fresh[1:], start=1):
+            if data:  # a cluster has db 0 only; say so instead of dropping them unseen
+                logger.warning("Shard %s: its snapshot has %d keys in db %d, which a "
+                               "cluster does not have; not loaded", self.shard.primary,
+                               len(data), extra)
+                engine.stats.unexpected_error_replies += 1
+        fresh, fresh_expires = staged.fresh[0]
+        logger.info("MASTER <-> REPLICA sync: Replacing the keys of shard %s (slots %s)",
+                    self.shard.primary, self.shard.describe_slots())
+        engine.watches.touch_all_in_db(db, None)
+        engine.tracking.flushed()
+        if self.loaded_once or ownership.held:
+            for key in list(ownership.keys_of(self)):
+                db.delete(key)
+        ownership.forget(self)
+        owner = ownership.owner
+        for key in fresh:
+            slot = key_slot(key)
+            if owner[slot] is not self:
+                ownership.take(self, key, slot)
+        if not db.data:
+            db.data, db.expires = fresh, fresh_expires
+        else:
+            for key in db.data.keys() & fresh.keys():
+                db.expires.pop(key, None)  # another shard's copy: ours replaces it
+            db.data.update(fresh)
+            db.expires.update(fresh_expires)
+        db.recount()
+        load_functions(engine, result.functions)  # the same libraries on every shard
+        self.loaded_once = True
+        self.full_syncs += 1
+
+    def _continue(self, event: object) -> None:
+        super()._continue(event)  # type: ignore[arg-type]
+        self.partial_syncs += 1
+
+    def _link_up(self) -> None:
+        super()._link_up()
+        self.follower.links_changed()
+
+    def _link_lost(self) -> None:
+        was_up = self.link_up
+        super()._link_lost()
+        if was_up:
+            self.follower.suspect()  # a failover, a removed primary? read the layout again
+        self.follower.links_changed()
+
+
+def _first_key_only(cmd: object) -> bool:
+    spec = cmd.spec  # type: ignore[attr-defined]
+    return modifies_only_first_argument(spec) and not any(
+        "RO" in ref[0] for ref in spec._compiled)
+
+
+# -- the follower ---------------------------------------------------------------------------
+
+@dataclass
+class ClusterFollower:
+    """Keeps ``engine`` a read-only copy of a whole cluster until cancelled."""
+
+    engine: Engine
+    cluster: Cluster
+    open_stream: OpenStream
+    listening_port: int = 0
+    links: list[ShardLink] = field(default_factory=list)
+    refreshes: int = 0
+    last_error: str = ""
+    origin: tuple[str, int] | None = None  # the shard and slot of the write being applied
+
+    def __post_init__(self) -> None:
+        self.ownership = Ownership(self.engine.keyspace.dbs[0])
+        self.discovered = trio.Event()
+        self._kick = trio.Event()
+        self._nursery: trio.Nursery | None = None
+        self.failure: ReplicaPanic | None = None
+
+    async def run(self) -> None:
+        engine = self.engine
+        engine.read_only = engine.config.replica_read_only
+        engine.keyspace.expire_keys = False
+        engine.masterdown = True
+        replication = getattr(engine, "replication", None)
+        if replication is not None:
+            replication.propagating = False  # no stream of its own: sub-replicas are refused
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            while True:
+                try:
+                    self.apply(await self.discover())
+                    self.last_error = ""
+                except TopologyError as err:
+                    self.last_error = str(err)
+                    logger.warning("Cluster layout: %s", err)
+                with trio.move_on_after(self.cluster.refresh_interval):
+                    await self._kick.wait()
+                self._kick = trio.Event()
+                await trio.sleep(0.1)  # several events in a row: one discovery
+
+    def suspect(self) -> None:
+        """Something suggests the layout changed: read it again soon."""
+        self._kick.set()
+
+    def links_changed(self) -> None:
+        self.engine.masterdown = not self.links or not all(
+            link.link_up for link in self.links)
+
+    # -- discovery --------------------------------------------------------------------------
+    def _candidates(self) -> list[tuple[str, int]]:
+        seen: dict[tuple[str, int], None] = {}
+        for link in self.links:
+            seen[(link.host, link.port)] = None
+            for address in link.shard.addresses:
+                seen[address] = None
+        for seed in self.cluster.seeds:
+            seen[seed] = None
+        return list(seen)
+
+    async def discover(self) -> list[Shard]:
+        """The layout, as the first node that answers tells it."""
+        errors = []
+        for host, port in self._candidates():
+            try:
+                reply = await self.query(host, port, [b"CLUSTER", b"SHARDS"])
+                if isinstance(reply, hiredis.ReplyError):  # before 7.0
+                    reply = await self.query(host, port, [b"CLUSTER", b"SLOTS"])
+                    if isinstance(reply, hiredis.ReplyError):
+                        raise TopologyError(str(reply))
+                    shards = parse_slots(reply)
+                else:
+                    shards = parse_shards(reply)
+            except (OSError, trio.BrokenResourceError, trio.TooSlowError, TopologyError,
+                    hiredis.ProtocolError) as err:
+                errors.append(f"{host}:{port}: {err or type(err).__name__}")
+                continue
+            if shards:
+                self.refreshes += 1
+                return shards
+            errors.append(f"{host}:{port}: no primary serves a slot")
+        raise TopologyError("no node of the cluster told its layout (" + "; ".join(errors)
+                            + ")")
+
+    async def query(self, host: str, port: int, argv: list[bytes]) -> object:
+        """One command's reply from the node at ``host:port`` (authenticated as the links
+        are); an error reply is returned, not raised."""
+        config = self.engine.config
+        with trio.fail_after(QUERY_TIMEOUT):
+            stream = await self.open_stream(host, port)
+            async with stream:
+                request = b""
+                replies = 1
+                if config.masterauth:
+                    auth = [b"AUTH", config.masterauth.encode()]
+                    if config.masteruser:
+                        auth.insert(1, config.masteruser.encode())
+                    request += encode_command(auth)
+                    replies += 1
+                await stream.send_all(request + encode_command(argv))
+                reader = hiredis.Reader()
+                got: list[object] = []
+                while len(got) < replies:
+                    data = await stream.receive_some(65536)
+                    if not data:
+                        raise trio.BrokenResourceError("connection closed")
+                    reader.feed(data)
+                    while (reply := reader.gets()) is not False:
+                        got.append(reply)
+                if replies == 2 and isinstance(got[0], hiredis.ReplyError):
+                    raise TopologyError(f"AUTH: {got[0]}")
+                return got[-1]
+
+    def apply(self, shards: list[Shard]) -> None:
+        """Follow ``shards``: new primaries get a link, a promoted replica takes over its
+        shard's link, primaries gone lose theirs (and the keys they still held here)."""
+        kept: list[ShardLink] = []
+        free = list(self.links)
+        for shard in shards:
+            link = next((x for x in free if x.shard.primary == shard.primary), None) or next(
+                (x for x in free if shard.primary in x.shard.members
+                 or x.shard.primary in shard.members), None)
+            if link is None:
+                link = ShardLink(self, shard)
+                logger.info("Cluster: following primary %s at %s:%d (slots %s)",
+                            shard.primary, shard.host, shard.port, shard.describe_slots())
+                self._start(link)
+            else:
+                free.remove(link)
+                if (link.host, link.port) != (shard.host, shard.port):
+                    link.retarget(shard)
+                else:
+                    link.shard = shard
+            kept.append(link)
+        for link in free:
+            logger.info("Cluster: primary %s left the cluster", link.shard.primary)
+            link.scope.cancel()
+            db = self.ownership.db
+            for key in list(self.ownership.keys_of(link)):
+                if key in self.ownership.held:  # what it still held here goes with it
+                    db.delete(key)
+            self.ownership.forget(link)
+        self.links = kept
+        self.ownership.set_owners(kept)
+        self.links_changed()
+        self.discovered.set()
+
+    def _start(self, link: ShardLink) -> None:
+        assert self._nursery is not None
+
+        async def follow() -> None:
+            with link.scope:
+                await link.run()
+
+        self._nursery.start_soon(follow)
+
+    # -- a shard's FLUSHALL ------------------------------------------------------------------
+    def flush(self, link: ShardLink) -> None:
+        """FLUSHALL/FLUSHDB in ``link``'s stream: drop the keys it holds, as DELs (what
+        ``changes()`` shows), no other shard's."""
+        engine = self.engine
+        keys = list(self.ownership.keys_of(link))
+        for start in range(0, len(keys), DELETE_CHUNK):
+            engine.execute(link.session, [b"DEL", *keys[start:start + DELETE_CHUNK]])
+        self.ownership.forget(link)
+
+    # -- waiting and telling -------------------------------------------------------------------
+    async def wait_synced(self) -> None:
+        """Until every shard's link is up and has applied what its primary had written when
+        this was called (asked to each primary: INFO replication's master_repl_offset)."""
+        await self.discovered.wait()
+        while True:
+            links = list(self.links)
+            for link in links:
+                await link.synced.wait()
+                try:
+                    info = await self.query(link.host, link.port, [b"INFO", b"replication"])
+                except (OSError, trio.BrokenResourceError, trio.TooSlowError):
+                    continue  # gone meanwhile: the next round finds its successor
+                offset = _info_field(info, b"master_repl_offset")
+                if offset is not None:
+                    await link.wait_offset(offset)
+            if links == self.links and all(link.link_up for link in links):
+                return
+            await trio.sleep(0.05)
+
+    def info_lines(self) -> list[str]:
+        lines = [f"cluster_follow_shards:{len(self.links)}",
+                 f"cluster_follow_links_up:{sum(link.link_up for link in self.links)}",
+                 f"cluster_follow_layout_reads:{self.refreshes}",
+                 f"cluster_follow_held_elsewhere:{len(self.ownership.held)}"]
+        if self.last_error:
+            lines.append(f"cluster_follow_last_error:{self.last_error}")
+        for index, link in enumerate(self.links):
+            lines.append(
+                f"shard{index}:primary={link.shard.primary},ip={link.host},port={link.port},"
+                f"slots={link.shard.describe_slots() or '-'},state={link.state},"
+                f"link={'up' if link.link_up else 'down'},offset={link.reploff},"
+                f"replid={link.replication.replid},full_syncs={link.full_syncs},"
+                f"partial_syncs={link.partial_syncs},superseded={link.superseded}")
+        return lines
+
+
+def _info_field(info: object, name: bytes) -> int | None:
+    if not isinstance(info, bytes):
+        return None
+    for line in info.splitlines():
+        if line.startswith(name + b":"):
+            return int(line.split(b":", 1)[1])
+    return None
+
+
+def _shards_section(engine: Engine) -> list[str]:
+    follower = getattr(engine.node, "cluster_follower", None) if engine.node else None
+    return follower.info_lines() if follower is not None else []
+
+
+add_section("shards", "Shards", _shards_section)
