@@ -22,7 +22,7 @@ Within one shard the stream is applied in order; across shards Redis orders noth
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 import hiredis
@@ -35,7 +35,7 @@ from kvrepl.errors import ReplicaPanic
 from kvrepl.log import logger
 from kvrepl.rdb import LoadResult, StagedLoad
 from kvrepl.replication.master import NO_REPLID, new_replid
-from kvrepl.replication.replica import ReplicaOf
+from kvrepl.replication.replica import ReplicaOf, UnableToConnect
 from kvrepl.replication.stream import encode_command
 from kvrepl.replication.topology import SLOTS, Shard, key_slot, parse_shards, parse_slots
 from kvrepl.scripting.persist import load_functions
@@ -113,58 +113,89 @@ class ShardHistory:
 # -- who holds which key ---------------------------------------------------------------------
 
 class Ownership:
-    """The holder of every key of db 0 (see the module's docstring): the owner of its slot,
-    or the shard recorded in ``held`` (keys a shard got while another was the known owner;
-    empty unless slots are moving)."""
+    """The holder of every key of db 0 (see the module's docstring): the owner of its slot
+    in the last layout seen, unless recorded otherwise (both records are empty unless
+    slots are moving):
+
+    - ``taken``: keys a shard took while another owned their slot (a ``RESTORE`` of a
+      migration, a key created on the importing side); the owner's writes to them are
+      from before it gave them away, and do not apply.
+    - ``left``: keys whose copy is a former owner's when their slot changed hands; that
+      shard's stream still holds its last writes to them (a DEL, the DEL of its MIGRATE),
+      which apply, and the new owner's writes win over them.
+    """
 
     def __init__(self, db: Database) -> None:
         self.db = db
         self.owner: list[object | None] = [None] * SLOTS
-        self.held: dict[bytes, object] = {}
+        self.taken: dict[bytes, object] = {}
+        self.left: dict[bytes, object] = {}
+
+    @property
+    def moving(self) -> bool:
+        return bool(self.taken or self.left)
 
     def holder(self, key: bytes, slot: int) -> object | None:
-        held = self.held.get(key) if self.held else None
-        return self.owner[slot] if held is None else held
+        holder = self.taken.get(key) if self.taken else None
+        if holder is None and self.left:
+            holder = self.left.get(key)
+        return self.owner[slot] if holder is None else holder
 
-    def may_write(self, link: object, key: bytes, slot: int, restore: bool) -> bool:
+    def may_write(self, link: object, key: bytes, slot: int) -> bool:
         """Whether ``link``'s write to ``key`` applies (without recording anything)."""
-        if self.holder(key, slot) is link:
-            return True
-        return restore or key not in self.db.data
+        taken = self.taken.get(key) if self.taken else None
+        if taken is not None:
+            return taken is link or key not in self.db.data
+        if self.owner[slot] is link:
+            return True  # the owner's writes win over a former owner's copy
+        left = self.left.get(key) if self.left else None
+        return left is link or key not in self.db.data
 
     def take(self, link: object, key: bytes, slot: int) -> None:
         """``link``'s copy of ``key`` is the local one from now on."""
+        if self.left and self.left.get(key) is not link:
+            self.left.pop(key, None)
         if self.owner[slot] is link:
-            if self.held:
-                self.held.pop(key, None)
-        else:
-            self.held[key] = link
+            if self.taken:
+                self.taken.pop(key, None)
+        elif self.left.get(key) is not link:
+            self.taken[key] = link
 
     def set_owners(self, links: list[ShardLink]) -> None:
-        """A new layout: each slot's owner. Records that now say what the layout says, or
-        that name a key no longer here, are dropped."""
+        """A new layout: each slot's owner. The keys of a slot that changed hands stay the
+        former owner's until its stream or the new owner's says otherwise; records the
+        layout now says, or of keys no longer here, are dropped."""
+        old = self.owner
         owner: list[object | None] = [None] * SLOTS
         for link in links:
             for start, end in link.shard.slots:
                 owner[start:end + 1] = [link] * (end - start + 1)
         self.owner = owner
         data = self.db.data
-        for key, holder in list(self.held.items()):
-            if holder is owner[key_slot(key)] or key not in data:
-                del self.held[key]
+        if data and any(a is not None and a is not b for a, b in zip(old, owner, strict=True)):
+            taken, left = self.taken, self.left
+            for key in list(data):
+                slot = key_slot(key)
+                before = old[slot]
+                if before is not None and before is not owner[slot] and key not in taken \
+                        and key not in left:
+                    left[key] = before
+        for records in (self.taken, self.left):
+            for key, holder in list(records.items()):
+                if holder is owner[key_slot(key)] or key not in data:
+                    del records[key]
 
-    def keys_of(self, link: object) -> Iterator[bytes]:
+    def keys_of(self, link: object) -> list[bytes]:
         """The keys ``link`` holds (a walk over the whole db: full syncs and flushes only)."""
-        owner = self.owner
-        held = self.held
-        for key in list(self.db.data):
-            holder = held.get(key) if held else None
-            if (owner[key_slot(key)] if holder is None else holder) is link:
-                yield key
+        if not self.moving:
+            owner = self.owner
+            return [key for key in self.db.data if owner[key_slot(key)] is link]
+        return [key for key in self.db.data if self.holder(key, key_slot(key)) is link]
 
     def forget(self, link: object) -> None:
-        for key in [k for k, h in self.held.items() if h is link]:
-            del self.held[key]
+        for records in (self.taken, self.left):
+            for key in [k for k, h in records.items() if h is link]:
+                del records[key]
 
 
 # Command kinds for ShardLink._admit, by name as the master spells it.
@@ -184,11 +215,21 @@ class ShardLink(ReplicaOf):
         self.full_syncs = 0
         self.partial_syncs = 0
         self.loaded_once = False
+        self.retiring = False  # no longer a primary: runs until its node closes the link
         self.scope = trio.CancelScope()
         self._kinds: dict[bytes, int] = {}
 
     async def _connect(self) -> trio.abc.Stream:
         return await self.follower.open_stream(self.host, self.port)
+
+    async def _follow_once(self) -> None:
+        # A node that stopped being a primary (it lost its last slot and became a replica
+        # of the node that took it) would give us another shard's data: ask first.
+        role = await self.follower.role_of(self.host, self.port)
+        if role is not None and role != b"master":
+            self.follower.suspect()
+            raise UnableToConnect(f"{self.host}:{self.port} is no longer a primary ({role!r})")
+        await super()._follow_once()
 
     def retarget(self, shard: Shard) -> None:
         """Follow this shard on another node (its replica was promoted): reconnect there now,
@@ -231,6 +272,9 @@ class ShardLink(ReplicaOf):
         if kind is None:
             kind = self._kind(argv[0])
         follower = self.follower
+        if kind == _FLUSH:
+            follower.flush(self)
+            return None
         if kind == _NO_KEYS or len(argv) < 2:
             return argv
         ownership = follower.ownership
@@ -238,32 +282,37 @@ class ShardLink(ReplicaOf):
             key = argv[1]
             slot = key_slot(key)
             follower.origin = (self.shard.primary, slot)
-            if ownership.owner[slot] is self and not ownership.held:
+            if ownership.owner[slot] is self and not ownership.moving:
                 return argv  # the usual case: our slot, nothing moving
-            if ownership.may_write(self, key, slot, False):
+            if ownership.may_write(self, key, slot):
                 self._took(key, slot)
                 return argv
             return self._superseded(argv)
-        if kind == _FLUSH:
-            follower.flush(self)
-            return None
         if kind == _DELETE:
             kept = [argv[0]]
             for key in argv[1:]:
                 slot = key_slot(key)
                 follower.origin = (self.shard.primary, slot)
-                if ownership.may_write(self, key, slot, False):
+                if ownership.may_write(self, key, slot):
                     self._took(key, slot)
                     kept.append(key)
                 else:
                     self._superseded([argv[0], key])
             return kept if len(kept) > 1 else None
         keys = self._keys(argv)
-        restore = kind == _RESTORE
         slots = [key_slot(key) for key in keys]
         if slots:
             follower.origin = (self.shard.primary, slots[0])
-        if all(ownership.may_write(self, k, s, restore) for k, s in zip(keys, slots, strict=True)):
+        if kind == _RESTORE:
+            # A key that arrives by MIGRATE is the newest copy: it replaces the source's
+            # copy if the source's DEL has not come yet (the target had no such key).
+            key, slot = keys[0], slots[0]
+            if ownership.holder(key, slot) is not self and key in ownership.db.data and \
+                    not any(arg.lower() == b"replace" for arg in argv[4:]):
+                argv = [*argv, b"REPLACE"]
+            self._took(key, slot)
+            return argv
+        if all(ownership.may_write(self, k, s) for k, s in zip(keys, slots, strict=True)):
             for key, slot in zip(keys, slots, strict=True):
                 self._took(key, slot)
             return argv
@@ -313,7 +362,7 @@ class ShardLink(ReplicaOf):
                     self.shard.primary, self.shard.describe_slots())
         engine.watches.touch_all_in_db(db, None)
         engine.tracking.flushed()
-        if self.loaded_once or ownership.held:
+        if self.loaded_once or ownership.moving:
             for key in list(ownership.keys_of(self)):
                 db.delete(key)
         ownership.forget(self)
@@ -345,6 +394,9 @@ class ShardLink(ReplicaOf):
     def _link_lost(self) -> None:
         was_up = self.link_up
         super()._link_lost()
+        if self.retiring:
+            self.follower.drop(self)
+            return
         if was_up:
             self.follower.suspect()  # a failover, a removed primary? read the layout again
         self.follower.links_changed()
@@ -374,6 +426,8 @@ class ClusterFollower:
     def __post_init__(self) -> None:
         self.ownership = Ownership(self.engine.keyspace.dbs[0])
         self.discovered = trio.Event()
+        self.layout_changed = trio.Event()  # set (and replaced) when links come or go
+        self.retiring: list[ShardLink] = []
         self._kick = trio.Event()
         self._nursery: trio.Nursery | None = None
         self.failure: ReplicaPanic | None = None
@@ -472,6 +526,15 @@ class ClusterFollower:
                     raise TopologyError(f"AUTH: {got[0]}")
                 return got[-1]
 
+    async def role_of(self, host: str, port: int) -> bytes | None:
+        """ROLE's first word for the node at ``host:port``; None when it does not answer."""
+        try:
+            reply = await self.query(host, port, [b"ROLE"])
+        except (OSError, trio.BrokenResourceError, trio.TooSlowError, TopologyError,
+                hiredis.ProtocolError):
+            return None
+        return reply[0] if isinstance(reply, list) and reply else None
+
     def apply(self, shards: list[Shard]) -> None:
         """Follow ``shards``: new primaries get a link, a promoted replica takes over its
         shard's link, primaries gone lose theirs (and the keys they still held here)."""
@@ -493,18 +556,45 @@ class ClusterFollower:
                 else:
                     link.shard = shard
             kept.append(link)
-        for link in free:
-            logger.info("Cluster: primary %s left the cluster", link.shard.primary)
-            link.scope.cancel()
-            db = self.ownership.db
-            for key in list(self.ownership.keys_of(link)):
-                if key in self.ownership.held:  # what it still held here goes with it
-                    db.delete(key)
-            self.ownership.forget(link)
         self.links = kept
         self.ownership.set_owners(kept)
+        for link in free:
+            self._retire(link)
+        if free or len(kept) != len(self.links):
+            self.layout_changed.set()
+            self.layout_changed = trio.Event()
         self.links_changed()
         self.discovered.set()
+
+    def _retire(self, link: ShardLink) -> None:
+        """``link``'s node is no longer a primary (its slots went elsewhere and it became a
+        replica, or it left the cluster). What it already sent still applies: its link
+        runs until its node closes it (a new master's full sync does), then it is dropped,
+        with any key it still held here. It never reconnects."""
+        logger.info("Cluster: %s:%d (%s) is no longer a primary of the cluster", link.host,
+                    link.port, link.shard.primary)
+        link.retiring = True
+        self.retiring.append(link)
+        if not link.link_up:
+            self.drop(link)
+        else:
+            async def deadline() -> None:
+                await trio.sleep(max(10.0, 3 * self.cluster.refresh_interval))
+                self.drop(link)
+
+            assert self._nursery is not None
+            self._nursery.start_soon(deadline)
+
+    def drop(self, link: ShardLink) -> None:
+        if link not in self.retiring:
+            return
+        self.retiring.remove(link)
+        link.scope.cancel()
+        ownership = self.ownership
+        for key in ownership.keys_of(link):  # only keys it still held explicitly
+            ownership.db.delete(key)
+        ownership.forget(link)
+        logger.info("Cluster: stopped following %s:%d", link.host, link.port)
 
     def _start(self, link: ShardLink) -> None:
         assert self._nursery is not None
@@ -528,28 +618,54 @@ class ClusterFollower:
     # -- waiting and telling -------------------------------------------------------------------
     async def wait_synced(self) -> None:
         """Until every shard's link is up and has applied what its primary had written when
-        this was called (asked to each primary: INFO replication's master_repl_offset)."""
+        this was called (asked to each primary: INFO replication's master_repl_offset).
+        Links that come or go meanwhile start the round again."""
         await self.discovered.wait()
         while True:
             links = list(self.links)
-            for link in links:
-                await link.synced.wait()
-                try:
-                    info = await self.query(link.host, link.port, [b"INFO", b"replication"])
-                except (OSError, trio.BrokenResourceError, trio.TooSlowError):
-                    continue  # gone meanwhile: the next round finds its successor
-                offset = _info_field(info, b"master_repl_offset")
-                if offset is not None:
-                    await link.wait_offset(offset)
-            if links == self.links and all(link.link_up for link in links):
+            if await self._unless_layout_changes(self._wait_links, links) and \
+                    links == self.links and all(link.link_up for link in links):
                 return
-            await trio.sleep(0.05)
+
+    async def _wait_links(self, links: list[ShardLink]) -> None:
+        for link in links:
+            await link.synced.wait()
+            try:
+                info = await self.query(link.host, link.port, [b"INFO", b"replication"])
+            except (OSError, trio.BrokenResourceError, trio.TooSlowError):
+                await self.layout_changed.wait()  # gone: its successor is waited for
+                return
+            offset = _info_field(info, b"master_repl_offset")
+            if offset is not None and link.replication.replid == _info_text(info, b"master_replid"):
+                await link.wait_offset(offset)
+
+    async def _unless_layout_changes(self, wait: Callable[..., Awaitable[None]],
+                                     *args: object) -> bool:
+        """Run ``wait(*args)``; False if links came or went first."""
+        changed = self.layout_changed
+        finished = False
+        async with trio.open_nursery() as nursery:
+            async def run() -> None:
+                nonlocal finished
+                await wait(*args)
+                finished = True
+                nursery.cancel_scope.cancel()
+
+            async def watch() -> None:
+                await changed.wait()
+                nursery.cancel_scope.cancel()
+
+            nursery.start_soon(run)
+            nursery.start_soon(watch)
+        return finished
 
     def info_lines(self) -> list[str]:
         lines = [f"cluster_follow_shards:{len(self.links)}",
                  f"cluster_follow_links_up:{sum(link.link_up for link in self.links)}",
                  f"cluster_follow_layout_reads:{self.refreshes}",
-                 f"cluster_follow_held_elsewhere:{len(self.ownership.held)}"]
+                 f"cluster_follow_keys_taken:{len(self.ownership.taken)}",
+                 f"cluster_follow_keys_left:{len(self.ownership.left)}",
+                 f"cluster_follow_retiring:{len(self.retiring)}"]
         if self.last_error:
             lines.append(f"cluster_follow_last_error:{self.last_error}")
         for index, link in enumerate(self.links):
@@ -562,13 +678,17 @@ class ClusterFollower:
         return lines
 
 
-def _info_field(info: object, name: bytes) -> int | None:
-    if not isinstance(info, bytes):
-        return None
-    for line in info.splitlines():
-        if line.startswith(name + b":"):
-            return int(line.split(b":", 1)[1])
+def _info_text(info: object, name: bytes) -> str | None:
+    if isinstance(info, bytes):
+        for line in info.splitlines():
+            if line.startswith(name + b":"):
+                return line.split(b":", 1)[1].decode()
     return None
+
+
+def _info_field(info: object, name: bytes) -> int | None:
+    text = _info_text(info, name)
+    return None if text is None else int(text)
 
 
 def _shards_section(engine: Engine) -> list[str]:

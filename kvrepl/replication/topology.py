@@ -39,7 +39,8 @@ class Shard:
         return sum(end - start + 1 for start, end in self.slots)
 
     def describe_slots(self) -> str:
-        return ",".join(f"{a}-{b}" if a != b else str(a) for a, b in self.slots)
+        """``0-99;200-299`` (no commas: INFO fields are comma separated)."""
+        return ";".join(f"{a}-{b}" if a != b else str(a) for a, b in self.slots)
 
 
 def _text(value: object) -> str:
