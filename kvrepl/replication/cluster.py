@@ -541,9 +541,13 @@ class ClusterFollower:
         kept: list[ShardLink] = []
         free = list(self.links)
         for shard in shards:
-            link = next((x for x in free if x.shard.primary == shard.primary), None) or next(
-                (x for x in free if shard.primary in x.shard.members
-                 or x.shard.primary in shard.members), None)
+            # The same primary; or the shard's replica promoted (it was among the members),
+            # or its slots (a failover seen only after the old primary was forgotten).
+            link = next((x for x in free if x.shard.primary == shard.primary), None)
+            if link is None and not shard.failed:
+                link = next((x for x in free if shard.primary in x.shard.members
+                             or x.shard.primary in shard.members), None) or next(
+                    (x for x in free if x.shard.failed and _overlap(x.shard, shard)), None)
             if link is None:
                 link = ShardLink(self, shard)
                 logger.info("Cluster: following primary %s at %s:%d (slots %s)",
@@ -676,6 +680,10 @@ class ClusterFollower:
                 f"replid={link.replication.replid},full_syncs={link.full_syncs},"
                 f"partial_syncs={link.partial_syncs},superseded={link.superseded}")
         return lines
+
+
+def _overlap(a: Shard, b: Shard) -> bool:
+    return any(x <= y2 and x2 >= y for x, x2 in a.slots for y, y2 in b.slots)
 
 
 def _info_text(info: object, name: bytes) -> str | None:

@@ -33,6 +33,7 @@ class Shard:
     slots: tuple[tuple[int, int], ...]
     members: frozenset[str]  # node ids of the primary and its replicas
     addresses: tuple[tuple[str, int], ...]  # every node's, for the next discovery
+    failed: bool = False  # its primary is down and no replica has taken over yet
 
     @property
     def slot_count(self) -> int:
@@ -56,23 +57,24 @@ def _fields(value: object) -> dict[str, object]:
 
 
 def parse_shards(reply: object) -> list[Shard]:
-    """``CLUSTER SHARDS``: one entry per shard, its slots as a flat list of range bounds and
-    its nodes with role and health. A shard whose primary is failed or absent (a failover
-    in progress) is left out: the next discovery finds its new primary."""
+    """``CLUSTER SHARDS``: one entry per primary, its slots as a flat list of range bounds
+    and its nodes with role and health. A failed primary that still has slots is kept
+    (``failed``: its replica has not taken over yet); one without slots is left out (a
+    replica took its slots over: that one's entry is the shard now)."""
     shards = []
     for entry in reply:  # type: ignore[attr-defined]
         fields = _fields(entry)
         bounds = [int(b) for b in fields.get("slots", [])]  # type: ignore[union-attr]
         slots = tuple((bounds[i], bounds[i + 1]) for i in range(0, len(bounds) - 1, 2))
         nodes = [_fields(n) for n in fields.get("nodes", [])]  # type: ignore[union-attr]
-        primary = next((n for n in nodes if _text(n.get("role")) == "master"
-                        and _text(n.get("health")) != "fail"), None)
-        if primary is None:
+        primary = next((n for n in nodes if _text(n.get("role")) == "master"), None)
+        failed = primary is not None and _text(primary.get("health")) == "fail"
+        if primary is None or failed and not slots:
             continue
         host = _text(primary.get("ip") or primary.get("endpoint"))
         shards.append(Shard(
             primary=_text(primary["id"]), host=host, port=int(primary["port"]),  # type: ignore[call-overload]
-            slots=slots, members=frozenset(_text(n["id"]) for n in nodes),
+            slots=slots, members=frozenset(_text(n["id"]) for n in nodes), failed=failed,
             addresses=tuple((_text(n.get("ip") or n.get("endpoint")), int(n["port"]))  # type: ignore[call-overload]
                             for n in nodes)))
     return shards

@@ -1,0 +1,101 @@
+"""A followed Redis Cluster whose primaries fail over (three redis-server 7.0 primaries with
+a replica each): the follower goes on with the promoted replica, continuing its shard's
+history with a partial resync (the new primary's replid2 is the old primary's replid)."""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Iterator
+
+import pytest
+import trio
+from cluster_checks import assert_same, write_mixed
+from support import RedisClusterNodes
+
+import kvrepl
+
+SYNC_DEADLINE = 30
+
+
+@pytest.fixture(scope="module")
+def nodes() -> Iterator[RedisClusterNodes]:
+    cluster = RedisClusterNodes(primaries=3, replicas=1)
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+def node_id(node: object) -> str:
+    return node.client().execute_command("CLUSTER", "MYID").decode()  # type: ignore[attr-defined]
+
+
+async def follow_until_promoted(nodes: RedisClusterNodes, replica: kvrepl.Replica,
+                                promoted: str) -> object:
+    """The follower's link for the shard whose replica ``promoted`` took over, once it is
+    up on it."""
+    with trio.fail_after(SYNC_DEADLINE):
+        while True:
+            link = next((x for x in replica.cluster_follower.links
+                         if x.shard.primary == promoted), None)
+            if link is not None and link.link_up:
+                return link
+            await trio.sleep(0.05)
+
+
+def caught_up(primary: object) -> None:
+    """The primary's replica has every write (WAIT), so it can continue our history."""
+    assert primary.client().execute_command("WAIT", 1, 5000) == 1  # type: ignore[attr-defined]
+
+
+async def test_cluster_failover_is_followed_with_a_partial_resync(nodes: RedisClusterNodes
+                                                                  ) -> None:
+    client = nodes.client()
+    write_mixed(client, "manual", 300)
+    async with kvrepl.Replica(follow=kvrepl.Cluster(nodes.seeds(), refresh_interval=1)) \
+            as replica:
+        with trio.fail_after(SYNC_DEADLINE):
+            await replica.wait_synced()
+        old = nodes.primaries()[0]
+        standby = nodes.replicas_of(old)[0]
+        caught_up(old)
+        link = next(x for x in replica.cluster_follower.links if x.shard.primary == node_id(old))
+        standby.client().execute_command("CLUSTER", "FAILOVER")
+        new_id = node_id(standby)
+        assert await follow_until_promoted(nodes, replica, new_id) is link
+        nodes.wait_ok()
+        write_mixed(client, "manual-after", 200)
+        with trio.fail_after(SYNC_DEADLINE):
+            await replica.wait_synced()
+        assert (link.host, link.port) == ("127.0.0.1", standby.port)
+        assert link.full_syncs == 1 and link.partial_syncs == 1
+        assert_same(replica, nodes)
+    client.close()
+
+
+async def test_a_killed_primary_is_followed_on_its_promoted_replica(nodes: RedisClusterNodes
+                                                                    ) -> None:
+    client = nodes.client()
+    write_mixed(client, "killed", 300)
+    async with kvrepl.Replica(follow=kvrepl.Cluster(nodes.seeds(), refresh_interval=1)) \
+            as replica:
+        with trio.fail_after(SYNC_DEADLINE):
+            await replica.wait_synced()
+        victim = nodes.primaries()[-1]
+        standby = nodes.replicas_of(victim)[0]
+        caught_up(victim)
+        link = next(x for x in replica.cluster_follower.links
+                    if x.shard.primary == node_id(victim))
+        victim.process.send_signal(signal.SIGKILL)  # a process this test module started
+        victim.process.wait(10)
+        new_id = node_id(standby)
+        assert await follow_until_promoted(nodes, replica, new_id) is link
+        nodes.wait_ok()
+        client.close()
+        client = nodes.client()
+        write_mixed(client, "killed-after", 200)
+        with trio.fail_after(SYNC_DEADLINE):
+            await replica.wait_synced()
+        assert link.full_syncs == 1 and link.partial_syncs == 1
+        assert_same(replica, nodes)
+    client.close()
