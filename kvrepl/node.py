@@ -28,6 +28,7 @@ from kvrepl.commands.core import Block, Engine, Session
 from kvrepl.commands.replication import StartReplication, WaitReplicas
 from kvrepl.config import Config, ConfigError, _check_directory
 from kvrepl.errors import ReplicaPanic, ReplyError, WriteSkipped
+from kvrepl.log import logger
 from kvrepl.methods import Arg, DataMethods, _arg
 from kvrepl.protocol.replies import NULL_ARRAY, OK, Status
 from kvrepl.replication.cluster import Cluster, ClusterFollower
@@ -440,6 +441,12 @@ class Node(DataMethods):
             self.config.masteruser = cluster.username
         if cluster.password is not None:
             self.config.masterauth = cluster.password
+        if self.engine.keyspace.dbsize():
+            # Keys no shard's snapshot accounts for (a dump loaded at startup carries no
+            # shard offsets to continue from): every shard's full sync brings them back.
+            logger.warning("Following a cluster: dropping the %d keys held before",
+                           self.engine.keyspace.dbsize())
+            self.engine.keyspace.flushall()
         follower = ClusterFollower(self.engine, cluster, self._open_master_stream,
                                    listening_port=self.port or 0)
         self.cluster_follower = follower

@@ -26,6 +26,12 @@ def cluster_view(nodes: RedisClusterNodes) -> View:
     return view
 
 
+def server_view(client: redis.Redis) -> View:
+    """What a server (a kvrepl-server following the cluster) holds, asked over TCP."""
+    keys = list(client.scan_iter(count=1000))
+    return _describe(raw_replies(client), keys)
+
+
 def local_view(replica: kvrepl.Replica) -> View:
     keys = list(replica.engine.keyspace.dbs[0].data)
     view: View = {}
@@ -126,5 +132,5 @@ class Writer(threading.Thread):
         self.client.close()
 
 
-__all__ = ["Writer", "assert_same", "cluster_view", "key_slot", "local_view", "slot_owner",
-           "write_mixed"]
+__all__ = ["Writer", "assert_same", "cluster_view", "key_slot", "local_view", "server_view",
+           "slot_owner", "write_mixed"]

@@ -9,14 +9,25 @@ own prefix, follows with a Replica of its own and compares the whole cluster."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections import Counter
 from collections.abc import Iterator
 
 import pytest
 import trio
-from cluster_checks import Writer, assert_same, key_slot, slot_owner, write_mixed
+from cluster_checks import (
+    Writer,
+    assert_same,
+    cluster_view,
+    key_slot,
+    server_view,
+    slot_owner,
+    write_mixed,
+)
 from faultproxy import Fault, FaultProxy
-from support import RedisClusterNodes, raw_replies
+from support import RedisClusterNodes, free_port, poll, raw_replies
 
 import kvrepl
 from kvrepl.replication.topology import parse_shards, parse_slots
@@ -252,4 +263,49 @@ async def test_a_primary_added_then_another_removed(nodes: RedisClusterNodes) ->
         await synced(replica)
         assert len(links(replica)) == followed
         assert_same(replica, nodes)
+    client.close()
+
+
+# -- kvrepl-server --follow-cluster ----------------------------------------------------------
+
+def test_kvrepl_server_serves_the_whole_cluster_as_one_node(nodes: RedisClusterNodes,
+                                                            tmp_path: object) -> None:
+    import redis
+
+    client = nodes.client()
+    write_mixed(client, "server", 300)
+    port = free_port()
+    seeds = [nodes.address(n) for n in nodes.primaries()[:2]]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "kvrepl", "--port", str(port), "--save", "",
+         "--enable-debug-command", "yes", "--follow-cluster", *seeds, "--loglevel", "warning"],
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env=dict(os.environ, PYTHONPATH=os.getcwd()))
+    try:
+        server = redis.Redis(port=port, socket_timeout=5)
+
+        def serving() -> bool:
+            try:
+                return server.ping()
+            except redis.ConnectionError:
+                assert process.poll() is None, process.stdout.read()
+                return False
+
+        poll(serving, "kvrepl-server answers", 20)
+        client.set("server:last", "written after it started")
+        theirs = cluster_view(nodes)
+        poll(lambda: server_view(server) == theirs, "the server holds the cluster's data", 30)
+        assert server.get("server:last") == b"written after it started"
+        with pytest.raises(redis.ReadOnlyError):
+            server.set("server:x", "y")
+        text = server.execute_command("INFO", "shards").decode()
+        info = dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
+        assert info["cluster_follow_links_up"] == info["cluster_follow_shards"] == str(
+            len(nodes.primaries()))
+        cli = subprocess.run(["redis-cli", "-p", str(port), "GET", "server:0"],
+                             capture_output=True, text=True, check=True)
+        assert cli.stdout.strip() == "v0"
+    finally:
+        process.terminate()
+        process.wait(20)
     client.close()
