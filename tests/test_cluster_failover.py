@@ -68,7 +68,9 @@ async def test_cluster_failover_is_followed_with_a_partial_resync(nodes: RedisCl
         with trio.fail_after(SYNC_DEADLINE):
             await replica.wait_synced()
         assert (link.host, link.port) == ("127.0.0.1", standby.port)
-        assert link.full_syncs == 1 and link.partial_syncs == 1
+        # No second full sync: the new primary continued our history (the old one may
+        # have too, if the link came back to it before it turned replica).
+        assert link.full_syncs == 1 and link.partial_syncs >= 1
         assert_same(replica, nodes)
     client.close()
 

@@ -7,15 +7,19 @@ loading into its shard's part of the keyspace instead of the whole of it.
 
 Who owns a key. Redis keeps a key in one shard at a time, except while ``MIGRATE`` moves it:
 the target gets ``RESTORE-ASKING`` (in its stream) before the source deletes it (a ``DEL``
-in the source's stream), and nothing orders the two streams here. So each local key has a
-*holder*, the shard whose copy it is: the owner of its slot in the last topology seen,
-unless :class:`Ownership` recorded another shard for it. A shard's write to a key is applied
-when that shard holds it, when the key is not here, or when it is a ``RESTORE`` (the copy
-that arrives by migration is the newer one); otherwise it is *superseded*: the shard is
-writing a copy it has since given away (its writes before the ``MIGRATE``, the ``DEL`` of
-the ``MIGRATE`` itself), and it is counted (``superseded`` in ``INFO shards``) instead of
-clobbering the new holder's copy. A shard's full sync, or a ``FLUSHALL`` in its stream,
-replaces or drops the keys that shard holds and no other.
+in the source's stream), and nothing orders the two streams here, nor either of them with
+the moment this follower reads the new layout. So each local key has a *holder*, the shard
+whose copy it is: the owner of its slot in the last layout seen, unless :class:`Ownership`
+recorded another (a key the importing side took; a key whose copy was the former owner's
+when the slot changed hands). A shard's write to a key is applied when that shard holds
+it, when the key is not here, when it is a ``RESTORE`` (the copy that arrives by migration
+is the newer one), or when the writer is further along the slot's move than the holder
+(importer over owner over former owner: keys move only that way). Otherwise it is
+*superseded*: the shard is writing a copy it has since given away (its writes before the
+``MIGRATE``, the ``DEL`` of the ``MIGRATE`` itself); it is counted (``superseded`` in
+``INFO shards``) instead of clobbering the newer copy. tests/test_cluster_ownership.py
+plays every order of the two streams and the layout read. A shard's full sync, or a
+``FLUSHALL`` in its stream, replaces or drops the keys that shard holds and no other.
 
 Within one shard the stream is applied in order; across shards Redis orders nothing either.
 """
@@ -118,16 +122,19 @@ class Ownership:
     slots are moving):
 
     - ``taken``: keys a shard took while another owned their slot (a ``RESTORE`` of a
-      migration, a key created on the importing side); the owner's writes to them are
-      from before it gave them away, and do not apply.
-    - ``left``: keys whose copy is a former owner's when their slot changed hands; that
-      shard's stream still holds its last writes to them (a DEL, the DEL of its MIGRATE),
-      which apply, and the new owner's writes win over them.
+      migration, a key created on the importing side).
+    - ``left``: keys whose copy was the former owner's when their slot changed hands; that
+      shard's stream may still hold its last writes to them (a DEL, the DEL of a MIGRATE).
+
+    A write to a key another shard holds applies when the writer is further along the
+    slot's move than the holder (the importing side over the owner, the owner over the
+    former owner): keys only move that way, so that copy is the newer one.
     """
 
     def __init__(self, db: Database) -> None:
         self.db = db
         self.owner: list[object | None] = [None] * SLOTS
+        self.previous: list[object | None] = [None] * SLOTS  # each slot's former owner
         self.taken: dict[bytes, object] = {}
         self.left: dict[bytes, object] = {}
 
@@ -141,24 +148,30 @@ class Ownership:
             holder = self.left.get(key)
         return self.owner[slot] if holder is None else holder
 
+    def _rank(self, link: object, slot: int) -> int:
+        """How far along the slot's move ``link`` is: former owner, owner, importer."""
+        if self.owner[slot] is link:
+            return 1
+        return 0 if self.previous[slot] is link else 2
+
     def may_write(self, link: object, key: bytes, slot: int) -> bool:
         """Whether ``link``'s write to ``key`` applies (without recording anything)."""
-        taken = self.taken.get(key) if self.taken else None
-        if taken is not None:
-            return taken is link or key not in self.db.data
-        if self.owner[slot] is link:
-            return True  # the owner's writes win over a former owner's copy
-        left = self.left.get(key) if self.left else None
-        return left is link or key not in self.db.data
+        holder = self.holder(key, slot)
+        if holder is link or key not in self.db.data:
+            return True
+        return self._rank(link, slot) > self._rank(holder, slot)
 
     def take(self, link: object, key: bytes, slot: int) -> None:
         """``link``'s copy of ``key`` is the local one from now on."""
-        if self.left and self.left.get(key) is not link:
-            self.left.pop(key, None)
+        left = self.left
+        if left and left.get(key) is link:
+            return  # the former owner writes its own copy
+        if left:
+            left.pop(key, None)
         if self.owner[slot] is link:
             if self.taken:
                 self.taken.pop(key, None)
-        elif self.left.get(key) is not link:
+        else:
             self.taken[key] = link
 
     def set_owners(self, links: list[ShardLink]) -> None:
@@ -171,8 +184,12 @@ class Ownership:
             for start, end in link.shard.slots:
                 owner[start:end + 1] = [link] * (end - start + 1)
         self.owner = owner
+        changed = [slot for slot, (a, b) in enumerate(zip(old, owner, strict=True))
+                   if a is not None and a is not b]
+        for slot in changed:
+            self.previous[slot] = old[slot]
         data = self.db.data
-        if data and any(a is not None and a is not b for a, b in zip(old, owner, strict=True)):
+        if data and changed:
             taken, left = self.taken, self.left
             for key in list(data):
                 slot = key_slot(key)
