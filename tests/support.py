@@ -4,6 +4,7 @@ seeded datasets)."""
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import socket
@@ -131,16 +132,19 @@ class RedisClusterNodes:
     yes`` (each with ``replicas`` replicas), made one with ``redis-cli --cluster create``;
     :meth:`stop` stops every process it started."""
 
-    def __init__(self, primaries: int = 3, replicas: int = 0) -> None:
+    def __init__(self, primaries: int = 3, replicas: int = 0, password: str | None = None
+                 ) -> None:
         self.nodes: list[RedisServer] = []
         self._folders: list[str] = []
+        self.password = password
         try:
             for _ in range(primaries * (1 + replicas)):
                 self.add_node()
             cli = shutil.which("redis-cli")
             assert cli is not None, "redis-cli is not installed"
             subprocess.run(
-                [cli, "--cluster", "create", *(self.address(n) for n in self.nodes),
+                [cli, *self._auth(), "--cluster", "create",
+                 *(self.address(n) for n in self.nodes),
                  "--cluster-replicas", str(replicas), "--cluster-yes"],
                 check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=60)
             self.wait_ok()
@@ -163,8 +167,17 @@ class RedisClusterNodes:
                            "--enable-debug-command", "yes", "--repl-diskless-sync-delay", "0",
                            "--cluster-node-timeout", "1000", "--cluster-port", str(free_port()),
                            "--dir", folder)
+        if self.password is not None:
+            # Set once it runs (RedisServer's start-up PING has no password); its clients
+            # and its replication links authenticate from then on.
+            for name in ("masterauth", "requirepass"):
+                node.client().config_set(name, self.password)
+            node.client = functools.partial(node.client, password=self.password)
         self.nodes.append(node)
         return node
+
+    def _auth(self) -> list[str]:
+        return [] if self.password is None else ["-a", self.password, "--no-auth-warning"]
 
     def live(self) -> list[RedisServer]:
         return [n for n in self.nodes if n.process.poll() is None]
@@ -205,11 +218,13 @@ class RedisClusterNodes:
     def client(self, **kwargs: object) -> redis.cluster.RedisCluster:
         from redis.cluster import RedisCluster
 
+        if self.password is not None:
+            kwargs.setdefault("password", self.password)
         return RedisCluster(host="127.0.0.1", port=self.live()[0].port, **kwargs)
 
     def cli(self, *args: str, timeout: float = 120) -> str:
         """Run ``redis-cli`` (e.g. ``--cluster reshard ...``) and return its output."""
-        done = subprocess.run(["redis-cli", *args], check=True, capture_output=True, text=True,
+        done = subprocess.run(["redis-cli", *self._auth(), *args], check=True, capture_output=True, text=True,
                               timeout=timeout)
         return done.stdout
 

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 import trio
 from cluster_checks import assert_same, write_mixed
-from support import RedisClusterNodes
+from support import RedisClusterNodes, poll
 
 import kvrepl
 
@@ -43,9 +43,13 @@ async def follow_until_promoted(nodes: RedisClusterNodes, replica: kvrepl.Replic
             await trio.sleep(0.05)
 
 
-def caught_up(primary: object) -> None:
-    """The primary's replica has every write (WAIT), so it can continue our history."""
-    assert primary.client().execute_command("WAIT", 1, 5000) == 1  # type: ignore[attr-defined]
+def caught_up(primary: object, standby: object) -> None:
+    """``standby`` has every write of ``primary``, so it can continue our history. (Not
+    WAIT: this follower is a replica too, and cannot acknowledge while a blocking call
+    holds its event loop.)"""
+    wanted = primary.client().info("replication")["master_repl_offset"]  # type: ignore[attr-defined]
+    poll(lambda: standby.client().info("replication")["slave_repl_offset"] >= wanted,  # type: ignore[attr-defined]
+         "the replica has every write of its primary")
 
 
 async def test_cluster_failover_is_followed_with_a_partial_resync(nodes: RedisClusterNodes
@@ -58,7 +62,7 @@ async def test_cluster_failover_is_followed_with_a_partial_resync(nodes: RedisCl
             await replica.wait_synced()
         old = nodes.primaries()[0]
         standby = nodes.replicas_of(old)[0]
-        caught_up(old)
+        caught_up(old, standby)
         link = next(x for x in replica.cluster_follower.links if x.shard.primary == node_id(old))
         standby.client().execute_command("CLUSTER", "FAILOVER")
         new_id = node_id(standby)
@@ -85,7 +89,7 @@ async def test_a_killed_primary_is_followed_on_its_promoted_replica(nodes: Redis
             await replica.wait_synced()
         victim = nodes.primaries()[-1]
         standby = nodes.replicas_of(victim)[0]
-        caught_up(victim)
+        caught_up(victim, standby)
         link = next(x for x in replica.cluster_follower.links
                     if x.shard.primary == node_id(victim))
         victim.process.send_signal(signal.SIGKILL)  # a process this test module started
@@ -101,3 +105,29 @@ async def test_a_killed_primary_is_followed_on_its_promoted_replica(nodes: Redis
         assert link.full_syncs == 1 and link.partial_syncs == 1
         assert_same(replica, nodes)
     client.close()
+
+
+async def test_a_cluster_with_a_password() -> None:
+    secured = RedisClusterNodes(primaries=3, password="cluster-secret")
+    try:
+        client = secured.client()
+        write_mixed(client, "secured", 200)
+        seeds = secured.seeds()[:1]
+        async with kvrepl.Replica(follow=kvrepl.Cluster(seeds, password="cluster-secret")) \
+                as replica:
+            with trio.fail_after(SYNC_DEADLINE):
+                await replica.wait_synced()
+            client.set("secured:last", "1")
+            with trio.fail_after(SYNC_DEADLINE):
+                await replica.wait_synced()
+            assert replica.get("secured:last") == b"1"
+            assert_same(replica, secured)
+        # Without the password nothing is read, and the follower says why.
+        async with kvrepl.Replica(follow=kvrepl.Cluster(seeds)) as refused:
+            with trio.fail_after(SYNC_DEADLINE):
+                while "NOAUTH" not in refused.cluster_follower.last_error:
+                    await trio.sleep(0.05)
+            assert refused.dbsize() == 0
+        client.close()
+    finally:
+        secured.stop()
