@@ -680,7 +680,9 @@ class Replica(Node):
     """A read-only copy of a master. ``follow`` is a node in the same program (no socket),
     or a master over TCP, including a real Redis: ``("host", 6379)``, ``"host:6379"``, or
     ``"redis://user:password@host:6379"`` (the credentials become ``masteruser`` /
-    ``masterauth``). Other arguments are :class:`Node`'s.
+    ``masterauth``), or a whole Redis Cluster: ``kvrepl.Cluster([("host", 7000), ...])``
+    (one link per primary, every shard's keys here; see :mod:`kvrepl.replication.cluster`).
+    Other arguments are :class:`Node`'s.
 
     Reads (``replica.get(...)``) are plain calls on the local copy.
     """

@@ -99,6 +99,11 @@ async def test_one_keyspace_for_the_whole_cluster(nodes: RedisClusterNodes) -> N
         assert replica.hget("whole:1", "a") == b"changed"
         with pytest.raises(kvrepl.ReplyError, match="READONLY"):
             replica.set("x", "y")
+        replica.execute_command("CONFIG", "SET", "replica-read-only", "yes")  # still a replica
+        with pytest.raises(kvrepl.ReplyError, match="READONLY"):
+            replica.set("x", "y")
+        with pytest.raises(kvrepl.ReplyError, match="follows a Redis Cluster"):
+            replica.execute_command("REPLICAOF", "NO", "ONE")
         info = replica.info("shards")
         assert info["cluster_follow_shards"] == 3
         assert info["cluster_follow_links_up"] == 3

@@ -117,3 +117,26 @@ def test_a_key_deleted_before_the_move_then_created_by_the_new_owner(steps: list
     [("flip",)]))
 def test_a_migrated_key_then_deleted_by_the_new_owner_is_gone(steps: list[tuple]) -> None:
     assert run(steps) is None
+
+
+@pytest.mark.parametrize("steps", interleavings(
+    [("b", b"RESTORE-ASKING", KEY, b"0", PAYLOAD), ("b", b"SET", KEY, b"b2")],
+    [("a", b"DEL", KEY)],
+    [("flip",)]))
+def test_a_slot_moved_back_to_its_former_owner(steps: list[tuple]) -> None:
+    """The slot went A -> B, then goes back B -> A: A restores the key (its RESTORE is in
+    A's stream, B's DEL in B's; the steps name the sides as the first move did, swapped),
+    and B's DEL must not drop A's copy although A is the slot's former owner."""
+    follower = Follower()
+    follower.apply(follower.a, b"SET", KEY, b"a0")
+    follower.flip()  # the slot is B's: A is its former owner
+    follower.apply(follower.b, b"SET", KEY, b"b0")
+    # Now it moves back, B -> A: A imports (RESTORE in A's stream), B deletes.
+    swapped = {"a": "b", "b": "a"}
+    for step in steps:
+        if step[0] == "flip":
+            follower.a.shard, follower.b.shard = follower.b.shard, follower.a.shard
+            follower.follower.ownership.set_owners(follower.follower.links)
+        else:
+            follower.apply(getattr(follower, swapped[step[0]]), *step[1:])
+    assert follower.value() == b"b2"

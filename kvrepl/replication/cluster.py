@@ -149,17 +149,26 @@ class Ownership:
         return self.owner[slot] if holder is None else holder
 
     def _rank(self, link: object, slot: int) -> int:
-        """How far along the slot's move ``link`` is: former owner, owner, importer."""
+        """How far along the slot's move a writer is: former owner, owner, importer."""
         if self.owner[slot] is link:
             return 1
         return 0 if self.previous[slot] is link else 2
 
     def may_write(self, link: object, key: bytes, slot: int) -> bool:
-        """Whether ``link``'s write to ``key`` applies (without recording anything)."""
-        holder = self.holder(key, slot)
+        """Whether ``link``'s write to ``key`` applies (without recording anything). The
+        holder's place in the move is what its record says (a key taken on the importing
+        side, a key left by the former owner), whatever else it was to the slot before (a
+        slot can move back to where it came from)."""
+        holder = self.taken.get(key) if self.taken else None
+        rank = 2
+        if holder is None:
+            holder = self.left.get(key) if self.left else None
+            rank = 0
+            if holder is None:
+                holder, rank = self.owner[slot], 1
         if holder is link or key not in self.db.data:
             return True
-        return self._rank(link, slot) > self._rank(holder, slot)
+        return self._rank(link, slot) > rank
 
     def take(self, link: object, key: bytes, slot: int) -> None:
         """``link``'s copy of ``key`` is the local one from now on."""
@@ -384,9 +393,10 @@ class ShardLink(ReplicaOf):
                 db.delete(key)
         ownership.forget(self)
         owner = ownership.owner
-        for key in fresh:
+        moving = ownership.moving
+        for key in fresh:  # the snapshot says these are this shard's now
             slot = key_slot(key)
-            if owner[slot] is not self:
+            if moving or owner[slot] is not self:
                 ownership.take(self, key, slot)
         if not db.data:
             db.data, db.expires = fresh, fresh_expires
@@ -557,7 +567,10 @@ class ClusterFollower:
         shard's link, primaries gone lose theirs (and the keys they still held here)."""
         kept: list[ShardLink] = []
         free = list(self.links)
-        for shard in shards:
+        demoted = set()  # former primaries of shards whose replica took over
+        for shard in sorted(shards, key=lambda x: not x.slots):  # shards with slots first
+            if not shard.slots and shard.primary in demoted:
+                continue  # a primary that failed over, not yet shown as the replica it is
             # The same primary; or the shard's replica promoted (it was among the members),
             # or its slots (a failover seen only after the old primary was forgotten).
             link = next((x for x in free if x.shard.primary == shard.primary), None)
@@ -572,6 +585,8 @@ class ClusterFollower:
                 self._start(link)
             else:
                 free.remove(link)
+                if link.shard.primary != shard.primary:
+                    demoted.add(link.shard.primary)
                 if (link.host, link.port) != (shard.host, shard.port):
                     link.retarget(shard)
                 else:
@@ -590,8 +605,8 @@ class ClusterFollower:
     def _retire(self, link: ShardLink) -> None:
         """``link``'s node is no longer a primary (its slots went elsewhere and it became a
         replica, or it left the cluster). What it already sent still applies: its link
-        runs until its node closes it (a new master's full sync does), then it is dropped,
-        with any key it still held here. It never reconnects."""
+        runs until its node closes it (a new master's full sync does), then it is dropped.
+        It never reconnects."""
         logger.info("Cluster: %s:%d (%s) is no longer a primary of the cluster", link.host,
                     link.port, link.shard.primary)
         link.retiring = True
@@ -611,10 +626,9 @@ class ClusterFollower:
             return
         self.retiring.remove(link)
         link.scope.cancel()
-        ownership = self.ownership
-        for key in ownership.keys_of(link):  # only keys it still held explicitly
-            ownership.db.delete(key)
-        ownership.forget(link)
+        # Keys it still held become their slot owner's: deleting them could lose keys that
+        # moved with their slot; the owner's stream (or its next full sync) is the truth.
+        self.ownership.forget(link)
         logger.info("Cluster: stopped following %s:%d", link.host, link.port)
 
     def _start(self, link: ShardLink) -> None:
