@@ -37,6 +37,7 @@ from benchmarks.common import (
     BenchmarkError,
     Connection,
     Options,
+    ReplyError,
     binary,
     fmt_ratio,
     fmt_seconds,
@@ -98,8 +99,9 @@ def fill(nodes: object, count: int) -> None:
 def start_redis_replicas(folder: Path, count: int) -> list[subprocess.Popen]:
     processes = []
     for index in range(count):
-        work = folder / f"replica{index}"
-        work.mkdir(exist_ok=True)
+        # A folder of its own each time: a replica stores its master's payload as its dump,
+        # which the next one started there would load.
+        work = Path(tempfile.mkdtemp(prefix=f"replica{index}-", dir=folder))
         port = _free_port()
         processes.append(subprocess.Popen(
             [binary("redis-server") or "redis-server", "--port", str(port), "--bind", HOST,
@@ -121,7 +123,7 @@ def _ping(port: int) -> bool:
     try:
         with Connection(port, timeout=1) as conn:
             return conn.command(b"PING") == b"PONG"
-    except OSError:
+    except (OSError, ReplyError):
         return False
 
 
@@ -158,7 +160,10 @@ def redis_sync_seconds(nodes: object, folder: Path, count: int) -> float:
                 if info.get("master_link_status") != "up" or \
                         info.get("master_sync_in_progress") != "0":
                     return False
-                total += int(conn.command(b"DBSIZE"))  # type: ignore[arg-type]
+                try:
+                    total += int(conn.command(b"DBSIZE"))  # type: ignore[arg-type]
+                except ReplyError:  # LOADING: not yet
+                    return False
             return total == count
 
         _until(synced, "three redis-server replicas synced")
