@@ -45,7 +45,6 @@ from benchmarks.common import (
     markdown_table,
     median,
     percentile,
-    ratio,
 )
 
 TITLE = "Following a Redis Cluster"
@@ -358,7 +357,10 @@ def lag_section(nodes: object, folder: Path, rate: int, seconds: float) -> str:
         f"stream ran at {per_shard_rate / 1e6:.2f} MB/s. Gaps sampled every 10 ms per shard "
         "(primary's offset minus the follower's), as time at that rate.", "",
         markdown_table(["follower", "gap per shard, median", "p99", "max",
-                        "catch-up after the load (s)"], rows), ""])
+                        "catch-up after the load (s)"], rows), "",
+        "The sampler shares the follower's event loop: while the follower is behind, the "
+        "redis-server replicas' figures are read late too (their catch-up is an upper "
+        "bound).", ""])
 
 
 async def _offset(cluster: object, host: str, port: int,
@@ -413,7 +415,7 @@ def get_section(nodes: object, count: int, rounds: int) -> str:
                         ["fakeredis `FakeRedis.get`", f"{median(theirs):,.0f}"]]), "",
         f"follower / fakeredis: {fmt_ratio(median(ratios))} (rounds {fmt_ratio(min(ratios))}"
         f" - {fmt_ratio(max(ratios))}; goal at least {GET_GOAL:g}x: "
-        f"{'met' if ratio(median(ours), median(theirs)) >= GET_GOAL else 'NOT met'}).", ""])
+        f"{'met' if median(ratios) >= GET_GOAL else 'NOT met'}).", ""])
 
 
 def run(options: Options) -> str:
