@@ -40,6 +40,7 @@ BENCHMARKS: dict[str, str] = {
     "bitmaps": "benchmarks.bitmaps",
     "streams": "benchmarks.streams",
     "aof": "benchmarks.aof",
+    "cluster": "benchmarks.cluster_follow",
 }
 
 

@@ -11,7 +11,8 @@ from kvrepl.errors import (  # noqa: E402
     WriteSkipped,
     WrongTypeError,
 )
-from kvrepl.node import Change, ChangesOverflow, Master, Node, Replica  # noqa: E402
+from kvrepl.node import Change, ChangesOverflow, Master, Node, Replica, ShardChange  # noqa: E402
+from kvrepl.replication.cluster import Cluster  # noqa: E402
 
 
 def in_asyncio(*nodes: Node) -> object:
@@ -21,5 +22,6 @@ def in_asyncio(*nodes: Node) -> object:
     return run(*nodes)
 
 
-__all__ = ["Change", "ChangesOverflow", "Config", "DataError", "KvreplError", "Master", "Node", "Replica",
-           "ReplicaPanic", "ReplyError", "WriteSkipped", "WrongTypeError", "__version__", "in_asyncio"]
+__all__ = ["Change", "ChangesOverflow", "Cluster", "Config", "DataError", "KvreplError", "Master",
+           "Node", "Replica", "ReplicaPanic", "ReplyError", "ShardChange", "WriteSkipped",
+           "WrongTypeError", "__version__", "in_asyncio"]

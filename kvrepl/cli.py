@@ -1,6 +1,11 @@
 """``kvrepl-server`` / ``python -m kvrepl``: redis-server's command line, config file and logs.
 
     kvrepl-server [/path/to/redis.conf] [--port 6380] [--replicaof 127.0.0.1 6379] ...
+    kvrepl-server --port 6380 --follow-cluster 10.0.0.1:7000 [10.0.0.2:7000 ...]
+
+``--follow-cluster`` (kvrepl's own, not a redis.conf option) makes the server a read-only copy
+of a whole Redis Cluster, served as one node (see :mod:`kvrepl.replication.cluster`);
+``masteruser``/``masterauth`` are the cluster's credentials.
 
 As with redis-server, each ``--name`` starts an option whose value is every following word up
 to the next ``--name`` (``--save ""`` disables snapshots), and the file and command line are
@@ -19,6 +24,7 @@ import os
 import signal
 import sys
 from collections.abc import Sequence
+from functools import partial
 
 import trio
 
@@ -30,6 +36,7 @@ from kvrepl.errors import ReplicaPanic, ReplyError
 from kvrepl.log import configure, logger
 from kvrepl.node import Node
 from kvrepl.protocol.parser import split_inline
+from kvrepl.replication.cluster import Cluster
 
 USAGE = """Usage: kvrepl-server [/path/to/redis.conf] [options] [-]
        kvrepl-server - (read config from stdin)
@@ -41,6 +48,7 @@ Examples:
        kvrepl-server /etc/redis/6379.conf
        kvrepl-server --port 7777
        kvrepl-server --port 7777 --replicaof 127.0.0.1 8888
+       kvrepl-server --port 7777 --follow-cluster 127.0.0.1:7000 127.0.0.1:7001
        kvrepl-server /etc/myredis.conf --loglevel verbose -
        kvrepl-server /etc/myredis.conf --loglevel verbose
 """
@@ -148,17 +156,40 @@ def parse_args(argv: Sequence[str]) -> Config:
     return config
 
 
-async def run(config: Config, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED
-              ) -> int:
+def take_follow_cluster(args: list[str]) -> tuple[list[str], Cluster | None]:
+    """Take ``--follow-cluster host:port ...`` out of the arguments (the rest are
+    redis-server's); the seeds become a :class:`Cluster`."""
+    if "--follow-cluster" not in args:
+        return args, None
+    start = args.index("--follow-cluster")
+    end = start + 1
+    while end < len(args) and not args[end].startswith("--") and args[end] != "-":
+        end += 1
+    seeds = args[start + 1:end]
+    if not seeds:
+        raise ConfigError("--follow-cluster needs at least one host:port of the cluster")
+    try:
+        cluster = Cluster(list(seeds))
+    except ValueError as err:
+        raise ConfigError(f"--follow-cluster: {err}") from None
+    return args[:start] + args[end:], cluster
+
+
+async def run(config: Config, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
+              cluster: Cluster | None = None) -> int:
     """Run a node until SIGTERM/SIGINT or SHUTDOWN, then stop cleanly; the exit status
     is 1 when the dump could not be loaded at startup."""
     logger.info("kvrepl is starting oO0OoO0OoO0Oo")
     logger.info("kvrepl version=%s, bits=64, pid=%d, just started", __version__, os.getpid())
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         node = Node(config=config, port=config.port)
-        node.load_dump = True
+        # A cluster follower starts from every shard's snapshot: a dump of an earlier run
+        # carries no shard's offset to continue from.
+        node.load_dump = cluster is None
         node.serve_while_loading = True
         async with node, trio.open_nursery() as nursery:
+            if cluster is not None:
+                node.follow_cluster(cluster)
             logger.info("Server initialized")
             logger.info("The server is now ready to accept connections on port %d", node.port)
             task_status.started(node.port)
@@ -190,7 +221,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(USAGE)
         return 0
     try:
+        args, cluster = take_follow_cluster(args)
         config = parse_args(args)
+        if cluster is not None and config.replicaof is not None:
+            raise ConfigError("--follow-cluster and replicaof: a server follows one or the other")
     except ConfigError as err:
         print(str(err), file=sys.stderr)
         return 1
@@ -198,7 +232,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if os.environ.get("KVREPL_GC_POLICY", "1") not in ("0", "no", "off"):
         gc_policy.install()
     try:
-        return trio.run(run, config)
+        return trio.run(partial(run, config, cluster=cluster))
     except ReplicaPanic:
         return 1  # logged as redis-server logs a panic (kvrepl.log.panic)
     except OSError as err:

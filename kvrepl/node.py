@@ -30,8 +30,10 @@ from kvrepl.commands.replication import StartReplication, WaitReplicas
 from kvrepl.config import Config, ConfigError, _check_directory
 from kvrepl.direct_reads import direct_get
 from kvrepl.errors import ReplicaPanic, ReplyError, WriteSkipped
+from kvrepl.log import logger
 from kvrepl.methods import Arg, DataMethods, _arg
 from kvrepl.protocol.replies import NULL_ARRAY, OK, Status
+from kvrepl.replication.cluster import Cluster, ClusterFollower
 from kvrepl.replication.failover import Failover
 from kvrepl.replication.master import MasterReplication, new_replid
 from kvrepl.replication.replica import ReplicaOf
@@ -135,6 +137,21 @@ class Change(tuple):
     args = property(lambda self: self[2], doc="The command's arguments (bytes).")
 
 
+class ShardChange(Change):
+    """A write of a followed cluster: ``(db, command, args, primary, slot)``, ``primary``
+    the node id of the shard's primary it came from, ``slot`` its key's slot."""
+
+    __slots__ = ()
+
+    def __new__(cls, db: int, command: bytes, args: tuple[bytes, ...], primary: str = "",
+                slot: int = -1) -> ShardChange:
+        return tuple.__new__(cls, (db, command, args, primary, slot))
+
+    primary = property(lambda self: self[3],
+                       doc="The node id of the shard's primary the write came from.")
+    slot = property(lambda self: self[4], doc="The cluster slot of the write's key.")
+
+
 class ChangesOverflow(Exception):
     """A ``changes()`` consumer fell more than its buffer behind; changes were dropped."""
 
@@ -153,16 +170,24 @@ class ChangeStream:
     stream stays usable: iterate again to get the changes after it.
     """
 
-    def __init__(self, engine: Engine, buffer: int) -> None:
+    def __init__(self, engine: Engine, buffer: int,
+                 cluster: ClusterFollower | None = None) -> None:
         self._engine = engine
+        self._cluster = cluster
         self._send, self._receive = trio.open_memory_channel(buffer)
         self.overflowed = False
         engine.propagate_listeners.append(self._listen)
         engine.skipped_listeners.append(self._skipped)
 
     def _listen(self, db: int, argv: list[bytes]) -> None:
+        cluster = self._cluster
+        if cluster is not None:
+            primary, slot = cluster.origin or ("", -1)
+            change: Change = ShardChange(db, argv[0], tuple(argv[1:]), primary, slot)
+        else:
+            change = Change(db, argv[0], tuple(argv[1:]))
         try:
-            self._send.send_nowait(Change(db, argv[0], tuple(argv[1:])))
+            self._send.send_nowait(change)
         except trio.WouldBlock:
             self.overflowed = True
             self._detach()
@@ -279,6 +304,7 @@ class Node(DataMethods):
         # starts once the data is there.
         self.serve_while_loading = False
         self.following: ReplicaOf | None = None
+        self.cluster_follower: ClusterFollower | None = None
         self._follow_scope: trio.CancelScope | None = None
         self.failover = Failover(self)  # FAILOVER's state (master_failover_state)
         # Not in engine.sessions: the embedded API is no client connection (CLIENT LIST,
@@ -318,7 +344,7 @@ class Node(DataMethods):
     def changes(self, buffer: int = 10_000) -> ChangeStream:
         """Every write this node applies from now on, as propagated (see ChangeStream).
         Iteration ends when the node stops."""
-        stream = ChangeStream(self.engine, buffer)
+        stream = ChangeStream(self.engine, buffer, self.cluster_follower)
         self._change_streams.append(stream)
         return stream
 
@@ -406,13 +432,52 @@ class Node(DataMethods):
         ``failover``, this master hands over to that replica (PSYNC ... FAILOVER)."""
 
         async def connect() -> trio.abc.Stream:
-            stream = await trio.open_tcp_stream(host, port)
-            set_keepalive(stream, self.config.tcp_keepalive)
-            if self.config.tls_replication:
-                return await tls.wrap_client(stream, self.config)
-            return stream
+            return await self._open_master_stream(host, port)
 
         self._follow(connect, (host, port), failover=failover)
+
+    async def _open_master_stream(self, host: str, port: int) -> trio.abc.Stream:
+        """A connection to a master as this node's replication links make them (keepalive,
+        TLS with ``tls-replication``)."""
+        stream = await trio.open_tcp_stream(host, port)
+        set_keepalive(stream, self.config.tcp_keepalive)
+        if self.config.tls_replication:
+            return await tls.wrap_client(stream, self.config)
+        return stream
+
+    def follow_cluster(self, cluster: Cluster) -> None:
+        """Become a read-only copy of a whole Redis Cluster: one replica link per primary,
+        their shards' keys in this one keyspace (see :mod:`kvrepl.replication.cluster`)."""
+        if self._nursery is None:
+            raise RuntimeError("start the node (async with) before following a cluster")
+        if self.following is not None or self.cluster_follower is not None:
+            raise RuntimeError("this node already follows a master or a cluster")
+        if self.config.appendonly:
+            raise ConfigError("a cluster follower keeps no AOF (its data is the cluster's)")
+        if cluster.username is not None:
+            self.config.masteruser = cluster.username
+        if cluster.password is not None:
+            self.config.masterauth = cluster.password
+        if self.engine.keyspace.dbsize():
+            # Keys no shard's snapshot accounts for (a dump loaded at startup carries no
+            # shard offsets to continue from): every shard's full sync brings them back.
+            logger.warning("Following a cluster: dropping the %d keys held before",
+                           self.engine.keyspace.dbsize())
+            self.engine.keyspace.flushall()
+        follower = ClusterFollower(self.engine, cluster, self._open_master_stream,
+                                   listening_port=self.port or 0)
+        self.cluster_follower = follower
+        self.engine.masterdown = True
+        self.engine.read_only = self.config.replica_read_only
+
+        async def follow() -> None:
+            try:
+                await follower.run()
+            except ReplicaPanic as err:
+                self.failure = err
+                raise
+
+        self._nursery.start_soon(follow)
 
     def follow_node(self, master: Node) -> None:
         """Become a replica of ``master``, a node in this program, over an in-memory stream:
@@ -629,6 +694,17 @@ class Node(DataMethods):
             reply = settle(self, reply, refuse_forever=False)
         return _python(reply)
 
+    def info(self, *sections: str) -> dict[str, object]:
+        """INFO as a dict, as redis-py's ``info()`` parses it: numbers as numbers, lines of
+        ``name=value,...`` fields (``slave0``, a cluster follower's ``shard0`` in section
+        ``shards``) as dicts."""
+        from kvrepl.commands.info import info_text
+
+        text = info_text(self.engine, [s.encode() for s in sections])
+        return {name: _info_value(value) for name, _, value in
+                (line.partition(":") for line in text.splitlines()
+                 if line and not line.startswith("#"))}
+
     def select(self, db: int) -> None:
         """Make ``db`` the database the data methods work on."""
         self.execute_command("SELECT", db)
@@ -647,17 +723,22 @@ class Replica(Node):
     ``"redis://user:password@host:6379"`` (the credentials become ``masteruser`` /
     ``masterauth``); ``"rediss://..."`` follows over TLS as ``tls-replication yes`` does:
     pass ``tls_ca_cert_file`` (or ``tls_ca_cert_dir``) to verify the master, and
-    ``tls_cert_file``/``tls_key_file`` when it asks clients for a certificate. Other
-    arguments are :class:`Node`'s.
+    ``tls_cert_file``/``tls_key_file`` when it asks clients for a certificate; or a whole
+    Redis Cluster: ``kvrepl.Cluster([("host", 7000), ...])`` (one link per primary, every
+    shard's keys here; see :mod:`kvrepl.replication.cluster`). Other arguments are
+    :class:`Node`'s.
 
     Reads (``replica.get(...)``) are plain calls on the local copy.
     """
 
     def __init__(self, config_file: str | os.PathLike[str] | None = None, *,
-                 follow: Node | tuple[str, int] | str, port: int | None = None,
+                 follow: Node | Cluster | tuple[str, int] | str, port: int | None = None,
                  config: Config | None = None, persist: bool | None = None,
                  **options: object) -> None:
-        master, user, password, use_tls = _master_address(follow)
+        if isinstance(follow, Cluster):
+            master, user, password, use_tls = follow, None, None, False
+        else:
+            master, user, password, use_tls = _master_address(follow)
         super().__init__(config_file, port=port, config=config, persist=persist, **options)
         if user is not None:
             self.config.masteruser = user
@@ -675,14 +756,21 @@ class Replica(Node):
 
     async def _start(self, nursery: trio.Nursery) -> None:
         await super()._start(nursery)
-        if isinstance(self.master, Node):
+        if isinstance(self.master, Cluster):
+            self.follow_cluster(self.master)
+        elif isinstance(self.master, Node):
             self.follow_node(self.master)
         else:
             self.follow_address(*self.master)
 
     async def wait_synced(self) -> None:
         """Wait until the link is up and, for an in-process master, until every write the
-        master had made when this was called has been applied here."""
+        master had made when this was called has been applied here. Following a cluster:
+        until every shard's link is up and has applied what its primary had written when
+        this was called."""
+        if self.cluster_follower is not None:
+            await self.cluster_follower.wait_synced()
+            return
         follower = self.following
         if follower is None:
             raise RuntimeError("this node follows no master")
@@ -716,6 +804,17 @@ def _add_users(config: Config, users: Users) -> None:
         if any(words[0] == seen[0] for seen in config.user_lines):
             raise ConfigError(f"users=: user '{words[0].decode()}' is defined twice")
         config.user_lines.append(words)
+
+
+def _info_value(text: str) -> object:
+    if "=" in text and "," in text or text.count("=") == 1 and not text.startswith("="):
+        return {k: _info_value(v) for k, _, v in (p.partition("=") for p in text.split(","))}
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
 
 
 def _master_address(follow: object

@@ -4,6 +4,7 @@ seeded datasets)."""
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import socket
@@ -123,6 +124,118 @@ class RedisServer:
         except subprocess.TimeoutExpired:
             self.process.kill()
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+
+class RedisClusterNodes:
+    """A real Redis Cluster: ``primaries`` redis-server 7.0 processes with ``cluster-enabled
+    yes`` (each with ``replicas`` replicas), made one with ``redis-cli --cluster create``;
+    :meth:`stop` stops every process it started."""
+
+    def __init__(self, primaries: int = 3, replicas: int = 0, password: str | None = None
+                 ) -> None:
+        self.nodes: list[RedisServer] = []
+        self._folders: list[str] = []
+        self.password = password
+        try:
+            for _ in range(primaries * (1 + replicas)):
+                self.add_node()
+            cli = shutil.which("redis-cli")
+            assert cli is not None, "redis-cli is not installed"
+            subprocess.run(
+                [cli, *self._auth(), "--cluster", "create",
+                 *(self.address(n) for n in self.nodes),
+                 "--cluster-replicas", str(replicas), "--cluster-yes"],
+                check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=60)
+            self.wait_ok()
+        except BaseException:
+            self.stop()
+            raise
+
+    @staticmethod
+    def address(node: RedisServer) -> str:
+        return f"127.0.0.1:{node.port}"
+
+    def add_node(self) -> RedisServer:
+        """Start one more cluster-enabled redis-server (not yet part of the cluster)."""
+        # Every CLUSTER SETSLOT saves nodes.conf with an fsync: on tmpfs a resharding takes
+        # seconds instead of a minute.
+        folder = tempfile.mkdtemp(prefix="kvrepl-cluster-",
+                                  dir="/dev/shm" if os.path.isdir("/dev/shm") else None)
+        self._folders.append(folder)
+        node = RedisServer("--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+                           "--enable-debug-command", "yes", "--repl-diskless-sync-delay", "0",
+                           "--cluster-node-timeout", "1000", "--cluster-port", str(free_port()),
+                           "--dir", folder)
+        if self.password is not None:
+            # Set once it runs (RedisServer's start-up PING has no password); its clients
+            # and its replication links authenticate from then on.
+            for name in ("masterauth", "requirepass"):
+                node.client().config_set(name, self.password)
+            node.client = functools.partial(node.client, password=self.password)
+        self.nodes.append(node)
+        return node
+
+    def _auth(self) -> list[str]:
+        return [] if self.password is None else ["-a", self.password, "--no-auth-warning"]
+
+    def live(self) -> list[RedisServer]:
+        return [n for n in self.nodes if n.process.poll() is None]
+
+    def wait_ok(self, within: float = 30.0) -> None:
+        """Until every live node says ``cluster_state:ok`` and they agree on who serves
+        which slots (each view covers all 16384)."""
+        def agreed() -> bool:
+            views = set()
+            for node in self.live():
+                try:
+                    client = raw_replies(node.client(socket_timeout=2))
+                    if b"cluster_state:ok" not in client.execute_command("CLUSTER INFO"):
+                        return False
+                    slots = client.execute_command("CLUSTER SLOTS")
+                except redis.RedisError:
+                    return False
+                if sum(int(s[1]) - int(s[0]) + 1 for s in slots) != 16384:
+                    return False
+                views.add(tuple(sorted((int(s[0]), int(s[1]), int(s[2][1])) for s in slots)))
+            return len(views) == 1
+        poll(agreed, "the cluster is up and every node agrees on its slots", within)
+
+    def primaries(self) -> list[RedisServer]:
+        """The live nodes whose role is master."""
+        return [n for n in self.live()
+                if n.client().execute_command("ROLE")[0] == b"master"]
+
+    def primary_of(self, replica: RedisServer) -> RedisServer:
+        """The node ``replica`` replicates."""
+        port = int(replica.client().execute_command("ROLE")[2])
+        return next(n for n in self.nodes if n.port == port)
+
+    def replicas_of(self, primary: RedisServer) -> list[RedisServer]:
+        ports = {int(r[1]) for r in primary.client().execute_command("ROLE")[2]}
+        return [n for n in self.live() if n.port in ports]
+
+    def client(self, **kwargs: object) -> redis.cluster.RedisCluster:
+        from redis.cluster import RedisCluster
+
+        if self.password is not None:
+            kwargs.setdefault("password", self.password)
+        return RedisCluster(host="127.0.0.1", port=self.live()[0].port, **kwargs)
+
+    def cli(self, *args: str, timeout: float = 120) -> str:
+        """Run ``redis-cli`` (e.g. ``--cluster reshard ...``) and return its output."""
+        done = subprocess.run(["redis-cli", *self._auth(), *args], check=True, capture_output=True, text=True,
+                              timeout=timeout)
+        return done.stdout
+
+    def seeds(self) -> list[tuple[str, int]]:
+        return [("127.0.0.1", n.port) for n in self.live()]
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.stop()
+        for folder in self._folders:
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 # -- talking to two servers at once -----------------------------------------------------------

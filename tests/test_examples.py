@@ -22,6 +22,11 @@ EXPECTED = {
     "bounded_cache.py": ["hot keys kept: 100/100", "the replica holds the same keys: True"],
     "demo.py": ["3 replicas acknowledged every write (WAIT)", "all stopped; demo done"],
     "failover.py": ["second replica sees: b'yes'"],
+    "follow_cluster.py": [
+        "local copy holds exactly the cluster's keys: True; user:42 -> "
+        "b'renamed after the resharding'",
+        "after-failover -> b'yes'; the local copy holds exactly the cluster's keys: True",
+        "cluster stopped; done"],
     "in_process.py": ["writing to a replica: READONLY You can't write against a read only "
                       "replica."],
     "redis_py_in_process.py": ["visits kept from earlier runs: {'home': '2', 'docs': '1'}",

@@ -671,8 +671,10 @@ class Engine:
             self.notify_keyspace_event(b"evicted", key, db.id)
 
     def read_only_role(self) -> bool:
-        """True while this node is a replica (it follows a master)."""
-        return getattr(self.node, "following", None) is not None
+        """True while this node is a replica (it follows a master, or a whole cluster)."""
+        node = self.node
+        return getattr(node, "following", None) is not None or \
+            getattr(node, "cluster_follower", None) is not None
 
     # -- bookkeeping -----------------------------------------------------------------------
     def next_client_id(self) -> int:

@@ -430,6 +430,17 @@ def register_section(name: str, fields: Section) -> None:
     SECTIONS[name] = (heading, fields)
 
 
+# kvrepl's own sections: shown when asked for, or with ``all`` when they have fields (so
+# that a node they do not concern answers INFO all as redis-server does).
+_OWN_SECTIONS: set[str] = set()
+
+
+def add_section(name: str, heading: str, fields: Section) -> None:
+    """A section of kvrepl's own (``INFO <name>``; ``INFO all`` when it has fields)."""
+    SECTIONS[name] = (heading, fields)
+    _OWN_SECTIONS.add(name)
+
+
 def info_text(engine: Engine, args: list[bytes] | None = None) -> str:
     """The INFO reply for the section arguments ``args`` (none: the default sections)."""
     everything = False
@@ -450,7 +461,10 @@ def info_text(engine: Engine, args: list[bytes] | None = None) -> str:
     parts = []
     for name, (heading, fields) in SECTIONS.items():
         if everything or name in wanted:
-            parts.append("".join(f"{line}\r\n" for line in [f"# {heading}", *fields(engine)]))
+            lines = fields(engine)
+            if not lines and name in _OWN_SECTIONS and name not in wanted:
+                continue
+            parts.append("".join(f"{line}\r\n" for line in [f"# {heading}", *lines]))
     return "\r\n".join(parts)
 
 

@@ -125,6 +125,9 @@ def replicaof(s: Session, argv: list[bytes]) -> object:
     if node is None:
         raise ReplyError("ERR this node cannot replicate (no running node)")
     host, port = argv[1], argv[2]
+    if getattr(node, "cluster_follower", None) is not None:
+        raise ReplyError("ERR this node follows a Redis Cluster (--follow-cluster): "
+                         "REPLICAOF is refused")
     if node.failover.active:
         raise ReplyError("ERR REPLICAOF not allowed while failing over.")
     if host.lower() == b"no" and port.lower() == b"one":

@@ -132,6 +132,10 @@ class ReplicaOf:
         # asks the target to become master, and its answer ends or aborts the failover.
         self.failover: Failover | None = None
         self._staged: StagedLoad | None = None
+        # Set by a link that applies only part of the master's writes (a cluster shard's
+        # link, see kvrepl.replication.cluster): each command of the stream goes through it
+        # first and is applied as it returns it, or not at all when it returns None.
+        self.admit: Callable[[list[bytes]], list[bytes] | None] | None = None
         self._keys_read = 0  # keys of the payload parsed so far (key-load-delay)
         self._new_replid = ""
         self._initial_offset = -1
@@ -413,12 +417,7 @@ class ReplicaOf:
 
     def _finish_load(self, result: LoadResult) -> None:
         engine = self.engine
-        logger.info("MASTER <-> REPLICA sync: Flushing old data")
-        for db in engine.keyspace.dbs:
-            engine.watches.touch_all_in_db(db, None)
-        engine.tracking.flushed()
-        load_functions(engine, result.functions)  # the master's libraries replace ours
-        self._staged.apply(engine.keyspace)
+        self._load_target(self._staged, result)
         gc_policy.dataset_loaded(engine.keyspace)
         self._staged = None
         persistence.stop_async_loading(engine)
@@ -443,6 +442,17 @@ class ReplicaOf:
         replication.disconnect_replicas()
         self._link_up()
         logger.info("MASTER <-> REPLICA sync: Finished with success")
+
+    def _load_target(self, staged: StagedLoad, result: LoadResult) -> None:
+        """Make the master's snapshot our data: here the whole keyspace (a cluster shard's
+        link replaces only its shard's keys)."""
+        engine = self.engine
+        logger.info("MASTER <-> REPLICA sync: Flushing old data")
+        for db in engine.keyspace.dbs:
+            engine.watches.touch_all_in_db(db, None)
+        engine.tracking.flushed()
+        load_functions(engine, result.functions)  # the master's libraries replace ours
+        staged.apply(engine.keyspace)
 
     def _continue(self, event: Continue) -> None:
         self._failover_done()
@@ -484,7 +494,8 @@ class ReplicaOf:
         direct = self._direct
         call = engine.call
         lane = engine.plain_lane
-        lane_open = lane.open_for_master_link(session)
+        admit = self.admit
+        lane_open = admit is None and lane.open_for_master_link(session)
         offset = self._stream_offset
         applied = self.reploff
         acks: list[int] = []
@@ -524,6 +535,14 @@ class ReplicaOf:
                 argv = argvs[index]
                 size = batch.sizes[index]
                 index += 1
+                if admit is not None:
+                    admitted = admit(argv)
+                    if admitted is None:  # not ours to apply (the admit hook counted it)
+                        offset += size
+                        if session.multi is None:
+                            applied = offset
+                        continue
+                    argv = admitted
                 cmd = direct.get(argv[0])
                 if cmd is not None and plain and session.multi is None:
                     arity = cmd.arity
@@ -546,7 +565,7 @@ class ReplicaOf:
                         self._failed(argv, batch, offset)
                     self._learn(argv[0], name)
                     plain = self._plain()
-                    lane_open = lane.open_for_master_link(session)
+                    lane_open = admit is None and lane.open_for_master_link(session)
                 offset += size
                 if session.multi is None:
                     # Inside the master's MULTI the offset waits for EXEC.

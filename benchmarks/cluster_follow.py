@@ -1,0 +1,455 @@
+"""Following a Redis Cluster: kvrepl's cluster follower beside three redis-server replicas.
+
+A 3-primary Redis Cluster (redis-server 7.0, ``--repl-diskless-sync-delay 0``, node folders on
+tmpfs where there is one) is filled with N string keys of 16 bytes (``key:<i>``, each sent to
+the primary of its slot with ``redis-cli --pipe``); N is 1M, 50k with ``--quick``, or
+``KVREPL_CLUSTER_BENCH_KEYS``. Then, in the same run, rounds alternating:
+
+1. Initial sync: ``kvrepl.Replica(follow=kvrepl.Cluster(...))`` in this process, from entering
+   its block until ``wait_synced()`` returns (every shard linked and caught up); beside three
+   redis-server replicas (plain, one per primary, already running) told ``REPLICAOF`` at
+   once, until all three say ``master_link_status:up`` and hold the primaries' keys. Goal:
+   kvrepl at most 2x the redis-server replicas' time.
+2. Lag under load: ``redis-benchmark --cluster -t set -P 16`` writes to every primary as fast
+   as it can while both followers are attached; every 10 ms the gap between each primary's
+   ``master_repl_offset`` and the follower's applied offset of that shard, in bytes and as
+   time at the stream's rate; then how long each takes to reach the primaries' final offsets
+   once the load stops.
+3. Local reads: ``replica.get`` over N existing keys beside ``fakeredis.FakeRedis.get``
+   (goal: at least 20x).
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import trio
+
+from benchmarks.common import (
+    HOST,
+    BenchmarkError,
+    Connection,
+    Options,
+    ReplyError,
+    binary,
+    fmt_ratio,
+    fmt_seconds,
+    log,
+    markdown_table,
+    median,
+    percentile,
+)
+
+TITLE = "Following a Redis Cluster"
+SYNC_GOAL = 2.0  # kvrepl's initial sync / three redis-server replicas' (at most)
+GET_GOAL = 20.0  # replica.get / fakeredis get (at least)
+MAX_ROUNDS = 3
+VALUE = b"v" * 16
+LOAD_RATE = int(os.environ.get("KVREPL_CLUSTER_BENCH_RATE", 50_000))  # SET/s, the issue's
+SAMPLE_PERIOD = 0.01
+DEADLINE = 600.0  # seconds any one wait may take before the run is declared failed
+
+
+def _cluster_nodes() -> type:
+    """The test suite's cluster launcher (one copy of that logic): tests/support.py."""
+    tests = str(Path(__file__).resolve().parent.parent / "tests")
+    if tests not in sys.path:
+        sys.path.insert(0, tests)
+    from support import RedisClusterNodes
+
+    return RedisClusterNodes
+
+
+def key_count(options: Options) -> int:
+    if "KVREPL_CLUSTER_BENCH_KEYS" in os.environ:
+        return int(os.environ["KVREPL_CLUSTER_BENCH_KEYS"])
+    return 50_000 if options.quick else 1_000_000
+
+
+def fill(nodes: object, count: int) -> None:
+    """``count`` keys, each written to the primary that serves its slot."""
+    from kvrepl.replication.topology import key_slot
+
+    owner: dict[int, int] = {}
+    for primary in nodes.primaries():  # type: ignore[attr-defined]
+        with Connection(primary.port) as conn:
+            for start, end, node, *_ in conn.command(b"CLUSTER", b"SLOTS"):  # type: ignore[union-attr]
+                for slot in range(start, end + 1):
+                    owner[slot] = int(node[1])
+        break
+    requests: dict[int, list[bytes]] = {port: [] for port in set(owner.values())}
+    head = b"*3\r\n$3\r\nSET\r\n"
+    tail = b"$%d\r\n%s\r\n" % (len(VALUE), VALUE)
+    for i in range(count):
+        key = b"key:%d" % i
+        requests[owner[key_slot(key)]].append(b"%s$%d\r\n%s\r\n%s" % (head, len(key), key, tail))
+    for port, parts in requests.items():
+        subprocess.run([binary("redis-cli") or "redis-cli", "-p", str(port), "--pipe"],
+                       input=b"".join(parts), check=True, capture_output=True, timeout=DEADLINE)
+
+
+def start_redis_replicas(folder: Path, count: int) -> list[subprocess.Popen]:
+    processes = []
+    for index in range(count):
+        # A folder of its own each time: a replica stores its master's payload as its dump,
+        # which the next one started there would load.
+        work = Path(tempfile.mkdtemp(prefix=f"replica{index}-", dir=folder))
+        port = _free_port()
+        processes.append(subprocess.Popen(
+            [binary("redis-server") or "redis-server", "--port", str(port), "--bind", HOST,
+             "--save", "", "--appendonly", "no", "--dir", str(work)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        processes[-1].port = port  # type: ignore[attr-defined]
+    for process in processes:
+        _until(lambda p=process.port: _ping(p), "a redis-server replica starts")  # type: ignore[attr-defined]
+    return processes
+
+
+def _free_port() -> int:
+    from benchmarks.common import free_port
+
+    return free_port()
+
+
+def _ping(port: int) -> bool:
+    try:
+        with Connection(port, timeout=1) as conn:
+            return conn.command(b"PING") == b"PONG"
+    except (OSError, ReplyError):
+        return False
+
+
+def _until(condition: object, what: str, period: float = 0.005) -> None:
+    deadline = time.monotonic() + DEADLINE
+    while not condition():  # type: ignore[operator]
+        if time.monotonic() > deadline:
+            raise BenchmarkError(f"timed out waiting until {what}")
+        time.sleep(period)
+
+
+def stop(processes: list[subprocess.Popen]) -> None:
+    for process in processes:
+        process.terminate()
+    for process in processes:
+        process.wait(30)
+
+
+# -- 1. initial sync ---------------------------------------------------------------------------
+
+def redis_sync_seconds(nodes: object, folder: Path, count: int) -> float:
+    primaries = nodes.primaries()  # type: ignore[attr-defined]
+    replicas = start_redis_replicas(folder, len(primaries))
+    try:
+        conns = [Connection(r.port, timeout=DEADLINE) for r in replicas]  # type: ignore[attr-defined]
+        began = time.perf_counter()
+        for conn, primary in zip(conns, primaries, strict=True):
+            conn.command(b"REPLICAOF", HOST.encode(), str(primary.port).encode())
+
+        def synced() -> bool:
+            total = 0
+            for conn in conns:
+                info = conn.info()
+                if info.get("master_link_status") != "up" or \
+                        info.get("master_sync_in_progress") != "0":
+                    return False
+                try:
+                    total += int(conn.command(b"DBSIZE"))  # type: ignore[arg-type]
+                except ReplyError:  # LOADING: not yet
+                    return False
+            return total == count
+
+        _until(synced, "three redis-server replicas synced")
+        took = time.perf_counter() - began
+        for conn in conns:
+            conn.close()
+        return took
+    finally:
+        stop(replicas)
+
+
+def kvrepl_sync_seconds(nodes: object, count: int) -> float:
+    import kvrepl
+
+    seeds = nodes.seeds()  # type: ignore[attr-defined]
+    out: list[float] = []
+
+    async def main() -> None:
+        gc.collect()
+        began = time.perf_counter()
+        async with kvrepl.Replica(follow=kvrepl.Cluster(seeds)) as replica:
+            with trio.fail_after(DEADLINE):
+                await replica.wait_synced()
+            out.append(time.perf_counter() - began)
+            if replica.dbsize() != count:
+                raise BenchmarkError(f"the follower holds {replica.dbsize()} keys, not {count}")
+
+    trio.run(main)
+    return out[0]
+
+
+def sync_section(nodes: object, folder: Path, count: int, rounds: int) -> str:
+    ours: list[float] = []
+    theirs: list[float] = []
+    for round_number in range(rounds):
+        order = ["kvrepl", "redis"] if round_number % 2 == 0 else ["redis", "kvrepl"]
+        for who in order:
+            if who == "kvrepl":
+                ours.append(kvrepl_sync_seconds(nodes, count))
+            else:
+                theirs.append(redis_sync_seconds(nodes, folder, count))
+            log(f"[cluster] sync round {round_number + 1} {who}: "
+                f"{(ours if who == 'kvrepl' else theirs)[-1]:.2f}s")
+    ratios = [o / t for o, t in zip(ours, theirs, strict=True)]
+    rows = [
+        ["kvrepl Replica(follow=Cluster)", fmt_seconds(median(ours)),
+         f"{fmt_seconds(min(ours))} - {fmt_seconds(max(ours))}"],
+        ["3 redis-server replicas in parallel", fmt_seconds(median(theirs)),
+         f"{fmt_seconds(min(theirs))} - {fmt_seconds(max(theirs))}"],
+    ]
+    return "\n".join([
+        f"### Initial sync of {count:,} keys over 3 primaries", "",
+        markdown_table(["follower", "median (s)", "range (s)"], rows), "",
+        f"kvrepl / redis-server: {fmt_ratio(median(ratios))} median, rounds "
+        f"{fmt_ratio(min(ratios))} - {fmt_ratio(max(ratios))} (goal at most "
+        f"{SYNC_GOAL:g}x: {'met' if median(ratios) <= SYNC_GOAL else 'NOT met'}).", ""])
+
+
+# -- 2. lag under load -------------------------------------------------------------------------
+
+def steady_load(seed: int, rate: int, seconds: float) -> None:
+    """``rate`` SET/s for ``seconds``, each to the primary of its key's slot, sent every 10 ms
+    as one pipelined batch per primary (run in a process of its own: see lag_section)."""
+    from kvrepl.replication.topology import key_slot
+
+    owner: dict[int, int] = {}
+    with Connection(seed) as conn:
+        for start, end, node, *_ in conn.command(b"CLUSTER", b"SLOTS"):  # type: ignore[union-attr]
+            for slot in range(start, end + 1):
+                owner[slot] = int(node[1])
+    conns = {port: Connection(port) for port in set(owner.values())}
+    per_tick = max(1, int(rate * SAMPLE_PERIOD))
+    batches: dict[int, list[bytes]] = {port: [] for port in conns}
+    for i in range(per_tick * 100):  # 100 distinct ticks' worth of keys, reused
+        key = b"load:%d" % i
+        batches[owner[key_slot(key)]].append(
+            b"*3\r\n$3\r\nSET\r\n$%d\r\n%s\r\n$16\r\n%s\r\n" % (len(key), key, VALUE))
+    ticks = []
+    for tick in range(100):
+        ticks.append({port: (b"".join(reqs[tick::100]), len(reqs[tick::100]))
+                      for port, reqs in batches.items()})
+    began = time.perf_counter()
+    sent = 0
+    tick = 0
+    while time.perf_counter() - began < seconds:
+        for port, (data, count) in ticks[tick % 100].items():
+            if count:
+                conns[port].pipeline(data, count)
+                sent += count
+        tick += 1
+        pause = began + tick * SAMPLE_PERIOD - time.perf_counter()
+        if pause > 0:
+            time.sleep(pause)
+    print(f"{sent / (time.perf_counter() - began):.0f}")
+
+
+def lag_section(nodes: object, folder: Path, rate: int, seconds: float) -> str:
+    import kvrepl
+
+    primaries = nodes.primaries()  # type: ignore[attr-defined]
+    replicas = start_redis_replicas(folder, len(primaries))
+    result: dict[str, object] = {}
+    try:
+        for replica, primary in zip(replicas, primaries, strict=True):
+            with Connection(replica.port) as conn:  # type: ignore[attr-defined]
+                conn.command(b"REPLICAOF", HOST.encode(), str(primary.port).encode())
+
+        async def main() -> None:
+            async with kvrepl.Replica(follow=kvrepl.Cluster(nodes.seeds())) as follower:  # type: ignore[attr-defined]
+                with trio.fail_after(DEADLINE):
+                    await follower.wait_synced()
+                for replica in replicas:
+                    _until(lambda p=replica.port: _link_up(p), "a redis replica is synced")  # type: ignore[attr-defined]
+                cluster = follower.cluster_follower
+                links = {(link.host, link.port): link for link in cluster.links}
+                theirs = {(HOST, p.port): (HOST, r.port)  # type: ignore[attr-defined]
+                          for p, r in zip(primaries, replicas, strict=True)}
+                gaps: list[int] = []
+                redis_gaps: list[int] = []
+                first: dict[tuple[str, int], tuple[float, int]] = {}
+                last: dict[tuple[str, int], tuple[float, int]] = {}
+                done = trio.Event()
+
+                async def sample() -> None:
+                    while not done.is_set():
+                        for address, link in links.items():
+                            offset = await _offset(cluster, *address)
+                            gaps.append(offset - link.reploff)
+                            redis_gaps.append(offset - await _offset(
+                                cluster, *theirs[address], b"slave_repl_offset"))
+                            first.setdefault(address, (time.perf_counter(), offset))
+                            last[address] = (time.perf_counter(), offset)
+                        await trio.sleep(SAMPLE_PERIOD)
+
+                async def load() -> None:
+                    began = time.perf_counter()
+                    run = await trio.run_process(
+                        [sys.executable, __file__, "--load", str(primaries[0].port), str(rate),
+                         str(seconds)], capture_stdout=True,
+                        env=dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parent.parent)))
+                    result["load_seconds"] = time.perf_counter() - began
+                    result["achieved"] = float(run.stdout.decode().strip() or "nan")
+                    done.set()
+
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(sample)
+                    nursery.start_soon(load)
+                stopped = time.perf_counter()
+                finals = {a: await _offset(cluster, *a) for a in links}
+                pending = set(links) | {("redis",) + a for a in links}
+                with trio.fail_after(DEADLINE):
+                    while pending:
+                        for item in list(pending):
+                            if item[0] == "redis":
+                                address = item[1:]
+                                done_yet = await _offset(cluster, *theirs[address],
+                                                         b"slave_repl_offset") >= finals[address]
+                                key = "redis_catch_up"
+                            else:
+                                done_yet = links[item].reploff >= finals[item]
+                                key = "kvrepl_catch_up"
+                            if done_yet:
+                                pending.discard(item)
+                                result[key] = time.perf_counter() - stopped
+                        await trio.sleep(0.001)
+                result["gaps"] = gaps
+                result["redis_gaps"] = redis_gaps
+                result["stream_rate"] = median([
+                    (last[a][1] - first[a][1]) / max(last[a][0] - first[a][0], 1e-9)
+                    for a in first])
+
+        trio.run(main)
+    finally:
+        stop(replicas)
+    per_shard_rate: float = result["stream_rate"]  # type: ignore[assignment]
+
+    def as_ms(gap: float) -> str:
+        return f"{gap / per_shard_rate * 1000:.0f} ms" if per_shard_rate else "n/a"
+
+    def cells(gaps: list[int]) -> list[str]:
+        return [f"{g:,.0f} B ({as_ms(g)})" for g in
+                (percentile(gaps, 0.5), percentile(gaps, 0.99), max(gaps))]
+
+    rows = [["kvrepl follower", *cells(result["gaps"]),  # type: ignore[arg-type]
+             fmt_seconds(result["kvrepl_catch_up"])],  # type: ignore[arg-type]
+            ["3 redis-server replicas", *cells(result["redis_gaps"]),  # type: ignore[arg-type]
+             fmt_seconds(result["redis_catch_up"])]]  # type: ignore[arg-type]
+    return "\n".join([
+        "### Lag under a steady write load", "",
+        f"{rate:,} SET/s asked for {seconds:g} s, {result['achieved']:,.0f} SET/s achieved "
+        f"(a process of its own, batches every 10 ms to each key's primary); a shard's "
+        f"stream ran at {per_shard_rate / 1e6:.2f} MB/s. Gaps sampled every 10 ms per shard "
+        "(primary's offset minus the follower's), as time at that rate.", "",
+        markdown_table(["follower", "gap per shard, median", "p99", "max",
+                        "catch-up after the load (s)"], rows), "",
+        "The sampler shares the follower's event loop: while the follower is behind, the "
+        "redis-server replicas' figures are read late too (their catch-up is an upper "
+        "bound).", ""])
+
+
+async def _offset(cluster: object, host: str, port: int,
+                  field: bytes = b"master_repl_offset") -> int:
+    info = await cluster.query(host, port, [b"INFO", b"replication"])  # type: ignore[attr-defined]
+    match = re.search(field + rb":(\d+)", info)
+    return int(match.group(1)) if match else 0
+
+
+def _link_up(port: int) -> bool:
+    with Connection(port) as conn:
+        info = conn.info()
+    return info.get("master_link_status") == "up" and info.get("master_sync_in_progress") == "0"
+
+
+# -- 3. local reads ------------------------------------------------------------------------------
+
+def get_section(nodes: object, count: int, rounds: int) -> str:
+    import fakeredis
+
+    import kvrepl
+
+    keys = [b"key:%d" % i for i in range(min(count, 50_000))]
+    ours: list[float] = []
+    theirs: list[float] = []
+
+    async def main() -> None:
+        async with kvrepl.Replica(follow=kvrepl.Cluster(nodes.seeds())) as replica:  # type: ignore[attr-defined]
+            with trio.fail_after(DEADLINE):
+                await replica.wait_synced()
+            fake = fakeredis.FakeRedis()
+            for key in keys:
+                fake.set(key, VALUE)
+            for _ in range(rounds):
+                get = replica.get
+                began = time.perf_counter()
+                for key in keys:
+                    get(key)
+                ours.append(len(keys) / (time.perf_counter() - began))
+                get = fake.get
+                began = time.perf_counter()
+                for key in keys:
+                    get(key)
+                theirs.append(len(keys) / (time.perf_counter() - began))
+
+    trio.run(main)
+    ratios = [o / t for o, t in zip(ours, theirs, strict=True)]
+    return "\n".join([
+        "### Local reads on the follower", "",
+        markdown_table(["reader", "get/s (median)"],
+                       [["kvrepl cluster follower `replica.get`", f"{median(ours):,.0f}"],
+                        ["fakeredis `FakeRedis.get`", f"{median(theirs):,.0f}"]]), "",
+        f"follower / fakeredis: {fmt_ratio(median(ratios))} (rounds {fmt_ratio(min(ratios))}"
+        f" - {fmt_ratio(max(ratios))}; goal at least {GET_GOAL:g}x: "
+        f"{'met' if median(ratios) >= GET_GOAL else 'NOT met'}).", ""])
+
+
+def run(options: Options) -> str:
+    """Run the cluster-follow benchmarks and return their markdown section."""
+    count = key_count(options)
+    rounds = max(1, min(options.rounds, MAX_ROUNDS))
+    sections = [f"## {TITLE}", ""]
+    cluster_nodes = _cluster_nodes()
+    log(f"[cluster] starting a 3-primary cluster and filling it with {count:,} keys")
+    nodes = cluster_nodes(primaries=3)
+    try:
+        fill(nodes, count)
+        with tempfile.TemporaryDirectory(prefix="kvrepl-bench-cluster-") as tmp:
+            folder = Path(tmp)
+            parts = [("sync", lambda: sync_section(nodes, folder, count, rounds)),
+                     ("lag", lambda: lag_section(nodes, folder, LOAD_RATE,
+                                                 2.0 if options.quick else 10.0)),
+                     ("get", lambda: get_section(nodes, count, rounds))]
+            for name, part in parts:
+                began = time.monotonic()
+                try:
+                    sections.append(part())
+                except Exception as err:  # the other parts still run and report
+                    sections.append(f"### {name}\n\nFAILED: {type(err).__name__}: {err}\n")
+                    log(f"[cluster] {name} FAILED: {err!r}")
+                log(f"[cluster] {name}: {time.monotonic() - began:.0f}s")
+    finally:
+        nodes.stop()
+    return "\n".join(sections)
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    if sys.argv[1:2] == ["--load"]:
+        steady_load(int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4]))
+    else:
+        print(run(Options(quick="--quick" in sys.argv, rounds=3)))

@@ -1,0 +1,738 @@
+"""Follow a whole Redis Cluster: one ordinary replica link per primary, one local keyspace.
+
+:class:`ClusterFollower` discovers the primaries and their slots (``CLUSTER SHARDS``, or
+``CLUSTER SLOTS`` from a node that lacks it) and keeps one :class:`ShardLink` per primary:
+the replica link of :mod:`kvrepl.replication.replica` (same handshake, PSYNC, reconnects),
+loading into its shard's part of the keyspace instead of the whole of it.
+
+Who owns a key. Redis keeps a key in one shard at a time, except while ``MIGRATE`` moves it:
+the target gets ``RESTORE-ASKING`` (in its stream) before the source deletes it (a ``DEL``
+in the source's stream), and nothing orders the two streams here, nor either of them with
+the moment this follower reads the new layout. So each local key has a *holder*, the shard
+whose copy it is: the owner of its slot in the last layout seen, unless :class:`Ownership`
+recorded another (a key the importing side took; a key whose copy was the former owner's
+when the slot changed hands). A shard's write to a key is applied when that shard holds
+it, when the key is not here, when it is a ``RESTORE`` (the copy that arrives by migration
+is the newer one), or when the writer is further along the slot's move than the holder
+(importer over owner over former owner: keys move only that way). Otherwise it is
+*superseded*: the shard is writing a copy it has since given away (its writes before the
+``MIGRATE``, the ``DEL`` of the ``MIGRATE`` itself); it is counted (``superseded`` in
+``INFO shards``) instead of clobbering the newer copy. tests/test_cluster_ownership.py
+plays every order of the two streams and the layout read. A shard's full sync, or a
+``FLUSHALL`` in its stream, replaces or drops the keys that shard holds and no other.
+
+Within one shard the stream is applied in order; across shards Redis orders nothing either.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+import hiredis
+import trio
+
+from kvrepl.commands.core import Engine
+from kvrepl.commands.info import add_section
+from kvrepl.commands.spec import has_keys, keys_of, modifies_only_first_argument
+from kvrepl.errors import ReplicaPanic
+from kvrepl.log import logger
+from kvrepl.rdb import LoadResult, StagedLoad
+from kvrepl.replication.master import NO_REPLID, new_replid
+from kvrepl.replication.replica import ReplicaOf, UnableToConnect
+from kvrepl.replication.stream import encode_command
+from kvrepl.replication.topology import SLOTS, Shard, key_slot, parse_shards, parse_slots
+from kvrepl.scripting.persist import load_functions
+from kvrepl.store.database import Database
+
+OpenStream = Callable[[str, int], Awaitable[trio.abc.Stream]]
+
+QUERY_TIMEOUT = 5.0  # seconds a discovery query to one node may take
+DELETE_CHUNK = 1000  # keys per DEL when a shard's FLUSHALL drops its keys
+
+
+@dataclass
+class Cluster:
+    """What ``Replica(follow=Cluster(...))`` follows: a Redis Cluster reached from any of
+    ``seeds`` (``(host, port)`` pairs, or ``"host:port"``); ``username``/``password`` are
+    the cluster's (``masteruser``/``masterauth``). The layout is read again every
+    ``refresh_interval`` seconds, when a link is lost, and when a shard writes a key of a
+    slot it was not known to serve."""
+
+    seeds: list[tuple[str, int]]
+    username: str | None = None
+    password: str | None = None
+    refresh_interval: float = 5.0
+
+    def __post_init__(self) -> None:
+        seeds = []
+        for seed in self.seeds:
+            if isinstance(seed, str):
+                host, colon, port = seed.rpartition(":")
+                if not colon or not port.isdigit():
+                    raise ValueError(f"cluster seed {seed!r}: expected 'host:port'")
+                seeds.append((host.strip("[]"), int(port)))
+            else:
+                host, port = seed
+                seeds.append((str(host), int(port)))
+        if not seeds:
+            raise ValueError("Cluster() needs at least one seed node")
+        if self.refresh_interval <= 0:
+            raise ValueError("refresh_interval must be positive")
+        self.seeds = seeds
+
+
+class TopologyError(Exception):
+    """No node of the cluster told us its layout."""
+
+
+class ShardHistory:
+    """The replication history of one shard's link (its primary's replid and offset), what
+    a node's :class:`~kvrepl.replication.master.MasterReplication` is to a whole replica.
+    A cluster follower has no sub-replicas, so it keeps no backlog."""
+
+    propagating = False
+
+    def __init__(self) -> None:
+        self.replid = new_replid()
+        self.replid2 = NO_REPLID
+        self.second_replid_offset = -1
+        self.backlog = None
+        self._offset = 0
+
+    @property
+    def master_repl_offset(self) -> int:
+        return self._offset
+
+    def create_backlog_keeping_id(self) -> None:
+        """No sub-replicas: nothing to keep."""
+
+    def disconnect_replicas(self) -> None:
+        """No sub-replicas: nobody to disconnect."""
+
+    def feed_raw(self, data: bytes) -> None:
+        """No sub-replicas: the stream goes nowhere further."""
+
+
+# -- who holds which key ---------------------------------------------------------------------
+
+class Ownership:
+    """The holder of every key of db 0 (see the module's docstring): the owner of its slot
+    in the last layout seen, unless recorded otherwise (both records are empty unless
+    slots are moving):
+
+    - ``taken``: keys a shard took while another owned their slot (a ``RESTORE`` of a
+      migration, a key created on the importing side).
+    - ``left``: keys whose copy was the former owner's when their slot changed hands; that
+      shard's stream may still hold its last writes to them (a DEL, the DEL of a MIGRATE).
+
+    A write to a key another shard holds applies when the writer is further along the
+    slot's move than the holder (the importing side over the owner, the owner over the
+    former owner): keys only move that way, so that copy is the newer one.
+    """
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self.owner: list[object | None] = [None] * SLOTS
+        self.previous: list[object | None] = [None] * SLOTS  # each slot's former owner
+        self.taken: dict[bytes, object] = {}
+        self.left: dict[bytes, object] = {}
+
+    @property
+    def moving(self) -> bool:
+        return bool(self.taken or self.left)
+
+    def holder(self, key: bytes, slot: int) -> object | None:
+        holder = self.taken.get(key) if self.taken else None
+        if holder is None and self.left:
+            holder = self.left.get(key)
+        return self.owner[slot] if holder is None else holder
+
+    def _rank(self, link: object, slot: int) -> int:
+        """How far along the slot's move a writer is: former owner, owner, importer."""
+        if self.owner[slot] is link:
+            return 1
+        return 0 if self.previous[slot] is link else 2
+
+    def may_write(self, link: object, key: bytes, slot: int) -> bool:
+        """Whether ``link``'s write to ``key`` applies (without recording anything). The
+        holder's place in the move is what its record says (a key taken on the importing
+        side, a key left by the former owner), whatever else it was to the slot before (a
+        slot can move back to where it came from)."""
+        holder = self.taken.get(key) if self.taken else None
+        rank = 2
+        if holder is None:
+            holder = self.left.get(key) if self.left else None
+            rank = 0
+            if holder is None:
+                holder, rank = self.owner[slot], 1
+        if holder is link or key not in self.db.data:
+            return True
+        return self._rank(link, slot) > rank
+
+    def take(self, link: object, key: bytes, slot: int) -> None:
+        """``link``'s copy of ``key`` is the local one from now on."""
+        left = self.left
+        if left and left.get(key) is link:
+            return  # the former owner writes its own copy
+        if left:
+            left.pop(key, None)
+        if self.owner[slot] is link:
+            if self.taken:
+                self.taken.pop(key, None)
+        else:
+            self.taken[key] = link
+
+    def set_owners(self, links: list[ShardLink]) -> None:
+        """A new layout: each slot's owner. The keys of a slot that changed hands stay the
+        former owner's until its stream or the new owner's says otherwise; records the
+        layout now says, or of keys no longer here, are dropped."""
+        old = self.owner
+        owner: list[object | None] = [None] * SLOTS
+        for link in links:
+            for start, end in link.shard.slots:
+                owner[start:end + 1] = [link] * (end - start + 1)
+        self.owner = owner
+        changed = [slot for slot, (a, b) in enumerate(zip(old, owner, strict=True))
+                   if a is not None and a is not b]
+        for slot in changed:
+            self.previous[slot] = old[slot]
+        data = self.db.data
+        if data and changed:
+            taken, left = self.taken, self.left
+            for key in list(data):
+                slot = key_slot(key)
+                before = old[slot]
+                if before is not None and before is not owner[slot] and key not in taken \
+                        and key not in left:
+                    left[key] = before
+        for records in (self.taken, self.left):
+            for key, holder in list(records.items()):
+                if holder is owner[key_slot(key)] or key not in data:
+                    del records[key]
+
+    def keys_of(self, link: object) -> list[bytes]:
+        """The keys ``link`` holds (a walk over the whole db: full syncs and flushes only)."""
+        if not self.moving:
+            owner = self.owner
+            return [key for key in self.db.data if owner[key_slot(key)] is link]
+        return [key for key in self.db.data if self.holder(key, key_slot(key)) is link]
+
+    def forget(self, link: object) -> None:
+        for records in (self.taken, self.left):
+            for key in [k for k, h in records.items() if h is link]:
+                del records[key]
+
+
+# Command kinds for ShardLink._admit, by name as the master spells it.
+_NO_KEYS, _FIRST_KEY, _KEYS, _DELETE, _RESTORE, _FLUSH = range(6)
+
+
+class ShardLink(ReplicaOf):
+    """The replica link to one shard's primary, applying what that shard holds."""
+
+    def __init__(self, follower: ClusterFollower, shard: Shard) -> None:
+        self.follower = follower
+        self.shard = shard
+        super().__init__(follower.engine, ShardHistory(), self._connect,  # type: ignore[arg-type]
+                         (shard.host, shard.port), listening_port=follower.listening_port)
+        self.admit = self._admit
+        self.superseded = 0  # writes not applied: the key was another shard's by then
+        self.full_syncs = 0
+        self.partial_syncs = 0
+        self.loaded_once = False
+        self.retiring = False  # no longer a primary: runs until its node closes the link
+        self.scope = trio.CancelScope()
+        self._kinds: dict[bytes, int] = {}
+
+    async def _connect(self) -> trio.abc.Stream:
+        return await self.follower.open_stream(self.host, self.port)
+
+    async def _follow_once(self) -> None:
+        # A node that stopped being a primary (it lost its last slot and became a replica
+        # of the node that took it) would give us another shard's data: ask first.
+        role = await self.follower.role_of(self.host, self.port)
+        if role is not None and role != b"master":
+            self.follower.suspect()
+            raise UnableToConnect(f"{self.host}:{self.port} is no longer a primary ({role!r})")
+        await super()._follow_once()
+
+    def retarget(self, shard: Shard) -> None:
+        """Follow this shard on another node (its replica was promoted): reconnect there now,
+        asking to continue our history (the new primary's replid2 allows it)."""
+        logger.info("Shard %s: following its new primary %s at %s:%d", self.shard.primary,
+                    shard.primary, shard.host, shard.port)
+        self.shard = shard
+        self.host, self.port = shard.host, shard.port
+        kill = self.session.on_kill
+        if kill is not None:
+            kill()
+
+    # -- what a shard's write may touch ------------------------------------------------------
+    def _kind(self, spelled: bytes) -> int:
+        kind = self._kinds.get(spelled)
+        if kind is None:
+            name = spelled.lower()
+            cmd = self.engine.table.get(name)
+            if name in (b"del", b"unlink"):
+                kind = _DELETE
+            elif name in (b"restore", b"restore-asking"):
+                kind = _RESTORE
+            elif name in (b"flushall", b"flushdb"):
+                kind = _FLUSH
+            elif cmd is not None and cmd.subcommands:
+                kind = _KEYS  # XGROUP CREATE...: the subcommand says
+            elif cmd is None or not has_keys(cmd.spec):
+                kind = _NO_KEYS
+            elif _first_key_only(cmd):
+                kind = _FIRST_KEY
+            else:
+                kind = _KEYS
+            self._kinds[spelled] = kind
+        return kind
+
+    def _admit(self, argv: list[bytes]) -> list[bytes] | None:
+        """The command to apply for ``argv`` (itself, or a DEL of fewer keys), or None when
+        nothing of it is ours to apply."""
+        kind = self._kinds.get(argv[0])
+        if kind is None:
+            kind = self._kind(argv[0])
+        follower = self.follower
+        if kind == _FLUSH:
+            follower.flush(self)
+            return None
+        if kind == _NO_KEYS or len(argv) < 2:
+            return argv
+        ownership = follower.ownership
+        if kind == _FIRST_KEY:
+            key = argv[1]
+            slot = key_slot(key)
+            follower.origin = (self.shard.primary, slot)
+            if ownership.owner[slot] is self and not ownership.moving:
+                return argv  # the usual case: our slot, nothing moving
+            if ownership.may_write(self, key, slot):
+                self._took(key, slot)
+                return argv
+            return self._superseded(argv)
+        if kind == _DELETE:
+            kept = [argv[0]]
+            for key in argv[1:]:
+                slot = key_slot(key)
+                follower.origin = (self.shard.primary, slot)
+                if ownership.may_write(self, key, slot):
+                    self._took(key, slot)
+                    kept.append(key)
+                else:
+                    self._superseded([argv[0], key])
+            return kept if len(kept) > 1 else None
+        keys = self._keys(argv)
+        slots = [key_slot(key) for key in keys]
+        if slots:
+            follower.origin = (self.shard.primary, slots[0])
+        if kind == _RESTORE:
+            # A key that arrives by MIGRATE is the newest copy: it replaces the source's
+            # copy if the source's DEL has not come yet (the target had no such key).
+            key, slot = keys[0], slots[0]
+            if ownership.holder(key, slot) is not self and key in ownership.db.data and \
+                    not any(arg.lower() == b"replace" for arg in argv[4:]):
+                argv = [*argv, b"REPLACE"]
+            self._took(key, slot)
+            return argv
+        if all(ownership.may_write(self, k, s) for k, s in zip(keys, slots, strict=True)):
+            for key, slot in zip(keys, slots, strict=True):
+                self._took(key, slot)
+            return argv
+        return self._superseded(argv)
+
+    def _keys(self, argv: list[bytes]) -> list[bytes]:
+        cmd = self.engine.table.get(argv[0].lower())
+        if cmd is None:
+            return []
+        if cmd.subcommands and len(argv) >= 2:
+            cmd = cmd.subcommands.get(argv[1].lower())
+            if cmd is None:
+                return []
+        return keys_of(cmd.spec, argv)
+
+    def _took(self, key: bytes, slot: int) -> None:
+        ownership = self.follower.ownership
+        if ownership.owner[slot] is not self:
+            self.follower.suspect()  # a write to a slot not known to be ours: layout moved
+        ownership.take(self, key, slot)
+
+    def _superseded(self, argv: list[bytes]) -> None:
+        self.superseded += 1
+        logger.debug("Shard %s: %s not applied: another shard holds the key now",
+                     self.shard.primary, argv[:2])
+        self.follower.suspect()
+        return None
+
+    # -- loading into our shard's keys -------------------------------------------------------
+    def _open_dump(self) -> None:
+        return None  # one shard's payload is not a dump of this node's data
+
+    def _load_target(self, staged: StagedLoad, result: LoadResult) -> None:
+        """Replace the keys this shard holds with its snapshot's; other shards' keys stay."""
+        engine = self.engine
+        follower = self.follower
+        ownership = follower.ownership
+        db = engine.keyspace.dbs[0]
+        for extra, (data, _) in enumerate(staged.fresh[1:], start=1):
+            if data:  # a cluster has db 0 only; say so instead of dropping them unseen
+                logger.warning("Shard %s: its snapshot has %d keys in db %d, which a "
+                               "cluster does not have; not loaded", self.shard.primary,
+                               len(data), extra)
+                engine.stats.unexpected_error_replies += 1
+        fresh, fresh_expires = staged.fresh[0]
+        logger.info("MASTER <-> REPLICA sync: Replacing the keys of shard %s (slots %s)",
+                    self.shard.primary, self.shard.describe_slots())
+        engine.watches.touch_all_in_db(db, None)
+        engine.tracking.flushed()
+        if self.loaded_once or ownership.moving:
+            for key in list(ownership.keys_of(self)):
+                db.delete(key)
+        ownership.forget(self)
+        owner = ownership.owner
+        moving = ownership.moving
+        for key in fresh:  # the snapshot says these are this shard's now
+            slot = key_slot(key)
+            if moving or owner[slot] is not self:
+                ownership.take(self, key, slot)
+        if not db.data:
+            db.data, db.expires = fresh, fresh_expires
+        else:
+            for key in db.data.keys() & fresh.keys():
+                db.expires.pop(key, None)  # another shard's copy: ours replaces it
+            db.data.update(fresh)
+            db.expires.update(fresh_expires)
+        db.recount()
+        load_functions(engine, result.functions)  # the same libraries on every shard
+        self.loaded_once = True
+        self.full_syncs += 1
+
+    def _continue(self, event: object) -> None:
+        super()._continue(event)  # type: ignore[arg-type]
+        self.partial_syncs += 1
+
+    def _link_up(self) -> None:
+        super()._link_up()
+        self.follower.links_changed()
+
+    def _link_lost(self) -> None:
+        was_up = self.link_up
+        super()._link_lost()
+        if self.retiring:
+            self.follower.drop(self)
+            return
+        if was_up:
+            self.follower.suspect()  # a failover, a removed primary? read the layout again
+        self.follower.links_changed()
+
+
+def _first_key_only(cmd: object) -> bool:
+    spec = cmd.spec  # type: ignore[attr-defined]
+    return modifies_only_first_argument(spec) and not any(
+        "RO" in ref[0] for ref in spec._compiled)
+
+
+# -- the follower ---------------------------------------------------------------------------
+
+@dataclass
+class ClusterFollower:
+    """Keeps ``engine`` a read-only copy of a whole cluster until cancelled."""
+
+    engine: Engine
+    cluster: Cluster
+    open_stream: OpenStream
+    listening_port: int = 0
+    links: list[ShardLink] = field(default_factory=list)
+    refreshes: int = 0
+    last_error: str = ""
+    origin: tuple[str, int] | None = None  # the shard and slot of the write being applied
+
+    def __post_init__(self) -> None:
+        self.ownership = Ownership(self.engine.keyspace.dbs[0])
+        self.discovered = trio.Event()
+        self.layout_changed = trio.Event()  # set (and replaced) when links come or go
+        self.retiring: list[ShardLink] = []
+        self._kick = trio.Event()
+        self._nursery: trio.Nursery | None = None
+        self.failure: ReplicaPanic | None = None
+
+    async def run(self) -> None:
+        engine = self.engine
+        engine.read_only = engine.config.replica_read_only
+        engine.keyspace.expire_keys = False
+        engine.masterdown = True
+        replication = getattr(engine, "replication", None)
+        if replication is not None:
+            replication.propagating = False  # no stream of its own: sub-replicas are refused
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            while True:
+                try:
+                    self.apply(await self.discover())
+                    self.last_error = ""
+                except TopologyError as err:
+                    self.last_error = str(err)
+                    logger.warning("Cluster layout: %s", err)
+                with trio.move_on_after(self.cluster.refresh_interval):
+                    await self._kick.wait()
+                self._kick = trio.Event()
+                await trio.sleep(0.1)  # several events in a row: one discovery
+
+    def suspect(self) -> None:
+        """Something suggests the layout changed: read it again soon."""
+        self._kick.set()
+
+    def links_changed(self) -> None:
+        self.engine.masterdown = not self.links or not all(
+            link.link_up for link in self.links)
+
+    # -- discovery --------------------------------------------------------------------------
+    def _candidates(self) -> list[tuple[str, int]]:
+        seen: dict[tuple[str, int], None] = {}
+        for link in self.links:
+            seen[(link.host, link.port)] = None
+            for address in link.shard.addresses:
+                seen[address] = None
+        for seed in self.cluster.seeds:
+            seen[seed] = None
+        return list(seen)
+
+    async def discover(self) -> list[Shard]:
+        """The layout, as the first node that answers tells it."""
+        errors = []
+        for host, port in self._candidates():
+            try:
+                reply = await self.query(host, port, [b"CLUSTER", b"SHARDS"])
+                if isinstance(reply, hiredis.ReplyError):  # before 7.0
+                    reply = await self.query(host, port, [b"CLUSTER", b"SLOTS"])
+                    if isinstance(reply, hiredis.ReplyError):
+                        raise TopologyError(str(reply))
+                    shards = parse_slots(reply)
+                else:
+                    shards = parse_shards(reply)
+            except (OSError, trio.BrokenResourceError, trio.TooSlowError, TopologyError,
+                    hiredis.ProtocolError) as err:
+                errors.append(f"{host}:{port}: {err or type(err).__name__}")
+                continue
+            if shards:
+                self.refreshes += 1
+                return shards
+            errors.append(f"{host}:{port}: no primary serves a slot")
+        raise TopologyError("no node of the cluster told its layout (" + "; ".join(errors)
+                            + ")")
+
+    async def query(self, host: str, port: int, argv: list[bytes]) -> object:
+        """One command's reply from the node at ``host:port`` (authenticated as the links
+        are); an error reply is returned, not raised."""
+        config = self.engine.config
+        with trio.fail_after(QUERY_TIMEOUT):
+            stream = await self.open_stream(host, port)
+            async with stream:
+                request = b""
+                replies = 1
+                if config.masterauth:
+                    auth = [b"AUTH", config.masterauth.encode()]
+                    if config.masteruser:
+                        auth.insert(1, config.masteruser.encode())
+                    request += encode_command(auth)
+                    replies += 1
+                await stream.send_all(request + encode_command(argv))
+                reader = hiredis.Reader()
+                got: list[object] = []
+                while len(got) < replies:
+                    data = await stream.receive_some(65536)
+                    if not data:
+                        raise trio.BrokenResourceError("connection closed")
+                    reader.feed(data)
+                    while (reply := reader.gets()) is not False:
+                        got.append(reply)
+                if replies == 2 and isinstance(got[0], hiredis.ReplyError):
+                    raise TopologyError(f"AUTH: {got[0]}")
+                return got[-1]
+
+    async def role_of(self, host: str, port: int) -> bytes | None:
+        """ROLE's first word for the node at ``host:port``; None when it does not answer."""
+        try:
+            reply = await self.query(host, port, [b"ROLE"])
+        except (OSError, trio.BrokenResourceError, trio.TooSlowError, TopologyError,
+                hiredis.ProtocolError):
+            return None
+        return reply[0] if isinstance(reply, list) and reply else None
+
+    def apply(self, shards: list[Shard]) -> None:
+        """Follow ``shards``: new primaries get a link, a promoted replica takes over its
+        shard's link, primaries gone lose theirs (and the keys they still held here)."""
+        kept: list[ShardLink] = []
+        free = list(self.links)
+        demoted = set()  # former primaries of shards whose replica took over
+        for shard in sorted(shards, key=lambda x: not x.slots):  # shards with slots first
+            if not shard.slots and shard.primary in demoted:
+                continue  # a primary that failed over, not yet shown as the replica it is
+            # The same primary; or the shard's replica promoted (it was among the members),
+            # or its slots (a failover seen only after the old primary was forgotten).
+            link = next((x for x in free if x.shard.primary == shard.primary), None)
+            if link is None and not shard.failed:
+                link = next((x for x in free if shard.primary in x.shard.members
+                             or x.shard.primary in shard.members), None) or next(
+                    (x for x in free if x.shard.failed and _overlap(x.shard, shard)), None)
+            if link is None:
+                link = ShardLink(self, shard)
+                logger.info("Cluster: following primary %s at %s:%d (slots %s)",
+                            shard.primary, shard.host, shard.port, shard.describe_slots())
+                self._start(link)
+            else:
+                free.remove(link)
+                if link.shard.primary != shard.primary:
+                    demoted.add(link.shard.primary)
+                if (link.host, link.port) != (shard.host, shard.port):
+                    link.retarget(shard)
+                else:
+                    link.shard = shard
+            kept.append(link)
+        self.links = kept
+        self.ownership.set_owners(kept)
+        for link in free:
+            self._retire(link)
+        if free or len(kept) != len(self.links):
+            self.layout_changed.set()
+            self.layout_changed = trio.Event()
+        self.links_changed()
+        self.discovered.set()
+
+    def _retire(self, link: ShardLink) -> None:
+        """``link``'s node is no longer a primary (its slots went elsewhere and it became a
+        replica, or it left the cluster). What it already sent still applies: its link
+        runs until its node closes it (a new master's full sync does), then it is dropped.
+        It never reconnects."""
+        logger.info("Cluster: %s:%d (%s) is no longer a primary of the cluster", link.host,
+                    link.port, link.shard.primary)
+        link.retiring = True
+        self.retiring.append(link)
+        if not link.link_up:
+            self.drop(link)
+        else:
+            async def deadline() -> None:
+                await trio.sleep(max(10.0, 3 * self.cluster.refresh_interval))
+                self.drop(link)
+
+            assert self._nursery is not None
+            self._nursery.start_soon(deadline)
+
+    def drop(self, link: ShardLink) -> None:
+        if link not in self.retiring:
+            return
+        self.retiring.remove(link)
+        link.scope.cancel()
+        # Keys it still held become their slot owner's: deleting them could lose keys that
+        # moved with their slot; the owner's stream (or its next full sync) is the truth.
+        self.ownership.forget(link)
+        logger.info("Cluster: stopped following %s:%d", link.host, link.port)
+
+    def _start(self, link: ShardLink) -> None:
+        assert self._nursery is not None
+
+        async def follow() -> None:
+            with link.scope:
+                await link.run()
+
+        self._nursery.start_soon(follow)
+
+    # -- a shard's FLUSHALL ------------------------------------------------------------------
+    def flush(self, link: ShardLink) -> None:
+        """FLUSHALL/FLUSHDB in ``link``'s stream: drop the keys it holds, as DELs (what
+        ``changes()`` shows), no other shard's."""
+        engine = self.engine
+        keys = list(self.ownership.keys_of(link))
+        for start in range(0, len(keys), DELETE_CHUNK):
+            engine.execute(link.session, [b"DEL", *keys[start:start + DELETE_CHUNK]])
+        self.ownership.forget(link)
+
+    # -- waiting and telling -------------------------------------------------------------------
+    async def wait_synced(self) -> None:
+        """Until every shard's link is up and has applied what its primary had written when
+        this was called (asked to each primary: INFO replication's master_repl_offset).
+        Links that come or go meanwhile start the round again."""
+        await self.discovered.wait()
+        while True:
+            links = list(self.links)
+            if await self._unless_layout_changes(self._wait_links, links) and \
+                    links == self.links and all(link.link_up for link in links):
+                return
+
+    async def _wait_links(self, links: list[ShardLink]) -> None:
+        for link in links:
+            await link.synced.wait()
+            try:
+                info = await self.query(link.host, link.port, [b"INFO", b"replication"])
+            except (OSError, trio.BrokenResourceError, trio.TooSlowError):
+                await self.layout_changed.wait()  # gone: its successor is waited for
+                return
+            offset = _info_field(info, b"master_repl_offset")
+            if offset is not None and link.replication.replid == _info_text(info, b"master_replid"):
+                await link.wait_offset(offset)
+
+    async def _unless_layout_changes(self, wait: Callable[..., Awaitable[None]],
+                                     *args: object) -> bool:
+        """Run ``wait(*args)``; False if links came or went first."""
+        changed = self.layout_changed
+        finished = False
+        async with trio.open_nursery() as nursery:
+            async def run() -> None:
+                nonlocal finished
+                await wait(*args)
+                finished = True
+                nursery.cancel_scope.cancel()
+
+            async def watch() -> None:
+                await changed.wait()
+                nursery.cancel_scope.cancel()
+
+            nursery.start_soon(run)
+            nursery.start_soon(watch)
+        return finished
+
+    def info_lines(self) -> list[str]:
+        lines = [f"cluster_follow_shards:{len(self.links)}",
+                 f"cluster_follow_links_up:{sum(link.link_up for link in self.links)}",
+                 f"cluster_follow_layout_reads:{self.refreshes}",
+                 f"cluster_follow_keys_taken:{len(self.ownership.taken)}",
+                 f"cluster_follow_keys_left:{len(self.ownership.left)}",
+                 f"cluster_follow_retiring:{len(self.retiring)}"]
+        if self.last_error:
+            lines.append(f"cluster_follow_last_error:{self.last_error}")
+        for index, link in enumerate(self.links):
+            lines.append(
+                f"shard{index}:primary={link.shard.primary},ip={link.host},port={link.port},"
+                f"slots={link.shard.describe_slots() or '-'},state={link.state},"
+                f"link={'up' if link.link_up else 'down'},offset={link.reploff},"
+                f"replid={link.replication.replid},full_syncs={link.full_syncs},"
+                f"partial_syncs={link.partial_syncs},superseded={link.superseded}")
+        return lines
+
+
+def _overlap(a: Shard, b: Shard) -> bool:
+    return any(x <= y2 and x2 >= y for x, x2 in a.slots for y, y2 in b.slots)
+
+
+def _info_text(info: object, name: bytes) -> str | None:
+    if isinstance(info, bytes):
+        for line in info.splitlines():
+            if line.startswith(name + b":"):
+                return line.split(b":", 1)[1].decode()
+    return None
+
+
+def _info_field(info: object, name: bytes) -> int | None:
+    text = _info_text(info, name)
+    return None if text is None else int(text)
+
+
+def _shards_section(engine: Engine) -> list[str]:
+    follower = getattr(engine.node, "cluster_follower", None) if engine.node else None
+    return follower.info_lines() if follower is not None else []
+
+
+add_section("shards", "Shards", _shards_section)
