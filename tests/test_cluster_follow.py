@@ -139,6 +139,33 @@ async def test_changes_name_the_shard_and_slot(nodes: RedisClusterNodes) -> None
     client.close()
 
 
+LIBRARY = ("#!lua name=shardlib\nredis.register_function{function_name='answer', "
+           "callback=function() return %d end, flags={'no-writes'}}")
+
+
+async def test_a_library_loaded_on_every_primary_is_held_once(nodes: RedisClusterNodes
+                                                              ) -> None:
+    """Functions live on each primary: the same FUNCTION LOAD from every shard is one
+    library here, not two failed loads; other code on a shard replaces it (last wins)."""
+    async with follower(nodes) as replica:
+        await synced(replica)
+        primaries = nodes.primaries()
+        for primary in primaries:
+            primary.client().function_load(LIBRARY % 42)
+        await synced(replica)
+        assert replica.skipped_writes == []
+        assert replica.execute_command("FCALL_RO", "answer", 0) == 42
+        primaries[0].client().function_load(LIBRARY % 7, replace=True)
+        await synced(replica)
+        assert replica.execute_command("FCALL_RO", "answer", 0) == 7
+        primaries[1].client().function_load(LIBRARY % 42, replace=True)
+        await synced(replica)
+        assert replica.execute_command("FCALL_RO", "answer", 0) == 42
+        assert replica.skipped_writes == []
+    for primary in primaries:
+        primary.client().function_flush()
+
+
 async def test_flushall_in_one_shard_drops_only_its_keys(nodes: RedisClusterNodes) -> None:
     client = nodes.client()
     write_mixed(client, "flush", 120)

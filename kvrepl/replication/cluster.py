@@ -35,13 +35,14 @@ import trio
 from kvrepl.commands.core import Engine
 from kvrepl.commands.info import add_section
 from kvrepl.commands.spec import has_keys, keys_of, modifies_only_first_argument
-from kvrepl.errors import ReplicaPanic
+from kvrepl.errors import ReplicaPanic, ReplyError
 from kvrepl.log import logger
 from kvrepl.rdb import LoadResult, StagedLoad
 from kvrepl.replication.master import NO_REPLID, new_replid
 from kvrepl.replication.replica import ReplicaOf, UnableToConnect
 from kvrepl.replication.stream import encode_command
 from kvrepl.replication.topology import SLOTS, Shard, key_slot, parse_shards, parse_slots
+from kvrepl.scripting.functions import parse_metadata
 from kvrepl.scripting.persist import load_functions
 from kvrepl.store.database import Database
 
@@ -303,6 +304,9 @@ class ShardLink(ReplicaOf):
             return None
         if kind == _NO_KEYS or len(argv) < 2:
             return argv
+        if kind == _KEYS and len(argv) >= 3 and argv[0].lower() == b"function" and \
+                argv[1].lower() == b"load":
+            return self._function_load(argv)
         ownership = follower.ownership
         if kind == _FIRST_KEY:
             key = argv[1]
@@ -343,6 +347,31 @@ class ShardLink(ReplicaOf):
                 self._took(key, slot)
             return argv
         return self._superseded(argv)
+
+    def _function_load(self, argv: list[bytes]) -> list[bytes] | None:
+        """Every primary of a cluster holds its own copy of the libraries, usually the same:
+        a FUNCTION LOAD of a library we already hold with the same code is already applied;
+        one with other code replaces ours (shards have no order between them, the last
+        loaded wins) and says so, instead of failing as a skipped write."""
+        code = argv[-1]
+        try:
+            name, _ = parse_metadata(code)
+        except ReplyError:
+            return argv  # applying it gives the error, counted as any refused write
+        scripting = self.engine.scripting
+        if scripting is None or not scripting.has_functions:  # type: ignore[attr-defined]
+            return argv
+        held = scripting.functions.libraries.get(name)  # type: ignore[attr-defined]
+        if held is None:
+            return argv
+        if held.code == code:
+            return None
+        if any(arg.lower() == b"replace" for arg in argv[2:-1]):
+            return argv
+        logger.warning("Shard %s: library '%s' differs from another shard's copy; the "
+                       "last loaded replaces it", self.shard.primary,
+                       name.decode("utf-8", "replace"))
+        return [argv[0], argv[1], b"REPLACE", code]
 
     def _keys(self, argv: list[bytes]) -> list[bytes]:
         cmd = self.engine.table.get(argv[0].lower())
