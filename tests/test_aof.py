@@ -618,6 +618,63 @@ def test_info_persistence_aof_fields_match_redis(tmp_path):
         ours.kill()
 
 
+def _debug_loadaof(client: redis.Redis, directory: Path) -> redis.Redis:
+    """DEBUG LOADAOF after a rewrite (a base and an incremental file) and a command written
+    to the AOF behind the server's back: the dataset is read again from the files."""
+    _fill(client.connection_pool.connection_kwargs["port"])
+    client.function_load("#!lua name=lib\nredis.register_function('f', function() return 1 end)")
+    client.bgrewriteaof()
+    poll(lambda: client.info("persistence")["aof_rewrite_in_progress"] == 0
+         and client.info("persistence")["aof_rewrites"] == 1, "the rewrite is done")
+    client.set("after-rewrite", "1")
+    digest = client.execute_command("DEBUG", "DIGEST")
+    assert client.info("persistence")["rdb_changes_since_last_save"] > 0
+    with open(last_incr(directory), "ab") as incr:
+        incr.write(encode_command([b"SET", b"injected", b"from-disk"]))
+    assert client.execute_command("DEBUG", "LOADAOF") == b"OK"
+    assert client.get("injected") == b"from-disk"
+    assert client.info("persistence")["rdb_changes_since_last_save"] == 0  # dirty = 0
+    assert client.function_list()[0][1] == b"lib"  # library_name, from the RDB base
+    client.delete("injected")
+    assert client.execute_command("DEBUG", "DIGEST") == digest
+    return client
+
+
+def test_debug_loadaof_reloads_the_dataset_from_the_files_as_redis_does(tmp_path):
+    real = RedisServer("--appendonly", "yes", "--enable-debug-command", "yes")
+    try:
+        _debug_loadaof(real.client(), Path(real.dir))
+    finally:
+        real.stop()
+    ours = KvreplProcess(tmp_path, "--appendonly", "yes").wait_ready()
+    client = _debug_loadaof(ours.client(), tmp_path)
+    # The server writes the incremental file at its own offset (no O_APPEND, as Redis):
+    # the injected bytes are overwritten. A rewrite makes the files whole again.
+    client.bgrewriteaof()
+    poll(lambda: client.info("persistence")["aof_rewrite_in_progress"] == 0
+         and client.info("persistence")["aof_rewrites"] == 2, "the second rewrite is done")
+    client.shutdown(nosave=True)
+    assert ours.exit_status() == 0
+    again = KvreplProcess(tmp_path, "--appendonly", "yes").wait_ready()
+    assert again.client().function_list()[0][1] == b"lib"  # the base's functions load too
+
+
+def test_debug_loadaof_without_an_aof_exits_as_redis_does(tmp_path):
+    """loadAppendOnlyFiles answers AOF_NOT_EXIST and debug.c exits(1)."""
+    real = RedisServer("--enable-debug-command", "yes")
+    try:
+        with pytest.raises(redis.ConnectionError):
+            real.client().execute_command("DEBUG", "LOADAOF")
+        assert real.process.wait(10) == 1
+    finally:
+        real.stop()
+    ours = KvreplProcess(tmp_path).wait_ready()
+    ours.client().set("k", "v")
+    with pytest.raises(redis.ConnectionError):
+        ours.client().execute_command("DEBUG", "LOADAOF")
+    assert ours.exit_status() == 1
+
+
 def test_embedded_master_takes_the_aof_options(tmp_path):
     async def main() -> None:
         async with kvrepl.Master(appendonly=True, dir=str(tmp_path),

@@ -19,9 +19,10 @@ failed rewrite leaves the files as they were.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 import trio
@@ -66,7 +67,7 @@ LIMIT_MAX_MINUTES = 60
 LOAD_READ = 1 << 20
 LOAD_BATCH = 1024
 
-__all__ = ["AofLoadError", "AppendOnlyFile", "attach", "cron", "info_fields",
+__all__ = ["AofLoadError", "AppendOnlyFile", "attach", "cron", "debug_loadaof", "info_fields",
            "load_on_startup"]
 
 
@@ -775,43 +776,87 @@ class AppendOnlyFile:
                 self.config.appendonly = False
 
     # -- loading ---------------------------------------------------------------------------
-    async def load(self, last_file_truncatable: bool = True) -> int:
-        """loadAppendOnlyFiles: the base, then each incremental file, into the engine.
-        Returns the bytes loaded (0: no AOF). AofLoadError / RdbError / OSError when it
-        cannot be loaded (the data is then partly loaded: the node must not go on)."""
-        from kvrepl import persistence
-
+    def _files_to_load(self) -> tuple[list[AofFile], int]:
+        """The manifest's files in loading order and their total size; AofLoadError when
+        one is missing."""
         manifest = self.manifest
         files = ([manifest.base] if manifest.base else []) + manifest.incr
-        if not files:
-            return 0
-        sizes = []
+        total = 0
         for info in files:
             try:
-                sizes.append(os.stat(self.path(info.name)).st_size)
+                total += os.stat(self.path(info.name)).st_size
             except FileNotFoundError:
                 raise AofLoadError(f"The AOF file {info.name} doesn't exist") from None
-        total = sum(sizes)
-        if total == 0:
+        return files, total
+
+    async def load(self) -> int:
+        """loadAppendOnlyFiles: the base, then each incremental file, into the engine,
+        serving -LOADING meanwhile. Returns the bytes loaded (0: no AOF). AofLoadError /
+        RdbError / OSError when it cannot be loaded (the data is then partly loaded: the
+        node must not go on)."""
+        from kvrepl import persistence
+
+        files, total = self._files_to_load()
+        if not total:
             return 0
         st = persistence.attach(self.engine)
         persistence.start_loading(self.engine, total)
         try:
             for index, info in enumerate(files):
-                last = index == len(files) - 1
                 started = time.perf_counter()
-                await self._load_one(info.name, info.type == BASE, last)
-                logger.info("DB loaded from %s file %s: %.3f seconds",
-                            "base" if info.type == BASE else "incr", info.name,
-                            time.perf_counter() - started)
+                await self._load_one(info.name, index == len(files) - 1)
+                self._log_loaded(info, started)
         finally:
             self.engine.loading = False
         st.dirty_at_last_save = self.engine.dirty
         return total
 
-    async def _load_one(self, name: str, base: bool, last: bool) -> None:
+    def load_now(self) -> int:
+        """:meth:`load`, blocking the event loop as Redis's DEBUG LOADAOF does."""
+        from kvrepl import persistence
+
+        files, total = self._files_to_load()
+        if not total:
+            return 0
+        st = persistence.attach(self.engine)
+        persistence.start_loading(self.engine, total)
+        try:
+            for index, info in enumerate(files):
+                started = time.perf_counter()
+                path = self.path(info.name)
+                with open(path, "rb") as source:
+                    start = 0
+                    if source.read(5) == b"REDIS":
+                        logger.info("Reading RDB base file on AOF loading...")
+                        try:
+                            start = persistence.load_file(self.engine, path).size
+                        except RdbError as err:
+                            raise AofLoadError(f"Error reading the RDB base file {info.name}, "
+                                               f"AOF loading aborted: {err}") from None
+                    source.seek(start)
+                    load = _CommandLoad(self, info.name, start, index == len(files) - 1)
+                    with load.quiet():
+                        while chunk := source.read(LOAD_READ):
+                            st.loading_loaded_bytes += len(chunk)
+                            for _ in load.run(chunk):
+                                pass
+                    load.end()
+                self._log_loaded(info, started)
+        finally:
+            self.engine.loading = False
+        st.dirty_at_last_save = self.engine.dirty
+        return total
+
+    @staticmethod
+    def _log_loaded(info: AofFile, started: float) -> None:
+        logger.info("DB loaded from %s file %s: %.3f seconds",
+                    "base" if info.type == BASE else "incr", info.name,
+                    time.perf_counter() - started)
+
+    async def _load_one(self, name: str, last: bool) -> None:
         """loadSingleAppendOnlyFile."""
         from kvrepl import persistence
+        from kvrepl.scripting.persist import load_functions
 
         path = self.path(name)
         st = persistence.attach(self.engine)
@@ -825,6 +870,7 @@ class AppendOnlyFile:
                 logger.info("Reading RDB base file on AOF loading...")
                 try:
                     result = await persistence.load_rdb_source(self.engine, source)
+                    load_functions(self.engine, result.functions)
                 except RdbError as err:
                     raise AofLoadError(f"Error reading the RDB base file {name}, AOF loading "
                                        f"aborted: {err}") from None
@@ -835,55 +881,13 @@ class AppendOnlyFile:
                 # An RDB preamble (a pre-7.0 AOF) goes on with commands.
                 logger.info("Reading the remaining AOF tail...")
             source.seek(start)
-            await self._run_commands(source, name, last, st)
-
-    async def _run_commands(self, source: object, name: str, last: bool, st: object) -> None:
-        engine = self.engine
-        from kvrepl.commands.core import Session
-
-        session = Session(engine)
-        reader = CommandReader(source.tell())  # type: ignore[attr-defined]
-        saved = engine.propagate_listeners
-        engine.propagate_listeners = []  # loading writes nothing anywhere (aof_state OFF)
-        before_multi = 0
-        ran = 0
-        try:
-            while chunk := await trio.to_thread.run_sync(source.read, LOAD_READ):  # type: ignore[attr-defined]
-                reader.feed(chunk)
-                st.loading_loaded_bytes += len(chunk)  # type: ignore[attr-defined]
-                while True:
-                    at = reader.offset
-                    try:
-                        argv = reader.next()
-                    except AofFormatError as err:
-                        raise AofLoadError(f"Bad file format reading the append only file "
-                                           f"{name}: {err}") from None
-                    if argv is None:
-                        break
-                    try:
-                        cmd = engine.lookup_command(argv)
-                    except ReplyError:
-                        raise AofLoadError(
-                            f"Unknown command '{argv[0].decode('utf-8', 'replace')}' reading "
-                            f"the append only file {name} at offset {at}") from None
-                    if session.multi is not None and not cmd.is_exec:
-                        session.multi.append((cmd, argv))
-                    else:
-                        if cmd.name == "multi":
-                            before_multi = at
-                        engine.call(session, cmd, argv)
-                    ran += 1
-                    if ran % LOAD_BATCH == 0:
+            load = _CommandLoad(self, name, start, last)
+            with load.quiet():
+                while chunk := await trio.to_thread.run_sync(source.read, LOAD_READ):
+                    st.loading_loaded_bytes += len(chunk)
+                    for _ in load.run(chunk):
                         await trio.lowlevel.checkpoint()
-        finally:
-            engine.propagate_listeners = saved
-        if not reader.pending and session.multi is None:
-            return
-        valid = reader.offset
-        if session.multi is not None:
-            logger.warning("Revert incomplete MULTI/EXEC transaction in AOF file %s", name)
-            valid = before_multi
-        self._truncated(name, valid, last)
+            load.end()
 
     def _truncated(self, name: str, valid: int, last: bool) -> None:
         if last and self.config.aof_load_truncated:
@@ -900,6 +904,74 @@ class AppendOnlyFile:
                            "use ./redis-check-aof --fix <filename.manifest>. 2) Alternatively "
                            "you can set the 'aof-load-truncated' configuration option to yes "
                            "and restart the server.")
+
+
+class _CommandLoad:
+    """The commands of one AOF file run into the engine, chunk by chunk (the caller reads
+    the file, and yields to the event loop where :meth:`run` yields)."""
+
+    def __init__(self, aof: AppendOnlyFile, name: str, start: int, last: bool) -> None:
+        from kvrepl.commands.core import Session
+
+        self.aof = aof
+        self.engine = aof.engine
+        self.name = name
+        self.last = last
+        self.session = Session(aof.engine)
+        self.reader = CommandReader(start)
+        self.before_multi = 0
+        self.ran = 0
+
+    @contextlib.contextmanager
+    def quiet(self) -> Iterator[None]:
+        """Loading writes nothing anywhere (aof_state is OFF while Redis loads)."""
+        engine = self.engine
+        saved, engine.propagate_listeners = engine.propagate_listeners, []
+        try:
+            yield
+        finally:
+            engine.propagate_listeners = saved
+
+    def run(self, chunk: bytes) -> Iterator[None]:
+        """Run every command ``chunk`` completes, yielding every LOAD_BATCH commands."""
+        engine, session, reader = self.engine, self.session, self.reader
+        reader.feed(chunk)
+        while True:
+            at = reader.offset
+            try:
+                argv = reader.next()
+            except AofFormatError as err:
+                raise AofLoadError(f"Bad file format reading the append only file "
+                                   f"{self.name}: {err}") from None
+            if argv is None:
+                return
+            try:
+                cmd = engine.lookup_command(argv)
+            except ReplyError:
+                raise AofLoadError(
+                    f"Unknown command '{argv[0].decode('utf-8', 'replace')}' reading "
+                    f"the append only file {self.name} at offset {at}") from None
+            if session.multi is not None and not cmd.is_exec:
+                session.multi.append((cmd, argv))
+            else:
+                if cmd.name == "multi":
+                    self.before_multi = at
+                engine.call(session, cmd, argv)
+            self.ran += 1
+            if self.ran % LOAD_BATCH == 0:
+                yield
+
+    def end(self) -> None:
+        """The file is read: a cut last command or MULTI is handled as
+        ``aof-load-truncated`` says."""
+        if not self.reader.pending and self.session.multi is None:
+            return
+        valid = self.reader.offset
+        if self.session.multi is not None:
+            logger.warning("Revert incomplete MULTI/EXEC transaction in AOF file %s",
+                           self.name)
+            valid = self.before_multi
+        self.aof._truncated(self.name, valid, self.last)
 
 
 def _write_all(fd: int, data: bytes) -> int:
@@ -971,6 +1043,38 @@ async def load_on_startup(engine: Engine) -> bool:
     loaded = await aof.load()
     aof.open_on_start()
     return bool(loaded)
+
+
+def debug_loadaof(engine: Engine) -> None:
+    """DEBUG LOADAOF (debug.c): write what the AOF buffer holds, empty the dataset (and the
+    functions), read the manifest from disk again, remove its history files and load the
+    AOF, blocking the event loop meanwhile. Whether the AOF is on or not: with no AOF on
+    disk, or one that does not load, Redis exits, and so does this node."""
+    from kvrepl import persistence
+
+    aof = attach(engine)
+    if aof.state != OFF:
+        aof.flush(force=True)
+    for db in engine.keyspace.dbs:
+        engine.watches.touch_all_in_db(db, None)
+    engine.tracking.flushed()
+    engine.keyspace.flushall()
+    if engine.scripting is not None:
+        engine.scripting.functions.flush()
+    try:
+        aof.read_manifest()
+        aof.upgrade_if_needed()
+        aof.delete_history()
+        if aof.manifest.empty:
+            raise AofLoadError("The AOF doesn't exist")
+        aof.load_now()
+    except (AofLoadError, ManifestError, RdbError, OSError) as err:
+        # loadAppendOnlyFiles failed: exit(1), as Redis does here (its message, when the
+        # loader printed one, is already in the log).
+        logger.warning("DEBUG LOADAOF: %s. Exiting...", err)
+        os._exit(1)
+    persistence.attach(engine).dirty_at_last_save = engine.dirty  # server.dirty = 0
+    logger.warning("Append Only File loaded by DEBUG LOADAOF")
 
 
 def cron(engine: Engine) -> None:
