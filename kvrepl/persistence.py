@@ -43,6 +43,7 @@ from kvrepl.log import logger
 from kvrepl.rdb import LoadResult, RdbError, StagedLoad, default_aux, iter_dump
 from kvrepl.scripting.persist import function_codes, load_functions
 from kvrepl.snapshot_producer import (  # re-exported: persistence.SnapshotJob etc.
+    AUTOSYNC_BYTES,
     CANCELLED,
     DONE,
     FAILED,
@@ -73,7 +74,7 @@ FILE_BUFFER = 1 << 20
 #: Startup load: bytes read from the file at a time, and fed to the parser per slice.
 LOAD_READ = 1 << 20
 
-__all__ = ["CANCELLED", "DONE", "FAILED", "PENDING", "RUNNING", "SLICE_SECONDS",
+__all__ = ["AUTOSYNC_BYTES", "CANCELLED", "DONE", "FAILED", "PENDING", "RUNNING", "SLICE_SECONDS",
            "SNAPSHOT_BUFFER", "VIEW_BATCH", "CallbackConsumer", "ChannelConsumer", "Consumer",
            "FileConsumer", "SnapshotFailed", "SnapshotJob", "SnapshotReader", "TempFile",
            "temp_path"]
@@ -175,14 +176,23 @@ def save_aux(engine: Engine) -> list[tuple[bytes, bytes]]:
     return default_aux()
 
 
+def autosync_bytes(incremental_fsync: bool) -> int:
+    """rioSetAutoSync's argument for a save whose ``*-incremental-fsync`` option is this."""
+    return AUTOSYNC_BYTES if incremental_fsync else 0
+
+
 def write_dump(engine: Engine, path: str | None = None,
-               aux: list[tuple[bytes, bytes]] | None = None) -> int:
+               aux: list[tuple[bytes, bytes]] | None = None,
+               incremental_fsync: bool | None = None) -> int:
     """Write the whole dataset to ``path`` (default ``dir/dbfilename``) now, blocking, via a
     temp file, fsync and rename. Returns the bytes written; OSError on failure (the temp
-    file is removed and ``path`` is untouched). ``aux`` defaults to :func:`save_aux`."""
+    file is removed and ``path`` is untouched). ``aux`` defaults to :func:`save_aux`;
+    ``incremental_fsync`` to ``rdb-save-incremental-fsync``."""
     config = engine.config
     path = path or rdb_path(config)
-    target = TempFile(path, temp_path(path, background=False))
+    if incremental_fsync is None:
+        incremental_fsync = config.rdb_save_incremental_fsync
+    target = TempFile(path, temp_path(path, background=False), autosync_bytes(incremental_fsync))
     try:
         target.open()
     except OSError as err:
@@ -255,7 +265,8 @@ def start_job(engine: Engine, *, to_file: bool = True, aux: Any = None,
     if to_file:
         st.rdb_saves += 1
         st.lastbgsave_try = time.time()
-        consumer = job.add_consumer(FileConsumer(rdb_path(engine.config)))  # type: ignore[assignment]
+        consumer = job.add_consumer(FileConsumer(  # type: ignore[assignment]
+            rdb_path(engine.config), autosync=autosync_bytes(engine.config.rdb_save_incremental_fsync)))
     if setup is not None:
         setup(job)
 

@@ -743,6 +743,36 @@ def test_no_appendfsync_on_rewrite_skips_fsync_while_a_snapshot_runs(tmp_path):
     trio.run(main)
 
 
+@pytest.mark.parametrize("incremental", ["yes", "no"])
+def test_incremental_fsync_syncs_saves_and_rewrites_every_4_mb(tmp_path, incremental):
+    """rdb-save-incremental-fsync and aof-rewrite-incremental-fsync (both CONFIG SET at
+    runtime): a BGSAVE and an AOF rewrite sync the file every 4 MB written (rio's
+    autosync), or only once at the end."""
+    async def main() -> None:
+        async with kvrepl.Master(appendonly=True, dir=str(tmp_path), rdbcompression=False,
+                                 enable_debug_command="yes") as master:
+            for name in ("rdb-save-incremental-fsync", "aof-rewrite-incremental-fsync"):
+                master.execute_command("CONFIG", "SET", name, incremental)
+            # ~14 MB of uncompressed values: three full 4 MB windows
+            master.execute_command("DEBUG", "POPULATE", 60_000, "key", 230)
+            st = persistence.attach(master.engine)
+            for start, path in (
+                    (lambda: persistence.bgsave(master.engine), tmp_path / "dump.rdb"),
+                    (lambda: aof.attach(master.engine).rewrite(),
+                     aof_dir(tmp_path) / "appendonly.aof.2.base.rdb")):
+                assert start()
+                job = st.last_job
+                await job.done.wait()
+                file = next(c.file for c in job.consumers
+                            if isinstance(c, persistence.FileConsumer))
+                size = path.stat().st_size
+                assert file.bytes_written == size > 3 * persistence.AUTOSYNC_BYTES
+                assert file.autosyncs == (size // persistence.AUTOSYNC_BYTES
+                                          if incremental == "yes" else 0)
+
+    trio.run(main)
+
+
 def test_aof_names_are_checked_as_redis_checks_them(tmp_path):
     with pytest.raises(ConfigError, match="appenddirname can't be empty"):
         kvrepl.Master(appenddirname="")

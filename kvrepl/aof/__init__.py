@@ -375,7 +375,8 @@ class AppendOnlyFile:
         if manifest.empty:
             name = manifest.new_base(self.filename, rdb=self.config.aof_use_rdb_preamble)
             if self.config.aof_use_rdb_preamble:
-                persistence.write_dump(self.engine, self.path(name), aux=self._aux())
+                persistence.write_dump(self.engine, self.path(name), aux=self._aux(),
+                                       incremental_fsync=self.config.aof_rewrite_incremental_fsync)
             else:  # an empty dataset as commands: nothing (its time, if annotated)
                 self._write_file(self.path(name), CommandWriter(
                     self.config.aof_timestamp_enabled).begin())
@@ -535,7 +536,8 @@ class AppendOnlyFile:
         preamble = self.config.aof_use_rdb_preamble
         base_name = self.manifest.copy().new_base(self.filename, rdb=preamble)
         temp = os.path.join(self.config.dir, f"temp-rewriteaof-bg-{os.getpid()}.aof")
-        consumer = FileConsumer(self.path(base_name), temp)
+        consumer = FileConsumer(self.path(base_name), temp, persistence.autosync_bytes(
+            self.config.aof_rewrite_incremental_fsync))
         # Nothing awaited since the new incremental file was opened: the snapshot instant
         # (start_job's begin) is the instant the old files end.
         job = persistence.start_job(self.engine, to_file=False, aux=self._aux(),
