@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import os
 import random
+import resource
 import shutil
 import signal
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -55,7 +56,7 @@ class KvreplProcess:
 
     started: list[KvreplProcess] = []  # stopped at the end of each test (_stop_children)
 
-    def __init__(self, directory: Path, *options: str) -> None:
+    def __init__(self, directory: Path, *options: str, file_size_limit: int = 0) -> None:
         KvreplProcess.started.append(self)
         self.dir = directory
         self.port = free_port()
@@ -65,7 +66,8 @@ class KvreplProcess:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "kvrepl", "--port", str(self.port), "--save", "",
              "--dir", str(directory), "--enable-debug-command", "yes", *options],
-            stdout=self.log, stderr=subprocess.STDOUT, env=env)
+            stdout=self.log, stderr=subprocess.STDOUT, env=env,
+            preexec_fn=_file_size_limit(file_size_limit) if file_size_limit else None)
 
     def wait_ready(self) -> KvreplProcess:
         """Until it answers PING (loaded: no -LOADING), or it exited."""
@@ -103,6 +105,17 @@ class KvreplProcess:
         if not self.log.closed:
             self.log.flush()
         return (self.dir / f"kvrepl-{self.port}.log").read_text()
+
+
+def _file_size_limit(size: int) -> Callable[[], None]:
+    """For a child process: files cannot grow past ``size`` bytes (RLIMIT_FSIZE), so a write
+    beyond fails with a real EFBIG from the kernel (SIGXFSZ ignored, as Python itself
+    ignores it): an honest disk write error, for this process only."""
+    def limit() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (size, size))
+
+    return limit
 
 
 def aof_dir(directory: Path) -> Path:
@@ -648,11 +661,6 @@ def test_debug_loadaof_reloads_the_dataset_from_the_files_as_redis_does(tmp_path
         real.stop()
     ours = KvreplProcess(tmp_path, "--appendonly", "yes").wait_ready()
     client = _debug_loadaof(ours.client(), tmp_path)
-    # The server writes the incremental file at its own offset (no O_APPEND, as Redis):
-    # the injected bytes are overwritten. A rewrite makes the files whole again.
-    client.bgrewriteaof()
-    poll(lambda: client.info("persistence")["aof_rewrite_in_progress"] == 0
-         and client.info("persistence")["aof_rewrites"] == 2, "the second rewrite is done")
     client.shutdown(nosave=True)
     assert ours.exit_status() == 0
     again = KvreplProcess(tmp_path, "--appendonly", "yes").wait_ready()
@@ -719,6 +727,92 @@ def test_a_replica_keeps_its_own_aof_of_what_it_applies(tmp_path):
             assert reloaded.execute_command("DEBUG", "DIGEST") == digest
 
     trio.run(main)
+
+
+@pytest.mark.parametrize("fsync, ignore", [("everysec", "no"), ("everysec", "yes"),
+                                           ("always", "no")])
+def test_a_replica_whose_aof_write_fails_does_as_redis_server(tmp_path, fsync, ignore):
+    """A replica's AOF hits its file size limit (RLIMIT_FSIZE: a real write error; a short
+    write, cut off again). With appendfsync always it exits(1); otherwise
+    aof_last_write_status is err, its clients get -MISCONF (PING included), and the next
+    write from its master panics it, or with replica-ignore-disk-write-errors yes is
+    applied with a warning. A redis-server replica of the same master, under the same
+    limit, is the reference."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.skip("redis-server is not installed")
+    master = RedisServer()
+    limit = 1 << 20
+    options = ("--appendonly", "yes", "--appendfsync", fsync,
+               "--replica-ignore-disk-write-errors", ignore,
+               "--replicaof", "127.0.0.1", str(master.port))
+    (tmp_path / "kvrepl").mkdir()
+    (tmp_path / "redis").mkdir()
+    ours = KvreplProcess(tmp_path / "kvrepl", *options, file_size_limit=limit)
+    theirs_port = free_port()
+    theirs_log = open(tmp_path / "redis" / "redis.log", "w")  # noqa: SIM115
+    theirs = subprocess.Popen(
+        [binary, "--port", str(theirs_port), "--bind", "127.0.0.1", "--save", "",
+         "--dir", str(tmp_path / "redis"), *options], stdout=theirs_log,
+        stderr=subprocess.STDOUT, preexec_fn=_file_size_limit(limit))
+    replicas = {"kvrepl": (ours.process, lambda: (tmp_path / "kvrepl").glob("*.log")),
+                "redis": (theirs, lambda: [tmp_path / "redis" / "redis.log"])}
+    clients = {"kvrepl": redis.Redis(port=ours.port, socket_timeout=10),
+               "redis": redis.Redis(port=theirs_port, socket_timeout=10)}
+
+    def log(name: str) -> str:
+        return "".join(path.read_text() for path in replicas[name][1]())
+
+    def ready(client: redis.Redis) -> bool:
+        try:
+            info = client.info()
+        except (redis.ConnectionError, redis.BusyLoadingError):
+            return False
+        return (info["master_link_status"] == "up" and info["aof_enabled"] == 1
+                and info["aof_rewrite_in_progress"] == 0 and client.get("small") == b"1")
+
+    try:
+        writer = master.client()
+        writer.set("small", "1")
+        for client in clients.values():
+            poll(lambda client=client: ready(client), "the replica synced, its AOF on")
+        # 2 x 400 kB fit under the 1 MB limit, the third does not
+        for i in range(3):
+            writer.set(f"big{i}", "x" * 400_000)
+            if i < 2:
+                for client in clients.values():
+                    poll(lambda client=client, i=i: client.exists(f"big{i}"), "applied")
+        if fsync == "always":
+            for name, (process, _) in replicas.items():
+                assert process.wait(20) == 1, name
+                assert "Can't recover from AOF write error when the AOF fsync policy is " \
+                       "'always'. Exiting..." in log(name)
+            return
+        for name, client in clients.items():
+            poll(lambda client=client: client.info("persistence")["aof_last_write_status"]
+                 == "err", "the AOF write failed")
+            assert "Short write while writing to the AOF file" in log(name)
+            with pytest.raises(redis.ResponseError,
+                               match="^MISCONF Errors writing to the AOF file: "):
+                client.ping()
+        writer.set("after", "1")
+        for name, (process, _) in replicas.items():
+            if ignore == "no":
+                # serverPanic: redis-server dies of a signal after its bug report,
+                # kvrepl-server exits 1
+                status = process.wait(20)
+                assert status == 1 if name == "kvrepl" else status < 0, (name, status)
+                assert "Replica was unable to write command to disk." in log(name)
+            else:
+                poll(lambda name=name: clients[name].get("after") == b"1", "applied anyway")
+                assert "Replica is applying a command even though it is unable to write " \
+                       "to disk." in log(name)
+    finally:
+        if theirs.poll() is None:
+            theirs.kill()
+        theirs.wait(10)
+        theirs_log.close()
+        master.stop()
 
 
 def test_no_appendfsync_on_rewrite_skips_fsync_while_a_snapshot_runs(tmp_path):

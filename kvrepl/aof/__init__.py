@@ -20,6 +20,7 @@ failed rewrite leaves the files as they were.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -59,6 +60,8 @@ if TYPE_CHECKING:
 OFF, ON, WAIT_REWRITE = "off", "on", "wait_rewrite"
 #: Redis postpones a write behind a running everysec fsync for at most this many seconds.
 POSTPONE_SECONDS = 2
+#: AOF_WRITE_LOG_ERROR_RATE: a failing write is logged at most this often.
+WRITE_ERROR_LOG_SECONDS = 30
 #: aofRewriteLimited: after this many failures in a row, automatic rewrites wait 1, 2, 4 ...
 #: minutes (at most an hour); BGREWRITEAOF still runs at once.
 LIMIT_THRESHOLD = 3
@@ -97,6 +100,8 @@ class AppendOnlyFile:
         self.delayed_fsync = 0
         self.write_ok = True
         self.fsync_ok = True
+        self._write_error_logged = -float("inf")
+        self._may_log_write_error = True
         self.cur_timestamp = 0
         self.job: SnapshotJob | None = None  # the running rewrite
         self.rewrite_scheduled = False
@@ -256,12 +261,24 @@ class AppendOnlyFile:
             written = _write_all(self.fd, data)
         except OSError as err:
             written = getattr(err, "written", 0)
-            logger.warning("Error writing to the AOF file: %s", err.strerror or err)
+            self._write_failed(err, written, len(data))
             if policy == "always":
                 # The write happened in memory and cannot be taken back: Redis exits.
                 logger.warning("Can't recover from AOF write error when the AOF fsync "
                                "policy is 'always'. Exiting...")
                 os._exit(1)
+            if written:
+                # A short write: the file is cut back to its last whole command and the
+                # whole buffer is tried again, as Redis does (aof_last_write_errno ENOSPC).
+                try:
+                    os.ftruncate(self.fd, self.last_incr_size)
+                    written = 0
+                except OSError as cut:
+                    if self._may_log_write_error:
+                        logger.warning("Could not remove short write from the append-only "
+                                       "file.  Redis may refuse to load the AOF the next "
+                                       "time it starts.  ftruncate: %s", cut.strerror or cut)
+                err = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
             self.write_ok = False
             self._set_error(err)
             del self.buf[:written]
@@ -277,6 +294,19 @@ class AppendOnlyFile:
         self.last_incr_size += written
         self.buf.clear()
         self._fsync(now)
+
+    def _write_failed(self, err: OSError, written: int, expected: int) -> None:
+        """Log a failed AOF write, at most once every WRITE_ERROR_LOG_SECONDS."""
+        now = time.monotonic()
+        self._may_log_write_error = now - self._write_error_logged > WRITE_ERROR_LOG_SECONDS
+        if not self._may_log_write_error:
+            return
+        self._write_error_logged = now
+        if written:
+            logger.warning("Short write while writing to the AOF file: (nwritten=%d, "
+                           "expected=%d)", written, expected)
+        else:
+            logger.warning("Error writing to the AOF file: %s", err.strerror or err)
 
     def _fsync(self, now: int) -> None:
         if self.config.no_appendfsync_on_rewrite and self._snapshot_running():
@@ -565,7 +595,10 @@ class AppendOnlyFile:
             manifest = self.manifest.copy()
             name = manifest.new_incr(self.filename)
         try:
-            fd = os.open(self.path(name), os.O_WRONLY | os.O_TRUNC | os.O_CREAT, 0o644)
+            # O_APPEND, where Redis 7.0 has none here: after a short write is cut off
+            # (ftruncate), the retry must land at the end, not past it leaving a hole.
+            fd = os.open(self.path(name), os.O_WRONLY | os.O_TRUNC | os.O_CREAT | os.O_APPEND,
+                         0o644)
         except OSError as err:
             logger.warning("Can't open the append-only file %s: %s", name, err.strerror or err)
             return False
