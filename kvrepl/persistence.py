@@ -246,13 +246,15 @@ def save(engine: Engine) -> bool:
 
 def start_job(engine: Engine, *, to_file: bool = True, aux: Any = None,
               setup: Callable[[SnapshotJob], None] | None = None,
-              kind: str = "RDB transfer", writer: Any = None) -> SnapshotJob | None:
+              kind: str = "RDB transfer", writer: Any = None,
+              begin: bool = True) -> SnapshotJob | None:
     """Start the node's one background snapshot job (rdbSaveBackground, and
     rdbSaveToSlavesSockets with ``to_file`` False): a point-in-time RDB that writes
     ``dir/dbfilename`` when ``to_file`` (counted as a save: LASTSAVE, MISCONF ...) and feeds
     whatever readers ``setup(job)`` opens before the snapshot instant. ``aux`` defaults to
     :func:`save_aux`. None when a job is running already, or when the node has no running
-    nursery."""
+    nursery. With ``begin`` False the job holds the node's one slot but its snapshot
+    instant is left to the caller (:func:`run_job`), which prepares something first."""
     st = attach(engine)
     if st.bgsave is not None or st.nursery is None:
         return None
@@ -291,15 +293,28 @@ def start_job(engine: Engine, *, to_file: bool = True, aux: Any = None,
 
     job.on_done.append(done)
     st.bgsave_started = time.time()
+    st.bgsave = st.last_job = job
+    if begin and not run_job(engine, job):
+        return None
+    return job
+
+
+def run_job(engine: Engine, job: SnapshotJob) -> bool:
+    """The snapshot instant of a job :func:`start_job` made with ``begin`` False, and its
+    serialization started. False (the job cancelled) when the node has stopped."""
+    st = attach(engine)
     job.begin()
     try:
+        if st.nursery is None:
+            raise RuntimeError("no nursery")
         st.nursery.start_soon(job.run)
     except RuntimeError:  # the nursery is closed: the node has stopped
         st.nursery = None
+        if st.bgsave is job:
+            st.bgsave = None
         job.cancel()
-        return None
-    st.bgsave = st.last_job = job
-    return job
+        return False
+    return True
 
 
 def bgsave(engine: Engine) -> bool:

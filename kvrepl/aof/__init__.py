@@ -544,7 +544,15 @@ class AppendOnlyFile:
     # -- rewriting -------------------------------------------------------------------------
     def rewrite(self) -> bool:
         """rewriteAppendOnlyFileBackground: a new incremental file from this instant on,
-        and the snapshot of this instant written as the next base."""
+        and the snapshot of this instant written as the next base.
+
+        While the AOF is on, the new incremental file must be in a manifest on disk before
+        the first write goes to it (openNewIncrAofForAppend). Redis writes that manifest
+        (two fsyncs) on its event loop; here, unless ``appendfsync always`` (whose
+        every write fsyncs on the loop anyway), a worker thread creates the file and
+        persists the manifest first, writes going on to the old file meanwhile, and then
+        the switch to the new file and the snapshot instant happen together on the loop.
+        The rewrite counts as in progress from the start."""
         from kvrepl import persistence
 
         st = persistence.attach(self.engine)
@@ -557,35 +565,75 @@ class AppendOnlyFile:
                            err.strerror or err)
             self.lastbgrewrite_ok = False
             return False
-        self.feed.selected_db = -1
-        self.flush(force=True)
-        if not self._open_new_incr():
+        deferred = (self.state == ON and self.config.appendfsync != "always"
+                    and self.nursery is not None)
+        if not deferred and not self._open_new_incr():
             self.lastbgrewrite_ok = False
             return False
-        self.rewrites += 1
         preamble = self.config.aof_use_rdb_preamble
         base_name = self.manifest.copy().new_base(self.filename, rdb=preamble)
         temp = os.path.join(self.config.dir, f"temp-rewriteaof-bg-{os.getpid()}.aof")
         consumer = FileConsumer(self.path(base_name), temp, persistence.autosync_bytes(
             self.config.aof_rewrite_incremental_fsync))
         # Nothing awaited since the new incremental file was opened: the snapshot instant
-        # (start_job's begin) is the instant the old files end.
+        # (start_job's begin, or run_job's) is the instant the old files end.
         job = persistence.start_job(self.engine, to_file=False, aux=self._aux(),
                                     setup=lambda job: job.add_consumer(consumer),
                                     kind="AOF rewrite", writer=None if preamble else
-                                    CommandWriter(self.config.aof_timestamp_enabled))
+                                    CommandWriter(self.config.aof_timestamp_enabled),
+                                    begin=not deferred)
         if job is None:
             self.lastbgrewrite_ok = False
             return False
+        self.rewrites += 1
         self.job = job
         self.rewrite_scheduled = False
         self.rewrite_time_start = int(time.time())
         job.on_done.append(lambda job: self._rewrite_done(job, consumer, base_name))
+        if deferred:
+            assert self.nursery is not None
+            self.nursery.start_soon(self._open_new_incr_then_begin, job)
         logger.info("Background append only file rewriting started")
         return True
 
+    async def _open_new_incr_then_begin(self, job: SnapshotJob) -> None:
+        """The deferred start of :meth:`rewrite`: the new incremental file and its manifest
+        in a worker thread, then (on the loop, in one step) the switch and the snapshot."""
+        from kvrepl import persistence
+
+        manifest = self.manifest.copy()
+        name = manifest.new_incr(self.filename)
+        path, text = self.path(name), manifest.text()
+        dirname, filename = self.dirname, self.filename
+
+        def work() -> int:
+            fd = _open_incr(path)
+            try:
+                _write_manifest(dirname, filename, text)
+            except OSError:
+                os.close(fd)
+                raise
+            return fd
+
+        try:
+            fd = await trio.to_thread.run_sync(work)
+        except OSError as err:
+            logger.warning("Can't open the append-only file %s or persist the AOF manifest: "
+                           "%s", name, err.strerror or err)
+            self.kill_rewrite()
+            self.lastbgrewrite_ok = False
+            self.consecutive_failures += 1
+            return
+        self.manifest = manifest  # on disk now, whatever happened meanwhile
+        if self.state != ON:  # stopped meanwhile: nothing to write to the new file
+            os.close(fd)
+            return
+        self._switch_incr(fd, name)
+        if job.status == PENDING:  # not killed meanwhile
+            persistence.run_job(self.engine, job)
+
     def _open_new_incr(self) -> bool:
-        """openNewIncrAofForAppend (nothing to open while the AOF is off)."""
+        """openNewIncrAofForAppend (nothing to open while the AOF is off), all at once."""
         if self.state == OFF:
             return True
         manifest = None
@@ -595,10 +643,7 @@ class AppendOnlyFile:
             manifest = self.manifest.copy()
             name = manifest.new_incr(self.filename)
         try:
-            # O_APPEND, where Redis 7.0 has none here: after a short write is cut off
-            # (ftruncate), the retry must land at the end, not past it leaving a hole.
-            fd = os.open(self.path(name), os.O_WRONLY | os.O_TRUNC | os.O_CREAT | os.O_APPEND,
-                         0o644)
+            fd = _open_incr(self.path(name))
         except OSError as err:
             logger.warning("Can't open the append-only file %s: %s", name, err.strerror or err)
             return False
@@ -609,6 +654,15 @@ class AppendOnlyFile:
                 logger.warning("Can't persist the AOF manifest: %s", err.strerror or err)
                 os.close(fd)
                 return False
+            self.manifest = manifest
+        self._switch_incr(fd, name)
+        return True
+
+    def _switch_incr(self, fd: int, name: str) -> None:
+        """Writes go to the new incremental file ``fd`` from now on (the old one gets what
+        the buffer holds, then is fsynced and closed in the background)."""
+        self.feed.selected_db = -1
+        self.flush(force=True)
         logger.info("Creating AOF incr file %s on background rewrite", name)
         if self.fd is not None:
             self._background_fsync(self.fd, close=True)
@@ -616,9 +670,6 @@ class AppendOnlyFile:
         self.fd = fd
         self.last_incr_size = self.last_incr_fsync_offset = 0
         self.cur_timestamp = 0  # each incremental file starts with its time annotation
-        if manifest is not None:
-            self.manifest = manifest
-        return True
 
     def _rewrite_done(self, job: SnapshotJob, consumer: FileConsumer, base_name: str) -> None:
         """backgroundRewriteDoneHandler."""
@@ -1021,6 +1072,12 @@ def _write_all(fd: int, data: bytes) -> int:
             err.written = done  # type: ignore[attr-defined]
             raise
     return done
+
+
+def _open_incr(path: str) -> int:
+    """A new incremental file, empty. O_APPEND, where Redis 7.0 has none here: after a
+    short write is cut off (ftruncate), the retry must land at the end, not past it."""
+    return os.open(path, os.O_WRONLY | os.O_TRUNC | os.O_CREAT | os.O_APPEND, 0o644)
 
 
 def _write_manifest(dirname: str, filename: str, text: str) -> None:
