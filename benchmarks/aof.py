@@ -95,6 +95,7 @@ def run(options: Options) -> str:
     n = 20_000 if options.quick else 200_000
     keys = 100_000 if options.quick else 1_000_000
     rates: dict[str, dict[int, float]] = defaultdict(dict)  # name -> round -> ops/s
+    costs: dict[str, dict[int, float]] = defaultdict(dict)  # name -> round -> CPU us / SET
     rewrites: dict[str, list[tuple[float, float]]] = defaultdict(list)
     notes: list[str] = []
     load_before = os.getloadavg()
@@ -111,6 +112,8 @@ def run(options: Options) -> str:
                 running(Server(name.replace(" ", "-"), command, workdir, env=python_env())))
         for round_number in range(options.rounds):
             for name in _interleaved(list(servers), round_number):
+                pid = servers[name].proc.pid  # type: ignore[union-attr]
+                cpu = _cpu_seconds(pid)
                 try:
                     rate = redis_benchmark_rate(tool, servers[name].port, args, timeout=300,
                                                 test="SET")
@@ -118,8 +121,10 @@ def run(options: Options) -> str:
                     notes.append(f"{name}: failed in round {round_number + 1}: {err}")
                     continue
                 rates[name][round_number] = rate
+                costs[name][round_number] = (_cpu_seconds(pid) - cpu) / n * 1e6
                 log(f"[aof] round {round_number + 1}/{options.rounds} {name:16s} "
-                    f"SET -P {PIPELINE}: {rate:>11,.0f}/s")
+                    f"SET -P {PIPELINE}: {rate:>11,.0f}/s, "
+                    f"{costs[name][round_number]:.2f} us of server CPU per SET")
         contenders = [name for name in ("kvrepl everysec", "redis everysec") if name in servers]
         for round_number in range(options.rounds):
             for name in rotated(contenders, round_number):
@@ -132,8 +137,19 @@ def run(options: Options) -> str:
     load_after = os.getloadavg()
     load = (f"Load average (1/5/15 min) {'/'.join(f'{x:.1f}' for x in load_before)} before, "
             f"{'/'.join(f'{x:.1f}' for x in load_after)} after, on {os.cpu_count()} CPUs.")
-    return (_report(rates, n, options, notes, load)
+    return (_report(rates, costs, n, options, notes, load)
             + _rewrite_report(rewrites, keys, options.rounds))
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process ``pid`` so far, all its threads (Linux /proc):
+    what a run cost the server, whatever else the host was doing meanwhile."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 # -- a rewrite, timed ---------------------------------------------------------------------------
@@ -197,8 +213,8 @@ def _shares(rates: dict[str, dict[int, float]], server: str, policy: str) -> lis
     return [runs[r] / base[r] for r in sorted(runs) if r in base and base[r]]
 
 
-def _report(rates: dict[str, dict[int, float]], n: int, options: Options,
-            notes: list[str], load: str) -> str:
+def _report(rates: dict[str, dict[int, float]], costs: dict[str, dict[int, float]], n: int,
+            options: Options, notes: list[str], load: str) -> str:
     headers = ["appendfsync", "kvrepl ops/s", "kvrepl share", "redis ops/s", "redis share",
                "kvrepl share / redis share"]
     rows = []
@@ -214,6 +230,15 @@ def _report(rates: dict[str, dict[int, float]], n: int, options: Options,
         rd = dict(zip(sorted(rates.get(f"redis {policy}", {})), shares["redis"], strict=False))
         cells.append(_spread([ratio(kv[r], rd[r]) for r in kv if r in rd], fmt_ratio))
         rows.append(cells)
+    cost_rows = []
+    for policy in POLICIES:
+        cells = [("AOF off" if policy == "off" else policy)]
+        for server in SERVERS:
+            runs, base = costs.get(f"{server} {policy}", {}), costs.get(f"{server} off", {})
+            cells += [_spread(list(runs.values()), lambda v: f"{v:.2f}"),
+                      _spread([base[r] / runs[r] for r in runs if r in base and runs[r]],
+                              fmt_ratio)]
+        cost_rows.append(cells)
     text = [
         f"## {TITLE}",
         "",
@@ -223,6 +248,14 @@ def _report(rates: dict[str, dict[int, float]], n: int, options: Options,
         "the last column compares the two shares round by round.",
         "",
         markdown_table(headers, rows),
+        "",
+        "The same runs in server CPU time (user + system, all threads, from /proc) per SET: "
+        "what each setting costs the server whatever the rest of the host does (fsync waits "
+        "are not CPU: this understates `always`). Share: CPU per SET with the AOF off / with "
+        "the setting, same round.",
+        "",
+        markdown_table(["appendfsync", "kvrepl CPU us/SET", "kvrepl share", "redis CPU us/SET",
+                        "redis share"], cost_rows),
         "",
         load,
     ]
