@@ -837,6 +837,35 @@ def test_no_appendfsync_on_rewrite_skips_fsync_while_a_snapshot_runs(tmp_path):
     trio.run(main)
 
 
+def test_a_rewrite_prepares_its_incremental_file_off_the_loop_and_loses_nothing(tmp_path):
+    """appendfsync everysec: BGREWRITEAOF answers at once and counts as in progress while a
+    worker thread creates the new incremental file and its manifest; writes meanwhile go
+    to the old file, those after the switch to the new one; a restart has them all."""
+    async def main() -> None:
+        async with kvrepl.Master(appendonly=True, dir=str(tmp_path)) as master:
+            state = aof.attach(master.engine)
+            before = state.manifest.incr[-1].name
+            assert master.execute_command("BGREWRITEAOF") == \
+                b"Background append only file rewriting started"
+            assert "aof_rewrite_in_progress:1" in master.execute_command(
+                "INFO", "persistence").decode()
+            master.set("while-preparing", "1")
+            assert state.manifest.incr[-1].name == before  # not switched yet
+            with trio.fail_after(20):
+                while state.job is not None:
+                    master.set(f"during-{state.job.status}", "1")
+                    await trio.sleep(0.001)
+            master.set("after", "1")
+            keys = sorted(master.execute_command("KEYS", "*"))
+            assert state.manifest.incr[-1].name != before
+            on_disk = parse_manifest((aof_dir(tmp_path) / "appendonly.aof.manifest").read_text())
+            assert on_disk == state.manifest
+        async with kvrepl.Master(appendonly=True, dir=str(tmp_path)) as again:
+            assert sorted(again.execute_command("KEYS", "*")) == keys
+
+    trio.run(main)
+
+
 @pytest.mark.parametrize("incremental", ["yes", "no"])
 def test_incremental_fsync_syncs_saves_and_rewrites_every_4_mb(tmp_path, incremental):
     """rdb-save-incremental-fsync and aof-rewrite-incremental-fsync (both CONFIG SET at

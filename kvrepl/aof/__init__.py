@@ -104,6 +104,7 @@ class AppendOnlyFile:
         self._may_log_write_error = True
         self.cur_timestamp = 0
         self.job: SnapshotJob | None = None  # the running rewrite
+        self._preparing = False  # a rewrite's new incremental file is being created
         self.rewrite_scheduled = False
         self.rewrite_time_start = -1
         self.rewrite_time_last = -1
@@ -556,7 +557,7 @@ class AppendOnlyFile:
         from kvrepl import persistence
 
         st = persistence.attach(self.engine)
-        if st.bgsave is not None or st.nursery is None or self.finishing:
+        if st.bgsave is not None or st.nursery is None or self.finishing or self._preparing:
             return False
         try:
             os.makedirs(self.dirname, exist_ok=True)
@@ -615,6 +616,7 @@ class AppendOnlyFile:
                 raise
             return fd
 
+        self._preparing = True  # a killed job's successor must not take the same name
         try:
             fd = await trio.to_thread.run_sync(work)
         except OSError as err:
@@ -624,6 +626,8 @@ class AppendOnlyFile:
             self.lastbgrewrite_ok = False
             self.consecutive_failures += 1
             return
+        finally:
+            self._preparing = False
         self.manifest = manifest  # on disk now, whatever happened meanwhile
         if self.state != ON:  # stopped meanwhile: nothing to write to the new file
             os.close(fd)
