@@ -14,7 +14,10 @@ sends replies, as Redis's beforeSleep does before handleClientsWithPendingWrites
 (``aof_delayed_fsync``). A rewrite (BGREWRITEAOF, automatic, CONFIG SET appendonly yes)
 opens a new incremental file at the snapshot instant, writes the new base through the
 snapshot producer, then switches the manifest atomically (temp file, fsync, rename); a
-failed rewrite leaves the files as they were.
+failed rewrite leaves the files as they were. The manifest writes of a rewrite and the
+removal of the files it replaced run in worker threads (see :meth:`AppendOnlyFile.rewrite`
+and :meth:`AppendOnlyFile._finish_in_background`), so the event loop never waits on a disk.
+DEBUG LOADAOF is :func:`debug_loadaof`.
 """
 
 from __future__ import annotations
