@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench soak redis fuzz clean
+.PHONY: demo test lint bench soak redis fuzz docs clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -26,14 +26,18 @@ lint: $(STAMP)
 test: $(STAMP) redis lint
 	$(PY) -m pytest -q -p no:cacheprovider
 
-# 100,000 cases a fuzz target (a fresh seed each run: it is printed, SEED=n replays it) and
-# the full fault matrix on the replication link. A few minutes.
+# 100,000 cases a fuzz target (a fresh seed each run: it is printed, SEED=n replays it), the
+# full fault matrix on the replication link, and DIFF_EXAMPLES random command sequences
+# against redis-server (hypothesis, not derandomized). A few minutes.
 FUZZ_CASES ?= 100000
+DIFF_EXAMPLES ?= 2000
 SEED := $(or $(SEED),$(shell date +%s))
 fuzz: $(STAMP) redis
 	@echo "fuzz seed $(SEED) (make fuzz SEED=$(SEED) replays it)"
 	KVREPL_FUZZ_CASES=$(FUZZ_CASES) KVREPL_FUZZ_SEED=$(SEED) KVREPL_FAULTS=full \
-		$(PY) -m pytest -q -s -p no:cacheprovider tests/test_fuzz.py tests/test_faultproxy.py
+		KVREPL_DIFF_EXAMPLES=$(DIFF_EXAMPLES) \
+		$(PY) -m pytest -q -s -p no:cacheprovider tests/test_fuzz.py tests/test_faultproxy.py \
+		tests/test_differential_random.py
 
 bench: $(STAMP) redis
 	$(PY) benchmarks/run.py
@@ -41,6 +45,10 @@ bench: $(STAMP) redis
 # Minutes of mixed load and random replication faults; SOAK_SECONDS changes the duration.
 soak: $(STAMP) redis
 	$(PY) benchmarks/soak.py
+
+# The API reference, docs/api.md, from the docstrings (tests/test_api_docs.py checks it).
+docs: $(STAMP)
+	$(PY) tools/gen_api_docs.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis

@@ -123,6 +123,18 @@ async def _run(options: Options) -> str:
 
                 makers["fakeredis"] = (fake, slow)
             makers["node.set/get"] = (direct, fast)
+
+            class Floor(redis.Redis):
+                """redis-py's own code per call: its methods, no connection behind."""
+
+                def execute_command(self, *args: object, **options: object) -> object:
+                    return VALUE
+
+            @contextlib.contextmanager
+            def floor() -> Iterator[Store]:
+                yield Floor()
+
+            makers["redis-py floor"] = (floor, fast)
             results = _measure(makers, options, notes)
     return _report(results, makers, options, notes)
 
@@ -157,16 +169,18 @@ def _measure(makers: dict[str, tuple[Maker, int]], options: Options,
 def _report(results: dict[tuple[str, str], list[float]], makers: dict[str, tuple[Maker, int]],
             options: Options, notes: list[str]) -> str:
     headers = ["test", "node.redis() ops/s", "redis-py TCP ops/s", "fakeredis ops/s",
-               "node.set/get ops/s", "vs TCP", "goal", "vs fakeredis", "goal"]
+               "node.set/get ops/s", "redis-py floor ops/s", "vs TCP", "goal", "vs fakeredis",
+               "goal", "floor vs fakeredis"]
     rows = []
     for test in ("SET", "GET"):
-        ours, tcp, fake, direct = (median(results.get((test, name), [])) for name in
-                                   ("node.redis()", "redis-py TCP", "fakeredis",
-                                    "node.set/get"))
+        ours, tcp, fake, direct, floor = (
+            median(results.get((test, name), [])) for name in
+            ("node.redis()", "redis-py TCP", "fakeredis", "node.set/get", "redis-py floor"))
         rows.append([test, fmt_rate(ours), fmt_rate(tcp), fmt_rate(fake), fmt_rate(direct),
-                     fmt_ratio(ratio(ours, tcp)), goal_cell(ratio(ours, tcp), GOAL_VS_TCP),
-                     fmt_ratio(ratio(ours, fake)),
-                     goal_cell(ratio(ours, fake), GOAL_VS_FAKEREDIS)])
+                     fmt_rate(floor), fmt_ratio(ratio(ours, tcp)),
+                     goal_cell(ratio(ours, tcp), GOAL_VS_TCP), fmt_ratio(ratio(ours, fake)),
+                     goal_cell(ratio(ours, fake), GOAL_VS_FAKEREDIS),
+                     fmt_ratio(ratio(floor, fake))])
     counts = ", ".join(f"{name} {count:,}" for name, (_, count) in makers.items())
     text = [
         f"## {TITLE}",
@@ -177,7 +191,10 @@ def _report(results: dict[tuple[str, str], list[float]], makers: dict[str, tuple
         markdown_table(headers, rows),
         "",
         f"N: {counts} keys; value {VALUE!r}. redis-py TCP is a plain `redis.Redis` on "
-        "127.0.0.1 (one round trip a call); fakeredis is `FakeRedis()`.",
+        "127.0.0.1 (one round trip a call); fakeredis is `FakeRedis()`. redis-py floor "
+        "is a `redis.Redis` whose `execute_command` returns at once: redis-py's own cost "
+        "per call, the ceiling of any client built on it (its ratio to fakeredis is the "
+        "best `node.redis()` could reach).",
     ]
     if notes:
         text += ["", "Notes:", *(f"- {note}" for note in sorted(set(notes)))]

@@ -32,6 +32,7 @@ BENCHMARKS: dict[str, str] = {
     "tcp": "benchmarks.tcp",
     "inprocess": "benchmarks.inprocess",
     "embedded": "benchmarks.embedded",
+    "embedded_reads": "benchmarks.embedded_reads",
     "replication": "benchmarks.replication",
     "rdb": "benchmarks.rdb",
     "geo": "benchmarks.geo",

@@ -13,5 +13,13 @@ from kvrepl.errors import (  # noqa: E402
 )
 from kvrepl.node import Change, ChangesOverflow, Master, Node, Replica  # noqa: E402
 
+
+def in_asyncio(*nodes: Node) -> object:
+    """Run kvrepl nodes inside an asyncio program: see :func:`kvrepl.aio.in_asyncio`."""
+    from kvrepl.aio import in_asyncio as run
+
+    return run(*nodes)
+
+
 __all__ = ["Change", "ChangesOverflow", "Config", "DataError", "KvreplError", "Master", "Node", "Replica",
-           "ReplicaPanic", "ReplyError", "WriteSkipped", "WrongTypeError", "__version__"]
+           "ReplicaPanic", "ReplyError", "WriteSkipped", "WrongTypeError", "__version__", "in_asyncio"]

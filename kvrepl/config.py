@@ -427,6 +427,7 @@ class Config:
 
     @staticmethod
     def option(name: str) -> Option | None:
+        """The option called ``name`` (redis.conf name or alias), or None."""
         return _BY_NAME.get(name.lower())
 
     def set(self, name: str, text: str, *, startup: bool = False) -> None:
@@ -441,6 +442,7 @@ class Config:
             listener(option.name)
 
     def get(self, name: str) -> str:
+        """Option ``name``'s value in its redis.conf text form (CONFIG GET's)."""
         option = _BY_NAME[name.lower()]
         return option.format(getattr(self, option.attr))
 

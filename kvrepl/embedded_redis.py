@@ -15,10 +15,13 @@ is refused with an error. Reading with nothing pending (``pubsub.listen()`` with
 message queued) raises redis-py's ``TimeoutError`` for the same reason; use
 ``get_message()``.
 
-Use it from the trio thread that runs the node (the engine is not thread-safe). There is
-no ``redis.asyncio`` counterpart: redis-py's asyncio client needs an asyncio event loop,
-and the node lives in trio's; the sync client is the one that fits, since nothing it calls
-needs to wait.
+Use it from the trio thread that runs the node (the engine is not thread-safe). An
+asyncio program gets ``redis.asyncio`` instead: ``node.aredis()`` with the node run by
+:func:`kvrepl.in_asyncio` (see :mod:`kvrepl.aio`).
+
+GET and a plain SET skip the command machinery and RESP altogether: the connection's own
+direct GET (:mod:`kvrepl.direct_reads`) and the engine's plain lane, which record what the
+general path records; their replies are the values redis-py's parser would have made.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from redis.connection import AbstractConnection
 from redis.exceptions import ResponseError
 
 from kvrepl.commands.core import Session
+from kvrepl.direct_reads import direct_get
 from kvrepl.node import AWAITED_REPLIES, settle
 from kvrepl.protocol.parser import NEED_DATA, RequestParser
 from kvrepl.protocol.replies import encode
@@ -52,6 +56,8 @@ class _Link:
         self.session: Session = node.engine.new_session()
         self.pending = bytearray()
         self.closed = False  # the session ended (QUIT): the next command gets a new one
+        # GET without the general dispatch; GENERAL when it must go the usual way.
+        self.get = direct_get(node, _general, self.session)
 
     def take_pushes(self) -> None:
         """Move what other clients pushed to this session (pub/sub messages, MONITOR
@@ -85,6 +91,13 @@ class _Link:
         self.node.engine.close_session(self.session)
 
 
+def _general(name: object) -> object:
+    return GENERAL
+
+
+GENERAL = object()  # what the direct GET answers when the general path must run it
+
+
 class _Commands(list):
     """``pack_commands``' result: the commands' argument lists, not RESP bytes."""
 
@@ -99,7 +112,23 @@ class InProcessConnection(AbstractConnection):
         self.host = _HOST
         self.port = node.port or 0
 
+    @property
+    def decoding(self) -> bool:
+        """Replies are decoded to str (``decode_responses=True``)."""
+        return self.encoder.decode_responses
+
+    @property
+    def ok(self) -> bytes | str:
+        """A +OK reply as the parser hands it over."""
+        return "OK" if self.encoder.decode_responses else b"OK"
+
+    def key(self, value: object) -> bytes:
+        """An argument as redis-py's encoder makes it (DataError for None, a bool...)."""
+        value = self.encoder.encode(value)
+        return value if type(value) is bytes else bytes(value)
+
     def repr_pieces(self) -> list[tuple[str, object]]:
+        """What ``repr()`` shows: the node's kind and the db."""
         return [("node", type(self.node).__name__), ("db", self.db)]
 
     def _connect(self) -> _Link:
@@ -235,14 +264,37 @@ class InProcessRedis(redis.Redis):
     _direct: InProcessConnection | None = None
 
     def execute_command(self, *args: Any, **options: Any) -> Any:
+        """redis-py's ``execute_command`` on this client's own connection."""
         conn = self._direct
         if conn is None or conn._sock is None:
             if self.connection is not None:  # single_connection_client: redis-py's way
                 return super().execute_command(*args, **options)
             conn = self._direct = self.connection_pool.make_connection()
             conn.connect()
+        link = conn._sock
+        if not options or options.keys() <= _PLAIN_OPTIONS:
+            # GET and plain SET without the command machinery or RESP: the replies
+            # redis-py's parser would have made from the same bytes.
+            size = len(args)
+            if size == 2 and args[0] == "GET" and not link.pending and not link.closed:
+                name = args[1]
+                value = link.get(name if type(name) is bytes else conn.key(name))
+                if value is not GENERAL:
+                    if value is not None and conn.decoding:
+                        value = conn.encoder.decode(value)
+                    callback = self.response_callbacks.get("GET")
+                    return value if callback is None else callback(value)
+            elif size == 3 and args[0] == "SET" and not link.pending and not link.closed:
+                name, value = args[1], args[2]
+                argv = [b"SET", name if type(name) is bytes else conn.key(name),
+                        value if type(value) is bytes else conn.key(value)]
+                if link.node.engine.plain_lane.set(link.session, argv):
+                    link.node._durable()  # appendfsync always: on disk before the reply
+                    callback = self.response_callbacks.get("SET")
+                    ok = conn.ok
+                    return ok if callback is None else callback(ok)
         conn.send_command(*args)
-        session = conn._sock.session
+        session = link.session
         if (options and not options.keys() <= _PLAIN_OPTIONS) or session.channels \
                 or session.patterns or session.monitor:
             # Undecoded replies, empty-response defaults, pushes: redis-py's own reading.
@@ -260,6 +312,7 @@ class InProcessRedis(redis.Redis):
         return callback(response, **options)
 
     def close(self) -> None:
+        """Close the client's own connection and its pool, as redis-py's ``close``."""
         direct, self._direct = self._direct, None
         if direct is not None:
             direct.disconnect()
@@ -288,6 +341,7 @@ class AsyncPubSub(redis.client.PubSub):
         self.close()
 
     def node_stopped(self) -> None:
+        """End every ``async for`` over this pubsub (the node stopped)."""
         self._closed = True
         if self._wakeup is not None:
             self._wakeup.set()

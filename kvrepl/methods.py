@@ -229,24 +229,11 @@ class DataMethods:
         """PING: True."""
         return self._run([b"PING"]) == b"PONG"
 
-    # Strings, with the fast paths: GET reads the keyspace directly, a plain SET goes
-    # through the engine's plain lane.
+    # Strings. GET has a direct path (kvrepl.direct_reads, installed by Node): this is the
+    # general one it falls back to; a plain SET goes through the engine's plain lane.
     def get(self, name: Arg) -> bytes | None:
         """GET: the value, or None."""
-        key = name if type(name) is bytes else _arg(name)
-        if self.engine.lane_observed:  # a keymiss event to fire, a key to track: GET itself
-            return self.execute_command("GET", key)
-        value = self._session.db.lookup(key)
-        if value is None:
-            self.engine.keyspace.misses += 1
-            return None
-        if type(value) is bytes:
-            self.engine.keyspace.hits += 1
-            return value
-        if type(value) is bytearray:  # changed in place: the caller gets its own bytes
-            self.engine.keyspace.hits += 1
-            return bytes(value)
-        return self.execute_command("GET", key)  # raises WRONGTYPE like Redis
+        return self.execute_command("GET", name)  # type: ignore[return-value]
 
     def set(self, name: Arg, value: Arg, ex: Expiry | None = None, px: Expiry | None = None,
             nx: bool = False, xx: bool = False, keepttl: bool = False, get: bool = False,

@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import math
 import os
+import socket
 import weakref
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
@@ -27,6 +28,7 @@ from kvrepl.acl import SUPERUSER
 from kvrepl.commands.core import Block, Engine, Session
 from kvrepl.commands.replication import StartReplication, WaitReplicas
 from kvrepl.config import Config, ConfigError, _check_directory
+from kvrepl.direct_reads import direct_get
 from kvrepl.errors import ReplicaPanic, ReplyError, WriteSkipped
 from kvrepl.methods import Arg, DataMethods, _arg
 from kvrepl.protocol.replies import NULL_ARRAY, OK, Status
@@ -39,6 +41,7 @@ from kvrepl.server.server import set_keepalive
 
 if TYPE_CHECKING:
     import redis
+    import redis.asyncio
 
 def _python(reply: object) -> object:
     """A reply value as redis-py would hand it over (errors raised)."""
@@ -127,9 +130,9 @@ class Change(tuple):
     def __new__(cls, db: int, command: bytes, args: tuple[bytes, ...]) -> Change:
         return tuple.__new__(cls, (db, command, args))
 
-    db = property(lambda self: self[0])
-    command = property(lambda self: self[1])
-    args = property(lambda self: self[2])
+    db = property(lambda self: self[0], doc="The database index the write applies to.")
+    command = property(lambda self: self[1], doc="The command name, as propagated (bytes).")
+    args = property(lambda self: self[2], doc="The command's arguments (bytes).")
 
 
 class ChangesOverflow(Exception):
@@ -225,6 +228,12 @@ class Node(DataMethods):
     block ends if it has save points (redis-server's three by default; ``save=""`` for
     none). Other embedded nodes have no save points and touch no file.
 
+    ``users`` are ACL users for the node's network clients (and ``node.redis()``
+    connections, which log in as clients do): redis.conf ``user`` lines
+    (``["alice on >secret ~app:* +@all", "default off"]``, the leading ``user`` optional)
+    or a mapping of name to rules (``{"alice": "on >secret ~app:* +@read"}``, the rules a
+    string or a list of rules). The data methods keep every right whatever the users.
+
     Embedded nodes do not wait ``repl-diskless-sync-delay`` for more replicas before a full
     sync (pass ``repl_diskless_sync_delay=5`` for Redis's behaviour); a node built from a
     file or a ``Config`` keeps what it says.
@@ -232,7 +241,8 @@ class Node(DataMethods):
 
     def __init__(self, config_file: str | os.PathLike[str] | None = None, *,
                  port: int | None = None, config: Config | None = None,
-                 persist: bool | None = None, **options: object) -> None:
+                 persist: bool | None = None, users: Users | None = None,
+                 **options: object) -> None:
         if config is not None and (config_file is not None or options):
             raise TypeError("pass either config= or a config file and/or options, not both")
         told = config_file is not None or "dir" in options or "dbfilename" in options
@@ -249,6 +259,8 @@ class Node(DataMethods):
         self.config = config
         if port is not None:
             self.config.port = port
+        if users is not None:
+            _add_users(config, users)
         if told or persist:
             try:  # redis-server exits at startup when it cannot chdir there
                 _check_directory(config.dir)
@@ -275,12 +287,16 @@ class Node(DataMethods):
         self._session.user = SUPERUSER  # the embedding application keeps every right
         self._session.authenticated = True
         self._nursery: trio.Nursery | None = None
+        self._token: trio.lowlevel.TrioToken | None = None  # to be reached from asyncio
         self._nursery_manager: object | None = None
         self._change_streams: list[ChangeStream] = []
         self._pubsubs: weakref.WeakSet = weakref.WeakSet()  # their iterations end with us
         # Set when the node stopped as redis-server panics (see ReplicaPanic); leaving
         # ``async with`` raises it.
         self.failure: ReplicaPanic | None = None
+        # GET without the general dispatch (an instance attribute: no method binding).
+        self.get = direct_get(self, DataMethods.get.__get__(self))
+        self.get.__doc__ = DataMethods.get.__doc__
 
     @property
     def skipped_writes(self) -> list[WriteSkipped]:
@@ -314,7 +330,7 @@ class Node(DataMethods):
     async def _wait_offset(self, offset: int, count: int, timeout: float | None) -> int:
         replication = self.replication
         if replication.replicas_acked(offset) < count:
-            replication.feed_raw(replication.getack_bytes)
+            replication.request_acks()
             with trio.move_on_after(math.inf if timeout is None else timeout):
                 while replication.replicas_acked(offset) < count:
                     await replication.acked.wait()
@@ -509,6 +525,7 @@ class Node(DataMethods):
             self._nursery.cancel_scope.cancel()
 
     async def _start(self, nursery: trio.Nursery) -> None:
+        self._token = trio.lowlevel.current_trio_token()
         self.replication.nursery = nursery
         persistence.attach(self.engine, nursery)  # where BGSAVE jobs run
         loaded = trio.Event()
@@ -553,6 +570,29 @@ class Node(DataMethods):
         from kvrepl.embedded_redis import client
 
         return client(self, **kwargs)
+
+    def aredis(self, **kwargs: object) -> redis.asyncio.Redis:
+        """A real ``redis.asyncio.Redis`` for an asyncio program running this node (see
+        :func:`kvrepl.aio.in_asyncio`): each connection is a client of the node over a
+        socket pair (no port), so blocking commands, pub/sub and WAIT really wait.
+        ``kwargs`` are redis-py's."""
+        from kvrepl.aio import client
+
+        return client(self, **kwargs)
+
+    def serve_socket(self, sock: socket.socket) -> None:
+        """Serve a client on ``sock`` (one end of a connected pair) as the TCP server
+        serves its clients; callable from any thread while the node runs."""
+        token, nursery = self._token, self._nursery
+        if token is None or nursery is None:
+            raise OSError("the node is not running (start it with async with, or "
+                          "kvrepl.in_asyncio() from asyncio)")
+
+        def adopt() -> None:
+            stream = trio.SocketStream(trio.socket.from_stdlib_socket(sock))
+            nursery.start_soon(self.server.handle_stream, stream)
+
+        token.run_sync_soon(adopt)
 
     def execute_command(self, *args: Arg) -> object:
         """Run any command, e.g. ``node.execute_command("ZADD", "z", 1, "a")``, on the
@@ -605,7 +645,10 @@ class Replica(Node):
     """A read-only copy of a master. ``follow`` is a node in the same program (no socket),
     or a master over TCP, including a real Redis: ``("host", 6379)``, ``"host:6379"``, or
     ``"redis://user:password@host:6379"`` (the credentials become ``masteruser`` /
-    ``masterauth``). Other arguments are :class:`Node`'s.
+    ``masterauth``); ``"rediss://..."`` follows over TLS as ``tls-replication yes`` does:
+    pass ``tls_ca_cert_file`` (or ``tls_ca_cert_dir``) to verify the master, and
+    ``tls_cert_file``/``tls_key_file`` when it asks clients for a certificate. Other
+    arguments are :class:`Node`'s.
 
     Reads (``replica.get(...)``) are plain calls on the local copy.
     """
@@ -614,12 +657,20 @@ class Replica(Node):
                  follow: Node | tuple[str, int] | str, port: int | None = None,
                  config: Config | None = None, persist: bool | None = None,
                  **options: object) -> None:
-        master, user, password = _master_address(follow)
+        master, user, password, use_tls = _master_address(follow)
         super().__init__(config_file, port=port, config=config, persist=persist, **options)
         if user is not None:
             self.config.masteruser = user
         if password is not None:
             self.config.masterauth = password
+        if use_tls:
+            # As tls-replication yes: the CA (tls_ca_cert_file or tls_ca_cert_dir) and,
+            # for a master with tls-auth-clients, tls_cert_file/tls_key_file; checked now.
+            self.config.tls_replication = True
+            try:
+                tls.client_context(self.config)
+            except tls.TlsError as err:
+                raise ConfigError(f"follow={follow!r}: {err}") from None
         self.master = master
 
     async def _start(self, nursery: trio.Nursery) -> None:
@@ -640,12 +691,40 @@ class Replica(Node):
             await follower.wait_offset(follower.source.replication.master_repl_offset)
 
 
-def _master_address(follow: object) -> tuple[Node | tuple[str, int], str | None, str | None]:
-    """``Replica(follow=...)``'s forms as (node or (host, port), user, password)."""
+Users = Iterable[str] | Mapping[str, str | Iterable[str]]
+
+
+def _add_users(config: Config, users: Users) -> None:
+    """``users=`` as the config file's ``user`` lines (the engine makes them at start)."""
+    from kvrepl.acl import split_args
+
+    if isinstance(users, str):
+        raise TypeError("users= takes a list of user lines or a mapping, not one string")
+    lines: list[list[bytes]] = []
+    if isinstance(users, Mapping):
+        for name, rules in users.items():
+            words = split_args(rules.encode()) if isinstance(rules, str) else \
+                [rule.encode() for rule in rules]
+            lines.append([name.encode(), *words])
+    else:
+        for line in users:
+            words = split_args(line.encode())
+            lines.append(words[1:] if words[:1] == [b"user"] else words)
+    for words in lines:
+        if not words:
+            raise ConfigError("users=: an empty user line")
+        if any(words[0] == seen[0] for seen in config.user_lines):
+            raise ConfigError(f"users=: user '{words[0].decode()}' is defined twice")
+        config.user_lines.append(words)
+
+
+def _master_address(follow: object
+                    ) -> tuple[Node | tuple[str, int], str | None, str | None, bool]:
+    """``Replica(follow=...)``'s forms as (node or (host, port), user, password, TLS)."""
     if isinstance(follow, Node):
-        return follow, None, None
+        return follow, None, None, False
     if isinstance(follow, (tuple, list)) and len(follow) == 2:
-        return (str(follow[0]), int(follow[1])), None, None
+        return (str(follow[0]), int(follow[1])), None, None, False
     if not isinstance(follow, str):
         raise TypeError("follow= takes a node, (host, port), 'host:port' or a redis:// URL, "
                         f"not {type(follow).__name__}")
@@ -653,17 +732,15 @@ def _master_address(follow: object) -> tuple[Node | tuple[str, int], str | None,
         host, colon, port = follow.rpartition(":")
         if not colon or not host or not port.isdigit():
             raise ValueError(f"follow={follow!r}: expected 'host:port'")
-        return (host.strip("[]"), int(port)), None, None
+        return (host.strip("[]"), int(port)), None, None, False
     url = urlsplit(follow)
-    if url.scheme == "rediss":
-        raise ValueError("rediss:// needs TLS, which kvrepl's replication link does not "
-                         "have yet")
-    if url.scheme != "redis" or not url.hostname:
-        raise ValueError(f"follow={follow!r}: expected redis://[user:password@]host[:port]")
+    if url.scheme not in ("redis", "rediss") or not url.hostname:
+        raise ValueError(f"follow={follow!r}: expected redis://[user:password@]host[:port] "
+                         "or rediss://...")
     if url.path not in ("", "/", "/0") or url.query:
         # A replica copies every database: a db number or options would be ignored.
         raise ValueError(f"follow={follow!r}: a replica follows the whole master; the URL "
                          "takes no database or options")
     user = unquote(url.username) if url.username else None
     password = unquote(url.password) if url.password is not None else None
-    return (url.hostname, url.port or 6379), user, password
+    return (url.hostname, url.port or 6379), user, password, url.scheme == "rediss"

@@ -427,6 +427,12 @@ def is_replica(engine: Engine) -> bool:
     return engine.config.replicaof is not None or engine.read_only_role()
 
 
+def deep_checks(engine: Engine) -> bool:
+    """RDB loads check encoded blobs deeply only under ``sanitize-dump-payload yes`` (a
+    load is trusted under ``clients``, as in Redis)."""
+    return engine.config.sanitize_dump_payload == "yes"
+
+
 def _drop_expired(engine: Engine) -> bool:
     # rdbLoadRio: only a master drops keys whose time has passed (iAmMaster()).
     return not is_replica(engine)
@@ -497,7 +503,7 @@ def load_file(engine: Engine, path: str | None = None, *, merge: bool | None = N
     with open(path, "rb") as source:
         loader = StagedLoad(len(keyspace.dbs), drop_expired=_drop_expired(engine),
                             now_ms=keyspace.now_ms(),
-                            verify_checksum=engine.config.rdbchecksum)
+                            verify_checksum=engine.config.rdbchecksum, deep=deep_checks(engine))
         usec = engine.config.key_load_delay
         seen = 0
         while chunk := source.read(LOAD_READ):
@@ -584,7 +590,7 @@ async def load_rdb_source(engine: Engine, source: Any) -> LoadResult:
     st = attach(engine)
     loader = StagedLoad(len(engine.keyspace.dbs), drop_expired=_drop_expired(engine),
                         now_ms=int(time.time() * 1000),
-                        verify_checksum=engine.config.rdbchecksum)
+                        verify_checksum=engine.config.rdbchecksum, deep=deep_checks(engine))
     seen = 0
     # loading-process-events-interval-bytes: how much is parsed between two turns of
     # serving clients (processEventsWhileBlocked), read live as Redis does.

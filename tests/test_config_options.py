@@ -683,7 +683,7 @@ BEHAVIOUR = {
     "loading-process-events-interval-bytes": "test_test_hooks::"
                                              "test_loading_yields_every_interval_bytes_and_sleeps_per_key",
     "sanitize-dump-payload":
-        "test_dump_restore::test_sanitize_dump_payload_counts_deep_checks_as_redis",
+        "test_dump_restore::test_sanitize_dump_payload_no_skips_layout_checks_as_redis",
     "shutdown-timeout":
         "test_replication_commands::test_shutdown_gives_up_on_a_replica_after_shutdown_timeout",
 }

@@ -247,3 +247,57 @@ def test_sanitize_dump_payload_counts_deep_checks_as_redis(r: redis.Redis,
     finally:
         for client in (r, real):
             client.config_set("sanitize-dump-payload", "no")
+
+
+def test_sanitize_dump_payload_no_skips_layout_checks_as_redis(r: redis.Redis,
+                                                               real: redis.Redis) -> None:
+    """``sanitize-dump-payload no`` (and ``clients`` for the master's stream) skips the deep
+    checks that only guard the encoded layout Redis keeps in memory: a listpack with a
+    wrong backlen, an intset out of order, restore on both servers (kvrepl holds the
+    elements a forward read gives; redis-server may crash later reading them), and are
+    refused by both under ``yes``. kvrepl decodes every element into its
+    own structures, so it never trusts what it cannot read: a blob it could only hold by
+    dropping an element (a field twice, an intset member twice) is refused even under
+    ``no``, where Redis would keep the duplicate."""
+    real.hset("hash", mapping={"f": "v", "g": "w"})
+    real.sadd("intset", 1, 2)
+    hash_payload, intset_payload = real.dump("hash"), real.dump("intset")
+    # Hash listpack (type 16): type, 1-byte length, blob (6-byte header, "f" at 6-7, its
+    # backlen at 8). Intset (type 11): type, length, blob (8-byte header, two int16).
+    assert hash_payload[0] == 16 and hash_payload[8:11] == b"\x81f\x02"
+    bad_backlen = seal(hash_payload[:10] + b"\x03" + hash_payload[11:-10])
+    assert intset_payload[0] == 11 and intset_payload[10:14] == b"\x01\x00\x02\x00"
+    unsorted = seal(intset_payload[:10] + b"\x02\x00\x01\x00" + intset_payload[14:-10])
+    twice = seal(intset_payload[:10] + b"\x01\x00\x01\x00" + intset_payload[14:-10])
+    same_field = seal(hash_payload[:14] + b"f" + hash_payload[15:-10])  # "g" becomes "f"
+    try:
+        for mode in ("yes", "clients", "no"):
+            for client in (r, real):
+                client.config_set("sanitize-dump-payload", mode)
+                client.delete("h", "s")
+            outcomes = []
+            for client in (r, real):
+                got = []
+                for key, payload in (("h", bad_backlen), ("s", unsorted)):
+                    try:
+                        got.append(client.restore(key, 0, payload))
+                    except redis.ResponseError as err:
+                        got.append(str(err))
+                got += [sorted(client.smembers("s")), client.scard("s")]
+                outcomes.append(got)
+            # redis-server trusted the listpack and would crash reading it (an assertion in
+            # lpNext): it is only deleted there. kvrepl holds what a forward read gives.
+            real.delete("h")
+            assert outcomes[0] == outcomes[1], mode
+            if mode == "no":
+                assert outcomes[0] == [b"OK", b"OK", [b"1", b"2"], 2]
+                assert r.hgetall("h") == {b"f": b"v", b"g": b"w"}
+            else:  # a client's RESTORE is checked deeply under clients too
+                assert outcomes[0][:2] == ["Bad data format"] * 2
+            # What kvrepl cannot hold as it is, it refuses in every mode.
+            for payload in (twice, same_field):
+                with pytest.raises(redis.ResponseError, match="^Bad data format$"):
+                    r.restore("dup", 0, payload)
+    finally:
+        for client in (r, real):
+            client.config_set("sanitize-dump-payload", "no")

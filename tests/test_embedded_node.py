@@ -162,7 +162,7 @@ async def test_every_follow_form_connects(master_with_password: RedisServer) -> 
                 assert replica.get("k") == b"from kvrepl", follow
 
 
-@pytest.mark.parametrize("follow", ["rediss://h:6379", "h", "h:port", "http://h:1",
+@pytest.mark.parametrize("follow", ["rediss://h:6379", "rediss://h:1/2", "h", "h:port", "http://h:1",
                                     "redis://h:1/3", 6379])
 def test_bad_follow_forms_say_why(follow: object) -> None:
     with pytest.raises((ValueError, TypeError)):

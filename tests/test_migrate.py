@@ -7,7 +7,7 @@ import pytest
 import redis
 
 from kvrepl.config import Config
-from tests.support import RedisServer, ThreadedServer, free_port, poll
+from tests.support import RedisServer, ThreadedServer, free_port, plain, poll, raw_replies
 
 
 @pytest.fixture
@@ -123,3 +123,53 @@ def test_migrate_reuses_its_connection_and_propagates_del(kvrepl_source):
     finally:
         replica.stop()
         target_node.stop()
+
+
+def test_migrate_inside_multi_and_scripts_as_redis_server_does(kvrepl_source, redis_source,
+                                                               target):
+    """Redis runs MIGRATE inside EXEC (and from a script) synchronously, blocking the server:
+    the transaction stays atomic, the moved keys are deleted inside it and propagated as DEL
+    in the same MULTI/EXEC. kvrepl does the same, on the same cached connection."""
+    replica = RedisServer()
+    try:
+        ours, theirs = (raw_replies(server.client()) for server in (kvrepl_source, redis_source))
+        replica.client().execute_command("REPLICAOF", "127.0.0.1", kvrepl_source.port)
+        poll(lambda: replica.client().info("replication")["master_link_status"] == "up",
+             "the redis-server replica linked")
+        dest = target.client(password="secret")
+        host, port = "127.0.0.1", target.port
+        results = []
+        for prefix, client in (("k", ours), ("r", theirs)):
+            pipe = client.pipeline(transaction=True)
+            pipe.set(f"{prefix}:a", "1")
+            pipe.rpush(f"{prefix}:b", "x", "y")
+            pipe.execute_command("MIGRATE", host, port, "", 0, 1000, "AUTH", "secret", "KEYS",
+                                 f"{prefix}:a", f"{prefix}:b")
+            pipe.exists(f"{prefix}:a", f"{prefix}:b")
+            pipe.execute_command("MIGRATE", host, port, f"{prefix}:a", 0, 1000, "AUTH",
+                                 "secret")
+            pipe.set(f"{prefix}:c", "3")
+            # No AUTH needed: the cached connection is authenticated already. COPY keeps it.
+            pipe.execute_command("MIGRATE", host, port, f"{prefix}:c", 0, 1000, "COPY")
+            results.append(plain(pipe.execute(raise_on_error=False)))
+            # From a script: one key moved, the reply is MIGRATE's.
+            client.set(f"{prefix}:s", "v")
+            results.append(client.eval(
+                "return redis.call('MIGRATE', ARGV[1], ARGV[2], KEYS[1], 0, 1000, 'AUTH', "
+                "'secret')", 1, f"{prefix}:s", host, port))
+        assert results[:2] == results[2:], results
+        assert results[0][2] == b"OK" and results[0][3] == 0
+        assert results[0][4] == b"NOKEY" and results[0][6] == b"OK"
+        assert results[1] == b"OK"
+        for prefix in "kr":
+            assert dest.get(f"{prefix}:a") == b"1"
+            assert dest.lrange(f"{prefix}:b", 0, -1) == [b"x", b"y"]
+            assert dest.get(f"{prefix}:s") == b"v"
+            assert dest.get(f"{prefix}:c") == b"3"
+        # The replica of kvrepl deleted what moved, and kept what did not.
+        follower = replica.client()
+        poll(lambda: follower.get("k:c") == b"3", "the replica has the transaction")
+        assert follower.keys("k:*") == [b"k:c"]
+        assert ours.keys("*") == [b"k:c"]
+    finally:
+        replica.stop()

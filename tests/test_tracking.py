@@ -317,3 +317,25 @@ def test_engine_without_a_server_broadcasts_as_commands_end() -> None:
     engine.execute(tracker, [b"GET", b"b1"])
     engine.execute(writer, [b"PEXPIREAT", b"b1", b"1"])  # deleted at once: a modification
     assert tracker.pending_out == [Push([b"invalidate", [b"b1"]])]
+
+
+def test_redis_py_client_side_cache_refuses_7_0_servers(servers: Servers) -> None:
+    """redis-py's own client-side cache (``cache_config``) checks the server's HELLO reply
+    and refuses any server that is not ``redis`` 7.4 or later. kvrepl answers as
+    redis-server 7.0.15 (``version`` 7.0.15, never faked), so redis-py refuses it exactly as
+    it refuses a real redis-server 7.0: the limit is the client's, and the tracking that a
+    cache would use is tested above on raw RESP."""
+    from redis.cache import CacheConfig
+
+    messages = []
+    for server in servers:
+        client = redis.Redis(port=server.port, protocol=3, cache_config=CacheConfig())
+        with pytest.raises(redis.ConnectionError) as caught:
+            client.ping()
+        messages.append(str(caught.value))
+        client.close()
+        with redis.Redis(port=server.port, protocol=3) as plain:
+            hello = plain.execute_command("HELLO", "3")
+        assert (hello[b"server"], hello[b"version"]) == (b"redis", b"7.0.15")
+    assert messages[0] == messages[1]
+    assert "Redis 7.4 or later" in messages[0]

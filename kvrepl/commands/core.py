@@ -148,8 +148,9 @@ class ClientPause:
 
     def holds(self, session: Session, cmd: Command) -> bool:
         """Does the pause postpone ``cmd`` from ``session``? Network clients only: a
-        replica's link is never paused (as in Redis), nor the master's stream on a replica
-        (it must not stall) nor the embedded API (a plain call cannot wait)."""
+        replica's link is never paused (as in Redis), nor the embedded API (a plain call
+        cannot wait). The master's stream on a replica is held by the replica link itself
+        (kvrepl/replication/replica.py), which stops applying it where Redis would."""
         if not session.over_network or session.is_replica or session.is_master:
             return False
         kind = self.current()

@@ -47,9 +47,10 @@ class Evictor:
 
     def safe(self) -> bool:
         """isSafeToPerformEvictions: not while loading, nor on a replica that ignores
-        maxmemory (it is its master's exact copy; the master's DELs keep it in bounds)."""
+        maxmemory (it is its master's exact copy; the master's DELs keep it in bounds), nor
+        while clients are paused (the dataset stays static: no eviction, no expiry)."""
         engine = self.engine
-        if engine.loading:
+        if engine.loading or engine.pause.current():
             return False
         return not (engine.read_only_role() and engine.config.replica_ignore_maxmemory)
 

@@ -8,6 +8,8 @@ payloads and TTLs taken now). It returns a :class:`MigrateJob`; the server conne
 writes paused meanwhile so that the keys cannot change before they are deleted (Redis blocks
 the whole server for a MIGRATE), reads the replies, and hands them to :func:`finish_migrate`,
 which deletes the keys the target acknowledged (unless COPY) and propagates them as DEL.
+Inside EXEC or a script the exchange is done at once with blocking I/O (:func:`run_now`), as
+Redis does it for every MIGRATE: the transaction stays atomic.
 """
 
 from __future__ import annotations
@@ -77,9 +79,9 @@ def migrate(s: Session, argv: list[bytes]) -> object:
     dbid = parse_int(argv[4])
     if timeout <= 0:
         timeout = 1000
-    if s.in_exec or s.is_master:
-        # Redis sends and waits right inside EXEC; a kvrepl command cannot wait there.
-        raise ReplyError("ERR MIGRATE inside MULTI/EXEC is not supported by kvrepl")
+    if s.is_master:
+        # Redis propagates a MIGRATE as the DEL of its keys: no master sends one.
+        raise ReplyError("ERR MIGRATE from the master link is not supported by kvrepl")
     db = s.db
     present = [key for key in argv[first_key:first_key + num_keys]
                if db.lookup_read(key) is not None]
@@ -107,7 +109,21 @@ def migrate(s: Session, argv: list[bytes]) -> object:
         job.restores.append(encode(
             [b"RESTORE", key, b"%d" % ttl, payload, *((b"REPLACE",) if replace else ())],
             False))
+    if s.in_exec or not s.over_network:
+        # Inside EXEC, or a caller that cannot wait for the job (a script's call, the
+        # embedded API): done at once.
+        return run_now(s.engine, job)
     return job
+
+
+def run_now(engine: Engine, job: MigrateJob) -> object:
+    """Do ``job`` at once, blocking the node as Redis's MIGRATE blocks the server: inside
+    EXEC or a script, where the transaction must not yield to other clients halfway.
+    Needs the node's server (its connection cache); an engine without one refuses."""
+    sockets = getattr(engine.server, "migrate_sockets", None)
+    if sockets is None:
+        raise ReplyError("ERR MIGRATE needs a kvrepl server (this engine serves no TCP)")
+    return sockets.run_blocking(engine, job)
 
 
 def _atoi(arg: bytes) -> int:
@@ -121,9 +137,11 @@ def _atoi(arg: bytes) -> int:
     return sign * int(digits[:end]) if end else 0
 
 
-def finish_migrate(engine: Engine, job: MigrateJob, acknowledged: list[bytes]) -> None:
+def finish_migrate(engine: Engine, job: MigrateJob, acknowledged: list[bytes],
+                   inside_command: bool = False) -> None:
     """The target restored ``acknowledged``: without COPY they go from here, and replicas
-    hear one DEL of them (MIGRATE is propagated as that DEL, as in Redis)."""
+    hear one DEL of them (MIGRATE is propagated as that DEL, as in Redis: the running
+    command's rewrite when ``inside_command``, the MIGRATE being done at once)."""
     if job.copy or not acknowledged:
         return
     db = engine.keyspace.dbs[job.db]
@@ -131,7 +149,10 @@ def finish_migrate(engine: Engine, job: MigrateJob, acknowledged: list[bytes]) -
         db.before_write(key)
         db.delete(key)
     engine.dirty += len(acknowledged)
-    engine.also_propagate([b"DEL", *acknowledged], job.db)
+    if inside_command:
+        engine.rewrite([b"DEL", *acknowledged])
+    else:
+        engine.also_propagate([b"DEL", *acknowledged], job.db)
 
 
 def target_error(line: bytes) -> ReplyError:

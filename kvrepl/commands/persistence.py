@@ -127,10 +127,15 @@ def restore(s: Session, argv: list[bytes]) -> object:
     ttl = parse_int(argv[2])
     if ttl < 0:
         raise ReplyError("ERR Invalid TTL value, must be >= 0")
-    value = load_value(argv[3])  # DumpPayloadError is a ReplyError with Redis's text
     engine = s.engine
     sanitize = engine.config.sanitize_dump_payload
-    if sanitize == "yes" or (sanitize == "clients" and not s.is_master and not engine.loading):
+    # rdbLoadObject: "clients" trusts the master's stream, loading (AOF), and users with
+    # skip-sanitize-payload.
+    deep = sanitize == "yes" or (
+        sanitize == "clients" and not s.is_master and not engine.loading
+        and s.user.sanitize != b"skip-sanitize-payload")
+    value = load_value(argv[3], deep=deep)  # DumpPayloadError: a ReplyError, Redis's text
+    if deep:
         engine.stats.dump_payload_sanitizations += sanitized_blobs(argv[3])
     deleted = replace and db.delete(key)
     now = engine.keyspace.now_ms()

@@ -174,7 +174,7 @@ def wait(s: Session, argv: list[bytes]) -> object:
     acked = replication.replicas_acked(offset)
     if acked >= count or s.in_exec:
         return acked
-    replication.feed_raw(replication.getack_bytes)
+    replication.request_acks()
     return WaitReplicas(count, timeout / 1000, offset)
 
 

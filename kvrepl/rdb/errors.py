@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from contextvars import ContextVar
+
 from kvrepl.errors import KvreplError, ReplyError
 
 
@@ -26,6 +28,15 @@ class DumpPayloadError(RdbError, ReplyError):
         ReplyError.__init__(self, message)
         self.offset = None
         self.key = None
+
+
+#: sanitize-dump-payload for the decoding under way in this context (a trio task has its
+#: own): True checks every encoded blob deeply, as Redis's ``yes`` does; False skips the
+#: checks that only guard the encoded layout Redis keeps in memory and kvrepl never keeps
+#: (listpack backlens and entry counts, ziplist prevlens, tail offsets and counts, intset
+#: order). Whatever kvrepl needs to decode each element, or to hold exactly the elements
+#: the blob has (no duplicates), is checked either way. Set by the parser for its work.
+DEEP_CHECKS: ContextVar[bool] = ContextVar("kvrepl_rdb_deep_checks", default=True)
 
 
 # Internal signals of the byte readers; the parser turns them into NEED_DATA / RdbError.

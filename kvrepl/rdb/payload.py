@@ -40,8 +40,9 @@ def check_payload(payload: bytes) -> int:
     return version
 
 
-def load_value(payload: bytes) -> object:
-    """The store value in a DUMP payload, as RESTORE reads it in Redis 7.0.15.
+def load_value(payload: bytes, *, deep: bool = True) -> object:
+    """The store value in a DUMP payload, as RESTORE reads it in Redis 7.0.15; ``deep``:
+    sanitize-dump-payload's deep checks of encoded blobs (see errors.DEEP_CHECKS).
 
     Raises DumpPayloadError("ERR DUMP payload version or checksum are wrong") or
     DumpPayloadError("ERR Bad data format") (also for empty collections, module values and
@@ -54,7 +55,7 @@ def load_value(payload: bytes) -> object:
     if not C.is_object_type(rtype, C.RDB_VERSION):
         raise DumpPayloadError(BAD_DATA_FORMAT)
     try:
-        value, _ = decode_object(rtype, memoryview(payload)[1:-10])
+        value, _ = decode_object(rtype, memoryview(payload)[1:-10], deep=deep)
     except RdbError:
         raise DumpPayloadError(BAD_DATA_FORMAT) from None
     if value is EMPTY:

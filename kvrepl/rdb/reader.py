@@ -25,7 +25,7 @@ from sortedcontainers import SortedDict
 from kvrepl.rdb import constants as C
 from kvrepl.rdb import listpack, objects, stream, ziplist
 from kvrepl.rdb.crc import crc64
-from kvrepl.rdb.errors import Corrupt, Incomplete, RdbError
+from kvrepl.rdb.errors import DEEP_CHECKS, Corrupt, Incomplete, RdbError
 from kvrepl.rdb.events import (
     NEED_DATA,
     Aux,
@@ -101,12 +101,14 @@ class RdbParser:
     """
 
     def __init__(self, *, on_module: str = "error", verify_checksum: bool = True,
-                 max_version: int = C.MAX_READ_VERSION) -> None:
+                 max_version: int = C.MAX_READ_VERSION, deep: bool = True) -> None:
         if on_module not in ("error", "skip"):
             raise ValueError("on_module must be 'error' or 'skip'")
         self.on_module = on_module
         self.verify_checksum = verify_checksum
         self.max_version = max_version
+        #: sanitize-dump-payload: check encoded blobs deeply (see errors.DEEP_CHECKS).
+        self.deep = deep
         self.version: int | None = None
         #: Keys skipped because their collection was empty (Redis 7.0 skips them too).
         self.empty_keys_skipped = 0
@@ -168,6 +170,15 @@ class RdbParser:
     def next_event(self) -> object:
         """The next event, or NEED_DATA. After :class:`End` it keeps returning NEED_DATA;
         after an error it raises the same RdbError again."""
+        if self.deep:
+            return self._next_event()
+        token = DEEP_CHECKS.set(False)
+        try:
+            return self._next_event()
+        finally:
+            DEEP_CHECKS.reset(token)
+
+    def _next_event(self) -> object:
         if self._state == _DONE:
             if self._failure is not None:
                 raise self._failure
@@ -197,6 +208,16 @@ class RdbParser:
         """Up to ``limit`` events at once (an empty list means NEED_DATA): the fast way to
         read many keys. Short plain strings, with or without an expire, are decoded inline.
         """
+        if self.deep:
+            return self._next_events(limit)
+        token = DEEP_CHECKS.set(False)
+        try:
+            return self._next_events(limit)
+        finally:
+            DEEP_CHECKS.reset(token)
+
+    def _next_events(self, limit: int = 4096) -> list:
+        """:meth:`next_events` in the context its checks were chosen for."""
         events: list = []
         append = events.append
         while len(events) < limit:
@@ -205,7 +226,7 @@ class RdbParser:
                 if len(events) >= limit:
                     break
             try:
-                event = self.next_event()
+                event = self._next_event()
             except RdbError:
                 if events:  # first the events before the error; the next call raises it
                     break
@@ -935,13 +956,23 @@ _HANDLERS: dict[int, Callable] = {
 }
 
 
-def decode_object(rtype: int, data: bytes, *, on_module: str = "error") -> tuple[object, int]:
-    """Decode one value of RDB type ``rtype`` at the start of ``data`` (a DUMP payload body).
+def decode_object(rtype: int, data: bytes, *, on_module: str = "error",
+                  deep: bool = True) -> tuple[object, int]:
+    """Decode one value of RDB type ``rtype`` at the start of ``data`` (a DUMP payload body);
+    ``deep``: sanitize-dump-payload's deep checks (see errors.DEEP_CHECKS).
 
     Returns ``(value, bytes_used)``; value may be :data:`EMPTY` / :data:`SKIPPED`. Raises
     RdbError when the data is corrupt or too short.
     """
-    parser = RdbParser(on_module=on_module, verify_checksum=False)
+    parser = RdbParser(on_module=on_module, verify_checksum=False, deep=deep)
+    token = DEEP_CHECKS.set(deep)
+    try:
+        return _decode_one(parser, rtype, data)
+    finally:
+        DEEP_CHECKS.reset(token)
+
+
+def _decode_one(parser: RdbParser, rtype: int, data: bytes) -> tuple[object, int]:
     parser._buf = bytes(data)
     parser._state = 0
     parser.version = C.MAX_READ_VERSION

@@ -6,14 +6,15 @@ from __future__ import annotations
 
 import struct
 
-from kvrepl.rdb.errors import Corrupt
+from kvrepl.rdb.errors import DEEP_CHECKS, Corrupt
 
 # Integer encodings: first byte -> data width.
 _ZIP_INTS = {0xC0: 2, 0xD0: 4, 0xE0: 8, 0xF0: 3, 0xFE: 1}
 
 
 def parse(zl: bytes, as_bytes: bool = True) -> list:
-    """The entries of ziplist ``zl`` (``bytes``, or ``int`` unless ``as_bytes``)."""
+    """The entries of ziplist ``zl`` (``bytes``, or ``int`` unless ``as_bytes``). Without
+    :data:`DEEP_CHECKS`, prevlens, the tail offset and the count are not compared."""
     size = len(zl)
     if size < 11:
         raise Corrupt("ziplist integrity check failed: blob too short")
@@ -24,6 +25,7 @@ def parse(zl: bytes, as_bytes: bool = True) -> list:
     if zl[end] != 0xFF or tail > end:
         raise Corrupt("ziplist integrity check failed: bad terminator or tail offset")
     count = zl[8] | (zl[9] << 8)
+    deep = DEEP_CHECKS.get()
     out: list = []
     p = 10
     prev_size = 0
@@ -38,7 +40,7 @@ def parse(zl: bytes, as_bytes: bool = True) -> list:
                 raise Corrupt(f"ziplist integrity check failed: entry at {p} overflows")
             prevlen = int.from_bytes(zl[p + 1:p + 5], "little")
             e = p + 5
-        if prevlen != prev_size:
+        if deep and prevlen != prev_size:
             raise Corrupt(f"ziplist integrity check failed: bad prevlen at {p}")
         if e >= end:
             raise Corrupt(f"ziplist integrity check failed: entry at {p} overflows")
@@ -81,9 +83,9 @@ def parse(zl: bytes, as_bytes: bool = True) -> list:
         p = q
     if p != end:
         raise Corrupt("ziplist integrity check failed: early terminator")
-    if last is not None and last != tail:
+    if deep and last is not None and last != tail:
         raise Corrupt("ziplist integrity check failed: tail offset mismatch")
-    if count != 65535 and count != len(out):
+    if deep and count != 65535 and count != len(out):
         raise Corrupt("ziplist integrity check failed: header count mismatch")
     return out
 
@@ -136,8 +138,11 @@ def parse_intset(blob: bytes) -> list[int]:
     if width not in (2, 4, 8) or 8 + width * count != len(blob) or count == 0:
         raise Corrupt("intset integrity check failed: bad header")
     values = list(struct.unpack_from(f"<{count}{_INTSET_FORMATS[width]}", blob, 8))
-    if any(a >= b for a, b in zip(values, values[1:], strict=False)):
-        raise Corrupt("intset integrity check failed: members not strictly ascending")
+    if DEEP_CHECKS.get():
+        if any(a >= b for a, b in zip(values, values[1:], strict=False)):
+            raise Corrupt("intset integrity check failed: members not strictly ascending")
+    elif len(set(values)) != count:  # order need not hold; a set cannot hold a member twice
+        raise Corrupt("intset integrity check failed: duplicate members")
     return values
 
 

@@ -144,8 +144,25 @@ class MasterReplication:
         self.acked = trio.Event()  # set (and replaced) on every replica ACK, for WAIT
         self._outbox = bytearray()  # stream bytes not yet copied to the links' buffers
         self._post_limit = _NO_LIMIT  # outbox size that calls for an output limit check
+        self.acks_wanted = False  # a GETACK held back by a client pause
         engine.replication = self
         self.config.listeners.append(self._config_changed)
+        engine.pause.listeners.append(self._send_held_getack)
+
+    def request_acks(self) -> None:
+        """sendGetackToReplicas for WAIT: while clients are paused it waits for the pause
+        to end, as Redis's beforeSleep holds it (the GETACK would move the offsets that a
+        pause keeps still, which FAILOVER relies on)."""
+        if self.engine.pause.current():
+            self.acks_wanted = True
+        else:
+            self.feed_raw(self.getack_bytes)
+
+    def _send_held_getack(self) -> None:
+        if self.acks_wanted and not self.engine.pause.current():
+            self.acks_wanted = False
+            if self.propagating:  # "if we are still the master"
+                self.feed_raw(self.getack_bytes)
 
     def _config_changed(self, name: str) -> None:
         if name == "repl-backlog-size" and self._backlog is not None:
@@ -668,6 +685,7 @@ class MasterReplication:
     def cron(self, tick: int) -> None:
         """Once a second: ping replicas every repl-ping-replica-period, drop timed-out ones."""
         failover = getattr(self.engine.node, "failover", None)
+        self._send_held_getack()  # a pause that ended with its time
         if self.replicas and self.propagating and tick % self.config.repl_ping_replica_period == 0 \
                 and not (failover is not None and failover.pings_held):
             self.feed_raw(PING)

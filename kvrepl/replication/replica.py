@@ -19,7 +19,7 @@ import trio
 
 from kvrepl import gc_policy, persistence
 from kvrepl.acl import SUPERUSER
-from kvrepl.commands.core import Engine
+from kvrepl.commands.core import PAUSE_ALL, PAUSE_OFF, Engine
 from kvrepl.commands.monitor import repr_bytes
 from kvrepl.errors import ProtocolError, ReplicaPanic, ReplyError, WriteSkipped
 from kvrepl.log import logger, panic
@@ -120,6 +120,8 @@ class ReplicaOf:
         self._disk_error_logged = -DISK_ERROR_LOG_INTERVAL
         self._stream_offset = self.reploff  # end of the last whole command received
         self._held = b""  # received bytes of a MULTI not yet executed (not yet applied)
+        # The commands of a received piece that CLIENT PAUSE holds, in order, unapplied.
+        self._paused_rest: StreamBatch | None = None
         # Command names as the master spells them -> their table entries, for the commands
         # that run straight through Engine.call (see _apply_batch).
         self._direct: dict[bytes, object] = {}
@@ -221,6 +223,7 @@ class ReplicaOf:
         session.multi = None
         session.multi_error = False
         self._held = b""
+        self._paused_rest = None  # resent from our offset too
         self._stream_offset = self.read_reploff = self.reploff
 
     async def _follow_once(self) -> None:
@@ -308,10 +311,15 @@ class ReplicaOf:
         for event in events:
             kind = type(event)
             if kind is StreamBatch:
-                for offset in self._apply_batch(event):
-                    # REPLCONF GETACK: answered with the offset before it, as Redis does.
-                    await self._send(stream, encode_command(
-                        [b"REPLCONF", b"ACK", b"%d" % offset]))
+                batch: StreamBatch | None = event
+                while batch is not None:
+                    for offset in self._apply_batch(batch):
+                        # REPLCONF GETACK: answered with the offset before it, as Redis does.
+                        await self._send(stream, encode_command(
+                            [b"REPLCONF", b"ACK", b"%d" % offset]))
+                    batch, self._paused_rest = self._paused_rest, None
+                    if batch is not None:
+                        await self._pause_relaxed()
             elif kind is PayloadData:
                 if self._dump is not None:
                     self._dump.write(event.data)
@@ -333,6 +341,7 @@ class ReplicaOf:
                 logger.info("MASTER <-> REPLICA sync: receiving %s bytes from master to disk",
                             "streamed" if event.length is None else event.length)
                 self._staged = StagedLoad(len(self.engine.keyspace.dbs), drop_expired=False,
+                                          deep=persistence.deep_checks(self.engine),
                                           now_ms=self.engine.keyspace.now_ms())
                 self._keys_read = 0
                 persistence.start_async_loading(self.engine, self.transfer_size)
@@ -488,9 +497,21 @@ class ReplicaOf:
                       and self._writes_denied_by_disk_error())
         if disk_error:
             lane_open = False  # each command is looked at: see _check_disk_error
+        # CLIENT PAUSE holds the master's stream too (processCommand postpones the master
+        # client like any other but a replica): the first command it holds and those after
+        # it wait in _paused_rest, unapplied, and the offset stays before them.
+        pausing = engine.pausing
+        if pausing:
+            lane_open = False
+        rest_span = 0
         keyspace.applying_master = True
         try:
             while index < count:
+                if pausing and self._held_by_pause(argvs[index]):
+                    rest_span = batch.span(index, count)
+                    self._paused_rest = StreamBatch(argvs[index:], batch.sizes[index:],
+                                                    batch.raw[len(batch.raw) - rest_span:])
+                    break
                 if disk_error:
                     self._check_disk_error(argvs[index])
                 if lane_open:  # a run of plain SETs, the stream's usual content
@@ -535,8 +556,11 @@ class ReplicaOf:
             keyspace.applying_master = False
         self._stream_offset = offset
         protocol = self._protocol
-        self.read_reploff = offset + (protocol.stream_bytes_pending() if protocol else 0)
+        self.read_reploff = offset + rest_span + (protocol.stream_bytes_pending()
+                                                  if protocol else 0)
         received = self._held + batch.raw if self._held else batch.raw
+        if rest_span:
+            received = received[:len(received) - rest_span]
         done = applied - self.reploff
         if done:
             # Sub-replicas and our backlog get the master's bytes as they came (chained
@@ -546,6 +570,37 @@ class ReplicaOf:
             self._moved()
         self._held = received[done:] if done < len(received) else b""
         return acks
+
+    # -- CLIENT PAUSE ----------------------------------------------------------------------
+    def _held_by_pause(self, argv: list[bytes]) -> bool:
+        """Does the pause in force postpone the master's ``argv``? ALL: every command;
+        WRITE: the writes and may-replicate commands (an EXEC, for what it queued)."""
+        kind = self.engine.pause.current()
+        if kind == PAUSE_OFF:
+            return False
+        if kind == PAUSE_ALL:
+            return True
+        cmd = self._resolve(argv)
+        if cmd is None:
+            return False
+        if cmd.is_exec and self.session.multi:
+            return any(queued.pausable for queued, _ in self.session.multi)
+        return cmd.pausable
+
+    async def _pause_relaxed(self) -> None:
+        """Until the pause ends or relaxes (UNPAUSE, its time up, ALL turned to WRITE)."""
+        engine = self.engine
+        pause = engine.pause
+        changed = trio.Event()
+        pause.listeners.append(changed.set)
+        pause.postponed.add(self.session.id)  # CLIENT LIST flags=Mb, blocked_clients
+        try:
+            remaining = (pause.end_ms - engine.keyspace.now_ms()) / 1000 + 0.001
+            with trio.move_on_after(max(remaining, 0)):
+                await changed.wait()
+        finally:
+            pause.listeners.remove(changed.set)
+            pause.postponed.discard(self.session.id)
 
     # -- commands that fail here ----------------------------------------------------------
     def _failed(self, argv: list[bytes], batch: StreamBatch, offset: int) -> None:

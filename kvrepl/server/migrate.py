@@ -4,6 +4,7 @@ The command's logic is in kvrepl/commands/migrate.py."""
 
 from __future__ import annotations
 
+import os
 import random
 import socket
 import time
@@ -67,6 +68,17 @@ class MigrateSockets:
         cached = self.cached[name] = CachedSocket(stream)
         return cached, False
 
+    def adopt(self, name: str, plain: socket.socket) -> None:
+        """Cache a connection made without trio (by :func:`migrate_blocking`)."""
+        if len(self.cached) >= CACHE_ITEMS:
+            self.close(random.choice(list(self.cached)))
+        plain.setblocking(False)
+        self.cached[name] = CachedSocket(trio.SocketStream(trio.socket.from_stdlib_socket(plain)))
+
+    def run_blocking(self, engine: Engine, job: MigrateJob) -> object:
+        """:func:`migrate_blocking` over these connections."""
+        return migrate_blocking(engine, self, job)
+
     def close(self, name: str) -> None:
         cached = self.cached.pop(name, None)
         if cached is not None:
@@ -91,8 +103,81 @@ async def run_migrate(engine: Engine, sockets: MigrateSockets, job: MigrateJob) 
         engine.pause.unpause(purpose)
 
 
+class _Conversation:
+    """One attempt of migrateCommand's exchange, without the I/O: the request to send, then
+    each reply line fed in order (AUTH's, SELECT's, one per RESTORE)."""
+
+    def __init__(self, job: MigrateJob, cached: CachedSocket) -> None:
+        self.job = job
+        self.select = cached.last_dbid != job.dbid
+        request = bytearray()
+        if job.auth is not None:
+            request += encode(job.auth, False)
+        if self.select:
+            request += encode([b"SELECT", b"%d" % job.dbid], False)
+        for restore in job.restores:
+            request += restore
+        self.request = bytes(request)
+        self.writing = True
+        self.timed_out = False
+        self.acknowledged: list[bytes] = []
+        self.error: object = None
+        self.replies_read = 0
+        self._auth_line = b"+"
+        self._select_line = b"+"
+
+    def lines(self) -> int:
+        """How many reply lines the request asks for."""
+        return (self.job.auth is not None) + self.select + len(self.job.keys)
+
+    def feed(self, index: int, line: bytes, cached: CachedSocket) -> None:
+        """Reply line number ``index``."""
+        first = (self.job.auth is not None) + self.select
+        if index < first:
+            if index == 0 and self.job.auth is not None:
+                self._auth_line = line
+            else:
+                self._select_line = line
+            return
+        key = self.job.keys[index - first]
+        self.replies_read += 1
+        bad = next((reply for reply in (self._auth_line, self._select_line, line)
+                    if reply.startswith(b"-")), None)
+        if bad is not None:
+            if self.error is None:
+                cached.last_dbid = -1
+                self.error = target_error(bad)
+        elif not self.job.copy:
+            self.acknowledged.append(key)
+
+    def settle(self, engine: Engine, sockets: MigrateSockets, cached: CachedSocket,
+               socket_error: bool, may_retry: bool, inside_command: bool = False) -> object:
+        """Finish the keys the target took; the reply, or _RETRY for one more attempt on a
+        fresh connection."""
+        job = self.job
+        finish_migrate(engine, job, self.acknowledged, inside_command)
+        if socket_error:
+            name = f"{job.host}:{job.port}"
+            sockets.close(name)
+            # Retry once on a fresh connection when nothing was processed (a cached
+            # connection the target had closed), never after a timeout.
+            if self.error is None and self.replies_read == 0 and not self.acknowledged \
+                    and may_retry and not self.timed_out:
+                return _RETRY
+            if self.error is None:
+                logger.debug("MIGRATE to %s failed while %s", name,
+                             "writing" if self.writing else "reading")
+                return io_error(self.writing)
+        if self.error is not None:
+            return self.error
+        cached.last_dbid = job.dbid
+        return OK
+
+
+_RETRY = object()
+
+
 async def _exchange(engine: Engine, sockets: MigrateSockets, job: MigrateJob) -> object:
-    name = f"{job.host}:{job.port}"
     may_retry = True
     while True:
         try:
@@ -106,56 +191,75 @@ async def _exchange(engine: Engine, sockets: MigrateSockets, job: MigrateJob) ->
                 may_retry = False
                 continue
             return io_error(True)
-        select = cached.last_dbid != job.dbid
-        request = bytearray()
-        if job.auth is not None:
-            request += encode(job.auth, False)
-        if select:
-            request += encode([b"SELECT", b"%d" % job.dbid], False)
-        for restore in job.restores:
-            request += restore
-        writing = True
-        timed_out = False
-        acknowledged: list[bytes] = []
-        error: object = None
-        replies_read = 0
+        talk = _Conversation(job, cached)
         try:
             with trio.fail_after(job.timeout):
-                await cached.stream.send_all(bytes(request))
-            writing = False
-            auth_line = await cached.read_line(job.timeout) if job.auth is not None else b"+"
-            select_line = await cached.read_line(job.timeout) if select else b"+"
-            for key in job.keys:
-                line = await cached.read_line(job.timeout)
-                replies_read += 1
-                failed = (auth_line, select_line, line)
-                bad = next((reply for reply in failed if reply.startswith(b"-")), None)
-                if bad is not None:
-                    if error is None:
-                        cached.last_dbid = -1
-                        error = target_error(bad)
-                elif not job.copy:
-                    acknowledged.append(key)
+                await cached.stream.send_all(talk.request)
+            talk.writing = False
+            for index in range(talk.lines()):
+                talk.feed(index, await cached.read_line(job.timeout), cached)
         except (OSError, trio.BrokenResourceError, trio.ClosedResourceError,
                 trio.TooSlowError) as err:
-            timed_out = isinstance(err, trio.TooSlowError)
+            talk.timed_out = isinstance(err, trio.TooSlowError)
             socket_error = True
         else:
             socket_error = False
-        finish_migrate(engine, job, acknowledged)
-        if socket_error:
-            sockets.close(name)
-            # Retry once on a fresh connection when nothing was processed (a cached
-            # connection the target had closed), never after a timeout.
-            if error is None and replies_read == 0 and not acknowledged and may_retry \
-                    and not timed_out:
-                may_retry = False
-                continue
-            if error is None:
-                logger.debug("MIGRATE to %s failed while %s", name,
-                             "writing" if writing else "reading")
-                return io_error(writing)
-        if error is not None:
-            return error
-        cached.last_dbid = job.dbid
-        return OK
+        reply = talk.settle(engine, sockets, cached, socket_error, may_retry)
+        if reply is not _RETRY:
+            return reply
+        may_retry = False
+
+
+def migrate_blocking(engine: Engine, sockets: MigrateSockets, job: MigrateJob) -> object:
+    """The same exchange done synchronously, blocking the whole node, as Redis's MIGRATE
+    always blocks the server: for a MIGRATE inside EXEC, which must not yield to other
+    clients halfway through the transaction. It uses (and fills) the same connection cache,
+    doing blocking I/O with the timeout on a duplicate of the cached socket's descriptor."""
+    may_retry = True
+    while True:
+        name = f"{job.host}:{job.port}"
+        cached = sockets.cached.get(name)
+        if cached is None:
+            try:
+                plain = socket.create_connection((job.host, job.port), timeout=job.timeout)
+            except (socket.gaierror, TimeoutError):
+                return CONNECT_ERROR
+            except OSError:
+                if may_retry:
+                    may_retry = False
+                    continue
+                return io_error(True)
+            sockets.adopt(name, plain)
+            cached = sockets.cached[name]
+        else:
+            cached.last_use = time.monotonic()
+        talk = _Conversation(job, cached)
+        with socket.socket(fileno=os.dup(cached.stream.socket.fileno())) as sock:
+            sock.settimeout(job.timeout)  # poll-based: the descriptor stays non-blocking
+            try:
+                sock.sendall(talk.request)
+                talk.writing = False
+                for index in range(talk.lines()):
+                    talk.feed(index, _read_line_blocking(sock, cached), cached)
+            except OSError as err:
+                talk.timed_out = isinstance(err, TimeoutError)
+                socket_error = True
+            else:
+                socket_error = False
+        reply = talk.settle(engine, sockets, cached, socket_error, may_retry, True)
+        if reply is not _RETRY:
+            return reply
+        may_retry = False
+
+
+def _read_line_blocking(sock: socket.socket, cached: CachedSocket) -> bytes:
+    """CachedSocket.read_line, blocking (the socket's timeout bounds each receive)."""
+    while b"\n" not in cached.buffer:
+        data = sock.recv(16384)
+        if not data:
+            raise ConnectionResetError("connection closed")
+        cached.buffer += data
+    end = cached.buffer.index(b"\n")
+    line = bytes(cached.buffer[:end]).rstrip(b"\r")
+    del cached.buffer[:end + 1]
+    return line

@@ -1,0 +1,134 @@
+"""The embedded read path: ``master.get`` and ``replica.get`` against a plain dict's
+``get`` and fakeredis, in the same run.
+
+Every contender is read through a bound ``get`` in the same loop, one call per key, all
+keys present (N strings without a TTL, on a started master and on its synced replica).
+``python floor`` is a Python function that only calls the dict's ``get``: what any read
+path written in Python costs before doing anything, so the ceiling of ``node.get``'s
+ratio. The host is shared and noisy, so a round times many short slices of the keys
+(CHUNK keys from a random place), contenders interleaved slice by slice, and keeps each
+contender's fastest slice (the least disturbed); cells are the median over the rounds of
+that, and the rate over whole passes (slowed by whatever else runs) beside it.
+"""
+
+from __future__ import annotations
+
+import gc
+import random
+import time
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+
+from benchmarks.common import (
+    Options,
+    fmt_rate,
+    fmt_ratio,
+    goal_cell,
+    log,
+    markdown_table,
+    median,
+    ratio,
+    rotated,
+)
+
+TITLE = "Embedded reads: master.get / replica.get vs dict.get and fakeredis"
+VALUE = b"xxx"
+GOAL_VS_DICT = 0.3
+
+
+CHUNK = 2_000
+SLICES = 60  # per round
+
+
+def _rate(get: Callable[[bytes], object], keys: Sequence[bytes]) -> float:
+    start = time.perf_counter()
+    for key in keys:
+        get(key)
+    return len(keys) / (time.perf_counter() - start)
+
+
+def run(options: Options) -> str:
+    """Run the benchmark and return its markdown section."""
+    import trio
+
+    return trio.run(_run, options)
+
+
+async def _run(options: Options) -> str:
+    import kvrepl
+
+    count = 20_000 if options.quick else 100_000
+    keys = [b"key:%d" % i for i in range(count)]
+    notes: list[str] = []
+    async with kvrepl.Master() as master, kvrepl.Replica(follow=master) as replica:
+        for key in keys:
+            master.set(key, VALUE)
+        await replica.wait_synced()
+        data = {key: VALUE for key in keys}
+        dict_get = data.get
+
+        def python_floor(key: bytes) -> object:
+            return dict_get(key)
+
+        contenders: dict[str, tuple[Callable[[bytes], object], int]] = {
+            "dict.get": (dict_get, count),
+            "python floor": (python_floor, count),
+            "master.get": (master.get, count),
+            "replica.get": (replica.get, count),
+        }
+        try:
+            import fakeredis
+        except ImportError:
+            notes.append("fakeredis is not installed (pip install -e '.[bench]')")
+        else:
+            fake = fakeredis.FakeRedis()
+            few = keys[:count // 20]
+            for key in few:
+                fake.set(key, VALUE)
+            contenders["fakeredis"] = (fake.get, len(few))
+        for name, (get, n) in contenders.items():  # untimed: first calls, caches
+            _rate(get, keys[:min(n, 1000)])
+            if get(keys[0]) != VALUE:
+                notes.append(f"{name}: a read did not return the value set")
+        sliced: dict[str, list[float]] = defaultdict(list)
+        whole: dict[str, list[float]] = defaultdict(list)
+        rng = random.Random(7)
+        for round_number in range(options.rounds):
+            names = rotated(list(contenders), round_number)
+            best = dict.fromkeys(names, 0.0)
+            gc.collect()
+            for _ in range(SLICES):
+                for name in names:
+                    get, n = contenders[name]
+                    size = min(CHUNK, n)
+                    start = rng.randrange(0, n - size + 1)
+                    best[name] = max(best[name], _rate(get, keys[start:start + size]))
+            for name in names:
+                sliced[name].append(best[name])
+                get, n = contenders[name]
+                whole[name].append(_rate(get, keys[:n]))
+            log(f"[embedded_reads] round {round_number + 1}/{options.rounds}: " + ", ".join(
+                f"{name} {sliced[name][-1]:,.0f}/s" for name in contenders))
+    base, base_whole = median(sliced["dict.get"]), median(whole["dict.get"])
+    headers = ["reader", "ops/s (fastest slices)", "vs dict.get", "ops/s (whole passes)",
+               "vs dict.get (whole)", "goal"]
+    rows = []
+    for name in contenders:
+        fast, slow = median(sliced[name]), median(whole[name])
+        goal = goal_cell(ratio(fast, base), GOAL_VS_DICT) if name.endswith(".get") \
+            and name != "dict.get" else ""
+        rows.append([name, fmt_rate(fast), fmt_ratio(ratio(fast, base)), fmt_rate(slow),
+                     fmt_ratio(ratio(slow, base_whole)), goal])
+    text = [
+        f"## {TITLE}",
+        "",
+        f"One bound `get` call per key, {count:,} keys present (fakeredis "
+        f"{count // 20:,}), value {VALUE!r}; median of {options.rounds} rounds of the "
+        f"fastest of {SLICES} slices of {CHUNK:,} keys (contenders interleaved), and of "
+        "whole passes.",
+        "",
+        markdown_table(headers, rows),
+    ]
+    if notes:
+        text += ["", "Notes:", *(f"- {note}" for note in sorted(set(notes)))]
+    return "\n".join(text) + "\n"

@@ -1,0 +1,110 @@
+"""``node.get``: GET on the embedded API's session without the general dispatch.
+
+A read of a string key that has no TTL (or one that is not due) is one dictionary lookup
+plus what the general path would record for it: ``keyspace_hits``/``keyspace_misses``,
+``INFO commandstats`` calls, ``total_commands_processed`` and the key's LRU access time.
+Everything else goes the general way, which then runs exactly as before: a key whose TTL
+is due (lazy expiry deletes it and propagates its DEL in order), a value of another type
+(WRONGTYPE), an argument that is not bytes (converted, or DataError), and any state in
+which GET would do more or answer otherwise (see :func:`direct_get`).
+
+A clock read costs more than the lookup, so calls are timed by sample: one call in
+:data:`SAMPLE` is timed, and its duration stands for the calls since the previous sample
+in ``usec`` (commandstats), LATENCY HISTOGRAM and the slow log / latency monitor, as the
+plain lane does for a run of commands. Between two samples those lag by fewer than
+:data:`SAMPLE` calls; ``calls`` and the keyspace counters never lag.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from time import perf_counter
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from kvrepl.commands.core import Session
+    from kvrepl.node import Node
+
+__all__ = ["SAMPLE", "direct_get"]
+
+SAMPLE = 64  # a power of two: one call in SAMPLE is timed
+_MASK = SAMPLE - 1
+
+
+def direct_get(node: Node, general: Callable[[object], object],
+               session: Session | None = None) -> Callable[[object], object]:
+    """The GET of ``node``'s data methods (``session`` None: the node's shared one), or of
+    an in-process redis-py connection's ``session``; ``general`` is GET the general way
+    (what the call returns when this path steps aside).
+
+    The general path runs instead while any of these holds: keyspace notifications of
+    GET's classes or client-side caching (``lane_observed``), a MONITOR, ``maxmemory``
+    (eviction before each command), an LFU policy (its counter is not a clock), MULTI on
+    the session, LOADING, a busy script, MASTERDOWN without stale reads; for a
+    connection's session also pub/sub or MONITOR mode, pushes waiting to be read, a user
+    not authenticated or with restricted rights, CLIENT REPLY OFF/SKIP, a closing client.
+    """
+    engine = node.engine
+    client = session is not None
+    if session is None:
+        session = node._session
+    keyspace = engine.keyspace
+    stats = engine.stats
+    config = engine.config
+    command = engine.table[b"get"]
+
+    def timed(name: bytes) -> object:
+        """A sampled call: the general path's timing for the calls since the last one."""
+        began = perf_counter()
+        command.calls -= 1  # counted again by the call below
+        stats.commands_processed -= 1
+        value = get(name, False)
+        usec = (perf_counter() - began) * 1e6
+        command.usec += usec * SAMPLE
+        if engine.latency_tracking:
+            command.record_latency(usec, SAMPLE)
+        if usec >= engine.slow_floor:
+            engine.observe_slow(session, command, [b"GET", name], usec)
+        return value
+
+    def get(name: bytes, sample: bool = True) -> object:
+        db = session.db
+        if engine.lane_observed or engine.monitors or engine._maxmemory or keyspace.lfu \
+                or session.multi is not None or (engine._restricted and (
+                    engine._loading or engine._busy is not None or (
+                        engine._masterdown and not config.replica_serve_stale_data))) \
+                or client and (
+                    session.pending_out or session.channels or session.patterns
+                    or session.shard_channels or session.monitor or session.reply_off
+                    or session.reply_skip or session.closing or not session.authenticated
+                    or not session.user.unrestricted):
+            return general(name)
+        try:
+            value = db.data.get(name)
+            expires = db.expires
+            if expires and name in expires and expires[name] <= keyspace.now_ms():
+                return general(name)  # lazy expiry: deleted, DEL propagated, in order
+        except TypeError:  # unhashable: redis-py's DataError
+            return general(name)
+        if type(value) is bytes:
+            calls = command.calls = command.calls + 1
+            if sample and not calls & _MASK:
+                return timed(name)
+            keyspace.hits += 1
+            db.access[name] = keyspace.lru_clock
+            stats.commands_processed += 1
+            if client:
+                session.last_command = "get"
+            return value
+        if value is None and type(name) is bytes:
+            calls = command.calls = command.calls + 1
+            if sample and not calls & _MASK:
+                return timed(name)
+            keyspace.misses += 1
+            stats.commands_processed += 1
+            if client:
+                session.last_command = "get"
+            return None
+        return general(name)  # another type, bytearray, a str or int argument
+
+    return get

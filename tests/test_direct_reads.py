@@ -1,0 +1,193 @@
+"""``node.get``'s direct path against GET through the engine: the same answers, INFO
+counters, lazy expiry (its DEL propagated in the same place), LRU access time, on a master
+and on a replica, and in every state where the direct path must step aside."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+import redis
+
+import kvrepl
+from kvrepl.direct_reads import SAMPLE
+
+Get = Callable[[object], object]
+NOW = 1_700_000_000.0
+
+
+def _general(node: kvrepl.Node) -> Get:
+    return lambda name: node.execute_command("GET", name)
+
+
+def _observe(node: kvrepl.Node) -> dict[str, object]:
+    info = node.redis().info("all")
+    node.redis().config_resetstat()  # the reading itself is not the next step's
+    return {
+        "hits": info["keyspace_hits"],
+        "misses": info["keyspace_misses"],
+        "processed": info["total_commands_processed"],
+        "get_calls": info.get("cmdstat_get", {}).get("calls", 0),
+        "expired": info["expired_keys"],
+        "keys": node.dbsize(),
+    }
+
+
+def _outcome(call: Callable[[], object]) -> object:
+    try:
+        return call()
+    except (kvrepl.ReplyError, redis.RedisError) as err:
+        return type(err).__name__, str(err)
+
+
+async def _run(setup: Callable[[kvrepl.Node], None], reads: list[object],
+               get_of: Callable[[kvrepl.Node], Get]) -> list[object]:
+    """On a fresh master with a clock the test moves: ``setup``, then each read with its
+    answer and what INFO counted, then the propagated writes."""
+    now = [NOW]
+    async with kvrepl.Master() as node:
+        node.engine.keyspace.clock = lambda: now[0]
+        node.engine.keyspace.lru_clock = int(NOW)
+        node.execute_command("DEBUG", "SET-ACTIVE-EXPIRE", 0)
+        setup(node)
+        seen: list[object] = []
+        async with node.changes() as changes:
+            _observe(node)
+            get = get_of(node)
+            now[0] += 100  # keys with a TTL under 100 s are due
+            node.engine.keyspace.lru_clock += 100
+            for name in reads:
+                seen.append((name, _outcome(lambda name=name: get(name)), _observe(node)))
+            node.set("after", "x")  # a write after the reads: order of the stream
+            if node._session.multi is not None:
+                seen.append(node.execute_command("EXEC"))
+            propagated = []
+            while True:
+                change = await changes.__anext__()
+                propagated.append(tuple(change))
+                if change.args[:1] == (b"after",):
+                    break
+        seen.append(propagated)
+        lfu = node.engine.keyspace.lfu
+        seen.append({key: node.execute_command("OBJECT", "FREQ" if lfu else "IDLETIME", key)
+                     for key in node.keys()})
+    return seen
+
+
+def _strings(node: kvrepl.Node) -> None:
+    node.set("plain", "v")
+    node.set("ttl-later", "v", ex=1000)
+    node.set("ttl-due", "v", ex=10)
+    node.rpush("list", "a")
+    node.set("grown", "ab")
+    node.append("grown", "cd")
+    node.set("int", 12)
+
+
+READS: list[object] = [b"plain", "plain", b"nothing", "nothing", 7, b"ttl-later",
+                       b"ttl-due", b"ttl-due", b"list", b"grown", b"int", None, [1],
+                       b"plain"]
+
+
+async def test_direct_get_is_the_general_get() -> None:
+    direct = await _run(_strings, READS, lambda node: node.get)
+    general = await _run(_strings, READS, _general)
+    assert direct == general
+    # The scenario did what it says: a due key was deleted and its DEL propagated
+    # before the later write; misses and errors are among the answers.
+    propagated = direct[-2]
+    assert propagated == [(0, b"DEL", (b"ttl-due",)), (0, b"SET", (b"after", b"x"))]
+    answers = [answer for _, answer, _ in direct[:-2]]
+    assert answers[:4] == [b"v", b"v", None, None]
+    assert "WRONGTYPE" in answers[8][1]
+    assert answers[11][0] == "DataError"
+
+
+@pytest.mark.parametrize("state", [
+    ("CONFIG", "SET", "notify-keyspace-events", "Km"),
+    ("CONFIG", "SET", "maxmemory", "100mb"),
+    ("CONFIG", "SET", "maxmemory-policy", "allkeys-lfu"),
+    ("CLIENT", "TRACKING", "on"),
+    ("MULTI",),
+])
+async def test_states_where_the_direct_path_steps_aside(state: tuple[str, ...]) -> None:
+    def setup(node: kvrepl.Node) -> None:
+        _strings(node)
+        node.execute_command(*state)
+
+    reads = [b"plain", b"nothing", b"ttl-due"]
+    assert await _run(setup, reads, lambda node: node.get) == \
+        await _run(setup, reads, _general)
+
+
+async def test_many_calls_sampled_timing_keeps_calls_exact() -> None:
+    async with kvrepl.Master() as node:
+        node.set("k", "v")
+        client = node.redis()
+        client.config_resetstat()
+        for _ in range(SAMPLE * 3 + 5):
+            assert node.get(b"k") == b"v"
+            assert node.get(b"missing") is None
+        info = client.info("all")
+        calls = 2 * (SAMPLE * 3 + 5)
+        assert info["cmdstat_get"]["calls"] == calls
+        assert info["keyspace_hits"] == calls // 2
+        assert info["keyspace_misses"] == calls // 2
+        assert info["cmdstat_get"]["usec"] > 0  # the sampled calls were timed
+        histogram = client.execute_command("LATENCY", "HISTOGRAM", "get")
+        assert histogram  # GET has latency samples
+
+
+async def test_replica_reads_as_the_general_path() -> None:
+    now = [NOW]
+    async with kvrepl.Master() as master, kvrepl.Replica(follow=master) as replica:
+        for node in (master, replica):
+            node.engine.keyspace.clock = lambda: now[0]
+        master.execute_command("DEBUG", "SET-ACTIVE-EXPIRE", 0)
+        master.set("plain", "v")
+        master.set("due", "v", ex=10)
+        await replica.wait_synced()
+        now[0] += 100
+        replica.redis().config_resetstat()
+        answers = [replica.get(b"plain"), replica.get(b"due"), replica.get(b"none")]
+        direct = replica.redis().info("all")
+        replica.redis().config_resetstat()
+        again = [replica.execute_command("GET", name) for name in (b"plain", b"due", b"none")]
+        general = replica.redis().info("all")
+        assert answers == again == [b"v", None, None]
+        for field in ("keyspace_hits", "keyspace_misses", "total_commands_processed"):
+            assert direct[field] == general[field], field
+        assert direct["cmdstat_get"]["calls"] == general["cmdstat_get"]["calls"] == 3
+        # A replica does not delete the due key: its master's DEL will.
+        assert replica.engine.keyspace.dbs[0].data.get(b"due") == b"v"
+
+
+@pytest.mark.parametrize("kwargs", [{}, {"decode_responses": True}, {"protocol": 3},
+                                    {"protocol": 2, "decode_responses": True}])
+async def test_redis_py_get_and_set_as_the_general_path(kwargs: dict[str, object]) -> None:
+    """``node.redis().get/set`` skip the command machinery; ``execute_command("get")``
+    (lower case) goes the general way: same replies, same INFO counters."""
+    async with kvrepl.Master() as node:
+        client = node.redis(**kwargs)
+        node.rpush("list", "a")
+        node.set("ttl", "v", px=1)
+        calls = [("set", "k", "v"), ("set", b"\xff", 1.5), ("get", "k"), ("get", b"\xff"),
+                 ("get", "missing"), ("get", 7), ("get", "list"), ("get", None)]
+
+        def replay(direct: bool) -> list[object]:
+            client.config_resetstat()
+            seen: list[object] = []
+            for name, *args in calls:
+                call = getattr(client, name) if direct else \
+                    lambda *args, name=name: client.execute_command(name, *args)
+                seen.append(_outcome(lambda call=call, args=args: call(*args)))
+            info = client.info("all")
+            seen.append({field: info[field] for field in
+                         ("keyspace_hits", "keyspace_misses", "total_commands_processed")})
+            seen.append({name: info[name]["calls"] for name in ("cmdstat_get", "cmdstat_set")})
+            seen.append(client.client_info()["cmd"])
+            return seen
+
+        direct, general = replay(True), replay(False)
+        assert direct == general
+        assert direct[:3] == [True, True, "v" if kwargs.get("decode_responses") else b"v"]
