@@ -301,6 +301,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("stop-writes-on-bgsave-error", True, **_yes_no),
     Option("rdbcompression", True, **_yes_no),
     Option("rdbchecksum", True, mutable=False, **_yes_no),
+    # rio's autosync (kvrepl.snapshot_producer.TempFile): a save syncs every 4 MB written.
+    Option("rdb-save-incremental-fsync", True, **_yes_no),
     # The append-only file (kvrepl.aof): Redis 7.0's multi-part AOF in appenddirname.
     Option("appendonly", False, deny_loading=True, **_yes_no),
     Option("appendfilename", "appendonly.aof", _aof_name("appendfilename", "filename"),
@@ -314,6 +316,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("aof-load-truncated", True, **_yes_no),
     Option("aof-timestamp-enabled", False, **_yes_no),
     Option("aof-use-rdb-preamble", True, **_yes_no),
+    Option("aof-rewrite-incremental-fsync", True, **_yes_no),
     # Bounds kvrepl's estimate of the dataset (kvrepl/store/memory.py); evicts as
     # kvrepl/commands/eviction.py says.
     Option("maxmemory", 0, _memory_from(0)),

@@ -43,6 +43,7 @@ from kvrepl.log import logger
 from kvrepl.rdb import LoadResult, RdbError, StagedLoad, default_aux, iter_dump
 from kvrepl.scripting.persist import function_codes, load_functions
 from kvrepl.snapshot_producer import (  # re-exported: persistence.SnapshotJob etc.
+    AUTOSYNC_BYTES,
     CANCELLED,
     DONE,
     FAILED,
@@ -73,7 +74,7 @@ FILE_BUFFER = 1 << 20
 #: Startup load: bytes read from the file at a time, and fed to the parser per slice.
 LOAD_READ = 1 << 20
 
-__all__ = ["CANCELLED", "DONE", "FAILED", "PENDING", "RUNNING", "SLICE_SECONDS",
+__all__ = ["AUTOSYNC_BYTES", "CANCELLED", "DONE", "FAILED", "PENDING", "RUNNING", "SLICE_SECONDS",
            "SNAPSHOT_BUFFER", "VIEW_BATCH", "CallbackConsumer", "ChannelConsumer", "Consumer",
            "FileConsumer", "SnapshotFailed", "SnapshotJob", "SnapshotReader", "TempFile",
            "temp_path"]
@@ -175,14 +176,23 @@ def save_aux(engine: Engine) -> list[tuple[bytes, bytes]]:
     return default_aux()
 
 
+def autosync_bytes(incremental_fsync: bool) -> int:
+    """rioSetAutoSync's argument for a save whose ``*-incremental-fsync`` option is this."""
+    return AUTOSYNC_BYTES if incremental_fsync else 0
+
+
 def write_dump(engine: Engine, path: str | None = None,
-               aux: list[tuple[bytes, bytes]] | None = None) -> int:
+               aux: list[tuple[bytes, bytes]] | None = None,
+               incremental_fsync: bool | None = None) -> int:
     """Write the whole dataset to ``path`` (default ``dir/dbfilename``) now, blocking, via a
     temp file, fsync and rename. Returns the bytes written; OSError on failure (the temp
-    file is removed and ``path`` is untouched). ``aux`` defaults to :func:`save_aux`."""
+    file is removed and ``path`` is untouched). ``aux`` defaults to :func:`save_aux`;
+    ``incremental_fsync`` to ``rdb-save-incremental-fsync``."""
     config = engine.config
     path = path or rdb_path(config)
-    target = TempFile(path, temp_path(path, background=False))
+    if incremental_fsync is None:
+        incremental_fsync = config.rdb_save_incremental_fsync
+    target = TempFile(path, temp_path(path, background=False), autosync_bytes(incremental_fsync))
     try:
         target.open()
     except OSError as err:
@@ -236,13 +246,15 @@ def save(engine: Engine) -> bool:
 
 def start_job(engine: Engine, *, to_file: bool = True, aux: Any = None,
               setup: Callable[[SnapshotJob], None] | None = None,
-              kind: str = "RDB transfer", writer: Any = None) -> SnapshotJob | None:
+              kind: str = "RDB transfer", writer: Any = None,
+              begin: bool = True) -> SnapshotJob | None:
     """Start the node's one background snapshot job (rdbSaveBackground, and
     rdbSaveToSlavesSockets with ``to_file`` False): a point-in-time RDB that writes
     ``dir/dbfilename`` when ``to_file`` (counted as a save: LASTSAVE, MISCONF ...) and feeds
     whatever readers ``setup(job)`` opens before the snapshot instant. ``aux`` defaults to
     :func:`save_aux`. None when a job is running already, or when the node has no running
-    nursery."""
+    nursery. With ``begin`` False the job holds the node's one slot but its snapshot
+    instant is left to the caller (:func:`run_job`), which prepares something first."""
     st = attach(engine)
     if st.bgsave is not None or st.nursery is None:
         return None
@@ -255,7 +267,8 @@ def start_job(engine: Engine, *, to_file: bool = True, aux: Any = None,
     if to_file:
         st.rdb_saves += 1
         st.lastbgsave_try = time.time()
-        consumer = job.add_consumer(FileConsumer(rdb_path(engine.config)))  # type: ignore[assignment]
+        consumer = job.add_consumer(FileConsumer(  # type: ignore[assignment]
+            rdb_path(engine.config), autosync=autosync_bytes(engine.config.rdb_save_incremental_fsync)))
     if setup is not None:
         setup(job)
 
@@ -280,15 +293,28 @@ def start_job(engine: Engine, *, to_file: bool = True, aux: Any = None,
 
     job.on_done.append(done)
     st.bgsave_started = time.time()
+    st.bgsave = st.last_job = job
+    if begin and not run_job(engine, job):
+        return None
+    return job
+
+
+def run_job(engine: Engine, job: SnapshotJob) -> bool:
+    """The snapshot instant of a job :func:`start_job` made with ``begin`` False, and its
+    serialization started. False (the job cancelled) when the node has stopped."""
+    st = attach(engine)
     job.begin()
     try:
+        if st.nursery is None:
+            raise RuntimeError("no nursery")
         st.nursery.start_soon(job.run)
     except RuntimeError:  # the nursery is closed: the node has stopped
         st.nursery = None
+        if st.bgsave is job:
+            st.bgsave = None
         job.cancel()
-        return None
-    st.bgsave = st.last_job = job
-    return job
+        return False
+    return True
 
 
 def bgsave(engine: Engine) -> bool:

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import os
 import random
+import resource
 import shutil
 import signal
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -55,7 +56,7 @@ class KvreplProcess:
 
     started: list[KvreplProcess] = []  # stopped at the end of each test (_stop_children)
 
-    def __init__(self, directory: Path, *options: str) -> None:
+    def __init__(self, directory: Path, *options: str, file_size_limit: int = 0) -> None:
         KvreplProcess.started.append(self)
         self.dir = directory
         self.port = free_port()
@@ -65,7 +66,8 @@ class KvreplProcess:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "kvrepl", "--port", str(self.port), "--save", "",
              "--dir", str(directory), "--enable-debug-command", "yes", *options],
-            stdout=self.log, stderr=subprocess.STDOUT, env=env)
+            stdout=self.log, stderr=subprocess.STDOUT, env=env,
+            preexec_fn=_file_size_limit(file_size_limit) if file_size_limit else None)
 
     def wait_ready(self) -> KvreplProcess:
         """Until it answers PING (loaded: no -LOADING), or it exited."""
@@ -103,6 +105,17 @@ class KvreplProcess:
         if not self.log.closed:
             self.log.flush()
         return (self.dir / f"kvrepl-{self.port}.log").read_text()
+
+
+def _file_size_limit(size: int) -> Callable[[], None]:
+    """For a child process: files cannot grow past ``size`` bytes (RLIMIT_FSIZE), so a write
+    beyond fails with a real EFBIG from the kernel (SIGXFSZ ignored, as Python itself
+    ignores it): an honest disk write error, for this process only."""
+    def limit() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (size, size))
+
+    return limit
 
 
 def aof_dir(directory: Path) -> Path:
@@ -618,6 +631,58 @@ def test_info_persistence_aof_fields_match_redis(tmp_path):
         ours.kill()
 
 
+def _debug_loadaof(client: redis.Redis, directory: Path) -> redis.Redis:
+    """DEBUG LOADAOF after a rewrite (a base and an incremental file) and a command written
+    to the AOF behind the server's back: the dataset is read again from the files."""
+    _fill(client.connection_pool.connection_kwargs["port"])
+    client.function_load("#!lua name=lib\nredis.register_function('f', function() return 1 end)")
+    client.bgrewriteaof()
+    poll(lambda: client.info("persistence")["aof_rewrite_in_progress"] == 0
+         and client.info("persistence")["aof_rewrites"] == 1, "the rewrite is done")
+    client.set("after-rewrite", "1")
+    digest = client.execute_command("DEBUG", "DIGEST")
+    assert client.info("persistence")["rdb_changes_since_last_save"] > 0
+    with open(last_incr(directory), "ab") as incr:
+        incr.write(encode_command([b"SET", b"injected", b"from-disk"]))
+    assert client.execute_command("DEBUG", "LOADAOF") == b"OK"
+    assert client.get("injected") == b"from-disk"
+    assert client.info("persistence")["rdb_changes_since_last_save"] == 0  # dirty = 0
+    assert client.function_list()[0][1] == b"lib"  # library_name, from the RDB base
+    client.delete("injected")
+    assert client.execute_command("DEBUG", "DIGEST") == digest
+    return client
+
+
+def test_debug_loadaof_reloads_the_dataset_from_the_files_as_redis_does(tmp_path):
+    real = RedisServer("--appendonly", "yes", "--enable-debug-command", "yes")
+    try:
+        _debug_loadaof(real.client(), Path(real.dir))
+    finally:
+        real.stop()
+    ours = KvreplProcess(tmp_path, "--appendonly", "yes").wait_ready()
+    client = _debug_loadaof(ours.client(), tmp_path)
+    client.shutdown(nosave=True)
+    assert ours.exit_status() == 0
+    again = KvreplProcess(tmp_path, "--appendonly", "yes").wait_ready()
+    assert again.client().function_list()[0][1] == b"lib"  # the base's functions load too
+
+
+def test_debug_loadaof_without_an_aof_exits_as_redis_does(tmp_path):
+    """loadAppendOnlyFiles answers AOF_NOT_EXIST and debug.c exits(1)."""
+    real = RedisServer("--enable-debug-command", "yes")
+    try:
+        with pytest.raises(redis.ConnectionError):
+            real.client().execute_command("DEBUG", "LOADAOF")
+        assert real.process.wait(10) == 1
+    finally:
+        real.stop()
+    ours = KvreplProcess(tmp_path).wait_ready()
+    ours.client().set("k", "v")
+    with pytest.raises(redis.ConnectionError):
+        ours.client().execute_command("DEBUG", "LOADAOF")
+    assert ours.exit_status() == 1
+
+
 def test_embedded_master_takes_the_aof_options(tmp_path):
     async def main() -> None:
         async with kvrepl.Master(appendonly=True, dir=str(tmp_path),
@@ -664,6 +729,92 @@ def test_a_replica_keeps_its_own_aof_of_what_it_applies(tmp_path):
     trio.run(main)
 
 
+@pytest.mark.parametrize("fsync, ignore", [("everysec", "no"), ("everysec", "yes"),
+                                           ("always", "no")])
+def test_a_replica_whose_aof_write_fails_does_as_redis_server(tmp_path, fsync, ignore):
+    """A replica's AOF hits its file size limit (RLIMIT_FSIZE: a real write error; a short
+    write, cut off again). With appendfsync always it exits(1); otherwise
+    aof_last_write_status is err, its clients get -MISCONF (PING included), and the next
+    write from its master panics it, or with replica-ignore-disk-write-errors yes is
+    applied with a warning. A redis-server replica of the same master, under the same
+    limit, is the reference."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.skip("redis-server is not installed")
+    master = RedisServer()
+    limit = 1 << 20
+    options = ("--appendonly", "yes", "--appendfsync", fsync,
+               "--replica-ignore-disk-write-errors", ignore,
+               "--replicaof", "127.0.0.1", str(master.port))
+    (tmp_path / "kvrepl").mkdir()
+    (tmp_path / "redis").mkdir()
+    ours = KvreplProcess(tmp_path / "kvrepl", *options, file_size_limit=limit)
+    theirs_port = free_port()
+    theirs_log = open(tmp_path / "redis" / "redis.log", "w")  # noqa: SIM115
+    theirs = subprocess.Popen(
+        [binary, "--port", str(theirs_port), "--bind", "127.0.0.1", "--save", "",
+         "--dir", str(tmp_path / "redis"), *options], stdout=theirs_log,
+        stderr=subprocess.STDOUT, preexec_fn=_file_size_limit(limit))
+    replicas = {"kvrepl": (ours.process, lambda: (tmp_path / "kvrepl").glob("*.log")),
+                "redis": (theirs, lambda: [tmp_path / "redis" / "redis.log"])}
+    clients = {"kvrepl": redis.Redis(port=ours.port, socket_timeout=10),
+               "redis": redis.Redis(port=theirs_port, socket_timeout=10)}
+
+    def log(name: str) -> str:
+        return "".join(path.read_text() for path in replicas[name][1]())
+
+    def ready(client: redis.Redis) -> bool:
+        try:
+            info = client.info()
+        except (redis.ConnectionError, redis.BusyLoadingError):
+            return False
+        return (info["master_link_status"] == "up" and info["aof_enabled"] == 1
+                and info["aof_rewrite_in_progress"] == 0 and client.get("small") == b"1")
+
+    try:
+        writer = master.client()
+        writer.set("small", "1")
+        for client in clients.values():
+            poll(lambda client=client: ready(client), "the replica synced, its AOF on")
+        # 2 x 400 kB fit under the 1 MB limit, the third does not
+        for i in range(3):
+            writer.set(f"big{i}", "x" * 400_000)
+            if i < 2:
+                for client in clients.values():
+                    poll(lambda client=client, i=i: client.exists(f"big{i}"), "applied")
+        if fsync == "always":
+            for name, (process, _) in replicas.items():
+                assert process.wait(20) == 1, name
+                assert "Can't recover from AOF write error when the AOF fsync policy is " \
+                       "'always'. Exiting..." in log(name)
+            return
+        for name, client in clients.items():
+            poll(lambda client=client: client.info("persistence")["aof_last_write_status"]
+                 == "err", "the AOF write failed")
+            assert "Short write while writing to the AOF file" in log(name)
+            with pytest.raises(redis.ResponseError,
+                               match="^MISCONF Errors writing to the AOF file: "):
+                client.ping()
+        writer.set("after", "1")
+        for name, (process, _) in replicas.items():
+            if ignore == "no":
+                # serverPanic: redis-server dies of a signal after its bug report,
+                # kvrepl-server exits 1
+                status = process.wait(20)
+                assert status == 1 if name == "kvrepl" else status < 0, (name, status)
+                assert "Replica was unable to write command to disk." in log(name)
+            else:
+                poll(lambda name=name: clients[name].get("after") == b"1", "applied anyway")
+                assert "Replica is applying a command even though it is unable to write " \
+                       "to disk." in log(name)
+    finally:
+        if theirs.poll() is None:
+            theirs.kill()
+        theirs.wait(10)
+        theirs_log.close()
+        master.stop()
+
+
 def test_no_appendfsync_on_rewrite_skips_fsync_while_a_snapshot_runs(tmp_path):
     async def main() -> None:
         async with kvrepl.Master(appendonly=True, dir=str(tmp_path), appendfsync="always",
@@ -682,6 +833,65 @@ def test_no_appendfsync_on_rewrite_skips_fsync_while_a_snapshot_runs(tmp_path):
             await st.last_job.done.wait()
             master.set("c", "3")
             assert state.last_incr_fsync_offset == state.last_incr_size
+
+    trio.run(main)
+
+
+def test_a_rewrite_prepares_its_incremental_file_off_the_loop_and_loses_nothing(tmp_path):
+    """appendfsync everysec: BGREWRITEAOF answers at once and counts as in progress while a
+    worker thread creates the new incremental file and its manifest; writes meanwhile go
+    to the old file, those after the switch to the new one; a restart has them all."""
+    async def main() -> None:
+        async with kvrepl.Master(appendonly=True, dir=str(tmp_path)) as master:
+            state = aof.attach(master.engine)
+            before = state.manifest.incr[-1].name
+            assert master.execute_command("BGREWRITEAOF") == \
+                b"Background append only file rewriting started"
+            assert "aof_rewrite_in_progress:1" in master.execute_command(
+                "INFO", "persistence").decode()
+            master.set("while-preparing", "1")
+            assert state.manifest.incr[-1].name == before  # not switched yet
+            with trio.fail_after(20):
+                while state.job is not None:
+                    master.set(f"during-{state.job.status}", "1")
+                    await trio.sleep(0.001)
+            master.set("after", "1")
+            keys = sorted(master.execute_command("KEYS", "*"))
+            assert state.manifest.incr[-1].name != before
+            on_disk = parse_manifest((aof_dir(tmp_path) / "appendonly.aof.manifest").read_text())
+            assert on_disk == state.manifest
+        async with kvrepl.Master(appendonly=True, dir=str(tmp_path)) as again:
+            assert sorted(again.execute_command("KEYS", "*")) == keys
+
+    trio.run(main)
+
+
+@pytest.mark.parametrize("incremental", ["yes", "no"])
+def test_incremental_fsync_syncs_saves_and_rewrites_every_4_mb(tmp_path, incremental):
+    """rdb-save-incremental-fsync and aof-rewrite-incremental-fsync (both CONFIG SET at
+    runtime): a BGSAVE and an AOF rewrite sync the file every 4 MB written (rio's
+    autosync), or only once at the end."""
+    async def main() -> None:
+        async with kvrepl.Master(appendonly=True, dir=str(tmp_path), rdbcompression=False,
+                                 enable_debug_command="yes") as master:
+            for name in ("rdb-save-incremental-fsync", "aof-rewrite-incremental-fsync"):
+                master.execute_command("CONFIG", "SET", name, incremental)
+            # ~14 MB of uncompressed values: three full 4 MB windows
+            master.execute_command("DEBUG", "POPULATE", 60_000, "key", 230)
+            st = persistence.attach(master.engine)
+            for start, path in (
+                    (lambda: persistence.bgsave(master.engine), tmp_path / "dump.rdb"),
+                    (lambda: aof.attach(master.engine).rewrite(),
+                     aof_dir(tmp_path) / "appendonly.aof.2.base.rdb")):
+                assert start()
+                job = st.last_job
+                await job.done.wait()
+                file = next(c.file for c in job.consumers
+                            if isinstance(c, persistence.FileConsumer))
+                size = path.stat().st_size
+                assert file.bytes_written == size > 3 * persistence.AUTOSYNC_BYTES
+                assert file.autosyncs == (size // persistence.AUTOSYNC_BYTES
+                                          if incremental == "yes" else 0)
 
     trio.run(main)
 

@@ -631,6 +631,10 @@ BEHAVIOUR = {
         "test_aof::test_a_torn_last_write_loads_with_aof_load_truncated_and_is_refused_without",
     "aof-timestamp-enabled": "test_aof::test_redis_server_loads_kvrepl_aof_directory",
     "aof-use-rdb-preamble": "test_aof::test_redis_server_loads_kvrepl_aof_directory",
+    "aof-rewrite-incremental-fsync":
+        "test_aof::test_incremental_fsync_syncs_saves_and_rewrites_every_4_mb",
+    "rdb-save-incremental-fsync":
+        "test_aof::test_incremental_fsync_syncs_saves_and_rewrites_every_4_mb",
     "maxmemory-policy": "test_keys::test_object_freq_under_lfu_matches_redis_for_new_and_read_keys",
     "replica-read-only": "test_config_options::"
                          "test_config_set_replica_read_only_lets_clients_write_on_a_replica",

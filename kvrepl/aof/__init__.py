@@ -14,13 +14,19 @@ sends replies, as Redis's beforeSleep does before handleClientsWithPendingWrites
 (``aof_delayed_fsync``). A rewrite (BGREWRITEAOF, automatic, CONFIG SET appendonly yes)
 opens a new incremental file at the snapshot instant, writes the new base through the
 snapshot producer, then switches the manifest atomically (temp file, fsync, rename); a
-failed rewrite leaves the files as they were.
+failed rewrite leaves the files as they were. The manifest writes of a rewrite and the
+removal of the files it replaced run in worker threads (see :meth:`AppendOnlyFile.rewrite`
+and :meth:`AppendOnlyFile._finish_in_background`), so the event loop never waits on a disk.
+DEBUG LOADAOF is :func:`debug_loadaof`.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
 import time
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 import trio
@@ -41,7 +47,15 @@ from kvrepl.errors import ReplyError
 from kvrepl.log import logger
 from kvrepl.rdb import RdbError, default_aux
 from kvrepl.replication.stream import StreamFeed, encode_command, encode_commands
-from kvrepl.snapshot_producer import CANCELLED, DONE, FileConsumer, SnapshotJob, TempFile
+from kvrepl.snapshot_producer import (
+    CANCELLED,
+    DONE,
+    PENDING,
+    RUNNING,
+    FileConsumer,
+    SnapshotJob,
+    TempFile,
+)
 
 if TYPE_CHECKING:
     from kvrepl.commands.core import Engine
@@ -49,6 +63,8 @@ if TYPE_CHECKING:
 OFF, ON, WAIT_REWRITE = "off", "on", "wait_rewrite"
 #: Redis postpones a write behind a running everysec fsync for at most this many seconds.
 POSTPONE_SECONDS = 2
+#: AOF_WRITE_LOG_ERROR_RATE: a failing write is logged at most this often.
+WRITE_ERROR_LOG_SECONDS = 30
 #: aofRewriteLimited: after this many failures in a row, automatic rewrites wait 1, 2, 4 ...
 #: minutes (at most an hour); BGREWRITEAOF still runs at once.
 LIMIT_THRESHOLD = 3
@@ -57,7 +73,7 @@ LIMIT_MAX_MINUTES = 60
 LOAD_READ = 1 << 20
 LOAD_BATCH = 1024
 
-__all__ = ["AofLoadError", "AppendOnlyFile", "attach", "cron", "info_fields",
+__all__ = ["AofLoadError", "AppendOnlyFile", "attach", "cron", "debug_loadaof", "info_fields",
            "load_on_startup"]
 
 
@@ -87,8 +103,11 @@ class AppendOnlyFile:
         self.delayed_fsync = 0
         self.write_ok = True
         self.fsync_ok = True
+        self._write_error_logged = -float("inf")
+        self._may_log_write_error = True
         self.cur_timestamp = 0
         self.job: SnapshotJob | None = None  # the running rewrite
+        self._preparing = False  # a rewrite's new incremental file is being created
         self.rewrite_scheduled = False
         self.rewrite_time_start = -1
         self.rewrite_time_last = -1
@@ -145,15 +164,7 @@ class AppendOnlyFile:
     def persist_manifest(self, manifest: Manifest) -> None:
         """writeAofManifestFile: temp file, fsync, rename, fsync of the directory. OSError
         leaves the old manifest in place."""
-        temp = self.path(temp_manifest_name(self.filename))
-        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-        try:
-            _write_all(fd, manifest.text().encode("utf-8", "surrogateescape"))
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(temp, self.path(manifest_name(self.filename)))
-        _sync_dir(self.dirname)
+        _write_manifest(self.dirname, self.filename, manifest.text())
 
     def _size(self, name: str) -> int:
         try:
@@ -167,15 +178,35 @@ class AppendOnlyFile:
             return
         for info in self.manifest.history:
             logger.info("Removing the history file %s in the background", info.name)
-            try:
-                os.unlink(self.path(info.name))
-            except OSError:
-                pass
+            self._bg_unlink(self.path(info.name))
         self.manifest.history = []
         try:
             self.persist_manifest(self.manifest)
         except OSError as err:
             logger.warning("Can't persist the AOF manifest: %s", err)
+
+    def _bg_unlink(self, path: str) -> None:
+        """bg_unlink: the name goes now; the blocks of a big file are freed by the last
+        close, in a worker thread (freeing a 100 MB base takes tens of milliseconds)."""
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except OSError:
+            _unlink(path)
+            return
+        _unlink(path)
+        self._in_background(lambda: os.close(fd))
+
+    def _in_background(self, work: Callable[[], object]) -> None:
+        """Run ``work`` in a worker thread (inline without an event loop)."""
+        async def run() -> None:
+            await trio.to_thread.run_sync(work)
+
+        try:
+            if self.nursery is None:
+                raise RuntimeError("no event loop")
+            self.nursery.start_soon(run)
+        except RuntimeError:
+            work()
 
     # -- feeding ---------------------------------------------------------------------------
     def _listen(self, on: bool) -> None:
@@ -234,12 +265,24 @@ class AppendOnlyFile:
             written = _write_all(self.fd, data)
         except OSError as err:
             written = getattr(err, "written", 0)
-            logger.warning("Error writing to the AOF file: %s", err.strerror or err)
+            self._write_failed(err, written, len(data))
             if policy == "always":
                 # The write happened in memory and cannot be taken back: Redis exits.
                 logger.warning("Can't recover from AOF write error when the AOF fsync "
                                "policy is 'always'. Exiting...")
                 os._exit(1)
+            if written:
+                # A short write: the file is cut back to its last whole command and the
+                # whole buffer is tried again, as Redis does (aof_last_write_errno ENOSPC).
+                try:
+                    os.ftruncate(self.fd, self.last_incr_size)
+                    written = 0
+                except OSError as cut:
+                    if self._may_log_write_error:
+                        logger.warning("Could not remove short write from the append-only "
+                                       "file.  Redis may refuse to load the AOF the next "
+                                       "time it starts.  ftruncate: %s", cut.strerror or cut)
+                err = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
             self.write_ok = False
             self._set_error(err)
             del self.buf[:written]
@@ -255,6 +298,19 @@ class AppendOnlyFile:
         self.last_incr_size += written
         self.buf.clear()
         self._fsync(now)
+
+    def _write_failed(self, err: OSError, written: int, expected: int) -> None:
+        """Log a failed AOF write, at most once every WRITE_ERROR_LOG_SECONDS."""
+        now = time.monotonic()
+        self._may_log_write_error = now - self._write_error_logged > WRITE_ERROR_LOG_SECONDS
+        if not self._may_log_write_error:
+            return
+        self._write_error_logged = now
+        if written:
+            logger.warning("Short write while writing to the AOF file: (nwritten=%d, "
+                           "expected=%d)", written, expected)
+        else:
+            logger.warning("Error writing to the AOF file: %s", err.strerror or err)
 
     def _fsync(self, now: int) -> None:
         if self.config.no_appendfsync_on_rewrite and self._snapshot_running():
@@ -353,7 +409,8 @@ class AppendOnlyFile:
         if manifest.empty:
             name = manifest.new_base(self.filename, rdb=self.config.aof_use_rdb_preamble)
             if self.config.aof_use_rdb_preamble:
-                persistence.write_dump(self.engine, self.path(name), aux=self._aux())
+                persistence.write_dump(self.engine, self.path(name), aux=self._aux(),
+                                       incremental_fsync=self.config.aof_rewrite_incremental_fsync)
             else:  # an empty dataset as commands: nothing (its time, if annotated)
                 self._write_file(self.path(name), CommandWriter(
                     self.config.aof_timestamp_enabled).begin())
@@ -408,7 +465,7 @@ class AppendOnlyFile:
                 logger.warning("Ignoring the AOF manifest in %s: %s", self.dirname, err)
         self.state = WAIT_REWRITE
         st = persistence.attach(self.engine)
-        if st.bgsave is not None and self.job is None:
+        if (st.bgsave is not None and self.job is None) or self.finishing:
             self.rewrite_scheduled = True
             logger.warning("AOF was enabled but there is already another background "
                            "operation. An AOF background was scheduled to start when "
@@ -491,11 +548,19 @@ class AppendOnlyFile:
     # -- rewriting -------------------------------------------------------------------------
     def rewrite(self) -> bool:
         """rewriteAppendOnlyFileBackground: a new incremental file from this instant on,
-        and the snapshot of this instant written as the next base."""
+        and the snapshot of this instant written as the next base.
+
+        While the AOF is on, the new incremental file must be in a manifest on disk before
+        the first write goes to it (openNewIncrAofForAppend). Redis writes that manifest
+        (two fsyncs) on its event loop; here, unless ``appendfsync always`` (whose
+        every write fsyncs on the loop anyway), a worker thread creates the file and
+        persists the manifest first, writes going on to the old file meanwhile, and then
+        the switch to the new file and the snapshot instant happen together on the loop.
+        The rewrite counts as in progress from the start."""
         from kvrepl import persistence
 
         st = persistence.attach(self.engine)
-        if st.bgsave is not None or st.nursery is None:
+        if st.bgsave is not None or st.nursery is None or self.finishing or self._preparing:
             return False
         try:
             os.makedirs(self.dirname, exist_ok=True)
@@ -504,34 +569,78 @@ class AppendOnlyFile:
                            err.strerror or err)
             self.lastbgrewrite_ok = False
             return False
-        self.feed.selected_db = -1
-        self.flush(force=True)
-        if not self._open_new_incr():
+        deferred = (self.state == ON and self.config.appendfsync != "always"
+                    and self.nursery is not None)
+        if not deferred and not self._open_new_incr():
             self.lastbgrewrite_ok = False
             return False
-        self.rewrites += 1
         preamble = self.config.aof_use_rdb_preamble
         base_name = self.manifest.copy().new_base(self.filename, rdb=preamble)
         temp = os.path.join(self.config.dir, f"temp-rewriteaof-bg-{os.getpid()}.aof")
-        consumer = FileConsumer(self.path(base_name), temp)
+        consumer = FileConsumer(self.path(base_name), temp, persistence.autosync_bytes(
+            self.config.aof_rewrite_incremental_fsync))
         # Nothing awaited since the new incremental file was opened: the snapshot instant
-        # (start_job's begin) is the instant the old files end.
+        # (start_job's begin, or run_job's) is the instant the old files end.
         job = persistence.start_job(self.engine, to_file=False, aux=self._aux(),
                                     setup=lambda job: job.add_consumer(consumer),
                                     kind="AOF rewrite", writer=None if preamble else
-                                    CommandWriter(self.config.aof_timestamp_enabled))
+                                    CommandWriter(self.config.aof_timestamp_enabled),
+                                    begin=not deferred)
         if job is None:
             self.lastbgrewrite_ok = False
             return False
+        self.rewrites += 1
         self.job = job
         self.rewrite_scheduled = False
         self.rewrite_time_start = int(time.time())
         job.on_done.append(lambda job: self._rewrite_done(job, consumer, base_name))
+        if deferred:
+            assert self.nursery is not None
+            self.nursery.start_soon(self._open_new_incr_then_begin, job)
         logger.info("Background append only file rewriting started")
         return True
 
+    async def _open_new_incr_then_begin(self, job: SnapshotJob) -> None:
+        """The deferred start of :meth:`rewrite`: the new incremental file and its manifest
+        in a worker thread, then (on the loop, in one step) the switch and the snapshot."""
+        from kvrepl import persistence
+
+        manifest = self.manifest.copy()
+        name = manifest.new_incr(self.filename)
+        path, text = self.path(name), manifest.text()
+        dirname, filename = self.dirname, self.filename
+
+        def work() -> int:
+            fd = _open_incr(path)
+            try:
+                _write_manifest(dirname, filename, text)
+            except OSError:
+                os.close(fd)
+                raise
+            return fd
+
+        self._preparing = True  # a killed job's successor must not take the same name
+        try:
+            fd = await trio.to_thread.run_sync(work)
+        except OSError as err:
+            logger.warning("Can't open the append-only file %s or persist the AOF manifest: "
+                           "%s", name, err.strerror or err)
+            self.kill_rewrite()
+            self.lastbgrewrite_ok = False
+            self.consecutive_failures += 1
+            return
+        finally:
+            self._preparing = False
+        self.manifest = manifest  # on disk now, whatever happened meanwhile
+        if self.state != ON:  # stopped meanwhile: nothing to write to the new file
+            os.close(fd)
+            return
+        self._switch_incr(fd, name)
+        if job.status == PENDING:  # not killed meanwhile
+            persistence.run_job(self.engine, job)
+
     def _open_new_incr(self) -> bool:
-        """openNewIncrAofForAppend (nothing to open while the AOF is off)."""
+        """openNewIncrAofForAppend (nothing to open while the AOF is off), all at once."""
         if self.state == OFF:
             return True
         manifest = None
@@ -541,7 +650,7 @@ class AppendOnlyFile:
             manifest = self.manifest.copy()
             name = manifest.new_incr(self.filename)
         try:
-            fd = os.open(self.path(name), os.O_WRONLY | os.O_TRUNC | os.O_CREAT, 0o644)
+            fd = _open_incr(self.path(name))
         except OSError as err:
             logger.warning("Can't open the append-only file %s: %s", name, err.strerror or err)
             return False
@@ -552,6 +661,15 @@ class AppendOnlyFile:
                 logger.warning("Can't persist the AOF manifest: %s", err.strerror or err)
                 os.close(fd)
                 return False
+            self.manifest = manifest
+        self._switch_incr(fd, name)
+        return True
+
+    def _switch_incr(self, fd: int, name: str) -> None:
+        """Writes go to the new incremental file ``fd`` from now on (the old one gets what
+        the buffer holds, then is fsynced and closed in the background)."""
+        self.feed.selected_db = -1
+        self.flush(force=True)
         logger.info("Creating AOF incr file %s on background rewrite", name)
         if self.fd is not None:
             self._background_fsync(self.fd, close=True)
@@ -559,17 +677,16 @@ class AppendOnlyFile:
         self.fd = fd
         self.last_incr_size = self.last_incr_fsync_offset = 0
         self.cur_timestamp = 0  # each incremental file starts with its time annotation
-        if manifest is not None:
-            self.manifest = manifest
-        return True
 
     def _rewrite_done(self, job: SnapshotJob, consumer: FileConsumer, base_name: str) -> None:
         """backgroundRewriteDoneHandler."""
-        if self.job is job:
-            self.job = None
-        self.rewrite_time_last = int(time.time()) - self.rewrite_time_start
-        self.rewrite_time_start = -1
-        if job.status == DONE and consumer.committed:
+        current = self.job is job
+        succeeded = job.status == DONE and consumer.committed
+        if succeeded and current and self.state == ON and self._finish_in_background(
+                job, base_name):
+            return  # the rewrite stays in progress until the new manifest is on disk
+        self._rewrite_ended(job)
+        if succeeded:
             self._rewrite_succeeded(base_name)
         elif job.status == CANCELLED or (consumer.aborted and consumer.error is None):
             logger.warning("Background AOF rewrite terminated by cancellation")
@@ -577,7 +694,7 @@ class AppendOnlyFile:
             logger.warning("Background AOF rewrite terminated with error: %s",
                            consumer.error or job.error)
             self._rewrite_failed()
-        if self.state == WAIT_REWRITE:
+        if current and self.state == WAIT_REWRITE:
             # The rewrite that was to switch the AOF on did not: start over.
             self.buf.clear()
             if self.fd is not None:
@@ -586,12 +703,74 @@ class AppendOnlyFile:
             _unlink(self.path(temp_incr_name(self.filename)))
             self.rewrite_scheduled = True
 
+    def _rewrite_ended(self, job: SnapshotJob) -> None:
+        if self.job is job:
+            self.job = None
+        self.rewrite_time_last = int(time.time()) - self.rewrite_time_start
+        self.rewrite_time_start = -1
+
+    @property
+    def finishing(self) -> bool:
+        """The rewrite's base is written and its manifest is being persisted."""
+        return self.job is not None and self.job.status not in (PENDING, RUNNING)
+
+    def _finish_in_background(self, job: SnapshotJob, base_name: str) -> bool:
+        """The end of a rewrite while the AOF is on, off the event loop: the new manifest
+        (new base, the incremental file opened at the snapshot instant) is written and
+        fsynced, then the files it replaced are removed, all in a worker thread, since two
+        fsyncs and the freeing of the old base's blocks held the loop for 10-30 ms, far
+        more on a busy disk. The manifest is written without the history Redis lists
+        first and removes at once (aofDelHistoryFiles): the same outcome on disk, one
+        fsync pair fewer; until it is on disk the old manifest and files are whole. False
+        without an event loop (the caller finishes synchronously)."""
+        manifest = self.manifest.copy()
+        manifest.new_base(self.filename, rdb=base_name.endswith(".rdb"))
+        manifest.mark_rewritten_incr_as_history(keep_last=True)
+        history, manifest.history = manifest.history, []
+        text = manifest.text()
+        dirname, filename = self.dirname, self.filename
+
+        def work() -> None:
+            _write_manifest(dirname, filename, text)
+            for info in history:
+                _unlink(os.path.join(dirname, info.name))
+
+        async def run() -> None:
+            error: OSError | None = None
+            try:
+                await trio.to_thread.run_sync(work)
+            except OSError as err:
+                error = err
+            finally:
+                self._rewrite_ended(job)
+            if error is not None:
+                logger.warning("Can't persist the AOF manifest: %s", error)
+                _unlink(self.path(base_name))
+                self._rewrite_failed()
+                return
+            for info in history:
+                logger.info("Removing the history file %s in the background", info.name)
+            self.manifest = manifest
+            if self.state != OFF:
+                self.current_size = self._size(base_name) + self.last_incr_size
+                self.base_size = self.current_size
+            self.lastbgrewrite_ok = True
+            self.consecutive_failures = 0
+            logger.info("Background AOF rewrite finished successfully")
+
+        if self.nursery is None:
+            return False
+        try:
+            self.nursery.start_soon(run)
+        except RuntimeError:
+            return False
+        return True
+
     def _rewrite_failed(self) -> None:
         self.lastbgrewrite_ok = False
         self.consecutive_failures += 1
 
     def _rewrite_succeeded(self, base_name: str) -> None:
-        logger.info("Background AOF rewrite terminated with success")
         manifest = self.manifest.copy()
         manifest.new_base(self.filename, rdb=base_name.endswith(".rdb"))
         incr_path = None
@@ -690,43 +869,87 @@ class AppendOnlyFile:
                 self.config.appendonly = False
 
     # -- loading ---------------------------------------------------------------------------
-    async def load(self, last_file_truncatable: bool = True) -> int:
-        """loadAppendOnlyFiles: the base, then each incremental file, into the engine.
-        Returns the bytes loaded (0: no AOF). AofLoadError / RdbError / OSError when it
-        cannot be loaded (the data is then partly loaded: the node must not go on)."""
-        from kvrepl import persistence
-
+    def _files_to_load(self) -> tuple[list[AofFile], int]:
+        """The manifest's files in loading order and their total size; AofLoadError when
+        one is missing."""
         manifest = self.manifest
         files = ([manifest.base] if manifest.base else []) + manifest.incr
-        if not files:
-            return 0
-        sizes = []
+        total = 0
         for info in files:
             try:
-                sizes.append(os.stat(self.path(info.name)).st_size)
+                total += os.stat(self.path(info.name)).st_size
             except FileNotFoundError:
                 raise AofLoadError(f"The AOF file {info.name} doesn't exist") from None
-        total = sum(sizes)
-        if total == 0:
+        return files, total
+
+    async def load(self) -> int:
+        """loadAppendOnlyFiles: the base, then each incremental file, into the engine,
+        serving -LOADING meanwhile. Returns the bytes loaded (0: no AOF). AofLoadError /
+        RdbError / OSError when it cannot be loaded (the data is then partly loaded: the
+        node must not go on)."""
+        from kvrepl import persistence
+
+        files, total = self._files_to_load()
+        if not total:
             return 0
         st = persistence.attach(self.engine)
         persistence.start_loading(self.engine, total)
         try:
             for index, info in enumerate(files):
-                last = index == len(files) - 1
                 started = time.perf_counter()
-                await self._load_one(info.name, info.type == BASE, last)
-                logger.info("DB loaded from %s file %s: %.3f seconds",
-                            "base" if info.type == BASE else "incr", info.name,
-                            time.perf_counter() - started)
+                await self._load_one(info.name, index == len(files) - 1)
+                self._log_loaded(info, started)
         finally:
             self.engine.loading = False
         st.dirty_at_last_save = self.engine.dirty
         return total
 
-    async def _load_one(self, name: str, base: bool, last: bool) -> None:
+    def load_now(self) -> int:
+        """:meth:`load`, blocking the event loop as Redis's DEBUG LOADAOF does."""
+        from kvrepl import persistence
+
+        files, total = self._files_to_load()
+        if not total:
+            return 0
+        st = persistence.attach(self.engine)
+        persistence.start_loading(self.engine, total)
+        try:
+            for index, info in enumerate(files):
+                started = time.perf_counter()
+                path = self.path(info.name)
+                with open(path, "rb") as source:
+                    start = 0
+                    if source.read(5) == b"REDIS":
+                        logger.info("Reading RDB base file on AOF loading...")
+                        try:
+                            start = persistence.load_file(self.engine, path).size
+                        except RdbError as err:
+                            raise AofLoadError(f"Error reading the RDB base file {info.name}, "
+                                               f"AOF loading aborted: {err}") from None
+                    source.seek(start)
+                    load = _CommandLoad(self, info.name, start, index == len(files) - 1)
+                    with load.quiet():
+                        while chunk := source.read(LOAD_READ):
+                            st.loading_loaded_bytes += len(chunk)
+                            for _ in load.run(chunk):
+                                pass
+                    load.end()
+                self._log_loaded(info, started)
+        finally:
+            self.engine.loading = False
+        st.dirty_at_last_save = self.engine.dirty
+        return total
+
+    @staticmethod
+    def _log_loaded(info: AofFile, started: float) -> None:
+        logger.info("DB loaded from %s file %s: %.3f seconds",
+                    "base" if info.type == BASE else "incr", info.name,
+                    time.perf_counter() - started)
+
+    async def _load_one(self, name: str, last: bool) -> None:
         """loadSingleAppendOnlyFile."""
         from kvrepl import persistence
+        from kvrepl.scripting.persist import load_functions
 
         path = self.path(name)
         st = persistence.attach(self.engine)
@@ -740,6 +963,7 @@ class AppendOnlyFile:
                 logger.info("Reading RDB base file on AOF loading...")
                 try:
                     result = await persistence.load_rdb_source(self.engine, source)
+                    load_functions(self.engine, result.functions)
                 except RdbError as err:
                     raise AofLoadError(f"Error reading the RDB base file {name}, AOF loading "
                                        f"aborted: {err}") from None
@@ -750,55 +974,13 @@ class AppendOnlyFile:
                 # An RDB preamble (a pre-7.0 AOF) goes on with commands.
                 logger.info("Reading the remaining AOF tail...")
             source.seek(start)
-            await self._run_commands(source, name, last, st)
-
-    async def _run_commands(self, source: object, name: str, last: bool, st: object) -> None:
-        engine = self.engine
-        from kvrepl.commands.core import Session
-
-        session = Session(engine)
-        reader = CommandReader(source.tell())  # type: ignore[attr-defined]
-        saved = engine.propagate_listeners
-        engine.propagate_listeners = []  # loading writes nothing anywhere (aof_state OFF)
-        before_multi = 0
-        ran = 0
-        try:
-            while chunk := await trio.to_thread.run_sync(source.read, LOAD_READ):  # type: ignore[attr-defined]
-                reader.feed(chunk)
-                st.loading_loaded_bytes += len(chunk)  # type: ignore[attr-defined]
-                while True:
-                    at = reader.offset
-                    try:
-                        argv = reader.next()
-                    except AofFormatError as err:
-                        raise AofLoadError(f"Bad file format reading the append only file "
-                                           f"{name}: {err}") from None
-                    if argv is None:
-                        break
-                    try:
-                        cmd = engine.lookup_command(argv)
-                    except ReplyError:
-                        raise AofLoadError(
-                            f"Unknown command '{argv[0].decode('utf-8', 'replace')}' reading "
-                            f"the append only file {name} at offset {at}") from None
-                    if session.multi is not None and not cmd.is_exec:
-                        session.multi.append((cmd, argv))
-                    else:
-                        if cmd.name == "multi":
-                            before_multi = at
-                        engine.call(session, cmd, argv)
-                    ran += 1
-                    if ran % LOAD_BATCH == 0:
+            load = _CommandLoad(self, name, start, last)
+            with load.quiet():
+                while chunk := await trio.to_thread.run_sync(source.read, LOAD_READ):
+                    st.loading_loaded_bytes += len(chunk)
+                    for _ in load.run(chunk):
                         await trio.lowlevel.checkpoint()
-        finally:
-            engine.propagate_listeners = saved
-        if not reader.pending and session.multi is None:
-            return
-        valid = reader.offset
-        if session.multi is not None:
-            logger.warning("Revert incomplete MULTI/EXEC transaction in AOF file %s", name)
-            valid = before_multi
-        self._truncated(name, valid, last)
+            load.end()
 
     def _truncated(self, name: str, valid: int, last: bool) -> None:
         if last and self.config.aof_load_truncated:
@@ -817,6 +999,74 @@ class AppendOnlyFile:
                            "and restart the server.")
 
 
+class _CommandLoad:
+    """The commands of one AOF file run into the engine, chunk by chunk (the caller reads
+    the file, and yields to the event loop where :meth:`run` yields)."""
+
+    def __init__(self, aof: AppendOnlyFile, name: str, start: int, last: bool) -> None:
+        from kvrepl.commands.core import Session
+
+        self.aof = aof
+        self.engine = aof.engine
+        self.name = name
+        self.last = last
+        self.session = Session(aof.engine)
+        self.reader = CommandReader(start)
+        self.before_multi = 0
+        self.ran = 0
+
+    @contextlib.contextmanager
+    def quiet(self) -> Iterator[None]:
+        """Loading writes nothing anywhere (aof_state is OFF while Redis loads)."""
+        engine = self.engine
+        saved, engine.propagate_listeners = engine.propagate_listeners, []
+        try:
+            yield
+        finally:
+            engine.propagate_listeners = saved
+
+    def run(self, chunk: bytes) -> Iterator[None]:
+        """Run every command ``chunk`` completes, yielding every LOAD_BATCH commands."""
+        engine, session, reader = self.engine, self.session, self.reader
+        reader.feed(chunk)
+        while True:
+            at = reader.offset
+            try:
+                argv = reader.next()
+            except AofFormatError as err:
+                raise AofLoadError(f"Bad file format reading the append only file "
+                                   f"{self.name}: {err}") from None
+            if argv is None:
+                return
+            try:
+                cmd = engine.lookup_command(argv)
+            except ReplyError:
+                raise AofLoadError(
+                    f"Unknown command '{argv[0].decode('utf-8', 'replace')}' reading "
+                    f"the append only file {self.name} at offset {at}") from None
+            if session.multi is not None and not cmd.is_exec:
+                session.multi.append((cmd, argv))
+            else:
+                if cmd.name == "multi":
+                    self.before_multi = at
+                engine.call(session, cmd, argv)
+            self.ran += 1
+            if self.ran % LOAD_BATCH == 0:
+                yield
+
+    def end(self) -> None:
+        """The file is read: a cut last command or MULTI is handled as
+        ``aof-load-truncated`` says."""
+        if not self.reader.pending and self.session.multi is None:
+            return
+        valid = self.reader.offset
+        if self.session.multi is not None:
+            logger.warning("Revert incomplete MULTI/EXEC transaction in AOF file %s",
+                           self.name)
+            valid = self.before_multi
+        self.aof._truncated(self.name, valid, self.last)
+
+
 def _write_all(fd: int, data: bytes) -> int:
     view = memoryview(data)
     done = 0
@@ -829,6 +1079,26 @@ def _write_all(fd: int, data: bytes) -> int:
             err.written = done  # type: ignore[attr-defined]
             raise
     return done
+
+
+def _open_incr(path: str) -> int:
+    """A new incremental file, empty. O_APPEND, where Redis 7.0 has none here: after a
+    short write is cut off (ftruncate), the retry must land at the end, not past it."""
+    return os.open(path, os.O_WRONLY | os.O_TRUNC | os.O_CREAT | os.O_APPEND, 0o644)
+
+
+def _write_manifest(dirname: str, filename: str, text: str) -> None:
+    """writeAofManifestFile: temp file, fsync, rename, fsync of the directory (OSError
+    leaves the old manifest in place). Plain file I/O: it also runs in a worker thread."""
+    temp = os.path.join(dirname, temp_manifest_name(filename))
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        _write_all(fd, text.encode("utf-8", "surrogateescape"))
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(temp, os.path.join(dirname, manifest_name(filename)))
+    _sync_dir(dirname)
 
 
 def _sync_dir(path: str) -> None:
@@ -872,6 +1142,38 @@ async def load_on_startup(engine: Engine) -> bool:
     loaded = await aof.load()
     aof.open_on_start()
     return bool(loaded)
+
+
+def debug_loadaof(engine: Engine) -> None:
+    """DEBUG LOADAOF (debug.c): write what the AOF buffer holds, empty the dataset (and the
+    functions), read the manifest from disk again, remove its history files and load the
+    AOF, blocking the event loop meanwhile. Whether the AOF is on or not: with no AOF on
+    disk, or one that does not load, Redis exits, and so does this node."""
+    from kvrepl import persistence
+
+    aof = attach(engine)
+    if aof.state != OFF:
+        aof.flush(force=True)
+    for db in engine.keyspace.dbs:
+        engine.watches.touch_all_in_db(db, None)
+    engine.tracking.flushed()
+    engine.keyspace.flushall()
+    if engine.scripting is not None:
+        engine.scripting.functions.flush()
+    try:
+        aof.read_manifest()
+        aof.upgrade_if_needed()
+        aof.delete_history()
+        if aof.manifest.empty:
+            raise AofLoadError("The AOF doesn't exist")
+        aof.load_now()
+    except (AofLoadError, ManifestError, RdbError, OSError) as err:
+        # loadAppendOnlyFiles failed: exit(1), as Redis does here (its message, when the
+        # loader printed one, is already in the log).
+        logger.warning("DEBUG LOADAOF: %s. Exiting...", err)
+        os._exit(1)
+    persistence.attach(engine).dirty_at_last_save = engine.dirty  # server.dirty = 0
+    logger.warning("Append Only File loaded by DEBUG LOADAOF")
 
 
 def cron(engine: Engine) -> None:

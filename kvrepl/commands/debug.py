@@ -3,8 +3,8 @@
 DIGEST, DIGEST-VALUE, OBJECT, POPULATE, SLEEP, SET-ACTIVE-EXPIRE, PROTOCOL, ERROR, LOG,
 CHANGE-REPL-ID, STRINGMATCH-TEST, QUICKLIST-PACKED-THRESHOLD and HELP.
 Crash helpers (SEGFAULT, PANIC, OOM, ASSERT), allocator and encoding internals (MALLCTL,
-LISTPACK, QUICKLIST, SDSLEN, HTSTATS, STRUCTSIZE) and LOADAOF are not implemented. RELOAD is
-:func:`kvrepl.persistence.debug_reload`.
+LISTPACK, QUICKLIST, SDSLEN, HTSTATS, STRUCTSIZE) are not implemented. RELOAD is
+:func:`kvrepl.persistence.debug_reload`, LOADAOF :func:`kvrepl.aof.debug_loadaof`.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import random
 import re
 import time
 
-from kvrepl import persistence
+from kvrepl import aof, persistence
 from kvrepl.commands.args import parse_positive_int
 from kvrepl.commands.core import Session, command
 from kvrepl.commands.glob import glob_match
@@ -42,6 +42,8 @@ _HELP = [
     "    unit tests to simulate Redis errors.",
     "LOG <message>",
     "    Write <message> to the server log.",
+    "LOADAOF",
+    "    Flush the AOF buffers on disk and reload the AOF in memory.",
     "OBJECT <key>",
     "    Show low level info about `key` and associated value.",
     "POPULATE <count> [<prefix>] [<size>]",
@@ -263,6 +265,9 @@ def debug(s: Session, argv: list[bytes]) -> object:
         return OK
     if sub == b"reload":
         persistence.debug_reload(s.engine, argv[2:])
+        return OK
+    if sub == b"loadaof":
+        aof.debug_loadaof(s.engine)
         return OK
     if sub == b"protocol" and argc == 3:
         return _protocol(s, argv[2].lower())

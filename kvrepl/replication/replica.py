@@ -504,7 +504,8 @@ class ReplicaOf:
         count = len(argvs)
         index = 0
         errors = session.error_log  # filled by the engine when a command fails here
-        disk_error = engine.bgsave_failed and self._writes_denied_by_disk_error()
+        disk_error = ((engine.bgsave_failed or bool(engine.aof_error))
+                      and self._writes_denied_by_disk_error())
         if disk_error:
             lane_open = False  # each command is looked at: see _check_disk_error
         # CLIENT PAUSE holds the master's stream too (processCommand postpones the master
@@ -677,15 +678,16 @@ class ReplicaOf:
         return cmd
 
     def _writes_denied_by_disk_error(self) -> bool:
-        """writeCommandsDeniedByDiskError: the last BGSAVE failed and stops writes."""
+        """writeCommandsDeniedByDiskError: the last BGSAVE failed and stops writes, or the
+        AOF's last write or fsync failed."""
         config = self.config
         return bool(self.engine.bgsave_failed and config.stop_writes_on_bgsave_error
-                    and config.save)
+                    and config.save) or bool(self.engine.aof_error)
 
     def _check_disk_error(self, argv: list[bytes]) -> None:
-        """processCommand for the master's client while writes are denied by a failed save:
-        a write panics unless ``replica-ignore-disk-write-errors``; otherwise (and for PING)
-        it is applied, with a warning at most every 10 seconds."""
+        """processCommand for the master's client while writes are denied by a failed save
+        or AOF write: a write panics unless ``replica-ignore-disk-write-errors``; otherwise
+        (and for PING) it is applied, with a warning at most every 10 seconds."""
         cmd = self._resolve(argv)
         if cmd is None:
             return  # it fails anyway, and _failed reports it
