@@ -520,6 +520,9 @@ class Engine:
                                 or self._masterdown or self._read_only
                                 or self._bgsave_failed or self.pausing or bool(self._aof_error)
                                 or self._busy is not None)
+        gates = self.keyspace.gates
+        gates.set("loading", self._loading)  # the master link's stream waits for it too
+        gates.set("node state", self._restricted and not self._loading, clients_only=True)
 
     @property
     def restricted(self) -> bool:
@@ -624,6 +627,11 @@ class Engine:
         self.latency_tracking = config.latency_tracking
         self.slowlog.trim(config.slowlog_max_len)
         self._maxmemory = config.maxmemory
+        gates = keyspace.gates
+        gates.set("maxmemory", bool(config.maxmemory))  # eviction runs before each command
+        gates.set("lfu", keyspace.lfu)  # each access counts
+        gates.set("min-replicas-to-write", bool(config.min_replicas_to_write),
+                  clients_only=True)
         if name == "maxmemory":
             self.evictor.perform()  # as CONFIG SET maxmemory does (updateMaxmemory)
 
@@ -644,6 +652,7 @@ class Engine:
         self.tracking_on = bool(tracking.clients or tracking.observing or tracking.pending
                                 or tracking.due)
         self.lane_observed = bool(self.notify_classes & LANE_CLASSES or tracking.clients)
+        self.keyspace.gates.set("keyspace observers", self.lane_observed)
         self.watches.refresh_hooks()
 
     def notify_keyspace_event(self, event: bytes, key: bytes, db_index: int) -> None:
@@ -698,8 +707,17 @@ class Engine:
                     if not subscribers:
                         del registry[name]
             mine.clear()
+        self.remove_monitor(session)
+
+    def add_monitor(self, session: Session) -> None:
+        """MONITOR: ``session`` is shown every command (the fast lanes close)."""
+        self.monitors.append(session)
+        self.keyspace.gates.set("monitor", True)
+
+    def remove_monitor(self, session: Session) -> None:
         if session in self.monitors:
             self.monitors.remove(session)
+        self.keyspace.gates.set("monitor", bool(self.monitors))
 
     # -- propagation -----------------------------------------------------------------------
     def rewrite(self, *argvs: list[bytes]) -> None:
