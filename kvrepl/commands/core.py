@@ -216,7 +216,7 @@ class Command:
                  "hidden_from_monitor", "touches_keyspace", "allowed_subscribed", "is_exec",
                  "is_ping", "calls", "usec", "rejected_calls", "failed_calls", "denyoom",
                  "remeasures", "remeasures_first", "oom_exempt_in_multi", "histogram",
-                 "histogram_tail", "latency_event", "skip_slowlog", "pausable")
+                 "histogram_tail", "latency_event", "skip_slowlog", "pausable", "protected")
 
     def __init__(self, spec: CommandSpec, handler: Handler | None,
                  subcommands: dict[bytes, Command] | None = None) -> None:
@@ -263,6 +263,7 @@ class Command:
         self.skip_slowlog = "skip_slowlog" in spec.flags
         # what CLIENT PAUSE WRITE holds back (processCommand's is_may_replicate_command)
         self.pausable = self.replicates
+        self.protected = spec.protected  # DEBUG, MODULE, CONFIG SET of protected configs
 
     def record_latency(self, usec: float, calls: int = 1) -> None:
         """``calls`` calls of ``usec`` each into LATENCY HISTOGRAM's counts."""
@@ -449,6 +450,7 @@ class Engine:
         self.active_expire_enabled = True  # DEBUG SET-ACTIVE-EXPIRE
         self.evictor = Evictor(self)
         self._maxmemory = 0  # config.maxmemory, read on every command
+        self._min_replicas = 0  # config.min_replicas_to_write, likewise
         # With maxmemory: whether the running command found memory full after evicting
         # (a script's denyoom commands are then refused: pre_command_oom_state).
         self.out_of_memory = False
@@ -627,6 +629,7 @@ class Engine:
         self.latency_tracking = config.latency_tracking
         self.slowlog.trim(config.slowlog_max_len)
         self._maxmemory = config.maxmemory
+        self._min_replicas = config.min_replicas_to_write
         gates = keyspace.gates
         gates.set("maxmemory", bool(config.maxmemory))  # eviction runs before each command
         gates.set("lfu", keyspace.lfu)  # each access counts
@@ -810,7 +813,7 @@ class Engine:
                 if session.multi is not None:
                     session.multi_error = True
                 return self._count_error(err, session)
-        if cmd.spec.protected and (err := protected_command_error(cmd, session, self.config)):
+        if cmd.protected and (err := protected_command_error(cmd, session, self.config)):
             return self._reject(cmd, session, err)
         # authRequired: the default user's flags are read now, not at connection time.
         if not session.authenticated and not cmd.no_auth and self.acl.auth_required():
@@ -833,7 +836,7 @@ class Engine:
             if self.out_of_memory and not session.is_master \
                     and self._denied_on_oom(cmd, session, denyoom):
                 return self._reject(cmd, session, ReplyError(OOM))
-        if (self._restricted or (is_write and self.config.min_replicas_to_write)) \
+        if (self._restricted or (is_write and self._min_replicas)) \
                 and not session.is_master:
             refused = self._refused_by_state(cmd, is_write)
             if refused is not None:

@@ -67,7 +67,8 @@ _GET = frozenset((b"GET", b"get", b"Get"))
 _SET = frozenset((b"SET", b"set", b"Set"))
 _PFADD = frozenset((b"PFADD", b"pfadd", b"PfAdd", b"Pfadd"))
 _PFCOUNT = frozenset((b"PFCOUNT", b"pfcount", b"PfCount", b"Pfcount"))
-_LANE_NAMES = _GET | _SET | _PFADD | _PFCOUNT
+# The names (as sent) of the lane's commands: a request named otherwise never enters it.
+LANE_NAMES = _GET | _SET | _PFADD | _PFCOUNT
 # The one request shape of each command the lane takes (for the ACL's key tests).
 _GET_SHAPE = [b"GET", b"k"]
 _SET_SHAPE = [b"SET", b"k", b"v"]
@@ -278,7 +279,7 @@ class PlainLane:
         request that test does not allow ends the run, and the general path gives it the
         full check, the NOPERM error and the ACL LOG entry."""
         first = requests[start]
-        if len(first) > 3 or first[0] not in _LANE_NAMES:
+        if len(first) > 3 or first[0] not in LANE_NAMES:
             return start  # the usual case of a general command: no set-up for nothing
         db, data, expires, access, clock, listeners = self._context(session)
         user = session.user
