@@ -282,14 +282,18 @@ def registers(value: bytes) -> bytearray:
 class Registers:
     """The running register-wise maximum of several HLLs (PFCOUNT of many keys, PFMERGE)."""
 
-    __slots__ = ("lanes",)
+    __slots__ = ("lanes", "empty")
 
     def __init__(self) -> None:
         self.lanes = (0, 0, 0, 0)
+        self.empty = True  # nothing merged yet: the first HLL's registers are taken as they are
 
     def merge(self, value: bytes) -> None:
         """hllMerge: raise each register to ``value``'s; CorruptHLL for a bad sparse one."""
         other = _unpack_dense(value) if value[4] == DENSE else _lanes_of_raw(_sparse_raw(value))
+        if self.empty:
+            self.lanes, self.empty = other, False
+            return
         self.lanes = tuple(_lane_max(a, b) for a, b in zip(self.lanes, other, strict=True))  # type: ignore
 
     def raw(self) -> bytearray:
