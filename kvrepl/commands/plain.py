@@ -48,11 +48,6 @@ from kvrepl.store.hyperloglog import (
 )
 from kvrepl.store.memory import STRING_ENTRY
 
-
-def _no_key(_key: bytes) -> bool:
-    return False
-
-
 if TYPE_CHECKING:
     from collections.abc import Callable
 
@@ -81,6 +76,11 @@ _SHORT = 44  # OBJ_ENCODING_EMBSTR_SIZE_LIMIT
 LANE_CLASSES = STRING | NEW | KEY_MISS
 _ZERO = b":0\r\n"
 _ONE = b":1\r\n"
+
+
+def _no_key(_key: bytes) -> bool:
+    """The key test of a command the user may not run at all (see ``User.key_check``)."""
+    return False
 
 
 class PlainLane:
