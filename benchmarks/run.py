@@ -41,6 +41,7 @@ BENCHMARKS: dict[str, str] = {
     "streams": "benchmarks.streams",
     "aof": "benchmarks.aof",
     "cluster": "benchmarks.cluster_follow",
+    "acl": "benchmarks.acl",
 }
 
 

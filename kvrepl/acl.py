@@ -19,6 +19,7 @@ import hashlib
 import hmac
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -460,7 +461,7 @@ class User:
     """One ACL user: flags, password hashes, the root selector and the others."""
 
     __slots__ = ("name", "enabled", "nopass", "sanitize", "passwords", "selectors",
-                 "unrestricted")
+                 "unrestricted", "_key_checks")
 
     def __init__(self, name: bytes, allchannels: bool = False) -> None:
         self.name = name
@@ -470,6 +471,7 @@ class User:
         self.passwords: list[str] = []
         self.selectors = [Selector(root=True, allchannels=allchannels)]
         self.unrestricted = False
+        self._key_checks: dict[str, Callable[[bytes], bool] | None] = {}
 
     @property
     def root(self) -> Selector:
@@ -493,6 +495,7 @@ class User:
     def _refresh(self) -> None:
         root = self.root
         self.unrestricted = root.allcommands and root.allkeys and root.allchannels
+        self._key_checks = {}  # the rules changed: what key_check built is stale
 
     def apply(self, op: bytes, pubsub_default_all: bool = False) -> None:
         """ACLSetUser: one rule."""
@@ -587,9 +590,56 @@ class User:
                 relevant, last = result, index
         return relevant, last
 
+    def key_check(self, spec: CommandSpec, shape: list[bytes]
+                  ) -> Callable[[bytes], bool] | None:
+        """For requests shaped as ``shape`` whose only key is ``argv[1]`` and that name no
+        channel (GET k, SET k v, PFADD k e, PFCOUNT k as the fast lanes take them): a test
+        of that key which, when true, proves :meth:`check` would return OK for the request;
+        None when no selector allows the command by name (then only :meth:`check` can
+        tell). Built once per command and kept until the user's rules change; a false
+        answer proves nothing (the general path then runs the full check, its NOPERM and
+        its ACL LOG entry)."""
+        name = spec.name
+        try:
+            return self._key_checks[name]
+        except KeyError:
+            pass
+        need = acl_table().simple_needs.get(name)
+        if need is None:  # flags that depend on the arguments (SET's GET): this shape's
+            refs = key_refs(spec, shape)
+            if len(refs) == 1 and refs[0][0] == 1:
+                need = _needs(refs[0][1])
+        allowing = [s for s in self.selectors if s.allcommands or name in s.allowed]
+        test: Callable[[bytes], bool] | None
+        if need is None or not allowing or name in _CHANNEL_COMMANDS:
+            test = None
+        elif any(s.allkeys for s in allowing):
+            test = _any_key
+        else:
+            # The patterns that grant ``need``, in order: the first match allows.
+            matchers = [matches for s in allowing for _, perms, matches in s.patterns
+                        if perms & need == need]
+            if not matchers:
+                test = _no_key
+            elif len(matchers) == 1:
+                test = matchers[0]
+            else:
+                def test(key: bytes, matchers: list = matchers) -> bool:
+                    return any(matches(key) for matches in matchers)
+        self._key_checks[name] = test
+        return test
+
     def channel_allowed(self, channel: bytes, is_pattern: bool) -> bool:
         """ACLUserCheckChannelPerm."""
         return any(s.channel_allowed(channel, is_pattern) for s in self.selectors)
+
+
+def _any_key(_key: bytes) -> bool:
+    return True
+
+
+def _no_key(_key: bytes) -> bool:
+    return False
 
 
 def _checked_hash(text: bytes) -> str:

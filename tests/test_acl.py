@@ -21,6 +21,7 @@ from support import (
     RawClient,
     RedisServer,
     ThreadedServer,
+    pack,
     plain,
     poll,
     raw_replies,
@@ -607,3 +608,71 @@ def test_scripts_run_with_the_callers_rights(servers: tuple[ThreadedServer, Redi
     for client in clients:
         client.close()
     assert _log(pair[0]) == _log(pair[1])
+
+
+def _lane_stats(server: ThreadedServer | RedisServer) -> dict[str, object]:
+    """What the plain lane must count as the general path does for a restricted user."""
+    client = server.client()
+    info = client.info("all")
+    client.close()
+    wanted = {key: info[key] for key in ("keyspace_hits", "keyspace_misses",
+                                         "total_error_replies")}
+    for name in ("get", "set", "pfadd", "pfcount"):
+        stats = info.get(f"cmdstat_{name}", {})
+        wanted[name] = tuple(stats.get(k) for k in ("calls", "rejected_calls", "failed_calls"))
+    wanted["errors"] = {k: v for k, v in info.items() if k.startswith("errorstat_")}
+    return wanted
+
+
+def test_restricted_user_pipelines_answer_and_log_as_redis(
+        servers: tuple[ThreadedServer, RedisServer], pair: tuple[redis.Redis, redis.Redis]
+) -> None:
+    """A restricted user's pipelined GET/SET/PFADD/PFCOUNT (the plain lane's commands,
+    checked there once per run and key) get the same replies, NOPERM errors, ACL LOG
+    entries, command and keyspace statistics as from redis-server, allowed and denied
+    requests interleaved in one read."""
+    both(pair, "ACL", "SETUSER", "lane", "on", ">pw", "~k:*", "%R~r:*", "+get", "+set",
+         "+pfadd", "(~s:* +set)")
+    both(pair, "ACL", "SETUSER", "other", "on", ">pw", "~*", "+@read")
+    for client in pair:
+        client.execute_command("SET", "r:1", "seeded")
+        client.execute_command("PFADD", "k:h", *[str(i) for i in range(300)])
+        client.execute_command("CONFIG", "RESETSTAT")
+    ours, theirs = servers
+    batch = [("SET", "k:1", "a"), ("GET", "k:1"), ("GET", "k:none"), ("GET", "r:1"),
+             ("SET", "r:1", "no"), ("GET", "k:1"), ("SET", "s:1", "sel"), ("GET", "s:1"),
+             ("SET", "x", "no"), ("PFADD", "k:h", "new"), ("PFCOUNT", "k:h"),
+             ("PFADD", "x", "no"), ("set", "k:2", "b"), ("get", "k:2"), ("GET", "zz")]
+    for user in ("lane", "other"):
+        replies = []
+        for server in (ours, theirs):
+            client = RawClient(server.port)
+            assert client.call("AUTH", user, "pw") == b"+OK\r\n"
+            client.sock.sendall(b"".join(pack(*args) for args in batch))
+            replies.append(client.read(len(batch)))
+            client.close()
+        assert replies[0] == replies[1]
+    assert _log(pair[0]) == _log(pair[1])
+    assert _lane_stats(ours) == _lane_stats(theirs)
+
+
+def test_restricted_user_runs_in_the_lane_until_a_request_it_may_not_send() -> None:
+    """The lane itself takes a restricted user's allowed requests and stops, having done
+    nothing, at the first one the user's rules do not allow (left to the general path);
+    a change of the user's rules is seen at the next run."""
+    from kvrepl.commands.core import Engine
+
+    engine = Engine(Config(save=()))
+    engine.acl.set_user(b"u", [b"on", b"nopass", b"~k:*", b"+get", b"+set"])
+    session = engine.new_session()
+    session.user = engine.acl.users[b"u"]
+    lane = engine.plain_lane
+    assert lane.open_for(session)
+    requests = [[b"SET", b"k:1", b"v"], [b"GET", b"k:1"], [b"GET", b"other"], [b"GET", b"k:1"]]
+    out: list[bytes] = []
+    assert lane.run(session, requests, 0, out) == 2
+    assert out == [b"+OK\r\n", b"$1\r\n", b"v", b"\r\n"]
+    assert lane.run(session, requests, 2, out) == 2
+    engine.acl.set_user(b"u", [b"-get"])
+    assert lane.run(session, requests, 3, out) == 3
+    assert not engine.acl.log

@@ -234,3 +234,63 @@ def test_only_canonical_reads_are_kept_as_stream_bytes():
     parser.feed(pack("SET", "a", "1") + b"*0\r\n" + pack("SET", "b", "2"))
     requests, position, raw = parser.ready_requests()
     assert raw is None  # "*0" is skipped by Redis: these bytes are not the stream's
+
+
+def test_a_registered_gate_closes_the_lane_and_its_release_opens_it():
+    """The lane's node-wide state is one flag derived from the registered gates: any new
+    gate closes it, for clients and the master link alike, with no change to the lane."""
+    engine = Engine(Config(save=()))
+    session = engine.new_session()
+    lane = engine.plain_lane
+    gates = engine.keyspace.gates
+    assert lane.open_for(session) and gates.closed() == []
+    gates.set("a new observer", True)
+    assert not lane.open_for(session) and not lane.open_for_master_link(session)
+    out: list[bytes] = []
+    gates.set("a new observer", False)
+    assert lane.open_for(session) and lane.open_for_master_link(session)
+    gates.set("a refusal of clients", True, clients_only=True)
+    assert not lane.open_for(session) and lane.open_for_master_link(session)
+    gates.set("a refusal of clients", False, clients_only=True)
+    assert lane.run(session, [[b"SET", b"k", b"v"]], 0, out) == 1
+
+
+def test_what_registers_an_observer_closes_the_lane():
+    """MONITOR, WATCH, a blocked client, a snapshot, notifications, tracking, pause,
+    maxmemory, LFU and loading each close the lane while registered."""
+    from kvrepl.store.snapshot import KeyspaceView
+
+    engine = Engine(Config(save=()))
+    session = engine.new_session()
+    other = engine.new_session()
+    lane = engine.plain_lane
+
+    def closed_while(start: object, stop: object) -> None:
+        assert lane.open_for(session)
+        start()
+        assert not lane.open_for(session), engine.keyspace.gates.closed()
+        stop()
+        assert lane.open_for(session), engine.keyspace.gates.closed()
+
+    closed_while(lambda: engine.execute(other, [b"MONITOR"]),
+                 lambda: engine.execute(other, [b"RESET"]))
+    closed_while(lambda: engine.execute(other, [b"WATCH", b"k"]),
+                 lambda: engine.execute(other, [b"UNWATCH"]))
+    closed_while(lambda: engine.keyspace.block_key(0, b"k"),
+                 lambda: engine.keyspace.unblock_key(0, b"k"))
+    engine.keyspace.dbs[0].data[b"x"] = b"1"
+    snapshot: list[KeyspaceView] = []
+    closed_while(lambda: snapshot.append(KeyspaceView(engine.keyspace)),
+                 lambda: snapshot[0].close())
+    for name, on, off in (("notify-keyspace-events", "KEA", ""),
+                          ("maxmemory", "1gb", "0"),
+                          ("maxmemory-policy", "allkeys-lfu", "noeviction"),
+                          ("min-replicas-to-write", "1", "0")):
+        closed_while(lambda name=name, on=on: engine.config.set(name, on),
+                     lambda name=name, off=off: engine.config.set(name, off))
+    closed_while(lambda: engine.execute(other, [b"CLIENT", b"TRACKING", b"ON"]),
+                 lambda: engine.execute(other, [b"CLIENT", b"TRACKING", b"OFF"]))
+    closed_while(lambda: engine.execute(other, [b"CLIENT", b"PAUSE", b"100000"]),
+                 lambda: engine.execute(other, [b"CLIENT", b"UNPAUSE"]))
+    closed_while(lambda: setattr(engine, "loading", True),
+                 lambda: setattr(engine, "loading", False))

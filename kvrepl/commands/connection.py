@@ -135,8 +135,7 @@ def reset_session(s: Session) -> None:
     engine = s.engine
     if s.monitor:
         s.monitor = False
-        if s in engine.monitors:
-            engine.monitors.remove(s)
+        engine.remove_monitor(s)
     s.select(0)
     s.resp3 = False
     s.authenticated = not engine.acl.auth_required()

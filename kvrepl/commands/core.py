@@ -217,7 +217,7 @@ class Command:
                  "hidden_from_monitor", "touches_keyspace", "allowed_subscribed", "is_exec",
                  "is_ping", "calls", "usec", "rejected_calls", "failed_calls", "denyoom",
                  "remeasures", "remeasures_first", "oom_exempt_in_multi", "histogram",
-                 "histogram_tail", "latency_event", "skip_slowlog", "pausable")
+                 "histogram_tail", "latency_event", "skip_slowlog", "pausable", "protected")
 
     def __init__(self, spec: CommandSpec, handler: Handler | None,
                  subcommands: dict[bytes, Command] | None = None) -> None:
@@ -264,6 +264,7 @@ class Command:
         self.skip_slowlog = "skip_slowlog" in spec.flags
         # what CLIENT PAUSE WRITE holds back (processCommand's is_may_replicate_command)
         self.pausable = self.replicates
+        self.protected = spec.protected  # DEBUG, MODULE, CONFIG SET of protected configs
 
     def record_latency(self, usec: float, calls: int = 1) -> None:
         """``calls`` calls of ``usec`` each into LATENCY HISTOGRAM's counts."""
@@ -450,6 +451,7 @@ class Engine:
         self.active_expire_enabled = True  # DEBUG SET-ACTIVE-EXPIRE
         self.evictor = Evictor(self)
         self._maxmemory = 0  # config.maxmemory, read on every command
+        self._min_replicas = 0  # config.min_replicas_to_write, likewise
         # With maxmemory: whether the running command found memory full after evicting
         # (a script's denyoom commands are then refused: pre_command_oom_state).
         self.out_of_memory = False
@@ -521,6 +523,9 @@ class Engine:
                                 or self._masterdown or self._read_only
                                 or self._bgsave_failed or self.pausing or bool(self._aof_error)
                                 or self._busy is not None)
+        gates = self.keyspace.gates
+        gates.set("loading", self._loading)  # the master link's stream waits for it too
+        gates.set("node state", self._restricted and not self._loading, clients_only=True)
 
     @property
     def restricted(self) -> bool:
@@ -625,6 +630,12 @@ class Engine:
         self.latency_tracking = config.latency_tracking
         self.slowlog.trim(config.slowlog_max_len)
         self._maxmemory = config.maxmemory
+        self._min_replicas = config.min_replicas_to_write
+        gates = keyspace.gates
+        gates.set("maxmemory", bool(config.maxmemory))  # eviction runs before each command
+        gates.set("lfu", keyspace.lfu)  # each access counts
+        gates.set("min-replicas-to-write", bool(config.min_replicas_to_write),
+                  clients_only=True)
         if name == "maxmemory":
             self.evictor.perform()  # as CONFIG SET maxmemory does (updateMaxmemory)
 
@@ -645,6 +656,7 @@ class Engine:
         self.tracking_on = bool(tracking.clients or tracking.observing or tracking.pending
                                 or tracking.due)
         self.lane_observed = bool(self.notify_classes & LANE_CLASSES or tracking.clients)
+        self.keyspace.gates.set("keyspace observers", self.lane_observed)
         self.watches.refresh_hooks()
 
     def notify_keyspace_event(self, event: bytes, key: bytes, db_index: int) -> None:
@@ -701,8 +713,17 @@ class Engine:
                     if not subscribers:
                         del registry[name]
             mine.clear()
+        self.remove_monitor(session)
+
+    def add_monitor(self, session: Session) -> None:
+        """MONITOR: ``session`` is shown every command (the fast lanes close)."""
+        self.monitors.append(session)
+        self.keyspace.gates.set("monitor", True)
+
+    def remove_monitor(self, session: Session) -> None:
         if session in self.monitors:
             self.monitors.remove(session)
+        self.keyspace.gates.set("monitor", bool(self.monitors))
 
     # -- propagation -----------------------------------------------------------------------
     def rewrite(self, *argvs: list[bytes]) -> None:
@@ -795,7 +816,7 @@ class Engine:
                 if session.multi is not None:
                     session.multi_error = True
                 return self._count_error(err, session)
-        if cmd.spec.protected and (err := protected_command_error(cmd, session, self.config)):
+        if cmd.protected and (err := protected_command_error(cmd, session, self.config)):
             return self._reject(cmd, session, err)
         # authRequired: the default user's flags are read now, not at connection time.
         if not session.authenticated and not cmd.no_auth and self.acl.auth_required():
@@ -818,7 +839,7 @@ class Engine:
             if self.out_of_memory and not session.is_master \
                     and self._denied_on_oom(cmd, session, denyoom):
                 return self._reject(cmd, session, ReplyError(OOM))
-        if (self._restricted or (is_write and self.config.min_replicas_to_write)) \
+        if (self._restricted or (is_write and self._min_replicas)) \
                 and not session.is_master:
             refused = self._refused_by_state(cmd, is_write)
             if refused is not None:

@@ -62,6 +62,14 @@ _GET = frozenset((b"GET", b"get", b"Get"))
 _SET = frozenset((b"SET", b"set", b"Set"))
 _PFADD = frozenset((b"PFADD", b"pfadd", b"PfAdd", b"Pfadd"))
 _PFCOUNT = frozenset((b"PFCOUNT", b"pfcount", b"PfCount", b"Pfcount"))
+# The names (as sent) of the lane's commands: a request named otherwise never enters it.
+LANE_NAMES = _GET | _SET | _PFADD | _PFCOUNT
+# The one request shape of each command the lane takes (for the ACL's key tests).
+_GET_SHAPE = [b"GET", b"k"]
+_SET_SHAPE = [b"SET", b"k", b"v"]
+_PFADD_SHAPE = [b"PFADD", b"k", b"e"]
+_PFCOUNT_SHAPE = [b"PFCOUNT", b"k"]
+_SHAPES = {"get": _GET_SHAPE, "set": _SET_SHAPE}
 _SHORT = 44  # OBJ_ENCODING_EMBSTR_SIZE_LIMIT
 # The keyspace event classes the lane's commands fire (set and pfadd, new keys, GET's
 # keymiss): while one is on, the lane stays closed (Engine.lane_observed).
@@ -70,14 +78,20 @@ _ZERO = b":0\r\n"
 _ONE = b":1\r\n"
 
 
+def _no_key(_key: bytes) -> bool:
+    """The key test of a command the user may not run at all (see ``User.key_check``)."""
+    return False
+
+
 class PlainLane:
     """GET, plain SET and the simple PFADD/PFCOUNT for an engine, without the general
     dispatch."""
 
-    __slots__ = ("engine", "_get", "_set", "_pfadd", "_pfcount")
+    __slots__ = ("engine", "gates", "_get", "_set", "_pfadd", "_pfcount")
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        self.gates = engine.keyspace.gates
         self._get = engine.table[b"get"]
         self._set = engine.table[b"set"]
         self._pfadd = engine.table[b"pfadd"]
@@ -85,22 +99,15 @@ class PlainLane:
 
     def open_for(self, session: Session) -> bool:
         """True when nothing about the node or ``session`` could refuse a GET or SET, or
-        make it do more than read or store one key: no node-wide refusal (loading, read-only,
-        MISCONF, NOREPLICAS), no MULTI, pub/sub context, MONITOR or replica link, no WATCH or
-        running snapshot (they watch writes key by key), no LFU clock, no maxmemory (eviction
-        runs before each command), no replies queued, no client blocked on a key (a SET over
-        a stream wakes XREADGROUP with -UNBLOCKED), no observer of each command
-        (``lane_observed``: keyspace notifications of the lane's classes, client-side
-        caching)."""
-        engine = self.engine
-        keyspace = engine.keyspace
-        config = engine.config
-        return not (
-            engine.restricted or engine.lane_observed or engine.monitors
-            or keyspace.before_write_hooks or keyspace.blocked_keys
-            or keyspace.lfu or config.min_replicas_to_write or config.maxmemory
-            or not session.authenticated or not session.user.unrestricted
-            or session.multi is not None
+        make it do more than read or store one key. The node's part is one flag,
+        ``keyspace.gates.open``, derived from what is registered (:mod:`kvrepl.store.gates`:
+        loading, read-only, MISCONF, NOREPLICAS, pause, MONITOR, WATCH, a snapshot, a
+        blocked client, LFU, maxmemory, keyspace notifications, client-side caching); the
+        session's part: no MULTI, pub/sub context, MONITOR or replica link, no replies
+        queued, and a user that may log in (a restricted one is checked per run, see
+        :meth:`run`)."""
+        return self.gates.open and not (
+            session.multi is not None or not session.authenticated
             or session.channels or session.patterns or session.shard_channels
             or session.reply_off or session.reply_skip or session.is_master
             or session.is_replica or session.monitor or session.closing
@@ -140,15 +147,11 @@ class PlainLane:
 
     def open_for_master_link(self, session: Session) -> bool:
         """:meth:`open_for` on a replica, for the link its master's stream arrives on: the
-        refusals of normal clients (read-only, MISCONF, stale data) never apply to it, so
-        only what observes writes, or a transaction, closes the lane."""
-        engine = self.engine
-        keyspace = engine.keyspace
-        return not (
-            engine.loading or engine.lane_observed or engine.monitors
-            or keyspace.before_write_hooks or keyspace.lfu
-            or keyspace.blocked_keys or engine.config.maxmemory
-            or not session.authenticated or session.multi is not None
+        refusals of normal clients (read-only, MISCONF, stale data) never apply to it
+        (``gates.link_open``), so only what observes writes, or a transaction, closes the
+        lane."""
+        return self.gates.link_open and not (
+            not session.authenticated or session.multi is not None
             or session.channels or session.patterns or session.shard_channels
         )
 
@@ -197,7 +200,8 @@ class PlainLane:
         nothing, when the general path must run it."""
         db = session.db
         key = argv[1]
-        if key in db.expires or not self.open_for(session):
+        if key in db.expires or not self.open_for(session) or not self._allowed(
+                session, self._set, key):
             return False
         value = argv[2]
         old = db.data.get(key)
@@ -231,7 +235,7 @@ class PlainLane:
         having done nothing, when the general path must run it (a key with a TTL, a value
         of another type). ``open_for(session)`` must be true."""
         db = session.db
-        if key in db.expires:
+        if key in db.expires or not self._allowed(session, self._get, key):
             return None
         began = perf_counter()
         value = db.data.get(key)
@@ -251,14 +255,40 @@ class PlainLane:
         session.last_command = "get"
         return reply
 
+    @staticmethod
+    def _allowed(session: Session, command: Command, key: bytes) -> bool:
+        """The session's user may run ``command`` on ``key`` (a false answer leaves the
+        request, its NOPERM and its ACL LOG entry to the general path)."""
+        user = session.user
+        if user.unrestricted:
+            return True
+        test = user.key_check(command.spec, _SHAPES[command.name])
+        return test is not None and test(key)
+
     def run(self, session: Session, requests: list[list[bytes]], start: int,
             out: list[bytes], raw: bytes | None = None) -> int:
         """Run ``requests[start:]`` while each is a GET or a plain SET the lane can finish,
         appending the encoded replies to ``out``; returns the index of the first request it
         did not run (``len(requests)`` when it ran them all). ``open_for(session)`` must be
         true. ``raw``, when given, is bytes that parse to exactly ``requests[start:]``: if they
-        are all SETs it is what the replication stream carries, without encoding again."""
+        are all SETs it is what the replication stream carries, without encoding again.
+
+        A restricted ACL user's requests are checked here too, cheaply: whether the user
+        may run each of the four commands is found once per run, and each key is tested
+        against the patterns that grant that command's needs (``User.key_check``); a
+        request that test does not allow ends the run, and the general path gives it the
+        full check, the NOPERM error and the ACL LOG entry."""
+        first = requests[start]
+        if len(first) > 3 or first[0] not in LANE_NAMES:
+            return start  # the usual case of a general command: no set-up for nothing
         db, data, expires, access, clock, listeners = self._context(session)
+        user = session.user
+        acl = not user.unrestricted
+        if acl:
+            may_get = user.key_check(self._get.spec, _GET_SHAPE) or _no_key
+            may_set = user.key_check(self._set.spec, _SET_SHAPE) or _no_key
+            may_pfadd = user.key_check(self._pfadd.spec, _PFADD_SHAPE) or _no_key
+            may_pfcount = user.key_check(self._pfcount.spec, _PFCOUNT_SHAPE) or _no_key
         engine = self.engine
         nil = _NIL[session.resp3]
         heads = _BULK_HEADS
@@ -271,7 +301,7 @@ class PlainLane:
             length = len(argv)
             if length == 2 and argv[0] in _GET:
                 key = argv[1]
-                if key in expires:
+                if key in expires or (acl and not may_get(key)):
                     break  # lazy expiry and its propagated DEL: the general path
                 value = data.get(key)
                 if value is None:
@@ -286,7 +316,7 @@ class PlainLane:
                 gets += 1
             elif length == 3 and argv[0] in _SET:
                 key = argv[1]
-                if key in expires:
+                if key in expires or (acl and not may_set(key)):
                     break
                 value = argv[2]
                 old = get(key)
@@ -305,7 +335,7 @@ class PlainLane:
             elif length == 3 and argv[0] in _PFADD:
                 key = argv[1]
                 value = data.get(key)
-                if key in expires or type(value) is not bytes:
+                if key in expires or type(value) is not bytes or (acl and not may_pfadd(key)):
                     break  # a new key, another type, a TTL: the general path
                 if len(value) == DENSE_SIZE and value.startswith(DENSE_MAGIC):
                     new = dense_add_one(value, argv[2])
@@ -329,7 +359,8 @@ class PlainLane:
                 key = argv[1]
                 value = data.get(key)
                 if (key in expires or type(value) is not bytes or len(value) <= _SHORT
-                        or not is_hll(value) or value[15] & 0x80):
+                        or not is_hll(value) or value[15] & 0x80
+                        or (acl and not may_pfcount(key))):
                     break
                 access[key] = clock
                 pfcounts += 1

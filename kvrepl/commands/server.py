@@ -427,7 +427,7 @@ def monitor(s: Session, argv: list[bytes]) -> object:
     if s.monitor or s.is_replica:
         return Raw(b"")  # already a monitor (or a replica): Redis ignores it, no reply
     s.monitor = True
-    s.engine.monitors.append(s)
+    s.engine.add_monitor(s)
     return OK
 
 

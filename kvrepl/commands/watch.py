@@ -48,10 +48,10 @@ class WatchRegistry:
             self._hooked = wanted
             keyspace = self.keyspace
             if wanted:
-                keyspace.before_write_hooks.append(self._before_write)
+                keyspace.add_before_write_hook(self._before_write)
                 keyspace.expired_listeners.append(self._expired)
             else:
-                keyspace.before_write_hooks.remove(self._before_write)
+                keyspace.remove_before_write_hook(self._before_write)
                 keyspace.expired_listeners.remove(self._expired)
 
     def watch(self, session: Session, key: bytes) -> None:

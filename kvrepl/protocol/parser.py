@@ -340,17 +340,15 @@ def _split_plain(data: bytes | bytearray, start: int
     cut = data.rfind(b"\r\n*", start) + 2
     if cut <= start + 1:
         cut = end
+    split = _plain_up_to(data, start, cut)
+    if split is None and cut < end:
+        # That '*' was an argument's ("XADD s * f v"): the read may still be whole requests.
+        cut = end
+        split = _plain_up_to(data, start, cut)
+    if split is None:
+        return None
+    found, reader = split
     try:
-        reader = _spare_readers.pop()
-    except IndexError:
-        reader = hiredis.Reader(notEnoughData=_NO_REPLY)
-    found: list[list[bytes]] = []
-    try:
-        for window in range(start, cut, _WINDOW):
-            reader.feed(data, window, min(_WINDOW, cut - window))
-            found.extend(iter(reader.gets, _NO_REPLY))
-        if not found or not _between_requests(reader):
-            return None
         taken = cut
         if cut < end:
             reader.feed(data, cut, end - cut)
@@ -373,6 +371,26 @@ def _split_plain(data: bytes | bytearray, start: int
     if taken == end:  # nothing held back: the reader can serve again
         _spare_readers.append(reader)
     return found, taken - start, False
+
+
+def _plain_up_to(data: bytes | bytearray, start: int, cut: int
+                 ) -> tuple[list[list[bytes]], hiredis.Reader] | None:
+    """What hiredis reads in ``data[start:cut]`` and its reader, when that is whole
+    requests (the reader holds no part of one); None otherwise."""
+    try:
+        reader = _spare_readers.pop()
+    except IndexError:
+        reader = hiredis.Reader(notEnoughData=_NO_REPLY)
+    found: list[list[bytes]] = []
+    try:
+        for window in range(start, cut, _WINDOW):
+            reader.feed(data, window, min(_WINDOW, cut - window))
+            found.extend(iter(reader.gets, _NO_REPLY))
+        if found and _between_requests(reader):
+            return found, reader
+    except Exception:  # hiredis.ProtocolError: the careful way finds where and why
+        pass
+    return None
 
 
 def _split_lines(data: bytes) -> list[list[bytes]] | None:

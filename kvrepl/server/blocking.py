@@ -42,7 +42,7 @@ class BlockingManager:
         keyspace = self.engine.keyspace
         for key in waiter.keys:
             self.waiting.setdefault((waiter.db, key), deque()).append(waiter)
-            keyspace.blocked_keys.add((waiter.db, key))
+            keyspace.block_key(waiter.db, key)
         session.blocked = waiter
         try:
             timeout = block.timeout if block.timeout > 0 else math.inf
@@ -77,7 +77,7 @@ class BlockingManager:
                 pass
             if not queue:
                 del self.waiting[(waiter.db, key)]
-                keyspace.blocked_keys.discard((waiter.db, key))
+                keyspace.unblock_key(waiter.db, key)
 
     def serve_ready(self) -> None:
         """Serve the clients blocked on keys that became ready (``handleClientsBlockedOnKeys``).

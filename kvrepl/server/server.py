@@ -17,6 +17,7 @@ import trio
 from kvrepl import persistence
 from kvrepl.commands.core import POSTPONED, Block, Engine, Session
 from kvrepl.commands.migrate import MigrateJob
+from kvrepl.commands.plain import LANE_NAMES
 from kvrepl.commands.replication import StartReplication, WaitReplicas
 from kvrepl.commands.shutdown import SHUTDOWN_ERROR, ShutdownWait, shutdown_state
 from kvrepl.config import Config
@@ -318,12 +319,14 @@ class Connection:
         engine = self.server.engine
         execute = engine.execute
         lane = engine.plain_lane
-        lane_open = lane.open_for(session)
+        lane_names = LANE_NAMES
         while True:
-            if lane_open:
-                requests, position, raw = parser.ready_requests()
-                if position < len(requests):
-                    parser.skip_ready(lane.run(session, requests, position, out, raw))
+            # The lane is asked only when the next request is one of its commands: a
+            # general command pays one set lookup for it, not the lane's checks.
+            requests, position, raw = parser.ready_requests()
+            if position < len(requests) and requests[position][0] in lane_names \
+                    and lane.open_for(session):
+                parser.skip_ready(lane.run(session, requests, position, out, raw))
             try:
                 argv = parser.next_request()
             except ProtocolError as err:
@@ -336,8 +339,11 @@ class Connection:
             reply = execute(session, argv)
             if type(reply) in _AWAITED:
                 return argv, reply
-            if (session.reply_off or session.reply_skip) and self.silenced(argv):
-                self.drop_reply(out)
+            if session.reply_off or session.reply_skip:
+                if self.silenced(argv):
+                    self.drop_reply(out)
+                else:
+                    self.add_reply(reply, out)
             elif session.pending_out or session.after_reply:
                 self.add_reply(reply, out)
             else:
@@ -345,7 +351,6 @@ class Connection:
             if session.closing:
                 return _CLOSE
             parser.authenticated = session.authenticated
-            lane_open = lane.open_for(session)
 
     async def finish_waiting(self, argv: list[bytes], reply: object, out: list[bytes]) -> bool:
         """Await what ``execute_buffered`` stopped at and append its reply to ``out``;

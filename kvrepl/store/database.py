@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterator
 from time import perf_counter
 
 from kvrepl import gc_policy
+from kvrepl.store.gates import Gates
 from kvrepl.store.memory import EXPIRE_ENTRY, key_memory_usage, string_entry_size
 from kvrepl.store.values import Stream, ZSet
 
@@ -399,6 +400,9 @@ class Keyspace:
         self.lfu = False
         self.lfu_log_factor = 10
         self.lfu_decay_time = 1
+        # What the fast lanes must not skip closes one of these (see kvrepl.store.gates).
+        self.gates = Gates()
+        # Read-only outside: add and remove hooks with the methods (they close the gates).
         self.before_write_hooks: list[BeforeWriteHook] = []
         # Set while keyspace notifications want them (the ``new`` and ``keymiss`` events):
         # a key was added (Redis's dbAdd), a read found no key.
@@ -418,6 +422,25 @@ class Keyspace:
         self.counting_reads = False
         self.hits = 0
         self.misses = 0
+
+    def add_before_write_hook(self, hook: BeforeWriteHook) -> None:
+        """Call ``hook(db, key)`` before every write (WATCH, a snapshot's copy-on-write)."""
+        self.before_write_hooks.append(hook)
+        self.gates.set("before-write hooks", True)
+
+    def remove_before_write_hook(self, hook: BeforeWriteHook) -> None:
+        self.before_write_hooks.remove(hook)
+        self.gates.set("before-write hooks", bool(self.before_write_hooks))
+
+    def block_key(self, db: int, key: bytes) -> None:
+        """A client waits for ``key`` of ``db`` (BLPOP, XREAD BLOCK...)."""
+        self.blocked_keys.add((db, key))
+        self.gates.set("blocked clients", True)
+
+    def unblock_key(self, db: int, key: bytes) -> None:
+        """No client waits for ``key`` of ``db`` any more."""
+        self.blocked_keys.discard((db, key))
+        self.gates.set("blocked clients", bool(self.blocked_keys))
 
     def now_ms(self) -> int:
         """Unix time in ms; frozen for the length of one command, as Redis's ``mstime`` is."""

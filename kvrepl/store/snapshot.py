@@ -83,7 +83,7 @@ class KeyspaceView:
         self._by_dict = {id(view.data): view for view in self._views}
         self.copies = 0  # containers copied because a write came before the view wrote them
         self._hooked = True
-        keyspace.before_write_hooks.append(self._before_write)
+        keyspace.add_before_write_hook(self._before_write)
 
     def __len__(self) -> int:
         return sum(view.count for view in self._views)
@@ -166,6 +166,6 @@ class KeyspaceView:
         """Stop following writes (a view left unfinished hands out nothing more)."""
         if self._hooked:
             self._hooked = False
-            self.keyspace.before_write_hooks.remove(self._before_write)
+            self.keyspace.remove_before_write_hook(self._before_write)
             for view in self._views:
                 view.finish()

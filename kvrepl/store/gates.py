@@ -1,0 +1,47 @@
+"""The gates of the fast lanes: named node-wide reasons to run every command the general way.
+
+The fast lanes (:mod:`kvrepl.commands.plain`) skip the general dispatch's checks, hooks and
+observers. They may only do so while none of those could act, so whatever installs a check,
+hook or observer (MONITOR, WATCH, a snapshot's copy-on-write, keyspace notifications,
+client-side caching, a blocked client, a client pause, maxmemory, the LFU clock, loading,
+a read-only replica...) closes a gate here by name where it registers it, and opens it where
+it unregisters it. The lanes read one derived flag instead of a list of conditions, so a new
+kind of observer closes them by registering, not by being remembered in the lanes' code.
+
+Sans-IO: a plain registry of names.
+"""
+
+from __future__ import annotations
+
+
+class Gates:
+    """Named closed gates; :attr:`open` (no gate closed) and :attr:`link_open` (none but
+    client-only ones, which a replica's link to its master never meets) are derived."""
+
+    __slots__ = ("_closed", "_client_only", "open", "link_open")
+
+    def __init__(self) -> None:
+        self._closed: set[str] = set()
+        self._client_only: set[str] = set()
+        self.open = True
+        self.link_open = True
+
+    def set(self, reason: str, closed: bool, *, clients_only: bool = False) -> None:
+        """Close (``closed``) or open the gate ``reason``. ``clients_only``: a refusal of
+        normal clients' commands (read-only, MISCONF, NOREPLICAS...), which the master link
+        of a replica is never subject to."""
+        bucket = self._client_only if clients_only else self._closed
+        if closed:
+            if reason in bucket:
+                return
+            bucket.add(reason)
+        elif reason in bucket:
+            bucket.discard(reason)
+        else:
+            return
+        self.link_open = not self._closed
+        self.open = self.link_open and not self._client_only
+
+    def closed(self) -> list[str]:
+        """The gates closed now (for messages and tests)."""
+        return sorted(self._closed | self._client_only)
