@@ -27,6 +27,7 @@ from kvrepl.protocol.replies import encode, encode_error
 from kvrepl.server import tls
 from kvrepl.server.blocking import BlockingManager
 from kvrepl.server.cron import run_cron
+from kvrepl.server.debugging import SocketChannel
 from kvrepl.server.migrate import MigrateSockets, run_migrate
 from kvrepl.server.reactor import AVAILABLE as REACTOR_AVAILABLE
 from kvrepl.server.reactor import HANGUP, Reactor
@@ -447,6 +448,7 @@ class Server:
         self.shutdown_save: bool | None = None
         self.engine.on_shutdown = self.request_shutdown
         self.engine.serve_while_busy = self._serve_while_busy
+        self.engine.debug_channel = self._debug_channel
         self.engine.server = self
         self.migrate_sockets = MigrateSockets()
 
@@ -455,6 +457,14 @@ class Server:
         sent something (they get -BUSY, or SCRIPT KILL & co run), never the script's own."""
         if self.reactor is not None and self.reactor.running:
             self.reactor.serve_ready(skip=caller)
+
+    def _debug_channel(self, session: Session) -> SocketChannel | None:
+        """The socket a SCRIPT DEBUG session of ``session`` talks over: plain TCP clients
+        only (a TLS stream cannot be read synchronously from inside the script)."""
+        connection = self.connections.get(session.id)
+        if connection is None or type(connection.io) is not SocketIO:
+            return None
+        return SocketChannel(connection.io.fd)
 
     def _pause_changed(self) -> None:
         self.pause_changed.set()
