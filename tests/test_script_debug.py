@@ -205,3 +205,21 @@ def test_redis_cli_ldb(servers: tuple[int, int], tmp_path: object, option: str) 
     assert screens[0] == screens[1]
     assert b"<redis> set k 5" in screens[0]
     assert b"Lua debugging session ended" in screens[0]
+
+
+def test_a_long_run_stops_the_script(servers: tuple[int, int]) -> None:
+    """Past busy-reply-threshold without a stop, the debugger stops the script itself (on
+    a line of the loop: which one depends on where the instruction count falls)."""
+    script = b"local i = 0\nwhile true do\n  i = i + 1\nend\n"
+    for port in servers:
+        RawClient(port).call("CONFIG", "SET", "busy-reply-threshold", "50")
+    try:
+        for port in servers:
+            out = transcript(port, "SYNC", script, [], [], [["c"], ["a"]])
+            assert re.match(rb"\*2\r\n\+\* Stopped at [34], stop reason = timeout reached, "
+                            rb"infinite loop\?\r\n", out[2])
+            assert re.match(rb"-ERR script aborted for user request script: \w+, on "
+                            rb"@user_script:[34]\.\r\n", out[-1])
+    finally:
+        for port in servers:
+            RawClient(port).call("CONFIG", "SET", "busy-reply-threshold", "5000")
