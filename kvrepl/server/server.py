@@ -19,7 +19,7 @@ from kvrepl.commands.core import POSTPONED, Block, Engine, Session
 from kvrepl.commands.migrate import MigrateJob
 from kvrepl.commands.replication import StartReplication, WaitReplicas
 from kvrepl.commands.shutdown import SHUTDOWN_ERROR, ShutdownWait, shutdown_state
-from kvrepl.config import Config
+from kvrepl.config import ApplyError, Config
 from kvrepl.errors import ProtocolError, ReplyError
 from kvrepl.log import logger
 from kvrepl.protocol.parser import NEED_DATA, RequestParser
@@ -455,6 +455,8 @@ class Server:
         self.engine.serve_while_busy = self._serve_while_busy
         self.engine.debug_channel = self._debug_channel
         self.busy_acceptor = BusyAcceptor(self)
+        self.tls_context: ssl.SSLContext | None = None  # tls-port's, once serving
+        self.config.appliers.append(self._apply_tls)
         self.engine.server = self
         self.migrate_sockets = MigrateSockets()
 
@@ -472,6 +474,24 @@ class Server:
         if connection is None or type(connection.io) is not SocketIO:
             return None
         return SocketChannel(connection.io.fd)
+
+    def _apply_tls(self, names: list[str]) -> None:
+        """CONFIG SET tls-*: the contexts are made again from the new values (Redis's
+        applyTlsCfg), the listener's for the clients that connect from now on; a replica
+        makes its own at its next connection to its master."""
+        changed = [name for name in names if name.startswith("tls-")]
+        if not changed:
+            return
+        try:
+            context = tls.server_context(self.config) if self.config.tls_port else None
+            if self.config.tls_replication:
+                tls.client_context(self.config)
+        except tls.TlsError as err:
+            logger.warning("Failed to configure TLS: %s", err)
+            raise ApplyError(changed[0], "Unable to update TLS configuration. Check server "
+                             "logs.") from None
+        if context is not None:
+            self.tls_context = context
 
     def _pause_changed(self) -> None:
         self.pause_changed.set()
@@ -525,7 +545,7 @@ class Server:
         """Listen on the configured ``bind`` and ``port`` (0 picks a free port) and
         ``tls-port``, and serve."""
         tls.check(self.config)  # bad TLS options stop the start, as in Redis
-        context = tls.server_context(self.config) if self.config.tls_port else None
+        self.tls_context = tls.server_context(self.config) if self.config.tls_port else None
         listeners = await self.open_listeners()
         tls_listeners = await self.open_tls_listeners()
         try:
@@ -538,7 +558,7 @@ class Server:
                     self.busy_acceptor.add_listener(listener, nursery)
                     nursery.start_soon(self._accept_loop, listener, nursery)
                 for listener in tls_listeners:
-                    nursery.start_soon(self._accept_loop, listener, nursery, context)
+                    nursery.start_soon(self._accept_loop, listener, nursery, True)
                 logger.info("Ready to accept connections tcp")
                 task_status.started(self.port)
         finally:
@@ -547,7 +567,7 @@ class Server:
                 self.migrate_sockets.close(name)
 
     async def _accept_loop(self, listener: trio.SocketListener, nursery: trio.Nursery,
-                           context: ssl.SSLContext | None = None) -> None:
+                           secure: bool = False) -> None:
         async with listener:
             while True:
                 try:
@@ -559,10 +579,10 @@ class Server:
                         continue
                     raise
                 set_keepalive(stream, self.config.tcp_keepalive)
-                if context is None:
+                if not secure:
                     nursery.start_soon(self.handle_stream, stream)
-                else:
-                    nursery.start_soon(self._handle_tls, stream, context)
+                else:  # the context of now: CONFIG SET tls-* may have made a new one
+                    nursery.start_soon(self._handle_tls, stream, self.tls_context)
 
     async def _handle_tls(self, stream: trio.SocketStream, context: ssl.SSLContext) -> None:
         """A ``tls-port`` client: served once its handshake succeeded, dropped otherwise."""
