@@ -39,6 +39,7 @@ BENCHMARKS: dict[str, str] = {
     "bitmaps": "benchmarks.bitmaps",
     "streams": "benchmarks.streams",
     "aof": "benchmarks.aof",
+    "scripting": "benchmarks.scripting",
 }
 
 
