@@ -867,3 +867,12 @@ async def test_redis_py_scripts_in_process():
         assert script(keys=["n"], args=[3]) == 3
         client.script_flush()
         assert script(keys=["n"], args=[4]) == 7
+
+
+@pytest.mark.parametrize("count", [0, 3, 32, 33, 5000])
+def test_keys_and_argv_of_any_size(r, real, count):
+    """A few keys and arguments reach Lua as plain call arguments, many as tables."""
+    script = "return {#KEYS, #ARGV, KEYS[1], ARGV[#ARGV]}"
+    args = [f"a{i}" for i in range(count)]
+    assert r.eval(script, 1 if count else 0, *args) == real.eval(script, 1 if count else 0,
+                                                                   *args)

@@ -340,7 +340,18 @@ function ldb_helpers.address(value) return real_tostring(value) end
 
 local function set_ldb(callbacks) ldb = callbacks end
 
-local function run(f, keys, args, eval_mode, hooked, debugging)
+-- KEYS and ARGV come as the two tables, or (cheaper for a few) as the number of keys
+-- followed by the keys and the arguments.
+local function run(f, eval_mode, hooked, debugging, nkeys, ...)
+    local keys, args
+    if real_type(nkeys) == "table" then
+        keys, args = nkeys, ...
+    else
+        local all = {...}
+        keys, args = {}, {}
+        for i = 1, nkeys do keys[i] = all[i] end
+        for i = nkeys + 1, real_select("#", ...) do args[i - nkeys] = all[i] end
+    end
     if eval_mode then
         env.KEYS, env.ARGV = keys, args
     end

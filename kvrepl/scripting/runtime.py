@@ -57,6 +57,7 @@ FLAG_ALLOW_CROSS_SLOT = "allow-cross-slot-keys"
 SCRIPT_FLAGS = (FLAG_NO_WRITES, FLAG_ALLOW_OOM, FLAG_ALLOW_STALE, FLAG_NO_CLUSTER,
                 FLAG_ALLOW_CROSS_SLOT)
 PROPAGATE_REPL = 2
+FEW_ARGUMENTS = 32  # KEYS and ARGV of at most this many go to Lua as plain arguments
 BUSY_EVAL = ("BUSY Redis is busy running a script. You can only call SCRIPT KILL or "
              "SHUTDOWN NOSAVE.")
 BUSY_FUNCTION = ("BUSY Redis is busy running a script. You can only call FUNCTION KILL or "
@@ -227,8 +228,14 @@ class LuaState:
                 b"line": debugger.on_line, b"error": debugger.log_error,
                 b"debug": debugger.debug, b"breakpoint": debugger.breakpoint}))
         try:
-            ok, result = self._run(function, self.table(keys), self.table(args), ctx.eval_mode,
-                                   engine.config.lua_time_limit > 0, debugger is not None)
+            hooked = engine.config.lua_time_limit > 0
+            if len(keys) + len(args) <= FEW_ARGUMENTS:
+                # made into tables on the Lua side: cheaper than two table_from calls
+                ok, result = self._run(function, ctx.eval_mode, hooked, debugger is not None,
+                                       len(keys), *keys, *args)
+            else:  # (a Lua call takes a bounded number of arguments)
+                ok, result = self._run(function, ctx.eval_mode, hooked, debugger is not None,
+                                       self.table(keys), self.table(args))
         finally:
             self.ctx = None
             if debugger is not None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from kvrepl.commands.args import parse_int
 from kvrepl.errors import ReplyError
 from kvrepl.log import logger
 from kvrepl.scripting.runtime import (
@@ -83,8 +84,6 @@ class ScriptingState:
 
     def eval(self, caller: Session, argv: list[bytes], by_sha: bool, read_only: bool) -> object:
         """EVAL / EVALSHA / EVAL_RO / EVALSHA_RO (evalGenericCommand)."""
-        from kvrepl.commands.args import parse_int
-
         numkeys = parse_int(argv[2])
         if numkeys > len(argv) - 3:
             raise ReplyError("ERR Number of keys can't be greater than number of args")
