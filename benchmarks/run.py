@@ -42,6 +42,7 @@ BENCHMARKS: dict[str, str] = {
     "aof": "benchmarks.aof",
     "cluster": "benchmarks.cluster_follow",
     "acl": "benchmarks.acl",
+    "scripting": "benchmarks.scripting",
 }
 
 

@@ -43,6 +43,15 @@ def _format_bool(value: bool) -> str:
     return "yes" if value else "no"
 
 
+class ApplyError(Exception):
+    """New values that cannot be put to work (CONFIG SET fails and restores the old)."""
+
+    def __init__(self, name: str, message: str) -> None:
+        super().__init__(message)
+        self.name = name
+        self.message = message
+
+
 @dataclass(frozen=True, slots=True)
 class Option:
     """One redis.conf option: how to parse it, print it, and whether CONFIG SET may change it."""
@@ -255,21 +264,22 @@ OPTIONS: tuple[Option, ...] = (
     Option("masterauth", "", str),
     Option("masteruser", "", str),
     Option("aclfile", "", str, mutable=False),
-    # TLS (kvrepl.server.tls): set at start only; CONFIG SET refuses them.
+    # TLS (kvrepl.server.tls). CONFIG SET of the others builds the contexts again, for the
+    # connections made from then on (refused, the old values kept, when they fail).
     Option("tls-port", 0, _int(0, 65535), mutable=False),
-    Option("tls-cert-file", "", str, mutable=False),
-    Option("tls-key-file", "", str, mutable=False),
-    Option("tls-key-file-pass", "", str, mutable=False),
-    Option("tls-ca-cert-file", "", str, mutable=False),
-    Option("tls-ca-cert-dir", "", str, mutable=False),
-    Option("tls-auth-clients", "yes", _enum("yes", "no", "optional"), mutable=False),
-    Option("tls-replication", False, mutable=False, **_yes_no),
-    Option("tls-protocols", "", _tls_protocols, mutable=False),
-    Option("tls-ciphers", "", str, mutable=False),
+    Option("tls-cert-file", "", str),
+    Option("tls-key-file", "", str),
+    Option("tls-key-file-pass", "", str),
+    Option("tls-ca-cert-file", "", str),
+    Option("tls-ca-cert-dir", "", str),
+    Option("tls-auth-clients", "yes", _enum("yes", "no", "optional")),
+    Option("tls-replication", False, **_yes_no),
+    Option("tls-protocols", "", _tls_protocols),
+    Option("tls-ciphers", "", str),
     # Python's ssl has no call that chooses TLS 1.3 cipher suites.
     Option("tls-ciphersuites", "", str, mutable=False, only=("",),
            lacking="tls-ciphersuites (choosing TLS 1.3 cipher suites)"),
-    Option("tls-prefer-server-ciphers", False, mutable=False, **_yes_no),
+    Option("tls-prefer-server-ciphers", False, **_yes_no),
     Option("acllog-max-len", 128, _int(0)),
     Option("acl-pubsub-default", "resetchannels", _enum("allchannels", "resetchannels")),
     # Immutable as in Redis: REPLICAOF changes it at runtime.
@@ -398,6 +408,9 @@ class Config:
             setattr(self, option.attr, option.default)
         self.update(**overrides)
         self.listeners: list[Callable[[str], None]] = []
+        # Called by CONFIG SET with the names it set, before the listeners; ApplyError
+        # undoes the whole CONFIG SET.
+        self.appliers: list[Callable[[list[str]], None]] = []
         # The config file's ``user <name> <rules...>`` lines (not an option: CONFIG GET
         # does not show them; the engine makes the users from them at start).
         self.user_lines: list[list[bytes]] = []
@@ -485,8 +498,20 @@ class Config:
                                  f"'{name}') - {err}") from None
         if denied:
             raise ReplyError("LOADING Redis is loading the dataset in memory")
+        before = [(option, getattr(self, option.attr)) for option, _ in parsed]
         for option, value in parsed:
             setattr(self, option.attr, value)
+        # What must work with the new values (Redis's apply functions, e.g. TLS contexts
+        # built again): when one fails, every value goes back and CONFIG SET fails.
+        names = [option.name for option, _ in parsed]
+        for applier in self.appliers:
+            try:
+                applier(names)
+            except ApplyError as err:
+                for option, value in before:
+                    setattr(self, option.attr, value)
+                raise ReplyError(f"ERR CONFIG SET failed (possibly related to argument "
+                                 f"'{err.name}') - {err.message}") from None
         # Then what they change, as Redis applies them: with every new value in place
         # (CONFIG SET maxmemory 1mb maxmemory-policy allkeys-lru evicts under the new policy).
         for option, _ in parsed:

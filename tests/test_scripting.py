@@ -750,6 +750,43 @@ def test_busy_script_and_script_kill_like_redis(kvrepl_server, redis_server, con
     assert r.get("written") == b"1"
 
 
+def _connected_while_busy(port: int) -> list[object]:
+    """What clients that connect while a script is busy get (Redis accepts and answers them
+    from inside the script, processEventsWhileBlocked): -BUSY, and SCRIPT KILL works."""
+    seen: list[object] = []
+    watcher, runner = RawClient(port), RawClient(port)
+    try:
+        watcher.call("PING")
+        runner.send("EVAL", "local i = 0 while true do i = i + 1 end", 0)
+        _until_busy(watcher)
+        fresh = redis.Redis(port=port, single_connection_client=True, socket_timeout=10)
+        with pytest.raises(redis.ResponseError, match="^BUSY ") as busy:
+            fresh.ping()
+        seen.append(str(busy.value))
+        with pytest.raises(redis.ResponseError, match="^BUSY "):
+            fresh.get("k")
+        raw = RawClient(port)  # and one whose requests come in pieces
+        raw.sock.sendall(b"*1\r\n$4\r\nPI")
+        raw.sock.sendall(b"NG\r\n")
+        seen.append(raw.read())
+        seen.append(raw.call("SCRIPT", "KILL"))
+        seen.append(runner.read())
+        seen.append(raw.call("PING"))  # its own task serves it now
+        seen.append(fresh.ping())
+        fresh.close()
+        raw.close()
+    finally:
+        watcher.call("SCRIPT", "KILL")  # whatever failed, the script must not outlive the test
+        watcher.close()
+        runner.close()
+    return seen
+
+
+def test_clients_connecting_while_a_script_is_busy(kvrepl_server, redis_server, configure):
+    configure("lua-time-limit", 20)
+    assert _connected_while_busy(kvrepl_server.port) == _connected_while_busy(redis_server.port)
+
+
 def test_script_errors_are_counted_like_redis(r, real):
     def stats(client):
         client.config_resetstat()
@@ -830,3 +867,12 @@ async def test_redis_py_scripts_in_process():
         assert script(keys=["n"], args=[3]) == 3
         client.script_flush()
         assert script(keys=["n"], args=[4]) == 7
+
+
+@pytest.mark.parametrize("count", [0, 3, 32, 33, 5000])
+def test_keys_and_argv_of_any_size(r, real, count):
+    """A few keys and arguments reach Lua as plain call arguments, many as tables."""
+    script = "return {#KEYS, #ARGV, KEYS[1], ARGV[#ARGV]}"
+    args = [f"a{i}" for i in range(count)]
+    assert r.eval(script, 1 if count else 0, *args) == real.eval(script, 1 if count else 0,
+                                                                   *args)

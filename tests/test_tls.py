@@ -255,3 +255,37 @@ def test_ca_cert_dir_and_key_file_pass(certs: Certs) -> None:
                        ssl_keyfile=str(certs.other_key)).ping()
     finally:
         node.stop()
+
+
+def test_config_set_tls_at_runtime(certs: Certs) -> None:
+    """CONFIG SET tls-*: new connections get the new context, the open ones stay; values
+    that cannot make a context are refused (the old ones kept) with Redis's reply."""
+    redis_tls = free_port()
+    real = RedisServer("--tls-port", str(redis_tls), *certs.redis_args())
+    node = tls_server(certs)
+    try:
+        for plain, port in ((node.client(), node.config.tls_port),
+                            (real.client(), redis_tls)):
+            kept = tls_client(port, certs)
+            assert kept.ping()
+            with pytest.raises(redis.ResponseError) as refused:
+                plain.config_set("tls-cert-file", str(certs.dir / "missing.crt"))
+            assert str(refused.value) == ("CONFIG SET failed (possibly related to argument "
+                                          "'tls-cert-file') - Unable to update TLS "
+                                          "configuration. Check server logs.")
+            assert plain.config_get("tls-cert-file")["tls-cert-file"] == str(certs.cert)
+            assert tls_client(port, certs).ping()
+            # The server's certificate from the other CA, which clients now must trust;
+            # client certificates no longer required.
+            plain.config_set("tls-cert-file", str(certs.other_cert),
+                             "tls-key-file", str(certs.other_key), "tls-auth-clients", "no")
+            with pytest.raises(redis.ConnectionError):
+                tls_client(port, certs).ping()
+            assert tls_client(port, certs, ssl_ca_certs=str(certs.other_ca),
+                              ssl_certfile=None, ssl_keyfile=None).ping()
+            assert kept.ping()  # the connection made before is not touched
+            kept.close()
+            plain.close()
+    finally:
+        node.stop()
+        real.stop()

@@ -339,6 +339,7 @@ class Session:
         self.woff = 0  # replication offset after this client's last write (for WAIT)
         self.replica_link: object | None = None  # set when this client became a replica
         self.closing = False  # QUIT / CLIENT KILL: close after flushing replies
+        self.lua_debug: str | None = None  # SCRIPT DEBUG YES|SYNC: the next EVAL is debugged
         self.addr = "127.0.0.1:0"
         self.laddr = "127.0.0.1:0"
         self.over_network = False  # a TCP/unix client; not the embedded API, not in-process
@@ -447,6 +448,9 @@ class Engine:
         # Set by the server: serve the other clients that are ready, from inside a script
         # that is past busy-reply-threshold (Redis's processEventsWhileBlocked).
         self.serve_while_busy: Callable[[Session], None] | None = None
+        # Set by the server: the connection a SCRIPT DEBUG session talks over (None when
+        # the client has no socket to debug on), see kvrepl.scripting.ldb.
+        self.debug_channel: Callable[[Session], object | None] | None = None
         self._aof_error = ""  # why the last AOF write or fsync failed: MISCONF for writes
         self.active_expire_enabled = True  # DEBUG SET-ACTIVE-EXPIRE
         self.evictor = Evictor(self)

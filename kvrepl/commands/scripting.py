@@ -20,7 +20,7 @@ from kvrepl.scripting.runtime import (
     parse_shebang,
     sha1hex,
 )
-from kvrepl.scripting.state import scripting
+from kvrepl.scripting.state import NO_DEBUG_CHANNEL, scripting
 
 _HELP = [
     "DEBUG (YES|SYNC|NO)",
@@ -157,6 +157,24 @@ def script_kill(s: Session, argv: list[bytes]) -> object:
     """SCRIPT KILL: stop the script that runs past busy-reply-threshold (if it wrote
     nothing)."""
     scripting(s.engine).kill(eval_mode=True)
+    return OK
+
+
+@command("script|debug")
+def script_debug(s: Session, argv: list[bytes]) -> object:
+    """SCRIPT DEBUG YES|SYNC|NO: debug the client's next EVAL (see kvrepl.scripting.ldb).
+    Both modes block the server while the session waits for the client, as SYNC does in
+    Redis; YES rolls the session's writes back at its end, as Redis's forked session."""
+    mode = argv[2].lower()
+    if mode == b"no":
+        s.lua_debug = None
+        return OK
+    if mode not in (b"yes", b"sync"):
+        raise ReplyError("ERR Use SCRIPT DEBUG YES/SYNC/NO")
+    engine = s.engine
+    if engine.debug_channel is None or engine.debug_channel(s) is None:
+        raise ReplyError(NO_DEBUG_CHANNEL)
+    s.lua_debug = mode.decode()
     return OK
 
 

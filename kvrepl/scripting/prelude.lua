@@ -46,8 +46,13 @@ local function unwrap_error(err)
     return err
 end
 
+-- The debugging session in progress (SCRIPT DEBUG): the Python debugger's callbacks, or nil.
+local ldb = nil
+
 local function error_table(text)
-    -- luaPushErrorBuff: "-CODE msg" keeps CODE, anything else gets "ERR"
+    -- luaPushErrorBuff: "-CODE msg" keeps CODE, anything else gets "ERR"; a debugging
+    -- session that steps logs it
+    if ldb then ldb.error(text) end
     local code, msg = "ERR", text
     if text:sub(1, 1) == "-" then
         local space = text:find(" ", 1, true)
@@ -76,8 +81,13 @@ end
 -- These raise errors from Python, as C functions: a tail call keeps the script's frame.
 redis.sha1hex, redis.log, redis.setresp, redis.set_repl = py.sha1hex, py.log, py.setresp, py.set_repl
 function redis.replicate_commands() return true end
-function redis.breakpoint() return false end
-function redis.debug() end
+function redis.breakpoint()
+    if ldb then return ldb.breakpoint() end
+    return false
+end
+function redis.debug(...)
+    if ldb then ldb.debug(real_select("#", ...), ...) end
+end
 redis.acl_check_cmd = py.acl_check_cmd
 redis.LOG_DEBUG, redis.LOG_VERBOSE, redis.LOG_NOTICE, redis.LOG_WARNING = 0, 1, 2, 3
 redis.REPL_NONE, redis.REPL_AOF, redis.REPL_SLAVE, redis.REPL_REPLICA, redis.REPL_ALL = 0, 1, 2, 2, 3
@@ -275,18 +285,88 @@ local function count_hook()
     end
 end
 
-local function run(f, keys, args, eval_mode, hooked)
+-- The debugger (eval.c's luaLdbLineHook): each new line of the script goes to the Python
+-- debugger, which may stop there and talk with the client; a message back is an error to
+-- raise in the script (abort).
+local function ldb_hook(event, line)
+    local info = dbg.getinfo(2, "S")
+    if not info or not info.short_src:find("user_script", 1, true) then return end
+    local message = ldb.line(event == "count", dbg.getinfo(2, "l").currentline)
+    if message then real_error(error_table(message)) end
+end
+
+-- What the debugger inspects, called from Python inside ldb.line: level 1 is the helper,
+-- 2 the Python callback, 3 the hook, 4 the script's frame where it stopped.
+local ldb_helpers = {}
+function ldb_helpers.frames()
+    local frames = {}
+    local level = 4
+    while true do
+        local info = dbg.getinfo(level, "Snl")
+        if not info or info.source == "=kvrepl" then break end
+        local vars = {}
+        local i = 1
+        while true do
+            local name, value = dbg.getlocal(level, i)
+            if name == nil then break end
+            vars[i] = {name, value}
+            i = i + 1
+        end
+        frames[#frames + 1] = {src = info.short_src, name = info.name,
+                               line = info.currentline, vars = vars}
+        level = level + 1
+    end
+    return frames
+end
+function ldb_helpers.eval(code)
+    -- ldbEval: an expression first, else a statement
+    local f, err = load_text("return " .. code, "@ldb_eval")
+    if not f then
+        f, err = load_text(code, "@ldb_eval")
+        if not f then return false, err end
+    end
+    local ok, result = real_pcall(f)
+    if not ok then
+        result = unwrap_error(result)
+        if real_type(result) ~= "string" then result = nil end
+    end
+    return ok, result
+end
+function ldb_helpers.redis(...)
+    real_pcall(redis.call, ...)
+end
+function ldb_helpers.global(name) return env[name] end
+function ldb_helpers.address(value) return real_tostring(value) end
+
+local function set_ldb(callbacks) ldb = callbacks end
+
+-- KEYS and ARGV come as the two tables, or (cheaper for a few) as the number of keys
+-- followed by the keys and the arguments.
+local function run(f, eval_mode, hooked, debugging, nkeys, ...)
+    local keys, args
+    if real_type(nkeys) == "table" then
+        keys, args = nkeys, ...
+    else
+        local all = {...}
+        keys, args = {}, {}
+        for i = 1, nkeys do keys[i] = all[i] end
+        for i = nkeys + 1, real_select("#", ...) do args[i - nkeys] = all[i] end
+    end
     if eval_mode then
         env.KEYS, env.ARGV = keys, args
     end
-    if hooked then dbg.sethook(count_hook, "", hook_every) end
+    if debugging then
+        dbg.sethook(ldb_hook, "l", hook_every)
+    elseif hooked then
+        dbg.sethook(count_hook, "", hook_every)
+    end
     local ok, result
     if eval_mode then
         ok, result = real_xpcall(f, handler)
     else
         ok, result = real_xpcall(function() return f(keys, args) end, handler)
     end
-    if hooked then dbg.sethook() end
+    if hooked or debugging then dbg.sethook() end
     return ok, result
 end
 
@@ -321,4 +401,5 @@ local function load_library(body, timeout_check)
     return true, nil, false
 end
 
-return {load_library = load_library, run = run, compile = compile}
+return {load_library = load_library, run = run, compile = compile, set_ldb = set_ldb,
+        ldb_helpers = ldb_helpers}

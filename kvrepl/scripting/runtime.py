@@ -24,6 +24,7 @@ from kvrepl.commands.eviction import OOM
 from kvrepl.commands.spec import CommandSpec
 from kvrepl.errors import ReplyError
 from kvrepl.log import logger
+from kvrepl.protocol.replies import encode
 from kvrepl.scripting import libs
 from kvrepl.scripting.convert import from_lua, to_lua
 from kvrepl.scripting.errors import ScriptError
@@ -31,6 +32,7 @@ from kvrepl.scripting.luavalues import check_int, to_number, to_string
 
 if TYPE_CHECKING:
     from kvrepl.commands.core import Command, Engine
+    from kvrepl.scripting.ldb import Debugger
 
 REDIS_VERSION = "7.0.15"
 REDIS_VERSION_NUM = 0x07000F
@@ -55,6 +57,7 @@ FLAG_ALLOW_CROSS_SLOT = "allow-cross-slot-keys"
 SCRIPT_FLAGS = (FLAG_NO_WRITES, FLAG_ALLOW_OOM, FLAG_ALLOW_STALE, FLAG_NO_CLUSTER,
                 FLAG_ALLOW_CROSS_SLOT)
 PROPAGATE_REPL = 2
+FEW_ARGUMENTS = 32  # KEYS and ARGV of at most this many go to Lua as plain arguments
 BUSY_EVAL = ("BUSY Redis is busy running a script. You can only call SCRIPT KILL or "
              "SHUTDOWN NOSAVE.")
 BUSY_FUNCTION = ("BUSY Redis is busy running a script. You can only call FUNCTION KILL or "
@@ -93,6 +96,10 @@ class RunContext:
     out_of_memory: bool = False  # memory was full when it started: denyoom commands refused
     argv: list[bytes] = field(default_factory=list)  # the caller's command (FUNCTION STATS)
     start: float = field(default_factory=monotonic)
+
+    def restart_clock(self) -> None:
+        """A debugger stop ends: the time spent there does not count as running."""
+        self.start = monotonic()
 
 
 class Lrand48:
@@ -158,6 +165,9 @@ class LuaState:
         self._run = self.lua[b"run"]
         self._compile = self.lua[b"compile"]
         self._load_library = self.lua[b"load_library"]
+        self._set_ldb = self.lua[b"set_ldb"]
+        self.ldb_helpers = self.lua[b"ldb_helpers"]
+        self.ldb: Debugger | None = None  # the debugging session of the running script
 
     def _set_error_table(self, function: object) -> None:
         self._error_table = function
@@ -199,20 +209,38 @@ class LuaState:
     def table(self, items: list[bytes]) -> object:
         return self.runtime.table_from(items)
 
+    def table_of(self, mapping: dict[bytes, object]) -> object:
+        return self.runtime.table_from(mapping)
+
     def run(self, ctx: RunContext, function: object, keys: list[bytes],
-            args: list[bytes]) -> object:
-        """Run ``function`` for ``ctx.caller`` and return its reply (errors included)."""
+            args: list[bytes], debugger: Debugger | None = None) -> object:
+        """Run ``function`` for ``ctx.caller`` and return its reply (errors included);
+        under ``debugger``'s line hook when given (SCRIPT DEBUG)."""
         client = self.client
         client.db = ctx.caller.db
         client.resp3 = False
         client.is_master = ctx.caller.is_master
         self.ctx = ctx
         engine = self.engine
+        if debugger is not None:
+            self.ldb = debugger
+            self._set_ldb(self.table_of({
+                b"line": debugger.on_line, b"error": debugger.log_error,
+                b"debug": debugger.debug, b"breakpoint": debugger.breakpoint}))
         try:
-            ok, result = self._run(function, self.table(keys), self.table(args), ctx.eval_mode,
-                                   engine.config.lua_time_limit > 0)
+            hooked = engine.config.lua_time_limit > 0
+            if len(keys) + len(args) <= FEW_ARGUMENTS:
+                # made into tables on the Lua side: cheaper than two table_from calls
+                ok, result = self._run(function, ctx.eval_mode, hooked, debugger is not None,
+                                       len(keys), *keys, *args)
+            else:  # (a Lua call takes a bounded number of arguments)
+                ok, result = self._run(function, ctx.eval_mode, hooked, debugger is not None,
+                                       self.table(keys), self.table(args))
         finally:
             self.ctx = None
+            if debugger is not None:
+                self.ldb = None
+                self._set_ldb(None)
             if ctx.timed_out:
                 engine.busy = None
         if ok:
@@ -290,12 +318,19 @@ class LuaState:
                     b"Lua redis lib command arguments must be strings or integers")
         engine = self.engine
         client = self.client
+        ldb = self.ldb
+        if ldb is not None and ldb.logging:
+            ldb.log_command(args)
         cmd, refused = self._check(ctx, args)
         if refused is not None:
             if cmd is not None:
                 cmd.rejected_calls += 1
             engine.count_error(refused, client)
-            error = self.error_table(b"-" + refused.message.encode("utf-8", "replace"))
+            # scriptCall's own messages have no code (luaPushErrorBuff adds ERR): the text a
+            # debugging session logs is Redis's
+            message = refused.message.encode("utf-8", "replace")
+            error = self.error_table(message[4:] if message.startswith(b"ERR ")
+                                     else b"-" + message)
             error[b"ignore_error_stats_update"] = True
             return False, error
         if cmd.is_write:
@@ -303,14 +338,17 @@ class LuaState:
         if ctx.repl_flags & PROPAGATE_REPL:
             reply = engine.call(client, cmd, args)
         else:
+            propagating = engine.propagating
             engine.propagating = False
             try:
                 reply = engine.call(client, cmd, args)
             finally:
-                engine.propagating = True
+                engine.propagating = propagating
         if type(reply) is Block:  # the script client may not block (CLIENT_DENY_BLOCKING)
             reply = reply.timeout_reply
         value = to_lua(self.runtime, reply, client.resp3, self.error_table)
+        if ldb is not None and ldb.logging:
+            ldb.log_reply(encode(reply, client.resp3))
         if isinstance(reply, ReplyError):
             value[b"ignore_error_stats_update"] = True
             return not raise_error, value

@@ -5,7 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from kvrepl.commands.args import parse_int
 from kvrepl.errors import ReplyError
+from kvrepl.log import logger
 from kvrepl.scripting.runtime import (
     BUSY_EVAL,
     BUSY_FUNCTION,
@@ -23,6 +25,8 @@ if TYPE_CHECKING:
     from kvrepl.scripting.functions import FunctionsState
 
 NOSCRIPT = "NOSCRIPT No matching script. Please use EVAL."
+NO_DEBUG_CHANNEL = ("ERR kvrepl can debug a script only over a plain TCP connection to its "
+                    "server (not over TLS, not in-process)")
 
 
 @dataclass(slots=True)
@@ -80,8 +84,6 @@ class ScriptingState:
 
     def eval(self, caller: Session, argv: list[bytes], by_sha: bool, read_only: bool) -> object:
         """EVAL / EVALSHA / EVAL_RO / EVALSHA_RO (evalGenericCommand)."""
-        from kvrepl.commands.args import parse_int
-
         numkeys = parse_int(argv[2])
         if numkeys > len(argv) - 3:
             raise ReplyError("ERR Number of keys can't be greater than number of args")
@@ -89,8 +91,14 @@ class ScriptingState:
             raise ReplyError("ERR Number of keys can't be negative")
         if by_sha:
             sha = argv[1].lower()
-            if len(sha) != 40 or sha not in self.scripts:
+            if len(sha) != 40:
                 raise ReplyError(NOSCRIPT)
+            if caller.lua_debug is not None:
+                raise ReplyError("ERR Please use EVAL instead of EVALSHA for debugging")
+            if sha not in self.scripts:
+                raise ReplyError(NOSCRIPT)
+        elif caller.lua_debug is not None:
+            return self._debug(caller, argv, numkeys, read_only)
         else:
             sha = self.create(argv[1])
         script = self.scripts[sha]
@@ -99,6 +107,57 @@ class ScriptingState:
         keys = argv[3:3 + numkeys]
         args = argv[3 + numkeys:]
         return self.lua.run(ctx, script.function, keys, args)
+
+    def _debug(self, caller: Session, argv: list[bytes], numkeys: int,
+               read_only: bool) -> object:
+        """EVAL under the debugger (evalGenericCommandWithDebugging): the session talks over
+        the client's connection, which is closed after the EVAL's reply. In YES mode Redis
+        debugs in a forked child, so that the dataset is left as it was; kvrepl records the
+        writes of the session and undoes them at its end, and propagates none of them."""
+        from kvrepl.scripting.ldb import Debugger, Frames
+        from kvrepl.store.rollback import Rollback
+
+        engine = self.engine
+        mode = caller.lua_debug
+        caller.lua_debug = None
+        caller.closing = True  # CLIENT_CLOSE_AFTER_REPLY, whatever happens
+        channel = engine.debug_channel(caller) if engine.debug_channel is not None else None
+        if channel is None:
+            raise ReplyError(NO_DEBUG_CHANNEL)
+        forked = mode == "yes"
+        rollback = Rollback(engine.keyspace) if forked else None
+        known = set(self.scripts)
+        dirty, propagating = engine.dirty, engine.propagating
+        ready = len(engine.keyspace.ready_keys)
+        if forked:
+            engine.propagating = False
+            logger.warning("Lua debugging session started (its changes are rolled back at "
+                           "its end, as in Redis's forked session)")
+        else:
+            logger.warning("Redis synchronous debugging eval session started")
+        debugger: Debugger | None = None
+        try:
+            sha = self.create(argv[1])
+            script = self.scripts[sha]
+            ctx = self.prepare(caller, sha.decode(), script.flags, read_only, eval_mode=True,
+                               argv=argv)
+            debugger = Debugger(channel, argv[1], Frames(self.lua.ldb_helpers),
+                                lambda: engine.config.lua_time_limit, ctx.restart_clock)
+            return self.lua.run(ctx, script.function, argv[3:3 + numkeys],
+                                argv[3 + numkeys:], debugger)
+        finally:
+            if debugger is None:  # the script did not compile: the end mark all the same
+                debugger = Debugger(channel, argv[1], None, lambda: 0, lambda: None)
+            debugger.end()
+            if rollback is not None:
+                rollback.undo()
+                engine.dirty, engine.propagating = dirty, propagating
+                del engine.keyspace.ready_keys[ready:]  # nobody is woken by undone writes
+                for new in set(self.scripts) - known:  # cached in Redis's child only
+                    del self.scripts[new]
+                logger.warning("Lua debugging session ended (changes rolled back)")
+            else:
+                logger.warning("Redis synchronous debugging eval session ended")
 
     def running(self) -> RunContext | None:
         """The script or function running now (only another client served while it is

@@ -20,14 +20,16 @@ from kvrepl.commands.migrate import MigrateJob
 from kvrepl.commands.plain import LANE_NAMES
 from kvrepl.commands.replication import StartReplication, WaitReplicas
 from kvrepl.commands.shutdown import SHUTDOWN_ERROR, ShutdownWait, shutdown_state
-from kvrepl.config import Config
+from kvrepl.config import ApplyError, Config
 from kvrepl.errors import ProtocolError, ReplyError
 from kvrepl.log import logger
 from kvrepl.protocol.parser import NEED_DATA, RequestParser
 from kvrepl.protocol.replies import encode, encode_error
 from kvrepl.server import tls
 from kvrepl.server.blocking import BlockingManager
+from kvrepl.server.busy import Adopted, BusyAcceptor
 from kvrepl.server.cron import run_cron
+from kvrepl.server.debugging import SocketChannel
 from kvrepl.server.migrate import MigrateSockets, run_migrate
 from kvrepl.server.reactor import AVAILABLE as REACTOR_AVAILABLE
 from kvrepl.server.reactor import HANGUP, Reactor
@@ -385,19 +387,23 @@ class Connection:
         self.parser.authenticated = session.authenticated
         return not session.closing
 
-    async def run(self) -> None:
+    async def run(self, first: tuple[list[bytes], object] | None = None) -> None:
         """The request loop. On Linux a TCP client spends its idle time parked in the
         server's :class:`~kvrepl.server.reactor.Reactor`, which serves it from there; this
-        loop takes over whenever something has to be awaited."""
+        loop takes over whenever something has to be awaited. ``first``: replies still to
+        send and what ``execute_buffered`` stopped at, for a client served before its task
+        ran (accepted while a script was busy)."""
         engine = self.server.engine
         session = self.session
         parser = self.parser
         stream = self.io
         stats = engine.stats
         reactor = self.server.reactor if type(stream) is SocketIO else None
-        while not session.closing:
+        while not session.closing or first is not None:
             out: list[bytes] = []
-            if reactor is not None and reactor.running:
+            if first is not None:
+                (out, result), first = first, None
+            elif reactor is not None and reactor.running:
                 handed = await reactor.park(self)
                 if handed is HANGUP:
                     return
@@ -452,6 +458,10 @@ class Server:
         self.shutdown_save: bool | None = None
         self.engine.on_shutdown = self.request_shutdown
         self.engine.serve_while_busy = self._serve_while_busy
+        self.engine.debug_channel = self._debug_channel
+        self.busy_acceptor = BusyAcceptor(self)
+        self.tls_context: ssl.SSLContext | None = None  # tls-port's, once serving
+        self.config.appliers.append(self._apply_tls)
         self.engine.server = self
         self.migrate_sockets = MigrateSockets()
 
@@ -460,6 +470,33 @@ class Server:
         sent something (they get -BUSY, or SCRIPT KILL & co run), never the script's own."""
         if self.reactor is not None and self.reactor.running:
             self.reactor.serve_ready(skip=caller)
+        self.busy_acceptor.serve()  # and those who connect meanwhile
+
+    def _debug_channel(self, session: Session) -> SocketChannel | None:
+        """The socket a SCRIPT DEBUG session of ``session`` talks over: plain TCP clients
+        only (a TLS stream cannot be read synchronously from inside the script)."""
+        connection = self.connections.get(session.id)
+        if connection is None or type(connection.io) is not SocketIO:
+            return None
+        return SocketChannel(connection.io.fd)
+
+    def _apply_tls(self, names: list[str]) -> None:
+        """CONFIG SET tls-*: the contexts are made again from the new values (Redis's
+        applyTlsCfg), the listener's for the clients that connect from now on; a replica
+        makes its own at its next connection to its master."""
+        changed = [name for name in names if name.startswith("tls-")]
+        if not changed:
+            return
+        try:
+            context = tls.server_context(self.config) if self.config.tls_port else None
+            if self.config.tls_replication:
+                tls.client_context(self.config)
+        except tls.TlsError as err:
+            logger.warning("Failed to configure TLS: %s", err)
+            raise ApplyError(changed[0], "Unable to update TLS configuration. Check server "
+                             "logs.") from None
+        if context is not None:
+            self.tls_context = context
 
     def _pause_changed(self) -> None:
         self.pause_changed.set()
@@ -513,7 +550,7 @@ class Server:
         """Listen on the configured ``bind`` and ``port`` (0 picks a free port) and
         ``tls-port``, and serve."""
         tls.check(self.config)  # bad TLS options stop the start, as in Redis
-        context = tls.server_context(self.config) if self.config.tls_port else None
+        self.tls_context = tls.server_context(self.config) if self.config.tls_port else None
         listeners = await self.open_listeners()
         tls_listeners = await self.open_tls_listeners()
         try:
@@ -523,17 +560,19 @@ class Server:
                 if self.reactor is not None:
                     nursery.start_soon(self.reactor.run)
                 for listener in listeners:
+                    self.busy_acceptor.add_listener(listener, nursery)
                     nursery.start_soon(self._accept_loop, listener, nursery)
                 for listener in tls_listeners:
-                    nursery.start_soon(self._accept_loop, listener, nursery, context)
+                    nursery.start_soon(self._accept_loop, listener, nursery, True)
                 logger.info("Ready to accept connections tcp")
                 task_status.started(self.port)
         finally:
+            self.busy_acceptor.close()
             for name in list(self.migrate_sockets.cached):
                 self.migrate_sockets.close(name)
 
     async def _accept_loop(self, listener: trio.SocketListener, nursery: trio.Nursery,
-                           context: ssl.SSLContext | None = None) -> None:
+                           secure: bool = False) -> None:
         async with listener:
             while True:
                 try:
@@ -545,10 +584,10 @@ class Server:
                         continue
                     raise
                 set_keepalive(stream, self.config.tcp_keepalive)
-                if context is None:
+                if not secure:
                     nursery.start_soon(self.handle_stream, stream)
-                else:
-                    nursery.start_soon(self._handle_tls, stream, context)
+                else:  # the context of now: CONFIG SET tls-* may have made a new one
+                    nursery.start_soon(self._handle_tls, stream, self.tls_context)
 
     async def _handle_tls(self, stream: trio.SocketStream, context: ssl.SSLContext) -> None:
         """A ``tls-port`` client: served once its handshake succeeded, dropped otherwise."""
@@ -562,33 +601,56 @@ class Server:
 
     async def handle_stream(self, stream: trio.abc.Stream) -> None:
         """Serve one client on ``stream`` until it disconnects, QUITs or is killed."""
+        async with stream:
+            admitted = self.admit(stream)
+            if type(admitted) is bytes:
+                await _try_send(stream, admitted)
+                return
+            await self._serve_connection(admitted)
+
+    def admit(self, stream: trio.abc.Stream) -> Connection | bytes:
+        """A new client's connection, or the error that refuses it (maxclients,
+        protected mode)."""
         engine = self.engine
         engine.stats.connections_received += 1
+        peer, local = _addresses(stream)
+        if len(engine.sessions) >= self.config.maxclients:
+            engine.stats.rejected_connections += 1
+            return b"-ERR max number of clients reached\r\n"
+        if (self.config.protected_mode and engine.acl.default.nopass
+                and peer and not _is_loopback(peer)):
+            return _DENIED
+        session = engine.new_session()
+        # A stream without a socket is an in-process link (Replica(follow=master)).
+        session.addr, session.laddr = peer or "in-process:0", local or "in-process:0"
+        session.over_network = peer is not None
+        connection = Connection(self, stream, session)
+        self.connections[session.id] = connection
+        return connection
+
+    async def serve_adopted(self, stream: trio.abc.Stream, adopted: Adopted) -> None:
+        """The task of a client accepted while a script was busy, from where that left it."""
+        self.busy_acceptor.take(adopted)
         async with stream:
-            peer, local = _addresses(stream)
-            if len(engine.sessions) >= self.config.maxclients:
-                engine.stats.rejected_connections += 1
-                await _try_send(stream, b"-ERR max number of clients reached\r\n")
+            connection = adopted.connection
+            if adopted.hangup:
+                self.connections.pop(connection.session.id, None)
+                self.engine.close_session(connection.session)
                 return
-            if (self.config.protected_mode and engine.acl.default.nopass
-                    and peer and not _is_loopback(peer)):
-                await _try_send(stream, _DENIED)
-                return
-            session = engine.new_session()
-            # A stream without a socket is an in-process link (Replica(follow=master)).
-            session.addr, session.laddr = peer or "in-process:0", local or "in-process:0"
-            session.over_network = peer is not None
-            connection = Connection(self, stream, session)
-            self.connections[session.id] = connection
-            try:
-                with connection.cancel_scope:
-                    async with trio.open_nursery() as nursery:
-                        nursery.start_soon(_contained, connection.pusher(), session)
-                        await _contained(connection.run(), session)
-                        nursery.cancel_scope.cancel()
-            finally:
-                self.connections.pop(session.id, None)
-                engine.close_session(session)
+            await self._serve_connection(connection, (adopted.out, adopted.result))
+
+    async def _serve_connection(self, connection: Connection,
+                                first: tuple[list[bytes], object] | None = None) -> None:
+        session = connection.session
+        try:
+            with connection.cancel_scope:
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(_contained, connection.pusher(), session)
+                    await _contained(connection.run(first), session)
+                    nursery.cancel_scope.cancel()
+        finally:
+            self.connections.pop(session.id, None)
+            self.engine.close_session(session)
 
 
 async def _contained(work: object, session: Session) -> None:

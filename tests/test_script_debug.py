@@ -1,0 +1,225 @@
+"""SCRIPT DEBUG and the Lua debugger (LDB), byte for byte against redis-server 7.0.
+
+Each session is driven over a raw socket as redis-cli --ldb drives it: SCRIPT DEBUG, EVAL,
+then one debugger command per stop, every reply read whole; the same session runs against
+both servers and the transcripts must be equal. redis-cli itself is driven through a pipe.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from collections.abc import Iterator
+
+import pytest
+from support import RawClient, RedisServer, ThreadedServer
+
+SCRIPT = b"""local a = redis.call('set', KEYS[1], ARGV[1])
+local t = {1, 2, 'x', {nested = true}}
+local function twice(n)
+  local doubled = n * 2
+  return doubled
+end
+redis.debug('value of a', a, t, nil, 3.5)
+local r = twice(21)
+redis.call('incr', KEYS[1])
+redis.pcall('incr', KEYS[1])
+return {r, redis.call('get', KEYS[1])}
+"""
+
+
+@pytest.fixture(scope="module")
+def servers() -> Iterator[tuple[int, int]]:
+    ours = ThreadedServer().start()
+    theirs = RedisServer()
+    try:
+        yield ours.port, theirs.port
+    finally:
+        ours.stop()
+        theirs.stop()
+
+
+def transcript(port: int, mode: str, script: bytes, keys: list[str], args: list[str],
+               commands: list[list[str]], eval_cmd: str = "EVAL") -> list[bytes]:
+    """Every reply of one debugging session, the EVAL's last; the server must close the
+    connection after it."""
+    client = RawClient(port)
+    try:
+        out = [client.call("SCRIPT", "DEBUG", mode)]
+        client.send(eval_cmd, script, len(keys), *keys, *args)
+        out.append(client.read())
+        if out[-1].startswith(b"-"):
+            return out
+        for command in commands:
+            client.send(*command)
+            out.append(client.read())
+        if not out[-1].endswith(b"+<endsession>\r\n"):  # the end mark, then the EVAL's reply
+            out.append(client.read())
+        out.append(client.read())
+        assert client.closed()
+        return out
+    finally:
+        client.close()
+
+
+def same(servers: tuple[int, int], *args: object, **kwargs: object) -> list[bytes]:
+    ours, theirs = (transcript(port, *args, **kwargs) for port in servers)
+    assert ours == theirs
+    return ours
+
+
+SESSION = [["s"], ["p"], ["print", "a"], ["p", "KEYS"], ["p", "nosuch"], ["l"], ["list", "3", "1"],
+           ["w"], ["b", "9"], ["b", "9"], ["b", "99"], ["b", "x"], ["b", "11", "-7"], ["b"],
+           ["e", "1 + 1"], ["eval", "local z = 5"], ["e", "nosuch("],
+           ["r", "set", "other", "x"], ["redis", "lpush", "other", "y"], ["t"], ["m"],
+           ["x"], ["h"], ["s"], ["s"], ["s"], ["s"], ["s"], ["t"], ["p"], ["c"], ["b", "-9"],
+           ["b", "0"], ["c"]]
+
+
+@pytest.mark.parametrize("mode", ["YES", "SYNC"])
+def test_a_session_matches_redis(servers: tuple[int, int], mode: str) -> None:
+    out = same(servers, mode, SCRIPT, ["k"], ["5"], SESSION)
+    assert out[0] == b"+OK\r\n"
+    assert out[1].startswith(b"*2\r\n+* Stopped at 1, stop reason = step over\r\n")
+    assert out[-1] == b"*2\r\n:42\r\n$1\r\n7\r\n"
+
+
+@pytest.mark.parametrize(("mode", "kept"), [("YES", None), ("SYNC", b"7")])
+def test_yes_rolls_back_and_sync_keeps(servers: tuple[int, int], mode: str,
+                                       kept: bytes | None) -> None:
+    """A YES session leaves the dataset as it was (Redis: its forked child's), SYNC keeps
+    the writes."""
+    for port in servers:
+        setup = RawClient(port)
+        setup.call("DEL", "k", "other")
+        setup.call("SET", "untouched", "1")
+        transcript(port, mode, SCRIPT, ["k"], ["5"], [["r", "set", "other", "x"], ["c"]])
+        assert setup.call("GET", "k") == (b"$1\r\n7\r\n" if kept else b"$-1\r\n")
+        assert setup.call("EXISTS", "other") == (b":1\r\n" if kept else b":0\r\n")
+        assert setup.call("GET", "untouched") == b"$1\r\n1\r\n"
+        setup.close()
+
+
+def test_yes_rolls_back_flushes_and_container_changes(servers: tuple[int, int]) -> None:
+    script = b"""redis.call('rpush', KEYS[1], 'c')
+redis.call('hset', KEYS[2], 'f', 'new')
+redis.call('flushall')
+redis.call('set', KEYS[1], 'replaced')
+return 1
+"""
+    for port in servers:
+        setup = RawClient(port)
+        setup.call("FLUSHALL")
+        setup.call("RPUSH", "l", "a", "b")
+        setup.call("HSET", "h", "f", "old")
+        setup.call("PEXPIRE", "h", "100000")
+        setup.call("SELECT", "3")
+        setup.call("SET", "in3", "x")
+        before = setup.call("DEBUG", "DIGEST")
+        assert transcript(port, "YES", script, ["l", "h"], [], [["c"]])[-1] == b":1\r\n"
+        assert setup.call("DEBUG", "DIGEST") == before
+        setup.call("SELECT", "0")
+        assert setup.call("LRANGE", "l", "0", "-1") == b"*2\r\n$1\r\na\r\n$1\r\nb\r\n"
+        assert setup.call("PTTL", "h") != b":-1\r\n"
+        setup.close()
+
+
+@pytest.mark.parametrize("commands", [
+    [["a"]],  # abort: the script's error, at the line it stopped
+    [["s"], ["abort"]],
+    [["c"], ["c"]],  # redis.breakpoint() stops it
+    [["b", "3"], ["c"], ["c"]],
+])
+def test_abort_and_breakpoints(servers: tuple[int, int], commands: list[list[str]]) -> None:
+    script = b"""local x = 1
+if redis.breakpoint() then x = 2 end
+local y = x + 1
+return redis.call('incr', 'n')
+"""
+    same(servers, "SYNC", script, [], [], commands)
+
+
+def test_errors_of_commands_are_logged(servers: tuple[int, int]) -> None:
+    script = b"""redis.call('set', 'str', 'v')
+redis.pcall('lpush', 'str', 'x')
+redis.pcall('nosuchcommand')
+redis.pcall('get')
+return redis.error_reply('MY own')
+"""
+    same(servers, "SYNC", script, [], [], [["s"], ["s"], ["s"], ["s"], ["s"]])
+
+
+def test_maxlen_trims_replies(servers: tuple[int, int]) -> None:
+    script = b"""local v = string.rep('x', 300)
+redis.call('set', 'big', v)
+redis.call('get', 'big')
+redis.call('get', 'big')
+return 1
+"""
+    same(servers, "SYNC", script, [], [],
+         [["s"], ["s"], ["p", "v"], ["m", "10"], ["s"], ["maxlen", "0"], ["s"], ["c"]])
+
+
+def test_refusals(servers: tuple[int, int]) -> None:
+    same(servers, "SYNC", b"return 1 +", [], [], [])  # does not compile: the end mark first
+    same(servers, "YES", b"return 1", [], [], [], eval_cmd="EVALSHA")
+    for port in servers:
+        client = RawClient(port)
+        assert client.call("SCRIPT", "DEBUG", "maybe") == b"-ERR Use SCRIPT DEBUG YES/SYNC/NO\r\n"
+        assert client.call("SCRIPT", "DEBUG", "YES") == b"+OK\r\n"
+        assert client.call("SCRIPT", "DEBUG", "NO") == b"+OK\r\n"
+        assert client.call("EVAL", "return 7", "0") == b":7\r\n"  # not debugged
+        client.close()
+
+
+def test_a_client_that_leaves_lets_the_script_finish(servers: tuple[int, int]) -> None:
+    for port in servers:
+        client = RawClient(port)
+        client.call("SCRIPT", "DEBUG", "SYNC")
+        client.send("EVAL", "redis.call('set', 'left', 'yes')\nreturn 1", "0")
+        client.read()
+        client.close()
+        other = RawClient(port)
+        assert other.call("GET", "left") == b"$3\r\nyes\r\n"
+        other.call("DEL", "left")
+        other.close()
+
+
+_COLOURS = re.compile(rb"\x1b\[[0-9;]*m")
+
+
+@pytest.mark.skipif(shutil.which("redis-cli") is None, reason="redis-cli is not installed")
+@pytest.mark.parametrize("option", ["--ldb", "--ldb-sync-mode"])
+def test_redis_cli_ldb(servers: tuple[int, int], tmp_path: object, option: str) -> None:
+    """redis-cli --ldb, its input piped: the same screen from both servers."""
+    path = tmp_path / "script.lua"  # type: ignore[operator]
+    path.write_bytes(SCRIPT)
+    keystrokes = b"s\np\nl\nb 9\ne #t\nr get k\nc\np doubled\nc\n"
+    screens = []
+    for port in servers:
+        done = subprocess.run(
+            ["redis-cli", "-p", str(port), option, "--eval", str(path), "k", ",", "5"],
+            input=keystrokes, capture_output=True, timeout=30, check=True)
+        screens.append(_COLOURS.sub(b"", done.stdout))
+    assert screens[0] == screens[1]
+    assert b"<redis> set k 5" in screens[0]
+    assert b"Lua debugging session ended" in screens[0]
+
+
+def test_a_long_run_stops_the_script(servers: tuple[int, int]) -> None:
+    """Past busy-reply-threshold without a stop, the debugger stops the script itself (on
+    a line of the loop: which one depends on where the instruction count falls)."""
+    script = b"local i = 0\nwhile true do\n  i = i + 1\nend\n"
+    for port in servers:
+        RawClient(port).call("CONFIG", "SET", "busy-reply-threshold", "50")
+    try:
+        for port in servers:
+            out = transcript(port, "SYNC", script, [], [], [["c"], ["a"]])
+            assert re.match(rb"\*2\r\n\+\* Stopped at [34], stop reason = timeout reached, "
+                            rb"infinite loop\?\r\n", out[2])
+            assert re.match(rb"-ERR script aborted for user request script: \w+, on "
+                            rb"@user_script:[34]\.\r\n", out[-1])
+    finally:
+        for port in servers:
+            RawClient(port).call("CONFIG", "SET", "busy-reply-threshold", "5000")
