@@ -25,7 +25,7 @@ class Rollback:
         # id(original data dict) -> key -> (value, expire) before the key's first change
         self._stash: dict[int, dict[bytes, tuple[object, int | None]]] = {
             id(data): {} for data, _expires, _access in self._original}
-        keyspace.before_write_hooks.append(self._before_write)
+        keyspace.add_before_write_hook(self._before_write)
 
     def _before_write(self, db: Database, key: bytes) -> None:
         stash = self._stash.get(id(db.data))
@@ -38,7 +38,7 @@ class Rollback:
 
     def undo(self) -> None:
         """Give every database back its contents of the start; stop following writes."""
-        self.keyspace.before_write_hooks.remove(self._before_write)
+        self.keyspace.remove_before_write_hook(self._before_write)
         for db, (data, expires, access) in zip(self.keyspace.dbs, self._original, strict=True):
             stash = self._stash[id(data)]
             if db.data is data and not stash:
