@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -18,6 +20,8 @@ from pathlib import Path
 import pytest
 import redis
 import trio
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from kvrepl.config import Config
 from kvrepl.node import Node
@@ -123,6 +127,70 @@ class RedisServer:
         except subprocess.TimeoutExpired:
             self.process.kill()
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class KvreplProcess:
+    """kvrepl-server in a child process of this test (only these are ever killed). ``port``
+    reuses a port (a restart that its replicas or master find again)."""
+
+    started: list[KvreplProcess] = []  # killed at the end of each test (conftest)
+
+    def __init__(self, directory: Path, *options: str, port: int | None = None) -> None:
+        KvreplProcess.started.append(self)
+        self.dir = directory
+        self.port = port or free_port()
+        env = dict(os.environ,
+                   PYTHONPATH=os.getcwd() + os.pathsep + os.environ.get("PYTHONPATH", ""))
+        self.log = open(directory / f"kvrepl-{self.port}.log", "a")  # noqa: SIM115
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "kvrepl", "--port", str(self.port), "--save", "",
+             "--dir", str(directory), "--enable-debug-command", "yes", *options],
+            stdout=self.log, stderr=subprocess.STDOUT, env=env)
+
+    def wait_ready(self) -> KvreplProcess:
+        """Until it answers PING (loaded: no -LOADING), or it exited."""
+        deadline = time.monotonic() + 20
+
+        def ready() -> bool:
+            assert self.process.poll() is None, self.output()
+            try:
+                return self.client().ping()
+            except (redis.ConnectionError, redis.BusyLoadingError):
+                return False
+
+        while not ready():
+            assert time.monotonic() < deadline, "kvrepl-server did not start"
+            time.sleep(0.02)
+        return self
+
+    def client(self, **kwargs: object) -> redis.Redis:
+        # No retries: a write after the kill must fail at once, not be sent again.
+        return redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=10,
+                           retry=Retry(NoBackoff(), 0), **kwargs)
+
+    def kill(self) -> None:
+        """SIGKILL (a SIGSTOPped process too), and reap it."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+        self.process.wait(10)
+        self.log.close()
+
+    def pause(self) -> None:
+        """SIGSTOP: the process stops reading its sockets, as a hung peer."""
+        self.process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        self.process.send_signal(signal.SIGCONT)
+
+    def exit_status(self) -> int:
+        status = self.process.wait(20)
+        self.log.close()
+        return status
+
+    def output(self) -> str:
+        if not self.log.closed:
+            self.log.flush()
+        return (self.dir / f"kvrepl-{self.port}.log").read_text()
 
 
 # -- talking to two servers at once -----------------------------------------------------------
