@@ -92,7 +92,8 @@ class ThreadedServer:
 class RedisServer:
     """A real redis-server on a free loopback port, stopped at teardown."""
 
-    def __init__(self, *extra: str) -> None:
+    def __init__(self, *extra: str, stdout: Path | None = None) -> None:
+        """``stdout``: a file for what the server prints (its log, DEBUG LISTPACK's dump)."""
         binary = shutil.which("redis-server")
         if binary is None:
             message = "redis-server is not installed (apt-get install redis-server)"
@@ -101,11 +102,14 @@ class RedisServer:
             pytest.skip(message)
         self.dir = tempfile.mkdtemp(prefix="kvrepl-redis-")
         self.port = free_port()
+        out = subprocess.DEVNULL if stdout is None else stdout.open("wb")
         self.process = subprocess.Popen(
             [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
              "--appendonly", "no", "--dir", self.dir, "--daemonize", "no", *extra],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            stdout=out, stderr=subprocess.DEVNULL,
         )
+        if stdout is not None:
+            out.close()  # the child has its own copy
         deadline = time.monotonic() + 10
         while True:
             try:
