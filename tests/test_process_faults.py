@@ -13,6 +13,7 @@ import os
 import resource
 import signal
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -46,14 +47,25 @@ def wait_caught_up(master: redis.Redis, *replicas: redis.Redis) -> None:
     poll(lambda: caught_up(master, *replicas), "the replicas caught up", WITHIN)
 
 
-def fill(client: redis.Redis, count: int, prefix: str = "key") -> None:
-    """``count`` keys of 1,000 random bytes: a payload that does not compress, so that it
+def fill(client: redis.Redis, count: int, size: int = 1000) -> None:
+    """``count`` keys of ``size`` random bytes: a payload that does not compress, so that it
     flows (an lz4 block at a time) while the snapshot is still being written."""
-    client.mset({f"{prefix}:{i}": os.urandom(1000) for i in range(count)})
+    client.mset({f"key:{i}": os.urandom(size) for i in range(count)})
 
 
-def redis_replica(*extra: str) -> RedisServer:
-    return RedisServer("--enable-debug-command", "yes", *extra)
+@pytest.fixture
+def redis_server() -> Iterator[Callable[..., RedisServer]]:
+    """Start redis-server processes (DEBUG enabled); each is stopped when the test ends."""
+    started: list[RedisServer] = []
+
+    def start(*extra: str) -> RedisServer:
+        started.append(RedisServer("--enable-debug-command", "yes", *extra))
+        return started[-1]
+
+    yield start
+    for server in started:
+        server.process.send_signal(signal.SIGCONT)  # a test may have stopped it
+        server.stop()
 
 
 def sync_started(client: redis.Redis) -> bool:
@@ -65,7 +77,7 @@ def sync_started(client: redis.Redis) -> bool:
 
 @pytest.mark.parametrize("diskless", ["yes", "no"])
 def test_a_master_killed_during_a_full_sync_costs_its_replicas_nothing(
-        tmp_path: Path, diskless: str) -> None:
+        tmp_path: Path, diskless: str, redis_server: Callable[..., RedisServer]) -> None:
     """The master dies (SIGKILL) while its snapshot for two replicas (kvrepl, redis-server)
     is half sent (diskless) or half written (disk): each replica keeps its previous dataset
     whole, the master's dump is untouched, and once the master is restarted from that dump
@@ -76,31 +88,33 @@ def test_a_master_killed_during_a_full_sync_costs_its_replicas_nothing(
                "--repl-diskless-sync-max-replicas", "2")
     master = KvreplProcess(tmp_path / "m", *options).wait_ready()
     m = master.client()
-    fill(m, 300)
+    fill(m, 300, 4000)
     assert m.save()
     dump = (tmp_path / "m" / "dump.rdb").read_bytes()
     saved = digest(m)
     ours = KvreplProcess(tmp_path / "r").wait_ready()
-    theirs = redis_replica()
+    theirs = redis_server()
     replicas = [ours.client(), theirs.client()]
     old = []
     for index, client in enumerate(replicas):
         client.execute_command("DEBUG", "POPULATE", "50", f"old{index}", "10")
         old.append(digest(client))
-    m.config_set("rdb-key-save-delay", 50_000)  # 50 ms a key: 15 s for the snapshot
+    m.config_set("rdb-key-save-delay", 200_000)  # 0.2 s a key: a minute for the snapshot
     for client in replicas:
         client.replicaof("127.0.0.1", master.port)
     poll(lambda: all(sync_started(c) for c in replicas), "both replicas are syncing", WITHIN)
-    poll(lambda: info(m, "persistence")["current_save_keys_processed"] > 10,
+    poll(lambda: info(m, "persistence")["current_save_keys_processed"] > 2,
          "the snapshot is under way", WITHIN)
     if diskless == "yes":  # the payload is on its way: kvrepl is loading it beside its data
         poll(lambda: info(replicas[0], "persistence").get("loading_loaded_bytes", 0) > 0,
              "the payload reaches the kvrepl replica", WITHIN)
+    for client, before in zip(replicas, old, strict=True):  # still mid-sync
+        assert sync_started(client) and digest(client) == before
     master.kill()
     for client, before in zip(replicas, old, strict=True):
         poll(lambda c=client: not sync_started(c), "the replica saw the master go", WITHIN)
         assert info(client, "replication")["master_link_status"] == "down"
-        assert digest(client) == before
+        assert digest(client) == before, (client.dbsize(), ours.output()[-3000:])
         assert client.dbsize() == 50
     assert (tmp_path / "m" / "dump.rdb").read_bytes() == dump  # a temp file may be left
 
@@ -112,7 +126,6 @@ def test_a_master_killed_during_a_full_sync_costs_its_replicas_nothing(
     wait_caught_up(m, *replicas)
     for client in replicas:
         assert digest(client) == digest(m)
-    theirs.stop()
 
 
 # -- a replica killed in the middle of a load -----------------------------------------------
@@ -203,7 +216,8 @@ def test_a_replica_that_stops_reading_is_cut_with_the_masters_memory_bounded(
 
 @pytest.mark.parametrize(("written", "partial"), [(4_000, True), (200_000, False)])
 def test_replicas_away_while_the_backlog_overruns_resync_fully(
-        tmp_path: Path, written: int, partial: bool) -> None:
+        tmp_path: Path, written: int, partial: bool,
+        redis_server: Callable[..., RedisServer]) -> None:
     """Both replicas (kvrepl, redis-server) are stopped (SIGSTOP) and their links cut;
     the master takes ``written`` bytes with a 16 KiB backlog. When they run again they ask
     to continue: a partial resync when the backlog still holds their offset, a full one
@@ -213,7 +227,7 @@ def test_replicas_away_while_the_backlog_overruns_resync_fully(
     m = master.client()
     fill(m, 20)
     ours = KvreplProcess(tmp_path, "--replicaof", "127.0.0.1", str(master.port)).wait_ready()
-    theirs = redis_replica("--replicaof", "127.0.0.1", str(master.port))
+    theirs = redis_server("--replicaof", "127.0.0.1", str(master.port))
     replicas = [ours.client(), theirs.client()]
     wait_caught_up(m, *replicas)
     before = info(m, "stats")
@@ -235,7 +249,6 @@ def test_replicas_away_while_the_backlog_overruns_resync_fully(
     assert (full, continued, refused) == ((0, 2, 0) if partial else (2, 0, 2))
     for client in replicas:
         assert digest(client) == digest(m)
-    theirs.stop()
 
 
 # -- a disk that fails during BGSAVE ---------------------------------------------------------
@@ -249,13 +262,13 @@ def limit_file_size(pid: int, size: int) -> None:
 
 
 def test_a_disk_that_fails_during_bgsave_stops_writes_until_a_save_succeeds(
-        tmp_path: Path) -> None:
+        tmp_path: Path, redis_server: Callable[..., RedisServer]) -> None:
     """Each server (kvrepl-server, redis-server) has a good dump, then a BGSAVE whose file
     cannot grow past 64 KiB: the save fails midway, writes get MISCONF (the same error on
     both), the old dump is intact and no temp file is left; once the file may grow again a
     BGSAVE succeeds and writes are accepted, the new dump holding the whole dataset."""
     ours = KvreplProcess(tmp_path).wait_ready()
-    theirs = RedisServer()
+    theirs = redis_server()
     servers = [(ours.client(), ours.process.pid, tmp_path),
                (theirs.client(), theirs.process.pid, Path(theirs.dir))]
     refusals = []
@@ -285,7 +298,6 @@ def test_a_disk_that_fails_during_bgsave_stops_writes_until_a_save_succeeds(
         assert len(list(iter_entries_of(directory / "dump.rdb"))) == 301
     assert refusals[0] == refusals[1]
     assert refusals[0].startswith("MISCONF")
-    theirs.stop()
 
 
 def iter_entries_of(path: Path) -> list[object]:
@@ -298,7 +310,7 @@ def iter_entries_of(path: Path) -> list[object]:
 
 @pytest.mark.parametrize("promoted", ["kvrepl", "redis"])
 def test_a_failover_chain_continues_partially_after_the_master_dies(
-        tmp_path: Path, promoted: str) -> None:
+        tmp_path: Path, promoted: str, redis_server: Callable[..., RedisServer]) -> None:
     """Master M (kvrepl) with replicas A and B (one kvrepl-server, one redis-server) and C,
     a kvrepl-server replica of B. M is killed (SIGKILL); A becomes master (REPLICAOF NO ONE)
     and B is re-pointed at it: B continues partially on A (its history is A's second id),
@@ -308,8 +320,8 @@ def test_a_failover_chain_continues_partially_after_the_master_dies(
     fill(m, 50)
     kv = KvreplProcess(tmp_path, "--replicaof", "127.0.0.1", str(master.port),
                        "--repl-diskless-sync-delay", "0").wait_ready()
-    real = redis_replica("--replicaof", "127.0.0.1", str(master.port),
-                         "--repl-diskless-sync-delay", "0")
+    real = redis_server("--replicaof", "127.0.0.1", str(master.port),
+                        "--repl-diskless-sync-delay", "0")
     a_port, b_port = (kv.port, real.port) if promoted == "kvrepl" else (real.port, kv.port)
     a, b = (redis.Redis(port=a_port), redis.Redis(port=b_port))
     chained = KvreplProcess(tmp_path, "--replicaof", "127.0.0.1", str(b_port)).wait_ready()
@@ -332,4 +344,3 @@ def test_a_failover_chain_continues_partially_after_the_master_dies(
                 now["sync_partial_ok"] - was["sync_partial_ok"]) == (0, 1)
     for client in (b, c):
         assert digest(client) == digest(a)
-    real.stop()
