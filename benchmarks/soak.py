@@ -164,7 +164,9 @@ class Embedded(threading.Thread):
 
 
 def workload_commands(rng: random.Random) -> list[tuple[bytes, ...]]:
-    """One tick's writes: a few commands over every type, on a bounded pool of keys."""
+    """One tick's writes: a few commands over every type, on a bounded pool of keys, each
+    value bounded too (a set's members, an appended string's length), so that the dataset
+    stops growing once the pool is full and memory flatness can be read."""
     k = rng.randrange(POOL)
     n = rng.randrange(1000)
     v = b"%d" % n
@@ -180,7 +182,7 @@ def workload_commands(rng: random.Random) -> list[tuple[bytes, ...]]:
         (b"HSET", b"hash:%d" % k, member, v),
         (b"HINCRBY", b"hash:%d" % k, b"n", b"1"),
         (b"HDEL", b"hash:%d" % k, b"m%d" % rng.randrange(50)),
-        (b"SADD", b"set:%d" % k, member, v),
+        (b"SADD", b"set:%d" % k, member, b"n%d" % (n % 50)),
         (b"SREM", b"set:%d" % k, b"m%d" % rng.randrange(50)),
         (b"ZADD", b"zset:%d" % k, v, member),
         (b"ZINCRBY", b"zset:%d" % k, b"1.5", member),
@@ -192,7 +194,7 @@ def workload_commands(rng: random.Random) -> list[tuple[bytes, ...]]:
          b"%.5f" % rng.uniform(-80, 80), member),
         (b"EXPIRE", b"str:%d" % k, b"100000"),
         (b"DEL", b"str:%d" % rng.randrange(POOL)),
-    ]
+    ] + ([(b"DEL", b"app:%d" % (k % 20))] if rng.random() < 0.05 else [])
 
 
 @dataclass
