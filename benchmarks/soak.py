@@ -80,7 +80,8 @@ class Proc:
             self.proc = subprocess.Popen(self.argv, cwd=self.home, env=python_env(),
                                          stdin=subprocess.DEVNULL, stdout=out,
                                          stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 30
+        # generous: on a shared machine at load average 24 a restart once took over 30 s
+        deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"{self.name} exited; see {self.home / 'server.log'}")
