@@ -10,8 +10,10 @@ Topology (all on 127.0.0.1)::
 
 A writer sends, every 20 ms, one pipeline of writes over every type (strings, lists,
 hashes, sets, zsets, streams, HyperLogLog, bitmaps, geo) and, every fifth time, a
-MULTI/EXEC; each pipeline and transaction also sets a few unique ``ledger:<n>`` keys, noted
-once the master acknowledged them. Every ``SOAK_FAULT_EVERY`` seconds (default 4) one fault,
+MULTI/EXEC; each pipeline and transaction also writes a few numbered ledger writes,
+``ledger:<n mod slots>`` = ``value-<n>``, noted once the master acknowledged them. The ledger
+is a fixed space of ``SOAK_LEDGER_SLOTS`` keys (default 30,000: a default run never wraps), so
+that the dataset stays bounded and memory flatness is measurable in a long run. Every ``SOAK_FAULT_EVERY`` seconds (default 4) one fault,
 chosen at random: CLIENT KILL TYPE replica on the master, CLIENT KILL TYPE master on a
 replica, a restart of the replica process (SIGKILL or SIGTERM, same port: the chained
 replica reconnects), a BGSAVE, DEBUG SLEEP 0.3 on the master, or a backlog overrun
@@ -19,7 +21,8 @@ replica reconnects), a BGSAVE, DEBUG SLEEP 0.3 on the master, or a backlog overr
 the master's PING latency; RSS of every process is sampled every second.
 
 At the end (writer stopped, WAIT, every offset caught up): every DEBUG DIGEST must equal the
-master's and every acknowledged ledger key must be on every replica. Prints the figures and
+master's and every slot's last acknowledged ledger write must be on every replica (every
+acknowledged write when the run did not wrap the ledger). Prints the figures and
 exits 1 if any check fails. ``SOAK_SECONDS`` sets the duration (default 180).
 """
 
@@ -34,6 +37,7 @@ import sys
 import tempfile
 import threading
 import time
+from array import array
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -76,7 +80,8 @@ class Proc:
             self.proc = subprocess.Popen(self.argv, cwd=self.home, env=python_env(),
                                          stdin=subprocess.DEVNULL, stdout=out,
                                          stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 30
+        # generous: on a shared machine at load average 24 a restart once took over 30 s
+        deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"{self.name} exited; see {self.home / 'server.log'}")
@@ -160,7 +165,9 @@ class Embedded(threading.Thread):
 
 
 def workload_commands(rng: random.Random) -> list[tuple[bytes, ...]]:
-    """One tick's writes: a few commands over every type, on a bounded pool of keys."""
+    """One tick's writes: a few commands over every type, on a bounded pool of keys, each
+    value bounded too (a set's members, an appended string's length), so that the dataset
+    stops growing once the pool is full and memory flatness can be read."""
     k = rng.randrange(POOL)
     n = rng.randrange(1000)
     v = b"%d" % n
@@ -176,7 +183,7 @@ def workload_commands(rng: random.Random) -> list[tuple[bytes, ...]]:
         (b"HSET", b"hash:%d" % k, member, v),
         (b"HINCRBY", b"hash:%d" % k, b"n", b"1"),
         (b"HDEL", b"hash:%d" % k, b"m%d" % rng.randrange(50)),
-        (b"SADD", b"set:%d" % k, member, v),
+        (b"SADD", b"set:%d" % k, member, b"n%d" % (n % 50)),
         (b"SREM", b"set:%d" % k, b"m%d" % rng.randrange(50)),
         (b"ZADD", b"zset:%d" % k, v, member),
         (b"ZINCRBY", b"zset:%d" % k, b"1.5", member),
@@ -188,33 +195,43 @@ def workload_commands(rng: random.Random) -> list[tuple[bytes, ...]]:
          b"%.5f" % rng.uniform(-80, 80), member),
         (b"EXPIRE", b"str:%d" % k, b"100000"),
         (b"DEL", b"str:%d" % rng.randrange(POOL)),
-    ]
+    ] + ([(b"DEL", b"app:%d" % (k % 20))] if rng.random() < 0.05 else [])
 
 
 @dataclass
 class Ledger:
-    """Unique keys the master acknowledged: each must end up on every replica."""
+    """Numbered writes the master acknowledged, over a fixed space of keys: the last one of
+    each slot must end up on every replica."""
 
+    slots: int
     next_id: int = 0
-    acked: list[int] = field(default_factory=list)
+    acked_count: int = 0
+    last: dict[int, int] = field(default_factory=dict)  # slot -> last acknowledged write
 
     def new(self, count: int) -> list[int]:
         ids = list(range(self.next_id, self.next_id + count))
         self.next_id += count
         return ids
 
+    def ack(self, ids: list[int]) -> None:
+        for n in ids:
+            self.last[n % self.slots] = n
+        self.acked_count += len(ids)
 
-def ledger_set(n: int) -> tuple[bytes, ...]:
-    return (b"SET", b"ledger:%d" % n, b"value-%d" % n)
+    def key(self, n: int) -> bytes:
+        return b"ledger:%d" % (n % self.slots)
+
+    def set(self, n: int) -> tuple[bytes, ...]:
+        return (b"SET", self.key(n), b"value-%d" % n)
 
 
 class Writer(threading.Thread):
     """The steady load: one pipeline per tick, a MULTI/EXEC every fifth."""
 
-    def __init__(self, port: int, stop: threading.Event, seed: int) -> None:
+    def __init__(self, port: int, stop: threading.Event, seed: int, slots: int) -> None:
         super().__init__(daemon=True)
         self.port, self.stop, self.rng = port, stop, random.Random(seed)
-        self.ledger = Ledger()
+        self.ledger = Ledger(slots)
         self.commands = 0
         self.transactions = 0
         self.error: BaseException | None = None
@@ -238,7 +255,7 @@ class Writer(threading.Thread):
 
     def _tick(self, conn: Connection, tick: int) -> None:
         ids = self.ledger.new(LEDGER_PER_TICK)
-        batch = workload_commands(self.rng) + [ledger_set(n) for n in ids]
+        batch = workload_commands(self.rng) + [self.ledger.set(n) for n in ids]
         if tick % 5 == 0:
             batch = [(b"MULTI",), *batch, (b"EXEC",)]
             replies = conn.pipeline(b"".join(encode_request(*c) for c in batch), len(batch))
@@ -250,7 +267,7 @@ class Writer(threading.Thread):
             replies = conn.pipeline(b"".join(encode_request(*c) for c in batch), len(batch))
             acked = [n for n, r in zip(ids, replies[-len(ids):], strict=True) if r == b"OK"]
         self.commands += len(batch)
-        self.ledger.acked.extend(acked)
+        self.ledger.ack(acked)
 
 
 class Pinger(threading.Thread):
@@ -260,20 +277,22 @@ class Pinger(threading.Thread):
                  ) -> None:
         super().__init__(daemon=True)
         self.port, self.stop, self.sleeps = port, stop, sleeps
-        self.samples: list[tuple[float, float]] = []  # (sent at, seconds)
+        # (sent at, seconds) pairs, flat in a C array: a list of tuples would grow the soak
+        # process (and the embedded replica's RSS with it) by ~100 bytes a PING
+        self.samples = array("d")
 
     def run(self) -> None:
         with Connection(self.port, timeout=60) as conn:
             while not self.stop.is_set():
                 sent = time.monotonic()
                 conn.command(b"PING")
-                self.samples.append((sent, time.monotonic() - sent))
+                self.samples.extend((sent, time.monotonic() - sent))
                 time.sleep(0.01)
 
     def worst(self, outside_sleeps: bool) -> tuple[float, float]:
         """(seconds, sent at) of the slowest PING."""
         worst = (0.0, 0.0)
-        for sent, took in self.samples:
+        for sent, took in zip(self.samples[::2], self.samples[1::2], strict=True):
             if outside_sleeps and any(start - 0.05 <= sent + took and sent <= end + 0.05
                                       for start, end in self.sleeps):
                 continue
@@ -285,8 +304,8 @@ class Pinger(threading.Thread):
 
 
 class Soak:
-    def __init__(self, seconds: float, fault_every: float, seed: int) -> None:
-        self.seconds, self.fault_every = seconds, fault_every
+    def __init__(self, seconds: float, fault_every: float, seed: int, slots: int) -> None:
+        self.seconds, self.fault_every, self.slots = seconds, fault_every, slots
         self.rng = random.Random(seed)
         self.seed = seed
         self.home = Path(tempfile.mkdtemp(prefix="kvrepl-soak-"))
@@ -393,7 +412,7 @@ class Soak:
 
     def run(self) -> int:
         self.start()
-        writer = Writer(self.master.port, self.stop, self.seed)
+        writer = Writer(self.master.port, self.stop, self.seed, self.slots)
         pinger = Pinger(self.master.port, self.stop, self.sleeps)
         writer.start()
         pinger.start()
@@ -457,14 +476,15 @@ class Soak:
                 digests[name] = conn.command(b"DEBUG", b"DIGEST")
             if digests[name] != digest:
                 failures.append(f"{name}: digest {digests[name]!r} != master's {digest!r}")
-        acked = writer.ledger.acked
+        ledger = writer.ledger
+        acked = sorted(ledger.last.values())
         missing: dict[str, int] = {}
         for name, port in self.ports().items():
             lost = 0
             with Connection(port) as conn:
                 for start in range(0, len(acked), 1000):
                     ids = acked[start:start + 1000]
-                    keys = [b"ledger:%d" % n for n in ids]
+                    keys = [ledger.key(n) for n in ids]
                     values = conn.command(b"MGET", *keys)
                     lost += sum(1 for n, value in zip(ids, values, strict=True)
                                 if value != b"value-%d" % n)
@@ -493,15 +513,19 @@ class Soak:
               f"sync_partial_ok {chained_stats['sync_partial_ok']}")
         took, sent = pinger.worst(True)
         before = [name for at, name in self.fault_log if at <= sent]
-        print(f"master PING: {len(pinger.samples)} pings, worst "
+        print(f"master PING: {len(pinger.samples) // 2} pings, worst "
               f"{pinger.worst(False)[0] * 1000:.1f} ms; worst outside DEBUG SLEEPs "
               f"{took * 1000:.1f} ms, {sent - self.began:.0f} s into the run"
               + (f", after a {before[-1]} {sent - self.fault_log[len(before) - 1][0]:.1f} s "
                  "earlier" if before else ""))
         print(f"digests: all equal to the master's {digest!r}"
               if not any(missing.values()) else "digests: see FAIL lines")
-        print(f"ledger: {len(writer.ledger.acked)} acknowledged unique writes; missing: "
-              + ", ".join(f"{k} {v}" for k, v in missing.items()))
+        ledger = writer.ledger
+        checked = len(ledger.last)
+        print(f"ledger: {ledger.acked_count} acknowledged writes over {ledger.slots} keys; "
+              f"checked {checked} (each key's last"
+              + (", i.e. every write)" if checked == ledger.acked_count else ")")
+              + "; missing: " + ", ".join(f"{k} {v}" for k, v in missing.items()))
         print("MB after 25% of the run / at the end / peak after warm-up: RSS; used_memory")
         for name, series in self.rss.items():
             cells = []
@@ -514,13 +538,30 @@ class Soak:
                 cells.append(f"{warm[0] / 2**20:6.1f} {samples[-1][1] / 2**20:6.1f} "
                              f"{max(warm) / 2**20:6.1f}")
             print(f"  {name:14s} " + ";  ".join(cells))
+        print("MB over time (tenths of the run), RSS / used_memory:")
+        for name, series in self.rss.items():
+            used = self.used.get("embedded" if name == "soak+embedded" else name, [])
+            cells = [f"{at_fraction(series, self.began, elapsed, f) / 2**20:.0f}/"
+                     f"{at_fraction(used, self.began, elapsed, f) / 2**20:.1f}"
+                     for f in (i / 10 for i in range(11))]
+            print(f"  {name:14s} " + " ".join(cells))
+
+
+def at_fraction(samples: list[tuple[float, int]], began: float, elapsed: float,
+                fraction: float) -> int:
+    """The sample nearest ``fraction`` of the run (0 when there is none)."""
+    if not samples:
+        return 0
+    at = began + elapsed * fraction
+    return min(samples, key=lambda sample: abs(sample[0] - at))[1]
 
 
 def main() -> int:
     seconds = float(os.environ.get("SOAK_SECONDS", "180"))
     fault_every = float(os.environ.get("SOAK_FAULT_EVERY", "4"))
     seed = int(os.environ.get("SOAK_SEED", str(random.randrange(1 << 30))))
-    soak = Soak(seconds, fault_every, seed)
+    slots = int(os.environ.get("SOAK_LEDGER_SLOTS", "30000"))
+    soak = Soak(seconds, fault_every, seed, slots)
     try:
         return soak.run()
     finally:

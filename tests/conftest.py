@@ -15,6 +15,7 @@ import redis
 from support import (
     NOW_S,
     Compare,
+    KvreplProcess,
     RedisServer,
     ThreadedServer,
     argv,
@@ -37,6 +38,15 @@ def _work_in_a_scratch_folder(tmp_path_factory: pytest.TempPathFactory) -> Itera
     os.chdir(tmp_path_factory.mktemp("cwd"))
     yield
     os.chdir(before)
+
+
+@pytest.fixture(autouse=True)
+def _stop_kvrepl_processes() -> Iterator[None]:
+    """Every kvrepl-server a test started (support.KvreplProcess) is killed when it ends,
+    passed or failed."""
+    yield
+    while KvreplProcess.started:
+        KvreplProcess.started.pop().kill()
 
 
 @pytest.fixture

@@ -16,6 +16,11 @@ Targets (each case: a seed input, mutated, checked against an oracle):
 * ``replstream``: the replica's sans-IO protocol fed a mutated master transcript (handshake,
   PSYNC reply, RDB payload in both framings, the stream) in random pieces: the same events
   as when fed whole, and only the replication errors the replica's loop expects.
+* ``tcp``: a kvrepl-server process on loopback, and 1 to 6 of 12 connections sending random
+  and mutated pipelines at once, in random pieces: each gets exactly the replies the exact
+  parser says its bytes ask for (and, after a protocol error, that error and a close), a
+  clean client's PING answers +PONG after every case, the server never exits nor logs an
+  internal error.
 
 A plain seeded loop is used rather than hypothesis: about ten times as many cases a second
 (the RDB target: ~1,000-1,800 cases/s, each a load, a chunked load, a re-save and a reload,
@@ -530,12 +535,278 @@ def fuzz_replstream(rng: random.Random, seeds: Callable[[random.Random], bytes])
     return "error" if error else ("stream" if commands else "handshake")
 
 
+# -- (e) the TCP server, many clients at once ----------------------------------------------------
+# Commands a fuzzed client may send: each gives one reply and none can take another client
+# down by design (no SHUTDOWN, CLIENT KILL, CONFIG SET requirepass, blocking reads, huge
+# allocations such as SETBIT at 2^32: those are what they are documented to be). A mutated
+# request naming a denied command is not sent ("denied" outcome).
+_TCP_VOCABULARY = [
+    b"GET", b"SET", b"INCR", b"INCRBY", b"DECR", b"APPEND", b"STRLEN", b"GETRANGE", b"MGET",
+    b"MSET", b"GETDEL", b"GETEX", b"SETNX", b"DEL", b"EXISTS", b"TYPE", b"EXPIRE", b"PEXPIRE",
+    b"TTL", b"PERSIST", b"RENAME", b"COPY", b"OBJECT", b"LPUSH", b"RPUSH", b"LPOP", b"RPOP",
+    b"LRANGE", b"LINDEX", b"LSET", b"LREM", b"LTRIM", b"LPOS", b"LMOVE", b"HSET", b"HGET",
+    b"HDEL", b"HGETALL", b"HINCRBY", b"HINCRBYFLOAT", b"SADD", b"SREM", b"SMEMBERS", b"SINTER",
+    b"SUNIONSTORE", b"SPOP", b"ZADD", b"ZRANGE", b"ZINCRBY", b"ZREM", b"ZRANGEBYSCORE",
+    b"ZUNIONSTORE", b"ZPOPMIN", b"XADD", b"XRANGE", b"XLEN", b"XTRIM", b"XDEL", b"PFADD",
+    b"PFCOUNT", b"PFMERGE", b"GEOADD", b"GEODIST", b"GEOSEARCH", b"SCAN", b"KEYS", b"DBSIZE",
+    b"PING", b"ECHO", b"SELECT", b"MULTI", b"EXEC", b"DISCARD", b"WATCH", b"UNWATCH", b"TIME",
+    b"PUBLISH", b"DUMP", b"RESTORE", b"SORT", b"FLUSHDB", b"HELLO", b"INFO", b"COMMAND",
+    b"MEMORY", b"LCS", b"UNKNOWNCMD",
+]
+_TCP_DENIED = frozenset(name.lower() for name in (
+    b"SHUTDOWN", b"QUIT", b"CLIENT", b"CONFIG", b"ACL", b"AUTH", b"DEBUG", b"MONITOR",
+    b"SUBSCRIBE", b"PSUBSCRIBE", b"SSUBSCRIBE", b"SYNC", b"PSYNC", b"REPLCONF", b"REPLICAOF",
+    b"SLAVEOF", b"FAILOVER", b"WAIT", b"WAITAOF", b"XREAD", b"XREADGROUP", b"EVAL", b"EVALSHA",
+    b"EVAL_RO", b"EVALSHA_RO", b"FCALL", b"FCALL_RO", b"FUNCTION", b"SCRIPT", b"MIGRATE",
+    b"SAVE", b"BGSAVE", b"BGREWRITEAOF", b"SETBIT", b"SETRANGE", b"BITFIELD", b"SRANDMEMBER",
+    b"HRANDFIELD", b"ZRANDMEMBER", b"RESET", b"CLUSTER", b"MODULE", b"LATENCY", b"PFDEBUG",
+    b"PFSELFTEST", b"SWAPDB", b"FLUSHALL", b"READONLY", b"LOLWUT", b"SPUBLISH"))
+_TCP_KEYS = (b"k", b"k2", b"list", b"hash", b"set", b"zset", b"stream", b"hll", b"geo", b"{k}x")
+_TCP_NUMBERS = (b"0", b"1", b"-1", b"2", b"10", b"100", b"-100", b"1.5", b"inf", b"-inf",
+                b"+inf", b"(1", b"[a", b"-", b"+", b"*", b"$", b"0-1", b"9223372036854775807",
+                b"-9223372036854775808", b"nan")
+_TCP_WORDS = (b"EX", b"PX", b"NX", b"XX", b"GT", b"LT", b"KEEPTTL", b"GET", b"LIMIT", b"BYSCORE",
+              b"REV", b"WITHSCORES", b"MATCH", b"COUNT", b"TYPE", b"MAXLEN", b"~", b"=",
+              b"LEFT", b"RIGHT", b"FROMMEMBER", b"BYRADIUS", b"km", b"ASC", b"STORE", b"IDX",
+              b"ENCODING", b"FREQ", b"USAGE", b"3", b"2", b"AUTH", b"REPLACE", b"DB")
+_TCP_CLIENTS = 12  # connections the fuzzer keeps; a case uses 1 to 6 of them at once
+
+
+def _tcp_argument(rng: random.Random) -> bytes:
+    kind = rng.randrange(10)
+    if kind < 3:
+        return rng.choice(_TCP_KEYS)
+    if kind < 5:
+        return rng.choice(_TCP_NUMBERS)
+    if kind < 7:
+        return rng.choice(_TCP_WORDS)
+    return _argument(rng)
+
+
+def _tcp_pipeline(rng: random.Random) -> bytes:
+    parts = []
+    for _ in range(rng.randint(1, 10)):
+        if rng.random() < 0.9:
+            name = rng.choice(_TCP_VOCABULARY)
+            args = [_tcp_argument(rng) for _ in range(rng.randint(0, 6))]
+            parts.append(encode_command([name, *args]))
+        else:
+            parts.append(rng.choice((b"PING\r\n", b"GET k\r\n", b"SET k v\r\n", b"\r\n",
+                                     b'ECHO "a b"\r\n', b"*0\r\n")))
+    data = b"".join(parts)
+    return mutate(rng, data, _RESP_TOKENS) if rng.random() < 0.5 else data
+
+
+class TcpRig:
+    """A kvrepl-server child (killed with this process: PR_SET_PDEATHSIG) on a loopback
+    port, a pool of client connections, and one clean client that only ever PINGs."""
+
+    def __init__(self, extra: Path | None) -> None:
+        import atexit
+        import socket
+        import subprocess
+        import tempfile
+
+        self.socket = socket
+        self.home = Path(tempfile.mkdtemp(prefix="kvrepl-fuzz-tcp-"))
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        self.log_path = self.home / "server.log"
+        self.log = open(self.log_path, "wb")  # noqa: SIM115 (closed at exit)
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "kvrepl", "--port", str(self.port), "--bind", "127.0.0.1",
+             "--save", "", "--dir", str(self.home), "--maxmemory", "256mb"],
+            stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            preexec_fn=_die_with_parent)
+        atexit.register(self.close)
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                self.clean = self._connect()
+                break
+            except OSError:
+                if time.monotonic() > deadline or self.process.poll() is not None:
+                    raise RuntimeError(f"kvrepl-server did not start: {self.output()}") from None
+                time.sleep(0.05)
+        self.clients = [self._connect() for _ in range(_TCP_CLIENTS)]
+        self.log_seen = 0
+
+    def _connect(self):  # noqa: ANN202 (a socket)
+        sock = self.socket.create_connection(("127.0.0.1", self.port), timeout=5)
+        sock.setsockopt(self.socket.IPPROTO_TCP, self.socket.TCP_NODELAY, 1)
+        return sock
+
+    def output(self) -> str:
+        self.log.flush()
+        return self.log_path.read_bytes().decode(errors="replace")
+
+    def new_log(self) -> bytes:
+        self.log.flush()
+        with open(self.log_path, "rb") as log:
+            log.seek(self.log_seen)
+            data = log.read()
+        self.log_seen += len(data)
+        return data
+
+    def replace(self, index: int) -> None:
+        self.clients[index].close()
+        self.clients[index] = self._connect()
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)
+        import shutil
+        shutil.rmtree(self.home, ignore_errors=True)
+
+
+def _die_with_parent() -> None:
+    import ctypes
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
+_TCP_PROBE = encode_command([b"fuzz-probe"])
+
+
+def _requests(data: bytes) -> tuple[list[list[bytes]], bool]:
+    """The requests the exact parser reads from ``data``, and whether it then failed."""
+    parser = RequestParser()
+    requests: list[list[bytes]] = []
+    try:
+        parser.feed(data)
+        while (request := parser.next_request()) is not NEED_DATA:
+            requests.append(request)
+    except ProtocolError:
+        return requests, True
+    return requests, False
+
+
+def _expected(data: bytes) -> tuple[int, bool, bool, set[bytes]]:
+    """(replies, closes with a protocol error, leaves a request open, command names)."""
+    requests, failed = _requests(data)
+    names = {request[0].lower() for request in requests}
+    if failed:
+        return len(requests) + 1, True, False, names
+    # A probe request sent after ``data`` is read as itself only if ``data`` ended between
+    # two requests (the parser's own state says nothing about a multibulk half read).
+    after, _ = _requests(data + _TCP_PROBE)
+    return len(requests), False, after[len(requests):] != [[b"fuzz-probe"]], names
+
+
+def _replies(buf: bytes) -> tuple[int, int, int]:
+    """(complete replies in ``buf``, bytes they take, where the last one starts)."""
+    from support import reply_end
+
+    count = pos = last = 0
+    while pos < len(buf):
+        end = reply_end(buf, pos)
+        if end is None:
+            break
+        count, last, pos = count + 1, pos, end
+    return count, pos, last
+
+
+def _short(data: bytes) -> str:
+    """``data`` for a report: its ends, and how long it is."""
+    return repr(data) if len(data) <= 400 else f"{data[:300]!r}...{data[-80:]!r} ({len(data)} bytes)"
+
+
+def fuzz_tcp(rng: random.Random, rig: TcpRig) -> str:
+    import select
+
+    chosen = rng.sample(range(_TCP_CLIENTS), rng.randint(1, 6))
+    plans = {}
+    for index in chosen:
+        data = _tcp_pipeline(rng)
+        replies, closes, partial, names = _expected(data)
+        if names & _TCP_DENIED:
+            continue
+        plans[index] = (data, replies, closes, partial)
+    if not plans:
+        return "denied"
+    for index, (data, *_) in plans.items():
+        for piece in cut(rng, data):  # the server sees the requests in random pieces
+            try:
+                rig.clients[index].sendall(piece)
+            except OSError:
+                break  # closed after a protocol error: the rest is not read
+    got = {index: b"" for index in plans}
+    reset: set[int] = set()
+    # index -> the server closed the connection; a client owed no reply has nothing to
+    # wait for (anything it gets anyway is caught by the drain below)
+    done = {index: False for index, plan in plans.items() if plan[1] == 0}
+    deadline = time.monotonic() + 8
+    while len(done) < len(plans):
+        waiting = [index for index in plans if index not in done]
+        if time.monotonic() > deadline:
+            raise Finding(f"no full answer for clients {waiting}: "
+                          + "; ".join(f"sent {_short(plans[i][0])}, got {_short(got[i])}" for i in waiting))
+        ready, _, _ = select.select([rig.clients[i] for i in waiting], [], [], 0.5)
+        for sock in ready:
+            index = rig.clients.index(sock)
+            try:
+                chunk = sock.recv(1 << 20)
+            except ConnectionResetError:
+                # The server closed a connection (a protocol error) while pieces sent after
+                # the bad one were still arriving: TCP answers them with a reset, which may
+                # drop replies not read yet (Redis closes the same way).
+                chunk = b""
+                reset.add(index)
+            got[index] += chunk
+            count = _replies(got[index])[0]
+            if not chunk or (count >= plans[index][1] and not plans[index][2]):
+                done[index] = not chunk
+    for index in plans:  # what came beyond the replies waited for
+        sock = rig.clients[index]
+        if not done[index] and select.select([sock], [], [], 0)[0]:
+            try:
+                got[index] += sock.recv(1 << 20)
+            except OSError:
+                pass
+    outcome = "ok"
+    for index, (data, replies, closes, partial) in plans.items():
+        count, used, last = _replies(got[index])
+        if index in reset and closes and count < replies:
+            outcome = "reset"  # a prefix of the replies came, whole ones counted, then the cut
+        elif count != replies or used != len(got[index]):
+            raise Finding(f"sent {_short(data)}: {count} replies (expected {replies}), got "
+                          f"{_short(got[index])}")
+        elif closes:
+            if not got[index].startswith(b"-ERR Protocol error", last) or not done[index]:
+                raise Finding(f"sent {_short(data)}: expected a protocol error and a close, "
+                              f"got {_short(got[index])}")
+            outcome = "protocol-error"
+        elif done[index]:
+            raise Finding(f"sent {_short(data)}: the server closed the connection, got "
+                          f"{_short(got[index])}")
+        if closes or partial:
+            rig.replace(index)
+    rig.clean.sendall(b"PING\r\n")
+    pong = b""
+    while not pong.endswith(b"\r\n"):
+        chunk = rig.clean.recv(100)
+        if not chunk:
+            raise Finding("the clean client was disconnected")
+        pong += chunk
+    if pong != b"+PONG\r\n":
+        raise Finding(f"the clean client's PING got {pong!r}")
+    if rig.process.poll() is not None:
+        raise Finding(f"kvrepl-server exited: {rig.output()[-3000:]}")
+    log = rig.new_log()
+    if b"Traceback" in log or b"internal error" in log:
+        raise Finding("the server logged an internal error:\n"
+                      + log.decode(errors="replace")[-3000:])
+    return outcome
+
+
 # -- running -----------------------------------------------------------------------------------
 TARGETS: dict[str, tuple[Callable, Callable[[Path | None], object]]] = {
     "splitters": (fuzz_splitters, lambda extra: []),
     "rdb": (fuzz_rdb, rdb_seeds),
     "restore": (fuzz_restore, restore_seeds),
     "replstream": (fuzz_replstream, lambda extra: replstream_seeds(rdb_seeds(extra))),
+    "tcp": (fuzz_tcp, TcpRig),
 }
 
 

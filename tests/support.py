@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import functools
 import os
+import resource
 import shutil
+import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -19,6 +22,8 @@ from pathlib import Path
 import pytest
 import redis
 import trio
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from kvrepl.config import Config
 from kvrepl.node import Node
@@ -89,7 +94,8 @@ class ThreadedServer:
 class RedisServer:
     """A real redis-server on a free loopback port, stopped at teardown."""
 
-    def __init__(self, *extra: str) -> None:
+    def __init__(self, *extra: str, stdout: Path | None = None) -> None:
+        """``stdout``: a file for what the server prints (its log, DEBUG LISTPACK's dump)."""
         binary = shutil.which("redis-server")
         if binary is None:
             message = "redis-server is not installed (apt-get install redis-server)"
@@ -98,11 +104,14 @@ class RedisServer:
             pytest.skip(message)
         self.dir = tempfile.mkdtemp(prefix="kvrepl-redis-")
         self.port = free_port()
+        out = subprocess.DEVNULL if stdout is None else stdout.open("wb")
         self.process = subprocess.Popen(
             [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
              "--appendonly", "no", "--dir", self.dir, "--daemonize", "no", *extra],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            stdout=out, stderr=subprocess.DEVNULL,
         )
+        if stdout is not None:
+            out.close()  # the child has its own copy
         deadline = time.monotonic() + 10
         while True:
             try:
@@ -236,6 +245,81 @@ class RedisClusterNodes:
             node.stop()
         for folder in self._folders:
             shutil.rmtree(folder, ignore_errors=True)
+def limit_file_size(size: int) -> Callable[[], None]:
+    """For a child process: files cannot grow past ``size`` bytes (RLIMIT_FSIZE), so a write
+    beyond fails with a real EFBIG from the kernel (SIGXFSZ ignored, as Python itself
+    ignores it): an honest disk write error, for this process only."""
+    def limit() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (size, size))
+
+    return limit
+
+
+class KvreplProcess:
+    """kvrepl-server in a child process of this test (only these are ever killed). ``port``
+    reuses a port (a restart that its replicas or master find again)."""
+
+    started: list[KvreplProcess] = []  # killed at the end of each test (conftest)
+
+    def __init__(self, directory: Path, *options: str, port: int | None = None,
+                 file_size_limit: int = 0) -> None:
+        KvreplProcess.started.append(self)
+        self.dir = directory
+        self.port = port or free_port()
+        env = dict(os.environ,
+                   PYTHONPATH=os.getcwd() + os.pathsep + os.environ.get("PYTHONPATH", ""))
+        self.log = open(directory / f"kvrepl-{self.port}.log", "a")  # noqa: SIM115
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "kvrepl", "--port", str(self.port), "--save", "",
+             "--dir", str(directory), "--enable-debug-command", "yes", *options],
+            stdout=self.log, stderr=subprocess.STDOUT, env=env,
+            preexec_fn=limit_file_size(file_size_limit) if file_size_limit else None)
+
+    def wait_ready(self) -> KvreplProcess:
+        """Until it answers PING (loaded: no -LOADING), or it exited."""
+        deadline = time.monotonic() + 20
+
+        def ready() -> bool:
+            assert self.process.poll() is None, self.output()
+            try:
+                return self.client().ping()
+            except (redis.ConnectionError, redis.BusyLoadingError):
+                return False
+
+        while not ready():
+            assert time.monotonic() < deadline, "kvrepl-server did not start"
+            time.sleep(0.02)
+        return self
+
+    def client(self, **kwargs: object) -> redis.Redis:
+        # No retries: a write after the kill must fail at once, not be sent again.
+        return redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=10,
+                           retry=Retry(NoBackoff(), 0), **kwargs)
+
+    def kill(self) -> None:
+        """SIGKILL (a SIGSTOPped process too), and reap it."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+        self.process.wait(10)
+        self.log.close()
+
+    def pause(self) -> None:
+        """SIGSTOP: the process stops reading its sockets, as a hung peer."""
+        self.process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        self.process.send_signal(signal.SIGCONT)
+
+    def exit_status(self) -> int:
+        status = self.process.wait(20)
+        self.log.close()
+        return status
+
+    def output(self) -> str:
+        if not self.log.closed:
+            self.log.flush()
+        return (self.dir / f"kvrepl-{self.port}.log").read_text()
 
 
 # -- talking to two servers at once -----------------------------------------------------------

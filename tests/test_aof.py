@@ -10,22 +10,24 @@ from __future__ import annotations
 
 import os
 import random
-import resource
 import shutil
-import signal
 import subprocess
-import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 import redis
 import trio
-from redis.backoff import NoBackoff
-from redis.retry import Retry
-from support import RedisServer, ThreadedServer, argv, free_port, poll
+from support import (
+    KvreplProcess,
+    RedisServer,
+    ThreadedServer,
+    argv,
+    free_port,
+    limit_file_size,
+    poll,
+)
 
 import kvrepl
 from kvrepl import aof, persistence
@@ -40,82 +42,6 @@ CHECK_AOF = shutil.which("redis-check-aof")
 
 
 # -- helpers ------------------------------------------------------------------------------------
-
-
-@pytest.fixture(autouse=True)
-def _stop_children() -> Iterator[None]:
-    """Every kvrepl-server a test started is stopped when it ends, passed or failed (a
-    restarted server that only gets read used to outlive its test)."""
-    yield
-    while KvreplProcess.started:
-        KvreplProcess.started.pop().kill()
-
-
-class KvreplProcess:
-    """kvrepl-server in a child process of this test (only these are ever killed)."""
-
-    started: list[KvreplProcess] = []  # stopped at the end of each test (_stop_children)
-
-    def __init__(self, directory: Path, *options: str, file_size_limit: int = 0) -> None:
-        KvreplProcess.started.append(self)
-        self.dir = directory
-        self.port = free_port()
-        env = dict(os.environ,
-                   PYTHONPATH=os.getcwd() + os.pathsep + os.environ.get("PYTHONPATH", ""))
-        self.log = open(directory / f"kvrepl-{self.port}.log", "w")  # noqa: SIM115
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "kvrepl", "--port", str(self.port), "--save", "",
-             "--dir", str(directory), "--enable-debug-command", "yes", *options],
-            stdout=self.log, stderr=subprocess.STDOUT, env=env,
-            preexec_fn=_file_size_limit(file_size_limit) if file_size_limit else None)
-
-    def wait_ready(self) -> KvreplProcess:
-        """Until it answers PING (loaded: no -LOADING), or it exited."""
-        deadline = time.monotonic() + 20
-
-        def ready() -> bool:
-            assert self.process.poll() is None, self.output()
-            try:
-                return self.client().ping()
-            except (redis.ConnectionError, redis.BusyLoadingError):
-                return False
-
-        while not ready():
-            assert time.monotonic() < deadline, "kvrepl-server did not start"
-            time.sleep(0.02)
-        return self
-
-    def client(self, **kwargs: object) -> redis.Redis:
-        # No retries: a write after the kill must fail at once, not be sent again.
-        return redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=10,
-                           retry=Retry(NoBackoff(), 0), **kwargs)
-
-    def kill(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGKILL)
-        self.process.wait(10)
-        self.log.close()
-
-    def exit_status(self) -> int:
-        status = self.process.wait(20)
-        self.log.close()
-        return status
-
-    def output(self) -> str:
-        if not self.log.closed:
-            self.log.flush()
-        return (self.dir / f"kvrepl-{self.port}.log").read_text()
-
-
-def _file_size_limit(size: int) -> Callable[[], None]:
-    """For a child process: files cannot grow past ``size`` bytes (RLIMIT_FSIZE), so a write
-    beyond fails with a real EFBIG from the kernel (SIGXFSZ ignored, as Python itself
-    ignores it): an honest disk write error, for this process only."""
-    def limit() -> None:
-        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-        resource.setrlimit(resource.RLIMIT_FSIZE, (size, size))
-
-    return limit
 
 
 def aof_dir(directory: Path) -> Path:
@@ -754,7 +680,7 @@ def test_a_replica_whose_aof_write_fails_does_as_redis_server(tmp_path, fsync, i
     theirs = subprocess.Popen(
         [binary, "--port", str(theirs_port), "--bind", "127.0.0.1", "--save", "",
          "--dir", str(tmp_path / "redis"), *options], stdout=theirs_log,
-        stderr=subprocess.STDOUT, preexec_fn=_file_size_limit(limit))
+        stderr=subprocess.STDOUT, preexec_fn=limit_file_size(limit))
     replicas = {"kvrepl": (ours.process, lambda: (tmp_path / "kvrepl").glob("*.log")),
                 "redis": (theirs, lambda: [tmp_path / "redis" / "redis.log"])}
     clients = {"kvrepl": redis.Redis(port=ours.port, socket_timeout=10),

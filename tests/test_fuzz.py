@@ -71,7 +71,7 @@ def seeds_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 
 @pytest.mark.redis_server
-@pytest.mark.parametrize("target", ["splitters", "rdb", "restore", "replstream"])
+@pytest.mark.parametrize("target", ["splitters", "rdb", "restore", "replstream", "tcp"])
 def test_fuzz_target(target: str, seeds_dir: Path) -> None:
     """No case breaks the target's property (see tests/fuzz.py); a failure names the case
     to replay: ``python tests/fuzz.py TARGET --seed S --case N``."""

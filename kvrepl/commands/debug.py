@@ -1,10 +1,12 @@
 """DEBUG subcommands kvrepl implements (Redis 7.0 ``debug.c`` debugCommand).
 
 DIGEST, DIGEST-VALUE, OBJECT, POPULATE, SLEEP, SET-ACTIVE-EXPIRE, PROTOCOL, ERROR, LOG,
-CHANGE-REPL-ID, STRINGMATCH-TEST, QUICKLIST-PACKED-THRESHOLD and HELP.
-Crash helpers (SEGFAULT, PANIC, OOM, ASSERT), allocator and encoding internals (MALLCTL,
-LISTPACK, QUICKLIST, SDSLEN, HTSTATS, STRUCTSIZE) are not implemented. RELOAD is
-:func:`kvrepl.persistence.debug_reload`, LOADAOF :func:`kvrepl.aof.debug_loadaof`.
+CHANGE-REPL-ID, STRINGMATCH-TEST, QUICKLIST-PACKED-THRESHOLD and HELP; SDSLEN, LISTPACK,
+QUICKLIST, HTSTATS and HTSTATS-KEY from what kvrepl holds (:mod:`kvrepl.commands.debug_structs`
+says how each is computed). REPLYBUFFER is refused: kvrepl has no reply buffer to resize.
+Crash helpers (SEGFAULT, PANIC, OOM, ASSERT) and allocator internals (MALLCTL, STRUCTSIZE) are
+not implemented. RELOAD is :func:`kvrepl.persistence.debug_reload`, LOADAOF
+:func:`kvrepl.aof.debug_loadaof`.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import re
 import time
 
 from kvrepl import aof, persistence
+from kvrepl.commands import debug_structs
 from kvrepl.commands.args import parse_positive_int
 from kvrepl.commands.core import Session, command
 from kvrepl.commands.glob import glob_match
@@ -42,6 +45,10 @@ _HELP = [
     "    unit tests to simulate Redis errors.",
     "LOG <message>",
     "    Write <message> to the server log.",
+    "HTSTATS <dbid>",
+    "    Return hash table statistics of the specified Redis database.",
+    "HTSTATS-KEY <key>",
+    "    Like HTSTATS but for the hash table stored at <key>'s value.",
     "LOADAOF",
     "    Flush the AOF buffers on disk and reload the AOF in memory.",
     "OBJECT <key>",
@@ -71,6 +78,8 @@ _HELP = [
     "      existing RDB file.",
     "    * DEBUG RELOAD NOSAVE NOFLUSH MERGE: add the contents of an existing RDB",
     "      file to the database.",
+    "SDSLEN <key>",
+    "    Show low level SDS string info representing `key` and value.",
     "SET-ACTIVE-EXPIRE <0|1>",
     "    Setting it to 0 disables expiring keys in background when they are not",
     "    accessed (otherwise the Redis behavior). Setting it to 1 reenables back the",
@@ -79,6 +88,11 @@ _HELP = [
     "    Stop the server for <seconds>. Decimals allowed.",
     "STRINGMATCH-TEST",
     "    Run a fuzz tester against the stringmatchlen() function.",
+    "LISTPACK <key>",
+    "    Show low level info about the listpack encoding of <key>.",
+    "QUICKLIST <key> [<0|1>]",
+    "    Show low level info about the quicklist encoding of <key>.",
+    "    The optional argument (0 by default) sets the level of detail",
 ]
 
 # What strtod and atoi read from the start of a string; the rest is ignored, as in C.
@@ -279,6 +293,25 @@ def debug(s: Session, argv: list[bytes]) -> object:
         return _stringmatch_test()
     if sub == b"quicklist-packed-threshold" and argc == 3:
         return _quicklist_packed_threshold(argv[2])
+    if sub == b"sdslen" and argc == 3:
+        value = s.db.data.get(argv[2])  # dictFind: no lazy expiry
+        if value is None:
+            raise ReplyError(debug_structs.NO_SUCH_KEY)
+        return debug_structs.sdslen(argv[2], value, s.engine.config)
+    if sub == b"listpack" and argc == 3:
+        return debug_structs.listpack_repr(s, argv[2])
+    if sub == b"quicklist" and argc in (3, 4):
+        return debug_structs.quicklist_repr(s, argv[2], _atoi(argv[3]) if argc == 4 else 0)
+    if sub == b"htstats" and argc == 3:
+        return debug_structs.htstats(s, argv[2])
+    if sub == b"htstats-key" and argc == 3:
+        return debug_structs.htstats_key(s, argv[2])
+    if sub == b"replybuffer" and argc == 4:
+        # Accepting it and doing nothing would be an option accepted and ignored.
+        raise ReplyError("ERR DEBUG REPLYBUFFER is not supported by kvrepl: it keeps no "
+                         "resizable per-client reply buffer (replies go to the socket as "
+                         "they are made), so there is no peak to reset nor resizing to turn "
+                         "on or off")
     if sub == b"log" and argc == 3:
         logger.warning("DEBUG LOG: %s", argv[2].decode("utf-8", "replace"))
         return OK

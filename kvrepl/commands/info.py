@@ -172,6 +172,12 @@ def _memory(engine: Engine) -> list[str]:
     peak = known.peak_memory
     total = _total_system_memory()
     maxmemory = engine.config.maxmemory
+    replication = getattr(engine, "replication", None)
+    # Redis shares one buffer between the backlog and its replicas; kvrepl keeps a backlog
+    # and one output buffer a replica, so the total is the sum of both
+    held = getattr(replication, "backlog", None)
+    backlog = held.histlen if held is not None else 0
+    replicas = replication.replica_buffers() if replication is not None else 0
     return [
         f"used_memory:{used}",
         f"used_memory_human:{bytes_to_human(used)}",
@@ -202,9 +208,9 @@ def _memory(engine: Engine) -> list[str]:
         "mem_fragmentation_ratio:1.00",
         "mem_fragmentation_bytes:0",
         "mem_not_counted_for_evict:0",
-        "mem_replication_backlog:0",
-        "mem_total_replication_buffers:0",
-        "mem_clients_slaves:0",
+        f"mem_replication_backlog:{backlog}",
+        f"mem_total_replication_buffers:{backlog + replicas}",
+        f"mem_clients_slaves:{replicas}",
         "mem_clients_normal:0",
         "mem_cluster_links:0",
         f"mem_aof_buffer:{len(engine.aof.buf) if engine.aof is not None else 0}",

@@ -176,6 +176,11 @@ class MasterReplication:
             self.config.repl_backlog_size = _BACKLOG_MIN_SIZE
         return self.config.repl_backlog_size
 
+    def replica_buffers(self) -> int:
+        """Stream bytes held for replicas (their output buffers and the outbox not yet
+        copied to them): INFO's mem_clients_slaves, what client-output-buffer-limit bounds."""
+        return len(self._outbox) + sum(len(link.buffer) for link in self.replicas)
+
     # -- the stream ------------------------------------------------------------------------
     @property
     def backlog(self) -> Backlog | None:

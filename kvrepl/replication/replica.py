@@ -414,6 +414,12 @@ class ReplicaOf:
         self._failover_done()
         self._new_replid = event.replid
         self._initial_offset = event.offset
+        # Redis enters REPL_STATE_TRANSFER at +FULLRESYNC: master_sync_in_progress is 1 (size
+        # -1) while a disk-based master is still writing the snapshot, not from the $ on
+        self.state = SYNC
+        self.sync_in_progress = True
+        self.transfer_size = -1
+        self.transfer_read = 0
 
     def _finish_load(self, result: LoadResult) -> None:
         engine = self.engine
