@@ -218,7 +218,7 @@ def test_logfile_and_loglevel_of_kvrepl_server(tmp_path):
         [sys.executable, "-m", "kvrepl", "--port", str(port), "--save", "", "--logfile",
          str(log), "--loglevel", "warning"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
-        poll(lambda: _answers(port), "kvrepl-server answers")
+        poll(lambda: _answers(port), "kvrepl-server answers", within=30)
     finally:
         process.terminate()  # SIGTERM: a clean shutdown, logged as a warning
         output, _ = process.communicate(timeout=20)
