@@ -26,11 +26,8 @@ Within one shard the stream is applied in order; across shards Redis orders noth
 
 from __future__ import annotations
 
-from binascii import crc_hqx
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from itertools import compress, repeat
-from operator import and_, or_
 
 import hiredis
 import trio
@@ -434,18 +431,13 @@ class ShardLink(ReplicaOf):
 
     def _not_ours(self, fresh: dict[bytes, object]) -> list[bytes]:
         """The keys of ``fresh`` whose slot this shard does not own (all of them while
-        slots move: each gets a record). The slots are computed without a Python call per
-        key; a key with a ``{`` (a possible hash tag) is looked at one by one."""
+        slots move: each gets a record). A comprehension over ``key_slot``: measured
+        faster than computing the slots through ``map`` chains of C functions."""
         ownership = self.follower.ownership
         if ownership.moving:
             return list(fresh)
         owner = ownership.owner
-        foreign = bytes(slot_owner is not self for slot_owner in owner)
-        keys = list(fresh)
-        unsure = map(or_, map(foreign.__getitem__, map(
-            and_, map(crc_hqx, keys, repeat(0)), repeat(SLOTS - 1))),
-            map(bytes.__contains__, keys, repeat(b"{")))
-        return [key for key in compress(keys, unsure) if owner[key_slot(key)] is not self]
+        return [key for key in fresh if owner[key_slot(key)] is not self]
 
     def lane_run_of(self, argvs: list[list[bytes]], start: int) -> int:
         """The end of the run from ``start`` the plain lane may apply without ``_admit``
@@ -462,9 +454,7 @@ class ShardLink(ReplicaOf):
         for argv in argvs[start:] if start else argvs:
             if len(argv) != 3:
                 break
-            key = argv[1]
-            slot = key_slot(key) if b"{" in key else crc_hqx(key, 0) & (SLOTS - 1)
-            if owner[slot] is not self:
+            if owner[key_slot(argv[1])] is not self:
                 break
             end += 1
         return end
