@@ -561,7 +561,7 @@ class ClusterFollower:
                         raise TopologyError(str(reply))
                     shards = parse_slots(reply)
                 else:
-                    shards = parse_shards(reply)
+                    shards = parse_shards(reply, tls=self.engine.config.tls_replication)
             except (OSError, trio.BrokenResourceError, trio.TooSlowError, TopologyError,
                     hiredis.ProtocolError) as err:
                 errors.append(f"{host}:{port}: {err or type(err).__name__}")
