@@ -17,6 +17,8 @@ the primary of its slot with ``redis-cli --pipe``); N is 1M, 50k with ``--quick`
    once the load stops.
 3. Local reads: ``replica.get`` over N existing keys beside ``fakeredis.FakeRedis.get``
    (goal: at least 20x).
+4. A shard link's apply path in process: runs of plain SETs with the plain lane and with
+   every command through the general path (see :func:`apply_section`).
 """
 
 from __future__ import annotations
@@ -418,6 +420,44 @@ def get_section(nodes: object, count: int, rounds: int) -> str:
         f"{'met' if median(ratios) >= GET_GOAL else 'NOT met'}).", ""])
 
 
+def apply_section(rounds: int) -> str:
+    """A shard link's apply path alone, in process (no sockets, so the host's load weighs
+    on both sides alike): runs of plain SETs of its own slots through ``_apply_batch`` in
+    pieces of 1,000 commands, with the plain lane (``ShardLink.lane_run_of``) and with it
+    off (every command through ``_admit`` and the general path), alternating rounds."""
+    _cluster_nodes()  # tests/ on sys.path
+    from test_cluster_lane import HALF, Follower
+
+    from kvrepl.replication.handshake import StreamBatch
+    from kvrepl.replication.stream import encode_command
+    from kvrepl.replication.topology import key_slot
+
+    keys = [key for key in (b"key:%d" % i for i in range(200_000)) if key_slot(key) < HALF]
+    pieces = []
+    for start in range(0, len(keys), 1000):
+        argvs = [[b"SET", key, VALUE] for key in keys[start:start + 1000]]
+        pieces.append((argvs, b"".join(map(encode_command, argvs))))
+    rates: dict[bool, list[float]] = {True: [], False: []}
+    for _ in range(rounds):
+        for lane in (True, False):
+            link = Follower(lane).a
+            began = time.perf_counter()
+            for argvs, raw in pieces:
+                link._apply_batch(StreamBatch(argvs, None, raw))
+            rates[lane].append(len(keys) / (time.perf_counter() - began))
+    ratios = [a / b for a, b in zip(rates[True], rates[False], strict=True)]
+    return "\n".join([
+        "### A shard link's apply path", "",
+        markdown_table(["path", "SET/s applied (median)", "range"],
+                       [[name, f"{median(rates[lane]):,.0f}",
+                         f"{min(rates[lane]):,.0f} - {max(rates[lane]):,.0f}"]
+                        for name, lane in (("plain lane (own slots, nothing moving)", True),
+                                           ("general path (`_admit`, then the command)",
+                                            False))]), "",
+        f"lane / general: {fmt_ratio(median(ratios))} (rounds {fmt_ratio(min(ratios))} - "
+        f"{fmt_ratio(max(ratios))}).", ""])
+
+
 def run(options: Options) -> str:
     """Run the cluster-follow benchmarks and return their markdown section."""
     count = key_count(options)
@@ -433,7 +473,8 @@ def run(options: Options) -> str:
             parts = [("sync", lambda: sync_section(nodes, folder, count, rounds)),
                      ("lag", lambda: lag_section(nodes, folder, LOAD_RATE,
                                                  2.0 if options.quick else 10.0)),
-                     ("get", lambda: get_section(nodes, count, rounds))]
+                     ("get", lambda: get_section(nodes, count, rounds)),
+                     ("apply", lambda: apply_section(rounds))]
             for name, part in parts:
                 began = time.monotonic()
                 try:

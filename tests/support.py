@@ -141,19 +141,27 @@ class RedisClusterNodes:
     yes`` (each with ``replicas`` replicas), made one with ``redis-cli --cluster create``;
     :meth:`stop` stops every process it started."""
 
-    def __init__(self, primaries: int = 3, replicas: int = 0, password: str | None = None
-                 ) -> None:
+    def __init__(self, primaries: int = 3, replicas: int = 0, password: str | None = None,
+                 tls: tuple[str, str, str] | None = None) -> None:
         self.nodes: list[RedisServer] = []
         self._folders: list[str] = []
         self.password = password
+        # ``tls``: (CA, certificate, key) files. Each node then also has a TLS port, its
+        # cluster bus and replication use TLS; the plain port stays (for the tests' own
+        # clients), and the layout names both.
+        self.tls = tls
+        self.tls_ports: dict[int, int] = {}  # plain port -> TLS port
         try:
             for _ in range(primaries * (1 + replicas)):
                 self.add_node()
             cli = shutil.which("redis-cli")
             assert cli is not None, "redis-cli is not installed"
+            tls_cli = [] if tls is None else ["--tls", "--cacert", tls[0], "--cert", tls[1],
+                                               "--key", tls[2]]
             subprocess.run(
-                [cli, *self._auth(), "--cluster", "create",
-                 *(self.address(n) for n in self.nodes),
+                [cli, *self._auth(), *tls_cli, "--cluster", "create",
+                 *(f"127.0.0.1:{self.tls_ports[n.port]}" if tls else self.address(n)
+                   for n in self.nodes),
                  "--cluster-replicas", str(replicas), "--cluster-yes"],
                 check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=60)
             self.wait_ok()
@@ -172,10 +180,19 @@ class RedisClusterNodes:
         folder = tempfile.mkdtemp(prefix="kvrepl-cluster-",
                                   dir="/dev/shm" if os.path.isdir("/dev/shm") else None)
         self._folders.append(folder)
+        tls_args: list[str] = []
+        if self.tls is not None:
+            ca, cert, key = self.tls
+            tls_port = free_port()
+            tls_args = ["--tls-port", str(tls_port), "--tls-cluster", "yes",
+                        "--tls-replication", "yes", "--tls-ca-cert-file", ca,
+                        "--tls-cert-file", cert, "--tls-key-file", key]
         node = RedisServer("--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
                            "--enable-debug-command", "yes", "--repl-diskless-sync-delay", "0",
                            "--cluster-node-timeout", "1000", "--cluster-port", str(free_port()),
-                           "--dir", folder)
+                           "--dir", folder, *tls_args)
+        if tls_args:
+            self.tls_ports[node.port] = tls_port
         if self.password is not None:
             # Set once it runs (RedisServer's start-up PING has no password); its clients
             # and its replication links authenticate from then on.

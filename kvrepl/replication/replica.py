@@ -136,6 +136,11 @@ class ReplicaOf:
         # link, see kvrepl.replication.cluster): each command of the stream goes through it
         # first and is applied as it returns it, or not at all when it returns None.
         self.admit: Callable[[list[bytes]], list[bytes] | None] | None = None
+        # Set beside ``admit`` by a link whose runs of plain SETs may skip it: called with
+        # the stream's commands and an index, it returns where the run the plain lane may
+        # apply from there ends (the commands ``admit`` would return unchanged, with
+        # nothing else to record); the lane then applies at most that run.
+        self.lane_run: Callable[[list[list[bytes]], int], int] | None = None
         self._keys_read = 0  # keys of the payload parsed so far (key-load-delay)
         self._new_replid = ""
         self._initial_offset = -1
@@ -501,7 +506,9 @@ class ReplicaOf:
         call = engine.call
         lane = engine.plain_lane
         admit = self.admit
-        lane_open = admit is None and lane.open_for_master_link(session)
+        lane_run = self.lane_run
+        lane_open = (admit is None or lane_run is not None) and \
+            lane.open_for_master_link(session)
         offset = self._stream_offset
         applied = self.reploff
         acks: list[int] = []
@@ -533,7 +540,12 @@ class ReplicaOf:
                     self._check_disk_error(argvs[index])
                 if lane_open:  # a run of plain SETs, the stream's usual content
                     # (a plain SET cannot fail: it overwrites a key of any type)
-                    stop = lane.apply_sets(session, argvs, index)
+                    if lane_run is None:
+                        stop = lane.apply_sets(session, argvs, index)
+                    else:
+                        end = lane_run(argvs, index)
+                        stop = index + lane.apply_sets(session, argvs[index:end], 0) \
+                            if end > index else index
                     if stop > index:
                         offset += batch.span(index, stop)
                         applied = offset  # the lane is closed inside the master's MULTI
@@ -572,7 +584,8 @@ class ReplicaOf:
                         self._failed(argv, batch, offset)
                     self._learn(argv[0], name)
                     plain = self._plain()
-                    lane_open = admit is None and lane.open_for_master_link(session)
+                    lane_open = (admit is None or lane_run is not None) and \
+                        lane.open_for_master_link(session)
                 offset += size
                 if session.multi is None:
                     # Inside the master's MULTI the offset waits for EXEC.

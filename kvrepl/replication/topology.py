@@ -56,11 +56,19 @@ def _fields(value: object) -> dict[str, object]:
     return {_text(items[i]): items[i + 1] for i in range(0, len(items) - 1, 2)}
 
 
-def parse_shards(reply: object) -> list[Shard]:
+def _port(node: dict[str, object], tls: bool) -> int:
+    """A node's ``port`` (plain TCP) or ``tls-port``: the one a client of that kind uses,
+    else the other (a node with one kind of port only)."""
+    first, second = ("tls-port", "port") if tls else ("port", "tls-port")
+    return int(node[first] if first in node else node[second])  # type: ignore[call-overload]
+
+
+def parse_shards(reply: object, tls: bool = False) -> list[Shard]:
     """``CLUSTER SHARDS``: one entry per primary, its slots as a flat list of range bounds
     and its nodes with role and health. A failed primary that still has slots is kept
     (``failed``: its replica has not taken over yet); one without slots is left out (a
-    replica took its slots over: that one's entry is the shard now)."""
+    replica took its slots over: that one's entry is the shard now). ``tls``: the nodes'
+    addresses are their ``tls-port`` where they have one."""
     shards = []
     for entry in reply:  # type: ignore[attr-defined]
         fields = _fields(entry)
@@ -73,16 +81,17 @@ def parse_shards(reply: object) -> list[Shard]:
             continue
         host = _text(primary.get("ip") or primary.get("endpoint"))
         shards.append(Shard(
-            primary=_text(primary["id"]), host=host, port=int(primary["port"]),  # type: ignore[call-overload]
+            primary=_text(primary["id"]), host=host, port=_port(primary, tls),
             slots=slots, members=frozenset(_text(n["id"]) for n in nodes), failed=failed,
-            addresses=tuple((_text(n.get("ip") or n.get("endpoint")), int(n["port"]))  # type: ignore[call-overload]
+            addresses=tuple((_text(n.get("ip") or n.get("endpoint")), _port(n, tls))
                             for n in nodes)))
     return shards
 
 
 def parse_slots(reply: object) -> list[Shard]:
     """``CLUSTER SLOTS``: ``[start, end, [ip, port, id, ...], replicas...]`` per range,
-    grouped by primary (it lists no primary that serves no slot)."""
+    grouped by primary (it lists no primary that serves no slot). The ports are those of
+    the asking connection's kind (TLS or not)."""
     ranges: dict[str, list[tuple[int, int]]] = {}
     first: dict[str, tuple[str, int]] = {}
     members: dict[str, set[str]] = {}

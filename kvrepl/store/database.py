@@ -10,7 +10,12 @@ from time import perf_counter
 
 from kvrepl import gc_policy
 from kvrepl.store.gates import Gates
-from kvrepl.store.memory import EXPIRE_ENTRY, key_memory_usage, string_entry_size
+from kvrepl.store.memory import (
+    EXPIRE_ENTRY,
+    STRING_ENTRY,
+    key_memory_usage,
+    string_entry_size,
+)
 from kvrepl.store.values import Stream, ZSet
 
 # Types whose creation can wake a client blocked in BLPOP/BZPOPMIN/XREAD and friends.
@@ -262,8 +267,31 @@ class Database:
         self.sizes = {}
         self.stale = set()
         self.used = len(self.expires) * EXPIRE_ENTRY
-        for key, value in self.data.items():
+        self._count_all(self.data)
+
+    def _count_all(self, data: dict[bytes, object]) -> None:
+        """Add every key of ``data`` to ``used``: all strings (a load's usual content) are
+        summed without a Python call per key."""
+        if set(map(type, data.values())) <= {bytes}:
+            self.used += STRING_ENTRY * len(data) + sum(map(len, data)) + sum(
+                map(len, data.values()))  # type: ignore[arg-type]
+            return
+        for key, value in data.items():
             self._count(key, value)
+
+    def merge_loaded(self, data: dict[bytes, object], expires: dict[bytes, int]) -> None:
+        """Add a load's keys and TTLs to this db, replacing the copies held here, measuring
+        only them (a cluster shard's full sync beside the other shards' keys)."""
+        if not self.data:
+            self.data, self.expires = data, expires
+            self.recount()
+            return
+        for key in self.data.keys() & data.keys():
+            self.delete(key)
+        self.data.update(data)
+        self.expires.update(expires)
+        self.used += len(expires) * EXPIRE_ENTRY
+        self._count_all(data)
 
     def delete(self, key: bytes) -> bool:
         """Remove ``key``; True when it existed (expired or not)."""

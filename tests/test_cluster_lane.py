@@ -1,0 +1,165 @@
+"""A shard link's runs of plain SETs take the plain lane (``ShardLink.lane_run_of``) only
+where ``_admit`` would have let them through unchanged: the same streams applied with the
+lane and with every command through ``_admit`` and the general path end with the same
+keyspace, memory estimate, ownership records and counters. A shard's full sync
+(``_load_target``) measures only the keys it loads, as a full recount would."""
+
+from __future__ import annotations
+
+from kvrepl.node import Node
+from kvrepl.rdb import LoadResult, StagedLoad
+from kvrepl.replication.cluster import Cluster, ClusterFollower, ShardLink
+from kvrepl.replication.handshake import StreamBatch
+from kvrepl.replication.stream import encode_command
+from kvrepl.replication.topology import SLOTS, Shard, key_slot
+
+HALF = SLOTS // 2
+
+
+def _shard(name: str, slots: tuple[tuple[int, int], ...]) -> Shard:
+    return Shard(primary=name, host="127.0.0.1", port=1, slots=slots,
+                 members=frozenset({name}), addresses=())
+
+
+def _key(prefix: str, low: bool, skip: int = 0) -> bytes:
+    """A key (``skip``-th of its kind) whose slot is in the low or the high half."""
+    found = 0
+    for i in range(100_000):
+        key = f"{prefix}:{i}".encode()
+        if (key_slot(key) < HALF) == low:
+            if found == skip:
+                return key
+            found += 1
+    raise AssertionError("no such key")
+
+
+class Follower:
+    """A follower that is not running, shard A owning the low half of the slots and B the
+    high half; whole batches of stream are applied through the links' real apply path."""
+
+    def __init__(self, lane: bool) -> None:
+        self.node = Node()
+        self.follower = ClusterFollower(self.node.engine, Cluster([("127.0.0.1", 1)]),
+                                        None)  # type: ignore[arg-type]
+        self.a = ShardLink(self.follower, _shard("A", ((0, HALF - 1),)))
+        self.b = ShardLink(self.follower, _shard("B", ((HALF, SLOTS - 1),)))
+        self.follower.links = [self.a, self.b]
+        self.follower.ownership.set_owners(self.follower.links)
+        self.lane_runs = 0
+        for link in (self.a, self.b):
+            if lane:
+                self._count_runs(link)
+            else:
+                link.lane_run = None  # every command through _admit, the general way
+
+    def _count_runs(self, link: ShardLink) -> None:
+        run_of = link.lane_run_of
+
+        def counted(argvs: list[list[bytes]], start: int) -> int:
+            end = run_of(argvs, start)
+            self.lane_runs += end > start
+            return end
+
+        link.lane_run = counted
+
+    def feed(self, link: ShardLink, *commands: list[bytes]) -> None:
+        argvs = [list(argv) for argv in commands]
+        raw = b"".join(encode_command(argv) for argv in argvs)
+        link._apply_batch(StreamBatch(argvs, None, raw))
+        assert not link.session.error_log, link.session.error_log
+
+    def flip(self, key: bytes) -> None:
+        """The follower reads a layout where ``key``'s slot (A's) is B's."""
+        slot = key_slot(key)
+        self.a.shard = _shard("A", tuple(r for r in ((0, slot - 1), (slot + 1, HALF - 1))
+                                         if r[0] <= r[1]))
+        self.b.shard = _shard("B", ((slot, slot), (HALF, SLOTS - 1)))
+        self.follower.ownership.set_owners(self.follower.links)
+
+    def state(self) -> tuple:
+        db = self.node.engine.keyspace.dbs[0]
+        db.measure_stale()
+        ownership = self.follower.ownership
+        def named(records: dict) -> dict:
+            return {key: link.shard.primary for key, link in records.items()}
+
+        return (dict(db.data), dict(db.expires), db.used, named(ownership.taken),
+                named(ownership.left), self.a.superseded, self.b.superseded, self.a.reploff,
+                self.b.reploff, self.node.engine.dirty)
+
+
+def _scenario(follower: Follower) -> tuple:
+    a1, a2, a3 = (_key("a", True, n) for n in range(3))
+    b1, b2 = _key("b", False), _key("b", False, 1)
+    tagged_a = b"{" + _key("t", True) + b"}:x"
+    listed = _key("l", True)
+    f = follower
+    # Runs of A's own SETs, broken by a key of B's slots, a hash tag, a TTL, a non-SET, a
+    # key holding another type, and B's keys written by A (taken, as _admit records).
+    f.feed(f.a, [b"SET", a1, b"1"], [b"SET", a2, b"2"], [b"set", tagged_a, b"t"],
+           [b"SET", b1, b"from-a"], [b"SET", a3, b"3"], [b"SET", a1, b"1b", b"EX", b"100"],
+           [b"RPUSH", listed, b"x"], [b"SET", a2, b"2b"], [b"SET", listed, b"now-a-string"],
+           [b"DEL", a3], [b"SET", a3, b"3b"])
+    f.feed(f.b, [b"SET", b2, b"b2"], [b"SET", b1, b"from-b"], [b"SET", a2, b"from-b"])
+    # A slot moves (A -> B): A's later SETs to the key it gave away are superseded, while
+    # A's other keys keep going (the general path then: something is moving).
+    f.flip(a1)
+    f.feed(f.b, [b"SET", a1, b"b-now"])
+    f.feed(f.a, [b"SET", a1, b"stale"], [b"SET", a3, b"3c"], [b"SET", a2, b"2c"])
+    f.feed(f.b, [b"SET", b2, b"b2b"], [b"SET", b1, b"b1b"])
+    return f.state()
+
+
+def test_the_lane_and_the_general_path_give_the_same_keyspace_and_records() -> None:
+    laned, general = Follower(lane=True), Follower(lane=False)
+    assert _scenario(laned) == _scenario(general)
+    assert laned.lane_runs > 0  # the lane did apply some runs
+    assert general.lane_runs == 0
+    state = laned.state()
+    assert state[3] and state[5]  # some keys were taken, A's stale SET superseded
+
+
+def test_the_lane_steps_aside_while_a_changes_stream_needs_each_writes_origin() -> None:
+    follower = Follower(lane=True)
+    follower.node.engine.propagate_listeners.append(lambda db, argv: None)
+    follower.feed(follower.a, [b"SET", _key("a", True), b"1"])
+    assert follower.lane_runs == 0
+
+
+def _load(link: ShardLink, strings: dict[bytes, bytes], others: dict[bytes, object],
+          expires: dict[bytes, int]) -> None:
+    staged = StagedLoad(1, drop_expired=False, now_ms=0)
+    staged.fresh[0] = ({**strings, **others}, expires)
+    link._load_target(staged, LoadResult())
+
+
+def test_a_shard_full_sync_measures_what_a_recount_would_and_records_foreign_keys() -> None:
+    follower = Follower(lane=True)
+    db = follower.node.engine.keyspace.dbs[0]
+    scratch = Node()
+    scratch.execute_command("RPUSH", b"l", b"x", b"y")
+    listed = scratch.engine.keyspace.dbs[0].data[b"l"]
+    a_keys = [_key("a", True, n) for n in range(5)]
+    b_keys = [_key("b", False, n) for n in range(5)]
+    tagged_b = b"{" + _key("t", False) + b"}:y"
+
+    def measured_right() -> None:
+        used = db.used
+        db.recount()
+        assert db.used == used
+
+    _load(follower.b, {k: b"b" * 10 for k in b_keys}, {}, {b_keys[0]: 10**13})
+    measured_right()
+    # A's snapshot holds a key of B's slots (B's copy and its TTL are replaced, A takes
+    # it), a hash-tagged key of B's slots, a list and a TTL.
+    _load(follower.a, {**{k: b"a" * 7 for k in a_keys}, b_keys[0]: b"from-a",
+                       tagged_b: b"t"}, {a_keys[4]: listed}, {a_keys[1]: 10**13})
+    measured_right()
+    assert db.data[b_keys[0]] == b"from-a" and b_keys[0] not in db.expires
+    ownership = follower.follower.ownership
+    assert ownership.taken == {b_keys[0]: follower.a, tagged_b: follower.a}
+    # A full sync again: A's keys (the ones it took too) are replaced by its new snapshot.
+    _load(follower.a, {a_keys[0]: b"again"}, {}, {})
+    measured_right()
+    assert sorted(db.data) == sorted([a_keys[0], *b_keys[1:]])
+    assert not ownership.taken
