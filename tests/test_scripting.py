@@ -874,8 +874,10 @@ async def test_redis_py_scripts_in_process():
 
 @pytest.mark.parametrize("count", [0, 3, 32, 33, 5000])
 def test_keys_and_argv_of_any_size(r, real, count):
-    """A few keys and arguments reach Lua as plain call arguments, many as tables."""
-    script = "return {#KEYS, #ARGV, KEYS[1], ARGV[#ARGV]}"
+    """A few keys and arguments reach Lua as plain call arguments, many as tables; any
+    split of them between KEYS and ARGV (none, one or all of them keys)."""
+    script = ("return {#KEYS, #ARGV, KEYS[1], ARGV[#ARGV], cjson.encode(KEYS), "
+              "cjson.encode(ARGV)}")
     args = [f"a{i}" for i in range(count)]
-    assert r.eval(script, 1 if count else 0, *args) == real.eval(script, 1 if count else 0,
-                                                                   *args)
+    for numkeys in sorted({0, min(1, count), count}):
+        assert r.eval(script, numkeys, *args) == real.eval(script, numkeys, *args), numkeys
