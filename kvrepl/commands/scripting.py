@@ -50,13 +50,16 @@ def _declared(flags: frozenset[str] | None) -> tuple[bool, bool, bool] | None:
     return writes, FLAG_ALLOW_STALE in flags, writes and FLAG_ALLOW_OOM not in flags
 
 
-def _eval_flags(s: Session, argv: list[bytes]) -> tuple[bool, bool, bool] | None:
-    """evalGetCommandFlags: the flags of the script EVAL/EVALSHA is about to run."""
+def _evalsha_flags(s: Session, argv: list[bytes]) -> tuple[bool, bool, bool] | None:
+    """evalGetCommandFlags: the flags of the cached script EVALSHA is about to run."""
     state = s.engine.scripting
-    by_sha = argv[0].lower() in (b"evalsha", b"evalsha_ro")
-    if by_sha:
-        script = state.scripts.get(argv[1].lower()) if state is not None else None
-        return _declared(script.flags) if script is not None else None
+    script = state.scripts.get(argv[1].lower()) if state is not None else None
+    return _declared(script.flags) if script is not None else None
+
+
+def _eval_flags(s: Session, argv: list[bytes]) -> tuple[bool, bool, bool] | None:
+    """evalGetCommandFlags: the flags of the script EVAL is about to run."""
+    state = s.engine.scripting
     script = state.scripts.get(sha1hex(argv[1])) if state is not None else None
     if script is not None:
         return _declared(script.flags)
@@ -75,8 +78,10 @@ def _fcall_flags(s: Session, argv: list[bytes]) -> tuple[bool, bool, bool] | Non
     return _declared(function.flags) if function is not None else None
 
 
-for _name in ("eval", "evalsha", "eval_ro", "evalsha_ro"):
+for _name in ("eval", "eval_ro"):
     ARGUMENT_FLAGS[_name] = _eval_flags
+for _name in ("evalsha", "evalsha_ro"):
+    ARGUMENT_FLAGS[_name] = _evalsha_flags
 for _name in ("fcall", "fcall_ro"):
     ARGUMENT_FLAGS[_name] = _fcall_flags
 

@@ -278,8 +278,13 @@ end
 -- luaMaskCountHook: every 100000 instructions, past busy-reply-threshold the server serves
 -- the other clients; once SCRIPT KILL came, the error is raised on every line after, so
 -- that no pcall can keep the script alive.
+-- The hook in place: "count" stays installed from one script to the next (installing and
+-- removing it around every script costs more than the hook itself); any other is removed
+-- when its script ends.
+local hook = nil
 local function count_hook()
     if interrupt() then
+        hook = "killed"
         dbg.sethook(killed, "l")
         real_error(error_table("Script killed by user with SCRIPT KILL..."))
     end
@@ -347,18 +352,30 @@ local function run(f, eval_mode, hooked, debugging, nkeys, ...)
     if real_type(nkeys) == "table" then
         keys, args = nkeys, ...
     else
-        local all = {...}
-        keys, args = {}, {}
-        for i = 1, nkeys do keys[i] = all[i] end
-        for i = nkeys + 1, real_select("#", ...) do args[i - nkeys] = all[i] end
+        local n = real_select("#", ...)
+        if n == nkeys then
+            keys, args = {...}, {}
+        elseif nkeys == 0 then
+            keys, args = {}, {...}
+        else
+            keys, args = {...}, {real_select(nkeys + 1, ...)}
+            for i = n, nkeys + 1, -1 do keys[i] = nil end
+        end
     end
     if eval_mode then
         env.KEYS, env.ARGV = keys, args
     end
     if debugging then
+        hook = "ldb"
         dbg.sethook(ldb_hook, "l", hook_every)
     elseif hooked then
-        dbg.sethook(count_hook, "", hook_every)
+        if hook ~= "count" then
+            hook = "count"
+            dbg.sethook(count_hook, "", hook_every)
+        end
+    elseif hook then
+        hook = nil
+        dbg.sethook()
     end
     local ok, result
     if eval_mode then
@@ -366,7 +383,10 @@ local function run(f, eval_mode, hooked, debugging, nkeys, ...)
     else
         ok, result = real_xpcall(function() return f(keys, args) end, handler)
     end
-    if hooked or debugging then dbg.sethook() end
+    if hook and hook ~= "count" then
+        hook = nil
+        dbg.sethook()
+    end
     return ok, result
 end
 
@@ -395,6 +415,7 @@ local function load_library(body, timeout_check)
         end
     end, "", hook_every)
     local ok, result = real_pcall(f)
+    hook = nil
     dbg.sethook()
     loading = false
     if not ok then return false, unwrap_error(result), false end

@@ -12,7 +12,6 @@ import hashlib
 import logging
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from importlib import resources
 from time import monotonic
 from typing import TYPE_CHECKING
@@ -79,23 +78,28 @@ def _counted(table: object) -> bool:
     return table[b"ignore_error_stats_update"] is True
 
 
-@dataclass
 class RunContext:
-    """One script invocation (Redis's ``scriptRunCtx``)."""
+    """One script invocation (Redis's ``scriptRunCtx``). A plain class with slots: one is
+    made for every EVALSHA, and a dataclass's keyword ``__init__`` costs twice as much."""
 
-    caller: Session
-    client: Session
-    name: str  # the script's sha or the function's name, for error messages
-    eval_mode: bool
-    read_only: bool
-    resp3: bool = False
-    repl_flags: int = 3
-    write_dirty: bool = False
-    killed: bool = False
-    timed_out: bool = False  # ran past busy-reply-threshold: other clients get -BUSY
-    out_of_memory: bool = False  # memory was full when it started: denyoom commands refused
-    argv: list[bytes] = field(default_factory=list)  # the caller's command (FUNCTION STATS)
-    start: float = field(default_factory=monotonic)
+    __slots__ = ("caller", "client", "name", "eval_mode", "read_only", "resp3", "repl_flags",
+                 "write_dirty", "killed", "timed_out", "out_of_memory", "argv", "start")
+
+    def __init__(self, caller: Session, client: Session, name: str, eval_mode: bool,
+                 read_only: bool, argv: list[bytes], out_of_memory: bool = False) -> None:
+        self.caller = caller
+        self.client = client
+        self.name = name  # the script's sha or the function's name, for error messages
+        self.eval_mode = eval_mode
+        self.read_only = read_only
+        self.resp3 = False
+        self.repl_flags = 3
+        self.write_dirty = False
+        self.killed = False
+        self.timed_out = False  # ran past busy-reply-threshold: other clients get -BUSY
+        self.out_of_memory = out_of_memory  # memory was full when it started: denyoom refused
+        self.argv = argv  # the caller's command (FUNCTION STATS)
+        self.start = monotonic()
 
     def restart_clock(self) -> None:
         """A debugger stop ends: the time spent there does not count as running."""
@@ -244,6 +248,9 @@ class LuaState:
             if ctx.timed_out:
                 engine.busy = None
         if ok:
+            kind = type(result)
+            if kind is int or kind is bytes:  # (from_lua's answer for them)
+                return result
             reply = from_lua(result, ctx.resp3, ctx.caller.resp3)
             if isinstance(reply, ReplyError) and not _counted(result):
                 raise reply  # counted in INFO errorstats as the script's own error
@@ -321,7 +328,9 @@ class LuaState:
         ldb = self.ldb
         if ldb is not None and ldb.logging:
             ldb.log_command(args)
-        cmd, refused = self._check(ctx, args)
+        cmd, refused = self._lookup(args)
+        if refused is None:
+            refused = self._check(ctx, cmd, args)
         if refused is not None:
             if cmd is not None:
                 cmd.rejected_calls += 1
@@ -344,7 +353,12 @@ class LuaState:
                 reply = engine.call(client, cmd, args)
             finally:
                 engine.propagating = propagating
-        if type(reply) is Block:  # the script client may not block (CLIENT_DENY_BLOCKING)
+        kind = type(reply)
+        if kind is int or kind is bytes:  # (to_lua's answer for them)
+            if ldb is not None and ldb.logging:
+                ldb.log_reply(encode(reply, client.resp3))
+            return True, reply
+        if kind is Block:  # the script client may not block (CLIENT_DENY_BLOCKING)
             reply = reply.timeout_reply
         value = to_lua(self.runtime, reply, client.resp3, self.error_table)
         if ldb is not None and ldb.logging:
@@ -366,16 +380,12 @@ class LuaState:
             return cmd, ReplyError("ERR Wrong number of args calling Redis command from script")
         return cmd, None
 
-    def _check(self, ctx: RunContext, argv: list[bytes]
-               ) -> tuple[Command | None, ReplyError | None]:
-        """scriptCall's checks before a command runs, in its order."""
+    def _check(self, ctx: RunContext, cmd: Command, argv: list[bytes]) -> ReplyError | None:
+        """scriptCall's checks after the command's lookup, before it runs, in its order."""
         engine = self.engine
-        cmd, refused = self._lookup(argv)
-        if refused is not None:
-            return cmd, refused
         spec: CommandSpec = cmd.spec
         if spec.no_script:
-            return cmd, ReplyError("ERR This Redis command is not allowed from script")
+            return ReplyError("ERR This Redis command is not allowed from script")
         caller = ctx.caller
         user = caller.user
         if not user.unrestricted:  # scriptVerifyACL: the calling user's rights, per call
@@ -386,26 +396,29 @@ class LuaState:
                 obj = cmd.name.encode() if result == acl_rules.DENIED_CMD else argv[index]
                 engine.acl_log(caller, result, obj, False, caller.last_command,
                                context=b"lua")
-                return cmd, ReplyError(acl_rules.SCRIPT_DENIED[result])
-        if engine.masterdown and not engine.config.replica_serve_stale_data \
+                return ReplyError(acl_rules.SCRIPT_DENIED[result])
+        # (masterdown, read_only and bgsave_failed all make the node restricted)
+        restricted = engine.restricted
+        if restricted and engine.masterdown and not engine.config.replica_serve_stale_data \
                 and not spec.allows_stale:
-            return cmd, ReplyError("ERR Can not execute the command on a stale replica")
+            return ReplyError("ERR Can not execute the command on a stale replica")
         if ctx.read_only and (cmd.is_write or spec.may_replicate):
-            return cmd, ReplyError("ERR Write commands are not allowed from read-only scripts.")
+            return ReplyError("ERR Write commands are not allowed from read-only scripts.")
         if cmd.is_write and not ctx.write_dirty:
-            if engine.read_only and not caller.is_master:
-                return cmd, ReplyError("READONLY You can't write against a read only replica.")
+            if restricted and engine.read_only and not caller.is_master:
+                return ReplyError("READONLY You can't write against a read only replica.")
             config = engine.config
-            if engine.bgsave_failed and config.stop_writes_on_bgsave_error and config.save:
-                return cmd, ReplyError(MISCONF)
+            if restricted and engine.bgsave_failed and config.stop_writes_on_bgsave_error \
+                    and config.save:
+                return ReplyError(MISCONF)
             if config.min_replicas_to_write and engine.replication is not None \
                     and not engine.read_only_role() \
                     and engine.replication.good_replicas() < config.min_replicas_to_write:
-                return cmd, ReplyError("NOREPLICAS Not enough good replicas to write.")
+                return ReplyError("NOREPLICAS Not enough good replicas to write.")
         # scriptVerifyOOM: until the script wrote, as the node was full when it started
         if ctx.out_of_memory and cmd.denyoom and not ctx.write_dirty:
-            return cmd, ReplyError(OOM)
-        return cmd, None
+            return ReplyError(OOM)
+        return None
 
     def fail(self, message: bytes) -> ScriptError:
         """The error to raise from a callback: ``{err="ERR message"}`` at the script's line."""

@@ -84,7 +84,10 @@ class ScriptingState:
 
     def eval(self, caller: Session, argv: list[bytes], by_sha: bool, read_only: bool) -> object:
         """EVAL / EVALSHA / EVAL_RO / EVALSHA_RO (evalGenericCommand)."""
-        numkeys = parse_int(argv[2])
+        count = argv[2]
+        # a single digit, the common case: what parse_int would say, without its regex
+        numkeys = count[0] - 48 if len(count) == 1 and 48 <= count[0] <= 57 \
+            else parse_int(count)
         if numkeys > len(argv) - 3:
             raise ReplyError("ERR Number of keys can't be greater than number of args")
         if numkeys < 0:
@@ -95,18 +98,16 @@ class ScriptingState:
                 raise ReplyError(NOSCRIPT)
             if caller.lua_debug is not None:
                 raise ReplyError("ERR Please use EVAL instead of EVALSHA for debugging")
-            if sha not in self.scripts:
+            script = self.scripts.get(sha)
+            if script is None:
                 raise ReplyError(NOSCRIPT)
         elif caller.lua_debug is not None:
             return self._debug(caller, argv, numkeys, read_only)
         else:
             sha = self.create(argv[1])
-        script = self.scripts[sha]
-        ctx = self.prepare(caller, sha.decode(), script.flags, read_only, eval_mode=True,
-                           argv=argv)
-        keys = argv[3:3 + numkeys]
-        args = argv[3 + numkeys:]
-        return self.lua.run(ctx, script.function, keys, args)
+            script = self.scripts[sha]
+        ctx = self.prepare(caller, sha.decode(), script.flags, read_only, True, argv)
+        return self.lua.run(ctx, script.function, argv[3:3 + numkeys], argv[3 + numkeys:])
 
     def _debug(self, caller: Session, argv: list[bytes], numkeys: int,
                read_only: bool) -> object:
@@ -191,42 +192,44 @@ class ScriptingState:
         """scriptPrepareForRun's checks: ReplyError when the script may not run now."""
         engine = self.engine
         config = engine.config
-        stale = engine.masterdown and not config.replica_serve_stale_data
+        # (masterdown, read_only and bgsave_failed all make the node restricted)
+        restricted = engine.restricted
+        stale = restricted and engine.masterdown and not config.replica_serve_stale_data
         out_of_memory = bool(config.maxmemory and engine.out_of_memory and not caller.is_master)
-        if flags is not None:
-            if stale and FLAG_ALLOW_STALE not in flags:
+        if flags is None:
+            if stale:
                 raise ReplyError(
-                    "MASTERDOWN Link with MASTER is down, replica-serve-stale-data is set to "
-                    "'no' and 'allow-stale' flag is not set on the script.")
-            if FLAG_NO_WRITES not in flags:
-                if engine.read_only and not caller.is_master:
-                    raise ReplyError(
-                        "READONLY Can not run script with write flag on readonly replica")
-                if engine.bgsave_failed and config.stop_writes_on_bgsave_error \
-                        and config.save and not caller.is_master:
-                    raise ReplyError(
-                        "MISCONF Redis is configured to save RDB snapshots, but it's "
-                        "currently unable to persist to disk. Writable scripts are blocked. "
-                        "Use 'no-writes' flag for read only scripts.")
-                if read_only:
-                    raise ReplyError(
-                        "ERR Can not execute a script with write flag using *_ro command.")
-                if config.min_replicas_to_write and engine.replication is not None \
-                        and not engine.read_only_role() \
-                        and engine.replication.good_replicas() < config.min_replicas_to_write:
-                    raise ReplyError("NOREPLICAS Not enough good replicas to write.")
-            if out_of_memory and FLAG_ALLOW_OOM not in flags and FLAG_NO_WRITES not in flags:
-                raise ReplyError("OOM allow-oom flag is not set on the script, can not run it "
-                                 "when used memory > 'maxmemory'")
-        elif stale:
+                    "MASTERDOWN Link with MASTER is down and replica-serve-stale-data is set "
+                    "to 'no'.")
+            return RunContext(caller, self.lua.client, name, eval_mode, read_only, argv,
+                              out_of_memory)
+        if stale and FLAG_ALLOW_STALE not in flags:
             raise ReplyError(
-                "MASTERDOWN Link with MASTER is down and replica-serve-stale-data is set to "
-                "'no'.")
-        ro = read_only or (flags is not None and FLAG_NO_WRITES in flags)
-        allow_oom = flags is not None and FLAG_ALLOW_OOM in flags
-        return RunContext(caller=caller, client=self.lua.client, name=name,
-                          eval_mode=eval_mode, read_only=ro, argv=argv,
-                          out_of_memory=out_of_memory and not allow_oom)
+                "MASTERDOWN Link with MASTER is down, replica-serve-stale-data is set to "
+                "'no' and 'allow-stale' flag is not set on the script.")
+        if FLAG_NO_WRITES not in flags:
+            if restricted and engine.read_only and not caller.is_master:
+                raise ReplyError(
+                    "READONLY Can not run script with write flag on readonly replica")
+            if restricted and engine.bgsave_failed and config.stop_writes_on_bgsave_error \
+                    and config.save and not caller.is_master:
+                raise ReplyError(
+                    "MISCONF Redis is configured to save RDB snapshots, but it's "
+                    "currently unable to persist to disk. Writable scripts are blocked. "
+                    "Use 'no-writes' flag for read only scripts.")
+            if read_only:
+                raise ReplyError(
+                    "ERR Can not execute a script with write flag using *_ro command.")
+            if config.min_replicas_to_write and engine.replication is not None \
+                    and not engine.read_only_role() \
+                    and engine.replication.good_replicas() < config.min_replicas_to_write:
+                raise ReplyError("NOREPLICAS Not enough good replicas to write.")
+        if out_of_memory and FLAG_ALLOW_OOM not in flags and FLAG_NO_WRITES not in flags:
+            raise ReplyError("OOM allow-oom flag is not set on the script, can not run it "
+                             "when used memory > 'maxmemory'")
+        ro = read_only or FLAG_NO_WRITES in flags
+        return RunContext(caller, self.lua.client, name, eval_mode, ro, argv,
+                          out_of_memory and FLAG_ALLOW_OOM not in flags)
 
 
 def scripting(engine: Engine) -> ScriptingState:
