@@ -163,3 +163,29 @@ def test_a_shard_full_sync_measures_what_a_recount_would_and_records_foreign_key
     measured_right()
     assert sorted(db.data) == sorted([a_keys[0], *b_keys[1:]])
     assert not ownership.taken
+
+
+LIB = b"#!lua name=%s\nredis.register_function('%s', function() return %d end)"
+
+
+def test_a_shard_snapshot_adds_its_libraries_and_keeps_the_other_shards() -> None:
+    """Each primary holds its own copy of the libraries: one shard's full sync installs the
+    libraries its snapshot holds (same name: the last loaded wins) and drops none of the ones
+    another shard brought (a new primary with no library must not empty the follower)."""
+    follower = Follower(lane=True)
+    engine = follower.node.engine
+
+    def load(link: ShardLink, *codes: bytes) -> None:
+        staged = StagedLoad(1, drop_expired=False, now_ms=0)
+        link._load_target(staged, LoadResult(functions=list(codes)))
+
+    def held() -> dict[bytes, bytes]:
+        libraries = engine.scripting.functions.libraries  # type: ignore[union-attr]
+        return {name: library.code for name, library in libraries.items()}
+
+    load(follower.a, LIB % (b"one", b"f1", 1), LIB % (b"two", b"f2", 2))
+    load(follower.b)
+    assert held() == {b"one": LIB % (b"one", b"f1", 1), b"two": LIB % (b"two", b"f2", 2)}
+    load(follower.b, LIB % (b"two", b"f2", 22))
+    assert held() == {b"one": LIB % (b"one", b"f1", 1), b"two": LIB % (b"two", b"f2", 22)}
+    assert follower.node.execute_command("FCALL", "f2", 0) == 22

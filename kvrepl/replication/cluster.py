@@ -425,7 +425,9 @@ class ShardLink(ReplicaOf):
         for key in self._not_ours(fresh):  # the snapshot says these are this shard's now
             ownership.take(self, key, key_slot(key))
         db.merge_loaded(fresh, fresh_expires)  # another shard's copy of a key: ours replaces it
-        load_functions(engine, result.functions)  # the same libraries on every shard
+        # Every primary holds its own copy of the libraries (usually the same): add and
+        # replace, never drop what another shard brought (a new, empty primary would).
+        load_functions(engine, result.functions, replace_all=False)
         self.loaded_once = True
         self.full_syncs += 1
 
