@@ -467,17 +467,7 @@ class Node(DataMethods):
         follower = ClusterFollower(self.engine, cluster, self._open_master_stream,
                                    listening_port=self.port or 0)
         self.cluster_follower = follower
-        self.engine.masterdown = True
-        self.engine.read_only = self.config.replica_read_only
-
-        async def follow() -> None:
-            try:
-                await follower.run()
-            except ReplicaPanic as err:
-                self.failure = err
-                raise
-
-        self._nursery.start_soon(follow)
+        self._start_follower(follower, trio.CancelScope())
 
     def follow_node(self, master: Node) -> None:
         """Become a replica of ``master``, a node in this program, over an in-memory stream:
@@ -505,12 +495,18 @@ class Node(DataMethods):
                              listening_port=self.port or 0)
         follower.source = source
         follower.failover = failover
-        # A replica from now on: stale until the link is up (MASTERDOWN when not serving
-        # stale data), read-only as configured, before its task first runs.
-        self.engine.masterdown = True
-        self.engine.read_only = self.config.replica_read_only
         scope = trio.CancelScope()
         self.following, self._follow_scope = follower, scope
+        self._start_follower(follower, scope)
+
+    def _start_follower(self, follower: ReplicaOf | ClusterFollower,
+                        scope: trio.CancelScope) -> None:
+        """Run ``follower`` (a master's link, or a cluster's) in the node's nursery. A
+        replica from now on: stale until the link is up (MASTERDOWN when not serving stale
+        data), read-only as configured, before its task first runs; a ReplicaPanic stops
+        the node, as redis-server's panic ends the process, and is kept as its failure."""
+        self.engine.masterdown = True
+        self.engine.read_only = self.config.replica_read_only
 
         async def follow() -> None:
             with scope:
@@ -520,6 +516,7 @@ class Node(DataMethods):
                     self.failure = err
                     raise
 
+        assert self._nursery is not None
         self._nursery.start_soon(follow)
 
     def stop_following(self) -> None:
