@@ -380,10 +380,10 @@ class BenchmarkError(RuntimeError):
     """A benchmark run that could not give a figure (a peer failed, a run timed out)."""
 
 
-def redis_benchmark_rate(tool: str, port: int, args: Sequence[str], timeout: float = 300.0,
-                         test: str | None = None) -> float:
+def redis_benchmark_rows(tool: str, port: int, args: Sequence[str], timeout: float = 300.0
+                         ) -> tuple[dict[str, float], int, str, str]:
     """One ``redis-benchmark -q --csv`` run against ``port`` with ``args``: the requests per
-    second of the row whose test name starts with ``test`` (the first row when None)."""
+    second of each test row by name, its exit status, stdout and stderr."""
     argv = [tool, "-h", HOST, "-p", str(port), "-q", "--csv", *args]
     proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE)
@@ -393,9 +393,20 @@ def redis_benchmark_rate(tool: str, port: int, args: Sequence[str], timeout: flo
         raise BenchmarkError(f"redis-benchmark took more than {timeout:.0f}s") from None
     finally:
         stop_process(proc)
+    rates: dict[str, float] = {}
     for row in csv.reader(out.decode(errors="replace").splitlines()):
-        if len(row) >= 2 and row[0] != "test" and (test is None or row[0].startswith(test)):
+        if len(row) >= 2 and row[0] != "test":
             with contextlib.suppress(ValueError):
-                return float(row[1])
-    raise BenchmarkError(f"redis-benchmark exited {proc.returncode}: "
-                         f"{(err or out).decode(errors='replace')[-500:]}")
+                rates.setdefault(row[0], float(row[1]))
+    return rates, proc.returncode, out.decode(errors="replace"), err.decode(errors="replace")
+
+
+def redis_benchmark_rate(tool: str, port: int, args: Sequence[str], timeout: float = 300.0,
+                         test: str | None = None) -> float:
+    """One ``redis-benchmark -q --csv`` run against ``port`` with ``args``: the requests per
+    second of the row whose test name starts with ``test`` (the first row when None)."""
+    rates, status, out, err = redis_benchmark_rows(tool, port, args, timeout)
+    for name, rate in rates.items():
+        if test is None or name.startswith(test):
+            return rate
+    raise BenchmarkError(f"redis-benchmark exited {status}: {(err or out)[-500:]}")

@@ -12,9 +12,7 @@ socketserver's 5, which would otherwise add multi-second connect stalls to its n
 from __future__ import annotations
 
 import contextlib
-import csv
 import importlib.util
-import subprocess
 import tempfile
 import time
 from collections import defaultdict
@@ -36,10 +34,10 @@ from benchmarks.common import (
     nice_count,
     python_env,
     ratio,
+    redis_benchmark_rows,
     resp_command,
     rotated,
     running,
-    stop_process,
 )
 
 TITLE = "TCP: redis-benchmark against kvrepl, redis-server and fakeredis"
@@ -79,29 +77,15 @@ finally:
 def redis_benchmark(tool: str, port: int, n: int, pipeline: int, timeout: float,
                     tests: tuple[str, ...] = TESTS) -> tuple[dict[str, float], list[str]]:
     """Run redis-benchmark once: ({"SET": rps, "GET": rps}, unexpected stderr lines)."""
-    argv = [tool, "-h", HOST, "-p", str(port), "-t", ",".join(tests).lower(),
-            "-c", str(CLIENTS),
-            "-n", str(n), "-q", "--csv"]
+    args = ["-t", ",".join(tests).lower(), "-c", str(CLIENTS), "-n", str(n)]
     if pipeline > 1:
-        argv += ["-P", str(pipeline)]
-    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE)
-    try:
-        out, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        raise BenchmarkError(f"redis-benchmark took more than {timeout:.0f}s") from None
-    finally:
-        stop_process(proc)
-    rates: dict[str, float] = {}
-    for row in csv.reader(out.decode(errors="replace").splitlines()):
-        if len(row) >= 2 and row[0] != "test":
-            with contextlib.suppress(ValueError):
-                rates[row[0]] = float(row[1])
-    warnings = [line for line in err.decode(errors="replace").splitlines()
+        args += ["-P", str(pipeline)]
+    rates, status, out, err = redis_benchmark_rows(tool, port, args, timeout)
+    warnings = [line for line in err.splitlines()
                 if line.strip() and not line.startswith(KNOWN_WARNINGS)]
-    if proc.returncode != 0 or any(t not in rates for t in tests):
-        detail = "\n".join(warnings) or out.decode(errors="replace")[-500:]
-        raise BenchmarkError(f"redis-benchmark exited {proc.returncode}: {detail}")
+    if status != 0 or any(t not in rates for t in tests):
+        detail = "\n".join(warnings) or out[-500:]
+        raise BenchmarkError(f"redis-benchmark exited {status}: {detail}")
     return rates, warnings
 
 
