@@ -124,6 +124,8 @@ class Connection:
         self.send_lock = trio.Lock()
         self.push_ready = trio.Event()
         self.cancel_scope = trio.CancelScope()
+        # The replies execute_buffered is gathering, not sent yet (see replies_pending).
+        self.out: list[bytes] = []
         session.on_push = self.push_ready.set
         session.on_kill = self.cancel_scope.cancel
 
@@ -307,6 +309,7 @@ class Connection:
         What one read of a client ran is a turn of Redis's event loop: client-side
         caching's BCAST invalidations for the keys it modified go out at its end (Redis's
         beforeSleep), queued after its replies."""
+        self.out = out
         result = self._execute_buffered(out)
         tracking = self.server.engine.tracking
         if tracking.due:
@@ -353,6 +356,11 @@ class Connection:
             if session.closing:
                 return _CLOSE
             parser.authenticated = session.authenticated
+
+    def replies_pending(self) -> bool:
+        """Redis's clientHasPendingReplies while a command runs: replies of the requests
+        before it in what the client sent, or messages queued for it, are not sent yet."""
+        return bool(self.out) or bool(self.session.pending_out)
 
     async def finish_waiting(self, argv: list[bytes], reply: object, out: list[bytes]) -> bool:
         """Await what ``execute_buffered`` stopped at and append its reply to ``out``;
