@@ -181,3 +181,23 @@ async def test_replica_of_a_tls_redis_server_allowing_one_suite(certs: Certs) ->
     finally:
         writer.close()
         master.stop()
+
+
+def test_set_ciphersuites_on_a_context() -> None:
+    """The list as OpenSSL reads it (names trimmed, unknown ones skipped when a known one is
+    there), checked against get_ciphers(); refused when OpenSSL refuses it."""
+    import ssl
+
+    from kvrepl.server.tls_suites import InvalidCiphersuites, set_ciphersuites
+
+    def tls13(context: ssl.SSLContext) -> list[str]:
+        return [c["name"] for c in context.get_ciphers() if c["protocol"] == "TLSv1.3"]
+
+    for kind in (ssl.PROTOCOL_TLS_SERVER, ssl.PROTOCOL_TLS_CLIENT):
+        context = ssl.SSLContext(kind)
+        set_ciphersuites(context, f" {OTHER} :NO_SUCH_SUITE:{ONLY}")
+        assert tls13(context) == [OTHER, ONLY]
+        for bad in ("FOO", ":", "é", f"{ONLY} {OTHER}", ONLY.lower()):
+            with pytest.raises(InvalidCiphersuites):
+                set_ciphersuites(context, bad)
+            assert tls13(context) == [OTHER, ONLY]  # unchanged
