@@ -8,7 +8,7 @@ import math
 import os
 import socket
 import ssl
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
 from time import time as now
 
@@ -124,8 +124,9 @@ class Connection:
         self.send_lock = trio.Lock()
         self.push_ready = trio.Event()
         self.cancel_scope = trio.CancelScope()
-        # The replies execute_buffered is gathering, not sent yet (see replies_pending).
-        self.out: list[bytes] = []
+        # The replies execute_buffered is gathering, not sent yet (see replies_pending);
+        # forgotten when it returns, so that a large reply is not kept past its send.
+        self.out: Sequence[bytes] = ()
         session.on_push = self.push_ready.set
         session.on_kill = self.cancel_scope.cancel
 
@@ -310,7 +311,10 @@ class Connection:
         caching's BCAST invalidations for the keys it modified go out at its end (Redis's
         beforeSleep), queued after its replies."""
         self.out = out
-        result = self._execute_buffered(out)
+        try:
+            result = self._execute_buffered(out)
+        finally:
+            self.out = ()
         tracking = self.server.engine.tracking
         if tracking.due:
             tracking.broadcast()
