@@ -180,6 +180,29 @@ async def test_a_replica_without_capa_eof_gets_a_length_from_the_dump_file(tmp_p
         assert rdb_digest(payload) == digest(master)
 
 
+async def test_a_redis_replica_shares_the_dump_a_kvrepl_replica_asked_for_first(tmp_path):
+    # Disk sync: the second replica attaches to the dump being written for the first when it
+    # has the capabilities Redis compares; kvrepl's own lz4stream is not one of them (a
+    # redis-server replica after a kvrepl one used to wait for the next BGSAVE).
+    async with kvrepl.Master(port=0, dir=str(tmp_path), repl_diskless_sync=False,
+                             rdb_key_save_delay=2_000) as master:
+        state = bounded(master)
+        fill_big(master, FEW)
+        first, first_buffer = await raw_replica(master.port, "eof", "psync2", "lz4stream")
+        while master.replication.job is None:
+            await trio.sleep(0.01)
+        job = master.replication.job
+        second, second_buffer = await raw_replica(master.port, "eof", "psync2")
+        assert master.replication.job_links[-1].job is job  # attached, not waiting
+        assert not master.replication.waiting
+        async with first, second:
+            first_reply = await read_line(first, first_buffer)
+            second_reply = await read_line(second, second_buffer)
+        assert first_reply == second_reply and first_reply.startswith(b"+FULLRESYNC ")
+        assert state.last_job is job
+        master.execute_command("CONFIG", "SET", "rdb-key-save-delay", "0")  # end it now
+
+
 async def test_replicas_share_one_snapshot_once_max_replicas_wait():
     # A delay no test would wait out: only repl-diskless-sync-max-replicas can start it.
     async with kvrepl.Master(port=0, repl_diskless_sync_delay=3600,

@@ -41,6 +41,10 @@ _NO_LIMIT = 1 << 62
 _BACKLOG_MIN_SIZE = 16 * 1024  # CONFIG_REPL_BACKLOG_MIN_SIZE
 PING = encode_command([b"ping"])
 GETACK = encode_command([b"REPLCONF", b"GETACK", b"*"])
+#: The replica capabilities redis-server 7.0 knows (it ignores others); the ones that decide
+#: whether a replica may share a dump being written for another (syncCommand's CASE 1).
+REDIS_CAPABILITIES = frozenset(("eof", "psync2"))
+
 #: Payload framing for replicas that announce ``capa lz4stream`` (kvrepl ones): one lz4
 #: frame, which ends itself (its end mark), so no length is needed up front.
 LZ4_STREAM_HEADER = b"$LZ4STREAM\r\n"
@@ -414,8 +418,12 @@ class MasterReplication:
         if job is not None and self.job_to_disk and job.status != DONE:
             # CASE 1: the dump being written serves this replica too, with the writes held
             # for a replica already waiting for it (copyReplicaOutputBuffer).
+            # Redis compares the capabilities it knows (eof, psync2); kvrepl's own
+            # lz4stream only frames a diskless payload, so it never keeps a redis-server
+            # replica off a dump that a kvrepl replica asked for first.
+            wanted = link.capabilities & REDIS_CAPABILITIES
             other = next((o for o in self.job_links if o.closed is None
-                          and link.capabilities >= o.capabilities), None)
+                          and wanted >= o.capabilities & REDIS_CAPABILITIES), None)
             if other is not None:
                 self._distribute()
                 link.buffer[:] = other.buffer
