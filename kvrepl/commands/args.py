@@ -115,7 +115,6 @@ _NONZERO = re.compile(rb"[1-9a-fA-F]")
 # clients send nearly always (scores, coordinates), read by float() with no grammar pass.
 _PLAIN_DECIMAL = re.compile(rb"[+-]?[0-9]{1,17}(?:\.[0-9]{0,17})?")
 _DBL_MIN = 2.2250738585072014e-308  # the smallest normal double
-_DECIMAL_END = frozenset(b"0123456789.")
 
 
 def _hex_parts(match: re.Match[bytes]) -> tuple[int, int] | None:
@@ -177,18 +176,6 @@ def string2d(arg: bytes) -> float | None:
     """
     if not arg or arg[0] in _SPACE:
         return None
-    if arg[-1] in _DECIMAL_END and b"_" not in arg:
-        # float() reads what strtod reads here, correctly rounded as glibc does: a decimal
-        # (exponent or not) ending in a digit or a dot, with no leading space and no "_"
-        # (which only float() takes). A zero or an infinity may be strtod's underflow or
-        # overflow (ERANGE): those go through the grammar below, as does all float() refuses.
-        try:
-            value = float(arg)
-        except ValueError:
-            pass
-        else:
-            if 0.0 < abs(value) < math.inf:
-                return value
     if len(arg) < 36 and _PLAIN_DECIMAL.fullmatch(arg):
         return float(arg)
     parsed = strtod(arg)
