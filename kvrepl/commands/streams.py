@@ -311,7 +311,9 @@ def xadd(s: Session, argv: list[bytes]) -> object:
                          "more items")
     if not args.id_given:
         now = s.engine.keyspace.now_ms()
-        new_id = (now, 0) if now > last[0] else _incr(last) or (0, 0)
+        last_ms, last_seq = last
+        new_id = ((now, 0) if now > last_ms else (last_ms, last_seq + 1)
+                  if last_seq < _UINT64_MAX else _incr(last) or (0, 0))
     elif args.seq_given:
         new_id = args.stream_id
     elif last[0] == args.stream_id[0]:
