@@ -85,6 +85,7 @@ WRITES = [
     ("SETBIT", "b4", 9000, 1), ("BITFIELD", "b4", "INCRBY", "u16", 100000, 7),
     ("BITFIELD", "b5", "GET", "u8", 0), ("BITFIELD", "b5", "SET", "i5", 3, 1),
     ("PFADD", "hll", *"abcdefg"), ("PFADD", "hll2", "x"), ("PFMERGE", "hll3", "hll", "hll2"),
+    ("PFDEBUG", "TODENSE", "hll2"), ("PFADD", "hll2", *"hijklmn"),
     ("PFCOUNT", "hll", "hll2"), ("GEOADD", "geo", 13.36, 38.11, "Palermo"),
     ("SET", "bits", "plain again"), ("SWAPDB", 0, 2), ("SWAPDB", 2, 0),
     ("XADD", "x", "1-1", "f", "v"), ("XADD", "x", "2-1", "f", "v" * 50, "g", "w"),

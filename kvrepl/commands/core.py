@@ -195,10 +195,10 @@ _SUBSCRIBED_OK = frozenset({
 
 # String commands that change a string in place (a bytearray: see kvrepl.store.values).
 _STRINGS_IN_PLACE = frozenset({"append", "setrange"})
-# Writes outside those groups that keep their key's estimate themselves: SETBIT and
-# BITFIELD only flip bits in place, and measure the string again when they grow it
-# (commands/bitmaps.py), so that a bit set on many keys pays no second measurement.
-_KEEP_THEIR_ESTIMATE = frozenset({"setbit", "bitfield"})
+# Writes outside those groups that need no measuring again: SETBIT and BITFIELD only flip
+# bits in place and measure the string again themselves when they grow it
+# (commands/bitmaps.py); the HyperLogLog writes store a new string through the store's set.
+_KEEP_THEIR_ESTIMATE = frozenset({"setbit", "bitfield", "pfadd", "pfmerge", "pfdebug"})
 
 
 MISCONF = (
