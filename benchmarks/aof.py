@@ -37,6 +37,7 @@ from benchmarks.common import (
     log,
     markdown_table,
     median,
+    process_cpu_seconds,
     python_env,
     ratio,
     redis_benchmark_rate,
@@ -113,7 +114,7 @@ def run(options: Options) -> str:
         for round_number in range(options.rounds):
             for name in _interleaved(list(servers), round_number):
                 pid = servers[name].proc.pid  # type: ignore[union-attr]
-                cpu = _cpu_seconds(pid)
+                cpu = process_cpu_seconds(pid)
                 try:
                     rate = redis_benchmark_rate(tool, servers[name].port, args, timeout=300,
                                                 test="SET")
@@ -121,7 +122,7 @@ def run(options: Options) -> str:
                     notes.append(f"{name}: failed in round {round_number + 1}: {err}")
                     continue
                 rates[name][round_number] = rate
-                costs[name][round_number] = (_cpu_seconds(pid) - cpu) / n * 1e6
+                costs[name][round_number] = (process_cpu_seconds(pid) - cpu) / n * 1e6
                 log(f"[aof] round {round_number + 1}/{options.rounds} {name:16s} "
                     f"SET -P {PIPELINE}: {rate:>11,.0f}/s, "
                     f"{costs[name][round_number]:.2f} us of server CPU per SET")
@@ -139,17 +140,6 @@ def run(options: Options) -> str:
             f"{'/'.join(f'{x:.1f}' for x in load_after)} after, on {os.cpu_count()} CPUs.")
     return (_report(rates, costs, n, options, notes, load)
             + _rewrite_report(rewrites, keys, options.rounds))
-
-
-def _cpu_seconds(pid: int) -> float:
-    """User + system CPU time of process ``pid`` so far, all its threads (Linux /proc):
-    what a run cost the server, whatever else the host was doing meanwhile."""
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            fields = stat.read().rsplit(")", 1)[1].split()
-    except OSError:
-        return float("nan")
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 # -- a rewrite, timed ---------------------------------------------------------------------------

@@ -15,7 +15,6 @@ servers), each run records the server process's own CPU time per command (utime 
 from __future__ import annotations
 
 import contextlib
-import os
 import tempfile
 import time
 from collections import defaultdict
@@ -33,6 +32,7 @@ from benchmarks.common import (
     log,
     markdown_table,
     median,
+    process_cpu_seconds,
     python_env,
     ratio,
     redis_benchmark_rate,
@@ -77,16 +77,6 @@ def _seed(port: int, key: str) -> None:
             reply += chunk
     if reply != b"+OK\r\n":
         raise RuntimeError(f"seeding {key} replied {reply!r}")
-
-
-def _cpu_seconds(pid: int) -> float:
-    """utime + stime of process ``pid`` so far, in seconds (NaN where /proc is missing)."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as stat:
-            fields = stat.read().rsplit(b")", 1)[1].split()
-    except OSError:
-        return float("nan")
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _benchmark(tool: str, port: int, command: tuple[str, ...], n: int, pipeline: int,
@@ -148,9 +138,9 @@ def run(options: Options) -> str:
                             _seed(port, big_key)
                         n = big_n if big_key else small_n
                         pid = servers[name].proc.pid  # type: ignore[union-attr]
-                        began = _cpu_seconds(pid)
+                        began = process_cpu_seconds(pid)
                         rate = _benchmark(tool, port, command, n, pipeline, keyspace)
-                        spent = (_cpu_seconds(pid) - began) / n * 1e6
+                        spent = (process_cpu_seconds(pid) - began) / n * 1e6
                         results[label, pipeline, name].append(rate)
                         cpu[label, pipeline, name].append(spent)
                         log(f"[bitmaps] round {round_number + 1}/{options.rounds} "

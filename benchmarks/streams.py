@@ -5,6 +5,9 @@
 servers taking turns round by round with the order rotated, medians reported. N is sized per
 server from a warm-up so that a run lasts about ``--seconds``. The goal is judged on the
 median of the per-round ratios (the two servers' runs of a round are adjacent in time).
+Each run also reads the server process's CPU time per request, which the load of a shared
+host moves far less than the throughput (redis/kvrepl CPU is what the throughput ratio would
+be with a core to each server).
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from benchmarks.common import (
     markdown_table,
     median,
     nice_count,
+    process_cpu_seconds,
     python_env,
     ratio,
     redis_benchmark_rate,
@@ -83,6 +87,7 @@ def run(options: Options) -> str:
     names = list(commands)
     results: dict[tuple[str, str], list[float]] = defaultdict(list)
     sizes: dict[tuple[str, str], int] = {}
+    cpu: dict[tuple[str, str], list[float]] = defaultdict(list)  # server CPU us per request
     with contextlib.ExitStack() as stack:
         workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="kvrepl-bench-")))
         servers = {name: stack.enter_context(running(Server(name, commands[name], workdir,
@@ -103,9 +108,13 @@ def run(options: Options) -> str:
             for label, pipeline, command, _goal in TESTS:
                 for name in rotated(names, round_number):
                     begun = time.monotonic()
+                    pid = servers[name].proc.pid  # type: ignore[union-attr]
+                    began_cpu = process_cpu_seconds(pid)
                     rate = _benchmark(tool, servers[name].port, sizes[name, label], pipeline,
                                       command)
                     results[label, name].append(rate)
+                    cpu[label, name].append((process_cpu_seconds(pid) - began_cpu)
+                                            / sizes[name, label] * 1e6)
                     log(f"[streams] round {round_number + 1}/{options.rounds} {name:7s} "
                         f"{label}: {rate:,.0f}/s ({time.monotonic() - begun:.1f}s)")
     rows = []
@@ -115,10 +124,13 @@ def run(options: Options) -> str:
         # load of a shared machine than the ratio of the medians.
         paired = median([ratio(k, r) for k, r in zip(results[label, "kvrepl"],
                                                       results[label, "redis"], strict=True)])
+        kv_cpu, rd_cpu = median(cpu[label, "kvrepl"]), median(cpu[label, "redis"])
         rows.append([label, fmt_rate(kv), fmt_rate(rd), fmt_ratio(ratio(kv, rd)),
-                     fmt_ratio(paired), goal_cell(paired, goal)])
+                     fmt_ratio(paired), goal_cell(paired, goal), f"{kv_cpu:.2f}",
+                     f"{rd_cpu:.2f}", fmt_ratio(ratio(rd_cpu, kv_cpu))])
     table = markdown_table(["test", "kvrepl ops/s", "redis ops/s", "kvrepl/redis",
-                            "median of round ratios", "goal"], rows)
+                            "median of round ratios", "goal", "kvrepl CPU us/req",
+                            "redis CPU us/req", "redis/kvrepl CPU"], rows)
     sized = "; ".join(f"{name} {label}: -n {sizes[name, label]:,}"
                       for label, *_ in TESTS for name in names)
     return (f"{table}\n\n{CLIENTS} clients, medians of {options.rounds} rounds; {sized}.\n")

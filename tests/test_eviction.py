@@ -80,7 +80,12 @@ WRITES = [
     ("APPEND", "s2", "abc"), ("APPEND", "s2", "x" * 100), ("SETRANGE", "s2", 300, "z"),
     ("SETBIT", "bits", 1000, 1), ("SETBIT", "bits", 5000, 1),
     ("BITFIELD", "bits", "SET", "u8", 8000, 255), ("BITOP", "OR", "bits2", "bits", "s2"),
+    # SETBIT/BITFIELD keep their own estimate: a new key, a plain string made mutable, growth
+    ("SETBIT", "b3", 7, 1), ("SET", "b4", "abc"), ("SETBIT", "b4", 3, 1),
+    ("SETBIT", "b4", 9000, 1), ("BITFIELD", "b4", "INCRBY", "u16", 100000, 7),
+    ("BITFIELD", "b5", "GET", "u8", 0), ("BITFIELD", "b5", "SET", "i5", 3, 1),
     ("PFADD", "hll", *"abcdefg"), ("PFADD", "hll2", "x"), ("PFMERGE", "hll3", "hll", "hll2"),
+    ("PFDEBUG", "TODENSE", "hll2"), ("PFADD", "hll2", *"hijklmn"),
     ("PFCOUNT", "hll", "hll2"), ("GEOADD", "geo", 13.36, 38.11, "Palermo"),
     ("SET", "bits", "plain again"), ("SWAPDB", 0, 2), ("SWAPDB", 2, 0),
     ("XADD", "x", "1-1", "f", "v"), ("XADD", "x", "2-1", "f", "v" * 50, "g", "w"),

@@ -100,6 +100,7 @@ def _bits_for_write(s: Session, key: bytes, maxbit: int) -> tuple[bytearray, boo
     if len(value) >= size:
         return value, False
     value.extend(bytes(size - len(value)))
+    s.db.remeasure(key)  # grown in place: the dispatcher leaves SETBIT's estimate to us
     return value, True
 
 

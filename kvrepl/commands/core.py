@@ -195,6 +195,10 @@ _SUBSCRIBED_OK = frozenset({
 
 # String commands that change a string in place (a bytearray: see kvrepl.store.values).
 _STRINGS_IN_PLACE = frozenset({"append", "setrange"})
+# Writes outside those groups that need no measuring again: SETBIT and BITFIELD only flip
+# bits in place and measure the string again themselves when they grow it
+# (commands/bitmaps.py); the HyperLogLog writes store a new string through the store's set.
+_KEEP_THEIR_ESTIMATE = frozenset({"setbit", "bitfield", "pfadd", "pfmerge", "pfdebug"})
 
 
 MISCONF = (
@@ -247,7 +251,8 @@ class Command:
         # bytearray), whose keys' memory estimate must be measured again; the others
         # change keys only through the store's add/set/delete, which keep it themselves.
         self.remeasures = spec.is_write and (
-            spec.group not in ("string", "generic") or spec.name in _STRINGS_IN_PLACE)
+            spec.group not in ("string", "generic") or spec.name in _STRINGS_IN_PLACE
+        ) and spec.name not in _KEEP_THEIR_ESTIMATE
         self.remeasures_first = self.remeasures and modifies_only_first_argument(spec)
         # In MULTI every command but these is refused when out of memory (processCommand).
         self.oom_exempt_in_multi = top in (b"exec", b"discard", b"quit", b"reset")

@@ -126,10 +126,30 @@ def _member_point(zset: ZSet, member: bytes) -> tuple[float, float]:
 # -- GEOADD -----------------------------------------------------------------------------------
 
 
+_GEOADD_FLAGS = frozenset((b"nx", b"xx", b"ch"))
+
+
+def _point_score(argv: list[bytes], index: int) -> float:
+    """The score GEOADD stores for the point at ``argv[index:index + 2]``, or the error
+    Redis gives for it."""
+    longitude = string2d(argv[index])
+    latitude = string2d(argv[index + 1])
+    if (longitude is None or latitude is None or not -180.0 <= longitude <= 180.0
+            or not _LAT_MIN <= latitude <= _LAT_MAX):
+        longitude, latitude = _lonlat(argv, index)  # raises the error Redis gives
+    return float(geohash.score_of(longitude, latitude))
+
+
 @command("geoadd")
 def geoadd(s: Session, argv: list[bytes]) -> object:
     """GEOADD key [NX|XX] [CH] longitude latitude member [...]: ZADD with geohash scores."""
     argc = len(argv)
+    if argc == 5 and argv[2].lower() not in _GEOADD_FLAGS:
+        # One point and no option, the usual GEOADD: nothing else to parse.
+        score = _point_score(argv, 2)
+        if s.engine.propagate_listeners:
+            s.engine.rewrite([b"zadd", argv[1], b"%d" % score, argv[4]])
+        return zadd_scores(s, argv[1], [score], [argv[4]])
     longidx = 2
     nx = xx = ch = False
     while longidx < argc:
@@ -146,17 +166,8 @@ def geoadd(s: Session, argv: list[bytes]) -> object:
     # No element at all passes GEOADD's own check and fails ZADD's, with the same error.
     if (argc - longidx) % 3 or argc == longidx or (xx and nx):
         raise ReplyError(SYNTAX)
-    scores: list[float] = []
-    members: list[bytes] = []
-    score_of = geohash.score_of
-    for index in range(longidx, argc, 3):
-        longitude = string2d(argv[index])
-        latitude = string2d(argv[index + 1])
-        if (longitude is None or latitude is None or not -180.0 <= longitude <= 180.0
-                or not _LAT_MIN <= latitude <= _LAT_MAX):
-            longitude, latitude = _lonlat(argv, index)  # raises the error Redis gives
-        scores.append(float(score_of(longitude, latitude)))
-        members.append(argv[index + 2])
+    scores = [_point_score(argv, index) for index in range(longidx, argc, 3)]
+    members = argv[longidx + 2::3]
     if s.engine.propagate_listeners:
         # replaceClientCommandVector: what replicas get is the ZADD this turned into.
         zargv = [b"zadd", *argv[1:longidx]]

@@ -311,7 +311,9 @@ def xadd(s: Session, argv: list[bytes]) -> object:
                          "more items")
     if not args.id_given:
         now = s.engine.keyspace.now_ms()
-        new_id = (now, 0) if now > last[0] else _incr(last) or (0, 0)
+        last_ms, last_seq = last
+        new_id = ((now, 0) if now > last_ms else (last_ms, last_seq + 1)
+                  if last_seq < _UINT64_MAX else _incr(last) or (0, 0))
     elif args.seq_given:
         new_id = args.stream_id
     elif last[0] == args.stream_id[0]:
@@ -334,18 +336,16 @@ def xadd(s: Session, argv: list[bytes]) -> object:
     s.engine.dirty += 1
     replied(s)
     notify(s, STREAM, b"xadd", key)
-    propagated = None
-    if args.strategy is not None:
-        if _trim(stream, args):
-            notify(s, STREAM, b"xtrim", key)
+    if args.strategy is not None and _trim(stream, args):
+        notify(s, STREAM, b"xtrim", key)
+    # What replicas get (the ID chosen, the exact trim) matters only to someone listening.
+    if s.engine.propagate_listeners and (args.approx or not args.id_given
+                                         or not args.seq_given):
+        propagated = list(argv)
         if args.approx:
-            propagated = list(argv)
             _rewrite_trim(stream, args, propagated)
-    if not args.id_given or not args.seq_given:
-        if propagated is None:
-            propagated = list(argv)
-        propagated[idpos] = reply
-    if propagated is not None:
+        if not args.id_given or not args.seq_given:
+            propagated[idpos] = reply
         s.engine.rewrite(propagated)
     keyspace = s.engine.keyspace
     if keyspace.blocked_keys:

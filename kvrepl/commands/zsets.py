@@ -209,6 +209,9 @@ def _lex_span(zset: ZSet, low: LexBound, high: LexBound, reverse: bool = False) 
 def _zadd_generic(incr: bool, s: Session, argv: list[bytes]) -> object:
     """ZADD key [NX|XX] [GT|LT] [CH] [INCR] score member [score member ...]; ZINCRBY key
     increment member is ZADD INCR to Redis, option parsing included."""
+    if len(argv) == 4 and argv[2].lower() not in _ZADD_FLAGS:
+        # One pair and no option, the usual ZADD: nothing to parse but the score.
+        return zadd_scores(s, argv[1], [parse_double(argv[2])], [argv[3]], incr=incr)
     flags, index = leading_flags(argv, 2, _ZADD_FLAGS)
     nx = xx = gt = lt = ch = False
     if flags:
@@ -234,16 +237,18 @@ def zadd_scores(s: Session, key: bytes, scores: list[float], members: list[bytes
     """ZADD's work once its arguments are parsed and checked (``zaddGenericCommand`` from
     the key lookup on): set ``members`` to ``scores``; the reply ZADD gives. GEOADD, which
     is ZADD to Redis, comes here with the scores it computed."""
-    zset = _lookup(s, key)
+    zset = s.db.lookup(key)  # _lookup, inlined: ZADD and GEOADD are hot paths
+    if zset is not None and type(zset) is not ZSet:
+        raise WrongTypeError()
     added = updated = processed = 0
     score = 0.0
     if zset is not None or not xx:
         created = zset is None
         if created:
             zset = ZSet()
-        for position, score in enumerate(scores):
-            member = members[position]
-            current = zset.scores.get(member)
+        current_scores = zset.scores
+        for score, member in zip(scores, members):  # noqa: B905 - as many, always
+            current = current_scores.get(member)
             if current is None:
                 if not xx:
                     zset.add(member, _kept_score(s, len(zset) + 1, member, score))

@@ -86,6 +86,8 @@ def value_size(value: object, samples: int = DEFAULT_SAMPLES) -> int:
     kind = type(value)
     if kind is bytes:
         return BYTES_HEADER + len(value)  # type: ignore[arg-type]
+    if kind is bytearray:  # a string changed in place (SETBIT, APPEND): often new, small
+        return sys.getsizeof(value)
     take = samples if samples > 0 else sys.maxsize
     if kind is deque:
         return sys.getsizeof(value) + _sampled(value, len(value), take, BYTES_HEADER)
