@@ -32,6 +32,7 @@ from kvrepl.commands.spec import (
 from kvrepl.commands.tracking import ClientTracking, Tracking
 from kvrepl.commands.watch import WatchRegistry
 from kvrepl.config import Config
+from kvrepl.direct_reads import ReadTally
 from kvrepl.errors import (
     ExecAbortError,
     ReplyError,
@@ -517,6 +518,7 @@ class Engine:
         self.latency_tracking = True
         self.pause = ClientPause(self)
         self.plain_lane = PlainLane(self)
+        self.read_tally = ReadTally(self)  # the direct GETs' counters (INFO folds them in)
         self.keyspace.expired_listeners.append(self._on_expired)
         self.config.listeners.append(self._config_changed)
         self._config_changed("maxmemory-policy")
@@ -529,7 +531,12 @@ class Engine:
                                 or self._busy is not None)
         gates = self.keyspace.gates
         gates.set("loading", self._loading)  # the master link's stream waits for it too
-        gates.set("node state", self._restricted and not self._loading, clients_only=True)
+        gates.set("node state", self._restricted and not self._loading, clients_only=True,
+                  writes_only=True)
+        # What refuses reads too (the direct reads read these two gates, not the states).
+        gates.set("busy script", self._busy is not None, clients_only=True)
+        gates.set("stale data", self._masterdown and not self.config.replica_serve_stale_data,
+                  clients_only=True)
 
     @property
     def restricted(self) -> bool:
@@ -614,6 +621,8 @@ class Engine:
         config, keyspace = self.config, self.keyspace
         if name == "replica-read-only":  # CONFIG SET on a replica takes effect at once
             self.read_only = config.replica_read_only and self.read_only_role()
+        elif name == "replica-serve-stale-data":
+            self._refresh_restricted()
         elif name == "loglevel":
             set_level(config.loglevel)
         elif name == "notify-keyspace-events":
@@ -639,7 +648,7 @@ class Engine:
         gates.set("maxmemory", bool(config.maxmemory))  # eviction runs before each command
         gates.set("lfu", keyspace.lfu)  # each access counts
         gates.set("min-replicas-to-write", bool(config.min_replicas_to_write),
-                  clients_only=True)
+                  clients_only=True, writes_only=True)
         if name == "maxmemory":
             self.evictor.perform()  # as CONFIG SET maxmemory does (updateMaxmemory)
 
