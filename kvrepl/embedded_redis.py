@@ -252,6 +252,9 @@ class InProcessConnection(AbstractConnection):
 _NAMES: dict[str, list[bytes]] = {}
 _GET = frozenset((b"GET", b"get"))
 _SET = frozenset((b"SET", b"set"))
+# redis-py's response_callbacks hold upper-case names: its case-insensitive ``get``,
+# without the Python call.
+_callback = dict.get
 _PLAIN_OPTIONS = frozenset(("keys",))  # what redis-py's parse_response only drops  # command names redis-py sends, as argv heads
 
 
@@ -310,6 +313,43 @@ class InProcessRedis(redis.Redis):
             return response
         options.pop("keys", None)
         return callback(response, **options)
+
+    def get(self, name: Any) -> Any:
+        """redis-py's ``get``: the connection's direct GET when it may answer, without
+        redis-py's command building (the reply redis-py's parser would have made and the
+        ``GET`` response callback); otherwise redis-py's way."""
+        conn = self._direct
+        if conn is not None:
+            link = conn._sock
+            if link is not None and not link.pending and not link.closed:
+                value = link.get(name if type(name) is bytes else conn.key(name))
+                if value is not GENERAL:
+                    if value is not None and conn.decoding:
+                        value = conn.encoder.decode(value)
+                    callback = _callback(self.response_callbacks, "GET")
+                    return value if callback is None else callback(value)
+        return self.execute_command("GET", name, keys=[name])
+
+    def set(self, name: Any, value: Any, *args: Any, **kwargs: Any) -> Any:
+        """redis-py's ``set``. The plain form (no option given) goes to the engine's
+        plain lane when that may run it, without redis-py's argument building: redis-py's
+        DataError for a key or value it cannot encode, the ``SET`` response callback on
+        the +OK; anything else is redis-py's own ``set``."""
+        if args or kwargs:
+            return super().set(name, value, *args, **kwargs)
+        conn = self._direct
+        if conn is not None:
+            link = conn._sock
+            if link is not None and not link.pending and not link.closed:
+                node = link.node
+                if node.engine.plain_lane.set(link.session, [
+                        b"SET", name if type(name) is bytes else conn.key(name),
+                        value if type(value) is bytes else conn.key(value)]):
+                    node._durable()  # appendfsync always: on disk before the reply
+                    callback = _callback(self.response_callbacks, "SET")
+                    ok = conn.ok
+                    return ok if callback is None else callback(ok)
+        return self.execute_command("SET", name, value)
 
     def close(self) -> None:
         """Close the client's own connection and its pool, as redis-py's ``close``."""
