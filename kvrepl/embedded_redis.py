@@ -411,12 +411,14 @@ class AsyncPubSub(redis.client.PubSub):
 
 def client(node: Node, **kwargs: Any) -> redis.Redis:
     """A ``redis.Redis`` for ``node``; ``kwargs`` are redis-py's (``decode_responses``,
-    ``protocol=3``, ``db``, ``username``/``password``, ``client_name``...)."""
+    ``protocol=3``, ``db``, ``username``/``password``, ``client_name``,
+    ``single_connection_client``...)."""
     from redis._parsers import _HiredisParser
 
     kwargs.setdefault("parser_class", _HiredisParser)
+    single = kwargs.pop("single_connection_client", False)  # the client's, not a connection's
     pool = redis.ConnectionPool(connection_class=InProcessConnection, node=node, **kwargs)
-    return InProcessRedis(connection_pool=pool)
+    return InProcessRedis(connection_pool=pool, single_connection_client=single)
 
 
 __all__ = ["AsyncPubSub", "InProcessConnection", "InProcessRedis", "client"]
