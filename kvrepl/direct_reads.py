@@ -8,15 +8,10 @@ is due (lazy expiry deletes it and propagates its DEL in order), a value of anot
 (WRONGTYPE), an argument that is not bytes (converted, or DataError), and any state in
 which GET would do more or answer otherwise (see :func:`direct_get`).
 
-The counters are kept in one place, the engine's :class:`ReadTally` (two increments a
-call instead of four), and folded into the public ones where those are read (INFO, CONFIG
-RESETSTAT: see :meth:`ReadTally.fold`).
-
-A clock read costs more than the lookup, so calls are timed by sample: one call in
-:data:`SAMPLE` is timed, and its duration stands for the calls since the previous sample
-in ``usec`` (commandstats), LATENCY HISTOGRAM and the slow log / latency monitor, as the
-plain lane does for a run of commands. Between two samples those lag by fewer than
-:data:`SAMPLE` calls; ``calls`` and the keyspace counters never lag where they are read.
+The counters are kept in one place, the engine's
+:class:`~kvrepl.commands.tally.DirectTally` (one or two increments a call instead of four),
+and folded into the public ones where those are read (INFO, CONFIG RESETSTAT); one call in
+:data:`SAMPLE` is timed and stands for the others (see that module).
 """
 
 from __future__ import annotations
@@ -25,41 +20,13 @@ from collections.abc import Callable
 from time import perf_counter
 from typing import TYPE_CHECKING
 
+from kvrepl.commands.tally import MASK, SAMPLE
+
 if TYPE_CHECKING:
-    from kvrepl.commands.core import Engine, Session
+    from kvrepl.commands.core import Session
     from kvrepl.node import Node
 
-__all__ = ["SAMPLE", "ReadTally", "direct_get"]
-
-SAMPLE = 64  # a power of two: one call in SAMPLE is timed
-_MASK = SAMPLE - 1
-
-
-class ReadTally:
-    """The direct GETs of an engine not yet added to INFO's counters: ``calls`` (each one
-    GET in commandstats and in ``total_commands_processed``, a hit unless it is one of the
-    ``misses``)."""
-
-    __slots__ = ("engine", "calls", "misses")
-
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
-        self.calls = 0
-        self.misses = 0
-
-    def fold(self) -> None:
-        """Add the tally to the public counters and start it again (call it before any of
-        those is read or reset)."""
-        calls = self.calls
-        if calls:
-            engine = self.engine
-            misses = self.misses
-            engine.table[b"get"].calls += calls
-            engine.stats.commands_processed += calls
-            keyspace = engine.keyspace
-            keyspace.hits += calls - misses
-            keyspace.misses += misses
-            self.calls = self.misses = 0
+__all__ = ["SAMPLE", "direct_get"]
 
 
 def direct_get(node: Node, general: Callable[[object], object],
@@ -82,13 +49,13 @@ def direct_get(node: Node, general: Callable[[object], object],
         session = node._session
     keyspace = engine.keyspace
     gates = keyspace.gates
-    tally = engine.read_tally
+    tally = engine.direct_tally
     command = engine.table[b"get"]
 
     def timed(name: bytes) -> object:
         """A sampled call: the general path's timing for the calls since the last one."""
         began = perf_counter()
-        tally.calls -= 1  # counted again by the call below
+        tally.gets -= 1  # counted again by the call below
         value = get(name, False)
         usec = (perf_counter() - began) * 1e6
         command.usec += usec * SAMPLE
@@ -113,16 +80,16 @@ def direct_get(node: Node, general: Callable[[object], object],
             except TypeError:  # unhashable: redis-py's DataError
                 return general(name)
             if type(value) is bytes:
-                calls = tally.calls = tally.calls + 1
-                if sample and not calls & _MASK:
+                gets = tally.gets = tally.gets + 1
+                if sample and not gets & MASK:
                     return timed(name)
                 db.access[name] = keyspace.lru_clock
                 if client:
                     session.last_command = "get"
                 return value
             if value is None and type(name) is bytes:
-                calls = tally.calls = tally.calls + 1
-                if sample and not calls & _MASK:
+                gets = tally.gets = tally.gets + 1
+                if sample and not gets & MASK:
                     return timed(name)
                 tally.misses += 1
                 if client:

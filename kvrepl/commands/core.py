@@ -29,10 +29,10 @@ from kvrepl.commands.spec import (
     modified_key_positions,
     modifies_only_first_argument,
 )
+from kvrepl.commands.tally import DirectTally
 from kvrepl.commands.tracking import ClientTracking, Tracking
 from kvrepl.commands.watch import WatchRegistry
 from kvrepl.config import Config
-from kvrepl.direct_reads import ReadTally
 from kvrepl.errors import (
     ExecAbortError,
     ReplyError,
@@ -517,8 +517,8 @@ class Engine:
         self.slow_floor = float("inf")
         self.latency_tracking = True
         self.pause = ClientPause(self)
+        self.direct_tally = DirectTally(self)  # node.get/set's counters (INFO folds them)
         self.plain_lane = PlainLane(self)
-        self.read_tally = ReadTally(self)  # the direct GETs' counters (INFO folds them in)
         self.keyspace.expired_listeners.append(self._on_expired)
         self.config.listeners.append(self._config_changed)
         self._config_changed("maxmemory-policy")
