@@ -255,14 +255,15 @@ _SET = frozenset((b"SET", b"set"))
 # redis-py's response_callbacks hold upper-case names: its case-insensitive ``get``,
 # without the Python call.
 _callback = dict.get
-_PLAIN_OPTIONS = frozenset(("keys",))  # what redis-py's parse_response only drops  # command names redis-py sends, as argv heads
+_PLAIN_OPTIONS = frozenset(("keys",))  # what redis-py's parse_response only drops
 
 
 class InProcessRedis(redis.Redis):
     """``redis.Redis`` with a shorter way for single commands: one connection of its own,
     used directly, instead of taking one from the pool and giving it back on each call
-    (what the pool would hand out every time in a single-threaded program anyway).
-    Pipelines, pub/sub and locks use the pool as usual."""
+    (what the pool would hand out every time in a single-threaded program anyway), and
+    ``get``/``set`` whose plain forms go straight to the engine. Pipelines, pub/sub and
+    locks use the pool as usual."""
 
     _direct: InProcessConnection | None = None
 
@@ -274,30 +275,8 @@ class InProcessRedis(redis.Redis):
                 return super().execute_command(*args, **options)
             conn = self._direct = self.connection_pool.make_connection()
             conn.connect()
-        link = conn._sock
-        if not options or options.keys() <= _PLAIN_OPTIONS:
-            # GET and plain SET without the command machinery or RESP: the replies
-            # redis-py's parser would have made from the same bytes.
-            size = len(args)
-            if size == 2 and args[0] == "GET" and not link.pending and not link.closed:
-                name = args[1]
-                value = link.get(name if type(name) is bytes else conn.key(name))
-                if value is not GENERAL:
-                    if value is not None and conn.decoding:
-                        value = conn.encoder.decode(value)
-                    callback = self.response_callbacks.get("GET")
-                    return value if callback is None else callback(value)
-            elif size == 3 and args[0] == "SET" and not link.pending and not link.closed:
-                name, value = args[1], args[2]
-                argv = [b"SET", name if type(name) is bytes else conn.key(name),
-                        value if type(value) is bytes else conn.key(value)]
-                if link.node.engine.plain_lane.set(link.session, argv):
-                    link.node._durable()  # appendfsync always: on disk before the reply
-                    callback = self.response_callbacks.get("SET")
-                    ok = conn.ok
-                    return ok if callback is None else callback(ok)
         conn.send_command(*args)
-        session = link.session
+        session = conn._sock.session  # after QUIT, send_command made a new one
         if (options and not options.keys() <= _PLAIN_OPTIONS) or session.channels \
                 or session.patterns or session.monitor:
             # Undecoded replies, empty-response defaults, pushes: redis-py's own reading.
