@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 import redis
 import redis.client
 import trio
+from redis._parsers.helpers import parse_set_result
 from redis._parsers.hiredis import NOT_ENOUGH_DATA as _NOT_ENOUGH_DATA
 from redis.connection import AbstractConnection
 from redis.exceptions import ResponseError
@@ -303,7 +304,7 @@ class InProcessRedis(redis.Redis):
             if link is not None and not link.pending and not link.closed:
                 value = link.get(name if type(name) is bytes else conn.key(name))
                 if value is not GENERAL:
-                    if value is not None and conn.decoding:
+                    if value is not None and conn.encoder.decode_responses:
                         value = conn.encoder.decode(value)
                     callback = _callback(self.response_callbacks, "GET")
                     return value if callback is None else callback(value)
@@ -326,6 +327,8 @@ class InProcessRedis(redis.Redis):
                         value if type(value) is bytes else conn.key(value)]):
                     node._durable()  # appendfsync always: on disk before the reply
                     callback = _callback(self.response_callbacks, "SET")
+                    if callback is parse_set_result:  # redis-py's own: True for +OK
+                        return True
                     ok = conn.ok
                     return ok if callback is None else callback(ok)
         return self.execute_command("SET", name, value)
