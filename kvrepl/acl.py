@@ -156,10 +156,19 @@ def _matcher(pattern: bytes) -> object:
     a literal followed by ``*`` (the usual ACL patterns), glob matching otherwise."""
     if not _GLOB_SPECIALS & set(pattern):
         return pattern.__eq__
-    head = pattern[:-1]
-    if pattern.endswith(b"*") and not _GLOB_SPECIALS & set(head):
+    head = _prefix(pattern)
+    if head is not None:
         return lambda subject: subject.startswith(head)
     return lambda subject: glob_match(pattern, subject)
+
+
+def _prefix(pattern: bytes) -> bytes | None:
+    """``head`` of a ``head*`` pattern whose head is literal (what :func:`_matcher` tests
+    with ``startswith``); None for any other pattern."""
+    head = pattern[:-1]
+    if pattern.endswith(b"*") and not _GLOB_SPECIALS & set(head):
+        return head
+    return None
 
 
 def _lookup(name: bytes) -> CommandSpec | None:
@@ -461,7 +470,7 @@ class User:
     """One ACL user: flags, password hashes, the root selector and the others."""
 
     __slots__ = ("name", "enabled", "nopass", "sanitize", "passwords", "selectors",
-                 "unrestricted", "_key_checks")
+                 "unrestricted", "_key_checks", "lane_tests")
 
     def __init__(self, name: bytes, allchannels: bool = False) -> None:
         self.name = name
@@ -471,7 +480,10 @@ class User:
         self.passwords: list[str] = []
         self.selectors = [Selector(root=True, allchannels=allchannels)]
         self.unrestricted = False
-        self._key_checks: dict[str, Callable[[bytes], bool] | None] = {}
+        self._key_checks: dict[str, tuple[Callable[[bytes], bool] | None, bytes | None]] = {}
+        # What the plain lane derived from key_check/key_prefix (kvrepl.commands.plain), so
+        # that a run reads one attribute; None again whenever the rules change.
+        self.lane_tests: tuple | None = None
 
     @property
     def root(self) -> Selector:
@@ -496,6 +508,7 @@ class User:
         root = self.root
         self.unrestricted = root.allcommands and root.allkeys and root.allchannels
         self._key_checks = {}  # the rules changed: what key_check built is stale
+        self.lane_tests = None
 
     def apply(self, op: bytes, pubsub_default_all: bool = False) -> None:
         """ACLSetUser: one rule."""
@@ -599,6 +612,18 @@ class User:
         tell). Built once per command and kept until the user's rules change; a false
         answer proves nothing (the general path then runs the full check, its NOPERM and
         its ACL LOG entry)."""
+        return self._key_rule(spec, shape)[0]
+
+    def key_prefix(self, spec: CommandSpec, shape: list[bytes]) -> bytes | None:
+        """A prefix that proves :meth:`key_check`'s test true for every key starting with it
+        (``b""``: every key), found from the first ``prefix*`` pattern that grants the
+        command (``~key:*``, the usual ACL pattern): a slice comparison instead of a call.
+        None when no pattern is of that form; keys without the prefix still need the test."""
+        return self._key_rule(spec, shape)[1]
+
+    def _key_rule(self, spec: CommandSpec, shape: list[bytes]
+                  ) -> tuple[Callable[[bytes], bool] | None, bytes | None]:
+        """key_check's test and key_prefix's prefix, built together once per rules."""
         name = spec.name
         try:
             return self._key_checks[name]
@@ -611,14 +636,19 @@ class User:
                 need = _needs(refs[0][1])
         allowing = [s for s in self.selectors if s.allcommands or name in s.allowed]
         test: Callable[[bytes], bool] | None
+        prefix = None
         if need is None or not allowing or name in _CHANNEL_COMMANDS:
             test = None
         elif any(s.allkeys for s in allowing):
-            test = _any_key
+            test, prefix = _any_key, b""
         else:
             # The patterns that grant ``need``, in order: the first match allows.
-            matchers = [matches for s in allowing for _, perms, matches in s.patterns
-                        if perms & need == need]
+            granting = [(pattern, matches) for s in allowing
+                        for pattern, perms, matches in s.patterns if perms & need == need]
+            matchers = [matches for _, matches in granting]
+            prefixes = [p for p in (_prefix(pattern) for pattern, _ in granting)
+                        if p is not None]
+            prefix = prefixes[0] if prefixes else None
             if not matchers:
                 test = _no_key
             elif len(matchers) == 1:
@@ -626,8 +656,8 @@ class User:
             else:
                 def test(key: bytes, matchers: list = matchers) -> bool:
                     return any(matches(key) for matches in matchers)
-        self._key_checks[name] = test
-        return test
+        rule = self._key_checks[name] = (test, prefix)
+        return rule
 
     def channel_allowed(self, channel: bytes, is_pattern: bool) -> bool:
         """ACLUserCheckChannelPerm."""

@@ -276,9 +276,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("tls-replication", False, **_yes_no),
     Option("tls-protocols", "", _tls_protocols),
     Option("tls-ciphers", "", str),
-    # Python's ssl has no call that chooses TLS 1.3 cipher suites.
-    Option("tls-ciphersuites", "", str, mutable=False, only=("",),
-           lacking="tls-ciphersuites (choosing TLS 1.3 cipher suites)"),
+    # TLS 1.3 suites, set through libssl itself (kvrepl.server.tls_suites).
+    Option("tls-ciphersuites", "", str),
     Option("tls-prefer-server-ciphers", False, **_yes_no),
     Option("acllog-max-len", 128, _int(0)),
     Option("acl-pubsub-default", "resetchannels", _enum("allchannels", "resetchannels")),

@@ -26,7 +26,9 @@ _MEMORY = frozenset((
     "zset-max-listpack-value", "hll-sparse-max-bytes", "stream-node-max-bytes", "maxmemory",
     "repl-backlog-size"))
 # String options whose empty value is NULL (EMPTY_STRING_IS_NULL): then not written at all.
-_NULLABLE = frozenset(("requirepass", "masterauth", "masteruser", "replica-announce-ip"))
+_NULLABLE = frozenset(("requirepass", "masterauth", "masteruser", "replica-announce-ip",
+                       "tls-cert-file", "tls-key-file", "tls-key-file-pass", "tls-ca-cert-file",
+                       "tls-ca-cert-dir", "tls-protocols", "tls-ciphers", "tls-ciphersuites"))
 # String options written quoted (sdscatrepr).
 _STRINGS = frozenset(("dbfilename", "logfile")) | _NULLABLE
 

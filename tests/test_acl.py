@@ -676,3 +676,37 @@ def test_restricted_user_runs_in_the_lane_until_a_request_it_may_not_send() -> N
     engine.acl.set_user(b"u", [b"-get"])
     assert lane.run(session, requests, 3, out) == 3
     assert not engine.acl.log
+
+
+@pytest.mark.parametrize("rules", [
+    [b"~k:*", b"%R~r:*", b"+get", b"+set"],
+    [b"~a:*", b"~b:*", b"+get", b"+set"],  # a key of the second prefix: the full test
+    [b"%R~*", b"~w:*", b"+get", b"+set"],
+    [b"~exact", b"~g?t:*", b"~k:*", b"+get", b"+set"],  # literal and glob patterns first
+    [b"%W~k:*", b"+get", b"+set"],
+    [b"~k:*", b"+get", b"(~s:* +set)"],
+    [b"~*", b"+get"],
+])
+def test_the_lane_allows_exactly_what_the_full_check_allows(rules: list[bytes]) -> None:
+    """The lane's key tests (a pattern's prefix first, then the full test) run a GET or
+    SET exactly when User.check (the check compared with redis-server above) allows it, and
+    follow a change of the user's keys."""
+    from kvrepl.acl import OK
+    from kvrepl.commands.core import Engine
+
+    engine = Engine(Config(save=()))
+    engine.acl.set_user(b"u", [b"on", b"nopass", *rules])
+    user = engine.acl.users[b"u"]
+    session = engine.new_session()
+    session.user = user
+    lane = engine.plain_lane
+    keys = [b"k:1", b"r:1", b"a:1", b"b:1", b"w:1", b"s:1", b"exact", b"get:1", b"gut:1",
+            b"k", b"", b"other"]
+    for change in (None, [b"resetkeys", b"~other"]):
+        if change is not None:
+            engine.acl.set_user(b"u", change)
+        for key in keys:
+            for argv in ([b"GET", key], [b"SET", key, b"v"]):
+                command = engine.table[argv[0].lower()]
+                allowed = user.check(command.spec, argv)[0] == OK
+                assert (lane.run(session, [argv], 0, []) == 1) is allowed, (change, argv)

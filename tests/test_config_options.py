@@ -38,8 +38,6 @@ REFUSED = [
      "client-output-buffer-limit for the normal class"),
     ("daemonize", "yes", "daemonize"),
     ("enable-module-command", "yes", "modules"),
-    ("tls-ciphersuites", "TLS_AES_128_GCM_SHA256",
-     "tls-ciphersuites (choosing TLS 1.3 cipher suites)"),
 ]
 # Defaults and values that ask for nothing kvrepl lacks: Redis's tools set some of them.
 ACCEPTED = [
@@ -117,7 +115,7 @@ def test_kvrepl_server_exits_on_a_refused_option():
 def test_config_get_and_immutability_match_redis():
     """Both servers started alike: CONFIG GET gives the same text for every option (and
     alias) kvrepl has, and CONFIG SET of its current value succeeds or fails alike, except
-    port, bind, tls-port and tls-ciphersuites, which kvrepl cannot change while running
+    port, bind and tls-port, which kvrepl cannot change while running
     (refused, not ignored)."""
     real = RedisServer()
     ours = ThreadedServer(Config(save=(), dir=real.dir, port=0)).start()
@@ -136,7 +134,7 @@ def test_config_get_and_immutability_match_redis():
                 return str(err)
 
         for option in OPTIONS:
-            if option.name in ("port", "bind", "tls-port", "tls-ciphersuites"):
+            if option.name in ("port", "bind", "tls-port"):
                 assert not option.mutable
                 continue
             value = theirs.config_get(option.name)[option.name]
@@ -576,7 +574,7 @@ BEHAVIOUR = {
     "tls-replication": "test_tls::test_kvrepl_replica_over_tls_of_redis_server",
     "tls-protocols": "test_tls::test_handshakes_that_must_fail",
     "tls-ciphers": "test_tls::test_options_are_honoured_or_refused",
-    "tls-ciphersuites": "test_tls::test_options_are_honoured_or_refused",
+    "tls-ciphersuites": "test_tls_ciphersuites::test_clients_negotiate_only_the_suites_allowed",
     "tls-prefer-server-ciphers": "test_tls::test_options_are_honoured_or_refused",
     "acllog-max-len": "test_acl::test_acllog_max_len_and_acl_pubsub_default",
     "acl-pubsub-default": "test_acl::test_acllog_max_len_and_acl_pubsub_default",

@@ -13,7 +13,7 @@ import subprocess
 from collections.abc import Iterator
 
 import pytest
-from support import RawClient, RedisServer, ThreadedServer
+from support import RawClient, RedisServer, ThreadedServer, pack
 
 SCRIPT = b"""local a = redis.call('set', KEYS[1], ARGV[1])
 local t = {1, 2, 'x', {nested = true}}
@@ -171,6 +171,34 @@ def test_refusals(servers: tuple[int, int]) -> None:
         assert client.call("SCRIPT", "DEBUG", "NO") == b"+OK\r\n"
         assert client.call("EVAL", "return 7", "0") == b":7\r\n"  # not debugged
         client.close()
+
+
+PIPELINES = [  # (commands sent in one write, replies)
+    ([("PING",), ("SCRIPT", "DEBUG", "YES"), ("EVAL", "return 1", "0")], 3),  # not debugged
+    ([("GET", "nokey"), ("SCRIPT", "DEBUG", "SYNC")], 2),  # after the plain lane's reply
+    ([("PING",), ("SCRIPT", "DEBUG", "NO")], 2),
+    ([("PING",), ("SCRIPT", "DEBUG", "maybe")], 2),  # refused before the mode is read
+    ([("MULTI",), ("SCRIPT", "DEBUG", "NO"), ("EXEC",)], 3),  # EXEC's header is pending
+    ([("SCRIPT", "DEBUG", "NO"), ("PING",)], 2),  # first in the pipeline: nothing pending
+]
+
+
+def test_refused_inside_a_pipeline(servers: tuple[int, int]) -> None:
+    """SCRIPT DEBUG after replies not yet sent is refused, as Redis's clientHasPendingReplies
+    check does."""
+    seen = []
+    for port in servers:
+        replies = []
+        for commands, count in PIPELINES:
+            client = RawClient(port)
+            client.sock.sendall(b"".join(pack(*command) for command in commands))
+            replies.append(client.read(count))
+            client.close()
+        seen.append(replies)
+    refused = b"-ERR SCRIPT DEBUG must be called outside a pipeline\r\n"
+    assert seen[0] == seen[1] == [
+        b"+PONG\r\n" + refused + b":1\r\n", b"$-1\r\n" + refused, b"+PONG\r\n" + refused,
+        b"+PONG\r\n" + refused, b"+OK\r\n+QUEUED\r\n*1\r\n" + refused, b"+OK\r\n+PONG\r\n"]
 
 
 def test_a_client_that_leaves_lets_the_script_finish(servers: tuple[int, int]) -> None:

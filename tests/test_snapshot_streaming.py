@@ -43,8 +43,11 @@ def bounded(node: kvrepl.Node) -> persistence.Persistence:
     return state
 
 
-def assert_streamed(job: persistence.SnapshotJob, keys: int = KEYS) -> None:
-    """The job wrote the whole dataset, never holding more than its buffer."""
+async def assert_streamed(job: persistence.SnapshotJob, keys: int = KEYS) -> None:
+    """The job wrote the whole dataset, never holding more than its buffer. A replica may
+    have read the last byte before the job marks itself done: wait for that mark."""
+    with trio.fail_after(30):
+        await job.done.wait()
     assert job.status == persistence.DONE
     assert job.keys_done >= keys and job.bytes_out > keys * 1024
     assert 0 < job.peak_buffered <= BUFFER, job.peak_buffered
@@ -126,7 +129,7 @@ async def test_diskless_full_sync_to_redis_server_holds_only_the_buffer():
             await eventually(lambda: client.info("replication")["slave_repl_offset"] >= offset,
                              "redis applied the stream")
             assert master.replication.last_payload_framing == "eof"
-            assert_streamed(state.last_job)
+            await assert_streamed(state.last_job)
             assert await trio.to_thread.run_sync(digest, client) == digest(master)
         finally:
             replica.stop()
@@ -141,7 +144,7 @@ async def test_full_sync_to_a_kvrepl_replica_streams_lz4_with_only_the_buffer():
             master.set(b"after", b"sync")
             assert await master.wait_for_replicas(1, 20) == 1  # acknowledged: applied
             assert master.replication.last_payload_framing == "lz4"
-            assert_streamed(state.last_job)
+            await assert_streamed(state.last_job)
             assert digest(replica) == digest(master)
 
 
@@ -155,7 +158,7 @@ async def test_disk_sync_with_diskless_off_streams_the_dump_file(tmp_path):
             client = replica.client()
             await eventually(lambda: _link_up(client), "the redis replica is up")
             assert master.replication.last_payload_framing == "len"
-            assert_streamed(state.last_job)
+            await assert_streamed(state.last_job)
             assert (tmp_path / "dump.rdb").exists()  # a disk sync is a BGSAVE of the dump
             assert state.last_bgsave_ok and state.changes_since_last_save == 0
             assert await trio.to_thread.run_sync(digest, client) == digest(master)
@@ -172,7 +175,7 @@ async def test_a_replica_without_capa_eof_gets_a_length_from_the_dump_file(tmp_p
             fullresync, payload = await read_payload(stream, buffer)
         assert fullresync.startswith(b"+FULLRESYNC ")
         assert master.replication.last_payload_framing == "len"
-        assert_streamed(state.last_job, FEW)
+        await assert_streamed(state.last_job, FEW)
         assert payload == (tmp_path / "dump.rdb").read_bytes()
         assert rdb_digest(payload) == digest(master)
 
@@ -200,7 +203,7 @@ async def test_replicas_share_one_snapshot_once_max_replicas_wait():
             jobs = {link.job for link in master.replication.replicas}
         assert len(jobs) == 1 and jobs == {state.last_job}
         assert results["first"] == results["second"]  # same offset, same RDB
-        assert_streamed(state.last_job, FEW)
+        await assert_streamed(state.last_job, FEW)
         assert rdb_digest(results["first"][1]) == digest(master)
 
 
@@ -220,7 +223,7 @@ async def test_diskless_sync_delay_holds_the_snapshot_until_it_ends():
             _, payload = await read_payload(stream, buffer)
         # Started by the delay's end, not by the request (a lower bound: never flaky).
         assert trio.current_time() - waiting_since >= 1
-        assert_streamed(state.last_job, FEW)
+        await assert_streamed(state.last_job, FEW)
         assert rdb_digest(payload) == digest(master)
 
 
@@ -241,8 +244,8 @@ async def test_a_replica_asking_during_a_diskless_transfer_waits_for_the_next_sn
             _, early_payload = await read_payload(early, early_buffer)
             _, late_payload = await read_payload(late, late_buffer)
         assert state.last_job is not first  # a second snapshot, once the first was done
-        assert_streamed(first)
-        assert_streamed(state.last_job)
+        await assert_streamed(first)
+        await assert_streamed(state.last_job)
         assert rdb_digest(early_payload) == rdb_digest(late_payload) == digest(master)
 
 
@@ -268,7 +271,7 @@ async def test_a_replica_leaving_mid_transfer_does_not_hurt_the_other():
             nursery.start_soon(stay)
             nursery.start_soon(leave)
         payload = received["payload"]
-        assert_streamed(state.last_job, FEW)
+        await assert_streamed(state.last_job, FEW)
         assert rdb_digest(payload) == digest(master)
 
 
@@ -284,7 +287,7 @@ async def test_a_stalled_replica_is_dropped_after_repl_timeout_and_the_other_fin
             # up on it; the sockets' own buffers are far smaller than the 20 MB RDB.
             _, payload = await read_payload(reading, reading_buffer)
             assert len(master.replication.replicas) == 1
-        assert_streamed(state.last_job)
+        await assert_streamed(state.last_job)
         assert rdb_digest(payload) == digest(master)
 
 
@@ -297,7 +300,7 @@ async def test_bgsave_through_the_producer_gives_a_dump_redis_checks_and_loads(t
         assert master.execute_command("BGSAVE") == b"Background saving started"
         job = state.bgsave
         await job.done.wait()
-        assert_streamed(job)
+        await assert_streamed(job)
         assert state.last_bgsave_ok
         expected = digest(master)
     checker = shutil.which("redis-check-rdb")

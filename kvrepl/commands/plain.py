@@ -52,6 +52,7 @@ from kvrepl.store.memory import STRING_ENTRY
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from kvrepl.acl import User
     from kvrepl.commands.core import Command, Engine, Session
     from kvrepl.store import Database
 
@@ -282,6 +283,21 @@ class PlainLane:
         test = user.key_check(command.spec, _SHAPES[command.name])
         return test is not None and test(key)
 
+    def _acl_tests(self, user: User) -> tuple:
+        """A restricted user's key tests for :meth:`run`, kept on the user until its rules
+        change (``User.lane_tests``): for GET and SET, a prefix that proves a key allowed
+        with one slice comparison, and its length, then the full test for the other keys
+        (no prefix: None, which no slice equals); for PFADD and PFCOUNT the full test. A
+        command the user may not run at all gets a test that is always false."""
+        tests: list[object] = []
+        for command, shape in ((self._get, _GET_SHAPE), (self._set, _SET_SHAPE)):
+            prefix = user.key_prefix(command.spec, shape)
+            tests += (prefix, len(prefix or b""), user.key_check(command.spec, shape) or _no_key)
+        tests.append(user.key_check(self._pfadd.spec, _PFADD_SHAPE) or _no_key)
+        tests.append(user.key_check(self._pfcount.spec, _PFCOUNT_SHAPE) or _no_key)
+        user.lane_tests = made = tuple(tests)
+        return made
+
     def run(self, session: Session, requests: list[list[bytes]], start: int,
             out: list[bytes], raw: bytes | None = None) -> int:
         """Run ``requests[start:]`` while each is a GET or a plain SET the lane can finish,
@@ -291,10 +307,12 @@ class PlainLane:
         are all SETs it is what the replication stream carries, without encoding again.
 
         A restricted ACL user's requests are checked here too, cheaply: whether the user
-        may run each of the four commands is found once per run, and each key is tested
-        against the patterns that grant that command's needs (``User.key_check``); a
-        request that test does not allow ends the run, and the general path gives it the
-        full check, the NOPERM error and the ACL LOG entry."""
+        may run each of the four commands is found once per change of its rules
+        (:meth:`_acl_tests`), and each key is tested against the patterns that grant that
+        command's needs (``User.key_check``; a GET or SET key first against the prefix of
+        a ``prefix*`` pattern, ``User.key_prefix``); a request that test does not allow
+        ends the run, and the general path gives it the full check, the NOPERM error and
+        the ACL LOG entry."""
         first = requests[start]
         if len(first) > 3 or first[0] not in LANE_NAMES:
             return start  # the usual case of a general command: no set-up for nothing
@@ -302,10 +320,8 @@ class PlainLane:
         user = session.user
         acl = not user.unrestricted
         if acl:
-            may_get = user.key_check(self._get.spec, _GET_SHAPE) or _no_key
-            may_set = user.key_check(self._set.spec, _SET_SHAPE) or _no_key
-            may_pfadd = user.key_check(self._pfadd.spec, _PFADD_SHAPE) or _no_key
-            may_pfcount = user.key_check(self._pfcount.spec, _PFCOUNT_SHAPE) or _no_key
+            (get_head, get_cut, may_get, set_head, set_cut, may_set, may_pfadd,
+             may_pfcount) = user.lane_tests or self._acl_tests(user)
         engine = self.engine
         nil = _NIL[session.resp3]
         heads = _BULK_HEADS
@@ -318,7 +334,7 @@ class PlainLane:
             length = len(argv)
             if length == 2 and argv[0] in _GET:
                 key = argv[1]
-                if key in expires or (acl and not may_get(key)):
+                if key in expires or (acl and key[:get_cut] != get_head and not may_get(key)):
                     break  # lazy expiry and its propagated DEL: the general path
                 value = data.get(key)
                 if value is None:
@@ -333,7 +349,7 @@ class PlainLane:
                 gets += 1
             elif length == 3 and argv[0] in _SET:
                 key = argv[1]
-                if key in expires or (acl and not may_set(key)):
+                if key in expires or (acl and key[:set_cut] != set_head and not may_set(key)):
                     break
                 value = argv[2]
                 old = get(key)

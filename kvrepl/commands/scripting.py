@@ -170,6 +170,9 @@ def script_debug(s: Session, argv: list[bytes]) -> object:
     """SCRIPT DEBUG YES|SYNC|NO: debug the client's next EVAL (see kvrepl.scripting.ldb).
     Both modes block the server while the session waits for the client, as SYNC does in
     Redis; YES rolls the session's writes back at its end, as Redis's forked session."""
+    if _replies_pending(s):
+        # The debugger writes to the socket itself: earlier replies would come after its own.
+        raise ReplyError("ERR SCRIPT DEBUG must be called outside a pipeline")
     mode = argv[2].lower()
     if mode == b"no":
         s.lua_debug = None
@@ -181,6 +184,16 @@ def script_debug(s: Session, argv: list[bytes]) -> object:
         raise ReplyError(NO_DEBUG_CHANNEL)
     s.lua_debug = mode.decode()
     return OK
+
+
+def _replies_pending(s: Session) -> bool:
+    """Whether ``s`` has replies not sent yet (in EXEC, always: Redis has its array's
+    header pending)."""
+    if s.in_exec:
+        return True
+    connections = getattr(s.engine.server, "connections", None)
+    connection = connections.get(s.id) if connections else None
+    return connection is not None and connection.replies_pending()
 
 
 @command("script|help")

@@ -8,7 +8,7 @@ import math
 import os
 import socket
 import ssl
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
 from time import time as now
 
@@ -124,6 +124,9 @@ class Connection:
         self.send_lock = trio.Lock()
         self.push_ready = trio.Event()
         self.cancel_scope = trio.CancelScope()
+        # The replies execute_buffered is gathering, not sent yet (see replies_pending);
+        # forgotten when it returns, so that a large reply is not kept past its send.
+        self.out: Sequence[bytes] = ()
         session.on_push = self.push_ready.set
         session.on_kill = self.cancel_scope.cancel
 
@@ -307,7 +310,11 @@ class Connection:
         What one read of a client ran is a turn of Redis's event loop: client-side
         caching's BCAST invalidations for the keys it modified go out at its end (Redis's
         beforeSleep), queued after its replies."""
-        result = self._execute_buffered(out)
+        self.out = out
+        try:
+            result = self._execute_buffered(out)
+        finally:
+            self.out = ()
         tracking = self.server.engine.tracking
         if tracking.due:
             tracking.broadcast()
@@ -353,6 +360,11 @@ class Connection:
             if session.closing:
                 return _CLOSE
             parser.authenticated = session.authenticated
+
+    def replies_pending(self) -> bool:
+        """Redis's clientHasPendingReplies while a command runs: replies of the requests
+        before it in what the client sent, or messages queued for it, are not sent yet."""
+        return bool(self.out) or bool(self.session.pending_out)
 
     async def finish_waiting(self, argv: list[bytes], reply: object, out: list[bytes]) -> bool:
         """Await what ``execute_buffered`` stopped at and append its reply to ``out``;

@@ -17,6 +17,7 @@ import ssl
 import trio
 
 from kvrepl.config import Config
+from kvrepl.server.tls_suites import CiphersuitesUnavailable, InvalidCiphersuites, set_ciphersuites
 
 __all__ = ["TlsError", "check", "client_context", "server_context", "wrap_client",
            "wrap_server"]
@@ -61,6 +62,15 @@ def _common(context: ssl.SSLContext, config: Config) -> None:
             context.set_ciphers(config.tls_ciphers)
         except ssl.SSLError:
             raise TlsError(f"Failed to configure ciphers: {config.tls_ciphers}") from None
+    if config.tls_ciphersuites:  # empty: OpenSSL's own TLS 1.3 suites, as Redis
+        try:
+            set_ciphersuites(context, config.tls_ciphersuites)
+        except InvalidCiphersuites:
+            raise TlsError(f"Failed to configure ciphersuites: {config.tls_ciphersuites}"
+                           ) from None
+        except CiphersuitesUnavailable as err:
+            raise TlsError(f"kvrepl cannot choose TLS 1.3 cipher suites on this Python "
+                           f"and OpenSSL ({err}); leave tls-ciphersuites empty") from None
     if config.tls_cert_file or config.tls_key_file:
         try:
             context.load_cert_chain(config.tls_cert_file, config.tls_key_file or None,
