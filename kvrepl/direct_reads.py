@@ -8,11 +8,10 @@ is due (lazy expiry deletes it and propagates its DEL in order), a value of anot
 (WRONGTYPE), an argument that is not bytes (converted, or DataError), and any state in
 which GET would do more or answer otherwise (see :func:`direct_get`).
 
-A clock read costs more than the lookup, so calls are timed by sample: one call in
-:data:`SAMPLE` is timed, and its duration stands for the calls since the previous sample
-in ``usec`` (commandstats), LATENCY HISTOGRAM and the slow log / latency monitor, as the
-plain lane does for a run of commands. Between two samples those lag by fewer than
-:data:`SAMPLE` calls; ``calls`` and the keyspace counters never lag.
+The counters are kept in one place, the engine's
+:class:`~kvrepl.commands.tally.DirectTally` (one or two increments a call instead of four),
+and folded into the public ones where those are read (INFO, CONFIG RESETSTAT); one call in
+:data:`SAMPLE` is timed and stands for the others (see that module).
 """
 
 from __future__ import annotations
@@ -21,14 +20,13 @@ from collections.abc import Callable
 from time import perf_counter
 from typing import TYPE_CHECKING
 
+from kvrepl.commands.tally import MASK, SAMPLE
+
 if TYPE_CHECKING:
     from kvrepl.commands.core import Session
     from kvrepl.node import Node
 
 __all__ = ["SAMPLE", "direct_get"]
-
-SAMPLE = 64  # a power of two: one call in SAMPLE is timed
-_MASK = SAMPLE - 1
 
 
 def direct_get(node: Node, general: Callable[[object], object],
@@ -37,27 +35,27 @@ def direct_get(node: Node, general: Callable[[object], object],
     an in-process redis-py connection's ``session``; ``general`` is GET the general way
     (what the call returns when this path steps aside).
 
-    The general path runs instead while any of these holds: keyspace notifications of
-    GET's classes or client-side caching (``lane_observed``), a MONITOR, ``maxmemory``
-    (eviction before each command), an LFU policy (its counter is not a clock), MULTI on
-    the session, LOADING, a busy script, MASTERDOWN without stale reads; for a
-    connection's session also pub/sub or MONITOR mode, pushes waiting to be read, a user
-    not authenticated or with restricted rights, CLIENT REPLY OFF/SKIP, a closing client.
+    The general path runs instead while a gate that reads meet is closed
+    (``keyspace.gates.read_open``, :mod:`kvrepl.store.gates`: keyspace notifications of
+    GET's classes or client-side caching, a MONITOR, ``maxmemory``, an LFU policy,
+    LOADING, a busy script, MASTERDOWN without stale reads), or MULTI is on the session;
+    for a connection's session also pub/sub or MONITOR mode, pushes waiting to be read, a
+    user not authenticated or with restricted rights, CLIENT REPLY OFF/SKIP, a closing
+    client.
     """
     engine = node.engine
     client = session is not None
     if session is None:
         session = node._session
     keyspace = engine.keyspace
-    stats = engine.stats
-    config = engine.config
+    gates = keyspace.gates
+    tally = engine.direct_tally
     command = engine.table[b"get"]
 
     def timed(name: bytes) -> object:
         """A sampled call: the general path's timing for the calls since the last one."""
         began = perf_counter()
-        command.calls -= 1  # counted again by the call below
-        stats.commands_processed -= 1
+        tally.gets -= 1  # counted again by the call below
         value = get(name, False)
         usec = (perf_counter() - began) * 1e6
         command.usec += usec * SAMPLE
@@ -68,43 +66,35 @@ def direct_get(node: Node, general: Callable[[object], object],
         return value
 
     def get(name: bytes, sample: bool = True) -> object:
-        db = session.db
-        if engine.lane_observed or engine.monitors or engine._maxmemory or keyspace.lfu \
-                or session.multi is not None or (engine._restricted and (
-                    engine._loading or engine._busy is not None or (
-                        engine._masterdown and not config.replica_serve_stale_data))) \
-                or client and (
-                    session.pending_out or session.channels or session.patterns
-                    or session.shard_channels or session.monitor or session.reply_off
-                    or session.reply_skip or session.closing or not session.authenticated
-                    or not session.user.unrestricted):
-            return general(name)
-        try:
-            value = db.data.get(name)
-            expires = db.expires
-            if expires and name in expires and expires[name] <= keyspace.now_ms():
-                return general(name)  # lazy expiry: deleted, DEL propagated, in order
-        except TypeError:  # unhashable: redis-py's DataError
-            return general(name)
-        if type(value) is bytes:
-            calls = command.calls = command.calls + 1
-            if sample and not calls & _MASK:
-                return timed(name)
-            keyspace.hits += 1
-            db.access[name] = keyspace.lru_clock
-            stats.commands_processed += 1
-            if client:
-                session.last_command = "get"
-            return value
-        if value is None and type(name) is bytes:
-            calls = command.calls = command.calls + 1
-            if sample and not calls & _MASK:
-                return timed(name)
-            keyspace.misses += 1
-            stats.commands_processed += 1
-            if client:
-                session.last_command = "get"
-            return None
+        if gates.read_open and session.multi is None and not (client and (
+                session.pending_out or session.channels or session.patterns
+                or session.shard_channels or session.monitor or session.reply_off
+                or session.reply_skip or session.closing or not session.authenticated
+                or not session.user.unrestricted)):
+            db = session.db
+            try:
+                value = db.data.get(name)
+                expires = db.expires
+                if expires and name in expires and expires[name] <= keyspace.now_ms():
+                    return general(name)  # lazy expiry: deleted, DEL propagated, in order
+            except TypeError:  # unhashable: redis-py's DataError
+                return general(name)
+            if type(value) is bytes:
+                gets = tally.gets = tally.gets + 1
+                if sample and not gets & MASK:
+                    return timed(name)
+                db.access[name] = keyspace.lru_clock
+                if client:
+                    session.last_command = "get"
+                return value
+            if value is None and type(name) is bytes:
+                gets = tally.gets = tally.gets + 1
+                if sample and not gets & MASK:
+                    return timed(name)
+                tally.misses += 1
+                if client:
+                    session.last_command = "get"
+                return None
         return general(name)  # another type, bytearray, a str or int argument
 
     return get

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 import redis
 import redis.client
 import trio
+from redis._parsers.helpers import parse_set_result
 from redis._parsers.hiredis import NOT_ENOUGH_DATA as _NOT_ENOUGH_DATA
 from redis.connection import AbstractConnection
 from redis.exceptions import ResponseError
@@ -252,14 +253,18 @@ class InProcessConnection(AbstractConnection):
 _NAMES: dict[str, list[bytes]] = {}
 _GET = frozenset((b"GET", b"get"))
 _SET = frozenset((b"SET", b"set"))
-_PLAIN_OPTIONS = frozenset(("keys",))  # what redis-py's parse_response only drops  # command names redis-py sends, as argv heads
+# redis-py's response_callbacks hold upper-case names: its case-insensitive ``get``,
+# without the Python call.
+_callback = dict.get
+_PLAIN_OPTIONS = frozenset(("keys",))  # what redis-py's parse_response only drops
 
 
 class InProcessRedis(redis.Redis):
     """``redis.Redis`` with a shorter way for single commands: one connection of its own,
     used directly, instead of taking one from the pool and giving it back on each call
-    (what the pool would hand out every time in a single-threaded program anyway).
-    Pipelines, pub/sub and locks use the pool as usual."""
+    (what the pool would hand out every time in a single-threaded program anyway), and
+    ``get``/``set`` whose plain forms go straight to the engine. Pipelines, pub/sub and
+    locks use the pool as usual."""
 
     _direct: InProcessConnection | None = None
 
@@ -271,30 +276,8 @@ class InProcessRedis(redis.Redis):
                 return super().execute_command(*args, **options)
             conn = self._direct = self.connection_pool.make_connection()
             conn.connect()
-        link = conn._sock
-        if not options or options.keys() <= _PLAIN_OPTIONS:
-            # GET and plain SET without the command machinery or RESP: the replies
-            # redis-py's parser would have made from the same bytes.
-            size = len(args)
-            if size == 2 and args[0] == "GET" and not link.pending and not link.closed:
-                name = args[1]
-                value = link.get(name if type(name) is bytes else conn.key(name))
-                if value is not GENERAL:
-                    if value is not None and conn.decoding:
-                        value = conn.encoder.decode(value)
-                    callback = self.response_callbacks.get("GET")
-                    return value if callback is None else callback(value)
-            elif size == 3 and args[0] == "SET" and not link.pending and not link.closed:
-                name, value = args[1], args[2]
-                argv = [b"SET", name if type(name) is bytes else conn.key(name),
-                        value if type(value) is bytes else conn.key(value)]
-                if link.node.engine.plain_lane.set(link.session, argv):
-                    link.node._durable()  # appendfsync always: on disk before the reply
-                    callback = self.response_callbacks.get("SET")
-                    ok = conn.ok
-                    return ok if callback is None else callback(ok)
         conn.send_command(*args)
-        session = link.session
+        session = conn._sock.session  # after QUIT, send_command made a new one
         if (options and not options.keys() <= _PLAIN_OPTIONS) or session.channels \
                 or session.patterns or session.monitor:
             # Undecoded replies, empty-response defaults, pushes: redis-py's own reading.
@@ -310,6 +293,45 @@ class InProcessRedis(redis.Redis):
             return response
         options.pop("keys", None)
         return callback(response, **options)
+
+    def get(self, name: Any) -> Any:
+        """redis-py's ``get``: the connection's direct GET when it may answer, without
+        redis-py's command building (the reply redis-py's parser would have made and the
+        ``GET`` response callback); otherwise redis-py's way."""
+        conn = self._direct
+        if conn is not None:
+            link = conn._sock
+            if link is not None and not link.pending and not link.closed:
+                value = link.get(name if type(name) is bytes else conn.key(name))
+                if value is not GENERAL:
+                    if value is not None and conn.encoder.decode_responses:
+                        value = conn.encoder.decode(value)
+                    callback = _callback(self.response_callbacks, "GET")
+                    return value if callback is None else callback(value)
+        return self.execute_command("GET", name, keys=[name])
+
+    def set(self, name: Any, value: Any, *args: Any, **kwargs: Any) -> Any:
+        """redis-py's ``set``. The plain form (no option given) goes to the engine's
+        plain lane when that may run it, without redis-py's argument building: redis-py's
+        DataError for a key or value it cannot encode, the ``SET`` response callback on
+        the +OK; anything else is redis-py's own ``set``."""
+        if args or kwargs:
+            return super().set(name, value, *args, **kwargs)
+        conn = self._direct
+        if conn is not None:
+            link = conn._sock
+            if link is not None and not link.pending and not link.closed:
+                node = link.node
+                if node.engine.plain_lane.set(link.session, [
+                        b"SET", name if type(name) is bytes else conn.key(name),
+                        value if type(value) is bytes else conn.key(value)]):
+                    node._durable()  # appendfsync always: on disk before the reply
+                    callback = _callback(self.response_callbacks, "SET")
+                    if callback is parse_set_result:  # redis-py's own: True for +OK
+                        return True
+                    ok = conn.ok
+                    return ok if callback is None else callback(ok)
+        return self.execute_command("SET", name, value)
 
     def close(self) -> None:
         """Close the client's own connection and its pool, as redis-py's ``close``."""
@@ -371,12 +393,14 @@ class AsyncPubSub(redis.client.PubSub):
 
 def client(node: Node, **kwargs: Any) -> redis.Redis:
     """A ``redis.Redis`` for ``node``; ``kwargs`` are redis-py's (``decode_responses``,
-    ``protocol=3``, ``db``, ``username``/``password``, ``client_name``...)."""
+    ``protocol=3``, ``db``, ``username``/``password``, ``client_name``,
+    ``single_connection_client``...)."""
     from redis._parsers import _HiredisParser
 
     kwargs.setdefault("parser_class", _HiredisParser)
+    single = kwargs.pop("single_connection_client", False)  # the client's, not a connection's
     pool = redis.ConnectionPool(connection_class=InProcessConnection, node=node, **kwargs)
-    return InProcessRedis(connection_pool=pool)
+    return InProcessRedis(connection_pool=pool, single_connection_client=single)
 
 
 __all__ = ["AsyncPubSub", "InProcessConnection", "InProcessRedis", "client"]

@@ -191,3 +191,117 @@ async def test_redis_py_get_and_set_as_the_general_path(kwargs: dict[str, object
         direct, general = replay(True), replay(False)
         assert direct == general
         assert direct[:3] == [True, True, "v" if kwargs.get("decode_responses") else b"v"]
+
+
+def _counters(node: kvrepl.Node) -> dict[str, object]:
+    info = node.info("all")  # the Python API's INFO: it folds the tally too
+    return {"hits": info["keyspace_hits"], "misses": info["keyspace_misses"],
+            "processed": info["total_commands_processed"],
+            "get": info.get("cmdstat_get", {}).get("calls", 0),
+            "set": info.get("cmdstat_set", {}).get("calls", 0)}
+
+
+async def test_tallied_counters_are_folded_where_read_and_reset() -> None:
+    """node.get and node.set count in one tally; INFO (both ways of reading it) shows the
+    same counters as the general path's, CONFIG RESETSTAT zeroes them, sampled timing
+    included (commandstats usec, LATENCY HISTOGRAM)."""
+    async def counted(direct: bool) -> list[object]:
+        async with kvrepl.Master() as node:
+            get = node.get if direct else _general(node)
+            put = node.set if direct else \
+                (lambda key, value: node.execute_command("SET", key, value))
+            seen: list[object] = []
+            for round_number in range(2):
+                for i in range(SAMPLE + 3):
+                    put(b"k%d" % i, b"v")
+                    get(b"k%d" % i)
+                    get(b"missing")
+                seen.append(_counters(node))
+                seen.append(_counters(node))  # reading twice adds nothing
+                if round_number == 0:
+                    node.execute_command("CONFIG", "RESETSTAT")
+                    seen.append(_counters(node))
+            info = node.redis().info("commandstats")
+            seen.append(all(info[name]["usec"] > 0 for name in ("cmdstat_get", "cmdstat_set")))
+            seen.append([bool(node.execute_command("LATENCY", "HISTOGRAM", name))
+                         for name in ("get", "set")])
+            return seen
+
+    direct, general = await counted(True), await counted(False)
+    assert direct == general
+    assert direct[0] == {"hits": SAMPLE + 3, "misses": SAMPLE + 3,
+                         "processed": 3 * (SAMPLE + 3), "get": 2 * (SAMPLE + 3),
+                         "set": SAMPLE + 3}
+    assert direct[2]["get"] == 0 and direct[-2:] == [True, [True, True]]
+
+
+@pytest.mark.parametrize("start", ["watch", "blocked client", "read-only replica state",
+                                   "min-replicas-to-write"])
+async def test_writes_only_gates_leave_the_direct_reads_open(start: str) -> None:
+    """What only a write could meet closes the plain lane, not the direct reads: they stay
+    direct (the tally counts them) and answer as before."""
+    async with kvrepl.Master() as node:
+        node.set("k", "v")
+        engine = node.engine
+        other = engine.new_session()
+        if start == "watch":
+            engine.execute(other, [b"WATCH", b"k"])
+        elif start == "blocked client":
+            engine.keyspace.block_key(0, b"list")
+        elif start == "read-only replica state":
+            engine.read_only = True
+        else:
+            node.execute_command("CONFIG", "SET", "min-replicas-to-write", 1)
+        gates = engine.keyspace.gates
+        assert not gates.open and gates.read_open, gates.closed()
+        before = engine.direct_tally.gets
+        assert node.get(b"k") == b"v" and node.get(b"none") is None
+        assert engine.direct_tally.gets == before + 2
+
+
+@pytest.mark.parametrize("state", ["busy script", "stale data", "stale data set later"])
+async def test_reads_refused_by_node_state_go_the_general_way(state: str) -> None:
+    """A busy script and MASTERDOWN without stale reads close the direct reads (their own
+    gates): the general path answers BUSY / MASTERDOWN as for a GET through the engine."""
+    async with kvrepl.Master() as node:
+        node.set("k", "v")
+        engine = node.engine
+        if state == "busy script":
+            engine.busy = kvrepl.ReplyError("BUSY Redis is busy running a script.")
+        elif state == "stale data":
+            node.execute_command("CONFIG", "SET", "replica-serve-stale-data", "no")
+            engine.masterdown = True
+        else:  # the setting changes while the link is down
+            engine.masterdown = True
+            assert engine.keyspace.gates.read_open
+            node.execute_command("CONFIG", "SET", "replica-serve-stale-data", "no")
+        assert not engine.keyspace.gates.read_open, engine.keyspace.gates.closed()
+        before = engine.direct_tally.gets
+        direct = _outcome(lambda: node.get(b"k"))
+        assert direct == _outcome(lambda: node.execute_command("GET", b"k"))
+        assert direct[0] == "ReplyError" and direct[1].split()[0] in ("BUSY", "MASTERDOWN")
+        assert engine.direct_tally.gets == before
+        engine.busy = None
+        engine.masterdown = False
+        assert engine.keyspace.gates.read_open
+        assert node.get(b"k") == b"v"
+
+
+def test_read_open_is_derived_from_the_registered_gates() -> None:
+    from kvrepl.store.gates import Gates
+
+    gates = Gates()
+    gates.set("a write observer", True, writes_only=True)
+    gates.set("a refusal of writes", True, clients_only=True, writes_only=True)
+    assert (gates.open, gates.link_open, gates.read_open) == (False, False, True)
+    gates.set("a new observer", True)
+    assert not gates.read_open
+    gates.set("a new observer", False)
+    assert gates.read_open
+    gates.set("a refusal of clients", True, clients_only=True)
+    assert (gates.link_open, gates.read_open) == (False, False)
+    for name in ("a refusal of clients", "a refusal of writes"):
+        gates.set(name, False, clients_only=True)
+    gates.set("a write observer", False)
+    assert (gates.open, gates.link_open, gates.read_open) == (True, True, True)
+    assert gates.closed() == []

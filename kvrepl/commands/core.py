@@ -29,6 +29,7 @@ from kvrepl.commands.spec import (
     modified_key_positions,
     modifies_only_first_argument,
 )
+from kvrepl.commands.tally import DirectTally
 from kvrepl.commands.tracking import ClientTracking, Tracking
 from kvrepl.commands.watch import WatchRegistry
 from kvrepl.config import Config
@@ -521,6 +522,7 @@ class Engine:
         self.slow_floor = float("inf")
         self.latency_tracking = True
         self.pause = ClientPause(self)
+        self.direct_tally = DirectTally(self)  # node.get/set's counters (INFO folds them)
         self.plain_lane = PlainLane(self)
         self.keyspace.expired_listeners.append(self._on_expired)
         self.config.listeners.append(self._config_changed)
@@ -534,7 +536,12 @@ class Engine:
                                 or self._busy is not None)
         gates = self.keyspace.gates
         gates.set("loading", self._loading)  # the master link's stream waits for it too
-        gates.set("node state", self._restricted and not self._loading, clients_only=True)
+        gates.set("node state", self._restricted and not self._loading, clients_only=True,
+                  writes_only=True)
+        # What refuses reads too (the direct reads read these two gates, not the states).
+        gates.set("busy script", self._busy is not None, clients_only=True)
+        gates.set("stale data", self._masterdown and not self.config.replica_serve_stale_data,
+                  clients_only=True)
 
     @property
     def restricted(self) -> bool:
@@ -619,6 +626,8 @@ class Engine:
         config, keyspace = self.config, self.keyspace
         if name == "replica-read-only":  # CONFIG SET on a replica takes effect at once
             self.read_only = config.replica_read_only and self.read_only_role()
+        elif name == "replica-serve-stale-data":
+            self._refresh_restricted()
         elif name == "loglevel":
             set_level(config.loglevel)
         elif name == "notify-keyspace-events":
@@ -644,7 +653,7 @@ class Engine:
         gates.set("maxmemory", bool(config.maxmemory))  # eviction runs before each command
         gates.set("lfu", keyspace.lfu)  # each access counts
         gates.set("min-replicas-to-write", bool(config.min_replicas_to_write),
-                  clients_only=True)
+                  clients_only=True, writes_only=True)
         if name == "maxmemory":
             self.evictor.perform()  # as CONFIG SET maxmemory does (updateMaxmemory)
 

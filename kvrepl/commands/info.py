@@ -449,6 +449,7 @@ def add_section(name: str, heading: str, fields: Section) -> None:
 
 def info_text(engine: Engine, args: list[bytes] | None = None) -> str:
     """The INFO reply for the section arguments ``args`` (none: the default sections)."""
+    engine.direct_tally.fold()  # node.get/set's counts, into the counters shown
     everything = False
     if not args:
         wanted = set(DEFAULT_SECTIONS)

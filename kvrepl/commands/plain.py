@@ -36,6 +36,7 @@ from __future__ import annotations
 from time import perf_counter
 from typing import TYPE_CHECKING
 
+from kvrepl.commands.tally import MASK, SAMPLE
 from kvrepl.notify import KEY_MISS, NEW, STRING
 from kvrepl.store.encoding import string_encoding
 from kvrepl.store.hyperloglog import (
@@ -88,11 +89,12 @@ class PlainLane:
     """GET, plain SET and the simple PFADD/PFCOUNT for an engine, without the general
     dispatch."""
 
-    __slots__ = ("engine", "gates", "_get", "_set", "_pfadd", "_pfcount")
+    __slots__ = ("engine", "gates", "tally", "_get", "_set", "_pfadd", "_pfcount")
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.gates = engine.keyspace.gates
+        self.tally = engine.direct_tally  # single SETs' counters
         self._get = engine.table[b"get"]
         self._set = engine.table[b"set"]
         self._pfadd = engine.table[b"pfadd"]
@@ -198,22 +200,28 @@ class PlainLane:
 
     def set(self, session: Session, argv: list[bytes]) -> bool:
         """One plain ``SET key value`` (the embedded API's ``node.set``); False, having done
-        nothing, when the general path must run it."""
+        nothing, when the general path must run it. Counted in the engine's
+        :class:`~kvrepl.commands.tally.DirectTally`, one call in ``SAMPLE`` timed."""
         db = session.db
         key = argv[1]
-        if key in db.expires or not self.open_for(session) or not self._allowed(
-                session, self._set, key):
+        if key in db.expires or not self.open_for(session) or not (
+                session.user.unrestricted or self._allowed(session, self._set, key)):
             return False
         value = argv[2]
-        old = db.data.get(key)
+        data = db.data
+        old = data.get(key)
         if old is None:
             db.used += STRING_ENTRY + len(key) + len(value)
         elif type(old) is bytes:
             db.used += len(value) - len(old)
         else:
             return False
-        began = perf_counter()
-        db.data[key] = value
+        tally = self.tally
+        sets = tally.sets = tally.sets + 1
+        sampled = not sets & MASK
+        if sampled:
+            began = perf_counter()
+        data[key] = value
         engine = self.engine
         db.access[key] = engine.keyspace.lru_clock
         engine.dirty += 1
@@ -224,12 +232,21 @@ class PlainLane:
             replication = engine.replication
             if replication is not None:
                 session.woff = replication.master_repl_offset
-        spent = (perf_counter() - began) * 1e6
-        self._record(self._set, 1, spent)
-        if spent >= engine.slow_floor:
-            engine.observe_slow(session, self._set, argv, spent)
+        if sampled:
+            self._sampled(session, argv, (perf_counter() - began) * 1e6)
         session.last_command = "set"
         return True
+
+    def _sampled(self, session: Session, argv: list[bytes], usec: float) -> None:
+        """The timing of a sampled single SET, standing for ``SAMPLE`` calls (commandstats
+        time, LATENCY HISTOGRAM); the slow log and latency monitor see it as it was."""
+        command = self._set
+        command.usec += usec * SAMPLE
+        engine = self.engine
+        if engine.latency_tracking:
+            command.record_latency(usec, SAMPLE)
+        if usec >= engine.slow_floor:
+            engine.observe_slow(session, command, argv, usec)
 
     def get(self, session: Session, key: bytes) -> bytes | None:
         """One ``GET key`` (an in-process redis-py connection's), its reply encoded; None,

@@ -186,6 +186,7 @@ def config_set(s: Session, argv: list[bytes]) -> object:
 
 def reset_stats(engine: Engine) -> None:
     """CONFIG RESETSTAT: zero INFO's counters and the per-command statistics."""
+    engine.direct_tally.fold()  # its calls are zeroed below with the others
     fresh = CommandStats()
     for item in dataclasses.fields(CommandStats):
         # In place: the server's connection loops hold on to the stats object.

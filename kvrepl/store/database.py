@@ -454,21 +454,22 @@ class Keyspace:
     def add_before_write_hook(self, hook: BeforeWriteHook) -> None:
         """Call ``hook(db, key)`` before every write (WATCH, a snapshot's copy-on-write)."""
         self.before_write_hooks.append(hook)
-        self.gates.set("before-write hooks", True)
+        self.gates.set("before-write hooks", True, writes_only=True)
 
     def remove_before_write_hook(self, hook: BeforeWriteHook) -> None:
         self.before_write_hooks.remove(hook)
-        self.gates.set("before-write hooks", bool(self.before_write_hooks))
+        self.gates.set("before-write hooks", bool(self.before_write_hooks),
+                       writes_only=True)
 
     def block_key(self, db: int, key: bytes) -> None:
         """A client waits for ``key`` of ``db`` (BLPOP, XREAD BLOCK...)."""
         self.blocked_keys.add((db, key))
-        self.gates.set("blocked clients", True)
+        self.gates.set("blocked clients", True, writes_only=True)
 
     def unblock_key(self, db: int, key: bytes) -> None:
         """No client waits for ``key`` of ``db`` any more."""
         self.blocked_keys.discard((db, key))
-        self.gates.set("blocked clients", bool(self.blocked_keys))
+        self.gates.set("blocked clients", bool(self.blocked_keys), writes_only=True)
 
     def now_ms(self) -> int:
         """Unix time in ms; frozen for the length of one command, as Redis's ``mstime`` is."""
