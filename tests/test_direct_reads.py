@@ -305,3 +305,18 @@ def test_read_open_is_derived_from_the_registered_gates() -> None:
     gates.set("a write observer", False)
     assert (gates.open, gates.link_open, gates.read_open) == (True, True, True)
     assert gates.closed() == []
+
+
+async def test_slowlog_of_every_command_sees_every_direct_call() -> None:
+    # slowlog-log-slower-than 0 logs every command in Redis; sampled timing would log one
+    # embedded call in SAMPLE, so that setting closes the lanes.
+    async with kvrepl.Master(slowlog_log_slower_than=0, slowlog_max_len=1000) as master:
+        master.execute_command("SLOWLOG", "RESET")
+        for i in range(SAMPLE):
+            master.set(b"k%d" % i, b"v")
+            assert master.get(b"k%d" % i) == b"v"
+            assert master.redis().get(b"k%d" % i) == b"v"
+            assert master.redis().set(b"j%d" % i, b"v")
+        logged = [entry[3] for entry in master.execute_command("SLOWLOG", "GET", "-1")]
+        assert sum(args[0].upper() == b"SET" for args in logged) == 2 * SAMPLE
+        assert sum(args[0].upper() == b"GET" for args in logged) == 2 * SAMPLE

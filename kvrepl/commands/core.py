@@ -652,6 +652,8 @@ class Engine:
         gates = keyspace.gates
         gates.set("maxmemory", bool(config.maxmemory))  # eviction runs before each command
         gates.set("lfu", keyspace.lfu)  # each access counts
+        # "Log every command": the lanes time one call in a sample or a run as a whole.
+        gates.set("slowlog-every-command", slower_than == 0)
         gates.set("min-replicas-to-write", bool(config.min_replicas_to_write),
                   clients_only=True, writes_only=True)
         if name == "maxmemory":
