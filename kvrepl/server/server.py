@@ -324,7 +324,10 @@ class Connection:
         general = self.server.general_lane
         while True:
             # The plain lane is asked only when the next request is one of its commands: a
-            # general command pays one set lookup for it, not the lane's checks.
+            # general command pays one set lookup for it, not the lane's checks. Other
+            # requests go through the general lane (commands/dispatch.py) while it can take
+            # them; whatever it leaves, or must hand back (argv set: a reply to await, to
+            # send after pushes, or before closing), is finished here as ever.
             requests, position, raw = parser.ready_requests()
             argv = None
             if position < len(requests):
