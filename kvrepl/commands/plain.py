@@ -85,6 +85,19 @@ def _no_key(_key: bytes) -> bool:
     return False
 
 
+def plain_session(session: Session) -> bool:
+    """Nothing about ``session`` could refuse a command or change how its reply is sent:
+    no MULTI, pub/sub context, MONITOR or replica link, no replies queued or silenced,
+    logged in, not closing."""
+    return not (
+        session.multi is not None or not session.authenticated
+        or session.channels or session.patterns or session.shard_channels
+        or session.reply_off or session.reply_skip or session.is_master
+        or session.is_replica or session.monitor or session.closing
+        or session.pending_out or session.after_reply
+    )
+
+
 class PlainLane:
     """GET, plain SET and the simple PFADD/PFCOUNT for an engine, without the general
     dispatch."""
@@ -109,13 +122,7 @@ class PlainLane:
         session's part: no MULTI, pub/sub context, MONITOR or replica link, no replies
         queued, and a user that may log in (a restricted one is checked per run, see
         :meth:`run`)."""
-        return self.gates.open and not (
-            session.multi is not None or not session.authenticated
-            or session.channels or session.patterns or session.shard_channels
-            or session.reply_off or session.reply_skip or session.is_master
-            or session.is_replica or session.monitor or session.closing
-            or session.pending_out or session.after_reply
-        )
+        return self.gates.open and plain_session(session)
 
     def _context(self, session: Session) -> tuple[Database, dict[bytes, object],
                                                    dict[bytes, int], dict[bytes, int], int,

@@ -338,6 +338,9 @@ def _split_plain(data: bytes | bytearray, start: int
         return None
     end = len(data)
     cut = data.rfind(b"\r\n*", start) + 2
+    while cut > start + 1 and data[cut + 1:cut + 2] == b"\r":
+        # "*" CR LF is an argument "*" (XADD's ID), not a request's "*<count>": look before.
+        cut = data.rfind(b"\r\n*", start, cut) + 2
     if cut <= start + 1:
         cut = end
     split = _plain_up_to(data, start, cut)

@@ -70,6 +70,10 @@ def format_double(value: float) -> bytes:
     return b"%.17g" % value
 
 
+_SMALL_INT_LIMIT = 1024
+_SMALL_INTS = [b":%d\r\n" % number for number in range(_SMALL_INT_LIMIT)]
+
+
 def encode(value: object, resp3: bool = False) -> bytes:
     """The RESP bytes of one reply value."""
     kind = type(value)
@@ -78,7 +82,8 @@ def encode(value: object, resp3: bool = False) -> bytes:
     if value is OK:
         return b"+OK\r\n"
     if kind is int:
-        return b":%d\r\n" % value
+        # ZADD, SADD, INCR, SETBIT...: most integer replies are small counts.
+        return _SMALL_INTS[value] if 0 <= value < _SMALL_INT_LIMIT else b":%d\r\n" % value
     if value is None:
         return b"_\r\n" if resp3 else b"$-1\r\n"
     if kind is Status:

@@ -16,6 +16,8 @@ import trio
 
 from kvrepl import persistence
 from kvrepl.commands.core import POSTPONED, Block, Engine, Session
+from kvrepl.commands.dispatch import AWAITED as _AWAITED
+from kvrepl.commands.dispatch import GeneralLane
 from kvrepl.commands.migrate import MigrateJob
 from kvrepl.commands.plain import LANE_NAMES
 from kvrepl.commands.replication import StartReplication, WaitReplicas
@@ -53,9 +55,6 @@ _DENIED = (
 RECEIVE_SIZE = 64 * 1024
 _DISCONNECTED = object()
 _CLOSE = object()  # end the connection once the replies so far are sent
-# replies the loop must await
-_AWAITED = frozenset((Block, WaitReplicas, StartReplication, type(POSTPONED),
-                      ShutdownWait, MigrateJob))
 # Their confirmations are pushes: CLIENT REPLY OFF/SKIP does not silence them (CLIENT_PUSHING).
 _SUBSCRIBING = frozenset((b"subscribe", b"psubscribe", b"ssubscribe", b"unsubscribe",
                           b"punsubscribe", b"sunsubscribe"))
@@ -329,23 +328,33 @@ class Connection:
         execute = engine.execute
         lane = engine.plain_lane
         lane_names = LANE_NAMES
+        general = self.server.general_lane
         while True:
-            # The lane is asked only when the next request is one of its commands: a
-            # general command pays one set lookup for it, not the lane's checks.
+            # The plain lane is asked only when the next request is one of its commands: a
+            # general command pays one set lookup for it, not the lane's checks. Other
+            # requests go through the general lane (commands/dispatch.py) while it can take
+            # them; whatever it leaves, or must hand back (argv set: a reply to await, to
+            # send after pushes, or before closing), is finished here as ever.
             requests, position, raw = parser.ready_requests()
-            if position < len(requests) and requests[position][0] in lane_names \
-                    and lane.open_for(session):
-                parser.skip_ready(lane.run(session, requests, position, out, raw))
-            try:
-                argv = parser.next_request()
-            except ProtocolError as err:
-                self.drain_pushes(out)
-                out.append(encode_error(f"ERR {err}"))
-                logger.debug("Client closed for protocol error: %s", err)
-                return _CLOSE
-            if argv is NEED_DATA:
-                return None
-            reply = execute(session, argv)
+            argv = None
+            if position < len(requests):
+                if requests[position][0] in lane_names:
+                    if lane.open_for(session):
+                        parser.skip_ready(lane.run(session, requests, position, out, raw))
+                elif general.open_for(session):
+                    position, argv, reply = general.run(session, requests, position, out)
+                    parser.skip_ready(position)
+            if argv is None:
+                try:
+                    argv = parser.next_request()
+                except ProtocolError as err:
+                    self.drain_pushes(out)
+                    out.append(encode_error(f"ERR {err}"))
+                    logger.debug("Client closed for protocol error: %s", err)
+                    return _CLOSE
+                if argv is NEED_DATA:
+                    return None
+                reply = execute(session, argv)
             if type(reply) in _AWAITED:
                 return argv, reply
             if session.reply_off or session.reply_skip:
@@ -461,6 +470,7 @@ class Server:
         self.config = self.engine.config
         self.blocking = BlockingManager(self.engine)
         self.reactor = Reactor(self.engine) if REACTOR_AVAILABLE else None
+        self.general_lane = GeneralLane(self.engine)
         self.port: int | None = None
         self.connections: dict[int, Connection] = {}
         self._shutdown = trio.Event()
