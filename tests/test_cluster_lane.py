@@ -6,12 +6,15 @@ keyspace, memory estimate, ownership records and counters. A shard's full sync
 
 from __future__ import annotations
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from kvrepl.node import Node
 from kvrepl.rdb import LoadResult, StagedLoad
 from kvrepl.replication.cluster import Cluster, ClusterFollower, ShardLink
 from kvrepl.replication.handshake import StreamBatch
 from kvrepl.replication.stream import encode_command
-from kvrepl.replication.topology import SLOTS, Shard, key_slot
+from kvrepl.replication.topology import SLOTS, Shard, all_in_slots, key_slot, slot_table
 
 HALF = SLOTS // 2
 
@@ -163,6 +166,57 @@ def test_a_shard_full_sync_measures_what_a_recount_would_and_records_foreign_key
     measured_right()
     assert sorted(db.data) == sorted([a_keys[0], *b_keys[1:]])
     assert not ownership.taken
+
+
+def test_a_first_sync_replaces_keys_a_retired_shard_left_to_its_slots_owner() -> None:
+    """A link that never loaded may still hold keys: those a retired shard held in its slots
+    (they became the slots' owner's). Its first snapshot replaces them, measured right; a
+    first snapshot of its own slots' keys only, with nothing left to it, merges without
+    searching (and measures right too)."""
+    follower = Follower(lane=True)
+    db = follower.node.engine.keyspace.dbs[0]
+    a_keys = [_key("a", True, n) for n in range(3)]
+    b_keys = [_key("b", False, n) for n in range(3)]
+
+    def measured_right() -> None:
+        used = db.used
+        db.recount()
+        assert db.used == used
+
+    _load(follower.b, {k: b"b" * 10 for k in b_keys}, {}, {})
+    # B writes a key of A's slots (B takes it), then B retires and is dropped: the key is
+    # A's now, although A never loaded.
+    follower.feed(follower.b, [b"SET", a_keys[0], b"from-b" * 20])
+    cluster = follower.follower
+    cluster.retiring.append(follower.b)
+    cluster.drop(follower.b)
+    assert not cluster.ownership.moving
+    _load(follower.a, {k: b"a" * 7 for k in a_keys}, {}, {a_keys[0]: 10**13})
+    measured_right()
+    assert db.data[a_keys[0]] == b"a" * 7 and db.expires[a_keys[0]] == 10**13
+    # Without anything released: a new follower, B loads, then A's first snapshot.
+    clean = Follower(lane=True)
+    db = clean.node.engine.keyspace.dbs[0]
+    _load(clean.b, {k: b"b" * 10 for k in b_keys}, {}, {})
+    _load(clean.a, {k: b"a" * 7 for k in a_keys}, {}, {})
+    measured_right()
+    assert sorted(db.data) == sorted(a_keys + b_keys)
+
+
+@given(st.lists(st.binary(max_size=12), max_size=40), st.sets(st.integers(0, SLOTS - 1)),
+       st.booleans())
+@settings(max_examples=200, deadline=None)
+def test_all_in_slots_agrees_with_key_slot(keys: list[bytes], extra: set[int],
+                                           with_keys: bool) -> None:
+    """``all_in_slots`` (a shard's full sync checks its keys with it) says True only when
+    every key's slot is flagged, and says it whenever no key has a hash tag's ``{``."""
+    flagged = extra | ({key_slot(key) for key in keys} if with_keys else set())
+    mine = [slot in flagged for slot in range(SLOTS)]
+    exact = all(mine[key_slot(key)] for key in keys)
+    said = all_in_slots(keys, slot_table(mine))
+    assert said <= exact
+    if not any(b"{" in key for key in keys):
+        assert said == exact
 
 
 LIB = b"#!lua name=%s\nredis.register_function('%s', function() return %d end)"

@@ -7,7 +7,9 @@ fallback) in, :class:`Shard` values out; :func:`key_slot` is Redis's ``keyHashSl
 from __future__ import annotations
 
 from binascii import crc_hqx
+from collections.abc import Collection
 from dataclasses import dataclass
+from itertools import repeat
 
 SLOTS = 16384
 
@@ -21,6 +23,22 @@ def key_slot(key: bytes) -> int:
         if end > start + 1:
             key = key[start + 1:end]
     return crc_hqx(key, 0) & (SLOTS - 1)
+
+
+def slot_table(mine: list[bool]) -> bytes:
+    """For :func:`all_in_slots`: ``mine`` (one flag per slot) indexed by a key's CRC16, of
+    which a slot is the low 14 bits (so the 16,384 flags, four times)."""
+    return bytes(mine) * (65536 // SLOTS)
+
+
+def all_in_slots(keys: Collection[bytes], table: bytes) -> bool:
+    """Whether every key's slot is flagged in ``table`` (:func:`slot_table`), without a
+    Python call per key (a shard's full sync checks its hundreds of thousands of keys).
+    False when some key has a ``{`` (its slot may be its hash tag's): the caller then asks
+    :func:`key_slot` about each key."""
+    if b"{" in b"".join(keys):
+        return False
+    return all(map(table.__getitem__, map(crc_hqx, keys, repeat(0))))
 
 
 @dataclass(frozen=True)
