@@ -219,6 +219,32 @@ def test_all_in_slots_agrees_with_key_slot(keys: list[bytes], extra: set[int],
         assert said == exact
 
 
+def test_info_replication_and_role_show_a_follower_as_a_replica_of_its_shards() -> None:
+    """role:slave; the first shard's primary and offsets; the link up only while every
+    shard's is; ROLE says the same."""
+    follower = Follower(lane=True)
+    node = follower.node
+    node.cluster_follower = follower.follower
+
+    def info() -> dict:
+        return node.info("replication")
+
+    assert info()["role"] == "slave"
+    assert (info()["master_host"], info()["master_port"]) == ("127.0.0.1", 1)
+    assert info()["master_link_status"] == "down"
+    assert info()["master_link_down_since_seconds"] == -1  # never connected
+    assert node.execute_command("ROLE")[0] == b"slave"
+    follower.a.link_up = follower.a.ever_connected = True
+    follower.a.reploff = 1234
+    assert info()["master_link_status"] == "down"  # B's is not up
+    follower.b.link_up = follower.b.ever_connected = True
+    assert info()["master_link_status"] == "up"
+    assert info()["slave_repl_offset"] == 1234  # shard0's, beside its master_host/port
+    assert info()["master_sync_in_progress"] == 0
+    assert node.execute_command("ROLE")[:4] == [b"slave", b"127.0.0.1", 1, b"connected"]
+    assert node.execute_command("ROLE")[4] == 1234
+
+
 LIB = b"#!lua name=%s\nredis.register_function('%s', function() return %d end)"
 
 

@@ -772,6 +772,10 @@ class ClusterFollower:
             nursery.start_soon(watch)
         return finished
 
+    def as_one_link(self) -> FollowerLink:
+        """The follower as INFO replication and ROLE show it: see :class:`FollowerLink`."""
+        return FollowerLink(self)
+
     def info_lines(self) -> list[str]:
         lines = [f"cluster_follow_shards:{len(self.links)}",
                  f"cluster_follow_links_up:{sum(link.link_up for link in self.links)}",
@@ -789,6 +793,35 @@ class ClusterFollower:
                 f"replid={link.replication.replid},full_syncs={link.full_syncs},"
                 f"partial_syncs={link.partial_syncs},superseded={link.superseded}")
         return lines
+
+
+class FollowerLink:
+    """A cluster follower seen as one replica link, for what INFO replication and ROLE
+    read of a node's link to its master: a follower is a replica (``role:slave``), as
+    redis-py and redis-cli users expect of a read-only copy. The fields that name one
+    master (``master_host``, ``master_port``, the offsets) are the first shard's
+    (``shard0`` of INFO shards, which lists every shard); ``master_link_status`` is up
+    only while every shard's link is, ``master_sync_in_progress`` is 1 while any shard
+    syncs (its byte counts add those shards'), and the last I/O is the stalest link's."""
+
+    def __init__(self, follower: ClusterFollower) -> None:
+        links = follower.links
+        first = links[0] if links else None
+        down = [link for link in links if not link.link_up]
+        syncing = [link for link in links if link.sync_in_progress]
+        self.host, self.port = (first.host, first.port) if first else follower.cluster.seeds[0]
+        self.link_up = bool(links) and not down
+        self.state = "connected" if self.link_up else down[0].state if down else "connect"
+        self.last_io = min((link.last_io for link in links), default=0.0)
+        self.ever_connected = bool(down) and down[0].ever_connected
+        self.link_down_since = down[0].link_down_since if down else 0.0
+        self.sync_in_progress = bool(syncing)
+        sizes = [link.transfer_size for link in syncing]
+        self.transfer_size = -1 if not sizes or min(sizes) < 0 else sum(sizes)
+        self.transfer_read = sum(link.transfer_read for link in syncing)
+        self.knows_offset = first is not None and first.knows_offset
+        self.reploff = first.reploff if first else 0
+        self.read_reploff = first.read_reploff if first else 0
 
 
 def _overlap(a: Shard, b: Shard) -> bool:
