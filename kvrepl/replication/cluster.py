@@ -38,6 +38,7 @@ from kvrepl.commands.spec import has_keys, keys_of, modifies_only_first_argument
 from kvrepl.errors import ReplicaPanic, ReplyError
 from kvrepl.log import logger
 from kvrepl.rdb import LoadResult, StagedLoad
+from kvrepl.replication.handshake import StreamBatch
 from kvrepl.replication.master import NO_REPLID, new_replid
 from kvrepl.replication.replica import ReplicaOf, UnableToConnect
 from kvrepl.replication.stream import encode_command
@@ -317,6 +318,7 @@ class ShardLink(ReplicaOf):
         if kind is None:
             kind = self._kind(argv[0])
         follower = self.follower
+        follower.lane_link = None  # this command's origin is set below
         if kind == _FLUSH:
             follower.flush(self)
             return None
@@ -472,11 +474,11 @@ class ShardLink(ReplicaOf):
         """The end of the run from ``start`` the plain lane may apply without ``_admit``
         (``ReplicaOf.lane_run``): three-word commands whose key's slot is this shard's
         while no slot is moving, which ``_admit`` would return unchanged without recording
-        anything. Nothing while a ``changes()`` stream listens: each change carries the
-        shard and slot it came from (``origin``), set per command by ``_admit``."""
+        anything. A ``changes()`` stream gets each change's shard and slot from
+        :meth:`ClusterFollower.origin_of` (this link, the key's slot) during the run."""
         follower = self.follower
         ownership = follower.ownership
-        if ownership.moving or follower.engine.propagate_listeners:
+        if ownership.moving:
             return start
         owner = ownership.owner
         end = start
@@ -486,7 +488,15 @@ class ShardLink(ReplicaOf):
             if owner[key_slot(argv[1])] is not self:
                 break
             end += 1
+        if end > start:
+            follower.lane_link = self  # its changes come from our shard (origin_of)
         return end
+
+    def _apply_batch(self, batch: StreamBatch) -> list[int]:
+        try:
+            return super()._apply_batch(batch)
+        finally:
+            self.follower.lane_link = None
 
     def _continue(self, event: object) -> None:
         super()._continue(event)  # type: ignore[arg-type]
@@ -527,6 +537,7 @@ class ClusterFollower:
     refreshes: int = 0
     last_error: str = ""
     origin: tuple[str, int] | None = None  # the shard and slot of the write being applied
+    lane_link: ShardLink | None = None  # the link whose plain-lane run is being applied
 
     def __post_init__(self) -> None:
         self.ownership = Ownership(self.engine.keyspace.dbs[0])
@@ -558,6 +569,15 @@ class ClusterFollower:
                     await self._kick.wait()
                 self._kick = trio.Event()
                 await trio.sleep(0.1)  # several events in a row: one discovery
+
+    def origin_of(self, argv: list[bytes]) -> tuple[str, int]:
+        """The shard (its primary's node id) and slot the write ``argv`` being applied came
+        from, for ``changes()``: set per command by ``ShardLink._admit``, or, in a run of
+        the plain lane, the running link's and the key's slot."""
+        link = self.lane_link
+        if link is not None:
+            return link.shard.primary, key_slot(argv[1])
+        return self.origin or ("", -1)
 
     def suspect(self) -> None:
         """Something suggests the layout changed: read it again soon."""
