@@ -45,8 +45,8 @@ from kvrepl.replication.stream import encode_command
 from kvrepl.replication.topology import (
     SLOTS,
     Shard,
-    all_in_slots,
     key_slot,
+    keys_in_slots,
     parse_shards,
     parse_slots,
     slot_table,
@@ -213,12 +213,12 @@ class Ownership:
         data = self.db.data
         if data and changed:
             taken, left = self.taken, self.left
-            for key in list(data):
-                slot = key_slot(key)
-                before = old[slot]
-                if before is not None and before is not owner[slot] and key not in taken \
-                        and key not in left:
-                    left[key] = before
+            moved = [False] * SLOTS
+            for slot in changed:
+                moved[slot] = True
+            for key in keys_in_slots(data, slot_table(moved)):
+                if key not in taken and key not in left:
+                    left[key] = old[key_slot(key)]
         for records in (self.taken, self.left):
             for key, holder in list(records.items()):
                 if holder is owner[key_slot(key)] or key not in data:
@@ -227,8 +227,7 @@ class Ownership:
     def keys_of(self, link: object) -> list[bytes]:
         """The keys ``link`` holds (a walk over the whole db: full syncs and flushes only)."""
         if not self.moving:
-            owner = self.owner
-            return [key for key in self.db.data if owner[key_slot(key)] is link]
+            return keys_in_slots(self.db.data, slot_table([o is link for o in self.owner]))
         return [key for key in self.db.data if self.holder(key, key_slot(key)) is link]
 
     def release(self, link: object) -> None:
@@ -459,16 +458,11 @@ class ShardLink(ReplicaOf):
 
     def _not_ours(self, fresh: dict[bytes, object]) -> list[bytes]:
         """The keys of ``fresh`` whose slot this shard does not own (all of them while
-        slots move: each gets a record). Usually none: proven without a Python call per
-        key unless keys have hash tags (then a comprehension over ``key_slot``, measured
-        faster than computing each slot through ``map`` chains of C functions)."""
+        slots move: each gets a record). Usually none."""
         ownership = self.follower.ownership
         if ownership.moving:
             return list(fresh)
-        owner = ownership.owner
-        if all_in_slots(fresh, slot_table([link is self for link in owner])):
-            return []
-        return [key for key in fresh if owner[key_slot(key)] is not self]
+        return keys_in_slots(fresh, slot_table([link is not self for link in ownership.owner]))
 
     def lane_run_of(self, argvs: list[list[bytes]], start: int) -> int:
         """The end of the run from ``start`` the plain lane may apply without ``_admit``
