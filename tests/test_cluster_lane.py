@@ -6,10 +6,12 @@ keyspace, memory estimate, ownership records and counters. A shard's full sync
 
 from __future__ import annotations
 
+import pytest
 import trio
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from kvrepl.errors import ReplyError
 from kvrepl.node import Node
 from kvrepl.rdb import LoadResult, StagedLoad
 from kvrepl.replication.cluster import Cluster, ClusterFollower, ShardLink
@@ -264,6 +266,8 @@ def test_info_replication_and_role_show_a_follower_as_a_replica_of_its_shards() 
     assert info()["master_sync_in_progress"] == 0
     assert node.execute_command("ROLE")[:4] == [b"slave", b"127.0.0.1", 1, b"connected"]
     assert node.execute_command("ROLE")[4] == 1234
+    with pytest.raises(ReplyError, match="WAIT cannot be used with replica instances"):
+        node.execute_command("WAIT", 1, 0)
 
 
 LIB = b"#!lua name=%s\nredis.register_function('%s', function() return %d end)"

@@ -164,7 +164,7 @@ def role(s: Session, argv: list[bytes]) -> object:
 @command("wait")
 def wait(s: Session, argv: list[bytes]) -> object:
     node = getattr(s.engine, "node", None)
-    if getattr(node, "following", None) is not None:
+    if _followed(node) is not None:  # a replica, or a cluster follower (role:slave too)
         raise ReplyError(WAIT_ON_REPLICA)
     count = _int(argv[1])
     timeout = _int(argv[2])
