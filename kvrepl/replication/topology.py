@@ -36,8 +36,8 @@ def keys_in_slots(keys: Iterable[bytes], table: bytes) -> list[bytes]:
     no Python call per key but ``crc_hqx``: a shard's full sync and a layout read that
     sees slots move check every key (measured ~75 ms a million keys, a third of what
     :func:`key_slot` per key takes)."""
-    # A key with a "{" may have a hash tag, whose CRC is its slot's, not the whole key's:
-    # kept by the first pass, then decided by key_slot.
+    # A key with a "{" may have a hash tag (its slot is then the tag's CRC's, not the whole
+    # key's): the first pass keeps every such key, the second decides it by key_slot.
     found = [key for key in keys if table[crc_hqx(key, 0)] or _BRACE in key]
     return [key for key in found if _BRACE not in key or table[key_slot(key)]]
 
