@@ -182,7 +182,7 @@ class ChangeStream:
     def _listen(self, db: int, argv: list[bytes]) -> None:
         cluster = self._cluster
         if cluster is not None:
-            primary, slot = cluster.origin or ("", -1)
+            primary, slot = cluster.origin_of(argv)
             change: Change = ShardChange(db, argv[0], tuple(argv[1:]), primary, slot)
         else:
             change = Change(db, argv[0], tuple(argv[1:]))

@@ -112,6 +112,14 @@ async def test_one_keyspace_for_the_whole_cluster(nodes: RedisClusterNodes) -> N
         for shard in shards:
             assert shard["link"] == "up" and shard["full_syncs"] == 1
             assert shard["superseded"] == 0
+        # INFO replication: a replica, of the first shard's primary as far as one master
+        # is named, its link up since every shard's is.
+        replication = replica.info("replication")
+        first = replica.cluster_follower.links[0]
+        assert replication["role"] == "slave" and replication["master_link_status"] == "up"
+        assert (replication["master_host"], replication["master_port"]) == (first.host,
+                                                                            first.port)
+        assert info["shard0"]["port"] == first.port
     client.close()
 
 
@@ -338,6 +346,13 @@ def test_kvrepl_server_serves_the_whole_cluster_as_one_node(nodes: RedisClusterN
         info = dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
         assert info["cluster_follow_links_up"] == info["cluster_follow_shards"] == str(
             len(nodes.primaries()))
+        text = server.execute_command("INFO", "replication").decode()
+        replication = dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
+        assert replication["role"] == "slave" and replication["master_link_status"] == "up"
+        role = subprocess.run(["redis-cli", "-p", str(port), "ROLE"], capture_output=True,
+                              text=True, check=True)
+        assert role.stdout.split()[:4] == ["slave", replication["master_host"],
+                                           replication["master_port"], "connected"]
         cli = subprocess.run(["redis-cli", "-p", str(port), "GET", "server:0"],
                              capture_output=True, text=True, check=True)
         assert cli.stdout.strip() == "v0"

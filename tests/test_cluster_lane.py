@@ -6,12 +6,18 @@ keyspace, memory estimate, ownership records and counters. A shard's full sync
 
 from __future__ import annotations
 
+import pytest
+import trio
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from kvrepl.errors import ReplyError
 from kvrepl.node import Node
 from kvrepl.rdb import LoadResult, StagedLoad
 from kvrepl.replication.cluster import Cluster, ClusterFollower, ShardLink
 from kvrepl.replication.handshake import StreamBatch
 from kvrepl.replication.stream import encode_command
-from kvrepl.replication.topology import SLOTS, Shard, key_slot
+from kvrepl.replication.topology import SLOTS, Shard, key_slot, keys_in_slots, slot_table
 
 HALF = SLOTS // 2
 
@@ -119,11 +125,32 @@ def test_the_lane_and_the_general_path_give_the_same_keyspace_and_records() -> N
     assert state[3] and state[5]  # some keys were taken, A's stale SET superseded
 
 
-def test_the_lane_steps_aside_while_a_changes_stream_needs_each_writes_origin() -> None:
-    follower = Follower(lane=True)
-    follower.node.engine.propagate_listeners.append(lambda db, argv: None)
-    follower.feed(follower.a, [b"SET", _key("a", True), b"1"])
-    assert follower.lane_runs == 0
+def test_with_a_changes_stream_the_lane_runs_and_each_change_names_its_shard() -> None:
+    """A ``changes()`` stream gets the same changes, each with the shard and slot it came
+    from, whether runs of SETs took the lane or the general path."""
+    seen = {}
+    for lane in (True, False):
+        follower = Follower(lane)
+        follower.node.cluster_follower = follower.follower  # changes() name the shard
+        stream = follower.node.changes()
+        _scenario(follower)
+        got = []
+        while True:
+            try:
+                got.append(stream._receive.receive_nowait())
+            except trio.WouldBlock:
+                break
+        # A relative TTL propagates as PXAT of the clock at the time: not compared.
+        seen[lane] = [change[:2] + (tuple(b"<time>" if a[:1].isdigit() and i and
+                                          change.args[i - 1].upper() == b"PXAT" else a
+                                          for i, a in enumerate(change.args)),) + change[3:]
+                      for change in got]
+        assert (follower.lane_runs > 0) == lane
+    assert seen[True] == seen[False]
+    sets = [change for change in seen[True] if change[1].upper() == b"SET"]
+    assert len(sets) > 10
+    for _, _, args, primary, slot in sets:
+        assert primary in ("A", "B") and slot == key_slot(args[0])
 
 
 def _load(link: ShardLink, strings: dict[bytes, bytes], others: dict[bytes, object],
@@ -163,6 +190,84 @@ def test_a_shard_full_sync_measures_what_a_recount_would_and_records_foreign_key
     measured_right()
     assert sorted(db.data) == sorted([a_keys[0], *b_keys[1:]])
     assert not ownership.taken
+
+
+def test_a_first_sync_replaces_keys_a_retired_shard_left_to_its_slots_owner() -> None:
+    """A link that never loaded may still hold keys: those a retired shard held in its slots
+    (they became the slots' owner's). Its first snapshot replaces them, measured right; a
+    first snapshot of its own slots' keys only, with nothing left to it, merges without
+    searching (and measures right too)."""
+    follower = Follower(lane=True)
+    db = follower.node.engine.keyspace.dbs[0]
+    a_keys = [_key("a", True, n) for n in range(3)]
+    b_keys = [_key("b", False, n) for n in range(3)]
+
+    def measured_right() -> None:
+        used = db.used
+        db.recount()
+        assert db.used == used
+
+    _load(follower.b, {k: b"b" * 10 for k in b_keys}, {}, {})
+    # B writes a key of A's slots (B takes it), then B retires and is dropped: the key is
+    # A's now, although A never loaded.
+    follower.feed(follower.b, [b"SET", a_keys[0], b"from-b" * 20])
+    cluster = follower.follower
+    cluster.retiring.append(follower.b)
+    cluster.drop(follower.b)
+    assert not cluster.ownership.moving
+    _load(follower.a, {k: b"a" * 7 for k in a_keys}, {}, {a_keys[0]: 10**13})
+    measured_right()
+    assert db.data[a_keys[0]] == b"a" * 7 and db.expires[a_keys[0]] == 10**13
+    # Without anything released: a new follower, B loads, then A's first snapshot.
+    clean = Follower(lane=True)
+    db = clean.node.engine.keyspace.dbs[0]
+    _load(clean.b, {k: b"b" * 10 for k in b_keys}, {}, {})
+    _load(clean.a, {k: b"a" * 7 for k in a_keys}, {}, {})
+    measured_right()
+    assert sorted(db.data) == sorted(a_keys + b_keys)
+
+
+@given(st.lists(st.binary(max_size=12).map(
+    lambda key: key.replace(b"|", b"{").replace(b"~", b"}")),
+                max_size=40), st.sets(st.integers(0, SLOTS - 1)), st.booleans())
+@settings(max_examples=300, deadline=None)
+def test_keys_in_slots_agrees_with_key_slot(keys: list[bytes], extra: set[int],
+                                            with_keys: bool) -> None:
+    """``keys_in_slots`` (a shard's full sync and a layout change sort keys with it) finds
+    exactly the keys ``key_slot`` puts in the flagged slots, hash tags included."""
+    flagged = extra | ({key_slot(key) for key in keys} if with_keys else set())
+    flags = [slot in flagged for slot in range(SLOTS)]
+    assert keys_in_slots(keys, slot_table(flags)) == [k for k in keys if flags[key_slot(k)]]
+    unflagged = slot_table([not flag for flag in flags])
+    assert keys_in_slots(keys, unflagged) == [k for k in keys if not flags[key_slot(k)]]
+
+
+def test_info_replication_and_role_show_a_follower_as_a_replica_of_its_shards() -> None:
+    """role:slave; the first shard's primary and offsets; the link up only while every
+    shard's is; ROLE says the same."""
+    follower = Follower(lane=True)
+    node = follower.node
+    node.cluster_follower = follower.follower
+
+    def info() -> dict:
+        return node.info("replication")
+
+    assert info()["role"] == "slave"
+    assert (info()["master_host"], info()["master_port"]) == ("127.0.0.1", 1)
+    assert info()["master_link_status"] == "down"
+    assert info()["master_link_down_since_seconds"] == -1  # never connected
+    assert node.execute_command("ROLE")[0] == b"slave"
+    follower.a.link_up = follower.a.ever_connected = True
+    follower.a.reploff = 1234
+    assert info()["master_link_status"] == "down"  # B's is not up
+    follower.b.link_up = follower.b.ever_connected = True
+    assert info()["master_link_status"] == "up"
+    assert info()["slave_repl_offset"] == 1234  # shard0's, beside its master_host/port
+    assert info()["master_sync_in_progress"] == 0
+    assert node.execute_command("ROLE")[:4] == [b"slave", b"127.0.0.1", 1, b"connected"]
+    assert node.execute_command("ROLE")[4] == 1234
+    with pytest.raises(ReplyError, match="WAIT cannot be used with replica instances"):
+        node.execute_command("WAIT", 1, 0)
 
 
 LIB = b"#!lua name=%s\nredis.register_function('%s', function() return %d end)"

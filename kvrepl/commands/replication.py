@@ -149,7 +149,7 @@ def replicaof(s: Session, argv: list[bytes]) -> object:
 @command("role")
 def role(s: Session, argv: list[bytes]) -> object:
     node = getattr(s.engine, "node", None)
-    following = getattr(node, "following", None)
+    following = _followed(node)
     if following is not None:
         return [b"slave", following.host.encode(), following.port, following.state.encode(),
                 following.reploff if following.link_up else -1]
@@ -164,7 +164,7 @@ def role(s: Session, argv: list[bytes]) -> object:
 @command("wait")
 def wait(s: Session, argv: list[bytes]) -> object:
     node = getattr(s.engine, "node", None)
-    if getattr(node, "following", None) is not None:
+    if _followed(node) is not None:  # a replica, or a cluster follower (role:slave too)
         raise ReplyError(WAIT_ON_REPLICA)
     count = _int(argv[1])
     timeout = _int(argv[2])
@@ -181,13 +181,23 @@ def wait(s: Session, argv: list[bytes]) -> object:
     return WaitReplicas(count, timeout / 1000, offset)
 
 
+def _followed(node: object) -> object | None:
+    """The link ROLE and INFO replication describe: the node's master's, or a cluster
+    follower's shards seen as one (kvrepl.replication.cluster.FollowerLink)."""
+    following = getattr(node, "following", None)
+    cluster = getattr(node, "cluster_follower", None)
+    if following is None and cluster is not None:
+        return cluster.as_one_link()
+    return following
+
+
 def info_replication(engine) -> list[str]:  # noqa: ANN001 - an Engine
     """INFO replication with Redis 7.0's fields in its order (genRedisInfoString)."""
     import time
 
     replication = engine.replication
     config = engine.config
-    following = getattr(engine.node, "following", None)
+    following = _followed(engine.node)
     lines = []
     if following is not None:
         now = time.monotonic()

@@ -279,15 +279,18 @@ class Database:
         for key, value in data.items():
             self._count(key, value)
 
-    def merge_loaded(self, data: dict[bytes, object], expires: dict[bytes, int]) -> None:
+    def merge_loaded(self, data: dict[bytes, object], expires: dict[bytes, int], *,
+                     disjoint: bool = False) -> None:
         """Add a load's keys and TTLs to this db, replacing the copies held here, measuring
-        only them (a cluster shard's full sync beside the other shards' keys)."""
+        only them (a cluster shard's full sync beside the other shards' keys).
+        ``disjoint``: the caller knows that no key of ``data`` is here (no search)."""
         if not self.data:
             self.data, self.expires = data, expires
             self.recount()
             return
-        for key in self.data.keys() & data.keys():
-            self.delete(key)
+        if not disjoint:
+            for key in self.data.keys() & data.keys():
+                self.delete(key)
         self.data.update(data)
         self.expires.update(expires)
         self.used += len(expires) * EXPIRE_ENTRY
