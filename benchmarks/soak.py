@@ -28,6 +28,7 @@ exits 1 if any check fails. ``SOAK_SECONDS`` sets the duration (default 180).
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import shutil
@@ -40,12 +41,14 @@ import time
 from array import array
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import trio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import kvrepl  # noqa: E402
+from benchmarks import memprobe  # noqa: E402
 from benchmarks.common import (  # noqa: E402
     HOST,
     Connection,
@@ -62,6 +65,8 @@ TICK = 0.02  # seconds between two pipelines of the writer
 POOL = 200  # keys per type the workload rewrites (the dataset stays bounded)
 LEDGER_PER_TICK = 3
 DEADLINE = 120.0  # the longest any final wait may take
+HEAP_EVERY = 5.0  # seconds between two Python-level memory samples of each process
+WARM_UP = 0.5  # the fraction of the run after which memory should be flat
 
 
 # -- processes -------------------------------------------------------------------------------
@@ -106,22 +111,30 @@ class Proc:
     def rss(self) -> int:
         return rss_of(self.proc.pid) if self.proc and self.proc.poll() is None else 0
 
+    def census(self, collect: bool) -> dict[str, object] | None:
+        """The process's :func:`memprobe.census` (kvrepl processes run under memprobe),
+        None if it does not answer within a minute (restarting)."""
+        out = self.home / "census.json"
+        out.unlink(missing_ok=True)
+        if self.proc is None or self.proc.poll() is not None:
+            return None
+        self.proc.send_signal(signal.SIGUSR2 if collect else signal.SIGUSR1)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:  # a file is the only answer a signal gets
+            if out.exists():
+                return json.loads(out.read_text())
+            time.sleep(0.05)
+        return None
 
-def rss_of(pid: int) -> int:
-    """Resident set size in bytes (VmRSS of /proc/<pid>/status), 0 if gone."""
-    try:
-        with open(f"/proc/{pid}/status") as status:
-            for line in status:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 0
+
+rss_of = memprobe.rss_of
 
 
-def kvrepl_argv(port: int, replicaof: int | None = None) -> list[str]:
-    argv = [sys.executable, "-m", "kvrepl", "--port", str(port), "--bind", HOST, "--save", "",
-            "--repl-diskless-sync-delay", "0", "--enable-debug-command", "local"]
+def kvrepl_argv(port: int, home: Path, replicaof: int | None = None) -> list[str]:
+    """A kvrepl-server's command line, under memprobe (a census on a signal)."""
+    argv = [sys.executable, str(Path(memprobe.__file__)), str(home / "census.json"),
+            "--port", str(port), "--bind", HOST, "--save", "",
+                   "--repl-diskless-sync-delay", "0", "--enable-debug-command", "local"]
     return argv + (["--replicaof", HOST, str(replicaof)] if replicaof else [])
 
 
@@ -313,10 +326,13 @@ class Soak:
         if redis is None:
             raise SystemExit("redis-server is not on PATH (run `make redis`)")
         mport, rport, cport, xport = (free_port() for _ in range(4))
-        self.master = Proc("master", kvrepl_argv(mport), mport, self.home / "master")
-        self.replica = Proc("replica-proc", kvrepl_argv(rport, mport), rport,
-                            self.home / "replica")
-        self.chained = Proc("chained", kvrepl_argv(cport, rport), cport, self.home / "chained")
+        homes = {name: self.home / name for name in ("master", "replica", "chained")}
+        self.master = Proc("master", kvrepl_argv(mport, homes["master"]), mport,
+                           homes["master"])
+        self.replica = Proc("replica-proc", kvrepl_argv(rport, homes["replica"], mport), rport,
+                            homes["replica"])
+        self.chained = Proc("chained", kvrepl_argv(cport, homes["chained"], rport), cport,
+                            homes["chained"])
         self.redis = Proc("redis", [redis, "--port", str(xport), "--bind", HOST, "--save", "",
                                     "--appendonly", "no", "--enable-debug-command", "local",
                                     "--replicaof", HOST, str(mport)], xport,
@@ -326,6 +342,9 @@ class Soak:
         self.sleeps: list[tuple[float, float]] = []
         self.rss: dict[str, list[tuple[float, int]]] = {}
         self.used: dict[str, list[tuple[float, int]]] = {}
+        # every HEAP_EVERY s: (at, allocated blocks, malloc bytes, gc objects incl. frozen)
+        self.heap: dict[str, list[tuple[float, int, int, int]]] = {}
+        self.collected: dict[str, dict[str, dict[str, Any]]] = {}  # "warm-up"/"end" censuses
         self.fault_log: list[tuple[float, str]] = []
         self.stop = threading.Event()
 
@@ -410,6 +429,21 @@ class Soak:
                 continue  # restarting
             self.used.setdefault(name, []).append((now, used))
 
+    def censuses(self, collect: bool) -> dict[str, dict[str, Any]]:
+        """:func:`memprobe.census` of every kvrepl process (the soak's own included: its
+        embedded replica), by name; a process restarting meanwhile is left out."""
+        found = {proc.name: proc.census(collect)
+                 for proc in (self.master, self.replica, self.chained)}
+        found["soak+embedded"] = memprobe.census(collect)
+        return {name: census for name, census in found.items() if census is not None}
+
+    def sample_heap(self) -> None:
+        """The Python-level figures of every kvrepl process, beside their RSS."""
+        for name, census in self.censuses(False).items():
+            self.heap.setdefault(name, []).append(
+                (time.monotonic(), census["allocated_blocks"], census["malloc"],
+                 census["gc_tracked"] + census["gc_frozen"]))
+
     def run(self) -> int:
         self.start()
         writer = Writer(self.master.port, self.stop, self.seed, self.slots)
@@ -418,7 +452,7 @@ class Soak:
         pinger.start()
         began = self.began = time.monotonic()
         next_fault = began + self.fault_every
-        next_rss = began
+        next_rss = next_heap = began
         log(f"soak: {self.seconds:.0f} s, a fault every {self.fault_every:.0f} s, "
             f"seed {self.seed}, in {self.home}")
         while time.monotonic() - began < self.seconds:
@@ -428,6 +462,11 @@ class Soak:
             if now >= next_rss:
                 self.sample_rss()
                 next_rss += 1.0
+            if now >= next_heap:
+                self.sample_heap()
+                next_heap += HEAP_EVERY
+            if not self.collected and now - began >= self.seconds * WARM_UP:
+                self.collected["warm-up"] = self.censuses(True)
             if now >= next_fault:
                 name = self.fault()
                 self.fault_log.append((now, name))
@@ -440,6 +479,7 @@ class Soak:
         if writer.error is not None:
             raise writer.error
         self.sample_rss()
+        self.sample_heap()
         return self.report(writer, pinger, time.monotonic() - began)
 
     # -- the end -------------------------------------------------------------------------
@@ -466,6 +506,7 @@ class Soak:
                 break
             time.sleep(0.1)
         failures = []
+        self.collected["end"] = self.censuses(True)
         with Connection(self.master.port) as master:
             digest = master.command(b"DEBUG", b"DIGEST")
             stats = master.info("stats")
@@ -545,6 +586,62 @@ class Soak:
                      f"{at_fraction(used, self.began, elapsed, f) / 2**20:.1f}"
                      for f in (i / 10 for i in range(11))]
             print(f"  {name:14s} " + " ".join(cells))
+        self.print_heap(elapsed)
+        if os.environ.get("SOAK_CENSUS_OUT"):
+            Path(os.environ["SOAK_CENSUS_OUT"]).write_text(json.dumps(self.collected, indent=1))
+
+    def print_heap(self, elapsed: float) -> None:
+        """Python-level memory: the censuses at warm-up and at the end, what changed, and
+        the slopes over the last part of the run (what "flat" means in numbers)."""
+        warm, end = self.collected.get("warm-up", {}), self.collected.get("end", {})
+        print(f"Python memory after {WARM_UP:.0%} of the run -> at the end, each after a full "
+              "collection: pymalloc blocks (k); malloc MB; gc objects (k), frozen included; "
+              "frozen cycles found dead (a leak of the gc freeze policy)")
+        for name, last in end.items():
+            first = warm.get(name)
+            if first is None:
+                continue
+            note = "  (another process: restarted)" if first["pid"] != last["pid"] else ""
+            print(f"  {name:14s} " + ";  ".join(
+                f"{fmt(first)} -> {fmt(last)}" for fmt in (
+                    lambda c: f"{c['allocated_blocks'] / 1000:.1f}",
+                    lambda c: f"{c['malloc'] / 2**20:.1f}",
+                    lambda c: f"{(c['gc_tracked'] + c['gc_frozen']) / 1000:.1f}",
+                    lambda c: f"{c['frozen_garbage']}")) + note)
+            grown = type_changes(first["types"], last["types"])
+            if grown and not note:
+                print(f"  {'':14s} objects by type: " + ", ".join(grown))
+            if last["frozen_garbage"]:
+                print(f"  {'':14s} dead frozen cycles at the end: " + ", ".join(
+                    f"{count} {name}" for name, count in last["frozen_garbage_types"][:8]))
+        print(f"slope over the last {1 - WARM_UP:.0%} of the run (least squares), per 10 "
+              "minutes: RSS MB; pymalloc blocks (k); malloc MB; gc objects (k)")
+        since = self.began + elapsed * WARM_UP
+        for name, series in self.heap.items():
+            rss = [(t, v / 2**20) for t, v in self.rss.get(name, []) if t >= since]
+            late = [sample for sample in series if sample[0] >= since]
+            columns = [rss] + [[(s[0], s[i] / scale) for s in late]
+                               for i, scale in ((1, 1000), (2, 2**20), (3, 1000))]
+            print(f"  {name:14s} " + ";  ".join(
+                f"{slope(points) * 600:+.2f}" for points in columns))
+
+
+def type_changes(before: list[list[Any]], after: list[list[Any]], top: int = 6) -> list[str]:
+    """The largest changes in object counts by type between two censuses' top lists."""
+    was, now = dict(before), dict(after)
+    changes = {name: now.get(name, 0) - was.get(name, 0) for name in {*was, *now}}
+    ranked = sorted(changes.items(), key=lambda item: -abs(item[1]))[:top]
+    return [f"{change:+d} {name}" for name, change in ranked if change]
+
+
+def slope(points: list[tuple[float, float]]) -> float:
+    """Least-squares slope of (seconds, value) points, per second (0 below two points)."""
+    if len(points) < 2:
+        return 0.0
+    mean_t = sum(t for t, _ in points) / len(points)
+    mean_v = sum(v for _, v in points) / len(points)
+    spread = sum((t - mean_t) ** 2 for t, _ in points)
+    return sum((t - mean_t) * (v - mean_v) for t, v in points) / spread if spread else 0.0
 
 
 def at_fraction(samples: list[tuple[float, int]], began: float, elapsed: float,
