@@ -61,13 +61,23 @@ def malloc_in_use() -> int:
     """Bytes the C allocator has handed out and not got back (glibc's mallinfo2: heap
     and mmapped chunks), 0 where there is no mallinfo2. pymalloc's arenas (the small
     objects) are mmapped apart and not in it: ``sys.getallocatedblocks`` counts those."""
-    try:
-        mallinfo2 = ctypes.CDLL(None).mallinfo2
-    except (AttributeError, OSError):
+    if _mallinfo2 is None:
         return 0
-    mallinfo2.restype = _MallInfo2
-    info = mallinfo2()
+    info = _mallinfo2()
     return int(info.uordblks + info.hblkhd)
+
+
+def _load_mallinfo2() -> Any:
+    # Once: a CDLL is a cycle, which a census would otherwise find dead every time.
+    try:
+        function = ctypes.CDLL(None).mallinfo2
+    except (AttributeError, OSError):
+        return None
+    function.restype = _MallInfo2
+    return function
+
+
+_mallinfo2 = _load_mallinfo2()
 
 
 def type_counts(objects: list[Any]) -> Counter[str]:
@@ -92,9 +102,9 @@ def describe(obj: Any) -> str:
 def census(collect: bool = False) -> dict[str, Any]:
     """This process's memory figures (see the module's doc)."""
     report: dict[str, Any] = {"pid": os.getpid()}
+    frozen_before = gc.get_freeze_count()
     if collect:
         gc.collect()  # the garbage a collection frees anyway, out of the count below
-        frozen_before = gc.get_freeze_count()
         gc.unfreeze()
         flags = gc.get_debug()
         gc.set_debug(flags | gc.DEBUG_SAVEALL)
@@ -106,10 +116,9 @@ def census(collect: bool = False) -> dict[str, Any]:
             gc.set_debug(flags)
         report["frozen_garbage"] = len(garbage)
         report["frozen_garbage_types"] = Counter(map(describe, garbage)).most_common(TOP * 4)
-        del garbage  # refcounts free it now that nothing holds it
-        if frozen_before:
-            gc.freeze()
-    objects = gc.get_objects()
+        del garbage
+        gc.collect()  # now without saving it: else the freeze below would keep it for good
+    objects = gc.get_objects()  # every object the collector tracks, frozen ones too if collect
     report.update(
         rss=rss_of(os.getpid()),
         allocated_blocks=sys.getallocatedblocks(),
@@ -119,6 +128,8 @@ def census(collect: bool = False) -> dict[str, Any]:
         types=type_counts(objects).most_common(TOP),
     )
     del objects
+    if collect and frozen_before:
+        gc.freeze()
     if tracemalloc.is_tracing():
         snapshot = tracemalloc.take_snapshot()
         report["traced"] = tracemalloc.get_traced_memory()[0]

@@ -39,6 +39,7 @@ import tempfile
 import threading
 import time
 from array import array
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -65,6 +66,7 @@ TICK = 0.02  # seconds between two pipelines of the writer
 POOL = 200  # keys per type the workload rewrites (the dataset stays bounded)
 LEDGER_PER_TICK = 3
 DEADLINE = 120.0  # the longest any final wait may take
+SLOW_PING = 0.005  # PINGs at least this slow are kept one by one
 HEAP_EVERY = 5.0  # seconds between two Python-level memory samples of each process
 WARM_UP = 0.5  # the fraction of the run after which memory should be flat
 
@@ -283,6 +285,27 @@ class Writer(threading.Thread):
         self.ledger.ack(acked)
 
 
+class Series:
+    """(seconds, value) samples in two C arrays: a list of tuples would grow the soak
+    process by ~100 bytes a sample, i.e. the figure it measures would measure the soak."""
+
+    def __init__(self) -> None:
+        self.times, self.values = array("d"), array("d")
+
+    def append(self, at: float, value: float) -> None:
+        self.times.append(at)
+        self.values.append(value)
+
+    def __len__(self) -> int:
+        return len(self.times)
+
+    def __iter__(self) -> Iterator[tuple[float, float]]:
+        return zip(self.times, self.values, strict=True)
+
+    def __getitem__(self, index: int) -> tuple[float, float]:
+        return self.times[index], self.values[index]
+
+
 class Pinger(threading.Thread):
     """PING the master every 10 ms; the worst latency, and the worst outside DEBUG SLEEPs."""
 
@@ -290,21 +313,28 @@ class Pinger(threading.Thread):
                  ) -> None:
         super().__init__(daemon=True)
         self.port, self.stop, self.sleeps = port, stop, sleeps
-        # (sent at, seconds) pairs, flat in a C array: a list of tuples would grow the soak
-        # process (and the embedded replica's RSS with it) by ~100 bytes a PING
+        # (sent at, seconds) of the PINGs slower than SLOW_PING, flat in a C array; of the
+        # others only the slowest: what grows with the run must stay small, it is measured
         self.samples = array("d")
+        self.count = 0
+        self.fastest_worst = (0.0, 0.0)
 
     def run(self) -> None:
         with Connection(self.port, timeout=60) as conn:
             while not self.stop.is_set():
                 sent = time.monotonic()
                 conn.command(b"PING")
-                self.samples.extend((sent, time.monotonic() - sent))
+                took = time.monotonic() - sent
+                self.count += 1
+                if took >= SLOW_PING:
+                    self.samples.extend((sent, took))
+                elif took > self.fastest_worst[0]:
+                    self.fastest_worst = (took, sent)
                 time.sleep(0.01)
 
     def worst(self, outside_sleeps: bool) -> tuple[float, float]:
         """(seconds, sent at) of the slowest PING."""
-        worst = (0.0, 0.0)
+        worst = self.fastest_worst  # a PING this fast overlapping a DEBUG SLEEP: impossible
         for sent, took in zip(self.samples[::2], self.samples[1::2], strict=True):
             if outside_sleeps and any(start - 0.05 <= sent + took and sent <= end + 0.05
                                       for start, end in self.sleeps):
@@ -340,10 +370,10 @@ class Soak:
         self.embedded = Embedded(mport)
         self.faults: dict[str, int] = {}
         self.sleeps: list[tuple[float, float]] = []
-        self.rss: dict[str, list[tuple[float, int]]] = {}
-        self.used: dict[str, list[tuple[float, int]]] = {}
-        # every HEAP_EVERY s: (at, allocated blocks, malloc bytes, gc objects incl. frozen)
-        self.heap: dict[str, list[tuple[float, int, int, int]]] = {}
+        self.rss: dict[str, Series] = {}
+        self.used: dict[str, Series] = {}
+        # every HEAP_EVERY s: allocated blocks, malloc bytes, gc objects (frozen included)
+        self.heap: dict[str, tuple[Series, Series, Series]] = {}
         self.collected: dict[str, dict[str, dict[str, Any]]] = {}  # "warm-up"/"end" censuses
         self.fault_log: list[tuple[float, str]] = []
         self.stop = threading.Event()
@@ -419,7 +449,7 @@ class Soak:
                             ("chained", self.chained.rss()), ("redis", self.redis.rss()),
                             ("soak+embedded", rss_of(os.getpid()))):
             if value:
-                self.rss.setdefault(name, []).append((now, value))
+                self.rss.setdefault(name, Series()).append(now, value)
         ports = {"master": self.master.port, **self.ports()}
         for name, port in ports.items():
             try:
@@ -427,7 +457,7 @@ class Soak:
                     used = int(conn.info("memory")["used_memory"])
             except (OSError, ReplyError, ConnectionError, KeyError, ValueError):
                 continue  # restarting
-            self.used.setdefault(name, []).append((now, used))
+            self.used.setdefault(name, Series()).append(now, used)
 
     def censuses(self, collect: bool) -> dict[str, dict[str, Any]]:
         """:func:`memprobe.census` of every kvrepl process (the soak's own included: its
@@ -440,9 +470,12 @@ class Soak:
     def sample_heap(self) -> None:
         """The Python-level figures of every kvrepl process, beside their RSS."""
         for name, census in self.censuses(False).items():
-            self.heap.setdefault(name, []).append(
-                (time.monotonic(), census["allocated_blocks"], census["malloc"],
-                 census["gc_tracked"] + census["gc_frozen"]))
+            now = time.monotonic()
+            series = self.heap.setdefault(name, (Series(), Series(), Series()))
+            for samples, value in zip(series, (census["allocated_blocks"], census["malloc"],
+                                               census["gc_tracked"] + census["gc_frozen"]),
+                                      strict=True):
+                samples.append(now, value)
 
     def run(self) -> int:
         self.start()
@@ -554,7 +587,7 @@ class Soak:
               f"sync_partial_ok {chained_stats['sync_partial_ok']}")
         took, sent = pinger.worst(True)
         before = [name for at, name in self.fault_log if at <= sent]
-        print(f"master PING: {len(pinger.samples) // 2} pings, worst "
+        print(f"master PING: {pinger.count} pings, worst "
               f"{pinger.worst(False)[0] * 1000:.1f} ms; worst outside DEBUG SLEEPs "
               f"{took * 1000:.1f} ms, {sent - self.began:.0f} s into the run"
               + (f", after a {before[-1]} {sent - self.fault_log[len(before) - 1][0]:.1f} s "
@@ -571,7 +604,7 @@ class Soak:
         for name, series in self.rss.items():
             cells = []
             for samples in (series, self.used.get("embedded" if name == "soak+embedded"
-                                                  else name, [])):
+                                                  else name, Series())):
                 if not samples:
                     continue
                 warm = [v for t, v in samples if t - self.began >= elapsed * 0.25]
@@ -581,7 +614,7 @@ class Soak:
             print(f"  {name:14s} " + ";  ".join(cells))
         print("MB over time (tenths of the run), RSS / used_memory:")
         for name, series in self.rss.items():
-            used = self.used.get("embedded" if name == "soak+embedded" else name, [])
+            used = self.used.get("embedded" if name == "soak+embedded" else name, Series())
             cells = [f"{at_fraction(series, self.began, elapsed, f) / 2**20:.0f}/"
                      f"{at_fraction(used, self.began, elapsed, f) / 2**20:.1f}"
                      for f in (i / 10 for i in range(11))]
@@ -618,10 +651,9 @@ class Soak:
               "minutes: RSS MB; pymalloc blocks (k); malloc MB; gc objects (k)")
         since = self.began + elapsed * WARM_UP
         for name, series in self.heap.items():
-            rss = [(t, v / 2**20) for t, v in self.rss.get(name, []) if t >= since]
-            late = [sample for sample in series if sample[0] >= since]
-            columns = [rss] + [[(s[0], s[i] / scale) for s in late]
-                               for i, scale in ((1, 1000), (2, 2**20), (3, 1000))]
+            columns = [[(t, v / scale) for t, v in samples if t >= since] for samples, scale
+                       in zip((self.rss.get(name, Series()), *series), (2**20, 1000, 2**20, 1000),
+                              strict=True)]
             print(f"  {name:14s} " + ";  ".join(
                 f"{slope(points) * 600:+.2f}" for points in columns))
 
@@ -644,8 +676,7 @@ def slope(points: list[tuple[float, float]]) -> float:
     return sum((t - mean_t) * (v - mean_v) for t, v in points) / spread if spread else 0.0
 
 
-def at_fraction(samples: list[tuple[float, int]], began: float, elapsed: float,
-                fraction: float) -> int:
+def at_fraction(samples: Series, began: float, elapsed: float, fraction: float) -> float:
     """The sample nearest ``fraction`` of the run (0 when there is none)."""
     if not samples:
         return 0
