@@ -213,6 +213,32 @@ def workload_commands(rng: random.Random) -> list[tuple[bytes, ...]]:
     ] + ([(b"DEL", b"app:%d" % (k % 20))] if rng.random() < 0.05 else [])
 
 
+def prefill_commands(slots: int) -> list[tuple[bytes, ...]]:
+    """Every key of the workload at about the size it settles at, written before the clock
+    starts: else the dataset grows for most of a run (a set's members and a HyperLogLog's
+    registers fill slowly) and a slowly growing process cannot be told from a leak."""
+    members = [b"m%d" % i for i in range(50)]
+    commands: list[tuple[bytes, ...]] = []
+    for k in range(POOL):
+        commands += [
+            (b"SADD", b"set:%d" % k, *members[:25], *(b"n%d" % i for i in range(50))),
+            (b"HSET", b"hash:%d" % k, b"n", b"0", *(x for m in members[:25] for x in (m, b"1"))),
+            (b"ZADD", b"zset:%d" % k, *(x for i, m in enumerate(members[:39])
+                                        for x in (b"%d" % i, m))),
+            (b"RPUSH", b"list:%d" % k, *(b"%d" % i for i in range(20))),
+        ]
+    for k in range(20):
+        commands += [(b"PFADD", b"hll:%d" % k, *(b"e%d" % i for i in range(start, start + 1000)))
+                     for start in range(0, 5000, 1000)]  # dense from here on: a fixed size
+        commands += [(b"SETBIT", b"bits:%d" % k, b"4095", b"1"),
+                     (b"GEOADD", b"geo:%d" % k, *(x for i, m in enumerate(members)
+                                                  for x in (b"%d" % (i * 6 - 150), b"10", m)))]
+    for start in range(0, slots, 1000):
+        commands.append((b"MSET", *(x for n in range(start, min(start + 1000, slots))
+                                    for x in (b"ledger:%d" % n, b"prefill"))))
+    return commands
+
+
 @dataclass
 class Ledger:
     """Numbered writes the master acknowledged, over a fixed space of keys: the last one of
@@ -479,6 +505,9 @@ class Soak:
 
     def run(self) -> int:
         self.start()
+        with Connection(self.master.port, timeout=120) as master:
+            batch = prefill_commands(self.slots)
+            master.pipeline(b"".join(encode_request(*c) for c in batch), len(batch))
         writer = Writer(self.master.port, self.stop, self.seed, self.slots)
         pinger = Pinger(self.master.port, self.stop, self.sleeps)
         writer.start()
