@@ -418,6 +418,13 @@ class Soak:
         if self.embedded.error is not None:
             raise self.embedded.error
 
+    def prefill(self) -> None:
+        """The dataset at its settled size before the clock starts (see prefill_commands);
+        a method so that the 200k request objects do not stay alive for the whole run."""
+        batch = prefill_commands(self.slots)
+        with Connection(self.master.port, timeout=120) as master:
+            master.pipeline(b"".join(encode_request(*c) for c in batch), len(batch))
+
     def close(self) -> None:
         self.stop.set()
         self.embedded.stop()
@@ -505,9 +512,7 @@ class Soak:
 
     def run(self) -> int:
         self.start()
-        with Connection(self.master.port, timeout=120) as master:
-            batch = prefill_commands(self.slots)
-            master.pipeline(b"".join(encode_request(*c) for c in batch), len(batch))
+        self.prefill()
         writer = Writer(self.master.port, self.stop, self.seed, self.slots)
         pinger = Pinger(self.master.port, self.stop, self.sleeps)
         writer.start()
