@@ -13,12 +13,18 @@ hashes, sets, zsets, streams, HyperLogLog, bitmaps, geo) and, every fifth time, 
 MULTI/EXEC; each pipeline and transaction also writes a few numbered ledger writes,
 ``ledger:<n mod slots>`` = ``value-<n>``, noted once the master acknowledged them. The ledger
 is a fixed space of ``SOAK_LEDGER_SLOTS`` keys (default 30,000: a default run never wraps), so
-that the dataset stays bounded and memory flatness is measurable in a long run. Every ``SOAK_FAULT_EVERY`` seconds (default 4) one fault,
+that the dataset stays bounded and memory flatness is measurable in a long run; every key is
+prefilled to about its settled size before the clock starts. Every ``SOAK_FAULT_EVERY``
+seconds (default 4) one fault,
 chosen at random: CLIENT KILL TYPE replica on the master, CLIENT KILL TYPE master on a
 replica, a restart of the replica process (SIGKILL or SIGTERM, same port: the chained
 replica reconnects), a BGSAVE, DEBUG SLEEP 0.3 on the master, or a backlog overrun
 (repl-backlog-size 16kb, replica links cut, a 2 MB burst: full resyncs). A pinger measures
-the master's PING latency; RSS of every process is sampled every second.
+the master's PING latency; RSS of every process is sampled every second and, every 5 s,
+its Python-level memory (the kvrepl-server processes run under ``benchmarks/memprobe.py``,
+which answers a signal with a census): pymalloc blocks, malloc bytes, gc objects; after a
+full collection at half the run and at the end, the objects by type and the cycles that died
+frozen (see :mod:`kvrepl.gc_policy`). ``SOAK_CENSUS_OUT=file.json`` keeps those censuses.
 
 At the end (writer stopped, WAIT, every offset caught up): every DEBUG DIGEST must equal the
 master's and every slot's last acknowledged ledger write must be on every replica (every
