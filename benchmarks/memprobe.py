@@ -19,7 +19,8 @@ can ask a server process about itself without any debug command in kvrepl::
 
 SIGUSR1 writes :func:`census` to OUT.json; SIGUSR2 writes ``census(collect=True)``. With
 ``KVREPL_TRACEMALLOC=<frames>`` in the environment, tracemalloc starts before kvrepl is
-imported (slower: for finding where memory goes, not for figures).
+imported (slower: for finding where memory goes, not for figures), and each census after a
+collection lists the allocation sites that grew most since the previous one.
 """
 
 from __future__ import annotations
@@ -131,11 +132,21 @@ def census(collect: bool = False) -> dict[str, Any]:
     if collect and frozen_before:
         gc.freeze()
     if tracemalloc.is_tracing():
+        global _last_snapshot
         snapshot = tracemalloc.take_snapshot()
         report["traced"] = tracemalloc.get_traced_memory()[0]
         report["sites"] = [(str(stat.traceback), stat.size, stat.count)
                            for stat in snapshot.statistics("lineno")[:TOP]]
+        if collect:  # what grew since the previous census after a collection
+            if _last_snapshot is not None:
+                report["sites_grown"] = [
+                    (str(diff.traceback), diff.size_diff, diff.count_diff)
+                    for diff in snapshot.compare_to(_last_snapshot, "lineno")[:TOP]]
+            _last_snapshot = snapshot
     return report
+
+
+_last_snapshot: tracemalloc.Snapshot | None = None
 
 
 def serve(out: Path, argv: list[str]) -> int:
