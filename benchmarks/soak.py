@@ -13,12 +13,18 @@ hashes, sets, zsets, streams, HyperLogLog, bitmaps, geo) and, every fifth time, 
 MULTI/EXEC; each pipeline and transaction also writes a few numbered ledger writes,
 ``ledger:<n mod slots>`` = ``value-<n>``, noted once the master acknowledged them. The ledger
 is a fixed space of ``SOAK_LEDGER_SLOTS`` keys (default 30,000: a default run never wraps), so
-that the dataset stays bounded and memory flatness is measurable in a long run. Every ``SOAK_FAULT_EVERY`` seconds (default 4) one fault,
+that the dataset stays bounded and memory flatness is measurable in a long run; every key is
+prefilled to about its settled size before the clock starts. Every ``SOAK_FAULT_EVERY``
+seconds (default 4) one fault,
 chosen at random: CLIENT KILL TYPE replica on the master, CLIENT KILL TYPE master on a
 replica, a restart of the replica process (SIGKILL or SIGTERM, same port: the chained
 replica reconnects), a BGSAVE, DEBUG SLEEP 0.3 on the master, or a backlog overrun
 (repl-backlog-size 16kb, replica links cut, a 2 MB burst: full resyncs). A pinger measures
-the master's PING latency; RSS of every process is sampled every second.
+the master's PING latency; RSS of every process is sampled every second and, every 5 s,
+its Python-level memory (the kvrepl-server processes run under ``benchmarks/memprobe.py``,
+which answers a signal with a census): pymalloc blocks, malloc bytes, gc objects; after a
+full collection at half the run and at the end, the objects by type and the cycles that died
+frozen (see :mod:`kvrepl.gc_policy`). ``SOAK_CENSUS_OUT=file.json`` keeps those censuses.
 
 At the end (writer stopped, WAIT, every offset caught up): every DEBUG DIGEST must equal the
 master's and every slot's last acknowledged ledger write must be on every replica (every
@@ -28,6 +34,7 @@ exits 1 if any check fails. ``SOAK_SECONDS`` sets the duration (default 180).
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import shutil
@@ -38,14 +45,17 @@ import tempfile
 import threading
 import time
 from array import array
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import trio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import kvrepl  # noqa: E402
+from benchmarks import memprobe  # noqa: E402
 from benchmarks.common import (  # noqa: E402
     HOST,
     Connection,
@@ -62,6 +72,9 @@ TICK = 0.02  # seconds between two pipelines of the writer
 POOL = 200  # keys per type the workload rewrites (the dataset stays bounded)
 LEDGER_PER_TICK = 3
 DEADLINE = 120.0  # the longest any final wait may take
+SLOW_PING = 0.005  # PINGs at least this slow are kept one by one
+HEAP_EVERY = 5.0  # seconds between two Python-level memory samples of each process
+WARM_UP = 0.5  # the fraction of the run after which memory should be flat
 
 
 # -- processes -------------------------------------------------------------------------------
@@ -106,22 +119,30 @@ class Proc:
     def rss(self) -> int:
         return rss_of(self.proc.pid) if self.proc and self.proc.poll() is None else 0
 
+    def census(self, collect: bool) -> dict[str, object] | None:
+        """The process's :func:`memprobe.census` (kvrepl processes run under memprobe),
+        None if it does not answer within a minute (restarting)."""
+        out = self.home / "census.json"
+        out.unlink(missing_ok=True)
+        if self.proc is None or self.proc.poll() is not None:
+            return None
+        self.proc.send_signal(signal.SIGUSR2 if collect else signal.SIGUSR1)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:  # a file is the only answer a signal gets
+            if out.exists():
+                return json.loads(out.read_text())
+            time.sleep(0.05)
+        return None
 
-def rss_of(pid: int) -> int:
-    """Resident set size in bytes (VmRSS of /proc/<pid>/status), 0 if gone."""
-    try:
-        with open(f"/proc/{pid}/status") as status:
-            for line in status:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 0
+
+rss_of = memprobe.rss_of
 
 
-def kvrepl_argv(port: int, replicaof: int | None = None) -> list[str]:
-    argv = [sys.executable, "-m", "kvrepl", "--port", str(port), "--bind", HOST, "--save", "",
-            "--repl-diskless-sync-delay", "0", "--enable-debug-command", "local"]
+def kvrepl_argv(port: int, home: Path, replicaof: int | None = None) -> list[str]:
+    """A kvrepl-server's command line, under memprobe (a census on a signal)."""
+    argv = [sys.executable, str(Path(memprobe.__file__)), str(home / "census.json"),
+            "--port", str(port), "--bind", HOST, "--save", "",
+                   "--repl-diskless-sync-delay", "0", "--enable-debug-command", "local"]
     return argv + (["--replicaof", HOST, str(replicaof)] if replicaof else [])
 
 
@@ -198,6 +219,32 @@ def workload_commands(rng: random.Random) -> list[tuple[bytes, ...]]:
     ] + ([(b"DEL", b"app:%d" % (k % 20))] if rng.random() < 0.05 else [])
 
 
+def prefill_commands(slots: int) -> list[tuple[bytes, ...]]:
+    """Every key of the workload at about the size it settles at, written before the clock
+    starts: else the dataset grows for most of a run (a set's members and a HyperLogLog's
+    registers fill slowly) and a slowly growing process cannot be told from a leak."""
+    members = [b"m%d" % i for i in range(50)]
+    commands: list[tuple[bytes, ...]] = []
+    for k in range(POOL):
+        commands += [
+            (b"SADD", b"set:%d" % k, *members[:25], *(b"n%d" % i for i in range(50))),
+            (b"HSET", b"hash:%d" % k, b"n", b"0", *(x for m in members[:25] for x in (m, b"1"))),
+            (b"ZADD", b"zset:%d" % k, *(x for i, m in enumerate(members[:39])
+                                        for x in (b"%d" % i, m))),
+            (b"RPUSH", b"list:%d" % k, *(b"%d" % i for i in range(20))),
+        ]
+    for k in range(20):
+        commands += [(b"PFADD", b"hll:%d" % k, *(b"e%d" % i for i in range(start, start + 1000)))
+                     for start in range(0, 5000, 1000)]  # dense from here on: a fixed size
+        commands += [(b"SETBIT", b"bits:%d" % k, b"4095", b"1"),
+                     (b"GEOADD", b"geo:%d" % k, *(x for i, m in enumerate(members)
+                                                  for x in (b"%d" % (i * 6 - 150), b"10", m)))]
+    for start in range(0, slots, 1000):
+        commands.append((b"MSET", *(x for n in range(start, min(start + 1000, slots))
+                                    for x in (b"ledger:%d" % n, b"prefill"))))
+    return commands
+
+
 @dataclass
 class Ledger:
     """Numbered writes the master acknowledged, over a fixed space of keys: the last one of
@@ -270,6 +317,27 @@ class Writer(threading.Thread):
         self.ledger.ack(acked)
 
 
+class Series:
+    """(seconds, value) samples in two C arrays: a list of tuples would grow the soak
+    process by ~100 bytes a sample, i.e. the figure it measures would measure the soak."""
+
+    def __init__(self) -> None:
+        self.times, self.values = array("d"), array("d")
+
+    def append(self, at: float, value: float) -> None:
+        self.times.append(at)
+        self.values.append(value)
+
+    def __len__(self) -> int:
+        return len(self.times)
+
+    def __iter__(self) -> Iterator[tuple[float, float]]:
+        return zip(self.times, self.values, strict=True)
+
+    def __getitem__(self, index: int) -> tuple[float, float]:
+        return self.times[index], self.values[index]
+
+
 class Pinger(threading.Thread):
     """PING the master every 10 ms; the worst latency, and the worst outside DEBUG SLEEPs."""
 
@@ -277,21 +345,28 @@ class Pinger(threading.Thread):
                  ) -> None:
         super().__init__(daemon=True)
         self.port, self.stop, self.sleeps = port, stop, sleeps
-        # (sent at, seconds) pairs, flat in a C array: a list of tuples would grow the soak
-        # process (and the embedded replica's RSS with it) by ~100 bytes a PING
+        # (sent at, seconds) of the PINGs slower than SLOW_PING, flat in a C array; of the
+        # others only the slowest: what grows with the run must stay small, it is measured
         self.samples = array("d")
+        self.count = 0
+        self.fastest_worst = (0.0, 0.0)
 
     def run(self) -> None:
         with Connection(self.port, timeout=60) as conn:
             while not self.stop.is_set():
                 sent = time.monotonic()
                 conn.command(b"PING")
-                self.samples.extend((sent, time.monotonic() - sent))
+                took = time.monotonic() - sent
+                self.count += 1
+                if took >= SLOW_PING:
+                    self.samples.extend((sent, took))
+                elif took > self.fastest_worst[0]:
+                    self.fastest_worst = (took, sent)
                 time.sleep(0.01)
 
     def worst(self, outside_sleeps: bool) -> tuple[float, float]:
         """(seconds, sent at) of the slowest PING."""
-        worst = (0.0, 0.0)
+        worst = self.fastest_worst  # a PING this fast overlapping a DEBUG SLEEP: impossible
         for sent, took in zip(self.samples[::2], self.samples[1::2], strict=True):
             if outside_sleeps and any(start - 0.05 <= sent + took and sent <= end + 0.05
                                       for start, end in self.sleeps):
@@ -313,10 +388,13 @@ class Soak:
         if redis is None:
             raise SystemExit("redis-server is not on PATH (run `make redis`)")
         mport, rport, cport, xport = (free_port() for _ in range(4))
-        self.master = Proc("master", kvrepl_argv(mport), mport, self.home / "master")
-        self.replica = Proc("replica-proc", kvrepl_argv(rport, mport), rport,
-                            self.home / "replica")
-        self.chained = Proc("chained", kvrepl_argv(cport, rport), cport, self.home / "chained")
+        homes = {name: self.home / name for name in ("master", "replica", "chained")}
+        self.master = Proc("master", kvrepl_argv(mport, homes["master"]), mport,
+                           homes["master"])
+        self.replica = Proc("replica-proc", kvrepl_argv(rport, homes["replica"], mport), rport,
+                            homes["replica"])
+        self.chained = Proc("chained", kvrepl_argv(cport, homes["chained"], rport), cport,
+                            homes["chained"])
         self.redis = Proc("redis", [redis, "--port", str(xport), "--bind", HOST, "--save", "",
                                     "--appendonly", "no", "--enable-debug-command", "local",
                                     "--replicaof", HOST, str(mport)], xport,
@@ -324,8 +402,11 @@ class Soak:
         self.embedded = Embedded(mport)
         self.faults: dict[str, int] = {}
         self.sleeps: list[tuple[float, float]] = []
-        self.rss: dict[str, list[tuple[float, int]]] = {}
-        self.used: dict[str, list[tuple[float, int]]] = {}
+        self.rss: dict[str, Series] = {}
+        self.used: dict[str, Series] = {}
+        # every HEAP_EVERY s: allocated blocks, malloc bytes, gc objects (frozen included)
+        self.heap: dict[str, tuple[Series, Series, Series]] = {}
+        self.collected: dict[str, dict[str, dict[str, Any]]] = {}  # "warm-up"/"end" censuses
         self.fault_log: list[tuple[float, str]] = []
         self.stop = threading.Event()
 
@@ -342,6 +423,13 @@ class Soak:
         self.embedded.ready.wait(30)
         if self.embedded.error is not None:
             raise self.embedded.error
+
+    def prefill(self) -> None:
+        """The dataset at its settled size before the clock starts (see prefill_commands);
+        a method so that the 200k request objects do not stay alive for the whole run."""
+        batch = prefill_commands(self.slots)
+        with Connection(self.master.port, timeout=120) as master:
+            master.pipeline(b"".join(encode_request(*c) for c in batch), len(batch))
 
     def close(self) -> None:
         self.stop.set()
@@ -400,7 +488,7 @@ class Soak:
                             ("chained", self.chained.rss()), ("redis", self.redis.rss()),
                             ("soak+embedded", rss_of(os.getpid()))):
             if value:
-                self.rss.setdefault(name, []).append((now, value))
+                self.rss.setdefault(name, Series()).append(now, value)
         ports = {"master": self.master.port, **self.ports()}
         for name, port in ports.items():
             try:
@@ -408,17 +496,36 @@ class Soak:
                     used = int(conn.info("memory")["used_memory"])
             except (OSError, ReplyError, ConnectionError, KeyError, ValueError):
                 continue  # restarting
-            self.used.setdefault(name, []).append((now, used))
+            self.used.setdefault(name, Series()).append(now, used)
+
+    def censuses(self, collect: bool) -> dict[str, dict[str, Any]]:
+        """:func:`memprobe.census` of every kvrepl process (the soak's own included: its
+        embedded replica), by name; a process restarting meanwhile is left out."""
+        found = {proc.name: proc.census(collect)
+                 for proc in (self.master, self.replica, self.chained)}
+        found["soak+embedded"] = memprobe.census(collect)
+        return {name: census for name, census in found.items() if census is not None}
+
+    def sample_heap(self) -> None:
+        """The Python-level figures of every kvrepl process, beside their RSS."""
+        for name, census in self.censuses(False).items():
+            now = time.monotonic()
+            series = self.heap.setdefault(name, (Series(), Series(), Series()))
+            for samples, value in zip(series, (census["allocated_blocks"], census["malloc"],
+                                               census["gc_tracked"] + census["gc_frozen"]),
+                                      strict=True):
+                samples.append(now, value)
 
     def run(self) -> int:
         self.start()
+        self.prefill()
         writer = Writer(self.master.port, self.stop, self.seed, self.slots)
         pinger = Pinger(self.master.port, self.stop, self.sleeps)
         writer.start()
         pinger.start()
         began = self.began = time.monotonic()
         next_fault = began + self.fault_every
-        next_rss = began
+        next_rss = next_heap = began
         log(f"soak: {self.seconds:.0f} s, a fault every {self.fault_every:.0f} s, "
             f"seed {self.seed}, in {self.home}")
         while time.monotonic() - began < self.seconds:
@@ -428,6 +535,11 @@ class Soak:
             if now >= next_rss:
                 self.sample_rss()
                 next_rss += 1.0
+            if now >= next_heap:
+                self.sample_heap()
+                next_heap += HEAP_EVERY
+            if not self.collected and now - began >= self.seconds * WARM_UP:
+                self.collected["warm-up"] = self.censuses(True)
             if now >= next_fault:
                 name = self.fault()
                 self.fault_log.append((now, name))
@@ -440,6 +552,7 @@ class Soak:
         if writer.error is not None:
             raise writer.error
         self.sample_rss()
+        self.sample_heap()
         return self.report(writer, pinger, time.monotonic() - began)
 
     # -- the end -------------------------------------------------------------------------
@@ -466,6 +579,7 @@ class Soak:
                 break
             time.sleep(0.1)
         failures = []
+        self.collected["end"] = self.censuses(True)
         with Connection(self.master.port) as master:
             digest = master.command(b"DEBUG", b"DIGEST")
             stats = master.info("stats")
@@ -513,7 +627,7 @@ class Soak:
               f"sync_partial_ok {chained_stats['sync_partial_ok']}")
         took, sent = pinger.worst(True)
         before = [name for at, name in self.fault_log if at <= sent]
-        print(f"master PING: {len(pinger.samples) // 2} pings, worst "
+        print(f"master PING: {pinger.count} pings, worst "
               f"{pinger.worst(False)[0] * 1000:.1f} ms; worst outside DEBUG SLEEPs "
               f"{took * 1000:.1f} ms, {sent - self.began:.0f} s into the run"
               + (f", after a {before[-1]} {sent - self.fault_log[len(before) - 1][0]:.1f} s "
@@ -530,7 +644,7 @@ class Soak:
         for name, series in self.rss.items():
             cells = []
             for samples in (series, self.used.get("embedded" if name == "soak+embedded"
-                                                  else name, [])):
+                                                  else name, Series())):
                 if not samples:
                     continue
                 warm = [v for t, v in samples if t - self.began >= elapsed * 0.25]
@@ -540,15 +654,69 @@ class Soak:
             print(f"  {name:14s} " + ";  ".join(cells))
         print("MB over time (tenths of the run), RSS / used_memory:")
         for name, series in self.rss.items():
-            used = self.used.get("embedded" if name == "soak+embedded" else name, [])
+            used = self.used.get("embedded" if name == "soak+embedded" else name, Series())
             cells = [f"{at_fraction(series, self.began, elapsed, f) / 2**20:.0f}/"
                      f"{at_fraction(used, self.began, elapsed, f) / 2**20:.1f}"
                      for f in (i / 10 for i in range(11))]
             print(f"  {name:14s} " + " ".join(cells))
+        self.print_heap(elapsed)
+        if os.environ.get("SOAK_CENSUS_OUT"):
+            Path(os.environ["SOAK_CENSUS_OUT"]).write_text(json.dumps(self.collected, indent=1))
+
+    def print_heap(self, elapsed: float) -> None:
+        """Python-level memory: the censuses at warm-up and at the end, what changed, and
+        the slopes over the last part of the run (what "flat" means in numbers)."""
+        warm, end = self.collected.get("warm-up", {}), self.collected.get("end", {})
+        print(f"Python memory after {WARM_UP:.0%} of the run -> at the end, each after a full "
+              "collection: pymalloc blocks (k); malloc MB; gc objects (k), frozen included; "
+              "frozen cycles found dead (a leak of the gc freeze policy)")
+        for name, last in end.items():
+            first = warm.get(name)
+            if first is None:
+                continue
+            note = "  (another process: restarted)" if first["pid"] != last["pid"] else ""
+            print(f"  {name:14s} " + ";  ".join(
+                f"{fmt(first)} -> {fmt(last)}" for fmt in (
+                    lambda c: f"{c['allocated_blocks'] / 1000:.1f}",
+                    lambda c: f"{c['malloc'] / 2**20:.1f}",
+                    lambda c: f"{(c['gc_tracked'] + c['gc_frozen']) / 1000:.1f}",
+                    lambda c: f"{c['frozen_garbage']}")) + note)
+            grown = type_changes(first["types"], last["types"])
+            if grown and not note:
+                print(f"  {'':14s} objects by type: " + ", ".join(grown))
+            if last["frozen_garbage"]:
+                print(f"  {'':14s} dead frozen cycles at the end: " + ", ".join(
+                    f"{count} {name}" for name, count in last["frozen_garbage_types"][:8]))
+        print(f"slope over the last {1 - WARM_UP:.0%} of the run (least squares), per 10 "
+              "minutes: RSS MB; pymalloc blocks (k); malloc MB; gc objects (k)")
+        since = self.began + elapsed * WARM_UP
+        for name, series in self.heap.items():
+            columns = [[(t, v / scale) for t, v in samples if t >= since] for samples, scale
+                       in zip((self.rss.get(name, Series()), *series), (2**20, 1000, 2**20, 1000),
+                              strict=True)]
+            print(f"  {name:14s} " + ";  ".join(
+                f"{slope(points) * 600:+.2f}" for points in columns))
 
 
-def at_fraction(samples: list[tuple[float, int]], began: float, elapsed: float,
-                fraction: float) -> int:
+def type_changes(before: list[list[Any]], after: list[list[Any]], top: int = 6) -> list[str]:
+    """The largest changes in object counts by type between two censuses' top lists."""
+    was, now = dict(before), dict(after)
+    changes = {name: now.get(name, 0) - was.get(name, 0) for name in {*was, *now}}
+    ranked = sorted(changes.items(), key=lambda item: -abs(item[1]))[:top]
+    return [f"{change:+d} {name}" for name, change in ranked if change]
+
+
+def slope(points: list[tuple[float, float]]) -> float:
+    """Least-squares slope of (seconds, value) points, per second (0 below two points)."""
+    if len(points) < 2:
+        return 0.0
+    mean_t = sum(t for t, _ in points) / len(points)
+    mean_v = sum(v for _, v in points) / len(points)
+    spread = sum((t - mean_t) ** 2 for t, _ in points)
+    return sum((t - mean_t) * (v - mean_v) for t, v in points) / spread if spread else 0.0
+
+
+def at_fraction(samples: Series, began: float, elapsed: float, fraction: float) -> float:
     """The sample nearest ``fraction`` of the run (0 when there is none)."""
     if not samples:
         return 0

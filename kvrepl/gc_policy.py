@@ -12,8 +12,11 @@ serving a full sync (50-100 ms).
 The remedy is :func:`gc.freeze`: it moves every object the collector tracks to a permanent
 generation that collections skip, in O(1). Objects frozen are still freed by reference
 counting as usual; only a *cycle* among frozen objects that becomes garbage later is not
-collected (it stays until :func:`gc.unfreeze`). That is the price, so a policy freezes at a
-few chosen moments:
+collected (it stays until :func:`gc.unfreeze`), and neither is what such a cycle holds. That
+is the price, so nothing that outlives a freeze may hold a dataset from a cycle (a finished
+snapshot job drops its callbacks and its view the database dicts: before they did, a replica
+that had served its own replica kept every dataset a full sync replaced), and a policy
+freezes at a few chosen moments:
 
 * at start-up, once the modules are imported (after one :func:`gc.collect`, so that no import
   garbage is frozen): :func:`install`;

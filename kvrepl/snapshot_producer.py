@@ -736,6 +736,11 @@ class SnapshotJob:
                 callback(self)
             except Exception:  # a callback's bug must not hide the job's outcome
                 logger.exception("Error in a snapshot callback")
+        # The callbacks are closures over their owners (replica links that point back to
+        # this job): dropped, the job is no cycle, and reference counting frees it even
+        # where the collector never looks (objects frozen by kvrepl.gc_policy).
+        self.on_begin.clear()
+        self.on_done.clear()
 
 
 def _cancelled(err: BaseException) -> bool:

@@ -69,9 +69,15 @@ class _DbView:
         return list(islice(self.pending, batch))
 
     def finish(self) -> None:
+        """Hand out nothing more, and hold nothing of the database any more: a job that
+        keeps its view after the end must not keep a dataset that a load, FLUSHALL or
+        SWAPDB has replaced since (above all from a cycle frozen by kvrepl.gc_policy,
+        which no collection would ever free)."""
         self.pending = iter(())
         self.frozen = True
         self.stash.clear()
+        self.data = {}
+        self.expires = {}
 
 
 class KeyspaceView:
@@ -123,7 +129,7 @@ class KeyspaceView:
                         chunk.append((index, key, value, expire))
                     yield chunk
                 # Written out: later writes to this db no longer concern the view.
-                del self._by_dict[id(data)]
+                self._by_dict.pop(id(data), None)  # gone already if closed meanwhile
                 view.finish()
         finally:
             self.close()
@@ -157,7 +163,7 @@ class KeyspaceView:
                         if expire is not None:
                             chunk_expires[key] = expire
                     yield index, items, chunk_expires
-                del self._by_dict[id(data)]
+                self._by_dict.pop(id(data), None)  # gone already if closed meanwhile
                 view.finish()
         finally:
             self.close()
@@ -167,5 +173,6 @@ class KeyspaceView:
         if self._hooked:
             self._hooked = False
             self.keyspace.remove_before_write_hook(self._before_write)
+            self._by_dict.clear()
             for view in self._views:
                 view.finish()
