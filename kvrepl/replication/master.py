@@ -584,6 +584,7 @@ class MasterReplication:
         _check_open(link)
         with trio.move_on_after(self.config.repl_timeout) as scope:
             await io.send_all(data)
+            self.engine.stats.net_repl_output_bytes += len(data)
         if scope.cancelled_caught:
             logger.warning("Disconnecting timedout replica (full sync): %s", link.addr)
             raise LinkClosed("timeout during the full sync")
@@ -591,25 +592,33 @@ class MasterReplication:
     async def _stream_payload(self, io: object, link: ReplicaLink, header: bytes) -> None:
         """Diskless: the RDB as the job produces it, framed without a length."""
         reader = link.reader
+        stats = self.engine.stats
         assert reader is not None  # INFO keeps saying wait_bgsave meanwhile, as Redis's does
         try:
             if "lz4stream" in link.capabilities and not link.old_sync:
                 # Only kvrepl replicas announce lz4stream (Redis ignores unknown capas).
                 self.last_payload_framing = "lz4"
                 compressor = lz4.frame.LZ4FrameCompressor()
-                await io.send_all(header + LZ4_STREAM_HEADER + compressor.begin())
+                start = LZ4_STREAM_HEADER + compressor.begin()
+                await io.send_all(header + start)
+                stats.net_repl_output_bytes += len(start)  # the +FULLRESYNC line is not
                 async for chunk in reader:
                     packed = compressor.compress(chunk)
                     if packed:
                         await self._send_timed(io, link, packed)
-                await io.send_all(compressor.flush())
+                end = compressor.flush()
+                await io.send_all(end)
+                stats.net_repl_output_bytes += len(end)
             else:
                 self.last_payload_framing = "eof"
                 mark = secrets.token_hex(20).encode()
-                await io.send_all(header + b"$EOF:" + mark + b"\r\n")
+                start = b"$EOF:" + mark + b"\r\n"
+                await io.send_all(header + start)
+                stats.net_repl_output_bytes += len(start)  # the +FULLRESYNC line is not
                 async for chunk in reader:
                     await self._send_timed(io, link, chunk)
                 await io.send_all(mark)
+                stats.net_repl_output_bytes += len(mark)
         except SnapshotFailed as err:
             raise LinkClosed(f"the snapshot failed: {err}") from None
         finally:
@@ -629,7 +638,9 @@ class MasterReplication:
         self.last_payload_framing = "len"
         with source:
             left = os.fstat(source.fileno()).st_size
-            await io.send_all(b"$%d\r\n" % left)
+            preamble = b"$%d\r\n" % left
+            await io.send_all(preamble)
+            self.engine.stats.net_repl_output_bytes += len(preamble)
             while left:
                 data = await trio.to_thread.run_sync(source.read, min(left, FILE_CHUNK))
                 if not data:
@@ -651,6 +662,7 @@ class MasterReplication:
     async def _sender(self, connection: object, link: ReplicaLink,
                       scope: trio.CancelScope) -> None:
         io = connection.io
+        stats = self.engine.stats
         try:
             while True:
                 self._distribute()
@@ -663,6 +675,8 @@ class MasterReplication:
                     if aof is not None and aof.buf:
                         aof.flush()  # beforeSleep writes the AOF before replicas' output
                     await io.send_all(data)
+                    stats.net_repl_output_bytes += len(data)
+                    stats.writes_processed += 1
                     continue
                 link.wakeup = trio.Event()
                 await link.wakeup.wait()
