@@ -199,10 +199,10 @@ class ReplicaProtocol:
             return None
         line = bytes(self._buf[:end]).rstrip(b"\r")
         del self._buf[:end + 1]
-        # Redis counts none of the handshake's replies as replication input, and a line
-        # before the payload less its "\r" (syncReadLine's length plus one).
-        self.uncounted += (end - len(line) if self.state is State.RECEIVE_SYNC_PAYLOAD
-                           else end + 1)
+        # Redis counts none of the handshake's replies as replication input (the lines
+        # before the payload, keepalives and its "$" line, it does).
+        if self.state is not State.RECEIVE_SYNC_PAYLOAD:
+            self.uncounted += end + 1
         return line
 
     def _on_line(self, line: bytes, events: list[object]) -> None:
