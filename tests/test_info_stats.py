@@ -148,6 +148,23 @@ def test_replication_bytes_as_redis_splits_them(kind):
         # The same writes are the same bytes whichever node is the master.
         assert streamed == len(pack("SELECT", 0)) + sum(
             len(pack("SET", f"key:{i}", "x" * i)) for i in range(50))
+
+        # A partial resync: the backlog's bytes count on both sides, the +CONTINUE line on
+        # neither.
+        sent, got = after_sent, after_got
+        start = offsets()[0]
+        ours.set("before", "the link drops")
+        ours.client_kill_filter(_type="replica")
+        ours.set("while", "the link is down")
+        poll(lambda: theirs.info("replication").get("master_link_status") == "up"
+             and len(set(offsets())) == 1 and offsets()[0] > start,
+             "the replica continued from the backlog")
+        assert _stats(ours)["sync_partial_ok"] == 1
+        streamed = offsets()[0] - start
+        assert _stats(ours)["total_net_repl_output_bytes"] \
+            - sent["total_net_repl_output_bytes"] == streamed
+        assert _stats(theirs)["total_net_repl_input_bytes"] \
+            - got["total_net_repl_input_bytes"] == streamed
     finally:
         replica.stop()
         master.stop()

@@ -98,6 +98,9 @@ class ReplicaLink:
     job_done: trio.Event = field(default_factory=trio.Event)  # disk: the dump is ready
     rdb_file: BinaryIO | None = None  # disk: the dump, opened when it was complete
     sync_error: str | None = None
+    # Bytes at the head of ``buffer`` that are no replication output: the +CONTINUE line,
+    # which Redis writes outside the replica's output buffer (INFO does not count it).
+    uncounted: int = 0
 
     @property
     def ip(self) -> str:
@@ -379,6 +382,7 @@ class MasterReplication:
                 reply = (b"+CONTINUE %s\r\n" % self.replid.encode()
                          if "psync2" in link.capabilities else b"+CONTINUE\r\n")
                 link.write(reply + self.backlog.read_from(offset))
+                link.uncounted = len(reply)
                 link.state = "online"
                 link.ack_offset = offset - 1
                 self._attach(link)
@@ -675,8 +679,9 @@ class MasterReplication:
                     if aof is not None and aof.buf:
                         aof.flush()  # beforeSleep writes the AOF before replicas' output
                     await io.send_all(data)
-                    stats.net_repl_output_bytes += len(data)
+                    stats.net_repl_output_bytes += len(data) - link.uncounted
                     stats.writes_processed += 1
+                    link.uncounted = 0
                     continue
                 link.wakeup = trio.Event()
                 await link.wakeup.wait()
