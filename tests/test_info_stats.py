@@ -205,6 +205,8 @@ def test_expired_stale_perc_is_a_running_average(clocked):
     engine.execute(session, [b"FLUSHALL"])
     expire_cycle(engine)
     assert _info_stats(engine, session)["expired_stale_perc"] == "4.51"
+    engine.execute(session, [b"CONFIG", b"RESETSTAT"])  # resetServerStats: back to 0
+    assert _info_stats(engine, session)["expired_stale_perc"] == "0.00"
 
 
 def test_expire_cycle_time_cap(clocked):
@@ -278,4 +280,6 @@ def test_eviction_exceeded_time_spans_the_spell_over_maxmemory(clocked):
     stats = _info_stats(engine, session)
     assert stats["current_eviction_exceeded_time"] == "0"
     assert int(stats["total_eviction_exceeded_time"]) == int(total * 1000)
+    engine.execute(session, [b"CONFIG", b"RESETSTAT"])
+    assert evictor.exceeded_time() == (0.0, 0.0)
 
