@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from kvrepl import acl as acl_rules
 from kvrepl.commands.eviction import EVICT_FAIL, OOM, Evictor
+from kvrepl.commands.instant import InstantMetrics
 from kvrepl.commands.monitor import monitor_line
 from kvrepl.commands.observers import LatencyMonitor, SlowLog, latency_key
 from kvrepl.commands.plain import LANE_CLASSES, PlainLane
@@ -298,6 +299,20 @@ class CommandStats:
     evicted_keys: int = 0
     total_net_input_bytes: int = 0
     total_net_output_bytes: int = 0
+    # Bytes read from our master and written to our replicas (INFO adds them to the totals).
+    net_repl_input_bytes: int = 0
+    net_repl_output_bytes: int = 0
+    # Read and write events on client sockets (not commands: one read may carry many).
+    reads_processed: int = 0
+    writes_processed: int = 0
+    # The active expiry cycle's (expire.c): a running estimate of the share of keys with a
+    # TTL that are expired but not yet deleted, the cycles stopped by their time limit, and
+    # the time spent in cycles (microseconds).
+    expired_stale_perc: float = 0.0
+    expired_time_cap_reached_count: int = 0
+    expire_cycle_time_used: int = 0
+    # The cron's samples behind INFO's instantaneous_* (a fresh one on CONFIG RESETSTAT).
+    instant: InstantMetrics = field(default_factory=InstantMetrics)
     pubsub_messages: int = 0
     error_replies: int = 0
     errors: dict[str, int] = field(default_factory=dict)

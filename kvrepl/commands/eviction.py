@@ -44,6 +44,27 @@ class Evictor:
         self.engine = engine
         self.pool = EvictionPool()
         self.running = False  # over the limit after a time-limited pass: cron continues
+        # isEvictionProcRunning's time (INFO's *_eviction_exceeded_time): the seconds of the
+        # ended spells over maxmemory, and when the current one began (perf_counter).
+        self.exceeded_total = 0.0
+        self.exceeded_since: float | None = None
+
+    def exceeded_time(self) -> tuple[float, float]:
+        """The seconds spent over maxmemory in all, and in the current spell (0 if none)."""
+        since = self.exceeded_since
+        current = perf_counter() - since if since is not None else 0.0
+        return self.exceeded_total + current, current
+
+    def _exceeded(self, result: int) -> int:
+        """performEvictions' update_metrics: a spell starts when a pass cannot get under
+        the limit (RUNNING or FAIL), and ends when one does (OK)."""
+        if result == EVICT_OK:
+            if self.exceeded_since is not None:
+                self.exceeded_total += perf_counter() - self.exceeded_since
+                self.exceeded_since = None
+        elif self.exceeded_since is None:
+            self.exceeded_since = perf_counter()
+        return result
 
     def safe(self) -> bool:
         """isSafeToPerformEvictions: not while loading, nor on a replica that ignores
@@ -65,10 +86,10 @@ class Evictor:
         keyspace = engine.keyspace
         to_free = keyspace.used_memory() - maxmemory
         if to_free <= 0:
-            return EVICT_OK
+            return EVICT_OK if self.exceeded_since is None else self._exceeded(EVICT_OK)
         policy = config.maxmemory_policy
         if policy == "noeviction":
-            return EVICT_FAIL
+            return self._exceeded(EVICT_FAIL)
         limit = time_limit(config.maxmemory_eviction_tenacity)
         samples = config.maxmemory_samples
         started = perf_counter()
@@ -76,7 +97,7 @@ class Evictor:
         while freed < to_free:
             chosen = self.pool.select(keyspace, policy, samples)
             if chosen is None:
-                return EVICT_FAIL
+                return self._exceeded(EVICT_FAIL)
             db, key = chosen
             before = db.used
             db.before_write(key)
@@ -90,7 +111,7 @@ class Evictor:
             if evicted % 16 == 0 and perf_counter() - started > limit:
                 self.running = True
                 break
-        return EVICT_RUNNING if self.running else EVICT_OK
+        return self._exceeded(EVICT_RUNNING if self.running else EVICT_OK)
 
     def cron(self, budget: float) -> None:
         """evictionTimeProc: go on evicting after a pass that reached its time limit, in

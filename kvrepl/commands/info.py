@@ -22,6 +22,7 @@ import weakref
 from collections.abc import Callable
 
 from kvrepl import __version__
+from kvrepl.commands import instant
 from kvrepl.commands.connection import REDIS_VERSION
 from kvrepl.commands.core import Engine, Session, command
 from kvrepl.commands.observers import latency_counts, percentiles_line
@@ -223,30 +224,39 @@ def _memory(engine: Engine) -> list[str]:
 
 def _stats(engine: Engine) -> list[str]:
     stats = engine.stats
+    metrics = stats.instant
+    repl_in, repl_out = stats.net_repl_input_bytes, stats.net_repl_output_bytes
+    exceeded_total, exceeded_now = engine.evictor.exceeded_time()
+    sockets = getattr(engine.server, "migrate_sockets", None)
+
+    def kbps(metric: int) -> str:
+        return f"{metrics.get(metric) / 1024:.2f}"
+
     return [
         f"total_connections_received:{stats.connections_received}",
         f"total_commands_processed:{stats.commands_processed}",
-        "instantaneous_ops_per_sec:0",
-        f"total_net_input_bytes:{stats.total_net_input_bytes}",
-        f"total_net_output_bytes:{stats.total_net_output_bytes}",
-        "total_net_repl_input_bytes:0",
-        "total_net_repl_output_bytes:0",
-        "instantaneous_input_kbps:0.00",
-        "instantaneous_output_kbps:0.00",
-        "instantaneous_input_repl_kbps:0.00",
-        "instantaneous_output_repl_kbps:0.00",
+        f"instantaneous_ops_per_sec:{metrics.get(instant.COMMAND)}",
+        # Redis 7.0's totals include the replication bytes (server.c genRedisInfoString).
+        f"total_net_input_bytes:{stats.total_net_input_bytes + repl_in}",
+        f"total_net_output_bytes:{stats.total_net_output_bytes + repl_out}",
+        f"total_net_repl_input_bytes:{repl_in}",
+        f"total_net_repl_output_bytes:{repl_out}",
+        f"instantaneous_input_kbps:{kbps(instant.INPUT)}",
+        f"instantaneous_output_kbps:{kbps(instant.OUTPUT)}",
+        f"instantaneous_input_repl_kbps:{kbps(instant.INPUT_REPL)}",
+        f"instantaneous_output_repl_kbps:{kbps(instant.OUTPUT_REPL)}",
         f"rejected_connections:{stats.rejected_connections}",
         f"sync_full:{getattr(engine.replication, 'sync_full', 0)}",
         f"sync_partial_ok:{getattr(engine.replication, 'sync_partial_ok', 0)}",
         f"sync_partial_err:{getattr(engine.replication, 'sync_partial_err', 0)}",
         f"expired_keys:{stats.expired_keys}",
-        "expired_stale_perc:0.00",
-        "expired_time_cap_reached_count:0",
-        "expire_cycle_cpu_milliseconds:0",
+        f"expired_stale_perc:{stats.expired_stale_perc * 100:.2f}",
+        f"expired_time_cap_reached_count:{stats.expired_time_cap_reached_count}",
+        f"expire_cycle_cpu_milliseconds:{stats.expire_cycle_time_used // 1000}",
         f"evicted_keys:{stats.evicted_keys}",
         "evicted_clients:0",
-        "total_eviction_exceeded_time:0",
-        "current_eviction_exceeded_time:0",
+        f"total_eviction_exceeded_time:{int(exceeded_total * 1000)}",
+        f"current_eviction_exceeded_time:{int(exceeded_now * 1000)}",
         f"keyspace_hits:{engine.keyspace.hits}",
         f"keyspace_misses:{engine.keyspace.misses}",
         f"pubsub_channels:{len(engine.pubsub_channels)}",
@@ -254,7 +264,7 @@ def _stats(engine: Engine) -> list[str]:
         f"pubsubshard_channels:{len(engine.pubsub_shard_channels)}",
         "latest_fork_usec:0",
         "total_forks:0",
-        "migrate_cached_sockets:0",
+        f"migrate_cached_sockets:{len(sockets.cached) if sockets is not None else 0}",
         "slave_expires_tracked_keys:0",
         "active_defrag_hits:0",
         "active_defrag_misses:0",
@@ -268,8 +278,8 @@ def _stats(engine: Engine) -> list[str]:
         f"unexpected_error_replies:{stats.unexpected_error_replies}",
         f"total_error_replies:{stats.error_replies}",
         f"dump_payload_sanitizations:{stats.dump_payload_sanitizations}",
-        f"total_reads_processed:{stats.commands_processed}",
-        f"total_writes_processed:{stats.commands_processed}",
+        f"total_reads_processed:{stats.reads_processed}",
+        f"total_writes_processed:{stats.writes_processed}",
         "io_threaded_reads_processed:0",
         "io_threaded_writes_processed:0",
         "reply_buffer_shrinks:0",

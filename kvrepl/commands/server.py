@@ -192,6 +192,9 @@ def reset_stats(engine: Engine) -> None:
         # In place: the server's connection loops hold on to the stats object.
         setattr(engine.stats, item.name, getattr(fresh, item.name))
     engine.keyspace.hits = engine.keyspace.misses = 0
+    # resetServerStats zeroes the time over maxmemory too, a spell in progress included.
+    engine.evictor.exceeded_total = 0.0
+    engine.evictor.exceeded_since = None
     for cmd in _all_commands(engine):
         cmd.calls = 0
         cmd.usec = 0.0

@@ -152,6 +152,7 @@ class ReplicaProtocol:
         self.capabilities = capabilities
         self.state = State.RECEIVE_PING_REPLY
         self._buf = bytearray()
+        self.uncounted = 0  # bytes received that are not INFO's total_net_repl_input_bytes
         self._pending_replies: list[State] = []
         self._payload_left: int | None = None
         self._eof_mark: bytes | None = None
@@ -198,6 +199,10 @@ class ReplicaProtocol:
             return None
         line = bytes(self._buf[:end]).rstrip(b"\r")
         del self._buf[:end + 1]
+        # Redis counts none of the handshake's replies as replication input (the lines
+        # before the payload, keepalives and its "$" line, it does).
+        if self.state is not State.RECEIVE_SYNC_PAYLOAD:
+            self.uncounted += end + 1
         return line
 
     def _on_line(self, line: bytes, events: list[object]) -> None:

@@ -98,6 +98,9 @@ class ReplicaLink:
     job_done: trio.Event = field(default_factory=trio.Event)  # disk: the dump is ready
     rdb_file: BinaryIO | None = None  # disk: the dump, opened when it was complete
     sync_error: str | None = None
+    # Bytes at the head of ``buffer`` that are no replication output: the +CONTINUE line,
+    # which Redis writes outside the replica's output buffer (INFO does not count it).
+    uncounted: int = 0
 
     @property
     def ip(self) -> str:
@@ -379,6 +382,7 @@ class MasterReplication:
                 reply = (b"+CONTINUE %s\r\n" % self.replid.encode()
                          if "psync2" in link.capabilities else b"+CONTINUE\r\n")
                 link.write(reply + self.backlog.read_from(offset))
+                link.uncounted = len(reply)
                 link.state = "online"
                 link.ack_offset = offset - 1
                 self._attach(link)
@@ -584,6 +588,7 @@ class MasterReplication:
         _check_open(link)
         with trio.move_on_after(self.config.repl_timeout) as scope:
             await io.send_all(data)
+            self.engine.stats.net_repl_output_bytes += len(data)
         if scope.cancelled_caught:
             logger.warning("Disconnecting timedout replica (full sync): %s", link.addr)
             raise LinkClosed("timeout during the full sync")
@@ -591,25 +596,33 @@ class MasterReplication:
     async def _stream_payload(self, io: object, link: ReplicaLink, header: bytes) -> None:
         """Diskless: the RDB as the job produces it, framed without a length."""
         reader = link.reader
+        stats = self.engine.stats
         assert reader is not None  # INFO keeps saying wait_bgsave meanwhile, as Redis's does
         try:
             if "lz4stream" in link.capabilities and not link.old_sync:
                 # Only kvrepl replicas announce lz4stream (Redis ignores unknown capas).
                 self.last_payload_framing = "lz4"
                 compressor = lz4.frame.LZ4FrameCompressor()
-                await io.send_all(header + LZ4_STREAM_HEADER + compressor.begin())
+                start = LZ4_STREAM_HEADER + compressor.begin()
+                await io.send_all(header + start)
+                stats.net_repl_output_bytes += len(start)  # the +FULLRESYNC line is not
                 async for chunk in reader:
                     packed = compressor.compress(chunk)
                     if packed:
                         await self._send_timed(io, link, packed)
-                await io.send_all(compressor.flush())
+                end = compressor.flush()
+                await io.send_all(end)
+                stats.net_repl_output_bytes += len(end)
             else:
                 self.last_payload_framing = "eof"
                 mark = secrets.token_hex(20).encode()
-                await io.send_all(header + b"$EOF:" + mark + b"\r\n")
+                start = b"$EOF:" + mark + b"\r\n"
+                await io.send_all(header + start)
+                stats.net_repl_output_bytes += len(start)  # the +FULLRESYNC line is not
                 async for chunk in reader:
                     await self._send_timed(io, link, chunk)
                 await io.send_all(mark)
+                stats.net_repl_output_bytes += len(mark)
         except SnapshotFailed as err:
             raise LinkClosed(f"the snapshot failed: {err}") from None
         finally:
@@ -629,7 +642,9 @@ class MasterReplication:
         self.last_payload_framing = "len"
         with source:
             left = os.fstat(source.fileno()).st_size
-            await io.send_all(b"$%d\r\n" % left)
+            preamble = b"$%d\r\n" % left
+            await io.send_all(preamble)
+            self.engine.stats.net_repl_output_bytes += len(preamble)
             while left:
                 data = await trio.to_thread.run_sync(source.read, min(left, FILE_CHUNK))
                 if not data:
@@ -651,6 +666,7 @@ class MasterReplication:
     async def _sender(self, connection: object, link: ReplicaLink,
                       scope: trio.CancelScope) -> None:
         io = connection.io
+        stats = self.engine.stats
         try:
             while True:
                 self._distribute()
@@ -663,6 +679,9 @@ class MasterReplication:
                     if aof is not None and aof.buf:
                         aof.flush()  # beforeSleep writes the AOF before replicas' output
                     await io.send_all(data)
+                    stats.net_repl_output_bytes += len(data) - link.uncounted
+                    stats.writes_processed += 1
+                    link.uncounted = 0
                     continue
                 link.wakeup = trio.Event()
                 await link.wakeup.wait()

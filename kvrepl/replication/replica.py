@@ -286,6 +286,7 @@ class ReplicaOf:
                 capabilities=("eof", "psync2", "lz4stream"),
                 failover=self.failover is not None and self.failover.state == IN_PROGRESS)
             self._protocol = protocol
+            stats = self.engine.stats
             failure: Exception | None = None
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._ack_every_second, stream)
@@ -299,7 +300,11 @@ class ReplicaOf:
                         if not data:
                             raise ReplicationProtocolError("master closed the connection")
                         self.last_io = time.monotonic()
-                        await self._handle(protocol.receive_data(data), stream)
+                        uncounted = protocol.uncounted
+                        events = protocol.receive_data(data)
+                        stats.net_repl_input_bytes += (
+                            len(data) - (protocol.uncounted - uncounted))
+                        await self._handle(events, stream)
                 except Exception as err:  # re-raised below, outside the nursery's group
                     failure = err
                 nursery.cancel_scope.cancel()
@@ -312,8 +317,13 @@ class ReplicaOf:
             if self.link_up:
                 await self._send_ack(stream)
 
-    async def _send_ack(self, stream: trio.abc.Stream) -> None:
-        await self._send(stream, encode_command([b"REPLCONF", b"ACK", b"%d" % self.reploff]))
+    async def _send_ack(self, stream: trio.abc.Stream, offset: int | None = None) -> None:
+        """REPLCONF ACK with ``offset`` (our own by default): the master client's output,
+        which Redis counts in total_net_output_bytes (the handshake's it does not)."""
+        data = encode_command([b"REPLCONF", b"ACK",
+                               b"%d" % (self.reploff if offset is None else offset)])
+        await self._send(stream, data)
+        self.engine.stats.total_net_output_bytes += len(data)
 
     # -- events ----------------------------------------------------------------------------
     async def _handle(self, events: list[object], stream: trio.abc.Stream) -> None:
@@ -324,8 +334,7 @@ class ReplicaOf:
                 while batch is not None:
                     for offset in self._apply_batch(batch):
                         # REPLCONF GETACK: answered with the offset before it, as Redis does.
-                        await self._send(stream, encode_command(
-                            [b"REPLCONF", b"ACK", b"%d" % offset]))
+                        await self._send_ack(stream, offset)
                     batch, self._paused_rest = self._paused_rest, None
                     if batch is not None:
                         await self._pause_relaxed()

@@ -118,6 +118,7 @@ class BusyAcceptor:
             adopted.hangup = True
             engine.close_session(connection.session)
             return
+        engine.stats.reads_processed += 1
         engine.stats.total_net_input_bytes += len(data)
         connection.parser.feed(data)
         if adopted.result is not None:
@@ -133,6 +134,7 @@ class BusyAcceptor:
             except OSError:
                 adopted.hangup = True
                 return
+            engine.stats.writes_processed += 1
             engine.stats.total_net_output_bytes += sent
             if sent < len(payload):
                 adopted.out.append(payload[sent:])

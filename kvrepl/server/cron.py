@@ -7,6 +7,7 @@ from time import perf_counter, time
 import trio
 
 from kvrepl import gc_policy, persistence
+from kvrepl.commands import instant
 from kvrepl.commands.core import Engine
 from kvrepl.commands.shutdown import shutdown_state
 from kvrepl.log import logger
@@ -19,8 +20,14 @@ async def run_cron(engine: Engine) -> None:
     when one is installed (:mod:`kvrepl.gc_policy`: a no-op otherwise). Once a second,
     clients idle for more than ``timeout`` seconds are closed."""
     last_second = 0
+    loops = 0
     while True:
         await trio.sleep(1 / engine.config.hz)
+        # run_with_period(100): every loop at hz <= 10, else every 100 ms worth of loops.
+        period = 1000 // engine.config.hz
+        if instant.PERIOD_MS <= period or loops % (instant.PERIOD_MS // period) == 0:
+            sample_metrics(engine)
+        loops += 1
         engine.keyspace.lru_clock = int(engine.keyspace.clock())
         if engine.pausing:
             engine.pause.current()  # a CLIENT PAUSE whose time is up ends (and wakes clients)
@@ -65,18 +72,47 @@ def close_idle_clients(engine: Engine) -> int:
     return closed
 
 
+def sample_metrics(engine: Engine) -> None:
+    """One sample of each of INFO's instantaneous_* rates (Redis's serverCron, every 100 ms).
+    The input/output rates count the replication bytes too; the repl ones only those."""
+    engine.direct_tally.fold()  # the embedded calls count as commands from now on
+    stats = engine.stats
+    metrics = stats.instant
+    now_ms = int(time() * 1000)
+    repl_in, repl_out = stats.net_repl_input_bytes, stats.net_repl_output_bytes
+    metrics.track(instant.COMMAND, stats.commands_processed, now_ms)
+    metrics.track(instant.INPUT, stats.total_net_input_bytes + repl_in, now_ms)
+    metrics.track(instant.OUTPUT, stats.total_net_output_bytes + repl_out, now_ms)
+    metrics.track(instant.INPUT_REPL, repl_in, now_ms)
+    metrics.track(instant.OUTPUT_REPL, repl_out, now_ms)
+
+
 def expire_cycle(engine: Engine) -> int:
-    """One active-expiry pass over every database; returns how many keys it deleted."""
-    if not engine.keyspace.expire_keys or not engine.active_expire_enabled:
+    """One active-expiry pass over every database; returns how many keys it deleted.
+
+    Keeps activeExpireCycle's statistics: its time, the cycles cut by the time limit, and
+    ``expired_stale_perc``, a running average (5% weight per cycle) of the share of the
+    checked keys that were expired."""
+    keyspace = engine.keyspace
+    if not keyspace.expire_keys or not engine.active_expire_enabled or keyspace.expiry_paused():
         return 0
-    deleted = 0
+    deleted = sampled = 0
+    capped = False
+    started = perf_counter()
     # Redis's slow cycle may take 25% of a cron period; the rest belongs to the clients.
-    deadline = perf_counter() + 0.25 / engine.config.hz
-    for db in engine.keyspace.dbs:
+    deadline = started + 0.25 / engine.config.hz
+    for db in keyspace.dbs:
         if db.expires:
             deleted += db.active_expire_cycle(deadline=deadline)
+            sampled += db.expire_sampled
             if perf_counter() > deadline:
+                capped = True
                 break
+    stats = engine.stats
+    stats.expire_cycle_time_used += int((perf_counter() - started) * 1_000_000)
+    stats.expired_time_cap_reached_count += capped
+    current = deleted / sampled if sampled else 0.0
+    stats.expired_stale_perc = current * 0.05 + stats.expired_stale_perc * 0.95
     # No command runs here: the engine propagated each DEL as its key went, on its own and
     # never wrapped in MULTI (as Redis does).
     if engine.keyspace.ready_keys and engine.on_ready_keys is not None:

@@ -109,6 +109,7 @@ class Reactor:
             self._hand_back(fd, task, HANGUP)
             return
         stats = self.engine.stats
+        stats.reads_processed += 1
         stats.total_net_input_bytes += len(data)
         connection.parser.feed(data)
         out: list[bytes] = []
@@ -155,6 +156,7 @@ class Reactor:
         except OSError:
             self._hand_back(fd, task, HANGUP)
             return
+        stats.writes_processed += 1
         stats.total_net_output_bytes += sent
         if sent < len(payload):  # the kernel's buffer is full: the task waits for room
             self._hand_back(fd, task, ([payload[sent:]], None))

@@ -144,7 +144,9 @@ class Connection:
             await self.io.send_all(data)
         finally:
             lock.release()
-        self.server.engine.stats.total_net_output_bytes += len(data)
+        stats = self.server.engine.stats
+        stats.writes_processed += 1
+        stats.total_net_output_bytes += len(data)
 
     def drain_pushes(self, out: list[bytes]) -> None:
         pending = self.session.pending_out
@@ -192,6 +194,7 @@ class Connection:
                     if not data:
                         nursery.cancel_scope.cancel()
                         return
+                    engine.stats.reads_processed += 1
                     engine.stats.total_net_input_bytes += len(data)
                     self.parser.feed(data)
                     # Read, not run, while blocked: all of it counts (Redis's query buffer).
@@ -269,6 +272,10 @@ class Connection:
                 return
             if not data:
                 return
+            # A replica's ACKs are client input (Redis counts only reads from a master
+            # as replication bytes).
+            engine.stats.reads_processed += 1
+            engine.stats.total_net_input_bytes += len(data)
             self.parser.feed(data)
             while True:
                 try:
@@ -436,6 +443,7 @@ class Connection:
                     return
                 if not data:
                     return
+                stats.reads_processed += 1
                 stats.total_net_input_bytes += len(data)
                 parser.feed(data)
                 result = self.execute_buffered(out)

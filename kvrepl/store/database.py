@@ -34,7 +34,7 @@ class Database:
     """
 
     __slots__ = ("id", "data", "expires", "access", "keyspace", "_expire_scan", "_expire_pos",
-                 "sizes", "used", "stale")
+                 "expire_sampled", "sizes", "used", "stale")
 
     def __init__(self, index: int, keyspace: Keyspace) -> None:
         self.id = index
@@ -43,6 +43,7 @@ class Database:
         # of one pass, fixed when it starts, and how far the walk has got.
         self._expire_scan: tuple[bytes, ...] = ()
         self._expire_pos = 0
+        self.expire_sampled = 0  # keys the last active_expire_cycle checked (expired_stale_perc)
         self.data: dict[bytes, object] = {}
         self.expires: dict[bytes, int] = {}
         # Redis's per-object ``lru`` field: the LRU clock at the last access, or under an
@@ -350,9 +351,11 @@ class Database:
         stopped, rather than drawn at random: drawing needs the whole key set listed, a
         copy per draw that costs milliseconds per million keys. A pass lists them once.
         Repeats while more than a quarter of a batch was expired, until ``deadline``
-        (a ``time.perf_counter()`` value). Returns the keys deleted.
+        (a ``time.perf_counter()`` value). Returns the keys deleted; ``expire_sampled`` says
+        how many it checked.
         """
-        deleted = 0
+        deleted = sampled = 0
+        self.expire_sampled = 0
         if not self.keyspace.expire_keys or self.keyspace.expiry_paused():
             return 0
         expires = self.expires
@@ -375,10 +378,12 @@ class Database:
                     self.delete_expired(key)
                     expired += 1
             deleted += expired
+            sampled += checked
             if expired * 4 <= checked or (deadline is not None and perf_counter() > deadline):
                 break
         if not expires:
             self._expire_scan, self._expire_pos = (), 0
+        self.expire_sampled = sampled
         return deleted
 
 
