@@ -38,6 +38,7 @@ from kvrepl.config import Config, ConfigError
 from kvrepl.errors import ReplyError
 from kvrepl.replication.stream import encode_command
 
+PROCESS_WAIT = 30.0  # seconds a wait on real processes' syncs may take here
 CHECK_AOF = shutil.which("redis-check-aof")
 
 
@@ -701,13 +702,17 @@ def test_a_replica_whose_aof_write_fails_does_as_redis_server(tmp_path, fsync, i
         writer = master.client()
         writer.set("small", "1")
         for client in clients.values():
-            poll(lambda client=client: ready(client), "the replica synced, its AOF on")
+            # Two real processes' full syncs and AOF rewrites: a loaded host needs more than
+            # the usual bound.
+            poll(lambda client=client: ready(client), "the replica synced, its AOF on",
+                 PROCESS_WAIT)
         # 2 x 400 kB fit under the 1 MB limit, the third does not
         for i in range(3):
             writer.set(f"big{i}", "x" * 400_000)
             if i < 2:
                 for client in clients.values():
-                    poll(lambda client=client, i=i: client.exists(f"big{i}"), "applied")
+                    poll(lambda client=client, i=i: client.exists(f"big{i}"), "applied",
+                         PROCESS_WAIT)
         if fsync == "always":
             for name, (process, _) in replicas.items():
                 assert process.wait(20) == 1, name
