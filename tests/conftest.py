@@ -109,6 +109,23 @@ def real(redis_server: RedisServer) -> Iterator[redis.Redis]:
 
 
 @pytest.fixture
+def real_clients(redis_server: RedisServer) -> Iterator[Callable[..., redis.Redis]]:
+    """``real_clients(**kwargs)``: redis-py clients (any options) on a flushed real
+    redis-server, closed at the end of the test."""
+    opened: list[redis.Redis] = []
+
+    def make(**kwargs: object) -> redis.Redis:
+        client = redis_server.client(**kwargs)
+        opened.append(client)
+        return client
+
+    make().flushall()
+    yield make
+    for client in opened:
+        client.close()
+
+
+@pytest.fixture
 def compare_on(kvrepl_server: ThreadedServer, redis_server: RedisServer, r: redis.Redis,
                real: redis.Redis) -> Iterator[Callable[..., Compare]]:
     """``compare_on(protocol=2, db=1)``: a new comparer (see ``support.comparer``) over a fresh

@@ -4,7 +4,7 @@ to a real redis-server 7.0 (the oracle), call for call, over RESP2 and RESP3."""
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -139,19 +139,9 @@ def typed(value: object) -> object:
 
 
 @pytest.fixture
-def real(redis_server: Any) -> Iterator[Callable[..., redis.Redis]]:
+def real(real_clients: Callable[..., redis.Redis]) -> Callable[..., redis.Redis]:
     """``real(**kwargs)``: a redis-py client over TCP to the flushed redis-server."""
-    opened: list[redis.Redis] = []
-
-    def make(**kwargs: Any) -> redis.Redis:
-        client = redis_server.client(**kwargs)
-        opened.append(client)
-        return client
-
-    make().flushall()
-    yield make
-    for client in opened:
-        client.close()
+    return real_clients
 
 
 def run_table(ours: redis.Redis, theirs: redis.Redis) -> None:

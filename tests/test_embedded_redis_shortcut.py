@@ -6,7 +6,7 @@ its pipeline and pub/sub, QUIT, close, a single-connection client, RESP3)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -119,19 +119,9 @@ def scenario(client: redis.Redis, other: redis.Redis, wait: float) -> list[Outco
 
 
 @pytest.fixture
-def real(redis_server: Any) -> Iterator[Callable[..., redis.Redis]]:
+def real(real_clients: Callable[..., redis.Redis]) -> Callable[..., redis.Redis]:
     """``real(**kwargs)``: a redis-py client over TCP to the flushed redis-server."""
-    opened: list[redis.Redis] = []
-
-    def make(**kwargs: Any) -> redis.Redis:
-        client = redis_server.client(**kwargs)
-        opened.append(client)
-        return client
-
-    make().flushall()
-    yield make
-    for client in opened:
-        client.close()
+    return real_clients
 
 
 class GeneralPath:
