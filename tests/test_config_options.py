@@ -8,6 +8,7 @@ it working; the tests below it are those no other file had.
 
 from __future__ import annotations
 
+import errno
 import importlib
 import logging
 import re
@@ -165,6 +166,30 @@ def test_protected_mode_refuses_other_hosts_as_redis_does():
     finally:
         ours.stop()
         real.stop()
+
+
+async def test_port_zero_on_several_addresses_picks_again_when_one_has_it_taken(monkeypatch):
+    # Port 0 takes the first address's free port for every address; another process can
+    # hold that port on a later address (a fresh-clone run met it). The OS's race cannot be
+    # made to happen on demand, so the second address refuses once here.
+    real_open = trio.open_tcp_listeners
+    calls: list[tuple[int, str]] = []
+
+    async def taken_once(port: int, *, host: str, **kwargs: object) -> object:
+        calls.append((port, host))
+        if host == "127.0.0.2" and len(calls) == 2:
+            raise OSError(errno.EADDRINUSE, "Address already in use")
+        return await real_open(port, host=host, **kwargs)
+
+    monkeypatch.setattr(trio, "open_tcp_listeners", taken_once)
+    async with kvrepl.Master(port=0, bind=("127.0.0.1", "127.0.0.2")) as master:
+        assert [host for _, host in calls] == ["127.0.0.1", "127.0.0.2"] * 2
+        assert calls[2][0] == 0 and calls[3][0] == master.port  # picked again, one port
+        for host in ("127.0.0.1", "127.0.0.2"):
+            stream = await trio.open_tcp_stream(host, master.port)
+            async with stream:
+                await stream.send_all(b"PING\r\n")
+                assert await stream.receive_some(64) == b"+PONG\r\n"
 
 
 def _non_loopback_address() -> str:

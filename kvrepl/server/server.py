@@ -53,6 +53,8 @@ _DENIED = (
 )
 
 RECEIVE_SIZE = 64 * 1024
+# Ports tried when port 0 must be free on several bind addresses at once.
+PICK_PORT_ATTEMPTS = 20
 _DISCONNECTED = object()
 _CLOSE = object()  # end the connection once the replies so far are sent
 # Their confirmations are pushes: CLIENT REPLY OFF/SKIP does not silence them (CLIENT_PUSHING).
@@ -545,21 +547,36 @@ class Server:
         await self._shutdown.wait()
 
     async def open_listeners(self) -> list[trio.SocketListener]:
-        listeners = []
-        for address in self.config.bind:
-            host = address.lstrip("-")
-            if host == "*":
-                host = "0.0.0.0"
+        """Listen on every ``bind`` address, on one port. With port 0 the first address
+        picks a free port for all; when it is taken on a later address (free where the
+        first looked, not there), every listener is closed and another port is picked."""
+        picking = not (self.port or self.config.port)
+        for attempt in range(PICK_PORT_ATTEMPTS if picking else 1):
+            listeners: list[trio.SocketListener] = []
             try:
-                opened = await trio.open_tcp_listeners(self.port or self.config.port, host=host)
+                for address in self.config.bind:
+                    host = address.lstrip("-")
+                    if host == "*":
+                        host = "0.0.0.0"
+                    try:
+                        opened = await trio.open_tcp_listeners(self.port or self.config.port,
+                                                               host=host)
+                    except OSError as err:
+                        if address.startswith("-") and err.errno == errno.EADDRNOTAVAIL:
+                            continue
+                        raise
+                    listeners.extend(opened)
+                    if not self.port:
+                        self.port = opened[0].socket.getsockname()[1]
+                return listeners
             except OSError as err:
-                if address.startswith("-") and err.errno == errno.EADDRNOTAVAIL:
-                    continue
-                raise
-            listeners.extend(opened)
-            if not self.port:
-                self.port = opened[0].socket.getsockname()[1]
-        return listeners
+                for listener in listeners:
+                    listener.socket.close()
+                if not picking or err.errno != errno.EADDRINUSE \
+                        or attempt == PICK_PORT_ATTEMPTS - 1:
+                    raise
+                self.port = 0
+        raise AssertionError("unreachable")  # pragma: no cover
 
     async def open_tls_listeners(self) -> list[trio.SocketListener]:
         """``tls-port`` on every ``bind`` address (none when it is 0)."""
