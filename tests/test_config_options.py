@@ -154,17 +154,20 @@ def test_protected_mode_refuses_other_hosts_as_redis_does():
     with Redis's DENIED text; protected-mode no lets it in."""
     address = _non_loopback_address()
     real = RedisServer("--bind", address, "127.0.0.1")
-    ours = ThreadedServer(Config(save=(), bind=(address, "127.0.0.1"))).start()
-    try:
-        for port in (real.port, ours.port):
-            assert _raw_ping(address, port) == _raw_ping(address, real.port)
-        assert _raw_ping(address, ours.port).startswith(b"-DENIED Redis is running in "
-                                                       b"protected mode")
-        for client in (real.client(), ours.client()):
-            client.config_set("protected-mode", "no")
-        assert _raw_ping(address, ours.port) == _raw_ping(address, real.port) == b"+PONG\r\n"
+    try:  # stopped even when ours cannot start
+        ours = ThreadedServer(Config(save=(), bind=(address, "127.0.0.1"))).start()
+        try:
+            for port in (real.port, ours.port):
+                assert _raw_ping(address, port) == _raw_ping(address, real.port)
+            assert _raw_ping(address, ours.port).startswith(b"-DENIED Redis is running in "
+                                                           b"protected mode")
+            for client in (real.client(), ours.client()):
+                client.config_set("protected-mode", "no")
+            assert _raw_ping(address, ours.port) == _raw_ping(address, real.port) \
+                == b"+PONG\r\n"
+        finally:
+            ours.stop()
     finally:
-        ours.stop()
         real.stop()
 
 
