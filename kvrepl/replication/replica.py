@@ -473,6 +473,9 @@ class ReplicaOf:
         engine.tracking.flushed()
         load_functions(engine, result.functions)  # the master's libraries replace ours
         staged.apply(engine.keyspace)
+        # emptyData(-1): the keys our clients gave a TTL are gone; a key of the same name
+        # from the master must not be expired here.
+        engine.keyspace.forget_replica_expires()
 
     def _continue(self, event: Continue) -> None:
         self._failover_done()
