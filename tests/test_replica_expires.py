@@ -117,6 +117,41 @@ def test_tracking_survives_promotion_and_ends_with_a_full_sync(pair):
     assert ours.dbsize() == 0
 
 
+@pytest.fixture(params=["kvrepl", "redis"])
+def writable_replica(request) -> Iterator[ThreadedServer | RedisServer]:
+    """A writable replica (kvrepl or redis-server) of a redis-server master, its active
+    expiry off (DEBUG SET-ACTIVE-EXPIRE 0): only lookups can delete a key."""
+    master = RedisServer("--repl-diskless-sync-delay", "0")
+    replica: ThreadedServer | RedisServer | None = None
+    try:
+        replica = (ThreadedServer(Config(save=(), replica_read_only=False,
+                                         enable_debug_command="yes")).start()
+                   if request.param == "kvrepl" else
+                   RedisServer("--replica-read-only", "no", "--enable-debug-command", "yes"))
+        client = replica.client()
+        client.replicaof("127.0.0.1", master.port)
+        _link_up(client)
+        client.execute_command("DEBUG", "SET-ACTIVE-EXPIRE", "0")
+        yield replica
+    finally:
+        if replica is not None:
+            replica.stop()
+        master.stop()
+
+
+def test_a_write_to_an_expired_key_on_a_writable_replica_starts_afresh(writable_replica):
+    client = writable_replica.client()
+    client.set("k", "v", px=1)
+    poll(lambda: client.exists("k") == 0, "the key is logically expired")
+    assert client.dbsize() == 1  # a read hides it, a replica's read does not delete it
+    # A write command's lookup deletes it first (EXPIRE_FORCE_DELETE_EXPIRED), so the new
+    # value does not inherit the old TTL.
+    assert client.rpush("k", "x") == 1
+    assert client.type("k") == b"list"
+    assert client.pttl("k") == -1
+    assert client.info("stats")["expired_keys"] == 1
+
+
 def test_a_read_only_replica_tracks_nothing():
     master = RedisServer("--repl-diskless-sync-delay", "0")
     replica = ThreadedServer(Config(save=(), replica_read_only=False)).start()

@@ -155,12 +155,17 @@ class Database:
         return when is not None and when <= self.keyspace.now_ms()
 
     def _expire_if_needed(self, key: bytes) -> bool:
-        """True when ``key`` is logically expired; a master also deletes it then."""
+        """True when ``key`` is logically expired; a master also deletes it then, and so
+        does a writable replica for a write command's lookup (Redis 7.0's
+        EXPIRE_FORCE_DELETE_EXPIRED: else the write would land under the old TTL)."""
         when = self.expires[key]
-        if when > self.keyspace.now_ms() or self.keyspace.applying_master:
+        keyspace = self.keyspace
+        if when > keyspace.now_ms() or keyspace.applying_master:
             # Commands from our master still see keys it has not deleted yet.
             return False
-        if self.keyspace.expire_keys and not self.keyspace.expiry_paused():
+        if (keyspace.expire_keys or (keyspace.writable_replica and keyspace.frozen
+                                     and not keyspace.counting_reads)) \
+                and not keyspace.expiry_paused():
             self.delete_expired(key)
         return True
 
