@@ -49,6 +49,7 @@ from benchmarks.common import (
     median,
     percentile,
 )
+from benchmarks.stalls import SchedStat, StallRecorder
 
 TITLE = "Following a Redis Cluster"
 SYNC_GOAL = 2.0  # kvrepl's initial sync / three redis-server replicas' (at most)
@@ -268,6 +269,7 @@ def lag_section(nodes: object, folder: Path, rate: int, seconds: float) -> str:
     primaries = nodes.primaries()  # type: ignore[attr-defined]
     replicas = start_redis_replicas(folder, len(primaries))
     result: dict[str, object] = {}
+    recorder = StallRecorder()
     try:
         for replica, primary in zip(replicas, primaries, strict=True):
             with Connection(replica.port) as conn:  # type: ignore[attr-defined]
@@ -285,20 +287,27 @@ def lag_section(nodes: object, folder: Path, rate: int, seconds: float) -> str:
                           for p, r in zip(primaries, replicas, strict=True)}
                 gaps: list[int] = []
                 redis_gaps: list[int] = []
+                when: list[float] = []  # each gap's time (perf_counter)
                 first: dict[tuple[str, int], tuple[float, int]] = {}
                 last: dict[tuple[str, int], tuple[float, int]] = {}
                 done = trio.Event()
 
                 async def sample() -> None:
+                    # One connection per node for the whole load (a connection per
+                    # sample cost the follower's process ~20% of a core).
+                    probes = {a: await _Probe.open(*a) for a in (*links, *theirs.values())}
                     while not done.is_set():
                         for address, link in links.items():
-                            offset = await _offset(cluster, *address)
+                            offset = await probes[address].offset()
                             gaps.append(offset - link.reploff)
-                            redis_gaps.append(offset - await _offset(
-                                cluster, *theirs[address], b"slave_repl_offset"))
+                            when.append(time.perf_counter())
+                            redis_gaps.append(offset - await probes[theirs[address]].offset(
+                                b"slave_repl_offset"))
                             first.setdefault(address, (time.perf_counter(), offset))
                             last[address] = (time.perf_counter(), offset)
                         await trio.sleep(SAMPLE_PERIOD)
+                    for probe in probes.values():
+                        await probe.stream.aclose()
 
                 async def load() -> None:
                     began = time.perf_counter()
@@ -311,8 +320,20 @@ def lag_section(nodes: object, folder: Path, rate: int, seconds: float) -> str:
                     done.set()
 
                 async with trio.open_nursery() as nursery:
+                    await recorder.start(nursery)
+                    sched = SchedStat()
+                    (ran, waited), cpu, began = (sched.read(), time.process_time(),
+                                                 time.perf_counter())
                     nursery.start_soon(sample)
                     nursery.start_soon(load)
+                    await done.wait()
+                    recorder.stop()
+                    took = time.perf_counter() - began
+                    result["cpu_share"] = (time.process_time() - cpu) / took
+                    now_ran, now_waited = sched.read()
+                    sched.close()
+                    result["ran_share"] = (now_ran - ran) / took
+                    result["waited_share"] = (now_waited - waited) / took
                 stopped = time.perf_counter()
                 finals = {a: await _offset(cluster, *a) for a in links}
                 pending = set(links) | {("redis",) + a for a in links}
@@ -332,6 +353,7 @@ def lag_section(nodes: object, folder: Path, rate: int, seconds: float) -> str:
                                 result[key] = time.perf_counter() - stopped
                         await trio.sleep(0.001)
                 result["gaps"] = gaps
+                result["when"] = when
                 result["redis_gaps"] = redis_gaps
                 result["stream_rate"] = median([
                     (last[a][1] - first[a][1]) / max(last[a][0] - first[a][0], 1e-9)
@@ -353,6 +375,12 @@ def lag_section(nodes: object, folder: Path, rate: int, seconds: float) -> str:
              fmt_seconds(result["kvrepl_catch_up"])],  # type: ignore[arg-type]
             ["3 redis-server replicas", *cells(result["redis_gaps"]),  # type: ignore[arg-type]
              fmt_seconds(result["redis_catch_up"])]]  # type: ignore[arg-type]
+    stalls = _stall_lines(recorder, result["gaps"], result["when"],  # type: ignore[arg-type]
+                          per_shard_rate)
+    stalls.insert(0, f"The follower's process over the load: CPU {result['cpu_share']:.0%} "
+                  f"of one core; its event loop's thread ran {result['ran_share']:.0%} of the "
+                  f"time and waited for a core {result['waited_share']:.0%} of the time "
+                  "(the kernel's run-queue delay: the host's share of any lag).")
     return "\n".join([
         "### Lag under a steady write load", "",
         f"{rate:,} SET/s asked for {seconds:g} s, {result['achieved']:,.0f} SET/s achieved "
@@ -363,7 +391,64 @@ def lag_section(nodes: object, folder: Path, rate: int, seconds: float) -> str:
                         "catch-up after the load (s)"], rows), "",
         "The sampler shares the follower's event loop: while the follower is behind, the "
         "redis-server replicas' figures are read late too (their catch-up is an upper "
-        "bound).", ""])
+        "bound).", "", *stalls])
+
+
+STALL_REPORT = 0.050  # gaps from this long (as time) are listed with what the process did
+
+
+def _stall_lines(recorder: StallRecorder, gaps: list[int], when: list[float],
+                 rate: float) -> list[str]:
+    """The largest gaps (at most 5, from STALL_REPORT) and what the follower's process was
+    doing just before each was sampled (see benchmarks/stalls.py); then a tally."""
+    if not rate:
+        return []
+    timed = sorted(((g / rate, t) for g, t in zip(gaps, when, strict=True)), reverse=True)
+    big = [(lag, t) for lag, t in timed if lag >= STALL_REPORT]
+    lines = [f"Gaps of {STALL_REPORT * 1000:.0f} ms or more: {len(big)} samples of "
+             f"{len(gaps)}."]
+    shown: list[float] = []
+    for lag, t in big:
+        if any(abs(t - other) < 0.2 for other in shown):
+            continue  # the same stall, sampled on another shard
+        shown.append(t)
+        window = (t - lag - 0.02, t)
+        lines.append(f"- {lag * 1000:.0f} ms [{recorder.cause(*window)}]: "
+                     f"{recorder.explain(*window)}")
+        if len(shown) == 5:
+            break
+    full = [c for c in recorder.collections if c.generation == 2]
+    lines.append(
+        f"During the load: {len(recorder.collections)} gc collections ({len(full)} full, "
+        f"longest full {max((c.wall for c in full), default=0) * 1000:.0f} ms); "
+        f"{len(recorder.steps)} task steps over {recorder.step_threshold * 1000:.0f} ms; "
+        f"loop late over {recorder.late_threshold * 1000:.0f} ms {len(recorder.lates)} times "
+        f"(longest {max((x.wall for x in recorder.lates), default=0) * 1000:.0f} ms).")
+    return [*lines, ""]
+
+
+class _Probe:
+    """A connection to one node for reading its INFO replication offsets."""
+
+    def __init__(self, stream: trio.SocketStream) -> None:
+        import hiredis
+
+        self.stream = stream
+        self.reader = hiredis.Reader()
+
+    @classmethod
+    async def open(cls, host: str, port: int) -> _Probe:
+        return cls(await trio.open_tcp_stream(host, port))
+
+    async def offset(self, field: bytes = b"master_repl_offset") -> int:
+        await self.stream.send_all(b"*2\r\n$4\r\nINFO\r\n$11\r\nreplication\r\n")
+        while (reply := self.reader.gets()) is False:
+            data = await self.stream.receive_some(65536)
+            if not data:
+                raise BenchmarkError("a node closed the connection")
+            self.reader.feed(data)
+        match = re.search(field + rb":(\d+)", reply)
+        return int(match.group(1)) if match else 0
 
 
 async def _offset(cluster: object, host: str, port: int,
@@ -494,7 +579,7 @@ def apply_section(rounds: int) -> str:
         f"{fmt_ratio(max(ratios))}).", ""])
 
 
-def run(options: Options) -> str:
+def run(options: Options, parts: list[str] | None = None) -> str:
     """Run the cluster-follow benchmarks and return their markdown section."""
     count = key_count(options)
     rounds = max(1, min(options.rounds, MAX_ROUNDS))
@@ -506,12 +591,12 @@ def run(options: Options) -> str:
         fill(nodes, count)
         with tempfile.TemporaryDirectory(prefix="kvrepl-bench-cluster-") as tmp:
             folder = Path(tmp)
-            parts = [("sync", lambda: sync_section(nodes, folder, count, rounds)),
+            steps = [("sync", lambda: sync_section(nodes, folder, count, rounds)),
                      ("lag", lambda: lag_section(nodes, folder, LOAD_RATE,
                                                  2.0 if options.quick else 10.0)),
                      ("get", lambda: get_section(nodes, count, max(rounds, 5))),
                      ("apply", lambda: apply_section(rounds))]
-            for name, part in parts:
+            for name, part in [p for p in steps if parts is None or p[0] in parts]:
                 began = time.monotonic()
                 try:
                     sections.append(part())
@@ -529,4 +614,6 @@ if __name__ == "__main__":
     if sys.argv[1:2] == ["--load"]:
         steady_load(int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4]))
     else:
-        print(run(Options(quick="--quick" in sys.argv, rounds=3)))
+        parts = [a.split("=", 1)[1] for a in sys.argv[1:] if a.startswith("--parts=")]
+        print(run(Options(quick="--quick" in sys.argv, rounds=3),
+                  parts=parts[0].split(",") if parts else None))

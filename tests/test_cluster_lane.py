@@ -6,6 +6,8 @@ keyspace, memory estimate, ownership records and counters. A shard's full sync
 
 from __future__ import annotations
 
+from binascii import crc_hqx
+
 import pytest
 import trio
 from hypothesis import given, settings
@@ -123,6 +125,25 @@ def test_the_lane_and_the_general_path_give_the_same_keyspace_and_records() -> N
     assert general.lane_runs == 0
     state = laned.state()
     assert state[3] and state[5]  # some keys were taken, A's stale SET superseded
+
+
+def test_a_lane_run_follows_the_layout_read_last_and_hash_tags() -> None:
+    """The run ends at the first key whose slot (its hash tag's, when it has one) is not
+    the link's in the layout read last, however many layouts came before."""
+    f = Follower(lane=True)
+    key = _key("m", True)  # of A's slots, not held here: no record when its slot moves
+    tag = _key("t", True)
+    tagged = next(k for k in (b"{%s}:%d" % (tag, i) for i in range(1000))
+                  if crc_hqx(k, 0) % SLOTS >= HALF)
+    assert key_slot(tagged) < HALF  # the tag's slot is A's; the whole key's CRC is B's
+    run = [[b"SET", key, b"1"], [b"SET", tagged, b"t"]]
+    assert f.a.lane_run_of(run, 0) == 2
+    assert f.b.lane_run_of(run, 0) == 0
+    f.flip(key)
+    assert not f.follower.ownership.moving
+    assert f.a.lane_run_of(run, 0) == 0
+    assert f.a.lane_run_of(run, 1) == 2
+    assert f.b.lane_run_of(run, 0) == 1
 
 
 def test_with_a_changes_stream_the_lane_runs_and_each_change_names_its_shard() -> None:
