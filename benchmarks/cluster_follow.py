@@ -48,8 +48,9 @@ from benchmarks.common import (
     markdown_table,
     median,
     percentile,
+    process_cpu_seconds,
 )
-from benchmarks.stalls import SchedStat, StallRecorder
+from benchmarks.stalls import SchedStat, StallRecorder, host_busy_seconds
 
 TITLE = "Following a Redis Cluster"
 SYNC_GOAL = 2.0  # kvrepl's initial sync / three redis-server replicas' (at most)
@@ -281,7 +282,7 @@ def steady_load(seed: int, rate: int, seconds: float) -> None:
         pause = began + tick * SAMPLE_PERIOD - time.perf_counter()
         if pause > 0:
             time.sleep(pause)
-    print(f"{sent / (time.perf_counter() - began):.0f}")
+    print(f"{sent / (time.perf_counter() - began):.0f} {time.process_time():.3f}")
 
 
 def lag_section(nodes: object, folder: Path, rate: int, seconds: float) -> str:
@@ -337,7 +338,9 @@ def lag_section(nodes: object, folder: Path, rate: int, seconds: float) -> str:
                          str(seconds)], capture_stdout=True,
                         env=dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parent.parent)))
                     result["load_seconds"] = time.perf_counter() - began
-                    result["achieved"] = float(run.stdout.decode().strip() or "nan")
+                    rate_text, cpu_text = (run.stdout.decode().split() + ["nan", "nan"])[:2]
+                    result["achieved"] = float(rate_text)
+                    result["load_cpu"] = float(cpu_text)
                     done.set()
 
                 async with trio.open_nursery() as nursery:
@@ -345,12 +348,21 @@ def lag_section(nodes: object, folder: Path, rate: int, seconds: float) -> str:
                     sched = SchedStat()
                     (ran, waited), cpu, began = (sched.read(), time.process_time(),
                                                  time.perf_counter())
+                    servers = {"primaries": [p.process.pid for p in primaries],  # type: ignore[attr-defined]
+                               "replicas": [r.pid for r in replicas]}
+                    server_cpu = {name: sum(map(process_cpu_seconds, pids))
+                                  for name, pids in servers.items()}
+                    host = host_busy_seconds()
                     nursery.start_soon(sample)
                     nursery.start_soon(load)
                     await done.wait()
                     recorder.stop()
                     took = time.perf_counter() - began
                     result["cpu_share"] = (time.process_time() - cpu) / took
+                    result["host_share"] = (host_busy_seconds() - host) / took
+                    for name, pids in servers.items():
+                        result[f"{name}_share"] = (sum(map(process_cpu_seconds, pids))
+                                                   - server_cpu[name]) / took
                     now_ran, now_waited = sched.read()
                     sched.close()
                     result["ran_share"] = (now_ran - ran) / took
@@ -398,10 +410,18 @@ def lag_section(nodes: object, folder: Path, rate: int, seconds: float) -> str:
              fmt_seconds(result["redis_catch_up"])]]  # type: ignore[arg-type]
     stalls = _stall_lines(recorder, result["gaps"], result["when"],  # type: ignore[arg-type]
                           per_shard_rate)
-    stalls.insert(0, f"The follower's process over the load: CPU {result['cpu_share']:.0%} "
-                  f"of one core; its event loop's thread ran {result['ran_share']:.0%} of the "
-                  f"time and waited for a core {result['waited_share']:.0%} of the time "
-                  "(the kernel's run-queue delay: the host's share of any lag).")
+    shares = {name: result[f"{name}_share"] for name in
+              ("cpu", "primaries", "replicas", "host")}  # type: ignore[index]
+    shares["load"] = result["load_cpu"] / result["load_seconds"]  # type: ignore[operator]
+    others = shares["host"] - sum(v for k, v in shares.items() if k != "host")  # type: ignore[operator]
+    stalls.insert(0, f"Over the load, in cores: the host's {os.cpu_count()} cores busy "
+                  f"{shares['host']:.2f} (the 3 primaries {shares['primaries']:.2f}, the 3 "
+                  f"redis-server replicas {shares['replicas']:.2f}, the load generator "
+                  f"{shares['load']:.2f}, the follower's process {shares['cpu']:.2f}, other "
+                  f"programs of the host {others:.2f}). The follower's loop thread ran "
+                  f"{result['ran_share']:.0%} of the time and waited for a core "
+                  f"{result['waited_share']:.0%} of it (the kernel's run-queue delay: the "
+                  "host's share of any lag).")
     return "\n".join([
         "### Lag under a steady write load", "",
         f"{rate:,} SET/s asked for {seconds:g} s, {result['achieved']:,.0f} SET/s achieved "

@@ -201,5 +201,16 @@ class StallRecorder(trio.abc.Instrument):
         return "ours"
 
 
+def host_busy_seconds() -> float:
+    """CPU seconds all of the host's cores spent busy so far (Linux /proc/stat: all but
+    idle and iowait), NaN where /proc is missing."""
+    try:
+        with open("/proc/stat", "rb") as stat:
+            fields = [int(x) for x in stat.readline().split()[1:]]
+    except (OSError, ValueError):
+        return float("nan")
+    return (sum(fields[:8]) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
+
+
 def _short(name: str) -> str:
     return name.rsplit(".", 1)[-1][:60]
