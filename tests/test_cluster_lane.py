@@ -239,6 +239,38 @@ def test_a_shard_full_sync_measures_what_a_recount_would_and_records_foreign_key
     assert not ownership.taken
 
 
+@pytest.mark.parametrize("mixed", [False, True])
+def test_deleting_a_shards_keys_at_once_does_what_a_delete_per_key_does(mixed: bool) -> None:
+    """``Database.delete_keys`` (a shard's keys before its full sync replaces them): the
+    same keyspace, TTLs, access times and memory estimate as ``delete`` of each key,
+    missing keys and (``mixed``) non-string values included."""
+    dbs = []
+    for _ in range(2):
+        node = Node()
+        for n in range(50):
+            node.execute_command("SET", f"s{n}", "v" * n)
+        node.execute_command("SET", "ttl", "x", "EX", "100")
+        if mixed:
+            node.execute_command("RPUSH", "list", "a", "b")
+            node.execute_command("HSET", "hash", "f", "v")
+            node.execute_command("XADD", "stream", "*", "f", "v")
+            node.execute_command("EXPIRE", "list", "100")
+        dbs.append(node.engine.keyspace.dbs[0])
+    doomed = [f"s{n}".encode() for n in range(0, 50, 2)] + [b"ttl", b"missing", b"list",
+                                                            b"stream"]
+    bulk, single = dbs
+    for db in dbs:
+        db.measure_stale()  # the containers' sizes as a recount finds them
+    assert bulk.delete_keys(list(doomed)) == len(doomed) - 1 - 2 * (not mixed)
+    for key in doomed:
+        single.delete(key)
+    assert (bulk.data, bulk.expires, bulk.access, bulk.used, bulk.sizes) == \
+        (single.data, single.expires, single.access, single.used, single.sizes)
+    used = bulk.used
+    bulk.recount()
+    assert bulk.used == used
+
+
 def test_a_first_sync_replaces_keys_a_retired_shard_left_to_its_slots_owner() -> None:
     """A link that never loaded may still hold keys: those a retired shard held in its slots
     (they became the slots' owner's). Its first snapshot replaces them, measured right; a
