@@ -9,12 +9,18 @@ the primary of its slot with ``redis-cli --pipe``); N is 1M, 50k with ``--quick`
    its block until ``wait_synced()`` returns (every shard linked and caught up); beside three
    redis-server replicas (plain, one per primary, already running) told ``REPLICAOF`` at
    once, until all three say ``master_link_status:up`` and hold the primaries' keys. Goal:
-   kvrepl at most 2x the redis-server replicas' time.
-2. Lag under load: ``redis-benchmark --cluster -t set -P 16`` writes to every primary as fast
-   as it can while both followers are attached; every 10 ms the gap between each primary's
+   kvrepl at most 2x the redis-server replicas' time. Beside it, CPU time: the follower
+   thread's on a core (and waiting for one) against the three redis-server processes'.
+2. Lag under load: a process of its own (:func:`steady_load`) sends 50,000 SET/s
+   (``KVREPL_CLUSTER_BENCH_RATE``) for 10 s, a batch every 10 ms to each key's primary,
+   while both followers are attached; every 10 ms the gap between each primary's
    ``master_repl_offset`` and the follower's applied offset of that shard, in bytes and as
    time at the stream's rate; then how long each takes to reach the primaries' final offsets
-   once the load stops.
+   once the load stops. Each gap of 50 ms or more is listed with what the follower's
+   process and the host were doing just before it (:mod:`benchmarks.stalls`: long task
+   steps, gc collections, the loop thread's time on a core and waiting for one), and the
+   host's busy cores over the load are split between the benchmark's processes and the
+   rest of the host.
 3. Local reads: ``replica.get`` over 50,000 existing keys beside ``fakeredis.FakeRedis.get``
    holding the same keys in the same order (goal: at least 20x) and a plain kvrepl node
    (see :func:`get_section`).
