@@ -9,12 +9,18 @@ the primary of its slot with ``redis-cli --pipe``); N is 1M, 50k with ``--quick`
    its block until ``wait_synced()`` returns (every shard linked and caught up); beside three
    redis-server replicas (plain, one per primary, already running) told ``REPLICAOF`` at
    once, until all three say ``master_link_status:up`` and hold the primaries' keys. Goal:
-   kvrepl at most 2x the redis-server replicas' time.
-2. Lag under load: ``redis-benchmark --cluster -t set -P 16`` writes to every primary as fast
-   as it can while both followers are attached; every 10 ms the gap between each primary's
+   kvrepl at most 2x the redis-server replicas' time. Beside it, CPU time: the follower
+   thread's on a core (and waiting for one) against the three redis-server processes'.
+2. Lag under load: a process of its own (:func:`steady_load`) sends 50,000 SET/s
+   (``KVREPL_CLUSTER_BENCH_RATE``) for 10 s, a batch every 10 ms to each key's primary,
+   while both followers are attached; every 10 ms the gap between each primary's
    ``master_repl_offset`` and the follower's applied offset of that shard, in bytes and as
    time at the stream's rate; then how long each takes to reach the primaries' final offsets
-   once the load stops.
+   once the load stops. Each gap of 50 ms or more is listed with what the follower's
+   process and the host were doing just before it (:mod:`benchmarks.stalls`: long task
+   steps, gc collections, the loop thread's time on a core and waiting for one), and the
+   host's busy cores over the load are split between the benchmark's processes and the
+   rest of the host.
 3. Local reads: ``replica.get`` over 50,000 existing keys beside ``fakeredis.FakeRedis.get``
    holding the same keys in the same order (goal: at least 20x) and a plain kvrepl node
    (see :func:`get_section`).
@@ -48,7 +54,9 @@ from benchmarks.common import (
     markdown_table,
     median,
     percentile,
+    process_cpu_seconds,
 )
+from benchmarks.stalls import SchedStat, StallRecorder, host_busy_seconds
 
 TITLE = "Following a Redis Cluster"
 SYNC_GOAL = 2.0  # kvrepl's initial sync / three redis-server replicas' (at most)
@@ -146,11 +154,14 @@ def stop(processes: list[subprocess.Popen]) -> None:
 
 # -- 1. initial sync ---------------------------------------------------------------------------
 
-def redis_sync_seconds(nodes: object, folder: Path, count: int) -> float:
+def redis_sync_seconds(nodes: object, folder: Path, count: int) -> tuple[float, float]:
+    """Three redis-server replicas' sync: wall seconds, and the CPU seconds the three
+    processes used over them (all their threads)."""
     primaries = nodes.primaries()  # type: ignore[attr-defined]
     replicas = start_redis_replicas(folder, len(primaries))
     try:
         conns = [Connection(r.port, timeout=DEADLINE) for r in replicas]  # type: ignore[attr-defined]
+        cpu = sum(process_cpu_seconds(r.pid) for r in replicas)
         began = time.perf_counter()
         for conn, primary in zip(conns, primaries, strict=True):
             conn.command(b"REPLICAOF", HOST.encode(), str(primary.port).encode())
@@ -170,26 +181,36 @@ def redis_sync_seconds(nodes: object, folder: Path, count: int) -> float:
 
         _until(synced, "three redis-server replicas synced")
         took = time.perf_counter() - began
+        cpu = sum(process_cpu_seconds(r.pid) for r in replicas) - cpu
         for conn in conns:
             conn.close()
-        return took
+        return took, cpu
     finally:
         stop(replicas)
 
 
-def kvrepl_sync_seconds(nodes: object, count: int) -> float:
+def kvrepl_sync_seconds(nodes: object, count: int) -> tuple[float, float, float]:
+    """The follower's initial sync: wall seconds, and over them the seconds its loop's
+    thread ran on a core and waited for one (SchedStat; -1 where /proc does not tell)."""
     import kvrepl
 
     seeds = nodes.seeds()  # type: ignore[attr-defined]
-    out: list[float] = []
+    out: list[tuple[float, float, float]] = []
 
     async def main() -> None:
         gc.collect()
+        sched = SchedStat()
+        ran, waited = sched.read()
         began = time.perf_counter()
         async with kvrepl.Replica(follow=kvrepl.Cluster(seeds)) as replica:
             with trio.fail_after(DEADLINE):
                 await replica.wait_synced()
-            out.append(time.perf_counter() - began)
+            took = time.perf_counter() - began
+            now_ran, now_waited = sched.read()
+            sched.close()
+            known = ran >= 0 <= now_ran
+            out.append((took, now_ran - ran if known else -1.0,
+                        now_waited - waited if known else -1.0))
             if replica.dbsize() != count:
                 raise BenchmarkError(f"the follower holds {replica.dbsize()} keys, not {count}")
 
@@ -199,29 +220,50 @@ def kvrepl_sync_seconds(nodes: object, count: int) -> float:
 
 def sync_section(nodes: object, folder: Path, count: int, rounds: int) -> str:
     ours: list[float] = []
+    ran: list[float] = []
+    waited: list[float] = []
     theirs: list[float] = []
+    their_cpu: list[float] = []
     for round_number in range(rounds):
         order = ["kvrepl", "redis"] if round_number % 2 == 0 else ["redis", "kvrepl"]
         for who in order:
             if who == "kvrepl":
-                ours.append(kvrepl_sync_seconds(nodes, count))
+                took, cpu, wait = kvrepl_sync_seconds(nodes, count)
+                ours.append(took)
+                ran.append(cpu)
+                waited.append(wait)
+                log(f"[cluster] sync round {round_number + 1} kvrepl: {took:.2f}s "
+                    f"(on a core {cpu:.2f}s, waiting for one {wait:.2f}s)")
             else:
-                theirs.append(redis_sync_seconds(nodes, folder, count))
-            log(f"[cluster] sync round {round_number + 1} {who}: "
-                f"{(ours if who == 'kvrepl' else theirs)[-1]:.2f}s")
+                took, cpu = redis_sync_seconds(nodes, folder, count)
+                theirs.append(took)
+                their_cpu.append(cpu)
+                log(f"[cluster] sync round {round_number + 1} redis: {took:.2f}s "
+                    f"(CPU {cpu:.2f}s)")
     ratios = [o / t for o, t in zip(ours, theirs, strict=True)]
     rows = [
         ["kvrepl Replica(follow=Cluster)", fmt_seconds(median(ours)),
          f"{fmt_seconds(min(ours))} - {fmt_seconds(max(ours))}"],
+        ["  of which its thread on a core", fmt_seconds(median(ran)),
+         f"{fmt_seconds(min(ran))} - {fmt_seconds(max(ran))}"],
+        ["  of which waiting for a core (host)", fmt_seconds(median(waited)),
+         f"{fmt_seconds(min(waited))} - {fmt_seconds(max(waited))}"],
         ["3 redis-server replicas in parallel", fmt_seconds(median(theirs)),
          f"{fmt_seconds(min(theirs))} - {fmt_seconds(max(theirs))}"],
+        ["  their CPU, the three processes", fmt_seconds(median(their_cpu)),
+         f"{fmt_seconds(min(their_cpu))} - {fmt_seconds(max(their_cpu))}"],
     ]
+    cpu_ratios = [o / t for o, t in zip(ran, their_cpu, strict=True) if t > 0 <= o]
     return "\n".join([
         f"### Initial sync of {count:,} keys over 3 primaries", "",
         markdown_table(["follower", "median (s)", "range (s)"], rows), "",
         f"kvrepl / redis-server: {fmt_ratio(median(ratios))} median, rounds "
         f"{fmt_ratio(min(ratios))} - {fmt_ratio(max(ratios))} (goal at most "
-        f"{SYNC_GOAL:g}x: {'met' if median(ratios) <= SYNC_GOAL else 'NOT met'}).", ""])
+        f"{SYNC_GOAL:g}x: {'met' if median(ratios) <= SYNC_GOAL else 'NOT met'}). In CPU "
+        "time (what the host's other programs move least): kvrepl's thread on a core / the "
+        "three redis-server processes: "
+        + (f"{fmt_ratio(median(cpu_ratios))} median, rounds {fmt_ratio(min(cpu_ratios))} - "
+           f"{fmt_ratio(max(cpu_ratios))}." if cpu_ratios else "not known here."), ""])
 
 
 # -- 2. lag under load -------------------------------------------------------------------------
@@ -259,7 +301,7 @@ def steady_load(seed: int, rate: int, seconds: float) -> None:
         pause = began + tick * SAMPLE_PERIOD - time.perf_counter()
         if pause > 0:
             time.sleep(pause)
-    print(f"{sent / (time.perf_counter() - began):.0f}")
+    print(f"{sent / (time.perf_counter() - began):.0f} {time.process_time():.3f}")
 
 
 def lag_section(nodes: object, folder: Path, rate: int, seconds: float) -> str:
@@ -268,6 +310,7 @@ def lag_section(nodes: object, folder: Path, rate: int, seconds: float) -> str:
     primaries = nodes.primaries()  # type: ignore[attr-defined]
     replicas = start_redis_replicas(folder, len(primaries))
     result: dict[str, object] = {}
+    recorder = StallRecorder()
     try:
         for replica, primary in zip(replicas, primaries, strict=True):
             with Connection(replica.port) as conn:  # type: ignore[attr-defined]
@@ -285,20 +328,27 @@ def lag_section(nodes: object, folder: Path, rate: int, seconds: float) -> str:
                           for p, r in zip(primaries, replicas, strict=True)}
                 gaps: list[int] = []
                 redis_gaps: list[int] = []
+                when: list[float] = []  # each gap's time (perf_counter)
                 first: dict[tuple[str, int], tuple[float, int]] = {}
                 last: dict[tuple[str, int], tuple[float, int]] = {}
                 done = trio.Event()
 
                 async def sample() -> None:
+                    # One connection per node for the whole load (a connection per
+                    # sample cost the follower's process 5-8% of a core more).
+                    probes = {a: await _Probe.open(*a) for a in (*links, *theirs.values())}
                     while not done.is_set():
                         for address, link in links.items():
-                            offset = await _offset(cluster, *address)
+                            offset = await probes[address].offset()
                             gaps.append(offset - link.reploff)
-                            redis_gaps.append(offset - await _offset(
-                                cluster, *theirs[address], b"slave_repl_offset"))
+                            when.append(time.perf_counter())
+                            redis_gaps.append(offset - await probes[theirs[address]].offset(
+                                b"slave_repl_offset"))
                             first.setdefault(address, (time.perf_counter(), offset))
                             last[address] = (time.perf_counter(), offset)
                         await trio.sleep(SAMPLE_PERIOD)
+                    for probe in probes.values():
+                        await probe.stream.aclose()
 
                 async def load() -> None:
                     began = time.perf_counter()
@@ -307,12 +357,35 @@ def lag_section(nodes: object, folder: Path, rate: int, seconds: float) -> str:
                          str(seconds)], capture_stdout=True,
                         env=dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parent.parent)))
                     result["load_seconds"] = time.perf_counter() - began
-                    result["achieved"] = float(run.stdout.decode().strip() or "nan")
+                    rate_text, cpu_text = (run.stdout.decode().split() + ["nan", "nan"])[:2]
+                    result["achieved"] = float(rate_text)
+                    result["load_cpu"] = float(cpu_text)
                     done.set()
 
                 async with trio.open_nursery() as nursery:
+                    await recorder.start(nursery)
+                    sched = SchedStat()
+                    (ran, waited), cpu, began = (sched.read(), time.process_time(),
+                                                 time.perf_counter())
+                    servers = {"primaries": [p.process.pid for p in primaries],  # type: ignore[attr-defined]
+                               "replicas": [r.pid for r in replicas]}
+                    server_cpu = {name: sum(map(process_cpu_seconds, pids))
+                                  for name, pids in servers.items()}
+                    host = host_busy_seconds()
                     nursery.start_soon(sample)
                     nursery.start_soon(load)
+                    await done.wait()
+                    recorder.stop()
+                    took = time.perf_counter() - began
+                    result["cpu_share"] = (time.process_time() - cpu) / took
+                    result["host_share"] = (host_busy_seconds() - host) / took
+                    for name, pids in servers.items():
+                        result[f"{name}_share"] = (sum(map(process_cpu_seconds, pids))
+                                                   - server_cpu[name]) / took
+                    now_ran, now_waited = sched.read()
+                    sched.close()
+                    result["ran_share"] = (now_ran - ran) / took
+                    result["waited_share"] = (now_waited - waited) / took
                 stopped = time.perf_counter()
                 finals = {a: await _offset(cluster, *a) for a in links}
                 pending = set(links) | {("redis",) + a for a in links}
@@ -332,6 +405,7 @@ def lag_section(nodes: object, folder: Path, rate: int, seconds: float) -> str:
                                 result[key] = time.perf_counter() - stopped
                         await trio.sleep(0.001)
                 result["gaps"] = gaps
+                result["when"] = when
                 result["redis_gaps"] = redis_gaps
                 result["stream_rate"] = median([
                     (last[a][1] - first[a][1]) / max(last[a][0] - first[a][0], 1e-9)
@@ -353,6 +427,20 @@ def lag_section(nodes: object, folder: Path, rate: int, seconds: float) -> str:
              fmt_seconds(result["kvrepl_catch_up"])],  # type: ignore[arg-type]
             ["3 redis-server replicas", *cells(result["redis_gaps"]),  # type: ignore[arg-type]
              fmt_seconds(result["redis_catch_up"])]]  # type: ignore[arg-type]
+    stalls = _stall_lines(recorder, result["gaps"], result["when"],  # type: ignore[arg-type]
+                          per_shard_rate)
+    shares = {name: result[f"{name}_share"] for name in
+              ("cpu", "primaries", "replicas", "host")}  # type: ignore[index]
+    shares["load"] = result["load_cpu"] / result["load_seconds"]  # type: ignore[operator]
+    others = shares["host"] - sum(v for k, v in shares.items() if k != "host")  # type: ignore[operator]
+    stalls.insert(0, f"Over the load, in cores: the host's {os.cpu_count()} cores busy "
+                  f"{shares['host']:.2f} (the 3 primaries {shares['primaries']:.2f}, the 3 "
+                  f"redis-server replicas {shares['replicas']:.2f}, the load generator "
+                  f"{shares['load']:.2f}, the follower's process {shares['cpu']:.2f}, other "
+                  f"programs of the host {others:.2f}). The follower's loop thread ran "
+                  f"{result['ran_share']:.0%} of the time and waited for a core "
+                  f"{result['waited_share']:.0%} of it (the kernel's run-queue delay: the "
+                  "host's share of any lag).")
     return "\n".join([
         "### Lag under a steady write load", "",
         f"{rate:,} SET/s asked for {seconds:g} s, {result['achieved']:,.0f} SET/s achieved "
@@ -363,7 +451,64 @@ def lag_section(nodes: object, folder: Path, rate: int, seconds: float) -> str:
                         "catch-up after the load (s)"], rows), "",
         "The sampler shares the follower's event loop: while the follower is behind, the "
         "redis-server replicas' figures are read late too (their catch-up is an upper "
-        "bound).", ""])
+        "bound).", "", *stalls])
+
+
+STALL_REPORT = 0.050  # gaps from this long (as time) are listed with what the process did
+
+
+def _stall_lines(recorder: StallRecorder, gaps: list[int], when: list[float],
+                 rate: float) -> list[str]:
+    """The largest gaps (at most 5, from STALL_REPORT) and what the follower's process was
+    doing just before each was sampled (see benchmarks/stalls.py); then a tally."""
+    if not rate:
+        return []
+    timed = sorted(((g / rate, t) for g, t in zip(gaps, when, strict=True)), reverse=True)
+    big = [(lag, t) for lag, t in timed if lag >= STALL_REPORT]
+    lines = [f"Gaps of {STALL_REPORT * 1000:.0f} ms or more: {len(big)} samples of "
+             f"{len(gaps)}."]
+    shown: list[float] = []
+    for lag, t in big:
+        if any(abs(t - other) < 0.2 for other in shown):
+            continue  # the same stall, sampled on another shard
+        shown.append(t)
+        window = (t - lag - 0.02, t)
+        lines.append(f"- {lag * 1000:.0f} ms [{recorder.cause(*window)}]: "
+                     f"{recorder.explain(*window)}")
+        if len(shown) == 5:
+            break
+    full = [c for c in recorder.collections if c.generation == 2]
+    lines.append(
+        f"During the load: {len(recorder.collections)} gc collections ({len(full)} full, "
+        f"longest full {max((c.wall for c in full), default=0) * 1000:.0f} ms); "
+        f"{len(recorder.steps)} task steps over {recorder.step_threshold * 1000:.0f} ms; "
+        f"loop late over {recorder.late_threshold * 1000:.0f} ms {len(recorder.lates)} times "
+        f"(longest {max((x.wall for x in recorder.lates), default=0) * 1000:.0f} ms).")
+    return [*lines, ""]
+
+
+class _Probe:
+    """A connection to one node for reading its INFO replication offsets."""
+
+    def __init__(self, stream: trio.SocketStream) -> None:
+        import hiredis
+
+        self.stream = stream
+        self.reader = hiredis.Reader()
+
+    @classmethod
+    async def open(cls, host: str, port: int) -> _Probe:
+        return cls(await trio.open_tcp_stream(host, port))
+
+    async def offset(self, field: bytes = b"master_repl_offset") -> int:
+        await self.stream.send_all(b"*2\r\n$4\r\nINFO\r\n$11\r\nreplication\r\n")
+        while (reply := self.reader.gets()) is False:
+            data = await self.stream.receive_some(65536)
+            if not data:
+                raise BenchmarkError("a node closed the connection")
+            self.reader.feed(data)
+        match = re.search(field + rb":(\d+)", reply)
+        return int(match.group(1)) if match else 0
 
 
 async def _offset(cluster: object, host: str, port: int,
@@ -494,7 +639,7 @@ def apply_section(rounds: int) -> str:
         f"{fmt_ratio(max(ratios))}).", ""])
 
 
-def run(options: Options) -> str:
+def run(options: Options, parts: list[str] | None = None) -> str:
     """Run the cluster-follow benchmarks and return their markdown section."""
     count = key_count(options)
     rounds = max(1, min(options.rounds, MAX_ROUNDS))
@@ -506,12 +651,12 @@ def run(options: Options) -> str:
         fill(nodes, count)
         with tempfile.TemporaryDirectory(prefix="kvrepl-bench-cluster-") as tmp:
             folder = Path(tmp)
-            parts = [("sync", lambda: sync_section(nodes, folder, count, rounds)),
+            steps = [("sync", lambda: sync_section(nodes, folder, count, rounds)),
                      ("lag", lambda: lag_section(nodes, folder, LOAD_RATE,
                                                  2.0 if options.quick else 10.0)),
                      ("get", lambda: get_section(nodes, count, max(rounds, 5))),
                      ("apply", lambda: apply_section(rounds))]
-            for name, part in parts:
+            for name, part in [p for p in steps if parts is None or p[0] in parts]:
                 began = time.monotonic()
                 try:
                     sections.append(part())
@@ -529,4 +674,6 @@ if __name__ == "__main__":
     if sys.argv[1:2] == ["--load"]:
         steady_load(int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4]))
     else:
-        print(run(Options(quick="--quick" in sys.argv, rounds=3)))
+        parts = [a.split("=", 1)[1] for a in sys.argv[1:] if a.startswith("--parts=")]
+        print(run(Options(quick="--quick" in sys.argv, rounds=3),
+                  parts=parts[0].split(",") if parts else None))

@@ -6,6 +6,9 @@ keyspace, memory estimate, ownership records and counters. A shard's full sync
 
 from __future__ import annotations
 
+from binascii import crc_hqx
+from typing import NoReturn
+
 import pytest
 import trio
 from hypothesis import given, settings
@@ -125,6 +128,50 @@ def test_the_lane_and_the_general_path_give_the_same_keyspace_and_records() -> N
     assert state[3] and state[5]  # some keys were taken, A's stale SET superseded
 
 
+def test_a_lane_run_follows_the_layout_read_last_and_hash_tags() -> None:
+    """The run ends at the first key whose slot (its hash tag's, when it has one) is not
+    the link's in the layout read last, however many layouts came before."""
+    f = Follower(lane=True)
+    key = _key("m", True)  # of A's slots, not held here: no record when its slot moves
+    tag = _key("t", True)
+    tagged = next(k for k in (b"{%s}:%d" % (tag, i) for i in range(1000))
+                  if crc_hqx(k, 0) % SLOTS >= HALF)
+    assert key_slot(tagged) < HALF  # the tag's slot is A's; the whole key's CRC is B's
+    run = [[b"SET", key, b"1"], [b"SET", tagged, b"t"]]
+    assert f.a.lane_run_of(run, 0) == 2
+    assert f.b.lane_run_of(run, 0) == 0
+    f.flip(key)
+    assert not f.follower.ownership.moving
+    assert f.a.lane_run_of(run, 0) == 0
+    assert f.a.lane_run_of(run, 1) == 2
+    assert f.b.lane_run_of(run, 0) == 1
+
+
+class _Unwalkable(dict):
+    """A db's dict that fails the test when anything walks its keys."""
+
+    def __iter__(self) -> NoReturn:
+        raise AssertionError("the keys were walked")
+
+    def keys(self) -> NoReturn:  # type: ignore[override]
+        raise AssertionError("the keys were walked")
+
+
+def test_reading_the_same_layout_again_walks_no_key() -> None:
+    """The periodic layout read finds no slot moved: it must not look at every key (a
+    walk of a million keys stalls the links' streams ~90 ms)."""
+    f = Follower(lane=True)
+    f.feed(f.a, *([b"SET", _key("a", True, n), b"1"] for n in range(5)))
+    f.feed(f.b, *([b"SET", _key("b", False, n), b"1"] for n in range(5)))
+    db = f.node.engine.keyspace.dbs[0]
+    db.data = _Unwalkable(db.data)
+    f.a.shard = _shard("A", ((0, HALF - 1),))  # the same layout, read again
+    f.b.shard = _shard("B", ((HALF, SLOTS - 1),))
+    f.follower.ownership.set_owners(f.follower.links)
+    assert not f.follower.ownership.moving
+    assert len(db.data) == 10
+
+
 def test_with_a_changes_stream_the_lane_runs_and_each_change_names_its_shard() -> None:
     """A ``changes()`` stream gets the same changes, each with the shard and slot it came
     from, whether runs of SETs took the lane or the general path."""
@@ -190,6 +237,38 @@ def test_a_shard_full_sync_measures_what_a_recount_would_and_records_foreign_key
     measured_right()
     assert sorted(db.data) == sorted([a_keys[0], *b_keys[1:]])
     assert not ownership.taken
+
+
+@pytest.mark.parametrize("mixed", [False, True])
+def test_deleting_a_shards_keys_at_once_does_what_a_delete_per_key_does(mixed: bool) -> None:
+    """``Database.delete_keys`` (a shard's keys before its full sync replaces them): the
+    same keyspace, TTLs, access times and memory estimate as ``delete`` of each key,
+    missing keys and (``mixed``) non-string values included."""
+    dbs = []
+    for _ in range(2):
+        node = Node()
+        for n in range(50):
+            node.execute_command("SET", f"s{n}", "v" * n)
+        node.execute_command("SET", "ttl", "x", "EX", "100")
+        if mixed:
+            node.execute_command("RPUSH", "list", "a", "b")
+            node.execute_command("HSET", "hash", "f", "v")
+            node.execute_command("XADD", "stream", "*", "f", "v")
+            node.execute_command("EXPIRE", "list", "100")
+        dbs.append(node.engine.keyspace.dbs[0])
+    doomed = [f"s{n}".encode() for n in range(0, 50, 2)] + [b"ttl", b"missing", b"list",
+                                                            b"stream"]
+    bulk, single = dbs
+    for db in dbs:
+        db.measure_stale()  # the containers' sizes as a recount finds them
+    assert bulk.delete_keys(list(doomed)) == len(doomed) - 1 - 2 * (not mixed)
+    for key in doomed:
+        single.delete(key)
+    assert (bulk.data, bulk.expires, bulk.access, bulk.used, bulk.sizes) == \
+        (single.data, single.expires, single.access, single.used, single.sizes)
+    used = bulk.used
+    bulk.recount()
+    assert bulk.used == used
 
 
 def test_a_first_sync_replaces_keys_a_retired_shard_left_to_its_slots_owner() -> None:

@@ -26,6 +26,7 @@ Within one shard the stream is applied in order; across shards Redis orders noth
 
 from __future__ import annotations
 
+from binascii import crc_hqx
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
@@ -43,6 +44,7 @@ from kvrepl.replication.master import NO_REPLID, new_replid
 from kvrepl.replication.replica import ReplicaOf, UnableToConnect
 from kvrepl.replication.stream import encode_command
 from kvrepl.replication.topology import (
+    BRACE,
     SLOTS,
     Shard,
     key_slot,
@@ -150,6 +152,18 @@ class Ownership:
         # Whether a retired shard's keys ever went to their slots' owners (release): a
         # link that never loaded may then hold keys here.
         self.released = False
+        # Per link, its slots as a slot_table (for lane_run_of), and the owner list it
+        # was made from: a new layout makes a new list, and so a new table.
+        self._tables: dict[int, tuple[list[object | None], bytes]] = {}
+
+    def table_of(self, link: object) -> bytes:
+        """The slots ``link`` owns in the last layout seen, as a :func:`slot_table`."""
+        cached = self._tables.get(id(link))
+        if cached is not None and cached[0] is self.owner:
+            return cached[1]
+        table = slot_table([o is link for o in self.owner])
+        self._tables[id(link)] = (self.owner, table)
+        return table
 
     @property
     def moving(self) -> bool:
@@ -227,7 +241,7 @@ class Ownership:
     def keys_of(self, link: object) -> list[bytes]:
         """The keys ``link`` holds (a walk over the whole db: full syncs and flushes only)."""
         if not self.moving:
-            return keys_in_slots(self.db.data, slot_table([o is link for o in self.owner]))
+            return keys_in_slots(self.db.data, self.table_of(link))
         return [key for key in self.db.data if self.holder(key, key_slot(key)) is link]
 
     def release(self, link: object) -> None:
@@ -237,6 +251,7 @@ class Ownership:
 
     def forget(self, link: object) -> None:
         """Drop ``link``'s records (its keys are gone, or go to their slots' owners)."""
+        self._tables.pop(id(link), None)
         for records in (self.taken, self.left):
             for key in [k for k, h in records.items() if h is link]:
                 del records[key]
@@ -437,8 +452,9 @@ class ShardLink(ReplicaOf):
         engine.watches.touch_all_in_db(db, None)
         engine.tracking.flushed()
         if self.loaded_once or ownership.moving:
-            for key in list(ownership.keys_of(self)):
-                db.delete(key)
+            # One step with the swap below (readers never see the shard half replaced),
+            # so in C-level passes: ~10x faster than a delete() per key.
+            db.delete_keys(ownership.keys_of(self))
         ownership.forget(self)
         stray = self._not_ours(fresh)
         for key in stray:  # the snapshot says these are this shard's now
@@ -481,11 +497,16 @@ class ShardLink(ReplicaOf):
         if ownership.moving:
             return start
         owner = ownership.owner
+        table = ownership.table_of(self)  # indexed by a key's CRC16: no call per key
         end = start
         for argv in argvs[start:] if start else argvs:
             if len(argv) != 3:
                 break
-            if owner[key_slot(argv[1])] is not self:
+            key = argv[1]
+            if BRACE in key:  # a hash tag may decide the slot
+                if owner[key_slot(key)] is not self:
+                    break
+            elif not table[crc_hqx(key, 0)]:
                 break
             end += 1
         if end > start:

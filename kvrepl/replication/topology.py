@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 SLOTS = 16384
-_BRACE = ord("{")
+BRACE = ord("{")  # a key holding it may have a hash tag
 
 
 def key_slot(key: bytes) -> int:
@@ -38,8 +38,8 @@ def keys_in_slots(keys: Iterable[bytes], table: bytes) -> list[bytes]:
     :func:`key_slot` per key takes)."""
     # A key with a "{" may have a hash tag (its slot is then the tag's CRC's, not the whole
     # key's): the first pass keeps every such key, the second decides it by key_slot.
-    found = [key for key in keys if table[crc_hqx(key, 0)] or _BRACE in key]
-    return [key for key in found if _BRACE not in key or table[key_slot(key)]]
+    found = [key for key in keys if table[crc_hqx(key, 0)] or BRACE in key]
+    return [key for key in found if BRACE not in key or table[key_slot(key)]]
 
 
 @dataclass(frozen=True)
