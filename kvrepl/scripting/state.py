@@ -122,7 +122,12 @@ class ScriptingState:
             return self._debug(caller, argv, numkeys, read_only)
         else:
             script = self.scripts[self.create(argv[1])]
-        ctx = self.prepare(caller, script.name, script.flags, read_only, True, argv)
+        engine = self.engine
+        if script.flags is None and not engine.restricted and not engine.config.maxmemory:
+            # prepare's checks, none of which can refuse a script without a shebang then
+            ctx = RunContext(caller, script.name, True, read_only, argv)
+        else:
+            ctx = self.prepare(caller, script.name, script.flags, read_only, True, argv)
         return self.lua.run(ctx, script.function, argv, numkeys)
 
     def _debug(self, caller: Session, argv: list[bytes], numkeys: int,
