@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import redis
-from support import RedisServer, ThreadedServer, poll
+from support import RedisServer, ThreadedServer, outcome, poll
 
 from kvrepl.config import Config
 
@@ -48,13 +48,6 @@ def pair(tmp_path: Path, capfd: pytest.CaptureFixture[str]):
     real.stop()
 
 
-def outcome(client: redis.Redis, *args: object) -> object:
-    try:
-        return client.execute_command(*args)
-    except redis.ResponseError as err:
-        return ("error", str(err))
-
-
 def flushed(client: redis.Redis, theirs_file: Path, mark: str) -> int:
     """Where redis-server's stdout ends once its next log line (DEBUG LOG ``mark``) flushed
     it: a buffered file, printf's output waits there."""
@@ -82,9 +75,9 @@ def test_listpack_and_quicklist_print_what_redis_prints(pair, command: str, key:
     start = flushed(theirs, their_file, "before")
     our_stdout()
     args = ("DEBUG", command, key) + (("1",) if command == "QUICKLIST" else ())
-    reply = outcome(ours, *args)
-    assert reply == outcome(theirs, *args)
-    assert reply.endswith(b"structure printed on stdout")
+    reply = outcome(ours, args)
+    assert reply == outcome(theirs, args)
+    assert reply[0] == "ok" and reply[1].endswith(b"structure printed on stdout")
     mine, redis_text = printed(our_stdout(), their_file, theirs, start)
     assert mine == redis_text
     assert "{end}" in mine
@@ -101,7 +94,7 @@ def test_errors_and_wrong_encodings_are_redis_s(pair) -> None:
                  ("DEBUG", "HTSTATS", "16"), ("DEBUG", "HTSTATS", "-1"),
                  ("DEBUG", "HTSTATS", "x"), ("DEBUG", "LISTPACK"),
                  ("DEBUG", "QUICKLIST", "list", "0", "extra")]:
-        assert outcome(ours, *args) == outcome(theirs, *args), args
+        assert outcome(ours, args) == outcome(theirs, args), args
 
 
 def fields(reply: bytes) -> dict[str, str]:

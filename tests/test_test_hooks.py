@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import redis
 import trio
-from support import RawClient, RedisServer, ThreadedServer, poll, raw_replies
+from support import RawClient, RedisServer, ThreadedServer, outcome, poll, raw_replies
 
 from kvrepl import persistence
 from kvrepl.commands.core import Engine
@@ -32,18 +32,11 @@ def servers(tmp_path: Path):
     real.stop()
 
 
-def outcome(client: redis.Redis, *args: object) -> object:
-    try:
-        return client.execute_command(*args)
-    except redis.ResponseError as err:
-        return ("error", str(err))
-
-
 def test_hidden_options_are_got_by_name_only_and_checked_as_redis_does(servers) -> None:
     ours, real = servers
     a, b = ours.client(), real.client()
     for name in HOOKS:
-        assert outcome(a, "CONFIG", "GET", name) == outcome(b, "CONFIG", "GET", name)
+        assert outcome(a, ("CONFIG", "GET", name)) == outcome(b, ("CONFIG", "GET", name))
     # HIDDEN_CONFIG: a pattern never lists them
     for pattern in ("*", "*delay*", "loading-*"):
         got = a.config_get(pattern)
@@ -53,9 +46,9 @@ def test_hidden_options_are_got_by_name_only_and_checked_as_redis_does(servers) 
                         ("key-load-delay", "2147483648"), ("key-load-delay", "-2147483648"),
                         ("loading-process-events-interval-bytes", "1023"),
                         ("loading-process-events-interval-bytes", "4096")]:
-        assert outcome(a, "CONFIG", "SET", name, value) == outcome(b, "CONFIG", "SET", name,
-                                                                   value), (name, value)
-        assert outcome(a, "CONFIG", "GET", name) == outcome(b, "CONFIG", "GET", name)
+        command = ("CONFIG", "SET", name, value)
+        assert outcome(a, command) == outcome(b, command), (name, value)
+        assert outcome(a, ("CONFIG", "GET", name)) == outcome(b, ("CONFIG", "GET", name))
 
 
 def info(client: redis.Redis, section: str) -> dict[str, str]:
@@ -183,7 +176,7 @@ def test_debug_change_repl_id_and_stringmatch_test(servers) -> None:
         b"Apparently Redis did not crash: test passed")
     a, b = ours.client(), real.client()
     for args in (("DEBUG", "CHANGE-REPL-ID", "x"), ("DEBUG", "STRINGMATCH-TEST", "x")):
-        assert outcome(a, *args) == outcome(b, *args)
+        assert outcome(a, args) == outcome(b, args)
 
 
 def test_debug_quicklist_packed_threshold_gives_big_elements_plain_nodes(servers) -> None:
@@ -192,7 +185,7 @@ def test_debug_quicklist_packed_threshold_gives_big_elements_plain_nodes(servers
     try:
         for value in ("0x", "-1", "5gb", "4294967296"):
             args = ("DEBUG", "QUICKLIST-PACKED-THRESHOLD", value)
-            assert outcome(a, *args) == outcome(b, *args), value
+            assert outcome(a, args) == outcome(b, args), value
         for client in (a, b):
             assert client.execute_command("DEBUG", "QUICKLIST-PACKED-THRESHOLD", "100") == b"OK"
             client.rpush("l", "small", "x" * 150, "tiny", "y" * 100, "z" * 99)
