@@ -115,6 +115,12 @@ SCRIPTS = [
     "return redis.call('nosuchcommand')",
     "return redis.call('get')",
     "return redis.call('get', 'a', 'b')",
+    # command names in any case (redis.call's fast lookup knows lower and upper case only)
+    "return redis.call('INCR', KEYS[2])",
+    "return redis.call('InCr', KEYS[2])",
+    "return redis.call('GET')",
+    "return redis.pcall('EVAL', 'return 1', 0)",
+    "return redis.call('CONFIG', 'nosuch')",
     "return redis.call()",
     "return redis.call('get', {})",
     "return redis.call('get', nil)",

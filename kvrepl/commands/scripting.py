@@ -13,14 +13,8 @@ from kvrepl.commands.help import help_reply, subcommand_syntax_error
 from kvrepl.errors import ReplyError
 from kvrepl.protocol.replies import OK
 from kvrepl.scripting.functions import LOAD_TIMEOUT, flags_reply
-from kvrepl.scripting.runtime import (
-    FLAG_ALLOW_OOM,
-    FLAG_ALLOW_STALE,
-    FLAG_NO_WRITES,
-    parse_shebang,
-    sha1hex,
-)
-from kvrepl.scripting.state import NO_DEBUG_CHANNEL, scripting
+from kvrepl.scripting.runtime import parse_shebang, sha1hex
+from kvrepl.scripting.state import NO_DEBUG_CHANNEL, declared_flags, scripting
 
 _HELP = [
     "DEBUG (YES|SYNC|NO)",
@@ -40,21 +34,13 @@ _HELP = [
 ]
 
 
-def _declared(flags: frozenset[str] | None) -> tuple[bool, bool, bool] | None:
-    """scriptFlagsToCmdFlags: a script with a shebang writes unless ``no-writes``, may run
-    stale only with ``allow-stale``, is refused when memory is full unless ``allow-oom``
-    or ``no-writes``; without one the command's own flags apply."""
-    if flags is None:
-        return None
-    writes = FLAG_NO_WRITES not in flags
-    return writes, FLAG_ALLOW_STALE in flags, writes and FLAG_ALLOW_OOM not in flags
-
-
 def _evalsha_flags(s: Session, argv: list[bytes]) -> tuple[bool, bool, bool] | None:
     """evalGetCommandFlags: the flags of the cached script EVALSHA is about to run."""
     state = s.engine.scripting
-    script = state.scripts.get(argv[1].lower()) if state is not None else None
-    return _declared(script.flags) if script is not None else None
+    if state is None:
+        return None
+    script = state.scripts.get(argv[1]) or state.scripts.get(argv[1].lower())
+    return script.declared if script is not None else None
 
 
 def _eval_flags(s: Session, argv: list[bytes]) -> tuple[bool, bool, bool] | None:
@@ -62,9 +48,9 @@ def _eval_flags(s: Session, argv: list[bytes]) -> tuple[bool, bool, bool] | None
     state = s.engine.scripting
     script = state.scripts.get(sha1hex(argv[1])) if state is not None else None
     if script is not None:
-        return _declared(script.flags)
+        return script.declared
     try:
-        return _declared(parse_shebang(argv[1])[0])
+        return declared_flags(parse_shebang(argv[1])[0])
     except ReplyError:
         return None  # EVAL itself will tell
 
@@ -75,7 +61,7 @@ def _fcall_flags(s: Session, argv: list[bytes]) -> tuple[bool, bool, bool] | Non
     if state is None or not state.has_functions:
         return None
     function = state.functions.functions.get(argv[1])
-    return _declared(function.flags) if function is not None else None
+    return declared_flags(function.flags) if function is not None else None
 
 
 for _name in ("eval", "eval_ro"):
@@ -90,21 +76,22 @@ def _run(s: Session, argv: list[bytes], by_sha: bool, read_only: bool) -> object
     engine = s.engine
     if engine.monitors:  # evalCommand shows the EVAL to monitors before its commands
         engine.feed_monitors(s, argv)
-    errors = engine.stats.error_replies
+    stats = engine.stats
+    errors = stats.error_replies
     try:
-        reply = scripting(engine).eval(s, argv, by_sha, read_only)
+        reply = (engine.scripting or scripting(engine)).eval(s, argv, by_sha, read_only)
     finally:
         engine.rewrite()  # the script's commands are propagated, not the EVAL
-    _failed_if_errors(engine, argv, errors)
+    if stats.error_replies != errors:
+        _failed(engine, argv)
     return reply
 
 
-def _failed_if_errors(engine: Engine, argv: list[bytes], errors: int) -> None:
+def _failed(engine: Engine, argv: list[bytes]) -> None:
     """Redis counts a script call as failed when any error reply was counted while it ran
     (its commands' errors, even caught by redis.pcall); its own uncounted error is raised
     and counted by the dispatcher."""
-    if engine.stats.error_replies != errors:
-        engine.table[argv[0].lower()].failed_calls += 1
+    engine.table[argv[0].lower()].failed_calls += 1
 
 
 @command("eval")
@@ -260,7 +247,8 @@ def _fcall(s: Session, argv: list[bytes], read_only: bool) -> object:
         reply = scripting(engine).functions.call(s, argv, read_only)
     finally:
         engine.rewrite()  # the function's commands are propagated, not the FCALL
-    _failed_if_errors(engine, argv, errors)
+    if engine.stats.error_replies != errors:
+        _failed(engine, argv)
     return reply
 
 

@@ -301,8 +301,7 @@ class FunctionsState:
             raise ReplyError("ERR Number of keys can't be negative")
         ctx = self.scripting.prepare(caller, function.name.decode("utf-8", "replace"),
                                      function.flags, read_only, eval_mode=False, argv=argv)
-        ctx.client = self.lua.client
-        return self.lua.run(ctx, function.callback, argv[3:3 + numkeys], argv[3 + numkeys:])
+        return self.lua.run(ctx, function.callback, argv, numkeys)
 
     def stats(self) -> dict:
         """FUNCTION STATS: the running function (seen while it is past

@@ -387,7 +387,10 @@ local function run(f, eval_mode, hooked, debugging, nkeys, ...)
         hook = nil
         dbg.sethook()
     end
-    return ok, result
+    -- the value alone when it ran (one value less for lupa to convert), else false and
+    -- the error
+    if ok then return result end
+    return false, result
 end
 
 local function compile(body, chunkname)

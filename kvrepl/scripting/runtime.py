@@ -73,6 +73,21 @@ def _refuse_attributes(obj: object, name: object, setting: bool) -> object:
     raise AttributeError("not accessible from scripts")
 
 
+def _arguments(argv: tuple) -> list[bytes] | None:
+    """redis.call's arguments as strings (numbers as Lua's ``%.17g``); None when one is
+    neither."""
+    args: list[bytes] = []
+    for arg in argv:
+        kind = type(arg)
+        if kind is bytes:
+            args.append(arg)
+        elif kind is int or kind is float:
+            args.append(b"%.17g" % arg)
+        else:
+            return None
+    return args
+
+
 def _counted(table: object) -> bool:
     """Whether an error table is a command's error, already counted in the error stats."""
     return table[b"ignore_error_stats_update"] is True
@@ -82,13 +97,12 @@ class RunContext:
     """One script invocation (Redis's ``scriptRunCtx``). A plain class with slots: one is
     made for every EVALSHA, and a dataclass's keyword ``__init__`` costs twice as much."""
 
-    __slots__ = ("caller", "client", "name", "eval_mode", "read_only", "resp3", "repl_flags",
+    __slots__ = ("caller", "name", "eval_mode", "read_only", "resp3", "repl_flags",
                  "write_dirty", "killed", "timed_out", "out_of_memory", "argv", "start")
 
-    def __init__(self, caller: Session, client: Session, name: str, eval_mode: bool,
-                 read_only: bool, argv: list[bytes], out_of_memory: bool = False) -> None:
+    def __init__(self, caller: Session, name: str, eval_mode: bool, read_only: bool,
+                 argv: list[bytes], out_of_memory: bool = False) -> None:
         self.caller = caller
-        self.client = client
         self.name = name  # the script's sha or the function's name, for error messages
         self.eval_mode = eval_mode
         self.read_only = read_only
@@ -140,10 +154,15 @@ class LuaState:
         self.client.kind = "lua"
         self.client.addr = "lua"
         self.client.authenticated = True
+        # redis.call's fast lookup: the commands a script may call that have no
+        # subcommands, by their lower and upper case names (anything else: _lookup)
+        self._scriptable = {spelling: cmd for name, cmd in engine.table.items()
+                            if not cmd.subcommands and not cmd.spec.no_script
+                            for spelling in (name, name.upper())}
         runtime = self.runtime
         callbacks = {
-            b"call": self._raising_call,
-            b"pcall": lambda *argv: self._call(argv, False)[1],
+            b"call": self._command_caller(raise_error=True),
+            b"pcall": self._command_caller(raise_error=False),
             b"error_of": lambda err: err.value if isinstance(err, ScriptError) else None,
             b"set_error_table": self._set_error_table,
             b"sha1hex": self._sha1hex,
@@ -216,14 +235,17 @@ class LuaState:
     def table_of(self, mapping: dict[bytes, object]) -> object:
         return self.runtime.table_from(mapping)
 
-    def run(self, ctx: RunContext, function: object, keys: list[bytes],
-            args: list[bytes], debugger: Debugger | None = None) -> object:
-        """Run ``function`` for ``ctx.caller`` and return its reply (errors included);
-        under ``debugger``'s line hook when given (SCRIPT DEBUG)."""
+    def run(self, ctx: RunContext, function: object, argv: list[bytes], numkeys: int,
+            debugger: Debugger | None = None) -> object:
+        """Run ``function`` for ``ctx.caller`` and return its reply (errors included): its
+        KEYS are the ``numkeys`` items of ``argv`` (the caller's EVAL or FCALL) after the
+        first three, its ARGV the rest; under ``debugger``'s line hook when given (SCRIPT
+        DEBUG)."""
         client = self.client
-        client.db = ctx.caller.db
+        caller = ctx.caller
+        client.db = caller.db
         client.resp3 = False
-        client.is_master = ctx.caller.is_master
+        client.is_master = caller.is_master
         self.ctx = ctx
         engine = self.engine
         if debugger is not None:
@@ -233,13 +255,14 @@ class LuaState:
                 b"debug": debugger.debug, b"breakpoint": debugger.breakpoint}))
         try:
             hooked = engine.config.lua_time_limit > 0
-            if len(keys) + len(args) <= FEW_ARGUMENTS:
+            if len(argv) <= FEW_ARGUMENTS + 3:
                 # made into tables on the Lua side: cheaper than two table_from calls
-                ok, result = self._run(function, ctx.eval_mode, hooked, debugger is not None,
-                                       len(keys), *keys, *args)
+                result = self._run(function, ctx.eval_mode, hooked, debugger is not None,
+                                   numkeys, *argv[3:])
             else:  # (a Lua call takes a bounded number of arguments)
-                ok, result = self._run(function, ctx.eval_mode, hooked, debugger is not None,
-                                       self.table(keys), self.table(args))
+                result = self._run(function, ctx.eval_mode, hooked, debugger is not None,
+                                   self.table(argv[3:3 + numkeys]),
+                                   self.table(argv[3 + numkeys:]))
         finally:
             self.ctx = None
             if debugger is not None:
@@ -247,18 +270,20 @@ class LuaState:
                 self._set_ldb(None)
             if ctx.timed_out:
                 engine.busy = None
-        if ok:
-            kind = type(result)
-            if kind is int or kind is bytes:  # (from_lua's answer for them)
-                return result
-            reply = from_lua(result, ctx.resp3, ctx.caller.resp3)
+        # the runner returns the script's value, or (false, error) when it failed
+        kind = type(result)
+        if kind is int or kind is bytes:  # (from_lua's answer for them)
+            return result
+        if kind is not tuple:
+            reply = from_lua(result, ctx.resp3, caller.resp3)
             if isinstance(reply, ReplyError) and not _counted(result):
                 raise reply  # counted in INFO errorstats as the script's own error
             return reply
-        error = self._error_reply(ctx, result)
-        if lua51.lua_type(result) == "table" and _counted(result):
-            return error  # a command's error the script passed on: counted once already
-        raise error
+        error = result[1]
+        reply = self._error_reply(ctx, error)
+        if lua51.lua_type(error) == "table" and _counted(error):
+            return reply  # a command's error the script passed on: counted once already
+        raise reply
 
     def _error_reply(self, ctx: RunContext, err: object) -> ReplyError:
         if lua51.lua_type(err) != "table":
@@ -298,75 +323,112 @@ class LuaState:
         return ctx.killed
 
     # -- redis.* callbacks ---------------------------------------------------------------
-    def _raising_call(self, *argv: object) -> object:
-        ok, value = self._call(argv, True)
-        if not ok:
-            raise ScriptError(value)
-        return value
-
-    def _call(self, argv: tuple, raise_error: bool) -> tuple[bool, object]:
-        """redis.call / redis.pcall (``luaRedisGenericCommand``): ``(ok, Lua value)``."""
-        ctx = self.ctx
-        if ctx is None:
-            return False, self.error_table(
-                b"redis.call/pcall can only be called inside a script invocation")
-        if not argv:
-            return False, self.error_table(
-                b"Please specify at least one argument for this redis lib call")
-        args: list[bytes] = []
-        for arg in argv:
-            kind = type(arg)
-            if kind is bytes:
-                args.append(arg)
-            elif kind is int or kind is float:
-                args.append(b"%.17g" % arg)
-            else:
-                return False, self.error_table(
-                    b"Lua redis lib command arguments must be strings or integers")
+    def _command_caller(self, raise_error: bool) -> Callable[..., object]:
+        """redis.call (``raise_error``: a failure is raised in the script) or redis.pcall
+        (it is returned), Redis's ``luaRedisGenericCommand``. One Python frame per call,
+        the common case inline (string arguments naming a command the script may run, an
+        integer or string reply); the rest in helpers."""
         engine = self.engine
-        client = self.client
-        ldb = self.ldb
-        if ldb is not None and ldb.logging:
-            ldb.log_command(args)
-        cmd, refused = self._lookup(args)
-        if refused is None:
-            refused = self._check(ctx, cmd, args)
-        if refused is not None:
-            if cmd is not None:
-                cmd.rejected_calls += 1
-            engine.count_error(refused, client)
-            # scriptCall's own messages have no code (luaPushErrorBuff adds ERR): the text a
-            # debugging session logs is Redis's
-            message = refused.message.encode("utf-8", "replace")
-            error = self.error_table(message[4:] if message.startswith(b"ERR ")
-                                     else b"-" + message)
-            error[b"ignore_error_stats_update"] = True
-            return False, error
-        if cmd.is_write:
-            ctx.write_dirty = True
-        if ctx.repl_flags & PROPAGATE_REPL:
-            reply = engine.call(client, cmd, args)
-        else:
-            propagating = engine.propagating
-            engine.propagating = False
-            try:
-                reply = engine.call(client, cmd, args)
-            finally:
-                engine.propagating = propagating
-        kind = type(reply)
-        if kind is int or kind is bytes:  # (to_lua's answer for them)
+        scriptable = self._scriptable
+
+        def call(*argv: object) -> object:
+            ctx = self.ctx
+            if ctx is None:
+                return self._failed(self.error_table(
+                    b"redis.call/pcall can only be called inside a script invocation"),
+                    raise_error)
+            if not argv:
+                return self._failed(self.error_table(
+                    b"Please specify at least one argument for this redis lib call"),
+                    raise_error)
+            for arg in argv:
+                if type(arg) is not bytes:
+                    args = _arguments(argv)
+                    if args is None:
+                        return self._failed(self.error_table(
+                            b"Lua redis lib command arguments must be strings or integers"),
+                            raise_error)
+                    break
+            else:
+                args = list(argv)
+            ldb = self.ldb
             if ldb is not None and ldb.logging:
-                ldb.log_reply(encode(reply, client.resp3))
-            return True, reply
-        if kind is Block:  # the script client may not block (CLIENT_DENY_BLOCKING)
+                ldb.log_command(args)
+            cmd = scriptable.get(args[0])
+            count = len(args)
+            if cmd is None or not (cmd.arity == count or 0 > cmd.arity >= -count):
+                cmd, refused = self._lookup(args)
+                if refused is None:
+                    refused = self._check(ctx, cmd, args)
+            elif ctx.caller.user.unrestricted and not engine.restricted \
+                    and not ctx.read_only and not ctx.out_of_memory \
+                    and (ctx.write_dirty or not cmd.is_write
+                         or not engine.config.min_replicas_to_write):
+                refused = None  # none of _check's conditions can hold
+            else:
+                refused = self._check(ctx, cmd, args)
+            if refused is not None:
+                return self._failed(self._refusal(cmd, refused), raise_error)
+            if cmd.is_write:
+                ctx.write_dirty = True
+            if ctx.repl_flags & PROPAGATE_REPL:
+                reply = engine.call(self.client, cmd, args)
+            else:
+                reply = self._call_unpropagated(cmd, args)
+            kind = type(reply)
+            if kind is int or kind is bytes:  # (to_lua's answer for them)
+                if ldb is not None and ldb.logging:
+                    ldb.log_reply(encode(reply, self.client.resp3))
+                return reply
+            value, failed = self._reply_to_lua(reply, ldb)
+            if failed and raise_error:
+                raise ScriptError(value)
+            return value
+
+        return call
+
+    @staticmethod
+    def _failed(error: object, raise_error: bool) -> object:
+        """redis.call raises the error table, redis.pcall returns it."""
+        if raise_error:
+            raise ScriptError(error)
+        return error
+
+    def _refusal(self, cmd: Command | None, refused: ReplyError) -> object:
+        """The error table of a call refused before it ran, counted in the stats."""
+        if cmd is not None:
+            cmd.rejected_calls += 1
+        self.engine.count_error(refused, self.client)
+        # scriptCall's own messages have no code (luaPushErrorBuff adds ERR): the text a
+        # debugging session logs is Redis's
+        message = refused.message.encode("utf-8", "replace")
+        error = self.error_table(message[4:] if message.startswith(b"ERR ") else b"-" + message)
+        error[b"ignore_error_stats_update"] = True
+        return error
+
+    def _call_unpropagated(self, cmd: Command, args: list[bytes]) -> object:
+        """Run a command under redis.set_repl(REPL_NONE): not propagated."""
+        engine = self.engine
+        propagating = engine.propagating
+        engine.propagating = False
+        try:
+            return engine.call(self.client, cmd, args)
+        finally:
+            engine.propagating = propagating
+
+    def _reply_to_lua(self, reply: object, ldb: Debugger | None) -> tuple[object, bool]:
+        """A reply other than an integer or a string as the script sees it, and whether it
+        is an error (its table marked as counted already)."""
+        client = self.client
+        if type(reply) is Block:  # the script client may not block (CLIENT_DENY_BLOCKING)
             reply = reply.timeout_reply
         value = to_lua(self.runtime, reply, client.resp3, self.error_table)
         if ldb is not None and ldb.logging:
             ldb.log_reply(encode(reply, client.resp3))
         if isinstance(reply, ReplyError):
             value[b"ignore_error_stats_update"] = True
-            return not raise_error, value
-        return True, value
+            return value, True
+        return value, False
 
     def _lookup(self, argv: list[bytes]) -> tuple[Command | None, ReplyError | None]:
         """lookupCommand and the arity check of scriptVerifyCommandArity."""

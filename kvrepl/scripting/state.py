@@ -29,13 +29,27 @@ NO_DEBUG_CHANNEL = ("ERR kvrepl can debug a script only over a plain TCP connect
                     "server (not over TLS, not in-process)")
 
 
+def declared_flags(flags: frozenset[str] | None) -> tuple[bool, bool, bool] | None:
+    """scriptFlagsToCmdFlags: (writes, allows stale, denyoom) for the dispatcher. A script
+    with a shebang writes unless ``no-writes``, may run stale only with ``allow-stale``, is
+    refused when memory is full unless ``allow-oom`` or ``no-writes``; without one (None)
+    the command's own flags apply."""
+    if flags is None:
+        return None
+    writes = FLAG_NO_WRITES not in flags
+    return writes, FLAG_ALLOW_STALE in flags, writes and FLAG_ALLOW_OOM not in flags
+
+
 @dataclass(slots=True)
 class Script:
-    """A cached EVAL script: its body, shebang flags (None: no shebang) and function."""
+    """A cached EVAL script: its body, shebang flags (None: no shebang) and function; its
+    sha1 as error messages name it, and its flags as the dispatcher reads them."""
 
     body: bytes
     flags: frozenset[str] | None
     function: object
+    name: str
+    declared: tuple[bool, bool, bool] | None
 
 
 class ScriptingState:
@@ -79,7 +93,7 @@ class ScriptingState:
             function = self.lua.compile(body[shebang:], b"@user_script")
         except ReplyError as err:
             raise ReplyError(f"ERR Error compiling script (new function): {err.message}") from None
-        self.scripts[sha] = Script(body, flags, function)
+        self.scripts[sha] = Script(body, flags, function, sha.decode(), declared_flags(flags))
         return sha
 
     def eval(self, caller: Session, argv: list[bytes], by_sha: bool, read_only: bool) -> object:
@@ -93,21 +107,28 @@ class ScriptingState:
         if numkeys < 0:
             raise ReplyError("ERR Number of keys can't be negative")
         if by_sha:
-            sha = argv[1].lower()
-            if len(sha) != 40:
-                raise ReplyError(NOSCRIPT)
+            # (a sha1 as clients send it, in lower case, is found without lower())
+            script = self.scripts.get(argv[1])
+            if script is None:
+                sha = argv[1].lower()
+                if len(sha) != 40:
+                    raise ReplyError(NOSCRIPT)
+                script = self.scripts.get(sha)
             if caller.lua_debug is not None:
                 raise ReplyError("ERR Please use EVAL instead of EVALSHA for debugging")
-            script = self.scripts.get(sha)
             if script is None:
                 raise ReplyError(NOSCRIPT)
         elif caller.lua_debug is not None:
             return self._debug(caller, argv, numkeys, read_only)
         else:
-            sha = self.create(argv[1])
-            script = self.scripts[sha]
-        ctx = self.prepare(caller, sha.decode(), script.flags, read_only, True, argv)
-        return self.lua.run(ctx, script.function, argv[3:3 + numkeys], argv[3 + numkeys:])
+            script = self.scripts[self.create(argv[1])]
+        engine = self.engine
+        if script.flags is None and not engine.restricted and not engine.config.maxmemory:
+            # prepare's checks, none of which can refuse a script without a shebang then
+            ctx = RunContext(caller, script.name, True, read_only, argv)
+        else:
+            ctx = self.prepare(caller, script.name, script.flags, read_only, True, argv)
+        return self.lua.run(ctx, script.function, argv, numkeys)
 
     def _debug(self, caller: Session, argv: list[bytes], numkeys: int,
                read_only: bool) -> object:
@@ -140,12 +161,11 @@ class ScriptingState:
         try:
             sha = self.create(argv[1])
             script = self.scripts[sha]
-            ctx = self.prepare(caller, sha.decode(), script.flags, read_only, eval_mode=True,
+            ctx = self.prepare(caller, script.name, script.flags, read_only, eval_mode=True,
                                argv=argv)
             debugger = Debugger(channel, argv[1], Frames(self.lua.ldb_helpers),
                                 lambda: engine.config.lua_time_limit, ctx.restart_clock)
-            return self.lua.run(ctx, script.function, argv[3:3 + numkeys],
-                                argv[3 + numkeys:], debugger)
+            return self.lua.run(ctx, script.function, argv, numkeys, debugger)
         finally:
             if debugger is None:  # the script did not compile: the end mark all the same
                 debugger = Debugger(channel, argv[1], None, lambda: 0, lambda: None)
@@ -201,8 +221,7 @@ class ScriptingState:
                 raise ReplyError(
                     "MASTERDOWN Link with MASTER is down and replica-serve-stale-data is set "
                     "to 'no'.")
-            return RunContext(caller, self.lua.client, name, eval_mode, read_only, argv,
-                              out_of_memory)
+            return RunContext(caller, name, eval_mode, read_only, argv, out_of_memory)
         if stale and FLAG_ALLOW_STALE not in flags:
             raise ReplyError(
                 "MASTERDOWN Link with MASTER is down, replica-serve-stale-data is set to "
@@ -228,7 +247,7 @@ class ScriptingState:
             raise ReplyError("OOM allow-oom flag is not set on the script, can not run it "
                              "when used memory > 'maxmemory'")
         ro = read_only or FLAG_NO_WRITES in flags
-        return RunContext(caller, self.lua.client, name, eval_mode, ro, argv,
+        return RunContext(caller, name, eval_mode, ro, argv,
                           out_of_memory and FLAG_ALLOW_OOM not in flags)
 
 
