@@ -11,6 +11,7 @@ import ssl
 from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
 from time import time as now
+from typing import TYPE_CHECKING
 
 import trio
 
@@ -35,6 +36,9 @@ from kvrepl.server.debugging import SocketChannel
 from kvrepl.server.migrate import MigrateSockets, run_migrate
 from kvrepl.server.reactor import AVAILABLE as REACTOR_AVAILABLE
 from kvrepl.server.reactor import HANGUP, Reactor
+
+if TYPE_CHECKING:
+    from kvrepl.scripting.fork import ForkedSession
 
 _DENIED = (
     b"-DENIED Redis is running in protected mode because protected mode is enabled and no "
@@ -496,6 +500,10 @@ class Server:
         self.config.appliers.append(self._apply_tls)
         self.engine.server = self
         self.migrate_sockets = MigrateSockets()
+        self._nursery: trio.Nursery | None = None  # serve()'s, while serving
+        # SCRIPT DEBUG YES sessions running (Redis's ldb.children): their channels, to kill.
+        self.forked_sessions: set[SocketChannel] = set()
+        self._forked_limiter = trio.CapacityLimiter(math.inf)  # any number at once, as Redis
 
     def _serve_while_busy(self, caller: Session) -> None:
         """From inside a script past busy-reply-threshold: serve the parked clients that
@@ -511,6 +519,35 @@ class Server:
         if connection is None or type(connection.io) is not SocketIO:
             return None
         return SocketChannel(connection.io.fd)
+
+    def start_forked_session(self, session: Session, forked: ForkedSession) -> bool:
+        """SCRIPT DEBUG YES's EVAL: run ``forked`` in a worker thread over a duplicate of
+        the client's socket (Redis's child has its own descriptor), while this side of the
+        connection closes; False when the client has no plain TCP socket."""
+        connection = self.connections.get(session.id)
+        if connection is None or type(connection.io) is not SocketIO or self._nursery is None:
+            return False
+        channel = SocketChannel.duplicate(connection.io.fd)
+        self.forked_sessions.add(channel)
+        self._nursery.start_soon(self._run_forked, forked, channel)
+        return True
+
+    async def _run_forked(self, forked: ForkedSession, channel: SocketChannel) -> None:
+        try:
+            await trio.to_thread.run_sync(forked.run, channel, abandon_on_cancel=True,
+                                          limiter=self._forked_limiter,
+                                          thread_name="kvrepl lua debugging session")
+        finally:
+            # The node stops (cancelled): the session ends at its next line, its socket shut
+            # down now. After a normal end the channel is closed and this does nothing.
+            channel.kill()
+            self.forked_sessions.discard(channel)
+
+    def kill_forked_sessions(self) -> None:
+        """ldbKillForkedSessions: every YES session ends now, its client disconnected."""
+        for channel in list(self.forked_sessions):
+            logger.warning("Killing debugging session")
+            channel.kill()
 
     def _apply_tls(self, names: list[str]) -> None:
         """CONFIG SET tls-*: the contexts are made again from the new values (Redis's
@@ -535,6 +572,7 @@ class Server:
         self.pause_changed = trio.Event()
 
     def request_shutdown(self, save: bool | None = None) -> None:
+        self.kill_forked_sessions()  # (prepareForShutdown)
         self.shutdown_save = save
         self._shutdown.set()
 
@@ -602,6 +640,7 @@ class Server:
         tls_listeners = await self.open_tls_listeners()
         try:
             async with trio.open_nursery() as nursery:
+                self._nursery = nursery
                 persistence.attach(self.engine, nursery)  # where BGSAVE jobs run
                 nursery.start_soon(run_cron, self.engine)
                 if self.reactor is not None:
@@ -614,6 +653,7 @@ class Server:
                 logger.info("Ready to accept connections tcp")
                 task_status.started(self.port)
         finally:
+            self._nursery = None
             self.busy_acceptor.close()
             for name in list(self.migrate_sockets.cached):
                 self.migrate_sockets.close(name)
