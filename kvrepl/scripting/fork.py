@@ -136,4 +136,5 @@ def fork_session(parent: Engine, caller: Session, argv: list[bytes], numkeys: in
     if start is None or not start(caller, forked):
         raise ReplyError(NO_DEBUG_CHANNEL)
     parent.close_session(caller)
+    caller.reply_off = True  # this side writes nothing more to it (nor EXEC's reply)
     return Raw(b"")

@@ -8,6 +8,7 @@ import math
 import os
 import socket
 import ssl
+import threading
 from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
 from time import time as now
@@ -500,10 +501,8 @@ class Server:
         self.config.appliers.append(self._apply_tls)
         self.engine.server = self
         self.migrate_sockets = MigrateSockets()
-        self._nursery: trio.Nursery | None = None  # serve()'s, while serving
         # SCRIPT DEBUG YES sessions running (Redis's ldb.children): their channels, to kill.
         self.forked_sessions: set[SocketChannel] = set()
-        self._forked_limiter = trio.CapacityLimiter(math.inf)  # any number at once, as Redis
 
     def _serve_while_busy(self, caller: Session) -> None:
         """From inside a script past busy-reply-threshold: serve the parked clients that
@@ -521,26 +520,26 @@ class Server:
         return SocketChannel(connection.io.fd)
 
     def start_forked_session(self, session: Session, forked: ForkedSession) -> bool:
-        """SCRIPT DEBUG YES's EVAL: run ``forked`` in a worker thread over a duplicate of
-        the client's socket (Redis's child has its own descriptor), while this side of the
-        connection closes; False when the client has no plain TCP socket."""
+        """SCRIPT DEBUG YES's EVAL: run ``forked`` in a thread of its own over a duplicate
+        of the client's socket (Redis's child has its own descriptor), while this side of
+        the connection closes; False when the client has no plain TCP socket.
+
+        A plain daemon thread, started here: it always runs, so the duplicate is always
+        closed by the session itself, never from this thread while the session may still
+        use its number; and a node that stops kills it (its channel) without waiting."""
         connection = self.connections.get(session.id)
-        if connection is None or type(connection.io) is not SocketIO or self._nursery is None:
+        if connection is None or type(connection.io) is not SocketIO:
             return False
         channel = SocketChannel.duplicate(connection.io.fd)
         self.forked_sessions.add(channel)
-        self._nursery.start_soon(self._run_forked, forked, channel)
+        threading.Thread(target=self._run_forked, args=(forked, channel), daemon=True,
+                         name="kvrepl lua debugging session").start()
         return True
 
-    async def _run_forked(self, forked: ForkedSession, channel: SocketChannel) -> None:
+    def _run_forked(self, forked: ForkedSession, channel: SocketChannel) -> None:
         try:
-            await trio.to_thread.run_sync(forked.run, channel, abandon_on_cancel=True,
-                                          limiter=self._forked_limiter,
-                                          thread_name="kvrepl lua debugging session")
+            forked.run(channel)
         finally:
-            # The node stops (cancelled): the session ends at its next line, its socket shut
-            # down now. After a normal end the channel is closed and this does nothing.
-            channel.kill()
             self.forked_sessions.discard(channel)
 
     def kill_forked_sessions(self) -> None:
@@ -640,7 +639,6 @@ class Server:
         tls_listeners = await self.open_tls_listeners()
         try:
             async with trio.open_nursery() as nursery:
-                self._nursery = nursery
                 persistence.attach(self.engine, nursery)  # where BGSAVE jobs run
                 nursery.start_soon(run_cron, self.engine)
                 if self.reactor is not None:
@@ -653,7 +651,7 @@ class Server:
                 logger.info("Ready to accept connections tcp")
                 task_status.started(self.port)
         finally:
-            self._nursery = None
+            self.kill_forked_sessions()
             self.busy_acceptor.close()
             for name in list(self.migrate_sockets.cached):
                 self.migrate_sockets.close(name)
