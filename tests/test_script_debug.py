@@ -12,9 +12,12 @@ import select
 import shutil
 import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from support import RawClient, RedisServer, ThreadedServer, pack, poll
+
+from kvrepl.config import Config
 
 SCRIPT = b"""local a = redis.call('set', KEYS[1], ARGV[1])
 local t = {1, 2, 'x', {nested = true}}
@@ -465,3 +468,19 @@ def test_yes_writes_reach_no_replica_and_no_subscriber(
     assert seen[0] == seen[1]
     assert b"keyspace@0__:marker" in seen[0][0]
     assert seen[0][1:] == (b"*1\r\n$6\r\nmarker\r\n", True)
+
+
+def test_a_yes_session_writes_no_dump(tmp_path: Path) -> None:
+    """FLUSHALL in a YES session saves nothing, save points or not (a deliberate difference:
+    Redis's child would write its emptied dataset over the node's dump file)."""
+    node = ThreadedServer(Config(save=((3600, 1),), dir=str(tmp_path),
+                                 repl_diskless_sync_delay=0)).start()
+    try:
+        RawClient(node.port).call("SET", "k", "v")
+        out = transcript(node.port, "YES", b"redis.call('flushall')\nreturn 1\n", [], [],
+                         [["c"]])
+        assert out[-1] == b":1\r\n"
+        assert not (tmp_path / "dump.rdb").exists()
+        assert RawClient(node.port).call("DBSIZE") == b":1\r\n"
+    finally:
+        node.stop()

@@ -124,6 +124,11 @@ class ForkedSession:
                 channel.write(encode(reply, self.caller.resp3))
         finally:
             channel.close()
+            # The child's exit. The copy goes now, by reference counting: the engine is full
+            # of cycles, which only a full collection frees (never one that a gc_policy
+            # freeze caught while the session ran).
+            self.engine.keyspace.flushall()
+            self.scripting.scripts.clear()
             logger.warning("Lua debugging session child exiting")
 
 
