@@ -263,6 +263,50 @@ def test_reads_and_writes_are_socket_events(server):
     assert after["total_writes_processed"] - before["total_writes_processed"] == 2
 
 
+def test_a_hang_up_is_a_read(server):
+    """A client that connects, sends one command and closes: two reads (the command, the
+    hang-up) and one write, as readQueryFromClient and writeToClient count them."""
+    observer = server.client()
+    observer.ping()
+    before = _stats(observer)
+    with socket.create_connection(("127.0.0.1", server.port)) as raw:
+        raw.sendall(pack("PING"))
+        assert raw.recv(1024) == b"+PONG\r\n"
+    polls = 0
+
+    def closed() -> bool:
+        nonlocal polls
+        polls += 1
+        return observer.info("clients")["connected_clients"] == 1
+
+    poll(closed, "the server read the hang-up")
+    after = _stats(observer)
+    # Besides the raw client's: each INFO of the observer after ``before`` is one read,
+    # and each before the last one write (the last one counts before it answers).
+    assert after["total_reads_processed"] - before["total_reads_processed"] == 2 + polls + 1
+    assert after["total_writes_processed"] - before["total_writes_processed"] == 1 + polls + 1
+
+
+@pytest.mark.parametrize("kind", ["redis->kvrepl", "redis->redis"])
+def test_a_replica_counts_its_masters_stream_reads_and_its_acks(kind):
+    master, replica = _repl_pair(kind)
+    try:
+        ours, theirs = replica.client(), master.client()
+        before = _stats(ours)
+        theirs.set("k", "v")
+        # The SET and WAIT's REPLCONF GETACK reach the replica; its ACK answers.
+        assert theirs.wait(1, int(DEADLINE * 1000)) == 1
+        after = _stats(ours)
+        # At least one read of the stream besides the second INFO's, and at least one ACK
+        # written besides the first INFO's reply (how the stream splits into reads is the
+        # kernel's business).
+        assert after["total_reads_processed"] - before["total_reads_processed"] >= 2
+        assert after["total_writes_processed"] - before["total_writes_processed"] >= 2
+    finally:
+        replica.stop()
+        master.stop()
+
+
 # -- time over maxmemory ------------------------------------------------------------------------
 
 def test_eviction_exceeded_time_spans_the_spell_over_maxmemory(clocked):

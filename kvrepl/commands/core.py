@@ -614,6 +614,9 @@ class Engine:
     @read_only.setter
     def read_only(self, value: bool) -> None:
         self._read_only = value
+        # Set on every change of role and of replica-read-only: a writable replica tracks
+        # the TTLs its clients set (Redis's setExpire tests masterhost and repl_slave_ro).
+        self.keyspace.writable_replica = not value and self.read_only_role()
         self._refresh_restricted()
 
     @property

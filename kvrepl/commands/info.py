@@ -265,7 +265,7 @@ def _stats(engine: Engine) -> list[str]:
         "latest_fork_usec:0",
         "total_forks:0",
         f"migrate_cached_sockets:{len(sockets.cached) if sockets is not None else 0}",
-        "slave_expires_tracked_keys:0",
+        f"slave_expires_tracked_keys:{len(engine.keyspace.replica_expires)}",
         "active_defrag_hits:0",
         "active_defrag_misses:0",
         "active_defrag_key_hits:0",

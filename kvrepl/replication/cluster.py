@@ -450,6 +450,12 @@ class ShardLink(ReplicaOf):
         disjoint = not stray and not ownership.moving and (
             self.loaded_once or not ownership.released)
         db.merge_loaded(fresh, fresh_expires, disjoint=disjoint)
+        # A key our clients gave a TTL and the shard's snapshot replaced is the shard's
+        # now: not ours to expire (the part of Redis's emptyData(-1) that concerns a
+        # shard; keys deleted above are forgotten by the next expire_replica_keys).
+        tracked = engine.keyspace.replica_expires
+        for key in [key for key in tracked if key in fresh] if tracked else ():
+            del tracked[key]
         # Every primary holds its own copy of the libraries (usually the same): add and
         # replace, never drop what another shard brought (a new, empty primary would).
         load_functions(engine, result.functions, replace_all=False)

@@ -293,10 +293,18 @@ class ReplicaOf:
                 try:
                     await self._handle(protocol.start(), stream)
                     while True:
+                        streaming = protocol.state is State.CONNECTED
                         with trio.fail_after(self.config.repl_timeout):
-                            data = await stream.receive_some(
-                                RECEIVE_SIZE if protocol.state is State.CONNECTED
-                                else PAYLOAD_RECEIVE_SIZE)
+                            try:
+                                data = await stream.receive_some(
+                                    RECEIVE_SIZE if streaming else PAYLOAD_RECEIVE_SIZE)
+                            except (trio.BrokenResourceError, OSError):
+                                stats.reads_processed += streaming
+                                raise
+                        # Once the stream flows the link is Redis's master client, whose
+                        # reads (its hang-up and errors too) readQueryFromClient counts; the
+                        # handshake's and the payload's it does not.
+                        stats.reads_processed += streaming
                         if not data:
                             raise ReplicationProtocolError("master closed the connection")
                         self.last_io = time.monotonic()
@@ -323,7 +331,9 @@ class ReplicaOf:
         data = encode_command([b"REPLCONF", b"ACK",
                                b"%d" % (self.reploff if offset is None else offset)])
         await self._send(stream, data)
-        self.engine.stats.total_net_output_bytes += len(data)
+        stats = self.engine.stats
+        stats.total_net_output_bytes += len(data)
+        stats.writes_processed += 1  # the master client's output: writeToClient counts it
 
     # -- events ----------------------------------------------------------------------------
     async def _handle(self, events: list[object], stream: trio.abc.Stream) -> None:
@@ -473,6 +483,9 @@ class ReplicaOf:
         engine.tracking.flushed()
         load_functions(engine, result.functions)  # the master's libraries replace ours
         staged.apply(engine.keyspace)
+        # emptyData(-1): the keys our clients gave a TTL are gone; a key of the same name
+        # from the master must not be expired here.
+        engine.keyspace.forget_replica_expires()
 
     def _continue(self, event: Continue) -> None:
         self._failover_done()

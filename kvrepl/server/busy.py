@@ -108,6 +108,7 @@ class BusyAcceptor:
     def _serve(self, fd: int, adopted: Adopted) -> None:
         connection = adopted.connection
         engine = self.server.engine
+        engine.stats.reads_processed += 1  # every read, as readQueryFromClient: hang-ups too
         try:
             data = os.read(fd, READ_SIZE)
         except BlockingIOError:
@@ -118,7 +119,6 @@ class BusyAcceptor:
             adopted.hangup = True
             engine.close_session(connection.session)
             return
-        engine.stats.reads_processed += 1
         engine.stats.total_net_input_bytes += len(data)
         connection.parser.feed(data)
         if adopted.result is not None:

@@ -14,9 +14,9 @@ from kvrepl.log import logger
 
 
 async def run_cron(engine: Engine) -> None:
-    """Every ``1/hz`` seconds: active expiry on a master, then wake clients it made ready;
-    eviction that a command's pass left unfinished (maxmemory-eviction-tenacity); then the
-    ``save`` schedule (and BGSAVE SCHEDULE); then the process's garbage-collector policy,
+    """Every ``1/hz`` seconds: active expiry (on a replica, of the keys its own clients gave
+    a TTL only), then wake clients it made ready; eviction that a command's pass left
+    unfinished (maxmemory-eviction-tenacity); then the ``save`` schedule (and BGSAVE SCHEDULE); then the process's garbage-collector policy,
     when one is installed (:mod:`kvrepl.gc_policy`: a no-op otherwise). Once a second,
     clients idle for more than ``timeout`` seconds are closed."""
     last_second = 0
@@ -94,7 +94,18 @@ def expire_cycle(engine: Engine) -> int:
     ``expired_stale_perc``, a running average (5% weight per cycle) of the share of the
     checked keys that were expired."""
     keyspace = engine.keyspace
-    if not keyspace.expire_keys or not engine.active_expire_enabled or keyspace.expiry_paused():
+    if not engine.active_expire_enabled:
+        return 0
+    if not keyspace.expire_keys:
+        # A replica: its master sends a DEL for each key that expires, except the keys its
+        # own clients gave a TTL on a writable replica (databasesCron's expireSlaveKeys; like
+        # Redis's, it does not wait for a client pause). Their DELs go to the AOF only: a
+        # replica's stream is its master's.
+        deleted = keyspace.expire_replica_keys() if keyspace.replica_expires else 0
+        if deleted and keyspace.ready_keys and engine.on_ready_keys is not None:
+            engine.on_ready_keys()
+        return deleted
+    if keyspace.expiry_paused():
         return 0
     deleted = sampled = 0
     capped = False

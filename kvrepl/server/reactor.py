@@ -96,6 +96,8 @@ class Reactor:
 
     def _serve(self, fd: int, connection: Connection, task: trio.lowlevel.Task) -> None:
         """One client is readable: read, run what it sent, answer."""
+        stats = self.engine.stats
+        stats.reads_processed += 1  # every read, as readQueryFromClient: hang-ups too
         try:
             data = os.read(fd, READ_SIZE)
         except BlockingIOError:
@@ -108,8 +110,6 @@ class Reactor:
             self.engine.close_session(connection.session)
             self._hand_back(fd, task, HANGUP)
             return
-        stats = self.engine.stats
-        stats.reads_processed += 1
         stats.total_net_input_bytes += len(data)
         connection.parser.feed(data)
         out: list[bytes] = []

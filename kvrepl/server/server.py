@@ -196,12 +196,16 @@ class Connection:
                 while True:
                     try:
                         data = await self.io.receive_some(RECEIVE_SIZE)
-                    except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+                    except trio.ClosedResourceError:  # closed here (killed): no read
+                        nursery.cancel_scope.cancel()
+                        return
+                    except (trio.BrokenResourceError, OSError):
                         data = b""
+                    # Every read, as readQueryFromClient counts them: hang-ups and errors too.
+                    engine.stats.reads_processed += 1
                     if not data:
                         nursery.cancel_scope.cancel()
                         return
-                    engine.stats.reads_processed += 1
                     engine.stats.total_net_input_bytes += len(data)
                     self.parser.feed(data)
                     # Read, not run, while blocked: all of it counts (Redis's query buffer).
@@ -275,13 +279,15 @@ class Connection:
         while True:
             try:
                 data = await self.io.receive_some(RECEIVE_SIZE)
-            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+            except trio.ClosedResourceError:  # closed here: no read
                 return
+            except (trio.BrokenResourceError, OSError):
+                data = b""
+            # A replica is a client: each read counts, its hang-up too; its ACKs are client
+            # input (Redis counts only reads from a master as replication bytes).
+            engine.stats.reads_processed += 1
             if not data:
                 return
-            # A replica's ACKs are client input (Redis counts only reads from a master
-            # as replication bytes).
-            engine.stats.reads_processed += 1
             engine.stats.total_net_input_bytes += len(data)
             self.parser.feed(data)
             while True:
@@ -446,11 +452,13 @@ class Connection:
             else:
                 try:
                     data = await stream.receive_some(RECEIVE_SIZE)
-                except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+                except trio.ClosedResourceError:  # closed here: no read
                     return
+                except (trio.BrokenResourceError, OSError):
+                    data = b""
+                stats.reads_processed += 1  # every read, as readQueryFromClient: hang-ups too
                 if not data:
                     return
-                stats.reads_processed += 1
                 stats.total_net_input_bytes += len(data)
                 parser.feed(data)
                 result = self.execute_buffered(out)

@@ -155,12 +155,17 @@ class Database:
         return when is not None and when <= self.keyspace.now_ms()
 
     def _expire_if_needed(self, key: bytes) -> bool:
-        """True when ``key`` is logically expired; a master also deletes it then."""
+        """True when ``key`` is logically expired; a master also deletes it then, and so
+        does a writable replica for a write command's lookup (Redis 7.0's
+        EXPIRE_FORCE_DELETE_EXPIRED: else the write would land under the old TTL)."""
         when = self.expires[key]
-        if when > self.keyspace.now_ms() or self.keyspace.applying_master:
+        keyspace = self.keyspace
+        if when > keyspace.now_ms() or keyspace.applying_master:
             # Commands from our master still see keys it has not deleted yet.
             return False
-        if self.keyspace.expire_keys and not self.keyspace.expiry_paused():
+        if (keyspace.expire_keys or (keyspace.writable_replica and keyspace.frozen
+                                     and not keyspace.counting_reads)) \
+                and not keyspace.expiry_paused():
             self.delete_expired(key)
         return True
 
@@ -318,9 +323,14 @@ class Database:
             listener(self, key)
 
     def set_expire(self, key: bytes, when_ms: int) -> None:
+        """Give ``key`` (which must exist) a TTL: unix ms. On a writable replica a TTL its
+        own clients set is remembered, since no DEL will come for it (Redis's setExpire)."""
         if key not in self.expires:
             self.used += EXPIRE_ENTRY
         self.expires[key] = when_ms
+        keyspace = self.keyspace
+        if keyspace.writable_replica and not keyspace.applying_master:
+            keyspace.remember_replica_expire(self.id, key)
 
     def persist(self, key: bytes) -> bool:
         if self.expires.pop(key, None) is None:
@@ -430,6 +440,11 @@ class Keyspace:
         # deleted: the dataset stays as it is (Redis's checkClientPauseTimeoutAndReturnIfPaused).
         self.expiry_paused_until = 0
         self.applying_master = False  # a replica running its master's stream
+        # A replica that accepts its clients' writes (replica-read-only no): the keys they
+        # give a TTL are remembered in ``replica_expires`` (key -> bitmap of db numbers),
+        # INFO's slave_expires_tracked_keys, so that expire_replica_keys deletes them.
+        self.writable_replica = False
+        self.replica_expires: dict[bytes, int] = {}
         # Redis's LRU clock (seconds), refreshed by the node's cron; and whether the
         # maxmemory-policy is an LFU one (then accesses count instead of being timed).
         self.lru_clock = int(clock())
@@ -497,8 +512,65 @@ class Keyspace:
             self.ready_keys.append((db, key))
 
     def flushall(self) -> None:
+        """Empty every database (Redis's emptyData(-1), which also forgets the keys a
+        writable replica's clients gave a TTL)."""
         for db in self.dbs:
             db.clear()
+        self.replica_expires.clear()
+
+    # -- a writable replica's own keys with a TTL (expire.c's slaveKeysWithExpire) -----------
+    def remember_replica_expire(self, db: int, key: bytes) -> None:
+        """A client of this writable replica gave ``key`` of ``db`` a TTL: its master will
+        never send a DEL for it, so :meth:`expire_replica_keys` must (rememberSlaveKeyWithExpire:
+        databases above 63 are not tracked, as in Redis)."""
+        if db > 63:
+            return
+        tracked = self.replica_expires
+        tracked[key] = tracked.get(key, 0) | (1 << db)
+
+    def forget_replica_expires(self) -> None:
+        """Forget every remembered key (flushSlaveKeysWithExpireList): the data they were
+        in is gone, a key of the same name from the master must not be expired here."""
+        self.replica_expires.clear()
+
+    def expire_replica_keys(self, budget: float = 0.001) -> int:
+        """Delete the remembered keys whose time has passed (expireSlaveKeys); returns how
+        many. Each entry is checked in every database its bitmap names; it is forgotten
+        where the key is gone or has no TTL any more. Stops after finding more than three
+        keys not yet expired, or past ``budget`` seconds (checked every 64 keys), as Redis
+        does. Redis draws entries at random; here an entry still tracked goes to the back
+        of the dict, so successive calls go round all of them."""
+        tracked = self.replica_expires
+        if not tracked:
+            return 0
+        started = perf_counter()
+        now = self.now_ms()
+        dbs = self.dbs
+        deleted = cycles = not_expired = 0
+        while tracked:
+            key = next(iter(tracked))
+            dbids = tracked.pop(key)
+            kept = 0
+            index = 0
+            while dbids and index < len(dbs):
+                if dbids & 1:
+                    db = dbs[index]
+                    when = db.expires.get(key)
+                    if when is not None:
+                        if when <= now:
+                            db.delete_expired(key)
+                            deleted += 1
+                        else:
+                            not_expired += 1
+                            kept |= 1 << index
+                index += 1
+                dbids >>= 1
+            if kept:
+                tracked[key] = kept
+            cycles += 1
+            if not_expired > 3 or (cycles % 64 == 0 and perf_counter() - started > budget):
+                break
+        return deleted
 
     def swap(self, a: int, b: int) -> None:
         """SWAPDB: exchange the contents of two databases (objects keep their numbers)."""
