@@ -432,6 +432,7 @@ def test_shutdown_kills_the_yes_sessions(fresh: tuple[ThreadedServer, RedisServe
             assert client.closed()
             client.close()
         other.close()
+    poll(lambda: not fresh[0].server.forked_sessions, "the killed sessions ended")
 
 
 def test_yes_writes_reach_no_replica_and_no_subscriber(
