@@ -8,12 +8,16 @@ both servers and the transcripts must be equal. redis-cli itself is driven throu
 from __future__ import annotations
 
 import re
+import select
 import shutil
 import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
-from support import RawClient, RedisServer, ThreadedServer, pack
+from support import RawClient, RedisServer, ThreadedServer, pack, poll
+
+from kvrepl.config import Config
 
 SCRIPT = b"""local a = redis.call('set', KEYS[1], ARGV[1])
 local t = {1, 2, 'x', {nested = true}}
@@ -251,3 +255,233 @@ def test_a_long_run_stops_the_script(servers: tuple[int, int]) -> None:
     finally:
         for port in servers:
             RawClient(port).call("CONFIG", "SET", "busy-reply-threshold", "5000")
+
+
+# -- YES: the session runs on a copy of the node while the server serves the others ----------
+
+FORKED = b"""local before = redis.call('get', KEYS[1])
+redis.call('set', KEYS[1], 'session')
+redis.call('set', 'session-only', '1')
+return before
+"""
+
+
+def _stats(port: int, names: tuple[str, ...]) -> dict[str, bytes]:
+    """INFO commandstats' calls of ``names``, as each line shows them (absent: b"")."""
+    info = RawClient(port).call("INFO", "commandstats")
+    found = dict(re.findall(rb"cmdstat_([a-z|]+):calls=(\d+)", info))
+    return {name: found.get(name.encode(), b"") for name in names}
+
+
+def test_yes_serves_the_others_while_stopped(servers: tuple[int, int]) -> None:
+    """While a YES session is stopped, another client is served (its writes do not reach the
+    session's copy), the debugging client is gone from the node (CLIENT KILL finds no such
+    client, SCRIPT KILL no script), and after the session nothing of its writes is left:
+    the dataset, DEBUG DIGEST and the commandstats are the other client's only."""
+    seen = []
+    for port in servers:
+        other = RawClient(port)
+        other.call("FLUSHALL")
+        other.call("SET", "k", "before")
+        other.call("CONFIG", "RESETSTAT")
+        debugging = RawClient(port)
+        client_id = debugging.call("CLIENT", "ID")[1:-2].decode()
+        replies = [debugging.call("SCRIPT", "DEBUG", "YES")]
+        debugging.send("EVAL", FORKED, "1", "k")
+        replies.append(debugging.read())  # stopped at line 1
+        replies += [other.call("PING"), other.call("SET", "k", "other"),
+                    other.call("GET", "k"), other.call("SCRIPT", "KILL"),
+                    other.call("CLIENT", "KILL", "ID", client_id)]
+        digest = other.call("DEBUG", "DIGEST")
+        replies.append(debugging.call("redis", "get", "k"))  # the value at fork time
+        replies += [debugging.call("s"), debugging.call("s"), debugging.call("c")]
+        if not replies[-1].endswith(b"+<endsession>\r\n"):
+            replies.append(debugging.read())
+        replies.append(debugging.read())  # the EVAL's reply
+        assert debugging.closed()
+        debugging.close()
+        replies += [other.call("GET", "k"), other.call("EXISTS", "session-only"),
+                    other.call("DEBUG", "DIGEST") == digest]
+        replies.append(_stats(port, ("set", "get", "eval", "ping", "exists")))
+        other.close()
+        seen.append(replies)
+    assert seen[0] == seen[1]
+    replies = seen[0]
+    assert replies[2:7] == [b"+PONG\r\n", b"+OK\r\n", b"$5\r\nother\r\n",
+                            b"-NOTBUSY No scripts in execution right now.\r\n",
+                            b":0\r\n"]  # no client killed
+    assert b'<reply> "before"' in replies[7]
+    assert replies[-5] == b"$6\r\nbefore\r\n"
+    assert replies[-4:-1] == [b"$5\r\nother\r\n", b":0\r\n", True]
+    assert replies[-1]["set"] == b"1"  # the other client's SET only
+
+
+def test_two_yes_sessions_at_once(servers: tuple[int, int]) -> None:
+    """Several forked sessions may run at once, each on its own copy."""
+    seen = []
+    for port in servers:
+        setup = RawClient(port)
+        setup.call("SET", "k", "before")
+        first, second = RawClient(port), RawClient(port)
+        replies = []
+        for client in (first, second):
+            replies.append(client.call("SCRIPT", "DEBUG", "YES"))
+            client.send("EVAL", FORKED, "1", "k")
+            replies.append(client.read())
+        replies.append(first.call("redis", "set", "k", "first"))
+        replies.append(second.call("redis", "get", "k"))  # not the first session's write
+        replies.append(first.call("redis", "get", "k"))
+        for client in (first, second):
+            client.send("c")
+            replies.append(client.read(2))
+            assert client.closed()
+            client.close()
+        replies.append(setup.call("GET", "k"))
+        setup.close()
+        seen.append(replies)
+    assert seen[0] == seen[1]
+    assert b'<reply> "before"' in seen[0][5]
+    assert b'<reply> "first"' in seen[0][6]
+    assert seen[0][-1] == b"$6\r\nbefore\r\n"
+
+
+def test_yes_under_maxmemory(servers: tuple[int, int]) -> None:
+    """The session's OOM checks see the node's state at the EVAL (inherited by the child)."""
+    script = b"redis.pcall('set', 'a', 'b')\nreturn redis.pcall('get', 'a')\n"
+    for port in servers:
+        RawClient(port).call("CONFIG", "SET", "maxmemory", "1")
+    try:
+        out = same(servers, "YES", script, [], [], [["s"], ["s"]])
+    finally:
+        for port in servers:
+            RawClient(port).call("CONFIG", "SET", "maxmemory", "0")
+    assert b"OOM command not allowed" in out[2]
+
+
+def test_a_long_yes_session_leaves_the_others_unbusy(servers: tuple[int, int]) -> None:
+    """Past busy-reply-threshold a YES session's script makes no one else BUSY (Redis runs
+    it in its child): the others are answered until the debugger stops it."""
+    script = b"local i = 0\nwhile true do\n  i = i + 1\nend\n"
+    for port in servers:
+        RawClient(port).call("CONFIG", "SET", "busy-reply-threshold", "200")
+    try:
+        for port in servers:
+            debugging, other = RawClient(port), RawClient(port)
+            debugging.call("SCRIPT", "DEBUG", "YES")
+            debugging.send("EVAL", script, "0")
+            debugging.read()
+            debugging.send("c")
+            pings = 0
+            while not select.select([debugging.sock], [], [], 0)[0]:
+                assert other.call("PING") == b"+PONG\r\n"
+                pings += 1
+            assert pings
+            assert b"timeout reached, infinite loop?" in debugging.read()
+            debugging.send("a")
+            assert debugging.read().endswith(b"+<endsession>\r\n")
+            assert re.match(rb"-ERR script aborted for user request script: \w+, on "
+                            rb"@user_script:[34]\.\r\n", debugging.read())
+            debugging.close()
+            other.close()
+    finally:
+        for port in servers:
+            RawClient(port).call("CONFIG", "SET", "busy-reply-threshold", "5000")
+
+
+@pytest.fixture
+def fresh() -> Iterator[tuple[ThreadedServer, RedisServer]]:
+    """A kvrepl node and a redis-server of this test's own (it may stop them)."""
+    ours = ThreadedServer().start()
+    theirs = RedisServer()
+    try:
+        yield ours, theirs
+    finally:
+        ours.stop()
+        theirs.stop()
+
+
+def _stopped_session(port: int) -> RawClient:
+    """A client in a YES session, stopped at its first line."""
+    client = RawClient(port)
+    client.call("SCRIPT", "DEBUG", "YES")
+    client.send("EVAL", FORKED, "1", "k")
+    assert b"Stopped at 1" in client.read()
+    return client
+
+
+def test_a_yes_client_that_leaves(fresh: tuple[ThreadedServer, RedisServer]) -> None:
+    """The session goes on without its client, to the script's end, and leaves nothing."""
+    ours, theirs = fresh
+    for port in (ours.port, theirs.port):
+        _stopped_session(port).close()
+        other = RawClient(port)
+        assert other.call("PING") == b"+PONG\r\n"
+        assert other.call("EXISTS", "session-only") == b":0\r\n"
+        other.close()
+    poll(lambda: not ours.server.forked_sessions, "the session ended")
+
+
+def test_shutdown_kills_the_yes_sessions(fresh: tuple[ThreadedServer, RedisServer]) -> None:
+    """SHUTDOWN ends every forked session (ldbKillForkedSessions): its client sees the
+    connection close, with nothing more sent."""
+    for server in fresh:
+        debugging = [_stopped_session(server.port) for _ in range(2)]
+        other = RawClient(server.port)
+        other.send("SHUTDOWN", "NOSAVE")
+        for client in debugging:
+            assert client.closed()
+            client.close()
+        other.close()
+    poll(lambda: not fresh[0].server.forked_sessions, "the killed sessions ended")
+
+
+def test_yes_writes_reach_no_replica_and_no_subscriber(
+        fresh: tuple[ThreadedServer, RedisServer]) -> None:
+    """Nothing of the session goes into the replication stream nor to keyspace
+    notifications: the next thing a replica and a subscriber see is the write after it."""
+    seen = []
+    for master in fresh:
+        RawClient(master.port).call("CONFIG", "SET", "repl-diskless-sync-delay", "0")
+        replica = RedisServer("--replicaof", "127.0.0.1", str(master.port))
+        try:
+            other = RawClient(master.port)
+            other.call("CONFIG", "SET", "notify-keyspace-events", "KA")
+            subscriber = RawClient(master.port)
+            subscriber.call("PSUBSCRIBE", "__keyspace@0__:*")
+            follower = RawClient(replica.port)
+            poll(lambda f=follower: b"master_link_status:up" in f.call("INFO", "replication"),
+                 "the replica is in sync")
+            debugging = _stopped_session(master.port)
+            debugging.send("c")
+            debugging.read(2)
+            assert debugging.closed()
+            debugging.close()
+            other.call("SET", "marker", "1")
+            message = subscriber.read()
+            poll(lambda f=follower: f.call("EXISTS", "marker") == b":1\r\n",
+                 "the replica has the marker")
+            seen.append((message, follower.call("KEYS", "*"),
+                         follower.call("DEBUG", "DIGEST") == other.call("DEBUG", "DIGEST")))
+            for client in (other, subscriber, follower):
+                client.close()
+        finally:
+            replica.stop()
+    assert seen[0] == seen[1]
+    assert b"keyspace@0__:marker" in seen[0][0]
+    assert seen[0][1:] == (b"*1\r\n$6\r\nmarker\r\n", True)
+
+
+def test_a_yes_session_writes_no_dump(tmp_path: Path) -> None:
+    """FLUSHALL in a YES session saves nothing, save points or not (a deliberate difference:
+    Redis's child would write its emptied dataset over the node's dump file)."""
+    node = ThreadedServer(Config(save=((3600, 1),), dir=str(tmp_path),
+                                 repl_diskless_sync_delay=0)).start()
+    try:
+        RawClient(node.port).call("SET", "k", "v")
+        out = transcript(node.port, "YES", b"redis.call('flushall')\nreturn 1\n", [], [],
+                         [["c"]])
+        assert out[-1] == b":1\r\n"
+        assert not (tmp_path / "dump.rdb").exists()
+        assert RawClient(node.port).call("DBSIZE") == b":1\r\n"
+    finally:
+        node.stop()

@@ -155,8 +155,9 @@ def script_kill(s: Session, argv: list[bytes]) -> object:
 @command("script|debug")
 def script_debug(s: Session, argv: list[bytes]) -> object:
     """SCRIPT DEBUG YES|SYNC|NO: debug the client's next EVAL (see kvrepl.scripting.ldb).
-    Both modes block the server while the session waits for the client, as SYNC does in
-    Redis; YES rolls the session's writes back at its end, as Redis's forked session."""
+    SYNC blocks the server while the session waits for the client; YES debugs on a copy of
+    the node in a thread of its own while the server serves the others, as Redis's forked
+    session (kvrepl.scripting.fork)."""
     if _replies_pending(s):
         # The debugger writes to the socket itself: earlier replies would come after its own.
         raise ReplyError("ERR SCRIPT DEBUG must be called outside a pipeline")

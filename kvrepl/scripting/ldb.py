@@ -8,9 +8,11 @@ its connection, each as a RESP multi-bulk, until one of them resumes the script.
 log (``<endsession>``) precedes the EVAL's own reply, and the connection is closed after it.
 
 This module is the protocol and the commands, over a :class:`Channel` the server supplies
-(blocking reads and writes on the client's socket: the whole server waits for the debugging
-client, as Redis does in SYNC mode). The Lua side (the hook, the frames it inspects, the
-``eval`` of a snippet) is in ``prelude.lua``.
+(blocking reads and writes on the client's socket). In SYNC mode the session runs in the
+node's thread and the whole server waits for the debugging client, as Redis does; in YES mode
+it runs on a copy of the node in a thread of its own (:mod:`kvrepl.scripting.fork`, Redis's
+forked child). The Lua side (the hook, the frames it inspects, the ``eval`` of a snippet) is
+in ``prelude.lua``.
 """
 
 from __future__ import annotations
@@ -75,11 +77,17 @@ _ATOI = re.compile(rb"\s*([+-]?[0-9]+)")
 class Channel(Protocol):
     """The debugging client's connection, used synchronously while the script runs."""
 
+    #: The session was killed (SHUTDOWN ends YES sessions): the script stops at its next line.
+    killed: bool
+
     def read(self) -> bytes:
         """Some bytes the client sent, waiting for them; b"" once it is gone."""
 
     def write(self, data: bytes) -> None:
         """Send ``data`` (given up on quietly if the client does not take it in time)."""
+
+    def close(self) -> None:
+        """The session is over (a YES session's own duplicate of the socket is closed)."""
 
 
 def atoi(text: bytes) -> int:
@@ -303,6 +311,8 @@ class Debugger:
         breakpoint, or when the script runs too long; the message of the error to raise in
         the script, or None to go on."""
         self.currentline = line
+        if self.channel.killed:
+            return ABORTED
         bp = line in self.breakpoints or self.luabp
         timeout = False
         if not self.step and not bp:

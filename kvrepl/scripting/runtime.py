@@ -399,10 +399,12 @@ class LuaState:
         if cmd is not None:
             cmd.rejected_calls += 1
         self.engine.count_error(refused, self.client)
-        # scriptCall's own messages have no code (luaPushErrorBuff adds ERR): the text a
-        # debugging session logs is Redis's
+        # scriptCall's own messages have no code (luaPushErrorBuff adds ERR); those with
+        # one are Redis's shared replies, "\r\n" included: the text a debugging session
+        # logs is Redis's
         message = refused.message.encode("utf-8", "replace")
-        error = self.error_table(message[4:] if message.startswith(b"ERR ") else b"-" + message)
+        error = self.error_table(message[4:] if message.startswith(b"ERR ")
+                                 else b"-" + message + b"\r\n")
         error[b"ignore_error_stats_update"] = True
         return error
 

@@ -23,6 +23,7 @@ from kvrepl.scripting.runtime import (
 if TYPE_CHECKING:
     from kvrepl.commands.core import Engine, Session
     from kvrepl.scripting.functions import FunctionsState
+    from kvrepl.scripting.ldb import Channel
 
 NOSCRIPT = "NOSCRIPT No matching script. Please use EVAL."
 NO_DEBUG_CHANNEL = ("ERR kvrepl can debug a script only over a plain TCP connection to its "
@@ -133,12 +134,10 @@ class ScriptingState:
     def _debug(self, caller: Session, argv: list[bytes], numkeys: int,
                read_only: bool) -> object:
         """EVAL under the debugger (evalGenericCommandWithDebugging): the session talks over
-        the client's connection, which is closed after the EVAL's reply. In YES mode Redis
-        debugs in a forked child, so that the dataset is left as it was; kvrepl records the
-        writes of the session and undoes them at its end, and propagates none of them."""
-        from kvrepl.scripting.ldb import Debugger, Frames
-        from kvrepl.store.rollback import Rollback
-
+        the client's connection, which is closed after the EVAL's reply. SYNC runs it here,
+        the server waiting; YES runs it on a copy of the node in a thread of its own, as
+        Redis's forked child (:mod:`kvrepl.scripting.fork`), and this node does not answer:
+        it closes its side of the connection at once."""
         engine = self.engine
         mode = caller.lua_debug
         caller.lua_debug = None
@@ -146,17 +145,23 @@ class ScriptingState:
         channel = engine.debug_channel(caller) if engine.debug_channel is not None else None
         if channel is None:
             raise ReplyError(NO_DEBUG_CHANNEL)
-        forked = mode == "yes"
-        rollback = Rollback(engine.keyspace) if forked else None
-        known = set(self.scripts)
-        dirty, propagating = engine.dirty, engine.propagating
-        ready = len(engine.keyspace.ready_keys)
-        if forked:
-            engine.propagating = False
-            logger.warning("Lua debugging session started (its changes are rolled back at "
-                           "its end, as in Redis's forked session)")
-        else:
-            logger.warning("Redis synchronous debugging eval session started")
+        if mode == "yes":
+            from kvrepl.scripting.fork import fork_session
+
+            return fork_session(engine, caller, argv, numkeys, read_only)
+        logger.warning("Redis synchronous debugging eval session started")
+        try:
+            return self.debug_session(caller, argv, numkeys, read_only, channel)
+        finally:
+            logger.warning("Redis synchronous debugging eval session ended")
+
+    def debug_session(self, caller: Session, argv: list[bytes], numkeys: int,
+                      read_only: bool, channel: Channel) -> object:
+        """One debugging session over ``channel``: the EVAL run under the debugger, then
+        the last logs and the end mark (ldbEndSession); the EVAL's reply."""
+        from kvrepl.scripting.ldb import Debugger, Frames
+
+        engine = self.engine
         debugger: Debugger | None = None
         try:
             sha = self.create(argv[1])
@@ -170,15 +175,6 @@ class ScriptingState:
             if debugger is None:  # the script did not compile: the end mark all the same
                 debugger = Debugger(channel, argv[1], None, lambda: 0, lambda: None)
             debugger.end()
-            if rollback is not None:
-                rollback.undo()
-                engine.dirty, engine.propagating = dirty, propagating
-                del engine.keyspace.ready_keys[ready:]  # nobody is woken by undone writes
-                for new in set(self.scripts) - known:  # cached in Redis's child only
-                    del self.scripts[new]
-                logger.warning("Lua debugging session ended (changes rolled back)")
-            else:
-                logger.warning("Redis synchronous debugging eval session ended")
 
     def running(self) -> RunContext | None:
         """The script or function running now (only another client served while it is

@@ -8,9 +8,11 @@ import math
 import os
 import socket
 import ssl
+import threading
 from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
 from time import time as now
+from typing import TYPE_CHECKING
 
 import trio
 
@@ -35,6 +37,9 @@ from kvrepl.server.debugging import SocketChannel
 from kvrepl.server.migrate import MigrateSockets, run_migrate
 from kvrepl.server.reactor import AVAILABLE as REACTOR_AVAILABLE
 from kvrepl.server.reactor import HANGUP, Reactor
+
+if TYPE_CHECKING:
+    from kvrepl.scripting.fork import ForkedSession
 
 _DENIED = (
     b"-DENIED Redis is running in protected mode because protected mode is enabled and no "
@@ -504,6 +509,8 @@ class Server:
         self.config.appliers.append(self._apply_tls)
         self.engine.server = self
         self.migrate_sockets = MigrateSockets()
+        # SCRIPT DEBUG YES sessions running (Redis's ldb.children): their channels, to kill.
+        self.forked_sessions: set[SocketChannel] = set()
 
     def _serve_while_busy(self, caller: Session) -> None:
         """From inside a script past busy-reply-threshold: serve the parked clients that
@@ -519,6 +526,35 @@ class Server:
         if connection is None or type(connection.io) is not SocketIO:
             return None
         return SocketChannel(connection.io.fd)
+
+    def start_forked_session(self, session: Session, forked: ForkedSession) -> bool:
+        """SCRIPT DEBUG YES's EVAL: run ``forked`` in a thread of its own over a duplicate
+        of the client's socket (Redis's child has its own descriptor), while this side of
+        the connection closes; False when the client has no plain TCP socket.
+
+        A plain daemon thread, started here: it always runs, so the duplicate is always
+        closed by the session itself, never from this thread while the session may still
+        use its number; and a node that stops kills it (its channel) without waiting."""
+        connection = self.connections.get(session.id)
+        if connection is None or type(connection.io) is not SocketIO:
+            return False
+        channel = SocketChannel.duplicate(connection.io.fd)
+        self.forked_sessions.add(channel)
+        threading.Thread(target=self._run_forked, args=(forked, channel), daemon=True,
+                         name="kvrepl lua debugging session").start()
+        return True
+
+    def _run_forked(self, forked: ForkedSession, channel: SocketChannel) -> None:
+        try:
+            forked.run(channel)
+        finally:
+            self.forked_sessions.discard(channel)
+
+    def kill_forked_sessions(self) -> None:
+        """ldbKillForkedSessions: every YES session ends now, its client disconnected."""
+        for channel in list(self.forked_sessions):
+            logger.warning("Killing debugging session")
+            channel.kill()
 
     def _apply_tls(self, names: list[str]) -> None:
         """CONFIG SET tls-*: the contexts are made again from the new values (Redis's
@@ -543,6 +579,7 @@ class Server:
         self.pause_changed = trio.Event()
 
     def request_shutdown(self, save: bool | None = None) -> None:
+        self.kill_forked_sessions()  # (prepareForShutdown)
         self.shutdown_save = save
         self._shutdown.set()
 
@@ -622,6 +659,7 @@ class Server:
                 logger.info("Ready to accept connections tcp")
                 task_status.started(self.port)
         finally:
+            self.kill_forked_sessions()
             self.busy_acceptor.close()
             for name in list(self.migrate_sockets.cached):
                 self.migrate_sockets.close(name)

@@ -87,7 +87,10 @@ def mark_string(value: bytes, encoding: bytes) -> bytes:
         if value is (bytes([value[0]]) if value else b""):
             return value  # the interpreter handed back its shared object: do not mark it
     if len(_marks) >= MARK_LIMIT:
-        del _marks[next(iter(_marks))]
+        try:
+            _marks.pop(next(iter(_marks)), None)
+        except RuntimeError:  # another thread (a YES debugging session) changed it meanwhile
+            pass
     _marks[id(value)] = (value, encoding)
     return value
 
