@@ -86,7 +86,7 @@ def fork_scripting(parent: ScriptingState, child: Engine) -> ScriptingState:
     debugs (EVALSHA is refused inside scripts), compiled by the session itself."""
     state = child.scripting = ScriptingState(child)
     state.lua.random.state = parent.lua.random.state
-    state.scripts = {sha: Script(script.body, script.flags, None)
+    state.scripts = {sha: Script(script.body, script.flags, None, script.name, script.declared)
                      for sha, script in parent.scripts.items()}
     return state
 
