@@ -1,7 +1,8 @@
 """``node.get``: GET on the embedded API's session without the general dispatch.
 
-A read of a string key that has no TTL (or one that is not due) is one dictionary lookup
-plus what the general path would record for it: ``keyspace_hits``/``keyspace_misses``,
+A read of a string key (``bytes``, or the ``bytearray`` of a string edited in place, whose
+bytes GET answers) that has no TTL (or one that is not due) is one dictionary lookup plus
+what the general path would record for it: ``keyspace_hits``/``keyspace_misses``,
 ``INFO commandstats`` calls, ``total_commands_processed`` and the key's LRU access time.
 Everything else goes the general way, which then runs exactly as before: a key whose TTL
 is due (lazy expiry deletes it and propagates its DEL in order), a value of another type
@@ -72,29 +73,42 @@ def direct_get(node: Node, general: Callable[[object], object],
                 or session.reply_skip or session.closing or not session.authenticated
                 or not session.user.unrestricted)):
             db = session.db
+            # Everything the hit needs is loaded first, so that the two random memory
+            # reads of a call (the key's slot in ``data``, then in ``access``) come a few
+            # instructions apart and the CPU overlaps them: in a large keyspace each is a
+            # cache miss, and the access-time store waiting for the lookup to finish was
+            # the largest cost of a call.
+            access = db.access
+            expires = db.expires
+            clock = keyspace.lru_clock
             try:
                 value = db.data.get(name)
-                expires = db.expires
-                if expires and name in expires and expires[name] <= keyspace.now_ms():
-                    return general(name)  # lazy expiry: deleted, DEL propagated, in order
             except TypeError:  # unhashable: redis-py's DataError
                 return general(name)
-            if type(value) is bytes:
+            if value is not None:
+                if expires and name in expires and expires[name] <= keyspace.now_ms():
+                    return general(name)  # lazy expiry: deleted, DEL propagated, in order
+                # Any live value is an access, as the general path's lookup records it
+                # (which then records the same clock again for a value it must answer).
+                access[name] = clock
+                kind = type(value)
+                if kind is bytes or kind is bytearray:
+                    gets = tally.gets = tally.gets + 1
+                    if not gets & MASK and sample:
+                        return timed(name)
+                    if client:
+                        session.last_command = "get"
+                    # A string edited in place (SETRANGE, APPEND...) is a bytearray in
+                    # the store; GET answers its bytes.
+                    return value if kind is bytes else bytes(value)
+            elif type(name) is bytes:
                 gets = tally.gets = tally.gets + 1
-                if sample and not gets & MASK:
-                    return timed(name)
-                db.access[name] = keyspace.lru_clock
-                if client:
-                    session.last_command = "get"
-                return value
-            if value is None and type(name) is bytes:
-                gets = tally.gets = tally.gets + 1
-                if sample and not gets & MASK:
+                if not gets & MASK and sample:
                     return timed(name)
                 tally.misses += 1
                 if client:
                     session.last_command = "get"
                 return None
-        return general(name)  # another type, bytearray, a str or int argument
+        return general(name)  # another type, a str or int argument, a gate closed
 
     return get
