@@ -73,11 +73,10 @@ def direct_get(node: Node, general: Callable[[object], object],
                 or session.reply_skip or session.closing or not session.authenticated
                 or not session.user.unrestricted)):
             db = session.db
-            # Everything the hit needs is loaded first, so that the two random memory
-            # reads of a call (the key's slot in ``data``, then in ``access``) come a few
-            # instructions apart and the CPU overlaps them: in a large keyspace each is a
-            # cache miss, and the access-time store waiting for the lookup to finish was
-            # the largest cost of a call.
+            # In a large keyspace a call's cost is mostly two cache misses: the key's slot
+            # in ``data`` and its slot in ``access`` (measured: ~40% of a call is the
+            # access-time store). Loading what the store needs before the lookup, to bring
+            # the two closer, measured the same as storing after the checks.
             access = db.access
             expires = db.expires
             clock = keyspace.lru_clock
@@ -91,16 +90,18 @@ def direct_get(node: Node, general: Callable[[object], object],
                 # Any live value is an access, as the general path's lookup records it
                 # (which then records the same clock again for a value it must answer).
                 access[name] = clock
-                kind = type(value)
-                if kind is bytes or kind is bytearray:
-                    gets = tally.gets = tally.gets + 1
-                    if not gets & MASK and sample:
-                        return timed(name)
-                    if client:
-                        session.last_command = "get"
+                if type(value) is not bytes:
+                    if type(value) is not bytearray:
+                        return general(name)  # WRONGTYPE, answered the general way
                     # A string edited in place (SETRANGE, APPEND...) is a bytearray in
                     # the store; GET answers its bytes.
-                    return value if kind is bytes else bytes(value)
+                    value = bytes(value)
+                gets = tally.gets = tally.gets + 1
+                if not gets & MASK and sample:
+                    return timed(name)
+                if client:
+                    session.last_command = "get"
+                return value
             elif type(name) is bytes:
                 gets = tally.gets = tally.gets + 1
                 if not gets & MASK and sample:
@@ -109,6 +110,6 @@ def direct_get(node: Node, general: Callable[[object], object],
                 if client:
                     session.last_command = "get"
                 return None
-        return general(name)  # another type, a str or int argument, a gate closed
+        return general(name)  # a str or int argument, a gate closed
 
     return get
