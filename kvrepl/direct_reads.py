@@ -1,7 +1,8 @@
 """``node.get``: GET on the embedded API's session without the general dispatch.
 
-A read of a string key that has no TTL (or one that is not due) is one dictionary lookup
-plus what the general path would record for it: ``keyspace_hits``/``keyspace_misses``,
+A read of a string key (``bytes``, or the ``bytearray`` of a string edited in place, whose
+bytes GET answers) that has no TTL (or one that is not due) is one dictionary lookup plus
+what the general path would record for it: ``keyspace_hits``/``keyspace_misses``,
 ``INFO commandstats`` calls, ``total_commands_processed`` and the key's LRU access time.
 Everything else goes the general way, which then runs exactly as before: a key whose TTL
 is due (lazy expiry deletes it and propagates its DEL in order), a value of another type
@@ -72,29 +73,43 @@ def direct_get(node: Node, general: Callable[[object], object],
                 or session.reply_skip or session.closing or not session.authenticated
                 or not session.user.unrestricted)):
             db = session.db
+            # In a large keyspace a call's cost is mostly two cache misses: the key's slot
+            # in ``data`` and its slot in ``access`` (measured: ~40% of a call is the
+            # access-time store). Loading what the store needs before the lookup, to bring
+            # the two closer, measured the same as storing after the checks.
+            access = db.access
+            expires = db.expires
+            clock = keyspace.lru_clock
             try:
                 value = db.data.get(name)
-                expires = db.expires
-                if expires and name in expires and expires[name] <= keyspace.now_ms():
-                    return general(name)  # lazy expiry: deleted, DEL propagated, in order
             except TypeError:  # unhashable: redis-py's DataError
                 return general(name)
-            if type(value) is bytes:
+            if value is not None:
+                if expires and name in expires and expires[name] <= keyspace.now_ms():
+                    return general(name)  # lazy expiry: deleted, DEL propagated, in order
+                # Any live value is an access, as the general path's lookup records it
+                # (which then records the same clock again for a value it must answer).
+                access[name] = clock
+                if type(value) is not bytes:
+                    if type(value) is not bytearray:
+                        return general(name)  # WRONGTYPE, answered the general way
+                    # A string edited in place (SETRANGE, APPEND...) is a bytearray in
+                    # the store; GET answers its bytes.
+                    value = bytes(value)
                 gets = tally.gets = tally.gets + 1
-                if sample and not gets & MASK:
+                if not gets & MASK and sample:
                     return timed(name)
-                db.access[name] = keyspace.lru_clock
                 if client:
                     session.last_command = "get"
                 return value
-            if value is None and type(name) is bytes:
+            elif type(name) is bytes:
                 gets = tally.gets = tally.gets + 1
-                if sample and not gets & MASK:
+                if not gets & MASK and sample:
                     return timed(name)
                 tally.misses += 1
                 if client:
                     session.last_command = "get"
                 return None
-        return general(name)  # another type, bytearray, a str or int argument
+        return general(name)  # a str or int argument, a gate closed
 
     return get

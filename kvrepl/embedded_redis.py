@@ -59,6 +59,10 @@ class _Link:
         self.closed = False  # the session ended (QUIT): the next command gets a new one
         # GET without the general dispatch; GENERAL when it must go the usual way.
         self.get = direct_get(node, _general, self.session)
+        # The plain lane's single SET and its engine (fixed for the node's life), held
+        # here so that a call reaches them without four attribute loads.
+        self.engine = node.engine
+        self.lane_set = node.engine.plain_lane.set
 
     def take_pushes(self) -> None:
         """Move what other clients pushed to this session (pub/sub messages, MONITOR
@@ -321,11 +325,11 @@ class InProcessRedis(redis.Redis):
         if conn is not None:
             link = conn._sock
             if link is not None and not link.pending and not link.closed:
-                node = link.node
-                if node.engine.plain_lane.set(link.session, [
+                if link.lane_set(link.session, [
                         b"SET", name if type(name) is bytes else conn.key(name),
                         value if type(value) is bytes else conn.key(value)]):
-                    node._durable()  # appendfsync always: on disk before the reply
+                    if link.engine.aof is not None:
+                        link.node._durable()  # appendfsync always: on disk before the reply
                     callback = _callback(self.response_callbacks, "SET")
                     if callback is parse_set_result:  # redis-py's own: True for +OK
                         return True

@@ -320,3 +320,47 @@ async def test_slowlog_of_every_command_sees_every_direct_call() -> None:
         logged = [entry[3] for entry in master.execute_command("SLOWLOG", "GET", "-1")]
         assert sum(args[0].upper() == b"SET" for args in logged) == 2 * SAMPLE
         assert sum(args[0].upper() == b"GET" for args in logged) == 2 * SAMPLE
+
+
+async def test_a_string_edited_in_place_is_read_directly() -> None:
+    """A string grown by APPEND/SETRANGE is a bytearray in the store: the direct path
+    answers its bytes (counted in the tally, its access time recorded) as GET does."""
+    now = [NOW]
+    async with kvrepl.Master() as node:
+        node.engine.keyspace.clock = lambda: now[0]
+        node.engine.keyspace.lru_clock = int(NOW)
+        node.set("grown", "ab")
+        node.append("grown", "cd")
+        node.execute_command("SETRANGE", "grown", 1, "X")
+        assert type(node.engine.keyspace.dbs[0].data[b"grown"]) is bytearray
+        node.engine.keyspace.lru_clock += 50
+        assert node.execute_command("OBJECT", "IDLETIME", "grown") == 50
+        clients = [node.redis(), node.redis(decode_responses=True)]
+        for client in clients:
+            client.ping()  # its own connection: its GETs go direct from now on
+        before = node.engine.direct_tally.gets
+        answers = [node.get(b"grown"), clients[0].get(b"grown"), clients[1].get("grown")]
+        assert answers == [b"aXcd", b"aXcd", "aXcd"]
+        assert type(answers[0]) is bytes
+        assert node.engine.direct_tally.gets == before + 3
+        assert node.execute_command("OBJECT", "IDLETIME", "grown") == 0
+        assert node.execute_command("GET", "grown") == b"aXcd"
+
+
+async def test_a_replica_read_of_a_due_key_leaves_its_access_time() -> None:
+    """A replica hides a due key without deleting it; neither path records an access."""
+    now = [NOW]
+    async with kvrepl.Master() as master, kvrepl.Replica(follow=master) as replica:
+        for node in (master, replica):
+            node.engine.keyspace.clock = lambda: now[0]
+        master.execute_command("DEBUG", "SET-ACTIVE-EXPIRE", 0)
+        master.set("due", "v", ex=10)
+        await replica.wait_synced()
+        now[0] += 100
+        replica.engine.keyspace.lru_clock = int(now[0])
+        access = replica.engine.keyspace.dbs[0].access
+        before = access.get(b"due")
+        assert replica.get(b"due") is None and replica.redis().get(b"due") is None
+        assert access.get(b"due") == before
+        assert replica.execute_command("GET", "due") is None
+        assert access.get(b"due") == before
