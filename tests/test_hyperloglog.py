@@ -132,6 +132,22 @@ def test_hash_and_run_length_are_redis_ones(real: redis.Redis) -> None:
         assert sum(registers) == run
 
 
+def test_pattern_of_every_length_is_redis_one(real: redis.Redis) -> None:
+    """``pattern`` hashes 9-15 byte elements (redis-benchmark's ``__rand_int__``) on a path
+    of its own: every length, each byte value at the edges, against Redis's registers."""
+    rng = random.Random(9)
+    elements = [bytes([fill]) * size for size in range(1, 20) for fill in (0, 0xFF)]
+    elements += [rng.randbytes(size) for size in range(0, 20) for _ in range(3)]
+    elements += [b"%012d" % rng.randrange(10**12) for _ in range(10)]
+    for element in elements:
+        real.delete("one")
+        real.pfadd("one", element)
+        index, run = hll.pattern(element)
+        registers = real.execute_command("PFDEBUG", "GETREG", "one")
+        assert (registers[index], sum(registers)) == (run, run), element
+        assert index == hll.murmurhash64a(element) & hll.P_MASK
+
+
 def test_pfadd_keeps_the_ttl_and_the_key_type_checks(same: Callable[..., object],
                                                      r: redis.Redis, real: redis.Redis) -> None:
     same("PFADD", "h", "a")
