@@ -363,19 +363,22 @@ def _xadd_auto(s: Session, argv: list[bytes]) -> bytes:
             raise WrongTypeError()
         stream = Stream()
         db.add(key, stream)
-    last = stream.last_id
-    if last == MAX_ID:
-        raise ReplyError("ERR The stream has exhausted the last possible ID, unable to add "
-                         "more items")
     engine = s.engine
     keyspace = engine.keyspace
     now = keyspace.now_ms()
+    last = stream.last_id
     last_ms, last_seq = last
-    new_id = ((now, 0) if now > last_ms else (last_ms, last_seq + 1)
-              if last_seq < _UINT64_MAX else _incr(last) or (0, 0))
-    if new_id <= last:
-        raise ReplyError("ERR The ID specified in XADD is equal or smaller than the target "
-                         "stream top item")
+    if now > last_ms:
+        new_id = (now, 0)  # above ``last``, which then is not the last possible ID either
+    else:
+        if last == MAX_ID:
+            raise ReplyError("ERR The stream has exhausted the last possible ID, unable to "
+                             "add more items")
+        new_id = ((last_ms, last_seq + 1) if last_seq < _UINT64_MAX
+                  else _incr(last) or (0, 0))
+        if new_id <= last:
+            raise ReplyError("ERR The ID specified in XADD is equal or smaller than the "
+                             "target stream top item")
     fields = tuple(argv[3:])  # a tuple of bytes: soon untracked by the cyclic GC
     total = sum(map(len, fields))
     if total > LISTPACK_MAX_SIZE:
