@@ -217,6 +217,36 @@ def test_bitfield_get_set_incrby(same, seed) -> None:
     same("OBJECT", "ENCODING", "n")
 
 
+def test_one_write_bitfield_and_setbit_forms(same) -> None:
+    """BITFIELD with one SET or INCRBY and SETBIT take a short path for plain offsets and
+    field values that fit: each edge of it (and what it leaves to the general one) against
+    redis-server."""
+    for kind, values in (("u8", (0, 255, 256, -1)), ("i8", (127, -128, 128, -129)),
+                         ("u63", (INT64_MAX, -1)), ("i64", (INT64_MAX, INT64_MIN)),
+                         ("u1", (1, 2)), ("i1", (-1, 1))):
+        for value in values:
+            same("BITFIELD", "f", "SET", kind, 5, value)
+            same("BITFIELD", "f", "INCRBY", kind, 5, value)
+            same("BITFIELD", "f", "incrby", kind, "#2", value)
+    same("BITFIELD", "f", "INCRBY", "u8", 0, 0)
+    same("BITFIELD", "new", "INCRBY", "u8", 0, 0)  # a new key: created, though 0
+    same("GET", "new")
+    for offset in ("7", "007", "+7", "-1", "#1", "4294967296", "99999999999999999999", ""):
+        same("BITFIELD", "f", "SET", "u8", offset, 1)
+        same("SETBIT", "b", offset, 1)
+    for kind in ("u64", "i65", "u0", "U8", "u08", "x"):
+        same("BITFIELD", "f", "SET", kind, 0, 1)
+    for value in ("1.5", "", "9223372036854775808", "-9223372036854775808", "0x1"):
+        same("BITFIELD", "f", "INCRBY", "i64", 0, value)
+    same("GET", "f")
+    same("GET", "b")
+    same("LPUSH", "l", "x")
+    same("BITFIELD", "l", "SET", "u8", 0, 1)
+    same("BITFIELD", "l", "SET", "u8", "x", 1)  # the offset is checked before the type
+    same("SETBIT", "l", 7, 1)
+    same("SETBIT", "l", 7, 2)
+
+
 @pytest.mark.parametrize("mode", ["WRAP", "SAT", "FAIL"])
 def test_bitfield_overflow(same, mode) -> None:
     for kind in ("i1", "i2", "i8", "i63", "i64", "u1", "u8", "u62", "u63"):

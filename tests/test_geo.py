@@ -76,6 +76,27 @@ def test_geoadd_scores_options_and_errors(wire: Wire) -> None:
     wire("GEOADD", "str", "1", "2", "m")
 
 
+def test_one_point_geoadd_and_one_pair_zadd(wire: Wire) -> None:
+    """GEOADD of one point (coordinates as plain decimals read without string2d) and ZADD of
+    one pair take a short path: its forms and replies against redis-server."""
+    for lon, lat in (("13.361389", "38.115556"), ("+13.361389", "038.115556"),
+                     ("13.36138900000000000001", "38.1"), ("-180", "-85.05112878"),
+                     ("1e1", "2"), ("0x1p3", "2"), ("13.361389", "38.115556"),
+                     ("12345678901234567", "0"), ("-0", "-0.0")):
+        wire("GEOADD", "g", lon, lat, "m")
+        wire("ZSCORE", "g", "m")
+    wire("GEOADD", "g", "nx", "1", "2")
+    wire("GEOADD", "g", "-180", "-85.05112878", "zero")  # score 0 in a listpack
+    wire("ZRANGE", "g", "0", "-1", "WITHSCORES")
+    for score in ("1.5", "-0", "0", "1.5", "+inf", "nan", "x", "nx"):
+        wire("ZADD", "z", score, "m")
+        wire("ZSCORE", "z", "m")
+    wire("ZADD", "z", "nx", "m")
+    wire("SET", "s", "v")
+    wire("ZADD", "s", "1", "m")
+    wire("GEOADD", "s", "1", "2", "m")
+
+
 def test_geoadd_is_propagated_as_zadd(run, propagated: list[list[bytes]]) -> None:
     run("GEOADD", "Sicily", "ch", "NX", *SICILY)
     run("GEOADD", "Sicily", "NX", *SICILY)  # nothing changed: nothing propagated

@@ -132,6 +132,22 @@ def test_hash_and_run_length_are_redis_ones(real: redis.Redis) -> None:
         assert sum(registers) == run
 
 
+def test_pattern_of_every_length_is_redis_one(real: redis.Redis) -> None:
+    """``pattern`` hashes 9-15 byte elements (redis-benchmark's ``__rand_int__``) on a path
+    of its own: every length, each byte value at the edges, against Redis's registers."""
+    rng = random.Random(9)
+    elements = [bytes([fill]) * size for size in range(1, 20) for fill in (0, 0xFF)]
+    elements += [rng.randbytes(size) for size in range(0, 20) for _ in range(3)]
+    elements += [b"%012d" % rng.randrange(10**12) for _ in range(10)]
+    for element in elements:
+        real.delete("one")
+        real.pfadd("one", element)
+        index, run = hll.pattern(element)
+        registers = real.execute_command("PFDEBUG", "GETREG", "one")
+        assert (registers[index], sum(registers)) == (run, run), element
+        assert index == hll.murmurhash64a(element) & hll.P_MASK
+
+
 def test_pfadd_keeps_the_ttl_and_the_key_type_checks(same: Callable[..., object],
                                                      r: redis.Redis, real: redis.Redis) -> None:
     same("PFADD", "h", "a")
@@ -551,3 +567,38 @@ def test_an_hll_changed_in_place_by_string_commands_is_still_an_hll(
                 ("APPEND", "h", ""), ("PFADD", "h", "z"), ("PFDEBUG", "ENCODING", "h")]
     _run_both(r, real, commands)
     _same_bytes(r, real, "h", "m")
+
+
+def test_a_promoted_hll_changes_in_place_with_redis_bytes(
+        r: redis.Redis, configure: Callable[[str, object], None], kvrepl_server) -> None:
+    """PFADD keeps the dense HLL it promoted as a bytearray and changes its registers in
+    place (single PFADDs pipelined, which the plain lane takes; MULTI's, which the general
+    path runs; several elements at once): the same bytes, DUMP payload, digests, encoding
+    and counts as redis-server. PFCOUNT's cache write stores it as bytes again, and PFADD
+    after that still agrees."""
+    configure("hll-sparse-max-bytes", 300)
+    oracle = RedisServer("--enable-debug-command", "yes", "--hll-sparse-max-bytes", "300")
+    try:
+        real = oracle.client()
+        rng = random.Random(11)
+        elements = [b"%012d" % rng.randrange(10**6) for _ in range(2400)]
+        checks = [("GET", "h"), ("DUMP", "h"), ("DEBUG", "DIGEST-VALUE", "h"),
+                  ("OBJECT", "ENCODING", "h"), ("STRLEN", "h"), ("PFDEBUG", "ENCODING", "h")]
+        _run_both(r, real, [("PFADD", "h", *elements[:300])])
+        data = kvrepl_server.engine.keyspace.dbs[0].data
+        assert type(data[b"h"]) is bytearray  # promoted: kept for changes in place
+        _run_both(r, real, [("PFADD", "h", element) for element in elements[300:1500]]
+                  + checks)
+        for client in (r, real):
+            pipe = client.pipeline(transaction=True)
+            for element in elements[1500:1600]:
+                pipe.pfadd("h", element)
+            pipe.execute()
+        _run_both(r, real, [("PFADD", "h", *elements[1600:1800]),
+                            ("PFADD", "h", *elements[:50]), ("DEBUG", "DIGEST"), *checks,
+                            ("PFCOUNT", "h")])
+        assert type(data[b"h"]) is bytes  # PFCOUNT wrote its cache back
+        _run_both(r, real, [*(("PFADD", "h", element) for element in elements[1800:]),
+                            ("PFCOUNT", "h"), ("DEBUG", "DIGEST"), *checks])
+    finally:
+        oracle.stop()

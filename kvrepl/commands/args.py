@@ -114,6 +114,9 @@ _NONZERO = re.compile(rb"[1-9a-fA-F]")
 # Plain decimals short enough that strtod can neither overflow nor underflow on them: what
 # clients send nearly always (scores, coordinates), read by float() with no grammar pass.
 _PLAIN_DECIMAL = re.compile(rb"[+-]?[0-9]{1,17}(?:\.[0-9]{0,17})?")
+# ``plain_decimal(arg)`` true: ``float(arg)`` is exactly what :func:`string2d` returns (a hot
+# path reads such an argument without the call).
+plain_decimal = _PLAIN_DECIMAL.fullmatch
 _DBL_MIN = 2.2250738585072014e-308  # the smallest normal double
 
 

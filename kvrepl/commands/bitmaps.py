@@ -88,10 +88,16 @@ def _bits_for_write(s: Session, key: bytes, maxbit: int) -> tuple[bytearray, boo
     as one that changes in place (``raw``, as dbUnshareStringValue leaves it even when
     nothing changes) and zero-padded so that bit ``maxbit`` exists; and whether that alone
     changed the key (it was created or grew)."""
-    size = (maxbit >> 3) + 1
-    current = lookup_string(s, key)
-    if type(current) is bytearray and len(current) >= size:
-        return current, False  # already changed in place and long enough: the usual case
+    return _writable(s, key, (maxbit >> 3) + 1, s.db.lookup(key))
+
+
+def _writable(s: Session, key: bytes, size: int, current: object) -> tuple[bytearray, bool]:
+    """:func:`_bits_for_write` once the key is looked up (``current``), for ``size`` bytes."""
+    if type(current) is bytearray:
+        if len(current) >= size:
+            return current, False  # already changed in place and long enough: the usual case
+    elif current is not None and type(current) is not bytes:
+        raise WrongTypeError()
     if current is None:
         value = bytearray(size)
         s.db.set(key, value)
@@ -218,19 +224,31 @@ def _signed_overflow(value: int, incr: int, bits: int, owtype: int) -> tuple[int
 def setbit(s: Session, argv: list[bytes]) -> object:
     """SETBIT key offset 0|1: the bit's previous value."""
     key = argv[1]
-    offset = _bit_offset(s, argv[2])
+    arg = argv[2]
+    engine = s.engine
+    if arg.isdigit() and len(arg) < 19 and (arg[0] != 0x30 or len(arg) == 1):
+        offset = int(arg)  # _bit_offset's usual case, inlined: SETBIT is a hot path
+        if offset >> 3 >= engine.config.proto_max_bulk_len and not s.is_master:
+            raise ReplyError(_BAD_OFFSET)
+    else:
+        offset = _bit_offset(s, arg)
     arg = argv[3]
     on = 1 if arg == b"1" else 0 if arg == b"0" else parse_int(arg, _BAD_BIT)
     if on & ~1:
         raise ReplyError(_BAD_BIT)
-    buf, dirty = _bits_for_write(s, key, offset)
     byte = offset >> 3
+    buf = s.db.lookup(key)
+    if type(buf) is bytearray and len(buf) > byte:
+        dirty = False
+    else:
+        buf, dirty = _writable(s, key, byte + 1, buf)
     mask = 0x80 >> (offset & 7)
     old = buf[byte] & mask
     if dirty or bool(old) != on:
         buf[byte] = (buf[byte] & ~mask) | (mask if on else 0)
-        notify(s, STRING, b"setbit", key)
-        s.engine.dirty += 1
+        if engine.notify_classes & STRING:
+            engine.notify_keyspace_event(b"setbit", key, s.db.id)
+        engine.dirty += 1
     return 1 if old else 0
 
 
@@ -388,6 +406,10 @@ _OPCODES = {b"get": (_GET, 2), b"set": (_SET, 3), b"incrby": (_INCRBY, 3)}
 
 def _bitfield(s: Session, argv: list[bytes], readonly_command: bool) -> object:
     """bitfieldGeneric: every operation is parsed (and may fail) before the key is read."""
+    if len(argv) == 6 and not readonly_command:
+        entry = _OPCODES.get(argv[2].lower())
+        if entry is not None and entry[0] != _GET:
+            return _bitfield_one(s, argv, entry[0])
     ops: list[tuple[int, int, int, bool, int, int]] = []  # opcode, offset, value, signed, ...
     owtype = _WRAP
     readonly = True
@@ -430,38 +452,96 @@ def _bitfield(s: Session, argv: list[bytes], readonly_command: bool) -> object:
         if opcode == _GET:
             replies.append(_get_field(buf, offset, bits, signed))
             continue
-        old = _get_field(buf, offset, bits, signed)
-        if signed:
-            if opcode == _INCRBY:
-                overflow, wrapped = _signed_overflow(old, value, bits, owtype)
-                new = wrapped if overflow else old + value
-                reply = new
-            else:
-                overflow, wrapped = _signed_overflow(value, 0, bits, owtype)
-                new = wrapped if overflow else value
-                reply = old
-        else:
-            if opcode == _INCRBY:
-                overflow, wrapped = _unsigned_overflow(old, value, bits, owtype)
-                new = wrapped if overflow else (old + value) & _U64
-                reply = new
-            else:
-                # The int64 SET value read as a uint64, as the C cast does.
-                overflow, wrapped = _unsigned_overflow(value & _U64, 0, bits, owtype)
-                new = wrapped if overflow else value & _U64
-                reply = old
-        if overflow and owtype == _FAIL:
-            replies.append(None)
-            continue
+        reply, changed = _write_field(buf, opcode, offset, value, signed, bits, owtype)
         replies.append(reply)
-        _set_field(buf, offset, bits, new)
-        if dirty or old != new:
+        if changed or (dirty and reply is not None):
             changes += 1
+    return _bitfield_done(s, argv[1], replies, changes)
+
+
+def _bitfield_done(s: Session, key: bytes, replies: list[int | None], changes: int
+                   ) -> list[int | None]:
+    """The end of a BITFIELD that wrote: its event and dirty count, then the replies."""
     if changes:
         replied(s)  # every field's reply is added before the event
-        notify(s, STRING, b"setbit", argv[1])
+        notify(s, STRING, b"setbit", key)
     s.engine.dirty += changes
     return replies
+
+
+def _write_field(buf: bytearray, opcode: int, offset: int, value: int, signed: bool,
+                 bits: int, owtype: int) -> tuple[int | None, bool]:
+    """One SET or INCRBY of BITFIELD on ``buf``: its reply (None when OVERFLOW FAIL
+    refused it, writing nothing) and whether the field's value changed."""
+    old = _get_field(buf, offset, bits, signed)
+    if signed:
+        if opcode == _INCRBY:
+            overflow, wrapped = _signed_overflow(old, value, bits, owtype)
+            new = wrapped if overflow else old + value
+            reply = new
+        else:
+            overflow, wrapped = _signed_overflow(value, 0, bits, owtype)
+            new = wrapped if overflow else value
+            reply = old
+    else:
+        if opcode == _INCRBY:
+            overflow, wrapped = _unsigned_overflow(old, value, bits, owtype)
+            new = wrapped if overflow else (old + value) & _U64
+            reply = new
+        else:
+            # The int64 SET value read as a uint64, as the C cast does.
+            overflow, wrapped = _unsigned_overflow(value & _U64, 0, bits, owtype)
+            new = wrapped if overflow else value & _U64
+            reply = old
+    if overflow and owtype == _FAIL:
+        return None, False
+    _set_field(buf, offset, bits, new)
+    return reply, old != new
+
+
+def _bitfield_one(s: Session, argv: list[bytes], opcode: int) -> list[int | None]:
+    """``BITFIELD key SET|INCRBY type offset value``, one write and no OVERFLOW: the usual
+    BITFIELD, without the list of operations and with the helpers' usual cases inlined (the
+    same checks in the same order; the rest goes to them)."""
+    known = _FIELD_TYPES.get(argv[3])
+    signed, bits = known if known is not None else _bitfield_type(argv[3])
+    arg = argv[4]
+    if arg.isdigit() and len(arg) < 19 and (arg[0] != 0x30 or len(arg) == 1):
+        offset = int(arg)
+        if offset >> 3 >= s.engine.config.proto_max_bulk_len and not s.is_master:
+            raise ReplyError(_BAD_OFFSET)
+    else:
+        offset = _bit_offset(s, arg, bits)
+    arg = argv[5]
+    value = int(arg) if _plain_digits(arg) else parse_int(arg)
+    key = argv[1]
+    size = ((offset + bits - 1) >> 3) + 1
+    buf = s.db.lookup(key)
+    if type(buf) is bytearray and len(buf) >= size:
+        dirty = False
+    else:
+        buf, dirty = _writable(s, key, size, buf)
+    old = _get_field(buf, offset, bits, signed)
+    new = old + value if opcode == _INCRBY else value if signed else value & _U64
+    if signed:
+        top = (1 << (bits - 1)) - 1
+        fits = bits < 64 and -top - 1 <= new <= top
+    else:
+        fits = 0 <= new < 1 << bits
+    if fits:  # no overflow: what WRAP, SAT and FAIL agree on
+        _set_field(buf, offset, bits, new)
+        changed = old != new
+        reply: int | None = new if opcode == _INCRBY else old
+    else:
+        reply, changed = _write_field(buf, opcode, offset, value, signed, bits, _WRAP)
+    if not (changed or dirty):
+        return [reply]
+    engine = s.engine
+    engine.replying = s
+    if engine.notify_classes & STRING:
+        engine.notify_keyspace_event(b"setbit", key, s.db.id)
+    engine.dirty += 1
+    return [reply]
 
 
 @command("bitfield")

@@ -13,10 +13,10 @@ from __future__ import annotations
 
 from functools import partial
 
-from kvrepl.commands.args import parse_double, parse_int, string2d
+from kvrepl.commands.args import parse_double, parse_int, plain_decimal, string2d
 from kvrepl.commands.core import Session, command
 from kvrepl.commands.keys import store_result
-from kvrepl.commands.zsets import zadd_scores
+from kvrepl.commands.zsets import zadd_one, zadd_scores
 from kvrepl.errors import NOT_FLOAT, SYNTAX, ReplyError, WrongTypeError
 from kvrepl.notify import ZSET
 from kvrepl.protocol.replies import NULL_ARRAY, Raw
@@ -144,12 +144,24 @@ def _point_score(argv: list[bytes], index: int) -> float:
 def geoadd(s: Session, argv: list[bytes]) -> object:
     """GEOADD key [NX|XX] [CH] longitude latitude member [...]: ZADD with geohash scores."""
     argc = len(argv)
-    if argc == 5 and argv[2].lower() not in _GEOADD_FLAGS:
-        # One point and no option, the usual GEOADD: nothing else to parse.
-        score = _point_score(argv, 2)
-        if s.engine.propagate_listeners:
-            s.engine.rewrite([b"zadd", argv[1], b"%d" % score, argv[4]])
-        return zadd_scores(s, argv[1], [score], [argv[4]])
+    if argc == 5:
+        # One point and no option, the usual GEOADD: nothing else to parse. Coordinates
+        # written as plain decimals (no option name is one) are read without string2d.
+        longitude, latitude = argv[2], argv[3]
+        if plain_decimal(longitude) and plain_decimal(latitude):
+            longitude, latitude = float(longitude), float(latitude)
+            if -180.0 <= longitude <= 180.0 and _LAT_MIN <= latitude <= _LAT_MAX:
+                cell = geohash.score_of(longitude, latitude)
+            else:
+                cell = _point_score(argv, 2)  # raises the error Redis gives
+        elif argv[2].lower() not in _GEOADD_FLAGS:
+            cell = _point_score(argv, 2)
+        else:
+            cell = None
+        if cell is not None:
+            if s.engine.propagate_listeners:
+                s.engine.rewrite([b"zadd", argv[1], b"%d" % cell, argv[4]])
+            return zadd_one(s, argv[1], float(cell), argv[4])
     longidx = 2
     nx = xx = ch = False
     while longidx < argc:

@@ -44,6 +44,7 @@ from kvrepl.store.hyperloglog import (
     DENSE_SIZE,
     SPARSE_MAGIC,
     dense_add_one,
+    dense_in_place,
     is_hll,
     sparse_holds,
 )
@@ -375,7 +376,8 @@ class PlainLane:
             elif length == 3 and argv[0] in _PFADD:
                 key = argv[1]
                 value = data.get(key)
-                if key in expires or type(value) is not bytes or (acl and not may_pfadd(key)):
+                if key in expires or (type(value) is not bytes and not dense_in_place(value)) \
+                        or (acl and not may_pfadd(key)):
                     break  # a new key, another type, a TTL: the general path
                 if len(value) == DENSE_SIZE and value.startswith(DENSE_MAGIC):
                     new = dense_add_one(value, argv[2])

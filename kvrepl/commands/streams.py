@@ -198,9 +198,6 @@ class _TrimArgs:
     minid: StreamID = (0, 0)
 
 
-_NO_OPTIONS = _TrimArgs()  # XADD key * ...: never changed
-
-
 def _parse_add_trim(s: Session, argv: list[bytes], xadd: bool) -> tuple[_TrimArgs, int]:
     """streamParseAddOrTrimArgsOrReply: the options and the index of XADD's ID."""
     args = _TrimArgs()
@@ -286,9 +283,8 @@ def _rewrite_trim(stream: Stream, args: _TrimArgs, argv: list[bytes]) -> None:
 def xadd(s: Session, argv: list[bytes]) -> object:
     """XADD key [NOMKSTREAM] [MAXLEN|MINID [=|~] threshold [LIMIT count]] *|id field value ..."""
     if argv[2] == b"*":  # the common form: no option to parse
-        args, idpos = _NO_OPTIONS, 2
-    else:
-        args, idpos = _parse_add_trim(s, argv, True)
+        return _xadd_auto(s, argv)
+    args, idpos = _parse_add_trim(s, argv, True)
     field_pos = idpos + 1
     nfields = len(argv) - field_pos
     if nfields < 2 or nfields % 2:
@@ -348,6 +344,57 @@ def xadd(s: Session, argv: list[bytes]) -> object:
             propagated[idpos] = reply
         s.engine.rewrite(propagated)
     keyspace = s.engine.keyspace
+    if keyspace.blocked_keys:
+        keyspace.signal_ready(db.id, key)
+    return reply
+
+
+def _xadd_auto(s: Session, argv: list[bytes]) -> bytes:
+    """``XADD key * field value ...``, no option: :func:`xadd`'s steps for that form only,
+    in the same order, with nothing to look up about options (a hot path)."""
+    nfields = len(argv) - 3
+    if nfields < 2 or nfields % 2:
+        raise wrong_arity("xadd")
+    key = argv[1]
+    db = s.db
+    stream = db.lookup(key)
+    if type(stream) is not Stream:
+        if stream is not None:
+            raise WrongTypeError()
+        stream = Stream()
+        db.add(key, stream)
+    engine = s.engine
+    keyspace = engine.keyspace
+    now = keyspace.now_ms()
+    last = stream.last_id
+    last_ms, last_seq = last
+    if now > last_ms:
+        new_id = (now, 0)  # above ``last``, which then is not the last possible ID either
+    else:
+        if last == MAX_ID:
+            raise ReplyError("ERR The stream has exhausted the last possible ID, unable to "
+                             "add more items")
+        new_id = ((last_ms, last_seq + 1) if last_seq < _UINT64_MAX
+                  else _incr(last) or (0, 0))
+        if new_id <= last:
+            raise ReplyError("ERR The ID specified in XADD is equal or smaller than the "
+                             "target stream top item")
+    fields = tuple(argv[3:])  # a tuple of bytes: soon untracked by the cyclic GC
+    total = sum(map(len, fields))
+    if total > LISTPACK_MAX_SIZE:
+        raise ReplyError("ERR Elements are too large to be stored")
+    config = engine.config
+    stream.append(new_id, fields, config.stream_node_max_bytes,
+                  config.stream_node_max_entries, total)
+    reply = b"%d-%d" % new_id
+    engine.dirty += 1
+    engine.replying = s  # replied(s), inlined
+    if engine.notify_classes & STREAM:
+        engine.notify_keyspace_event(b"xadd", key, db.id)
+    if engine.propagate_listeners:  # replicas get the ID chosen
+        propagated = list(argv)
+        propagated[2] = reply
+        engine.rewrite(propagated)
     if keyspace.blocked_keys:
         keyspace.signal_ready(db.id, key)
     return reply

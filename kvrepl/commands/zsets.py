@@ -211,6 +211,8 @@ def _zadd_generic(incr: bool, s: Session, argv: list[bytes]) -> object:
     increment member is ZADD INCR to Redis, option parsing included."""
     if len(argv) == 4 and argv[2].lower() not in _ZADD_FLAGS:
         # One pair and no option, the usual ZADD: nothing to parse but the score.
+        if not incr:
+            return zadd_one(s, argv[1], parse_double(argv[2]), argv[3])
         return zadd_scores(s, argv[1], [parse_double(argv[2])], [argv[3]], incr=incr)
     flags, index = leading_flags(argv, 2, _ZADD_FLAGS)
     nx = xx = gt = lt = ch = False
@@ -229,6 +231,41 @@ def _zadd_generic(incr: bool, s: Session, argv: list[bytes]) -> object:
     # Every score is checked before anything changes: the command is all or nothing.
     scores = [parse_double(argv[i]) for i in range(index, len(argv), 2)]
     return zadd_scores(s, argv[1], scores, argv[index + 1::2], nx, xx, gt, lt, ch, incr)
+
+
+def zadd_one(s: Session, key: bytes, score: float, member: bytes) -> int:
+    """``ZADD key score member`` (no option) once the score is parsed: what
+    :func:`zadd_scores` does for one pair, without its lists and option tests (ZADD's and
+    GEOADD's usual form, a hot path). The reply: 1 when ``member`` is new."""
+    db = s.db
+    zset = db.lookup(key)
+    if type(zset) is ZSet:
+        current = zset.scores.get(member)
+        if current is None:
+            if score == 0:
+                score = _kept_score(s, len(zset) + 1, member, score)
+            zset.add(member, score)
+            added = 1
+        elif score == current:
+            return 0
+        else:
+            if score == 0:
+                score = _kept_score(s, len(zset), member, score)
+            zset.add(member, score)
+            added = 0
+    elif zset is None:
+        zset = ZSet()
+        zset.add(member, _kept_score(s, 1, member, score) if score == 0 else score)
+        db.add(key, zset)
+        added = 1
+    else:
+        raise WrongTypeError()
+    engine = s.engine
+    engine.dirty += 1
+    engine.replying = s  # replied(s), inlined
+    if engine.notify_classes & ZSET:
+        engine.notify_keyspace_event(b"zadd", key, db.id)
+    return added
 
 
 def zadd_scores(s: Session, key: bytes, scores: list[float], members: list[bytes],

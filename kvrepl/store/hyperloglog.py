@@ -176,8 +176,22 @@ def murmurhash64a(data: bytes, seed: int = SEED, _m: int = _M, _mask: int = _MAS
     return h ^ (h >> 47)
 
 
-def pattern(element: bytes) -> tuple[int, int]:
-    """hllPatLen: (register index, length of the ``000...1`` run after the index bits)."""
+def pattern(element: bytes, _m: int = _M, _mask: int = _MASK64, _seeded: list[int] = _SEEDED,
+            _from: object = int.from_bytes) -> tuple[int, int]:
+    """hllPatLen: (register index, length of the ``000...1`` run after the index bits).
+
+    An element of 9 to 15 bytes (redis-benchmark's ``__rand_int__`` has 12) is hashed here,
+    :func:`murmurhash64a`'s steps for that length in one expression, and the last step
+    (``h ^= h >> 47``) folded into the two reads of ``h``: the index is its low 14 bits,
+    and bits 14 up of ``h ^ (h >> 47)`` are ``(h >> 14) ^ (h >> 61)``.
+    """
+    if 8 < len(element) < 16:
+        x = _from(element, "little")  # type: ignore[operator]
+        k = (x * _m) & _mask
+        h = ((((_seeded[len(element)] ^ ((k ^ (k >> 47)) * _m)) * _m) ^ (x >> 64)) * _m) & _mask
+        h = ((h ^ (h >> 47)) * _m) & _mask
+        run = (h >> HLL_P ^ h >> 61) | (1 << HLL_Q)
+        return (h ^ (h >> 47)) & P_MASK, (run & -run).bit_length()
     h = murmurhash64a(element)
     run = (h >> HLL_P) | (1 << HLL_Q)
     return h & P_MASK, (run & -run).bit_length()
@@ -720,10 +734,7 @@ def add(value: bytes, elements: Iterable[bytes], sparse_max_bytes: int
     updated = 0
     dense = value[4] == DENSE
     for element in elements:
-        h = murmurhash64a(element)
-        run = (h >> HLL_P) | (1 << HLL_Q)
-        index = h & P_MASK
-        count = (run & -run).bit_length()
+        index, count = pattern(element)
         if dense:
             current = buf if buf is not None else value
             pos = _REG_BYTE[index]
@@ -757,13 +768,12 @@ def add(value: bytes, elements: Iterable[bytes], sparse_max_bytes: int
     return (value if buf is None else bytes(buf)), updated, True
 
 
-def dense_add_one(value: bytes, element: bytes) -> bytes | None:
-    """PFADD of one element to a dense HLL, the common case made short: the new value (its
-    cache marked stale), or None when no register grew. One copy of the 12 KB."""
-    h = murmurhash64a(element)
-    run = (h >> HLL_P) | (1 << HLL_Q)
-    index = h & P_MASK
-    count = (run & -run).bit_length()
+def dense_add_one(value: bytes | bytearray, element: bytes) -> bytes | bytearray | None:
+    """PFADD of one element to a dense HLL, the common case made short; None when no
+    register grew. A ``bytes`` value is copied once (the 12 KB) into the new value
+    returned, its cache marked stale; a ``bytearray`` (a dense HLL PFADD keeps in place,
+    see :func:`dense_in_place`) is changed where it is and returned itself."""
+    index, count = pattern(element)
     pos = _REG_BYTE[index]
     fb = _REG_SHIFT[index]
     b0 = value[pos]
@@ -771,6 +781,10 @@ def dense_add_one(value: bytes, element: bytes) -> bytes | None:
         old = (b0 >> fb) & REGISTER_MAX
         if count <= old:
             return None
+        if type(value) is bytearray:
+            value[pos] = (b0 & ~(REGISTER_MAX << fb) & 0xFF) | (count << fb)
+            value[15] |= _STALE
+            return value
         new = _ONE_BYTE[(b0 & ~(REGISTER_MAX << fb) & 0xFF) | (count << fb)]
     else:
         b1 = value[pos + 1]
@@ -778,8 +792,14 @@ def dense_add_one(value: bytes, element: bytes) -> bytes | None:
         if count <= old:
             return None
         fb8 = 8 - fb
-        new = bytes(((b0 & ~(REGISTER_MAX << fb) & 0xFF) | ((count << fb) & 0xFF),
-                     (b1 & ~(REGISTER_MAX >> fb8) & 0xFF) | (count >> fb8)))
+        low = (b0 & ~(REGISTER_MAX << fb) & 0xFF) | ((count << fb) & 0xFF)
+        high = (b1 & ~(REGISTER_MAX >> fb8) & 0xFF) | (count >> fb8)
+        if type(value) is bytearray:
+            value[pos] = low
+            value[pos + 1] = high
+            value[15] |= _STALE
+            return value
+        new = bytes((low, high))
     view = memoryview(value)
     if value[15] & _STALE:
         result = b"".join((view[:pos], new, view[pos + len(new):]))
@@ -787,12 +807,21 @@ def dense_add_one(value: bytes, element: bytes) -> bytes | None:
         result = b"".join((view[:15], _ONE_BYTE[value[15] | _STALE], view[16:pos], new,
                            view[pos + len(new):]))
     if _HISTOGRAMS.entries:  # (most of the time, no PFCOUNT has counted it yet)
-        histogram = _HISTOGRAMS.take(value)
+        histogram = _HISTOGRAMS.take(value)  # type: ignore[arg-type]
         if histogram is not None:
             histogram[old] -= 1  # type: ignore[index]
             histogram[count] += 1  # type: ignore[index]
             _HISTOGRAMS.put(result, histogram)
     return result
+
+
+def dense_in_place(value: object) -> bool:
+    """``value`` is a dense HLL that PFADD changes in place: a ``bytearray`` of the dense
+    size and magic (PFADD's sparse-to-dense promotion stores one; SETRANGE or SETBIT on a
+    dense HLL leave one too). Its bytes are what a ``bytes`` HLL's would be; only the copy
+    per change is saved. The memos by identity above are never used for it."""
+    return (type(value) is bytearray and len(value) == DENSE_SIZE  # type: ignore[arg-type]
+            and value.startswith(DENSE_MAGIC))  # type: ignore[attr-defined]
 
 
 def invalidate(value: bytes) -> bytes:

@@ -13,9 +13,10 @@ zset      :class:`ZSet` (``dict`` member->score + lazy ``SortedList`` of ``(scor
 
 A string that SETBIT, BITFIELD, SETRANGE or APPEND change is kept as a ``bytearray`` and
 changed in place from then on, so that those commands cost what they change, not the size of
-the string (Redis's ``dbUnshareStringValue`` + ``sdsgrowzero``). Such a string is always one
-Redis holds ``raw``, exactly the strings those commands leave. Every other writer stores
-``bytes``. Because a ``bytearray`` changes under its holders, it never leaves the store
+the string (Redis's ``dbUnshareStringValue`` + ``sdsgrowzero``). A HyperLogLog that PFADD
+promoted to the dense encoding is kept so too, for its register updates (until PFCOUNT writes
+its cached count back). Such a string is always one Redis holds ``raw``, exactly the strings
+those commands leave. Every other writer stores ``bytes``. Because a ``bytearray`` changes under its holders, it never leaves the store
 as is: replies, the embedded API and other keys get ``bytes`` (:func:`string_bytes`) or a
 copy (:func:`copy_value`), and a point-in-time snapshot copies it before a change (its
 ``before_write`` hook).
