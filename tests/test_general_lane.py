@@ -109,3 +109,23 @@ def test_split_of_xadd_pipelines_is_the_exact_parsers():
             expected.append(argv)
         assert not refused and requests == expected
         assert len(requests) == (16 if cut == len(data) else 15)
+
+
+def test_the_node_flag_follows_each_state_it_stands_for(engine, session):
+    """``general_lane_closed`` (read by the lane before each request) is on exactly while a
+    restricting state, maxmemory, min-replicas-to-write or client-side caching is."""
+    assert not engine.general_lane_closed
+    engine.read_only = True
+    assert engine.general_lane_closed
+    engine.read_only = False
+    assert not engine.general_lane_closed
+    for name, value in ((b"maxmemory", b"100mb"), (b"min-replicas-to-write", b"1")):
+        engine.execute(session, [b"CONFIG", b"SET", name, value])
+        assert engine.general_lane_closed, name
+        engine.execute(session, [b"CONFIG", b"SET", name, b"0"])
+        assert not engine.general_lane_closed, name
+    engine.execute(session, [b"HELLO", b"3"])
+    assert engine.execute(session, [b"CLIENT", b"TRACKING", b"ON"]) == b"OK"
+    assert engine.general_lane_closed
+    engine.execute(session, [b"CLIENT", b"TRACKING", b"OFF"])
+    assert not engine.general_lane_closed

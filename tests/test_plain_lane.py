@@ -294,3 +294,110 @@ def test_what_registers_an_observer_closes_the_lane():
                  lambda: engine.execute(other, [b"CLIENT", b"UNPAUSE"]))
     closed_while(lambda: setattr(engine, "loading", True),
                  lambda: setattr(engine, "loading", False))
+
+
+# -- strings changed in place (SETBIT, APPEND, SETRANGE keep a bytearray) --------------------
+
+def test_strings_changed_in_place_answer_as_redis(wire):
+    """GET and SET of strings SETBIT, APPEND and SETRANGE changed in place, pipelined: a GET
+    before a SETBIT of the same read answers the value as it was then."""
+    wire(batch=[("SET", "s", "hello"), ("SETBIT", "s", "7", "1"), ("GET", "s"),
+                ("SETBIT", "s", "100", "1"), ("GET", "s"), ("SETBIT", "s", "0", "1"),
+                ("GET", "s"), ("APPEND", "a", "xy"), ("SETRANGE", "a", "5", "z"), ("GET", "a"),
+                ("SETBIT", "big", "9000", "1"), ("GET", "big"), ("SET", "big", "12345"),
+                ("OBJECT", "ENCODING", "big"), ("GET", "big"), ("SETBIT", "b", "7", "1"),
+                ("SET", "b", "x" * 60), ("OBJECT", "ENCODING", "b"), ("STRLEN", "b"),
+                ("SETBIT", "c", "7", "1"), ("OBJECT", "ENCODING", "c"), ("GET", "c")])
+    wire(batch=[("SETBIT", "r3", "7", "1"), ("GET", "r3"), ("SET", "r3", "v"), ("GET", "r3")],
+         protocol=3)
+
+
+def _edited_strings(engine: Engine) -> None:
+    """Strings the general path changed in place, of every size the lane encodes apart."""
+    session = engine.new_session()
+    for argv in ([b"SETBIT", b"e", b"7", b"1"], [b"APPEND", b"a", b"xyz"],
+                 [b"SETRANGE", b"a", b"6", b"!"], [b"SETBIT", b"big", b"9000", b"1"],
+                 [b"SET", b"s", b"short"], [b"SETBIT", b"s", b"3", b"1"]):
+        assert not isinstance(engine.execute(session, argv), Exception)
+    data = engine.keyspace.dbs[0].data
+    assert {type(data[key]) for key in (b"e", b"a", b"big", b"s")} == {bytearray}
+
+
+def test_lane_runs_strings_changed_in_place_as_the_general_path_does():
+    """The lane takes every request of a run over bytearray strings (it must not leave them
+    to the general path) and ends with the same replies, hits, estimate, encodings, dirty
+    counter and commandstats as the general path running the same requests."""
+    from kvrepl.protocol.replies import encode
+
+    lane_engine, general_engine = Engine(Config(save=())), Engine(Config(save=()))
+    requests = [[b"GET", b"e"], [b"GET", b"big"], [b"GET", b"a"], [b"SET", b"a", b"12"],
+                [b"GET", b"a"], [b"get", b"s"], [b"SET", b"e", b"x" * 50], [b"GET", b"e"],
+                [b"SET", b"big", b"y"], [b"GET", b"missing"]]
+    replies = []
+    for engine in (lane_engine, general_engine):
+        _edited_strings(engine)
+        session = engine.new_session()
+        out: list[bytes] = []
+        if engine is lane_engine:
+            assert engine.plain_lane.open_for(session)
+            assert engine.plain_lane.run(session, requests, 0, out) == len(requests)
+        else:
+            out = [encode(engine.execute(session, argv)) for argv in requests]
+        replies.append(b"".join(out))
+    assert replies[0] == replies[1]
+    assert replies[0].startswith(b"$1\r\n\x01\r\n$1126\r\n")
+
+    def state(engine: Engine) -> tuple:
+        session = engine.new_session()
+        keyspace = engine.keyspace
+        return (keyspace.used_memory(), dict(keyspace.dbs[0].sizes), keyspace.hits,
+                keyspace.misses, engine.dirty, engine.table[b"get"].calls,
+                engine.table[b"set"].calls,
+                [engine.execute(session, [b"OBJECT", b"ENCODING", key])
+                 for key in (b"a", b"e", b"big", b"s")])
+
+    assert state(lane_engine) == state(general_engine)
+
+
+def test_single_get_and_set_and_the_master_link_take_strings_changed_in_place():
+    """The embedded API's one-request GET and SET, and a replica's link applying its
+    master's SETs, serve bytearray strings too, with the general path's estimate."""
+    from kvrepl.protocol.replies import encode
+
+    lane_engine, general_engine = Engine(Config(save=())), Engine(Config(save=()))
+    for engine in (lane_engine, general_engine):
+        _edited_strings(engine)
+    session = lane_engine.new_session()
+    lane = lane_engine.plain_lane
+    general = general_engine.new_session()
+    assert lane.get(session, b"e") == encode(general_engine.execute(general, [b"GET", b"e"]))
+    assert lane.set(session, [b"SET", b"e", b"new"]) is True
+    assert lane.apply_sets(session, [[b"SET", b"a", b"1"], [b"SET", b"big", b"2"]], 0) == 2
+    for argv in ([b"SET", b"e", b"new"], [b"SET", b"a", b"1"], [b"SET", b"big", b"2"]):
+        general_engine.execute(general, argv)
+    assert lane.get(session, b"s") == encode(general_engine.execute(general, [b"GET", b"s"]))
+    assert lane_engine.keyspace.used_memory() == general_engine.keyspace.used_memory()
+    assert lane_engine.keyspace.dbs[0].sizes == general_engine.keyspace.dbs[0].sizes
+
+
+def test_pipelined_gets_of_bitmaps_are_routed_through_the_lane(kvrepl_server, r, monkeypatch):
+    """What ``redis-benchmark GET`` sends after SETBIT over the same keys goes through the
+    lane, not the general path (counted at the lane), with the bytes SETBIT left."""
+    routed: list[int] = []
+    run = PlainLane.run
+
+    def counted(self, session, requests, start, out, raw=None):
+        end = run(self, session, requests, start, out, raw)
+        routed.append(end - start)
+        return end
+
+    r.setbit("bm:1", 7, 1)
+    r.setbit("bm:2", 15, 1)
+    monkeypatch.setattr(PlainLane, "run", counted)
+    client = RawClient(kvrepl_server.port)
+    client.sock.sendall(b"".join(pack("GET", f"bm:{i % 2 + 1}") for i in range(16)))
+    assert client.read(16) == b"$1\r\n\x01\r\n$2\r\n\x00\x01\r\n" * 8
+    client.sock.sendall(pack("SET", "bm:1", "v") + pack("GET", "bm:1"))
+    assert client.read(2) == b"+OK\r\n$1\r\nv\r\n"
+    client.close()
+    assert sum(routed) == 18

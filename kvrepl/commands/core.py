@@ -519,6 +519,9 @@ class Engine:
         # The client whose command is running (Redis's server.current_client), if any.
         self.current: Session | None = None
         self.tracking_on = False
+        # One flag for the general lane (commands/dispatch.py), read before each request:
+        # a node state whose checks execute() must run (see _refresh_general_lane).
+        self.general_lane_closed = False
         self.watches = WatchRegistry(self.keyspace, self.tracking)
         # The notify-keyspace-events classes whose events are published (none without K
         # or E): see kvrepl.notify.
@@ -557,6 +560,12 @@ class Engine:
         gates.set("busy script", self._busy is not None, clients_only=True)
         gates.set("stale data", self._masterdown and not self.config.replica_serve_stale_data,
                   clients_only=True)
+        self._refresh_general_lane()
+
+    def _refresh_general_lane(self) -> None:
+        """Keep ``general_lane_closed`` in step with the node states it stands for."""
+        self.general_lane_closed = bool(self._restricted or self._maxmemory
+                                        or self._min_replicas or self.tracking_on)
 
     @property
     def restricted(self) -> bool:
@@ -667,6 +676,7 @@ class Engine:
         self.slowlog.trim(config.slowlog_max_len)
         self._maxmemory = config.maxmemory
         self._min_replicas = config.min_replicas_to_write
+        self._refresh_general_lane()
         gates = keyspace.gates
         gates.set("maxmemory", bool(config.maxmemory))  # eviction runs before each command
         gates.set("lfu", keyspace.lfu)  # each access counts
@@ -693,6 +703,7 @@ class Engine:
         # Any client-side caching state at all: the dispatcher's tracking steps run.
         self.tracking_on = bool(tracking.clients or tracking.observing or tracking.pending
                                 or tracking.due)
+        self._refresh_general_lane()
         self.lane_observed = bool(self.notify_classes & LANE_CLASSES or tracking.clients)
         self.keyspace.gates.set("keyspace observers", self.lane_observed)
         self.watches.refresh_hooks()
@@ -1025,7 +1036,6 @@ class Engine:
         dirty = self.dirty
         self._current_db = db.id
         session.last_command = cmd.name
-        watches = self.watches
         depth = self.depth
         self.depth = depth + 1
         if not depth:
@@ -1065,6 +1075,7 @@ class Engine:
                 keyspace.frozen = False
                 keyspace.frozen_ms = None
             keyspace.counting_reads = False
+        watches = self.watches
         if watches.pending:
             watches.command_done(self.dirty != dirty)
         if self.tracking_on and session.tracking is not None and cmd.spec.is_readonly \
@@ -1074,7 +1085,10 @@ class Engine:
         cmd.usec += usec
         cmd.calls += 1
         self.stats.commands_processed += 1
-        if type(reply) is not Block:  # a blocked command is measured when it is served
+        if type(reply) is Block:  # measured when it is served; run in EXEC or by our
+            if session.in_exec or session.is_master:  # master, it times out at once
+                reply = reply.timeout_reply
+        else:
             if self.latency_tracking:  # updateCommandLatencyHistogram
                 whole = int(usec)
                 histogram = cmd.histogram
@@ -1101,17 +1115,16 @@ class Engine:
                         listener(db.id, argv)
                     if self.replication is not None:
                         session.woff = self.replication.master_repl_offset
-        if pending and not depth:
-            self._end_unit(session)
-        if not depth and self.current is not None:  # set while client-side caching is on
-            tracking = self.tracking
-            if tracking.pending:
-                tracking.after_command()
-            if tracking.due and self.server is None:
-                tracking.broadcast()
-            self.current = None
-        if type(reply) is Block and (session.in_exec or session.is_master):
-            reply = reply.timeout_reply
+        if not depth:
+            if pending:
+                self._end_unit(session)
+            if self.current is not None:  # set while client-side caching is on
+                tracking = self.tracking
+                if tracking.pending:
+                    tracking.after_command()
+                if tracking.due and self.server is None:
+                    tracking.broadcast()
+                self.current = None
         return reply
 
     def _end_unit(self, session: Session) -> None:

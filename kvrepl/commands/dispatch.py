@@ -7,8 +7,9 @@ client (authenticated by a user with every right, not in MULTI, not subscribed, 
 of a node in the usual state (no maxmemory, no min-replicas-to-write, nothing restricting
 commands, no client-side caching), every one of them is a no-op. Here a run of requests
 from such a client goes straight to ``call()``: the session's part is checked once per run
-(:meth:`GeneralLane.open_for`), and the node's part, a few flags that a command of the run
-(or another client served while a script is busy) could change, before each request.
+(:meth:`GeneralLane.open_for`), and the node's part, one flag that a command of the run
+(or another client served while a script is busy) could change
+(``Engine.general_lane_closed``), before each request.
 
 Only commands that cannot change their own client's state enter the lane (what Redis flags
 ``noscript`` can: MULTI, AUTH, HELLO, SUBSCRIBE, CLIENT, MONITOR, REPLCONF...; scripts, which
@@ -96,8 +97,7 @@ class GeneralLane:
                 break
             arity = cmd.arity
             if (arity != len(argv) if arity > 0 else len(argv) < -arity) or (
-                    engine._restricted or engine._maxmemory or engine._min_replicas
-                    or engine.tracking_on or not session.user.unrestricted
+                    engine.general_lane_closed or not session.user.unrestricted
                     or not session.authenticated or session.closing):
                 break
             reply = call(session, cmd, argv)

@@ -20,7 +20,9 @@ general path, ``commands/hyperloglog.py``.
 
 What the general path would have recorded is recorded here too: the dirty counter,
 ``INFO commandstats`` calls and time, the client's last command, the key's access time,
-the memory estimate (a SET over a value of another type goes to the general path), and
+the memory estimate (a SET over a value of another type goes to the general path; a string
+SETBIT & co. changed in place, a ``bytearray``, is a string here too: GET sends a copy of
+it, SET replaces it and its separately kept estimate as ``Database.set`` does), and
 each SET handed to the propagation listeners (replication, ``changes()``). With
 ``maxmemory`` set the lane stays closed: every command must first evict.
 
@@ -48,7 +50,7 @@ from kvrepl.store.hyperloglog import (
     is_hll,
     sparse_holds,
 )
-from kvrepl.store.memory import STRING_ENTRY
+from kvrepl.store.memory import STRING_ENTRY, string_entry_size
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -79,6 +81,12 @@ _SHORT = 44  # OBJ_ENCODING_EMBSTR_SIZE_LIMIT
 LANE_CLASSES = STRING | NEW | KEY_MISS
 _ZERO = b":0\r\n"
 _ONE = b":1\r\n"
+
+
+def _over_edited(db: Database, key: bytes, value: bytes) -> int:
+    """How much ``used`` grows when a SET stores ``value`` over a string changed in place (a
+    ``bytearray``, measured apart in ``db.sizes``), as :meth:`Database.set` counts it."""
+    return string_entry_size(key, value) - db.sizes.pop(key, 0)
 
 
 def _no_key(_key: bytes) -> bool:
@@ -188,6 +196,8 @@ class PlainLane:
                 grown += STRING_ENTRY + len(key) + len(value)
             elif type(old) is bytes:
                 grown += len(value) - len(old)
+            elif type(old) is bytearray:
+                grown += _over_edited(db, key, value)
             else:
                 break
             data[key] = value
@@ -222,6 +232,8 @@ class PlainLane:
             db.used += STRING_ENTRY + len(key) + len(value)
         elif type(old) is bytes:
             db.used += len(value) - len(old)
+        elif type(old) is bytearray:
+            db.used += _over_edited(db, key, value)
         else:
             return False
         tally = self.tally
@@ -269,10 +281,11 @@ class PlainLane:
         if value is None:
             engine.keyspace.misses += 1
             reply = _NIL[session.resp3]
-        elif type(value) is bytes:
+        elif type(value) is bytes or type(value) is bytearray:
             engine.keyspace.hits += 1
             db.access[key] = engine.keyspace.lru_clock
             size = len(value)
+            # A new bytes object either way: a string changed in place never leaves as is.
             reply = b"%s%s\r\n" % (_BULK_HEADS[size] if size < 1024 else b"$%d\r\n" % size,
                                     value)
         else:
@@ -352,6 +365,11 @@ class PlainLane:
                     access[key] = clock
                     size = len(value)
                     out += (heads[size] if size < 1024 else b"$%d\r\n" % size, value, _CRLF)
+                elif type(value) is bytearray:  # changed in place (SETBIT...): sent as a copy,
+                    access[key] = clock         # a later request of the read may change it
+                    size = len(value)
+                    out.append(b"%s%s\r\n" % (heads[size] if size < 1024 else b"$%d\r\n" % size,
+                                              value))
                 else:
                     break  # WRONGTYPE: the general path counts and words the error
                 gets += 1
@@ -365,6 +383,8 @@ class PlainLane:
                     grew += entry + size_of(key) + size_of(value)
                 elif type(old) is bytes:
                     grew += size_of(value) - size_of(old)
+                elif type(old) is bytearray:
+                    grew += _over_edited(db, key, value)
                 else:
                     break
                 data[key] = value
