@@ -5,10 +5,13 @@ disagree with Python."""
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable
 from fractions import Fraction
 
 import pytest
+from hypothesis import example, given
+from hypothesis import strategies as st
 
 from kvrepl.commands.args import parse_timeout, string2d, string2ld, string2ll, strtod
 from kvrepl.errors import ReplyError
@@ -70,6 +73,34 @@ def test_string2ll() -> None:
     assert string2ll(b"-9223372036854775808") == -(1 << 63)
     for bad in (b"", b"-0", b"+1", b"01", b" 1", b"1.0", b"9223372036854775808", b"1_0"):
         assert string2ll(bad) is None
+
+
+# util.c string2ll's grammar: "0", or an optional "-" then a digit 1-9 and digits; 64 bits.
+CANONICAL = re.compile(rb"(?:0|-?[1-9][0-9]*)\Z")
+
+
+@given(st.one_of(st.binary(max_size=24),
+                 st.from_regex(rb"\A[-+ _0\t\n]{0,2}[0-9]{1,20}[ _\n]?\Z"),
+                 st.integers(-(1 << 64), 1 << 64).map(lambda n: b"%d" % n)))
+@example(b"-0")
+@example(b"00")
+@example(b"-01")
+@example(b"1_000")
+@example(b"\xd9\xa3")
+@example(b"9223372036854775807")
+@example(b"-9223372036854775808")
+@example(b"9223372036854775808")
+@example(b"-9223372036854775809")
+@example(b"1" * 5000)
+def test_string2ll_reads_exactly_redis_grammar(value: bytes) -> None:
+    """Python's int() is lenient (spaces, "+", "_", leading zeros, other digits): string2ll
+    must take just the canonical 64-bit spellings."""
+    # (longer than "-9223372036854775808" is out of range: not converted, Python refuses
+    # more than 4300 digits)
+    number = int(value) if len(value) <= 20 and CANONICAL.match(value) else None
+    if number is not None and not -(1 << 63) <= number < 1 << 63:
+        number = None
+    assert string2ll(value) == number
 
 
 def test_strtod_reports_erange_like_glibc() -> None:

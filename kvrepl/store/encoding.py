@@ -38,7 +38,6 @@ Differences from Redis, on purpose:
 
 from __future__ import annotations
 
-import re
 from collections import deque
 from collections.abc import Collection
 
@@ -51,8 +50,6 @@ MARK_LIMIT = 4096
 
 INT64_MIN = -(1 << 63)
 INT64_MAX = (1 << 63) - 1
-# string2ll: optional '-', no leading zeros, no '+', no spaces; "-0" is not an integer.
-_INT_RE = re.compile(rb"(?:0|-?[1-9][0-9]*)\Z")
 
 # id(value) -> (value, encoding). Holding the value keeps its id from being reused.
 _marks: dict[int, tuple[bytes, bytes]] = {}
@@ -65,10 +62,15 @@ def string2ll(value: bytes) -> int | None:
     The one integer reader: command arguments (:mod:`kvrepl.commands.args`) and the ``int``
     and ``intset`` encodings below both use it.
     """
-    if len(value) > 20 or not _INT_RE.match(value):
+    if len(value) > 20:
         return None
-    number = int(value)
-    if number < INT64_MIN or number > INT64_MAX:
+    try:
+        number = int(value)  # lenient: spaces, "+", "_", leading zeros...
+    except ValueError:
+        return None
+    # ... which the canonical spelling of the number it read refuses (and "-0"): cheaper
+    # than matching a pattern first, for the integers arguments usually are
+    if b"%d" % number != value or number < INT64_MIN or number > INT64_MAX:
         return None
     return number
 
