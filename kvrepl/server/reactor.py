@@ -124,7 +124,7 @@ class Reactor:
             self._hand_back(fd, task, HANGUP)
             return
         connection.session.last_interaction = now()
-        if result is not None or connection.send_lock.locked():
+        if result is not None or connection.send_lock.locked() or not connection.io.idle():
             self._hand_back(fd, task, (out, result))
             return
         if not out:

@@ -45,6 +45,7 @@ class TlsStream(trio.abc.Stream):
         self._unsent = bytearray()
         self._flushing = trio.Lock()
         self._closed = False
+        self._ended = False  # its end (close_notify, EOF, a broken record) was read
 
     # -- the handshake --------------------------------------------------------------
 
@@ -96,9 +97,10 @@ class TlsStream(trio.abc.Stream):
         return b"" if self._unsent else None
 
     def idle(self) -> bool:
-        """May the client be parked: nothing decrypted or received is left unread, nothing
-        is left to send?"""
-        return not (self._unsent or self._ssl.pending() or self._incoming.pending)
+        """May the client be parked: nothing decrypted or received is left unread, its end
+        was not seen, nothing is left to send?"""
+        return not (self._unsent or self._ended or self._ssl.pending()
+                    or self._incoming.pending)
 
     # -- the trio stream ----------------------------------------------------------------
 
@@ -157,27 +159,27 @@ class TlsStream(trio.abc.Stream):
     # -- inside ---------------------------------------------------------------------
 
     def _decrypt(self) -> bytes | None:
-        """All the plaintext the incoming BIO holds, b"" if none yet; None at the end."""
+        """All the plaintext the incoming BIO holds, b"" if none yet; None at the end (what
+        came before the end is returned first, and the end remembered: not idle)."""
         chunks: list[bytes] = []
         read = self._ssl.read
         try:
             while True:
                 chunk = read(READ_SIZE)
-                if not chunk:
+                if not chunk:  # close_notify (Python's read returns b"" for it)
+                    self._ended = True
                     break
                 chunks.append(chunk)
         except ssl.SSLWantReadError:
             pass
-        except ssl.SSLZeroReturnError:
-            if not chunks:
-                return None
-        except ssl.SSLError:
-            if not chunks:
-                return None
+        except ssl.SSLError:  # the socket's end without close_notify, or a broken record
+            self._ended = True
         finally:
             if self._outgoing.pending:  # a read may answer (tickets, key updates)
                 self._take_outgoing()
                 self._flush_now()
+        if not chunks:
+            return None if self._ended else b""
         return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
     def _take_outgoing(self) -> None:
