@@ -139,10 +139,13 @@ class TlsStream(trio.abc.Stream):
 
     async def aclose(self) -> None:
         """close_notify, as trio's SSLStream sends it (not waiting for the peer's), then
-        the socket; cancelled, the socket is closed at once."""
+        the socket; cancelled, the socket is closed at once. After a send that was
+        interrupted (a killed client's stuck reply), only what the kernel takes now is
+        sent, as trio closes a broken SSLStream without waiting."""
         if self._closed:
             return
         self._closed = True
+        interrupted = bool(self._unsent)
         try:
             try:
                 self._ssl.unwrap()
@@ -150,7 +153,11 @@ class TlsStream(trio.abc.Stream):
                 pass  # ours is out; the peer's reply is not awaited
             except (ssl.SSLError, ValueError):
                 pass  # no session to close (broken, or never shaken hands)
-            await self._flush()
+            if interrupted:
+                self._take_outgoing()
+                self._flush_now()
+            else:
+                await self._flush()
         except (trio.BrokenResourceError, OSError):
             pass
         finally:
