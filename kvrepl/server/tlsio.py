@@ -58,7 +58,7 @@ class TlsStream(trio.abc.Stream):
                 await self._flush()
                 await self._receive_raw()
                 continue
-            except (ssl.SSLError, ssl.CertificateError) as err:
+            except ssl.SSLError as err:  # certificate refused, plain text, the peer left
                 self._take_outgoing()
                 with contextlib.suppress(OSError):
                     self._flush_now()  # the alert, when the kernel takes it (as trio does)
