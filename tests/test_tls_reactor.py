@@ -216,3 +216,24 @@ def test_a_parked_tls_client_is_answered_while_a_script_is_busy(
     ours = _busy_session(server.config.tls_port, server.port, certs)
     assert ours[0].startswith(b"-BUSY ")
     assert ours == _busy_session(redis_tls[1], redis_tls[0].port, certs)
+
+
+def _pushed(tls_port: int, port: int, certs: Certs) -> bytes:
+    subscriber = TlsRawClient(tls_port, certs)
+    publisher = RawClient(port)
+    try:
+        seen = subscriber.call("SUBSCRIBE", "news")
+        for i in range(50):
+            assert publisher.call("PUBLISH", "news", f"item{i}" * 100) == b":1\r\n"
+        seen += subscriber.read(50)
+        seen += subscriber.call("UNSUBSCRIBE", "news") + subscriber.call("PING")
+        return seen
+    finally:
+        subscriber.close()
+        publisher.close()
+
+
+def test_pushes_reach_a_tls_subscriber_as_in_redis(
+        server: ThreadedServer, certs: Certs, redis_tls: tuple[RedisServer, int]) -> None:
+    ours = _pushed(server.config.tls_port, server.port, certs)
+    assert ours == _pushed(redis_tls[1], redis_tls[0].port, certs)
