@@ -1,4 +1,4 @@
-"""Serving idle TCP clients from one task, the way Redis's event loop serves them all.
+"""Serving idle clients from one task, the way Redis's event loop serves them all.
 
 A trio task per client pays the scheduler for every request: a wake-up, a task switch and
 an epoll registration change per round trip, which is most of the cost of a small command.
@@ -9,12 +9,16 @@ command, WAIT, a replica's SYNC, a reply the kernel would not take at once, a pu
 being written, the end of the connection), the reactor hands it back to its own task,
 which carries on exactly as without the reactor.
 
+Plain TCP clients (``server.SocketIO``) and TLS clients (``tlsio.TlsStream``, once their
+handshake is done) are both served here, through the same non-blocking calls:
+``read_now``, ``write_now`` and ``idle`` (a TLS client holding decrypted bytes or
+unsent ciphertext is never parked).
+
 Linux only (``select.epoll``); elsewhere every client is served by its own task.
 """
 
 from __future__ import annotations
 
-import os
 import select
 from time import time as now
 from typing import TYPE_CHECKING, Any
@@ -34,7 +38,7 @@ AVAILABLE = hasattr(select, "epoll")
 
 
 class Reactor:
-    """The parking place of idle TCP clients, and the task that serves them."""
+    """The parking place of idle clients, and the task that serves them."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
@@ -99,7 +103,7 @@ class Reactor:
         stats = self.engine.stats
         stats.reads_processed += 1  # every read, as readQueryFromClient: hang-ups too
         try:
-            data = os.read(fd, READ_SIZE)
+            data = connection.io.read_now(READ_SIZE)
         except BlockingIOError:
             return
         except OSError:
@@ -120,7 +124,7 @@ class Reactor:
             self._hand_back(fd, task, HANGUP)
             return
         connection.session.last_interaction = now()
-        if result is not None or connection.send_lock.locked():
+        if result is not None or connection.send_lock.locked() or not connection.io.idle():
             self._hand_back(fd, task, (out, result))
             return
         if not out:
@@ -132,7 +136,7 @@ class Reactor:
             # show them), leave after it is written.
             self._deferred.append((fd, connection, task, payload))
             return
-        self._write(fd, task, payload)
+        self._write(fd, connection, task, payload)
 
     def _send_deferred(self) -> None:
         deferred, self._deferred = self._deferred, []
@@ -143,20 +147,23 @@ class Reactor:
             entry = self._parked.get(fd)
             if entry is None or entry[0] is not connection:
                 continue  # handed back (killed) meanwhile: its task owns the socket now
-            self._write(fd, task, payload)
+            self._write(fd, connection, task, payload)
 
-    def _write(self, fd: int, task: trio.lowlevel.Task, payload: bytes) -> None:
+    def _write(self, fd: int, connection: Connection, task: trio.lowlevel.Task,
+               payload: bytes) -> None:
         """Send a parked client's replies; what the kernel will not take now goes back to
         the client's task with the rest."""
         stats = self.engine.stats
         try:
-            sent = os.write(fd, payload)
-        except BlockingIOError:
-            sent = 0
+            rest = connection.io.write_now(payload)
         except OSError:
             self._hand_back(fd, task, HANGUP)
             return
         stats.writes_processed += 1
-        stats.total_net_output_bytes += sent
-        if sent < len(payload):  # the kernel's buffer is full: the task waits for room
-            self._hand_back(fd, task, ([payload[sent:]], None))
+        if rest is None:
+            stats.total_net_output_bytes += len(payload)
+            return
+        # The kernel's buffer is full: the task waits for room (a TLS stream keeps what it
+        # encrypted, and hands back b"": the task's send of nothing finishes it).
+        stats.total_net_output_bytes += len(payload) - len(rest)
+        self._hand_back(fd, task, ([rest], None))

@@ -37,6 +37,7 @@ from kvrepl.server.debugging import SocketChannel
 from kvrepl.server.migrate import MigrateSockets, run_migrate
 from kvrepl.server.reactor import AVAILABLE as REACTOR_AVAILABLE
 from kvrepl.server.reactor import HANGUP, Reactor
+from kvrepl.server.tlsio import TlsStream
 
 if TYPE_CHECKING:
     from kvrepl.scripting.fork import ForkedSession
@@ -81,6 +82,24 @@ class SocketIO:
     def __init__(self, stream: trio.SocketStream) -> None:
         self.fd = stream.socket.fileno()
 
+    # What the reactor calls (TlsStream offers the same): never blocks.
+
+    def read_now(self, size: int) -> bytes:
+        """One read: b"" at the end; BlockingIOError when nothing came."""
+        return os.read(self.fd, size)
+
+    def write_now(self, payload: bytes) -> bytes | None:
+        """Send what the kernel takes now: None when all of it left, else the rest."""
+        try:
+            sent = os.write(self.fd, payload)
+        except BlockingIOError:
+            return payload
+        return None if sent == len(payload) else payload[sent:]
+
+    def idle(self) -> bool:
+        """Nothing is held here: the client may always be parked."""
+        return True
+
     async def receive_some(self, max_bytes: int) -> bytes:
         try:
             data = os.read(self.fd, max_bytes)
@@ -122,8 +141,10 @@ class Connection:
     def __init__(self, server: Server, stream: trio.abc.Stream, session: Session) -> None:
         self.server = server
         self.stream = stream
-        # Plain TCP gets the direct path; other streams (in-memory, TLS) go through trio.
+        # Plain TCP gets the direct path, TLS its own stream (both served by the reactor);
+        # other streams (in-memory links) go through trio.
         self.io = SocketIO(stream) if type(stream) is trio.SocketStream else stream
+
         self.session = session
         self.parser = RequestParser(server.config.proto_max_bulk_len, fast=True)
         self.parser.authenticated = session.authenticated
@@ -439,12 +460,12 @@ class Connection:
         parser = self.parser
         stream = self.io
         stats = engine.stats
-        reactor = self.server.reactor if type(stream) is SocketIO else None
+        reactor = self.server.reactor if type(stream) in (SocketIO, TlsStream) else None
         while not session.closing or first is not None:
             out: list[bytes] = []
             if first is not None:
                 (out, result), first = first, None
-            elif reactor is not None and reactor.running:
+            elif reactor is not None and reactor.running and stream.idle():
                 handed = await reactor.park(self)
                 if handed is HANGUP:
                     return
@@ -771,7 +792,7 @@ def set_keepalive(stream: trio.abc.Stream, interval: int) -> None:
 
 
 def _addresses(stream: trio.abc.Stream) -> tuple[str | None, str | None]:
-    if isinstance(stream, trio.SSLStream):  # a TLS client is known by its socket too
+    if isinstance(stream, (trio.SSLStream, TlsStream)):  # a TLS client: known by its socket
         stream = stream.transport_stream
     sock = getattr(stream, "socket", None)
     if sock is None:

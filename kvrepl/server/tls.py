@@ -1,8 +1,10 @@
-"""TLS as Redis 7.0's ``tls.c`` configures it, on Python's ``ssl`` and trio's SSLStream.
+"""TLS as Redis 7.0's ``tls.c`` configures it, on Python's ``ssl``.
 
-The listener on ``tls-port`` wraps each accepted stream with :func:`wrap_server` and finishes
-the handshake before the client exists; a replica with ``tls-replication yes`` wraps its link
-to the master with :func:`wrap_client`. Nothing above the stream knows.
+The listener on ``tls-port`` wraps each accepted stream with :func:`wrap_server` (a
+:class:`~kvrepl.server.tlsio.TlsStream`, which the reactor serves as it serves plain TCP)
+and finishes the handshake before the client exists; a replica with ``tls-replication yes``
+wraps its link to the master with :func:`wrap_client` (trio's SSLStream). Nothing above the
+stream knows.
 
 Redis verifies the peer's certificate chain against ``tls-ca-cert-file``/``tls-ca-cert-dir``
 but never a host name, on both sides; ``tls-auth-clients`` says whether a client must show a
@@ -18,6 +20,7 @@ import trio
 
 from kvrepl.config import Config
 from kvrepl.server.tls_suites import CiphersuitesUnavailable, InvalidCiphersuites, set_ciphersuites
+from kvrepl.server.tlsio import TlsStream
 
 __all__ = ["TlsError", "check", "client_context", "server_context", "wrap_client",
            "wrap_server"]
@@ -124,10 +127,10 @@ def check(config: Config) -> None:
         client_context(config)
 
 
-async def wrap_server(stream: trio.abc.Stream, context: ssl.SSLContext) -> trio.SSLStream:
+async def wrap_server(stream: trio.SocketStream, context: ssl.SSLContext) -> TlsStream:
     """An accepted connection with its TLS handshake done (trio.BrokenResourceError when it
     fails: wrong CA, no client certificate when one is required, plain text)."""
-    tls = trio.SSLStream(stream, context, server_side=True)
+    tls = TlsStream(stream, context)
     with trio.fail_after(HANDSHAKE_TIMEOUT):
         await tls.do_handshake()
     return tls
