@@ -678,10 +678,11 @@ class MasterReplication:
                     aof = self.engine.aof
                     if aof is not None and aof.buf:
                         aof.flush()  # beforeSleep writes the AOF before replicas' output
-                    await io.send_all(data)
+                    # counted before the await, as a client's reply is (Connection.send)
                     stats.net_repl_output_bytes += len(data) - link.uncounted
                     stats.writes_processed += 1
                     link.uncounted = 0
+                    await io.send_all(data)
                     continue
                 link.wakeup = trio.Event()
                 await link.wakeup.wait()

@@ -330,10 +330,12 @@ class ReplicaOf:
         which Redis counts in total_net_output_bytes (the handshake's it does not)."""
         data = encode_command([b"REPLCONF", b"ACK",
                                b"%d" % (self.reploff if offset is None else offset)])
-        await self._send(stream, data)
+        # Counted before the send's await, which yields after the bytes left: by then the
+        # master may have seen the ACK (WAIT returned) and a client read INFO.
         stats = self.engine.stats
         stats.total_net_output_bytes += len(data)
         stats.writes_processed += 1  # the master client's output: writeToClient counts it
+        await self._send(stream, data)
 
     # -- events ----------------------------------------------------------------------------
     async def _handle(self, events: list[object], stream: trio.abc.Stream) -> None:

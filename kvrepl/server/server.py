@@ -168,13 +168,15 @@ class Connection:
             lock.acquire_nowait()
         except trio.WouldBlock:
             await lock.acquire()
+        # Counted before send_all's await, which yields after the bytes left: by then the
+        # client may have read them and asked INFO, served by the reactor meanwhile.
+        stats = self.server.engine.stats
+        stats.writes_processed += 1
+        stats.total_net_output_bytes += len(data)
         try:
             await self.io.send_all(data)
         finally:
             lock.release()
-        stats = self.server.engine.stats
-        stats.writes_processed += 1
-        stats.total_net_output_bytes += len(data)
 
     def drain_pushes(self, out: list[bytes]) -> None:
         pending = self.session.pending_out
