@@ -8,12 +8,14 @@ does the same over RESP3, and ``wire`` compares the exact reply bytes.
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Callable, Iterator
 
 import pytest
 import redis
 from support import (
     NOW_S,
+    Certs,
     Compare,
     KvreplProcess,
     RedisServer,
@@ -230,3 +232,11 @@ def debug_redis() -> Iterator[RedisServer]:
     server = RedisServer("--enable-debug-command", "yes")
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="module")
+def certs() -> Iterator[Certs]:
+    """A throwaway CA and certificates (trustme) for a module's TLS tests."""
+    made = Certs()
+    yield made
+    shutil.rmtree(made.dir, ignore_errors=True)

@@ -9,8 +9,7 @@ import shutil
 
 import trio
 from cluster_checks import assert_same, write_mixed
-from support import RedisClusterNodes
-from test_tls import Certs
+from support import Certs, RedisClusterNodes
 
 import kvrepl
 

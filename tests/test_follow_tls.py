@@ -5,24 +5,13 @@ redis-server with a TLS port (and an ACL user from the URL), and a kvrepl master
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 
 import pytest
 import trio
-from support import RedisServer, free_port
-from test_tls import Certs
+from support import Certs, RedisServer, free_port
 
 import kvrepl
 from kvrepl.config import ConfigError
-
-
-@pytest.fixture(scope="module")
-def certs() -> Iterator[Certs]:
-    import shutil
-
-    made = Certs()
-    yield made
-    shutil.rmtree(made.dir, ignore_errors=True)
 
 
 async def test_follow_redis_server_over_tls_with_url_credentials(certs: Certs) -> None:

@@ -9,57 +9,16 @@ from __future__ import annotations
 import shutil
 import ssl
 import subprocess
-import tempfile
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import redis
-import trustme
 from redis.backoff import NoBackoff
 from redis.retry import Retry
-from support import RedisServer, ThreadedServer, free_port, poll
+from support import Certs, RedisServer, ThreadedServer, free_port, poll
 
 from kvrepl.config import Config, ConfigError
 from kvrepl.server.tls import TlsError
-
-
-class Certs:
-    """A CA, a certificate for 127.0.0.1 (servers and clients alike) and a stranger CA."""
-
-    def __init__(self) -> None:
-        self.dir = Path(tempfile.mkdtemp(prefix="kvrepl-tls-"))
-        ca = trustme.CA()
-        cert = ca.issue_cert("127.0.0.1", "localhost")
-        self.ca = self.dir / "ca.crt"
-        self.cert = self.dir / "server.crt"
-        self.key = self.dir / "server.key"
-        ca.cert_pem.write_to_path(str(self.ca))
-        cert.private_key_pem.write_to_path(str(self.key))
-        cert.cert_chain_pems[0].write_to_path(str(self.cert))
-        other = trustme.CA()
-        stranger = other.issue_cert("127.0.0.1")
-        self.other_ca = self.dir / "other-ca.crt"
-        self.other_cert = self.dir / "other.crt"
-        self.other_key = self.dir / "other.key"
-        other.cert_pem.write_to_path(str(self.other_ca))
-        stranger.private_key_pem.write_to_path(str(self.other_key))
-        stranger.cert_chain_pems[0].write_to_path(str(self.other_cert))
-
-    def options(self) -> dict[str, object]:
-        return {"tls_cert_file": str(self.cert), "tls_key_file": str(self.key),
-                "tls_ca_cert_file": str(self.ca)}
-
-    def redis_args(self) -> list[str]:
-        return ["--tls-cert-file", str(self.cert), "--tls-key-file", str(self.key),
-                "--tls-ca-cert-file", str(self.ca)]
-
-
-@pytest.fixture(scope="module")
-def certs() -> Iterator[Certs]:
-    made = Certs()
-    yield made
-    shutil.rmtree(made.dir, ignore_errors=True)
 
 
 def tls_server(certs: Certs, **options: object) -> ThreadedServer:

@@ -12,10 +12,10 @@ from collections.abc import Iterator
 import pytest
 import redis
 import trio
-from support import RedisServer, free_port
+from support import Certs, RedisServer, free_port
 from test_config_rewrite import kvrepl_with_file, redis_with_file  # noqa: F401 (fixtures)
 from test_follow_tls import _sync_errors
-from test_tls import Certs, tls_client, tls_server
+from test_tls import tls_client, tls_server
 
 import kvrepl
 from kvrepl.cli import parse_args
@@ -67,13 +67,6 @@ def negotiated(port: int, certs: Certs) -> str:
         return client.connection_pool.get_connection()._sock.cipher()[0]
     finally:
         client.close()
-
-
-@pytest.fixture(scope="module")
-def certs() -> Iterator[Certs]:
-    made = Certs()
-    yield made
-    shutil.rmtree(made.dir, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")

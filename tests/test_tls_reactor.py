@@ -8,15 +8,14 @@ real redis-server 7.0 speaking TLS with the same certificates.
 from __future__ import annotations
 
 import contextlib
-import shutil
 import socket
 import ssl
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from support import RawClient, RedisServer, ThreadedServer, free_port, pack, poll
-from test_tls import Certs, tls_server
+from support import Certs, RawClient, RedisServer, ThreadedServer, free_port, pack, poll
+from test_tls import tls_server
 
 from kvrepl.server.tlsio import TlsStream
 
@@ -39,13 +38,6 @@ class TlsRawClient(RawClient):
         raw.connect(("127.0.0.1", port))
         self.sock = context.wrap_socket(raw, server_hostname="127.0.0.1")
         self.buf = b""
-
-
-@pytest.fixture(scope="module")
-def certs() -> Iterator[Certs]:
-    made = Certs()
-    yield made
-    shutil.rmtree(made.dir, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
