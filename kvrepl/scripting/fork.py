@@ -22,6 +22,7 @@ from __future__ import annotations
 from time import perf_counter
 from typing import TYPE_CHECKING
 
+from kvrepl import gc_policy
 from kvrepl.commands.core import Engine, Session
 from kvrepl.config import Config
 from kvrepl.errors import ReplyError
@@ -126,6 +127,8 @@ class ForkedSession:
         self.engine = fork_engine(parent)
         self.caller = fork_client(caller, self.engine)
         fork_subscribers(parent, self.engine, caller, self.caller)
+        # The copy is a web of cycles, garbage once the session ends: not to be frozen.
+        gc_policy.hold_until_collected(self.engine)
         self.scripting = fork_scripting(scripting(parent), self.engine)
         # The debugged script is compiled in the child's runtime, even when cached.
         self.scripting.scripts.pop(sha1hex(argv[1]), None)
@@ -162,9 +165,9 @@ class ForkedSession:
                 channel.write(self._last_output(reply))
         finally:
             channel.close()
-            # The child's exit. The copy goes now, by reference counting: the engine is full
-            # of cycles, which only a full collection frees (never one that a gc_policy
-            # freeze caught while the session ran).
+            # The child's exit. The data goes now, by reference counting; the rest of the
+            # copy is full of cycles, for the collector (no gc_policy freeze catches them
+            # meanwhile: hold_until_collected).
             self.engine.keyspace.flushall()
             self.scripting.scripts.clear()
             logger.warning("Lua debugging session child exiting")
