@@ -15,6 +15,11 @@ writes, and a Lua runtime of its own holding the script cache. :class:`ForkedSes
 the session there in a worker thread the server starts (``Server.start_forked_session``),
 over its own duplicate of the client's socket. The thread shares nothing with the node that
 either changes: only ``bytes`` values, command specs and config values, all immutable.
+
+What else the child inherits, as Redis's does: the good replicas counted at the fork
+(min-replicas-to-write), the subscriptions (PUBLISH counts them, delivers to none but the
+debugging client's own), and the client's output not sent yet, written at the end before
+the EVAL's reply (replies of the same read, EXEC's header and the replies before the EVAL).
 """
 
 from __future__ import annotations
