@@ -30,6 +30,10 @@ freezes at a few chosen moments:
   (e.g. a dataset of hashes grown by clients), at most once every
   :attr:`GcPolicy.min_freeze_interval` seconds (:func:`cron`).
 
+A freeze is deferred (to the first :func:`cron` tick after) while something announced with
+:func:`hold_until_collected` is alive: objects that will soon be garbage in cycles (a SCRIPT
+DEBUG YES session's copy of the node, its Lua runtime) would otherwise stay frozen for good.
+
 This changes the interpreter's global state, so kvrepl never does it on its own in an
 application that embeds it: ``kvrepl-server`` (:mod:`kvrepl.cli`) installs the default policy,
 and an application may opt in with ``kvrepl.gc_policy.install()`` (or
@@ -42,15 +46,22 @@ long-lived objects are frozen.
 from __future__ import annotations
 
 import gc
+import itertools
 import time
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from kvrepl.log import logger
 
-__all__ = ["GcPolicy", "big_container_created", "cron", "dataset_loaded", "install", "installed",
-           "uninstall"]
+__all__ = ["GcPolicy", "big_container_created", "cron", "dataset_loaded", "hold_until_collected",
+           "install", "installed", "uninstall"]
+
+# What hold_until_collected announced and is still alive (a set: its add and discard, from
+# any thread, need no lock), and the keys it hands out.
+_holders: set[int] = set()
+_holder_keys = itertools.count()
 
 
 @dataclass
@@ -81,11 +92,18 @@ class GcPolicy:
     _datasets: dict[int, frozenset[int]] = field(default_factory=dict, init=False, repr=False)
     _saved_threshold: tuple[int, ...] | None = field(default=None, init=False, repr=False)
     _froze_from_zero: bool = field(default=False, init=False, repr=False)
+    _deferred: str | None = field(default=None, init=False, repr=False)
     _callback: Callable[[str, dict[str, Any]], None] | None = field(
         default=None, init=False, repr=False)
 
     def freeze(self, reason: str) -> None:
-        """Move every tracked object out of the collector's generations (O(1))."""
+        """Move every tracked object out of the collector's generations (O(1)); deferred
+        to the next :func:`cron` tick without holders while :func:`hold_until_collected`
+        has one."""
+        if _holders:
+            self._deferred = reason
+            logger.debug("gc: freeze deferred (%s): short-lived cycles are alive", reason)
+            return
         gc.freeze()
         self.freezes += 1
         self.last_freeze = time.monotonic()
@@ -178,6 +196,10 @@ def cron(keyspace: Any) -> bool:
     policy = _policy
     if policy is None:
         return False
+    if policy._deferred is not None and not _holders:
+        reason, policy._deferred = policy._deferred, None
+        policy.freeze(f"{reason}, deferred")
+        return True
     if policy.freeze_after_load:
         ids = _dataset_ids(keyspace)
         known = policy._datasets.get(id(keyspace))
@@ -196,6 +218,14 @@ def cron(keyspace: Any) -> bool:
             policy.freeze(f"a full collection took {policy.longest_full_collection:.3f}s")
             return True
     return False
+
+
+def hold_until_collected(obj: object) -> None:
+    """Defer every freeze until ``obj`` has been freed: it heads cycles that will be
+    garbage soon (a freeze would keep them, and all they hold, until :func:`uninstall`)."""
+    key = next(_holder_keys)
+    _holders.add(key)
+    weakref.finalize(obj, _holders.discard, key)
 
 
 def _dataset_ids(keyspace: Any) -> frozenset[int]:

@@ -7,16 +7,19 @@ both servers and the transcripts must be equal. redis-cli itself is driven throu
 
 from __future__ import annotations
 
+import gc
 import re
 import select
 import shutil
 import subprocess
+import weakref
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from support import RawClient, RedisServer, ThreadedServer, pack, poll
 
+from kvrepl import gc_policy
 from kvrepl.config import Config
 
 SCRIPT = b"""local a = redis.call('set', KEYS[1], ARGV[1])
@@ -485,3 +488,128 @@ def test_a_yes_session_writes_no_dump(tmp_path: Path) -> None:
         assert RawClient(node.port).call("DBSIZE") == b":1\r\n"
     finally:
         node.stop()
+
+
+# -- what Redis's forked child does, observed side by side -----------------------------------
+
+
+def test_yes_checks_min_replicas_as_at_the_fork(servers: tuple[int, int]) -> None:
+    """The child checks min-replicas-to-write with its node's good replicas at the fork
+    (none here): the script's write is refused with NOREPLICAS."""
+    for port in servers:
+        RawClient(port).call("CONFIG", "SET", "min-replicas-to-write", "1")
+    try:
+        out = same(servers, "YES", b"redis.call('set', 'mr', '1')\nreturn 1\n", [], [],
+                   [["c"]])
+    finally:
+        for port in servers:
+            RawClient(port).call("CONFIG", "SET", "min-replicas-to-write", "0")
+    assert out[-1].startswith(b"-NOREPLICAS Not enough good replicas to write. script: ")
+
+
+def _after_the_session(port: int, requests: list[tuple[object, ...]],
+                       protocol: int = 2) -> bytes:
+    """SCRIPT DEBUG YES, then ``requests`` in one write (the last runs the debugged EVAL),
+    continued to its end: everything the client received after SCRIPT DEBUG's reply."""
+    client = RawClient(port, protocol)
+    try:
+        for request in requests[:-1]:
+            if request[0] in ("SUBSCRIBE", "SCRIPT"):  # a reply to wait for, one by one
+                client.call(*request)
+        client.sock.sendall(b"".join(pack(*r) for r in requests
+                                     if r[0] not in ("SUBSCRIBE", "SCRIPT")))
+        seen = b""
+        while b"Stopped at 1" not in seen:
+            seen += client.sock.recv(65536)
+        client.send("c")
+        while chunk := client.sock.recv(65536):
+            seen += chunk
+        return seen
+    finally:
+        client.close()
+
+
+DEBUGGED = ("EVAL", "redis.call('set', 'b', '2')\nreturn 7", "0")
+BUFFERED = [  # requests (SUBSCRIBE and SCRIPT answered first), what follows <endsession>
+    ([("SCRIPT", "DEBUG", "YES"), ("PING",), DEBUGGED], b"+PONG\r\n:7\r\n"),
+    ([("SCRIPT", "DEBUG", "YES"), ("MULTI",), ("SET", "a", "1"), DEBUGGED, ("INCR", "a"),
+      ("EXEC",), ("PING",)], b"+OK\r\n+QUEUED\r\n+QUEUED\r\n+QUEUED\r\n*3\r\n+OK\r\n:7\r\n"),
+    ([("SCRIPT", "DEBUG", "YES"), DEBUGGED, ("PING",)], b":7\r\n"),
+]
+
+
+@pytest.mark.parametrize(("requests", "tail"), BUFFERED, ids=["pipelined", "exec", "after"])
+def test_yes_sends_the_output_it_inherited_at_its_end(
+        servers: tuple[int, int], requests: list[tuple[object, ...]], tail: bytes) -> None:
+    """Redis's child inherits the client's output buffer (replies of the same read, EXEC's
+    header and the replies before the EVAL) and writes it after the session's logs, before
+    the EVAL's reply. The parent runs the rest of EXEC, on its dataset, for no one."""
+    seen = []
+    for port in servers:
+        client = RawClient(port)
+        client.call("DEL", "a", "b")
+        seen.append((_after_the_session(port, requests), client.call("MGET", "a", "b")))
+        client.call("DEL", "a", "b")
+        client.close()
+    assert seen[0] == seen[1]
+    assert seen[0][0].endswith(b"+<endsession>\r\n" + tail)
+
+
+def test_a_publish_in_yes_counts_the_subscribers_and_reaches_none(
+        servers: tuple[int, int]) -> None:
+    """PUBLISH in the child counts the node's subscribers (PUBSUB NUMSUB too) and delivers
+    to none of them; the debugging client's own subscription (RESP3) gets its message with
+    the EVAL's reply."""
+    script = ("return {redis.call('publish', 'news', 'hi'), "
+              "redis.call('pubsub', 'numsub', 'news')}")
+    seen = []
+    for port in servers:
+        subscriber = RawClient(port)
+        subscriber.call("SUBSCRIBE", "news")
+        try:
+            alone = _after_the_session(port, [("SCRIPT", "DEBUG", "YES"), ("EVAL", script, 0)])
+            own = _after_the_session(port, [("SUBSCRIBE", "news"), ("SCRIPT", "DEBUG", "YES"),
+                                            ("EVAL", script, 0)], protocol=3)
+            # Nothing reached the subscriber: the next thing it gets is a later message.
+            assert RawClient(port).call("PUBLISH", "news", "after") == b":1\r\n"
+            seen.append((alone, own, subscriber.read()))
+        finally:
+            subscriber.close()
+    assert seen[0] == seen[1]
+    alone, own, message = seen[0]
+    assert alone.endswith(b"+<endsession>\r\n*2\r\n:1\r\n*2\r\n$4\r\nnews\r\n:1\r\n")
+    assert own.endswith(b"+<endsession>\r\n>3\r\n$7\r\nmessage\r\n$4\r\nnews\r\n$2\r\nhi\r\n"
+                        b"*2\r\n:2\r\n*2\r\n$4\r\nnews\r\n:2\r\n")
+    assert message == b"*3\r\n$7\r\nmessage\r\n$4\r\nnews\r\n$5\r\nafter\r\n"
+
+
+def test_a_freeze_waits_for_a_yes_session_copy_to_be_freed(
+        fresh: tuple[ThreadedServer, RedisServer]) -> None:
+    """A gc_policy freeze while a session runs is deferred until its copy of the node (a
+    web of cycles) has been collected: frozen, it would stay for good."""
+    node = fresh[0]
+    sessions: list[object] = []
+    run_forked = node.server._run_forked
+
+    def capture(forked, channel):  # type: ignore[no-untyped-def]
+        sessions.append(weakref.ref(forked.engine))
+        run_forked(forked, channel)
+
+    node.server._run_forked = capture  # type: ignore[method-assign]
+    policy = gc_policy.install()
+    try:
+        debugging = _stopped_session(node.port)
+        freezes = policy.freezes
+        assert gc_policy.dataset_loaded()
+        assert policy.freezes == freezes  # deferred: the session's copy is alive
+        debugging.send("c")
+        debugging.read(2)
+        assert debugging.closed()
+        debugging.close()
+        copy = sessions[0]
+        poll(lambda: gc.collect() >= 0 and copy() is None, "the session's copy to be freed")
+        poll(lambda: gc_policy.cron(node.engine.keyspace) or policy.freezes > freezes,
+             "the deferred freeze")
+        assert policy.freezes == freezes + 1
+    finally:
+        gc_policy.uninstall()

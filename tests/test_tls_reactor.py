@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import socket
 import ssl
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -233,3 +233,106 @@ def test_pushes_reach_a_tls_subscriber_as_in_redis(
         server: ThreadedServer, certs: Certs, redis_tls: tuple[RedisServer, int]) -> None:
     ours = _pushed(server.config.tls_port, server.port, certs)
     assert ours == _pushed(redis_tls[1], redis_tls[0].port, certs)
+
+
+# -- a client killed while its reply is stuck ----------------------------------------------
+
+
+def _stuck_size() -> int:
+    """A reply no socket can hold: past the largest send buffer the kernel grows to
+    (tcp_wmem's maximum) plus the small window the stuck client offers."""
+    size = 8 * 1024 * 1024
+    wmem = Path("/proc/sys/net/ipv4/tcp_wmem")
+    if wmem.exists():
+        size = max(size, 4 * int(wmem.read_text().split()[2]))
+    return size
+
+
+class SmallWindowClient(RawClient):
+    """A plain RawClient that offers the server a small receive window."""
+
+    def __init__(self, port: int, receive_buffer: int) -> None:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)  # before connect
+        sock.settimeout(10)
+        sock.connect(("127.0.0.1", port))
+        self.sock = sock
+        self.buf = b""
+
+
+def _drained_to_the_end(client: RawClient) -> bool:
+    """Read what the server sent until it closed the connection (the socket's timeout
+    bounds the wait: a connection left open fails the test)."""
+    try:
+        while client.sock.recv(1024 * 1024):
+            pass
+    except (ConnectionResetError, ssl.SSLError, ssl.SSLEOFError):
+        pass
+    return True
+
+
+def _connected(admin: RawClient) -> int:
+    info = admin.call("INFO", "clients").decode()
+    return int(info.split("connected_clients:")[1].split("\r\n")[0])
+
+
+def _kill_a_stuck_client(plain_port: int, tls_port: int, certs: Certs, secure: bool,
+                         stuck: Callable[[RawClient, int], bool]) -> tuple[list[object], int]:
+    """A client asks for a reply far larger than the kernel takes and stops reading; once
+    ``stuck`` says its reply is waiting on it, another client kills it. What everyone saw,
+    and the killed client's id."""
+    size = _stuck_size()
+    admin = RawClient(plain_port)
+    other = TlsRawClient(tls_port, certs)
+    victim: RawClient = (TlsRawClient(tls_port, certs, receive_buffer=4096) if secure
+                         else SmallWindowClient(plain_port, 4096))
+    seen: list[object] = []
+    try:
+        assert admin.call("SET", "big", b"v" * size) == b"+OK\r\n"
+        victim_id = int(victim.call("CLIENT", "ID")[1:-2])
+        before = _connected(admin)
+        victim.send("GET", "big")
+        poll(lambda: stuck(admin, victim_id), "the GET's reply to be stuck")
+        # Everyone else is served meanwhile, over plain TCP and TLS.
+        seen.append(admin.call("SET", "during", "1") + other.call("INCR", "during"))
+        seen.append(admin.call("CLIENT", "KILL", "ID", victim_id))
+        poll(lambda: b"id=%d " % victim_id not in admin.call("CLIENT", "LIST"),
+             "the killed client to leave CLIENT LIST")
+        seen.append(_connected(admin) == before - 1)
+        seen.append(_drained_to_the_end(victim))
+        seen.append(other.call("GET", "during") + admin.call("PING") + other.call("PING"))
+    finally:
+        admin.call("DEL", "big", "during")
+        for client in (admin, other, victim):
+            client.close()
+    return seen, victim_id
+
+
+def _kvrepl_stuck(server: ThreadedServer) -> Callable[[RawClient, int], bool]:
+    """kvrepl shows no omem: the client's task is in the middle of sending (its send lock
+    held), handed back by the reactor with what the kernel did not take."""
+    def stuck(_admin: RawClient, client_id: int) -> bool:
+        connection = server.server.connections.get(client_id)
+        return connection is not None and connection.send_lock.locked()
+    return stuck
+
+
+def _redis_stuck(admin: RawClient, client_id: int) -> bool:
+    line = admin.call("CLIENT", "LIST", "ID", client_id).decode()
+    return int(line.split(" omem=")[1].split()[0]) > 0
+
+
+@pytest.mark.parametrize("secure", [True, False], ids=["tls", "plain"])
+def test_a_client_killed_while_its_reply_is_stuck(
+        server: ThreadedServer, certs: Certs, redis_tls: tuple[RedisServer, int],
+        secure: bool) -> None:
+    """CLIENT KILL of a client that stopped reading a large reply: closed at once, its task
+    ended, nothing left behind, and every other client served throughout, as in Redis."""
+    ours, victim = _kill_a_stuck_client(server.port, server.config.tls_port, certs, secure,
+                                        _kvrepl_stuck(server))
+    # Its task ended: the connection leaves the server's table only when it returns.
+    poll(lambda: victim not in server.server.connections, "the killed client's task to end")
+    theirs, _ = _kill_a_stuck_client(redis_tls[0].port, redis_tls[1], certs, secure,
+                                     _redis_stuck)
+    assert ours == theirs == [b"+OK\r\n:2\r\n", b":1\r\n", True, True,
+                              b"$1\r\n2\r\n+PONG\r\n+PONG\r\n"]

@@ -353,6 +353,9 @@ class Session:
         self.reply_off = False  # CLIENT REPLY OFF
         self.reply_skip = 0  # CLIENT REPLY SKIP: 2 just asked, 1 while the next command runs
         self.in_exec = False
+        # While EXEC runs: how many commands it runs and their replies so far (the reply
+        # Redis has begun in the client's buffer; a SCRIPT DEBUG YES child sends it).
+        self.exec_progress: tuple[int, list[object]] | None = None
         self.is_master = False  # the link a replica receives its master's stream on
         self.is_replica = False
         self.monitor = False
@@ -483,6 +486,9 @@ class Engine:
         self.server: object | None = None  # the trio Server serving this engine, if any
         self.node: object | None = None  # the Node that owns it (REPLICAOF needs it)
         self.replication: object | None = None  # master-side replication state
+        # A SCRIPT DEBUG YES session's copy: the good replicas its node had at the fork
+        # (Redis's child keeps repl_good_slaves_count as it was; no cron updates it).
+        self.forked_good_replicas: int | None = None
         # The append-only file (kvrepl.aof.attach); its buffer is flushed before replies.
         self.aof: AppendOnlyFile | None = None
         # Writes as they must be propagated: (db index, argv); replication, MONITOR-like
@@ -736,6 +742,20 @@ class Engine:
         node = self.node
         return getattr(node, "following", None) is not None or \
             getattr(node, "cluster_follower", None) is not None
+
+    def too_few_replicas(self) -> bool:
+        """checkGoodReplicasStatus failing (writes answer NOREPLICAS): a master with
+        min-replicas-to-write and min-replicas-max-lag set, and fewer good replicas."""
+        config = self.config
+        wanted = config.min_replicas_to_write
+        if not wanted or not config.min_replicas_max_lag:
+            return False
+        good = self.forked_good_replicas
+        if good is None:
+            if self.replication is None or self.read_only_role():
+                return False
+            good = self.replication.good_replicas()  # type: ignore[attr-defined]
+        return good < wanted
 
     # -- bookkeeping -----------------------------------------------------------------------
     def next_client_id(self) -> int:
@@ -992,9 +1012,7 @@ class Engine:
         if self._bgsave_failed and (is_write or cmd.is_ping) \
                 and config.stop_writes_on_bgsave_error and config.save:
             return ReplyError(MISCONF)
-        if is_write and config.min_replicas_to_write and self.replication is not None \
-                and not self.read_only_role() \
-                and self.replication.good_replicas() < config.min_replicas_to_write:
+        if is_write and self.too_few_replicas():
             return ReplyError("NOREPLICAS Not enough good replicas to write.")
         if is_write and self._read_only:
             return ReplyError("READONLY You can't write against a read only replica.")
@@ -1212,8 +1230,9 @@ class Engine:
         unwatch(session)
         if self.read_only and not session.is_master and any(c.is_write for c, _ in queued):
             raise ExecAbortError("EXECABORT Transaction discarded because of previous errors.")
-        replies = []
+        replies: list[object] = []
         session.in_exec = True
+        session.exec_progress = (len(queued), replies)
         pending, after = session.pending_out, session.after_reply
         try:
             for cmd, argv in queued:
@@ -1229,6 +1248,7 @@ class Engine:
                 replies.append(reply)
         finally:
             session.in_exec = False
+            session.exec_progress = None
         return replies
 
     def publish(self, channel: bytes, message: bytes) -> int:

@@ -15,6 +15,11 @@ writes, and a Lua runtime of its own holding the script cache. :class:`ForkedSes
 the session there in a worker thread the server starts (``Server.start_forked_session``),
 over its own duplicate of the client's socket. The thread shares nothing with the node that
 either changes: only ``bytes`` values, command specs and config values, all immutable.
+
+What else the child inherits, as Redis's does: the good replicas counted at the fork
+(min-replicas-to-write), the subscriptions (PUBLISH counts them, delivers to none but the
+debugging client's own), and the client's output not sent yet, written at the end before
+the EVAL's reply (replies of the same read, EXEC's header and the replies before the EVAL).
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from __future__ import annotations
 from time import perf_counter
 from typing import TYPE_CHECKING
 
+from kvrepl import gc_policy
 from kvrepl.commands.core import Engine, Session
 from kvrepl.config import Config
 from kvrepl.errors import ReplyError
@@ -66,6 +72,9 @@ def fork_engine(parent: Engine) -> Engine:
     # checks (scriptVerifyOOM) read that state, inherited by the child.
     child.out_of_memory = parent.out_of_memory
     child.dirty = parent.dirty
+    replication = parent.replication
+    if replication is not None and not parent.read_only_role():
+        child.forked_good_replicas = replication.good_replicas()  # type: ignore[attr-defined]
     return child
 
 
@@ -77,6 +86,29 @@ def fork_client(caller: Session, child: Engine) -> Session:
     session.db = child.keyspace.dbs[caller.db.id]
     session.user = child.acl.users.get(caller.user.name) or caller.user.copy()
     return session
+
+
+class _Unsent:
+    """Another client's subscription, as the child sees it: PUBLISH and PUBSUB count it,
+    and what is pushed to it goes nowhere (Redis's child buffers it, then exits)."""
+
+    __slots__ = ()
+
+    def push(self, message: object) -> None:
+        pass
+
+
+_UNSENT = _Unsent()
+
+
+def fork_subscribers(parent: Engine, child: Engine, caller: Session, copy: Session) -> None:
+    """The parent's subscriptions in the child: the caller's own reach its copy (its
+    messages go out with the EVAL's reply, as from Redis's child), the others nowhere."""
+    for name in ("pubsub_channels", "pubsub_patterns", "pubsub_shard_channels"):
+        setattr(child, name, {
+            channel: {client_id: copy if session is caller else _UNSENT
+                      for client_id, session in sessions.items()}
+            for channel, sessions in getattr(parent, name).items()})
 
 
 def fork_scripting(parent: ScriptingState, child: Engine) -> ScriptingState:
@@ -99,12 +131,26 @@ class ForkedSession:
         started = perf_counter()
         self.engine = fork_engine(parent)
         self.caller = fork_client(caller, self.engine)
+        fork_subscribers(parent, self.engine, caller, self.caller)
+        # The copy is a web of cycles, garbage once the session ends: not to be frozen.
+        gc_policy.hold_until_collected(self.engine)
         self.scripting = fork_scripting(scripting(parent), self.engine)
         # The debugged script is compiled in the child's runtime, even when cached.
         self.scripting.scripts.pop(sha1hex(argv[1]), None)
         self.argv = argv
         self.numkeys = numkeys
         self.read_only = read_only
+        # What the client's output buffer holds at the fork and the child sends before the
+        # EVAL's reply (its writeToClient at the session's end): the replies of the same
+        # read not sent yet, given by the server, then EXEC's header and earlier replies.
+        self.unsent: list[bytes] = []
+        progress = caller.exec_progress
+        if progress is not None:
+            count, replies = progress
+            self.unsent_exec = b"*%d\r\n" % count + b"".join(
+                encode(reply, caller.resp3) for reply in replies)
+        else:
+            self.unsent_exec = b""
         logger.warning("Redis forked for debugging eval (%d keys copied in %.1f ms)",
                        parent.keyspace.dbsize(), (perf_counter() - started) * 1000)
 
@@ -121,15 +167,27 @@ class ForkedSession:
                 logger.exception("Error in a Lua debugging session")
                 reply = ReplyError(f"ERR internal error running the debugged script: {err}")
             if not channel.killed:
-                channel.write(encode(reply, self.caller.resp3))
+                channel.write(self._last_output(reply))
         finally:
             channel.close()
-            # The child's exit. The copy goes now, by reference counting: the engine is full
-            # of cycles, which only a full collection frees (never one that a gc_policy
-            # freeze caught while the session ran).
+            # The child's exit. The data goes now, by reference counting; the rest of the
+            # copy is full of cycles, for the collector (no gc_policy freeze catches them
+            # meanwhile: hold_until_collected).
             self.engine.keyspace.flushall()
             self.scripting.scripts.clear()
             logger.warning("Lua debugging session child exiting")
+
+
+    def _last_output(self, reply: object) -> bytes:
+        """What the child's writeToClient sends: the output buffer inherited, then the
+        messages the script published to its own client, the reply, what is due after it."""
+        caller = self.caller
+        resp3 = caller.resp3
+        parts = [*self.unsent, self.unsent_exec]
+        parts.extend(encode(message, resp3) for message in caller.pending_out)
+        parts.append(encode(reply, resp3))
+        parts.extend(encode(message, resp3) for message in caller.after_reply)
+        return b"".join(parts)
 
 
 def fork_session(parent: Engine, caller: Session, argv: list[bytes], numkeys: int,

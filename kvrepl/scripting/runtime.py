@@ -475,9 +475,7 @@ class LuaState:
             if restricted and engine.bgsave_failed and config.stop_writes_on_bgsave_error \
                     and config.save:
                 return ReplyError(MISCONF)
-            if config.min_replicas_to_write and engine.replication is not None \
-                    and not engine.read_only_role() \
-                    and engine.replication.good_replicas() < config.min_replicas_to_write:
+            if engine.too_few_replicas():
                 return ReplyError("NOREPLICAS Not enough good replicas to write.")
         # scriptVerifyOOM: until the script wrote, as the node was full when it started
         if ctx.out_of_memory and cmd.denyoom and not ctx.write_dirty:

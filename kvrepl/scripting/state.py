@@ -235,9 +235,7 @@ class ScriptingState:
             if read_only:
                 raise ReplyError(
                     "ERR Can not execute a script with write flag using *_ro command.")
-            if config.min_replicas_to_write and engine.replication is not None \
-                    and not engine.read_only_role() \
-                    and engine.replication.good_replicas() < config.min_replicas_to_write:
+            if engine.too_few_replicas():
                 raise ReplyError("NOREPLICAS Not enough good replicas to write.")
         if out_of_memory and FLAG_ALLOW_OOM not in flags and FLAG_NO_WRITES not in flags:
             raise ReplyError("OOM allow-oom flag is not set on the script, can not run it "

@@ -561,6 +561,14 @@ class Server:
         connection = self.connections.get(session.id)
         if connection is None or type(connection.io) is not SocketIO:
             return False
+        # The replies of this read not sent yet, and the messages queued for the client,
+        # are the child's to send (Redis's child inherits the output buffer; the parent
+        # frees the client without writing it).
+        out = connection.out
+        if isinstance(out, list):
+            forked.unsent.extend(out)
+            out.clear()
+            connection.drain_pushes(forked.unsent)
         channel = SocketChannel.duplicate(connection.io.fd)
         self.forked_sessions.add(channel)
         threading.Thread(target=self._run_forked, args=(forked, channel), daemon=True,
