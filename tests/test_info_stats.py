@@ -307,6 +307,66 @@ def test_a_replica_counts_its_masters_stream_reads_and_its_acks(kind):
         master.stop()
 
 
+EMPTY_RDB = bytes.fromhex("524544495330303130ffa9fd37fe89a77eeb")  # an empty v10 RDB
+
+
+def _serve_one_full_sync(listener: socket.socket, stream: bytes, ack: bytes,
+                         acked: threading.Event, release: threading.Event) -> None:
+    """A master for one replica: the handshake's replies, a length-prefixed payload whose
+    last bytes go out in one send with ``stream``, then wait for ``ack`` (the replica
+    applied the stream) and hold the link until ``release``."""
+    conn, _ = listener.accept()
+    with conn:
+        received = b""
+
+        def read_until(count: int, word: bytes) -> None:
+            nonlocal received
+            while received.count(word) < count:
+                chunk = conn.recv(4096)
+                assert chunk, "the replica hung up"
+                received += chunk
+
+        read_until(1, b"PING")
+        conn.sendall(b"+PONG\r\n")
+        read_until(2, b"REPLCONF")  # listening-port, capa
+        conn.sendall(b"+OK\r\n+OK\r\n")
+        read_until(1, b"PSYNC")
+        conn.sendall(b"+FULLRESYNC " + b"a" * 40 + b" 0\r\n$%d\r\n" % len(EMPTY_RDB)
+                     + EMPTY_RDB[:-8])
+        received = b""
+        conn.sendall(EMPTY_RDB[-8:] + stream)  # the payload's end and the stream's start
+        read_until(1, ack)
+        acked.set()
+        release.wait(DEADLINE)
+
+
+def test_the_read_that_ends_the_payload_and_starts_the_stream_is_one_read(server):
+    """Redis reads a length-prefixed payload up to its length and no further
+    (readSyncBulkPayload, uncounted); the stream's bytes that came with its end are its
+    master client's first read, which readQueryFromClient counts: one read."""
+    first = pack("SET", "k", "v")
+    stream = first + pack("REPLCONF", "GETACK", "*")
+    # GETACK is answered with the offset of what came before it: the SET applied.
+    ack = pack("REPLCONF", "ACK", len(first))
+    acked, release = threading.Event(), threading.Event()
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        master = threading.Thread(target=_serve_one_full_sync,
+                                  args=(listener, stream, ack, acked, release))
+        master.start()
+        try:
+            client = server.client()
+            before = _stats(client)
+            client.replicaof("127.0.0.1", listener.getsockname()[1])
+            assert acked.wait(DEADLINE), "the replica did not apply the stream"
+            after = _stats(client)
+        finally:
+            release.set()
+            master.join()
+    assert client.get("k") == b"v"
+    # REPLICAOF's read, the second INFO's and the master link's one.
+    assert after["total_reads_processed"] - before["total_reads_processed"] == 3
+
+
 # -- time over maxmemory ------------------------------------------------------------------------
 
 def test_eviction_exceeded_time_spans_the_spell_over_maxmemory(clocked):
