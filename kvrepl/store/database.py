@@ -544,7 +544,7 @@ class Keyspace:
         writable replica's clients gave a TTL)."""
         for db in self.dbs:
             db.clear()
-        self.replica_expires.clear()
+        self.forget_replica_expires()
 
     # -- a writable replica's own keys with a TTL (expire.c's slaveKeysWithExpire) -----------
     def remember_replica_expire(self, db: int, key: bytes) -> None:
