@@ -190,6 +190,83 @@ async def test_flushall_in_one_shard_drops_only_its_keys(nodes: RedisClusterNode
     client.close()
 
 
+def tracked(replica: kvrepl.Replica) -> int:
+    """INFO's slave_expires_tracked_keys: the keys our own clients gave a TTL."""
+    return replica.info("stats")["slave_expires_tracked_keys"]
+
+
+async def test_a_shards_full_sync_forgets_the_ttls_our_clients_set_on_its_keys(
+        nodes: RedisClusterNodes) -> None:
+    """A writable follower remembers the keys its own clients give a TTL (no DEL will come
+    for them). Redis's full sync forgets them all (emptyData(-1)): a key of that name from
+    the master is then the master's to expire. A shard's full sync replaces that shard's
+    keys only, so it forgets those and keeps the other shards'; so does a FLUSHALL in the
+    shard's stream."""
+    client = nodes.client()
+    async with follower(nodes, replica_read_only=False) as replica:
+        await synced(replica)
+        # No active expiry: the remembered keys change only by what the test does
+        # (expireSlaveKeys also forgets the keys it finds gone, when it gets to them).
+        replica.execute_command("DEBUG", "SET-ACTIVE-EXPIRE", "0")
+        owner = slot_owner(nodes)
+        victim = nodes.primaries()[0]
+        victim_id = victim.client().execute_command("CLUSTER", "MYID").decode()
+
+        def named(prefix: str, victims: bool) -> str:
+            return next(f"{prefix}{{{i}}}" for i in range(10_000)
+                        if (owner[key_slot(f"{i}".encode())] == victim_id) == victims)
+
+        gone, replaced, kept = named("gone", True), named("replaced", True), named("kept", False)
+        client.set(replaced, "the shard's")  # in the victim's snapshot too
+        await synced(replica)
+        for key in (gone, replaced, kept):
+            replica.execute_command("SET", key, "ours", "EX", 1000)
+        assert tracked(replica) == 3
+
+        # The victim's link drops and reconnects only once the primary's backlog (1 MB)
+        # has moved past our offset: a full sync of that shard alone.
+        link = links(replica)[victim_id]
+        others = [x for x in links(replica).values() if x is not link]
+        overrun = trio.Event()
+        connect = link.connect
+
+        async def after_the_overrun() -> trio.abc.Stream:
+            await overrun.wait()
+            return await connect()
+
+        link.connect = after_the_overrun
+        link.session.on_kill()
+        with trio.fail_after(SYNC_DEADLINE):
+            while link.link_up:
+                await trio.sleep(0.01)
+        tag = named("", True)
+        filler = victim.client()
+        for i in range(40):
+            filler.set(f"fill{tag}:{i}", b"x" * 64 * 1024)
+        overrun.set()
+        with trio.fail_after(SYNC_DEADLINE):
+            while not (link.link_up and link.full_syncs == 2):
+                await trio.sleep(0.01)
+        await synced(replica)
+        assert link.partial_syncs == 0
+        assert all(x.full_syncs == 1 for x in others)
+        assert tracked(replica) == 1  # the other shard's key only
+        assert replica.exists(gone) == 0
+        assert replica.get(replaced) == b"the shard's" and replica.ttl(replaced) == -1
+        assert replica.get(kept) == b"ours" and replica.ttl(kept) > 0
+
+        # A FLUSHALL in the victim's stream: the same.
+        replica.execute_command("SET", gone, "ours again", "EX", 1000)
+        assert tracked(replica) == 2
+        victim.client().flushall()
+        await synced(replica)
+        assert replica.exists(gone, replaced) == 0
+        assert tracked(replica) == 1
+        assert replica.get(kept) == b"ours"
+    client.delete(kept)
+    client.close()
+
+
 async def test_a_cut_link_resumes_while_the_other_shards_flow(nodes: RedisClusterNodes
                                                               ) -> None:
     client = nodes.client()

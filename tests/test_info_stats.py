@@ -8,7 +8,7 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 import redis
@@ -20,7 +20,7 @@ from kvrepl.commands.eviction import EVICT_FAIL, EVICT_OK
 from kvrepl.commands.info import info_text
 from kvrepl.config import Config
 from kvrepl.server.cron import expire_cycle
-from tests.support import DEADLINE, RedisServer, ThreadedServer, pack, poll
+from tests.support import DEADLINE, RedisServer, ThreadedServer, pack, poll, reply_end
 
 # The rates are the mean of 16 samples taken 100 ms apart: a window of 1.6 s. INFO itself is
 # a command, so polling it faster than that would keep the rate above zero.
@@ -305,6 +305,147 @@ def test_a_replica_counts_its_masters_stream_reads_and_its_acks(kind):
     finally:
         replica.stop()
         master.stop()
+
+
+EMPTY_RDB = bytes.fromhex("524544495330303130ffa9fd37fe89a77eeb")  # an empty v10 RDB
+REPLID = b"a" * 40
+GETACK = pack("REPLCONF", "GETACK", "*")
+
+
+class _MasterLink:
+    """The master's end of one replica link, on a plain socket."""
+
+    def __init__(self, listener: socket.socket) -> None:
+        self.conn, _ = listener.accept()
+        self.conn.settimeout(DEADLINE)  # a replica that stops answering fails the test
+        self.received = b""
+
+    def read_more(self) -> None:
+        chunk = self.conn.recv(4096)
+        assert chunk, "the replica hung up"
+        self.received += chunk
+
+    def read_until(self, word: bytes) -> None:
+        while word not in self.received:
+            self.read_more()
+
+    def handshake(self) -> bytes:
+        """The replies to PING and the two REPLCONFs; returns the PSYNC request."""
+        self.read_until(b"PING")
+        self.conn.sendall(b"+PONG\r\n")
+        self.read_until(b"capa")  # listening-port, then capa
+        self.conn.sendall(b"+OK\r\n+OK\r\n")
+        self.read_until(b"$5\r\nPSYNC\r\n")
+        start = self.received.rfind(b"*", 0, self.received.find(b"$5\r\nPSYNC\r\n"))
+        while reply_end(self.received, start) is None:  # the whole request
+            self.read_more()
+        return self.received[start:]
+
+    def send_then_wait_ack(self, data: bytes, offset: int) -> None:
+        """Send ``data`` (ending with a GETACK) in one send and wait for the ACK that says
+        the replica processed the stream up to ``offset``."""
+        self.received = b""
+        self.conn.sendall(data)
+        self.read_until(pack("REPLCONF", "ACK", offset))
+
+
+def _serve_links(listener: socket.socket, steps: list[Callable[[_MasterLink], None]],
+                 done: threading.Event, release: threading.Event) -> None:
+    """Serve one replica link per step, in turn; the last is held until ``release``."""
+    links = []
+    try:
+        for step in steps:
+            links.append(_MasterLink(listener))
+            step(links[-1])
+        done.set()
+        release.wait(DEADLINE)
+    finally:
+        for link in links:
+            link.conn.close()
+
+
+def _full_sync(stream: bytes, offset: int) -> Callable[[_MasterLink], None]:
+    """A length-prefixed payload whose last bytes go out in one send with ``stream``."""
+    def step(link: _MasterLink) -> None:
+        link.handshake()
+        link.conn.sendall(b"+FULLRESYNC " + REPLID + b" 0\r\n$%d\r\n" % len(EMPTY_RDB)
+                          + EMPTY_RDB[:-8])
+        link.send_then_wait_ack(EMPTY_RDB[-8:] + stream, offset)
+    return step
+
+
+def _continue(stream: bytes, offset: int) -> Callable[[_MasterLink], None]:
+    """+CONTINUE and ``stream`` in one send."""
+    def step(link: _MasterLink) -> None:
+        assert b"PSYNC\r\n$40\r\n" + REPLID in link.handshake()
+        link.send_then_wait_ack(b"+CONTINUE\r\n" + stream, offset)
+    return step
+
+
+def _reads_while_following(server: ThreadedServer | RedisServer,
+                           steps: list[Callable[[_MasterLink], None]],
+                           between: Callable[[redis.Redis], None] | None = None) -> int:
+    """total_reads_processed's growth on ``server`` from before its REPLICAOF to after
+    the fake master's ``steps``; ``between`` runs on the client after the first."""
+    done, release = threading.Event(), threading.Event()
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        listener.settimeout(DEADLINE)
+        first, rest = steps[0], steps[1:]
+        first_done, go_on = threading.Event(), threading.Event()
+
+        def first_then_wait(link: _MasterLink) -> None:
+            first(link)
+            first_done.set()
+            go_on.wait(DEADLINE)
+
+        master = threading.Thread(target=_serve_links, args=(
+            listener, [first_then_wait, *rest], done, release))
+        master.start()
+        try:
+            client = server.client()
+            before = _stats(client)
+            client.replicaof("127.0.0.1", listener.getsockname()[1])
+            assert first_done.wait(DEADLINE), "the replica did not apply the stream"
+            if between is not None:
+                between(client)
+            go_on.set()
+            assert done.wait(DEADLINE), "the replica did not apply the stream"
+            after = _stats(client)
+        finally:
+            go_on.set()
+            release.set()
+            master.join()
+    return after["total_reads_processed"] - before["total_reads_processed"]
+
+
+def test_the_read_that_ends_the_payload_and_starts_the_stream_is_one_read(server):
+    """Redis reads a length-prefixed payload up to its length and no further
+    (readSyncBulkPayload, uncounted); the stream's bytes that came with its end are its
+    master client's first read, which readQueryFromClient counts: one read."""
+    first = pack("SET", "k", "v")
+    # GETACK is answered with the offset of what came before it: the SET applied.
+    reads = _reads_while_following(server, [_full_sync(first + GETACK, len(first))])
+    assert server.client().get("k") == b"v"
+    # REPLICAOF's read, the master link's one and the second INFO's.
+    assert reads == 3
+
+
+def test_the_read_that_ends_continue_and_starts_the_stream_is_one_read(server):
+    """Redis reads the +CONTINUE line a byte at a time (connSyncReadLine), so the stream's
+    bytes that came with it are, again, its master client's first read: one read."""
+    first = pack("SET", "k", "v")
+    again = pack("SET", "k", "again")
+    # After CLIENT KILL of the master client the replica connects again and asks to
+    # continue from the offset after the first GETACK. (Each ACK awaited names an offset
+    # only the stream's SET reaches: not the one the replica's cron may send before.)
+    reads = _reads_while_following(
+        server, [_full_sync(first + GETACK, len(first)),
+                 _continue(again + GETACK, len(first) + len(GETACK) + len(again))],
+        between=lambda client: client.client_kill_filter(_type="master"))
+    assert server.client().get("k") == b"again"
+    # REPLICAOF's read, the first link's (payload end, SET and GETACK), CLIENT KILL's, the
+    # second link's (+CONTINUE, SET and GETACK) and the second INFO's.
+    assert reads == 5
 
 
 # -- time over maxmemory ------------------------------------------------------------------------

@@ -227,3 +227,19 @@ def test_untracked_writes_and_flushes():
     keyspace.writable_replica = False
     _set(keyspace, 0, b"k", 100)
     assert keyspace.replica_expires == {}
+
+
+def test_forgetting_one_databases_part():
+    """A cluster shard's full sync or FLUSHALL forgets the named keys of db 0 only: the
+    same name remembered in another database stays, and so do the keys not named."""
+    keyspace, _now = _keyspace()
+    _set(keyspace, 0, b"shard", 100)
+    _set(keyspace, 3, b"shard", 100)
+    _set(keyspace, 0, b"other", 100)
+    keyspace.forget_replica_expires_of(0, [b"shard", b"not-remembered"])
+    assert keyspace.replica_expires == {b"shard": 0b1000, b"other": 0b1}
+    # More keys named than remembered: the remembered ones are looked up in them instead.
+    keyspace.forget_replica_expires_of(0, [b"x%d" % i for i in range(10)] + [b"other"])
+    assert keyspace.replica_expires == {b"shard": 0b1000}
+    keyspace.forget_replica_expires_of(3, {b"shard": None})
+    assert keyspace.replica_expires == {}

@@ -334,7 +334,7 @@ class ShardLink(ReplicaOf):
         follower = self.follower
         follower.lane_link = None  # this command's origin is set below
         if kind == _FLUSH:
-            follower.flush(self)
+            follower.flush(self, everything=argv[0].lower() == b"flushall")
             return None
         if kind == _NO_KEYS or len(argv) < 2:
             return argv
@@ -451,10 +451,12 @@ class ShardLink(ReplicaOf):
                     self.shard.primary, self.shard.describe_slots())
         engine.watches.touch_all_in_db(db, None)
         engine.tracking.flushed()
+        replaced: list[bytes] = []
         if self.loaded_once or ownership.moving:
             # One step with the swap below (readers never see the shard half replaced),
             # so in C-level passes: ~10x faster than a delete() per key.
-            db.delete_keys(ownership.keys_of(self))
+            replaced = ownership.keys_of(self)
+            db.delete_keys(replaced)
         ownership.forget(self)
         stray = self._not_ours(fresh)
         for key in stray:  # the snapshot says these are this shard's now
@@ -466,12 +468,14 @@ class ShardLink(ReplicaOf):
         disjoint = not stray and not ownership.moving and (
             self.loaded_once or not ownership.released)
         db.merge_loaded(fresh, fresh_expires, disjoint=disjoint)
-        # A key our clients gave a TTL and the shard's snapshot replaced is the shard's
-        # now: not ours to expire (the part of Redis's emptyData(-1) that concerns a
-        # shard; keys deleted above are forgotten by the next expire_replica_keys).
-        tracked = engine.keyspace.replica_expires
-        for key in [key for key in tracked if key in fresh] if tracked else ():
-            del tracked[key]
+        # Redis's full sync forgets every key its clients gave a TTL (emptyData(-1)): a
+        # key of that name from the master is the master's to expire. A shard's replaces
+        # the keys it held and those of its snapshot, so it forgets those and no other
+        # shard's (left remembered, a key the shard's stream writes again with a TTL
+        # would be expired here, where only its DEL may delete it).
+        keyspace = engine.keyspace
+        keyspace.forget_replica_expires_of(0, fresh)
+        keyspace.forget_replica_expires_of(0, replaced)
         # Every primary holds its own copy of the libraries (usually the same): add and
         # replace, never drop what another shard brought (a new, empty primary would).
         load_functions(engine, result.functions, replace_all=False)
@@ -760,14 +764,18 @@ class ClusterFollower:
         self._nursery.start_soon(follow)
 
     # -- a shard's FLUSHALL ------------------------------------------------------------------
-    def flush(self, link: ShardLink) -> None:
-        """FLUSHALL/FLUSHDB in ``link``'s stream: drop the keys it holds, as DELs (what
-        ``changes()`` shows), no other shard's."""
+    def flush(self, link: ShardLink, everything: bool) -> None:
+        """FLUSHALL (``everything``) or FLUSHDB in ``link``'s stream: drop the keys it holds,
+        as DELs (what ``changes()`` shows), no other shard's. A FLUSHALL also forgets the
+        TTLs our clients gave those keys, as Redis's emptyData(-1) forgets them all; its
+        FLUSHDB (emptyData of one db) forgets none."""
         engine = self.engine
         keys = list(self.ownership.keys_of(link))
         for start in range(0, len(keys), DELETE_CHUNK):
             engine.execute(link.session, [b"DEL", *keys[start:start + DELETE_CHUNK]])
         self.ownership.forget(link)
+        if everything:
+            engine.keyspace.forget_replica_expires_of(0, keys)
 
     # -- waiting and telling -------------------------------------------------------------------
     async def wait_synced(self) -> None:

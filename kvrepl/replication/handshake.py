@@ -153,6 +153,9 @@ class ReplicaProtocol:
         self.state = State.RECEIVE_PING_REPLY
         self._buf = bytearray()
         self.uncounted = 0  # bytes received that are not INFO's total_net_repl_input_bytes
+        # Bytes of the command stream received (after +CONTINUE or the payload's end): a read
+        # that carries some is a read of Redis's master client (readQueryFromClient).
+        self.stream_received = 0
         self._pending_replies: list[State] = []
         self._payload_left: int | None = None
         self._eof_mark: bytes | None = None
@@ -364,6 +367,7 @@ class ReplicaProtocol:
         command left incomplete at the end of the bytes received (it resumes from the next
         ones), and, after a command the fast path refused, the rest of what was received.
         """
+        self.stream_received += len(data)
         if self._raw:
             self._raw += data
             raw: bytes | bytearray = self._raw

@@ -309,7 +309,14 @@ class ReplicaOf:
                             raise ReplicationProtocolError("master closed the connection")
                         self.last_io = time.monotonic()
                         uncounted = protocol.uncounted
+                        fed = protocol.stream_received
                         events = protocol.receive_data(data)
+                        # A read that ends the handshake or the payload and carries the
+                        # stream's first bytes: Redis reads the reply lines and the payload
+                        # up to its length (or end mark) and no further, so those bytes are
+                        # its master client's first read, which readQueryFromClient counts.
+                        stats.reads_processed += (
+                            not streaming and protocol.stream_received > fed)
                         stats.net_repl_input_bytes += (
                             len(data) - (protocol.uncounted - uncounted))
                         await self._handle(events, stream)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from itertools import repeat
 from time import perf_counter
 
@@ -544,7 +544,7 @@ class Keyspace:
         writable replica's clients gave a TTL)."""
         for db in self.dbs:
             db.clear()
-        self.replica_expires.clear()
+        self.forget_replica_expires()
 
     # -- a writable replica's own keys with a TTL (expire.c's slaveKeysWithExpire) -----------
     def remember_replica_expire(self, db: int, key: bytes) -> None:
@@ -560,6 +560,26 @@ class Keyspace:
         """Forget every remembered key (flushSlaveKeysWithExpireList): the data they were
         in is gone, a key of the same name from the master must not be expired here."""
         self.replica_expires.clear()
+
+    def forget_replica_expires_of(self, db: int, keys: Collection[bytes]) -> None:
+        """Forget the remembered ``keys`` of ``db`` only: the part of the data a cluster
+        shard's full sync or FLUSHALL replaced (flushSlaveKeysWithExpireList for that part;
+        the other shards' keys stay remembered). ``keys`` may be large: with few keys
+        remembered, those are looked up in it instead (a set or dict is then best)."""
+        tracked = self.replica_expires
+        if not tracked:
+            return
+        bit = 1 << db
+        if len(keys) > len(tracked):
+            members = keys if isinstance(keys, (set, frozenset, dict)) else set(keys)
+            keys = [key for key in tracked if key in members]
+        for key in keys:
+            dbids = tracked.get(key, 0)
+            if dbids & bit:
+                if dbids == bit:
+                    del tracked[key]
+                else:
+                    tracked[key] = dbids & ~bit
 
     def expire_replica_keys(self, budget: float = 0.001) -> int:
         """Delete the remembered keys whose time has passed (expireSlaveKeys); returns how
