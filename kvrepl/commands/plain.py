@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING
 
 from kvrepl.commands.tally import MASK, SAMPLE
 from kvrepl.notify import KEY_MISS, NEW, STRING
+from kvrepl.protocol.replies import encode
 from kvrepl.store.encoding import string_encoding
 from kvrepl.store.hyperloglog import (
     DENSE_MAGIC,
@@ -67,8 +68,17 @@ _GET = frozenset((b"GET", b"get", b"Get"))
 _SET = frozenset((b"SET", b"set", b"Set"))
 _PFADD = frozenset((b"PFADD", b"pfadd", b"PfAdd", b"Pfadd"))
 _PFCOUNT = frozenset((b"PFCOUNT", b"pfcount", b"PfCount", b"Pfcount"))
+# Writes whose own handlers the lane runs, doing call()'s bookkeeping per run (see
+# PlainLane._run_handler): each touches only its first key, propagates as sent or as the one
+# command it rewrites itself into, fires its own keyspace events and raises its errors before
+# changing anything. What ``redis-benchmark`` sends of them is the lane's business: the general
+# path's bookkeeping costs as much as their work.
+HANDLED = ("setbit", "geoadd", "xadd")
+_HANDLED_NAMES = {spelled: name for name in HANDLED
+                  for spelled in (name.encode(), name.upper().encode(),
+                                  name.capitalize().encode())}
 # The names (as sent) of the lane's commands: a request named otherwise never enters it.
-LANE_NAMES = _GET | _SET | _PFADD | _PFCOUNT
+LANE_NAMES = _GET | _SET | _PFADD | _PFCOUNT | frozenset(_HANDLED_NAMES)
 # The one request shape of each command the lane takes (for the ACL's key tests).
 _GET_SHAPE = [b"GET", b"k"]
 _SET_SHAPE = [b"SET", b"k", b"v"]
@@ -111,7 +121,8 @@ class PlainLane:
     """GET, plain SET and the simple PFADD/PFCOUNT for an engine, without the general
     dispatch."""
 
-    __slots__ = ("engine", "gates", "tally", "_get", "_set", "_pfadd", "_pfcount")
+    __slots__ = ("engine", "gates", "tally", "_get", "_set", "_pfadd", "_pfcount", "_handled",
+                 "_commands")
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
@@ -121,6 +132,16 @@ class PlainLane:
         self._set = engine.table[b"set"]
         self._pfadd = engine.table[b"pfadd"]
         self._pfcount = engine.table[b"pfcount"]
+        # name as sent -> the command whose handler the lane runs
+        self._handled = {spelled: engine.table[name.encode()]
+                         for spelled, name in _HANDLED_NAMES.items()}
+        for command in self._handled.values():
+            # its estimate kept by the handler, or measured again for its first key only
+            assert not command.remeasures or command.remeasures_first, command
+        self._commands = dict(self._handled)  # every lane name as sent -> its command
+        for names, command in ((_GET, self._get), (_SET, self._set), (_PFADD, self._pfadd),
+                               (_PFCOUNT, self._pfcount)):
+            self._commands.update(dict.fromkeys(names, command))
 
     def open_for(self, session: Session) -> bool:
         """True when nothing about the node or ``session`` could refuse a GET or SET, or
@@ -159,10 +180,7 @@ class PlainLane:
         average = usec / len(commands)
         if average >= engine.slow_floor:
             for argv in commands:
-                name = argv[0]
-                command = (self._get if name in _GET else self._set if name in _SET
-                           else self._pfadd if name in _PFADD else self._pfcount)
-                engine.observe_slow(session, command, argv, average)
+                engine.observe_slow(session, self._commands[argv[0]], argv, average)
 
     def open_for_master_link(self, session: Session) -> bool:
         """:meth:`open_for` on a replica, for the link its master's stream arrives on: the
@@ -334,8 +352,7 @@ class PlainLane:
         a ``prefix*`` pattern, ``User.key_prefix``); a request that test does not allow
         ends the run, and the general path gives it the full check, the NOPERM error and
         the ACL LOG entry."""
-        first = requests[start]
-        if len(first) > 3 or first[0] not in LANE_NAMES:
+        if requests[start][0] not in LANE_NAMES:
             return start  # the usual case of a general command: no set-up for nothing
         db, data, expires, access, clock, listeners = self._context(session)
         user = session.user
@@ -346,7 +363,9 @@ class PlainLane:
         engine = self.engine
         nil = _NIL[session.resp3]
         heads = _BULK_HEADS
-        gets = sets = misses = pfadds = grown = pfcounts = grew = 0
+        gets = sets = misses = pfadds = grown = pfcounts = grew = handled = 0
+        handled_counts: dict[Command, int] = {}
+        by_name = self._handled
         get, size_of, entry = data.get, len, STRING_ENTRY  # locals: the loop's hot lookups
         written: list[list[bytes]] = []  # the SETs, for the propagation listeners
         position = start
@@ -428,13 +447,34 @@ class PlainLane:
                 pfcounts += 1
                 out.append(b":%d\r\n" % int.from_bytes(value[8:16], "little"))
             else:
-                break
+                command = by_name.get(argv[0])
+                arity = command.arity if command is not None else 0
+                if not arity or (arity != length if arity > 0 else length < -arity) or acl \
+                        or argv[1] in expires:
+                    break  # a wrong arity, a restricted user, a TTL: the general path
+                dirty = engine.dirty
+                try:
+                    reply = command.handler(session, argv)
+                    if command.remeasures:  # as call() does, for the first key only
+                        db.changed_in_place(argv[1])
+                except Exception as err:
+                    reply = engine.failed(session, command, argv, err)
+                if listeners:
+                    rewritten = engine.take_rewrite()
+                    if engine.dirty != dirty:
+                        if rewritten is None:
+                            written.append(argv)
+                        else:
+                            written += rewritten
+                out.append(encode(reply, session.resp3))
+                handled += 1
+                handled_counts[command] = handled_counts.get(command, 0) + 1
             position += 1
         db.used += grew  # the memory estimate: SETs (a PFADD keeps its string's length)
         if position == start:
             return start
         spent = (perf_counter() - began) * 1e6
-        ran = gets + sets + pfadds + pfcounts
+        ran = gets + sets + pfadds + pfcounts + handled
         if spent >= engine.slow_floor:
             self._observe_run(session, requests[start:position], spent)
         if gets or pfcounts:
@@ -451,6 +491,10 @@ class PlainLane:
         if sets:
             self._record(self._set, sets, spent * sets / ran)
             engine.dirty += sets
+        if handled:
+            engine.replying = None  # as call() leaves it
+            for command, count in handled_counts.items():
+                self._record(command, count, spent * count / ran)
         if written:
             # In order, nothing ran in between; all SETs: they are their own encoding.
             encoded = raw if sets == len(requests) - start else None
@@ -458,7 +502,5 @@ class PlainLane:
             replication = engine.replication
             if replication is not None:
                 session.woff = replication.master_repl_offset
-        last = requests[position - 1][0]
-        session.last_command = ("get" if last in _GET else "set" if last in _SET
-                                else "pfadd" if last in _PFADD else "pfcount")
+        session.last_command = self._commands[requests[position - 1][0]].name
         return position
