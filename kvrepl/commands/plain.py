@@ -69,10 +69,11 @@ _SET = frozenset((b"SET", b"set", b"Set"))
 _PFADD = frozenset((b"PFADD", b"pfadd", b"PfAdd", b"Pfadd"))
 _PFCOUNT = frozenset((b"PFCOUNT", b"pfcount", b"PfCount", b"Pfcount"))
 # Writes whose own handlers the lane runs, doing call()'s bookkeeping per run (see
-# PlainLane._run_handler): each touches only its first key, propagates as sent or as the one
-# command it rewrites itself into, fires its own keyspace events and raises its errors before
-# changing anything. What ``redis-benchmark`` sends of them is the lane's business: the general
-# path's bookkeeping costs as much as their work.
+# PlainLane.run): each touches only its first key, changes nothing without counting it in
+# ``dirty``, propagates as sent or as the one command it rewrites itself into, fires its own
+# keyspace events and raises its errors before changing anything. What ``redis-benchmark``
+# sends of them is the lane's business: the general path's bookkeeping costs as much as their
+# work.
 HANDLED = ("setbit", "geoadd", "xadd")
 _HANDLED_NAMES = {spelled: name for name in HANDLED
                   for spelled in (name.encode(), name.upper().encode(),
@@ -91,6 +92,7 @@ _SHORT = 44  # OBJ_ENCODING_EMBSTR_SIZE_LIMIT
 LANE_CLASSES = STRING | NEW | KEY_MISS
 _ZERO = b":0\r\n"
 _ONE = b":1\r\n"
+_BITS = {0: _ZERO, 1: _ONE}  # the replies of 0 and 1, without encode()
 
 
 def _over_edited(db: Database, key: bytes, value: bytes) -> int:
@@ -363,9 +365,10 @@ class PlainLane:
         engine = self.engine
         nil = _NIL[session.resp3]
         heads = _BULK_HEADS
-        gets = sets = misses = pfadds = grown = pfcounts = grew = handled = 0
-        handled_counts: dict[Command, int] = {}
+        gets = sets = misses = pfadds = grown = pfcounts = grew = 0
+        handled: list[Command] = []  # the commands whose handlers ran, in order
         by_name = self._handled
+        resp3 = session.resp3
         get, size_of, entry = data.get, len, STRING_ENTRY  # locals: the loop's hot lookups
         written: list[list[bytes]] = []  # the SETs, for the propagation listeners
         position = start
@@ -412,6 +415,33 @@ class PlainLane:
                 if listeners:
                     written.append(argv)
                 out.append(_OK)
+            elif length > 3:  # GET, SET, PFADD and PFCOUNT are shorter
+                command = by_name.get(argv[0])
+                arity = command.arity if command is not None else 0
+                if not arity or (arity != length if arity > 0 else length < -arity) or acl \
+                        or argv[1] in expires:
+                    break  # a wrong arity, a restricted user, a TTL: the general path
+                dirty = engine.dirty
+                try:
+                    reply = command.handler(session, argv)
+                except Exception as err:
+                    reply = engine.failed(session, command, argv, err)
+                if engine.dirty != dirty:
+                    if command.remeasures:  # as call() does, for the first key only
+                        db.changed_in_place(argv[1])
+                    if listeners:
+                        rewritten = engine.take_rewrite()
+                        if rewritten is None:
+                            written.append(argv)
+                        else:
+                            written += rewritten
+                elif listeners:
+                    engine.take_rewrite()
+                if type(reply) is int and reply in _BITS:  # SETBIT's, GEOADD's usual
+                    out.append(_BITS[reply])
+                else:
+                    out.append(encode(reply, resp3))
+                handled.append(command)
             elif length == 3 and argv[0] in _PFADD:
                 key = argv[1]
                 value = data.get(key)
@@ -447,34 +477,13 @@ class PlainLane:
                 pfcounts += 1
                 out.append(b":%d\r\n" % int.from_bytes(value[8:16], "little"))
             else:
-                command = by_name.get(argv[0])
-                arity = command.arity if command is not None else 0
-                if not arity or (arity != length if arity > 0 else length < -arity) or acl \
-                        or argv[1] in expires:
-                    break  # a wrong arity, a restricted user, a TTL: the general path
-                dirty = engine.dirty
-                try:
-                    reply = command.handler(session, argv)
-                    if command.remeasures:  # as call() does, for the first key only
-                        db.changed_in_place(argv[1])
-                except Exception as err:
-                    reply = engine.failed(session, command, argv, err)
-                if listeners:
-                    rewritten = engine.take_rewrite()
-                    if engine.dirty != dirty:
-                        if rewritten is None:
-                            written.append(argv)
-                        else:
-                            written += rewritten
-                out.append(encode(reply, session.resp3))
-                handled += 1
-                handled_counts[command] = handled_counts.get(command, 0) + 1
+                break
             position += 1
         db.used += grew  # the memory estimate: SETs (a PFADD keeps its string's length)
         if position == start:
             return start
         spent = (perf_counter() - began) * 1e6
-        ran = gets + sets + pfadds + pfcounts + handled
+        ran = gets + sets + pfadds + pfcounts + len(handled)
         if spent >= engine.slow_floor:
             self._observe_run(session, requests[start:position], spent)
         if gets or pfcounts:
@@ -493,7 +502,8 @@ class PlainLane:
             engine.dirty += sets
         if handled:
             engine.replying = None  # as call() leaves it
-            for command, count in handled_counts.items():
+            for command in set(handled):
+                count = handled.count(command)
                 self._record(command, count, spent * count / ran)
         if written:
             # In order, nothing ran in between; all SETs: they are their own encoding.
