@@ -47,7 +47,6 @@ from kvrepl.store.hyperloglog import (
     DENSE_SIZE,
     SPARSE_MAGIC,
     dense_add_one,
-    dense_in_place,
     is_hll,
     sparse_holds,
 )
@@ -445,12 +444,13 @@ class PlainLane:
             elif length == 3 and argv[0] in _PFADD:
                 key = argv[1]
                 value = data.get(key)
-                if key in expires or (type(value) is not bytes and not dense_in_place(value)) \
-                        or (acl and not may_pfadd(key)):
-                    break  # a new key, another type, a TTL: the general path
-                if len(value) == DENSE_SIZE and value.startswith(DENSE_MAGIC):
+                if key in expires or (acl and not may_pfadd(key)):
+                    break  # a TTL, a key the user may not write: the general path
+                kind = type(value)
+                if (kind is bytes or kind is bytearray) and len(value) == DENSE_SIZE \
+                        and value.startswith(DENSE_MAGIC):  # bytes, or dense_in_place(value)
                     new = dense_add_one(value, argv[2])
-                elif (value.startswith(SPARSE_MAGIC) and len(value) >= 16
+                elif (kind is bytes and value.startswith(SPARSE_MAGIC) and len(value) >= 16
                       and (len(value) > _SHORT or string_encoding(value) == b"raw")
                       and sparse_holds(value, argv[2])):
                     new = None  # a sparse HLL it does not change
