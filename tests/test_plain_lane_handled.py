@@ -68,7 +68,9 @@ def _state(engine: Engine, propagated: list) -> tuple:
     session = engine.new_session()
     keyspace = engine.keyspace
     info = engine.execute(session, [b"INFO", b"errorstats"])
-    stats = {name: (command.calls, command.failed_calls, command.rejected_calls)
+    # calls, errors, and LATENCY HISTOGRAM's count of calls
+    stats = {name: (command.calls, command.failed_calls, command.rejected_calls,
+                    sum(command.histogram or ()) + sum(command.histogram_tail.values()))
              for name, command in engine.table.items() if command.calls}
     return (engine.execute(session, [b"DEBUG", b"DIGEST"]), keyspace.used_memory(),
             dict(keyspace.dbs[0].sizes), keyspace.hits, keyspace.misses, engine.dirty,

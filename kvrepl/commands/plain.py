@@ -18,6 +18,16 @@ HLL that has a valid cached cardinality and more than 44 bytes (a shorter one ma
 made ``raw`` first). The rest (sparse updates, a count to compute, errors) goes to the
 general path, ``commands/hyperloglog.py``.
 
+SETBIT, GEOADD and XADD (``HANDLED``) are here because their ``redis-benchmark`` forms cost
+as much in the general path's bookkeeping (``call()``: clocks, counters, hooks per request)
+as in their own work. For them the lane runs the command's own handler, so nothing of their
+logic is written twice, and does ``call()``'s part per run as for the others: commandstats,
+the dirty counter, the memory estimate (the key measured again when the command changed it),
+propagation (as sent, or as what the handler rewrote itself into: GEOADD's ZADD, XADD's ID),
+errors counted as ``call()`` counts them (``Engine.failed``). They fire their own keyspace
+events, so no event class of theirs closes the lane. A key with a TTL, a restricted ACL user
+or a wrong arity leaves the request to the general path.
+
 What the general path would have recorded is recorded here too: the dirty counter,
 ``INFO commandstats`` calls and time, the client's last command, the key's access time,
 the memory estimate (a SET over a value of another type goes to the general path; a string
