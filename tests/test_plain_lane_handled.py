@@ -179,3 +179,43 @@ def test_every_handled_command_keeps_the_lane_rules():
         command = engine.table[name.encode()]
         assert command.is_write and command.spec.key_specs
         assert not command.remeasures or command.remeasures_first
+
+
+async def test_handled_writes_reach_the_stream_and_replicas_as_the_general_path_sends_them():
+    """A read of handled writes, one of each (SETBIT, GEOADD, XADD *, an unchanged GEOADD):
+    the replication stream carries exactly what the general path propagates (GEOADD as its
+    ZADD, XADD with its ID, nothing for the write that changed nothing) and the replica ends
+    with the master's data."""
+    import trio
+
+    import kvrepl
+    from kvrepl.replication.master import encode_commands
+
+    async with kvrepl.Master(port=0) as master, kvrepl.Replica(follow=master) as replica:
+        await replica.wait_synced()
+        replication = master.replication
+        stream = await trio.open_tcp_stream("127.0.0.1", master.port)
+        before = replication.master_repl_offset
+        await stream.send_all(pack("SETBIT", "b", "9", "1")
+                              + pack("GEOADD", "g", "13.361389", "38.115556", "p")
+                              + pack("XADD", "x", "*", "f", "v")
+                              + pack("GEOADD", "g", "13.361389", "38.115556", "p"))
+        answer = b""
+        while answer.count(b"\r\n") < 5:
+            answer += await stream.receive_some(4096)
+        assert answer.startswith(b":0\r\n:1\r\n$") and answer.endswith(b"\r\n:0\r\n")
+        entry_id = answer.split(b"\r\n")[3]
+        tail = replication.backlog.read_from(before + 1)
+        written = encode_commands([[b"SETBIT", b"b", b"9", b"1"],
+                                   [b"zadd", b"g", b"3479099956230698", b"p"],
+                                   [b"XADD", b"x", entry_id, b"f", b"v"]])
+        assert tail.endswith(written) and tail[:-len(written)] in (b"", _SELECT_0)
+        await stream.aclose()
+        await replica.wait_synced()
+        digest = [b"DEBUG", b"DIGEST-VALUE", b"b", b"g", b"x"]
+        ours = master.engine.execute(master.engine.new_session(), digest)
+        assert isinstance(ours, list) and len(set(ours)) == 3, ours
+        assert replica.engine.execute(replica.engine.new_session(), digest) == ours
+
+
+_SELECT_0 = b"*2\r\n$6\r\nSELECT\r\n$1\r\n0\r\n"
