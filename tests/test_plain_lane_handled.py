@@ -171,6 +171,22 @@ def test_keyspace_events_of_handled_writes_in_the_lane(kvrepl_server, r, configu
     listener.close()
 
 
+def test_restricted_users_and_keys_with_a_ttl_leave_handled_writes_to_the_general_path():
+    engine = Engine(Config(save=()))
+    admin = engine.new_session()
+    for argv in ([b"ACL", b"SETUSER", b"u", b"on", b"nopass", b"~g*", b"+@all"],
+                 [b"SET", b"t", b"v", b"EX", b"100"]):
+        assert not isinstance(engine.execute(admin, argv), Exception)
+    user = engine.new_session()
+    assert not isinstance(engine.execute(user, [b"AUTH", b"u", b"any"]), Exception)
+    geoadd = [[b"GEOADD", b"g", b"1", b"2", b"m"]]
+    lane = engine.plain_lane
+    assert lane.open_for(user) and lane.run(user, geoadd, 0, []) == 0
+    assert lane.run(admin, [[b"SETBIT", b"t", b"1", b"1"]], 0, []) == 0
+    out: list[bytes] = []
+    assert lane.run(admin, geoadd, 0, out) == 1 and out == [b":1\r\n"]
+
+
 def test_every_handled_command_keeps_the_lane_rules():
     """Each handled command touches its first key only (the one the lane checks for a TTL)
     and is a write that may run in the lane."""
