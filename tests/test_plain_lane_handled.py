@@ -235,3 +235,34 @@ async def test_handled_writes_reach_the_stream_and_replicas_as_the_general_path_
 
 
 _SELECT_0 = b"*2\r\n$6\r\nSELECT\r\n$1\r\n0\r\n"
+
+
+def test_handled_writes_keep_the_general_lane_when_the_plain_lane_is_closed(monkeypatch):
+    """A read starting with a handled write goes to the general lane, which hands runs of
+    them to the plain lane while it is open, and calls them itself while it is closed (a
+    blocked client, WATCH, a snapshot...), never leaving them to the slower Engine.execute."""
+    from kvrepl.commands.dispatch import GeneralLane
+
+    taken: list[int] = []
+    run = PlainLane.run
+
+    def counted(self, session, requests, start, out, raw=None):
+        end = run(self, session, requests, start, out, raw)
+        taken.append(end - start)
+        return end
+
+    monkeypatch.setattr(PlainLane, "run", counted)
+    engine = Engine(Config(save=()))
+    session = engine.new_session()
+    general = GeneralLane(engine)
+    requests = [[b"SETBIT", b"b", b"7", b"1"], [b"GEOADD", b"g", b"1", b"2", b"m"],
+                [b"INCR", b"n"], [b"XADD", b"x", b"1-1", b"f", b"v"], [b"GET", b"n"]]
+    replies = []
+    for closed in (False, True):
+        engine.execute(session, [b"FLUSHALL"])
+        engine.keyspace.gates.set("a test's", closed)
+        out: list[bytes] = []
+        assert general.run(session, requests, 0, out) == (len(requests), None, None)
+        replies.append(b"".join(out))
+    assert taken == [2, 2]  # SETBIT and GEOADD, then XADD and GET; nothing while closed
+    assert replies[0] == replies[1] == b":0\r\n:1\r\n:1\r\n$3\r\n1-1\r\n$1\r\n1\r\n"

@@ -26,7 +26,10 @@ the dirty counter, the memory estimate (the key measured again when the command 
 propagation (as sent, or as what the handler rewrote itself into: GEOADD's ZADD, XADD's ID),
 errors counted as ``call()`` counts them (``Engine.failed``). They fire their own keyspace
 events, so no event class of theirs closes the lane. A key with a TTL, a restricted ACL user
-or a wrong arity leaves the request to the general path.
+or a wrong arity leaves the request to the general path. The connection routes a read by its
+first request, and routes these to the general lane, which hands runs of them to this one
+while it is open (``GeneralLane.run``): while it is closed (a blocked client, WATCH, a
+snapshot...) they keep the general lane instead of falling to ``Engine.execute``.
 
 What the general path would have recorded is recorded here too: the dirty counter,
 ``INFO commandstats`` calls and time, the client's last command, the key's access time,
@@ -87,8 +90,12 @@ HANDLED = ("setbit", "geoadd", "xadd")
 _HANDLED_NAMES = {spelled: name for name in HANDLED
                   for spelled in (name.encode(), name.upper().encode(),
                                   name.capitalize().encode())}
-# The names (as sent) of the lane's commands: a request named otherwise never enters it.
-LANE_NAMES = _GET | _SET | _PFADD | _PFCOUNT | frozenset(_HANDLED_NAMES)
+# The names (as sent) of the handled writes. A read is routed by its first request: these go
+# to the general lane, which hands runs of them to this lane while it is open
+# (GeneralLane.run), so that they keep the general lane whenever this one is closed.
+HANDLED_NAMES = frozenset(_HANDLED_NAMES)
+# The names (as sent) of the lane's commands the connection routes here.
+LANE_NAMES = _GET | _SET | _PFADD | _PFCOUNT
 # The one request shape of each command the lane takes (for the ACL's key tests).
 _GET_SHAPE = [b"GET", b"k"]
 _SET_SHAPE = [b"SET", b"k", b"v"]
@@ -363,7 +370,7 @@ class PlainLane:
         a ``prefix*`` pattern, ``User.key_prefix``); a request that test does not allow
         ends the run, and the general path gives it the full check, the NOPERM error and
         the ACL LOG entry."""
-        if requests[start][0] not in LANE_NAMES:
+        if requests[start][0] not in self._commands:
             return start  # the usual case of a general command: no set-up for nothing
         db, data, expires, access, clock, listeners = self._context(session)
         user = session.user
