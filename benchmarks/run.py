@@ -39,6 +39,7 @@ BENCHMARKS: dict[str, str] = {
     "hll": "benchmarks.hyperloglog",
     "bitmaps": "benchmarks.bitmaps",
     "streams": "benchmarks.streams",
+    "lane_writes": "benchmarks.lane_writes",
     "aof": "benchmarks.aof",
     "cluster": "benchmarks.cluster_follow",
     "acl": "benchmarks.acl",

@@ -1077,15 +1077,8 @@ class Engine:
                 else:
                     for index in key_positions(cmd.spec, argv):
                         db.changed_in_place(argv[index])
-        except ReplyError as err:
-            reply = err
-            cmd.failed_calls += 1
-            self._count_error(err, session)
-        except Exception as err:  # a bug in a handler must not take the server down
-            logger.exception("Error running %r", argv[:3])
-            reply = ReplyError(f"ERR internal error running '{cmd.name}': {err}")
-            cmd.failed_calls += 1
-            self._count_error(reply, session)
+        except Exception as err:
+            reply = self.failed(session, cmd, argv, err)
         finally:
             self.depth = depth
             self.replying = None
@@ -1144,6 +1137,27 @@ class Engine:
                     tracking.broadcast()
                 self.current = None
         return reply
+
+    def failed(self, session: Session, cmd: Command, argv: list[bytes],
+               err: Exception) -> ReplyError:
+        """A handler raised ``err`` (``call()``'s and the plain lane's except): the error
+        reply, counted in ``failed_calls`` and errorstats. Anything but a ReplyError is a bug
+        in the handler, logged and answered as an internal error: it must not take the
+        server down. Called in the except block (the log carries its traceback)."""
+        if not isinstance(err, ReplyError):
+            logger.exception("Error running %r", argv[:3])
+            err = ReplyError(f"ERR internal error running '{cmd.name}': {err}")
+        cmd.failed_calls += 1
+        self._count_error(err, session)
+        return err
+
+    def take_rewrite(self) -> list[list[bytes]] | None:
+        """What the command that just ran asked to be propagated as instead of itself
+        (:meth:`rewrite`), forgotten here; for the plain lane, which runs handlers outside
+        ``call()``."""
+        rewritten = self._rewrite
+        self._rewrite = None
+        return rewritten
 
     def _end_unit(self, session: Session) -> None:
         """The end of an execution unit (Redis 7.0's ``propagatePendingCommands``): its

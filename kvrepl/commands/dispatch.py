@@ -16,6 +16,9 @@ Only commands that cannot change their own client's state enter the lane (what R
 carry that flag but run only commands without it, are let in), and never a container or a
 protected command. Anything else, an unknown command, a wrong arity or a node state that
 needs its check, ends the run: the general path then runs that request exactly as before.
+
+SETBIT, GEOADD and XADD (``plain.HANDLED``) are run by the plain lane whenever it is open:
+a run of them is handed to it from here, and only what it leaves goes to ``call()``.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from typing import TYPE_CHECKING
 
 from kvrepl.commands.core import POSTPONED, Block
 from kvrepl.commands.migrate import MigrateJob
-from kvrepl.commands.plain import plain_session
+from kvrepl.commands.plain import HANDLED_NAMES, plain_session
 from kvrepl.commands.replication import StartReplication, WaitReplicas
 from kvrepl.commands.shutdown import ShutdownWait
 from kvrepl.protocol.replies import encode
@@ -87,12 +90,25 @@ class GeneralLane:
         call = engine.call
         by_name = self._by_name
         keyspace = engine.keyspace
+        gates = keyspace.gates
+        plain = engine.plain_lane
+        handled = HANDLED_NAMES
         resp3 = session.resp3
         position = start
-        for argv in requests[start:] if start else requests:
-            cmd = by_name.get(argv[0], False)
+        count = len(requests)
+        while position < count:
+            argv = requests[position]
+            name = argv[0]
+            if name in handled and gates.open:
+                # The plain lane's writes (SETBIT, GEOADD, XADD): a run of them there, the
+                # session being as plain as that lane needs too (plain_session).
+                taken = plain.run(session, requests, position, out)
+                if taken != position:
+                    position = taken
+                    continue
+            cmd = by_name.get(name, False)
             if cmd is False:
-                cmd = self._resolve(argv[0])
+                cmd = self._resolve(name)
             if cmd is None:
                 break
             arity = cmd.arity

@@ -18,6 +18,19 @@ HLL that has a valid cached cardinality and more than 44 bytes (a shorter one ma
 made ``raw`` first). The rest (sparse updates, a count to compute, errors) goes to the
 general path, ``commands/hyperloglog.py``.
 
+SETBIT, GEOADD and XADD (``HANDLED``) are here because their ``redis-benchmark`` forms cost
+as much in the general path's bookkeeping (``call()``: clocks, counters, hooks per request)
+as in their own work. For them the lane runs the command's own handler, so nothing of their
+logic is written twice, and does ``call()``'s part per run as for the others: commandstats,
+the dirty counter, the memory estimate (the key measured again when the command changed it),
+propagation (as sent, or as what the handler rewrote itself into: GEOADD's ZADD, XADD's ID),
+errors counted as ``call()`` counts them (``Engine.failed``). They fire their own keyspace
+events, so no event class of theirs closes the lane. A key with a TTL, a restricted ACL user
+or a wrong arity leaves the request to the general path. The connection routes a read by its
+first request, and routes these to the general lane, which hands runs of them to this one
+while it is open (``GeneralLane.run``): while it is closed (a blocked client, WATCH, a
+snapshot...) they keep the general lane instead of falling to ``Engine.execute``.
+
 What the general path would have recorded is recorded here too: the dirty counter,
 ``INFO commandstats`` calls and time, the client's last command, the key's access time,
 the memory estimate (a SET over a value of another type goes to the general path; a string
@@ -40,13 +53,13 @@ from typing import TYPE_CHECKING
 
 from kvrepl.commands.tally import MASK, SAMPLE
 from kvrepl.notify import KEY_MISS, NEW, STRING
+from kvrepl.protocol.replies import encode
 from kvrepl.store.encoding import string_encoding
 from kvrepl.store.hyperloglog import (
     DENSE_MAGIC,
     DENSE_SIZE,
     SPARSE_MAGIC,
     dense_add_one,
-    dense_in_place,
     is_hll,
     sparse_holds,
 )
@@ -67,7 +80,21 @@ _GET = frozenset((b"GET", b"get", b"Get"))
 _SET = frozenset((b"SET", b"set", b"Set"))
 _PFADD = frozenset((b"PFADD", b"pfadd", b"PfAdd", b"Pfadd"))
 _PFCOUNT = frozenset((b"PFCOUNT", b"pfcount", b"PfCount", b"Pfcount"))
-# The names (as sent) of the lane's commands: a request named otherwise never enters it.
+# Writes whose own handlers the lane runs, doing call()'s bookkeeping per run (see
+# PlainLane.run): each touches only its first key, changes nothing without counting it in
+# ``dirty``, propagates as sent or as the one command it rewrites itself into, fires its own
+# keyspace events and raises its errors before changing anything. What ``redis-benchmark``
+# sends of them is the lane's business: the general path's bookkeeping costs as much as their
+# work.
+HANDLED = ("setbit", "geoadd", "xadd")
+_HANDLED_NAMES = {spelled: name for name in HANDLED
+                  for spelled in (name.encode(), name.upper().encode(),
+                                  name.capitalize().encode())}
+# The names (as sent) of the handled writes. A read is routed by its first request: these go
+# to the general lane, which hands runs of them to this lane while it is open
+# (GeneralLane.run), so that they keep the general lane whenever this one is closed.
+HANDLED_NAMES = frozenset(_HANDLED_NAMES)
+# The names (as sent) of the lane's commands the connection routes here.
 LANE_NAMES = _GET | _SET | _PFADD | _PFCOUNT
 # The one request shape of each command the lane takes (for the ACL's key tests).
 _GET_SHAPE = [b"GET", b"k"]
@@ -81,6 +108,7 @@ _SHORT = 44  # OBJ_ENCODING_EMBSTR_SIZE_LIMIT
 LANE_CLASSES = STRING | NEW | KEY_MISS
 _ZERO = b":0\r\n"
 _ONE = b":1\r\n"
+_BITS = {0: _ZERO, 1: _ONE}  # the replies of 0 and 1, without encode()
 
 
 def _over_edited(db: Database, key: bytes, value: bytes) -> int:
@@ -111,7 +139,8 @@ class PlainLane:
     """GET, plain SET and the simple PFADD/PFCOUNT for an engine, without the general
     dispatch."""
 
-    __slots__ = ("engine", "gates", "tally", "_get", "_set", "_pfadd", "_pfcount")
+    __slots__ = ("engine", "gates", "tally", "_get", "_set", "_pfadd", "_pfcount", "_handled",
+                 "_commands")
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
@@ -121,6 +150,16 @@ class PlainLane:
         self._set = engine.table[b"set"]
         self._pfadd = engine.table[b"pfadd"]
         self._pfcount = engine.table[b"pfcount"]
+        # name as sent -> the command whose handler the lane runs
+        self._handled = {spelled: engine.table[name.encode()]
+                         for spelled, name in _HANDLED_NAMES.items()}
+        for command in self._handled.values():
+            # its estimate kept by the handler, or measured again for its first key only
+            assert not command.remeasures or command.remeasures_first, command
+        self._commands = dict(self._handled)  # every lane name as sent -> its command
+        for names, command in ((_GET, self._get), (_SET, self._set), (_PFADD, self._pfadd),
+                               (_PFCOUNT, self._pfcount)):
+            self._commands.update(dict.fromkeys(names, command))
 
     def open_for(self, session: Session) -> bool:
         """True when nothing about the node or ``session`` could refuse a GET or SET, or
@@ -159,10 +198,7 @@ class PlainLane:
         average = usec / len(commands)
         if average >= engine.slow_floor:
             for argv in commands:
-                name = argv[0]
-                command = (self._get if name in _GET else self._set if name in _SET
-                           else self._pfadd if name in _PFADD else self._pfcount)
-                engine.observe_slow(session, command, argv, average)
+                engine.observe_slow(session, self._commands[argv[0]], argv, average)
 
     def open_for_master_link(self, session: Session) -> bool:
         """:meth:`open_for` on a replica, for the link its master's stream arrives on: the
@@ -334,8 +370,7 @@ class PlainLane:
         a ``prefix*`` pattern, ``User.key_prefix``); a request that test does not allow
         ends the run, and the general path gives it the full check, the NOPERM error and
         the ACL LOG entry."""
-        first = requests[start]
-        if len(first) > 3 or first[0] not in LANE_NAMES:
+        if requests[start][0] not in self._commands:
             return start  # the usual case of a general command: no set-up for nothing
         db, data, expires, access, clock, listeners = self._context(session)
         user = session.user
@@ -347,6 +382,9 @@ class PlainLane:
         nil = _NIL[session.resp3]
         heads = _BULK_HEADS
         gets = sets = misses = pfadds = grown = pfcounts = grew = 0
+        handled: list[Command] = []  # the commands whose handlers ran, in order
+        by_name = self._handled
+        resp3 = session.resp3
         get, size_of, entry = data.get, len, STRING_ENTRY  # locals: the loop's hot lookups
         written: list[list[bytes]] = []  # the SETs, for the propagation listeners
         position = start
@@ -393,15 +431,43 @@ class PlainLane:
                 if listeners:
                     written.append(argv)
                 out.append(_OK)
+            elif length > 3:  # GET, SET, PFADD and PFCOUNT are shorter
+                command = by_name.get(argv[0])
+                arity = command.arity if command is not None else 0
+                if not arity or (arity != length if arity > 0 else length < -arity) or acl \
+                        or argv[1] in expires:
+                    break  # a wrong arity, a restricted user, a TTL: the general path
+                dirty = engine.dirty
+                try:
+                    reply = command.handler(session, argv)
+                except Exception as err:
+                    reply = engine.failed(session, command, argv, err)
+                if engine.dirty != dirty:
+                    if command.remeasures:  # as call() does, for the first key only
+                        db.changed_in_place(argv[1])
+                    if listeners:
+                        rewritten = engine.take_rewrite()
+                        if rewritten is None:
+                            written.append(argv)
+                        else:
+                            written += rewritten
+                elif listeners:
+                    engine.take_rewrite()
+                if type(reply) is int and reply in _BITS:  # SETBIT's, GEOADD's usual
+                    out.append(_BITS[reply])
+                else:
+                    out.append(encode(reply, resp3))
+                handled.append(command)
             elif length == 3 and argv[0] in _PFADD:
                 key = argv[1]
                 value = data.get(key)
-                if key in expires or (type(value) is not bytes and not dense_in_place(value)) \
-                        or (acl and not may_pfadd(key)):
-                    break  # a new key, another type, a TTL: the general path
-                if len(value) == DENSE_SIZE and value.startswith(DENSE_MAGIC):
+                if key in expires or (acl and not may_pfadd(key)):
+                    break  # a TTL, a key the user may not write: the general path
+                kind = type(value)
+                if (kind is bytes or kind is bytearray) and len(value) == DENSE_SIZE \
+                        and value.startswith(DENSE_MAGIC):  # bytes, or dense_in_place(value)
                     new = dense_add_one(value, argv[2])
-                elif (value.startswith(SPARSE_MAGIC) and len(value) >= 16
+                elif (kind is bytes and value.startswith(SPARSE_MAGIC) and len(value) >= 16
                       and (len(value) > _SHORT or string_encoding(value) == b"raw")
                       and sparse_holds(value, argv[2])):
                     new = None  # a sparse HLL it does not change
@@ -434,7 +500,7 @@ class PlainLane:
         if position == start:
             return start
         spent = (perf_counter() - began) * 1e6
-        ran = gets + sets + pfadds + pfcounts
+        ran = gets + sets + pfadds + pfcounts + len(handled)
         if spent >= engine.slow_floor:
             self._observe_run(session, requests[start:position], spent)
         if gets or pfcounts:
@@ -451,6 +517,11 @@ class PlainLane:
         if sets:
             self._record(self._set, sets, spent * sets / ran)
             engine.dirty += sets
+        if handled:
+            engine.replying = None  # as call() leaves it
+            for command in set(handled):
+                count = handled.count(command)
+                self._record(command, count, spent * count / ran)
         if written:
             # In order, nothing ran in between; all SETs: they are their own encoding.
             encoded = raw if sets == len(requests) - start else None
@@ -458,7 +529,5 @@ class PlainLane:
             replication = engine.replication
             if replication is not None:
                 session.woff = replication.master_repl_offset
-        last = requests[position - 1][0]
-        session.last_command = ("get" if last in _GET else "set" if last in _SET
-                                else "pfadd" if last in _PFADD else "pfcount")
+        session.last_command = self._commands[requests[position - 1][0]].name
         return position

@@ -1,0 +1,268 @@
+"""The plain lane's handled writes (SETBIT, GEOADD, XADD; kvrepl/commands/plain.py ``HANDLED``):
+the lane runs their own handlers with ``call()``'s bookkeeping done per run, and must answer,
+count, measure and propagate exactly as the general path does.
+
+Replies are compared byte for byte with a real redis-server (``wire``); what only kvrepl
+shows (commandstats, the memory estimate, the propagated commands) is compared with the same
+requests run one by one through ``Engine.execute``.
+"""
+
+from __future__ import annotations
+
+import pytest
+from support import NOW_S, RawClient, pack
+
+from kvrepl.commands.core import Engine
+from kvrepl.commands.plain import HANDLED, PlainLane
+from kvrepl.config import Config
+from kvrepl.protocol.replies import encode
+
+# Every kind of request the lane meets for these commands: new keys, unchanged and changed
+# values, a string SETBIT grows, other types, errors, options, wrong arities, ID forms.
+REQUESTS: list[tuple[str, ...]] = [
+    ("SETBIT", "b", "7", "1"), ("SETBIT", "b", "7", "1"), ("setbit", "b", "100", "1"),
+    ("SetBit", "b", "7", "0"), ("SET", "s", "abc"), ("SETBIT", "s", "1", "1"), ("GET", "s"),
+    ("SETBIT", "b", "-1", "1"), ("SETBIT", "b", "x", "1"), ("SETBIT", "b", "1", "2"),
+    ("SETBIT", "b", "1"), ("SETBIT", "b", "0012", "1"),
+    ("GEOADD", "g", "13.361389", "38.115556", "Palermo"),
+    ("GEOADD", "g", "13.361389", "38.115556", "Palermo"),
+    ("geoadd", "g", "15.087269", "37.502669", "Catania"),
+    ("GEOADD", "g", "1e1", "2.5e1", "sci"), ("GEOADD", "g", "200", "10", "far"),
+    ("GEOADD", "g", "x", "10", "bad"), ("GEOADD", "g", "NX", "CH", "1", "2", "m", "3", "4", "n"),
+    ("GEOADD", "b", "1", "2", "wrongtype"), ("GEOADD", "g", "1", "2"),
+    ("GeoAdd", "g", "0", "0", "zero"),
+    ("XADD", "x", "1-1", "f", "v"), ("XADD", "x", "1-1", "f", "v"), ("xadd", "x", "1-*", "f", "w"),
+    ("XADD", "x", "MAXLEN", "=", "2", "5-0", "a", "b"), ("XADD", "x", "2-0", "f"),
+    ("XADD", "g", "3-0", "f", "v"), ("XADD", "nomk", "NOMKSTREAM", "*", "f", "v"),
+    ("XADD", "x", "9-0", "f", "v", "g", "w"), ("Xadd", "x", "0-0", "f", "v"),
+    ("GEOADD", "g", "13.361389", "38.115556", "Palermo"), ("SETBIT", "b", "7", "1"),
+    ("SETBIT", "g", "1", "1"), ("SETBIT", "x", "1", "1"),
+]
+
+
+@pytest.mark.parametrize("protocol", [2, 3])
+def test_handled_writes_answer_as_redis(wire, protocol):
+    wire(batch=REQUESTS, protocol=protocol)
+
+
+def _run_like_a_connection(engine: Engine, session, requests: list[list[bytes]]) -> tuple[
+        bytes, list[list[bytes]]]:
+    """The requests as a read of a connection serves them: the lane while it takes them, the
+    general path for each one it leaves. Returns the replies and the requests left."""
+    lane = engine.plain_lane
+    out: list[bytes] = []
+    left = []
+    position = 0
+    while position < len(requests):
+        assert lane.open_for(session)
+        end = lane.run(session, requests, position, out)
+        if end < len(requests):
+            left.append(requests[end])
+            out.append(encode(engine.execute(session, requests[end]), session.resp3))
+            end += 1
+        position = end
+    return b"".join(out), left
+
+
+def _state(engine: Engine, propagated: list) -> tuple:
+    session = engine.new_session()
+    keyspace = engine.keyspace
+    info = engine.execute(session, [b"INFO", b"errorstats"])
+    # calls, errors, and LATENCY HISTOGRAM's count of calls
+    stats = {name: (command.calls, command.failed_calls, command.rejected_calls,
+                    sum(command.histogram or ()) + sum(command.histogram_tail.values()))
+             for name, command in engine.table.items() if command.calls}
+    return (engine.execute(session, [b"DEBUG", b"DIGEST"]), keyspace.used_memory(),
+            dict(keyspace.dbs[0].sizes), keyspace.hits, keyspace.misses, engine.dirty,
+            stats, info, engine.stats.commands_processed, propagated,
+            [engine.execute(session, [b"OBJECT", b"ENCODING", key]) for key in (b"b", b"g", b"x")])
+
+
+def test_lane_runs_handled_writes_as_the_general_path_does():
+    """Replies, data (DEBUG DIGEST), the memory estimate, hits, dirty, commandstats,
+    errorstats and what is propagated (GEOADD as its ZADD, XADD with the ID it chose) end
+    the same whether the lane or ``Engine.execute`` ran the requests."""
+    requests = [[part.encode() for part in request] for request in REQUESTS]
+    requests += [[b"XADD", b"x", b"*", b"f", b"v"], [b"XADD", b"x", b"*", b"f", b"v"],
+                 [b"XADD", b"auto", b"*", b"f", b"v"]]
+    results = []
+    for through_lane in (True, False):
+        engine = Engine(Config(save=(), enable_debug_command="yes"))
+        engine.keyspace.clock = lambda: NOW_S
+        propagated: list = []
+        engine.propagate_listeners.append(
+            lambda db, argv, log=propagated: log.append((db, list(argv))))
+        session = engine.new_session()
+        if through_lane:
+            replies, left = _run_like_a_connection(engine, session, requests)
+            # Only wrong arities and names spelled otherwise than upper, lower or capitalized
+            assert left == [[b"SetBit", b"b", b"7", b"0"], [b"SETBIT", b"b", b"1"],
+                            [b"GEOADD", b"g", b"1", b"2"], [b"GeoAdd", b"g", b"0", b"0", b"zero"],
+                            [b"XADD", b"x", b"2-0", b"f"]]
+        else:
+            replies = b"".join(encode(engine.execute(session, argv), session.resp3)
+                               for argv in requests)
+        results.append((replies, session.last_command, _state(engine, propagated)))
+    assert results[0] == results[1]
+    propagated = results[0][2][-2]
+    assert (0, [b"zadd", b"g", b"3479099956230698", b"Palermo"]) in propagated
+    assert (0, [b"XADD", b"auto", b"1700000000000-0", b"f", b"v"]) in propagated
+    assert (0, [b"XADD", b"x", b"1700000000000-1", b"f", b"v"]) in propagated
+
+
+def test_pipelined_handled_writes_are_routed_through_the_lane(kvrepl_server, r, monkeypatch):
+    """What ``redis-benchmark`` sends of GEOADD, SETBIT and XADD goes through the lane (counted
+    at the lane), replicas get what the general path propagates, and commandstats count
+    each request once."""
+    routed: list[int] = []
+    run = PlainLane.run
+
+    def counted(self, session, requests, start, out, raw=None):
+        end = run(self, session, requests, start, out, raw)
+        routed.append(end - start)
+        return end
+
+    seen: list[list[bytes]] = []
+    engine = kvrepl_server.engine
+    listen = lambda db, argv: seen.append(list(argv))  # noqa: E731
+    r.config_resetstat()
+    monkeypatch.setattr(PlainLane, "run", counted)
+    engine.propagate_listeners.append(listen)
+    try:
+        client = RawClient(kvrepl_server.port)
+        client.sock.sendall(b"".join(
+            pack("GEOADD", "k", "13.361389", "38.115556", f"m:{i % 2}")
+            + pack("SETBIT", f"key:{i % 3}", "7", "1") + pack("XADD", "s", "*", "f", "v")
+            for i in range(6)))
+        replies = client.read(18)
+        client.close()
+    finally:
+        engine.propagate_listeners.remove(listen)
+    assert sum(routed) == 18
+    assert replies.startswith(b":1\r\n:0\r\n$")
+    # GEOADD: two new members, then none; SETBIT: the old bit, 0 for each key's first
+    assert replies.count(b":0\r\n") == 4 + 3 and replies.count(b":1\r\n") == 2 + 3
+    assert [argv[0] for argv in seen] == ([b"zadd", b"SETBIT", b"XADD"] * 2 + [b"SETBIT"]
+                                          + [b"XADD"] * 4)
+    assert seen[0] == [b"zadd", b"k", b"3479099956230698", b"m:0"]
+    ids = [argv[2] for argv in seen if argv[0] == b"XADD"]
+    assert len(set(ids)) == 6 and all(b"-" in i and i != b"*" for i in ids)
+    stats = r.info("commandstats")
+    assert {name: stats[f"cmdstat_{name}"]["calls"] for name in HANDLED} == {
+        "setbit": 6, "geoadd": 6, "xadd": 6}
+    assert r.xlen("s") == 6
+
+
+def test_keyspace_events_of_handled_writes_in_the_lane(kvrepl_server, r, configure):
+    """Their events (classes the lane does not gate: the handlers fire them) still reach
+    subscribers when the requests run in the lane."""
+    configure("notify-keyspace-events", "KEz")
+    listener = RawClient(kvrepl_server.port)
+    listener.call("PSUBSCRIBE", "__key*__:*")
+    client = RawClient(kvrepl_server.port)
+    assert kvrepl_server.engine.plain_lane.open_for(kvrepl_server.engine.new_session())
+    client.sock.sendall(pack("GEOADD", "geo", "1", "2", "a") + pack("XADD", "st", "1-1", "f", "v")
+                        + pack("GEOADD", "geo", "1", "2", "a"))
+    assert client.read(3) == b":1\r\n$3\r\n1-1\r\n:0\r\n"
+    events = listener.read(2)
+    assert b"__keyspace@0__:geo\r\n$4\r\nzadd" in events
+    assert b"__keyevent@0__:zadd\r\n$3\r\ngeo" in events
+    client.close()
+    listener.close()
+
+
+def test_restricted_users_and_keys_with_a_ttl_leave_handled_writes_to_the_general_path():
+    engine = Engine(Config(save=()))
+    admin = engine.new_session()
+    for argv in ([b"ACL", b"SETUSER", b"u", b"on", b"nopass", b"~g*", b"+@all"],
+                 [b"SET", b"t", b"v", b"EX", b"100"]):
+        assert not isinstance(engine.execute(admin, argv), Exception)
+    user = engine.new_session()
+    assert not isinstance(engine.execute(user, [b"AUTH", b"u", b"any"]), Exception)
+    geoadd = [[b"GEOADD", b"g", b"1", b"2", b"m"]]
+    lane = engine.plain_lane
+    assert lane.open_for(user) and lane.run(user, geoadd, 0, []) == 0
+    assert lane.run(admin, [[b"SETBIT", b"t", b"1", b"1"]], 0, []) == 0
+    out: list[bytes] = []
+    assert lane.run(admin, geoadd, 0, out) == 1 and out == [b":1\r\n"]
+
+
+def test_every_handled_command_keeps_the_lane_rules():
+    """Each handled command touches its first key only (the one the lane checks for a TTL)
+    and is a write that may run in the lane."""
+    engine = Engine(Config(save=()))
+    for name in HANDLED:
+        command = engine.table[name.encode()]
+        assert command.is_write and command.spec.key_specs
+        assert not command.remeasures or command.remeasures_first
+
+
+async def test_handled_writes_reach_the_stream_and_replicas_as_the_general_path_sends_them():
+    """A read of handled writes, one of each (SETBIT, GEOADD, XADD *, an unchanged GEOADD):
+    the replication stream carries exactly what the general path propagates (GEOADD as its
+    ZADD, XADD with its ID, nothing for the write that changed nothing) and the replica ends
+    with the master's data."""
+    import trio
+
+    import kvrepl
+    from kvrepl.replication.master import encode_commands
+
+    async with kvrepl.Master(port=0) as master, kvrepl.Replica(follow=master) as replica:
+        await replica.wait_synced()
+        replication = master.replication
+        stream = await trio.open_tcp_stream("127.0.0.1", master.port)
+        before = replication.master_repl_offset
+        await stream.send_all(pack("SETBIT", "b", "9", "1")
+                              + pack("GEOADD", "g", "13.361389", "38.115556", "p")
+                              + pack("XADD", "x", "*", "f", "v")
+                              + pack("GEOADD", "g", "13.361389", "38.115556", "p"))
+        answer = b""
+        while answer.count(b"\r\n") < 5:
+            answer += await stream.receive_some(4096)
+        assert answer.startswith(b":0\r\n:1\r\n$") and answer.endswith(b"\r\n:0\r\n")
+        entry_id = answer.split(b"\r\n")[3]
+        tail = replication.backlog.read_from(before + 1)
+        written = encode_commands([[b"SETBIT", b"b", b"9", b"1"],
+                                   [b"zadd", b"g", b"3479099956230698", b"p"],
+                                   [b"XADD", b"x", entry_id, b"f", b"v"]])
+        assert tail.endswith(written) and tail[:-len(written)] in (b"", _SELECT_0)
+        await stream.aclose()
+        await replica.wait_synced()
+        digest = [b"DEBUG", b"DIGEST-VALUE", b"b", b"g", b"x"]
+        ours = master.engine.execute(master.engine.new_session(), digest)
+        assert isinstance(ours, list) and len(set(ours)) == 3, ours
+        assert replica.engine.execute(replica.engine.new_session(), digest) == ours
+
+
+_SELECT_0 = b"*2\r\n$6\r\nSELECT\r\n$1\r\n0\r\n"
+
+
+def test_handled_writes_keep_the_general_lane_when_the_plain_lane_is_closed(monkeypatch):
+    """A read starting with a handled write goes to the general lane, which hands runs of
+    them to the plain lane while it is open, and calls them itself while it is closed (a
+    blocked client, WATCH, a snapshot...), never leaving them to the slower Engine.execute."""
+    from kvrepl.commands.dispatch import GeneralLane
+
+    taken: list[int] = []
+    run = PlainLane.run
+
+    def counted(self, session, requests, start, out, raw=None):
+        end = run(self, session, requests, start, out, raw)
+        taken.append(end - start)
+        return end
+
+    monkeypatch.setattr(PlainLane, "run", counted)
+    engine = Engine(Config(save=()))
+    session = engine.new_session()
+    general = GeneralLane(engine)
+    requests = [[b"SETBIT", b"b", b"7", b"1"], [b"GEOADD", b"g", b"1", b"2", b"m"],
+                [b"INCR", b"n"], [b"XADD", b"x", b"1-1", b"f", b"v"], [b"GET", b"n"]]
+    replies = []
+    for closed in (False, True):
+        engine.execute(session, [b"FLUSHALL"])
+        engine.keyspace.gates.set("a test's", closed)
+        out: list[bytes] = []
+        assert general.run(session, requests, 0, out) == (len(requests), None, None)
+        replies.append(b"".join(out))
+    assert taken == [2, 2]  # SETBIT and GEOADD, then XADD and GET; nothing while closed
+    assert replies[0] == replies[1] == b":0\r\n:1\r\n:1\r\n$3\r\n1-1\r\n$1\r\n1\r\n"
