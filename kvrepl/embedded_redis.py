@@ -34,7 +34,7 @@ import trio
 from redis._parsers.helpers import parse_set_result
 from redis._parsers.hiredis import NOT_ENOUGH_DATA as _NOT_ENOUGH_DATA
 from redis.connection import AbstractConnection
-from redis.exceptions import ResponseError
+from redis.exceptions import DataError, ResponseError
 
 from kvrepl.commands.core import Session
 from kvrepl.direct_reads import direct_get
@@ -129,8 +129,19 @@ class InProcessConnection(AbstractConnection):
 
     def key(self, value: object) -> bytes:
         """An argument as redis-py's encoder makes it (DataError for None, a bool...)."""
-        value = self.encoder.encode(value)
+        value = self._encode(value, ("GET", value))
         return value if type(value) is bytes else bytes(value)
+
+    def _encode(self, value: object, args: tuple) -> bytes | memoryview:
+        """``value`` encoded; for one redis-py cannot send, the DataError its own packer
+        raises for ``args`` over TCP: the encoder's message, or with redis-py 8.1 and hiredis
+        (Python 3.10's pin), hiredis's "A tuple item must be ...", whose packer skips the
+        encoder."""
+        try:
+            return self.encoder.encode(value)
+        except DataError:
+            self._command_packer.pack(*args)
+            raise
 
     def repr_pieces(self) -> list[tuple[str, object]]:
         """What ``repr()`` shows: the node's kind and the db."""
@@ -166,7 +177,7 @@ class InProcessConnection(AbstractConnection):
             elif kind is str:
                 argv.append(arg.encode(encoder.encoding, encoder.encoding_errors))
             else:
-                arg = encoder.encode(arg)
+                arg = self._encode(arg, args)
                 argv.append(arg if type(arg) is bytes else bytes(arg))
         return argv
 
