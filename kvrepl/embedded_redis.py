@@ -34,7 +34,7 @@ import trio
 from redis._parsers.helpers import parse_set_result
 from redis._parsers.hiredis import NOT_ENOUGH_DATA as _NOT_ENOUGH_DATA
 from redis.connection import AbstractConnection
-from redis.exceptions import ResponseError
+from redis.exceptions import DataError, ResponseError
 
 from kvrepl.commands.core import Session
 from kvrepl.direct_reads import direct_get
@@ -129,8 +129,19 @@ class InProcessConnection(AbstractConnection):
 
     def key(self, value: object) -> bytes:
         """An argument as redis-py's encoder makes it (DataError for None, a bool...)."""
-        value = self.encoder.encode(value)
+        try:
+            value = self.encoder.encode(value)
+        except DataError:
+            self._refuse(("GET", value))
+            raise
         return value if type(value) is bytes else bytes(value)
+
+    def _refuse(self, args: tuple) -> None:
+        """Raise the DataError redis-py's own packer raises for ``args`` over TCP (the
+        encoder refused one): the encoder's message, or with redis-py 8.1 and hiredis
+        (Python 3.10's pin), hiredis's "A tuple item must be ...", as that packer skips
+        the encoder."""
+        self._command_packer.pack(*args)
 
     def repr_pieces(self) -> list[tuple[str, object]]:
         """What ``repr()`` shows: the node's kind and the db."""
@@ -166,7 +177,11 @@ class InProcessConnection(AbstractConnection):
             elif kind is str:
                 argv.append(arg.encode(encoder.encoding, encoder.encoding_errors))
             else:
-                arg = encoder.encode(arg)
+                try:
+                    arg = encoder.encode(arg)
+                except DataError:
+                    self._refuse(args)
+                    raise
                 argv.append(arg if type(arg) is bytes else bytes(arg))
         return argv
 

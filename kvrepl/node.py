@@ -11,6 +11,7 @@ store is atomic. Only what waits is ``async``.
 
 from __future__ import annotations
 
+import inspect
 import math
 import os
 import socket
@@ -711,7 +712,9 @@ class Master(Node):
     """A node that accepts writes; replicas (kvrepl or redis-server) follow it."""
 
 
-Master.__doc__ = f"{Master.__doc__}\n\n    {Node.__doc__}"  # how to configure one
+# How to configure one. Node's doc cleaned first: Python 3.13 strips docstrings' indentation
+# when compiling, earlier versions keep it.
+Master.__doc__ = f"{Master.__doc__}\n\n{inspect.cleandoc(Node.__doc__ or '')}"
 
 
 class Replica(Node):

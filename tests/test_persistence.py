@@ -819,11 +819,13 @@ async def test_loads_freeze_the_dataset_when_a_policy_is_installed(
 def test_loads_leave_the_collector_alone_without_a_policy(tmp_path: Path) -> None:
     import gc
 
-    write_rdb(tmp_path / "dump.rdb", [(0, b"h", {b"f": b"v"}, None)])
+    write_rdb(tmp_path / "dump.rdb", [(0, b"l", deque([b"a"]), None)])
     engine, _ = make_engine(tmp_path)
-    frozen = gc.get_freeze_count()
     persistence.load_file(engine)
-    assert gc.get_freeze_count() == frozen
+    # Not frozen: the collector still sees the loaded value. (Not gc.get_freeze_count():
+    # objects an earlier test froze may die meanwhile and lower it, as they did on 3.12.)
+    loaded = engine.keyspace.dbs[0].data[b"l"]  # a deque: always tracked
+    assert gc.is_tracked(loaded) and any(o is loaded for o in gc.get_objects())
 
 
 # -- MISCONF after a failed BGSAVE (stop-writes-on-bgsave-error) --------------------------------
