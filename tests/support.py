@@ -353,6 +353,23 @@ NOW_MS = NOW_S * 1000
 Compare = Callable[..., object]
 
 
+
+def lane_runs(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Wrap ``PlainLane.run`` for the test: the list it returns gets how many requests each
+    call of the plain lane took (0 when it took none)."""
+    from kvrepl.commands.plain import PlainLane
+
+    runs: list[int] = []
+    run = PlainLane.run
+
+    def counted(self, session, requests, start, out, raw=None):
+        end = run(self, session, requests, start, out, raw)
+        runs.append(end - start)
+        return end
+
+    monkeypatch.setattr(PlainLane, "run", counted)
+    return runs
+
 def argv(*args: object) -> list[bytes]:
     """Command arguments as bytes: ``argv("SET", "k", 1) == [b"SET", b"k", b"1"]``."""
     return [a if isinstance(a, bytes) else str(a).encode() for a in args]

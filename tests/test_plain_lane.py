@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 
 import redis
-from support import RawClient, pack, poll
+from support import RawClient, lane_runs, pack, poll
 
 from kvrepl.commands.core import Engine
 from kvrepl.commands.plain import PlainLane
@@ -383,17 +383,9 @@ def test_single_get_and_set_and_the_master_link_take_strings_changed_in_place():
 def test_pipelined_gets_of_bitmaps_are_routed_through_the_lane(kvrepl_server, r, monkeypatch):
     """What ``redis-benchmark GET`` sends after SETBIT over the same keys goes through the
     lane, not the general path (counted at the lane), with the bytes SETBIT left."""
-    routed: list[int] = []
-    run = PlainLane.run
-
-    def counted(self, session, requests, start, out, raw=None):
-        end = run(self, session, requests, start, out, raw)
-        routed.append(end - start)
-        return end
-
     r.setbit("bm:1", 7, 1)
     r.setbit("bm:2", 15, 1)
-    monkeypatch.setattr(PlainLane, "run", counted)
+    routed = lane_runs(monkeypatch)
     client = RawClient(kvrepl_server.port)
     client.sock.sendall(b"".join(pack("GET", f"bm:{i % 2 + 1}") for i in range(16)))
     assert client.read(16) == b"$1\r\n\x01\r\n$2\r\n\x00\x01\r\n" * 8

@@ -10,10 +10,10 @@ requests run one by one through ``Engine.execute``.
 from __future__ import annotations
 
 import pytest
-from support import NOW_S, RawClient, pack
+from support import NOW_S, RawClient, lane_runs, pack
 
 from kvrepl.commands.core import Engine
-from kvrepl.commands.plain import HANDLED, PlainLane
+from kvrepl.commands.plain import HANDLED
 from kvrepl.config import Config
 from kvrepl.protocol.replies import encode
 
@@ -114,19 +114,11 @@ def test_pipelined_handled_writes_are_routed_through_the_lane(kvrepl_server, r, 
     """What ``redis-benchmark`` sends of GEOADD, SETBIT and XADD goes through the lane (counted
     at the lane), replicas get what the general path propagates, and commandstats count
     each request once."""
-    routed: list[int] = []
-    run = PlainLane.run
-
-    def counted(self, session, requests, start, out, raw=None):
-        end = run(self, session, requests, start, out, raw)
-        routed.append(end - start)
-        return end
-
     seen: list[list[bytes]] = []
     engine = kvrepl_server.engine
     listen = lambda db, argv: seen.append(list(argv))  # noqa: E731
     r.config_resetstat()
-    monkeypatch.setattr(PlainLane, "run", counted)
+    routed = lane_runs(monkeypatch)
     engine.propagate_listeners.append(listen)
     try:
         client = RawClient(kvrepl_server.port)
@@ -243,15 +235,7 @@ def test_handled_writes_keep_the_general_lane_when_the_plain_lane_is_closed(monk
     blocked client, WATCH, a snapshot...), never leaving them to the slower Engine.execute."""
     from kvrepl.commands.dispatch import GeneralLane
 
-    taken: list[int] = []
-    run = PlainLane.run
-
-    def counted(self, session, requests, start, out, raw=None):
-        end = run(self, session, requests, start, out, raw)
-        taken.append(end - start)
-        return end
-
-    monkeypatch.setattr(PlainLane, "run", counted)
+    taken = lane_runs(monkeypatch)
     engine = Engine(Config(save=()))
     session = engine.new_session()
     general = GeneralLane(engine)
