@@ -215,14 +215,25 @@ class RedisClusterNodes:
         return [n for n in self.nodes if n.process.poll() is None]
 
     def wait_ok(self, within: float = 30.0) -> None:
-        """Until every live node says ``cluster_state:ok`` and they agree on who serves
-        which slots (each view covers all 16384)."""
+        """Until every live node says ``cluster_state:ok``, knows every other live node
+        (past the handshake: a node just added is not known at once, and redis-cli's
+        ``--cluster reshard`` refuses a node its seed does not know), and they agree on who
+        serves which slots (each view covers all 16384)."""
         def agreed() -> bool:
             views = set()
-            for node in self.live():
+            clients = [raw_replies(node.client(socket_timeout=2)) for node in self.live()]
+            try:
+                ids = {client.execute_command("CLUSTER MYID") for client in clients}
+            except redis.RedisError:
+                return False
+            for client in clients:
                 try:
-                    client = raw_replies(node.client(socket_timeout=2))
                     if b"cluster_state:ok" not in client.execute_command("CLUSTER INFO"):
+                        return False
+                    known = {line.split()[0] for line in
+                             client.execute_command("CLUSTER NODES").splitlines()
+                             if b"handshake" not in line.split()[2]}
+                    if not ids <= known:
                         return False
                     slots = client.execute_command("CLUSTER SLOTS")
                 except redis.RedisError:
@@ -256,8 +267,11 @@ class RedisClusterNodes:
 
     def cli(self, *args: str, timeout: float = 120) -> str:
         """Run ``redis-cli`` (e.g. ``--cluster reshard ...``) and return its output."""
-        done = subprocess.run(["redis-cli", *self._auth(), *args], check=True, capture_output=True, text=True,
-                              timeout=timeout)
+        done = subprocess.run(["redis-cli", *self._auth(), *args], capture_output=True,
+                              text=True, timeout=timeout)
+        if done.returncode:  # what redis-cli said, in the failure
+            raise AssertionError(f"redis-cli {' '.join(args)} exited with {done.returncode}:\n"
+                                 f"{done.stdout}{done.stderr}")
         return done.stdout
 
     def seeds(self) -> list[tuple[str, int]]:
