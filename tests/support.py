@@ -618,22 +618,21 @@ class Certs:
 
     def __init__(self) -> None:
         self.dir = Path(tempfile.mkdtemp(prefix="kvrepl-tls-"))
+        self.ca, self.cert, self.key = self._issue("", "server", "127.0.0.1", "localhost")
+        self.other_ca, self.other_cert, self.other_key = self._issue("other-", "other",
+                                                                     "127.0.0.1")
+
+    def _issue(self, ca_prefix: str, name: str, *hosts: str) -> tuple[Path, Path, Path]:
+        """A new CA and a certificate it issued for ``hosts``, written to files: the CA's,
+        the certificate's and its key's paths."""
         ca = trustme.CA()
-        cert = ca.issue_cert("127.0.0.1", "localhost")
-        self.ca = self.dir / "ca.crt"
-        self.cert = self.dir / "server.crt"
-        self.key = self.dir / "server.key"
-        ca.cert_pem.write_to_path(str(self.ca))
-        cert.private_key_pem.write_to_path(str(self.key))
-        cert.cert_chain_pems[0].write_to_path(str(self.cert))
-        other = trustme.CA()
-        stranger = other.issue_cert("127.0.0.1")
-        self.other_ca = self.dir / "other-ca.crt"
-        self.other_cert = self.dir / "other.crt"
-        self.other_key = self.dir / "other.key"
-        other.cert_pem.write_to_path(str(self.other_ca))
-        stranger.private_key_pem.write_to_path(str(self.other_key))
-        stranger.cert_chain_pems[0].write_to_path(str(self.other_cert))
+        cert = ca.issue_cert(*hosts)
+        paths = (self.dir / f"{ca_prefix}ca.crt", self.dir / f"{name}.crt",
+                 self.dir / f"{name}.key")
+        ca.cert_pem.write_to_path(str(paths[0]))
+        cert.cert_chain_pems[0].write_to_path(str(paths[1]))
+        cert.private_key_pem.write_to_path(str(paths[2]))
+        return paths
 
     def options(self) -> dict[str, object]:
         return {"tls_cert_file": str(self.cert), "tls_key_file": str(self.key),

@@ -209,6 +209,7 @@ MISCONF = (
     "configured to report errors during writes if RDB snapshotting fails "
     "(stop-writes-on-bgsave-error option). Please check the Redis logs for details about the "
     "RDB error.")
+NOREPLICAS = "NOREPLICAS Not enough good replicas to write."
 
 
 class Command:
@@ -1013,7 +1014,7 @@ class Engine:
                 and config.stop_writes_on_bgsave_error and config.save:
             return ReplyError(MISCONF)
         if is_write and self.too_few_replicas():
-            return ReplyError("NOREPLICAS Not enough good replicas to write.")
+            return ReplyError(NOREPLICAS)
         if is_write and self._read_only:
             return ReplyError("READONLY You can't write against a read only replica.")
         return None

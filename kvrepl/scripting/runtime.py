@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from lupa import lua51
 
-from kvrepl.commands.core import MISCONF, Block, Session
+from kvrepl.commands.core import MISCONF, NOREPLICAS, Block, Session
 from kvrepl.commands.eviction import OOM
 from kvrepl.commands.spec import CommandSpec
 from kvrepl.errors import ReplyError
@@ -476,7 +476,7 @@ class LuaState:
                     and config.save:
                 return ReplyError(MISCONF)
             if engine.too_few_replicas():
-                return ReplyError("NOREPLICAS Not enough good replicas to write.")
+                return ReplyError(NOREPLICAS)
         # scriptVerifyOOM: until the script wrote, as the node was full when it started
         if ctx.out_of_memory and cmd.denyoom and not ctx.write_dirty:
             return ReplyError(OOM)

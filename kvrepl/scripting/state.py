@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from kvrepl.commands.args import parse_int
+from kvrepl.commands.core import NOREPLICAS
 from kvrepl.errors import ReplyError
 from kvrepl.log import logger
 from kvrepl.scripting.runtime import (
@@ -236,7 +237,7 @@ class ScriptingState:
                 raise ReplyError(
                     "ERR Can not execute a script with write flag using *_ro command.")
             if engine.too_few_replicas():
-                raise ReplyError("NOREPLICAS Not enough good replicas to write.")
+                raise ReplyError(NOREPLICAS)
         if out_of_memory and FLAG_ALLOW_OOM not in flags and FLAG_NO_WRITES not in flags:
             raise ReplyError("OOM allow-oom flag is not set on the script, can not run it "
                              "when used memory > 'maxmemory'")
