@@ -458,12 +458,12 @@ class Stream:
         tail.bound += (total + 4 * n + 30 if total < 4096 and n < 120  # entry_bound, inlined
                        else entry_bound(total, n))
         entries = self._entries
+        if not entries:
+            self.first_id = entry_id
         entries[entry_id] = fields
         self._ids.append(entry_id)
         self.entries_added += 1
         self.last_id = entry_id
-        if len(entries) == 1:
-            self.first_id = entry_id
 
     def _pop_first(self) -> tuple[StreamID, list[bytes]]:
         """Remove the first live entry (trimming)."""
