@@ -134,7 +134,8 @@ class StreamNode:
     Live entries are in the stream's ``entries``, between ``master_id`` and ``last_id``.
 
     ``lp_bytes`` is sized lazily: it holds the first ``sized`` live entries; the newer ones
-    are only in ``bound``, an upper bound of ``lp_bytes`` with them (:func:`entry_bound`).
+    are only in ``bound``, an upper bound of ``lp_bytes`` with them (:func:`entry_bound`
+    each, and the count's growth once).
     XADD compares ``bound`` with ``stream-node-max-bytes`` and has the stream size the
     entries exactly (:meth:`Stream.settle`) only when the bound could reach the limit, or
     before a deletion changes the node: a node that closes on ``stream-node-max-entries``
@@ -154,7 +155,7 @@ class StreamNode:
         self.last_id = master_id
         self.dead: dict[StreamID, list[bytes]] = {}
         self.sized = 0
-        self.bound = self.lp_bytes
+        self.bound = self.lp_bytes + _GROWTH_RESERVE
 
     def copy(self) -> StreamNode:
         new = StreamNode.__new__(StreamNode)
@@ -170,7 +171,7 @@ class StreamNode:
         assert self.sized == self.count
         self.lp_bytes += (lp_int_size(count) - lp_int_size(self.count)
                           + lp_int_size(deleted) - lp_int_size(self.deleted))
-        self.bound = self.lp_bytes
+        self.bound = self.lp_bytes + _GROWTH_RESERVE
         self.count = self.sized = count
         self.deleted = deleted
 
@@ -178,7 +179,8 @@ class StreamNode:
         """The counts and size of a listpack read whole (an RDB node)."""
         self.count = self.sized = count
         self.deleted = deleted
-        self.lp_bytes = self.bound = lp_bytes
+        self.lp_bytes = lp_bytes
+        self.bound = lp_bytes + _GROWTH_RESERVE
 
     def entry_size(self, entry_id: StreamID, fields: Sequence[bytes]) -> int:
         """The bytes streamAppendItem adds to this listpack for one entry (flags, ID deltas,
@@ -205,13 +207,21 @@ class StreamNode:
 
 
 def entry_bound(total: int, n: int) -> int:
-    """An upper bound of what :meth:`StreamNode.entry_size` plus the live count's growth
-    can be for ``n`` fields and values of ``total`` bytes: each field or value takes at
-    most its length + 4 bytes below 4096 (+ 10 above), flags 2, each ID delta 10, the
-    field count and lp-count 2 each below 120 fields (10 above), the count's growth 4."""
-    if total < 4096 and n < 120:
-        return total + 4 * n + 30
-    return total + 10 * n + 46
+    """An upper bound of :meth:`StreamNode.entry_size` for ``n`` fields and values of
+    ``total`` bytes: each field or value takes at most its length + 2 bytes below 64, + 4
+    below 4096 (+ 10 above), flags 2, each ID delta 10, the field count and lp-count 2
+    each below 120 fields (10 above)."""
+    if n < 120:
+        if total < 64:
+            return total + 2 * n + 26
+        if total < 4096:
+            return total + 4 * n + 26
+    return total + 10 * n + 42
+
+
+# How much a node's lpBytes may grow with its live count, all the way up (_COUNT_GROWTH's
+# sum): a node's ``bound`` keeps it in reserve once, instead of each entry.
+_GROWTH_RESERVE = 8
 
 
 # How much a listpack integer grows from n to n + 1 (the node's live count).
@@ -420,7 +430,8 @@ class Stream:
         for entry_id in ids[high - unsized:high]:
             size += entry_size(entry_id, entries[entry_id]) + _COUNT_GROWTH.get(count, 0)
             count += 1
-        node.lp_bytes = node.bound = size
+        node.lp_bytes = size
+        node.bound = size + _GROWTH_RESERVE
         node.sized = count
 
     def radix_tree_nodes(self) -> int:
@@ -455,7 +466,7 @@ class Stream:
         tail.count += 1
         tail.last_id = entry_id
         n = len(fields)
-        tail.bound += (total + 4 * n + 30 if total < 4096 and n < 120  # entry_bound, inlined
+        tail.bound += (total + 2 * n + 26 if total < 64 and n < 120  # entry_bound's first case
                        else entry_bound(total, n))
         entries = self._entries
         if not entries:
