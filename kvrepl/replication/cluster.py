@@ -467,7 +467,8 @@ class ShardLink(ReplicaOf):
         # then merging skips the search (~45 ms a shard of 333k keys).
         disjoint = not stray and not ownership.moving and (
             self.loaded_once or not ownership.released)
-        db.merge_loaded(fresh, fresh_expires, disjoint=disjoint)
+        db.merge_loaded(fresh, fresh_expires, disjoint=disjoint,
+                        strings_size=staged.strings_size(0))
         # Redis's full sync forgets every key its clients gave a TTL (emptyData(-1)): a
         # key of that name from the master is the master's to expire. A shard's replaces
         # the keys it held and those of its snapshot, so it forgets those and no other
