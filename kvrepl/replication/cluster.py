@@ -791,16 +791,22 @@ class ClusterFollower:
                 return
 
     async def _wait_links(self, links: list[ShardLink]) -> None:
-        for link in links:
-            await link.synced.wait()
-            try:
-                info = await self.query(link.host, link.port, [b"INFO", b"replication"])
-            except (OSError, trio.BrokenResourceError, trio.TooSlowError):
-                await self.layout_changed.wait()  # gone: its successor is waited for
-                return
-            offset = _info_field(info, b"master_repl_offset")
-            if offset is not None and link.replication.replid == _info_text(info, b"master_replid"):
-                await link.wait_offset(offset)
+        # Each shard's primary is asked as soon as its own link is up, all at once: asked
+        # one after another, the last shard's question waited for the others' answers.
+        async with trio.open_nursery() as nursery:
+            for link in links:
+                nursery.start_soon(self._wait_link, link)
+
+    async def _wait_link(self, link: ShardLink) -> None:
+        await link.synced.wait()
+        try:
+            info = await self.query(link.host, link.port, [b"INFO", b"replication"])
+        except (OSError, trio.BrokenResourceError, trio.TooSlowError):
+            await self.layout_changed.wait()  # gone: its successor is waited for
+            return
+        offset = _info_field(info, b"master_repl_offset")
+        if offset is not None and link.replication.replid == _info_text(info, b"master_replid"):
+            await link.wait_offset(offset)
 
     async def _unless_layout_changes(self, wait: Callable[..., Awaitable[None]],
                                      *args: object) -> bool:
