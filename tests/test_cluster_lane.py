@@ -17,10 +17,12 @@ from hypothesis import strategies as st
 from kvrepl.errors import ReplyError
 from kvrepl.node import Node
 from kvrepl.rdb import LoadResult, StagedLoad
+from kvrepl.rdb.writer import dumps
 from kvrepl.replication.cluster import Cluster, ClusterFollower, ShardLink
 from kvrepl.replication.handshake import StreamBatch
 from kvrepl.replication.stream import encode_command
 from kvrepl.replication.topology import SLOTS, Shard, key_slot, keys_in_slots, slot_table
+from kvrepl.store.database import Keyspace
 
 HALF = SLOTS // 2
 
@@ -202,9 +204,14 @@ def test_with_a_changes_stream_the_lane_runs_and_each_change_names_its_shard() -
 
 def _load(link: ShardLink, strings: dict[bytes, bytes], others: dict[bytes, object],
           expires: dict[bytes, int]) -> None:
+    """A full sync of ``link`` from a snapshot of these keys (as an RDB, parsed as a
+    link parses its payload)."""
+    snapshot = Keyspace(1)
+    snapshot.dbs[0].data.update({**strings, **others})
+    snapshot.dbs[0].expires.update(expires)
     staged = StagedLoad(1, drop_expired=False, now_ms=0)
-    staged.fresh[0] = ({**strings, **others}, expires)
-    link._load_target(staged, LoadResult())
+    staged.feed(dumps(snapshot))
+    link._load_target(staged, staged.finish())
 
 
 def test_a_shard_full_sync_measures_what_a_recount_would_and_records_foreign_keys() -> None:

@@ -467,7 +467,8 @@ class ShardLink(ReplicaOf):
         # then merging skips the search (~45 ms a shard of 333k keys).
         disjoint = not stray and not ownership.moving and (
             self.loaded_once or not ownership.released)
-        db.merge_loaded(fresh, fresh_expires, disjoint=disjoint)
+        db.merge_loaded(fresh, fresh_expires, disjoint=disjoint,
+                        strings_size=staged.strings_size(0))
         # Redis's full sync forgets every key its clients gave a TTL (emptyData(-1)): a
         # key of that name from the master is the master's to expire. A shard's replaces
         # the keys it held and those of its snapshot, so it forgets those and no other
@@ -790,16 +791,22 @@ class ClusterFollower:
                 return
 
     async def _wait_links(self, links: list[ShardLink]) -> None:
-        for link in links:
-            await link.synced.wait()
-            try:
-                info = await self.query(link.host, link.port, [b"INFO", b"replication"])
-            except (OSError, trio.BrokenResourceError, trio.TooSlowError):
-                await self.layout_changed.wait()  # gone: its successor is waited for
-                return
-            offset = _info_field(info, b"master_repl_offset")
-            if offset is not None and link.replication.replid == _info_text(info, b"master_replid"):
-                await link.wait_offset(offset)
+        # Each shard's primary is asked as soon as its own link is up, all at once: asked
+        # one after another, the last shard's question waited for the others' answers.
+        async with trio.open_nursery() as nursery:
+            for link in links:
+                nursery.start_soon(self._wait_link, link)
+
+    async def _wait_link(self, link: ShardLink) -> None:
+        await link.synced.wait()
+        try:
+            info = await self.query(link.host, link.port, [b"INFO", b"replication"])
+        except (OSError, trio.BrokenResourceError, trio.TooSlowError):
+            await self.layout_changed.wait()  # gone: its successor is waited for
+            return
+        offset = _info_field(info, b"master_repl_offset")
+        if offset is not None and link.replication.replid == _info_text(info, b"master_replid"):
+            await link.wait_offset(offset)
 
     async def _unless_layout_changes(self, wait: Callable[..., Awaitable[None]],
                                      *args: object) -> bool:
