@@ -345,26 +345,16 @@ function ldb_helpers.address(value) return real_tostring(value) end
 
 local function set_ldb(callbacks) ldb = callbacks end
 
--- KEYS and ARGV come as the two tables, or (cheaper for a few) as the number of keys
--- followed by the keys and the arguments.
-local function run(f, eval_mode, hooked, debugging, nkeys, ...)
-    local keys, args
-    if real_type(nkeys) == "table" then
-        keys, args = nkeys, ...
-    else
-        local n = real_select("#", ...)
-        if n == nkeys then
-            keys, args = {...}, {}
-        elseif nkeys == 0 then
-            keys, args = {}, {...}
-        else
-            keys, args = {...}, {real_select(nkeys + 1, ...)}
-            for i = n, nkeys + 1, -1 do keys[i] = nil end
-        end
-    end
-    if eval_mode then
-        env.KEYS, env.ARGV = keys, args
-    end
+-- How the next runs go (set from Python only when it changes, one argument less per run):
+-- under the count hook (busy-reply-threshold), under the debugger's line hook.
+local hooked, debugging = false, false
+local function configure(count_hook_on, ldb_on)
+    hooked, debugging = count_hook_on, ldb_on
+end
+
+-- The hook a run starts with, and the one it leaves: "count" stays installed from one
+-- script to the next; any other is removed when its script ends.
+local function hook_before()
     if debugging then
         hook = "ldb"
         dbg.sethook(ldb_hook, "l", hook_every)
@@ -377,18 +367,49 @@ local function run(f, eval_mode, hooked, debugging, nkeys, ...)
         hook = nil
         dbg.sethook()
     end
-    local ok, result
-    if eval_mode then
-        ok, result = real_xpcall(f, handler)
-    else
-        ok, result = real_xpcall(function() return f(keys, args) end, handler)
-    end
+end
+
+local function hook_after()
     if hook and hook ~= "count" then
         hook = nil
         dbg.sethook()
     end
-    -- the value alone when it ran (one value less for lupa to convert), else false and
-    -- the error
+end
+
+-- KEYS and ARGV come as the two tables, or (cheaper for a few) as the number of keys
+-- followed by the keys and the arguments.
+local function keys_and_args(nkeys, ...)
+    if real_type(nkeys) == "table" then
+        return nkeys, ...
+    end
+    local n = real_select("#", ...)
+    if n == nkeys then
+        return {...}, {}
+    elseif nkeys == 0 then
+        return {}, {...}
+    end
+    local keys, args = {...}, {real_select(nkeys + 1, ...)}
+    for i = n, nkeys + 1, -1 do keys[i] = nil end
+    return keys, args
+end
+
+-- An EVAL script: KEYS and ARGV are globals. The value alone when it ran (one value less
+-- for lupa to convert), else false and the error.
+local function run(f, nkeys, ...)
+    env.KEYS, env.ARGV = keys_and_args(nkeys, ...)
+    if hook ~= "count" or not hooked or debugging then hook_before() end
+    local ok, result = real_xpcall(f, handler)
+    if hook and hook ~= "count" then hook_after() end
+    if ok then return result end
+    return false, result
+end
+
+-- A function of a library: KEYS and ARGV are its arguments.
+local function run_function(f, nkeys, ...)
+    local keys, args = keys_and_args(nkeys, ...)
+    hook_before()
+    local ok, result = real_xpcall(function() return f(keys, args) end, handler)
+    hook_after()
     if ok then return result end
     return false, result
 end
@@ -425,5 +446,5 @@ local function load_library(body, timeout_check)
     return true, nil, false
 end
 
-return {load_library = load_library, run = run, compile = compile, set_ldb = set_ldb,
-        ldb_helpers = ldb_helpers}
+return {load_library = load_library, run = run, run_function = run_function,
+        configure = configure, compile = compile, set_ldb = set_ldb, ldb_helpers = ldb_helpers}

@@ -185,7 +185,12 @@ class LuaState:
         chunk = loader(source)
         self._error_table = None
         self.lua = chunk(runtime.table_from(callbacks))
-        self._run = self.lua[b"run"]
+        # One runner per state: the EVAL scripts' state runs scripts, the libraries' runs
+        # functions (RunContext.eval_mode follows).
+        self.eval_mode = register_function is None
+        self._run = self.lua[b"run" if self.eval_mode else b"run_function"]
+        self._configure = self.lua[b"configure"]
+        self._settings = (False, False)  # (count hook, debugger) as the runner has them
         self._compile = self.lua[b"compile"]
         self._load_library = self.lua[b"load_library"]
         self._set_ldb = self.lua[b"set_ldb"]
@@ -254,14 +259,15 @@ class LuaState:
                 b"line": debugger.on_line, b"error": debugger.log_error,
                 b"debug": debugger.debug, b"breakpoint": debugger.breakpoint}))
         try:
-            hooked = engine.config.lua_time_limit > 0
+            settings = (engine.config.lua_time_limit > 0, debugger is not None)
+            if settings != self._settings:
+                self._configure(*settings)
+                self._settings = settings
             if len(argv) <= FEW_ARGUMENTS + 3:
                 # made into tables on the Lua side: cheaper than two table_from calls
-                result = self._run(function, ctx.eval_mode, hooked, debugger is not None,
-                                   numkeys, *argv[3:])
+                result = self._run(function, numkeys, *argv[3:])
             else:  # (a Lua call takes a bounded number of arguments)
-                result = self._run(function, ctx.eval_mode, hooked, debugger is not None,
-                                   self.table(argv[3:3 + numkeys]),
+                result = self._run(function, self.table(argv[3:3 + numkeys]),
                                    self.table(argv[3 + numkeys:]))
         finally:
             self.ctx = None
