@@ -218,7 +218,6 @@ end
 
 -- While FUNCTION LOAD runs a library's code, its globals are only a small `redis` table
 -- (function_lua.c's library API); afterwards the functions see the whole API.
-local loading = false
 local load_env = {}
 if py.register_function then
     local lib_redis = {register_function = py.register_function, log = py.log,
@@ -226,14 +225,17 @@ if py.register_function then
                        REDIS_VERSION = py.version, REDIS_VERSION_NUM = py.version_num}
     load_env.redis = protect(lib_redis, strict(lib_redis))
 end
-env_proxy = protect(env, function(_, name)
-    local v
-    if loading then v = load_env[name] else v = env[name] end
-    if v == nil then
-        real_error("Script attempted to access nonexistent global variable '" .. real_tostring(name) .. "'", 2)
-    end
-    return v
-end)
+-- A script's globals are read through the proxy from env itself (a table: no Lua call per
+-- name found), then from env's own __index, which raises for a missing name; while a
+-- library loads, from load_env through strict.
+real_setmetatable(env, {__index = strict({})})
+local env_proxy_meta = {__index = env, __newindex = refuse, __metatable = false}
+env_proxy = real_setmetatable({}, env_proxy_meta)
+real_of[env_proxy] = env
+local loading_index = strict(load_env)
+local function set_loading(on)
+    env_proxy_meta.__index = on and loading_index or env
+end
 env._G = env_proxy
 globals_meta = protect({__index = function(_, name) return env_proxy[name] end})
 
@@ -340,7 +342,7 @@ end
 function ldb_helpers.redis(...)
     real_pcall(redis.call, ...)
 end
-function ldb_helpers.global(name) return env[name] end
+function ldb_helpers.global(name) return real_rawget(env, name) end
 function ldb_helpers.address(value) return real_tostring(value) end
 
 local function set_ldb(callbacks) ldb = callbacks end
@@ -424,7 +426,7 @@ end
 local function load_library(body, timeout_check)
     local f, err = load_text(body, "@user_function")
     if not f then return false, err, true end
-    loading = true
+    set_loading(true)
     dbg.sethook(function()
         if timeout_check() then
             -- luaEngineLoadHook: from then on the error is raised on every line of the
@@ -441,7 +443,7 @@ local function load_library(body, timeout_check)
     local ok, result = real_pcall(f)
     hook = nil
     dbg.sethook()
-    loading = false
+    set_loading(false)
     if not ok then return false, unwrap_error(result), false end
     return true, nil, false
 end
