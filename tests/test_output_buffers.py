@@ -309,3 +309,23 @@ def test_the_master_link_is_never_limited():
     finally:
         replica.stop()
         master.stop()
+
+
+def test_messages_a_transaction_sends_its_own_client_are_not_left_counted(servers):
+    """RESP3: the keyspace events of its own EXEC go out inside the EXEC reply (as in
+    Redis); once sent, nothing is held for the client any more."""
+    port = servers[0]
+    client, admin = RawClient(port, protocol=3), RawClient(port)
+    try:
+        admin.call("CONFIG", "SET", "notify-keyspace-events", "KA")
+        client.call("SUBSCRIBE", "__keyspace@0__:k")
+        client_id = int(admin.call("CLIENT", "LIST", "TYPE", "pubsub").split(b"id=")[1]
+                        .split(b" ")[0])
+        assert client.call("MULTI") == b"+OK\r\n"
+        assert client.call("SET", "k", "v") == b"+QUEUED\r\n"
+        assert b">3\r\n$7\r\nmessage\r\n" in client.call("EXEC")
+        assert _field(admin, client_id, "tot-mem") == 0
+    finally:
+        admin.call("CONFIG", "SET", "notify-keyspace-events", "")
+        client.close()
+        admin.close()

@@ -1316,6 +1316,7 @@ def _with_own_pushes(session: Session, reply: object, before: int, later: int) -
     tail = session.after_reply[later:]
     del session.pending_out[before:]
     del session.after_reply[later:]
+    session.pending_size -= sum(map(_push_size, head))  # they go out in the reply
     return Raw(b"".join(encode(m, resp3) for m in head) + encode(reply, resp3)
                + b"".join(encode(m, resp3) for m in tail))
 
