@@ -419,12 +419,7 @@ class Session:
         self.pending_out.append(message)
         self.pending_size += _push_size(message)
         if self.on_kill is not None and obuf.over_limits(self, obuf.pending_bytes(self)):
-            # closeClientOnOutputBufferLimitReached, as the message is added
-            obuf.log_closing(self, scheduled=True)
-            kill, self.on_kill = self.on_kill, None
-            self.pending_out.clear()
-            self.pending_size = 0
-            kill()
+            obuf.close(self, scheduled=True)  # as the message is added, as Redis checks
             return
         if self.on_push is not None:
             self.on_push()

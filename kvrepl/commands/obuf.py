@@ -74,9 +74,20 @@ def over_limits(session: Session, pending: int) -> bool:
     return False
 
 
+def close(session: Session, scheduled: bool) -> None:
+    """Close a client over its limits, logged with Redis's two warnings: a limit met as
+    a reply is added ("scheduled to be closed ASAP"), or found by the once-a-second check
+    of every client ("closed"). Its connection ends now, nothing more is sent to it."""
+    log_closing(session, scheduled)
+    kill, session.on_kill = session.on_kill, None
+    session.pending_out.clear()
+    session.pending_size = 0
+    if kill is not None:
+        kill()
+
+
 def log_closing(session: Session, scheduled: bool) -> None:
-    """Redis's two warnings: a limit met as a reply is added ("scheduled to be closed
-    ASAP"), or found by the once-a-second check of every client ("closed")."""
+    """The warning for a client closed over its limits (see :func:`close`)."""
     from kvrepl.commands.client import client_info_line
 
     how = "scheduled to be closed ASAP" if scheduled else "closed"
@@ -99,9 +110,7 @@ def check_all(engine: Engine) -> int:
         # closeClientOnOutputBufferLimitReached: nothing beyond the static buffer, no check
         if output_memory(pending) and session.on_kill is not None \
                 and over_limits(session, pending):
-            log_closing(session, scheduled=False)
-            kill, session.on_kill = session.on_kill, None
-            kill()
+            close(session, scheduled=False)
             closed += 1
     return closed
 
