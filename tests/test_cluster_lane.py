@@ -276,9 +276,9 @@ def test_deleting_a_shards_keys_at_once_does_what_a_delete_per_key_does(mixed: b
 
 def test_a_first_sync_replaces_keys_a_retired_shard_left_to_its_slots_owner() -> None:
     """A link that never loaded may still hold keys: those a retired shard held in its slots
-    (they became the slots' owner's). Its first snapshot replaces them, measured right; a
-    first snapshot of its own slots' keys only, with nothing left to it, merges without
-    searching (and measures right too)."""
+    (they became the slots' owner's). Its first snapshot replaces them, measured right (a
+    key it lacks is gone); a first snapshot of its own slots' keys only, with nothing left
+    to it, merges without searching (and measures right too)."""
     follower = Follower(lane=True)
     db = follower.node.engine.keyspace.dbs[0]
     a_keys = [_key("a", True, n) for n in range(3)]
@@ -292,7 +292,9 @@ def test_a_first_sync_replaces_keys_a_retired_shard_left_to_its_slots_owner() ->
     _load(follower.b, {k: b"b" * 10 for k in b_keys}, {}, {})
     # B writes a key of A's slots (B takes it), then B retires and is dropped: the key is
     # A's now, although A never loaded.
+    lacking = _key("a-lacks", True)
     follower.feed(follower.b, [b"SET", a_keys[0], b"from-b" * 20])
+    follower.feed(follower.b, [b"SET", lacking, b"from-b"])
     cluster = follower.follower
     cluster.retiring.append(follower.b)
     cluster.drop(follower.b)
@@ -300,6 +302,7 @@ def test_a_first_sync_replaces_keys_a_retired_shard_left_to_its_slots_owner() ->
     _load(follower.a, {k: b"a" * 7 for k in a_keys}, {}, {a_keys[0]: 10**13})
     measured_right()
     assert db.data[a_keys[0]] == b"a" * 7 and db.expires[a_keys[0]] == 10**13
+    assert lacking not in db.data
     # Without anything released: a new follower, B loads, then A's first snapshot.
     clean = Follower(lane=True)
     db = clean.node.engine.keyspace.dbs[0]
