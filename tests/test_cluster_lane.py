@@ -312,6 +312,20 @@ def test_a_first_sync_replaces_keys_a_retired_shard_left_to_its_slots_owner() ->
     assert sorted(db.data) == sorted(a_keys + b_keys)
 
 
+def test_a_layout_where_no_primary_serves_a_shards_slots_keeps_its_link() -> None:
+    """One node's view in the middle of a failover may list no primary for a shard's
+    slots: the shard's link (and its history) stays until a layout says who serves them;
+    one whose slots went to another primary is retired."""
+    follower = Follower(lane=False)
+    cluster = follower.follower
+    cluster.apply([_shard("B", ((HALF, SLOTS - 1),))])
+    assert cluster.links == [follower.b, follower.a] and not cluster.retiring
+    assert cluster.ownership.owner[0] is follower.a
+    cluster.apply([_shard("B", ((0, SLOTS - 1),))])
+    assert cluster.links == [follower.b] and follower.a.retiring
+    assert cluster.ownership.owner[0] is follower.b
+
+
 @given(st.lists(st.binary(max_size=12).map(
     lambda key: key.replace(b"|", b"{").replace(b"~", b"}")),
                 max_size=40), st.sets(st.integers(0, SLOTS - 1)), st.booleans())

@@ -711,6 +711,21 @@ class ClusterFollower:
                 else:
                     link.shard = shard
             kept.append(link)
+        # A layout in which no primary serves some of a link's slots is one node's view in
+        # the middle of a failover (the failed primary's slots dropped, its successor's
+        # claim not seen yet): that shard's link goes on, its history with it, until a
+        # layout says who serves them (retired, its next link would sync in full).
+        served = bytearray(SLOTS)
+        for shard in shards:
+            for start, end in shard.slots:
+                served[start:end + 1] = b"\x01" * (end - start + 1)
+        for link in list(free):
+            if any(0 in served[start:end + 1] for start, end in link.shard.slots):
+                logger.info("Cluster: no primary serves some of the slots of %s:%d (%s) in "
+                            "this layout; still following it", link.host, link.port,
+                            link.shard.primary)
+                free.remove(link)
+                kept.append(link)
         self.links = kept
         self.ownership.set_owners(kept)
         for link in free:
