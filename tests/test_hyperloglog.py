@@ -148,6 +148,51 @@ def test_pattern_of_every_length_is_redis_one(real: redis.Redis) -> None:
         assert index == hll.murmurhash64a(element) & hll.P_MASK
 
 
+def _long_run_elements(rng: random.Random, size: int, count: int) -> list[bytes]:
+    """Elements of ``size`` bytes whose run is longer than 8 (one in 256): the batch reads
+    such a run from the element's own hash."""
+    found: list[bytes] = []
+    while len(found) < count:
+        element = rng.randbytes(size)
+        if hll.pattern(element)[1] > 8:
+            found.append(element)
+    return found
+
+
+def test_batched_patterns_are_the_one_by_one_ones() -> None:
+    """``patterns`` hashes elements of one length of 9-15 bytes in batches (big-integer
+    lanes): every length, batch sizes around its limits, runs longer than the 8 bits the
+    batch reads, and lists it must leave to ``pattern`` (mixed lengths, other lengths)."""
+    rng = random.Random(12)
+    for size in range(0, 20):
+        for n in (0, 1, 5, 6, 7, 16, 63, 64, 65, 130):
+            elements = [rng.randbytes(size) for _ in range(n)]
+            if 8 < size < 16 and n:
+                for spot, element in zip(rng.sample(range(n), min(n, 3)),
+                                         _long_run_elements(rng, size, 3), strict=False):
+                    elements[spot] = element
+            assert hll.patterns(elements) == [hll.pattern(e) for e in elements], (size, n)
+    mixed = [rng.randbytes(rng.choice((11, 12, 13))) for _ in range(40)]
+    assert hll.patterns(mixed) == [hll.pattern(e) for e in mixed]
+    edges = [bytes([fill]) * 12 for fill in (0, 0xFF)] * 4
+    assert hll.patterns(edges) == [hll.pattern(e) for e in edges]
+
+
+def test_batched_pfadd_gives_redis_bytes(r: redis.Redis, real: redis.Redis) -> None:
+    """Multi-element PFADDs of one length (hashed in batches), sparse and dense, and
+    pipelined one-element ones (the plain lane hashes a run's PFADDs together)."""
+    rng = random.Random(13)
+    commands: list[tuple[object, ...]] = []
+    for size in (9, 12, 15):
+        batch = [rng.randbytes(size) for _ in range(100)] + _long_run_elements(rng, size, 2)
+        commands += [("PFADD", f"h{size}", *batch), ("GET", f"h{size}")]
+    commands += [("PFADD", "big", *(b"%012d" % rng.randrange(10**12) for _ in range(3000))),
+                 ("GET", "big")]
+    commands += [("PFADD", "big", b"%012d" % rng.randrange(10**12)) for _ in range(200)]
+    commands += [("GET", "big"), ("PFCOUNT", "big"), ("GET", "big")]
+    _run_both(r, real, commands)
+
+
 def test_pfadd_keeps_the_ttl_and_the_key_type_checks(same: Callable[..., object],
                                                      r: redis.Redis, real: redis.Redis) -> None:
     same("PFADD", "h", "a")

@@ -61,8 +61,8 @@ def pfadd(s: Session, argv: list[bytes]) -> object:
     if hll.dense_in_place(found):
         # A dense HLL kept as a bytearray: every register update is made where it is.
         updated = 0
-        for element in argv[2:]:
-            if hll.dense_add_one(found, element) is not None:  # type: ignore[arg-type]
+        for index, count in hll.patterns(argv[2:]):
+            if hll.dense_add(found, index, count) is not None:  # type: ignore[arg-type]
                 updated += 1
         if not updated:
             return 0
@@ -72,7 +72,7 @@ def pfadd(s: Session, argv: list[bytes]) -> object:
     if len(argv) == 3 and type(found) is bytes and len(found) == hll.DENSE_SIZE \
             and found.startswith(hll.DENSE_MAGIC):
         # One element into a dense HLL: the benchmark's case, without the general machinery.
-        new = hll.dense_add_one(found, argv[2])
+        new = hll.dense_add(found, *hll.pattern(argv[2]))
         if new is None:
             return 0
         s.db.set(key, new, keep_ttl=True)

@@ -59,8 +59,9 @@ from kvrepl.store.hyperloglog import (
     DENSE_MAGIC,
     DENSE_SIZE,
     SPARSE_MAGIC,
-    dense_add_one,
+    dense_add,
     is_hll,
+    patterns,
     sparse_holds,
 )
 from kvrepl.store.memory import STRING_ENTRY, string_entry_size
@@ -109,12 +110,27 @@ LANE_CLASSES = STRING | NEW | KEY_MISS
 _ZERO = b":0\r\n"
 _ONE = b":1\r\n"
 _BITS = {0: _ZERO, 1: _ONE}  # the replies of 0 and 1, without encode()
+_AHEAD = 32  # see _patterns_ahead
 
 
 def _over_edited(db: Database, key: bytes, value: bytes) -> int:
     """How much ``used`` grows when a SET stores ``value`` over a string changed in place (a
     ``bytearray``, measured apart in ``db.sizes``), as :meth:`Database.set` counts it."""
     return string_entry_size(key, value) - db.sizes.pop(key, 0)
+
+
+def _patterns_ahead(requests: list[list[bytes]], start: int) -> list[tuple[int, int]]:
+    """The elements' patterns of the one-element PFADDs that follow each other from
+    ``requests[start]`` (``_AHEAD`` at most: a run that stops early hashed few for nothing),
+    hashed together (:func:`patterns`), the last first for ``pop()``."""
+    elements = []
+    for argv in requests[start:start + _AHEAD]:
+        if len(argv) != 3 or argv[0] not in _PFADD:
+            break
+        elements.append(argv[2])
+    found = patterns(elements)
+    found.reverse()
+    return found
 
 
 def _no_key(_key: bytes) -> bool:
@@ -383,6 +399,7 @@ class PlainLane:
         heads = _BULK_HEADS
         gets = sets = misses = pfadds = grown = pfcounts = grew = 0
         handled: list[Command] = []  # the commands whose handlers ran, in order
+        ahead: list[tuple[int, int]] = []  # the patterns of the PFADDs next in the run
         by_name = self._handled
         resp3 = session.resp3
         get, size_of, entry = data.get, len, STRING_ENTRY  # locals: the loop's hot lookups
@@ -463,13 +480,16 @@ class PlainLane:
                 value = data.get(key)
                 if key in expires or (acl and not may_pfadd(key)):
                     break  # a TTL, a key the user may not write: the general path
+                if not ahead:
+                    ahead = _patterns_ahead(requests, position)
+                index, count = ahead.pop()
                 kind = type(value)
                 if (kind is bytes or kind is bytearray) and len(value) == DENSE_SIZE \
                         and value.startswith(DENSE_MAGIC):  # bytes, or dense_in_place(value)
-                    new = dense_add_one(value, argv[2])
+                    new = dense_add(value, index, count)
                 elif (kind is bytes and value.startswith(SPARSE_MAGIC) and len(value) >= 16
                       and (len(value) > _SHORT or string_encoding(value) == b"raw")
-                      and sparse_holds(value, argv[2])):
+                      and sparse_holds(value, index, count)):
                     new = None  # a sparse HLL it does not change
                 else:
                     break  # a sparse update, a corrupt HLL: the general path

@@ -37,7 +37,7 @@ import random
 import struct
 from array import array
 from bisect import bisect_left, bisect_right
-from collections.abc import Iterable
+from collections.abc import Sequence
 
 HLL_P = 14  # register index bits
 HLL_Q = 64 - HLL_P  # bits left for the run of zeros
@@ -177,24 +177,91 @@ def murmurhash64a(data: bytes, seed: int = SEED, _m: int = _M, _mask: int = _MAS
 
 
 def pattern(element: bytes, _m: int = _M, _mask: int = _MASK64, _seeded: list[int] = _SEEDED,
-            _from: object = int.from_bytes) -> tuple[int, int]:
+            _from: object = int.from_bytes, _stop: int = 1 << HLL_Q) -> tuple[int, int]:
     """hllPatLen: (register index, length of the ``000...1`` run after the index bits).
 
     An element of 9 to 15 bytes (redis-benchmark's ``__rand_int__`` has 12) is hashed here,
-    :func:`murmurhash64a`'s steps for that length in one expression, and the last step
-    (``h ^= h >> 47``) folded into the two reads of ``h``: the index is its low 14 bits,
-    and bits 14 up of ``h ^ (h >> 47)`` are ``(h >> 14) ^ (h >> 61)``.
+    :func:`murmurhash64a`'s steps for that length in one expression; the index is the low
+    14 bits of the hash and the run is read from the bits above them, a ``1`` put past the
+    last one (``_stop``) ending it there.
     """
-    if 8 < len(element) < 16:
+    n = len(element)
+    if 8 < n < 16:
         x = _from(element, "little")  # type: ignore[operator]
         k = (x * _m) & _mask
-        h = ((((_seeded[len(element)] ^ ((k ^ (k >> 47)) * _m)) * _m) ^ (x >> 64)) * _m) & _mask
+        h = ((((_seeded[n] ^ ((k ^ (k >> 47)) * _m)) * _m) ^ (x >> 64)) * _m) & _mask
         h = ((h ^ (h >> 47)) * _m) & _mask
-        run = (h >> HLL_P ^ h >> 61) | (1 << HLL_Q)
-        return (h ^ (h >> 47)) & P_MASK, (run & -run).bit_length()
-    h = murmurhash64a(element)
-    run = (h >> HLL_P) | (1 << HLL_Q)
+        h ^= h >> 47
+    else:
+        h = murmurhash64a(element)
+    run = h >> HLL_P | _stop
     return h & P_MASK, (run & -run).bit_length()
+
+
+# -- hashing a batch -------------------------------------------------------------------------
+# Several elements of one length of 9 to 15 bytes (a pipeline of redis-benchmark's PFADDs, a
+# PFADD of many ids) are hashed together: each gets a 128-bit lane of one big integer, wide
+# enough for a 64-bit by 64-bit product, and each step of MurmurHash64A is one operation on
+# the whole integer (masked back to 64 bits per lane where a product or shift would reach the
+# next lane). In Python the cost is in the number of operations, not in the width of the
+# integers: a batch of 16 costs a few times one element.
+_BATCH_MIN = 6  # fewer elements are hashed one by one (as fast)
+_BATCH_MAX = 64  # a longer list is cut into batches of this many
+_LANE = b"\x01" + bytes(15)  # one byte set in each 16-byte lane
+_PADS = [bytes(16 - n) for n in range(17)]  # what fills an element up to its lane
+# The run, from the 8 bits above the index (bits 14..21): the position of the lowest 1 bit;
+# 0 for eight zero bits (one element in 256), where the run is read from the whole hash.
+_RUN_OF_BYTE = bytes([0] + [(v & -v).bit_length() for v in range(1, 256)])
+# (element length, batch size) -> the masks and seeds of its lanes, and its unpacker.
+_BATCHES: dict[tuple[int, int], tuple[int, int, int, int, object]] = {}
+
+
+def _batch_constants(size: int, n: int) -> tuple[int, int, int, int, object]:
+    found = _BATCHES.get((size, n))
+    if found is None:
+        lanes = int.from_bytes(_LANE * n, "little")
+        found = _BATCHES[size, n] = (lanes * _MASK64, lanes * _SEEDED[size], lanes * P_MASK,
+                                     lanes * 0xFF, struct.Struct("<" + "H14x" * n).unpack)
+    return found
+
+
+def _batch_patterns(elements: Sequence[bytes], size: int, _m: int = _M) -> list[tuple[int, int]]:
+    """:func:`pattern` of each of ``elements``, all ``size`` (9..15) bytes long, at once."""
+    n = len(elements)
+    low64, seeds, low14, low8, unpack = _batch_constants(size, n)
+    # Each element with its zero padding: lane i holds its first 8 bytes (the block) in
+    # bits 0..63 and the rest (the tail) in bits 64..127.
+    x = int.from_bytes(_PADS[size].join(elements), "little")
+    k = ((x & low64) * _m) & low64
+    h = ((((k ^ ((k >> 47) & low64)) * _m) & low64) ^ seeds) * _m & low64
+    h = ((h ^ ((x >> 64) & low64)) * _m) & low64
+    h = ((h ^ ((h >> 47) & low64)) * _m) & low64
+    h ^= (h >> 47) & low64
+    width = n << 4
+    indexes = unpack((h & low14).to_bytes(width, "little"))  # type: ignore[operator]
+    runs = ((h >> HLL_P) & low8).to_bytes(width, "little")[::16].translate(_RUN_OF_BYTE)
+    if 0 in runs:  # a run longer than 8: read from the element's own hash
+        return [(index, run or pattern(element)[1])
+                for index, run, element in zip(indexes, runs, elements, strict=True)]
+    return list(zip(indexes, runs, strict=True))
+
+
+def patterns(elements: Sequence[bytes]) -> list[tuple[int, int]]:
+    """:func:`pattern` of each element, in order; elements of one length of 9 to 15 bytes
+    (redis-benchmark's, and most ids) hashed in batches."""
+    n = len(elements)
+    if n >= _BATCH_MIN:
+        size = len(elements[0])
+        if 8 < size < 16 and len(set(map(len, elements))) == 1:
+            if n <= _BATCH_MAX:
+                return _batch_patterns(elements, size)
+            out: list[tuple[int, int]] = []
+            for start in range(0, n, _BATCH_MAX):
+                batch = elements[start:start + _BATCH_MAX]
+                out += _batch_patterns(batch, size) if len(batch) >= _BATCH_MIN else map(
+                    pattern, batch)
+            return out
+    return list(map(pattern, elements))
 
 
 # -- the header --------------------------------------------------------------------------------
@@ -695,21 +762,21 @@ def _keep_index(value: bytes, index: _Index | None) -> bytes:
     return _INDEXES.put(value, index)
 
 
-def sparse_holds(value: bytes, element: bytes) -> bool:
-    """True when the register ``element`` hashes to already holds its run in the sparse HLL
-    ``value`` (PFADD would change nothing); False when it would grow, or for a malformed
-    HLL. Reads the kept index (building and keeping it when missing), changes nothing."""
-    index = _INDEXES.get(value)
-    if index is None:
-        index = _build_index(value)
-        _keep_index(value, index)
-    if index is None:
-        return False
-    firsts, xzeros = index
-    register, run = pattern(element)
-    k = bisect_right(firsts, register) - 1
+def sparse_holds(value: bytes, index: int, count: int) -> bool:
+    """True when register ``index`` of the sparse HLL ``value`` already holds ``count`` or
+    more (PFADD of an element of that :func:`pattern` would change nothing); False when it
+    would grow, or for a malformed HLL. Reads the kept index (building and keeping it when
+    missing), changes nothing."""
+    kept = _INDEXES.get(value)
+    if kept is None:
+        kept = _build_index(value)
+        _keep_index(value, kept)
+        if kept is None:
+            return False
+    firsts, xzeros = kept  # type: ignore[misc]
+    k = bisect_right(firsts, index) - 1
     b = value[HDR_SIZE + k + bisect_left(xzeros, firsts[k])]
-    return bool(b & 0x80) and ((b >> 2) & 0x1F) + 1 >= run
+    return b > 0x7F and ((b >> 2) & 0x1F) >= count - 1  # a VAL opcode holding the run
 
 
 def _carry(old: bytes, new: bytes) -> bytes:
@@ -720,7 +787,7 @@ def _carry(old: bytes, new: bytes) -> bytes:
     return _HISTOGRAMS.put(new, _HISTOGRAMS.take(old))
 
 
-def add(value: bytes, elements: Iterable[bytes], sparse_max_bytes: int
+def add(value: bytes, elements: Sequence[bytes], sparse_max_bytes: int
         ) -> tuple[bytes, int, bool]:
     """hllAdd of each element in turn: ``(new value, elements that grew a register, ok)``.
 
@@ -733,8 +800,7 @@ def add(value: bytes, elements: Iterable[bytes], sparse_max_bytes: int
     sparse: _Sparse | None = None
     updated = 0
     dense = value[4] == DENSE
-    for element in elements:
-        index, count = pattern(element)
+    for index, count in patterns(elements):
         if dense:
             current = buf if buf is not None else value
             pos = _REG_BYTE[index]
@@ -768,12 +834,11 @@ def add(value: bytes, elements: Iterable[bytes], sparse_max_bytes: int
     return (value if buf is None else bytes(buf)), updated, True
 
 
-def dense_add_one(value: bytes | bytearray, element: bytes) -> bytes | bytearray | None:
-    """PFADD of one element to a dense HLL, the common case made short; None when no
-    register grew. A ``bytes`` value is copied once (the 12 KB) into the new value
-    returned, its cache marked stale; a ``bytearray`` (a dense HLL PFADD keeps in place,
-    see :func:`dense_in_place`) is changed where it is and returned itself."""
-    index, count = pattern(element)
+def dense_add(value: bytes | bytearray, index: int, count: int) -> bytes | bytearray | None:
+    """PFADD of one element, of :func:`pattern` ``(index, count)``, to a dense HLL, the common
+    case made short; None when no register grew. A ``bytes`` value is copied once (the 12 KB)
+    into the new value returned, its cache marked stale; a ``bytearray`` (a dense HLL PFADD
+    keeps in place, see :func:`dense_in_place`) is changed where it is and returned itself."""
     pos = _REG_BYTE[index]
     fb = _REG_SHIFT[index]
     b0 = value[pos]
