@@ -193,6 +193,45 @@ def test_batched_pfadd_gives_redis_bytes(r: redis.Redis, real: redis.Redis) -> N
     _run_both(r, real, commands)
 
 
+@pytest.mark.parametrize("max_bytes", [3000, 200, 0])
+def test_lane_pfadds_run_as_the_general_path_does(max_bytes: int) -> None:
+    """One-element PFADDs in a pipeline take the plain lane whole, sparse ones that change
+    the HLL and its promotion to dense included (``hll-sparse-max-bytes``, or a run above
+    32), and end with what the general path leaves: replies, bytes, the byte past a sparse
+    HLL's end, the memory estimate, the dirty counter, commandstats and propagation."""
+    from kvrepl.commands.core import Engine
+    from kvrepl.config import Config
+    from kvrepl.protocol.replies import encode
+
+    rng = random.Random(max_bytes)
+    elements = [b"%012d" % rng.randrange(10**6) for _ in range(1500)]
+    elements += _elements(rng, 300) + [_RUN_35]
+    elements = [e for pair in zip(elements, elements[::-1], strict=True) for e in pair]
+    requests = [[b"PFADD", b"h", e] for e in elements] + [[b"PFADD", b"s", b"x"]]
+    states = []
+    for lane in (True, False):
+        engine = Engine(Config(save=(), hll_sparse_max_bytes=max_bytes))
+        log: list[list[bytes]] = []
+        engine.propagate_listeners.append(lambda db, argv, log=log: log.append(list(argv)))
+        session = engine.new_session()
+        for argv in ([b"PFADD", b"h"], [b"PFADD", b"s", b"a"]):
+            engine.execute(session, argv)
+        out: list[bytes] = []
+        if lane:
+            assert engine.plain_lane.open_for(session)
+            assert engine.plain_lane.run(session, requests, 0, out) == len(requests)
+        else:
+            out = [encode(engine.execute(session, argv)) for argv in requests]
+        data = engine.keyspace.dbs[0].data
+        states.append((b"".join(out), bytes(data[b"h"]), bytes(data[b"s"]),
+                       hll.tail_byte(data[b"s"]), engine.keyspace.used_memory(),
+                       dict(engine.keyspace.dbs[0].sizes), engine.dirty,
+                       engine.table[b"pfadd"].calls, log,
+                       engine.execute(session, [b"OBJECT", b"ENCODING", b"h"])))
+    assert states[0] == states[1]
+    assert states[0][1][4] == hll.DENSE
+
+
 def test_pfadd_keeps_the_ttl_and_the_key_type_checks(same: Callable[..., object],
                                                      r: redis.Redis, real: redis.Redis) -> None:
     same("PFADD", "h", "a")
@@ -348,7 +387,7 @@ def test_pfselftest_passes_and_can_fail(same: Callable[..., object], r: redis.Re
 # -- corrupt values ----------------------------------------------------------------------------
 def _hll_of(n: int) -> bytes:
     """An HLL of ``n`` random elements (PFADD's bytes: the tests above prove them Redis's)."""
-    value, _, _ = hll.add(hll.EMPTY, _elements(random.Random(n), n), 3000)
+    value, _, _ = hll.add(hll.EMPTY, hll.patterns(_elements(random.Random(n), n)), 3000)
     return hll.invalidate(value)
 
 

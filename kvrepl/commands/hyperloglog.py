@@ -85,7 +85,7 @@ def pfadd(s: Session, argv: list[bytes]) -> object:
     else:
         value = _unshared(s, key, _checked(found))
         updated = 0
-    new, grown, ok = hll.add(value, argv[2:], _sparse_max(s))
+    new, grown, ok = hll.add(value, hll.patterns(argv[2:]), _sparse_max(s))
     if not ok:
         # Redis edits the string in place and stops at the corruption: the registers set
         # before it stay, unpropagated (nothing is counted dirty).
@@ -95,13 +95,7 @@ def pfadd(s: Session, argv: list[bytes]) -> object:
     updated += grown
     if not updated:
         return 0
-    new = hll.invalidate(new)
-    if new[4] == hll.DENSE and value[4] != hll.DENSE:
-        # Promoted to dense: kept as a bytearray from now on, which PFADD changes in place
-        # (the same bytes; no 12 KB copy per register update).
-        s.db.set(key, bytearray(new), keep_ttl=True)
-    else:
-        _store(s, key, new)
+    s.db.set(key, hll.stored_after_add(value, new), keep_ttl=True)
     notify(s, STRING, b"pfadd", key)
     s.engine.dirty += updated
     return 1

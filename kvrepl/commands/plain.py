@@ -59,10 +59,12 @@ from kvrepl.store.hyperloglog import (
     DENSE_MAGIC,
     DENSE_SIZE,
     SPARSE_MAGIC,
+    add,
     dense_add,
     is_hll,
     patterns,
     sparse_holds,
+    stored_after_add,
 )
 from kvrepl.store.memory import STRING_ENTRY, string_entry_size
 
@@ -488,11 +490,19 @@ class PlainLane:
                         and value.startswith(DENSE_MAGIC):  # bytes, or dense_in_place(value)
                     new = dense_add(value, index, count)
                 elif (kind is bytes and value.startswith(SPARSE_MAGIC) and len(value) >= 16
-                      and (len(value) > _SHORT or string_encoding(value) == b"raw")
-                      and sparse_holds(value, index, count)):
-                    new = None  # a sparse HLL it does not change
+                      and (len(value) > _SHORT or string_encoding(value) == b"raw")):
+                    if sparse_holds(value, index, count):
+                        new = None  # a sparse HLL it does not change
+                    else:  # the general path's update, promotion included
+                        new, changed, ok = add(value, ((index, count),),
+                                               engine.config.hll_sparse_max_bytes)
+                        if not ok:
+                            break  # corrupt: the general path stores what changed, and fails
+                        new = stored_after_add(value, new) if changed else None
+                        if new is not None:
+                            db.set(key, new, keep_ttl=True)  # its memory estimate
                 else:
-                    break  # a sparse update, a corrupt HLL: the general path
+                    break  # a new key, a corrupt HLL, another type: the general path
                 access[key] = clock
                 pfadds += 1
                 if new is None:

@@ -37,7 +37,9 @@ import random
 import struct
 from array import array
 from bisect import bisect_left, bisect_right
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+
+from kvrepl.store.encoding import mark_string
 
 HLL_P = 14  # register index bits
 HLL_Q = 64 - HLL_P  # bits left for the run of zeros
@@ -787,9 +789,10 @@ def _carry(old: bytes, new: bytes) -> bytes:
     return _HISTOGRAMS.put(new, _HISTOGRAMS.take(old))
 
 
-def add(value: bytes, elements: Sequence[bytes], sparse_max_bytes: int
+def add(value: bytes, found: Iterable[tuple[int, int]], sparse_max_bytes: int
         ) -> tuple[bytes, int, bool]:
-    """hllAdd of each element in turn: ``(new value, elements that grew a register, ok)``.
+    """hllAdd of each element in turn, given by its :func:`pattern` (``found``, from
+    :func:`patterns`): ``(new value, elements that grew a register, ok)``.
 
     ``ok`` is False when a corrupt sparse HLL was found; the value then holds the updates
     made before (Redis changes the string in place and stops there). An HLL that no element
@@ -800,7 +803,7 @@ def add(value: bytes, elements: Sequence[bytes], sparse_max_bytes: int
     sparse: _Sparse | None = None
     updated = 0
     dense = value[4] == DENSE
-    for index, count in patterns(elements):
+    for index, count in found:
         if dense:
             current = buf if buf is not None else value
             pos = _REG_BYTE[index]
@@ -832,6 +835,17 @@ def add(value: bytes, elements: Sequence[bytes], sparse_max_bytes: int
         new = _with_tail(bytes(buf), sparse.tail)  # type: ignore[arg-type]
         return _keep_index(new, sparse.index()), updated, result >= 0
     return (value if buf is None else bytes(buf)), updated, True
+
+
+def stored_after_add(value: bytes, new: bytes) -> bytes | bytearray:
+    """What PFADD stores once :func:`add` changed ``value`` into ``new``: the cache marked
+    stale; a value just promoted to dense as a ``bytearray``, which PFADD changes in place
+    from then on (the same bytes, no 12 KB copy per update, see :func:`dense_in_place`);
+    another ``raw``, as Redis keeps the strings it edits."""
+    new = invalidate(new)
+    if new[4] == DENSE and value[4] != DENSE:
+        return bytearray(new)
+    return mark_string(new, b"raw")
 
 
 def dense_add(value: bytes | bytearray, index: int, count: int) -> bytes | bytearray | None:
@@ -996,7 +1010,7 @@ def self_test(sparse_max_bytes: int, cycles: int = 3, elements: int = 100_000,
         index, run = pattern(element)
         if run > _dense_get(dense, index):
             _dense_set(dense, index, run)
-        sparse_value, _, ok = add(sparse_value, (element,), sparse_max_bytes)
+        sparse_value, _, ok = add(sparse_value, ((index, run),), sparse_max_bytes)
         if not ok:
             return "TESTFAILED sparse representation found corrupt"
         if j != checkpoint:
