@@ -7,6 +7,7 @@ ends with the master's bytes."""
 from __future__ import annotations
 
 import random
+import time
 from collections import deque
 from collections.abc import Callable
 
@@ -193,41 +194,79 @@ def test_batched_pfadd_gives_redis_bytes(r: redis.Redis, real: redis.Redis) -> N
     _run_both(r, real, commands)
 
 
+def _lane_requests(rng: random.Random) -> list[list[bytes]]:
+    """One-element PFADDs, mostly to ``h`` in groups of 1 to 40 (the lane takes those to one
+    key together, 32 at most), between others: to a short sparse HLL ``s``, a dense one
+    stored as bytes ``d``, ``c`` whose sparse opcodes cover registers 0-8191 only (an
+    element of a higher register finds it corrupt), ``t`` with a TTL; and GETs."""
+    elements = [b"%012d" % rng.randrange(10**6) for _ in range(1500)]
+    elements += _elements(rng, 300) + [_RUN_35]
+    elements = [e for pair in zip(elements, elements[::-1], strict=True) for e in pair]
+    low = [e for e in elements if hll.pattern(e)[0] < 8192]
+    high = [e for e in elements if hll.pattern(e)[0] >= 8192]
+    requests: list[list[bytes]] = []
+    while elements:
+        size = rng.randrange(1, 41)
+        requests += [[b"PFADD", b"h", e] for e in elements[:size]]
+        del elements[:size]
+        other = rng.choice([b"s", b"d", b"c", b"t", b"GET"])
+        if other == b"c":
+            requests += [[b"PFADD", b"c", rng.choice(low)] for _ in range(rng.randrange(3))]
+            requests += [[b"PFADD", b"c", rng.choice(high)], [b"PFADD", b"c", low[0]]]
+        elif other == b"GET":
+            requests.append([b"GET", b"h"])
+        else:
+            requests += [[b"PFADD", other, e] for e in rng.sample(low, rng.randrange(1, 4))]
+    return requests
+
+
 @pytest.mark.parametrize("max_bytes", [3000, 200, 0])
 def test_lane_pfadds_run_as_the_general_path_does(max_bytes: int) -> None:
-    """One-element PFADDs in a pipeline take the plain lane whole, sparse ones that change
-    the HLL and its promotion to dense included (``hll-sparse-max-bytes``, or a run above
-    32), and end with what the general path leaves: replies, bytes, the byte past a sparse
-    HLL's end, the memory estimate, the dirty counter, commandstats and propagation."""
+    """One-element PFADDs in a pipeline take the plain lane, sparse ones that change the
+    HLL and its promotion to dense included (``hll-sparse-max-bytes``, or a run above 32),
+    several to one key at once, and end with what the general path leaves: replies, bytes,
+    the byte past a sparse HLL's end, the memory estimate, the dirty counter, commandstats
+    and propagation. The lane leaves to the general path only a key with a TTL, a short
+    HLL stored by SET (not ``raw`` yet) and a PFADD that finds its HLL corrupt."""
     from kvrepl.commands.core import Engine
     from kvrepl.config import Config
     from kvrepl.protocol.replies import encode
 
-    rng = random.Random(max_bytes)
-    elements = [b"%012d" % rng.randrange(10**6) for _ in range(1500)]
-    elements += _elements(rng, 300) + [_RUN_35]
-    elements = [e for pair in zip(elements, elements[::-1], strict=True) for e in pair]
-    requests = [[b"PFADD", b"h", e] for e in elements] + [[b"PFADD", b"s", b"x"]]
+    requests = _lane_requests(random.Random(max_bytes))
+    truncated = hll.EMPTY[:16] + bytes((0x40 | (8191 >> 8), 8191 & 0xFF))
+    later = b"%d" % (time.time() * 1000 + 10**7)
     states = []
     for lane in (True, False):
         engine = Engine(Config(save=(), hll_sparse_max_bytes=max_bytes))
         log: list[list[bytes]] = []
         engine.propagate_listeners.append(lambda db, argv, log=log: log.append(list(argv)))
         session = engine.new_session()
-        for argv in ([b"PFADD", b"h"], [b"PFADD", b"s", b"a"]):
-            engine.execute(session, argv)
+        for argv in ([b"PFADD", b"h"], [b"PFADD", b"s", b"a"], [b"SET", b"d", _DENSE],
+                     [b"SET", b"c", truncated], [b"PFADD", b"t", b"a"],
+                     [b"PEXPIREAT", b"t", later]):
+            assert not isinstance(engine.execute(session, argv), Exception)
         out: list[bytes] = []
+        general: list[list[bytes]] = []  # what the lane left to the general path
+        position = 0
+        while position < len(requests):
+            if lane:
+                assert engine.plain_lane.open_for(session)
+                position = engine.plain_lane.run(session, requests, position, out)
+                if position == len(requests):
+                    break
+                general.append(requests[position])
+            out.append(encode(engine.execute(session, requests[position])))
+            position += 1
         if lane:
-            assert engine.plain_lane.open_for(session)
-            assert engine.plain_lane.run(session, requests, 0, out) == len(requests)
-        else:
-            out = [encode(engine.execute(session, argv)) for argv in requests]
+            assert {argv[1] for argv in general} <= {b"t", b"c"}
+            assert b"INVALIDOBJ" in b"".join(out)
         data = engine.keyspace.dbs[0].data
-        states.append((b"".join(out), bytes(data[b"h"]), bytes(data[b"s"]),
+        states.append((b"".join(out), *(bytes(data[key]) for key in (b"h", b"s", b"c", b"d")),
                        hll.tail_byte(data[b"s"]), engine.keyspace.used_memory(),
                        dict(engine.keyspace.dbs[0].sizes), engine.dirty,
                        engine.table[b"pfadd"].calls, log,
-                       engine.execute(session, [b"OBJECT", b"ENCODING", b"h"])))
+                       engine.execute(session, [b"OBJECT", b"ENCODING", b"h"]),
+                       engine.execute(session, [b"OBJECT", b"ENCODING", b"c"])))
     assert states[0] == states[1]
     assert states[0][1][4] == hll.DENSE
 

@@ -48,6 +48,8 @@ commands whose average does.
 
 from __future__ import annotations
 
+from itertools import islice
+from operator import itemgetter
 from time import perf_counter
 from typing import TYPE_CHECKING
 
@@ -59,12 +61,8 @@ from kvrepl.store.hyperloglog import (
     DENSE_MAGIC,
     DENSE_SIZE,
     SPARSE_MAGIC,
-    add,
-    dense_add,
+    add_each,
     is_hll,
-    patterns,
-    sparse_holds,
-    stored_after_add,
 )
 from kvrepl.store.memory import STRING_ENTRY, string_entry_size
 
@@ -112,7 +110,9 @@ LANE_CLASSES = STRING | NEW | KEY_MISS
 _ZERO = b":0\r\n"
 _ONE = b":1\r\n"
 _BITS = {0: _ZERO, 1: _ONE}  # the replies of 0 and 1, without encode()
-_AHEAD = 32  # see _patterns_ahead
+_AHEAD = 32  # see _one_key_pfadds
+_REPLIES = (_ZERO, _ONE).__getitem__  # PFADD's reply from add_each's byte
+_ELEMENT = itemgetter(2)  # a one-element PFADD's element
 
 
 def _over_edited(db: Database, key: bytes, value: bytes) -> int:
@@ -121,18 +121,15 @@ def _over_edited(db: Database, key: bytes, value: bytes) -> int:
     return string_entry_size(key, value) - db.sizes.pop(key, 0)
 
 
-def _patterns_ahead(requests: list[list[bytes]], start: int) -> list[tuple[int, int]]:
-    """The elements' patterns of the one-element PFADDs that follow each other from
-    ``requests[start]`` (``_AHEAD`` at most: a run that stops early hashed few for nothing),
-    hashed together (:func:`patterns`), the last first for ``pop()``."""
-    elements = []
+def _one_key_pfadds(requests: list[list[bytes]], start: int, key: bytes) -> list[list[bytes]]:
+    """The one-element PFADD at ``requests[start]`` and those to the same key right after it
+    (``_AHEAD`` at most: a group that stops early did little for nothing)."""
+    group = []
     for argv in requests[start:start + _AHEAD]:
-        if len(argv) != 3 or argv[0] not in _PFADD:
+        if len(argv) != 3 or argv[1] != key or argv[0] not in _PFADD:
             break
-        elements.append(argv[2])
-    found = patterns(elements)
-    found.reverse()
-    return found
+        group.append(argv)
+    return group
 
 
 def _no_key(_key: bytes) -> bool:
@@ -401,14 +398,14 @@ class PlainLane:
         heads = _BULK_HEADS
         gets = sets = misses = pfadds = grown = pfcounts = grew = 0
         handled: list[Command] = []  # the commands whose handlers ran, in order
-        ahead: list[tuple[int, int]] = []  # the patterns of the PFADDs next in the run
         by_name = self._handled
         resp3 = session.resp3
         get, size_of, entry = data.get, len, STRING_ENTRY  # locals: the loop's hot lookups
         written: list[list[bytes]] = []  # the SETs, for the propagation listeners
         position = start
         began = perf_counter()
-        for argv in requests[start:] if start else requests:
+        pending = iter(requests[start:] if start else requests)
+        for argv in pending:
             length = len(argv)
             if length == 2 and argv[0] in _GET:
                 key = argv[1]
@@ -480,39 +477,35 @@ class PlainLane:
             elif length == 3 and argv[0] in _PFADD:
                 key = argv[1]
                 value = data.get(key)
-                if key in expires or (acl and not may_pfadd(key)):
-                    break  # a TTL, a key the user may not write: the general path
-                if not ahead:
-                    ahead = _patterns_ahead(requests, position)
-                index, count = ahead.pop()
                 kind = type(value)
-                if (kind is bytes or kind is bytearray) and len(value) == DENSE_SIZE \
-                        and value.startswith(DENSE_MAGIC):  # bytes, or dense_in_place(value)
-                    new = dense_add(value, index, count)
-                elif (kind is bytes and value.startswith(SPARSE_MAGIC) and len(value) >= 16
-                      and (len(value) > _SHORT or string_encoding(value) == b"raw")):
-                    if sparse_holds(value, index, count):
-                        new = None  # a sparse HLL it does not change
-                    else:  # the general path's update, promotion included
-                        new, changed, ok = add(value, ((index, count),),
-                                               engine.config.hll_sparse_max_bytes)
-                        if not ok:
-                            break  # corrupt: the general path stores what changed, and fails
-                        new = stored_after_add(value, new) if changed else None
-                        if new is not None:
-                            db.set(key, new, keep_ttl=True)  # its memory estimate
-                else:
-                    break  # a new key, a corrupt HLL, another type: the general path
+                if key in expires or (acl and not may_pfadd(key)) or not (
+                        (kind is bytes or kind is bytearray) and len(value) == DENSE_SIZE
+                        and value.startswith(DENSE_MAGIC)  # bytes, or dense_in_place(value)
+                        or kind is bytes and value.startswith(SPARSE_MAGIC)
+                        and len(value) >= 16
+                        and (len(value) > _SHORT or string_encoding(value) == b"raw")):
+                    break  # a TTL, a new key, another type...: the general path
+                # This PFADD and those to the same key right after it, in one call.
+                group = _one_key_pfadds(requests, position, key)
+                stored, changed = add_each(value, list(map(_ELEMENT, group)),
+                                           engine.config.hll_sparse_max_bytes)
+                done = len(changed)
+                if not done:
+                    break  # a corrupt sparse HLL: the general path stores what changed
+                if stored is not value:
+                    db.set(key, stored, keep_ttl=True)  # and its memory estimate
                 access[key] = clock
-                pfadds += 1
-                if new is None:
-                    out.append(_ZERO)
-                else:
-                    data[key] = new
-                    grown += 1
+                pfadds += done
+                ones = changed.count(1)
+                if ones:
+                    grown += ones
                     if listeners:
-                        written.append(argv)
-                    out.append(_ONE)
+                        written += [request for request, one in zip(group, changed,
+                                                                    strict=False) if one]
+                out += map(_REPLIES, changed)
+                if done > 1:  # the loop goes on after the last of them
+                    next(islice(pending, done - 2, None))
+                    position += done - 1
             elif length == 2 and argv[0] in _PFCOUNT:
                 key = argv[1]
                 value = data.get(key)

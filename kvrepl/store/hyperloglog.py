@@ -894,6 +894,43 @@ def dense_add(value: bytes | bytearray, index: int, count: int) -> bytes | bytea
     return result
 
 
+def add_each(value: bytes | bytearray, elements: Sequence[bytes], sparse_max_bytes: int
+             ) -> tuple[bytes | bytearray, bytes]:
+    """PFADD of each of ``elements`` in turn, one PFADD each (a pipeline's one-element
+    PFADDs to one key), to ``value``: a dense HLL, or a ``raw`` sparse one. Returns the
+    value PFADD leaves stored after the last (``value`` itself when none changed it, and a
+    dense ``bytearray`` changed in place) and one byte per PFADD run, 1 where it changed
+    the HLL. It stops before an element that finds the sparse HLL corrupt, whose PFADD the
+    general path answers (fewer bytes than elements).
+
+    Each update is the general path's own: :func:`dense_add`, or :func:`add` and
+    :func:`stored_after_add` (with the promotion to dense), the patterns of all the
+    elements hashed together (:func:`patterns`)."""
+    found = patterns(elements)
+    if type(value) is bytearray and value[4] == DENSE:  # dense, changed in place
+        return value, bytes([dense_add(value, index, count) is not None
+                             for index, count in found])
+    current = value
+    changed = bytearray()
+    for index, count in found:
+        if current[4] == DENSE:
+            new = dense_add(current, index, count)
+        elif sparse_holds(current, index, count):  # type: ignore[arg-type]
+            new = None
+        else:
+            added, grew, ok = add(current, ((index, count),),  # type: ignore[arg-type]
+                                  sparse_max_bytes)
+            if not ok:
+                break
+            new = stored_after_add(current, added) if grew else None  # type: ignore[arg-type]
+        if new is None:
+            changed.append(0)
+        else:
+            current = new
+            changed.append(1)
+    return current, bytes(changed)
+
+
 def dense_in_place(value: object) -> bool:
     """``value`` is a dense HLL that PFADD changes in place: a ``bytearray`` of the dense
     size and magic (PFADD's sparse-to-dense promotion stores one; SETRANGE or SETBIT on a
