@@ -61,7 +61,7 @@ def pfadd(s: Session, argv: list[bytes]) -> object:
     if hll.dense_in_place(found):
         # A dense HLL kept as a bytearray: every register update is made where it is.
         updated = 0
-        for index, count in hll.patterns(argv[2:]):
+        for index, count in zip(*hll.patterns(argv[2:]), strict=True):
             if hll.dense_add(found, index, count) is not None:  # type: ignore[arg-type]
                 updated += 1
         if not updated:

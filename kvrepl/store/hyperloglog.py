@@ -37,7 +37,8 @@ import random
 import struct
 from array import array
 from bisect import bisect_left, bisect_right
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
+from itertools import repeat
 
 from kvrepl.store.encoding import mark_string
 
@@ -227,8 +228,12 @@ def _batch_constants(size: int, n: int) -> tuple[int, int, int, int, object]:
     return found
 
 
-def _batch_patterns(elements: Sequence[bytes], size: int, _m: int = _M) -> list[tuple[int, int]]:
-    """:func:`pattern` of each of ``elements``, all ``size`` (9..15) bytes long, at once."""
+# The patterns of a list of elements: their register indexes, and their runs.
+Patterns = tuple[Sequence[int], Sequence[int]]
+
+
+def _batch_patterns(elements: Sequence[bytes], size: int, _m: int = _M) -> Patterns:
+    """:func:`patterns` of ``elements``, all ``size`` (9..15) bytes long, at once."""
     n = len(elements)
     low64, seeds, low14, low8, unpack = _batch_constants(size, n)
     # Each element with its zero padding: lane i holds its first 8 bytes (the block) in
@@ -243,27 +248,32 @@ def _batch_patterns(elements: Sequence[bytes], size: int, _m: int = _M) -> list[
     indexes = unpack((h & low14).to_bytes(width, "little"))  # type: ignore[operator]
     runs = ((h >> HLL_P) & low8).to_bytes(width, "little")[::16].translate(_RUN_OF_BYTE)
     if 0 in runs:  # a run longer than 8: read from the element's own hash
-        return [(index, run or pattern(element)[1])
-                for index, run, element in zip(indexes, runs, elements, strict=True)]
-    return list(zip(indexes, runs, strict=True))
+        return indexes, [run or pattern(element)[1]
+                         for run, element in zip(runs, elements, strict=True)]
+    return indexes, runs
 
 
-def patterns(elements: Sequence[bytes]) -> list[tuple[int, int]]:
-    """:func:`pattern` of each element, in order; elements of one length of 9 to 15 bytes
-    (redis-benchmark's, and most ids) hashed in batches."""
+def patterns(elements: Sequence[bytes]) -> Patterns:
+    """:func:`pattern` of each element, in order, as two sequences: the register indexes
+    and the runs. Elements of one length of 9 to 15 bytes (redis-benchmark's, and most
+    ids) are hashed in batches."""
     n = len(elements)
     if n >= _BATCH_MIN:
         size = len(elements[0])
         if 8 < size < 16 and len(set(map(len, elements))) == 1:
             if n <= _BATCH_MAX:
                 return _batch_patterns(elements, size)
-            out: list[tuple[int, int]] = []
+            indexes: list[int] = []
+            runs: list[int] = []
             for start in range(0, n, _BATCH_MAX):
-                batch = elements[start:start + _BATCH_MAX]
-                out += _batch_patterns(batch, size) if len(batch) >= _BATCH_MIN else map(
-                    pattern, batch)
-            return out
-    return list(map(pattern, elements))
+                more, longer = patterns(elements[start:start + _BATCH_MAX])
+                indexes += more
+                runs += longer
+            return indexes, runs
+    if not n:
+        return (), ()
+    indexes, runs = zip(*map(pattern, elements), strict=True)  # type: ignore[assignment]
+    return indexes, runs
 
 
 # -- the header --------------------------------------------------------------------------------
@@ -789,9 +799,8 @@ def _carry(old: bytes, new: bytes) -> bytes:
     return _HISTOGRAMS.put(new, _HISTOGRAMS.take(old))
 
 
-def add(value: bytes, found: Iterable[tuple[int, int]], sparse_max_bytes: int
-        ) -> tuple[bytes, int, bool]:
-    """hllAdd of each element in turn, given by its :func:`pattern` (``found``, from
+def add(value: bytes, found: Patterns, sparse_max_bytes: int) -> tuple[bytes, int, bool]:
+    """hllAdd of each element in turn, given by its pattern (``found``, from
     :func:`patterns`): ``(new value, elements that grew a register, ok)``.
 
     ``ok`` is False when a corrupt sparse HLL was found; the value then holds the updates
@@ -803,7 +812,7 @@ def add(value: bytes, found: Iterable[tuple[int, int]], sparse_max_bytes: int
     sparse: _Sparse | None = None
     updated = 0
     dense = value[4] == DENSE
-    for index, count in found:
+    for index, count in zip(*found, strict=True):
         if dense:
             current = buf if buf is not None else value
             pos = _REG_BYTE[index]
@@ -906,19 +915,19 @@ def add_each(value: bytes | bytearray, elements: Sequence[bytes], sparse_max_byt
     Each update is the general path's own: :func:`dense_add`, or :func:`add` and
     :func:`stored_after_add` (with the promotion to dense), the patterns of all the
     elements hashed together (:func:`patterns`)."""
-    found = patterns(elements)
+    indexes, runs = patterns(elements)
     if type(value) is bytearray and value[4] == DENSE:  # dense, changed in place
-        return value, bytes([dense_add(value, index, count) is not None
-                             for index, count in found])
+        return value, bytes([new is not None
+                             for new in map(dense_add, repeat(value), indexes, runs)])
     current = value
     changed = bytearray()
-    for index, count in found:
+    for index, count in zip(indexes, runs, strict=True):
         if current[4] == DENSE:
             new = dense_add(current, index, count)
         elif sparse_holds(current, index, count):  # type: ignore[arg-type]
             new = None
         else:
-            added, grew, ok = add(current, ((index, count),),  # type: ignore[arg-type]
+            added, grew, ok = add(current, ((index,), (count,)),  # type: ignore[arg-type]
                                   sparse_max_bytes)
             if not ok:
                 break
@@ -1047,7 +1056,7 @@ def self_test(sparse_max_bytes: int, cycles: int = 3, elements: int = 100_000,
         index, run = pattern(element)
         if run > _dense_get(dense, index):
             _dense_set(dense, index, run)
-        sparse_value, _, ok = add(sparse_value, ((index, run),), sparse_max_bytes)
+        sparse_value, _, ok = add(sparse_value, ((index,), (run,)), sparse_max_bytes)
         if not ok:
             return "TESTFAILED sparse representation found corrupt"
         if j != checkpoint:
