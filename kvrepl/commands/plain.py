@@ -1,5 +1,5 @@
-"""The plain lane: runs of GET, SET-without-options, PFADD of one element to a dense
-HyperLogLog and PFCOUNT of one HyperLogLog whose cached count is valid, executed back to back.
+"""The plain lane: runs of GET, SET-without-options, PFADD of one element to a HyperLogLog
+and PFCOUNT of one HyperLogLog whose cached count is valid, executed back to back.
 
 Most traffic a cache sees (and all of what ``redis-benchmark -t set,get`` sends) is GET and
 plain SET from clients with nothing special about them. For those, the general path's work
@@ -12,11 +12,14 @@ value of another type) to the general path, which then runs it exactly as before
 
 PFADD and PFCOUNT are here because ``redis-benchmark ... PFADD hll __rand_int__`` (and
 PFCOUNT) is how HyperLogLog throughput is measured, and the general path costs several times
-the register update; the lane takes only what is a few lines there, on a key without a TTL:
-one element into a dense HLL, or into a sparse one when it changes nothing, the count of one
-HLL that has a valid cached cardinality and more than 44 bytes (a shorter one may need to be
-made ``raw`` first). The rest (sparse updates, a count to compute, errors) goes to the
-general path, ``commands/hyperloglog.py``.
+the register update. The lane takes, on a key without a TTL, one-element PFADDs to a dense
+HLL or to a ``raw`` sparse one (an update of the sparse opcodes and the promotion to dense
+included), and those to one key that follow each other as one call,
+:func:`~kvrepl.store.hyperloglog.add_each`: the general path's own updates, with the
+elements hashed together; and the count of one HLL that has a valid cached cardinality and
+more than 44 bytes (a shorter one may need to be made ``raw`` first). The rest (a new key, a
+short HLL stored by SET, a corrupt one, a count to compute, errors) goes to the general
+path, ``commands/hyperloglog.py``.
 
 SETBIT, GEOADD and XADD (``HANDLED``) are here because their ``redis-benchmark`` forms cost
 as much in the general path's bookkeeping (``call()``: clocks, counters, hooks per request)
@@ -519,7 +522,7 @@ class PlainLane:
             else:
                 break
             position += 1
-        db.used += grew  # the memory estimate: SETs (a PFADD keeps its string's length)
+        db.used += grew  # the memory estimate of the SETs (a PFADD that changes it: db.set)
         if position == start:
             return start
         spent = (perf_counter() - began) * 1e6
