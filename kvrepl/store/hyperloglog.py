@@ -243,7 +243,9 @@ def _batch_patterns(elements: Sequence[bytes], size: int, _m: int = _M) -> Patte
     h = ((((k ^ ((k >> 47) & low64)) * _m) & low64) ^ seeds) * _m & low64
     h = ((h ^ ((x >> 64) & low64)) * _m) & low64
     h = ((h ^ ((h >> 47) & low64)) * _m) & low64
-    h ^= (h >> 47) & low64
+    # The last step, h ^= h >> 47, left unmasked: what it brings from the next lane lands
+    # in bits 81 up, and only bits 0..21 are read.
+    h ^= h >> 47
     width = n << 4
     indexes = unpack((h & low14).to_bytes(width, "little"))  # type: ignore[operator]
     runs = ((h >> HLL_P) & low8).to_bytes(width, "little")[::16].translate(_RUN_OF_BYTE)
