@@ -167,14 +167,15 @@ def _pairs(elements: list[bytes]) -> list[tuple[int, int]]:
 
 
 def test_batched_patterns_are_the_one_by_one_ones() -> None:
-    """``patterns`` hashes elements of one length of 9-15 bytes in batches (big-integer
-    lanes): every length, batch sizes around its limits, runs longer than the 8 bits the
-    batch reads, and lists it must leave to ``pattern`` (mixed lengths, other lengths)."""
+    """``patterns`` hashes elements of one length of 1-15 bytes in batches (big-integer
+    lanes; no block under 8 bytes, no tail at 8): every length, batch sizes around its
+    limits, runs longer than the 8 bits the batch reads, and lists it must leave to
+    ``pattern`` (mixed lengths, other lengths)."""
     rng = random.Random(12)
     for size in range(0, 20):
         for n in (0, 1, 5, 6, 7, 16, 63, 64, 65, 130):
             elements = [rng.randbytes(size) for _ in range(n)]
-            if 8 < size < 16 and n:
+            if 1 < size < 16 and n:
                 for spot, element in zip(rng.sample(range(n), min(n, 3)),
                                          _long_run_elements(rng, size, 3), strict=False):
                     elements[spot] = element
@@ -190,7 +191,7 @@ def test_batched_pfadd_gives_redis_bytes(r: redis.Redis, real: redis.Redis) -> N
     pipelined one-element ones (the plain lane hashes a run's PFADDs together)."""
     rng = random.Random(13)
     commands: list[tuple[object, ...]] = []
-    for size in (9, 12, 15):
+    for size in (3, 7, 8, 9, 12, 15):
         batch = [rng.randbytes(size) for _ in range(100)] + _long_run_elements(rng, size, 2)
         commands += [("PFADD", f"h{size}", *batch), ("GET", f"h{size}")]
     commands += [("PFADD", "big", *(b"%012d" % rng.randrange(10**12) for _ in range(3000))),

@@ -202,7 +202,7 @@ def pattern(element: bytes, _m: int = _M, _mask: int = _MASK64, _seeded: list[in
 
 
 # -- hashing a batch -------------------------------------------------------------------------
-# Several elements of one length of 9 to 15 bytes (a pipeline of redis-benchmark's PFADDs, a
+# Several elements of one length of 1 to 15 bytes (a pipeline of redis-benchmark's PFADDs, a
 # PFADD of many ids) are hashed together: each gets a 128-bit lane of one big integer, wide
 # enough for a 64-bit by 64-bit product, and each step of MurmurHash64A is one operation on
 # the whole integer (masked back to 64 bits per lane where a product or shift would reach the
@@ -233,15 +233,19 @@ Patterns = tuple[Sequence[int], Sequence[int]]
 
 
 def _batch_patterns(elements: Sequence[bytes], size: int, _m: int = _M) -> Patterns:
-    """:func:`patterns` of ``elements``, all ``size`` (9..15) bytes long, at once."""
+    """:func:`patterns` of ``elements``, all ``size`` (1..15) bytes long, at once."""
     n = len(elements)
     low64, seeds, low14, low8, unpack = _batch_constants(size, n)
-    # Each element with its zero padding: lane i holds its first 8 bytes (the block) in
-    # bits 0..63 and the rest (the tail) in bits 64..127.
+    # Each element with its zero padding: lane i holds its first 8 bytes (the block of
+    # an element of 8 bytes or more) in bits 0..63 and the rest (the tail) in bits 64..127.
     x = int.from_bytes(_PADS[size].join(elements), "little")
-    k = ((x & low64) * _m) & low64
-    h = ((((k ^ ((k >> 47) & low64)) * _m) & low64) ^ seeds) * _m & low64
-    h = ((h ^ ((x >> 64) & low64)) * _m) & low64
+    if size < 8:  # no block: the element is the tail
+        h = ((x ^ seeds) * _m) & low64
+    else:
+        k = ((x & low64) * _m) & low64
+        h = ((((k ^ ((k >> 47) & low64)) * _m) & low64) ^ seeds) * _m & low64
+        if size > 8:
+            h = ((h ^ ((x >> 64) & low64)) * _m) & low64
     h = ((h ^ ((h >> 47) & low64)) * _m) & low64
     # The last step, h ^= h >> 47, left unmasked: what it brings from the next lane lands
     # in bits 81 up, and only bits 0..21 are read.
@@ -257,12 +261,12 @@ def _batch_patterns(elements: Sequence[bytes], size: int, _m: int = _M) -> Patte
 
 def patterns(elements: Sequence[bytes]) -> Patterns:
     """:func:`pattern` of each element, in order, as two sequences: the register indexes
-    and the runs. Elements of one length of 9 to 15 bytes (redis-benchmark's, and most
+    and the runs. Elements of one length of 1 to 15 bytes (redis-benchmark's, and most
     ids) are hashed in batches."""
     n = len(elements)
     if n >= _BATCH_MIN:
         size = len(elements[0])
-        if 8 < size < 16 and len(set(map(len, elements))) == 1:
+        if 0 < size < 16 and len(set(map(len, elements))) == 1:
             if n <= _BATCH_MAX:
                 return _batch_patterns(elements, size)
             indexes: list[int] = []
