@@ -169,8 +169,8 @@ def _pairs(elements: list[bytes]) -> list[tuple[int, int]]:
 def test_batched_patterns_are_the_one_by_one_ones() -> None:
     """``patterns`` hashes elements of one length of 1-15 bytes in batches (big-integer
     lanes; no block under 8 bytes, no tail at 8): every length, batch sizes around its
-    limits, runs longer than the 8 bits the batch reads, and lists it must leave to
-    ``pattern`` (mixed lengths, other lengths)."""
+    limits, runs longer than the 8 bits the batch reads, mixed lengths on one side of 8,
+    and lists it must leave to ``pattern`` (lengths across 8, 0, 16 and more)."""
     rng = random.Random(12)
     for size in range(0, 20):
         for n in (0, 1, 5, 6, 7, 16, 63, 64, 65, 130):
@@ -180,8 +180,9 @@ def test_batched_patterns_are_the_one_by_one_ones() -> None:
                                          _long_run_elements(rng, size, 3), strict=False):
                     elements[spot] = element
             assert _pairs(elements) == [hll.pattern(e) for e in elements], (size, n)
-    mixed = [rng.randbytes(rng.choice((11, 12, 13))) for _ in range(40)]
-    assert _pairs(mixed) == [hll.pattern(e) for e in mixed]
+    for lengths in ((11, 12, 13), (1, 4, 7), (9, 15), (7, 8, 9), (0, 3), (15, 16)):
+        mixed = [rng.randbytes(rng.choice(lengths)) for _ in range(40)]
+        assert _pairs(mixed) == [hll.pattern(e) for e in mixed], lengths
     edges = [bytes([fill]) * 12 for fill in (0, 0xFF)] * 4
     assert _pairs(edges) == [hll.pattern(e) for e in edges]
 
@@ -197,7 +198,10 @@ def test_batched_pfadd_gives_redis_bytes(r: redis.Redis, real: redis.Redis) -> N
     commands += [("PFADD", "big", *(b"%012d" % rng.randrange(10**12) for _ in range(3000))),
                  ("GET", "big")]
     commands += [("PFADD", "big", b"%012d" % rng.randrange(10**12)) for _ in range(200)]
-    commands += [("GET", "big"), ("PFCOUNT", "big"), ("GET", "big")]
+    commands += [("PFADD", "ids", b"%d" % rng.randrange(10**rng.randrange(1, 8)))
+                 for _ in range(300)]  # mixed lengths under 8 bytes
+    commands += [("GET", "ids"), ("PFADD", "ids", *(b"%d" % i for i in range(50, 2000, 7)))]
+    commands += [("GET", "big"), ("PFCOUNT", "big"), ("GET", "big"), ("GET", "ids")]
     _run_both(r, real, commands)
 
 

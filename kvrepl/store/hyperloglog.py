@@ -215,16 +215,19 @@ _PADS = [bytes(16 - n) for n in range(17)]  # what fills an element up to its la
 # The run, from the 8 bits above the index (bits 14..21): the position of the lowest 1 bit;
 # 0 for eight zero bits (one element in 256), where the run is read from the whole hash.
 _RUN_OF_BYTE = bytes([0] + [(v & -v).bit_length() for v in range(1, 256)])
-# (element length, batch size) -> the masks and seeds of its lanes, and its unpacker.
-_BATCHES: dict[tuple[int, int], tuple[int, int, int, int, object]] = {}
+# Each length's starting value of the hash as a 16-byte lane (for a batch of mixed lengths).
+_SEED_LANES = [_SEEDED[n].to_bytes(16, "little") for n in range(16)]
+# (element length, batch size) -> the masks and seeds of its lanes, its unpacker and packer.
+_BATCHES: dict[tuple[int, int], tuple[int, int, int, int, object, object]] = {}
 
 
-def _batch_constants(size: int, n: int) -> tuple[int, int, int, int, object]:
+def _batch_constants(size: int, n: int) -> tuple[int, int, int, int, object, object]:
     found = _BATCHES.get((size, n))
     if found is None:
         lanes = int.from_bytes(_LANE * n, "little")
         found = _BATCHES[size, n] = (lanes * _MASK64, lanes * _SEEDED[size], lanes * P_MASK,
-                                     lanes * 0xFF, struct.Struct("<" + "H14x" * n).unpack)
+                                     lanes * 0xFF, struct.Struct("<" + "H14x" * n).unpack,
+                                     struct.Struct("16s" * n).pack)
     return found
 
 
@@ -232,13 +235,20 @@ def _batch_constants(size: int, n: int) -> tuple[int, int, int, int, object]:
 Patterns = tuple[Sequence[int], Sequence[int]]
 
 
-def _batch_patterns(elements: Sequence[bytes], size: int, _m: int = _M) -> Patterns:
-    """:func:`patterns` of ``elements``, all ``size`` (1..15) bytes long, at once."""
+def _batch_patterns(elements: Sequence[bytes], size: int, mixed: bool, _m: int = _M
+                    ) -> Patterns:
+    """:func:`patterns` of ``elements``, all ``size`` (1..15) bytes long, at once; or, when
+    ``mixed``, of lengths that all fall on the same side of 8 as ``size``."""
     n = len(elements)
-    low64, seeds, low14, low8, unpack = _batch_constants(size, n)
+    low64, seeds, low14, low8, unpack, pack = _batch_constants(size, n)
     # Each element with its zero padding: lane i holds its first 8 bytes (the block of
     # an element of 8 bytes or more) in bits 0..63 and the rest (the tail) in bits 64..127.
-    x = int.from_bytes(_PADS[size].join(elements), "little")
+    if mixed:
+        x = int.from_bytes(pack(*elements), "little")  # type: ignore[operator]
+        seeds = int.from_bytes(b"".join(map(_SEED_LANES.__getitem__, map(len, elements))),
+                               "little")
+    else:
+        x = int.from_bytes(_PADS[size].join(elements), "little")
     if size < 8:  # no block: the element is the tail
         h = ((x ^ seeds) * _m) & low64
     else:
@@ -261,14 +271,19 @@ def _batch_patterns(elements: Sequence[bytes], size: int, _m: int = _M) -> Patte
 
 def patterns(elements: Sequence[bytes]) -> Patterns:
     """:func:`pattern` of each element, in order, as two sequences: the register indexes
-    and the runs. Elements of one length of 1 to 15 bytes (redis-benchmark's, and most
-    ids) are hashed in batches."""
+    and the runs. Elements of 1 to 15 bytes (redis-benchmark's, and most ids) are hashed
+    in batches: all of one length, or all under 8 bytes, or all of 9 to 15."""
     n = len(elements)
     if n >= _BATCH_MIN:
+        lengths = set(map(len, elements))
         size = len(elements[0])
-        if 0 < size < 16 and len(set(map(len, elements))) == 1:
+        shortest, longest = min(lengths), max(lengths)
+        # One length, or lengths that one step sequence hashes (1..7 bytes: the tail only;
+        # 9..15: a block and a tail), each with its own starting value.
+        if 0 < shortest and longest < 16 and (shortest == longest or longest < 8
+                                              or shortest > 8):
             if n <= _BATCH_MAX:
-                return _batch_patterns(elements, size)
+                return _batch_patterns(elements, size, shortest != longest)
             indexes: list[int] = []
             runs: list[int] = []
             for start in range(0, n, _BATCH_MAX):
