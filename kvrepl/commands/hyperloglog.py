@@ -60,10 +60,8 @@ def pfadd(s: Session, argv: list[bytes]) -> object:
     found = s.db.lookup(key)
     if hll.dense_in_place(found):
         # A dense HLL kept as a bytearray: every register update is made where it is.
-        updated = 0
-        for index, count in zip(*hll.patterns(argv[2:]), strict=True):
-            if hll.dense_add(found, index, count) is not None:  # type: ignore[arg-type]
-                updated += 1
+        grew = hll.dense_add_in_place(found, *hll.patterns(argv[2:]))  # type: ignore[arg-type]
+        updated = grew.count(1)
         if not updated:
             return 0
         notify(s, STRING, b"pfadd", key)

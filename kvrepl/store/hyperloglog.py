@@ -38,7 +38,6 @@ import struct
 from array import array
 from bisect import bisect_left, bisect_right
 from collections.abc import Sequence
-from itertools import repeat
 
 from kvrepl.store.encoding import mark_string
 
@@ -878,11 +877,37 @@ def stored_after_add(value: bytes, new: bytes) -> bytes | bytearray:
     return mark_string(new, b"raw")
 
 
+def dense_add_in_place(value: bytearray, indexes: Sequence[int], runs: Sequence[int],
+                       _byte: list[int] = _REG_BYTE, _shift: list[int] = _REG_SHIFT) -> bytes:
+    """PFADD of each element, of patterns ``indexes`` and ``runs``, in turn to the dense HLL
+    ``value`` kept as a ``bytearray`` (see :func:`dense_in_place`), changed where it is, its
+    cache marked stale if anything grew: one byte per element, 1 where its register grew."""
+    grew = bytearray(len(indexes))
+    n = -1
+    for index, count in zip(indexes, runs, strict=True):
+        n += 1
+        pos = _byte[index]
+        fb = _shift[index]
+        if fb <= 2:  # the register lies within one byte
+            if count <= (value[pos] >> fb) & REGISTER_MAX:
+                continue
+        elif count <= ((value[pos] >> fb) | (value[pos + 1] << (8 - fb))) & REGISTER_MAX:
+            continue
+        _dense_set(value, index, count)
+        grew[n] = 1
+    if 1 in grew:
+        value[15] |= _STALE
+    return bytes(grew)
+
+
 def dense_add(value: bytes | bytearray, index: int, count: int) -> bytes | bytearray | None:
     """PFADD of one element, of :func:`pattern` ``(index, count)``, to a dense HLL, the common
     case made short; None when no register grew. A ``bytes`` value is copied once (the 12 KB)
     into the new value returned, its cache marked stale; a ``bytearray`` (a dense HLL PFADD
-    keeps in place, see :func:`dense_in_place`) is changed where it is and returned itself."""
+    keeps in place, see :func:`dense_in_place`) is changed where it is and returned itself
+    (:func:`dense_add_in_place`)."""
+    if type(value) is bytearray:
+        return value if dense_add_in_place(value, (index,), (count,))[0] else None
     pos = _REG_BYTE[index]
     fb = _REG_SHIFT[index]
     b0 = value[pos]
@@ -890,10 +915,6 @@ def dense_add(value: bytes | bytearray, index: int, count: int) -> bytes | bytea
         old = (b0 >> fb) & REGISTER_MAX
         if count <= old:
             return None
-        if type(value) is bytearray:
-            value[pos] = (b0 & ~(REGISTER_MAX << fb) & 0xFF) | (count << fb)
-            value[15] |= _STALE
-            return value
         new = _ONE_BYTE[(b0 & ~(REGISTER_MAX << fb) & 0xFF) | (count << fb)]
     else:
         b1 = value[pos + 1]
@@ -901,14 +922,8 @@ def dense_add(value: bytes | bytearray, index: int, count: int) -> bytes | bytea
         if count <= old:
             return None
         fb8 = 8 - fb
-        low = (b0 & ~(REGISTER_MAX << fb) & 0xFF) | ((count << fb) & 0xFF)
-        high = (b1 & ~(REGISTER_MAX >> fb8) & 0xFF) | (count >> fb8)
-        if type(value) is bytearray:
-            value[pos] = low
-            value[pos + 1] = high
-            value[15] |= _STALE
-            return value
-        new = bytes((low, high))
+        new = bytes(((b0 & ~(REGISTER_MAX << fb) & 0xFF) | ((count << fb) & 0xFF),
+                     (b1 & ~(REGISTER_MAX >> fb8) & 0xFF) | (count >> fb8)))
     view = memoryview(value)
     if value[15] & _STALE:
         result = b"".join((view[:pos], new, view[pos + len(new):]))
@@ -938,8 +953,7 @@ def add_each(value: bytes | bytearray, elements: Sequence[bytes], sparse_max_byt
     elements hashed together (:func:`patterns`)."""
     indexes, runs = patterns(elements)
     if type(value) is bytearray and value[4] == DENSE:  # dense, changed in place
-        return value, bytes([new is not None
-                             for new in map(dense_add, repeat(value), indexes, runs)])
+        return value, dense_add_in_place(value, indexes, runs)
     current = value
     changed = bytearray()
     for index, count in zip(indexes, runs, strict=True):
