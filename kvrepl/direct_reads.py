@@ -102,7 +102,17 @@ def direct_get(node: Node, general: Callable[[object], object],
                 value = bytes(value)
             if db.expires and name in db.expires and db.expires[name] <= keyspace.now_ms():
                 return general(name)  # lazy expiry: deleted, DEL propagated, in order
-            db.access[name] = keyspace.lru_clock  # OBJECT IDLETIME starts again
+            # OBJECT IDLETIME starts again. The clock moves once a second, so most reads
+            # find it recorded already: reading the slot and writing only when it differs
+            # measured cheaper than writing it every time (a written slot is a dirtied
+            # cache line), and leaves the same map.
+            access = db.access
+            clock = keyspace.lru_clock
+            try:
+                if access[name] is not clock:  # an equal int elsewhere: written again
+                    access[name] = clock
+            except KeyError:  # a loaded key not accessed since
+                access[name] = clock
             gets = tally.gets = tally.gets + 1
             if not gets & MASK and sample:
                 return timed(name)

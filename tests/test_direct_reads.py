@@ -364,3 +364,39 @@ async def test_a_replica_read_of_a_due_key_leaves_its_access_time() -> None:
         assert access.get(b"due") == before
         assert replica.execute_command("GET", "due") is None
         assert access.get(b"due") == before
+
+
+async def test_direct_reads_record_the_access_time_as_the_general_path() -> None:
+    """The direct path writes a key's access time only when it differs from the clock:
+    the keys a full sync loaded (no access time recorded yet), a clock that moved, and a
+    clock of the same value held in another int object all leave the same OBJECT IDLETIME
+    and the same access map as GET through the engine."""
+    now = [NOW]
+    async with kvrepl.Master() as master, kvrepl.Replica(follow=master) as replica:
+        for node in (master, replica):
+            node.engine.keyspace.clock = lambda: now[0]
+        names = [b"k%d" % i for i in range(6)]
+        for name in names:
+            master.set(name, "v")
+        await replica.wait_synced()
+        keyspace = replica.engine.keyspace
+        access = keyspace.dbs[0].access
+        direct, general = names[::2], names[1::2]
+
+        def read_both() -> list[int]:
+            for a, b in zip(direct, general, strict=True):
+                assert replica.get(a) == replica.execute_command("GET", b) == b"v"
+            return [replica.execute_command("OBJECT", "IDLETIME", name) for name in names]
+
+        start = int(NOW)
+        keyspace.lru_clock = start
+        assert read_both() == [0] * 6
+        keyspace.lru_clock = start + 30
+        assert [replica.execute_command("OBJECT", "IDLETIME", name) for name in names] \
+            == [30] * 6
+        keyspace.lru_clock = int(str(start + 30))  # equal, another object
+        assert read_both() == [0] * 6
+        keyspace.lru_clock = start + 31
+        assert replica.get(direct[0]) == b"v"
+        assert {name: access[name] for name in names} == \
+            {**dict.fromkeys(names, start + 30), direct[0]: start + 31}
