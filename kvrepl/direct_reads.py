@@ -21,7 +21,7 @@ from collections.abc import Callable
 from time import perf_counter
 from typing import TYPE_CHECKING
 
-from kvrepl.commands.tally import MASK, SAMPLE
+from kvrepl.commands.tally import SAMPLE
 
 if TYPE_CHECKING:
     from kvrepl.commands.core import Session
@@ -54,9 +54,11 @@ def direct_get(node: Node, general: Callable[[object], object],
     command = engine.table[b"get"]
 
     def timed(name: bytes) -> object:
-        """A sampled call: the general path's timing for the calls since the last one."""
+        """The call that ends a block of SAMPLE: the block counted, this call timed with
+        the general path's timing standing for the calls of the block."""
+        tally.gets += SAMPLE
+        tally.left = SAMPLE + 1  # the timed call below counts itself again
         began = perf_counter()
-        tally.gets -= 1  # counted again by the call below
         value = get(name, False)
         usec = (perf_counter() - began) * 1e6
         command.usec += usec * SAMPLE
@@ -88,9 +90,9 @@ def direct_get(node: Node, general: Callable[[object], object],
                 if value is None:
                     if type(name) is not bytes:
                         return general(name)  # a str or int argument: converted there
-                    gets = tally.gets = tally.gets + 1
-                    if not gets & MASK and sample:
+                    if not (left := tally.left - 1) and sample:
                         return timed(name)
+                    tally.left = left
                     tally.misses += 1
                     if client:
                         session.last_command = "get"
@@ -102,23 +104,13 @@ def direct_get(node: Node, general: Callable[[object], object],
                 value = bytes(value)
             if db.expires and name in db.expires and db.expires[name] <= keyspace.now_ms():
                 return general(name)  # lazy expiry: deleted, DEL propagated, in order
-            # OBJECT IDLETIME starts again. The clock moves once a second, so most reads
-            # find it recorded already: reading the slot and writing only when it differs
-            # measured cheaper than writing it every time (a written slot is a dirtied
-            # cache line), and leaves the same map.
-            access = db.access
-            clock = keyspace.lru_clock
-            try:
-                if access[name] is not clock:  # an equal int elsewhere: written again
-                    access[name] = clock
-            except KeyError:  # a loaded key not accessed since
-                access[name] = clock
-            gets = tally.gets = tally.gets + 1
-            if not gets & MASK and sample:
-                return timed(name)
-            if client:
-                session.last_command = "get"
-            return value
+            db.access[name] = keyspace.lru_clock  # OBJECT IDLETIME starts again
+            if (left := tally.left - 1) or not sample:
+                tally.left = left
+                if client:
+                    session.last_command = "get"
+                return value
+            return timed(name)
         return general(name)  # a gate closed
 
     return get

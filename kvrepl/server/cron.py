@@ -28,11 +28,7 @@ async def run_cron(engine: Engine) -> None:
         if instant.PERIOD_MS <= period or loops % (instant.PERIOD_MS // period) == 0:
             sample_metrics(engine)
         loops += 1
-        lru_clock = int(engine.keyspace.clock())
-        if lru_clock != engine.keyspace.lru_clock:
-            # Replaced only when it moves: the direct reads compare it by identity
-            # (kvrepl.direct_reads).
-            engine.keyspace.lru_clock = lru_clock
+        engine.keyspace.lru_clock = int(engine.keyspace.clock())
         if engine.pausing:
             engine.pause.current()  # a CLIENT PAUSE whose time is up ends (and wakes clients)
         second = int(time())
