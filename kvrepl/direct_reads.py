@@ -10,7 +10,8 @@ is due (lazy expiry deletes it and propagates its DEL in order), a value of anot
 which GET would do more or answer otherwise (see :func:`direct_get`).
 
 The counters are kept in one place, the engine's
-:class:`~kvrepl.commands.tally.DirectTally` (one or two increments a call instead of four),
+:class:`~kvrepl.commands.tally.DirectTally` (a countdown a call, and a miss one more
+increment, instead of four counters),
 and folded into the public ones where those are read (INFO, CONFIG RESETSTAT); one call in
 :data:`SAMPLE` is timed and stands for the others (see that module).
 """
@@ -59,7 +60,7 @@ def direct_get(node: Node, general: Callable[[object], object],
         tally.gets += SAMPLE
         tally.left = SAMPLE + 1  # the timed call below counts itself again
         began = perf_counter()
-        value = get(name, False)
+        value = get(name)  # counts down from SAMPLE + 1: not timed again
         usec = (perf_counter() - began) * 1e6
         command.usec += usec * SAMPLE
         if engine.latency_tracking:
@@ -79,7 +80,7 @@ def direct_get(node: Node, general: Callable[[object], object],
     # call, so checks a hit never needs (the TTL map's contents, the other value types, a
     # miss) come after the one type test that tells a hit, and the maps are loaded when
     # used (loading them earlier measured the same).
-    def get(name: bytes, sample: bool = True) -> object:
+    def get(name: bytes) -> object:
         if gates.read_open and session.multi is None and not (client and bypassed()):
             db = session.db
             try:
@@ -90,7 +91,7 @@ def direct_get(node: Node, general: Callable[[object], object],
                 if value is None:
                     if type(name) is not bytes:
                         return general(name)  # a str or int argument: converted there
-                    if not (left := tally.left - 1) and sample:
+                    if not (left := tally.left - 1):
                         return timed(name)
                     tally.left = left
                     tally.misses += 1
@@ -105,7 +106,7 @@ def direct_get(node: Node, general: Callable[[object], object],
             if db.expires and name in db.expires and db.expires[name] <= keyspace.now_ms():
                 return general(name)  # lazy expiry: deleted, DEL propagated, in order
             db.access[name] = keyspace.lru_clock  # OBJECT IDLETIME starts again
-            if (left := tally.left - 1) or not sample:
+            if left := tally.left - 1:
                 tally.left = left
                 if client:
                     session.last_command = "get"
