@@ -45,10 +45,28 @@ def direct_get(node: Node, general: Callable[[object], object],
     user not authenticated or with restricted rights, CLIENT REPLY OFF/SKIP, a closing
     client.
     """
-    engine = node.engine
-    client = session is not None
     if session is None:
-        session = node._session
+        return _direct_get(node, general, node._session)
+    read = _direct_get(node, general, session)
+
+    def get(name: bytes) -> object:
+        if (session.pending_out or session.channels or session.patterns
+                or session.shard_channels or session.monitor or session.reply_off
+                or session.reply_skip or session.closing or not session.authenticated
+                or not session.user.unrestricted):
+            return general(name)
+        value = read(name)
+        session.last_command = "get"  # as the general path sets it, if it ran
+        return value
+
+    return get
+
+
+def _direct_get(node: Node, general: Callable[[object], object],
+                session: Session) -> Callable[[object], object]:
+    """:func:`direct_get` without a connection's own checks: the node's GET as it is, a
+    connection's inside them (so the node's calls do not pay for them)."""
+    engine = node.engine
     keyspace = engine.keyspace
     gates = keyspace.gates
     tally = engine.direct_tally
@@ -69,19 +87,12 @@ def direct_get(node: Node, general: Callable[[object], object],
             engine.observe_slow(session, command, [b"GET", name], usec)
         return value
 
-    def bypassed() -> bool:
-        """A connection's state in which GET's general path does more or answers otherwise."""
-        return bool(session.pending_out or session.channels or session.patterns
-                    or session.shard_channels or session.monitor or session.reply_off
-                    or session.reply_skip or session.closing or not session.authenticated
-                    or not session.user.unrestricted)
-
     # The hot path is a hit on a string without a TTL: each line below is paid by every
     # call, so checks a hit never needs (the TTL map's contents, the other value types, a
     # miss) come after the one type test that tells a hit, and the maps are loaded when
     # used (loading them earlier measured the same).
     def get(name: bytes) -> object:
-        if gates.read_open and session.multi is None and not (client and bypassed()):
+        if gates.read_open and session.multi is None:
             db = session.db
             try:
                 value = db.data.get(name)
@@ -95,8 +106,6 @@ def direct_get(node: Node, general: Callable[[object], object],
                         return timed(name)
                     tally.left = left
                     tally.misses += 1
-                    if client:
-                        session.last_command = "get"
                     return None
                 if type(value) is not bytearray:
                     return general(name)  # WRONGTYPE, answered the general way
@@ -108,8 +117,6 @@ def direct_get(node: Node, general: Callable[[object], object],
             db.access[name] = keyspace.lru_clock  # OBJECT IDLETIME starts again
             if left := tally.left - 1:
                 tally.left = left
-                if client:
-                    session.last_command = "get"
                 return value
             return timed(name)
         return general(name)  # a gate closed
