@@ -132,6 +132,14 @@ def python_env() -> dict[str, str]:
     return env
 
 
+def baseline_env(root: str) -> dict[str, str]:
+    """The environment of a kvrepl started from the checkout at ``root`` (``KVREPL_BASELINE``:
+    the other side of an A/B run)."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = root
+    return env
+
+
 def stop_process(proc: subprocess.Popen[bytes], grace: float = 5.0) -> None:
     """SIGTERM, wait up to ``grace`` seconds, then SIGKILL; always reaps the child."""
     if proc.poll() is not None:

@@ -16,12 +16,16 @@ the rounds. Every test is ``redis-benchmark -P 16 -n N`` with its 50 default cli
 
 Each run also reads the server process's CPU time per request, which the load of a shared
 host moves far less than the throughput (redis/kvrepl CPU is what the throughput ratio would
-be with a core to each server).
+be with a core to each server), reported as the range over the rounds.
+
+``KVREPL_BASELINE=/path/to/other/checkout`` adds a kvrepl started from that checkout, in the
+same rounds: the A/B of a change.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import tempfile
 from collections import defaultdict
 from pathlib import Path
@@ -31,6 +35,7 @@ from benchmarks.common import (
     BenchmarkError,
     Options,
     Server,
+    baseline_env,
     binary,
     fmt_rate,
     fmt_ratio,
@@ -84,12 +89,16 @@ def run(options: Options) -> str:
     if tool is None or redis is None:
         raise RuntimeError("redis-benchmark and redis-server must be on PATH")
     n = QUICK_N if options.quick else N
-    commands = {
-        "kvrepl": lambda port: [options.python, "-m", "kvrepl", "--port", str(port),
-                                "--bind", HOST, "--save", ""],
-        "redis": lambda port: [redis, "--port", str(port), "--bind", HOST, "--save", "",
-                               "--appendonly", "no"],
-    }
+    def kvrepl(port: int) -> list[str]:
+        return [options.python, "-m", "kvrepl", "--port", str(port), "--bind", HOST,
+                "--save", ""]
+
+    commands = {"kvrepl": (kvrepl, python_env())}
+    baseline = os.environ.get("KVREPL_BASELINE")
+    if baseline:
+        commands["baseline"] = (kvrepl, baseline_env(baseline))
+    commands["redis"] = (lambda port: [redis, "--port", str(port), "--bind", HOST, "--save",
+                                       "", "--appendonly", "no"], None)
     names = list(commands)
     results: dict[tuple[str, str], list[float]] = defaultdict(list)
     cpu: dict[tuple[str, str], list[float]] = defaultdict(list)  # server CPU us per request
@@ -99,8 +108,9 @@ def run(options: Options) -> str:
         servers = {}
         for name in names:
             log(f"[hll] starting {name}")
+            command, env = commands[name]
             servers[name] = stack.enter_context(
-                running(Server(name, commands[name], workdir, env=python_env())))
+                running(Server(name, command, workdir, env=env)))  # type: ignore[arg-type]
         for round_number in range(options.rounds):
             for name in rotated(names, round_number):
                 port = servers[name].port
@@ -119,34 +129,47 @@ def run(options: Options) -> str:
                     results[label, name].append(rate)
                     cpu[label, name].append((process_cpu_seconds(pid) - began)
                                             / int(n * share) * 1e6)
-                    log(f"[hll] round {round_number + 1}/{options.rounds} {name:7s} "
-                        f"{label:36s} {rate:>11,.0f}/s")
+                    log(f"[hll] round {round_number + 1}/{options.rounds} {name:8s} "
+                        f"{label:36s} {rate:>11,.0f}/s {cpu[label, name][-1]:.2f} us CPU")
                 # ~95,000 distinct elements of a million went in: did the adds happen?
                 reply = resp_command(port, b"PFCOUNT", b"hll")
                 if not (reply[:1] == b":" and int(reply[1:-2]) > n // 2):
                     notes.append(f"{name}: PFCOUNT hll after round {round_number + 1} "
                                  f"replied {reply!r}")
-    return _report(results, cpu, n, options, notes)
+    return _report(results, cpu, n, options, notes, baseline)
+
+
+def _span(values: list[float]) -> str:
+    return f"{min(values):.2f}-{max(values):.2f}" if values else "n/a"
 
 
 def _report(results: dict[tuple[str, str], list[float]],
             cpu: dict[tuple[str, str], list[float]], n: int, options: Options,
-            notes: list[str]) -> str:
+            notes: list[str], baseline: str | None) -> str:
     headers = ["test", "kvrepl ops/s", "redis ops/s", "kvrepl/redis", "goal",
                "kvrepl CPU us/req", "redis CPU us/req", "redis/kvrepl CPU"]
+    if baseline:
+        headers[6:6] = ["baseline CPU us/req"]
+        headers.append("redis/baseline CPU")
     rows = []
     for label in TESTS:
         kv, rd = (median(results.get((label, name), [])) for name in ("kvrepl", "redis"))
-        kv_cpu, rd_cpu = (median(cpu.get((label, name), [])) for name in ("kvrepl", "redis"))
-        rows.append([label, fmt_rate(kv), fmt_rate(rd), fmt_ratio(ratio(kv, rd)),
-                     goal_cell(ratio(kv, rd), GOAL), f"{kv_cpu:.2f}", f"{rd_cpu:.2f}",
-                     fmt_ratio(ratio(rd_cpu, kv_cpu))])
+        kv_cpu, rd_cpu = (cpu.get((label, name), []) for name in ("kvrepl", "redis"))
+        row = [label, fmt_rate(kv), fmt_rate(rd), fmt_ratio(ratio(kv, rd)),
+               goal_cell(ratio(kv, rd), GOAL), _span(kv_cpu), _span(rd_cpu),
+               fmt_ratio(ratio(median(rd_cpu), median(kv_cpu)))]
+        if baseline:
+            base_cpu = cpu.get((label, "baseline"), [])
+            row[6:6] = [_span(base_cpu)]
+            row.append(fmt_ratio(ratio(median(rd_cpu), median(base_cpu))))
+        rows.append(row)
     text = [
         f"## {TITLE}",
         "",
         f"`redis-benchmark -P {PIPELINE} -n {n:,} -q --csv [-r 1000000] <command>` (50 "
         f"clients; -n {int(n * TESTS['PFCOUNT hll hll2'][0]):,} for two keys); median of {options.rounds} rounds, servers alternated (order rotated "
-        "every round); the keys are emptied before each server's round.",
+        "every round); the keys are emptied before each server's round; CPU per request as "
+        f"the range over the rounds, its ratio of medians. Baseline: {baseline or 'not set'}.",
         "",
         markdown_table(headers, rows),
     ]

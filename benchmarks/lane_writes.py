@@ -22,6 +22,7 @@ from pathlib import Path
 from benchmarks.common import (
     Options,
     Server,
+    baseline_env,
     binary,
     fmt_rate,
     log,
@@ -47,13 +48,6 @@ TESTS: dict[str, list[str]] = {
 }
 
 
-def _baseline_env(root: str) -> dict[str, str]:
-    """The environment of a kvrepl started from the checkout at ``root``."""
-    env = dict(os.environ)
-    env["PYTHONPATH"] = root
-    return env
-
-
 def run(options: Options) -> str:
     """Run the four writes against each server and return the markdown section."""
     tool = binary("redis-benchmark")
@@ -63,7 +57,7 @@ def run(options: Options) -> str:
     contenders = {"kvrepl": (commands["kvrepl"], python_env())}
     baseline = os.environ.get("KVREPL_BASELINE")
     if baseline:
-        contenders["baseline"] = (commands["kvrepl"], _baseline_env(baseline))
+        contenders["baseline"] = (commands["kvrepl"], baseline_env(baseline))
     if commands["redis"] is not None:
         contenders["redis"] = (commands["redis"], None)
     n = 20_000 if options.quick else 100_000

@@ -76,14 +76,20 @@ class Option:
     hidden: bool = False
     # DENY_LOADING_CONFIG: CONFIG SET answers -LOADING while the dataset loads
     deny_loading: bool = False
+    # Redis's setters that change only what the value names: (current, parsed) -> new
+    merge: Callable[[object, object], object] | None = None
 
     @property
     def attr(self) -> str:
         return self.name.replace("-", "_")
 
-    def value(self, text: str) -> object:
-        """``text`` parsed and accepted (:meth:`accept`); ValueError says what is wrong."""
-        return self.accept(self.parse(text))
+    def value(self, text: str, current: object = None) -> object:
+        """``text`` parsed and accepted (:meth:`accept`), over ``current`` for an option
+        that changes only what it names; ValueError says what is wrong."""
+        value = self.parse(text)
+        if self.merge is not None:
+            value = self.merge(self.default if current is None else current, value)
+        return self.accept(value)
 
     def accept(self, value: object) -> object:
         """``value``, unless it asks for something kvrepl cannot do: then a ValueError
@@ -195,10 +201,12 @@ def _format_words(value: object) -> str:
 
 
 def _obuf_limits(text: str) -> dict[str, tuple[int, int, int]]:
+    """The classes ``text`` names, each with its hard and soft limits and soft seconds
+    (updateClientOutputBufferLimit: the whole text is checked before any of it is used)."""
     words = text.split()
     if len(words) % 4:
         raise ValueError("Wrong number of arguments in buffer limit configuration.")
-    limits = dict(DEFAULT_OBUF_LIMITS)
+    limits = {}
     for i in range(0, len(words), 4):
         kind = words[i].lower()
         if kind == "slave":
@@ -206,16 +214,20 @@ def _obuf_limits(text: str) -> dict[str, tuple[int, int, int]]:
         if kind not in ("normal", "replica", "pubsub"):
             raise ValueError("Invalid client class specified in buffer limit configuration.")
         try:
-            limits[kind] = (_memory(words[i + 1]), _memory(words[i + 2]), int(words[i + 3]))
+            seconds = int(words[i + 3])
+            if seconds < 0:
+                raise ValueError
+            limits[kind] = (_memory(words[i + 1]), _memory(words[i + 2]), seconds)
         except ValueError:
             raise ValueError("Error in hard, soft or soft_seconds setting in buffer limit "
                              "configuration.") from None
-    if limits["normal"] != DEFAULT_OBUF_LIMITS["normal"]:
-        # A normal client's replies never pile up in kvrepl: its next request is read only
-        # once they are sent. Replica links and subscribers have their limits.
-        raise ValueError("kvrepl does not support client-output-buffer-limit for the normal "
-                         "class yet; only its default 'normal 0 0 0' is accepted")
     return limits
+
+
+def _merge_obuf(current: object, named: object) -> dict[str, tuple[int, int, int]]:
+    """A setting changes only the classes it names, the others keep their limits (a
+    config file sets one class a line)."""
+    return {**current, **named}  # type: ignore[dict-item]
 
 
 def _format_obuf(value: object) -> str:
@@ -296,7 +308,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("hz", 10, lambda text: min(max(_int()(text), 1), 500)),  # Redis clamps hz
     Option("proto-max-bulk-len", 512 * 1024 * 1024, _memory),
     Option("client-query-buffer-limit", 1024 * 1024 * 1024, _memory_from(1024 * 1024)),
-    Option("client-output-buffer-limit", DEFAULT_OBUF_LIMITS, _obuf_limits, _format_obuf),
+    Option("client-output-buffer-limit", DEFAULT_OBUF_LIMITS, _obuf_limits, _format_obuf,
+           merge=_merge_obuf),
     Option("hash-max-listpack-entries", 512, _int(0), aliases=("hash-max-ziplist-entries",)),
     Option("hash-max-listpack-value", 64, _int(0), aliases=("hash-max-ziplist-value",)),
     Option("set-max-intset-entries", 512, _int(0)),
@@ -427,7 +440,7 @@ class Config:
                 raise ConfigError(f"unknown option {name!r}")
             try:
                 if isinstance(value, str) and option.parse is not str:
-                    value = option.parse(value)
+                    value = option.value(value, getattr(self, option.attr, None))
                 option.accept(value)
             except ValueError as err:
                 raise ConfigError(f"{name}: {err}") from None
@@ -449,7 +462,7 @@ class Config:
             raise ConfigError(f"Bad directive or wrong number of arguments: {name!r}")
         if not startup and not option.mutable:
             raise ValueError("can't set immutable config")
-        setattr(self, option.attr, option.value(text))
+        setattr(self, option.attr, option.value(text, getattr(self, option.attr)))
         for listener in self.listeners:
             listener(option.name)
 
@@ -491,7 +504,7 @@ class Config:
             try:
                 if option.check_at_runtime is not None:
                     option.check_at_runtime(text)
-                parsed.append((option, option.value(text)))
+                parsed.append((option, option.value(text, getattr(self, option.attr))))
             except ValueError as err:
                 raise ReplyError(f"ERR CONFIG SET failed (possibly related to argument "
                                  f"'{name}') - {err}") from None

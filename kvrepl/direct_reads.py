@@ -10,7 +10,8 @@ is due (lazy expiry deletes it and propagates its DEL in order), a value of anot
 which GET would do more or answer otherwise (see :func:`direct_get`).
 
 The counters are kept in one place, the engine's
-:class:`~kvrepl.commands.tally.DirectTally` (one or two increments a call instead of four),
+:class:`~kvrepl.commands.tally.DirectTally` (a countdown a call, and a miss one more
+increment, instead of four counters),
 and folded into the public ones where those are read (INFO, CONFIG RESETSTAT); one call in
 :data:`SAMPLE` is timed and stands for the others (see that module).
 """
@@ -21,7 +22,7 @@ from collections.abc import Callable
 from time import perf_counter
 from typing import TYPE_CHECKING
 
-from kvrepl.commands.tally import MASK, SAMPLE
+from kvrepl.commands.tally import SAMPLE
 
 if TYPE_CHECKING:
     from kvrepl.commands.core import Session
@@ -44,20 +45,40 @@ def direct_get(node: Node, general: Callable[[object], object],
     user not authenticated or with restricted rights, CLIENT REPLY OFF/SKIP, a closing
     client.
     """
-    engine = node.engine
-    client = session is not None
     if session is None:
-        session = node._session
+        return _direct_get(node, general, node._session)
+    read = _direct_get(node, general, session)
+
+    def get(name: bytes) -> object:
+        if (session.pending_out or session.channels or session.patterns
+                or session.shard_channels or session.monitor or session.reply_off
+                or session.reply_skip or session.closing or not session.authenticated
+                or not session.user.unrestricted):
+            return general(name)
+        value = read(name)
+        session.last_command = "get"  # as the general path sets it, if it ran
+        return value
+
+    return get
+
+
+def _direct_get(node: Node, general: Callable[[object], object],
+                session: Session) -> Callable[[object], object]:
+    """:func:`direct_get` without a connection's own checks: the node's GET as it is, a
+    connection's inside them (so the node's calls do not pay for them)."""
+    engine = node.engine
     keyspace = engine.keyspace
     gates = keyspace.gates
     tally = engine.direct_tally
     command = engine.table[b"get"]
 
     def timed(name: bytes) -> object:
-        """A sampled call: the general path's timing for the calls since the last one."""
+        """The call that ends a block of SAMPLE: the block counted, this call timed with
+        the general path's timing standing for the calls of the block."""
+        tally.gets += SAMPLE
+        tally.left = SAMPLE + 1  # the timed call below counts itself again
         began = perf_counter()
-        tally.gets -= 1  # counted again by the call below
-        value = get(name, False)
+        value = get(name)  # counts down from SAMPLE + 1: not timed again
         usec = (perf_counter() - began) * 1e6
         command.usec += usec * SAMPLE
         if engine.latency_tracking:
@@ -66,50 +87,38 @@ def direct_get(node: Node, general: Callable[[object], object],
             engine.observe_slow(session, command, [b"GET", name], usec)
         return value
 
-    def get(name: bytes, sample: bool = True) -> object:
-        if gates.read_open and session.multi is None and not (client and (
-                session.pending_out or session.channels or session.patterns
-                or session.shard_channels or session.monitor or session.reply_off
-                or session.reply_skip or session.closing or not session.authenticated
-                or not session.user.unrestricted)):
+    # The hot path is a hit on a string without a TTL: each line below is paid by every
+    # call, so checks a hit never needs (the TTL map's contents, the other value types, a
+    # miss) come after the one type test that tells a hit, and the maps are loaded when
+    # used (loading them earlier measured the same).
+    def get(name: bytes) -> object:
+        if gates.read_open and session.multi is None:
             db = session.db
-            # In a large keyspace a call's cost is mostly two cache misses: the key's slot
-            # in ``data`` and its slot in ``access`` (measured: ~40% of a call is the
-            # access-time store). Loading what the store needs before the lookup, to bring
-            # the two closer, measured the same as storing after the checks.
-            access = db.access
-            expires = db.expires
-            clock = keyspace.lru_clock
             try:
                 value = db.data.get(name)
             except TypeError:  # unhashable: redis-py's DataError
                 return general(name)
-            if value is not None:
-                if expires and name in expires and expires[name] <= keyspace.now_ms():
-                    return general(name)  # lazy expiry: deleted, DEL propagated, in order
-                # Any live value is an access, as the general path's lookup records it
-                # (which then records the same clock again for a value it must answer).
-                access[name] = clock
-                if type(value) is not bytes:
-                    if type(value) is not bytearray:
-                        return general(name)  # WRONGTYPE, answered the general way
-                    # A string edited in place (SETRANGE, APPEND...) is a bytearray in
-                    # the store; GET answers its bytes.
-                    value = bytes(value)
-                gets = tally.gets = tally.gets + 1
-                if not gets & MASK and sample:
-                    return timed(name)
-                if client:
-                    session.last_command = "get"
+            if type(value) is not bytes:
+                if value is None:
+                    if type(name) is not bytes:
+                        return general(name)  # a str or int argument: converted there
+                    if not (left := tally.left - 1):
+                        return timed(name)
+                    tally.left = left
+                    tally.misses += 1
+                    return None
+                if type(value) is not bytearray:
+                    return general(name)  # WRONGTYPE, answered the general way
+                # A string edited in place (SETRANGE, APPEND...) is a bytearray in the
+                # store; GET answers its bytes.
+                value = bytes(value)
+            if db.expires and name in db.expires and db.expires[name] <= keyspace.now_ms():
+                return general(name)  # lazy expiry: deleted, DEL propagated, in order
+            db.access[name] = keyspace.lru_clock  # OBJECT IDLETIME starts again
+            if left := tally.left - 1:
+                tally.left = left
                 return value
-            elif type(name) is bytes:
-                gets = tally.gets = tally.gets + 1
-                if not gets & MASK and sample:
-                    return timed(name)
-                tally.misses += 1
-                if client:
-                    session.last_command = "get"
-                return None
-        return general(name)  # a str or int argument, a gate closed
+            return timed(name)
+        return general(name)  # a gate closed
 
     return get

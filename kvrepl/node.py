@@ -670,8 +670,13 @@ class Node(DataMethods):
         return self._run(argv)
 
     def _run(self, argv: list[bytes]) -> object:
-        reply = self.engine.execute(self._session, argv)
-        self._durable()
+        engine = self.engine
+        reply = engine.execute(self._session, argv)
+        if engine.aof is not None:
+            self._durable()
+        kind = type(reply)
+        if kind is bytes or kind is int or reply is None:  # (_convert's first case, a
+            return reply                                   # frame less for the usual)
         return self._convert(reply)
 
     def _durable(self) -> None:

@@ -452,6 +452,28 @@ class RawClient:
         self.sock.close()
 
 
+def stuck_size() -> int:
+    """A reply no socket can hold: past the largest send buffer the kernel grows to
+    (tcp_wmem's maximum) plus the small window the stuck client offers."""
+    size = 8 * 1024 * 1024
+    wmem = Path("/proc/sys/net/ipv4/tcp_wmem")
+    if wmem.exists():
+        size = max(size, 4 * int(wmem.read_text().split()[2]))
+    return size
+
+
+class SmallWindowClient(RawClient):
+    """A plain RawClient that offers the server a small receive window."""
+
+    def __init__(self, port: int, receive_buffer: int) -> None:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)  # before connect
+        sock.settimeout(10)
+        sock.connect(("127.0.0.1", port))
+        self.sock = sock
+        self.buf = b""
+
+
 def raw_replies(client: redis.Redis) -> redis.Redis:
     """``client`` with redis-py's reply callbacks off: replies as the server sent them."""
     client.response_callbacks.clear()

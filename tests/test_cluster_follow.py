@@ -30,6 +30,7 @@ from faultproxy import Fault, FaultProxy
 from support import RedisClusterNodes, free_port, poll, raw_replies
 
 import kvrepl
+from kvrepl.replication.cluster import ShardLink
 from kvrepl.replication.topology import parse_shards, parse_slots
 
 SYNC_DEADLINE = 30  # seconds a follower may take to catch up in a test
@@ -264,6 +265,61 @@ async def test_a_shards_full_sync_forgets_the_ttls_our_clients_set_on_its_keys(
         assert tracked(replica) == 1
         assert replica.get(kept) == b"ours"
     client.delete(kept)
+    client.close()
+
+
+async def test_a_shards_first_sync_replaces_what_our_clients_wrote_in_its_slots(
+        nodes: RedisClusterNodes, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A writable follower's own keys in a shard's slots, written before that shard's first
+    sync, are replaced by its snapshot, as Redis's full sync replaces a replica's whole
+    dataset (the shard's slots are this follower's dataset for that shard): keys the
+    snapshot lacks are gone, keys it has are its copy. Other shards' slots keep ours."""
+    client = nodes.client()
+    owner = slot_owner(nodes)
+    victim = nodes.primaries()[0]
+    victim_id = victim.client().execute_command("CLUSTER", "MYID").decode()
+
+    def named(prefix: str, victims: bool) -> str:
+        return next(f"{prefix}{{{i}}}" for i in range(10_000)
+                    if (owner[key_slot(f"{i}".encode())] == victim_id) == victims)
+
+    gone, replaced, kept = named("early-gone", True), named("early-replaced", True), \
+        named("early-kept", False)
+    client.delete(gone, kept)
+    client.set(replaced, "the shard's")
+    # The victim's link connects only once our clients have written: its first sync
+    # comes after them.
+    reached, release = trio.Event(), trio.Event()
+    connect = ShardLink._connect
+
+    async def held_back(link: ShardLink) -> trio.abc.Stream:
+        if link.port == victim.port:
+            reached.set()
+            await release.wait()
+        return await connect(link)
+
+    monkeypatch.setattr(ShardLink, "_connect", held_back)
+    async with follower(nodes, replica_read_only=False) as replica:
+        with trio.fail_after(SYNC_DEADLINE):
+            await reached.wait()  # every link exists by then
+            for other in replica.cluster_follower.links:
+                if other.port != victim.port:
+                    await other.synced.wait()  # loaded: what we write there stays
+        replica.execute_command("SET", gone, "ours", "EX", 1000)
+        replica.execute_command("SET", replaced, "ours", "EX", 1000)
+        replica.execute_command("SET", kept, "ours")
+        assert tracked(replica) == 2
+        release.set()
+        await synced(replica)
+        link = links(replica)[victim_id]
+        assert link.full_syncs == 1
+        assert replica.exists(gone) == 0
+        assert replica.get(replaced) == b"the shard's" and replica.ttl(replaced) == -1
+        assert tracked(replica) == 0
+        assert replica.get(kept) == b"ours"
+        replica.delete(kept)
+        assert_same(replica, nodes)
+    client.delete(replaced)
     client.close()
 
 

@@ -17,10 +17,12 @@ from hypothesis import strategies as st
 from kvrepl.errors import ReplyError
 from kvrepl.node import Node
 from kvrepl.rdb import LoadResult, StagedLoad
+from kvrepl.rdb.writer import dumps
 from kvrepl.replication.cluster import Cluster, ClusterFollower, ShardLink
 from kvrepl.replication.handshake import StreamBatch
 from kvrepl.replication.stream import encode_command
 from kvrepl.replication.topology import SLOTS, Shard, key_slot, keys_in_slots, slot_table
+from kvrepl.store.database import Keyspace
 
 HALF = SLOTS // 2
 
@@ -202,9 +204,14 @@ def test_with_a_changes_stream_the_lane_runs_and_each_change_names_its_shard() -
 
 def _load(link: ShardLink, strings: dict[bytes, bytes], others: dict[bytes, object],
           expires: dict[bytes, int]) -> None:
+    """A full sync of ``link`` from a snapshot of these keys (as an RDB, parsed as a
+    link parses its payload)."""
+    snapshot = Keyspace(1)
+    snapshot.dbs[0].data.update({**strings, **others})
+    snapshot.dbs[0].expires.update(expires)
     staged = StagedLoad(1, drop_expired=False, now_ms=0)
-    staged.fresh[0] = ({**strings, **others}, expires)
-    link._load_target(staged, LoadResult())
+    staged.feed(dumps(snapshot))
+    link._load_target(staged, staged.finish())
 
 
 def test_a_shard_full_sync_measures_what_a_recount_would_and_records_foreign_keys() -> None:
@@ -276,9 +283,9 @@ def test_deleting_a_shards_keys_at_once_does_what_a_delete_per_key_does(mixed: b
 
 def test_a_first_sync_replaces_keys_a_retired_shard_left_to_its_slots_owner() -> None:
     """A link that never loaded may still hold keys: those a retired shard held in its slots
-    (they became the slots' owner's). Its first snapshot replaces them, measured right; a
-    first snapshot of its own slots' keys only, with nothing left to it, merges without
-    searching (and measures right too)."""
+    (they became the slots' owner's). Its first snapshot replaces them, measured right (a
+    key it lacks is gone); a first snapshot of its own slots' keys only, with nothing left
+    to it, merges without searching (and measures right too)."""
     follower = Follower(lane=True)
     db = follower.node.engine.keyspace.dbs[0]
     a_keys = [_key("a", True, n) for n in range(3)]
@@ -292,7 +299,9 @@ def test_a_first_sync_replaces_keys_a_retired_shard_left_to_its_slots_owner() ->
     _load(follower.b, {k: b"b" * 10 for k in b_keys}, {}, {})
     # B writes a key of A's slots (B takes it), then B retires and is dropped: the key is
     # A's now, although A never loaded.
+    lacking = _key("a-lacks", True)
     follower.feed(follower.b, [b"SET", a_keys[0], b"from-b" * 20])
+    follower.feed(follower.b, [b"SET", lacking, b"from-b"])
     cluster = follower.follower
     cluster.retiring.append(follower.b)
     cluster.drop(follower.b)
@@ -300,6 +309,7 @@ def test_a_first_sync_replaces_keys_a_retired_shard_left_to_its_slots_owner() ->
     _load(follower.a, {k: b"a" * 7 for k in a_keys}, {}, {a_keys[0]: 10**13})
     measured_right()
     assert db.data[a_keys[0]] == b"a" * 7 and db.expires[a_keys[0]] == 10**13
+    assert lacking not in db.data
     # Without anything released: a new follower, B loads, then A's first snapshot.
     clean = Follower(lane=True)
     db = clean.node.engine.keyspace.dbs[0]
@@ -307,6 +317,20 @@ def test_a_first_sync_replaces_keys_a_retired_shard_left_to_its_slots_owner() ->
     _load(clean.a, {k: b"a" * 7 for k in a_keys}, {}, {})
     measured_right()
     assert sorted(db.data) == sorted(a_keys + b_keys)
+
+
+def test_a_layout_where_no_primary_serves_a_shards_slots_keeps_its_link() -> None:
+    """One node's view in the middle of a failover may list no primary for a shard's
+    slots: the shard's link (and its history) stays until a layout says who serves them;
+    one whose slots went to another primary is retired."""
+    follower = Follower(lane=False)
+    cluster = follower.follower
+    cluster.apply([_shard("B", ((HALF, SLOTS - 1),))])
+    assert cluster.links == [follower.b, follower.a] and not cluster.retiring
+    assert cluster.ownership.owner[0] is follower.a
+    cluster.apply([_shard("B", ((0, SLOTS - 1),))])
+    assert cluster.links == [follower.b] and follower.a.retiring
+    assert cluster.ownership.owner[0] is follower.b
 
 
 @given(st.lists(st.binary(max_size=12).map(

@@ -35,8 +35,6 @@ from kvrepl.server.cron import close_idle_clients
 REFUSED = [
     ("list-compress-depth", "1", "compressed lists"),
     ("active-expire-effort", "5", "active-expire-effort"),
-    ("client-output-buffer-limit", "normal 1mb 1mb 0",
-     "client-output-buffer-limit for the normal class"),
     ("daemonize", "yes", "daemonize"),
     ("enable-module-command", "yes", "modules"),
 ]
@@ -49,6 +47,7 @@ ACCEPTED = [
     ("active-expire-effort", "1"),
     ("client-output-buffer-limit", "replica 512mb 128mb 30"),
     ("client-output-buffer-limit", "normal 0 0 0 pubsub 32mb 8mb 60"),
+    ("client-output-buffer-limit", "normal 1mb 512kb 10"),
     ("maxmemory-policy", "allkeys-lru"), ("save", ""), ("tls-ciphersuites", ""),
 ]
 

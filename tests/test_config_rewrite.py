@@ -35,6 +35,7 @@ REDIS_ONLY = ("user ", "latency-tracking-info-percentiles ")
 
 CHANGES = [("save", "60 5"), ("maxmemory-policy", "allkeys-lru"), ("replica-priority", "50"),
            ("maxmemory", "3mb"), ("client-output-buffer-limit", "pubsub 64mb 16mb 30"),
+           ("client-output-buffer-limit", "normal 1mb 2mb 60"),  # the pubsub class stays
            ("requirepass", 'pa"ss'), ("hz", "10"), ("notify-keyspace-events", "KEx")]
 
 
@@ -99,7 +100,8 @@ def test_rewrite_keeps_the_file_and_appends_what_changed_as_redis_does(
     assert ours == theirs
     assert theirs[0][:9] == ["# top comment", "bind 127.0.0.1", "", "# middle", "save 60 5", "",
                              "maxmemory 3mb", "replica-read-only yes", 'dbfilename "dump.rdb"']
-    assert "client-output-buffer-limit normal 0 0 0" in theirs[0]  # the line reused
+    assert "client-output-buffer-limit normal 1mb 2mb 60" in theirs[0]  # the line reused
+    assert "client-output-buffer-limit pubsub 64mb 16mb 30" in theirs[1]
     # kvrepl starts again from what it wrote, with the values it had.
     client, path = kvrepl_with_file
     config = parse_args([str(path)])

@@ -254,9 +254,9 @@ async def test_writes_only_gates_leave_the_direct_reads_open(start: str) -> None
             node.execute_command("CONFIG", "SET", "min-replicas-to-write", 1)
         gates = engine.keyspace.gates
         assert not gates.open and gates.read_open, gates.closed()
-        before = engine.direct_tally.gets
+        before = engine.direct_tally.count_gets()
         assert node.get(b"k") == b"v" and node.get(b"none") is None
-        assert engine.direct_tally.gets == before + 2
+        assert engine.direct_tally.count_gets() == before + 2
 
 
 @pytest.mark.parametrize("state", ["busy script", "stale data", "stale data set later"])
@@ -276,11 +276,11 @@ async def test_reads_refused_by_node_state_go_the_general_way(state: str) -> Non
             assert engine.keyspace.gates.read_open
             node.execute_command("CONFIG", "SET", "replica-serve-stale-data", "no")
         assert not engine.keyspace.gates.read_open, engine.keyspace.gates.closed()
-        before = engine.direct_tally.gets
+        before = engine.direct_tally.count_gets()
         direct = _outcome(lambda: node.get(b"k"))
         assert direct == _outcome(lambda: node.execute_command("GET", b"k"))
         assert direct[0] == "ReplyError" and direct[1].split()[0] in ("BUSY", "MASTERDOWN")
-        assert engine.direct_tally.gets == before
+        assert engine.direct_tally.count_gets() == before
         engine.busy = None
         engine.masterdown = False
         assert engine.keyspace.gates.read_open
@@ -338,11 +338,11 @@ async def test_a_string_edited_in_place_is_read_directly() -> None:
         clients = [node.redis(), node.redis(decode_responses=True)]
         for client in clients:
             client.ping()  # its own connection: its GETs go direct from now on
-        before = node.engine.direct_tally.gets
+        before = node.engine.direct_tally.count_gets()
         answers = [node.get(b"grown"), clients[0].get(b"grown"), clients[1].get("grown")]
         assert answers == [b"aXcd", b"aXcd", "aXcd"]
         assert type(answers[0]) is bytes
-        assert node.engine.direct_tally.gets == before + 3
+        assert node.engine.direct_tally.count_gets() == before + 3
         assert node.execute_command("OBJECT", "IDLETIME", "grown") == 0
         assert node.execute_command("GET", "grown") == b"aXcd"
 
@@ -364,3 +364,57 @@ async def test_a_replica_read_of_a_due_key_leaves_its_access_time() -> None:
         assert access.get(b"due") == before
         assert replica.execute_command("GET", "due") is None
         assert access.get(b"due") == before
+
+
+async def test_direct_reads_record_the_access_time_as_the_general_path() -> None:
+    """The keys a full sync loaded (no access time recorded yet), a clock that moved and
+    a clock of the same value held in another int object: the direct path leaves the same
+    OBJECT IDLETIME and the same access map as GET through the engine."""
+    now = [NOW]
+    async with kvrepl.Master() as master, kvrepl.Replica(follow=master) as replica:
+        for node in (master, replica):
+            node.engine.keyspace.clock = lambda: now[0]
+        names = [b"k%d" % i for i in range(6)]
+        for name in names:
+            master.set(name, "v")
+        await replica.wait_synced()
+        keyspace = replica.engine.keyspace
+        access = keyspace.dbs[0].access
+        direct, general = names[::2], names[1::2]
+
+        def read_both() -> list[int]:
+            for a, b in zip(direct, general, strict=True):
+                assert replica.get(a) == replica.execute_command("GET", b) == b"v"
+            return [replica.execute_command("OBJECT", "IDLETIME", name) for name in names]
+
+        start = int(NOW)
+        keyspace.lru_clock = start
+        assert read_both() == [0] * 6
+        keyspace.lru_clock = start + 30
+        assert [replica.execute_command("OBJECT", "IDLETIME", name) for name in names] \
+            == [30] * 6
+        keyspace.lru_clock = int(str(start + 30))  # equal, another object
+        assert read_both() == [0] * 6
+        keyspace.lru_clock = start + 31
+        assert replica.get(direct[0]) == b"v"
+        assert {name: access[name] for name in names} == \
+            {**dict.fromkeys(names, start + 30), direct[0]: start + 31}
+
+
+async def test_folding_often_keeps_counting_and_timing() -> None:
+    """INFO folds the tally each time it is read; read every few calls, the calls stay
+    exact and the timed call of each block of SAMPLE still comes."""
+    async with kvrepl.Master() as node:
+        node.set("k", "v")
+        node.execute_command("CONFIG", "RESETSTAT")
+        rounds = SAMPLE
+        for _ in range(rounds):
+            for _ in range(3):
+                assert node.get(b"k") == b"v"
+            assert node.get(b"missing") is None
+            node.info("stats")
+        info = node.info("all")
+        assert info["cmdstat_get"]["calls"] == 4 * rounds
+        assert (info["keyspace_hits"], info["keyspace_misses"]) == (3 * rounds, rounds)
+        assert info["cmdstat_get"]["usec"] > 0
+        assert node.engine.direct_tally.count_gets() == 0

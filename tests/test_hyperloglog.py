@@ -7,6 +7,7 @@ ends with the master's bytes."""
 from __future__ import annotations
 
 import random
+import time
 from collections import deque
 from collections.abc import Callable
 
@@ -146,6 +147,139 @@ def test_pattern_of_every_length_is_redis_one(real: redis.Redis) -> None:
         registers = real.execute_command("PFDEBUG", "GETREG", "one")
         assert (registers[index], sum(registers)) == (run, run), element
         assert index == hll.murmurhash64a(element) & hll.P_MASK
+
+
+def _long_run_elements(rng: random.Random, size: int, count: int) -> list[bytes]:
+    """Elements of ``size`` bytes whose run is longer than 8 (one in 256): the batch reads
+    such a run from the element's own hash."""
+    found: list[bytes] = []
+    while len(found) < count:
+        element = rng.randbytes(size)
+        if hll.pattern(element)[1] > 8:
+            found.append(element)
+    return found
+
+
+def _pairs(elements: list[bytes]) -> list[tuple[int, int]]:
+    """``hll.patterns`` as one (index, run) pair per element."""
+    indexes, runs = hll.patterns(elements)
+    return list(zip(indexes, runs, strict=True))
+
+
+def test_batched_patterns_are_the_one_by_one_ones() -> None:
+    """``patterns`` hashes elements of one length of 1-15 bytes in batches (big-integer
+    lanes; no block under 8 bytes, no tail at 8): every length, batch sizes around its
+    limits, runs longer than the 8 bits the batch reads, mixed lengths on one side of 8,
+    and lists it must leave to ``pattern`` (lengths across 8, 0, 16 and more)."""
+    rng = random.Random(12)
+    for size in range(0, 20):
+        for n in (0, 1, 5, 6, 7, 16, 63, 64, 65, 130):
+            elements = [rng.randbytes(size) for _ in range(n)]
+            if 1 < size < 16 and n:
+                for spot, element in zip(rng.sample(range(n), min(n, 3)),
+                                         _long_run_elements(rng, size, 3), strict=False):
+                    elements[spot] = element
+            assert _pairs(elements) == [hll.pattern(e) for e in elements], (size, n)
+    for lengths in ((11, 12, 13), (1, 4, 7), (9, 15), (7, 8, 9), (0, 3), (15, 16)):
+        mixed = [rng.randbytes(rng.choice(lengths)) for _ in range(40)]
+        assert _pairs(mixed) == [hll.pattern(e) for e in mixed], lengths
+    edges = [bytes([fill]) * 12 for fill in (0, 0xFF)] * 4
+    assert _pairs(edges) == [hll.pattern(e) for e in edges]
+
+
+def test_batched_pfadd_gives_redis_bytes(r: redis.Redis, real: redis.Redis) -> None:
+    """Multi-element PFADDs of one length (hashed in batches), sparse and dense, and
+    pipelined one-element ones (the plain lane hashes a run's PFADDs together)."""
+    rng = random.Random(13)
+    commands: list[tuple[object, ...]] = []
+    for size in (3, 7, 8, 9, 12, 15):
+        batch = [rng.randbytes(size) for _ in range(100)] + _long_run_elements(rng, size, 2)
+        commands += [("PFADD", f"h{size}", *batch), ("GET", f"h{size}")]
+    commands += [("PFADD", "big", *(b"%012d" % rng.randrange(10**12) for _ in range(3000))),
+                 ("GET", "big")]
+    commands += [("PFADD", "big", b"%012d" % rng.randrange(10**12)) for _ in range(200)]
+    commands += [("PFADD", "ids", b"%d" % rng.randrange(10**rng.randrange(1, 8)))
+                 for _ in range(300)]  # mixed lengths under 8 bytes
+    commands += [("GET", "ids"), ("PFADD", "ids", *(b"%d" % i for i in range(50, 2000, 7)))]
+    commands += [("GET", "big"), ("PFCOUNT", "big"), ("GET", "big"), ("GET", "ids")]
+    _run_both(r, real, commands)
+
+
+def _lane_requests(rng: random.Random) -> list[list[bytes]]:
+    """One-element PFADDs, mostly to ``h`` in groups of 1 to 40 (the lane takes those to one
+    key together, 32 at most), between others: to a short sparse HLL ``s``, a dense one
+    stored as bytes ``d``, ``c`` whose sparse opcodes cover registers 0-8191 only (an
+    element of a higher register finds it corrupt), ``t`` with a TTL; and GETs."""
+    elements = [b"%012d" % rng.randrange(10**6) for _ in range(1500)]
+    elements += _elements(rng, 300) + [_RUN_35]
+    elements = [e for pair in zip(elements, elements[::-1], strict=True) for e in pair]
+    low = [e for e in elements if hll.pattern(e)[0] < 8192]
+    high = [e for e in elements if hll.pattern(e)[0] >= 8192]
+    requests: list[list[bytes]] = []
+    while elements:
+        size = rng.randrange(1, 41)
+        requests += [[b"PFADD", b"h", e] for e in elements[:size]]
+        del elements[:size]
+        other = rng.choice([b"s", b"d", b"c", b"t", b"GET"])
+        if other == b"c":
+            requests += [[b"PFADD", b"c", rng.choice(low)] for _ in range(rng.randrange(3))]
+            requests += [[b"PFADD", b"c", rng.choice(high)], [b"PFADD", b"c", low[0]]]
+        elif other == b"GET":
+            requests.append([b"GET", b"h"])
+        else:
+            requests += [[b"PFADD", other, e] for e in rng.sample(low, rng.randrange(1, 4))]
+    return requests
+
+
+@pytest.mark.parametrize("max_bytes", [3000, 200, 0])
+def test_lane_pfadds_run_as_the_general_path_does(max_bytes: int) -> None:
+    """One-element PFADDs in a pipeline take the plain lane, sparse ones that change the
+    HLL and its promotion to dense included (``hll-sparse-max-bytes``, or a run above 32),
+    several to one key at once, and end with what the general path leaves: replies, bytes,
+    the byte past a sparse HLL's end, the memory estimate, the dirty counter, commandstats
+    and propagation. The lane leaves to the general path only a key with a TTL, a short
+    HLL stored by SET (not ``raw`` yet) and a PFADD that finds its HLL corrupt."""
+    from kvrepl.commands.core import Engine
+    from kvrepl.config import Config
+    from kvrepl.protocol.replies import encode
+
+    requests = _lane_requests(random.Random(max_bytes))
+    truncated = hll.EMPTY[:16] + bytes((0x40 | (8191 >> 8), 8191 & 0xFF))
+    later = b"%d" % (time.time() * 1000 + 10**7)
+    states = []
+    for lane in (True, False):
+        engine = Engine(Config(save=(), hll_sparse_max_bytes=max_bytes))
+        log: list[list[bytes]] = []
+        engine.propagate_listeners.append(lambda db, argv, log=log: log.append(list(argv)))
+        session = engine.new_session()
+        for argv in ([b"PFADD", b"h"], [b"PFADD", b"s", b"a"], [b"SET", b"d", _DENSE],
+                     [b"SET", b"c", truncated], [b"PFADD", b"t", b"a"],
+                     [b"PEXPIREAT", b"t", later]):
+            assert not isinstance(engine.execute(session, argv), Exception)
+        out: list[bytes] = []
+        general: list[list[bytes]] = []  # what the lane left to the general path
+        position = 0
+        while position < len(requests):
+            if lane:
+                assert engine.plain_lane.open_for(session)
+                position = engine.plain_lane.run(session, requests, position, out)
+                if position == len(requests):
+                    break
+                general.append(requests[position])
+            out.append(encode(engine.execute(session, requests[position])))
+            position += 1
+        if lane:
+            assert {argv[1] for argv in general} <= {b"t", b"c"}
+            assert b"INVALIDOBJ" in b"".join(out)
+        data = engine.keyspace.dbs[0].data
+        states.append((b"".join(out), *(bytes(data[key]) for key in (b"h", b"s", b"c", b"d")),
+                       hll.tail_byte(data[b"s"]), engine.keyspace.used_memory(),
+                       dict(engine.keyspace.dbs[0].sizes), engine.dirty,
+                       engine.table[b"pfadd"].calls, log,
+                       engine.execute(session, [b"OBJECT", b"ENCODING", b"h"]),
+                       engine.execute(session, [b"OBJECT", b"ENCODING", b"c"])))
+    assert states[0] == states[1]
+    assert states[0][1][4] == hll.DENSE
 
 
 def test_pfadd_keeps_the_ttl_and_the_key_type_checks(same: Callable[..., object],
@@ -303,7 +437,7 @@ def test_pfselftest_passes_and_can_fail(same: Callable[..., object], r: redis.Re
 # -- corrupt values ----------------------------------------------------------------------------
 def _hll_of(n: int) -> bytes:
     """An HLL of ``n`` random elements (PFADD's bytes: the tests above prove them Redis's)."""
-    value, _, _ = hll.add(hll.EMPTY, _elements(random.Random(n), n), 3000)
+    value, _, _ = hll.add(hll.EMPTY, hll.patterns(_elements(random.Random(n), n)), 3000)
     return hll.invalidate(value)
 
 

@@ -105,6 +105,11 @@ def staged(blob: bytes, cuts: list[int], drop_expired: bool = True,
         result = load.finish()
     except RdbError as err:
         return "error", str(err)
+    for index, (data, _) in enumerate(load.fresh):
+        # What the memory estimate would add up, known without a pass over the keys.
+        strings = set(map(type, data.values())) <= {bytes}
+        assert load.strings_size(index) == (
+            sum(len(k) + len(v) for k, v in data.items()) if strings else None)
     counts = (result.keys_loaded, result.keys_expired, result.empty_keys_skipped)
     return load.fresh, counts
 

@@ -551,8 +551,21 @@ def test_yes_sends_the_output_it_inherited_at_its_end(
         seen.append((_after_the_session(port, requests), client.call("MGET", "a", "b")))
         client.call("DEL", "a", "b")
         client.close()
-    assert seen[0] == seen[1]
-    assert seen[0][0].endswith(b"+<endsession>\r\n" + tail)
+    (ours, our_values), (theirs, their_values) = seen
+    assert ours.endswith(b"+<endsession>\r\n" + tail)
+    assert _same_but_dismissed(ours, theirs)
+    assert our_values == their_values
+
+
+def _same_but_dismissed(ours: bytes, theirs: bytes) -> bool:
+    """``ours`` equals redis-server's ``theirs`` but where ``theirs`` holds zeros from its
+    dismissed reply buffer: redis-server 7.0's forked child madvises away (MADV_DONTNEED)
+    every client's static reply buffer of over half a page right after the fork
+    (``dismissMemoryInChild``, meant for RDB children), so the inherited replies its LDB
+    child then writes read as zero bytes whenever that buffer had not yet been shrunk by
+    ``clientsCronResizeOutputBuffer`` (a client younger than its first cron pass)."""
+    return len(ours) == len(theirs) and all(
+        mine == their or their == 0 for mine, their in zip(ours, theirs, strict=True))
 
 
 def test_a_publish_in_yes_counts_the_subscribers_and_reaches_none(

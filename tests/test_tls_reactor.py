@@ -14,7 +14,17 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from support import Certs, RawClient, RedisServer, ThreadedServer, free_port, pack, poll
+from support import (
+    Certs,
+    RawClient,
+    RedisServer,
+    SmallWindowClient,
+    ThreadedServer,
+    free_port,
+    pack,
+    poll,
+    stuck_size,
+)
 from test_tls import tls_server
 
 from kvrepl.server.tlsio import TlsStream
@@ -238,28 +248,6 @@ def test_pushes_reach_a_tls_subscriber_as_in_redis(
 # -- a client killed while its reply is stuck ----------------------------------------------
 
 
-def _stuck_size() -> int:
-    """A reply no socket can hold: past the largest send buffer the kernel grows to
-    (tcp_wmem's maximum) plus the small window the stuck client offers."""
-    size = 8 * 1024 * 1024
-    wmem = Path("/proc/sys/net/ipv4/tcp_wmem")
-    if wmem.exists():
-        size = max(size, 4 * int(wmem.read_text().split()[2]))
-    return size
-
-
-class SmallWindowClient(RawClient):
-    """A plain RawClient that offers the server a small receive window."""
-
-    def __init__(self, port: int, receive_buffer: int) -> None:
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)  # before connect
-        sock.settimeout(10)
-        sock.connect(("127.0.0.1", port))
-        self.sock = sock
-        self.buf = b""
-
-
 def _drained_to_the_end(client: RawClient) -> bool:
     """Read what the server sent until it closed the connection (the socket's timeout
     bounds the wait: a connection left open fails the test)."""
@@ -281,7 +269,7 @@ def _kill_a_stuck_client(plain_port: int, tls_port: int, certs: Certs, secure: b
     """A client asks for a reply far larger than the kernel takes and stops reading; once
     ``stuck`` says its reply is waiting on it, another client kills it. What everyone saw,
     and the killed client's id."""
-    size = _stuck_size()
+    size = stuck_size()
     admin = RawClient(plain_port)
     other = TlsRawClient(tls_port, certs)
     victim: RawClient = (TlsRawClient(tls_port, certs, receive_buffer=4096) if secure
@@ -308,16 +296,8 @@ def _kill_a_stuck_client(plain_port: int, tls_port: int, certs: Certs, secure: b
     return seen, victim_id
 
 
-def _kvrepl_stuck(server: ThreadedServer) -> Callable[[RawClient, int], bool]:
-    """kvrepl shows no omem: the client's task is in the middle of sending (its send lock
-    held), handed back by the reactor with what the kernel did not take."""
-    def stuck(_admin: RawClient, client_id: int) -> bool:
-        connection = server.server.connections.get(client_id)
-        return connection is not None and connection.send_lock.locked()
-    return stuck
-
-
-def _redis_stuck(admin: RawClient, client_id: int) -> bool:
+def _stuck(admin: RawClient, client_id: int) -> bool:
+    """Its reply waits on it: CLIENT LIST shows it in omem, on both servers."""
     line = admin.call("CLIENT", "LIST", "ID", client_id).decode()
     return int(line.split(" omem=")[1].split()[0]) > 0
 
@@ -329,10 +309,10 @@ def test_a_client_killed_while_its_reply_is_stuck(
     """CLIENT KILL of a client that stopped reading a large reply: closed at once, its task
     ended, nothing left behind, and every other client served throughout, as in Redis."""
     ours, victim = _kill_a_stuck_client(server.port, server.config.tls_port, certs, secure,
-                                        _kvrepl_stuck(server))
+                                        _stuck)
     # Its task ended: the connection leaves the server's table only when it returns.
     poll(lambda: victim not in server.server.connections, "the killed client's task to end")
     theirs, _ = _kill_a_stuck_client(redis_tls[0].port, redis_tls[1], certs, secure,
-                                     _redis_stuck)
+                                     _stuck)
     assert ours == theirs == [b"+OK\r\n:2\r\n", b":1\r\n", True, True,
                               b"$1\r\n2\r\n+PONG\r\n+PONG\r\n"]

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import time
 
+from kvrepl.commands import obuf
 from kvrepl.commands.args import parse_int, string2ll
 from kvrepl.commands.connection import set_client_name
 from kvrepl.commands.core import PAUSE_ALL, PAUSE_WRITE, Session, command
@@ -145,11 +146,17 @@ def client_info_line(s: Session, current: Session | None = None, running: str = 
     idle_since = max(s.created, s.last_interaction)
     name = (s.name or b"").decode("utf-8", "replace")
     multi = len(s.multi) if s.multi is not None else -1
+    # The reply bytes held for it, as Redis shows its buffers (kvrepl.commands.obuf): the
+    # first 16 KB as the static buffer (obl), the rest as one block of the reply list
+    # (oll, omem); tot-mem is all of them (kvrepl does not size a client's other parts).
+    pending = obuf.pending_bytes(s)
+    omem = obuf.output_memory(pending)
     return (
         f"id={s.id} addr={s.addr} laddr={s.laddr} fd={_fd(connection)} name={name} "
         f"age={now - int(s.created)} idle={max(0, now - int(idle_since))} flags={_flags(s)} "
         f"db={s.db.id} sub={len(s.channels)} psub={len(s.patterns)} ssub={len(s.shard_channels)} multi={multi} "
-        f"qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 omem=0 tot-mem=0 "
+        f"qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 "
+        f"obl={pending - omem} oll={1 if omem else 0} omem={omem} tot-mem={pending} "
         f"events={'r' if connection is not None else ''} "
         f"cmd={_last_command(s, current, running)} user={s.user.name.decode('utf-8', 'replace')} "
         f"redir={-1 if s.tracking is None else s.tracking.redirect} "

@@ -17,6 +17,7 @@ from time import perf_counter
 from typing import TYPE_CHECKING
 
 from kvrepl import acl as acl_rules
+from kvrepl.commands import obuf
 from kvrepl.commands.eviction import EVICT_FAIL, OOM, Evictor
 from kvrepl.commands.instant import InstantMetrics
 from kvrepl.commands.monitor import monitor_line
@@ -324,6 +325,17 @@ class CommandStats:
     dump_payload_sanitizations: int = 0
 
 
+def _push_size(message: object) -> int:
+    """About the bytes ``message`` takes encoded: its parts, 16 bytes of framing each
+    (a MONITOR line is one status reply; an invalidation's key list counts its keys)."""
+    if isinstance(message, bytes):
+        return len(message) + 3
+    if isinstance(message, list):
+        return sum(_push_size(part) if type(part) is not bytes else len(part) + 16
+                   for part in message) + 16
+    return 16
+
+
 class Session:
     """One client's state: selected db, protocol, transaction, subscriptions. No I/O.
 
@@ -384,9 +396,11 @@ class Session:
         # Where the error replies this client gets are also collected (the master link,
         # which sends no replies: see ReplicaOf); None for everyone else.
         self.error_log: list[ReplyError] | None = None
-        # Bytes (about) of pending_out, and since when they are over the soft limit: the
-        # pubsub class of client-output-buffer-limit (see push).
+        # Bytes (about) of pending_out; what the connection holds for this client (the
+        # server sets it: see kvrepl.commands.obuf); since when they are over the soft
+        # limit of client-output-buffer-limit.
         self.pending_size = 0
+        self.held_output: Callable[[], int] | None = None
         self.soft_limit_since: float | None = None
         self.tracking: ClientTracking | None = None  # CLIENT TRACKING ON
 
@@ -403,35 +417,12 @@ class Session:
     def push(self, message: object) -> None:
         """Queue an out-of-band reply (a pub/sub message, a MONITOR line) for this client."""
         self.pending_out.append(message)
-        if self.channels or self.patterns or self.shard_channels:
-            self.pending_size += sum(len(part) if type(part) is bytes else 8
-                                     for part in message) + 16  # type: ignore[attr-defined]
-            self._check_output_limit()
+        self.pending_size += _push_size(message)
+        if self.on_kill is not None and obuf.over_limits(self, obuf.pending_bytes(self)):
+            obuf.close(self, scheduled=True)  # as the message is added, as Redis checks
+            return
         if self.on_push is not None:
             self.on_push()
-
-    def _check_output_limit(self) -> None:
-        """checkClientOutputBufferLimits for a subscriber (the pubsub class): a client that
-        does not read what it is sent is closed past the hard limit, or after staying over
-        the soft one for its seconds. Replies to requests never pile up here: a client's
-        next request is read only once its replies are sent."""
-        hard, soft, seconds = self.engine.config.client_output_buffer_limit["pubsub"]
-        size = self.pending_size
-        over = bool(hard and size >= hard)
-        if not over and soft and size >= soft:
-            now = time.monotonic()
-            if self.soft_limit_since is None:
-                self.soft_limit_since = now
-            over = now - self.soft_limit_since > seconds
-        elif not over:
-            self.soft_limit_since = None
-        if over and self.on_kill is not None:
-            logger.warning("Client id=%d addr=%s scheduled to be closed ASAP for overcoming "
-                           "of output buffer limits.", self.id, self.addr)
-            kill, self.on_kill = self.on_kill, None
-            self.pending_out.clear()
-            self.pending_size = 0
-            kill()
 
     def drained(self) -> None:
         """pending_out was handed to the connection: nothing is pending any more."""
@@ -481,6 +472,9 @@ class Engine:
         self.evictor = Evictor(self)
         self._maxmemory = 0  # config.maxmemory, read on every command
         self._min_replicas = 0  # config.min_replicas_to_write, likewise
+        # client-output-buffer-limit normal sets a limit: each reply is measured as it is
+        # added, one command at a time (the lanes close; see _config_changed).
+        self.normal_output_limited = False
         # With maxmemory: whether the running command found memory full after evicting
         # (a script's denyoom commands are then refused: pre_command_oom_state).
         self.out_of_memory = False
@@ -529,6 +523,7 @@ class Engine:
         # One flag for the general lane (commands/dispatch.py), read before each request:
         # a node state whose checks execute() must run (see _refresh_general_lane).
         self.general_lane_closed = False
+        self.output_peaks = obuf.new_peaks()  # INFO's client_recent_max_output_buffer
         self.watches = WatchRegistry(self.keyspace, self.tracking)
         # The notify-keyspace-events classes whose events are published (none without K
         # or E): see kvrepl.notify.
@@ -572,7 +567,8 @@ class Engine:
     def _refresh_general_lane(self) -> None:
         """Keep ``general_lane_closed`` in step with the node states it stands for."""
         self.general_lane_closed = bool(self._restricted or self._maxmemory
-                                        or self._min_replicas or self.tracking_on)
+                                        or self._min_replicas or self.tracking_on
+                                        or self.normal_output_limited)
 
     @property
     def restricted(self) -> bool:
@@ -683,6 +679,8 @@ class Engine:
         self.slowlog.trim(config.slowlog_max_len)
         self._maxmemory = config.maxmemory
         self._min_replicas = config.min_replicas_to_write
+        hard, soft, _ = config.client_output_buffer_limit["normal"]
+        self.normal_output_limited = bool(hard or soft)
         self._refresh_general_lane()
         gates = keyspace.gates
         gates.set("maxmemory", bool(config.maxmemory))  # eviction runs before each command
@@ -690,6 +688,10 @@ class Engine:
         # "Log every command": the lanes time one call in a sample or a run as a whole.
         gates.set("slowlog-every-command", slower_than == 0)
         gates.set("min-replicas-to-write", bool(config.min_replicas_to_write),
+                  clients_only=True, writes_only=True)
+        # Replies are measured one by one (Redis stops running a client's pipeline at the
+        # reply that meets the limit); the embedded reads and the master link have none.
+        gates.set("client-output-buffer-limit normal", self.normal_output_limited,
                   clients_only=True, writes_only=True)
         if name == "maxmemory":
             self.evictor.perform()  # as CONFIG SET maxmemory does (updateMaxmemory)
@@ -1309,6 +1311,7 @@ def _with_own_pushes(session: Session, reply: object, before: int, later: int) -
     tail = session.after_reply[later:]
     del session.pending_out[before:]
     del session.after_reply[later:]
+    session.pending_size -= sum(map(_push_size, head))  # they go out in the reply
     return Raw(b"".join(encode(m, resp3) for m in head) + encode(reply, resp3)
                + b"".join(encode(m, resp3) for m in tail))
 

@@ -60,10 +60,8 @@ def pfadd(s: Session, argv: list[bytes]) -> object:
     found = s.db.lookup(key)
     if hll.dense_in_place(found):
         # A dense HLL kept as a bytearray: every register update is made where it is.
-        updated = 0
-        for element in argv[2:]:
-            if hll.dense_add_one(found, element) is not None:  # type: ignore[arg-type]
-                updated += 1
+        grew = hll.dense_add_in_place(found, *hll.patterns(argv[2:]))  # type: ignore[arg-type]
+        updated = grew.count(1)
         if not updated:
             return 0
         notify(s, STRING, b"pfadd", key)
@@ -72,7 +70,7 @@ def pfadd(s: Session, argv: list[bytes]) -> object:
     if len(argv) == 3 and type(found) is bytes and len(found) == hll.DENSE_SIZE \
             and found.startswith(hll.DENSE_MAGIC):
         # One element into a dense HLL: the benchmark's case, without the general machinery.
-        new = hll.dense_add_one(found, argv[2])
+        new = hll.dense_add(found, *hll.pattern(argv[2]))
         if new is None:
             return 0
         s.db.set(key, new, keep_ttl=True)
@@ -85,7 +83,7 @@ def pfadd(s: Session, argv: list[bytes]) -> object:
     else:
         value = _unshared(s, key, _checked(found))
         updated = 0
-    new, grown, ok = hll.add(value, argv[2:], _sparse_max(s))
+    new, grown, ok = hll.add(value, hll.patterns(argv[2:]), _sparse_max(s))
     if not ok:
         # Redis edits the string in place and stops at the corruption: the registers set
         # before it stay, unpropagated (nothing is counted dirty).
@@ -95,13 +93,7 @@ def pfadd(s: Session, argv: list[bytes]) -> object:
     updated += grown
     if not updated:
         return 0
-    new = hll.invalidate(new)
-    if new[4] == hll.DENSE and value[4] != hll.DENSE:
-        # Promoted to dense: kept as a bytearray from now on, which PFADD changes in place
-        # (the same bytes; no 12 KB copy per register update).
-        s.db.set(key, bytearray(new), keep_ttl=True)
-    else:
-        _store(s, key, new)
+    s.db.set(key, hll.stored_after_add(value, new), keep_ttl=True)
     notify(s, STRING, b"pfadd", key)
     s.engine.dirty += updated
     return 1

@@ -22,7 +22,7 @@ import weakref
 from collections.abc import Callable
 
 from kvrepl import __version__
-from kvrepl.commands import instant
+from kvrepl.commands import instant, obuf
 from kvrepl.commands.connection import REDIS_VERSION
 from kvrepl.commands.core import Engine, Session, command
 from kvrepl.commands.observers import latency_counts, percentiles_line
@@ -156,7 +156,7 @@ def _clients(engine: Engine) -> list[str]:
         "cluster_connections:0",
         f"maxclients:{engine.config.maxclients}",
         "client_recent_max_input_buffer:0",
-        "client_recent_max_output_buffer:0",
+        f"client_recent_max_output_buffer:{obuf.recent_max(engine)}",
         f"blocked_clients:{_blocked_clients(engine)}",
         f"tracking_clients:{engine.tracking.clients}",
         "clients_in_timeout_table:0",
@@ -212,7 +212,7 @@ def _memory(engine: Engine) -> list[str]:
         f"mem_replication_backlog:{backlog}",
         f"mem_total_replication_buffers:{backlog + replicas}",
         f"mem_clients_slaves:{replicas}",
-        "mem_clients_normal:0",
+        f"mem_clients_normal:{obuf.clients_memory(engine)}",
         "mem_cluster_links:0",
         f"mem_aof_buffer:{len(engine.aof.buf) if engine.aof is not None else 0}",
         "mem_allocator:libc",

@@ -1,5 +1,5 @@
-"""The plain lane: runs of GET, SET-without-options, PFADD of one element to a dense
-HyperLogLog and PFCOUNT of one HyperLogLog whose cached count is valid, executed back to back.
+"""The plain lane: runs of GET, SET-without-options, PFADD of one element to a HyperLogLog
+and PFCOUNT of one HyperLogLog whose cached count is valid, executed back to back.
 
 Most traffic a cache sees (and all of what ``redis-benchmark -t set,get`` sends) is GET and
 plain SET from clients with nothing special about them. For those, the general path's work
@@ -12,11 +12,14 @@ value of another type) to the general path, which then runs it exactly as before
 
 PFADD and PFCOUNT are here because ``redis-benchmark ... PFADD hll __rand_int__`` (and
 PFCOUNT) is how HyperLogLog throughput is measured, and the general path costs several times
-the register update; the lane takes only what is a few lines there, on a key without a TTL:
-one element into a dense HLL, or into a sparse one when it changes nothing, the count of one
-HLL that has a valid cached cardinality and more than 44 bytes (a shorter one may need to be
-made ``raw`` first). The rest (sparse updates, a count to compute, errors) goes to the
-general path, ``commands/hyperloglog.py``.
+the register update. The lane takes, on a key without a TTL, one-element PFADDs to a dense
+HLL or to a ``raw`` sparse one (an update of the sparse opcodes and the promotion to dense
+included), and those to one key that follow each other as one call,
+:func:`~kvrepl.store.hyperloglog.add_each`: the general path's own updates, with the
+elements hashed together; and the count of one HLL that has a valid cached cardinality and
+more than 44 bytes (a shorter one may need to be made ``raw`` first). The rest (a new key, a
+short HLL stored by SET, a corrupt one, a count to compute, errors) goes to the general
+path, ``commands/hyperloglog.py``.
 
 SETBIT, GEOADD and XADD (``HANDLED``) are here because their ``redis-benchmark`` forms cost
 as much in the general path's bookkeeping (``call()``: clocks, counters, hooks per request)
@@ -48,6 +51,8 @@ commands whose average does.
 
 from __future__ import annotations
 
+from itertools import islice
+from operator import itemgetter
 from time import perf_counter
 from typing import TYPE_CHECKING
 
@@ -59,9 +64,8 @@ from kvrepl.store.hyperloglog import (
     DENSE_MAGIC,
     DENSE_SIZE,
     SPARSE_MAGIC,
-    dense_add_one,
+    add_each,
     is_hll,
-    sparse_holds,
 )
 from kvrepl.store.memory import STRING_ENTRY, string_entry_size
 
@@ -109,12 +113,26 @@ LANE_CLASSES = STRING | NEW | KEY_MISS
 _ZERO = b":0\r\n"
 _ONE = b":1\r\n"
 _BITS = {0: _ZERO, 1: _ONE}  # the replies of 0 and 1, without encode()
+_AHEAD = 32  # see _one_key_pfadds
+_REPLIES = (_ZERO, _ONE).__getitem__  # PFADD's reply from add_each's byte
+_ELEMENT = itemgetter(2)  # a one-element PFADD's element
 
 
 def _over_edited(db: Database, key: bytes, value: bytes) -> int:
     """How much ``used`` grows when a SET stores ``value`` over a string changed in place (a
     ``bytearray``, measured apart in ``db.sizes``), as :meth:`Database.set` counts it."""
     return string_entry_size(key, value) - db.sizes.pop(key, 0)
+
+
+def _one_key_pfadds(requests: list[list[bytes]], start: int, key: bytes) -> list[list[bytes]]:
+    """The one-element PFADD at ``requests[start]`` and those to the same key right after it
+    (``_AHEAD`` at most: a group that stops early did little for nothing)."""
+    group = []
+    for argv in requests[start:start + _AHEAD]:
+        if len(argv) != 3 or argv[1] != key or argv[0] not in _PFADD:
+            break
+        group.append(argv)
+    return group
 
 
 def _no_key(_key: bytes) -> bool:
@@ -389,7 +407,8 @@ class PlainLane:
         written: list[list[bytes]] = []  # the SETs, for the propagation listeners
         position = start
         began = perf_counter()
-        for argv in requests[start:] if start else requests:
+        pending = iter(requests[start:] if start else requests)
+        for argv in pending:
             length = len(argv)
             if length == 2 and argv[0] in _GET:
                 key = argv[1]
@@ -464,28 +483,35 @@ class PlainLane:
             elif length == 3 and argv[0] in _PFADD:
                 key = argv[1]
                 value = data.get(key)
-                if key in expires or (acl and not may_pfadd(key)):
-                    break  # a TTL, a key the user may not write: the general path
                 kind = type(value)
-                if (kind is bytes or kind is bytearray) and len(value) == DENSE_SIZE \
-                        and value.startswith(DENSE_MAGIC):  # bytes, or dense_in_place(value)
-                    new = dense_add_one(value, argv[2])
-                elif (kind is bytes and value.startswith(SPARSE_MAGIC) and len(value) >= 16
-                      and (len(value) > _SHORT or string_encoding(value) == b"raw")
-                      and sparse_holds(value, argv[2])):
-                    new = None  # a sparse HLL it does not change
-                else:
-                    break  # a sparse update, a corrupt HLL: the general path
+                if key in expires or (acl and not may_pfadd(key)) or not (
+                        (kind is bytes or kind is bytearray) and len(value) == DENSE_SIZE
+                        and value.startswith(DENSE_MAGIC)  # bytes, or dense_in_place(value)
+                        or kind is bytes and value.startswith(SPARSE_MAGIC)
+                        and len(value) >= 16
+                        and (len(value) > _SHORT or string_encoding(value) == b"raw")):
+                    break  # a TTL, a new key, another type...: the general path
+                # This PFADD and those to the same key right after it, in one call.
+                group = _one_key_pfadds(requests, position, key)
+                stored, changed = add_each(value, list(map(_ELEMENT, group)),
+                                           engine.config.hll_sparse_max_bytes)
+                done = len(changed)
+                if not done:
+                    break  # a corrupt sparse HLL: the general path stores what changed
+                if stored is not value:
+                    db.set(key, stored, keep_ttl=True)  # and its memory estimate
                 access[key] = clock
-                pfadds += 1
-                if new is None:
-                    out.append(_ZERO)
-                else:
-                    data[key] = new
-                    grown += 1
+                pfadds += done
+                ones = changed.count(1)
+                if ones:
+                    grown += ones
                     if listeners:
-                        written.append(argv)
-                    out.append(_ONE)
+                        written += [request for request, one in zip(group, changed,
+                                                                    strict=False) if one]
+                out += map(_REPLIES, changed)
+                if done > 1:  # the loop goes on after the last of them
+                    next(islice(pending, done - 2, None))
+                    position += done - 1
             elif length == 2 and argv[0] in _PFCOUNT:
                 key = argv[1]
                 value = data.get(key)
@@ -499,7 +525,7 @@ class PlainLane:
             else:
                 break
             position += 1
-        db.used += grew  # the memory estimate: SETs (a PFADD keeps its string's length)
+        db.used += grew  # the memory estimate of the SETs (a PFADD that changes it: db.set)
         if position == start:
             return start
         spent = (perf_counter() - began) * 1e6

@@ -13,15 +13,16 @@ from fractions import Fraction
 
 from kvrepl.commands.args import (
     INT64_MAX,
+    INT64_MIN,
     long_double_add,
     parse_int,
     parse_long_double,
 )
 from kvrepl.commands.core import Session, command
-from kvrepl.errors import OVERFLOW, SYNTAX, ReplyError, WrongTypeError
+from kvrepl.errors import NOT_INTEGER, OVERFLOW, SYNTAX, ReplyError, WrongTypeError
 from kvrepl.notify import GENERIC, STRING, notify, replied
 from kvrepl.protocol.replies import OK
-from kvrepl.store.encoding import mark_string
+from kvrepl.store.encoding import mark_string, string2ll
 from kvrepl.store.values import is_string, string_bytes
 
 # Flags of parseExtendedStringArgumentsOrReply (t_string.c).
@@ -322,6 +323,27 @@ def strlen(s: Session, argv: list[bytes]) -> object:
 
 # -- counters ----------------------------------------------------------------------------------
 def _incr_decr(s: Session, key: bytes, incr: int) -> int:
+    db = s.db
+    current = db.data.get(key)
+    if type(current) is bytes and not (db.expires and key in db.expires) \
+            and not db.keyspace.lfu:
+        # The usual counter (a string without a TTL): the lookup and Database.set inlined,
+        # each a few frames that cost as much as the increment itself.
+        db.access[key] = db.keyspace.lru_clock  # (a touch even when it then fails)
+        number = string2ll(current)
+        if number is None:
+            raise ReplyError(NOT_INTEGER)
+        value = number + incr
+        if value > INT64_MAX or value < INT64_MIN:
+            raise ReplyError(OVERFLOW)
+        new = b"%d" % value
+        db.data[key] = new
+        db.used += len(new) - len(current)
+        engine = s.engine
+        engine.dirty += 1
+        if engine.notify_classes & STRING:
+            engine.notify_keyspace_event(b"incrby", key, db.id)
+        return value
     current = lookup_string(s, key)
     value = 0 if current is None else parse_int(current)
     value += incr

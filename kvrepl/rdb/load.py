@@ -84,6 +84,11 @@ class StagedLoad:
                  **options: Any) -> None:
         self.parser = RdbParser(**options)
         self.fresh: list[tuple[dict, dict]] = [({}, {}) for _ in range(databases)]
+        # Per database, the bytes of its string keys and values, and how many keys hold
+        # another type: the memory estimate of an all-string database without a pass over
+        # its keys (strings_size).
+        self._string_bytes = [0] * databases
+        self._others = [0] * databases
         self.result = LoadResult()
         self.drop_expired = drop_expired
         self.now_ms = now_ms
@@ -101,6 +106,12 @@ class StagedLoad:
     def keys_read(self) -> int:
         """Keys parsed so far, those dropped as expired included (key-load-delay's count)."""
         return sum(len(data) for data, _ in self.fresh) + self.result.keys_expired
+
+    def strings_size(self, db: int) -> int | None:
+        """The bytes of database ``db``'s keys and values when every value loaded there is
+        a string (what :meth:`Database.recount <kvrepl.store.database.Database.recount>`
+        would add up), else None."""
+        return None if self._others[db] else self._string_bytes[db]
 
     def finish(self) -> LoadResult:
         """The input is complete: check it ended properly and return the counts."""
@@ -120,10 +131,11 @@ class StagedLoad:
 
     def apply(self, keyspace: Any) -> None:
         """Make the loaded data the keyspace's (after :meth:`finish`)."""
-        for db, (data, expires) in zip(keyspace.dbs, self.fresh, strict=True):
+        for index, (db, (data, expires)) in enumerate(zip(keyspace.dbs, self.fresh,
+                                                          strict=True)):
             db.data = data
             db.expires = expires
-        keyspace.recount()  # the memory estimate of what was loaded
+            db.recount(self.strings_size(index))  # the memory estimate of what was loaded
 
     def _drain(self) -> None:
         try:
@@ -139,12 +151,14 @@ class StagedLoad:
         databases = len(fresh)
         drop_before = self.now_ms if self.drop_expired else None
         store_strings = parser.store_strings
+        string_bytes = self._string_bytes
         while not self.ended:
             # Runs of plain string keys go straight into the dicts (no Entry events).
             current = parser.db
             data, expires = fresh[current]
-            stored, dropped = store_strings(data, expires, drop_before)
+            stored, dropped, size = store_strings(data, expires, drop_before)
             result.keys_expired += dropped
+            string_bytes[current] += size
             batch = parser.next_events(64)
             if not batch:
                 if stored or dropped:
@@ -161,10 +175,14 @@ class StagedLoad:
                             result.keys_expired += 1
                             continue
                         expires[key] = expire_ms
-                    size = len(data)
+                    held = len(data)
                     data[key] = value
-                    if len(data) == size:
+                    if len(data) == held:
                         raise duplicate_key_error(db, key)
+                    if type(value) is bytes:
+                        string_bytes[db] += len(key) + len(value)
+                    else:
+                        self._others[db] += 1
                     continue
                 kind = type(event)
                 if kind is SelectDb:

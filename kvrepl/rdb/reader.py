@@ -239,22 +239,24 @@ class RdbParser:
         return events
 
     def store_strings(self, data: dict, expires: dict, drop_before: int | None,
-                      limit: int = 1 << 20) -> tuple[int, int]:
+                      limit: int = 1 << 20) -> tuple[int, int, int]:
         """Store the run of plain string keys at the current position straight into
         ``data`` / ``expires`` (the current database's), skipping Entry events: the fast
         path of :func:`~kvrepl.rdb.load.load_into`. Keys expiring before ``drop_before``
-        are dropped. Returns ``(stored, dropped)``; stops at anything else, and short of
-        the buffer's end, leaving both to :meth:`next_event` (which parses every record
-        this skips the same way, so where chunks split the input does not matter).
+        are dropped. Returns ``(stored, dropped, size)``, ``size`` being the bytes of the
+        stored keys and values (what the memory estimate adds up, found here without a
+        pass over the keys); stops at anything else, and short of the buffer's end,
+        leaving both to :meth:`next_event` (which parses every record this skips the same
+        way, so where chunks split the input does not matter).
 
         Raises :func:`duplicate_key_error` for a key already in ``data``.
         """
         if not self._fast_ready():
-            return 0, 0
+            return 0, 0, 0
         buf, pos = self._buf, self._pos
         first = pos
         end = len(buf)
-        stored = dropped = 0
+        stored = dropped = size_stored = 0
         string_record = _string_record
         unpack_i64 = _unpack_i64
         int_widths = _INT_WIDTHS
@@ -270,6 +272,10 @@ class RdbParser:
             done = count
             stop = False
             run_dropped = 0
+            # The run's keys and values take its bytes less 3 a record (type and two
+            # lengths) in the first tier; each second-tier record corrects that by what
+            # it differs (an expire, an encoded value, a dropped key).
+            run_adjust = 0
             for i in range(count):
                 if not buf[pos]:
                     key_len = buf[pos + 1]
@@ -284,7 +290,7 @@ class RdbParser:
                             continue
                 # Second tier, still inline: an expire and / or an INT-encoded value.
                 expire = None
-                at = pos
+                at = record_start = pos
                 if buf[at] == 0xFC:  # EXPIRETIME_MS
                     expire = unpack_i64(buf, at + 1)[0]
                     at += 9
@@ -314,14 +320,14 @@ class RdbParser:
                         stop = True
                         break
                     key, value, expire, pos = record
-                if expire is not None:
-                    if drop_before is not None and expire < drop_before:
-                        run_dropped += 1
-                    else:
-                        expires[key] = expire
-                        data[key] = value
+                if expire is not None and drop_before is not None and expire < drop_before:
+                    run_dropped += 1
+                    run_adjust += 3 - (pos - record_start)
                 else:
+                    if expire is not None:
+                        expires[key] = expire
                     data[key] = value
+                    run_adjust += len(key) + len(value) + 3 - (pos - record_start)
                 if end - pos < (count - i - 1) * _MAX_HOT:  # a long record: count again
                     done = i + 1
                     break
@@ -330,12 +336,13 @@ class RdbParser:
                 self._duplicate_in_run(data, size, run_start, done, drop_before)
             stored += run_stored
             dropped += run_dropped
+            size_stored += pos - run_start - 3 * done + run_adjust
             if stop:
                 break
         self._pos = pos
         if pos != first:  # a key named by an attempt the buffer's end cut short is done
             self._key = None
-        return stored, dropped
+        return stored, dropped, size_stored
 
     def _duplicate_in_run(self, data: dict, size: int, pos: int, count: int,
                           drop_before: int | None) -> None:

@@ -148,7 +148,7 @@ def _checked_events(source: IO[bytes], parser: RdbParser, progress: Progress | N
     expires: dict[bytes, int] = {}
 
     def absorb() -> bool:
-        stored, dropped = parser.store_strings(data, expires, now_ms, limit=65536)
+        stored, dropped, _ = parser.store_strings(data, expires, now_ms, limit=65536)
         if not (stored or dropped):
             return False
         counts.keys += stored + dropped

@@ -149,9 +149,6 @@ class Ownership:
         self.previous: list[object | None] = [None] * SLOTS  # each slot's former owner
         self.taken: dict[bytes, object] = {}
         self.left: dict[bytes, object] = {}
-        # Whether a retired shard's keys ever went to their slots' owners (release): a
-        # link that never loaded may then hold keys here.
-        self.released = False
         # Per link, its slots as a slot_table (for lane_run_of), and the owner list it
         # was made from: a new layout makes a new list, and so a new table.
         self._tables: dict[int, tuple[list[object | None], bytes]] = {}
@@ -245,8 +242,8 @@ class Ownership:
         return [key for key in self.db.data if self.holder(key, key_slot(key)) is link]
 
     def release(self, link: object) -> None:
-        """``link`` is gone: the keys it held here become their slots' owners'."""
-        self.released = True
+        """``link`` is gone: the keys it held here become their slots' owners' (whose next
+        full sync, or first, replaces them)."""
         self.forget(link)
 
     def forget(self, link: object) -> None:
@@ -451,23 +448,23 @@ class ShardLink(ReplicaOf):
                     self.shard.primary, self.shard.describe_slots())
         engine.watches.touch_all_in_db(db, None)
         engine.tracking.flushed()
-        replaced: list[bytes] = []
-        if self.loaded_once or ownership.moving:
-            # One step with the swap below (readers never see the shard half replaced),
-            # so in C-level passes: ~10x faster than a delete() per key.
-            replaced = ownership.keys_of(self)
-            db.delete_keys(replaced)
+        # Everything this shard holds goes, its first sync too, as Redis's full sync
+        # replaces a replica's whole dataset: before it, the keys of our slots may be a
+        # writable follower's own, or a retired shard's left to their slots' owners. One
+        # step with the swap below (readers never see the shard half replaced), so in
+        # C-level passes: ~10x faster than a delete() per key.
+        replaced = ownership.keys_of(self) if db.data else []
+        db.delete_keys(replaced)
         ownership.forget(self)
         stray = self._not_ours(fresh)
         for key in stray:  # the snapshot says these are this shard's now
             ownership.take(self, key, key_slot(key))
         # Another shard's copy of a key: ours replaces it. There is none when every key is
-        # of our slots, nothing moves and we hold nothing here (our keys were just deleted,
-        # or we never loaded and no retired shard left its keys to their slots' owners):
-        # then merging skips the search (~45 ms a shard of 333k keys).
-        disjoint = not stray and not ownership.moving and (
-            self.loaded_once or not ownership.released)
-        db.merge_loaded(fresh, fresh_expires, disjoint=disjoint)
+        # of our slots and nothing moves (we hold nothing here now): then merging skips the
+        # search (~45 ms a shard of 333k keys).
+        disjoint = not stray and not ownership.moving
+        db.merge_loaded(fresh, fresh_expires, disjoint=disjoint,
+                        strings_size=staged.strings_size(0))
         # Redis's full sync forgets every key its clients gave a TTL (emptyData(-1)): a
         # key of that name from the master is the master's to expire. A shard's replaces
         # the keys it held and those of its snapshot, so it forgets those and no other
@@ -715,6 +712,21 @@ class ClusterFollower:
                 else:
                     link.shard = shard
             kept.append(link)
+        # A layout in which no primary serves some of a link's slots is one node's view in
+        # the middle of a failover (the failed primary's slots dropped, its successor's
+        # claim not seen yet): that shard's link goes on, its history with it, until a
+        # layout says who serves them (retired, its next link would sync in full).
+        served = bytearray(SLOTS)
+        for shard in shards:
+            for start, end in shard.slots:
+                served[start:end + 1] = b"\x01" * (end - start + 1)
+        for link in list(free):
+            if any(0 in served[start:end + 1] for start, end in link.shard.slots):
+                logger.info("Cluster: no primary serves some of the slots of %s:%d (%s) in "
+                            "this layout; still following it", link.host, link.port,
+                            link.shard.primary)
+                free.remove(link)
+                kept.append(link)
         self.links = kept
         self.ownership.set_owners(kept)
         for link in free:
@@ -790,16 +802,22 @@ class ClusterFollower:
                 return
 
     async def _wait_links(self, links: list[ShardLink]) -> None:
-        for link in links:
-            await link.synced.wait()
-            try:
-                info = await self.query(link.host, link.port, [b"INFO", b"replication"])
-            except (OSError, trio.BrokenResourceError, trio.TooSlowError):
-                await self.layout_changed.wait()  # gone: its successor is waited for
-                return
-            offset = _info_field(info, b"master_repl_offset")
-            if offset is not None and link.replication.replid == _info_text(info, b"master_replid"):
-                await link.wait_offset(offset)
+        # Each shard's primary is asked as soon as its own link is up, all at once: asked
+        # one after another, the last shard's question waited for the others' answers.
+        async with trio.open_nursery() as nursery:
+            for link in links:
+                nursery.start_soon(self._wait_link, link)
+
+    async def _wait_link(self, link: ShardLink) -> None:
+        await link.synced.wait()
+        try:
+            info = await self.query(link.host, link.port, [b"INFO", b"replication"])
+        except (OSError, trio.BrokenResourceError, trio.TooSlowError):
+            await self.layout_changed.wait()  # gone: its successor is waited for
+            return
+        offset = _info_field(info, b"master_repl_offset")
+        if offset is not None and link.replication.replid == _info_text(info, b"master_replid"):
+            await link.wait_offset(offset)
 
     async def _unless_layout_changes(self, wait: Callable[..., Awaitable[None]],
                                      *args: object) -> bool:

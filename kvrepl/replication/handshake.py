@@ -325,7 +325,7 @@ class ReplicaProtocol:
             assert self._payload_left is not None
             take = min(self._payload_left, len(self._buf))
             if take:
-                data = bytes(self._buf[:take])
+                data = bytes(memoryview(self._buf)[:take])  # one copy, not two
                 del self._buf[:take]
                 self._payload_left -= take
                 events.append(PayloadData(data))
@@ -333,7 +333,7 @@ class ReplicaProtocol:
                 return False
         else:
             # Hold back the last 40 bytes: they may be the end mark.
-            data = self._tail + bytes(self._buf)
+            data = self._tail + self._buf  # bytes (one copy of the received bytes, not two)
             self._buf.clear()
             end = data.find(self._eof_mark)
             if end < 0:

@@ -218,7 +218,6 @@ end
 
 -- While FUNCTION LOAD runs a library's code, its globals are only a small `redis` table
 -- (function_lua.c's library API); afterwards the functions see the whole API.
-local loading = false
 local load_env = {}
 if py.register_function then
     local lib_redis = {register_function = py.register_function, log = py.log,
@@ -226,14 +225,17 @@ if py.register_function then
                        REDIS_VERSION = py.version, REDIS_VERSION_NUM = py.version_num}
     load_env.redis = protect(lib_redis, strict(lib_redis))
 end
-env_proxy = protect(env, function(_, name)
-    local v
-    if loading then v = load_env[name] else v = env[name] end
-    if v == nil then
-        real_error("Script attempted to access nonexistent global variable '" .. real_tostring(name) .. "'", 2)
-    end
-    return v
-end)
+-- A script's globals are read through the proxy from env itself (a table: no Lua call per
+-- name found), then from env's own __index, which raises for a missing name; while a
+-- library loads, from load_env through strict.
+real_setmetatable(env, {__index = strict({})})
+local env_proxy_meta = {__index = env, __newindex = refuse, __metatable = false}
+env_proxy = real_setmetatable({}, env_proxy_meta)
+real_of[env_proxy] = env
+local loading_index = strict(load_env)
+local function set_loading(on)
+    env_proxy_meta.__index = on and loading_index or env
+end
 env._G = env_proxy
 globals_meta = protect({__index = function(_, name) return env_proxy[name] end})
 
@@ -340,31 +342,21 @@ end
 function ldb_helpers.redis(...)
     real_pcall(redis.call, ...)
 end
-function ldb_helpers.global(name) return env[name] end
+function ldb_helpers.global(name) return real_rawget(env, name) end
 function ldb_helpers.address(value) return real_tostring(value) end
 
 local function set_ldb(callbacks) ldb = callbacks end
 
--- KEYS and ARGV come as the two tables, or (cheaper for a few) as the number of keys
--- followed by the keys and the arguments.
-local function run(f, eval_mode, hooked, debugging, nkeys, ...)
-    local keys, args
-    if real_type(nkeys) == "table" then
-        keys, args = nkeys, ...
-    else
-        local n = real_select("#", ...)
-        if n == nkeys then
-            keys, args = {...}, {}
-        elseif nkeys == 0 then
-            keys, args = {}, {...}
-        else
-            keys, args = {...}, {real_select(nkeys + 1, ...)}
-            for i = n, nkeys + 1, -1 do keys[i] = nil end
-        end
-    end
-    if eval_mode then
-        env.KEYS, env.ARGV = keys, args
-    end
+-- How the next runs go (set from Python only when it changes, one argument less per run):
+-- under the count hook (busy-reply-threshold), under the debugger's line hook.
+local hooked, debugging = false, false
+local function configure(count_hook_on, ldb_on)
+    hooked, debugging = count_hook_on, ldb_on
+end
+
+-- The hook a run starts with, and the one it leaves: "count" stays installed from one
+-- script to the next; any other is removed when its script ends.
+local function hook_before()
     if debugging then
         hook = "ldb"
         dbg.sethook(ldb_hook, "l", hook_every)
@@ -377,18 +369,49 @@ local function run(f, eval_mode, hooked, debugging, nkeys, ...)
         hook = nil
         dbg.sethook()
     end
-    local ok, result
-    if eval_mode then
-        ok, result = real_xpcall(f, handler)
-    else
-        ok, result = real_xpcall(function() return f(keys, args) end, handler)
-    end
+end
+
+local function hook_after()
     if hook and hook ~= "count" then
         hook = nil
         dbg.sethook()
     end
-    -- the value alone when it ran (one value less for lupa to convert), else false and
-    -- the error
+end
+
+-- KEYS and ARGV come as the two tables, or (cheaper for a few) as the number of keys
+-- followed by the keys and the arguments.
+local function keys_and_args(nkeys, ...)
+    if real_type(nkeys) == "table" then
+        return nkeys, ...
+    end
+    local n = real_select("#", ...)
+    if n == nkeys then
+        return {...}, {}
+    elseif nkeys == 0 then
+        return {}, {...}
+    end
+    local keys, args = {...}, {real_select(nkeys + 1, ...)}
+    for i = n, nkeys + 1, -1 do keys[i] = nil end
+    return keys, args
+end
+
+-- An EVAL script: KEYS and ARGV are globals. The value alone when it ran (one value less
+-- for lupa to convert), else false and the error.
+local function run(f, nkeys, ...)
+    env.KEYS, env.ARGV = keys_and_args(nkeys, ...)
+    if hook ~= "count" or not hooked or debugging then hook_before() end
+    local ok, result = real_xpcall(f, handler)
+    if hook and hook ~= "count" then hook_after() end
+    if ok then return result end
+    return false, result
+end
+
+-- A function of a library: KEYS and ARGV are its arguments.
+local function run_function(f, nkeys, ...)
+    local keys, args = keys_and_args(nkeys, ...)
+    hook_before()
+    local ok, result = real_xpcall(function() return f(keys, args) end, handler)
+    hook_after()
     if ok then return result end
     return false, result
 end
@@ -403,7 +426,7 @@ end
 local function load_library(body, timeout_check)
     local f, err = load_text(body, "@user_function")
     if not f then return false, err, true end
-    loading = true
+    set_loading(true)
     dbg.sethook(function()
         if timeout_check() then
             -- luaEngineLoadHook: from then on the error is raised on every line of the
@@ -420,10 +443,10 @@ local function load_library(body, timeout_check)
     local ok, result = real_pcall(f)
     hook = nil
     dbg.sethook()
-    loading = false
+    set_loading(false)
     if not ok then return false, unwrap_error(result), false end
     return true, nil, false
 end
 
-return {load_library = load_library, run = run, compile = compile, set_ldb = set_ldb,
-        ldb_helpers = ldb_helpers}
+return {load_library = load_library, run = run, run_function = run_function,
+        configure = configure, compile = compile, set_ldb = set_ldb, ldb_helpers = ldb_helpers}

@@ -98,7 +98,8 @@ class RunContext:
     made for every EVALSHA, and a dataclass's keyword ``__init__`` costs twice as much."""
 
     __slots__ = ("caller", "name", "eval_mode", "read_only", "resp3", "repl_flags",
-                 "write_dirty", "killed", "timed_out", "out_of_memory", "argv", "start")
+                 "write_dirty", "killed", "timed_out", "out_of_memory", "argv", "start",
+                 "unchecked")
 
     def __init__(self, caller: Session, name: str, eval_mode: bool, read_only: bool,
                  argv: list[bytes], out_of_memory: bool = False) -> None:
@@ -114,6 +115,10 @@ class RunContext:
         self.out_of_memory = out_of_memory  # memory was full when it started: denyoom refused
         self.argv = argv  # the caller's command (FUNCTION STATS)
         self.start = monotonic()
+        # Nothing of the caller's can refuse one of its redis.call's: only the node's state
+        # then can (Engine.general_lane_closed), see LuaState._command_caller. (The user's
+        # rules cannot change while its script runs: ACL is not allowed while busy.)
+        self.unchecked = caller.user.unrestricted and not read_only and not out_of_memory
 
     def restart_clock(self) -> None:
         """A debugger stop ends: the time spent there does not count as running."""
@@ -185,7 +190,13 @@ class LuaState:
         chunk = loader(source)
         self._error_table = None
         self.lua = chunk(runtime.table_from(callbacks))
-        self._run = self.lua[b"run"]
+        # One runner per state: the EVAL scripts' state runs scripts, the libraries' runs
+        # functions (RunContext.eval_mode follows).
+        self.eval_mode = register_function is None
+        self._run = self.lua[b"run" if self.eval_mode else b"run_function"]
+        self._configure = self.lua[b"configure"]
+        # the runner's settings (count hook, debugger's line hook), sent when they change
+        self._hooked = self._debugging = False
         self._compile = self.lua[b"compile"]
         self._load_library = self.lua[b"load_library"]
         self._set_ldb = self.lua[b"set_ldb"]
@@ -255,13 +266,14 @@ class LuaState:
                 b"debug": debugger.debug, b"breakpoint": debugger.breakpoint}))
         try:
             hooked = engine.config.lua_time_limit > 0
+            if hooked is not self._hooked or debugger is not None or self._debugging:
+                self._hooked, self._debugging = hooked, debugger is not None
+                self._configure(hooked, self._debugging)
             if len(argv) <= FEW_ARGUMENTS + 3:
                 # made into tables on the Lua side: cheaper than two table_from calls
-                result = self._run(function, ctx.eval_mode, hooked, debugger is not None,
-                                   numkeys, *argv[3:])
+                result = self._run(function, numkeys, *argv[3:])
             else:  # (a Lua call takes a bounded number of arguments)
-                result = self._run(function, ctx.eval_mode, hooked, debugger is not None,
-                                   self.table(argv[3:3 + numkeys]),
+                result = self._run(function, self.table(argv[3:3 + numkeys]),
                                    self.table(argv[3 + numkeys:]))
         finally:
             self.ctx = None
@@ -360,11 +372,10 @@ class LuaState:
                 cmd, refused = self._lookup(args)
                 if refused is None:
                     refused = self._check(ctx, cmd, args)
-            elif ctx.caller.user.unrestricted and not engine.restricted \
-                    and not ctx.read_only and not ctx.out_of_memory \
-                    and (ctx.write_dirty or not cmd.is_write
-                         or not engine.config.min_replicas_to_write):
-                refused = None  # none of _check's conditions can hold
+            elif ctx.unchecked and not engine.general_lane_closed:
+                # none of _check's conditions can hold (the flag stands for the node's
+                # restricted states, min-replicas-to-write and more)
+                refused = None
             else:
                 refused = self._check(ctx, cmd, args)
             if refused is not None:

@@ -125,8 +125,9 @@ class ScriptingState:
         else:
             script = self.scripts[self.create(argv[1])]
         engine = self.engine
-        if script.flags is None and not engine.restricted and not engine.config.maxmemory:
-            # prepare's checks, none of which can refuse a script without a shebang then
+        if script.flags is None and not engine.general_lane_closed:
+            # prepare's checks, none of which can refuse a script without a shebang while
+            # the node is neither restricted nor limited by maxmemory (both close the lane)
             ctx = RunContext(caller, script.name, True, read_only, argv)
         else:
             ctx = self.prepare(caller, script.name, script.flags, read_only, True, argv)

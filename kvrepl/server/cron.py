@@ -7,7 +7,7 @@ from time import perf_counter, time
 import trio
 
 from kvrepl import gc_policy, persistence
-from kvrepl.commands import instant
+from kvrepl.commands import instant, obuf
 from kvrepl.commands.core import Engine
 from kvrepl.commands.shutdown import shutdown_state
 from kvrepl.log import logger
@@ -18,7 +18,8 @@ async def run_cron(engine: Engine) -> None:
     a TTL only), then wake clients it made ready; eviction that a command's pass left
     unfinished (maxmemory-eviction-tenacity); then the ``save`` schedule (and BGSAVE SCHEDULE); then the process's garbage-collector policy,
     when one is installed (:mod:`kvrepl.gc_policy`: a no-op otherwise). Once a second,
-    clients idle for more than ``timeout`` seconds are closed."""
+    clients idle for more than ``timeout`` seconds are closed, and so are those over
+    their client-output-buffer-limit."""
     last_second = 0
     loops = 0
     while True:
@@ -35,6 +36,7 @@ async def run_cron(engine: Engine) -> None:
         if second != last_second:
             last_second = second
             close_idle_clients(engine)
+            obuf.check_all(engine)  # output buffer limits met with no new reply
             sockets = getattr(engine.server, "migrate_sockets", None)
             if sockets is not None:
                 sockets.close_idle()

@@ -96,6 +96,11 @@ class Reactor:
 
         return await trio.lowlevel.wait_task_rescheduled(abort)
 
+    def held(self, fd: int) -> int:
+        """The bytes of replies this pass holds for the client on ``fd``."""
+        held = self._replies.get(fd)
+        return len(held) if held is not None else 0
+
     def _release(self, fd: int) -> bytes | None:
         """Unpark ``fd``; returns its replies of this pass not written yet."""
         del self._parked[fd]
@@ -138,6 +143,8 @@ class Reactor:
             self._hand_back(fd, task, HANGUP)
             return
         connection.session.last_interaction = now()
+        if fd not in self._parked:
+            return  # killed by what it ran (a push over its output limit): its task ends
         if result is not None or connection.send_lock.locked() or not connection.io.idle():
             self._hand_back(fd, task, (out, result))
             return

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 import trio
 
 from kvrepl import persistence
+from kvrepl.commands import obuf
 from kvrepl.commands.core import POSTPONED, Block, Engine, Session
 from kvrepl.commands.dispatch import AWAITED as _AWAITED
 from kvrepl.commands.dispatch import GeneralLane
@@ -63,6 +64,9 @@ RECEIVE_SIZE = 64 * 1024
 PICK_PORT_ATTEMPTS = 20
 _DISCONNECTED = object()
 _CLOSE = object()  # end the connection once the replies so far are sent
+# End the connection now, its replies unsent: client-output-buffer-limit was met (Redis
+# frees such a client before writing to it).
+_DROP = object()
 # Their confirmations are pushes: CLIENT REPLY OFF/SKIP does not silence them (CLIENT_PUSHING).
 _SUBSCRIBING = frozenset((b"subscribe", b"psubscribe", b"ssubscribe", b"unsubscribe",
                           b"punsubscribe", b"sunsubscribe"))
@@ -77,10 +81,11 @@ class SocketIO:
     only when the kernel says it would block: still cancellable, still fair.
     """
 
-    __slots__ = ("fd",)
+    __slots__ = ("fd", "unsent")
 
     def __init__(self, stream: trio.SocketStream) -> None:
         self.fd = stream.socket.fileno()
+        self.unsent = 0  # what send_all still holds while it waits for the kernel
 
     # What the reactor calls (TlsStream offers the same): never blocks.
 
@@ -124,15 +129,19 @@ class SocketIO:
 
     async def send_all(self, data: bytes) -> None:
         view = memoryview(data)
-        while view:
-            try:
-                sent = os.write(self.fd, view)
-            except BlockingIOError:
-                await trio.lowlevel.wait_writable(self.fd)
-                continue
-            except (ConnectionResetError, BrokenPipeError) as err:
-                raise trio.BrokenResourceError from err
-            view = view[sent:]
+        try:
+            while view:
+                try:
+                    sent = os.write(self.fd, view)
+                except BlockingIOError:
+                    self.unsent = len(view)
+                    await trio.lowlevel.wait_writable(self.fd)
+                    continue
+                except (ConnectionResetError, BrokenPipeError) as err:
+                    raise trio.BrokenResourceError from err
+                view = view[sent:]
+        finally:
+            self.unsent = 0
 
 
 class Connection:
@@ -154,8 +163,46 @@ class Connection:
         # The replies execute_buffered is gathering, not sent yet (see replies_pending);
         # forgotten when it returns, so that a large reply is not kept past its send.
         self.out: Sequence[bytes] = ()
+        # How much of ``out`` was measured, and its bytes (see gathered_bytes).
+        self._out_counted = 0
+        self._out_bytes = 0
         session.on_push = self.push_ready.set
         session.on_kill = self.cancel_scope.cancel
+        session.held_output = self.held_bytes
+
+    def held_bytes(self) -> int:
+        """The reply bytes this connection holds for its client (kvrepl.commands.obuf):
+        those of the read being run, those the reactor holds until the end of its pass,
+        and what a send has not had the kernel take yet."""
+        held = self.gathered_bytes() if self.out else 0
+        io = self.io
+        if type(io) in (SocketIO, TlsStream):
+            held += io.unsent
+            reactor = self.server.reactor
+            if reactor is not None:
+                held += reactor.held(io.fd)
+        return held
+
+    def gathered_bytes(self) -> int:
+        """The bytes of ``out``, measured as it grows (a long pipeline with a limit set is
+        measured after each reply: each part is counted once)."""
+        out = self.out
+        counted = self._out_counted
+        if len(out) < counted:  # emptied meanwhile (a forked SCRIPT DEBUG session took it)
+            counted = self._out_bytes = 0
+        if len(out) > counted:
+            self._out_bytes += sum(map(len, out[counted:]))
+            self._out_counted = len(out)
+        return self._out_bytes
+
+    def over_output_limits(self) -> bool:
+        """checkClientOutputBufferLimits, with what is held for the client now; logged as
+        Redis logs a client it schedules to close."""
+        session = self.session
+        if obuf.over_limits(session, obuf.pending_bytes(session)):
+            obuf.log_closing(session, scheduled=True)
+            return True
+        return False
 
     async def send(self, data: bytes) -> None:
         # acquire_nowait first: `async with lock` always yields to the scheduler, which
@@ -353,6 +400,7 @@ class Connection:
         caching's BCAST invalidations for the keys it modified go out at its end (Redis's
         beforeSleep), queued after its replies."""
         self.out = out
+        self._out_counted = self._out_bytes = 0
         try:
             result = self._execute_buffered(out)
         finally:
@@ -368,6 +416,12 @@ class Connection:
             return self.query_buffer_full()
         session = self.session
         engine = self.server.engine
+        # Replies are measured one by one against client-output-buffer-limit while a limit
+        # may apply (the lanes are closed then: see Engine.normal_output_limited).
+        limited = engine.normal_output_limited or bool(
+            session.channels or session.patterns or session.shard_channels)
+        if limited and out and self.over_output_limits():  # the reply just awaited
+            return _DROP
         execute = engine.execute
         lane = engine.plain_lane
         lane_names = LANE_NAMES
@@ -409,6 +463,8 @@ class Connection:
                 self.add_reply(reply, out)
             else:
                 out.append(encode(reply, session.resp3))
+            if limited and self.over_output_limits():
+                return _DROP
             if session.closing:
                 return _CLOSE
             parser.authenticated = session.authenticated
@@ -486,7 +542,7 @@ class Connection:
                 parser.feed(data)
                 result = self.execute_buffered(out)
             session.last_interaction = now()
-            while result is not None and result is not _CLOSE:
+            while result is not None and result is not _CLOSE and result is not _DROP:
                 argv, reply = result
                 if not await self.finish_waiting(argv, reply, out):
                     if out:
@@ -495,6 +551,8 @@ class Connection:
                             await self.send(b"".join(out))
                     return
                 result = self.execute_buffered(out)
+            if result is _DROP:
+                return
             if out:
                 try:
                     await self.send(b"".join(out))

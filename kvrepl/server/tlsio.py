@@ -96,6 +96,11 @@ class TlsStream(trio.abc.Stream):
         self._flush_now()
         return b"" if self._unsent else None
 
+    @property
+    def unsent(self) -> int:
+        """Bytes (of ciphertext) held here that the kernel has not taken yet."""
+        return len(self._unsent)
+
     def idle(self) -> bool:
         """May the client be parked: nothing decrypted or received is left unread, its end
         was not seen, nothing is left to send?"""

@@ -269,16 +269,22 @@ class Database:
         self.used += size - self.sizes.get(key, 0)
         self.sizes[key] = size
 
-    def recount(self) -> None:
-        """Measure every key again (after a load replaced ``data`` and ``expires``)."""
+    def recount(self, strings_size: int | None = None) -> None:
+        """Measure every key again (after a load replaced ``data`` and ``expires``);
+        ``strings_size``: see :meth:`_count_all`."""
         self.sizes = {}
         self.stale = set()
         self.used = len(self.expires) * EXPIRE_ENTRY
-        self._count_all(self.data)
+        self._count_all(self.data, strings_size)
 
-    def _count_all(self, data: dict[bytes, object]) -> None:
+    def _count_all(self, data: dict[bytes, object], strings_size: int | None = None) -> None:
         """Add every key of ``data`` to ``used``: all strings (a load's usual content) are
-        summed without a Python call per key."""
+        summed without a Python call per key, or with no pass over them at all when the
+        loader knows that every value is a string and gives the bytes of the keys and
+        values as ``strings_size`` (three passes over a million keys cost ~70 ms)."""
+        if strings_size is not None:
+            self.used += STRING_ENTRY * len(data) + strings_size
+            return
         if set(map(type, data.values())) <= {bytes}:
             self.used += STRING_ENTRY * len(data) + sum(map(len, data)) + sum(
                 map(len, data.values()))  # type: ignore[arg-type]
@@ -287,13 +293,14 @@ class Database:
             self._count(key, value)
 
     def merge_loaded(self, data: dict[bytes, object], expires: dict[bytes, int], *,
-                     disjoint: bool = False) -> None:
+                     disjoint: bool = False, strings_size: int | None = None) -> None:
         """Add a load's keys and TTLs to this db, replacing the copies held here, measuring
         only them (a cluster shard's full sync beside the other shards' keys).
-        ``disjoint``: the caller knows that no key of ``data`` is here (no search)."""
+        ``disjoint``: the caller knows that no key of ``data`` is here (no search);
+        ``strings_size``: see :meth:`_count_all`."""
         if not self.data:
             self.data, self.expires = data, expires
-            self.recount()
+            self.recount(strings_size)
             return
         if not disjoint:
             for key in self.data.keys() & data.keys():
@@ -301,7 +308,7 @@ class Database:
         self.data.update(data)
         self.expires.update(expires)
         self.used += len(expires) * EXPIRE_ENTRY
-        self._count_all(data)
+        self._count_all(data, strings_size)
 
     def delete_keys(self, keys: list[bytes]) -> int:
         """:meth:`delete` of each of ``keys`` (a shard's keys before its full sync replaces

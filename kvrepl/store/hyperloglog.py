@@ -37,7 +37,9 @@ import random
 import struct
 from array import array
 from bisect import bisect_left, bisect_right
-from collections.abc import Iterable
+from collections.abc import Sequence
+
+from kvrepl.store.encoding import mark_string
 
 HLL_P = 14  # register index bits
 HLL_Q = 64 - HLL_P  # bits left for the run of zeros
@@ -177,24 +179,121 @@ def murmurhash64a(data: bytes, seed: int = SEED, _m: int = _M, _mask: int = _MAS
 
 
 def pattern(element: bytes, _m: int = _M, _mask: int = _MASK64, _seeded: list[int] = _SEEDED,
-            _from: object = int.from_bytes) -> tuple[int, int]:
+            _from: object = int.from_bytes, _stop: int = 1 << HLL_Q) -> tuple[int, int]:
     """hllPatLen: (register index, length of the ``000...1`` run after the index bits).
 
     An element of 9 to 15 bytes (redis-benchmark's ``__rand_int__`` has 12) is hashed here,
-    :func:`murmurhash64a`'s steps for that length in one expression, and the last step
-    (``h ^= h >> 47``) folded into the two reads of ``h``: the index is its low 14 bits,
-    and bits 14 up of ``h ^ (h >> 47)`` are ``(h >> 14) ^ (h >> 61)``.
+    :func:`murmurhash64a`'s steps for that length in one expression; the index is the low
+    14 bits of the hash and the run is read from the bits above them, a ``1`` put past the
+    last one (``_stop``) ending it there.
     """
-    if 8 < len(element) < 16:
+    n = len(element)
+    if 8 < n < 16:
         x = _from(element, "little")  # type: ignore[operator]
         k = (x * _m) & _mask
-        h = ((((_seeded[len(element)] ^ ((k ^ (k >> 47)) * _m)) * _m) ^ (x >> 64)) * _m) & _mask
+        h = ((((_seeded[n] ^ ((k ^ (k >> 47)) * _m)) * _m) ^ (x >> 64)) * _m) & _mask
         h = ((h ^ (h >> 47)) * _m) & _mask
-        run = (h >> HLL_P ^ h >> 61) | (1 << HLL_Q)
-        return (h ^ (h >> 47)) & P_MASK, (run & -run).bit_length()
-    h = murmurhash64a(element)
-    run = (h >> HLL_P) | (1 << HLL_Q)
+        h ^= h >> 47
+    else:
+        h = murmurhash64a(element)
+    run = h >> HLL_P | _stop
     return h & P_MASK, (run & -run).bit_length()
+
+
+# -- hashing a batch -------------------------------------------------------------------------
+# Several elements of one length of 1 to 15 bytes (a pipeline of redis-benchmark's PFADDs, a
+# PFADD of many ids) are hashed together: each gets a 128-bit lane of one big integer, wide
+# enough for a 64-bit by 64-bit product, and each step of MurmurHash64A is one operation on
+# the whole integer (masked back to 64 bits per lane where a product or shift would reach the
+# next lane). In Python the cost is in the number of operations, not in the width of the
+# integers: a batch of 16 costs a few times one element.
+_BATCH_MIN = 6  # fewer elements are hashed one by one (as fast)
+_BATCH_MAX = 64  # a longer list is cut into batches of this many
+_LANE = b"\x01" + bytes(15)  # one byte set in each 16-byte lane
+_PADS = [bytes(16 - n) for n in range(17)]  # what fills an element up to its lane
+# The run, from the 8 bits above the index (bits 14..21): the position of the lowest 1 bit;
+# 0 for eight zero bits (one element in 256), where the run is read from the whole hash.
+_RUN_OF_BYTE = bytes([0] + [(v & -v).bit_length() for v in range(1, 256)])
+# Each length's starting value of the hash as a 16-byte lane (for a batch of mixed lengths).
+_SEED_LANES = [_SEEDED[n].to_bytes(16, "little") for n in range(16)]
+# (element length, batch size) -> the masks and seeds of its lanes, its unpacker and packer.
+_BATCHES: dict[tuple[int, int], tuple[int, int, int, int, object, object]] = {}
+
+
+def _batch_constants(size: int, n: int) -> tuple[int, int, int, int, object, object]:
+    found = _BATCHES.get((size, n))
+    if found is None:
+        lanes = int.from_bytes(_LANE * n, "little")
+        found = _BATCHES[size, n] = (lanes * _MASK64, lanes * _SEEDED[size], lanes * P_MASK,
+                                     lanes * 0xFF, struct.Struct("<" + "H14x" * n).unpack,
+                                     struct.Struct("16s" * n).pack)
+    return found
+
+
+# The patterns of a list of elements: their register indexes, and their runs.
+Patterns = tuple[Sequence[int], Sequence[int]]
+
+
+def _batch_patterns(elements: Sequence[bytes], size: int, mixed: bool, _m: int = _M
+                    ) -> Patterns:
+    """:func:`patterns` of ``elements``, all ``size`` (1..15) bytes long, at once; or, when
+    ``mixed``, of lengths that all fall on the same side of 8 as ``size``."""
+    n = len(elements)
+    low64, seeds, low14, low8, unpack, pack = _batch_constants(size, n)
+    # Each element with its zero padding: lane i holds its first 8 bytes (the block of
+    # an element of 8 bytes or more) in bits 0..63 and the rest (the tail) in bits 64..127.
+    if mixed:
+        x = int.from_bytes(pack(*elements), "little")  # type: ignore[operator]
+        seeds = int.from_bytes(b"".join(map(_SEED_LANES.__getitem__, map(len, elements))),
+                               "little")
+    else:
+        x = int.from_bytes(_PADS[size].join(elements), "little")
+    if size < 8:  # no block: the element is the tail
+        h = ((x ^ seeds) * _m) & low64
+    else:
+        k = ((x & low64) * _m) & low64
+        h = ((((k ^ ((k >> 47) & low64)) * _m) & low64) ^ seeds) * _m & low64
+        if size > 8:
+            h = ((h ^ ((x >> 64) & low64)) * _m) & low64
+    h = ((h ^ ((h >> 47) & low64)) * _m) & low64
+    # The last step, h ^= h >> 47, left unmasked: what it brings from the next lane lands
+    # in bits 81 up, and only bits 0..21 are read.
+    h ^= h >> 47
+    width = n << 4
+    indexes = unpack((h & low14).to_bytes(width, "little"))  # type: ignore[operator]
+    runs = ((h >> HLL_P) & low8).to_bytes(width, "little")[::16].translate(_RUN_OF_BYTE)
+    if 0 in runs:  # a run longer than 8: read from the element's own hash
+        return indexes, [run or pattern(element)[1]
+                         for run, element in zip(runs, elements, strict=True)]
+    return indexes, runs
+
+
+def patterns(elements: Sequence[bytes]) -> Patterns:
+    """:func:`pattern` of each element, in order, as two sequences: the register indexes
+    and the runs. Elements of 1 to 15 bytes (redis-benchmark's, and most ids) are hashed
+    in batches: all of one length, or all under 8 bytes, or all of 9 to 15."""
+    n = len(elements)
+    if n >= _BATCH_MIN:
+        lengths = set(map(len, elements))
+        size = len(elements[0])
+        shortest, longest = min(lengths), max(lengths)
+        # One length, or lengths that one step sequence hashes (1..7 bytes: the tail only;
+        # 9..15: a block and a tail), each with its own starting value.
+        if 0 < shortest and longest < 16 and (shortest == longest or longest < 8
+                                              or shortest > 8):
+            if n <= _BATCH_MAX:
+                return _batch_patterns(elements, size, shortest != longest)
+            indexes: list[int] = []
+            runs: list[int] = []
+            for start in range(0, n, _BATCH_MAX):
+                more, longer = patterns(elements[start:start + _BATCH_MAX])
+                indexes += more
+                runs += longer
+            return indexes, runs
+    if not n:
+        return (), ()
+    indexes, runs = zip(*map(pattern, elements), strict=True)  # type: ignore[assignment]
+    return indexes, runs
 
 
 # -- the header --------------------------------------------------------------------------------
@@ -695,21 +794,21 @@ def _keep_index(value: bytes, index: _Index | None) -> bytes:
     return _INDEXES.put(value, index)
 
 
-def sparse_holds(value: bytes, element: bytes) -> bool:
-    """True when the register ``element`` hashes to already holds its run in the sparse HLL
-    ``value`` (PFADD would change nothing); False when it would grow, or for a malformed
-    HLL. Reads the kept index (building and keeping it when missing), changes nothing."""
-    index = _INDEXES.get(value)
-    if index is None:
-        index = _build_index(value)
-        _keep_index(value, index)
-    if index is None:
-        return False
-    firsts, xzeros = index
-    register, run = pattern(element)
-    k = bisect_right(firsts, register) - 1
+def sparse_holds(value: bytes, index: int, count: int) -> bool:
+    """True when register ``index`` of the sparse HLL ``value`` already holds ``count`` or
+    more (PFADD of an element of that :func:`pattern` would change nothing); False when it
+    would grow, or for a malformed HLL. Reads the kept index (building and keeping it when
+    missing), changes nothing."""
+    kept = _INDEXES.get(value)
+    if kept is None:
+        kept = _build_index(value)
+        _keep_index(value, kept)
+        if kept is None:
+            return False
+    firsts, xzeros = kept  # type: ignore[misc]
+    k = bisect_right(firsts, index) - 1
     b = value[HDR_SIZE + k + bisect_left(xzeros, firsts[k])]
-    return bool(b & 0x80) and ((b >> 2) & 0x1F) + 1 >= run
+    return b > 0x7F and ((b >> 2) & 0x1F) >= count - 1  # a VAL opcode holding the run
 
 
 def _carry(old: bytes, new: bytes) -> bytes:
@@ -720,9 +819,9 @@ def _carry(old: bytes, new: bytes) -> bytes:
     return _HISTOGRAMS.put(new, _HISTOGRAMS.take(old))
 
 
-def add(value: bytes, elements: Iterable[bytes], sparse_max_bytes: int
-        ) -> tuple[bytes, int, bool]:
-    """hllAdd of each element in turn: ``(new value, elements that grew a register, ok)``.
+def add(value: bytes, found: Patterns, sparse_max_bytes: int) -> tuple[bytes, int, bool]:
+    """hllAdd of each element in turn, given by its pattern (``found``, from
+    :func:`patterns`): ``(new value, elements that grew a register, ok)``.
 
     ``ok`` is False when a corrupt sparse HLL was found; the value then holds the updates
     made before (Redis changes the string in place and stops there). An HLL that no element
@@ -733,8 +832,7 @@ def add(value: bytes, elements: Iterable[bytes], sparse_max_bytes: int
     sparse: _Sparse | None = None
     updated = 0
     dense = value[4] == DENSE
-    for element in elements:
-        index, count = pattern(element)
+    for index, count in zip(*found, strict=True):
         if dense:
             current = buf if buf is not None else value
             pos = _REG_BYTE[index]
@@ -768,12 +866,48 @@ def add(value: bytes, elements: Iterable[bytes], sparse_max_bytes: int
     return (value if buf is None else bytes(buf)), updated, True
 
 
-def dense_add_one(value: bytes | bytearray, element: bytes) -> bytes | bytearray | None:
-    """PFADD of one element to a dense HLL, the common case made short; None when no
-    register grew. A ``bytes`` value is copied once (the 12 KB) into the new value
-    returned, its cache marked stale; a ``bytearray`` (a dense HLL PFADD keeps in place,
-    see :func:`dense_in_place`) is changed where it is and returned itself."""
-    index, count = pattern(element)
+def stored_after_add(value: bytes, new: bytes) -> bytes | bytearray:
+    """What PFADD stores once :func:`add` changed ``value`` into ``new``: the cache marked
+    stale; a value just promoted to dense as a ``bytearray``, which PFADD changes in place
+    from then on (the same bytes, no 12 KB copy per update, see :func:`dense_in_place`);
+    another ``raw``, as Redis keeps the strings it edits."""
+    new = invalidate(new)
+    if new[4] == DENSE and value[4] != DENSE:
+        return bytearray(new)
+    return mark_string(new, b"raw")
+
+
+def dense_add_in_place(value: bytearray, indexes: Sequence[int], runs: Sequence[int],
+                       _byte: list[int] = _REG_BYTE, _shift: list[int] = _REG_SHIFT) -> bytes:
+    """PFADD of each element, of patterns ``indexes`` and ``runs``, in turn to the dense HLL
+    ``value`` kept as a ``bytearray`` (see :func:`dense_in_place`), changed where it is, its
+    cache marked stale if anything grew: one byte per element, 1 where its register grew."""
+    grew = bytearray(len(indexes))
+    n = -1
+    for index, count in zip(indexes, runs, strict=True):
+        n += 1
+        pos = _byte[index]
+        fb = _shift[index]
+        if fb <= 2:  # the register lies within one byte
+            if count <= (value[pos] >> fb) & REGISTER_MAX:
+                continue
+        elif count <= ((value[pos] >> fb) | (value[pos + 1] << (8 - fb))) & REGISTER_MAX:
+            continue
+        _dense_set(value, index, count)
+        grew[n] = 1
+    if 1 in grew:
+        value[15] |= _STALE
+    return bytes(grew)
+
+
+def dense_add(value: bytes | bytearray, index: int, count: int) -> bytes | bytearray | None:
+    """PFADD of one element, of :func:`pattern` ``(index, count)``, to a dense HLL, the common
+    case made short; None when no register grew. A ``bytes`` value is copied once (the 12 KB)
+    into the new value returned, its cache marked stale; a ``bytearray`` (a dense HLL PFADD
+    keeps in place, see :func:`dense_in_place`) is changed where it is and returned itself
+    (:func:`dense_add_in_place`)."""
+    if type(value) is bytearray:
+        return value if dense_add_in_place(value, (index,), (count,))[0] else None
     pos = _REG_BYTE[index]
     fb = _REG_SHIFT[index]
     b0 = value[pos]
@@ -781,10 +915,6 @@ def dense_add_one(value: bytes | bytearray, element: bytes) -> bytes | bytearray
         old = (b0 >> fb) & REGISTER_MAX
         if count <= old:
             return None
-        if type(value) is bytearray:
-            value[pos] = (b0 & ~(REGISTER_MAX << fb) & 0xFF) | (count << fb)
-            value[15] |= _STALE
-            return value
         new = _ONE_BYTE[(b0 & ~(REGISTER_MAX << fb) & 0xFF) | (count << fb)]
     else:
         b1 = value[pos + 1]
@@ -792,14 +922,8 @@ def dense_add_one(value: bytes | bytearray, element: bytes) -> bytes | bytearray
         if count <= old:
             return None
         fb8 = 8 - fb
-        low = (b0 & ~(REGISTER_MAX << fb) & 0xFF) | ((count << fb) & 0xFF)
-        high = (b1 & ~(REGISTER_MAX >> fb8) & 0xFF) | (count >> fb8)
-        if type(value) is bytearray:
-            value[pos] = low
-            value[pos + 1] = high
-            value[15] |= _STALE
-            return value
-        new = bytes((low, high))
+        new = bytes(((b0 & ~(REGISTER_MAX << fb) & 0xFF) | ((count << fb) & 0xFF),
+                     (b1 & ~(REGISTER_MAX >> fb8) & 0xFF) | (count >> fb8)))
     view = memoryview(value)
     if value[15] & _STALE:
         result = b"".join((view[:pos], new, view[pos + len(new):]))
@@ -813,6 +937,42 @@ def dense_add_one(value: bytes | bytearray, element: bytes) -> bytes | bytearray
             histogram[count] += 1  # type: ignore[index]
             _HISTOGRAMS.put(result, histogram)
     return result
+
+
+def add_each(value: bytes | bytearray, elements: Sequence[bytes], sparse_max_bytes: int
+             ) -> tuple[bytes | bytearray, bytes]:
+    """PFADD of each of ``elements`` in turn, one PFADD each (a pipeline's one-element
+    PFADDs to one key), to ``value``: a dense HLL, or a ``raw`` sparse one. Returns the
+    value PFADD leaves stored after the last (``value`` itself when none changed it, and a
+    dense ``bytearray`` changed in place) and one byte per PFADD run, 1 where it changed
+    the HLL. It stops before an element that finds the sparse HLL corrupt, whose PFADD the
+    general path answers (fewer bytes than elements).
+
+    Each update is the general path's own: :func:`dense_add`, or :func:`add` and
+    :func:`stored_after_add` (with the promotion to dense), the patterns of all the
+    elements hashed together (:func:`patterns`)."""
+    indexes, runs = patterns(elements)
+    if type(value) is bytearray and value[4] == DENSE:  # dense, changed in place
+        return value, dense_add_in_place(value, indexes, runs)
+    current = value
+    changed = bytearray()
+    for index, count in zip(indexes, runs, strict=True):
+        if current[4] == DENSE:
+            new = dense_add(current, index, count)
+        elif sparse_holds(current, index, count):  # type: ignore[arg-type]
+            new = None
+        else:
+            added, grew, ok = add(current, ((index,), (count,)),  # type: ignore[arg-type]
+                                  sparse_max_bytes)
+            if not ok:
+                break
+            new = stored_after_add(current, added) if grew else None  # type: ignore[arg-type]
+        if new is None:
+            changed.append(0)
+        else:
+            current = new
+            changed.append(1)
+    return current, bytes(changed)
 
 
 def dense_in_place(value: object) -> bool:
@@ -931,7 +1091,7 @@ def self_test(sparse_max_bytes: int, cycles: int = 3, elements: int = 100_000,
         index, run = pattern(element)
         if run > _dense_get(dense, index):
             _dense_set(dense, index, run)
-        sparse_value, _, ok = add(sparse_value, (element,), sparse_max_bytes)
+        sparse_value, _, ok = add(sparse_value, ((index,), (run,)), sparse_max_bytes)
         if not ok:
             return "TESTFAILED sparse representation found corrupt"
         if j != checkpoint:
