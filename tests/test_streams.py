@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator
 import pytest
 import redis
 import trio
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from support import (
     Call,
@@ -25,8 +25,17 @@ from support import (
 
 import kvrepl
 from kvrepl.rdb import listpack
+from kvrepl.rdb.stream import encode_nodes
 from kvrepl.store.digest import digest as dataset_digest
-from kvrepl.store.stream import Stream, lp_entry_size, lp_int_size
+from kvrepl.store.stream import (
+    MAX_ID,
+    Stream,
+    StreamNode,
+    encode_id,
+    entry_bound,
+    lp_entry_size,
+    lp_int_size,
+)
 
 Same = Callable[..., object]
 
@@ -973,3 +982,77 @@ def test_stream_indexes_stay_consistent(ops: list[tuple[str, int]]) -> None:
             expected = [i for i in ids if low <= i <= high]
             assert stream.range_ids(low, high) == expected
             assert stream.range_ids(low, high, 2, reverse=True) == expected[::-1][:2]
+
+
+_FIELD = st.one_of(st.sampled_from([b"f", b"g", b"127", b"-4096", b"9223372036854775807", b""]),
+                   st.binary(max_size=70), st.builds(lambda n: b"x" * n, st.sampled_from(
+                       [63, 64, 4090, 4096, 5000])))
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["add", "add", "add", "jump", "del", "trim"]),
+                          st.lists(_FIELD, min_size=1, max_size=4)), min_size=1, max_size=120),
+       st.sampled_from([(4096, 100), (120, 0), (300, 7), (0, 5), (10000, 0)]))
+def test_lazily_sized_nodes_split_as_exactly_sized_ones(
+        ops: list[tuple[str, list[bytes]]], limits: tuple[int, int]) -> None:
+    """A node's lpBytes is summed only when its bound nears stream-node-max-bytes (or before
+    a deletion): the nodes split where a stream sized at every XADD splits them, and a
+    settled node's lp_bytes is the length of the listpack the RDB encoder writes."""
+    lazy, eager = Stream(), Stream()
+    ms = 1
+    for op, words in ops:
+        fields = [word for word in words for word in (word[:3] or b"k", word)]
+        if op == "jump":
+            ms += 1 << 40  # deltas to the master ID that take 6-10 bytes
+        ms += 1
+        if op == "del" and len(lazy):
+            entry_id = lazy.range_ids((0, 0), MAX_ID)[len(words) % len(lazy)]
+            for stream in (lazy, eager):
+                stream.delete(entry_id)
+        elif op == "trim":
+            for stream in (lazy, eager):
+                stream.trim(max(len(stream) - len(words), 0), None, False, 0)
+        for stream in (lazy, eager):
+            stream.append((ms, len(words)), tuple(fields), *limits)
+        for node in eager.node_map().values():
+            eager.settle(node)
+        assert list(lazy.node_map()) == list(eager.node_map())
+        for master_id, node in lazy.node_map().items():  # the bound holds the exact size
+            assert node.lp_bytes <= eager.node_map()[master_id].lp_bytes <= node.bound
+    nodes = lazy.node_map()
+    for node in nodes.values():
+        lazy.settle(node)
+    blobs = dict(encode_nodes(lazy, *limits))
+    for master_id, node in nodes.items():
+        assert node.lp_bytes == len(blobs[encode_id(master_id)])
+        assert node.lp_bytes == eager.node_map()[master_id].lp_bytes
+
+
+@settings(max_examples=200, deadline=None)
+@example([b"x" * 2000], 1 << 63, 1 << 63, False)  # the bound exactly: 12-bit strings, 10-byte deltas
+@example([b"x" * 31], 1 << 63, 1 << 63, False)  # and below 64 bytes in all
+@given(st.lists(_FIELD, min_size=1, max_size=300), st.integers(0, MAX_ID[0]),
+       st.integers(0, MAX_ID[0]), st.booleans())
+def test_entry_bound_is_above_every_entry_size(words: list[bytes], ms: int, seq: int,
+                                               same_fields: bool) -> None:
+    """entry_bound covers an entry's bytes, whatever its IDs."""
+    fields = [word for word in words for word in (word, word)]
+    node = StreamNode((0, MAX_ID[1]), fields[0::2] if same_fields else [b"other"])
+    total = sum(map(len, fields))
+    assert node.entry_size((ms, seq), fields) <= entry_bound(total, len(fields))
+
+
+def test_bound_keeps_the_live_counts_growth_in_reserve() -> None:
+    """Entries whose bound is exact (31-byte fields, 10-byte ID deltas): past 127 entries the
+    node's live count takes a byte more, which the bound holds from the start."""
+    lazy, eager = Stream(), Stream()
+    fields = (b"a" * 31, b"b" * 31)
+    for i in range(200):
+        entry_id = ((1 << 63) + i, (1 << 63) + i) if i else (0, 0)
+        for stream in (lazy, eager):
+            stream.append(entry_id, fields if i else (b"f", b"v"), 0, 0)
+        if not i:  # the master entry's own slack spent: the bound is exact from here
+            lazy.settle(lazy.node_map()[(0, 0)])
+        (node,) = eager.node_map().values()
+        eager.settle(node)
+        assert node.lp_bytes <= lazy.node_map()[(0, 0)].bound

@@ -472,8 +472,11 @@ class PlainLane:
                             written += rewritten
                 elif listeners:
                     engine.take_rewrite()
-                if type(reply) is int and reply in _BITS:  # SETBIT's, GEOADD's usual
+                kind = type(reply)
+                if kind is int and reply in _BITS:  # SETBIT's, GEOADD's usual
                     out.append(_BITS[reply])
+                elif kind is bytes and len(reply) < 1024:  # XADD's ID: as GET's values
+                    out += (heads[len(reply)], reply, _CRLF)
                 else:
                     out.append(encode(reply, resp3))
                 handled.append(command)

@@ -281,9 +281,67 @@ def _rewrite_trim(stream: Stream, args: _TrimArgs, argv: list[bytes]) -> None:
 
 @command("xadd")
 def xadd(s: Session, argv: list[bytes]) -> object:
-    """XADD key [NOMKSTREAM] [MAXLEN|MINID [=|~] threshold [LIMIT count]] *|id field value ..."""
-    if argv[2] == b"*":  # the common form: no option to parse
-        return _xadd_auto(s, argv)
+    """XADD key [NOMKSTREAM] [MAXLEN|MINID [=|~] threshold [LIMIT count]] *|id field value ...
+
+    ``XADD key * field value ...`` (no option: the usual form, a hot path) is done here, the
+    steps of :func:`_xadd_general` for that form only, in the same order."""
+    if argv[2] != b"*":
+        return _xadd_general(s, argv)
+    argc = len(argv)
+    if not argc & 1:  # the arity (-5) is checked: fields and values must pair up
+        raise wrong_arity("xadd")
+    key = argv[1]
+    db = s.db
+    stream = db.lookup(key)
+    if type(stream) is not Stream:
+        if stream is not None:
+            raise WrongTypeError()
+        stream = Stream()
+        db.add(key, stream)
+    engine = s.engine
+    keyspace = engine.keyspace
+    now = keyspace.now_ms()
+    last = stream.last_id
+    last_ms, last_seq = last
+    if now > last_ms:
+        new_id = (now, 0)  # above ``last``, which then is not the last possible ID either
+    else:
+        if last == MAX_ID:
+            raise ReplyError("ERR The stream has exhausted the last possible ID, unable to "
+                             "add more items")
+        new_id = ((last_ms, last_seq + 1) if last_seq < _UINT64_MAX
+                  else _incr(last) or (0, 0))
+        if new_id <= last:
+            raise ReplyError("ERR The ID specified in XADD is equal or smaller than the "
+                             "target stream top item")
+    # A tuple of bytes: soon untracked by the cyclic GC.
+    if argc == 5:  # one field, the usual: no slice, no map
+        fields = (field, value) = argv[3], argv[4]
+        total = len(field) + len(value)
+    else:
+        fields = tuple(argv[3:])
+        total = sum(map(len, fields))
+    if total > LISTPACK_MAX_SIZE:
+        raise ReplyError("ERR Elements are too large to be stored")
+    config = engine.config
+    stream.append(new_id, fields, config.stream_node_max_bytes,
+                  config.stream_node_max_entries, total)
+    reply = b"%d-%d" % new_id
+    engine.dirty += 1
+    engine.replying = s  # replied(s), inlined
+    if engine.notify_classes & STREAM:
+        engine.notify_keyspace_event(b"xadd", key, db.id)
+    if engine.propagate_listeners:  # replicas get the ID chosen
+        propagated = list(argv)
+        propagated[2] = reply
+        engine.rewrite(propagated)
+    if keyspace.blocked_keys:
+        keyspace.signal_ready(db.id, key)
+    return reply
+
+
+def _xadd_general(s: Session, argv: list[bytes]) -> object:
+    """XADD with options or an explicit ID."""
     args, idpos = _parse_add_trim(s, argv, True)
     field_pos = idpos + 1
     nfields = len(argv) - field_pos
@@ -344,57 +402,6 @@ def xadd(s: Session, argv: list[bytes]) -> object:
             propagated[idpos] = reply
         s.engine.rewrite(propagated)
     keyspace = s.engine.keyspace
-    if keyspace.blocked_keys:
-        keyspace.signal_ready(db.id, key)
-    return reply
-
-
-def _xadd_auto(s: Session, argv: list[bytes]) -> bytes:
-    """``XADD key * field value ...``, no option: :func:`xadd`'s steps for that form only,
-    in the same order, with nothing to look up about options (a hot path)."""
-    nfields = len(argv) - 3
-    if nfields < 2 or nfields % 2:
-        raise wrong_arity("xadd")
-    key = argv[1]
-    db = s.db
-    stream = db.lookup(key)
-    if type(stream) is not Stream:
-        if stream is not None:
-            raise WrongTypeError()
-        stream = Stream()
-        db.add(key, stream)
-    engine = s.engine
-    keyspace = engine.keyspace
-    now = keyspace.now_ms()
-    last = stream.last_id
-    last_ms, last_seq = last
-    if now > last_ms:
-        new_id = (now, 0)  # above ``last``, which then is not the last possible ID either
-    else:
-        if last == MAX_ID:
-            raise ReplyError("ERR The stream has exhausted the last possible ID, unable to "
-                             "add more items")
-        new_id = ((last_ms, last_seq + 1) if last_seq < _UINT64_MAX
-                  else _incr(last) or (0, 0))
-        if new_id <= last:
-            raise ReplyError("ERR The ID specified in XADD is equal or smaller than the "
-                             "target stream top item")
-    fields = tuple(argv[3:])  # a tuple of bytes: soon untracked by the cyclic GC
-    total = sum(map(len, fields))
-    if total > LISTPACK_MAX_SIZE:
-        raise ReplyError("ERR Elements are too large to be stored")
-    config = engine.config
-    stream.append(new_id, fields, config.stream_node_max_bytes,
-                  config.stream_node_max_entries, total)
-    reply = b"%d-%d" % new_id
-    engine.dirty += 1
-    engine.replying = s  # replied(s), inlined
-    if engine.notify_classes & STREAM:
-        engine.notify_keyspace_event(b"xadd", key, db.id)
-    if engine.propagate_listeners:  # replicas get the ID chosen
-        propagated = list(argv)
-        propagated[2] = reply
-        engine.rewrite(propagated)
     if keyspace.blocked_keys:
         keyspace.signal_ready(db.id, key)
     return reply

@@ -105,7 +105,7 @@ def decode_node(master_id: StreamID, blob: bytes, entries: dict) -> StreamNode:
         raise Corrupt("stream listpack integrity check failed: trailing items")
     if live != count:
         raise Corrupt("stream listpack integrity check failed: live count mismatch")
-    node.count, node.deleted, node.lp_bytes = count, deleted, len(blob)
+    node.loaded(count, deleted, len(blob))
     return node
 
 

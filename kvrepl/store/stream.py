@@ -131,10 +131,18 @@ class StreamNode:
     """One listpack of the radix tree, as far as its shape matters: master ID (its key),
     master fields, live and deleted counts, ``lpBytes``, the last ID it holds (deleted or
     not) and its deleted entries (kept so that the listpack can be written back verbatim).
-    Live entries are in the stream's ``entries``, between ``master_id`` and ``last_id``."""
+    Live entries are in the stream's ``entries``, between ``master_id`` and ``last_id``.
+
+    ``lp_bytes`` is sized lazily: it holds the first ``sized`` live entries; the newer ones
+    are only in ``bound``, an upper bound of ``lp_bytes`` with them (:func:`entry_bound`
+    each, and the count's growth once).
+    XADD compares ``bound`` with ``stream-node-max-bytes`` and has the stream size the
+    entries exactly (:meth:`Stream.settle`) only when the bound could reach the limit, or
+    before a deletion changes the node: a node that closes on ``stream-node-max-entries``
+    first (the usual case) is never sized entry by entry."""
 
     __slots__ = ("master_id", "master_fields", "count", "deleted", "lp_bytes", "last_id",
-                 "dead")
+                 "dead", "sized", "bound")
 
     def __init__(self, master_id: StreamID, master_fields: Sequence[bytes]) -> None:
         self.master_id = master_id
@@ -146,27 +154,40 @@ class StreamNode:
                          + sum(map(lp_entry_size, master_fields)) + 2)
         self.last_id = master_id
         self.dead: dict[StreamID, list[bytes]] = {}
+        self.sized = 0
+        self.bound = self.lp_bytes + _GROWTH_RESERVE
 
     def copy(self) -> StreamNode:
         new = StreamNode.__new__(StreamNode)
         new.master_id, new.master_fields = self.master_id, self.master_fields
         new.count, new.deleted, new.lp_bytes = self.count, self.deleted, self.lp_bytes
         new.last_id, new.dead = self.last_id, dict(self.dead)
+        new.sized, new.bound = self.sized, self.bound
         return new
 
     def set_counts(self, count: int, deleted: int) -> None:
         """lpReplaceInteger on the two header counters: the listpack grows or shrinks with
-        their encodings."""
+        their encodings. Only on a sized node (see :meth:`Stream.settle`)."""
+        assert self.sized == self.count
         self.lp_bytes += (lp_int_size(count) - lp_int_size(self.count)
                           + lp_int_size(deleted) - lp_int_size(self.deleted))
-        self.count, self.deleted = count, deleted
+        self.bound = self.lp_bytes + _GROWTH_RESERVE
+        self.count = self.sized = count
+        self.deleted = deleted
 
-    def append(self, entry_id: StreamID, fields: list[bytes]) -> None:
-        """streamAppendItem's part inside the listpack (counts, flags, deltas, lp-count).
-        Written for speed: XADD runs it every time."""
+    def loaded(self, count: int, deleted: int, lp_bytes: int) -> None:
+        """The counts and size of a listpack read whole (an RDB node)."""
+        self.count = self.sized = count
+        self.deleted = deleted
+        self.lp_bytes = lp_bytes
+        self.bound = lp_bytes + _GROWTH_RESERVE
+
+    def entry_size(self, entry_id: StreamID, fields: Sequence[bytes]) -> int:
+        """The bytes streamAppendItem adds to this listpack for one entry (flags, ID deltas,
+        the fields or, SAMEFIELDS, the values only, lp-count); the node's live count
+        growing is not in it."""
         master_ms, master_seq = self.master_id
         ms, seq = entry_id
-        # The deltas to the master ID: small non-negative ints nearly always.
         d_ms = ms - master_ms
         d_seq = seq - master_seq
         size = 2 + (2 if d_ms < 128 else lp_int_size(
@@ -180,14 +201,27 @@ class StreamNode:
                 tuple(fields[0::2]) == master_fields):  # SAMEFIELDS: the values only
             size += (lp_entry_size(fields[1]) if pairs == 1
                      else sum(map(lp_entry_size, fields[1::2])))
-            size += 2 if pairs < 125 else lp_int_size(pairs + 3)
-        else:
-            size += (lp_int_size(pairs) + sum(map(lp_entry_size, fields))
-                     + lp_int_size(2 * pairs + 4))
-        count = self.count
-        self.lp_bytes += size + _COUNT_GROWTH.get(count, 0)
-        self.count = count + 1
-        self.last_id = entry_id
+            return size + (2 if pairs < 125 else lp_int_size(pairs + 3))
+        return (size + lp_int_size(pairs) + sum(map(lp_entry_size, fields))
+                + lp_int_size(2 * pairs + 4))
+
+
+def entry_bound(total: int, n: int) -> int:
+    """An upper bound of :meth:`StreamNode.entry_size` for ``n`` fields and values of
+    ``total`` bytes: each field or value takes at most its length + 2 bytes below 64, + 4
+    below 4096 (+ 10 above), flags 2, each ID delta 10, the field count and lp-count 2
+    each below 120 fields (10 above)."""
+    if n < 120:
+        if total < 64:
+            return total + 2 * n + 26
+        if total < 4096:
+            return total + 4 * n + 26
+    return total + 10 * n + 42
+
+
+# How much a node's lpBytes may grow with its live count, all the way up (_COUNT_GROWTH's
+# sum): a node's ``bound`` keeps it in reserve once, instead of each entry.
+_GROWTH_RESERVE = 8
 
 
 # How much a listpack integer grows from n to n + 1 (the node's live count).
@@ -352,25 +386,53 @@ class Stream:
             nodes = self.nodes = SortedDict()
             self._tail = None
             for entry_id, fields in self._entries.items():
-                self._place(entry_id, fields, max_bytes, max_entries)
+                total = sum(map(len, fields))
+                node = self._tail_for(entry_id, fields, total, max_bytes, max_entries)
+                node.count += 1
+                node.last_id = entry_id
+                node.bound += entry_bound(total, len(fields))
         return nodes
 
-    def _place(self, entry_id: StreamID, fields: list[bytes], max_bytes: int,
-               max_entries: int) -> None:
+    def _tail_for(self, entry_id: StreamID, fields: Sequence[bytes], total: int,
+                  max_bytes: int, max_entries: int) -> StreamNode:
+        """The node an entry goes to (streamAppendItem's choice): the last one, or a new
+        one when the last is full by ``max_entries`` or would reach ``max_bytes``."""
         tail = self._tail
         if tail is None and self.nodes:
             tail = self.nodes.peekitem(-1)[1]
         if tail is not None:
             if max_bytes <= 0 or max_bytes > LISTPACK_MAX_SIZE:
                 max_bytes = LISTPACK_MAX_SIZE
-            if tail.lp_bytes + sum(map(len, fields)) >= max_bytes or (
-                    max_entries and tail.count + tail.deleted >= max_entries):
+            if max_entries and tail.count + tail.deleted >= max_entries:
                 tail = None
+            elif tail.bound + total >= max_bytes:
+                self.settle(tail)  # the bound says it might be full: size it exactly
+                if tail.lp_bytes + total >= max_bytes:
+                    tail = None
         if tail is None:
             tail = StreamNode(entry_id, fields[0::2])
             self.nodes[entry_id] = tail
         self._tail = tail
-        tail.append(entry_id, fields)
+        return tail
+
+    def settle(self, node: StreamNode) -> None:
+        """Size the node's entries past ``sized`` exactly: its newest live entries, up to
+        its ``last_id`` (nothing was deleted from it since they came)."""
+        count = node.sized
+        unsized = node.count - count
+        if not unsized:
+            return
+        ids = self._ids
+        high = bisect_right(ids, node.last_id, self._head)
+        entries = self._entries
+        entry_size = node.entry_size
+        size = node.lp_bytes
+        for entry_id in ids[high - unsized:high]:
+            size += entry_size(entry_id, entries[entry_id]) + _COUNT_GROWTH.get(count, 0)
+            count += 1
+        node.lp_bytes = size
+        node.bound = size + _GROWTH_RESERVE
+        node.sized = count
 
     def radix_tree_nodes(self) -> int:
         return rax_nodes([encode_id(key) for key in self.node_map()])
@@ -386,35 +448,33 @@ class Stream:
         return sorted([*live, *dead])
 
     # -- writing ---------------------------------------------------------------------------
-    def append(self, entry_id: StreamID, fields: list[bytes], max_bytes: int,
+    def append(self, entry_id: StreamID, fields: Sequence[bytes], max_bytes: int,
                max_entries: int, total: int | None = None) -> None:
         """streamAppendItem with an ID already checked to be above ``last_id``; ``total``
-        is the fields' length in bytes when the caller knows it."""
-        entries = self._entries
+        is the fields' length in bytes when the caller knows it. XADD runs it every time:
+        the usual case (the tail node known, neither full nor near its byte limit by the
+        bound) is a few comparisons and counters."""
+        if total is None:
+            total = sum(map(len, fields))
         tail = self._tail  # set: this stream grew through here, its indexes agree
-        if tail is None:
-            self._index()
-            nodes = self.node_map(max_bytes, max_entries)
-            entries = self._entries
-            if nodes:
-                tail = nodes.peekitem(-1)[1]
-        if tail is not None:
-            if max_bytes <= 0 or max_bytes > LISTPACK_MAX_SIZE:
-                max_bytes = LISTPACK_MAX_SIZE
-            if tail.lp_bytes + (sum(map(len, fields)) if total is None else total) \
-                    >= max_bytes or (max_entries and tail.count + tail.deleted >= max_entries):
-                tail = None
-        if tail is None:
-            tail = StreamNode(entry_id, fields[0::2])
-            self.nodes[entry_id] = tail
-        self._tail = tail
-        tail.append(entry_id, fields)
+        if tail is None or (max_entries and tail.count + tail.deleted >= max_entries) or not (
+                tail.bound + total < max_bytes <= LISTPACK_MAX_SIZE):
+            if tail is None:
+                self._index()
+                self.node_map(max_bytes, max_entries)
+            tail = self._tail_for(entry_id, fields, total, max_bytes, max_entries)
+        tail.count += 1
+        tail.last_id = entry_id
+        n = len(fields)
+        tail.bound += (total + 2 * n + 26 if total < 64 and n < 120  # entry_bound's first case
+                       else entry_bound(total, n))
+        entries = self._entries
+        if not entries:
+            self.first_id = entry_id
         entries[entry_id] = fields
         self._ids.append(entry_id)
         self.entries_added += 1
         self.last_id = entry_id
-        if len(entries) == 1:
-            self.first_id = entry_id
 
     def _pop_first(self) -> tuple[StreamID, list[bytes]]:
         """Remove the first live entry (trimming)."""
@@ -434,12 +494,14 @@ class Stream:
             return False
         ids = self._index()
         nodes = self.node_map()
+        node = nodes.peekitem(nodes.bisect_right(entry_id) - 1)[1]
+        if node.count > 1:
+            self.settle(node)  # while its entries are all there
         if ids[self._head] == entry_id:
             fields = self._pop_first()[1]
         else:
             fields = self._entries.pop(entry_id)
             del ids[bisect_left(ids, entry_id, self._head)]
-        node = nodes.peekitem(nodes.bisect_right(entry_id) - 1)[1]
         if node.count == 1:
             del nodes[node.master_id]
             self._tail = None
@@ -475,6 +537,7 @@ class Stream:
                 continue
             if approx:
                 break
+            self.settle(node)
             removed = 0
             while removed < count:
                 if maxlen is not None:
