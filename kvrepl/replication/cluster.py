@@ -286,7 +286,7 @@ class ShardLink(ReplicaOf):
         starts at once on the new node, as Redis's replicationSetMaster cancels the
         handshake in progress and connects to the new master."""
         while True:
-            host, port = self.host, self.port
+            host, port, primary = self.host, self.port, self.shard.primary
             attempt = self._attempt = trio.CancelScope()
             try:
                 with attempt:
@@ -296,7 +296,7 @@ class ShardLink(ReplicaOf):
             if not attempt.cancelled_caught:
                 return
             logger.info("Shard %s: the attempt on %s:%d is cancelled; following %s:%d",
-                        self.shard.primary, host, port, self.host, self.port)
+                        primary, host, port, self.host, self.port)
             # What the cancelled attempt started ends here (a payload half loaded is
             # dropped); our history stays, for the new primary's +CONTINUE.
             self._link_lost()
