@@ -11,6 +11,7 @@ promoted waited for a replica (a fresh-clone run timed out so, the follower havi
 
 from __future__ import annotations
 
+import logging
 import signal
 from collections.abc import Callable, Iterator
 
@@ -20,6 +21,7 @@ from cluster_checks import assert_same, write_mixed
 from support import RedisClusterNodes, RedisServer, poll
 
 import kvrepl
+import kvrepl.replication.cluster as cluster_module
 
 SYNC_DEADLINE = 30
 
@@ -150,6 +152,67 @@ async def test_a_failover_then_a_failback_is_followed(nodes: RedisClusterNodes) 
         with trio.fail_after(SYNC_DEADLINE):
             await replica.wait_synced()
         assert link.full_syncs == 1 and link.partial_syncs >= 2
+        assert_same(replica, nodes)
+    client.close()
+
+
+async def test_a_retarget_cancels_the_role_probe_stuck_on_the_old_primary(
+        nodes: RedisClusterNodes, caplog: pytest.LogCaptureFixture,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A failover seen while the shard's link is still asking its old primary ROLE (the
+    node stopped: connected, never answered): the attempt is cancelled, as Redis's
+    replicationSetMaster cancels the handshake in progress, and the link goes on at once
+    on the new primary, partially (our history kept), the log naming each node by its
+    own port. The probe's timeout is made longer than the test: without the cancel, the
+    link would stay in it."""
+    caplog.set_level(logging.INFO, logger="kvrepl")
+    monkeypatch.setattr(cluster_module, "QUERY_TIMEOUT", 4 * SYNC_DEADLINE)
+    client = nodes.client()
+    write_mixed(client, "stuck", 200)
+    client.close()
+    async with kvrepl.Replica(follow=kvrepl.Cluster(nodes.seeds(), refresh_interval=1)) \
+            as replica:
+        with trio.fail_after(SYNC_DEADLINE):
+            await replica.wait_synced()
+        # Not the first link's node: the layout is read from that one first, and it must
+        # answer while the old primary is stopped.
+        first = replica.cluster_follower.links[0].shard.primary
+        old = next(p for p in nodes.primaries() if nodes.replicas_of(p) and node_id(p) != first)
+        standby = nodes.replicas_of(old)[0]
+        caught_up(old, standby)
+        link = next(x for x in replica.cluster_follower.links if x.shard.primary == node_id(old))
+        partial_syncs = link.partial_syncs
+        # The standby takes over when told (below), once the link is stuck, not before.
+        standby.client().config_set("cluster-replica-no-failover", "yes")
+        old.process.send_signal(signal.SIGSTOP)  # a process this test module started
+        try:
+            # The link reconnects; its ROLE probe reaches a node that answers nothing.
+            replica.execute_command("CLIENT", "KILL", "ID", str(link.session.id))
+            await until(lambda: link.state == "connecting" and link.port == old.port,
+                        "the link asks the stopped primary ROLE")
+            caplog.clear()
+            standby.client().execute_command("CLUSTER", "FAILOVER", "TAKEOVER")
+            await followed_on_its_primary(replica, link, [standby])
+        finally:
+            old.process.send_signal(signal.SIGCONT)
+            standby.client().config_set("cluster-replica-no-failover", "no")
+        assert link.full_syncs == 1 and link.partial_syncs == partial_syncs + 1
+        messages = [r.getMessage() for r in caplog.records]
+        cancelled = f"the attempt on 127.0.0.1:{old.port} is cancelled; following " \
+                    f"127.0.0.1:{standby.port}"
+        at = next((i for i, m in enumerate(messages) if cancelled in m), None)
+        assert at is not None, messages
+        # The next attempt is the standby's from its first step; nothing is told of the
+        # standby that was the old node's doing.
+        connecting = [m for m in messages[at + 1:] if m.startswith("Connecting to MASTER")]
+        assert connecting and all(m.endswith(f":{standby.port}") for m in connecting)
+        assert not [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING
+                    and str(standby.port) in r.getMessage()]
+        nodes.wait_ok()
+        client = nodes.client()
+        write_mixed(client, "stuck-after", 200)
+        with trio.fail_after(SYNC_DEADLINE):
+            await replica.wait_synced()
         assert_same(replica, nodes)
     client.close()
 

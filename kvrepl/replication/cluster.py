@@ -41,7 +41,7 @@ from kvrepl.log import logger
 from kvrepl.rdb import LoadResult, StagedLoad
 from kvrepl.replication.handshake import StreamBatch
 from kvrepl.replication.master import NO_REPLID, new_replid
-from kvrepl.replication.replica import ReplicaOf, UnableToConnect
+from kvrepl.replication.replica import CONNECTING, ReplicaOf, UnableToConnect
 from kvrepl.replication.stream import encode_command
 from kvrepl.replication.topology import (
     BRACE,
@@ -274,30 +274,55 @@ class ShardLink(ReplicaOf):
         self.loaded_once = False
         self.retiring = False  # no longer a primary: runs until its node closes the link
         self.scope = trio.CancelScope()
+        self._attempt: trio.CancelScope | None = None  # the attempt in progress (retarget)
         self._kinds: dict[bytes, int] = {}
 
     async def _connect(self) -> trio.abc.Stream:
         return await self.follower.open_stream(self.host, self.port)
 
     async def _follow_once(self) -> None:
+        """One attempt on the node this link follows (ROLE probe, connect, handshake,
+        payload, stream). A :meth:`retarget` cancels it wherever it is, and the next
+        starts at once on the new node, as Redis's replicationSetMaster cancels the
+        handshake in progress and connects to the new master."""
+        while True:
+            host, port, primary = self.host, self.port, self.shard.primary
+            attempt = self._attempt = trio.CancelScope()
+            try:
+                with attempt:
+                    await self._attempt_on(host, port)
+            finally:
+                self._attempt = None
+            if not attempt.cancelled_caught:
+                return
+            logger.info("Shard %s: the attempt on %s:%d is cancelled; following %s:%d",
+                        primary, host, port, self.host, self.port)
+            # What the cancelled attempt started ends here (a payload half loaded is
+            # dropped); our history stays, for the new primary's +CONTINUE.
+            self._link_lost()
+
+    async def _attempt_on(self, host: str, port: int) -> None:
         # A node that stopped being a primary (it lost its last slot and became a replica
-        # of the node that took it) would give us another shard's data: ask first.
-        role = await self.follower.role_of(self.host, self.port)
+        # of the node that took it) would give us another shard's data: ask first. ROLE
+        # and INFO say "connecting" meanwhile: the link is on its way to that node.
+        self.state = CONNECTING
+        role = await self.follower.role_of(host, port)
         if role is not None and role != b"master":
             self.follower.suspect()
-            raise UnableToConnect(f"{self.host}:{self.port} is no longer a primary ({role!r})")
+            raise UnableToConnect(f"{host}:{port} is no longer a primary ({role!r})")
         await super()._follow_once()
 
     def retarget(self, shard: Shard) -> None:
-        """Follow this shard on another node (its replica was promoted): reconnect there now,
-        asking to continue our history (the new primary's replid2 allows it)."""
+        """Follow this shard on another node (its replica was promoted): the attempt in
+        progress on the old node, wherever it is, is cancelled and the link reconnects
+        to the new one now, asking to continue our history (the new primary's replid2
+        allows it)."""
         logger.info("Shard %s: following its new primary %s at %s:%d", self.shard.primary,
                     shard.primary, shard.host, shard.port)
         self.shard = shard
         self.host, self.port = shard.host, shard.port
-        kill = self.session.on_kill
-        if kill is not None:
-            kill()
+        if self._attempt is not None:
+            self._attempt.cancel()
 
     # -- what a shard's write may touch ------------------------------------------------------
     def _kind(self, spelled: bytes) -> int:
