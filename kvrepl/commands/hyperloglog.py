@@ -6,6 +6,10 @@ as sent. That includes PFCOUNT of one key when it had to recompute the cached ca
 (it writes the cache back into the string, a change a replica makes too by running the same
 PFCOUNT), and PFDEBUG GETREG/TODENSE when they turned a sparse HLL dense.
 
+PFADD and PFCOUNT cost what they change: a dense HLL is kept as a ``bytearray`` once either
+changed it, and both change it where it is (registers, the cached cardinality), each after
+the dispatcher's or its own ``before_write`` (the snapshot's copy-on-write and WATCH).
+
 Every HLL command "unshares" the string it reads as Redis's ``dbUnshareStringValue`` does,
 which leaves it ``raw`` for OBJECT ENCODING even when it is short.
 """

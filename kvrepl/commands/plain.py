@@ -17,7 +17,8 @@ HLL or to a ``raw`` sparse one (an update of the sparse opcodes and the promotio
 included), and those to one key that follow each other as one call,
 :func:`~kvrepl.store.hyperloglog.add_each`: the general path's own updates, with the
 elements hashed together; and the count of one HLL that has a valid cached cardinality and
-more than 44 bytes (a shorter one may need to be made ``raw`` first). The rest (a new key, a
+more than 44 bytes (a shorter one may need to be made ``raw`` first), a dense one changed in
+place (a ``bytearray``) included. The rest (a new key, a
 short HLL stored by SET, a corrupt one, a count to compute, errors) goes to the general
 path, ``commands/hyperloglog.py``.
 
@@ -512,8 +513,9 @@ class PlainLane:
             elif length == 2 and argv[0] in _PFCOUNT:
                 key = argv[1]
                 value = data.get(key)
-                if (key in expires or type(value) is not bytes or len(value) <= _SHORT
-                        or not is_hll(value) or value[15] & 0x80
+                kind = type(value)
+                if (key in expires or not (kind is bytes or kind is bytearray)
+                        or len(value) <= _SHORT or not is_hll(value) or value[15] & 0x80
                         or (acl and not may_pfcount(key))):
                     break
                 access[key] = clock

@@ -19,7 +19,9 @@ include the fix of CVE-2025-32023, which Debian's 7.0.15 package and every later
 carry: an opcode that would run past register 16383 makes the HLL corrupt at once (7.0.15
 as tagged stopped there and could accept trailing opcodes, or overflow on huge strings).
 
-Everything here takes and returns ``bytes`` (a working ``bytearray`` inside), without I/O.
+Everything here takes and returns ``bytes`` (a working ``bytearray`` inside), without I/O,
+but for dense HLLs that PFADD and PFCOUNT change in place: a ``bytearray`` stored as the
+value (:func:`dense_in_place`), so that each costs what it changes, not a 12 KB copy.
 Sparse updates are a line-by-line port of ``hllSparseSet`` (the opcode splits, the merge of
 neighbouring VAL opcodes over a window of five, the promotion to dense), because the exact
 bytes are observable (GET, DUMP, replication) and must match a real redis-server's.
@@ -978,7 +980,7 @@ def add_each(value: bytes | bytearray, elements: Sequence[bytes], sparse_max_byt
     the HLL. It stops before an element that finds the sparse HLL corrupt, whose PFADD the
     general path answers (fewer bytes than elements).
 
-    Each update is the general path's own: :func:`dense_add`, or :func:`add` and
+    Each update is the general path's own: :func:`dense_update`, or :func:`add` and
     :func:`stored_after_add` (with the promotion to dense), the patterns of all the
     elements hashed together (:func:`patterns`)."""
     indexes, runs = patterns(elements)
@@ -1008,8 +1010,10 @@ def add_each(value: bytes | bytearray, elements: Sequence[bytes], sparse_max_byt
 def dense_in_place(value: object) -> bool:
     """``value`` is a dense HLL that PFADD changes in place: a ``bytearray`` of the dense
     size and magic (PFADD's sparse-to-dense promotion stores one; SETRANGE or SETBIT on a
-    dense HLL leave one too). Its bytes are what a ``bytes`` HLL's would be; only the copy
-    per change is saved. The memos by identity above are never used for it."""
+    dense HLL leave one too; PFADD or PFCOUNT make one of a dense ``bytes`` HLL they
+    change). Its bytes are what a ``bytes`` HLL's would be; only the copy per change is
+    saved. Of the memos by identity above only ``_LIVE_HISTOGRAMS`` is used for it, checked
+    against its shadow."""
     return (type(value) is bytearray and len(value) == DENSE_SIZE  # type: ignore[arg-type]
             and value.startswith(DENSE_MAGIC))  # type: ignore[attr-defined]
 
