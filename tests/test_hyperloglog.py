@@ -275,7 +275,9 @@ def test_lane_pfadds_run_as_the_general_path_does(max_bytes: int) -> None:
         if lane:
             assert {argv[1] for argv in general if argv[0] != b"PFCOUNT"} <= {b"t", b"c"}
             counts = [argv for argv in requests if argv[0] == b"PFCOUNT"]
-            assert 0 < len([argv for argv in general if argv[0] == b"PFCOUNT"]) < len(counts)
+            # The lane computes stale counts of dense HLLs too (all but those of a sparse h
+            # or of d before its first change, stored as bytes).
+            assert len([argv for argv in general if argv[0] == b"PFCOUNT"]) < len(counts) // 2
             assert b"INVALIDOBJ" in b"".join(out)
         data = engine.keyspace.dbs[0].data
         states.append((b"".join(out), *(bytes(data[key]) for key in (b"h", b"s", b"c", b"d")),
@@ -288,6 +290,7 @@ def test_lane_pfadds_run_as_the_general_path_does(max_bytes: int) -> None:
     assert states[0] == states[1]
     assert states[0][1][4] == hll.DENSE
     assert states[0][-2:] == (bytearray, bytearray)  # changed in place by PFADD and PFCOUNT
+    assert [b"PFCOUNT", b"h"] in states[0][10]  # a count computed is propagated
 
 
 def test_pfadd_keeps_the_ttl_and_the_key_type_checks(same: Callable[..., object],
