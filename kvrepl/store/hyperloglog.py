@@ -525,7 +525,7 @@ def estimate(histogram: list[int]) -> int:
 
 def count(value: bytes | bytearray) -> int:
     """hllCount of a stored HLL (the cache is not consulted); CorruptHLL for a bad sparse."""
-    if type(value) is bytearray:  # dense (dense_in_place)
+    if type(value) is bytearray and value[4] == DENSE:  # kept for changes in place
         return estimate(_live_histogram(value))
     if value[4] == DENSE:
         histogram = _HISTOGRAMS.get(value)
