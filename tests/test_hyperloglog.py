@@ -853,3 +853,37 @@ def test_a_snapshot_taken_before_pfadd_and_pfcount_keeps_the_old_bytes(engine, r
     assert seen == before
     assert data[b"g"] is kept and type(data[b"d"]) is bytearray
     assert all(bytes(data[key]) != before[key] for key in before)
+
+
+def test_pfcount_writing_back_in_place_breaks_a_watch(r: redis.Redis, real: redis.Redis,
+                                                      kvrepl_server, redis_server) -> None:
+    """signalModifiedKey: the count written into a dense HLL's header in place fails a
+    WATCH of its key as in redis-server; a count read from the cache does not."""
+    for client in (r, real):
+        client.delete("hw")
+        client.pfadd("hw", *(b"w%d" % i for i in range(3000)))
+        client.pfcount("hw")
+        assert client.pfadd("hw", *(b"s%d" % i for i in range(10))) == 1  # stale again
+    assert type(kvrepl_server.engine.keyspace.dbs[0].data[b"hw"]) is bytearray
+    outcomes = []
+    for server, client in ((kvrepl_server, r), (redis_server, real)):
+        watcher = server.client()
+        pipe = watcher.pipeline()
+        pipe.watch("hw")
+        client.pfcount("hw")  # computes the count and writes it back: "hw" is modified
+        pipe.multi()
+        pipe.pfcount("hw")
+        try:
+            outcomes.append(pipe.execute())
+        except redis.WatchError:
+            outcomes.append("watch error")
+        pipe.reset()
+        pipe.watch("hw")
+        client.pfcount("hw")  # from the cache: no change
+        pipe.multi()
+        pipe.pfcount("hw")
+        outcomes.append(pipe.execute())
+        watcher.close()
+        client.delete("hw")
+    assert outcomes[:2] == outcomes[2:]
+    assert outcomes[0] == "watch error"
