@@ -37,6 +37,7 @@ BENCHMARKS: dict[str, str] = {
     "rdb": "benchmarks.rdb",
     "geo": "benchmarks.geo",
     "hll": "benchmarks.hyperloglog",
+    "hll_inplace": "benchmarks.hll_inplace",
     "bitmaps": "benchmarks.bitmaps",
     "streams": "benchmarks.streams",
     "lane_writes": "benchmarks.lane_writes",

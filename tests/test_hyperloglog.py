@@ -209,7 +209,8 @@ def _lane_requests(rng: random.Random) -> list[list[bytes]]:
     """One-element PFADDs, mostly to ``h`` in groups of 1 to 40 (the lane takes those to one
     key together, 32 at most), between others: to a short sparse HLL ``s``, a dense one
     stored as bytes ``d``, ``c`` whose sparse opcodes cover registers 0-8191 only (an
-    element of a higher register finds it corrupt), ``t`` with a TTL; and GETs."""
+    element of a higher register finds it corrupt), ``t`` with a TTL; GETs; and PFCOUNTs of
+    ``h`` or ``d`` twice (the first writes the cache back, the second reads it)."""
     elements = [b"%012d" % rng.randrange(10**6) for _ in range(1500)]
     elements += _elements(rng, 300) + [_RUN_35]
     elements = [e for pair in zip(elements, elements[::-1], strict=True) for e in pair]
@@ -220,8 +221,10 @@ def _lane_requests(rng: random.Random) -> list[list[bytes]]:
         size = rng.randrange(1, 41)
         requests += [[b"PFADD", b"h", e] for e in elements[:size]]
         del elements[:size]
-        other = rng.choice([b"s", b"d", b"c", b"t", b"GET"])
-        if other == b"c":
+        other = rng.choice([b"s", b"d", b"c", b"t", b"GET", b"PFCOUNT"])
+        if other == b"PFCOUNT":
+            requests += [[b"PFCOUNT", rng.choice([b"h", b"d"])]] * 2
+        elif other == b"c":
             requests += [[b"PFADD", b"c", rng.choice(low)] for _ in range(rng.randrange(3))]
             requests += [[b"PFADD", b"c", rng.choice(high)], [b"PFADD", b"c", low[0]]]
         elif other == b"GET":
@@ -237,8 +240,9 @@ def test_lane_pfadds_run_as_the_general_path_does(max_bytes: int) -> None:
     HLL and its promotion to dense included (``hll-sparse-max-bytes``, or a run above 32),
     several to one key at once, and end with what the general path leaves: replies, bytes,
     the byte past a sparse HLL's end, the memory estimate, the dirty counter, commandstats
-    and propagation. The lane leaves to the general path only a key with a TTL, a short
-    HLL stored by SET (not ``raw`` yet) and a PFADD that finds its HLL corrupt."""
+    and propagation; PFCOUNTs between them too, each dense HLL changed in place. The lane
+    leaves to the general path only a key with a TTL, a short HLL stored by SET (not ``raw``
+    yet), a PFADD that finds its HLL corrupt and a PFCOUNT whose cache is stale."""
     from kvrepl.commands.core import Engine
     from kvrepl.config import Config
     from kvrepl.protocol.replies import encode
@@ -269,7 +273,11 @@ def test_lane_pfadds_run_as_the_general_path_does(max_bytes: int) -> None:
             out.append(encode(engine.execute(session, requests[position])))
             position += 1
         if lane:
-            assert {argv[1] for argv in general} <= {b"t", b"c"}
+            assert {argv[1] for argv in general if argv[0] != b"PFCOUNT"} <= {b"t", b"c"}
+            counts = [argv for argv in requests if argv[0] == b"PFCOUNT"]
+            # The lane computes stale counts of dense HLLs too (all but those of a sparse h
+            # or of d before its first change, stored as bytes).
+            assert len([argv for argv in general if argv[0] == b"PFCOUNT"]) < len(counts) // 2
             assert b"INVALIDOBJ" in b"".join(out)
         data = engine.keyspace.dbs[0].data
         states.append((b"".join(out), *(bytes(data[key]) for key in (b"h", b"s", b"c", b"d")),
@@ -277,9 +285,12 @@ def test_lane_pfadds_run_as_the_general_path_does(max_bytes: int) -> None:
                        dict(engine.keyspace.dbs[0].sizes), engine.dirty,
                        engine.table[b"pfadd"].calls, log,
                        engine.execute(session, [b"OBJECT", b"ENCODING", b"h"]),
-                       engine.execute(session, [b"OBJECT", b"ENCODING", b"c"])))
+                       engine.execute(session, [b"OBJECT", b"ENCODING", b"c"]),
+                       type(data[b"h"]), type(data[b"d"])))
     assert states[0] == states[1]
     assert states[0][1][4] == hll.DENSE
+    assert states[0][-2:] == (bytearray, bytearray)  # changed in place by PFADD and PFCOUNT
+    assert [b"PFCOUNT", b"h"] in states[0][10]  # a count computed is propagated
 
 
 def test_pfadd_keeps_the_ttl_and_the_key_type_checks(same: Callable[..., object],
@@ -708,8 +719,8 @@ def test_a_promoted_hll_changes_in_place_with_redis_bytes(
     """PFADD keeps the dense HLL it promoted as a bytearray and changes its registers in
     place (single PFADDs pipelined, which the plain lane takes; MULTI's, which the general
     path runs; several elements at once): the same bytes, DUMP payload, digests, encoding
-    and counts as redis-server. PFCOUNT's cache write stores it as bytes again, and PFADD
-    after that still agrees."""
+    and counts as redis-server. PFCOUNT's cache write changes it in place too: the value stays
+    the very same object throughout, and PFADD after that still agrees."""
     configure("hll-sparse-max-bytes", 300)
     oracle = RedisServer("--enable-debug-command", "yes", "--hll-sparse-max-bytes", "300")
     try:
@@ -720,7 +731,8 @@ def test_a_promoted_hll_changes_in_place_with_redis_bytes(
                   ("OBJECT", "ENCODING", "h"), ("STRLEN", "h"), ("PFDEBUG", "ENCODING", "h")]
         _run_both(r, real, [("PFADD", "h", *elements[:300])])
         data = kvrepl_server.engine.keyspace.dbs[0].data
-        assert type(data[b"h"]) is bytearray  # promoted: kept for changes in place
+        kept = data[b"h"]
+        assert type(kept) is bytearray  # promoted: kept for changes in place
         _run_both(r, real, [("PFADD", "h", element) for element in elements[300:1500]]
                   + checks)
         for client in (r, real):
@@ -731,8 +743,147 @@ def test_a_promoted_hll_changes_in_place_with_redis_bytes(
         _run_both(r, real, [("PFADD", "h", *elements[1600:1800]),
                             ("PFADD", "h", *elements[:50]), ("DEBUG", "DIGEST"), *checks,
                             ("PFCOUNT", "h")])
-        assert type(data[b"h"]) is bytes  # PFCOUNT wrote its cache back
+        assert data[b"h"] is kept  # PFCOUNT wrote its cache back in place
         _run_both(r, real, [*(("PFADD", "h", element) for element in elements[1800:]),
                             ("PFCOUNT", "h"), ("DEBUG", "DIGEST"), *checks])
+        assert data[b"h"] is kept
     finally:
         oracle.stop()
+
+
+# -- PFADD and PFCOUNT cost what they change (issue 9) ---------------------------------------
+def test_alternating_pfadd_and_pfcount_change_the_hll_in_place(
+        r: redis.Redis, debug_redis: RedisServer, kvrepl_server) -> None:
+    """PFADD then PFCOUNT, over and over, on a dense HLL promoted by PFADD, one stored by SET
+    and one by RESTORE: pipelined one-element PFADDs (the plain lane), PFADDs in MULTI and
+    of several elements (the general path), each PFCOUNT recomputing and writing the cache
+    back. Every reply and the bytes (GET, DUMP, DEBUG DIGEST-VALUE), OBJECT ENCODING and
+    the memory estimate are redis-server's, and each value is changed where it is: from its
+    first change on it is one bytearray object to the end. SETRANGE and SETBIT changing
+    registers of such a value behind the histogram PFCOUNT remembers do not fool it."""
+    from kvrepl.store.memory import key_memory_usage
+
+    real = debug_redis.client()
+    real.flushall()
+    try:
+        rng = random.Random(9)
+        elements = [b"%012d" % rng.randrange(10**9) for _ in range(3000)]
+        setup = [("PFADD", "grown", *elements), ("SET", "set", _DENSE),
+                 ("SET", "restored", _DENSE)]
+        _run_both(r, real, setup)
+        payload = real.dump("restored")
+        for client in (r, real):
+            client.delete("restored")
+            client.restore("restored", 0, payload)
+        data = kvrepl_server.engine.keyspace.dbs[0].data
+        assert type(data[b"grown"]) is bytearray  # promoted
+        assert type(data[b"set"]) is bytes and type(data[b"restored"]) is bytes
+        keys = ("grown", "set", "restored")
+        checks = [(name, *args, key) for key in keys
+                  for name, *args in (("GET",), ("DUMP",), ("DEBUG", "DIGEST-VALUE"),
+                                      ("OBJECT", "ENCODING"), ("STRLEN",))]
+        fresh = iter(b"new-%d" % i for i in range(10**6))
+        kept = {}
+        for key in keys:
+            _run_both(r, real, [("PFCOUNT", key), ("PFADD", key, next(fresh)),
+                                ("PFCOUNT", key)])
+            kept[key] = data[key.encode()]
+            assert type(kept[key]) is bytearray  # made one by its first change, once
+        for key in keys:
+            _run_both(r, real, [command for _ in range(150)
+                                for command in (("PFADD", key, next(fresh)), ("PFCOUNT", key))])
+            added = [next(fresh) for _ in range(40)]
+            results = []
+            for client in (r, real):
+                pipe = client.pipeline(transaction=True)
+                for element in added:
+                    pipe.pfadd(key, element)
+                    pipe.pfcount(key)
+                results.append(pipe.execute())
+            assert results[0] == results[1]
+            _run_both(r, real, [command for _ in range(20) for command in (
+                ("PFADD", key, next(fresh), next(fresh), next(fresh)), ("PFCOUNT", key))])
+        _run_both(r, real, [("DEBUG", "DIGEST"), *checks])
+        # Registers changed behind the remembered histogram (after a PFCOUNT made it).
+        replies = _run_both(r, real, [
+            ("PFCOUNT", "grown"), ("SETRANGE", "grown", 1000, bytes(600)),  # 800 registers
+            ("PFADD", "grown", *(next(fresh) for _ in range(5))), ("PFCOUNT", "grown"),
+            ("SETBIT", "grown", 8 * 3000 + 3, 1), ("SETRANGE", "grown", 5000, b"\xff" * 30),
+            ("PFADD", "grown", *elements[:5], *(next(fresh) for _ in range(5))),
+            ("PFCOUNT", "grown"), *checks])
+        assert replies[2] == replies[6] == 1  # so both counts were computed again
+        for key in keys:
+            value = data[key.encode()]
+            assert value is kept[key]
+            db = kvrepl_server.engine.keyspace.dbs[0]
+            assert db.sizes[key.encode()] == key_memory_usage(key.encode(), value)
+    finally:
+        real.flushall()
+        real.close()
+
+
+def test_a_snapshot_taken_before_pfadd_and_pfcount_keeps_the_old_bytes(engine, run) -> None:
+    """The view a BGSAVE or a full sync writes from (``KeyspaceView``), taken before PFADD
+    and PFCOUNT change dense HLLs in place (one held as bytes, one as a bytearray already,
+    its histogram remembered; both with a stale cache), hands out the bytes they had when
+    it was taken; the live
+    values changed, in place, and count as a fresh copy of their bytes does."""
+    from kvrepl.store.snapshot import KeyspaceView
+
+    run("SET", "d", _DENSE)
+    run("PFADD", "g", *(b"g%d" % i for i in range(3000)))
+    run("PFCOUNT", "g")  # its histogram remembered
+    assert run("PFADD", "g", b"stale") == 1
+    data = engine.keyspace.dbs[0].data
+    kept = data[b"g"]
+    assert type(kept) is bytearray
+    before = {key: bytes(data[key]) for key in (b"d", b"g")}
+    view = KeyspaceView(engine.keyspace)
+    try:
+        for key in (b"d", b"g"):
+            for i in range(20):  # PFCOUNT first: its own write-back must keep the old bytes
+                run("PFCOUNT", key)
+                assert run("PFADD", key, b"x%d" % i) in (0, 1)
+            assert run("PFADD", key, b"one more") == 1
+            assert run("PFCOUNT", key) == hll.count(bytes(data[key]))
+        seen = {key: bytes(value) for chunk in view.entries()
+                for _, key, value, _ in chunk}
+    finally:
+        view.close()
+    assert seen == before
+    assert data[b"g"] is kept and type(data[b"d"]) is bytearray
+    assert all(bytes(data[key]) != before[key] for key in before)
+
+
+def test_pfcount_writing_back_in_place_breaks_a_watch(r: redis.Redis, real: redis.Redis,
+                                                      kvrepl_server, redis_server) -> None:
+    """signalModifiedKey: the count written into a dense HLL's header in place fails a
+    WATCH of its key as in redis-server; a count read from the cache does not."""
+    for client in (r, real):
+        client.delete("hw")
+        client.pfadd("hw", *(b"w%d" % i for i in range(3000)))
+        client.pfcount("hw")
+        assert client.pfadd("hw", *(b"s%d" % i for i in range(10))) == 1  # stale again
+    assert type(kvrepl_server.engine.keyspace.dbs[0].data[b"hw"]) is bytearray
+    outcomes = []
+    for server, client in ((kvrepl_server, r), (redis_server, real)):
+        watcher = server.client()
+        pipe = watcher.pipeline()
+        pipe.watch("hw")
+        client.pfcount("hw")  # computes the count and writes it back: "hw" is modified
+        pipe.multi()
+        pipe.pfcount("hw")
+        try:
+            outcomes.append(pipe.execute())
+        except redis.WatchError:
+            outcomes.append("watch error")
+        pipe.reset()
+        pipe.watch("hw")
+        client.pfcount("hw")  # from the cache: no change
+        pipe.multi()
+        pipe.pfcount("hw")
+        outcomes.append(pipe.execute())
+        watcher.close()
+        client.delete("hw")
+    assert outcomes[:2] == outcomes[2:]
+    assert outcomes[0] == "watch error"

@@ -6,6 +6,10 @@ as sent. That includes PFCOUNT of one key when it had to recompute the cached ca
 (it writes the cache back into the string, a change a replica makes too by running the same
 PFCOUNT), and PFDEBUG GETREG/TODENSE when they turned a sparse HLL dense.
 
+PFADD and PFCOUNT cost what they change: a dense HLL is kept as a ``bytearray`` once either
+changed it, and both change it where it is (registers, the cached cardinality), each after
+the dispatcher's or its own ``before_write`` (the snapshot's copy-on-write and WATCH).
+
 Every HLL command "unshares" the string it reads as Redis's ``dbUnshareStringValue`` does,
 which leaves it ``raw`` for OBJECT ENCODING even when it is short.
 """
@@ -58,24 +62,17 @@ def pfadd(s: Session, argv: list[bytes]) -> object:
     """PFADD key [element ...]: 1 when a register changed (or the key was created)."""
     key = argv[1]
     found = s.db.lookup(key)
-    if hll.dense_in_place(found):
-        # A dense HLL kept as a bytearray: every register update is made where it is.
-        grew = hll.dense_add_in_place(found, *hll.patterns(argv[2:]))  # type: ignore[arg-type]
+    if hll.dense_in_place(found) or (type(found) is bytes and len(found) == hll.DENSE_SIZE
+                                     and found.startswith(hll.DENSE_MAGIC)):
+        # A dense HLL: changed in place as a bytearray (made one by its first change).
+        stored, grew = hll.dense_update(found, *hll.patterns(argv[2:]))  # type: ignore[arg-type]
         updated = grew.count(1)
         if not updated:
             return 0
+        if stored is not found:
+            s.db.set(key, stored, keep_ttl=True)
         notify(s, STRING, b"pfadd", key)
         s.engine.dirty += updated
-        return 1
-    if len(argv) == 3 and type(found) is bytes and len(found) == hll.DENSE_SIZE \
-            and found.startswith(hll.DENSE_MAGIC):
-        # One element into a dense HLL: the benchmark's case, without the general machinery.
-        new = hll.dense_add(found, *hll.pattern(argv[2]))
-        if new is None:
-            return 0
-        s.db.set(key, new, keep_ttl=True)
-        notify(s, STRING, b"pfadd", key)
-        s.engine.dirty += 1
         return 1
     if found is None:
         value = hll.EMPTY
@@ -118,17 +115,24 @@ def pfcount(s: Session, argv: list[bytes]) -> object:
     found = s.db.lookup(key)
     if found is None:
         return 0
-    value = _unshared(s, key, _checked(found))
-    card = hll.cached_cardinality(value)
+    # A dense HLL kept as a bytearray is read where it is (its cache written back in place).
+    value = found if hll.dense_in_place(found) else _unshared(s, key, _checked(found))
+    card = hll.cached_cardinality(value)  # type: ignore[arg-type]
     if card is not None:
         return card
     try:
-        card = hll.count(value)
+        card = hll.count(value)  # type: ignore[arg-type]
     except hll.CorruptHLL:
         raise ReplyError(hll.INVALID_HLL) from None
-    # A read-only command that writes: tell the snapshot and WATCH first, as a write would.
+    # A read-only command that writes: tell the snapshot and WATCH first, as a write would
+    # (signalModifiedKey), and only then change the value, maybe in place.
     s.db.before_write(key)
-    _store(s, key, hll.with_cardinality(value, card))
+    stored = hll.set_cardinality(value, card)  # type: ignore[arg-type]
+    if stored is not found:
+        if type(stored) is bytes:
+            _store(s, key, stored)
+        else:
+            s.db.set(key, stored, keep_ttl=True)  # a bytearray: always raw
     s.engine.dirty += 1
     return card
 

@@ -16,10 +16,11 @@ the register update. The lane takes, on a key without a TTL, one-element PFADDs 
 HLL or to a ``raw`` sparse one (an update of the sparse opcodes and the promotion to dense
 included), and those to one key that follow each other as one call,
 :func:`~kvrepl.store.hyperloglog.add_each`: the general path's own updates, with the
-elements hashed together; and the count of one HLL that has a valid cached cardinality and
-more than 44 bytes (a shorter one may need to be made ``raw`` first). The rest (a new key, a
-short HLL stored by SET, a corrupt one, a count to compute, errors) goes to the general
-path, ``commands/hyperloglog.py``.
+elements hashed together; and the count of one HLL of more than 44 bytes (a shorter one may
+need to be made ``raw`` first) from its valid cached cardinality, or, for a dense one kept as
+a ``bytearray``, computed and written back into its header in place (dirty, propagated).
+The rest (a new key, a short HLL stored by SET, a corrupt one, another count to compute,
+errors) goes to the general path, ``commands/hyperloglog.py``.
 
 SETBIT, GEOADD and XADD (``HANDLED``) are here because their ``redis-benchmark`` forms cost
 as much in the general path's bookkeeping (``call()``: clocks, counters, hooks per request)
@@ -65,8 +66,11 @@ from kvrepl.store.hyperloglog import (
     DENSE_SIZE,
     SPARSE_MAGIC,
     add_each,
+    dense_in_place,
     is_hll,
+    set_cardinality,
 )
+from kvrepl.store.hyperloglog import count as hll_count
 from kvrepl.store.memory import STRING_ENTRY, string_entry_size
 
 if TYPE_CHECKING:
@@ -399,7 +403,7 @@ class PlainLane:
         engine = self.engine
         nil = _NIL[session.resp3]
         heads = _BULK_HEADS
-        gets = sets = misses = pfadds = grown = pfcounts = grew = 0
+        gets = sets = misses = pfadds = grown = pfcounts = recounts = grew = 0
         handled: list[Command] = []  # the commands whose handlers ran, in order
         by_name = self._handled
         resp3 = session.resp3
@@ -515,13 +519,26 @@ class PlainLane:
             elif length == 2 and argv[0] in _PFCOUNT:
                 key = argv[1]
                 value = data.get(key)
-                if (key in expires or type(value) is not bytes or len(value) <= _SHORT
-                        or not is_hll(value) or value[15] & 0x80
+                kind = type(value)
+                if (key in expires or not (kind is bytes or kind is bytearray)
+                        or len(value) <= _SHORT or not is_hll(value)
                         or (acl and not may_pfcount(key))):
                     break
+                if not value[15] & 0x80:
+                    card = int.from_bytes(value[8:16], "little")
+                elif dense_in_place(value):
+                    # A stale count of a dense HLL changed in place: computed and written
+                    # back where it is, as the general path does (dirty, so propagated).
+                    card = hll_count(value)  # type: ignore[arg-type]
+                    set_cardinality(value, card)  # type: ignore[arg-type]
+                    recounts += 1
+                    if listeners:
+                        written.append(argv)
+                else:
+                    break  # to compute, and store anew: the general path
                 access[key] = clock
                 pfcounts += 1
-                out.append(b":%d\r\n" % int.from_bytes(value[8:16], "little"))
+                out.append(b":%d\r\n" % card)
             else:
                 break
             position += 1
@@ -540,6 +557,7 @@ class PlainLane:
             self._record(self._get, gets, spent * gets / ran)
         if pfcounts:
             self._record(self._pfcount, pfcounts, spent * pfcounts / ran)
+            engine.dirty += recounts
         if pfadds:
             self._record(self._pfadd, pfadds, spent * pfadds / ran)
             engine.dirty += grown

@@ -19,7 +19,9 @@ include the fix of CVE-2025-32023, which Debian's 7.0.15 package and every later
 carry: an opcode that would run past register 16383 makes the HLL corrupt at once (7.0.15
 as tagged stopped there and could accept trailing opcodes, or overflow on huge strings).
 
-Everything here takes and returns ``bytes`` (a working ``bytearray`` inside), without I/O.
+Everything here takes and returns ``bytes`` (a working ``bytearray`` inside), without I/O,
+but for dense HLLs that PFADD and PFCOUNT change in place: a ``bytearray`` stored as the
+value (:func:`dense_in_place`), so that each costs what it changes, not a 12 KB copy.
 Sparse updates are a line-by-line port of ``hllSparseSet`` (the opcode splits, the merge of
 neighbouring VAL opcodes over a window of five, the promotion to dense), because the exact
 bytes are observable (GET, DUMP, replication) and must match a real redis-server's.
@@ -121,6 +123,12 @@ _TAILS = _Memo(1024)
 # The register histogram of dense HLLs counted or updated lately: PFADD keeps it current
 # register by register, so PFCOUNT after PFADD does not recount 16384 registers.
 _HISTOGRAMS = _Memo(64)
+# The same for dense HLLs kept as a ``bytearray`` (changed in place, see dense_in_place). Such
+# a value keeps its identity whatever changes it, SETRANGE, APPEND, SETBIT or BITFIELD too,
+# which do not tell this module; so each entry is ``(histogram, shadow)``: the histogram is
+# always that of the shadow, a copy of the registers PFADD updates along with the value, and
+# it is used only while the value still equals its shadow (one comparison, no copy).
+_LIVE_HISTOGRAMS = _Memo(64)
 
 
 def tail_byte(value: bytes) -> int:
@@ -515,8 +523,10 @@ def estimate(histogram: list[int]) -> int:
     return int(whole) + (1 if e - whole >= 0.5 else 0)  # llroundl: halves away from zero
 
 
-def count(value: bytes) -> int:
+def count(value: bytes | bytearray) -> int:
     """hllCount of a stored HLL (the cache is not consulted); CorruptHLL for a bad sparse."""
+    if type(value) is bytearray and value[4] == DENSE:  # kept for changes in place
+        return estimate(_live_histogram(value))
     if value[4] == DENSE:
         histogram = _HISTOGRAMS.get(value)
         if histogram is None:
@@ -525,6 +535,31 @@ def count(value: bytes) -> int:
             _HISTOGRAMS.put(value, histogram)
         return estimate(histogram)  # type: ignore[arg-type]
     return estimate(_sparse_histogram(value))
+
+
+def _live_histogram(value: bytearray) -> list[int]:
+    """The histogram of the dense ``bytearray`` ``value``: its memo while the value equals
+    the memo's shadow, else counted again (and remembered with a new shadow)."""
+    fact = _LIVE_HISTOGRAMS.get(value)  # type: ignore[arg-type]
+    if fact is not None:
+        histogram, shadow = fact  # type: ignore[misc]
+        shadow[:HDR_SIZE] = value[:HDR_SIZE]  # the header holds no register
+        if shadow == value:
+            return histogram  # type: ignore[no-any-return]
+    histogram = _histogram(b"".join(
+        lane.to_bytes(_LANES, "little") for lane in _unpack_dense(value)))  # type: ignore[arg-type]
+    _LIVE_HISTOGRAMS.put(value, (histogram, bytearray(value)))  # type: ignore[arg-type]
+    return histogram
+
+
+def _mutable(value: bytes) -> bytearray:
+    """The dense HLL ``value`` as a ``bytearray`` that PFADD changes in place from now on
+    (the one 12 KB copy), with what is known of its histogram."""
+    buf = bytearray(value)
+    histogram = _HISTOGRAMS.get(value)
+    if histogram is not None:
+        _LIVE_HISTOGRAMS.put(buf, (list(histogram), bytearray(value)))  # type: ignore[arg-type]
+    return buf
 
 
 # -- updating ----------------------------------------------------------------------------------
@@ -877,12 +912,19 @@ def stored_after_add(value: bytes, new: bytes) -> bytes | bytearray:
     return mark_string(new, b"raw")
 
 
-def dense_add_in_place(value: bytearray, indexes: Sequence[int], runs: Sequence[int],
-                       _byte: list[int] = _REG_BYTE, _shift: list[int] = _REG_SHIFT) -> bytes:
+def dense_update(value: bytes | bytearray, indexes: Sequence[int], runs: Sequence[int],
+                 _byte: list[int] = _REG_BYTE, _shift: list[int] = _REG_SHIFT
+                 ) -> tuple[bytes | bytearray, bytes]:
     """PFADD of each element, of patterns ``indexes`` and ``runs``, in turn to the dense HLL
-    ``value`` kept as a ``bytearray`` (see :func:`dense_in_place`), changed where it is, its
-    cache marked stale if anything grew: one byte per element, 1 where its register grew."""
+    ``value``: ``(what to store, one byte per element, 1 where its register grew)``.
+
+    It costs what it changes: a ``bytearray`` (see :func:`dense_in_place`) is changed where
+    it is and returned itself, its cache marked stale if anything grew, its histogram memo
+    (if any) updated register by register; a ``bytes`` value that an element changes
+    becomes such a ``bytearray`` first (the one 12 KB copy), one that none changes is
+    returned as is."""
     grew = bytearray(len(indexes))
+    live = _LIVE_HISTOGRAMS.get(value) if _LIVE_HISTOGRAMS.entries else None  # type: ignore[arg-type]
     n = -1
     for index, count in zip(indexes, runs, strict=True):
         n += 1
@@ -893,50 +935,40 @@ def dense_add_in_place(value: bytearray, indexes: Sequence[int], runs: Sequence[
                 continue
         elif count <= ((value[pos] >> fb) | (value[pos + 1] << (8 - fb))) & REGISTER_MAX:
             continue
+        if type(value) is not bytearray:
+            value = _mutable(value)  # type: ignore[arg-type]
+            live = _LIVE_HISTOGRAMS.get(value) if _LIVE_HISTOGRAMS.entries else None  # type: ignore[arg-type]
         _dense_set(value, index, count)
         grew[n] = 1
-    if 1 in grew:
+        if live is not None:
+            # The histogram is the shadow's: it follows the shadow's own register.
+            histogram, shadow = live  # type: ignore[misc]
+            histogram[_dense_get(shadow, index)] -= 1
+            histogram[count] += 1
+            _dense_set(shadow, index, count)
+    if type(value) is bytearray and 1 in grew:
         value[15] |= _STALE
-    return bytes(grew)
+    return value, bytes(grew)
 
 
 def dense_add(value: bytes | bytearray, index: int, count: int) -> bytes | bytearray | None:
-    """PFADD of one element, of :func:`pattern` ``(index, count)``, to a dense HLL, the common
-    case made short; None when no register grew. A ``bytes`` value is copied once (the 12 KB)
-    into the new value returned, its cache marked stale; a ``bytearray`` (a dense HLL PFADD
-    keeps in place, see :func:`dense_in_place`) is changed where it is and returned itself
-    (:func:`dense_add_in_place`)."""
-    if type(value) is bytearray:
-        return value if dense_add_in_place(value, (index,), (count,))[0] else None
-    pos = _REG_BYTE[index]
-    fb = _REG_SHIFT[index]
-    b0 = value[pos]
-    if fb <= 2:
-        old = (b0 >> fb) & REGISTER_MAX
-        if count <= old:
-            return None
-        new = _ONE_BYTE[(b0 & ~(REGISTER_MAX << fb) & 0xFF) | (count << fb)]
-    else:
-        b1 = value[pos + 1]
-        old = ((b0 >> fb) | (b1 << (8 - fb))) & REGISTER_MAX
-        if count <= old:
-            return None
-        fb8 = 8 - fb
-        new = bytes(((b0 & ~(REGISTER_MAX << fb) & 0xFF) | ((count << fb) & 0xFF),
-                     (b1 & ~(REGISTER_MAX >> fb8) & 0xFF) | (count >> fb8)))
-    view = memoryview(value)
-    if value[15] & _STALE:
-        result = b"".join((view[:pos], new, view[pos + len(new):]))
-    else:
-        result = b"".join((view[:15], _ONE_BYTE[value[15] | _STALE], view[16:pos], new,
-                           view[pos + len(new):]))
-    if _HISTOGRAMS.entries:  # (most of the time, no PFCOUNT has counted it yet)
-        histogram = _HISTOGRAMS.take(value)  # type: ignore[arg-type]
-        if histogram is not None:
-            histogram[old] -= 1  # type: ignore[index]
-            histogram[count] += 1  # type: ignore[index]
-            _HISTOGRAMS.put(result, histogram)
-    return result
+    """PFADD of one element, of :func:`pattern` ``(index, count)``, to a dense HLL: the value
+    to store (a ``bytearray`` changed in place, see :func:`dense_update`), or None when no
+    register grew."""
+    stored, grew = dense_update(value, (index,), (count,))
+    return stored if grew[0] else None
+
+
+def set_cardinality(value: bytes | bytearray, card: int) -> bytes | bytearray:
+    """PFCOUNT's write-back of ``card`` into ``value``'s header; what to store. A dense HLL is
+    changed in place, as PFADD changes it (a ``bytes`` one becomes a ``bytearray`` first:
+    see :func:`dense_update`): its registers, and so their memo, stay as they were."""
+    if value[4] != DENSE:
+        return with_cardinality(value, card)  # type: ignore[arg-type]
+    if type(value) is not bytearray:
+        value = _mutable(value)  # type: ignore[arg-type]
+    value[8:16] = card.to_bytes(8, "little")
+    return value
 
 
 def add_each(value: bytes | bytearray, elements: Sequence[bytes], sparse_max_bytes: int
@@ -948,12 +980,12 @@ def add_each(value: bytes | bytearray, elements: Sequence[bytes], sparse_max_byt
     the HLL. It stops before an element that finds the sparse HLL corrupt, whose PFADD the
     general path answers (fewer bytes than elements).
 
-    Each update is the general path's own: :func:`dense_add`, or :func:`add` and
+    Each update is the general path's own: :func:`dense_update`, or :func:`add` and
     :func:`stored_after_add` (with the promotion to dense), the patterns of all the
     elements hashed together (:func:`patterns`)."""
     indexes, runs = patterns(elements)
-    if type(value) is bytearray and value[4] == DENSE:  # dense, changed in place
-        return value, dense_add_in_place(value, indexes, runs)
+    if value[4] == DENSE:
+        return dense_update(value, indexes, runs)
     current = value
     changed = bytearray()
     for index, count in zip(indexes, runs, strict=True):
@@ -978,8 +1010,10 @@ def add_each(value: bytes | bytearray, elements: Sequence[bytes], sparse_max_byt
 def dense_in_place(value: object) -> bool:
     """``value`` is a dense HLL that PFADD changes in place: a ``bytearray`` of the dense
     size and magic (PFADD's sparse-to-dense promotion stores one; SETRANGE or SETBIT on a
-    dense HLL leave one too). Its bytes are what a ``bytes`` HLL's would be; only the copy
-    per change is saved. The memos by identity above are never used for it."""
+    dense HLL leave one too; PFADD or PFCOUNT make one of a dense ``bytes`` HLL they
+    change). Its bytes are what a ``bytes`` HLL's would be; only the copy per change is
+    saved. Of the memos by identity above only ``_LIVE_HISTOGRAMS`` is used for it, checked
+    against its shadow."""
     return (type(value) is bytearray and len(value) == DENSE_SIZE  # type: ignore[arg-type]
             and value.startswith(DENSE_MAGIC))  # type: ignore[attr-defined]
 
