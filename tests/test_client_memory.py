@@ -105,7 +105,7 @@ def _held(port: int) -> list[object]:
         seen.append(multi.call("MULTI") + multi.call("SET", "a", "b")
                     + multi.call("INCR", "counter"))
         fields = _client(admin, multi_id)
-        seen.append((fields["multi"], fields["multi-mem"], fields["argv-mem"]))
+        seen.append((fields["multi"], fields["multi-mem"], fields["argv-mem"], fields["cmd"]))
         seen.append(int(fields["tot-mem"]) >= 56)
         seen.append(multi.call("EXEC"))
         seen.append(_client(admin, multi_id)["multi-mem"])
@@ -127,7 +127,7 @@ def test_running_queued_and_blocked_commands_are_counted(ports):
     assert ours == theirs == [
         ("26", "10", "0"),
         b"+OK\r\n+QUEUED\r\n+QUEUED\r\n",
-        ("2", "56", "0"),  # SET a b: 5 + 3 * 8; INCR counter: 11 + 2 * 8
+        ("2", "56", "0", "incr"),  # SET a b: 5 + 3 * 8; INCR counter: 11 + 2 * 8
         True,
         b"*2\r\n+OK\r\n:1\r\n",
         "0",
@@ -233,19 +233,21 @@ def test_kvrepl_replica_omem_is_what_info_and_memory_stats_count(both):
                 return client.memory_stats()["clients.slaves"] > 0
 
             poll(held, "the stream held for the stopped replica")
-            pipe = client.pipeline(transaction=True)
-            pipe.client_list(_type="replica")
-            pipe.info("memory")
-            pipe.memory_stats()
-            listed, info, stats = pipe.execute()
-            omem = int(listed[0]["omem"])
+            def figures() -> tuple[int, int, int]:
+                pipe = client.pipeline(transaction=True)  # one instant for the three
+                pipe.client_list(_type="replica")
+                pipe.info("memory")
+                pipe.memory_stats()
+                listed, info, stats = pipe.execute()
+                return (int(listed[0]["omem"]), info["mem_clients_slaves"],
+                        stats["clients.slaves"])
+
+            omem, info, stats = figures()
             assert omem > 0
-            assert omem == info["mem_clients_slaves"] == stats["clients.slaves"]
+            assert omem == info == stats
             os.kill(replica.process.pid, signal.SIGCONT)
             stopped = False
-            poll(lambda: int(client.client_list(_type="replica")[0]["omem"]) == 0,
-                 "the replica to read everything")
-            assert client.info("memory")["mem_clients_slaves"] == 0
+            poll(lambda: figures() == (0, 0, 0), "the replica to read everything")
     finally:
         if stopped:
             os.kill(replica.process.pid, signal.SIGCONT)

@@ -937,6 +937,7 @@ class Engine:
                 return self._reject(
                     cmd, session, ReplyError("ERR Command not allowed inside a transaction"))
             session.multi.append((cmd, argv))
+            session.last_command = cmd.name  # processCommand sets lastcmd before queueing
             return QUEUED
         if not self.tracking_on:
             reply = self.call(session, cmd, argv)
