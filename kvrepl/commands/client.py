@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time
 
-from kvrepl.commands import obuf
+from kvrepl.commands import cmem, obuf
 from kvrepl.commands.args import parse_int, string2ll
 from kvrepl.commands.connection import set_client_name
 from kvrepl.commands.core import PAUSE_ALL, PAUSE_WRITE, Session, command
@@ -139,24 +139,23 @@ def _last_command(s: Session, current: Session | None, running: str) -> str:
     return last if last == "NULL" else last.lower()
 
 
-def client_info_line(s: Session, current: Session | None = None, running: str = "") -> str:
-    """One CLIENT LIST line, fields in Redis 7.0's order; what kvrepl cannot know is 0."""
+def client_info_line(s: Session, current: Session | None = None, running: str = "",
+                     argv: list[bytes] | None = None) -> str:
+    """One CLIENT LIST line, fields in Redis 7.0's order (``argv``: the command ``current``
+    is running); the memory fields as kvrepl.commands.cmem measures them."""
     now = int(time.time())
     connection = _connection(s)
     idle_since = max(s.created, s.last_interaction)
     name = (s.name or b"").decode("utf-8", "replace")
     multi = len(s.multi) if s.multi is not None else -1
-    # The reply bytes held for it, as Redis shows its buffers (kvrepl.commands.obuf): the
-    # first 16 KB as the static buffer (obl), the rest as one block of the reply list
-    # (oll, omem); tot-mem is all of them (kvrepl does not size a client's other parts).
-    pending = obuf.pending_bytes(s)
-    omem = obuf.output_memory(pending)
+    mem = cmem.measure(s, argv if s is current else None)
     return (
         f"id={s.id} addr={s.addr} laddr={s.laddr} fd={_fd(connection)} name={name} "
         f"age={now - int(s.created)} idle={max(0, now - int(idle_since))} flags={_flags(s)} "
         f"db={s.db.id} sub={len(s.channels)} psub={len(s.patterns)} ssub={len(s.shard_channels)} multi={multi} "
-        f"qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 "
-        f"obl={pending - omem} oll={1 if omem else 0} omem={omem} tot-mem={pending} "
+        f"qbuf={mem.qbuf} qbuf-free=0 argv-mem={mem.argv_mem} multi-mem={mem.multi_mem} "
+        f"rbs={obuf.STATIC_BUFFER} rbp={mem.rbp} "
+        f"obl={mem.obl} oll={mem.oll} omem={mem.omem} tot-mem={mem.total} "
         f"events={'r' if connection is not None else ''} "
         f"cmd={_last_command(s, current, running)} user={s.user.name.decode('utf-8', 'replace')} "
         f"redir={-1 if s.tracking is None else s.tracking.redirect} "
@@ -186,7 +185,7 @@ def client_getname(s: Session, argv: list[bytes]) -> object:
 @command("client|info")
 def client_info(s: Session, argv: list[bytes]) -> object:
     """CLIENT INFO: this connection's CLIENT LIST line."""
-    return Verbatim((client_info_line(s, s, "client|info") + "\n").encode())
+    return Verbatim((client_info_line(s, s, "client|info", argv) + "\n").encode())
 
 
 @command("client|list")
@@ -204,7 +203,7 @@ def client_list(s: Session, argv: list[bytes]) -> object:
         sessions = [c for c in found if c is not None]
     elif len(argv) != 2:
         raise ReplyError(SYNTAX)
-    lines = "".join(client_info_line(c, s, "client|list") + "\n" for c in sessions)
+    lines = "".join(client_info_line(c, s, "client|list", argv) + "\n" for c in sessions)
     return Verbatim(lines.encode())
 
 

@@ -402,6 +402,7 @@ class Session:
         self.pending_size = 0
         self.held_output: Callable[[], int] | None = None
         self.soft_limit_since: float | None = None
+        self.reply_peak = 0  # CLIENT LIST rbp: the largest obl the once-a-second check saw
         self.tracking: ClientTracking | None = None  # CLIENT TRACKING ON
 
     @property
@@ -524,6 +525,7 @@ class Engine:
         # a node state whose checks execute() must run (see _refresh_general_lane).
         self.general_lane_closed = False
         self.output_peaks = obuf.new_peaks()  # INFO's client_recent_max_output_buffer
+        self.input_peaks = obuf.new_peaks()  # and client_recent_max_input_buffer
         self.watches = WatchRegistry(self.keyspace, self.tracking)
         # The notify-keyspace-events classes whose events are published (none without K
         # or E): see kvrepl.notify.
@@ -935,6 +937,7 @@ class Engine:
                 return self._reject(
                     cmd, session, ReplyError("ERR Command not allowed inside a transaction"))
             session.multi.append((cmd, argv))
+            session.last_command = cmd.name  # processCommand sets lastcmd before queueing
             return QUEUED
         if not self.tracking_on:
             reply = self.call(session, cmd, argv)

@@ -155,7 +155,7 @@ def _clients(engine: Engine) -> list[str]:
         f"connected_clients:{len(engine.sessions) - replicas}",
         "cluster_connections:0",
         f"maxclients:{engine.config.maxclients}",
-        "client_recent_max_input_buffer:0",
+        f"client_recent_max_input_buffer:{obuf.recent_max_input(engine)}",
         f"client_recent_max_output_buffer:{obuf.recent_max(engine)}",
         f"blocked_clients:{_blocked_clients(engine)}",
         f"tracking_clients:{engine.tracking.clients}",

@@ -108,7 +108,8 @@ def memory_stats(s: Session, argv: list[bytes]) -> object:
         b"total.allocated": mh.used,
         b"startup.allocated": mh.startup,
         b"replication.backlog": mh.backlog,
-        b"clients.slaves": 0,
+        b"clients.slaves": (s.engine.replication.replica_buffers()
+                            if s.engine.replication is not None else 0),
         b"clients.normal": obuf.clients_memory(s.engine),
         b"cluster.links": 0,
         b"aof.buffer": 0,

@@ -22,9 +22,11 @@ from kvrepl.log import logger
 
 if TYPE_CHECKING:
     from kvrepl.commands.core import Engine, Session
+    from kvrepl.protocol.parser import RequestParser
 
 STATIC_BUFFER = 16 * 1024  # PROTO_REPLY_CHUNK_BYTES: a client's static reply buffer
 _PEAK_SLOTS = 8  # CLIENTS_PEAK_MEM_USAGE_SLOTS: "recent" is the last 8 seconds
+_REPLY_PEAK_RESET = 5  # clientsCronResizeOutputBuffer: buf_peak starts afresh every 5 s
 
 
 def limit_class(session: Session) -> str | None:
@@ -101,18 +103,44 @@ def check_all(engine: Engine) -> int:
     limit of a client that receives nothing more is met here). Returns how many it
     closed."""
     peaks = engine.output_peaks
-    slot = int(time.time()) % _PEAK_SLOTS
+    inputs = engine.input_peaks
+    second = int(time.time())
+    slot = second % _PEAK_SLOTS
     peaks[(slot + 1) % _PEAK_SLOTS] = 0  # the next second starts afresh
+    inputs[(slot + 1) % _PEAK_SLOTS] = 0
+    reset = second % _REPLY_PEAK_RESET == 0
     closed = 0
     for session in list(engine.sessions.values()):
         pending = pending_bytes(session)
-        peaks[slot] = max(peaks[slot], output_memory(pending))
+        omem = output_memory(pending)
+        peaks[slot] = max(peaks[slot], omem)
+        inputs[slot] = max(inputs[slot], query_bytes(session))
+        obl = pending - omem
+        session.reply_peak = obl if reset else max(session.reply_peak, obl)
         # closeClientOnOutputBufferLimitReached: nothing beyond the static buffer, no check
         if output_memory(pending) and session.on_kill is not None \
                 and over_limits(session, pending):
             close(session, scheduled=False)
             closed += 1
     return closed
+
+
+def parser_of(session: Session) -> RequestParser | None:
+    """The request parser of ``session``'s connection (None for an embedded session)."""
+    connections = getattr(session.engine.server, "connections", None)
+    return getattr(connections.get(session.id) if connections else None, "parser", None)
+
+
+def query_bytes(session: Session) -> int:
+    """The request bytes received from ``session`` and not yet run (CLIENT LIST qbuf)."""
+    parser = parser_of(session)
+    return parser.buffered if parser is not None else 0
+
+
+def recent_max_input(engine: Engine) -> int:
+    """INFO's ``client_recent_max_input_buffer``: the largest query buffer seen by the
+    once-a-second check over the last 8 seconds."""
+    return max(engine.input_peaks)
 
 
 def recent_max(engine: Engine) -> int:
@@ -123,7 +151,7 @@ def recent_max(engine: Engine) -> int:
 
 def clients_memory(engine: Engine) -> int:
     """MEMORY STATS ``clients.normal`` (INFO's ``mem_clients_normal``): the reply bytes
-    held for normal and pub/sub clients (kvrepl knows no other per-client memory)."""
+    held for normal and pub/sub clients."""
     return sum(pending_bytes(s) for s in engine.sessions.values()
                if not (s.is_master or (s.is_replica and not s.monitor)))
 

@@ -158,6 +158,11 @@ class RequestParser:
         ahead = sum(self._ready_sizes[self._ready_pos:])
         return ahead + len(self._buf) - self._pos + self._chunks_len
 
+    def partial_request(self) -> list[bytes] | None:
+        """The arguments of a request parsed in part (Redis's argv while the rest of a
+        multibulk request is on its way), or None."""
+        return self._args
+
     def ready_requests(self) -> tuple[list[list[bytes]], int, bytes | None]:
         """The requests already split and not yet returned: ``(requests, position, raw)``,
         the unreturned ones being ``requests[position:]``; ``raw`` is their bytes when

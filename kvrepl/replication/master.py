@@ -101,6 +101,7 @@ class ReplicaLink:
     # Bytes at the head of ``buffer`` that are no replication output: the +CONTINUE line,
     # which Redis writes outside the replica's output buffer (INFO does not count it).
     uncounted: int = 0
+    io: object | None = None  # its connection's stream: what a send holds is counted too
 
     @property
     def ip(self) -> str:
@@ -184,9 +185,18 @@ class MasterReplication:
         return self.config.repl_backlog_size
 
     def replica_buffers(self) -> int:
-        """Stream bytes held for replicas (their output buffers and the outbox not yet
-        copied to them): INFO's mem_clients_slaves, what client-output-buffer-limit bounds."""
-        return len(self._outbox) + sum(len(link.buffer) for link in self.replicas)
+        """Stream bytes held for replicas: INFO's mem_clients_slaves and MEMORY STATS'
+        clients.slaves, the sum of their CLIENT LIST omem (Redis sums each replica's
+        share of its replication buffer alike)."""
+        return sum(self.held_for(link) for link in self.replicas)
+
+    def held_for(self, link: ReplicaLink) -> int:
+        """The stream bytes held for ``link`` that the kernel has not taken: its output
+        buffer, the outbox not yet copied to it, and what its send still holds."""
+        held = len(link.buffer) + getattr(link.io, "unsent", 0)
+        if not link.before_snapshot and link in self.replicas:
+            held += len(self._outbox)
+        return held
 
     # -- the stream ------------------------------------------------------------------------
     @property
@@ -371,7 +381,7 @@ class MasterReplication:
                            announced_ip=getattr(session, "replica_announced_ip", ""),
                            capabilities=frozenset(getattr(session, "replica_capa", ())))
         session.replica_link = link
-        io = connection.io
+        io = link.io = connection.io
         command = argv[0].lower()
         link.old_sync = command == b"sync"
         if command == b"psync":
