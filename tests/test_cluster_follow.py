@@ -50,6 +50,12 @@ def follower(nodes: RedisClusterNodes, **options: object) -> kvrepl.Replica:
                           **options)
 
 
+def _key_named(prefix: str, owner: dict[int, str], node_id: str, in_its_slots: bool) -> str:
+    """The first key ``prefix{i}`` whose slot ``node_id`` owns (``in_its_slots``) or not."""
+    return next(f"{prefix}{{{i}}}" for i in range(10_000)
+                if (owner[key_slot(f"{i}".encode())] == node_id) == in_its_slots)
+
+
 async def synced(replica: kvrepl.Replica) -> None:
     with trio.fail_after(SYNC_DEADLINE):
         await replica.wait_synced()
@@ -214,8 +220,7 @@ async def test_a_shards_full_sync_forgets_the_ttls_our_clients_set_on_its_keys(
         victim_id = victim.client().execute_command("CLUSTER", "MYID").decode()
 
         def named(prefix: str, victims: bool) -> str:
-            return next(f"{prefix}{{{i}}}" for i in range(10_000)
-                        if (owner[key_slot(f"{i}".encode())] == victim_id) == victims)
+            return _key_named(prefix, owner, victim_id, victims)
 
         gone, replaced, kept = named("gone", True), named("replaced", True), named("kept", False)
         client.set(replaced, "the shard's")  # in the victim's snapshot too
@@ -280,8 +285,7 @@ async def test_a_shards_first_sync_replaces_what_our_clients_wrote_in_its_slots(
     victim_id = victim.client().execute_command("CLUSTER", "MYID").decode()
 
     def named(prefix: str, victims: bool) -> str:
-        return next(f"{prefix}{{{i}}}" for i in range(10_000)
-                    if (owner[key_slot(f"{i}".encode())] == victim_id) == victims)
+        return _key_named(prefix, owner, victim_id, victims)
 
     gone, replaced, kept = named("early-gone", True), named("early-replaced", True), \
         named("early-kept", False)
