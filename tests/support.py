@@ -42,6 +42,10 @@ def corpus_files() -> list[Path]:
     return files
 
 
+# An argument of RedisServer that stands for a free port, picked at each start.
+FREE_PORT = "<a free port>"
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -96,7 +100,10 @@ class RedisServer:
     """A real redis-server on a free loopback port, stopped at teardown."""
 
     def __init__(self, *extra: str, stdout: Path | None = None) -> None:
-        """``stdout``: a file for what the server prints (its log, DEBUG LISTPACK's dump)."""
+        """``stdout``: a file for what the server prints (its log, DEBUG LISTPACK's dump).
+        An argument equal to :data:`FREE_PORT` is a free port picked at each start: a port
+        found free can be taken by another socket before the server binds it, and then the
+        server is started again on new ports (``self.args`` holds those it got)."""
         binary = shutil.which("redis-server")
         if binary is None:
             message = "redis-server is not installed (apt-get install redis-server)"
@@ -104,15 +111,25 @@ class RedisServer:
                 pytest.fail(message)
             pytest.skip(message)
         self.dir = tempfile.mkdtemp(prefix="kvrepl-redis-")
-        self.port = free_port()
-        out = subprocess.DEVNULL if stdout is None else stdout.open("wb")
-        self.process = subprocess.Popen(
-            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", self.dir, "--daemonize", "no", *extra],
-            stdout=out, stderr=subprocess.DEVNULL,
-        )
-        if stdout is not None:
-            out.close()  # the child has its own copy
+        log = Path(self.dir) / "stdout.log" if stdout is None else stdout
+        for attempt in range(3):
+            self.port = free_port()
+            self.args = [str(free_port()) if arg == FREE_PORT else arg for arg in extra]
+            with log.open("wb") as out:  # the child has its own copy
+                self.process = subprocess.Popen(
+                    [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+                     "--appendonly", "no", "--dir", self.dir, "--daemonize", "no",
+                     *self.args],
+                    stdout=out, stderr=subprocess.DEVNULL,
+                )
+            if self._started():
+                return
+            if attempt == 2 or b"Address already in use" not in log.read_bytes():
+                self.stop()
+                raise RuntimeError("redis-server did not start")
+
+    def _started(self) -> bool:
+        """Wait until the server answers (True), exits or 10 s pass (False)."""
         deadline = time.monotonic() + 10
         while True:
             try:
@@ -121,13 +138,14 @@ class RedisServer:
                 # closure cell), so its connection stayed open until a later gc pass and its
                 # hang-up counted in the test's INFO stats.
                 with redis.Redis(port=self.port, socket_timeout=1) as probe:
-                    probe.ping()
-                break
-            except redis.ConnectionError:
-                if time.monotonic() > deadline or self.process.poll() is not None:
-                    self.stop()
-                    raise RuntimeError("redis-server did not start") from None
-                time.sleep(0.02)
+                    # Ours, not whatever took the port first.
+                    if probe.info("server")["process_id"] == self.process.pid:
+                        return True
+            except (redis.ConnectionError, redis.TimeoutError):
+                pass
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                return False
+            time.sleep(0.02)
 
     def client(self, **kwargs: object) -> redis.Redis:
         return redis.Redis(host="127.0.0.1", port=self.port, **kwargs)
@@ -189,16 +207,15 @@ class RedisClusterNodes:
         tls_args: list[str] = []
         if self.tls is not None:
             ca, cert, key = self.tls
-            tls_port = free_port()
-            tls_args = ["--tls-port", str(tls_port), "--tls-cluster", "yes",
+            tls_args = ["--tls-port", FREE_PORT, "--tls-cluster", "yes",
                         "--tls-replication", "yes", "--tls-ca-cert-file", ca,
                         "--tls-cert-file", cert, "--tls-key-file", key]
         node = RedisServer("--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
                            "--enable-debug-command", "yes", "--repl-diskless-sync-delay", "0",
-                           "--cluster-node-timeout", "1000", "--cluster-port", str(free_port()),
+                           "--cluster-node-timeout", "1000", "--cluster-port", FREE_PORT,
                            "--dir", folder, *tls_args)
         if tls_args:
-            self.tls_ports[node.port] = tls_port
+            self.tls_ports[node.port] = int(node.args[node.args.index("--tls-port") + 1])
         if self.password is not None:
             # Set once it runs (RedisServer's start-up PING has no password); its clients
             # and its replication links authenticate from then on.
