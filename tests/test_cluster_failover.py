@@ -163,10 +163,10 @@ async def test_a_retarget_cancels_the_role_probe_stuck_on_the_old_primary(
     node stopped: connected, never answered): the attempt is cancelled, as Redis's
     replicationSetMaster cancels the handshake in progress, and the link goes on at once
     on the new primary, partially (our history kept), the log naming each node by its
-    own port. The probe's timeout is made longer than the test: without the cancel, the
-    link would stay in it."""
+    own port. The ROLE probe's timeout is made longer than the test (the layout reads
+    keep theirs): without the cancel, the link would stay in it."""
     caplog.set_level(logging.INFO, logger="kvrepl")
-    monkeypatch.setattr(cluster_module, "QUERY_TIMEOUT", 4 * SYNC_DEADLINE)
+    monkeypatch.setattr(cluster_module, "ROLE_TIMEOUT", 4 * SYNC_DEADLINE)
     client = nodes.client()
     write_mixed(client, "stuck", 200)
     client.close()
@@ -174,8 +174,8 @@ async def test_a_retarget_cancels_the_role_probe_stuck_on_the_old_primary(
             as replica:
         with trio.fail_after(SYNC_DEADLINE):
             await replica.wait_synced()
-        # Not the first link's node: the layout is read from that one first, and it must
-        # answer while the old primary is stopped.
+        # Not the first link's node: the layout is read from that one first (a stopped
+        # node first would cost each layout read QUERY_TIMEOUT before the next node).
         first = replica.cluster_follower.links[0].shard.primary
         old = next(p for p in nodes.primaries() if nodes.replicas_of(p) and node_id(p) != first)
         standby = nodes.replicas_of(old)[0]

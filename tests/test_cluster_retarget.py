@@ -83,7 +83,7 @@ async def test_a_role_probe_stuck_on_a_stopped_old_primary_is_cancelled(
     """The first step of an attempt, ROLE, asked of a node that answers nothing: its
     timeout made longer than the test, the link leaves it only by being cancelled."""
     old, new = servers
-    monkeypatch.setattr(cluster_module, "QUERY_TIMEOUT", 4 * DEADLINE)
+    monkeypatch.setattr(cluster_module, "ROLE_TIMEOUT", 4 * DEADLINE)
     new.client().mset({f"k{i}": f"v{i}" for i in range(100)})
     old.process.send_signal(signal.SIGSTOP)
     async with following(old) as (node, link):
@@ -101,7 +101,7 @@ async def test_a_handshake_stuck_on_a_stopped_old_primary_is_cancelled(
     """The old primary stops answering mid-handshake (connected, PING unanswered); its
     replica, promoted, continues our history: +CONTINUE, no second full sync."""
     old, new = servers
-    monkeypatch.setattr(cluster_module, "QUERY_TIMEOUT", 1.0)  # the stopped node's ROLE probe
+    monkeypatch.setattr(cluster_module, "ROLE_TIMEOUT", 1.0)  # the stopped node's ROLE probe
     old.client().mset({f"k{i}": f"v{i}" for i in range(100)})
     async with following(old) as (node, link):
         with trio.fail_after(DEADLINE):

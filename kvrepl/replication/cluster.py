@@ -60,6 +60,7 @@ from kvrepl.store.database import Database
 OpenStream = Callable[[str, int], Awaitable[trio.abc.Stream]]
 
 QUERY_TIMEOUT = 5.0  # seconds a discovery query to one node may take
+ROLE_TIMEOUT = 5.0  # seconds a link's ROLE probe of the node it is about to follow may take
 DELETE_CHUNK = 1000  # keys per DEL when a shard's FLUSHALL drops its keys
 
 
@@ -669,11 +670,13 @@ class ClusterFollower:
         raise TopologyError("no node of the cluster told its layout (" + "; ".join(errors)
                             + ")")
 
-    async def query(self, host: str, port: int, argv: list[bytes]) -> object:
+    async def query(self, host: str, port: int, argv: list[bytes],
+                    timeout: float | None = None) -> object:
         """One command's reply from the node at ``host:port`` (authenticated as the links
-        are); an error reply is returned, not raised."""
+        are) within ``timeout`` seconds (``QUERY_TIMEOUT``); an error reply is returned,
+        not raised."""
         config = self.engine.config
-        with trio.fail_after(QUERY_TIMEOUT):
+        with trio.fail_after(QUERY_TIMEOUT if timeout is None else timeout):
             stream = await self.open_stream(host, port)
             async with stream:
                 request = b""
@@ -701,7 +704,7 @@ class ClusterFollower:
     async def role_of(self, host: str, port: int) -> bytes | None:
         """ROLE's first word for the node at ``host:port``; None when it does not answer."""
         try:
-            reply = await self.query(host, port, [b"ROLE"])
+            reply = await self.query(host, port, [b"ROLE"], ROLE_TIMEOUT)
         except (OSError, trio.BrokenResourceError, trio.TooSlowError, TopologyError,
                 hiredis.ProtocolError):
             return None
