@@ -62,6 +62,7 @@ from kvrepl.notify import KEY_MISS, NEW, STRING
 from kvrepl.protocol.replies import encode
 from kvrepl.store.encoding import string_encoding
 from kvrepl.store.hyperloglog import (
+    CARDINALITY,
     DENSE_MAGIC,
     DENSE_SIZE,
     SPARSE_MAGIC,
@@ -117,6 +118,7 @@ LANE_CLASSES = STRING | NEW | KEY_MISS
 _ZERO = b":0\r\n"
 _ONE = b":1\r\n"
 _BITS = {0: _ZERO, 1: _ONE}  # the replies of 0 and 1, without encode()
+_read_cardinality = CARDINALITY.unpack_from  # a cached count, read without a slice
 _AHEAD = 32  # see _one_key_pfadds
 _REPLIES = (_ZERO, _ONE).__getitem__  # PFADD's reply from add_each's byte
 _ELEMENT = itemgetter(2)  # a one-element PFADD's element
@@ -525,7 +527,7 @@ class PlainLane:
                         or (acl and not may_pfcount(key))):
                     break
                 if not value[15] & 0x80:
-                    card = int.from_bytes(value[8:16], "little")
+                    card = _read_cardinality(value, 8)[0]
                 elif dense_in_place(value):
                     # A stale count of a dense HLL changed in place: computed and written
                     # back where it is, as the general path does (dirty, so propagated).

@@ -306,9 +306,15 @@ def patterns(elements: Sequence[bytes]) -> Patterns:
 
 # -- the header --------------------------------------------------------------------------------
 def is_hll(value: bytes) -> bool:
-    """isHLLObjectOrReply's checks of a string: magic, known encoding, a dense one's size."""
-    return (len(value) >= HDR_SIZE and value[:4] == b"HYLL" and value[4] <= MAX_ENCODING
+    """isHLLObjectOrReply's checks of a string: magic, known encoding, a dense one's size.
+    (``startswith``: no slice, which for a ``bytearray`` is a new one.)"""
+    return (len(value) >= HDR_SIZE and value.startswith(b"HYLL") and value[4] <= MAX_ENCODING
             and (value[4] != DENSE or len(value) == DENSE_SIZE))
+
+
+# The cached cardinality (header bytes 8-15, little endian): ``CARDINALITY.unpack_from(value,
+# 8)[0]`` reads it without a slice (a new object, for a ``bytearray`` a slower one).
+CARDINALITY = struct.Struct("<Q")
 
 
 def is_sparse(value: bytes) -> bool:
@@ -319,7 +325,7 @@ def cached_cardinality(value: bytes) -> int | None:
     """The cached cardinality, or None when it is marked stale."""
     if value[15] & _STALE:
         return None
-    return int.from_bytes(value[8:16], "little")
+    return CARDINALITY.unpack_from(value, 8)[0]  # type: ignore[no-any-return]
 
 
 def with_cardinality(value: bytes, card: int) -> bytes:
