@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import resource
 import shutil
 import signal
@@ -467,6 +468,25 @@ class RawClient:
 
     def close(self) -> None:
         self.sock.close()
+
+
+def line_fields(line: bytes | str) -> dict[str, str]:
+    """The ``name=value`` fields of one CLIENT LIST / CLIENT INFO line."""
+    text = line.decode() if isinstance(line, bytes) else line
+    return dict(re.findall(r"(?:^| )([\w-]+)=(\S*)", text.strip()))
+
+
+def client_fields(client: RawClient, *filters: object) -> dict[str, str]:
+    """The fields of the client ``CLIENT LIST <filters>`` lists first (``"ID", 7``;
+    ``"TYPE", "replica"``); empty when it lists none."""
+    body = client.call("CLIENT", "LIST", *filters).split(b"\r\n", 1)[1]
+    return line_fields(body) if body.strip() else {}
+
+
+def info_field(client: RawClient, section: str, name: str) -> int:
+    """One integer field of ``INFO section``."""
+    text = client.call("INFO", section).decode()
+    return int(text.split(f"\r\n{name}:")[1].split("\r\n")[0])
 
 
 def stuck_size() -> int:

@@ -6,14 +6,21 @@ of them (Redis's tests/unit/introspection.tcl, querybuf.tcl, replication-buffer.
 from __future__ import annotations
 
 import os
-import re
 import signal
 import socket
 from collections.abc import Callable, Iterator
 
 import pytest
 import redis
-from support import RawClient, RedisServer, ThreadedServer, poll
+from support import (
+    RawClient,
+    RedisServer,
+    ThreadedServer,
+    client_fields,
+    info_field,
+    line_fields,
+    poll,
+)
 
 from kvrepl.config import Config
 
@@ -38,23 +45,6 @@ def ports(both: tuple[ThreadedServer, RedisServer]) -> Iterator[list[int]]:
             client.flushall()
 
 
-def _fields(line: bytes | str) -> dict[str, str]:
-    text = line.decode() if isinstance(line, bytes) else line
-    return dict(re.findall(r"(?:^| )([\w-]+)=(\S*)", text.strip()))
-
-
-def _client(admin: RawClient, client_id: int) -> dict[str, str]:
-    """One client's CLIENT LIST fields (empty once it is gone)."""
-    reply = admin.call("CLIENT", "LIST", "ID", client_id)
-    body = reply.split(b"\r\n", 1)[1]
-    return _fields(body) if body.strip() else {}
-
-
-def _info(admin: RawClient, section: str, name: str) -> int:
-    text = admin.call("INFO", section).decode()
-    return int(text.split(f"\r\n{name}:")[1].split("\r\n")[0])
-
-
 def _half_sent(port: int) -> list[object]:
     """A client sends half of a 1 MB SET and stops: its query buffer holds what came, its
     argv the arguments parsed so far; once the rest comes the command runs and both are
@@ -66,18 +56,19 @@ def _half_sent(port: int) -> list[object]:
         writer.sendall(b"*2\r\n$6\r\nCLIENT\r\n$2\r\nID\r\n")
         writer_id = int(writer.recv(100)[1:-2])
         writer.sendall(b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1000000\r\n" + b"x" * HALF)
-        poll(lambda: int(_client(admin, writer_id)["qbuf"]) >= HALF, "the half request read")
-        fields = _client(admin, writer_id)
+        poll(lambda: int(client_fields(admin, "ID", writer_id)["qbuf"]) >= HALF,
+             "the half request read")
+        fields = client_fields(admin, "ID", writer_id)
         # Redis holds the argument's bytes; kvrepl its "$1000000\r\n" header too.
         seen.append(HALF <= int(fields["qbuf"]) <= HALF + 16)
         seen.append(fields["argv-mem"])  # "SET" and "k"
         seen.append(int(fields["tot-mem"]) >= int(fields["qbuf"]))
         seen.append(fields["cmd"])
-        poll(lambda: _info(admin, "clients", "client_recent_max_input_buffer") >= HALF,
+        poll(lambda: info_field(admin, "clients", "client_recent_max_input_buffer") >= HALF,
              "INFO to have sampled the query buffer")
         writer.sendall(b"x" * (1_000_000 - HALF) + b"\r\n")
         seen.append(writer.recv(100))
-        fields = _client(admin, writer_id)
+        fields = client_fields(admin, "ID", writer_id)
         seen.append((fields["qbuf"], fields["argv-mem"], fields["cmd"]))
         seen.append(admin.call("STRLEN", "k"))
     finally:
@@ -99,23 +90,23 @@ def _held(port: int) -> list[object]:
     admin, multi, blocked = RawClient(port), RawClient(port), RawClient(port)
     seen: list[object] = []
     try:
-        own = _fields(admin.call("CLIENT", "INFO").split(b"\r\n", 1)[1])
+        own = line_fields(admin.call("CLIENT", "INFO").split(b"\r\n", 1)[1])
         seen.append((own["qbuf"], own["argv-mem"], own["multi-mem"]))
         multi_id = int(multi.call("CLIENT", "ID")[1:-2])
         seen.append(multi.call("MULTI") + multi.call("SET", "a", "b")
                     + multi.call("INCR", "counter"))
-        fields = _client(admin, multi_id)
+        fields = client_fields(admin, "ID", multi_id)
         seen.append((fields["multi"], fields["multi-mem"], fields["argv-mem"], fields["cmd"]))
         seen.append(int(fields["tot-mem"]) >= 56)
         seen.append(multi.call("EXEC"))
-        seen.append(_client(admin, multi_id)["multi-mem"])
+        seen.append(client_fields(admin, "ID", multi_id)["multi-mem"])
         blocked_id = int(blocked.call("CLIENT", "ID")[1:-2])
         blocked.send("BLPOP", "queue", "0")
-        poll(lambda: "b" in _client(admin, blocked_id)["flags"], "the client blocked")
-        seen.append(_client(admin, blocked_id)["argv-mem"])  # BLPOP queue 0
+        poll(lambda: "b" in client_fields(admin, "ID", blocked_id)["flags"], "the client blocked")
+        seen.append(client_fields(admin, "ID", blocked_id)["argv-mem"])  # BLPOP queue 0
         admin.call("RPUSH", "queue", "x")
         seen.append(blocked.read())
-        seen.append(_client(admin, blocked_id)["argv-mem"])
+        seen.append(client_fields(admin, "ID", blocked_id)["argv-mem"])
     finally:
         for client in (admin, multi, blocked):
             client.close()
@@ -145,8 +136,8 @@ def test_kvrepl_tot_mem_is_the_sum_of_its_parts(both):
         multi_id = int(multi.call("CLIENT", "ID")[1:-2])
         multi.call("MULTI")
         multi.call("SET", "a", "b")
-        assert _client(admin, multi_id)["tot-mem"] == "29"
-        own = _fields(admin.call("CLIENT", "INFO").split(b"\r\n", 1)[1])
+        assert client_fields(admin, "ID", multi_id)["tot-mem"] == "29"
+        own = line_fields(admin.call("CLIENT", "INFO").split(b"\r\n", 1)[1])
         assert (own["rbs"], own["tot-mem"]) == ("16384", str(26 + 10 + 2 * 8))
     finally:
         multi.call("DISCARD")
@@ -167,8 +158,7 @@ def _stalled_replica(master_port: int) -> list[object]:
             poll(lambda: r.info("replication")["master_link_status"] == "up", "the link up")
 
         def replica_line() -> dict[str, str]:
-            body = admin.call("CLIENT", "LIST", "TYPE", "replica").split(b"\r\n", 1)[1]
-            return _fields(body) if body.strip() else {}
+            return client_fields(admin, "TYPE", "replica")
 
         seen.append((replica_line()["flags"], replica_line()["obl"]))
         os.kill(replica.process.pid, signal.SIGSTOP)
@@ -189,7 +179,7 @@ def _stalled_replica(master_port: int) -> list[object]:
         seen.append((line["obl"], line["oll"] != "0", int(line["tot-mem"]) >= int(line["omem"])))
         # Redis 7.0 counts in mem_clients_slaves what its shared replication buffer holds
         # beyond repl-backlog-size (kvrepl: all of it, its backlog is apart)
-        poll(write_until(lambda: _info(admin, "memory", "mem_clients_slaves") > 0),
+        poll(write_until(lambda: info_field(admin, "memory", "mem_clients_slaves") > 0),
              "INFO to count it")
         with redis.Redis(port=master_port) as client:
             seen.append(client.memory_stats()["clients.slaves"] > 0)

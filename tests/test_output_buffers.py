@@ -5,7 +5,6 @@ normal class (Redis's tests/unit/obuf-limits.tcl, introspection.tcl)."""
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,6 +15,8 @@ from support import (
     RedisServer,
     SmallWindowClient,
     ThreadedServer,
+    client_fields,
+    info_field,
     pack,
     poll,
     stuck_size,
@@ -52,14 +53,8 @@ def servers(both: tuple[ThreadedServer, RedisServer, Path]) -> Iterator[list[int
 
 def _field(admin: RawClient, client_id: int, name: str) -> int | None:
     """A field of one client's CLIENT LIST line; None once the client is gone."""
-    line = admin.call("CLIENT", "LIST", "ID", client_id).decode()
-    found = re.search(rf"(?<![\w-]){name}=(\d+)", line)
-    return int(found.group(1)) if found else None
-
-
-def _info(admin: RawClient, section: str, name: str) -> int:
-    text = admin.call("INFO", section).decode()
-    return int(text.split(f"\r\n{name}:")[1].split("\r\n")[0])
+    value = client_fields(admin, "ID", client_id).get(name)
+    return None if value is None else int(value)
 
 
 def _clients_normal(port: int) -> int:
@@ -104,10 +99,10 @@ def _stuck_then_read(port: int) -> list[object]:
         seen.append(_field(admin, victim_id, "tot-mem") >= omem)  # type: ignore[operator]
         seen.append(other.call("SET", "during", "1") + other.call("GET", "during"))
         # What the once-a-second sampling of every client saw, and the clients' memory.
-        poll(lambda: _info(admin, "clients", "client_recent_max_output_buffer") > MB,
+        poll(lambda: info_field(admin, "clients", "client_recent_max_output_buffer") > MB,
              "INFO to have sampled the stuck client")
         poll(lambda: _clients_normal(port) > MB, "MEMORY STATS to count the stuck client")
-        seen.append(_info(admin, "memory", "mem_clients_normal") > MB)
+        seen.append(info_field(admin, "memory", "mem_clients_normal") > MB)
         header = b"$%d\r\n" % size
         reply = _read_exactly(victim, len(header) + size + 2)
         seen.append(reply == header + b"v" * size + b"\r\n")
