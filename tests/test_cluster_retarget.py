@@ -16,9 +16,10 @@ from contextlib import asynccontextmanager
 
 import pytest
 import trio
-from support import RedisServer, poll
+from support import RedisServer, free_port, poll
 
 import kvrepl.replication.cluster as cluster_module
+import kvrepl.replication.replica as replica_module
 from kvrepl.node import Node
 from kvrepl.replication.cluster import Cluster, ClusterFollower, ShardLink
 from kvrepl.replication.topology import SLOTS, Shard
@@ -40,18 +41,18 @@ def servers() -> Iterator[tuple[RedisServer, RedisServer]]:
         old.stop()
 
 
-def shard(server: RedisServer, name: str) -> Shard:
-    return Shard(primary=name, host="127.0.0.1", port=server.port, slots=((0, SLOTS - 1),),
+def shard(port: int, name: str) -> Shard:
+    return Shard(primary=name, host="127.0.0.1", port=port, slots=((0, SLOTS - 1),),
                  members=frozenset({name}), addresses=())
 
 
 @asynccontextmanager
-async def following(primary: RedisServer) -> AsyncIterator[tuple[Node, ShardLink]]:
-    """One shard link, running, following ``primary`` (all slots)."""
+async def following(port: int) -> AsyncIterator[tuple[Node, ShardLink]]:
+    """One shard link, running, following the primary on ``port`` (all slots)."""
     node = Node()
-    follower = ClusterFollower(node.engine, Cluster([("127.0.0.1", primary.port)]),
+    follower = ClusterFollower(node.engine, Cluster([("127.0.0.1", port)]),
                                trio.open_tcp_stream)
-    link = ShardLink(follower, shard(primary, "old"))
+    link = ShardLink(follower, shard(port, "old"))
     follower.links = [link]
     follower.ownership.set_owners(follower.links)
     async with trio.open_nursery() as nursery:
@@ -86,9 +87,9 @@ async def test_a_role_probe_stuck_on_a_stopped_old_primary_is_cancelled(
     monkeypatch.setattr(cluster_module, "ROLE_TIMEOUT", 4 * DEADLINE)
     new.client().mset({f"k{i}": f"v{i}" for i in range(100)})
     old.process.send_signal(signal.SIGSTOP)
-    async with following(old) as (node, link):
+    async with following(old.port) as (node, link):
         await until(lambda: link.state == "connecting", "the link asks the stopped node ROLE")
-        link.retarget(shard(new, "new"))
+        link.retarget(shard(new.port, "new"))
         with trio.fail_after(DEADLINE):
             await link.synced.wait()
         assert (link.host, link.port) == ("127.0.0.1", new.port)
@@ -103,7 +104,7 @@ async def test_a_handshake_stuck_on_a_stopped_old_primary_is_cancelled(
     old, new = servers
     monkeypatch.setattr(cluster_module, "ROLE_TIMEOUT", 1.0)  # the stopped node's ROLE probe
     old.client().mset({f"k{i}": f"v{i}" for i in range(100)})
-    async with following(old) as (node, link):
+    async with following(old.port) as (node, link):
         with trio.fail_after(DEADLINE):
             await link.synced.wait()
         new.client().replicaof("127.0.0.1", old.port)
@@ -116,7 +117,7 @@ async def test_a_handshake_stuck_on_a_stopped_old_primary_is_cancelled(
         await until(lambda: link.state == "handshake", "the link waits for the stopped node")
         new.client().replicaof("no", "one")  # its replid2 is now the old primary's id
         new.client().set("after", "1")
-        link.retarget(shard(new, "new"))
+        link.retarget(shard(new.port, "new"))
         with trio.fail_after(DEADLINE):
             await link.synced.wait()
         assert (link.host, link.port) == ("127.0.0.1", new.port)
@@ -136,12 +137,30 @@ async def test_a_payload_from_the_old_primary_is_dropped_when_retargeted(
     old.client().mset({f"old{i}": os.urandom(2048) for i in range(500)})
     old.client().config_set("rdb-key-save-delay", 20_000)
     new.client().mset({f"new{i}": f"v{i}" for i in range(100)})
-    async with following(old) as (node, link):
+    async with following(old.port) as (node, link):
         await until(lambda: link.state == "sync" and link.transfer_read > 0,
                     "part of the old primary's snapshot arrived")
-        link.retarget(shard(new, "new"))
+        link.retarget(shard(new.port, "new"))
         with trio.fail_after(DEADLINE):
             await link.synced.wait()
         assert (link.host, link.port) == ("127.0.0.1", new.port)
         assert link.full_syncs == 1 and link.partial_syncs == 0
+        assert keyspace(node) == dataset(new)
+
+
+async def test_a_retarget_ends_the_pause_between_two_attempts(
+        servers: tuple[RedisServer, RedisServer], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The old primary is gone (nothing listens on its port): each attempt fails and the
+    link pauses before the next. A retarget ends that pause, made longer than the test,
+    and the link syncs with the new primary at once."""
+    _, new = servers
+    monkeypatch.setattr(replica_module, "RETRY_INTERVAL", 4 * DEADLINE)
+    new.client().mset({f"k{i}": f"v{i}" for i in range(100)})
+    async with following(free_port()) as (node, link):
+        await until(lambda: link._retry_wait is not None,
+                    "the link pauses after failing to reach the old primary")
+        link.retarget(shard(new.port, "new"))
+        with trio.fail_after(DEADLINE):
+            await link.synced.wait()
+        assert (link.host, link.port) == ("127.0.0.1", new.port)
         assert keyspace(node) == dataset(new)

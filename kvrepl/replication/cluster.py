@@ -315,8 +315,8 @@ class ShardLink(ReplicaOf):
 
     def retarget(self, shard: Shard) -> None:
         """Follow this shard on another node (its replica was promoted): the attempt in
-        progress on the old node, wherever it is, is cancelled and the link reconnects
-        to the new one now, asking to continue our history (the new primary's replid2
+        progress on the old node, wherever it is, is cancelled (or the pause before the
+        next attempt ended) and the link reconnects to the new one now, asking to continue our history (the new primary's replid2
         allows it)."""
         logger.info("Shard %s: following its new primary %s at %s:%d", self.shard.primary,
                     shard.primary, shard.host, shard.port)
@@ -324,6 +324,7 @@ class ShardLink(ReplicaOf):
         self.host, self.port = shard.host, shard.port
         if self._attempt is not None:
             self._attempt.cancel()
+        self.retry_now()
 
     # -- what a shard's write may touch ------------------------------------------------------
     def _kind(self, spelled: bytes) -> int:

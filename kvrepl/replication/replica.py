@@ -70,6 +70,7 @@ PAYLOAD_RECEIVE_SIZE = 64 * 1024  # while the snapshot arrives: fewer, bigger st
 
 # Redis logs "applying a command even though it is unable to write to disk" at most this often.
 DISK_ERROR_LOG_INTERVAL = 10.0
+RETRY_INTERVAL = 1.0  # seconds between attempts: Redis's replicationCron runs once a second
 
 # ROLE's words for the link states.
 CONNECT, CONNECTING, HANDSHAKE, SYNC, CONNECTED = (
@@ -144,6 +145,7 @@ class ReplicaOf:
         self._keys_read = 0  # keys of the payload parsed so far (key-load-delay)
         self._new_replid = ""
         self._initial_offset = -1
+        self._retry_wait: trio.CancelScope | None = None  # the pause between two attempts
 
     @property
     def knows_offset(self) -> bool:
@@ -187,10 +189,18 @@ class ReplicaOf:
                 except Exception:  # a bug must not end replication for good: log, retry
                     logger.exception("MASTER <-> REPLICA sync: unexpected error")
                 self._link_lost()
-                await trio.sleep(1)  # Redis's replicationCron tries again once a second
+                with trio.CancelScope() as self._retry_wait:
+                    await trio.sleep(RETRY_INTERVAL)
+                self._retry_wait = None
         finally:
             self._link_lost()
             engine.close_session(self.session)
+
+    def retry_now(self) -> None:
+        """End the pause before the next attempt, if the link is in one: the master it
+        follows changed (Redis's replicationSetMaster connects at once)."""
+        if self._retry_wait is not None:
+            self._retry_wait.cancel()
 
     async def wait_offset(self, offset: int) -> None:
         """Until this replica has processed the stream up to ``offset``."""
