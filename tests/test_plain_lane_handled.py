@@ -45,10 +45,12 @@ def test_handled_writes_answer_as_redis(wire, protocol):
     wire(batch=REQUESTS, protocol=protocol)
 
 
-def _run_like_a_connection(engine: Engine, session, requests: list[list[bytes]]) -> tuple[
-        bytes, list[list[bytes]]]:
+def _run_like_a_connection(engine: Engine, session, requests: list[list[bytes]],
+                           measure: bool = False) -> tuple[bytes, list[list[bytes]]]:
     """The requests as a read of a connection serves them: the lane while it takes them, the
-    general path for each one it leaves. Returns the replies and the requests left."""
+    general path for each one it leaves. Returns the replies and the requests left.
+    ``measure``: the memory estimate is read after each step (keys changed in place are
+    measured at the next read: each lane run must mark its own)."""
     lane = engine.plain_lane
     out: list[bytes] = []
     left = []
@@ -56,10 +58,14 @@ def _run_like_a_connection(engine: Engine, session, requests: list[list[bytes]])
     while position < len(requests):
         assert lane.open_for(session)
         end = lane.run(session, requests, position, out)
+        if measure:
+            engine.keyspace.used_memory()
         if end < len(requests):
             left.append(requests[end])
             out.append(encode(engine.execute(session, requests[end]), session.resp3))
             end += 1
+            if measure:
+                engine.keyspace.used_memory()
         position = end
     return b"".join(out), left
 
@@ -250,3 +256,61 @@ def test_handled_writes_keep_the_general_lane_when_the_plain_lane_is_closed(monk
         replies.append(b"".join(out))
     assert taken == [2, 2]  # SETBIT and GEOADD, then XADD and GET; nothing while closed
     assert replies[0] == replies[1] == b":0\r\n:1\r\n:1\r\n$3\r\n1-1\r\n$1\r\n1\r\n"
+
+
+def _xadds(key: str, n: int, *fields: str) -> list[tuple[str, ...]]:
+    return [("XADD", key, "*", *(fields or ("f", "v")))] * n
+
+
+# Runs of XADD key * (the lane adds them together, kvrepl/commands/streams.py xadd_run)
+# broken by every kind of request: a new key (the handler makes the stream), other keys and
+# forms, names spelled otherwise, wrong arities, a string key, an emptied stream, an element
+# too large (here above 100 bytes) in mid-run, the last ID near 64 bits' end.
+XADD_RUNS: list[tuple[str, ...]] = [
+    *_xadds("r", 7), *_xadds("r", 3, "a", "1", "b", "2"), *_xadds("r", 2, "a", "1"),
+    ("XADD", "o", "*", "f", "v"), *_xadds("r", 4), ("xadd", "r", "*", "f", "v"),
+    ("XAdd", "r", "*", "f", "v"), *_xadds("r", 2), ("XADD", "r", "*", "f"),
+    *_xadds("r", 3), ("XADD", "r", "*", "f", "x" * 120), *_xadds("r", 40, "g", "w" * 30),
+    ("SET", "str", "v"), *_xadds("str", 2), ("XTRIM", "r", "MAXLEN", "0"), *_xadds("r", 5),
+    ("XADD", "r", "99999999999999-18446744073709551610", "f", "v"), *_xadds("r", 8),
+    ("XDEL", "r", "99999999999999-18446744073709551613"), *_xadds("r", 3),
+]
+
+
+@pytest.mark.parametrize("limits", [("4096", "100"), ("100", "3"), ("0", "0")])
+def test_runs_of_xadd_are_added_as_one_by_one(monkeypatch, limits):
+    """A run of ``XADD key * ...`` requests the lane adds together ends as the same requests
+    run one by one through ``Engine.execute`` (at the same clock): replies, data, the
+    node shape (XINFO STREAM FULL), the memory estimate, dirty, commandstats, errorstats,
+    what is propagated (each with its ID) and the keyspace events."""
+    import kvrepl.commands.streams as streams
+
+    monkeypatch.setattr(streams, "LISTPACK_MAX_SIZE", 100)
+    requests = [[part.encode() for part in request] for request in XADD_RUNS]
+    taken = lane_runs(monkeypatch)
+    results = []
+    for through_lane in (True, False):
+        engine = Engine(Config(save=(), enable_debug_command="yes",
+                               notify_keyspace_events="Et", stream_node_max_bytes=limits[0],
+                               stream_node_max_entries=limits[1]))
+        engine.keyspace.clock = lambda: NOW_S
+        events: list = []
+        monkeypatch.setattr(engine, "notify_keyspace_event",
+                            lambda *event, log=events: log.append(event))
+        propagated: list = []
+        engine.propagate_listeners.append(
+            lambda db, argv, log=propagated: log.append((db, list(argv))))
+        session = engine.new_session()
+        if through_lane:
+            replies, _ = _run_like_a_connection(engine, session, requests, measure=True)
+        else:
+            replies = b"".join(encode(engine.execute(session, argv), session.resp3)
+                               for argv in requests)
+        full = engine.execute(session, [b"XINFO", b"STREAM", b"r", b"FULL"])
+        results.append((replies, full, events, _state(engine, propagated)))
+    assert max(taken) >= 40  # the run of 40 went through the lane in one piece
+    assert results[0] == results[1]
+    replies = results[0][0]
+    assert replies.count(b"-ERR Elements are too large") == 1
+    assert b"\n99999999999999-18446744073709551615\r\n$17\r\n100000000000000-0\r\n" in replies
+    assert (0, [b"XADD", b"r", b"1700000000000-7", b"a", b"1", b"b", b"2"]) in results[0][3][-2]

@@ -141,6 +141,20 @@ def _one_key_pfadds(requests: list[list[bytes]], start: int, key: bytes) -> list
     return group
 
 
+def _one_key_xadds(requests: list[list[bytes]], start: int, key: bytes,
+                   by_name: dict[bytes, Command], xadd: Command) -> list[list[bytes]]:
+    """``requests[start]``, an ``XADD key * field value ...``, and those of that form to the
+    same key right after it (``_AHEAD`` at most)."""
+    group = []
+    for argv in requests[start:start + _AHEAD]:
+        length = len(argv)
+        if length < 5 or not length & 1 or argv[1] != key or argv[2] != b"*" or \
+                by_name.get(argv[0]) is not xadd:
+            break
+        group.append(argv)
+    return group
+
+
 def _no_key(_key: bytes) -> bool:
     """The key test of a command the user may not run at all (see ``User.key_check``)."""
     return False
@@ -164,7 +178,7 @@ class PlainLane:
     dispatch."""
 
     __slots__ = ("engine", "gates", "tally", "_get", "_set", "_pfadd", "_pfcount", "_handled",
-                 "_commands")
+                 "_commands", "_xadd", "_xadd_run")
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
@@ -181,6 +195,10 @@ class PlainLane:
             # its estimate kept by the handler, or measured again for its first key only
             assert not command.remeasures or command.remeasures_first, command
         self._commands = dict(self._handled)  # every lane name as sent -> its command
+        # streams imports core, which imports this module: taken from it once it is loaded
+        from kvrepl.commands.streams import xadd_run
+        self._xadd = engine.table[b"xadd"]
+        self._xadd_run = xadd_run
         for names, command in ((_GET, self._get), (_SET, self._set), (_PFADD, self._pfadd),
                                (_PFCOUNT, self._pfcount)):
             self._commands.update(dict.fromkeys(names, command))
@@ -408,6 +426,7 @@ class PlainLane:
         gets = sets = misses = pfadds = grown = pfcounts = recounts = grew = 0
         handled: list[Command] = []  # the commands whose handlers ran, in order
         by_name = self._handled
+        xadd = self._xadd
         resp3 = session.resp3
         get, size_of, entry = data.get, len, STRING_ENTRY  # locals: the loop's hot lookups
         written: list[list[bytes]] = []  # the SETs, for the propagation listeners
@@ -462,6 +481,25 @@ class PlainLane:
                 if not arity or (arity != length if arity > 0 else length < -arity) or acl \
                         or argv[1] in expires:
                     break  # a wrong arity, a restricted user, a TTL: the general path
+                if command is xadd and argv[2] == b"*" and length & 1:
+                    # This XADD key * and those to the same key right after it, together.
+                    key = argv[1]
+                    group = _one_key_xadds(requests, position, key, by_name, xadd)
+                    ids = self._xadd_run(session, key, group)
+                    done = len(ids)
+                    if done:
+                        db.changed_in_place(key)  # as call() does (remeasures_first)
+                        if listeners:  # replicas get the IDs chosen
+                            written += [[request[0], key, new_id, *request[3:]]
+                                        for request, new_id in zip(group, ids, strict=False)]
+                        for new_id in ids:
+                            out += (heads[len(new_id)], new_id, _CRLF)
+                        handled += [command] * done
+                        if done > 1:  # the loop goes on after the last of them
+                            next(islice(pending, done - 2, None))
+                            position += done - 1
+                        position += 1
+                        continue
                 dirty = engine.dirty
                 try:
                     reply = command.handler(session, argv)

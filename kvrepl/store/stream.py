@@ -476,6 +476,57 @@ class Stream:
         self.entries_added += 1
         self.last_id = entry_id
 
+    def append_run(self, ms: int, seq: int, items: list[tuple[bytes, ...]],
+                   totals: list[int], max_bytes: int, max_entries: int) -> None:
+        """:meth:`append` of ``items`` (``totals``: their lengths in bytes) as the entries
+        ``ms-seq``, ``ms-(seq+1)``, ... (all above ``last_id``, ``seq`` + their number
+        within 64 bits): the same nodes, sizes and bounds, entry for entry, with the
+        entries that go to one node inserted together."""
+        n = len(items)
+        if not n:
+            return
+        new = [(ms, s) for s in range(seq, seq + n)]
+        entries = self._entries
+        if not entries:
+            self.first_id = new[0]
+        ids = self._ids
+        # append's test of the tail's byte bound, its limit normalised once (_tail_for's)
+        limit = max_bytes if 0 < max_bytes <= LISTPACK_MAX_SIZE else LISTPACK_MAX_SIZE
+        tail = self._tail  # set: this stream grew through here, its indexes agree
+        i = 0
+        while i < n:
+            total = totals[i]
+            if tail is None or (max_entries and tail.count + tail.deleted >= max_entries) or \
+                    not tail.bound + total < limit:
+                if tail is None:
+                    self._index()
+                    self.node_map(max_bytes, max_entries)
+                tail = self._tail_for(new[i], items[i], total, max_bytes, max_entries)
+            # entry i goes to ``tail``; so do the next ones while the tail has room
+            stop = min(n, i + max_entries - tail.count - tail.deleted) if max_entries else n
+            bound = tail.bound
+            j = i
+            while j < stop:
+                total = totals[j]
+                if j > i and not bound + total < limit:
+                    break
+                k = len(items[j])
+                bound += (total + 2 * k + 26 if total < 64 and k < 120  # entry_bound's first
+                          else entry_bound(total, k))
+                j += 1
+            tail.bound = bound
+            tail.count += j - i
+            tail.last_id = new[j - 1]
+            if i or j < n:
+                entries.update(zip(new[i:j], items[i:j], strict=True))
+                ids += new[i:j]
+            else:
+                entries.update(zip(new, items, strict=True))
+                ids += new
+            i = j
+        self.entries_added += n
+        self.last_id = new[-1]
+
     def _pop_first(self) -> tuple[StreamID, list[bytes]]:
         """Remove the first live entry (trimming)."""
         ids = self._ids
