@@ -103,6 +103,7 @@ _HANDLED_NAMES = {spelled: name for name in HANDLED
 # to the general lane, which hands runs of them to this lane while it is open
 # (GeneralLane.run), so that they keep the general lane whenever this one is closed.
 HANDLED_NAMES = frozenset(_HANDLED_NAMES)
+_XADD = frozenset(spelled for spelled, name in _HANDLED_NAMES.items() if name == "xadd")
 # The names (as sent) of the lane's commands the connection routes here.
 LANE_NAMES = _GET | _SET | _PFADD | _PFCOUNT
 # The one request shape of each command the lane takes (for the ACL's key tests).
@@ -141,15 +142,14 @@ def _one_key_pfadds(requests: list[list[bytes]], start: int, key: bytes) -> list
     return group
 
 
-def _one_key_xadds(requests: list[list[bytes]], start: int, key: bytes,
-                   by_name: dict[bytes, Command], xadd: Command) -> list[list[bytes]]:
+def _one_key_xadds(requests: list[list[bytes]], start: int, key: bytes) -> list[list[bytes]]:
     """``requests[start]``, an ``XADD key * field value ...``, and those of that form to the
     same key right after it (``_AHEAD`` at most)."""
     group = []
     for argv in requests[start:start + _AHEAD]:
         length = len(argv)
         if length < 5 or not length & 1 or argv[1] != key or argv[2] != b"*" or \
-                by_name.get(argv[0]) is not xadd:
+                argv[0] not in _XADD:
             break
         group.append(argv)
     return group
@@ -484,7 +484,7 @@ class PlainLane:
                 if command is xadd and argv[2] == b"*" and length & 1:
                     # This XADD key * and those to the same key right after it, together.
                     key = argv[1]
-                    group = _one_key_xadds(requests, position, key, by_name, xadd)
+                    group = _one_key_xadds(requests, position, key)
                     ids = self._xadd_run(session, key, group)
                     done = len(ids)
                     if done:
@@ -492,8 +492,13 @@ class PlainLane:
                         if listeners:  # replicas get the IDs chosen
                             written += [[request[0], key, new_id, *request[3:]]
                                         for request, new_id in zip(group, ids, strict=False)]
-                        for new_id in ids:
-                            out += (heads[len(new_id)], new_id, _CRLF)
+                        size = len(ids[0])
+                        if size == len(ids[-1]):  # IDs of one length: one join
+                            head = heads[size]
+                            out.append(head + (_CRLF + head).join(ids) + _CRLF)
+                        else:
+                            for new_id in ids:
+                                out += (heads[len(new_id)], new_id, _CRLF)
                         handled += [command] * done
                         if done > 1:  # the loop goes on after the last of them
                             next(islice(pending, done - 2, None))

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from operator import itemgetter
 
 from kvrepl.commands.args import LONG_MAX, parse_int, parse_range_int
 from kvrepl.commands.core import Block, Session, command
@@ -340,6 +341,10 @@ def xadd(s: Session, argv: list[bytes]) -> object:
     return reply
 
 
+_PAIR = itemgetter(3, 4)  # XADD key * field value: its one field and value
+_SEQUENCES = [b"%d" % seq for seq in range(4096)]  # the sequence numbers a run mostly has
+
+
 def xadd_run(s: Session, key: bytes, run: list[list[bytes]]) -> list[bytes]:
     """``XADD key * field value ...`` requests to one key that follow each other in a read
     (``run``: each of that form, the arity checked), added together: what the handler
@@ -364,9 +369,12 @@ def xadd_run(s: Session, key: bytes, run: list[list[bytes]]) -> list[bytes]:
         ms, seq = last_ms, last_seq + 1
     else:
         return []  # an ID's carry or the last possible ID: the handler, one by one
-    items = [(argv[3], argv[4]) if len(argv) == 5 else tuple(argv[3:]) for argv in run]
-    totals = [len(fields[0]) + len(fields[1]) if len(fields) == 2 else sum(map(len, fields))
-              for fields in items]
+    if sum(map(len, run)) == 5 * n:  # one field each, the usual
+        items = list(map(_PAIR, run))
+        totals = [len(field) + len(value) for field, value in items]
+    else:
+        items = [tuple(argv[3:]) for argv in run]
+        totals = [sum(map(len, fields)) for fields in items]
     if max(totals) > LISTPACK_MAX_SIZE:  # the handler's error, after those before it
         n = next(i for i, total in enumerate(totals) if total > LISTPACK_MAX_SIZE)
         if not n:
@@ -384,6 +392,8 @@ def xadd_run(s: Session, key: bytes, run: list[list[bytes]]) -> list[bytes]:
     if keyspace.blocked_keys:
         keyspace.signal_ready(db.id, key)
     prefix = b"%d-" % ms
+    if seq + n <= len(_SEQUENCES):
+        return list(map(prefix.__add__, _SEQUENCES[seq:seq + n]))
     return [prefix + b"%d" % number for number in range(seq, seq + n)]
 
 
