@@ -314,3 +314,58 @@ def test_runs_of_xadd_are_added_as_one_by_one(monkeypatch, limits):
     assert replies.count(b"-ERR Elements are too large") == 1
     assert b"\n99999999999999-18446744073709551615\r\n$17\r\n100000000000000-0\r\n" in replies
     assert (0, [b"XADD", b"r", b"1700000000000-7", b"a", b"1", b"b", b"2"]) in results[0][3][-2]
+
+
+@pytest.mark.parametrize("values", [[b"1-0"], [b"5-8", b"5-9", b"5-10", b"5-11"],
+                                    [b"", b"x" * 5000, b"y"]])
+@pytest.mark.parametrize("argv", [[b"XADD", b"k", b"*", b"f", b"v"],
+                                  [b"xadd", b"k" * 300, b"*", b"a", b"", b"b", b"2" * 70]])
+def test_a_runs_propagation_encodes_as_each_command_alone(argv, values):
+    """encode_each_with (an XADD run's propagated commands, encoded at once) gives the
+    bytes encode_commands gives for the commands written out one by one."""
+    from kvrepl.replication.stream import encode_commands, encode_each_with
+
+    commands = [[*argv[:2], value, *argv[3:]] for value in values]
+    assert encode_each_with(argv, 2, values) == encode_commands(commands)
+
+
+async def test_runs_of_xadd_reach_the_stream_and_replicas_with_their_ids(monkeypatch):
+    """Reads of XADD key * (one that makes the stream; the same request over and over, IDs
+    of two lengths, encoded together; requests that differ) put in the replication stream
+    each XADD with the ID it chose, in order, and the replica ends with the master's
+    stream."""
+    import trio
+
+    import kvrepl
+    from kvrepl.replication import master as master_module
+
+    encode_commands = master_module.encode_commands
+    encoded: list[int] = []  # the runs encoded command by command
+    monkeypatch.setattr(master_module, "encode_commands",
+                        lambda commands: encoded.append(len(commands)) or encode_commands(commands))
+    async with kvrepl.Master(port=0) as master, kvrepl.Replica(follow=master) as replica:
+        await replica.wait_synced()
+        master.engine.keyspace.clock = lambda: NOW_S  # one millisecond: IDs -0 to -N
+        replication = master.replication
+        stream = await trio.open_tcp_stream("127.0.0.1", master.port)
+        for read in ([["XADD", "x", "*", "f", "v"]], [["XADD", "x", "*", "f", "v"]] * 12,
+                     [["XADD", "x", "*", "f", "v"], ["xadd", "x", "*", "f", "w"],
+                      ["XADD", "x", "*", "f", "w", "g", "z"]]):
+            before = replication.master_repl_offset
+            await stream.send_all(b"".join(pack(*request) for request in read))
+            answer = b""
+            while answer.count(b"\r\n") < 2 * len(read):
+                answer += await stream.receive_some(4096)
+            ids = answer.split(b"\r\n")[1::2]
+            written = encode_commands([[request[0].encode(), b"x", new_id,
+                                        *(part.encode() for part in request[3:])]
+                                       for request, new_id in zip(read, ids, strict=True)])
+            tail = replication.backlog.read_from(before + 1)
+            assert tail.endswith(written) and tail[:-len(written)] in (b"", _SELECT_0)
+        assert ids[-1] == b"%d-15" % (NOW_S * 1000)
+        assert encoded == [1, 3]  # the first XADD and the last read alone; the twelve in one
+        await stream.aclose()
+        await replica.wait_synced()
+        digest = [b"DEBUG", b"DIGEST-VALUE", b"x"]
+        ours = master.engine.execute(master.engine.new_session(), digest)
+        assert replica.engine.execute(replica.engine.new_session(), digest) == ours

@@ -60,6 +60,7 @@ from typing import TYPE_CHECKING
 from kvrepl.commands.tally import MASK, SAMPLE
 from kvrepl.notify import KEY_MISS, NEW, STRING
 from kvrepl.protocol.replies import encode
+from kvrepl.replication.stream import encode_each_with
 from kvrepl.store.encoding import string_encoding
 from kvrepl.store.hyperloglog import (
     CARDINALITY,
@@ -430,6 +431,9 @@ class PlainLane:
         resp3 = session.resp3
         get, size_of, entry = data.get, len, STRING_ENTRY  # locals: the loop's hot lookups
         written: list[list[bytes]] = []  # the SETs, for the propagation listeners
+        # The encoding of XADD runs' propagated commands, and how many of ``written`` it holds
+        xadds_encoded: list[bytes] = []
+        xadds_written = 0
         position = start
         began = perf_counter()
         pending = iter(requests[start:] if start else requests)
@@ -492,6 +496,9 @@ class PlainLane:
                         if listeners:  # replicas get the IDs chosen
                             written += [[request[0], key, new_id, *request[3:]]
                                         for request, new_id in zip(group, ids, strict=False)]
+                            if group[:done].count(argv) == done:  # the same request each time
+                                xadds_encoded.append(encode_each_with(argv, 2, ids))
+                                xadds_written += done
                         size = len(ids[0])
                         if size == len(ids[-1]):  # IDs of one length: one join
                             head = heads[size]
@@ -616,7 +623,8 @@ class PlainLane:
                 self._record(command, count, spent * count / ran)
         if written:
             # In order, nothing ran in between; all SETs: they are their own encoding.
-            encoded = raw if sets == len(requests) - start else None
+            encoded = raw if sets == len(requests) - start else (
+                b"".join(xadds_encoded) if xadds_written == len(written) else None)
             engine.propagate_run(db.id, written, encoded)
             replication = engine.replication
             if replication is not None:
