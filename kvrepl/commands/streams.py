@@ -345,7 +345,8 @@ _PAIR = itemgetter(3, 4)  # XADD key * field value: its one field and value
 _SEQUENCES = [b"%d" % seq for seq in range(4096)]  # the sequence numbers a run mostly has
 
 
-def xadd_run(s: Session, key: bytes, run: list[list[bytes]]) -> list[bytes]:
+def xadd_run(s: Session, key: bytes, run: list[list[bytes]], same: bool = False
+             ) -> list[bytes]:
     """``XADD key * field value ...`` requests to one key that follow each other in a read
     (``run``: each of that form, the arity checked), added together: what the handler
     does for each, in the same order, with one clock read and one node append for the run
@@ -354,7 +355,8 @@ def xadd_run(s: Session, key: bytes, run: list[list[bytes]]) -> list[bytes]:
     fewer; none when the handler must run the first itself: no stream yet, a value of
     another type, the last ID near 64 bits' end, elements too large. The caller does
     ``call()``'s part (propagation as ``XADD key <id> ...``, commandstats, the memory
-    estimate)."""
+    estimate). ``same``: the requests are all equal (``redis-benchmark``'s), so the
+    entries share one field tuple, as values of a stream are never changed in place."""
     db = s.db
     stream = db.lookup(key)
     if type(stream) is not Stream:
@@ -369,7 +371,11 @@ def xadd_run(s: Session, key: bytes, run: list[list[bytes]]) -> list[bytes]:
         ms, seq = last_ms, last_seq + 1
     else:
         return []  # an ID's carry or the last possible ID: the handler, one by one
-    if sum(map(len, run)) == 5 * n:  # one field each, the usual
+    if same:
+        fields = tuple(run[0][3:])
+        items = [fields] * n
+        totals = [sum(map(len, fields))] * n
+    elif sum(map(len, run)) == 5 * n:  # one field each, the usual
         items = list(map(_PAIR, run))
         totals = [len(field) + len(value) for field, value in items]
     else:
