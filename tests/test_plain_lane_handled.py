@@ -370,3 +370,25 @@ async def test_runs_of_xadd_reach_the_stream_and_replicas_with_their_ids(monkeyp
         digest = [b"DEBUG", b"DIGEST-VALUE", b"x"]
         ours = master.engine.execute(master.engine.new_session(), digest)
         assert replica.engine.execute(replica.engine.new_session(), digest) == ours
+
+
+def test_a_snapshot_taken_before_a_run_of_xadd_does_not_see_it():
+    """While a snapshot is open the plain lane is closed and the general lane runs each XADD
+    through the handler (the snapshot's copy-on-write sees each write first); once it is
+    closed, runs go through the lane again."""
+    from kvrepl.commands.dispatch import GeneralLane
+    from kvrepl.store.snapshot import KeyspaceView
+
+    engine = Engine(Config(save=()))
+    session = engine.new_session()
+    general = GeneralLane(engine)
+    read = [[b"XADD", b"s", b"*", b"f", b"v"]] * 16
+    assert general.run(session, read[:2], 0, [])[0] == 2
+    view = KeyspaceView(engine.keyspace)
+    assert not engine.plain_lane.open_for(session)
+    assert general.run(session, read, 0, [])[0] == 16
+    (value,) = [value for batch in view.entries() for _, key, value, _ in batch if key == b"s"]
+    assert len(value) == 2 and len(engine.keyspace.dbs[0].data[b"s"]) == 18
+    view.close()
+    assert engine.plain_lane.run(session, read, 0, []) == 16
+    assert len(value) == 2 and len(engine.keyspace.dbs[0].data[b"s"]) == 34
