@@ -45,10 +45,12 @@ def test_handled_writes_answer_as_redis(wire, protocol):
     wire(batch=REQUESTS, protocol=protocol)
 
 
-def _run_like_a_connection(engine: Engine, session, requests: list[list[bytes]]) -> tuple[
-        bytes, list[list[bytes]]]:
+def _run_like_a_connection(engine: Engine, session, requests: list[list[bytes]],
+                           measure: bool = False) -> tuple[bytes, list[list[bytes]]]:
     """The requests as a read of a connection serves them: the lane while it takes them, the
-    general path for each one it leaves. Returns the replies and the requests left."""
+    general path for each one it leaves. Returns the replies and the requests left.
+    ``measure``: the memory estimate is read after each step (keys changed in place are
+    measured at the next read: each lane run must mark its own)."""
     lane = engine.plain_lane
     out: list[bytes] = []
     left = []
@@ -56,10 +58,14 @@ def _run_like_a_connection(engine: Engine, session, requests: list[list[bytes]])
     while position < len(requests):
         assert lane.open_for(session)
         end = lane.run(session, requests, position, out)
+        if measure:
+            engine.keyspace.used_memory()
         if end < len(requests):
             left.append(requests[end])
             out.append(encode(engine.execute(session, requests[end]), session.resp3))
             end += 1
+            if measure:
+                engine.keyspace.used_memory()
         position = end
     return b"".join(out), left
 
@@ -250,3 +256,139 @@ def test_handled_writes_keep_the_general_lane_when_the_plain_lane_is_closed(monk
         replies.append(b"".join(out))
     assert taken == [2, 2]  # SETBIT and GEOADD, then XADD and GET; nothing while closed
     assert replies[0] == replies[1] == b":0\r\n:1\r\n:1\r\n$3\r\n1-1\r\n$1\r\n1\r\n"
+
+
+def _xadds(key: str, n: int, *fields: str) -> list[tuple[str, ...]]:
+    return [("XADD", key, "*", *(fields or ("f", "v")))] * n
+
+
+# Runs of XADD key * (the lane adds them together, kvrepl/commands/streams.py xadd_run)
+# broken by every kind of request: a new key (the handler makes the stream), other keys and
+# forms, names spelled otherwise, wrong arities, a string key, an emptied stream, an element
+# too large (here above 100 bytes) in mid-run, the last ID near 64 bits' end.
+XADD_RUNS: list[tuple[str, ...]] = [
+    *_xadds("r", 7), *_xadds("r", 3, "a", "1", "b", "2"), *_xadds("r", 2, "a", "1"),
+    ("XADD", "o", "*", "f", "v"), *_xadds("r", 4), ("xadd", "r", "*", "f", "v"),
+    ("XAdd", "r", "*", "f", "v"), *_xadds("r", 2), ("XADD", "r", "*", "f"),
+    *_xadds("r", 3), ("XADD", "r", "*", "f", "x" * 120), *_xadds("r", 40, "g", "w" * 30),
+    *_xadds("r", 2, "f", "x" * 120), *_xadds("r", 2, "f", "v", "x", "y" * 120),
+    ("SET", "str", "v"), *_xadds("str", 2), ("XTRIM", "r", "MAXLEN", "0"), *_xadds("r", 5),
+    ("XADD", "r", "99999999999999-18446744073709551610", "f", "v"), *_xadds("r", 8),
+    ("XDEL", "r", "99999999999999-18446744073709551613"), *_xadds("r", 3),
+]
+
+
+@pytest.mark.parametrize("limits", [("4096", "100"), ("100", "3"), ("0", "0")])
+def test_runs_of_xadd_are_added_as_one_by_one(monkeypatch, limits):
+    """A run of ``XADD key * ...`` requests the lane adds together ends as the same requests
+    run one by one through ``Engine.execute`` (at the same clock): replies, data, the
+    node shape (XINFO STREAM FULL), the memory estimate, dirty, commandstats, errorstats,
+    what is propagated (each with its ID) and the keyspace events."""
+    import kvrepl.commands.streams as streams
+
+    monkeypatch.setattr(streams, "LISTPACK_MAX_SIZE", 100)
+    requests = [[part.encode() for part in request] for request in XADD_RUNS]
+    taken = lane_runs(monkeypatch)
+    results = []
+    for through_lane in (True, False):
+        engine = Engine(Config(save=(), enable_debug_command="yes",
+                               notify_keyspace_events="Et", stream_node_max_bytes=limits[0],
+                               stream_node_max_entries=limits[1]))
+        engine.keyspace.clock = lambda: NOW_S
+        events: list = []
+        monkeypatch.setattr(engine, "notify_keyspace_event",
+                            lambda *event, log=events: log.append(event))
+        propagated: list = []
+        engine.propagate_listeners.append(
+            lambda db, argv, log=propagated: log.append((db, list(argv))))
+        session = engine.new_session()
+        if through_lane:
+            replies, _ = _run_like_a_connection(engine, session, requests, measure=True)
+        else:
+            replies = b"".join(encode(engine.execute(session, argv), session.resp3)
+                               for argv in requests)
+        full = engine.execute(session, [b"XINFO", b"STREAM", b"r", b"FULL"])
+        results.append((replies, full, events, _state(engine, propagated)))
+    assert max(taken) >= 40  # the run of 40 went through the lane in one piece
+    assert results[0] == results[1]
+    replies = results[0][0]
+    assert replies.count(b"-ERR Elements are too large") == 5
+    assert b"\n99999999999999-18446744073709551615\r\n$17\r\n100000000000000-0\r\n" in replies
+    assert (0, [b"XADD", b"r", b"1700000000000-7", b"a", b"1", b"b", b"2"]) in results[0][3][-2]
+
+
+@pytest.mark.parametrize("values", [[b"1-0"], [b"5-8", b"5-9", b"5-10", b"5-11"],
+                                    [b"", b"x" * 5000, b"y"]])
+@pytest.mark.parametrize("argv", [[b"XADD", b"k", b"*", b"f", b"v"],
+                                  [b"xadd", b"k" * 300, b"*", b"a", b"", b"b", b"2" * 70]])
+def test_a_runs_propagation_encodes_as_each_command_alone(argv, values):
+    """encode_each_with (an XADD run's propagated commands, encoded at once) gives the
+    bytes encode_commands gives for the commands written out one by one."""
+    from kvrepl.replication.stream import encode_commands, encode_each_with
+
+    commands = [[*argv[:2], value, *argv[3:]] for value in values]
+    assert encode_each_with(argv, 2, values) == encode_commands(commands)
+
+
+async def test_runs_of_xadd_reach_the_stream_and_replicas_with_their_ids(monkeypatch):
+    """Reads of XADD key * (one that makes the stream; the same request over and over, IDs
+    of two lengths, encoded together; requests that differ) put in the replication stream
+    each XADD with the ID it chose, in order, and the replica ends with the master's
+    stream."""
+    import trio
+
+    import kvrepl
+    from kvrepl.replication import master as master_module
+
+    encode_commands = master_module.encode_commands
+    encoded: list[int] = []  # the runs encoded command by command
+    monkeypatch.setattr(master_module, "encode_commands",
+                        lambda commands: encoded.append(len(commands)) or encode_commands(commands))
+    async with kvrepl.Master(port=0) as master, kvrepl.Replica(follow=master) as replica:
+        await replica.wait_synced()
+        master.engine.keyspace.clock = lambda: NOW_S  # one millisecond: IDs -0 to -N
+        replication = master.replication
+        stream = await trio.open_tcp_stream("127.0.0.1", master.port)
+        for read in ([["XADD", "x", "*", "f", "v"]], [["XADD", "x", "*", "f", "v"]] * 12,
+                     [["XADD", "x", "*", "f", "v"], ["xadd", "x", "*", "f", "w"],
+                      ["XADD", "x", "*", "f", "w", "g", "z"]]):
+            before = replication.master_repl_offset
+            await stream.send_all(b"".join(pack(*request) for request in read))
+            answer = b""
+            while answer.count(b"\r\n") < 2 * len(read):
+                answer += await stream.receive_some(4096)
+            ids = answer.split(b"\r\n")[1::2]
+            written = encode_commands([[request[0].encode(), b"x", new_id,
+                                        *(part.encode() for part in request[3:])]
+                                       for request, new_id in zip(read, ids, strict=True)])
+            tail = replication.backlog.read_from(before + 1)
+            assert tail.endswith(written) and tail[:-len(written)] in (b"", _SELECT_0)
+        assert ids[-1] == b"%d-15" % (NOW_S * 1000)
+        assert encoded == [1, 3]  # the first XADD and the last read alone; the twelve in one
+        await stream.aclose()
+        await replica.wait_synced()
+        digest = [b"DEBUG", b"DIGEST-VALUE", b"x"]
+        ours = master.engine.execute(master.engine.new_session(), digest)
+        assert replica.engine.execute(replica.engine.new_session(), digest) == ours
+
+
+def test_a_snapshot_taken_before_a_run_of_xadd_does_not_see_it():
+    """While a snapshot is open the plain lane is closed and the general lane runs each XADD
+    through the handler (the snapshot's copy-on-write sees each write first); once it is
+    closed, runs go through the lane again."""
+    from kvrepl.commands.dispatch import GeneralLane
+    from kvrepl.store.snapshot import KeyspaceView
+
+    engine = Engine(Config(save=()))
+    session = engine.new_session()
+    general = GeneralLane(engine)
+    read = [[b"XADD", b"s", b"*", b"f", b"v"]] * 16
+    assert general.run(session, read[:2], 0, [])[0] == 2
+    view = KeyspaceView(engine.keyspace)
+    assert not engine.plain_lane.open_for(session)
+    assert general.run(session, read, 0, [])[0] == 16
+    (value,) = [value for batch in view.entries() for _, key, value, _ in batch if key == b"s"]
+    assert len(value) == 2 and len(engine.keyspace.dbs[0].data[b"s"]) == 18
+    view.close()
+    assert engine.plain_lane.run(session, read, 0, []) == 16
+    assert len(value) == 2 and len(engine.keyspace.dbs[0].data[b"s"]) == 34

@@ -1056,3 +1056,44 @@ def test_bound_keeps_the_live_counts_growth_in_reserve() -> None:
         (node,) = eager.node_map().values()
         eager.settle(node)
         assert node.lp_bytes <= lazy.node_map()[(0, 0)].bound
+
+
+def _node_shape(stream: Stream) -> list[tuple]:
+    return [(master_id, node.master_fields, node.count, node.deleted, node.lp_bytes,
+             node.bound, node.sized, node.last_id, node.dead)
+            for master_id, node in stream.node_map().items()]
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["run", "run", "run", "del", "trim", "one"]),
+                          st.lists(st.lists(_FIELD, min_size=1, max_size=3), min_size=1,
+                                   max_size=40)), min_size=1, max_size=30),
+       st.sampled_from([(4096, 100), (120, 0), (300, 7), (0, 5), (10000, 0), (60, 1)]))
+def test_a_run_of_entries_is_appended_as_one_by_one(
+        ops: list[tuple[str, list[list[bytes]]]], limits: tuple[int, int]) -> None:
+    """Stream.append_run (the plain lane's runs of XADD key *) leaves the entries, indexes,
+    metadata and every node (splits, counts, sizes, bounds) as Stream.append entry by entry
+    does, whatever came before (deletions, trims, single appends)."""
+    runs, single = Stream(), Stream()
+    ms = 1
+    for op, run in ops:
+        items = [tuple(word for word in words for word in (word[:3] or b"k", word))
+                 for words in run]
+        ms += 1
+        if op == "del" and len(single):
+            entry_id = single.range_ids((0, 0), MAX_ID)[len(run) % len(single)]
+            for stream in (runs, single):
+                stream.delete(entry_id)
+        elif op == "trim":
+            for stream in (runs, single):
+                stream.trim(max(len(stream) - len(run), 0), None, False, 0)
+        elif op == "one":
+            for stream in (runs, single):
+                stream.append((ms, 0), items[0], *limits)
+            continue
+        runs.append_run(ms, 5, items, [sum(map(len, fields)) for fields in items], *limits)
+        for seq, fields in enumerate(items, 5):
+            single.append((ms, seq), fields, *limits)
+        assert runs == single
+        assert runs._ids[runs._head:] == single._ids[single._head:] == list(runs.entries)
+        assert _node_shape(runs) == _node_shape(single)

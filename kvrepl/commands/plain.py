@@ -60,6 +60,7 @@ from typing import TYPE_CHECKING
 from kvrepl.commands.tally import MASK, SAMPLE
 from kvrepl.notify import KEY_MISS, NEW, STRING
 from kvrepl.protocol.replies import encode
+from kvrepl.replication.stream import encode_each_with
 from kvrepl.store.encoding import string_encoding
 from kvrepl.store.hyperloglog import (
     CARDINALITY,
@@ -103,6 +104,7 @@ _HANDLED_NAMES = {spelled: name for name in HANDLED
 # to the general lane, which hands runs of them to this lane while it is open
 # (GeneralLane.run), so that they keep the general lane whenever this one is closed.
 HANDLED_NAMES = frozenset(_HANDLED_NAMES)
+_XADD = frozenset(spelled for spelled, name in _HANDLED_NAMES.items() if name == "xadd")
 # The names (as sent) of the lane's commands the connection routes here.
 LANE_NAMES = _GET | _SET | _PFADD | _PFCOUNT
 # The one request shape of each command the lane takes (for the ACL's key tests).
@@ -141,6 +143,19 @@ def _one_key_pfadds(requests: list[list[bytes]], start: int, key: bytes) -> list
     return group
 
 
+def _one_key_xadds(requests: list[list[bytes]], start: int, key: bytes) -> list[list[bytes]]:
+    """``requests[start]``, an ``XADD key * field value ...``, and those of that form to the
+    same key right after it (``_AHEAD`` at most)."""
+    group = []
+    for argv in requests[start:start + _AHEAD]:
+        length = len(argv)
+        if length < 5 or not length & 1 or argv[1] != key or argv[2] != b"*" or \
+                argv[0] not in _XADD:
+            break
+        group.append(argv)
+    return group
+
+
 def _no_key(_key: bytes) -> bool:
     """The key test of a command the user may not run at all (see ``User.key_check``)."""
     return False
@@ -164,7 +179,7 @@ class PlainLane:
     dispatch."""
 
     __slots__ = ("engine", "gates", "tally", "_get", "_set", "_pfadd", "_pfcount", "_handled",
-                 "_commands")
+                 "_commands", "_xadd", "_xadd_run")
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
@@ -181,6 +196,10 @@ class PlainLane:
             # its estimate kept by the handler, or measured again for its first key only
             assert not command.remeasures or command.remeasures_first, command
         self._commands = dict(self._handled)  # every lane name as sent -> its command
+        # streams imports core, which imports this module: taken from it once it is loaded
+        from kvrepl.commands.streams import xadd_run
+        self._xadd = engine.table[b"xadd"]
+        self._xadd_run = xadd_run
         for names, command in ((_GET, self._get), (_SET, self._set), (_PFADD, self._pfadd),
                                (_PFCOUNT, self._pfcount)):
             self._commands.update(dict.fromkeys(names, command))
@@ -408,9 +427,13 @@ class PlainLane:
         gets = sets = misses = pfadds = grown = pfcounts = recounts = grew = 0
         handled: list[Command] = []  # the commands whose handlers ran, in order
         by_name = self._handled
+        xadd = self._xadd
         resp3 = session.resp3
         get, size_of, entry = data.get, len, STRING_ENTRY  # locals: the loop's hot lookups
         written: list[list[bytes]] = []  # the SETs, for the propagation listeners
+        # The encoding of XADD runs' propagated commands, and how many of ``written`` it holds
+        xadds_encoded: list[bytes] = []
+        xadds_written = 0
         position = start
         began = perf_counter()
         pending = iter(requests[start:] if start else requests)
@@ -462,6 +485,36 @@ class PlainLane:
                 if not arity or (arity != length if arity > 0 else length < -arity) or acl \
                         or argv[1] in expires:
                     break  # a wrong arity, a restricted user, a TTL: the general path
+                if command is xadd and argv[2] == b"*" and length & 1:
+                    # This XADD key * and those to the same key right after it, together.
+                    key = argv[1]
+                    group = requests[position:position + _AHEAD]
+                    same = group.count(argv) == len(group)  # redis-benchmark's: one check
+                    if not same:
+                        group = _one_key_xadds(requests, position, key)
+                    ids = self._xadd_run(session, key, group, same)
+                    done = len(ids)
+                    if done:
+                        db.changed_in_place(key)  # as call() does (remeasures_first)
+                        if listeners:  # replicas get the IDs chosen
+                            written += [[request[0], key, new_id, *request[3:]]
+                                        for request, new_id in zip(group, ids, strict=False)]
+                            if same or group[:done].count(argv) == done:  # one request
+                                xadds_encoded.append(encode_each_with(argv, 2, ids))
+                                xadds_written += done
+                        size = len(ids[0])
+                        if size == len(ids[-1]):  # IDs of one length: one join
+                            head = heads[size]
+                            out.append(head + (_CRLF + head).join(ids) + _CRLF)
+                        else:
+                            for new_id in ids:
+                                out += (heads[len(new_id)], new_id, _CRLF)
+                        handled += [command] * done
+                        if done > 1:  # the loop goes on after the last of them
+                            next(islice(pending, done - 2, None))
+                            position += done - 1
+                        position += 1
+                        continue
                 dirty = engine.dirty
                 try:
                     reply = command.handler(session, argv)
@@ -573,7 +626,8 @@ class PlainLane:
                 self._record(command, count, spent * count / ran)
         if written:
             # In order, nothing ran in between; all SETs: they are their own encoding.
-            encoded = raw if sets == len(requests) - start else None
+            encoded = raw if sets == len(requests) - start else (
+                b"".join(xadds_encoded) if xadds_written == len(written) else None)
             engine.propagate_run(db.id, written, encoded)
             replication = engine.replication
             if replication is not None:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from operator import itemgetter
 
 from kvrepl.commands.args import LONG_MAX, parse_int, parse_range_int
 from kvrepl.commands.core import Block, Session, command
@@ -338,6 +339,68 @@ def xadd(s: Session, argv: list[bytes]) -> object:
     if keyspace.blocked_keys:
         keyspace.signal_ready(db.id, key)
     return reply
+
+
+_PAIR = itemgetter(3, 4)  # XADD key * field value: its one field and value
+_SEQUENCES = [b"%d" % seq for seq in range(4096)]  # the sequence numbers a run mostly has
+
+
+def xadd_run(s: Session, key: bytes, run: list[list[bytes]], same: bool = False
+             ) -> list[bytes]:
+    """``XADD key * field value ...`` requests to one key that follow each other in a read
+    (``run``: each of that form, the arity checked), added together: what the handler
+    does for each, in the same order, with one clock read and one node append for the run
+    (the IDs ``ms-seq``, ``ms-(seq+1)``...: those of requests run within one millisecond).
+    Returns the IDs (as replied) of the first requests it added, ``len(run)`` of them or
+    fewer; none when the handler must run the first itself: no stream yet, a value of
+    another type, the last ID near 64 bits' end, elements too large. The caller does
+    ``call()``'s part (propagation as ``XADD key <id> ...``, commandstats, the memory
+    estimate). ``same``: the requests are all equal (``redis-benchmark``'s), so the
+    entries share one field tuple, as values of a stream are never changed in place."""
+    db = s.db
+    stream = db.lookup(key)
+    if type(stream) is not Stream:
+        return []
+    engine = s.engine
+    now = engine.keyspace.now_ms()
+    last_ms, last_seq = stream.last_id
+    n = len(run)
+    if now > last_ms:
+        ms, seq = now, 0
+    elif last_seq < _UINT64_MAX - n:
+        ms, seq = last_ms, last_seq + 1
+    else:
+        return []  # an ID's carry or the last possible ID: the handler, one by one
+    if same:
+        fields = tuple(run[0][3:])
+        items = [fields] * n
+        totals = [sum(map(len, fields))] * n
+    elif sum(map(len, run)) == 5 * n:  # one field each, the usual
+        items = list(map(_PAIR, run))
+        totals = [len(field) + len(value) for field, value in items]
+    else:
+        items = [tuple(argv[3:]) for argv in run]
+        totals = [sum(map(len, fields)) for fields in items]
+    if max(totals) > LISTPACK_MAX_SIZE:  # the handler's error, after those before it
+        n = next(i for i, total in enumerate(totals) if total > LISTPACK_MAX_SIZE)
+        if not n:
+            return []
+        del items[n:], totals[n:]
+    config = engine.config
+    stream.append_run(ms, seq, items, totals, config.stream_node_max_bytes,
+                      config.stream_node_max_entries)
+    engine.dirty += n
+    engine.replying = s
+    if engine.notify_classes & STREAM:
+        for _ in range(n):
+            engine.notify_keyspace_event(b"xadd", key, db.id)
+    keyspace = engine.keyspace
+    if keyspace.blocked_keys:
+        keyspace.signal_ready(db.id, key)
+    prefix = b"%d-" % ms
+    if seq + n <= len(_SEQUENCES):
+        return list(map(prefix.__add__, _SEQUENCES[seq:seq + n]))
+    return [prefix + b"%d" % number for number in range(seq, seq + n)]
 
 
 def _xadd_general(s: Session, argv: list[bytes]) -> object:

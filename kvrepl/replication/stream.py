@@ -41,6 +41,22 @@ def encode_commands(commands: list[list[bytes]]) -> bytes:
     return b"".join(parts)
 
 
+def encode_each_with(argv: list[bytes], index: int, values: list[bytes]) -> bytes:
+    """:func:`encode_commands` of copies of ``argv`` with argument ``index`` replaced by each
+    of ``values`` in turn (a run of ``XADD key * ...`` propagated with the IDs it chose):
+    the shared parts encoded once, and one join for all when the values are of one
+    length."""
+    before = b"*%d\r\n" % len(argv) + b"".join(
+        [b"$%d\r\n%s\r\n" % (len(arg), arg) for arg in argv[:index]])
+    after = b"".join([b"$%d\r\n%s\r\n" % (len(arg), arg) for arg in argv[index + 1:]])
+    size = len(values[0])
+    if len(set(map(len, values))) == 1:
+        lead = before + b"$%d\r\n" % size
+        return lead + (b"\r\n" + after + lead).join(values) + b"\r\n" + after
+    return b"".join([b"%s$%d\r\n%s\r\n%s" % (before, len(value), value, after)
+                     for value in values])
+
+
 _SELECTS = [b"*2\r\n$6\r\nSELECT\r\n$%d\r\n%d\r\n" % (len(b"%d" % db), db) for db in range(16)]
 
 

@@ -20,6 +20,7 @@ from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
+from itertools import repeat
 
 from sortedcontainers import SortedDict, SortedSet
 
@@ -475,6 +476,65 @@ class Stream:
         self._ids.append(entry_id)
         self.entries_added += 1
         self.last_id = entry_id
+
+    def append_run(self, ms: int, seq: int, items: list[tuple[bytes, ...]],
+                   totals: list[int], max_bytes: int, max_entries: int) -> None:
+        """:meth:`append` of ``items`` (``totals``: their lengths in bytes) as the entries
+        ``ms-seq``, ``ms-(seq+1)``, ... (all above ``last_id``, ``seq`` + their number
+        within 64 bits): the same nodes, sizes and bounds, entry for entry, with the
+        entries that go to one node inserted together, and their bounds added at once when
+        all of them fit the node's byte limit by the bound."""
+        n = len(items)
+        if not n:
+            return
+        new = list(zip(repeat(ms, n), range(seq, seq + n), strict=False))
+        entries = self._entries
+        if not entries:
+            self.first_id = new[0]
+        ids = self._ids
+        # append's test of the tail's byte bound, its limit normalised once (_tail_for's)
+        limit = max_bytes if 0 < max_bytes <= LISTPACK_MAX_SIZE else LISTPACK_MAX_SIZE
+        tail = self._tail  # set: this stream grew through here, its indexes agree
+        i = 0
+        while i < n:
+            total = totals[i]
+            if tail is None or (max_entries and tail.count + tail.deleted >= max_entries) or \
+                    not tail.bound + total < limit:
+                if tail is None:
+                    self._index()
+                    self.node_map(max_bytes, max_entries)
+                tail = self._tail_for(new[i], items[i], total, max_bytes, max_entries)
+            # Entry i goes to ``tail``; so do the next ones while it has room.
+            room = max_entries - tail.count - tail.deleted if max_entries else n
+            j = n if room >= n - i else i + room
+            whole = not i and j == n
+            chunk = items if whole else items[i:j]
+            sizes = totals if whole else totals[i:j]
+            top = max(sizes)
+            # entry_bound's first case for each, when all have it
+            grow = sum(sizes) + 2 * sum(map(len, chunk)) + 26 * (j - i)
+            bound = tail.bound
+            if top < 64 and max(map(len, chunk)) < 120 and bound + grow < limit:
+                bound += grow  # each entry's test (bound + its total < limit) holds
+            else:
+                stop, j = j, i
+                while j < stop:
+                    total = totals[j]
+                    if j > i and not bound + total < limit:
+                        break
+                    bound += entry_bound(total, len(items[j]))
+                    j += 1
+                whole = not i and j == n
+                chunk = items if whole else items[i:j]
+            tail.bound = bound
+            tail.count += j - i
+            tail.last_id = new[j - 1]
+            added = new if whole else new[i:j]
+            entries.update(zip(added, chunk, strict=True))
+            ids += added
+            i = j
+        self.entries_added += n
+        self.last_id = new[-1]
 
     def _pop_first(self) -> tuple[StreamID, list[bytes]]:
         """Remove the first live entry (trimming)."""
