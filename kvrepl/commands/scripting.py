@@ -13,7 +13,7 @@ from kvrepl.commands.help import help_reply, subcommand_syntax_error
 from kvrepl.errors import ReplyError
 from kvrepl.protocol.replies import OK
 from kvrepl.scripting.functions import LOAD_TIMEOUT, flags_reply
-from kvrepl.scripting.runtime import parse_shebang, sha1hex
+from kvrepl.scripting.runtime import FEW_ARGUMENTS, parse_shebang, sha1hex
 from kvrepl.scripting.state import NO_DEBUG_CHANNEL, declared_flags, scripting
 
 _HELP = [
@@ -103,6 +103,27 @@ def eval_(s: Session, argv: list[bytes]) -> object:
 @command("evalsha")
 def evalsha(s: Session, argv: list[bytes]) -> object:
     """EVALSHA sha1 numkeys [key ...] [arg ...]"""
+    engine = s.engine
+    state = engine.scripting
+    count = argv[2]
+    if state is not None and len(count) == 1 and 48 <= count[0] <= 57 \
+            and len(argv) <= FEW_ARGUMENTS + 3 and not engine.monitors \
+            and not engine.general_lane_closed and s.lua_debug is None:
+        # The usual call: a cached script without a shebang (prepare has nothing to
+        # check: see ScriptingState.eval), a single-digit numkeys, no debugger, no
+        # MONITOR to show it to, KEYS and ARGV few enough to go to Lua as arguments.
+        script = state.scripts.get(argv[1])
+        numkeys = count[0] - 48
+        if script is not None and script.flags is None and numkeys <= len(argv) - 3:
+            stats = engine.stats
+            errors = stats.error_replies
+            try:
+                reply = state.lua.run_cached(s, script.name, script.function, argv, numkeys)
+            finally:
+                engine.rewrite()  # the script's commands are propagated, not the EVALSHA
+            if stats.error_replies != errors:
+                _failed(engine, argv)
+            return reply
     return _run(s, argv, by_sha=True, read_only=False)
 
 
