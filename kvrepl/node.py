@@ -27,6 +27,7 @@ import trio.testing
 from kvrepl import persistence
 from kvrepl.acl import SUPERUSER
 from kvrepl.commands.core import Block, Engine, Session
+from kvrepl.commands.dispatch import MISSED
 from kvrepl.commands.replication import StartReplication, WaitReplicas
 from kvrepl.config import Config, ConfigError, _check_directory
 from kvrepl.direct_reads import direct_get
@@ -297,6 +298,7 @@ class Node(DataMethods):
         self.replication = MasterReplication(self.engine)
         self.serve_tcp = port is not None
         self.server = Server(self.engine)
+        self._lane_run = self.server.general_lane.run_one
         # Load dir/dbfilename at startup (clients get -LOADING meanwhile) and save when
         # the block ends, as kvrepl-server does (the cli saves on its own signals).
         self.load_dump = told if persist is None else persist
@@ -671,7 +673,9 @@ class Node(DataMethods):
 
     def _run(self, argv: list[bytes]) -> object:
         engine = self.engine
-        reply = engine.execute(self._session, argv)
+        reply = self._lane_run(self._session, argv)  # straight to call() when it may
+        if reply is MISSED:
+            reply = engine.execute(self._session, argv)
         if engine.aof is not None:
             self._durable()
         kind = type(reply)

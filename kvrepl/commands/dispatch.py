@@ -41,6 +41,8 @@ AWAITED = frozenset((Block, WaitReplicas, StartReplication, type(POSTPONED), Shu
 # Commands flagged noscript that never change their client's state: they run scripts,
 # whose commands cannot (a script may not call a noscript command).
 _SCRIPT_RUNNERS = frozenset(("eval", "evalsha", "eval_ro", "evalsha_ro", "fcall", "fcall_ro"))
+# run_one's answer when the general path must run the request.
+MISSED = object()
 # How many spellings of command names (as sent: "zadd", "ZADD", "Zadd"...) are remembered.
 _NAMES_KEPT = 1024
 
@@ -78,6 +80,28 @@ class GeneralLane:
             self._by_name[name] = found
         return found
 
+    def run_one(self, session: Session, argv: list[bytes]) -> object:
+        """One request straight to ``call()`` (``Engine.call_quiet`` while the gates are
+        open) when it may go there: the embedded API's (``Node.execute_command``, the data
+        methods). ``MISSED``, having done nothing, when the general path must run it. The
+        conditions of :meth:`run`."""
+        cmd = self._by_name.get(argv[0], False)
+        if cmd is False:
+            cmd = self._resolve(argv[0])
+        engine = self.engine
+        if cmd is None or engine.general_lane_closed or engine.depth:
+            return MISSED
+        arity = cmd.arity
+        if (arity != len(argv) if arity > 0 else len(argv) < -arity) \
+                or not session.user.unrestricted or not plain_session(session):
+            return MISSED
+        if engine.keyspace.gates.open:
+            return engine.call_quiet(session, cmd, argv)  # (no blocked client to wake)
+        reply = engine.call(session, cmd, argv)
+        if engine.keyspace.ready_keys and engine.on_ready_keys is not None:
+            engine.on_ready_keys()
+        return reply
+
     def run(self, session: Session, requests: list[list[bytes]], start: int,
             out: list[bytes]) -> tuple[int, list[bytes] | None, object]:
         """Run ``requests[start:]`` while each may go straight to ``call()``, appending the
@@ -87,7 +111,7 @@ class GeneralLane:
         the connection must handle itself (to await, after pushes, or before closing).
         ``open_for(session)`` must be true."""
         engine = self.engine
-        call = engine.call
+        call, quiet = engine.call, engine.call_quiet
         by_name = self._by_name
         keyspace = engine.keyspace
         gates = keyspace.gates
@@ -116,9 +140,12 @@ class GeneralLane:
                     engine.general_lane_closed or not session.user.unrestricted
                     or not session.authenticated or session.closing):
                 break
-            reply = call(session, cmd, argv)
-            if keyspace.ready_keys and engine.on_ready_keys is not None:
-                engine.on_ready_keys()
+            if gates.open and not engine.depth:  # nothing call() would skip can act,
+                reply = quiet(session, cmd, argv)  # nor any client wait for a key
+            else:
+                reply = call(session, cmd, argv)
+                if keyspace.ready_keys and engine.on_ready_keys is not None:
+                    engine.on_ready_keys()
             position += 1
             if type(reply) in AWAITED or session.pending_out or session.after_reply \
                     or session.closing:

@@ -105,20 +105,20 @@ def evalsha(s: Session, argv: list[bytes]) -> object:
     """EVALSHA sha1 numkeys [key ...] [arg ...]"""
     engine = s.engine
     state = engine.scripting
-    count = argv[2]
-    if state is not None and len(count) == 1 and 48 <= count[0] <= 57 \
-            and len(argv) <= FEW_ARGUMENTS + 3 and not engine.monitors \
-            and not engine.general_lane_closed and s.lua_debug is None:
+    if state is not None and s.lua_debug is None and not engine.monitors \
+            and not engine.general_lane_closed:
         # The usual call: a cached script without a shebang (prepare has nothing to
-        # check: see ScriptingState.eval), a single-digit numkeys, no debugger, no
-        # MONITOR to show it to, KEYS and ARGV few enough to go to Lua as arguments.
+        # check: see ScriptingState.eval), a single-digit numkeys (at most the arguments
+        # there are), no debugger, no MONITOR to show it to, KEYS and ARGV few enough to
+        # go to Lua as arguments.
         script = state.scripts.get(argv[1])
-        numkeys = count[0] - 48
-        if script is not None and script.flags is None and numkeys <= len(argv) - 3:
+        count = argv[2]
+        if script is not None and script.flags is None and len(count) == 1 \
+                and 48 <= count[0] <= 57 and count[0] - 45 <= len(argv) <= FEW_ARGUMENTS + 3:
             stats = engine.stats
             errors = stats.error_replies
             try:
-                reply = state.lua.run_cached(s, script.name, script.function, argv, numkeys)
+                reply = state.lua.run_cached(s, script, argv, count[0] - 48)
             finally:
                 engine.rewrite()  # the script's commands are propagated, not the EVALSHA
             if stats.error_replies != errors:

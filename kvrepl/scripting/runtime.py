@@ -32,6 +32,7 @@ from kvrepl.scripting.luavalues import check_int, to_number, to_string
 if TYPE_CHECKING:
     from kvrepl.commands.core import Command, Engine
     from kvrepl.scripting.ldb import Debugger
+    from kvrepl.scripting.state import Script
 
 REDIS_VERSION = "7.0.15"
 REDIS_VERSION_NUM = 0x07000F
@@ -271,7 +272,7 @@ class LuaState:
                 self._configure(hooked, self._debugging)
             if len(argv) <= FEW_ARGUMENTS + 3:
                 # made into tables on the Lua side: cheaper than two table_from calls
-                result = self._run(function, numkeys, *argv[3:])
+                result = self._run(script.function, numkeys, *argv[3:])
             else:  # (a Lua call takes a bounded number of arguments)
                 result = self._run(function, self.table(argv[3:3 + numkeys]),
                                    self.table(argv[3 + numkeys:]))
@@ -288,13 +289,13 @@ class LuaState:
             return result
         return self._result(ctx, caller, result)
 
-    def run_cached(self, caller: Session, name: str, function: object, argv: list[bytes],
+    def run_cached(self, caller: Session, script: Script, argv: list[bytes],
                    numkeys: int) -> object:
         """:meth:`run` of an EVALSHA's cached script without a shebang, no debugger, at
         most ``FEW_ARGUMENTS`` KEYS and ARGV, on a node whose ``general_lane_closed`` is
         false (so ``ScriptingState.prepare`` has nothing to check): the same steps with
         the run context made here, in one frame."""
-        ctx = RunContext(caller, name, True, False, argv)
+        ctx = RunContext(caller, script.name, True, False, argv)
         client = self.client
         client.db = caller.db
         client.resp3 = False
@@ -304,7 +305,7 @@ class LuaState:
             if (self.engine.config.lua_time_limit > 0) is not self._hooked or self._debugging:
                 self._hooked, self._debugging = self.engine.config.lua_time_limit > 0, False
                 self._configure(self._hooked, False)
-            result = self._run(function, numkeys, *argv[3:])
+            result = self._run(script.function, numkeys, *argv[3:])
         finally:
             self.ctx = None
             if ctx.timed_out:
