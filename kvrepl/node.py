@@ -663,7 +663,8 @@ class Node(DataMethods):
         """Run any command, e.g. ``node.execute_command("ZADD", "z", 1, "a")``, on the
         node's shared session (the one the data methods use). SUBSCRIBE and MONITOR, which
         would take that session over, are refused: use ``node.redis().pubsub()``."""
-        argv = [a if type(a) is bytes else _arg(a) for a in args]
+        argv = [a if type(a) is bytes else a.encode() if type(a) is str else _arg(a)
+                for a in args]
         if argv and argv[0].lower() in _TAKE_OVER:
             raise ReplyError(
                 f"ERR {argv[0].decode(errors='replace').upper()} would turn the node's shared "

@@ -272,7 +272,7 @@ class LuaState:
                 self._configure(hooked, self._debugging)
             if len(argv) <= FEW_ARGUMENTS + 3:
                 # made into tables on the Lua side: cheaper than two table_from calls
-                result = self._run(script.function, numkeys, *argv[3:])
+                result = self._run(function, numkeys, *argv[3:])
             else:  # (a Lua call takes a bounded number of arguments)
                 result = self._run(function, self.table(argv[3:3 + numkeys]),
                                    self.table(argv[3 + numkeys:]))
@@ -381,6 +381,27 @@ class LuaState:
 
         def call(*argv: object) -> object:
             ctx = self.ctx
+            if argv and ctx is not None and ctx.unchecked and gates.open \
+                    and self.ldb is None and not engine.general_lane_closed and engine.depth:
+                # The usual call: nothing can refuse it (see RunContext.unchecked), and
+                # none of call()'s hooks and observers can act (see Engine.call_nested).
+                for arg in argv:
+                    if type(arg) is not bytes:
+                        break
+                else:
+                    cmd = scriptable.get(argv[0])
+                    count = len(argv)
+                    if cmd is not None and (cmd.arity == count or 0 > cmd.arity >= -count) \
+                            and ctx.repl_flags & PROPAGATE_REPL:
+                        if cmd.is_write:
+                            ctx.write_dirty = True
+                        reply = call_nested(client, cmd, list(argv))
+                        if type(reply) is int or type(reply) is bytes:
+                            return reply
+                        value, failed = self._reply_to_lua(reply, None)
+                        if failed and raise_error:
+                            raise ScriptError(value)
+                        return value
             if ctx is None:
                 return self._failed(self.error_table(
                     b"redis.call/pcall can only be called inside a script invocation"),
@@ -412,18 +433,6 @@ class LuaState:
                 # none of _check's conditions can hold (the flag stands for the node's
                 # restricted states, min-replicas-to-write and more)
                 refused = None
-                if gates.open and ldb is None and ctx.repl_flags & PROPAGATE_REPL \
-                        and engine.depth:
-                    # nor can any of call()'s hooks and observers act (see call_nested)
-                    if cmd.is_write:
-                        ctx.write_dirty = True
-                    reply = call_nested(client, cmd, args)
-                    if type(reply) is int or type(reply) is bytes:
-                        return reply
-                    value, failed = self._reply_to_lua(reply, ldb)
-                    if failed and raise_error:
-                        raise ScriptError(value)
-                    return value
             else:
                 refused = self._check(ctx, cmd, args)
             if refused is not None:
