@@ -28,6 +28,7 @@ from kvrepl import persistence
 from kvrepl.acl import SUPERUSER
 from kvrepl.commands.core import Block, Engine, Session
 from kvrepl.commands.dispatch import MISSED
+from kvrepl.commands.plain import plain_session
 from kvrepl.commands.replication import StartReplication, WaitReplicas
 from kvrepl.config import Config, ConfigError, _check_directory
 from kvrepl.direct_reads import direct_get
@@ -315,6 +316,7 @@ class Node(DataMethods):
         self._session: Session = Session(self.engine)
         self._session.user = SUPERUSER  # the embedding application keeps every right
         self._session.authenticated = True
+        self._plain = True  # plain_session(self._session), kept by _run
         self._nursery: trio.Nursery | None = None
         self._token: trio.lowlevel.TrioToken | None = None  # to be reached from asyncio
         self._nursery_manager: object | None = None
@@ -674,9 +676,14 @@ class Node(DataMethods):
 
     def _run(self, argv: list[bytes]) -> object:
         engine = self.engine
-        reply = self._lane_run(self._session, argv)  # straight to call() when it may
+        # Straight to call() when it may (GeneralLane.run_one) while the shared session is
+        # plain: only a command the lane leaves to execute() can change that (MULTI, AUTH,
+        # RESET, CLIENT REPLY...: noscript, never in the lane), so it is found again after
+        # each of those.
+        reply = self._lane_run(self._session, argv) if self._plain else MISSED
         if reply is MISSED:
             reply = engine.execute(self._session, argv)
+            self._plain = plain_session(self._session)
         if engine.aof is not None:
             self._durable()
         kind = type(reply)

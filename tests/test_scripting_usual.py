@@ -159,3 +159,25 @@ def test_embedded_evalsha_and_its_changes():
     with pytest.raises(ReplyError, match="^NOSCRIPT"):
         node.execute_command("EVALSHA", "0" * 40, 0)
     assert node.info("commandstats")["cmdstat_evalsha"]["calls"] == 3
+
+
+def test_embedded_straight_path_follows_the_shared_session():
+    """The embedded API's requests go straight to call() only while its session is plain:
+    MULTI queues them (scripts included), a RESET that logs the session out refuses them."""
+    node = kvrepl.Master()
+    sha = node.execute_command("SCRIPT", "LOAD", COUNTER)
+    assert node.execute_command("MULTI") is True
+    assert node.execute_command("INCR", "n") == b"QUEUED"
+    assert node.execute_command("EVALSHA", sha, 1, "n") == b"QUEUED"
+    assert node.execute_command("EXEC") == [1, 2]
+    assert node.execute_command("EVALSHA", sha, 1, "n") == 3
+    assert node.incr("n") == 4
+    node.execute_command("CONFIG", "SET", "requirepass", "secret")
+    node.execute_command("RESET")
+    with pytest.raises(ReplyError, match="^NOAUTH"):
+        node.execute_command("EVALSHA", sha, 1, "n")
+    with pytest.raises(ReplyError, match="^NOAUTH"):
+        node.incr("n")
+    node.execute_command("AUTH", "secret")
+    assert node.execute_command("EVALSHA", sha, 1, "n") == 5
+    assert node.info("commandstats")["cmdstat_evalsha"]["calls"] == 3

@@ -84,7 +84,7 @@ class GeneralLane:
         """One request straight to ``call()`` (``Engine.call_quiet`` while the gates are
         open) when it may go there: the embedded API's (``Node.execute_command``, the data
         methods). ``MISSED``, having done nothing, when the general path must run it. The
-        conditions of :meth:`run`."""
+        conditions of :meth:`run`; ``open_for(session)`` must be true."""
         cmd = self._by_name.get(argv[0], False)
         if cmd is False:
             cmd = self._resolve(argv[0])
@@ -93,7 +93,7 @@ class GeneralLane:
             return MISSED
         arity = cmd.arity
         if (arity != len(argv) if arity > 0 else len(argv) < -arity) \
-                or not session.user.unrestricted or not plain_session(session):
+                or not session.user.unrestricted:
             return MISSED
         if engine.keyspace.gates.open:
             return engine.call_quiet(session, cmd, argv)  # (no blocked client to wake)
