@@ -152,10 +152,16 @@ def test_evalsha_propagates_its_effects_once(engine: Engine, session: Session,
 
 def test_embedded_evalsha_and_its_changes():
     node = kvrepl.Master()
+    propagated: list[list[bytes]] = []  # as the `propagated` fixture listens
+    node.engine.propagate_listeners.append(lambda db, argv: propagated.append(list(argv)))
     sha = node.execute_command("SCRIPT", "LOAD", TWO_WRITES)
     assert node.execute_command("EVALSHA", sha, 2, "s", "n", "v") == 5
     assert node.execute_command("EVALSHA", sha, 2, "s", "n", "w") == 10
     assert node.execute_command("GET", "s") == b"w"
+    assert node.execute_command("SET", "t", 1) is True
+    assert propagated == [[b"MULTI"], [b"set", b"s", b"v"], [b"incrby", b"n", b"5"],
+                          [b"EXEC"], [b"MULTI"], [b"set", b"s", b"w"],
+                          [b"incrby", b"n", b"5"], [b"EXEC"], [b"SET", b"t", b"1"]]
     with pytest.raises(ReplyError, match="^NOSCRIPT"):
         node.execute_command("EVALSHA", "0" * 40, 0)
     assert node.info("commandstats")["cmdstat_evalsha"]["calls"] == 3

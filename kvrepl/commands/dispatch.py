@@ -17,6 +17,11 @@ carry that flag but run only commands without it, are let in), and never a conta
 protected command. Anything else, an unknown command, a wrong arity or a node state that
 needs its check, ends the run: the general path then runs that request exactly as before.
 
+While the fast lanes' gates are open as well (``keyspace.gates.open``: no WATCH, snapshot,
+MONITOR, blocked client...), a request goes to ``Engine.call_quiet``, ``call()`` less the
+hooks and observers that cannot act then. The embedded API (``Node.execute_command`` and the
+data methods) sends its requests one at a time through :meth:`GeneralLane.run_one`.
+
 SETBIT, GEOADD and XADD (``plain.HANDLED``) are run by the plain lane whenever it is open:
 a run of them is handed to it from here, and only what it leaves goes to ``call()``.
 """
