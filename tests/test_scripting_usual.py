@@ -187,3 +187,14 @@ def test_embedded_straight_path_follows_the_shared_session():
     node.execute_command("AUTH", "secret")
     assert node.execute_command("EVALSHA", sha, 1, "n") == 5
     assert node.info("commandstats")["cmdstat_evalsha"]["calls"] == 3
+
+
+def test_evalsha_numkeys_like_redis(wire, r, real):
+    sha = r.script_load(COUNTER)
+    assert real.script_load(COUNTER) == sha
+    for command in (("EVALSHA", sha, 1, "n"), ("EVALSHA", sha, 2, "n"),
+                    ("EVALSHA", sha, -1, "n"), ("EVALSHA", sha, "01", "n"),
+                    ("EVALSHA", sha, "1x", "n"), ("EVALSHA", sha, 10, *"abcdefghij"),
+                    ("EVALSHA", sha.upper(), 1, "n"), ("EVALSHA", sha[:39], 1, "n"),
+                    ("EVALSHA", sha, 0), ("EVALSHA", sha, 1, "n", *map(str, range(40)))):
+        wire(*command)

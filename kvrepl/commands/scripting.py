@@ -34,6 +34,10 @@ _HELP = [
 ]
 
 
+# A one-digit numkeys, the usual, read without parse_int
+_DIGITS = {b"%d" % digit: digit for digit in range(10)}
+
+
 def _evalsha_flags(s: Session, argv: list[bytes]) -> tuple[bool, bool, bool] | None:
     """evalGetCommandFlags: the flags of the cached script EVALSHA is about to run."""
     state = s.engine.scripting
@@ -112,13 +116,13 @@ def evalsha(s: Session, argv: list[bytes]) -> object:
         # there are), no debugger, no MONITOR to show it to, KEYS and ARGV few enough to
         # go to Lua as arguments.
         script = state.scripts.get(argv[1])
-        count = argv[2]
-        if script is not None and script.flags is None and len(count) == 1 \
-                and 48 <= count[0] <= 57 and count[0] - 45 <= len(argv) <= FEW_ARGUMENTS + 3:
+        numkeys = _DIGITS.get(argv[2])
+        if script is not None and script.flags is None and numkeys is not None \
+                and numkeys + 3 <= len(argv) <= FEW_ARGUMENTS + 3:
             stats = engine.stats
             errors = stats.error_replies
             try:
-                reply = state.lua.run_cached(s, script, argv, count[0] - 48)
+                reply = state.lua.run_cached(s, script, argv, numkeys)
             finally:
                 engine.rewrite()  # the script's commands are propagated, not the EVALSHA
             if stats.error_replies != errors:
