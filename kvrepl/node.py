@@ -27,6 +27,8 @@ import trio.testing
 from kvrepl import persistence
 from kvrepl.acl import SUPERUSER
 from kvrepl.commands.core import Block, Engine, Session
+from kvrepl.commands.dispatch import MISSED
+from kvrepl.commands.plain import plain_session
 from kvrepl.commands.replication import StartReplication, WaitReplicas
 from kvrepl.config import Config, ConfigError, _check_directory
 from kvrepl.direct_reads import direct_get
@@ -297,6 +299,7 @@ class Node(DataMethods):
         self.replication = MasterReplication(self.engine)
         self.serve_tcp = port is not None
         self.server = Server(self.engine)
+        self._lane_run = self.server.general_lane.run_one
         # Load dir/dbfilename at startup (clients get -LOADING meanwhile) and save when
         # the block ends, as kvrepl-server does (the cli saves on its own signals).
         self.load_dump = told if persist is None else persist
@@ -313,6 +316,7 @@ class Node(DataMethods):
         self._session: Session = Session(self.engine)
         self._session.user = SUPERUSER  # the embedding application keeps every right
         self._session.authenticated = True
+        self._plain = True  # plain_session(self._session), kept by _run
         self._nursery: trio.Nursery | None = None
         self._token: trio.lowlevel.TrioToken | None = None  # to be reached from asyncio
         self._nursery_manager: object | None = None
@@ -661,7 +665,8 @@ class Node(DataMethods):
         """Run any command, e.g. ``node.execute_command("ZADD", "z", 1, "a")``, on the
         node's shared session (the one the data methods use). SUBSCRIBE and MONITOR, which
         would take that session over, are refused: use ``node.redis().pubsub()``."""
-        argv = [a if type(a) is bytes else _arg(a) for a in args]
+        argv = [a if type(a) is bytes else a.encode() if type(a) is str else _arg(a)
+                for a in args]
         if argv and argv[0].lower() in _TAKE_OVER:
             raise ReplyError(
                 f"ERR {argv[0].decode(errors='replace').upper()} would turn the node's shared "
@@ -671,7 +676,14 @@ class Node(DataMethods):
 
     def _run(self, argv: list[bytes]) -> object:
         engine = self.engine
-        reply = engine.execute(self._session, argv)
+        # Straight to call() when it may (GeneralLane.run_one) while the shared session is
+        # plain: only a command the lane leaves to execute() can change that (MULTI, AUTH,
+        # RESET, CLIENT REPLY...: noscript, never in the lane), so it is found again after
+        # each of those.
+        reply = self._lane_run(self._session, argv) if self._plain else MISSED
+        if reply is MISSED:
+            reply = engine.execute(self._session, argv)
+            self._plain = plain_session(self._session)
         if engine.aof is not None:
             self._durable()
         kind = type(reply)

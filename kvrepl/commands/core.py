@@ -1144,6 +1144,131 @@ class Engine:
                 self.current = None
         return reply
 
+    def call_quiet(self, session: Session, cmd: Command, argv: list[bytes]) -> object:
+        """:meth:`call` of a whole unit of work (no command running) while nothing it
+        skips could act: the caller checks ``keyspace.gates.open`` (no WATCH, snapshot,
+        MONITOR, blocked client, LFU...) and not ``general_lane_closed`` (no client-side
+        caching), as the lanes do. What is left of call() is done here as there: the
+        frozen clock, the handler, its stats, its latency and slow log, its writes
+        propagated at the unit's end."""
+        keyspace = self.keyspace
+        db = session.db
+        dirty = self.dirty
+        self._current_db = db.id
+        session.last_command = cmd.name
+        self.depth = 1
+        keyspace.frozen = True
+        keyspace.counting_reads = not cmd.is_write
+        start = perf_counter()
+        try:
+            reply = cmd.handler(session, argv)
+            if cmd.remeasures:
+                if cmd.remeasures_first:
+                    db.changed_in_place(argv[1])
+                else:
+                    for index in key_positions(cmd.spec, argv):
+                        db.changed_in_place(argv[index])
+        except Exception as err:
+            reply = self.failed(session, cmd, argv, err)
+        finally:
+            self.depth = 0
+            self.replying = None
+            keyspace.frozen = False
+            keyspace.frozen_ms = None
+            keyspace.counting_reads = False
+        usec = (perf_counter() - start) * 1e6
+        cmd.usec += usec
+        cmd.calls += 1
+        self.stats.commands_processed += 1
+        if type(reply) is Block:  # measured when it is served
+            if session.in_exec or session.is_master:
+                reply = reply.timeout_reply
+        else:
+            if self.latency_tracking:
+                whole = int(usec)
+                histogram = cmd.histogram
+                if whole < 1024 and histogram is not None:
+                    histogram[whole] += 1
+                else:
+                    cmd.record_latency(usec)
+            if usec >= self.slow_floor:
+                self.observe_slow(session, cmd, argv, usec)
+        rewritten = self._rewrite
+        if rewritten is not None:
+            self._rewrite = None
+        pending = self._pending
+        if self.dirty != dirty and self.propagate_listeners and self.propagating:
+            if rewritten is not None:
+                pending.extend((db.id, one) for one in rewritten)
+            elif cmd.replicates:
+                if pending:
+                    pending.append((db.id, argv))
+                else:
+                    for listener in self.propagate_listeners:
+                        listener(db.id, argv)
+                    if self.replication is not None:
+                        session.woff = self.replication.master_repl_offset
+        if pending:
+            self._end_unit(session)
+        return reply
+
+    def call_nested(self, session: Session, cmd: Command, argv: list[bytes]) -> object:
+        """:meth:`call` for a command run inside another (a script's ``redis.call``) while
+        nothing it skips could act: the caller checks ``keyspace.gates.open`` (no WATCH,
+        snapshot, MONITOR, blocked client, LFU...) and not ``general_lane_closed`` (no
+        client-side caching), and that a unit is running (``depth``), whose end
+        propagates and times it. What is left of call() is done here as there: the
+        handler, its stats, its latency, its write queued for the unit's end."""
+        db = session.db
+        dirty = self.dirty
+        self._current_db = db.id
+        session.last_command = cmd.name
+        depth = self.depth
+        self.depth = depth + 1
+        keyspace = self.keyspace
+        keyspace.counting_reads = not cmd.is_write
+        start = perf_counter()
+        try:
+            reply = cmd.handler(session, argv)
+            if cmd.remeasures:
+                if cmd.remeasures_first:
+                    db.changed_in_place(argv[1])
+                else:
+                    for index in key_positions(cmd.spec, argv):
+                        db.changed_in_place(argv[index])
+        except Exception as err:
+            reply = self.failed(session, cmd, argv, err)
+        finally:
+            self.depth = depth
+            self.replying = None
+            keyspace.counting_reads = False
+        usec = (perf_counter() - start) * 1e6
+        cmd.usec += usec
+        cmd.calls += 1
+        self.stats.commands_processed += 1
+        if type(reply) is Block:
+            if session.in_exec or session.is_master:
+                reply = reply.timeout_reply
+        else:
+            if self.latency_tracking:
+                whole = int(usec)
+                histogram = cmd.histogram
+                if whole < 1024 and histogram is not None:
+                    histogram[whole] += 1
+                else:
+                    cmd.record_latency(usec)
+            if usec >= self.slow_floor:
+                self.observe_slow(session, cmd, argv, usec)
+        rewritten = self._rewrite
+        if rewritten is not None:
+            self._rewrite = None
+        if self.dirty != dirty and self.propagate_listeners and self.propagating:
+            if rewritten is not None:
+                self._pending.extend((db.id, one) for one in rewritten)
+            elif cmd.replicates:
+                self._pending.append((db.id, argv))
+        return reply
+
     def failed(self, session: Session, cmd: Command, argv: list[bytes],
                err: Exception) -> ReplyError:
         """A handler raised ``err`` (``call()``'s and the plain lane's except): the error

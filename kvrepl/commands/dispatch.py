@@ -17,6 +17,11 @@ carry that flag but run only commands without it, are let in), and never a conta
 protected command. Anything else, an unknown command, a wrong arity or a node state that
 needs its check, ends the run: the general path then runs that request exactly as before.
 
+While the fast lanes' gates are open as well (``keyspace.gates.open``: no WATCH, snapshot,
+MONITOR, blocked client...), a request goes to ``Engine.call_quiet``, ``call()`` less the
+hooks and observers that cannot act then. The embedded API (``Node.execute_command`` and the
+data methods) sends its requests one at a time through :meth:`GeneralLane.run_one`.
+
 SETBIT, GEOADD and XADD (``plain.HANDLED``) are run by the plain lane whenever it is open:
 a run of them is handed to it from here, and only what it leaves goes to ``call()``.
 """
@@ -41,6 +46,8 @@ AWAITED = frozenset((Block, WaitReplicas, StartReplication, type(POSTPONED), Shu
 # Commands flagged noscript that never change their client's state: they run scripts,
 # whose commands cannot (a script may not call a noscript command).
 _SCRIPT_RUNNERS = frozenset(("eval", "evalsha", "eval_ro", "evalsha_ro", "fcall", "fcall_ro"))
+# run_one's answer when the general path must run the request.
+MISSED = object()
 # How many spellings of command names (as sent: "zadd", "ZADD", "Zadd"...) are remembered.
 _NAMES_KEPT = 1024
 
@@ -78,6 +85,28 @@ class GeneralLane:
             self._by_name[name] = found
         return found
 
+    def run_one(self, session: Session, argv: list[bytes]) -> object:
+        """One request straight to ``call()`` (``Engine.call_quiet`` while the gates are
+        open) when it may go there: the embedded API's (``Node.execute_command``, the data
+        methods). ``MISSED``, having done nothing, when the general path must run it. The
+        conditions of :meth:`run`; ``open_for(session)`` must be true."""
+        cmd = self._by_name.get(argv[0], False)
+        if cmd is False:
+            cmd = self._resolve(argv[0])
+        engine = self.engine
+        if cmd is None or engine.general_lane_closed or engine.depth:
+            return MISSED
+        arity = cmd.arity
+        if (arity != len(argv) if arity > 0 else len(argv) < -arity) \
+                or not session.user.unrestricted:
+            return MISSED
+        if engine.keyspace.gates.open:
+            return engine.call_quiet(session, cmd, argv)  # (no blocked client to wake)
+        reply = engine.call(session, cmd, argv)
+        if engine.keyspace.ready_keys and engine.on_ready_keys is not None:
+            engine.on_ready_keys()
+        return reply
+
     def run(self, session: Session, requests: list[list[bytes]], start: int,
             out: list[bytes]) -> tuple[int, list[bytes] | None, object]:
         """Run ``requests[start:]`` while each may go straight to ``call()``, appending the
@@ -87,7 +116,7 @@ class GeneralLane:
         the connection must handle itself (to await, after pushes, or before closing).
         ``open_for(session)`` must be true."""
         engine = self.engine
-        call = engine.call
+        call, quiet = engine.call, engine.call_quiet
         by_name = self._by_name
         keyspace = engine.keyspace
         gates = keyspace.gates
@@ -116,9 +145,12 @@ class GeneralLane:
                     engine.general_lane_closed or not session.user.unrestricted
                     or not session.authenticated or session.closing):
                 break
-            reply = call(session, cmd, argv)
-            if keyspace.ready_keys and engine.on_ready_keys is not None:
-                engine.on_ready_keys()
+            if gates.open and not engine.depth:  # nothing call() would skip can act,
+                reply = quiet(session, cmd, argv)  # nor any client wait for a key
+            else:
+                reply = call(session, cmd, argv)
+                if keyspace.ready_keys and engine.on_ready_keys is not None:
+                    engine.on_ready_keys()
             position += 1
             if type(reply) in AWAITED or session.pending_out or session.after_reply \
                     or session.closing:

@@ -13,7 +13,7 @@ from kvrepl.commands.help import help_reply, subcommand_syntax_error
 from kvrepl.errors import ReplyError
 from kvrepl.protocol.replies import OK
 from kvrepl.scripting.functions import LOAD_TIMEOUT, flags_reply
-from kvrepl.scripting.runtime import parse_shebang, sha1hex
+from kvrepl.scripting.runtime import FEW_ARGUMENTS, parse_shebang, sha1hex
 from kvrepl.scripting.state import NO_DEBUG_CHANNEL, declared_flags, scripting
 
 _HELP = [
@@ -32,6 +32,10 @@ _HELP = [
     "LOAD <script>",
     "    Load a script into the scripts cache without executing it.",
 ]
+
+
+# A one-digit numkeys, the usual, read without parse_int
+_DIGITS = {b"%d" % digit: digit for digit in range(10)}
 
 
 def _evalsha_flags(s: Session, argv: list[bytes]) -> tuple[bool, bool, bool] | None:
@@ -103,6 +107,27 @@ def eval_(s: Session, argv: list[bytes]) -> object:
 @command("evalsha")
 def evalsha(s: Session, argv: list[bytes]) -> object:
     """EVALSHA sha1 numkeys [key ...] [arg ...]"""
+    engine = s.engine
+    state = engine.scripting
+    if state is not None and s.lua_debug is None and not engine.monitors \
+            and not engine.general_lane_closed:
+        # The usual call: a cached script without a shebang (prepare has nothing to
+        # check: see ScriptingState.eval), a single-digit numkeys (at most the arguments
+        # there are), no debugger, no MONITOR to show it to, KEYS and ARGV few enough to
+        # go to Lua as arguments.
+        script = state.scripts.get(argv[1])
+        numkeys = _DIGITS.get(argv[2])
+        if script is not None and script.flags is None and numkeys is not None \
+                and numkeys + 3 <= len(argv) <= FEW_ARGUMENTS + 3:
+            stats = engine.stats
+            errors = stats.error_replies
+            try:
+                reply = state.lua.run_cached(s, script, argv, numkeys)
+            finally:
+                engine.rewrite()  # the script's commands are propagated, not the EVALSHA
+            if stats.error_replies != errors:
+                _failed(engine, argv)
+            return reply
     return _run(s, argv, by_sha=True, read_only=False)
 
 

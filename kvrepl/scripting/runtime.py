@@ -32,6 +32,7 @@ from kvrepl.scripting.luavalues import check_int, to_number, to_string
 if TYPE_CHECKING:
     from kvrepl.commands.core import Command, Engine
     from kvrepl.scripting.ldb import Debugger
+    from kvrepl.scripting.state import Script
 
 REDIS_VERSION = "7.0.15"
 REDIS_VERSION_NUM = 0x07000F
@@ -286,7 +287,39 @@ class LuaState:
         kind = type(result)
         if kind is int or kind is bytes:  # (from_lua's answer for them)
             return result
-        if kind is not tuple:
+        return self._result(ctx, caller, result)
+
+    def run_cached(self, caller: Session, script: Script, argv: list[bytes],
+                   numkeys: int) -> object:
+        """:meth:`run` of an EVALSHA's cached script without a shebang, no debugger, at
+        most ``FEW_ARGUMENTS`` KEYS and ARGV, on a node whose ``general_lane_closed`` is
+        false (so ``ScriptingState.prepare`` has nothing to check): the same steps with
+        the run context made here, in one frame."""
+        ctx = RunContext(caller, script.name, True, False, argv)
+        client = self.client
+        client.db = caller.db
+        client.resp3 = False
+        client.is_master = caller.is_master
+        self.ctx = ctx
+        try:
+            if (self.engine.config.lua_time_limit > 0) is not self._hooked or self._debugging:
+                self._hooked, self._debugging = self.engine.config.lua_time_limit > 0, False
+                self._configure(self._hooked, False)
+            result = self._run(script.function, numkeys, *argv[3:])
+        finally:
+            self.ctx = None
+            if ctx.timed_out:
+                self.engine.busy = None
+        kind = type(result)
+        if kind is int or kind is bytes:
+            return result
+        return self._result(ctx, caller, result)
+
+    def _result(self, ctx: RunContext, caller: Session, result: object) -> object:
+        """The reply of a run whose runner returned ``result`` (not an int or a string):
+        the script's value converted, or its error raised (counted as the script's own)
+        or returned (a command's error it passed on, counted already)."""
+        if type(result) is not tuple:
             reply = from_lua(result, ctx.resp3, caller.resp3)
             if isinstance(reply, ReplyError) and not _counted(result):
                 raise reply  # counted in INFO errorstats as the script's own error
@@ -342,9 +375,33 @@ class LuaState:
         integer or string reply); the rest in helpers."""
         engine = self.engine
         scriptable = self._scriptable
+        gates = engine.keyspace.gates
+        client = self.client
+        call_nested = engine.call_nested
 
         def call(*argv: object) -> object:
             ctx = self.ctx
+            if argv and ctx is not None and ctx.unchecked and gates.open \
+                    and self.ldb is None and not engine.general_lane_closed and engine.depth:
+                # The usual call: nothing can refuse it (see RunContext.unchecked), and
+                # none of call()'s hooks and observers can act (see Engine.call_nested).
+                for arg in argv:
+                    if type(arg) is not bytes:
+                        break
+                else:
+                    cmd = scriptable.get(argv[0])
+                    count = len(argv)
+                    if cmd is not None and (cmd.arity == count or 0 > cmd.arity >= -count) \
+                            and ctx.repl_flags & PROPAGATE_REPL:
+                        if cmd.is_write:
+                            ctx.write_dirty = True
+                        reply = call_nested(client, cmd, list(argv))
+                        if type(reply) is int or type(reply) is bytes:
+                            return reply
+                        value, failed = self._reply_to_lua(reply, None)
+                        if failed and raise_error:
+                            raise ScriptError(value)
+                        return value
             if ctx is None:
                 return self._failed(self.error_table(
                     b"redis.call/pcall can only be called inside a script invocation"),
@@ -383,7 +440,7 @@ class LuaState:
             if cmd.is_write:
                 ctx.write_dirty = True
             if ctx.repl_flags & PROPAGATE_REPL:
-                reply = engine.call(self.client, cmd, args)
+                reply = engine.call(client, cmd, args)
             else:
                 reply = self._call_unpropagated(cmd, args)
             kind = type(reply)
