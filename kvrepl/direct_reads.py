@@ -114,7 +114,7 @@ def _direct_get(node: Node, general: Callable[[object], object],
                 value = bytes(value)
             if db.expires and name in db.expires and db.expires[name] <= keyspace.now_ms():
                 return general(name)  # lazy expiry: deleted, DEL propagated, in order
-            db.access[name] = keyspace.lru_clock  # OBJECT IDLETIME starts again
+            db.touched.add(name)  # OBJECT IDLETIME starts again (see Database.touched)
             if left := tally.left - 1:
                 tally.left = left
                 return value

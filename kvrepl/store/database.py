@@ -34,8 +34,8 @@ class Database:
     and WATCH can see the change.
     """
 
-    __slots__ = ("id", "data", "expires", "access", "keyspace", "_expire_scan", "_expire_pos",
-                 "expire_sampled", "sizes", "used", "stale")
+    __slots__ = ("id", "data", "expires", "access", "touched", "keyspace", "_expire_scan",
+                 "_expire_pos", "expire_sampled", "sizes", "used", "stale")
 
     def __init__(self, index: int, keyspace: Keyspace) -> None:
         self.id = index
@@ -50,6 +50,18 @@ class Database:
         # Redis's per-object ``lru`` field: the LRU clock at the last access, or under an
         # LFU maxmemory-policy the minutes clock and the log counter (OBJECT IDLETIME/FREQ).
         self.access: dict[bytes, int] = {}
+        # The keys the direct reads (kvrepl.direct_reads) read at the current LRU clock
+        # whose time ``access`` does not hold yet: the LRU clock has a resolution of one
+        # second (Redis's LRU_CLOCK_RESOLUTION), so every read of a second records the same
+        # time, and adding a key to this set (one probe, none at all for a key read again
+        # in the same second) costs a read less than a store into ``access`` (two, and a
+        # dirtied entry). :meth:`settle` moves them into ``access``: the keyspace does
+        # before its LRU clock moves (Keyspace.set_lru_clock) and whatever reads or writes
+        # an access time other than the current one does first (OBJECT, DEBUG OBJECT,
+        # eviction, RESTORE's IDLETIME, an LFU policy's counters, a copy); a deleted key
+        # leaves it. Writing the current time into ``access`` meanwhile (a GET the general
+        # way, a new key) agrees with it, so those need not settle.
+        self.touched: set[bytes] = set()
         # The memory estimate (kvrepl.store.memory): ``used`` is the sum over the keys;
         # ``sizes`` holds the estimate of each key that is not a string (a string's is
         # computed from its length, so it needs no entry).
@@ -126,8 +138,17 @@ class Database:
             return None
         return self.data.get(key)
 
+    def settle(self) -> None:
+        """Record the access time of the keys read directly at this LRU clock (see
+        ``touched``): C-level passes, one dict store per key."""
+        touched = self.touched
+        if touched:
+            self.touched = set()
+            self.access.update(dict.fromkeys(touched, self.keyspace.lru_clock))
+
     def idle_seconds(self, key: bytes) -> int:
         """OBJECT IDLETIME: seconds since the last access (LRU clock resolution: 1 s)."""
+        self.settle()
         last = self.access.get(key)
         return 0 if last is None else max(0, self.keyspace.lru_clock - last)
 
@@ -135,6 +156,7 @@ class Database:
                    frequency: int | None = None) -> None:
         """RESTORE ... IDLETIME / FREQ (objectSetLRUOrLFU): set what the key reports; each
         applies only under its kind of maxmemory-policy, as in Redis."""
+        self.settle()  # a time other than the current one: after the pending ones
         keyspace = self.keyspace
         if keyspace.lfu and frequency is not None:
             self.access[key] = (_minutes(keyspace) << 8) | frequency
@@ -143,6 +165,7 @@ class Database:
 
     def frequency(self, key: bytes) -> int:
         """OBJECT FREQ: the decayed LFU counter (new keys start at 5, as in Redis)."""
+        self.settle()
         packed = self.access.get(key)
         if packed is None:
             return LFU_INIT_VAL
@@ -330,6 +353,8 @@ class Database:
                     self.keyspace.signal_ready(self.id, key)
                 self.used -= self._forget_size(key, value)
         deque(map(self.access.pop, keys, repeat(None)), maxlen=0)
+        if self.touched:
+            self.touched.difference_update(keys)
         expires = self.expires
         if expires:
             held = len(expires)
@@ -346,6 +371,8 @@ class Database:
             self.keyspace.signal_ready(self.id, key)  # XREADGROUP waiters: -UNBLOCKED
         self.used -= self._forget_size(key, value)
         self.access.pop(key, None)
+        if self.touched:
+            self.touched.discard(key)
         if self.expires and self.expires.pop(key, None) is not None:
             self.used -= EXPIRE_ENTRY
         return True
@@ -385,6 +412,7 @@ class Database:
         self.data = {}
         self.expires = {}
         self.access = {}
+        self.touched = set()
         self.sizes = {}
         self.used = 0
         self.stale = set()
@@ -480,8 +508,10 @@ class Keyspace:
         # INFO's slave_expires_tracked_keys, so that expire_replica_keys deletes them.
         self.writable_replica = False
         self.replica_expires: dict[bytes, int] = {}
-        # Redis's LRU clock (seconds), refreshed by the node's cron; and whether the
-        # maxmemory-policy is an LFU one (then accesses count instead of being timed).
+        # Redis's LRU clock (seconds), refreshed by the node's cron; moved only by
+        # set_lru_clock (the direct reads' pending access times are of the clock in force).
+        # And whether the maxmemory-policy is an LFU one (then accesses count instead of
+        # being timed; set it by set_lfu).
         self.lru_clock = int(clock())
         self.lfu = False
         self.lfu_log_factor = 10
@@ -508,6 +538,26 @@ class Keyspace:
         self.counting_reads = False
         self.hits = 0
         self.misses = 0
+
+    def set_lru_clock(self, seconds: int) -> None:
+        """Move the LRU clock, first recording the access time of the keys read directly
+        at the old one (Database.touched)."""
+        if seconds != self.lru_clock:
+            self.settle()
+            self.lru_clock = seconds
+
+    def set_lfu(self, lfu: bool) -> None:
+        """Switch between an LRU and an LFU policy's access data (the pending LRU times
+        recorded first: an LFU access reads the packed counter)."""
+        if lfu != self.lfu:
+            self.settle()
+            self.lfu = lfu
+
+    def settle(self) -> None:
+        """Every database's :meth:`Database.settle`."""
+        for db in self.dbs:
+            if db.touched:
+                db.settle()
 
     def add_before_write_hook(self, hook: BeforeWriteHook) -> None:
         """Call ``hook(db, key)`` before every write (WATCH, a snapshot's copy-on-write)."""
@@ -639,6 +689,7 @@ class Keyspace:
         da.data, db_.data = db_.data, da.data
         da.expires, db_.expires = db_.expires, da.expires
         da.access, db_.access = db_.access, da.access
+        da.touched, db_.touched = db_.touched, da.touched
         da.sizes, db_.sizes = db_.sizes, da.sizes
         da.used, db_.used = db_.used, da.used
         da.stale, db_.stale = db_.stale, da.stale
