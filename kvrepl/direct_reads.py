@@ -9,11 +9,12 @@ is due (lazy expiry deletes it and propagates its DEL in order), a value of anot
 (WRONGTYPE), an argument that is not bytes (converted, or DataError), and any state in
 which GET would do more or answer otherwise (see :func:`direct_get`).
 
-The counters are kept in one place, the engine's
-:class:`~kvrepl.commands.tally.DirectTally` (a countdown a call, and a miss one more
-increment, instead of four counters),
-and folded into the public ones where those are read (INFO, CONFIG RESETSTAT); one call in
-:data:`SAMPLE` is timed and stands for the others (see that module).
+The counters are kept in one place instead of four: a hit appends its key to its
+database's ``reads`` (which records its access time too, see
+:class:`~kvrepl.store.database.Database`), a miss adds one to the engine's
+:class:`~kvrepl.commands.tally.DirectTally`, which folds both into the public counters where
+those are read (INFO, CONFIG RESETSTAT); one call in :data:`SAMPLE` is timed and stands for
+the others (see that module).
 """
 
 from __future__ import annotations
@@ -70,15 +71,15 @@ def _direct_get(node: Node, general: Callable[[object], object],
     keyspace = engine.keyspace
     gates = keyspace.gates
     tally = engine.direct_tally
+    ticks = tally.ticks
     command = engine.table[b"get"]
 
     def timed(name: bytes) -> object:
-        """The call that ends a block of SAMPLE: the block counted, this call timed with
-        the general path's timing standing for the calls of the block."""
-        tally.gets += SAMPLE
-        tally.left = SAMPLE + 1  # the timed call below counts itself again
+        """One call in SAMPLE: the recent hits' keys drained into their databases' sets
+        (Database.drain), then this call timed, its time standing for the SAMPLE calls."""
+        keyspace.drain()
         began = perf_counter()
-        value = get(name)  # counts down from SAMPLE + 1: not timed again
+        value = get(name)  # takes a False tick: not timed again
         usec = (perf_counter() - began) * 1e6
         command.usec += usec * SAMPLE
         if engine.latency_tracking:
@@ -92,33 +93,32 @@ def _direct_get(node: Node, general: Callable[[object], object],
     # miss) come after the one type test that tells a hit, and the maps are loaded when
     # used (loading them earlier measured the same).
     def get(name: bytes) -> object:
-        if gates.read_open and session.multi is None:
-            db = session.db
-            try:
-                value = db.data.get(name)
-            except TypeError:  # unhashable: redis-py's DataError
-                return general(name)
-            if type(value) is not bytes:
-                if value is None:
-                    if type(name) is not bytes:
-                        return general(name)  # a str or int argument: converted there
-                    if not (left := tally.left - 1):
-                        return timed(name)
-                    tally.left = left
-                    tally.misses += 1
-                    return None
-                if type(value) is not bytearray:
-                    return general(name)  # WRONGTYPE, answered the general way
-                # A string edited in place (SETRANGE, APPEND...) is a bytearray in the
-                # store; GET answers its bytes.
-                value = bytes(value)
-            if db.expires and name in db.expires and db.expires[name] <= keyspace.now_ms():
-                return general(name)  # lazy expiry: deleted, DEL propagated, in order
-            db.access[name] = keyspace.lru_clock  # OBJECT IDLETIME starts again
-            if left := tally.left - 1:
-                tally.left = left
-                return value
+        if not gates.read_open or session.multi is not None:
+            return general(name)  # a gate closed
+        db = session.db
+        try:
+            value = db.data.get(name)
+        except TypeError:  # unhashable: redis-py's DataError
+            return general(name)
+        if type(value) is not bytes:
+            if value is None:
+                if type(name) is not bytes:
+                    return general(name)  # a str or int argument: converted there
+                if next(ticks):
+                    return timed(name)
+                tally.misses += 1
+                return None
+            if type(value) is not bytearray:
+                return general(name)  # WRONGTYPE, answered the general way
+            # A string edited in place (SETRANGE, APPEND...) is a bytearray in the store;
+            # GET answers its bytes.
+            value = bytes(value)
+        if db.expires and name in db.expires and db.expires[name] <= keyspace.now_ms():
+            return general(name)  # lazy expiry: deleted, DEL propagated, in order
+        if next(ticks):
             return timed(name)
-        return general(name)  # a gate closed
+        # Counted as a hit, and OBJECT IDLETIME starts again (see Database.reads).
+        db.reads.append(name)
+        return value
 
     return get

@@ -256,7 +256,7 @@ def test_deleting_a_shards_keys_at_once_does_what_a_delete_per_key_does(mixed: b
         node = Node()
         # One LRU clock for both nodes: made a second apart, they would record different
         # access times for the same writes.
-        node.engine.keyspace.lru_clock = 1_000_000
+        node.engine.keyspace.set_lru_clock(1_000_000)
         for n in range(50):
             node.execute_command("SET", f"s{n}", "v" * n)
         node.execute_command("SET", "ttl", "x", "EX", "100")

@@ -330,10 +330,10 @@ def _hot_survivors(policy: str, touch) -> tuple[float, float]:
         run("SET", key, "v" * 100)
     run("CONFIG", "SET", "maxmemory", engine.keyspace.used_memory())
     now[0] += 600  # ten minutes later
-    engine.keyspace.lru_clock = int(now[0])
+    engine.keyspace.set_lru_clock(int(now[0]))
     touch(run, hot)
     now[0] += 60
-    engine.keyspace.lru_clock = int(now[0])
+    engine.keyspace.set_lru_clock(int(now[0]))
     for i in range(300):
         run("SET", f"new:{i}", "v" * 100)
     data = engine.keyspace.dbs[0].data
@@ -371,7 +371,7 @@ def test_lfu_counter_log_factor_and_decay():
         run("GET", "k")
     assert run("OBJECT", "FREQ", "k") == 25  # factor 0: every access counts
     now[0] += 3 * 60
-    engine.keyspace.lru_clock = int(now[0])
+    engine.keyspace.set_lru_clock(int(now[0]))
     assert run("OBJECT", "FREQ", "k") == 22  # one less per lfu-decay-time minute
     run("CONFIG", "SET", "lfu-decay-time", "0")
     assert run("OBJECT", "FREQ", "k") == 25

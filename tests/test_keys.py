@@ -619,7 +619,7 @@ def test_sort_store_replaces_and_drops_ttl(same: Callable[..., object],
 def test_object_idletime_counts_from_the_last_access(run, engine):
     run("SET", "k", "v")
     run("SET", "other", "v")
-    engine.keyspace.lru_clock += 10
+    engine.keyspace.set_lru_clock(engine.keyspace.lru_clock + 10)
     assert run("OBJECT", "IDLETIME", "k") == 10
     run("TYPE", "k")  # no-touch commands leave the clock alone, as in Redis
     run("TTL", "k")
@@ -645,7 +645,7 @@ def test_object_freq_grows_logarithmically_and_decays(run, engine):
         run("GET", "hot")
     frequency = run("OBJECT", "FREQ", "hot")
     assert 10 < frequency < 40  # Redis's counter: ~log of the accesses, not their count
-    engine.keyspace.lru_clock += 60 * 5  # five idle minutes, lfu-decay-time 1
+    engine.keyspace.set_lru_clock(engine.keyspace.lru_clock + 60 * 5)  # five idle minutes, lfu-decay-time 1
     assert run("OBJECT", "FREQ", "hot") == frequency - 5
 
 

@@ -670,7 +670,7 @@ class Engine:
             self.acl.log_max_len = config.acllog_max_len
         elif name == "acl-pubsub-default":
             self.acl.pubsub_default_all = config.acl_pubsub_default == "allchannels"
-        keyspace.lfu = config.maxmemory_policy.endswith("-lfu")
+        keyspace.set_lfu(config.maxmemory_policy.endswith("-lfu"))
         keyspace.lfu_log_factor = config.lfu_log_factor
         keyspace.lfu_decay_time = config.lfu_decay_time
         slower_than = config.slowlog_log_slower_than

@@ -240,6 +240,7 @@ def _object(s: Session, key: bytes) -> Status:
     encoding = object_encoding(value, config).decode()
     payload = dump_value(value, config=config, compression=config.rdbcompression)
     serialized = len(payload) - 11  # without the type byte, the version and the CRC
+    db.settle()  # the direct reads' pending access times
     lru = db.access.get(key, 0) & _LRU_CLOCK_MAX
     clock = s.engine.keyspace.lru_clock & _LRU_CLOCK_MAX
     # estimateObjectIdleTime, wrap-around included (and, as in Redis, read as an LRU time

@@ -14,6 +14,7 @@ Sans-IO: counters.
 
 from __future__ import annotations
 
+from itertools import cycle
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -22,46 +23,44 @@ if TYPE_CHECKING:
 __all__ = ["SAMPLE", "DirectTally"]
 
 SAMPLE = 64  # a power of two: one call in SAMPLE is timed
-MASK = SAMPLE - 1
+MASK = SAMPLE - 1  # (the plain lane's SETs: ``not sets & MASK``)
 
 
 class DirectTally:
     """Direct calls not yet added to INFO's counters: GETs (each one in commandstats and
-    ``total_commands_processed``, a keyspace hit unless one of the ``misses``) and
-    ``sets`` (each a SET there).
+    ``total_commands_processed``; a keyspace hit, counted by the store as it records the
+    key's access time (``Keyspace.direct_hits``, ``Database.reads``), or one of the
+    ``misses``) and ``sets`` (each a SET there).
 
-    The GETs are counted down in blocks of :data:`SAMPLE`: ``left`` is how many calls
-    remain until the next timed one, ``gets`` the calls of the finished blocks (a countdown
-    of small ints costs a GET less than a growing count and a mask); :meth:`count_gets`
-    is their sum."""
+    ``ticks`` says which GET is timed: ``next(ticks)`` is True once in ``SAMPLE + 1``
+    (the timed call runs the GET again, which takes one of the False ones), so once in
+    SAMPLE calls, for one C call and no stored count."""
 
-    __slots__ = ("engine", "gets", "left", "misses", "sets")
+    __slots__ = ("engine", "misses", "sets", "ticks")
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        self.gets = 0
-        self.left = SAMPLE
         self.misses = 0
         self.sets = 0
+        self.ticks = cycle((False,) * SAMPLE + (True,))
 
     def count_gets(self) -> int:
         """The direct GETs not yet folded."""
-        return self.gets + SAMPLE - self.left
+        keyspace = self.engine.keyspace
+        return self.misses + keyspace.direct_hits + sum(len(db.reads) for db in keyspace.dbs)
 
     def fold(self) -> None:
         """Add the tally to the public counters and start it again (call it before any of
         those is read or reset)."""
-        gets, sets = self.count_gets(), self.sets
-        if gets or sets:
+        keyspace = self.engine.keyspace
+        keyspace.drain()
+        hits, misses, sets = keyspace.direct_hits, self.misses, self.sets
+        if hits or misses or sets:
             engine = self.engine
-            misses = self.misses
+            gets = hits + misses
             engine.table[b"get"].calls += gets
             engine.table[b"set"].calls += sets
             engine.stats.commands_processed += gets + sets
-            keyspace = engine.keyspace
-            keyspace.hits += gets - misses
+            keyspace.hits += hits
             keyspace.misses += misses
-            self.misses = self.sets = 0
-            # count_gets() is 0 again; the countdown goes on, so that a fold every few
-            # calls (INFO in a loop) does not keep the next timed call from coming.
-            self.gets = self.left - SAMPLE
+            keyspace.direct_hits = self.misses = self.sets = 0

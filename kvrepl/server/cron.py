@@ -29,7 +29,7 @@ async def run_cron(engine: Engine) -> None:
         if instant.PERIOD_MS <= period or loops % (instant.PERIOD_MS // period) == 0:
             sample_metrics(engine)
         loops += 1
-        engine.keyspace.lru_clock = int(engine.keyspace.clock())
+        engine.keyspace.set_lru_clock(int(engine.keyspace.clock()))
         if engine.pausing:
             engine.pause.current()  # a CLIENT PAUSE whose time is up ends (and wakes clients)
         second = int(time())

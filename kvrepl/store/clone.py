@@ -20,6 +20,7 @@ _KEPT = ("expire_keys", "expiry_paused_until", "lru_clock", "lfu", "lfu_log_fact
 
 def clone_keyspace(source: Keyspace) -> Keyspace:
     """A new keyspace holding what ``source`` holds now, sharing only immutable values."""
+    source.settle()  # the direct reads' pending access times, into the maps copied
     clone = Keyspace(len(source.dbs), source.clock)
     for name in _KEPT:
         setattr(clone, name, getattr(source, name))

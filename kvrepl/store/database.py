@@ -34,8 +34,8 @@ class Database:
     and WATCH can see the change.
     """
 
-    __slots__ = ("id", "data", "expires", "access", "keyspace", "_expire_scan", "_expire_pos",
-                 "expire_sampled", "sizes", "used", "stale")
+    __slots__ = ("id", "data", "expires", "access", "reads", "touched", "keyspace",
+                 "_expire_scan", "_expire_pos", "expire_sampled", "sizes", "used", "stale")
 
     def __init__(self, index: int, keyspace: Keyspace) -> None:
         self.id = index
@@ -50,6 +50,22 @@ class Database:
         # Redis's per-object ``lru`` field: the LRU clock at the last access, or under an
         # LFU maxmemory-policy the minutes clock and the log counter (OBJECT IDLETIME/FREQ).
         self.access: dict[bytes, int] = {}
+        # The access times of the direct GET's hits (kvrepl.direct_reads), kept apart from
+        # ``access`` until something could tell: the LRU clock has a resolution of one
+        # second (Redis's LRU_CLOCK_RESOLUTION), so every read of a second records the same
+        # time. A hit appends its key to ``reads`` (which also counts it: see
+        # Keyspace.direct_hits); every few calls :meth:`drain` moves them into
+        # ``touched``, the set of keys read at the current clock: a C-level pass whose set
+        # probes overlap and dirty nothing for a key read again in the same second, where a
+        # store into ``access`` per read costs two probes and a dirtied entry.
+        # :meth:`settle` moves both into ``access``: the keyspace does before its LRU
+        # clock moves (Keyspace.set_lru_clock), and so does whatever reads or writes an
+        # access time other than the current one (OBJECT, DEBUG OBJECT, eviction,
+        # RESTORE's IDLETIME, a switch to an LFU policy, a copy); a deleted key leaves
+        # them. Writing the current time into ``access`` meanwhile (GET the general way, a
+        # new key) agrees with them, so those need not settle.
+        self.reads: list[bytes] = []
+        self.touched: set[bytes] = set()
         # The memory estimate (kvrepl.store.memory): ``used`` is the sum over the keys;
         # ``sizes`` holds the estimate of each key that is not a string (a string's is
         # computed from its length, so it needs no entry).
@@ -126,8 +142,28 @@ class Database:
             return None
         return self.data.get(key)
 
+    def drain(self) -> None:
+        """Move the direct GET's recent hits into ``touched`` (one C-level pass) and count
+        them in Keyspace.direct_hits."""
+        reads = self.reads
+        if reads:
+            self.touched.update(reads)
+            self.keyspace.direct_hits += len(reads)
+            reads.clear()
+
+    def settle(self) -> None:
+        """Record the access time of the keys read directly at this LRU clock (``reads``
+        and ``touched``): C-level passes, one dict store per distinct key."""
+        if self.reads:
+            self.drain()
+        touched = self.touched
+        if touched:
+            self.touched = set()
+            self.access.update(dict.fromkeys(touched, self.keyspace.lru_clock))
+
     def idle_seconds(self, key: bytes) -> int:
         """OBJECT IDLETIME: seconds since the last access (LRU clock resolution: 1 s)."""
+        self.settle()
         last = self.access.get(key)
         return 0 if last is None else max(0, self.keyspace.lru_clock - last)
 
@@ -135,6 +171,7 @@ class Database:
                    frequency: int | None = None) -> None:
         """RESTORE ... IDLETIME / FREQ (objectSetLRUOrLFU): set what the key reports; each
         applies only under its kind of maxmemory-policy, as in Redis."""
+        self.settle()  # a time other than the current one: after the pending ones
         keyspace = self.keyspace
         if keyspace.lfu and frequency is not None:
             self.access[key] = (_minutes(keyspace) << 8) | frequency
@@ -143,6 +180,7 @@ class Database:
 
     def frequency(self, key: bytes) -> int:
         """OBJECT FREQ: the decayed LFU counter (new keys start at 5, as in Redis)."""
+        self.settle()
         packed = self.access.get(key)
         if packed is None:
             return LFU_INIT_VAL
@@ -330,6 +368,10 @@ class Database:
                     self.keyspace.signal_ready(self.id, key)
                 self.used -= self._forget_size(key, value)
         deque(map(self.access.pop, keys, repeat(None)), maxlen=0)
+        if self.reads:
+            self.drain()
+        if self.touched:
+            self.touched.difference_update(keys)
         expires = self.expires
         if expires:
             held = len(expires)
@@ -346,6 +388,10 @@ class Database:
             self.keyspace.signal_ready(self.id, key)  # XREADGROUP waiters: -UNBLOCKED
         self.used -= self._forget_size(key, value)
         self.access.pop(key, None)
+        if self.reads:
+            self.drain()
+        if self.touched:
+            self.touched.discard(key)
         if self.expires and self.expires.pop(key, None) is not None:
             self.used -= EXPIRE_ENTRY
         return True
@@ -385,6 +431,8 @@ class Database:
         self.data = {}
         self.expires = {}
         self.access = {}
+        self.drain()  # (counted)
+        self.touched = set()
         self.sizes = {}
         self.used = 0
         self.stale = set()
@@ -480,8 +528,10 @@ class Keyspace:
         # INFO's slave_expires_tracked_keys, so that expire_replica_keys deletes them.
         self.writable_replica = False
         self.replica_expires: dict[bytes, int] = {}
-        # Redis's LRU clock (seconds), refreshed by the node's cron; and whether the
-        # maxmemory-policy is an LFU one (then accesses count instead of being timed).
+        # Redis's LRU clock (seconds), refreshed by the node's cron; moved only by
+        # set_lru_clock (the direct reads' pending access times are of the clock in force).
+        # And whether the maxmemory-policy is an LFU one (then accesses count instead of
+        # being timed; set it by set_lfu).
         self.lru_clock = int(clock())
         self.lfu = False
         self.lfu_log_factor = 10
@@ -508,6 +558,37 @@ class Keyspace:
         self.counting_reads = False
         self.hits = 0
         self.misses = 0
+        # The direct GET's hits (kvrepl.direct_reads) drained from the databases' ``reads``
+        # and not yet added to ``hits`` and INFO's other counters (the engine's
+        # DirectTally takes them).
+        self.direct_hits = 0
+
+    def set_lru_clock(self, seconds: int) -> None:
+        """Move the LRU clock, first recording the access time of the keys read directly
+        at the old one (Database.touched)."""
+        if seconds != self.lru_clock:
+            self.settle()
+            self.lru_clock = seconds
+
+    def set_lfu(self, lfu: bool) -> None:
+        """Switch between an LRU and an LFU policy's access data (the pending LRU times
+        recorded first: an LFU access reads the packed counter)."""
+        if lfu != self.lfu:
+            self.settle()
+            self.lfu = lfu
+
+    def settle(self) -> None:
+        """Every database's :meth:`Database.settle`."""
+        for db in self.dbs:
+            if db.reads or db.touched:
+                db.settle()
+
+    def drain(self) -> None:
+        """Every database's :meth:`Database.drain`: Keyspace.direct_hits is then the count
+        of all the direct GET's hits not yet taken."""
+        for db in self.dbs:
+            if db.reads:
+                db.drain()
 
     def add_before_write_hook(self, hook: BeforeWriteHook) -> None:
         """Call ``hook(db, key)`` before every write (WATCH, a snapshot's copy-on-write)."""
@@ -639,6 +720,8 @@ class Keyspace:
         da.data, db_.data = db_.data, da.data
         da.expires, db_.expires = db_.expires, da.expires
         da.access, db_.access = db_.access, da.access
+        da.reads, db_.reads = db_.reads, da.reads
+        da.touched, db_.touched = db_.touched, da.touched
         da.sizes, db_.sizes = db_.sizes, da.sizes
         da.used, db_.used = db_.used, da.used
         da.stale, db_.stale = db_.stale, da.stale

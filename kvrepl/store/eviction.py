@@ -107,6 +107,7 @@ class EvictionPool:
     def _populate(self, db: Database, policy: str, source: dict, samples: int) -> None:
         keyspace = db.keyspace
         entries = self.entries
+        db.settle()  # the direct reads' pending access times
         access = db.access
         expires = db.expires
         lfu = policy.endswith("-lfu")
