@@ -11,15 +11,17 @@ from typing import NoReturn
 
 import pytest
 import trio
+import trio.testing
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kvrepl.errors import ReplyError
 from kvrepl.node import Node
-from kvrepl.rdb import LoadResult, StagedLoad
+from kvrepl.rdb import LoadResult, RdbError, StagedLoad
 from kvrepl.rdb.writer import dumps
 from kvrepl.replication.cluster import Cluster, ClusterFollower, ShardLink
-from kvrepl.replication.handshake import StreamBatch
+from kvrepl.replication.handshake import PayloadData, PayloadEnd, PayloadStart, StreamBatch
+from kvrepl.replication.replica import PAYLOAD_RECEIVE_SIZE
 from kvrepl.replication.stream import encode_command
 from kvrepl.replication.topology import SLOTS, Shard, key_slot, keys_in_slots, slot_table
 from kvrepl.store.database import Keyspace
@@ -244,6 +246,65 @@ def test_a_shard_full_sync_measures_what_a_recount_would_and_records_foreign_key
     measured_right()
     assert sorted(db.data) == sorted([a_keys[0], *b_keys[1:]])
     assert not ownership.taken
+
+
+def _payload_events(blob: bytes) -> list[object]:
+    """``blob`` as a link's protocol hands a payload over: 64 KiB pieces between the two."""
+    pieces = [PayloadData(blob[at:at + PAYLOAD_RECEIVE_SIZE])
+              for at in range(0, len(blob), PAYLOAD_RECEIVE_SIZE)]
+    return [PayloadStart(len(blob)), *pieces, PayloadEnd()]
+
+
+async def _handle(link: ShardLink, events: list[object]) -> None:
+    """``link`` handles ``events`` as received; the ACK after a loaded payload goes nowhere."""
+    await link._handle(events, trio.testing.MemorySendStream())  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("damage", ["crc", "type"])
+async def test_a_held_payload_is_checked_whole_and_a_bad_one_changes_nothing(
+        damage: str) -> None:
+    """A link parses its payload 1 MiB at a time (ShardLink.payload_hold), not as each
+    piece comes: it loads the same keys, and a damaged payload (a bad CRC at its end, or
+    a bad type byte inside the first held MiB) still fails the sync with the parser's error,
+    leaving what the follower holds as it was."""
+    follower = Follower(lane=True)
+    db = follower.node.engine.keyspace.dbs[0]
+    a_keys = {_key("a", True, n): b"kept" for n in range(3)}
+    _load(follower.a, a_keys, {}, {})
+    snapshot = Keyspace(1)
+    b_keys = {k: b"v" * 20 for k in (b"b:%d" % i for i in range(160_000))
+              if key_slot(k) >= HALF}
+    snapshot.dbs[0].data.update(b_keys)
+    blob = dumps(snapshot)
+    assert len(blob) > 2 * ShardLink.payload_hold  # held twice, and a rest for the end
+    await _handle(follower.b, _payload_events(blob))
+    assert db.data == {**a_keys, **b_keys}
+
+    follower = Follower(lane=True)
+    db = follower.node.engine.keyspace.dbs[0]
+    _load(follower.a, a_keys, {}, {})
+    bad = bytearray(blob)
+    if damage == "crc":
+        bad[-1] ^= 1
+        events = _payload_events(bytes(bad))
+        message = "RDB CRC error"
+    else:
+        bad[blob.index(b"b:", 1 << 19) - 2] = 0x66  # a record's type byte: no such type
+        # Only the first 1 MiB and a piece: the error comes when the held MiB is parsed.
+        events = _payload_events(bytes(bad))[:2 + ShardLink.payload_hold
+                                             // PAYLOAD_RECEIVE_SIZE]
+        message = "unknown RDB object type 102 at offset"
+    with pytest.raises(RdbError, match=message):
+        await _handle(follower.b, events)
+    assert db.data == a_keys
+    assert db.used == _measured(a_keys)
+
+
+def _measured(data: dict[bytes, bytes]) -> int:
+    scratch = Keyspace(1)
+    scratch.dbs[0].data = dict(data)
+    scratch.dbs[0].recount()
+    return scratch.dbs[0].used
 
 
 @pytest.mark.parametrize("mixed", [False, True])
