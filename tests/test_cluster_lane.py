@@ -461,3 +461,89 @@ def test_a_shard_snapshot_adds_its_libraries_and_keeps_the_other_shards() -> Non
     load(follower.b, LIB % (b"two", b"f2", 22))
     assert held() == {b"one": LIB % (b"one", b"f1", 1), b"two": LIB % (b"two", b"f2", 22)}
     assert follower.node.execute_command("FCALL", "f2", 0) == 22
+
+
+def _between_loads(event: str, follower: Follower, planted: bytes) -> None:
+    """Something that happens between A's first sync and B's; most put ``planted`` (a key
+    of B's slots) here."""
+    node, db = follower.node, follower.node.engine.keyspace.dbs[0]
+    if event == "client write":  # a writable follower's own key (counted in dirty)
+        node.execute_command("SET", planted, "ours")
+    elif event == "uncounted key":  # DEBUG POPULATE's way: no dirty count, a new key
+        db.add(planted, b"populated")
+    elif event == "uncounted, evicted":  # ... and a key evicted: the same size
+        evicted = list(db.data)[-1]  # not the first key, which the check also watches
+        db.add(planted, b"populated")
+        db.delete(evicted)  # as eviction deletes and counts it (Evictor.perform)
+        node.engine.stats.evicted_keys += 1
+    elif event == "dataset replaced":  # a load (DEBUG RELOAD): new dict, the same size
+        replaced = dict(db.data)
+        del replaced[next(iter(replaced))]
+        replaced[planted] = b"reloaded"
+        db.data = replaced
+        db.recount()
+    elif event == "A writes B's slot":  # A takes the key: recorded
+        follower.feed(follower.a, [b"SET", planted, b"from-a"])
+    elif event == "A writes its own":  # nothing of B's, but dirty moves: B walks anyway
+        follower.feed(follower.a, [b"SET", _key("a", True, 7), b"more"])
+    elif event == "slot moves":  # one of A's slots (holding a key) is B's now
+        follower.flip(_key("a", True, 0))
+    elif event == "A retires":  # A took B's key, then A is gone: the key stays, unrecorded
+        follower.feed(follower.a, [b"SET", planted, b"from-a"])
+        cluster = follower.follower
+        cluster.retiring.append(follower.a)
+        cluster.drop(follower.a)
+    else:
+        assert event == "nothing"
+
+
+@pytest.mark.parametrize("event", [
+    "nothing", "client write", "uncounted key", "uncounted, evicted", "dataset replaced",
+    "A writes B's slot", "A writes its own", "slot moves", "A retires"])
+def test_a_first_sync_skips_the_walk_only_when_nothing_changed_since_the_last(
+        event: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A shard's first full sync deletes what is held in its slots, found by a walk over
+    every key (``Ownership.keys_of``), unless nothing changed db 0 since another shard's
+    full sync left only loaded keys in their loaders' slots: then there is nothing of its
+    slots to find. Whatever happened in between, the result is what the walk gives: the
+    same keyspace, memory estimate and records as with the walk forced."""
+    a_keys = {_key("a", True, n): b"a" * 5 for n in range(20)}
+    b_keys = {_key("b", False, n): b"b" * 6 for n in range(20)}
+    planted = _key("b", False, 99)
+
+    def run(walk_always: bool) -> tuple[tuple, int]:
+        follower = Follower(lane=True)
+        ownership = follower.follower.ownership
+        if walk_always:
+            monkeypatch.setattr(ownership, "settled", lambda engine: None)
+        walks = []
+        keys_of = ownership.keys_of
+        monkeypatch.setattr(ownership, "keys_of",
+                            lambda link: walks.append(link) or keys_of(link))
+        _load(follower.a, a_keys, {}, {})
+        _between_loads(event, follower, planted)
+        _load(follower.b, b_keys, {}, {})
+        db = follower.node.engine.keyspace.dbs[0]
+        # A key A took stays A's; B's full sync replaced any other in its slots.
+        assert (planted in db.data) == (event == "A writes B's slot")
+        assert set(b_keys) <= set(db.data)
+        return follower.state(), len(walks)
+
+    state, walks = run(walk_always=False)
+    assert (state, 1) == run(walk_always=True)
+    assert walks == (0 if event == "nothing" else 1)
+
+
+def test_a_resync_of_a_shard_that_loaded_still_walks() -> None:
+    """The settled state names the links whose keys are here: a second full sync of one
+    of them finds its keys (and replaces them) even when nothing else happened."""
+    follower = Follower(lane=True)
+    db = follower.node.engine.keyspace.dbs[0]
+    a_keys = {_key("a", True, n): b"a" for n in range(10)}
+    b_keys = {_key("b", False, n): b"b" for n in range(10)}
+    _load(follower.a, a_keys, {}, {})
+    _load(follower.b, b_keys, {}, {})
+    _load(follower.a, {_key("a", True, 50): b"new"}, {}, {})
+    assert db.data == {**b_keys, _key("a", True, 50): b"new"}
+    _load(follower.b, {}, {}, {})
+    assert db.data == {_key("a", True, 50): b"new"}
