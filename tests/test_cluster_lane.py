@@ -11,15 +11,17 @@ from typing import NoReturn
 
 import pytest
 import trio
+import trio.testing
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kvrepl.errors import ReplyError
 from kvrepl.node import Node
-from kvrepl.rdb import LoadResult, StagedLoad
+from kvrepl.rdb import LoadResult, RdbError, StagedLoad
 from kvrepl.rdb.writer import dumps
 from kvrepl.replication.cluster import Cluster, ClusterFollower, ShardLink
-from kvrepl.replication.handshake import StreamBatch
+from kvrepl.replication.handshake import PayloadData, PayloadEnd, PayloadStart, StreamBatch
+from kvrepl.replication.replica import PAYLOAD_RECEIVE_SIZE
 from kvrepl.replication.stream import encode_command
 from kvrepl.replication.topology import SLOTS, Shard, key_slot, keys_in_slots, slot_table
 from kvrepl.store.database import Keyspace
@@ -246,6 +248,65 @@ def test_a_shard_full_sync_measures_what_a_recount_would_and_records_foreign_key
     assert not ownership.taken
 
 
+def _payload_events(blob: bytes) -> list[object]:
+    """``blob`` as a link's protocol hands a payload over: 64 KiB pieces between the two."""
+    pieces = [PayloadData(blob[at:at + PAYLOAD_RECEIVE_SIZE])
+              for at in range(0, len(blob), PAYLOAD_RECEIVE_SIZE)]
+    return [PayloadStart(len(blob)), *pieces, PayloadEnd()]
+
+
+async def _handle(link: ShardLink, events: list[object]) -> None:
+    """``link`` handles ``events`` as received; the ACK after a loaded payload goes nowhere."""
+    await link._handle(events, trio.testing.MemorySendStream())  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("damage", ["crc", "type"])
+async def test_a_held_payload_is_checked_whole_and_a_bad_one_changes_nothing(
+        damage: str) -> None:
+    """A link parses its payload 1 MiB at a time (ShardLink.payload_hold), not as each
+    piece comes: it loads the same keys, and a damaged payload (a bad CRC at its end, or
+    a bad type byte inside the first held MiB) still fails the sync with the parser's error,
+    leaving what the follower holds as it was."""
+    follower = Follower(lane=True)
+    db = follower.node.engine.keyspace.dbs[0]
+    a_keys = {_key("a", True, n): b"kept" for n in range(3)}
+    _load(follower.a, a_keys, {}, {})
+    snapshot = Keyspace(1)
+    b_keys = {k: b"v" * 20 for k in (b"b:%d" % i for i in range(160_000))
+              if key_slot(k) >= HALF}
+    snapshot.dbs[0].data.update(b_keys)
+    blob = dumps(snapshot)
+    assert len(blob) > 2 * ShardLink.payload_hold  # held twice, and a rest for the end
+    await _handle(follower.b, _payload_events(blob))
+    assert db.data == {**a_keys, **b_keys}
+
+    follower = Follower(lane=True)
+    db = follower.node.engine.keyspace.dbs[0]
+    _load(follower.a, a_keys, {}, {})
+    bad = bytearray(blob)
+    if damage == "crc":
+        bad[-1] ^= 1
+        events = _payload_events(bytes(bad))
+        message = "RDB CRC error"
+    else:
+        bad[blob.index(b"b:", 1 << 19) - 2] = 0x66  # a record's type byte: no such type
+        # Only the first 1 MiB and a piece: the error comes when the held MiB is parsed.
+        events = _payload_events(bytes(bad))[:2 + ShardLink.payload_hold
+                                             // PAYLOAD_RECEIVE_SIZE]
+        message = "unknown RDB object type 102 at offset"
+    with pytest.raises(RdbError, match=message):
+        await _handle(follower.b, events)
+    assert db.data == a_keys
+    assert db.used == _measured(a_keys)
+
+
+def _measured(data: dict[bytes, bytes]) -> int:
+    scratch = Keyspace(1)
+    scratch.dbs[0].data = dict(data)
+    scratch.dbs[0].recount()
+    return scratch.dbs[0].used
+
+
 @pytest.mark.parametrize("mixed", [False, True])
 def test_deleting_a_shards_keys_at_once_does_what_a_delete_per_key_does(mixed: bool) -> None:
     """``Database.delete_keys`` (a shard's keys before its full sync replaces them): the
@@ -400,3 +461,89 @@ def test_a_shard_snapshot_adds_its_libraries_and_keeps_the_other_shards() -> Non
     load(follower.b, LIB % (b"two", b"f2", 22))
     assert held() == {b"one": LIB % (b"one", b"f1", 1), b"two": LIB % (b"two", b"f2", 22)}
     assert follower.node.execute_command("FCALL", "f2", 0) == 22
+
+
+def _between_loads(event: str, follower: Follower, planted: bytes) -> None:
+    """Something that happens between A's first sync and B's; most put ``planted`` (a key
+    of B's slots) here."""
+    node, db = follower.node, follower.node.engine.keyspace.dbs[0]
+    if event == "client write":  # a writable follower's own key (counted in dirty)
+        node.execute_command("SET", planted, "ours")
+    elif event == "uncounted key":  # DEBUG POPULATE's way: no dirty count, a new key
+        db.add(planted, b"populated")
+    elif event == "uncounted, evicted":  # ... and a key evicted: the same size
+        evicted = list(db.data)[-1]  # not the first key, which the check also watches
+        db.add(planted, b"populated")
+        db.delete(evicted)  # as eviction deletes and counts it (Evictor.perform)
+        node.engine.stats.evicted_keys += 1
+    elif event == "dataset replaced":  # a load (DEBUG RELOAD): new dict, the same size
+        replaced = dict(db.data)
+        del replaced[next(iter(replaced))]
+        replaced[planted] = b"reloaded"
+        db.data = replaced
+        db.recount()
+    elif event == "A writes B's slot":  # A takes the key: recorded
+        follower.feed(follower.a, [b"SET", planted, b"from-a"])
+    elif event == "A writes its own":  # nothing of B's, but dirty moves: B walks anyway
+        follower.feed(follower.a, [b"SET", _key("a", True, 7), b"more"])
+    elif event == "slot moves":  # one of A's slots (holding a key) is B's now
+        follower.flip(_key("a", True, 0))
+    elif event == "A retires":  # A took B's key, then A is gone: the key stays, unrecorded
+        follower.feed(follower.a, [b"SET", planted, b"from-a"])
+        cluster = follower.follower
+        cluster.retiring.append(follower.a)
+        cluster.drop(follower.a)
+    else:
+        assert event == "nothing"
+
+
+@pytest.mark.parametrize("event", [
+    "nothing", "client write", "uncounted key", "uncounted, evicted", "dataset replaced",
+    "A writes B's slot", "A writes its own", "slot moves", "A retires"])
+def test_a_first_sync_skips_the_walk_only_when_nothing_changed_since_the_last(
+        event: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A shard's first full sync deletes what is held in its slots, found by a walk over
+    every key (``Ownership.keys_of``), unless nothing changed db 0 since another shard's
+    full sync left only loaded keys in their loaders' slots: then there is nothing of its
+    slots to find. Whatever happened in between, the result is what the walk gives: the
+    same keyspace, memory estimate and records as with the walk forced."""
+    a_keys = {_key("a", True, n): b"a" * 5 for n in range(20)}
+    b_keys = {_key("b", False, n): b"b" * 6 for n in range(20)}
+    planted = _key("b", False, 99)
+
+    def run(walk_always: bool) -> tuple[tuple, int]:
+        follower = Follower(lane=True)
+        ownership = follower.follower.ownership
+        if walk_always:
+            monkeypatch.setattr(ownership, "settled", lambda engine: None)
+        walks = []
+        keys_of = ownership.keys_of
+        monkeypatch.setattr(ownership, "keys_of",
+                            lambda link: walks.append(link) or keys_of(link))
+        _load(follower.a, a_keys, {}, {})
+        _between_loads(event, follower, planted)
+        _load(follower.b, b_keys, {}, {})
+        db = follower.node.engine.keyspace.dbs[0]
+        # A key A took stays A's; B's full sync replaced any other in its slots.
+        assert (planted in db.data) == (event == "A writes B's slot")
+        assert set(b_keys) <= set(db.data)
+        return follower.state(), len(walks)
+
+    state, walks = run(walk_always=False)
+    assert (state, 1) == run(walk_always=True)
+    assert walks == (0 if event == "nothing" else 1)
+
+
+def test_a_resync_of_a_shard_that_loaded_still_walks() -> None:
+    """The settled state names the links whose keys are here: a second full sync of one
+    of them finds its keys (and replaces them) even when nothing else happened."""
+    follower = Follower(lane=True)
+    db = follower.node.engine.keyspace.dbs[0]
+    a_keys = {_key("a", True, n): b"a" for n in range(10)}
+    b_keys = {_key("b", False, n): b"b" for n in range(10)}
+    _load(follower.a, a_keys, {}, {})
+    _load(follower.b, b_keys, {}, {})
+    _load(follower.a, {_key("a", True, 50): b"new"}, {}, {})
+    assert db.data == {**b_keys, _key("a", True, 50): b"new"}
+    _load(follower.b, {}, {}, {})
+    assert db.data == {_key("a", True, 50): b"new"}

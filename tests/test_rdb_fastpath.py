@@ -94,14 +94,15 @@ def dataset(seed: int, keys: int) -> Keyspace:
 
 
 # -- loading ----------------------------------------------------------------------------------
-def staged(blob: bytes, cuts: list[int], drop_expired: bool = True,
+def staged(blob: bytes, cuts: list[int], drop_expired: bool = True, hold: int = 0,
            **options: object) -> tuple[object, object]:
-    """(databases, counts) or ('error', message) of a StagedLoad fed ``blob`` in pieces."""
+    """(databases, counts) or ('error', message) of a StagedLoad fed ``blob`` in pieces
+    (each with ``hold``)."""
     load = StagedLoad(16, drop_expired=drop_expired, now_ms=NOW, **options)
     bounds = [0, *sorted(c % (len(blob) + 1) for c in cuts), len(blob)]
     try:
         for start, end in zip(bounds, bounds[1:], strict=False):
-            load.feed(blob[start:end])
+            load.feed(blob[start:end], hold)
         result = load.finish()
     except RdbError as err:
         return "error", str(err)
@@ -125,16 +126,40 @@ def general(blob: bytes, monkeypatch: pytest.MonkeyPatch, **kwargs: object) -> t
 cut_points = st.lists(st.integers(0, 1 << 20), max_size=12)
 
 
-@given(st.integers(0, 2**32), st.integers(0, 120), cut_points, st.booleans())
+holds = st.sampled_from([1, 100, 4096, 1 << 20])
+
+
+@given(st.integers(0, 2**32), st.integers(0, 120), cut_points, st.booleans(), holds)
 @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
 def test_chunked_fast_load_equals_general_path(seed: int, keys: int, cuts: list[int],
-                                               drop: bool) -> None:
+                                               drop: bool, hold: int) -> None:
     blob = dumps(dataset(seed, keys), config=CONFIG)
     with pytest.MonkeyPatch.context() as monkeypatch:
         expected = general(blob, monkeypatch, drop_expired=drop)
     assert expected[0] != "error"
     assert staged(blob, cuts, drop_expired=drop) == expected
     assert staged(blob, list(range(0, len(blob), 997)), drop_expired=drop) == expected
+    assert staged(blob, cuts, drop_expired=drop, hold=hold) == expected
+
+
+def test_held_pieces_are_parsed_once_enough_wait_or_at_the_end() -> None:
+    pieces = [rdb(*(string_key(b"k%d" % i, b"v") for i in range(100)))[i:i + 64]
+              for i in range(0, 1200, 64)]
+    load = StagedLoad(16, drop_expired=False, now_ms=NOW)
+    load.feed(pieces[0], 150)
+    load.feed(pieces[1], 150)
+    assert load.keys_read() == 0  # 128 bytes wait: nothing parsed yet
+    load.feed(pieces[2], 150)
+    assert 0 < load.keys_read() < 100  # 192: parsed
+    load.feed(pieces[3], 1 << 20)
+    load.feed(pieces[4])  # no hold: what waits is parsed with it
+    parsed = load.keys_read()
+    assert parsed > 0 and not load._held
+    for piece in pieces[5:]:
+        load.feed(piece, 1 << 20)
+    assert load.keys_read() == parsed
+    assert load.finish().keys_loaded == 100
+    assert load.fresh[0][0] == {b"k%d" % i: b"v" for i in range(100)}
 
 
 @given(st.integers(0, 2**32), st.integers(1, 80), cut_points,
@@ -149,6 +174,7 @@ def test_corrupt_input_gives_the_same_error_however_split(
         expected = general(blob, monkeypatch, verify_checksum=checksum)
     assert staged(blob, cuts, verify_checksum=checksum) == expected
     assert staged(blob, [], verify_checksum=checksum) == expected
+    assert staged(blob, cuts, verify_checksum=checksum, hold=4096) == expected
 
 
 def rdb(*parts: bytes) -> bytes:

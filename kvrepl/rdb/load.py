@@ -94,17 +94,35 @@ class StagedLoad:
         self.now_ms = now_ms
         self.ended = False
         self._failure: RdbError | None = None
+        self._held: list[bytes] = []  # pieces fed with ``hold``, not parsed yet
+        self._held_size = 0
 
-    def feed(self, data: bytes) -> None:
-        """Parse ``data``; RdbError on anything malformed (and again on any later call)."""
+    def feed(self, data: bytes, hold: int = 0) -> None:
+        """Parse ``data``; RdbError on anything malformed (and again on any later call).
+        ``hold``: keep the pieces unparsed until at least that many bytes wait, then parse
+        them at once (:meth:`finish`, or a feed with a smaller ``hold``, parses the rest)."""
         if self._failure is not None:
             raise self._failure
-        if data:
-            self.parser.feed(data)
-            self._drain()
+        if not data:
+            return
+        if hold or self._held:
+            self._held.append(data)
+            self._held_size += len(data)
+            if self._held_size < hold:
+                return
+            data = self._take_held()
+        self.parser.feed(data)
+        self._drain()
+
+    def _take_held(self) -> bytes:
+        data = b"".join(self._held)
+        self._held.clear()
+        self._held_size = 0
+        return data
 
     def keys_read(self) -> int:
-        """Keys parsed so far, those dropped as expired included (key-load-delay's count)."""
+        """Keys parsed so far (not those of held pieces), those dropped as expired included
+        (key-load-delay's count)."""
         return sum(len(data) for data, _ in self.fresh) + self.result.keys_expired
 
     def strings_size(self, db: int) -> int | None:
@@ -117,6 +135,8 @@ class StagedLoad:
         """The input is complete: check it ended properly and return the counts."""
         if self._failure is not None:
             raise self._failure
+        if self._held:
+            self.parser.feed(self._take_held())
         self.parser.feed(b"")
         self._drain()
         if not self.ended:

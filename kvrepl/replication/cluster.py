@@ -153,6 +153,11 @@ class Ownership:
         # Per link, its slots as a slot_table (for lane_run_of), and the owner list it
         # was made from: a new layout makes a new list, and so a new table.
         self._tables: dict[int, tuple[list[object | None], bytes]] = {}
+        # Bumped when keys may have come to sit in slots whose owner did not put them there
+        # (a slot changed hands, a link went away leaving its keys).
+        self.epoch = 0
+        # See settle(): db 0's state after a full sync, and the links that loaded its keys.
+        self._settled: tuple[tuple, frozenset[int]] | None = None
 
     def table_of(self, link: object) -> bytes:
         """The slots ``link`` owns in the last layout seen, as a :func:`slot_table`."""
@@ -222,6 +227,8 @@ class Ownership:
                    if a is not None and a is not b]
         for slot in changed:
             self.previous[slot] = old[slot]
+        if changed:
+            self.epoch += 1
         data = self.db.data
         if data and changed:
             taken, left = self.taken, self.left
@@ -245,7 +252,37 @@ class Ownership:
     def release(self, link: object) -> None:
         """``link`` is gone: the keys it held here become their slots' owners' (whose next
         full sync, or first, replaces them)."""
+        self.epoch += 1
         self.forget(link)
+
+    def _mark(self, engine: Engine) -> tuple:
+        """What changes when anything writes db 0 or moves its keys between slot owners:
+        each write counts in ``dirty`` (a load replacing the dict, which does not, replaces
+        its first key; keys made without a count, DEBUG POPULATE's, change its size),
+        deletions without a count are evictions and expirations."""
+        data = self.db.data
+        stats = engine.stats
+        return (self.epoch, len(data), next(iter(data), None), engine.dirty,
+                stats.evicted_keys, stats.expired_keys)
+
+    def settle(self, engine: Engine, loaders: frozenset[int] | None) -> None:
+        """After a full sync: ``loaders`` (ids of links; None when not known) are the links
+        whose full syncs put every key of db 0 there, each in its own slots."""
+        self._settled = None if loaders is None or self.moving else (
+            self._mark(engine), loaders)
+
+    def settled(self, engine: Engine) -> frozenset[int] | None:
+        """The links that put every key of db 0 there (see :meth:`settle`) when nothing has
+        changed db 0 since (no write, no slot changing hands, no link gone): then no other
+        link holds a key here, known without a walk over the keys. None when not known."""
+        settled = self._settled
+        if settled is None or self.moving:
+            return None
+        mark, loaders = settled
+        now = self._mark(engine)
+        if now[2] is not mark[2] or now != mark:  # the first key: the same object
+            return None
+        return loaders
 
     def forget(self, link: object) -> None:
         """Drop ``link``'s records (its keys are gone, or go to their slots' owners)."""
@@ -261,6 +298,12 @@ _NO_KEYS, _FIRST_KEY, _KEYS, _DELETE, _RESTORE, _FLUSH = range(6)
 
 class ShardLink(ReplicaOf):
     """The replica link to one shard's primary, applying what that shard holds."""
+
+    # The shards' payloads arrive at once, a piece of each in turn (~64 KiB): parsed piece by
+    # piece, the parsers took turns ~450 times over 1M keys, and each turn found the cache
+    # holding another parser's dict (~17% more CPU than parsing 1 MiB of one at a time,
+    # measured on the three payloads of a 1M-key cluster). A step parses ~35k keys then.
+    payload_hold = 1 << 20
 
     def __init__(self, follower: ClusterFollower, shard: Shard) -> None:
         self.follower = follower
@@ -479,8 +522,14 @@ class ShardLink(ReplicaOf):
         # replaces a replica's whole dataset: before it, the keys of our slots may be a
         # writable follower's own, or a retired shard's left to their slots' owners. One
         # step with the swap below (readers never see the shard half replaced), so in
-        # C-level passes: ~10x faster than a delete() per key.
-        replaced = ownership.keys_of(self) if db.data else []
+        # C-level passes: ~10x faster than a delete() per key. Not even a walk when the
+        # keys here are all other shards' from their full syncs and nothing changed since
+        # (a first sync while the others' streams are quiet: ~80 ms of 1M keys).
+        loaders = ownership.settled(engine) if db.data else frozenset()
+        if loaders is not None and id(self) not in loaders:
+            replaced = []
+        else:
+            replaced = ownership.keys_of(self)
         db.delete_keys(replaced)
         ownership.forget(self)
         stray = self._not_ours(fresh)
@@ -505,6 +554,9 @@ class ShardLink(ReplicaOf):
         load_functions(engine, result.functions, replace_all=False)
         self.loaded_once = True
         self.full_syncs += 1
+        # Every key is its loader's, in its slots, if it was so before (or there was none)
+        # and ours are (none stray: a stray one is recorded, and then something moves).
+        ownership.settle(engine, None if loaders is None else loaders | {id(self)})
 
     def _not_ours(self, fresh: dict[bytes, object]) -> list[bytes]:
         """The keys of ``fresh`` whose slot this shard does not own (all of them while

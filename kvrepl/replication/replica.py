@@ -84,6 +84,10 @@ class ReplicaOf:
     ``describe`` is the ``(host, port)`` INFO and ROLE show.
     """
 
+    #: Payload bytes held unparsed until this many wait (0: each piece is parsed as it
+    #: arrives); see ShardLink, whose payloads arrive interleaved with other links'.
+    payload_hold = 0
+
     def __init__(self, engine: Engine, replication: MasterReplication, connect: Connect,
                  describe: tuple[str, int], listening_port: int = 0) -> None:
         self.engine = engine
@@ -370,7 +374,9 @@ class ReplicaOf:
             elif kind is PayloadData:
                 if self._dump is not None:
                     self._dump.write(event.data)
-                self._staged.feed(event.data)
+                # Held only without key-load-delay, which paces the keys as they are parsed.
+                self._staged.feed(event.data, 0 if self.config.key_load_delay
+                                  else self.payload_hold)
                 self.transfer_read += len(event.data)
                 persistence.attach(self.engine).loading_loaded_bytes = self.transfer_read
                 self._keys_read = await persistence.load_delay(
