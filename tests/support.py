@@ -139,8 +139,10 @@ class RedisServer:
                 # closure cell), so its connection stayed open until a later gc pass and its
                 # hang-up counted in the test's INFO stats.
                 with redis.Redis(port=self.port, socket_timeout=1) as probe:
-                    # Ours, not whatever took the port first.
-                    if probe.info("server")["process_id"] == self.process.pid:
+                    # Ours, not whatever took the port first; and done loading its data
+                    # (INFO answers while it loads, PING says -LOADING: BusyLoadingError).
+                    if probe.info("server")["process_id"] == self.process.pid and \
+                            probe.ping():
                         return True
             except (redis.ConnectionError, redis.TimeoutError):
                 pass
@@ -333,7 +335,7 @@ class KvreplProcess:
 
     def wait_ready(self) -> KvreplProcess:
         """Until it answers PING (loaded: no -LOADING), or it exited."""
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + 60  # a loaded host takes its time to import
 
         def ready() -> bool:
             assert self.process.poll() is None, self.output()
