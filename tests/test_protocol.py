@@ -242,6 +242,13 @@ def test_fast_path_refuses_what_redis_refuses():
 @example([multibulk([b"a"]), b"*1\r\n$0\r\n\r\n*"], 0)  # a cut request: probe fails
 @example([multibulk([b"SET", b"k", b"v\r\n*1\r\n"]), b"*2\r\n$3\r\nGET\r\n$1"], 0)
 @example([multibulk([b"a"]), b"*2\r\n$1\r\n\r\n*1\r\n"], 0)  # "\r\n*" in the cut one
+# Reads past _split_lines's size, whole (one hiredis pass), then cut at a line's end
+# (ends with CR LF like a whole read: the one pass finds a request held back).
+@example([multibulk([b"SET", b"key:%d" % i, b"x" * 40]) for i in range(8)], 0)
+@example([multibulk([b"SET", b"key:%d" % i, b"x" * 40]) for i in range(8)]
+         + [b"*2\r\n$3\r\nGET\r\n"], 0)
+@example([multibulk([b"SET", b"key:%d" % i, b"x" * 40]) for i in range(8)]
+         + [b"*1\r\n:1\r\n"], 0)
 def test_split_without_sizes_agrees_with_sizes(requests, cut):
     """``want_sizes=False`` returns what the exact parser reads first; a total instead of
     sizes only when that is all it reads (the rest being a cut request); a reader left

@@ -331,7 +331,10 @@ def _split_plain(data: bytes | bytearray, start: int
     taken, False)``; None when the careful way must look. Checked with a few C-level
     passes instead of one Python step per argument.
 
-    The last request begins after the last CR LF '*' (unless a value holds one): hiredis
+    A read that ends with CR LF is, as a rule, whole requests: hiredis reads all of it in
+    one pass, and an integer fed to it after must come back as itself, which happens only
+    if it holds no part of a request. Otherwise (a request cut, even at a line's end):
+    the last request begins after the last CR LF '*' (unless a value holds one): hiredis
     reads up to there, then an integer fed to it must come back as itself, which happens
     only if it holds no part of a request, so the requests took exactly those bytes; then
     the rest, which is the last request whole, or cut (left to the exact parser).
@@ -342,6 +345,15 @@ def _split_plain(data: bytes | bytearray, start: int
     if len(data.translate(None, _SUSPECT_BYTES)) != len(data):
         return None
     end = len(data)
+    if data.endswith(b"\r\n"):
+        # The usual read, whole requests: one pass and one check that nothing is held back.
+        whole = _plain_up_to(data, start, end)
+        if whole is not None:
+            found, reader = whole
+            if _only_bulk_strings(found):
+                _spare_readers.append(reader)
+                return found, end - start, False
+            return None
     cut = data.rfind(b"\r\n*", start) + 2
     while cut > start + 1 and data[cut + 1:cut + 2] == b"\r":
         # "*" CR LF is an argument "*" (XADD's ID), not a request's "*<count>": look before.
@@ -368,17 +380,27 @@ def _split_plain(data: bytes | bytearray, start: int
                 taken = end
     except Exception:  # hiredis.ProtocolError: the careful way finds where and why
         return None
-    if [] in found or b"" in found:
-        return None  # "*0", which Redis skips; "$0", which it reads as an inline command
+    if not _only_bulk_strings(found):
+        return None
+    if taken == end:  # nothing held back: the reader can serve again
+        _spare_readers.append(reader)
+    return found, taken - start, False
+
+
+def _only_bulk_strings(found: list[object]) -> bool:
+    """Every value hiredis read is a non-empty list of bytes (with no refused type byte in
+    the read, as :func:`_split_plain` checks first: multibulk requests of bulk strings)."""
+    # all(): no "*0", which Redis skips, no "$0" at the top, which it reads as an inline
+    # command (nor a 0 or None, which the join below refuses anyway).
+    if not all(found):
+        return False
     try:
         # Raises TypeError for any value or element that is not bytes (a top-level bulk
         # string too, but for the empty one: joining it iterates ints).
         b"".join(map(b"".join, found))
     except TypeError:
-        return None
-    if taken == end:  # nothing held back: the reader can serve again
-        _spare_readers.append(reader)
-    return found, taken - start, False
+        return False
+    return True
 
 
 def _plain_up_to(data: bytes | bytearray, start: int, cut: int
