@@ -23,6 +23,7 @@ from support import (
 )
 
 from kvrepl.config import Config
+from kvrepl.replication.stream import encode_command
 
 MB = 1024 * 1024
 
@@ -324,3 +325,50 @@ def test_messages_a_transaction_sends_its_own_client_are_not_left_counted(server
         admin.call("CONFIG", "SET", "notify-keyspace-events", "")
         client.close()
         admin.close()
+
+
+def test_a_replica_limit_counts_what_its_stuck_send_holds(caplog):
+    """A replica's output buffer is everything the kernel has not taken (as in Redis),
+    bytes its stuck send holds included. A replica that reads nothing after its snapshot:
+    the master's writes fill the socket until its send waits with part of a write; then
+    one write sized so that the buffer alone stays under the hard limit, and the buffer
+    plus what the send holds passes it, closes the link."""
+    caplog.set_level(logging.WARNING, logger="kvrepl")
+    hard = 1 << 20
+    master = ThreadedServer(Config(save=(), repl_diskless_sync=False,
+                                   client_output_buffer_limit=f"replica {hard} 0 0")).start()
+    admin = RawClient(master.port)
+    fake = SmallWindowClient(master.port, 4096)  # reads only its first reply line
+    try:
+        admin.call("SET", "first", "1")  # the stream's SELECT comes before the snapshot
+        fake.send("PSYNC", "?", "-1")
+        poll(lambda: b"state=online" in admin.call("INFO", "replication"),
+             "the fake replica online, its snapshot sent")
+        replication = master.node.replication
+        link = replication.replicas[0]
+        chunk = b"c" * 256 * 1024
+        for i in range(stuck_size() // len(chunk)):
+            admin.call("SET", f"fill:{i % 8}", chunk)
+            # Taken and sent, or the send waits (a write may be queued behind it).
+            poll(lambda: link.io.unsent or not replication.held_for(link),
+                 "the sender to take the write")
+            if link.io.unsent:
+                break
+        held = info_field(admin, "memory", "mem_clients_slaves")
+        assert 0 < link.io.unsent <= held < hard
+        target = hard - held + 1
+        size = target - len(encode_command([b"SET", b"last", b""]))
+        while len(encode_command([b"SET", b"last", b"v" * size])) > target:
+            size -= 1
+        assert len(encode_command([b"SET", b"last", b"v" * size])) == target
+        assert not caplog.records and link.closed is None  # not closed before this write
+        admin.call("SET", "last", b"v" * size)
+        assert link.closed == "hard output buffer limit reached"
+        poll(lambda: info_field(admin, "replication", "connected_slaves") == 0,
+             "the link to be closed")
+        assert any("hard output buffer limit reached" in r.getMessage()
+                   for r in caplog.records)
+    finally:
+        admin.close()
+        fake.close()
+        master.stop()

@@ -300,7 +300,7 @@ class MasterReplication:
             return
         self._check_output_limits()
         timing = any(link.soft_limit_since is not None for link in self.replicas)
-        worst = max(len(link.buffer) for link in self.replicas)
+        worst = max(self.held_for(link) for link in self.replicas)
         self._post_limit = 0 if timing else max(floor - worst, 0)
 
     def _attach(self, link: ReplicaLink) -> None:
@@ -314,7 +314,10 @@ class MasterReplication:
         hard, soft, seconds = self.config.client_output_buffer_limit["replica"]
         now = time.monotonic()
         for link in self.replicas:
-            size = len(link.buffer)
+            # What a send still holds counts: Redis's output buffer is everything the
+            # kernel has not taken, and a sender that took a big burst would otherwise
+            # let as much again gather behind it.
+            size = self.held_for(link)
             if hard and size > hard:
                 self._drop(link, "hard output buffer limit reached")
             elif soft and size > soft:
