@@ -164,3 +164,25 @@ async def test_a_retarget_ends_the_pause_between_two_attempts(
             await link.synced.wait()
         assert (link.host, link.port) == ("127.0.0.1", new.port)
         assert keyspace(node) == dataset(new)
+
+
+async def test_a_promoted_replica_missing_from_the_shards_members_takes_its_link() -> None:
+    """A layout read from a node whose view of the shard's replicas was behind gave the
+    link members without the replica that is promoted later. Once the old primary serves
+    no slot and the promoted node serves the link's, the link follows it (a retarget, our
+    history kept), not a new link with a full sync beside a retired one."""
+    node = Node()
+    follower = ClusterFollower(node.engine, Cluster([("127.0.0.1", 1)]), trio.open_tcp_stream)
+    link = ShardLink(follower, shard(1, "old"))  # members: {"old"} only
+    follower.links = [link]
+    follower.ownership.set_owners(follower.links)
+    promoted = Shard(primary="new", host="127.0.0.1", port=2, slots=((0, SLOTS - 1),),
+                     members=frozenset({"new"}), addresses=())
+    demoted = Shard(primary="old", host="127.0.0.1", port=1, slots=(),
+                    members=frozenset({"old"}), addresses=())
+    async with trio.open_nursery() as nursery:
+        follower._nursery = nursery
+        follower.apply([demoted, promoted])
+        assert follower.links == [link] and not follower.retiring
+        assert (link.host, link.port, link.shard.primary) == ("127.0.0.1", 2, "new")
+        nursery.cancel_scope.cancel()

@@ -769,16 +769,20 @@ class ClusterFollower:
         kept: list[ShardLink] = []
         free = list(self.links)
         demoted = set()  # former primaries of shards whose replica took over
+        serving = {shard.primary for shard in shards if shard.slots}
         for shard in sorted(shards, key=lambda x: not x.slots):  # shards with slots first
             if not shard.slots and shard.primary in demoted:
                 continue  # a primary that failed over, not yet shown as the replica it is
-            # The same primary; or the shard's replica promoted (it was among the members),
-            # or its slots (a failover seen only after the old primary was forgotten).
+            # The same primary; or the shard's replica promoted (it was among the members);
+            # or its slots, once its old primary serves none (a failover seen only after
+            # the old primary was forgotten, or by a node whose view of the shard's
+            # replicas was behind when we last read it).
             link = next((x for x in free if x.shard.primary == shard.primary), None)
             if link is None and not shard.failed:
                 link = next((x for x in free if shard.primary in x.shard.members
                              or x.shard.primary in shard.members), None) or next(
-                    (x for x in free if x.shard.failed and _overlap(x.shard, shard)), None)
+                    (x for x in free if (x.shard.failed or x.shard.primary not in serving)
+                     and _overlap(x.shard, shard)), None)
             if link is None:
                 link = ShardLink(self, shard)
                 logger.info("Cluster: following primary %s at %s:%d (slots %s)",
