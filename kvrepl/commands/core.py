@@ -49,6 +49,7 @@ from kvrepl.store import Database, Keyspace
 
 if TYPE_CHECKING:
     from kvrepl.aof import AppendOnlyFile
+    from kvrepl.commands.cmem import QueryBuffer
 
 Handler = Callable[["Session", list], object]
 
@@ -321,6 +322,9 @@ class CommandStats:
     # Errors a replica's master link got for commands of the master's stream (Redis's
     # stat_unexpected_error_replies): each is a write this replica could not apply.
     unexpected_error_replies: int = 0
+    # Clients' reply buffers the once-a-second check shrank or grew (kvrepl.commands.cmem).
+    reply_buffer_shrinks: int = 0
+    reply_buffer_expands: int = 0
     # Blobs of RESTORE payloads deep-checked under sanitize-dump-payload yes/clients.
     dump_payload_sanitizations: int = 0
 
@@ -402,7 +406,13 @@ class Session:
         self.pending_size = 0
         self.held_output: Callable[[], int] | None = None
         self.soft_limit_since: float | None = None
-        self.reply_peak = 0  # CLIENT LIST rbp: the largest obl the once-a-second check saw
+        # The reply buffer Redis would have (CLIENT LIST rbs and rbp: kvrepl.commands.cmem
+        # resizes it, each reply write notes its peak) and its query buffer (made when
+        # first looked at); the peak's last reset, in ms (0: the first check resets it).
+        self.reply_size = obuf.STATIC_BUFFER
+        self.reply_peak = obuf.STATIC_BUFFER
+        self.reply_peak_reset = 0
+        self.query_buffer: QueryBuffer | None = None
         self.tracking: ClientTracking | None = None  # CLIENT TRACKING ON
 
     @property
@@ -470,6 +480,11 @@ class Engine:
         self.debug_channel: Callable[[Session], object | None] | None = None
         self._aof_error = ""  # why the last AOF write or fsync failed: MISCONF for writes
         self.active_expire_enabled = True  # DEBUG SET-ACTIVE-EXPIRE
+        # DEBUG REPLYBUFFER RESIZING and PEAK-RESET-TIME (ms, -1: never): clients' reply
+        # buffers as the once-a-second check resizes them (kvrepl.commands.cmem).
+        self.reply_buffer_resizing = True
+        self.reply_buffer_peak_reset_ms = 5000
+        self.clients_cron_next = 0  # where the cron's next share of the clients starts
         self.evictor = Evictor(self)
         self._maxmemory = 0  # config.maxmemory, read on every command
         self._min_replicas = 0  # config.min_replicas_to_write, likewise

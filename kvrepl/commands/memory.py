@@ -14,7 +14,7 @@ import gc
 import sys
 from dataclasses import dataclass
 
-from kvrepl.commands import obuf
+from kvrepl.commands import cmem
 from kvrepl.commands.args import parse_int
 from kvrepl.commands.core import Engine, Session, command
 from kvrepl.commands.help import help_reply
@@ -111,7 +111,7 @@ def memory_stats(s: Session, argv: list[bytes]) -> object:
         b"replication.backlog": mh.backlog,
         b"clients.slaves": (s.engine.replication.replica_buffers()
                             if s.engine.replication is not None else 0),
-        b"clients.normal": obuf.clients_memory(s.engine),
+        b"clients.normal": cmem.clients_memory(s.engine),
         b"cluster.links": 0,
         b"aof.buffer": 0,
         b"lua.caches": 0,
