@@ -130,12 +130,12 @@ def _fd(connection: object | None) -> int:
         return -1
 
 
-def _events(s: Session, connection: object | None) -> str:
+def _events(connection: object | None) -> str:
     """The handlers Redis would have on the socket: reading always; writing while a reply
     waits for the kernel to take it."""
     if connection is None:
         return ""
-    return "rw" if obuf.writing(s) else "r"
+    return "rw" if obuf.writing(connection) else "r"
 
 
 def _last_command(s: Session, current: Session | None, running: str) -> str:
@@ -164,7 +164,7 @@ def client_info_line(s: Session, current: Session | None = None, running: str = 
         f"qbuf={mem.qbuf} qbuf-free={mem.qbuf_free} argv-mem={mem.argv_mem} "
         f"multi-mem={mem.multi_mem} rbs={mem.rbs} rbp={mem.rbp} "
         f"obl={mem.obl} oll={mem.oll} omem={mem.omem} tot-mem={mem.total} "
-        f"events={_events(s, connection)} "
+        f"events={_events(connection)} "
         f"cmd={_last_command(s, current, running)} user={s.user.name.decode('utf-8', 'replace')} "
         f"redir={-1 if s.tracking is None else s.tracking.redirect} "
         f"resp={3 if s.resp3 else 2}"

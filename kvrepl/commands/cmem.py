@@ -55,6 +55,7 @@ from kvrepl.protocol.parser import request_size
 
 if TYPE_CHECKING:
     from kvrepl.commands.core import Engine, Session
+    from kvrepl.protocol.parser import RequestParser
 
 POINTER = 8  # sizeof(robj*): Redis adds one per argument to argv-mem's share of tot-mem
 CLIENT_STRUCT = 768  # zmalloc_size(client): sizeof(client) of 7.0 in its jemalloc class
@@ -237,12 +238,11 @@ def query_buffer(session: Session) -> QueryBuffer:
     return model
 
 
-def _in_progress(session: Session, running: list[bytes] | None
+def _in_progress(parser: RequestParser | None, running: list[bytes] | None
                  ) -> tuple[int, int, list[bytes] | None]:
-    """What Redis's query buffer holds for ``session`` (``(qbuf, big argument's length,
-    argv)``): the bytes not parsed yet, without the header of an argument in progress;
-    plus the running request, which stays there until it returns."""
-    parser = obuf.parser_of(session)
+    """What Redis's query buffer holds for the client of ``parser`` (``(qbuf, big
+    argument's length, argv)``): the bytes not parsed yet, without the header of an
+    argument in progress; plus the running request, which stays there until it returns."""
     if parser is None:
         return 0, 0, running
     held = parser.buffered
@@ -267,7 +267,8 @@ def measure(session: Session, running: list[bytes] | None = None) -> ClientMemor
     mem = ClientMemory(multi_mem=multi_memory(session), multi_overhead=multi_overhead(session),
                        pubsub_overhead=pubsub_overhead(session),
                        tracking_overhead=tracking_overhead(session))
-    held, bulk, argv = _in_progress(session, running)
+    connection = obuf.connection_of(session)
+    held, bulk, argv = _in_progress(getattr(connection, "parser", None), running)
     model = query_buffer(session)
     model.see(session, held, bulk)
     mem.qbuf = held
@@ -278,37 +279,30 @@ def measure(session: Session, running: list[bytes] | None = None) -> ClientMemor
     if argv:
         mem.argv_mem = argv_memory(argv)
         mem.argc = len(argv)
+    mem.rbs = session.reply_size
     link = session.replica_link
     if link is not None:
         mem.omem = session.engine.replication.held_for(link)
-        mem.rbs = session.reply_size
         mem.rbp = session.reply_peak
     else:
         pending = obuf.pending_bytes(session)
-        mem.rbs = session.reply_size
-        mem.obl = reply_buffer_used(session, pending)
+        # Redis's bufpos: what fits the reply buffer; nothing once a write waits for the
+        # kernel, which took the reply buffer's bytes first (Redis writes it first, and
+        # while its reply list holds anything new replies go there).
+        mem.obl = 0 if obuf.writing(connection) else min(pending, session.reply_size)
         mem.omem = pending - mem.obl
         session.reply_peak = mem.rbp = max(session.reply_peak, mem.obl)
     mem.oll = 1 if mem.omem else 0
     return mem
 
 
-def reply_buffer_used(session: Session, pending: int) -> int:
-    """``obl`` (Redis's bufpos) for ``pending`` reply bytes held: what fits the reply
-    buffer; none once a write waits for the kernel, which took the reply buffer's bytes
-    first (Redis writes it first, and while its reply list holds anything new replies
-    go there)."""
-    if obuf.writing(session):
-        return 0
-    return min(pending, session.reply_size)
-
-
-def resize_reply_buffer(session: Session, now_ms: int) -> None:
-    """clientsCronResizeOutputBuffer: a buffer whose peak used less than half of it
-    shrinks to the peak (1 KB at least), a full one doubles (16 KB at most), both to
-    their jemalloc class; the peak is reset to what the buffer holds every
-    ``peak-reset-time`` ms. Redis starts the first period at the client's creation in
-    seconds, compared with milliseconds: its first check always resets the peak."""
+def resize_reply_buffer(session: Session, now_ms: int, used: int) -> None:
+    """clientsCronResizeOutputBuffer (``used``: what the buffer holds now): a buffer whose
+    peak used less than half of it shrinks to the peak (1 KB at least), a full one
+    doubles (16 KB at most), both to their jemalloc class; the peak is reset to what the
+    buffer holds every ``peak-reset-time`` ms. Redis starts the first period at the
+    client's creation in seconds, compared with milliseconds: its first check always
+    resets the peak."""
     engine = session.engine
     if not engine.reply_buffer_resizing:
         return
@@ -322,19 +316,22 @@ def resize_reply_buffer(session: Session, now_ms: int) -> None:
         engine.stats.reply_buffer_expands += 1
     reset = engine.reply_buffer_peak_reset_ms
     if reset >= 0 and now_ms - session.reply_peak_reset >= reset:
-        session.reply_peak = reply_buffer_used(session, obuf.pending_bytes(session))
+        session.reply_peak = min(used, session.reply_size)
         session.reply_peak_reset = now_ms
 
 
 def cron(engine: Engine, session: Session) -> ClientMemory:
     """clientsCron's share for one client: resize its query and reply buffers; returns its
-    memory, measured after."""
-    held, bulk, _argv = _in_progress(session, None)
+    memory, with the buffers as resized."""
+    mem = measure(session)
+    now = time.time()
     model = query_buffer(session)
-    model.see(session, held, bulk)
-    model.cron(held, time.time() - session.last_interaction)
-    resize_reply_buffer(session, int(time.time() * 1000))
-    return measure(session)
+    model.cron(mem.qbuf, now - session.last_interaction)
+    resize_reply_buffer(session, int(now * 1000), mem.obl)
+    mem.qbuf_free = max(model.alloc - mem.qbuf, 0)
+    mem.query_size = sds_malloc_size(model.alloc)
+    mem.rbs = session.reply_size
+    return mem
 
 
 def clients_memory(engine: Engine) -> int:

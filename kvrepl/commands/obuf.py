@@ -23,7 +23,6 @@ from kvrepl.log import logger
 
 if TYPE_CHECKING:
     from kvrepl.commands.core import Engine, Session
-    from kvrepl.protocol.parser import RequestParser
 
 STATIC_BUFFER = 16 * 1024  # PROTO_REPLY_CHUNK_BYTES: a client's reply buffer at first
 _PEAK_SLOTS = 8  # CLIENTS_PEAK_MEM_USAGE_SLOTS: "recent" is the last 8 seconds
@@ -54,11 +53,15 @@ def output_memory(session: Session, pending: int) -> int:
     return pending - size if pending > size else 0
 
 
-def writing(session: Session) -> bool:
-    """A write to ``session`` waits for the kernel to take its bytes (CLIENT LIST's
-    ``w`` event)."""
+def connection_of(session: Session) -> object | None:
+    """``session``'s connection in the server (None for an embedded session)."""
     connections = getattr(session.engine.server, "connections", None)
-    connection = connections.get(session.id) if connections else None
+    return connections.get(session.id) if connections else None
+
+
+def writing(connection: object | None) -> bool:
+    """A write on ``connection`` waits for the kernel to take its bytes (CLIENT LIST's
+    ``w`` event)."""
     return bool(getattr(getattr(connection, "io", None), "unsent", 0))
 
 
@@ -131,12 +134,6 @@ def peak_slot(engine: Engine) -> int:
     engine.output_peaks[(slot + 1) % _PEAK_SLOTS] = 0
     engine.input_peaks[(slot + 1) % _PEAK_SLOTS] = 0
     return slot
-
-
-def parser_of(session: Session) -> RequestParser | None:
-    """The request parser of ``session``'s connection (None for an embedded session)."""
-    connections = getattr(session.engine.server, "connections", None)
-    return getattr(connections.get(session.id) if connections else None, "parser", None)
 
 
 def recent_max_input(engine: Engine) -> int:
