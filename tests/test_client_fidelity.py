@@ -193,7 +193,8 @@ def _resizing(port: int) -> list[object]:
 
         poll(grown, "the busy client's buffer to grow")
         seen.append(info_field(admin, "stats", "reply_buffer_expands") > 0)
-        seen.append(client_fields(admin, "ID", client_id)["rbp"])  # full, never reset
+        client.call("GET", "bigval")  # fills the grown buffer: its peak, never reset
+        seen.append(client_fields(admin, "ID", client_id)["rbp"])
     finally:
         admin.call("DEBUG", "REPLYBUFFER", "PEAK-RESET-TIME", "RESET")
         admin.call("DEL", "bigval")
