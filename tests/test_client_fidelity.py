@@ -362,3 +362,66 @@ def test_pfcount_and_pfmerge_read_strings_changed_in_place(both: list[int]) -> N
     ours, theirs = (run(port) for port in both)
     assert ours == theirs
     assert ours[-1] is True
+
+
+def _subscribed_memory(port: int, channels: int, prefixes: list[str]) -> list[str]:
+    """tot-mem of a client subscribed to ``channels`` channels and as many patterns, and
+    of one tracking with BCAST and ``prefixes``."""
+    admin = RawClient(port)
+    subscriber, tracker = RawClient(port), RawClient(port)
+    try:
+        subscriber_id = int(subscriber.call("CLIENT", "ID")[1:-2])
+        tracker_id = int(tracker.call("CLIENT", "ID")[1:-2])
+        subscriber.call("SUBSCRIBE", *[f"ch{i}" for i in range(channels)], replies=channels)
+        subscriber.call("PSUBSCRIBE", *[f"p{i}*" for i in range(channels)], replies=channels)
+        args = ["CLIENT", "TRACKING", "ON", "BCAST"]
+        for prefix in prefixes:
+            args += ["PREFIX", prefix]
+        assert tracker.call(*args) == b"+OK\r\n"
+        return [client_fields(admin, "ID", client_id)["tot-mem"]
+                for client_id in (subscriber_id, tracker_id)]
+    finally:
+        for client in (admin, subscriber, tracker):
+            client.close()
+
+
+@pytest.mark.parametrize(("channels", "prefixes"), [
+    (1, []), (4, ["foo"]), (5, ["foo", "bar"]), (9, ["user:", "usr:", "x"]),
+    (3, ["ab", "ac", "b"])])
+def test_subscriptions_and_tracking_prefixes_cost_what_they_cost_redis(
+        fixed_reply_buffers: list[int], channels: int, prefixes: list[str]) -> None:
+    """pubsubMemOverhead (a list node a pattern, the channels' dict entries and slots) and
+    the tracking prefixes' radix tree nodes, in tot-mem."""
+    ours, theirs = (_subscribed_memory(port, channels, prefixes)
+                    for port in fixed_reply_buffers)
+    assert ours == theirs
+
+
+@pytest.mark.parametrize(("keys", "nodes"), [
+    ([], 1), ([b""], 1), ([b"foo"], 2), ([b"foo", b"bar"], 5), ([b"a", b"b", b"c"], 4),
+    ([b"foobar", b"foo"], 3), ([b"fa", b"fb"], 4)])
+def test_rax_nodes(keys: list[bytes], nodes: int) -> None:
+    assert cmem.rax_nodes(keys) == nodes
+
+
+def _settled(port: int) -> int:
+    """Three clients left idle: once the cron gave back their query buffers, INFO's
+    mem_clients_normal is their memory and the asking client's, as the cron last
+    measured each."""
+    idle = [RawClient(port) for _ in range(3)]
+    admin = RawClient(port)
+    expected = 3 * (8 + 768 + 16384) + IDLE_TOT_MEM
+    try:
+        for client in idle:
+            assert client.call("PING") == b"+PONG\r\n"
+        poll(lambda: info_field(admin, "memory", "mem_clients_normal") == expected,
+             "the idle clients' query buffers given back", within=10)
+        return info_field(admin, "memory", "mem_clients_normal")
+    finally:
+        for client in (*idle, admin):
+            client.close()
+
+
+def test_mem_clients_normal_follows_the_cron(fixed_reply_buffers: list[int]) -> None:
+    ours, theirs = (_settled(port) for port in fixed_reply_buffers)
+    assert ours == theirs

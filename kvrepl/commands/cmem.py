@@ -40,8 +40,10 @@ figures Redis would report for the same bytes, its buffers sized as Redis sizes 
   both), as clientsCronResizeOutputBuffer does.
 - ``tot-mem``: ``omem``, the query buffer's allocation, the client structure (768 bytes),
   ``rbs``, ``argv-mem`` with a pointer per argument, ``multi-mem`` with the watched keys'
-  list nodes and the queued commands' array, the subscriptions' table entries and slots,
-  and the tracking prefixes' radix tree nodes, as getClientMemoryUsage adds them.
+  list nodes and the queued commands' array, the subscriptions' table entries and slots
+  (the table grown for the subscriptions held now, not the size it kept after
+  unsubscriptions), and the tracking prefixes' radix tree nodes, as getClientMemoryUsage
+  adds them.
 """
 
 from __future__ import annotations
@@ -208,8 +210,15 @@ def multi_overhead(session: Session) -> int:
 
 
 def _dict_overhead(count: int) -> int:
-    # An entry each, and the slots of a table grown when full (4, then doubled).
-    return count * DICT_ENTRY + (_power_of_two(count, 4) * POINTER if count else 0)
+    """An entry each, and the slots of a table grown when full (4, then doubled); right
+    after the add that grew it, the old table too (its rehashing moves a bucket at each
+    later operation on the table, which kvrepl does not follow)."""
+    if not count:
+        return 0
+    slots = _power_of_two(count, 4)
+    if count > 4 and count - 1 == slots // 2:
+        slots += slots // 2
+    return count * DICT_ENTRY + slots * POINTER
 
 
 def pubsub_overhead(session: Session) -> int:
@@ -220,14 +229,30 @@ def pubsub_overhead(session: Session) -> int:
             + _dict_overhead(len(session.shard_channels)))
 
 
+def rax_nodes(keys: list[bytes]) -> int:
+    """The nodes of a Redis radix tree (rax.c) holding ``keys``, inserted only: a run of
+    bytes that all keys below share is one compressed node, a fork one node with a child
+    per byte, each key's end one node (the root is always there)."""
+    rest = [key for key in keys if key]  # (a key ending here marks this node)
+    if not rest:
+        return 1
+    first = {key[0] for key in rest}
+    if len(first) == 1:  # one way on: a compressed node of the bytes all keys share
+        shared = min(rest)
+        common = len(shared)
+        for key in rest:
+            while not key.startswith(shared[:common]):
+                common -= 1
+        return 1 + rax_nodes([key[common:] for key in rest])
+    return 1 + sum(rax_nodes([key[1:] for key in rest if key[0] == byte]) for byte in first)
+
+
 def tracking_overhead(session: Session) -> int:
-    """The tracking prefixes' radix tree, as getClientMemoryUsage counts its nodes: kvrepl
-    counts the root and two nodes a prefix (a compressed node and its key), the tree of
-    prefixes that share no first byte."""
+    """The tracking prefixes' radix tree, as getClientMemoryUsage counts its nodes."""
     tracking = session.tracking
-    if tracking is None or not tracking.prefixes:
+    if tracking is None or not tracking.bcast:
         return 0
-    return (1 + 2 * len(tracking.prefixes)) * RAX_NODE_COST
+    return rax_nodes(tracking.prefixes) * RAX_NODE_COST
 
 
 def query_buffer(session: Session) -> QueryBuffer:
@@ -337,8 +362,9 @@ def cron(engine: Engine, session: Session) -> ClientMemory:
 def clients_memory(engine: Engine) -> int:
     """MEMORY STATS ``clients.normal`` (INFO's ``mem_clients_normal``): the ``tot-mem``
     of every client but the replicas (normal, pub/sub and the master link, as Redis's
-    stat_clients_type_memory adds them)."""
-    return sum(measure(s).total for s in engine.sessions.values()
+    stat_clients_type_memory adds them), each as the cron last measured it (as Redis's
+    clientsCron updates it: a client not yet looked at counts for nothing)."""
+    return sum(s.last_memory for s in engine.sessions.values()
                if not (s.is_replica and not s.monitor))
 
 
@@ -363,6 +389,7 @@ def clients_cron(engine: Engine) -> int:
     for i in range(start, start + count):
         session = sessions[i % len(sessions)]
         mem = cron(engine, session)
+        session.last_memory = mem.total
         inputs[slot] = max(inputs[slot], mem.input_usage)
         outputs[slot] = max(outputs[slot], mem.omem)
         if session.replica_link is None:

@@ -413,6 +413,7 @@ class Session:
         self.reply_peak = obuf.STATIC_BUFFER
         self.reply_peak_reset = 0
         self.query_buffer: QueryBuffer | None = None
+        self.last_memory = 0  # tot-mem at the cron's last look (INFO's mem_clients_normal)
         self.tracking: ClientTracking | None = None  # CLIENT TRACKING ON
 
     @property
