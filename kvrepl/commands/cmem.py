@@ -29,15 +29,15 @@ figures Redis would report for the same bytes, its buffers sized as Redis sizes 
   (``sdsZmallocSize``): :class:`QueryBuffer` follows Redis's query buffer: empty (4 bytes
   free) until the first read, then made room for a 16 KB read (20474 bytes), or for the
   whole of a big argument (32 KB or more) once its header is parsed, grown greedily when
-  more is held; the once-a-second check (:func:`cron`) gives back what an idle (over 2 s)
-  client does not use, or trims a buffer over 32 KB to its recent peak, as
+  more is held; the cron (:func:`cron`) gives back what an idle (over 2 s) client does
+  not use, or trims a buffer over 32 KB to its recent peak, as
   clientsCronResizeQueryBuffer does. The reads themselves are not seen: a buffer grown by
   a read and emptied before anyone looked is not counted.
 - ``rbs``/``rbp``: the reply buffer's size (16 KB at first) and the most of it used since
   the peak was last reset; each reply write notes its size (kvrepl.server), and the
-  once-a-second check halves a buffer whose peak used less than half (down to 1 KB) or
-  doubles a full one (up to 16 KB), and resets the peak every 5 s (DEBUG REPLYBUFFER sets
-  both), as clientsCronResizeOutputBuffer does.
+  cron shrinks a buffer whose peak used less than half of it to the peak (1 KB at
+  least), doubles a full one (up to 16 KB), and resets the peak every 5 s (DEBUG
+  REPLYBUFFER sets both), as clientsCronResizeOutputBuffer does.
 - ``tot-mem``: ``omem``, the query buffer's allocation, the client structure (768 bytes),
   ``rbs``, ``argv-mem`` with a pointer per argument, ``multi-mem`` with the watched keys'
   list nodes and the queued commands' array, the subscriptions' table entries and slots
@@ -311,10 +311,7 @@ def measure(session: Session, running: list[bytes] | None = None) -> ClientMemor
         mem.rbp = session.reply_peak
     else:
         pending = obuf.pending_bytes(session)
-        # Redis's bufpos: what fits the reply buffer; nothing once a write waits for the
-        # kernel, which took the reply buffer's bytes first (Redis writes it first, and
-        # while its reply list holds anything new replies go there).
-        mem.obl = 0 if obuf.writing(connection) else min(pending, session.reply_size)
+        mem.obl = obuf.reply_buffer_used(session, pending, connection)
         mem.omem = pending - mem.obl
         session.reply_peak = mem.rbp = max(session.reply_peak, mem.obl)
     mem.oll = 1 if mem.omem else 0

@@ -322,7 +322,7 @@ class CommandStats:
     # Errors a replica's master link got for commands of the master's stream (Redis's
     # stat_unexpected_error_replies): each is a write this replica could not apply.
     unexpected_error_replies: int = 0
-    # Clients' reply buffers the once-a-second check shrank or grew (kvrepl.commands.cmem).
+    # Clients' reply buffers the cron shrank or grew (kvrepl.commands.cmem).
     reply_buffer_shrinks: int = 0
     reply_buffer_expands: int = 0
     # Blobs of RESTORE payloads deep-checked under sanitize-dump-payload yes/clients.
@@ -482,7 +482,7 @@ class Engine:
         self._aof_error = ""  # why the last AOF write or fsync failed: MISCONF for writes
         self.active_expire_enabled = True  # DEBUG SET-ACTIVE-EXPIRE
         # DEBUG REPLYBUFFER RESIZING and PEAK-RESET-TIME (ms, -1: never): clients' reply
-        # buffers as the once-a-second check resizes them (kvrepl.commands.cmem).
+        # buffers as the cron resizes them (kvrepl.commands.cmem).
         self.reply_buffer_resizing = True
         self.reply_buffer_peak_reset_ms = 5000
         self.clients_cron_next = 0  # where the cron's next share of the clients starts

@@ -114,7 +114,7 @@ def _strtod(arg: bytes) -> float:
 
 def _replybuffer(s: Session, argv: list[bytes]) -> object:
     """DEBUG REPLYBUFFER PEAK-RESET-TIME <ms|NEVER|RESET> | RESIZING <0|1>: how the
-    once-a-second check resizes the clients' reply buffers (kvrepl.commands.cmem)."""
+    cron resizes the clients' reply buffers (kvrepl.commands.cmem)."""
     engine = s.engine
     option, value = argv[2].lower(), argv[3]
     if option == b"peak-reset-time":

@@ -7,7 +7,7 @@ has not taken: the pushes queued on its session (``Session.pending_size``) and w
 connection holds (``Session.held_output``: the replies of the read being run, those the
 reactor keeps until the end of its pass, and a send the kernel would not take at once).
 Redis writes the first bytes of a client's replies into its reply buffer (16 KB at first,
-resized by the once-a-second check: kvrepl.commands.cmem), that CLIENT LIST shows as
+resized by the cron: kvrepl.commands.cmem), that CLIENT LIST shows as
 ``obl`` and that the limits never count; what is beyond it is the reply list, ``omem``,
 which the limits bound. kvrepl reports its pending bytes the same way.
 
@@ -46,13 +46,6 @@ def pending_bytes(session: Session) -> int:
     return session.pending_size + (held() if held is not None else 0)
 
 
-def output_memory(session: Session, pending: int) -> int:
-    """``omem`` for ``pending`` bytes held for ``session``: what does not fit its reply
-    buffer (``rbs``)."""
-    size = session.reply_size
-    return pending - size if pending > size else 0
-
-
 def connection_of(session: Session) -> object | None:
     """``session``'s connection in the server (None for an embedded session)."""
     connections = getattr(session.engine.server, "connections", None)
@@ -63,6 +56,28 @@ def writing(connection: object | None) -> bool:
     """A write on ``connection`` waits for the kernel to take its bytes (CLIENT LIST's
     ``w`` event)."""
     return bool(getattr(getattr(connection, "io", None), "unsent", 0))
+
+
+_LOOK_UP = object()
+
+
+def reply_buffer_used(session: Session, pending: int,
+                      connection: object | None = _LOOK_UP) -> int:
+    """``obl`` (Redis's bufpos) for ``pending`` bytes held for ``session``: what fits its
+    reply buffer (``rbs``); nothing once a write waits for the kernel, which took the
+    reply buffer's bytes first (Redis writes it first, and while its reply list holds
+    anything new replies go there)."""
+    if not pending:
+        return 0
+    if writing(connection_of(session) if connection is _LOOK_UP else connection):
+        return 0
+    return min(pending, session.reply_size)
+
+
+def output_memory(session: Session, pending: int) -> int:
+    """``omem`` for ``pending`` bytes held for ``session``: what is not in its reply
+    buffer."""
+    return pending - reply_buffer_used(session, pending)
 
 
 def note_reply(session: Session, size: int) -> None:
@@ -118,7 +133,7 @@ def log_closing(session: Session, scheduled: bool) -> None:
 
 
 def check_limits(session: Session, pending: int) -> bool:
-    """closeClientOnOutputBufferLimitReached from the once-a-second check: close
+    """closeClientOnOutputBufferLimitReached from the cron: close
     ``session`` if it is over its limits (nothing beyond the reply buffer: no check).
     True when it was closed."""
     if output_memory(session, pending) and session.on_kill is not None \
@@ -138,14 +153,13 @@ def peak_slot(engine: Engine) -> int:
 
 def recent_max_input(engine: Engine) -> int:
     """INFO's ``client_recent_max_input_buffer``: the largest input memory (query buffer
-    and arguments, kvrepl.commands.cmem) seen by the once-a-second check over the last 8
-    seconds."""
+    and arguments, kvrepl.commands.cmem) seen by the cron over the last 8 seconds."""
     return max(engine.input_peaks)
 
 
 def recent_max(engine: Engine) -> int:
-    """INFO's ``client_recent_max_output_buffer``: the largest ``omem`` seen by the
-    once-a-second check over the last 8 seconds."""
+    """INFO's ``client_recent_max_output_buffer``: the largest ``omem`` seen by the cron
+    over the last 8 seconds."""
     return max(engine.output_peaks)
 
 
