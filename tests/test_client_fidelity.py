@@ -425,3 +425,36 @@ def _settled(port: int) -> int:
 def test_mem_clients_normal_follows_the_cron(fixed_reply_buffers: list[int]) -> None:
     ours, theirs = (_settled(port) for port in fixed_reply_buffers)
     assert ours == theirs
+
+
+def _after(port: int, commands: list[tuple[str, ...]]) -> dict[str, str]:
+    admin, client = RawClient(port), RawClient(port)
+    try:
+        client_id = int(client.call("CLIENT", "ID")[1:-2])
+        for args in commands:
+            client.call(*args)
+        return _stable(client_fields(admin, "ID", client_id))
+    finally:
+        client.close()
+        admin.close()
+
+
+@pytest.mark.parametrize("commands", [
+    [("NOSUCH",)],  # cmd=NULL: lookupCommand found nothing
+    [("CLIENT", "NOSUCH")],
+    [("GET",)],  # arity errors: the command was found
+    [("CLIENT",)],
+    [("CONFIG", "GET")],
+    [("MULTI",), ("GET",)],
+    [("SUBSCRIBE", "c"), ("GET", "k")],  # refused in the pub/sub context
+    [("SET", "k", "v"), ("LPUSH", "k", "x")],
+    [("WATCH", "w1", "w2"), ("SET", "w1", "1")],  # dirty: its watched keys are forgotten
+    [("WATCH", "w1"), ("SET", "w1", "1"), ("WATCH", "w3")],  # and no more are watched
+    [("HELLO", "3"), ("SELECT", "5"), ("CLIENT", "SETNAME", "abc")],
+    [("CLIENT", "TRACKING", "on", "OPTIN")],
+    [("CLIENT", "NO-EVICT", "on")],
+])
+def test_cmd_and_memory_after_commands_match_redis(
+        fixed_reply_buffers: list[int], commands: list[tuple[str, ...]]) -> None:
+    ours, theirs = (_after(port, commands) for port in fixed_reply_buffers)
+    assert ours == theirs

@@ -869,22 +869,28 @@ class Engine:
         self.also_propagate([b"DEL", key], db.id)
 
     # -- execution -------------------------------------------------------------------------
+    def find_command(self, argv: list[bytes]) -> Command | None:
+        """lookupCommand: the table entry ``argv`` names (its subcommand, when it has some
+        and one is named), None when there is none; arity unchecked."""
+        cmd = self.table.get(argv[0].lower())
+        if cmd is not None and cmd.subcommands and len(argv) >= 2:
+            return cmd.subcommands.get(argv[1].lower())
+        return cmd
+
     def lookup_command(self, argv: list[bytes]) -> Command:
         """The table entry for ``argv`` (subcommand resolved); ReplyError when unknown."""
-        cmd = self.table.get(argv[0].lower())
+        cmd = self.find_command(argv)
         if cmd is None:
-            raise unknown_command(argv[0].decode("utf-8", "replace"), argv[1:])
-        if cmd.subcommands and (len(argv) >= 2 or cmd.handler is None):
-            if len(argv) < 2:
-                cmd.rejected_calls += 1
-                raise wrong_arity(cmd.name)
-            sub = cmd.subcommands.get(argv[1].lower())
-            if sub is None:
-                raise ReplyError(
-                    f"ERR unknown subcommand '{argv[1].decode('utf-8', 'replace')[:128]}'. "
-                    f"Try {cmd.name.upper()} HELP."
-                )
-            cmd = sub
+            base = self.table.get(argv[0].lower())
+            if base is None:
+                raise unknown_command(argv[0].decode("utf-8", "replace"), argv[1:])
+            raise ReplyError(
+                f"ERR unknown subcommand '{argv[1].decode('utf-8', 'replace')[:128]}'. "
+                f"Try {base.name.upper()} HELP."
+            )
+        if cmd.subcommands and cmd.handler is None:  # a container named alone
+            cmd.rejected_calls += 1
+            raise wrong_arity(cmd.name)
         arity = cmd.arity
         if (arity > 0 and len(argv) != arity) or len(argv) < -arity:
             cmd.rejected_calls += 1
@@ -903,6 +909,10 @@ class Engine:
             try:
                 cmd = self.lookup_command(argv)
             except ReplyError as err:
+                # processCommand sets lastcmd from lookupCommand before its checks: NULL
+                # for an unknown command or subcommand (CLIENT LIST's cmd).
+                found = self.find_command(argv)
+                session.last_command = "NULL" if found is None else found.name
                 if session.multi is not None:
                     session.multi_error = True
                 return self._count_error(err, session)
@@ -1342,6 +1352,7 @@ class Engine:
 
     def _reject(self, cmd: Command, session: Session, err: ReplyError) -> ReplyError:
         cmd.rejected_calls += 1
+        session.last_command = cmd.name  # set by processCommand before its checks
         if session.multi is not None:
             if cmd.is_exec:
                 # rejectCommand on EXEC is execCommandAbort: the transaction is discarded.
