@@ -458,3 +458,37 @@ def test_cmd_and_memory_after_commands_match_redis(
         fixed_reply_buffers: list[int], commands: list[tuple[str, ...]]) -> None:
     ours, theirs = (_after(port, commands) for port in fixed_reply_buffers)
     assert ours == theirs
+
+
+def _doctor_with_a_stuck_client(port: int) -> list[bool]:
+    """MEMORY DOCTOR names big client buffers while a client's reply waits on it (over 200
+    KB a client on average, as the cron measured them), and not once it was read."""
+    admin = RawClient(port)
+    victim = SmallWindowClient(port, 4096)
+    seen: list[bool] = []
+
+    def doctor() -> bytes:
+        return admin.call("MEMORY", "DOCTOR")
+
+    try:
+        size = stuck_size()
+        admin.call("SET", "big", b"v" * size)
+        victim.send("GET", "big")
+        poll(lambda: b"Big client buffers" in doctor(), "the doctor to see the client")
+        seen.append(True)
+        header = b"$%d\r\n" % size
+        received = len(victim.buf)
+        while received < len(header) + size + 2:
+            received += len(victim.sock.recv(1 << 20))
+        poll(lambda: b"Big client buffers" not in doctor(), "the doctor to forget it")
+        seen.append(True)
+    finally:
+        victim.close()
+        admin.call("DEL", "big")
+        admin.close()
+    return seen
+
+
+def test_memory_doctor_names_big_client_buffers(both: list[int]) -> None:
+    ours, theirs = (_doctor_with_a_stuck_client(port) for port in both)
+    assert ours == theirs == [True, True]
