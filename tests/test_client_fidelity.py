@@ -492,3 +492,25 @@ def _doctor_with_a_stuck_client(port: int) -> list[bool]:
 def test_memory_doctor_names_big_client_buffers(both: list[int]) -> None:
     ours, theirs = (_doctor_with_a_stuck_client(port) for port in both)
     assert ours == theirs == [True, True]
+
+
+def test_a_malformed_header_left_by_a_protocol_error_is_measured_not_fatal() -> None:
+    """Found by tests/fuzz.py's tcp target: a request refused for its bulk length leaves
+    the parser on that header until the connection closes; the cron measuring the client
+    meanwhile counts the header as unparsed (it killed the node's cron before)."""
+    from kvrepl.errors import ProtocolError
+    from kvrepl.protocol.parser import RequestParser
+
+    parser = RequestParser()
+    sent = b"*2\r\n$3\r\nGET\r\n$3\r/h<\nGET\r\n"
+    parser.feed(sent)
+    with pytest.raises(ProtocolError):
+        parser.next_request()
+    held, bulk, argv = cmem._in_progress(parser, None)  # no exception: measured
+    assert 0 < held <= len(sent) and bulk == 0 and argv == [b"GET"]
+    parser = RequestParser()
+    sent = b"*2\r\n$3\r\nGET\r\n$40000\r\nxyz"
+    parser.feed(sent)
+    assert cmem._in_progress(parser, None) == (len(sent), 0, None)  # nothing parsed yet
+    parser.next_request()  # the big argument's header parsed: only its bytes are held
+    assert cmem._in_progress(parser, None) == (3, 40000, [b"GET"])

@@ -53,6 +53,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from kvrepl.commands import obuf
+from kvrepl.commands.args import string2ll
+from kvrepl.log import logger
 from kvrepl.protocol.parser import request_size
 
 if TYPE_CHECKING:
@@ -280,9 +282,11 @@ def _in_progress(parser: RequestParser | None, running: list[bytes] | None
         if argv is not None:
             head = parser.head(24)
             end = head.find(b"\r\n")
-            if head[:1] == b"$" and end > 0:
-                held -= end + 2  # the argument's header is parsed: Redis drops it
-                length = int(head[1:end])
+            length = string2ll(head[1:end]) if head[:1] == b"$" and end > 0 else None
+            if length is not None and length >= 0:
+                # The argument's header is whole and valid: Redis has parsed it, and
+                # dropped it from its query buffer (bytes not parsed yet stay counted).
+                held -= end + 2
                 bulk = length if length >= BIG_ARG else 0
     return held, bulk, argv
 
@@ -385,7 +389,11 @@ def clients_cron(engine: Engine) -> int:
     engine.clients_cron_next = start + count
     for i in range(start, start + count):
         session = sessions[i % len(sessions)]
-        mem = cron(engine, session)
+        try:
+            mem = cron(engine, session)
+        except Exception:  # a bug must cost this look only, never the node's cron
+            logger.exception("Measuring client %s failed", session.addr)
+            continue
         session.last_memory = mem.total
         inputs[slot] = max(inputs[slot], mem.input_usage)
         outputs[slot] = max(outputs[slot], mem.omem)
