@@ -1,4 +1,4 @@
-"""DEBUG SDSLEN, LISTPACK, QUICKLIST, HTSTATS, HTSTATS-KEY and REPLYBUFFER against
+"""DEBUG SDSLEN, LISTPACK, QUICKLIST, HTSTATS and HTSTATS-KEY against
 redis-server 7.0: the same replies and errors, and for LISTPACK / QUICKLIST the same
 structure printed on stdout (but for addresses, which are C pointers in Redis)."""
 
@@ -140,10 +140,3 @@ def test_htstats_reports_the_real_tables(pair) -> None:
     assert ours.execute_command("DEBUG", "HTSTATS", "0").decode().endswith(
         "[Expires HT]\nHash table 0 stats (main hash table):\n"
         "No stats available for empty dictionaries\n")
-
-
-def test_replybuffer_is_refused_not_ignored(pair) -> None:
-    (ours, theirs), _, _ = pair
-    assert theirs.execute_command("DEBUG", "REPLYBUFFER", "RESIZING", "0") == b"OK"
-    with pytest.raises(redis.ResponseError, match="REPLYBUFFER is not supported by kvrepl"):
-        ours.execute_command("DEBUG", "REPLYBUFFER", "RESIZING", "0")

@@ -320,7 +320,7 @@ def test_messages_a_transaction_sends_its_own_client_are_not_left_counted(server
         assert client.call("MULTI") == b"+OK\r\n"
         assert client.call("SET", "k", "v") == b"+QUEUED\r\n"
         assert b">3\r\n$7\r\nmessage\r\n" in client.call("EXEC")
-        assert _field(admin, client_id, "tot-mem") == 0
+        assert (_field(admin, client_id, "obl"), _field(admin, client_id, "omem")) == (0, 0)
     finally:
         admin.call("CONFIG", "SET", "notify-keyspace-events", "")
         client.close()

@@ -130,6 +130,14 @@ def _fd(connection: object | None) -> int:
         return -1
 
 
+def _events(connection: object | None) -> str:
+    """The handlers Redis would have on the socket: reading always; writing while a reply
+    waits for the kernel to take it."""
+    if connection is None:
+        return ""
+    return "rw" if obuf.writing(connection) else "r"
+
+
 def _last_command(s: Session, current: Session | None, running: str) -> str:
     if s is current:
         return running  # Redis records the command before running it
@@ -142,7 +150,7 @@ def _last_command(s: Session, current: Session | None, running: str) -> str:
 def client_info_line(s: Session, current: Session | None = None, running: str = "",
                      argv: list[bytes] | None = None) -> str:
     """One CLIENT LIST line, fields in Redis 7.0's order (``argv``: the command ``current``
-    is running); the memory fields as kvrepl.commands.cmem measures them."""
+    is running); the memory fields as kvrepl.commands.cmem measures and sizes them."""
     now = int(time.time())
     connection = _connection(s)
     idle_since = max(s.created, s.last_interaction)
@@ -153,10 +161,10 @@ def client_info_line(s: Session, current: Session | None = None, running: str = 
         f"id={s.id} addr={s.addr} laddr={s.laddr} fd={_fd(connection)} name={name} "
         f"age={now - int(s.created)} idle={max(0, now - int(idle_since))} flags={_flags(s)} "
         f"db={s.db.id} sub={len(s.channels)} psub={len(s.patterns)} ssub={len(s.shard_channels)} multi={multi} "
-        f"qbuf={mem.qbuf} qbuf-free=0 argv-mem={mem.argv_mem} multi-mem={mem.multi_mem} "
-        f"rbs={obuf.STATIC_BUFFER} rbp={mem.rbp} "
+        f"qbuf={mem.qbuf} qbuf-free={mem.qbuf_free} argv-mem={mem.argv_mem} "
+        f"multi-mem={mem.multi_mem} rbs={mem.rbs} rbp={mem.rbp} "
         f"obl={mem.obl} oll={mem.oll} omem={mem.omem} tot-mem={mem.total} "
-        f"events={'r' if connection is not None else ''} "
+        f"events={_events(connection)} "
         f"cmd={_last_command(s, current, running)} user={s.user.name.decode('utf-8', 'replace')} "
         f"redir={-1 if s.tracking is None else s.tracking.redirect} "
         f"resp={3 if s.resp3 else 2}"

@@ -49,6 +49,7 @@ from kvrepl.store import Database, Keyspace
 
 if TYPE_CHECKING:
     from kvrepl.aof import AppendOnlyFile
+    from kvrepl.commands.cmem import QueryBuffer
 
 Handler = Callable[["Session", list], object]
 
@@ -321,6 +322,9 @@ class CommandStats:
     # Errors a replica's master link got for commands of the master's stream (Redis's
     # stat_unexpected_error_replies): each is a write this replica could not apply.
     unexpected_error_replies: int = 0
+    # Clients' reply buffers the cron shrank or grew (kvrepl.commands.cmem).
+    reply_buffer_shrinks: int = 0
+    reply_buffer_expands: int = 0
     # Blobs of RESTORE payloads deep-checked under sanitize-dump-payload yes/clients.
     dump_payload_sanitizations: int = 0
 
@@ -402,7 +406,14 @@ class Session:
         self.pending_size = 0
         self.held_output: Callable[[], int] | None = None
         self.soft_limit_since: float | None = None
-        self.reply_peak = 0  # CLIENT LIST rbp: the largest obl the once-a-second check saw
+        # The reply buffer Redis would have (CLIENT LIST rbs and rbp: kvrepl.commands.cmem
+        # resizes it, each reply write notes its peak) and its query buffer (made when
+        # first looked at); the peak's last reset, in ms (0: the first check resets it).
+        self.reply_size = obuf.STATIC_BUFFER
+        self.reply_peak = obuf.STATIC_BUFFER
+        self.reply_peak_reset = 0
+        self.query_buffer: QueryBuffer | None = None
+        self.last_memory = 0  # tot-mem at the cron's last look (INFO's mem_clients_normal)
         self.tracking: ClientTracking | None = None  # CLIENT TRACKING ON
 
     @property
@@ -470,6 +481,11 @@ class Engine:
         self.debug_channel: Callable[[Session], object | None] | None = None
         self._aof_error = ""  # why the last AOF write or fsync failed: MISCONF for writes
         self.active_expire_enabled = True  # DEBUG SET-ACTIVE-EXPIRE
+        # DEBUG REPLYBUFFER RESIZING and PEAK-RESET-TIME (ms, -1: never): clients' reply
+        # buffers as the cron resizes them (kvrepl.commands.cmem).
+        self.reply_buffer_resizing = True
+        self.reply_buffer_peak_reset_ms = 5000
+        self.clients_cron_next = 0  # where the cron's next share of the clients starts
         self.evictor = Evictor(self)
         self._maxmemory = 0  # config.maxmemory, read on every command
         self._min_replicas = 0  # config.min_replicas_to_write, likewise
@@ -853,22 +869,28 @@ class Engine:
         self.also_propagate([b"DEL", key], db.id)
 
     # -- execution -------------------------------------------------------------------------
+    def find_command(self, argv: list[bytes]) -> Command | None:
+        """lookupCommand: the table entry ``argv`` names (its subcommand, when it has some
+        and one is named), None when there is none; arity unchecked."""
+        cmd = self.table.get(argv[0].lower())
+        if cmd is not None and cmd.subcommands and len(argv) >= 2:
+            return cmd.subcommands.get(argv[1].lower())
+        return cmd
+
     def lookup_command(self, argv: list[bytes]) -> Command:
         """The table entry for ``argv`` (subcommand resolved); ReplyError when unknown."""
-        cmd = self.table.get(argv[0].lower())
+        cmd = self.find_command(argv)
         if cmd is None:
-            raise unknown_command(argv[0].decode("utf-8", "replace"), argv[1:])
-        if cmd.subcommands and (len(argv) >= 2 or cmd.handler is None):
-            if len(argv) < 2:
-                cmd.rejected_calls += 1
-                raise wrong_arity(cmd.name)
-            sub = cmd.subcommands.get(argv[1].lower())
-            if sub is None:
-                raise ReplyError(
-                    f"ERR unknown subcommand '{argv[1].decode('utf-8', 'replace')[:128]}'. "
-                    f"Try {cmd.name.upper()} HELP."
-                )
-            cmd = sub
+            base = self.table.get(argv[0].lower())
+            if base is None:
+                raise unknown_command(argv[0].decode("utf-8", "replace"), argv[1:])
+            raise ReplyError(
+                f"ERR unknown subcommand '{argv[1].decode('utf-8', 'replace')[:128]}'. "
+                f"Try {base.name.upper()} HELP."
+            )
+        if cmd.subcommands and cmd.handler is None:  # a container named alone
+            cmd.rejected_calls += 1
+            raise wrong_arity(cmd.name)
         arity = cmd.arity
         if (arity > 0 and len(argv) != arity) or len(argv) < -arity:
             cmd.rejected_calls += 1
@@ -887,6 +909,10 @@ class Engine:
             try:
                 cmd = self.lookup_command(argv)
             except ReplyError as err:
+                # processCommand sets lastcmd from lookupCommand before its checks: NULL
+                # for an unknown command or subcommand (CLIENT LIST's cmd).
+                found = self.find_command(argv)
+                session.last_command = "NULL" if found is None else found.name
                 if session.multi is not None:
                     session.multi_error = True
                 return self._count_error(err, session)
@@ -1326,6 +1352,7 @@ class Engine:
 
     def _reject(self, cmd: Command, session: Session, err: ReplyError) -> ReplyError:
         cmd.rejected_calls += 1
+        session.last_command = cmd.name  # set by processCommand before its checks
         if session.multi is not None:
             if cmd.is_exec:
                 # rejectCommand on EXEC is execCommandAbort: the transaction is discarded.

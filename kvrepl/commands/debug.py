@@ -3,7 +3,8 @@
 DIGEST, DIGEST-VALUE, OBJECT, POPULATE, SLEEP, SET-ACTIVE-EXPIRE, PROTOCOL, ERROR, LOG,
 CHANGE-REPL-ID, STRINGMATCH-TEST, QUICKLIST-PACKED-THRESHOLD and HELP; SDSLEN, LISTPACK,
 QUICKLIST, HTSTATS and HTSTATS-KEY from what kvrepl holds (:mod:`kvrepl.commands.debug_structs`
-says how each is computed). REPLYBUFFER is refused: kvrepl has no reply buffer to resize.
+says how each is computed). REPLYBUFFER sets how the reply buffers that CLIENT LIST shows are
+resized (:mod:`kvrepl.commands.cmem`).
 Crash helpers (SEGFAULT, PANIC, OOM, ASSERT) and allocator internals (MALLCTL, STRUCTSIZE) are
 not implemented. RELOAD is :func:`kvrepl.persistence.debug_reload`, LOADAOF
 :func:`kvrepl.aof.debug_loadaof`.
@@ -17,7 +18,7 @@ import time
 
 from kvrepl import aof, persistence
 from kvrepl.commands import debug_structs
-from kvrepl.commands.args import parse_positive_int
+from kvrepl.commands.args import parse_int, parse_positive_int
 from kvrepl.commands.core import Session, command
 from kvrepl.commands.glob import glob_match
 from kvrepl.commands.help import help_reply, subcommand_syntax_error
@@ -93,6 +94,12 @@ _HELP = [
     "QUICKLIST <key> [<0|1>]",
     "    Show low level info about the quicklist encoding of <key>.",
     "    The optional argument (0 by default) sets the level of detail",
+    "REPLYBUFFER PEAK-RESET-TIME <NEVER||RESET|time>",
+    "    Sets the time (in milliseconds) to wait between client reply buffer peak resets.",
+    "    In case NEVER is provided the last observed peak will never be reset",
+    "    In case RESET is provided the peak reset time will be restored to the default value",
+    "REPLYBUFFER RESIZING <0|1>",
+    "    Enable or disable the reply buffer resize cron job",
 ]
 
 # What strtod and atoi read from the start of a string; the rest is ignored, as in C.
@@ -103,6 +110,25 @@ _ATOI = re.compile(rb"\s*([+-]?[0-9]+)")
 def _strtod(arg: bytes) -> float:
     match = _STRTOD.match(arg)
     return float(match.group(1)) if match else 0.0
+
+
+def _replybuffer(s: Session, argv: list[bytes]) -> object:
+    """DEBUG REPLYBUFFER PEAK-RESET-TIME <ms|NEVER|RESET> | RESIZING <0|1>: how the
+    cron resizes the clients' reply buffers (kvrepl.commands.cmem)."""
+    engine = s.engine
+    option, value = argv[2].lower(), argv[3]
+    if option == b"peak-reset-time":
+        if value.lower() == b"never":
+            engine.reply_buffer_peak_reset_ms = -1
+        elif value.lower() == b"reset":
+            engine.reply_buffer_peak_reset_ms = 5000
+        else:
+            engine.reply_buffer_peak_reset_ms = parse_int(value)
+    elif option == b"resizing":
+        engine.reply_buffer_resizing = bool(_atoi(value))
+    else:
+        raise subcommand_syntax_error(argv)
+    return OK
 
 
 def _atoi(arg: bytes) -> int:
@@ -308,11 +334,7 @@ def debug(s: Session, argv: list[bytes]) -> object:
     if sub == b"htstats-key" and argc == 3:
         return debug_structs.htstats_key(s, argv[2])
     if sub == b"replybuffer" and argc == 4:
-        # Accepting it and doing nothing would be an option accepted and ignored.
-        raise ReplyError("ERR DEBUG REPLYBUFFER is not supported by kvrepl: it keeps no "
-                         "resizable per-client reply buffer (replies go to the socket as "
-                         "they are made), so there is no peak to reset nor resizing to turn "
-                         "on or off")
+        return _replybuffer(s, argv)
     if sub == b"log" and argc == 3:
         logger.warning("DEBUG LOG: %s", argv[2].decode("utf-8", "replace"))
         return OK

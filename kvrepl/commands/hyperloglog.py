@@ -27,16 +27,22 @@ from kvrepl.store.encoding import EMBSTR_SIZE_LIMIT, mark_string, string_encodin
 _NO_KEY = "ERR The specified key does not exist"
 
 
-def _checked(value: object) -> bytes:
-    """isHLLObjectOrReply: the string, or WRONGTYPE (another type, or not an HLL). A string
-    changed in place (a ``bytearray``: SETRANGE, APPEND, SETBIT) is read as its bytes."""
-    if type(value) is bytearray:
-        value = bytes(value)
-    if type(value) is not bytes:
+def _readable(value: object) -> bytes | bytearray:
+    """isHLLObjectOrReply: the string as it is kept, or WRONGTYPE (another type, or not an
+    HLL). For a value only read (PFCOUNT of several keys, PFMERGE's sources): a string
+    changed in place (a ``bytearray``: SETRANGE, APPEND, SETBIT) is read where it is."""
+    if type(value) is not bytes and type(value) is not bytearray:
         raise WrongTypeError()
     if not hll.is_hll(value):  # type: ignore[arg-type]
         raise ReplyError(hll.NOT_HLL)
     return value  # type: ignore[return-value]
+
+
+def _checked(value: object) -> bytes:
+    """:func:`_readable` for a value that may be written back: a ``bytearray`` is read as
+    its bytes."""
+    value = _readable(value)
+    return bytes(value) if type(value) is bytearray else value  # type: ignore[return-value]
 
 
 def _store(s: Session, key: bytes, value: bytes) -> bytes:
@@ -107,7 +113,7 @@ def pfcount(s: Session, argv: list[bytes]) -> object:
             if found is None:
                 continue
             try:
-                merged.merge(_checked(found))
+                merged.merge(_readable(found))  # type: ignore[arg-type]
             except hll.CorruptHLL:
                 raise ReplyError(hll.INVALID_HLL) from None
         return merged.count()
@@ -147,11 +153,11 @@ def pfmerge(s: Session, argv: list[bytes]) -> object:
         found = lookup_string(s, key, read=True)
         if found is None:
             continue
-        value = _checked(found)
-        if not hll.is_sparse(value):
+        value = _readable(found)
+        if not hll.is_sparse(value):  # type: ignore[arg-type]
             use_dense = True
         try:
-            merged.merge(value)
+            merged.merge(value)  # type: ignore[arg-type]
         except hll.CorruptHLL:
             raise ReplyError(hll.INVALID_HLL) from None
     dest = argv[1]

@@ -22,7 +22,7 @@ import weakref
 from collections.abc import Callable
 
 from kvrepl import __version__
-from kvrepl.commands import instant, obuf
+from kvrepl.commands import cmem, instant, obuf
 from kvrepl.commands.connection import REDIS_VERSION
 from kvrepl.commands.core import Engine, Session, command
 from kvrepl.commands.observers import latency_counts, percentiles_line
@@ -212,7 +212,7 @@ def _memory(engine: Engine) -> list[str]:
         f"mem_replication_backlog:{backlog}",
         f"mem_total_replication_buffers:{backlog + replicas}",
         f"mem_clients_slaves:{replicas}",
-        f"mem_clients_normal:{obuf.clients_memory(engine)}",
+        f"mem_clients_normal:{cmem.clients_memory(engine)}",
         "mem_cluster_links:0",
         f"mem_aof_buffer:{len(engine.aof.buf) if engine.aof is not None else 0}",
         "mem_allocator:libc",
@@ -282,8 +282,8 @@ def _stats(engine: Engine) -> list[str]:
         f"total_writes_processed:{stats.writes_processed}",
         "io_threaded_reads_processed:0",
         "io_threaded_writes_processed:0",
-        "reply_buffer_shrinks:0",
-        "reply_buffer_expands:0",
+        f"reply_buffer_shrinks:{stats.reply_buffer_shrinks}",
+        f"reply_buffer_expands:{stats.reply_buffer_expands}",
     ]
 
 

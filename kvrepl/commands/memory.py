@@ -14,7 +14,7 @@ import gc
 import sys
 from dataclasses import dataclass
 
-from kvrepl.commands import obuf
+from kvrepl.commands import cmem
 from kvrepl.commands.args import parse_int
 from kvrepl.commands.core import Engine, Session, command
 from kvrepl.commands.help import help_reply
@@ -111,7 +111,7 @@ def memory_stats(s: Session, argv: list[bytes]) -> object:
         b"replication.backlog": mh.backlog,
         b"clients.slaves": (s.engine.replication.replica_buffers()
                             if s.engine.replication is not None else 0),
-        b"clients.normal": obuf.clients_memory(s.engine),
+        b"clients.normal": cmem.clients_memory(s.engine),
         b"cluster.links": 0,
         b"aof.buffer": 0,
         b"lua.caches": 0,
@@ -163,16 +163,55 @@ _BIG_PEAK = (
     "to shutdown and restart the instance.\n\n")
 
 
+_BIG_REPLICA_BUFFERS = (
+    " * Big replica buffers: The replica output buffers in this instance are greater than "
+    "10MB for each replica (on average). This likely means that there is some replica "
+    "instance that is struggling receiving data, either because it is too slow or because of "
+    "networking issues. As a result, data piles on the master output buffers. Please try to "
+    "identify what replica is not receiving data correctly and why. You can use the INFO "
+    "output in order to check the replicas delays and the CLIENT LIST command to check the "
+    "output buffers of each replica.\n\n")
+_BIG_CLIENT_BUFFERS = (
+    " * Big client buffers: The clients output buffers in this instance are greater than "
+    "200K per client (on average). This may result from different causes, like Pub/Sub "
+    "clients subscribed to channels bot not receiving data fast enough, so that data piles on "
+    "the Redis instance output buffer, or clients sending commands with large replies or very "
+    "large sequences of commands in the same pipeline. Please use the CLIENT LIST command in "
+    "order to investigate the issue if it causes problems in your instance, or to understand "
+    "better why certain clients are using a big amount of memory.\n\n")
+_MANY_SCRIPTS = (
+    " * Many scripts: There seem to be many cached scripts in this instance (more than "
+    "1000). This may be because scripts are generated and `EVAL`ed, instead of being "
+    "parameterized (with KEYS and ARGV), `SCRIPT LOAD`ed and `EVALSHA`ed. Unless `SCRIPT "
+    "FLUSH` is called periodically, the scripts' caches may end up consuming most of your "
+    "memory.\n\n")
+
+
 def memory_report(engine: Engine) -> str:
-    """getMemoryDoctorReport on kvrepl's figures: the fragmentation, buffer and script checks
-    never fire (those figures are 0 or 1.0 here), the size and peak checks can."""
+    """getMemoryDoctorReport on kvrepl's figures: the fragmentation checks never fire
+    (those ratios are 1.0 here); the size, peak, client and replica buffer (MEMORY
+    STATS' clients.normal and clients.slaves) and cached scripts checks can."""
+    from kvrepl.scripting.state import script_stats
+
     mh = overhead(engine)
     if mh.used < 5 * 1024 * 1024:
         return _EMPTY
-    if mh.peak / mh.used > 1.5:
-        return ("Sam, I detected a few issues in this Redis instance memory implants:\n\n"
-                + _BIG_PEAK + "I'm here to keep you safe, Sam. I want to help you.\n")
-    return _FINE
+    replication = engine.replication
+    replicas = len(replication.replicas) if replication is not None else 0
+    clients = len(engine.sessions) - replicas
+    checks = (
+        (mh.peak / mh.used > 1.5, _BIG_PEAK),
+        (replicas > 0 and replication.replica_buffers() > 10 * 1024 * 1024,
+         _BIG_REPLICA_BUFFERS),
+        (clients > 0 and cmem.clients_memory(engine) // clients > 200 * 1024,
+         _BIG_CLIENT_BUFFERS),
+        (script_stats(engine)["cached_scripts"] > 1000, _MANY_SCRIPTS),
+    )
+    issues = [text for found, text in checks if found]
+    if not issues:
+        return _FINE
+    return ("Sam, I detected a few issues in this Redis instance memory implants:\n\n"
+            + "".join(issues) + "I'm here to keep you safe, Sam. I want to help you.\n")
 
 
 @command("memory|doctor")

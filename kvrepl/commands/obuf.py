@@ -6,9 +6,10 @@ A client's *pending* bytes are the replies and pushes kvrepl holds for it that t
 has not taken: the pushes queued on its session (``Session.pending_size``) and what its
 connection holds (``Session.held_output``: the replies of the read being run, those the
 reactor keeps until the end of its pass, and a send the kernel would not take at once).
-Redis writes the first 16 KB of a client's replies into a static buffer that CLIENT LIST
-shows as ``obl`` and that the limits never count; what is beyond it is the reply list,
-``omem``, which the limits bound. kvrepl reports its pending bytes the same way.
+Redis writes the first bytes of a client's replies into its reply buffer (16 KB at first,
+resized by the cron: kvrepl.commands.cmem), that CLIENT LIST shows as
+``obl`` and that the limits never count; what is beyond it is the reply list, ``omem``,
+which the limits bound. kvrepl reports its pending bytes the same way.
 
 Sans-IO: sessions and numbers in, decisions out; the server closes who must be closed.
 """
@@ -22,11 +23,9 @@ from kvrepl.log import logger
 
 if TYPE_CHECKING:
     from kvrepl.commands.core import Engine, Session
-    from kvrepl.protocol.parser import RequestParser
 
-STATIC_BUFFER = 16 * 1024  # PROTO_REPLY_CHUNK_BYTES: a client's static reply buffer
+STATIC_BUFFER = 16 * 1024  # PROTO_REPLY_CHUNK_BYTES: a client's reply buffer at first
 _PEAK_SLOTS = 8  # CLIENTS_PEAK_MEM_USAGE_SLOTS: "recent" is the last 8 seconds
-_REPLY_PEAK_RESET = 5  # clientsCronResizeOutputBuffer: buf_peak starts afresh every 5 s
 
 
 def limit_class(session: Session) -> str | None:
@@ -47,9 +46,45 @@ def pending_bytes(session: Session) -> int:
     return session.pending_size + (held() if held is not None else 0)
 
 
-def output_memory(pending: int) -> int:
-    """``omem`` for ``pending`` bytes: what does not fit the 16 KB static buffer."""
-    return pending - STATIC_BUFFER if pending > STATIC_BUFFER else 0
+def connection_of(session: Session) -> object | None:
+    """``session``'s connection in the server (None for an embedded session)."""
+    connections = getattr(session.engine.server, "connections", None)
+    return connections.get(session.id) if connections else None
+
+
+def writing(connection: object | None) -> bool:
+    """A write on ``connection`` waits for the kernel to take its bytes (CLIENT LIST's
+    ``w`` event)."""
+    return bool(getattr(getattr(connection, "io", None), "unsent", 0))
+
+
+_LOOK_UP = object()
+
+
+def reply_buffer_used(session: Session, pending: int,
+                      connection: object | None = _LOOK_UP) -> int:
+    """``obl`` (Redis's bufpos) for ``pending`` bytes held for ``session``: what fits its
+    reply buffer (``rbs``); nothing once a write waits for the kernel, which took the
+    reply buffer's bytes first (Redis writes it first, and while its reply list holds
+    anything new replies go there)."""
+    if not pending:
+        return 0
+    if writing(connection_of(session) if connection is _LOOK_UP else connection):
+        return 0
+    return min(pending, session.reply_size)
+
+
+def output_memory(session: Session, pending: int) -> int:
+    """``omem`` for ``pending`` bytes held for ``session``: what is not in its reply
+    buffer."""
+    return pending - reply_buffer_used(session, pending)
+
+
+def note_reply(session: Session, size: int) -> None:
+    """A write of ``size`` reply bytes to ``session``: the most of its reply buffer Redis
+    would have used (CLIENT LIST rbp, kvrepl.commands.cmem)."""
+    if size > session.reply_peak:
+        session.reply_peak = min(size, session.reply_size)
 
 
 def over_limits(session: Session, pending: int) -> bool:
@@ -62,7 +97,7 @@ def over_limits(session: Session, pending: int) -> bool:
     hard, soft, seconds = session.engine.config.client_output_buffer_limit[kind]
     if not (hard or soft):
         return False
-    used = output_memory(pending)
+    used = output_memory(session, pending)
     if hard and used >= hard:
         return True
     if soft and used >= soft:
@@ -97,63 +132,35 @@ def log_closing(session: Session, scheduled: bool) -> None:
                    client_info_line(session), how)
 
 
-def check_all(engine: Engine) -> int:
-    """clientsCron's share: note each client's ``omem`` for INFO's
-    ``client_recent_max_output_buffer``, and close those over their limits (the soft
-    limit of a client that receives nothing more is met here). Returns how many it
-    closed."""
-    peaks = engine.output_peaks
-    inputs = engine.input_peaks
-    second = int(time.time())
-    slot = second % _PEAK_SLOTS
-    peaks[(slot + 1) % _PEAK_SLOTS] = 0  # the next second starts afresh
-    inputs[(slot + 1) % _PEAK_SLOTS] = 0
-    reset = second % _REPLY_PEAK_RESET == 0
-    closed = 0
-    for session in list(engine.sessions.values()):
-        pending = pending_bytes(session)
-        omem = output_memory(pending)
-        peaks[slot] = max(peaks[slot], omem)
-        inputs[slot] = max(inputs[slot], query_bytes(session))
-        obl = pending - omem
-        session.reply_peak = obl if reset else max(session.reply_peak, obl)
-        # closeClientOnOutputBufferLimitReached: nothing beyond the static buffer, no check
-        if output_memory(pending) and session.on_kill is not None \
-                and over_limits(session, pending):
-            close(session, scheduled=False)
-            closed += 1
-    return closed
+def check_limits(session: Session, pending: int) -> bool:
+    """closeClientOnOutputBufferLimitReached from the cron: close
+    ``session`` if it is over its limits (nothing beyond the reply buffer: no check).
+    True when it was closed."""
+    if output_memory(session, pending) and session.on_kill is not None \
+            and over_limits(session, pending):
+        close(session, scheduled=False)
+        return True
+    return False
 
 
-def parser_of(session: Session) -> RequestParser | None:
-    """The request parser of ``session``'s connection (None for an embedded session)."""
-    connections = getattr(session.engine.server, "connections", None)
-    return getattr(connections.get(session.id) if connections else None, "parser", None)
-
-
-def query_bytes(session: Session) -> int:
-    """The request bytes received from ``session`` and not yet run (CLIENT LIST qbuf)."""
-    parser = parser_of(session)
-    return parser.buffered if parser is not None else 0
+def peak_slot(engine: Engine) -> int:
+    """This second's slot of the recent peaks; the next one is started afresh."""
+    slot = int(time.time()) % _PEAK_SLOTS
+    engine.output_peaks[(slot + 1) % _PEAK_SLOTS] = 0
+    engine.input_peaks[(slot + 1) % _PEAK_SLOTS] = 0
+    return slot
 
 
 def recent_max_input(engine: Engine) -> int:
-    """INFO's ``client_recent_max_input_buffer``: the largest query buffer seen by the
-    once-a-second check over the last 8 seconds."""
+    """INFO's ``client_recent_max_input_buffer``: the largest input memory (query buffer
+    and arguments, kvrepl.commands.cmem) seen by the cron over the last 8 seconds."""
     return max(engine.input_peaks)
 
 
 def recent_max(engine: Engine) -> int:
-    """INFO's ``client_recent_max_output_buffer``: the largest ``omem`` seen by the
-    once-a-second check over the last 8 seconds."""
+    """INFO's ``client_recent_max_output_buffer``: the largest ``omem`` seen by the cron
+    over the last 8 seconds."""
     return max(engine.output_peaks)
-
-
-def clients_memory(engine: Engine) -> int:
-    """MEMORY STATS ``clients.normal`` (INFO's ``mem_clients_normal``): the reply bytes
-    held for normal and pub/sub clients."""
-    return sum(pending_bytes(s) for s in engine.sessions.values()
-               if not (s.is_master or (s.is_replica and not s.monitor)))
 
 
 def new_peaks() -> list[int]:

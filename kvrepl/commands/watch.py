@@ -118,6 +118,9 @@ class WatchRegistry:
                     session.watched[item] = False
                     continue
             session.dirty_cas = True
+            # Its EXEC fails whatever else changes: its keys are forgotten now (Redis's
+            # unwatchAllKeys here, which CLIENT LIST's tot-mem shows).
+            self.unwatch(session)
 
     def touch_all_in_db(self, emptied: Database, replaced_with: Database | None) -> None:
         """``touchAllWatchedKeysInDb``: FLUSHDB/FLUSHALL (no replacement) and SWAPDB."""

@@ -7,7 +7,7 @@ from time import perf_counter, time
 import trio
 
 from kvrepl import gc_policy, persistence
-from kvrepl.commands import instant, obuf
+from kvrepl.commands import cmem, instant
 from kvrepl.commands.core import Engine
 from kvrepl.commands.shutdown import shutdown_state
 from kvrepl.log import logger
@@ -18,8 +18,9 @@ async def run_cron(engine: Engine) -> None:
     a TTL only), then wake clients it made ready; eviction that a command's pass left
     unfinished (maxmemory-eviction-tenacity); then the ``save`` schedule (and BGSAVE SCHEDULE); then the process's garbage-collector policy,
     when one is installed (:mod:`kvrepl.gc_policy`: a no-op otherwise). Once a second,
-    clients idle for more than ``timeout`` seconds are closed, and so are those over
-    their client-output-buffer-limit."""
+    clients idle for more than ``timeout`` seconds are closed; at each tick a share of
+    the clients (each once a second at least) has its buffers resized and is closed if
+    over its client-output-buffer-limit (:func:`kvrepl.commands.cmem.clients_cron`)."""
     last_second = 0
     loops = 0
     while True:
@@ -36,10 +37,10 @@ async def run_cron(engine: Engine) -> None:
         if second != last_second:
             last_second = second
             close_idle_clients(engine)
-            obuf.check_all(engine)  # output buffer limits met with no new reply
             sockets = getattr(engine.server, "migrate_sockets", None)
             if sockets is not None:
                 sockets.close_idle()
+        cmem.clients_cron(engine)  # buffers resized, limits met with no new reply
         expire_cycle(engine)
         if engine.evictor.running:
             engine.evictor.cron(0.25 / engine.config.hz)

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 import outcome
 import trio
 
+from kvrepl.commands.obuf import note_reply
 from kvrepl.log import logger
 
 if TYPE_CHECKING:
@@ -172,6 +173,7 @@ class Reactor:
         """Send a parked client's replies; what the kernel will not take now goes back to
         the client's task with the rest."""
         stats = self.engine.stats
+        note_reply(connection.session, len(payload))
         try:
             rest = connection.io.write_now(payload)
         except OSError:

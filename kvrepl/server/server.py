@@ -220,6 +220,7 @@ class Connection:
         stats = self.server.engine.stats
         stats.writes_processed += 1
         stats.total_net_output_bytes += len(data)
+        obuf.note_reply(self.session, len(data))
         try:
             await self.io.send_all(data)
         finally:
