@@ -9,6 +9,7 @@ import trio
 from kvrepl import gc_policy, persistence
 from kvrepl.commands import instant, obuf
 from kvrepl.commands.core import Engine
+from kvrepl.commands.info import effective_hz
 from kvrepl.commands.shutdown import shutdown_state
 from kvrepl.log import logger
 
@@ -23,9 +24,10 @@ async def run_cron(engine: Engine) -> None:
     last_second = 0
     loops = 0
     while True:
-        await trio.sleep(1 / engine.config.hz)
+        await trio.sleep(1 / effective_hz(engine))
+        hz = effective_hz(engine)
         # run_with_period(100): every loop at hz <= 10, else every 100 ms worth of loops.
-        period = 1000 // engine.config.hz
+        period = 1000 // hz
         if instant.PERIOD_MS <= period or loops % (instant.PERIOD_MS // period) == 0:
             sample_metrics(engine)
         loops += 1
@@ -42,7 +44,7 @@ async def run_cron(engine: Engine) -> None:
                 sockets.close_idle()
         expire_cycle(engine)
         if engine.evictor.running:
-            engine.evictor.cron(0.25 / engine.config.hz)
+            engine.evictor.cron(0.25 / hz)
         persistence.cron(engine)
         if engine.tracking.clients:
             engine.tracking.limit()  # serverCron's share of trackingLimitUsedSlots

@@ -1,0 +1,183 @@
+"""What redis.conf says about the process a node runs in: ``pidfile``, ``supervised``,
+``set-proc-title``/``proc-title-template``, ``disable-thp``, ``crash-log-enabled``,
+``always-show-logo`` (kvrepl-server and embedded nodes alike: :class:`kvrepl.node.Node` calls
+:func:`started`, :func:`ready` and :func:`stopping`). The options about signals
+(``shutdown-on-sigint``/``-sigterm``) are kvrepl-server's (kvrepl.cli), and the log's
+(``logfile``, ``syslog-*``) are in kvrepl.log.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import faulthandler
+import os
+import socket
+import sys
+from typing import TYPE_CHECKING
+
+from kvrepl import __version__
+from kvrepl.config import expand_proc_title
+from kvrepl.log import current_stream, logger
+
+if TYPE_CHECKING:
+    from kvrepl.node import Node
+
+_PR_SET_THP_DISABLE = 41
+
+
+def started(node: Node) -> None:
+    """Once the node listens (initServer, main): the logo, the pid file, the process title,
+    THP and the crash log, then what supervision asks at startup (upstart's SIGSTOP)."""
+    config = node.config
+    if config.always_show_logo:
+        show_logo(node)
+    if config.pidfile:
+        write_pidfile(config.pidfile)
+    update_title(node)
+    if config.disable_thp:
+        disable_thp()
+    crash_log(config.crash_log_enabled)
+    mode = supervision(config.supervised)
+    node.supervised = mode
+    if mode == "upstart":
+        # redisSupervisedUpstart: the job continues it once it saw the process stop.
+        logger.info("supervised by upstart, will stop to signal readiness.")
+        os.environ.pop("UPSTART_JOB", None)
+        os.kill(os.getpid(), __import__("signal").SIGSTOP)
+    elif mode == "systemd":
+        logger.info("supervised by systemd. Please make sure you set appropriate values for "
+                    "TimeoutStartSec and TimeoutStopSec in your service unit.")
+
+
+def ready(node: Node) -> None:
+    """The dataset is loaded: systemd hears it (READY=1 and a STATUS line)."""
+    if getattr(node, "supervised", None) != "systemd":
+        return
+    if node.config.replicaof is None and node.following is None:
+        notify_systemd("STATUS=Ready to accept connections\n")
+    else:
+        notify_systemd("STATUS=Ready to accept connections in read-only mode. Waiting for "
+                       "MASTER <-> REPLICA sync\n")
+    notify_systemd("READY=1\n")
+
+
+def stopping(node: Node) -> None:
+    """The node stops (prepareForShutdown): systemd hears STOPPING=1, the pid file goes."""
+    if getattr(node, "supervised", None) == "systemd":
+        notify_systemd("STOPPING=1\n")
+    if node.config.pidfile:
+        with contextlib.suppress(OSError):
+            os.unlink(node.config.pidfile)
+
+
+def write_pidfile(path: str) -> None:
+    """createPidFile: the pid and a newline; a failure is logged, not fatal, as in Redis."""
+    try:
+        with open(path, "w") as handle:
+            handle.write(f"{os.getpid()}\n")
+    except OSError as err:
+        logger.warning("Failed to write PID file: %s", err.strerror)
+
+
+def supervision(mode: str) -> str:
+    """redisIsSupervised: the supervisor ``mode`` names (``auto`` finds it in the
+    environment), or "no" when there is none to talk to."""
+    if mode == "auto":
+        if "UPSTART_JOB" in os.environ:
+            mode = "upstart"
+        elif "NOTIFY_SOCKET" in os.environ:
+            mode = "systemd"
+        else:
+            return "no"
+    if mode == "upstart" and "UPSTART_JOB" not in os.environ:
+        logger.warning("upstart supervision requested, but UPSTART_JOB not found!")
+        return "no"
+    if mode == "systemd" and "NOTIFY_SOCKET" not in os.environ:
+        logger.warning("systemd supervision requested or auto-detected, but NOTIFY_SOCKET "
+                       "not found!")
+        return "no"
+    return mode
+
+
+def notify_systemd(message: str) -> None:
+    """sd_notify: one datagram to $NOTIFY_SOCKET (``@`` starts an abstract name)."""
+    address = os.environ.get("NOTIFY_SOCKET", "")
+    if not address:
+        return
+    if address.startswith("@"):
+        address = "\0" + address[1:]
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+            sock.sendto(message.encode(), address)
+    except OSError as err:
+        logger.warning("Can't send notification to systemd: %s", err.strerror)
+
+
+def process_title() -> str:
+    """The program as it was started (Redis's exec_argv[0])."""
+    program = sys.argv[0] if sys.argv and sys.argv[0] else "python"
+    if os.path.basename(program) == "__main__.py":  # python -m kvrepl
+        return "python -m kvrepl"
+    return program
+
+
+def title_variables(node: Node, title: str) -> dict[str, str]:
+    """redisProcTitleGetVariable's values for this node."""
+    config = node.config
+    port = node.server.port if node.serve_tcp else 0
+    if port or config.tls_port:
+        listen = f"{config.bind[0] if config.bind else '*'}:{port or config.tls_port}"
+    else:
+        listen = f"unixsocket:{config.unixsocket}"
+    return {"title": title, "listen-addr": listen, "server-mode": "",
+            "config-file": config.config_file or "-", "port": str(port),
+            "tls-port": str(config.tls_port), "unixsocket": config.unixsocket}
+
+
+def update_title(node: Node) -> None:
+    """redisSetProcTitle with ``proc-title-template`` when ``set-proc-title`` is yes (at
+    start and on CONFIG SET proc-title-template)."""
+    if not node.config.set_proc_title:
+        return
+    import setproctitle
+
+    title = expand_proc_title(node.config.proc_title_template,
+                              title_variables(node, process_title()))
+    if title:
+        setproctitle.setproctitle(title)
+
+
+def disable_thp() -> None:
+    """THPDisable: prctl(PR_SET_THP_DISABLE) for this process (Linux only)."""
+    if not sys.platform.startswith("linux"):
+        return
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_THP_DISABLE, 1, 0, 0, 0)
+
+
+def crash_log(enabled: bool) -> None:
+    """crash-log-enabled: a fatal signal writes every thread's Python stack to the log
+    (Redis's crash report), or nothing with "no" (also on CONFIG SET)."""
+    if enabled:
+        faulthandler.enable(file=current_stream(), all_threads=True)
+    else:
+        faulthandler.disable()
+
+
+def show_logo(node: Node) -> None:
+    """always-show-logo: a banner with the version, mode, port and pid, as Redis's ASCII
+    logo carries them."""
+    role = "replica" if node.config.replicaof is not None else "standalone"
+    port = node.server.port if node.serve_tcp else 0
+    for line in (
+        "  _                          _ ",
+        " | | ____   ___ __ ___ _ __ | |",
+        " | |/ /\\ \\ / / '__/ _ \\ '_ \\| |",
+        f" |   <  \\ V /| | |  __/ |_) | |    kvrepl {__version__} (Redis 7.0 compatible)",
+        f" |_|\\_\\  \\_/ |_|  \\___| .__/|_|    Running in {role} mode",
+        f"                     |_|          Port: {port}",
+        f"                                  PID: {os.getpid()}",
+    ):
+        logger.info(line)
