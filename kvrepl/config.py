@@ -602,6 +602,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("bind-source-addr", "", str),
     # TCP_NODELAY off on a replica's link once its sync starts (fewer, bigger packets)
     Option("repl-disable-tcp-nodelay", False, **_yes_no),
+    # with no save points and no AOF, the dump a full sync wrote (the master's for
+    # disk-based replicas, a replica's received payload) is removed once used
+    Option("rdb-del-sync-files", False, **_yes_no),
     # a replica with "no" is left out of what its master and Sentinel announce
     Option("replica-announced", True, **_yes_no),
     # the certificate a node shows as a TLS client (to its master); the server's when empty
@@ -611,9 +614,6 @@ OPTIONS: tuple[Option, ...] = (
     # Diffie-Hellman parameters of the TLS listener (ssl's load_dh_params)
     Option("tls-dh-params-file", "", str),
     # -- values true of kvrepl only (docs/config.md says why for each) --
-    _fixed("rdb-del-sync-files", False, parse_bool,
-           "keeps no RDB file for replication (a full sync never writes one to disk)",
-           format=_format_bool),
     _fixed("aof-disable-auto-gc", False, parse_bool,
            "removes an AOF's replaced files once a rewrite is done, and does not keep them",
            format=_format_bool),
@@ -705,6 +705,11 @@ for _option in OPTIONS:
         _BY_NAME[_alias] = _option
 
 
+def persistence_disabled(config: Config) -> bool:
+    """allPersistenceDisabled: no save points and no AOF."""
+    return not config.save and not config.appendonly
+
+
 class ConfigError(ValueError):
     """A bad option in a config file or on the command line."""
 
@@ -731,7 +736,8 @@ class Config:
         """Set options by their Python names (``maxmemory="1gb"``, ``save=""``): a value
         is either the option's text form, as in redis.conf, or its parsed value."""
         for attr, value in overrides.items():
-            name = attr.replace("_", "-")
+            # Redis spells a few names with underscores (server_cpulist): those as they are
+            name = attr if attr in _BY_NAME else attr.replace("_", "-")
             option = _BY_NAME.get(name)
             if option is None:
                 raise ConfigError(f"unknown option {name!r}")

@@ -690,7 +690,7 @@ BEHAVIOUR = {
     "min-replicas-to-write": "test_config_options::test_min_replicas_to_write_and_max_lag",
     "min-replicas-max-lag": "test_config_options::test_min_replicas_to_write_and_max_lag",
     "lazyfree-lazy-user-flush": "test_config_options::test_lazyfree_lazy_user_flush",
-    "lua-time-limit": "test_scripting::test_busy_script_and_script_kill_like_redis",
+    "busy-reply-threshold": "test_scripting::test_busy_script_and_script_kill_like_redis",
     "slowlog-log-slower-than": "test_server_commands2::test_slowlog_threshold_honoured",
     "slowlog-max-len": "test_server_commands2::test_slowlog_len_get_count_and_max_len",
     "latency-monitor-threshold": "test_server_commands2::"
@@ -711,6 +711,37 @@ BEHAVIOUR = {
         "test_dump_restore::test_sanitize_dump_payload_no_skips_layout_checks_as_redis",
     "shutdown-timeout":
         "test_replication_commands::test_shutdown_gives_up_on_a_replica_after_shutdown_timeout",
+    "tcp-backlog": "test_config_all::test_tcp_backlog_reaches_listen",
+    "rdb-del-sync-files": "test_config_all::test_rdb_del_sync_files_on_a_master",
+    "unixsocket": "test_config_all::test_unixsocket_serves_redis_cli_and_redis_py",
+    "unixsocketperm": "test_config_all::test_unixsocket_serves_redis_cli_and_redis_py",
+    "pidfile": "test_config_all::test_pidfile_written_and_removed_at_sigterm",
+    "supervised": "test_config_all::test_supervised_systemd_hears_ready_and_stopping",
+    "syslog-enabled": "test_config_all::test_syslog_records",
+    "syslog-ident": "test_config_all::test_syslog_records",
+    "syslog-facility": "test_config_all::test_syslog_records",
+    "always-show-logo": "test_config_all::test_always_show_logo",
+    "set-proc-title": "test_config_all::test_process_title_follows_the_template",
+    "proc-title-template": "test_config_all::test_process_title_follows_the_template",
+    "shutdown-on-sigint": "test_config_all::test_shutdown_on_signal_flags_as_redis",
+    "shutdown-on-sigterm": "test_config_all::test_shutdown_on_signal_flags_as_redis",
+    "crash-log-enabled": "test_config_all::test_crash_log",
+    "disable-thp": "test_config_all::test_disable_thp",
+    "dynamic-hz": "test_config_all::test_dynamic_hz_doubles_with_many_clients",
+    "latency-tracking-info-percentiles":
+        "test_config_all::test_latency_tracking_info_percentiles_as_redis",
+    "bind-source-addr": "test_config_all::test_bind_source_addr_is_the_replica_link_source",
+    "repl-disable-tcp-nodelay": "test_config_all::test_repl_disable_tcp_nodelay",
+    "replica-announced": "test_config_all::test_replica_announced_shows_in_info_as_redis",
+    "tls-client-cert-file":
+        "test_config_all::test_tls_client_cert_is_what_a_replica_shows_its_master",
+    "tls-client-key-file":
+        "test_config_all::test_tls_client_cert_is_what_a_replica_shows_its_master",
+    "tls-client-key-file-pass": "test_config_all::test_tls_client_key_file_pass",
+    "tls-dh-params-file": "test_config_all::test_tls_dh_params_file_enables_dhe",
+    # accepted only at their value true of kvrepl (docs/config.md)
+    **{option.name: "test_config_all::test_refused_everywhere"
+       for option in OPTIONS if option.reason},
 }
 
 
@@ -722,6 +753,9 @@ def test_every_option_has_a_behaviour_test():
 
 
 def test_every_option_kvrepl_only_partly_has_is_in_the_refusal_table():
+    from test_config_all import REFUSED as REFUSED_FOR_GOOD
+
     limited = {option.name for option in OPTIONS if option.only is not None}
     refused = {Config.option(name).name for name, _, _ in REFUSED}
+    refused |= {Config.option(name).name for name in REFUSED_FOR_GOOD}
     assert limited <= refused

@@ -160,10 +160,15 @@ def disable_thp() -> None:
 def crash_log(enabled: bool) -> None:
     """crash-log-enabled: a fatal signal writes every thread's Python stack to the log
     (Redis's crash report), or nothing with "no" (also on CONFIG SET)."""
-    if enabled:
-        faulthandler.enable(file=current_stream(), all_threads=True)
-    else:
+    if not enabled:
         faulthandler.disable()
+        return
+    stream = current_stream()
+    try:
+        stream.fileno()  # type: ignore[attr-defined]
+    except (AttributeError, OSError, ValueError):  # a stream with no file (a test's capture)
+        stream = sys.__stderr__
+    faulthandler.enable(file=stream, all_threads=True)  # type: ignore[arg-type]
 
 
 def show_logo(node: Node) -> None:
