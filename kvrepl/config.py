@@ -605,6 +605,10 @@ OPTIONS: tuple[Option, ...] = (
     # with no save points and no AOF, the dump a full sync wrote (the master's for
     # disk-based replicas, a replica's received payload) is removed once used
     Option("rdb-del-sync-files", False, **_yes_no),
+    # the clients' memory bound: past it the biggest is disconnected (kvrepl.server.cron)
+    Option("maxmemory-clients", 0, _memory_or_percent, _format_memory_or_percent),
+    # an AOF rewrite's replaced files stay, listed as history in the manifest
+    Option("aof-disable-auto-gc", False, **_yes_no),
     # a replica with "no" is left out of what its master and Sentinel announce
     Option("replica-announced", True, **_yes_no),
     # the certificate a node shows as a TLS client (to its master); the server's when empty
@@ -614,12 +618,6 @@ OPTIONS: tuple[Option, ...] = (
     # Diffie-Hellman parameters of the TLS listener (ssl's load_dh_params)
     Option("tls-dh-params-file", "", str),
     # -- values true of kvrepl only (docs/config.md says why for each) --
-    _fixed("aof-disable-auto-gc", False, parse_bool,
-           "removes an AOF's replaced files once a rewrite is done, and does not keep them",
-           format=_format_bool),
-    _fixed("maxmemory-clients", 0, _memory_or_percent,
-           "does not evict clients to bound their memory (no client eviction)",
-           format=_format_memory_or_percent),
     _fixed("io-threads", 1, _int(1, 128), _THREADS, mutable=False),
     _fixed("io-threads-do-reads", False, parse_bool, _THREADS, format=_format_bool,
            mutable=False),

@@ -33,7 +33,6 @@ DATA = Path(__file__).parent / "data"
 
 # One value each option refuses (the default is its only accepted value, docs/config.md).
 REFUSED = {
-    "aof-disable-auto-gc": "yes", "maxmemory-clients": "10%",
     "io-threads": "4", "io-threads-do-reads": "yes", "activerehashing": "no",
     "jemalloc-bg-thread": "no", "activedefrag": "yes", "active-defrag-ignore-bytes": "200mb",
     "active-defrag-threshold-lower": "20", "active-defrag-threshold-upper": "90",
@@ -673,3 +672,63 @@ async def test_rdb_del_sync_files_on_a_master(delete, tmp_path):
             assert (tmp_path / "dump.rdb").exists() is not delete
         finally:
             replica.stop()
+
+
+def test_aof_disable_auto_gc_keeps_history_as_redis(tmp_path):
+    """After a rewrite the replaced files stay, listed as history (type h) in the manifest,
+    until aof-disable-auto-gc is set back to no: the same files and manifest as
+    redis-server's."""
+    real = RedisServer("--appendonly", "yes", "--aof-disable-auto-gc", "yes")
+    ours = KvreplProcess(tmp_path, "--appendonly", "yes", "--aof-disable-auto-gc",
+                         "yes").wait_ready()
+    try:
+        seen = []
+        for server, directory in ((real, Path(real.dir)), (ours, tmp_path)):
+            client = server.client()
+            client.set("k", "v")
+            client.bgrewriteaof()
+            poll(lambda c=client: c.info("persistence")["aof_rewrite_in_progress"] == 0
+                 and c.info("persistence")["aof_rewrites"] == 1, "the rewrite is done")
+            folder = directory / "appendonlydir"
+            kept = (sorted(p.name for p in folder.iterdir()),
+                    (folder / "appendonly.aof.manifest").read_text())
+            client.config_set("aof-disable-auto-gc", "no")
+            poll(lambda f=folder: len(list(f.iterdir())) == 3, "the history is removed")
+            gone = (sorted(p.name for p in folder.iterdir()),
+                    (folder / "appendonly.aof.manifest").read_text())
+            seen.append((kept, gone))
+        assert seen[0] == seen[1]
+        assert "type h" in seen[0][0][1] and "type h" not in seen[0][1][1]
+    finally:
+        real.stop()
+
+
+def test_maxmemory_clients_evicts_the_biggest_client_as_redis():
+    """Past maxmemory-clients a client with a big request on its way is disconnected (a
+    CLIENT NO-EVICT one is spared), on both servers; INFO counts it."""
+    real = RedisServer()
+    ours = ThreadedServer(Config(save=())).start()
+    try:
+        for server in (real, ours):
+            admin = server.client()
+            admin.client_no_evict("on")
+            admin.config_set("maxmemory-clients", "1mb")
+            with socket.create_connection(("127.0.0.1", server.port), timeout=20) as sock:
+                sock.sendall(b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$5000000\r\n")
+                sent = 0
+                try:
+                    while sent < 4_000_000:
+                        sock.sendall(b"x" * 65536)
+                        sent += 65536
+                    assert sock.recv(100) == b""  # closed without a reply
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+            poll(lambda a=admin: a.info("stats")["evicted_clients"] == 1, "one eviction")
+            assert admin.ping()
+            assert admin.config_get("maxmemory-clients") == {"maxmemory-clients": "1048576"}
+            admin.config_set("maxmemory-clients", "10%")
+            assert admin.config_get("maxmemory-clients") == {"maxmemory-clients": "10%"}
+            admin.close()
+    finally:
+        ours.stop()
+        real.stop()

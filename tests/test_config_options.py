@@ -713,6 +713,9 @@ BEHAVIOUR = {
         "test_replication_commands::test_shutdown_gives_up_on_a_replica_after_shutdown_timeout",
     "tcp-backlog": "test_config_all::test_tcp_backlog_reaches_listen",
     "rdb-del-sync-files": "test_config_all::test_rdb_del_sync_files_on_a_master",
+    "maxmemory-clients":
+        "test_config_all::test_maxmemory_clients_evicts_the_biggest_client_as_redis",
+    "aof-disable-auto-gc": "test_config_all::test_aof_disable_auto_gc_keeps_history_as_redis",
     "unixsocket": "test_config_all::test_unixsocket_serves_redis_cli_and_redis_py",
     "unixsocketperm": "test_config_all::test_unixsocket_serves_redis_cli_and_redis_py",
     "pidfile": "test_config_all::test_pidfile_written_and_removed_at_sigterm",

@@ -254,7 +254,7 @@ def _stats(engine: Engine) -> list[str]:
         f"expired_time_cap_reached_count:{stats.expired_time_cap_reached_count}",
         f"expire_cycle_cpu_milliseconds:{stats.expire_cycle_time_used // 1000}",
         f"evicted_keys:{stats.evicted_keys}",
-        "evicted_clients:0",
+        f"evicted_clients:{stats.evicted_clients}",
         f"total_eviction_exceeded_time:{int(exceeded_total * 1000)}",
         f"current_eviction_exceeded_time:{int(exceeded_now * 1000)}",
         f"keyspace_hits:{engine.keyspace.hits}",
