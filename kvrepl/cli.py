@@ -37,6 +37,7 @@ from kvrepl.log import configure, logger
 from kvrepl.node import Node
 from kvrepl.protocol.parser import split_inline
 from kvrepl.replication.cluster import Cluster
+from kvrepl.server import process
 
 USAGE = """Usage: kvrepl-server [/path/to/redis.conf] [options] [-]
        kvrepl-server - (read config from stdin)
@@ -194,6 +195,7 @@ async def run(config: Config, *, task_status: trio.TaskStatus[int] = trio.TASK_S
     logger.info("kvrepl version=%s, bits=64, pid=%d, just started", __version__, os.getpid())
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         node = Node(config=config, port=config.port)
+        node.owns_process = True  # daemonize is the server's, done in main()
         # A cluster follower starts from every shard's snapshot: a dump of an earlier run
         # carries no shard's offset to continue from.
         node.load_dump = cluster is None
@@ -245,6 +247,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as err:
         print(str(err), file=sys.stderr)
         return 1
+    process.daemonize(config)  # before any thread or event loop: only the child goes on
     configure(config.loglevel, config.logfile, syslog=config.syslog_enabled,
               ident=config.syslog_ident, facility=config.syslog_facility)
     if os.environ.get("KVREPL_GC_POLICY", "1") not in ("0", "no", "off"):

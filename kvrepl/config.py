@@ -477,8 +477,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("save", ((3600, 1), (300, 100), (60, 10000)), _save, _format_save),
     Option("loglevel", "notice", _enum("debug", "verbose", "notice", "warning", "nothing")),
     Option("logfile", "", str, mutable=False),
-    Option("daemonize", False, mutable=False, only=(False,),
-           lacking="daemonize", **_yes_no),
+    # kvrepl-server forks into the background (kvrepl.server.process.daemonize); an
+    # embedded node refuses it (it runs in the application's process)
+    Option("daemonize", False, mutable=False, **_yes_no),
     Option("timeout", 0, _int(0)),
     Option("tcp-keepalive", 300, _int(0)),
     Option("maxclients", 10000, _int(1)),

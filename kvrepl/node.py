@@ -312,6 +312,8 @@ class Node(DataMethods):
         self.server.tcp = self.serve_tcp  # a unixsocket alone serves no TCP port
         # The supervisor found at start (kvrepl.server.process.supervision): "no" when none.
         self.supervised = "no"
+        # kvrepl-server's node: the process is its own (daemonize happened before it)
+        self.owns_process = False
         self._lane_run = self.server.general_lane.run_one
         # Load dir/dbfilename at startup (clients get -LOADING meanwhile) and save when
         # the block ends, as kvrepl-server does (the cli saves on its own signals).
@@ -608,6 +610,9 @@ class Node(DataMethods):
             self._nursery.cancel_scope.cancel()
 
     async def _start(self, nursery: trio.Nursery) -> None:
+        if self.config.daemonize and not self.owns_process:
+            raise ConfigError("daemonize: an embedded node runs in the application's "
+                              "process, which kvrepl does not fork (kvrepl-server does)")
         self._token = trio.lowlevel.current_trio_token()
         self.replication.nursery = nursery
         persistence.attach(self.engine, nursery)  # where BGSAVE jobs run

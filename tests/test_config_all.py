@@ -732,3 +732,38 @@ def test_maxmemory_clients_evicts_the_biggest_client_as_redis():
     finally:
         ours.stop()
         real.stop()
+
+
+def test_daemonize_forks_into_the_background(tmp_path):
+    """kvrepl-server returns at once (status 0) and its child serves, its pid in the pid
+    file, in a session of its own; SHUTDOWN removes the file. Debian's stock file (with
+    daemonize yes) needs no override for it."""
+    port = free_port()
+    pidfile = tmp_path / "k.pid"
+    result = subprocess.run(
+        [sys.executable, "-m", "kvrepl", str(DATA / "debian-redis-7.0.15.conf"), "--port",
+         str(port), "--pidfile", str(pidfile), "--logfile", str(tmp_path / "k.log"),
+         "--dir", str(tmp_path)], capture_output=True, timeout=60)
+    assert result.returncode == 0 and result.stdout == b""
+    poll(lambda: pidfile.exists() and pidfile.read_text().endswith("\n"), "the pid file")
+    daemon = int(pidfile.read_text())
+    try:
+        poll(lambda: _answers(port), "the daemon answers", within=60)
+        client = redis.Redis(port=port)
+        assert client.info("server")["process_id"] == daemon
+        assert os.getsid(daemon) == daemon  # setsid(): a session of its own
+        client.shutdown(nosave=True)
+        poll(lambda: not pidfile.exists(), "the pid file is removed")
+    finally:
+        try:
+            os.kill(daemon, signal.SIGKILL)  # the daemon this test started, if still there
+        except ProcessLookupError:
+            pass
+    assert "Ready to accept connections" in (tmp_path / "k.log").read_text()
+
+
+async def test_embedded_node_refuses_daemonize():
+    with pytest.raises(ConfigError, match="an embedded node runs in the application's "
+                                          "process"):
+        async with kvrepl.Master(daemonize=True):
+            pass  # pragma: no cover

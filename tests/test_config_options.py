@@ -35,7 +35,6 @@ from kvrepl.server.cron import close_idle_clients
 REFUSED = [
     ("list-compress-depth", "1", "compressed lists"),
     ("active-expire-effort", "5", "active-expire-effort"),
-    ("daemonize", "yes", "daemonize"),
     ("enable-module-command", "yes", "modules"),
 ]
 # Defaults and values that ask for nothing kvrepl lacks: Redis's tools set some of them.
@@ -614,7 +613,7 @@ BEHAVIOUR = {
     "save": "test_persistence::test_a_live_server_wires_bgsave_flushall_and_the_schedule",
     "loglevel": "test_config_options::test_logfile_and_loglevel_of_kvrepl_server",
     "logfile": "test_config_options::test_logfile_and_loglevel_of_kvrepl_server",
-    "daemonize": "test_config_options::test_refused_by_config_set",
+    "daemonize": "test_config_all::test_daemonize_forks_into_the_background",
     "timeout": "test_config_options::test_timeout_closes_idle_clients_over_tcp",
     "tcp-keepalive": "test_config_options::test_tcp_keepalive_is_set_on_client_sockets",
     "maxclients": "test_server::test_maxclients",

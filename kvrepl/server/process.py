@@ -71,6 +71,41 @@ def stopping(node: Node) -> None:
             os.unlink(node.config.pidfile)
 
 
+# createPidFile's path when daemonize asks for one and pidfile names none
+DEFAULT_PIDFILE = "/var/run/redis.pid"
+
+
+def daemonize(config: object) -> bool:
+    """main()'s ``background``: with ``daemonize yes`` and no supervisor to talk to, fork
+    (the parent exits at once, status 0), start a new session and point the standard
+    streams at /dev/null, as Redis's daemonize(); the pid file then defaults to
+    /var/run/redis.pid. Returns whether this process is now the daemon."""
+    if not config.daemonize or _supervisor_present(config.supervised):  # type: ignore
+        return False
+    if os.fork() != 0:
+        os._exit(0)
+    os.setsid()
+    fd = os.open(os.devnull, os.O_RDWR)
+    for target in (0, 1, 2):
+        os.dup2(fd, target)
+    if fd > 2:
+        os.close(fd)
+    if not config.pidfile:  # type: ignore[attr-defined]
+        config.pidfile = DEFAULT_PIDFILE  # type: ignore[attr-defined]
+    return True
+
+
+def _supervisor_present(mode: str) -> bool:
+    """redisIsSupervised's answer, without its log lines (they come at start)."""
+    if mode == "auto":
+        return "UPSTART_JOB" in os.environ or "NOTIFY_SOCKET" in os.environ
+    if mode == "upstart":
+        return "UPSTART_JOB" in os.environ
+    if mode == "systemd":
+        return "NOTIFY_SOCKET" in os.environ
+    return False
+
+
 def write_pidfile(path: str) -> None:
     """createPidFile: the pid and a newline; a failure is logged, not fatal, as in Redis."""
     try:
