@@ -428,8 +428,6 @@ _LAZYFREE = ("frees what it deletes at once, in the thread that deletes it (no l
              "thread)")
 _THREADS = "serves clients from one thread (no I/O threads)"
 _CPULIST = "pins no thread to CPUs (no fork children, no bio threads)"
-_TLS_CACHE = ("keeps OpenSSL's server session cache as Python's ssl module sets it "
-              "(on, 20480 sessions, 300 seconds)")
 
 
 # protected_action_enum of config.c
@@ -616,6 +614,10 @@ OPTIONS: tuple[Option, ...] = (
     Option("tls-client-cert-file", "", str),
     Option("tls-client-key-file", "", str),
     Option("tls-client-key-file-pass", "", str),
+    # the TLS listener's server session cache, set in libssl as Redis sets it
+    Option("tls-session-caching", True, **_yes_no),
+    Option("tls-session-cache-size", 20 * 1024, _int(0, _INT_MAX)),
+    Option("tls-session-cache-timeout", 300, _int(0, _INT_MAX)),
     # Diffie-Hellman parameters of the TLS listener (ssl's load_dh_params)
     Option("tls-dh-params-file", "", str),
     # -- values true of kvrepl only (docs/config.md says why for each) --
@@ -656,9 +658,6 @@ OPTIONS: tuple[Option, ...] = (
     _fixed("crash-memcheck-enabled", True, parse_bool,
            "has no memory test to run after a crash (as a Redis built without it, the "
            "default does nothing)", format=_format_bool),
-    _fixed("tls-session-caching", True, parse_bool, _TLS_CACHE, format=_format_bool),
-    _fixed("tls-session-cache-size", 20 * 1024, _int(0, _INT_MAX), _TLS_CACHE),
-    _fixed("tls-session-cache-timeout", 300, _int(0, _INT_MAX), _TLS_CACHE),
     # -- Redis Cluster: never a node; cluster-enabled no and every default only --
     _fixed("cluster-enabled", False, parse_bool, _CLUSTER, format=_format_bool, mutable=False),
     _fixed("cluster-config-file", "nodes.conf", str, _CLUSTER, mutable=False),

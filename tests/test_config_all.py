@@ -43,8 +43,7 @@ REFUSED = {
     "oom-score-adj": "relative", "oom-score-adj-values": "0 100 200",
     "server_cpulist": "0-1", "bio_cpulist": "0", "aof_rewrite_cpulist": "0",
     "bgsave_cpulist": "0", "socket-mark-id": "1", "ignore-warnings": "ARM64-COW-BUG",
-    "crash-memcheck-enabled": "no", "tls-session-caching": "no",
-    "tls-session-cache-size": "100", "tls-session-cache-timeout": "60",
+    "crash-memcheck-enabled": "no",
     "cluster-enabled": "yes", "cluster-config-file": "other.conf", "cluster-port": "17000",
     "cluster-node-timeout": "5000", "cluster-announce-ip": "10.0.0.1",
     "cluster-announce-hostname": "host", "cluster-announce-port": "7000",
@@ -767,3 +766,19 @@ async def test_embedded_node_refuses_daemonize():
                                           "process"):
         async with kvrepl.Master(daemonize=True):
             pass  # pragma: no cover
+
+
+@pytest.mark.parametrize("caching", [True, False])
+def test_tls_session_cache(caching):
+    """The listener's SSL_CTX gets Redis's session cache settings through libssl (tls.c's
+    calls: the cache mode, its size, its timeout; Python's own timeout is 7200 s), read
+    back from OpenSSL."""
+    from kvrepl.server.tls_suites import session_cache
+
+    certs = Certs()
+    config = Config(tls_session_caching=caching, tls_session_cache_size=100,
+                    tls_session_cache_timeout=60, **certs.options())
+    context = tls.server_context(config)
+    assert session_cache(context) == ((True, 100, 60) if caching else (False, None, None))
+    default = tls.server_context(Config(**certs.options()))
+    assert session_cache(default) == (True, 20480, 300)

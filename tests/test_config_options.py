@@ -741,6 +741,9 @@ BEHAVIOUR = {
         "test_config_all::test_tls_client_cert_is_what_a_replica_shows_its_master",
     "tls-client-key-file-pass": "test_config_all::test_tls_client_key_file_pass",
     "tls-dh-params-file": "test_config_all::test_tls_dh_params_file_enables_dhe",
+    "tls-session-caching": "test_config_all::test_tls_session_cache",
+    "tls-session-cache-size": "test_config_all::test_tls_session_cache",
+    "tls-session-cache-timeout": "test_config_all::test_tls_session_cache",
     # accepted only at their value true of kvrepl (docs/config.md)
     **{option.name: "test_config_all::test_refused_everywhere"
        for option in OPTIONS if option.reason},

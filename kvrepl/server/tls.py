@@ -19,7 +19,12 @@ import ssl
 import trio
 
 from kvrepl.config import Config
-from kvrepl.server.tls_suites import CiphersuitesUnavailable, InvalidCiphersuites, set_ciphersuites
+from kvrepl.server.tls_suites import (
+    CiphersuitesUnavailable,
+    InvalidCiphersuites,
+    set_ciphersuites,
+    set_session_cache,
+)
 from kvrepl.server.tlsio import TlsStream
 
 __all__ = ["TlsError", "check", "client_context", "server_context", "wrap_client",
@@ -107,6 +112,12 @@ def server_context(config: Config) -> ssl.SSLContext:
                            "no": ssl.CERT_NONE}[config.tls_auth_clients]
     if config.tls_prefer_server_ciphers:
         context.options |= ssl.OP_CIPHER_SERVER_PREFERENCE
+    try:  # Redis's server session cache, through libssl (kvrepl.server.tls_suites)
+        set_session_cache(context, config.tls_session_caching,
+                          config.tls_session_cache_size, config.tls_session_cache_timeout)
+    except CiphersuitesUnavailable as err:
+        raise TlsError(f"kvrepl cannot set the TLS session cache on this Python and "
+                       f"OpenSSL ({err})") from None
     if config.tls_dh_params_file:
         try:
             context.load_dh_params(config.tls_dh_params_file)
