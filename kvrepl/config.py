@@ -400,12 +400,13 @@ def _oom_values(text: str) -> tuple[int, int, int]:
     words = text.split()
     if len(words) != 3:
         raise ValueError("wrong number of arguments")
+    message = "Invalid oom-score-adj-values, elements must be between -2000 and 2000."
     try:
         values = tuple(int(word) for word in words)
     except ValueError:
-        raise ValueError("Invalid oom-score-adj-values") from None
+        raise ValueError(message) from None
     if any(not -2000 <= v <= 2000 for v in values):
-        raise ValueError("Invalid oom-score-adj-values")
+        raise ValueError(message)
     return values  # type: ignore[return-value]
 
 
@@ -596,6 +597,10 @@ OPTIONS: tuple[Option, ...] = (
     # INFO latencystats' percentiles
     Option("latency-tracking-info-percentiles", (50.0, 99.0, 99.9), _percentiles,
            _format_percentiles),
+    # /proc/self/oom_score_adj by role (master, replica; the third value is for fork
+    # children, which kvrepl has none of), relative to the value found or absolute
+    Option("oom-score-adj", "no", _enum("no", "yes", "relative", "absolute")),
+    Option("oom-score-adj-values", (0, 200, 800), _oom_values, _format_ints),
     # -- replication --
     # the local address of a replica's connections to its master
     Option("bind-source-addr", "", str),
@@ -643,10 +648,6 @@ OPTIONS: tuple[Option, ...] = (
     _fixed("lazyfree-lazy-user-del", False, parse_bool, _LAZYFREE, format=_format_bool),
     _fixed("replica-lazy-flush", False, parse_bool, _LAZYFREE, format=_format_bool,
            aliases=("slave-lazy-flush",)),
-    _fixed("oom-score-adj", "no", _enum("no", "yes", "relative", "absolute"),
-           "does not set the process's oom_score_adj"),
-    _fixed("oom-score-adj-values", (0, 200, 800), _oom_values,
-           "does not set the process's oom_score_adj", format=_format_ints),
     _fixed("server_cpulist", "", str, _CPULIST, mutable=False),
     _fixed("bio_cpulist", "", str, _CPULIST, mutable=False),
     _fixed("aof_rewrite_cpulist", "", str, _CPULIST, mutable=False),

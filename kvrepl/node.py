@@ -11,6 +11,7 @@ store is atomic. Only what waits is ``async``.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import math
 import os
@@ -30,7 +31,7 @@ from kvrepl.commands.core import Block, Engine, Session
 from kvrepl.commands.dispatch import MISSED
 from kvrepl.commands.plain import plain_session
 from kvrepl.commands.replication import StartReplication, WaitReplicas
-from kvrepl.config import Config, ConfigError, _check_directory
+from kvrepl.config import ApplyError, Config, ConfigError, _check_directory
 from kvrepl.direct_reads import direct_get
 from kvrepl.errors import ReplicaPanic, ReplyError, WriteSkipped
 from kvrepl.log import configure, logger
@@ -540,6 +541,14 @@ class Node(DataMethods):
 
         assert self._nursery is not None
         self._nursery.start_soon(follow)
+        self._role_changed()
+
+    def _role_changed(self) -> None:
+        """A master became a replica or back: its oom_score_adj follows (replicationSetMaster
+        and replicationUnsetMaster call setOOMScoreAdj)."""
+        if self.config.oom_score_adj != "no":
+            with contextlib.suppress(ApplyError):  # logged; the role changes anyway
+                process.apply_oom_score(self)
 
     def stop_following(self) -> None:
         """REPLICAOF NO ONE: stop following and become a master that continues the history
@@ -560,6 +569,7 @@ class Node(DataMethods):
         replication.replid = new_replid()
         replication.feed.selected_db = -1
         replication.disconnect_replicas()
+        self._role_changed()
 
     async def _replication_cron(self) -> None:
         tick = 0
@@ -643,6 +653,7 @@ class Node(DataMethods):
             nursery.start_soon(run_cron, self.engine)
         process.started(self)
         self.config.listeners.append(self._process_option_changed)
+        self.config.appliers.append(self._apply_oom_score)
 
         async def announce_ready() -> None:
             await loaded.wait()
@@ -661,6 +672,12 @@ class Node(DataMethods):
             error = persistence.attach(self.engine).load_error
             if error is not None:
                 raise error
+
+    def _apply_oom_score(self, names: list[str]) -> None:
+        """CONFIG SET oom-score-adj / oom-score-adj-values (updateOOMScoreAdj): ApplyError
+        undoes the CONFIG SET."""
+        if "oom-score-adj" in names or "oom-score-adj-values" in names:
+            process.apply_oom_score(self)
 
     def _process_option_changed(self, name: str) -> None:
         """CONFIG SET of an option about the process (updateProcTitleTemplate,

@@ -40,7 +40,6 @@ REFUSED = {
     "active-defrag-max-scan-fields": "500", "lazyfree-lazy-eviction": "yes",
     "lazyfree-lazy-expire": "yes", "lazyfree-lazy-server-del": "yes",
     "lazyfree-lazy-user-del": "yes", "replica-lazy-flush": "yes", "slave-lazy-flush": "yes",
-    "oom-score-adj": "relative", "oom-score-adj-values": "0 100 200",
     "server_cpulist": "0-1", "bio_cpulist": "0", "aof_rewrite_cpulist": "0",
     "bgsave_cpulist": "0", "socket-mark-id": "1", "ignore-warnings": "ARM64-COW-BUG",
     "crash-memcheck-enabled": "no",
@@ -782,3 +781,38 @@ def test_tls_session_cache(caching):
     assert session_cache(context) == ((True, 100, 60) if caching else (False, None, None))
     default = tls.server_context(Config(**certs.options()))
     assert session_cache(default) == (True, 20480, 300)
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/oom_score_adj"), reason="needs Linux")
+def test_oom_score_adj_follows_the_role_as_redis(tmp_path):
+    """absolute: the master's value, the replica's after REPLICAOF, the master's again
+    after REPLICAOF NO ONE; relative adds the score found; no puts that score back."""
+    with open("/proc/self/oom_score_adj") as handle:
+        base = int(handle.read())  # what the servers inherit from this process
+    dead = str(free_port())
+    options = ("--oom-score-adj", "absolute", "--oom-score-adj-values", "10 20 30")
+    real = RedisServer(*options)
+    ours = KvreplProcess(tmp_path, *options).wait_ready()
+    try:
+        for server in (real, ours):
+            client = server.client()
+
+            def score(s: object = server) -> int:
+                with open(f"/proc/{s.process.pid}/oom_score_adj") as handle:  # type: ignore
+                    return int(handle.read())
+
+            assert score() == 10
+            client.replicaof("127.0.0.1", dead)
+            assert score() == 20
+            client.replicaof("no", "one")
+            assert score() == 10
+            client.config_set("oom-score-adj", "relative")
+            assert score() == min(1000, base + 10)
+            client.config_set("oom-score-adj", "no")
+            assert score() == base
+            with pytest.raises(redis.ResponseError, match="elements must be between -2000 "
+                                                          "and 2000"):
+                client.config_set("oom-score-adj-values", "0 200 3000")
+            client.close()
+    finally:
+        real.stop()

@@ -712,6 +712,8 @@ BEHAVIOUR = {
         "test_replication_commands::test_shutdown_gives_up_on_a_replica_after_shutdown_timeout",
     "tcp-backlog": "test_config_all::test_tcp_backlog_reaches_listen",
     "rdb-del-sync-files": "test_config_all::test_rdb_del_sync_files_on_a_master",
+    "oom-score-adj": "test_config_all::test_oom_score_adj_follows_the_role_as_redis",
+    "oom-score-adj-values": "test_config_all::test_oom_score_adj_follows_the_role_as_redis",
     "maxmemory-clients":
         "test_config_all::test_maxmemory_clients_evicts_the_biggest_client_as_redis",
     "aof-disable-auto-gc": "test_config_all::test_aof_disable_auto_gc_keeps_history_as_redis",

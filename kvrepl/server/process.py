@@ -17,7 +17,7 @@ import sys
 from typing import TYPE_CHECKING
 
 from kvrepl import __version__
-from kvrepl.config import expand_proc_title
+from kvrepl.config import ApplyError, expand_proc_title
 from kvrepl.log import current_stream, logger
 
 if TYPE_CHECKING:
@@ -35,6 +35,11 @@ def started(node: Node) -> None:
     if config.pidfile:
         write_pidfile(config.pidfile)
     update_title(node)
+    if config.oom_score_adj != "no":
+        try:
+            apply_oom_score(node)
+        except ApplyError:
+            pass  # logged; Redis starts anyway
     if config.disable_thp:
         disable_thp()
     crash_log(config.crash_log_enabled)
@@ -104,6 +109,46 @@ def _supervisor_present(mode: str) -> bool:
     if mode == "systemd":
         return "NOTIFY_SOCKET" in os.environ
     return False
+
+
+_OOM_PATH = "/proc/self/oom_score_adj"
+# setOOMScoreAdj's statics: the score found before kvrepl first changed it, if it did
+_oom_base: int | None = None
+
+
+def apply_oom_score(node: Node) -> None:
+    """setOOMScoreAdj(-1): oom-score-adj-values' master or replica value (plus the score
+    found at first, for relative), clamped to [-1000, 1000]; with "no", the score found is
+    put back if kvrepl had changed it. ApplyError (CONFIG SET fails) when it cannot be
+    read or written."""
+    global _oom_base
+    config = node.config
+    if config.oom_score_adj != "no":
+        if _oom_base is None:
+            try:
+                with open(_OOM_PATH) as handle:
+                    _oom_base = int(handle.read())
+            except (OSError, ValueError) as err:
+                logger.warning("Unable to read oom_score_adj: %s", err)
+                raise ApplyError("oom-score-adj", _OOM_FAILED) from None
+        replica = node.following is not None or node.cluster_follower is not None
+        value = config.oom_score_adj_values[1 if replica else 0]
+        if config.oom_score_adj in ("yes", "relative"):
+            value += _oom_base
+        value = max(-1000, min(1000, value))
+    elif _oom_base is not None:
+        value, _oom_base = _oom_base, None
+    else:
+        return
+    try:
+        with open(_OOM_PATH, "w") as handle:
+            handle.write(f"{value}\n")
+    except OSError as err:
+        logger.warning("Unable to write oom_score_adj: %s", err.strerror)
+        raise ApplyError("oom-score-adj", _OOM_FAILED) from None
+
+
+_OOM_FAILED = "Failed to set current oom_score_adj. Check server logs."
 
 
 def write_pidfile(path: str) -> None:
