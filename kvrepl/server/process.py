@@ -12,6 +12,7 @@ import contextlib
 import ctypes
 import faulthandler
 import os
+import signal
 import socket
 import sys
 from typing import TYPE_CHECKING
@@ -49,7 +50,7 @@ def started(node: Node) -> None:
         # redisSupervisedUpstart: the job continues it once it saw the process stop.
         logger.info("supervised by upstart, will stop to signal readiness.")
         os.environ.pop("UPSTART_JOB", None)
-        os.kill(os.getpid(), __import__("signal").SIGSTOP)
+        os.kill(os.getpid(), signal.SIGSTOP)
     elif mode == "systemd":
         logger.info("supervised by systemd. Please make sure you set appropriate values for "
                     "TimeoutStartSec and TimeoutStopSec in your service unit.")
