@@ -37,6 +37,7 @@ from kvrepl.log import configure, logger
 from kvrepl.node import Node
 from kvrepl.protocol.parser import split_inline
 from kvrepl.replication.cluster import Cluster
+from kvrepl.server import process
 
 USAGE = """Usage: kvrepl-server [/path/to/redis.conf] [options] [-]
        kvrepl-server - (read config from stdin)
@@ -70,6 +71,7 @@ def command_line_to_conf(args: Sequence[str]) -> str:
 def apply_conf(config: Config, text: str, source: str = "command line") -> None:
     """Apply redis.conf ``text`` to ``config``; ConfigError in redis-server's words."""
     save_seen = False
+    last_line: dict[str, tuple[int, str]] = {}  # option -> the line that set it last
     for number, raw in enumerate(text.splitlines(), 1):
         line = raw.strip()
         if not line or line.startswith("#"):
@@ -98,6 +100,16 @@ def apply_conf(config: Config, text: str, source: str = "command line") -> None:
                 config.save = tuple(pairs) + tuple(new)
             else:
                 config.set(name, " ".join(values), startup=True)
+                last_line[option.name] = (number, line)
+        except ValueError as err:
+            raise _fatal(number, line, str(err)) from None
+    # The values kvrepl cannot honour are refused once the whole text is read, so that a
+    # command line can override a file's line (redis.conf's daemonize yes with
+    # --daemonize no), at the line that set the value that stays.
+    for name, (number, line) in last_line.items():
+        option = Config.option(name)
+        try:
+            option.accept(getattr(config, option.attr))  # type: ignore[union-attr]
         except ValueError as err:
             raise _fatal(number, line, str(err)) from None
 
@@ -183,6 +195,7 @@ async def run(config: Config, *, task_status: trio.TaskStatus[int] = trio.TASK_S
     logger.info("kvrepl version=%s, bits=64, pid=%d, just started", __version__, os.getpid())
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         node = Node(config=config, port=config.port)
+        node.owns_process = True  # daemonize is the server's, done in main()
         # A cluster follower starts from every shard's snapshot: a dump of an earlier run
         # carries no shard's offset to continue from.
         node.load_dump = cluster is None
@@ -198,10 +211,16 @@ async def run(config: Config, *, task_status: trio.TaskStatus[int] = trio.TASK_S
                 async for signum in signals:
                     name = "SIGINT" if signum == signal.SIGINT else "SIGTERM"
                     logger.warning("Received %s scheduling shutdown...", name)
-                    # As SHUTDOWN: waits for lagging replicas (shutdown-timeout), then saves
-                    # when save points are set; if it can't, stays up.
+                    # As SHUTDOWN with shutdown-on-sigint/-sigterm's flags (default: none):
+                    # waits for lagging replicas (shutdown-timeout) unless NOW, then saves
+                    # when save points are set (or as SAVE/NOSAVE say); if it can't, stays
+                    # up unless FORCE.
+                    flags = (config.shutdown_on_sigint if signum == signal.SIGINT
+                             else config.shutdown_on_sigterm)
+                    save = True if "save" in flags else False if "nosave" in flags else None
                     with contextlib.suppress(ReplyError):
-                        shutdown_state(node.engine).begin(None, now=False, force=False)
+                        shutdown_state(node.engine).begin(save, now="now" in flags,
+                                                          force="force" in flags)
 
             nursery.start_soon(watch_signals)
             await node.server.wait_shutdown()
@@ -228,7 +247,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as err:
         print(str(err), file=sys.stderr)
         return 1
-    configure(config.loglevel, config.logfile)
+    process.daemonize(config)  # before any thread or event loop: only the child goes on
+    configure(config.loglevel, config.logfile, syslog=config.syslog_enabled,
+              ident=config.syslog_ident, facility=config.syslog_facility)
     if os.environ.get("KVREPL_GC_POLICY", "1") not in ("0", "no", "off"):
         gc_policy.install()
     try:

@@ -72,6 +72,9 @@ class Option:
     # Drop both when the feature lands.
     only: tuple[object, ...] | None = None
     lacking: str = ""
+    # Where the refusal is for good (what kvrepl is, not what it lacks yet): the message's
+    # reason, after "kvrepl " (e.g. "is never a Redis Cluster node ...").
+    reason: str = ""
     # HIDDEN_CONFIG: test hooks; CONFIG GET lists them only when named exactly
     hidden: bool = False
     # DENY_LOADING_CONFIG: CONFIG SET answers -LOADING while the dataset loads
@@ -96,6 +99,8 @@ class Option:
         that says so (an option is never accepted and ignored)."""
         if self.only is not None and value not in self.only:
             allowed = " or ".join(f"'{self.format(v)}'" for v in self.only)
+            if self.reason:
+                raise ValueError(f"kvrepl {self.reason}; only {allowed} is accepted")
             raise ValueError(f"kvrepl does not support {self.lacking} yet; only {allowed} "
                              "is accepted")
         return value
@@ -255,6 +260,177 @@ def _aof_name(option: str, kind: str) -> Callable[[str], str]:
         return text
 
     return parse
+def _octal(low: int, high: int) -> Callable[[str], int]:
+    """OCTAL_CONFIG (unixsocketperm): read in base 8, bounds as Redis checks them."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text, 8)
+        except ValueError:
+            raise ValueError("argument couldn't be parsed into an integer") from None
+        if not low <= value <= high:
+            raise ValueError(f"argument must be between {low} and {high} inclusive")
+        return value
+
+    return parse
+
+
+def _format_octal(value: object) -> str:
+    return format(value, "o")
+
+
+def _memory_or_percent(text: str) -> int:
+    """MEMORY_CONFIG | PERCENT_CONFIG (maxmemory-clients): ``10%`` is kept as -10."""
+    if text.endswith("%"):
+        try:
+            percent = int(text[:-1])
+        except ValueError:
+            raise ValueError("argument must be a memory or percent value") from None
+        if not 0 <= percent <= 100:
+            raise ValueError("argument must be between -100 and 9223372036854775807 "
+                             "inclusive")
+        return -percent
+    try:
+        value = parse_memory(text)
+    except ValueError:
+        raise ValueError("argument must be a memory or percent value") from None
+    if value < 0:
+        raise ValueError("argument must be a memory or percent value")
+    return value
+
+
+def _format_memory_or_percent(value: object) -> str:
+    return f"{-value}%" if value < 0 else str(value)  # type: ignore[operator]
+
+
+def _percentiles(text: str) -> tuple[float, ...]:
+    """latency-tracking-info-percentiles: doubles in [0, 100]; ``""`` is none."""
+    values = []
+    for word in text.split():
+        try:
+            value = float(word)
+        except ValueError:
+            raise ValueError("Invalid latency-tracking-info-percentiles parameters") from None
+        if value != value or value in (float("inf"), float("-inf")):
+            raise ValueError("Invalid latency-tracking-info-percentiles parameters")
+        if not 0.0 <= value <= 100.0:
+            raise ValueError("latency-tracking-info-percentiles parameters should sit "
+                             "between [0.0,100.0]")
+        values.append(value)
+    return tuple(values)
+
+
+def format_percentile(value: float) -> str:
+    """``%f`` with trailing zeros (and a bare point) trimmed, as trimDoubleString does."""
+    return f"{value:f}".rstrip("0").rstrip(".")
+
+
+def _format_percentiles(value: object) -> str:
+    return " ".join(format_percentile(v) for v in value)  # type: ignore[attr-defined]
+
+
+# shutdown_on_sig_enum: bit flags; "default" is none of them.
+SHUTDOWN_FLAGS = ("save", "nosave", "now", "force")
+
+
+def _shutdown_flags(text: str) -> frozenset[str]:
+    words = [word.lower() for word in text.split()]
+    if not words or any(word not in ("default", *SHUTDOWN_FLAGS) for word in words):
+        raise ValueError("argument(s) must be one of the following: default, save, nosave, "
+                         "now, force")
+    flags = frozenset(word for word in words if word != "default")
+    if {"save", "nosave"} <= flags:
+        raise ValueError("shutdown options SAVE and NOSAVE can't be used simultaneously")
+    return flags
+
+
+def _format_shutdown_flags(value: object) -> str:
+    return " ".join(f for f in SHUTDOWN_FLAGS if f in value) or "default"  # type: ignore
+
+
+def expand_proc_title(template: str, variables: dict[str, str]) -> str | None:
+    """sdstemplate then trimmed of spaces, as expandProcTitleTemplate does: ``{name}`` is
+    the variable's value, ``{{`` and ``}}`` are braces; None for an unknown variable or a
+    lone brace."""
+    out: list[str] = []
+    i = 0
+    while i < len(template):
+        c = template[i]
+        if c == "{":
+            if template.startswith("{{", i):
+                out.append("{")
+                i += 2
+                continue
+            end = template.find("}", i)
+            if end < 0 or template[i + 1:end] not in variables:
+                return None
+            out.append(variables[template[i + 1:end]])
+            i = end + 1
+        elif c == "}":
+            if not template.startswith("}}", i):
+                return None
+            out.append("}")
+            i += 2
+        else:
+            out.append(c)
+            i += 1
+    return "".join(out).strip(" ")
+
+
+def _proc_title_template(text: str) -> str:
+    """validateProcTitleTemplate: known variables only, and something left once expanded
+    with an empty title (the others as a server has them)."""
+    probe = {"title": "", "listen-addr": "*:0", "server-mode": "", "config-file": "-",
+             "port": "0", "tls-port": "0", "unixsocket": ""}
+    if not expand_proc_title(text, probe):
+        raise ValueError("template format is invalid or contains unknown variables")
+    return text
+
+
+def _hostname(text: str) -> str:
+    """isValidAnnouncedHostname (cluster-announce-hostname)."""
+    if len(text) >= 256:
+        raise ValueError("Hostnames must be less than 256 characters")
+    if any(not (c.isascii() and (c.isalnum() or c in "-.")) for c in text):
+        raise ValueError("Hostnames may only contain alphanumeric characters, hyphens or dots")
+    return text
+
+
+def _oom_values(text: str) -> tuple[int, int, int]:
+    """oom-score-adj-values: three values in [-2000, 2000]."""
+    words = text.split()
+    if len(words) != 3:
+        raise ValueError("wrong number of arguments")
+    message = "Invalid oom-score-adj-values, elements must be between -2000 and 2000."
+    try:
+        values = tuple(int(word) for word in words)
+    except ValueError:
+        raise ValueError(message) from None
+    if any(not -2000 <= v <= 2000 for v in values):
+        raise ValueError(message)
+    return values  # type: ignore[return-value]
+
+
+def _format_ints(value: object) -> str:
+    return " ".join(map(str, value))  # type: ignore[call-overload]
+
+
+def _fixed(name: str, default: object, parse: Callable[[str], object], reason: str,
+           **kwargs: object) -> Option:
+    """An option whose only value true of kvrepl is Redis's default (see docs/config.md)."""
+    return Option(name, default, parse, only=(default,), reason=reason,  # type: ignore[arg-type]
+                  **kwargs)
+
+
+_CLUSTER = ("is never a Redis Cluster node (it follows a whole cluster as a client: "
+            "Replica(follow=kvrepl.Cluster(...)) or kvrepl-server --follow-cluster); "
+            "run Redis or Valkey Cluster for that")
+_DEFRAG = "cannot defragment memory (Python's allocator has no active defragmentation)"
+_LAZYFREE = ("frees what it deletes at once, in the thread that deletes it (no lazy-free "
+             "thread)")
+_THREADS = "serves clients from one thread (no I/O threads)"
+_CPULIST = "pins no thread to CPUs (no fork children, no bio threads)"
+
+
 # protected_action_enum of config.c
 _protected_action = _enum("no", "yes", "local")
 
@@ -300,8 +476,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("save", ((3600, 1), (300, 100), (60, 10000)), _save, _format_save),
     Option("loglevel", "notice", _enum("debug", "verbose", "notice", "warning", "nothing")),
     Option("logfile", "", str, mutable=False),
-    Option("daemonize", False, mutable=False, only=(False,),
-           lacking="daemonize", **_yes_no),
+    # kvrepl-server forks into the background (kvrepl.server.process.daemonize); an
+    # embedded node refuses it (it runs in the application's process)
+    Option("daemonize", False, mutable=False, **_yes_no),
     Option("timeout", 0, _int(0)),
     Option("tcp-keepalive", 300, _int(0)),
     Option("maxclients", 10000, _int(1)),
@@ -373,7 +550,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("sanitize-dump-payload", "no", _enum("no", "yes", "clients")),
     # SHUTDOWN and SIGTERM wait up to this many seconds for lagging replicas (0: no wait).
     Option("shutdown-timeout", 10, _int(0, _INT_MAX)),
-    Option("lua-time-limit", 5000, _int(0), aliases=("busy-reply-threshold",)),
+    Option("busy-reply-threshold", 5000, _int(0, (1 << 63) - 1), aliases=("lua-time-limit",)),
     # Honoured by the dispatcher (kvrepl/commands/observers.py): the slow log (SLOWLOG),
     # LATENCY's event series for the "command" and "fast-command" events, and LATENCY
     # HISTOGRAM's per-command counts.
@@ -391,6 +568,125 @@ OPTIONS: tuple[Option, ...] = (
     Option("maxmemory-samples", 5, _int(1, _INT_MAX)),
     Option("maxmemory-eviction-tenacity", 10, _int(0, 100)),
     Option("replica-ignore-maxmemory", True, aliases=("slave-ignore-maxmemory",), **_yes_no),
+    # -- the process and its sockets (kvrepl.server.process; docs/config.md) --
+    # listen()'s backlog for every TCP listener (the kernel caps it at somaxconn)
+    Option("tcp-backlog", 511, _int(0, _INT_MAX), mutable=False),
+    # A UNIX socket listener beside the TCP ones (redis-cli -s, redis-py unix_socket_path)
+    Option("unixsocket", "", str, mutable=False),
+    Option("unixsocketperm", 0, _octal(0, 0o777), _format_octal, mutable=False),
+    Option("pidfile", "", str, mutable=False),
+    Option("supervised", "no", _enum("upstart", "systemd", "auto", "no"), mutable=False),
+    Option("syslog-enabled", False, mutable=False, **_yes_no),
+    Option("syslog-ident", "redis", str, mutable=False),
+    Option("syslog-facility", "local0", _enum("user", "local0", "local1", "local2", "local3",
+                                              "local4", "local5", "local6", "local7"),
+           mutable=False),
+    Option("always-show-logo", False, mutable=False, **_yes_no),
+    Option("set-proc-title", True, mutable=False, **_yes_no),
+    Option("proc-title-template", "{title} {listen-addr} {server-mode}", _proc_title_template),
+    # What SIGINT / SIGTERM do: SHUTDOWN's flags (default: as SHUTDOWN with no flag)
+    Option("shutdown-on-sigint", frozenset(), _shutdown_flags, _format_shutdown_flags),
+    Option("shutdown-on-sigterm", frozenset(), _shutdown_flags, _format_shutdown_flags),
+    # Python's faulthandler: a crash (SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT) logs every
+    # thread's stack to the log, as Redis's crash report does
+    Option("crash-log-enabled", True, **_yes_no),
+    # prctl(PR_SET_THP_DISABLE) for the process, on Linux
+    Option("disable-thp", True, mutable=False, **_yes_no),
+    # raise hz while many clients are connected (clientsCron's budget), as Redis does
+    Option("dynamic-hz", True, **_yes_no),
+    # INFO latencystats' percentiles
+    Option("latency-tracking-info-percentiles", (50.0, 99.0, 99.9), _percentiles,
+           _format_percentiles),
+    # /proc/self/oom_score_adj by role (master, replica; the third value is for fork
+    # children, which kvrepl has none of), relative to the value found or absolute
+    Option("oom-score-adj", "no", _enum("no", "yes", "relative", "absolute")),
+    Option("oom-score-adj-values", (0, 200, 800), _oom_values, _format_ints),
+    # -- replication --
+    # the local address of a replica's connections to its master
+    Option("bind-source-addr", "", str),
+    # TCP_NODELAY off on a replica's link once its sync starts (fewer, bigger packets)
+    Option("repl-disable-tcp-nodelay", False, **_yes_no),
+    # with no save points and no AOF, the dump a full sync wrote (the master's for
+    # disk-based replicas, a replica's received payload) is removed once used
+    Option("rdb-del-sync-files", False, **_yes_no),
+    # the clients' memory bound: past it the biggest is disconnected (kvrepl.server.cron)
+    Option("maxmemory-clients", 0, _memory_or_percent, _format_memory_or_percent),
+    # an AOF rewrite's replaced files stay, listed as history in the manifest
+    Option("aof-disable-auto-gc", False, **_yes_no),
+    # a replica with "no" is left out of what its master and Sentinel announce
+    Option("replica-announced", True, **_yes_no),
+    # the certificate a node shows as a TLS client (to its master); the server's when empty
+    Option("tls-client-cert-file", "", str),
+    Option("tls-client-key-file", "", str),
+    Option("tls-client-key-file-pass", "", str),
+    # the TLS listener's server session cache, set in libssl as Redis sets it
+    Option("tls-session-caching", True, **_yes_no),
+    Option("tls-session-cache-size", 20 * 1024, _int(0, _INT_MAX)),
+    Option("tls-session-cache-timeout", 300, _int(0, _INT_MAX)),
+    # Diffie-Hellman parameters of the TLS listener (ssl's load_dh_params)
+    Option("tls-dh-params-file", "", str),
+    # -- values true of kvrepl only (docs/config.md says why for each) --
+    _fixed("io-threads", 1, _int(1, 128), _THREADS, mutable=False),
+    _fixed("io-threads-do-reads", False, parse_bool, _THREADS, format=_format_bool,
+           mutable=False),
+    _fixed("activerehashing", True, parse_bool,
+           "has no incremental rehashing to turn off (its tables, Python dicts, resize at "
+           "once)", format=_format_bool),
+    _fixed("jemalloc-bg-thread", True, parse_bool,
+           "has no jemalloc (as a Redis built with MALLOC=libc, it has no purge thread to "
+           "stop)", format=_format_bool),
+    _fixed("activedefrag", False, parse_bool, _DEFRAG, format=_format_bool),
+    _fixed("active-defrag-ignore-bytes", 100 << 20, _memory_from(1), _DEFRAG),
+    _fixed("active-defrag-threshold-lower", 10, _int(0, 1000), _DEFRAG),
+    _fixed("active-defrag-threshold-upper", 100, _int(0, 1000), _DEFRAG),
+    _fixed("active-defrag-cycle-min", 1, _int(1, 99), _DEFRAG),
+    _fixed("active-defrag-cycle-max", 25, _int(1, 99), _DEFRAG),
+    _fixed("active-defrag-max-scan-fields", 1000, _int(1, (1 << 63) - 1), _DEFRAG),
+    _fixed("lazyfree-lazy-eviction", False, parse_bool, _LAZYFREE, format=_format_bool),
+    _fixed("lazyfree-lazy-expire", False, parse_bool, _LAZYFREE, format=_format_bool),
+    _fixed("lazyfree-lazy-server-del", False, parse_bool, _LAZYFREE, format=_format_bool),
+    _fixed("lazyfree-lazy-user-del", False, parse_bool, _LAZYFREE, format=_format_bool),
+    _fixed("replica-lazy-flush", False, parse_bool, _LAZYFREE, format=_format_bool,
+           aliases=("slave-lazy-flush",)),
+    _fixed("server_cpulist", "", str, _CPULIST, mutable=False),
+    _fixed("bio_cpulist", "", str, _CPULIST, mutable=False),
+    _fixed("aof_rewrite_cpulist", "", str, _CPULIST, mutable=False),
+    _fixed("bgsave_cpulist", "", str, _CPULIST, mutable=False),
+    _fixed("socket-mark-id", 0, _int(0, (1 << 32) - 1), "does not mark its sockets (SO_MARK)",
+           mutable=False),
+    _fixed("ignore-warnings", "", str, "gives none of the startup warnings Redis lets one "
+           "ignore (ARM64-COW-BUG)"),
+    _fixed("crash-memcheck-enabled", True, parse_bool,
+           "has no memory test to run after a crash (as a Redis built without it, the "
+           "default does nothing)", format=_format_bool),
+    # -- Redis Cluster: never a node; cluster-enabled no and every default only --
+    _fixed("cluster-enabled", False, parse_bool, _CLUSTER, format=_format_bool, mutable=False),
+    _fixed("cluster-config-file", "nodes.conf", str, _CLUSTER, mutable=False),
+    _fixed("cluster-port", 0, _int(0, 65535), _CLUSTER, mutable=False),
+    _fixed("cluster-node-timeout", 15000, _int(0, (1 << 63) - 1), _CLUSTER),
+    _fixed("cluster-announce-ip", "", str, _CLUSTER),
+    _fixed("cluster-announce-hostname", "", _hostname, _CLUSTER),
+    _fixed("cluster-announce-port", 0, _int(0, 65535), _CLUSTER),
+    _fixed("cluster-announce-bus-port", 0, _int(0, 65535), _CLUSTER),
+    _fixed("cluster-announce-tls-port", 0, _int(0, 65535), _CLUSTER),
+    _fixed("cluster-preferred-endpoint-type", "ip", _enum("ip", "hostname",
+                                                          "unknown-endpoint"), _CLUSTER),
+    _fixed("cluster-require-full-coverage", True, parse_bool, _CLUSTER, format=_format_bool),
+    _fixed("cluster-replica-no-failover", False, parse_bool, _CLUSTER, format=_format_bool,
+           aliases=("cluster-slave-no-failover",)),
+    _fixed("cluster-replica-validity-factor", 10, _int(0, _INT_MAX), _CLUSTER,
+           aliases=("cluster-slave-validity-factor",)),
+    _fixed("cluster-migration-barrier", 1, _int(0, _INT_MAX), _CLUSTER),
+    _fixed("cluster-allow-replica-migration", True, parse_bool, _CLUSTER,
+           format=_format_bool),
+    _fixed("cluster-allow-reads-when-down", False, parse_bool, _CLUSTER, format=_format_bool),
+    _fixed("cluster-allow-pubsubshard-when-down", True, parse_bool, _CLUSTER,
+           format=_format_bool),
+    _fixed("cluster-link-sendbuf-limit", 0, _memory_from(0), _CLUSTER),
+    _fixed("tls-cluster", False, parse_bool, _CLUSTER, format=_format_bool),
+    # A software watchdog (SIGALRM stack traces of a slow event loop): a test hook
+    _fixed("watchdog-period", 0, _int(0, _INT_MAX), "has no software watchdog",
+           hidden=True),
     # Redis's test hooks (HIDDEN_CONFIG). Microseconds slept per key saved (BGSAVE, full
     # syncs: kvrepl/snapshot_producer.py) and loaded (kvrepl/persistence.py, a replica's
     # payload); a negative -N sleeps 1 microsecond once in N keys (debugDelay).
@@ -406,6 +702,11 @@ for _option in OPTIONS:
     _BY_NAME[_option.name] = _option
     for _alias in _option.aliases:
         _BY_NAME[_alias] = _option
+
+
+def persistence_disabled(config: Config) -> bool:
+    """allPersistenceDisabled: no save points and no AOF."""
+    return not config.save and not config.appendonly
 
 
 class ConfigError(ValueError):
@@ -434,7 +735,8 @@ class Config:
         """Set options by their Python names (``maxmemory="1gb"``, ``save=""``): a value
         is either the option's text form, as in redis.conf, or its parsed value."""
         for attr, value in overrides.items():
-            name = attr.replace("_", "-")
+            # Redis spells a few names with underscores (server_cpulist): those as they are
+            name = attr if attr in _BY_NAME else attr.replace("_", "-")
             option = _BY_NAME.get(name)
             if option is None:
                 raise ConfigError(f"unknown option {name!r}")
@@ -462,7 +764,15 @@ class Config:
             raise ConfigError(f"Bad directive or wrong number of arguments: {name!r}")
         if not startup and not option.mutable:
             raise ValueError("can't set immutable config")
-        setattr(self, option.attr, option.value(text, getattr(self, option.attr)))
+        if startup:
+            # A config text is read whole before its values count (a later line or the
+            # command line may override this one): the caller checks with accept() then.
+            value = option.parse(text)
+            if option.merge is not None:
+                value = option.merge(getattr(self, option.attr), value)
+            setattr(self, option.attr, value)
+        else:
+            setattr(self, option.attr, option.value(text, getattr(self, option.attr)))
         for listener in self.listeners:
             listener(option.name)
 

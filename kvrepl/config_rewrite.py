@@ -24,13 +24,20 @@ _DIRECTIVES = ("include", "rename-command", "user", "loadmodule", "sentinel")
 _MEMORY = frozenset((
     "proto-max-bulk-len", "client-query-buffer-limit", "hash-max-listpack-value",
     "zset-max-listpack-value", "hll-sparse-max-bytes", "stream-node-max-bytes", "maxmemory",
-    "repl-backlog-size"))
+    "repl-backlog-size", "active-defrag-ignore-bytes", "cluster-link-sendbuf-limit"))
 # String options whose empty value is NULL (EMPTY_STRING_IS_NULL): then not written at all.
 _NULLABLE = frozenset(("requirepass", "masterauth", "masteruser", "replica-announce-ip",
                        "tls-cert-file", "tls-key-file", "tls-key-file-pass", "tls-ca-cert-file",
-                       "tls-ca-cert-dir", "tls-protocols", "tls-ciphers", "tls-ciphersuites"))
+                       "tls-ca-cert-dir", "tls-protocols", "tls-ciphers", "tls-ciphersuites",
+                       "tls-client-cert-file", "tls-client-key-file",
+                       "tls-client-key-file-pass", "tls-dh-params-file", "unixsocket",
+                       "pidfile", "bind-source-addr", "cluster-announce-ip",
+                       "cluster-announce-hostname", "server_cpulist", "bio_cpulist",
+                       "aof_rewrite_cpulist", "bgsave_cpulist"))
 # String options written quoted (sdscatrepr).
-_STRINGS = frozenset(("dbfilename", "logfile")) | _NULLABLE
+_STRINGS = frozenset(("dbfilename", "logfile", "aclfile", "cluster-config-file",
+                      "syslog-ident", "ignore-warnings", "proc-title-template",
+                      "appendfilename", "appenddirname")) | _NULLABLE
 
 _ESCAPES = {ord("\\"): "\\\\", ord('"'): '\\"', ord("\n"): "\\n", ord("\r"): "\\r",
             ord("\t"): "\\t", 7: "\\a", 8: "\\b"}
@@ -135,6 +142,11 @@ def _rewrite_option(state: _State, option: Option, config: Config,
         for kind, (hard, soft, seconds) in value.items():
             line = (f"{name} {kind} {format_memory(hard)} {format_memory(soft)} {seconds}")
             state.rewrite(name, line, (hard, soft, seconds) != DEFAULT_OBUF_LIMITS[kind])
+    elif name == "latency-tracking-info-percentiles":  # always written, "" for none
+        state.rewrite(name, f"{name} {option.format(value) or chr(34) * 2}", True)
+    elif name == "maxmemory-clients":  # MEMORY_CONFIG | PERCENT_CONFIG
+        text = option.format(value) if value < 0 else format_memory(value)
+        state.rewrite(name, f"{name} {text}", changed)
     elif name == "notify-keyspace-events":  # held as class flags; written as CONFIG GET says
         state.rewrite(name, f"{name} {quote(config.get(name))}", bool(value))
     elif name in _STRINGS:

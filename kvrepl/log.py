@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import logging.handlers
 import os
 import sys
 import time
@@ -30,14 +31,49 @@ class RedisFormatter(logging.Formatter):
         return f"{os.getpid()}:{role} {stamp}.{millis:03d} {char} {record.getMessage()}"
 
 
-def configure(loglevel: str = "notice", logfile: str = "") -> None:
-    """Send kvrepl's log to ``logfile`` (stdout when empty) at redis.conf's ``loglevel``."""
+# Where syslog(3) writes on Linux; a module attribute so that a test can own the socket.
+SYSLOG_ADDRESS = "/dev/log"
+# serverLogRaw's syslogLevelMap, by Python level name (verbose is level 15).
+_SYSLOG_PRIORITIES = {"DEBUG": "debug", logging.getLevelName(15): "info", "INFO": "notice"}
+
+
+class RedisSysLogHandler(logging.handlers.SysLogHandler):
+    """syslog(3) as serverLogRaw calls it: the message alone, ``ident[pid]: `` before it,
+    at the priority Redis maps each level to (verbose is LOG_INFO, notice LOG_NOTICE)."""
+
+    def mapPriority(self, levelName: str) -> str:  # noqa: N802 - logging's name
+        return _SYSLOG_PRIORITIES.get(levelName, "warning")
+
+
+def configure(loglevel: str = "notice", logfile: str = "", *, syslog: bool = False,
+              ident: str = "redis", facility: str = "local0") -> None:
+    """Send kvrepl's log to ``logfile`` (stdout when empty) at redis.conf's ``loglevel``,
+    and with ``syslog`` (syslog-enabled) to the system log too, as ``ident`` with
+    ``facility`` (syslog-ident, syslog-facility)."""
     handler: logging.Handler
     handler = logging.FileHandler(logfile) if logfile else logging.StreamHandler(sys.stdout)
     handler.setFormatter(RedisFormatter())
-    logger.handlers[:] = [handler]
+    handlers = [handler]
+    if syslog:
+        system = RedisSysLogHandler(SYSLOG_ADDRESS, facility=facility)
+        system.ident = f"{ident}[{os.getpid()}]: "
+        handlers.append(system)
+    for old in logger.handlers:
+        if isinstance(old, (logging.FileHandler, logging.handlers.SysLogHandler)):
+            old.close()
+    logger.handlers[:] = handlers
     set_level(loglevel)
     logger.propagate = False
+
+
+def current_stream() -> object:
+    """The file kvrepl's log writes to (stdout when it is not configured to a file):
+    where a crash report goes."""
+    for handler in logger.handlers:
+        stream = getattr(handler, "stream", None)
+        if stream is not None:
+            return stream
+    return sys.stderr
 
 
 def set_level(loglevel: str) -> None:

@@ -11,6 +11,7 @@ store is atomic. Only what waits is ``async``.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import math
 import os
@@ -30,17 +31,17 @@ from kvrepl.commands.core import Block, Engine, Session
 from kvrepl.commands.dispatch import MISSED
 from kvrepl.commands.plain import plain_session
 from kvrepl.commands.replication import StartReplication, WaitReplicas
-from kvrepl.config import Config, ConfigError, _check_directory
+from kvrepl.config import ApplyError, Config, ConfigError, _check_directory
 from kvrepl.direct_reads import direct_get
 from kvrepl.errors import ReplicaPanic, ReplyError, WriteSkipped
-from kvrepl.log import logger
+from kvrepl.log import configure, logger
 from kvrepl.methods import Arg, DataMethods, _arg
 from kvrepl.protocol.replies import NULL_ARRAY, OK, Status
 from kvrepl.replication.cluster import Cluster, ClusterFollower
 from kvrepl.replication.failover import Failover
 from kvrepl.replication.master import MasterReplication, new_replid
 from kvrepl.replication.replica import ReplicaOf
-from kvrepl.server import Server, tls
+from kvrepl.server import Server, process, tls
 from kvrepl.server.cron import run_cron
 from kvrepl.server.server import set_keepalive
 
@@ -236,6 +237,12 @@ class ChangeStream:
         self._detach()
 
 
+# An embedded node runs in the application's process: unless told, it leaves that process's
+# title, its transparent huge pages and its fatal-signal handlers as they are.
+_APPLICATION_PROCESS = {"set_proc_title": False, "disable_thp": False,
+                        "crash_log_enabled": False}
+
+
 class Node(DataMethods):
     """A kvrepl node: an engine, its periodic work, replication, and (given a ``port``) a
     TCP server. Use it as an async context manager; leaving the block stops everything it
@@ -263,8 +270,12 @@ class Node(DataMethods):
     string or a list of rules). The data methods keep every right whatever the users.
 
     Embedded nodes do not wait ``repl-diskless-sync-delay`` for more replicas before a full
-    sync (pass ``repl_diskless_sync_delay=5`` for Redis's behaviour); a node built from a
-    file or a ``Config`` keeps what it says.
+    sync (pass ``repl_diskless_sync_delay=5`` for Redis's behaviour), and leave the
+    application's process as it is (``set_proc_title``, ``disable_thp`` and
+    ``crash_log_enabled`` are no unless given); a node built from a file or a ``Config``
+    keeps what it says. The process options (``pidfile``, ``supervised``, ``unixsocket``...)
+    act as in kvrepl-server; ``logfile`` and ``syslog_enabled``, when given, send the
+    ``kvrepl`` logger there.
     """
 
     def __init__(self, config_file: str | os.PathLike[str] | None = None, *,
@@ -280,9 +291,9 @@ class Node(DataMethods):
 
                 config = parse_args([os.fspath(config_file)])
             elif told:  # a node that keeps its data: redis-server's default save points
-                config = Config(repl_diskless_sync_delay=0)
+                config = Config(repl_diskless_sync_delay=0, **_APPLICATION_PROCESS)
             else:
-                config = Config(save=(), repl_diskless_sync_delay=0)
+                config = Config(save=(), repl_diskless_sync_delay=0, **_APPLICATION_PROCESS)
             config.update(**options)
         self.config = config
         if port is not None:
@@ -299,6 +310,11 @@ class Node(DataMethods):
         self.replication = MasterReplication(self.engine)
         self.serve_tcp = port is not None
         self.server = Server(self.engine)
+        self.server.tcp = self.serve_tcp  # a unixsocket alone serves no TCP port
+        # The supervisor found at start (kvrepl.server.process.supervision): "no" when none.
+        self.supervised = "no"
+        # kvrepl-server's node: the process is its own (daemonize happened before it)
+        self.owns_process = False
         self._lane_run = self.server.general_lane.run_one
         # Load dir/dbfilename at startup (clients get -LOADING meanwhile) and save when
         # the block ends, as kvrepl-server does (the cli saves on its own signals).
@@ -444,7 +460,9 @@ class Node(DataMethods):
     async def _open_master_stream(self, host: str, port: int) -> trio.abc.Stream:
         """A connection to a master as this node's replication links make them (keepalive,
         TLS with ``tls-replication``)."""
-        stream = await trio.open_tcp_stream(host, port)
+        # bind-source-addr: the local address of the link, as connectWithMaster binds it
+        stream = await trio.open_tcp_stream(host, port,
+                                            local_address=self.config.bind_source_addr or None)
         set_keepalive(stream, self.config.tcp_keepalive)
         if self.config.tls_replication:
             return await tls.wrap_client(stream, self.config)
@@ -523,6 +541,14 @@ class Node(DataMethods):
 
         assert self._nursery is not None
         self._nursery.start_soon(follow)
+        self._role_changed()
+
+    def _role_changed(self) -> None:
+        """A master became a replica or back: its oom_score_adj follows (replicationSetMaster
+        and replicationUnsetMaster call setOOMScoreAdj)."""
+        if self.config.oom_score_adj != "no":
+            with contextlib.suppress(ApplyError):  # logged; the role changes anyway
+                process.apply_oom_score(self)
 
     def stop_following(self) -> None:
         """REPLICAOF NO ONE: stop following and become a master that continues the history
@@ -543,6 +569,7 @@ class Node(DataMethods):
         replication.replid = new_replid()
         replication.feed.selected_db = -1
         replication.disconnect_replicas()
+        self._role_changed()
 
     async def _replication_cron(self) -> None:
         tick = 0
@@ -577,6 +604,7 @@ class Node(DataMethods):
         self._change_streams.clear()
         if self.engine.aof is not None:
             self.engine.aof.close()  # the last writes reach the AOF
+        process.stopping(self)
         self._nursery.cancel_scope.cancel()
         try:
             return await self._nursery_manager.__aexit__(exc_type, exc, tb)
@@ -592,6 +620,9 @@ class Node(DataMethods):
             self._nursery.cancel_scope.cancel()
 
     async def _start(self, nursery: trio.Nursery) -> None:
+        if self.config.daemonize and not self.owns_process:
+            raise ConfigError("daemonize: an embedded node runs in the application's "
+                              "process, which kvrepl does not fork (kvrepl-server does)")
         self._token = trio.lowlevel.current_trio_token()
         self.replication.nursery = nursery
         persistence.attach(self.engine, nursery)  # where BGSAVE jobs run
@@ -612,10 +643,27 @@ class Node(DataMethods):
             # An embedded node with an AOF: its data is back when ``async with`` is entered
             # (the data methods read the store directly); a bad AOF raises here.
             await persistence.load_on_startup(self.engine)
-        if self.serve_tcp:
+        if self.config.logfile or self.config.syslog_enabled:
+            configure(self.config.loglevel, self.config.logfile,
+                      syslog=self.config.syslog_enabled, ident=self.config.syslog_ident,
+                      facility=self.config.syslog_facility)
+        if self.serve_tcp or self.config.unixsocket:
             await nursery.start(self.server.serve)
         else:
             nursery.start_soon(run_cron, self.engine)
+        process.started(self)
+        self.config.listeners.append(self._process_option_changed)
+        self.config.appliers.append(self._apply_oom_score)
+
+        async def announce_ready() -> None:
+            await loaded.wait()
+            if persistence.attach(self.engine).load_error is None:
+                process.ready(self)
+
+        if self.load_dump:
+            nursery.start_soon(announce_ready)
+        else:
+            process.ready(self)
         nursery.start_soon(self._replication_cron)
         if self.config.replicaof is not None:
             self.follow_address(*self.config.replicaof)
@@ -624,6 +672,20 @@ class Node(DataMethods):
             error = persistence.attach(self.engine).load_error
             if error is not None:
                 raise error
+
+    def _apply_oom_score(self, names: list[str]) -> None:
+        """CONFIG SET oom-score-adj / oom-score-adj-values (updateOOMScoreAdj): ApplyError
+        undoes the CONFIG SET."""
+        if "oom-score-adj" in names or "oom-score-adj-values" in names:
+            process.apply_oom_score(self)
+
+    def _process_option_changed(self, name: str) -> None:
+        """CONFIG SET of an option about the process (updateProcTitleTemplate,
+        updateSighandlerEnabled)."""
+        if name == "proc-title-template":
+            process.update_title(self)
+        elif name == "crash-log-enabled":
+            process.crash_log(self.config.crash_log_enabled)
 
     # -- generic access ------------------------------------------------------------------
     def redis(self, **kwargs: object) -> redis.Redis:

@@ -35,7 +35,6 @@ from kvrepl.server.cron import close_idle_clients
 REFUSED = [
     ("list-compress-depth", "1", "compressed lists"),
     ("active-expire-effort", "5", "active-expire-effort"),
-    ("daemonize", "yes", "daemonize"),
     ("enable-module-command", "yes", "modules"),
 ]
 # Defaults and values that ask for nothing kvrepl lacks: Redis's tools set some of them.
@@ -614,7 +613,7 @@ BEHAVIOUR = {
     "save": "test_persistence::test_a_live_server_wires_bgsave_flushall_and_the_schedule",
     "loglevel": "test_config_options::test_logfile_and_loglevel_of_kvrepl_server",
     "logfile": "test_config_options::test_logfile_and_loglevel_of_kvrepl_server",
-    "daemonize": "test_config_options::test_refused_by_config_set",
+    "daemonize": "test_config_all::test_daemonize_forks_into_the_background",
     "timeout": "test_config_options::test_timeout_closes_idle_clients_over_tcp",
     "tcp-keepalive": "test_config_options::test_tcp_keepalive_is_set_on_client_sockets",
     "maxclients": "test_server::test_maxclients",
@@ -690,7 +689,7 @@ BEHAVIOUR = {
     "min-replicas-to-write": "test_config_options::test_min_replicas_to_write_and_max_lag",
     "min-replicas-max-lag": "test_config_options::test_min_replicas_to_write_and_max_lag",
     "lazyfree-lazy-user-flush": "test_config_options::test_lazyfree_lazy_user_flush",
-    "lua-time-limit": "test_scripting::test_busy_script_and_script_kill_like_redis",
+    "busy-reply-threshold": "test_scripting::test_busy_script_and_script_kill_like_redis",
     "slowlog-log-slower-than": "test_server_commands2::test_slowlog_threshold_honoured",
     "slowlog-max-len": "test_server_commands2::test_slowlog_len_get_count_and_max_len",
     "latency-monitor-threshold": "test_server_commands2::"
@@ -711,6 +710,45 @@ BEHAVIOUR = {
         "test_dump_restore::test_sanitize_dump_payload_no_skips_layout_checks_as_redis",
     "shutdown-timeout":
         "test_replication_commands::test_shutdown_gives_up_on_a_replica_after_shutdown_timeout",
+    "tcp-backlog": "test_config_all::test_tcp_backlog_reaches_listen",
+    "rdb-del-sync-files": "test_config_all::test_rdb_del_sync_files_on_a_master",
+    "oom-score-adj": "test_config_all::test_oom_score_adj_follows_the_role_as_redis",
+    "oom-score-adj-values": "test_config_all::test_oom_score_adj_follows_the_role_as_redis",
+    "maxmemory-clients":
+        "test_config_all::test_maxmemory_clients_evicts_the_biggest_client_as_redis",
+    "aof-disable-auto-gc": "test_config_all::test_aof_disable_auto_gc_keeps_history_as_redis",
+    "unixsocket": "test_config_all::test_unixsocket_serves_redis_cli_and_redis_py",
+    "unixsocketperm": "test_config_all::test_unixsocket_serves_redis_cli_and_redis_py",
+    "pidfile": "test_config_all::test_pidfile_written_and_removed_at_sigterm",
+    "supervised": "test_config_all::test_supervised_systemd_hears_ready_and_stopping",
+    "syslog-enabled": "test_config_all::test_syslog_records",
+    "syslog-ident": "test_config_all::test_syslog_records",
+    "syslog-facility": "test_config_all::test_syslog_records",
+    "always-show-logo": "test_config_all::test_always_show_logo",
+    "set-proc-title": "test_config_all::test_process_title_follows_the_template",
+    "proc-title-template": "test_config_all::test_process_title_follows_the_template",
+    "shutdown-on-sigint": "test_config_all::test_shutdown_on_signal_flags_as_redis",
+    "shutdown-on-sigterm": "test_config_all::test_shutdown_on_signal_flags_as_redis",
+    "crash-log-enabled": "test_config_all::test_crash_log",
+    "disable-thp": "test_config_all::test_disable_thp",
+    "dynamic-hz": "test_config_all::test_dynamic_hz_doubles_with_many_clients",
+    "latency-tracking-info-percentiles":
+        "test_config_all::test_latency_tracking_info_percentiles_as_redis",
+    "bind-source-addr": "test_config_all::test_bind_source_addr_is_the_replica_link_source",
+    "repl-disable-tcp-nodelay": "test_config_all::test_repl_disable_tcp_nodelay",
+    "replica-announced": "test_config_all::test_replica_announced_shows_in_info_as_redis",
+    "tls-client-cert-file":
+        "test_config_all::test_tls_client_cert_is_what_a_replica_shows_its_master",
+    "tls-client-key-file":
+        "test_config_all::test_tls_client_cert_is_what_a_replica_shows_its_master",
+    "tls-client-key-file-pass": "test_config_all::test_tls_client_key_file_pass",
+    "tls-dh-params-file": "test_config_all::test_tls_dh_params_file_enables_dhe",
+    "tls-session-caching": "test_config_all::test_tls_session_cache",
+    "tls-session-cache-size": "test_config_all::test_tls_session_cache",
+    "tls-session-cache-timeout": "test_config_all::test_tls_session_cache",
+    # accepted only at their value true of kvrepl (docs/config.md)
+    **{option.name: "test_config_all::test_refused_everywhere"
+       for option in OPTIONS if option.reason},
 }
 
 
@@ -722,6 +760,9 @@ def test_every_option_has_a_behaviour_test():
 
 
 def test_every_option_kvrepl_only_partly_has_is_in_the_refusal_table():
+    from test_config_all import REFUSED as REFUSED_FOR_GOOD
+
     limited = {option.name for option in OPTIONS if option.only is not None}
     refused = {Config.option(name).name for name, _, _ in REFUSED}
+    refused |= {Config.option(name).name for name in REFUSED_FOR_GOOD}
     assert limited <= refused

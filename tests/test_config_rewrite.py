@@ -30,8 +30,8 @@ client-output-buffer-limit pubsub 32mb 8mb 60
 # end
 """
 
-# What redis-server writes that kvrepl has no option for (ACL users, latency tracking).
-REDIS_ONLY = ("user ", "latency-tracking-info-percentiles ")
+# What redis-server writes that kvrepl has no option for (ACL users).
+REDIS_ONLY = ("user ",)
 
 CHANGES = [("save", "60 5"), ("maxmemory-policy", "allkeys-lru"), ("replica-priority", "50"),
            ("maxmemory", "3mb"), ("client-output-buffer-limit", "pubsub 64mb 16mb 30"),

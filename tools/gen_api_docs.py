@@ -112,7 +112,8 @@ def _options() -> list[str]:
         default = default.replace("|", "\\|") if default else '""'
         accepted = ""
         if option.only is not None:
-            accepted = "only " + ", ".join(f"`{option.format(v)}`" for v in option.only)
+            accepted = "only " + ", ".join(f"`{option.format(v)}`" if option.format(v)
+                                           else "`\"\"`" for v in option.only)
         names = ", ".join([f"`{option.name}`", *(f"`{a}`" for a in option.aliases)])
         lines.append(f"| `{option.attr}` | {names} | `{default}` | "
                      f"{'yes' if option.mutable else 'no'} | {accepted} |")

@@ -173,8 +173,8 @@ class AppendOnlyFile:
             return 0
 
     def delete_history(self) -> None:
-        """aofDelHistoryFiles."""
-        if not self.manifest.history:
+        """aofDelHistoryFiles: none while ``aof-disable-auto-gc`` keeps them."""
+        if self.config.aof_disable_auto_gc or not self.manifest.history:
             return
         for info in self.manifest.history:
             logger.info("Removing the history file %s in the background", info.name)
@@ -726,7 +726,9 @@ class AppendOnlyFile:
         manifest = self.manifest.copy()
         manifest.new_base(self.filename, rdb=base_name.endswith(".rdb"))
         manifest.mark_rewritten_incr_as_history(keep_last=True)
-        history, manifest.history = manifest.history, []
+        history: list = []
+        if not self.config.aof_disable_auto_gc:  # else they stay, listed as history
+            history, manifest.history = manifest.history, []
         text = manifest.text()
         dirname, filename = self.dirname, self.filename
 
@@ -859,6 +861,11 @@ class AppendOnlyFile:
             self.flush()
 
     def _config_changed(self, name: str) -> None:
+        if name == "aof-disable-auto-gc":
+            # updateAofAutoGCEnabled: history kept meanwhile goes once gc is on again
+            if not self.config.aof_disable_auto_gc and self.state != OFF:
+                self.delete_history()
+            return
         if name != "appendonly":
             return
         wanted = self.config.appendonly

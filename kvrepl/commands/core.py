@@ -300,6 +300,7 @@ class CommandStats:
     rejected_connections: int = 0
     expired_keys: int = 0
     evicted_keys: int = 0
+    evicted_clients: int = 0  # maxmemory-clients (kvrepl.server.cron.evict_clients)
     total_net_input_bytes: int = 0
     total_net_output_bytes: int = 0
     # Bytes read from our master and written to our replicas (INFO adds them to the totals).

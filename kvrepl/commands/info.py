@@ -138,7 +138,7 @@ def _server(engine: Engine) -> list[str]:
         f"server_time_usec:{int(now * 1_000_000)}",
         f"uptime_in_seconds:{uptime}",
         f"uptime_in_days:{uptime // 86400}",
-        f"hz:{engine.config.hz}",
+        f"hz:{effective_hz(engine)}",
         f"configured_hz:{engine.config.hz}",
         f"lru_clock:{int(now) & ((1 << 24) - 1)}",
         f"executable:{os.path.abspath(sys.argv[0]) if sys.argv and sys.argv[0] else ''}",
@@ -254,7 +254,7 @@ def _stats(engine: Engine) -> list[str]:
         f"expired_time_cap_reached_count:{stats.expired_time_cap_reached_count}",
         f"expire_cycle_cpu_milliseconds:{stats.expire_cycle_time_used // 1000}",
         f"evicted_keys:{stats.evicted_keys}",
-        "evicted_clients:0",
+        f"evicted_clients:{stats.evicted_clients}",
         f"total_eviction_exceeded_time:{int(exceeded_total * 1000)}",
         f"current_eviction_exceeded_time:{int(exceeded_now * 1000)}",
         f"keyspace_hits:{engine.keyspace.hits}",
@@ -305,7 +305,7 @@ def _replication(engine: Engine) -> list[str]:
             "master_link_down_since_seconds:-1",
             f"slave_priority:{config.replica_priority}",
             f"slave_read_only:{int(bool(config.replica_read_only))}",
-            "replica_announced:1",
+            f"replica_announced:{int(bool(config.replica_announced))}",
         ]
     else:
         lines.append("role:master")
@@ -400,21 +400,18 @@ def _keyspace(engine: Engine) -> list[str]:
     ]
 
 
-# latency-tracking-info-percentiles' default (kvrepl has not that option: always these)
-LATENCY_PERCENTILES = (50.0, 99.0, 99.9)
-
-
 def _latencystats(engine: Engine) -> list[str]:
     """genRedisInfoStringLatencyStats: per command with calls recorded, its percentiles."""
     if not engine.latency_tracking:
         return []
     lines = []
+    percentiles = engine.config.latency_tracking_info_percentiles
     for top in engine.table.values():
         for cmd in itertools.chain((top,), top.subcommands.values()):
             if cmd.histogram is not None:
                 counts = latency_counts(cmd.histogram, cmd.histogram_tail)
                 lines.append(f"latency_percentiles_usec_{_safe(cmd.name)}:"
-                             f"{percentiles_line(counts, LATENCY_PERCENTILES)}")
+                             f"{percentiles_line(counts, percentiles)}")
     return lines
 
 
@@ -484,6 +481,24 @@ def info_text(engine: Engine, args: list[bytes] | None = None) -> str:
             parts.append("".join(f"{line}\r\n" for line in [f"# {heading}", *lines]))
     return "\r\n".join(parts)
 
+
+# serverCron's dynamic-hz: at most this many clients handled per cron tick, up to hz 500.
+MAX_CLIENTS_PER_CLOCK_TICK = 200
+CONFIG_MAX_HZ = 500
+
+
+def effective_hz(engine: Engine) -> int:
+    """The cron's frequency (INFO's ``hz``): ``hz``, doubled with ``dynamic-hz`` while
+    there are more than 200 clients per tick, as serverCron raises server.hz."""
+    hz = engine.config.hz
+    if engine.config.dynamic_hz:
+        clients = len(engine.sessions)
+        while clients // hz > MAX_CLIENTS_PER_CLOCK_TICK:
+            hz *= 2
+            if hz > CONFIG_MAX_HZ:
+                hz = CONFIG_MAX_HZ
+                break
+    return hz
 
 @command("info")
 def info(s: Session, argv: list[bytes]) -> object:

@@ -13,6 +13,8 @@ from bisect import bisect_left
 from collections import deque
 from dataclasses import dataclass
 
+from kvrepl.config import format_percentile
+
 SLOWLOG_ENTRY_MAX_ARGC = 32
 SLOWLOG_ENTRY_MAX_STRING = 128
 LATENCY_TS_LEN = 160  # samples kept per latency event
@@ -214,5 +216,5 @@ def value_at_percentile(counts: dict[int, int], percentile: float) -> int:
 
 def percentiles_line(counts: dict[int, int], percentiles: tuple[float, ...]) -> str:
     """fillPercentileDistributionLatencies' values: ``p50=1.003,p99=...`` (usec)."""
-    return ",".join(f"p{p:f}".rstrip("0").rstrip(".")
-                    + f"={value_at_percentile(counts, p) / 1000.0:.3f}" for p in percentiles)
+    return ",".join(f"p{format_percentile(p)}={value_at_percentile(counts, p) / 1000.0:.3f}"
+                    for p in percentiles)

@@ -40,9 +40,11 @@ def is_local(session: Session) -> bool:
     """islocalClient: a unix-socket, loopback or in-process client, or the embedded API.
 
     The embedded API's session keeps Session's default address ``127.0.0.1:0``; the server
-    gives unix-socket clients ``/unix:0`` and in-process links ``in-process:0``.
+    gives unix-socket clients ``/path/of/the.sock:0`` (``/unix:0`` for a socket pair) and
+    in-process links ``in-process:0``.
     """
-    return session.addr.rsplit(":", 1)[0] in _LOCAL_HOSTS
+    host = session.addr.rsplit(":", 1)[0]
+    return host in _LOCAL_HOSTS or host.startswith("/")  # a unixsocket client: its path
 
 
 def allow_protected_action(setting: str, session: Session) -> bool:

@@ -228,7 +228,7 @@ def info_replication(engine) -> list[str]:  # noqa: ANN001 - an Engine
         lines += [
             f"slave_priority:{config.replica_priority}",
             f"slave_read_only:{int(bool(config.replica_read_only))}",
-            "replica_announced:1",
+            f"replica_announced:{int(bool(config.replica_announced))}",
         ]
     else:
         lines.append("role:master")

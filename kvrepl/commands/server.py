@@ -123,7 +123,7 @@ def config_get(s: Session, argv: list[bytes]) -> object:
     """CONFIG GET parameter [parameter ...]: names or glob patterns, matched case-insensitively.
 
     A name asked for exactly is answered under the spelling asked; pattern matches under
-    their own names; each option once.
+    their own names, an alias as its own entry (as Redis 7.0 lists them); each name once.
     """
     config = s.engine.config
     found: dict[str, tuple[str, str]] = {}  # lowercase name -> (name as answered, value)
@@ -135,8 +135,7 @@ def config_get(s: Session, argv: list[bytes]) -> object:
                 found[name.lower()] = (name, config.get(name))
             continue
         for match, value in config.matching(name).items():
-            canonical = Config.option(match).name  # type: ignore[union-attr]
-            if canonical not in found and match not in found:
+            if match not in found:
                 found[match] = (match, value)
     return {name.encode(): value.encode() for name, value in found.values()}
 

@@ -18,6 +18,7 @@ replica`` applies) and sent after the payload.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import secrets
@@ -30,6 +31,7 @@ import trio
 
 from kvrepl import persistence
 from kvrepl.commands.core import Engine
+from kvrepl.config import persistence_disabled
 from kvrepl.log import logger
 from kvrepl.rdb import default_aux
 from kvrepl.replication.backlog import Backlog
@@ -565,6 +567,13 @@ class MasterReplication:
                 else:
                     link.sync_error = f"BGSAVE child returned an error ({job.status})"
             link.job_done.set()
+        if saved and self.config.rdb_del_sync_files and persistence_disabled(self.config):
+            # removeRDBUsedToSyncReplicas: the dump was made for the replicas alone; they
+            # hold it open, so it goes now (Redis waits until their transfers end).
+            logger.info("Removing the RDB file used to feed replicas in a persistence-less "
+                        "instance")
+            with contextlib.suppress(OSError):
+                os.unlink(persistence.rdb_path(self.config))
         self._kick.set()
 
     # -- full sync: sending the payload ---------------------------------------------------------

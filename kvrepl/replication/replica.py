@@ -21,6 +21,7 @@ from kvrepl import gc_policy, persistence
 from kvrepl.acl import SUPERUSER
 from kvrepl.commands.core import PAUSE_ALL, PAUSE_OFF, Engine
 from kvrepl.commands.monitor import repr_bytes
+from kvrepl.config import persistence_disabled
 from kvrepl.errors import ProtocolError, ReplicaPanic, ReplyError, WriteSkipped
 from kvrepl.log import logger, panic
 from kvrepl.persistence import TempFile
@@ -444,6 +445,10 @@ class ReplicaOf:
             dump.sync_and_close()
             dump.commit()
             dump.sync_dir()
+            if self.config.rdb_del_sync_files and persistence_disabled(self.config):
+                logger.info("Removing the RDB file obtained from the master. This replica "
+                            "has persistence disabled")
+                os.unlink(dump.path)
 
         try:
             await trio.to_thread.run_sync(commit)

@@ -266,7 +266,7 @@ class LuaState:
                 b"line": debugger.on_line, b"error": debugger.log_error,
                 b"debug": debugger.debug, b"breakpoint": debugger.breakpoint}))
         try:
-            hooked = engine.config.lua_time_limit > 0
+            hooked = engine.config.busy_reply_threshold > 0
             if hooked is not self._hooked or debugger is not None or self._debugging:
                 self._hooked, self._debugging = hooked, debugger is not None
                 self._configure(hooked, self._debugging)
@@ -302,8 +302,8 @@ class LuaState:
         client.is_master = caller.is_master
         self.ctx = ctx
         try:
-            if (self.engine.config.lua_time_limit > 0) is not self._hooked or self._debugging:
-                self._hooked, self._debugging = self.engine.config.lua_time_limit > 0, False
+            if (self.engine.config.busy_reply_threshold > 0) is not self._hooked or self._debugging:
+                self._hooked, self._debugging = self.engine.config.busy_reply_threshold > 0, False
                 self._configure(self._hooked, False)
             result = self._run(script.function, numkeys, *argv[3:])
         finally:
@@ -355,7 +355,7 @@ class LuaState:
         engine = self.engine
         if not ctx.timed_out:
             elapsed = (monotonic() - ctx.start) * 1000
-            if elapsed < engine.config.lua_time_limit:
+            if elapsed < engine.config.busy_reply_threshold:
                 return False
             logger.warning(
                 "Slow script detected: still in execution after %d milliseconds. You can try "

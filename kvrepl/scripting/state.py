@@ -171,7 +171,7 @@ class ScriptingState:
             ctx = self.prepare(caller, script.name, script.flags, read_only, eval_mode=True,
                                argv=argv)
             debugger = Debugger(channel, argv[1], Frames(self.lua.ldb_helpers),
-                                lambda: engine.config.lua_time_limit, ctx.restart_clock)
+                                lambda: engine.config.busy_reply_threshold, ctx.restart_clock)
             return self.lua.run(ctx, script.function, argv, numkeys, debugger)
         finally:
             if debugger is None:  # the script did not compile: the end mark all the same

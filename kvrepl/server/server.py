@@ -489,6 +489,9 @@ class Connection:
                 return False
         kind = type(reply)
         if kind is StartReplication:
+            if self.server.config.repl_disable_tcp_nodelay:
+                # syncCommand: fewer, bigger packets to the replica from its SYNC on
+                set_nodelay(self.stream, False)
             await self.server.engine.replication.serve(self, session, reply.argv)
             return False
         if kind is WaitReplicas:
@@ -589,6 +592,9 @@ class Server:
         self.busy_acceptor = BusyAcceptor(self)
         self.tls_context: ssl.SSLContext | None = None  # tls-port's, once serving
         self.config.appliers.append(self._apply_tls)
+        # Whether serve() opens the TCP port (an embedded node may listen on its
+        # unixsocket only).
+        self.tcp = True
         self.engine.server = self
         self.migrate_sockets = MigrateSockets()
         # SCRIPT DEBUG YES sessions running (Redis's ldb.children): their channels, to kill.
@@ -694,8 +700,9 @@ class Server:
                     if host == "*":
                         host = "0.0.0.0"
                     try:
-                        opened = await trio.open_tcp_listeners(self.port or self.config.port,
-                                                               host=host)
+                        opened = await trio.open_tcp_listeners(
+                            self.port or self.config.port, host=host,
+                            backlog=self.config.tcp_backlog)
                     except OSError as err:
                         if address.startswith("-") and err.errno == errno.EADDRNOTAVAIL:
                             continue
@@ -722,19 +729,42 @@ class Server:
             host = address.lstrip("-")
             try:
                 listeners.extend(await trio.open_tcp_listeners(
-                    self.config.tls_port, host="0.0.0.0" if host == "*" else host))
+                    self.config.tls_port, host="0.0.0.0" if host == "*" else host,
+                    backlog=self.config.tcp_backlog))
             except OSError as err:
                 if not (address.startswith("-") and err.errno == errno.EADDRNOTAVAIL):
                     raise
         return listeners
+
+    async def open_unix_listener(self) -> trio.SocketListener | None:
+        """``unixsocket``: a listener at that path (an old file there is removed first,
+        as Redis does), ``unixsocketperm`` its mode when not 0; None when unset."""
+        path = self.config.unixsocket
+        if not path:
+            return None
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+        sock = trio.socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            await sock.bind(path)
+            if self.config.unixsocketperm:
+                os.chmod(path, self.config.unixsocketperm)
+            sock.listen(min(self.config.tcp_backlog, 0xFFFF))
+        except OSError as err:
+            sock.close()
+            raise OSError(err.errno, f"Failed opening Unix socket: {err.strerror}") from None
+        return trio.SocketListener(sock)
 
     async def serve(self, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
         """Listen on the configured ``bind`` and ``port`` (0 picks a free port) and
         ``tls-port``, and serve."""
         tls.check(self.config)  # bad TLS options stop the start, as in Redis
         self.tls_context = tls.server_context(self.config) if self.config.tls_port else None
-        listeners = await self.open_listeners()
+        listeners = await self.open_listeners() if self.tcp else []
         tls_listeners = await self.open_tls_listeners()
+        unix_listener = await self.open_unix_listener()
+        if unix_listener is not None:
+            listeners.append(unix_listener)
         try:
             async with trio.open_nursery() as nursery:
                 persistence.attach(self.engine, nursery)  # where BGSAVE jobs run
@@ -747,8 +777,17 @@ class Server:
                 for listener in tls_listeners:
                     nursery.start_soon(self._accept_loop, listener, nursery, True)
                 logger.info("Ready to accept connections tcp")
+                if unix_listener is not None:
+                    logger.info("The server is now ready to accept connections at %s",
+                                self.config.unixsocket)
                 task_status.started(self.port)
         finally:
+            if unix_listener is not None:  # closeListeningSockets(unlink_unix_socket)
+                logger.info("Removing the unix socket file.")
+                try:
+                    os.unlink(self.config.unixsocket)
+                except OSError as err:
+                    logger.warning("Error removing the unix socket file: %s", err.strerror)
             self.kill_forked_sessions()
             self.busy_acceptor.close()
             for name in list(self.migrate_sockets.cached):
@@ -851,13 +890,23 @@ def set_keepalive(stream: trio.abc.Stream, interval: int) -> None:
     Redis's anetKeepAlive sets them: probes after ``interval`` idle seconds, then every
     third of it, three unanswered ones close the connection. 0 leaves the socket as is."""
     sock = getattr(stream, "socket", None)
-    if not interval or sock is None:
+    if not interval or sock is None or sock.family == socket.AF_UNIX:
         return
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
     if hasattr(socket, "TCP_KEEPIDLE"):  # Linux; other systems keep their own timing
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, interval)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, max(interval // 3, 1))
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, 3)
+
+
+def set_nodelay(stream: trio.abc.Stream, on: bool) -> None:
+    """TCP_NODELAY on the socket under ``stream`` (a TLS stream's too); none on a UNIX
+    socket."""
+    if isinstance(stream, (trio.SSLStream, TlsStream)):
+        stream = stream.transport_stream
+    sock = getattr(stream, "socket", None)
+    if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, on)
 
 
 def _addresses(stream: trio.abc.Stream) -> tuple[str | None, str | None]:
@@ -868,7 +917,10 @@ def _addresses(stream: trio.abc.Stream) -> tuple[str | None, str | None]:
         return None, None
     try:
         if sock.family == socket.AF_UNIX:
-            return "/unix:0", "/unix:0"
+            # A client of the unixsocket listener is known by its path, as in Redis
+            # (a socket pair's end has no path).
+            name = f"{sock.getsockname() or '/unix'}:0"
+            return name, name
         peer = sock.getpeername()
         local = sock.getsockname()
         return f"{peer[0]}:{peer[1]}", f"{local[0]}:{local[1]}"
@@ -878,7 +930,7 @@ def _addresses(stream: trio.abc.Stream) -> tuple[str | None, str | None]:
 
 def _is_loopback(address: str) -> bool:
     host = address.rsplit(":", 1)[0]
-    return host.startswith("127.") or host in ("::1", "/unix") or host.startswith("::ffff:127.")
+    return host.startswith(("127.", "/", "::ffff:127.")) or host == "::1"  # "/": unix
 
 
 async def _try_send(stream: trio.abc.Stream, data: bytes) -> None:

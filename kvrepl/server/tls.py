@@ -19,7 +19,12 @@ import ssl
 import trio
 
 from kvrepl.config import Config
-from kvrepl.server.tls_suites import CiphersuitesUnavailable, InvalidCiphersuites, set_ciphersuites
+from kvrepl.server.tls_suites import (
+    CiphersuitesUnavailable,
+    InvalidCiphersuites,
+    set_ciphersuites,
+    set_session_cache,
+)
 from kvrepl.server.tlsio import TlsStream
 
 __all__ = ["TlsError", "check", "client_context", "server_context", "wrap_client",
@@ -57,7 +62,9 @@ def parse_protocols(text: str) -> tuple[ssl.TLSVersion, ssl.TLSVersion]:
     return _PROTOCOLS[_ORDER[positions[0]]], _PROTOCOLS[_ORDER[positions[-1]]]
 
 
-def _common(context: ssl.SSLContext, config: Config) -> None:
+def _common(context: ssl.SSLContext, config: Config, client: bool = False) -> None:
+    """What both sides have; a client shows tls-client-cert-file/-key-file when both are
+    set, else the server's certificate (Redis's explicit client context)."""
     low, high = parse_protocols(config.tls_protocols)
     context.minimum_version, context.maximum_version = low, high
     if config.tls_ciphers:
@@ -74,13 +81,15 @@ def _common(context: ssl.SSLContext, config: Config) -> None:
         except CiphersuitesUnavailable as err:
             raise TlsError(f"kvrepl cannot choose TLS 1.3 cipher suites on this Python "
                            f"and OpenSSL ({err}); leave tls-ciphersuites empty") from None
-    if config.tls_cert_file or config.tls_key_file:
+    cert, key, password = config.tls_cert_file, config.tls_key_file, config.tls_key_file_pass
+    if client and config.tls_client_cert_file and config.tls_client_key_file:
+        cert, key = config.tls_client_cert_file, config.tls_client_key_file
+        password = config.tls_client_key_file_pass
+    if cert or key:
         try:
-            context.load_cert_chain(config.tls_cert_file, config.tls_key_file or None,
-                                    config.tls_key_file_pass or None)
+            context.load_cert_chain(cert, key or None, password or None)
         except (OSError, ssl.SSLError) as err:
-            raise TlsError(f"Failed to load certificate: {config.tls_cert_file}: {err}"
-                           ) from None
+            raise TlsError(f"Failed to load certificate: {cert}: {err}") from None
     if config.tls_ca_cert_file or config.tls_ca_cert_dir:
         try:
             context.load_verify_locations(config.tls_ca_cert_file or None,
@@ -103,6 +112,18 @@ def server_context(config: Config) -> ssl.SSLContext:
                            "no": ssl.CERT_NONE}[config.tls_auth_clients]
     if config.tls_prefer_server_ciphers:
         context.options |= ssl.OP_CIPHER_SERVER_PREFERENCE
+    try:  # Redis's server session cache, through libssl (kvrepl.server.tls_suites)
+        set_session_cache(context, config.tls_session_caching,
+                          config.tls_session_cache_size, config.tls_session_cache_timeout)
+    except CiphersuitesUnavailable as err:
+        raise TlsError(f"kvrepl cannot set the TLS session cache on this Python and "
+                       f"OpenSSL ({err})") from None
+    if config.tls_dh_params_file:
+        try:
+            context.load_dh_params(config.tls_dh_params_file)
+        except (OSError, ssl.SSLError) as err:
+            raise TlsError(f"Failed to load DH params file: {config.tls_dh_params_file}: "
+                           f"{err}") from None
     return context
 
 
@@ -115,7 +136,7 @@ def client_context(config: Config) -> ssl.SSLContext:
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     context.check_hostname = False
     context.verify_mode = ssl.CERT_REQUIRED
-    _common(context, config)
+    _common(context, config, client=True)
     return context
 
 

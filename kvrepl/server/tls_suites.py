@@ -19,7 +19,8 @@ import ctypes
 import functools
 import ssl
 
-__all__ = ["CiphersuitesUnavailable", "InvalidCiphersuites", "set_ciphersuites"]
+__all__ = ["CiphersuitesUnavailable", "InvalidCiphersuites", "session_cache",
+           "set_ciphersuites", "set_session_cache"]
 
 
 class CiphersuitesUnavailable(RuntimeError):
@@ -52,6 +53,18 @@ class _Libssl:
                                     else ctypes.c_ulong)
         self.get_verify_mode.argtypes = [ctypes.c_void_p]
         self.get_verify_mode.restype = ctypes.c_int
+        # The server session cache (tls-session-caching, -cache-size, -cache-timeout).
+        self.ctrl = getattr(handle, "SSL_CTX_ctrl", None)
+        self.set_timeout = getattr(handle, "SSL_CTX_set_timeout", None)
+        self.get_timeout = getattr(handle, "SSL_CTX_get_timeout", None)
+        if self.ctrl is not None:
+            self.ctrl.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_long, ctypes.c_void_p]
+            self.ctrl.restype = ctypes.c_long
+        for function in (self.set_timeout, self.get_timeout):
+            if function is not None:
+                function.argtypes = [ctypes.c_void_p, ctypes.c_long][:1 + (
+                    function is self.set_timeout)]
+                function.restype = ctypes.c_long
 
 
 # ssl's verify modes as OpenSSL's SSL_VERIFY_PEER (1) | SSL_VERIFY_FAIL_IF_NO_PEER_CERT (2).
@@ -111,3 +124,35 @@ def set_ciphersuites(context: ssl.SSLContext, suites: str) -> None:
     got = _tls13(context)
     if got != expected:
         raise CiphersuitesUnavailable(f"OpenSSL lists {got} after setting {expected}")
+
+
+# ssl.h: SSL_CTRL_SET/GET_SESS_CACHE_SIZE and _MODE; SSL_SESS_CACHE_OFF and _SERVER.
+_SET_SIZE, _GET_SIZE, _SET_MODE, _GET_MODE = 42, 43, 44, 45
+_CACHE_OFF, _CACHE_SERVER = 0, 2
+
+
+def set_session_cache(context: ssl.SSLContext, enabled: bool, size: int, timeout: int) -> None:
+    """The server session cache as Redis sets it (tls.c): on with ``size`` sessions kept
+    ``timeout`` seconds, or off. CiphersuitesUnavailable when this libssl cannot be reached
+    or does not read the values back."""
+    lib = _libssl()
+    if lib.ctrl is None or lib.set_timeout is None or lib.get_timeout is None:
+        raise CiphersuitesUnavailable("libssl has no SSL_CTX_ctrl / SSL_CTX_set_timeout")
+    pointer = _ssl_ctx(context, lib)
+    if enabled:
+        lib.ctrl(pointer, _SET_MODE, _CACHE_SERVER, None)
+        lib.ctrl(pointer, _SET_SIZE, size, None)
+        lib.set_timeout(pointer, timeout)
+    else:
+        lib.ctrl(pointer, _SET_MODE, _CACHE_OFF, None)
+    if session_cache(context) != ((True, size, timeout) if enabled else (False, None, None)):
+        raise CiphersuitesUnavailable("OpenSSL does not read the session cache back")
+
+
+def session_cache(context: ssl.SSLContext) -> tuple[bool, int | None, int | None]:
+    """Whether the server session cache is on, and then its size and timeout."""
+    lib = _libssl()
+    pointer = _ssl_ctx(context, lib)
+    if not lib.ctrl(pointer, _GET_MODE, 0, None) & _CACHE_SERVER:
+        return False, None, None
+    return True, lib.ctrl(pointer, _GET_SIZE, 0, None), lib.get_timeout(pointer)

@@ -1,0 +1,818 @@
+"""Every redis.conf option of Redis 7.0.15 (issue 14).
+
+Stock redis.conf files load; ``CONFIG GET *`` names and defaults are redis-server's; each
+value kvrepl cannot honour is refused everywhere with a reason; the options about the process
+and its sockets do what Redis's do. docs/config.md says what each option does in kvrepl.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import redis
+import trio
+from support import Certs, KvreplProcess, RedisServer, ThreadedServer, free_port, poll
+
+import kvrepl
+from kvrepl import log
+from kvrepl.cli import parse_args
+from kvrepl.commands.core import Engine
+from kvrepl.commands.info import effective_hz
+from kvrepl.config import OPTIONS, Config, ConfigError
+from kvrepl.server import tls
+
+DATA = Path(__file__).parent / "data"
+
+# One value each option refuses (the default is its only accepted value, docs/config.md).
+REFUSED = {
+    "io-threads": "4", "io-threads-do-reads": "yes", "activerehashing": "no",
+    "jemalloc-bg-thread": "no", "activedefrag": "yes", "active-defrag-ignore-bytes": "200mb",
+    "active-defrag-threshold-lower": "20", "active-defrag-threshold-upper": "90",
+    "active-defrag-cycle-min": "5", "active-defrag-cycle-max": "50",
+    "active-defrag-max-scan-fields": "500", "lazyfree-lazy-eviction": "yes",
+    "lazyfree-lazy-expire": "yes", "lazyfree-lazy-server-del": "yes",
+    "lazyfree-lazy-user-del": "yes", "replica-lazy-flush": "yes", "slave-lazy-flush": "yes",
+    "server_cpulist": "0-1", "bio_cpulist": "0", "aof_rewrite_cpulist": "0",
+    "bgsave_cpulist": "0", "socket-mark-id": "1", "ignore-warnings": "ARM64-COW-BUG",
+    "crash-memcheck-enabled": "no",
+    "cluster-enabled": "yes", "cluster-config-file": "other.conf", "cluster-port": "17000",
+    "cluster-node-timeout": "5000", "cluster-announce-ip": "10.0.0.1",
+    "cluster-announce-hostname": "host", "cluster-announce-port": "7000",
+    "cluster-announce-bus-port": "17000", "cluster-announce-tls-port": "7001",
+    "cluster-preferred-endpoint-type": "hostname", "cluster-require-full-coverage": "no",
+    "cluster-replica-no-failover": "yes", "cluster-slave-no-failover": "yes",
+    "cluster-replica-validity-factor": "0", "cluster-slave-validity-factor": "0",
+    "cluster-migration-barrier": "2", "cluster-allow-replica-migration": "no",
+    "cluster-allow-reads-when-down": "yes", "cluster-allow-pubsubshard-when-down": "no",
+    "cluster-link-sendbuf-limit": "1mb", "tls-cluster": "yes", "watchdog-period": "100",
+}
+
+
+def _start(args: list[str], directory: Path, **env: str) -> subprocess.Popen[bytes]:
+    log_file = (directory / "out.log").open("ab")
+    try:
+        return subprocess.Popen([sys.executable, "-m", "kvrepl", *args], stdout=log_file,
+                                stderr=subprocess.STDOUT, env={**os.environ, **env})
+    finally:
+        log_file.close()
+
+
+def _answers(port: int) -> bool:
+    try:
+        return redis.Redis(port=port, socket_timeout=1).ping()
+    except (redis.ConnectionError, redis.TimeoutError):
+        return False
+
+
+@pytest.mark.parametrize("conf", ["redis-7.0.15.conf", "debian-redis-7.0.15.conf"])
+def test_stock_redis_conf_loads(conf, tmp_path):
+    """Redis 7.0.15's redis.conf and Debian's load as they are; what would daemonize or
+    write into system paths is overridden on the command line, as a test must."""
+    port = free_port()
+    pidfile = tmp_path / "kvrepl.pid"
+    process = _start([str(DATA / conf), "--port", str(port), "--daemonize", "no",
+                      "--pidfile", str(pidfile), "--logfile", "", "--dir", str(tmp_path)],
+                     tmp_path)
+    try:
+        poll(lambda: process.poll() is None and _answers(port) or process.poll() is not None,
+             "kvrepl-server answers", within=60)
+        assert process.poll() is None, (tmp_path / "out.log").read_text()
+        client = redis.Redis(port=port, decode_responses=True)
+        assert pidfile.read_text() == f"{process.pid}\n"
+        assert client.config_get("tcp-backlog") == {"tcp-backlog": "511"}
+        assert client.config_get("jemalloc-bg-thread") == {"jemalloc-bg-thread": "yes"}
+        client.shutdown(nosave=True)
+        assert process.wait(30) == 0
+        assert not pidfile.exists()  # removed at shutdown, as Redis does
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(10)
+
+
+def test_config_get_star_lists_redis_names_and_defaults():
+    """CONFIG GET * on both: the same 192 names (aliases included), the same values except
+    bind (kvrepl listens on 127.0.0.1 by default), port and dir."""
+    real = RedisServer()
+    ours = ThreadedServer(Config(save=(), dir=real.dir, port=0)).start()
+    try:
+        theirs = real.client(decode_responses=True).config_get("*")
+        mine = ours.client(decode_responses=True).config_get("*")
+        assert sorted(mine) == sorted(theirs)
+        assert len(mine) == 192
+        differ = {name for name in mine if mine[name] != theirs[name]}
+        assert differ <= {"bind", "port"}, {n: (mine[n], theirs[n]) for n in differ}
+    finally:
+        ours.stop()
+        real.stop()
+
+
+@pytest.mark.parametrize("name", sorted(REFUSED))
+def test_refused_everywhere(name, engine, session, tmp_path):
+    """The config file, the command line, CONFIG SET and the embedded API refuse the value
+    with kvrepl's reason; the default stays."""
+    value = REFUSED[name]
+    option = Config.option(name)
+    assert option.only is not None and option.reason
+    expected = f"kvrepl {option.reason}; only '{option.format(option.default)}' is accepted"
+    path = tmp_path / "kvrepl.conf"
+    path.write_text(f'{name} "{value}"\n')
+    with pytest.raises(ConfigError) as err:
+        parse_args([str(path)])
+    assert str(err.value).endswith(expected)
+    with pytest.raises(ConfigError) as err:
+        parse_args([f"--{name}", *value.split()])
+    assert str(err.value).endswith(expected)
+    with pytest.raises(ConfigError) as err:
+        kvrepl.Master(**{name.replace("-", "_"): value})
+    assert str(err.value) == f"{name}: {expected}"
+    before = engine.config.get(name)
+    reply = engine.execute(session, [b"CONFIG", b"SET", name.encode(), value.encode()])
+    prefix = f"ERR CONFIG SET failed (possibly related to argument '{name}') - "
+    assert str(reply) == prefix + ("can't set immutable config" if not option.mutable
+                                   else expected)
+    assert engine.config.get(name) == before
+
+
+def test_a_later_line_overrides_a_refused_value(tmp_path):
+    """A file's value that kvrepl refuses is fine when the command line overrides it (a
+    stock file's daemonize yes with --daemonize no); the error names the line that stays."""
+    path = tmp_path / "kvrepl.conf"
+    path.write_text("daemonize yes\ncluster-enabled yes\nport 7000\n")
+    assert parse_args([str(path), "--daemonize", "no", "--cluster-enabled", "no"]).port == 7000
+    with pytest.raises(ConfigError) as err:
+        parse_args([str(path), "--daemonize", "no"])
+    assert "at line 2\n>>> 'cluster-enabled yes'" in str(err.value)
+    assert "run Redis or Valkey Cluster for that" in str(err.value)
+
+
+def test_kvrepl_server_refuses_cluster_enabled(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "kvrepl", "--cluster-enabled", "yes"],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    assert ("kvrepl is never a Redis Cluster node (it follows a whole cluster as a client: "
+            "Replica(follow=kvrepl.Cluster(...)) or kvrepl-server --follow-cluster); run "
+            "Redis or Valkey Cluster for that; only 'no' is accepted") in result.stderr
+
+
+def test_every_refusal_is_tested():
+    fixed = {option.name for option in OPTIONS if option.reason}
+    assert fixed == {Config.option(name).name for name in REFUSED}
+
+
+# -- the sockets --------------------------------------------------------------------------------
+
+async def test_unixsocket_serves_redis_cli_and_redis_py(tmp_path):
+    """The embedded API takes the options: a UNIX socket beside the TCP port, with its
+    mode; redis-cli -s and redis-py connect; clients are known by the path (CLIENT INFO's
+    addr as redis-server gives it); the file is gone when the node stops."""
+    path = str(tmp_path / "kvrepl.sock")
+    real_path = str(tmp_path / "redis.sock")
+    real = RedisServer("--unixsocket", real_path, "--unixsocketperm", "700")
+    try:
+        async with kvrepl.Master(port=0, unixsocket=path, unixsocketperm="700") as master:
+            assert os.stat(path).st_mode & 0o777 == os.stat(real_path).st_mode & 0o777 == 0o700
+            master.set(b"k", b"v")
+
+            def clients() -> tuple[object, ...]:
+                with redis.Redis(unix_socket_path=path, decode_responses=True) as client:
+                    got = client.get("k")
+                    addr = client.client_info()["addr"]
+                with redis.Redis(unix_socket_path=real_path, decode_responses=True) as client:
+                    real_addr = client.client_info()["addr"]
+                cli = subprocess.run(["redis-cli", "-s", path, "GET", "k"], capture_output=True,
+                                     text=True, timeout=30).stdout
+                return got, addr, real_addr, cli
+
+            got, addr, real_addr, cli = await trio.to_thread.run_sync(clients)
+            assert got == "v" and cli == "v\n"
+            assert addr == f"{path}:0" and real_addr == f"{real_path}:0"
+            assert master.config.get("unixsocketperm") == "700"
+        assert not os.path.exists(path)
+    finally:
+        real.stop()
+
+
+async def test_unixsocket_alone_opens_no_tcp_port(tmp_path):
+    path = str(tmp_path / "kvrepl.sock")
+    async with kvrepl.Master(unixsocket=path) as master:
+        assert master.port is None and master.server.port is None
+        client = redis.Redis(unix_socket_path=path)
+        assert await trio.to_thread.run_sync(client.ping)
+        client.close()
+
+
+def _listen_backlog(port: int) -> int:
+    """The backlog of the socket listening on ``port`` (ss's Send-Q for a listener)."""
+    output = subprocess.run(["ss", "-ltnH", f"sport = :{port}"], capture_output=True,
+                            text=True, timeout=30, check=True).stdout
+    return int(output.split()[2])
+
+
+@pytest.mark.skipif(shutil.which("ss") is None, reason="needs ss (iproute2)")
+async def test_tcp_backlog_reaches_listen():
+    real = RedisServer("--tcp-backlog", "100")
+    try:
+        async with kvrepl.Master(port=0, tcp_backlog=100) as master:
+            assert _listen_backlog(master.port) == _listen_backlog(real.port) == 100
+    finally:
+        real.stop()
+
+
+# -- the process --------------------------------------------------------------------------------
+
+def test_pidfile_written_and_removed_at_sigterm(tmp_path):
+    pidfile = tmp_path / "k.pid"
+    server = KvreplProcess(tmp_path, "--pidfile", str(pidfile)).wait_ready()
+    assert pidfile.read_text() == f"{server.process.pid}\n"
+    server.process.terminate()
+    assert server.exit_status() == 0
+    assert not pidfile.exists()
+
+
+def test_syslog_records(monkeypatch, tmp_path):
+    """syslog-enabled: each record goes to the system log as syslog(3) sends it (facility
+    and Redis's priority, ident[pid]: then the message), to a socket this test owns."""
+    address = str(tmp_path / "log.sock")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sink:
+        sink.bind(address)
+        sink.settimeout(10)
+        monkeypatch.setattr(log, "SYSLOG_ADDRESS", address)
+        saved = (list(log.logger.handlers), log.logger.level, log.logger.propagate)
+        try:
+            log.configure("verbose", str(tmp_path / "file.log"), syslog=True, ident="kv",
+                          facility="local3")
+            log.logger.warning("a warning")
+            log.logger.info("a notice")
+            log.logger.log(15, "a verbose line")
+            log.logger.debug("not at this level")
+            received = [sink.recv(1000) for _ in range(3)]
+        finally:
+            for handler in log.logger.handlers:
+                handler.close()
+            log.logger.handlers[:], log.logger.level, log.logger.propagate = saved
+    pid = os.getpid()
+    # local3 is facility 19: 19 * 8 + warning 4 / notice 5 / info 6
+    assert received == [f"<156>kv[{pid}]: a warning\x00".encode(),
+                        f"<157>kv[{pid}]: a notice\x00".encode(),
+                        f"<158>kv[{pid}]: a verbose line\x00".encode()]
+    assert "a notice" in (tmp_path / "file.log").read_text()  # the file gets them too
+
+
+def test_supervised_systemd_hears_ready_and_stopping(tmp_path):
+    address = str(tmp_path / "notify.sock")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sink:
+        sink.bind(address)
+        sink.settimeout(60)
+        port = free_port()
+        process = _start(["--port", str(port), "--save", "", "--supervised", "systemd"],
+                         tmp_path, NOTIFY_SOCKET=address)
+        try:
+            assert sink.recv(1000) == b"STATUS=Ready to accept connections\n"
+            assert sink.recv(1000) == b"READY=1\n"
+            assert _answers(port)
+            process.terminate()
+            assert sink.recv(1000) == b"STOPPING=1\n"
+            assert process.wait(30) == 0
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait(10)
+    assert "supervised by systemd" in (tmp_path / "out.log").read_text()
+
+
+def _state(pid: int) -> str:
+    with open(f"/proc/{pid}/stat") as handle:
+        return handle.read().rsplit(")", 1)[1].split()[0]
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/stat"), reason="needs /proc")
+def test_supervised_upstart_stops_itself_until_continued(tmp_path):
+    """upstart's readiness signal: the process SIGSTOPs itself once it listens; the job
+    continues it."""
+    port = free_port()
+    process = _start(["--port", str(port), "--save", "", "--supervised", "auto"], tmp_path,
+                     UPSTART_JOB="kvrepl")
+    try:
+        poll(lambda: _state(process.pid) == "T", "the process stopped itself", within=60)
+        process.send_signal(signal.SIGCONT)
+        poll(lambda: _answers(port), "kvrepl-server answers")
+    finally:
+        process.kill()
+        process.wait(10)
+
+
+def test_supervised_without_a_supervisor_warns_and_runs(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k not in ("NOTIFY_SOCKET", "UPSTART_JOB")}
+    port = free_port()
+    with (tmp_path / "out.log").open("ab") as out:
+        process = subprocess.Popen([sys.executable, "-m", "kvrepl", "--port", str(port),
+                                    "--save", "", "--supervised", "systemd"],
+                                   stdout=out, stderr=subprocess.STDOUT, env=env)
+    try:
+        poll(lambda: _answers(port), "kvrepl-server answers", within=60)
+    finally:
+        process.terminate()
+        process.wait(30)
+    assert ("systemd supervision requested or auto-detected, but NOTIFY_SOCKET not found!"
+            in (tmp_path / "out.log").read_text())
+
+
+@pytest.mark.parametrize("sig, flags, save, saved", [
+    (signal.SIGTERM, "save", "", True),       # saves though no save point is set
+    (signal.SIGINT, "nosave", "3600 1", False),  # does not save though one is
+    (signal.SIGTERM, "default", "", False),
+])
+def test_shutdown_on_signal_flags_as_redis(sig, flags, save, saved, tmp_path):
+    option = "--shutdown-on-sigterm" if sig == signal.SIGTERM else "--shutdown-on-sigint"
+    real = RedisServer(option, *flags.split(), "--save", save)
+    ours = KvreplProcess(tmp_path, option, *flags.split(), "--save", save).wait_ready()
+    try:
+        for server, directory in ((real, Path(real.dir)), (ours, tmp_path)):
+            server.client().set("k", "v")
+            server.process.send_signal(sig)
+            assert server.process.wait(30) == 0
+            assert (directory / "dump.rdb").exists() is saved
+    finally:
+        real.stop()
+
+
+def test_shutdown_on_signal_values_and_errors_as_redis():
+    real = RedisServer()
+    ours = ThreadedServer(Config(save=())).start()
+    try:
+        def outcome(client: redis.Redis, value: str) -> object:
+            try:
+                client.config_set("shutdown-on-sigint", value)
+                return client.config_get("shutdown-on-sigint")
+            except redis.ResponseError as err:
+                return str(err)
+
+        for value in ("now force", "save", "save nosave", "sometimes", "default"):
+            assert outcome(ours.client(decode_responses=True), value) == \
+                outcome(real.client(decode_responses=True), value), value
+    finally:
+        ours.stop()
+        real.stop()
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/cmdline"), reason="needs /proc")
+def test_process_title_follows_the_template(tmp_path):
+    server = KvreplProcess(tmp_path).wait_ready()
+
+    def title() -> str:
+        with open(f"/proc/{server.process.pid}/cmdline") as handle:
+            return handle.read().rstrip("\0")
+
+    poll(lambda: title() == f"python -m kvrepl 127.0.0.1:{server.port}", "the title is set")
+    server.client().config_set("proc-title-template", "{title} port={port}")
+    poll(lambda: title() == f"python -m kvrepl port={server.port}", "the title is changed")
+
+
+def test_proc_title_template_checks_as_redis():
+    real = RedisServer()
+    ours = ThreadedServer(Config(save=(), set_proc_title=False)).start()
+    try:
+        for value in ("{nope}", "{title}", "{title", "x {{ {port} }}", "{listen-addr}"):
+            results = []
+            for client in (ours.client(), real.client()):
+                try:
+                    results.append(client.config_set("proc-title-template", value))
+                except redis.ResponseError as err:
+                    results.append(str(err))
+            assert results[0] == results[1], value
+    finally:
+        ours.stop()
+        real.stop()
+
+
+def _status(pid: int, field: str) -> str | None:
+    with open(f"/proc/{pid}/status") as handle:
+        for line in handle:
+            if line.startswith(field + ":"):
+                return line.split(":", 1)[1].strip()
+    return None
+
+
+def _thp_allowed() -> None:
+    """In the child, before exec: THP allowed again (the flag is inherited, and this test
+    process may hold a node that set it)."""
+    import ctypes
+
+    ctypes.CDLL(None).prctl(41, 0, 0, 0, 0)  # PR_SET_THP_DISABLE, 0
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/status")
+                    or _status(os.getpid(), "THP_enabled") is None,
+                    reason="needs Linux 5.0's THP_enabled")
+@pytest.mark.parametrize("value, thp", [("yes", "0"), ("no", "1")])
+def test_disable_thp(value, thp, tmp_path):
+    port = free_port()
+    with (tmp_path / "out.log").open("ab") as out:
+        process = subprocess.Popen([sys.executable, "-m", "kvrepl", "--port", str(port),
+                                    "--save", "", "--disable-thp", value],
+                                   stdout=out, stderr=subprocess.STDOUT,
+                                   preexec_fn=_thp_allowed)
+    try:
+        poll(lambda: _answers(port), "kvrepl-server answers", within=60)
+        assert _status(process.pid, "THP_enabled") == thp
+    finally:
+        process.kill()
+        process.wait(10)
+
+
+@pytest.mark.parametrize("enabled", ["yes", "no"])
+def test_crash_log(enabled, tmp_path):
+    """A fatal signal logs every thread's Python stack (Redis's crash report), or not."""
+    server = KvreplProcess(tmp_path, "--crash-log-enabled", enabled).wait_ready()
+    server.process.send_signal(signal.SIGSEGV)
+    assert server.exit_status() == -signal.SIGSEGV
+    logged = "Fatal Python error: Segmentation fault" in server.output()
+    assert logged is (enabled == "yes")
+
+
+def test_always_show_logo(tmp_path):
+    server = KvreplProcess(tmp_path, "--always-show-logo", "yes").wait_ready()
+    assert f"Port: {server.port}" in server.output()
+    assert "Running in standalone mode" in server.output()
+
+
+def test_dynamic_hz_doubles_with_many_clients():
+    """serverCron's rule: hz doubles while there are more than 200 clients per tick."""
+    engine = Engine(Config(save=()))
+    for _ in range(2009):  # with the INFO session below: 2010 clients, 201 per tick
+        engine.new_session()
+    assert effective_hz(engine) == 10  # 200 per tick: not more
+    session = engine.new_session()
+    assert effective_hz(engine) == 20
+    assert "hz:20\r\nconfigured_hz:10\r\n" in engine.execute(session, [b"INFO"]).decode()
+    engine.config.set("dynamic-hz", "no")
+    assert effective_hz(engine) == 10
+
+
+def test_latency_tracking_info_percentiles_as_redis():
+    real = RedisServer()
+    ours = ThreadedServer(Config(save=())).start()
+    try:
+        for value in ("50 99.99 100", "", "0.5"):
+            shapes = []
+            for client in (ours.client(decode_responses=True),
+                           real.client(decode_responses=True)):
+                client.config_set("latency-tracking-info-percentiles", value)
+                client.ping()
+                line = client.info("latencystats")["latency_percentiles_usec_ping"]
+                names = [part.split("=")[0] for part in str(line).split(",") if "=" in part]
+                shapes.append((client.config_get("latency-tracking-info-percentiles"), names))
+            assert shapes[0] == shapes[1], value
+        with pytest.raises(redis.ResponseError, match="should sit between"):
+            ours.client().config_set("latency-tracking-info-percentiles", "101")
+    finally:
+        ours.stop()
+        real.stop()
+
+
+# -- replication --------------------------------------------------------------------------------
+
+async def test_bind_source_addr_is_the_replica_link_source():
+    # protected mode would refuse 127.0.0.2 (Redis counts 127.0.0.1 and ::1 as local only)
+    master = RedisServer("--repl-diskless-sync-delay", "0", "--protected-mode", "no")
+    try:
+        async with kvrepl.Replica(follow=("127.0.0.1", master.port),
+                                  bind_source_addr="127.0.0.2") as replica:
+            await replica.wait_synced()
+            info = await trio.to_thread.run_sync(lambda: master.client().info("replication"))
+            assert info["slave0"]["ip"] == "127.0.0.2"
+    finally:
+        master.stop()
+
+
+@pytest.mark.parametrize("disable", [True, False])
+def test_repl_disable_tcp_nodelay(disable):
+    server = ThreadedServer(Config(save=(), repl_diskless_sync_delay=0,
+                                   repl_disable_tcp_nodelay=disable)).start()
+    try:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=20) as sock:
+            sock.sendall(b"PSYNC ? -1\r\n")
+            assert sock.recv(11) == b"+FULLRESYNC"
+            (connection,) = server.server.connections.values()
+            nodelay = connection.stream.socket.getsockopt(socket.IPPROTO_TCP,
+                                                          socket.TCP_NODELAY)
+            assert bool(nodelay) is not disable
+    finally:
+        server.stop()
+
+
+def test_replica_announced_shows_in_info_as_redis():
+    dead = free_port()
+    real = RedisServer("--replicaof", "127.0.0.1", str(dead))
+    ours = ThreadedServer(Config(save=(), replicaof=("127.0.0.1", dead))).start()
+    try:
+        for value in ("no", "yes"):
+            seen = []
+            for client in (ours.client(), real.client()):
+                client.config_set("replica-announced", value)
+                seen.append(client.info("replication")["replica_announced"])
+            assert seen == [int(value == "yes")] * 2
+    finally:
+        ours.stop()
+        real.stop()
+
+
+async def test_tls_client_cert_is_what_a_replica_shows_its_master():
+    """The master trusts one CA; the replica's server certificate comes from another, its
+    tls-client-cert-file from the trusted one: the link comes up only with the latter."""
+    certs = Certs()
+    tls_port = free_port()
+    async with kvrepl.Master(port=0, tls_port=tls_port, **certs.options()) as master:
+        master.set(b"k", b"v")
+        replica_options = {"tls_ca_cert_file": str(certs.ca),
+                           "tls_cert_file": str(certs.other_cert),
+                           "tls_key_file": str(certs.other_key)}
+        url = f"rediss://127.0.0.1:{tls_port}"
+        async with kvrepl.Replica(follow=url, tls_client_cert_file=str(certs.cert),
+                                  tls_client_key_file=str(certs.key),
+                                  **replica_options) as replica:
+            await replica.wait_synced()
+            assert replica.get(b"k") == b"v"
+        config = Config(tls_replication=True, **replica_options)
+        # Without it, the master refuses the certificate from the other CA.
+        with pytest.raises(trio.BrokenResourceError) as err:
+            stream = await tls.wrap_client(await trio.open_tcp_stream("127.0.0.1", tls_port),
+                                           config)
+            await stream.send_all(b"PING\r\n")
+            await stream.receive_some(100)
+        assert "TLSV1_ALERT_UNKNOWN_CA" in str(err.value.__cause__)
+
+
+# RFC 7919's ffdhe2048 group
+FFDHE2048 = """-----BEGIN DH PARAMETERS-----
+MIIBCAKCAQEA//////////+t+FRYortKmq/cViAnPTzx2LnFg84tNpWp4TZBFGQz
++8yTnc4kmz75fS/jY2MMddj2gbICrsRhetPfHtXV/WVhJDP1H18GbtCFY2VVPe0a
+87VXE15/V8k1mE8McODmi3fipona8+/och3xWKE2rec1MKzKT0g6eXq8CrGCsyT7
+YdEIqUuyyOP7uWrat2DX9GgdT0Kj3jlN9K5W7edjcrsZCwenyO4KbXCeAvzhzffi
+7MA0BM0oNC9hkXL+nOmFg/+OTxIy7vKBg8P+OxtMb61zO7X8vC7CIAXFjvGDfRaD
+ssbzSibBsu/6iGtCOGEoXJf//////////wIBAg==
+-----END DH PARAMETERS-----
+"""
+
+
+def test_tls_dh_params_file_enables_dhe(tmp_path):
+    """With DH parameters the listener can agree on a DHE suite (TLS 1.2); without, a
+    client that offers only DHE finds none."""
+    import trustme
+
+    ca = trustme.CA(key_type=trustme.KeyType.RSA)
+    cert = ca.issue_cert("127.0.0.1", key_type=trustme.KeyType.RSA)
+    paths = {name: str(tmp_path / name) for name in ("ca.pem", "cert.pem", "key.pem")}
+    ca.cert_pem.write_to_path(paths["ca.pem"])
+    cert.cert_chain_pems[0].write_to_path(paths["cert.pem"])
+    cert.private_key_pem.write_to_path(paths["key.pem"])
+    (tmp_path / "dh.pem").write_text(FFDHE2048)
+    results = []
+    for dh in (str(tmp_path / "dh.pem"), ""):
+        config = Config(tls_cert_file=paths["cert.pem"], tls_key_file=paths["key.pem"],
+                        tls_ca_cert_file=paths["ca.pem"], tls_auth_clients="no",
+                        tls_dh_params_file=dh)
+        server_context = tls.server_context(config)
+        client_context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        client_context.load_verify_locations(paths["ca.pem"])
+        client_context.maximum_version = ssl.TLSVersion.TLSv1_2
+        client_context.set_ciphers("DHE-RSA-AES128-GCM-SHA256")
+        results.append(_memory_handshake(server_context, client_context))
+    assert results == ["DHE-RSA-AES128-GCM-SHA256", None]
+
+
+def _memory_handshake(server_context: ssl.SSLContext,
+                      client_context: ssl.SSLContext) -> str | None:
+    """The suite two contexts agree on over memory BIOs, or None when they cannot."""
+    bios = [ssl.MemoryBIO() for _ in range(4)]
+    server = server_context.wrap_bio(bios[0], bios[1], server_side=True)
+    client = client_context.wrap_bio(bios[2], bios[3], server_hostname="127.0.0.1")
+    done = {client: False, server: False}
+    for _ in range(20):
+        for side in (client, server):
+            if not done[side]:
+                try:
+                    side.do_handshake()
+                    done[side] = True
+                except ssl.SSLWantReadError:
+                    pass
+                except ssl.SSLError:
+                    return None
+        bios[0].write(bios[3].read())
+        bios[2].write(bios[1].read())
+        if all(done.values()):
+            return client.cipher()[0]
+    return None
+
+
+def test_embedded_node_leaves_the_process_alone_unless_told():
+    node = kvrepl.Master()
+    assert not node.config.set_proc_title and not node.config.disable_thp
+    assert not node.config.crash_log_enabled
+    assert kvrepl.Master(set_proc_title=True).config.set_proc_title
+
+
+def test_tls_client_key_file_pass(tmp_path):
+    """An encrypted client key opens with tls-client-key-file-pass, and not without."""
+    from cryptography.hazmat.primitives import serialization
+
+    certs = Certs()
+    key = serialization.load_pem_private_key(certs.key.read_bytes(), password=None)
+    encrypted = tmp_path / "client.key"
+    encrypted.write_bytes(key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.BestAvailableEncryption(b"s3cret")))
+    options = {"tls_ca_cert_file": str(certs.ca), "tls_client_cert_file": str(certs.cert),
+               "tls_client_key_file": str(encrypted)}
+    tls.client_context(Config(tls_client_key_file_pass="s3cret", **options))
+    with pytest.raises(tls.TlsError, match="Failed to load certificate"):
+        tls.client_context(Config(tls_client_key_file_pass="wrong", **options))
+
+
+@pytest.mark.parametrize("delete", [True, False])
+async def test_rdb_del_sync_files_on_a_replica(delete, tmp_path):
+    """With no persistence, a replica that stores its master's payload (diskless load
+    disabled) removes it once loaded when told."""
+    async with kvrepl.Master() as master:
+        master.set(b"k", b"v")
+        config = Config(save=(), dir=str(tmp_path), rdb_del_sync_files=delete)
+        replica = kvrepl.Replica(follow=master, config=config)
+        replica.load_dump = True  # as kvrepl-server: a node that keeps its data on disk
+        async with replica:
+            await replica.wait_synced()
+            assert replica.get(b"k") == b"v"
+            assert (tmp_path / "dump.rdb").exists() is not delete
+
+
+@pytest.mark.parametrize("delete", [True, False])
+async def test_rdb_del_sync_files_on_a_master(delete, tmp_path):
+    """A disk-based full sync writes the master's dump; with no persistence and the
+    option, it is gone once the replica has it (a real redis-server replica)."""
+    async with kvrepl.Master(port=0, dir=str(tmp_path), save="", repl_diskless_sync=False,
+                             rdb_del_sync_files=delete) as master:
+        master.set(b"k", b"v")
+        replica = RedisServer("--replicaof", "127.0.0.1", str(master.port))
+        try:
+            client = replica.client()
+            await trio.to_thread.run_sync(lambda: poll(
+                lambda: client.info("replication")["master_link_status"] == "up",
+                "the redis-server replica is up"))
+            assert await trio.to_thread.run_sync(client.get, "k") == b"v"
+            assert (tmp_path / "dump.rdb").exists() is not delete
+        finally:
+            replica.stop()
+
+
+def test_aof_disable_auto_gc_keeps_history_as_redis(tmp_path):
+    """After a rewrite the replaced files stay, listed as history (type h) in the manifest,
+    until aof-disable-auto-gc is set back to no: the same files and manifest as
+    redis-server's."""
+    real = RedisServer("--appendonly", "yes", "--aof-disable-auto-gc", "yes")
+    ours = KvreplProcess(tmp_path, "--appendonly", "yes", "--aof-disable-auto-gc",
+                         "yes").wait_ready()
+    try:
+        seen = []
+        for server, directory in ((real, Path(real.dir)), (ours, tmp_path)):
+            client = server.client()
+            client.set("k", "v")
+            client.bgrewriteaof()
+            poll(lambda c=client: c.info("persistence")["aof_rewrite_in_progress"] == 0
+                 and c.info("persistence")["aof_rewrites"] == 1, "the rewrite is done")
+            folder = directory / "appendonlydir"
+            kept = (sorted(p.name for p in folder.iterdir()),
+                    (folder / "appendonly.aof.manifest").read_text())
+            client.config_set("aof-disable-auto-gc", "no")
+            poll(lambda f=folder: len(list(f.iterdir())) == 3, "the history is removed")
+            gone = (sorted(p.name for p in folder.iterdir()),
+                    (folder / "appendonly.aof.manifest").read_text())
+            seen.append((kept, gone))
+        assert seen[0] == seen[1]
+        assert "type h" in seen[0][0][1] and "type h" not in seen[0][1][1]
+    finally:
+        real.stop()
+
+
+def test_maxmemory_clients_evicts_the_biggest_client_as_redis():
+    """Past maxmemory-clients a client with a big request on its way is disconnected (a
+    CLIENT NO-EVICT one is spared), on both servers; INFO counts it."""
+    real = RedisServer()
+    ours = ThreadedServer(Config(save=())).start()
+    try:
+        for server in (real, ours):
+            admin = server.client()
+            admin.client_no_evict("on")
+            admin.config_set("maxmemory-clients", "1mb")
+            with socket.create_connection(("127.0.0.1", server.port), timeout=20) as sock:
+                sock.sendall(b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$5000000\r\n")
+                sent = 0
+                try:
+                    while sent < 4_000_000:
+                        sock.sendall(b"x" * 65536)
+                        sent += 65536
+                    assert sock.recv(100) == b""  # closed without a reply
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+            poll(lambda a=admin: a.info("stats")["evicted_clients"] == 1, "one eviction")
+            assert admin.ping()
+            assert admin.config_get("maxmemory-clients") == {"maxmemory-clients": "1048576"}
+            admin.config_set("maxmemory-clients", "10%")
+            assert admin.config_get("maxmemory-clients") == {"maxmemory-clients": "10%"}
+            admin.close()
+    finally:
+        ours.stop()
+        real.stop()
+
+
+def test_daemonize_forks_into_the_background(tmp_path):
+    """kvrepl-server returns at once (status 0) and its child serves, its pid in the pid
+    file, in a session of its own; SHUTDOWN removes the file. Debian's stock file (with
+    daemonize yes) needs no override for it."""
+    port = free_port()
+    pidfile = tmp_path / "k.pid"
+    result = subprocess.run(
+        [sys.executable, "-m", "kvrepl", str(DATA / "debian-redis-7.0.15.conf"), "--port",
+         str(port), "--pidfile", str(pidfile), "--logfile", str(tmp_path / "k.log"),
+         "--dir", str(tmp_path)], capture_output=True, timeout=60)
+    assert result.returncode == 0 and result.stdout == b""
+    poll(lambda: pidfile.exists() and pidfile.read_text().endswith("\n"), "the pid file")
+    daemon = int(pidfile.read_text())
+    try:
+        poll(lambda: _answers(port), "the daemon answers", within=60)
+        client = redis.Redis(port=port)
+        assert client.info("server")["process_id"] == daemon
+        assert os.getsid(daemon) == daemon  # setsid(): a session of its own
+        client.shutdown(nosave=True)
+        poll(lambda: not pidfile.exists(), "the pid file is removed")
+    finally:
+        try:
+            os.kill(daemon, signal.SIGKILL)  # the daemon this test started, if still there
+        except ProcessLookupError:
+            pass
+    assert "Ready to accept connections" in (tmp_path / "k.log").read_text()
+
+
+async def test_embedded_node_refuses_daemonize():
+    with pytest.raises(ConfigError, match="an embedded node runs in the application's "
+                                          "process"):
+        async with kvrepl.Master(daemonize=True):
+            pass  # pragma: no cover
+
+
+@pytest.mark.parametrize("caching", [True, False])
+def test_tls_session_cache(caching):
+    """The listener's SSL_CTX gets Redis's session cache settings through libssl (tls.c's
+    calls: the cache mode, its size, its timeout; Python's own timeout is 7200 s), read
+    back from OpenSSL."""
+    from kvrepl.server.tls_suites import session_cache
+
+    certs = Certs()
+    config = Config(tls_session_caching=caching, tls_session_cache_size=100,
+                    tls_session_cache_timeout=60, **certs.options())
+    context = tls.server_context(config)
+    assert session_cache(context) == ((True, 100, 60) if caching else (False, None, None))
+    default = tls.server_context(Config(**certs.options()))
+    assert session_cache(default) == (True, 20480, 300)
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/oom_score_adj"), reason="needs Linux")
+def test_oom_score_adj_follows_the_role_as_redis(tmp_path):
+    """absolute: the master's value, the replica's after REPLICAOF, the master's again
+    after REPLICAOF NO ONE; relative adds the score found; no puts that score back."""
+    with open("/proc/self/oom_score_adj") as handle:
+        base = int(handle.read())  # what the servers inherit from this process
+    dead = str(free_port())
+    options = ("--oom-score-adj", "absolute", "--oom-score-adj-values", "10 20 30")
+    real = RedisServer(*options)
+    ours = KvreplProcess(tmp_path, *options).wait_ready()
+    try:
+        for server in (real, ours):
+            client = server.client()
+
+            def score(s: object = server) -> int:
+                with open(f"/proc/{s.process.pid}/oom_score_adj") as handle:  # type: ignore
+                    return int(handle.read())
+
+            assert score() == 10
+            client.replicaof("127.0.0.1", dead)
+            assert score() == 20
+            client.replicaof("no", "one")
+            assert score() == 10
+            client.config_set("oom-score-adj", "relative")
+            assert score() == min(1000, base + 10)
+            client.config_set("oom-score-adj", "no")
+            assert score() == base
+            with pytest.raises(redis.ResponseError, match="elements must be between -2000 "
+                                                          "and 2000"):
+                client.config_set("oom-score-adj-values", "0 200 3000")
+            client.close()
+    finally:
+        real.stop()
