@@ -123,6 +123,7 @@ _BITS = {0: _ZERO, 1: _ONE}  # the replies of 0 and 1, without encode()
 _read_cardinality = CARDINALITY.unpack_from  # a cached count, read without a slice
 _AHEAD = 32  # see _one_key_pfadds
 _MANY = 1 << 62  # more arguments than any request has
+_NONE = range(0)  # no length: a run of one
 _REPLIES = (_ZERO, _ONE).__getitem__  # PFADD's reply from add_each's byte
 _ELEMENT = itemgetter(2)  # a one-element PFADD's element
 
@@ -437,6 +438,7 @@ class PlainLane:
         xadds_written = 0
         position = start
         count = len(requests)
+        zero, one = 0, 1  # see the handled commands' replies
         began = perf_counter()
         pending = iter(requests[start:] if start else requests)
         for argv in pending:
@@ -523,8 +525,9 @@ class PlainLane:
                 name = argv[0]
                 handler = command.handler
                 watched = command.remeasures or listeners  # what a change must update
-                low = arity if arity > 0 else -arity
-                high = 0 if command is xadd else arity if arity > 0 else _MANY
+                # the lengths a request of the run may have: one test of a range
+                fits = _NONE if command is xadd else range(arity, arity + 1) if arity > 0 \
+                    else range(-arity, _MANY)
                 first = position
                 while True:
                     if watched:
@@ -545,18 +548,25 @@ class PlainLane:
                                     written += rewritten
                         elif listeners:
                             engine.take_rewrite()
-                    kind = type(reply)
-                    if kind is int and reply in _BITS:  # SETBIT's, GEOADD's usual
-                        out.append(_BITS[reply])
-                    elif kind is bytes and len(reply) < 1024:  # XADD's ID: as GET's values
-                        out += (heads[len(reply)], reply, _CRLF)
+                    # SETBIT's and GEOADD's usual 0 and 1 (CPython's small ints: one
+                    # identity test; any other 0 or 1, and True, are tested below).
+                    if reply is zero:
+                        out.append(_ZERO)
+                    elif reply is one:
+                        out.append(_ONE)
                     else:
-                        out.append(encode(reply, resp3))
+                        kind = type(reply)
+                        if kind is int and reply in _BITS:
+                            out.append(_BITS[reply])
+                        elif kind is bytes and len(reply) < 1024:  # XADD's ID: as GET's
+                            out += (heads[len(reply)], reply, _CRLF)
+                        else:
+                            out.append(encode(reply, resp3))
                     following = position + 1
                     if following == count:
                         break
                     argv = requests[following]
-                    if not low <= len(argv) <= high or argv[0] != name or argv[1] in expires:
+                    if len(argv) not in fits or argv[0] != name or argv[1] in expires:
                         break
                     next(pending)  # that request, run here
                     position = following

@@ -46,6 +46,7 @@ _DIGITS = bytes(len(str(n)) for n in range(10_000))
 # leaving that element out of what it says it read.
 _NO_REPLY = object()
 _WINDOW = 16384  # bytes fed to hiredis at a time: it compacts its buffer as it reads
+_PROBE = b"%0\r\n"  # an empty map: what a read that passed _SUSPECT_BYTES cannot hold
 
 
 class RequestParser:
@@ -331,9 +332,10 @@ def _split_plain(data: bytes | bytearray, start: int
     taken, False)``; None when the careful way must look. Checked with a few C-level
     passes instead of one Python step per argument.
 
-    A read that ends with CR LF is, as a rule, whole requests: hiredis reads all of it in
-    one pass, and an integer fed to it after must come back as itself, which happens only
-    if it holds no part of a request. Otherwise (a request cut, even at a line's end):
+    A read that ends with CR LF is, as a rule, whole requests: hiredis reads all of it and
+    an empty map after it in one pass, and the map comes back as itself only if hiredis
+    held no part of a request when it reached it (the read, with no '%', holds no map; in
+    a request cut short the map is an element). Otherwise (a request cut, even at a line's end):
     the last request begins after the last CR LF '*' (unless a value holds one): hiredis
     reads up to there, then an integer fed to it must come back as itself, which happens
     only if it holds no part of a request, so the requests took exactly those bytes; then
@@ -349,14 +351,32 @@ def _split_plain(data: bytes | bytearray, start: int
         return None
     end = len(data)
     if data.endswith(b"\r\n"):
-        # The usual read, whole requests: one pass and one check that nothing is held back.
-        whole = _plain_up_to(data, start, end)
-        if whole is not None:
-            found, reader = whole
-            if _only_bulk_strings(found):
-                _spare_readers.append(reader)
-                return found, end - start, False
-            return None
+        # The usual read, whole requests: one pass, fed with a probe behind it (a map,
+        # which the read cannot hold: no '%' in it) that comes back as itself only if
+        # hiredis held no part of a request when it reached it.
+        try:
+            reader = _spare_readers.pop()
+        except IndexError:
+            reader = hiredis.Reader(notEnoughData=_NO_REPLY)
+        try:
+            if end - start <= _WINDOW:
+                reader.feed((data[start:] if start else data) + _PROBE)
+                found = list(iter(reader.gets, _NO_REPLY))
+            else:
+                found = []
+                for window in range(start, end, _WINDOW):
+                    reader.feed(data, window, min(_WINDOW, end - window))
+                    found.extend(iter(reader.gets, _NO_REPLY))
+                reader.feed(_PROBE)
+                found.extend(iter(reader.gets, _NO_REPLY))
+        except Exception:  # hiredis.ProtocolError: the careful way finds where and why
+            found = None
+        if len(found or ()) > 1 and type(found[-1]) is dict:  # whole, the reader clean
+            found.pop()
+            if not _only_bulk_strings(found):
+                return None
+            _spare_readers.append(reader)
+            return found, end - start, False
     cut = data.rfind(b"\r\n*", start) + 2
     while cut > start + 1 and data[cut + 1:cut + 2] == b"\r":
         # "*" CR LF is an argument "*" (XADD's ID), not a request's "*<count>": look before.
