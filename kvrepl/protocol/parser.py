@@ -102,8 +102,12 @@ class RequestParser:
     def _feed_fast(self, data: bytes) -> bytes:
         """Take the whole requests hiredis finds in ``data``; returns the bytes left for the
         exact parser (a request cut at the end, or anything the fast path refused)."""
-        requests, sizes, _refused = split_requests(
-            data, 0, self.max_bulk_len, want_sizes=False)
+        if _SMALL < len(data) <= self.max_bulk_len:  # the usual read: straight to the split
+            requests, sizes, _refused = _split_plain(data, 0) or _split_careful(
+                data, 0, self.max_bulk_len)
+        else:
+            requests, sizes, _refused = split_requests(
+                data, 0, self.max_bulk_len, want_sizes=False)
         if type(sizes) is int:  # their total only: sized when asked (``buffered``)
             taken, sizes = sizes, None
         else:
@@ -174,9 +178,18 @@ class RequestParser:
         position = self._ready_pos
         return self._ready, position, self._ready_raw if position == 0 else None
 
-    def skip_ready(self, position: int) -> None:
-        """The ready requests before ``position`` were used (see :meth:`ready_requests`)."""
-        self._ready_pos = position
+    def skip_ready(self, position: int) -> bool:
+        """The ready requests before ``position`` were used (see :meth:`ready_requests`).
+        True when that was all the parser held (no request, no byte left): the next
+        :meth:`next_request` would be NEED_DATA, so the caller may stop asking."""
+        if position < len(self._ready) or self._pos < len(self._buf) or self._need \
+                or self._args is not None:
+            self._ready_pos = position
+            return False
+        self._ready, self._ready_sizes = [], []
+        self._ready_pos = 0
+        self._ready_raw = None
+        return True
 
     def next_request(self) -> list[bytes] | _NeedData:
         ready = self._ready
@@ -314,6 +327,13 @@ def split_requests(data: bytes | bytearray, start: int = 0, max_bulk_len: int = 
         plain = _split_plain(data, start)
         if plain is not None:
             return plain
+    return _split_careful(data, start, max_bulk_len)
+
+
+def _split_careful(data: bytes | bytearray, start: int, max_bulk_len: int,
+                   ) -> tuple[list[list[bytes]], list[int], bool]:
+    """:func:`split_requests` the careful way: every request and argument sized."""
+    end = len(data)
     reader = hiredis.Reader(notEnoughData=_NO_REPLY)
     found: list[object] = []
     try:

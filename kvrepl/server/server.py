@@ -436,11 +436,13 @@ class Connection:
             argv = None
             if position < len(requests):
                 if requests[position][0] in lane_names:
-                    if lane.open_for(session):
-                        parser.skip_ready(lane.run(session, requests, position, out, raw))
+                    if lane.open_for(session) and parser.skip_ready(
+                            lane.run(session, requests, position, out, raw)):
+                        return None  # all run: nothing more to ask the parser
                 elif general.open_for(session):
                     position, argv, reply = general.run(session, requests, position, out)
-                    parser.skip_ready(position)
+                    if parser.skip_ready(position) and argv is None:
+                        return None
             if argv is None:
                 try:
                     argv = parser.next_request()
