@@ -138,8 +138,9 @@ def _one_key_pfadds(requests: list[list[bytes]], start: int, key: bytes) -> list
     """The one-element PFADD at ``requests[start]`` and those to the same key right after it
     (``_AHEAD`` at most: a group that stops early did little for nothing)."""
     group = []
+    name = requests[start][0]  # as spelled: equality, where a set test hashes each name
     for argv in requests[start:start + _AHEAD]:
-        if len(argv) != 3 or argv[1] != key or argv[0] not in _PFADD:
+        if len(argv) != 3 or argv[1] != key or argv[0] != name:
             break
         group.append(argv)
     return group
