@@ -116,6 +116,61 @@ def test_lane_runs_handled_writes_as_the_general_path_does():
     assert (0, [b"XADD", b"x", b"1700000000000-1", b"f", b"v"]) in propagated
 
 
+# Runs of one handled command as spelled (the lane runs each run's requests back to back,
+# its checks done once for the run) broken in every way: an error mid-run (a wrong type, a
+# bad offset or bit, a bad coordinate), a wrong arity, a key with a TTL, another spelling,
+# another command, an unchanged value (nothing propagated), XADD with explicit IDs, a run
+# that ends the read; SET and GET runs around them.
+HANDLED_RUNS: list[tuple[str, ...]] = [
+    *[("SETBIT", f"k{i}", "7", "1") for i in range(5)], ("SETBIT", "k0", "7", "1"),
+    ("SETBIT", "k1", "7", "0"), ("SETBIT", "s", "1", "1"), ("SETBIT", "k2", "x", "1"),
+    ("SETBIT", "k2", "1", "2"), ("SETBIT", "k3", "1"), ("SETBIT", "k4", "3", "1"),
+    ("SETBIT", "ttl", "1", "1"), ("SETBIT", "k5", "1", "1"), ("setbit", "k5", "2", "1"),
+    ("setbit", "k5", "3", "1"), ("SET", "a", "1"), ("SET", "b", "22"), ("set", "a", "333"),
+    ("GET", "a"), ("get", "k5"), ("SETBIT", "k6", "9", "1"), ("SETBIT", "k6", "9", "1"),
+    *[("GEOADD", "g", "13.361389", "38.115556", f"m{i}") for i in range(4)],
+    ("GEOADD", "g", "13.361389", "38.115556", "m0"), ("GEOADD", "g", "x", "1", "bad"),
+    ("GEOADD", "s", "1", "2", "wrongtype"), ("GEOADD", "g", "1", "2"),
+    ("GEOADD", "g", "1", "2", "p", "3", "4", "q"), ("GEOADD", "ttl", "1", "2", "m"),
+    ("GEOADD", "g", "5", "6", "r"), ("XADD", "x", "1-1", "f", "v"), ("XADD", "x", "1-2", "f", "v"),
+    ("XADD", "x", "1-2", "f", "v"), ("XADD", "x", "2-1", "f", "v"), ("SETBIT", "k7", "1", "1"),
+    ("SETBIT", "k8", "1", "1"), ("SETBIT", "k9", "100", "1"),
+]
+
+
+@pytest.mark.parametrize("listening", [True, False])
+def test_runs_of_one_handled_command_are_run_as_one_by_one(listening):
+    """Requests of one handled command in a row are run back to back with the checks done
+    once: replies, data, the memory estimate, dirty, commandstats, errorstats, the last
+    command and what is propagated end as with ``Engine.execute`` one by one, with and
+    without a propagation listener (which makes the lane follow each change)."""
+    requests = [[part.encode() for part in request] for request in HANDLED_RUNS]
+    results = []
+    for through_lane in (True, False):
+        engine = Engine(Config(save=(), enable_debug_command="yes"))
+        engine.keyspace.clock = lambda: NOW_S
+        propagated: list = []
+        if listening:
+            engine.propagate_listeners.append(
+                lambda db, argv, log=propagated: log.append((db, list(argv))))
+        session = engine.new_session()
+        for argv in ([b"SET", b"s", b"str"], [b"SETBIT", b"ttl", b"1", b"1"],
+                     [b"PEXPIRE", b"ttl", b"100000"]):
+            engine.execute(session, argv)
+        if through_lane:
+            replies, left = _run_like_a_connection(engine, session, requests)
+            assert left == [[b"SETBIT", b"k3", b"1"], [b"SETBIT", b"ttl", b"1", b"1"],
+                            [b"GEOADD", b"g", b"1", b"2"], [b"GEOADD", b"ttl", b"1", b"2", b"m"]]
+        else:
+            replies = b"".join(encode(engine.execute(session, argv), session.resp3)
+                               for argv in requests)
+        results.append((replies, session.last_command, _state(engine, propagated)))
+    assert results[0] == results[1]
+    assert results[0][0].count(b"-ERR") == 6 and results[0][0].count(b"-WRONGTYPE") == 2
+    if listening:
+        assert len(results[0][2][-2]) == 3 + 26  # the set-up, and each change once
+
+
 def test_pipelined_handled_writes_are_routed_through_the_lane(kvrepl_server, r, monkeypatch):
     """What ``redis-benchmark`` sends of GEOADD, SETBIT and XADD goes through the lane (counted
     at the lane), replicas get what the general path propagates, and commandstats count

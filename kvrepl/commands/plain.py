@@ -122,6 +122,8 @@ _ONE = b":1\r\n"
 _BITS = {0: _ZERO, 1: _ONE}  # the replies of 0 and 1, without encode()
 _read_cardinality = CARDINALITY.unpack_from  # a cached count, read without a slice
 _AHEAD = 32  # see _one_key_pfadds
+_MANY = 1 << 62  # more arguments than any request has
+_NONE = range(0)  # no length: a run of one
 _REPLIES = (_ZERO, _ONE).__getitem__  # PFADD's reply from add_each's byte
 _ELEMENT = itemgetter(2)  # a one-element PFADD's element
 
@@ -136,8 +138,9 @@ def _one_key_pfadds(requests: list[list[bytes]], start: int, key: bytes) -> list
     """The one-element PFADD at ``requests[start]`` and those to the same key right after it
     (``_AHEAD`` at most: a group that stops early did little for nothing)."""
     group = []
+    name = requests[start][0]  # as spelled: equality, where a set test hashes each name
     for argv in requests[start:start + _AHEAD]:
-        if len(argv) != 3 or argv[1] != key or argv[0] not in _PFADD:
+        if len(argv) != 3 or argv[1] != key or argv[0] != name:
             break
         group.append(argv)
     return group
@@ -424,7 +427,7 @@ class PlainLane:
         engine = self.engine
         nil = _NIL[session.resp3]
         heads = _BULK_HEADS
-        gets = sets = misses = pfadds = grown = pfcounts = recounts = grew = 0
+        gets = misses = pfadds = grown = pfcounts = recounts = grew = 0
         handled: list[Command] = []  # the commands whose handlers ran, in order
         by_name = self._handled
         xadd = self._xadd
@@ -435,11 +438,14 @@ class PlainLane:
         xadds_encoded: list[bytes] = []
         xadds_written = 0
         position = start
+        count = len(requests)
+        zero, one = 0, 1  # see the handled commands' replies
         began = perf_counter()
         pending = iter(requests[start:] if start else requests)
         for argv in pending:
             length = len(argv)
-            if length == 2 and argv[0] in _GET:
+            # The usual spelling by equality first: a fresh name's hash costs more.
+            if length == 2 and (argv[0] == b"GET" or argv[0] in _GET):
                 key = argv[1]
                 if key in expires or (acl and key[:get_cut] != get_head and not may_get(key)):
                     break  # lazy expiry and its propagated DEL: the general path
@@ -459,7 +465,7 @@ class PlainLane:
                 else:
                     break  # WRONGTYPE: the general path counts and words the error
                 gets += 1
-            elif length == 3 and argv[0] in _SET:
+            elif length == 3 and (argv[0] == b"SET" or argv[0] in _SET):
                 key = argv[1]
                 if key in expires or (acl and key[:set_cut] != set_head and not may_set(key)):
                     break
@@ -475,10 +481,9 @@ class PlainLane:
                     break
                 data[key] = value
                 access[key] = clock
-                sets += 1
                 if listeners:
                     written.append(argv)
-                out.append(_OK)
+                out.append(_OK)  # counted after the loop (``sets``)
             elif length > 3:  # GET, SET, PFADD and PFCOUNT are shorter
                 command = by_name.get(argv[0])
                 arity = command.arity if command is not None else 0
@@ -515,30 +520,58 @@ class PlainLane:
                             position += done - 1
                         position += 1
                         continue
-                dirty = engine.dirty
-                try:
-                    reply = command.handler(session, argv)
-                except Exception as err:
-                    reply = engine.failed(session, command, argv, err)
-                if engine.dirty != dirty:
-                    if command.remeasures:  # as call() does, for the first key only
-                        db.changed_in_place(argv[1])
-                    if listeners:
-                        rewritten = engine.take_rewrite()
-                        if rewritten is None:
-                            written.append(argv)
+                # This request and those of the same command right after it (as spelled,
+                # of a length its arity takes, a key without a TTL), each by its handler
+                # with the checks above done once; XADD one at a time (its * runs above).
+                name = argv[0]
+                handler = command.handler
+                watched = command.remeasures or listeners  # what a change must update
+                # the lengths a request of the run may have: one test of a range
+                fits = _NONE if command is xadd else range(arity, arity + 1) if arity > 0 \
+                    else range(-arity, _MANY)
+                first = position
+                while True:
+                    if watched:
+                        dirty = engine.dirty
+                    try:
+                        reply = handler(session, argv)
+                    except Exception as err:
+                        reply = engine.failed(session, command, argv, err)
+                    if watched:
+                        if engine.dirty != dirty:
+                            if command.remeasures:  # as call() does, for the first key only
+                                db.changed_in_place(argv[1])
+                            if listeners:
+                                rewritten = engine.take_rewrite()
+                                if rewritten is None:
+                                    written.append(argv)
+                                else:
+                                    written += rewritten
+                        elif listeners:
+                            engine.take_rewrite()
+                    # SETBIT's and GEOADD's usual 0 and 1 (CPython's small ints: one
+                    # identity test; any other 0 or 1, and True, are tested below).
+                    if reply is zero:
+                        out.append(_ZERO)
+                    elif reply is one:
+                        out.append(_ONE)
+                    else:
+                        kind = type(reply)
+                        if kind is int and reply in _BITS:
+                            out.append(_BITS[reply])
+                        elif kind is bytes and len(reply) < 1024:  # XADD's ID: as GET's
+                            out += (heads[len(reply)], reply, _CRLF)
                         else:
-                            written += rewritten
-                elif listeners:
-                    engine.take_rewrite()
-                kind = type(reply)
-                if kind is int and reply in _BITS:  # SETBIT's, GEOADD's usual
-                    out.append(_BITS[reply])
-                elif kind is bytes and len(reply) < 1024:  # XADD's ID: as GET's values
-                    out += (heads[len(reply)], reply, _CRLF)
-                else:
-                    out.append(encode(reply, resp3))
-                handled.append(command)
+                            out.append(encode(reply, resp3))
+                    following = position + 1
+                    if following == count:
+                        break
+                    argv = requests[following]
+                    if len(argv) not in fits or argv[0] != name or argv[1] in expires:
+                        break
+                    next(pending)  # that request, run here
+                    position = following
+                handled += [command] * (position + 1 - first)
             elif length == 3 and argv[0] in _PFADD:
                 key = argv[1]
                 value = data.get(key)
@@ -601,7 +634,8 @@ class PlainLane:
         if position == start:
             return start
         spent = (perf_counter() - began) * 1e6
-        ran = gets + sets + pfadds + pfcounts + len(handled)
+        ran = position - start
+        sets = ran - gets - pfadds - pfcounts - len(handled)  # the rest of what ran
         if spent >= engine.slow_floor:
             self._observe_run(session, requests[start:position], spent)
         if gets or pfcounts:

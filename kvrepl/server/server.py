@@ -22,7 +22,7 @@ from kvrepl.commands.core import POSTPONED, Block, Engine, Session
 from kvrepl.commands.dispatch import AWAITED as _AWAITED
 from kvrepl.commands.dispatch import GeneralLane
 from kvrepl.commands.migrate import MigrateJob
-from kvrepl.commands.plain import LANE_NAMES
+from kvrepl.commands.plain import HANDLED_NAMES, LANE_NAMES
 from kvrepl.commands.replication import StartReplication, WaitReplicas
 from kvrepl.commands.shutdown import SHUTDOWN_ERROR, ShutdownWait, shutdown_state
 from kvrepl.config import ApplyError, Config
@@ -426,6 +426,7 @@ class Connection:
         execute = engine.execute
         lane = engine.plain_lane
         lane_names = LANE_NAMES
+        handled_names = HANDLED_NAMES
         general = self.server.general_lane
         while True:
             # The plain lane is asked only when the next request is one of its commands: a
@@ -436,12 +437,20 @@ class Connection:
             requests, position, raw = parser.ready_requests()
             argv = None
             if position < len(requests):
-                if requests[position][0] in lane_names:
-                    if lane.open_for(session):
-                        parser.skip_ready(lane.run(session, requests, position, out, raw))
+                name = requests[position][0]
+                if name in lane_names:
+                    if lane.open_for(session) and parser.skip_ready(
+                            lane.run(session, requests, position, out, raw)):
+                        return None  # all run: nothing more to ask the parser
                 elif general.open_for(session):
-                    position, argv, reply = general.run(session, requests, position, out)
-                    parser.skip_ready(position)
+                    if name in handled_names and lane.gates.open:
+                        # The plain lane's writes straight to it, as the general lane
+                        # would hand them on (GeneralLane.run), which takes what is left.
+                        position = lane.run(session, requests, position, out)
+                    if position < len(requests):
+                        position, argv, reply = general.run(session, requests, position, out)
+                    if parser.skip_ready(position) and argv is None:
+                        return None
             if argv is None:
                 try:
                     argv = parser.next_request()
