@@ -1115,7 +1115,7 @@ def _node_shape(stream: Stream, sizes: bool = True, bound: bool = True) -> list[
 
 
 @settings(max_examples=100, deadline=None)
-@given(st.lists(st.tuples(st.sampled_from(["run", "run", "run", "del", "trim", "one"]),
+@given(st.lists(st.tuples(st.sampled_from(["run", "run", "wide", "del", "trim", "one"]),
                           st.lists(st.lists(_FIELD, min_size=1, max_size=3), min_size=1,
                                    max_size=40)), min_size=1, max_size=30),
        st.sampled_from([(4096, 100), (120, 0), (300, 7), (0, 5), (10000, 0), (60, 1)]))
@@ -1127,7 +1127,9 @@ def test_a_run_of_entries_is_appended_as_one_by_one(
     runs, single = Stream(), Stream()
     ms = 1
     for op, run in ops:
-        items = [tuple(word for word in words for word in (word[:3] or b"k", word))
+        # "wide": field names longer than what a SAMEFIELDS entry's bound adds for them
+        width = 12 if op == "wide" else 1
+        items = [tuple(word for word in words for word in (word[:3] * width or b"k", word))
                  for words in run]
         ms += 1
         if op == "del" and len(single):
@@ -1141,7 +1143,8 @@ def test_a_run_of_entries_is_appended_as_one_by_one(
             for stream in (runs, single):
                 stream.append((ms, 0), items[0], *limits)
             continue
-        runs.append_run(ms, 5, items, [sum(map(len, fields)) for fields in items], *limits)
+        totals = [sum(map(len, fields)) for fields in items] if len(run) % 2 else None
+        runs.append_run(ms, 5, items, totals, *limits)
         for seq, fields in enumerate(items, 5):
             single.append((ms, seq), fields, *limits)
         assert runs == single
@@ -1157,3 +1160,19 @@ def test_a_run_of_entries_is_appended_as_one_by_one(
         for node, exact in zip(runs.node_map().values(), exact_runs.node_map().values(),
                                strict=True):
             assert exact.lp_bytes <= node.bound
+
+
+def test_runs_with_long_field_names_split_nodes_as_one_by_one() -> None:
+    """SAMEFIELDS entries whose field names are longer than their stored bytes (which a
+    run's bound counts): every byte limit near the node's size splits the nodes as entries
+    added one by one do (each entry's test is its length against the bytes before it)."""
+    for max_bytes in range(80, 400, 3):
+        for n in (1, 2, 5, 16):
+            runs, single = Stream(), Stream()
+            items = [(b"f" * 60, b"%d" % i) for i in range(n)]
+            for ms in range(1, 8):
+                runs.append_run(ms, 0, items, None, max_bytes, 0)
+                for seq, fields in enumerate(items):
+                    single.append((ms, seq), fields, max_bytes, 0)
+            assert _node_shape(runs, sizes=False) == _node_shape(single, sizes=False), (
+                max_bytes, n)

@@ -85,6 +85,7 @@ def lp_entry_size(s: bytes) -> int:
 
 _HEAD = itemgetter(slice(0, 1))  # a string's first byte (b"" for an empty one)
 _INT_HEADS = (b"-", b"1", b"2", b"3", b"4", b"5", b"6", b"7", b"8", b"9")
+_INT_HEAD_FLAGS = bytes(c in b"-123456789" for c in range(256))  # translate: 1 for those
 
 
 def lp_strings_size(strings: list[bytes]) -> int:
@@ -101,11 +102,14 @@ def lp_strings_size(strings: list[bytes]) -> int:
         size += sum(lp_entry_size.__wrapped__(s) - len(s) - 2 for s in strings
                     if len(s) >= 64)
     heads = b"".join(map(_HEAD, strings))
-    if len(heads.translate(None, b"-123456789")) != len(heads) or b"0" in strings:
-        size += sum(lp_entry_size.__wrapped__(s) - len(s) - 2 for s in compress(
-            strings, map(bytes.startswith, strings, repeat(_INT_HEADS))) if len(s) <= 20)
-        size -= strings.count(b"0")  # 2 bytes as an integer, 3 as a string
-    return size
+    if heads.translate(None, b"-123456789") != heads:
+        # the strings that may be integers: one flag each, from their first bytes (with no
+        # empty string among them), or one test each
+        flags = heads.translate(_INT_HEAD_FLAGS) if len(heads) == len(strings) else map(
+            bytes.startswith, strings, repeat(_INT_HEADS))
+        size += sum(lp_entry_size.__wrapped__(s) - len(s) - 2
+                    for s in compress(strings, flags) if len(s) <= 20)
+    return size - strings.count(b"0")  # "0": 2 bytes as an integer, 3 as a string
 
 
 def id_delta(a: int, b: int) -> int:
@@ -249,11 +253,18 @@ class StreamNode:
             return sum(map(self.entry_size, ids, items))
         seqs = list(map(_SEQ, ids))
         low, high = min(seqs) - master_seq, max(seqs) - master_seq
-        size = 6 * n  # flags, ms delta (below 128), lp-count or (another shape) num-fields
-        size += 2 * n if low >= 0 and high < 128 else sum(
-            2 if 0 <= d < 128 else lp_int_size(d if -_INT64_LIMIT <= d < _INT64_LIMIT
-                                                else id_delta(d + master_seq, master_seq))
-            for d in (seq - master_seq for seq in seqs))
+        size = 8 * n  # flags, deltas (below 128), lp-count or (another shape) num-fields
+        if low >= 0 and high < 128:
+            pass
+        elif -4096 <= low and high < 4096:  # 3 bytes outside 0-127
+            seqs.sort()
+            size += (bisect_left(seqs, master_seq)
+                     + len(seqs) - bisect_left(seqs, master_seq + 128))
+        else:
+            size += sum(
+                lp_int_size(d if -_INT64_LIMIT <= d < _INT64_LIMIT
+                            else id_delta(d + master_seq, master_seq)) - 2
+                for d in (seq - master_seq for seq in seqs))
         if longest == min(lengths) == 2 * pairs:  # one shape: compare the fields in C
             keys = list(map(_FIELD_GETTERS[pairs], items))
             same = keys.count(self.master_fields[0] if pairs == 1 else self.master_fields)
@@ -549,14 +560,14 @@ class Stream:
         self.last_id = entry_id
 
     def append_run(self, ms: int, seq: int, items: list[tuple[bytes, ...]],
-                   totals: list[int], max_bytes: int, max_entries: int) -> None:
-        """:meth:`append` of ``items`` (``totals``: their lengths in bytes) as the entries
-        ``ms-seq``, ``ms-(seq+1)``, ... (all above ``last_id``, ``seq`` + their number
-        within 64 bits): the same nodes as entry by entry, with the entries that go to one
-        node inserted together, and their bounds added at once when all of them fit the
-        node's byte limit by the bound (a tighter one than append's: their IDs are known);
-        otherwise the node is sized exactly and the entries added one by one, exactly
-        sized, as streamAppendItem does."""
+                   totals: list[int] | None, max_bytes: int, max_entries: int) -> None:
+        """:meth:`append` of ``items`` (``totals``: their lengths in bytes, or None to have
+        them summed where needed) as the entries ``ms-seq``, ``ms-(seq+1)``, ... (all above
+        ``last_id``, ``seq`` + their number within 64 bits): the same nodes as entry by
+        entry, with the entries that go to one node inserted together, and their bounds
+        added at once when all of them fit the node's byte limit by the bound (a tighter
+        one than append's: their IDs are known); otherwise the node is sized exactly and
+        the entries added together if all fit, else one by one, as streamAppendItem does."""
         n = len(items)
         if not n:
             return
@@ -570,7 +581,7 @@ class Stream:
         tail = self._tail  # set: this stream grew through here, its indexes agree
         i = 0
         while i < n:
-            total = totals[i]
+            total = totals[i] if totals is not None else sum(map(len, items[i]))
             if tail is None or (max_entries and tail.count + tail.deleted >= max_entries) or \
                     not tail.bound + total < limit:
                 if tail is None:
@@ -582,39 +593,50 @@ class Stream:
             j = n if room >= n - i else i + room
             whole = not i and j == n
             chunk = items if whole else items[i:j]
-            sizes = totals if whole else totals[i:j]
             # An upper bound of each entry's size when its strings are below 64 bytes and its
             # pairs below 60: each string's length + 2, flags 2, num-fields or lp-count 2
             # twice, and the ID deltas, 2 each below 128 (the chunk's IDs are ms-seq+i to
-            # ms-seq+j-1, the node's master ID below them), 10 at most.
-            # When all of them have the node's master fields (SAMEFIELDS, the usual), their
-            # fields are not stored: the bound leaves them out.
+            # ms-seq+j-1, the node's master ID below them), 10 at most. When all of them have
+            # the node's master fields (SAMEFIELDS, the usual), their fields are not stored:
+            # the bound leaves them out, and each entry's test (the bound before it + its
+            # length < limit) then needs the fields' length beside the bound.
             lengths = list(map(len, chunk))
-            strings = sum(lengths)
-            fields = tail.master_fields
-            pairs = len(fields)
-            stored = sum(sizes)
-            if 2 * pairs == min(lengths) == max(lengths) < 120 and list(
-                    map(_FIELD_GETTERS[pairs], chunk)).count(
-                    fields[0] if pairs == 1 else fields) == j - i:
-                stored -= sum(map(len, fields)) * (j - i)
-                strings >>= 1
+            longest = max(lengths)
+            if totals is not None:
+                sizes = totals if whole else totals[i:j]
+                stored = sum(sizes)
+                strings = None if max(sizes) >= 64 else ()  # () when all are short
+            else:
+                strings = list(map(len, chain.from_iterable(chunk)))
+                stored = sum(strings)
+            count = sum(lengths)
             master_ms, master_seq = tail.master_id
             low = seq + i - master_seq
-            per_entry = 6 + (2 if ms - master_ms < 128 else 10) + (
-                2 if 0 <= low and low + j - i <= 128 else 10)
-            grow = stored + 2 * strings + per_entry * (j - i)
+            per_entry = (6 + (2 if ms - master_ms < 128 else 10)
+                         + (2 if 0 <= low and low + j - i <= 128 else 10)) * (j - i)
+            grow = stored + 2 * count + per_entry
             bound = tail.bound
-            if max(lengths) < 120 and bound + grow < limit and (
-                    max(sizes) < 64 or max(map(len, chain.from_iterable(chunk))) < 64):
-                bound += grow  # each entry's test (bound + its total < limit) holds
+            fits = longest < 120 and bound + grow < limit
+            if not fits and longest < 120:
+                fields = tail.master_fields
+                pairs = len(fields)
+                if 2 * pairs == min(lengths) == longest and list(
+                        map(_FIELD_GETTERS[pairs], chunk)).count(
+                        fields[0] if pairs == 1 else fields) == j - i:
+                    unstored = sum(map(len, fields))
+                    grow = stored - unstored * (j - i) + count + per_entry
+                    fits = bound + grow + unstored < limit
+            if fits and max(strings if strings is not None else map(
+                    len, chain.from_iterable(chunk)), default=0) < 64:
+                bound += grow  # each entry's test holds
             else:  # near the byte limit: the node sized exactly, then its new entries
                 self.settle(tail)
                 size, count = tail.lp_bytes, tail.count
-                added = new[i:j]
-                exact = tail.entries_size(added, chunk) + sum(
+                exact = tail.entries_size(new[i:j], chunk) + sum(
                     growth for threshold, growth in _COUNT_GROWTH.items()
                     if count <= threshold < count + j - i)
+                sizes = totals[i:j] if totals is not None else list(map(sum, map(
+                    map, repeat(len), chunk)))  # each entry's length
                 if size + exact + max(sizes) < limit:  # each entry's test holds: all of them
                     size += exact
                     count += j - i
@@ -622,7 +644,7 @@ class Stream:
                     entry_size = tail.entry_size
                     stop, j = j, i
                     while j < stop:
-                        total = totals[j]
+                        total = sizes[j - i]
                         if j > i and not size + total < limit:  # _tail_for's exact test
                             break
                         size += entry_size(new[j], items[j]) + _COUNT_GROWTH.get(count, 0)
