@@ -4,7 +4,8 @@
     KVREPL_BASELINE=/path/to/other/checkout python -m benchmarks.lane_writes
 
 ``redis-benchmark -c 50 -P 16`` GEOADD (one point, no ``-r``: the same member each time),
-SETBIT on ``-r 100000`` keys, ``XADD s * f v`` and PFADD of ``-r 1000000`` elements, sent to
+SETBIT on ``-r 100000`` keys, ``XADD s * f v``, XADD of distinct values (``-r 1000000``: one
+field, and three fields of differing values) and PFADD of ``-r 1000000`` elements, sent to
 kvrepl from this checkout, to kvrepl from ``KVREPL_BASELINE`` when set (the A/B of a change:
 both servers beside each other on the same host, in the same rounds) and to redis-server,
 which take turns round by round (the order rotates). Reported per server: the process's CPU
@@ -35,7 +36,7 @@ from benchmarks.common import (
 )
 from benchmarks.tcp import server_commands
 
-TITLE = "GEOADD, SETBIT, XADD, PFADD -P 16: CPU per request, kvrepl (and a baseline) and redis"
+TITLE = "GEOADD, SETBIT, XADD (same and distinct values), PFADD -P 16: CPU per request, kvrepl (and a baseline) and redis"
 
 CLIENTS = 50
 PIPELINE = 16
@@ -44,6 +45,10 @@ TESTS: dict[str, list[str]] = {
     "GEOADD": ["GEOADD", "k", "13.361389", "38.115556", "m:__rand_int__"],
     "SETBIT": ["-r", "100000", "SETBIT", "key:__rand_int__", "7", "1"],
     "XADD": ["XADD", "s", "*", "f", "v"],
+    # real traffic: each entry its own values (and a stream of its own, apart from "s")
+    "XADD -r": ["-r", "1000000", "XADD", "sr", "*", "f", "__rand_int__"],
+    "XADD 3 fields -r": ["-r", "1000000", "XADD", "s3", "*", "user", "u:__rand_int__",
+                         "score", "__rand_int__", "at", "1700000000__rand_int__"],
     "PFADD": ["-r", "1000000", "PFADD", "hll", "__rand_int__"],
 }
 

@@ -1,6 +1,7 @@
 """Streams over TCP: redis-benchmark's own XADD and XREAD, kvrepl against a real redis-server.
 
-``redis-benchmark -c 50 -P 16 -n N XADD s * f v`` (each server appends to its own stream) and
+``redis-benchmark -c 50 -P 16 -n N XADD s * f v`` (each server appends to its own stream), the
+same with a distinct value per entry (``-r 1000000 XADD d * f __rand_int__``) and
 ``redis-benchmark -c 50 -n N XREAD COUNT 100 STREAMS r 0`` on a stream of 100 entries, the
 servers taking turns round by round with the order rotated, medians reported. N is sized per
 server from a warm-up so that a run lasts about ``--seconds``. The goal is judged on the
@@ -46,6 +47,10 @@ READ_ENTRIES = 100
 # (label, pipeline, command, goal for kvrepl/redis)
 TESTS = (
     ("XADD s * f v -P 16", 16, ["XADD", "s", "*", "f", "v"], 0.3),
+    # what real traffic sends: each entry its own value (redis-benchmark without -r repeats
+    # one request), to a stream of its own
+    ("XADD d * f __rand_int__ -r 1000000 -P 16", 16,
+     ["-r", "1000000", "XADD", "d", "*", "f", "__rand_int__"], 0.3),
     (f"XREAD COUNT {READ_ENTRIES} (100 entries)", 1,
      ["XREAD", "COUNT", str(READ_ENTRIES), "STREAMS", "r", "0"], 0.3),
 )

@@ -447,3 +447,71 @@ def test_a_snapshot_taken_before_a_run_of_xadd_does_not_see_it():
     view.close()
     assert engine.plain_lane.run(session, read, 0, []) == 16
     assert len(value) == 2 and len(engine.keyspace.dbs[0].data[b"s"]) == 34
+
+
+async def test_runs_of_distinct_xadds_leave_a_redis_replica_with_the_same_nodes(monkeypatch):
+    """Reads of ``XADD key * ...`` with distinct values (one field, three, field counts that
+    change, integers, long values) through the lane, into nodes that close on
+    stream-node-max-bytes and -entries: a real redis-server replica, which lays out its own
+    nodes from the propagated XADDs, ends with the same XINFO STREAM FULL (node count,
+    entries) and the same DEBUG DIGEST-VALUE as the kvrepl master."""
+    import random
+    import socket
+
+    import redis
+    import trio
+    from support import RedisServer, poll, raw_replies
+
+    import kvrepl
+
+    taken = lane_runs(monkeypatch)
+    rng = random.Random(7)
+
+    def entry(i: int) -> tuple[object, ...]:
+        value = rng.choice([b"%012d" % rng.randrange(10**6), b"%d" % rng.randrange(-5000, 10**6),
+                            b"v" * rng.randrange(0, 90), b"0", b"-0", b"x\0%d" % i])
+        shape = i // 40 % 3
+        if shape == 0:
+            return ("f", value)
+        if shape == 1:
+            return ("user", b"u:%d" % i, "score", value, "at", b"1700000000%d" % i)
+        return tuple(x for k in range(1 + i % 4) for x in (f"k{k}", value))
+
+    limits = {"stream_node_max_bytes": 300, "stream_node_max_entries": 9}
+    async with kvrepl.Master(port=0, repl_diskless_sync_delay=0, enable_debug_command="yes",
+                             **limits) as master:
+        replica = RedisServer("--enable-debug-command", "yes", "--stream-node-max-bytes", "300",
+                              "--stream-node-max-entries", "9", "--replicaof", "127.0.0.1",
+                              str(master.port))
+        try:
+            def run() -> None:  # in a thread: the master serves on this loop
+                follower = raw_replies(replica.client())
+                poll(lambda: b"master_link_status:up" in follower.execute_command(
+                    "INFO", "replication"), "the replica is up")
+                with socket.create_connection(("127.0.0.1", master.port)) as sock:
+                    reads = [[pack("XADD", key, "*", *entry(i)) for i in range(start, start + 32)]
+                             for start in range(0, 480, 32) for key in ("a", "b")]
+                    for read in reads:
+                        sock.sendall(b"".join(read))
+                        answer = b""
+                        while answer.count(b"\r\n") < 2 * len(read):
+                            answer += sock.recv(65536)
+                offset = int(redis.Redis(port=master.port).info("replication")[
+                    "master_repl_offset"])
+                ours = raw_replies(redis.Redis(port=master.port))
+                poll(lambda: b"slave_repl_offset:%d" % offset in follower.execute_command(
+                    "INFO", "replication"), "the replica caught up")
+                for key in ("a", "b"):
+                    assert follower.execute_command("DEBUG", "DIGEST-VALUE", key) == \
+                        ours.execute_command("DEBUG", "DIGEST-VALUE", key)
+                    full = [ours.execute_command("XINFO", "STREAM", key, "FULL"),
+                            follower.execute_command("XINFO", "STREAM", key, "FULL")]
+                    assert full[0] == full[1]
+                    assert full[0][b"radix-tree-keys"] > 480 / 9
+                ours.close()
+                follower.close()
+
+            await trio.to_thread.run_sync(run)
+        finally:
+            replica.stop()
+    assert max(taken) >= 32  # whole reads went through the lane

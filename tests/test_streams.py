@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator
 import pytest
 import redis
 import trio
-from hypothesis import HealthCheck, example, given, settings
+from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 from support import (
     Call,
@@ -35,6 +35,7 @@ from kvrepl.store.stream import (
     entry_bound,
     lp_entry_size,
     lp_int_size,
+    lp_strings_size,
 )
 
 Same = Callable[..., object]
@@ -229,6 +230,54 @@ def test_listpack_sizes_match_the_encoder(item: bytes) -> None:
 @given(st.integers(-2**63, 2**63 - 1))
 def test_listpack_int_sizes_match_the_encoder(value: int) -> None:
     assert lp_int_size(value) == len(listpack.encode_int(value))
+
+
+# Strings that listpack sizes differently: integers at every encoding's edges, their
+# non-canonical spellings, 20-digit ones past int64, NULs (the separator of the batch scan),
+# the long-string thresholds.
+_EDGE_STRINGS = st.one_of(
+    st.integers(-2**64, 2**64).map(b"%d".__mod__),
+    st.sampled_from([b"", b"0", b"-0", b"00", b"01", b"-", b"+1", b" 1", b"1 ", b"\x001",
+                     b"1\x00", b"\x00", b"12\x0034", b"9223372036854775807",
+                     b"9223372036854775808", b"-9223372036854775808", b"-9223372036854775809",
+                     b"000000123456", b"127", b"128", b"-4097", b"4095"]),
+    st.binary(max_size=20), st.text("0123456789-\0", max_size=21).map(str.encode),
+    st.builds(lambda n, c: c * n, st.sampled_from([63, 64, 4093, 4094, 4095, 5000]),
+              st.sampled_from([b"x", b"1"])))
+
+
+@given(st.lists(_EDGE_STRINGS, max_size=40))
+def test_strings_sized_together_as_one_by_one(strings: list[bytes]) -> None:
+    """lp_strings_size (a node's entries sized at once) is the sum of what the listpack
+    encoder writes for each string."""
+    assert lp_strings_size(strings) == sum(len(listpack.encode_entry(s)) for s in strings)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.lists(_EDGE_STRINGS, min_size=1, max_size=4), min_size=1, max_size=30),
+       st.sampled_from([0, 1, 127, 5000, 1 << 40, 1 << 63]),
+       st.sampled_from([0, 1, 2, 127, 128, 5000, 1 << 40, 1 << 63, MAX_ID[1] - 40, MAX_ID[1]]),
+       st.sampled_from([0, 0, 1, 3, 200]), st.booleans())
+def test_entries_sized_together_as_one_by_one(values: list[list[bytes]], master_ms: int,
+                                              master_seq: int, step: int,
+                                              same_shape: bool) -> None:
+    """StreamNode.entries_size is the sum of entry_size over the entries (ascending IDs
+    above the master's): SAMEFIELDS ones (the master's fields), others of other fields or
+    field counts, ID deltas small, negative, large or beyond int64."""
+    assume(step or master_seq + len(values) <= MAX_ID[1])
+    master_fields = [b"f%d" % i for i in range(len(values[0]))]
+    node = StreamNode((master_ms, master_seq), master_fields)
+    items, ids = [], []
+    ms, seq = master_ms, master_seq
+    for i, entry in enumerate(values):
+        names = master_fields if same_shape or i % 3 else [b"g%d" % j
+                                                           for j in range(len(entry))]
+        if same_shape and len(entry) != len(master_fields):
+            entry = (entry * len(master_fields))[:len(master_fields)]
+        items.append(tuple(x for pair in zip(names, entry, strict=False) for x in pair))
+        ms, seq = (ms + step, i % 2) if step else (ms, seq + 1)
+        ids.append((ms, seq))
+    assert node.entries_size(ids, items) == sum(map(node.entry_size, ids, items))
 
 
 @settings(max_examples=40, deadline=None,
@@ -1058,14 +1107,15 @@ def test_bound_keeps_the_live_counts_growth_in_reserve() -> None:
         assert node.lp_bytes <= lazy.node_map()[(0, 0)].bound
 
 
-def _node_shape(stream: Stream) -> list[tuple]:
-    return [(master_id, node.master_fields, node.count, node.deleted, node.lp_bytes,
-             node.bound, node.sized, node.last_id, node.dead)
+def _node_shape(stream: Stream, sizes: bool = True, bound: bool = True) -> list[tuple]:
+    return [(master_id, node.master_fields, node.count, node.deleted, node.last_id, node.dead,
+             *((node.lp_bytes, node.sized) if sizes else ()), *((node.bound,) if bound and sizes
+                                                               else ()))
             for master_id, node in stream.node_map().items()]
 
 
 @settings(max_examples=100, deadline=None)
-@given(st.lists(st.tuples(st.sampled_from(["run", "run", "run", "del", "trim", "one"]),
+@given(st.lists(st.tuples(st.sampled_from(["run", "run", "wide", "del", "trim", "one"]),
                           st.lists(st.lists(_FIELD, min_size=1, max_size=3), min_size=1,
                                    max_size=40)), min_size=1, max_size=30),
        st.sampled_from([(4096, 100), (120, 0), (300, 7), (0, 5), (10000, 0), (60, 1)]))
@@ -1077,7 +1127,9 @@ def test_a_run_of_entries_is_appended_as_one_by_one(
     runs, single = Stream(), Stream()
     ms = 1
     for op, run in ops:
-        items = [tuple(word for word in words for word in (word[:3] or b"k", word))
+        # "wide": field names longer than what a SAMEFIELDS entry's bound adds for them
+        width = 12 if op == "wide" else 1
+        items = [tuple(word for word in words for word in (word[:3] * width or b"k", word))
                  for words in run]
         ms += 1
         if op == "del" and len(single):
@@ -1091,9 +1143,36 @@ def test_a_run_of_entries_is_appended_as_one_by_one(
             for stream in (runs, single):
                 stream.append((ms, 0), items[0], *limits)
             continue
-        runs.append_run(ms, 5, items, [sum(map(len, fields)) for fields in items], *limits)
+        totals = [sum(map(len, fields)) for fields in items] if len(run) % 2 else None
+        runs.append_run(ms, 5, items, totals, *limits)
         for seq, fields in enumerate(items, 5):
             single.append((ms, seq), fields, *limits)
         assert runs == single
         assert runs._ids[runs._head:] == single._ids[single._head:] == list(runs.entries)
-        assert _node_shape(runs) == _node_shape(single)
+        # The same nodes; a run bounds its entries more tightly (it knows their IDs' deltas),
+        # so it may size them later, but to the same bytes.
+        assert _node_shape(runs, sizes=False) == _node_shape(single, sizes=False)
+        exact_runs, exact_single = runs.copy(), single.copy()
+        for stream in (exact_runs, exact_single):
+            for node in stream.node_map().values():
+                stream.settle(node)
+        assert _node_shape(exact_runs, bound=False) == _node_shape(exact_single, bound=False)
+        for node, exact in zip(runs.node_map().values(), exact_runs.node_map().values(),
+                               strict=True):
+            assert exact.lp_bytes <= node.bound
+
+
+def test_runs_with_long_field_names_split_nodes_as_one_by_one() -> None:
+    """SAMEFIELDS entries whose field names are longer than their stored bytes (which a
+    run's bound counts): every byte limit near the node's size splits the nodes as entries
+    added one by one do (each entry's test is its length against the bytes before it)."""
+    for max_bytes in range(80, 400, 3):
+        for n in (1, 2, 5, 16):
+            runs, single = Stream(), Stream()
+            items = [(b"f" * 60, b"%d" % i) for i in range(n)]
+            for ms in range(1, 8):
+                runs.append_run(ms, 0, items, None, max_bytes, 0)
+                for seq, fields in enumerate(items):
+                    single.append((ms, seq), fields, max_bytes, 0)
+            assert _node_shape(runs, sizes=False) == _node_shape(single, sizes=False), (
+                max_bytes, n)

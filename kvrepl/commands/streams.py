@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from itertools import chain
 from operator import itemgetter
 
 from kvrepl.commands.args import LONG_MAX, parse_int, parse_range_int
@@ -342,6 +343,7 @@ def xadd(s: Session, argv: list[bytes]) -> object:
 
 
 _PAIR = itemgetter(3, 4)  # XADD key * field value: its one field and value
+_FIELDS = itemgetter(slice(3, None))  # XADD key * field value ...: its fields and values
 _SEQUENCES = [b"%d" % seq for seq in range(4096)]  # the sequence numbers a run mostly has
 
 
@@ -371,17 +373,18 @@ def xadd_run(s: Session, key: bytes, run: list[list[bytes]], same: bool = False
         ms, seq = last_ms, last_seq + 1
     else:
         return []  # an ID's carry or the last possible ID: the handler, one by one
+    totals: list[int] | None = None  # summed by append_run where it needs them
     if same:
         fields = tuple(run[0][3:])
         items = [fields] * n
         totals = [sum(map(len, fields))] * n
     elif sum(map(len, run)) == 5 * n:  # one field each, the usual
         items = list(map(_PAIR, run))
-        totals = [len(field) + len(value) for field, value in items]
     else:
-        items = [tuple(argv[3:]) for argv in run]
+        items = list(map(tuple, map(_FIELDS, run)))
+    if totals is None and sum(map(len, chain.from_iterable(items))) > LISTPACK_MAX_SIZE:
         totals = [sum(map(len, fields)) for fields in items]
-    if max(totals) > LISTPACK_MAX_SIZE:  # the handler's error, after those before it
+    if max(totals or (0,)) > LISTPACK_MAX_SIZE:  # the handler's error, after those before
         n = next(i for i, total in enumerate(totals) if total > LISTPACK_MAX_SIZE)
         if not n:
             return []

@@ -20,7 +20,8 @@ from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
-from itertools import repeat
+from itertools import chain, compress, repeat
+from operator import itemgetter
 
 from sortedcontainers import SortedDict, SortedSet
 
@@ -80,6 +81,35 @@ def lp_entry_size(s: bytes) -> int:
     if n < 4096:
         return n + 2 + lp_backlen_size(n + 2)
     return n + 5 + lp_backlen_size(n + 5)
+
+
+_HEAD = itemgetter(slice(0, 1))  # a string's first byte (b"" for an empty one)
+_INT_HEADS = (b"-", b"1", b"2", b"3", b"4", b"5", b"6", b"7", b"8", b"9")
+_INT_HEAD_FLAGS = bytes(c in b"-123456789" for c in range(256))  # translate: 1 for those
+
+
+def lp_strings_size(strings: list[bytes]) -> int:
+    """``sum(map(lp_entry_size, strings))`` for many distinct strings at once (the entries
+    of a node sized together): each string's length + 2, the extra backlen bytes of the long
+    ones, and the integers' own sizes. Only a string that starts with ``-`` or 1-9, or is
+    ``0``, can be an integer (a canonical one has no leading zero): their first bytes are
+    tested together, and usually none of them is one."""
+    if not strings:
+        return 0
+    lengths = list(map(len, strings))
+    size = sum(lengths) + 2 * len(strings)
+    if max(lengths) >= 64:  # never an integer: lp_entry_size's string cases, uncached
+        size += sum(lp_entry_size.__wrapped__(s) - len(s) - 2 for s in strings
+                    if len(s) >= 64)
+    heads = b"".join(map(_HEAD, strings))
+    if heads.translate(None, b"-123456789") != heads:
+        # the strings that may be integers: one flag each, from their first bytes (with no
+        # empty string among them), or one test each
+        flags = heads.translate(_INT_HEAD_FLAGS) if len(heads) == len(strings) else map(
+            bytes.startswith, strings, repeat(_INT_HEADS))
+        size += sum(lp_entry_size.__wrapped__(s) - len(s) - 2
+                    for s in compress(strings, flags) if len(s) <= 20)
+    return size - strings.count(b"0")  # "0": 2 bytes as an integer, 3 as a string
 
 
 def id_delta(a: int, b: int) -> int:
@@ -142,17 +172,17 @@ class StreamNode:
     before a deletion changes the node: a node that closes on ``stream-node-max-entries``
     first (the usual case) is never sized entry by entry."""
 
-    __slots__ = ("master_id", "master_fields", "count", "deleted", "lp_bytes", "last_id",
-                 "dead", "sized", "bound")
+    __slots__ = ("master_id", "master_fields", "fields_size", "count", "deleted", "lp_bytes",
+                 "last_id", "dead", "sized", "bound")
 
     def __init__(self, master_id: StreamID, master_fields: Sequence[bytes]) -> None:
         self.master_id = master_id
         self.master_fields = tuple(master_fields)
+        self.fields_size = sum(map(lp_entry_size, master_fields))  # in the listpack's bytes
         self.count = 0
         self.deleted = 0
         # header (6) + end (1) + count + deleted + num-fields + fields + master terminator
-        self.lp_bytes = (7 + 2 + 2 + lp_int_size(len(master_fields))
-                         + sum(map(lp_entry_size, master_fields)) + 2)
+        self.lp_bytes = (7 + 2 + 2 + lp_int_size(len(master_fields)) + self.fields_size + 2)
         self.last_id = master_id
         self.dead: dict[StreamID, list[bytes]] = {}
         self.sized = 0
@@ -161,6 +191,7 @@ class StreamNode:
     def copy(self) -> StreamNode:
         new = StreamNode.__new__(StreamNode)
         new.master_id, new.master_fields = self.master_id, self.master_fields
+        new.fields_size = self.fields_size
         new.count, new.deleted, new.lp_bytes = self.count, self.deleted, self.lp_bytes
         new.last_id, new.dead = self.last_id, dict(self.dead)
         new.sized, new.bound = self.sized, self.bound
@@ -205,6 +236,57 @@ class StreamNode:
             return size + (2 if pairs < 125 else lp_int_size(pairs + 3))
         return (size + lp_int_size(pairs) + sum(map(lp_entry_size, fields))
                 + lp_int_size(2 * pairs + 4))
+
+    def entries_size(self, ids: list[StreamID], items: list[Sequence[bytes]]) -> int:
+        """``sum(map(entry_size, ids, items))`` (entries in ID order), computed for all of
+        them together: the ID deltas from their extremes when all are small, the fields
+        and values through :func:`lp_strings_size`, the entries with the master fields
+        (SAMEFIELDS: their fields are not stored) counted at once."""
+        n = len(items)
+        if not n:
+            return 0
+        master_ms, master_seq = self.master_id
+        pairs = len(self.master_fields)
+        lengths = list(map(len, items))
+        longest = max(lengths)
+        if ids[-1][0] - master_ms >= 128 or longest >= 2 * 62:  # rare: one by one
+            return sum(map(self.entry_size, ids, items))
+        seqs = list(map(_SEQ, ids))
+        low, high = min(seqs) - master_seq, max(seqs) - master_seq
+        size = 8 * n  # flags, deltas (below 128), lp-count or (another shape) num-fields
+        if low >= 0 and high < 128:
+            pass
+        elif -4096 <= low and high < 4096:  # 3 bytes outside 0-127
+            seqs.sort()
+            size += (bisect_left(seqs, master_seq)
+                     + len(seqs) - bisect_left(seqs, master_seq + 128))
+        else:
+            size += sum(
+                lp_int_size(d if -_INT64_LIMIT <= d < _INT64_LIMIT
+                            else id_delta(d + master_seq, master_seq)) - 2
+                for d in (seq - master_seq for seq in seqs))
+        if longest == min(lengths) == 2 * pairs:  # one shape: compare the fields in C
+            keys = list(map(_FIELD_GETTERS[pairs], items))
+            same = keys.count(self.master_fields[0] if pairs == 1 else self.master_fields)
+            if same == n:  # all SAMEFIELDS (the usual): their values only, lp-count 2
+                return size + lp_strings_size(
+                    list(map(_SEQ, items)) if pairs == 1 else
+                    list(chain.from_iterable(map(_VALUE_GETTERS[pairs], items))))
+        else:
+            same = sum(1 for fields in items if len(fields) == 2 * pairs
+                       and tuple(fields[0::2]) == self.master_fields)
+        # SAMEFIELDS entries: their values only, lp-count 2 below 125 pairs; the others:
+        # num-fields and lp-count 2 each (below 62 pairs), fields and values
+        size += lp_strings_size(list(chain.from_iterable(items))) - same * self.fields_size
+        if pairs >= 125:
+            size += same * (lp_int_size(pairs + 3) - 2)
+        return size + 2 * (n - same)
+
+
+_SEQ = itemgetter(1)  # an ID's sequence number
+# The field names of an entry of p pairs (one: the name itself; more: a tuple of them).
+_FIELD_GETTERS = [None, itemgetter(0), *(itemgetter(*range(0, 2 * p, 2)) for p in range(2, 62))]
+_VALUE_GETTERS = [None, itemgetter(1), *(itemgetter(*range(1, 2 * p, 2)) for p in range(2, 62))]
 
 
 def entry_bound(total: int, n: int) -> int:
@@ -425,12 +507,12 @@ class Stream:
             return
         ids = self._ids
         high = bisect_right(ids, node.last_id, self._head)
-        entries = self._entries
-        entry_size = node.entry_size
-        size = node.lp_bytes
-        for entry_id in ids[high - unsized:high]:
-            size += entry_size(entry_id, entries[entry_id]) + _COUNT_GROWTH.get(count, 0)
-            count += 1
+        new = ids[high - unsized:high]
+        size = node.lp_bytes + node.entries_size(new, list(map(self._entries.__getitem__, new)))
+        for threshold, growth in _COUNT_GROWTH.items():  # the live count from count up
+            if count <= threshold < count + unsized:
+                size += growth
+        count += unsized
         node.lp_bytes = size
         node.bound = size + _GROWTH_RESERVE
         node.sized = count
@@ -478,12 +560,14 @@ class Stream:
         self.last_id = entry_id
 
     def append_run(self, ms: int, seq: int, items: list[tuple[bytes, ...]],
-                   totals: list[int], max_bytes: int, max_entries: int) -> None:
-        """:meth:`append` of ``items`` (``totals``: their lengths in bytes) as the entries
-        ``ms-seq``, ``ms-(seq+1)``, ... (all above ``last_id``, ``seq`` + their number
-        within 64 bits): the same nodes, sizes and bounds, entry for entry, with the
-        entries that go to one node inserted together, and their bounds added at once when
-        all of them fit the node's byte limit by the bound."""
+                   totals: list[int] | None, max_bytes: int, max_entries: int) -> None:
+        """:meth:`append` of ``items`` (``totals``: their lengths in bytes, or None to have
+        them summed where needed) as the entries ``ms-seq``, ``ms-(seq+1)``, ... (all above
+        ``last_id``, ``seq`` + their number within 64 bits): the same nodes as entry by
+        entry, with the entries that go to one node inserted together, and their bounds
+        added at once when all of them fit the node's byte limit by the bound (a tighter
+        one than append's: their IDs are known); otherwise the node is sized exactly and
+        the entries added together if all fit, else one by one, as streamAppendItem does."""
         n = len(items)
         if not n:
             return
@@ -497,7 +581,7 @@ class Stream:
         tail = self._tail  # set: this stream grew through here, its indexes agree
         i = 0
         while i < n:
-            total = totals[i]
+            total = totals[i] if totals is not None else sum(map(len, items[i]))
             if tail is None or (max_entries and tail.count + tail.deleted >= max_entries) or \
                     not tail.bound + total < limit:
                 if tail is None:
@@ -509,21 +593,66 @@ class Stream:
             j = n if room >= n - i else i + room
             whole = not i and j == n
             chunk = items if whole else items[i:j]
-            sizes = totals if whole else totals[i:j]
-            top = max(sizes)
-            # entry_bound's first case for each, when all have it
-            grow = sum(sizes) + 2 * sum(map(len, chunk)) + 26 * (j - i)
-            bound = tail.bound
-            if top < 64 and max(map(len, chunk)) < 120 and bound + grow < limit:
-                bound += grow  # each entry's test (bound + its total < limit) holds
+            # An upper bound of each entry's size when its strings are below 64 bytes and its
+            # pairs below 60: each string's length + 2, flags 2, num-fields or lp-count 2
+            # twice, and the ID deltas, 2 each below 128 (the chunk's IDs are ms-seq+i to
+            # ms-seq+j-1, the node's master ID below them), 10 at most. When all of them have
+            # the node's master fields (SAMEFIELDS, the usual), their fields are not stored:
+            # the bound leaves them out, and each entry's test (the bound before it + its
+            # length < limit) then needs the fields' length beside the bound.
+            lengths = list(map(len, chunk))
+            longest = max(lengths)
+            if totals is not None:
+                sizes = totals if whole else totals[i:j]
+                stored = sum(sizes)
+                strings = None if max(sizes) >= 64 else ()  # () when all are short
             else:
-                stop, j = j, i
-                while j < stop:
-                    total = totals[j]
-                    if j > i and not bound + total < limit:
-                        break
-                    bound += entry_bound(total, len(items[j]))
-                    j += 1
+                strings = list(map(len, chain.from_iterable(chunk)))
+                stored = sum(strings)
+            count = sum(lengths)
+            master_ms, master_seq = tail.master_id
+            low = seq + i - master_seq
+            per_entry = (6 + (2 if ms - master_ms < 128 else 10)
+                         + (2 if 0 <= low and low + j - i <= 128 else 10)) * (j - i)
+            grow = stored + 2 * count + per_entry
+            bound = tail.bound
+            fits = longest < 120 and bound + grow < limit
+            if not fits and longest < 120:
+                fields = tail.master_fields
+                pairs = len(fields)
+                if 2 * pairs == min(lengths) == longest and list(
+                        map(_FIELD_GETTERS[pairs], chunk)).count(
+                        fields[0] if pairs == 1 else fields) == j - i:
+                    unstored = sum(map(len, fields))
+                    grow = stored - unstored * (j - i) + count + per_entry
+                    fits = bound + grow + unstored < limit
+            if fits and max(strings if strings is not None else map(
+                    len, chain.from_iterable(chunk)), default=0) < 64:
+                bound += grow  # each entry's test holds
+            else:  # near the byte limit: the node sized exactly, then its new entries
+                self.settle(tail)
+                size, count = tail.lp_bytes, tail.count
+                exact = tail.entries_size(new[i:j], chunk) + sum(
+                    growth for threshold, growth in _COUNT_GROWTH.items()
+                    if count <= threshold < count + j - i)
+                sizes = totals[i:j] if totals is not None else list(map(sum, map(
+                    map, repeat(len), chunk)))  # each entry's length
+                if size + exact + max(sizes) < limit:  # each entry's test holds: all of them
+                    size += exact
+                    count += j - i
+                else:  # entry by entry, as streamAppendItem
+                    entry_size = tail.entry_size
+                    stop, j = j, i
+                    while j < stop:
+                        total = sizes[j - i]
+                        if j > i and not size + total < limit:  # _tail_for's exact test
+                            break
+                        size += entry_size(new[j], items[j]) + _COUNT_GROWTH.get(count, 0)
+                        count += 1
+                        j += 1
+                tail.lp_bytes = size
+                tail.sized = count
+                bound = size + _GROWTH_RESERVE
                 whole = not i and j == n
                 chunk = items if whole else items[i:j]
             tail.bound = bound
