@@ -555,7 +555,7 @@ class _Live:
     the same registers one byte each, where PFADD reads a batch of registers at once
     (``itemgetter``, in C) instead of taking each out of its 6 bits; ``histogram``, the
     count of registers by value once PFCOUNT needed it, kept current register by register.
-    PFADD changes them together (:meth:`grow`)."""
+    PFADD changes them together (see :func:`dense_update`)."""
 
     __slots__ = ("shadow", "raw", "histogram")
 
@@ -569,19 +569,6 @@ class _Live:
         shadow = self.shadow
         shadow[:HDR_SIZE] = value[:HDR_SIZE]  # the header holds no register
         return shadow == value
-
-    def grow(self, value: bytearray, index: int, count: int) -> None:
-        """Register ``index`` of ``value`` becomes ``count`` (higher than it is), and so it
-        does here."""
-        raw = self.raw
-        histogram = self.histogram
-        if histogram is not None:
-            histogram[raw[index]] -= 1
-            histogram[count] += 1
-        raw[index] = count
-        _dense_set(value, index, count)
-        pos = _REG_BYTE[index]
-        self.shadow[pos:pos + 2] = value[pos:pos + 2]  # the one or two bytes it lies in
 
 
 def _live(value: bytearray) -> _Live | None:
@@ -1006,12 +993,21 @@ def dense_update(value: bytes | bytearray, indexes: Sequence[int], runs: Sequenc
         else:
             return value, bytes(n)
         grew = bytearray(n)
+        histogram = live.histogram
+        shadow = live.shadow
         i = maybe.find(0x80)
         while i >= 0:
             index = indexes[i]
             count = runs[i]
-            if count > raw[index]:  # an earlier element may have raised it since
-                live.grow(value, index, count)  # type: ignore[arg-type]
+            old = raw[index]
+            if count > old:  # (an earlier element may have raised it since)
+                raw[index] = count
+                if histogram is not None:
+                    histogram[old] -= 1
+                    histogram[count] += 1
+                _dense_set(value, index, count)  # type: ignore[arg-type]
+                pos = _byte[index]
+                shadow[pos:pos + 2] = value[pos:pos + 2]  # the one or two bytes it is in
                 grew[i] = 1
             i = maybe.find(0x80, i + 1)
         if 1 in grew:
@@ -1030,11 +1026,11 @@ def dense_update(value: bytes | bytearray, indexes: Sequence[int], runs: Sequenc
             continue
         if type(value) is not bytearray:
             value = _mutable(value)  # type: ignore[arg-type]
-            live = _LIVE.get(value) if _LIVE.entries else None  # type: ignore[arg-type]
-        if live is not None:  # made by _mutable with the histogram it knew
-            live.grow(value, index, count)  # type: ignore[attr-defined]
-        else:
-            _dense_set(value, index, count)
+            if _LIVE.entries and _LIVE.get(value) is not None:  # type: ignore[arg-type]
+                # made with the histogram that was known: kept current by the path above
+                grew[i:] = dense_update(value, indexes[i:], runs[i:])[1]
+                break
+        _dense_set(value, index, count)  # type: ignore[arg-type]
         grew[i] = 1
     if type(value) is bytearray and 1 in grew:
         value[15] |= _STALE
