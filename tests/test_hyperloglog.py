@@ -822,6 +822,70 @@ def test_alternating_pfadd_and_pfcount_change_the_hll_in_place(
         real.close()
 
 
+def _register_by_register(value: bytearray, indexes: list[int], runs: list[int]) -> bytes:
+    """PFADD's reference: each element's register read out of its 6 bits and raised in
+    turn (``value`` changed); one byte per element, 1 where it grew."""
+    grew = bytearray(len(indexes))
+    for i, (index, run) in enumerate(zip(indexes, runs, strict=True)):
+        if run > hll._dense_get(value, index):
+            hll._dense_set(value, index, run)
+            grew[i] = 1
+    if 1 in grew:
+        value[15] |= 0x80
+    return bytes(grew)
+
+
+def test_dense_updates_through_kept_registers_are_register_by_register_ones() -> None:
+    """``dense_update`` reads a batch's registers from the one-byte copy it keeps of a dense
+    ``bytearray`` HLL (compared all at once with the runs): batches of every size (one
+    register hit twice in a batch included), single elements, with the copy made, kept,
+    and found stale after SETRANGE-like edits raise, lower or zero registers behind it.
+    Each step leaves the bytes and grew-flags of the register-by-register reference."""
+    rng = random.Random(21)
+    value = bytearray(hll.to_dense(hll.EMPTY))
+    reference = bytearray(value)
+    for step in range(300):
+        n = rng.choice((0, 1, 2, 7, 8, 9, 16, 33, 64))
+        elements = [b"%012d" % rng.randrange(10**6) for _ in range(n)]
+        if n > 2 and rng.random() < 0.3:
+            elements[-1] = elements[0]  # the same register twice in one batch
+        indexes, runs = hll.patterns(elements)
+        if n and rng.random() < 0.2:
+            runs = list(runs)
+            runs[0] = rng.randrange(1, 52)  # any run, up to the longest
+        stored, grew = hll.dense_update(value, indexes, runs)
+        assert stored is value
+        assert grew == _register_by_register(reference, list(indexes), list(runs)), step
+        assert value == reference, step
+        if rng.random() < 0.1:  # registers changed behind the kept copy (SETRANGE...)
+            start = rng.randrange(hll.HDR_SIZE, hll.DENSE_SIZE - 100)
+            edit = rng.choice((bytes(rng.randrange(1, 100)), b"\xff" * rng.randrange(1, 100),
+                               rng.randbytes(rng.randrange(1, 3))))
+            value[start:start + len(edit)] = edit
+            reference[start:start + len(edit)] = edit
+    assert hll.count(value) == hll.count(bytes(reference))
+
+
+def test_batched_pfadds_after_registers_changed_behind_them_give_redis_bytes(
+        r: redis.Redis, real: redis.Redis) -> None:
+    """Pipelined one-element PFADDs and multi-element ones to a dense HLL, which kvrepl
+    reads through a copy of its registers, between SETRANGEs and SETBITs that raise, lower
+    and zero registers behind that copy (the elements added again then grow the zeroed
+    ones again): the same replies and bytes as redis-server."""
+    rng = random.Random(22)
+    elements = [b"%012d" % rng.randrange(10**6) for _ in range(3000)]
+    commands: list[tuple[object, ...]] = [("PFADD", "h", *elements[:2000])]
+    commands += [("PFADD", "h", element) for element in elements[2000:2100]]
+    for edit in (("SETRANGE", "h", 16, bytes(6000)), ("SETRANGE", "h", 3000, b"\xff" * 3000),
+                 ("SETBIT", "h", 8 * 7000 + 5, 1), ("SETRANGE", "h", 9000, b"\x41" * 500)):
+        commands += [edit, *(("PFADD", "h", element) for element in elements[:64]),
+                     ("PFADD", "h", *elements[64:200]), ("PFCOUNT", "h"), ("GET", "h")]
+    commands += [("PFADD", "h", element) for element in elements[2100:]]
+    commands += [("PFCOUNT", "h"), ("GET", "h")]
+    _run_both(r, real, commands)
+    _same_bytes(r, real, "h")
+
+
 def test_a_snapshot_taken_before_pfadd_and_pfcount_keeps_the_old_bytes(engine, run) -> None:
     """The view a BGSAVE or a full sync writes from (``KeyspaceView``), taken before PFADD
     and PFCOUNT change dense HLLs in place (one held as bytes, one as a bytearray already,

@@ -40,6 +40,7 @@ import struct
 from array import array
 from bisect import bisect_left, bisect_right
 from collections.abc import Sequence
+from operator import itemgetter
 
 from kvrepl.store.encoding import mark_string
 
@@ -123,12 +124,15 @@ _TAILS = _Memo(1024)
 # The register histogram of dense HLLs counted or updated lately: PFADD keeps it current
 # register by register, so PFCOUNT after PFADD does not recount 16384 registers.
 _HISTOGRAMS = _Memo(64)
-# The same for dense HLLs kept as a ``bytearray`` (changed in place, see dense_in_place). Such
-# a value keeps its identity whatever changes it, SETRANGE, APPEND, SETBIT or BITFIELD too,
-# which do not tell this module; so each entry is ``(histogram, shadow)``: the histogram is
-# always that of the shadow, a copy of the registers PFADD updates along with the value, and
-# it is used only while the value still equals its shadow (one comparison, no copy).
-_LIVE_HISTOGRAMS = _Memo(64)
+# What is known of dense HLLs kept as a ``bytearray`` (changed in place, see dense_in_place): a
+# _Live each. Such a value keeps its identity whatever changes it, SETRANGE, APPEND, SETBIT or
+# BITFIELD too, which do not tell this module; so a _Live is used only while the value still
+# equals its shadow (one comparison, no copy).
+_LIVE = _Memo(64)
+# A dense ``bytearray`` HLL given this many elements at once gets a _Live if it has none (the
+# registers unpacked once, 20-odd elements' worth of PFADD's work), for this and the next
+# batches; fewer are added register by register (see dense_update).
+_BATCH_LIVE = 8
 
 
 def tail_byte(value: bytes) -> int:
@@ -217,6 +221,8 @@ def pattern(element: bytes, _m: int = _M, _mask: int = _MASK64, _seeded: list[in
 # integers: a batch of 16 costs a few times one element.
 _BATCH_MIN = 6  # fewer elements are hashed one by one (as fast)
 _BATCH_MAX = 64  # a longer list is cut into batches of this many
+# Bit 7 of each of n bytes, for dense_update's comparison of n registers with n runs at once.
+_HIGHS = [int.from_bytes(b"\x80" * n, "little") for n in range(_BATCH_MAX + 1)]
 _LANE = b"\x01" + bytes(15)  # one byte set in each 16-byte lane
 _PADS = [bytes(16 - n) for n in range(17)]  # what fills an element up to its lane
 # The run, from the 8 bits above the index (bits 14..21): the position of the lowest 1 bit;
@@ -543,19 +549,47 @@ def count(value: bytes | bytearray) -> int:
     return estimate(_sparse_histogram(value))
 
 
-def _live_histogram(value: bytearray) -> list[int]:
-    """The histogram of the dense ``bytearray`` ``value``: its memo while the value equals
-    the memo's shadow, else counted again (and remembered with a new shadow)."""
-    fact = _LIVE_HISTOGRAMS.get(value)  # type: ignore[arg-type]
-    if fact is not None:
-        histogram, shadow = fact  # type: ignore[misc]
+class _Live:
+    """The registers of a dense HLL kept as a ``bytearray``, as PFADD and PFCOUNT left them:
+    ``shadow``, a copy of the whole value (its header aside, see :meth:`holds`); ``raw``,
+    the same registers one byte each, where PFADD reads a batch of registers at once
+    (``itemgetter``, in C) instead of taking each out of its 6 bits; ``histogram``, the
+    count of registers by value once PFCOUNT needed it, kept current register by register.
+    PFADD changes them together (see :func:`dense_update`)."""
+
+    __slots__ = ("shadow", "raw", "histogram")
+
+    def __init__(self, value: bytearray, histogram: list[int] | None = None) -> None:
+        self.shadow = bytearray(value)
+        self.raw = _raw_of_lanes(_unpack_dense(value))  # type: ignore[arg-type]
+        self.histogram = histogram
+
+    def holds(self, value: bytearray) -> bool:
+        """``value`` still has the registers this describes (nothing else changed them)."""
+        shadow = self.shadow
         shadow[:HDR_SIZE] = value[:HDR_SIZE]  # the header holds no register
-        if shadow == value:
-            return histogram  # type: ignore[no-any-return]
-    histogram = _histogram(b"".join(
-        lane.to_bytes(_LANES, "little") for lane in _unpack_dense(value)))  # type: ignore[arg-type]
-    _LIVE_HISTOGRAMS.put(value, (histogram, bytearray(value)))  # type: ignore[arg-type]
-    return histogram
+        return shadow == value
+
+
+def _live(value: bytearray) -> _Live | None:
+    """The :class:`_Live` of ``value`` if one is kept and still true (else it is dropped)."""
+    live = _LIVE.get(value)  # type: ignore[arg-type]
+    if live is not None and not live.holds(value):  # type: ignore[attr-defined]
+        _LIVE.take(value)  # type: ignore[arg-type]
+        return None
+    return live  # type: ignore[return-value]
+
+
+def _live_histogram(value: bytearray) -> list[int]:
+    """The histogram of the dense ``bytearray`` ``value``, from its :class:`_Live` (made
+    and kept when missing or no longer true)."""
+    live = _live(value) if _LIVE.entries else None
+    if live is None:
+        live = _Live(value)
+        _LIVE.put(value, live)  # type: ignore[arg-type]
+    if live.histogram is None:
+        live.histogram = _histogram(bytes(live.raw))
+    return live.histogram
 
 
 def _mutable(value: bytes) -> bytearray:
@@ -564,7 +598,7 @@ def _mutable(value: bytes) -> bytearray:
     buf = bytearray(value)
     histogram = _HISTOGRAMS.get(value)
     if histogram is not None:
-        _LIVE_HISTOGRAMS.put(buf, (list(histogram), bytearray(value)))  # type: ignore[arg-type]
+        _LIVE.put(buf, _Live(buf, list(histogram)))  # type: ignore[arg-type]
     return buf
 
 
@@ -925,15 +959,64 @@ def dense_update(value: bytes | bytearray, indexes: Sequence[int], runs: Sequenc
     ``value``: ``(what to store, one byte per element, 1 where its register grew)``.
 
     It costs what it changes: a ``bytearray`` (see :func:`dense_in_place`) is changed where
-    it is and returned itself, its cache marked stale if anything grew, its histogram memo
-    (if any) updated register by register; a ``bytes`` value that an element changes
-    becomes such a ``bytearray`` first (the one 12 KB copy), one that none changes is
-    returned as is."""
-    grew = bytearray(len(indexes))
-    live = _LIVE_HISTOGRAMS.get(value) if _LIVE_HISTOGRAMS.entries else None  # type: ignore[arg-type]
-    n = -1
+    it is and returned itself, its cache marked stale if anything grew; a ``bytes`` value
+    that an element changes becomes such a ``bytearray`` first (the one 12 KB copy), one
+    that none changes is returned as is.
+
+    A ``bytearray`` given :data:`_BATCH_LIVE` elements or more, or one with a
+    :class:`_Live` kept, is read through its one-byte registers: the registers of all the
+    elements in one C call, compared with their runs in another, and only the elements whose
+    run is higher than their register was before the batch are looked at one by one (in
+    order: an earlier one may have raised the register since). Elements one at a time go
+    register by register through the 6-bit fields, which costs less than making a
+    :class:`_Live` for them."""
+    n = len(indexes)
+    live = None
+    if type(value) is bytearray:
+        live = _live(value) if _LIVE.entries else None
+        if live is None and n >= _BATCH_LIVE:
+            live = _Live(value)  # type: ignore[arg-type]
+            _LIVE.put(value, live)  # type: ignore[arg-type]
+    if live is not None:
+        raw = live.raw
+        if n > 1:
+            # Lane i of (registers | 0x80) - runs keeps bit 7 where element i's register
+            # held its run already (both are below 64: no lane borrows from the next).
+            high = _HIGHS[n] if n <= _BATCH_MAX else int.from_bytes(b"\x80" * n, "little")
+            held = ((int.from_bytes(bytes(itemgetter(*indexes)(raw)), "little") | high)
+                    - int.from_bytes(runs, "little")) & high  # type: ignore[arg-type]
+            if held == high:
+                return value, bytes(n)  # nothing grows: the usual case in a full HLL
+            maybe = (held ^ high).to_bytes(n, "little")  # 0x80 where the run is higher
+        elif n and runs[0] > raw[indexes[0]]:
+            maybe = b"\x80"
+        else:
+            return value, bytes(n)
+        grew = bytearray(n)
+        histogram = live.histogram
+        shadow = live.shadow
+        i = maybe.find(0x80)
+        while i >= 0:
+            index = indexes[i]
+            count = runs[i]
+            old = raw[index]
+            if count > old:  # (an earlier element may have raised it since)
+                raw[index] = count
+                if histogram is not None:
+                    histogram[old] -= 1
+                    histogram[count] += 1
+                _dense_set(value, index, count)  # type: ignore[arg-type]
+                pos = _byte[index]
+                shadow[pos:pos + 2] = value[pos:pos + 2]  # the one or two bytes it is in
+                grew[i] = 1
+            i = maybe.find(0x80, i + 1)
+        if 1 in grew:
+            value[15] |= _STALE  # type: ignore[index]
+        return value, bytes(grew)
+    grew = bytearray(n)
+    i = -1
     for index, count in zip(indexes, runs, strict=True):
-        n += 1
+        i += 1
         pos = _byte[index]
         fb = _shift[index]
         if fb <= 2:  # the register lies within one byte
@@ -943,15 +1026,12 @@ def dense_update(value: bytes | bytearray, indexes: Sequence[int], runs: Sequenc
             continue
         if type(value) is not bytearray:
             value = _mutable(value)  # type: ignore[arg-type]
-            live = _LIVE_HISTOGRAMS.get(value) if _LIVE_HISTOGRAMS.entries else None  # type: ignore[arg-type]
-        _dense_set(value, index, count)
-        grew[n] = 1
-        if live is not None:
-            # The histogram is the shadow's: it follows the shadow's own register.
-            histogram, shadow = live  # type: ignore[misc]
-            histogram[_dense_get(shadow, index)] -= 1
-            histogram[count] += 1
-            _dense_set(shadow, index, count)
+            if _LIVE.entries and _LIVE.get(value) is not None:  # type: ignore[arg-type]
+                # made with the histogram that was known: kept current by the path above
+                grew[i:] = dense_update(value, indexes[i:], runs[i:])[1]
+                break
+        _dense_set(value, index, count)  # type: ignore[arg-type]
+        grew[i] = 1
     if type(value) is bytearray and 1 in grew:
         value[15] |= _STALE
     return value, bytes(grew)
@@ -1018,7 +1098,7 @@ def dense_in_place(value: object) -> bool:
     size and magic (PFADD's sparse-to-dense promotion stores one; SETRANGE or SETBIT on a
     dense HLL leave one too; PFADD or PFCOUNT make one of a dense ``bytes`` HLL they
     change). Its bytes are what a ``bytes`` HLL's would be; only the copy per change is
-    saved. Of the memos by identity above only ``_LIVE_HISTOGRAMS`` is used for it, checked
+    saved. Of the memos by identity above only ``_LIVE`` is used for it, checked
     against its shadow."""
     return (type(value) is bytearray and len(value) == DENSE_SIZE  # type: ignore[arg-type]
             and value.startswith(DENSE_MAGIC))  # type: ignore[attr-defined]
