@@ -597,6 +597,14 @@ def poll(condition: Callable[[], bool], what: str, within: float = DEADLINE) -> 
         time.sleep(0.001)
 
 
+async def replica_link_up(client: redis.Redis) -> None:
+    """Until a redis-server replica says its link to its master is up, polled in a thread
+    so that the master (in this trio loop) keeps serving it."""
+    await trio.to_thread.run_sync(lambda: poll(
+        lambda: client.info("replication")["master_link_status"] == "up",
+        "the redis-server replica is up"))
+
+
 def waiters(server: ThreadedServer, key: bytes, db: int = 0) -> int:
     """How many clients the live server has blocked on ``key``."""
     return len(server.server.blocking.waiting.get((db, key), ()))

@@ -19,7 +19,15 @@ from pathlib import Path
 import pytest
 import redis
 import trio
-from support import Certs, KvreplProcess, RedisServer, ThreadedServer, free_port, poll
+from support import (
+    Certs,
+    KvreplProcess,
+    RedisServer,
+    ThreadedServer,
+    free_port,
+    poll,
+    replica_link_up,
+)
 
 import kvrepl
 from kvrepl import log
@@ -663,9 +671,7 @@ async def test_rdb_del_sync_files_on_a_master(delete, tmp_path):
         replica = RedisServer("--replicaof", "127.0.0.1", str(master.port))
         try:
             client = replica.client()
-            await trio.to_thread.run_sync(lambda: poll(
-                lambda: client.info("replication")["master_link_status"] == "up",
-                "the redis-server replica is up"))
+            await replica_link_up(client)
             assert await trio.to_thread.run_sync(client.get, "k") == b"v"
             assert (tmp_path / "dump.rdb").exists() is not delete
         finally:

@@ -21,7 +21,7 @@ import pytest
 import redis
 import trio
 import trio.testing
-from support import RedisServer, ThreadedServer, free_port, poll
+from support import RedisServer, ThreadedServer, free_port, poll, replica_link_up
 
 import kvrepl
 from kvrepl.cli import parse_args
@@ -494,9 +494,7 @@ async def test_repl_diskless_sync_decides_the_payload_framing(diskless, framing)
         replica = RedisServer("--replicaof", "127.0.0.1", str(master.port))
         try:
             client = replica.client()
-            await trio.to_thread.run_sync(lambda: poll(
-                lambda: client.info("replication")["master_link_status"] == "up",
-                "the redis-server replica is up"))
+            await replica_link_up(client)
             assert await trio.to_thread.run_sync(client.get, "k") == b"v"
             assert master.replication.last_payload_framing == framing
         finally:

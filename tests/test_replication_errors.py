@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import redis
 import trio
-from support import RedisServer, free_port, poll
+from support import RedisServer, free_port, poll, replica_link_up
 
 import kvrepl
 from kvrepl.replication.stream import encode_command
@@ -59,9 +59,7 @@ async def test_failures_from_a_redis_master_are_logged_counted_and_told(caplog):
         async with kvrepl.Replica(follow=("127.0.0.1", master.port),
                                   replica_read_only=False) as replica:
             await replica.wait_synced()
-            await trio.to_thread.run_sync(lambda: poll(
-                lambda: real_replica.client().info("replication")["master_link_status"]
-                == "up", "the redis-server replica is up"))
+            await replica_link_up(real_replica.client())
             # Only the replicas hold "k" as a string.
             replica.set(b"k", b"string")
             real_replica.client().set("k", "string")

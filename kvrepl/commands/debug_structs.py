@@ -21,6 +21,7 @@ from __future__ import annotations
 import sys
 from collections import deque
 
+from kvrepl.commands.cmem import sds_header
 from kvrepl.errors import ReplyError
 from kvrepl.protocol.replies import Status, Verbatim
 from kvrepl.rdb import listpack, lzf
@@ -38,16 +39,8 @@ _MIN_COMPRESS_IMPROVE = 8  # quicklist.c MIN_COMPRESS_IMPROVE
 
 def _sds_header(size: int) -> int:
     """The header bytes of the sds type sdsReqType picks for ``size`` bytes (sdshdr5 for
-    under 32, then sdshdr8/16/32/64)."""
-    if size < 1 << 5:
-        return 1
-    if size < 1 << 8:
-        return 3
-    if size < 1 << 16:
-        return 5
-    if size < 1 << 32:
-        return 9
-    return 17
+    under 32, then the types of a growable sds)."""
+    return 1 if size < 1 << 5 else sds_header(size)
 
 
 def sdslen(key: bytes, value: object, config: object) -> Status:
