@@ -4,6 +4,7 @@ seeded datasets)."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import re
@@ -17,7 +18,7 @@ import tempfile
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
@@ -603,6 +604,19 @@ async def replica_link_up(client: redis.Redis) -> None:
     await trio.to_thread.run_sync(lambda: poll(
         lambda: client.info("replication")["master_link_status"] == "up",
         "the redis-server replica is up"))
+
+
+@contextlib.asynccontextmanager
+async def redis_replica_of(port: int) -> AsyncIterator[redis.Redis]:
+    """A redis-server replica of the master on ``port`` (in this trio loop), its link up:
+    a client of it; the replica stopped at the end."""
+    replica = RedisServer("--replicaof", "127.0.0.1", str(port))
+    try:
+        client = replica.client()
+        await replica_link_up(client)
+        yield client
+    finally:
+        replica.stop()
 
 
 def waiters(server: ThreadedServer, key: bytes, db: int = 0) -> int:

@@ -26,7 +26,7 @@ from support import (
     ThreadedServer,
     free_port,
     poll,
-    replica_link_up,
+    redis_replica_of,
 )
 
 import kvrepl
@@ -668,14 +668,9 @@ async def test_rdb_del_sync_files_on_a_master(delete, tmp_path):
     async with kvrepl.Master(port=0, dir=str(tmp_path), save="", repl_diskless_sync=False,
                              rdb_del_sync_files=delete) as master:
         master.set(b"k", b"v")
-        replica = RedisServer("--replicaof", "127.0.0.1", str(master.port))
-        try:
-            client = replica.client()
-            await replica_link_up(client)
+        async with redis_replica_of(master.port) as client:
             assert await trio.to_thread.run_sync(client.get, "k") == b"v"
             assert (tmp_path / "dump.rdb").exists() is not delete
-        finally:
-            replica.stop()
 
 
 def test_aof_disable_auto_gc_keeps_history_as_redis(tmp_path):

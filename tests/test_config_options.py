@@ -21,7 +21,7 @@ import pytest
 import redis
 import trio
 import trio.testing
-from support import RedisServer, ThreadedServer, free_port, poll, replica_link_up
+from support import RedisServer, ThreadedServer, free_port, poll, redis_replica_of
 
 import kvrepl
 from kvrepl.cli import parse_args
@@ -491,14 +491,9 @@ async def test_repl_diskless_sync_decides_the_payload_framing(diskless, framing)
     """With a real redis-server replica (no lz4): $EOF: streaming or a sized payload."""
     async with kvrepl.Master(port=0, repl_diskless_sync=diskless == "yes") as master:
         master.set(b"k", b"v")
-        replica = RedisServer("--replicaof", "127.0.0.1", str(master.port))
-        try:
-            client = replica.client()
-            await replica_link_up(client)
+        async with redis_replica_of(master.port) as client:
             assert await trio.to_thread.run_sync(client.get, "k") == b"v"
             assert master.replication.last_payload_framing == framing
-        finally:
-            replica.stop()
 
 
 def test_min_replicas_to_write_and_max_lag(same, configure):
