@@ -23,6 +23,7 @@ from kvrepl.commands.dispatch import AWAITED as _AWAITED
 from kvrepl.commands.dispatch import GeneralLane
 from kvrepl.commands.migrate import MigrateJob
 from kvrepl.commands.plain import HANDLED_NAMES, LANE_NAMES
+from kvrepl.commands.protection import is_local_address
 from kvrepl.commands.replication import StartReplication, WaitReplicas
 from kvrepl.commands.shutdown import SHUTDOWN_ERROR, ShutdownWait, shutdown_state
 from kvrepl.config import ApplyError, Config
@@ -849,7 +850,8 @@ class Server:
             engine.stats.rejected_connections += 1
             return b"-ERR max number of clients reached\r\n"
         if (self.config.protected_mode and engine.acl.default.nopass
-                and peer and not _is_loopback(peer)):
+                and peer and not is_local_address(peer)):
+            engine.stats.rejected_connections += 1  # clientAcceptHandler counts it too
             return _DENIED
         session = engine.new_session()
         # A stream without a socket is an in-process link (Replica(follow=master)).
@@ -935,11 +937,6 @@ def _addresses(stream: trio.abc.Stream) -> tuple[str | None, str | None]:
         return f"{peer[0]}:{peer[1]}", f"{local[0]}:{local[1]}"
     except OSError:
         return None, None
-
-
-def _is_loopback(address: str) -> bool:
-    host = address.rsplit(":", 1)[0]
-    return host.startswith(("127.", "/", "::ffff:127.")) or host == "::1"  # "/": unix
 
 
 async def _try_send(stream: trio.abc.Stream, data: bytes) -> None:
