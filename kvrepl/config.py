@@ -446,8 +446,9 @@ OPTIONS: tuple[Option, ...] = (
     # no / yes / local (loopback, unix socket and in-process clients); set at startup only
     Option("enable-protected-configs", "no", _protected_action, mutable=False),
     Option("enable-debug-command", "no", _protected_action, mutable=False),
-    Option("enable-module-command", "no", _protected_action, mutable=False, only=("no",),
-           lacking="modules"),
+    # MODULE LOAD/LOADEX/UNLOAD allowed: they then fail as a module that cannot load
+    # fails in Redis (kvrepl/commands/modules.py)
+    Option("enable-module-command", "no", _protected_action, mutable=False),
     Option("requirepass", "", str),
     Option("masterauth", "", str),
     Option("masteruser", "", str),

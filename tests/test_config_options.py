@@ -35,7 +35,6 @@ from kvrepl.server.cron import close_idle_clients
 REFUSED = [
     ("list-compress-depth", "1", "compressed lists"),
     ("active-expire-effort", "5", "active-expire-effort"),
-    ("enable-module-command", "yes", "modules"),
 ]
 # Defaults and values that ask for nothing kvrepl lacks: Redis's tools set some of them.
 ACCEPTED = [
@@ -621,7 +620,7 @@ BEHAVIOUR = {
     "dbfilename": "test_persistence::test_the_dump_file_name_follows_dir_and_dbfilename",
     "enable-protected-configs": "test_protection::test_allowed_from_loopback",
     "enable-debug-command": "test_protection::test_debug_is_refused_by_default",
-    "enable-module-command": "test_config_options::test_refused_by_config_set",
+    "enable-module-command": "test_protection::test_enable_module_command_as_redis",
     "requirepass": "test_connection::test_requirepass",
     "aclfile": "test_acl::test_acl_file_save_and_load",
     "tls-port": "test_tls::test_redis_py_over_tls",
