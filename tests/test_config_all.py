@@ -14,6 +14,7 @@ import socket
 import ssl
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -817,3 +818,88 @@ def test_oom_score_adj_follows_the_role_as_redis(tmp_path):
             client.close()
     finally:
         real.stop()
+
+
+# -- active-expire-effort ------------------------------------------------------------------
+
+def _expiring_engine(keys: int, expired_every: int) -> tuple[Engine, object]:
+    """An engine with ``keys`` keys with a TTL, one in ``expired_every`` of them (in the
+    order they were set) already expired, the others an hour from expiring."""
+    now = [1_700_000_000.0]
+    engine = Engine(Config(save=(), hz=1))
+    engine.keyspace.clock = lambda: now[0]
+    session = engine.new_session()
+    for i in range(keys):
+        ttl = b"1000" if i % expired_every == 0 else b"3600000"
+        engine.execute(session, [b"SET", b"k:%d" % i, b"v", b"PX", ttl])
+    now[0] += 2
+    return engine, session
+
+
+def _stats(engine: Engine, session: object) -> dict[str, str]:
+    text = engine.execute(session, [b"INFO", b"stats"]).decode()
+    return dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
+
+
+@pytest.mark.parametrize("effort, deleted, sampled, stale", [
+    # keys per batch 20 + 5 a step; the cycle goes on while more than 10 - step percent of
+    # a batch was expired: 1 in 20 (5%) stops efforts 1 (10%) and 5 (6%) after one batch,
+    # effort 10 (1%) goes on until a batch has none (the whole pass, then one clean batch)
+    (1, 1, 20, "0.25"), (5, 2, 40, "0.25"), (10, 50, 1000 + 65, "0.23"),
+])
+def test_active_expire_effort_scales_the_cycle_as_redis(effort, deleted, sampled, stale):
+    from kvrepl.server.cron import expire_cycle
+
+    engine, session = _expiring_engine(1000, 20)
+    assert engine.execute(session, [b"CONFIG", b"SET", b"active-expire-effort",
+                                    str(effort).encode()]) == b"OK"
+    assert expire_cycle(engine) == deleted
+    assert engine.keyspace.dbs[0].expire_sampled == sampled
+    assert _stats(engine, session)["expired_stale_perc"] == stale
+
+
+def _clock_of_looks() -> Callable[[], float]:
+    """A perf_counter that moves on 1 ms each time it is looked at."""
+    looks = iter(range(1_000_000))
+    return lambda: next(looks) / 1000
+
+
+def test_active_expire_effort_time_share_as_redis(monkeypatch):
+    """The slow cycle's time limit is (25 + 2 * step)% of the cron period (expire.c):
+    with a clock that moves 1 ms at each look, a cycle of all-expired keys at hz 10 stops
+    after the batch that passes 25 ms (effort 1) or 43 ms (effort 10); its time shows in
+    expire_cycle_cpu_milliseconds and the cut in expired_time_cap_reached_count; the next
+    cycle starts at the next database."""
+    from kvrepl.server import cron
+    from kvrepl.server.cron import expire_cycle_limits
+    from kvrepl.store import database
+
+    assert expire_cycle_limits(1, 10) == (20, 25_000, 10)
+    assert expire_cycle_limits(5, 500) == (40, 660, 6)
+    assert expire_cycle_limits(10, 10) == (65, 43_000, 1)
+    assert expire_cycle_limits(10, 500) == (65, 860, 1)
+    for effort, batches in ((1, 26), (10, 44)):
+        engine, session = _expiring_engine(5000, 1)
+        engine.execute(session, [b"SELECT", b"1"])
+        engine.execute(session, [b"SET", b"other", b"v", b"PX", b"1"])
+        engine.keyspace.clock = lambda: 1_800_000_000.0
+        engine.config.hz = 10
+        engine.config.active_expire_effort = effort
+        fake = _clock_of_looks()
+        monkeypatch.setattr(cron, "perf_counter", fake)
+        monkeypatch.setattr(database, "perf_counter", fake)
+        keys_per_loop = expire_cycle_limits(effort, 10)[0]
+        assert cron.expire_cycle(engine) == batches * keys_per_loop
+        stats = _stats(engine, session)
+        assert stats["expired_time_cap_reached_count"] == "1"
+        assert stats["expire_cycle_cpu_milliseconds"] == str(batches + 1)
+        # db 0 ran out of time: the next cycle looks at db 1 first (and at all 16)
+        assert engine.keyspace.dbs[1].expires
+        cron.expire_cycle(engine)
+        assert not engine.keyspace.dbs[1].expires
+
+
+def test_active_expire_effort_bounds_as_redis(wire):
+    for value in ("0", "11", "-1", "abc", "10", "1"):
+        wire("CONFIG", "SET", "active-expire-effort", value)
+        wire("CONFIG", "GET", "active-expire-effort")

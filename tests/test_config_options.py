@@ -34,7 +34,6 @@ from kvrepl.server.cron import close_idle_clients
 # (option, value, what the refusal names): each is refused everywhere.
 REFUSED = [
     ("list-compress-depth", "1", "compressed lists"),
-    ("active-expire-effort", "5", "active-expire-effort"),
 ]
 # Defaults and values that ask for nothing kvrepl lacks: Redis's tools set some of them.
 ACCEPTED = [
@@ -730,7 +729,8 @@ BEHAVIOUR = {
     "latency-tracking": "test_server_commands2::test_latency_histogram_named_commands",
     "notify-keyspace-events": "test_notifications::test_config_get_canonical",
     "tracking-table-max-keys": "test_tracking::test_flush_expiry_and_table_limit",
-    "active-expire-effort": "test_config_options::test_refused_by_config_set",
+    "active-expire-effort":
+        "test_config_all::test_active_expire_effort_scales_the_cycle_as_redis",
     "lfu-log-factor": "test_config_options::test_lfu_log_factor",
     "lfu-decay-time": "test_keys::test_object_freq_grows_logarithmically_and_decays",
     "rdb-key-save-delay": "test_test_hooks::"

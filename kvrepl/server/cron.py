@@ -141,12 +141,40 @@ def sample_metrics(engine: Engine) -> None:
     metrics.track(instant.OUTPUT_REPL, repl_out, now_ms)
 
 
-def expire_cycle(engine: Engine) -> int:
-    """One active-expiry pass over every database; returns how many keys it deleted.
+# expire.c's constants, for active-expire-effort 1; each step of effort adds to them.
+_KEYS_PER_LOOP = 20
+_SLOW_TIME_PERC = 25
+_ACCEPTABLE_STALE = 10
+_DBS_PER_CALL = 16  # CRON_DBS_PER_CALL
 
-    Keeps activeExpireCycle's statistics: its time, the cycles cut by the time limit, and
-    ``expired_stale_perc``, a running average (5% weight per cycle) of the share of the
-    checked keys that were expired."""
+
+def expire_cycle_limits(effort: int, hz: int) -> tuple[int, int, int]:
+    """activeExpireCycle's running parameters for ``active-expire-effort`` (1..10) at
+    ``hz``: the keys checked per batch, the slow cycle's time limit in microseconds (a
+    share of the cron period) and the percentage of expired keys in a batch above which
+    it goes on."""
+    effort -= 1  # rescaled from 0 to 9
+    keys_per_loop = _KEYS_PER_LOOP + _KEYS_PER_LOOP // 4 * effort
+    time_perc = _SLOW_TIME_PERC + 2 * effort
+    time_limit = max(time_perc * 1_000_000 // hz // 100, 1)
+    return keys_per_loop, time_limit, _ACCEPTABLE_STALE - effort
+
+
+def expire_cycle(engine: Engine) -> int:
+    """One slow active-expiry cycle (activeExpireCycle's ACTIVE_EXPIRE_CYCLE_SLOW), as
+    ``active-expire-effort`` scales it; returns how many keys it deleted.
+
+    Up to 16 databases a cycle, from where the last one stopped (all of them when the last
+    ran out of time), each until a batch holds no more than the acceptable share of expired
+    keys or the time is up. Keeps activeExpireCycle's statistics: its time, the cycles cut
+    by the time limit, and ``expired_stale_perc``, a running average (5% weight per cycle)
+    of the share of the checked keys that were expired.
+
+    Redis also runs a fast cycle before the event loop sleeps (at most 1 ms plus 0.25 ms a
+    step of effort, not twice within twice that time) when the last slow cycle ran out of
+    time or the stale share is above the acceptable one; kvrepl has none (no single point
+    where its event loop sleeps): the stale keys of a busy node wait for the next tick, and
+    a read deletes the one it meets."""
     keyspace = engine.keyspace
     if not engine.active_expire_enabled:
         return 0
@@ -161,21 +189,28 @@ def expire_cycle(engine: Engine) -> int:
         return deleted
     if keyspace.expiry_paused():
         return 0
+    config = engine.config
+    keys_per_loop, time_limit, acceptable_stale = expire_cycle_limits(
+        config.active_expire_effort, config.hz)
     deleted = sampled = 0
-    capped = False
+    dbs = keyspace.dbs
+    dbs_per_call = len(dbs) if keyspace.expire_timed_out else min(_DBS_PER_CALL, len(dbs))
+    keyspace.expire_timed_out = False
     started = perf_counter()
-    # Redis's slow cycle may take 25% of a cron period; the rest belongs to the clients.
-    deadline = started + 0.25 / engine.config.hz
-    for db in keyspace.dbs:
+    deadline = started + time_limit / 1_000_000
+    for _ in range(dbs_per_call):
+        db = dbs[keyspace.expire_next_db % len(dbs)]
+        # The next cycle starts at the next database even when this one runs out of time,
+        # so that the time is shared between the databases.
+        keyspace.expire_next_db += 1
         if db.expires:
-            deleted += db.active_expire_cycle(deadline=deadline)
+            deleted += db.active_expire_cycle(keys_per_loop, deadline, acceptable_stale)
             sampled += db.expire_sampled
-            if perf_counter() > deadline:
-                capped = True
+            if keyspace.expire_timed_out:
                 break
     stats = engine.stats
     stats.expire_cycle_time_used += int((perf_counter() - started) * 1_000_000)
-    stats.expired_time_cap_reached_count += capped
+    stats.expired_time_cap_reached_count += keyspace.expire_timed_out
     current = deleted / sampled if sampled else 0.0
     stats.expired_stale_perc = current * 0.05 + stats.expired_stale_perc * 0.95
     # No command runs here: the engine propagated each DEL as its key went, on its own and
