@@ -8,6 +8,7 @@ and its sockets do what Redis's do. docs/config.md says what each option does in
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import socket
@@ -276,26 +277,69 @@ def test_syslog_records(monkeypatch, tmp_path):
     assert "a notice" in (tmp_path / "file.log").read_text()  # the file gets them too
 
 
-def test_supervised_systemd_hears_ready_and_stopping(tmp_path):
-    address = str(tmp_path / "notify.sock")
-    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sink:
-        sink.bind(address)
-        sink.settimeout(60)
-        port = free_port()
-        process = _start(["--port", str(port), "--save", "", "--supervised", "systemd"],
-                         tmp_path, NOTIFY_SOCKET=address)
-        try:
-            assert sink.recv(1000) == b"STATUS=Ready to accept connections\n"
-            assert sink.recv(1000) == b"READY=1\n"
-            assert _answers(port)
-            process.terminate()
-            assert sink.recv(1000) == b"STOPPING=1\n"
-            assert process.wait(30) == 0
-        finally:
-            if process.poll() is None:
-                process.kill()
-                process.wait(10)
-    assert "supervised by systemd" in (tmp_path / "out.log").read_text()
+SYSTEMD_REPLICA = [
+    b"STATUS=Redis is loading...\n",
+    b"STATUS=Ready to accept connections in read-only mode. Waiting for MASTER <-> REPLICA "
+    b"sync\n",
+    b"READY=1\n",
+    b"STATUS=MASTER <-> REPLICA sync: Finished with success. Ready to accept connections in "
+    b"read-write mode.\n",
+    # the master drops its replicas: they come back with a partial resync
+    b"STATUS=MASTER <-> REPLICA sync: Partial Resynchronization accepted. Ready to accept "
+    b"connections in read-write mode.\n",
+    # SHUTDOWN SAVE
+    b"STOPPING=1\n",
+    b"STATUS=Saving the final RDB snapshot\n",
+]
+
+
+def test_supervised_systemd_hears_what_redis_says(tmp_path):
+    """Under systemd, a replica (kvrepl-server, and redis-server 7.0.15 in the same run)
+    sends, in order, on a NOTIFY_SOCKET the test owns: loading, ready (read-only, waiting
+    for its master), READY=1, the full sync's end, a partial resync's, then a SHUTDOWN
+    SAVE's STOPPING=1 and the final save's STATUS; and nothing else."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.skip("redis-server is not installed")
+    master = RedisServer("--repl-diskless-sync-delay", "0")
+    heard = {}
+    try:
+        for name, command in (("redis", [binary]), ("kvrepl", [sys.executable, "-m", "kvrepl"])):
+            where = tmp_path / name
+            where.mkdir()
+            address = str(where / "notify.sock")
+            with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sink:
+                sink.bind(address)
+                sink.settimeout(60)
+                port = free_port()
+                with (where / "out.log").open("wb") as out:
+                    process = subprocess.Popen(
+                        [*command, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                         "--dir", str(where), "--supervised", "systemd", "--replicaof",
+                         "127.0.0.1", str(master.port)],
+                        stdout=out, stderr=subprocess.STDOUT,
+                        env={**os.environ, "NOTIFY_SOCKET": address})
+                try:
+                    messages = [sink.recv(1000) for _ in range(4)]
+                    assert _answers(port)
+                    master.client().client_kill_filter(_type="replica")
+                    messages.append(sink.recv(1000))
+                    with redis.Redis(port=port) as client:
+                        client.shutdown(save=True)
+                    messages += [sink.recv(1000) for _ in range(2)]
+                    assert process.wait(30) == 0
+                    sink.setblocking(False)
+                    with pytest.raises(BlockingIOError):
+                        sink.recv(1000)  # nothing more
+                finally:
+                    if process.poll() is None:
+                        process.kill()
+                        process.wait(10)
+            heard[name] = messages
+            assert "Supervised by systemd. Please make sure" in (where / "out.log").read_text()
+    finally:
+        master.stop()
+    assert heard["kvrepl"] == heard["redis"] == SYSTEMD_REPLICA
 
 
 def _state(pid: int) -> str:
@@ -662,16 +706,55 @@ async def test_rdb_del_sync_files_on_a_replica(delete, tmp_path):
             assert (tmp_path / "dump.rdb").exists() is not delete
 
 
+async def _until(condition: Callable[[], bool]) -> None:
+    """Wait (10 s at most) for ``condition``, which the node's own tasks make true."""
+    with trio.fail_after(10):
+        while not condition():
+            await trio.sleep(0.01)
+
+
 @pytest.mark.parametrize("delete", [True, False])
 async def test_rdb_del_sync_files_on_a_master(delete, tmp_path):
     """A disk-based full sync writes the master's dump; with no persistence and the
-    option, it is gone once the replica has it (a real redis-server replica)."""
+    option, the replication cron removes it once the replica has it (a real redis-server
+    replica); without the option it stays."""
     async with kvrepl.Master(port=0, dir=str(tmp_path), save="", repl_diskless_sync=False,
                              rdb_del_sync_files=delete) as master:
         master.set(b"k", b"v")
         async with redis_replica_of(master.port) as client:
             assert await trio.to_thread.run_sync(client.get, "k") == b"v"
-            assert (tmp_path / "dump.rdb").exists() is not delete
+            if delete:
+                await _until(lambda: not (tmp_path / "dump.rdb").exists())
+            else:
+                assert (tmp_path / "dump.rdb").exists()
+                assert not master.replication.remove_rdb_used_to_sync_replicas()
+
+
+async def test_rdb_del_sync_files_waits_until_the_transfers_end(tmp_path):
+    """removeRDBUsedToSyncReplicas: the dump stays while a replica is still being sent it
+    (a replica that does not read a payload bigger than the socket buffers), and goes once
+    no transfer is left (that replica gone, a real redis-server replica synced)."""
+    dump = tmp_path / "dump.rdb"
+    async with kvrepl.Master(port=0, dir=str(tmp_path), save="", repl_diskless_sync=False,
+                             rdb_del_sync_files=True) as master:
+        for i in range(48):
+            master.set(b"big:%d" % i, bytes([i]) * (1 << 20))
+        stalled = await trio.open_tcp_stream("127.0.0.1", master.port)
+        await stalled.send_all(b"PSYNC ? -1\r\n")
+        received = b""
+        while b"+FULLRESYNC" not in received:
+            received += await stalled.receive_some(4096)
+        links = master.replication.replicas
+        await _until(lambda: any(link.state == "send_bulk" for link in links))
+        assert dump.exists()
+        assert not master.replication.remove_rdb_used_to_sync_replicas()
+        async with redis_replica_of(master.port) as client:
+            assert await trio.to_thread.run_sync(client.dbsize) == 48
+            assert dump.exists()  # the stalled transfer is not over
+            assert not master.replication.remove_rdb_used_to_sync_replicas()
+            await stalled.aclose()
+            await _until(lambda: not dump.exists())  # the replication cron's look
+            assert all(link.state == "online" for link in links)
 
 
 def test_aof_disable_auto_gc_keeps_history_as_redis(tmp_path):
@@ -903,3 +986,80 @@ def test_active_expire_effort_bounds_as_redis(wire):
     for value in ("0", "11", "-1", "abc", "10", "1"):
         wire("CONFIG", "SET", "active-expire-effort", value)
         wire("CONFIG", "GET", "active-expire-effort")
+
+
+# -- the log of a server's start and stop ----------------------------------------------------
+
+def _log_lines(text: str, name: str) -> list[str]:
+    """A log's lines as ``<level char> <message>``, the fields that differ by nature put
+    aside: the pid and time prefix, the program's name (``name``), the version line's
+    build fields, the ports, paths and figures of the run; Redis's warning about memory
+    overcommit (a fork's, and kvrepl forks no child) is left out."""
+    lines = []
+    for line in text.splitlines():
+        match = re.match(r"\d+:[CMSX] \d\d \w{3} \d{4} [\d:.]+ ([.\-*#]) (.*)$", line)
+        if match is None:
+            continue  # signal-handler lines carry their own prefix
+        level, message = match.groups()
+        if message.startswith("WARNING Memory overcommit"):
+            continue
+        message = message.replace(name, "NAME")
+        if re.match(r"NAME version=", message):
+            message = "NAME version=..."
+        message = re.sub(r"\d+(\.\d+)?", "N", message)
+        message = re.sub(r"/\S+/", "/.../", message)
+        lines.append(f"{level} {message}")
+    return lines
+
+
+def test_start_and_stop_log_as_redis(tmp_path):
+    """kvrepl-server's log of a start (with a dump to load, a UNIX socket and a pid file)
+    and of a stop (with and without a final save) has redis-server 7.0.15's lines in
+    redis-server's order."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.skip("redis-server is not installed")
+    logs = {}
+    for name, command in (("Redis", [binary]), ("kvrepl", [sys.executable, "-m", "kvrepl"])):
+        where = tmp_path / name
+        where.mkdir()
+        for save in (True, False):
+            port = free_port()
+            process = subprocess.Popen(
+                [*command, "--port", str(port), "--bind", "127.0.0.1", "--save", "3600 1",
+                 "--dir", str(where), "--unixsocket", str(where / "s.sock"),
+                 "--pidfile", str(where / "p.pid"), "--logfile", str(where / "log")],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            try:
+                poll(lambda port=port: _answers(port), f"{name} answers", within=60)
+                with redis.Redis(port=port) as client:
+                    client.set("k", "v")
+                    client.shutdown(save=save, nosave=not save)
+                assert process.wait(30) == 0
+            finally:
+                if process.poll() is None:
+                    process.kill()
+                    process.wait(10)
+        logs[name] = _log_lines((where / "log").read_text(), name)
+    assert logs["kvrepl"] == logs["Redis"]
+    # what the comparison covered
+    assert logs["kvrepl"] == [
+        "# oONOoONOoONOo NAME is starting oONOoONOoONOo", "# NAME version=...",
+        "# Configuration loaded", "* monotonic clock: POSIX clock_gettime",
+        "* Running mode=standalone, port=N.", "# Server initialized",
+        "* Ready to accept connections",
+        "* The server is now ready to accept connections at /.../s.sock",
+        "# User requested shutdown...", "* Saving the final RDB snapshot before exiting.",
+        "* DB saved on disk", "* Removing the pid file.", "* Removing the unix socket file.",
+        "# NAME is now ready to exit, bye bye...",
+        "# oONOoONOoONOo NAME is starting oONOoONOoONOo", "# NAME version=...",
+        "# Configuration loaded", "* monotonic clock: POSIX clock_gettime",
+        "* Running mode=standalone, port=N.", "# Server initialized",
+        "* Loading RDB produced by version N.N", "* RDB age N seconds",
+        "* RDB memory usage when created N Mb",
+        "* Done loading RDB, keys loaded: N, keys expired: N.",
+        "* DB loaded from disk: N seconds", "* Ready to accept connections",
+        "* The server is now ready to accept connections at /.../s.sock",
+        "# User requested shutdown...", "* Removing the pid file.",
+        "* Removing the unix socket file.", "# NAME is now ready to exit, bye bye...",
+    ]

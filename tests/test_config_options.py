@@ -753,7 +753,7 @@ BEHAVIOUR = {
     "unixsocket": "test_config_all::test_unixsocket_serves_redis_cli_and_redis_py",
     "unixsocketperm": "test_config_all::test_unixsocket_serves_redis_cli_and_redis_py",
     "pidfile": "test_config_all::test_pidfile_written_and_removed_at_sigterm",
-    "supervised": "test_config_all::test_supervised_systemd_hears_ready_and_stopping",
+    "supervised": "test_config_all::test_supervised_systemd_hears_what_redis_says",
     "syslog-enabled": "test_config_all::test_syslog_records",
     "syslog-ident": "test_config_all::test_syslog_records",
     "syslog-facility": "test_config_all::test_syslog_records",

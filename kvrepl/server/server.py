@@ -786,11 +786,7 @@ class Server:
                     nursery.start_soon(self._accept_loop, listener, nursery)
                 for listener in tls_listeners:
                     nursery.start_soon(self._accept_loop, listener, nursery, True)
-                logger.info("Ready to accept connections tcp")
-                if unix_listener is not None:
-                    logger.info("The server is now ready to accept connections at %s",
-                                self.config.unixsocket)
-                task_status.started(self.port)
+                task_status.started(self.port)  # "Ready to accept" comes once loaded
         finally:
             if unix_listener is not None:  # closeListeningSockets(unlink_unix_socket)
                 logger.info("Removing the unix socket file.")
