@@ -817,6 +817,68 @@ def test_maxmemory_clients_evicts_the_biggest_client_as_redis():
         real.stop()
 
 
+def _evicted_clients(client: redis.Redis) -> int:
+    return client.info("stats")["evicted_clients"]
+
+
+def test_maxmemory_clients_evicts_before_a_command_runs_as_redis():
+    """A pipeline whose replies (not read) grow the client past maxmemory-clients: the
+    client is evicted before one of its later commands runs (processCommand's
+    evictClients), so the pipeline's last command (a SET) never runs, on both servers."""
+    real = RedisServer()
+    ours = ThreadedServer(Config(save=())).start()
+    try:
+        for server in (real, ours):
+            admin = server.client()
+            admin.client_no_evict("on")
+            admin.set("big", b"x" * 100_000)
+            admin.config_set("maxmemory-clients", "1mb")
+            pipeline = b"*2\r\n$3\r\nGET\r\n$3\r\nbig\r\n" * 30
+            pipeline += b"*3\r\n$3\r\nSET\r\n$4\r\nlast\r\n$3\r\nran\r\n"
+            with socket.create_connection(("127.0.0.1", server.port), timeout=20) as sock:
+                sock.sendall(pipeline)
+                poll(lambda a=admin: _evicted_clients(a) == 1, "the client is evicted")
+            assert admin.get("last") is None
+            assert [c["id"] for c in admin.client_list()] == [str(admin.client_id())]
+            admin.close()
+    finally:
+        ours.stop()
+        real.stop()
+
+
+def test_maxmemory_clients_evicts_a_subscriber_that_does_not_read_as_redis():
+    """Messages published to a subscriber that does not read grow its output past
+    maxmemory-clients: it is evicted as soon as the publishing that grew it is over (the
+    next PUBLISH finds no subscriber), the publisher is not, on both servers."""
+    real = RedisServer()
+    ours = ThreadedServer(Config(save=())).start()
+    try:
+        for server in (real, ours):
+            admin = server.client()
+            admin.client_no_evict("on")
+            admin.config_set("maxmemory-clients", "1mb")
+            with socket.create_connection(("127.0.0.1", server.port), timeout=20) as sock:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+                sock.sendall(b"*2\r\n$9\r\nSUBSCRIBE\r\n$2\r\nch\r\n")
+                assert sock.recv(100).startswith(b"*3\r\n$9\r\nsubscribe")
+                publisher = server.client()
+                message = b"m" * 100_000
+                delivered = 0
+                while delivered < 100 and publisher.publish("ch", message) == 1:
+                    delivered += 1
+                # Gone while the publisher went on (its output measured as it grew, not
+                # only at the cron's look): a later PUBLISH found no subscriber.
+                assert delivered < 100
+                assert _evicted_clients(admin) == 1
+                assert publisher.publish("ch", message) == 0
+                assert publisher.ping()
+                publisher.close()
+            admin.close()
+    finally:
+        ours.stop()
+        real.stop()
+
+
 def test_daemonize_forks_into_the_background(tmp_path):
     """kvrepl-server returns at once (status 0) and its child serves, its pid in the pid
     file, in a session of its own; SHUTDOWN removes the file. Debian's stock file (with

@@ -44,8 +44,10 @@ async def run_cron(engine: Engine) -> None:
                 sockets.close_idle()
         cmem.clients_cron(engine)  # buffers resized, limits met with no new reply
         expire_cycle(engine)
-        if engine.config.maxmemory_clients:
-            evict_clients(engine)
+        if engine.client_eviction:
+            # The clients' memory as clientsCron measured it, checked as beforeSleep
+            # checks it after the cron's turn of the event loop (evictClients).
+            cmem.evict_clients(engine)
         if engine.evictor.running:
             engine.evictor.cron(0.25 / hz)
         persistence.cron(engine)
@@ -56,53 +58,6 @@ async def run_cron(engine: Engine) -> None:
         shutdown_state(engine).tick()
         if not engine.loading:
             gc_policy.cron(engine.keyspace)
-
-
-# getClientEvictionLimit's floor: a tiny limit must still let clients talk to the server
-_CLIENT_EVICTION_FLOOR = 128 * 1024
-
-
-def client_eviction_limit(config: object) -> int:
-    """getClientEvictionLimit: maxmemory-clients in bytes (a percentage of maxmemory when
-    negative), at least 128 KB; 0 when there is none."""
-    setting, maxmemory = config.maxmemory_clients, config.maxmemory  # type: ignore[attr-defined]
-    if setting < 0 and maxmemory > 0:
-        limit = int(maxmemory * -setting / 100)
-    elif setting > 0:
-        limit = setting
-    else:
-        return 0
-    return max(limit, _CLIENT_EVICTION_FLOOR)
-
-
-def evict_clients(engine: Engine) -> int:
-    """maxmemory-clients (evictClients): while the normal and pub/sub clients together
-    use more memory than the limit, the one using the most is disconnected (never a
-    replica, the master link, MONITOR or a CLIENT NO-EVICT client). Redis checks after each
-    read; kvrepl at each cron tick (1/hz seconds), so nothing runs per request. Returns how
-    many it evicted."""
-    from kvrepl.commands.client import client_info_line, kill_session
-    from kvrepl.commands.cmem import measure
-
-    limit = client_eviction_limit(engine.config)
-    if not limit:
-        return 0
-    usage = [(measure(s).total, s) for s in list(engine.sessions.values())
-             if not (s.is_replica or s.is_master or s.monitor or s.no_evict
-                     or s.on_kill is None)]
-    total = sum(size for size, _ in usage)
-    evicted = 0
-    usage.sort(key=lambda item: item[0], reverse=True)
-    for size, session in usage:
-        if total < limit:
-            break
-        logger.log(15, "Evicting client: %s",
-                   client_info_line(session))
-        kill_session(session)
-        engine.stats.evicted_clients += 1
-        total -= size
-        evicted += 1
-    return evicted
 
 
 def close_idle_clients(engine: Engine) -> int:

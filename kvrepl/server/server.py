@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING
 import trio
 
 from kvrepl import persistence
-from kvrepl.commands import obuf
-from kvrepl.commands.core import POSTPONED, Block, Engine, Session
+from kvrepl.commands import cmem, obuf
+from kvrepl.commands.core import CLIENT_EVICTED, POSTPONED, Block, Engine, Session
 from kvrepl.commands.dispatch import AWAITED as _AWAITED
 from kvrepl.commands.dispatch import GeneralLane
 from kvrepl.commands.migrate import MigrateJob
@@ -407,9 +407,16 @@ class Connection:
             result = self._execute_buffered(out)
         finally:
             self.out = ()
-        tracking = self.server.engine.tracking
+        engine = self.server.engine
+        tracking = engine.tracking
         if tracking.due:
             tracking.broadcast()
+        # maxmemory-clients: the client's memory once its input is processed (a big
+        # request on its way counts; its replies count as written), then the clients
+        # over the limit go, as readQueryFromClient's update and beforeSleep's evictClients.
+        if engine.client_eviction and result is not _DROP \
+                and cmem.evict_clients(engine, self.session):
+            return _DROP
         return result
 
     def _execute_buffered(self, out: list[bytes]) -> object:
@@ -463,6 +470,8 @@ class Connection:
                 if argv is NEED_DATA:
                     return None
                 reply = execute(session, argv)
+                if reply is CLIENT_EVICTED:
+                    return _DROP  # maxmemory-clients: closed with no reply
             if type(reply) in _AWAITED:
                 return argv, reply
             if session.reply_off or session.reply_skip:
@@ -597,6 +606,10 @@ class Server:
         self.engine.pause.listeners.append(self._pause_changed)
         self.shutdown_save: bool | None = None
         self.engine.on_shutdown = self.request_shutdown
+        # maxmemory-clients: a client sent pushes (pub/sub messages, MONITOR lines) is
+        # measured once its task tried to write them (kvrepl.commands.cmem.evict_clients)
+        self._client_pushed = trio.Event()
+        self.engine.on_client_pushed = self._client_pushed.set
         self.engine.serve_while_busy = self._serve_while_busy
         self.engine.debug_channel = self._debug_channel
         self.busy_acceptor = BusyAcceptor(self)
@@ -765,6 +778,20 @@ class Server:
             raise OSError(err.errno, f"Failed opening Unix socket: {err.strerror}") from None
         return trio.SocketListener(sock)
 
+    async def _evict_pushed_clients(self) -> None:
+        """maxmemory-clients for clients whose output grew by pushes: once they were sent
+        some, let their tasks write what the kernel takes (the tasks woken with this one
+        run first: one more turn of the scheduler), then measure them and evict as
+        beforeSleep does after handleClientsWithPendingWrites."""
+        engine = self.engine
+        while True:
+            await self._client_pushed.wait()
+            self._client_pushed = trio.Event()
+            engine.on_client_pushed = self._client_pushed.set
+            await trio.lowlevel.checkpoint()  # the pushers woken with us write first
+            if engine.client_eviction:
+                cmem.evict_clients(engine, pushed=True)
+
     async def serve(self, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
         """Listen on the configured ``bind`` and ``port`` (0 picks a free port) and
         ``tls-port``, and serve."""
@@ -778,6 +805,7 @@ class Server:
         try:
             async with trio.open_nursery() as nursery:
                 persistence.attach(self.engine, nursery)  # where BGSAVE jobs run
+                nursery.start_soon(self._evict_pushed_clients)
                 nursery.start_soon(run_cron, self.engine)
                 if self.reactor is not None:
                     nursery.start_soon(self.reactor.run)
