@@ -183,8 +183,9 @@ def write_pidfile(path: str) -> None:
 
 
 def supervision(mode: str) -> str:
-    """redisIsSupervised: the supervisor ``mode`` names (``auto`` finds it in the
-    environment), or "no" when there is none to talk to."""
+    """redisIsSupervised's choice: the supervisor ``mode`` names (``auto`` finds it in the
+    environment), "no" for none or for upstart without its job (whether systemd's socket
+    is there, :func:`supervise` finds by writing to it, as Redis does)."""
     if mode == "auto":
         if "UPSTART_JOB" in os.environ:
             logger.log(15, "Upstart supervision detected.")
@@ -196,10 +197,6 @@ def supervision(mode: str) -> str:
             return "no"
     if mode == "upstart" and "UPSTART_JOB" not in os.environ:
         logger.warning("upstart supervision requested, but UPSTART_JOB not found!")
-        return "no"
-    if mode == "systemd" and "NOTIFY_SOCKET" not in os.environ:
-        logger.warning("systemd supervision requested or auto-detected, but NOTIFY_SOCKET "
-                       "not found!")
         return "no"
     return mode
 
