@@ -47,7 +47,7 @@ async def run_cron(engine: Engine) -> None:
         if engine.client_eviction:
             # The clients' memory as clientsCron measured it, checked as beforeSleep
             # checks it after the cron's turn of the event loop (evictClients).
-            cmem.evict_clients(engine)
+            cmem.evict_clients(engine, pushed=True)
         if engine.evictor.running:
             engine.evictor.cron(0.25 / hz)
         persistence.cron(engine)
