@@ -188,14 +188,27 @@ def take_follow_cluster(args: list[str]) -> tuple[list[str], Cluster | None]:
 
 
 async def run(config: Config, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
-              cluster: Cluster | None = None) -> int:
+              cluster: Cluster | None = None, supervised: str = "no",
+              configured: bool = True) -> int:
     """Run a node until SIGTERM/SIGINT or SHUTDOWN, then stop cleanly; the exit status
-    is 1 when the dump could not be loaded at startup."""
-    logger.info("kvrepl is starting oO0OoO0OoO0Oo")
-    logger.info("kvrepl version=%s, bits=64, pid=%d, just started", __version__, os.getpid())
+    is 1 when the dump could not be loaded at startup. ``supervised``: the supervisor
+    main() found (process.supervise); ``configured``: whether there were arguments (a
+    file or options), as redis-server tells at start."""
+    # redis-server's startup log, line for line (its name and the fields of its build
+    # aside): then initServer's lines, the process's (kvrepl.server.process) and the load's.
+    logger.warning("oO0OoO0OoO0Oo kvrepl is starting oO0OoO0OoO0Oo")
+    logger.warning("kvrepl version=%s, bits=64, pid=%d, just started", __version__,
+                   os.getpid())
+    if configured:
+        logger.warning("Configuration loaded")
+    else:
+        logger.warning("Warning: no config file specified, using the default config. In "
+                       "order to specify a config file use kvrepl-server /path/to/redis.conf")
+    logger.info("monotonic clock: POSIX clock_gettime")  # INFO's monotonic_clock
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         node = Node(config=config, port=config.port)
-        node.owns_process = True  # daemonize is the server's, done in main()
+        node.owns_process = True  # daemonize and supervision are the server's: main()
+        node.supervised = supervised
         # A cluster follower starts from every shard's snapshot: a dump of an earlier run
         # carries no shard's offset to continue from.
         node.load_dump = cluster is None
@@ -203,8 +216,6 @@ async def run(config: Config, *, task_status: trio.TaskStatus[int] = trio.TASK_S
         async with node, trio.open_nursery() as nursery:
             if cluster is not None:
                 node.follow_cluster(cluster)
-            logger.info("Server initialized")
-            logger.info("The server is now ready to accept connections on port %d", node.port)
             task_status.started(node.port)
 
             async def watch_signals() -> None:
@@ -233,6 +244,7 @@ async def run(config: Config, *, task_status: trio.TaskStatus[int] = trio.TASK_S
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
+    configured = bool(args)  # redis-server's argc > 1
     if args and args[0] in ("-v", "--version"):
         print(f"kvrepl server v={__version__} (Redis 7.0 compatible)")
         return 0
@@ -247,13 +259,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as err:
         print(str(err), file=sys.stderr)
         return 1
-    process.daemonize(config)  # before any thread or event loop: only the child goes on
     configure(config.loglevel, config.logfile, syslog=config.syslog_enabled,
               ident=config.syslog_ident, facility=config.syslog_facility)
+    supervised = process.supervise(config)  # before daemonizing, as redis-server
+    process.daemonize(config, supervised)  # before any thread or event loop
     if os.environ.get("KVREPL_GC_POLICY", "1") not in ("0", "no", "off"):
         gc_policy.install()
     try:
-        return trio.run(partial(run, config, cluster=cluster))
+        return trio.run(partial(run, config, cluster=cluster, supervised=supervised,
+                                configured=configured))
     except ReplicaPanic:
         return 1  # logged as redis-server logs a panic (kvrepl.log.panic)
     except OSError as err:

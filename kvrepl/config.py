@@ -446,8 +446,9 @@ OPTIONS: tuple[Option, ...] = (
     # no / yes / local (loopback, unix socket and in-process clients); set at startup only
     Option("enable-protected-configs", "no", _protected_action, mutable=False),
     Option("enable-debug-command", "no", _protected_action, mutable=False),
-    Option("enable-module-command", "no", _protected_action, mutable=False, only=("no",),
-           lacking="modules"),
+    # MODULE LOAD/LOADEX/UNLOAD allowed: they then fail as a module that cannot load
+    # fails in Redis (kvrepl/commands/modules.py)
+    Option("enable-module-command", "no", _protected_action, mutable=False),
     Option("requirepass", "", str),
     Option("masterauth", "", str),
     Option("masteruser", "", str),
@@ -559,8 +560,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("latency-monitor-threshold", 0, _int(0)),
     Option("latency-tracking", True, **_yes_no),
     Option("notify-keyspace-events", 0, parse_classes, format_classes),
-    Option("active-expire-effort", 1, _int(1, 10), only=(1,),
-           lacking="active-expire-effort (one active expiry effort)"),
+    # the active expiry's keys per batch, time share and acceptable stale keys (cron.py)
+    Option("active-expire-effort", 1, _int(1, 10)),
     Option("tracking-table-max-keys", 1_000_000, _int(0, (1 << 63) - 1)),
     Option("lfu-log-factor", 10, _int(0, _INT_MAX)),
     Option("lfu-decay-time", 1, _int(0, _INT_MAX)),

@@ -313,6 +313,7 @@ class Node(DataMethods):
         self.server.tcp = self.serve_tcp  # a unixsocket alone serves no TCP port
         # The supervisor found at start (kvrepl.server.process.supervision): "no" when none.
         self.supervised = "no"
+        self.stopping_told = False  # systemd heard STOPPING=1 (a SHUTDOWN's)
         # kvrepl-server's node: the process is its own (daemonize happened before it)
         self.owns_process = False
         self._lane_run = self.server.general_lane.run_one
@@ -627,6 +628,9 @@ class Node(DataMethods):
         self.replication.nursery = nursery
         persistence.attach(self.engine, nursery)  # where BGSAVE jobs run
         loaded = trio.Event()
+        # The load reads once the node listens and its start is logged, as redis-server
+        # loads after initServer (clients get -LOADING from the first).
+        initialized = trio.Event()
         if self.load_dump:
             # With the AOF on, the AOF is loaded and the dump is not (clients get -LOADING
             # meanwhile).
@@ -634,7 +638,8 @@ class Node(DataMethods):
             async def load(task_status: trio.TaskStatus[None]) -> None:
                 try:
                     await persistence.load_on_startup(self.engine, stop_on_error=True,
-                                                      task_status=task_status)
+                                                      task_status=task_status,
+                                                      begin=initialized)
                 finally:
                     loaded.set()
 
@@ -652,6 +657,7 @@ class Node(DataMethods):
         else:
             nursery.start_soon(run_cron, self.engine)
         process.started(self)
+        initialized.set()
         self.config.listeners.append(self._process_option_changed)
         self.config.appliers.append(self._apply_oom_score)
 

@@ -409,13 +409,17 @@ def prepare_shutdown(engine: Engine, save_flag: bool | None, force: bool = False
                 logger.warning("Fail to fsync the AOF file: %s", err)
     if save_flag is False or (save_flag is None and not engine.config.save):
         return True
+    from kvrepl.server.process import tell_systemd
+
     logger.info("Saving the final RDB snapshot before exiting.")
+    tell_systemd(engine, "STATUS=Saving the final RDB snapshot\n")
     if save(engine):
         return True
     if force:
         logger.warning("Error trying to save the DB. Exit anyway.")
         return True
     logger.warning("Error trying to save the DB, can't exit.")
+    tell_systemd(engine, "STATUS=Error trying to save the DB, can't exit.\n")
     return False
 
 
@@ -445,6 +449,9 @@ def _log_loaded(result: LoadResult, seconds: float) -> None:
     ctime = result.aux.get(b"ctime")
     if ctime is not None and ctime.isdigit():
         logger.info("RDB age %d seconds", int(time.time()) - int(ctime))
+    used = result.aux.get(b"used-mem")
+    if used is not None and used.lstrip(b"-").isdigit():
+        logger.info("RDB memory usage when created %.2f Mb", int(used) / (1024 * 1024))
     logger.info("Done loading RDB, keys loaded: %d, keys expired: %d.", result.keys_loaded,
                 result.keys_expired)
     logger.info("DB loaded from disk: %.3f seconds", seconds)
@@ -542,7 +549,8 @@ def _merge(keyspace: Any, loader: StagedLoad, replace: bool) -> None:
 
 
 async def load_on_startup(engine: Engine, *, stop_on_error: bool = False,
-                          task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+                          task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+                          begin: trio.Event | None = None) -> None:
     """Load ``dir/dbfilename`` if it exists (loadDataFromDisk). ``engine.loading`` is set
     before ``task_status.started()`` and cleared when done, so clients served meanwhile get
     ``-LOADING``; the file is parsed in slices between trio checkpoints.
@@ -550,11 +558,13 @@ async def load_on_startup(engine: Engine, *, stop_on_error: bool = False,
     A bad file leaves the data as it was and raises RdbError (OSError when it can't be
     read). Redis exits then ("Fatal error loading the DB ... Exiting."): with
     ``stop_on_error`` the error is kept in ``engine.persistence.load_error`` and the node
-    is asked to stop without saving (``engine.on_shutdown(False)``) instead.
+    is asked to stop without saving (``engine.on_shutdown(False)``) instead. With
+    ``begin``, the reading waits for that event (the node's start logged), -LOADING
+    already set.
     """
     attach(engine)
     if engine.config.appendonly:
-        await _load_aof_on_startup(engine, stop_on_error, task_status)
+        await _load_aof_on_startup(engine, stop_on_error, task_status, begin)
         return
     path = rdb_path(engine.config)
     try:
@@ -569,6 +579,8 @@ async def load_on_startup(engine: Engine, *, stop_on_error: bool = False,
     with source:
         start_loading(engine, os.fstat(source.fileno()).st_size)
         task_status.started()
+        if begin is not None:
+            await begin.wait()
         started = perf_counter()
         try:
             result = await load_rdb_source(engine, source)
@@ -606,12 +618,15 @@ async def load_rdb_source(engine: Engine, source: Any) -> LoadResult:
 
 
 async def _load_aof_on_startup(engine: Engine, stop_on_error: bool,
-                               task_status: trio.TaskStatus[None]) -> None:
+                               task_status: trio.TaskStatus[None],
+                               begin: trio.Event | None) -> None:
     """The AOF wins over the RDB when it is on (loadDataFromDisk)."""
     from kvrepl import aof
 
     engine.loading = True  # until the AOF is known to be empty or is loaded
     task_status.started()
+    if begin is not None:
+        await begin.wait()
     started = perf_counter()
     try:
         found = await aof.load_on_startup(engine)

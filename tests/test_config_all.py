@@ -8,12 +8,14 @@ and its sockets do what Redis's do. docs/config.md says what each option does in
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import socket
 import ssl
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -275,26 +277,70 @@ def test_syslog_records(monkeypatch, tmp_path):
     assert "a notice" in (tmp_path / "file.log").read_text()  # the file gets them too
 
 
-def test_supervised_systemd_hears_ready_and_stopping(tmp_path):
-    address = str(tmp_path / "notify.sock")
-    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sink:
-        sink.bind(address)
-        sink.settimeout(60)
-        port = free_port()
-        process = _start(["--port", str(port), "--save", "", "--supervised", "systemd"],
-                         tmp_path, NOTIFY_SOCKET=address)
-        try:
-            assert sink.recv(1000) == b"STATUS=Ready to accept connections\n"
-            assert sink.recv(1000) == b"READY=1\n"
-            assert _answers(port)
-            process.terminate()
-            assert sink.recv(1000) == b"STOPPING=1\n"
-            assert process.wait(30) == 0
-        finally:
-            if process.poll() is None:
-                process.kill()
-                process.wait(10)
-    assert "supervised by systemd" in (tmp_path / "out.log").read_text()
+SYSTEMD_REPLICA = [
+    b"STATUS=Redis is loading...\n",
+    b"STATUS=Ready to accept connections in read-only mode. Waiting for MASTER <-> REPLICA "
+    b"sync\n",
+    b"READY=1\n",
+    b"STATUS=MASTER <-> REPLICA sync: Finished with success. Ready to accept connections in "
+    b"read-write mode.\n",
+    # the master drops its replicas: they come back with a partial resync
+    b"STATUS=MASTER <-> REPLICA sync: Partial Resynchronization accepted. Ready to accept "
+    b"connections in read-write mode.\n",
+    # SHUTDOWN SAVE
+    b"STOPPING=1\n",
+    b"STATUS=Saving the final RDB snapshot\n",
+]
+
+
+def test_supervised_systemd_hears_what_redis_says(tmp_path):
+    """Under systemd, a replica (kvrepl-server, and redis-server 7.0.15 in the same run)
+    sends, in order, on a NOTIFY_SOCKET the test owns: loading, ready (read-only, waiting
+    for its master), READY=1, the full sync's end, a partial resync's, then a SHUTDOWN
+    SAVE's STOPPING=1 and the final save's STATUS; and nothing else."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.skip("redis-server is not installed")
+    master = RedisServer("--repl-diskless-sync-delay", "0")
+    heard = {}
+    try:
+        for name, command in (("redis", [binary]), ("kvrepl", [sys.executable, "-m", "kvrepl"])):
+            where = tmp_path / name
+            where.mkdir()
+            address = str(where / "notify.sock")
+            with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sink:
+                sink.bind(address)
+                sink.settimeout(60)
+                port = free_port()
+                with (where / "out.log").open("wb") as out:
+                    process = subprocess.Popen(
+                        [*command, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                         "--dir", str(where), "--supervised", "systemd", "--replicaof",
+                         "127.0.0.1", str(master.port)],
+                        stdout=out, stderr=subprocess.STDOUT,
+                        env={**os.environ, "NOTIFY_SOCKET": address})
+                try:
+                    messages = [sink.recv(1000) for _ in range(4)]
+                    with redis.Redis(port=port) as client:
+                        assert client.info("server")["process_supervised"] == "systemd"
+                    master.client().client_kill_filter(_type="replica")
+                    messages.append(sink.recv(1000))
+                    with redis.Redis(port=port) as client:
+                        client.shutdown(save=True)
+                    messages += [sink.recv(1000) for _ in range(2)]
+                    assert process.wait(30) == 0
+                    sink.setblocking(False)
+                    with pytest.raises(BlockingIOError):
+                        sink.recv(1000)  # nothing more
+                finally:
+                    if process.poll() is None:
+                        process.kill()
+                        process.wait(10)
+            heard[name] = messages
+            assert "Supervised by systemd. Please make sure" in (where / "out.log").read_text()
+    finally:
+        master.stop()
+    assert heard["kvrepl"] == heard["redis"] == SYSTEMD_REPLICA
 
 
 def _state(pid: int) -> str:
@@ -330,8 +376,9 @@ def test_supervised_without_a_supervisor_warns_and_runs(tmp_path):
     finally:
         process.terminate()
         process.wait(30)
-    assert ("systemd supervision requested or auto-detected, but NOTIFY_SOCKET not found!"
-            in (tmp_path / "out.log").read_text())
+    # redis-server 7.0.15's words (sd_notify finds no socket for its first STATUS)
+    assert "# systemd supervision error: NOTIFY_SOCKET not found!" in (
+        tmp_path / "out.log").read_text()
 
 
 @pytest.mark.parametrize("sig, flags, save, saved", [
@@ -661,16 +708,55 @@ async def test_rdb_del_sync_files_on_a_replica(delete, tmp_path):
             assert (tmp_path / "dump.rdb").exists() is not delete
 
 
+async def _until(condition: Callable[[], bool]) -> None:
+    """Wait (10 s at most) for ``condition``, which the node's own tasks make true."""
+    with trio.fail_after(10):
+        while not condition():
+            await trio.sleep(0.01)
+
+
 @pytest.mark.parametrize("delete", [True, False])
 async def test_rdb_del_sync_files_on_a_master(delete, tmp_path):
     """A disk-based full sync writes the master's dump; with no persistence and the
-    option, it is gone once the replica has it (a real redis-server replica)."""
+    option, the replication cron removes it once the replica has it (a real redis-server
+    replica); without the option it stays."""
     async with kvrepl.Master(port=0, dir=str(tmp_path), save="", repl_diskless_sync=False,
                              rdb_del_sync_files=delete) as master:
         master.set(b"k", b"v")
         async with redis_replica_of(master.port) as client:
             assert await trio.to_thread.run_sync(client.get, "k") == b"v"
-            assert (tmp_path / "dump.rdb").exists() is not delete
+            if delete:
+                await _until(lambda: not (tmp_path / "dump.rdb").exists())
+            else:
+                assert (tmp_path / "dump.rdb").exists()
+                assert not master.replication.remove_rdb_used_to_sync_replicas()
+
+
+async def test_rdb_del_sync_files_waits_until_the_transfers_end(tmp_path):
+    """removeRDBUsedToSyncReplicas: the dump stays while a replica is still being sent it
+    (a replica that does not read a payload bigger than the socket buffers), and goes once
+    no transfer is left (that replica gone, a real redis-server replica synced)."""
+    dump = tmp_path / "dump.rdb"
+    async with kvrepl.Master(port=0, dir=str(tmp_path), save="", repl_diskless_sync=False,
+                             rdb_del_sync_files=True) as master:
+        for i in range(48):
+            master.set(b"big:%d" % i, bytes([i]) * (1 << 20))
+        stalled = await trio.open_tcp_stream("127.0.0.1", master.port)
+        await stalled.send_all(b"PSYNC ? -1\r\n")
+        received = b""
+        while b"+FULLRESYNC" not in received:
+            received += await stalled.receive_some(4096)
+        links = master.replication.replicas
+        await _until(lambda: any(link.state == "send_bulk" for link in links))
+        assert dump.exists()
+        assert not master.replication.remove_rdb_used_to_sync_replicas()
+        async with redis_replica_of(master.port) as client:
+            assert await trio.to_thread.run_sync(client.dbsize) == 48
+            assert dump.exists()  # the stalled transfer is not over
+            assert not master.replication.remove_rdb_used_to_sync_replicas()
+            await stalled.aclose()
+            await _until(lambda: not dump.exists())  # the replication cron's look
+            assert all(link.state == "online" for link in links)
 
 
 def test_aof_disable_auto_gc_keeps_history_as_redis(tmp_path):
@@ -731,6 +817,74 @@ def test_maxmemory_clients_evicts_the_biggest_client_as_redis():
     finally:
         ours.stop()
         real.stop()
+
+
+def _evicted_clients(client: redis.Redis) -> int:
+    return client.info("stats")["evicted_clients"]
+
+
+def test_maxmemory_clients_evicts_before_a_command_runs_as_redis():
+    """A pipeline whose replies (not read) grow the client past maxmemory-clients: the
+    client is evicted before one of its later commands runs (processCommand's
+    evictClients), so the pipeline's last command (a SET) never runs, on both servers."""
+    real = RedisServer()
+    ours = ThreadedServer(Config(save=())).start()
+    try:
+        for server in (real, ours):
+            admin = server.client()
+            admin.client_no_evict("on")
+            admin.set("big", b"x" * 100_000)
+            admin.config_set("maxmemory-clients", "1mb")
+            pipeline = b"*2\r\n$3\r\nGET\r\n$3\r\nbig\r\n" * 30
+            pipeline += b"*3\r\n$3\r\nSET\r\n$4\r\nlast\r\n$3\r\nran\r\n"
+            with socket.create_connection(("127.0.0.1", server.port), timeout=20) as sock:
+                sock.sendall(pipeline)
+                poll(lambda a=admin: _evicted_clients(a) == 1, "the client is evicted")
+            assert admin.get("last") is None
+            assert [c["id"] for c in admin.client_list()] == [str(admin.client_id())]
+            admin.close()
+    finally:
+        ours.stop()
+        real.stop()
+
+
+def test_maxmemory_clients_evicts_a_subscriber_that_does_not_read_as_redis():
+    """Messages published to a subscriber that does not read grow its output past
+    maxmemory-clients: it is evicted as soon as the publishing that grew it is over (the
+    next PUBLISH finds no subscriber), the publisher is not, on both servers."""
+    real = RedisServer()
+    ours = ThreadedServer(Config(save=())).start()
+    counts = []
+    try:
+        for server in (real, ours):
+            admin = server.client()
+            admin.client_no_evict("on")
+            admin.config_set("maxmemory-clients", "1mb")
+            with socket.create_connection(("127.0.0.1", server.port), timeout=20) as sock:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+                sock.sendall(b"*2\r\n$9\r\nSUBSCRIBE\r\n$2\r\nch\r\n")
+                assert sock.recv(100).startswith(b"*3\r\n$9\r\nsubscribe")
+                publisher = server.client()
+                message = b"m" * 100_000
+                delivered = 0
+                while delivered < 100 and publisher.publish("ch", message) == 1:
+                    delivered += 1
+                # Gone while the publisher went on (its output measured as it grew, not
+                # only at the cron's look): a later PUBLISH found no subscriber.
+                assert delivered < 100
+                assert _evicted_clients(admin) == 1
+                counts.append(delivered)
+                assert publisher.publish("ch", message) == 0
+                assert publisher.ping()
+                publisher.close()
+            admin.close()
+    finally:
+        ours.stop()
+        real.stop()
+    # Both went as far as the 10 messages of the limit itself (what the kernel took of
+    # the output is not the client's memory). redis-server's kernel takes ~3 MB more:
+    # trio's TCP_NOTSENT_LOWAT (16 KiB) on kvrepl's client sockets keeps that in kvrepl.
+    assert all(count >= 10 for count in counts), counts
 
 
 def test_daemonize_forks_into_the_background(tmp_path):
@@ -817,3 +971,165 @@ def test_oom_score_adj_follows_the_role_as_redis(tmp_path):
             client.close()
     finally:
         real.stop()
+
+
+# -- active-expire-effort ------------------------------------------------------------------
+
+def _expiring_engine(keys: int, expired_every: int) -> tuple[Engine, object]:
+    """An engine with ``keys`` keys with a TTL, one in ``expired_every`` of them (in the
+    order they were set) already expired, the others an hour from expiring."""
+    now = [1_700_000_000.0]
+    engine = Engine(Config(save=(), hz=1))
+    engine.keyspace.clock = lambda: now[0]
+    session = engine.new_session()
+    for i in range(keys):
+        ttl = b"1000" if i % expired_every == 0 else b"3600000"
+        engine.execute(session, [b"SET", b"k:%d" % i, b"v", b"PX", ttl])
+    now[0] += 2
+    return engine, session
+
+
+def _stats(engine: Engine, session: object) -> dict[str, str]:
+    text = engine.execute(session, [b"INFO", b"stats"]).decode()
+    return dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
+
+
+@pytest.mark.parametrize("effort, deleted, sampled, stale", [
+    # keys per batch 20 + 5 a step; the cycle goes on while more than 10 - step percent of
+    # a batch was expired: 1 in 20 (5%) stops efforts 1 (10%) and 5 (6%) after one batch,
+    # effort 10 (1%) goes on until a batch has none (the whole pass, then one clean batch)
+    (1, 1, 20, "0.25"), (5, 2, 40, "0.25"), (10, 50, 1000 + 65, "0.23"),
+])
+def test_active_expire_effort_scales_the_cycle_as_redis(effort, deleted, sampled, stale):
+    from kvrepl.server.cron import expire_cycle
+
+    engine, session = _expiring_engine(1000, 20)
+    assert engine.execute(session, [b"CONFIG", b"SET", b"active-expire-effort",
+                                    str(effort).encode()]) == b"OK"
+    assert expire_cycle(engine) == deleted
+    assert engine.keyspace.dbs[0].expire_sampled == sampled
+    assert _stats(engine, session)["expired_stale_perc"] == stale
+
+
+def _clock_of_looks() -> Callable[[], float]:
+    """A perf_counter that moves on 1 ms each time it is looked at."""
+    looks = iter(range(1_000_000))
+    return lambda: next(looks) / 1000
+
+
+def test_active_expire_effort_time_share_as_redis(monkeypatch):
+    """The slow cycle's time limit is (25 + 2 * step)% of the cron period (expire.c):
+    with a clock that moves 1 ms at each look, a cycle of all-expired keys at hz 10 stops
+    after the batch that passes 25 ms (effort 1) or 43 ms (effort 10); its time shows in
+    expire_cycle_cpu_milliseconds and the cut in expired_time_cap_reached_count; the next
+    cycle starts at the next database."""
+    from kvrepl.server import cron
+    from kvrepl.server.cron import expire_cycle_limits
+    from kvrepl.store import database
+
+    assert expire_cycle_limits(1, 10) == (20, 25_000, 10)
+    assert expire_cycle_limits(5, 500) == (40, 660, 6)
+    assert expire_cycle_limits(10, 10) == (65, 43_000, 1)
+    assert expire_cycle_limits(10, 500) == (65, 860, 1)
+    for effort, batches in ((1, 26), (10, 44)):
+        engine, session = _expiring_engine(5000, 1)
+        engine.execute(session, [b"SELECT", b"1"])
+        engine.execute(session, [b"SET", b"other", b"v", b"PX", b"1"])
+        engine.keyspace.clock = lambda: 1_800_000_000.0
+        engine.config.hz = 10
+        engine.config.active_expire_effort = effort
+        fake = _clock_of_looks()
+        monkeypatch.setattr(cron, "perf_counter", fake)
+        monkeypatch.setattr(database, "perf_counter", fake)
+        keys_per_loop = expire_cycle_limits(effort, 10)[0]
+        assert cron.expire_cycle(engine) == batches * keys_per_loop
+        stats = _stats(engine, session)
+        assert stats["expired_time_cap_reached_count"] == "1"
+        assert stats["expire_cycle_cpu_milliseconds"] == str(batches + 1)
+        # db 0 ran out of time: the next cycle looks at db 1 first (and at all 16)
+        assert engine.keyspace.dbs[1].expires
+        cron.expire_cycle(engine)
+        assert not engine.keyspace.dbs[1].expires
+
+
+def test_active_expire_effort_bounds_as_redis(wire):
+    for value in ("0", "11", "-1", "abc", "10", "1"):
+        wire("CONFIG", "SET", "active-expire-effort", value)
+        wire("CONFIG", "GET", "active-expire-effort")
+
+
+# -- the log of a server's start and stop ----------------------------------------------------
+
+def _log_lines(text: str, name: str) -> list[str]:
+    """A log's lines as ``<level char> <message>``, the fields that differ by nature put
+    aside: the pid and time prefix, the program's name (``name``), the version line's
+    build fields, the ports, paths and figures of the run; Redis's warning about memory
+    overcommit (a fork's, and kvrepl forks no child) is left out."""
+    lines = []
+    for line in text.splitlines():
+        match = re.match(r"\d+:[CMSX] \d\d \w{3} \d{4} [\d:.]+ ([.\-*#]) (.*)$", line)
+        if match is None:
+            continue  # signal-handler lines carry their own prefix
+        level, message = match.groups()
+        if message.startswith("WARNING Memory overcommit"):
+            continue
+        message = message.replace(name, "NAME")
+        if re.match(r"NAME version=", message):
+            message = "NAME version=..."
+        message = re.sub(r"\d+(\.\d+)?", "N", message)
+        message = re.sub(r"/\S+/", "/.../", message)
+        lines.append(f"{level} {message}")
+    return lines
+
+
+def test_start_and_stop_log_as_redis(tmp_path):
+    """kvrepl-server's log of a start (with a dump to load, a UNIX socket and a pid file)
+    and of a stop (with and without a final save) has redis-server 7.0.15's lines in
+    redis-server's order."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.skip("redis-server is not installed")
+    logs = {}
+    for name, command in (("Redis", [binary]), ("kvrepl", [sys.executable, "-m", "kvrepl"])):
+        where = tmp_path / name
+        where.mkdir()
+        for save in (True, False):
+            port = free_port()
+            process = subprocess.Popen(
+                [*command, "--port", str(port), "--bind", "127.0.0.1", "--save", "3600 1",
+                 "--dir", str(where), "--unixsocket", str(where / "s.sock"),
+                 "--pidfile", str(where / "p.pid"), "--logfile", str(where / "log")],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            try:
+                poll(lambda port=port: _answers(port), f"{name} answers", within=60)
+                with redis.Redis(port=port) as client:
+                    client.set("k", "v")
+                    client.shutdown(save=save, nosave=not save)
+                assert process.wait(30) == 0
+            finally:
+                if process.poll() is None:
+                    process.kill()
+                    process.wait(10)
+        logs[name] = _log_lines((where / "log").read_text(), name)
+    assert logs["kvrepl"] == logs["Redis"]
+    # what the comparison covered
+    assert logs["kvrepl"] == [
+        "# oONOoONOoONOo NAME is starting oONOoONOoONOo", "# NAME version=...",
+        "# Configuration loaded", "* monotonic clock: POSIX clock_gettime",
+        "* Running mode=standalone, port=N.", "# Server initialized",
+        "* Ready to accept connections",
+        "* The server is now ready to accept connections at /.../s.sock",
+        "# User requested shutdown...", "* Saving the final RDB snapshot before exiting.",
+        "* DB saved on disk", "* Removing the pid file.", "* Removing the unix socket file.",
+        "# NAME is now ready to exit, bye bye...",
+        "# oONOoONOoONOo NAME is starting oONOoONOoONOo", "# NAME version=...",
+        "# Configuration loaded", "* monotonic clock: POSIX clock_gettime",
+        "* Running mode=standalone, port=N.", "# Server initialized",
+        "* Loading RDB produced by version N.N", "* RDB age N seconds",
+        "* RDB memory usage when created N Mb",
+        "* Done loading RDB, keys loaded: N, keys expired: N.",
+        "* DB loaded from disk: N seconds", "* Ready to accept connections",
+        "* The server is now ready to accept connections at /.../s.sock",
+        "# User requested shutdown...", "* Removing the pid file.",
+        "* Removing the unix socket file.", "# NAME is now ready to exit, bye bye...",
+    ]

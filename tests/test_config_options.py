@@ -34,8 +34,6 @@ from kvrepl.server.cron import close_idle_clients
 # (option, value, what the refusal names): each is refused everywhere.
 REFUSED = [
     ("list-compress-depth", "1", "compressed lists"),
-    ("active-expire-effort", "5", "active-expire-effort"),
-    ("enable-module-command", "yes", "modules"),
 ]
 # Defaults and values that ask for nothing kvrepl lacks: Redis's tools set some of them.
 ACCEPTED = [
@@ -169,6 +167,44 @@ def test_protected_mode_refuses_other_hosts_as_redis_does():
         real.stop()
 
 
+def test_only_127_0_0_1_and_unix_sockets_are_local_as_in_redis(tmp_path):
+    """Redis 7.0's islocalClient: 127.0.0.1, ::1 and UNIX sockets are local, the rest of
+    127.0.0.0/8 is not. A client from 127.0.0.2 is refused by protected mode and by
+    ``enable-debug-command local`` (and counted in rejected_connections), as by
+    redis-server in the same run; 127.0.0.1 and the UNIX socket are let in."""
+    real_sock, our_sock = str(tmp_path / "real.sock"), str(tmp_path / "ours.sock")
+    real = RedisServer("--enable-debug-command", "local", "--unixsocket", real_sock)
+    try:
+        ours = ThreadedServer(Config(save=(), enable_debug_command="local",
+                                     unixsocket=our_sock)).start()
+        try:
+            debug = b"DEBUG SLEEP 0\r\n"
+            for source in ("127.0.0.2", "127.0.0.1"):
+                for command in (b"PING\r\n", debug):
+                    replies = [_raw_ping("127.0.0.1", port, source, command)
+                               for port in (real.port, ours.port)]
+                    assert replies[0] == replies[1], (source, command, replies)
+            rejected = [client.info("stats")["rejected_connections"]
+                        for client in (real.client(), ours.client())]
+            assert rejected[0] == rejected[1] == 2
+            assert _raw_ping("127.0.0.1", ours.port, "127.0.0.2").startswith(
+                b"-DENIED Redis is running in protected mode")
+            assert _raw_ping("127.0.0.1", ours.port, "127.0.0.1", debug) == b"+OK\r\n"
+            for client in (real.client(), ours.client()):
+                client.config_set("protected-mode", "no")
+            refused = b"-ERR DEBUG command not allowed. If the enable-debug-command option"
+            for port in (real.port, ours.port):
+                assert _raw_ping("127.0.0.1", port, "127.0.0.2") == b"+PONG\r\n"
+                assert _raw_ping("127.0.0.1", port, "127.0.0.2", debug).startswith(refused)
+            for path in (real_sock, our_sock):
+                assert redis.Redis(unix_socket_path=path).execute_command(
+                    "DEBUG", "SLEEP", "0") == b"OK"
+        finally:
+            ours.stop()
+    finally:
+        real.stop()
+
+
 async def test_port_zero_on_several_addresses_picks_again_when_one_has_it_taken(monkeypatch):
     # Port 0 takes the first address's free port for every address; another process can
     # hold that port on a later address (a fresh-clone run met it). The OS's race cannot be
@@ -205,9 +241,12 @@ def _non_loopback_address() -> str:
     return address
 
 
-def _raw_ping(host: str, port: int) -> bytes:
-    with socket.create_connection((host, port), timeout=10) as sock:
-        sock.sendall(b"PING\r\n")
+def _raw_ping(host: str, port: int, source: str | None = None,
+              command: bytes = b"PING\r\n") -> bytes:
+    """``command``'s reply (inline), from ``source`` when given (the client's address)."""
+    with socket.create_connection((host, port), timeout=10,
+                                  source_address=source and (source, 0)) as sock:
+        sock.sendall(command)
         data = b""
         while not data.endswith(b"\r\n"):
             try:
@@ -580,7 +619,7 @@ BEHAVIOUR = {
     "dbfilename": "test_persistence::test_the_dump_file_name_follows_dir_and_dbfilename",
     "enable-protected-configs": "test_protection::test_allowed_from_loopback",
     "enable-debug-command": "test_protection::test_debug_is_refused_by_default",
-    "enable-module-command": "test_config_options::test_refused_by_config_set",
+    "enable-module-command": "test_protection::test_enable_module_command_as_redis",
     "requirepass": "test_connection::test_requirepass",
     "aclfile": "test_acl::test_acl_file_save_and_load",
     "tls-port": "test_tls::test_redis_py_over_tls",
@@ -690,7 +729,8 @@ BEHAVIOUR = {
     "latency-tracking": "test_server_commands2::test_latency_histogram_named_commands",
     "notify-keyspace-events": "test_notifications::test_config_get_canonical",
     "tracking-table-max-keys": "test_tracking::test_flush_expiry_and_table_limit",
-    "active-expire-effort": "test_config_options::test_refused_by_config_set",
+    "active-expire-effort":
+        "test_config_all::test_active_expire_effort_scales_the_cycle_as_redis",
     "lfu-log-factor": "test_config_options::test_lfu_log_factor",
     "lfu-decay-time": "test_keys::test_object_freq_grows_logarithmically_and_decays",
     "rdb-key-save-delay": "test_test_hooks::"
@@ -713,7 +753,7 @@ BEHAVIOUR = {
     "unixsocket": "test_config_all::test_unixsocket_serves_redis_cli_and_redis_py",
     "unixsocketperm": "test_config_all::test_unixsocket_serves_redis_cli_and_redis_py",
     "pidfile": "test_config_all::test_pidfile_written_and_removed_at_sigterm",
-    "supervised": "test_config_all::test_supervised_systemd_hears_ready_and_stopping",
+    "supervised": "test_config_all::test_supervised_systemd_hears_what_redis_says",
     "syslog-enabled": "test_config_all::test_syslog_records",
     "syslog-ident": "test_config_all::test_syslog_records",
     "syslog-facility": "test_config_all::test_syslog_records",

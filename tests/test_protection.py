@@ -1,16 +1,21 @@
 """enable-debug-command, enable-module-command and enable-protected-configs, byte for byte
 against a real redis-server 7.0 started with the same options.
 
-Every client of these tests connects over loopback, so "local" is tested as allowed; a
-non-local client cannot be made here, so that case is tested on engine sessions whose
-address says where they come from.
+"local" is Redis's islocalClient: 127.0.0.1, ::1 and UNIX sockets. A client bound to
+127.0.0.2 (still the loopback interface, but not local to Redis 7.0) is the non-local client;
+other addresses are tested on engine sessions whose address says where they come from.
 """
 
 from __future__ import annotations
 
+import logging
+import shutil
+import socket
+import subprocess
 from collections.abc import Callable, Iterator
 
 import pytest
+import redis
 from support import RedisServer, ThreadedServer, wire_comparer
 
 import kvrepl
@@ -48,9 +53,9 @@ def defaults() -> Iterator[Compare]:
 
 @pytest.fixture(scope="module", params=["yes", "local"])
 def allowed(request: pytest.FixtureRequest) -> Iterator[Compare]:
-    # (enable-module-command takes only "no": kvrepl has no modules, see test_config_options)
     yield from pair({"enable-debug-command": request.param,
-                     "enable-protected-configs": request.param})
+                     "enable-protected-configs": request.param,
+                     "enable-module-command": request.param})
 
 
 def test_debug_is_refused_by_default(defaults: Compare) -> None:
@@ -114,6 +119,85 @@ def test_allowed_from_loopback(allowed: Compare) -> None:
     allowed("CONFIG", "SET", "dir", "/tmp")
     allowed("CONFIG", "SET", "enable-debug-command", "no")  # still immutable
     allowed(batch=[("MULTI",), ("DEBUG", "DIGEST"), ("EXEC",)])
+    allowed("MODULE", "LOAD", "/nonexistent/module.so")
+    allowed("MODULE", "LOADEX", "/nonexistent/module.so", "CONFIG", "a", "b", "ARGS", "c")
+    allowed("MODULE", "UNLOAD", "x")
+    allowed("MODULE", "LIST")
+
+
+MODULE_REFUSED = (
+    'ERR MODULE command not allowed. If the enable-module-command option is set to "local", '
+    "you can run it from a local connection, otherwise you need to set this option in the "
+    "configuration file, and then restart the server.")
+CANNOT_LOAD = "ERR Error loading the extension. Please check the server logs."
+
+
+def _raw(port: int, source: str, command: bytes) -> bytes:
+    """One inline command's reply line, sent from address ``source``."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10,
+                                  source_address=(source, 0)) as sock:
+        sock.sendall(command)
+        data = b""
+        while not data.endswith(b"\r\n"):
+            chunk = sock.recv(4096)
+            if not chunk:
+                break
+            data += chunk
+        return data
+
+
+@pytest.mark.parametrize("setting", ["no", "yes", "local"])
+def test_enable_module_command_as_redis(setting: str, tmp_path, caplog) -> None:
+    """MODULE LOAD/LOADEX/UNLOAD by redis-cli, redis-py and a raw client from 127.0.0.2,
+    over TCP and the UNIX socket: refused or run as redis-server 7.0 does with the same
+    setting (``local``: 127.0.0.1 and the UNIX socket only); allowed, LOAD fails as a
+    module that cannot load fails in Redis, and kvrepl's log says why."""
+    cli = shutil.which("redis-cli")
+    if cli is None:
+        pytest.skip("redis-cli is not installed")
+    sockets = str(tmp_path / "ours.sock"), str(tmp_path / "theirs.sock")
+    ours = ThreadedServer(Config(save=(), protected_mode=False, unixsocket=sockets[0],
+                                 enable_module_command=setting)).start()
+    theirs = RedisServer("--protected-mode", "no", "--unixsocket", sockets[1],
+                         "--enable-module-command", setting)
+    try:
+        commands = [("MODULE", "LOAD", "/nonexistent/module.so", "a"),
+                    ("MODULE", "LOADEX", "/nonexistent/module.so", "CONFIG", "n", "v"),
+                    ("MODULE", "UNLOAD", "x")]
+        for args in commands:
+            seen = []
+            for port, path in ((ours.port, sockets[0]), (theirs.port, sockets[1])):
+                replies = []
+                for where in (["-p", str(port)], ["-s", path]):
+                    replies.append(subprocess.run([cli, *where, *args], capture_output=True,
+                                                  timeout=30, check=True).stdout)
+                for client in (redis.Redis(port=port), redis.Redis(unix_socket_path=path)):
+                    with client, pytest.raises(redis.ResponseError) as err:
+                        client.execute_command(*args)
+                    replies.append(str(err.value))
+                replies.append(_raw(port, "127.0.0.2", " ".join(args).encode() + b"\r\n"))
+                seen.append(replies)
+            assert seen[0] == seen[1], args
+            local = "ERR " + seen[0][2]
+            remote = seen[0][4].decode()
+            if args[1] == "UNLOAD":
+                allowed = "ERR Error unloading module: no such module with that name"
+            else:
+                allowed = CANNOT_LOAD
+            assert local == (MODULE_REFUSED if setting == "no" else allowed)
+            assert remote == "-" + (allowed if setting == "yes" else MODULE_REFUSED) + "\r\n"
+        with caplog.at_level(logging.WARNING, logger="kvrepl"):
+            caplog.clear()
+            with redis.Redis(unix_socket_path=sockets[0]) as client, \
+                    pytest.raises(redis.ResponseError):
+                client.execute_command("MODULE", "LOAD", "/nonexistent/module.so")
+        loaded = [r.getMessage() for r in caplog.records if "failed to load" in r.getMessage()]
+        assert loaded == ([] if setting == "no" else [
+            "Module /nonexistent/module.so failed to load: kvrepl cannot load Redis modules "
+            "(they run inside redis-server's own process)"])
+    finally:
+        ours.stop()
+        theirs.stop()
 
 
 # -- locality: engine sessions with the address a connection would have --------------------

@@ -394,9 +394,104 @@ def clients_cron(engine: Engine) -> int:
         except Exception:  # a bug must cost this look only, never the node's cron
             logger.exception("Measuring client %s failed", session.addr)
             continue
-        session.last_memory = mem.total
+        note_memory(engine, session, mem.total)
         inputs[slot] = max(inputs[slot], mem.input_usage)
         outputs[slot] = max(outputs[slot], mem.omem)
         if session.replica_link is None:
             closed += obuf.check_limits(session, mem.obl + mem.omem)
     return closed
+
+
+# -- maxmemory-clients (client eviction) ---------------------------------------------------
+# getClientEvictionLimit's floor: a tiny limit must still let clients talk to the server
+_CLIENT_EVICTION_FLOOR = 128 * 1024
+
+
+def client_eviction_limit(config: object) -> int:
+    """getClientEvictionLimit: maxmemory-clients in bytes (a percentage of maxmemory when
+    negative), at least 128 KB; 0 when there is none."""
+    setting, maxmemory = config.maxmemory_clients, config.maxmemory  # type: ignore[attr-defined]
+    if setting < 0 and maxmemory > 0:
+        limit = int(maxmemory * -setting / 100)
+    elif setting > 0:
+        limit = setting
+    else:
+        return 0
+    return max(limit, _CLIENT_EVICTION_FLOOR)
+
+
+def _eviction_counted(session: Session) -> bool:
+    """The clients whose memory counts against maxmemory-clients: the normal and pub/sub
+    ones (a MONITOR client is a normal one, as getClientType says), network clients only
+    (the embedded API is no client)."""
+    return (session.over_network and not session.is_master
+            and (not session.is_replica or session.monitor))
+
+
+def note_memory(engine: Engine, session: Session, total: int) -> None:
+    """updateClientMemUsage(AndBucket): ``total`` is the client's ``tot-mem`` as last
+    measured; with maxmemory-clients on, the sum of the counted clients' follows it."""
+    session.last_memory = total
+    if not engine.client_eviction:
+        return
+    usage = engine.client_mem_usage
+    engine.client_mem_total -= usage.pop(session.id, 0)
+    if _eviction_counted(session) and session.id in engine.sessions:
+        usage[session.id] = total
+        engine.client_mem_total += total
+
+
+def forget_memory(engine: Engine, session: Session) -> None:
+    """A client is gone: its memory leaves the sum (freeClient)."""
+    engine.client_mem_total -= engine.client_mem_usage.pop(session.id, 0)
+
+
+def reset_client_eviction(engine: Engine) -> None:
+    """maxmemory-clients turned on or off: the sum starts over (each client counts again
+    from its next look, as Redis's buckets fill again)."""
+    engine.client_mem_usage.clear()
+    engine.client_mem_pushed.clear()
+    engine.client_mem_total = 0
+
+
+def evict_clients(engine: Engine, current: Session | None = None,
+                  pushed: bool = False) -> bool:
+    """evictClients: while the counted clients use as much memory as maxmemory-clients or
+    more (as each was last measured), disconnect the biggest evictable one (not a
+    replica, the master link or a ``CLIENT NO-EVICT on`` client); counted in INFO's
+    ``evicted_clients``. ``current``: the client whose command is about to run (its
+    memory measured now): True when it was evicted (its command then does not run).
+    ``pushed``: the clients sent pushes since the last look are measured first, once
+    they have written what the kernel would take (Redis measures a client after each
+    write it tries)."""
+    sessions = engine.sessions
+    if current is not None and _eviction_counted(current):
+        note_memory(engine, current, measure(current).total)
+    if pushed and engine.client_mem_pushed:
+        for sid in engine.client_mem_pushed:
+            pushed = sessions.get(sid)
+            if pushed is not None:
+                note_memory(engine, pushed, measure(pushed).total)
+        engine.client_mem_pushed.clear()
+    limit = client_eviction_limit(engine.config)
+    if not limit or engine.client_mem_total < limit:
+        return False
+    from kvrepl.commands.client import client_info_line, kill_session
+
+    candidates = sorted(
+        ((size, sessions[sid]) for sid, size in engine.client_mem_usage.items()
+         if sid in sessions and not sessions[sid].no_evict
+         and sessions[sid].on_kill is not None),
+        key=lambda item: item[0], reverse=True)
+    evicted = False
+    for _, session in candidates:
+        if engine.client_mem_total < limit:
+            break
+        logger.info("Evicting client: %s", client_info_line(session))
+        kill_session(session)  # its memory leaves the sum (Engine.close_session)
+        engine.stats.evicted_clients += 1
+        evicted |= session is current
+    else:
+        if engine.client_mem_total >= limit:
+            logger.warning("Over client maxmemory after evicting all evictable clients")
+    return evicted

@@ -17,7 +17,7 @@ from time import perf_counter
 from typing import TYPE_CHECKING
 
 from kvrepl import acl as acl_rules
-from kvrepl.commands import obuf
+from kvrepl.commands import cmem, obuf
 from kvrepl.commands.eviction import EVICT_FAIL, OOM, Evictor
 from kvrepl.commands.instant import InstantMetrics
 from kvrepl.commands.monitor import monitor_line
@@ -89,6 +89,20 @@ class _Postponed:
 
 
 POSTPONED = _Postponed()
+
+
+class _ClientEvicted:
+    """Returned by :meth:`Engine.execute` when maxmemory-clients evicted the very client
+    whose command was about to run: nothing runs and nothing is answered (processCommand
+    returns C_ERR); the server drops the connection."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "CLIENT_EVICTED"
+
+
+CLIENT_EVICTED = _ClientEvicted()
 PAUSE_OFF, PAUSE_WRITE, PAUSE_ALL = 0, 1, 2
 PAUSE_FOREVER = 1 << 62  # end_ms of a pause that lasts until it is lifted (FAILOVER's)
 
@@ -434,6 +448,11 @@ class Session:
         if self.on_kill is not None and obuf.over_limits(self, obuf.pending_bytes(self)):
             obuf.close(self, scheduled=True)  # as the message is added, as Redis checks
             return
+        engine = self.engine
+        if engine.client_eviction:
+            engine.client_mem_pushed.add(self.id)  # measured again once it tried to write
+            if engine.on_client_pushed is not None:
+                engine.on_client_pushed()
         if self.on_push is not None:
             self.on_push()
 
@@ -487,6 +506,15 @@ class Engine:
         self.reply_buffer_resizing = True
         self.reply_buffer_peak_reset_ms = 5000
         self.clients_cron_next = 0  # where the cron's next share of the clients starts
+        # maxmemory-clients: the clients' memory as last measured, by session id, and its
+        # sum (kvrepl.commands.cmem.note_memory); kept only while the option is set.
+        self.client_eviction = False
+        self.client_mem_usage: dict[int, int] = {}
+        self.client_mem_total = 0
+        # clients sent pushes since (their output grew): Redis measures a client again
+        # after each write it tries (writeToClient), before beforeSleep's evictions
+        self.client_mem_pushed: set[int] = set()
+        self.on_client_pushed: Callable[[], None] | None = None  # set by the server
         self.evictor = Evictor(self)
         self._maxmemory = 0  # config.maxmemory, read on every command
         self._min_replicas = 0  # config.min_replicas_to_write, likewise
@@ -587,7 +615,8 @@ class Engine:
         """Keep ``general_lane_closed`` in step with the node states it stands for."""
         self.general_lane_closed = bool(self._restricted or self._maxmemory
                                         or self._min_replicas or self.tracking_on
-                                        or self.normal_output_limited)
+                                        or self.normal_output_limited
+                                        or self.client_eviction)
 
     @property
     def restricted(self) -> bool:
@@ -700,9 +729,15 @@ class Engine:
         self._min_replicas = config.min_replicas_to_write
         hard, soft, _ = config.client_output_buffer_limit["normal"]
         self.normal_output_limited = bool(hard or soft)
+        if self.client_eviction != bool(config.maxmemory_clients):
+            self.client_eviction = bool(config.maxmemory_clients)
+            cmem.reset_client_eviction(self)
         self._refresh_general_lane()
         gates = keyspace.gates
         gates.set("maxmemory", bool(config.maxmemory))  # eviction runs before each command
+        # maxmemory-clients: clients are evicted before each of their commands
+        gates.set("maxmemory-clients", self.client_eviction, clients_only=True,
+                  writes_only=True)
         gates.set("lfu", keyspace.lfu)  # each access counts
         # "Log every command": the lanes time one call in a sample or a run as a whole.
         gates.set("slowlog-every-command", slower_than == 0)
@@ -792,6 +827,8 @@ class Engine:
     def close_session(self, session: Session) -> None:
         """Forget a client: its subscriptions, watches, tracking and MONITOR registration."""
         self.sessions.pop(session.id, None)
+        if self.client_eviction:
+            cmem.forget_memory(self, session)
         unwatch(session)
         self.tracking.disable(session)
         for mine, registry in ((session.channels, self.pubsub_channels),
@@ -932,6 +969,11 @@ class Engine:
         elif cmd.argument_flags is not None \
                 and (declared := cmd.argument_flags(session, argv)) is not None:
             is_write, allows_stale, denyoom = declared
+        # maxmemory-clients: clients go first, after the last command's replies grew this
+        # one's buffers (evictClients in processCommand); evicted, it runs nothing more.
+        if self.client_eviction and session.over_network \
+                and cmem.evict_clients(self, session):
+            return CLIENT_EVICTED
         # maxmemory: evict first (every command, as performEvictions in processCommand);
         # a write from our master is never refused (a replica never skips one).
         # No eviction while clients are paused (the dataset stays still, as in Redis).

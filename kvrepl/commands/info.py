@@ -132,7 +132,7 @@ def _server(engine: Engine) -> list[str]:
         "atomicvar_api:c11-builtin",
         "gcc_version:0.0.0",
         f"process_id:{os.getpid()}",
-        "process_supervised:no",
+        f"process_supervised:{getattr(engine.node, 'supervised', 'no')}",
         f"run_id:{facts(engine).run_id}",
         f"tcp_port:{port}",
         f"server_time_usec:{int(now * 1_000_000)}",

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from kvrepl.commands.core import Command, Session
     from kvrepl.config import Config
 
-__all__ = ["allow_protected_action", "is_local", "protected_command_error"]
+__all__ = ["allow_protected_action", "is_local", "is_local_address", "protected_command_error"]
 
 _LOCAL_HOSTS = frozenset({"127.0.0.1", "::1", "::ffff:127.0.0.1", "/unix", "in-process"})
 
@@ -36,15 +36,23 @@ _GUARDS = {
 }
 
 
-def is_local(session: Session) -> bool:
-    """islocalClient: a unix-socket, loopback or in-process client, or the embedded API.
+def is_local_address(addr: str) -> bool:
+    """islocalClient on a client's ``host:port``: a unix socket (its path), an in-process
+    link, or a TCP peer at exactly ``127.0.0.1`` or ``::1``. The rest of 127.0.0.0/8 is
+    not local, as in Redis 7.0. The one rule for protected mode and the ``local`` value of
+    the ``enable-*`` options.
 
-    The embedded API's session keeps Session's default address ``127.0.0.1:0``; the server
-    gives unix-socket clients ``/path/of/the.sock:0`` (``/unix:0`` for a socket pair) and
-    in-process links ``in-process:0``.
+    The server gives unix-socket clients ``/path/of/the.sock:0`` (``/unix:0`` for a socket
+    pair) and in-process links ``in-process:0``.
     """
-    host = session.addr.rsplit(":", 1)[0]
+    host = addr.rsplit(":", 1)[0]
     return host in _LOCAL_HOSTS or host.startswith("/")  # a unixsocket client: its path
+
+
+def is_local(session: Session) -> bool:
+    """islocalClient: a unix-socket, loopback or in-process client, or the embedded API
+    (whose session keeps Session's default address ``127.0.0.1:0``)."""
+    return is_local_address(session.addr)
 
 
 def allow_protected_action(setting: str, session: Session) -> bool:

@@ -63,6 +63,9 @@ class Shutdown:
             return False  # a second SHUTDOWN waits for the same outcome
         self.save, self.force = save, force
         logger.warning("User requested shutdown...")
+        from kvrepl.server.process import tell_systemd
+
+        tell_systemd(engine, "STOPPING=1\n")
         timeout = engine.config.shutdown_timeout
         if not now and timeout and not self.ready():
             self.deadline = time.monotonic() + timeout

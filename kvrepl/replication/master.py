@@ -142,6 +142,8 @@ class MasterReplication:
         self.job: SnapshotJob | None = None  # the snapshot of the replicas being synced
         self.job_links: list[ReplicaLink] = []
         self.job_to_disk = False
+        # a disk-based full sync wrote the dump (rdb-del-sync-files: RDBGeneratedByReplication)
+        self.rdb_generated_by_replication = False
         self._kick = trio.Event()  # wakes the scheduler: a replica came or left, a job ended
         self._scheduling = False
         self.sync_full = 0
@@ -547,6 +549,10 @@ class MasterReplication:
                 link.assigned.set()
             return
         self.job, self.job_links, self.job_to_disk = job, links, to_disk
+        if to_disk and self.config.rdb_del_sync_files:
+            # (not set with the option off: CONFIG SET turning it on later must not remove
+            # a dump that no replication made)
+            self.rdb_generated_by_replication = True
         job.on_done.append(lambda job: self._snapshot_done(job, links))
 
     def _snapshot_done(self, job: SnapshotJob, links: list[ReplicaLink]) -> None:
@@ -567,13 +573,6 @@ class MasterReplication:
                 else:
                     link.sync_error = f"BGSAVE child returned an error ({job.status})"
             link.job_done.set()
-        if saved and self.config.rdb_del_sync_files and persistence_disabled(self.config):
-            # removeRDBUsedToSyncReplicas: the dump was made for the replicas alone; they
-            # hold it open, so it goes now (Redis waits until their transfers end).
-            logger.info("Removing the RDB file used to feed replicas in a persistence-less "
-                        "instance")
-            with contextlib.suppress(OSError):
-                os.unlink(persistence.rdb_path(self.config))
         self._kick.set()
 
     # -- full sync: sending the payload ---------------------------------------------------------
@@ -737,8 +736,30 @@ class MasterReplication:
         self.acked.set()
         self.acked = trio.Event()
 
+    def remove_rdb_used_to_sync_replicas(self) -> bool:
+        """removeRDBUsedToSyncReplicas (rdb-del-sync-files): with no persistence, the dump a
+        disk-based full sync wrote goes once no replica waits for a snapshot or is still
+        being sent one; returns whether it went."""
+        if not self.config.rdb_del_sync_files:
+            self.rdb_generated_by_replication = False
+            return False
+        if not (self.rdb_generated_by_replication and persistence_disabled(self.config)):
+            return False
+        if self.waiting or any(link.state != "online" for link in self.replicas):
+            return False
+        path = persistence.rdb_path(self.config)
+        if not os.path.lexists(path):
+            return False
+        self.rdb_generated_by_replication = False
+        logger.info("Removing the RDB file used to feed replicas in a persistence-less "
+                    "instance")
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+        return True
+
     def cron(self, tick: int) -> None:
-        """Once a second: ping replicas every repl-ping-replica-period, drop timed-out ones."""
+        """Once a second: ping replicas every repl-ping-replica-period, drop timed-out ones,
+        remove a dump made for replicas that no longer need it."""
         failover = getattr(self.engine.node, "failover", None)
         self._send_held_getack()  # a pause that ended with its time
         if self.replicas and self.propagating and tick % self.config.repl_ping_replica_period == 0 \
@@ -764,6 +785,7 @@ class MasterReplication:
                 self.second_replid_offset = -1
         else:
             self._no_replicas_since = None
+        self.remove_rdb_used_to_sync_replicas()
 
     def good_replicas(self) -> int:
         """Online replicas whose last ACK is at most min-replicas-max-lag seconds old."""

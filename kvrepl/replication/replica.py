@@ -502,6 +502,10 @@ class ReplicaOf:
         replication.disconnect_replicas()
         self._link_up()
         logger.info("MASTER <-> REPLICA sync: Finished with success")
+        from kvrepl.server.process import tell_systemd
+
+        tell_systemd(engine, "STATUS=MASTER <-> REPLICA sync: Finished with success. Ready to "
+                     "accept connections in read-write mode.\n")
 
     def _load_target(self, staged: StagedLoad, result: LoadResult) -> None:
         """Make the master's snapshot our data: here the whole keyspace (a cluster shard's
@@ -526,6 +530,10 @@ class ReplicaOf:
             replication.replid = event.replid
             replication.disconnect_replicas()
         logger.info("MASTER <-> REPLICA sync: Master accepted a Partial Resynchronization.")
+        from kvrepl.server.process import tell_systemd
+
+        tell_systemd(self.engine, "STATUS=MASTER <-> REPLICA sync: Partial Resynchronization "
+                     "accepted. Ready to accept connections in read-write mode.\n")
         self._link_up()
 
     def _link_up(self) -> None:

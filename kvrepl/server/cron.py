@@ -44,8 +44,10 @@ async def run_cron(engine: Engine) -> None:
                 sockets.close_idle()
         cmem.clients_cron(engine)  # buffers resized, limits met with no new reply
         expire_cycle(engine)
-        if engine.config.maxmemory_clients:
-            evict_clients(engine)
+        if engine.client_eviction:
+            # The clients' memory as clientsCron measured it, checked as beforeSleep
+            # checks it after the cron's turn of the event loop (evictClients).
+            cmem.evict_clients(engine, pushed=True)
         if engine.evictor.running:
             engine.evictor.cron(0.25 / hz)
         persistence.cron(engine)
@@ -56,53 +58,6 @@ async def run_cron(engine: Engine) -> None:
         shutdown_state(engine).tick()
         if not engine.loading:
             gc_policy.cron(engine.keyspace)
-
-
-# getClientEvictionLimit's floor: a tiny limit must still let clients talk to the server
-_CLIENT_EVICTION_FLOOR = 128 * 1024
-
-
-def client_eviction_limit(config: object) -> int:
-    """getClientEvictionLimit: maxmemory-clients in bytes (a percentage of maxmemory when
-    negative), at least 128 KB; 0 when there is none."""
-    setting, maxmemory = config.maxmemory_clients, config.maxmemory  # type: ignore[attr-defined]
-    if setting < 0 and maxmemory > 0:
-        limit = int(maxmemory * -setting / 100)
-    elif setting > 0:
-        limit = setting
-    else:
-        return 0
-    return max(limit, _CLIENT_EVICTION_FLOOR)
-
-
-def evict_clients(engine: Engine) -> int:
-    """maxmemory-clients (evictClients): while the normal and pub/sub clients together
-    use more memory than the limit, the one using the most is disconnected (never a
-    replica, the master link, MONITOR or a CLIENT NO-EVICT client). Redis checks after each
-    read; kvrepl at each cron tick (1/hz seconds), so nothing runs per request. Returns how
-    many it evicted."""
-    from kvrepl.commands.client import client_info_line, kill_session
-    from kvrepl.commands.cmem import measure
-
-    limit = client_eviction_limit(engine.config)
-    if not limit:
-        return 0
-    usage = [(measure(s).total, s) for s in list(engine.sessions.values())
-             if not (s.is_replica or s.is_master or s.monitor or s.no_evict
-                     or s.on_kill is None)]
-    total = sum(size for size, _ in usage)
-    evicted = 0
-    usage.sort(key=lambda item: item[0], reverse=True)
-    for size, session in usage:
-        if total < limit:
-            break
-        logger.log(15, "Evicting client: %s",
-                   client_info_line(session))
-        kill_session(session)
-        engine.stats.evicted_clients += 1
-        total -= size
-        evicted += 1
-    return evicted
 
 
 def close_idle_clients(engine: Engine) -> int:
@@ -141,12 +96,40 @@ def sample_metrics(engine: Engine) -> None:
     metrics.track(instant.OUTPUT_REPL, repl_out, now_ms)
 
 
-def expire_cycle(engine: Engine) -> int:
-    """One active-expiry pass over every database; returns how many keys it deleted.
+# expire.c's constants, for active-expire-effort 1; each step of effort adds to them.
+_KEYS_PER_LOOP = 20
+_SLOW_TIME_PERC = 25
+_ACCEPTABLE_STALE = 10
+_DBS_PER_CALL = 16  # CRON_DBS_PER_CALL
 
-    Keeps activeExpireCycle's statistics: its time, the cycles cut by the time limit, and
-    ``expired_stale_perc``, a running average (5% weight per cycle) of the share of the
-    checked keys that were expired."""
+
+def expire_cycle_limits(effort: int, hz: int) -> tuple[int, int, int]:
+    """activeExpireCycle's running parameters for ``active-expire-effort`` (1..10) at
+    ``hz``: the keys checked per batch, the slow cycle's time limit in microseconds (a
+    share of the cron period) and the percentage of expired keys in a batch above which
+    it goes on."""
+    effort -= 1  # rescaled from 0 to 9
+    keys_per_loop = _KEYS_PER_LOOP + _KEYS_PER_LOOP // 4 * effort
+    time_perc = _SLOW_TIME_PERC + 2 * effort
+    time_limit = max(time_perc * 1_000_000 // hz // 100, 1)
+    return keys_per_loop, time_limit, _ACCEPTABLE_STALE - effort
+
+
+def expire_cycle(engine: Engine) -> int:
+    """One slow active-expiry cycle (activeExpireCycle's ACTIVE_EXPIRE_CYCLE_SLOW), as
+    ``active-expire-effort`` scales it; returns how many keys it deleted.
+
+    Up to 16 databases a cycle, from where the last one stopped (all of them when the last
+    ran out of time), each until a batch holds no more than the acceptable share of expired
+    keys or the time is up. Keeps activeExpireCycle's statistics: its time, the cycles cut
+    by the time limit, and ``expired_stale_perc``, a running average (5% weight per cycle)
+    of the share of the checked keys that were expired.
+
+    Redis also runs a fast cycle before the event loop sleeps (at most 1 ms plus 0.25 ms a
+    step of effort, not twice within twice that time) when the last slow cycle ran out of
+    time or the stale share is above the acceptable one; kvrepl has none (no single point
+    where its event loop sleeps): the stale keys of a busy node wait for the next tick, and
+    a read deletes the one it meets."""
     keyspace = engine.keyspace
     if not engine.active_expire_enabled:
         return 0
@@ -161,21 +144,28 @@ def expire_cycle(engine: Engine) -> int:
         return deleted
     if keyspace.expiry_paused():
         return 0
+    config = engine.config
+    keys_per_loop, time_limit, acceptable_stale = expire_cycle_limits(
+        config.active_expire_effort, config.hz)
     deleted = sampled = 0
-    capped = False
+    dbs = keyspace.dbs
+    dbs_per_call = len(dbs) if keyspace.expire_timed_out else min(_DBS_PER_CALL, len(dbs))
+    keyspace.expire_timed_out = False
     started = perf_counter()
-    # Redis's slow cycle may take 25% of a cron period; the rest belongs to the clients.
-    deadline = started + 0.25 / engine.config.hz
-    for db in keyspace.dbs:
+    deadline = started + time_limit / 1_000_000
+    for _ in range(dbs_per_call):
+        db = dbs[keyspace.expire_next_db % len(dbs)]
+        # The next cycle starts at the next database even when this one runs out of time,
+        # so that the time is shared between the databases.
+        keyspace.expire_next_db += 1
         if db.expires:
-            deleted += db.active_expire_cycle(deadline=deadline)
+            deleted += db.active_expire_cycle(keys_per_loop, deadline, acceptable_stale)
             sampled += db.expire_sampled
-            if perf_counter() > deadline:
-                capped = True
+            if keyspace.expire_timed_out:
                 break
     stats = engine.stats
     stats.expire_cycle_time_used += int((perf_counter() - started) * 1_000_000)
-    stats.expired_time_cap_reached_count += capped
+    stats.expired_time_cap_reached_count += keyspace.expire_timed_out
     current = deleted / sampled if sampled else 0.0
     stats.expired_stale_perc = current * 0.05 + stats.expired_stale_perc * 0.95
     # No command runs here: the engine propagated each DEL as its key went, on its own and

@@ -28,11 +28,13 @@ _PR_SET_THP_DISABLE = 41
 
 
 def started(node: Node) -> None:
-    """Once the node listens (initServer, main): the logo, the pid file, the process title,
-    THP and the crash log, then what supervision asks at startup (upstart's SIGSTOP)."""
+    """Once the node listens (initServer, main): the pid file, the process title, THP and
+    the crash log, the logo (or the "Running mode" line), then "Server initialized" on a
+    server's own process. An embedded node finds its supervisor here; kvrepl-server did
+    before it started (:func:`supervise`, where redis-server does)."""
     config = node.config
-    if config.always_show_logo:
-        show_logo(node)
+    if not node.owns_process:
+        node.supervised = supervise(config)
     if config.pidfile:
         write_pidfile(config.pidfile)
     update_title(node)
@@ -44,23 +46,39 @@ def started(node: Node) -> None:
     if config.disable_thp:
         disable_thp()
     crash_log(config.crash_log_enabled)
-    mode = supervision(config.supervised)
-    node.supervised = mode
+    show_logo(node)
+    if node.owns_process:
+        logger.warning("Server initialized")
+
+
+def supervise(config: object) -> str:
+    """redisIsSupervised: the supervisor found ("no" when none), told what Redis tells it at
+    this point: upstart's job sees the process stop (SIGSTOP; it continues it), systemd
+    hears that the data is loading."""
+    mode = supervision(config.supervised)  # type: ignore[attr-defined]
     if mode == "upstart":
-        # redisSupervisedUpstart: the job continues it once it saw the process stop.
         logger.info("supervised by upstart, will stop to signal readiness.")
-        os.environ.pop("UPSTART_JOB", None)
         os.kill(os.getpid(), signal.SIGSTOP)
+        os.environ.pop("UPSTART_JOB", None)
     elif mode == "systemd":
-        logger.info("supervised by systemd. Please make sure you set appropriate values for "
+        if not notify_systemd("STATUS=Redis is loading...\n"):
+            return "no"
+        logger.info("Supervised by systemd. Please make sure you set appropriate values for "
                     "TimeoutStartSec and TimeoutStopSec in your service unit.")
+    return mode
 
 
 def ready(node: Node) -> None:
-    """The dataset is loaded: systemd hears it (READY=1 and a STATUS line)."""
-    if getattr(node, "supervised", None) != "systemd":
+    """The dataset is loaded: the log says the node accepts connections, systemd hears it
+    (a STATUS line, then READY=1), as at the end of Redis's main()."""
+    config = node.config
+    if node.serve_tcp or config.tls_port:
+        logger.info("Ready to accept connections")
+    if config.unixsocket:
+        logger.info("The server is now ready to accept connections at %s", config.unixsocket)
+    if node.supervised != "systemd":
         return
-    if node.config.replicaof is None and node.following is None:
+    if config.replicaof is None and node.following is None:
         notify_systemd("STATUS=Ready to accept connections\n")
     else:
         notify_systemd("STATUS=Ready to accept connections in read-only mode. Waiting for "
@@ -68,11 +86,24 @@ def ready(node: Node) -> None:
     notify_systemd("READY=1\n")
 
 
+def tell_systemd(engine: object, message: str) -> None:
+    """redisCommunicateSystemd from the engine's side (shutdown, the final save, a
+    replica's sync): sent when the engine's node is supervised by systemd."""
+    node = getattr(engine, "node", None)
+    if getattr(node, "supervised", "no") != "systemd":
+        return
+    if message == "STOPPING=1\n":
+        node.stopping_told = True  # type: ignore[union-attr]
+    notify_systemd(message)
+
+
 def stopping(node: Node) -> None:
-    """The node stops (prepareForShutdown): systemd hears STOPPING=1, the pid file goes."""
-    if getattr(node, "supervised", None) == "systemd":
+    """The node stops: systemd hears STOPPING=1 unless a SHUTDOWN already said it
+    (prepareForShutdown), the pid file goes (finishShutdown)."""
+    if node.supervised == "systemd" and not node.stopping_told:
         notify_systemd("STOPPING=1\n")
     if node.config.pidfile:
+        logger.info("Removing the pid file.")
         with contextlib.suppress(OSError):
             os.unlink(node.config.pidfile)
 
@@ -81,12 +112,13 @@ def stopping(node: Node) -> None:
 DEFAULT_PIDFILE = "/var/run/redis.pid"
 
 
-def daemonize(config: object) -> bool:
-    """main()'s ``background``: with ``daemonize yes`` and no supervisor to talk to, fork
-    (the parent exits at once, status 0), start a new session and point the standard
-    streams at /dev/null, as Redis's daemonize(); the pid file then defaults to
-    /var/run/redis.pid. Returns whether this process is now the daemon."""
-    if not config.daemonize or _supervisor_present(config.supervised):  # type: ignore
+def daemonize(config: object, supervised: str) -> bool:
+    """main()'s ``background``: with ``daemonize yes`` and no supervisor to talk to
+    (``supervised``, from :func:`supervise`), fork (the parent exits at once, status 0),
+    start a new session and point the standard streams at /dev/null, as Redis's
+    daemonize(); the pid file then defaults to /var/run/redis.pid. Returns whether this
+    process is now the daemon."""
+    if not config.daemonize or supervised != "no":  # type: ignore[attr-defined]
         return False
     if os.fork() != 0:
         os._exit(0)
@@ -99,17 +131,6 @@ def daemonize(config: object) -> bool:
     if not config.pidfile:  # type: ignore[attr-defined]
         config.pidfile = DEFAULT_PIDFILE  # type: ignore[attr-defined]
     return True
-
-
-def _supervisor_present(mode: str) -> bool:
-    """redisIsSupervised's answer, without its log lines (they come at start)."""
-    if mode == "auto":
-        return "UPSTART_JOB" in os.environ or "NOTIFY_SOCKET" in os.environ
-    if mode == "upstart":
-        return "UPSTART_JOB" in os.environ
-    if mode == "systemd":
-        return "NOTIFY_SOCKET" in os.environ
-    return False
 
 
 _OOM_PATH = "/proc/self/oom_score_adj"
@@ -162,37 +183,40 @@ def write_pidfile(path: str) -> None:
 
 
 def supervision(mode: str) -> str:
-    """redisIsSupervised: the supervisor ``mode`` names (``auto`` finds it in the
-    environment), or "no" when there is none to talk to."""
+    """redisIsSupervised's choice: the supervisor ``mode`` names (``auto`` finds it in the
+    environment), "no" for none or for upstart without its job (whether systemd's socket
+    is there, :func:`supervise` finds by writing to it, as Redis does)."""
     if mode == "auto":
         if "UPSTART_JOB" in os.environ:
+            logger.log(15, "Upstart supervision detected.")
             mode = "upstart"
         elif "NOTIFY_SOCKET" in os.environ:
+            logger.log(15, "Systemd supervision detected.")
             mode = "systemd"
         else:
             return "no"
     if mode == "upstart" and "UPSTART_JOB" not in os.environ:
         logger.warning("upstart supervision requested, but UPSTART_JOB not found!")
         return "no"
-    if mode == "systemd" and "NOTIFY_SOCKET" not in os.environ:
-        logger.warning("systemd supervision requested or auto-detected, but NOTIFY_SOCKET "
-                       "not found!")
-        return "no"
     return mode
 
 
-def notify_systemd(message: str) -> None:
-    """sd_notify: one datagram to $NOTIFY_SOCKET (``@`` starts an abstract name)."""
+def notify_systemd(message: str) -> bool:
+    """sd_notify: one datagram to $NOTIFY_SOCKET (``@`` starts an abstract name); whether
+    it was sent (failures logged as redisCommunicateSystemd logs them)."""
     address = os.environ.get("NOTIFY_SOCKET", "")
     if not address:
-        return
+        logger.warning("systemd supervision error: NOTIFY_SOCKET not found!")
+        return False
     if address.startswith("@"):
         address = "\0" + address[1:]
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
             sock.sendto(message.encode(), address)
     except OSError as err:
-        logger.warning("Can't send notification to systemd: %s", err.strerror)
+        logger.warning("systemd supervision error: sd_notify: %d", -err.errno)
+        return False
+    return True
 
 
 def process_title() -> str:
@@ -253,16 +277,23 @@ def crash_log(enabled: bool) -> None:
 
 
 def show_logo(node: Node) -> None:
-    """always-show-logo: a banner with the version, mode, port and pid, as Redis's ASCII
-    logo carries them."""
-    role = "replica" if node.config.replicaof is not None else "standalone"
-    port = node.server.port if node.serve_tcp else 0
+    """redisAsciiArt: a banner with the version, mode, port and pid when ``always-show-logo``
+    is set or kvrepl-server logs to a terminal (stdout, no syslog); else one line with the
+    mode and the port."""
+    config = node.config
+    port = node.server.port if node.serve_tcp else config.tls_port
+    show = config.always_show_logo or (
+        node.owns_process and not config.logfile and not config.syslog_enabled
+        and sys.stdout is not None and sys.stdout.isatty())
+    if not show:
+        logger.info("Running mode=standalone, port=%d.", port)
+        return
     for line in (
         "  _                          _ ",
         " | | ____   ___ __ ___ _ __ | |",
         " | |/ /\\ \\ / / '__/ _ \\ '_ \\| |",
         f" |   <  \\ V /| | |  __/ |_) | |    kvrepl {__version__} (Redis 7.0 compatible)",
-        f" |_|\\_\\  \\_/ |_|  \\___| .__/|_|    Running in {role} mode",
+        " |_|\\_\\  \\_/ |_|  \\___| .__/|_|    Running in standalone mode",
         f"                     |_|          Port: {port}",
         f"                                  PID: {os.getpid()}",
     ):

@@ -17,12 +17,13 @@ from typing import TYPE_CHECKING
 import trio
 
 from kvrepl import persistence
-from kvrepl.commands import obuf
-from kvrepl.commands.core import POSTPONED, Block, Engine, Session
+from kvrepl.commands import cmem, obuf
+from kvrepl.commands.core import CLIENT_EVICTED, POSTPONED, Block, Engine, Session
 from kvrepl.commands.dispatch import AWAITED as _AWAITED
 from kvrepl.commands.dispatch import GeneralLane
 from kvrepl.commands.migrate import MigrateJob
 from kvrepl.commands.plain import HANDLED_NAMES, LANE_NAMES
+from kvrepl.commands.protection import is_local_address
 from kvrepl.commands.replication import StartReplication, WaitReplicas
 from kvrepl.commands.shutdown import SHUTDOWN_ERROR, ShutdownWait, shutdown_state
 from kvrepl.config import ApplyError, Config
@@ -406,9 +407,16 @@ class Connection:
             result = self._execute_buffered(out)
         finally:
             self.out = ()
-        tracking = self.server.engine.tracking
+        engine = self.server.engine
+        tracking = engine.tracking
         if tracking.due:
             tracking.broadcast()
+        # maxmemory-clients: the client's memory once its input is processed (a big
+        # request on its way counts; its replies count as written), then the clients
+        # over the limit go, as readQueryFromClient's update and beforeSleep's evictClients.
+        if engine.client_eviction and result is not _DROP \
+                and cmem.evict_clients(engine, self.session):
+            return _DROP
         return result
 
     def _execute_buffered(self, out: list[bytes]) -> object:
@@ -462,6 +470,8 @@ class Connection:
                 if argv is NEED_DATA:
                     return None
                 reply = execute(session, argv)
+                if reply is CLIENT_EVICTED:
+                    return _DROP  # maxmemory-clients: closed with no reply
             if type(reply) in _AWAITED:
                 return argv, reply
             if session.reply_off or session.reply_skip:
@@ -596,6 +606,10 @@ class Server:
         self.engine.pause.listeners.append(self._pause_changed)
         self.shutdown_save: bool | None = None
         self.engine.on_shutdown = self.request_shutdown
+        # maxmemory-clients: a client sent pushes (pub/sub messages, MONITOR lines) is
+        # measured once its task tried to write them (kvrepl.commands.cmem.evict_clients)
+        self._client_pushed = trio.Event()
+        self.engine.on_client_pushed = self._client_pushed.set
         self.engine.serve_while_busy = self._serve_while_busy
         self.engine.debug_channel = self._debug_channel
         self.busy_acceptor = BusyAcceptor(self)
@@ -764,6 +778,20 @@ class Server:
             raise OSError(err.errno, f"Failed opening Unix socket: {err.strerror}") from None
         return trio.SocketListener(sock)
 
+    async def _evict_pushed_clients(self) -> None:
+        """maxmemory-clients for clients whose output grew by pushes: once they were sent
+        some, let their tasks write what the kernel takes (the tasks woken with this one
+        run first: one more turn of the scheduler), then measure them and evict as
+        beforeSleep does after handleClientsWithPendingWrites."""
+        engine = self.engine
+        while True:
+            await self._client_pushed.wait()
+            self._client_pushed = trio.Event()
+            engine.on_client_pushed = self._client_pushed.set
+            await trio.lowlevel.checkpoint()  # the pushers woken with us write first
+            if engine.client_eviction:
+                cmem.evict_clients(engine, pushed=True)
+
     async def serve(self, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
         """Listen on the configured ``bind`` and ``port`` (0 picks a free port) and
         ``tls-port``, and serve."""
@@ -777,6 +805,7 @@ class Server:
         try:
             async with trio.open_nursery() as nursery:
                 persistence.attach(self.engine, nursery)  # where BGSAVE jobs run
+                nursery.start_soon(self._evict_pushed_clients)
                 nursery.start_soon(run_cron, self.engine)
                 if self.reactor is not None:
                     nursery.start_soon(self.reactor.run)
@@ -785,11 +814,7 @@ class Server:
                     nursery.start_soon(self._accept_loop, listener, nursery)
                 for listener in tls_listeners:
                     nursery.start_soon(self._accept_loop, listener, nursery, True)
-                logger.info("Ready to accept connections tcp")
-                if unix_listener is not None:
-                    logger.info("The server is now ready to accept connections at %s",
-                                self.config.unixsocket)
-                task_status.started(self.port)
+                task_status.started(self.port)  # "Ready to accept" comes once loaded
         finally:
             if unix_listener is not None:  # closeListeningSockets(unlink_unix_socket)
                 logger.info("Removing the unix socket file.")
@@ -849,7 +874,8 @@ class Server:
             engine.stats.rejected_connections += 1
             return b"-ERR max number of clients reached\r\n"
         if (self.config.protected_mode and engine.acl.default.nopass
-                and peer and not _is_loopback(peer)):
+                and peer and not is_local_address(peer)):
+            engine.stats.rejected_connections += 1  # clientAcceptHandler counts it too
             return _DENIED
         session = engine.new_session()
         # A stream without a socket is an in-process link (Replica(follow=master)).
@@ -935,11 +961,6 @@ def _addresses(stream: trio.abc.Stream) -> tuple[str | None, str | None]:
         return f"{peer[0]}:{peer[1]}", f"{local[0]}:{local[1]}"
     except OSError:
         return None, None
-
-
-def _is_loopback(address: str) -> bool:
-    host = address.rsplit(":", 1)[0]
-    return host.startswith(("127.", "/", "::ffff:127.")) or host == "::1"  # "/": unix
 
 
 async def _try_send(stream: trio.abc.Stream, data: bytes) -> None:

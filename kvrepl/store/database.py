@@ -437,18 +437,22 @@ class Database:
         self.used = 0
         self.stale = set()
 
-    def active_expire_cycle(self, samples: int = 20, deadline: float | None = None) -> int:
+    def active_expire_cycle(self, samples: int = 20, deadline: float | None = None,
+                            acceptable_stale: int = 10) -> int:
         """Check keys with a TTL and delete the expired ones, as Redis's active expiry does.
 
         The keys are walked in passes, ``samples`` at a time from where the last call
         stopped, rather than drawn at random: drawing needs the whole key set listed, a
         copy per draw that costs milliseconds per million keys. A pass lists them once.
-        Repeats while more than a quarter of a batch was expired, until ``deadline``
-        (a ``time.perf_counter()`` value). Returns the keys deleted; ``expire_sampled`` says
-        how many it checked.
+        Repeats while more than ``acceptable_stale`` percent of a batch was expired (or a
+        batch found no key left to check), until ``deadline`` (a ``time.perf_counter()``
+        value), as Redis 7.0's activeExpireCycle loop does. Returns the keys deleted;
+        ``expire_sampled`` says how many it checked, the keyspace's ``expire_timed_out``
+        whether the deadline cut it short.
         """
         deleted = sampled = 0
         self.expire_sampled = 0
+        self.keyspace.expire_timed_out = False
         if not self.keyspace.expire_keys or self.keyspace.expiry_paused():
             return 0
         expires = self.expires
@@ -472,7 +476,12 @@ class Database:
                     expired += 1
             deleted += expired
             sampled += checked
-            if expired * 4 <= checked or (deadline is not None and perf_counter() > deadline):
+            # Redis looks at the clock once in 16 batches (ustime() against a batch of C);
+            # perf_counter() is cheap next to a batch of Python, so at each one.
+            if deadline is not None and perf_counter() > deadline:
+                self.keyspace.expire_timed_out = True
+                break
+            if checked and expired * 100 // checked <= acceptable_stale:
                 break
         if not expires:
             self._expire_scan, self._expire_pos = (), 0
@@ -522,6 +531,10 @@ class Keyspace:
         # While CLIENT PAUSE lasts (unix ms, 0 = no pause) expired keys are hidden, not
         # deleted: the dataset stays as it is (Redis's checkClientPauseTimeoutAndReturnIfPaused).
         self.expiry_paused_until = 0
+        # activeExpireCycle's state between cycles: the next database to look at, and
+        # whether the last cycle (or database) ran out of time (then the next looks at all).
+        self.expire_next_db = 0
+        self.expire_timed_out = False
         self.applying_master = False  # a replica running its master's stream
         # A replica that accepts its clients' writes (replica-read-only no): the keys they
         # give a TTL are remembered in ``replica_expires`` (key -> bitmap of db numbers),
