@@ -9,17 +9,26 @@ ratio. The host is shared and noisy, so a round times many short slices of the k
 (CHUNK keys from a random place), contenders interleaved slice by slice, and keeps each
 contender's fastest slice (the least disturbed); cells are the median over the rounds of
 that, and the rate over whole passes (slowed by whatever else runs) beside it.
+
+``KVREPL_BASELINE=/path/to/other/checkout`` adds ``master.get`` and ``replica.get`` of a
+kvrepl imported from that checkout (the A/B of a change): the same measurement run in a
+child Python right after this one, with its own ``dict.get`` as the reference of its
+ratios (one process cannot hold two kvrepl packages).
 """
 
 from __future__ import annotations
 
 import gc
+import json
+import os
 import random
+import subprocess
 import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 
 from benchmarks.common import (
+    REPO_ROOT,
     Options,
     fmt_rate,
     fmt_ratio,
@@ -47,14 +56,80 @@ def _rate(get: Callable[[bytes], object], keys: Sequence[bytes]) -> float:
     return len(keys) / (time.perf_counter() - start)
 
 
+Rates = dict[str, tuple[list[float], list[float]]]  # contender: (fastest slices, whole)
+
+# The child of an A/B run: kvrepl from the baseline checkout (imported first, so that the
+# benchmarks package, from this checkout, does not bring this checkout's kvrepl).
+_CHILD = """
+import json, sys
+sys.path.insert(0, sys.argv[1])
+import kvrepl
+assert kvrepl.__file__.startswith(sys.argv[1]), kvrepl.__file__
+sys.path.insert(0, sys.argv[2])
+import trio
+from benchmarks.common import Options
+from benchmarks.embedded_reads import measure
+rates, notes = trio.run(measure, Options(quick=sys.argv[3] == "1", rounds=int(sys.argv[4])))
+print(json.dumps({"rates": rates, "notes": notes}))
+"""
+
+
 def run(options: Options) -> str:
     """Run the benchmark and return its markdown section."""
     import trio
 
-    return trio.run(_run, options)
+    rates, notes = trio.run(measure, options)
+    count = 20_000 if options.quick else 100_000
+    baseline = os.environ.get("KVREPL_BASELINE")
+    base_rates: Rates = {}
+    if baseline:
+        log(f"[embedded_reads] the baseline, kvrepl from {baseline}")
+        child = subprocess.run(
+            [options.python, "-c", _CHILD, baseline, str(REPO_ROOT),
+             "1" if options.quick else "0", str(options.rounds)],
+            check=True, stdout=subprocess.PIPE, env={**os.environ, "PYTHONPATH": ""})
+        result = json.loads(child.stdout)
+        base_rates = result["rates"]
+        notes += [f"baseline: {note}" for note in result["notes"]]
+    return _table(rates, base_rates, notes, count, options, baseline)
 
 
-async def _run(options: Options) -> str:
+def _table(rates: Rates, base_rates: Rates, notes: list[str], count: int,
+           options: Options, baseline: str | None) -> str:
+    """The markdown section: this checkout's contenders, then the baseline's ``.get``s
+    (ratios against the baseline run's own ``dict.get``)."""
+    headers = ["reader", "ops/s (fastest slices)", "vs dict.get", "ops/s (whole passes)",
+               "vs dict.get (whole)", "goal"]
+    rows = []
+    for suffix, table in (("", rates), (" (baseline)", base_rates)):
+        if not table:
+            continue
+        base, base_whole = median(table["dict.get"][0]), median(table["dict.get"][1])
+        for name, (sliced, whole) in table.items():
+            if suffix and (name == "dict.get" or not name.endswith(".get")):
+                continue
+            fast, slow = median(sliced), median(whole)
+            goal = goal_cell(ratio(fast, base), GOAL_VS_DICT) if name.endswith(".get") \
+                and name != "dict.get" else ""
+            rows.append([name + suffix, fmt_rate(fast), fmt_ratio(ratio(fast, base)),
+                         fmt_rate(slow), fmt_ratio(ratio(slow, base_whole)), goal])
+    text = [
+        f"## {TITLE}",
+        "",
+        f"One bound `get` call per key, {count:,} keys present (fakeredis "
+        f"{count // 20:,}), value {VALUE!r}; median of {options.rounds} rounds of the "
+        f"fastest of {SLICES} slices of {CHUNK:,} keys (contenders interleaved), and of "
+        f"whole passes; baseline: {baseline or 'not set'}.",
+        "",
+        markdown_table(headers, rows),
+    ]
+    if notes:
+        text += ["", "Notes:", *(f"- {note}" for note in sorted(set(notes)))]
+    return "\n".join(text) + "\n"
+
+
+async def measure(options: Options) -> tuple[Rates, list[str]]:
+    """Every contender's rates over the rounds, and notes."""
     import kvrepl
 
     count = 20_000 if options.quick else 100_000
@@ -112,26 +187,4 @@ async def _run(options: Options) -> str:
                 whole[name].append(_rate(get, keys[:n]))
             log(f"[embedded_reads] round {round_number + 1}/{options.rounds}: " + ", ".join(
                 f"{name} {sliced[name][-1]:,.0f}/s" for name in contenders))
-    base, base_whole = median(sliced["dict.get"]), median(whole["dict.get"])
-    headers = ["reader", "ops/s (fastest slices)", "vs dict.get", "ops/s (whole passes)",
-               "vs dict.get (whole)", "goal"]
-    rows = []
-    for name in contenders:
-        fast, slow = median(sliced[name]), median(whole[name])
-        goal = goal_cell(ratio(fast, base), GOAL_VS_DICT) if name.endswith(".get") \
-            and name != "dict.get" else ""
-        rows.append([name, fmt_rate(fast), fmt_ratio(ratio(fast, base)), fmt_rate(slow),
-                     fmt_ratio(ratio(slow, base_whole)), goal])
-    text = [
-        f"## {TITLE}",
-        "",
-        f"One bound `get` call per key, {count:,} keys present (fakeredis "
-        f"{count // 20:,}), value {VALUE!r}; median of {options.rounds} rounds of the "
-        f"fastest of {SLICES} slices of {CHUNK:,} keys (contenders interleaved), and of "
-        "whole passes.",
-        "",
-        markdown_table(headers, rows),
-    ]
-    if notes:
-        text += ["", "Notes:", *(f"- {note}" for note in sorted(set(notes)))]
-    return "\n".join(text) + "\n"
+    return {name: (sliced[name], whole[name]) for name in contenders}, notes

@@ -11,7 +11,8 @@ which GET would do more or answer otherwise (see :func:`direct_get`).
 
 The counters are kept in one place instead of four: a hit appends its key to its
 database's ``reads`` (which records its access time too, see
-:class:`~kvrepl.store.database.Database`), a miss adds one to the engine's
+:class:`~kvrepl.store.database.Database`; the database's ``record`` says when the hit is
+the SAMPLE-th, to be timed), a miss adds one to the engine's
 :class:`~kvrepl.commands.tally.DirectTally`, which folds both into the public counters where
 those are read (INFO, CONFIG RESETSTAT); one call in :data:`SAMPLE` is timed and stands for
 the others (see that module).
@@ -28,6 +29,7 @@ from kvrepl.commands.tally import SAMPLE
 if TYPE_CHECKING:
     from kvrepl.commands.core import Session
     from kvrepl.node import Node
+    from kvrepl.store.database import Database
 
 __all__ = ["SAMPLE", "direct_get"]
 
@@ -75,11 +77,11 @@ def _direct_get(node: Node, general: Callable[[object], object],
     command = engine.table[b"get"]
 
     def timed(name: bytes) -> object:
-        """One call in SAMPLE: the recent hits' keys drained into their databases' sets
-        (Database.drain), then this call timed, its time standing for the SAMPLE calls."""
-        keyspace.drain()
+        """GET ``name`` again, timed, its time standing for the SAMPLE calls since the
+        previous sample of its kind (hits of its database: ``Database.record``; misses:
+        the tally's ticks). The run again is the one counted and recorded."""
         began = perf_counter()
-        value = get(name)  # takes a False tick: not timed again
+        value = get(name)
         usec = (perf_counter() - began) * 1e6
         command.usec += usec * SAMPLE
         if engine.latency_tracking:
@@ -88,37 +90,44 @@ def _direct_get(node: Node, general: Callable[[object], object],
             engine.observe_slow(session, command, [b"GET", name], usec)
         return value
 
-    # The hot path is a hit on a string without a TTL: each line below is paid by every
-    # call, so checks a hit never needs (the TTL map's contents, the other value types, a
-    # miss) come after the one type test that tells a hit, and the maps are loaded when
-    # used (loading them earlier measured the same).
-    def get(name: bytes) -> object:
-        if not gates.read_open or session.multi is not None:
-            return general(name)  # a gate closed
-        db = session.db
-        try:
-            value = db.data.get(name)
-        except TypeError:  # unhashable: redis-py's DataError
-            return general(name)
-        if type(value) is not bytes:
-            if value is None:
-                if type(name) is not bytes:
-                    return general(name)  # a str or int argument: converted there
-                if next(ticks):
-                    return timed(name)
-                tally.misses += 1
-                return None
-            if type(value) is not bytearray:
-                return general(name)  # WRONGTYPE, answered the general way
-            # A string edited in place (SETRANGE, APPEND...) is a bytearray in the store;
-            # GET answers its bytes.
+    def other(name: bytes, value: object, db: Database) -> object:
+        """All but a hit on a ``bytes`` value without a TTL: a miss, a string edited in
+        place (a bytearray, whose bytes GET answers), a key with a TTL, another type
+        (WRONGTYPE: the general way)."""
+        if value is None:
+            if type(name) is not bytes:
+                return general(name)  # a str or int argument: converted there
+            if next(ticks):
+                return timed(name)
+            tally.misses += 1
+            return None
+        if type(value) is bytearray:
             value = bytes(value)
-        if db.expires and name in db.expires and db.expires[name] <= keyspace.now_ms():
+        elif type(value) is not bytes:
+            return general(name)  # WRONGTYPE, answered the general way
+        expires = db.expires
+        if name in expires and expires[name] <= keyspace.now_ms():
             return general(name)  # lazy expiry: deleted, DEL propagated, in order
-        if next(ticks):
-            return timed(name)
-        # Counted as a hit, and OBJECT IDLETIME starts again (see Database.reads).
-        db.reads.append(name)
-        return value
+        if next(db.record)(name) is None:
+            return value
+        return timed(name)
+
+    # The hot path is a hit on a string without a TTL: each step below is paid by every
+    # call (about 25 machine instructions a bytecode, and the frame's slots), so all else
+    # is out of line in other(), and the hit is recorded (counted, its access time kept:
+    # Database.reads) and the timed call chosen in one step (Database.record).
+    def get(name: bytes) -> object:
+        if session.multi is None and gates.read_open:
+            db = session.db
+            try:
+                value = db.data.get(name)
+            except TypeError:  # unhashable: redis-py's DataError
+                return general(name)
+            if type(value) is bytes and (not db.expires or name not in db.expires):
+                if next(db.record)(name) is None:
+                    return value
+                return timed(name)
+            return other(name, value, db)
+        return general(name)  # a gate closed, or MULTI
 
     return get

@@ -56,7 +56,9 @@ class _Link:
         self.node = node
         self.session: Session = node.engine.new_session()
         self.pending = bytearray()
-        self.closed = False  # the session ended (QUIT): the next command gets a new one
+        # The session ended (QUIT, or the node stopped): the next command gets a new one.
+        self.closed = False
+        node._links.add(self)
         # GET without the general dispatch; GENERAL when it must go the usual way.
         self.get = direct_get(node, _general, self.session)
         # The plain lane's single SET and its engine (fixed for the node's life), held
@@ -101,6 +103,10 @@ def _general(name: object) -> object:
 
 
 GENERAL = object()  # what the direct GET answers when the general path must run it
+
+
+class _NotRunning(OSError):
+    """The node is not running (redis-py raises it as a ConnectionError)."""
 
 
 class _Commands(list):
@@ -148,9 +154,17 @@ class InProcessConnection(AbstractConnection):
         return [("node", type(self.node).__name__), ("db", self.db)]
 
     def _connect(self) -> _Link:
-        if self.node._nursery is None:
-            raise OSError("the node is not running (use it inside `async with`)")
+        refusal = self.node._not_running()
+        if refusal is not None:
+            raise _NotRunning(refusal)
         return _Link(self.node)
+
+    def _error_message(self, exception: BaseException) -> str:
+        """redis-py's ConnectionError message: the refusal of a node that is not running
+        as it is (redis-py's "Error ... connecting to ..." would bury what to do)."""
+        if isinstance(exception, _NotRunning):
+            return str(exception)
+        return super()._error_message(exception)
 
     def _host_error(self) -> str:
         return _HOST
@@ -222,12 +236,13 @@ class InProcessConnection(AbstractConnection):
             link.closed = True
 
     def send_command(self, *args: Any, **kwargs: Any) -> None:
+        argv = self._argv(args)  # redis-py packs (DataError) before it connects
         link = self._sock
         if link is None or link.closed:
             if link is not None:
                 self.disconnect()
             self.connect_check_health(check_health=False)
-        self._run(self._argv(args))
+        self._run(argv)
 
     def pack_command(self, *args: Any) -> _Commands:
         return _Commands([self._argv(args)])

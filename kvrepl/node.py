@@ -339,6 +339,10 @@ class Node(DataMethods):
         self._nursery_manager: object | None = None
         self._change_streams: list[ChangeStream] = []
         self._pubsubs: weakref.WeakSet = weakref.WeakSet()  # their iterations end with us
+        # node.redis()'s connections (kvrepl.embedded_redis._Link): closed when the node
+        # stops, so that their next command is refused (see not_running()).
+        self._links: weakref.WeakSet = weakref.WeakSet()
+        self._stopped = False
         # Set when the node stopped as redis-server panics (see ReplicaPanic); leaving
         # ``async with`` raises it.
         self.failure: ReplicaPanic | None = None
@@ -580,6 +584,7 @@ class Node(DataMethods):
             self.replication.cron(tick)
 
     async def __aenter__(self) -> Node:
+        self._stopped = False
         self._nursery_manager = trio.open_nursery()
         self._nursery = await self._nursery_manager.__aenter__()
         try:
@@ -602,6 +607,9 @@ class Node(DataMethods):
             stream._detach()  # consumers' async for loops end instead of waiting forever
         for pubsub in list(self._pubsubs):
             pubsub.node_stopped()
+        self._stopped = True
+        for link in list(self._links):
+            link.closed = True  # the next command reconnects, which not_running() refuses
         self._change_streams.clear()
         if self.engine.aof is not None:
             self.engine.aof.close()  # the last writes reach the AOF
@@ -705,6 +713,19 @@ class Node(DataMethods):
         from kvrepl.embedded_redis import client
 
         return client(self, **kwargs)
+
+    def _not_running(self) -> str | None:
+        """Why node.redis()'s commands cannot run now (None while the node runs): a
+        message that says what to do."""
+        kind = type(self).__name__
+        if self._stopped:
+            return (f"the kvrepl {kind} has stopped (its `async with` ended): node.redis() "
+                    "runs commands only while the node runs")
+        if self._nursery is None:
+            return (f"the kvrepl {kind} is not running: start it first (`async with node:` "
+                    "in trio, or `async with kvrepl.in_asyncio(node):` in asyncio), then "
+                    "use node.redis() inside that block")
+        return None
 
     def aredis(self, **kwargs: object) -> redis.asyncio.Redis:
         """A real ``redis.asyncio.Redis`` for an asyncio program running this node (see

@@ -154,8 +154,8 @@ async def test_eviction_sees_the_pending_access_times() -> None:
 
 
 async def test_pending_reads_are_bounded_and_counted() -> None:
-    """The hits' keys wait in ``reads`` for at most SAMPLE calls (the timed call drains
-    every database), and every one is counted whether drained or not."""
+    """The hits' keys wait in ``reads`` for at most SAMPLE hits (each database's SAMPLE-th
+    hit drains it), and every one is counted whether drained or not."""
     async with kvrepl.Master() as node:
         node.set("k", "v")
         node.execute_command("SELECT", 1)
@@ -175,3 +175,58 @@ async def test_pending_reads_are_bounded_and_counted() -> None:
         info = node.info("all")
         assert (info["keyspace_hits"], info["cmdstat_get"]["calls"]) == (hits, hits)
         assert dbs[0].touched == {b"k"} and dbs[1].touched == {b"k1"}
+
+
+async def test_each_database_keeps_its_reads_across_swapdb() -> None:
+    """A hit's key waits in its own Database's ``reads`` (``Database.record`` appends
+    there): SWAPDB counts and moves the pending ones with the keys they read, and the lists
+    stay each database's, so hits after the swap are recorded where their keys now are.
+    Hits on a key with a TTL not due and on a string edited in place (read outside the hot
+    path) are counted, recorded and timed alike."""
+    async with kvrepl.Master() as node:
+        keyspace = node.engine.keyspace
+        clock = [float(NOW)]
+        keyspace.clock = lambda: clock[0]
+
+        def tick(seconds: int) -> None:
+            clock[0] += seconds
+            keyspace.set_lru_clock(int(clock[0]))
+
+        tick(0)
+        node.set("a", "v")
+        node.set("t", "v", ex=10_000)
+        node.set("g", "ab")
+        node.append("g", "cd")  # a bytearray in the store
+        node.execute_command("SELECT", 1)
+        node.set("b", "v")
+        node.execute_command("SELECT", 0)
+        node.execute_command("CONFIG", "RESETSTAT")
+        dbs = keyspace.dbs
+        lists = [db.reads for db in dbs]
+        tick(10)
+        for _ in range(SAMPLE // 2):  # pending in db 0, none timed yet
+            assert node.get(b"a") == b"v"
+        assert len(dbs[0].reads) == SAMPLE // 2
+        node.execute_command("SWAPDB", 0, 1)
+        assert [db.reads for db in dbs] == lists and all(a is b for a, b in zip(
+            (db.reads for db in dbs), lists, strict=True))
+        assert node.engine.direct_tally.count_gets() == SAMPLE // 2
+        tick(10)
+        for _ in range(3 * SAMPLE):  # db 0 holds b now
+            assert node.get(b"b") == b"v"
+            assert len(dbs[0].reads) <= SAMPLE
+        node.execute_command("SELECT", 1)
+        for _ in range(2 * SAMPLE):
+            assert node.get(b"t") == b"v"
+            assert node.get(b"g") == b"abcd"
+            assert len(dbs[1].reads) <= SAMPLE
+        tick(5)
+        info = node.info("all")
+        calls = SAMPLE // 2 + 3 * SAMPLE + 4 * SAMPLE
+        assert (info["cmdstat_get"]["calls"], info["keyspace_hits"]) == (calls, calls)
+        assert info["keyspace_misses"] == 0 and info["cmdstat_get"]["usec"] > 0
+        idle = {key: node.execute_command("OBJECT", "IDLETIME", key) for key in "atg"}
+        node.execute_command("SELECT", 0)
+        idle["b"] = node.execute_command("OBJECT", "IDLETIME", "b")
+        # a: read before the swap (10 s after its creation), 15 s ago; b, t, g: 5 s ago
+        assert idle == {"a": 15, "b": 5, "t": 5, "g": 5}

@@ -365,11 +365,30 @@ async def test_lock() -> None:
 
 
 async def test_node_not_running() -> None:
+    """node.redis()'s commands on a node not started yet, or stopped, are refused with a
+    ConnectionError that says what to do (not redis-py's "Error ... connecting to ..."),
+    including a connection opened while it ran; a node started again serves them."""
     master = kvrepl.Master()
-    with pytest.raises(redis.ConnectionError, match="not running"):
-        master.redis().ping()
+    early = master.redis()
+    with pytest.raises(redis.ConnectionError) as refused:
+        early.ping()
+    assert str(refused.value) == (
+        "the kvrepl Master is not running: start it first (`async with node:` in trio, or "
+        "`async with kvrepl.in_asyncio(node):` in asyncio), then use node.redis() inside "
+        "that block")
     async with master:
         assert master.redis().ping() is True
+        assert early.set("k", "v") is True  # made before the start: works once it runs
+        assert early.get("k") == b"v"
+    for call in (early.ping, lambda: early.get("k"), lambda: early.set("k", "w"),
+                 lambda: master.redis().get("k")):
+        with pytest.raises(redis.ConnectionError) as refused:
+            call()
+        assert str(refused.value) == (
+            "the kvrepl Master has stopped (its `async with` ended): node.redis() runs "
+            "commands only while the node runs")
+    async with master:
+        assert early.get("k") == b"v"
     await trio.lowlevel.checkpoint()
 
 

@@ -17,12 +17,13 @@ from __future__ import annotations
 from itertools import cycle
 from typing import TYPE_CHECKING
 
+from kvrepl.store.database import SAMPLE  # a power of two: one call in SAMPLE is timed
+
 if TYPE_CHECKING:
     from kvrepl.commands.core import Engine
 
 __all__ = ["SAMPLE", "DirectTally"]
 
-SAMPLE = 64  # a power of two: one call in SAMPLE is timed
 MASK = SAMPLE - 1  # (the plain lane's SETs: ``not sets & MASK``)
 
 
@@ -32,9 +33,10 @@ class DirectTally:
     key's access time (``Keyspace.direct_hits``, ``Database.reads``), or one of the
     ``misses``) and ``sets`` (each a SET there).
 
-    ``ticks`` says which GET is timed: ``next(ticks)`` is True once in ``SAMPLE + 1``
-    (the timed call runs the GET again, which takes one of the False ones), so once in
-    SAMPLE calls, for one C call and no stored count."""
+    ``ticks`` says which missing GET is timed: ``next(ticks)`` is True once in
+    ``SAMPLE + 1`` (the timed call runs the GET again, which takes one of the False ones),
+    so once in SAMPLE misses, for one C call and no stored count; a hit's own record says
+    when it is timed (``Database.record``)."""
 
     __slots__ = ("engine", "misses", "sets", "ticks")
 

@@ -6,7 +6,7 @@ import random
 import time
 from collections import deque
 from collections.abc import Callable, Collection, Iterator
-from itertools import repeat
+from itertools import cycle, repeat
 from time import perf_counter
 
 from kvrepl import gc_policy
@@ -24,6 +24,10 @@ _BLOCKABLE_TYPES = (deque, ZSet, Stream)
 
 BeforeWriteHook = Callable[["Database", bytes], None]
 
+# The direct GET's hits (kvrepl.direct_reads) wait in Database.reads for at most SAMPLE
+# calls; the SAMPLE-th is timed for all of them (kvrepl.commands.tally). A power of two.
+SAMPLE = 64
+
 
 class Database:
     """One numbered database: ``data`` maps key to value, ``expires`` key to unix ms.
@@ -34,7 +38,7 @@ class Database:
     and WATCH can see the change.
     """
 
-    __slots__ = ("id", "data", "expires", "access", "reads", "touched", "keyspace",
+    __slots__ = ("id", "data", "expires", "access", "reads", "record", "touched", "keyspace",
                  "_expire_scan", "_expire_pos", "expire_sampled", "sizes", "used", "stale")
 
     def __init__(self, index: int, keyspace: Keyspace) -> None:
@@ -54,7 +58,7 @@ class Database:
         # ``access`` until something could tell: the LRU clock has a resolution of one
         # second (Redis's LRU_CLOCK_RESOLUTION), so every read of a second records the same
         # time. A hit appends its key to ``reads`` (which also counts it: see
-        # Keyspace.direct_hits); every few calls :meth:`drain` moves them into
+        # Keyspace.direct_hits); every SAMPLE hits :meth:`drain` moves them into
         # ``touched``, the set of keys read at the current clock: a C-level pass whose set
         # probes overlap and dirty nothing for a key read again in the same second, where a
         # store into ``access`` per read costs two probes and a dirtied entry.
@@ -64,8 +68,14 @@ class Database:
         # RESTORE's IDLETIME, a switch to an LFU policy, a copy); a deleted key leaves
         # them. Writing the current time into ``access`` meanwhile (GET the general way, a
         # new key) agrees with them, so those need not settle.
-        self.reads: list[bytes] = []
+        self.reads: list[bytes] = []  # (never replaced: ``record`` appends to it)
         self.touched: set[bytes] = set()
+        # How a direct hit is recorded: ``next(db.record)(key)``, which is ``reads.append``
+        # SAMPLE times, then :meth:`_sampled`; it answers None, or True when the call is to
+        # be timed. Two C calls and no stored count on the hot path, where an append and a
+        # shared tick took two C calls and more bytecodes (each about 25 instructions).
+        self.record: Iterator[Callable[[bytes], bool | None]] = cycle(
+            (self.reads.append,) * SAMPLE + (self._sampled,))
         # The memory estimate (kvrepl.store.memory): ``used`` is the sum over the keys;
         # ``sizes`` holds the estimate of each key that is not a string (a string's is
         # computed from its length, so it needs no entry).
@@ -150,6 +160,13 @@ class Database:
             self.touched.update(reads)
             self.keyspace.direct_hits += len(reads)
             reads.clear()
+
+    def _sampled(self, key: bytes) -> bool:
+        """The SAMPLE-th step of ``record``: the hits so far drained (bounded memory),
+        and True: the caller times its call, running it again (whose hit the next step,
+        an append, records), so ``key`` is not recorded here."""
+        self.drain()
+        return True
 
     def settle(self) -> None:
         """Record the access time of the keys read directly at this LRU clock (``reads``
@@ -730,10 +747,11 @@ class Keyspace:
                 if type(emptied.data.get(key)) is Stream and type(
                         replaced_with.data.get(key)) is not Stream:
                     self.signal_ready(blocked_db, key)
+        da.drain()  # (each db's ``reads`` stays its own: its ``record`` appends to it)
+        db_.drain()
         da.data, db_.data = db_.data, da.data
         da.expires, db_.expires = db_.expires, da.expires
         da.access, db_.access = db_.access, da.access
-        da.reads, db_.reads = db_.reads, da.reads
         da.touched, db_.touched = db_.touched, da.touched
         da.sizes, db_.sizes = db_.sizes, da.sizes
         da.used, db_.used = db_.used, da.used
