@@ -153,13 +153,11 @@ def _range(stream: Stream, start: StreamID, end: StreamID, count: int,
     same bytes in RESP2 and RESP3 (arrays of bulk strings): a range is most of what XRANGE
     and XREAD send, and one format per entry costs a fraction of the generic encoder's
     walk over its nested lists."""
-    entries = stream.entries
     ids = stream.range_ids(start, end, count, rev)
     out = [b"*%d\r\n" % len(ids)]
     append = out.append
-    for stream_id in ids:
+    for stream_id, fields in zip(ids, stream.fields_of(ids), strict=True):
         head = b"%d-%d" % stream_id
-        fields = entries[stream_id]
         if len(fields) == 2:
             name, value = fields
             append(_ENTRY_OF_ONE_FIELD % (len(head), head, len(name), name, len(value), value))
@@ -651,10 +649,10 @@ def _deliver(s: Session, stream: Stream, start: StreamID, count: int, group: Str
              props: list[list[bytes]]) -> list:
     """streamReplyWithRange with a group: new entries from ``start``, PEL and propagation."""
     out = []
-    entries = stream.entries
     now = s.engine.keyspace.now_ms()
     advanced = False
-    for stream_id in stream.range_ids(start, MAX_ID, count):
+    ids = stream.range_ids(start, MAX_ID, count)
+    for stream_id, fields in zip(ids, stream.fields_of(ids), strict=True):
         if stream_id > group.last_id:
             if group.entries_read != INVALID_ENTRIES_READ and not stream.has_tombstones(
                     stream_id):
@@ -663,7 +661,7 @@ def _deliver(s: Session, stream: Stream, start: StreamID, count: int, group: Str
                 group.entries_read = stream.estimate_entries_read(stream_id)
             group.last_id = stream_id
             advanced = True
-        out.append([format_id(stream_id), entries[stream_id]])
+        out.append([format_id(stream_id), fields])
         if not noack:
             nack = group.pending.get(stream_id)
             if nack is None:
