@@ -454,10 +454,20 @@ class Stream:
         """The fields of the live entries ``ids`` (ascending or descending), read where
         they are without merging the dicts (a range read between XADDs)."""
         fresh, aging = self._fresh, self._aging
-        if not fresh and not aging:
-            return list(map(self._entries.__getitem__, ids))
-        return [fresh[entry_id] if entry_id in fresh else aging[entry_id] if entry_id in aging
-                else self._entries[entry_id] for entry_id in ids]
+        if ids and (fresh or aging):
+            # The dict that holds the lowest of them holds all of them (the usual: the
+            # newest entries, or a range of old ones), or else each is looked up in turn.
+            low, high = (ids[0], ids[-1]) if ids[0] <= ids[-1] else (ids[-1], ids[0])
+            for tier in (fresh, aging):
+                if tier:
+                    first = next(iter(tier))
+                    if low >= first:
+                        return list(map(tier.__getitem__, ids))
+                    if high >= first:
+                        return [fresh[entry_id] if entry_id in fresh else aging[entry_id]
+                                if entry_id in aging else self._entries[entry_id]
+                                for entry_id in ids]
+        return list(map(self._entries.__getitem__, ids))
 
     def _index(self) -> tuple[array, array]:
         """``(_ms, _seqs)``, rebuilt if ``entries`` was filled from outside."""
