@@ -1210,7 +1210,9 @@ def _replay(ops: list[tuple[str, int, list[list[bytes]]]], limits: tuple[int, in
         ids = stream.range_ids((0, 0), MAX_ID)
         backwards = stream.range_ids((0, 0), MAX_ID, n, reverse=True)
         seen.append([ids, stream.fields_of(ids), backwards, stream.fields_of(backwards),
-                     len(stream), stream.first_entry_id(), stream.last_entry_id()])
+                     len(stream), stream.first_entry_id(), stream.last_entry_id(),
+                     [stream.get(entry_id) for entry_id in ids[n:n + 3]],
+                     stream.get((ms, n + 100))])
     return stream, seen
 
 

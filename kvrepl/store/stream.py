@@ -469,6 +469,15 @@ class Stream:
                                 for entry_id in ids]
         return list(map(self._entries.__getitem__, ids))
 
+    def get(self, entry_id: StreamID) -> Sequence[bytes] | None:
+        """The fields of the live entry ``entry_id``, or None (the dicts left as they are)."""
+        fields = self._fresh.get(entry_id)
+        if fields is None:
+            fields = self._aging.get(entry_id)
+            if fields is None:
+                fields = self._entries.get(entry_id)
+        return fields
+
     def _index(self) -> tuple[array, array]:
         """``(_ms, _seqs)``, rebuilt if ``entries`` was filled from outside."""
         if len(self._ms) - self._head != len(self._entries) + len(self._aging) + len(
