@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import sys
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -1250,6 +1251,29 @@ def test_new_entries_kept_apart_change_nothing(
     assert digest_value(tiered) == digest_value(flat)
 
 
+def test_new_entries_kept_apart_leave_the_same_table_sizes() -> None:
+    """Thousands of entries kept apart and joined (their dicts of a size of their own),
+    between trims and deletions: the dict of entries has the table size it has when they
+    are inserted one by one (its size is in the memory estimate), all along."""
+    def history(kept_apart: int) -> list[tuple[int, int]]:
+        sizes = []
+        with _fresh_entries(kept_apart):
+            stream = Stream()
+            for ms in range(1, 700):
+                stream.append_run(ms, 0, [(b"f", b"%d" % (ms * 16 + i)) for i in range(
+                    ms % 17)], None, 4096, 100)
+                stream.append((ms, 99), (b"g", b"%d" % ms), 4096, 100)
+                if ms % 50 == 0:
+                    stream.trim(ms * 3, None, ms % 100 == 0, 0)
+                if ms % 70 == 0:
+                    stream.delete(stream.range_ids((0, 0), MAX_ID)[len(stream) // 2])
+                if ms % 10 == 0:
+                    sizes.append((sys.getsizeof(stream.entries), value_size(stream, 0)))
+        return sizes
+
+    assert history(64) == history(333) == history(1 << 40)
+
+
 def test_xadd_leaves_a_long_stream_untracked() -> None:
     """Why XADD no longer costs more as the stream grows: once a collection has run, the
     stream's big containers are not walked by the cyclic collector while entries keep
@@ -1272,6 +1296,18 @@ def test_xadd_leaves_a_long_stream_untracked() -> None:
     assert len(stream._fresh) + len(stream._aging) <= 3 * stream_module._FRESH_ENTRIES
     assert len(stream) == 2000 * 4 + 4000 * 6
     assert stream.range_ids((0, 0), MAX_ID)[-6:] == [(6000, i) for i in range(6)]
+
+
+def test_runs_at_the_ends_of_the_id_words_keep_their_ids() -> None:
+    """A run's IDs go to the ID arrays as machine words: sequence numbers past the
+    precomputed ones and milliseconds up to 2**64 - 1 come back as they went in."""
+    for ms, seq in ((5, 4090), (5, 4096), (2**63, 0), (MAX_ID[0], MAX_ID[1] - 20),
+                    (MAX_ID[0] - 1, 0)):
+        stream = Stream()
+        stream.append_run(ms, seq, [(b"f", b"%d" % i) for i in range(12)], None, 4096, 100)
+        expected = [(ms, seq + i) for i in range(12)]
+        assert stream.range_ids((0, 0), MAX_ID) == expected == list(stream.entries)
+        assert stream.first_entry_id() == expected[0] and stream.last_entry_id() == expected[-1]
 
 
 def test_runs_with_long_field_names_split_nodes_as_one_by_one() -> None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 import gc
+import sys
 from array import array
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Sequence
@@ -286,6 +287,10 @@ class StreamNode:
 
 
 _MS = itemgetter(0)  # an ID's milliseconds
+_BYTEORDER = sys.byteorder  # an array('Q')'s items: C unsigned long longs
+_WORD = array("Q").itemsize
+_SMALL_SEQS = 4096  # the sequence numbers a run mostly has, as array('Q') bytes:
+_SEQ_WORDS = array("Q", range(_SMALL_SEQS)).tobytes()
 _SEQ = itemgetter(1)  # an ID's sequence number
 # The field names of an entry of p pairs (one: the name itself; more: a tuple of them).
 _FIELD_GETTERS = [None, itemgetter(0), *(itemgetter(*range(0, 2 * p, 2)) for p in range(2, 62))]
@@ -424,14 +429,12 @@ class Stream:
         self._tail = None
 
     def _merge(self) -> None:
-        """Move ``_aging`` and ``_fresh`` into ``_entries``, one entry at a time (an update
-        from ``items()``: the dict's table grows as it does by single insertions)."""
-        entries = self._entries
+        """Move ``_aging`` and ``_fresh`` into ``_entries``."""
         if self._aging:
-            entries.update(self._aging.items())
+            _join(self._entries, self._aging)
             self._aging = {}
         if self._fresh:
-            entries.update(self._fresh.items())
+            _join(self._entries, self._fresh)
             self._fresh = {}
 
     def _age(self) -> None:
@@ -447,7 +450,7 @@ class Stream:
                 aging.update(self._fresh.items())
                 self._fresh = {}
                 return
-            self._entries.update(aging.items())
+            _join(self._entries, aging)
         self._aging, self._fresh = self._fresh, {}
 
     def fields_of(self, ids: list[StreamID]) -> list[Sequence[bytes]]:
@@ -765,8 +768,12 @@ class Stream:
             added = new if whole else new[i:j]
             entries.update(zip(added, chunk, strict=True))
             i = j
-        self._ms.extend(repeat(ms, n))
-        self._seqs.extend(range(seq, seq + n))
+        # As machine words: an int past 30 bits costs ~500 instructions to convert.
+        self._ms.frombytes(ms.to_bytes(_WORD, _BYTEORDER) * n)
+        if seq + n <= _SMALL_SEQS:
+            self._seqs.frombytes(_SEQ_WORDS[_WORD * seq:_WORD * (seq + n)])
+        else:
+            self._seqs.extend(range(seq, seq + n))
         if len(entries) >= _FRESH_ENTRIES:
             self._age()
         self.entries_added += n
@@ -899,6 +906,15 @@ class Stream:
         if entries_read != INVALID_ENTRIES_READ:
             return self.entries_added - entries_read
         return None
+
+
+def _join(entries: dict, tier: dict) -> None:
+    """``entries.update(tier)`` leaving ``entries``'s table as single insertions would (its
+    size is in the memory estimate): a dict's update inserts one by one with the hashes it
+    has, unless the target's table is too small for all of them (then it is resized to fit
+    first, to a size of its own) or empty (then it becomes a copy): those cases go through
+    ``items()``, one insertion each."""
+    entries.update(tier if len(entries) >= len(tier) else tier.items())
 
 
 # How many of XADD's newest entries wait in ``Stream._fresh`` (and as many in ``_aging``):
