@@ -2,8 +2,10 @@
 shape of Redis's radix tree of listpack nodes.
 
 Entries live in a dict from ``(ms, seq)`` to the flat ``(field, value, ...)`` sequence, in ID
-order, beside a sorted list of the IDs: XADD is O(1), a range or ``$`` a bisection, trimming
-O(1) amortized per entry (see :class:`Stream`). Beside them the stream keeps what Redis's
+order (XADD's newest in two small dicts until the garbage collector has untracked them),
+beside sorted arrays of the IDs: XADD is O(1), a range or ``$`` a bisection, trimming O(1)
+amortized per entry, and nothing the cyclic collector walks grows with the stream (see
+:class:`Stream`). Beside them the stream keeps what Redis's
 ``rax`` of listpacks would hold, one :class:`StreamNode` per node: its master ID and fields,
 its live and deleted counts, its exact ``lpBytes`` and its deleted entries. XADD fills the
 tail node until ``stream-node-max-bytes`` / ``stream-node-max-entries`` says a new one
