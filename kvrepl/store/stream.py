@@ -657,12 +657,11 @@ class Stream:
         n = len(fields)
         tail.bound += (total + 2 * n + 26 if total < 64 and n < 120  # entry_bound's first case
                        else entry_bound(total, n))
-        msa = self._ms
-        if len(msa) == self._head:
-            self.first_id = entry_id
         fresh = self._fresh
+        if not (fresh or self._aging or self._entries):
+            self.first_id = entry_id
         fresh[entry_id] = fields
-        msa.append(entry_id[0])
+        self._ms.append(entry_id[0])
         self._seqs.append(entry_id[1])
         if len(fresh) >= _FRESH_ENTRIES:
             self._age()
@@ -682,9 +681,9 @@ class Stream:
         if not n:
             return
         new = list(zip(repeat(ms, n), range(seq, seq + n), strict=False))
-        if len(self._ms) == self._head:
-            self.first_id = new[0]
         entries = self._fresh
+        if not (entries or self._aging or self._entries):
+            self.first_id = new[0]
         # append's test of the tail's byte bound, its limit normalised once (_tail_for's)
         limit = max_bytes if 0 < max_bytes <= LISTPACK_MAX_SIZE else LISTPACK_MAX_SIZE
         tail = self._tail  # set: this stream grew through here, its indexes agree
