@@ -8,12 +8,16 @@ server from a warm-up so that a run lasts about ``--seconds``. The goal is judge
 median of the per-round ratios (the two servers' runs of a round are adjacent in time).
 Each run also reads the server process's CPU time per request, which the load of a shared
 host moves far less than the throughput (redis/kvrepl CPU is what the throughput ratio would
-be with a core to each server).
+be with a core to each server). With ``KVREPL_BASELINE=/path/to/other/checkout`` a kvrepl
+from that checkout takes its turns too (the A/B of a change; its CPU per request is
+reported beside this checkout's). The streams grow round after round (each run appends its
+-n entries): later rounds write to streams of hundreds of thousands of entries.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import tempfile
 import time
 from collections import defaultdict
@@ -23,6 +27,7 @@ from benchmarks.common import (
     HOST,
     Options,
     Server,
+    baseline_env,
     binary,
     encode_request,
     fmt_rate,
@@ -89,6 +94,11 @@ def run(options: Options) -> str:
         "redis": lambda port: [redis, "--port", str(port), "--bind", HOST, "--save", "",
                                "--appendonly", "no"],
     }
+    envs = {"kvrepl": python_env(), "redis": python_env()}
+    baseline = os.environ.get("KVREPL_BASELINE")
+    if baseline:
+        commands["baseline"] = commands["kvrepl"]
+        envs["baseline"] = baseline_env(baseline)
     names = list(commands)
     results: dict[tuple[str, str], list[float]] = defaultdict(list)
     sizes: dict[tuple[str, str], int] = {}
@@ -96,7 +106,7 @@ def run(options: Options) -> str:
     with contextlib.ExitStack() as stack:
         workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="kvrepl-bench-")))
         servers = {name: stack.enter_context(running(Server(name, commands[name], workdir,
-                                                            env=python_env())))
+                                                            env=envs[name])))
                    for name in names}
         for name, server in servers.items():
             _prefill(server.port)
@@ -130,12 +140,16 @@ def run(options: Options) -> str:
         paired = median([ratio(k, r) for k, r in zip(results[label, "kvrepl"],
                                                       results[label, "redis"], strict=True)])
         kv_cpu, rd_cpu = median(cpu[label, "kvrepl"]), median(cpu[label, "redis"])
+        spans = [f"{min(cpu[label, name]):.2f}-{max(cpu[label, name]):.2f}"
+                 for name in ("kvrepl", "baseline") if (label, name) in cpu]
         rows.append([label, fmt_rate(kv), fmt_rate(rd), fmt_ratio(ratio(kv, rd)),
                      fmt_ratio(paired), goal_cell(paired, goal), f"{kv_cpu:.2f}",
-                     f"{rd_cpu:.2f}", fmt_ratio(ratio(rd_cpu, kv_cpu))])
+                     f"{rd_cpu:.2f}", fmt_ratio(ratio(rd_cpu, kv_cpu)), *spans])
     table = markdown_table(["test", "kvrepl ops/s", "redis ops/s", "kvrepl/redis",
                             "median of round ratios", "goal", "kvrepl CPU us/req",
-                            "redis CPU us/req", "redis/kvrepl CPU"], rows)
+                            "redis CPU us/req", "redis/kvrepl CPU", "kvrepl CPU by round",
+                            *(["baseline CPU by round"] if baseline else [])], rows)
     sized = "; ".join(f"{name} {label}: -n {sizes[name, label]:,}"
                       for label, *_ in TESTS for name in names)
-    return (f"{table}\n\n{CLIENTS} clients, medians of {options.rounds} rounds; {sized}.\n")
+    return (f"{table}\n\n{CLIENTS} clients, medians of {options.rounds} rounds; {sized}; "
+            f"baseline: {baseline or 'not set'}.\n")

@@ -432,7 +432,7 @@ def test_empty_collections_are_skipped_like_redis() -> None:
 
 def test_streams_of_every_version() -> None:
     s_ = Stream()
-    s_.entries = {(5, 0): [b"a", b"1"], (5, 1): [b"a", b"2"], (6, 0): [b"b", b"x", b"c", b"y"]}
+    s_.entries = {(5, 0): (b"a", b"1"), (5, 1): (b"a", b"2"), (6, 0): (b"b", b"x", b"c", b"y")}
     s_.last_id = (6, 0)
     node = listpack.build([listpack.encode_int(x) for x in (3, 1, 1)] + [
         listpack.encode_entry(b"a"), listpack.encode_int(0),

@@ -5,6 +5,9 @@ model of :class:`kvrepl.store.stream.Stream`."""
 
 from __future__ import annotations
 
+import contextlib
+import gc
+import sys
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -24,12 +27,16 @@ from support import (
 )
 
 import kvrepl
+import kvrepl.store.stream as stream_module
 from kvrepl.rdb import listpack
 from kvrepl.rdb.stream import encode_nodes
 from kvrepl.store.digest import digest as dataset_digest
+from kvrepl.store.digest import digest_value
+from kvrepl.store.memory import value_size
 from kvrepl.store.stream import (
     MAX_ID,
     Stream,
+    StreamID,
     StreamNode,
     encode_id,
     entry_bound,
@@ -1000,6 +1007,11 @@ def test_reply_bytes(wire: Same) -> None:
         wire("XAUTOCLAIM", "s", "g", "c", "0", "0", "JUSTID", protocol=protocol)
 
 
+def _live_ids(stream: Stream) -> list[StreamID]:
+    """The stream's ID arrays, from their head on, as IDs."""
+    return stream._ids(stream._head, len(stream._ms))
+
+
 @given(st.lists(st.tuples(st.sampled_from(["add", "add", "del", "maxlen", "minid", "approx"]),
                           st.integers(0, 30)), min_size=20, max_size=200))
 def test_stream_indexes_stay_consistent(ops: list[tuple[str, int]]) -> None:
@@ -1019,7 +1031,7 @@ def test_stream_indexes_stay_consistent(ops: list[tuple[str, int]]) -> None:
         else:
             stream.trim(n, None, True, 0)
         ids = list(stream.entries)
-        assert stream._ids[stream._head:] == ids == sorted(ids)
+        assert _live_ids(stream) == ids == sorted(ids)
         nodes = stream.node_map()
         assert sum(node.count for node in nodes.values()) == len(stream)
         for node in nodes.values():
@@ -1148,7 +1160,7 @@ def test_a_run_of_entries_is_appended_as_one_by_one(
         for seq, fields in enumerate(items, 5):
             single.append((ms, seq), fields, *limits)
         assert runs == single
-        assert runs._ids[runs._head:] == single._ids[single._head:] == list(runs.entries)
+        assert _live_ids(runs) == _live_ids(single) == list(runs.entries)
         # The same nodes; a run bounds its entries more tightly (it knows their IDs' deltas),
         # so it may size them later, but to the same bytes.
         assert _node_shape(runs, sizes=False) == _node_shape(single, sizes=False)
@@ -1160,6 +1172,142 @@ def test_a_run_of_entries_is_appended_as_one_by_one(
         for node, exact in zip(runs.node_map().values(), exact_runs.node_map().values(),
                                strict=True):
             assert exact.lp_bytes <= node.bound
+
+
+@contextlib.contextmanager
+def _fresh_entries(count: int) -> Iterator[None]:
+    """Streams keep their newest ``count`` entries apart (``Stream._fresh``/``_aging``)."""
+    saved = stream_module._FRESH_ENTRIES
+    stream_module._FRESH_ENTRIES = count
+    try:
+        yield
+    finally:
+        stream_module._FRESH_ENTRIES = saved
+
+
+def _replay(ops: list[tuple[str, int, list[list[bytes]]]], limits: tuple[int, int]
+            ) -> tuple[Stream, list[list]]:
+    """Run ``ops`` on a new stream; return it and what its reads saw on the way."""
+    stream = Stream()
+    seen: list[list] = []
+    ms = 1
+    for op, n, run in ops:
+        items = [tuple(word for word in words for word in (word[:3] or b"k", word))
+                 for words in run]
+        ms += 1
+        if op == "run":
+            stream.append_run(ms, n, items, None, *limits)
+        elif op == "one":
+            for seq, fields in enumerate(items):
+                stream.append((ms, seq), fields, *limits)
+        elif op == "del" and len(stream):
+            stream.delete(stream.range_ids((0, 0), MAX_ID)[n % len(stream)])
+        elif op == "trim":
+            stream.trim(max(len(stream) - n, 0), None, n % 2 == 0, 0)
+        elif op == "collect":
+            gc.collect()
+        elif op == "copy":
+            stream = stream.copy()
+        ids = stream.range_ids((0, 0), MAX_ID)
+        backwards = stream.range_ids((0, 0), MAX_ID, n, reverse=True)
+        seen.append([ids, stream.fields_of(ids), backwards, stream.fields_of(backwards),
+                     len(stream), stream.first_entry_id(), stream.last_entry_id(),
+                     [stream.get(entry_id) for entry_id in ids[n:n + 3]],
+                     stream.get((ms, n + 100))])
+    return stream, seen
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["run", "run", "one", "del", "trim", "collect",
+                                           "copy"]),
+                          st.integers(0, 9),
+                          st.lists(st.lists(_FIELD, min_size=1, max_size=2), min_size=1,
+                                   max_size=12)), min_size=1, max_size=25),
+       st.sampled_from([(4096, 100), (300, 7), (60, 1)]), st.booleans())
+def test_new_entries_kept_apart_change_nothing(
+        ops: list[tuple[str, int, list[list[bytes]]]], limits: tuple[int, int],
+        collector: bool) -> None:
+    """XADD's newest entries wait in small dicts before they join the stream's dict (so that
+    the collector stops walking it): with 2 entries kept apart, or none ever merged, the
+    same history gives the same reads on the way (ranges both ways, their fields, length,
+    edges), entries, nodes and exact sizes, memory estimate, RDB bytes and DEBUG DIGEST
+    bytes; with the collector on or off (off: the tiers wait, untracked or not)."""
+    was_enabled = gc.isenabled()
+    try:
+        if not collector:
+            gc.disable()
+        with _fresh_entries(2):
+            tiered, tiered_seen = _replay(ops, limits)
+        with _fresh_entries(1 << 40):
+            flat, flat_seen = _replay(ops, limits)
+    finally:
+        if was_enabled:
+            gc.enable()
+    assert tiered_seen == flat_seen
+    assert value_size(tiered, 0) == value_size(flat, 0)
+    assert tiered == flat
+    assert _node_shape(tiered) == _node_shape(flat)
+    assert encode_nodes(tiered, *limits) == encode_nodes(flat, *limits)
+    assert digest_value(tiered) == digest_value(flat)
+
+
+def test_new_entries_kept_apart_leave_the_same_table_sizes() -> None:
+    """Thousands of entries kept apart and joined (their dicts of a size of their own),
+    between trims and deletions: the dict of entries has the table size it has when they
+    are inserted one by one (its size is in the memory estimate), all along."""
+    def history(kept_apart: int) -> list[tuple[int, int]]:
+        sizes = []
+        with _fresh_entries(kept_apart):
+            stream = Stream()
+            for ms in range(1, 700):
+                stream.append_run(ms, 0, [(b"f", b"%d" % (ms * 16 + i)) for i in range(
+                    ms % 17)], None, 4096, 100)
+                stream.append((ms, 99), (b"g", b"%d" % ms), 4096, 100)
+                if ms % 50 == 0:
+                    stream.trim(ms * 3, None, ms % 100 == 0, 0)
+                if ms % 70 == 0:
+                    stream.delete(stream.range_ids((0, 0), MAX_ID)[len(stream) // 2])
+                if ms % 10 == 0:
+                    sizes.append((sys.getsizeof(stream.entries), value_size(stream, 0)))
+        return sizes
+
+    assert history(64) == history(333) == history(1 << 40)
+
+
+def test_xadd_leaves_a_long_stream_untracked() -> None:
+    """Why XADD no longer costs more as the stream grows: once a collection has run, the
+    stream's big containers are not walked by the cyclic collector while entries keep
+    coming (one by one and in runs): the ID arrays hold no object to visit, the dict of
+    entries is untracked and stays so; only the newest entries' small dicts are tracked."""
+    stream = Stream()
+    for ms in range(1, 2001):
+        stream.append_run(ms, 0, [(b"f", b"%d" % (ms * 7 + i)) for i in range(3)], None,
+                          4096, 100)
+        stream.append((ms, 3), (b"f", b"g", b"h", b"%d" % ms), 4096, 100)
+    gc.collect()
+    assert not gc.is_tracked(stream._entries)
+    for ms in range(2001, 6001):
+        stream.append((ms, 0), (b"f", b"%d" % ms), 4096, 100)
+        stream.append_run(ms, 1, [(b"f", b"%d" % (ms + i)) for i in range(5)], None, 4096,
+                          100)
+        assert not gc.is_tracked(stream._entries)
+    for ids in (stream._ms, stream._seqs):  # walking an array visits its type, no item
+        assert all(type(referent) is type for referent in gc.get_referents(ids))
+    assert len(stream._fresh) + len(stream._aging) <= 3 * stream_module._FRESH_ENTRIES
+    assert len(stream) == 2000 * 4 + 4000 * 6
+    assert stream.range_ids((0, 0), MAX_ID)[-6:] == [(6000, i) for i in range(6)]
+
+
+def test_runs_at_the_ends_of_the_id_words_keep_their_ids() -> None:
+    """A run's IDs go to the ID arrays as machine words: sequence numbers past the
+    precomputed ones and milliseconds up to 2**64 - 1 come back as they went in."""
+    for ms, seq in ((5, 4090), (5, 4096), (2**63, 0), (MAX_ID[0], MAX_ID[1] - 20),
+                    (MAX_ID[0] - 1, 0)):
+        stream = Stream()
+        stream.append_run(ms, seq, [(b"f", b"%d" % i) for i in range(12)], None, 4096, 100)
+        expected = [(ms, seq + i) for i in range(12)]
+        assert stream.range_ids((0, 0), MAX_ID) == expected == list(stream.entries)
+        assert stream.first_entry_id() == expected[0] and stream.last_entry_id() == expected[-1]
 
 
 def test_runs_with_long_field_names_split_nodes_as_one_by_one() -> None:

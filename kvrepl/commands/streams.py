@@ -153,13 +153,11 @@ def _range(stream: Stream, start: StreamID, end: StreamID, count: int,
     same bytes in RESP2 and RESP3 (arrays of bulk strings): a range is most of what XRANGE
     and XREAD send, and one format per entry costs a fraction of the generic encoder's
     walk over its nested lists."""
-    entries = stream.entries
     ids = stream.range_ids(start, end, count, rev)
     out = [b"*%d\r\n" % len(ids)]
     append = out.append
-    for stream_id in ids:
+    for stream_id, fields in zip(ids, stream.fields_of(ids), strict=True):
         head = b"%d-%d" % stream_id
-        fields = entries[stream_id]
         if len(fields) == 2:
             name, value = fields
             append(_ENTRY_OF_ONE_FIELD % (len(head), head, len(name), name, len(value), value))
@@ -547,7 +545,7 @@ def xdel(s: Session, argv: list[bytes]) -> int:
                 stream.max_deleted_id = stream_id
             deleted += 1
     if deleted:
-        if not stream.entries:
+        if not len(stream):
             stream.first_id = (0, 0)
         elif first_entry:
             stream.first_id = stream.first_entry_id()
@@ -581,7 +579,7 @@ def xsetid(s: Session, argv: list[bytes]) -> object:
     stream = _stream_or_none(s.db.lookup(argv[1]))
     if stream is None:
         raise ReplyError(NO_SUCH_KEY)
-    if stream.entries:
+    if len(stream):
         if new_id < stream.last_entry_id():
             raise ReplyError("ERR The ID specified in XSETID is smaller than the target "
                              "stream top item")
@@ -651,10 +649,10 @@ def _deliver(s: Session, stream: Stream, start: StreamID, count: int, group: Str
              props: list[list[bytes]]) -> list:
     """streamReplyWithRange with a group: new entries from ``start``, PEL and propagation."""
     out = []
-    entries = stream.entries
     now = s.engine.keyspace.now_ms()
     advanced = False
-    for stream_id in stream.range_ids(start, MAX_ID, count):
+    ids = stream.range_ids(start, MAX_ID, count)
+    for stream_id, fields in zip(ids, stream.fields_of(ids), strict=True):
         if stream_id > group.last_id:
             if group.entries_read != INVALID_ENTRIES_READ and not stream.has_tombstones(
                     stream_id):
@@ -663,7 +661,7 @@ def _deliver(s: Session, stream: Stream, start: StreamID, count: int, group: Str
                 group.entries_read = stream.estimate_entries_read(stream_id)
             group.last_id = stream_id
             advanced = True
-        out.append([format_id(stream_id), entries[stream_id]])
+        out.append([format_id(stream_id), fields])
         if not noack:
             nack = group.pending.get(stream_id)
             if nack is None:
@@ -692,7 +690,7 @@ def _history(s: Session, stream: Stream, start: StreamID, count: int,
     for stream_id in consumer.pending.irange(start, None):
         if count and len(out) >= count:
             break
-        fields = stream.entries.get(stream_id)
+        fields = stream.get(stream_id)
         if fields is None:
             out.append([format_id(stream_id), NULL_ARRAY])
         else:
@@ -818,11 +816,11 @@ def _xread(s: Session, argv: list[bytes], xreadgroup: bool) -> object:
         if group is not None:
             if gt != MAX_ID:
                 history = True
-            elif stream.entries and stream.last_entry_id() > group.last_id:
+            elif len(stream) and stream.last_entry_id() > group.last_id:
                 gt = group.last_id
             else:
                 continue
-        elif not stream.entries or stream.last_entry_id() <= gt:
+        elif not len(stream) or stream.last_entry_id() <= gt:
             continue
         start = _incr(gt) or (0, 0)
         if group is None:
@@ -1183,7 +1181,7 @@ def xclaim(s: Session, argv: list[bytes]) -> object:
     for index in range(5, last_id_arg):
         stream_id = ids[index - 5]
         nack = group.pending.get(stream_id)
-        if stream_id not in stream.entries:
+        if stream.get(stream_id) is None:
             if nack is not None:
                 props.append(_xclaim_argv(key, groupname, group, argv[index], nack))
                 propagate_last_id = False
@@ -1206,7 +1204,7 @@ def xclaim(s: Session, argv: list[bytes]) -> object:
             nack.delivery_count += 1
         _set_owner(group, stream_id, nack, consumer)
         out.append(format_id(stream_id) if justid else _entry(stream_id,
-                                                              stream.entries[stream_id]))
+                                                              stream.get(stream_id)))
         props.append(_xclaim_argv(key, groupname, group, argv[index], nack))
         propagate_last_id = False
         s.engine.dirty += 1
@@ -1259,7 +1257,7 @@ def xautoclaim(s: Session, argv: list[bytes]) -> object:
             break
         attempts -= 1
         nack = pel[stream_id]
-        if stream_id not in stream.entries:
+        if stream.get(stream_id) is None:
             props.append(_xclaim_argv(key, groupname, group, format_id(stream_id), nack))
             s.engine.dirty += 1
             del pel[stream_id]
@@ -1276,7 +1274,7 @@ def xautoclaim(s: Session, argv: list[bytes]) -> object:
             nack.delivery_count += 1
         _set_owner(group, stream_id, nack, consumer)
         claimed.append(format_id(stream_id) if justid else _entry(stream_id,
-                                                                  stream.entries[stream_id]))
+                                                                  stream.get(stream_id)))
         count -= 1
         props.append(_xclaim_argv(key, groupname, group, format_id(stream_id), nack))
         s.engine.dirty += 1
@@ -1362,12 +1360,11 @@ def xinfo_stream(s: Session, argv: list[bytes]) -> object:
         b"entries-added": stream.entries_added,
         b"recorded-first-entry-id": format_id(stream.first_id),
     }
-    entries = stream.entries
     if not full:
         reply[b"groups"] = len(stream.groups)
         first, last = stream.first_entry_id(), stream.last_entry_id()
-        reply[b"first-entry"] = None if first is None else _entry(first, entries[first])
-        reply[b"last-entry"] = None if last is None else _entry(last, entries[last])
+        reply[b"first-entry"] = None if first is None else _entry(first, stream.get(first))
+        reply[b"last-entry"] = None if last is None else _entry(last, stream.get(last))
         return reply
     reply[b"entries"] = _range(stream, (0, 0), MAX_ID, count)
     groups = []

@@ -96,7 +96,8 @@ def decode_node(master_id: StreamID, blob: bytes, entries: dict) -> StreamNode:
             if flags & STREAM_ITEM_FLAG_DELETED:
                 node.dead[(ms, seq)] = fields
             else:
-                entries[(ms, seq)] = fields
+                # a tuple, as XADD stores: the collector untracks it, then the dict
+                entries[(ms, seq)] = tuple(fields)
                 live += 1
             node.last_id = (ms, seq)
     except IndexError:

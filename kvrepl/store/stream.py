@@ -2,8 +2,10 @@
 shape of Redis's radix tree of listpack nodes.
 
 Entries live in a dict from ``(ms, seq)`` to the flat ``(field, value, ...)`` sequence, in ID
-order, beside a sorted list of the IDs: XADD is O(1), a range or ``$`` a bisection, trimming
-O(1) amortized per entry (see :class:`Stream`). Beside them the stream keeps what Redis's
+order (XADD's newest in two small dicts until the garbage collector has untracked them),
+beside sorted arrays of the IDs: XADD is O(1), a range or ``$`` a bisection, trimming O(1)
+amortized per entry, and nothing the cyclic collector walks grows with the stream (see
+:class:`Stream`). Beside them the stream keeps what Redis's
 ``rax`` of listpacks would hold, one :class:`StreamNode` per node: its master ID and fields,
 its live and deleted counts, its exact ``lpBytes`` and its deleted entries. XADD fills the
 tail node until ``stream-node-max-bytes`` / ``stream-node-max-entries`` says a new one
@@ -16,6 +18,9 @@ starts, XDEL and trimming flag entries as deleted or drop whole nodes, exactly a
 from __future__ import annotations
 
 import copy
+import gc
+import sys
+from array import array
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -283,6 +288,11 @@ class StreamNode:
         return size + 2 * (n - same)
 
 
+_MS = itemgetter(0)  # an ID's milliseconds
+_BYTEORDER = sys.byteorder  # an array('Q')'s items: C unsigned long longs
+_WORD = array("Q").itemsize
+_SMALL_SEQS = 4096  # the sequence numbers a run mostly has, as array('Q') bytes:
+_SEQ_WORDS = array("Q", range(_SMALL_SEQS)).tobytes()
 _SEQ = itemgetter(1)  # an ID's sequence number
 # The field names of an entry of p pairs (one: the name itself; more: a tuple of them).
 _FIELD_GETTERS = [None, itemgetter(0), *(itemgetter(*range(0, 2 * p, 2)) for p in range(2, 62))]
@@ -346,26 +356,45 @@ def encode_id(stream_id: StreamID) -> bytes:
 
 # -- the stream ----------------------------------------------------------------------------------
 class Stream:
-    """A stream: ``entries`` (a ``dict`` ID -> flat field/value sequence: a tuple from XADD,
-    which the cyclic garbage collector soon stops tracking; live entries only; in ID order), the metadata t_stream.c keeps, the consumer groups by name and the node shape.
+    """A stream: ``entries`` (a ``dict`` ID -> flat field/value sequence: a tuple from XADD;
+    live entries only; in ID order), the metadata t_stream.c keeps, the consumer groups by
+    name and the node shape.
 
-    Beside the dict, ``_ids`` lists the live IDs ascending from index ``_head`` on: XADD
-    appends in O(1), a range or ``$`` is a bisection, trimming moves ``_head`` (the dead
-    prefix is cut off once it is half the list), XDEL of a middle entry is one list
-    deletion. (A dict insertion and a list append are what makes XADD cheap; every ID is
-    above all the others when it arrives, so the dict stays in ID order.)
+    Beside the dict, ``_ms`` and ``_seqs`` (two ``array('Q')``) list the live IDs ascending
+    from index ``_head`` on: XADD appends in O(1), a range or ``$`` is a bisection, trimming
+    moves ``_head`` (the dead prefix is cut off once it is half the arrays), XDEL of a middle
+    entry is one deletion. (A dict insertion and an array append are what makes XADD cheap;
+    every ID is above all the others when it arrives, so the dict stays in ID order.)
+
+    Why arrays, and why XADD's newest entries wait in two small dicts (``_fresh``, then
+    ``_aging``) before they join ``_entries``: the cyclic garbage collector. A list of a
+    million ID tuples is walked by every full collection, and so is a dict holding a tuple
+    the collector still tracks; a new tuple is tracked until the first collection after it
+    was made (which then untracks it for good, its items being bytes and ints). A full
+    collection untracks a dict of untracked tuples; one tracked tuple inserted makes it
+    tracked again, walked by a young, a middle and the next full collection: with one dict,
+    every full collection cost O(length) three times over, and a busy server has a full
+    collection every ~70k requests whatever its data (the objects alive at a middle
+    collection are promoted): XADD's cost grew with the stream's length. Arrays of integers
+    are not tracked at all; ``_aging`` joins ``_entries`` only once its newest tuples are
+    untracked, so the big dict stays untracked while XADD appends. Readers that need one
+    dict (``entries``, deletions, trimming, copies) merge the tiers first; ranges read them
+    as they are (:meth:`fields_of`).
 
     ``nodes`` (``SortedDict`` master ID -> :class:`StreamNode`) is None, or empty while
     there are entries, for a stream built entry by entry outside XADD (tests, the
     hypothesis strategies); :meth:`node_map` then lays the entries out as XADD would have.
     An empty stream is a valid value."""
 
-    __slots__ = ("_entries", "_ids", "_head", "last_id", "first_id", "max_deleted_id",
-                 "entries_added", "groups", "nodes", "_tail")
+    __slots__ = ("_entries", "_aging", "_fresh", "_ms", "_seqs", "_head", "last_id",
+                 "first_id", "max_deleted_id", "entries_added", "groups", "nodes", "_tail")
 
     def __init__(self) -> None:
-        self._entries: dict[StreamID, list[bytes]] = {}
-        self._ids: list[StreamID] = []
+        self._entries: dict[StreamID, Sequence[bytes]] = {}
+        self._aging: dict[StreamID, Sequence[bytes]] = {}  # above _entries's IDs
+        self._fresh: dict[StreamID, Sequence[bytes]] = {}  # above _aging's
+        self._ms = array("Q")  # the live IDs' ms from _head on, ascending with _seqs
+        self._seqs = array("Q")
         self._head = 0
         self.last_id: StreamID = (0, 0)
         self.first_id: StreamID = (0, 0)
@@ -378,10 +407,12 @@ class Stream:
         self._tail: StreamNode | None = None
 
     @property
-    def entries(self) -> dict[StreamID, list[bytes]]:
+    def entries(self) -> dict[StreamID, Sequence[bytes]]:
         """ID -> fields, in ID order. Read it freely; change the stream through its methods
         (code that fills ``entries`` directly gets its IDs sorted and nodes laid out at the
         next use)."""
+        if self._aging or self._fresh:
+            self._merge()
         return self._entries
 
     @entries.setter
@@ -392,38 +423,112 @@ class Stream:
             ids.sort()
             entries = {entry_id: entries[entry_id] for entry_id in ids}
         self._entries = dict(entries)
-        self._ids, self._head = ids, 0
+        self._aging, self._fresh = {}, {}
+        self._ms = array("Q", map(_MS, ids))
+        self._seqs = array("Q", map(_SEQ, ids))
+        self._head = 0
         self.nodes = None
         self._tail = None
 
-    def _index(self) -> list[StreamID]:
-        """``_ids``, rebuilt if ``entries`` was filled from outside."""
-        ids = self._ids
-        if len(ids) - self._head != len(self._entries):
-            self.entries = self._entries
-            ids = self._ids
-        return ids
+    def _merge(self) -> None:
+        """Move ``_aging`` and ``_fresh`` into ``_entries``."""
+        if self._aging:
+            _join(self._entries, self._aging)
+            self._aging = {}
+        if self._fresh:
+            _join(self._entries, self._fresh)
+            self._fresh = {}
+
+    def _age(self) -> None:
+        """``_fresh`` is full: ``_aging`` joins ``_entries`` if the collector untracked its
+        newest entry since it came (so all of them: every collection untracks the tuples
+        made before it), and ``_fresh`` becomes ``_aging``. Otherwise (no collection in
+        between: the collector disabled) ``_fresh`` joins ``_aging`` to wait longer. (A
+        value that is not a tuple, a list, stays tracked: it is not waited for.)"""
+        aging = self._aging
+        if aging:
+            entry_id, fields = next(reversed(aging.items()))
+            if gc.is_tracked(entry_id) or (type(fields) is tuple and gc.is_tracked(fields)):
+                aging.update(self._fresh.items())
+                self._fresh = {}
+                return
+            _join(self._entries, aging)
+        self._aging, self._fresh = self._fresh, {}
+
+    def fields_of(self, ids: list[StreamID]) -> list[Sequence[bytes]]:
+        """The fields of the live entries ``ids`` (ascending or descending), read where
+        they are without merging the dicts (a range read between XADDs)."""
+        fresh, aging = self._fresh, self._aging
+        if ids and (fresh or aging):
+            # The dict that holds the lowest of them holds all of them (the usual: the
+            # newest entries, or a range of old ones), or else each is looked up in turn.
+            low, high = (ids[0], ids[-1]) if ids[0] <= ids[-1] else (ids[-1], ids[0])
+            for tier in (fresh, aging):
+                if tier:
+                    first = next(iter(tier))
+                    if low >= first:
+                        return list(map(tier.__getitem__, ids))
+                    if high >= first:
+                        return [fresh[entry_id] if entry_id in fresh else aging[entry_id]
+                                if entry_id in aging else self._entries[entry_id]
+                                for entry_id in ids]
+        return list(map(self._entries.__getitem__, ids))
+
+    def get(self, entry_id: StreamID) -> Sequence[bytes] | None:
+        """The fields of the live entry ``entry_id``, or None (the dicts left as they are)."""
+        fields = self._fresh.get(entry_id)
+        if fields is None:
+            fields = self._aging.get(entry_id)
+            if fields is None:
+                fields = self._entries.get(entry_id)
+        return fields
+
+    def _index(self) -> tuple[array, array]:
+        """``(_ms, _seqs)``, rebuilt if ``entries`` was filled from outside."""
+        if len(self._ms) - self._head != len(self._entries) + len(self._aging) + len(
+                self._fresh):
+            self.entries = self.entries
+        return self._ms, self._seqs
+
+    def _ids(self, low: int, high: int) -> list[StreamID]:
+        """The IDs at indexes ``low`` to ``high`` of the arrays."""
+        return list(zip(self._ms[low:high], self._seqs[low:high], strict=True))
+
+    def _id_at(self, index: int) -> StreamID:
+        return self._ms[index], self._seqs[index]
+
+    def _find(self, entry_id: StreamID, right: bool = False) -> int:
+        """bisect_left (bisect_right when ``right``) of ``entry_id`` in the live IDs."""
+        ms, seq = entry_id
+        msa = self._ms
+        low = bisect_left(msa, ms, self._head)
+        high = bisect_right(msa, ms, low)
+        if low == high:
+            return low
+        return (bisect_right if right else bisect_left)(self._seqs, seq, low, high)
 
     def __len__(self) -> int:
-        return len(self._entries)
+        return len(self._entries) + len(self._aging) + len(self._fresh)
 
     def __eq__(self, other: object) -> bool:
         # Entries compare by content: XADD stores tuples, a loaded RDB lists.
-        return isinstance(other, Stream) and all(
-            getattr(self, name) == getattr(other, name) for name in _COMPARED) and (
-            len(self._entries) == len(other._entries) and all(
-                tuple(fields) == tuple(other._entries.get(entry_id, ()))
-                for entry_id, fields in self._entries.items()))
+        if not isinstance(other, Stream):
+            return False
+        mine, theirs = self.entries, other.entries
+        return all(getattr(self, name) == getattr(other, name) for name in _COMPARED) and (
+            len(mine) == len(theirs) and all(
+                tuple(fields) == tuple(theirs.get(entry_id, ()))
+                for entry_id, fields in mine.items()))
 
     def __repr__(self) -> str:
-        return (f"Stream({len(self._entries)} entries, last_id={self.last_id}, "
+        return (f"Stream({len(self)} entries, last_id={self.last_id}, "
                 f"groups={list(self.groups)})")
 
     def copy(self) -> Stream:
         new = Stream()
-        ids = self._index()
-        new._entries = dict(self._entries)  # entry lists are never mutated in place
-        new._ids = ids[self._head:]
+        msa, seqs = self._index()
+        new._entries = dict(self.entries)  # entry lists are never mutated in place
+        new._ms, new._seqs = msa[self._head:], seqs[self._head:]
         new.last_id, new.first_id = self.last_id, self.first_id
         new.max_deleted_id, new.entries_added = self.max_deleted_id, self.entries_added
         new.groups = copy.deepcopy(self.groups)
@@ -434,41 +539,43 @@ class Stream:
     # -- reading ---------------------------------------------------------------------------
     def first_entry_id(self) -> StreamID | None:
         """The first live ID (None when empty)."""
-        ids = self._index()
-        return ids[self._head] if len(ids) > self._head else None
+        msa, seqs = self._index()
+        head = self._head
+        return (msa[head], seqs[head]) if len(msa) > head else None
 
     def last_entry_id(self) -> StreamID | None:
         """The last live ID (streamLastValidID; None when empty)."""
-        ids = self._index()
-        return ids[-1] if len(ids) > self._head else None
+        msa, seqs = self._index()
+        return (msa[-1], seqs[-1]) if len(msa) > self._head else None
 
     def range_ids(self, start: StreamID, end: StreamID, count: int = 0,
                   reverse: bool = False) -> list[StreamID]:
         """The live IDs from ``start`` to ``end`` inclusive, at most ``count`` (0: all),
         from ``end`` down when ``reverse``."""
-        ids = self._index()
-        head = self._head
-        low = bisect_left(ids, start, head)
-        high = bisect_right(ids, end, head)
+        self._index()
+        low = self._find(start)
+        high = self._find(end, right=True)
         if low >= high:
             return []
         if reverse:
             if count and high - low > count:
                 low = high - count
-            return ids[high - 1:low - 1 if low else None:-1]
+            ids = self._ids(low, high)
+            ids.reverse()
+            return ids
         if count and high - low > count:
             high = low + count
-        return ids[low:high]
+        return self._ids(low, high)
 
     # -- node shape ------------------------------------------------------------------------
     def node_map(self, max_bytes: int = 4096, max_entries: int = 100) -> SortedDict:
         """The nodes, laid out now (as XADD with these limits would) if not known yet."""
         nodes = self.nodes
-        if nodes is None or (not nodes and self._entries):
+        if nodes is None or (not nodes and len(self)):
             self._index()
             nodes = self.nodes = SortedDict()
             self._tail = None
-            for entry_id, fields in self._entries.items():
+            for entry_id, fields in self.entries.items():
                 total = sum(map(len, fields))
                 node = self._tail_for(entry_id, fields, total, max_bytes, max_entries)
                 node.count += 1
@@ -505,10 +612,9 @@ class Stream:
         unsized = node.count - count
         if not unsized:
             return
-        ids = self._ids
-        high = bisect_right(ids, node.last_id, self._head)
-        new = ids[high - unsized:high]
-        size = node.lp_bytes + node.entries_size(new, list(map(self._entries.__getitem__, new)))
+        high = self._find(node.last_id, right=True)
+        new = self._ids(high - unsized, high)
+        size = node.lp_bytes + node.entries_size(new, self.fields_of(new))
         for threshold, growth in _COUNT_GROWTH.items():  # the live count from count up
             if count <= threshold < count + unsized:
                 size += growth
@@ -522,7 +628,7 @@ class Stream:
 
     def node_entries(self, node: StreamNode) -> Iterable[tuple[StreamID, list[bytes], bool]]:
         """Every entry of ``node``, deleted ones too, in ID order: ``(id, fields, deleted)``."""
-        entries = self._entries
+        entries = self.entries
         live = [(entry_id, entries[entry_id], False)
                 for entry_id in self.range_ids(node.master_id, node.last_id)]
         if not node.dead:
@@ -551,11 +657,14 @@ class Stream:
         n = len(fields)
         tail.bound += (total + 2 * n + 26 if total < 64 and n < 120  # entry_bound's first case
                        else entry_bound(total, n))
-        entries = self._entries
-        if not entries:
+        fresh = self._fresh
+        if not (fresh or self._aging or self._entries):
             self.first_id = entry_id
-        entries[entry_id] = fields
-        self._ids.append(entry_id)
+        fresh[entry_id] = fields
+        self._ms.append(entry_id[0])
+        self._seqs.append(entry_id[1])
+        if len(fresh) >= _FRESH_ENTRIES:
+            self._age()
         self.entries_added += 1
         self.last_id = entry_id
 
@@ -572,10 +681,9 @@ class Stream:
         if not n:
             return
         new = list(zip(repeat(ms, n), range(seq, seq + n), strict=False))
-        entries = self._entries
-        if not entries:
+        entries = self._fresh
+        if not (entries or self._aging or self._entries):
             self.first_id = new[0]
-        ids = self._ids
         # append's test of the tail's byte bound, its limit normalised once (_tail_for's)
         limit = max_bytes if 0 < max_bytes <= LISTPACK_MAX_SIZE else LISTPACK_MAX_SIZE
         tail = self._tail  # set: this stream grew through here, its indexes agree
@@ -660,37 +768,45 @@ class Stream:
             tail.last_id = new[j - 1]
             added = new if whole else new[i:j]
             entries.update(zip(added, chunk, strict=True))
-            ids += added
             i = j
+        # As machine words: an int past 30 bits costs ~500 instructions to convert.
+        self._ms.frombytes(ms.to_bytes(_WORD, _BYTEORDER) * n)
+        if seq + n <= _SMALL_SEQS:
+            self._seqs.frombytes(_SEQ_WORDS[_WORD * seq:_WORD * (seq + n)])
+        else:
+            self._seqs.extend(range(seq, seq + n))
+        if len(entries) >= _FRESH_ENTRIES:
+            self._age()
         self.entries_added += n
         self.last_id = new[-1]
 
     def _pop_first(self) -> tuple[StreamID, list[bytes]]:
-        """Remove the first live entry (trimming)."""
-        ids = self._ids
+        """Remove the first live entry (trimming; the dicts merged)."""
+        msa, seqs = self._ms, self._seqs
         head = self._head
-        entry_id = ids[head]
+        entry_id = msa[head], seqs[head]
         head += 1
-        if head > 64 and head * 2 > len(ids):
-            del ids[:head]
+        if head > 64 and head * 2 > len(msa):
+            del msa[:head], seqs[:head]
             head = 0
         self._head = head
         return entry_id, self._entries.pop(entry_id)
 
     def delete(self, entry_id: StreamID) -> bool:
         """streamDeleteItem: flag the entry deleted; a node left with no live entry goes."""
-        if entry_id not in self._entries:
+        if entry_id not in self.entries:
             return False
-        ids = self._index()
+        self._index()
         nodes = self.node_map()
         node = nodes.peekitem(nodes.bisect_right(entry_id) - 1)[1]
         if node.count > 1:
             self.settle(node)  # while its entries are all there
-        if ids[self._head] == entry_id:
+        if self._id_at(self._head) == entry_id:
             fields = self._pop_first()[1]
         else:
             fields = self._entries.pop(entry_id)
-            del ids[bisect_left(ids, entry_id, self._head)]
+            index = self._find(entry_id)
+            del self._ms[index], self._seqs[index]
         if node.count == 1:
             del nodes[node.master_id]
             self._tail = None
@@ -704,7 +820,7 @@ class Stream:
         """streamTrim by MAXLEN (``maxlen``) or MINID (``minid``); returns entries removed."""
         nodes = self.node_map()
         self._index()
-        entries = self._entries
+        entries = self.entries
         deleted = 0
         while nodes:
             if maxlen is not None and len(entries) <= maxlen:
@@ -732,7 +848,7 @@ class Stream:
                 if maxlen is not None:
                     if len(entries) <= maxlen:
                         break
-                elif self._ids[self._head] >= minid:
+                elif self._id_at(self._head) >= minid:
                     break
                 entry_id, fields = self._pop_first()
                 node.dead[entry_id] = fields
@@ -743,7 +859,7 @@ class Stream:
         if not entries:
             self.first_id = (0, 0)
         elif deleted:
-            self.first_id = self._ids[self._head]
+            self.first_id = self._id_at(self._head)
         return deleted
 
     def first_raw_id(self) -> StreamID:
@@ -755,7 +871,7 @@ class Stream:
     # -- consumer groups -------------------------------------------------------------------
     def has_tombstones(self, start: StreamID | None) -> bool:
         """streamRangeHasTombstones(start, +)."""
-        if not self.entries or self.max_deleted_id == (0, 0):
+        if not len(self) or self.max_deleted_id == (0, 0):
             return False
         if self.first_id > self.max_deleted_id:
             return False
@@ -766,7 +882,7 @@ class Stream:
         added = self.entries_added
         if not added:
             return 0
-        length = len(self.entries)
+        length = len(self)
         if not length and group_id <= self.last_id:
             return added
         if group_id == self.last_id:
@@ -792,5 +908,18 @@ class Stream:
             return self.entries_added - entries_read
         return None
 
+
+def _join(entries: dict, tier: dict) -> None:
+    """``entries.update(tier)`` leaving ``entries``'s table as single insertions would (its
+    size is in the memory estimate): a dict's update inserts one by one with the hashes it
+    has, unless the target's table is too small for all of them (then it is resized to fit
+    first, to a size of its own) or empty (then it becomes a copy): those cases go through
+    ``items()``, one insertion each."""
+    entries.update(tier if len(entries) >= len(tier) else tier.items())
+
+
+# How many of XADD's newest entries wait in ``Stream._fresh`` (and as many in ``_aging``):
+# far more than a young collection's threshold (700 new objects; each entry brings two).
+_FRESH_ENTRIES = 2048
 
 _COMPARED = ("last_id", "first_id", "max_deleted_id", "entries_added", "groups")
