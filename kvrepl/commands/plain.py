@@ -582,8 +582,8 @@ class PlainLane:
                         else:
                             out.append(encode(reply, resp3))
                     following = position + 1
-                    if following == count:
-                        break
+                    if following == count or run_of is not None:
+                        break  # (the run function takes the next one again)
                     argv = requests[following]
                     if len(argv) not in fits or argv[0] != name or argv[1] in expires:
                         break
