@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import re
+import struct
 from collections.abc import Callable
 from fractions import Fraction
 
@@ -13,7 +14,7 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from kvrepl.commands.args import parse_timeout, string2d, string2ld, string2ll, strtod
+from kvrepl.commands.args import decimal, parse_timeout, string2d, string2ld, string2ll, strtod
 from kvrepl.errors import ReplyError
 
 Same = Callable[..., object]
@@ -125,6 +126,36 @@ def test_string2d_and_string2ld() -> None:
     assert string2ld(b"1e4932") > 10**4931 and string2ld(b"-infinity") == -math.inf
     for bad in (b"", b" 1", b"nan", b"1e4933", b"1e-4951", b"1" * 5120, b"1\x00"):
         assert string2ld(bad) is None
+
+
+# What float() reads otherwise than strtod, or where strtod reports ERANGE: decimal must leave
+# each to string2d (None), and give string2d's very value for everything else it reads.
+_DECIMAL_EDGES = [b"13.361389", b"-38.115556", b"+1.5", b".5", b"5.", b"-.5e-3", b"1e5",
+                  b"1E+05", b"0", b"-0", b"0.0", b"1e-400", b"1e309", b"-1e309", b"1e-320",
+                  b"inf", b"-Infinity", b"nan", b"1_0", b"1.5_1", b" 1", b"1 ", b"\t1", b"1\n",
+                  b"\x0b1", b"1\x0c", b"0x1p3", b"0X10", b"", b"-", b".", b"1e", b"1\x00",
+                  b"\xa01", b"179.99999999999999999999", b"1" * 400, b"0." + b"0" * 320 + b"1"]
+
+
+@given(st.one_of(st.sampled_from(_DECIMAL_EDGES),
+                 st.floats(allow_nan=True).map(lambda f: repr(f).encode()),
+                 st.from_regex(rb"\A[ +\-_.0-9eEinfatyx]{0,24}\Z")))
+@example(b"1_000.5")
+def test_decimal_is_string2d_or_leaves_it_to_string2d(text: bytes) -> None:
+    """GEOADD's fast read of a coordinate: never a value string2d would not give, bit for bit
+    (the sign of a zero included), nor one it refuses."""
+    value = decimal(text)
+    if value is not None:
+        expected = string2d(text)
+        assert expected is not None and struct.pack("<d", value) == struct.pack("<d", expected)
+
+
+def test_decimal_reads_usual_coordinates_and_leaves_the_rest() -> None:
+    for text in (b"13.361389", b"-38.115556", b"+1.5", b".5", b"5.", b"1e5", b"1e-320"):
+        assert decimal(text) == string2d(text) == float(text)
+    for text in (b"0", b"-0", b"1e-400", b"1e309", b"inf", b"nan", b"1_0", b" 1", b"1 ", b"",
+                 b"0x1p3"):
+        assert decimal(text) is None
 
 
 def test_parse_timeout_matches_redis_rounding() -> None:

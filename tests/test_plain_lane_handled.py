@@ -171,6 +171,83 @@ def test_runs_of_one_handled_command_are_run_as_one_by_one(listening):
         assert len(results[0][2][-2]) == 3 + 26  # the set-up, and each change once
 
 
+# Runs that setbit_run and geoadd_run take (commands/bitmaps.py, commands/geo.py) and every
+# request they must leave to the handler mid-run: SETBITs to new keys, to strings they grow,
+# to a string SET stored (the same bit: a key converted, nothing changed), a bit already
+# set; an offset or bit of another form, a wrong type; GEOADDs of distinct members, a member
+# moved, one unchanged, coordinates float() reads otherwise than strtod or not at all, out of
+# range, the point whose score is 0, a new key, a wrong type.
+RUN_EDGES: list[tuple[str, ...]] = [
+    ("SET", "str", "abc"), ("SETBIT", "n1", "0", "0"), ("SETBIT", "n2", "15", "1"),
+    ("SETBIT", "n2", "15", "1"), ("SETBIT", "n2", "100", "0"), ("SETBIT", "str", "1", "1"),
+    ("SETBIT", "str", "1", "1"), ("SETBIT", "str", "7", "1"), ("SETBIT", "str", "30", "1"),
+    ("SETBIT", "n2", "+1", "1"), ("SETBIT", "n2", "1", "+1"), ("SETBIT", "n2", "1", "01"),
+    ("SETBIT", "n2", "4294967296", "1"), ("SETBIT", "n3", "9", "1"),
+    ("GEOADD", "geo", "13.361389", "38.115556", "Palermo"), ("SETBIT", "geo", "1", "1"),
+    *[("GEOADD", "geo", f"{-179 + 7.3 * i:.6f}", f"{-80 + 3.1 * i:.6f}", f"m{i}")
+      for i in range(12)],
+    ("GEOADD", "geo", "15.087269", "37.502669", "Palermo"),
+    ("GEOADD", "geo", "15.087269", "37.502669", "Palermo"),
+    ("GEOADD", "geo", "1e1", "+2.5E1", "sci"), ("GEOADD", "geo", ".5", "5.", "dots"),
+    ("GEOADD", "geo", "0", "0", "zero"), ("GEOADD", "geo", "-0", "1", "negzero"),
+    ("GEOADD", "geo", "1_0", "1", "under"), ("GEOADD", "geo", " 1", "1", "blank"),
+    ("GEOADD", "geo", "1", "1 ", "blank2"), ("GEOADD", "geo", "inf", "1", "inf"),
+    ("GEOADD", "geo", "0x1p3", "1", "hex"), ("GEOADD", "geo", "1e-320", "1", "tiny"),
+    ("GEOADD", "geo", "180.000001", "1", "far"), ("GEOADD", "geo", "1", "85.06", "north"),
+    ("GEOADD", "geo", "-180", "-85.05112878", "corner"), ("GEOADD", "geo", "1", "2", "after"),
+    ("GEOADD", "str", "1", "2", "wrongtype"), ("GEOADD", "geo2", "1", "2", "new"),
+    ("GEOADD", "geo2", "3", "4", "next"), ("GEOADD", "geo", "5", "6", "last"),
+]
+
+
+@pytest.mark.parametrize("protocol", [2, 3])
+def test_runs_of_setbit_and_geoadd_answer_as_redis(wire, protocol):
+    wire(batch=RUN_EDGES, protocol=protocol)
+
+
+@pytest.mark.parametrize("listening", [True, False])
+def test_setbit_and_geoadd_runs_end_as_one_by_one(listening):
+    """setbit_run and geoadd_run, and the handler taking over mid-run: replies, data, the
+    memory estimate (measured after each step), dirty, commandstats, errorstats and what
+    is propagated end as with ``Engine.execute`` one by one."""
+    requests = [[part.encode() for part in request] for request in RUN_EDGES]
+    results = []
+    for through_lane in (True, False):
+        engine = Engine(Config(save=(), enable_debug_command="yes"))
+        engine.keyspace.clock = lambda: NOW_S
+        propagated: list = []
+        if listening:
+            engine.propagate_listeners.append(
+                lambda db, argv, log=propagated: log.append((db, list(argv))))
+        session = engine.new_session()
+        if through_lane:
+            runs = engine.plain_lane._runs
+            ran = {"setbit": 0, "geoadd": 0}
+            for command, run_of in list(runs.items()):
+                def counted(*args, _run=run_of, _name=command.name, _ran=ran):
+                    done = _run(*args)
+                    _ran[_name] += done
+                    return done
+                runs[command] = counted
+            replies, left = _run_like_a_connection(engine, session, requests, measure=True)
+            assert left == []
+        else:
+            replies = b"".join(encode(engine.execute(session, argv), session.resp3)
+                               for argv in requests)
+        ranged = engine.execute(session, [b"ZRANGE", b"geo", b"0", b"-1", b"WITHSCORES"])
+        results.append((replies, session.last_command, _state(engine, propagated),
+                         ranged, engine.execute(session, [b"GET", b"n2"])))
+    assert results[0] == results[1]
+    assert results[0][0].count(b"-ERR") == 10 and results[0][0].count(b"-WRONGTYPE") == 2
+    assert ran["setbit"] == 9 and ran["geoadd"] == 20  # the rest: the handler's
+    if listening:
+        changes = results[0][2][-2]
+        assert (0, [b"zadd", b"geo", b"0", b"corner"]) in changes
+        # "abc": bits 1 and 7 are set already (the string converted, nothing changed), 30 grows it
+        assert [argv for _, argv in changes if argv[1] == b"str"] == [
+            [b"SET", b"str", b"abc"], [b"SETBIT", b"str", b"30", b"1"]]
+
+
 def test_pipelined_handled_writes_are_routed_through_the_lane(kvrepl_server, r, monkeypatch):
     """What ``redis-benchmark`` sends of GEOADD, SETBIT and XADD goes through the lane (counted
     at the lane), replicas get what the general path propagates, and commandstats count

@@ -252,6 +252,71 @@ def setbit(s: Session, argv: list[bytes]) -> object:
     return 1 if old else 0
 
 
+_ZERO_REPLY = b":0\r\n"
+_ONE_REPLY = b":1\r\n"
+
+
+def setbit_run(s: Session, requests: list[list[bytes]], start: int, out: list[bytes],
+               written: list[list[bytes]] | None) -> int:
+    """``requests[start:]`` while each is a ``SETBIT key offset 0|1`` (spelled as the first,
+    a key without a TTL, a plain decimal offset in range) to a string or a new key, run as
+    :func:`setbit` runs each, their replies appended to ``out`` and the requests that
+    changed something to ``written`` (when given: what propagates). Returns how many it
+    ran; the first it did not (an error to report, keyspace events to fire) is the
+    handler's. The plain lane's run (``commands/plain.py``) calls it and does ``call()``'s
+    part (SETBIT keeps its memory estimate itself: :func:`_writable`)."""
+    engine = s.engine
+    if engine.notify_classes & STRING:
+        return 0  # the events: the handler, one request at a time
+    db = s.db
+    data, expires, access = db.data, db.expires, db.access
+    clock = engine.keyspace.lru_clock
+    limit = engine.config.proto_max_bulk_len  # (no master link comes here)
+    name = requests[start][0]
+    zero, one = _ZERO_REPLY, _ONE_REPLY
+    changes = 0
+    position = start
+    for argv in requests[start:]:
+        if len(argv) != 4 or argv[0] != name:
+            break
+        key, arg, bit = argv[1], argv[2], argv[3]
+        if expires and key in expires:
+            break
+        if not (arg.isdigit() and len(arg) < 19 and (arg[0] != 0x30 or len(arg) == 1)):
+            break  # _bit_offset's other forms and errors
+        offset = int(arg)
+        byte = offset >> 3
+        if byte >= limit:
+            break
+        if bit == b"1":
+            on = True
+        elif bit == b"0":
+            on = False
+        else:
+            break
+        buf = data.get(key)
+        if type(buf) is not bytearray or len(buf) <= byte:
+            if buf is not None and type(buf) is not bytes and type(buf) is not bytearray:
+                break  # WRONGTYPE
+            buf, grew = _writable(s, key, byte + 1, buf)  # created or grown: changed
+        else:
+            grew = False  # (then: changed only if the bit flips)
+        access[key] = clock
+        mask = 0x80 >> (offset & 7)
+        old = buf[byte] & mask
+        if (old != 0) is not on:
+            buf[byte] ^= mask
+            grew = True
+        if grew:  # changed: dirty, propagated
+            changes += 1
+            if written is not None:
+                written.append(argv)
+        out.append(one if old else zero)
+        position += 1
+    engine.dirty += changes
+    return position - start
+
+
 @command("getbit")
 def getbit(s: Session, argv: list[bytes]) -> object:
     """GETBIT key offset: 0 past the end of the string and for a missing key."""

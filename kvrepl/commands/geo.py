@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from functools import partial
 
-from kvrepl.commands.args import parse_double, parse_int, plain_decimal, string2d
+from kvrepl.commands.args import decimal, parse_double, parse_int, string2d
 from kvrepl.commands.core import Session, command
 from kvrepl.commands.keys import store_result
 from kvrepl.commands.zsets import zadd_one, zadd_scores
@@ -146,10 +146,9 @@ def geoadd(s: Session, argv: list[bytes]) -> object:
     argc = len(argv)
     if argc == 5:
         # One point and no option, the usual GEOADD: nothing else to parse. Coordinates
-        # written as plain decimals (no option name is one) are read without string2d.
-        longitude, latitude = argv[2], argv[3]
-        if plain_decimal(longitude) and plain_decimal(latitude):
-            longitude, latitude = float(longitude), float(latitude)
+        # that float() reads as string2d does (no option name is one) are read so.
+        longitude, latitude = decimal(argv[2]), decimal(argv[3])
+        if longitude is not None and latitude is not None:
             if -180.0 <= longitude <= 180.0 and _LAT_MIN <= latitude <= _LAT_MAX:
                 cell = geohash.score_of(longitude, latitude)
             else:
@@ -187,6 +186,64 @@ def geoadd(s: Session, argv: list[bytes]) -> object:
             zargv += (b"%d" % score, member)
         s.engine.rewrite(zargv)
     return zadd_scores(s, argv[1], scores, members, nx, xx, False, False, ch)
+
+
+_ZSET_ADD = b"zadd"
+_REPLIES = (b":0\r\n", b":1\r\n")
+
+
+def geoadd_run(s: Session, requests: list[list[bytes]], start: int, out: list[bytes],
+               written: list[list[bytes]] | None) -> int:
+    """``requests[start:]`` while each is a ``GEOADD key longitude latitude member`` (spelled
+    as the first, a key without a TTL, coordinates :func:`decimal` reads, within the
+    limits) to an existing sorted set, run as :func:`geoadd` runs each: their replies
+    appended to ``out``, and what changed something to ``written`` (when given: the
+    ``ZADD key score member`` each became, what propagates). Returns how many it ran; the
+    first it did not (a new key, an error, a score of 0, keyspace events) is the
+    handler's. The plain lane's run (``commands/plain.py``) calls it and does ``call()``'s
+    part."""
+    engine = s.engine
+    if engine.notify_classes & ZSET:
+        return 0  # the events: the handler, one request at a time
+    db = s.db
+    data, expires, access = db.data, db.expires, db.access
+    clock = engine.keyspace.lru_clock
+    score_of = geohash.score_of
+    name = requests[start][0]
+    replies = _REPLIES
+    changes = 0
+    position = start
+    for argv in requests[start:]:
+        if len(argv) != 5 or argv[0] != name:
+            break
+        key = argv[1]
+        if expires and key in expires:
+            break
+        longitude, latitude = decimal(argv[2]), decimal(argv[3])
+        if longitude is None or latitude is None or not (
+                -180.0 <= longitude <= 180.0 and _LAT_MIN <= latitude <= _LAT_MAX):
+            break  # string2d's cases, errors: the handler
+        zset = data.get(key)
+        if type(zset) is not ZSet:
+            break  # a new key, WRONGTYPE
+        cell = score_of(longitude, latitude)
+        if not cell:
+            break  # a score of 0: what a listpack keeps (zadd_one)
+        member = argv[4]
+        score = float(cell)
+        access[key] = clock
+        current = zset.scores.get(member)
+        if current != score:
+            zset.add(member, score)
+            changes += 1
+            db.changed_in_place(key)  # as call() does
+            if written is not None:
+                written.append([_ZSET_ADD, key, b"%d" % cell, member])
+        out.append(replies[current is None])
+        position += 1
+    if changes:
+        engine.dirty += changes
+    return position - start
 
 
 # -- GEOHASH, GEOPOS, GEODIST ---------------------------------------------------------------

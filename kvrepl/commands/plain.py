@@ -182,7 +182,7 @@ class PlainLane:
     dispatch."""
 
     __slots__ = ("engine", "gates", "tally", "_get", "_set", "_pfadd", "_pfcount", "_handled",
-                 "_commands", "_xadd", "_xadd_run")
+                 "_commands", "_xadd", "_xadd_run", "_runs")
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
@@ -200,9 +200,13 @@ class PlainLane:
             assert not command.remeasures or command.remeasures_first, command
         self._commands = dict(self._handled)  # every lane name as sent -> its command
         # streams imports core, which imports this module: taken from it once it is loaded
+        from kvrepl.commands.bitmaps import setbit_run
+        from kvrepl.commands.geo import geoadd_run
         from kvrepl.commands.streams import xadd_run
         self._xadd = engine.table[b"xadd"]
         self._xadd_run = xadd_run
+        # handled commands whose family runs a run of their usual form itself (see run)
+        self._runs = {engine.table[b"setbit"]: setbit_run, engine.table[b"geoadd"]: geoadd_run}
         for names, command in ((_GET, self._get), (_SET, self._set), (_PFADD, self._pfadd),
                                (_PFCOUNT, self._pfcount)):
             self._commands.update(dict.fromkeys(names, command))
@@ -431,6 +435,7 @@ class PlainLane:
         handled: list[Command] = []  # the commands whose handlers ran, in order
         by_name = self._handled
         xadd = self._xadd
+        runs = self._runs
         resp3 = session.resp3
         get, size_of, entry = data.get, len, STRING_ENTRY  # locals: the loop's hot lookups
         written: list[list[bytes]] = []  # the SETs, for the propagation listeners
@@ -520,6 +525,19 @@ class PlainLane:
                             position += done - 1
                         position += 1
                         continue
+                # A run of SETBITs or GEOADDs of their usual form: by their family's
+                # run function, which stops where the handler must take over.
+                run_of = runs.get(command)
+                if run_of is not None:
+                    done = run_of(session, requests, position, out,
+                                  written if listeners else None)
+                    if done:
+                        handled += [command] * done
+                        if done > 1:  # the loop goes on after the last of them
+                            next(islice(pending, done - 2, None))
+                            position += done - 1
+                        position += 1
+                        continue
                 # This request and those of the same command right after it (as spelled,
                 # of a length its arity takes, a key without a TTL), each by its handler
                 # with the checks above done once; XADD one at a time (its * runs above).
@@ -564,8 +582,8 @@ class PlainLane:
                         else:
                             out.append(encode(reply, resp3))
                     following = position + 1
-                    if following == count:
-                        break
+                    if following == count or run_of is not None:
+                        break  # (the run function takes the next one again)
                     argv = requests[following]
                     if len(argv) not in fits or argv[0] != name or argv[1] in expires:
                         break
