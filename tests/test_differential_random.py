@@ -722,12 +722,19 @@ def replica_differences(master: Conn, replica: Conn) -> list[tuple]:
 
 
 def assert_replica_agrees(master_port: int, replica_port: int, what: str) -> None:
-    """Once the replica on ``replica_port`` has acknowledged all its master sent, it holds
-    the master's dataset (DEBUG DIGEST: keys, values, absolute expiry times) and had no
-    error applying the stream."""
+    """Once the replica on ``replica_port`` has applied all its master sent, it holds the
+    master's dataset (DEBUG DIGEST: keys, values, absolute expiry times) and had no error
+    applying the stream."""
     master, replica = Conn(master_port), Conn(replica_port)
+
+    def offset(conn: Conn, field: bytes) -> int:
+        _, text = conn.call_tree("INFO", "replication")
+        return int(text.split(b"\r\n" + field + b":")[1].split(b"\r\n")[0])
+
     try:
-        assert master.call_tree("WAIT", "1", "10000") == (b":", b"1"), what
+        # Not WAIT: it waits for the offset of this connection's own writes (none here).
+        end = offset(master, b"master_repl_offset")
+        poll(lambda: offset(replica, b"slave_repl_offset") >= end, f"the {what} caught up")
         mine, theirs = (conn.call_tree("DEBUG", "DIGEST") for conn in (master, replica))
         assert mine == theirs, (what, replica_differences(master, replica))
         _, stats = replica.call_tree("INFO", "stats")
@@ -774,7 +781,11 @@ def run_sequence(ports: Servers, protocol: int, commands: list[tuple[str, ...]])
                 conn.call_tree("DISCARD")
         assert_same_dataset(ours, theirs)
         assert_replica_agrees(ports.ours, ports.real_of_ours, "redis-server replica of kvrepl")
-        assert_replica_agrees(ports.real, ports.ours_of_real, "kvrepl replica of redis-server")
+        # A BITFIELD whose writes OVERFLOW FAIL refused may still grow the string: Redis 7.0
+        # does not propagate it, and its replicas (kvrepl's as well as its own) miss it.
+        if not any(argv[0] == "BITFIELD" and "FAIL" in argv for argv in commands):
+            assert_replica_agrees(ports.real, ports.ours_of_real,
+                                  "kvrepl replica of redis-server")
     finally:
         ours.close()
         theirs.close()
