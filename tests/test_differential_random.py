@@ -148,6 +148,8 @@ class Conn(RawClient):
 SETS = {"SMEMBERS", "SINTER", "SUNION", "SDIFF", "HKEYS", "HVALS", "KEYS", "SPOP",
         "SRANDMEMBER", "HRANDFIELD"}  # (these two drawn with a count above the size: all)
 PAIRS = {"HGETALL"}
+# [cursor, items]: the items in a hash table's order (all of them: COUNT covers them).
+SCANS = {"SCAN", "HSCAN", "SSCAN", "ZSCAN"}
 # Replies drawn at random: only their size must agree.
 RANDOM = {"ZRANDMEMBER"}
 
@@ -169,6 +171,11 @@ def normalize(name: str, tree: Node, argv: tuple[str, ...] = ()) -> Node:
         return without_pending_idle(tree)
     if not isinstance(payload, list):
         return tree
+    if name in SCANS and len(payload) == 2 and isinstance(payload[1][1], list):
+        items = payload[1][1]
+        if name in ("HSCAN", "ZSCAN") and "NOVALUES" not in argv:
+            items = [tuple(items[i:i + 2]) for i in range(0, len(items), 2)]
+        return (kind, [payload[0], (payload[1][0], sorted(items, key=repr))])
     if name in RANDOM:
         return (kind, len(payload))
     if name in SETS:
@@ -535,8 +542,29 @@ MORE_COMMANDS = [
       st.sampled_from(["0-0", "3-0", "50-0"])),
     c("XACK", key, group, "0-0", sid, sid), c("XGROUP", "FOO", key),
     c("XREADGROUP", "GROUP", group, consumer, "STREAMS", key, "$"),
+    # SCAN's family with a COUNT that covers every small value at once (the order of a hash
+    # table is compared as a set: see SCANS)
+    cx("SCAN", "0", "COUNT", "100", tail=opts(("MATCH", st.sampled_from(["*", "a*", "[ab]"])),
+                                              ("TYPE", st.sampled_from(["string", "hash", "foo"])),
+                                              max_size=2)),
+    cx(st.sampled_from(["HSCAN", "SSCAN", "ZSCAN"]), key, "0", "COUNT", "100",
+       tail=opts(("MATCH", st.sampled_from(["*", "m*", "1"])), ("NOVALUES",), max_size=1)),
+    # (not a cursor no call returned, "-1" included: Redis documents the result as undefined,
+    # and its own depends on where the keys lie in its table)
+    c("SCAN", st.sampled_from(["abc", "1x", "18446744073709551616"])),
+    c("HSCAN", key, "0", "COUNT", "0"),
+    c("SSCAN", key, "0", "MATCH"),
+    # scripts: their writes propagate as effects
+    c("EVAL", "redis.call('SET', KEYS[1], ARGV[1]); return redis.call('INCR', KEYS[1])", "1",
+      key, small),
+    c("EVAL", "return redis.pcall('LPUSH', KEYS[1], ARGV[1])", "1", key, member),
+    c("EVAL", "redis.call('EXPIRE', KEYS[1], 1000); return redis.call('TTL', KEYS[1])", "1", key),
+    c("EVAL", "return redis.call('SPOP', KEYS[1], 100)", "1", key),
+    c("EVAL", "return redis.call('GETDEL', KEYS[1])", "1", key),
+    c("FCALL", "nofunc", "0"),
     # transactions: the errors inside and around MULTI
     c("MULTI"), c("EXEC"), c("WATCH", key, key), c("MULTI"), c("GET", key, key),
+    c("EXEC", key), c("DISCARD", key), c("MULTI", key),
 ]
 command = st.one_of(COMMANDS + MORE_COMMANDS)
 

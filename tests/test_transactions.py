@@ -83,6 +83,24 @@ def test_execabort_after_wrong_arity(same: Callable[..., object]) -> None:
     same("EXEC")  # the MULTI state is gone
 
 
+def test_exec_of_the_wrong_arity_aborts_the_transaction_and_the_watches(
+        same: Callable[..., object], other: Callable[..., object]) -> None:
+    """rejectCommand on EXEC is execCommandAbort, in MULTI or not (found by the differential
+    hunt: kvrepl answered the plain arity error and stayed in MULTI)."""
+    same("MULTI")
+    same("SET", "a", "1")
+    assert same("EXEC", "x") == ("Transaction discarded because of: "  # an EXECABORT
+                                 "wrong number of arguments for 'exec' command")
+    same("EXISTS", "a")  # run at once: the MULTI state is gone
+    same("EXEC")
+    same("WATCH", "w")
+    same("EXEC", "x")  # outside MULTI too, and the watch goes with it
+    other("SET", "w", "changed")
+    same("MULTI")
+    same("GET", "w")
+    assert same("EXEC") == [b"changed"]
+
+
 def test_errors_inside_exec_do_not_abort_the_others(same: Callable[..., object]) -> None:
     same("SET", "s", "text")
     same("MULTI")
