@@ -415,6 +415,8 @@ MORE_COMMANDS = [
     c("MOVE", key, st.sampled_from(["-1", "16", "abc"])), c("SELECT", st.sampled_from(["16", "-1", "x"])),
     c("SWAPDB", st.sampled_from(["0", "1", "16", "x"]), st.sampled_from(["0", "2", "-1"])),
     c("EXISTS"), c("DEL"), c("TYPE", key, key), c("FOOBAR", key, value),
+    c("FLUSHDB", st.sampled_from(["ASYNC", "SYNC", "FOO"])), c("FLUSHALL", "ASYNC"),
+    c("DEL", key, key, key), c("UNLINK", key, key),
     # SORT: BY/GET patterns over keys the lists name (no ALPHA with BY: Redis leaves its ties
     # in qsort's order), LIMIT, STORE, and the options SORT_RO refuses
     c("RPUSH", key, "a", "b", "c", "d"), c("SADD", key, "b", "c", "d", "10"),
@@ -559,7 +561,8 @@ MORE_COMMANDS = [
       key, small),
     c("EVAL", "return redis.pcall('LPUSH', KEYS[1], ARGV[1])", "1", key, member),
     c("EVAL", "redis.call('EXPIRE', KEYS[1], 1000); return redis.call('TTL', KEYS[1])", "1", key),
-    c("EVAL", "return redis.call('SPOP', KEYS[1], 100)", "1", key),
+    c("EVAL", "local t = redis.call('SPOP', KEYS[1], 100); table.sort(t); return t", "1",
+      key),  # (sorted: a set's members come in its hash table's order)
     c("EVAL", "return redis.call('GETDEL', KEYS[1])", "1", key),
     c("FCALL", "nofunc", "0"),
     # transactions: the errors inside and around MULTI
