@@ -7,26 +7,34 @@ overwrites, MULTI/EXEC, RENAME/COPY/MOVE/SORT/*STORE across types and databases)
 or RESP3, and compares every reply as a typed RESP tree (only the replies that are sets in
 disguise are sorted). Afterwards every key of every database used must agree: TYPE,
 OBJECT ENCODING, TTL, DEBUG DIGEST-VALUE, the value as read back, DUMP payloads where the
-encoding makes them deterministic, and DEBUG DIGEST of the whole dataset.
+encoding makes them deterministic, and DEBUG DIGEST of the whole dataset. A sequence is sent
+either a command at a time or as one pipeline (kvrepl's request splitter and plain lane).
+
+Each master also has a replica of the other kind (a redis-server replica of the kvrepl
+master, a kvrepl replica of the redis-server master): once its offset reaches its master's,
+the replica must hold the same DEBUG DIGEST (values and absolute expiry times: what proves
+the propagated rewrites) and the same stream groups, and have met no error in the stream.
 
 No clock enters a reply: stream IDs are explicit (or ``ms-*``), expiries are either far
 away (compared with a tolerance) or already past (the key is gone on both servers at once,
 for every command that looks it up; DBSIZE, which counts such a key until active expiry
-samples it, is left out), and the idle times of stream consumers are left out. The suite runs a modest number of
-examples; ``KVREPL_DIFF_EXAMPLES`` (``make fuzz`` sets it) runs more.
+samples it, is left out), replies that count from the present (TTL, EXPIRETIME...) are
+compared with a tolerance, and the idle times of stream consumers are left out. The suite
+runs a modest number of examples; ``KVREPL_DIFF_EXAMPLES`` (``make fuzz`` sets it) runs more.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from itertools import takewhile
 from typing import NamedTuple
 
 import pytest
 import redis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from support import RawClient, RedisServer, ThreadedServer, poll, reply_end
+from support import RawClient, RedisServer, ThreadedServer, pack, poll, reply_end
 
 from kvrepl.config import Config
 
@@ -134,6 +142,15 @@ class Conn(RawClient):
 
     def call_tree(self, *args: object) -> Node:
         self.send(*args)
+        return self.read_tree()
+
+    def pipeline_trees(self, commands: list[tuple[str, ...]]) -> list[Node]:
+        """The replies of ``commands`` sent in one write, as a client's pipeline."""
+        self.sock.sendall(b"".join(pack(*argv) for argv in commands))
+        return [self.read_tree() for _ in commands]
+
+    def read_tree(self) -> Node:
+        """The next reply."""
         while (end := reply_end(self.buf)) is None:
             data = self.sock.recv(65536)
             if not data:
@@ -763,37 +780,56 @@ def replica_differences(master: Conn, replica: Conn) -> list[tuple]:
     return found
 
 
-def assert_replica_agrees(master_port: int, replica_port: int, what: str) -> None:
+def info_field(conn: Conn, section: str, field: bytes) -> int:
+    """One integer field of INFO ``section``."""
+    _, text = conn.call_tree("INFO", section)
+    return int(text.split(b"\r\n" + field + b":")[1].split(b"\r\n")[0])
+
+
+def stream_errors(port: int) -> int:
+    """How many commands of its master's stream the replica on ``port`` failed."""
+    replica = Conn(port)
+    try:
+        return info_field(replica, "stats", b"unexpected_error_replies")
+    finally:
+        replica.close()
+
+
+def assert_replica_agrees(master_port: int, replica_port: int, what: str,
+                          errors_before: int) -> None:
     """Once the replica on ``replica_port`` has applied all its master sent, it holds the
-    master's dataset (DEBUG DIGEST: keys, values, absolute expiry times) and had no error
-    applying the stream."""
+    master's dataset (DEBUG DIGEST: keys, values, absolute expiry times) and has failed no
+    command of the stream since it had failed ``errors_before``."""
     master, replica = Conn(master_port), Conn(replica_port)
-
-    def offset(conn: Conn, field: bytes) -> int:
-        _, text = conn.call_tree("INFO", "replication")
-        return int(text.split(b"\r\n" + field + b":")[1].split(b"\r\n")[0])
-
     try:
         # Not WAIT: it waits for the offset of this connection's own writes (none here).
-        end = offset(master, b"master_repl_offset")
-        poll(lambda: offset(replica, b"slave_repl_offset") >= end, f"the {what} caught up")
+        end = info_field(master, "replication", b"master_repl_offset")
+        poll(lambda: info_field(replica, "replication", b"slave_repl_offset") >= end,
+             f"the {what} caught up")
         mine, theirs = (conn.call_tree("DEBUG", "DIGEST") for conn in (master, replica))
         # (DEBUG DIGEST covers a stream's entries only: the rest is compared key by key)
         differences = replica_differences(master, replica)
         assert mine == theirs and not differences, (what, differences)
-        _, stats = replica.call_tree("INFO", "stats")
-        assert b"\r\nunexpected_error_replies:0\r\n" in stats, what
+        assert info_field(replica, "stats", b"unexpected_error_replies") == errors_before, what
     finally:
         master.close()
         replica.close()
 
 
-def run_sequence(ports: Servers, protocol: int, commands: list[tuple[str, ...]]) -> None:
+def run_sequence(ports: Servers, protocol: int, commands: list[tuple[str, ...]],
+                 pipelined: bool = False) -> None:
+    """``commands`` on both masters (``pipelined``: each run of them up to a DUMP+RESTORE
+    sent in one write, which kvrepl's request splitter and plain lane take as a whole), the
+    replies compared one by one; then the datasets, then each master's replica."""
     ours, theirs = (Conn(port, protocol) for port in ports[:2])
+    # (the count of a replica's errors only grows: one before the FLUSHALL below, in an
+    # example that skipped its check, must not fail this one)
+    errors_before = [stream_errors(port) for port in ports[2:]]
     try:
         for conn in (ours, theirs):
             conn.call_tree("FLUSHALL")
         queued: list[tuple[str, tuple[str, ...]]] | None = None
+        pending: list[tuple[Node, Node]] = []  # the replies of a pipeline, last first
         for step, argv in enumerate(commands):
             name = argv[0]
             if name == "DUMP+RESTORE":
@@ -801,6 +837,12 @@ def run_sequence(ports: Servers, protocol: int, commands: list[tuple[str, ...]])
                     continue  # (a DUMP queued in MULTI has no payload to restore)
                 # Each server restores its own DUMP of the source over the target.
                 mine, real = (dump_restore(conn, *argv[1:]) for conn in (ours, theirs))
+            elif pipelined:
+                if not pending:
+                    batch = list(takewhile(lambda a: a[0] != "DUMP+RESTORE", commands[step:]))
+                    pending = list(zip(ours.pipeline_trees(batch), theirs.pipeline_trees(batch),
+                                       strict=True))[::-1]
+                mine, real = pending.pop()
             else:
                 mine, real = ours.call_tree(*argv), theirs.call_tree(*argv)
             if queued is not None and name == "EXEC" and real[0] == b"*" and real[1] is not None:
@@ -812,8 +854,9 @@ def run_sequence(ports: Servers, protocol: int, commands: list[tuple[str, ...]])
                 mine, real = normalize(name, mine, argv), normalize(name, real, argv)
             if argv[:2] == ("OBJECT", "ENCODING") and (mine[1], real[1]) in ONE_WAY:
                 mine = real  # the documented difference (see ONE_WAY)
-            assert agree(mine, real), (f"step {step} {argv} RESP{protocol}: kvrepl {mine!r} != "
-                                  f"redis {real!r}")
+            assert agree(mine, real), (f"step {step} {argv} RESP{protocol}"
+                                       f"{' pipelined' if pipelined else ''}: kvrepl {mine!r} "
+                                       f"!= redis {real!r}")
             if name == "MULTI" and real == (b"+", b"OK"):
                 queued = []
             elif name == "EXEC" or (name == "DISCARD" and len(argv) == 1):
@@ -823,12 +866,13 @@ def run_sequence(ports: Servers, protocol: int, commands: list[tuple[str, ...]])
         for conn in (ours, theirs):
             conn.call_tree("DISCARD")  # (an error outside MULTI)
         assert_same_dataset(ours, theirs)
-        assert_replica_agrees(ports.ours, ports.real_of_ours, "redis-server replica of kvrepl")
+        assert_replica_agrees(ports.ours, ports.real_of_ours, "redis-server replica of kvrepl",
+                              errors_before[0])
         # A BITFIELD whose writes OVERFLOW FAIL refused may still grow the string: Redis 7.0
         # does not propagate it, and its replicas (kvrepl's as well as its own) miss it.
         if not any(argv[0] == "BITFIELD" and "FAIL" in argv for argv in commands):
             assert_replica_agrees(ports.real, ports.ours_of_real,
-                                  "kvrepl replica of redis-server")
+                                  "kvrepl replica of redis-server", errors_before[1])
     finally:
         ours.close()
         theirs.close()
@@ -837,8 +881,10 @@ def run_sequence(ports: Servers, protocol: int, commands: list[tuple[str, ...]])
 @pytest.mark.redis_server
 @settings(max_examples=EXAMPLES, deadline=None, derandomize="KVREPL_DIFF_EXAMPLES" not in os.environ,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
-@given(protocol=st.sampled_from([2, 3]), commands=st.lists(command, min_size=20, max_size=80))
+@given(protocol=st.sampled_from([2, 3]), commands=st.lists(command, min_size=20, max_size=80),
+       pipelined=st.booleans())
 def test_random_sequences_agree(servers: Servers, protocol: int,
-                                commands: list[tuple[str, ...]]) -> None:
-    """One drawn sequence: the same replies, then the same dataset, on both servers."""
-    run_sequence(servers, protocol, commands)
+                                commands: list[tuple[str, ...]], pipelined: bool) -> None:
+    """One drawn sequence: the same replies, then the same dataset, on both servers, and
+    each one's replica of the other kind holds its master's data."""
+    run_sequence(servers, protocol, commands, pipelined)
