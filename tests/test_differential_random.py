@@ -781,6 +781,14 @@ def assert_same_dataset(ours: Conn, theirs: Conn) -> None:
     assert mine["digest"] == real["digest"]
 
 
+def has_error(tree: Node, prefix: bytes) -> bool:
+    """``tree`` is, or holds (an EXEC's), an error reply starting with ``prefix``."""
+    kind, payload = tree
+    if isinstance(payload, list):
+        return any(has_error(child, prefix) for child in payload)
+    return kind == b"-" and payload.startswith(prefix)
+
+
 def dump_restore(conn: Conn, source: str, target: str) -> Node:
     """DUMP ``source``, then RESTORE the payload at ``target`` (REPLACE): RESTORE's reply, or
     DUMP's nil when there is no ``source``."""
@@ -874,6 +882,7 @@ def run_sequence(ports: Servers, protocol: int, commands: list[tuple[str, ...]],
             conn.call_tree("FLUSHALL")
         queued: list[tuple[str, tuple[str, ...]]] | None = None
         pending: list[tuple[Node, Node]] = []  # the replies of a pipeline, last first
+        corrupt_hll = False
         for step, argv in enumerate(commands):
             name = argv[0]
             if name == "DUMP+RESTORE":
@@ -901,6 +910,7 @@ def run_sequence(ports: Servers, protocol: int, commands: list[tuple[str, ...]],
             assert agree(mine, real), (f"step {step} {argv} RESP{protocol}"
                                        f"{' pipelined' if pipelined else ''}: kvrepl {mine!r} "
                                        f"!= redis {real!r}")
+            corrupt_hll = corrupt_hll or has_error(real, b"INVALIDOBJ")
             if name == "MULTI" and real == (b"+", b"OK"):
                 queued = []
             elif name == "EXEC" or (name == "DISCARD" and len(argv) == 1):
@@ -910,6 +920,11 @@ def run_sequence(ports: Servers, protocol: int, commands: list[tuple[str, ...]],
         for conn in (ours, theirs):
             conn.call_tree("DISCARD")  # (an error outside MULTI)
         assert_same_dataset(ours, theirs)
+        # A PFADD that finds an HLL corrupt (APPENDed to) may have changed it before it
+        # fails: Redis 7.0 does so and propagates nothing, kvrepl alike, so neither's
+        # replicas (nor Redis's own) follow.
+        if corrupt_hll:
+            return
         assert_replica_agrees(ports.ours, ports.real_of_ours, "redis-server replica of kvrepl",
                               errors_before[0])
         # A BITFIELD whose writes OVERFLOW FAIL refused may still grow the string: Redis 7.0
