@@ -272,6 +272,26 @@ def test_bitfield_fail_on_a_new_key_creates_it(same, prop) -> None:
     same("GET", "k")  # Redis creates it, though nothing was written
 
 
+def test_bitfield_fail_that_grew_the_string_is_replicated(same, run, prop) -> None:
+    """Every write refused by OVERFLOW FAIL still creates or grows the string (the replies and
+    the value are Redis's). Redis 7.0 propagates nothing then, and its own replicas keep the
+    old string (found by the differential with replicas); kvrepl sends the command, which
+    grows the string on any replica, a redis-server one included."""
+    same("SET", "k", "v")
+    assert same("BITFIELD", "k", "OVERFLOW", "FAIL", "INCRBY", "i5", "#1", 100) == [None]
+    assert same("GET", "k") == b"v\x00"
+    run("SET", "k", "v")
+    prop.clear()
+    assert run("BITFIELD", "k", "OVERFLOW", "FAIL", "INCRBY", "i5", "#1", 100) == [None]
+    assert prop == [[b"BITFIELD", b"k", b"OVERFLOW", b"FAIL", b"INCRBY", b"i5", b"#1", b"100"]]
+    prop.clear()
+    run("BITFIELD", "new", "OVERFLOW", "FAIL", "SET", "u2", 0, 9)
+    assert prop == [[b"BITFIELD", b"new", b"OVERFLOW", b"FAIL", b"SET", b"u2", b"0", b"9"]]
+    prop.clear()
+    run("BITFIELD", "new", "OVERFLOW", "FAIL", "SET", "u2", 0, 9)  # long enough: no change
+    assert prop == []
+
+
 def test_bitfield_errors_in_order(same, seed) -> None:
     seed("l", deque([b"a"]))
     bad_types = ("u64", "i65", "u0", "i0", "x8", "", "i", "u-1", "i08", "I8", "u 8", "i8.0")

@@ -83,6 +83,24 @@ def test_execabort_after_wrong_arity(same: Callable[..., object]) -> None:
     same("EXEC")  # the MULTI state is gone
 
 
+def test_exec_of_the_wrong_arity_aborts_the_transaction_and_the_watches(
+        same: Callable[..., object], other: Callable[..., object]) -> None:
+    """rejectCommand on EXEC is execCommandAbort, in MULTI or not (found by the differential
+    hunt: kvrepl answered the plain arity error and stayed in MULTI)."""
+    same("MULTI")
+    same("SET", "a", "1")
+    assert same("EXEC", "x") == ("Transaction discarded because of: "  # an EXECABORT
+                                 "wrong number of arguments for 'exec' command")
+    same("EXISTS", "a")  # run at once: the MULTI state is gone
+    same("EXEC")
+    same("WATCH", "w")
+    same("EXEC", "x")  # outside MULTI too, and the watch goes with it
+    other("SET", "w", "changed")
+    same("MULTI")
+    same("GET", "w")
+    assert same("EXEC") == [b"changed"]
+
+
 def test_errors_inside_exec_do_not_abort_the_others(same: Callable[..., object]) -> None:
     same("SET", "s", "text")
     same("MULTI")
@@ -469,7 +487,7 @@ _SOURCES = (
     ("SADD", "s1", "a", "b"), ("SADD", "s2", "b", "c"), ("SADD", "sdst", "z"),
     ("ZADD", "z1", "1", "a", "2", "b"), ("ZADD", "z2", "3", "b"),
     ("RPUSH", "l1", "3", "1", "2"), ("RPUSH", "l2", "x"),
-    ("MSET", "w_1", "9", "w_2", "8", "w_3", "7", "o_1", "x", "str", "v"),
+    ("MSET", "w_1", "9", "w_2", "8", "w_3", "7", "o_1", "x", "str", "v"), ("PFADD", "hll", "a"),
 )
 
 
@@ -505,6 +523,11 @@ _SOURCES = (
     (("RENAME", "str", "fresh"), "fresh"),
     (("RENAMENX", "str", "s1"), "s1"),  # refused: nothing changes
     (("MOVE", "str", "1"), "str"),
+    # PFMERGE with no source: its key specs give no key (COMMAND GETKEYS refuses it), yet
+    # Redis signals the destination, created or not (found by the differential hunt)
+    (("PFMERGE", "hll"), "hll"),
+    (("PFMERGE", "fresh"), "fresh"),
+    (("PFMERGE", "hll", "hll"), "hll"),
     # keys a command may write but this time does not
     (("SMOVE", "s1", "s2", "b"), "s2"),  # already a member there
     (("LMPOP", "2", "l1", "l2", "LEFT"), "l2"),  # only l1 is popped

@@ -521,6 +521,11 @@ def _bitfield(s: Session, argv: list[bytes], readonly_command: bool) -> object:
         replies.append(reply)
         if changed or (dirty and reply is not None):
             changes += 1
+    if dirty and not changes:
+        # Every write refused by OVERFLOW FAIL, but the key was created or grown to hold
+        # them: Redis 7.0 counts no change then and propagates nothing, so its replicas
+        # miss the grown string (a divergence of Redis's own). Replicated here.
+        changes = 1
     return _bitfield_done(s, argv[1], replies, changes)
 
 

@@ -951,7 +951,9 @@ class Engine:
                 # for an unknown command or subcommand (CLIENT LIST's cmd).
                 found = self.find_command(argv)
                 session.last_command = "NULL" if found is None else found.name
-                if session.multi is not None:
+                if found is not None and found.is_exec:  # EXEC of the wrong arity
+                    err = self._abort_exec(session, err)
+                elif session.multi is not None:
                     session.multi_error = True
                 return self._count_error(err, session)
         if cmd.protected and (err := protected_command_error(cmd, session, self.config)):
@@ -1396,17 +1398,23 @@ class Engine:
     def _reject(self, cmd: Command, session: Session, err: ReplyError) -> ReplyError:
         cmd.rejected_calls += 1
         session.last_command = cmd.name  # set by processCommand before its checks
-        if session.multi is not None:
-            if cmd.is_exec:
-                # rejectCommand on EXEC is execCommandAbort: the transaction is discarded.
-                session.multi = None
-                session.multi_error = False
-                unwatch(session)
-                err = ExecAbortError(
-                    f"EXECABORT Transaction discarded because of: {err.message}")
-            else:
-                session.multi_error = True
+        if cmd.is_exec:
+            err = self._abort_exec(session, err)
+        elif session.multi is not None:
+            session.multi_error = True
         return self._count_error(err, session)
+
+    @staticmethod
+    def _abort_exec(session: Session, err: ReplyError) -> ExecAbortError:
+        """rejectCommand on EXEC is execCommandAbort, in MULTI or not: the transaction (if
+        any) and every watch are discarded, and the error is told inside EXECABORT's, as
+        Redis formats it (its rejections of EXEC carry no ``ERR`` prefix; the others, such
+        as NOAUTH or READONLY, keep theirs)."""
+        session.multi = None
+        session.multi_error = False
+        unwatch(session)
+        message = err.message.removeprefix("ERR ")
+        return ExecAbortError(f"EXECABORT Transaction discarded because of: {message}")
 
     def _count_error(self, err: ReplyError, session: Session) -> ReplyError:
         self.stats.error_replies += 1

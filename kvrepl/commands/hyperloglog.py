@@ -147,6 +147,11 @@ def pfcount(s: Session, argv: list[bytes]) -> object:
 def pfmerge(s: Session, argv: list[bytes]) -> object:
     """PFMERGE destkey [sourcekey ...]: the destination (itself a source) gets the maximum
     of every register; it turns dense when any source is dense."""
+    if len(argv) == 2:
+        # PFMERGE destkey alone: its key specs find no key (COMMAND GETKEYS refuses it, as
+        # Redis's), so the dispatcher announced no write; pfmergeCommand still signals the
+        # destination (WATCH, client caching), created or not.
+        s.db.before_write(argv[1])
     merged = hll.Registers()
     use_dense = False
     for key in argv[1:]:
