@@ -495,6 +495,7 @@ class PlainLane:
                 if not arity or (arity != length if arity > 0 else length < -arity) or acl \
                         or argv[1] in expires:
                     break  # a wrong arity, a restricted user, a TTL: the general path
+                run_of = runs.get(command)
                 if command is xadd and argv[2] == b"*" and length & 1:
                     # This XADD key * and those to the same key right after it, together.
                     key = argv[1]
@@ -519,25 +520,18 @@ class PlainLane:
                         else:
                             for new_id in ids:
                                 out += (heads[len(new_id)], new_id, _CRLF)
-                        handled += [command] * done
-                        if done > 1:  # the loop goes on after the last of them
-                            next(islice(pending, done - 2, None))
-                            position += done - 1
-                        position += 1
-                        continue
-                # A run of SETBITs or GEOADDs of their usual form: by their family's
-                # run function, which stops where the handler must take over.
-                run_of = runs.get(command)
-                if run_of is not None:
+                else:
+                    # A run of SETBITs or GEOADDs of their usual form: by their family's
+                    # run function, which stops where the handler must take over.
                     done = run_of(session, requests, position, out,
-                                  written if listeners else None)
-                    if done:
-                        handled += [command] * done
-                        if done > 1:  # the loop goes on after the last of them
-                            next(islice(pending, done - 2, None))
-                            position += done - 1
-                        position += 1
-                        continue
+                                  written if listeners else None) if run_of else 0
+                if done:
+                    handled += [command] * done
+                    if done > 1:  # the loop goes on after the last of them
+                        next(islice(pending, done - 2, None))
+                        position += done - 1
+                    position += 1
+                    continue
                 # This request and those of the same command right after it (as spelled,
                 # of a length its arity takes, a key without a TTL), each by its handler
                 # with the checks above done once; XADD one at a time (its * runs above).
