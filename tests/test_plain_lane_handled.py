@@ -70,6 +70,18 @@ def _run_like_a_connection(engine: Engine, session, requests: list[list[bytes]],
     return b"".join(out), left
 
 
+def _engine(listening: bool = True) -> tuple[Engine, list]:
+    """An engine at a frozen clock, and the list its propagation lands in (none while not
+    ``listening``: without a listener the lane need not follow each change)."""
+    engine = Engine(Config(save=(), enable_debug_command="yes"))
+    engine.keyspace.clock = lambda: NOW_S
+    propagated: list = []
+    if listening:
+        engine.propagate_listeners.append(
+            lambda db, argv, log=propagated: log.append((db, list(argv))))
+    return engine, propagated
+
+
 def _state(engine: Engine, propagated: list) -> tuple:
     session = engine.new_session()
     keyspace = engine.keyspace
@@ -93,11 +105,7 @@ def test_lane_runs_handled_writes_as_the_general_path_does():
                  [b"XADD", b"auto", b"*", b"f", b"v"]]
     results = []
     for through_lane in (True, False):
-        engine = Engine(Config(save=(), enable_debug_command="yes"))
-        engine.keyspace.clock = lambda: NOW_S
-        propagated: list = []
-        engine.propagate_listeners.append(
-            lambda db, argv, log=propagated: log.append((db, list(argv))))
+        engine, propagated = _engine()
         session = engine.new_session()
         if through_lane:
             replies, left = _run_like_a_connection(engine, session, requests)
@@ -147,12 +155,7 @@ def test_runs_of_one_handled_command_are_run_as_one_by_one(listening):
     requests = [[part.encode() for part in request] for request in HANDLED_RUNS]
     results = []
     for through_lane in (True, False):
-        engine = Engine(Config(save=(), enable_debug_command="yes"))
-        engine.keyspace.clock = lambda: NOW_S
-        propagated: list = []
-        if listening:
-            engine.propagate_listeners.append(
-                lambda db, argv, log=propagated: log.append((db, list(argv))))
+        engine, propagated = _engine(listening)
         session = engine.new_session()
         for argv in ([b"SET", b"s", b"str"], [b"SETBIT", b"ttl", b"1", b"1"],
                      [b"PEXPIRE", b"ttl", b"100000"]):
@@ -213,12 +216,7 @@ def test_setbit_and_geoadd_runs_end_as_one_by_one(listening):
     requests = [[part.encode() for part in request] for request in RUN_EDGES]
     results = []
     for through_lane in (True, False):
-        engine = Engine(Config(save=(), enable_debug_command="yes"))
-        engine.keyspace.clock = lambda: NOW_S
-        propagated: list = []
-        if listening:
-            engine.propagate_listeners.append(
-                lambda db, argv, log=propagated: log.append((db, list(argv))))
+        engine, propagated = _engine(listening)
         session = engine.new_session()
         if through_lane:
             runs = engine.plain_lane._runs
