@@ -51,18 +51,25 @@ def _access_maps(node: kvrepl.Node) -> list[dict[bytes, int]]:
     return [dict(keyspace.dbs[i].access) for i in (0, 1)]
 
 
+def _clock_at_now(keyspace) -> Callable[[int], None]:
+    """Stop ``keyspace``'s clock at NOW (its LRU clock too); the function returned moves
+    both on by whole seconds."""
+    clock = [float(NOW)]
+    keyspace.clock = lambda: clock[0]
+
+    def tick(seconds: int) -> None:
+        clock[0] += seconds
+        keyspace.set_lru_clock(int(clock[0]))
+
+    tick(0)
+    return tick
+
+
 async def _scenario(read: Read) -> list[object]:
     seen: list[object] = []
     async with kvrepl.Master() as node:
         keyspace = node.engine.keyspace
-        clock = [float(NOW)]
-        keyspace.clock = lambda: clock[0]
-
-        def tick(seconds: int) -> None:
-            clock[0] += seconds
-            keyspace.set_lru_clock(int(clock[0]))
-
-        tick(0)
+        tick = _clock_at_now(keyspace)
         for name in "abcdefgh":
             node.set(name, "v")
         tick(10)
@@ -185,14 +192,7 @@ async def test_each_database_keeps_its_reads_across_swapdb() -> None:
     path) are counted, recorded and timed alike."""
     async with kvrepl.Master() as node:
         keyspace = node.engine.keyspace
-        clock = [float(NOW)]
-        keyspace.clock = lambda: clock[0]
-
-        def tick(seconds: int) -> None:
-            clock[0] += seconds
-            keyspace.set_lru_clock(int(clock[0]))
-
-        tick(0)
+        tick = _clock_at_now(keyspace)
         node.set("a", "v")
         node.set("t", "v", ex=10_000)
         node.set("g", "ab")
