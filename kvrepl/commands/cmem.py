@@ -469,9 +469,9 @@ def evict_clients(engine: Engine, current: Session | None = None,
         note_memory(engine, current, measure(current).total)
     if pushed and engine.client_mem_pushed:
         for sid in engine.client_mem_pushed:
-            pushed = sessions.get(sid)
-            if pushed is not None:
-                note_memory(engine, pushed, measure(pushed).total)
+            sent_to = sessions.get(sid)
+            if sent_to is not None:
+                note_memory(engine, sent_to, measure(sent_to).total)
         engine.client_mem_pushed.clear()
     limit = client_eviction_limit(engine.config)
     if not limit or engine.client_mem_total < limit:
