@@ -10,7 +10,7 @@ from __future__ import annotations
 import random
 
 import redis
-from support import outcome
+from support import RawClient, outcome, pack
 
 KEYS = [f"k{i}" for i in range(12)]
 MEMBERS = ["a", "b", "c", "d", "e", "10", "-3", "x" * 70]
@@ -141,3 +141,41 @@ def test_same_replies_and_same_keyspace(kvrepl_server, redis_server):
         assert (pttl < 0) == (real_pttl < 0) and abs(pttl - real_pttl) < 5000, key
     ours.close()
     theirs.close()
+
+
+# -- the per-command surface (found by sending every command of COMMAND with too few and too
+# many arguments, a wrong-type key, on an empty db): the order of the argument checks --------
+
+SURFACE = [
+    # evalShaCommand refuses a sha that is not 40 characters before reading numkeys
+    ("EVALSHA", "v", "1"), ("EVALSHA", "abc", "-1"), ("EVALSHA", "abc", "abc"),
+    ("EVALSHA_RO", "v", "1"), ("EVALSHA", "0" * 40, "2", "a"), ("EVALSHA", "0" * 40, "-1"),
+    # aclCommand matches these subcommands by their argument count
+    ("ACL", "CAT", "a", "b"), ("ACL", "LOG", "RESET", "x"), ("ACL", "LOG", "1", "2"),
+    ("ACL", "GENPASS", "1", "2"), ("ACL", "CAT", "nosuch"),
+    # WAIT's timeout has its own message; counts read as getLongFromObjectOrReply reads them
+    ("WAIT", "0", "abc"), ("WAIT", "--1", "0"), ("WAIT", "99999999999999999999", "0"),
+    ("WAIT", "0", "-1"),
+    # one message for a port that is not a number and one out of range
+    ("REPLICAOF", "h", "abc"), ("REPLICAOF", "h", "70000"), ("REPLICAOF", "h", "-1"),
+    ("REPLCONF", "listening-port", "--1"),
+]
+
+
+def test_argument_checks_in_redis_order(same, same3):
+    for argv in SURFACE:
+        same(*argv)
+        same3(*argv)
+
+
+def test_replconf_ack_and_getack_get_no_reply(kvrepl_server, redis_server):
+    """replconfCommand returns without a reply to ACK and GETACK from any client: the replies
+    a client reads after them are those of its next commands."""
+    for port in (kvrepl_server.port, redis_server.port):
+        conn = RawClient(port)
+        try:
+            conn.sock.sendall(pack("REPLCONF", "ACK", "5") + pack("REPLCONF", "GETACK", "*")
+                              + pack("ECHO", "a") + pack("ECHO", "b"))
+            assert conn.read(2) == b"$1\r\na\r\n$1\r\nb\r\n", port
+        finally:
+            conn.close()
