@@ -22,7 +22,9 @@ replaced by the ID that was last when it blocked; the re-run (``session.blocked`
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import wraps
 from itertools import chain
 from operator import itemgetter
 
@@ -134,6 +136,25 @@ def _range_bounds(start_arg: bytes, end_arg: bytes) -> tuple[StreamID, StreamID]
         if end is None:
             raise ReplyError("ERR invalid end ID for the interval")
     return start, end
+
+
+
+def _unsignalled(handler: Callable[[Session, list[bytes]], object]
+                 ) -> Callable[[Session, list[bytes]], object]:
+    """A command that changes a stream's consumer groups or last ID without Redis 7.0's
+    signalModifiedKey (only XADD, XDEL, XTRIM and XGROUP CREATE MKSTREAM's new key call it):
+    WATCH does not see it, client-side caching is not told. The signals the dispatcher held
+    for its key are dropped when it ends (each command's are applied as it ends, so only
+    its own are held). XGROUP CREATE keeps the signal of the stream MKSTREAM creates itself."""
+
+    @wraps(handler)
+    def run(s: Session, argv: list[bytes]) -> object:
+        try:
+            return handler(s, argv)
+        finally:
+            s.engine.watches.changed_only(s.db)
+
+    return run
 
 
 # -- lookups ------------------------------------------------------------------------------------
@@ -555,6 +576,7 @@ def xdel(s: Session, argv: list[bytes]) -> int:
 
 
 @command("xsetid")
+@_unsignalled
 def xsetid(s: Session, argv: list[bytes]) -> object:
     """XSETID key last-id [ENTRIESADDED entries-added] [MAXDELETEDID max-deleted-id]"""
     new_id = parse_strict_id(argv[2])
@@ -902,6 +924,7 @@ def xread(s: Session, argv: list[bytes]) -> object:
 
 
 @command("xreadgroup")
+@_unsignalled
 def xreadgroup(s: Session, argv: list[bytes]) -> object:
     """XREADGROUP GROUP group consumer [COUNT count] [BLOCK ms] [NOACK] STREAMS key ... id ..."""
     return _xread(s, argv, True)
@@ -976,13 +999,16 @@ def xgroup_create(s: Session, argv: list[bytes]) -> object:
         group_id = (0, 0) if stream is None else stream.last_id
     else:
         group_id = parse_strict_id(argv[4])
-    if stream is None:
+    created = stream is None
+    if created:
         stream = Stream()
         s.db.add(argv[2], stream)
     name = argv[3]
     if name in stream.groups:
         raise ReplyError("BUSYGROUP Consumer Group name already exists")
     stream.groups[name] = StreamGroup(name, group_id, entries_read)
+    # (see _unsignalled: only the stream MKSTREAM creates is signalled)
+    s.engine.watches.changed_only(s.db, *([argv[2]] if created else []))
     s.engine.dirty += 1
     replied(s)
     notify(s, STREAM, b"xgroup-create", argv[2])
@@ -990,6 +1016,7 @@ def xgroup_create(s: Session, argv: list[bytes]) -> object:
 
 
 @command("xgroup|setid")
+@_unsignalled
 def xgroup_setid(s: Session, argv: list[bytes]) -> object:
     """XGROUP SETID key group id|$ [ENTRIESREAD n]"""
     stream, group, _, entries_read = _xgroup_prelude(s, argv)
@@ -1008,6 +1035,7 @@ def xgroup_setid(s: Session, argv: list[bytes]) -> object:
 
 
 @command("xgroup|destroy")
+@_unsignalled
 def xgroup_destroy(s: Session, argv: list[bytes]) -> int:
     """XGROUP DESTROY key group"""
     stream, group, _, _ = _xgroup_prelude(s, argv)
@@ -1022,6 +1050,7 @@ def xgroup_destroy(s: Session, argv: list[bytes]) -> int:
 
 
 @command("xgroup|createconsumer")
+@_unsignalled
 def xgroup_createconsumer(s: Session, argv: list[bytes]) -> int:
     """XGROUP CREATECONSUMER key group consumer"""
     _, group, _, _ = _xgroup_prelude(s, argv)
@@ -1032,6 +1061,7 @@ def xgroup_createconsumer(s: Session, argv: list[bytes]) -> int:
 
 
 @command("xgroup|delconsumer")
+@_unsignalled
 def xgroup_delconsumer(s: Session, argv: list[bytes]) -> int:
     """XGROUP DELCONSUMER key group consumer"""
     _, group, _, _ = _xgroup_prelude(s, argv)
@@ -1055,6 +1085,7 @@ def _group_of(s: Session, key: bytes, groupname: bytes) -> tuple[Stream | None,
 
 
 @command("xack")
+@_unsignalled
 def xack(s: Session, argv: list[bytes]) -> int:
     """XACK key group id [id ...]"""
     _, group = _group_of(s, argv[1], argv[2])
@@ -1124,6 +1155,7 @@ def xpending(s: Session, argv: list[bytes]) -> object:
 
 
 @command("xclaim")
+@_unsignalled
 def xclaim(s: Session, argv: list[bytes]) -> object:
     """XCLAIM key group consumer min-idle-time id [id ...] [IDLE ms] [TIME unix-ms]
     [RETRYCOUNT count] [FORCE] [JUSTID] [LASTID lastid]"""
@@ -1216,9 +1248,13 @@ def xclaim(s: Session, argv: list[bytes]) -> object:
 
 
 @command("xautoclaim")
+@_unsignalled
 def xautoclaim(s: Session, argv: list[bytes]) -> object:
     """XAUTOCLAIM key group consumer min-idle-time start [COUNT count] [JUSTID]"""
     key, groupname = argv[1], argv[2]
+    # looked up before the arguments are read, as xautoclaimCommand does: a miss fires
+    # keymiss, an expired key goes, even when an argument is then refused
+    found = _lookup_read(s, key)
     min_idle = max(parse_int(argv[4], "ERR Invalid min-idle-time argument for XAUTOCLAIM"), 0)
     start, start_ex = _interval_id(argv[5], 0)
     if start_ex:
@@ -1239,7 +1275,8 @@ def xautoclaim(s: Session, argv: list[bytes]) -> object:
         else:
             raise ReplyError(SYNTAX)
         j += 1
-    stream, group = _group_of(s, key, groupname)
+    stream = _stream_or_none(found)
+    group = None if stream is None else stream.groups.get(groupname)
     if group is None:
         raise _nogroup(key, groupname)
     attempts = count * 10

@@ -97,6 +97,15 @@ class WatchRegistry:
             kept = {(db.id, key) for key in keys}
             self.pending = [item for item in self.pending if item in kept]
 
+    def destination_first(self, db: Database, source: bytes, destination: bytes) -> None:
+        """The running command signals ``destination`` before ``source``, where its key specs
+        name them the other way round (LMOVE's family: lmoveHandlePush signals the list it
+        pushes on, then lmoveGenericCommand the source): client-side caching's invalidations
+        go out in that order."""
+        pending = self.pending
+        if len(pending) >= 2 and pending[-2:] == [(db.id, source), (db.id, destination)]:
+            pending[-2:] = pending[:-3:-1]
+
     def command_done(self, changed: bool) -> None:
         """End of a command: apply its held signals if it changed the dataset."""
         pending, self.pending = self.pending, []
