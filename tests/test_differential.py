@@ -179,3 +179,43 @@ def test_replconf_ack_and_getack_get_no_reply(kvrepl_server, redis_server):
             assert conn.read(2) == b"$1\r\na\r\n$1\r\nb\r\n", port
         finally:
             conn.close()
+
+
+# -- OBJECT FREQ under an exact LFU policy (found by the random differential's lfu mode) ------
+
+LFU = {"maxmemory": "1gb", "maxmemory-policy": "allkeys-lfu", "lfu-log-factor": "0",
+       "lfu-decay-time": "0"}
+NO_LFU = {"maxmemory": "0", "maxmemory-policy": "noeviction", "lfu-log-factor": "10",
+          "lfu-decay-time": "1"}
+
+
+def test_accesses_counted_as_redis_counts_them(kvrepl_server, redis_server):
+    """With every access counting one (log factor 0, no decay, no shared integers), the LFU
+    counter tells how many times each command looked a key up: setKey looks its key up
+    (MSET, GETSET's second access, the STORE forms' destination), BZPOPMIN served at once
+    looks its key up twice, RENAME and MOVE move the object with its counter."""
+    clients = [redis.Redis(port=server.port) for server in (kvrepl_server, redis_server)]
+    steps = [("SET", "a", "x"), ("GET", "a"), ("MSET", "a", "y", "b", "z"), ("GETSET", "a", "w"),
+             ("SADD", "s", "m"), ("SINTERSTORE", "s", "s"), ("SUNIONSTORE", "t", "s"),
+             ("SUNIONSTORE", "t", "s"), ("ZADD", "z", "1", "m", "2", "n"),
+             ("ZUNIONSTORE", "z", "1", "z"), ("BZPOPMIN", "z", "0"), ("RENAME", "a", "r"),
+             ("MOVE", "r", "1"), ("SELECT", "1"), ("RENAME", "r", "a"), ("MOVE", "a", "0"),
+             ("SELECT", "0"), ("BITOP", "NOT", "b", "b"), ("SORT", "s", "ALPHA", "STORE", "t")]
+    try:
+        for client in clients:
+            client.flushall()
+            for name, value in LFU.items():
+                client.config_set(name, value)
+        for step in steps:
+            freqs = []
+            for client in clients:
+                client.execute_command(*step)
+                freqs.append([client.execute_command("OBJECT", "FREQ", key)
+                              if client.exists(key) else None for key in "abrstz"])
+            assert freqs[0] == freqs[1], f"{step}: kvrepl {freqs[0]} != redis {freqs[1]}"
+    finally:
+        for client in clients:
+            client.execute_command("SELECT", "0")
+            for name, value in NO_LFU.items():
+                client.config_set(name, value)
+            client.close()

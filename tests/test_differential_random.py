@@ -707,15 +707,22 @@ def snapshot(conn: Conn, payloads: dict) -> dict:
     for db in range(DATABASES):
         conn.call_tree("SELECT", db)
         conn.call_tree("EXISTS", *KEY_NAMES)
-    result: dict = {"digest": conn.call_tree("DEBUG", "DIGEST")}
+    result: dict = {"digest": conn.call_tree("DEBUG", "DIGEST"),
+                    "keyspace": keyspace_lines(conn)}
     for db in range(DATABASES):
         conn.call_tree("SELECT", db)
+        result[("scans", db)] = scans(conn)
         _, names = conn.call_tree("KEYS", "*")
         for _, name in sorted(names, key=repr):
             kind = conn.call_tree("TYPE", name)[1]
             encoding = conn.call_tree("OBJECT", "ENCODING", name)
             facts: dict = {"type": kind, "encoding": encoding,
-                           "digest": conn.call_tree("DEBUG", "DIGEST-VALUE", name)}
+                           # (before any command that touches the key: the LFU counter;
+                           # an error without an LFU policy)
+                           "freq": conn.call_tree("OBJECT", "FREQ", name),
+                           "digest": conn.call_tree("DEBUG", "DIGEST-VALUE", name),
+                           # an estimate each computes its own way: only its kind
+                           "memory": conn.call_tree("MEMORY", "USAGE", name)[0]}
             ttl = conn.call_tree("PTTL", name)[1]
             facts["ttl"] = int(ttl)
             if kind == b"stream":
@@ -746,6 +753,45 @@ def snapshot(conn: Conn, payloads: dict) -> dict:
     return result
 
 
+def keyspace_lines(conn: Conn) -> dict:
+    """INFO keyspace's ``keys=`` and ``expires=`` of each database (``avg_ttl`` is a clock's),
+    and DBSIZE's."""
+    _, text = conn.call_tree("INFO", "keyspace")
+    lines = {}
+    for line in text.split(b"\r\n")[1:]:
+        if line:
+            db, fields = line.split(b":")
+            lines[db] = fields.split(b",")[:2]
+    for db in range(DATABASES):
+        conn.call_tree("SELECT", db)
+        lines[db] = conn.call_tree("DBSIZE")
+    conn.call_tree("SELECT", 0)
+    return lines
+
+
+SCAN_FILTERS = [(), ("COUNT", "1"), ("MATCH", "[ab]*"), ("MATCH", "*c", "COUNT", "2"),
+                *(("TYPE", kind) for kind in ("string", "list", "set", "zset", "hash", "stream",
+                                              "nosuchtype")),
+                ("MATCH", "a", "TYPE", "string", "COUNT", "100")]
+
+
+def scans(conn: Conn) -> list[list[bytes]]:
+    """The keys a whole SCAN iteration returns with each of :data:`SCAN_FILTERS`, sorted
+    (a key may come twice, across a rehash)."""
+    found = []
+    for options in SCAN_FILTERS:
+        keys: set[bytes] = set()
+        cursor = b"0"
+        while True:
+            _, (cursor_node, (_, items)) = conn.call_tree("SCAN", cursor, *options)
+            keys.update(item[1] for item in items)
+            cursor = cursor_node[1]
+            if cursor == b"0":
+                break
+        found.append(sorted(keys))
+    return found
+
+
 def restored_digests(conn: Conn, payloads: dict) -> dict:
     """DEBUG DIGEST-VALUE of each payload RESTOREd on ``conn`` (in a database no sequence
     uses): the other server's DUMP must load here as the same value."""
@@ -766,12 +812,15 @@ def assert_same_dataset(ours: Conn, theirs: Conn) -> None:
     mine, real = snapshot(ours, our_payloads), snapshot(theirs, their_payloads)
     # Each server's DUMP loads on the other as the value it had.
     assert restored_digests(theirs, our_payloads) == {
-        name: ((b"+", b"OK"), facts["digest"]) for name, facts in real.items() if name != "digest"}
+        name: ((b"+", b"OK"), facts["digest"]) for name, facts in real.items()
+        if name in their_payloads}
     assert restored_digests(ours, their_payloads) == {
-        name: ((b"+", b"OK"), facts["digest"]) for name, facts in mine.items() if name != "digest"}
+        name: ((b"+", b"OK"), facts["digest"]) for name, facts in mine.items()
+        if name in our_payloads}
     assert mine.keys() == real.keys(), "the key sets differ"
     for name, facts in mine.items():
-        if name == "digest":
+        if name == "digest" or name == "keyspace" or name[0] == "scans":
+            assert facts == real[name], f"{name}: kvrepl {facts!r} != redis {real[name]!r}"
             continue
         other = real[name]
         # TTLs were set at slightly different instants on the two servers.
@@ -878,6 +927,13 @@ def assert_replica_agrees(master_port: int, replica_port: int, what: str,
 
 # -- side channels: keyspace notifications and client-side caching invalidations -------------
 
+# An LFU policy whose counters are exact: every access counts one (log factor 0), none decays
+# (decay time 0), and no two keys share an object's counter (with a maxmemory, Redis no longer
+# shares the integers 0-9999 between keys). Far above what a sequence stores: nothing evicted.
+LFU = {"maxmemory": "1gb", "maxmemory-policy": "allkeys-lfu", "lfu-log-factor": "0",
+       "lfu-decay-time": "0"}
+NO_LFU = {"maxmemory": "0", "maxmemory-policy": "noeviction", "lfu-log-factor": "10",
+          "lfu-decay-time": "1"}
 # Every class Redis 7.0 has: A (g$lshzxetd), keymiss and new.
 NOTIFY_CLASSES = "KEAmn"
 SYNC_CHANNEL = "differential-sync"
@@ -938,11 +994,15 @@ def pushes_before_reply(conn: Conn) -> list[Node]:
 
 
 def run_sequence(ports: Servers, protocol: int, commands: list[tuple[str, ...]],
-                 pipelined: bool = False) -> None:
+                 pipelined: bool = False, lfu: bool = False) -> None:
     """``commands`` on both masters (``pipelined``: each run of them up to a DUMP+RESTORE
     sent in one write, which kvrepl's request splitter and plain lane take as a whole), the
-    replies compared one by one; then the datasets, then each master's replica."""
+    replies compared one by one; then the datasets, then each master's replica. ``lfu``:
+    both masters count accesses (see :data:`LFU`), and each key's OBJECT FREQ must agree."""
     ours, theirs = (Conn(port, protocol) for port in ports[:2])
+    for conn in (ours, theirs):
+        for name, setting in (LFU if lfu else NO_LFU).items():
+            assert conn.call_tree("CONFIG", "SET", name, setting) == (b"+", b"OK")
     # (the count of a replica's errors only grows: one before the FLUSHALL below, in an
     # example that skipped its check, must not fail this one)
     errors_before = [stream_errors(port) for port in ports[2:]]
@@ -954,6 +1014,7 @@ def run_sequence(ports: Servers, protocol: int, commands: list[tuple[str, ...]],
         pending: list[tuple[Node, Node]] = []  # the replies of a pipeline, last first
         corrupt_hll = False
         grew_unsaid = False  # a BITFIELD ... FAIL ran since the side channels were compared
+        by_hash_order = False  # a SORT ... BY/GET ran since then
         for step, argv in enumerate(commands):
             name = argv[0]
             if name == "DUMP+RESTORE":
@@ -986,8 +1047,16 @@ def run_sequence(ports: Servers, protocol: int, commands: list[tuple[str, ...]],
             # the string: Redis 7.0 counts no change (no setbit event, no signal, nothing
             # propagated: its own replicas miss it), kvrepl counts one.
             grew_unsaid = grew_unsaid or (name == "BITFIELD" and "FAIL" in argv)
+            # SORT looks up its BY and GET keys in the order of its source: a set's is its
+            # hash table's, so their keymiss events come in a different order.
+            by_hash_order = by_hash_order or (name in ("SORT", "SORT_RO") and (
+                "BY" in argv or "GET" in argv))
             if not pending:  # (after each command, or each pipeline)
                 told, real_told = (side.collect() for side in sides)
+                if by_hash_order:
+                    told, real_told = ((sorted(events, key=repr), *rest)
+                                       for events, *rest in (told, real_told))
+                    by_hash_order = queued is not None  # (until its EXEC ran)
                 compared = () if grew_unsaid else (
                     "notifications", "invalidations", "BCAST invalidations")
                 grew_unsaid = grew_unsaid and queued is not None  # (until its EXEC ran)
@@ -1029,9 +1098,11 @@ def run_sequence(ports: Servers, protocol: int, commands: list[tuple[str, ...]],
 @pytest.mark.redis_server
 @settings(max_examples=EXAMPLES, deadline=None, derandomize="KVREPL_DIFF_EXAMPLES" not in os.environ,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
-@given(protocol=st.sampled_from([2, 3]), commands=sequence, pipelined=st.booleans())
+@given(protocol=st.sampled_from([2, 3]), commands=sequence, pipelined=st.booleans(),
+       lfu=st.booleans())
 def test_random_sequences_agree(servers: Servers, protocol: int,
-                                commands: list[tuple[str, ...]], pipelined: bool) -> None:
+                                commands: list[tuple[str, ...]], pipelined: bool,
+                                lfu: bool) -> None:
     """One drawn sequence: the same replies, then the same dataset, on both servers, and
     each one's replica of the other kind holds its master's data."""
-    run_sequence(servers, protocol, commands, pipelined)
+    run_sequence(servers, protocol, commands, pipelined, lfu)
