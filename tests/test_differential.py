@@ -10,7 +10,7 @@ from __future__ import annotations
 import random
 
 import redis
-from support import RawClient, outcome, pack
+from support import RawClient, outcome, pack, poll
 
 KEYS = [f"k{i}" for i in range(12)]
 MEMBERS = ["a", "b", "c", "d", "e", "10", "-3", "x" * 70]
@@ -219,3 +219,27 @@ def test_accesses_counted_as_redis_counts_them(kvrepl_server, redis_server):
             for name, value in NO_LFU.items():
                 client.config_set(name, value)
             client.close()
+
+
+def test_wait_is_a_blocked_client(kvrepl_server, redis_server):
+    """WAIT blocks as Redis's BLOCKED_WAIT: INFO's blocked_clients counts it and CLIENT
+    UNBLOCK ends it with the acknowledgements so far, or its error (kvrepl's WAIT was
+    neither counted nor unblockable: found by the blocked clients' differential)."""
+    seen = []
+    for port in (kvrepl_server.port, redis_server.port):
+        control, waiter = RawClient(port), RawClient(port)
+        try:
+            client_id = int(waiter.call("CLIENT", "ID")[1:-2])
+            replies = []
+            for reason in ("TIMEOUT", "ERROR"):
+                waiter.send("WAIT", "1", "0")
+                poll(lambda c=control: b"blocked_clients:1\r\n" in c.call("INFO", "clients"),
+                     "WAIT blocks")
+                replies.append(control.call("CLIENT", "UNBLOCK", client_id, reason))
+                replies.append(waiter.read())
+            seen.append(replies)
+        finally:
+            control.close()
+            waiter.close()
+    assert seen[0] == seen[1] == [b":1\r\n", b":0\r\n", b":1\r\n",
+                                  b"-UNBLOCKED client unblocked via CLIENT UNBLOCK\r\n"]
