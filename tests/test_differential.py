@@ -243,3 +243,27 @@ def test_wait_is_a_blocked_client(kvrepl_server, redis_server):
             waiter.close()
     assert seen[0] == seen[1] == [b":1\r\n", b":0\r\n", b":1\r\n",
                                   b"-UNBLOCKED client unblocked via CLIENT UNBLOCK\r\n"]
+
+
+def test_monitor_shows_an_aborted_exec(kvrepl_server, redis_server):
+    """execCommandAbort feeds MONITOR: an EXEC refused (its arity, a command refused in the
+    MULTI) shows, where other refused commands do not (kvrepl showed none)."""
+    seen = []
+    for port in (kvrepl_server.port, redis_server.port):
+        monitor, client = RawClient(port), RawClient(port)
+        try:
+            assert monitor.call("MONITOR") == b"+OK\r\n"
+            for command in (("EXEC", "x"), ("MULTI",), ("GET", "a", "b"), ("EXEC",),
+                            ("MULTI",), ("WATCH", "a"), ("EXEC", "x"), ("GET", "a", "b"),
+                            ("ECHO", "end")):
+                client.call(*command)
+            lines = []
+            while not lines or not lines[-1].endswith(b'"ECHO" "end"'):
+                line = monitor.read()
+                lines.append(line[line.index(b"]") + 2:-2])
+            seen.append(lines)
+        finally:
+            monitor.close()
+            client.close()
+    assert seen[0] == seen[1] == [b'"EXEC" "x"', b'"MULTI"', b'"EXEC"', b'"MULTI"',
+                                  b'"WATCH" "a"', b'"EXEC" "x"', b'"ECHO" "end"']

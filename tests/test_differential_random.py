@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Iterator
 from itertools import takewhile
 from pathlib import Path
@@ -937,6 +938,9 @@ NO_LFU = {"maxmemory": "0", "maxmemory-policy": "noeviction", "lfu-log-factor": 
 # Every class Redis 7.0 has: A (g$lshzxetd), keymiss and new.
 NOTIFY_CLASSES = "KEAmn"
 SYNC_CHANNEL = "differential-sync"
+# A MONITOR line's clock and client address ("1700000000.123456 [0 127.0.0.1:5555]"): the
+# database and "lua" stay.
+MONITOR_CLOCK = re.compile(rb"^[0-9.]+ \[(\d+)(?: (?:lua|unix:\S*|[0-9.:]+))?\]")
 
 
 class SideChannels:
@@ -952,6 +956,8 @@ class SideChannels:
         for _ in range(3):
             self.subscriber.read_tree()
         self.control = Conn(port)  # publishes the marker that ends each collection
+        self.monitor = Conn(port)
+        assert self.monitor.call_tree("MONITOR") == (b"+", b"OK")
         self.syncs = 0
         self.tracking = Conn(port, 3)
         self.bcast = Conn(port, 3)
@@ -965,9 +971,10 @@ class SideChannels:
         self.tracking.send("EXISTS", *KEY_NAMES)
         return pushes_before_reply(self.tracking)
 
-    def collect(self) -> tuple[list[Node], list[Node], list[Node]]:
+    def collect(self) -> tuple[list[Node], list[Node], list[Node], list[bytes]]:
         """The notifications, the tracking client's invalidations (it reads the keys again
-        afterwards) and the BCAST client's, since the last call."""
+        afterwards), the BCAST client's, and what MONITOR showed (without its clock and
+        client addresses), since the last call."""
         self.syncs += 1
         marker = str(self.syncs).encode()
         self.control.call_tree("PUBLISH", SYNC_CHANNEL, marker)
@@ -975,12 +982,17 @@ class SideChannels:
         while (message := self.subscriber.read_tree()) != (
                 b"*", [(b"$", b"message"), (b"$", SYNC_CHANNEL.encode()), (b"$", marker)]):
             events.append(message)
+        monitored = []
+        end = b'"PUBLISH" "%s" "%s"' % (SYNC_CHANNEL.encode(), marker)
+        while not (line := self.monitor.read_tree()[1]).endswith(end):
+            if b'] "RESTORE" ' not in line:  # (DUMP+RESTORE's payload: a set's order)
+                monitored.append(MONITOR_CLOCK.sub(rb"[\1]", line))
         invalidations = self.read_keys()
         self.bcast.send("PING")
-        return events, invalidations, pushes_before_reply(self.bcast)
+        return events, invalidations, pushes_before_reply(self.bcast), monitored
 
     def close(self) -> None:
-        for conn in (self.subscriber, self.control, self.tracking, self.bcast):
+        for conn in (self.subscriber, self.control, self.tracking, self.bcast, self.monitor):
             conn.close()
 
 
@@ -1058,7 +1070,7 @@ def run_sequence(ports: Servers, protocol: int, commands: list[tuple[str, ...]],
                                        for events, *rest in (told, real_told))
                     by_hash_order = queued is not None  # (until its EXEC ran)
                 compared = () if grew_unsaid else (
-                    "notifications", "invalidations", "BCAST invalidations")
+                    "notifications", "invalidations", "BCAST invalidations", "MONITOR")
                 grew_unsaid = grew_unsaid and queued is not None  # (until its EXEC ran)
                 for what, mine_told, real_said in zip(compared, told, real_told, strict=False):
                     same = len(list(takewhile(lambda pair: pair[0] == pair[1],

@@ -358,12 +358,14 @@ def test_lmove_invalidates_its_destination_first(pairs: callable) -> None:
 def test_consumer_group_commands_signal_nothing(pairs: callable) -> None:
     """Redis 7.0 calls signalModifiedKey for XADD, XDEL, XTRIM and the stream XGROUP CREATE
     MKSTREAM creates only: the consumer group commands and XSETID change the stream without
-    a WATCH failing or a tracking client being told (kvrepl signalled every write)."""
+    a WATCH failing or a tracking client being told (kvrepl signalled every write); nor
+    does PFDEBUG when it turns an HLL dense."""
     tracker, writer, watcher = pairs(), pairs(), pairs()
     tracker.call("CLIENT", "TRACKING", "ON")
     writer.call("XADD", "s", "1-1", "f", "v")
     writer.call("XGROUP", "CREATE", "s", "g", "0")
-    for command in (("XGROUP", "CREATE", "s", "g2", "0"), ("XGROUP", "SETID", "s", "g", "0"),
+    writer.call("PFADD", "h", "a")
+    for command in (("PFDEBUG", "TODENSE", "h"), ("XGROUP", "CREATE", "s", "g2", "0"), ("XGROUP", "SETID", "s", "g", "0"),
                     ("XGROUP", "CREATECONSUMER", "s", "g", "c2"),
                     ("XREADGROUP", "GROUP", "g", "c", "STREAMS", "s", ">"),
                     ("XACK", "s", "g", "1-1"), ("XCLAIM", "s", "g", "c", "0", "1-1"),
@@ -371,8 +373,8 @@ def test_consumer_group_commands_signal_nothing(pairs: callable) -> None:
                     ("XGROUP", "DELCONSUMER", "s", "g", "c"), ("XSETID", "s", "9-0"),
                     ("XGROUP", "DESTROY", "s", "g2"),
                     ("XGROUP", "CREATE", "new", "g", "0", "MKSTREAM"), ("XADD", "s", "10-1", "f", "v")):
-        tracker.call("EXISTS", "s", "new")
-        watcher.call("WATCH", "s", "new")
+        tracker.call("EXISTS", "s", "new", "h")
+        watcher.call("WATCH", "s", "new", "h")
         writer.call(*command)
         watcher.call("MULTI")
         watcher.call("PING")

@@ -22,15 +22,14 @@ replaced by the ID that was last when it blocked; the re-run (``session.blocked`
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from dataclasses import dataclass
-from functools import wraps
 from itertools import chain
 from operator import itemgetter
 
 from kvrepl.commands.args import LONG_MAX, parse_int, parse_range_int
 from kvrepl.commands.core import Block, Session, command
 from kvrepl.commands.help import help_reply, subcommand_syntax_error
+from kvrepl.commands.watch import unsignalled
 from kvrepl.errors import NO_SUCH_KEY, SYNTAX, ReplyError, WrongTypeError, wrong_arity
 from kvrepl.notify import STREAM, notify, replied
 from kvrepl.protocol.replies import NULL_ARRAY, OK, Raw
@@ -138,23 +137,6 @@ def _range_bounds(start_arg: bytes, end_arg: bytes) -> tuple[StreamID, StreamID]
     return start, end
 
 
-
-def _unsignalled(handler: Callable[[Session, list[bytes]], object]
-                 ) -> Callable[[Session, list[bytes]], object]:
-    """A command that changes a stream's consumer groups or last ID without Redis 7.0's
-    signalModifiedKey (only XADD, XDEL, XTRIM and XGROUP CREATE MKSTREAM's new key call it):
-    WATCH does not see it, client-side caching is not told. The signals the dispatcher held
-    for its key are dropped when it ends (each command's are applied as it ends, so only
-    its own are held). XGROUP CREATE keeps the signal of the stream MKSTREAM creates itself."""
-
-    @wraps(handler)
-    def run(s: Session, argv: list[bytes]) -> object:
-        try:
-            return handler(s, argv)
-        finally:
-            s.engine.watches.changed_only(s.db)
-
-    return run
 
 
 # -- lookups ------------------------------------------------------------------------------------
@@ -576,7 +558,7 @@ def xdel(s: Session, argv: list[bytes]) -> int:
 
 
 @command("xsetid")
-@_unsignalled
+@unsignalled
 def xsetid(s: Session, argv: list[bytes]) -> object:
     """XSETID key last-id [ENTRIESADDED entries-added] [MAXDELETEDID max-deleted-id]"""
     new_id = parse_strict_id(argv[2])
@@ -924,7 +906,7 @@ def xread(s: Session, argv: list[bytes]) -> object:
 
 
 @command("xreadgroup")
-@_unsignalled
+@unsignalled
 def xreadgroup(s: Session, argv: list[bytes]) -> object:
     """XREADGROUP GROUP group consumer [COUNT count] [BLOCK ms] [NOACK] STREAMS key ... id ..."""
     return _xread(s, argv, True)
@@ -1007,7 +989,7 @@ def xgroup_create(s: Session, argv: list[bytes]) -> object:
     if name in stream.groups:
         raise ReplyError("BUSYGROUP Consumer Group name already exists")
     stream.groups[name] = StreamGroup(name, group_id, entries_read)
-    # (see _unsignalled: only the stream MKSTREAM creates is signalled)
+    # (see watch.unsignalled: only the stream MKSTREAM creates is signalled)
     s.engine.watches.changed_only(s.db, *([argv[2]] if created else []))
     s.engine.dirty += 1
     replied(s)
@@ -1016,7 +998,7 @@ def xgroup_create(s: Session, argv: list[bytes]) -> object:
 
 
 @command("xgroup|setid")
-@_unsignalled
+@unsignalled
 def xgroup_setid(s: Session, argv: list[bytes]) -> object:
     """XGROUP SETID key group id|$ [ENTRIESREAD n]"""
     stream, group, _, entries_read = _xgroup_prelude(s, argv)
@@ -1035,7 +1017,7 @@ def xgroup_setid(s: Session, argv: list[bytes]) -> object:
 
 
 @command("xgroup|destroy")
-@_unsignalled
+@unsignalled
 def xgroup_destroy(s: Session, argv: list[bytes]) -> int:
     """XGROUP DESTROY key group"""
     stream, group, _, _ = _xgroup_prelude(s, argv)
@@ -1050,7 +1032,7 @@ def xgroup_destroy(s: Session, argv: list[bytes]) -> int:
 
 
 @command("xgroup|createconsumer")
-@_unsignalled
+@unsignalled
 def xgroup_createconsumer(s: Session, argv: list[bytes]) -> int:
     """XGROUP CREATECONSUMER key group consumer"""
     _, group, _, _ = _xgroup_prelude(s, argv)
@@ -1061,7 +1043,7 @@ def xgroup_createconsumer(s: Session, argv: list[bytes]) -> int:
 
 
 @command("xgroup|delconsumer")
-@_unsignalled
+@unsignalled
 def xgroup_delconsumer(s: Session, argv: list[bytes]) -> int:
     """XGROUP DELCONSUMER key group consumer"""
     _, group, _, _ = _xgroup_prelude(s, argv)
@@ -1085,7 +1067,7 @@ def _group_of(s: Session, key: bytes, groupname: bytes) -> tuple[Stream | None,
 
 
 @command("xack")
-@_unsignalled
+@unsignalled
 def xack(s: Session, argv: list[bytes]) -> int:
     """XACK key group id [id ...]"""
     _, group = _group_of(s, argv[1], argv[2])
@@ -1155,7 +1137,7 @@ def xpending(s: Session, argv: list[bytes]) -> object:
 
 
 @command("xclaim")
-@_unsignalled
+@unsignalled
 def xclaim(s: Session, argv: list[bytes]) -> object:
     """XCLAIM key group consumer min-idle-time id [id ...] [IDLE ms] [TIME unix-ms]
     [RETRYCOUNT count] [FORCE] [JUSTID] [LASTID lastid]"""
@@ -1248,7 +1230,7 @@ def xclaim(s: Session, argv: list[bytes]) -> object:
 
 
 @command("xautoclaim")
-@_unsignalled
+@unsignalled
 def xautoclaim(s: Session, argv: list[bytes]) -> object:
     """XAUTOCLAIM key group consumer min-idle-time start [COUNT count] [JUSTID]"""
     key, groupname = argv[1], argv[2]
