@@ -881,6 +881,7 @@ class Server:
         # A stream without a socket is an in-process link (Replica(follow=master)).
         session.addr, session.laddr = peer or "in-process:0", local or "in-process:0"
         session.over_network = peer is not None
+        hold_output_as_redis(stream)
         connection = Connection(self, stream, session)
         self.connections[session.id] = connection
         return connection
@@ -932,6 +933,26 @@ def set_keepalive(stream: trio.abc.Stream, interval: int) -> None:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, interval)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, max(interval // 3, 1))
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, 3)
+
+
+def hold_output_as_redis(stream: trio.abc.Stream) -> None:
+    """Let the kernel take as much of a client's unsent output as it takes from
+    redis-server: trio's ``SocketStream`` sets TCP_NOTSENT_LOWAT to 16 KiB, which keeps
+    all but ~64 KB of what a client does not read in kvrepl's buffers (counted by
+    ``client-output-buffer-limit`` and ``maxmemory-clients``) where Redis, which never
+    sets the option, has the kernel hold megabytes. 0 restores the system's default
+    (net.ipv4.tcp_notsent_lowat). Replicas are accepted clients too: Redis's stream to
+    them is held by the kernel the same way."""
+    if isinstance(stream, (trio.SSLStream, TlsStream)):
+        stream = stream.transport_stream
+    sock = getattr(stream, "socket", None)
+    lowat = getattr(socket, "TCP_NOTSENT_LOWAT", None)
+    if lowat is None or sock is None or sock.family not in (socket.AF_INET, socket.AF_INET6):
+        return
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, lowat, 0)
+    except OSError:  # a system without the option's default: left as trio set it
+        pass
 
 
 def set_nodelay(stream: trio.abc.Stream, on: bool) -> None:
