@@ -28,6 +28,7 @@ import trio
 
 from kvrepl.commands.obuf import note_reply
 from kvrepl.log import logger
+from kvrepl.server.cron import fast_expire_cycle
 
 if TYPE_CHECKING:
     from kvrepl.commands.core import Engine
@@ -66,6 +67,7 @@ class Reactor:
                     entry = parked.get(fd)
                     if entry is not None:
                         self._serve(fd, *entry)
+                fast_expire_cycle(self.engine)  # beforeSleep's, before the writes
                 if self._replies:
                     self._send_replies()
         finally:
