@@ -114,16 +114,22 @@ def test_the_fast_cycle_follows_a_cycle_cut_by_its_time(engine, monkeypatch):
 
 def test_no_fast_cycle_on_a_replica_nor_while_paused(engine):
     """beforeSleep runs it only on a master (masterhost NULL), and activeExpireCycle
-    returns at once while clients are paused."""
+    returns at once while clients are paused; a replica (or DEBUG SET-ACTIVE-EXPIRE 0)
+    is not asked again until a slow cycle is cut by its time again."""
     assert cron.expire_cycle(engine) == 26 * 20
     keyspace = engine.keyspace
-    keyspace.expire_keys = False  # what a replica's keyspace is
-    assert cron.fast_expire_cycle(engine) == 0
-    keyspace.expire_keys = True
+    assert keyspace.fast_expire_due
     keyspace.expiry_paused = lambda: True
     assert cron.fast_expire_cycle(engine) == 0
     del keyspace.expiry_paused
-    engine.active_expire_enabled = False  # DEBUG SET-ACTIVE-EXPIRE 0
+    assert keyspace.fast_expire_due  # the pause ends, the fast cycles go on
+    keyspace.expire_keys = False  # what a replica's keyspace is
     assert cron.fast_expire_cycle(engine) == 0
+    assert not keyspace.fast_expire_due
+    keyspace.expire_keys = True
+    engine.active_expire_enabled = False
+    assert cron.expire_cycle(engine) == 0
+    assert not keyspace.fast_expire_due
     engine.active_expire_enabled = True
+    assert cron.expire_cycle(engine) == 26 * 20  # cut by its time again
     assert cron.fast_expire_cycle(engine) == 2 * 20

@@ -6,10 +6,17 @@ A client's *pending* bytes are the replies and pushes kvrepl holds for it that t
 has not taken: the pushes queued on its session (``Session.pending_size``) and what its
 connection holds (``Session.held_output``: the replies of the read being run, those the
 reactor keeps until the end of its pass, and a send the kernel would not take at once).
-Redis writes the first bytes of a client's replies into its reply buffer (16 KB at first,
-resized by the cron: kvrepl.commands.cmem), that CLIENT LIST shows as
-``obl`` and that the limits never count; what is beyond it is the reply list, ``omem``,
-which the limits bound. kvrepl reports its pending bytes the same way.
+Redis writes a client's replies into its reply buffer (16 KB at first, resized by the cron:
+kvrepl.commands.cmem), CLIENT LIST's ``obl``, which the limits never count; once it is full,
+or while its reply list holds anything, into the list's blocks (``oll`` of them, their
+allocations ``omem``, which the limits bound): a new block is 16 KB or the rest of the reply
+that opened it (jemalloc's usable size), later replies fill the tail block first. Writes
+drain the buffer, then the blocks from the head. :class:`ReplyBuffers` follows that for the
+bytes kvrepl holds, in the order they were added (:func:`reply_units`: the pieces Redis adds
+a reply in), with what the kernel took of the send under way; a client whose pending bytes
+fit its reply buffer, with no send waiting, is not modelled (its ``obl`` is their count).
+Not followed: the extra blocks of Redis's deferred lengths (a reply whose length is known
+only at its end, such as KEYS or SCAN, opens a block even when the reply buffer has room).
 
 Sans-IO: sessions and numbers in, decisions out; the server closes who must be closed.
 """
@@ -17,14 +24,20 @@ Sans-IO: sessions and numbers in, decisions out; the server closes who must be c
 from __future__ import annotations
 
 import time
+import weakref
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
 from kvrepl.log import logger
+from kvrepl.protocol.replies import encode
 
 if TYPE_CHECKING:
     from kvrepl.commands.core import Engine, Session
 
 STATIC_BUFFER = 16 * 1024  # PROTO_REPLY_CHUNK_BYTES: a client's reply buffer at first
+BLOCK_HEADER = 16  # sizeof(clientReplyBlock): its size and used, before its bytes
+BLOCK_OVERHEAD = 24 + BLOCK_HEADER  # sizeof(listNode) + sizeof(clientReplyBlock): omem's share
+_BULKS = frozenset(b"$=!")  # RESP types with a length and a body: bulk, verbatim, bulk error
 _PEAK_SLOTS = 8  # CLIENTS_PEAK_MEM_USAGE_SLOTS: "recent" is the last 8 seconds
 
 
@@ -58,26 +71,201 @@ def writing(connection: object | None) -> bool:
     return bool(getattr(getattr(connection, "io", None), "unsent", 0))
 
 
+def jemalloc_size(size: int) -> int:
+    """The usable size jemalloc 5.3 (x86-64) gives a request of ``size`` bytes: 8, then
+    multiples of 16 up to 64, then four classes per doubling."""
+    if size <= 8:
+        return 8
+    if size <= 64:
+        return (size + 15) & ~15
+    spacing = 1 << (max(size - 1, 1).bit_length() - 3)
+    return (size + spacing - 1) // spacing * spacing
+
+
+def reply_units(data: bytes, pos: int = 0) -> tuple[list[int], int]:
+    """The lengths in which Redis adds the replies in ``data`` from ``pos`` to a client's
+    output (_addReplyToBufferOrList calls): an aggregate's header, a simple reply, and a
+    bulk string as its header, its bytes and its CRLF (addReplyBulk's three); and how
+    far past the end of ``data`` the last bulk string reaches (kvrepl gathers a bulk's
+    header, bytes and CRLF as separate pieces)."""
+    units: list[int] = []
+    end = len(data)
+    find = data.find
+    while pos < end:
+        line = find(b"\r\n", pos)
+        if line < 0:
+            units.append(end - pos)
+            break
+        if data[pos] in _BULKS:
+            try:
+                length = int(data[pos + 1:line])
+            except ValueError:
+                length = -1
+            if length >= 0:
+                units.append(line + 2 - pos)
+                if length:
+                    units.append(length)
+                units.append(2)
+                pos = line + 4 + length
+                continue
+        units.append(line + 2 - pos)
+        pos = line + 2
+    return units, pos - end if pos > end else 0
+
+
+class ReplyBuffers:
+    """A client's reply buffer and reply list as Redis 7.0 fills them
+    (_addReplyToBuffer, _addReplyProtoToList) and drains them (_writevToClient)."""
+
+    __slots__ = ("buf_size", "bufpos", "buf_sent", "blocks", "head_sent", "reply_bytes",
+                 "_skip")
+
+    def __init__(self, buf_size: int) -> None:
+        self.buf_size = buf_size
+        self.bufpos = 0  # obl: bytes in the reply buffer, sent ones included
+        self.buf_sent = 0
+        self.blocks: list[list[int]] = []  # [size, used] from the head
+        self.head_sent = 0
+        self.reply_bytes = 0  # the blocks' sizes
+        self._skip = 0  # bytes of a bulk string already added, still to come in the data
+
+    def add(self, length: int) -> None:
+        """``length`` reply bytes: into the reply buffer while the list is empty, the rest
+        into the tail block's room, then a new block."""
+        blocks = self.blocks
+        if not blocks:
+            taken = min(max(self.buf_size - self.bufpos, 0), length)
+            self.bufpos += taken
+            length -= taken
+        else:
+            tail = blocks[-1]
+            copied = min(tail[0] - tail[1], length)
+            tail[1] += copied
+            length -= copied
+        if length:
+            size = jemalloc_size(max(length, STATIC_BUFFER) + BLOCK_HEADER) - BLOCK_HEADER
+            blocks.append([size, length])
+            self.reply_bytes += size
+
+    def add_all(self, data: Iterable[bytes]) -> None:
+        """Add the replies in ``data`` (one stream, in pieces) in Redis's pieces."""
+        add = self.add
+        for chunk in data:
+            skipped = min(self._skip, len(chunk))
+            self._skip -= skipped
+            if skipped == len(chunk):
+                continue
+            units, self._skip = reply_units(chunk, skipped)
+            for length in units:
+                add(length)
+
+    def write(self, length: int) -> None:
+        """The kernel took ``length`` bytes: the reply buffer's first, then the blocks',
+        each block freed once all of it is sent."""
+        if self.bufpos:
+            left = self.bufpos - self.buf_sent
+            if length < left:
+                self.buf_sent += length
+                return
+            self.bufpos = self.buf_sent = 0
+            length -= left
+        blocks = self.blocks
+        while length > 0 and blocks:
+            size, used = blocks[0]
+            left = used - self.head_sent
+            if length < left:
+                self.head_sent += length
+                return
+            length -= left
+            del blocks[0]
+            self.reply_bytes -= size
+            self.head_sent = 0
+
+    @property
+    def omem(self) -> int:
+        """getClientOutputBufferMemoryUsage: the blocks' sizes and their list nodes."""
+        return self.reply_bytes + BLOCK_OVERHEAD * len(self.blocks)
+
+
+# The last model of each client, extended while only pushes (or replies being gathered)
+# were added since: a flood of messages to a client that does not read is modelled once.
+_MODELS: weakref.WeakKeyDictionary[Session, tuple[tuple[object, ...], int, int,
+                                                   ReplyBuffers]] = weakref.WeakKeyDictionary()
+
+
+def reply_buffers(session: Session, connection: object | None = None) -> ReplyBuffers:
+    """The reply buffer and list Redis would hold for what kvrepl holds for ``session``:
+    the send under way (what the kernel took of it written), the replies the reactor
+    holds until the end of its pass, those of the read being run, then the pushes queued
+    (kvrepl.server's ``Connection.output_parts``)."""
+    sending, unsent, held = None, 0, None
+    out: Sequence[bytes] = ()
+    if connection is not None:
+        sending, unsent, held, out = connection.output_parts()  # type: ignore[attr-defined]
+    pushes = session.pending_out
+    key = (id(sending), unsent, id(held), id(out), session.reply_size, session.resp3)
+    cached = _MODELS.get(session)
+    if cached is not None and cached[0] == key:
+        _key, counted_out, counted_pushes, model = cached
+        if counted_out == len(out) and counted_pushes <= len(pushes):
+            _add_pushes(model, session, pushes[counted_pushes:])
+            _MODELS[session] = (key, counted_out, len(pushes), model)
+            return model
+        if counted_pushes == 0 and not pushes and counted_out <= len(out):
+            model.add_all(out[counted_out:])
+            _MODELS[session] = (key, len(out), 0, model)
+            return model
+    model = ReplyBuffers(session.reply_size)
+    if unsent:
+        if sending is not None and len(sending) >= unsent:
+            model.add_all((sending,))
+            model.write(len(sending) - unsent)
+        else:  # ciphertext (TLS): the reply buffer went first, the rest waits in the list
+            model.add(session.reply_size)
+            model.write(session.reply_size)
+            model.add(unsent)
+    if held:
+        model.add_all((held,))
+    model.add_all(out)
+    _add_pushes(model, session, pushes)
+    _MODELS[session] = (key, len(out), len(pushes), model)
+    return model
+
+
+def _add_pushes(model: ReplyBuffers, session: Session, pushes: Sequence[object]) -> None:
+    if pushes:
+        resp3 = session.resp3
+        model.add_all(encode(message, resp3) for message in pushes)
+
+
 _LOOK_UP = object()
+
+
+def output_shape(session: Session, pending: int,
+                 connection: object | None = _LOOK_UP) -> tuple[int, int, int]:
+    """``obl``, ``oll`` and ``omem`` for the ``pending`` bytes held for ``session``. Bytes
+    that fit its reply buffer (``rbs``), with no send waiting for the kernel, are all in
+    it (nothing modelled: a client that reads pays nothing for this); otherwise
+    :func:`reply_buffers` says."""
+    if not pending:
+        return 0, 0, 0
+    if connection is _LOOK_UP:
+        connection = connection_of(session)
+    if pending <= session.reply_size and not writing(connection):
+        return pending, 0, 0
+    model = reply_buffers(session, connection)
+    return model.bufpos, len(model.blocks), model.omem
 
 
 def reply_buffer_used(session: Session, pending: int,
                       connection: object | None = _LOOK_UP) -> int:
-    """``obl`` (Redis's bufpos) for ``pending`` bytes held for ``session``: what fits its
-    reply buffer (``rbs``); nothing once a write waits for the kernel, which took the
-    reply buffer's bytes first (Redis writes it first, and while its reply list holds
-    anything new replies go there)."""
-    if not pending:
-        return 0
-    if writing(connection_of(session) if connection is _LOOK_UP else connection):
-        return 0
-    return min(pending, session.reply_size)
+    """``obl`` (Redis's bufpos) for ``pending`` bytes held for ``session``."""
+    return output_shape(session, pending, connection)[0]
 
 
 def output_memory(session: Session, pending: int) -> int:
-    """``omem`` for ``pending`` bytes held for ``session``: what is not in its reply
-    buffer."""
-    return pending - reply_buffer_used(session, pending)
+    """``omem`` for ``pending`` bytes held for ``session``: its reply list's blocks."""
+    return output_shape(session, pending)[2]
 
 
 def note_reply(session: Session, size: int) -> None:

@@ -131,14 +131,14 @@ def fast_expire_cycle(engine: Engine) -> int:
     share (a fraction) is compared with the acceptable percentage (10 at effort 1): it
     never is above it, so in practice a fast cycle follows a cycle cut by its time."""
     keyspace = engine.keyspace
+    if not keyspace.fast_expire_due:
+        return 0
+    if not engine.active_expire_enabled or not keyspace.expire_keys:
+        keyspace.fast_expire_due = False  # until a slow cycle runs again
+        return 0
+    if keyspace.expiry_paused():
+        return 0
     stale = engine.stats.expired_stale_perc
-    if not keyspace.expire_timed_out and stale < 1:
-        # The common case, in one test: the acceptable share is at least 1 whatever the
-        # effort, and the fraction is under 1 until every key checked was expired.
-        return 0
-    if not engine.active_expire_enabled or not keyspace.expire_keys \
-            or keyspace.expiry_paused():
-        return 0
     config = engine.config
     limits = expire_cycle_limits(config.active_expire_effort, config.hz, fast=True)
     if not keyspace.expire_timed_out and stale < limits[2]:
@@ -207,6 +207,10 @@ def _run_expire_cycle(engine: Engine, limits: tuple[int, int, int], started: flo
     stats.expired_time_cap_reached_count += keyspace.expire_timed_out
     current = deleted / sampled if sampled else 0.0
     stats.expired_stale_perc = current * 0.05 + stats.expired_stale_perc * 0.95
+    # What a fast cycle needs, known once a cycle ends: the event loop tests one flag.
+    # The acceptable share is at least 1 whatever the effort, and the fraction is under
+    # 1 until every key checked was expired.
+    keyspace.fast_expire_due = keyspace.expire_timed_out or stats.expired_stale_perc >= 1
     # No command runs here: the engine propagated each DEL as its key went, on its own and
     # never wrapped in MULTI (as Redis does).
     if engine.keyspace.ready_keys and engine.on_ready_keys is not None:

@@ -82,11 +82,15 @@ class SocketIO:
     only when the kernel says it would block: still cancellable, still fair.
     """
 
-    __slots__ = ("fd", "unsent")
+    __slots__ = ("fd", "unsent", "sending")
 
     def __init__(self, stream: trio.SocketStream) -> None:
         self.fd = stream.socket.fileno()
         self.unsent = 0  # what send_all still holds while it waits for the kernel
+        # The payload whose last ``unsent`` bytes wait (set once a send waits, or by the
+        # reactor for a write it hands back): the reply blocks Redis would hold are
+        # modelled from it (kvrepl.commands.obuf.reply_buffers).
+        self.sending: bytes | None = None
 
     # What the reactor calls (TlsStream offers the same): never blocks.
 
@@ -136,6 +140,8 @@ class SocketIO:
                     sent = os.write(self.fd, view)
                 except BlockingIOError:
                     self.unsent = len(view)
+                    if self.sending is None:
+                        self.sending = data
                     await trio.lowlevel.wait_writable(self.fd)
                     continue
                 except (ConnectionResetError, BrokenPipeError) as err:
@@ -143,6 +149,7 @@ class SocketIO:
                 view = view[sent:]
         finally:
             self.unsent = 0
+            self.sending = None
 
 
 class Connection:
@@ -183,6 +190,24 @@ class Connection:
             if reactor is not None:
                 held += reactor.held(io.fd)
         return held
+
+    def output_parts(self) -> tuple[bytes | None, int, bytes | None, Sequence[bytes]]:
+        """What this connection holds for its client, in the order it was added (see
+        kvrepl.commands.obuf.reply_buffers): the payload of the send under way (None when
+        unknown: TLS ciphertext) and how many of its bytes wait, the replies the reactor
+        holds until the end of its pass, and those of the read being run."""
+        io = self.io
+        if type(io) not in (SocketIO, TlsStream):
+            return None, 0, None, self.out
+        reactor = self.server.reactor
+        held = reactor.held_payload(io.fd) if reactor is not None else None
+        return getattr(io, "sending", None), io.unsent, held, self.out
+
+    def write_handed_back(self, payload: bytes) -> None:
+        """The reactor wrote part of ``payload`` and hands the rest to this task: the
+        rest's send is modelled as the end of ``payload``."""
+        if type(self.io) is SocketIO:
+            self.io.sending = payload
 
     def gathered_bytes(self) -> int:
         """The bytes of ``out``, measured as it grows (a long pipeline with a limit set is
