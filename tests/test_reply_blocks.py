@@ -4,6 +4,7 @@ getClientOutputBufferMemoryUsage), beside a real redis-server."""
 
 from __future__ import annotations
 
+import random
 import socket
 from collections.abc import Iterator
 
@@ -22,6 +23,7 @@ from support import (
 
 from kvrepl.commands import obuf
 from kvrepl.config import Config
+from kvrepl.protocol.replies import encode
 
 
 @pytest.fixture(scope="module")
@@ -159,14 +161,53 @@ def test_writes_free_the_buffer_then_whole_blocks():
     assert (model.blocks, model.omem) == ([], 0)
 
 
-def test_reply_units_are_redis_adds():
-    """A bulk string is added as its header, its bytes and its CRLF; an aggregate's
-    header and a simple reply are one add each."""
-    data = b"*2\r\n$3\r\nfoo\r\n:12\r\n+OK\r\n$-1\r\n$0\r\n\r\n"
-    assert obuf.reply_units(data) == ([4, 4, 3, 2, 5, 5, 5, 4, 2], 0)
-    # a bulk's header alone (kvrepl gathers its bytes apart): they are still to come
-    assert obuf.reply_units(b"$20000\r\n") == ([8, 20000, 2], 20002)
-    model = obuf.ReplyBuffers(16 * 1024)
-    model.add_all([b"$20000\r\n", b"c" * 20000, b"\r\n", b"+OK\r\n"])
-    # 16384 in the buffer; the rest (3624 + 2 + 5) in a block of 16 KB's class
-    assert (model.bufpos, model.blocks) == (16 * 1024, [[20464, 3631]])
+def _redis_adds(data: bytes) -> list[int]:
+    """The reference: each piece Redis adds for ``data``, parsed one element at a time
+    (an aggregate's header, a simple reply; a bulk's header, bytes and CRLF)."""
+    pieces, pos = [], 0
+    while pos < len(data):
+        line = data.index(b"\r\n", pos)
+        if data[pos:pos + 1] == b"$" and data[pos + 1:line] != b"-1":
+            length = int(data[pos + 1:line])
+            pieces += [line + 2 - pos, length, 2] if length else [line + 2 - pos, 2]
+            pos = line + 4 + length
+        else:
+            pieces.append(line + 2 - pos)
+            pos = line + 2
+    return pieces
+
+
+def _shape(model: obuf.ReplyBuffers) -> tuple[object, ...]:
+    return model.bufpos, model.blocks, model.omem
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_the_model_adds_replies_as_redis_piece_by_piece(seed):
+    """ReplyBuffers.add_all, which looks only for the bulk strings over 16 KB, holds what
+    adding each piece Redis adds, one by one, holds: for random streams of small and
+    big replies, arrays of small bulks, in pieces cut as kvrepl gathers them (a bulk's
+    header, bytes and CRLF apart) or whole, from a reply buffer resized or not."""
+    rng = random.Random(seed)
+    replies = []
+    for _ in range(rng.randrange(1, 40)):
+        kind = rng.random()
+        if kind < 0.3:
+            replies.append(encode(b"x" * rng.choice([0, 5, 100, 9_999, 16_000, 16_384,
+                                                      16_385, 20_000, 100_000])))
+        elif kind < 0.5:
+            replies.append(encode([b"e" * rng.randrange(20) for _ in range(rng.randrange(2000))]))
+        elif kind < 0.7:
+            replies.append(encode(rng.randrange(10**9)))
+        elif kind < 0.8:
+            replies.append(encode(None))
+        else:
+            size = rng.randrange(20_000, 60_000)
+            replies += [b"$%d\r\n" % size, b"y" * size, b"\r\n"]  # kvrepl's three pieces
+    buf_size = rng.choice([16_384, 1024, 2048])
+    reference = obuf.ReplyBuffers(buf_size)
+    for piece in _redis_adds(b"".join(replies)):
+        reference.add(piece)
+    whole, pieces = obuf.ReplyBuffers(buf_size), obuf.ReplyBuffers(buf_size)
+    whole.add_all([b"".join(replies)])
+    pieces.add_all(replies)
+    assert _shape(whole) == _shape(pieces) == _shape(reference)

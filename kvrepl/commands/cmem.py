@@ -338,6 +338,8 @@ def cron(engine: Engine, session: Session) -> ClientMemory:
     """clientsCron's share for one client: resize its query and reply buffers; returns its
     memory, with the buffers as resized."""
     mem = measure(session)
+    if not mem.oll:
+        obuf.forget_model(session)
     now = time.time()
     model = query_buffer(session)
     model.cron(mem.qbuf, now - session.last_interaction)

@@ -23,6 +23,7 @@ Sans-IO: sessions and numbers in, decisions out; the server closes who must be c
 
 from __future__ import annotations
 
+import re
 import time
 import weakref
 from collections.abc import Iterable, Sequence
@@ -37,7 +38,12 @@ if TYPE_CHECKING:
 STATIC_BUFFER = 16 * 1024  # PROTO_REPLY_CHUNK_BYTES: a client's reply buffer at first
 BLOCK_HEADER = 16  # sizeof(clientReplyBlock): its size and used, before its bytes
 BLOCK_OVERHEAD = 24 + BLOCK_HEADER  # sizeof(listNode) + sizeof(clientReplyBlock): omem's share
-_BULKS = frozenset(b"$=!")  # RESP types with a length and a body: bulk, verbatim, bulk error
+# Redis gives a block the rest of a reply piece that does not fit the tail's room, 16 KB at
+# least: a piece of 16 KB or less always opens a block of 16 KB's jemalloc class.
+SMALL_BLOCK = 20_480 - BLOCK_HEADER
+# A bulk string's header (bulk, verbatim, bulk error) whose bytes may not fit a small block
+# (5 digits and more): the only reply pieces that open a block of their own size.
+_BIG_BULK = re.compile(rb"[$=!](\d{5,})\r\n")
 _PEAK_SLOTS = 8  # CLIENTS_PEAK_MEM_USAGE_SLOTS: "recent" is the last 8 seconds
 
 
@@ -82,37 +88,6 @@ def jemalloc_size(size: int) -> int:
     return (size + spacing - 1) // spacing * spacing
 
 
-def reply_units(data: bytes, pos: int = 0) -> tuple[list[int], int]:
-    """The lengths in which Redis adds the replies in ``data`` from ``pos`` to a client's
-    output (_addReplyToBufferOrList calls): an aggregate's header, a simple reply, and a
-    bulk string as its header, its bytes and its CRLF (addReplyBulk's three); and how
-    far past the end of ``data`` the last bulk string reaches (kvrepl gathers a bulk's
-    header, bytes and CRLF as separate pieces)."""
-    units: list[int] = []
-    end = len(data)
-    find = data.find
-    while pos < end:
-        line = find(b"\r\n", pos)
-        if line < 0:
-            units.append(end - pos)
-            break
-        if data[pos] in _BULKS:
-            try:
-                length = int(data[pos + 1:line])
-            except ValueError:
-                length = -1
-            if length >= 0:
-                units.append(line + 2 - pos)
-                if length:
-                    units.append(length)
-                units.append(2)
-                pos = line + 4 + length
-                continue
-        units.append(line + 2 - pos)
-        pos = line + 2
-    return units, pos - end if pos > end else 0
-
-
 class ReplyBuffers:
     """A client's reply buffer and reply list as Redis 7.0 fills them
     (_addReplyToBuffer, _addReplyProtoToList) and drains them (_writevToClient)."""
@@ -147,17 +122,51 @@ class ReplyBuffers:
             blocks.append([size, length])
             self.reply_bytes += size
 
+    def add_small(self, length: int) -> None:
+        """``length`` bytes of reply pieces of 16 KB or less each (headers, CRLFs, small
+        replies and bulk strings): whatever the pieces, they fill the buffer, the tail's
+        room, then blocks of 16 KB's class one after the other."""
+        self.add(min(length, SMALL_BLOCK))
+        length -= min(length, SMALL_BLOCK)
+        blocks = self.blocks
+        while length:
+            used = min(length, SMALL_BLOCK)
+            if blocks[-1][0] > blocks[-1][1]:  # room left in the tail: add() fills it
+                self.add(used)
+            else:
+                blocks.append([SMALL_BLOCK, used])
+                self.reply_bytes += SMALL_BLOCK
+            length -= used
+
     def add_all(self, data: Iterable[bytes]) -> None:
-        """Add the replies in ``data`` (one stream, in pieces) in Redis's pieces."""
-        add = self.add
+        """Add the replies in ``data`` (one RESP stream, in pieces) as Redis adds them:
+        a bulk string as its header, its bytes and its CRLF (addReplyBulk), every other
+        piece small. Only the bulk strings over 16 KB are looked for (a scan in C, the
+        bytes of each skipped); the text of such a header inside a smaller bulk string's
+        bytes, right after a line's end, would be taken for one."""
+        search = _BIG_BULK.search
         for chunk in data:
-            skipped = min(self._skip, len(chunk))
-            self._skip -= skipped
-            if skipped == len(chunk):
-                continue
-            units, self._skip = reply_units(chunk, skipped)
-            for length in units:
-                add(length)
+            end = len(chunk)
+            pos = min(self._skip, end)
+            self._skip -= pos
+            at = pos
+            while at < end:
+                match = search(chunk, at)
+                if match is None:
+                    break
+                at = match.end()
+                start = match.start()
+                length = int(match.group(1))
+                if length <= STATIC_BUFFER or (start and chunk[start - 1] != 10):
+                    continue
+                if at > pos:
+                    self.add_small(at - pos)
+                self.add(length)
+                pos = at = at + length  # its CRLF goes with the small pieces after it
+            if pos > end:
+                self._skip = pos - end
+            elif pos < end:
+                self.add_small(end - pos)
 
     def write(self, length: int) -> None:
         """The kernel took ``length`` bytes: the reply buffer's first, then the blocks',
@@ -181,6 +190,14 @@ class ReplyBuffers:
             self.reply_bytes -= size
             self.head_sent = 0
 
+    def copy(self) -> ReplyBuffers:
+        """The same buffer and blocks, to be written or added to apart."""
+        other = ReplyBuffers(self.buf_size)
+        other.bufpos, other.buf_sent, other.head_sent = self.bufpos, self.buf_sent, self.head_sent
+        other.blocks = [block[:] for block in self.blocks]
+        other.reply_bytes, other._skip = self.reply_bytes, self._skip
+        return other
+
     @property
     def omem(self) -> int:
         """getClientOutputBufferMemoryUsage: the blocks' sizes and their list nodes."""
@@ -189,8 +206,18 @@ class ReplyBuffers:
 
 # The last model of each client, extended while only pushes (or replies being gathered)
 # were added since: a flood of messages to a client that does not read is modelled once.
-_MODELS: weakref.WeakKeyDictionary[Session, tuple[tuple[object, ...], int, int,
-                                                   ReplyBuffers]] = weakref.WeakKeyDictionary()
+# Beside it, the send under way (kept: a key by id could name a later payload) added but
+# not written: the kernel taking more of it costs a copy of its blocks, not a look at its
+# bytes again. The cron forgets the model of a client with nothing in its list.
+_MODELS: weakref.WeakKeyDictionary[Session, tuple[tuple[object, ...], int, int, ReplyBuffers,
+                                                   tuple[bytes, ReplyBuffers] | None]] = \
+    weakref.WeakKeyDictionary()
+
+
+def forget_model(session: Session) -> None:
+    """Drop ``session``'s model (and the payload it keeps): its output fits its reply
+    buffer again."""
+    _MODELS.pop(session, None)
 
 
 def reply_buffers(session: Session, connection: object | None = None) -> ReplyBuffers:
@@ -205,22 +232,31 @@ def reply_buffers(session: Session, connection: object | None = None) -> ReplyBu
     pushes = session.pending_out
     key = (id(sending), unsent, id(held), id(out), session.reply_size, session.resp3)
     cached = _MODELS.get(session)
-    if cached is not None and cached[0] == key:
-        _key, counted_out, counted_pushes, model = cached
-        if counted_out == len(out) and counted_pushes <= len(pushes):
-            _add_pushes(model, session, pushes[counted_pushes:])
-            _MODELS[session] = (key, counted_out, len(pushes), model)
-            return model
-        if counted_pushes == 0 and not pushes and counted_out <= len(out):
-            model.add_all(out[counted_out:])
-            _MODELS[session] = (key, len(out), 0, model)
-            return model
-    model = ReplyBuffers(session.reply_size)
-    if unsent:
-        if sending is not None and len(sending) >= unsent:
-            model.add_all((sending,))
-            model.write(len(sending) - unsent)
-        else:  # ciphertext (TLS): the reply buffer went first, the rest waits in the list
+    base = None
+    if cached is not None:
+        old_key, counted_out, counted_pushes, model, base = cached
+        if old_key == key:
+            if counted_out == len(out) and counted_pushes <= len(pushes):
+                _add_pushes(model, session, pushes[counted_pushes:])
+                _MODELS[session] = (key, counted_out, len(pushes), model, base)
+                return model
+            if counted_pushes == 0 and not pushes and counted_out <= len(out):
+                model.add_all(out[counted_out:])
+                _MODELS[session] = (key, len(out), 0, model, base)
+                return model
+        if base is not None and (base[0] is not sending or old_key[4] != key[4]):
+            base = None  # another send, or another reply buffer size
+    if unsent and sending is not None and len(sending) >= unsent:
+        if base is None:
+            added = ReplyBuffers(session.reply_size)
+            added.add_all((sending,))
+            base = (sending, added)
+        model = base[1].copy()
+        model.write(len(sending) - unsent)
+    else:
+        base = None
+        model = ReplyBuffers(session.reply_size)
+        if unsent:  # ciphertext (TLS): the reply buffer went first, the rest in the list
             model.add(session.reply_size)
             model.write(session.reply_size)
             model.add(unsent)
@@ -228,7 +264,7 @@ def reply_buffers(session: Session, connection: object | None = None) -> ReplyBu
         model.add_all((held,))
     model.add_all(out)
     _add_pushes(model, session, pushes)
-    _MODELS[session] = (key, len(out), len(pushes), model)
+    _MODELS[session] = (key, len(out), len(pushes), model, base)
     return model
 
 
