@@ -211,3 +211,38 @@ def test_the_model_adds_replies_as_redis_piece_by_piece(seed):
     whole.add_all([b"".join(replies)])
     pieces.add_all(replies)
     assert _shape(whole) == _shape(pieces) == _shape(reference)
+
+
+class _Held:
+    """What a connection holds (Connection.output_parts), set by the test."""
+
+    def __init__(self) -> None:
+        self.sending: bytes | None = None
+        self.unsent = 0
+        self.out: list[bytes] = []
+
+    def output_parts(self) -> tuple[bytes | None, int, bytes | None, list[bytes]]:
+        return self.sending, self.unsent, None, self.out
+
+
+def test_the_model_kept_between_looks_is_the_model_made_afresh():
+    """reply_buffers keeps a client's model between looks (pushes added, the kernel
+    taking more of the send under way): at each step it equals one made from nothing."""
+    from kvrepl.commands.core import Engine
+
+    engine = Engine(Config(save=()))
+    session = engine.new_session()
+    held = _Held()
+    held.sending = encode([b"p" * 30_000, b"q" * 5, b"r" * 70_000])
+    steps = []
+    for unsent, pushes in ((90_000, 0), (90_000, 3), (60_000, 3), (60_000, 7), (2_000, 8),
+                           (2_000, 8), (1, 9)):
+        held.unsent = unsent
+        while len(session.pending_out) < pushes:
+            session.pending_out.append([b"message", b"ch", b"m" * 40_000])
+        kept = obuf.reply_buffers(session, held)
+        shape = _shape(kept)
+        obuf.forget_model(session)
+        assert _shape(obuf.reply_buffers(session, held)) == shape
+        steps.append(shape[1:])
+    assert steps[0] != steps[-1]

@@ -235,6 +235,12 @@ def reply_buffers(session: Session, connection: object | None = None) -> ReplyBu
     base = None
     if cached is not None:
         old_key, counted_out, counted_pushes, model, base = cached
+        if (base is not None and base[0] is sending and 0 < unsent < old_key[1]
+                and old_key[2:] == key[2:]):
+            # The kernel took more of the same send: writes free the head only (what is
+            # left of the send is before anything added since), so the model is written on.
+            model.write(old_key[1] - unsent)
+            old_key = key
         if old_key == key:
             if counted_out == len(out) and counted_pushes <= len(pushes):
                 _add_pushes(model, session, pushes[counted_pushes:])
