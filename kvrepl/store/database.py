@@ -549,9 +549,13 @@ class Keyspace:
         # deleted: the dataset stays as it is (Redis's checkClientPauseTimeoutAndReturnIfPaused).
         self.expiry_paused_until = 0
         # activeExpireCycle's state between cycles: the next database to look at, and
-        # whether the last cycle (or database) ran out of time (then the next looks at all).
+        # whether the last cycle (or database) ran out of time (then the next looks at all),
+        # when (perf_counter) the last fast cycle began, and whether the next event loop
+        # wait may run one (kvrepl.server.cron: set at the end of each cycle).
         self.expire_next_db = 0
         self.expire_timed_out = False
+        self.last_fast_expire = 0.0
+        self.fast_expire_due = False
         self.applying_master = False  # a replica running its master's stream
         # A replica that accepts its clients' writes (replica-read-only no): the keys they
         # give a TTL are remembered in ``replica_expires`` (key -> bitmap of db numbers),
