@@ -8,14 +8,16 @@ reads, run side by side on two masters: one reads directly (``node.get``,
 ``node.redis().get``), the other the general way (GET through the engine). Every answer,
 INFO counter (keyspace hits and misses, every command's calls, commands processed, expired
 keys), OBJECT IDLETIME / FREQ, propagated write (lazy expiry's DEL) and MONITOR line must be
-the same."""
+the same. And every place in kvrepl that assigns what a direct GET binds is a known one."""
 
 from __future__ import annotations
 
+import ast
 import random
 import re
 import tempfile
 from collections.abc import Callable
+from pathlib import Path
 
 import redis
 import trio
@@ -213,3 +215,75 @@ SET_K0 = ("command", "node", ("SET", "k0", "v"))
           *_reads(b"k0"), ("observe",)])
 def test_direct_reads_follow_every_change_of_what_they_read(ops: list[tuple]) -> None:
     trio.run(_compare, ops, clock=trio.testing.MockClock())  # no cron: the test moves time
+
+
+# Every assignment in kvrepl of what a direct GET binds (a session's ``db`` or ``multi``, a
+# database's ``data`` or ``expires``), by file, function and attribute: a new one must bind
+# again (Session.read_state_changed, Keyspace.read_state_changed) and be added here.
+BOUND = frozenset({"multi", "db", "data", "expires"})
+ASSIGNED = {
+    # The sites that bind again (or set up what the first bind reads).
+    ("kvrepl/commands/core.py", "Session.__init__", "db"),
+    ("kvrepl/commands/core.py", "Session.__init__", "multi"),
+    ("kvrepl/commands/core.py", "Session.select", "db"),
+    ("kvrepl/commands/core.py", "Session.set_multi", "multi"),
+    ("kvrepl/rdb/load.py", "StagedLoad.apply", "data"),
+    ("kvrepl/rdb/load.py", "StagedLoad.apply", "expires"),
+    ("kvrepl/store/database.py", "Database.__init__", "data"),
+    ("kvrepl/store/database.py", "Database.__init__", "expires"),
+    ("kvrepl/store/database.py", "Database.clear", "data"),
+    ("kvrepl/store/database.py", "Database.clear", "expires"),
+    ("kvrepl/store/database.py", "Database.merge_loaded", "data"),
+    ("kvrepl/store/database.py", "Database.merge_loaded", "expires"),
+    ("kvrepl/store/database.py", "Keyspace.swap", "data"),
+    ("kvrepl/store/database.py", "Keyspace.swap", "expires"),
+    # Sessions with no direct GET: a command awaited in a session of its own, a script's
+    # client, a forked child's.
+    ("kvrepl/node.py", "Node.execute_command_async", "db"),
+    ("kvrepl/scripting/runtime.py", "LuaState.run", "db"),
+    ("kvrepl/scripting/runtime.py", "LuaState.run_cached", "db"),
+    ("kvrepl/scripting/fork.py", "fork_client", "db"),
+    # A new keyspace's databases (a copy), snapshot views: no session reads them.
+    ("kvrepl/store/clone.py", "_clone_db", "data"),
+    ("kvrepl/store/clone.py", "_clone_db", "expires"),
+    ("kvrepl/store/snapshot.py", "_DbView.__init__", "data"),
+    ("kvrepl/store/snapshot.py", "_DbView.__init__", "expires"),
+    ("kvrepl/store/snapshot.py", "_DbView.finish", "data"),
+    ("kvrepl/store/snapshot.py", "_DbView.finish", "expires"),
+    # Attributes of the same names on other classes.
+    ("kvrepl/errors.py", "WriteSkipped.__init__", "db"),
+    ("kvrepl/rdb/tool.py", "_Counts.__init__", "expires"),
+    ("kvrepl/rdb/tool.py", "_checked_events.absorb", "expires"),
+    ("kvrepl/replication/cluster.py", "Ownership.__init__", "db"),
+    ("kvrepl/scripting/cjson.py", "_Decoder.__init__", "data"),
+    ("kvrepl/scripting/cmsgpack.py", "_Decoder.__init__", "data"),
+}
+
+
+def _assignments() -> set[tuple[str, str, str]]:
+    """(file, function, attribute) of every assignment to an attribute in BOUND."""
+    root = Path(kvrepl.__file__).parent
+    found = set()
+
+    def visit(node: ast.AST, path: str, scope: list[str]) -> None:
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                visit(child, path, [*scope, child.name])
+                continue
+            if isinstance(child, (ast.Assign, ast.AugAssign, ast.AnnAssign)):
+                targets = child.targets if isinstance(child, ast.Assign) else [child.target]
+                for target in targets:
+                    for item in target.elts if isinstance(target, ast.Tuple) else [target]:
+                        if isinstance(item, ast.Attribute) and item.attr in BOUND:
+                            found.add((path, ".".join(scope), item.attr))
+            visit(child, path, scope)
+
+    for file in sorted(root.rglob("*.py")):
+        visit(ast.parse(file.read_text()), f"kvrepl/{file.relative_to(root).as_posix()}", [])
+    return found
+
+
+def test_every_change_of_what_direct_reads_bind_is_known() -> None:
+    found = _assignments()
+    assert found - ASSIGNED == set(), "new assignments: do they bind the direct GETs again?"
+    assert ASSIGNED - found == set(), "gone: drop them from ASSIGNED"
