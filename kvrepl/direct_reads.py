@@ -16,11 +16,19 @@ the SAMPLE-th, to be timed), a miss adds one to the engine's
 :class:`~kvrepl.commands.tally.DirectTally`, which folds both into the public counters where
 those are read (INFO, CONFIG RESETSTAT); one call in :data:`SAMPLE` is timed and stands for
 the others (see that module).
+
+What a call reads is bound, not loaded each time (each load a bytecode, ~25 machine
+instructions): the session's database's ``data.get``, ``expires`` and ``record``, or a
+lookup that finds nothing (and so sends every call the general way) while a read gate is
+closed or the session is in MULTI. Whatever changes one of those binds them again: the
+session's SELECT and MULTI state (:meth:`~kvrepl.commands.core.Session.read_state_changed`),
+a database's dicts replaced (FLUSHDB/FLUSHALL, SWAPDB, a load or full sync) and the read
+gates opening or closing (:meth:`~kvrepl.store.database.Keyspace.read_state_changed`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from time import perf_counter
 from typing import TYPE_CHECKING
 
@@ -29,9 +37,12 @@ from kvrepl.commands.tally import SAMPLE
 if TYPE_CHECKING:
     from kvrepl.commands.core import Session
     from kvrepl.node import Node
-    from kvrepl.store.database import Database
 
 __all__ = ["SAMPLE", "direct_get"]
+
+_SHUT: Callable[[bytes], object] = {}.get
+"""The lookup a direct GET binds while it must not answer (a read gate closed, MULTI):
+every call then finds nothing, and the out-of-line path sends it the general way."""
 
 
 def direct_get(node: Node, general: Callable[[object], object],
@@ -75,6 +86,22 @@ def _direct_get(node: Node, general: Callable[[object], object],
     tally = engine.direct_tally
     ticks = tally.ticks
     command = engine.table[b"get"]
+    # The read state, bound here rather than loaded on each call (each load a bytecode,
+    # about 25 machine instructions): the session's database's lookup, TTLs and hit
+    # record, or _SHUT as the lookup while GET must go the general way (a read gate closed,
+    # MULTI). bind() finds it again wherever it can change: the session's SELECT and MULTI
+    # state (Session.read_state_changed), a database's dicts replaced or the read gates
+    # opening or closing (Keyspace.read_state_changed).
+    lookup: Callable[[bytes], object] = _SHUT
+    expires: dict[bytes, int] = {}
+    record: Iterator[Callable[[bytes], bool | None]] = iter(())
+
+    def bind() -> None:
+        nonlocal lookup, expires, record
+        db = session.db
+        lookup = db.data.get if session.multi is None and gates.read_open else _SHUT
+        expires = db.expires
+        record = db.record
 
     def timed(name: bytes) -> object:
         """GET ``name`` again, timed, its time standing for the SAMPLE calls since the
@@ -90,14 +117,17 @@ def _direct_get(node: Node, general: Callable[[object], object],
             engine.observe_slow(session, command, [b"GET", name], usec)
         return value
 
-    def other(name: bytes, value: object, db: Database) -> object:
-        """All but a hit on a ``bytes`` value without a TTL: a miss, a string edited in
-        place (a bytearray, whose bytes GET answers), a key with a TTL, another type
-        (WRONGTYPE: the general way)."""
+    def other(name: bytes, value: object) -> object:
+        """All but a hit on a ``bytes`` value without a TTL, and that hit when its record
+        says it is the one to time: the path shut, a miss, a string edited in place (a
+        bytearray, whose bytes GET answers), a key with a TTL, another type (WRONGTYPE:
+        the general way)."""
+        if lookup is _SHUT:
+            return general(name)  # a read gate closed, or MULTI
         if value is None:
             if type(name) is not bytes:
-                return general(name)  # a str or int argument: converted there
-            if next(ticks):
+                return general(name)  # a str or int argument, or unhashable: converted
+            if next(ticks):           # there, or redis-py's DataError
                 return timed(name)
             tally.misses += 1
             return None
@@ -105,29 +135,28 @@ def _direct_get(node: Node, general: Callable[[object], object],
             value = bytes(value)
         elif type(value) is not bytes:
             return general(name)  # WRONGTYPE, answered the general way
-        expires = db.expires
+        elif name not in expires:
+            return timed(name)  # a hit whose record step was the SAMPLE-th: timed
         if name in expires and expires[name] <= keyspace.now_ms():
             return general(name)  # lazy expiry: deleted, DEL propagated, in order
-        if next(db.record)(name) is None:
+        if next(record)(name) is None:
             return value
         return timed(name)
 
     # The hot path is a hit on a string without a TTL: each step below is paid by every
-    # call (about 25 machine instructions a bytecode, and the frame's slots), so all else
-    # is out of line in other(), and the hit is recorded (counted, its access time kept:
+    # call (and each name it uses from here, copied into its frame), so all else is out
+    # of line in other(), and the hit is recorded (counted, its access time kept:
     # Database.reads) and the timed call chosen in one step (Database.record).
     def get(name: bytes) -> object:
-        if session.multi is None and gates.read_open:
-            db = session.db
-            try:
-                value = db.data.get(name)
-            except TypeError:  # unhashable: redis-py's DataError
-                return general(name)
-            if type(value) is bytes and (not db.expires or name not in db.expires):
-                if next(db.record)(name) is None:
-                    return value
-                return timed(name)
-            return other(name, value, db)
-        return general(name)  # a gate closed, or MULTI
+        try:
+            value = lookup(name)
+            if type(value) is bytes and name not in expires and next(record)(name) is None:
+                return value
+        except TypeError:  # unhashable (only the lookup can raise it)
+            value = None
+        return other(name, value)
 
+    bind()
+    session.read_binds.append(bind)
+    keyspace.read_binds.add(bind)
     return get

@@ -122,6 +122,9 @@ class InProcessConnection(AbstractConnection):
         self.node = node
         self.host = _HOST
         self.port = node.port or 0
+        # Pushes (RESP3 invalidations, a message published to itself...) were fed to the
+        # parser ahead of a reply: redis-py's own reading handles them and skips them.
+        self.pushed = False
 
     @property
     def decoding(self) -> bool:
@@ -276,6 +279,7 @@ class InProcessConnection(AbstractConnection):
         return self._parser._reader.has_data()
 
     def _feed_pending(self) -> None:
+        self.pushed = True
         link = self._sock
         self._parser._reader.feed(bytes(link.pending))
         link.pending.clear()
@@ -310,10 +314,11 @@ class InProcessRedis(redis.Redis):
                 return super().execute_command(*args, **options)
             conn = self._direct = self.connection_pool.make_connection()
             conn.connect()
+        conn.pushed = False
         conn.send_command(*args)
         session = conn._sock.session  # after QUIT, send_command made a new one
         if (options and not options.keys() <= _PLAIN_OPTIONS) or session.channels \
-                or session.patterns or session.monitor:
+                or session.patterns or session.monitor or conn.pushed:
             # Undecoded replies, empty-response defaults, pushes: redis-py's own reading.
             return self.parse_response(conn, args[0], **options)
         # redis-py's parse_response, minus what cannot apply to this connection.

@@ -739,8 +739,10 @@ async def test_rdb_del_sync_files_waits_until_the_transfers_end(tmp_path):
     dump = tmp_path / "dump.rdb"
     async with kvrepl.Master(port=0, dir=str(tmp_path), save="", repl_diskless_sync=False,
                              rdb_del_sync_files=True) as master:
+        # Random bytes: the dump's LZF leaves them 48 MB, more than the kernel takes of a
+        # client's output (megabytes, as from redis-server).
         for i in range(48):
-            master.set(b"big:%d" % i, bytes([i]) * (1 << 20))
+            master.set(b"big:%d" % i, os.urandom(1 << 20))
         stalled = await trio.open_tcp_stream("127.0.0.1", master.port)
         await stalled.send_all(b"PSYNC ? -1\r\n")
         received = b""
@@ -881,10 +883,12 @@ def test_maxmemory_clients_evicts_a_subscriber_that_does_not_read_as_redis():
     finally:
         ours.stop()
         real.stop()
-    # Both went as far as the 10 messages of the limit itself (what the kernel took of
-    # the output is not the client's memory). redis-server's kernel takes ~3 MB more:
-    # trio's TCP_NOTSENT_LOWAT (16 KiB) on kvrepl's client sockets keeps that in kvrepl.
-    assert all(count >= 10 for count in counts), counts
+    # Both went past the 10 messages of the limit itself: what the kernel took of the
+    # output (megabytes on both: kvrepl's client sockets do not keep trio's
+    # TCP_NOTSENT_LOWAT) is not the client's memory. Measured: 47 on redis-server, 48 on
+    # kvrepl (10 with trio's 16 KiB).
+    theirs, mine = counts
+    assert theirs > 20 and abs(mine - theirs) <= max(2, theirs // 10), counts
 
 
 def test_daemonize_forks_into_the_background(tmp_path):

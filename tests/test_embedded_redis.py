@@ -271,6 +271,31 @@ async def test_pubsub_messages(real: Callable[..., redis.Redis], protocol: int) 
             pubsub_messages(real(protocol=protocol), 0.5)
 
 
+def tracked_reads(client: redis.Redis, other: redis.Redis) -> list[object]:
+    """A client with CLIENT TRACKING on reads keys that another client flushes and
+    writes: each reply is its own command's (RESP3's invalidation pushes, which come ahead
+    of a reply, are not taken for one)."""
+    client.set("t", "v")
+    seen = [client.execute_command("CLIENT", "TRACKING", "on"), client.get("t")]
+    other.flushdb()
+    seen.append(client.get("t"))
+    other.set("t", "w")
+    seen += [client.get("t"), client.get("t")]
+    other.set("t", "x")
+    seen += [client.execute_command("GET", "t"), client.ping(), client.get("t")]
+    return seen
+
+
+@pytest.mark.parametrize("protocol", [2, 3])
+async def test_tracking_invalidations_are_no_replies(real: Callable[..., redis.Redis],
+                                                    protocol: int) -> None:
+    async with kvrepl.Master() as master:
+        ours = tracked_reads(master.redis(protocol=protocol), master.redis())
+    theirs = tracked_reads(real(protocol=protocol), real())
+    assert ours == theirs
+    assert theirs[1:4] == [b"v", None, b"w"]
+
+
 async def test_pubsub_handler_and_ignore_subscribe_messages() -> None:
     async with kvrepl.Master() as master:
         r = master.redis(decode_responses=True)

@@ -13,11 +13,10 @@ The fields defined by the protocol state are what Redis shows for the same bytes
 - ``argv-mem``: the argument bytes of the command being run (the caller's, or a blocked
   client's), or of a request parsed in part (its arguments so far).
 - ``multi-mem``: the queued MULTI commands, each argument's bytes plus one pointer.
-- ``obl``/``oll``/``omem``: the reply bytes held for a client (kvrepl.commands.obuf): the
-  first ``rbs`` of them are the reply buffer (``obl``), the rest the reply list
-  (``omem``, ``oll`` 1 when there is any: kvrepl keeps no list to count); all of them
-  are the list once a write waits for the kernel (``events=rw``: Redis wrote its reply
-  buffer first); for a replica link, the stream bytes held for it
+- ``obl``/``oll``/``omem``: the reply bytes held for a client, as Redis's reply buffer and
+  reply list would hold them (kvrepl.commands.obuf.ReplyBuffers: the blocks, their
+  allocations and list nodes; what the kernel took freed as Redis frees it); for a
+  replica link, the stream bytes held for it
   (kvrepl.replication.master), which Redis keeps in its shared replication buffer, not
   in the client's reply buffer (so ``obl`` is 0).
 
@@ -54,6 +53,7 @@ from typing import TYPE_CHECKING
 
 from kvrepl.commands import obuf
 from kvrepl.commands.args import string2ll
+from kvrepl.commands.obuf import jemalloc_size
 from kvrepl.log import logger
 from kvrepl.protocol.parser import request_size
 
@@ -75,17 +75,6 @@ WATCHED_KEY = 32  # sizeof(watchedKey)
 MULTI_CMD = 24  # sizeof(multiCmd)
 DICT_ENTRY = 24  # sizeof(dictEntry)
 RAX_NODE_COST = 4 * 8  # sizeof(raxNode) * sizeof(raxNode*), as Redis multiplies them
-
-
-def jemalloc_size(size: int) -> int:
-    """The usable size jemalloc 5.3 (x86-64) gives a request of ``size`` bytes: 8, then
-    multiples of 16 up to 64, then four classes per doubling."""
-    if size <= 8:
-        return 8
-    if size <= 64:
-        return (size + 15) & ~15
-    spacing = 1 << (max(size - 1, 1).bit_length() - 3)
-    return (size + spacing - 1) // spacing * spacing
 
 
 def sds_header(alloc: int) -> int:
@@ -313,12 +302,11 @@ def measure(session: Session, running: list[bytes] | None = None) -> ClientMemor
     if link is not None:
         mem.omem = session.engine.replication.held_for(link)
         mem.rbp = session.reply_peak
+        mem.oll = 1 if mem.omem else 0
     else:
         pending = obuf.pending_bytes(session)
-        mem.obl = obuf.reply_buffer_used(session, pending, connection)
-        mem.omem = pending - mem.obl
+        mem.obl, mem.oll, mem.omem = obuf.output_shape(session, pending, connection)
         session.reply_peak = mem.rbp = max(session.reply_peak, mem.obl)
-    mem.oll = 1 if mem.omem else 0
     return mem
 
 
@@ -350,6 +338,8 @@ def cron(engine: Engine, session: Session) -> ClientMemory:
     """clientsCron's share for one client: resize its query and reply buffers; returns its
     memory, with the buffers as resized."""
     mem = measure(session)
+    if not mem.oll:
+        obuf.forget_model(session)
     now = time.time()
     model = query_buffer(session)
     model.cron(mem.qbuf, now - session.last_interaction)
@@ -398,7 +388,7 @@ def clients_cron(engine: Engine) -> int:
         inputs[slot] = max(inputs[slot], mem.input_usage)
         outputs[slot] = max(outputs[slot], mem.omem)
         if session.replica_link is None:
-            closed += obuf.check_limits(session, mem.obl + mem.omem)
+            closed += obuf.check_limits(session, obuf.pending_bytes(session))
     return closed
 
 

@@ -140,7 +140,7 @@ def reset_session(s: Session) -> None:
     s.resp3 = False
     s.authenticated = not engine.acl.auth_required()
     s.user = engine.acl.default
-    s.multi = None
+    s.set_multi(None)
     s.multi_error = False
     unwatch(s)
     engine.tracking.disable(s)

@@ -430,6 +430,9 @@ class Session:
         self.query_buffer: QueryBuffer | None = None
         self.last_memory = 0  # tot-mem at the cron's last look (INFO's mem_clients_normal)
         self.tracking: ClientTracking | None = None  # CLIENT TRACKING ON
+        # Its direct GETs' bindings (kvrepl.direct_reads: the embedded API's session, an
+        # in-process connection's), found again when its db or MULTI state changes.
+        self.read_binds: list[Callable[[], None]] = []
 
     @property
     def subscriptions(self) -> int:
@@ -463,6 +466,18 @@ class Session:
 
     def select(self, index: int) -> None:
         self.db = self.engine.keyspace.dbs[index]
+        self.read_state_changed()
+
+    def set_multi(self, queue: list[tuple[Command, list[bytes]]] | None) -> None:
+        """Enter MULTI (``queue``: the commands queued so far) or leave it (None)."""
+        self.multi = queue
+        self.read_state_changed()
+
+    def read_state_changed(self) -> None:
+        """What its direct GETs bind (its db, whether it is in MULTI) changed: they bind it
+        again (kvrepl.direct_reads)."""
+        for bind in self.read_binds:
+            bind()
 
 
 class Engine:
@@ -1035,11 +1050,11 @@ class Engine:
             return None
         obj = cmd.name.encode() if result == acl_rules.DENIED_CMD else argv[index]
         if in_exec:  # the client is still in MULTI for its CLIENT INFO line, running EXEC
-            session.multi = in_exec
+            session.set_multi(in_exec)
             try:
                 self.acl_log(session, result, obj, True, "exec")
             finally:
-                session.multi = None
+                session.set_multi(None)
         else:
             self.acl_log(session, result, obj, session.multi is not None, cmd.name)
         if in_exec:
@@ -1412,7 +1427,7 @@ class Engine:
         Redis formats it (its rejections of EXEC carry no ``ERR`` prefix; the others, such
         as NOAUTH or READONLY, keep theirs). MONITOR shows the EXEC, as execCommandAbort
         feeds it."""
-        session.multi = None
+        session.set_multi(None)
         session.multi_error = False
         unwatch(session)
         if self.monitors:
@@ -1444,7 +1459,7 @@ class Engine:
         queued = session.multi
         if queued is None:
             raise ReplyError("ERR EXEC without MULTI")
-        session.multi = None
+        session.set_multi(None)
         if session.multi_error:
             session.multi_error = False
             unwatch(session)

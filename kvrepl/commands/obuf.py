@@ -6,25 +6,44 @@ A client's *pending* bytes are the replies and pushes kvrepl holds for it that t
 has not taken: the pushes queued on its session (``Session.pending_size``) and what its
 connection holds (``Session.held_output``: the replies of the read being run, those the
 reactor keeps until the end of its pass, and a send the kernel would not take at once).
-Redis writes the first bytes of a client's replies into its reply buffer (16 KB at first,
-resized by the cron: kvrepl.commands.cmem), that CLIENT LIST shows as
-``obl`` and that the limits never count; what is beyond it is the reply list, ``omem``,
-which the limits bound. kvrepl reports its pending bytes the same way.
+Redis writes a client's replies into its reply buffer (16 KB at first, resized by the cron:
+kvrepl.commands.cmem), CLIENT LIST's ``obl``, which the limits never count; once it is full,
+or while its reply list holds anything, into the list's blocks (``oll`` of them, their
+allocations ``omem``, which the limits bound): a new block is 16 KB or the rest of the reply
+that opened it (jemalloc's usable size), later replies fill the tail block first. Writes
+drain the buffer, then the blocks from the head. :class:`ReplyBuffers` follows that for the
+bytes kvrepl holds, in the order they were added (:func:`reply_units`: the pieces Redis adds
+a reply in), with what the kernel took of the send under way; a client whose pending bytes
+fit its reply buffer, with no send waiting, is not modelled (its ``obl`` is their count).
+Not followed: the extra blocks of Redis's deferred lengths (a reply whose length is known
+only at its end, such as KEYS or SCAN, opens a block even when the reply buffer has room).
 
 Sans-IO: sessions and numbers in, decisions out; the server closes who must be closed.
 """
 
 from __future__ import annotations
 
+import re
 import time
+import weakref
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
 from kvrepl.log import logger
+from kvrepl.protocol.replies import encode
 
 if TYPE_CHECKING:
     from kvrepl.commands.core import Engine, Session
 
 STATIC_BUFFER = 16 * 1024  # PROTO_REPLY_CHUNK_BYTES: a client's reply buffer at first
+BLOCK_HEADER = 16  # sizeof(clientReplyBlock): its size and used, before its bytes
+BLOCK_OVERHEAD = 24 + BLOCK_HEADER  # sizeof(listNode) + sizeof(clientReplyBlock): omem's share
+# Redis gives a block the rest of a reply piece that does not fit the tail's room, 16 KB at
+# least: a piece of 16 KB or less always opens a block of 16 KB's jemalloc class.
+SMALL_BLOCK = 20_480 - BLOCK_HEADER
+# A bulk string's header (bulk, verbatim, bulk error) whose bytes may not fit a small block
+# (5 digits and more): the only reply pieces that open a block of their own size.
+_BIG_BULK = re.compile(rb"[$=!](\d{5,})\r\n")
 _PEAK_SLOTS = 8  # CLIENTS_PEAK_MEM_USAGE_SLOTS: "recent" is the last 8 seconds
 
 
@@ -58,26 +77,237 @@ def writing(connection: object | None) -> bool:
     return bool(getattr(getattr(connection, "io", None), "unsent", 0))
 
 
+def jemalloc_size(size: int) -> int:
+    """The usable size jemalloc 5.3 (x86-64) gives a request of ``size`` bytes: 8, then
+    multiples of 16 up to 64, then four classes per doubling."""
+    if size <= 8:
+        return 8
+    if size <= 64:
+        return (size + 15) & ~15
+    spacing = 1 << (max(size - 1, 1).bit_length() - 3)
+    return (size + spacing - 1) // spacing * spacing
+
+
+class ReplyBuffers:
+    """A client's reply buffer and reply list as Redis 7.0 fills them
+    (_addReplyToBuffer, _addReplyProtoToList) and drains them (_writevToClient)."""
+
+    __slots__ = ("buf_size", "bufpos", "buf_sent", "blocks", "head_sent", "reply_bytes",
+                 "_skip")
+
+    def __init__(self, buf_size: int) -> None:
+        self.buf_size = buf_size
+        self.bufpos = 0  # obl: bytes in the reply buffer, sent ones included
+        self.buf_sent = 0
+        self.blocks: list[list[int]] = []  # [size, used] from the head
+        self.head_sent = 0
+        self.reply_bytes = 0  # the blocks' sizes
+        self._skip = 0  # bytes of a bulk string already added, still to come in the data
+
+    def add(self, length: int) -> None:
+        """``length`` reply bytes: into the reply buffer while the list is empty, the rest
+        into the tail block's room, then a new block."""
+        blocks = self.blocks
+        if not blocks:
+            taken = min(max(self.buf_size - self.bufpos, 0), length)
+            self.bufpos += taken
+            length -= taken
+        else:
+            tail = blocks[-1]
+            copied = min(tail[0] - tail[1], length)
+            tail[1] += copied
+            length -= copied
+        if length:
+            size = jemalloc_size(max(length, STATIC_BUFFER) + BLOCK_HEADER) - BLOCK_HEADER
+            blocks.append([size, length])
+            self.reply_bytes += size
+
+    def add_small(self, length: int) -> None:
+        """``length`` bytes of reply pieces of 16 KB or less each (headers, CRLFs, small
+        replies and bulk strings): whatever the pieces, they fill the buffer, the tail's
+        room, then blocks of 16 KB's class one after the other."""
+        self.add(min(length, SMALL_BLOCK))
+        length -= min(length, SMALL_BLOCK)
+        blocks = self.blocks
+        while length:
+            used = min(length, SMALL_BLOCK)
+            if blocks[-1][0] > blocks[-1][1]:  # room left in the tail: add() fills it
+                self.add(used)
+            else:
+                blocks.append([SMALL_BLOCK, used])
+                self.reply_bytes += SMALL_BLOCK
+            length -= used
+
+    def add_all(self, data: Iterable[bytes]) -> None:
+        """Add the replies in ``data`` (one RESP stream, in pieces) as Redis adds them:
+        a bulk string as its header, its bytes and its CRLF (addReplyBulk), every other
+        piece small. Only the bulk strings over 16 KB are looked for (a scan in C, the
+        bytes of each skipped); the text of such a header inside a smaller bulk string's
+        bytes, right after a line's end, would be taken for one."""
+        search = _BIG_BULK.search
+        for chunk in data:
+            end = len(chunk)
+            pos = min(self._skip, end)
+            self._skip -= pos
+            at = pos
+            while at < end:
+                match = search(chunk, at)
+                if match is None:
+                    break
+                at = match.end()
+                start = match.start()
+                length = int(match.group(1))
+                if length <= STATIC_BUFFER or (start and chunk[start - 1] != 10):
+                    continue
+                if at > pos:
+                    self.add_small(at - pos)
+                self.add(length)
+                pos = at = at + length  # its CRLF goes with the small pieces after it
+            if pos > end:
+                self._skip = pos - end
+            elif pos < end:
+                self.add_small(end - pos)
+
+    def write(self, length: int) -> None:
+        """The kernel took ``length`` bytes: the reply buffer's first, then the blocks',
+        each block freed once all of it is sent."""
+        if self.bufpos:
+            left = self.bufpos - self.buf_sent
+            if length < left:
+                self.buf_sent += length
+                return
+            self.bufpos = self.buf_sent = 0
+            length -= left
+        blocks = self.blocks
+        while length > 0 and blocks:
+            size, used = blocks[0]
+            left = used - self.head_sent
+            if length < left:
+                self.head_sent += length
+                return
+            length -= left
+            del blocks[0]
+            self.reply_bytes -= size
+            self.head_sent = 0
+
+    def copy(self) -> ReplyBuffers:
+        """The same buffer and blocks, to be written or added to apart."""
+        other = ReplyBuffers(self.buf_size)
+        other.bufpos, other.buf_sent, other.head_sent = self.bufpos, self.buf_sent, self.head_sent
+        other.blocks = [block[:] for block in self.blocks]
+        other.reply_bytes, other._skip = self.reply_bytes, self._skip
+        return other
+
+    @property
+    def omem(self) -> int:
+        """getClientOutputBufferMemoryUsage: the blocks' sizes and their list nodes."""
+        return self.reply_bytes + BLOCK_OVERHEAD * len(self.blocks)
+
+
+# The last model of each client, extended while only pushes (or replies being gathered)
+# were added since: a flood of messages to a client that does not read is modelled once.
+# Beside it, the send under way (kept: a key by id could name a later payload) added but
+# not written: the kernel taking more of it costs a copy of its blocks, not a look at its
+# bytes again. The cron forgets the model of a client with nothing in its list.
+_MODELS: weakref.WeakKeyDictionary[Session, tuple[tuple[object, ...], int, int, ReplyBuffers,
+                                                   tuple[bytes, ReplyBuffers] | None]] = \
+    weakref.WeakKeyDictionary()
+
+
+def forget_model(session: Session) -> None:
+    """Drop ``session``'s model (and the payload it keeps): its output fits its reply
+    buffer again."""
+    _MODELS.pop(session, None)
+
+
+def reply_buffers(session: Session, connection: object | None = None) -> ReplyBuffers:
+    """The reply buffer and list Redis would hold for what kvrepl holds for ``session``:
+    the send under way (what the kernel took of it written), the replies the reactor
+    holds until the end of its pass, those of the read being run, then the pushes queued
+    (kvrepl.server's ``Connection.output_parts``)."""
+    sending, unsent, held = None, 0, None
+    out: Sequence[bytes] = ()
+    if connection is not None:
+        sending, unsent, held, out = connection.output_parts()  # type: ignore[attr-defined]
+    pushes = session.pending_out
+    key = (id(sending), unsent, id(held), id(out), session.reply_size, session.resp3)
+    cached = _MODELS.get(session)
+    base = None
+    if cached is not None:
+        old_key, counted_out, counted_pushes, model, base = cached
+        if (base is not None and base[0] is sending and 0 < unsent < old_key[1]
+                and old_key[2:] == key[2:]):
+            # The kernel took more of the same send: writes free the head only (what is
+            # left of the send is before anything added since), so the model is written on.
+            model.write(old_key[1] - unsent)
+            old_key = key
+        if old_key == key:
+            if counted_out == len(out) and counted_pushes <= len(pushes):
+                _add_pushes(model, session, pushes[counted_pushes:])
+                _MODELS[session] = (key, counted_out, len(pushes), model, base)
+                return model
+            if counted_pushes == 0 and not pushes and counted_out <= len(out):
+                model.add_all(out[counted_out:])
+                _MODELS[session] = (key, len(out), 0, model, base)
+                return model
+        if base is not None and (base[0] is not sending or old_key[4] != key[4]):
+            base = None  # another send, or another reply buffer size
+    if unsent and sending is not None and len(sending) >= unsent:
+        if base is None:
+            added = ReplyBuffers(session.reply_size)
+            added.add_all((sending,))
+            base = (sending, added)
+        model = base[1].copy()
+        model.write(len(sending) - unsent)
+    else:
+        base = None
+        model = ReplyBuffers(session.reply_size)
+        if unsent:  # ciphertext (TLS): the reply buffer went first, the rest in the list
+            model.add(session.reply_size)
+            model.write(session.reply_size)
+            model.add(unsent)
+    if held:
+        model.add_all((held,))
+    model.add_all(out)
+    _add_pushes(model, session, pushes)
+    _MODELS[session] = (key, len(out), len(pushes), model, base)
+    return model
+
+
+def _add_pushes(model: ReplyBuffers, session: Session, pushes: Sequence[object]) -> None:
+    if pushes:
+        resp3 = session.resp3
+        model.add_all(encode(message, resp3) for message in pushes)
+
+
 _LOOK_UP = object()
+
+
+def output_shape(session: Session, pending: int,
+                 connection: object | None = _LOOK_UP) -> tuple[int, int, int]:
+    """``obl``, ``oll`` and ``omem`` for the ``pending`` bytes held for ``session``. Bytes
+    that fit its reply buffer (``rbs``), with no send waiting for the kernel, are all in
+    it (nothing modelled: a client that reads pays nothing for this); otherwise
+    :func:`reply_buffers` says."""
+    if not pending:
+        return 0, 0, 0
+    if connection is _LOOK_UP:
+        connection = connection_of(session)
+    if pending <= session.reply_size and not writing(connection):
+        return pending, 0, 0
+    model = reply_buffers(session, connection)
+    return model.bufpos, len(model.blocks), model.omem
 
 
 def reply_buffer_used(session: Session, pending: int,
                       connection: object | None = _LOOK_UP) -> int:
-    """``obl`` (Redis's bufpos) for ``pending`` bytes held for ``session``: what fits its
-    reply buffer (``rbs``); nothing once a write waits for the kernel, which took the
-    reply buffer's bytes first (Redis writes it first, and while its reply list holds
-    anything new replies go there)."""
-    if not pending:
-        return 0
-    if writing(connection_of(session) if connection is _LOOK_UP else connection):
-        return 0
-    return min(pending, session.reply_size)
+    """``obl`` (Redis's bufpos) for ``pending`` bytes held for ``session``."""
+    return output_shape(session, pending, connection)[0]
 
 
 def output_memory(session: Session, pending: int) -> int:
-    """``omem`` for ``pending`` bytes held for ``session``: what is not in its reply
-    buffer."""
-    return pending - reply_buffer_used(session, pending)
+    """``omem`` for ``pending`` bytes held for ``session``: its reply list's blocks."""
+    return output_shape(session, pending)[2]
 
 
 def note_reply(session: Session, size: int) -> None:

@@ -18,7 +18,7 @@ def multi(s: Session, argv: list[bytes]) -> object:
     """MULTI: start queueing commands."""
     if s.multi is not None:
         raise ReplyError("ERR MULTI calls can not be nested")
-    s.multi = []
+    s.set_multi([])
     s.multi_error = False
     return OK
 
@@ -36,7 +36,7 @@ def discard(s: Session, argv: list[bytes]) -> object:
     """DISCARD: drop the queue and every watch."""
     if s.multi is None:
         raise ReplyError("ERR DISCARD without MULTI")
-    s.multi = None
+    s.set_multi(None)
     s.multi_error = False
     unwatch(s)
     return OK

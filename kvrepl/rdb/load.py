@@ -156,6 +156,7 @@ class StagedLoad:
             db.data = data
             db.expires = expires
             db.recount(self.strings_size(index))  # the memory estimate of what was loaded
+        keyspace.read_state_changed()
 
     def _drain(self) -> None:
         try:

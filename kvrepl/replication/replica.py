@@ -244,7 +244,7 @@ class ReplicaOf:
         # Like Redis's replicationCacheMaster: a transaction the master had not finished
         # sending is dropped; the master sends it again from our offset.
         session = self.session
-        session.multi = None
+        session.set_multi(None)
         session.multi_error = False
         self._held = b""
         self._paused_rest = None  # resent from our offset too
@@ -495,7 +495,7 @@ class ReplicaOf:
         self.reploff = self.read_reploff = offset
         self.has_history = self._initial_offset >= 0
         self.session.select(0)
-        self.session.multi = None
+        self.session.set_multi(None)
         if engine.aof is not None:
             engine.aof.after_full_sync()  # its AOF starts over from this dataset
         # Sub-replicas follow the old history: they must resync.

@@ -98,21 +98,59 @@ def sample_metrics(engine: Engine) -> None:
 
 # expire.c's constants, for active-expire-effort 1; each step of effort adds to them.
 _KEYS_PER_LOOP = 20
+_FAST_DURATION = 1000  # ACTIVE_EXPIRE_CYCLE_FAST_DURATION, microseconds
 _SLOW_TIME_PERC = 25
 _ACCEPTABLE_STALE = 10
 _DBS_PER_CALL = 16  # CRON_DBS_PER_CALL
 
 
-def expire_cycle_limits(effort: int, hz: int) -> tuple[int, int, int]:
+def expire_cycle_limits(effort: int, hz: int, fast: bool = False) -> tuple[int, int, int]:
     """activeExpireCycle's running parameters for ``active-expire-effort`` (1..10) at
-    ``hz``: the keys checked per batch, the slow cycle's time limit in microseconds (a
-    share of the cron period) and the percentage of expired keys in a batch above which
-    it goes on."""
+    ``hz``: the keys checked per batch, the cycle's time limit in microseconds (for the
+    slow cycle a share of the cron period, for the fast one 1 ms plus a quarter of it a
+    step of effort) and the percentage of expired keys in a batch above which it goes
+    on."""
     effort -= 1  # rescaled from 0 to 9
     keys_per_loop = _KEYS_PER_LOOP + _KEYS_PER_LOOP // 4 * effort
-    time_perc = _SLOW_TIME_PERC + 2 * effort
-    time_limit = max(time_perc * 1_000_000 // hz // 100, 1)
+    if fast:
+        time_limit = _FAST_DURATION + _FAST_DURATION // 4 * effort
+    else:
+        time_perc = _SLOW_TIME_PERC + 2 * effort
+        time_limit = max(time_perc * 1_000_000 // hz // 100, 1)
     return keys_per_loop, time_limit, _ACCEPTABLE_STALE - effort
+
+
+def fast_expire_cycle(engine: Engine) -> int:
+    """activeExpireCycle(ACTIVE_EXPIRE_CYCLE_FAST), run where the node's event loop is
+    about to wait (Redis's beforeSleep; kvrepl's: the reactor's pass, once it served the
+    ready clients); returns how many keys it deleted.
+
+    Only on a master, not while clients are paused; only when the last cycle (slow or
+    fast) ran out of time or ``expired_stale_perc`` is above the acceptable share, and
+    not again within twice its time limit of the last one. As in Redis 7.0.15, the
+    share (a fraction) is compared with the acceptable percentage (10 at effort 1): it
+    never is above it, so in practice a fast cycle follows a cycle cut by its time."""
+    keyspace = engine.keyspace
+    if not keyspace.fast_expire_due:
+        return 0
+    if not engine.active_expire_enabled or not keyspace.expire_keys:
+        keyspace.fast_expire_due = False  # until a slow cycle runs again
+        return 0
+    if keyspace.expiry_paused():
+        return 0
+    stale = engine.stats.expired_stale_perc
+    config = engine.config
+    limits = expire_cycle_limits(config.active_expire_effort, config.hz, fast=True)
+    if not keyspace.expire_timed_out and stale < limits[2]:
+        return 0
+    started = perf_counter()
+    if started < keyspace.last_fast_expire + 2 * limits[1] / 1_000_000:
+        return 0
+    keyspace.last_fast_expire = started
+    deleted = _run_expire_cycle(engine, limits, started)
+    if engine.tracking.due:  # beforeSleep's trackingBroadcastInvalidationMessages
+        engine.tracking.broadcast()
+    return deleted
 
 
 def expire_cycle(engine: Engine) -> int:
@@ -123,13 +161,8 @@ def expire_cycle(engine: Engine) -> int:
     ran out of time), each until a batch holds no more than the acceptable share of expired
     keys or the time is up. Keeps activeExpireCycle's statistics: its time, the cycles cut
     by the time limit, and ``expired_stale_perc``, a running average (5% weight per cycle)
-    of the share of the checked keys that were expired.
-
-    Redis also runs a fast cycle before the event loop sleeps (at most 1 ms plus 0.25 ms a
-    step of effort, not twice within twice that time) when the last slow cycle ran out of
-    time or the stale share is above the acceptable one; kvrepl has none (no single point
-    where its event loop sleeps): the stale keys of a busy node wait for the next tick, and
-    a read deletes the one it meets."""
+    of the share of the checked keys that were expired. A cycle cut by its time is
+    followed by fast cycles (:func:`fast_expire_cycle`) where the event loop waits."""
     keyspace = engine.keyspace
     if not engine.active_expire_enabled:
         return 0
@@ -145,13 +178,19 @@ def expire_cycle(engine: Engine) -> int:
     if keyspace.expiry_paused():
         return 0
     config = engine.config
-    keys_per_loop, time_limit, acceptable_stale = expire_cycle_limits(
-        config.active_expire_effort, config.hz)
+    limits = expire_cycle_limits(config.active_expire_effort, config.hz)
+    return _run_expire_cycle(engine, limits, perf_counter())
+
+
+def _run_expire_cycle(engine: Engine, limits: tuple[int, int, int], started: float) -> int:
+    """The databases' share of a cycle (slow or fast) begun at ``started``, within
+    ``limits`` (:func:`expire_cycle_limits`), and its statistics."""
+    keyspace = engine.keyspace
+    keys_per_loop, time_limit, acceptable_stale = limits
     deleted = sampled = 0
     dbs = keyspace.dbs
     dbs_per_call = len(dbs) if keyspace.expire_timed_out else min(_DBS_PER_CALL, len(dbs))
     keyspace.expire_timed_out = False
-    started = perf_counter()
     deadline = started + time_limit / 1_000_000
     for _ in range(dbs_per_call):
         db = dbs[keyspace.expire_next_db % len(dbs)]
@@ -168,6 +207,10 @@ def expire_cycle(engine: Engine) -> int:
     stats.expired_time_cap_reached_count += keyspace.expire_timed_out
     current = deleted / sampled if sampled else 0.0
     stats.expired_stale_perc = current * 0.05 + stats.expired_stale_perc * 0.95
+    # What a fast cycle needs, known once a cycle ends: the event loop tests one flag.
+    # The acceptable share is at least 1 whatever the effort, and the fraction is under
+    # 1 until every key checked was expired.
+    keyspace.fast_expire_due = keyspace.expire_timed_out or stats.expired_stale_perc >= 1
     # No command runs here: the engine propagated each DEL as its key went, on its own and
     # never wrapped in MULTI (as Redis does).
     if engine.keyspace.ready_keys and engine.on_ready_keys is not None:

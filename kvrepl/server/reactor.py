@@ -28,6 +28,7 @@ import trio
 
 from kvrepl.commands.obuf import note_reply
 from kvrepl.log import logger
+from kvrepl.server.cron import fast_expire_cycle
 
 if TYPE_CHECKING:
     from kvrepl.commands.core import Engine
@@ -66,6 +67,8 @@ class Reactor:
                     entry = parked.get(fd)
                     if entry is not None:
                         self._serve(fd, *entry)
+                if self.engine.keyspace.fast_expire_due:  # beforeSleep's, before the writes
+                    fast_expire_cycle(self.engine)
                 if self._replies:
                     self._send_replies()
         finally:
@@ -101,6 +104,10 @@ class Reactor:
         """The bytes of replies this pass holds for the client on ``fd``."""
         held = self._replies.get(fd)
         return len(held) if held is not None else 0
+
+    def held_payload(self, fd: int) -> bytes | None:
+        """The replies this pass holds for the client on ``fd`` (None: none)."""
+        return self._replies.get(fd)
 
     def _release(self, fd: int) -> bytes | None:
         """Unpark ``fd``; returns its replies of this pass not written yet."""
@@ -186,4 +193,5 @@ class Reactor:
         # The kernel's buffer is full: the task waits for room (a TLS stream keeps what it
         # encrypted, and hands back b"": the task's send of nothing finishes it).
         stats.total_net_output_bytes += len(payload) - len(rest)
+        connection.write_handed_back(payload)
         self._hand_back(fd, task, ([rest], None))

@@ -82,11 +82,15 @@ class SocketIO:
     only when the kernel says it would block: still cancellable, still fair.
     """
 
-    __slots__ = ("fd", "unsent")
+    __slots__ = ("fd", "unsent", "sending")
 
     def __init__(self, stream: trio.SocketStream) -> None:
         self.fd = stream.socket.fileno()
         self.unsent = 0  # what send_all still holds while it waits for the kernel
+        # The payload whose last ``unsent`` bytes wait (set once a send waits, or by the
+        # reactor for a write it hands back): the reply blocks Redis would hold are
+        # modelled from it (kvrepl.commands.obuf.reply_buffers).
+        self.sending: bytes | None = None
 
     # What the reactor calls (TlsStream offers the same): never blocks.
 
@@ -136,6 +140,8 @@ class SocketIO:
                     sent = os.write(self.fd, view)
                 except BlockingIOError:
                     self.unsent = len(view)
+                    if self.sending is None:
+                        self.sending = data
                     await trio.lowlevel.wait_writable(self.fd)
                     continue
                 except (ConnectionResetError, BrokenPipeError) as err:
@@ -143,6 +149,7 @@ class SocketIO:
                 view = view[sent:]
         finally:
             self.unsent = 0
+            self.sending = None
 
 
 class Connection:
@@ -183,6 +190,24 @@ class Connection:
             if reactor is not None:
                 held += reactor.held(io.fd)
         return held
+
+    def output_parts(self) -> tuple[bytes | None, int, bytes | None, Sequence[bytes]]:
+        """What this connection holds for its client, in the order it was added (see
+        kvrepl.commands.obuf.reply_buffers): the payload of the send under way (None when
+        unknown: TLS ciphertext) and how many of its bytes wait, the replies the reactor
+        holds until the end of its pass, and those of the read being run."""
+        io = self.io
+        if type(io) not in (SocketIO, TlsStream):
+            return None, 0, None, self.out
+        reactor = self.server.reactor
+        held = reactor.held_payload(io.fd) if reactor is not None else None
+        return getattr(io, "sending", None), io.unsent, held, self.out
+
+    def write_handed_back(self, payload: bytes) -> None:
+        """The reactor wrote part of ``payload`` and hands the rest to this task: the
+        rest's send is modelled as the end of ``payload``."""
+        if type(self.io) is SocketIO:
+            self.io.sending = payload
 
     def gathered_bytes(self) -> int:
         """The bytes of ``out``, measured as it grows (a long pipeline with a limit set is
@@ -902,6 +927,7 @@ class Server:
         # A stream without a socket is an in-process link (Replica(follow=master)).
         session.addr, session.laddr = peer or "in-process:0", local or "in-process:0"
         session.over_network = peer is not None
+        hold_output_as_redis(stream)
         connection = Connection(self, stream, session)
         self.connections[session.id] = connection
         return connection
@@ -953,6 +979,26 @@ def set_keepalive(stream: trio.abc.Stream, interval: int) -> None:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, interval)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, max(interval // 3, 1))
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, 3)
+
+
+def hold_output_as_redis(stream: trio.abc.Stream) -> None:
+    """Let the kernel take as much of a client's unsent output as it takes from
+    redis-server: trio's ``SocketStream`` sets TCP_NOTSENT_LOWAT to 16 KiB, which keeps
+    all but ~64 KB of what a client does not read in kvrepl's buffers (counted by
+    ``client-output-buffer-limit`` and ``maxmemory-clients``) where Redis, which never
+    sets the option, has the kernel hold megabytes. 0 restores the system's default
+    (net.ipv4.tcp_notsent_lowat). Replicas are accepted clients too: Redis's stream to
+    them is held by the kernel the same way."""
+    if isinstance(stream, (trio.SSLStream, TlsStream)):
+        stream = stream.transport_stream
+    sock = getattr(stream, "socket", None)
+    lowat = getattr(socket, "TCP_NOTSENT_LOWAT", None)
+    if lowat is None or sock is None or sock.family not in (socket.AF_INET, socket.AF_INET6):
+        return
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, lowat, 0)
+    except OSError:  # a system without the option's default: left as trio set it
+        pass
 
 
 def set_nodelay(stream: trio.abc.Stream, on: bool) -> None:

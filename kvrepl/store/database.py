@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import time
+import weakref
 from collections import deque
 from collections.abc import Callable, Collection, Iterator
 from itertools import cycle, repeat
@@ -364,6 +365,7 @@ class Database:
         ``strings_size``: see :meth:`_count_all`."""
         if not self.data:
             self.data, self.expires = data, expires
+            self.keyspace.read_state_changed()
             self.recount(strings_size)
             return
         if not disjoint:
@@ -456,6 +458,7 @@ class Database:
                     keyspace.signal_ready(db, key)
         self.data = {}
         self.expires = {}
+        self.keyspace.read_state_changed()
         self.access = {}
         self.drain()  # (counted)
         self.touched = set()
@@ -558,9 +561,13 @@ class Keyspace:
         # deleted: the dataset stays as it is (Redis's checkClientPauseTimeoutAndReturnIfPaused).
         self.expiry_paused_until = 0
         # activeExpireCycle's state between cycles: the next database to look at, and
-        # whether the last cycle (or database) ran out of time (then the next looks at all).
+        # whether the last cycle (or database) ran out of time (then the next looks at all),
+        # when (perf_counter) the last fast cycle began, and whether the next event loop
+        # wait may run one (kvrepl.server.cron: set at the end of each cycle).
         self.expire_next_db = 0
         self.expire_timed_out = False
+        self.last_fast_expire = 0.0
+        self.fast_expire_due = False
         self.applying_master = False  # a replica running its master's stream
         # A replica that accepts its clients' writes (replica-read-only no): the keys they
         # give a TTL are remembered in ``replica_expires`` (key -> bitmap of db numbers),
@@ -577,6 +584,10 @@ class Keyspace:
         self.lfu_decay_time = 1
         # What the fast lanes must not skip closes one of these (see kvrepl.store.gates).
         self.gates = Gates()
+        # The direct GETs' bindings of a database's dicts (kvrepl.direct_reads), found
+        # again by read_state_changed; each lives as long as its session.
+        self.read_binds: weakref.WeakSet[Callable[[], None]] = weakref.WeakSet()
+        self.gates.on_read_open = self.read_state_changed
         # Read-only outside: add and remove hooks with the methods (they close the gates).
         self.before_write_hooks: list[BeforeWriteHook] = []
         # Set while keyspace notifications want them (the ``new`` and ``keymiss`` events):
@@ -601,6 +612,12 @@ class Keyspace:
         # and not yet added to ``hits`` and INFO's other counters (the engine's
         # DirectTally takes them).
         self.direct_hits = 0
+
+    def read_state_changed(self) -> None:
+        """A database's ``data`` or ``expires`` was replaced, or the read gates opened or
+        closed: the direct GETs bind what they read again (kvrepl.direct_reads)."""
+        for bind in self.read_binds:
+            bind()
 
     def set_lru_clock(self, seconds: int) -> None:
         """Move the LRU clock, first recording the access time of the keys read directly
@@ -760,6 +777,7 @@ class Keyspace:
         db_.drain()
         da.data, db_.data = db_.data, da.data
         da.expires, db_.expires = db_.expires, da.expires
+        self.read_state_changed()
         da.access, db_.access = db_.access, da.access
         da.touched, db_.touched = db_.touched, da.touched
         da.sizes, db_.sizes = db_.sizes, da.sizes

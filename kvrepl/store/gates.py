@@ -19,6 +19,8 @@ Sans-IO: a plain registry of names.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 
 class Gates:
     """Named closed gates; :attr:`open` (no gate closed), :attr:`link_open` (none but
@@ -26,7 +28,7 @@ class Gates:
     :attr:`read_open` (none but writes-only ones) are derived."""
 
     __slots__ = ("_closed", "_client_only", "_writes_only", "open", "link_open",
-                 "read_open")
+                 "read_open", "on_read_open")
 
     def __init__(self) -> None:
         self._closed: set[str] = set()
@@ -35,6 +37,9 @@ class Gates:
         self.open = True
         self.link_open = True
         self.read_open = True
+        # Called when read_open changes (the keyspace tells the direct reads, which bind
+        # it: kvrepl.direct_reads).
+        self.on_read_open: Callable[[], None] | None = None
 
     def set(self, reason: str, closed: bool, *, clients_only: bool = False,
             writes_only: bool = False) -> None:
@@ -56,7 +61,11 @@ class Gates:
             return
         self.link_open = not self._closed
         self.open = self.link_open and not self._client_only
-        self.read_open = (self._closed | self._client_only) <= self._writes_only
+        read_open = (self._closed | self._client_only) <= self._writes_only
+        if read_open is not self.read_open:
+            self.read_open = read_open
+            if self.on_read_open is not None:
+                self.on_read_open()
 
     def closed(self) -> list[str]:
         """The gates closed now (for messages and tests)."""
