@@ -10,7 +10,7 @@ from __future__ import annotations
 import random
 
 import redis
-from support import outcome
+from support import RawClient, outcome, pack, poll
 
 KEYS = [f"k{i}" for i in range(12)]
 MEMBERS = ["a", "b", "c", "d", "e", "10", "-3", "x" * 70]
@@ -141,3 +141,129 @@ def test_same_replies_and_same_keyspace(kvrepl_server, redis_server):
         assert (pttl < 0) == (real_pttl < 0) and abs(pttl - real_pttl) < 5000, key
     ours.close()
     theirs.close()
+
+
+# -- the per-command surface (found by sending every command of COMMAND with too few and too
+# many arguments, a wrong-type key, on an empty db): the order of the argument checks --------
+
+SURFACE = [
+    # evalShaCommand refuses a sha that is not 40 characters before reading numkeys
+    ("EVALSHA", "v", "1"), ("EVALSHA", "abc", "-1"), ("EVALSHA", "abc", "abc"),
+    ("EVALSHA_RO", "v", "1"), ("EVALSHA", "0" * 40, "2", "a"), ("EVALSHA", "0" * 40, "-1"),
+    # aclCommand matches these subcommands by their argument count
+    ("ACL", "CAT", "a", "b"), ("ACL", "LOG", "RESET", "x"), ("ACL", "LOG", "1", "2"),
+    ("ACL", "GENPASS", "1", "2"), ("ACL", "CAT", "nosuch"),
+    # WAIT's timeout has its own message; counts read as getLongFromObjectOrReply reads them
+    ("WAIT", "0", "abc"), ("WAIT", "--1", "0"), ("WAIT", "99999999999999999999", "0"),
+    ("WAIT", "0", "-1"),
+    # one message for a port that is not a number and one out of range
+    ("REPLICAOF", "h", "abc"), ("REPLICAOF", "h", "70000"), ("REPLICAOF", "h", "-1"),
+    ("REPLCONF", "listening-port", "--1"),
+]
+
+
+def test_argument_checks_in_redis_order(same, same3):
+    for argv in SURFACE:
+        same(*argv)
+        same3(*argv)
+
+
+def test_replconf_ack_and_getack_get_no_reply(kvrepl_server, redis_server):
+    """replconfCommand returns without a reply to ACK and GETACK from any client: the replies
+    a client reads after them are those of its next commands."""
+    for port in (kvrepl_server.port, redis_server.port):
+        conn = RawClient(port)
+        try:
+            conn.sock.sendall(pack("REPLCONF", "ACK", "5") + pack("REPLCONF", "GETACK", "*")
+                              + pack("ECHO", "a") + pack("ECHO", "b"))
+            assert conn.read(2) == b"$1\r\na\r\n$1\r\nb\r\n", port
+        finally:
+            conn.close()
+
+
+# -- OBJECT FREQ under an exact LFU policy (found by the random differential's lfu mode) ------
+
+LFU = {"maxmemory": "1gb", "maxmemory-policy": "allkeys-lfu", "lfu-log-factor": "0",
+       "lfu-decay-time": "0"}
+NO_LFU = {"maxmemory": "0", "maxmemory-policy": "noeviction", "lfu-log-factor": "10",
+          "lfu-decay-time": "1"}
+
+
+def test_accesses_counted_as_redis_counts_them(kvrepl_server, redis_server):
+    """With every access counting one (log factor 0, no decay, no shared integers), the LFU
+    counter tells how many times each command looked a key up: setKey looks its key up
+    (MSET, GETSET's second access, the STORE forms' destination), BZPOPMIN served at once
+    looks its key up twice, RENAME and MOVE move the object with its counter."""
+    clients = [redis.Redis(port=server.port) for server in (kvrepl_server, redis_server)]
+    steps = [("SET", "a", "x"), ("GET", "a"), ("MSET", "a", "y", "b", "z"), ("GETSET", "a", "w"),
+             ("SADD", "s", "m"), ("SINTERSTORE", "s", "s"), ("SUNIONSTORE", "t", "s"),
+             ("SUNIONSTORE", "t", "s"), ("ZADD", "z", "1", "m", "2", "n"),
+             ("ZUNIONSTORE", "z", "1", "z"), ("BZPOPMIN", "z", "0"), ("RENAME", "a", "r"),
+             ("MOVE", "r", "1"), ("SELECT", "1"), ("RENAME", "r", "a"), ("MOVE", "a", "0"),
+             ("SELECT", "0"), ("BITOP", "NOT", "b", "b"), ("SORT", "s", "ALPHA", "STORE", "t")]
+    try:
+        for client in clients:
+            client.flushall()
+            for name, value in LFU.items():
+                client.config_set(name, value)
+        for step in steps:
+            freqs = []
+            for client in clients:
+                client.execute_command(*step)
+                freqs.append([client.execute_command("OBJECT", "FREQ", key)
+                              if client.exists(key) else None for key in "abrstz"])
+            assert freqs[0] == freqs[1], f"{step}: kvrepl {freqs[0]} != redis {freqs[1]}"
+    finally:
+        for client in clients:
+            client.execute_command("SELECT", "0")
+            for name, value in NO_LFU.items():
+                client.config_set(name, value)
+            client.close()
+
+
+def test_wait_is_a_blocked_client(kvrepl_server, redis_server):
+    """WAIT blocks as Redis's BLOCKED_WAIT: INFO's blocked_clients counts it and CLIENT
+    UNBLOCK ends it with the acknowledgements so far, or its error (kvrepl's WAIT was
+    neither counted nor unblockable: found by the blocked clients' differential)."""
+    seen = []
+    for port in (kvrepl_server.port, redis_server.port):
+        control, waiter = RawClient(port), RawClient(port)
+        try:
+            client_id = int(waiter.call("CLIENT", "ID")[1:-2])
+            replies = []
+            for reason in ("TIMEOUT", "ERROR"):
+                waiter.send("WAIT", "1", "0")
+                poll(lambda c=control: b"blocked_clients:1\r\n" in c.call("INFO", "clients"),
+                     "WAIT blocks")
+                replies.append(control.call("CLIENT", "UNBLOCK", client_id, reason))
+                replies.append(waiter.read())
+            seen.append(replies)
+        finally:
+            control.close()
+            waiter.close()
+    assert seen[0] == seen[1] == [b":1\r\n", b":0\r\n", b":1\r\n",
+                                  b"-UNBLOCKED client unblocked via CLIENT UNBLOCK\r\n"]
+
+
+def test_monitor_shows_an_aborted_exec(kvrepl_server, redis_server):
+    """execCommandAbort feeds MONITOR: an EXEC refused (its arity, a command refused in the
+    MULTI) shows, where other refused commands do not (kvrepl showed none)."""
+    seen = []
+    for port in (kvrepl_server.port, redis_server.port):
+        monitor, client = RawClient(port), RawClient(port)
+        try:
+            assert monitor.call("MONITOR") == b"+OK\r\n"
+            for command in (("EXEC", "x"), ("MULTI",), ("GET", "a", "b"), ("EXEC",),
+                            ("MULTI",), ("WATCH", "a"), ("EXEC", "x"), ("GET", "a", "b"),
+                            ("ECHO", "end")):
+                client.call(*command)
+            lines = []
+            while not lines or not lines[-1].endswith(b'"ECHO" "end"'):
+                line = monitor.read()
+                lines.append(line[line.index(b"]") + 2:-2])
+            seen.append(lines)
+        finally:
+            monitor.close()
+            client.close()
+    assert seen[0] == seen[1] == [b'"EXEC" "x"', b'"MULTI"', b'"EXEC"', b'"MULTI"',
+                                  b'"WATCH" "a"', b'"EXEC" "x"', b'"ECHO" "end"']

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Iterator
 from itertools import takewhile
 from pathlib import Path
@@ -105,6 +106,13 @@ def servers() -> Iterator[Servers]:
         ours_of_real = kvrepl_server()
         started.append(ours_of_real)
         RawClient(ours_of_real.port).call("REPLICAOF", "127.0.0.1", real.port)
+        for master in (ours, real):
+            control = RawClient(master.port)
+            # Every notification, and no active expiry: a key whose time has passed goes
+            # when a command looks it up, at the same step on both (its "expired" event too).
+            control.call("CONFIG", "SET", "notify-keyspace-events", NOTIFY_CLASSES)
+            control.call("DEBUG", "SET-ACTIVE-EXPIRE", "0")
+            control.close()
         for replica in (real_of_ours, ours_of_real):
             link_up(replica.port)
         yield Servers(ours.port, real.port, real_of_ours.port, ours_of_real.port)
@@ -700,15 +708,22 @@ def snapshot(conn: Conn, payloads: dict) -> dict:
     for db in range(DATABASES):
         conn.call_tree("SELECT", db)
         conn.call_tree("EXISTS", *KEY_NAMES)
-    result: dict = {"digest": conn.call_tree("DEBUG", "DIGEST")}
+    result: dict = {"digest": conn.call_tree("DEBUG", "DIGEST"),
+                    "keyspace": keyspace_lines(conn)}
     for db in range(DATABASES):
         conn.call_tree("SELECT", db)
+        result[("scans", db)] = scans(conn)
         _, names = conn.call_tree("KEYS", "*")
         for _, name in sorted(names, key=repr):
             kind = conn.call_tree("TYPE", name)[1]
             encoding = conn.call_tree("OBJECT", "ENCODING", name)
             facts: dict = {"type": kind, "encoding": encoding,
-                           "digest": conn.call_tree("DEBUG", "DIGEST-VALUE", name)}
+                           # (before any command that touches the key: the LFU counter;
+                           # an error without an LFU policy)
+                           "freq": conn.call_tree("OBJECT", "FREQ", name),
+                           "digest": conn.call_tree("DEBUG", "DIGEST-VALUE", name),
+                           # an estimate each computes its own way: only its kind
+                           "memory": conn.call_tree("MEMORY", "USAGE", name)[0]}
             ttl = conn.call_tree("PTTL", name)[1]
             facts["ttl"] = int(ttl)
             if kind == b"stream":
@@ -739,6 +754,45 @@ def snapshot(conn: Conn, payloads: dict) -> dict:
     return result
 
 
+def keyspace_lines(conn: Conn) -> dict:
+    """INFO keyspace's ``keys=`` and ``expires=`` of each database (``avg_ttl`` is a clock's),
+    and DBSIZE's."""
+    _, text = conn.call_tree("INFO", "keyspace")
+    lines = {}
+    for line in text.split(b"\r\n")[1:]:
+        if line:
+            db, fields = line.split(b":")
+            lines[db] = fields.split(b",")[:2]
+    for db in range(DATABASES):
+        conn.call_tree("SELECT", db)
+        lines[db] = conn.call_tree("DBSIZE")
+    conn.call_tree("SELECT", 0)
+    return lines
+
+
+SCAN_FILTERS = [(), ("COUNT", "1"), ("MATCH", "[ab]*"), ("MATCH", "*c", "COUNT", "2"),
+                *(("TYPE", kind) for kind in ("string", "list", "set", "zset", "hash", "stream",
+                                              "nosuchtype")),
+                ("MATCH", "a", "TYPE", "string", "COUNT", "100")]
+
+
+def scans(conn: Conn) -> list[list[bytes]]:
+    """The keys a whole SCAN iteration returns with each of :data:`SCAN_FILTERS`, sorted
+    (a key may come twice, across a rehash)."""
+    found = []
+    for options in SCAN_FILTERS:
+        keys: set[bytes] = set()
+        cursor = b"0"
+        while True:
+            _, (cursor_node, (_, items)) = conn.call_tree("SCAN", cursor, *options)
+            keys.update(item[1] for item in items)
+            cursor = cursor_node[1]
+            if cursor == b"0":
+                break
+        found.append(sorted(keys))
+    return found
+
+
 def restored_digests(conn: Conn, payloads: dict) -> dict:
     """DEBUG DIGEST-VALUE of each payload RESTOREd on ``conn`` (in a database no sequence
     uses): the other server's DUMP must load here as the same value."""
@@ -759,12 +813,15 @@ def assert_same_dataset(ours: Conn, theirs: Conn) -> None:
     mine, real = snapshot(ours, our_payloads), snapshot(theirs, their_payloads)
     # Each server's DUMP loads on the other as the value it had.
     assert restored_digests(theirs, our_payloads) == {
-        name: ((b"+", b"OK"), facts["digest"]) for name, facts in real.items() if name != "digest"}
+        name: ((b"+", b"OK"), facts["digest"]) for name, facts in real.items()
+        if name in their_payloads}
     assert restored_digests(ours, their_payloads) == {
-        name: ((b"+", b"OK"), facts["digest"]) for name, facts in mine.items() if name != "digest"}
+        name: ((b"+", b"OK"), facts["digest"]) for name, facts in mine.items()
+        if name in our_payloads}
     assert mine.keys() == real.keys(), "the key sets differ"
     for name, facts in mine.items():
-        if name == "digest":
+        if name == "digest" or name == "keyspace" or name[0] == "scans":
+            assert facts == real[name], f"{name}: kvrepl {facts!r} != redis {real[name]!r}"
             continue
         other = real[name]
         # TTLs were set at slightly different instants on the two servers.
@@ -868,21 +925,108 @@ def assert_replica_agrees(master_port: int, replica_port: int, what: str,
         replica.close()
 
 
+
+# -- side channels: keyspace notifications and client-side caching invalidations -------------
+
+# An LFU policy whose counters are exact: every access counts one (log factor 0), none decays
+# (decay time 0), and no two keys share an object's counter (with a maxmemory, Redis no longer
+# shares the integers 0-9999 between keys). Far above what a sequence stores: nothing evicted.
+LFU = {"maxmemory": "1gb", "maxmemory-policy": "allkeys-lfu", "lfu-log-factor": "0",
+       "lfu-decay-time": "0"}
+NO_LFU = {"maxmemory": "0", "maxmemory-policy": "noeviction", "lfu-log-factor": "10",
+          "lfu-decay-time": "1"}
+# Every class Redis 7.0 has: A (g$lshzxetd), keymiss and new.
+NOTIFY_CLASSES = "KEAmn"
+SYNC_CHANNEL = "differential-sync"
+# A MONITOR line's clock and client address ("1700000000.123456 [0 127.0.0.1:5555]"): the
+# database and "lua" stay.
+MONITOR_CLOCK = re.compile(rb"^[0-9.]+ \[(\d+)(?: (?:lua|unix:\S*|[0-9.:]+))?\]")
+
+
+class SideChannels:
+    """What a master tells other clients while a sequence runs: a subscriber to every
+    keyspace and keyevent notification, a RESP3 client tracking the keys it reads (default
+    mode: it reads every key again after each invalidation) and one tracking every key
+    (BCAST). :meth:`collect` returns what each received since the last call, in order."""
+
+    def __init__(self, port: int) -> None:
+        self.subscriber = Conn(port)
+        self.subscriber.send("PSUBSCRIBE", "__keyspace@*__:*", "__keyevent@*__:*")
+        self.subscriber.send("SUBSCRIBE", SYNC_CHANNEL)
+        for _ in range(3):
+            self.subscriber.read_tree()
+        self.control = Conn(port)  # publishes the marker that ends each collection
+        self.monitor = Conn(port)
+        assert self.monitor.call_tree("MONITOR") == (b"+", b"OK")
+        self.syncs = 0
+        self.tracking = Conn(port, 3)
+        self.bcast = Conn(port, 3)
+        for conn, mode in ((self.tracking, ()), (self.bcast, ("BCAST",))):
+            assert conn.call_tree("CLIENT", "TRACKING", "on", *mode) == (b"+", b"OK")
+        self.read_keys()
+
+    def read_keys(self) -> list[Node]:
+        """The tracking client reads every key (of db 0; tracking is by name, across
+        databases) again: the invalidations it was sent before, then EXISTS's reply."""
+        self.tracking.send("EXISTS", *KEY_NAMES)
+        return pushes_before_reply(self.tracking)
+
+    def collect(self) -> tuple[list[Node], list[Node], list[Node], list[bytes]]:
+        """The notifications, the tracking client's invalidations (it reads the keys again
+        afterwards), the BCAST client's, and what MONITOR showed (without its clock and
+        client addresses), since the last call."""
+        self.syncs += 1
+        marker = str(self.syncs).encode()
+        self.control.call_tree("PUBLISH", SYNC_CHANNEL, marker)
+        events = []
+        while (message := self.subscriber.read_tree()) != (
+                b"*", [(b"$", b"message"), (b"$", SYNC_CHANNEL.encode()), (b"$", marker)]):
+            events.append(message)
+        monitored = []
+        end = b'"PUBLISH" "%s" "%s"' % (SYNC_CHANNEL.encode(), marker)
+        while not (line := self.monitor.read_tree()[1]).endswith(end):
+            if b'] "RESTORE" ' not in line:  # (DUMP+RESTORE's payload: a set's order)
+                monitored.append(MONITOR_CLOCK.sub(rb"[\1]", line))
+        invalidations = self.read_keys()
+        self.bcast.send("PING")
+        return events, invalidations, pushes_before_reply(self.bcast), monitored
+
+    def close(self) -> None:
+        for conn in (self.subscriber, self.control, self.tracking, self.bcast, self.monitor):
+            conn.close()
+
+
+def pushes_before_reply(conn: Conn) -> list[Node]:
+    """The RESP3 pushes ``conn`` reads before the reply to its last command (itself
+    dropped: the same on both servers)."""
+    pushes = []
+    while (tree := conn.read_tree())[0] == b">":
+        pushes.append(tree)
+    return pushes
+
+
 def run_sequence(ports: Servers, protocol: int, commands: list[tuple[str, ...]],
-                 pipelined: bool = False) -> None:
+                 pipelined: bool = False, lfu: bool = False) -> None:
     """``commands`` on both masters (``pipelined``: each run of them up to a DUMP+RESTORE
     sent in one write, which kvrepl's request splitter and plain lane take as a whole), the
-    replies compared one by one; then the datasets, then each master's replica."""
+    replies compared one by one; then the datasets, then each master's replica. ``lfu``:
+    both masters count accesses (see :data:`LFU`), and each key's OBJECT FREQ must agree."""
     ours, theirs = (Conn(port, protocol) for port in ports[:2])
+    for conn in (ours, theirs):
+        for name, setting in (LFU if lfu else NO_LFU).items():
+            assert conn.call_tree("CONFIG", "SET", name, setting) == (b"+", b"OK")
     # (the count of a replica's errors only grows: one before the FLUSHALL below, in an
     # example that skipped its check, must not fail this one)
     errors_before = [stream_errors(port) for port in ports[2:]]
     try:
         for conn in (ours, theirs):
             conn.call_tree("FLUSHALL")
+        sides = [SideChannels(port) for port in ports[:2]]
         queued: list[tuple[str, tuple[str, ...]]] | None = None
         pending: list[tuple[Node, Node]] = []  # the replies of a pipeline, last first
         corrupt_hll = False
+        grew_unsaid = False  # a BITFIELD ... FAIL ran since the side channels were compared
+        by_hash_order = False  # a SORT ... BY/GET ran since then
         for step, argv in enumerate(commands):
             name = argv[0]
             if name == "DUMP+RESTORE":
@@ -911,6 +1055,30 @@ def run_sequence(ports: Servers, protocol: int, commands: list[tuple[str, ...]],
                                        f"{' pipelined' if pipelined else ''}: kvrepl {mine!r} "
                                        f"!= redis {real!r}")
             corrupt_hll = corrupt_hll or has_error(real, b"INVALIDOBJ")
+            # A BITFIELD whose writes OVERFLOW FAIL all refused may still create or grow
+            # the string: Redis 7.0 counts no change (no setbit event, no signal, nothing
+            # propagated: its own replicas miss it), kvrepl counts one.
+            grew_unsaid = grew_unsaid or (name == "BITFIELD" and "FAIL" in argv)
+            # SORT looks up its BY and GET keys in the order of its source: a set's is its
+            # hash table's, so their keymiss events come in a different order.
+            by_hash_order = by_hash_order or (name in ("SORT", "SORT_RO") and (
+                "BY" in argv or "GET" in argv))
+            if not pending:  # (after each command, or each pipeline)
+                told, real_told = (side.collect() for side in sides)
+                if by_hash_order:
+                    told, real_told = ((sorted(events, key=repr), *rest)
+                                       for events, *rest in (told, real_told))
+                    by_hash_order = queued is not None  # (until its EXEC ran)
+                compared = () if grew_unsaid else (
+                    "notifications", "invalidations", "BCAST invalidations", "MONITOR")
+                grew_unsaid = grew_unsaid and queued is not None  # (until its EXEC ran)
+                for what, mine_told, real_said in zip(compared, told, real_told, strict=False):
+                    same = len(list(takewhile(lambda pair: pair[0] == pair[1],
+                                              zip(mine_told, real_said, strict=False))))
+                    assert mine_told == real_said, (
+                        f"step {step} {argv} RESP{protocol}{' pipelined' if pipelined else ''}"
+                        f" {what}, after {same} equal: kvrepl {mine_told[same:same + 4]!r} "
+                        f"!= redis {real_said[same:same + 4]!r}")
             if name == "MULTI" and real == (b"+", b"OK"):
                 queued = []
             elif name == "EXEC" or (name == "DISCARD" and len(argv) == 1):
@@ -919,6 +1087,8 @@ def run_sequence(ports: Servers, protocol: int, commands: list[tuple[str, ...]],
                 queued.append((name, argv))
         for conn in (ours, theirs):
             conn.call_tree("DISCARD")  # (an error outside MULTI)
+        for side in sides:
+            side.close()
         assert_same_dataset(ours, theirs)
         # A PFADD that finds an HLL corrupt (APPENDed to) may have changed it before it
         # fails: Redis 7.0 does so and propagates nothing, kvrepl alike, so neither's
@@ -940,9 +1110,11 @@ def run_sequence(ports: Servers, protocol: int, commands: list[tuple[str, ...]],
 @pytest.mark.redis_server
 @settings(max_examples=EXAMPLES, deadline=None, derandomize="KVREPL_DIFF_EXAMPLES" not in os.environ,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
-@given(protocol=st.sampled_from([2, 3]), commands=sequence, pipelined=st.booleans())
+@given(protocol=st.sampled_from([2, 3]), commands=sequence, pipelined=st.booleans(),
+       lfu=st.booleans())
 def test_random_sequences_agree(servers: Servers, protocol: int,
-                                commands: list[tuple[str, ...]], pipelined: bool) -> None:
+                                commands: list[tuple[str, ...]], pipelined: bool,
+                                lfu: bool) -> None:
     """One drawn sequence: the same replies, then the same dataset, on both servers, and
     each one's replica of the other kind holds its master's data."""
-    run_sequence(servers, protocol, commands, pipelined)
+    run_sequence(servers, protocol, commands, pipelined, lfu)

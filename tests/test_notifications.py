@@ -400,6 +400,16 @@ def test_streams(notified: Callable[..., Run]) -> None:
         ("DEL", "s"))
 
 
+def test_stream_lookups_before_argument_errors(notified: Callable[..., Run]) -> None:
+    """xautoclaimCommand looks its key up before it reads its arguments: a refused COUNT
+    still fires keymiss (kvrepl read the arguments first)."""
+    run = notified("KEAm")
+    run(("XAUTOCLAIM", "nokey", "g", "c", "0", "0-0", "COUNT", "0"),
+        ("XAUTOCLAIM", "nokey", "g", "c", "x", "0-0"),
+        ("XAUTOCLAIM", "nokey", "g", "c", "0", "0-0", "FOO"),
+        ("XCLAIM", "nokey", "g", "c", "x", "1-1"), ("XACK", "nokey", "g", "x"))
+
+
 # -- expiry ---------------------------------------------------------------------------------
 @pytest.fixture
 def expiry_pair(kvrepl_server: ThreadedServer, debug_redis: RedisServer

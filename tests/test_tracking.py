@@ -339,3 +339,44 @@ def test_redis_py_client_side_cache_refuses_7_0_servers(servers: Servers) -> Non
         assert (hello[b"server"], hello[b"version"]) == (b"redis", b"7.0.15")
     assert messages[0] == messages[1]
     assert "Redis 7.4 or later" in messages[0]
+
+
+def test_lmove_invalidates_its_destination_first(pairs: callable) -> None:
+    """lmoveHandlePush signals the list it pushes on, then lmoveGenericCommand the source:
+    the tracking client hears of the destination first (kvrepl sent the key specs' order)."""
+    tracker, writer = pairs(), pairs()
+    tracker.call("CLIENT", "TRACKING", "ON")
+    writer.call("RPUSH", "src", "1", "2", "3", "4")
+    for move in (("LMOVE", "src", "dst", "RIGHT", "LEFT"), ("RPOPLPUSH", "src", "dst"),
+                 ("BLMOVE", "src", "dst", "LEFT", "RIGHT", "0"), ("BRPOPLPUSH", "src", "dst", "0")):
+        tracker.call("MGET", "src", "dst")
+        writer.call(*move)
+        assert tracker.received() == b"".join(
+            b">2\r\n$10\r\ninvalidate\r\n*1\r\n$3\r\n%s\r\n" % k for k in (b"dst", b"src")), move
+
+
+def test_consumer_group_commands_signal_nothing(pairs: callable) -> None:
+    """Redis 7.0 calls signalModifiedKey for XADD, XDEL, XTRIM and the stream XGROUP CREATE
+    MKSTREAM creates only: the consumer group commands and XSETID change the stream without
+    a WATCH failing or a tracking client being told (kvrepl signalled every write); nor
+    does PFDEBUG when it turns an HLL dense."""
+    tracker, writer, watcher = pairs(), pairs(), pairs()
+    tracker.call("CLIENT", "TRACKING", "ON")
+    writer.call("XADD", "s", "1-1", "f", "v")
+    writer.call("XGROUP", "CREATE", "s", "g", "0")
+    writer.call("PFADD", "h", "a")
+    for command in (("PFDEBUG", "TODENSE", "h"), ("XGROUP", "CREATE", "s", "g2", "0"), ("XGROUP", "SETID", "s", "g", "0"),
+                    ("XGROUP", "CREATECONSUMER", "s", "g", "c2"),
+                    ("XREADGROUP", "GROUP", "g", "c", "STREAMS", "s", ">"),
+                    ("XACK", "s", "g", "1-1"), ("XCLAIM", "s", "g", "c", "0", "1-1"),
+                    ("XAUTOCLAIM", "s", "g", "c", "0", "0"),
+                    ("XGROUP", "DELCONSUMER", "s", "g", "c"), ("XSETID", "s", "9-0"),
+                    ("XGROUP", "DESTROY", "s", "g2"),
+                    ("XGROUP", "CREATE", "new", "g", "0", "MKSTREAM"), ("XADD", "s", "10-1", "f", "v")):
+        tracker.call("EXISTS", "s", "new", "h")
+        watcher.call("WATCH", "s", "new", "h")
+        writer.call(*command)
+        watcher.call("MULTI")
+        watcher.call("PING")
+        watcher.call("EXEC")  # runs, except after the MKSTREAM and XADD: the same on both
+        tracker.received()

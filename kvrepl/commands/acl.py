@@ -13,7 +13,7 @@ import time
 from kvrepl import acl as acl_rules
 from kvrepl.commands.args import parse_int
 from kvrepl.commands.core import Session, command
-from kvrepl.commands.help import help_reply
+from kvrepl.commands.help import help_reply, subcommand_syntax_error
 from kvrepl.commands.spec import ACL_CATEGORIES, lookup
 from kvrepl.errors import ReplyError
 from kvrepl.protocol.replies import OK as OK_REPLY
@@ -163,6 +163,8 @@ def acl_whoami(s: Session, argv: list[bytes]) -> object:
 @command("acl|cat")
 def acl_cat(s: Session, argv: list[bytes]) -> object:
     """ACL CAT [category]: the categories, or the commands (subcommands too) in one."""
+    if len(argv) > 3:  # aclCommand matches "cat" with 2 or 3 arguments only
+        raise subcommand_syntax_error(argv)
     if len(argv) == 2:
         return [c.encode() for c in ACL_CATEGORIES]
     members = acl_rules.acl_table().categories.get(argv[2].decode("latin-1").lower())
@@ -174,6 +176,8 @@ def acl_cat(s: Session, argv: list[bytes]) -> object:
 @command("acl|genpass")
 def acl_genpass(s: Session, argv: list[bytes]) -> object:
     """ACL GENPASS [bits]: random hex, 256 bits unless asked."""
+    if len(argv) > 3:  # aclCommand matches "genpass" with 2 or 3 arguments only
+        raise subcommand_syntax_error(argv)
     bits = parse_int(argv[2]) if len(argv) == 3 else 256
     if bits <= 0 or bits > _GENPASS_MAX_BITS:
         raise ReplyError("ERR ACL GENPASS argument must be the number of bits for the output "
@@ -185,6 +189,8 @@ def acl_genpass(s: Session, argv: list[bytes]) -> object:
 @command("acl|log")
 def acl_log(s: Session, argv: list[bytes]) -> object:
     """ACL LOG [count | RESET]: the newest entries first."""
+    if len(argv) > 3:  # aclCommand matches "log" with 2 or 3 arguments only
+        raise subcommand_syntax_error(argv)
     acl = s.engine.acl
     count = 10
     if len(argv) == 3:

@@ -967,18 +967,18 @@ class Engine:
                 found = self.find_command(argv)
                 session.last_command = "NULL" if found is None else found.name
                 if found is not None and found.is_exec:  # EXEC of the wrong arity
-                    err = self._abort_exec(session, err)
+                    err = self._abort_exec(session, argv, err)
                 elif session.multi is not None:
                     session.multi_error = True
                 return self._count_error(err, session)
         if cmd.protected and (err := protected_command_error(cmd, session, self.config)):
-            return self._reject(cmd, session, err)
+            return self._reject(cmd, session, argv, err)
         # authRequired: the default user's flags are read now, not at connection time.
         if not session.authenticated and not cmd.no_auth and self.acl.auth_required():
-            return self._reject(cmd, session, ReplyError("NOAUTH Authentication required."))
+            return self._reject(cmd, session, argv, ReplyError("NOAUTH Authentication required."))
         user = session.user
         if not user.unrestricted and user.check(cmd.spec, argv)[0]:
-            return self._reject(cmd, session, self._acl_denied(session, cmd, argv))
+            return self._reject(cmd, session, argv, self._acl_denied(session, cmd, argv))
         is_write = cmd.is_write
         allows_stale = denyoom = None
         if cmd.is_exec and session.multi:  # EXEC writes when it queued a write
@@ -998,30 +998,30 @@ class Engine:
             self.out_of_memory = self.evictor.perform() == EVICT_FAIL
             if self.out_of_memory and not session.is_master \
                     and self._denied_on_oom(cmd, session, denyoom):
-                return self._reject(cmd, session, ReplyError(OOM))
+                return self._reject(cmd, session, argv, ReplyError(OOM))
         if (self._restricted or (is_write and self._min_replicas)) \
                 and not session.is_master:
             refused = self._refused_by_state(cmd, is_write)
             if refused is not None:
-                return self._reject(cmd, session, refused)
+                return self._reject(cmd, session, argv, refused)
         if session.channels or session.patterns or session.shard_channels:
             if not session.resp3 and not cmd.allowed_subscribed:
-                return self._reject(cmd, session, ReplyError(
+                return self._reject(cmd, session, argv, ReplyError(
                     f"ERR Can't execute '{cmd.name}': only (P|S)SUBSCRIBE / "
                     "(P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context"))
         if self._restricted:
             refused = self._refused_while(cmd, session, allows_stale)
             if refused is not None:
-                return self._reject(cmd, session, refused)
+                return self._reject(cmd, session, argv, refused)
         if (session.is_replica or session.monitor) and cmd.touches_keyspace:
-            return self._reject(cmd, session, ReplyError(
+            return self._reject(cmd, session, argv, ReplyError(
                 "ERR Replica can't interact with the keyspace"))
         if self.pausing and self.pause.holds(session, cmd):
             return POSTPONED
         if session.multi is not None and not cmd.runs_in_multi:
             if cmd.no_multi:
                 return self._reject(
-                    cmd, session, ReplyError("ERR Command not allowed inside a transaction"))
+                    cmd, session, argv, ReplyError("ERR Command not allowed inside a transaction"))
             session.multi.append((cmd, argv))
             session.last_command = cmd.name  # processCommand sets lastcmd before queueing
             return QUEUED
@@ -1410,24 +1410,28 @@ class Engine:
             self.slowlog.push(argv, duration, session.addr, session.name,
                               config.slowlog_max_len)
 
-    def _reject(self, cmd: Command, session: Session, err: ReplyError) -> ReplyError:
+    def _reject(self, cmd: Command, session: Session, argv: list[bytes],
+                err: ReplyError) -> ReplyError:
         cmd.rejected_calls += 1
         session.last_command = cmd.name  # set by processCommand before its checks
         if cmd.is_exec:
-            err = self._abort_exec(session, err)
+            err = self._abort_exec(session, argv, err)
         elif session.multi is not None:
             session.multi_error = True
         return self._count_error(err, session)
 
-    @staticmethod
-    def _abort_exec(session: Session, err: ReplyError) -> ExecAbortError:
+    def _abort_exec(self, session: Session, argv: list[bytes],
+                    err: ReplyError) -> ExecAbortError:
         """rejectCommand on EXEC is execCommandAbort, in MULTI or not: the transaction (if
         any) and every watch are discarded, and the error is told inside EXECABORT's, as
         Redis formats it (its rejections of EXEC carry no ``ERR`` prefix; the others, such
-        as NOAUTH or READONLY, keep theirs)."""
+        as NOAUTH or READONLY, keep theirs). MONITOR shows the EXEC, as execCommandAbort
+        feeds it."""
         session.set_multi(None)
         session.multi_error = False
         unwatch(session)
+        if self.monitors:
+            self.feed_monitors(session, argv)
         message = err.message.removeprefix("ERR ")
         return ExecAbortError(f"EXECABORT Transaction discarded because of: {message}")
 

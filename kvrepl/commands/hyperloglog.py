@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from kvrepl.commands.core import Session, command
 from kvrepl.commands.strings import lookup_string
+from kvrepl.commands.watch import unsignalled
 from kvrepl.errors import ReplyError, WrongTypeError
 from kvrepl.notify import STRING, notify
 from kvrepl.protocol.replies import OK, Status
@@ -182,6 +183,7 @@ def pfmerge(s: Session, argv: list[bytes]) -> object:
 
 
 @command("pfdebug")
+@unsignalled
 def pfdebug(s: Session, argv: list[bytes]) -> object:
     """PFDEBUG GETREG|DECODE|ENCODING|TODENSE key"""
     sub, key = argv[1], argv[2]

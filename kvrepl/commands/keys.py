@@ -82,6 +82,7 @@ def store_result(s: Session, dst: bytes, value: Sized, cls: int, event: bytes,
     ``del``), after the reply when ``reply_first`` (sets' and sorted sets' STORE forms);
     returns the size stored."""
     if value:
+        s.db.lookup(dst)  # setKey's lookupKeyWrite: an access (LFU counter, LRU clock)
         s.db.set(dst, value)
         if reply_first:
             replied(s)
@@ -265,9 +266,10 @@ def _rename(nx: bool, s: Session, argv: list[bytes]) -> object:
     expire = db.get_expire(src)
     if db.lookup(dst) is not None and nx:
         return 0
+    access = db.access_of(src)  # the object moves, its LRU time or LFU counter with it
     db.delete(dst)
     db.delete(src)
-    db.add(dst, value)
+    db.add(dst, value, access)
     if expire is not None:
         db.set_expire(dst, expire)
     notify(s, GENERIC, b"rename_from", src)
@@ -296,7 +298,7 @@ def move(s: Session, argv: list[bytes]) -> object:
         return 0
     dst.before_write(key)
     dst.delete(key)  # a logically expired leftover on a replica
-    dst.add(key, value)
+    dst.add(key, value, src.access_of(key))  # the object moves, its access data with it
     if expire is not None:
         dst.set_expire(key, expire)
     src.delete(key)

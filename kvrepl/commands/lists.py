@@ -433,6 +433,7 @@ def _move(s: Session, src: bytes, dst: bytes, wherefrom: int, whereto: int) -> b
     else:
         target.append(value)
     notify(s, LIST, _PUSH_EVENTS[whereto], dst)
+    s.engine.watches.destination_first(s.db, src, dst)
     replied(s)
     notify(s, LIST, _POP_EVENTS[wherefrom], src)
     if not source:  # after the push: a list moved onto itself is never emptied

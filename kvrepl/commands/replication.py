@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from kvrepl.commands.args import parse_int
 from kvrepl.commands.core import Session, command
 from kvrepl.commands.info import SECTIONS, register_section
-from kvrepl.errors import NOT_INTEGER, SYNTAX, ReplyError
+from kvrepl.errors import SYNTAX, ReplyError
 from kvrepl.log import logger
-from kvrepl.protocol.replies import OK, Status
+from kvrepl.protocol.replies import OK, Raw, Status
 
 WAIT_ON_REPLICA = (
     "ERR WAIT cannot be used with replica instances. Please also note that since Redis 4.0 "
@@ -39,13 +39,6 @@ class WaitReplicas:
     offset: int
 
 
-def _int(arg: bytes) -> int:
-    text = arg.decode("ascii", "replace")
-    if not text.lstrip("-").isdigit():
-        raise ReplyError(NOT_INTEGER)
-    return int(text)
-
-
 def _replication(s: Session):  # -> MasterReplication | None
     return getattr(s.engine, "replication", None)
 
@@ -57,7 +50,7 @@ def replconf(s: Session, argv: list[bytes]) -> object:
     for i in range(1, len(argv), 2):
         option, value = argv[i].lower(), argv[i + 1]
         if option == b"listening-port":
-            s.replica_listening_port = _int(value)
+            s.replica_listening_port = parse_int(value)
         elif option == b"ip-address":
             s.replica_announced_ip = value.decode("utf-8", "replace")
         elif option == b"capa":
@@ -66,10 +59,10 @@ def replconf(s: Session, argv: list[bytes]) -> object:
             link = getattr(s, "replica_link", None)
             replication = _replication(s)
             if link is not None and replication is not None:
-                replication.ack(link, _int(value))
-            return None  # never a reply to an ACK
+                replication.ack(link, parse_int(value))
+            return Raw(b"")  # never a reply to an ACK, whoever sends it (replconfCommand)
         elif option == b"getack":
-            return None  # answered by a replica's link to its master, never here
+            return Raw(b"")  # answered by a replica's link to its master, never here
         elif option in (b"rdb-only", b"rdb-filter-only"):
             pass
         else:
@@ -103,7 +96,7 @@ def _sync(s: Session, argv: list[bytes]) -> object:
     if follower is not None and not follower.link_up:
         raise ReplyError("NOMASTERLINK Can't SYNC while not connected with my master")
     if argv[0].lower() == b"psync":
-        _int(argv[2])
+        parse_int(argv[2])
     s.is_replica = True
     s.kind = "replica"
     return StartReplication(argv)
@@ -136,7 +129,8 @@ def replicaof(s: Session, argv: list[bytes]) -> object:
         return OK
     if s.is_replica:
         raise ReplyError("ERR Command is not valid when client is a replica.")
-    port_number = _int(port)
+    # getRangeLongFromObjectOrReply(..., "Invalid master port"): one error for both cases
+    port_number = parse_int(port, "ERR Invalid master port")
     if not 0 <= port_number <= 65535:
         raise ReplyError("ERR Invalid master port")
     target = (host.decode("utf-8", "replace"), port_number)
@@ -166,8 +160,8 @@ def wait(s: Session, argv: list[bytes]) -> object:
     node = getattr(s.engine, "node", None)
     if _followed(node) is not None:  # a replica, or a cluster follower (role:slave too)
         raise ReplyError(WAIT_ON_REPLICA)
-    count = _int(argv[1])
-    timeout = _int(argv[2])
+    count = parse_int(argv[1])
+    timeout = parse_int(argv[2], "ERR timeout is not an integer or out of range")
     if timeout < 0:
         raise ReplyError("ERR timeout is negative")
     replication = _replication(s)

@@ -29,6 +29,7 @@ from operator import itemgetter
 from kvrepl.commands.args import LONG_MAX, parse_int, parse_range_int
 from kvrepl.commands.core import Block, Session, command
 from kvrepl.commands.help import help_reply, subcommand_syntax_error
+from kvrepl.commands.watch import unsignalled
 from kvrepl.errors import NO_SUCH_KEY, SYNTAX, ReplyError, WrongTypeError, wrong_arity
 from kvrepl.notify import STREAM, notify, replied
 from kvrepl.protocol.replies import NULL_ARRAY, OK, Raw
@@ -134,6 +135,8 @@ def _range_bounds(start_arg: bytes, end_arg: bytes) -> tuple[StreamID, StreamID]
         if end is None:
             raise ReplyError("ERR invalid end ID for the interval")
     return start, end
+
+
 
 
 # -- lookups ------------------------------------------------------------------------------------
@@ -555,6 +558,7 @@ def xdel(s: Session, argv: list[bytes]) -> int:
 
 
 @command("xsetid")
+@unsignalled
 def xsetid(s: Session, argv: list[bytes]) -> object:
     """XSETID key last-id [ENTRIESADDED entries-added] [MAXDELETEDID max-deleted-id]"""
     new_id = parse_strict_id(argv[2])
@@ -902,6 +906,7 @@ def xread(s: Session, argv: list[bytes]) -> object:
 
 
 @command("xreadgroup")
+@unsignalled
 def xreadgroup(s: Session, argv: list[bytes]) -> object:
     """XREADGROUP GROUP group consumer [COUNT count] [BLOCK ms] [NOACK] STREAMS key ... id ..."""
     return _xread(s, argv, True)
@@ -976,13 +981,16 @@ def xgroup_create(s: Session, argv: list[bytes]) -> object:
         group_id = (0, 0) if stream is None else stream.last_id
     else:
         group_id = parse_strict_id(argv[4])
-    if stream is None:
+    created = stream is None
+    if created:
         stream = Stream()
         s.db.add(argv[2], stream)
     name = argv[3]
     if name in stream.groups:
         raise ReplyError("BUSYGROUP Consumer Group name already exists")
     stream.groups[name] = StreamGroup(name, group_id, entries_read)
+    # (see watch.unsignalled: only the stream MKSTREAM creates is signalled)
+    s.engine.watches.changed_only(s.db, *([argv[2]] if created else []))
     s.engine.dirty += 1
     replied(s)
     notify(s, STREAM, b"xgroup-create", argv[2])
@@ -990,6 +998,7 @@ def xgroup_create(s: Session, argv: list[bytes]) -> object:
 
 
 @command("xgroup|setid")
+@unsignalled
 def xgroup_setid(s: Session, argv: list[bytes]) -> object:
     """XGROUP SETID key group id|$ [ENTRIESREAD n]"""
     stream, group, _, entries_read = _xgroup_prelude(s, argv)
@@ -1008,6 +1017,7 @@ def xgroup_setid(s: Session, argv: list[bytes]) -> object:
 
 
 @command("xgroup|destroy")
+@unsignalled
 def xgroup_destroy(s: Session, argv: list[bytes]) -> int:
     """XGROUP DESTROY key group"""
     stream, group, _, _ = _xgroup_prelude(s, argv)
@@ -1022,6 +1032,7 @@ def xgroup_destroy(s: Session, argv: list[bytes]) -> int:
 
 
 @command("xgroup|createconsumer")
+@unsignalled
 def xgroup_createconsumer(s: Session, argv: list[bytes]) -> int:
     """XGROUP CREATECONSUMER key group consumer"""
     _, group, _, _ = _xgroup_prelude(s, argv)
@@ -1032,6 +1043,7 @@ def xgroup_createconsumer(s: Session, argv: list[bytes]) -> int:
 
 
 @command("xgroup|delconsumer")
+@unsignalled
 def xgroup_delconsumer(s: Session, argv: list[bytes]) -> int:
     """XGROUP DELCONSUMER key group consumer"""
     _, group, _, _ = _xgroup_prelude(s, argv)
@@ -1055,6 +1067,7 @@ def _group_of(s: Session, key: bytes, groupname: bytes) -> tuple[Stream | None,
 
 
 @command("xack")
+@unsignalled
 def xack(s: Session, argv: list[bytes]) -> int:
     """XACK key group id [id ...]"""
     _, group = _group_of(s, argv[1], argv[2])
@@ -1124,6 +1137,7 @@ def xpending(s: Session, argv: list[bytes]) -> object:
 
 
 @command("xclaim")
+@unsignalled
 def xclaim(s: Session, argv: list[bytes]) -> object:
     """XCLAIM key group consumer min-idle-time id [id ...] [IDLE ms] [TIME unix-ms]
     [RETRYCOUNT count] [FORCE] [JUSTID] [LASTID lastid]"""
@@ -1216,9 +1230,13 @@ def xclaim(s: Session, argv: list[bytes]) -> object:
 
 
 @command("xautoclaim")
+@unsignalled
 def xautoclaim(s: Session, argv: list[bytes]) -> object:
     """XAUTOCLAIM key group consumer min-idle-time start [COUNT count] [JUSTID]"""
     key, groupname = argv[1], argv[2]
+    # looked up before the arguments are read, as xautoclaimCommand does: a miss fires
+    # keymiss, an expired key goes, even when an argument is then refused
+    found = _lookup_read(s, key)
     min_idle = max(parse_int(argv[4], "ERR Invalid min-idle-time argument for XAUTOCLAIM"), 0)
     start, start_ex = _interval_id(argv[5], 0)
     if start_ex:
@@ -1239,7 +1257,8 @@ def xautoclaim(s: Session, argv: list[bytes]) -> object:
         else:
             raise ReplyError(SYNTAX)
         j += 1
-    stream, group = _group_of(s, key, groupname)
+    stream = _stream_or_none(found)
+    group = None if stream is None else stream.groups.get(groupname)
     if group is None:
         raise _nogroup(key, groupname)
     attempts = count * 10

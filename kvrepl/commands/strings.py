@@ -217,6 +217,7 @@ def getset(s: Session, argv: list[bytes]) -> object:
     """GETSET key value: the old value; propagated as SET."""
     old = lookup_string_bytes(s, argv[1], read=True)
     replied(s)
+    s.db.lookup(argv[1])  # setKey's lookupKeyWrite: a second access, as in getsetCommand
     s.db.set(argv[1], argv[2])
     notify(s, STRING, b"set", argv[1])
     s.engine.dirty += 1
@@ -296,6 +297,7 @@ def _mset_generic(s: Session, argv: list[bytes], nx: bool) -> object:
             if db.lookup(argv[j]) is not None:
                 return 0
     for j in range(1, len(argv), 2):
+        db.lookup(argv[j])  # setKey's lookupKeyWrite: an access (LFU counter, LRU clock)
         db.set(argv[j], argv[j + 1])
         notify(s, STRING, b"set", argv[j])
     s.engine.dirty += (len(argv) - 1) // 2

@@ -20,6 +20,8 @@ wants to hear of, and each applied one invalidates there too.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import wraps
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -97,6 +99,15 @@ class WatchRegistry:
             kept = {(db.id, key) for key in keys}
             self.pending = [item for item in self.pending if item in kept]
 
+    def destination_first(self, db: Database, source: bytes, destination: bytes) -> None:
+        """The running command signals ``destination`` before ``source``, where its key specs
+        name them the other way round (LMOVE's family: lmoveHandlePush signals the list it
+        pushes on, then lmoveGenericCommand the source): client-side caching's invalidations
+        go out in that order."""
+        pending = self.pending
+        if len(pending) >= 2 and pending[-2:] == [(db.id, source), (db.id, destination)]:
+            pending[-2:] = pending[:-3:-1]
+
     def command_done(self, changed: bool) -> None:
         """End of a command: apply its held signals if it changed the dataset."""
         pending, self.pending = self.pending, []
@@ -153,3 +164,21 @@ class WatchRegistry:
                 if key in db.data and db.is_expired(key):
                     return True
         return False
+
+
+def unsignalled(handler: Callable[[Session, list[bytes]], object]
+                ) -> Callable[[Session, list[bytes]], object]:
+    """A write command that changes its key without Redis 7.0's signalModifiedKey: WATCH
+    does not see it, client-side caching is not told (the consumer group commands and
+    XSETID: only XADD, XDEL, XTRIM and XGROUP CREATE MKSTREAM's new stream signal a stream;
+    PFDEBUG's conversions). The signals the dispatcher held for its keys are dropped when
+    it ends (each command's are applied as it ends, so only its own are held)."""
+
+    @wraps(handler)
+    def run(s: Session, argv: list[bytes]) -> object:
+        try:
+            return handler(s, argv)
+        finally:
+            s.engine.watches.changed_only(s.db)
+
+    return run

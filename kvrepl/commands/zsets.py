@@ -602,6 +602,10 @@ def _pop_first(s: Session, keys: list[bytes], highest: bool, count: int, nested:
                 continue  # Redis only serves a waiter from a key that now holds a zset
             raise WrongTypeError()
         size = len(value)
+        if timeout is not None:
+            # blockingGenericZpopCommand looks the key up, then genericZpopCommand again:
+            # two accesses (LFU counter)
+            s.db.lookup(key)
         reply = _pop(s, key, value, highest, 1 if count == -1 else count, True, nested)
         name = b"ZPOPMAX" if highest else b"ZPOPMIN"
         if count == -1:

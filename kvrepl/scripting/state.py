@@ -100,6 +100,10 @@ class ScriptingState:
 
     def eval(self, caller: Session, argv: list[bytes], by_sha: bool, read_only: bool) -> object:
         """EVAL / EVALSHA / EVAL_RO / EVALSHA_RO (evalGenericCommand)."""
+        if by_sha and len(argv[1]) != 40:
+            # evalShaCommand answers a sha of the wrong length before evalGenericCommand
+            # reads numkeys
+            raise ReplyError(NOSCRIPT)
         count = argv[2]
         # a single digit, the common case: what parse_int would say, without its regex
         numkeys = count[0] - 48 if len(count) == 1 and 48 <= count[0] <= 57 \
@@ -112,10 +116,7 @@ class ScriptingState:
             # (a sha1 as clients send it, in lower case, is found without lower())
             script = self.scripts.get(argv[1])
             if script is None:
-                sha = argv[1].lower()
-                if len(sha) != 40:
-                    raise ReplyError(NOSCRIPT)
-                script = self.scripts.get(sha)
+                script = self.scripts.get(argv[1].lower())
             if caller.lua_debug is not None:
                 raise ReplyError("ERR Please use EVAL instead of EVALSHA for debugging")
             if script is None:

@@ -32,7 +32,7 @@ from kvrepl.log import logger
 from kvrepl.protocol.parser import NEED_DATA, RequestParser
 from kvrepl.protocol.replies import encode, encode_error
 from kvrepl.server import tls
-from kvrepl.server.blocking import BlockingManager
+from kvrepl.server.blocking import BlockingManager, Waiter
 from kvrepl.server.busy import Adopted, BusyAcceptor
 from kvrepl.server.cron import run_cron
 from kvrepl.server.debugging import SocketChannel
@@ -350,12 +350,33 @@ class Connection:
         if session.pending_out:
             self.drain_pushes(out)
 
-    async def wait_replicas(self, wait: WaitReplicas) -> int:
-        """WAIT: until enough replicas acknowledged the client's last write, or timeout."""
+    async def wait_replicas(self, wait: WaitReplicas) -> int | ReplyError:
+        """WAIT: until enough replicas acknowledged the client's last write, the timeout, or
+        CLIENT UNBLOCK (the acknowledgements so far, or its error). A blocked client
+        meanwhile, as Redis's BLOCKED_WAIT: INFO's blocked_clients, CLIENT LIST's flag b."""
         replication = self.server.engine.replication
-        with trio.move_on_after(wait.timeout if wait.timeout > 0 else math.inf):
-            while replication.replicas_acked(wait.offset) < wait.count:
-                await replication.acked.wait()
+        session = self.session
+        unblocked = Waiter(session, [b"wait"], session.db.id, [])  # on no key
+        session.blocked = unblocked
+        try:
+            with trio.move_on_after(wait.timeout if wait.timeout > 0 else math.inf):
+                async with trio.open_nursery() as nursery:
+
+                    async def acknowledged() -> None:
+                        while replication.replicas_acked(wait.offset) < wait.count:
+                            await replication.acked.wait()
+                        nursery.cancel_scope.cancel()
+
+                    async def unblock() -> None:
+                        await unblocked.done.wait()
+                        nursery.cancel_scope.cancel()
+
+                    nursery.start_soon(acknowledged)
+                    nursery.start_soon(unblock)
+        finally:
+            session.blocked = None
+        if type(unblocked.reply) is ReplyError:  # CLIENT UNBLOCK ... ERROR
+            return unblocked.reply
         return replication.replicas_acked(wait.offset)
 
     async def wait_shutdown_cancelled(self) -> ReplyError:

@@ -179,6 +179,11 @@ class Database:
             self.touched = set()
             self.access.update(dict.fromkeys(touched, self.keyspace.lru_clock))
 
+    def access_of(self, key: bytes) -> int | None:
+        """``key``'s access data (the object's ``lru`` field: LRU clock or LFU counter)."""
+        self.settle()
+        return self.access.get(key)
+
     def idle_seconds(self, key: bytes) -> int:
         """OBJECT IDLETIME: seconds since the last access (LRU clock resolution: 1 s)."""
         self.settle()
@@ -257,12 +262,16 @@ class Database:
         for hook in self.keyspace.before_write_hooks:
             hook(self, key)
 
-    def add(self, key: bytes, value: object) -> None:
-        """Store a new key (which must not exist) and wake clients blocked on it."""
+    def add(self, key: bytes, value: object, access: int | None = None) -> None:
+        """Store a new key (which must not exist) and wake clients blocked on it.
+        ``access``: the access data the value had under another name (see
+        :meth:`access_of`), when Redis moves the object itself (RENAME, MOVE)."""
         self.data[key] = value
         self._count(key, value)
         keyspace = self.keyspace
-        self.access[key] = lfu_new(keyspace) if keyspace.lfu else keyspace.lru_clock
+        if access is None:
+            access = lfu_new(keyspace) if keyspace.lfu else keyspace.lru_clock
+        self.access[key] = access
         if type(value) in _BLOCKABLE_TYPES and self.keyspace.blocked_keys:
             self.keyspace.signal_ready(self.id, key)
         if keyspace.on_new_key is not None:
