@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from itertools import chain
 from operator import itemgetter
 
 from kvrepl.commands.args import LONG_MAX, parse_int, parse_range_int
@@ -340,6 +339,7 @@ def xadd(s: Session, argv: list[bytes]) -> object:
     return reply
 
 
+_JOINED = b"".join
 _PAIR = itemgetter(3, 4)  # XADD key * field value: its one field and value
 _FIELDS = itemgetter(slice(3, None))  # XADD key * field value ...: its fields and values
 _SEQUENCES = [b"%d" % seq for seq in range(4096)]  # the sequence numbers a run mostly has
@@ -371,7 +371,7 @@ def xadd_run(s: Session, key: bytes, run: list[list[bytes]], same: bool = False
         ms, seq = last_ms, last_seq + 1
     else:
         return []  # an ID's carry or the last possible ID: the handler, one by one
-    totals: list[int] | None = None  # summed by append_run where it needs them
+    totals: list[int] | None = None  # each entry's length in bytes
     if same:
         fields = tuple(run[0][3:])
         items = [fields] * n
@@ -380,9 +380,9 @@ def xadd_run(s: Session, key: bytes, run: list[list[bytes]], same: bool = False
         items = list(map(_PAIR, run))
     else:
         items = list(map(tuple, map(_FIELDS, run)))
-    if totals is None and sum(map(len, chain.from_iterable(items))) > LISTPACK_MAX_SIZE:
-        totals = [sum(map(len, fields)) for fields in items]
-    if max(totals or (0,)) > LISTPACK_MAX_SIZE:  # the handler's error, after those before
+    if totals is None:  # each entry's length in bytes: one join each costs less than a len
+        totals = list(map(len, map(_JOINED, items)))
+    if max(totals) > LISTPACK_MAX_SIZE:  # the handler's error, after those before
         n = next(i for i, total in enumerate(totals) if total > LISTPACK_MAX_SIZE)
         if not n:
             return []
