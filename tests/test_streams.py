@@ -171,6 +171,24 @@ def test_xrange_xrevrange(same: Same, same3: Same) -> None:
     same("XLEN", "str")
 
 
+def test_ranges_of_every_width(same: Same, same3: Same) -> None:
+    """A range's reply is encoded column by column when its entries have one number of
+    fields (up to 63), entry by entry otherwise: both as redis-server replies, with empty,
+    long (past the kept length heads) and integer strings, in RESP2 and RESP3."""
+    long = "v" * 300
+    for key, widths in (("w1", [1] * 5), ("w3", [3] * 5), ("w31", [31] * 3),
+                        ("w33", [33] * 3), ("mixed", [1, 3, 1, 40, 2])):
+        for n, width in enumerate(widths):
+            values = [("", long, str(-n * 1000), "x" * 70000)[(n + i) % 4] for i in range(width)]
+            fields = [item for i, value in enumerate(values) for item in (f"f{i}", value)]
+            same("XADD", key, f"{n + 1}-{n}", *fields)
+        same("XRANGE", key, "-", "+")
+        same("XREVRANGE", key, "+", "-", "COUNT", "3")
+        same3("XRANGE", key, "2", "+")
+        same("XREAD", "COUNT", "4", "STREAMS", key, "0")
+        same3("XREAD", "STREAMS", key, "1")
+
+
 def test_xdel_and_stream_metadata(same: Same, same3: Same) -> None:
     _fill(same)
     same("XDEL", "s", "1-1", "5-1", "5-1", "99-1")

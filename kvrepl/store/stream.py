@@ -289,6 +289,7 @@ class StreamNode:
 
 
 _MS = itemgetter(0)  # an ID's milliseconds
+_JOINED = b"".join
 _BYTEORDER = sys.byteorder  # an array('Q')'s items: C unsigned long longs
 _WORD = array("Q").itemsize
 _SMALL_SEQS = 4096  # the sequence numbers a run mostly has, as array('Q') bytes:
@@ -680,6 +681,8 @@ class Stream:
         n = len(items)
         if not n:
             return
+        if totals is None:  # each entry's length: one join each is cheaper than a len each
+            totals = list(map(len, map(_JOINED, items)))
         new = list(zip(repeat(ms, n), range(seq, seq + n), strict=False))
         entries = self._fresh
         if not (entries or self._aging or self._entries):
@@ -689,7 +692,7 @@ class Stream:
         tail = self._tail  # set: this stream grew through here, its indexes agree
         i = 0
         while i < n:
-            total = totals[i] if totals is not None else sum(map(len, items[i]))
+            total = totals[i]
             if tail is None or (max_entries and tail.count + tail.deleted >= max_entries) or \
                     not tail.bound + total < limit:
                 if tail is None:
@@ -710,13 +713,9 @@ class Stream:
             # length < limit) then needs the fields' length beside the bound.
             lengths = list(map(len, chunk))
             longest = max(lengths)
-            if totals is not None:
-                sizes = totals if whole else totals[i:j]
-                stored = sum(sizes)
-                strings = None if max(sizes) >= 64 else ()  # () when all are short
-            else:
-                strings = list(map(len, chain.from_iterable(chunk)))
-                stored = sum(strings)
+            sizes = totals if whole else totals[i:j]
+            stored = sum(sizes)
+            short = max(sizes) < 64  # then so is each string
             count = sum(lengths)
             master_ms, master_seq = tail.master_id
             low = seq + i - master_seq
@@ -734,8 +733,7 @@ class Stream:
                     unstored = sum(map(len, fields))
                     grow = stored - unstored * (j - i) + count + per_entry
                     fits = bound + grow + unstored < limit
-            if fits and max(strings if strings is not None else map(
-                    len, chain.from_iterable(chunk)), default=0) < 64:
+            if fits and (short or max(map(len, chain.from_iterable(chunk))) < 64):
                 bound += grow  # each entry's test holds
             else:  # near the byte limit: the node sized exactly, then its new entries
                 self.settle(tail)
@@ -743,8 +741,6 @@ class Stream:
                 exact = tail.entries_size(new[i:j], chunk) + sum(
                     growth for threshold, growth in _COUNT_GROWTH.items()
                     if count <= threshold < count + j - i)
-                sizes = totals[i:j] if totals is not None else list(map(sum, map(
-                    map, repeat(len), chunk)))  # each entry's length
                 if size + exact + max(sizes) < limit:  # each entry's test holds: all of them
                     size += exact
                     count += j - i
