@@ -18,7 +18,7 @@ import tempfile
 import threading
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -162,6 +162,24 @@ class RedisServer:
             self.process.kill()
         shutil.rmtree(self.dir, ignore_errors=True)
 
+
+@contextlib.contextmanager
+def kvrepl_and_redis(config: Config, *redis_args: str) -> Iterator[tuple[ThreadedServer,
+                                                                         RedisServer]]:
+    """A kvrepl server of ``config`` and a redis-server started with ``redis_args``, side by
+    side for a comparison; both stopped at the end (the kvrepl one too if redis-server does
+    not start)."""
+    ours = ThreadedServer(config).start()
+    try:
+        real = RedisServer(*redis_args)
+    except BaseException:
+        ours.stop()
+        raise
+    try:
+        yield ours, real
+    finally:
+        ours.stop()
+        real.stop()
 
 
 class RedisClusterNodes:

@@ -21,6 +21,7 @@ from support import (
     RawClient,
     RedisServer,
     ThreadedServer,
+    kvrepl_and_redis,
     pack,
     plain,
     poll,
@@ -36,13 +37,8 @@ PASSWORD_HASH = "5e884898da28047151d0e56f8dc6292773603d0d6aabbdd62a11ef721d1542d
 
 @pytest.fixture(scope="module")
 def servers() -> Iterator[tuple[ThreadedServer, RedisServer]]:
-    ours = ThreadedServer(Config(save=())).start()
-    theirs = RedisServer()
-    try:
-        yield ours, theirs
-    finally:
-        ours.stop()
-        theirs.stop()
+    with kvrepl_and_redis(Config(save=())) as pair:
+        yield pair
 
 
 @pytest.fixture

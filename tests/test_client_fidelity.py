@@ -14,11 +14,10 @@ import pytest
 import redis
 from support import (
     RawClient,
-    RedisServer,
     SmallWindowClient,
-    ThreadedServer,
     client_fields,
     info_field,
+    kvrepl_and_redis,
     poll,
     stuck_size,
 )
@@ -36,11 +35,9 @@ IDLE_TOT_MEM = 20480 + 768 + 16384
 
 @pytest.fixture(scope="module")
 def both() -> Iterator[list[int]]:
-    ours = ThreadedServer(Config(save=(), enable_debug_command="yes")).start()
-    real = RedisServer("--enable-debug-command", "yes")
-    yield [ours.port, real.port]
-    ours.stop()
-    real.stop()
+    with kvrepl_and_redis(Config(save=(), enable_debug_command="yes"),
+                          "--enable-debug-command", "yes") as (ours, real):
+        yield [ours.port, real.port]
 
 
 @pytest.fixture

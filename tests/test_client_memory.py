@@ -18,6 +18,7 @@ from support import (
     ThreadedServer,
     client_fields,
     info_field,
+    kvrepl_and_redis,
     line_fields,
     poll,
 )
@@ -29,11 +30,9 @@ HALF = 500_000
 
 @pytest.fixture(scope="module")
 def both() -> Iterator[tuple[ThreadedServer, RedisServer]]:
-    ours = ThreadedServer(Config(save=(), repl_diskless_sync_delay=0)).start()
-    real = RedisServer("--repl-diskless-sync-delay", "0")
-    yield ours, real
-    ours.stop()
-    real.stop()
+    with kvrepl_and_redis(Config(save=(), repl_diskless_sync_delay=0),
+                          "--repl-diskless-sync-delay", "0") as pair:
+        yield pair
 
 
 @pytest.fixture

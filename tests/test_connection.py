@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 import redis
-from support import RawClient, RedisServer, ThreadedServer
+from support import RawClient, RedisServer, ThreadedServer, kvrepl_and_redis
 
 from kvrepl.commands.core import Engine
 from kvrepl.config import Config
@@ -117,12 +117,10 @@ def test_auth_without_password(wires: Callable[[], tuple[RawClient, RawClient]])
 
 @pytest.fixture(scope="module")
 def locked_servers() -> Iterator[tuple[ThreadedServer, RedisServer]]:
-    ours = ThreadedServer(Config(save=(), requirepass="s3cret")).start()
-    theirs = RedisServer()
-    theirs.client().config_set("requirepass", "s3cret")
-    yield ours, theirs
-    ours.stop()
-    theirs.stop()
+    with kvrepl_and_redis(Config(save=(), requirepass="s3cret")) as pair:
+        # Set once started: the start's probe does not authenticate.
+        pair[1].client().config_set("requirepass", "s3cret")
+        yield pair
 
 
 def test_requirepass(locked_servers: tuple[ThreadedServer, RedisServer]) -> None:

@@ -15,6 +15,7 @@ from support import (
     RedisServer,
     ThreadedServer,
     client_fields,
+    kvrepl_and_redis,
     line_fields,
     pack,
     poll,
@@ -28,11 +29,9 @@ from kvrepl.protocol.replies import encode
 
 @pytest.fixture(scope="module")
 def both() -> Iterator[tuple[ThreadedServer, RedisServer]]:
-    ours = ThreadedServer(Config(save=(), enable_debug_command="yes")).start()
-    real = RedisServer("--enable-debug-command", "yes")
-    yield ours, real
-    ours.stop()
-    real.stop()
+    with kvrepl_and_redis(Config(save=(), enable_debug_command="yes"),
+                          "--enable-debug-command", "yes") as pair:
+        yield pair
 
 
 @pytest.fixture
