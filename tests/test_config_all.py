@@ -15,7 +15,7 @@ import socket
 import ssl
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -27,6 +27,7 @@ from support import (
     RedisServer,
     ThreadedServer,
     free_port,
+    kvrepl_and_redis,
     poll,
     redis_replica_of,
 )
@@ -790,35 +791,36 @@ def test_aof_disable_auto_gc_keeps_history_as_redis(tmp_path):
         real.stop()
 
 
+def _unevictable_admins() -> Iterator[tuple[ThreadedServer | RedisServer, redis.Redis]]:
+    """redis-server, then kvrepl, each with an admin client that CLIENT NO-EVICT spares
+    (closed after its turn); both servers stopped at the end."""
+    with kvrepl_and_redis(Config(save=())) as (ours, real):
+        for server in (real, ours):
+            with server.client() as admin:
+                admin.client_no_evict("on")
+                yield server, admin
+
+
 def test_maxmemory_clients_evicts_the_biggest_client_as_redis():
     """Past maxmemory-clients a client with a big request on its way is disconnected (a
     CLIENT NO-EVICT one is spared), on both servers; INFO counts it."""
-    real = RedisServer()
-    ours = ThreadedServer(Config(save=())).start()
-    try:
-        for server in (real, ours):
-            admin = server.client()
-            admin.client_no_evict("on")
-            admin.config_set("maxmemory-clients", "1mb")
-            with socket.create_connection(("127.0.0.1", server.port), timeout=20) as sock:
-                sock.sendall(b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$5000000\r\n")
-                sent = 0
-                try:
-                    while sent < 4_000_000:
-                        sock.sendall(b"x" * 65536)
-                        sent += 65536
-                    assert sock.recv(100) == b""  # closed without a reply
-                except (BrokenPipeError, ConnectionResetError):
-                    pass
-            poll(lambda a=admin: a.info("stats")["evicted_clients"] == 1, "one eviction")
-            assert admin.ping()
-            assert admin.config_get("maxmemory-clients") == {"maxmemory-clients": "1048576"}
-            admin.config_set("maxmemory-clients", "10%")
-            assert admin.config_get("maxmemory-clients") == {"maxmemory-clients": "10%"}
-            admin.close()
-    finally:
-        ours.stop()
-        real.stop()
+    for server, admin in _unevictable_admins():
+        admin.config_set("maxmemory-clients", "1mb")
+        with socket.create_connection(("127.0.0.1", server.port), timeout=20) as sock:
+            sock.sendall(b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$5000000\r\n")
+            sent = 0
+            try:
+                while sent < 4_000_000:
+                    sock.sendall(b"x" * 65536)
+                    sent += 65536
+                assert sock.recv(100) == b""  # closed without a reply
+            except (BrokenPipeError, ConnectionResetError):
+                pass
+        poll(lambda a=admin: a.info("stats")["evicted_clients"] == 1, "one eviction")
+        assert admin.ping()
+        assert admin.config_get("maxmemory-clients") == {"maxmemory-clients": "1048576"}
+        admin.config_set("maxmemory-clients", "10%")
+        assert admin.config_get("maxmemory-clients") == {"maxmemory-clients": "10%"}
 
 
 def _evicted_clients(client: redis.Redis) -> int:
@@ -829,60 +831,42 @@ def test_maxmemory_clients_evicts_before_a_command_runs_as_redis():
     """A pipeline whose replies (not read) grow the client past maxmemory-clients: the
     client is evicted before one of its later commands runs (processCommand's
     evictClients), so the pipeline's last command (a SET) never runs, on both servers."""
-    real = RedisServer()
-    ours = ThreadedServer(Config(save=())).start()
-    try:
-        for server in (real, ours):
-            admin = server.client()
-            admin.client_no_evict("on")
-            admin.set("big", b"x" * 100_000)
-            admin.config_set("maxmemory-clients", "1mb")
-            pipeline = b"*2\r\n$3\r\nGET\r\n$3\r\nbig\r\n" * 30
-            pipeline += b"*3\r\n$3\r\nSET\r\n$4\r\nlast\r\n$3\r\nran\r\n"
-            with socket.create_connection(("127.0.0.1", server.port), timeout=20) as sock:
-                sock.sendall(pipeline)
-                poll(lambda a=admin: _evicted_clients(a) == 1, "the client is evicted")
-            assert admin.get("last") is None
-            assert [c["id"] for c in admin.client_list()] == [str(admin.client_id())]
-            admin.close()
-    finally:
-        ours.stop()
-        real.stop()
+    for server, admin in _unevictable_admins():
+        admin.set("big", b"x" * 100_000)
+        admin.config_set("maxmemory-clients", "1mb")
+        pipeline = b"*2\r\n$3\r\nGET\r\n$3\r\nbig\r\n" * 30
+        pipeline += b"*3\r\n$3\r\nSET\r\n$4\r\nlast\r\n$3\r\nran\r\n"
+        with socket.create_connection(("127.0.0.1", server.port), timeout=20) as sock:
+            sock.sendall(pipeline)
+            poll(lambda a=admin: _evicted_clients(a) == 1, "the client is evicted")
+        assert admin.get("last") is None
+        assert [c["id"] for c in admin.client_list()] == [str(admin.client_id())]
 
 
 def test_maxmemory_clients_evicts_a_subscriber_that_does_not_read_as_redis():
     """Messages published to a subscriber that does not read grow its output past
     maxmemory-clients: it is evicted as soon as the publishing that grew it is over (the
     next PUBLISH finds no subscriber), the publisher is not, on both servers."""
-    real = RedisServer()
-    ours = ThreadedServer(Config(save=())).start()
     counts = []
-    try:
-        for server in (real, ours):
-            admin = server.client()
-            admin.client_no_evict("on")
-            admin.config_set("maxmemory-clients", "1mb")
-            with socket.create_connection(("127.0.0.1", server.port), timeout=20) as sock:
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-                sock.sendall(b"*2\r\n$9\r\nSUBSCRIBE\r\n$2\r\nch\r\n")
-                assert sock.recv(100).startswith(b"*3\r\n$9\r\nsubscribe")
-                publisher = server.client()
-                message = b"m" * 100_000
-                delivered = 0
-                while delivered < 100 and publisher.publish("ch", message) == 1:
-                    delivered += 1
-                # Gone while the publisher went on (its output measured as it grew, not
-                # only at the cron's look): a later PUBLISH found no subscriber.
-                assert delivered < 100
-                assert _evicted_clients(admin) == 1
-                counts.append(delivered)
-                assert publisher.publish("ch", message) == 0
-                assert publisher.ping()
-                publisher.close()
-            admin.close()
-    finally:
-        ours.stop()
-        real.stop()
+    for server, admin in _unevictable_admins():
+        admin.config_set("maxmemory-clients", "1mb")
+        with socket.create_connection(("127.0.0.1", server.port), timeout=20) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            sock.sendall(b"*2\r\n$9\r\nSUBSCRIBE\r\n$2\r\nch\r\n")
+            assert sock.recv(100).startswith(b"*3\r\n$9\r\nsubscribe")
+            publisher = server.client()
+            message = b"m" * 100_000
+            delivered = 0
+            while delivered < 100 and publisher.publish("ch", message) == 1:
+                delivered += 1
+            # Gone while the publisher went on (its output measured as it grew, not
+            # only at the cron's look): a later PUBLISH found no subscriber.
+            assert delivered < 100
+            assert _evicted_clients(admin) == 1
+            counts.append(delivered)
+            assert publisher.publish("ch", message) == 0
+            assert publisher.ping()
+            publisher.close()
     # Both went past the 10 messages of the limit itself: what the kernel took of the
     # output (megabytes on both: kvrepl's client sockets do not keep trio's
     # TCP_NOTSENT_LOWAT) is not the client's memory. Measured: 47 on redis-server, 48 on
