@@ -186,3 +186,60 @@ async def test_a_promoted_replica_missing_from_the_shards_members_takes_its_link
         assert follower.links == [link] and not follower.retiring
         assert (link.host, link.port, link.shard.primary) == ("127.0.0.1", 2, "new")
         nursery.cancel_scope.cancel()
+
+
+def _layout_shard(name: str, port: int, slots: tuple[tuple[int, int], ...],
+                  members: set[str]) -> Shard:
+    return Shard(primary=name, host="127.0.0.1", port=port, slots=slots,
+                 members=frozenset(members), addresses=())
+
+
+ALL = ((0, SLOTS - 1),)
+
+
+async def test_a_replica_shown_a_primary_before_its_slots_gets_no_link_of_its_own() -> None:
+    """A layout read mid-failover (a CI failure's): the old primary still serves the
+    shard's slots and its replica is already listed as a primary serving none. The replica
+    gets no link (one would sync in full and, once the slots were shown its, keep them
+    while the shard's link and our history were retired); the next layout, in which it
+    serves them, retargets the shard's link to it."""
+    node = Node()
+    follower = ClusterFollower(node.engine, Cluster([("127.0.0.1", 1)]), trio.open_tcp_stream)
+    link = ShardLink(follower, _layout_shard("old", 1, ALL, {"old", "new"}))
+    follower.links = [link]
+    follower.ownership.set_owners(follower.links)
+    async with trio.open_nursery() as nursery:
+        follower._nursery = nursery
+        follower.apply([_layout_shard("old", 1, ALL, {"old"}),
+                        _layout_shard("new", 2, (), {"new"})])
+        assert follower.links == [link] and (link.host, link.port) == ("127.0.0.1", 1)
+        follower.apply([_layout_shard("new", 2, ALL, {"new"}),
+                        _layout_shard("old", 1, (), {"old"})])
+        assert follower.links == [link] and not follower.retiring
+        assert (link.host, link.port, link.shard.primary) == ("127.0.0.1", 2, "new")
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_primary_followed_while_it_served_nothing_yields_to_the_shard_link() -> None:
+    """The same view when the follower did not know the node as the shard's replica: the
+    slotless primary gets a link of its own; once it serves the slots of a link whose
+    primary serves none, that link (our history) follows it, and the slotless one retires,
+    so there is one link on the node, not the newer one holding the shard's slots."""
+    node = Node()
+    follower = ClusterFollower(node.engine, Cluster([("127.0.0.1", 1)]), trio.open_tcp_stream)
+    link = ShardLink(follower, _layout_shard("old", 1, ALL, {"old"}))
+    follower.links = [link]
+    follower.ownership.set_owners(follower.links)
+    async with trio.open_nursery() as nursery:
+        follower._nursery = nursery
+        follower.apply([_layout_shard("old", 1, ALL, {"old"}),
+                        _layout_shard("new", 2, (), {"new"})])
+        assert len(follower.links) == 2 and follower.links[0] is link
+        slotless = follower.links[1]
+        assert (slotless.port, slotless.shard.slots) == (2, ())
+        follower.apply([_layout_shard("new", 2, ALL, {"new"}),
+                        _layout_shard("old", 1, (), {"old"})])
+        assert follower.links == [link]
+        assert (link.host, link.port, link.shard.primary) == ("127.0.0.1", 2, "new")
+        assert slotless not in follower.links and slotless.retiring
+        nursery.cancel_scope.cancel()

@@ -770,14 +770,30 @@ class ClusterFollower:
         free = list(self.links)
         demoted = set()  # former primaries of shards whose replica took over
         serving = {shard.primary for shard in shards if shard.slots}
+        # Nodes we know as the replica of a shard we follow.
+        replicas = {member: link for link in self.links for member in link.shard.members
+                    if member != link.shard.primary}
         for shard in sorted(shards, key=lambda x: not x.slots):  # shards with slots first
             if not shard.slots and shard.primary in demoted:
                 continue  # a primary that failed over, not yet shown as the replica it is
+            if not shard.slots and shard.primary in replicas \
+                    and replicas[shard.primary].shard.primary in serving:
+                # One node's view in the middle of a failover: the replica shown a primary
+                # before its claim to the slots is. Its shard's link takes it over once a
+                # layout shows it serving them (a link of its own would sync in full, and
+                # then keep the slots, our history retired with the old link).
+                continue
             # The same primary; or the shard's replica promoted (it was among the members);
             # or its slots, once its old primary serves none (a failover seen only after
             # the old primary was forgotten, or by a node whose view of the shard's
             # replicas was behind when we last read it).
             link = next((x for x in free if x.shard.primary == shard.primary), None)
+            if link is not None and not link.shard.slots and shard.slots:
+                # A primary followed while it served nothing, now serving slots: if they
+                # were another link's, that link (and its history) follows it instead.
+                link = next((x for x in free if x is not link and x.shard.slots
+                             and (x.shard.failed or x.shard.primary not in serving)
+                             and _overlap(x.shard, shard)), link)
             if link is None and not shard.failed:
                 link = next((x for x in free if shard.primary in x.shard.members
                              or x.shard.primary in shard.members), None) or next(
