@@ -200,9 +200,9 @@ ALL = ((0, SLOTS - 1),)
 async def test_a_replica_shown_a_primary_before_its_slots_gets_no_link_of_its_own() -> None:
     """A layout read mid-failover (a CI failure's): the old primary still serves the
     shard's slots and its replica is already listed as a primary serving none. The replica
-    gets no link (one would sync in full and, once the slots were shown its, keep them
-    while the shard's link and our history were retired); the next layout, in which it
-    serves them, retargets the shard's link to it."""
+    gets no link while the view lasts (one would sync in full and, once the slots were shown
+    its, keep them while the shard's link and our history were retired); the layout in
+    which it serves them retargets the shard's link to it."""
     node = Node()
     follower = ClusterFollower(node.engine, Cluster([("127.0.0.1", 1)]), trio.open_tcp_stream)
     link = ShardLink(follower, _layout_shard("old", 1, ALL, {"old", "new"}))
@@ -210,9 +210,10 @@ async def test_a_replica_shown_a_primary_before_its_slots_gets_no_link_of_its_ow
     follower.ownership.set_owners(follower.links)
     async with trio.open_nursery() as nursery:
         follower._nursery = nursery
-        follower.apply([_layout_shard("old", 1, ALL, {"old"}),
-                        _layout_shard("new", 2, (), {"new"})])
-        assert follower.links == [link] and (link.host, link.port) == ("127.0.0.1", 1)
+        for _ in range(2):  # the view may last a few layout reads
+            follower.apply([_layout_shard("old", 1, ALL, {"old"}),
+                            _layout_shard("new", 2, (), {"new"})])
+            assert follower.links == [link] and (link.host, link.port) == ("127.0.0.1", 1)
         follower.apply([_layout_shard("new", 2, ALL, {"new"}),
                         _layout_shard("old", 1, (), {"old"})])
         assert follower.links == [link] and not follower.retiring

@@ -27,8 +27,9 @@ Within one shard the stream is applied in order; across shards Redis orders noth
 from __future__ import annotations
 
 from binascii import crc_hqx
+from collections import defaultdict
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import hiredis
 import trio
@@ -773,6 +774,7 @@ class ClusterFollower:
         # Nodes we know as the replica of a shard we follow.
         replicas = {member: link for link in self.links for member in link.shard.members
                     if member != link.shard.primary}
+        promoting: dict[ShardLink, set[str]] = defaultdict(set)
         for shard in sorted(shards, key=lambda x: not x.slots):  # shards with slots first
             if not shard.slots and shard.primary in demoted:
                 continue  # a primary that failed over, not yet shown as the replica it is
@@ -781,7 +783,9 @@ class ClusterFollower:
                 # One node's view in the middle of a failover: the replica shown a primary
                 # before its claim to the slots is. Its shard's link takes it over once a
                 # layout shows it serving them (a link of its own would sync in full, and
-                # then keep the slots, our history retired with the old link).
+                # then keep the slots, our history retired with the old link); it stays
+                # among that link's members while the view lasts.
+                promoting[replicas[shard.primary]].add(shard.primary)
                 continue
             # The same primary; or the shard's replica promoted (it was among the members);
             # or its slots, once its old primary serves none (a failover seen only after
@@ -828,6 +832,9 @@ class ClusterFollower:
                             link.shard.primary)
                 free.remove(link)
                 kept.append(link)
+        for link, nodes in promoting.items():
+            if link in kept:
+                link.shard = replace(link.shard, members=link.shard.members | nodes)
         self.links = kept
         self.ownership.set_owners(kept)
         for link in free:
