@@ -870,9 +870,10 @@ def test_maxmemory_clients_evicts_a_subscriber_that_does_not_read_as_redis():
     # Both went past the 10 messages of the limit itself: what the kernel took of the
     # output (megabytes on both: kvrepl's client sockets do not keep trio's
     # TCP_NOTSENT_LOWAT) is not the client's memory. Measured: 47 on redis-server, 48 on
-    # kvrepl (10 with trio's 16 KiB).
+    # kvrepl (10 with trio's 16 KiB). The counts move with how far the kernel got when each
+    # PUBLISH arrived (a loaded host moved the TLS twin of this test by ten), so a quarter.
     theirs, mine = counts
-    assert theirs > 20 and abs(mine - theirs) <= max(2, theirs // 10), counts
+    assert theirs > 20 and abs(mine - theirs) <= theirs // 4, counts
 
 
 def test_daemonize_forks_into_the_background(tmp_path):

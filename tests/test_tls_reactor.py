@@ -345,8 +345,11 @@ def test_a_tls_subscriber_that_does_not_read_is_evicted_as_in_redis(
     redis-server (trio's TCP_NOTSENT_LOWAT is reset on the sockets kvrepl accepts): the
     subscriber goes after messages of the same order on both, well past the 10 of the
     limit itself (what kvrepl gave with trio's 16 KiB). Measured: 37 on kvrepl, 28-30 on
-    redis-server, which hands the kernel 16 KB TLS records one write each where kvrepl
-    writes all the ciphertext it holds at once (not measured further)."""
+    redis-server on a quiet host (27 on a loaded one), which hands the kernel 16 KB TLS
+    records one write each where kvrepl writes all the ciphertext it holds at once (not
+    measured further). The counts move with how far the kernel got when each PUBLISH
+    arrived, so the test asserts the order, not a margin a loaded host can miss (a
+    tolerance of a third failed a fresh-clone run at 37 against 27)."""
     ours = _messages_before_eviction(server.port, server.config.tls_port, certs)
     theirs = _messages_before_eviction(redis_tls[0].port, redis_tls[1], certs)
-    assert theirs > 20 and abs(ours - theirs) <= theirs // 3, (ours, theirs)
+    assert theirs > 20 and ours > 20 and theirs / 2 <= ours <= 2 * theirs, (ours, theirs)
