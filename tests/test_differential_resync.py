@@ -181,6 +181,11 @@ def await_partial_resyncs(ports: Servers, expected: list[tuple[int, int]]) -> No
             assert info_field(master, "stats", b"sync_full") == full, pair.what
         finally:
             master.close()
+    links_up(ports)
+
+
+def links_up(ports: Servers) -> None:
+    """Every replica says its link is up."""
     for port in (ports.real_of_ours, ports.ours_of_real, ports.real_of_real):
         replica = Conn(port)
         try:
@@ -196,6 +201,7 @@ def run_with_cut(ports: Servers, protocol: int, steps: list[tuple[str, ...]],
     """``steps`` on both masters, replies compared; ``@BLOCK`` sends a blocking command on
     a connection of its own, ``@CUT`` cuts both links. Then the resyncs, the blocked
     clients' replies and each replica's data."""
+    links_up(ports)  # (an example that failed may have left a link coming back)
     ours, theirs = masters = [Conn(port, protocol) for port in (ports.ours, ports.real)]
     errors_before = [stream_errors(pair.replica) for pair in pairs(ports)]
     waiters: list[tuple[tuple[str, ...], list[Conn], list[int]]] = []

@@ -748,14 +748,27 @@ def _history(s: Session, stream: Stream, start: StreamID, count: int, group: Str
     return out
 
 
-def _created_consumer(key: bytes, args: _ReadArgs, props: list[list[bytes]],
-                      claims_before: int) -> None:
+def _read_consumer(s: Session, group: StreamGroup, key: bytes, args: _ReadArgs,
+                   props: list[list[bytes]]) -> tuple[StreamConsumer, int | None]:
+    """XREADGROUP's consumer, created when the group lacks it (a NOACK read propagates that
+    at once, ahead of its SETID, as Redis 7.0 does); with how many rewrites ``props`` held
+    then (None when the consumer existed), for :func:`_propagate_created`."""
+    consumer = _lookup_consumer(s, group, args.consumer)
+    if consumer is not None:
+        return consumer, None
+    consumer = _create_consumer(s, group, args.consumer, key)
+    if args.noack:
+        props.append([b"XGROUP", b"CREATECONSUMER", key, args.group, args.consumer])
+    return consumer, len(props)
+
+
+def _propagate_created(key: bytes, args: _ReadArgs, props: list[list[bytes]],
+                       created_at: int | None) -> None:
     """An XREADGROUP that created its consumer and propagated no XCLAIM for this key (a
     history read, a blocked read woken by an XADD that trimmed its own entry) propagates
     ``XGROUP CREATECONSUMER``: Redis 7.0 propagates nothing then and its replicas lack the
-    consumer (fixed upstream by redis/redis#14963, which propagates it the same way). A
-    NOACK read propagated it already, ahead of its SETID, as Redis 7.0 does."""
-    if not args.noack and len(props) == claims_before:
+    consumer (fixed upstream by redis/redis#14963, which propagates it the same way)."""
+    if created_at is not None and not args.noack and len(props) == created_at:
         props.append([b"XGROUP", b"CREATECONSUMER", key, args.group, args.consumer])
 
 
@@ -884,21 +897,14 @@ def _xread(s: Session, argv: list[bytes], xreadgroup: bool) -> object:
         if group is None:
             served.append((key, _range(stream, start, MAX_ID, args.count)))
             continue
-        consumer = _lookup_consumer(s, group, args.consumer)
-        created = consumer is None
-        if consumer is None:
-            consumer = _create_consumer(s, group, args.consumer, key)
-            if args.noack:
-                props.append([b"XGROUP", b"CREATECONSUMER", key, args.group, args.consumer])
-        claims_before = len(props)
+        consumer, created_at = _read_consumer(s, group, key, args, props)
         if history:
             items = _history(s, stream, start, args.count, group, consumer, key, args.group,
                              props)
         else:
             items = _deliver(s, stream, start, args.count, group, consumer, args.noack, key,
                              args.group, props)
-        if created:
-            _created_consumer(key, args, props, claims_before)
+        _propagate_created(key, args, props, created_at)
         served.append((key, items))
         s.engine.dirty += 1
     if xreadgroup:
@@ -946,17 +952,10 @@ def _serve_blocked(s: Session, argv: list[bytes], args: _ReadArgs) -> object:
         items = _range(stream, start, MAX_ID, count)
     else:
         props: list[list[bytes]] = []
-        consumer = _lookup_consumer(s, group, args.consumer)
-        created = consumer is None
-        if consumer is None:
-            consumer = _create_consumer(s, group, args.consumer, key)
-            if args.noack:
-                props.append([b"XGROUP", b"CREATECONSUMER", key, args.group, args.consumer])
-        claims_before = len(props)
+        consumer, created_at = _read_consumer(s, group, key, args, props)
         items = _deliver(s, stream, start, count, group, consumer, args.noack, key,
                          args.group, props)
-        if created:
-            _created_consumer(key, args, props, claims_before)
+        _propagate_created(key, args, props, created_at)
         s.engine.dirty += 1
         s.engine.rewrite(*props)
     return _read_reply(s, [(key, items)])
