@@ -617,8 +617,10 @@ MORE_COMMANDS = [
     cx(st.sampled_from(["HSCAN", "SSCAN", "ZSCAN"]), key, "0", "COUNT", "100",
        tail=opts(("MATCH", st.sampled_from(["*", "m*", "1"])), ("NOVALUES",), max_size=1)),
     # (not a cursor no call returned, "-1" included: Redis documents the result as undefined,
-    # and its own depends on where the keys lie in its table)
-    c("SCAN", st.sampled_from(["abc", "1x", "18446744073709551616"])),
+    # and its own depends on where the keys lie in its table; nor one past 2**64-1: the ERANGE
+    # Redis's strtoul leaves in errno makes a later numeric SORT fail, see
+    # test_differential_resync.test_sort_reads_no_stale_errno)
+    c("SCAN", st.sampled_from(["abc", "1x", "-5"])),
     c("HSCAN", key, "0", "COUNT", "0"),
     c("SSCAN", key, "0", "MATCH"),
     # scripts: their writes propagate as effects
