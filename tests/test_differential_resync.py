@@ -198,10 +198,10 @@ def links_up(ports: Servers) -> None:
 
 
 def run_with_cut(ports: Servers, protocol: int, steps: list[tuple[str, ...]],
-                 how: tuple[str, str]) -> None:
+                 how: tuple[str, str], must_block: bool = False) -> None:
     """``steps`` on both masters, replies compared; ``@BLOCK`` sends a blocking command on
-    a connection of its own, ``@CUT`` cuts both links. Then the resyncs, the blocked
-    clients' replies and each replica's data."""
+    a connection of its own (``must_block``: it must block), ``@CUT`` cuts both links.
+    Then the resyncs, the blocked clients' replies and each replica's data."""
     links_up(ports)  # (an example that failed may have left a link coming back)
     ours, theirs = masters = [Conn(port, protocol) for port in (ports.ours, ports.real)]
     errors_before = [stream_errors(pair.replica) for pair in pairs(ports)]
@@ -218,8 +218,9 @@ def run_with_cut(ports: Servers, protocol: int, steps: list[tuple[str, ...]],
                 expected = cut(ports, how)
                 continue
             if name == "@BLOCK":
-                waiters.append((argv[1:], *block([ports.ours, ports.real], argv[1:],
-                                                 protocol)))
+                conns, ids = block([ports.ours, ports.real], argv[1:], protocol)
+                assert not (must_block and replied(conns[0])), argv
+                waiters.append((argv[1:], conns, ids))
                 continue
             if name == "DUMP+RESTORE":
                 if queued is not None:
@@ -285,6 +286,34 @@ def test_replicas_resync_partially_and_agree(servers: Servers, protocol: int,
     a client is blocked, inside MULTI): the same replies on both masters, each link back by
     a partial resync, and each replica holding its master's data."""
     run_with_cut(servers, protocol, steps, how)
+
+
+# Every kind of blocked client pending at the cut, served after it inside a MULTI whose EXEC
+# comes after the cut too, then a history read by a new consumer: what the random draws
+# reach only now and then, in every example of the suite.
+SCENARIO = [
+    ("XADD", "s", "1-1", "f", "v"), ("XGROUP", "CREATE", "s", "g", "0"),
+    ("XREADGROUP", "GROUP", "g", "alice", "COUNT", "1", "STREAMS", "s", ">"),
+    ("XGROUP", "CREATE", "s", "g2", "$"), ("RPUSH", "l", "0"), ("LPOP", "l"),
+    ("@BLOCK", "XREADGROUP", "GROUP", "g", "bob", "COUNT", "5", "BLOCK", "0", "STREAMS", "s", ">"),
+    ("@BLOCK", "XREADGROUP", "GROUP", "g2", "carol", "NOACK", "BLOCK", "0", "STREAMS", "s", ">"),
+    ("@BLOCK", "BLMOVE", "l", "l2", "LEFT", "RIGHT", "0"), ("@BLOCK", "BZPOPMIN", "z", "0"),
+    ("@BLOCK", "BLMPOP", "0", "1", "m", "RIGHT", "COUNT", "2"),
+    ("MULTI",), ("RPUSH", "l", "a", "b"), ("XADD", "s", "2-1", "f", "w"), CUT,
+    ("ZADD", "z", "1", "m1", "2", "m2"), ("LPUSH", "m", "x", "y", "z"), ("EXEC",),
+    ("XADD", "s", "3-1", "f", "x"), ("XREADGROUP", "GROUP", "g", "dave", "STREAMS", "s", "0"),
+    ("XREADGROUP", "GROUP", "g", "alice", "STREAMS", "s", "0"),
+]
+
+
+@pytest.mark.redis_server
+@pytest.mark.parametrize("how", [("master", "replica"), ("replica", "master")])
+def test_cut_with_every_kind_of_blocked_client_served_after_it(
+        servers: Servers, how: tuple[str, str]) -> None:
+    """:data:`SCENARIO`: the blocked clients are served by the rewrites the backlog holds
+    (XCLAIM, XGROUP SETID/CREATECONSUMER, LMOVE, ZPOPMIN, LMPOP...), and every replica ends
+    with its master's data."""
+    run_with_cut(servers, 2, SCENARIO, how, must_block=True)
 
 
 # -- the consumer divergence, pinned -----------------------------------------------------------
