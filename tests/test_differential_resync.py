@@ -28,9 +28,10 @@ from collections.abc import Iterator
 from typing import NamedTuple
 
 import pytest
+from faultproxy import Fault, FaultProxy
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from support import poll, reply_end
+from support import RedisServer, ThreadedServer, poll, reply_end
 from test_differential_random import (
     Conn,
     Node,
@@ -51,6 +52,8 @@ from test_differential_random import (
     stream_state,
     without_clock,
 )
+
+from kvrepl.config import Config
 
 EXAMPLES = max(int(os.environ.get("KVREPL_DIFF_EXAMPLES", "40")) // 5, 8)
 RESYNC_WITHIN = 60.0  # seconds: a replica reconnects within one (replicationCron)
@@ -314,6 +317,56 @@ def test_cut_with_every_kind_of_blocked_client_served_after_it(
     (XCLAIM, XGROUP SETID/CREATECONSUMER, LMOVE, ZPOPMIN, LMPOP...), and every replica ends
     with its master's data."""
     run_with_cut(servers, 2, SCENARIO, how, must_block=True)
+
+
+@pytest.mark.redis_server
+@pytest.mark.parametrize("master_kind", ["redis-server", "kvrepl"])
+def test_a_link_cut_inside_a_propagated_transaction_resumes_it_whole(
+        master_kind: str) -> None:
+    """The link breaks once the replica (of the other kind) has received a propagated MULTI
+    and part of its commands: it drops the unfinished transaction (it never shows half of
+    it), resumes by a partial resync from before the MULTI, and holds its master's data."""
+    started: list[ThreadedServer | RedisServer] = []
+    proxy = None
+    try:
+        def kvrepl_node() -> ThreadedServer:
+            return ThreadedServer(Config(save=(), repl_diskless_sync_delay=0,
+                                         enable_debug_command="yes")).start()
+
+        master = RedisServer("--enable-debug-command", "yes", "--repl-diskless-sync-delay",
+                             "0") if master_kind == "redis-server" else kvrepl_node()
+        started.append(master)
+        proxy = FaultProxy(master.port).start()
+        replica = kvrepl_node() if master_kind == "redis-server" else RedisServer(
+            "--enable-debug-command", "yes")
+        started.append(replica)
+        mc, rc = Conn(master.port), Conn(replica.port)
+        rc.call_tree("REPLICAOF", "127.0.0.1", proxy.port)
+        poll(lambda: b"master_link_status:up" in rc.call_tree("INFO", "replication")[1],
+             "the replica is up", within=RESYNC_WITHIN, interval=0.01)
+        stats = [info_field(mc, "stats", field) for field in (b"sync_partial_ok", b"sync_full")]
+        proxy.fault = Fault("stream", "cut", at=0, match=b"$2\r\nt2\r\n")
+        # (INCRBY: a command applied twice, before the cut and again after, would show)
+        batch = [("MULTI",), *[("INCRBY", f"t{i}", str(i)) for i in (1, 2, 3)], ("EXEC",)]
+        assert mc.pipeline_trees(batch)[-1][0] == b"*"
+        poll(proxy.triggered.is_set, "the link is cut inside the transaction")
+        halves = {rc.call_tree("EXISTS", "t1", "t3")[1] for _ in range(20)}
+        assert halves <= {b"0", b"2"}, halves
+        poll(lambda: info_field(mc, "stats", b"sync_partial_ok") > stats[0],
+             "the replica resynced", within=RESYNC_WITHIN, interval=0.01)
+        end = info_field(mc, "replication", b"master_repl_offset")
+        poll(lambda: info_field(rc, "replication", b"slave_repl_offset") >= end, "caught up")
+        assert info_field(mc, "stats", b"sync_full") == stats[1]
+        assert mc.call_tree("DEBUG", "DIGEST") == rc.call_tree("DEBUG", "DIGEST")
+        assert rc.call_tree("MGET", "t1", "t2", "t3")[1] == [(b"$", b"1"), (b"$", b"2"),
+                                                             (b"$", b"3")]
+        mc.close()
+        rc.close()
+    finally:
+        for node in reversed(started):
+            node.stop()
+        if proxy is not None:
+            proxy.stop()
 
 
 # -- the consumer divergence, pinned -----------------------------------------------------------
