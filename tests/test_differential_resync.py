@@ -55,7 +55,7 @@ from test_differential_random import (
 
 from kvrepl.config import Config
 
-EXAMPLES = max(int(os.environ.get("KVREPL_DIFF_EXAMPLES", "40")) // 5, 8)
+EXAMPLES = max(int(os.environ.get("KVREPL_DIFF_EXAMPLES", "30")) // 5, 6)
 RESYNC_WITHIN = 60.0  # seconds: a replica reconnects within one (replicationCron)
 
 CUT = ("@CUT",)
