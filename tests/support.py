@@ -608,12 +608,14 @@ def wire_comparer(ours_port: int, theirs_port: int) -> tuple[Compare, Callable[[
 DEADLINE = 10.0  # seconds any wait in a test may take before it is a failure
 
 
-def poll(condition: Callable[[], bool], what: str, within: float = DEADLINE) -> None:
-    """Wait (bounded) until ``condition()`` holds."""
+def poll(condition: Callable[[], bool], what: str, within: float = DEADLINE,
+         interval: float = 0.001) -> None:
+    """Wait (bounded) until ``condition()`` holds, checking it every ``interval`` seconds
+    (a longer one for what takes a second, a replica's reconnection: fewer INFO calls)."""
     deadline = time.monotonic() + within
     while not condition():
         assert time.monotonic() < deadline, f"timed out waiting until {what}"
-        time.sleep(0.001)
+        time.sleep(interval)
 
 
 async def replica_link_up(client: redis.Redis) -> None:

@@ -867,7 +867,15 @@ def test_propagation_rewrites_match_redis_byte_for_byte(
     config = [("stream-node-max-entries", "5")]
     our_replies, ours = _feed_of(kvrepl_server, config)
     their_replies, theirs = _feed_of(redis_server, config)
-    assert _times(ours, our_replies) == _times(theirs, their_replies)
+    mine = _times(ours, our_replies)
+    # kvrepl's one addition: the delivery counts alice's history read gave her two entries,
+    # which Redis 7.0 does not propagate (see kvrepl/commands/streams.py)
+    history = [[b"MULTI"], *[[b"XCLAIM", b"u", b"g", b"alice", b"0", entry, b"TIME", b"T",
+                              b"RETRYCOUNT", b"2", b"FORCE", b"JUSTID", b"LASTID", b"24-0"]
+                             for entry in (b"21-0", b"22-0")], [b"EXEC"]]
+    at = next(i for i in range(len(mine)) if mine[i:i + len(history)] == history)
+    del mine[at:at + len(history)]
+    assert mine == _times(theirs, their_replies)
     assert ours[0][:3] == [b"XADD", b"s", our_replies[0][1]]  # * becomes the generated ID
     assert [b"XADD", b"t", b"MAXLEN", b"=", b"3", b"6-1", b"f", b"v"] in ours
 

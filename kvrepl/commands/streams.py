@@ -12,7 +12,11 @@ argument checks follow the C code; so does propagation:
 * XREADGROUP, XCLAIM and XAUTOCLAIM are never propagated as sent: each PEL change becomes
   ``XCLAIM key group consumer 0 id TIME t RETRYCOUNT n FORCE JUSTID LASTID last``
   (streamPropagateXCLAIM), a NOACK read ``XGROUP SETID ... ENTRIESREAD`` and
-  ``XGROUP CREATECONSUMER`` (streamPropagateGroupID / streamPropagateConsumerCreation).
+  ``XGROUP CREATECONSUMER`` (streamPropagateGroupID / streamPropagateConsumerCreation);
+* two writes Redis 7.0 leaves its replicas without are propagated (a replica never misses a
+  write): the consumer an XREADGROUP created without claiming anything (XGROUP
+  CREATECONSUMER, as redis/redis#14963 does since) and the delivery time and count a
+  history read (an ID other than ``>``) gives the entries it serves (their XCLAIM).
 
 A blocked XREAD / XREADGROUP returns :class:`Block` with the command to run again, ``$``
 replaced by the ID that was last when it blocked; the re-run (``session.blocked`` set) is
@@ -720,9 +724,13 @@ def _deliver(s: Session, stream: Stream, start: StreamID, count: int, group: Str
     return out
 
 
-def _history(s: Session, stream: Stream, start: StreamID, count: int,
-             group: StreamGroup, consumer: StreamConsumer) -> list:
-    """streamReplyWithRangeFromConsumerPEL: the consumer's own pending entries."""
+def _history(s: Session, stream: Stream, start: StreamID, count: int, group: StreamGroup,
+             consumer: StreamConsumer, key: bytes, groupname: bytes,
+             props: list[list[bytes]]) -> list:
+    """streamReplyWithRangeFromConsumerPEL: the consumer's own pending entries. Each one
+    served gets a new delivery time and count, which Redis 7.0 does not propagate (its
+    replicas keep the old ones: XPENDING differs there); kvrepl propagates them as the
+    XCLAIM that carries a PEL entry (a replica never misses a write)."""
     out = []
     now = s.engine.keyspace.now_ms()
     for stream_id in consumer.pending.irange(start, None):
@@ -736,7 +744,32 @@ def _history(s: Session, stream: Stream, start: StreamID, count: int,
             nack = group.pending[stream_id]
             nack.delivery_time = now
             nack.delivery_count += 1
+            props.append(_xclaim_argv(key, groupname, group, format_id(stream_id), nack))
     return out
+
+
+def _read_consumer(s: Session, group: StreamGroup, key: bytes, args: _ReadArgs,
+                   props: list[list[bytes]]) -> tuple[StreamConsumer, int | None]:
+    """XREADGROUP's consumer, created when the group lacks it (a NOACK read propagates that
+    at once, ahead of its SETID, as Redis 7.0 does); with how many rewrites ``props`` held
+    then (None when the consumer existed), for :func:`_propagate_created`."""
+    consumer = _lookup_consumer(s, group, args.consumer)
+    if consumer is not None:
+        return consumer, None
+    consumer = _create_consumer(s, group, args.consumer, key)
+    if args.noack:
+        props.append([b"XGROUP", b"CREATECONSUMER", key, args.group, args.consumer])
+    return consumer, len(props)
+
+
+def _propagate_created(key: bytes, args: _ReadArgs, props: list[list[bytes]],
+                       created_at: int | None) -> None:
+    """An XREADGROUP that created its consumer and propagated no XCLAIM for this key (a
+    history read, a blocked read woken by an XADD that trimmed its own entry) propagates
+    ``XGROUP CREATECONSUMER``: Redis 7.0 propagates nothing then and its replicas lack the
+    consumer (fixed upstream by redis/redis#14963, which propagates it the same way)."""
+    if created_at is not None and not args.noack and len(props) == created_at:
+        props.append([b"XGROUP", b"CREATECONSUMER", key, args.group, args.consumer])
 
 
 # -- XREAD / XREADGROUP ---------------------------------------------------------------------------
@@ -864,16 +897,14 @@ def _xread(s: Session, argv: list[bytes], xreadgroup: bool) -> object:
         if group is None:
             served.append((key, _range(stream, start, MAX_ID, args.count)))
             continue
-        consumer = _lookup_consumer(s, group, args.consumer)
-        if consumer is None:
-            consumer = _create_consumer(s, group, args.consumer, key)
-            if args.noack:
-                props.append([b"XGROUP", b"CREATECONSUMER", key, args.group, args.consumer])
+        consumer, created_at = _read_consumer(s, group, key, args, props)
         if history:
-            items = _history(s, stream, start, args.count, group, consumer)
+            items = _history(s, stream, start, args.count, group, consumer, key, args.group,
+                             props)
         else:
             items = _deliver(s, stream, start, args.count, group, consumer, args.noack, key,
                              args.group, props)
+        _propagate_created(key, args, props, created_at)
         served.append((key, items))
         s.engine.dirty += 1
     if xreadgroup:
@@ -921,13 +952,10 @@ def _serve_blocked(s: Session, argv: list[bytes], args: _ReadArgs) -> object:
         items = _range(stream, start, MAX_ID, count)
     else:
         props: list[list[bytes]] = []
-        consumer = _lookup_consumer(s, group, args.consumer)
-        if consumer is None:
-            consumer = _create_consumer(s, group, args.consumer, key)
-            if args.noack:
-                props.append([b"XGROUP", b"CREATECONSUMER", key, args.group, args.consumer])
+        consumer, created_at = _read_consumer(s, group, key, args, props)
         items = _deliver(s, stream, start, count, group, consumer, args.noack, key,
                          args.group, props)
+        _propagate_created(key, args, props, created_at)
         s.engine.dirty += 1
         s.engine.rewrite(*props)
     return _read_reply(s, [(key, items)])
