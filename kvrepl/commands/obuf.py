@@ -5,7 +5,9 @@ closeClientOnOutputBufferLimitReached; server.c: clientsCronTrackExpansiveClient
 A client's *pending* bytes are the replies and pushes kvrepl holds for it that the kernel
 has not taken: the pushes queued on its session (``Session.pending_size``) and what its
 connection holds (``Session.held_output``: the replies of the read being run, those the
-reactor keeps until the end of its pass, and a send the kernel would not take at once).
+reactor keeps until the end of its pass, a send the kernel would not take at once, and
+the replies of what the client sent meanwhile: kvrepl reads a client whose send waits, as
+Redis does, so a client that sends without reading meets these limits).
 Redis writes a client's replies into its reply buffer (16 KB at first, resized by the cron:
 kvrepl.commands.cmem), CLIENT LIST's ``obl``, which the limits never count; once it is full,
 or while its reply list holds anything, into the list's blocks (``oll`` of them, their
