@@ -97,6 +97,9 @@ class ReplyBuffers:
     __slots__ = ("buf_size", "bufpos", "buf_sent", "blocks", "head_sent", "reply_bytes",
                  "_skip")
 
+    _HEADER = BLOCK_HEADER  # a block's header, before its bytes
+    _SMALL = SMALL_BLOCK  # the room of a block opened by a piece of 16 KB or less
+
     def __init__(self, buf_size: int) -> None:
         self.buf_size = buf_size
         self.bufpos = 0  # obl: bytes in the reply buffer, sent ones included
@@ -120,7 +123,7 @@ class ReplyBuffers:
             tail[1] += copied
             length -= copied
         if length:
-            size = jemalloc_size(max(length, STATIC_BUFFER) + BLOCK_HEADER) - BLOCK_HEADER
+            size = jemalloc_size(max(length, STATIC_BUFFER) + self._HEADER) - self._HEADER
             blocks.append([size, length])
             self.reply_bytes += size
 
@@ -128,16 +131,17 @@ class ReplyBuffers:
         """``length`` bytes of reply pieces of 16 KB or less each (headers, CRLFs, small
         replies and bulk strings): whatever the pieces, they fill the buffer, the tail's
         room, then blocks of 16 KB's class one after the other."""
-        self.add(min(length, SMALL_BLOCK))
-        length -= min(length, SMALL_BLOCK)
+        small = self._SMALL
+        self.add(min(length, small))
+        length -= min(length, small)
         blocks = self.blocks
         while length:
-            used = min(length, SMALL_BLOCK)
+            used = min(length, small)
             if blocks[-1][0] > blocks[-1][1]:  # room left in the tail: add() fills it
                 self.add(used)
             else:
-                blocks.append([SMALL_BLOCK, used])
-                self.reply_bytes += SMALL_BLOCK
+                blocks.append([small, used])
+                self.reply_bytes += small
             length -= used
 
     def add_all(self, data: Iterable[bytes]) -> None:
@@ -204,6 +208,101 @@ class ReplyBuffers:
     def omem(self) -> int:
         """getClientOutputBufferMemoryUsage: the blocks' sizes and their list nodes."""
         return self.reply_bytes + BLOCK_OVERHEAD * len(self.blocks)
+
+
+REPL_BLOCK_HEADER = 40  # sizeof(replBufBlock): refcount, id, repl_offset, size, used
+REPL_NODE = 24 + REPL_BLOCK_HEADER  # a block's list node and header: a replica's omem share
+
+
+class ReplicationBlocks(ReplyBuffers):
+    """Redis 7.0's replication buffer (replication.c feedReplicationBuffer,
+    incrementalTrimReplicationBacklog): one list of blocks shared by the backlog and the
+    replicas, which reference the block holding their next byte to send. It is filled as
+    a reply list is (the tail's room first; a piece of a command, such as a big
+    argument's bytes, that does not fit opens blocks of its size, 16 KB at least and
+    ``repl-backlog-size / 16`` at most), with no reply buffer before it; the backlog
+    frees its first block once the rest holds ``repl-backlog-size`` and no replica
+    references it. A replica's ``omem`` is the blocks from the one it references to the
+    tail, with their headers and list nodes, and its ``oll`` their number
+    (getClientOutputBufferMemoryUsage, catClientInfoString). Offsets are the stream's
+    (the first byte is 1), ``first`` the offset of the first block's first byte."""
+
+    __slots__ = ("first", "end", "limit", "histlen")
+
+    _HEADER = REPL_BLOCK_HEADER
+    _SMALL = jemalloc_size(STATIC_BUFFER + REPL_BLOCK_HEADER) - REPL_BLOCK_HEADER
+
+    def __init__(self, first: int, backlog_size: int) -> None:
+        super().__init__(0)
+        self.first = first
+        self.end = first - 1  # the offset of the last byte added
+        self.limit = max(backlog_size // 16, STATIC_BUFFER)
+        self.histlen = 0  # the bytes the blocks hold
+
+    def add_all(self, data: Iterable[bytes]) -> None:
+        """Add the stream bytes in ``data`` (whole commands, in pieces), as Redis feeds
+        them (see ReplyBuffers.add_all)."""
+        data = list(data)
+        added = sum(map(len, data))
+        self.end += added
+        self.histlen += added
+        super().add_all(data)
+
+    def add(self, length: int) -> None:
+        """``length`` stream bytes of one piece: the tail's room, then new blocks."""
+        blocks = self.blocks
+        if blocks:
+            tail = blocks[-1]
+            copied = min(tail[0] - tail[1], length)
+            tail[1] += copied
+            length -= copied
+        while length:
+            size = jemalloc_size(min(max(length, STATIC_BUFFER), self.limit)
+                                 + REPL_BLOCK_HEADER) - REPL_BLOCK_HEADER
+            used = min(size, length)
+            blocks.append([size, used])
+            self.reply_bytes += size
+            length -= used
+
+    def _index(self, offset: int) -> int:
+        """The block holding the byte at ``offset`` (the tail past the end; the first
+        block before it)."""
+        blocks = self.blocks
+        start = self.first
+        for index, (size, _used) in enumerate(blocks):
+            start += size  # every block but the tail is full
+            if offset < start:
+                return index
+        return len(blocks) - 1
+
+    def usage(self, next_byte: int) -> tuple[int, int]:
+        """``oll`` and ``omem`` of a replica whose next byte to send is at ``next_byte``:
+        from the block holding it (the tail's last byte once all is sent) to the tail."""
+        blocks = self.blocks
+        if not blocks:
+            return 0, 0
+        index = self._index(min(next_byte, self.end))
+        count = len(blocks) - index
+        return count, sum(size for size, _used in blocks[index:]) + REPL_NODE * count
+
+    def trim(self, backlog_size: int, referenced: int) -> None:
+        """incrementalTrimReplicationBacklog: free the first blocks while the rest hold
+        more than ``backlog_size`` bytes and no replica references them (``referenced``:
+        the lowest offset a replica's next byte is at)."""
+        blocks = self.blocks
+        stop = self._index(referenced) if referenced <= self.end else len(blocks) - 1
+        while (stop > 0 and self.histlen > backlog_size
+               and self.histlen - blocks[0][0] > backlog_size):
+            size = blocks.pop(0)[0]
+            self.histlen -= size
+            self.reply_bytes -= size
+            self.first += size
+            stop -= 1
+
+    @property
+    def memory(self) -> int:
+        """repl_buffer_mem: the blocks' allocations and their list nodes."""
+        return self.reply_bytes + (REPL_BLOCK_HEADER + 24) * len(self.blocks)
 
 
 # The last model of each client, extended while only pushes (or replies being gathered)
