@@ -420,7 +420,7 @@ def test_a_replica_limit_counts_what_its_stuck_send_holds(caplog):
                  "the sender to take the write")
             if link.io.unsent:
                 break
-        held = info_field(admin, "memory", "mem_clients_slaves")
+        held = replication.held_for(link)  # what the replica limit counts
         assert 0 < link.io.unsent <= held < hard
         target = hard - held + 1
         size = target - len(encode_command([b"SET", b"last", b""]))

@@ -17,8 +17,13 @@ drain the buffer, then the blocks from the head. :class:`ReplyBuffers` follows t
 bytes kvrepl holds, in the order they were added (:func:`reply_units`: the pieces Redis adds
 a reply in), with what the kernel took of the send under way; a client whose pending bytes
 fit its reply buffer, with no send waiting, is not modelled (its ``obl`` is their count).
-Not followed: the extra blocks of Redis's deferred lengths (a reply whose length is known
-only at its end, such as KEYS or SCAN, opens a block even when the reply buffer has room).
+A reply whose length Redis sets after its elements (addReplyDeferredLen: KEYS, SMEMBERS,
+SINTER, ZRANGEBYSCORE and ZRANGEBYLEX, an empty rank range, LPOS COUNT) goes to the reply
+list even when the reply buffer has room, as Redis's empty node makes it
+(:meth:`ReplyBuffers.add_deferred`; kvrepl.protocol.replies.DeferredReply marks its bytes
+until they are joined with others: the pass's replies the reactor writes at its end, a send
+under way). Not followed: the deferred lengths inside a reply (nested arrays of other
+commands, Lua tables), and those of commands not listed.
 
 Sans-IO: sessions and numbers in, decisions out; the server closes who must be closed.
 """
@@ -32,7 +37,7 @@ from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
 from kvrepl.log import logger
-from kvrepl.protocol.replies import encode
+from kvrepl.protocol.replies import DeferredReply, encode
 
 if TYPE_CHECKING:
     from kvrepl.commands.core import Engine, Session
@@ -144,14 +149,55 @@ class ReplyBuffers:
                 self.reply_bytes += small
             length -= used
 
+    def add_deferred(self, reply: bytes) -> None:
+        """A reply whose top-level length Redis sets after its elements
+        (addReplyDeferredLen, setDeferredReply): the tail block trimmed to what it holds
+        when much of it is free, an empty node after it, the elements into new blocks,
+        then the header into the previous block's room, else the next block's (when it
+        has room and holds under 64 KB), else a block of its own in the empty node."""
+        blocks = self.blocks
+        if blocks:  # trimReplyUnusedTailSpace
+            tail = blocks[-1]
+            size, used = tail
+            if size - used > size // 4 and used < STATIC_BUFFER:
+                tail[0] = jemalloc_size(used + self._HEADER) - self._HEADER
+                self.reply_bytes += tail[0] - size
+        node = len(blocks)
+        blocks.append([0, 0])  # the empty node: no room, no bytes
+        header = reply.index(b"\n") + 1
+        self.add_all((reply[header:],))
+        self._skip = 0
+        length = header
+        if node:
+            previous = blocks[node - 1]
+            copied = min(previous[0] - previous[1], length)
+            previous[1] += copied
+            length -= copied
+            if not length:
+                del blocks[node]
+                return
+        if node + 1 < len(blocks):
+            following = blocks[node + 1]
+            if following[0] - following[1] >= length and following[1] < 4 * STATIC_BUFFER:
+                following[1] += length
+                del blocks[node]
+                return
+        size = jemalloc_size(length + self._HEADER) - self._HEADER
+        blocks[node] = [size, length]
+        self.reply_bytes += size
+
     def add_all(self, data: Iterable[bytes]) -> None:
         """Add the replies in ``data`` (one RESP stream, in pieces) as Redis adds them:
         a bulk string as its header, its bytes and its CRLF (addReplyBulk), every other
-        piece small. Only the bulk strings over 16 KB are looked for (a scan in C, the
-        bytes of each skipped); the text of such a header inside a smaller bulk string's
-        bytes, right after a line's end, would be taken for one."""
+        piece small; a piece that is a :class:`DeferredReply` as :meth:`add_deferred`.
+        Only the bulk strings over 16 KB are looked for (a scan in C, the bytes of each
+        skipped); the text of such a header inside a smaller bulk string's bytes, right
+        after a line's end, would be taken for one."""
         search = _BIG_BULK.search
         for chunk in data:
+            if type(chunk) is DeferredReply:
+                self.add_deferred(chunk)
+                continue
             end = len(chunk)
             pos = min(self._skip, end)
             self._skip -= pos
@@ -394,7 +440,8 @@ def output_shape(session: Session, pending: int,
         return 0, 0, 0
     if connection is _LOOK_UP:
         connection = connection_of(session)
-    if pending <= session.reply_size and not writing(connection):
+    if pending <= session.reply_size and not writing(connection) \
+            and not getattr(connection, "deferred_held", 0):
         return pending, 0, 0
     model = reply_buffers(session, connection)
     return model.bufpos, len(model.blocks), model.omem

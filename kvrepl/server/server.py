@@ -30,7 +30,7 @@ from kvrepl.config import ApplyError, Config
 from kvrepl.errors import ProtocolError, ReplyError
 from kvrepl.log import logger
 from kvrepl.protocol.parser import NEED_DATA, RequestParser
-from kvrepl.protocol.replies import encode, encode_error
+from kvrepl.protocol.replies import DeferredReply, encode, encode_error
 from kvrepl.server import tls
 from kvrepl.server.blocking import BlockingManager, Waiter
 from kvrepl.server.busy import Adopted, BusyAcceptor
@@ -174,9 +174,11 @@ class Connection:
         # While a send waits for the kernel, the replies of what the client sent meanwhile
         # (see send_reading), gathered here to go once the send is done; () otherwise.
         self.backlog: Sequence[bytes] = ()
-        # How much of ``out`` was measured, and its bytes (see gathered_bytes).
+        # How much of ``out`` was measured, its bytes and its replies of deferred length
+        # (see gathered_bytes).
         self._out_counted = 0
         self._out_bytes = 0
+        self.deferred_held = 0
         session.on_push = self.push_ready.set
         session.on_kill = self.cancel_scope.cancel
         session.held_output = self.held_bytes
@@ -219,9 +221,12 @@ class Connection:
         out = self.out
         counted = self._out_counted
         if len(out) < counted:  # emptied meanwhile (a forked SCRIPT DEBUG session took it)
-            counted = self._out_bytes = 0
+            counted = self._out_bytes = self.deferred_held = 0
         if len(out) > counted:
-            self._out_bytes += sum(map(len, out[counted:]))
+            added = out[counted:]
+            self._out_bytes += sum(map(len, added))
+            # Such a reply opens a reply block even when the reply buffer has room.
+            self.deferred_held += list(map(type, added)).count(DeferredReply)
             self._out_counted = len(out)
         return self._out_bytes
 
@@ -446,11 +451,13 @@ class Connection:
         caching's BCAST invalidations for the keys it modified go out at its end (Redis's
         beforeSleep), queued after its replies."""
         self.out = out
-        self._out_counted = self._out_bytes = 0
+        self._out_counted = self._out_bytes = self.deferred_held = 0
         try:
             result = self._execute_buffered(out)
         finally:
             self.out = self.backlog
+            if not self.backlog:
+                self.deferred_held = 0  # what it counted is no longer held here
         engine = self.server.engine
         tracking = engine.tracking
         if tracking.due:
@@ -668,7 +675,7 @@ class Connection:
         else:
             # The pusher is writing: ``data`` goes after its messages, read on meanwhile.
             self.backlog = self.out = [data]
-        self._out_counted = self._out_bytes = 0
+        self._out_counted = self._out_bytes = self.deferred_held = 0
         stop: list[object] = [None]
         try:
             async with trio.open_nursery() as nursery:
@@ -681,7 +688,7 @@ class Connection:
                 while self.backlog:
                     payload = b"".join(self.backlog)
                     self.backlog = self.out = []
-                    self._out_counted = self._out_bytes = 0
+                    self._out_counted = self._out_bytes = self.deferred_held = 0
                     self._count_write(payload)
                     await io.send_all(payload)
                 nursery.cancel_scope.cancel()
