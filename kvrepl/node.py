@@ -36,7 +36,7 @@ from kvrepl.direct_reads import direct_get
 from kvrepl.errors import ReplicaPanic, ReplyError, WriteSkipped
 from kvrepl.log import configure, logger
 from kvrepl.methods import Arg, DataMethods, _arg
-from kvrepl.protocol.replies import NULL_ARRAY, OK, Status
+from kvrepl.protocol.replies import NULL_ARRAY, OK, DeferredArray, DeferredSet, OrderedSet, Status
 from kvrepl.replication.cluster import Cluster, ClusterFollower
 from kvrepl.replication.failover import Failover
 from kvrepl.replication.master import MasterReplication, new_replid
@@ -62,8 +62,10 @@ def _python(reply: object) -> object:
         return None
     if kind is Status:
         return bytes(reply)
-    if kind is list:
+    if kind is list or kind is DeferredArray:
         return [_python(item) for item in reply]
+    if kind is DeferredSet:
+        return OrderedSet(reply)
     return reply
 
 

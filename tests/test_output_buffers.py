@@ -4,13 +4,17 @@ normal class (Redis's tests/unit/obuf-limits.tcl, introspection.tcl)."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import socket
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import redis
 from support import (
+    DEADLINE,
     RawClient,
     RedisServer,
     SmallWindowClient,
@@ -237,6 +241,68 @@ def test_pubsub_soft_limit_is_met_with_no_more_messages(servers):
     assert ours == theirs == [b"*2\r\n$4\r\nnews\r\n:0\r\n"]
 
 
+def flood_without_reading(port: int, victim: RawClient, case: str) -> dict[str, object]:
+    """``victim`` (a client of the server on ``port`` offering a small receive window)
+    sends 16 MB of ECHO requests and a last INCR in one go and never reads: the server
+    keeps reading and running them while its replies wait (Redis does not stop reading a
+    client whose output waits), so the setting of ``FLOODS[case]`` decides: a hard limit,
+    or maxmemory-clients, closes it before the INCR runs; with no limit (0 0 0) all of it
+    runs and the replies wait in its output (all but what the kernel took: a few MB at
+    most). The setting is the default one again at the end."""
+    admin = RawClient(port)
+    seen: dict[str, object] = {}
+    name, value = FLOODS[case]
+    assert admin.call("CLIENT", "NO-EVICT", "on") == b"+OK\r\n"
+    assert admin.call("CONFIG", "SET", name, value) == b"+OK\r\n"
+    victim_id = int(victim.call("CLIENT", "ID")[1:-2])
+    flood = pack("ECHO", b"e" * 1000) * 16_000 + pack("INCR", "flooded")
+
+    def send() -> None:
+        with contextlib.suppress(OSError):  # closed by the server, or by the test's end
+            victim.sock.sendall(flood)
+
+    sender = threading.Thread(target=send, daemon=True)
+    sender.start()
+    try:
+        if case == "no limit":
+            poll(lambda: admin.call("GET", "flooded") == b"$1\r\n1\r\n",
+                 "the last request to run")
+            fields = client_fields(admin, "ID", victim_id)
+            seen["qbuf"] = fields["qbuf"]
+            seen["omem over 8 MB"] = int(fields["omem"]) > 8 * MB
+            seen["oll over 100"] = int(fields["oll"]) > 100
+        else:
+            poll(lambda: _field(admin, victim_id, "id") is None, "the client to be closed")
+            seen["ran"] = admin.call("GET", "flooded")
+    finally:
+        with contextlib.suppress(OSError):  # unblocks the sender (gone if closed)
+            victim.sock.shutdown(socket.SHUT_RDWR)
+        victim.close()
+        sender.join(DEADLINE)
+        admin.call("CONFIG", "SET", name, _DEFAULTS[name])
+        admin.call("DEL", "flooded")
+        admin.close()
+    return seen
+
+
+FLOODS = {"hard limit": ("client-output-buffer-limit", "normal 4mb 0 0"),
+          "no limit": ("client-output-buffer-limit", "normal 0 0 0"),
+          "maxmemory-clients": ("maxmemory-clients", "4mb")}
+_DEFAULTS = {"client-output-buffer-limit": "normal 0 0 0", "maxmemory-clients": "0"}
+FLOODED = {"hard limit": {"ran": b"$-1\r\n"}, "maxmemory-clients": {"ran": b"$-1\r\n"},
+           "no limit": {"qbuf": "0", "omem over 8 MB": True, "oll over 100": True}}
+
+
+@pytest.mark.parametrize("case", sorted(FLOODS))
+def test_a_client_that_sends_without_reading_is_read_on_as_redis(servers, case):
+    """Redis reads and runs a client's requests while its replies wait for the kernel:
+    the output limits (or maxmemory-clients) close a client that sends without reading,
+    and with none its replies pile up; the same on both servers."""
+    ours, theirs = (flood_without_reading(port, SmallWindowClient(port, 4096), case)
+                    for port in servers)
+    assert ours == theirs == FLOODED[case]
+
+
 def _config_outcomes(port: int) -> list[object]:
     client = redis.Redis(port=port, decode_responses=True)
     seen: list[object] = []
@@ -354,7 +420,7 @@ def test_a_replica_limit_counts_what_its_stuck_send_holds(caplog):
                  "the sender to take the write")
             if link.io.unsent:
                 break
-        held = info_field(admin, "memory", "mem_clients_slaves")
+        held = replication.held_for(link)  # what the replica limit counts
         assert 0 < link.io.unsent <= held < hard
         target = hard - held + 1
         size = target - len(encode_command([b"SET", b"last", b""]))

@@ -45,6 +45,8 @@ def ports(both: tuple[ThreadedServer, RedisServer]) -> Iterator[list[int]]:
             client.set("chunk", b"c" * 16_000)
             client.set("big", b"b" * 100_000)
             client.rpush("list", *[b"e%05d" % i for i in range(3000)])
+            client.sadd("set", *[b"m%03d" % i for i in range(50)])
+            client.zadd("zset", {b"z%04d" % i: i for i in range(2000)})
     yield ports
     for port in ports:
         with redis.Redis(port=port) as client:
@@ -76,6 +78,22 @@ PIPELINES = {
         ("GET", "big"), ("GET", "chunk"), ("GET", "chunk")],
     "an array of small bulks fills 16 KB blocks": [("GET", "chunk"), ("LRANGE", "list", 0, -1)],
     "a pipeline of many small replies": [("GET", "small")] * 400,
+    # Replies whose length Redis sets after their elements (addReplyDeferredLen).
+    "a deferred length opens a block though the buffer has room": [
+        ("GET", "small"), ("KEYS", "s*"), ("GET", "small")],
+    "an empty deferred reply is a block of its header": [("KEYS", "none*"), ("PING",)],
+    "SMEMBERS and SINTER after a full buffer": [
+        ("GET", "chunk"), ("SMEMBERS", "set"), ("SINTER", "set", "set")],
+    "a deferred header fills the room of the block before": [
+        ("GET", "chunk"), ("GET", "chunk"), ("GET", "small"), ("KEYS", "*")],
+    "a big tail block is trimmed before the empty node": [
+        ("GET", "small"), ("ZRANGE", "zset", "0", "-1"), ("ZRANGEBYSCORE", "zset", "0", "10")],
+    "ZRANGEBYSCORE, ZRANGEBYLEX, an empty rank range": [
+        ("ZRANGEBYSCORE", "zset", "-inf", "+inf", "WITHSCORES"),
+        ("ZRANGEBYLEX", "zset", "-", "+"), ("ZRANGE", "zset", "5000", "6000"),
+        ("ZRANGE", "zset", "(5", "100", "BYSCORE", "LIMIT", "0", "3")],
+    "LPOS COUNT after a big reply": [("GET", "big"), ("LPOS", "list", "e00007", "COUNT", "0"),
+                                      ("LPOS", "list", "nothere", "COUNT", "2")],
 }
 
 

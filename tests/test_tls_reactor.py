@@ -25,6 +25,7 @@ from support import (
     poll,
     stuck_size,
 )
+from test_output_buffers import FLOODED, flood_without_reading
 from test_tls import tls_server
 
 from kvrepl.server.tlsio import TlsStream
@@ -353,3 +354,17 @@ def test_a_tls_subscriber_that_does_not_read_is_evicted_as_in_redis(
     ours = _messages_before_eviction(server.port, server.config.tls_port, certs)
     theirs = _messages_before_eviction(redis_tls[0].port, redis_tls[1], certs)
     assert theirs > 20 and ours > 20 and theirs / 2 <= ours <= 2 * theirs, (ours, theirs)
+
+
+@pytest.mark.parametrize("case", ["hard limit", "no limit"])
+def test_a_tls_client_that_sends_without_reading_is_read_on_as_redis(
+        server: ThreadedServer, certs: Certs, redis_tls: tuple[RedisServer, int],
+        case: str) -> None:
+    """Over TLS too, a client's requests are read and run while its replies wait for the
+    kernel (the read goes on while the send waits): the output limits close a client that
+    sends without reading, with none its replies pile up; as redis-server over TLS."""
+    ours = flood_without_reading(server.port, TlsRawClient(
+        server.config.tls_port, certs, receive_buffer=4096), case)
+    theirs = flood_without_reading(redis_tls[0].port, TlsRawClient(
+        redis_tls[1], certs, receive_buffer=4096), case)
+    assert ours == theirs == FLOODED[case]

@@ -16,9 +16,9 @@ The fields defined by the protocol state are what Redis shows for the same bytes
 - ``obl``/``oll``/``omem``: the reply bytes held for a client, as Redis's reply buffer and
   reply list would hold them (kvrepl.commands.obuf.ReplyBuffers: the blocks, their
   allocations and list nodes; what the kernel took freed as Redis frees it); for a
-  replica link, the stream bytes held for it
-  (kvrepl.replication.master), which Redis keeps in its shared replication buffer, not
-  in the client's reply buffer (so ``obl`` is 0).
+  replica link, the blocks of Redis 7.0's shared replication buffer it references
+  (kvrepl.commands.obuf.ReplicationBlocks: from the one holding its next byte to send to
+  the tail), not its reply buffer (so ``obl`` is 0).
 
 kvrepl's buffers are Python objects; the fields Redis takes from its allocator are the
 figures Redis would report for the same bytes, its buffers sized as Redis sizes them
@@ -300,9 +300,8 @@ def measure(session: Session, running: list[bytes] | None = None) -> ClientMemor
     mem.rbs = session.reply_size
     link = session.replica_link
     if link is not None:
-        mem.omem = session.engine.replication.held_for(link)
+        mem.oll, mem.omem = session.engine.replication.replica_output(link)
         mem.rbp = session.reply_peak
-        mem.oll = 1 if mem.omem else 0
     else:
         pending = obuf.pending_bytes(session)
         mem.obl, mem.oll, mem.omem = obuf.output_shape(session, pending, connection)

@@ -174,11 +174,10 @@ def _memory(engine: Engine) -> list[str]:
     total = _total_system_memory()
     maxmemory = engine.config.maxmemory
     replication = getattr(engine, "replication", None)
-    # Redis shares one buffer between the backlog and its replicas; kvrepl keeps a backlog
-    # and one output buffer a replica, so the total is the sum of both
-    held = getattr(replication, "backlog", None)
-    backlog = held.histlen if held is not None else 0
-    replicas = replication.replica_buffers() if replication is not None else 0
+    # Redis shares one buffer between the backlog and its replicas, split as it splits it
+    # (kvrepl.commands.obuf.ReplicationBlocks).
+    buffers, backlog, replicas = (replication.buffer_memory() if replication is not None
+                                  else (0, 0, 0))
     return [
         f"used_memory:{used}",
         f"used_memory_human:{bytes_to_human(used)}",
@@ -210,7 +209,7 @@ def _memory(engine: Engine) -> list[str]:
         "mem_fragmentation_bytes:0",
         "mem_not_counted_for_evict:0",
         f"mem_replication_backlog:{backlog}",
-        f"mem_total_replication_buffers:{backlog + replicas}",
+        f"mem_total_replication_buffers:{buffers}",
         f"mem_clients_slaves:{replicas}",
         f"mem_clients_normal:{cmem.clients_memory(engine)}",
         "mem_cluster_links:0",

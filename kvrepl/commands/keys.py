@@ -66,7 +66,7 @@ from kvrepl.errors import (
     WrongTypeError,
 )
 from kvrepl.notify import GENERIC, LIST, notify, replied
-from kvrepl.protocol.replies import OK, Status
+from kvrepl.protocol.replies import OK, DeferredArray, Status
 from kvrepl.store import Database, Keyspace, ZSet, type_name
 from kvrepl.store.encoding import object_encoding, object_refcount
 from kvrepl.store.values import copy_value, is_string, string_bytes
@@ -155,8 +155,8 @@ def keys(s: Session, argv: list[bytes]) -> object:
     """KEYS pattern: every live key matching the glob (expired keys skipped, not deleted)."""
     pattern = argv[1]
     if pattern == b"*":
-        return list(s.db.keys())
-    return [key for key in s.db.keys() if glob_match(pattern, key)]
+        return DeferredArray(s.db.keys())
+    return DeferredArray([key for key in s.db.keys() if glob_match(pattern, key)])
 
 
 @command("randomkey")

@@ -35,7 +35,7 @@ from kvrepl.commands.args import (
 from kvrepl.commands.core import Block, Session, command
 from kvrepl.errors import NO_SUCH_KEY, OUT_OF_RANGE, SYNTAX, ReplyError, WrongTypeError, wrong_arity
 from kvrepl.notify import GENERIC, LIST, notify, replied
-from kvrepl.protocol.replies import NULL_ARRAY, OK
+from kvrepl.protocol.replies import NULL_ARRAY, OK, DeferredArray
 
 LEFT = 0  # Redis's LIST_HEAD
 RIGHT = 1  # Redis's LIST_TAIL
@@ -280,8 +280,8 @@ def lpos(s: Session, argv: list[bytes]) -> object:
     stop = None if count == 0 or wild else min(skip + count, INT64_MAX)
     matches = islice(positions, skip, stop)
     if from_tail:
-        return [llen - 1 - i for i in matches]
-    return list(matches)
+        return DeferredArray([llen - 1 - i for i in matches])
+    return DeferredArray(matches)
 
 
 # -- write ----------------------------------------------------------------------------------

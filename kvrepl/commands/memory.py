@@ -87,7 +87,9 @@ def overhead(engine: Engine) -> Overhead:
     used = _rss()
     known = facts(engine)
     known.peak_memory = max(known.peak_memory, used)
-    backlog = getattr(getattr(engine.replication, "backlog", None), "histlen", 0)
+    # The replication buffer's backlog share, as INFO's mem_replication_backlog.
+    replication = engine.replication
+    backlog = replication.buffer_memory()[1] if replication is not None else 0  # type: ignore[attr-defined]
     dbs = {}
     keys = 0
     for db in engine.keyspace.dbs:

@@ -5,7 +5,9 @@ closeClientOnOutputBufferLimitReached; server.c: clientsCronTrackExpansiveClient
 A client's *pending* bytes are the replies and pushes kvrepl holds for it that the kernel
 has not taken: the pushes queued on its session (``Session.pending_size``) and what its
 connection holds (``Session.held_output``: the replies of the read being run, those the
-reactor keeps until the end of its pass, and a send the kernel would not take at once).
+reactor keeps until the end of its pass, a send the kernel would not take at once, and
+the replies of what the client sent meanwhile: kvrepl reads a client whose send waits, as
+Redis does, so a client that sends without reading meets these limits).
 Redis writes a client's replies into its reply buffer (16 KB at first, resized by the cron:
 kvrepl.commands.cmem), CLIENT LIST's ``obl``, which the limits never count; once it is full,
 or while its reply list holds anything, into the list's blocks (``oll`` of them, their
@@ -15,8 +17,13 @@ drain the buffer, then the blocks from the head. :class:`ReplyBuffers` follows t
 bytes kvrepl holds, in the order they were added (:func:`reply_units`: the pieces Redis adds
 a reply in), with what the kernel took of the send under way; a client whose pending bytes
 fit its reply buffer, with no send waiting, is not modelled (its ``obl`` is their count).
-Not followed: the extra blocks of Redis's deferred lengths (a reply whose length is known
-only at its end, such as KEYS or SCAN, opens a block even when the reply buffer has room).
+A reply whose length Redis sets after its elements (addReplyDeferredLen: KEYS, SMEMBERS,
+SINTER, ZRANGEBYSCORE and ZRANGEBYLEX, an empty rank range, LPOS COUNT) goes to the reply
+list even when the reply buffer has room, as Redis's empty node makes it
+(:meth:`ReplyBuffers.add_deferred`; kvrepl.protocol.replies.DeferredReply marks its bytes
+until they are joined with others: the pass's replies the reactor writes at its end, a send
+under way). Not followed: the deferred lengths inside a reply (nested arrays of other
+commands, Lua tables), and those of commands not listed.
 
 Sans-IO: sessions and numbers in, decisions out; the server closes who must be closed.
 """
@@ -30,7 +37,7 @@ from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
 from kvrepl.log import logger
-from kvrepl.protocol.replies import encode
+from kvrepl.protocol.replies import DeferredReply, encode
 
 if TYPE_CHECKING:
     from kvrepl.commands.core import Engine, Session
@@ -95,6 +102,9 @@ class ReplyBuffers:
     __slots__ = ("buf_size", "bufpos", "buf_sent", "blocks", "head_sent", "reply_bytes",
                  "_skip")
 
+    _HEADER = BLOCK_HEADER  # a block's header, before its bytes
+    _SMALL = SMALL_BLOCK  # the room of a block opened by a piece of 16 KB or less
+
     def __init__(self, buf_size: int) -> None:
         self.buf_size = buf_size
         self.bufpos = 0  # obl: bytes in the reply buffer, sent ones included
@@ -118,7 +128,7 @@ class ReplyBuffers:
             tail[1] += copied
             length -= copied
         if length:
-            size = jemalloc_size(max(length, STATIC_BUFFER) + BLOCK_HEADER) - BLOCK_HEADER
+            size = jemalloc_size(max(length, STATIC_BUFFER) + self._HEADER) - self._HEADER
             blocks.append([size, length])
             self.reply_bytes += size
 
@@ -126,26 +136,68 @@ class ReplyBuffers:
         """``length`` bytes of reply pieces of 16 KB or less each (headers, CRLFs, small
         replies and bulk strings): whatever the pieces, they fill the buffer, the tail's
         room, then blocks of 16 KB's class one after the other."""
-        self.add(min(length, SMALL_BLOCK))
-        length -= min(length, SMALL_BLOCK)
+        small = self._SMALL
+        self.add(min(length, small))
+        length -= min(length, small)
         blocks = self.blocks
         while length:
-            used = min(length, SMALL_BLOCK)
+            used = min(length, small)
             if blocks[-1][0] > blocks[-1][1]:  # room left in the tail: add() fills it
                 self.add(used)
             else:
-                blocks.append([SMALL_BLOCK, used])
-                self.reply_bytes += SMALL_BLOCK
+                blocks.append([small, used])
+                self.reply_bytes += small
             length -= used
+
+    def add_deferred(self, reply: bytes) -> None:
+        """A reply whose top-level length Redis sets after its elements
+        (addReplyDeferredLen, setDeferredReply): the tail block trimmed to what it holds
+        when much of it is free, an empty node after it, the elements into new blocks,
+        then the header into the previous block's room, else the next block's (when it
+        has room and holds under 64 KB), else a block of its own in the empty node."""
+        blocks = self.blocks
+        if blocks:  # trimReplyUnusedTailSpace
+            tail = blocks[-1]
+            size, used = tail
+            if size - used > size // 4 and used < STATIC_BUFFER:
+                tail[0] = jemalloc_size(used + self._HEADER) - self._HEADER
+                self.reply_bytes += tail[0] - size
+        node = len(blocks)
+        blocks.append([0, 0])  # the empty node: no room, no bytes
+        header = reply.index(b"\n") + 1
+        self.add_all((reply[header:],))
+        self._skip = 0
+        length = header
+        if node:
+            previous = blocks[node - 1]
+            copied = min(previous[0] - previous[1], length)
+            previous[1] += copied
+            length -= copied
+            if not length:
+                del blocks[node]
+                return
+        if node + 1 < len(blocks):
+            following = blocks[node + 1]
+            if following[0] - following[1] >= length and following[1] < 4 * STATIC_BUFFER:
+                following[1] += length
+                del blocks[node]
+                return
+        size = jemalloc_size(length + self._HEADER) - self._HEADER
+        blocks[node] = [size, length]
+        self.reply_bytes += size
 
     def add_all(self, data: Iterable[bytes]) -> None:
         """Add the replies in ``data`` (one RESP stream, in pieces) as Redis adds them:
         a bulk string as its header, its bytes and its CRLF (addReplyBulk), every other
-        piece small. Only the bulk strings over 16 KB are looked for (a scan in C, the
-        bytes of each skipped); the text of such a header inside a smaller bulk string's
-        bytes, right after a line's end, would be taken for one."""
+        piece small; a piece that is a :class:`DeferredReply` as :meth:`add_deferred`.
+        Only the bulk strings over 16 KB are looked for (a scan in C, the bytes of each
+        skipped); the text of such a header inside a smaller bulk string's bytes, right
+        after a line's end, would be taken for one."""
         search = _BIG_BULK.search
         for chunk in data:
+            if type(chunk) is DeferredReply:
+                self.add_deferred(chunk)
+                continue
             end = len(chunk)
             pos = min(self._skip, end)
             self._skip -= pos
@@ -202,6 +254,101 @@ class ReplyBuffers:
     def omem(self) -> int:
         """getClientOutputBufferMemoryUsage: the blocks' sizes and their list nodes."""
         return self.reply_bytes + BLOCK_OVERHEAD * len(self.blocks)
+
+
+REPL_BLOCK_HEADER = 40  # sizeof(replBufBlock): refcount, id, repl_offset, size, used
+REPL_NODE = 24 + REPL_BLOCK_HEADER  # a block's list node and header: a replica's omem share
+
+
+class ReplicationBlocks(ReplyBuffers):
+    """Redis 7.0's replication buffer (replication.c feedReplicationBuffer,
+    incrementalTrimReplicationBacklog): one list of blocks shared by the backlog and the
+    replicas, which reference the block holding their next byte to send. It is filled as
+    a reply list is (the tail's room first; a piece of a command, such as a big
+    argument's bytes, that does not fit opens blocks of its size, 16 KB at least and
+    ``repl-backlog-size / 16`` at most), with no reply buffer before it; the backlog
+    frees its first block once the rest holds ``repl-backlog-size`` and no replica
+    references it. A replica's ``omem`` is the blocks from the one it references to the
+    tail, with their headers and list nodes, and its ``oll`` their number
+    (getClientOutputBufferMemoryUsage, catClientInfoString). Offsets are the stream's
+    (the first byte is 1), ``first`` the offset of the first block's first byte."""
+
+    __slots__ = ("first", "end", "limit", "histlen")
+
+    _HEADER = REPL_BLOCK_HEADER
+    _SMALL = jemalloc_size(STATIC_BUFFER + REPL_BLOCK_HEADER) - REPL_BLOCK_HEADER
+
+    def __init__(self, first: int, backlog_size: int) -> None:
+        super().__init__(0)
+        self.first = first
+        self.end = first - 1  # the offset of the last byte added
+        self.limit = max(backlog_size // 16, STATIC_BUFFER)
+        self.histlen = 0  # the bytes the blocks hold
+
+    def add_all(self, data: Iterable[bytes]) -> None:
+        """Add the stream bytes in ``data`` (whole commands, in pieces), as Redis feeds
+        them (see ReplyBuffers.add_all)."""
+        data = list(data)
+        added = sum(map(len, data))
+        self.end += added
+        self.histlen += added
+        super().add_all(data)
+
+    def add(self, length: int) -> None:
+        """``length`` stream bytes of one piece: the tail's room, then new blocks."""
+        blocks = self.blocks
+        if blocks:
+            tail = blocks[-1]
+            copied = min(tail[0] - tail[1], length)
+            tail[1] += copied
+            length -= copied
+        while length:
+            size = jemalloc_size(min(max(length, STATIC_BUFFER), self.limit)
+                                 + REPL_BLOCK_HEADER) - REPL_BLOCK_HEADER
+            used = min(size, length)
+            blocks.append([size, used])
+            self.reply_bytes += size
+            length -= used
+
+    def _index(self, offset: int) -> int:
+        """The block holding the byte at ``offset`` (the tail past the end; the first
+        block before it)."""
+        blocks = self.blocks
+        start = self.first
+        for index, (size, _used) in enumerate(blocks):
+            start += size  # every block but the tail is full
+            if offset < start:
+                return index
+        return len(blocks) - 1
+
+    def usage(self, next_byte: int) -> tuple[int, int]:
+        """``oll`` and ``omem`` of a replica whose next byte to send is at ``next_byte``:
+        from the block holding it (the tail's last byte once all is sent) to the tail."""
+        blocks = self.blocks
+        if not blocks:
+            return 0, 0
+        index = self._index(min(next_byte, self.end))
+        count = len(blocks) - index
+        return count, sum(size for size, _used in blocks[index:]) + REPL_NODE * count
+
+    def trim(self, backlog_size: int, referenced: int) -> None:
+        """incrementalTrimReplicationBacklog: free the first blocks while the rest hold
+        more than ``backlog_size`` bytes and no replica references them (``referenced``:
+        the lowest offset a replica's next byte is at)."""
+        blocks = self.blocks
+        stop = self._index(referenced) if referenced <= self.end else len(blocks) - 1
+        while (stop > 0 and self.histlen > backlog_size
+               and self.histlen - blocks[0][0] > backlog_size):
+            size = blocks.pop(0)[0]
+            self.histlen -= size
+            self.reply_bytes -= size
+            self.first += size
+            stop -= 1
+
+    @property
+    def memory(self) -> int:
+        """repl_buffer_mem: the blocks' allocations and their list nodes."""
+        return self.reply_bytes + (REPL_BLOCK_HEADER + 24) * len(self.blocks)
 
 
 # The last model of each client, extended while only pushes (or replies being gathered)
@@ -293,7 +440,8 @@ def output_shape(session: Session, pending: int,
         return 0, 0, 0
     if connection is _LOOK_UP:
         connection = connection_of(session)
-    if pending <= session.reply_size and not writing(connection):
+    if pending <= session.reply_size and not writing(connection) \
+            and not getattr(connection, "deferred_held", 0):
         return pending, 0, 0
     model = reply_buffers(session, connection)
     return model.bufpos, len(model.blocks), model.omem

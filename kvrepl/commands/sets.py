@@ -29,7 +29,7 @@ from kvrepl.commands.scan import CollectionCache, parse_scan_cursor, scan_elemen
 from kvrepl.config import Config
 from kvrepl.errors import SYNTAX, ReplyError, WrongTypeError
 from kvrepl.notify import GENERIC, SET, notify, replied
-from kvrepl.protocol.replies import OrderedSet
+from kvrepl.protocol.replies import DeferredSet, OrderedSet
 from kvrepl.store.encoding import set_is_intset
 
 # A negative count asks for that many independent draws; Redis streams them until the client's
@@ -242,7 +242,7 @@ def smembers(s: Session, argv: list[bytes]) -> object:
     value = _lookup_set(s, argv[1])
     if value is None:
         return set()
-    return _set_reply(in_redis_order(value, s.engine.config))
+    return DeferredSet(in_redis_order(value, s.engine.config))
 
 
 @command("spop")
@@ -347,7 +347,7 @@ def sinter(s: Session, argv: list[bytes]) -> object:
     sets = _sets_for_intersection(s, argv[1:])
     if sets is None:
         return set()
-    return _set_reply(_intersection(sets, s.engine.config))
+    return DeferredSet(_intersection(sets, s.engine.config))
 
 
 @command("sinterstore")

@@ -31,7 +31,7 @@ from kvrepl.commands.keys import store_result
 from kvrepl.commands.scan import parse_scan_cursor, scan_elements, scan_reply
 from kvrepl.errors import MIN_MAX_NOT_FLOAT, MIN_MAX_NOT_STRING, SYNTAX, ReplyError, WrongTypeError
 from kvrepl.notify import GENERIC, ZSET, notify, replied
-from kvrepl.protocol.replies import NULL_ARRAY, format_double
+from kvrepl.protocol.replies import NULL_ARRAY, DeferredArray, format_double
 from kvrepl.store.encoding import zset_is_listpack
 from kvrepl.store.values import ZSet
 
@@ -483,7 +483,12 @@ def _zrange_generic(first: int, store: bool, rangetype: int | None, reverse: boo
     if store:
         return _store(s, argv[1], ZSet({member: score for score, member in items}),
                       b"zrangestore")
-    return _reply_items(s, items, withscores)
+    reply = _reply_items(s, items, withscores)
+    if zset is not None and (rangetype != _RANK or not reply):
+        # zrangeResultBeginClient: the length is known ahead only for a rank range that
+        # is not empty.
+        return DeferredArray(reply)
+    return reply
 
 
 for _name, _variant in {

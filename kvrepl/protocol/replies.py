@@ -50,6 +50,20 @@ class Push(list):
     """An out-of-band message (pub/sub): ``>`` in RESP3, a plain array in RESP2."""
 
 
+class DeferredArray(list):
+    """An array whose length Redis sets after its elements (addReplyDeferredLen: KEYS,
+    ZRANGEBYSCORE...): the same bytes, encoded as :class:`DeferredReply`, whose reply
+    blocks differ (kvrepl.commands.obuf)."""
+
+
+class DeferredSet(OrderedSet):
+    """A set reply whose length Redis sets after its members (SINTER, SMEMBERS)."""
+
+
+class DeferredReply(bytes):
+    """The bytes of a reply whose top-level aggregate header Redis adds last."""
+
+
 class _NullArray:
     __slots__ = ()
 
@@ -90,6 +104,8 @@ def encode(value: object, resp3: bool = False) -> bytes:
         return b"+" + value + b"\r\n"
     out: list[bytes] = []
     _encode_into(value, out, resp3)
+    if kind is DeferredArray or kind is DeferredSet:
+        return DeferredReply(b"".join(out))
     return b"".join(out)
 
 
@@ -99,7 +115,7 @@ def _encode_into(value: object, out: list[bytes], resp3: bool) -> None:
         out.append(b"$%d\r\n%s\r\n" % (len(value), value))
     elif kind is int:
         out.append(b":%d\r\n" % value)
-    elif kind is list or kind is tuple:
+    elif kind is list or kind is tuple or kind is DeferredArray:
         out.append(b"*%d\r\n" % len(value))
         for item in value:
             if type(item) is bytes:
@@ -137,7 +153,7 @@ def _encode_into(value: object, out: list[bytes], resp3: bool) -> None:
             out.append(b"=%d\r\ntxt:%s\r\n" % (len(value) + 4, value))
         else:
             out.append(b"$%d\r\n%s\r\n" % (len(value), value))
-    elif kind is OrderedSet:
+    elif kind is OrderedSet or kind is DeferredSet:
         out.append((b"~%d\r\n" if resp3 else b"*%d\r\n") % len(value))
         for item in value:
             _encode_into(item, out, resp3)

@@ -31,6 +31,7 @@ import trio
 
 from kvrepl import persistence
 from kvrepl.commands.core import Engine
+from kvrepl.commands.obuf import STATIC_BUFFER, ReplicationBlocks
 from kvrepl.config import persistence_disabled
 from kvrepl.log import logger
 from kvrepl.rdb import default_aux
@@ -41,6 +42,8 @@ from kvrepl.snapshot_producer import DONE, FileConsumer, SnapshotFailed, Snapsho
 NO_REPLID = "0" * 40
 _NO_LIMIT = 1 << 62
 _BACKLOG_MIN_SIZE = 16 * 1024  # CONFIG_REPL_BACKLOG_MIN_SIZE
+# A replication backlog's blocks index (a rax) with no block indexed yet: its head node.
+_EMPTY_INDEX = 4
 PING = encode_command([b"ping"])
 GETACK = encode_command([b"REPLCONF", b"GETACK", b"*"])
 #: The replica capabilities redis-server 7.0 knows (it ignores others); the ones that decide
@@ -104,6 +107,10 @@ class ReplicaLink:
     # which Redis writes outside the replica's output buffer (INFO does not count it).
     uncounted: int = 0
     io: object | None = None  # its connection's stream: what a send holds is counted too
+    # The offset from which stream bytes are fed to it (-1: none yet): a full sync's from
+    # its snapshot's instant on; Redis's replica references the replication buffer from
+    # the first byte fed to it then (kvrepl.commands.obuf.ReplicationBlocks).
+    stream_from: int = -1
 
     @property
     def ip(self) -> str:
@@ -155,6 +162,8 @@ class MasterReplication:
         self.getack_bytes = GETACK
         self.acked = trio.Event()  # set (and replaced) on every replica ACK, for WAIT
         self._outbox = bytearray()  # stream bytes not yet copied to the links' buffers
+        # Redis's replication buffer, modelled from the backlog's bytes when looked at.
+        self._blocks: ReplicationBlocks | None = None
         self._post_limit = _NO_LIMIT  # outbox size that calls for an output limit check
         self.acks_wanted = False  # a GETACK held back by a client pause
         engine.replication = self
@@ -189,10 +198,66 @@ class MasterReplication:
         return self.config.repl_backlog_size
 
     def replica_buffers(self) -> int:
-        """Stream bytes held for replicas: INFO's mem_clients_slaves and MEMORY STATS'
-        clients.slaves, the sum of their CLIENT LIST omem (Redis sums each replica's
-        share of its replication buffer alike)."""
-        return sum(self.held_for(link) for link in self.replicas)
+        """INFO's mem_clients_slaves and MEMORY STATS' clients.slaves: what the replication
+        buffer holds beyond repl-backlog-size while there are replicas (getMemoryOverheadData)."""
+        return self.buffer_memory()[2]
+
+    def buffer_memory(self) -> tuple[int, int, int]:
+        """The replication buffer's memory (INFO's mem_total_replication_buffers), the
+        backlog's share (mem_replication_backlog: with its empty blocks index) and the
+        replicas' share (mem_clients_slaves), as Redis 7.0 splits them."""
+        model = self.replication_blocks()
+        if model is None:
+            return 0, 0, 0
+        total = model.memory
+        size = self.backlog_size()
+        if self.replicas and total > size:
+            return total, size + _EMPTY_INDEX, total - size
+        return total, total + _EMPTY_INDEX, 0
+
+    def replication_blocks(self) -> ReplicationBlocks | None:
+        """The replication buffer Redis would hold now (None: no backlog), brought up to
+        date from the backlog's bytes: writes pay nothing for it, the model reads the
+        backlog when looked at (CLIENT LIST, INFO, the clients' cron) and before the
+        backlog drops bytes it has not read (Backlog.before_trim, once a quarter of the
+        backlog at most)."""
+        model, backlog = self._blocks, self._backlog
+        if model is None or backlog is None:
+            return None
+        end = backlog.master_repl_offset
+        size = self.backlog_size()
+        if model.end < end:
+            data = backlog.held_from(model.end + 1)
+            if data is None:  # not seen (a new history): the model starts from here
+                start = backlog.first_byte_offset
+                model = self._blocks = ReplicationBlocks(start, size)
+                data = backlog.held_from(start) or b""
+            model.limit = max(size // 16, STATIC_BUFFER)
+            model.add_all((data,))
+        referenced = [self._next_byte(link) for link in self.replicas if self._referencing(link)]
+        model.trim(size, min(referenced, default=end + 1))
+        return model
+
+    def _read_backlog(self) -> None:
+        self.replication_blocks()
+
+    def _referencing(self, link: ReplicaLink) -> bool:
+        """Does ``link`` reference the replication buffer (a byte was fed to it)?"""
+        return (link.stream_from >= 0 and self.master_repl_offset >= link.stream_from
+                and not link.before_snapshot and link.closed is None)
+
+    def _next_byte(self, link: ReplicaLink) -> int:
+        """The offset of the next stream byte the kernel has not taken for ``link``."""
+        return self.master_repl_offset + 1 - max(self.held_for(link) - link.uncounted, 0)
+
+    def replica_output(self, link: ReplicaLink) -> tuple[int, int]:
+        """CLIENT LIST's ``oll`` and ``omem`` for ``link``: the replication buffer's
+        blocks from the one holding its next byte to the tail (Redis 7.0's shared
+        buffer), none before a byte was fed to it."""
+        model = self.replication_blocks()
+        if model is None or not self._referencing(link):
+            return 0, 0
+        return model.usage(self._next_byte(link))
 
     def held_for(self, link: ReplicaLink) -> int:
         """The stream bytes held for ``link`` that the kernel has not taken: its output
@@ -210,6 +275,10 @@ class MasterReplication:
     @backlog.setter
     def backlog(self, backlog: Backlog | None) -> None:
         self._backlog = backlog
+        self._blocks = None
+        if backlog is not None:
+            self._blocks = ReplicationBlocks(backlog.master_repl_offset + 1, backlog.size)
+            backlog.before_trim = self._read_backlog
         self._listen()
 
     @property
@@ -400,6 +469,9 @@ class MasterReplication:
                          if "psync2" in link.capabilities else b"+CONTINUE\r\n")
                 link.write(reply + self.backlog.read_from(offset))
                 link.uncounted = len(reply)
+                # Redis references the buffer at once (addReplyReplicationBacklog), the
+                # tail when there is nothing to send.
+                link.stream_from = min(offset, self.master_repl_offset)
                 link.state = "online"
                 link.ack_offset = offset - 1
                 self._attach(link)
@@ -449,6 +521,7 @@ class MasterReplication:
                 self._distribute()
                 link.buffer[:] = other.buffer
                 link.job, link.sync_offset = job, other.sync_offset
+                link.stream_from = other.stream_from  # copyReplicaOutputBuffer: its reference
                 self.job_links.append(link)
                 link.assigned.set()
                 logger.info("Waiting for end of BGSAVE for SYNC")
@@ -531,6 +604,7 @@ class MasterReplication:
                 link.before_snapshot = False
                 link.buffer.clear()
                 link.sync_offset = offset
+                link.stream_from = offset + 1
                 link.assigned.set()
             self.feed.selected_db = -1
 

@@ -16,6 +16,8 @@ from lupa import lua51
 from kvrepl.errors import ReplyError
 from kvrepl.protocol.replies import (
     NULL_ARRAY,
+    DeferredArray,
+    DeferredSet,
     OrderedSet,
     Push,
     Raw,
@@ -42,7 +44,7 @@ def to_lua(runtime: lua51.LuaRuntime, value: object, resp3: bool,
         return runtime.table_from({b"ok": bytes(value)})
     if isinstance(value, ReplyError):
         return error_table(b"-" + value.message.encode("utf-8", "replace"))
-    if kind is list or kind is tuple or kind is Push:
+    if kind is list or kind is tuple or kind is Push or kind is DeferredArray:
         return runtime.table_from([to_lua(runtime, v, resp3, error_table) for v in value])
     if kind is dict:
         if resp3:
@@ -55,7 +57,7 @@ def to_lua(runtime: lua51.LuaRuntime, value: object, resp3: bool,
             flat.append(to_lua(runtime, k, resp3, error_table))
             flat.append(to_lua(runtime, v, resp3, error_table))
         return runtime.table_from(flat)
-    if kind is set or kind is frozenset or kind is OrderedSet:
+    if kind is set or kind is frozenset or kind is OrderedSet or kind is DeferredSet:
         items = [to_lua(runtime, v, resp3, error_table) for v in value]
         if resp3:
             return runtime.table_from({b"set": runtime.table_from(dict.fromkeys(items, True))})

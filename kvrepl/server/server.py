@@ -30,7 +30,7 @@ from kvrepl.config import ApplyError, Config
 from kvrepl.errors import ProtocolError, ReplyError
 from kvrepl.log import logger
 from kvrepl.protocol.parser import NEED_DATA, RequestParser
-from kvrepl.protocol.replies import encode, encode_error
+from kvrepl.protocol.replies import DeferredReply, encode, encode_error
 from kvrepl.server import tls
 from kvrepl.server.blocking import BlockingManager, Waiter
 from kvrepl.server.busy import Adopted, BusyAcceptor
@@ -171,17 +171,23 @@ class Connection:
         # The replies execute_buffered is gathering, not sent yet (see replies_pending);
         # forgotten when it returns, so that a large reply is not kept past its send.
         self.out: Sequence[bytes] = ()
-        # How much of ``out`` was measured, and its bytes (see gathered_bytes).
+        # While a send waits for the kernel, the replies of what the client sent meanwhile
+        # (see send_reading), gathered here to go once the send is done; () otherwise.
+        self.backlog: Sequence[bytes] = ()
+        # How much of ``out`` was measured, its bytes and its replies of deferred length
+        # (see gathered_bytes).
         self._out_counted = 0
         self._out_bytes = 0
+        self.deferred_held = 0
         session.on_push = self.push_ready.set
         session.on_kill = self.cancel_scope.cancel
         session.held_output = self.held_bytes
 
     def held_bytes(self) -> int:
         """The reply bytes this connection holds for its client (kvrepl.commands.obuf):
-        those of the read being run, those the reactor holds until the end of its pass,
-        and what a send has not had the kernel take yet."""
+        those of the read being run (and of those run while a send waits: ``backlog``),
+        those the reactor holds until the end of its pass, and what a send has not had
+        the kernel take yet."""
         held = self.gathered_bytes() if self.out else 0
         io = self.io
         if type(io) in (SocketIO, TlsStream):
@@ -215,9 +221,12 @@ class Connection:
         out = self.out
         counted = self._out_counted
         if len(out) < counted:  # emptied meanwhile (a forked SCRIPT DEBUG session took it)
-            counted = self._out_bytes = 0
+            counted = self._out_bytes = self.deferred_held = 0
         if len(out) > counted:
-            self._out_bytes += sum(map(len, out[counted:]))
+            added = out[counted:]
+            self._out_bytes += sum(map(len, added))
+            # Such a reply opens a reply block even when the reply buffer has room.
+            self.deferred_held += list(map(type, added)).count(DeferredReply)
             self._out_counted = len(out)
         return self._out_bytes
 
@@ -233,9 +242,6 @@ class Connection:
     async def send(self, data: bytes) -> None:
         # acquire_nowait first: `async with lock` always yields to the scheduler, which
         # costs more than the send itself when the lock is free (nearly always).
-        aof = self.server.engine.aof
-        if aof is not None and aof.buf:
-            aof.flush()  # a write is in the AOF (on disk with appendfsync always) before its reply
         lock = self.send_lock
         try:
             lock.acquire_nowait()
@@ -243,10 +249,7 @@ class Connection:
             await lock.acquire()
         # Counted before send_all's await, which yields after the bytes left: by then the
         # client may have read them and asked INFO, served by the reactor meanwhile.
-        stats = self.server.engine.stats
-        stats.writes_processed += 1
-        stats.total_net_output_bytes += len(data)
-        obuf.note_reply(self.session, len(data))
+        self._count_write(data)
         try:
             await self.io.send_all(data)
         finally:
@@ -448,11 +451,13 @@ class Connection:
         caching's BCAST invalidations for the keys it modified go out at its end (Redis's
         beforeSleep), queued after its replies."""
         self.out = out
-        self._out_counted = self._out_bytes = 0
+        self._out_counted = self._out_bytes = self.deferred_held = 0
         try:
             result = self._execute_buffered(out)
         finally:
-            self.out = ()
+            self.out = self.backlog
+            if not self.backlog:
+                self.deferred_held = 0  # what it counted is no longer held here
         engine = self.server.engine
         tracking = engine.tracking
         if tracking.due:
@@ -538,7 +543,8 @@ class Connection:
     def replies_pending(self) -> bool:
         """Redis's clientHasPendingReplies while a command runs: replies of the requests
         before it in what the client sent, or messages queued for it, are not sent yet."""
-        return bool(self.out) or bool(self.session.pending_out)
+        return bool(self.out) or bool(self.session.pending_out) \
+            or bool(getattr(self.io, "unsent", 0))
 
     async def finish_waiting(self, argv: list[bytes], reply: object, out: list[bytes]) -> bool:
         """Await what ``execute_buffered`` stopped at and append its reply to ``out``;
@@ -624,10 +630,127 @@ class Connection:
                 return
             if out:
                 try:
-                    await self.send(b"".join(out))
+                    if result is None and type(stream) in (SocketIO, TlsStream):
+                        result = await self.send_reading(b"".join(out))
+                        if result is not None and result is not _CLOSE:
+                            if result is not _DROP:  # a reply to await, read meanwhile
+                                first = [], result
+                                continue
+                            return
+                    else:
+                        await self.send(b"".join(out))
                 except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
                     return
             if result is _CLOSE:
+                return
+
+    async def send_reading(self, data: bytes) -> object:
+        """Send ``data``; while the kernel will not take it, go on reading the client and
+        running what it sends, as Redis does (its replies wait after ``data``, counted by
+        client-output-buffer-limit and maxmemory-clients, which close a client that sends
+        without reading). Returns None once all is sent, or what ``execute_buffered``
+        stopped at meanwhile (its replies before it sent): a reply to await, ``_CLOSE``,
+        or ``_DROP`` (the client is to go now: over a limit, or it hung up)."""
+        io = self.io
+        lock = self.send_lock
+        rest: bytes | None = None
+        owned = not lock.locked()
+        if owned:
+            # The common case costs what send costs: the kernel takes all of it now.
+            lock.acquire_nowait()
+            try:
+                self._count_write(data)
+                rest = io.write_now(data)  # type: ignore[union-attr]
+            except BaseException:
+                lock.release()
+                raise
+            if rest is None:
+                lock.release()
+                return None
+            if type(io) is SocketIO:
+                if io.sending is None:  # else the reactor's payload, handed back
+                    io.sending = data
+                io.unsent = len(rest)
+            self.backlog = self.out = []
+        else:
+            # The pusher is writing: ``data`` goes after its messages, read on meanwhile.
+            self.backlog = self.out = [data]
+        self._out_counted = self._out_bytes = self.deferred_held = 0
+        stop: list[object] = [None]
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._read_while_sending, stop, nursery.cancel_scope)
+                if not owned:
+                    await lock.acquire()
+                    owned = True
+                if rest is not None:
+                    await io.send_all(rest)  # TLS: b"", what it holds of ``data`` is sent
+                while self.backlog:
+                    payload = b"".join(self.backlog)
+                    self.backlog = self.out = []
+                    self._out_counted = self._out_bytes = self.deferred_held = 0
+                    self._count_write(payload)
+                    await io.send_all(payload)
+                nursery.cancel_scope.cancel()
+        finally:
+            if owned:
+                lock.release()
+            self.backlog = self.out = ()
+            if type(io) is SocketIO:
+                io.sending = None
+                io.unsent = 0
+        return stop[0]
+
+    def _count_write(self, data: bytes) -> None:
+        """A write of ``data`` to the client: the AOF first, then the counts (before the
+        kernel takes it: by then the client may have read it and asked INFO, served by
+        the reactor meanwhile)."""
+        aof = self.server.engine.aof
+        if aof is not None and aof.buf:
+            aof.flush()  # a write is in the AOF (on disk with appendfsync always) before its reply
+        stats = self.server.engine.stats
+        stats.writes_processed += 1
+        stats.total_net_output_bytes += len(data)
+        obuf.note_reply(self.session, len(data))
+
+    async def _read_while_sending(self, stop: list[object],
+                                  scope: trio.CancelScope) -> None:
+        """send_reading's reader: reads the client and runs what it sent, its replies
+        gathered in ``backlog``, until it stops at a reply to await or a close (then
+        reads only, as Redis fills a blocked client's query buffer), or must end the
+        client now (``stop[0]`` is then ``_DROP`` and ``scope`` is cancelled)."""
+        engine = self.server.engine
+        stats = engine.stats
+        parser = self.parser
+        while True:
+            try:
+                data = await self.io.receive_some(RECEIVE_SIZE)
+            except trio.ClosedResourceError:  # closed here (killed): no read
+                data = b""
+            except (trio.BrokenResourceError, OSError):
+                data = b""
+            stats.reads_processed += 1
+            if not data:  # Redis frees a client as it reads its hang-up, output unsent
+                stop[0] = _DROP
+                scope.cancel()
+                return
+            stats.total_net_input_bytes += len(data)
+            parser.feed(data)
+            self.session.last_interaction = now()
+            if stop[0] is None:
+                result = self.execute_buffered(self.backlog)  # type: ignore[arg-type]
+                if result is None:
+                    continue
+                stop[0] = result
+                if result is _DROP:
+                    scope.cancel()
+                    return
+                if result is _CLOSE:
+                    return
+            elif parser.buffered > self.server.config.client_query_buffer_limit:
+                self.query_buffer_full()
+                stop[0] = _DROP
+                scope.cancel()
                 return
 
 

@@ -126,7 +126,11 @@ class TlsStream(trio.abc.Stream):
                 self._take_outgoing()
                 await trio.lowlevel.cancel_shielded_checkpoint()
                 return data
-            await self._flush()
+            if not self._flushing.locked():
+                # Else a send waits for the kernel, and sends what a read added after
+                # it: the read goes on meanwhile (as Redis reads a client whose output
+                # waits), not after it.
+                await self._flush()
             await self._receive_raw()
 
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
