@@ -15,6 +15,8 @@ import socket
 import ssl
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -1001,9 +1003,17 @@ def test_active_expire_effort_scales_the_cycle_as_redis(effort, deleted, sampled
 
 
 def _clock_of_looks() -> Callable[[], float]:
-    """A perf_counter that moves on 1 ms each time it is looked at."""
+    """A perf_counter that moves on 1 ms each time this thread looks at it. Other threads
+    (a server another test left running, whose cron runs its own expiry cycles through the
+    same module globals) read the real clock: their looks moved this one on (a full run
+    cut a cycle two batches early)."""
     looks = iter(range(1_000_000))
-    return lambda: next(looks) / 1000
+    owner = threading.get_ident()
+    real = time.perf_counter
+
+    def clock() -> float:
+        return next(looks) / 1000 if threading.get_ident() == owner else real()
+    return clock
 
 
 def test_active_expire_effort_time_share_as_redis(monkeypatch):
