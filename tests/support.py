@@ -608,6 +608,20 @@ def wire_comparer(ours_port: int, theirs_port: int) -> tuple[Compare, Callable[[
 DEADLINE = 10.0  # seconds any wait in a test may take before it is a failure
 
 
+def clock_of_looks() -> Callable[[], float]:
+    """A ``perf_counter`` for tests of the expiry cycles: it moves on 1 ms each time the
+    calling thread looks at it. Other threads (a server another test left running, whose
+    cron runs its own expiry cycles through the same module globals) read the real clock:
+    their looks moved this one on (a full run cut a cycle two batches early)."""
+    looks = iter(range(1_000_000))
+    owner = threading.get_ident()
+    real = time.perf_counter
+
+    def clock() -> float:
+        return next(looks) / 1000 if threading.get_ident() == owner else real()
+    return clock
+
+
 def poll(condition: Callable[[], bool], what: str, within: float = DEADLINE,
          interval: float = 0.001) -> None:
     """Wait (bounded) until ``condition()`` holds, checking it every ``interval`` seconds

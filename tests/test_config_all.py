@@ -15,8 +15,6 @@ import socket
 import ssl
 import subprocess
 import sys
-import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -28,6 +26,7 @@ from support import (
     KvreplProcess,
     RedisServer,
     ThreadedServer,
+    clock_of_looks,
     free_port,
     kvrepl_and_redis,
     poll,
@@ -1002,20 +1001,6 @@ def test_active_expire_effort_scales_the_cycle_as_redis(effort, deleted, sampled
     assert _stats(engine, session)["expired_stale_perc"] == stale
 
 
-def _clock_of_looks() -> Callable[[], float]:
-    """A perf_counter that moves on 1 ms each time this thread looks at it. Other threads
-    (a server another test left running, whose cron runs its own expiry cycles through the
-    same module globals) read the real clock: their looks moved this one on (a full run
-    cut a cycle two batches early)."""
-    looks = iter(range(1_000_000))
-    owner = threading.get_ident()
-    real = time.perf_counter
-
-    def clock() -> float:
-        return next(looks) / 1000 if threading.get_ident() == owner else real()
-    return clock
-
-
 def test_active_expire_effort_time_share_as_redis(monkeypatch):
     """The slow cycle's time limit is (25 + 2 * step)% of the cron period (expire.c):
     with a clock that moves 1 ms at each look, a cycle of all-expired keys at hz 10 stops
@@ -1037,7 +1022,7 @@ def test_active_expire_effort_time_share_as_redis(monkeypatch):
         engine.keyspace.clock = lambda: 1_800_000_000.0
         engine.config.hz = 10
         engine.config.active_expire_effort = effort
-        fake = _clock_of_looks()
+        fake = clock_of_looks()
         monkeypatch.setattr(cron, "perf_counter", fake)
         monkeypatch.setattr(database, "perf_counter", fake)
         keys_per_loop = expire_cycle_limits(effort, 10)[0]

@@ -5,10 +5,9 @@ client, after a cycle cut by its time limit."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 
 import pytest
-from support import RedisServer, ThreadedServer
+from support import RedisServer, ThreadedServer, clock_of_looks
 
 from kvrepl.commands.core import Engine
 from kvrepl.config import Config
@@ -68,12 +67,6 @@ def test_a_trickle_of_commands_expires_keys_in_fast_cycles_as_redis():
         assert figures["capped"] > 2 * slow_cycles, (name, figures)
 
 
-def _clock_of_looks() -> Callable[[], float]:
-    """A perf_counter that moves on 1 ms each time it is looked at."""
-    looks = iter(range(1_000_000))
-    return lambda: next(looks) / 1000
-
-
 @pytest.fixture
 def engine(monkeypatch: pytest.MonkeyPatch) -> Engine:
     """An engine with 5000 expired keys, its clocks frozen (perf_counter 1 ms a look)."""
@@ -84,7 +77,7 @@ def engine(monkeypatch: pytest.MonkeyPatch) -> Engine:
     for i in range(5000):
         engine.execute(session, [b"SET", b"k:%d" % i, b"v", b"PX", b"1000"])
     now[0] += 2
-    fake = _clock_of_looks()
+    fake = clock_of_looks()
     monkeypatch.setattr(cron, "perf_counter", fake)
     monkeypatch.setattr(database, "perf_counter", fake)
     return engine
