@@ -86,6 +86,7 @@ def _direct_get(node: Node, general: Callable[[object], object],
     tally = engine.direct_tally
     ticks = tally.ticks
     command = engine.table[b"get"]
+    now_ms = keyspace.now_ms
     # The read state, bound here rather than loaded on each call (each load a bytecode,
     # about 25 machine instructions): the session's database's lookup, TTLs and hit
     # record, or _SHUT as the lookup while GET must go the general way (a read gate closed,
@@ -118,27 +119,28 @@ def _direct_get(node: Node, general: Callable[[object], object],
         return value
 
     def other(name: bytes, value: object) -> object:
-        """All but a hit on a ``bytes`` value without a TTL, and that hit when its record
-        says it is the one to time: the path shut, a miss, a string edited in place (a
-        bytearray, whose bytes GET answers), a key with a TTL, another type (WRONGTYPE:
-        the general way)."""
-        if lookup is _SHUT:
-            return general(name)  # a read gate closed, or MULTI
+        """All but a hit on a ``bytes`` value (without a TTL, or one not due), and that
+        hit when its record says it is the one to time: a key whose TTL is due, a string
+        edited in place (a bytearray, whose bytes GET answers), a miss, the path shut,
+        another type (WRONGTYPE: the general way)."""
+        if value.__class__ is bytes:
+            if name in expires and expires[name] <= now_ms():
+                return general(name)  # lazy expiry: deleted, DEL propagated, in order
+            return timed(name)  # a hit whose record step was the SAMPLE-th: timed
         if value is None:
-            if type(name) is not bytes:
-                return general(name)  # a str or int argument, or unhashable: converted
-            if next(ticks):           # there, or redis-py's DataError
+            if lookup is _SHUT or type(name) is not bytes:
+                # A read gate closed or MULTI (the shut lookup finds nothing), or a str or
+                # int argument, or unhashable: converted there, or redis-py's DataError.
+                return general(name)
+            if next(ticks):
                 return timed(name)
             tally.misses += 1
             return None
-        if type(value) is bytearray:
-            value = bytes(value)
-        elif type(value) is not bytes:
+        if value.__class__ is not bytearray:
             return general(name)  # WRONGTYPE, answered the general way
-        elif name not in expires:
-            return timed(name)  # a hit whose record step was the SAMPLE-th: timed
-        if name in expires and expires[name] <= keyspace.now_ms():
-            return general(name)  # lazy expiry: deleted, DEL propagated, in order
+        if name in expires and expires[name] <= now_ms():
+            return general(name)
+        value = bytes(value)
         if next(record)(name) is None:
             return value
         return timed(name)
@@ -146,12 +148,21 @@ def _direct_get(node: Node, general: Callable[[object], object],
     # The hot path is a hit on a string without a TTL: each step below is paid by every
     # call (and each name it uses from here, copied into its frame), so all else is out
     # of line in other(), and the hit is recorded (counted, its access time kept:
-    # Database.reads) and the timed call chosen in one step (Database.record).
+    # Database.reads) and the timed call chosen in one step (Database.record). A hit on a
+    # key with a TTL costs one lookup in ``expires`` and one compare with the clock more:
+    # Keyspace.now_ms() outside a command, without its call and int() (a whole number of
+    # ms compares with the clock's float ms as with its whole ms).
     def get(name: bytes) -> object:
         try:
             value = lookup(name)
-            if type(value) is bytes and name not in expires and next(record)(name) is None:
-                return value
+            if value.__class__ is bytes:
+                if name not in expires:
+                    if next(record)(name) is None:
+                        return value
+                elif expires[name] > (keyspace.now_ms() if keyspace.frozen
+                                      else keyspace.clock() * 1000) \
+                        and next(record)(name) is None:
+                    return value
         except TypeError:  # unhashable (only the lookup can raise it)
             value = None
         return other(name, value)

@@ -41,9 +41,10 @@ def _outcome(call: Callable[[], object]) -> object:
 
 
 async def _run(setup: Callable[[kvrepl.Node], None], reads: list[object],
-               get_of: Callable[[kvrepl.Node], Get]) -> list[object]:
+               get_of: Callable[[kvrepl.Node], Get], each: bool = True) -> list[object]:
     """On a fresh master with a clock the test moves: ``setup``, then each read with its
-    answer and what INFO counted, then the propagated writes."""
+    answer and what INFO counted (``each`` False: counted once, after the reads), then the
+    propagated writes."""
     now = [NOW]
     async with kvrepl.Master() as node:
         node.engine.keyspace.clock = lambda: now[0]
@@ -57,7 +58,10 @@ async def _run(setup: Callable[[kvrepl.Node], None], reads: list[object],
             now[0] += 100  # keys with a TTL under 100 s are due
             node.engine.keyspace.set_lru_clock(node.engine.keyspace.lru_clock + 100)
             for name in reads:
-                seen.append((name, _outcome(lambda name=name: get(name)), _observe(node)))
+                seen.append((name, _outcome(lambda name=name: get(name)),
+                             _observe(node) if each else None))
+            if not each:
+                seen.append(_observe(node))
             node.set("after", "x")  # a write after the reads: order of the stream
             if node._session.multi is not None:
                 seen.append(node.execute_command("EXEC"))
@@ -101,6 +105,28 @@ async def test_direct_get_is_the_general_get() -> None:
     assert answers[:4] == [b"v", b"v", None, None]
     assert "WRONGTYPE" in answers[8][1]
     assert answers[11][0] == "DataError"
+
+
+def _grown_with_ttls(node: kvrepl.Node) -> None:
+    _strings(node)
+    for key, seconds in (("grown-ttl", 1000), ("grown-due", 10)):
+        node.set(key, "ab", ex=seconds)
+        node.append(key, "cd")  # a string edited in place, with a TTL
+
+
+async def test_every_kind_of_hit_read_directly_and_sampled_as_the_general_get() -> None:
+    # The kinds of hit in turn, more than SAMPLE rounds: the record's SAMPLE-th step (the
+    # timed call) falls on each kind (it comes every SAMPLE reads, the timed read taking
+    # two steps, and the kinds are an odd number).
+    kinds = [b"plain", b"ttl-later", b"grown", b"grown-ttl", b"int"]
+    reads = [*kinds * (SAMPLE + 2), b"grown-due", b"ttl-due", *kinds]
+    direct = await _run(_grown_with_ttls, reads, lambda node: node.get, each=False)
+    assert direct == await _run(_grown_with_ttls, reads, _general, each=False)
+    answers = {name: answer for name, answer, _ in direct[:-3]}
+    assert answers == {b"plain": b"v", b"ttl-later": b"v", b"grown": b"abcd", b"int": b"12",
+                       b"grown-ttl": b"abcd", b"grown-due": None, b"ttl-due": None}
+    assert [change[1:] for change in direct[-2][:2]] == [(b"DEL", (b"grown-due",)),
+                                                        (b"DEL", (b"ttl-due",))]
 
 
 @pytest.mark.parametrize("state", [
