@@ -287,8 +287,9 @@ def test_entries_sized_together_as_one_by_one(values: list[list[bytes]], master_
                                               master_seq: int, step: int,
                                               same_shape: bool) -> None:
     """StreamNode.entries_size is the sum of entry_size over the entries (ascending IDs
-    above the master's): SAMEFIELDS ones (the master's fields), others of other fields or
-    field counts, ID deltas small, negative, large or beyond int64."""
+    above the master's), and entry_sizes each of them: SAMEFIELDS ones (the master's
+    fields), others of other fields or field counts, ID deltas small, negative, large or
+    beyond int64."""
     assume(step or master_seq + len(values) <= MAX_ID[1])
     master_fields = [b"f%d" % i for i in range(len(values[0]))]
     node = StreamNode((master_ms, master_seq), master_fields)
@@ -303,6 +304,8 @@ def test_entries_sized_together_as_one_by_one(values: list[list[bytes]], master_
         ms, seq = (ms + step, i % 2) if step else (ms, seq + 1)
         ids.append((ms, seq))
     assert node.entries_size(ids, items) == sum(map(node.entry_size, ids, items))
+    totals = [sum(map(len, fields)) for fields in items] if step == 3 else None
+    assert node.entry_sizes(ids, items, totals) == list(map(node.entry_size, ids, items))
 
 
 @settings(max_examples=40, deadline=None,
