@@ -48,6 +48,14 @@ def corpus_files() -> list[Path]:
 FREE_PORT = "<a free port>"
 
 
+def no_retry() -> Retry:
+    """For a redis-py client's ``retry``: no second try. redis-py 6+ sends a command again
+    after a connection error, up to 10 times with backoff (~3.6 s in all): a test whose
+    server closes the connection on purpose (SHUTDOWN, DEBUG LOADAOF's exit, a refused
+    login, a kill) sees the error at once, and never has a write sent twice."""
+    return Retry(NoBackoff(), 0)
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -138,8 +146,9 @@ class RedisServer:
                 # Closed here, not left to the collector: redis-py 8.1 (Python 3.10's pin)
                 # leaves the client in a reference cycle (execute_command's frames and a
                 # closure cell), so its connection stayed open until a later gc pass and its
-                # hang-up counted in the test's INFO stats.
-                with redis.Redis(port=self.port, socket_timeout=1) as probe:
+                # hang-up counted in the test's INFO stats. No retries: a refused probe is
+                # polled again here, after checking that the server still runs.
+                with redis.Redis(port=self.port, socket_timeout=1, retry=no_retry()) as probe:
                     # Ours, not whatever took the port first; and done loading its data
                     # (INFO answers while it loads, PING says -LOADING: BusyLoadingError).
                     if probe.info("server")["process_id"] == self.process.pid and \
@@ -371,7 +380,7 @@ class KvreplProcess:
     def client(self, **kwargs: object) -> redis.Redis:
         # No retries: a write after the kill must fail at once, not be sent again.
         return redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=10,
-                           retry=Retry(NoBackoff(), 0), **kwargs)
+                           retry=no_retry(), **kwargs)
 
     def kill(self) -> None:
         """SIGKILL (a SIGSTOPped process too), and reap it."""
