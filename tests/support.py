@@ -351,24 +351,46 @@ class KvreplProcess:
                  file_size_limit: int = 0) -> None:
         KvreplProcess.started.append(self)
         self.dir = directory
-        self.port = port or free_port()
+        # A port found free can be taken (another test's server, an outgoing connection's
+        # ephemeral port) before the child binds it, a second or so later: wait_ready then
+        # starts it again on a new port if it picked this one and no one has read it yet.
+        self._port = port or free_port()
+        self._picked = port is None
+        self._port_read = False
+        self._start = functools.partial(self._spawn, directory, options, file_size_limit)
+        self._start()
+
+    def _spawn(self, directory: Path, options: tuple[str, ...], file_size_limit: int) -> None:
         env = dict(os.environ,
                    PYTHONPATH=os.getcwd() + os.pathsep + os.environ.get("PYTHONPATH", ""))
-        self.log = open(directory / f"kvrepl-{self.port}.log", "a")  # noqa: SIM115
+        self.log = open(directory / f"kvrepl-{self._port}.log", "a")  # noqa: SIM115
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "kvrepl", "--port", str(self.port), "--save", "",
+            [sys.executable, "-m", "kvrepl", "--port", str(self._port), "--save", "",
              "--dir", str(directory), "--enable-debug-command", "yes", *options],
             stdout=self.log, stderr=subprocess.STDOUT, env=env,
             preexec_fn=limit_file_size(file_size_limit) if file_size_limit else None)
+
+    @property
+    def port(self) -> int:
+        self._port_read = True
+        return self._port
 
     def wait_ready(self) -> KvreplProcess:
         """Until it answers PING (loaded: no -LOADING), or it exited."""
         deadline = time.monotonic() + 60  # a loaded host takes its time to import
 
         def ready() -> bool:
+            if self.process.poll() is not None and self._picked and not self._port_read \
+                    and "Address already in use" in self.output():
+                self.log.close()
+                self._port = free_port()
+                self._start()
             assert self.process.poll() is None, self.output()
             try:
-                return self.client().ping()
+                # Ours, not a server that took the port first; done loading (-LOADING).
+                with self._client() as probe:
+                    return probe.info("server")["process_id"] == self.process.pid and \
+                        probe.ping()
             except (redis.ConnectionError, redis.BusyLoadingError):
                 return False
 
@@ -378,8 +400,12 @@ class KvreplProcess:
         return self
 
     def client(self, **kwargs: object) -> redis.Redis:
+        self._port_read = True  # its clients may outlive a restart on a new port
+        return self._client(**kwargs)
+
+    def _client(self, **kwargs: object) -> redis.Redis:
         # No retries: a write after the kill must fail at once, not be sent again.
-        return redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=10,
+        return redis.Redis(host="127.0.0.1", port=self._port, socket_timeout=10,
                            retry=no_retry(), **kwargs)
 
     def kill(self) -> None:
@@ -404,7 +430,7 @@ class KvreplProcess:
     def output(self) -> str:
         if not self.log.closed:
             self.log.flush()
-        return (self.dir / f"kvrepl-{self.port}.log").read_text()
+        return (self.dir / f"kvrepl-{self._port}.log").read_text()
 
 
 # -- talking to two servers at once -----------------------------------------------------------
