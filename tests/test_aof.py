@@ -26,6 +26,7 @@ from support import (
     argv,
     free_port,
     limit_file_size,
+    no_retry,
     poll,
 )
 
@@ -599,7 +600,7 @@ def test_debug_loadaof_without_an_aof_exits_as_redis_does(tmp_path):
     real = RedisServer("--enable-debug-command", "yes")
     try:
         with pytest.raises(redis.ConnectionError):
-            real.client().execute_command("DEBUG", "LOADAOF")
+            real.client(retry=no_retry()).execute_command("DEBUG", "LOADAOF")
         assert real.process.wait(10) == 1
     finally:
         real.stop()
@@ -684,8 +685,9 @@ def test_a_replica_whose_aof_write_fails_does_as_redis_server(tmp_path, fsync, i
         stderr=subprocess.STDOUT, preexec_fn=limit_file_size(limit))
     replicas = {"kvrepl": (ours.process, lambda: (tmp_path / "kvrepl").glob("*.log")),
                 "redis": (theirs, lambda: [tmp_path / "redis" / "redis.log"])}
-    clients = {"kvrepl": redis.Redis(port=ours.port, socket_timeout=10),
-               "redis": redis.Redis(port=theirs_port, socket_timeout=10)}
+    # No retries: polled while they start, and their exits are answers.
+    clients = {"kvrepl": redis.Redis(port=ours.port, socket_timeout=10, retry=no_retry()),
+               "redis": redis.Redis(port=theirs_port, socket_timeout=10, retry=no_retry())}
 
     def log(name: str) -> str:
         return "".join(path.read_text() for path in replicas[name][1]())

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import redis
-from support import free_port
+from support import free_port, no_retry
 
 import kvrepl
 from kvrepl.cli import command_line_to_conf, parse_args
@@ -70,7 +70,9 @@ def _start(*args: str) -> tuple[subprocess.Popen, int]:
     deadline = time.monotonic() + 20
     while True:
         try:
-            redis.Redis(port=port, socket_timeout=1).ping()
+            # No retries: this loop polls (redis-py's backoff, up to 1 s a try, outlasts
+            # the start).
+            redis.Redis(port=port, socket_timeout=1, retry=no_retry()).ping()
             return process, port
         except redis.ConnectionError:
             if process.poll() is not None or time.monotonic() > deadline:
@@ -148,7 +150,7 @@ def _config_file_of(program: list[str], cwd: str) -> str:
     process = subprocess.Popen([*program, "redis.conf"], cwd=cwd, stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL)
     try:
-        client = redis.Redis(port=port, socket_timeout=5)
+        client = redis.Redis(port=port, socket_timeout=5, retry=no_retry())  # this loop polls
         deadline = time.monotonic() + 20
         while True:
             try:

@@ -27,7 +27,7 @@ from cluster_checks import (
     write_mixed,
 )
 from faultproxy import Fault, FaultProxy
-from support import RedisClusterNodes, free_port, poll, raw_replies
+from support import RedisClusterNodes, free_port, no_retry, poll, raw_replies
 
 import kvrepl
 from kvrepl.replication.cluster import ShardLink
@@ -463,7 +463,7 @@ def test_kvrepl_server_serves_the_whole_cluster_as_one_node(nodes: RedisClusterN
         cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         env=dict(os.environ, PYTHONPATH=os.getcwd()))
     try:
-        server = redis.Redis(port=port, socket_timeout=5)
+        server = redis.Redis(port=port, socket_timeout=5, retry=no_retry())  # polled below
 
         def serving() -> bool:
             try:

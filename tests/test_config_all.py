@@ -29,6 +29,7 @@ from support import (
     clock_of_looks,
     free_port,
     kvrepl_and_redis,
+    no_retry,
     poll,
     redis_replica_of,
 )
@@ -79,7 +80,9 @@ def _start(args: list[str], directory: Path, **env: str) -> subprocess.Popen[byt
 
 def _answers(port: int) -> bool:
     try:
-        return redis.Redis(port=port, socket_timeout=1).ping()
+        # No retries: redis-py's backoff (up to 1 s a try) would outlast the start itself.
+        with redis.Redis(port=port, socket_timeout=1, retry=no_retry()) as client:
+            return client.ping()
     except (redis.ConnectionError, redis.TimeoutError):
         return False
 
@@ -97,7 +100,8 @@ def test_stock_redis_conf_loads(conf, tmp_path):
         poll(lambda: process.poll() is None and _answers(port) or process.poll() is not None,
              "kvrepl-server answers", within=60)
         assert process.poll() is None, (tmp_path / "out.log").read_text()
-        client = redis.Redis(port=port, decode_responses=True)
+        # No retries: SHUTDOWN closes the connection, which is its answer.
+        client = redis.Redis(port=port, decode_responses=True, retry=no_retry())
         assert pidfile.read_text() == f"{process.pid}\n"
         assert client.config_get("tcp-backlog") == {"tcp-backlog": "511"}
         assert client.config_get("jemalloc-bg-thread") == {"jemalloc-bg-thread": "yes"}
@@ -327,7 +331,7 @@ def test_supervised_systemd_hears_what_redis_says(tmp_path):
                         assert client.info("server")["process_supervised"] == "systemd"
                     master.client().client_kill_filter(_type="replica")
                     messages.append(sink.recv(1000))
-                    with redis.Redis(port=port) as client:
+                    with redis.Redis(port=port, retry=no_retry()) as client:
                         client.shutdown(save=True)
                     messages += [sink.recv(1000) for _ in range(2)]
                     assert process.wait(30) == 0
@@ -892,7 +896,7 @@ def test_daemonize_forks_into_the_background(tmp_path):
     daemon = int(pidfile.read_text())
     try:
         poll(lambda: _answers(port), "the daemon answers", within=60)
-        client = redis.Redis(port=port)
+        client = redis.Redis(port=port, retry=no_retry())
         assert client.info("server")["process_id"] == daemon
         assert os.getsid(daemon) == daemon  # setsid(): a session of its own
         client.shutdown(nosave=True)
@@ -1086,7 +1090,7 @@ def test_start_and_stop_log_as_redis(tmp_path):
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             try:
                 poll(lambda port=port: _answers(port), f"{name} answers", within=60)
-                with redis.Redis(port=port) as client:
+                with redis.Redis(port=port, retry=no_retry()) as client:
                     client.set("k", "v")
                     client.shutdown(save=save, nosave=not save)
                 assert process.wait(30) == 0

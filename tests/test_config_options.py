@@ -21,7 +21,7 @@ import pytest
 import redis
 import trio
 import trio.testing
-from support import RedisServer, ThreadedServer, free_port, poll, redis_replica_of
+from support import RedisServer, ThreadedServer, free_port, no_retry, poll, redis_replica_of
 
 import kvrepl
 from kvrepl.cli import parse_args
@@ -293,7 +293,9 @@ def test_logfile_and_loglevel_of_kvrepl_server(tmp_path):
 
 def _answers(port: int) -> bool:
     try:
-        return redis.Redis(port=port, socket_timeout=1).ping()
+        # No retries: polled (redis-py's backoff, up to 1 s a try, outlasts the start).
+        with redis.Redis(port=port, socket_timeout=1, retry=no_retry()) as client:
+            return client.ping()
     except redis.ConnectionError:
         return False
 

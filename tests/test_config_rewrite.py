@@ -11,7 +11,7 @@ import pytest
 import redis
 
 from kvrepl.cli import parse_args
-from tests.support import ThreadedServer, free_port
+from tests.support import ThreadedServer, free_port, no_retry
 
 TEXT = """# top comment
 port {port}
@@ -50,7 +50,8 @@ def redis_with_file(tmp_path):
     (folder / "redis.conf").write_text(TEXT.format(port=port))
     process = subprocess.Popen([binary, "redis.conf"], cwd=folder, stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL)
-    client = redis.Redis(port=port, socket_timeout=5, decode_responses=True)
+    client = redis.Redis(port=port, socket_timeout=5, decode_responses=True,
+                         retry=no_retry())  # this loop polls: no backoff of redis-py's
     deadline = time.monotonic() + 10
     while True:
         try:

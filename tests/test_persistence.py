@@ -674,7 +674,7 @@ def start_cli(directory: Path, *args: str) -> tuple[object, int]:
     import sys
 
     import redis
-    from support import free_port
+    from support import free_port, no_retry
 
     port = free_port()
     repo = str(Path(__file__).resolve().parent.parent)
@@ -686,7 +686,8 @@ def start_cli(directory: Path, *args: str) -> tuple[object, int]:
     deadline = time.monotonic() + 20
     while True:
         try:
-            client = redis.Redis(port=port, socket_timeout=5)
+            # No retries: this loop polls (redis-py's backoff outlasts the start).
+            client = redis.Redis(port=port, socket_timeout=5, retry=no_retry())
             client.execute_command("LASTSAVE")  # allowed while loading
             return process, port
         except redis.ConnectionError:

@@ -86,13 +86,14 @@ def test_a_master_killed_during_a_full_sync_costs_its_replicas_nothing(
     (tmp_path / "r").mkdir()
     options = ("--repl-diskless-sync", diskless, "--repl-diskless-sync-delay", "5",
                "--repl-diskless-sync-max-replicas", "2")
-    master = KvreplProcess(tmp_path / "m", *options).wait_ready()
-    m = master.client()
+    master = KvreplProcess(tmp_path / "m", *options)
+    ours = KvreplProcess(tmp_path / "r")  # started meanwhile: a start is a second of imports
+    m = master.wait_ready().client()
     fill(m, 300, 4000)
     assert m.save()
     dump = (tmp_path / "m" / "dump.rdb").read_bytes()
     saved = digest(m)
-    ours = KvreplProcess(tmp_path / "r").wait_ready()
+    ours.wait_ready()
     theirs = redis_server()
     replicas = [ours.client(), theirs.client()]
     old = []
@@ -138,10 +139,11 @@ def test_a_replica_killed_while_loading_keeps_its_old_dump_and_syncs_after_resta
     and the replica then syncs to the master's digest."""
     (tmp_path / "m").mkdir()
     (tmp_path / "r").mkdir()
-    master = KvreplProcess(tmp_path / "m", "--repl-diskless-sync-delay", "0").wait_ready()
-    m = master.client()
+    master = KvreplProcess(tmp_path / "m", "--repl-diskless-sync-delay", "0")
+    replica = KvreplProcess(tmp_path / "r")  # started meanwhile: a start is a second of imports
+    m = master.wait_ready().client()
     fill(m, 200)
-    replica = KvreplProcess(tmp_path / "r").wait_ready()
+    replica.wait_ready()
     r = replica.client()
     r.execute_command("DEBUG", "POPULATE", "40", "old", "10")
     assert r.save()

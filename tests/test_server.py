@@ -7,7 +7,7 @@ import socket
 import pytest
 import redis
 import trio
-from support import ThreadedServer
+from support import ThreadedServer, no_retry
 
 from kvrepl.config import Config
 
@@ -84,8 +84,9 @@ def test_resp3_client(kvrepl_server):
 def test_requirepass_limits_unauthenticated_clients():
     server = ThreadedServer(Config(save=(), requirepass="secret")).start()
     try:
+        # No retries: redis-py retries a refused login (a ConnectionError) with backoff.
         with pytest.raises(redis.AuthenticationError):
-            redis.Redis(port=server.port, protocol=2).get("k")
+            redis.Redis(port=server.port, protocol=2, retry=no_retry()).get("k")
         # Redis refuses big requests from unauthenticated clients at the protocol level.
         reply = raw(server.port, b"*20\r\n", expect_close=True)
         assert reply == b"-ERR Protocol error: unauthenticated multibulk length\r\n"
@@ -93,7 +94,7 @@ def test_requirepass_limits_unauthenticated_clients():
         assert client.set("k", "v")
         client.close()
         with pytest.raises(redis.AuthenticationError):
-            redis.Redis(port=server.port, password="wrong").ping()
+            redis.Redis(port=server.port, password="wrong", retry=no_retry()).ping()
     finally:
         server.stop()
 
