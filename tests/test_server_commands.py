@@ -424,6 +424,8 @@ def test_debug_misc(dbg: Callable[..., object]) -> None:
                  ("DEBUG", "SLEEP", "0"), ("DEBUG", "SLEEP", "0.001"), ("DEBUG", "SLEEP", "x"),
                  ("DEBUG", "ERROR", "custom failure"), ("DEBUG", "ERROR", "WRONGTYPE it is"),
                  ("DEBUG", "SET-ACTIVE-EXPIRE", "0"), ("DEBUG", "SET-ACTIVE-EXPIRE", "1"),
+                 ("DEBUG", "PAUSE-CRON", "1"), ("DEBUG", "PAUSE-CRON", "0"),
+                 ("DEBUG", "PAUSE-CRON"),
                  ("DEBUG", "LOG", "hello from the tests"), ("DEBUG", "PROTOCOL", "nope"),
                  ("DEBUG", "DIGEST-VALUE")):
         dbg(*args)

@@ -516,6 +516,7 @@ class Engine:
         self.debug_channel: Callable[[Session], object | None] | None = None
         self._aof_error = ""  # why the last AOF write or fsync failed: MISCONF for writes
         self.active_expire_enabled = True  # DEBUG SET-ACTIVE-EXPIRE
+        self.cron_paused = False  # DEBUG PAUSE-CRON: the cron skips its work
         # DEBUG REPLYBUFFER RESIZING and PEAK-RESET-TIME (ms, -1: never): clients' reply
         # buffers as the cron resizes them (kvrepl.commands.cmem).
         self.reply_buffer_resizing = True

@@ -94,6 +94,8 @@ _HELP = [
     "QUICKLIST <key> [<0|1>]",
     "    Show low level info about the quicklist encoding of <key>.",
     "    The optional argument (0 by default) sets the level of detail",
+    "PAUSE-CRON <0|1>",
+    "    Stop periodic cron job processing.",
     "REPLYBUFFER PEAK-RESET-TIME <NEVER||RESET|time>",
     "    Sets the time (in milliseconds) to wait between client reply buffer peak resets.",
     "    In case NEVER is provided the last observed peak will never be reset",
@@ -303,6 +305,9 @@ def debug(s: Session, argv: list[bytes]) -> object:
         return OK
     if sub == b"set-active-expire" and argc == 3:
         s.engine.active_expire_enabled = bool(_atoi(argv[2]))
+        return OK
+    if sub == b"pause-cron" and argc == 3:
+        s.engine.cron_paused = bool(_atoi(argv[2]))
         return OK
     if sub == b"reload":
         persistence.debug_reload(s.engine, argv[2:])

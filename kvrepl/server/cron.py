@@ -26,6 +26,8 @@ async def run_cron(engine: Engine) -> None:
     loops = 0
     while True:
         await trio.sleep(1 / effective_hz(engine))
+        if engine.cron_paused:  # DEBUG PAUSE-CRON 1: serverCron returns at once
+            continue
         hz = effective_hz(engine)
         # run_with_period(100): every loop at hz <= 10, else every 100 ms worth of loops.
         period = 1000 // hz
