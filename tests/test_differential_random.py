@@ -947,6 +947,26 @@ def assert_replica_agrees(master_port: int, replica_port: int, what: str,
 
 
 
+def assert_replicas_agree(ports: object, commands: list[tuple[str, ...]],
+                          errors_before: list[int], corrupt_hll: bool) -> None:
+    """Each master's replica of the other kind holds its master's data (see
+    :func:`assert_replica_agrees`), except where Redis 7.0 itself propagates nothing:
+
+    - a PFADD that finds an HLL corrupt (APPENDed to) may have changed it before it fails:
+      Redis 7.0 does so and propagates nothing, kvrepl alike, so neither's replicas (nor
+      Redis's own) follow;
+    - a BITFIELD whose writes OVERFLOW FAIL refused may still grow the string: Redis 7.0
+      does not propagate it, and its replicas (kvrepl's as well as its own) miss it."""
+    if corrupt_hll:
+        return
+    assert_replica_agrees(ports.ours, ports.real_of_ours,  # type: ignore[attr-defined]
+                          "redis-server replica of kvrepl", errors_before[0])
+    if not any(argv[0] == "BITFIELD" and "FAIL" in argv for argv in commands):
+        assert_replica_agrees(ports.real, ports.ours_of_real,  # type: ignore[attr-defined]
+                              "kvrepl replica of redis-server", errors_before[1],
+                              ports.real_of_real)  # type: ignore[attr-defined]
+
+
 # -- side channels: keyspace notifications and client-side caching invalidations -------------
 
 # An LFU policy whose counters are exact: every access counts one (log factor 0), none decays
@@ -1111,19 +1131,7 @@ def run_sequence(ports: Servers, protocol: int, commands: list[tuple[str, ...]],
         for side in sides:
             side.close()
         assert_same_dataset(ours, theirs)
-        # A PFADD that finds an HLL corrupt (APPENDed to) may have changed it before it
-        # fails: Redis 7.0 does so and propagates nothing, kvrepl alike, so neither's
-        # replicas (nor Redis's own) follow.
-        if corrupt_hll:
-            return
-        assert_replica_agrees(ports.ours, ports.real_of_ours, "redis-server replica of kvrepl",
-                              errors_before[0])
-        # A BITFIELD whose writes OVERFLOW FAIL refused may still grow the string: Redis 7.0
-        # does not propagate it, and its replicas (kvrepl's as well as its own) miss it.
-        if not any(argv[0] == "BITFIELD" and "FAIL" in argv for argv in commands):
-            assert_replica_agrees(ports.real, ports.ours_of_real,
-                                  "kvrepl replica of redis-server", errors_before[1],
-                                  ports.real_of_real)
+        assert_replicas_agree(ports, commands, errors_before, corrupt_hll)
     finally:
         ours.close()
         theirs.close()
