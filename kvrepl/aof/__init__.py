@@ -99,6 +99,10 @@ class AppendOnlyFile:
         self.last_incr_fsync_offset = 0
         self.last_fsync = int(time.time())
         self.fsyncs_running = 0  # background fsync jobs (bioPendingJobsOfType)
+        # The last background job's end: each job waits for the one before, in order, as
+        # Redis's one BIO_AOF_FSYNC thread runs them (an fsync of the old file must not
+        # run after the job that closes it).
+        self._last_background_job: trio.Event | None = None
         self.postponed_start = 0
         self.delayed_fsync = 0
         self.write_ok = True
@@ -362,17 +366,23 @@ class AppendOnlyFile:
             self.fsync_ok = err is None
             self._set_error(err)
 
+        previous, finished = self._last_background_job, trio.Event()
+
         async def run() -> None:
             try:
+                if previous is not None:
+                    await previous.wait()
                 done(await trio.to_thread.run_sync(work))
             finally:
                 self.fsyncs_running -= 1
+                finished.set()
 
         self.fsyncs_running += 1
         try:
             if self.nursery is None:
                 raise RuntimeError("no event loop")
             self.nursery.start_soon(run)
+            self._last_background_job = finished
         except RuntimeError:
             self.fsyncs_running -= 1
             done(work())
