@@ -210,6 +210,8 @@ def _direct_get(node: Node, general: Callable[[object], object],
     with_ttls = _hit.__code__.replace(co_name="get")
     without_ttls = _hit_without_ttls.__code__.replace(co_name="get")
     get = FunctionType(with_ttls, state, "get")
+    get.__qualname__ = "_direct_get.<locals>.get"  # (the code's own name is _hit's)
+    get.__annotations__ = dict(_hit.__annotations__)
     bind()
     session.read_binds.append(bind)
     keyspace.read_binds.add(bind)
