@@ -532,19 +532,23 @@ def load_file(engine: Engine, path: str | None = None, *, merge: bool | None = N
 
 
 def _merge(keyspace: Any, loader: StagedLoad, replace: bool) -> None:
-    for db, (data, expires) in zip(keyspace.dbs, loader.fresh, strict=True):
-        if not replace:
-            for key in data:
-                if key in db.data:
-                    raise RdbError(f"RDB has duplicated key in DB {db.id} (key {key[:200]!r})",
-                                   key=key)
-        for key, value in data.items():
-            db.before_write(key)
-            db.data[key] = value
-            if key in expires:
-                db.expires[key] = expires[key]
-            else:
-                db.expires.pop(key, None)
+    try:
+        for db, (data, expires) in zip(keyspace.dbs, loader.fresh, strict=True):
+            if not replace:
+                for key in data:
+                    if key in db.data:
+                        raise RdbError(
+                            f"RDB has duplicated key in DB {db.id} (key {key[:200]!r})", key=key)
+            for key, value in data.items():
+                db.before_write(key)
+                db.data[key] = value
+                if key in expires:
+                    db.expires[key] = expires[key]
+                else:
+                    db.expires.pop(key, None)
+    finally:
+        # TTLs where there were none (even if a later db failed): see Database.set_expire.
+        keyspace.read_state_changed()
     keyspace.recount()  # the memory estimate of the merged keys
 
 

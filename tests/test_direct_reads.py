@@ -445,3 +445,17 @@ async def test_folding_often_keeps_counting_and_timing() -> None:
         assert (info["keyspace_hits"], info["keyspace_misses"]) == (3 * rounds, rounds)
         assert info["cmdstat_get"]["usec"] > 0
         assert node.engine.direct_tally.count_gets() == 0
+
+
+async def test_a_databases_first_ttl_binds_the_direct_get_again() -> None:
+    """A direct GET bound to a database without TTLs does not look at them: each way a
+    database gets its first TTL binds it again (here a cluster shard's keys merged beside
+    others; SET EX, EXPIRE and DEBUG RELOAD NOFLUSH in test_direct_reads_binding)."""
+    async with kvrepl.Master() as node:
+        db = node.engine.keyspace.dbs[0]
+        node.set(b"k0", b"v")
+        assert node.get(b"k0") == b"v" and not db.expires
+        due = int(node.engine.keyspace.clock() * 1000) - 1000
+        db.merge_loaded({b"k1": b"t"}, {b"k1": due}, disjoint=True)
+        assert node.get(b"k1") is None  # due: lazy expiry deletes it, as GET does
+        assert b"k1" not in db.data and node.info("stats")["expired_keys"] == 1

@@ -158,6 +158,7 @@ _db = st.integers(0, 2).map(str)
 _write = st.one_of(
     st.tuples(st.just("SET"), _key, st.sampled_from(["v", "value"])),
     st.tuples(st.just("SET"), _key, st.just("t"), st.just("EX"), st.sampled_from(["10", "1000"])),
+    st.tuples(st.just("EXPIRE"), _key, st.sampled_from(["10", "1000"])),
     st.tuples(st.just("RPUSH"), _key, st.just("a")),
     st.tuples(st.just("APPEND"), _key, st.just("x")),  # a string edited in place
     st.tuples(st.just("DEL"), _key),
@@ -213,6 +214,20 @@ SET_K0 = ("command", "node", ("SET", "k0", "v"))
 @example([SET_K0, ("command", "node", ("MULTI",)), ("command", "node", ("SELECT", "2")),
           ("command", "node", ("EXEC",)), ("command", "node", ("SET", "k0", "w")),
           *_reads(b"k0"), ("observe",)])
+# A database's first TTL (the direct GET of a database without TTLs does not look at them):
+# SET EX, EXPIRE, through the node, a connection and TCP, a DEBUG RELOAD NOFLUSH; read once
+# due.
+@example([SET_K0, *_reads(b"k0"), ("command", "node", ("SET", "k1", "t", "EX", "10")),
+          ("tick", 30), *_reads(b"k1", b"k0")])
+@example([SET_K0, *_reads(b"k0"), ("command", "tcp", ("EXPIRE", "k0", "10")),
+          ("tick", 30), *_reads(b"k0")])
+@example([SET_K0, *_reads(b"k0"), ("command", "conn", ("EXPIRE", "k0", "10")),
+          ("tick", 30), *_reads(b"k0")])
+@example([("command", "node", ("SET", "k1", "t", "EX", "10")), ("command", "node", ("SAVE",)),
+          ("command", "node", ("DEL", "k1")), SET_K0,
+          *[("command", via, ("SELECT", db)) for via in ("node", "conn") for db in "10"],
+          *_reads(b"k0"), ("command", "conn", ("DEBUG", "RELOAD", "NOSAVE", "NOFLUSH")),
+          ("tick", 30), *_reads(b"k1", b"k0")])  # a merge of a file's keys with TTLs
 def test_direct_reads_follow_every_change_of_what_they_read(ops: list[tuple]) -> None:
     trio.run(_compare, ops, clock=trio.testing.MockClock())  # no cron: the test moves time
 
@@ -258,6 +273,52 @@ ASSIGNED = {
     ("kvrepl/scripting/cjson.py", "_Decoder.__init__", "data"),
     ("kvrepl/scripting/cmsgpack.py", "_Decoder.__init__", "data"),
 }
+
+
+# Every store of a TTL into a database's ``expires`` in kvrepl (``X.expires[key] = ...``,
+# ``X.expires.update(...)``), by file and function: a direct GET bound to a database
+# without TTLs does not look at them, so a store that can give a database its first TTL must
+# bind again (Keyspace.read_state_changed) and be added here.
+TTL_STORES = {
+    ("kvrepl/store/database.py", "Database.set_expire"),
+    ("kvrepl/store/database.py", "Database.merge_loaded"),
+    ("kvrepl/persistence.py", "_merge"),
+    ("kvrepl/rdb/tool.py", "_checked_events.absorb"),  # a count of another class's
+}
+
+
+def _ttl_stores() -> set[tuple[str, str]]:
+    """(file, function) of every store into an attribute ``expires``'s dict."""
+    root = Path(kvrepl.__file__).parent
+    found = set()
+
+    def is_expires(node: ast.AST) -> bool:
+        return isinstance(node, ast.Attribute) and node.attr == "expires"
+
+    def visit(node: ast.AST, path: str, scope: list[str]) -> None:
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                visit(child, path, [*scope, child.name])
+                continue
+            stored = isinstance(child, ast.Subscript) and isinstance(child.ctx, ast.Store) \
+                and is_expires(child.value)
+            called = isinstance(child, ast.Call) and isinstance(child.func, ast.Attribute) \
+                and child.func.attr in ("update", "setdefault", "__setitem__", "__ior__") \
+                and is_expires(child.func.value)
+            merged = isinstance(child, ast.AugAssign) and is_expires(child.target)
+            if stored or called or merged:
+                found.add((path, ".".join(scope)))
+            visit(child, path, scope)
+
+    for file in sorted(root.rglob("*.py")):
+        visit(ast.parse(file.read_text()), f"kvrepl/{file.relative_to(root).as_posix()}", [])
+    return found
+
+
+def test_every_store_of_a_ttl_is_known() -> None:
+    found = _ttl_stores()
+    assert found - TTL_STORES == set(), "new TTL stores: do they bind the direct GETs again?"
+    assert TTL_STORES - found == set(), "gone: drop them from TTL_STORES"
 
 
 def _assignments() -> set[tuple[str, str, str]]:

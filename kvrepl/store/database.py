@@ -372,7 +372,10 @@ class Database:
             for key in self.data.keys() & data.keys():
                 self.delete(key)
         self.data.update(data)
+        first = not self.expires
         self.expires.update(expires)
+        if first and expires:  # the first TTLs: see set_expire
+            self.keyspace.read_state_changed()
         self.used += len(expires) * EXPIRE_ENTRY
         self._count_all(data, strings_size)
 
@@ -434,10 +437,13 @@ class Database:
     def set_expire(self, key: bytes, when_ms: int) -> None:
         """Give ``key`` (which must exist) a TTL: unix ms. On a writable replica a TTL its
         own clients set is remembered, since no DEL will come for it (Redis's setExpire)."""
+        first = not self.expires
         if key not in self.expires:
             self.used += EXPIRE_ENTRY
         self.expires[key] = when_ms
         keyspace = self.keyspace
+        if first:  # the first TTL: the direct GETs look at TTLs from now on (direct_reads)
+            keyspace.read_state_changed()
         if keyspace.writable_replica and not keyspace.applying_master:
             keyspace.remember_replica_expire(self.id, key)
 
