@@ -47,6 +47,15 @@ def ports(both: tuple[ThreadedServer, RedisServer]) -> Iterator[list[int]]:
             client.rpush("list", *[b"e%05d" % i for i in range(3000)])
             client.sadd("set", *[b"m%03d" % i for i in range(50)])
             client.zadd("zset", {b"z%04d" % i: i for i in range(2000)})
+            for i in range(1, 301):
+                client.xadd("stream", {b"f": b"v" * 50}, id=f"1-{i}")
+            for i in range(1, 6):
+                client.xadd("stream2", {b"a": b"1", b"b": b"2", b"c": b"3"}, id=f"1-{i}")
+            client.xgroup_create("stream", "g", id="0")
+            client.xreadgroup("g", "c1", {"stream": ">"}, count=50)
+            client.set("lcs1", b"ohmytext" * 40)
+            client.set("lcs2", b"mynewtext" * 40)
+            client.slowlog_reset()
     yield ports
     for port in ports:
         with redis.Redis(port=port) as client:
@@ -94,6 +103,37 @@ PIPELINES = {
         ("ZRANGE", "zset", "(5", "100", "BYSCORE", "LIMIT", "0", "3")],
     "LPOS COUNT after a big reply": [("GET", "big"), ("LPOS", "list", "e00007", "COUNT", "0"),
                                       ("LPOS", "list", "nothere", "COUNT", "2")],
+    # Lengths set after their elements inside a reply: each opens a node where it is.
+    "XRANGE and XREVRANGE set their length after the entries": [
+        ("GET", "small"), ("XRANGE", "stream", "-", "+", "COUNT", "10"), ("GET", "small"),
+        ("XREVRANGE", "stream", "+", "-")],
+    "XREAD: the streams' length, then each stream's entries'": [
+        ("GET", "chunk"), ("XREAD", "COUNT", "100", "STREAMS", "stream", "stream2", "0", "0"),
+        ("XREAD", "STREAMS", "stream2", "1-3")],
+    "XREADGROUP of new entries and of a consumer's history": [
+        ("XREADGROUP", "GROUP", "g", "c2", "COUNT", "20", "STREAMS", "stream", ">"),
+        ("XREADGROUP", "GROUP", "g", "c1", "COUNT", "30", "STREAMS", "stream", "0")],
+    "XPENDING's consumers, XCLAIM, XAUTOCLAIM's cursor set after its entries": [
+        ("XPENDING", "stream", "g"),
+        ("XPENDING", "stream", "g", "IDLE", "99999999", "-", "+", "10"),
+        ("XCLAIM", "stream", "g", "c3", "0", "1-1", "1-2", "1-3", "JUSTID"),
+        ("XAUTOCLAIM", "stream", "g", "c4", "0", "0", "COUNT", "25"),
+        ("XAUTOCLAIM", "stream", "g", "c4", "0", "0", "COUNT", "5", "JUSTID")],
+    "XINFO STREAM FULL: the entries' and the PELs' lengths": [
+        ("GET", "small"), ("XINFO", "STREAM", "stream", "FULL", "COUNT", "40")],
+    "a script's tables, at every depth": [
+        ("GET", "small"),
+        ("EVAL", "local t = {} for i = 1, 300 do t[i] = {i, string.rep('x', 100), {}} end "
+                 "return t", "0"),
+        ("EVAL", "return {1, {map={a={1, {2}}}}, {set={b=true}}, {}}", "0"),
+        ("GET", "small")],
+    "HELP, CLIENT TRACKINGINFO's flags, PUBSUB CHANNELS, SLOWLOG GET": [
+        ("CONFIG", "HELP"), ("CLIENT", "TRACKINGINFO"), ("PUBSUB", "CHANNELS"),
+        ("XINFO", "HELP"), ("SLOWLOG", "GET")],
+    "LCS IDX, ACL CAT, ACL GETUSER, COMMAND INFO and DOCS, ROLE": [
+        ("LCS", "lcs1", "lcs2", "IDX", "MINMATCHLEN", "3"), ("ACL", "CAT"),
+        ("ACL", "CAT", "stream"), ("ACL", "GETUSER", "default"), ("COMMAND", "INFO", "get"),
+        ("COMMAND", "DOCS", "get"), ("ROLE",)],
 }
 
 

@@ -16,7 +16,7 @@ from kvrepl.commands.help import help_reply
 from kvrepl.commands.observers import LatencySeries, histogram_reply, latency_counts
 from kvrepl.commands.server import _all_commands, _find
 from kvrepl.errors import ReplyError
-from kvrepl.protocol.replies import Raw, Verbatim, encode
+from kvrepl.protocol.replies import DeferredArray, Raw, Verbatim, encode
 
 _HELP = [
     "DOCTOR",
@@ -60,7 +60,8 @@ def latency_history(s: Session, argv: list[bytes]) -> object:
     found = _event(s, argv[2])
     if found is None:
         return []
-    return [[when, latency] for when, latency in found[1].ordered()]
+    # latencyCommandReplyWithSamples sets the length after the samples
+    return DeferredArray([when, latency] for when, latency in found[1].ordered())
 
 
 @command("latency|reset")

@@ -52,16 +52,42 @@ class Push(list):
 
 class DeferredArray(list):
     """An array whose length Redis sets after its elements (addReplyDeferredLen: KEYS,
-    ZRANGEBYSCORE...): the same bytes, encoded as :class:`DeferredReply`, whose reply
-    blocks differ (kvrepl.commands.obuf)."""
+    ZRANGEBYSCORE, a Lua table...), at any depth of a reply: the same bytes, encoded as
+    :class:`DeferredReply`, whose reply blocks differ (kvrepl.commands.obuf)."""
 
 
 class DeferredSet(OrderedSet):
     """A set reply whose length Redis sets after its members (SINTER, SMEMBERS)."""
 
 
+class DeferredMap(dict):
+    """A map whose length Redis sets after its pairs (setDeferredMapLen: a Lua map, LCS
+    IDX's, COMMAND DOCS of some commands): ``%`` in RESP3, a flat array in RESP2."""
+
+
 class DeferredReply(bytes):
-    """The bytes of a reply whose top-level aggregate header Redis adds last."""
+    """The bytes of a reply holding lengths Redis sets after their elements
+    (addReplyDeferredLen, setDeferredReply). ``marks`` says where, in the order Redis
+    opened them: ``(at, length, end)`` for the ``length`` bytes at ``at`` (an aggregate's
+    header, or a whole reply such as XAUTOCLAIM's cursor), added once the bytes before
+    ``end`` were; None for the top-level aggregate's header only."""
+
+    marks: tuple[tuple[int, int, int], ...] | None = None
+
+
+def deferred_marks(reply: DeferredReply) -> tuple[tuple[int, int, int], ...]:
+    """``reply.marks``, the top-level header's when it has none."""
+    marks = reply.marks
+    if marks is None:
+        marks = ((0, reply.index(b"\n") + 1, len(reply)),)
+    return marks
+
+
+def deferred(data: bytes, marks: list[tuple[int, int, int]]) -> DeferredReply:
+    """``data`` as a :class:`DeferredReply` with these ``marks``."""
+    reply = DeferredReply(data)
+    reply.marks = tuple(marks)
+    return reply
 
 
 class _NullArray:
@@ -102,11 +128,50 @@ def encode(value: object, resp3: bool = False) -> bytes:
         return b"_\r\n" if resp3 else b"$-1\r\n"
     if kind is Status:
         return b"+" + value + b"\r\n"
+    if kind is DeferredReply:
+        return value
     out: list[bytes] = []
     _encode_into(value, out, resp3)
-    if kind is DeferredArray or kind is DeferredSet:
-        return DeferredReply(b"".join(out))
-    return b"".join(out)
+    try:
+        return b"".join(out)
+    except TypeError:  # _OPEN, _CLOSE or _EMBED in it: lengths set after their elements
+        return _with_marks(out)
+
+
+# In the pieces _encode_into gathers: before a deferred aggregate's header (_OPEN), after its
+# elements (_CLOSE), before a DeferredReply (_EMBED). Not bytes: the join fails on them, so
+# that a reply with none pays nothing to look for them.
+_OPEN = object()
+_CLOSE = object()
+_EMBED = object()
+
+
+def _with_marks(out: list) -> DeferredReply:
+    """The :class:`DeferredReply` of pieces holding _OPEN, _CLOSE or _EMBED."""
+    if out[0] is _OPEN and out[-1] is _CLOSE:
+        try:  # the top-level header only (KEYS, SMEMBERS...): no walk over the elements
+            return DeferredReply(b"".join(out[1:-1]))
+        except TypeError:
+            pass
+    pieces: list[bytes] = []
+    marks: list[list[int]] = []
+    opened: list[list[int]] = []
+    pos = 0
+    items = iter(out)
+    for piece in items:
+        if piece is _OPEN:
+            piece = next(items)  # its header
+            opened.append([pos, len(piece), 0])
+            marks.append(opened[-1])
+        elif piece is _CLOSE:
+            opened.pop()[2] = pos
+            continue
+        elif piece is _EMBED:
+            piece = next(items)
+            marks += ([pos + at, length, pos + end] for at, length, end in deferred_marks(piece))
+        pieces.append(piece)
+        pos += len(piece)
+    return deferred(b"".join(pieces), [(at, length, end) for at, length, end in marks])
 
 
 def _encode_into(value: object, out: list[bytes], resp3: bool) -> None:
@@ -115,7 +180,7 @@ def _encode_into(value: object, out: list[bytes], resp3: bool) -> None:
         out.append(b"$%d\r\n%s\r\n" % (len(value), value))
     elif kind is int:
         out.append(b":%d\r\n" % value)
-    elif kind is list or kind is tuple or kind is DeferredArray:
+    elif kind is list or kind is tuple:
         out.append(b"*%d\r\n" % len(value))
         for item in value:
             if type(item) is bytes:
@@ -153,7 +218,7 @@ def _encode_into(value: object, out: list[bytes], resp3: bool) -> None:
             out.append(b"=%d\r\ntxt:%s\r\n" % (len(value) + 4, value))
         else:
             out.append(b"$%d\r\n%s\r\n" % (len(value), value))
-    elif kind is OrderedSet or kind is DeferredSet:
+    elif kind is OrderedSet:
         out.append((b"~%d\r\n" if resp3 else b"*%d\r\n") % len(value))
         for item in value:
             _encode_into(item, out, resp3)
@@ -163,6 +228,13 @@ def _encode_into(value: object, out: list[bytes], resp3: bool) -> None:
             _encode_into(item, out, resp3)
     elif kind is Raw:
         out.append(value)
+    elif kind is DeferredArray or kind is DeferredSet or kind is DeferredMap:
+        out.append(_OPEN)
+        _encode_into(_PLAIN[kind](value), out, resp3)
+        out.append(_CLOSE)
+    elif kind is DeferredReply:
+        out.append(_EMBED)
+        out.append(value)
     elif isinstance(value, ReplyError):
         out.append(b"-" + _error_line(value.message) + b"\r\n")
     elif isinstance(value, str):
@@ -170,6 +242,21 @@ def _encode_into(value: object, out: list[bytes], resp3: bool) -> None:
         out.append(b"$%d\r\n%s\r\n" % (len(data), data))
     else:
         raise TypeError(f"cannot encode {kind.__name__} as a reply")
+
+
+def deferred_aggregate(header: bytes, items: list[bytes]) -> DeferredReply:
+    """An aggregate encoded by its command (``header``, then its encoded ``items``) whose
+    length Redis sets after its elements."""
+    out: list = [_OPEN, header]
+    for item in items:
+        if type(item) is DeferredReply:
+            out.append(_EMBED)
+        out.append(item)
+    out.append(_CLOSE)
+    return _with_marks(out)
+
+
+_PLAIN = {DeferredArray: list, DeferredSet: OrderedSet, DeferredMap: dict}
 
 
 def _error_line(message: str) -> bytes:
