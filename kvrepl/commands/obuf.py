@@ -503,28 +503,36 @@ def note_reply(session: Session, size: int) -> None:
         session.reply_peak = min(size, session.reply_size)
 
 
+def limit_reached(holder: object, used: int, hard: int, soft: int,
+                  seconds: int) -> str | None:
+    """checkClientOutputBufferLimits for ``used`` bytes of output (``omem``): "hard" when
+    it reaches the hard limit, "soft" when it has been at the soft one or over for longer
+    than its seconds, else None. The time it first was is kept on ``holder``
+    (``soft_limit_since``, a session or a replica link) in whole seconds of the clock, as
+    server.unixtime counts it, and forgotten as soon as it is under again."""
+    reached = "hard" if hard and used >= hard else None
+    if soft and used >= soft:
+        now = int(time.time())
+        since = holder.soft_limit_since  # type: ignore[attr-defined]
+        if since is None:
+            holder.soft_limit_since = now  # type: ignore[attr-defined]
+        elif now - since > seconds and reached is None:
+            reached = "soft"
+    else:
+        holder.soft_limit_since = None  # type: ignore[attr-defined]
+    return reached
+
+
 def over_limits(session: Session, pending: int) -> bool:
-    """checkClientOutputBufferLimits: past the hard limit, or over the soft one for
-    longer than its seconds (the time it went over is kept on the session, and forgotten
-    as soon as it is under again)."""
+    """checkClientOutputBufferLimits of a client (see :func:`limit_reached`)."""
     kind = limit_class(session)
     if kind is None:
         return False
     hard, soft, seconds = session.engine.config.client_output_buffer_limit[kind]
     if not (hard or soft):
         return False
-    used = output_memory(session, pending)
-    if hard and used >= hard:
-        return True
-    if soft and used >= soft:
-        now = time.monotonic()
-        since = session.soft_limit_since
-        if since is None:
-            session.soft_limit_since = now
-            return False
-        return now - since > seconds
-    session.soft_limit_since = None
-    return False
+    return limit_reached(session, output_memory(session, pending), hard, soft,
+                         seconds) is not None
 
 
 def close(session: Session, scheduled: bool) -> None:
