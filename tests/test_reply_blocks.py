@@ -142,8 +142,11 @@ def _held_shape(port: int, requests: list[tuple[object, ...]]) -> dict[str, str]
         payload = b"".join(pack(*request) for request in requests) + pack("CLIENT", "INFO")
         sock.sendall(payload)
         data = _replies(sock, len(requests) + 1)
-    info = data[data.rindex(b"$"):]
-    fields = line_fields(info.split(b"\r\n", 1)[1].strip())
+    start = 0
+    for _ in requests:
+        start = reply_end(data, start)
+    info = data[start:].split(b"\r\n", 1)[1].strip()  # a bulk, or a verbatim (RESP3)
+    fields = line_fields(info.removeprefix(b"txt:"))
     return {name: fields[name] for name in ("rbs", "obl", "oll", "omem", "tot-mem")}
 
 
@@ -154,6 +157,31 @@ def test_replies_held_as_redis_holds_them(ports, case):
     both servers to the byte."""
     ours, theirs = (_held_shape(port, PIPELINES[case]) for port in ports)
     assert ours == theirs
+
+
+# RESP3: maps and sets whose lengths are set after their elements.
+RESP3_PIPELINES = {
+    "XREAD's map of streams": [
+        ("XREAD", "COUNT", "50", "STREAMS", "stream", "stream2", "0", "0")],
+    "a script's maps and sets": [
+        ("EVAL", "redis.setresp(3) return {map={a={1, {set={x=true}}}}, {set={b=true}}}", "0"),
+        ("EVAL", "local t = {} for i = 1, 200 do t[i] = {map={k=string.rep('v', 90)}} end "
+                 "return t", "0")],
+    "CLIENT TRACKINGINFO, ACL GETUSER, COMMAND DOCS": [
+        ("CLIENT", "TRACKINGINFO"), ("ACL", "GETUSER", "default"), ("COMMAND", "DOCS", "get")],
+}
+
+
+@pytest.mark.parametrize("case", sorted(RESP3_PIPELINES))
+def test_resp3_replies_held_as_redis_holds_them(ports, case):
+    """The same after HELLO 3, whose reply (with the client's id) is all in the reply
+    buffer: the blocks the deferred lengths open, their memory and tot-mem, to the byte."""
+    requests = [("HELLO", "3"), *RESP3_PIPELINES[case]]
+    ours, theirs = (_held_shape(port, requests) for port in ports)
+    for shape in (ours, theirs):
+        del shape["obl"]  # the id's digits
+    assert ours == theirs
+    assert ours["oll"] != "0"
 
 
 def _stalled_subscriber(port: int) -> list[object]:
@@ -303,3 +331,33 @@ def test_the_model_kept_between_looks_is_the_model_made_afresh():
         assert _shape(obuf.reply_buffers(session, held)) == shape
         steps.append(shape[1:])
     assert steps[0] != steps[-1]
+
+
+def test_deferred_lengths_change_no_byte_and_say_where_they_are():
+    """A reply with lengths set after their elements encodes to the same bytes as without;
+    its marks name each header (``at``, its length) and where its elements end, in the
+    order Redis opens them; one DeferredReply inside another keeps its marks, moved."""
+    from kvrepl.protocol.replies import (
+        DeferredArray,
+        DeferredMap,
+        DeferredReply,
+        DeferredSet,
+        OrderedSet,
+        deferred_marks,
+    )
+
+    nested = DeferredArray([b"a", DeferredArray([b"b", DeferredSet([b"c"])]), [DeferredMap({b"k": 1})]])
+    plain = [b"a", [b"b", OrderedSet([b"c"])], [{b"k": 1}]]
+    for resp3 in (False, True):
+        reply = encode(nested, resp3)
+        assert type(reply) is DeferredReply and reply == encode(plain, resp3)
+        marks = deferred_marks(reply)
+        assert [at for at, _, _ in marks] == sorted(at for at, _, _ in marks)
+        assert [reply[at:at + length] for at, length, _ in marks] == [
+            b"*3\r\n", b"*2\r\n", b"~1\r\n" if resp3 else b"*1\r\n",
+            b"%1\r\n" if resp3 else b"*2\r\n"]
+        assert [end for _, _, end in marks][0] == len(reply)
+    top = encode(DeferredArray([b"x"]))
+    assert top.marks is None and deferred_marks(top) == ((0, 4, len(top)),)
+    outer = encode([b"y", top])
+    assert outer == b"*2\r\n$1\r\ny\r\n" + top and outer.marks == ((11, 4, len(outer)),)

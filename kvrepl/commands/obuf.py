@@ -27,10 +27,10 @@ encoded by the command: KEYS, SMEMBERS, SINTER, ZRANGEBYSCORE/BYLEX, LPOS COUNT,
 stream ranges of XRANGE, XREAD, XREADGROUP and XINFO STREAM FULL, XPENDING, XCLAIM,
 XAUTOCLAIM, a script's tables, every HELP, CLIENT TRACKINGINFO's flags, PUBSUB CHANNELS,
 SLOWLOG GET, LCS IDX, ACL CAT and GETUSER, COMMAND INFO's categories, COMMAND DOCS of named
-commands, COMMAND LIST, ROLE's replicas, LATENCY HISTORY, FUNCTION LIST LIBRARYNAME); their
-bytes keep the marks until they are joined with others (the pass's replies the reactor
-writes at its end, a send under way). Not followed: LATENCY HISTOGRAM's, and a reply
-joined with the client's own pushes inside EXEC.
+commands, COMMAND LIST, ROLE's replicas, LATENCY HISTORY and HISTOGRAM, FUNCTION LIST
+LIBRARYNAME); their bytes keep the marks until they are joined with others (the pass's
+replies the reactor writes at its end, a send under way). Not followed: a reply joined
+with the client's own pushes inside EXEC (one pre-encoded element).
 
 Sans-IO: sessions and numbers in, decisions out; the server closes who must be closed.
 """
