@@ -67,26 +67,35 @@ class DeferredMap(dict):
 
 class DeferredReply(bytes):
     """The bytes of a reply holding lengths Redis sets after their elements
-    (addReplyDeferredLen, setDeferredReply). ``marks`` says where, in the order Redis
-    opened them: ``(at, length, end)`` for the ``length`` bytes at ``at`` (an aggregate's
-    header, or a whole reply such as XAUTOCLAIM's cursor), added once the bytes before
-    ``end`` were; None for the top-level aggregate's header only."""
+    (addReplyDeferredLen, setDeferredReply); :func:`deferred_marks` says where."""
 
+    # (at, length, end) each, or None: worked out from ``pieces`` when asked (a reply is
+    # rarely looked at before it is sent), the top-level header's when there are none.
     marks: tuple[tuple[int, int, int], ...] | None = None
+    pieces: list[bytes] | None = None  # as _encode_into gathered them, with the markers
 
 
 def deferred_marks(reply: DeferredReply) -> tuple[tuple[int, int, int], ...]:
-    """``reply.marks``, the top-level header's when it has none."""
+    """Where ``reply``'s lengths set after their elements are, in the order Redis opened
+    them: ``(at, length, end)`` for the ``length`` bytes at ``at`` (an aggregate's header,
+    or a whole reply such as XAUTOCLAIM's cursor), added once the bytes before ``end``
+    were."""
     marks = reply.marks
     if marks is None:
-        marks = ((0, reply.index(b"\n") + 1, len(reply)),)
+        pieces = reply.pieces
+        if pieces is None:
+            marks = ((0, reply.index(b"\n") + 1, len(reply)),)
+        else:
+            marks = reply.marks = _marks_of(pieces)
+            reply.pieces = None
     return marks
 
 
-def deferred(data: bytes, marks: list[tuple[int, int, int]]) -> DeferredReply:
-    """``data`` as a :class:`DeferredReply` with these ``marks``."""
+def deferred(data: bytes, marks: list) -> DeferredReply:
+    """``data`` as a :class:`DeferredReply` with these ``marks`` (``(at, length, end)``
+    each)."""
     reply = DeferredReply(data)
-    reply.marks = tuple(marks)
+    reply.marks = tuple(map(tuple, marks))
     return reply
 
 
@@ -131,33 +140,40 @@ def encode(value: object, resp3: bool = False) -> bytes:
     if kind is DeferredReply:
         return value
     out: list[bytes] = []
+    seen = _DEFERRED[0]
     _encode_into(value, out, resp3)
-    try:
+    if _DEFERRED[0] == seen:
         return b"".join(out)
-    except TypeError:  # _OPEN, _CLOSE or _EMBED in it: lengths set after their elements
-        return _with_marks(out)
+    return _deferred_reply(out, _DEFERRED[0] - seen)
 
 
-# In the pieces _encode_into gathers: before a deferred aggregate's header (_OPEN), after its
-# elements (_CLOSE), before a DeferredReply (_EMBED). Not bytes: the join fails on them, so
-# that a reply with none pays nothing to look for them.
-_OPEN = object()
-_CLOSE = object()
-_EMBED = object()
+class _Marker(bytes):
+    """An empty piece _encode_into adds before a deferred aggregate's header (_OPEN) and
+    after its elements (_CLOSE): the join passes over it."""
 
 
-def _with_marks(out: list) -> DeferredReply:
-    """The :class:`DeferredReply` of pieces holding _OPEN, _CLOSE or _EMBED."""
-    if out[0] is _OPEN and out[-1] is _CLOSE:
-        try:  # the top-level header only (KEYS, SMEMBERS...): no walk over the elements
-            return DeferredReply(b"".join(out[1:-1]))
-        except TypeError:
-            pass
-    pieces: list[bytes] = []
+_OPEN = _Marker()
+_CLOSE = _Marker()
+# How many deferred aggregates and DeferredReply pieces _encode_into met, ever: a reply
+# with none pays two looks at it, and nothing to look for them.
+_DEFERRED = [0]
+
+
+def _deferred_reply(out: list[bytes], met: int) -> DeferredReply:
+    """The :class:`DeferredReply` of pieces holding markers or DeferredReply pieces
+    (``met`` of them at least); its marks are worked out from them when asked, unless
+    its top-level header is its only one."""
+    reply = DeferredReply(b"".join(out))
+    if met != 1 or out[0] is not _OPEN:
+        reply.pieces = out
+    return reply
+
+
+def _marks_of(pieces: list[bytes]) -> tuple[tuple[int, int, int], ...]:
     marks: list[list[int]] = []
     opened: list[list[int]] = []
     pos = 0
-    items = iter(out)
+    items = iter(pieces)
     for piece in items:
         if piece is _OPEN:
             piece = next(items)  # its header
@@ -165,13 +181,10 @@ def _with_marks(out: list) -> DeferredReply:
             marks.append(opened[-1])
         elif piece is _CLOSE:
             opened.pop()[2] = pos
-            continue
-        elif piece is _EMBED:
-            piece = next(items)
+        elif type(piece) is DeferredReply:
             marks += ([pos + at, length, pos + end] for at, length, end in deferred_marks(piece))
-        pieces.append(piece)
         pos += len(piece)
-    return deferred(b"".join(pieces), [(at, length, end) for at, length, end in marks])
+    return tuple(map(tuple, marks))  # type: ignore[arg-type]
 
 
 def _encode_into(value: object, out: list[bytes], resp3: bool) -> None:
@@ -229,11 +242,12 @@ def _encode_into(value: object, out: list[bytes], resp3: bool) -> None:
     elif kind is Raw:
         out.append(value)
     elif kind is DeferredArray or kind is DeferredSet or kind is DeferredMap:
+        _DEFERRED[0] += 1
         out.append(_OPEN)
         _encode_into(_PLAIN[kind](value), out, resp3)
         out.append(_CLOSE)
     elif kind is DeferredReply:
-        out.append(_EMBED)
+        _DEFERRED[0] += 1
         out.append(value)
     elif isinstance(value, ReplyError):
         out.append(b"-" + _error_line(value.message) + b"\r\n")
@@ -247,13 +261,8 @@ def _encode_into(value: object, out: list[bytes], resp3: bool) -> None:
 def deferred_aggregate(header: bytes, items: list[bytes]) -> DeferredReply:
     """An aggregate encoded by its command (``header``, then its encoded ``items``) whose
     length Redis sets after its elements."""
-    out: list = [_OPEN, header]
-    for item in items:
-        if type(item) is DeferredReply:
-            out.append(_EMBED)
-        out.append(item)
-    out.append(_CLOSE)
-    return _with_marks(out)
+    nested = sum(type(item) is DeferredReply for item in items)
+    return _deferred_reply([_OPEN, header, *items, _CLOSE], 1 + nested)
 
 
 _PLAIN = {DeferredArray: list, DeferredSet: OrderedSet, DeferredMap: dict}
