@@ -36,7 +36,15 @@ from kvrepl.direct_reads import direct_get
 from kvrepl.errors import ReplicaPanic, ReplyError, WriteSkipped
 from kvrepl.log import configure, logger
 from kvrepl.methods import Arg, DataMethods, _arg
-from kvrepl.protocol.replies import NULL_ARRAY, OK, DeferredArray, DeferredSet, OrderedSet, Status
+from kvrepl.protocol.replies import (
+    NULL_ARRAY,
+    OK,
+    DeferredArray,
+    DeferredMap,
+    DeferredSet,
+    OrderedSet,
+    Status,
+)
 from kvrepl.replication.cluster import Cluster, ClusterFollower
 from kvrepl.replication.failover import Failover
 from kvrepl.replication.master import MasterReplication, new_replid
@@ -66,6 +74,8 @@ def _python(reply: object) -> object:
         return [_python(item) for item in reply]
     if kind is DeferredSet:
         return OrderedSet(reply)
+    if kind is DeferredMap:
+        return dict(reply)
     return reply
 
 

@@ -106,3 +106,109 @@ def test_the_blocks_of_a_lagging_replica():
     assert len(model.blocks) == 2
     model.trim(1000, referenced=small + 1)
     assert len(model.blocks) == 1 and model.first == small + 1
+
+
+# -- client-output-buffer-limit replica: decided on the omem CLIENT LIST shows ---------------
+
+
+def _stalled_replica(port: int) -> RawClient:
+    """A replica that syncs diskless and never acknowledges: its snapshot is sent, and
+    both masters hold every stream byte for it from then on (Redis starts the stream on
+    the first REPLCONF ACK), none given to the kernel: its omem is the protocol's."""
+    replica = RawClient(port)
+    assert replica.call("REPLCONF", "capa", "eof", "capa", "psync2") == b"+OK\r\n"
+    replica.send("PSYNC", "?", "-1")
+    admin = RawClient(port)
+    try:
+        poll(lambda: b"state=online" in admin.call("INFO", "replication"),
+             "the snapshot sent to the replica")
+    finally:
+        admin.close()
+    return replica
+
+
+def _writes_until_dropped(port: int, limit: str, writes: int) -> list[object]:
+    """With ``limit``, a stalled replica and up to ``writes`` writes of 30 KB values, one
+    at a time: the replica's omem after each while it is listed, then "dropped"."""
+    admin = RawClient(port)
+    assert admin.call("CONFIG", "SET", "client-output-buffer-limit", limit) == b"+OK\r\n"
+    replica = _stalled_replica(port)
+    seen: list[object] = []
+    try:
+        for i in range(writes):
+            assert admin.call("SET", f"w{i}", b"v" * 30_000) == b"+OK\r\n"
+            line = client_fields(admin, "TYPE", "replica")
+            if not line:
+                seen.append("dropped")
+                break
+            seen.append(int(line["omem"]))
+    finally:
+        admin.call("CONFIG", "SET", "client-output-buffer-limit", "replica 256mb 64mb 60")
+        admin.call("CLIENT", "KILL", "TYPE", "replica")
+        admin.call("FLUSHALL")
+        replica.close()
+        admin.close()
+    return seen
+
+
+@pytest.mark.parametrize("limit", [
+    "replica 1500kb 0 0",
+    # below repl-backlog-size (1 MB): Redis raises it to the backlog's size
+    "replica 256kb 0 0",
+])
+def test_a_replica_is_dropped_at_the_write_that_takes_its_omem_to_the_hard_limit(
+        masters, limit):
+    """checkClientOutputBufferLimits on getClientOutputBufferMemoryUsage, from
+    feedReplicationBuffer as a write adds a block: the replica's omem after every write,
+    byte-equal on both masters, and both drop it at the same write, the first that takes
+    its omem to the hard limit."""
+    ours, theirs = (_writes_until_dropped(server.port, limit, 80) for server in masters)
+    assert ours == theirs
+    assert ours[-1] == "dropped"
+    hard = max(int(limit.split()[1].removesuffix("kb")) * 1024, 1024 * 1024)
+    assert all(omem < hard for omem in ours[:-1])
+    assert ours[-2] >= hard - 2 * 40_000  # the write before took it within a block of it
+
+
+def test_a_replica_over_the_soft_limit_within_its_seconds_stays(masters):
+    """Over the soft limit, under the hard one: the time it may stay over has not run out,
+    neither master drops it (a write checks it at every block)."""
+    ours, theirs = (_writes_until_dropped(server.port, "replica 2mb 300kb 3600", 40)
+                    for server in masters)
+    assert ours == theirs
+    assert "dropped" not in ours and ours[-1] > 300 * 1024
+
+
+def _dropped_after_soft_seconds(port: int) -> list[int]:
+    """Writes until the stalled replica's omem reaches the soft limit (1 s), then none:
+    its omem at each write; the master drops it once the time ran out, with no write
+    (clientsCron checks every client)."""
+    admin = RawClient(port)
+    assert admin.call("CONFIG", "SET", "client-output-buffer-limit",
+                      "replica 0 300kb 1") == b"+OK\r\n"
+    replica = _stalled_replica(port)
+    seen: list[int] = []
+    try:
+        for i in range(40):
+            assert admin.call("SET", f"w{i}", b"v" * 30_000) == b"+OK\r\n"
+            line = client_fields(admin, "TYPE", "replica")
+            assert line, "dropped before its second ran out"
+            seen.append(int(line["omem"]))
+            if seen[-1] >= 300 * 1024:
+                break
+        poll(lambda: not client_fields(admin, "TYPE", "replica"),
+             "the replica over its soft limit dropped", interval=0.1)
+        return seen
+    finally:
+        admin.call("CONFIG", "SET", "client-output-buffer-limit", "replica 256mb 64mb 60")
+        admin.call("FLUSHALL")
+        replica.close()
+        admin.close()
+
+
+def test_a_replica_over_the_soft_limit_for_longer_than_its_seconds_is_dropped(masters):
+    """The same omem at every write on both masters, the last at the soft limit; then
+    both drop the replica once it has been over it for longer than its second."""
+    ours, theirs = (_dropped_after_soft_seconds(server.port) for server in masters)
+    assert ours == theirs
+    assert ours[-1] >= 300 * 1024 > ours[-2]

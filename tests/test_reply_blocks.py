@@ -47,6 +47,15 @@ def ports(both: tuple[ThreadedServer, RedisServer]) -> Iterator[list[int]]:
             client.rpush("list", *[b"e%05d" % i for i in range(3000)])
             client.sadd("set", *[b"m%03d" % i for i in range(50)])
             client.zadd("zset", {b"z%04d" % i: i for i in range(2000)})
+            for i in range(1, 301):
+                client.xadd("stream", {b"f": b"v" * 50}, id=f"1-{i}")
+            for i in range(1, 6):
+                client.xadd("stream2", {b"a": b"1", b"b": b"2", b"c": b"3"}, id=f"1-{i}")
+            client.xgroup_create("stream", "g", id="0")
+            client.xreadgroup("g", "c1", {"stream": ">"}, count=50)
+            client.set("lcs1", b"ohmytext" * 40)
+            client.set("lcs2", b"mynewtext" * 40)
+            client.slowlog_reset()
     yield ports
     for port in ports:
         with redis.Redis(port=port) as client:
@@ -94,6 +103,37 @@ PIPELINES = {
         ("ZRANGE", "zset", "(5", "100", "BYSCORE", "LIMIT", "0", "3")],
     "LPOS COUNT after a big reply": [("GET", "big"), ("LPOS", "list", "e00007", "COUNT", "0"),
                                       ("LPOS", "list", "nothere", "COUNT", "2")],
+    # Lengths set after their elements inside a reply: each opens a node where it is.
+    "XRANGE and XREVRANGE set their length after the entries": [
+        ("GET", "small"), ("XRANGE", "stream", "-", "+", "COUNT", "10"), ("GET", "small"),
+        ("XREVRANGE", "stream", "+", "-")],
+    "XREAD: the streams' length, then each stream's entries'": [
+        ("GET", "chunk"), ("XREAD", "COUNT", "100", "STREAMS", "stream", "stream2", "0", "0"),
+        ("XREAD", "STREAMS", "stream2", "1-3")],
+    "XREADGROUP of new entries and of a consumer's history": [
+        ("XREADGROUP", "GROUP", "g", "c2", "COUNT", "20", "STREAMS", "stream", ">"),
+        ("XREADGROUP", "GROUP", "g", "c1", "COUNT", "30", "STREAMS", "stream", "0")],
+    "XPENDING's consumers, XCLAIM, XAUTOCLAIM's cursor set after its entries": [
+        ("XPENDING", "stream", "g"),
+        ("XPENDING", "stream", "g", "IDLE", "99999999", "-", "+", "10"),
+        ("XCLAIM", "stream", "g", "c3", "0", "1-1", "1-2", "1-3", "JUSTID"),
+        ("XAUTOCLAIM", "stream", "g", "c4", "0", "0", "COUNT", "25"),
+        ("XAUTOCLAIM", "stream", "g", "c4", "0", "0", "COUNT", "5", "JUSTID")],
+    "XINFO STREAM FULL: the entries' and the PELs' lengths": [
+        ("GET", "small"), ("XINFO", "STREAM", "stream", "FULL", "COUNT", "40")],
+    "a script's tables, at every depth": [
+        ("GET", "small"),
+        ("EVAL", "local t = {} for i = 1, 300 do t[i] = {i, string.rep('x', 100), {}} end "
+                 "return t", "0"),
+        ("EVAL", "return {1, {map={a={1, {2}}}}, {set={b=true}}, {}}", "0"),
+        ("GET", "small")],
+    "HELP, CLIENT TRACKINGINFO's flags, PUBSUB CHANNELS, SLOWLOG GET": [
+        ("CONFIG", "HELP"), ("CLIENT", "TRACKINGINFO"), ("PUBSUB", "CHANNELS"),
+        ("XINFO", "HELP"), ("SLOWLOG", "GET")],
+    "LCS IDX, ACL CAT, ACL GETUSER, COMMAND INFO and DOCS, ROLE": [
+        ("LCS", "lcs1", "lcs2", "IDX", "MINMATCHLEN", "3"), ("ACL", "CAT"),
+        ("ACL", "CAT", "stream"), ("ACL", "GETUSER", "default"), ("COMMAND", "INFO", "get"),
+        ("COMMAND", "DOCS", "get"), ("ROLE",)],
 }
 
 
@@ -102,8 +142,11 @@ def _held_shape(port: int, requests: list[tuple[object, ...]]) -> dict[str, str]
         payload = b"".join(pack(*request) for request in requests) + pack("CLIENT", "INFO")
         sock.sendall(payload)
         data = _replies(sock, len(requests) + 1)
-    info = data[data.rindex(b"$"):]
-    fields = line_fields(info.split(b"\r\n", 1)[1].strip())
+    start = 0
+    for _ in requests:
+        start = reply_end(data, start)
+    info = data[start:].split(b"\r\n", 1)[1].strip()  # a bulk, or a verbatim (RESP3)
+    fields = line_fields(info.removeprefix(b"txt:"))
     return {name: fields[name] for name in ("rbs", "obl", "oll", "omem", "tot-mem")}
 
 
@@ -114,6 +157,31 @@ def test_replies_held_as_redis_holds_them(ports, case):
     both servers to the byte."""
     ours, theirs = (_held_shape(port, PIPELINES[case]) for port in ports)
     assert ours == theirs
+
+
+# RESP3: maps and sets whose lengths are set after their elements.
+RESP3_PIPELINES = {
+    "XREAD's map of streams": [
+        ("XREAD", "COUNT", "50", "STREAMS", "stream", "stream2", "0", "0")],
+    "a script's maps and sets": [
+        ("EVAL", "redis.setresp(3) return {map={a={1, {set={x=true}}}}, {set={b=true}}}", "0"),
+        ("EVAL", "local t = {} for i = 1, 200 do t[i] = {map={k=string.rep('v', 90)}} end "
+                 "return t", "0")],
+    "CLIENT TRACKINGINFO, ACL GETUSER, COMMAND DOCS": [
+        ("CLIENT", "TRACKINGINFO"), ("ACL", "GETUSER", "default"), ("COMMAND", "DOCS", "get")],
+}
+
+
+@pytest.mark.parametrize("case", sorted(RESP3_PIPELINES))
+def test_resp3_replies_held_as_redis_holds_them(ports, case):
+    """The same after HELLO 3, whose reply (with the client's id) is all in the reply
+    buffer: the blocks the deferred lengths open, their memory and tot-mem, to the byte."""
+    requests = [("HELLO", "3"), *RESP3_PIPELINES[case]]
+    ours, theirs = (_held_shape(port, requests) for port in ports)
+    for shape in (ours, theirs):
+        del shape["obl"]  # the id's digits
+    assert ours == theirs
+    assert ours["oll"] != "0"
 
 
 def _stalled_subscriber(port: int) -> list[object]:
@@ -263,3 +331,34 @@ def test_the_model_kept_between_looks_is_the_model_made_afresh():
         assert _shape(obuf.reply_buffers(session, held)) == shape
         steps.append(shape[1:])
     assert steps[0] != steps[-1]
+
+
+def test_deferred_lengths_change_no_byte_and_say_where_they_are():
+    """A reply with lengths set after their elements encodes to the same bytes as without;
+    its marks name each header (``at``, its length) and where its elements end, in the
+    order Redis opens them; one DeferredReply inside another keeps its marks, moved."""
+    from kvrepl.protocol.replies import (
+        DeferredArray,
+        DeferredMap,
+        DeferredReply,
+        DeferredSet,
+        OrderedSet,
+        deferred_marks,
+    )
+
+    nested = DeferredArray([b"a", DeferredArray([b"b", DeferredSet([b"c"])]), [DeferredMap({b"k": 1})]])
+    plain = [b"a", [b"b", OrderedSet([b"c"])], [{b"k": 1}]]
+    for resp3 in (False, True):
+        reply = encode(nested, resp3)
+        assert type(reply) is DeferredReply and reply == encode(plain, resp3)
+        marks = deferred_marks(reply)
+        assert [at for at, _, _ in marks] == sorted(at for at, _, _ in marks)
+        assert [reply[at:at + length] for at, length, _ in marks] == [
+            b"*3\r\n", b"*2\r\n", b"~1\r\n" if resp3 else b"*1\r\n",
+            b"%1\r\n" if resp3 else b"*2\r\n"]
+        assert [end for _, _, end in marks][0] == len(reply)
+    top = encode(DeferredArray([b"x"]))
+    assert top.marks is None and deferred_marks(top) == ((0, 4, len(top)),)
+    outer = encode([b"y", top])
+    assert outer == b"*2\r\n$1\r\ny\r\n" + top
+    assert deferred_marks(outer) == ((11, 4, len(outer)),)

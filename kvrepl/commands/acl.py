@@ -17,7 +17,7 @@ from kvrepl.commands.help import help_reply, subcommand_syntax_error
 from kvrepl.commands.spec import ACL_CATEGORIES, lookup
 from kvrepl.errors import ReplyError
 from kvrepl.protocol.replies import OK as OK_REPLY
-from kvrepl.protocol.replies import OrderedSet
+from kvrepl.protocol.replies import DeferredArray, DeferredMap, DeferredSet
 
 _GENPASS_MAX_BITS = 4096
 _NO_FILE = (
@@ -131,16 +131,18 @@ def _selector_map(fields: list[object]) -> dict[bytes, object]:
 
 @command("acl|getuser")
 def acl_getuser(s: Session, argv: list[bytes]) -> object:
-    """ACL GETUSER username: flags, password hashes, the root selector, the selectors."""
+    """ACL GETUSER username: flags, password hashes, the root selector, the selectors (the
+    lengths of the map, the flags and each selector's map set after them)."""
     user = s.engine.acl.users.get(argv[2])
     if user is None:
         return None
-    reply: dict[bytes, object] = {
-        b"flags": OrderedSet(user.flags()),
+    reply = DeferredMap({
+        b"flags": DeferredSet(user.flags()),
         b"passwords": [p.encode() for p in user.passwords],
-    }
+    })
     reply.update(_selector_map(user.root.getuser_fields()))
-    reply[b"selectors"] = [_selector_map(sel.getuser_fields()) for sel in user.selectors[1:]]
+    reply[b"selectors"] = [DeferredMap(_selector_map(sel.getuser_fields()))
+                           for sel in user.selectors[1:]]
     return reply
 
 
@@ -162,15 +164,17 @@ def acl_whoami(s: Session, argv: list[bytes]) -> object:
 
 @command("acl|cat")
 def acl_cat(s: Session, argv: list[bytes]) -> object:
-    """ACL CAT [category]: the categories, or the commands (subcommands too) in one."""
+    """ACL CAT [category]: the categories, or the commands (subcommands too) in one (the
+    length set after them)."""
     if len(argv) > 3:  # aclCommand matches "cat" with 2 or 3 arguments only
         raise subcommand_syntax_error(argv)
     if len(argv) == 2:
-        return [c.encode() for c in ACL_CATEGORIES]
+        return DeferredArray(c.encode() for c in ACL_CATEGORIES)
     members = acl_rules.acl_table().categories.get(argv[2].decode("latin-1").lower())
     if members is None:
         raise ReplyError(f"ERR Unknown category '{argv[2].decode('utf-8', 'replace')[:128]}'")
-    return [name.encode() for name in acl_rules.acl_table().specs if name in members]
+    return DeferredArray(name.encode() for name in acl_rules.acl_table().specs
+                         if name in members)
 
 
 @command("acl|genpass")

@@ -420,7 +420,7 @@ class Session:
         # limit of client-output-buffer-limit.
         self.pending_size = 0
         self.held_output: Callable[[], int] | None = None
-        self.soft_limit_since: float | None = None
+        self.soft_limit_since: int | None = None
         # The reply buffer Redis would have (CLIENT LIST rbs and rbp: kvrepl.commands.cmem
         # resizes it, each reply write notes its peak) and its query buffer (made when
         # first looked at); the peak's last reset, in ms (0: the first check resets it).

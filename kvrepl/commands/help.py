@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from kvrepl.errors import ReplyError
-from kvrepl.protocol.replies import Status
+from kvrepl.protocol.replies import DeferredArray, Status
 
 
-def help_reply(argv: list[bytes], lines: list[str]) -> list[Status]:
-    """``<CMD> HELP``: a header, ``lines`` and the HELP footer, each a simple string."""
+def help_reply(argv: list[bytes], lines: list[str]) -> DeferredArray:
+    """``<CMD> HELP``: a header, ``lines`` and the HELP footer, each a simple string; the
+    length set after them (addReplyHelp)."""
     name = argv[0].decode("utf-8", "replace").upper()
-    out = [Status(f"{name} <subcommand> [<arg> [value] [opt] ...]. Subcommands are:".encode())]
+    out = DeferredArray([Status(f"{name} <subcommand> [<arg> [value] [opt] ...]. Subcommands are:".encode())])
     out.extend(Status(line.encode()) for line in lines)
     out.append(Status(b"HELP"))
     out.append(Status(b"    Prints this help."))

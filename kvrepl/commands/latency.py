@@ -16,7 +16,13 @@ from kvrepl.commands.help import help_reply
 from kvrepl.commands.observers import LatencySeries, histogram_reply, latency_counts
 from kvrepl.commands.server import _all_commands, _find
 from kvrepl.errors import ReplyError
-from kvrepl.protocol.replies import Raw, Verbatim, encode
+from kvrepl.protocol.replies import (
+    DeferredArray,
+    DeferredMap,
+    Verbatim,
+    deferred_aggregate,
+    encode,
+)
 
 _HELP = [
     "DOCTOR",
@@ -60,7 +66,8 @@ def latency_history(s: Session, argv: list[bytes]) -> object:
     found = _event(s, argv[2])
     if found is None:
         return []
-    return [[when, latency] for when, latency in found[1].ordered()]
+    # latencyCommandReplyWithSamples sets the length after the samples
+    return DeferredArray([when, latency] for when, latency in found[1].ordered())
 
 
 @command("latency|reset")
@@ -297,7 +304,8 @@ def _with_data(cmd: Command) -> list[tuple[bytes, dict[bytes, object]]]:
 @command("latency|histogram")
 def latency_histogram(s: Session, argv: list[bytes]) -> object:
     """LATENCY HISTOGRAM [command ...]: per command that ran, its calls and the cumulative
-    count of calls per power-of-two usec step; unknown names are skipped."""
+    count of calls per power-of-two usec step; unknown names are skipped. The map's
+    length is set after the commands (latencyAllCommandsFillCDF)."""
     found: list[tuple[bytes, dict[bytes, object]]] = []
     if len(argv) == 2:
         for cmd in _all_commands(s.engine):
@@ -314,9 +322,9 @@ def latency_histogram(s: Session, argv: list[bytes]) -> object:
         # A command named twice is answered twice, as Redis does: a map with a repeated
         # key, which only raw bytes can carry.
         head = (b"%%%d\r\n" if s.resp3 else b"*%d\r\n") % (len(found) * (1 if s.resp3 else 2))
-        return Raw(head + b"".join(encode(name, s.resp3) + encode(cells, s.resp3)
-                                   for name, cells in found))
-    return dict(found)
+        return deferred_aggregate(head, [encode(item, s.resp3) for pair in found
+                                         for item in pair])
+    return DeferredMap(found)
 
 
 @command("latency|help")

@@ -14,6 +14,7 @@ from collections import deque
 from dataclasses import dataclass
 
 from kvrepl.config import format_percentile
+from kvrepl.protocol.replies import DeferredMap
 
 SLOWLOG_ENTRY_MAX_ARGC = 32
 SLOWLOG_ENTRY_MAX_STRING = 128
@@ -191,13 +192,14 @@ def latency_counts(short: list[int] | None, tail: dict[int, int]) -> dict[int, i
 
 
 def histogram_reply(counts: dict[int, int]) -> dict[bytes, object]:
-    """fillCommandCDF: the calls and the cumulative counts of the steps where it grows."""
+    """fillCommandCDF: the calls and the cumulative counts of the steps where it grows
+    (their map's length set after them)."""
     cells: dict[int, int] = {}
     total = 0
     for key in sorted(counts):
         total += counts[key]
         cells[HISTOGRAM_STEP_TOPS[bisect_left(HISTOGRAM_STEP_TOPS, key)] // 1000] = total
-    return {b"calls": total, b"histogram_usec": cells}
+    return {b"calls": total, b"histogram_usec": DeferredMap(cells)}
 
 
 def value_at_percentile(counts: dict[int, int], percentile: float) -> int:

@@ -17,13 +17,20 @@ drain the buffer, then the blocks from the head. :class:`ReplyBuffers` follows t
 bytes kvrepl holds, in the order they were added (:func:`reply_units`: the pieces Redis adds
 a reply in), with what the kernel took of the send under way; a client whose pending bytes
 fit its reply buffer, with no send waiting, is not modelled (its ``obl`` is their count).
-A reply whose length Redis sets after its elements (addReplyDeferredLen: KEYS, SMEMBERS,
-SINTER, ZRANGEBYSCORE and ZRANGEBYLEX, an empty rank range, LPOS COUNT) goes to the reply
-list even when the reply buffer has room, as Redis's empty node makes it
-(:meth:`ReplyBuffers.add_deferred`; kvrepl.protocol.replies.DeferredReply marks its bytes
-until they are joined with others: the pass's replies the reactor writes at its end, a send
-under way). Not followed: the deferred lengths inside a reply (nested arrays of other
-commands, Lua tables), and those of commands not listed.
+A length Redis sets after its elements (addReplyDeferredLen), at any depth of a reply,
+opens an empty node in the reply list where the reply reaches it, even when the reply
+buffer has room; the bytes after it open a new block, and the length goes into the room
+of the block before, the block after, or a block of its own (setDeferredReply):
+:meth:`ReplyBuffers.add_deferred`. The commands mark them where they build their replies
+(kvrepl.protocol.replies: DeferredArray, DeferredSet, DeferredMap, or a DeferredReply
+encoded by the command: KEYS, SMEMBERS, SINTER, ZRANGEBYSCORE/BYLEX, LPOS COUNT, the
+stream ranges of XRANGE, XREAD, XREADGROUP and XINFO STREAM FULL, XPENDING, XCLAIM,
+XAUTOCLAIM, a script's tables, every HELP, CLIENT TRACKINGINFO's flags, PUBSUB CHANNELS,
+SLOWLOG GET, LCS IDX, ACL CAT and GETUSER, COMMAND INFO's categories, COMMAND DOCS of named
+commands, COMMAND LIST, ROLE's replicas, LATENCY HISTORY and HISTOGRAM, FUNCTION LIST
+LIBRARYNAME); their bytes keep the marks until they are joined with others (the pass's
+replies the reactor writes at its end, a send under way). Not followed: a reply joined
+with the client's own pushes inside EXEC (one pre-encoded element).
 
 Sans-IO: sessions and numbers in, decisions out; the server closes who must be closed.
 """
@@ -37,7 +44,7 @@ from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
 from kvrepl.log import logger
-from kvrepl.protocol.replies import DeferredReply, encode
+from kvrepl.protocol.replies import DeferredReply, deferred_marks, encode
 
 if TYPE_CHECKING:
     from kvrepl.commands.core import Engine, Session
@@ -149,41 +156,72 @@ class ReplyBuffers:
                 self.reply_bytes += small
             length -= used
 
-    def add_deferred(self, reply: bytes) -> None:
-        """A reply whose top-level length Redis sets after its elements
-        (addReplyDeferredLen, setDeferredReply): the tail block trimmed to what it holds
-        when much of it is free, an empty node after it, the elements into new blocks,
-        then the header into the previous block's room, else the next block's (when it
-        has room and holds under 64 KB), else a block of its own in the empty node."""
+    def add_deferred(self, reply: DeferredReply) -> None:
+        """A reply holding lengths Redis sets after their elements, at any depth
+        (addReplyDeferredLen, setDeferredReply; ``reply``'s marks say where): each opens
+        an empty node, the bytes after it go to new blocks, and its own bytes are added
+        when Redis sets them (:meth:`_set_deferred`)."""
+        marks = deferred_marks(reply)
+        # Redis's order: the nodes open as the reply reaches them; at one point, the
+        # lengths set before a node opens, the one opened last first.
+        events = sorted([(at, 1, index) for index, (at, _length, _end) in enumerate(marks)]
+                        + [(end, 0, -index) for index, (_at, _length, end) in enumerate(marks)])
+        nodes: list[list[int]] = [[]] * len(marks)
+        data = memoryview(reply)
+        pos = 0
+        for where, opens, index in events:
+            if where > pos:
+                self.add_all((data[pos:where],))
+                self._skip = 0
+                pos = where
+            if opens:
+                nodes[index] = self._open_deferred()
+                pos = where + marks[index][1]
+            else:
+                self._set_deferred(nodes[-index], marks[-index][1])
+        if len(reply) > pos:
+            self.add_all((data[pos:],))
+            self._skip = 0
+
+    def _open_deferred(self) -> list[int]:
+        """addReplyDeferredLen: the tail block trimmed to what it holds when much of it
+        is free (trimReplyUnusedTailSpace), then an empty node (no room, no bytes), which
+        the reply's next bytes do not fill: they open a block after it."""
         blocks = self.blocks
-        if blocks:  # trimReplyUnusedTailSpace
+        if blocks:
             tail = blocks[-1]
             size, used = tail
             if size - used > size // 4 and used < STATIC_BUFFER:
                 tail[0] = jemalloc_size(used + self._HEADER) - self._HEADER
                 self.reply_bytes += tail[0] - size
-        node = len(blocks)
-        blocks.append([0, 0])  # the empty node: no room, no bytes
-        header = reply.index(b"\n") + 1
-        self.add_all((reply[header:],))
-        self._skip = 0
-        length = header
-        if node:
-            previous = blocks[node - 1]
+        node = [0, 0]
+        blocks.append(node)
+        return node
+
+    def _set_deferred(self, node: list[int], length: int) -> None:
+        """setDeferredReply: ``length`` bytes for the empty ``node``: into the room of the
+        block before it, the rest before the bytes of the block after it (when it has room
+        for them and holds under 64 KB), else into a block of their own in the node."""
+        blocks = self.blocks
+        index = len(blocks) - 1
+        while blocks[index] is not node:  # nodes open near the tail
+            index -= 1
+        if index:
+            previous = blocks[index - 1]
             copied = min(previous[0] - previous[1], length)
             previous[1] += copied
             length -= copied
             if not length:
-                del blocks[node]
+                del blocks[index]
                 return
-        if node + 1 < len(blocks):
-            following = blocks[node + 1]
+        if index + 1 < len(blocks):
+            following = blocks[index + 1]
             if following[0] - following[1] >= length and following[1] < 4 * STATIC_BUFFER:
                 following[1] += length
-                del blocks[node]
+                del blocks[index]
                 return
         size = jemalloc_size(length + self._HEADER) - self._HEADER
-        blocks[node] = [size, length]
+        blocks[index] = [size, length]
         self.reply_bytes += size
 
     def add_all(self, data: Iterable[bytes]) -> None:
@@ -465,28 +503,36 @@ def note_reply(session: Session, size: int) -> None:
         session.reply_peak = min(size, session.reply_size)
 
 
+def limit_reached(holder: object, used: int, hard: int, soft: int,
+                  seconds: int) -> str | None:
+    """checkClientOutputBufferLimits for ``used`` bytes of output (``omem``): "hard" when
+    it reaches the hard limit, "soft" when it has been at the soft one or over for longer
+    than its seconds, else None. The time it first was is kept on ``holder``
+    (``soft_limit_since``, a session or a replica link) in whole seconds of the clock, as
+    server.unixtime counts it, and forgotten as soon as it is under again."""
+    reached = "hard" if hard and used >= hard else None
+    if soft and used >= soft:
+        now = int(time.time())
+        since = holder.soft_limit_since  # type: ignore[attr-defined]
+        if since is None:
+            holder.soft_limit_since = now  # type: ignore[attr-defined]
+        elif now - since > seconds and reached is None:
+            reached = "soft"
+    else:
+        holder.soft_limit_since = None  # type: ignore[attr-defined]
+    return reached
+
+
 def over_limits(session: Session, pending: int) -> bool:
-    """checkClientOutputBufferLimits: past the hard limit, or over the soft one for
-    longer than its seconds (the time it went over is kept on the session, and forgotten
-    as soon as it is under again)."""
+    """checkClientOutputBufferLimits of a client (see :func:`limit_reached`)."""
     kind = limit_class(session)
     if kind is None:
         return False
     hard, soft, seconds = session.engine.config.client_output_buffer_limit[kind]
     if not (hard or soft):
         return False
-    used = output_memory(session, pending)
-    if hard and used >= hard:
-        return True
-    if soft and used >= soft:
-        now = time.monotonic()
-        since = session.soft_limit_since
-        if since is None:
-            session.soft_limit_since = now
-            return False
-        return now - since > seconds
-    session.soft_limit_since = None
-    return False
+    return limit_reached(session, output_memory(session, pending), hard, soft,
+                         seconds) is not None
 
 
 def close(session: Session, scheduled: bool) -> None:

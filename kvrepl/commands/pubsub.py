@@ -29,7 +29,7 @@ from kvrepl.commands.core import Session, command
 from kvrepl.commands.glob import glob_match
 from kvrepl.commands.help import help_reply, subcommand_syntax_error
 from kvrepl.errors import ReplyError
-from kvrepl.protocol.replies import Push, Raw, encode
+from kvrepl.protocol.replies import DeferredArray, Push, Raw, encode
 
 _HELP = [
     "CHANNELS [<pattern>]",
@@ -154,14 +154,15 @@ def spublish(s: Session, argv: list[bytes]) -> object:
     return receivers
 
 
-def _channel_list(argv: list[bytes], channels: dict[bytes, object]) -> list[bytes]:
-    """channelList: the channels with subscribers, those matching the pattern if given."""
+def _channel_list(argv: list[bytes], channels: dict[bytes, object]) -> DeferredArray:
+    """channelList: the channels with subscribers, those matching the pattern if given
+    (the length set after them)."""
     if len(argv) > 3:
         raise subcommand_syntax_error(argv)
     if len(argv) == 2:
-        return list(channels)
+        return DeferredArray(channels)
     pattern = argv[2]
-    return [channel for channel in channels if glob_match(pattern, channel)]
+    return DeferredArray(channel for channel in channels if glob_match(pattern, channel))
 
 
 def _numsub(argv: list[bytes], channels: dict[bytes, dict[int, Session]]) -> list[object]:

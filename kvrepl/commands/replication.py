@@ -15,7 +15,7 @@ from kvrepl.commands.core import Session, command
 from kvrepl.commands.info import SECTIONS, register_section
 from kvrepl.errors import SYNTAX, ReplyError
 from kvrepl.log import logger
-from kvrepl.protocol.replies import OK, Raw, Status
+from kvrepl.protocol.replies import OK, DeferredArray, Raw, Status
 
 WAIT_ON_REPLICA = (
     "ERR WAIT cannot be used with replica instances. Please also note that since Redis 4.0 "
@@ -149,10 +149,12 @@ def role(s: Session, argv: list[bytes]) -> object:
                 following.reploff if following.link_up else -1]
     replication = _replication(s)
     if replication is None:
-        return [b"master", 0, []]
+        return [b"master", 0, DeferredArray()]
+    # the replicas' length is set after them (roleCommand)
     return [b"master", replication.master_repl_offset,
-            [[link.ip.encode(), b"%d" % link.listening_port, b"%d" % link.ack_offset]
-             for link in replication.replicas if link.state == "online"]]
+            DeferredArray([link.ip.encode(), b"%d" % link.listening_port,
+                           b"%d" % link.ack_offset]
+                          for link in replication.replicas if link.state == "online")]
 
 
 @command("wait")

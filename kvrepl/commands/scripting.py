@@ -11,7 +11,7 @@ from kvrepl.commands.core import ARGUMENT_FLAGS, Engine, Session, command
 from kvrepl.commands.glob import glob_match
 from kvrepl.commands.help import help_reply, subcommand_syntax_error
 from kvrepl.errors import ReplyError
-from kvrepl.protocol.replies import OK
+from kvrepl.protocol.replies import OK, DeferredArray
 from kvrepl.scripting.functions import LOAD_TIMEOUT, flags_reply
 from kvrepl.scripting.runtime import FEW_ARGUMENTS, parse_shebang, sha1hex
 from kvrepl.scripting.state import NO_DEBUG_CHANNEL, declared_flags, scripting
@@ -362,7 +362,8 @@ def function_list(s: Session, argv: list[bytes]) -> object:
         if with_code:
             entry[b"library_code"] = library.code
         out.append(entry)
-    return out
+    # A pattern: the libraries' length is set after them (fcallListCommand).
+    return out if pattern is None else DeferredArray(out)
 
 
 @command("function|dump")

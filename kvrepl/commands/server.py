@@ -31,7 +31,7 @@ from kvrepl.config import Config
 from kvrepl.config_rewrite import rewrite_config
 from kvrepl.errors import DB_INDEX_OUT_OF_RANGE, SYNTAX, ReplyError
 from kvrepl.log import logger
-from kvrepl.protocol.replies import OK, Raw
+from kvrepl.protocol.replies import OK, DeferredArray, DeferredMap, Raw
 
 # -- FLUSHALL FLUSHDB DBSIZE SWAPDB ---------------------------------------------------------
 
@@ -339,7 +339,9 @@ def command_docs(s: Session, argv: list[bytes]) -> object:
         found = list(s.engine.table.values())
     else:
         found = [c for c in (_find(s.engine, name) for name in argv[2:]) if c is not None]
-    return {cmd.name.encode(): command_docs_reply(_visible(cmd)) for cmd in found}
+    docs = {cmd.name.encode(): command_docs_reply(_visible(cmd)) for cmd in found}
+    # Named commands: the map's length set after them (commandDocsCommand).
+    return docs if len(argv) == 2 else DeferredMap(docs)
 
 
 def _listed(cmd: Command, kind: bytes, value: bytes) -> bool:
@@ -364,8 +366,8 @@ def command_list(s: Session, argv: list[bytes]) -> object:
             raise ReplyError(SYNTAX)
         selected = (kind, argv[i + 2])
         i += 3
-    return [cmd.name.encode() for cmd in _all_commands(s.engine)
-            if selected is None or _listed(cmd, *selected)]
+    return DeferredArray(cmd.name.encode() for cmd in _all_commands(s.engine)
+                         if selected is None or _listed(cmd, *selected))
 
 
 def _getkeys(with_flags: bool, s: Session, argv: list[bytes]) -> object:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from kvrepl.commands.args import parse_range_int
 from kvrepl.commands.core import Session, command
 from kvrepl.commands.help import help_reply, subcommand_syntax_error
-from kvrepl.protocol.replies import OK
+from kvrepl.protocol.replies import OK, DeferredArray
 
 _HELP = [
     "GET [<count>]",
@@ -38,7 +38,7 @@ def slowlog_get(s: Session, argv: list[bytes]) -> object:
             count = len(entries)
     elif len(argv) > 3:
         raise subcommand_syntax_error(argv)
-    out = []
+    out = DeferredArray()  # its length set after the entries
     for entry in entries:
         if len(out) >= count:
             break

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from kvrepl.errors import ReplyError
-from kvrepl.protocol.replies import OrderedSet, Status
+from kvrepl.protocol.replies import DeferredSet, OrderedSet, Status
 
 __all__ = [
     "ACL_CATEGORIES",
@@ -728,7 +728,8 @@ def command_info_reply(spec: CommandSpec) -> list[Any]:
         spec.first_key,
         spec.last_key,
         spec.step,
-        SetReply(Status(c.encode()) for c in spec.acl_categories),
+        # addReplyCommandCategories sets their length after them
+        DeferredSet(Status(c.encode()) for c in spec.acl_categories),
         SetReply(t.encode() for t in spec.tips),
         SetReply(_key_spec_reply(ks) for ks in spec.key_specs),
         # An array of subcommands, but an empty *set* when there are none (as Redis does).

@@ -36,7 +36,16 @@ from kvrepl.commands.help import help_reply, subcommand_syntax_error
 from kvrepl.commands.watch import unsignalled
 from kvrepl.errors import NO_SUCH_KEY, SYNTAX, ReplyError, WrongTypeError, wrong_arity
 from kvrepl.notify import STREAM, notify, replied
-from kvrepl.protocol.replies import NULL_ARRAY, OK, Raw
+from kvrepl.protocol.replies import (
+    NULL_ARRAY,
+    OK,
+    DeferredArray,
+    DeferredMap,
+    DeferredReply,
+    deferred,
+    deferred_marks,
+    encode,
+)
 from kvrepl.store.stream import (
     INVALID_ENTRIES_READ,
     LISTPACK_MAX_SIZE,
@@ -155,8 +164,9 @@ def _entry(stream_id: StreamID, fields: list[bytes]) -> list:
 
 
 def _range(stream: Stream, start: StreamID, end: StreamID, count: int,
-           rev: bool = False) -> Raw:
-    """streamReplyWithRange without a group: ``count`` 0 is no limit. Encoded here, the
+           rev: bool = False) -> DeferredReply:
+    """streamReplyWithRange without a group: ``count`` 0 is no limit, the length set
+    after the entries (addReplyDeferredLen). Encoded here, the
     same bytes in RESP2 and RESP3 (arrays of bulk strings): a range is most of what XRANGE
     and XREAD send. Entries of one number of fields (the usual) are encoded column by
     column through C-level ``map``s and one join, with no Python step per entry (for one
@@ -174,7 +184,8 @@ def _range(stream: Stream, start: StreamID, end: StreamID, count: int,
         for column in map(list, map(map, _COLUMN_GETTERS[:width], repeat(items))):
             parts += (map(_BULK_HEADS.__getitem__, map(len, column)), column,
                       repeat(_CRLF, n))
-        return Raw(b"*%d\r\n" % n + b"".join(chain.from_iterable(zip(*parts, strict=True))))
+        return DeferredReply(b"*%d\r\n" % n
+                             + b"".join(chain.from_iterable(zip(*parts, strict=True))))
     out = [b"*%d\r\n" % n]
     append = out.append
     for head, fields in zip(heads, items, strict=True):
@@ -185,7 +196,7 @@ def _range(stream: Stream, start: StreamID, end: StreamID, count: int,
         append(b"*2\r\n$%d\r\n%s\r\n*%d\r\n" % (len(head), head, len(fields)))
         for field in fields:
             append(b"$%d\r\n%s\r\n" % (len(field), field))
-    return Raw(b"".join(out))
+    return DeferredReply(b"".join(out))
 
 
 _ENTRY_OF_ONE_FIELD = b"*2\r\n$%d\r\n%s\r\n*2\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n"
@@ -688,9 +699,10 @@ def _set_owner(group: StreamGroup, stream_id: StreamID, nack: StreamNack,
 
 def _deliver(s: Session, stream: Stream, start: StreamID, count: int, group: StreamGroup,
              consumer: StreamConsumer, noack: bool, key: bytes, groupname: bytes,
-             props: list[list[bytes]]) -> list:
-    """streamReplyWithRange with a group: new entries from ``start``, PEL and propagation."""
-    out = []
+             props: list[list[bytes]]) -> DeferredArray:
+    """streamReplyWithRange with a group: new entries from ``start``, PEL and propagation
+    (the length set after the entries)."""
+    out = DeferredArray()
     now = s.engine.keyspace.now_ms()
     advanced = False
     ids = stream.range_ids(start, MAX_ID, count)
@@ -726,12 +738,12 @@ def _deliver(s: Session, stream: Stream, start: StreamID, count: int, group: Str
 
 def _history(s: Session, stream: Stream, start: StreamID, count: int, group: StreamGroup,
              consumer: StreamConsumer, key: bytes, groupname: bytes,
-             props: list[list[bytes]]) -> list:
+             props: list[list[bytes]]) -> DeferredArray:
     """streamReplyWithRangeFromConsumerPEL: the consumer's own pending entries. Each one
     served gets a new delivery time and count, which Redis 7.0 does not propagate (its
     replicas keep the old ones: XPENDING differs there); kvrepl propagates them as the
     XCLAIM that carries a PEL entry (a replica never misses a write)."""
-    out = []
+    out = DeferredArray()
     now = s.engine.keyspace.now_ms()
     for stream_id in consumer.pending.irange(start, None):
         if count and len(out) >= count:
@@ -836,10 +848,14 @@ def _lookup_read(s: Session, key: bytes) -> object:
     return s.db.lookup_read(key)
 
 
-def _read_reply(s: Session, served: list[tuple[bytes, list]]) -> object:
+def _read_reply(s: Session, served: list[tuple[bytes, object]],
+                blocked: bool = False) -> object:
+    """XREAD's reply: its length set after the streams served, unless it is a blocked
+    client's (serveClientsBlockedOnStreamKey: one stream, its length known)."""
     if s.resp3:
-        return dict(served)
-    return [[key, items] for key, items in served]
+        return dict(served) if blocked else DeferredMap(served)
+    pairs = [[key, items] for key, items in served]
+    return pairs if blocked else DeferredArray(pairs)
 
 
 def _xread(s: Session, argv: list[bytes], xreadgroup: bool) -> object:
@@ -958,7 +974,7 @@ def _serve_blocked(s: Session, argv: list[bytes], args: _ReadArgs) -> object:
         _propagate_created(key, args, props, created_at)
         s.engine.dirty += 1
         s.engine.rewrite(*props)
-    return _read_reply(s, [(key, items)])
+    return _read_reply(s, [(key, items)], blocked=True)
 
 
 @command("xread")
@@ -1173,8 +1189,8 @@ def xpending(s: Session, argv: list[bytes]) -> object:
     if argc == 3:
         if not pel:
             return [0, None, None, NULL_ARRAY]
-        owners = [[name, b"%d" % len(c.pending)]
-                  for name, c in sorted(group.consumers.items()) if c.pending]
+        owners = DeferredArray([name, b"%d" % len(c.pending)]
+                               for name, c in sorted(group.consumers.items()) if c.pending)
         return [len(pel), format_id(pel.peekitem(0)[0]), format_id(pel.peekitem(-1)[0]),
                 owners]
     if consumer_name is not None:
@@ -1185,7 +1201,7 @@ def xpending(s: Session, argv: list[bytes]) -> object:
     else:
         ids = pel.irange(start, end)
     now = s.engine.keyspace.now_ms()
-    out = []
+    out = DeferredArray()
     for stream_id in ids:
         if not count:
             break
@@ -1251,7 +1267,7 @@ def xclaim(s: Session, argv: list[bytes]) -> object:
     if delivery == -1 or delivery < 0 or delivery > now:
         delivery = now
     props: list[list[bytes]] = []
-    out = []
+    out = DeferredArray()
     consumer = None
     name = argv[3]
     for index in range(5, last_id_arg):
@@ -1360,7 +1376,14 @@ def xautoclaim(s: Session, argv: list[bytes]) -> object:
         props.append(_xclaim_argv(key, groupname, group, format_id(stream_id), nack))
         s.engine.dirty += 1
     s.engine.rewrite(*props)
-    return [format_id(next_id), claimed, deleted]
+    # Redis opens the cursor's and the entries' lengths before the entries, sets the
+    # entries' then the cursor after them; the deleted IDs follow.
+    cursor = encode(format_id(next_id))
+    entries = encode(DeferredArray(claimed), s.resp3)
+    at = 4 + len(cursor)
+    marks = [(4, len(cursor), at + len(entries))]
+    marks += ((at + start, length, at + end) for start, length, end in deferred_marks(entries))
+    return deferred(b"*3\r\n" + cursor + entries + encode(deleted, s.resp3), marks)
 
 
 # -- XINFO ----------------------------------------------------------------------------------------
@@ -1450,13 +1473,14 @@ def xinfo_stream(s: Session, argv: list[bytes]) -> object:
     reply[b"entries"] = _range(stream, (0, 0), MAX_ID, count)
     groups = []
     for name, group in sorted(stream.groups.items()):
-        pel = [[format_id(stream_id), nack.consumer, nack.delivery_time, nack.delivery_count]
-               for stream_id, nack in _first(group.pending.items(), count)]
+        pel = DeferredArray(
+            [format_id(stream_id), nack.consumer, nack.delivery_time, nack.delivery_count]
+            for stream_id, nack in _first(group.pending.items(), count))
         consumers = []
         for cname, consumer in sorted(group.consumers.items()):
-            own = [[format_id(stream_id), group.pending[stream_id].delivery_time,
-                    group.pending[stream_id].delivery_count]
-                   for stream_id in _first(consumer.pending, count)]
+            own = DeferredArray([format_id(stream_id), group.pending[stream_id].delivery_time,
+                                 group.pending[stream_id].delivery_count]
+                                for stream_id in _first(consumer.pending, count))
             consumers.append({b"name": cname, b"seen-time": consumer.seen_time,
                               b"pel-count": len(consumer.pending), b"pending": own})
         groups.append({

@@ -21,7 +21,7 @@ from kvrepl.commands.args import (
 from kvrepl.commands.core import Session, command
 from kvrepl.errors import NOT_INTEGER, OVERFLOW, SYNTAX, ReplyError, WrongTypeError
 from kvrepl.notify import GENERIC, STRING, notify, replied
-from kvrepl.protocol.replies import OK
+from kvrepl.protocol.replies import OK, DeferredArray
 from kvrepl.store.encoding import mark_string, string2ll
 from kvrepl.store.values import is_string, string_bytes
 
@@ -584,5 +584,5 @@ def lcs(s: Session, argv: list[bytes]) -> object:
                 matches.append(entry)
             arange_start = alen
     if getidx:
-        return {b"matches": matches, b"len": total}
+        return {b"matches": DeferredArray(matches), b"len": total}  # set after them
     return bytes(result)

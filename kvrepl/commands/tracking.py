@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from kvrepl.commands.spec import key_positions
-from kvrepl.protocol.replies import OrderedSet, Push, Raw
+from kvrepl.protocol.replies import DeferredSet, Push, Raw
 
 if TYPE_CHECKING:
     from kvrepl.commands.core import Command, Engine, Session
@@ -247,10 +247,10 @@ class Tracking:
 
 
 def trackinginfo(s: Session) -> dict[bytes, object]:
-    """CLIENT TRACKINGINFO's map."""
+    """CLIENT TRACKINGINFO's map (the flags' length set after them)."""
     state = s.tracking
     if state is None:
-        return {b"flags": OrderedSet([b"off"]), b"redirect": -1, b"prefixes": []}
+        return {b"flags": DeferredSet([b"off"]), b"redirect": -1, b"prefixes": []}
     flags = [b"on"]
     if state.bcast:
         flags.append(b"bcast")
@@ -266,5 +266,5 @@ def trackinginfo(s: Session) -> dict[bytes, object]:
         flags.append(b"noloop")
     if state.broken_redirect:
         flags.append(b"broken_redirect")
-    return {b"flags": OrderedSet(flags), b"redirect": state.redirect,
+    return {b"flags": DeferredSet(flags), b"redirect": state.redirect,
             b"prefixes": sorted(state.prefixes)}

@@ -52,16 +52,51 @@ class Push(list):
 
 class DeferredArray(list):
     """An array whose length Redis sets after its elements (addReplyDeferredLen: KEYS,
-    ZRANGEBYSCORE...): the same bytes, encoded as :class:`DeferredReply`, whose reply
-    blocks differ (kvrepl.commands.obuf)."""
+    ZRANGEBYSCORE, a Lua table...), at any depth of a reply: the same bytes, encoded as
+    :class:`DeferredReply`, whose reply blocks differ (kvrepl.commands.obuf)."""
 
 
 class DeferredSet(OrderedSet):
     """A set reply whose length Redis sets after its members (SINTER, SMEMBERS)."""
 
 
+class DeferredMap(dict):
+    """A map whose length Redis sets after its pairs (setDeferredMapLen: a Lua map, LCS
+    IDX's, COMMAND DOCS of some commands): ``%`` in RESP3, a flat array in RESP2."""
+
+
 class DeferredReply(bytes):
-    """The bytes of a reply whose top-level aggregate header Redis adds last."""
+    """The bytes of a reply holding lengths Redis sets after their elements
+    (addReplyDeferredLen, setDeferredReply); :func:`deferred_marks` says where."""
+
+    # (at, length, end) each, or None: worked out from ``pieces`` when asked (a reply is
+    # rarely looked at before it is sent), the top-level header's when there are none.
+    marks: tuple[tuple[int, int, int], ...] | None = None
+    pieces: list[bytes] | None = None  # as _encode_into gathered them, with the markers
+
+
+def deferred_marks(reply: DeferredReply) -> tuple[tuple[int, int, int], ...]:
+    """Where ``reply``'s lengths set after their elements are, in the order Redis opened
+    them: ``(at, length, end)`` for the ``length`` bytes at ``at`` (an aggregate's header,
+    or a whole reply such as XAUTOCLAIM's cursor), added once the bytes before ``end``
+    were."""
+    marks = reply.marks
+    if marks is None:
+        pieces = reply.pieces
+        if pieces is None:
+            marks = ((0, reply.index(b"\n") + 1, len(reply)),)
+        else:
+            marks = reply.marks = _marks_of(pieces)
+            reply.pieces = None
+    return marks
+
+
+def deferred(data: bytes, marks: list) -> DeferredReply:
+    """``data`` as a :class:`DeferredReply` with these ``marks`` (``(at, length, end)``
+    each)."""
+    reply = DeferredReply(data)
+    reply.marks = tuple(map(tuple, marks))
+    return reply
 
 
 class _NullArray:
@@ -102,11 +137,54 @@ def encode(value: object, resp3: bool = False) -> bytes:
         return b"_\r\n" if resp3 else b"$-1\r\n"
     if kind is Status:
         return b"+" + value + b"\r\n"
+    if kind is DeferredReply:
+        return value
     out: list[bytes] = []
+    seen = _DEFERRED[0]
     _encode_into(value, out, resp3)
-    if kind is DeferredArray or kind is DeferredSet:
-        return DeferredReply(b"".join(out))
-    return b"".join(out)
+    if _DEFERRED[0] == seen:
+        return b"".join(out)
+    return _deferred_reply(out, _DEFERRED[0] - seen)
+
+
+class _Marker(bytes):
+    """An empty piece _encode_into adds before a deferred aggregate's header (_OPEN) and
+    after its elements (_CLOSE): the join passes over it."""
+
+
+_OPEN = _Marker()
+_CLOSE = _Marker()
+# How many deferred aggregates and DeferredReply pieces _encode_into met, ever: a reply
+# with none pays two looks at it, and nothing to look for them.
+_DEFERRED = [0]
+
+
+def _deferred_reply(out: list[bytes], met: int) -> DeferredReply:
+    """The :class:`DeferredReply` of pieces holding markers or DeferredReply pieces
+    (``met`` of them at least); its marks are worked out from them when asked, unless
+    its top-level header is its only one."""
+    reply = DeferredReply(b"".join(out))
+    if met != 1 or out[0] is not _OPEN:
+        reply.pieces = out
+    return reply
+
+
+def _marks_of(pieces: list[bytes]) -> tuple[tuple[int, int, int], ...]:
+    marks: list[list[int]] = []
+    opened: list[list[int]] = []
+    pos = 0
+    items = iter(pieces)
+    for piece in items:
+        if piece is _OPEN:
+            piece = next(items)  # its header
+            opened.append([pos, len(piece), 0])
+            marks.append(opened[-1])
+        elif piece is _CLOSE:
+            opened.pop()[2] = pos
+        elif type(piece) is DeferredReply:
+            marks += ([pos + at, length, pos + end] for at, length, end in deferred_marks(piece))
+        pos += len(piece)
+    return tuple(map(tuple, marks))  # type: ignore[arg-type]
 
 
 def _encode_into(value: object, out: list[bytes], resp3: bool) -> None:
@@ -115,7 +193,7 @@ def _encode_into(value: object, out: list[bytes], resp3: bool) -> None:
         out.append(b"$%d\r\n%s\r\n" % (len(value), value))
     elif kind is int:
         out.append(b":%d\r\n" % value)
-    elif kind is list or kind is tuple or kind is DeferredArray:
+    elif kind is list or kind is tuple:
         out.append(b"*%d\r\n" % len(value))
         for item in value:
             if type(item) is bytes:
@@ -153,7 +231,7 @@ def _encode_into(value: object, out: list[bytes], resp3: bool) -> None:
             out.append(b"=%d\r\ntxt:%s\r\n" % (len(value) + 4, value))
         else:
             out.append(b"$%d\r\n%s\r\n" % (len(value), value))
-    elif kind is OrderedSet or kind is DeferredSet:
+    elif kind is OrderedSet:
         out.append((b"~%d\r\n" if resp3 else b"*%d\r\n") % len(value))
         for item in value:
             _encode_into(item, out, resp3)
@@ -163,6 +241,14 @@ def _encode_into(value: object, out: list[bytes], resp3: bool) -> None:
             _encode_into(item, out, resp3)
     elif kind is Raw:
         out.append(value)
+    elif kind is DeferredArray or kind is DeferredSet or kind is DeferredMap:
+        _DEFERRED[0] += 1
+        out.append(_OPEN)
+        _encode_into(_PLAIN[kind](value), out, resp3)
+        out.append(_CLOSE)
+    elif kind is DeferredReply:
+        _DEFERRED[0] += 1
+        out.append(value)
     elif isinstance(value, ReplyError):
         out.append(b"-" + _error_line(value.message) + b"\r\n")
     elif isinstance(value, str):
@@ -170,6 +256,16 @@ def _encode_into(value: object, out: list[bytes], resp3: bool) -> None:
         out.append(b"$%d\r\n%s\r\n" % (len(data), data))
     else:
         raise TypeError(f"cannot encode {kind.__name__} as a reply")
+
+
+def deferred_aggregate(header: bytes, items: list[bytes]) -> DeferredReply:
+    """An aggregate encoded by its command (``header``, then its encoded ``items``) whose
+    length Redis sets after its elements."""
+    nested = sum(type(item) is DeferredReply for item in items)
+    return _deferred_reply([_OPEN, header, *items, _CLOSE], 1 + nested)
+
+
+_PLAIN = {DeferredArray: list, DeferredSet: OrderedSet, DeferredMap: dict}
 
 
 def _error_line(message: str) -> bytes:

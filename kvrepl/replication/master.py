@@ -31,7 +31,14 @@ import trio
 
 from kvrepl import persistence
 from kvrepl.commands.core import Engine
-from kvrepl.commands.obuf import STATIC_BUFFER, ReplicationBlocks
+from kvrepl.commands.obuf import (
+    REPL_BLOCK_HEADER,
+    REPL_NODE,
+    STATIC_BUFFER,
+    ReplicationBlocks,
+    jemalloc_size,
+    limit_reached,
+)
 from kvrepl.config import persistence_disabled
 from kvrepl.log import logger
 from kvrepl.rdb import default_aux
@@ -63,6 +70,15 @@ def _check_open(link: ReplicaLink) -> None:
         raise LinkClosed(link.closed)
 
 
+def omem_bound(held: int, block: int) -> int:
+    """The most ``omem`` a replica with ``held`` stream bytes the kernel has not taken may
+    show, blocks of ``block`` bytes at most: the blocks holding them (of 16 KB's class at
+    least, each with its header and list node), the sent part of the first, the tail's
+    room."""
+    return held + held * REPL_NODE // ReplicationBlocks._SMALL + 2 * (block + REPL_NODE) \
+        + REPL_NODE
+
+
 def new_replid() -> str:
     return secrets.token_hex(20)
 
@@ -86,7 +102,7 @@ class ReplicaLink:
     ack_time: float = field(default_factory=time.monotonic)
     buffer: bytearray = field(default_factory=bytearray)
     wakeup: trio.Event = field(default_factory=trio.Event)
-    soft_limit_since: float | None = None
+    soft_limit_since: int | None = None  # kvrepl.commands.obuf.limit_reached
     closed: str | None = None  # why the link must go
     # After an $EOF: payload the stream waits for the replica's first ACK, as in Redis, so
     # that no stream byte is glued to the end mark.
@@ -215,7 +231,7 @@ class MasterReplication:
             return total, size + _EMPTY_INDEX, total - size
         return total, total + _EMPTY_INDEX, 0
 
-    def replication_blocks(self) -> ReplicationBlocks | None:
+    def replication_blocks(self, trim: bool = True) -> ReplicationBlocks | None:
         """The replication buffer Redis would hold now (None: no backlog), brought up to
         date from the backlog's bytes: writes pay nothing for it, the model reads the
         backlog when looked at (CLIENT LIST, INFO, the clients' cron) and before the
@@ -234,12 +250,16 @@ class MasterReplication:
                 data = backlog.held_from(start) or b""
             model.limit = max(size // 16, STATIC_BUFFER)
             model.add_all((data,))
-        referenced = [self._next_byte(link) for link in self.replicas if self._referencing(link)]
-        model.trim(size, min(referenced, default=end + 1))
+        if trim:
+            referenced = [self._next_byte(link) for link in self.replicas
+                          if self._referencing(link)]
+            model.trim(size, min(referenced, default=end + 1))
         return model
 
     def _read_backlog(self) -> None:
-        self.replication_blocks()
+        # Within Backlog.append: its last bytes are not in the replicas' outbox yet, so
+        # their next bytes (_next_byte) would be too far on to trim by.
+        self.replication_blocks(trim=False)
 
     def _referencing(self, link: ReplicaLink) -> bool:
         """Does ``link`` reference the replication buffer (a byte was fed to it)?"""
@@ -362,19 +382,40 @@ class MasterReplication:
                     link.buffer += data
         self._rearm_limits()
 
+    def _hard_limit(self) -> int:
+        """The replica class's hard limit, raised to repl-backlog-size when below it
+        (checkClientOutputBufferLimits: the replicas share the backlog's memory)."""
+        hard = self.config.client_output_buffer_limit["replica"][0]
+        return max(hard, self.backlog_size()) if hard else 0
+
     def _rearm_limits(self) -> None:
         """Check the output limits, and set how big the outbox may grow before they must be
-        checked again (buffers only shrink meanwhile, as senders drain them)."""
-        limits = self.config.client_output_buffer_limit["replica"]
-        hard, soft, _ = limits
-        floor = min((x for x in (hard, soft) if x), default=0)
+        checked again: until a replica's ``omem`` may reach a limit, by a bound on it that
+        needs no model (:func:`omem_bound`); buffers only shrink meanwhile, as senders
+        drain them."""
+        soft = self.config.client_output_buffer_limit["replica"][1]
+        floor = min((x for x in (self._hard_limit(), soft) if x), default=0)
         if not floor or not self.replicas:
             self._post_limit = _NO_LIMIT
             return
-        self._check_output_limits()
-        timing = any(link.soft_limit_since is not None for link in self.replicas)
         worst = max(self.held_for(link) for link in self.replicas)
-        self._post_limit = 0 if timing else max(floor - worst, 0)
+        block = self._largest_block()
+        if omem_bound(worst, block) >= floor:
+            self._check_output_limits()
+        if any(link.soft_limit_since is not None for link in self.replicas):
+            self._post_limit = 0  # its time runs: every write checks it
+            return
+        # the outbox growth that takes the worst replica's bound to the floor
+        room = floor - omem_bound(worst, block)
+        self._post_limit = max(room * ReplicationBlocks._SMALL
+                               // (ReplicationBlocks._SMALL + REPL_NODE) - 1, 0)
+
+    def _largest_block(self) -> int:
+        """The largest block the replication buffer may hold (a piece of ``repl-backlog-size
+        / 16`` or more)."""
+        limit = max(self.backlog_size() // 16, STATIC_BUFFER)
+        return max(jemalloc_size(limit + REPL_BLOCK_HEADER) - REPL_BLOCK_HEADER,
+                   ReplicationBlocks._SMALL)
 
     def _attach(self, link: ReplicaLink) -> None:
         """A new replica: bytes already in the outbox are in its backlog copy or predate
@@ -383,31 +424,34 @@ class MasterReplication:
         self.replicas.append(link)
         self._rearm_limits()
 
-    def _check_output_limits(self) -> None:
-        hard, soft, seconds = self.config.client_output_buffer_limit["replica"]
-        now = time.monotonic()
-        for link in self.replicas:
-            # What a send still holds counts: Redis's output buffer is everything the
-            # kernel has not taken, and a sender that took a big burst would otherwise
-            # let as much again gather behind it.
-            size = self.held_for(link)
-            if hard and size > hard:
-                self._drop(link, "hard output buffer limit reached")
-            elif soft and size > soft:
-                if link.soft_limit_since is None:
-                    link.soft_limit_since = now
-                elif now - link.soft_limit_since > seconds:
-                    self._drop(link, "soft output buffer limit reached")
-            else:
-                link.soft_limit_since = None
+    def _check_output_limits(self, scheduled: bool = True) -> None:
+        """checkClientOutputBufferLimits of every replica, on the figure CLIENT LIST shows
+        (its ``omem``: the replication buffer's blocks from the one holding its next byte
+        the kernel has not taken, kvrepl.commands.obuf.ReplicationBlocks): the hard limit
+        reached, or the soft one for longer than its seconds. Redis checks as a write adds a block
+        (feedReplicationBuffer) and in clientsCron (``scheduled`` False)."""
+        _hard, soft, seconds = self.config.client_output_buffer_limit["replica"]
+        hard = self._hard_limit()
+        model = self.replication_blocks()
+        for link in list(self.replicas):
+            used = 0
+            if model is not None and self._referencing(link):
+                used = model.usage(self._next_byte(link))[1]
+            reached = limit_reached(link, used, hard, soft, seconds)
+            if reached is not None:
+                self._drop(link, f"{reached} output buffer limit reached", scheduled)
 
-    def _drop(self, link: ReplicaLink, why: str) -> None:
+    def _drop(self, link: ReplicaLink, why: str, scheduled: bool = True) -> None:
         if link.closed is None:
-            logger.warning("Client %s scheduled to be closed ASAP for overcoming of output "
-                           "buffer limits (%s).", link.addr, why)
+            how = "scheduled to be closed ASAP" if scheduled else "closed"
+            logger.warning("Client %s %s for overcoming of output buffer limits (%s).",
+                           link.addr, how, why)
             link.closed = why
             link.buffer.clear()
             _close_now(link)
+            # Redis frees it before it reads another command (freeClientsInAsyncFreeQueue
+            # in beforeSleep): CLIENT LIST no longer lists it.
+            self.engine.close_session(link.session)
 
     def create_backlog(self) -> None:
         if self.backlog is None:
@@ -832,8 +876,11 @@ class MasterReplication:
         return True
 
     def cron(self, tick: int) -> None:
-        """Once a second: ping replicas every repl-ping-replica-period, drop timed-out ones,
-        remove a dump made for replicas that no longer need it."""
+        """Once a second: ping replicas every repl-ping-replica-period, drop timed-out ones
+        and those over their output limits (clientsCron: a soft limit's time runs out
+        without a write), remove a dump made for replicas that no longer need it."""
+        if any(link.soft_limit_since is not None for link in self.replicas):
+            self._check_output_limits(scheduled=False)
         failover = getattr(self.engine.node, "failover", None)
         self._send_held_getack()  # a pause that ended with its time
         if self.replicas and self.propagating and tick % self.config.repl_ping_replica_period == 0 \

@@ -17,12 +17,15 @@ from kvrepl.errors import ReplyError
 from kvrepl.protocol.replies import (
     NULL_ARRAY,
     DeferredArray,
+    DeferredMap,
+    DeferredReply,
     DeferredSet,
     OrderedSet,
     Push,
     Raw,
     Status,
     Verbatim,
+    deferred_aggregate,
     encode,
     format_double,
 )
@@ -46,7 +49,7 @@ def to_lua(runtime: lua51.LuaRuntime, value: object, resp3: bool,
         return error_table(b"-" + value.message.encode("utf-8", "replace"))
     if kind is list or kind is tuple or kind is Push or kind is DeferredArray:
         return runtime.table_from([to_lua(runtime, v, resp3, error_table) for v in value])
-    if kind is dict:
+    if kind is dict or kind is DeferredMap:
         if resp3:
             inner = runtime.table_from({to_lua(runtime, k, resp3, error_table):
                                         to_lua(runtime, v, resp3, error_table)
@@ -73,7 +76,7 @@ def to_lua(runtime: lua51.LuaRuntime, value: object, resp3: bool,
             return runtime.table_from({b"verbatim_string": runtime.table_from(
                 {b"format": b"txt", b"string": bytes(value)})})
         return bytes(value)
-    if kind is Raw:
+    if kind is Raw or kind is DeferredReply:
         return _raw_to_lua(runtime, bytes(value), resp3, error_table)
     raise TypeError(f"cannot give {kind.__name__} to a script")
 
@@ -100,7 +103,8 @@ def _from_hiredis(value: object) -> object:
 def from_lua(value: object, resp3: bool, caller_resp3: bool) -> object:
     """A script's return value as the reply Redis sends (``luaReplyToRedisReply``):
     booleans follow the script's protocol (``resp3``), the shapes of maps, sets, doubles
-    and big numbers the calling client's (``caller_resp3``)."""
+    and big numbers the calling client's (``caller_resp3``). A table's length is set
+    after its elements (addReplyDeferredLen), at every depth."""
     kind = type(value)
     if kind is bytes:
         return value
@@ -144,13 +148,14 @@ def _table_reply(table: object, resp3: bool, caller_resp3: bool) -> object:
         pairs = [(from_lua(k, resp3, caller_resp3), from_lua(v, resp3, caller_resp3))
                  for k, v in mapping.items()]
         try:
-            return dict(pairs) if len(dict(pairs)) == len(pairs) else _raw_map(pairs, caller_resp3)
+            return (DeferredMap(pairs) if len(dict(pairs)) == len(pairs)
+                    else _raw_map(pairs, caller_resp3))
         except TypeError:  # a key that is itself an array
             return _raw_map(pairs, caller_resp3)
     members = table[b"set"]
     if lua_type(members) == "table":
-        return OrderedSet(from_lua(k, resp3, caller_resp3) for k in members.keys())
-    out = []
+        return DeferredSet(from_lua(k, resp3, caller_resp3) for k in members.keys())
+    out = DeferredArray()
     index = 1
     while True:
         item = table[index]
@@ -160,9 +165,10 @@ def _table_reply(table: object, resp3: bool, caller_resp3: bool) -> object:
         index += 1
 
 
-def _raw_map(pairs: list[tuple[object, object]], resp3: bool) -> Raw:
+def _raw_map(pairs: list[tuple[object, object]], resp3: bool) -> DeferredReply:
+    """A map whose keys a dict cannot hold (repeated, or arrays), encoded here."""
     head = (b"%%%d\r\n" if resp3 else b"*%d\r\n") % (len(pairs) * (1 if resp3 else 2))
-    return Raw(head + b"".join(encode(k, resp3) + encode(v, resp3) for k, v in pairs))
+    return deferred_aggregate(head, [encode(item, resp3) for pair in pairs for item in pair])
 
 
 def _one_line(data: bytes) -> bytes:
