@@ -90,7 +90,9 @@ class ThreadedServer:
 
     def start(self) -> ThreadedServer:
         self._thread.start()
-        self._ready.wait(10)
+        # A bound for a broken start, not a measurement: past it the test fails here,
+        # instead of talking to port 0.
+        assert self._ready.wait(60), "the kvrepl server thread did not start"
         if self._error is not None:
             raise self._error
         return self
