@@ -90,7 +90,9 @@ class ThreadedServer:
 
     def start(self) -> ThreadedServer:
         self._thread.start()
-        self._ready.wait(10)
+        # A bound for a broken start, not a measurement: past it the test fails here,
+        # instead of talking to port 0.
+        assert self._ready.wait(60), "the kvrepl server thread did not start"
         if self._error is not None:
             raise self._error
         return self
@@ -378,7 +380,7 @@ class KvreplProcess:
 
     def wait_ready(self) -> KvreplProcess:
         """Until it answers PING (loaded: no -LOADING), or it exited."""
-        deadline = time.monotonic() + 60  # a loaded host takes its time to import
+        deadline = time.monotonic() + START_DEADLINE  # a loaded host takes its time to import
 
         def ready() -> bool:
             if self.process.poll() is not None and self._picked and not self._port_read \
@@ -642,6 +644,9 @@ def wire_comparer(ours_port: int, theirs_port: int) -> tuple[Compare, Callable[[
 # -- blocked clients on a live server ----------------------------------------------------------
 
 DEADLINE = 10.0  # seconds any wait in a test may take before it is a failure
+# Seconds a kvrepl-server child may take to start (a bound for a broken start): its import
+# alone took 5-7.5 s on this 2-core host at load 8, where a 10-20 s bound left little margin.
+START_DEADLINE = 60.0
 
 
 def clock_of_looks() -> Callable[[], float]:

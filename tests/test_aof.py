@@ -101,6 +101,11 @@ def crash_rounds(tmp_path: Path, fsync: str, rounds: int,
         stop = threading.Event()
         thread = threading.Thread(target=writer, args=(client, acked, stop))
         thread.start()
+        # The random moment counts from the round's first acknowledged write: on a loaded
+        # host the first RPUSH (and its fsync) may take longer than the shortest interval,
+        # and a round without one proves nothing.
+        written = len(acked)
+        poll(lambda a=acked, n=written: len(a) > n, "the round's first acknowledged write")
         time.sleep(rng.uniform(*seconds))
         server.kill()
         killed = time.monotonic()

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import redis
-from support import free_port, no_retry
+from support import START_DEADLINE, free_port, no_retry
 
 import kvrepl
 from kvrepl.cli import command_line_to_conf, parse_args
@@ -67,7 +67,7 @@ def _start(*args: str) -> tuple[subprocess.Popen, int]:
     process = subprocess.Popen(
         [sys.executable, "-m", "kvrepl", "--port", str(port), "--save", "", *args],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + START_DEADLINE
     while True:
         try:
             # No retries: this loop polls (redis-py's backoff, up to 1 s a try, outlasts
@@ -87,7 +87,7 @@ def test_signal_shuts_down_cleanly_with_redis_style_logs(signum):
     try:
         assert redis.Redis(port=port).set("k", "v")
         process.send_signal(signum)
-        output, _ = process.communicate(timeout=20)
+        output, _ = process.communicate(timeout=START_DEADLINE)
     finally:
         process.kill()
     assert process.returncode == 0
@@ -102,20 +102,21 @@ def test_signal_shuts_down_cleanly_with_redis_style_logs(signum):
 
 def test_unknown_option_exits_with_error():
     result = subprocess.run([sys.executable, "-m", "kvrepl", "--bogus", "1"],
-                            capture_output=True, text=True, timeout=20)
+                            capture_output=True, text=True, timeout=START_DEADLINE)
     assert result.returncode == 1
     assert "bogus" in result.stderr
 
 
 def test_version_flag():
     result = subprocess.run([sys.executable, "-m", "kvrepl", "--version"],
-                            capture_output=True, text=True, timeout=20)
+                            capture_output=True, text=True, timeout=START_DEADLINE)
     assert result.returncode == 0 and "kvrepl" in result.stdout
 
 
 def _refused(program: list[str], cwd: str, *args: str) -> tuple[int, str]:
     """Exit status and stderr of a server that must refuse to start, its name taken out."""
-    result = subprocess.run([*program, *args], capture_output=True, text=True, timeout=20,
+    result = subprocess.run([*program, *args], capture_output=True, text=True,
+                            timeout=START_DEADLINE,
                             cwd=cwd)
     text = result.stderr.replace("(Redis 7.0.15)", "(NAME)")
     return result.returncode, text.replace(f"(kvrepl {kvrepl.__version__})", "(NAME)")
@@ -151,7 +152,7 @@ def _config_file_of(program: list[str], cwd: str) -> str:
                                stderr=subprocess.DEVNULL)
     try:
         client = redis.Redis(port=port, socket_timeout=5, retry=no_retry())  # this loop polls
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + START_DEADLINE
         while True:
             try:
                 return client.info("server")["config_file"]

@@ -27,7 +27,7 @@ from cluster_checks import (
     write_mixed,
 )
 from faultproxy import Fault, FaultProxy
-from support import RedisClusterNodes, free_port, no_retry, poll, raw_replies
+from support import START_DEADLINE, RedisClusterNodes, free_port, no_retry, poll, raw_replies
 
 import kvrepl
 from kvrepl.replication.cluster import ShardLink
@@ -472,7 +472,7 @@ def test_kvrepl_server_serves_the_whole_cluster_as_one_node(nodes: RedisClusterN
                 assert process.poll() is None, process.stdout.read()
                 return False
 
-        poll(serving, "kvrepl-server answers", 20)
+        poll(serving, "kvrepl-server answers", START_DEADLINE)
         client.set("server:last", "written after it started")
         theirs = cluster_view(nodes)
         poll(lambda: server_view(server) == theirs, "the server holds the cluster's data", 30)

@@ -21,7 +21,15 @@ import pytest
 import redis
 import trio
 import trio.testing
-from support import RedisServer, ThreadedServer, free_port, no_retry, poll, redis_replica_of
+from support import (
+    START_DEADLINE,
+    RedisServer,
+    ThreadedServer,
+    free_port,
+    no_retry,
+    poll,
+    redis_replica_of,
+)
 
 import kvrepl
 from kvrepl.cli import parse_args
@@ -102,7 +110,7 @@ def test_defaults_and_no_op_values_are_accepted_everywhere(name, value, engine, 
 
 def test_kvrepl_server_exits_on_a_refused_option():
     result = subprocess.run([sys.executable, "-m", "kvrepl", "--list-compress-depth", "1"],
-                            capture_output=True, text=True, timeout=30)
+                            capture_output=True, text=True, timeout=START_DEADLINE)
     assert result.returncode == 1
     assert "*** FATAL CONFIG FILE ERROR" in result.stderr
     assert "kvrepl does not support compressed lists yet; only '0' is accepted" \
@@ -281,7 +289,7 @@ def test_logfile_and_loglevel_of_kvrepl_server(tmp_path):
         [sys.executable, "-m", "kvrepl", "--port", str(port), "--save", "", "--logfile",
          str(log), "--loglevel", "warning"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
-        poll(lambda: _answers(port), "kvrepl-server answers", within=30)
+        poll(lambda: _answers(port), "kvrepl-server answers", within=START_DEADLINE)
     finally:
         process.terminate()  # SIGTERM: a clean shutdown, logged as a warning
         output, _ = process.communicate(timeout=20)

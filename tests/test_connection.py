@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 import redis
-from support import RawClient, RedisServer, ThreadedServer, kvrepl_and_redis
+from support import DEADLINE, RawClient, RedisServer, ThreadedServer, kvrepl_and_redis
 
 from kvrepl.commands.core import Engine
 from kvrepl.config import Config
@@ -347,7 +347,7 @@ def test_client_kill_filters(own_server: ThreadedServer) -> None:
 
 
 def _wait_blocked(admin: redis.Redis, count: int) -> None:
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + DEADLINE
     while admin.info("clients")["blocked_clients"] != count:
         assert time.monotonic() < deadline, "the client never blocked"
         time.sleep(0.005)
@@ -376,7 +376,7 @@ def test_client_unblock(own_server: ThreadedServer, redis_server: RedisServer,
         _wait_blocked(admin, 1)
         assert _addr_of(admin, blocked_id)["flags"] == "b"
         assert admin.execute_command("CLIENT", "UNBLOCK", blocked_id, reason) == 1
-        thread.join(5)
+        thread.join(DEADLINE)
         assert outcome == [expected]
     assert admin.execute_command("CLIENT", "UNBLOCK", blocked_id) == 0
     admin.close()

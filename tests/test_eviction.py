@@ -401,7 +401,7 @@ async def test_evictions_reach_replicas_as_del_and_replicas_do_not_evict():
                 assert evicted > 500
                 # Every write went to the stream when it happened: 2000 SETs and the DELs.
                 seen: dict[bytes, int] = {}
-                with trio.fail_after(5):
+                with trio.fail_after(20):  # a bound: the replicas' syncs share this loop
                     for _ in range(2000 + evicted):
                         change = await changes.__anext__()
                         seen[change.command] = seen.get(change.command, 0) + 1

@@ -674,7 +674,7 @@ def start_cli(directory: Path, *args: str) -> tuple[object, int]:
     import sys
 
     import redis
-    from support import free_port, no_retry
+    from support import START_DEADLINE, free_port, no_retry
 
     port = free_port()
     repo = str(Path(__file__).resolve().parent.parent)
@@ -683,7 +683,7 @@ def start_cli(directory: Path, *args: str) -> tuple[object, int]:
          "--enable-debug-command", "local", *args],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         env={**os.environ, "PYTHONPATH": repo})
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + START_DEADLINE
     while True:
         try:
             # No retries: this loop polls (redis-py's backoff outlasts the start).

@@ -10,6 +10,7 @@ requests run one by one through ``Engine.execute``.
 from __future__ import annotations
 
 import pytest
+import trio
 from support import NOW_S, RawClient, lane_runs, pack
 
 from kvrepl.commands.core import Engine
@@ -288,7 +289,19 @@ def test_keyspace_events_of_handled_writes_in_the_lane(kvrepl_server, r, configu
     listener = RawClient(kvrepl_server.port)
     listener.call("PSUBSCRIBE", "__key*__:*")
     client = RawClient(kvrepl_server.port)
-    assert kvrepl_server.engine.plain_lane.open_for(kvrepl_server.engine.new_session())
+
+    def lane_open() -> bool:
+        # On the server's thread, and the session closed after: one made from the test's
+        # thread raced the server's cron over the sessions, and stayed in the shared
+        # server's CLIENT LIST (cmd=NULL) for every later test.
+        engine = kvrepl_server.engine
+        session = engine.new_session()
+        try:
+            return engine.plain_lane.open_for(session)
+        finally:
+            engine.close_session(session)
+
+    assert trio.from_thread.run_sync(lane_open, trio_token=kvrepl_server._token)
     client.sock.sendall(pack("GEOADD", "geo", "1", "2", "a") + pack("XADD", "st", "1-1", "f", "v")
                         + pack("GEOADD", "geo", "1", "2", "a"))
     assert client.read(3) == b":1\r\n$3\r\n1-1\r\n:0\r\n"
@@ -330,7 +343,6 @@ async def test_handled_writes_reach_the_stream_and_replicas_as_the_general_path_
     the replication stream carries exactly what the general path propagates (GEOADD as its
     ZADD, XADD with its ID, nothing for the write that changed nothing) and the replica ends
     with the master's data."""
-    import trio
 
     import kvrepl
     from kvrepl.replication.master import encode_commands
@@ -465,7 +477,6 @@ async def test_runs_of_xadd_reach_the_stream_and_replicas_with_their_ids(monkeyp
     of two lengths, encoded together; requests that differ) put in the replication stream
     each XADD with the ID it chose, in order, and the replica ends with the master's
     stream."""
-    import trio
 
     import kvrepl
     from kvrepl.replication import master as master_module
@@ -534,7 +545,6 @@ async def test_runs_of_distinct_xadds_leave_a_redis_replica_with_the_same_nodes(
     import socket
 
     import redis
-    import trio
     from support import RedisServer, poll, raw_replies
 
     import kvrepl

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import redis
 import trio
-from support import RedisServer, free_port, poll, replica_link_up
+from support import START_DEADLINE, RedisServer, free_port, poll, replica_link_up
 
 import kvrepl
 from kvrepl.replication.stream import encode_command
@@ -211,7 +211,7 @@ def test_kvrepl_server_exits_when_it_panics(tmp_path):
         client = master.client()
         poll(lambda: client.info("replication")["connected_slaves"] == 1
              and client.info("replication")["slave0"]["state"] == "online",
-             "the kvrepl replica is online")
+             "the kvrepl replica is online", START_DEADLINE)  # its start, then its sync
         redis.Redis(port=master.port, db=20).set("k", "v")
         output, _ = process.communicate(timeout=20)
     finally:

@@ -694,6 +694,14 @@ async def test_kvrepl_replica_follows_scripts_of_redis_server_master():
 
 # -- scripts past busy-reply-threshold -----------------------------------------------------------
 
+# A script body busy for one second by the server's own clock (TIME), then done: long past
+# busy-reply-threshold, and over on a loaded host too (a loop of a fixed count, 5e7, took
+# 2 s of a quiet host and outlasted a client's 10 s socket timeout on a loaded one).
+BUSY_FOR_A_SECOND = ("local function now() local t = redis.call('TIME') "
+                     "return tonumber(t[1]) + tonumber(t[2]) / 1e6 end "
+                     "local stop = now() + 1 repeat until now() >= stop return 'ended'")
+
+
 def _until_busy(client: RawClient) -> bytes:
     """PING until the server answers -BUSY (the script started and ran past the threshold;
     a PING served before the script started answers PONG)."""
@@ -729,8 +737,7 @@ def _busy_session(port: int) -> list[bytes]:
                                 "return i", 0))
         seen.append(watcher.call("PING"))
         seen.append(watcher.call("SCRIPT", "KILL"))
-        runner.send("EVAL", "redis.call('set', 'written', 1) local i = 0"
-                    " while i < 5e7 do i = i + 1 end return i", 0)
+        runner.send("EVAL", "redis.call('set', 'written', 1) " + BUSY_FOR_A_SECOND, 0)
         seen.append(_until_busy(watcher))
         seen.append(watcher.call("SCRIPT", "KILL"))
         seen.append(runner.read())  # it ran to its end

@@ -11,7 +11,7 @@ import re
 import pytest
 import redis
 from support import RawClient, argv
-from test_scripting import _until_busy
+from test_scripting import BUSY_FOR_A_SECOND, _until_busy
 
 import kvrepl
 from kvrepl.commands.core import Engine, Session
@@ -109,8 +109,8 @@ def _killed(port: int) -> list[bytes]:
     try:
         watcher.call("PING")
         spin = runner.call("SCRIPT", "LOAD", "local i = 0 while true do i = i + 1 end")
-        wrote = runner.call("SCRIPT", "LOAD", "redis.call('set', KEYS[1], 1) local i = 0 "
-                            "while i < 5e7 do i = i + 1 end return i")
+        wrote = runner.call("SCRIPT", "LOAD", "redis.call('set', KEYS[1], 1) "
+                            + BUSY_FOR_A_SECOND)
         runner.send("EVALSHA", spin.split(b"\r\n")[1], 0)
         seen.append(_until_busy(watcher))
         seen.append(watcher.call("SCRIPT", "KILL"))
