@@ -440,8 +440,10 @@ OPTIONS: tuple[Option, ...] = (
     Option("protected-mode", True, **_yes_no),
     # Protected: rewriting where the RDB file goes is how a client makes a server write files
     # anywhere, so CONFIG SET needs enable-protected-configs (Redis 7.0's PROTECTED_CONFIG).
-    Option("dir", ".", str, protected=True, check_at_runtime=_check_directory,
-           deny_loading=True),
+    # CONFIG GET answers the absolute directory, as Redis's getcwd() after its chdir (kvrepl
+    # does not chdir: a relative dir names a place under the process's directory).
+    Option("dir", ".", str, os.path.abspath, protected=True,
+           check_at_runtime=_check_directory, deny_loading=True),
     Option("dbfilename", "dump.rdb", str, protected=True),
     # no / yes / local (loopback, unix socket and in-process clients); set at startup only
     Option("enable-protected-configs", "no", _protected_action, mutable=False),

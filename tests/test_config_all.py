@@ -131,6 +131,23 @@ def test_config_get_star_lists_redis_names_and_defaults():
         real.stop()
 
 
+def test_config_get_dir_is_absolute_as_redis(tmp_path, monkeypatch):
+    """Redis answers CONFIG GET dir with getcwd(), never the relative text it was given
+    (kvrepl answered "." by default)."""
+    (tmp_path / "sub").mkdir()
+    monkeypatch.chdir(tmp_path)
+    real = RedisServer("--dir", ".")  # after its own --dir: the same directory
+    ours = ThreadedServer(Config(save=(), port=0, dir="sub")).start()
+    try:
+        assert real.client(decode_responses=True).config_get("dir") == {"dir": real.dir}
+        assert ours.client(decode_responses=True).config_get("dir") == {
+            "dir": str(tmp_path / "sub")}
+        assert Config().get("dir") == str(tmp_path)
+    finally:
+        ours.stop()
+        real.stop()
+
+
 @pytest.mark.parametrize("name", sorted(REFUSED))
 def test_refused_everywhere(name, engine, session, tmp_path):
     """The config file, the command line, CONFIG SET and the embedded API refuse the value
