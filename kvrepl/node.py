@@ -22,6 +22,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
 
+import hiredis
 import trio
 import trio.testing
 
@@ -36,7 +37,15 @@ from kvrepl.direct_reads import direct_get
 from kvrepl.errors import ReplicaPanic, ReplyError, WriteSkipped
 from kvrepl.log import configure, logger
 from kvrepl.methods import Arg, DataMethods, _arg
-from kvrepl.protocol.replies import NULL_ARRAY, OK, DeferredArray, DeferredSet, OrderedSet, Status
+from kvrepl.protocol.replies import (
+    NULL_ARRAY,
+    OK,
+    DeferredArray,
+    DeferredSet,
+    OrderedSet,
+    Raw,
+    Status,
+)
 from kvrepl.replication.cluster import Cluster, ClusterFollower
 from kvrepl.replication.failover import Failover
 from kvrepl.replication.master import MasterReplication, new_replid
@@ -62,10 +71,21 @@ def _python(reply: object) -> object:
         return None
     if kind is Status:
         return bytes(reply)
-    if kind is list or kind is DeferredArray:
+    if kind is list or kind is DeferredArray or kind is tuple:  # (a stream entry's fields)
         return [_python(item) for item in reply]
     if kind is DeferredSet:
         return OrderedSet(reply)
+    if kind is dict:  # a map (XINFO, CONFIG GET...) whose values may hold the others
+        return {key: _python(value) for key, value in reply.items()}
+    if kind is Raw:  # encoded ahead (stream ranges, scripts' maps): read back as values
+        if not reply:
+            return None  # no reply at all (CLIENT REPLY OFF's own)
+        reader = hiredis.Reader(replyError=ReplyError)
+        reader.feed(reply)
+        value = reader.gets()
+        if isinstance(value, ReplyError):
+            raise value
+        return value
     return reply
 
 
