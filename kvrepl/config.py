@@ -106,13 +106,20 @@ class Option:
         return value
 
 
-def _int(low: int | None = None, high: int | None = None) -> Callable[[str], int]:
+_LLONG_MIN, _LLONG_MAX = -(1 << 63), (1 << 63) - 1
+
+
+def _int(low: int = _LLONG_MIN, high: int = _LLONG_MAX) -> Callable[[str], int]:
+    """An integer option of config.c: read as a long long (string2ll: beyond it the text is
+    not an integer), then held to the option's bounds (INT_MAX for an int option...)."""
     def parse(text: str) -> int:
         try:
             value = int(text)
         except ValueError:
             raise ValueError("argument couldn't be parsed into an integer") from None
-        if (low is not None and value < low) or (high is not None and value > high):
+        if not _LLONG_MIN <= value <= _LLONG_MAX:
+            raise ValueError("argument couldn't be parsed into an integer")
+        if not low <= value <= high:
             raise ValueError(f"argument must be between {low} and {high} inclusive")
         return value
 
@@ -482,23 +489,23 @@ OPTIONS: tuple[Option, ...] = (
     # kvrepl-server forks into the background (kvrepl.server.process.daemonize); an
     # embedded node refuses it (it runs in the application's process)
     Option("daemonize", False, mutable=False, **_yes_no),
-    Option("timeout", 0, _int(0)),
-    Option("tcp-keepalive", 300, _int(0)),
-    Option("maxclients", 10000, _int(1)),
-    Option("hz", 10, lambda text: min(max(_int()(text), 1), 500)),  # Redis clamps hz
+    Option("timeout", 0, _int(0, _INT_MAX)),
+    Option("tcp-keepalive", 300, _int(0, _INT_MAX)),
+    Option("maxclients", 10000, _int(1, (1 << 32) - 1)),
+    Option("hz", 10, lambda text: min(max(_int(0, _INT_MAX)(text), 1), 500)),  # clamped as Redis
     Option("proto-max-bulk-len", 512 * 1024 * 1024, _memory),
     Option("client-query-buffer-limit", 1024 * 1024 * 1024, _memory_from(1024 * 1024)),
     Option("client-output-buffer-limit", DEFAULT_OBUF_LIMITS, _obuf_limits, _format_obuf,
            merge=_merge_obuf),
     Option("hash-max-listpack-entries", 512, _int(0), aliases=("hash-max-ziplist-entries",)),
-    Option("hash-max-listpack-value", 64, _int(0), aliases=("hash-max-ziplist-value",)),
+    Option("hash-max-listpack-value", 64, _memory_from(0), aliases=("hash-max-ziplist-value",)),
     Option("set-max-intset-entries", 512, _int(0)),
     Option("zset-max-listpack-entries", 128, _int(0), aliases=("zset-max-ziplist-entries",)),
-    Option("zset-max-listpack-value", 64, _int(0), aliases=("zset-max-ziplist-value",)),
-    Option("list-max-listpack-size", -2, _int(-5), aliases=("list-max-ziplist-size",)),
-    Option("list-compress-depth", 0, _int(0), only=(0,), lacking="compressed lists"),
+    Option("zset-max-listpack-value", 64, _memory_from(0), aliases=("zset-max-ziplist-value",)),
+    Option("list-max-listpack-size", -2, _int(-_INT_MAX - 1, _INT_MAX), aliases=("list-max-ziplist-size",)),
+    Option("list-compress-depth", 0, _int(0, _INT_MAX), only=(0,), lacking="compressed lists"),
     Option("hll-sparse-max-bytes", 3000, _memory_from(0)),
-    Option("stream-node-max-bytes", 4096, _memory),
+    Option("stream-node-max-bytes", 4096, _memory_from(0)),
     Option("stream-node-max-entries", 100, _int(0)),
     Option("stop-writes-on-bgsave-error", True, **_yes_no),
     Option("rdbcompression", True, **_yes_no),
@@ -514,7 +521,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("appendfsync", "everysec", _enum("always", "everysec", "no")),
     Option("no-appendfsync-on-rewrite", False, **_yes_no),
     Option("auto-aof-rewrite-percentage", 100, _int(0, (1 << 31) - 1)),
-    Option("auto-aof-rewrite-min-size", 64 * 1024 * 1024, _memory),
+    Option("auto-aof-rewrite-min-size", 64 * 1024 * 1024, _memory_from(0)),
     Option("aof-load-truncated", True, **_yes_no),
     Option("aof-timestamp-enabled", False, **_yes_no),
     Option("aof-use-rdb-preamble", True, **_yes_no),
@@ -529,7 +536,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("replica-serve-stale-data", True, aliases=("slave-serve-stale-data",), **_yes_no),
     Option("replica-announce-ip", "", str, aliases=("slave-announce-ip",)),
     Option("replica-announce-port", 0, _int(0, 65535), aliases=("slave-announce-port",)),
-    Option("replica-priority", 100, _int(0), aliases=("slave-priority",)),
+    Option("replica-priority", 100, _int(0, _INT_MAX), aliases=("slave-priority",)),
     # What a replica does when a command of its master's stream fails here (see
     # kvrepl.replication.replica): log and count it, or also stop as redis-server panics.
     Option("propagation-error-behavior", "ignore",
@@ -537,15 +544,15 @@ OPTIONS: tuple[Option, ...] = (
     Option("replica-ignore-disk-write-errors", False, **_yes_no),
     Option("repl-backlog-size", 1024 * 1024, _memory_from(1)),
     Option("repl-backlog-ttl", 3600, _int(0)),
-    Option("repl-timeout", 60, _int(1)),
-    Option("repl-ping-replica-period", 10, _int(1), aliases=("repl-ping-slave-period",)),
+    Option("repl-timeout", 60, _int(1, _INT_MAX)),
+    Option("repl-ping-replica-period", 10, _int(1, _INT_MAX), aliases=("repl-ping-slave-period",)),
     Option("repl-diskless-sync", True, **_yes_no),
-    Option("repl-diskless-sync-delay", 5, _int(0)),
-    Option("repl-diskless-sync-max-replicas", 0, _int(0)),
+    Option("repl-diskless-sync-delay", 5, _int(0, _INT_MAX)),
+    Option("repl-diskless-sync-max-replicas", 0, _int(0, _INT_MAX)),
     Option("repl-diskless-load", "disabled", _enum("disabled", "on-empty-db", "swapdb"),
            deny_loading=True),
-    Option("min-replicas-to-write", 0, _int(0), aliases=("min-slaves-to-write",)),
-    Option("min-replicas-max-lag", 10, _int(0), aliases=("min-slaves-max-lag",)),
+    Option("min-replicas-to-write", 0, _int(0, _INT_MAX), aliases=("min-slaves-to-write",)),
+    Option("min-replicas-max-lag", 10, _int(0, _INT_MAX), aliases=("min-slaves-max-lag",)),
     Option("lazyfree-lazy-user-flush", False, **_yes_no),
     # RESTORE's deep check of payloads (counted in INFO dump_payload_sanitizations). kvrepl
     # decodes every entry of every payload and RDB file whatever the value, so "no" does not
