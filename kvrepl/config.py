@@ -10,11 +10,13 @@ from __future__ import annotations
 import errno
 import fnmatch
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from kvrepl.errors import ReplyError
 from kvrepl.notify import format_classes, parse_classes
+from kvrepl.store.encoding import INT64_MAX, INT64_MIN, string2ll
 
 _UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1024, "m": 1000**2, "mb": 1024**2,
           "g": 1000**3, "gb": 1024**3}
@@ -22,7 +24,7 @@ _UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1024, "m": 1000**2, "mb": 1024**2,
 
 def parse_memory(text: str) -> int:
     """``"1mb"`` -> 1048576, as redis.conf reads memory sizes (case-insensitive units)."""
-    text = text.strip().lower()
+    text = text.lower()  # (memtoull refuses spaces around the number too)
     digits = text.rstrip("kmgb")
     unit = text[len(digits):]
     if unit not in _UNITS or not digits.lstrip("-").isdigit():
@@ -106,18 +108,15 @@ class Option:
         return value
 
 
-_LLONG_MIN, _LLONG_MAX = -(1 << 63), (1 << 63) - 1
+_LLONG_MIN, _LLONG_MAX = INT64_MIN, INT64_MAX
 
 
 def _int(low: int = _LLONG_MIN, high: int = _LLONG_MAX) -> Callable[[str], int]:
     """An integer option of config.c: read as a long long (string2ll: beyond it the text is
     not an integer), then held to the option's bounds (INT_MAX for an int option...)."""
     def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise ValueError("argument couldn't be parsed into an integer") from None
-        if not _LLONG_MIN <= value <= _LLONG_MAX:
+        value = string2ll(text.encode("utf-8", "surrogateescape"))
+        if value is None:  # (Python's int() took "+1", " 1", "1_0")
             raise ValueError("argument couldn't be parsed into an integer")
         if not low <= value <= high:
             raise ValueError(f"argument must be between {low} and {high} inclusive")
@@ -162,10 +161,13 @@ def _save(text: str) -> tuple[tuple[int, int], ...]:
         raise ValueError("Invalid save parameters")
     pairs = []
     for i in range(0, len(words), 2):
-        try:
-            pairs.append((int(words[i]), int(words[i + 1])))
-        except ValueError:
-            raise ValueError("Invalid save parameters") from None
+        # strtoll's whole word: seconds at least 1, changes at least 0
+        if not all(re.fullmatch(r"[+-]?[0-9]+", word) for word in words[i:i + 2]):
+            raise ValueError("Invalid save parameters")
+        seconds, changes = int(words[i]), int(words[i + 1])
+        if seconds < 1 or changes < 0:
+            raise ValueError("Invalid save parameters")
+        pairs.append((seconds, changes))
     return tuple(pairs)
 
 
@@ -288,13 +290,11 @@ def _format_octal(value: object) -> str:
 def _memory_or_percent(text: str) -> int:
     """MEMORY_CONFIG | PERCENT_CONFIG (maxmemory-clients): ``10%`` is kept as -10."""
     if text.endswith("%"):
-        try:
-            percent = int(text[:-1])
-        except ValueError:
-            raise ValueError("argument must be a memory or percent value") from None
-        if not 0 <= percent <= 100:
-            raise ValueError("argument must be between -100 and 9223372036854775807 "
-                             "inclusive")
+        percent = string2ll(text[:-1].encode("utf-8", "surrogateescape"))
+        if percent is None or percent < 0:
+            raise ValueError("argument must be a memory or percent value")
+        if percent > 100:
+            raise ValueError("percentage argument must be less or equal to 100")
         return -percent
     try:
         value = parse_memory(text)
@@ -484,7 +484,8 @@ OPTIONS: tuple[Option, ...] = (
            aliases=("slaveof",)),
     Option("databases", 16, _int(1, 1 << 20), mutable=False),
     Option("save", ((3600, 1), (300, 100), (60, 10000)), _save, _format_save),
-    Option("loglevel", "notice", _enum("debug", "verbose", "notice", "warning", "nothing")),
+    # ("nothing" is Redis 7.2's)
+    Option("loglevel", "notice", _enum("debug", "verbose", "notice", "warning")),
     Option("logfile", "", str, mutable=False),
     # kvrepl-server forks into the background (kvrepl.server.process.daemonize); an
     # embedded node refuses it (it runs in the application's process)

@@ -219,6 +219,19 @@ def test_integer_bounds_as_redis(kvrepl_server, redis_server):
     assert seen[0] == seen[1], seen
 
 
+def test_values_read_as_redis_reads_them(same):
+    """string2ll for integers (Python's int() took "+1", " 1", "1_0"), memtoull for sizes
+    (no spaces), strtoll words and bounds for save, the percent form of maxmemory-clients,
+    and Redis 7.0's log levels: each refused with Redis's message."""
+    for name, value in (("timeout", "+1"), ("timeout", " 1"), ("timeout", "1_0"),
+                        ("timeout", "-0"), ("timeout", "01"), ("maxmemory", " 10mb"),
+                        ("maxmemory", "10mb "), ("save", "100 -1"), ("save", "0 1"),
+                        ("save", "1_0 1"), ("maxmemory-clients", "101%"),
+                        ("maxmemory-clients", "+5%"), ("maxmemory-clients", "abc"),
+                        ("loglevel", "nothing")):
+        same("CONFIG", "SET", name, value)
+
+
 @pytest.mark.parametrize("name", sorted(REFUSED))
 def test_refused_everywhere(name, engine, session, tmp_path):
     """The config file, the command line, CONFIG SET and the embedded API refuse the value
