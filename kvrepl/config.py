@@ -470,7 +470,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("tls-key-file-pass", "", str),
     Option("tls-ca-cert-file", "", str),
     Option("tls-ca-cert-dir", "", str),
-    Option("tls-auth-clients", "yes", _enum("yes", "no", "optional")),
+    Option("tls-auth-clients", "yes", _enum("no", "yes", "optional")),
     Option("tls-replication", False, **_yes_no),
     Option("tls-protocols", "", _tls_protocols),
     Option("tls-ciphers", "", str),
@@ -519,7 +519,7 @@ OPTIONS: tuple[Option, ...] = (
            mutable=False),
     Option("appenddirname", "appendonlydir", _aof_name("appenddirname", "dirname"),
            mutable=False),
-    Option("appendfsync", "everysec", _enum("always", "everysec", "no")),
+    Option("appendfsync", "everysec", _enum("everysec", "always", "no")),
     Option("no-appendfsync-on-rewrite", False, **_yes_no),
     Option("auto-aof-rewrite-percentage", 100, _int(0, (1 << 31) - 1)),
     Option("auto-aof-rewrite-min-size", 64 * 1024 * 1024, _memory_from(0)),
@@ -610,7 +610,9 @@ OPTIONS: tuple[Option, ...] = (
            _format_percentiles),
     # /proc/self/oom_score_adj by role (master, replica; the third value is for fork
     # children, which kvrepl has none of), relative to the value found or absolute
-    Option("oom-score-adj", "no", _enum("no", "yes", "relative", "absolute")),
+    # ("relative" is "yes": CONFIG GET names a value by its first name in config.c's table)
+    Option("oom-score-adj", "no", lambda text: {"relative": "yes"}.get(
+        value := _enum("no", "yes", "relative", "absolute")(text), value)),
     Option("oom-score-adj-values", (0, 200, 800), _oom_values, _format_ints),
     # -- replication --
     # the local address of a replica's connections to its master

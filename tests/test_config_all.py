@@ -228,8 +228,13 @@ def test_values_read_as_redis_reads_them(same):
                         ("maxmemory", "10mb "), ("save", "100 -1"), ("save", "0 1"),
                         ("save", "1_0 1"), ("maxmemory-clients", "101%"),
                         ("maxmemory-clients", "+5%"), ("maxmemory-clients", "abc"),
-                        ("loglevel", "nothing")):
+                        ("loglevel", "nothing"), ("appendfsync", "x"),
+                        ("tls-auth-clients", "x")):  # (an enum's choices in config.c's order)
         same("CONFIG", "SET", name, value)
+    # An enum's value is named by its first name in config.c's table.
+    same("CONFIG", "SET", "oom-score-adj", "relative")
+    assert same("CONFIG", "GET", "oom-score-adj") == [b"oom-score-adj", b"yes"]
+    same("CONFIG", "SET", "oom-score-adj", "no")
 
 
 @pytest.mark.parametrize("name", sorted(REFUSED))
