@@ -10,11 +10,13 @@ from __future__ import annotations
 import errno
 import fnmatch
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from kvrepl.errors import ReplyError
 from kvrepl.notify import format_classes, parse_classes
+from kvrepl.store.encoding import INT64_MAX, INT64_MIN, string2ll
 
 _UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1024, "m": 1000**2, "mb": 1024**2,
           "g": 1000**3, "gb": 1024**3}
@@ -22,7 +24,7 @@ _UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1024, "m": 1000**2, "mb": 1024**2,
 
 def parse_memory(text: str) -> int:
     """``"1mb"`` -> 1048576, as redis.conf reads memory sizes (case-insensitive units)."""
-    text = text.strip().lower()
+    text = text.lower()  # (memtoull refuses spaces around the number too)
     digits = text.rstrip("kmgb")
     unit = text[len(digits):]
     if unit not in _UNITS or not digits.lstrip("-").isdigit():
@@ -106,13 +108,17 @@ class Option:
         return value
 
 
-def _int(low: int | None = None, high: int | None = None) -> Callable[[str], int]:
+_LLONG_MIN, _LLONG_MAX = INT64_MIN, INT64_MAX
+
+
+def _int(low: int = _LLONG_MIN, high: int = _LLONG_MAX) -> Callable[[str], int]:
+    """An integer option of config.c: read as a long long (string2ll: beyond it the text is
+    not an integer), then held to the option's bounds (INT_MAX for an int option...)."""
     def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise ValueError("argument couldn't be parsed into an integer") from None
-        if (low is not None and value < low) or (high is not None and value > high):
+        value = string2ll(text.encode("utf-8", "surrogateescape"))
+        if value is None:  # (Python's int() took "+1", " 1", "1_0")
+            raise ValueError("argument couldn't be parsed into an integer")
+        if not low <= value <= high:
             raise ValueError(f"argument must be between {low} and {high} inclusive")
         return value
 
@@ -155,10 +161,13 @@ def _save(text: str) -> tuple[tuple[int, int], ...]:
         raise ValueError("Invalid save parameters")
     pairs = []
     for i in range(0, len(words), 2):
-        try:
-            pairs.append((int(words[i]), int(words[i + 1])))
-        except ValueError:
-            raise ValueError("Invalid save parameters") from None
+        # strtoll's whole word: seconds at least 1, changes at least 0
+        if not all(re.fullmatch(r"[+-]?[0-9]+", word) for word in words[i:i + 2]):
+            raise ValueError("Invalid save parameters")
+        seconds, changes = int(words[i]), int(words[i + 1])
+        if seconds < 1 or changes < 0:
+            raise ValueError("Invalid save parameters")
+        pairs.append((seconds, changes))
     return tuple(pairs)
 
 
@@ -281,13 +290,11 @@ def _format_octal(value: object) -> str:
 def _memory_or_percent(text: str) -> int:
     """MEMORY_CONFIG | PERCENT_CONFIG (maxmemory-clients): ``10%`` is kept as -10."""
     if text.endswith("%"):
-        try:
-            percent = int(text[:-1])
-        except ValueError:
-            raise ValueError("argument must be a memory or percent value") from None
-        if not 0 <= percent <= 100:
-            raise ValueError("argument must be between -100 and 9223372036854775807 "
-                             "inclusive")
+        percent = string2ll(text[:-1].encode("utf-8", "surrogateescape"))
+        if percent is None or percent < 0:
+            raise ValueError("argument must be a memory or percent value")
+        if percent > 100:
+            raise ValueError("percentage argument must be less or equal to 100")
         return -percent
     try:
         value = parse_memory(text)
@@ -440,8 +447,10 @@ OPTIONS: tuple[Option, ...] = (
     Option("protected-mode", True, **_yes_no),
     # Protected: rewriting where the RDB file goes is how a client makes a server write files
     # anywhere, so CONFIG SET needs enable-protected-configs (Redis 7.0's PROTECTED_CONFIG).
-    Option("dir", ".", str, protected=True, check_at_runtime=_check_directory,
-           deny_loading=True),
+    # CONFIG GET answers the absolute directory, as Redis's getcwd() after its chdir (kvrepl
+    # does not chdir: a relative dir names a place under the process's directory).
+    Option("dir", ".", str, os.path.abspath, protected=True,
+           check_at_runtime=_check_directory, deny_loading=True),
     Option("dbfilename", "dump.rdb", str, protected=True),
     # no / yes / local (loopback, unix socket and in-process clients); set at startup only
     Option("enable-protected-configs", "no", _protected_action, mutable=False),
@@ -461,7 +470,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("tls-key-file-pass", "", str),
     Option("tls-ca-cert-file", "", str),
     Option("tls-ca-cert-dir", "", str),
-    Option("tls-auth-clients", "yes", _enum("yes", "no", "optional")),
+    Option("tls-auth-clients", "yes", _enum("no", "yes", "optional")),
     Option("tls-replication", False, **_yes_no),
     Option("tls-protocols", "", _tls_protocols),
     Option("tls-ciphers", "", str),
@@ -475,28 +484,29 @@ OPTIONS: tuple[Option, ...] = (
            aliases=("slaveof",)),
     Option("databases", 16, _int(1, 1 << 20), mutable=False),
     Option("save", ((3600, 1), (300, 100), (60, 10000)), _save, _format_save),
-    Option("loglevel", "notice", _enum("debug", "verbose", "notice", "warning", "nothing")),
+    # ("nothing" is Redis 7.2's)
+    Option("loglevel", "notice", _enum("debug", "verbose", "notice", "warning")),
     Option("logfile", "", str, mutable=False),
     # kvrepl-server forks into the background (kvrepl.server.process.daemonize); an
     # embedded node refuses it (it runs in the application's process)
     Option("daemonize", False, mutable=False, **_yes_no),
-    Option("timeout", 0, _int(0)),
-    Option("tcp-keepalive", 300, _int(0)),
-    Option("maxclients", 10000, _int(1)),
-    Option("hz", 10, lambda text: min(max(_int()(text), 1), 500)),  # Redis clamps hz
+    Option("timeout", 0, _int(0, _INT_MAX)),
+    Option("tcp-keepalive", 300, _int(0, _INT_MAX)),
+    Option("maxclients", 10000, _int(1, (1 << 32) - 1)),
+    Option("hz", 10, lambda text: min(max(_int(0, _INT_MAX)(text), 1), 500)),  # clamped as Redis
     Option("proto-max-bulk-len", 512 * 1024 * 1024, _memory),
     Option("client-query-buffer-limit", 1024 * 1024 * 1024, _memory_from(1024 * 1024)),
     Option("client-output-buffer-limit", DEFAULT_OBUF_LIMITS, _obuf_limits, _format_obuf,
            merge=_merge_obuf),
     Option("hash-max-listpack-entries", 512, _int(0), aliases=("hash-max-ziplist-entries",)),
-    Option("hash-max-listpack-value", 64, _int(0), aliases=("hash-max-ziplist-value",)),
+    Option("hash-max-listpack-value", 64, _memory_from(0), aliases=("hash-max-ziplist-value",)),
     Option("set-max-intset-entries", 512, _int(0)),
     Option("zset-max-listpack-entries", 128, _int(0), aliases=("zset-max-ziplist-entries",)),
-    Option("zset-max-listpack-value", 64, _int(0), aliases=("zset-max-ziplist-value",)),
-    Option("list-max-listpack-size", -2, _int(-5), aliases=("list-max-ziplist-size",)),
-    Option("list-compress-depth", 0, _int(0), only=(0,), lacking="compressed lists"),
+    Option("zset-max-listpack-value", 64, _memory_from(0), aliases=("zset-max-ziplist-value",)),
+    Option("list-max-listpack-size", -2, _int(-_INT_MAX - 1, _INT_MAX), aliases=("list-max-ziplist-size",)),
+    Option("list-compress-depth", 0, _int(0, _INT_MAX), only=(0,), lacking="compressed lists"),
     Option("hll-sparse-max-bytes", 3000, _memory_from(0)),
-    Option("stream-node-max-bytes", 4096, _memory),
+    Option("stream-node-max-bytes", 4096, _memory_from(0)),
     Option("stream-node-max-entries", 100, _int(0)),
     Option("stop-writes-on-bgsave-error", True, **_yes_no),
     Option("rdbcompression", True, **_yes_no),
@@ -509,10 +519,10 @@ OPTIONS: tuple[Option, ...] = (
            mutable=False),
     Option("appenddirname", "appendonlydir", _aof_name("appenddirname", "dirname"),
            mutable=False),
-    Option("appendfsync", "everysec", _enum("always", "everysec", "no")),
+    Option("appendfsync", "everysec", _enum("everysec", "always", "no")),
     Option("no-appendfsync-on-rewrite", False, **_yes_no),
     Option("auto-aof-rewrite-percentage", 100, _int(0, (1 << 31) - 1)),
-    Option("auto-aof-rewrite-min-size", 64 * 1024 * 1024, _memory),
+    Option("auto-aof-rewrite-min-size", 64 * 1024 * 1024, _memory_from(0)),
     Option("aof-load-truncated", True, **_yes_no),
     Option("aof-timestamp-enabled", False, **_yes_no),
     Option("aof-use-rdb-preamble", True, **_yes_no),
@@ -527,7 +537,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("replica-serve-stale-data", True, aliases=("slave-serve-stale-data",), **_yes_no),
     Option("replica-announce-ip", "", str, aliases=("slave-announce-ip",)),
     Option("replica-announce-port", 0, _int(0, 65535), aliases=("slave-announce-port",)),
-    Option("replica-priority", 100, _int(0), aliases=("slave-priority",)),
+    Option("replica-priority", 100, _int(0, _INT_MAX), aliases=("slave-priority",)),
     # What a replica does when a command of its master's stream fails here (see
     # kvrepl.replication.replica): log and count it, or also stop as redis-server panics.
     Option("propagation-error-behavior", "ignore",
@@ -535,15 +545,15 @@ OPTIONS: tuple[Option, ...] = (
     Option("replica-ignore-disk-write-errors", False, **_yes_no),
     Option("repl-backlog-size", 1024 * 1024, _memory_from(1)),
     Option("repl-backlog-ttl", 3600, _int(0)),
-    Option("repl-timeout", 60, _int(1)),
-    Option("repl-ping-replica-period", 10, _int(1), aliases=("repl-ping-slave-period",)),
+    Option("repl-timeout", 60, _int(1, _INT_MAX)),
+    Option("repl-ping-replica-period", 10, _int(1, _INT_MAX), aliases=("repl-ping-slave-period",)),
     Option("repl-diskless-sync", True, **_yes_no),
-    Option("repl-diskless-sync-delay", 5, _int(0)),
-    Option("repl-diskless-sync-max-replicas", 0, _int(0)),
+    Option("repl-diskless-sync-delay", 5, _int(0, _INT_MAX)),
+    Option("repl-diskless-sync-max-replicas", 0, _int(0, _INT_MAX)),
     Option("repl-diskless-load", "disabled", _enum("disabled", "on-empty-db", "swapdb"),
            deny_loading=True),
-    Option("min-replicas-to-write", 0, _int(0), aliases=("min-slaves-to-write",)),
-    Option("min-replicas-max-lag", 10, _int(0), aliases=("min-slaves-max-lag",)),
+    Option("min-replicas-to-write", 0, _int(0, _INT_MAX), aliases=("min-slaves-to-write",)),
+    Option("min-replicas-max-lag", 10, _int(0, _INT_MAX), aliases=("min-slaves-max-lag",)),
     Option("lazyfree-lazy-user-flush", False, **_yes_no),
     # RESTORE's deep check of payloads (counted in INFO dump_payload_sanitizations). kvrepl
     # decodes every entry of every payload and RDB file whatever the value, so "no" does not
@@ -600,7 +610,9 @@ OPTIONS: tuple[Option, ...] = (
            _format_percentiles),
     # /proc/self/oom_score_adj by role (master, replica; the third value is for fork
     # children, which kvrepl has none of), relative to the value found or absolute
-    Option("oom-score-adj", "no", _enum("no", "yes", "relative", "absolute")),
+    # ("relative" is "yes": CONFIG GET names a value by its first name in config.c's table)
+    Option("oom-score-adj", "no", lambda text: {"relative": "yes"}.get(
+        value := _enum("no", "yes", "relative", "absolute")(text), value)),
     Option("oom-score-adj-values", (0, 200, 800), _oom_values, _format_ints),
     # -- replication --
     # the local address of a replica's connections to its master

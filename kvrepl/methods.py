@@ -3,17 +3,22 @@ as plain calls on the node's shared session.
 
 The simple ones (arguments passed through, the reply given one of a few shapes) are made
 from one table, :data:`SIMPLE`; the rest (options, keyword forms, fast paths) are written
-out. Shapes are those redis-py gives by default (its legacy ones, kept over RESP2 and over
+out, or borrowed from redis-py itself (:data:`BORROWED`: streams, BITFIELD, the GEORADIUS
+family), run with its own reply callbacks. Shapes are those redis-py gives by default (its legacy ones, kept over RESP2 and over
 RESP3 unless ``protocol=3`` is asked for explicitly): ``True`` for OK, ``bool`` for some 0/1
 answers, ``float`` for scores, ``set`` for set replies, ``(member, score)`` tuples.
 """
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
+
+import redis
+from redis.commands.core import BasicKeyCommands, GeoCommands, StreamCommands
 
 from kvrepl.commands.core import Engine, Session
 from kvrepl.errors import DataError
@@ -523,3 +528,75 @@ class DataMethods:
 for _spec in SIMPLE:
     setattr(DataMethods, _spec[0], _simple(*_spec))
 del _spec
+
+
+# redis-py's methods whose arguments and replies have many forms (streams' entries and
+# groups, BITFIELD's operations, GEORADIUS's options): run as redis-py runs them, so that
+# keywords, input checks and reply shapes are its own and cannot drift from it.
+BORROWED: list[tuple[type, str]] = [
+    *[(StreamCommands, name) for name in (
+        "xadd", "xlen", "xrange", "xrevrange", "xread", "xreadgroup", "xack", "xdel",
+        "xtrim", "xpending", "xpending_range", "xclaim", "xautoclaim", "xgroup_create",
+        "xgroup_createconsumer", "xgroup_delconsumer", "xgroup_destroy", "xgroup_setid",
+        "xinfo_stream", "xinfo_groups", "xinfo_consumers")],
+    (BasicKeyCommands, "bitop"), (BasicKeyCommands, "bitfield"),
+    (BasicKeyCommands, "bitfield_ro"),
+    (GeoCommands, "georadius"), (GeoCommands, "georadiusbymember"),
+    (GeoCommands, "geosearchstore"),
+]
+
+
+@functools.cache
+def _callbacks() -> Any:
+    """redis-py's RESP2 reply callbacks: the legacy shapes its clients give by default
+    (a client's own table; nothing connects)."""
+    return redis.Redis(protocol=2).response_callbacks
+
+
+def _resp2(value: object) -> object:
+    """A data method's reply as redis-py reads it over RESP2: maps as flat arrays, OK as
+    its status (what its callbacks expect)."""
+    if value is True:
+        return b"OK"
+    if type(value) is dict:
+        return [item for key, inner in value.items() for item in (key, _resp2(inner))]
+    if type(value) is list:
+        return [_resp2(item) for item in value]
+    return value
+
+
+class _AsRedisPy(BasicKeyCommands, GeoCommands, StreamCommands):
+    """What redis-py's command methods ask of their client (``execute_command``, then its
+    reply callback, and their own helpers), served by a node's shared session."""
+
+    def __init__(self, node: DataMethods) -> None:
+        self.node = node
+
+    def execute_command(self, *args: Any, **options: Any) -> Any:
+        name = args[0]
+        argv = (*name.split(), *args[1:]) if " " in name else args  # "XGROUP CREATE"
+        reply = _resp2(self.node.execute_command(*argv))
+        options.pop("keys", None)  # (for redis-py's client-side cache)
+        callback = _callbacks().get(name)
+        return reply if callback is None else callback(reply, **options)
+
+
+def _borrowed(source: type, method: str) -> Callable[..., Any]:
+    """Data method ``method`` as redis-py's ``source.method`` on the node's session; a
+    plain call cannot wait (``block=`` answers at once, as ``execute_command`` does):
+    ``await node.execute_command_async("XREAD", "BLOCK", ...)`` waits."""
+    original = getattr(source, method)
+
+    def call(self: DataMethods, *args: Any, **kwargs: Any) -> Any:
+        return original(_AsRedisPy(self), *args, **kwargs)
+
+    call.__name__ = call.__qualname__ = method
+    call.__signature__ = inspect.signature(original)  # type: ignore[attr-defined]
+    call.__doc__ = (f"As redis-py's ``Redis.{method}``: its keywords, input checks and reply "
+                    "shapes (a plain call cannot wait: see execute_command_async).")
+    return call
+
+
+for _source, _name in BORROWED:
+    setattr(DataMethods, _name, _borrowed(_source, _name))
+del _source, _name

@@ -22,6 +22,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
 
+import hiredis
 import trio
 import trio.testing
 
@@ -41,8 +42,10 @@ from kvrepl.protocol.replies import (
     OK,
     DeferredArray,
     DeferredMap,
+    DeferredReply,
     DeferredSet,
     OrderedSet,
+    Raw,
     Status,
 )
 from kvrepl.replication.cluster import Cluster, ClusterFollower
@@ -70,12 +73,21 @@ def _python(reply: object) -> object:
         return None
     if kind is Status:
         return bytes(reply)
-    if kind is list or kind is DeferredArray:
+    if kind is list or kind is DeferredArray or kind is tuple:  # (a stream entry's fields)
         return [_python(item) for item in reply]
     if kind is DeferredSet:
         return OrderedSet(reply)
-    if kind is DeferredMap:
-        return dict(reply)
+    if kind is dict or kind is DeferredMap:  # a map (XINFO, CONFIG GET, a script's...)
+        return {key: _python(value) for key, value in reply.items()}
+    if kind is Raw or kind is DeferredReply:  # encoded ahead (stream ranges): read back
+        if not reply:
+            return None  # no reply at all (CLIENT REPLY OFF's own)
+        reader = hiredis.Reader(replyError=ReplyError)
+        reader.feed(reply)
+        value = reader.gets()
+        if isinstance(value, ReplyError):
+            raise value
+        return value
     return reply
 
 

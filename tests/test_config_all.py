@@ -131,6 +131,112 @@ def test_config_get_star_lists_redis_names_and_defaults():
         real.stop()
 
 
+def test_config_get_dir_is_absolute_as_redis(tmp_path, monkeypatch):
+    """Redis answers CONFIG GET dir with getcwd(), never the relative text it was given
+    (kvrepl answered "." by default)."""
+    (tmp_path / "sub").mkdir()
+    monkeypatch.chdir(tmp_path)
+    real = RedisServer("--dir", ".")  # after its own --dir: the same directory
+    ours = ThreadedServer(Config(save=(), port=0, dir="sub")).start()
+    try:
+        assert real.client(decode_responses=True).config_get("dir") == {"dir": real.dir}
+        assert ours.client(decode_responses=True).config_get("dir") == {
+            "dir": str(tmp_path / "sub")}
+        assert Config().get("dir") == str(tmp_path)
+    finally:
+        ours.stop()
+        real.stop()
+
+
+# Just outside each integer option's bounds in config.c (INT_MAX for an int option, a long
+# long's limit beyond which string2ll does not read the text as an integer at all).
+_INT, _LL = 2**31, 2**63
+OUT_OF_BOUNDS = {
+    **{name: (_INT, -1) for name in (
+        "auto-aof-rewrite-percentage", "cluster-replica-validity-factor", "tcp-keepalive",
+        "cluster-migration-barrier", "lfu-log-factor", "lfu-decay-time", "replica-priority",
+        "repl-diskless-sync-delay", "timeout", "list-compress-depth", "hz",
+        "min-replicas-to-write", "min-replicas-max-lag", "watchdog-period", "shutdown-timeout",
+        "repl-diskless-sync-max-replicas", "tls-session-cache-size",
+        "tls-session-cache-timeout")},
+    **{name: (_LL, -1) for name in (
+        "slowlog-max-len", "acllog-max-len", "busy-reply-threshold", "cluster-node-timeout",
+        "latency-monitor-threshold", "stream-node-max-entries", "hash-max-listpack-entries",
+        "set-max-intset-entries", "zset-max-listpack-entries", "hash-max-listpack-value",
+        "stream-node-max-bytes", "zset-max-listpack-value", "hll-sparse-max-bytes",
+        "tracking-table-max-keys", "repl-backlog-ttl", "auto-aof-rewrite-min-size")},
+    **{name: (65536, -1) for name in (
+        "replica-announce-port", "cluster-announce-bus-port", "cluster-announce-port",
+        "cluster-announce-tls-port")},
+    "list-max-listpack-size": (_INT,), "active-defrag-cycle-min": (100, 0),
+    "active-defrag-cycle-max": (100, 0), "active-defrag-threshold-lower": (1001, -1),
+    "active-defrag-threshold-upper": (1001, -1), "maxmemory-samples": (_INT, 0),
+    "maxmemory-eviction-tenacity": (101, -1), "repl-timeout": (_INT, 0),
+    "repl-ping-replica-period": (_INT, 0), "rdb-key-save-delay": (_INT, -_INT - 1),
+    "key-load-delay": (_INT, -_INT - 1), "active-expire-effort": (11, 0),
+    "maxclients": (2**32, 0), "active-defrag-max-scan-fields": (_LL, 0),
+    "slowlog-log-slower-than": (_LL, -2), "repl-backlog-size": (_LL, 0),
+    "active-defrag-ignore-bytes": (_LL, 0),
+    "loading-process-events-interval-bytes": (_INT, 1023),
+}
+
+
+def test_integer_bounds_as_redis(kvrepl_server, redis_server):
+    """CONFIG SET just outside each integer option's bounds is refused with Redis's words
+    (kvrepl took timeout 2147483648, hz -1, stream-node-max-bytes -1, and said
+    "between 0 and None")."""
+    clients = [server.client(decode_responses=True) for server in (kvrepl_server, redis_server)]
+    mismatches = []
+    for name, values in OUT_OF_BOUNDS.items():
+        for value in values:
+            replies = []
+            for client in clients:
+                before = client.config_get(name)[name]
+                try:
+                    replies.append(client.config_set(name, value))
+                except redis.ResponseError as error:
+                    replies.append(str(error))
+                if client.config_get(name)[name] != before:
+                    client.config_set(name, before)
+            if replies[0] != replies[1]:
+                mismatches.append(f"{name} {value}: kvrepl {replies[0]!r}, redis {replies[1]!r}")
+    assert not mismatches, "\n".join(mismatches)
+    # An int's whole range is taken; the quicklist floors its fill at -5.
+    seen = []
+    for client in clients:
+        try:
+            client.config_set("list-max-listpack-size", -100)
+            client.delete("ql")
+            client.rpush("ql", *"abcdef")
+            seen.append((client.config_get("list-max-listpack-size"), client.dump("ql")))
+            if client is clients[0]:  # (redis-server answers -5 too; its DEBUG is off here)
+                fields = dict(item.split(":") for item in client.execute_command(
+                    "DEBUG", "OBJECT", "ql").split()[1:])
+                assert fields["ql_listpack_max"] == "-5"
+        finally:
+            client.config_set("list-max-listpack-size", -2)
+            client.delete("ql")
+    assert seen[0] == seen[1], seen
+
+
+def test_values_read_as_redis_reads_them(same):
+    """string2ll for integers (Python's int() took "+1", " 1", "1_0"), memtoull for sizes
+    (no spaces), strtoll words and bounds for save, the percent form of maxmemory-clients,
+    and Redis 7.0's log levels: each refused with Redis's message."""
+    for name, value in (("timeout", "+1"), ("timeout", " 1"), ("timeout", "1_0"),
+                        ("timeout", "-0"), ("timeout", "01"), ("maxmemory", " 10mb"),
+                        ("maxmemory", "10mb "), ("save", "100 -1"), ("save", "0 1"),
+                        ("save", "1_0 1"), ("maxmemory-clients", "101%"),
+                        ("maxmemory-clients", "+5%"), ("maxmemory-clients", "abc"),
+                        ("loglevel", "nothing"), ("appendfsync", "x"),
+                        ("tls-auth-clients", "x")):  # (an enum's choices in config.c's order)
+        same("CONFIG", "SET", name, value)
+    # An enum's value is named by its first name in config.c's table.
+    same("CONFIG", "SET", "oom-score-adj", "relative")
+    assert same("CONFIG", "GET", "oom-score-adj") == [b"oom-score-adj", b"yes"]
+    same("CONFIG", "SET", "oom-score-adj", "no")
+
+
 @pytest.mark.parametrize("name", sorted(REFUSED))
 def test_refused_everywhere(name, engine, session, tmp_path):
     """The config file, the command line, CONFIG SET and the embedded API refuse the value

@@ -159,6 +159,8 @@ SURFACE = [
     # one message for a port that is not a number and one out of range
     ("REPLICAOF", "h", "abc"), ("REPLICAOF", "h", "70000"), ("REPLICAOF", "h", "-1"),
     ("REPLCONF", "listening-port", "--1"),
+    # clientCommand matches UNBLOCK only with 3 or 4 arguments, before reading the id
+    ("CLIENT", "UNBLOCK", "x", "timeout", "y"), ("CLIENT", "UNBLOCK", "1", "x", "y"),
 ]
 
 

@@ -73,19 +73,33 @@ TABLE: list[Call] = [
     c("geosearch", "g", longitude=15, latitude=37, radius=200, unit="km", withdist=True,
       withcoord=True, withhash=True, sort="ASC"),
     c("georadius", "g", 15, 37, 200, unit="km", withdist=True, sort="ASC"),
+    c("georadius", "g", 15, 37, 200, unit="km", store="gr"), c("zrange", "gr", 0, -1),
+    c("georadiusbymember", "g", "Palermo", 200, unit="km", withcoord=True, count=1),
+    c("geosearchstore", "gs", "g", longitude=15, latitude=37, radius=200, unit="km",
+      storedist=True), c("zrange", "gs", 0, -1, withscores=True),
     # hyperloglog
     c("pfadd", "hll", "a", "b", "c"), c("pfadd", "hll2", "c", "d"), c("pfcount", "hll"),
     c("pfmerge", "hll3", "hll", "hll2"), c("pfcount", "hll3"),
     # bitmaps
     c("setbit", "b", 7, 1), c("getbit", "b", 7), c("bitcount", "b"), c("bitpos", "b", 1),
-    c("bitop", "OR", "b2", "b", "s2"), c("get", "b"),
+    c("bitop", "OR", "b2", "b", "s2"), c("get", "b"), c("bitop", "NOT", "b3", "b"),
+    c("bitfield_ro", "b", "u8", 0, items=[("i4", 4)]),
     # streams (explicit IDs: the same on both sides)
     c("xadd", "st", {"f": "1"}, id="1-1"), c("xadd", "st", {"f": "2", "g": "x"}, id="2-1"),
     c("xadd", "st", {"f": "3"}, id="3-1", maxlen=5), c("xlen", "st"),
     c("xrange", "st"), c("xrevrange", "st", count=2), c("xread", {"st": "1-1"}),
     c("xread", {"st": "$"}, block=10),
     c("xgroup_create", "st", "grp", id="0"), c("xreadgroup", "grp", "c1", {"st": ">"}, count=2),
-    c("xack", "st", "grp", "1-1"), c("xpending", "st", "grp"), c("xdel", "st", "2-1"),
+    c("xack", "st", "grp", "1-1"), c("xpending", "st", "grp"),
+    c("xclaim", "st", "grp", "c2", 0, ["2-1"]), c("xclaim", "st", "grp", "c2", 0, ["2-1"],
+                                                   justid=True),
+    c("xautoclaim", "st", "grp", "c3", 0, "0-0", count=5), c("xinfo_stream", "st"),
+    c("xinfo_groups", "st"), c("xinfo_consumers", "st", "grp"),
+    c("xgroup_createconsumer", "st", "grp", "c9"), c("xgroup_delconsumer", "st", "grp", "c9"),
+    c("xgroup_setid", "st", "grp", "0"), c("xgroup_create", "new", "g", mkstream=True),
+    c("xgroup_destroy", "new", "g"), c("xadd", "st", {"f": "5"}, id="5-1", nomkstream=True),
+    c("xadd", "nost", {"f": "5"}, nomkstream=True), c("xrevrange", "st", "+", "(1-1"),
+    c("xread", {"st": "0", "new": "0"}, count=1), c("xdel", "st", "2-1"),
     c("xtrim", "st", maxlen=1), c("xrange", "st", "-", "+"),
     # keys, server
     c("keys", "h*"), c("randomkey"), c("object", "encoding", "h"), c("expire", "h", 100),
@@ -94,7 +108,7 @@ TABLE: list[Call] = [
 ]
 
 # Calls whose replies vary between runs or servers (random picks, TTLs counting down).
-UNSTABLE = {"randomkey", "zrandmember"}
+UNSTABLE = {"randomkey", "zrandmember", "xinfo_consumers"}  # (and consumers' idle times)
 UNORDERED = {"keys"}  # hash-table order
 
 

@@ -109,6 +109,8 @@ def _options() -> list[str]:
         if option.hidden:
             continue
         default = option.format(option.default) if option.default is not None else ""
+        if option.name == "dir":
+            default = option.default  # (CONFIG GET shows it made absolute, here and now)
         default = default.replace("|", "\\|") if default else '""'
         accepted = ""
         if option.only is not None:

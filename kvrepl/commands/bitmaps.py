@@ -31,6 +31,11 @@ _U64 = (1 << 64) - 1
 # The first byte that is not all zeros / not all ones (redisBitpos's skip of whole words).
 _NOT_ZERO = re.compile(rb"[^\x00]")
 _NOT_ONES = re.compile(rb"[^\xff]")
+# Long runs are first skipped a block at a time by memcmp (startswith): the regular
+# expression reads about 70 MB/s, BITPOS of a 512 MB bitmap took seconds.
+_SKIP = 1 << 16
+_ZEROS = bytes(_SKIP)
+_ONES = b"\xff" * _SKIP
 
 
 # -- helpers ---------------------------------------------------------------------------------
@@ -145,7 +150,13 @@ def _bitpos(data: bytes | bytearray, start: int, count: int, bit: int) -> int:
     """redisBitpos over ``data[start:start + count]``: the position of the first bit equal
     to ``bit``; when there is none, -1 for a 1 and ``count * 8`` (the zero padding on the
     right) for a 0."""
-    found = (_NOT_ZERO if bit else _NOT_ONES).search(data, start, start + count)
+    end = start + count
+    scan = start
+    if count > _SKIP:
+        run = _ZEROS if bit else _ONES
+        while end - scan > _SKIP and data.startswith(run, scan):
+            scan += _SKIP
+    found = (_NOT_ZERO if bit else _NOT_ONES).search(data, scan, end)
     if found is None:
         return -1 if bit else count * 8
     byte = data[found.start()]

@@ -300,6 +300,8 @@ def client_kill(s: Session, argv: list[bytes]) -> object:
 @command("client|unblock")
 def client_unblock(s: Session, argv: list[bytes]) -> object:
     """CLIENT UNBLOCK id [TIMEOUT|ERROR]: 1 when a blocked client was woken up."""
+    if len(argv) > 4:
+        raise subcommand_syntax_error(argv)
     error = False
     if len(argv) == 4:
         reason = argv[3].lower()

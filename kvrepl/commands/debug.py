@@ -249,7 +249,7 @@ def _quicklist_extra(value: object, config: object) -> str:
         node, pos = read_str(body, pos)
         size += len(node)  # quicklistNode sz: the listpack's bytes, or the plain element
     return (f" ql_nodes:{nodes} ql_avg_node:{len(value) / nodes:.2f} "
-            f"ql_listpack_max:{config.list_max_listpack_size} "
+            f"ql_listpack_max:{max(config.list_max_listpack_size, -5)} "
             f"ql_compressed:{int(config.list_compress_depth != 0)} "
             f"ql_uncompressed_size:{size}")
 

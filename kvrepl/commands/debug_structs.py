@@ -155,7 +155,7 @@ def quicklist_repr(s: object, key: bytes, full: int) -> Status:
     nodes = quicklist_nodes(value, config)
     depth = config.list_compress_depth
     out = [f"{{count : {len(value)}}}\n{{len : {len(nodes)}}}\n"
-           f"{{fill : {config.list_max_listpack_size}}}\n{{compress : {depth}}}\n"
+           f"{{fill : {max(config.list_max_listpack_size, -5)}}}\n{{compress : {depth}}}\n"
            "{bookmark_count : 0}\n"]
     for index, (plain, node) in enumerate(nodes):
         # __quicklistCompress: nodes farther than ``depth`` from both ends are LZF'd when

@@ -304,7 +304,7 @@ class RdbWriter:
         return out
 
     def _list(self, items: deque) -> bytes:
-        fill = self.list_max_listpack_size
+        fill = max(self.list_max_listpack_size, -5)  # quicklistSetFill's floor
         level = C.QUICKLIST_SIZE_LEVELS[-fill - 1] if -5 <= fill <= -1 else None
         nodes = 0
         out = bytearray()
