@@ -51,9 +51,11 @@ def test_a_trickle_of_commands_expires_keys_in_fast_cycles_as_redis():
     """With hz 10 the slow cycle runs at most 10 times a second (25 ms each): 100,000
     expired keys outlast it, each cycle is cut by its time, and each of the trickle's
     turns of the event loop runs a fast cycle (1 ms, not again within 2 ms) that is cut
-    too. On both servers many more cycles hit their time limit over the trickle than
-    slow cycles could run in that time (by the server's own clock): the keys went at the
-    pace of fast cycles. (Without kvrepl's fast cycle: 11 cuts in 1.4 s, at most 15.)"""
+    too. On both servers more cycles hit their time limit over the trickle than slow
+    cycles could run in that time (by the server's own clock): fast cycles ran and were
+    cut. (Without kvrepl's fast cycle: 11 cuts in 1.4 s, at most 15. How many more than
+    the slow ones is the scheduler's: the trickle's turns; a loaded host gave
+    redis-server 11 cuts in 0.58 s, at most 6 of them slow.)"""
     real = RedisServer("--hz", str(HZ), "--save", "", "--enable-debug-command", "yes")
     ours = ThreadedServer(Config(save=(), hz=HZ, enable_debug_command="yes")).start()
     try:
@@ -68,7 +70,7 @@ def test_a_trickle_of_commands_expires_keys_in_fast_cycles_as_redis():
     for name, figures in seen.items():
         slow_cycles = HZ * figures["usec"] // 1_000_000 + 1
         assert figures["expired"] == KEYS, (name, figures)
-        assert figures["capped"] > 2 * slow_cycles, (name, figures)
+        assert figures["capped"] > slow_cycles, (name, figures)
 
 
 @pytest.fixture
