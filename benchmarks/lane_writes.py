@@ -2,6 +2,7 @@
 
     python benchmarks/run.py --only lane_writes
     KVREPL_BASELINE=/path/to/other/checkout python -m benchmarks.lane_writes
+    LANE_WRITES_TESTS=XADD python benchmarks/run.py --only lane_writes   # the XADD rows only
 
 ``redis-benchmark -c 50 -P 16`` GEOADD (one point, no ``-r``: the same member each time),
 SETBIT on ``-r 100000`` keys, ``XADD s * f v``, XADD of distinct values (``-r 1000000``: one
@@ -53,8 +54,17 @@ TESTS: dict[str, list[str]] = {
 }
 
 
+def _selected() -> dict[str, list[str]]:
+    """TESTS, or those whose name starts with one of the comma-separated prefixes in
+    ``LANE_WRITES_TESTS`` (a subset measured in more rounds for the same time)."""
+    prefixes = tuple(filter(None, os.environ.get("LANE_WRITES_TESTS", "").split(",")))
+    return {name: args for name, args in TESTS.items()
+            if not prefixes or name.startswith(prefixes)}
+
+
 def run(options: Options) -> str:
     """Run the four writes against each server and return the markdown section."""
+    tests = _selected()
     tool = binary("redis-benchmark")
     if tool is None:
         raise RuntimeError("redis-benchmark is not on PATH")
@@ -74,13 +84,13 @@ def run(options: Options) -> str:
         try:
             for server in servers.values():
                 server.start()
-                for args in TESTS.values():  # warm-up: keys, stream and dense HLL exist after
+                for args in tests.values():  # warm-up: keys, stream and dense HLL exist after
                     redis_benchmark_rate(tool, server.port, ["-c", str(CLIENTS), "-P",
                                                              str(PIPELINE), "-n", "20000", *args])
             for round_number in range(options.rounds):
                 for name in rotated(list(servers), round_number):
                     pid = servers[name].proc.pid  # type: ignore[union-attr]
-                    for test, args in TESTS.items():
+                    for test, args in tests.items():
                         began = process_cpu_seconds(pid)
                         rate = redis_benchmark_rate(tool, servers[name].port, [
                             "-c", str(CLIENTS), "-P", str(PIPELINE), "-n", str(n), *args])
@@ -97,7 +107,7 @@ def run(options: Options) -> str:
         return f"{min(values):.2f}-{max(values):.2f}" if values else "n/a"
 
     rows = []
-    for test in TESTS:
+    for test in tests:
         ours, theirs = cpu.get((test, "kvrepl"), []), cpu.get((test, "redis"), [])
         shares = [r / k for r, k in zip(theirs, ours, strict=False) if k]
         rows.append([test, span(ours), span(cpu.get((test, "baseline"), [])), span(theirs),

@@ -1203,6 +1203,92 @@ def test_a_run_of_entries_is_appended_as_one_by_one(
             assert exact.lp_bytes <= node.bound
 
 
+# Values of every listpack encoding: integers at each one's edges, "0", spellings that are
+# not canonical integers, strings short and long (64 bytes and more: a larger header).
+_RUN_VALUE = st.one_of(
+    st.sampled_from([b"0", b"-0", b"00", b"01", b"+1", b" 1", b"1 ", b"1_0", b"", b"-", b"x",
+                     b"127", b"128", b"-1", b"-4096", b"-4097", b"4095", b"4096", b"32767",
+                     b"-32769", b"8388607", b"-8388609", b"2147483647", b"2147483648",
+                     b"9223372036854775807", b"9223372036854775808",
+                     b"-9223372036854775808", b"-9223372036854775809", b"1" * 21]),
+    st.integers(-2**40, 2**40).map(b"%d".__mod__), st.binary(max_size=20),
+    st.builds(lambda n: b"v" * n, st.sampled_from([30, 63, 64, 200])))
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(st.integers(1, 4), st.lists(st.lists(_RUN_VALUE, min_size=4,
+                                                               max_size=4),
+                                                      min_size=1, max_size=40)),
+                min_size=1, max_size=20),
+       st.sampled_from([(4096, 100), (300, 0), (200, 7), (0, 0), (90, 100), (700, 1000)]))
+@example([(3, [[b"u:1", b"12", b"at", b"x"]] * 40)] * 8, (300, 0))
+@example([(2, [[b"%d" % (i * 997), b"0", b"", b""] for i in range(40)])] * 6, (4096, 100))
+@example([(1, [[b"x", b"", b"", b""]] * 32)] * 5, (0, 0))  # the 128th entry: count 2 -> 3 bytes
+def test_runs_of_one_shape_are_sized_as_they_come(runs: list[tuple[int, list[list[bytes]]]],
+                                                   limits: tuple[int, int]) -> None:
+    """Runs whose entries all have the node's fields (SAMEFIELDS), in nodes that fill by
+    bytes: append_run sizes them as they come (no bound left to settle later), to the bytes
+    of the listpack the RDB encoder writes; the nodes split as entries added one by one
+    split them. The field count changes between runs (a new node's master fields, or
+    entries that are not SAMEFIELDS), and so do the values' encodings."""
+    lazy, single = Stream(), Stream()
+    ms = 1
+    for pairs, run in runs:
+        items = [tuple(part for i in range(pairs) for part in (b"f%d" % i, values[i]))
+                 for values in run]
+        ms += 1
+        lazy.append_run(ms, 0, items, None, *limits)
+        for seq, fields in enumerate(items):
+            single.append((ms, seq), fields, *limits)
+        assert lazy == single
+        assert _node_shape(lazy, sizes=False) == _node_shape(single, sizes=False)
+    blobs = dict(encode_nodes(lazy, *limits))
+    for master_id, node in lazy.node_map().items():
+        if node.sized == node.count:  # sized as they came, or settled near the limit
+            assert node.lp_bytes == len(blobs[encode_id(master_id)])
+        assert node.lp_bytes <= len(blobs[encode_id(master_id)]) + 8 <= node.bound + 8
+        lazy.settle(node)
+        assert node.lp_bytes == len(blobs[encode_id(master_id)])
+
+
+@pytest.mark.parametrize("limits", [("4096", "100"), ("300", "0"), ("1000", "7")])
+def test_pipelined_xadds_of_several_fields_split_nodes_as_redis(
+        r: redis.Redis, real: redis.Redis, configure: Callable[[str, object], None],
+        limits: tuple[str, str]) -> None:
+    """``XADD s * ...`` of one to five fields (integers of every encoding, "0", strings,
+    spellings that are not integers), pipelined: kvrepl's plain lane adds them in runs,
+    sized as they come; redis-server gets the same entries with the IDs kvrepl chose. Each
+    node ends where Redis's does: ``XTRIM MINID ~`` at each ID in turn removes whole nodes
+    only, so XLEN after each says where every node ends."""
+    configure("stream-node-max-bytes", limits[0])
+    configure("stream-node-max-entries", limits[1])
+    values = [b"0", b"127", b"128", b"-4097", b"32768", b"8388608", b"2147483648", b"-1",
+              b"9223372036854775808", b"007", b"x", b"user:42", b"1 ", b"", b"v" * 70]
+    requests = []
+    for i in range(240):
+        pairs = 1 + (i // 40) % 5  # runs of one field count
+        requests.append([b"XADD", b"s", b"*", *(part for j in range(pairs) for part in (
+            b"f%d" % j, values[(i * 7 + j * 3) % len(values)] + (b"%d" % i if j == 2 else b"")))])
+    pipe = r.pipeline(transaction=False)
+    for request in requests:
+        pipe.execute_command(*request)
+    ids = pipe.execute()
+    pipe = real.pipeline(transaction=False)
+    for request, entry_id in zip(requests, ids, strict=True):
+        pipe.execute_command(request[0], request[1], entry_id, *request[3:])
+    assert pipe.execute() == ids
+    assert r.xrange("s") == real.xrange("s")
+    lengths = []
+    for client in (r, real):
+        pipe = client.pipeline(transaction=False)
+        for entry_id in ids:
+            pipe.execute_command("XTRIM", "s", "MINID", "~", entry_id)
+            pipe.xlen("s")
+        lengths.append(pipe.execute())
+    assert lengths[0] == lengths[1]
+    assert len(set(lengths[0][1::2])) > 2  # some nodes ended before the last
+
+
 @contextlib.contextmanager
 def _fresh_entries(count: int) -> Iterator[None]:
     """Streams keep their newest ``count`` entries apart (``Stream._fresh``/``_aging``)."""

@@ -104,12 +104,40 @@ _INT_HEADS = (b"-", b"1", b"2", b"3", b"4", b"5", b"6", b"7", b"8", b"9")
 _INT_HEAD_FLAGS = bytes(c in b"-123456789" for c in range(256))  # translate: 1 for those
 
 
+_ZERO = b"0".__eq__
+
+
+def _integers(strings: list[bytes]) -> tuple[list[int], list[int]]:
+    """The indexes of the strings a listpack stores as integers (canonical int64 spellings)
+    and what each saves over its string encoding (its length + 2: it is short). Only a
+    string that starts with ``-`` or 1-9, or is ``0``, can be one (a canonical integer has
+    no leading zero): their first bytes are tested together, and usually none is one."""
+    heads = _heads(strings)
+    indexes: list[int] = []
+    savings: list[int] = []
+    if len(heads) < len(strings) or heads.translate(None, b"-123456789") != heads:
+        # the strings that may be integers: one flag each, from their first bytes (with no
+        # empty string among them), or one test each
+        flags = heads.translate(_INT_HEAD_FLAGS) if len(heads) == len(strings) else map(
+            bytes.startswith, strings, repeat(_INT_HEADS))
+        for index in compress(range(len(strings)), flags):
+            string = strings[index]
+            if len(string) <= 20:  # longer: never an integer
+                saving = len(string) + 2 - lp_entry_size.__wrapped__(string)
+                if saving:
+                    indexes.append(index)
+                    savings.append(saving)
+    if b"0" in heads and b"0" in strings:  # "0": 2 bytes as an integer, 3 as a string
+        zeros = list(compress(range(len(strings)), map(_ZERO, strings)))
+        indexes += zeros
+        savings += repeat(1, len(zeros))
+    return indexes, savings
+
+
 def lp_strings_size(strings: list[bytes]) -> int:
     """``sum(map(lp_entry_size, strings))`` for many distinct strings at once (the entries
     of a node sized together): each string's length + 2, the extra backlen bytes of the long
-    ones, and the integers' own sizes. Only a string that starts with ``-`` or 1-9, or is
-    ``0``, can be an integer (a canonical one has no leading zero): their first bytes are
-    tested together, and usually none of them is one."""
+    ones, less what the integers save (:func:`_integers`)."""
     if not strings:
         return 0
     lengths = list(map(len, strings))
@@ -117,15 +145,7 @@ def lp_strings_size(strings: list[bytes]) -> int:
     if max(lengths) >= 64:  # never an integer: lp_entry_size's string cases, uncached
         size += sum(lp_entry_size.__wrapped__(s) - len(s) - 2 for s in strings
                     if len(s) >= 64)
-    heads = _heads(strings)
-    if heads.translate(None, b"-123456789") != heads:
-        # the strings that may be integers: one flag each, from their first bytes (with no
-        # empty string among them), or one test each
-        flags = heads.translate(_INT_HEAD_FLAGS) if len(heads) == len(strings) else map(
-            bytes.startswith, strings, repeat(_INT_HEADS))
-        size += sum(lp_entry_size.__wrapped__(s) - len(s) - 2
-                    for s in compress(strings, flags) if len(s) <= 20)
-    return size - strings.count(b"0")  # "0": 2 bytes as an integer, 3 as a string
+    return size - sum(_integers(strings)[1])
 
 
 def id_delta(a: int, b: int) -> int:
@@ -186,7 +206,10 @@ class StreamNode:
     XADD compares ``bound`` with ``stream-node-max-bytes`` and has the stream size the
     entries exactly (:meth:`Stream.settle`) only when the bound could reach the limit, or
     before a deletion changes the node: a node that closes on ``stream-node-max-entries``
-    first (the usual case) is never sized entry by entry."""
+    first (the usual case) is never sized entry by entry. A node that fills by bytes instead
+    (its bound projects it past the limit before ``stream-node-max-entries``) has XADD runs
+    size their entries as they come (:meth:`Stream.append_run`, :meth:`same_sizes`), while
+    they are at hand, rather than fetched again to be settled near the limit."""
 
     __slots__ = ("master_id", "master_fields", "fields_size", "count", "deleted", "lp_bytes",
                  "last_id", "dead", "sized", "bound")
@@ -256,28 +279,41 @@ class StreamNode:
     def entry_sizes(self, ids: list[StreamID], items: list[Sequence[bytes]],
                     totals: list[int] | None = None) -> list[int]:
         """``list(map(entry_size, ids, items))`` (entries in ID order; ``totals``: their
-        lengths in bytes, when known), computed together for the usual entries near a
-        node's byte limit: each with the master fields (SAMEFIELDS) and its values below 64
-        bytes. Such an entry takes its values' lengths, 2 bytes a value, and 8 (flags, the
-        two ID deltas below 128, lp-count); a value that is a canonical integer, or ``0``,
-        takes its integer's size instead, a larger ID delta its own. Other entries are
+        lengths in bytes, when known): :meth:`same_sizes` for the usual entries, the others
         sized one by one."""
+        sizes = self.same_sizes(ids, items, totals)
+        return list(map(self.entry_size, ids, items)) if sizes is None else sizes
+
+    def same_sizes(self, ids: list[StreamID], items: list[Sequence[bytes]],
+                   totals: list[int] | None = None) -> list[int] | None:
+        """``list(map(entry_size, ids, items))`` computed together for the usual entries
+        (in ID order; ``totals``: their lengths in bytes, when known): each with the master
+        fields (SAMEFIELDS) and its values below 64 bytes; None when some entry is not of
+        that shape. Such an entry takes its values' lengths, 2 bytes a value, and 8 (flags,
+        the two ID deltas below 128, lp-count); a value that is a canonical integer, or
+        ``0``, takes its integer's size instead (:func:`_integers`), a larger ID delta its
+        own."""
         n = len(items)
         pairs = len(self.master_fields)
         if not n or pairs >= len(_FIELD_GETTERS) or not (
                 min(map(len, items)) == max(map(len, items)) == 2 * pairs):
-            return list(map(self.entry_size, ids, items))
+            return None
         unstored = sum(map(len, self.master_fields))
         if totals is None:
             totals = list(map(len, map(_JOINED, items)))
         if max(totals) - unstored >= 64 or list(map(_FIELD_GETTERS[pairs], items)).count(
                 self.master_fields[0] if pairs == 1 else self.master_fields) != n:
-            return list(map(self.entry_size, ids, items))
+            return None
         sizes = list(map((2 * pairs + 8 - unstored).__add__, totals))
         master_ms, master_seq = self.master_id
-        seqs = list(map(_SEQ, ids))
-        if ids[-1][0] - master_ms >= 128 or min(seqs) < master_seq or \
-                max(seqs) - master_seq >= 128:  # some deltas take more than 2 bytes
+        first, last = ids[0], ids[-1]
+        if first[0] == last[0]:  # one millisecond (a run's): its sequences ascend
+            low, high = first[1], last[1]
+        else:
+            seqs = list(map(_SEQ, ids))
+            low, high = min(seqs), max(seqs)
+        if last[0] - master_ms >= 128 or low < master_seq or high - master_seq >= 128:
+            # some deltas take more than 2 bytes
             for index, (ms, seq) in enumerate(ids):
                 d_ms, d_seq = ms - master_ms, seq - master_seq
                 if d_ms >= 128:
@@ -289,17 +325,9 @@ class StreamNode:
                         else id_delta(seq, master_seq)) - 2
         values = list(map(_SEQ, items)) if pairs == 1 else list(
             chain.from_iterable(map(_VALUE_GETTERS[pairs], items)))
-        heads = _heads(values)
-        if heads.translate(None, b"-123456789") != heads:  # some may be integers
-            flags = heads.translate(_INT_HEAD_FLAGS) if len(heads) == len(values) else map(
-                bytes.startswith, values, repeat(_INT_HEADS))
-            for index in compress(range(len(values)), flags):
-                value = values[index]
-                if len(value) <= 20:  # longer: never an integer
-                    sizes[index // pairs] += lp_entry_size.__wrapped__(value) - len(value) - 2
-        if b"0" in values:  # "0": 2 bytes as an integer, 3 as a string
-            for index in compress(range(len(values)), map(b"0".__eq__, values)):
-                sizes[index // pairs] -= 1
+        indexes, savings = _integers(values)
+        for index, saving in zip(indexes, savings, strict=True):  # the integers' entries
+            sizes[index // pairs] -= saving
         return sizes
 
     def entries_size(self, ids: list[StreamID], items: list[Sequence[bytes]]) -> int:
@@ -379,6 +407,14 @@ _GROWTH_RESERVE = 8
 
 # How much a listpack integer grows from n to n + 1 (the node's live count).
 _COUNT_GROWTH = {127: 1, 4095: 1, 32767: 1, 8388607: 1, (1 << 31) - 1: 4}
+
+
+def _count_growth(count: int, added: int) -> int:
+    """How much a node's live count grows in bytes from ``count`` to ``count + added``."""
+    if count + added <= 127:  # the usual: below its first step
+        return 0
+    return sum(growth for step, growth in _COUNT_GROWTH.items()
+               if count <= step < count + added)
 
 
 def rax_nodes(keys: list[bytes]) -> int:
@@ -782,38 +818,54 @@ class Stream:
                          + (2 if 0 <= low and low + j - i <= 128 else 10)) * (j - i)
             grow = stored + 2 * count + per_entry
             bound = tail.bound
-            fits = longest < 120 and bound + grow < limit
-            if not fits and longest < 120:
-                fields = tail.master_fields
-                pairs = len(fields)
-                if 2 * pairs == min(lengths) == longest and list(
-                        map(_FIELD_GETTERS[pairs], chunk)).count(
-                        fields[0] if pairs == 1 else fields) == j - i:
-                    unstored = sum(map(len, fields))
-                    grow = stored - unstored * (j - i) + count + per_entry
-                    fits = bound + grow + unstored < limit
-            if fits and (short or max(map(len, chain.from_iterable(chunk))) < 64):
-                bound += grow  # each entry's test holds
-            else:  # near the byte limit: the node sized exactly, then its new entries
-                self.settle(tail)
+            exact = None
+            if tail.sized == tail.count and (
+                    not max_entries or bound + grow * room // (j - i) >= limit):
+                # A node sized so far that fills by bytes rather than by entries (as its
+                # bound projects): its entries sized exactly as they come, while they are at
+                # hand, where the bound would have them sized again near the limit.
+                exact = tail.same_sizes(new[i:j], chunk, sizes)
+            if exact is None:
+                fits = longest < 120 and bound + grow < limit
+                if not fits and longest < 120:
+                    fields = tail.master_fields
+                    pairs = len(fields)
+                    if 2 * pairs == min(lengths) == longest and list(
+                            map(_FIELD_GETTERS[pairs], chunk)).count(
+                            fields[0] if pairs == 1 else fields) == j - i:
+                        unstored = sum(map(len, fields))
+                        grow = stored - unstored * (j - i) + count + per_entry
+                        fits = bound + grow + unstored < limit
+                if fits and (short or max(map(len, chain.from_iterable(chunk))) < 64):
+                    bound += grow  # each entry's test holds
+                else:  # near the byte limit: the node sized exactly, then its new entries
+                    self.settle(tail)
+                    exact = tail.entry_sizes(new[i:j], chunk, sizes)
+            if exact is not None:
                 size, count = tail.lp_bytes, tail.count
-                # entry by entry, as streamAppendItem: each (but the first, which the test
-                # above let in) joins while the node's bytes + its length stay below the limit
-                exact = tail.entry_sizes(new[i:j], chunk, sizes)
-                growth = _COUNT_GROWTH.get
-                k = 0
-                for entry in exact:
-                    if k and not size + sizes[k] < limit:  # _tail_for's exact test
-                        break
-                    size += entry + growth(count, 0)
-                    count += 1
-                    k += 1
-                j = i + k
+                grown = sum(exact) + _count_growth(count, j - i)
+                if size + grown + max(sizes) <= limit:
+                    # each entry's test holds: the bytes before it are below the end's
+                    size += grown
+                    count += j - i
+                else:
+                    # entry by entry, as streamAppendItem: each (but the first, which the
+                    # test above let in) joins while the node's bytes + its length stay
+                    # below the limit
+                    growth = _COUNT_GROWTH.get
+                    k = 0
+                    for entry in exact:
+                        if k and not size + sizes[k] < limit:  # _tail_for's exact test
+                            break
+                        size += entry + growth(count, 0)
+                        count += 1
+                        k += 1
+                    j = i + k
+                    whole = not i and j == n
+                    chunk = items if whole else items[i:j]
                 tail.lp_bytes = size
                 tail.sized = count
                 bound = size + _GROWTH_RESERVE
-                whole = not i and j == n
-                chunk = items if whole else items[i:j]
             tail.bound = bound
             tail.count += j - i
             tail.last_id = new[j - 1]
