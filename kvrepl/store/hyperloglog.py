@@ -1079,31 +1079,33 @@ def add_each(value: bytes | bytearray, elements: Sequence[bytes], sparse_max_byt
     the HLL. It stops before an element that finds the sparse HLL corrupt, whose PFADD the
     general path answers (fewer bytes than elements).
 
-    Each update is the general path's own: :func:`dense_update`, or :func:`add` and
-    :func:`stored_after_add` (with the promotion to dense), the patterns of all the
-    elements hashed together (:func:`patterns`)."""
+    Each update is the general path's own: :func:`dense_update`, or the sparse update
+    :func:`add` makes (with the promotion to dense, the cache marked stale as
+    :func:`stored_after_add` marks it), the patterns of all the elements hashed together
+    (:func:`patterns`)."""
     indexes, runs = patterns(elements)
     if value[4] == DENSE:
         return dense_update(value, indexes, runs)
-    current = value
+    # One working copy for the run, as add() keeps one for a PFADD's elements: each PFADD
+    # leaves the bytes the one before left, without a copy, a new index or marks per PFADD.
+    buf = bytearray(value)
+    sparse = _Sparse(buf, tail_byte(value), _take_index(value))  # type: ignore[arg-type]
     changed = bytearray()
     for index, count in zip(indexes, runs, strict=True):
-        if current[4] == DENSE:
-            new = dense_add(current, index, count)
-        elif sparse_holds(current, index, count):  # type: ignore[arg-type]
-            new = None
-        else:
-            added, grew, ok = add(current, ((index,), (count,)),  # type: ignore[arg-type]
-                                  sparse_max_bytes)
-            if not ok:
-                break
-            new = stored_after_add(current, added) if grew else None  # type: ignore[arg-type]
-        if new is None:
-            changed.append(0)
-        else:
-            current = new
-            changed.append(1)
-    return current, bytes(changed)
+        result = sparse.set(index, count, sparse_max_bytes)
+        if result < 0:
+            break  # corrupt: what the PFADDs before it changed is stored
+        changed.append(result)
+        if buf[4] == DENSE:  # promoted by this PFADD: the rest go to the dense HLL
+            buf[15] |= _STALE
+            done = len(changed)
+            stored, more = dense_update(buf, indexes[done:], runs[done:])
+            return stored, bytes(changed) + more
+    if not sparse.changed:
+        _keep_index(value, sparse.index())  # type: ignore[arg-type]
+        return value, bytes(changed)
+    new = _keep_index(_with_tail(bytes(buf), sparse.tail), sparse.index())
+    return mark_string(new, b"raw"), bytes(changed)
 
 
 def dense_in_place(value: object) -> bool:
