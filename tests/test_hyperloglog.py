@@ -293,6 +293,47 @@ def test_lane_pfadds_run_as_the_general_path_does(max_bytes: int) -> None:
     assert [b"PFCOUNT", b"h"] in states[0][10]  # a count computed is propagated
 
 
+@pytest.mark.parametrize("max_bytes", [3000, 300, 40])
+def test_add_each_leaves_what_one_pfadd_after_another_leaves(max_bytes: int) -> None:
+    """A run of one-element PFADDs to one HLL (add_each: a sparse one updated on one working
+    copy, a dense one in place) leaves the bytes, the byte past a sparse end and the replies
+    that PFADD after PFADD leaves (add, then the cache marked stale), through the promotion
+    to dense (by size, or a run above 32), and stops before the PFADD that finds the HLL
+    corrupt (a sparse HLL covering half of the registers), what came before it kept; each
+    run after the cache was written back, as PFCOUNT does."""
+    rng = random.Random(max_bytes)
+    half = hll.EMPTY[:16] + bytes((0x40 | (8191 >> 8), 8191 & 0xFF))  # registers 0..8191
+    for start in (hll.EMPTY, half):
+        value: bytes | bytearray = start
+        for round_number in range(40):
+            elements = [b"%012d" % rng.randrange(10**6) for _ in range(rng.randrange(1, 40))]
+            if round_number % 4 == 1:
+                elements += _elements(rng, 5)  # hashed one by one, not in a batch
+            if round_number == 30:
+                elements = [_RUN_35]  # a run above 32, the only change since the count
+            # A PFCOUNT before each run: the cache valid, each first change marks it stale.
+            value = (hll.with_cardinality(value, 7) if value[4] == hll.SPARSE  # type: ignore
+                     else hll.set_cardinality(value, 7))
+            expected = bytes(value)
+            replies = bytearray()
+            for element in elements:
+                added, grew, ok = hll.add(expected, hll.patterns([element]), max_bytes)
+                if not ok:
+                    break
+                replies.append(grew)
+                if grew:
+                    expected = hll.invalidate(added)
+            tail = hll.tail_byte(expected) if expected[4] == hll.SPARSE else 0
+            value, changed = hll.add_each(value, elements, max_bytes)
+            assert (bytes(value), changed) == (expected, bytes(replies))
+            if value[4] == hll.SPARSE:
+                assert hll.tail_byte(value) == tail
+            if len(changed) < len(elements):  # the corrupt HLL: nothing more to add
+                break
+        assert value[4] == (hll.DENSE if start is hll.EMPTY else hll.SPARSE)
+        assert (len(changed) < len(elements)) == (start is half)
+
+
 def test_pfadd_keeps_the_ttl_and_the_key_type_checks(same: Callable[..., object],
                                                      r: redis.Redis, real: redis.Redis) -> None:
     same("PFADD", "h", "a")

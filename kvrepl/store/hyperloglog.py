@@ -40,6 +40,7 @@ import struct
 from array import array
 from bisect import bisect_left, bisect_right
 from collections.abc import Sequence
+from itertools import compress
 from operator import itemgetter
 
 from kvrepl.store.encoding import mark_string
@@ -78,6 +79,9 @@ EMPTY = b"HYLL" + bytes((SPARSE, 0, 0, 0)) + bytes(8) + bytes((
 # Where register i lives in the whole string (header included) and at which bit.
 _REG_BYTE = [HDR_SIZE + i * BITS // 8 for i in range(REGISTERS)]
 _REG_SHIFT = [i * BITS & 7 for i in range(REGISTERS)]
+# By shift: the bits of the register's byte (shifts 0 and 2) or little-endian pair of bytes
+# (shifts 4 and 6) that are not the register's.
+_KEEP = [~(REGISTER_MAX << fb) & (0xFF if fb <= 2 else 0xFFFF) for fb in range(8)]
 
 # Per-byte masks over a 4096-byte little-endian integer (one lane per byte).
 _LANES = REGISTERS // 4
@@ -133,6 +137,7 @@ _LIVE = _Memo(64)
 # registers unpacked once, 20-odd elements' worth of PFADD's work), for this and the next
 # batches; fewer are added register by register (see dense_update).
 _BATCH_LIVE = 8
+_ORDER = range(1 << 62)  # 0, 1, 2...: compress() gives the positions a mask selects
 
 
 def tail_byte(value: bytes) -> int:
@@ -239,7 +244,7 @@ def _batch_constants(size: int, n: int) -> tuple[int, int, int, int, object, obj
     if found is None:
         lanes = int.from_bytes(_LANE * n, "little")
         found = _BATCHES[size, n] = (lanes * _MASK64, lanes * _SEEDED[size], lanes * P_MASK,
-                                     lanes * 0xFF, struct.Struct("<" + "H14x" * n).unpack,
+                                     lanes * (0xFF << 64), struct.Struct("<" + "H14x" * n).unpack,
                                      struct.Struct("16s" * n).pack)
     return found
 
@@ -253,7 +258,7 @@ def _batch_patterns(elements: Sequence[bytes], size: int, mixed: bool, _m: int =
     """:func:`patterns` of ``elements``, all ``size`` (1..15) bytes long, at once; or, when
     ``mixed``, of lengths that all fall on the same side of 8 as ``size``."""
     n = len(elements)
-    low64, seeds, low14, low8, unpack, pack = _batch_constants(size, n)
+    low64, seeds, low14, byte8, unpack, pack = _batch_constants(size, n)
     # Each element with its zero padding: lane i holds its first 8 bytes (the block of
     # an element of 8 bytes or more) in bits 0..63 and the rest (the tail) in bits 64..127.
     if mixed:
@@ -273,9 +278,11 @@ def _batch_patterns(elements: Sequence[bytes], size: int, mixed: bool, _m: int =
     # The last step, h ^= h >> 47, left unmasked: what it brings from the next lane lands
     # in bits 81 up, and only bits 0..21 are read.
     h ^= h >> 47
-    width = n << 4
-    indexes = unpack((h & low14).to_bytes(width, "little"))  # type: ignore[operator]
-    runs = ((h >> HLL_P) & low8).to_bytes(width, "little")[::16].translate(_RUN_OF_BYTE)
+    # One conversion for both: the index (bits 0..13) where it is, the 8 bits above it
+    # moved to byte 8 of the lane (what the shift brings from the lane below is masked off).
+    lanes = ((h & low14) | ((h << 50) & byte8)).to_bytes(n << 4, "little")
+    indexes = unpack(lanes)  # type: ignore[operator]
+    runs = lanes[8::16].translate(_RUN_OF_BYTE)
     if 0 in runs:  # a run longer than 8: read from the element's own hash
         return indexes, [run or pattern(element)[1]
                          for run, element in zip(runs, elements, strict=True)]
@@ -953,8 +960,8 @@ def stored_after_add(value: bytes, new: bytes) -> bytes | bytearray:
 
 
 def dense_update(value: bytes | bytearray, indexes: Sequence[int], runs: Sequence[int],
-                 _byte: list[int] = _REG_BYTE, _shift: list[int] = _REG_SHIFT
-                 ) -> tuple[bytes | bytearray, bytes]:
+                 _byte: list[int] = _REG_BYTE, _shift: list[int] = _REG_SHIFT,
+                 _keep: list[int] = _KEEP) -> tuple[bytes | bytearray, bytes]:
     """PFADD of each element, of patterns ``indexes`` and ``runs``, in turn to the dense HLL
     ``value``: ``(what to store, one byte per element, 1 where its register grew)``.
 
@@ -995,21 +1002,27 @@ def dense_update(value: bytes | bytearray, indexes: Sequence[int], runs: Sequenc
         grew = bytearray(n)
         histogram = live.histogram
         shadow = live.shadow
-        i = maybe.find(0x80)
-        while i >= 0:
+        # Each candidate in order (an earlier one may have raised its register since), its
+        # 6 bits written where they are: one byte, or two (register i % 4 == 1 or 2).
+        for i in compress(_ORDER, maybe):
             index = indexes[i]
             count = runs[i]
             old = raw[index]
-            if count > old:  # (an earlier element may have raised it since)
+            if count > old:
                 raw[index] = count
                 if histogram is not None:
                     histogram[old] -= 1
                     histogram[count] += 1
-                _dense_set(value, index, count)  # type: ignore[arg-type]
                 pos = _byte[index]
-                shadow[pos:pos + 2] = value[pos:pos + 2]  # the one or two bytes it is in
+                fb = _shift[index]
+                if fb <= 2:
+                    value[pos] = shadow[pos] = (  # type: ignore[index]
+                        value[pos] & _keep[fb] | count << fb)
+                else:
+                    word = (value[pos] | value[pos + 1] << 8) & _keep[fb] | count << fb
+                    value[pos] = shadow[pos] = word & 0xFF  # type: ignore[index]
+                    value[pos + 1] = shadow[pos + 1] = word >> 8  # type: ignore[index]
                 grew[i] = 1
-            i = maybe.find(0x80, i + 1)
         if 1 in grew:
             value[15] |= _STALE  # type: ignore[index]
         return value, bytes(grew)
@@ -1066,31 +1079,33 @@ def add_each(value: bytes | bytearray, elements: Sequence[bytes], sparse_max_byt
     the HLL. It stops before an element that finds the sparse HLL corrupt, whose PFADD the
     general path answers (fewer bytes than elements).
 
-    Each update is the general path's own: :func:`dense_update`, or :func:`add` and
-    :func:`stored_after_add` (with the promotion to dense), the patterns of all the
-    elements hashed together (:func:`patterns`)."""
+    Each update is the general path's own: :func:`dense_update`, or the sparse update
+    :func:`add` makes (with the promotion to dense, the cache marked stale as
+    :func:`stored_after_add` marks it), the patterns of all the elements hashed together
+    (:func:`patterns`)."""
     indexes, runs = patterns(elements)
     if value[4] == DENSE:
         return dense_update(value, indexes, runs)
-    current = value
+    # One working copy for the run, as add() keeps one for a PFADD's elements: each PFADD
+    # leaves the bytes the one before left, without a copy, a new index or marks per PFADD.
+    buf = bytearray(value)
+    sparse = _Sparse(buf, tail_byte(value), _take_index(value))  # type: ignore[arg-type]
     changed = bytearray()
     for index, count in zip(indexes, runs, strict=True):
-        if current[4] == DENSE:
-            new = dense_add(current, index, count)
-        elif sparse_holds(current, index, count):  # type: ignore[arg-type]
-            new = None
-        else:
-            added, grew, ok = add(current, ((index,), (count,)),  # type: ignore[arg-type]
-                                  sparse_max_bytes)
-            if not ok:
-                break
-            new = stored_after_add(current, added) if grew else None  # type: ignore[arg-type]
-        if new is None:
-            changed.append(0)
-        else:
-            current = new
-            changed.append(1)
-    return current, bytes(changed)
+        result = sparse.set(index, count, sparse_max_bytes)
+        if result < 0:
+            break  # corrupt: what the PFADDs before it changed is stored
+        changed.append(result)
+        if buf[4] == DENSE:  # promoted by this PFADD: the rest go to the dense HLL
+            buf[15] |= _STALE
+            done = len(changed)
+            stored, more = dense_update(buf, indexes[done:], runs[done:])
+            return stored, bytes(changed) + more
+    if not sparse.changed:
+        _keep_index(value, sparse.index())  # type: ignore[arg-type]
+        return value, bytes(changed)
+    new = _keep_index(_with_tail(bytes(buf), sparse.tail), sparse.index())
+    return mark_string(new, b"raw"), bytes(changed)
 
 
 def dense_in_place(value: object) -> bool:
