@@ -737,6 +737,9 @@ class Config:
         # Called by CONFIG SET with the names it set, before the listeners; ApplyError
         # undoes the whole CONFIG SET.
         self.appliers: list[Callable[[list[str]], None]] = []
+        # Options that startup alone sets here but CONFIG SET may change while a server
+        # serves: its listeners move (port, bind, tls-port: kvrepl.server.server).
+        self.movable: set[str] = set()
         # The config file's ``user <name> <rules...>`` lines (not an option: CONFIG GET
         # does not show them; the engine makes the users from them at start).
         self.user_lines: list[list[bytes]] = []
@@ -770,12 +773,16 @@ class Config:
         """The option called ``name`` (redis.conf name or alias), or None."""
         return _BY_NAME.get(name.lower())
 
+    def changeable(self, option: Option) -> bool:
+        """Whether CONFIG SET may change ``option`` now (mutable, or movable here)."""
+        return option.mutable or option.name in self.movable
+
     def set(self, name: str, text: str, *, startup: bool = False) -> None:
         """Set option ``name`` from its text form; ValueError says what is wrong."""
         option = _BY_NAME.get(name.lower())
         if option is None:
             raise ConfigError(f"Bad directive or wrong number of arguments: {name!r}")
-        if not startup and not option.mutable:
+        if not startup and not self.changeable(option):
             raise ValueError("can't set immutable config")
         if startup:
             # A config text is read whole before its values count (a later line or the
@@ -818,7 +825,7 @@ class Config:
             if option.name in seen:
                 raise ReplyError(f"ERR Duplicate parameter - '{name}'")
             seen.add(option.name)
-            if not option.mutable:
+            if not self.changeable(option):
                 raise ReplyError(f"ERR CONFIG SET failed (possibly related to argument "
                                  f"'{name}') - can't set immutable config")
             if loading and option.deny_loading:

@@ -388,8 +388,9 @@ class Node(DataMethods):
 
     @property
     def port(self) -> int | None:
-        """The TCP port the node listens on (the chosen one when started with port=0)."""
-        return self.server.port if self.serve_tcp else None
+        """The TCP port the node listens on (the chosen one when started with port=0, the
+        new one after CONFIG SET port), None when it listens on none."""
+        return self.server.port or None
 
     def changes(self, buffer: int = 10_000) -> ChangeStream:
         """Every write this node applies from now on, as propagated (see ChangeStream).

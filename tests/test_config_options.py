@@ -38,6 +38,7 @@ from kvrepl.config import OPTIONS, Config, ConfigError
 from kvrepl.log import logger
 from kvrepl.replication.stream import encode_command
 from kvrepl.server.cron import close_idle_clients
+from kvrepl.server.server import Server
 
 # (option, value, what the refusal names): each is refused everywhere.
 REFUSED = [
@@ -217,16 +218,16 @@ async def test_port_zero_on_several_addresses_picks_again_when_one_has_it_taken(
     # Port 0 takes the first address's free port for every address; another process can
     # hold that port on a later address (a fresh-clone run met it). The OS's race cannot be
     # made to happen on demand, so the second address refuses once here.
-    real_open = trio.open_tcp_listeners
+    real_bind = Server._bind_address
     calls: list[tuple[int, str]] = []
 
-    async def taken_once(port: int, *, host: str, **kwargs: object) -> object:
-        calls.append((port, host))
-        if host == "127.0.0.2" and len(calls) == 2:
+    def taken_once(self: Server, address: str, port: int) -> object:
+        calls.append((port, address))
+        if address == "127.0.0.2" and len(calls) == 2:
             raise OSError(errno.EADDRINUSE, "Address already in use")
-        return await real_open(port, host=host, **kwargs)
+        return real_bind(self, address, port)
 
-    monkeypatch.setattr(trio, "open_tcp_listeners", taken_once)
+    monkeypatch.setattr(Server, "_bind_address", taken_once)
     async with kvrepl.Master(port=0, bind=("127.0.0.1", "127.0.0.2")) as master:
         assert [host for _, host in calls] == ["127.0.0.1", "127.0.0.2"] * 2
         assert calls[2][0] == 0 and calls[3][0] == master.port  # picked again, one port
@@ -809,3 +810,74 @@ def test_every_option_kvrepl_only_partly_has_is_in_the_refusal_table():
     refused = {Config.option(name).name for name, _, _ in REFUSED}
     refused |= {Config.option(name).name for name in REFUSED_FOR_GOOD}
     assert limited <= refused
+
+
+def _moves(server: object) -> list[object]:
+    """CONFIG SET port and bind on one connection to ``server``, as a user moves a node:
+    what each step answered and what a new client then met."""
+    client = server.client(single_connection_client=True, retry=no_retry())
+    seen: list[object] = []
+
+    def reaches(port: int) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=DEADLINE) as sock:
+                sock.sendall(b"PING\r\n")
+                return sock.recv(16) == b"+PONG\r\n"
+        except ConnectionRefusedError:
+            return False
+
+    def step(*args: str) -> None:
+        try:
+            seen.append(client.execute_command("CONFIG", "SET", *args))
+        except redis.ResponseError as err:
+            seen.append(str(err))
+        seen.append(client.config_get("port")["port"] == str(moved))
+
+    first = server.port
+    moved = free_port()
+    with client, socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        step("port", str(moved))
+        seen += [reaches(moved), reaches(first), client.ping(),
+                 client.info("server")["tcp_port"] == moved]
+        step("port", str(taken.getsockname()[1]))  # in use: refused, the old port kept
+        seen += [reaches(moved), client.config_get("bind")["bind"]]
+        step("bind", "127.0.0.1 -::1")
+        seen += [reaches(moved), client.config_get("bind")["bind"]]
+        step("bind", "192.0.2.1")  # an address of no interface here: refused, kept
+        seen += [reaches(moved), client.config_get("bind")["bind"]]
+        step("port", str(moved))  # the same port again: closed first, then taken again
+        seen.append(reaches(moved))
+        step("port", str(first))  # back where it started
+        seen += [reaches(first), reaches(moved)]
+    return seen
+
+
+DEADLINE = 30
+
+
+def test_config_set_port_and_bind_move_the_listeners_as_redis():
+    """Redis 7.0's CONFIG SET port and bind move its listeners at once (changeListenPort,
+    changeBindAddr: the old ones closed, the new ones opened, the connections kept); a
+    port in use or an address that is not here fails with Redis's message and listens
+    where it did. kvrepl answered "can't set immutable config"."""
+    real = RedisServer()
+    ours = ThreadedServer(Config(save=())).start()
+    try:
+        theirs, mine = _moves(real), _moves(ours)
+    finally:
+        ours.stop()
+        real.stop()
+    assert mine == theirs
+    assert theirs[:6] == [b"OK", True, True, False, True, True]
+    assert "Unable to listen on this port" in theirs[6]
+
+
+async def test_an_embedded_node_without_listeners_refuses_to_move_them():
+    """A node that serves no connection has no listener to move: CONFIG SET port is
+    refused (never accepted and ignored)."""
+    async with kvrepl.Master() as master:
+        with pytest.raises(kvrepl.ReplyError, match="can.t set immutable config"):
+            master.execute_command("CONFIG", "SET", "port", "7000")
+        assert master.execute_command("CONFIG", "GET", "port") == {b"port": b"6379"}

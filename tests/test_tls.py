@@ -176,9 +176,17 @@ def test_options_are_honoured_or_refused(certs: Certs) -> None:
         client = tls_client(node.config.tls_port, certs)
         assert client.ping()
         assert client.connection_pool.get_connection()._sock.version() == "TLSv1.2"
-        with pytest.raises(redis.ResponseError, match="immutable"):
-            node.client().config_set("tls-port", "0")
         client.close()
+        # CONFIG SET tls-port moves the TLS listener (Redis's applyTLSPort), 0 closes it.
+        first, moved = node.config.tls_port, free_port()
+        assert node.client().config_set("tls-port", str(moved))
+        assert tls_client(moved, certs).ping()
+        with pytest.raises(redis.ConnectionError):
+            tls_client(first, certs).ping()
+        assert node.client().config_set("tls-port", "0")
+        with pytest.raises(redis.ConnectionError):
+            tls_client(moved, certs).ping()
+        assert node.client().ping()  # the plain port was not moved
     finally:
         node.stop()
 

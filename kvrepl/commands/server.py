@@ -159,7 +159,7 @@ def config_set(s: Session, argv: list[bytes]) -> object:
         if option is None:
             raise ReplyError(f"ERR Unknown option or number of arguments for CONFIG SET - "
                              f"'{name}'")
-        if not option.mutable:
+        if not s.engine.config.changeable(option):
             raise ReplyError(f"ERR CONFIG SET failed (possibly related to argument '{name}') "
                              "- can't set immutable config")
         if option.protected and not allow_protected_action(

@@ -45,6 +45,7 @@ class BusyAcceptor:
     def __init__(self, server: Server) -> None:
         self.server = server
         self._listeners: list[tuple[socket.socket, trio.Nursery]] = []
+        self._of: dict[trio.SocketListener, socket.socket] = {}  # each listener's copy
         self._adopted: dict[int, Adopted] = {}
 
     def add_listener(self, listener: trio.SocketListener, nursery: trio.Nursery) -> None:
@@ -52,11 +53,20 @@ class BusyAcceptor:
         sock = socket.socket(fileno=os.dup(listener.socket.fileno()))
         sock.setblocking(False)
         self._listeners.append((sock, nursery))
+        self._of[listener] = sock
+
+    def remove_listener(self, listener: trio.SocketListener) -> None:
+        """No longer accept from ``listener`` (CONFIG SET moved it)."""
+        sock = self._of.pop(listener, None)
+        if sock is not None:
+            self._listeners = [entry for entry in self._listeners if entry[0] is not sock]
+            sock.close()
 
     def close(self) -> None:
         for sock, _nursery in self._listeners:
             sock.close()
         self._listeners.clear()
+        self._of.clear()
 
     def take(self, adopted: Adopted) -> None:
         """The client's task runs: it is served from there on."""

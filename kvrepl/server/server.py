@@ -63,6 +63,8 @@ _DENIED = (
 RECEIVE_SIZE = 64 * 1024
 # Ports tried when port 0 must be free on several bind addresses at once.
 PICK_PORT_ATTEMPTS = 20
+# The options whose CONFIG SET moves a serving node's listeners (Server._apply_listen).
+_MOVABLE = ("port", "bind", "tls-port")
 _DISCONNECTED = object()
 _CLOSE = object()  # end the connection once the replies so far are sent
 # End the connection now, its replies unsent: client-output-buffer-limit was met (Redis
@@ -784,6 +786,13 @@ class Server:
         self.busy_acceptor = BusyAcceptor(self)
         self.tls_context: ssl.SSLContext | None = None  # tls-port's, once serving
         self.config.appliers.append(self._apply_tls)
+        self.config.appliers.append(self._apply_listen)
+        # The TCP and TLS listeners' accept loops, each in a scope of its own, so that
+        # CONFIG SET port/bind/tls-port can retire them (kind "tcp" or "tls"), and where
+        # each kind listens now ((port, bind addresses): reopened when a move fails).
+        self._accepting: dict[trio.SocketListener, tuple[str, trio.CancelScope]] = {}
+        self._listening: dict[str, tuple[int, tuple[str, ...]]] = {}
+        self._nursery: trio.Nursery | None = None
         # Whether serve() opens the TCP port (an embedded node may listen on its
         # unixsocket only).
         self.tcp = True
@@ -879,6 +888,52 @@ class Server:
     async def wait_shutdown(self) -> None:
         await self._shutdown.wait()
 
+    def _bind_address(self, address: str, port: int) -> list[trio.SocketListener]:
+        """Listen on ``port`` at one ``bind`` address (``*``: every IPv4 address), as
+        trio.open_tcp_listeners does but synchronously: CONFIG SET port and bind open their
+        listeners inside the command. An address marked ``-`` that is not available here
+        gives none, as in Redis."""
+        host = address.lstrip("-")
+        try:
+            found = socket.getaddrinfo("0.0.0.0" if host == "*" else host, port,
+                                       type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        except socket.gaierror as err:
+            raise OSError(errno.EADDRNOTAVAIL, f"{host}: {err.strerror}") from None
+        listeners: list[trio.SocketListener] = []
+        try:
+            for family, kind, proto, _name, sockaddr in dict.fromkeys(found):
+                sock = socket.socket(family, kind, proto)
+                try:
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                    if family == socket.AF_INET6:
+                        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+                    sock.bind(sockaddr)
+                    sock.listen(min(self.config.tcp_backlog, 0xFFFF))
+                except OSError:
+                    sock.close()
+                    raise
+                listeners.append(trio.SocketListener(trio.socket.from_stdlib_socket(sock)))
+        except OSError as err:
+            for listener in listeners:
+                listener.socket.close()
+            if address.startswith("-") and err.errno == errno.EADDRNOTAVAIL:
+                return []
+            raise
+        return listeners
+
+    def _bind_all(self, port: int, addresses: Sequence[str] | None = None
+                  ) -> list[trio.SocketListener]:
+        """Listen on ``port`` at every ``bind`` address (or ``addresses``): all or none."""
+        listeners: list[trio.SocketListener] = []
+        try:
+            for address in self.config.bind if addresses is None else addresses:
+                listeners.extend(self._bind_address(address, port))
+        except OSError:
+            for listener in listeners:
+                listener.socket.close()
+            raise
+        return listeners
+
     async def open_listeners(self) -> list[trio.SocketListener]:
         """Listen on every ``bind`` address, on one port. With port 0 the first address
         picks a free port for all; when it is taken on a later address (free where the
@@ -888,19 +943,9 @@ class Server:
             listeners: list[trio.SocketListener] = []
             try:
                 for address in self.config.bind:
-                    host = address.lstrip("-")
-                    if host == "*":
-                        host = "0.0.0.0"
-                    try:
-                        opened = await trio.open_tcp_listeners(
-                            self.port or self.config.port, host=host,
-                            backlog=self.config.tcp_backlog)
-                    except OSError as err:
-                        if address.startswith("-") and err.errno == errno.EADDRNOTAVAIL:
-                            continue
-                        raise
+                    opened = self._bind_address(address, self.port or self.config.port)
                     listeners.extend(opened)
-                    if not self.port:
+                    if opened and not self.port:
                         self.port = opened[0].socket.getsockname()[1]
                 return listeners
             except OSError as err:
@@ -914,19 +959,9 @@ class Server:
 
     async def open_tls_listeners(self) -> list[trio.SocketListener]:
         """``tls-port`` on every ``bind`` address (none when it is 0)."""
-        listeners: list[trio.SocketListener] = []
         if not self.config.tls_port:
-            return listeners
-        for address in self.config.bind:
-            host = address.lstrip("-")
-            try:
-                listeners.extend(await trio.open_tcp_listeners(
-                    self.config.tls_port, host="0.0.0.0" if host == "*" else host,
-                    backlog=self.config.tcp_backlog))
-            except OSError as err:
-                if not (address.startswith("-") and err.errno == errno.EADDRNOTAVAIL):
-                    raise
-        return listeners
+            return []
+        return self._bind_all(self.config.tls_port)
 
     async def open_unix_listener(self) -> trio.SocketListener | None:
         """``unixsocket``: a listener at that path (an old file there is removed first,
@@ -969,8 +1004,6 @@ class Server:
         listeners = await self.open_listeners() if self.tcp else []
         tls_listeners = await self.open_tls_listeners()
         unix_listener = await self.open_unix_listener()
-        if unix_listener is not None:
-            listeners.append(unix_listener)
         try:
             async with trio.open_nursery() as nursery:
                 persistence.attach(self.engine, nursery)  # where BGSAVE jobs run
@@ -978,13 +1011,18 @@ class Server:
                 nursery.start_soon(run_cron, self.engine)
                 if self.reactor is not None:
                     nursery.start_soon(self.reactor.run)
-                for listener in listeners:
-                    self.busy_acceptor.add_listener(listener, nursery)
-                    nursery.start_soon(self._accept_loop, listener, nursery)
-                for listener in tls_listeners:
-                    nursery.start_soon(self._accept_loop, listener, nursery, True)
+                self._nursery = nursery
+                self._accept("tcp", listeners, self.port or 0)
+                self._accept("tls", tls_listeners, self.config.tls_port)
+                if unix_listener is not None:
+                    self.busy_acceptor.add_listener(unix_listener, nursery)
+                    nursery.start_soon(self._accept_loop, unix_listener, nursery)
+                # Where the listeners can move, CONFIG SET may move them (_apply_listen).
+                self.config.movable.update(_MOVABLE)
                 task_status.started(self.port)  # "Ready to accept" comes once loaded
         finally:
+            self.config.movable.difference_update(_MOVABLE)
+            self._nursery = None
             if unix_listener is not None:  # closeListeningSockets(unlink_unix_socket)
                 logger.info("Removing the unix socket file.")
                 try:
@@ -995,6 +1033,88 @@ class Server:
             self.busy_acceptor.close()
             for name in list(self.migrate_sockets.cached):
                 self.migrate_sockets.close(name)
+
+    # -- CONFIG SET port, bind, tls-port: the listeners move, as Redis's changeListenPort
+    # and changeBindAddr move them: the old ones closed first (the same port can be taken
+    # again), the new ones opened inside the command; when that fails, the old ones are
+    # opened again and CONFIG SET fails with Redis's message (its values restored).
+
+    def _accept(self, kind: str, listeners: list[trio.SocketListener], port: int,
+                addresses: Sequence[str] | None = None) -> None:
+        """Accept from ``listeners`` (``kind`` "tcp" or "tls", listening on ``port`` at the
+        ``bind`` addresses or ``addresses``), each in a scope a move can cancel."""
+        nursery = self._nursery
+        assert nursery is not None
+        for listener in listeners:
+            scope = trio.CancelScope()
+            self._accepting[listener] = (kind, scope)
+            if kind == "tcp":
+                self.busy_acceptor.add_listener(listener, nursery)
+            nursery.start_soon(self._accept_until_retired, listener, scope, kind == "tls")
+        self._listening[kind] = (port, tuple(self.config.bind if addresses is None
+                                             else addresses))
+
+    async def _accept_until_retired(self, listener: trio.SocketListener,
+                                    scope: trio.CancelScope, secure: bool) -> None:
+        assert self._nursery is not None
+        with scope:
+            try:
+                await self._accept_loop(listener, self._nursery, secure)
+            except trio.ClosedResourceError:
+                if not scope.cancel_called:
+                    raise  # closed by someone else than a move: not ours to hide
+
+    def _retire(self, kind: str) -> None:
+        """Close every listener of ``kind`` now (its accept loop ends at its next turn)."""
+        for listener, (its_kind, scope) in list(self._accepting.items()):
+            if its_kind == kind:
+                del self._accepting[listener]
+                scope.cancel()
+                if kind == "tcp":
+                    self.busy_acceptor.remove_listener(listener)
+                listener.socket.close()
+        self._listening.pop(kind, None)
+
+    def _apply_listen(self, names: list[str]) -> None:
+        """CONFIG SET port / tls-port (that kind's listeners move: updatePort,
+        applyTLSPort) and bind (both kinds: applyBind); port 0 closes them."""
+        if "bind" in names:
+            moves = [("tcp", "bind"), ("tls", "bind")]
+        else:
+            moves = [(kind, name) for kind, name in (("tcp", "port"), ("tls", "tls-port"))
+                     if name in names]
+        if not moves:
+            return
+        was = dict(self._listening)
+        ports = {"tcp": self.config.port if "port" in names else was.get("tcp", (0,))[0],
+                 "tls": self.config.tls_port}
+        for kind, _name in moves:
+            self._retire(kind)
+        try:
+            for kind, _name in moves:
+                if ports[kind]:
+                    self._accept(kind, self._bind_all(ports[kind]), ports[kind])
+        except OSError as err:
+            name = moves[0][1]
+            logger.warning("Failed to listen on port %s (%s): %s",
+                           ports[moves[0][0]], " ".join(self.config.bind), err)
+            for kind, _name in moves:
+                self._retire(kind)
+            self._reopen(was, [kind for kind, _ in moves])
+            raise ApplyError(name, "Failed to bind to specified addresses." if name == "bind"
+                             else "Unable to listen on this port. Check server logs.") from None
+        if "tcp" in dict(moves):
+            self.port = ports["tcp"]
+
+    def _reopen(self, was: dict[str, tuple[int, tuple[str, ...]]], kinds: list[str]) -> None:
+        """After a failed move: listen again where ``kinds`` listened before it."""
+        for kind in kinds:
+            port, addresses = was.get(kind, (0, ()))
+            if port:
+                try:
+                    self._accept(kind, self._bind_all(port, addresses), port, addresses)
+                except OSError as err:
+                    logger.warning("Could not listen again on port %d: %s", port, err)
 
     async def _accept_loop(self, listener: trio.SocketListener, nursery: trio.Nursery,
                            secure: bool = False) -> None:
