@@ -16,7 +16,7 @@ import ast
 import random
 import re
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import redis
@@ -287,31 +287,40 @@ TTL_STORES = {
 }
 
 
+def _kvrepl_nodes() -> Iterator[tuple[str, str, ast.AST]]:
+    """Every node of kvrepl's syntax trees but the definitions: (file, the dotted names of
+    the functions and classes it is in, node)."""
+    root = Path(kvrepl.__file__).parent
+
+    def walk(node: ast.AST, path: str, scope: list[str]) -> Iterator[tuple[str, str, ast.AST]]:
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                yield from walk(child, path, [*scope, child.name])
+                continue
+            yield path, ".".join(scope), child
+            yield from walk(child, path, scope)
+
+    for file in sorted(root.rglob("*.py")):
+        yield from walk(ast.parse(file.read_text()),
+                        f"kvrepl/{file.relative_to(root).as_posix()}", [])
+
+
 def _ttl_stores() -> set[tuple[str, str]]:
     """(file, function) of every store into an attribute ``expires``'s dict."""
-    root = Path(kvrepl.__file__).parent
-    found = set()
 
     def is_expires(node: ast.AST) -> bool:
         return isinstance(node, ast.Attribute) and node.attr == "expires"
 
-    def visit(node: ast.AST, path: str, scope: list[str]) -> None:
-        for child in ast.iter_child_nodes(node):
-            if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-                visit(child, path, [*scope, child.name])
-                continue
-            stored = isinstance(child, ast.Subscript) and isinstance(child.ctx, ast.Store) \
-                and is_expires(child.value)
-            called = isinstance(child, ast.Call) and isinstance(child.func, ast.Attribute) \
-                and child.func.attr in ("update", "setdefault", "__setitem__", "__ior__") \
-                and is_expires(child.func.value)
-            merged = isinstance(child, ast.AugAssign) and is_expires(child.target)
-            if stored or called or merged:
-                found.add((path, ".".join(scope)))
-            visit(child, path, scope)
-
-    for file in sorted(root.rglob("*.py")):
-        visit(ast.parse(file.read_text()), f"kvrepl/{file.relative_to(root).as_posix()}", [])
+    found = set()
+    for path, scope, child in _kvrepl_nodes():
+        stored = isinstance(child, ast.Subscript) and isinstance(child.ctx, ast.Store) \
+            and is_expires(child.value)
+        called = isinstance(child, ast.Call) and isinstance(child.func, ast.Attribute) \
+            and child.func.attr in ("update", "setdefault", "__setitem__", "__ior__") \
+            and is_expires(child.func.value)
+        merged = isinstance(child, ast.AugAssign) and is_expires(child.target)
+        if stored or called or merged:
+            found.add((path, scope))
     return found
 
 
@@ -323,24 +332,14 @@ def test_every_store_of_a_ttl_is_known() -> None:
 
 def _assignments() -> set[tuple[str, str, str]]:
     """(file, function, attribute) of every assignment to an attribute in BOUND."""
-    root = Path(kvrepl.__file__).parent
     found = set()
-
-    def visit(node: ast.AST, path: str, scope: list[str]) -> None:
-        for child in ast.iter_child_nodes(node):
-            if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-                visit(child, path, [*scope, child.name])
-                continue
-            if isinstance(child, (ast.Assign, ast.AugAssign, ast.AnnAssign)):
-                targets = child.targets if isinstance(child, ast.Assign) else [child.target]
-                for target in targets:
-                    for item in target.elts if isinstance(target, ast.Tuple) else [target]:
-                        if isinstance(item, ast.Attribute) and item.attr in BOUND:
-                            found.add((path, ".".join(scope), item.attr))
-            visit(child, path, scope)
-
-    for file in sorted(root.rglob("*.py")):
-        visit(ast.parse(file.read_text()), f"kvrepl/{file.relative_to(root).as_posix()}", [])
+    for path, scope, child in _kvrepl_nodes():
+        if isinstance(child, (ast.Assign, ast.AugAssign, ast.AnnAssign)):
+            targets = child.targets if isinstance(child, ast.Assign) else [child.target]
+            for target in targets:
+                for item in target.elts if isinstance(target, ast.Tuple) else [target]:
+                    if isinstance(item, ast.Attribute) and item.attr in BOUND:
+                        found.add((path, scope, item.attr))
     return found
 
 
