@@ -44,29 +44,26 @@ class BusyAcceptor:
 
     def __init__(self, server: Server) -> None:
         self.server = server
-        self._listeners: list[tuple[socket.socket, trio.Nursery]] = []
-        self._of: dict[trio.SocketListener, socket.socket] = {}  # each listener's copy
+        # Each listener's copy of its socket (non-blocking), and where its clients' tasks start.
+        self._listeners: dict[trio.SocketListener, tuple[socket.socket, trio.Nursery]] = {}
         self._adopted: dict[int, Adopted] = {}
 
     def add_listener(self, listener: trio.SocketListener, nursery: trio.Nursery) -> None:
         """Accept from ``listener`` while busy; new clients' tasks start in ``nursery``."""
         sock = socket.socket(fileno=os.dup(listener.socket.fileno()))
         sock.setblocking(False)
-        self._listeners.append((sock, nursery))
-        self._of[listener] = sock
+        self._listeners[listener] = (sock, nursery)
 
     def remove_listener(self, listener: trio.SocketListener) -> None:
         """No longer accept from ``listener`` (CONFIG SET moved it)."""
-        sock = self._of.pop(listener, None)
-        if sock is not None:
-            self._listeners = [entry for entry in self._listeners if entry[0] is not sock]
-            sock.close()
+        entry = self._listeners.pop(listener, None)
+        if entry is not None:
+            entry[0].close()
 
     def close(self) -> None:
-        for sock, _nursery in self._listeners:
+        for sock, _nursery in self._listeners.values():
             sock.close()
         self._listeners.clear()
-        self._of.clear()
 
     def take(self, adopted: Adopted) -> None:
         """The client's task runs: it is served from there on."""
@@ -74,7 +71,7 @@ class BusyAcceptor:
 
     def serve(self) -> None:
         """Accept who is waiting, and answer the clients accepted so far."""
-        for sock, nursery in self._listeners:
+        for sock, nursery in self._listeners.values():
             for _ in range(ACCEPTS_PER_CALL):
                 try:
                     accepted, _address = sock.accept()

@@ -1090,21 +1090,27 @@ class Server:
                  "tls": self.config.tls_port}
         for kind, _name in moves:
             self._retire(kind)
-        try:
-            for kind, _name in moves:
-                if ports[kind]:
-                    self._accept(kind, self._bind_all(ports[kind]), ports[kind])
-        except OSError as err:
-            name = moves[0][1]
-            logger.warning("Failed to listen on port %s (%s): %s",
-                           ports[moves[0][0]], " ".join(self.config.bind), err)
-            for kind, _name in moves:
-                self._retire(kind)
-            self._reopen(was, [kind for kind, _ in moves])
-            raise ApplyError(name, "Failed to bind to specified addresses." if name == "bind"
-                             else "Unable to listen on this port. Check server logs.") from None
-        if "tcp" in dict(moves):
-            self.port = ports["tcp"]
+        failed: tuple[str, str, OSError] | None = None
+        for kind, name in moves:
+            if not ports[kind]:
+                continue  # port 0: closed, as Redis's changeListenPort
+            try:
+                self._accept(kind, self._bind_all(ports[kind]), ports[kind])
+            except OSError as err:
+                failed = (kind, name, err)
+                break
+        if failed is None:
+            if any(kind == "tcp" for kind, _name in moves):
+                self.port = ports["tcp"]
+            return
+        kind, name, err = failed
+        logger.warning("Failed to listen on port %s (%s): %s",
+                       ports[kind], " ".join(self.config.bind), err)
+        for retired, _name in moves:
+            self._retire(retired)
+        self._reopen(was, [kind for kind, _ in moves])
+        raise ApplyError(name, "Failed to bind to specified addresses." if name == "bind"
+                         else "Unable to listen on this port. Check server logs.")
 
     def _reopen(self, was: dict[str, tuple[int, tuple[str, ...]]], kinds: list[str]) -> None:
         """After a failed move: listen again where ``kinds`` listened before it."""
